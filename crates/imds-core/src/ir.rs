@@ -1,0 +1,81 @@
+//! The rule IR: plain data produced by the Python EQL compiler (see docs/ir.md).
+
+use serde::{Deserialize, Serialize};
+
+pub const IR_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleIr {
+    pub ir_version: u32,
+    #[serde(default)]
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub severity: String,
+    pub branches: Vec<Branch>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Branch {
+    pub name: String,
+    pub expr: Node,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "node", rename_all = "snake_case")]
+pub enum Node {
+    And { args: Vec<Node> },
+    Or { args: Vec<Node> },
+    Not { arg: Box<Node> },
+    Pred(Predicate),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Predicate {
+    pub field: String,
+    pub field_type: FieldType,
+    pub op: Op,
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldType {
+    Keyword,
+    Ip,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    Eq,
+    EqCi,
+    Wildcard,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Eq => "eq",
+            Op::EqCi => "eq_ci",
+            Op::Wildcard => "wildcard",
+        }
+    }
+}
+
+impl RuleIr {
+    pub fn from_json(text: &str) -> Result<RuleIr, crate::Error> {
+        let ir: RuleIr =
+            serde_json::from_str(text).map_err(|e| crate::Error::Rule(format!("bad IR: {e}")))?;
+        if ir.ir_version != IR_VERSION {
+            return Err(crate::Error::Rule(format!(
+                "IR version {} is not supported (expected {IR_VERSION})",
+                ir.ir_version
+            )));
+        }
+        if ir.branches.is_empty() {
+            return Err(crate::Error::Rule("rule has no branches".into()));
+        }
+        Ok(ir)
+    }
+}
