@@ -1,0 +1,41 @@
+"""Shared helpers: write events to a temporary NDJSON file and scan it with either engine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imds_scan import Hit, Rule, default_rules
+from imds_scan.scan import ScanResult, run_scan
+
+ENGINES = ["python", "rust"]
+
+
+def to_line(event: dict[str, Any] | str) -> str:
+    return event if isinstance(event, str) else json.dumps(event)
+
+
+@pytest.fixture
+def scan_events(tmp_path: Path):
+    """scan_events(events, engine, rules=None) -> ScanResult, over one temporary file."""
+    counter = iter(range(10**9))
+
+    def run(
+        events: list[dict[str, Any] | str],
+        engine: str,
+        rules: list[Rule] | None = None,
+        **options: Any,
+    ) -> ScanResult:
+        path = tmp_path / f"events-{next(counter)}.ndjson"
+        path.write_text("".join(to_line(e) + "\n" for e in events), encoding="utf-8")
+        return run_scan([str(path)], rules or default_rules(), engine=engine, **options)  # type: ignore[arg-type]
+
+    return run
+
+
+def hit_keys(hits: list[Hit]) -> list[tuple[Any, ...]]:
+    """What two engines must agree on, hit by hit."""
+    return [(h.source, h.line, h.rule.id, h.branch, h.matched, h.event_text) for h in hits]
