@@ -42,10 +42,12 @@ class Token:
             return "end of query"
         if self.kind == "string":
             return f"string {json.dumps(self.value)}"
+        if self.kind == "number":
+            return f"number {self.text}"
         return repr(self.text)
 
 
-_OPERATORS = ("==", "!=", ":", "<=", ">=", "<", ">", "~", "|")
+_OPERATORS = ("==", "!=", ":", "<=", ">=", "<", ">", "~", "|", "[", "]")
 _SIMPLE_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\", "'": "'"}
 
 
@@ -100,6 +102,14 @@ class _Lexer:
             if ch == '"':
                 value = self._string()
                 out.append(Token("string", self.text[start : self.pos], value, line, col))
+            elif ch.isdigit() or (ch == "-" and self.text[self.pos + 1 : self.pos + 2].isdigit()):
+                self._advance()
+                while self.pos < len(self.text) and (
+                    self.text[self.pos].isalnum() or self.text[self.pos] in ".+-"
+                ):
+                    self._advance()
+                text = self.text[start : self.pos]
+                out.append(Token("number", text, text, line, col))
             elif ch.isalpha() or ch in "_@`?":
                 value = self._identifier()
                 out.append(Token("ident", self.text[start : self.pos], value, line, col))

@@ -289,7 +289,14 @@ def scan_stream(
                 branch, witness = verdict
                 stats.hits += 1
                 hits.append(
-                    Hit(source, number, rule_index, branch, witness.as_dict() if witness else None, text)
+                    Hit(
+                        source,
+                        number,
+                        rule_index,
+                        branch,
+                        witness.as_dict() if witness else None,
+                        text,
+                    )
                 )
 
 
