@@ -91,6 +91,23 @@ def _has_lone_surrogate(doc: Any) -> bool:
     return False
 
 
+# Containers nested deeper than this make a line malformed (the Rust parser's limit, too).
+MAX_NESTING = 127
+
+
+def _depth(value: Any) -> int:
+    depth, level = 0, [value]
+    while level:
+        depth += 1
+        level = [
+            child
+            for item in level
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, (dict, list))
+        ]
+    return depth
+
+
 def parse_line(raw: bytes) -> tuple[dict[str, Any], str, bool] | None:
     """(document, text, had invalid UTF-8) for a line, None if blank; raises Malformed."""
     if raw.endswith(b"\r"):
@@ -110,6 +127,8 @@ def parse_line(raw: bytes) -> tuple[dict[str, Any], str, bool] | None:
         raise Malformed(f"invalid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise Malformed("not a JSON object")
+    if text.count("{") + text.count("[") > MAX_NESTING and _depth(doc) > MAX_NESTING:
+        raise Malformed("invalid JSON: recursion limit exceeded")
     if "\\u" in text and _has_lone_surrogate(doc):
         raise Malformed("invalid JSON: lone surrogate in \\u escape")
     return doc, text, invalid_utf8

@@ -1,7 +1,12 @@
 //! Evaluating a compiled rule against one parsed event.
 
-use crate::ir::RuleIr;
+use crate::event::for_each_value;
+use crate::ip::parse_ip;
+use crate::ir::{FieldType, Node, Op, Predicate, RuleIr};
+use crate::wildcard::{ascii_fold, eq_folded, Pattern};
 use serde_json::Value;
+use std::borrow::Cow;
+use std::ops::ControlFlow;
 
 /// The predicate that decided a hit (docs/ir.md, "Witness").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,14 +26,730 @@ pub struct Match {
 
 pub struct CompiledRule {
     pub ir: RuleIr,
+    /// One per `ir.branches`, same order.
+    branches: Vec<Expr>,
+}
+
+enum Expr {
+    And(Vec<Expr>),
+    Or(Vec<Expr>),
+    Not(Box<Expr>),
+    Pred(Pred),
+}
+
+struct Pred {
+    field: String,
+    path: Vec<String>,
+    op: Op,
+    /// The literals as written in the IR (reported in witnesses).
+    literals: Vec<String>,
+    test: Test,
+}
+
+/// How a value is compared with the literals; each vector is parallel to `Pred::literals`.
+enum Test {
+    Exact,
+    /// ASCII-folded literals.
+    FoldedEq(Vec<String>),
+    /// IP-typed field (`eq` or `eq_ci`): values that parse compare as addresses.
+    Address(Vec<[u8; 16]>),
+    Wildcard(Vec<Pattern>),
+}
+
+impl Pred {
+    fn compile(p: &Predicate, branch: &str) -> Result<Pred, crate::Error> {
+        let bad = |what: String| {
+            crate::Error::Rule(format!("branch {branch:?}, field {:?}: {what}", p.field))
+        };
+        let test = match (p.field_type, p.op) {
+            (FieldType::Ip, Op::Wildcard) => {
+                return Err(bad("wildcard is not allowed on an ip field".into()))
+            }
+            (FieldType::Ip, Op::Eq | Op::EqCi) => Test::Address(
+                p.values
+                    .iter()
+                    .map(|v| parse_ip(v).ok_or_else(|| bad(format!("{v:?} is not an IP address"))))
+                    .collect::<Result<_, _>>()?,
+            ),
+            (FieldType::Keyword, Op::Eq) => Test::Exact,
+            (FieldType::Keyword, Op::EqCi) => {
+                Test::FoldedEq(p.values.iter().map(|v| ascii_fold(v)).collect())
+            }
+            (FieldType::Keyword, Op::Wildcard) => {
+                Test::Wildcard(p.values.iter().map(|v| Pattern::new(v)).collect())
+            }
+        };
+        Ok(Pred {
+            field: p.field.clone(),
+            path: p.field.split('.').map(str::to_owned).collect(),
+            op: p.op,
+            literals: p.values.clone(),
+            test,
+        })
+    }
+
+    /// Index of the first literal `value` satisfies.
+    fn literal_for(&self, value: &str) -> Option<usize> {
+        match &self.test {
+            Test::Exact => self.literals.iter().position(|l| l == value),
+            Test::FoldedEq(folded) => folded.iter().position(|l| eq_folded(value, l)),
+            Test::Address(addresses) => {
+                let address = parse_ip(value)?;
+                addresses.iter().position(|a| *a == address)
+            }
+            Test::Wildcard(patterns) => patterns.iter().position(|p| p.is_match(value)),
+        }
+    }
+
+    /// The first value (in value order) satisfying the predicate, and its first literal.
+    fn first_hit<'a>(&self, doc: &'a Value) -> Option<(Cow<'a, str>, usize)> {
+        let found = for_each_value(
+            doc,
+            &self.path,
+            &mut |value| match self.literal_for(&value) {
+                Some(literal) => ControlFlow::Break((value, literal)),
+                None => ControlFlow::Continue(()),
+            },
+        );
+        match found {
+            ControlFlow::Break(hit) => Some(hit),
+            ControlFlow::Continue(()) => None,
+        }
+    }
+}
+
+impl Expr {
+    fn compile(node: &Node, branch: &str) -> Result<Expr, crate::Error> {
+        let all = |args: &[Node]| {
+            args.iter()
+                .map(|a| Expr::compile(a, branch))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(match node {
+            Node::And { args } => Expr::And(all(args)?),
+            Node::Or { args } => Expr::Or(all(args)?),
+            Node::Not { arg } => Expr::Not(Box::new(Expr::compile(arg, branch)?)),
+            Node::Pred(p) => Expr::Pred(Pred::compile(p, branch)?),
+        })
+    }
+
+    fn eval(&self, doc: &Value) -> bool {
+        match self {
+            Expr::And(args) => args.iter().all(|a| a.eval(doc)),
+            Expr::Or(args) => args.iter().any(|a| a.eval(doc)),
+            Expr::Not(arg) => !arg.eval(doc),
+            Expr::Pred(p) => p.first_hit(doc).is_some(),
+        }
+    }
+
+    /// Push the witness entries of a node known to be true (docs/ir.md "Witness"): a predicate
+    /// gives one, `and` its children's, `or` its first true child's (marked under-or), `not`
+    /// none.
+    fn collect<'e, 'a>(&'e self, doc: &'a Value, under_or: bool, out: &mut Vec<Entry<'e, 'a>>) {
+        match self {
+            Expr::And(args) => {
+                for arg in args {
+                    arg.collect(doc, under_or, out);
+                }
+            }
+            Expr::Or(args) => {
+                if let Some(first_true) = args.iter().find(|a| a.eval(doc)) {
+                    first_true.collect(doc, true, out);
+                }
+            }
+            Expr::Not(_) => {}
+            Expr::Pred(pred) => {
+                if let Some((value, literal)) = pred.first_hit(doc) {
+                    out.push(Entry {
+                        pred,
+                        literal,
+                        value,
+                        under_or,
+                    });
+                }
+            }
+        }
+    }
+}
+
+struct Entry<'e, 'a> {
+    pred: &'e Pred,
+    literal: usize,
+    value: Cow<'a, str>,
+    under_or: bool,
 }
 
 impl CompiledRule {
+    /// Pre-compile the rule: split field paths, parse IP literals, fold `eq_ci` literals,
+    /// compile patterns. An invalid IP literal, or a wildcard on an ip field, is an error.
     pub fn new(ir: RuleIr) -> Result<CompiledRule, crate::Error> {
-        Ok(CompiledRule { ir })
+        let branches = ir
+            .branches
+            .iter()
+            .map(|b| Expr::compile(&b.expr, &b.name))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(CompiledRule { ir, branches })
     }
 
-    pub fn evaluate(&self, _doc: &Value) -> Option<Match> {
-        todo!("helper A")
+    /// The first matching branch and its witness, or `None` when no branch matches.
+    pub fn evaluate(&self, doc: &Value) -> Option<Match> {
+        let (branch, expr) = self
+            .branches
+            .iter()
+            .enumerate()
+            .find(|(_, expr)| expr.eval(doc))?;
+        let mut entries = Vec::new();
+        expr.collect(doc, false, &mut entries);
+        let deciding = match entries.iter().position(|e| e.under_or) {
+            Some(i) => Some(entries.swap_remove(i)),
+            None => entries.pop(),
+        };
+        Some(Match {
+            branch,
+            witness: deciding.map(|e| Witness {
+                field: e.pred.field.clone(),
+                op: e.pred.op.as_str(),
+                pattern: e.pred.literals[e.literal].clone(),
+                value: e.value.into_owned(),
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::parse_line;
+
+    const SEED: &str = include_str!("../tests/data/seed_ir.json");
+
+    fn seed() -> CompiledRule {
+        CompiledRule::new(RuleIr::from_json(SEED).unwrap()).unwrap()
+    }
+
+    fn eval_line(rule: &CompiledRule, line: &str) -> Option<Match> {
+        let parsed = parse_line(line.as_bytes()).unwrap().unwrap();
+        rule.evaluate(&parsed.doc)
+    }
+
+    fn witness(field: &str, op: &'static str, pattern: &str, value: &str) -> Option<Witness> {
+        Some(Witness {
+            field: field.into(),
+            op,
+            pattern: pattern.into(),
+            value: value.into(),
+        })
+    }
+
+    fn network_hit(value: &str) -> Option<Match> {
+        Some(Match {
+            branch: 0,
+            witness: witness("destination.ip", "eq", "169.254.169.254", value),
+        })
+    }
+
+    // ------------------------------------------------ rule-semantics.md, worked verdicts
+
+    #[test]
+    fn verdict_network_ip_no_process_name() {
+        let r = seed();
+        assert_eq!(
+            eval_line(
+                &r,
+                r#"{"event":{"category":["network"]},"destination":{"ip":"169.254.169.254"}}"#
+            ),
+            network_hit("169.254.169.254")
+        );
+    }
+
+    #[test]
+    fn verdict_excluded_process_name_case_insensitive() {
+        let r = seed();
+        let line = r#"{"event":{"category":["network"]},"destination":{"ip":"169.254.169.254"},"process":{"name":"CLOUD-INIT"}}"#;
+        assert_eq!(eval_line(&r, line), None);
+    }
+
+    #[test]
+    fn verdict_one_excluded_element_excludes() {
+        let r = seed();
+        let line = r#"{"event":{"category":["network"]},"destination":{"ip":"169.254.169.254"},"process":{"name":["curl","waagent"]}}"#;
+        assert_eq!(eval_line(&r, line), None);
+    }
+
+    #[test]
+    fn verdict_arrays_and_mapped_ipv6() {
+        let r = seed();
+        let line = r#"{"event":{"category":["host","network"]},"destination":{"ip":["10.0.0.1","::ffff:a9fe:a9fe"]}}"#;
+        assert_eq!(eval_line(&r, line), network_hit("::ffff:a9fe:a9fe"));
+    }
+
+    #[test]
+    fn verdict_destination_address_is_case_sensitive() {
+        let r = seed();
+        let upper = r#"{"event":{"category":"network"},"destination":{"address":"FD00:EC2::254"}}"#;
+        assert_eq!(eval_line(&r, upper), None);
+        let lower = r#"{"event":{"category":"network"},"destination":{"address":"fd00:ec2::254"}}"#;
+        assert_eq!(
+            eval_line(&r, lower),
+            Some(Match {
+                branch: 0,
+                witness: witness(
+                    "destination.address",
+                    "eq",
+                    "fd00:ec2::254",
+                    "fd00:ec2::254"
+                ),
+            })
+        );
+    }
+
+    #[test]
+    fn verdict_url_domain_is_case_sensitive() {
+        let r = seed();
+        let mixed =
+            r#"{"event":{"category":"network"},"url":{"domain":"Metadata.Google.Internal"}}"#;
+        assert_eq!(eval_line(&r, mixed), None);
+        let lower =
+            r#"{"event":{"category":"network"},"url":{"domain":"metadata.google.internal"}}"#;
+        assert_eq!(
+            eval_line(&r, lower),
+            Some(Match {
+                branch: 0,
+                witness: witness(
+                    "url.domain",
+                    "eq",
+                    "metadata.google.internal",
+                    "metadata.google.internal"
+                ),
+            })
+        );
+    }
+
+    // ------------------------------------------------ rule-semantics.md, ip fields
+
+    #[test]
+    fn ip_field_spellings() {
+        let r = seed();
+        let line = |ip: &str| {
+            format!(r#"{{"event":{{"category":"network"}},"destination":{{"ip":"{ip}"}}}}"#)
+        };
+        for ip in [
+            "169.254.169.254",
+            "::ffff:169.254.169.254",
+            "::FFFF:a9fe:a9fe",
+            "0:0:0:0:0:ffff:a9fe:a9fe",
+            "::ffff:a9fe:a9fe%eth0",
+        ] {
+            assert_eq!(eval_line(&r, &line(ip)), network_hit(ip), "{ip}");
+        }
+        for ip in [
+            "::169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "169.254.169.054",
+            "169.254.169.254 ",
+            "not an ip",
+            "",
+        ] {
+            assert_eq!(eval_line(&r, &line(ip)), None, "{ip}");
+        }
+    }
+
+    #[test]
+    fn unparsable_ip_value_is_skipped_not_fatal() {
+        let r = seed();
+        let line = r#"{"event":{"category":"network"},"destination":{"ip":["junk","169.254.169.054","169.254.169.254"]}}"#;
+        assert_eq!(eval_line(&r, line), network_hit("169.254.169.254"));
+    }
+
+    #[test]
+    fn keyword_address_is_not_an_ip_field() {
+        let r = seed();
+        let line = r#"{"event":{"category":"network"},"destination":{"address":"::ffff:169.254.169.254"}}"#;
+        assert_eq!(eval_line(&r, line), None);
+    }
+
+    // ------------------------------------------------ network branch, more
+
+    #[test]
+    fn network_dotted_keys_and_numbers() {
+        let r = seed();
+        assert_eq!(
+            eval_line(
+                &r,
+                r#"{"event.category":"network","destination.ip":"169.254.169.254","destination.port":80}"#
+            ),
+            network_hit("169.254.169.254")
+        );
+        assert_eq!(
+            eval_line(
+                &r,
+                r#"{"event":{"category":"Network"},"destination.ip":"169.254.169.254"}"#
+            ),
+            None,
+            "event.category == is case-sensitive"
+        );
+    }
+
+    #[test]
+    fn network_exclusions() {
+        let r = seed();
+        let with_name = |name: &str| {
+            format!(
+                r#"{{"event":{{"category":"network"}},"destination":{{"ip":"169.254.169.254"}},"process":{{"name":{name}}}}}"#
+            )
+        };
+        for excluded in [
+            r#""waagent""#,
+            r#""WAAGENT""#,
+            r#""windowsazureguestagent.EXE""#,
+            r#"["x","Amazon-SSM-Agent"]"#,
+        ] {
+            assert_eq!(eval_line(&r, &with_name(excluded)), None, "{excluded}");
+        }
+        for kept in [
+            r#""curl""#,
+            r#"null"#,
+            r#"[]"#,
+            r#"[null]"#,
+            r#"{"x":"waagent"}"#,
+            r#""waagent ""#,
+            r#""cloud-init*""#,
+            // ASCII-only folding: a Kelvin sign is not `k`, so this is not excluded.
+            r#""goog\u212Ae_guest_agent""#,
+            r#""wa\u0041gent2""#,
+        ] {
+            assert_eq!(
+                eval_line(&r, &with_name(kept)),
+                network_hit("169.254.169.254"),
+                "{kept}"
+            );
+        }
+    }
+
+    #[test]
+    fn network_witness_is_first_true_or_child() {
+        let r = seed();
+        // destination.ip comes first in the `or`, whatever the document order.
+        let line = r#"{"url":{"domain":"metadata.google.internal"},"destination":{"address":"169.254.169.254","ip":"::ffff:169.254.169.254"},"event":{"category":["network"]}}"#;
+        assert_eq!(eval_line(&r, line), network_hit("::ffff:169.254.169.254"));
+        let line = r#"{"url":{"domain":"metadata.google.internal"},"destination":{"address":"169.254.169.254","ip":"10.1.1.1"},"event":{"category":["network"]}}"#;
+        assert_eq!(
+            eval_line(&r, line),
+            Some(Match {
+                branch: 0,
+                witness: witness(
+                    "destination.address",
+                    "eq",
+                    "169.254.169.254",
+                    "169.254.169.254"
+                ),
+            })
+        );
+    }
+
+    // ------------------------------------------------ process branch
+
+    fn process_line(extra: &str) -> String {
+        format!(r#"{{"event":{{"category":["process"],"type":["info","start"]}},{extra}}}"#)
+    }
+
+    #[test]
+    fn process_args_hit_and_witness() {
+        let r = seed();
+        let line = process_line(
+            r#""process":{"name":"curl","args":["curl","-s","http://169.254.169.254/latest/meta-data/"]}"#,
+        );
+        assert_eq!(
+            eval_line(&r, &line),
+            Some(Match {
+                branch: 1,
+                witness: witness(
+                    "process.args",
+                    "wildcard",
+                    "*169.254.169.254*",
+                    "http://169.254.169.254/latest/meta-data/"
+                ),
+            })
+        );
+    }
+
+    #[test]
+    fn process_event_type_must_contain_start() {
+        let r = seed();
+        let args = r#""process":{"args":["http://169.254.169.254/"]}"#;
+        let line = |event: &str| format!(r#"{{"event":{event},{args}}}"#);
+        assert!(eval_line(&r, &line(r#"{"category":"process","type":"start"}"#)).is_some());
+        assert!(eval_line(
+            &r,
+            &line(r#"{"category":"process","type":["info","start"]}"#)
+        )
+        .is_some());
+        assert_eq!(
+            eval_line(&r, &line(r#"{"category":"process","type":"Start"}"#)),
+            None
+        );
+        assert_eq!(
+            eval_line(&r, &line(r#"{"category":"process","type":["end"]}"#)),
+            None
+        );
+        assert_eq!(eval_line(&r, &line(r#"{"category":"process"}"#)), None);
+        assert_eq!(eval_line(&r, &line(r#"{"type":"start"}"#)), None);
+    }
+
+    #[test]
+    fn process_args_are_tested_element_by_element() {
+        let r = seed();
+        let line = process_line(r#""process":{"args":["169.254",".169.254"]}"#);
+        assert_eq!(eval_line(&r, &line), None);
+        let line = process_line(r#""process":{"args":[["x"],["169.254.169.254"]]}"#);
+        assert!(eval_line(&r, &line).is_some());
+    }
+
+    #[test]
+    fn process_command_line_witness_is_first_pattern_in_rule_order() {
+        let r = seed();
+        let line = process_line(
+            r#""process":{"command_line":"curl -H 'Metadata-Flavor: Google' http://METADATA.google.internal/COMPUTEMETADATA/v1/"}"#,
+        );
+        assert_eq!(
+            eval_line(&r, &line),
+            Some(Match {
+                branch: 1,
+                witness: witness(
+                    "process.command_line",
+                    "wildcard",
+                    "*computeMetadata*",
+                    "curl -H 'Metadata-Flavor: Google' http://METADATA.google.internal/COMPUTEMETADATA/v1/"
+                ),
+            })
+        );
+    }
+
+    #[test]
+    fn process_escaped_json_still_matches() {
+        let r = seed();
+        let line = process_line(
+            r#""process":{"command_line":"wget http:\/\/x\/latest\/meta-data\/i\u0061m"}"#,
+        );
+        assert_eq!(
+            eval_line(&r, &line).unwrap().witness,
+            witness(
+                "process.command_line",
+                "wildcard",
+                "*latest/meta-data*",
+                "wget http://x/latest/meta-data/iam"
+            )
+        );
+    }
+
+    #[test]
+    fn process_exclusions() {
+        let r = seed();
+        let cmd =
+            r#""command_line":"curl http://169.254.169.254/latest/dynamic/instance-identity""#;
+        assert_eq!(
+            eval_line(
+                &r,
+                &process_line(&format!(r#""process":{{"name":"Cloud-Init",{cmd}}}"#))
+            ),
+            None
+        );
+        // Missing process.name: `not ... in~` is true, so still a match.
+        let hit = eval_line(&r, &process_line(&format!(r#""process":{{{cmd}}}"#))).unwrap();
+        assert_eq!(hit.branch, 1);
+        assert_eq!(
+            hit.witness,
+            witness(
+                "process.command_line",
+                "wildcard",
+                "*169.254.169.254*",
+                "curl http://169.254.169.254/latest/dynamic/instance-identity"
+            )
+        );
+        // WaAppAgent.exe is only excluded in the network branch.
+        assert!(eval_line(
+            &r,
+            &process_line(&format!(r#""process":{{"name":"waappagent.exe",{cmd}}}"#))
+        )
+        .is_some());
+    }
+
+    #[test]
+    fn first_matching_branch_wins() {
+        let r = seed();
+        let line = r#"{"event":{"category":["process","network"],"type":"start"},"destination":{"ip":"169.254.169.254"},"process":{"args":["169.254.169.254"]}}"#;
+        assert_eq!(eval_line(&r, line).unwrap().branch, 0);
+        // Excluded from the network branch only: the process branch still matches.
+        let line = r#"{"event":{"category":["process","network"],"type":"start"},"destination":{"ip":"169.254.169.254"},"process":{"name":"WaAppAgent.exe","args":["169.254.169.254"]}}"#;
+        assert_eq!(eval_line(&r, line).unwrap().branch, 1);
+    }
+
+    #[test]
+    fn no_match_on_unrelated_events() {
+        let r = seed();
+        for line in [
+            r#"{}"#,
+            r#"{"event":{"category":"network"}}"#,
+            r#"{"destination":{"ip":"169.254.169.254"}}"#,
+            r#"{"event":{"category":"process","type":"start"},"process":{"command_line":"ls -la"}}"#,
+        ] {
+            assert_eq!(eval_line(&r, line), None, "{line}");
+        }
+    }
+
+    // ------------------------------------------------ witness rules, general IR
+
+    fn rule(branches: &str) -> CompiledRule {
+        let text = format!(r#"{{"ir_version":1,"name":"t","branches":{branches}}}"#);
+        CompiledRule::new(RuleIr::from_json(&text).unwrap()).unwrap()
+    }
+
+    fn pred(field: &str, field_type: &str, op: &str, values: &[&str]) -> String {
+        format!(
+            r#"{{"node":"pred","field":"{field}","field_type":"{field_type}","op":"{op}","values":{}}}"#,
+            serde_json::to_string(values).unwrap()
+        )
+    }
+
+    #[test]
+    fn witness_of_plain_and_is_last_entry() {
+        let r = rule(&format!(
+            r#"[{{"name":"b","expr":{{"node":"and","args":[{},{}]}}}}]"#,
+            pred("a", "keyword", "eq", &["1"]),
+            pred("b", "keyword", "wildcard", &["x*", "*y"])
+        ));
+        let doc = serde_json::json!({"a": 1, "b": ["q", "xy"]});
+        assert_eq!(
+            r.evaluate(&doc),
+            Some(Match {
+                branch: 0,
+                witness: witness("b", "wildcard", "x*", "xy"),
+            })
+        );
+    }
+
+    #[test]
+    fn witness_of_lone_not_is_none() {
+        let r = rule(&format!(
+            r#"[{{"name":"b","expr":{{"node":"not","arg":{}}}}}]"#,
+            pred("a", "keyword", "eq", &["1"])
+        ));
+        assert_eq!(
+            r.evaluate(&serde_json::json!({})),
+            Some(Match {
+                branch: 0,
+                witness: None
+            })
+        );
+        assert_eq!(r.evaluate(&serde_json::json!({"a": "1"})), None);
+    }
+
+    #[test]
+    fn witness_first_under_or_entry_wins() {
+        // and(p1, or(and(p2, p3), p4), p5): entries p1, p2*, p3*, p5 → p2.
+        let r = rule(&format!(
+            r#"[{{"name":"b","expr":{{"node":"and","args":[{p1},{{"node":"or","args":[{{"node":"and","args":[{p2},{p3}]}},{p4}]}},{p5}]}}}}]"#,
+            p1 = pred("p1", "keyword", "eq", &["v"]),
+            p2 = pred("p2", "keyword", "eq_ci", &["A", "B"]),
+            p3 = pred("p3", "keyword", "eq", &["v"]),
+            p4 = pred("p4", "keyword", "eq", &["v"]),
+            p5 = pred("p5", "keyword", "eq", &["v"]),
+        ));
+        let doc =
+            serde_json::json!({"p1": "v", "p2": ["c", "b", "a"], "p3": "v", "p4": "v", "p5": "v"});
+        assert_eq!(
+            r.evaluate(&doc).unwrap().witness,
+            witness("p2", "eq_ci", "B", "b")
+        );
+        // First `or` child false: the entry comes from p4.
+        let doc = serde_json::json!({"p1": "v", "p2": "a", "p4": "v", "p5": "v"});
+        assert_eq!(
+            r.evaluate(&doc).unwrap().witness,
+            witness("p4", "eq", "v", "v")
+        );
+    }
+
+    #[test]
+    fn witness_first_literal_the_first_value_satisfies() {
+        let r = rule(&format!(
+            r#"[{{"name":"b","expr":{}}}]"#,
+            pred("ip", "ip", "eq", &["10.0.0.1", "::ffff:a00:1", "10.0.0.2"])
+        ));
+        let doc = serde_json::json!({"ip": ["10.0.0.3", "::ffff:10.0.0.1", "10.0.0.2"]});
+        assert_eq!(
+            r.evaluate(&doc).unwrap().witness,
+            witness("ip", "eq", "10.0.0.1", "::ffff:10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn eq_is_literal_and_eq_ci_is_ascii_only() {
+        let r = rule(&format!(
+            r#"[{{"name":"a","expr":{}}},{{"name":"b","expr":{}}}]"#,
+            pred("a", "keyword", "eq", &["x*?"]),
+            pred("b", "keyword", "eq_ci", &["Kelvin", "*"])
+        ));
+        assert_eq!(
+            r.evaluate(&serde_json::json!({"a": "x*?"})).unwrap().branch,
+            0
+        );
+        assert_eq!(r.evaluate(&serde_json::json!({"a": "xyz"})), None);
+        assert_eq!(r.evaluate(&serde_json::json!({"a": "X*?"})), None);
+        assert_eq!(
+            r.evaluate(&serde_json::json!({"b": "KELVIN"}))
+                .unwrap()
+                .branch,
+            1
+        );
+        assert_eq!(r.evaluate(&serde_json::json!({"b": "\u{212A}elvin"})), None);
+        assert_eq!(r.evaluate(&serde_json::json!({"b": "anything"})), None);
+    }
+
+    #[test]
+    fn eq_ci_on_ip_field_compares_addresses() {
+        let r = rule(&format!(
+            r#"[{{"name":"b","expr":{}}}]"#,
+            pred("source.ip", "ip", "eq_ci", &["FD00:EC2::254"])
+        ));
+        let doc = serde_json::json!({"source": {"ip": "fd00:ec2:0:0:0:0:0:254"}});
+        assert_eq!(
+            r.evaluate(&doc).unwrap().witness,
+            witness(
+                "source.ip",
+                "eq_ci",
+                "FD00:EC2::254",
+                "fd00:ec2:0:0:0:0:0:254"
+            )
+        );
+    }
+
+    #[test]
+    fn empty_values_never_match() {
+        let r = rule(&format!(
+            r#"[{{"name":"b","expr":{}}}]"#,
+            pred("a", "keyword", "eq", &[])
+        ));
+        assert_eq!(r.evaluate(&serde_json::json!({"a": ""})), None);
+    }
+
+    #[test]
+    fn bad_rules_are_rejected() {
+        for branches in [
+            format!(
+                r#"[{{"name":"b","expr":{}}}]"#,
+                pred("destination.ip", "ip", "eq", &["169.254.169.054"])
+            ),
+            format!(
+                r#"[{{"name":"b","expr":{}}}]"#,
+                pred("destination.ip", "ip", "wildcard", &["169.254.*"])
+            ),
+        ] {
+            let text = format!(r#"{{"ir_version":1,"name":"t","branches":{branches}}}"#);
+            let ir = RuleIr::from_json(&text).unwrap();
+            assert!(
+                matches!(CompiledRule::new(ir), Err(crate::Error::Rule(_))),
+                "{branches}"
+            );
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! Turning one line into a JSON document and reading a field's values (docs/ir.md).
 
-use serde_json::Value;
+use serde::de::IgnoredAny;
+use serde_json::{Map, Value};
 use std::borrow::Cow;
+use std::ops::ControlFlow;
 
 /// Why a line is not an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,19 +12,621 @@ pub struct Malformed {
 }
 
 /// A parsed line.
+#[derive(Debug)]
 pub struct ParsedLine {
+    /// The JSON object. Numbers are stored as [`Value::String`]s holding their JSON text
+    /// verbatim (see [`parse_document`]).
     pub doc: Value,
     /// The line as text (lossily decoded when it was not valid UTF-8).
     pub text: String,
     pub invalid_utf8: bool,
 }
 
+/// JSON's insignificant whitespace; a line of only these is blank (not an event).
+fn is_json_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
 /// Parse one line (without its `\n`; a trailing `\r` is dropped here). `Ok(None)` for a blank line.
-pub fn parse_line(_line: &[u8]) -> Result<Option<ParsedLine>, Malformed> {
-    todo!("helper A")
+pub fn parse_line(line: &[u8]) -> Result<Option<ParsedLine>, Malformed> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.iter().all(|&b| is_json_space(b)) {
+        return Ok(None);
+    }
+    let (text, invalid_utf8) = match std::str::from_utf8(line) {
+        Ok(text) => (text.to_owned(), false),
+        // U+FFFD per maximal invalid subpart, as docs/ir.md (and Python's decoder) do.
+        Err(_) => (String::from_utf8_lossy(line).into_owned(), true),
+    };
+    let doc = parse_document(&text)?;
+    Ok(Some(ParsedLine {
+        doc,
+        text,
+        invalid_utf8,
+    }))
+}
+
+/// Parse a JSON text that must be an object.
+///
+/// serde_json decides what is valid JSON (and words the errors), but its `arbitrary_precision`
+/// numbers are not verbatim: it rewrites exponents (`1E3` → `1e+3`). So the text is first
+/// validated by serde_json, then built into a [`Value`] here with each number kept as a string
+/// of its exact JSON text, which is what a string field compares it as.
+pub fn parse_document(text: &str) -> Result<Value, Malformed> {
+    serde_json::from_str::<IgnoredAny>(text).map_err(|e| json_error(&e, 0))?;
+    let mut builder = Builder {
+        text,
+        pos: 0,
+        depth: 0,
+    };
+    builder.skip_space();
+    if builder.peek() != Some(b'{') {
+        return Err(Malformed {
+            reason: "not a JSON object".into(),
+        });
+    }
+    builder.value()
+}
+
+/// serde_json's message, with the column in the line (lines are single-line, so its "line 1"
+/// adds nothing). `offset`: where the text serde_json parsed starts in the line.
+fn json_error(e: &serde_json::Error, offset: usize) -> Malformed {
+    let message = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    let what = message.strip_suffix(&position).unwrap_or(&message);
+    Malformed {
+        reason: format!("invalid JSON: {what} at column {}", offset + e.column()),
+    }
+}
+
+/// Builds a [`Value`] from text serde_json has already accepted, so it only has to follow the
+/// grammar, not check it. (String escapes are still decoded, and checked, by serde_json:
+/// `IgnoredAny` does not check `\u` surrogates.)
+struct Builder<'t> {
+    text: &'t str,
+    pos: usize,
+    /// Containers open around `pos`.
+    depth: usize,
+}
+
+/// Most containers one document may nest: serde_json's own limit when it builds a `Value`
+/// (`IgnoredAny` checks none). Bounds the builder's recursion, so hostile input cannot
+/// overflow the stack.
+pub const MAX_NESTING: usize = 127;
+
+impl Builder<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.pos).copied()
+    }
+
+    fn skip_space(&mut self) {
+        while self.peek().is_some_and(is_json_space) {
+            self.pos += 1;
+        }
+    }
+
+    fn unexpected(&self) -> Malformed {
+        Malformed {
+            reason: format!("invalid JSON at column {}", self.pos + 1),
+        }
+    }
+
+    /// Consume `byte` (after whitespace) if it is next.
+    fn eat(&mut self, byte: u8) -> bool {
+        self.skip_space();
+        if self.peek() == Some(byte) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, byte: u8) -> Result<(), Malformed> {
+        if self.eat(byte) {
+            Ok(())
+        } else {
+            Err(self.unexpected())
+        }
+    }
+
+    fn value(&mut self) -> Result<Value, Malformed> {
+        self.skip_space();
+        match self.peek() {
+            Some(b'{') => self.object(),
+            Some(b'[') => self.array(),
+            Some(b'"') => self.string().map(Value::String),
+            Some(b't') => self.keyword("true", Value::Bool(true)),
+            Some(b'f') => self.keyword("false", Value::Bool(false)),
+            Some(b'n') => self.keyword("null", Value::Null),
+            Some(b'-' | b'0'..=b'9') => Ok(Value::String(self.number().to_owned())),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    fn keyword(&mut self, word: &str, value: Value) -> Result<Value, Malformed> {
+        if self.text[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            Ok(value)
+        } else {
+            Err(self.unexpected())
+        }
+    }
+
+    fn number(&mut self) -> &str {
+        let start = self.pos;
+        while self
+            .peek()
+            .is_some_and(|b| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+        {
+            self.pos += 1;
+        }
+        &self.text[start..self.pos]
+    }
+
+    fn string(&mut self) -> Result<String, Malformed> {
+        let start = self.pos;
+        let bytes = self.text.as_bytes();
+        let mut i = start + 1;
+        let mut escaped = false;
+        loop {
+            match bytes.get(i) {
+                Some(b'"') => break,
+                // The escaped byte is never a quote that ends the string.
+                Some(b'\\') => {
+                    escaped = true;
+                    i += 2;
+                }
+                Some(_) => i += 1,
+                None => return Err(self.unexpected()),
+            }
+        }
+        self.pos = i + 1;
+        if !escaped {
+            return Ok(self.text[start + 1..i].to_owned());
+        }
+        serde_json::from_str::<String>(&self.text[start..=i]).map_err(|e| json_error(&e, start))
+    }
+
+    /// Enter `[` or `{` (at `pos`), or fail as serde_json does when nested too deep.
+    fn open(&mut self) -> Result<(), Malformed> {
+        if self.depth == MAX_NESTING {
+            return Err(Malformed {
+                reason: format!(
+                    "invalid JSON: recursion limit exceeded at column {}",
+                    self.pos + 1
+                ),
+            });
+        }
+        self.depth += 1;
+        self.pos += 1;
+        Ok(())
+    }
+
+    fn array(&mut self) -> Result<Value, Malformed> {
+        self.open()?;
+        let mut items = Vec::new();
+        if self.eat(b']') {
+            self.depth -= 1;
+            return Ok(Value::Array(items));
+        }
+        loop {
+            items.push(self.value()?);
+            if self.eat(b']') {
+                self.depth -= 1;
+                return Ok(Value::Array(items));
+            }
+            self.expect(b',')?;
+        }
+    }
+
+    fn object(&mut self) -> Result<Value, Malformed> {
+        self.open()?;
+        let mut map = Map::new();
+        if self.eat(b'}') {
+            self.depth -= 1;
+            return Ok(Value::Object(map));
+        }
+        loop {
+            self.skip_space();
+            if self.peek() != Some(b'"') {
+                return Err(self.unexpected());
+            }
+            let key = self.string()?;
+            self.expect(b':')?;
+            let value = self.value()?;
+            // A repeated key keeps its first position and takes the last value (IndexMap).
+            map.insert(key, value);
+            if self.eat(b'}') {
+                self.depth -= 1;
+                return Ok(Value::Object(map));
+            }
+            self.expect(b',')?;
+        }
+    }
 }
 
 /// Append the values of `path` (already split on `.`) found in `doc`, in document order.
-pub fn field_values<'a>(_doc: &'a Value, _path: &[&str], _out: &mut Vec<Cow<'a, str>>) {
-    todo!("helper A")
+pub fn field_values<'a>(doc: &'a Value, path: &[&str], out: &mut Vec<Cow<'a, str>>) {
+    let _ = for_each_value(doc, path, &mut |value| {
+        out.push(value);
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// Call `f` with each value of `path` in `doc`, in document order (docs/ir.md "Field values"),
+/// stopping early when `f` breaks. Lets the evaluator stop at the first satisfying value
+/// without collecting the others.
+pub fn for_each_value<'a, S, B>(
+    doc: &'a Value,
+    path: &[S],
+    f: &mut impl FnMut(Cow<'a, str>) -> ControlFlow<B>,
+) -> ControlFlow<B>
+where
+    S: AsRef<str>,
+{
+    match doc {
+        Value::Object(map) => walk_object(map, path, f),
+        _ => ControlFlow::Continue(()),
+    }
+}
+
+fn walk_object<'a, S, B>(
+    map: &'a Map<String, Value>,
+    path: &[S],
+    f: &mut impl FnMut(Cow<'a, str>) -> ControlFlow<B>,
+) -> ControlFlow<B>
+where
+    S: AsRef<str>,
+{
+    for (key, value) in map {
+        let Some(rest) = strip_key(key, path) else {
+            continue;
+        };
+        if rest.is_empty() {
+            flatten(value, f)?;
+        } else {
+            descend(value, rest, f)?;
+        }
+    }
+    ControlFlow::Continue(())
+}
+
+/// The rest of `path` when `key`, split on `.`, is a prefix of it.
+fn strip_key<'p, S: AsRef<str>>(key: &str, path: &'p [S]) -> Option<&'p [S]> {
+    let mut rest = path;
+    for key_part in key.split('.') {
+        let (first, tail) = rest.split_first()?;
+        if first.as_ref() != key_part {
+            return None;
+        }
+        rest = tail;
+    }
+    Some(rest)
+}
+
+/// Look for the rest of the path in an object, or in each object of an array (nested arrays
+/// flattened); other values have no fields.
+fn descend<'a, S, B>(
+    value: &'a Value,
+    rest: &[S],
+    f: &mut impl FnMut(Cow<'a, str>) -> ControlFlow<B>,
+) -> ControlFlow<B>
+where
+    S: AsRef<str>,
+{
+    match value {
+        Value::Object(map) => walk_object(map, rest, f),
+        Value::Array(items) => {
+            for item in items {
+                descend(item, rest, f)?;
+            }
+            ControlFlow::Continue(())
+        }
+        _ => ControlFlow::Continue(()),
+    }
+}
+
+/// A field's value as strings: arrays give their elements (nested arrays flattened); `null`
+/// and objects give nothing.
+fn flatten<'a, B>(
+    value: &'a Value,
+    f: &mut impl FnMut(Cow<'a, str>) -> ControlFlow<B>,
+) -> ControlFlow<B> {
+    match value {
+        Value::String(s) => f(Cow::Borrowed(s)),
+        // Documents from parse_document hold numbers as strings; this is for other Values.
+        Value::Number(n) => f(Cow::Owned(n.to_string())),
+        Value::Bool(true) => f(Cow::Borrowed("true")),
+        Value::Bool(false) => f(Cow::Borrowed("false")),
+        Value::Array(items) => {
+            for item in items {
+                flatten(item, f)?;
+            }
+            ControlFlow::Continue(())
+        }
+        Value::Null | Value::Object(_) => ControlFlow::Continue(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(text: &str) -> Value {
+        parse_line(text.as_bytes()).unwrap().unwrap().doc
+    }
+
+    fn values(text: &str, field: &str) -> Vec<String> {
+        let doc = doc(text);
+        let path: Vec<&str> = field.split('.').collect();
+        let mut out = Vec::new();
+        field_values(&doc, &path, &mut out);
+        out.into_iter().map(Cow::into_owned).collect()
+    }
+
+    fn malformed(line: &[u8]) -> String {
+        match parse_line(line) {
+            Err(Malformed { reason }) => reason,
+            Ok(Some(_)) => panic!("{line:?} parsed"),
+            Ok(None) => panic!("{line:?} is blank"),
+        }
+    }
+
+    #[test]
+    fn nested_dotted_and_mixed_keys() {
+        assert_eq!(
+            values(r#"{"process":{"name":"curl"}}"#, "process.name"),
+            ["curl"]
+        );
+        assert_eq!(
+            values(r#"{"process.name":"curl"}"#, "process.name"),
+            ["curl"]
+        );
+        assert_eq!(
+            values(r#"{"process":{"parent.name":"x"}}"#, "process.parent.name"),
+            ["x"]
+        );
+        assert_eq!(
+            values(r#"{"process.parent":{"name":"x"}}"#, "process.parent.name"),
+            ["x"]
+        );
+        assert_eq!(values(r#"{"a":{"b.c":{"d":"x"}}}"#, "a.b.c.d"), ["x"]);
+        // Both forms in one document: all values, in document order.
+        assert_eq!(
+            values(
+                r#"{"process.name":"a","process":{"name":"b","x":1},"process.name.x":"no"}"#,
+                "process.name"
+            ),
+            ["a", "b"]
+        );
+        assert_eq!(
+            values(
+                r#"{"process":{"name":"b"},"process.name":"a"}"#,
+                "process.name"
+            ),
+            ["b", "a"]
+        );
+    }
+
+    #[test]
+    fn keys_match_whole_parts_only() {
+        assert!(values(r#"{"process":{"names":"x"}}"#, "process.name").is_empty());
+        assert!(values(r#"{"proc":{"ess.name":"x"}}"#, "process.name").is_empty());
+        assert!(values(r#"{"process.name.first":"x"}"#, "process.name").is_empty());
+        assert!(values(r#"{"process":"x"}"#, "process.name").is_empty());
+        assert!(values(r#"{"Process":{"Name":"x"}}"#, "process.name").is_empty());
+        assert!(values(r#"{"process..name":"x"}"#, "process.name").is_empty());
+        assert!(values(r#"{"process":{"":{"name":"x"}}}"#, "process.name").is_empty());
+    }
+
+    #[test]
+    fn arrays() {
+        assert_eq!(
+            values(
+                r#"{"event":{"category":["host","network"]}}"#,
+                "event.category"
+            ),
+            ["host", "network"]
+        );
+        assert_eq!(values(r#"{"a":[["x",["y"]],"z"]}"#, "a"), ["x", "y", "z"]);
+        assert!(values(r#"{"a":[]}"#, "a").is_empty());
+        assert!(values(r#"{"a":[[]]}"#, "a").is_empty());
+        // Arrays of objects: the rest of the path is looked up in each object.
+        assert_eq!(
+            values(
+                r#"{"a":[{"b":"1"},"skip",{"c":"2"},[{"b":["3","4"]}]]}"#,
+                "a.b"
+            ),
+            ["1", "3", "4"]
+        );
+        assert_eq!(
+            values(r#"{"a":[{"b.c":"x"},{"b":{"c":"y"}}]}"#, "a.b.c"),
+            ["x", "y"]
+        );
+        // Objects where a string is expected are no value.
+        assert_eq!(values(r#"{"a":[{"b":"1"},"s"]}"#, "a"), ["s"]);
+    }
+
+    #[test]
+    fn null_and_objects_are_no_value() {
+        assert!(values(r#"{"a":null}"#, "a").is_empty());
+        assert!(values(r#"{"a":[null]}"#, "a").is_empty());
+        assert_eq!(values(r#"{"a":[null,"x",null]}"#, "a"), ["x"]);
+        assert!(values(r#"{"a":{"b":"x"}}"#, "a").is_empty());
+        assert!(values(r#"{"a":null}"#, "a.b").is_empty());
+        assert!(values(r#"{}"#, "a").is_empty());
+    }
+
+    #[test]
+    fn numbers_and_bools_as_text() {
+        assert_eq!(values(r#"{"a":123}"#, "a"), ["123"]);
+        assert_eq!(values(r#"{"a":true,"b":false}"#, "a"), ["true"]);
+        assert_eq!(values(r#"{"a":true,"b":false}"#, "b"), ["false"]);
+        assert_eq!(
+            values(
+                r#"{"a":[1.0,1e3,1E3,1e+3,1E-07,-0,0.50,123456789012345678901234567890,1e400]}"#,
+                "a"
+            ),
+            [
+                "1.0",
+                "1e3",
+                "1E3",
+                "1e+3",
+                "1E-07",
+                "-0",
+                "0.50",
+                "123456789012345678901234567890",
+                "1e400"
+            ]
+        );
+        assert_eq!(values(r#"{"a":[ 1 , 2 ]}"#, "a"), ["1", "2"]);
+    }
+
+    #[test]
+    fn serde_numbers_also_flatten() {
+        // Values not built by parse_document (e.g. json!) hold real numbers.
+        let doc = serde_json::json!({"a": [7, 2.5, true, null]});
+        let mut out = Vec::new();
+        field_values(&doc, &["a"], &mut out);
+        assert_eq!(out, ["7", "2.5", "true"]);
+    }
+
+    #[test]
+    fn duplicate_keys_keep_first_position_and_last_value() {
+        assert_eq!(values(r#"{"a":"1","a":"2"}"#, "a"), ["2"]);
+        let text = r#"{"x":"1","b":"2","x":"3","x.y":"z"}"#;
+        let d = doc(text);
+        let keys: Vec<&String> = d.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["x", "b", "x.y"]);
+        assert_eq!(values(text, "x"), ["3"]);
+        // The dotted and nested forms are different keys, so both stay.
+        assert_eq!(
+            values(r#"{"a.b":"1","a":{"b":"2"},"a.b":"3"}"#, "a.b"),
+            ["3", "2"]
+        );
+        assert_eq!(values(r#"{"a":[1e3],"a":{"b":1E3}}"#, "a.b"), ["1E3"]);
+    }
+
+    #[test]
+    fn escapes_are_decoded() {
+        assert_eq!(
+            values(
+                r#"{"c":"latest\/meta-data \u0069am \"q\" \\ \n\ud83d\ude00"}"#,
+                "c"
+            ),
+            ["latest/meta-data iam \"q\" \\ \n😀"]
+        );
+        assert_eq!(
+            values(r#"{"pro\u0063ess.n\u0061me":"x"}"#, "process.name"),
+            ["x"]
+        );
+        assert_eq!(values(r#"{"a":"\\"}"#, "a"), ["\\"]);
+        assert_eq!(values(r#"{"a":"\\\""}"#, "a"), ["\\\""]);
+    }
+
+    #[test]
+    fn early_stop() {
+        let d = doc(r#"{"a":["x","y","z"]}"#);
+        let mut seen = Vec::new();
+        let found = for_each_value(&d, &["a"], &mut |v| {
+            seen.push(v.clone());
+            if v == "y" {
+                ControlFlow::Break(v)
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        assert_eq!(found, ControlFlow::Break(Cow::Borrowed("y")));
+        assert_eq!(seen, ["x", "y"]);
+    }
+
+    #[test]
+    fn blank_lines() {
+        for line in [&b""[..], b"\r", b"   ", b" \t \r", b"\t\r\r", b"\n"] {
+            assert!(parse_line(line).unwrap().is_none(), "{line:?}");
+        }
+        // Only JSON whitespace is blank; a form feed is a malformed line.
+        assert!(malformed(b"\x0c").starts_with("invalid JSON"));
+        assert!(malformed(b"\xc2\xa0").starts_with("invalid JSON"));
+    }
+
+    #[test]
+    fn line_text_and_carriage_return() {
+        let parsed = parse_line(b"{\"a\":1}\r").unwrap().unwrap();
+        assert_eq!(parsed.text, "{\"a\":1}");
+        assert!(!parsed.invalid_utf8);
+        // Only one `\r` is dropped; the next is JSON whitespace.
+        let parsed = parse_line(b" {\"a\":1} \r\r").unwrap().unwrap();
+        assert_eq!(parsed.text, " {\"a\":1} \r");
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced() {
+        let parsed = parse_line(b"{\"a\":\"x\xff\xe2\x82y\"}").unwrap().unwrap();
+        assert!(parsed.invalid_utf8);
+        // One U+FFFD per maximal invalid subpart: `\xff` and the truncated `\xe2\x82`.
+        assert_eq!(parsed.text, "{\"a\":\"x\u{FFFD}\u{FFFD}y\"}");
+        assert_eq!(parsed.doc["a"], "x\u{FFFD}\u{FFFD}y");
+    }
+
+    #[test]
+    fn malformed_lines() {
+        assert_eq!(malformed(b"[1,2]"), "not a JSON object");
+        assert_eq!(malformed(b"\"s\""), "not a JSON object");
+        assert_eq!(malformed(b"12"), "not a JSON object");
+        assert_eq!(malformed(b"null"), "not a JSON object");
+        for line in [
+            &b"{"[..],
+            b"{\"a\":1",
+            b"{\"a\":1}x",
+            b"{\"a\":1}{}",
+            b"{\"a\":NaN}",
+            b"{\"a\":Infinity}",
+            b"{\"a\":-Infinity}",
+            b"{\"a\":01}",
+            b"{\"a\":1.}",
+            b"{\"a\":+1}",
+            b"{'a':1}",
+            b"{\"a\":1,}",
+            b"{\"a\":\"\x01\"}",
+            b"{\"a\":\"\\x\"}",
+            b"\xef\xbb\xbf{}",
+            b"{\"a\":\"\\ud800\"}",
+            b"{\"a\":\"\\udc00\"}",
+            b"{\"a\":\"\\ud800\\u0041\"}",
+            b"{\"\\ud800\":1}",
+            b"[\"\\ud800\"",
+        ] {
+            let reason = malformed(line);
+            assert!(reason.starts_with("invalid JSON"), "{line:?}: {reason}");
+        }
+        assert_eq!(
+            malformed(b"{\"a\":\"x\\ud800\"}"),
+            "invalid JSON: unexpected end of hex escape at column 14"
+        );
+        assert_eq!(
+            malformed(b"{\"a\":}"),
+            "invalid JSON: expected value at column 6"
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_malformed_not_a_crash() {
+        let nested =
+            |arrays: usize| format!("{{\"a\":{}1{}}}", "[".repeat(arrays), "]".repeat(arrays));
+        // The object plus 126 arrays is the most serde_json's own Value parser allows.
+        assert_eq!(values(&nested(MAX_NESTING - 1), "a"), ["1"]);
+        assert_eq!(
+            malformed(nested(MAX_NESTING).as_bytes()),
+            "invalid JSON: recursion limit exceeded at column 132"
+        );
+        let serde = serde_json::from_str::<Value>(&nested(MAX_NESTING)).unwrap_err();
+        assert_eq!(serde.column(), 132);
+        assert!(serde_json::from_str::<Value>(&nested(MAX_NESTING - 1)).is_ok());
+        assert!(malformed(nested(100_000).as_bytes()).contains("recursion limit"));
+        // Siblings do not add up.
+        let wide = format!("{{\"a\":[{}]}}", vec![nested(MAX_NESTING - 3); 3].join(","));
+        assert_eq!(values(&wide, "a.a"), ["1", "1", "1"]);
+    }
 }

@@ -165,7 +165,7 @@ mod tests {
             " 1.2.3.4",
             "1.2.3.+4",
             "1.2.3.-4",
-            "1.2.3.4%eth0", // scopes are IPv6 only
+            "1.2.3.4%eth0",  // scopes are IPv6 only
             "1.2.3.\u{664}", // Arabic-Indic digit: ASCII only
             "169.254.169.254/32",
             "0x7f.0.0.1",
@@ -220,8 +220,14 @@ mod tests {
         assert_eq!(parse_ip("::"), Some([0; 16]));
         assert_eq!(parse_ip("::1"), Some(v6([0, 0, 0, 0, 0, 0, 0, 1])));
         assert_eq!(parse_ip("1::"), Some(v6([1, 0, 0, 0, 0, 0, 0, 0])));
-        assert_eq!(parse_ip("1:2:3:4:5:6:7::"), Some(v6([1, 2, 3, 4, 5, 6, 7, 0])));
-        assert_eq!(parse_ip("::2:3:4:5:6:7:8"), Some(v6([0, 2, 3, 4, 5, 6, 7, 8])));
+        assert_eq!(
+            parse_ip("1:2:3:4:5:6:7::"),
+            Some(v6([1, 2, 3, 4, 5, 6, 7, 0]))
+        );
+        assert_eq!(
+            parse_ip("::2:3:4:5:6:7:8"),
+            Some(v6([0, 2, 3, 4, 5, 6, 7, 8]))
+        );
         assert_eq!(
             parse_ip("fe80::1%eth0"),
             Some(v6([0xfe80, 0, 0, 0, 0, 0, 0, 1]))

@@ -62,7 +62,7 @@ impl Pattern {
         let tokens = &self.tokens;
         let mut t = 0; // next token
         let mut v = 0; // byte offset of the next code point of `value`
-        // (token after the last `*`, byte offset the `*` has swallowed up to)
+                       // (token after the last `*`, byte offset the `*` has swallowed up to)
         let mut retry: Option<(usize, usize)> = None;
         while let Some(c) = value[v..].chars().next() {
             match tokens.get(t) {
@@ -186,7 +186,10 @@ mod tests {
         assert!(!m("\u{212A}", "K"));
         assert!(m("\u{212A}", "\u{212A}"));
         assert!(!m("s", "\u{17F}"));
-        assert!(!m("*security-credentials*", "/iam/\u{17F}ecurity-credentials"));
+        assert!(!m(
+            "*security-credentials*",
+            "/iam/\u{17F}ecurity-credentials"
+        ));
         // Non-ASCII letters keep their case.
         assert!(!m("é", "É"));
         assert!(!m("ß", "SS"));

@@ -87,7 +87,9 @@ impl Scanner {
 
 fn hit_tuple(hit: Hit) -> HitTuple {
     let witness = hit.witness.map(|w| (w.field, w.op, w.pattern, w.value));
-    (hit.source, hit.line, hit.rule, hit.branch, witness, hit.event)
+    (
+        hit.source, hit.line, hit.rule, hit.branch, witness, hit.event,
+    )
 }
 
 fn stats_dict<'py>(py: Python<'py>, stats: &FileStats) -> PyResult<Bound<'py, PyDict>> {
