@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -219,3 +221,53 @@ def test_engines_agree_on_arbitrary_bytes(tmp_path: Path, data: bytes) -> None:
         b'{"event":{"category":"network"},"destination.ip":"169.254.169.254"}\n' + data
     )
     _scan_both(path)
+
+
+def test_engines_agree_on_nesting_limit(tmp_path: Path) -> None:
+    path = tmp_path / "deep.ndjson"
+    lines = [
+        '{"event":{"category":"network"},"destination.ip":"169.254.169.254","a":'
+        + "[" * (depth - 1)
+        + "]" * (depth - 1)
+        + "}"
+        for depth in (126, 127, 128, 129, 5000)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    py = run_scan([str(path)], default_rules(), engine="python")
+    assert [h.line for h in py.hits] == [1, 2]
+    assert py.stats.total("malformed") == 3
+    _scan_both(path)
+
+
+GENERATOR = Path(__file__).parents[1] / "bench" / "gen_corpus.py"
+
+
+def test_engines_agree_on_generated_corpus(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus.ndjson"
+    subprocess.run(
+        [
+            sys.executable,
+            str(GENERATOR),
+            "--size",
+            "8M",
+            "--seed",
+            "7",
+            "--tp-rate",
+            "0.01",
+            "--near-miss-rate",
+            "0.02",
+            "--out",
+            str(corpus),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    expected = json.loads(Path(f"{corpus}.expected.json").read_text())
+    rules = default_rules()
+    py = run_scan([str(corpus)], rules, engine="python")
+    rs = run_scan([str(corpus)], rules, engine="rust", threads=2)
+    assert len(py.hits) == expected["hits"] > 0
+    assert hit_keys(rs.hits) == hit_keys(py.hits)
+    assert rs.stats.total("events") == py.stats.total("events") == expected["lines"]
+    by_branch = {b: sum(h.branch == b for h in rs.hits) for b in ("network", "process")}
+    assert by_branch == expected["hits_by_branch"]
