@@ -29,10 +29,12 @@ def write_ndjson(hits: list[Hit], out: TextIO) -> None:
 
 
 def _event_field(hit: Hit, path: str) -> str:
+    from .filters import load_event
     from .reference import field_values
 
     try:
-        values = list(field_values(hit.event, path.split(".")))
+        # load_event keeps numbers as their JSON text, so a numeric host.name still shows.
+        values = list(field_values(load_event(hit.event_text), path.split(".")))
     except ValueError:
         return ""
     return ", ".join(values)
@@ -69,6 +71,8 @@ def format_summary(stats: ScanStats, hits: list[Hit], examples: int = 5) -> str:
         f"{stats.total('bytes') / 1e6:,.1f} MB, {len(hits)} hit(s) "
         f"in {stats.elapsed:.2f} s ({stats.mb_per_s:,.0f} MB/s, {stats.engine} engine)"
     ]
+    if stats.outside_time_window:
+        lines.append(f"  hits outside --since/--until: {stats.outside_time_window:,}")
     malformed = stats.total("malformed")
     if malformed:
         lines.append(f"  malformed lines: {malformed:,}")

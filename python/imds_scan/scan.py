@@ -8,9 +8,14 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from datetime import datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal
 
 from .rules import Rule
+
+if TYPE_CHECKING:
+    import polars as pl
 
 Engine = Literal["rust", "python"]
 _GLOB_CHARS = frozenset("*?[")
@@ -69,6 +74,8 @@ class ScanStats:
     files: list[FileResult]
     elapsed: float
     engine: str
+    # Hits the engine found that --since/--until then dropped (not in ``FileResult.hits``).
+    outside_time_window: int = 0
 
     def total(self, name: str) -> int:
         return sum(getattr(f, name) for f in self.files)
@@ -84,8 +91,46 @@ class ScanStats:
 
 @dataclass
 class ScanResult:
+    """Hits in input order (file, then line) and the scan's statistics."""
+
     hits: list[Hit]
     stats: ScanStats
+
+    @cached_property
+    def frame(self) -> pl.DataFrame:
+        """The hits as a Polars DataFrame (schema: ``imds_scan.report.frame.SCHEMA``, README)."""
+        from .report.frame import hits_frame
+
+        return hits_frame(self.hits)
+
+    def to_polars(self) -> pl.DataFrame:
+        return self.frame
+
+    def summaries(self, top: int = 10) -> dict[str, pl.DataFrame]:
+        """The aggregations of ``--summary``: by rule and branch, host, process, user, day..."""
+        from .report.summary import summaries
+
+        return summaries(self.frame, top=top)
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """How to scan: engine options and hit filters (shared by the CLI and the Python API).
+
+    ``hosts``/``exclude_hosts``: ``host.name`` globs (``*``, ``?``; ASCII case-insensitive, as
+    EQL's ``:``), evaluated inside the engine. ``since``/``until``: a half-open window on
+    @timestamp (a naive datetime is UTC); when either is set, a hit without a parsable
+    @timestamp is dropped.
+    """
+
+    engine: Engine = "rust"
+    threads: int = 0
+    prefilter: bool = True
+    max_examples: int = 5
+    hosts: tuple[str, ...] = ()
+    exclude_hosts: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
 
 
 def expand_inputs(args: Sequence[str]) -> list[str]:
@@ -162,3 +207,48 @@ def run_scan(
         raise ValueError(f"unknown engine {engine!r} (expected 'rust' or 'python')")
     elapsed = time.perf_counter() - started
     return ScanResult(hits, ScanStats(files, elapsed, engine))
+
+
+def scan(
+    paths: Sequence[str],
+    *,
+    rules: Sequence[Rule] | None = None,
+    config: ScanConfig | None = None,
+    engine: Engine | None = None,
+    threads: int | None = None,
+) -> ScanResult:
+    """Scan files, directories or globs: expand them, apply the host filter to the rules,
+    run the engine, keep the hits inside the time window. The CLI runs exactly this.
+
+    ``rules`` defaults to the bundled rule; ``engine``/``threads`` override ``config``'s.
+    """
+    import dataclasses
+
+    from .filters import TimeWindow, as_utc, event_time, load_event, with_host_filter
+    from .rules import default_rules
+
+    config = config or ScanConfig()
+    if engine is not None:
+        config = dataclasses.replace(config, engine=engine)
+    if threads is not None:
+        config = dataclasses.replace(config, threads=threads)
+    chosen = with_host_filter(
+        default_rules() if rules is None else rules, config.hosts, config.exclude_hosts
+    )
+    result = run_scan(
+        expand_inputs(paths),
+        chosen,
+        engine=config.engine,
+        threads=config.threads,
+        prefilter=config.prefilter,
+        max_examples=config.max_examples,
+    )
+    window = TimeWindow(  # a naive bound is UTC, as in the CLI
+        None if config.since is None else as_utc(config.since),
+        None if config.until is None else as_utc(config.until),
+    )
+    if window.active:
+        kept = [h for h in result.hits if window.contains(event_time(load_event(h.event_text)))]
+        result.stats.outside_time_window = len(result.hits) - len(kept)
+        result.hits = kept
+    return result

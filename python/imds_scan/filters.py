@@ -1,0 +1,159 @@
+"""Hit filters: host globs compiled into the rule IR, time windows applied to hits.
+
+Host filters run inside the engine (both engines consume the IR), so excluded hosts never cost
+a hit object. Time filters run on hits in Python: hits are rare, and the engines have no
+date type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .rules import Rule
+
+HOST_FIELD = "host.name"
+TIMESTAMP_FIELD = "@timestamp"
+
+_RELATIVE = re.compile(r"\s*(\d+)\s*([smhdw])\s*", re.IGNORECASE)
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_EPOCH_MILLIS = re.compile(r"-?\d{1,15}")
+
+
+class FilterError(ValueError):
+    """A filter value that cannot be understood (e.g. an unparsable --since)."""
+
+
+# ---------------------------------------------------------------- hosts (in the rule IR)
+
+
+def _host_pred(globs: Sequence[str]) -> dict[str, Any]:
+    return {
+        "node": "pred",
+        "field": HOST_FIELD,
+        "field_type": "keyword",
+        "op": "wildcard",
+        "values": list(globs),
+    }
+
+
+def host_filter_node(
+    include: Sequence[str] = (), exclude: Sequence[str] = ()
+) -> dict[str, Any] | None:
+    """The conjunct selecting ``host.name``: some value matches an include glob (if any are
+    given) and no value matches an exclude glob. None when there is nothing to filter."""
+    conjuncts: list[dict[str, Any]] = []
+    if include:
+        conjuncts.append(_host_pred(include))
+    if exclude:
+        conjuncts.append({"node": "not", "arg": _host_pred(exclude)})
+    if not conjuncts:
+        return None
+    return conjuncts[0] if len(conjuncts) == 1 else {"node": "and", "args": conjuncts}
+
+
+def with_host_filter(
+    rules: Sequence[Rule], include: Sequence[str] = (), exclude: Sequence[str] = ()
+) -> list[Rule]:
+    """Rules whose every branch also requires the host filter (same ids, names, branches).
+
+    The filter is the *first* conjunct: a true ``not`` or a single ``pred`` is never an
+    *under-or* witness entry and the branch's own entries come last, so the reported
+    ``matched`` is the same as without the filter (docs/ir.md, Witness).
+    """
+    node = host_filter_node(include, exclude)
+    if node is None:
+        return list(rules)
+    for glob in [*include, *exclude]:
+        if not glob:
+            raise FilterError("an empty --host/--exclude-host glob matches nothing")
+    filtered = []
+    for rule in rules:
+        ir = dict(rule.ir)
+        ir["branches"] = [
+            {**branch, "expr": {"node": "and", "args": [node, branch["expr"]]}}
+            for branch in rule.ir["branches"]
+        ]
+        filtered.append(dataclasses.replace(rule, ir=ir))
+    return filtered
+
+
+# ---------------------------------------------------------------- time (on hits)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Naive times are taken as UTC (ECS @timestamp is UTC)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def parse_time_bound(text: str, now: datetime | None = None) -> datetime:
+    """``--since``/``--until``: ISO 8601 (a date, or a date and time; naive = UTC) or a
+    duration back from now: ``30s``, ``15m``, ``12h``, ``7d``, ``2w``."""
+    relative = _RELATIVE.fullmatch(text)
+    if relative:
+        amount, unit = int(relative.group(1)), relative.group(2).lower()
+        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: amount})
+    try:
+        return as_utc(datetime.fromisoformat(text.strip()))
+    except ValueError:
+        raise FilterError(
+            f"{text!r} is neither an ISO 8601 date/time (2024-05-01, 2024-05-01T12:00:00Z) "
+            "nor a duration back from now (30m, 12h, 7d, 2w)"
+        ) from None
+
+
+def parse_event_time(value: str) -> datetime | None:
+    """An @timestamp value as Elasticsearch's default date format reads it
+    (``strict_date_optional_time||epoch_millis``); None if unparsable."""
+    text = value.strip()
+    if _EPOCH_MILLIS.fullmatch(text):
+        try:
+            return datetime.fromtimestamp(int(text) / 1000, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    try:
+        return as_utc(datetime.fromisoformat(text))
+    except ValueError:
+        return None
+
+
+def event_time(doc: dict[str, Any]) -> datetime | None:
+    """The event's @timestamp (the first value if several), None if missing or unparsable."""
+    from .reference import field_values
+
+    for value in field_values(doc, [TIMESTAMP_FIELD]):
+        return parse_event_time(value)
+    return None
+
+
+def load_event(text: str) -> dict[str, Any]:
+    """Parse an event as the engines do: numbers keep their JSON text."""
+    doc: dict[str, Any] = json.loads(text, parse_int=str, parse_float=str)
+    return doc
+
+
+@dataclasses.dataclass(frozen=True)
+class TimeWindow:
+    """Half-open ``[since, until)`` on @timestamp; either end may be open."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.since is not None or self.until is not None
+
+    def contains(self, moment: datetime | None) -> bool:
+        """Without a bound, everything passes; with one, an event without a parsable
+        @timestamp is excluded (it cannot be shown to fall inside)."""
+        if not self.active:
+            return True
+        if moment is None:
+            return False
+        if self.since is not None and moment < self.since:
+            return False
+        return not (self.until is not None and moment >= self.until)

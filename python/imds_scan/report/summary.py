@@ -1,0 +1,112 @@
+"""Aggregations over the hits frame (``--summary`` on stderr, and the HTML report's tables)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import polars as pl
+
+from ..output import safe
+
+TS = "@timestamp"
+# The summary's sections, in print order: name -> (title, grouping columns).
+GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "by_rule_branch": ("hits by rule and branch", ("rule", "branch")),
+    "by_host": ("hits by host", ("host.name",)),
+    "by_process": ("hits by process.name", ("process.name",)),
+    "by_user": ("hits by user", ("user.name",)),
+}
+
+
+def _counted(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """Hits, first and last seen per key (a null key is its own group), most hits first."""
+    return (
+        frame.group_by(keys)
+        .agg(
+            pl.len().cast(pl.Int64).alias("hits"),
+            pl.col(TS).min().alias("first_seen"),
+            pl.col(TS).max().alias("last_seen"),
+        )
+        .sort(["hits", *keys], descending=[True, *[False] * len(keys)], nulls_last=True)
+    )
+
+
+def summaries(frame: pl.DataFrame, top: int = 10) -> dict[str, pl.DataFrame]:
+    """Every aggregation, keyed by name: ``by_rule_branch``, ``by_host``, ``by_process``,
+    ``by_user`` (hits, first_seen, last_seen), ``by_day`` (day, hits; a null day gathers hits
+    without a parsable @timestamp), ``top_command_lines`` (the ``top`` most frequent
+    process.command_line values; ties by text) and ``seen`` (one row: hits, first_seen,
+    last_seen). Days are UTC."""
+    out = {name: _counted(frame, list(keys)) for name, (_, keys) in GROUPS.items()}
+    out["by_day"] = (
+        frame.group_by(pl.col(TS).dt.date().alias("day"))
+        .agg(pl.len().cast(pl.Int64).alias("hits"))
+        .sort("day", nulls_last=True)
+    )
+    out["top_command_lines"] = (
+        frame.filter(pl.col("process.command_line").is_not_null())
+        .group_by("process.command_line")
+        .agg(pl.len().cast(pl.Int64).alias("hits"))
+        .sort(["hits", "process.command_line"], descending=[True, False])
+        .head(top)
+    )
+    out["seen"] = frame.select(
+        pl.len().cast(pl.Int64).alias("hits"),
+        pl.col(TS).min().alias("first_seen"),
+        pl.col(TS).max().alias("last_seen"),
+    )
+    return out
+
+
+def cell(value: object, width: int = 0) -> str:
+    """A value for display: null as ``-``, times in ISO 8601 UTC to the second, control
+    characters escaped,
+    cut to ``width`` characters (0 = whole)."""
+    if value is None:
+        text = "-"
+    elif isinstance(value, datetime):
+        text = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # seconds are enough to read
+    elif isinstance(value, date):
+        text = value.isoformat()
+    else:
+        text = str(value)
+    text = safe(text)
+    if width and len(text) > width:
+        text = text[: width - 1] + "…"
+    return text
+
+
+def format_summaries(frame: pl.DataFrame, top: int = 10, width: int = 100) -> str:
+    """The summary as plain text for stderr (log content escaped, long values cut)."""
+    if frame.is_empty():
+        return "summary: no hits"
+    tables = summaries(frame, top=top)
+    lines: list[str] = []
+
+    def section(title: str, rows: list[tuple[int, str]]) -> None:
+        lines.append(f"{title}:")
+        lines.extend(f"  {hits:>7,}  {label}" for hits, label in rows)
+
+    for name, (title, keys) in GROUPS.items():
+        rows = tables[name].head(top).iter_rows(named=True)
+        section(
+            title if len(tables[name]) <= top else f"{title} (top {top} of {len(tables[name])})",
+            [(r["hits"], " / ".join(cell(r[k], width) for k in keys)) for r in rows],
+        )
+    section(
+        "hits by day (UTC)",
+        [
+            (r["hits"], "no @timestamp" if r["day"] is None else cell(r["day"]))
+            for r in tables["by_day"].iter_rows(named=True)
+        ],
+    )
+    section(
+        "top command lines",
+        [
+            (r["hits"], cell(r["process.command_line"], width))
+            for r in tables["top_command_lines"].iter_rows(named=True)
+        ],
+    )
+    seen = tables["seen"].row(0, named=True)
+    lines.append(f"first seen: {cell(seen['first_seen'])}  last seen: {cell(seen['last_seen'])}")
+    return "\n".join(lines)

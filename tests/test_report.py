@@ -1,0 +1,535 @@
+"""Reporting: the hits frame, every output format read back, summaries, alerts, filters, API."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from conftest import ENGINES
+from imds_scan import ScanConfig, scan
+from imds_scan.filters import FilterError, parse_event_time, parse_time_bound
+from imds_scan.report.alerts import alert_document
+from imds_scan.report.frame import SCHEMA, hits_frame
+
+CMD_A = "curl -s http://169.254.169.254/latest/meta-data/iam/security-credentials/"
+CMD_B = "wget -qO- http://169.254.169.254/latest/dynamic/instance-identity/document"
+CMD_C = "bash -c 'curl http://metadata.google.internal/computeMetadata/v1/'"
+
+
+def net(**extra: Any) -> dict[str, Any]:
+    return {"event": {"category": "network"}, **extra}
+
+
+def proc(cmd: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "event": {"category": "process", "type": "start"},
+        **extra,
+        "process": {**extra.get("process", {}), "command_line": cmd},
+    }
+
+
+# A known corpus: line number -> event. Hits are lines 1, 2, 4, 5, 6, 8, 9.
+CORPUS: list[dict[str, Any]] = [
+    net(  # 1: network hit
+        **{"@timestamp": "2024-05-01T10:15:00Z"},
+        destination={"ip": "169.254.169.254"},
+        host={"name": "web-1"},
+        user={"name": "alice"},
+        process={"name": "python3", "executable": "/usr/bin/python3"},
+    ),
+    proc(  # 2: process hit; host name in upper case
+        CMD_A,
+        **{"@timestamp": "2024-05-01T11:00:00.5Z"},
+        host={"name": "WEB-2"},
+        user={"name": "root"},
+        process={"name": "curl", "parent": {"name": "bash"}},
+    ),
+    net(destination={"ip": "10.0.0.1"}, host={"name": "web-1"}),  # 3: benign
+    proc(  # 4: same command line as 2, dotted keys
+        CMD_A,
+        **{"@timestamp": "2024-05-02T09:00:00Z", "host.name": "web-1", "user.name": "root"},
+        process={"name": "curl"},
+    ),
+    net(  # 5: destination.address; @timestamp as epoch milliseconds
+        **{"@timestamp": 1714730400000},
+        destination={"address": "169.254.169.254"},
+        host={"name": "db-1"},
+    ),
+    net(url={"domain": "metadata.google.internal"}, host={"name": "db-1"}),  # 6: no @timestamp
+    proc(CMD_A, host={"name": "web-1"}, process={"name": "cloud-init"}),  # 7: excluded agent
+    proc(  # 8: a time zone offset
+        CMD_B,
+        **{"@timestamp": "2024-05-03T23:59:59+02:00"},
+        host={"name": "api-1"},
+        user={"name": "alice"},
+        process={"name": "wget"},
+    ),
+    proc(  # 9: no host.name
+        CMD_C,
+        **{"@timestamp": "2024-05-04T00:00:00Z"},
+        user={"name": "bob"},
+        process={"name": "bash"},
+    ),
+]
+HIT_LINES = [1, 2, 4, 5, 6, 8, 9]
+
+
+def ts(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    path = tmp_path / "corpus.ndjson"
+    path.write_text("".join(json.dumps(e) + "\n" for e in CORPUS), encoding="utf-8")
+    return path
+
+
+def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "imds_scan", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+# ---------------------------------------------------------------- the frame
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_frame_schema_and_values(corpus: Path, engine: str) -> None:
+    result = scan([str(corpus)], config=ScanConfig(engine=engine))
+    frame = result.frame
+    assert frame.schema == SCHEMA
+    assert result.to_polars() is frame
+    assert frame["line"].to_list() == HIT_LINES
+    assert frame["branch"].to_list() == [
+        "network",
+        "process",
+        "process",
+        "network",
+        "network",
+        "process",
+        "process",
+    ]
+    assert frame["@timestamp"].to_list() == [
+        ts("2024-05-01T10:15:00Z"),
+        ts("2024-05-01T11:00:00.5Z"),
+        ts("2024-05-02T09:00:00Z"),
+        ts("2024-05-03T10:00:00Z"),
+        None,
+        ts("2024-05-03T21:59:59Z"),
+        ts("2024-05-04T00:00:00Z"),
+    ]
+    first = frame.row(0, named=True)
+    assert first["host.name"] == "web-1"
+    assert first["process.executable"] == "/usr/bin/python3"
+    assert first["destination.ip"] == "169.254.169.254"
+    assert first["url.domain"] is None  # missing fields are null
+    assert first["matched.field"] == "destination.ip"
+    assert first["rule_id"] == "imds-default" and first["severity"] == "high"
+    second = frame.row(1, named=True)
+    assert second["process.parent.name"] == "bash"
+    assert second["matched.pattern"] == "*169.254.169.254*"
+    assert frame.row(2, named=True)["host.name"] == "web-1"  # a dotted key
+    assert [json.loads(e) for e in frame["event"]] == [
+        json.loads(json.dumps(CORPUS[n - 1])) for n in HIT_LINES
+    ]
+
+
+def test_multi_valued_fields_are_joined(tmp_path: Path) -> None:
+    event = net(destination={"ip": ["10.0.0.1", "169.254.169.254"]}, host={"name": ["a", "b"]})
+    path = tmp_path / "m.ndjson"
+    path.write_text(json.dumps(event) + "\n")
+    row = scan([str(path)], config=ScanConfig(engine="python")).frame.row(0, named=True)
+    assert row["destination.ip"] == "10.0.0.1, 169.254.169.254"
+    assert row["host.name"] == "a, b"
+
+
+def test_empty_frame_has_the_schema(tmp_path: Path) -> None:
+    frame = hits_frame([])
+    assert frame.schema == SCHEMA and frame.is_empty()
+    path = tmp_path / "benign.ndjson"
+    path.write_text(json.dumps(CORPUS[2]) + "\n")
+    assert cli(path, "--engine", "python", "-f", "json").stdout == "[]\n"
+    assert cli(path, "--engine", "python", "-o", tmp_path / "e.parquet").returncode == 0
+    assert pl.read_parquet(tmp_path / "e.parquet").schema == SCHEMA
+
+
+# ---------------------------------------------------------------- formats read back
+
+
+def expected_records(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.select("source", "line", "rule", "rule_id", "severity", "branch")
+
+
+def records_frame(records: list[dict[str, Any]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            {k: r[k] for k in ("source", "line", "rule", "rule_id", "severity", "branch")}
+            for r in records
+        ]
+    )
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("fmt", ["ndjson", "json"])
+def test_ndjson_and_json_round_trip(tmp_path: Path, corpus: Path, engine: str, fmt: str) -> None:
+    frame = scan([str(corpus)], config=ScanConfig(engine=engine)).frame
+    out = tmp_path / f"hits.{fmt}"
+    proc = cli(corpus, "--engine", engine, "--output", out)  # format from the extension
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout == ""
+    back = pl.read_ndjson(out) if fmt == "ndjson" else pl.read_json(out)
+    assert back.select(expected_records(frame).columns).equals(expected_records(frame))
+    matched = back["matched"].struct.unnest().rename(lambda c: f"matched.{c}")
+    assert matched.equals(frame.select(matched.columns))
+    text = out.read_text()
+    records = [json.loads(x) for x in text.splitlines()] if fmt == "ndjson" else json.loads(text)
+    assert [r["event"] for r in records] == [json.loads(e) for e in frame["event"]]
+    if fmt == "ndjson":  # the first slice's contract, byte for byte
+        stdout = cli(corpus, "--engine", engine, "-f", "ndjson").stdout
+        assert stdout == text
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_csv_and_parquet_round_trip(tmp_path: Path, corpus: Path, engine: str) -> None:
+    frame = scan([str(corpus)], config=ScanConfig(engine=engine)).frame
+    assert cli(corpus, "--engine", engine, "-o", tmp_path / "h.csv").returncode == 1
+    assert cli(corpus, "--engine", engine, "-o", tmp_path / "h.parquet").returncode == 1
+    assert pl.read_parquet(tmp_path / "h.parquet").equals(frame)
+    assert pl.read_csv(tmp_path / "h.csv", schema=SCHEMA).equals(frame)
+    # --format wins over the extension.
+    assert cli(corpus, "--engine", engine, "-f", "csv", "-o", tmp_path / "h.txt").returncode == 1
+    assert pl.read_csv(tmp_path / "h.txt", schema=SCHEMA).equals(frame)
+
+
+def test_csv_defuses_spreadsheet_formulas(tmp_path: Path) -> None:
+    path = tmp_path / "f.ndjson"
+    path.write_text(json.dumps(proc('=HYPERLINK("http://x") 169.254.169.254')) + "\n")
+    out = tmp_path / "f.csv"
+    assert cli(path, "--engine", "python", "-o", out).returncode == 1
+    back = pl.read_csv(out, schema=SCHEMA)
+    assert back["process.command_line"][0] == '\'=HYPERLINK("http://x") 169.254.169.254'
+    assert json.loads(back["event"][0]) == json.loads(path.read_text())  # JSON is untouched
+
+
+def test_parquet_to_stdout_is_a_usage_error(corpus: Path) -> None:
+    proc = cli(corpus, "-f", "parquet")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "--output" in proc.stderr
+
+
+def test_unknown_output_extension_is_a_usage_error(corpus: Path, tmp_path: Path) -> None:
+    proc = cli(corpus, "-o", tmp_path / "hits.xlsx")
+    assert proc.returncode == 2 and "--format" in proc.stderr
+    assert not (tmp_path / "hits.xlsx").exists()
+
+
+def test_unwritable_output_is_exit_2(corpus: Path, tmp_path: Path) -> None:
+    proc = cli(corpus, "--engine", "python", "-o", tmp_path / "no" / "such" / "dir.ndjson")
+    assert proc.returncode == 2 and "cannot write" in proc.stderr
+
+
+# ---------------------------------------------------------------- alerts
+
+# The ECS 8.x field names the alert documents add (outside the imds_scan namespace).
+ECS_ALERT_FIELDS = {
+    "event.kind",
+    "event.severity",
+    "event.risk_score",
+    "rule.id",
+    "rule.name",
+    "rule.ruleset",
+    "rule.reference",
+    "threat.framework",
+    "threat.tactic.id",
+    "threat.tactic.name",
+    "threat.tactic.reference",
+    "threat.technique.id",
+    "threat.technique.name",
+    "threat.technique.reference",
+    "threat.technique.subtechnique.id",
+    "threat.technique.subtechnique.name",
+    "threat.technique.subtechnique.reference",
+}
+
+
+def leaves(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(leaves(value, f"{path}."))
+        else:
+            out[path] = value
+    return out
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_alert_documents(tmp_path: Path, corpus: Path, engine: str) -> None:
+    out = tmp_path / "alerts.ndjson"
+    proc = cli(corpus, "--engine", engine, "-f", "alerts", "-o", out)
+    assert proc.returncode == 1, proc.stderr
+    docs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(docs) == len(HIT_LINES)
+    for doc, line in zip(docs, HIT_LINES, strict=True):
+        source = CORPUS[line - 1]
+        flat, original = leaves(doc), leaves(source)
+        added = {k for k in flat if k not in original or flat[k] != original[k]}
+        assert {k for k in added if not k.startswith("imds_scan.")} <= ECS_ALERT_FIELDS
+        assert flat["event.kind"] == "alert"
+        assert flat["rule.name"] == "Detect Cloud Instance Metadata API"
+        assert flat["threat.framework"] == "MITRE ATT&CK"
+        assert flat["threat.tactic.id"] == "TA0006"
+        assert flat["threat.tactic.name"] == "Credential Access"
+        assert flat["threat.technique.id"] == "T1552"
+        assert flat["threat.technique.subtechnique.id"] == "T1552.005"
+        assert flat["imds_scan.source"] == str(corpus) and flat["imds_scan.line"] == line
+        # Every field of the source event is kept (event.kind aside), @timestamp as written.
+        for key, value in original.items():
+            assert flat[key] == value, key
+    back = pl.read_ndjson(out)  # Polars reads them as one table
+    assert back["imds_scan"].struct.field("line").to_list() == HIT_LINES
+
+
+def test_alert_replaces_spoofed_namespaces(tmp_path: Path) -> None:
+    event = {
+        **net(destination={"ip": "169.254.169.254"}),
+        "event.kind": "event",
+        "rule": {"name": "allow-egress"},  # a firewall rule of the source event
+        "imds_scan.line": 999,
+        "threat.framework": "spoofed",
+    }
+    path = tmp_path / "s.ndjson"
+    path.write_text(json.dumps(event) + "\n")
+    result = scan([str(path)], config=ScanConfig(engine="python"))
+    doc = alert_document(result.hits[0])
+    assert "event.kind" not in doc and doc["event"]["kind"] == "alert"
+    assert doc["rule"]["name"] == "Detect Cloud Instance Metadata API"
+    assert doc["threat"]["framework"] == "MITRE ATT&CK" and "threat.framework" not in doc
+    assert doc["imds_scan"]["line"] == 1 and "imds_scan.line" not in doc
+    assert doc["imds_scan"]["original"] == {
+        "rule": {"name": "allow-egress"},
+        "threat.framework": "spoofed",
+    }
+
+
+# ---------------------------------------------------------------- summaries
+
+
+def rows(frame: pl.DataFrame, *cols: str) -> list[tuple[Any, ...]]:
+    return frame.select(cols).rows()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_summaries_equal_hand_counts(corpus: Path, engine: str) -> None:
+    result = scan([str(corpus)], config=ScanConfig(engine=engine))
+    tables = result.summaries()
+    assert rows(tables["by_rule_branch"], "branch", "hits") == [("process", 4), ("network", 3)]
+    assert rows(tables["by_host"], "host.name", "hits") == [
+        ("db-1", 2),
+        ("web-1", 2),
+        ("WEB-2", 1),
+        ("api-1", 1),
+        (None, 1),
+    ]
+    assert rows(tables["by_process"], "process.name", "hits") == [
+        ("curl", 2),
+        (None, 2),
+        ("bash", 1),
+        ("python3", 1),
+        ("wget", 1),
+    ]
+    assert rows(tables["by_user"], "user.name", "hits") == [
+        ("alice", 2),
+        ("root", 2),
+        (None, 2),
+        ("bob", 1),
+    ]
+    assert rows(tables["by_day"], "day", "hits") == [
+        (date(2024, 5, 1), 2),
+        (date(2024, 5, 2), 1),
+        (date(2024, 5, 3), 2),
+        (date(2024, 5, 4), 1),
+        (None, 1),
+    ]
+    assert rows(tables["top_command_lines"], "process.command_line", "hits") == [
+        (CMD_A, 2),
+        (CMD_C, 1),
+        (CMD_B, 1),
+    ]
+    web1 = tables["by_host"].row(1, named=True)
+    assert (web1["first_seen"], web1["last_seen"]) == (
+        ts("2024-05-01T10:15:00Z"),
+        ts("2024-05-02T09:00:00Z"),
+    )
+    assert tables["seen"].row(0) == (7, ts("2024-05-01T10:15:00Z"), ts("2024-05-04T00:00:00Z"))
+
+
+def test_summary_on_stderr(corpus: Path) -> None:
+    piped = cli(corpus, "--engine", "python", "-f", "ndjson")
+    assert "hits by host" not in piped.stderr  # off by default when stdout is not a terminal
+    proc = cli(corpus, "--engine", "python", "-f", "ndjson", "--summary")
+    assert proc.returncode == 1
+    assert proc.stdout == piped.stdout  # results alone on stdout
+    lines = proc.stderr.splitlines()
+    for expected in [
+        "hits by rule and branch:",
+        "        4  Detect Cloud Instance Metadata API / process",
+        "        3  Detect Cloud Instance Metadata API / network",
+        "        2  db-1",
+        "        1  -",
+        "        1  no @timestamp",
+        "        2  2024-05-03",
+        f"        2  {CMD_A}",
+        "first seen: 2024-05-01T10:15:00Z  last seen: 2024-05-04T00:00:00Z",
+    ]:
+        assert expected in lines, expected
+    quiet = cli(corpus, "--engine", "python", "-f", "ndjson", "--no-summary", "-q")
+    assert quiet.stderr == ""
+
+
+# ---------------------------------------------------------------- filters (both engines)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(
+    ("args", "lines"),
+    [
+        (["--host", "web-*"], [1, 2, 4]),  # ASCII case-insensitive: WEB-2 too; no host: out
+        (["--host", "db-?", "--host", "API*"], [5, 6, 8]),
+        (["--exclude-host", "web-*"], [5, 6, 8, 9]),  # no host.name: kept
+        (["--host", "*", "--exclude-host", "db-1"], [1, 2, 4, 8]),
+        (["--since", "2024-05-02"], [4, 5, 8, 9]),  # no @timestamp: out
+        (["--until", "2024-05-02"], [1, 2]),
+        (["--since", "2024-05-03T10:00:00Z", "--until", "2024-05-04T00:00:00Z"], [5, 8]),
+        (["--since", "2024-05-03T12:00:00+02:00"], [5, 8, 9]),
+        (["--since", "100000d"], [1, 2, 4, 5, 8, 9]),
+        (["--until", "1h"], [1, 2, 4, 5, 8, 9]),
+        (["--host", "web-*", "--since", "2024-05-01T11:00:00Z"], [2, 4]),
+        (["--host", "nothing"], []),
+    ],
+)
+def test_filters_select_exactly(
+    corpus: Path, engine: str, args: list[str], lines: list[int]
+) -> None:
+    proc = cli(corpus, "--engine", engine, "-f", "ndjson", *args)
+    assert proc.returncode == (1 if lines else 0), proc.stderr
+    assert [json.loads(x)["line"] for x in proc.stdout.splitlines()] == lines
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_host_filter_keeps_the_witness(corpus: Path, engine: str) -> None:
+    plain = scan([str(corpus)], config=ScanConfig(engine=engine))
+    filtered = scan(
+        [str(corpus)],
+        config=ScanConfig(engine=engine, exclude_hosts=("nothing",)),
+    )
+    assert [(h.line, h.branch, h.matched) for h in filtered.hits] == [
+        (h.line, h.branch, h.matched) for h in plain.hits
+    ]
+
+
+def test_api_takes_naive_bounds_as_utc(corpus: Path) -> None:
+    naive = ScanConfig(engine="python", since=datetime(2024, 5, 3, 10), until=datetime(2024, 5, 4))
+    assert [h.line for h in scan([str(corpus)], config=naive).hits] == [5, 8]
+
+
+def test_time_filter_counts_what_it_dropped(corpus: Path) -> None:
+    result = scan([str(corpus)], config=ScanConfig(engine="python", until=ts("2024-05-02T00:00Z")))
+    assert [h.line for h in result.hits] == [1, 2]
+    assert result.stats.outside_time_window == 5
+    proc = cli(corpus, "--engine", "python", "-f", "ndjson", "--until", "2024-05-02")
+    assert "2 hit(s)" in proc.stderr and "hits outside --since/--until: 5" in proc.stderr
+
+
+def test_time_bounds() -> None:
+    now = datetime(2024, 5, 10, 12, 0, tzinfo=UTC)
+    assert parse_time_bound("7d", now) == datetime(2024, 5, 3, 12, 0, tzinfo=UTC)
+    assert parse_time_bound("12h", now) == datetime(2024, 5, 10, 0, 0, tzinfo=UTC)
+    assert parse_time_bound("30M", now) == datetime(2024, 5, 10, 11, 30, tzinfo=UTC)
+    assert parse_time_bound("2w", now) == datetime(2024, 4, 26, 12, 0, tzinfo=UTC)
+    assert parse_time_bound("2024-05-01") == datetime(2024, 5, 1, tzinfo=UTC)
+    assert parse_time_bound("2024-05-01T02:00+02:00") == datetime(2024, 5, 1, tzinfo=UTC)
+    for bad in ["yesterday", "7 days", "", "-3d"]:
+        with pytest.raises(FilterError):
+            parse_time_bound(bad, now)
+    assert parse_event_time("2024-05-01T00:00:00.123456789Z") == datetime(
+        2024, 5, 1, 0, 0, 0, 123456, tzinfo=UTC
+    )
+    assert parse_event_time("1714521600000") == datetime(2024, 5, 1, tzinfo=UTC)
+    assert parse_event_time("not a date") is None
+
+
+def test_bad_filters_are_usage_errors(corpus: Path) -> None:
+    for args in (["--since", "yesterday"], ["--until", "soon"], ["--host", ""]):
+        proc = cli(corpus, "--engine", "python", *args)
+        assert proc.returncode == 2, args
+        assert proc.stdout == ""
+
+
+# ---------------------------------------------------------------- API and start-up
+
+
+def test_api_defaults_and_overrides(corpus: Path) -> None:
+    result = scan([str(corpus)], engine="python", config=ScanConfig(hosts=("db-*",)))
+    assert result.stats.engine == "python"
+    assert result.frame["line"].to_list() == [5, 6]
+    assert result.stats.total("events") == len(CORPUS)
+
+
+def test_cli_start_up_does_not_import_polars() -> None:
+    code = "import sys, imds_scan, imds_scan.cli; print('polars' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_ndjson_output_does_not_import_polars(corpus: Path) -> None:
+    code = (
+        "import sys; from imds_scan.cli import main; sys.argv = ['imds-scan', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('polars' in sys.modules, file=sys.stderr)"
+    )
+    for fmt in ("ndjson", "json", "alerts", "table"):
+        proc = subprocess.run(
+            [sys.executable, "-c", code, str(corpus), "--engine", "python", "-q", "-f", fmt],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.stderr.strip().endswith("False"), (fmt, proc.stderr)
+
+
+SAMPLE = Path(__file__).resolve().parent.parent / "bench" / "sample" / "ecs-sample.ndjson"
+
+
+@pytest.mark.skipif(not SAMPLE.exists(), reason="the bundled sample is not there")
+@pytest.mark.parametrize("globs", [("ip-*",), ("*PROD*", "jump-?"), ("gke-*-0dcc",)])
+def test_host_filters_on_the_sample_agree_with_the_oracle(globs: tuple[str, ...]) -> None:
+    from imds_scan.filters import load_event
+    from imds_scan.reference import ascii_fold, field_values, wildcard_regex
+
+    patterns = [wildcard_regex(g) for g in globs]
+
+    def selected(text: str) -> bool:
+        hosts = field_values(load_event(text), ["host", "name"])
+        return any(p.fullmatch(ascii_fold(h)) for h in hosts for p in patterns)
+
+    plain = scan([str(SAMPLE)], config=ScanConfig(engine="python"))
+    included = [h.line for h in plain.hits if selected(h.event_text)]
+    excluded = [h.line for h in plain.hits if not selected(h.event_text)]
+    assert included and excluded  # the globs split the sample's hits
+    for engine in ENGINES:
+        only = scan([str(SAMPLE)], config=ScanConfig(engine=engine, hosts=globs))
+        skip = scan([str(SAMPLE)], config=ScanConfig(engine=engine, exclude_hosts=globs))
+        assert [h.line for h in only.hits] == included, engine
+        assert [h.line for h in skip.hits] == excluded, engine
