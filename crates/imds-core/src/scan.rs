@@ -1,9 +1,14 @@
 //! Streaming files through the prefilter and the rules, in parallel.
 
 use crate::eval::{CompiledRule, Witness};
+use crate::event;
 use crate::ir::RuleIr;
-use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use crate::prefilter::Prefilter;
+use rayon::prelude::*;
+use std::fs::File;
+use std::io::{ErrorKind, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug, Clone)]
 pub struct ScanOptions {
@@ -50,10 +55,13 @@ pub struct FileStats {
     pub bytes: u64,
     /// Non-blank lines.
     pub events: u64,
-    /// Lines the prefilter passed to the JSON parser.
+    /// Lines the prefilter passed to the JSON parser (all events when it is off).
     pub candidates: u64,
     pub hits: u64,
+    /// Lines that are not events: for lines the prefilter skips, only the framing is checked
+    /// (first non-blank byte `{`, last `}`); candidate lines are fully parsed.
     pub malformed: u64,
+    /// Parsed lines that were not valid UTF-8 (lines the prefilter skips are not checked).
     pub invalid_utf8: u64,
     /// (1-based line, reason) for the first `max_examples` malformed lines.
     pub malformed_examples: Vec<(u64, String)>,
@@ -73,25 +81,573 @@ pub struct ScanReport {
 
 pub struct Engine {
     pub rules: Vec<CompiledRule>,
+    pub prefilter: Prefilter,
 }
+
+/// Why a skipped line is malformed: it cannot be a JSON object.
+const NOT_OBJECT: &str = "not a JSON object line";
+
+/// How far the prefilter searches ahead of the line being counted: small enough that the
+/// bytes are still in cache when the lines are walked.
+const SEARCH_WINDOW: usize = 256 << 10;
 
 impl Engine {
     pub fn new(rules: Vec<RuleIr>) -> Result<Engine, crate::Error> {
+        let prefilter = Prefilter::new(&rules);
         let rules = rules
             .into_iter()
             .map(CompiledRule::new)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Engine { rules })
+        Ok(Engine { rules, prefilter })
     }
 
     /// Scan the inputs; a missing or unreadable file is recorded in its `FileStats::error`.
-    /// Checks `cancel` at least once per buffer.
+    /// Checks `cancel` at least once per buffer. Runs on a pool of `opts.threads` threads:
+    /// files in parallel, and when there are fewer files than threads, chunks of each file
+    /// too. Memory stays near 2 × buffer × threads, plus the longest line.
     pub fn scan_paths(
         &self,
-        _paths: &[PathBuf],
-        _opts: &ScanOptions,
-        _cancel: &AtomicBool,
+        paths: &[PathBuf],
+        opts: &ScanOptions,
+        cancel: &AtomicBool,
     ) -> ScanReport {
-        todo!("helper B")
+        let parts = in_pool(opts.threads, || {
+            let workers = rayon::current_num_threads().div_ceil(paths.len().max(1));
+            paths
+                .par_iter()
+                .with_max_len(1)
+                .enumerate()
+                .map(|(source, path)| self.scan_file(path, source, opts, cancel, workers))
+                .collect::<Vec<_>>()
+        });
+        let mut report = ScanReport::default();
+        for part in parts {
+            report.files.extend(part.files);
+            report.hits.extend(part.hits);
+            report.cancelled |= part.cancelled;
+        }
+        report
     }
+
+    /// Scan one file with up to `workers` threads of the current pool.
+    fn scan_file(
+        &self,
+        path: &Path,
+        source: usize,
+        opts: &ScanOptions,
+        cancel: &AtomicBool,
+        workers: usize,
+    ) -> ScanReport {
+        let opened = File::open(path).and_then(|f| {
+            if f.metadata()?.is_dir() {
+                Err(std::io::Error::other("is a directory"))
+            } else {
+                Ok(f)
+            }
+        });
+        match opened {
+            Ok(file) => {
+                #[cfg(unix)]
+                if workers > 1 {
+                    if let Some(report) = self.scan_regions(&file, source, opts, cancel, workers) {
+                        return report;
+                    }
+                }
+                self.scan_stream(file, source, opts, cancel, workers)
+            }
+            Err(e) => ScanReport {
+                files: vec![FileStats {
+                    error: Some(e.to_string()),
+                    ..FileStats::default()
+                }],
+                hits: Vec::new(),
+                cancelled: false,
+            },
+        }
+    }
+
+    /// Scan a stream (a file, stdin, a decompressor) in buffers of `opts.buffer_size` (a line
+    /// longer than the buffer grows it), on `opts.threads` threads. Returns one `FileStats`;
+    /// hits carry `source`. A read error ends the scan of this stream and is recorded in
+    /// `FileStats::error`; `cancel` is checked once per buffer.
+    pub fn scan_reader<R: Read + Send>(
+        &self,
+        reader: R,
+        source: usize,
+        opts: &ScanOptions,
+        cancel: &AtomicBool,
+    ) -> ScanReport {
+        in_pool(opts.threads, || {
+            let workers = rayon::current_num_threads();
+            self.scan_stream(reader, source, opts, cancel, workers)
+        })
+    }
+
+    /// Scan bytes already in memory on the calling thread (one source, index 0).
+    pub fn scan_bytes(&self, data: &[u8], opts: &ScanOptions) -> ScanReport {
+        let mut scan = LineScanner::new(self, 0, opts);
+        scan.stats.bytes = data.len() as u64;
+        scan.lines(data, true);
+        scan.finish(false)
+    }
+
+    /// Scan a stream read here, in chunks of whole lines; with `workers` > 1, batches of
+    /// chunks are scanned in parallel while the next batch is read, and their line numbers
+    /// fixed up afterwards.
+    fn scan_stream<R: Read + Send>(
+        &self,
+        reader: R,
+        source: usize,
+        opts: &ScanOptions,
+        cancel: &AtomicBool,
+        workers: usize,
+    ) -> ScanReport {
+        let (scan, cancelled) = self.stream_lines(reader, source, opts, cancel, workers, true);
+        scan.finish(cancelled)
+    }
+
+    /// A regular file large enough is cut into regions that start at line starts, each read
+    /// by its own thread with positional reads: no single reader to wait for, and each
+    /// thread scans bytes it has just read. `None` when the file is not suitable.
+    #[cfg(unix)]
+    fn scan_regions(
+        &self,
+        file: &File,
+        source: usize,
+        opts: &ScanOptions,
+        cancel: &AtomicBool,
+        workers: usize,
+    ) -> Option<ScanReport> {
+        let meta = file.metadata().ok()?;
+        let len = meta.len();
+        let size = opts.buffer_size.max(1) as u64;
+        // Two regions per worker even out uneven regions and busy cores.
+        let count = (2 * workers as u64).min(len / size);
+        if !meta.is_file() || count < 2 {
+            return None;
+        }
+        let mut starts = vec![0];
+        for k in 1..count {
+            let start = line_start_at_or_after(file, len * k / count, len)?;
+            if start > *starts.last()? && start < len {
+                starts.push(start);
+            }
+        }
+        let ends: Vec<u64> = starts.iter().skip(1).copied().chain([len]).collect();
+        let parts: Vec<(LineScanner<'_>, bool)> = starts
+            .par_iter()
+            .zip(ends)
+            .with_max_len(1)
+            .map(|(&start, end)| {
+                let reader = Region {
+                    file,
+                    pos: start,
+                    end,
+                };
+                self.stream_lines(reader, source, opts, cancel, 1, start == 0)
+            })
+            .collect();
+        let mut parts = parts.into_iter();
+        let (mut total, mut cancelled) = parts.next()?;
+        for (part, part_cancelled) in parts {
+            total.absorb(part);
+            cancelled |= part_cancelled;
+        }
+        Some(total.finish(cancelled))
+    }
+
+    /// The scan of one stream (`at_start`: it begins at the start of its input, where a BOM
+    /// may be): the scanner holds line numbers relative to the stream's first line.
+    fn stream_lines<'a, R: Read + Send>(
+        &'a self,
+        reader: R,
+        source: usize,
+        opts: &'a ScanOptions,
+        cancel: &AtomicBool,
+        workers: usize,
+        at_start: bool,
+    ) -> (LineScanner<'a>, bool) {
+        let size = opts.buffer_size.max(1);
+        let mut input = ChunkReader::new(reader, size);
+        let mut total = LineScanner::new(self, source, opts);
+        let mut cancelled = false;
+        let mut first = at_start;
+        if workers <= 1 {
+            let mut chunk = Chunk::new(size);
+            loop {
+                if cancel.load(Ordering::Relaxed) {
+                    cancelled = true;
+                    break;
+                }
+                if !input.next(&mut chunk) {
+                    break;
+                }
+                total.lines(chunk.bytes(), first);
+                first = false;
+            }
+        } else {
+            let mut batch: Vec<Chunk> = (0..workers).map(|_| Chunk::new(size)).collect();
+            let mut spare: Vec<Chunk> = (0..workers).map(|_| Chunk::new(size)).collect();
+            let mut filled = input.fill(&mut batch);
+            while filled > 0 {
+                if cancel.load(Ordering::Relaxed) {
+                    cancelled = true;
+                    break;
+                }
+                // Pieces smaller than a chunk, so the thread that was reading can share the
+                // scanning of the batch evenly once it is done.
+                let pieces: Vec<&[u8]> = batch[..filled]
+                    .iter()
+                    .flat_map(|c| split_lines(c.bytes(), PIECES_PER_CHUNK))
+                    .collect();
+                let (next_filled, parts) = rayon::join(
+                    || input.fill(&mut spare),
+                    || {
+                        pieces
+                            .par_iter()
+                            .with_max_len(1)
+                            .enumerate()
+                            .map(|(k, piece)| {
+                                let mut part = LineScanner::new(self, source, opts);
+                                part.lines(piece, first && k == 0);
+                                part
+                            })
+                            .collect::<Vec<_>>()
+                    },
+                );
+                for part in parts {
+                    total.absorb(part);
+                }
+                std::mem::swap(&mut batch, &mut spare);
+                filled = next_filled;
+                first = false;
+            }
+        }
+        total.stats.bytes = input.bytes;
+        total.stats.error = input.error.take();
+        (total, cancelled)
+    }
+}
+
+/// Where the first line starting at or after `at` starts (`len` if none): just after the
+/// first `\n` at or after `at - 1`.
+#[cfg(unix)]
+fn line_start_at_or_after(file: &File, at: u64, len: u64) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    if at == 0 {
+        return Some(0);
+    }
+    let mut buf = vec![0u8; 64 << 10];
+    let mut pos = at - 1;
+    while pos < len {
+        let n = file.read_at(&mut buf, pos).ok()?;
+        if n == 0 {
+            break;
+        }
+        if let Some(i) = memchr::memchr(b'\n', &buf[..n]) {
+            return Some(pos + i as u64 + 1);
+        }
+        pos += n as u64;
+    }
+    Some(len)
+}
+
+/// A byte range of a file, read with positional reads (so threads can share the file).
+#[cfg(unix)]
+struct Region<'f> {
+    file: &'f File,
+    pos: u64,
+    end: u64,
+}
+
+#[cfg(unix)]
+impl Read for Region<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let want = (self.end - self.pos).min(buf.len() as u64) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// In parallel scans, each chunk is cut into this many pieces at line ends.
+const PIECES_PER_CHUNK: usize = 4;
+
+/// `buf` cut at line ends into about `n` pieces of similar size.
+fn split_lines(buf: &[u8], n: usize) -> Vec<&[u8]> {
+    let step = (buf.len() / n.max(1)).max(1);
+    let mut pieces = Vec::with_capacity(n);
+    let mut start = 0;
+    while start < buf.len() {
+        let target = start + step;
+        let end = match buf.get(target..) {
+            Some(rest) => memchr::memchr(b'\n', rest).map_or(buf.len(), |i| target + i + 1),
+            None => buf.len(),
+        };
+        pieces.push(&buf[start..end]);
+        start = end;
+    }
+    pieces
+}
+
+/// Run `f` on a pool of `threads` threads (0 = all cores), or on the current one when no
+/// pool can be built.
+fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+    match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+        Ok(pool) => pool.install(f),
+        Err(_) => f(),
+    }
+}
+
+/// A read buffer: `buf` is allocated and zeroed once; `len` bytes of it hold data.
+struct Chunk {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Chunk {
+    fn new(size: usize) -> Chunk {
+        Chunk {
+            buf: vec![0; size],
+            len: 0,
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// Cuts a stream into chunks of whole lines.
+struct ChunkReader<R> {
+    reader: R,
+    size: usize,
+    /// Bytes read after the last complete line of the previous chunk.
+    carry: Vec<u8>,
+    done: bool,
+    bytes: u64,
+    error: Option<String>,
+}
+
+impl<R: Read> ChunkReader<R> {
+    fn new(reader: R, size: usize) -> ChunkReader<R> {
+        ChunkReader {
+            reader,
+            size,
+            carry: Vec::new(),
+            done: false,
+            bytes: 0,
+            error: None,
+        }
+    }
+
+    /// Fill chunks in order until the stream ends; how many were filled.
+    fn fill(&mut self, chunks: &mut [Chunk]) -> usize {
+        let mut n = 0;
+        while n < chunks.len() && self.next(&mut chunks[n]) {
+            n += 1;
+        }
+        n
+    }
+
+    /// The next run of whole lines (the last one may lack its `\n`); false at the end.
+    fn next(&mut self, chunk: &mut Chunk) -> bool {
+        chunk.len = 0;
+        if chunk.buf.len() < self.size.max(self.carry.len() + 1) {
+            chunk.buf.resize(self.size.max(self.carry.len() + 1), 0);
+        }
+        chunk.buf[..self.carry.len()].copy_from_slice(&self.carry);
+        chunk.len = self.carry.len();
+        self.carry.clear();
+        // The carried bytes hold no `\n`: search only what is read after them.
+        let mut unsearched = chunk.len;
+        loop {
+            while chunk.len < chunk.buf.len() && !self.done {
+                match self.reader.read(&mut chunk.buf[chunk.len..]) {
+                    Ok(0) => self.done = true,
+                    Ok(n) => {
+                        chunk.len += n;
+                        self.bytes += n as u64;
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        self.error = Some(format!("read error: {e}"));
+                        self.done = true;
+                    }
+                }
+            }
+            if self.done {
+                return chunk.len > 0;
+            }
+            if let Some(i) = memchr::memrchr(b'\n', &chunk.buf[unsearched..chunk.len]) {
+                let end = unsearched + i + 1;
+                self.carry.extend_from_slice(&chunk.buf[end..chunk.len]);
+                chunk.len = end;
+                return true;
+            }
+            // One line fills the buffer: make room for the rest of it.
+            unsearched = chunk.len;
+            let grown = chunk.buf.len() * 2;
+            chunk.buf.resize(grown, 0);
+        }
+    }
+}
+
+/// The per-stream state: line numbers, stats, hits.
+struct LineScanner<'e> {
+    engine: &'e Engine,
+    opts: &'e ScanOptions,
+    source: usize,
+    /// Search with the prefilter (else every line is parsed).
+    filter: bool,
+    /// Lines seen so far (the number of the last one).
+    line_no: u64,
+    stats: FileStats,
+    hits: Vec<Hit>,
+}
+
+impl<'e> LineScanner<'e> {
+    fn new(engine: &'e Engine, source: usize, opts: &'e ScanOptions) -> LineScanner<'e> {
+        LineScanner {
+            engine,
+            opts,
+            source,
+            filter: opts.prefilter && engine.prefilter.is_active(),
+            line_no: 0,
+            stats: FileStats::default(),
+            hits: Vec::new(),
+        }
+    }
+
+    /// Scan whole lines: `buf` ends with `\n`, or is the end of the stream.
+    fn lines(&mut self, mut buf: &[u8], stream_start: bool) {
+        if stream_start {
+            buf = buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(buf);
+        }
+        let pf = &self.engine.prefilter;
+        let len = buf.len();
+        let mut pos = 0;
+        // The prefilter has searched buf[..searched], finding `hit` (the first relevant
+        // position at or after the current line) or nothing.
+        let mut searched = 0;
+        let mut hit: Option<usize> = None;
+        while pos < len {
+            let end = memchr::memchr(b'\n', &buf[pos..]).map_or(len, |i| pos + i);
+            self.line_no += 1;
+            let candidate = !self.filter
+                || loop {
+                    if let Some(h) = hit {
+                        break h < end;
+                    }
+                    if searched >= end {
+                        break false;
+                    }
+                    // Search up to a line end, so no needle is cut.
+                    let target = (searched + SEARCH_WINDOW).max(end);
+                    let stop = match buf.get(target..) {
+                        Some(rest) => memchr::memchr(b'\n', rest).map_or(len, |i| target + i),
+                        None => len,
+                    };
+                    hit = pf.find(buf, searched, stop);
+                    searched = stop;
+                };
+            if candidate && self.filter {
+                hit = None;
+                searched = end;
+            }
+            self.line(&buf[pos..end], candidate);
+            pos = end + 1;
+        }
+    }
+
+    fn line(&mut self, line: &[u8], candidate: bool) {
+        let Some(first) = line.iter().position(|&b| !is_space(b)) else {
+            return; // blank: not an event
+        };
+        self.stats.events += 1;
+        if !candidate {
+            let last = line.iter().rposition(|&b| !is_space(b)).unwrap_or(first);
+            if line[first] != b'{' || line[last] != b'}' {
+                self.malformed(NOT_OBJECT.to_string());
+            }
+            return;
+        }
+        self.stats.candidates += 1;
+        match event::parse_line(line) {
+            Ok(Some(parsed)) => {
+                if parsed.invalid_utf8 {
+                    self.stats.invalid_utf8 += 1;
+                }
+                for (rule, compiled) in self.engine.rules.iter().enumerate() {
+                    if let Some(m) = compiled.evaluate(&parsed.doc) {
+                        self.stats.hits += 1;
+                        self.hits.push(Hit {
+                            source: self.source,
+                            line: self.line_no,
+                            rule,
+                            branch: m.branch,
+                            witness: m.witness,
+                            event: parsed.text.clone(),
+                        });
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(m) => self.malformed(m.reason),
+        }
+    }
+
+    fn malformed(&mut self, reason: String) {
+        self.stats.malformed += 1;
+        if self.stats.malformed_examples.len() < self.opts.max_examples {
+            self.stats.malformed_examples.push((self.line_no, reason));
+        }
+    }
+
+    /// Append the results of the chunk that follows this one.
+    fn absorb(&mut self, next: LineScanner<'_>) {
+        let base = self.line_no;
+        let (a, b) = (&mut self.stats, next.stats);
+        a.bytes += b.bytes;
+        if a.error.is_none() {
+            a.error = b.error;
+        }
+        a.events += b.events;
+        a.candidates += b.candidates;
+        a.hits += b.hits;
+        a.malformed += b.malformed;
+        a.invalid_utf8 += b.invalid_utf8;
+        let room = self
+            .opts
+            .max_examples
+            .saturating_sub(a.malformed_examples.len());
+        a.malformed_examples.extend(
+            b.malformed_examples
+                .into_iter()
+                .take(room)
+                .map(|(line, why)| (line + base, why)),
+        );
+        self.hits.extend(next.hits.into_iter().map(|mut h| {
+            h.line += base;
+            h
+        }));
+        self.line_no += next.line_no;
+    }
+
+    fn finish(self, cancelled: bool) -> ScanReport {
+        ScanReport {
+            files: vec![self.stats],
+            hits: self.hits,
+            cancelled,
+        }
+    }
+}
+
+/// JSON's insignificant whitespace (a trailing `\r` is one).
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }

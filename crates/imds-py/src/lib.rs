@@ -36,7 +36,8 @@ impl Scanner {
 
     /// The prefilter's needles, or None when the rules force a parse of every line.
     fn needles(&self) -> Option<Vec<String>> {
-        self.engine.needles()
+        let prefilter = &self.engine.prefilter;
+        prefilter.is_active().then(|| prefilter.needles())
     }
 
     /// Scan files; returns (hits, per-file stats, cancelled).

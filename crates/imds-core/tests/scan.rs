@@ -1,0 +1,421 @@
+//! Scanning files end to end with the seed rule: line numbering, framing, buffers, errors,
+//! and the prefilter's soundness against a full parse of every line.
+
+use imds_core::{Engine, RuleIr, ScanOptions, ScanReport};
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+const SEED: &str = include_str!("data/seed_ir.json");
+
+fn engine() -> Engine {
+    Engine::new(vec![RuleIr::from_json(SEED).unwrap()]).unwrap()
+}
+
+/// A scratch directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("imds-core-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn file(&self, name: &str, content: &[u8]) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scan(paths: &[PathBuf], opts: &ScanOptions) -> ScanReport {
+    engine().scan_paths(paths, opts, &AtomicBool::new(false))
+}
+
+/// (source, line, rule, branch) of each hit.
+fn hit_keys(report: &ScanReport) -> Vec<(usize, u64, usize, usize)> {
+    report
+        .hits
+        .iter()
+        .map(|h| (h.source, h.line, h.rule, h.branch))
+        .collect()
+}
+
+const NET_HIT: &str =
+    r#"{"event":{"category":["network"]},"destination":{"ip":"169.254.169.254"}}"#;
+const PROC_HIT: &str = r#"{"event":{"category":"process","type":"start"},"process":{"name":"curl","command_line":"curl http://169.254.169.254/latest/meta-data/"}}"#;
+const QUIET: &str =
+    r#"{"event":{"category":["network"]},"destination":{"ip":"10.0.0.1"},"message":"ok"}"#;
+
+#[test]
+fn line_numbers_events_and_blank_lines() {
+    let dir = TempDir::new("lines");
+    let content = format!("{QUIET}\n\n{NET_HIT}\n   \n{QUIET}\n{PROC_HIT}\n");
+    let path = dir.file("a.ndjson", content.as_bytes());
+    let report = scan(&[path], &ScanOptions::default());
+    assert_eq!(hit_keys(&report), [(0, 3, 0, 0), (0, 6, 0, 1)]);
+    let f = &report.files[0];
+    assert_eq!(f.events, 4);
+    assert_eq!(f.hits, 2);
+    assert_eq!(f.malformed, 0);
+    assert_eq!(f.bytes, content.len() as u64);
+    assert_eq!(f.error, None);
+    assert_eq!(report.hits[0].event, NET_HIT);
+    let w = report.hits[0].witness.as_ref().unwrap();
+    assert_eq!(
+        (w.field.as_str(), w.value.as_str()),
+        ("destination.ip", "169.254.169.254")
+    );
+    assert!(!report.cancelled);
+}
+
+#[test]
+fn crlf_bom_and_no_final_newline() {
+    let dir = TempDir::new("crlf");
+    let content = format!("\u{FEFF}{NET_HIT}\r\n{QUIET}\r\n\r\n{PROC_HIT}");
+    let path = dir.file("a.ndjson", content.as_bytes());
+    let report = scan(&[path], &ScanOptions::default());
+    assert_eq!(hit_keys(&report), [(0, 1, 0, 0), (0, 4, 0, 1)]);
+    assert_eq!(report.hits[0].event, NET_HIT, "no BOM, no CR");
+    assert_eq!(report.hits[1].event, PROC_HIT);
+    assert_eq!(report.files[0].events, 3);
+    assert_eq!(report.files[0].malformed, 0);
+}
+
+#[test]
+fn bom_line_that_is_not_a_candidate_is_well_framed() {
+    let e = engine();
+    let data = format!("\u{FEFF}{QUIET}\n{QUIET}\n");
+    let report = e.scan_bytes(data.as_bytes(), &ScanOptions::default());
+    assert_eq!(report.files[0].events, 2);
+    assert_eq!(report.files[0].malformed, 0);
+}
+
+#[test]
+fn malformed_lines_are_counted_with_line_numbers() {
+    let dir = TempDir::new("malformed");
+    let lines = [
+        QUIET,
+        r#"{"event":{"category":["network"]},"destination":{"ip":"#, // truncated, no needle
+        NET_HIT,
+        "garbage that is not json",
+        r#"{"destination":{"ip":"169.254.169.254"}"#, // truncated candidate
+        r#"["not", "an", "object"]"#,
+        PROC_HIT,
+    ];
+    let path = dir.file("a.ndjson", (lines.join("\n") + "\n").as_bytes());
+    let opts = ScanOptions {
+        max_examples: 3,
+        ..ScanOptions::default()
+    };
+    let report = scan(&[path], &opts);
+    assert_eq!(hit_keys(&report), [(0, 3, 0, 0), (0, 7, 0, 1)]);
+    let f = &report.files[0];
+    assert_eq!(f.events, 7);
+    assert_eq!(f.malformed, 4);
+    let lines: Vec<u64> = f.malformed_examples.iter().map(|(l, _)| *l).collect();
+    assert_eq!(lines, [2, 4, 5], "only max_examples are kept");
+    assert_eq!(f.malformed_examples[0].1, "not a JSON object line");
+    assert!(
+        f.malformed_examples[2].1.contains("JSON"),
+        "{:?}",
+        f.malformed_examples
+    );
+}
+
+#[test]
+fn lines_crossing_buffer_edges_sequential_and_parallel() {
+    let dir = TempDir::new("edges");
+    let mut content = String::from("\u{FEFF}");
+    for i in 0..60 {
+        let line = match i % 6 {
+            0 => NET_HIT.to_string(),
+            1 => format!(r#"{{"padding":"{}","n":{i}}}"#, "x".repeat(i * 7)),
+            2 => PROC_HIT.to_string(),
+            3 => String::new(),
+            4 => format!("broken {i}"),
+            _ => QUIET.to_string(),
+        };
+        content.push_str(&line);
+        content.push_str(if i % 2 == 0 { "\n" } else { "\r\n" });
+    }
+    let path = dir.file("a.ndjson", content.as_bytes());
+    let one = |buffer_size, threads| {
+        let opts = ScanOptions {
+            buffer_size,
+            threads,
+            max_examples: 4,
+            ..ScanOptions::default()
+        };
+        scan(std::slice::from_ref(&path), &opts)
+    };
+    let reference = engine().scan_bytes(
+        content.as_bytes(),
+        &ScanOptions {
+            max_examples: 4,
+            ..ScanOptions::default()
+        },
+    );
+    assert_eq!(reference.hits.len(), 20);
+    assert_eq!(reference.hits[0].line, 1, "BOM line");
+    assert_eq!(reference.files[0].malformed, 10);
+    for threads in [1, 2, 3] {
+        for buffer_size in [1, 2, 3, 7, 16, 64, 100, 333, 1024, 1 << 20] {
+            let report = one(buffer_size, threads);
+            let what = format!("buffer {buffer_size}, threads {threads}");
+            assert_eq!(hit_keys(&report), hit_keys(&reference), "{what}");
+            let (a, b) = (&report.files[0], &reference.files[0]);
+            assert_eq!(
+                (a.events, a.candidates, a.malformed, a.bytes),
+                (b.events, b.candidates, b.malformed, b.bytes),
+                "{what}"
+            );
+            assert_eq!(a.malformed_examples, b.malformed_examples, "{what}");
+            let events: Vec<&str> = report.hits.iter().map(|h| h.event.as_str()).collect();
+            let expected: Vec<&str> = reference.hits.iter().map(|h| h.event.as_str()).collect();
+            assert_eq!(events, expected, "{what}");
+        }
+    }
+}
+
+#[test]
+fn scan_reader_in_parallel_matches_scan_bytes() {
+    let mut content = String::new();
+    for i in 0..5000 {
+        content.push_str(match i % 7 {
+            0 => NET_HIT,
+            3 => PROC_HIT,
+            5 => "oops",
+            _ => QUIET,
+        });
+        content.push('\n');
+    }
+    let reference = engine().scan_bytes(content.as_bytes(), &ScanOptions::default());
+    for threads in [1, 2, 4] {
+        let opts = ScanOptions {
+            threads,
+            buffer_size: 4096,
+            ..ScanOptions::default()
+        };
+        let report = engine().scan_reader(content.as_bytes(), 0, &opts, &AtomicBool::new(false));
+        assert_eq!(hit_keys(&report), hit_keys(&reference), "threads {threads}");
+        assert_eq!(
+            report.files[0].malformed_examples,
+            reference.files[0].malformed_examples
+        );
+        assert_eq!(report.files[0].events, 5000);
+    }
+}
+
+#[test]
+fn file_errors_do_not_stop_the_scan() {
+    let dir = TempDir::new("errors");
+    let a = dir.file("a.ndjson", format!("{NET_HIT}\n").as_bytes());
+    let b = dir.file("b.ndjson", format!("{QUIET}\n{PROC_HIT}\n").as_bytes());
+    let missing = dir.0.join("missing.ndjson");
+    let paths = vec![a, missing, dir.0.clone(), b];
+    for threads in [1, 2, 0] {
+        let opts = ScanOptions {
+            threads,
+            ..ScanOptions::default()
+        };
+        let report = scan(&paths, &opts);
+        assert_eq!(report.files.len(), 4);
+        assert_eq!(hit_keys(&report), [(0, 1, 0, 0), (3, 2, 0, 1)]);
+        assert!(report.files[0].error.is_none());
+        assert!(report.files[1].error.is_some());
+        assert!(report.files[2]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("directory"));
+        assert!(report.files[3].error.is_none());
+        assert_eq!(report.files[3].events, 2);
+    }
+}
+
+/// Yields its data, then fails.
+struct FailingReader {
+    data: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for FailingReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos == self.data.len() {
+            return Err(std::io::Error::other("device gone"));
+        }
+        let n = buf.len().min(self.data.len() - self.pos).min(10);
+        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn read_error_midway_keeps_what_was_read() {
+    let data = format!("{NET_HIT}\n{QUIET}\n").into_bytes();
+    let reader = FailingReader {
+        data: data.clone(),
+        pos: 0,
+    };
+    let report = engine().scan_reader(reader, 5, &ScanOptions::default(), &AtomicBool::new(false));
+    assert_eq!(hit_keys(&report), [(5, 1, 0, 0)]);
+    let f = &report.files[0];
+    assert_eq!(f.bytes, data.len() as u64);
+    assert_eq!(f.events, 2);
+    assert!(f.error.as_deref().unwrap().contains("device gone"));
+}
+
+#[test]
+fn cancel_stops_the_scan() {
+    let dir = TempDir::new("cancel");
+    let a = dir.file("a.ndjson", format!("{NET_HIT}\n").as_bytes());
+    let report = engine().scan_paths(&[a], &ScanOptions::default(), &AtomicBool::new(true));
+    assert!(report.cancelled);
+    assert!(report.hits.is_empty());
+}
+
+#[test]
+fn one_hit_per_matching_rule_sorted() {
+    let seed = RuleIr::from_json(SEED).unwrap();
+    let mut other = seed.clone();
+    other.id = "copy".into();
+    let engine = Engine::new(vec![seed, other]).unwrap();
+    let data = format!("{QUIET}\n{PROC_HIT}\n{NET_HIT}\n");
+    let report = engine.scan_bytes(data.as_bytes(), &ScanOptions::default());
+    assert_eq!(
+        hit_keys(&report),
+        [(0, 2, 0, 1), (0, 2, 1, 1), (0, 3, 0, 0), (0, 3, 1, 0)]
+    );
+    assert_eq!(report.files[0].hits, 4);
+}
+
+/// Lines that hit, nearly hit, or hide the rule's literals behind escapes, case and other
+/// address spellings.
+fn mixed_lines() -> Vec<String> {
+    let net = |dest: &str, extra: &str| {
+        format!(r#"{{"event":{{"category":["network"]}},"destination":{dest}{extra}}}"#)
+    };
+    let proc = |cmd: &str, extra: &str| {
+        format!(
+            r#"{{"event":{{"category":["process"],"type":["start"]}},"process":{{"command_line":"{cmd}"{extra}}}}}"#
+        )
+    };
+    vec![
+        net(r#"{"ip":"169.254.169.254"}"#, ""),
+        net(r#"{"ip":"::FFFF:A9FE:A9FE"}"#, ""),
+        net(r#"{"ip":"0:0:0:0:0:ffff:169.254.169.254"}"#, ""),
+        net(r#"{"ip":"\u0031\u0036\u0039.254.169.254"}"#, ""),
+        net(r#"{"ip":"::169.254.169.254"}"#, ""),
+        net(r#"{"ip":"169.254.169.054"}"#, ""),
+        net(r#"{"ip":["10.0.0.1","::ffff:a9fe:a9fe"]}"#, ""),
+        net(r#"{"ip":"169.254.169.254"}"#, r#","process":{"name":"CLOUD-INIT"}"#),
+        net(r#"{"address":"fd00:ec2::254"}"#, ""),
+        net(r#"{"address":"FD00:EC2::254"}"#, ""),
+        net(r#"{"address":"fd00:ec2:\u003a254"}"#, ""),
+        net(r#"{"ip":"10.1.2.3"}"#, r#","url":{"domain":"metadata.google.internal"}"#),
+        net(r#"{"ip":"10.1.2.3"}"#, r#","url":{"domain":"Metadata.Google.Internal"}"#),
+        net(r#"{"ip":"10.1.2.3"}"#, r#","url.domain":"metadata\u002egoogle.internal""#),
+        proc(r"curl http:\/\/169.254.169.254\/latest\/meta-data\/", ""),
+        proc("curl http://x/LATEST/META-DATA/", ""),
+        proc(r"aws \u0069am/security-credentials", ""),
+        proc(r"wget x/compute\u004detadata/v1", ""),
+        proc(r"C:\\Windows\\u0069am/security", ""),
+        proc(r"echo \u003cmetadata\u003e \u0026 instance", ""),
+        proc("curl imds.azure.com", r#","name":"waagent""#),
+        proc("curl x/metadata/instance?api-version=2021", ""),
+        r#"{"event":{"category":"process","type":"start"},"process":{"args":["curl","http://169.254.169.254/"]}}"#.to_string(),
+        r#"{"event":{"category":"process","type":"start"},"process.args":["curl","http://169.254.169.25"]}"#.to_string(),
+        r#"{"event":{"category":"process","type":"Start"},"process":{"command_line":"latest/dynamic"}}"#.to_string(),
+        r#"{"event":{"category":"process","type":"start"},"process":{"command_line":"latest/dyna"#.to_string(),
+        "not json at all".to_string(),
+        String::new(),
+        format!("{{\"x\":\"{}\"}}", "padding ".repeat(50)),
+    ]
+}
+
+#[test]
+fn prefilter_on_and_off_give_the_same_hits() {
+    let dir = TempDir::new("onoff");
+    let content = mixed_lines().join("\n");
+    let path = dir.file("mixed.ndjson", content.as_bytes());
+    let on = scan(std::slice::from_ref(&path), &ScanOptions::default());
+    let off = scan(
+        &[path],
+        &ScanOptions {
+            prefilter: false,
+            ..ScanOptions::default()
+        },
+    );
+    assert_eq!(hit_keys(&on), hit_keys(&off));
+    let hit_lines: Vec<u64> = on.hits.iter().map(|h| h.line).collect();
+    assert_eq!(
+        hit_lines,
+        [1, 2, 3, 4, 7, 9, 11, 12, 14, 15, 16, 17, 18, 22, 23]
+    );
+    let (a, b) = (&on.files[0], &off.files[0]);
+    assert_eq!(a.events, b.events);
+    assert_eq!(b.candidates, b.events, "prefilter off parses every event");
+    assert!(
+        a.candidates < b.candidates,
+        "{} vs {}",
+        a.candidates,
+        b.candidates
+    );
+    // Both report the truncated and the garbage line.
+    assert_eq!((a.malformed, b.malformed), (2, 2));
+}
+
+#[test]
+fn scan_bytes_matches_scan_paths() {
+    let dir = TempDir::new("bytes");
+    let content = mixed_lines().join("\r\n");
+    let path = dir.file("mixed.ndjson", content.as_bytes());
+    let from_file = scan(&[path], &ScanOptions::default());
+    let from_bytes = engine().scan_bytes(content.as_bytes(), &ScanOptions::default());
+    assert_eq!(hit_keys(&from_file), hit_keys(&from_bytes));
+    assert_eq!(from_file.files[0].events, from_bytes.files[0].events);
+    assert_eq!(
+        from_file.files[0].candidates,
+        from_bytes.files[0].candidates
+    );
+}
+
+#[test]
+fn hits_across_search_windows_in_a_large_buffer() {
+    // Well past the scanner's look-ahead window (256 KiB), with hits near and across it.
+    let mut content = String::new();
+    let mut expected = Vec::new();
+    for i in 1..=20_000u64 {
+        if i % 1_999 == 0 || i == 2_700 || i == 2_701 {
+            content.push_str(if i % 2 == 0 { NET_HIT } else { PROC_HIT });
+            expected.push(i);
+        } else {
+            content.push_str(QUIET);
+        }
+        content.push('\n');
+    }
+    assert!(content.len() > 1 << 20);
+    let e = engine();
+    let on = e.scan_bytes(content.as_bytes(), &ScanOptions::default());
+    let off = e.scan_bytes(
+        content.as_bytes(),
+        &ScanOptions {
+            prefilter: false,
+            ..ScanOptions::default()
+        },
+    );
+    let lines: Vec<u64> = on.hits.iter().map(|h| h.line).collect();
+    assert_eq!(lines, expected);
+    assert_eq!(hit_keys(&on), hit_keys(&off));
+    assert_eq!(on.files[0].candidates, expected.len() as u64);
+}
