@@ -1,13 +1,18 @@
 """Type stubs for the Rust extension module (crates/imds-py)."""
 
+from collections.abc import Callable, Sequence
 from os import PathLike
-from typing import Any, final
+from typing import Any, Protocol, final
 
 __all__ = ["Scanner", "__version__"]
+
 __version__: str
 
 _Witness = tuple[str, str, str, str]
 _HitTuple = tuple[int, int, int, int, _Witness | None, str]
+
+class _Readable(Protocol):
+    def read(self, size: int = ..., /) -> bytes: ...
 
 @final
 class Scanner:
@@ -17,7 +22,16 @@ class Scanner:
         self,
         paths: list[str] | list[PathLike[str]],
         threads: int = 0,
-        buffer_size: int = ...,
+        buffer_size: int = 4194304,
         prefilter: bool = True,
         max_examples: int = 5,
     ) -> tuple[list[_HitTuple], list[dict[str, Any]]]: ...
+    def scan(
+        self,
+        inputs: Sequence[str | PathLike[str] | _Readable],
+        threads: int = 0,
+        buffer_size: int = 4194304,
+        prefilter: bool = True,
+        max_examples: int = 5,
+        progress: Callable[[int], object] | None = None,
+    ) -> tuple[list[_HitTuple], list[dict[str, Any]], bool]: ...

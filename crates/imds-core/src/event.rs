@@ -3,7 +3,7 @@
 use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
-use std::ops::ControlFlow;
+use std::ops::{ControlFlow, Range};
 
 /// Why a line is not an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,7 +17,8 @@ pub struct ParsedLine {
     /// The JSON object. Numbers are stored as [`Value::String`]s holding their JSON text
     /// verbatim (see [`parse_document`]).
     pub doc: Value,
-    /// The line as text (lossily decoded when it was not valid UTF-8).
+    /// The event's text: the line (lossily decoded when it was not valid UTF-8), or, for an
+    /// exporter's wrapper, the text of its `_source` object.
     pub text: String,
     pub invalid_utf8: bool,
 }
@@ -38,12 +39,36 @@ pub fn parse_line(line: &[u8]) -> Result<Option<ParsedLine>, Malformed> {
         // U+FFFD per maximal invalid subpart, as docs/ir.md (and Python's decoder) do.
         Err(_) => (String::from_utf8_lossy(line).into_owned(), true),
     };
-    let doc = parse_document(&text)?;
-    Ok(Some(ParsedLine {
-        doc,
-        text,
-        invalid_utf8,
+    let (doc, source) = parse_top(&text)?;
+    Ok(Some(match unwrap_export(doc, source) {
+        Ok((doc, span)) => ParsedLine {
+            doc,
+            text: text[span].to_owned(),
+            invalid_utf8,
+        },
+        Err(doc) => ParsedLine {
+            doc,
+            text,
+            invalid_utf8,
+        },
     }))
+}
+
+/// An exporter's wrapper (docs/ir.md, Lines): a top-level object with an `_index` member and
+/// an `_source` member that is an object, as elasticdump writes and as search hits are. The
+/// event is the `_source` object (with where its text is in the line); other documents are
+/// given back as they are.
+fn unwrap_export(doc: Value, span: Option<Range<usize>>) -> Result<(Value, Range<usize>), Value> {
+    match (doc, span) {
+        (Value::Object(mut map), Some(span))
+            if map.contains_key("_index")
+                && matches!(map.get("_source"), Some(Value::Object(_))) =>
+        {
+            let source = map.remove("_source").unwrap_or_default();
+            Ok((source, span))
+        }
+        (doc, _) => Err(doc),
+    }
 }
 
 /// Parse a JSON text that must be an object.
@@ -53,11 +78,17 @@ pub fn parse_line(line: &[u8]) -> Result<Option<ParsedLine>, Malformed> {
 /// validated by serde_json, then built into a [`Value`] here with each number kept as a string
 /// of its exact JSON text, which is what a string field compares it as.
 pub fn parse_document(text: &str) -> Result<Value, Malformed> {
+    parse_top(text).map(|(doc, _)| doc)
+}
+
+/// [`parse_document`], and where the value of the top-level object's last `_source` member is.
+fn parse_top(text: &str) -> Result<(Value, Option<Range<usize>>), Malformed> {
     serde_json::from_str::<IgnoredAny>(text).map_err(|e| json_error(&e, 0))?;
     let mut builder = Builder {
         text,
         pos: 0,
         depth: 0,
+        source: None,
     };
     builder.skip_space();
     if builder.peek() != Some(b'{') {
@@ -65,7 +96,8 @@ pub fn parse_document(text: &str) -> Result<Value, Malformed> {
             reason: "not a JSON object".into(),
         });
     }
-    builder.value()
+    let doc = builder.value()?;
+    Ok((doc, builder.source))
 }
 
 /// serde_json's message, with the column in the line (lines are single-line, so its "line 1"
@@ -87,6 +119,8 @@ struct Builder<'t> {
     pos: usize,
     /// Containers open around `pos`.
     depth: usize,
+    /// The text of the value of the top-level object's last `_source` member.
+    source: Option<Range<usize>>,
 }
 
 /// Most containers one document may nest: serde_json's own limit when it builds a `Value`
@@ -234,7 +268,12 @@ impl Builder<'_> {
             }
             let key = self.string()?;
             self.expect(b':')?;
+            self.skip_space();
+            let start = self.pos;
             let value = self.value()?;
+            if self.depth == 1 && key == "_source" {
+                self.source = Some(start..self.pos);
+            }
             // A repeated key keeps its first position and takes the last value (IndexMap).
             map.insert(key, value);
             if self.eat(b'}') {
@@ -609,6 +648,39 @@ mod tests {
             malformed(b"{\"a\":}"),
             "invalid JSON: expected value at column 6"
         );
+    }
+
+    #[test]
+    fn exporter_wrappers_are_unwrapped() {
+        let line = br#"{"_index":"logs-1","_id":"x","_score":1.0, "_source" : {"process":{"name":"curl"}} ,"sort":[1]}"#;
+        let parsed = parse_line(line).unwrap().unwrap();
+        assert_eq!(parsed.text, r#"{"process":{"name":"curl"}}"#);
+        assert_eq!(
+            values(std::str::from_utf8(line).unwrap(), "process.name"),
+            ["curl"]
+        );
+        assert!(parsed.doc.get("_index").is_none());
+        // The last `_source` wins, as for any repeated key.
+        let parsed = parse_line(br#"{"_source":{"a":1},"_index":"i","_source":{"a":2}}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!(parsed.text, r#"{"a":2}"#);
+        // Not wrappers: no `_index`, `_source` not an object, or not at the top level.
+        for line in [
+            r#"{"_source":{"a":1}}"#,
+            r#"{"_index":"i","_source":"text"}"#,
+            r#"{"_index":"i","_source":null}"#,
+            r#"{"x":{"_index":"i","_source":{"a":1}}}"#,
+            r#"{"_index":"i","_source":{"a":1},"_source":[1]}"#,
+        ] {
+            assert_eq!(parse_line(line.as_bytes()).unwrap().unwrap().text, line);
+        }
+        // Invalid UTF-8 inside `_source`: the span is in the decoded text.
+        let parsed = parse_line(b"{\"_index\":\"i\",\"_source\":{\"a\":\"\xff\"}}")
+            .unwrap()
+            .unwrap();
+        assert_eq!(parsed.text, "{\"a\":\"\u{FFFD}\"}");
+        assert!(parsed.invalid_utf8);
     }
 
     #[test]

@@ -1,14 +1,21 @@
-//! Streaming files through the prefilter and the rules, in parallel.
+//! Streaming inputs through the decoder, the prefilter and the rules, in parallel.
+//!
+//! Memory: each worker thread holds at most two read buffers of `buffer_size` (a line longer
+//! than the buffer grows the buffer holding it, to at most twice the line), plus, per input
+//! being read, a decoder's state (gzip: a 256 KiB read buffer and a 32 KiB window; zstd: a
+//! 256 KiB read buffer and the frame's window, 8 MiB at most for levels up to 19 without
+//! `--long`). Nothing grows with the size of the input.
 
 use crate::eval::{CompiledRule, Witness};
 use crate::event;
 use crate::ir::RuleIr;
 use crate::prefilter::Prefilter;
+use crate::source::{self, Compression, Counted, Input};
 use rayon::prelude::*;
 use std::fs::File;
-use std::io::{ErrorKind, Read};
+use std::io::{self, ErrorKind, Read};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 #[derive(Debug, Clone)]
 pub struct ScanOptions {
@@ -65,8 +72,13 @@ pub struct FileStats {
     pub invalid_utf8: u64,
     /// (1-based line, reason) for the first `max_examples` malformed lines.
     pub malformed_examples: Vec<(u64, String)>,
-    /// Set when the input could not be read (fully): the reason. Stats cover what was read.
+    /// Set when the input could not be read (fully): the reason, with the byte offset where
+    /// reading stopped. Stats and hits cover what was read before it.
     pub error: Option<String>,
+    /// `Some("gzip")`/`Some("zstd")` for compressed input (`bytes` counts decompressed bytes).
+    pub compression: Option<&'static str>,
+    /// Bytes read from the source itself (compressed bytes for compressed input).
+    pub source_bytes: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -101,23 +113,41 @@ impl Engine {
         Ok(Engine { rules, prefilter })
     }
 
-    /// Scan the inputs; a missing or unreadable file is recorded in its `FileStats::error`.
-    /// Checks `cancel` at least once per buffer. Runs on a pool of `opts.threads` threads:
-    /// files in parallel, and when there are fewer files than threads, chunks of each file
-    /// too. Memory stays near 2 × buffer × threads, plus the longest line.
+    /// Scan files; see [`Engine::scan_inputs`].
     pub fn scan_paths(
         &self,
         paths: &[PathBuf],
         opts: &ScanOptions,
         cancel: &AtomicBool,
     ) -> ScanReport {
+        let inputs = paths.iter().cloned().map(Input::Path).collect();
+        self.scan_inputs(inputs, opts, cancel, &AtomicU64::new(0))
+    }
+
+    /// Scan the inputs, decoding gzip and zstd (found by their magic bytes). An input that
+    /// cannot be read, or only in part, is recorded in its `FileStats::error`, with what was
+    /// read before the failure scanned; the other inputs are scanned. Checks `cancel` at
+    /// least once per buffer: a cancelled scan returns what it found so far. `progress` is
+    /// increased by every byte read from the sources (compressed bytes for compressed input).
+    /// Runs on a pool of `opts.threads` threads: inputs in parallel, and when there are fewer
+    /// inputs than threads, chunks of each input too. Memory: see the module documentation.
+    pub fn scan_inputs(
+        &self,
+        inputs: Vec<Input>,
+        opts: &ScanOptions,
+        cancel: &AtomicBool,
+        progress: &AtomicU64,
+    ) -> ScanReport {
+        let count = inputs.len();
         let parts = in_pool(opts.threads, || {
-            let workers = rayon::current_num_threads().div_ceil(paths.len().max(1));
-            paths
-                .par_iter()
+            let workers = rayon::current_num_threads().div_ceil(count.max(1));
+            inputs
+                .into_par_iter()
                 .with_max_len(1)
                 .enumerate()
-                .map(|(source, path)| self.scan_file(path, source, opts, cancel, workers))
+                .map(|(source, input)| {
+                    self.scan_input(input, source, opts, cancel, workers, progress)
+                })
                 .collect::<Vec<_>>()
         });
         let mut report = ScanReport::default();
@@ -129,47 +159,57 @@ impl Engine {
         report
     }
 
-    /// Scan one file with up to `workers` threads of the current pool.
-    fn scan_file(
+    /// Scan one input with up to `workers` threads of the current pool.
+    fn scan_input(
         &self,
-        path: &Path,
+        input: Input,
         source: usize,
         opts: &ScanOptions,
         cancel: &AtomicBool,
         workers: usize,
+        progress: &AtomicU64,
     ) -> ScanReport {
-        let opened = File::open(path).and_then(|f| {
-            if f.metadata()?.is_dir() {
-                Err(std::io::Error::other("is a directory"))
-            } else {
-                Ok(f)
-            }
-        });
-        match opened {
-            Ok(file) => {
+        if cancel.load(Ordering::Relaxed) {
+            let mut report = failed("not read: the scan was interrupted".into());
+            report.cancelled = true;
+            return report;
+        }
+        let scan = Stream {
+            source,
+            opts,
+            cancel,
+            workers,
+            own: &AtomicU64::new(0),
+            progress,
+        };
+        match input {
+            Input::Path(path) => {
+                let mut file = match open_file(&path) {
+                    Ok(file) => file,
+                    Err(e) => return failed(e.to_string()),
+                };
+                let head = match source::read_head(&mut file) {
+                    Ok(head) => head,
+                    Err(e) => return failed(format!("read error at byte 0: {e}")),
+                };
                 #[cfg(unix)]
-                if workers > 1 {
-                    if let Some(report) = self.scan_regions(&file, source, opts, cancel, workers) {
+                if workers > 1 && Compression::detect(&head) == Ok(Compression::Plain) {
+                    if let Some(report) = self.scan_regions(&file, &scan) {
                         return report;
                     }
                 }
-                self.scan_stream(file, source, opts, cancel, workers)
+                self.scan_source(head, file, &scan)
             }
-            Err(e) => ScanReport {
-                files: vec![FileStats {
-                    error: Some(e.to_string()),
-                    ..FileStats::default()
-                }],
-                hits: Vec::new(),
-                cancelled: false,
-            },
+            Input::Stdin => self.scan_raw(source::CancellableStdin::new(cancel), &scan),
+            Input::Reader(reader) => self.scan_raw(reader, &scan),
         }
     }
 
-    /// Scan a stream (a file, stdin, a decompressor) in buffers of `opts.buffer_size` (a line
-    /// longer than the buffer grows it), on `opts.threads` threads. Returns one `FileStats`;
-    /// hits carry `source`. A read error ends the scan of this stream and is recorded in
-    /// `FileStats::error`; `cancel` is checked once per buffer.
+    /// Scan a stream (a file, stdin, a socket), decoding gzip or zstd, in buffers of
+    /// `opts.buffer_size` (a line longer than the buffer grows it), on `opts.threads`
+    /// threads. Returns one `FileStats`; hits carry `source`. A read or decoding error ends
+    /// the scan of this stream and is recorded in `FileStats::error`; `cancel` is checked
+    /// once per buffer.
     pub fn scan_reader<R: Read + Send>(
         &self,
         reader: R,
@@ -178,9 +218,66 @@ impl Engine {
         cancel: &AtomicBool,
     ) -> ScanReport {
         in_pool(opts.threads, || {
-            let workers = rayon::current_num_threads();
-            self.scan_stream(reader, source, opts, cancel, workers)
+            let scan = Stream {
+                source,
+                opts,
+                cancel,
+                workers: rayon::current_num_threads(),
+                own: &AtomicU64::new(0),
+                progress: &AtomicU64::new(0),
+            };
+            self.scan_raw(reader, &scan)
         })
+    }
+
+    /// Read the first bytes of a stream, then scan it.
+    fn scan_raw<R: Read + Send>(&self, mut reader: R, scan: &Stream<'_>) -> ScanReport {
+        match source::read_head(&mut reader) {
+            Ok(head) => self.scan_source(head, reader, scan),
+            Err(e) => failed(format!("read error at byte 0: {e}")),
+        }
+    }
+
+    /// Scan a stream whose first bytes (`head`) were read already: plain, or decoded.
+    fn scan_source<R: Read + Send>(&self, head: Vec<u8>, rest: R, scan: &Stream<'_>) -> ScanReport {
+        scan.own.fetch_add(head.len() as u64, Ordering::Relaxed);
+        scan.progress
+            .fetch_add(head.len() as u64, Ordering::Relaxed);
+        let compression = match Compression::detect(&head) {
+            Ok(compression) => compression,
+            Err(kind) => {
+                return failed(format!(
+                    "{kind}-compressed input is not supported (gzip and zstd are): not scanned"
+                ))
+            }
+        };
+        let input = source::rejoin(head, Counted::new(rest, scan.own, scan.progress));
+        let (mut lines, mut cancelled, mut error) = match compression {
+            Compression::Plain => self.stream_lines(input, scan, true),
+            Compression::Gzip => self.stream_lines(source::gzip(input), scan, true),
+            Compression::Zstd => match source::zstd(input) {
+                Ok(decoder) => self.stream_lines(decoder, scan, true),
+                Err(e) => return failed(format!("zstd decoder: {e}")),
+            },
+        };
+        if error.as_ref().is_some_and(source::is_cancelled) {
+            (cancelled, error) = (true, None);
+        }
+        let raw = scan.own.load(Ordering::Relaxed);
+        let stats = &mut lines.stats;
+        stats.compression = compression.name();
+        stats.source_bytes = raw;
+        let (bytes, line) = (stats.bytes, lines.line_no);
+        stats.error = match (error, compression.name()) {
+            (Some(e), Some(kind)) => Some(format!(
+                "{kind} data damaged or cut short near compressed byte {raw} ({e}); the \
+                 {bytes} bytes ({line} lines) decompressed before it were scanned"
+            )),
+            (Some(e), None) => Some(format!("read error at byte {bytes} (line {line}): {e}")),
+            (None, _) if cancelled => Some(interrupted_at(bytes, line)),
+            (None, _) => None,
+        };
+        lines.finish(cancelled)
     }
 
     /// Scan bytes already in memory on the calling thread (one source, index 0).
@@ -191,38 +288,16 @@ impl Engine {
         scan.finish(false)
     }
 
-    /// Scan a stream read here, in chunks of whole lines; with `workers` > 1, batches of
-    /// chunks are scanned in parallel while the next batch is read, and their line numbers
-    /// fixed up afterwards.
-    fn scan_stream<R: Read + Send>(
-        &self,
-        reader: R,
-        source: usize,
-        opts: &ScanOptions,
-        cancel: &AtomicBool,
-        workers: usize,
-    ) -> ScanReport {
-        let (scan, cancelled) = self.stream_lines(reader, source, opts, cancel, workers, true);
-        scan.finish(cancelled)
-    }
-
     /// A regular file large enough is cut into regions that start at line starts, each read
     /// by its own thread with positional reads: no single reader to wait for, and each
     /// thread scans bytes it has just read. `None` when the file is not suitable.
     #[cfg(unix)]
-    fn scan_regions(
-        &self,
-        file: &File,
-        source: usize,
-        opts: &ScanOptions,
-        cancel: &AtomicBool,
-        workers: usize,
-    ) -> Option<ScanReport> {
+    fn scan_regions(&self, file: &File, scan: &Stream<'_>) -> Option<ScanReport> {
         let meta = file.metadata().ok()?;
         let len = meta.len();
-        let size = opts.buffer_size.max(1) as u64;
+        let size = scan.opts.buffer_size.max(1) as u64;
         // Two regions per worker even out uneven regions and busy cores.
-        let count = (2 * workers as u64).min(len / size);
+        let count = (2 * scan.workers as u64).min(len / size);
         if !meta.is_file() || count < 2 {
             return None;
         }
@@ -234,7 +309,11 @@ impl Engine {
             }
         }
         let ends: Vec<u64> = starts.iter().skip(1).copied().chain([len]).collect();
-        let parts: Vec<(LineScanner<'_>, bool)> = starts
+        let one = Stream {
+            workers: 1,
+            ..*scan
+        };
+        let parts: Vec<_> = starts
             .par_iter()
             .zip(ends)
             .with_max_len(1)
@@ -244,7 +323,14 @@ impl Engine {
                     pos: start,
                     end,
                 };
-                self.stream_lines(reader, source, opts, cancel, 1, start == 0)
+                let reader = Counted::new(reader, scan.own, scan.progress);
+                let (mut part, cancelled, error) = self.stream_lines(reader, &one, start == 0);
+                // Byte offsets in the whole file, for the first region that failed.
+                if let Some(e) = error {
+                    let at = start + part.stats.bytes;
+                    part.stats.error = Some(format!("read error at byte {at}: {e}"));
+                }
+                (part, cancelled)
             })
             .collect();
         let mut parts = parts.into_iter();
@@ -253,20 +339,31 @@ impl Engine {
             total.absorb(part);
             cancelled |= part_cancelled;
         }
+        total.stats.source_bytes = total.stats.bytes;
+        if cancelled && total.stats.error.is_none() {
+            total.stats.error = Some(interrupted_at(total.stats.bytes, total.line_no));
+        }
         Some(total.finish(cancelled))
     }
 
     /// The scan of one stream (`at_start`: it begins at the start of its input, where a BOM
-    /// may be): the scanner holds line numbers relative to the stream's first line.
+    /// may be): the scanner holds line numbers relative to the stream's first line. Read in
+    /// chunks of whole lines; with `scan.workers` > 1, batches of chunks are scanned in
+    /// parallel while the next batch is read, and their line numbers fixed up afterwards.
+    /// Returns the scanner, whether `cancel` stopped it, and the read error that ended it.
     fn stream_lines<'a, R: Read + Send>(
         &'a self,
         reader: R,
-        source: usize,
-        opts: &'a ScanOptions,
-        cancel: &AtomicBool,
-        workers: usize,
+        scan: &Stream<'a>,
         at_start: bool,
-    ) -> (LineScanner<'a>, bool) {
+    ) -> (LineScanner<'a>, bool, Option<io::Error>) {
+        let Stream {
+            source,
+            opts,
+            cancel,
+            workers,
+            ..
+        } = *scan;
         let size = opts.buffer_size.max(1);
         let mut input = ChunkReader::new(reader, size);
         let mut total = LineScanner::new(self, source, opts);
@@ -324,9 +421,47 @@ impl Engine {
             }
         }
         total.stats.bytes = input.bytes;
-        total.stats.error = input.error.take();
-        (total, cancelled)
+        (total, cancelled, input.error.take())
     }
+}
+
+/// What one input's scan needs besides the reader.
+#[derive(Clone, Copy)]
+struct Stream<'a> {
+    source: usize,
+    opts: &'a ScanOptions,
+    cancel: &'a AtomicBool,
+    /// Threads of the current pool this input may use.
+    workers: usize,
+    /// Bytes read from this input's source.
+    own: &'a AtomicU64,
+    /// Bytes read from all sources.
+    progress: &'a AtomicU64,
+}
+
+/// Open a file to scan (a directory is an error, not something to read).
+fn open_file(path: &Path) -> io::Result<File> {
+    let file = File::open(path)?;
+    if file.metadata()?.is_dir() {
+        return Err(io::Error::other("is a directory"));
+    }
+    Ok(file)
+}
+
+/// The report of an input that could not be scanned at all.
+fn failed(reason: String) -> ScanReport {
+    ScanReport {
+        files: vec![FileStats {
+            error: Some(reason),
+            ..FileStats::default()
+        }],
+        hits: Vec::new(),
+        cancelled: false,
+    }
+}
+
+fn interrupted_at(bytes: u64, line: u64) -> String {
+    format!("interrupted: scanned up to byte {bytes} (line {line})")
 }
 
 /// Where the first line starting at or after `at` starts (`len` if none): just after the
@@ -430,7 +565,7 @@ struct ChunkReader<R> {
     carry: Vec<u8>,
     done: bool,
     bytes: u64,
-    error: Option<String>,
+    error: Option<io::Error>,
 }
 
 impl<R: Read> ChunkReader<R> {
@@ -475,7 +610,7 @@ impl<R: Read> ChunkReader<R> {
                     }
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
                     Err(e) => {
-                        self.error = Some(format!("read error: {e}"));
+                        self.error = Some(e);
                         self.done = true;
                     }
                 }
@@ -613,6 +748,7 @@ impl<'e> LineScanner<'e> {
         let base = self.line_no;
         let (a, b) = (&mut self.stats, next.stats);
         a.bytes += b.bytes;
+        a.source_bytes += b.source_bytes;
         if a.error.is_none() {
             a.error = b.error;
         }

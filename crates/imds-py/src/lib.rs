@@ -1,18 +1,25 @@
 //! Python bindings of imds-core: the private module `imds_scan._engine`.
 //!
 //! The scan runs on a worker thread with the GIL released; this thread wakes every 50 ms to
-//! let Python deliver signals, so Ctrl-C cancels the scan and surfaces as KeyboardInterrupt.
+//! let Python deliver signals (and to report progress), so Ctrl-C cancels the scan within a
+//! buffer's time, and the scan returns what it found so far, marked interrupted.
 
-use imds_core::{Engine, FileStats, Hit, RuleIr, ScanOptions};
-use pyo3::exceptions::PyValueError;
+use imds_core::{Engine, FileStats, Hit, Input, RuleIr, ScanOptions};
+use pyo3::exceptions::{PyKeyboardInterrupt, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyString};
+use std::borrow::Cow;
+use std::io::{self, Read};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 type WitnessTuple = (String, &'static str, String, String);
 type HitTuple = (usize, u64, usize, usize, Option<WitnessTuple>, String);
+type ScanTuple<'py> = (Vec<HitTuple>, Vec<Bound<'py, PyDict>>, bool);
+
+/// How often the progress callback is called, at most.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 /// A set of compiled rules, ready to scan.
 #[pyclass(frozen, module = "imds_scan._engine")]
@@ -40,8 +47,8 @@ impl Scanner {
         prefilter.is_active().then(|| prefilter.needles())
     }
 
-    /// Scan files; returns (hits, per-file stats, cancelled).
-    #[pyo3(signature = (paths, threads=0, buffer_size=4 << 20, prefilter=true, max_examples=5))]
+    /// Scan files; returns (hits, per-file stats). Ctrl-C raises KeyboardInterrupt.
+    #[pyo3(signature = (paths, threads=0, buffer_size=4194304, prefilter=true, max_examples=5))]
     fn scan_paths<'py>(
         &self,
         py: Python<'py>,
@@ -51,30 +58,89 @@ impl Scanner {
         prefilter: bool,
         max_examples: usize,
     ) -> PyResult<(Vec<HitTuple>, Vec<Bound<'py, PyDict>>)> {
-        let opts = ScanOptions {
-            threads,
-            buffer_size: buffer_size.max(64),
-            prefilter,
-            max_examples,
-        };
+        let inputs = paths.into_iter().map(Input::Path).collect();
+        let opts = options(threads, buffer_size, prefilter, max_examples);
+        let (hits, files, interrupted) = self.run(py, inputs, &opts, None)?;
+        if interrupted {
+            return Err(PyKeyboardInterrupt::new_err(()));
+        }
+        Ok((hits, files))
+    }
+
+    /// Scan inputs: paths (str or os.PathLike; "-" is standard input) or binary file-like
+    /// objects (anything with `read(n)`, called with the GIL for each buffer). gzip and zstd
+    /// are decoded. `progress(bytes)` is called every 100 ms or so with the bytes read from
+    /// the sources so far, and once at the end. Returns (hits, per-input stats, interrupted):
+    /// on Ctrl-C the scan stops and returns what it found, with interrupted True.
+    #[pyo3(signature = (
+        inputs, threads=0, buffer_size=4194304, prefilter=true, max_examples=5, progress=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn scan<'py>(
+        &self,
+        py: Python<'py>,
+        inputs: Vec<Bound<'py, PyAny>>,
+        threads: usize,
+        buffer_size: usize,
+        prefilter: bool,
+        max_examples: usize,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<ScanTuple<'py>> {
+        let inputs = inputs.iter().map(to_input).collect::<PyResult<Vec<_>>>()?;
+        let opts = options(threads, buffer_size, prefilter, max_examples);
+        self.run(py, inputs, &opts, progress.as_ref())
+    }
+}
+
+impl Scanner {
+    fn run<'py>(
+        &self,
+        py: Python<'py>,
+        inputs: Vec<Input>,
+        opts: &ScanOptions,
+        progress: Option<&Py<PyAny>>,
+    ) -> PyResult<ScanTuple<'py>> {
         let cancel = AtomicBool::new(false);
-        let mut interrupted = None;
+        let read = AtomicU64::new(0);
+        let mut failure: Option<PyErr> = None;
+        let mut interrupted = false;
         let report = py.detach(|| {
             std::thread::scope(|scope| {
-                let worker = scope.spawn(|| self.engine.scan_paths(&paths, &opts, &cancel));
+                let worker = scope.spawn(|| self.engine.scan_inputs(inputs, opts, &cancel, &read));
+                let mut reported = Instant::now();
                 while !worker.is_finished() {
                     std::thread::sleep(Duration::from_millis(50));
-                    if let Err(err) = Python::attach(|py| py.check_signals()) {
+                    if cancel.load(Ordering::Relaxed) {
+                        continue; // wait for the worker to stop
+                    }
+                    let polled: PyResult<()> = Python::attach(|py| {
+                        py.check_signals()?;
+                        match progress {
+                            Some(callback) if reported.elapsed() >= PROGRESS_EVERY => {
+                                reported = Instant::now();
+                                callback.call1(py, (read.load(Ordering::Relaxed),))?;
+                                Ok(())
+                            }
+                            _ => Ok(()),
+                        }
+                    });
+                    if let Err(err) = polled {
                         cancel.store(true, Ordering::Relaxed);
-                        interrupted = Some(err);
-                        break;
+                        if Python::attach(|py| err.is_instance_of::<PyKeyboardInterrupt>(py)) {
+                            interrupted = true;
+                        } else {
+                            failure = Some(err);
+                        }
                     }
                 }
                 worker.join().expect("scan thread panicked")
             })
         });
-        if let Some(err) = interrupted {
+        if let Some(err) = failure {
             return Err(err);
+        }
+        if let (Some(callback), false) = (progress, interrupted) {
+            callback.call1(py, (read.load(Ordering::Relaxed),))?;
         }
         let hits = report.hits.into_iter().map(hit_tuple).collect();
         let files = report
@@ -82,7 +148,72 @@ impl Scanner {
             .iter()
             .map(|stats| stats_dict(py, stats))
             .collect::<PyResult<_>>()?;
-        Ok((hits, files))
+        Ok((hits, files, interrupted || report.cancelled))
+    }
+}
+
+fn options(
+    threads: usize,
+    buffer_size: usize,
+    prefilter: bool,
+    max_examples: usize,
+) -> ScanOptions {
+    ScanOptions {
+        threads,
+        buffer_size: buffer_size.max(64),
+        prefilter,
+        max_examples,
+    }
+}
+
+/// "-" is stdin; a str or os.PathLike is a path; an object with `read` is a stream.
+fn to_input(item: &Bound<'_, PyAny>) -> PyResult<Input> {
+    if let Ok(text) = item.cast::<PyString>() {
+        if text.to_cow()? == "-" {
+            return Ok(Input::Stdin);
+        }
+    }
+    if let Ok(path) = item.extract::<PathBuf>() {
+        return Ok(Input::Path(path));
+    }
+    if item.hasattr("read")? {
+        return Ok(Input::Reader(Box::new(PyReader {
+            stream: item.clone().unbind(),
+        })));
+    }
+    Err(PyTypeError::new_err(format!(
+        "cannot scan a {}: expected a path, '-' or a binary file-like object",
+        item.get_type().name()?
+    )))
+}
+
+/// A Python binary stream read from Rust: `read(n)` with the GIL attached, once per buffer.
+struct PyReader {
+    stream: Py<PyAny>,
+}
+
+impl Read for PyReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Python::attach(|py| {
+            let data = self
+                .stream
+                .call_method1(py, "read", (buf.len(),))
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            if data.is_none(py) {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "the stream is non-blocking and had no data",
+                ));
+            }
+            let data: Cow<'_, [u8]> = data
+                .extract(py)
+                .map_err(|e| io::Error::other(format!("read() did not return bytes: {e}")))?;
+            if data.len() > buf.len() {
+                return Err(io::Error::other("read(n) returned more than n bytes"));
+            }
+            buf[..data.len()].copy_from_slice(&data);
+            Ok(data.len())
+        })
     }
 }
 
@@ -103,6 +234,8 @@ fn stats_dict<'py>(py: Python<'py>, stats: &FileStats) -> PyResult<Bound<'py, Py
     dict.set_item("invalid_utf8", stats.invalid_utf8)?;
     dict.set_item("malformed_examples", stats.malformed_examples.clone())?;
     dict.set_item("error", stats.error.clone())?;
+    dict.set_item("compression", stats.compression)?;
+    dict.set_item("source_bytes", stats.source_bytes)?;
     Ok(dict)
 }
 

@@ -1,0 +1,152 @@
+"""Inputs at archive scale, measured in one run (issue 4): imds-scan on gzip and zstd copies of
+a corpus next to `gzip -dc` / `zstd -dc` of the same files, the speed-up from 1 to 2 threads,
+and peak RSS while scanning a large input.
+
+    python3 bench/inputs_probe.py --corpus /work/data/ecs-1g.ndjson --big /work/data/ecs-5g.ndjson
+
+The compressed copies (`CORPUS.gz`, gzip -6; `CORPUS.zst`, zstd -3) are made next to the
+corpus when missing. Every case runs as its own process (the CLI, `-f ndjson -q`, hits
+counted from stdout and checked against `CORPUS.expected.json`); wall time and peak RSS
+(`ru_maxrss` from wait4) are measured from outside. MB/s is of uncompressed bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+CLI = [sys.executable, "-m", "imds_scan"]
+
+
+def run(cmd: list[str], stdout_to_null: bool = False) -> tuple[float, float, bytes, float]:
+    """(wall seconds, peak RSS MiB, stdout, CPU seconds) of one command."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL if stdout_to_null else subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out = b"" if proc.stdout is None else proc.stdout.read()
+    err = b"" if proc.stderr is None else proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 1):
+        raise SystemExit(f"{cmd} exited {code}: {err.decode(errors='replace')}")
+    return wall, usage.ru_maxrss / 1024, out, usage.ru_utime + usage.ru_stime
+
+
+def ensure_copies(corpus: Path) -> dict[str, Path]:
+    copies = {"gzip": Path(f"{corpus}.gz"), "zstd": Path(f"{corpus}.zst")}
+    for kind, path in copies.items():
+        if not path.exists():
+            tool = ["gzip", "-6", "-c"] if kind == "gzip" else ["zstd", "-3", "-q", "-c"]
+            with path.open("wb") as out:
+                subprocess.run([*tool, str(corpus)], stdout=out, check=True)
+    return copies
+
+
+def expected_hits(corpus: Path) -> int | None:
+    meta = Path(f"{corpus}.expected.json")
+    return json.loads(meta.read_text())["hits"] if meta.exists() else None
+
+
+def scan_case(name: str, inputs: list[Path], threads: int, size: int, want: int | None) -> dict:
+    cmd = [*CLI, *map(str, inputs), "-f", "ndjson", "-q", "--threads", str(threads)]
+    wall, rss, out, cpu = run(cmd)
+    hits = out.count(b"\n")
+    return {
+        "case": name,
+        "threads": threads,
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
+        "MB/s": round(size / 1e6 / wall),
+        "peak_rss_MiB": round(rss),
+        "hits": hits,
+        "correct": None if want is None else hits == want,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", type=Path, default=Path("/work/data/ecs-1g.ndjson"))
+    parser.add_argument("--big", type=Path, help="a large plain input for peak RSS (e.g. 5 GB)")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args()
+    corpus: Path = args.corpus
+    size = corpus.stat().st_size
+    want = expected_hits(corpus)
+    copies = ensure_copies(corpus)
+    for path in [corpus, *copies.values()]:  # from the page cache, like the others
+        subprocess.run(["cat", str(path)], stdout=subprocess.DEVNULL, check=True)
+
+    rows: list[dict[str, Any]] = []
+    for kind, tool in (("gzip", "gzip"), ("zstd", "zstd")):
+        if shutil.which(tool):
+            wall, rss, _, cpu = run([tool, "-dc", str(copies[kind])], stdout_to_null=True)
+            rows.append(
+                {
+                    "case": f"{tool} -dc > /dev/null",
+                    "threads": 1,
+                    "wall_s": round(wall, 2),
+                    "cpu_s": round(cpu, 2),
+                    "MB/s": round(size / 1e6 / wall),
+                    "peak_rss_MiB": round(rss),
+                    "hits": None,
+                    "correct": None,
+                }
+            )
+        for threads in (1, 2):
+            rows.append(scan_case(f"imds-scan {kind}", [copies[kind]], threads, size, want))
+    for threads in (1, 2):
+        rows.append(scan_case("imds-scan plain", [corpus], threads, size, want))
+    rows.append(
+        scan_case(
+            "imds-scan gzip + zstd (2 files)",
+            [copies["gzip"], copies["zstd"]],
+            2,
+            2 * size,
+            None if want is None else 2 * want,
+        )
+    )
+    if args.big:
+        big_size = args.big.stat().st_size
+        rows.append(
+            scan_case(
+                f"imds-scan plain {big_size / 1e9:.1f} GB",
+                [args.big],
+                2,
+                big_size,
+                expected_hits(args.big),
+            )
+        )
+    by = {(r["case"], r["threads"]): r for r in rows}
+    print(f"corpus {corpus} ({size / 1e6:,.0f} MB, {want} hits), {os.cpu_count()} cores")
+    load = os.getloadavg()[0]
+    print(f"load average at the end: {load:.2f} (other processes share the cores when > 0)")
+    print(
+        f"{'case':<38} {'thr':>3} {'wall s':>7} {'cpu s':>6} {'MB/s':>6} {'RSS MiB':>8} "
+        f"{'hits':>6} ok"
+    )
+    for r in rows:
+        print(
+            f"{r['case']:<38} {r['threads']:>3} {r['wall_s']:>7} {r['cpu_s']:>6} {r['MB/s']:>6} "
+            f"{r['peak_rss_MiB']:>8} {r['hits'] if r['hits'] is not None else '-':>6} "
+            f"{'-' if r['correct'] is None else 'yes' if r['correct'] else 'NO'}"
+        )
+    for kind in ("plain", "gzip", "zstd"):
+        one, two = by[(f"imds-scan {kind}", 1)], by[(f"imds-scan {kind}", 2)]
+        print(f"speed-up 1 -> 2 threads, {kind}: {one['wall_s'] / two['wall_s']:.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

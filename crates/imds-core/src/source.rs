@@ -1,0 +1,279 @@
+//! Where the bytes come from (files, stdin, any reader) and how they are decoded: gzip
+//! (multi-member) and zstd (multi-frame) are recognised by their magic bytes, never by the
+//! file name; everything else is scanned as plain NDJSON.
+
+use std::io::{self, BufReader, Chain, Cursor, ErrorKind, Read};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One input of a scan.
+pub enum Input {
+    /// A file (a large plain file is cut into regions scanned in parallel).
+    Path(PathBuf),
+    /// The process's standard input.
+    Stdin,
+    /// Any byte stream (e.g. an object store download driven from Python).
+    Reader(Box<dyn Read + Send>),
+}
+
+impl From<PathBuf> for Input {
+    fn from(path: PathBuf) -> Input {
+        Input::Path(path)
+    }
+}
+
+/// How an input's bytes are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Plain,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    /// `None` for plain input.
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            Compression::Plain => None,
+            Compression::Gzip => Some("gzip"),
+            Compression::Zstd => Some("zstd"),
+        }
+    }
+
+    /// The encoding announced by the first bytes of an input (at least [`MAGIC_LEN`] of them
+    /// unless the input is shorter). `Err` names a compression that is recognised but not
+    /// supported (scanning it as text would only report garbage).
+    pub fn detect(head: &[u8]) -> Result<Compression, &'static str> {
+        Ok(match head {
+            [0x1f, 0x8b, ..] => Compression::Gzip,
+            [0x28, 0xb5, 0x2f, 0xfd, ..] => Compression::Zstd,
+            // A zstd skippable frame (magic 0x184D2A50..=0x184D2A5F, little-endian).
+            [b, 0x2a, 0x4d, 0x18, ..] if b & 0xf0 == 0x50 => Compression::Zstd,
+            [0xfd, b'7', b'z', b'X', b'Z', 0x00, ..] => return Err("xz"),
+            [b'B', b'Z', b'h', ..] => return Err("bzip2"),
+            [b'P', b'K', 0x03, 0x04, ..] => return Err("zip"),
+            [0x04, 0x22, 0x4d, 0x18, ..] => return Err("lz4"),
+            _ => Compression::Plain,
+        })
+    }
+}
+
+/// Bytes needed by [`Compression::detect`].
+pub const MAGIC_LEN: usize = 6;
+
+/// Counts the bytes read from a source: for this input (`own`) and for the whole scan
+/// (`total`, which a caller may poll to show progress).
+pub struct Counted<'a, R> {
+    inner: R,
+    own: &'a AtomicU64,
+    total: &'a AtomicU64,
+}
+
+impl<'a, R> Counted<'a, R> {
+    pub fn new(inner: R, own: &'a AtomicU64, total: &'a AtomicU64) -> Counted<'a, R> {
+        Counted { inner, own, total }
+    }
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.own.fetch_add(n as u64, Ordering::Relaxed);
+        self.total.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Read up to [`MAGIC_LEN`] bytes (fewer only at the end of the input).
+pub fn read_head<R: Read>(reader: &mut R) -> io::Result<Vec<u8>> {
+    let mut head = vec![0; MAGIC_LEN];
+    let mut len = 0;
+    while len < MAGIC_LEN {
+        match reader.read(&mut head[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    head.truncate(len);
+    Ok(head)
+}
+
+/// The input with its first bytes put back in front.
+pub type Rejoined<R> = Chain<Cursor<Vec<u8>>, R>;
+
+/// Put `head` (read by [`read_head`]) back in front of the rest of the input.
+pub fn rejoin<R: Read>(head: Vec<u8>, rest: R) -> Rejoined<R> {
+    Cursor::new(head).chain(rest)
+}
+
+/// Standard input, read by a helper thread so that a scan waiting for input can still be
+/// cancelled: a read returns [`cancelled`] within 50 ms of `cancel` being set, even when no
+/// data comes (the helper thread stays blocked until the process exits). At most two blocks
+/// of 1 MiB wait in the channel.
+pub struct CancellableStdin<'a> {
+    blocks: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    block: Vec<u8>,
+    pos: usize,
+    done: bool,
+    cancel: &'a std::sync::atomic::AtomicBool,
+}
+
+impl<'a> CancellableStdin<'a> {
+    pub fn new(cancel: &'a std::sync::atomic::AtomicBool) -> CancellableStdin<'a> {
+        let (send, blocks) = std::sync::mpsc::sync_channel(2);
+        std::thread::spawn(move || {
+            let mut stdin = io::stdin();
+            loop {
+                let mut block = vec![0; 1 << 20];
+                let sent = match stdin.read(&mut block) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        block.truncate(n);
+                        send.send(Ok(block))
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        let _ = send.send(Err(e));
+                        break;
+                    }
+                };
+                if sent.is_err() {
+                    break; // the scan is over
+                }
+            }
+        });
+        CancellableStdin {
+            blocks,
+            block: Vec::new(),
+            pos: 0,
+            done: false,
+            cancel,
+        }
+    }
+}
+
+impl Read for CancellableStdin<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::sync::mpsc::RecvTimeoutError;
+        while self.pos == self.block.len() && !self.done {
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(cancelled());
+            }
+            match self
+                .blocks
+                .recv_timeout(std::time::Duration::from_millis(50))
+            {
+                Ok(Ok(block)) => {
+                    self.block = block;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => self.done = true,
+            }
+        }
+        let n = buf.len().min(self.block.len() - self.pos);
+        buf[..n].copy_from_slice(&self.block[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// The error of a read stopped because the scan was cancelled.
+#[derive(Debug)]
+struct Cancelled;
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the scan was interrupted")
+    }
+}
+
+impl std::error::Error for Cancelled {}
+
+pub fn cancelled() -> io::Error {
+    io::Error::other(Cancelled)
+}
+
+/// Whether a read error is [`cancelled`].
+pub fn is_cancelled(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Cancelled>())
+}
+
+/// Compressed input is read in pieces of this size: large enough for few calls, small enough
+/// that the byte offset reported with a decoding error is close to the damage.
+pub const COMPRESSED_READ: usize = 256 << 10;
+
+/// A gzip decoder that reads every member of a multi-member file (as `gzip -d` does).
+pub fn gzip<R: Read>(input: R) -> flate2::read::MultiGzDecoder<BufReader<R>> {
+    flate2::read::MultiGzDecoder::new(BufReader::with_capacity(COMPRESSED_READ, input))
+}
+
+/// A zstd decoder that reads every frame (skippable frames are skipped).
+pub fn zstd<R: Read>(input: R) -> io::Result<zstd::stream::read::Decoder<'static, BufReader<R>>> {
+    zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(COMPRESSED_READ, input))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn magic_bytes() {
+        assert_eq!(
+            Compression::detect(b"\x1f\x8b\x08\0"),
+            Ok(Compression::Gzip)
+        );
+        assert_eq!(
+            Compression::detect(b"\x28\xb5\x2f\xfd\0\0"),
+            Ok(Compression::Zstd)
+        );
+        assert_eq!(
+            Compression::detect(b"\x5e\x2a\x4d\x18\0\0"),
+            Ok(Compression::Zstd)
+        );
+        assert_eq!(Compression::detect(b"{\"a\":1}"), Ok(Compression::Plain));
+        assert_eq!(Compression::detect(b""), Ok(Compression::Plain));
+        assert_eq!(Compression::detect(b"\x1f"), Ok(Compression::Plain));
+        assert_eq!(Compression::detect(b"\xfd7zXZ\0"), Err("xz"));
+        assert_eq!(Compression::detect(b"BZh91AY"), Err("bzip2"));
+    }
+
+    #[test]
+    fn multi_member_gzip_and_multi_frame_zstd() {
+        let mut gz = Vec::new();
+        for part in [&b"one\n"[..], b"two\n"] {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(part).unwrap();
+            gz.extend(enc.finish().unwrap());
+        }
+        let mut out = String::new();
+        gzip(&gz[..]).read_to_string(&mut out).unwrap();
+        assert_eq!(out, "one\ntwo\n");
+
+        let mut zs = zstd::encode_all(&b"one\n"[..], 3).unwrap();
+        zs.extend(zstd::encode_all(&b"two\n"[..], 3).unwrap());
+        let mut out = String::new();
+        zstd(&zs[..]).unwrap().read_to_string(&mut out).unwrap();
+        assert_eq!(out, "one\ntwo\n");
+    }
+
+    #[test]
+    fn counting_and_rejoining() {
+        let (own, total) = (AtomicU64::new(0), AtomicU64::new(5));
+        let mut reader = Counted::new(&b"abcdefghij"[..], &own, &total);
+        let head = read_head(&mut reader).unwrap();
+        assert_eq!(head, b"abcdef");
+        let mut all = String::new();
+        rejoin(head, reader).read_to_string(&mut all).unwrap();
+        assert_eq!(all, "abcdefghij");
+        assert_eq!(own.load(Ordering::Relaxed), 10);
+        assert_eq!(total.load(Ordering::Relaxed), 15);
+    }
+}

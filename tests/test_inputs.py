@@ -1,0 +1,521 @@
+"""Inputs at archive scale: compression by magic bytes, stdin, directories and globs,
+exporter wrappers, progress, Ctrl-C, and bad input of every kind. Each bad input is reported
+with its file and line (or byte offset), counted in the summary, and the rest is scanned."""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zstandard
+
+from conftest import ENGINES
+from imds_scan import default_rules
+from imds_scan.scan import ScanResult, run_scan, scan
+
+HIT = {
+    "event": {"category": "network"},
+    "destination": {"ip": "169.254.169.254"},
+    "host": {"name": "web-1"},
+}
+PROC = {
+    "event": {"category": "process", "type": "start"},
+    "process": {"name": "curl", "command_line": "curl http://169.254.169.254/latest/meta-data/"},
+}
+BENIGN = {"event": {"category": "network"}, "destination": {"ip": "10.0.0.1"}}
+GENERATOR = Path(__file__).parents[1] / "bench" / "gen_corpus.py"
+
+
+def lines(*items: object) -> bytes:
+    return "".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in items).encode()
+
+
+def cli(*args: str | Path, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "imds_scan", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kwargs,
+    )
+
+
+def hits_of(result: ScanResult) -> list[tuple[int, str, str]]:
+    """Hits without their source name: (line, branch, event)."""
+    return [(h.line, h.branch, h.event_text) for h in result.hits]
+
+
+def scan_file(path: Path | str, engine: str, **options: Any) -> ScanResult:
+    return run_scan([str(path)], default_rules(), engine=engine, **options)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """A generated 3 MB corpus with planted hits, and its expected counts."""
+    path = tmp_path_factory.mktemp("corpus") / "corpus.ndjson"
+    subprocess.run(
+        [
+            sys.executable,
+            str(GENERATOR),
+            "--size",
+            "3M",
+            "--seed",
+            "11",
+            "--tp-rate",
+            "0.01",
+            "--out",
+            str(path),
+            "--quiet",
+        ],
+        check=True,
+    )
+    return path, json.loads(Path(f"{path}.expected.json").read_text())
+
+
+# ---------------------------------------------------------------- compression
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_gzip_and_zstd_found_by_magic_bytes(
+    tmp_path: Path, engine: str, corpus: tuple[Path, dict[str, Any]]
+) -> None:
+    path, expected = corpus
+    data = path.read_bytes()
+    plain = scan_file(path, engine)
+    assert len(plain.hits) == expected["hits"] > 0
+    half = data.index(b"\n", len(data) // 2) + 1
+    encoded = {
+        "gz-one-member.log": gzip.compress(data),
+        "gz-two-members.ndjson": gzip.compress(data[:half]) + gzip.compress(data[half:]),
+        "zst-two-frames.gz": zstandard.ZstdCompressor().compress(data[:half])
+        + zstandard.ZstdCompressor(write_checksum=True).compress(data[half:]),
+        "plain.zst": data,  # the extension says nothing
+    }
+    for name, content in encoded.items():
+        (tmp_path / name).write_bytes(content)
+        result = scan_file(tmp_path / name, engine)
+        assert hits_of(result) == hits_of(plain), name
+        stats = result.stats.files[0]
+        assert stats.error is None, name
+        assert stats.bytes == len(data)
+        assert stats.source_bytes == len(content)
+        assert stats.compression == {"gz": "gzip", "zs": "zstd", "pl": None}[name[:2]]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_stdin_plain_and_compressed(tmp_path: Path, engine: str) -> None:
+    data = lines(BENIGN, HIT, BENIGN, PROC)
+    for content in (data, gzip.compress(data), zstandard.ZstdCompressor().compress(data)):
+        proc = subprocess.run(
+            [sys.executable, "-m", "imds_scan", "-", "-f", "ndjson", "--engine", engine],
+            input=content,
+            capture_output=True,
+            timeout=120,
+        )
+        assert proc.returncode == 1, proc.stderr
+        records = [json.loads(x) for x in proc.stdout.splitlines()]
+        assert [(r["source"], r["line"]) for r in records] == [("-", 2), ("-", 4)]
+
+
+# ---------------------------------------------------------------- exporter wrappers
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_exporter_wrappers_are_evaluated_on_their_source(tmp_path: Path, engine: str) -> None:
+    elasticdump = {"_index": "logs-2024.05.01", "_type": "_doc", "_id": "a", "_source": HIT}
+    search_hit = {"_index": "logs", "_id": "b", "_score": 1.5, "_source": PROC, "sort": [1]}
+    not_wrapped = {"_source": HIT}  # no _index: an event with a field named _source
+    path = tmp_path / "export.ndjson"
+    path.write_bytes(
+        lines(elasticdump, {"_index": "logs", "_source": BENIGN}, search_hit, not_wrapped)
+    )
+    result = scan_file(path, engine)
+    assert [(h.line, h.branch) for h in result.hits] == [(1, "network"), (3, "process")]
+    assert result.hits[0].event == HIT
+    assert result.hits[1].event_text == json.dumps(PROC)
+    assert result.frame["host.name"].to_list() == ["web-1", None]
+
+
+def test_engines_agree_on_wrapped_adversarial_events(tmp_path: Path) -> None:
+    from test_differential import make_line
+
+    rnd = random.Random(5)
+    out = []
+    for _ in range(1500):
+        line = make_line(rnd)
+        if rnd.random() < 0.7:
+            sep = rnd.choice(["", " ", "\t"])
+            extra = rnd.choice(['"_id":"x",', "", '"_score":null,', '"_source":{},'])
+            line = f'{{"_index":"i",{extra}"_source"{sep}:{sep}{line}{sep}}}'
+        out.append(line)
+    path = tmp_path / "wrapped.ndjson"
+    path.write_bytes("\n".join(out).encode("utf-8", "surrogatepass"))
+    results = [
+        scan_file(path, "python"),
+        scan_file(path, "rust"),
+        scan_file(path, "rust", prefilter=False),
+    ]
+    keys = [[(h.line, h.branch, h.matched, h.event_text) for h in r.hits] for r in results]
+    assert keys[0] == keys[1] == keys[2]
+    assert len(keys[0]) > 5
+    assert results[0].stats.total("malformed") == results[2].stats.total("malformed")
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_malformed_and_non_object_lines(tmp_path: Path, engine: str) -> None:
+    path = tmp_path / "bad.ndjson"
+    path.write_bytes(
+        lines(HIT, '{"event": {"category": "netw', "[1, 2]", '"text"', "42", "null", PROC)
+    )
+    proc = cli(path, "-f", "ndjson", "--engine", engine)
+    assert proc.returncode == 1, proc.stderr
+    assert [json.loads(x)["line"] for x in proc.stdout.splitlines()] == [1, 7]
+    assert "malformed lines: 5" in proc.stderr
+    for line in range(2, 7):
+        assert f"{path}:{line}:" in proc.stderr
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_invalid_utf8(tmp_path: Path, engine: str) -> None:
+    path = tmp_path / "latin1.ndjson"
+    raw = json.dumps({**PROC, "user": {"name": "X"}}).encode().replace(b'"X"', b'"\xe9t\xe9"')
+    path.write_bytes(lines(BENIGN) + raw + b"\n" + lines(HIT))
+    result = scan_file(path, engine)
+    assert [h.line for h in result.hits] == [2, 3]
+    assert result.hits[0].event["user"]["name"] == "\ufffdt\ufffd"
+    assert result.stats.total("invalid_utf8") == 1
+    proc = cli(path, "-f", "ndjson", "--engine", engine)
+    assert "lines with invalid UTF-8 (decoded with U+FFFD): 1" in proc.stderr
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_100_mb_line(tmp_path: Path, engine: str) -> None:
+    path = tmp_path / "long.ndjson"
+    long_line = json.dumps({**PROC, "message": "x" * (100 << 20)})
+    with path.open("w") as out:
+        out.write(f"{json.dumps(HIT)}\n{long_line}\n{json.dumps(BENIGN)}\n{json.dumps(HIT)}\n")
+    del long_line
+    result = scan_file(path, engine, threads=2)
+    assert [h.line for h in result.hits] == [1, 2, 4]
+    assert len(result.hits[1].event_text) > 100 << 20
+    assert result.stats.total("events") == 4
+    assert result.stats.errors == []
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_empty_file(tmp_path: Path, engine: str) -> None:
+    empty = tmp_path / "empty.ndjson.gz"
+    empty.write_bytes(b"")
+    result = scan_file(empty, engine)
+    assert result.stats.total("events") == 0 and result.stats.errors == []
+    proc = cli(empty, "--engine", engine)
+    assert proc.returncode == 0, proc.stderr
+    assert f"empty inputs: 1 ({empty})" in proc.stderr
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_binary_garbage(tmp_path: Path, engine: str) -> None:
+    garbage = random.Random(3).randbytes(1 << 20).replace(b"\x1f\x8b", b"..")
+    path = tmp_path / "garbage.bin"
+    path.write_bytes(lines(HIT) + garbage + b"\n" + lines(PROC))
+    result = scan_file(path, engine)
+    assert [h.branch for h in result.hits] == ["network", "process"]
+    assert result.stats.total("malformed") > 1000
+    assert result.stats.errors == []
+    proc = cli(path, "-f", "ndjson", "--engine", engine)
+    assert proc.returncode == 1
+    assert f"{path}:2:" in proc.stderr
+
+
+def _damaged_gzip(corpus: Path, tmp_path: Path) -> tuple[Path, int]:
+    """A gzip copy of the corpus cut at 60%; the number of lines readable in full."""
+    packed = gzip.compress(corpus.read_bytes())
+    cut = packed[: len(packed) * 6 // 10]
+    path = tmp_path / "damaged.ndjson.gz"
+    path.write_bytes(cut)
+    readable = zlib.decompressobj(wbits=31).decompress(cut)
+    return path, readable.count(b"\n")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_truncated_gzip_keeps_every_readable_hit(
+    tmp_path: Path, engine: str, corpus: tuple[Path, dict[str, Any]]
+) -> None:
+    path, complete = _damaged_gzip(corpus[0], tmp_path)
+    full = [h for h in hits_of(scan_file(corpus[0], engine)) if h[0] <= complete]
+    result = scan_file(path, engine, threads=2)
+    assert [h for h in hits_of(result) if h[0] <= complete] == full
+    assert len(full) >= 5
+    error = result.stats.files[0].error or ""
+    assert error.startswith("gzip data damaged or cut short near compressed byte"), error
+    # Exit 2 even with hits; the summary names the input and the byte offset.
+    proc = cli(path, corpus[0], "-f", "ndjson", "--engine", engine)
+    assert proc.returncode == 2
+    assert f"error: {path}: gzip data damaged" in proc.stderr
+    assert f"compressed byte {path.stat().st_size}" in proc.stderr
+    assert "inputs not fully read: 1" in proc.stderr
+    assert len(proc.stdout.splitlines()) == len(result.hits) + corpus[1]["hits"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_corrupt_zstd_frame(
+    tmp_path: Path, engine: str, corpus: tuple[Path, dict[str, Any]]
+) -> None:
+    data = corpus[0].read_bytes()
+    cuts = [0] + [data.index(b"\n", len(data) * k // 4) + 1 for k in (1, 2, 3)] + [len(data)]
+    frames = [
+        zstandard.ZstdCompressor(write_checksum=True).compress(data[a:b])
+        for a, b in itertools.pairwise(cuts)
+    ]
+    frames[2] = b"\x28\xb5\x2f\xfd" + bytes(b ^ 0x5A for b in frames[2][4:])
+    path = tmp_path / "damaged.zst"
+    path.write_bytes(b"".join(frames))
+    result = scan_file(path, engine)
+    complete = data[: cuts[2]].count(b"\n")
+    plain = hits_of(scan_file(corpus[0], engine))
+    assert [h for h in hits_of(result) if h[0] <= complete] == [
+        h for h in plain if h[0] <= complete
+    ]
+    assert (result.stats.files[0].error or "").startswith("zstd data damaged"), result.stats
+    assert result.stats.files[0].bytes >= cuts[2]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_missing_and_directory_inputs(tmp_path: Path, engine: str) -> None:
+    good = tmp_path / "good.ndjson"
+    good.write_bytes(lines(HIT))
+    result = run_scan(
+        [str(tmp_path / "missing.ndjson"), str(tmp_path), str(good)],
+        default_rules(),
+        engine=engine,  # type: ignore[arg-type]
+    )
+    missing, directory, ok = result.stats.files
+    assert "No such file" in (missing.error or "")
+    assert "directory" in (directory.error or "").lower()
+    assert ok.error is None and len(result.hits) == 1
+
+
+def _scan_as_nobody(path: Path, engine: str) -> tuple[str | None, int]:
+    """Scan in a forked child that has dropped root, so file permissions apply."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (child)
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            result = scan_file(path, engine)
+            message = json.dumps([result.stats.files[0].error, len(result.hits)])
+            os.write(write_fd, message.encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        answer = pipe.read()
+    os.waitpid(pid, 0)
+    error, hits = json.loads(answer)
+    return error, hits
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_unreadable_file(tmp_path: Path, engine: str) -> None:
+    # Root reads any file whatever its mode, so as root the scan runs in a child that has
+    # dropped to nobody: a real permission error, not a simulated one.
+    base = Path(f"/tmp/imds-unreadable-{os.getpid()}") if os.geteuid() == 0 else tmp_path
+    base.mkdir(exist_ok=True)
+    base.chmod(0o755)
+    path = base / "secret.ndjson"
+    path.write_bytes(lines(HIT))
+    path.chmod(0o000)
+    try:
+        if os.geteuid() == 0:
+            error, hits = _scan_as_nobody(path, engine)
+        else:
+            result = scan_file(path, engine)
+            error, hits = result.stats.files[0].error, len(result.hits)
+    finally:
+        path.chmod(0o644)
+        if base != tmp_path:
+            path.unlink()
+            base.rmdir()
+    assert "Permission denied" in (error or ""), error
+    assert hits == 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("engine", ENGINES)
+def test_read_error_after_open(engine: str) -> None:
+    # Reading /proc/self/mem at offset 0 fails with EIO: an input that opens, then fails.
+    result = scan_file("/proc/self/mem", engine)
+    assert "Input/output error" in (result.stats.files[0].error or ""), result.stats
+
+
+def test_directory_symlink_loop(tmp_path: Path) -> None:
+    root = tmp_path / "logs"
+    (root / "2024" / "05").mkdir(parents=True)
+    (root / "a.ndjson").write_bytes(lines(HIT))
+    (root / "2024" / "05" / "b.ndjson").write_bytes(lines(PROC))
+    (root / "2024" / "05" / "loop").symlink_to("../..")  # back to logs/
+    (root / "2024" / "self").symlink_to(".")
+    for arg in (str(root), str(root / "**" / "*.ndjson")):
+        started = time.monotonic()
+        result = scan([arg])
+        assert time.monotonic() - started < 10
+        assert sorted(f.path for f in result.stats.files) == [
+            str(root / "2024" / "05" / "b.ndjson"),
+            str(root / "a.ndjson"),
+        ], arg
+        assert len(result.hits) == 2
+        assert {p for p, _ in result.stats.skipped} == {
+            str(root / "2024" / "05" / "loop"),
+            str(root / "2024" / "self"),
+        }
+    proc = cli(root, "-f", "ndjson")
+    assert proc.returncode == 1, proc.stderr
+    assert f"skipped: {root / '2024' / '05' / 'loop'}: directory symlink" in proc.stderr
+
+
+def test_symlinked_directories_are_followed(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "a.ndjson").write_bytes(lines(HIT))
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "current").symlink_to(tmp_path / "real")
+    assert [f.path for f in scan([str(tmp_path / "logs")]).stats.files] == [
+        str(tmp_path / "logs" / "current" / "a.ndjson")
+    ]
+
+
+def test_globs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from imds_scan.scan import expand_inputs
+
+    for name in ("a.ndjson", "b.ndjson.gz", ".hidden.ndjson", "d/c.ndjson", "d/e/f.ndjson"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    assert expand_inputs(["*.ndjson"]) == ["a.ndjson"]
+    assert expand_inputs(["**/*.ndjson"]) == ["a.ndjson", "d/c.ndjson", "d/e/f.ndjson"]
+    assert expand_inputs(["d/**"]) == ["d/c.ndjson", "d/e/f.ndjson"]
+    assert expand_inputs(["[ab].*"]) == ["a.ndjson", "b.ndjson.gz"]
+    assert expand_inputs([str(tmp_path / "d" / "*" / "?.ndjson")]) == [
+        str(tmp_path / "d" / "e" / "f.ndjson")
+    ]
+    assert expand_inputs(["d"]) == ["d/c.ndjson", "d/e/f.ndjson"]
+
+
+def test_damaged_copy_of_a_corpus_loses_no_readable_hit(
+    tmp_path: Path, corpus: tuple[Path, dict[str, Any]]
+) -> None:
+    """Garbage, truncated lines, invalid UTF-8, non-objects and a 5 MB line spliced between
+    the lines of a generated corpus: every planted hit is still found, by both engines."""
+    path, expected = corpus
+    rnd = random.Random(9)
+    damage = [
+        rnd.randbytes(3000).replace(b"\n", b" "),
+        b'{"event":{"category":"process"},"process":{"name":"cu',
+        b"\xff\xfe\x00garbage\x00",
+        b"[1,2,3]",
+        b"{" + b"x" * (5 << 20),
+    ]
+    out = []
+    for number, line in enumerate(path.read_bytes().splitlines(keepends=True)):
+        out.append(line)
+        if number % 50 == 0:
+            out.append(rnd.choice(damage) + b"\n")
+    damaged = tmp_path / "damaged.ndjson"
+    damaged.write_bytes(b"".join(out))
+    for engine in ENGINES:
+        plain = scan_file(path, engine)
+        result = scan_file(damaged, engine, threads=2)
+        assert [h.event_text for h in result.hits] == [h.event_text for h in plain.hits]
+        assert len(result.hits) == expected["hits"]
+        assert result.stats.total("malformed") >= len(out) - expected["lines"] - 1
+
+
+# ---------------------------------------------------------------- progress and Ctrl-C
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_progress_counts_source_bytes(
+    tmp_path: Path, engine: str, corpus: tuple[Path, dict[str, Any]]
+) -> None:
+    packed = tmp_path / "c.ndjson.gz"
+    packed.write_bytes(gzip.compress(corpus[0].read_bytes()))
+    calls: list[tuple[int, int | None]] = []
+    run_scan(
+        [str(corpus[0]), str(packed)],
+        default_rules(),
+        engine=engine,  # type: ignore[arg-type]
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    total = corpus[0].stat().st_size + packed.stat().st_size
+    assert calls and calls[-1] == (total, total)
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls)
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
+    import pty
+
+    path = tmp_path / "a.ndjson"
+    path.write_bytes(lines(HIT) * 1000)
+    for quiet in (False, True):
+        leader, follower = pty.openpty()
+        proc = subprocess.run(
+            [sys.executable, "-m", "imds_scan", str(path), "-f", "ndjson"]
+            + (["--quiet"] if quiet else []),
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            timeout=120,
+            env={**os.environ, "COLUMNS": "120", "TERM": "xterm"},
+        )
+        os.close(follower)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+        os.close(leader)
+        assert proc.returncode == 1
+        assert (b"scanning" in shown) is not quiet, shown
+    # Not a terminal: no bar, only the scan line.
+    proc = cli(path, "-f", "ndjson")
+    assert "scanning" not in proc.stderr and "\x1b" not in proc.stderr
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_ctrl_c_flushes_hits_and_exits_130(engine: str) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imds_scan", "-", "-f", "ndjson", "--engine", engine],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(lines(HIT, BENIGN, PROC) * 3)
+    proc.stdin.flush()  # and keep stdin open: the scan waits for more
+    time.sleep(3)  # interpreter start-up and the scan of what was sent
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    took = time.monotonic() - sent
+    proc.stdin.close()
+    assert proc.returncode == 130, err
+    assert took < 1.5, took
+    assert [json.loads(x)["line"] for x in out.splitlines()] == [1, 3, 4, 6, 7, 9]
+    assert b"interrupted" in err
