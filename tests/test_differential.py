@@ -16,7 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import hit_keys
-from imds_scan import default_rules
+from imds_scan import Rule, default_rules
+from imds_scan.eql import compile_rule, format_condition, format_rule
+from imds_scan.ipaddr import parse_ip
 from imds_scan.scan import run_scan
 
 IMDS_TEXT = [
@@ -271,3 +273,252 @@ def test_engines_agree_on_generated_corpus(tmp_path: Path) -> None:
     assert rs.stats.total("events") == py.stats.total("events") == expected["lines"]
     by_branch = {b: sum(h.branch == b for h in rs.hits) for b in ("network", "process")}
     assert by_branch == expected["hits_by_branch"]
+
+
+# ---------------------------------------------------------------- every operator and function
+#
+# Random rules over every IR operator (compiled from their EQL text, so the parser and the
+# printer are exercised too), random events built from the rules' own literals (case-mutated,
+# cut, JSON-escaped, IPs in every spelling), both engines, with and without the prefilter.
+
+TEXT_LITERALS = [
+    "curl",
+    "Curl",
+    "CURL.EXE",
+    "meta-data",
+    "/latest/",
+    "169.254.",
+    "a9fe",
+    "80",
+    "8080",
+    "true",
+    "é",
+    "É",
+    "K",
+    "\u212a",
+    'q"uote',
+    "back\\slash",
+    "",
+    "x",
+    "metadata.google.internal",
+]
+CIDRS = [
+    "169.254.0.0/16",
+    "169.254.169.254",
+    "169.254.169.254/31",
+    "10.0.0.0/8",
+    "10.1.2.0/23",
+    "192.168.1.128/25",
+    "0.0.0.0/0",
+    "fd00:ec2::/32",
+    "fd00:ec2::254",
+    "fe80::/10",
+    "2001:db8::/48",
+    "::ffff:0:0/96",
+    "::/0",
+    "::/80",
+]
+IP_SPELLINGS = [
+    "169.254.169.254",
+    "::ffff:169.254.169.254",
+    "::FFFF:A9FE:A9FE",
+    "0:0:0:0:0:ffff:a9fe:a9fe",
+    "169.254.169.255",
+    "169.254.1.1",
+    "::ffff:a9fe:101",
+    "0000:0000:0000:0000:0000:FFFF:a9fe:0101",
+    "10.1.2.3",
+    "10.1.3.255",
+    "::ffff:10.1.2.3",
+    "::ffff:a01:203",
+    "0:0:0:0:0:ffff:0a01:0203",
+    "192.168.1.200",
+    "192.168.1.7",
+    "fd00:ec2::254",
+    "FD00:0EC2:0:0:0:0:0:254",
+    "fd00:ec2:ffff::1%eth0",
+    "fe80::1%eth0",
+    "FEBF::1",
+    "2001:db8::1",
+    "2001:0DB8:0000:ffff::1",
+    "::1",
+    "::",
+    "::169.254.169.254",
+    "junk",
+    "169.254.169.054",
+    "",
+]
+RULE_FIELDS = {
+    "a": "keyword",
+    "b.c": "keyword",
+    "process.name": "keyword",
+    "destination.ip": "ip",
+    "source.ip": "ip",
+}
+KEYWORD_OPS = [
+    "eq",
+    "eq_ci",
+    "wildcard",
+    "like",
+    "starts_with",
+    "starts_with_ci",
+    "ends_with",
+    "ends_with_ci",
+    "contains",
+    "contains_ci",
+    "cidr",
+    "exists",
+]
+IP_OPS = ["eq", "eq_ci", "cidr", "exists"]
+
+
+def _pattern(rnd: random.Random) -> str:
+    text = _mutate_case(rnd, rnd.choice(TEXT_LITERALS))
+    chars = list(text)
+    for _ in range(rnd.randint(0, 3)):
+        chars.insert(rnd.randint(0, len(chars)), rnd.choice("*?*"))
+    return "".join(chars)
+
+
+def _random_pred(rnd: random.Random) -> dict[str, Any]:
+    field = rnd.choice(list(RULE_FIELDS))
+    ftype = RULE_FIELDS[field]
+    op = rnd.choice(IP_OPS if ftype == "ip" else KEYWORD_OPS)
+    # EQL's string functions take one string; cidrMatch and the operators take several.
+    single = op.startswith(("starts_with", "ends_with", "contains"))
+    count = 1 if single else rnd.randint(1, 3)
+    if op == "exists":
+        values = []
+    elif op == "cidr":
+        values = rnd.sample(CIDRS, rnd.randint(1, 3))
+    elif ftype == "ip":
+        values = [v for v in rnd.sample(IP_SPELLINGS, 4) if parse_ip(v) is not None][:count] or [
+            "169.254.169.254"
+        ]
+    elif op in ("wildcard", "like"):
+        values = [_pattern(rnd) for _ in range(count)]
+    else:
+        values = [_mutate_case(rnd, rnd.choice(TEXT_LITERALS)) for _ in range(count)]
+    return {"node": "pred", "field": field, "field_type": ftype, "op": op, "values": values}
+
+
+def _random_expr(rnd: random.Random, depth: int = 0) -> dict[str, Any]:
+    roll = rnd.random()
+    if depth >= 3 or roll < 0.45:
+        return _random_pred(rnd)
+    if roll < 0.55:
+        return {"node": "not", "arg": _random_expr(rnd, depth + 1)}
+    kind = "and" if roll < 0.85 else "or"
+    return {"node": kind, "args": [_random_expr(rnd, depth + 1) for _ in range(rnd.randint(2, 3))]}
+
+
+def _text_value(rnd: random.Random, literals: list[str]) -> Any:
+    roll = rnd.random()
+    if roll < 0.1:
+        return rnd.choice([80, 8080, True, False, None, 1.5])
+    if roll < 0.25:
+        return rnd.choice(IP_SPELLINGS)
+    base = (
+        rnd.choice(literals or TEXT_LITERALS)
+        .replace("*", rnd.choice(["", "zz"]))
+        .replace("?", rnd.choice(["é", "q"]))
+    )
+    if rnd.random() < 0.3:
+        base = base[: rnd.randint(0, len(base))]
+    pieces = [
+        rnd.choice(["", "x", "Pre ", "/"]),
+        _mutate_case(rnd, base),
+        rnd.choice(["", "y", " post"]),
+    ]
+    return "".join(pieces)
+
+
+def _rule_event(rnd: random.Random, literals: list[str]) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    for field, ftype in RULE_FIELDS.items():
+        if rnd.random() < 0.25:
+            continue
+        make = (
+            (lambda: rnd.choice(IP_SPELLINGS))
+            if ftype == "ip"
+            else (lambda: _text_value(rnd, literals))
+        )
+        value: Any = [make() for _ in range(rnd.randint(0, 3))] if rnd.random() < 0.3 else make()
+        _place(rnd, doc, field.split("."), value)
+    return doc
+
+
+def _ors(node: dict[str, Any]) -> list[dict[str, Any]]:
+    """The operands of a top-level `or`, nested ones flattened (docs/ir.md, Branches)."""
+    return [leaf for arg in node["args"] for leaf in _ors(arg)] if node["node"] == "or" else [node]
+
+
+def _literals(node: dict[str, Any]) -> list[str]:
+    if node["node"] == "pred":
+        return list(node["values"])
+    if node["node"] == "not":
+        return _literals(node["arg"])
+    return [v for arg in node["args"] for v in _literals(arg)]
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(seed=st.integers(0, 2**32))
+def test_engines_agree_on_every_operator(tmp_path: Path, seed: int) -> None:
+    rnd = random.Random(seed)
+    exprs = [_random_expr(rnd) for _ in range(rnd.randint(1, 3))]
+    query = "any where " + " or ".join(f"({format_condition(e)})" for e in exprs)
+    rule_ir = compile_rule(query, name="random", rule_id="random", severity="low")
+    # The printer and the parser agree: EQL → IR → EQL → IR is stable.
+    assert [b["expr"] for b in rule_ir["branches"]] == [leaf for e in exprs for leaf in _ors(e)]
+    assert (
+        compile_rule(format_rule(rule_ir), name="random", rule_id="random", severity="low")
+        == rule_ir
+    )
+    rules = [Rule("random", "random", "low", query, rule_ir)]
+    literals = [v for e in exprs for v in _literals(e)]
+    path = tmp_path / "ops.ndjson"
+    lines = [
+        encode(rnd, _rule_event(rnd, literals), rnd.choice([0.0, 0.0, 0.1, 0.5]))
+        for _ in range(rnd.randint(5, 25))
+    ]
+    path.write_bytes("".join(line + "\n" for line in lines).encode("utf-8", "surrogatepass"))
+    py = run_scan([str(path)], rules, engine="python")
+    rs = run_scan([str(path)], rules, engine="rust")
+    rs_full = run_scan([str(path)], rules, engine="rust", prefilter=False)
+    assert hit_keys(rs_full.hits) == hit_keys(py.hits), query
+    assert hit_keys(rs.hits) == hit_keys(py.hits), query
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    seed=st.integers(0, 2**32),
+    op=st.sampled_from([*KEYWORD_OPS, "cidr-ip", "eq-ip", "exists-ip"]),
+)
+def test_prefilter_is_sound_for_every_operator(tmp_path: Path, seed: int, op: str) -> None:
+    """One filterable predicate per rule, events holding its literal in any spelling (case,
+    `\\u` escapes, `\\/`): the prefilter may skip only lines the reference engine rejects."""
+    rnd = random.Random(seed)
+    if op.endswith("-ip"):
+        pred = _random_pred(rnd)
+        while pred["field_type"] != "ip" or pred["op"] != op[:-3]:
+            pred = _random_pred(rnd)
+    else:
+        pred = _random_pred(rnd)
+        while pred["field_type"] != "keyword" or pred["op"] != op:
+            pred = _random_pred(rnd)
+    query = f"any where {format_condition(pred)}"
+    rule_ir = compile_rule(query, name="one", rule_id="one", severity="low")
+    rules = [Rule("one", "one", "low", query, rule_ir)]
+    lines = [
+        encode(rnd, _rule_event(rnd, pred["values"]), rnd.choice([0.0, 0.2, 0.6]))
+        for _ in range(40)
+    ]
+    path = tmp_path / "one.ndjson"
+    path.write_bytes("".join(line + "\n" for line in lines).encode("utf-8", "surrogatepass"))
+    py = run_scan([str(path)], rules, engine="python")
+    rs = run_scan([str(path)], rules, engine="rust")
+    assert hit_keys(rs.hits) == hit_keys(py.hits), query

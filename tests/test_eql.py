@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from imds_scan.eql import EqlError, compile_rule, parse_query
+from imds_scan.eql import EqlError, compile_rule, parse_condition, parse_query
 from imds_scan.rules import default_query, default_rules
 
 GOLDEN = Path(__file__).parents[1] / "crates" / "imds-core" / "tests" / "data" / "seed_ir.json"
@@ -137,38 +137,164 @@ def test_accepted(query: str, expected: dict[str, object]) -> None:
     assert parse_query(query) == expected
 
 
+def _p(field: str, op: str, values: list[str], ftype: str = "keyword") -> dict[str, object]:
+    return {"node": "pred", "field": field, "field_type": ftype, "op": op, "values": values}
+
+
+CATEGORY_PROCESS = _p("event.category", "eq", ["process"])
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        # <category> where: event.category has the category, as a first conjunct.
+        (
+            'process where a == "x"',
+            {"node": "and", "args": [CATEGORY_PROCESS, _p("a", "eq", ["x"])]},
+        ),
+        (
+            'process where a == "x" and b == "y"',
+            {"node": "and", "args": [CATEGORY_PROCESS, _p("a", "eq", ["x"]), _p("b", "eq", ["y"])]},
+        ),
+        (
+            'process where a == "x" or b == "y"',
+            {
+                "node": "and",
+                "args": [
+                    CATEGORY_PROCESS,
+                    {"node": "or", "args": [_p("a", "eq", ["x"]), _p("b", "eq", ["y"])]},
+                ],
+            },
+        ),
+        ('any where a not in ("x", "y")', {"node": "not", "arg": _p("a", "eq", ["x", "y"])}),
+        ('any where a not in~ ("X")', {"node": "not", "arg": _p("a", "eq_ci", ["X"])}),
+        ('any where a like "*X?*"', _p("a", "like", ["*X?*"])),
+        ('any where a like ("x*", "Y")', _p("a", "like", ["x*", "Y"])),
+        ('any where a like~ "*X*"', _p("a", "wildcard", ["*X*"])),
+        (
+            'any where a not like~ ("x", "y")',
+            {"node": "not", "arg": _p("a", "wildcard", ["x", "y"])},
+        ),
+        # Numbers and booleans compare with the field's JSON text.
+        ("any where destination.port == 80", _p("destination.port", "eq", ["80"])),
+        ("any where n in (1, -2.5, 1e3, true)", _p("n", "eq", ["1", "-2.5", "1e3", "true"])),
+        (
+            "any where process.pe.signed != false",
+            {"node": "not", "arg": _p("process.pe.signed", "eq", ["false"])},
+        ),
+        # Optional fields are plain fields (a missing field is no value anyway).
+        ('any where ?process.parent.name == "x"', _p("process.parent.name", "eq", ["x"])),
+        ('any where ?`odd f`.x : "y"', _p("odd f.x", "wildcard", ["y"])),
+        # null: whether the field has a value.
+        ("any where a != null", _p("a", "exists", [])),
+        ("any where ?a == null", {"node": "not", "arg": _p("a", "exists", [])}),
+        (
+            "any where source.ip == null",
+            {"node": "not", "arg": _p("source.ip", "exists", [], "ip")},
+        ),
+        # Functions.
+        ('any where startsWith(a, "Cu")', _p("a", "starts_with", ["Cu"])),
+        ('any where startsWith~(a, "Cu")', _p("a", "starts_with_ci", ["Cu"])),
+        ('any where endsWith(a, ".exe")', _p("a", "ends_with", [".exe"])),
+        ('any where endsWith~(a, ".EXE")', _p("a", "ends_with_ci", [".EXE"])),
+        ('any where stringContains(a, "x")', _p("a", "contains", ["x"])),
+        ('any where stringContains~(?a, "X")', _p("a", "contains_ci", ["X"])),
+        ('any where STARTSWITH(a, "x")', _p("a", "starts_with", ["x"])),
+        (
+            'any where cidrMatch(destination.ip, "10.0.0.0/8", "fd00:ec2::/32", "1.2.3.4")',
+            _p("destination.ip", "cidr", ["10.0.0.0/8", "fd00:ec2::/32", "1.2.3.4"], "ip"),
+        ),
+        ('any where cidrMatch(x.addr, "10.0.0.0/8")', _p("x.addr", "cidr", ["10.0.0.0/8"])),
+        (
+            'any where not cidrMatch(source.ip, "10.0.0.0/8")',
+            {"node": "not", "arg": _p("source.ip", "cidr", ["10.0.0.0/8"], "ip")},
+        ),
+    ],
+)
+def test_accepted_extended(query: str, expected: dict[str, object]) -> None:
+    assert parse_query(query) == expected
+
+
+def test_category_branch_names() -> None:
+    ir = compile_rule('process where a == "1"', name="t")
+    assert [b["name"] for b in ir["branches"]] == ["process"]
+    ir = compile_rule('network where a == "1" or b == "2"', name="t")
+    assert [b["name"] for b in ir["branches"]] == ["network"]
+
+
 @pytest.mark.parametrize(
     ("query", "position", "message"),
     [
-        ('process where a == "x"', (1, 1), "'process where' is not supported yet"),
         ('sequence [any where a == "x"]', (1, 1), "sequence queries are not supported"),
+        ('sample by host.id [any where a == "x"]', (1, 1), "sample queries are not supported"),
+        ('join [any where a == "x"]', (1, 1), "join queries are not supported"),
         ('any a == "x"', (1, 5), "expected 'where', found 'a'"),
         (
             'any where a == "x" and',
             (1, 23),
-            "expected a field name, 'not' or '(', found end of query",
+            "expected a field name, a function, 'not' or '(', found end of query",
         ),
-        ('any where\n  a >= "x"', (2, 5), "expected an operator"),
-        ("any where a == x", (1, 16), "expected a string literal, found 'x'"),
+        ('any where\n  a >= "x"', (2, 5), "operator '>=' is not supported"),
+        ("any where a < 3", (1, 13), "operator '<' is not supported"),
+        ('any where a ~ "x"', (1, 13), "expected an operator"),
+        ("any where a == x", (1, 16), "comparing with a field (x) is not supported"),
         ('any where a == "x', (1, 16), "unterminated string"),
+        ("any where a == 'x'", (1, 16), "single-quoted strings are not supported"),
         ('any where (a == "x"', (1, 20), "expected ')', found end of query"),
         ('any where a in ("x" "y")', (1, 21), "expected ',' or ')', found string \"y\""),
-        ('any where startsWith(a, "x")', (1, 11), "function startsWith() is not supported"),
+        ("any where a in ()", (1, 17), "expected a literal, found ')'"),
+        ("any where length(a) > 2", (1, 11), "function length() is not supported"),
+        ('any where substring(a, 1) == "x"', (1, 11), "function substring() is not supported"),
+        ('any where startsWith(a, "x", "y")', (1, 11), "startsWith takes a field and one string"),
+        ("any where startsWith(a)", (1, 23), "expected ','"),
+        ('any where startsWith("x", a)', (1, 22), "expected a field name as the first argument"),
+        ("any where startsWith(a, 1)", (1, 25), "expected a string literal, found number 1"),
+        ('any where cidrMatch~(a, "10.0.0.0/8")', (1, 11), "cidrMatch has no case-insensitive"),
+        ('any where cidrMatch(a, "10.0.0.0/33")', (1, 11), "is not a CIDR block"),
+        ('any where cidrMatch(a, "10.0.0.1%eth0")', (1, 11), "is not a CIDR block"),
+        ('any where startsWith(source.ip, "10.")', (1, 11), "startsWith is not supported on ip"),
+        ('any where stringContains~(host.ip, "10.")', (1, 11), "stringContains~ is not supported"),
         ('any where a == "x" | head 1', (1, 20), "pipes are not supported"),
         (
             'any where source.ip : "10.*"',
             (1, 21),
             "':' is not supported on ip-typed field source.ip",
         ),
+        ('any where source.ip like "10.*"', (1, 21), "'like' is not supported on ip-typed"),
+        ('any where source.ip like~ "10.*"', (1, 21), "'like~' is not supported on ip-typed"),
         ('any where source.ip == "10.0.0.01"', (1, 21), "is not a valid IP address"),
+        ("any where source.ip == 10", (1, 21), "is not a valid IP address"),
         ('any where a == "\\q"', (1, 17), "unsupported escape sequence \\q"),
-        ("any where a == 1", (1, 16), "expected a string literal"),
+        ('any where a in ("x", null)', (1, 22), "null is only supported as 'field == null'"),
+        ("any where startsWith(a, null)", (1, 25), "null is only supported"),
+        ("any where a == substring(b, 1)", (1, 16), "function calls as values (substring())"),
+        (
+            'sequence by host.id with maxspan=1s [process where a == "x"]',
+            (1, 1),
+            "sequence queries are not supported",
+        ),
+        ("any where a == 08", (1, 16), "invalid number '08'"),
+        ("any where a : 8", (1, 15), "expected a string literal, found number 8"),
+        ("any where true", (1, 11), "a bare true condition is not supported"),
+        ('any where ? == "x"', (1, 11), "expected a field name after '?'"),
         ('any where a == "x" $', (1, 20), "unexpected character '$'"),
         ('any where a == "x" b', (1, 20), "expected 'and', 'or' or end of query"),
+        ('any where a == "x" and not', (1, 27), "found end of query"),
     ],
 )
 def test_refused(query: str, position: tuple[int, int], message: str) -> None:
     with pytest.raises(EqlError) as err:
         parse_query(query)
     assert (err.value.line, err.value.column) == position, str(err.value)
-    assert message in err.value.message
+    assert message in err.value.message, err.value.message
+
+
+def test_conditions() -> None:
+    assert parse_condition('a == "x" or b : "y"') == {
+        "node": "or",
+        "args": [_p("a", "eq", ["x"]), _p("b", "wildcard", ["y"])],
+    }
+    with pytest.raises(EqlError, match="end of condition"):
+        parse_condition('a == "x" b')
+    with pytest.raises(EqlError, match=r"allowlist:1:5: expected an operator"):
+        parse_condition('any where a == "x"', "allowlist")

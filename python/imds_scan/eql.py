@@ -1,13 +1,21 @@
-"""A small EQL-subset compiler: query text → rule IR (plain data, see docs/ir.md).
+"""A small EQL-subset compiler: query text → rule IR (plain data, see docs/ir.md), and back.
 
-Supported: ``any where``, ``==``, ``!=``, ``in``, ``in~``, ``:`` (one pattern or a list), ``not``,
-``and``, ``or``, parentheses, double-quoted and triple-quoted strings, ``//`` and ``/* */``
-comments. Anything else is refused with line:column and what was expected.
+Supported: single-event queries ``any where`` / ``<category> where`` (``event.category`` has
+the category); ``==``, ``!=``, ``in``, ``not in``, ``in~``, ``not in~``, ``:`` and ``like~``
+(ASCII case-insensitive patterns), ``like`` (case-sensitive), one pattern or a list; ``not``,
+``and``, ``or``, parentheses; string, number and boolean literals (a number or boolean
+compares with a field's JSON text: ``destination.port == 80`` matches ``80`` and ``"80"``);
+optional fields ``?field``; ``field != null`` (the field has a value) and ``field == null``;
+the functions ``cidrMatch``, ``startsWith``, ``endsWith``,
+``stringContains`` (and the ``~`` forms of the last three); double- and triple-quoted strings,
+``//`` and ``/* */`` comments. Anything else is refused with line:column and the reason.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,19 +97,20 @@ class _Lexer:
             else:
                 return
 
-    def tokens(self) -> list[Token]:
-        out = []
+    def tokens(self) -> Iterator[Token]:
+        """Tokens as the parser asks for them: an error past a refusal (a `sequence` header)
+        is not reached."""
         while True:
             self._skip_space()
             line, col = self.line, self.col
             if self.pos >= len(self.text):
-                out.append(Token("eof", "", "", line, col))
-                return out
+                yield Token("eof", "", "", line, col)
+                return
             ch = self.text[self.pos]
             start = self.pos
             if ch == '"':
                 value = self._string()
-                out.append(Token("string", self.text[start : self.pos], value, line, col))
+                yield Token("string", self.text[start : self.pos], value, line, col)
             elif ch.isdigit() or (ch == "-" and self.text[self.pos + 1 : self.pos + 2].isdigit()):
                 self._advance()
                 while self.pos < len(self.text) and (
@@ -109,26 +118,29 @@ class _Lexer:
                 ):
                     self._advance()
                 text = self.text[start : self.pos]
-                out.append(Token("number", text, text, line, col))
+                yield Token("number", text, text, line, col)
             elif ch.isalpha() or ch in "_@`?":
                 value = self._identifier()
-                out.append(Token("ident", self.text[start : self.pos], value, line, col))
+                yield Token("ident", self.text[start : self.pos], value, line, col)
             elif ch in "(),":
                 self._advance()
                 kind = {"(": "lparen", ")": "rparen", ",": "comma"}[ch]
-                out.append(Token(kind, ch, ch, line, col))
+                yield Token(kind, ch, ch, line, col)
             else:
                 for op in _OPERATORS:
                     if self.text.startswith(op, self.pos):
                         self._advance(len(op))
-                        out.append(Token("op", op, op, line, col))
+                        yield Token("op", op, op, line, col)
                         break
                 else:
+                    if ch == "'":
+                        raise self.error('single-quoted strings are not supported: use "..."')
                     raise self.error(f"unexpected character {ch!r}")
 
     def _identifier(self) -> str:
         # Field paths like process.parent.name or @timestamp; `backticked` parts allow any text.
         text = self.text
+        start = self.pos
         parts = []
         buf = []
         while self.pos < len(text):
@@ -140,7 +152,7 @@ class _Lexer:
                     raise self.error("unterminated `field name`", line, col)
                 buf.append(text[self.pos + 1 : end])
                 self._advance(end + 1 - self.pos)
-            elif ch.isalnum() or ch in "_@?":
+            elif ch.isalnum() or ch in "_@" or (ch == "?" and self.pos == start):
                 buf.append(ch)
                 self._advance()
             elif ch == "." and buf:
@@ -194,15 +206,49 @@ class _Lexer:
                 self._advance()
 
 
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_KEYWORDS = frozenset({"and", "or", "not", "where", "in", "like", "true", "false", "null"})
+
+# EQL function (lower-cased name) → (IR op, IR op of the `~` form or None, canonical name).
+_FUNCTIONS: dict[str, tuple[str, str | None, str]] = {
+    "startswith": ("starts_with", "starts_with_ci", "startsWith"),
+    "endswith": ("ends_with", "ends_with_ci", "endsWith"),
+    "stringcontains": ("contains", "contains_ci", "stringContains"),
+    "cidrmatch": ("cidr", None, "cidrMatch"),
+}
+# Operators that only make sense on text: refused on ip-typed fields.
+TEXT_OPS = frozenset(
+    {
+        "wildcard",
+        "like",
+        "starts_with",
+        "starts_with_ci",
+        "ends_with",
+        "ends_with_ci",
+        "contains",
+        "contains_ci",
+    }
+)
+OPS = frozenset({"eq", "eq_ci", "cidr", "exists", *TEXT_OPS})
+
+
 class _Parser:
     def __init__(self, text: str, source: str) -> None:
-        self.tokens = _Lexer(text, source).tokens()
+        self._lexed = _Lexer(text, source).tokens()
+        self.tokens: list[Token] = []
         self.i = 0
         self.source = source
 
     @property
     def tok(self) -> Token:
-        return self.tokens[self.i]
+        return self.peek(0)
+
+    def peek(self, ahead: int = 1) -> Token:
+        while len(self.tokens) <= self.i + ahead and not (
+            self.tokens and self.tokens[-1].kind == "eof"
+        ):
+            self.tokens.append(next(self._lexed))
+        return self.tokens[min(self.i + ahead, len(self.tokens) - 1)]
 
     def error(self, expected: str, tok: Token | None = None) -> EqlError:
         tok = tok or self.tok
@@ -218,26 +264,34 @@ class _Parser:
         self.i += 1
         return tok
 
-    def is_keyword(self, word: str) -> bool:
-        return self.tok.kind == "ident" and self.tok.value.lower() == word
+    def is_keyword(self, word: str, tok: Token | None = None) -> bool:
+        tok = tok or self.tok
+        return tok.kind == "ident" and tok.text.lower() == word
+
+    def is_op(self, op: str, tok: Token | None = None) -> bool:
+        tok = tok or self.tok
+        return tok.kind == "op" and tok.value == op
 
     def expect(self, kind: str, expected: str) -> Token:
         if self.tok.kind != kind:
             raise self.error(expected)
         return self.next()
 
+    def _tilde_follows(self, tok: Token) -> bool:
+        """A `~` right after `tok`, with no space (``in~``, ``like~``, ``startsWith~``)."""
+        return (
+            self.is_op("~")
+            and self.tok.line == tok.line
+            and self.tok.column == tok.column + len(tok.text)
+        )
+
     def query(self) -> Node:
         tok = self.tok
-        if tok.kind != "ident":
-            raise self.error("'any where'")
-        if tok.value.lower() in ("sequence", "sample"):
+        if tok.kind != "ident" or tok.text.startswith(("?", "`")):
+            raise self.error("'any where' or '<category> where'")
+        if tok.text.lower() in ("sequence", "sample", "join"):
             raise self.refuse(
-                f"{tok.value} queries are not supported (single-event queries only)", tok
-            )
-        if tok.value.lower() != "any":
-            raise self.refuse(
-                f"'{tok.value} where' is not supported yet: use 'any where' with an "
-                'event.category == "..." condition',
+                f"{tok.text.lower()} queries are not supported (single-event queries only)",
                 tok,
             )
         self.next()
@@ -245,10 +299,22 @@ class _Parser:
             raise self.error("'where'")
         self.next()
         node = self.or_expr()
-        if self.tok.kind == "op" and self.tok.value == "|":
+        if self.is_op("|"):
             raise self.refuse("pipes are not supported", self.tok)
         if self.tok.kind != "eof":
             raise self.error("'and', 'or' or end of query")
+        if tok.text.lower() == "any":
+            return node
+        category = _pred("event.category", "keyword", "eq", [tok.value])
+        rest = node["args"] if node["node"] == "and" else [node]
+        return {"node": "and", "args": [category, *rest]}
+
+    def expression(self) -> Node:
+        node = self.or_expr()
+        if self.is_op("|"):
+            raise self.refuse("pipes are not supported", self.tok)
+        if self.tok.kind != "eof":
+            raise self.error("'and', 'or' or end of condition")
         return node
 
     def or_expr(self) -> Node:
@@ -277,69 +343,169 @@ class _Parser:
             node = self.or_expr()
             self.expect("rparen", "')'")
             return node
-        if self.tok.kind != "ident" or self.tok.value.lower() in ("and", "or", "not", "where"):
-            raise self.error("a field name, 'not' or '('")
-        field_tok = self.next()
-        if self.tok.kind == "lparen":
-            raise self.refuse(f"function {field_tok.value}() is not supported", field_tok)
-        field = field_tok.value
-        if field.startswith("?"):
-            raise self.refuse("optional fields (?field) are not supported yet", field_tok)
-        ftype = field_type(field)
+        tok = self.tok
+        if tok.kind == "ident" and tok.text.lower() in ("true", "false", "null"):
+            raise self.refuse(f"a bare {tok.text.lower()} condition is not supported", tok)
+        if tok.kind != "ident" or tok.text.lower() in _KEYWORDS:
+            raise self.error("a field name, a function, 'not' or '('")
+        nxt = self.peek()
+        if nxt.kind == "lparen" or (self.is_op("~", nxt) and self.peek(2).kind == "lparen"):
+            return self.function()
+        field, ftype = self.field()
         op_tok = self.tok
-        if self.is_keyword("in"):
+        negate = False
+        if self.is_keyword("not") and (
+            self.is_keyword("in", self.peek()) or self.is_keyword("like", self.peek())
+        ):
+            negate = True
             self.next()
-            if self.tok.kind == "op" and self.tok.value == "~" and self._adjacent(op_tok, 2):
+            op_tok = self.tok
+        if self.is_keyword("in") or self.is_keyword("like"):
+            word = self.next().text.lower()
+            insensitive = self._tilde_follows(op_tok)
+            if insensitive:
                 self.next()
-                return self.pred(field, ftype, "eq_ci", self.string_list(), op_tok)
-            return self.pred(field, ftype, "eq", self.string_list(), op_tok)
-        if self.is_keyword("like"):
-            raise self.refuse("operator 'like' is not supported yet", op_tok)
+            if word == "in":
+                values = self.literal_list(scalars=True)
+                op = "eq_ci" if insensitive else "eq"
+            else:
+                values = self.patterns()
+                op = "wildcard" if insensitive else "like"
+            shown = word + "~" * insensitive
+            node = self.pred(field, ftype, op, values, op_tok, f"'{shown}'")
+            return {"node": "not", "arg": node} if negate else node
+        if op_tok.kind == "op" and op_tok.value in ("<", "<=", ">", ">="):
+            raise self.refuse(f"operator '{op_tok.value}' is not supported", op_tok)
         if op_tok.kind != "op" or op_tok.value not in ("==", "!=", ":"):
-            raise self.error("an operator ('==', '!=', 'in', 'in~' or ':')")
+            raise self.error("an operator ('==', '!=', ':', 'in', 'in~', 'like' or 'like~')")
         self.next()
         if op_tok.value == ":":
-            values = self.string_list() if self.tok.kind == "lparen" else [self.string()]
-            if ftype == "ip":
-                raise self.refuse(f"':' is not supported on ip-typed field {field}", op_tok)
-            return self.pred(field, ftype, "wildcard", values, op_tok)
-        node = self.pred(field, ftype, "eq", [self.string()], op_tok)
+            return self.pred(field, ftype, "wildcard", self.patterns(), op_tok, "':'")
+        if op_tok.value in ("==", "!=") and self.is_keyword("null"):
+            self.next()  # `f != null`: the field has a value; `f == null`: it has none
+            node = self.pred(field, ftype, "exists", [], op_tok, "")
+            return node if op_tok.value == "!=" else {"node": "not", "arg": node}
+        node = self.pred(field, ftype, "eq", [self.literal(scalars=True)], op_tok, "")
         return {"node": "not", "arg": node} if op_tok.value == "!=" else node
 
-    def _adjacent(self, tok: Token, width: int) -> bool:
-        return self.tok.line == tok.line and self.tok.column == tok.column + width
+    def field(self) -> tuple[str, str]:
+        tok = self.tok
+        if tok.kind != "ident" or tok.text.lower() in _KEYWORDS:
+            raise self.error("a field name")
+        self.next()
+        field = tok.value[1:] if tok.value.startswith("?") else tok.value  # ?optional
+        if not field:
+            raise self.refuse("expected a field name after '?'", tok)
+        return field, field_type(field)
 
-    def pred(self, field: str, ftype: str, op: str, values: list[str], tok: Token) -> Node:
-        if ftype == "ip":
+    def function(self) -> Node:
+        name_tok = self.next()
+        insensitive = self._tilde_follows(name_tok)
+        if insensitive:
+            self.next()
+        spec = _FUNCTIONS.get(name_tok.value.lower())
+        if spec is None:
+            raise self.refuse(f"function {name_tok.value}() is not supported", name_tok)
+        op, op_ci, canonical = spec
+        if insensitive:
+            if op_ci is None:
+                raise self.refuse(f"{canonical} has no case-insensitive (~) form", name_tok)
+            op = op_ci
+        self.expect("lparen", "'('")
+        if self.tok.kind != "ident" or self.tok.text.lower() in _KEYWORDS:
+            raise self.error(f"a field name as the first argument of {canonical}")
+        field, ftype = self.field()
+        values = []
+        while self.tok.kind == "comma":
+            self.next()
+            values.append(self.literal(scalars=False))
+        if not values:
+            raise self.error("','")
+        if self.tok.kind != "rparen":
+            raise self.error("',' or ')'")
+        self.next()
+        if op != "cidr" and len(values) != 1:
+            raise self.refuse(
+                f"{canonical} takes a field and one string, found {len(values)} strings",
+                name_tok,
+            )
+        return self.pred(field, ftype, op, values, name_tok, canonical + "~" * insensitive)
+
+    def pred(
+        self, field: str, ftype: str, op: str, values: list[str], tok: Token, shown: str
+    ) -> Node:
+        if ftype == "ip" and op in TEXT_OPS:
+            raise self.refuse(f"{shown} is not supported on ip-typed field {field}", tok)
+        if op == "cidr":
+            from .ipaddr import parse_cidr
+
+            for value in values:
+                if parse_cidr(value) is None:
+                    raise self.refuse(f"{value!r} is not a CIDR block (like 10.0.0.0/8)", tok)
+        elif ftype == "ip":
             from .ipaddr import parse_ip
 
             for value in values:
                 if parse_ip(value) is None:
                     raise self.refuse(f"{value!r} is not a valid IP address for {field}", tok)
-        return {"node": "pred", "field": field, "field_type": ftype, "op": op, "values": values}
+        return _pred(field, ftype, op, values)
 
-    def string(self) -> str:
+    def literal(self, *, scalars: bool) -> str:
+        """A string; with ``scalars``, also a number or boolean (as its JSON text)."""
         tok = self.tok
-        if tok.kind in ("ident",) and tok.value.lower() in ("true", "false", "null"):
-            raise self.refuse(f"{tok.value} literals are not supported yet", tok)
+        if tok.kind == "ident" and tok.text.lower() == "null":
+            raise self.refuse("null is only supported as 'field == null' or 'field != null'", tok)
+        if tok.kind == "ident" and tok.text.lower() in ("true", "false"):
+            if not scalars:
+                raise self.error("a string literal")
+            self.next()
+            return tok.text.lower()
+        if tok.kind == "number":
+            if not scalars:
+                raise self.error("a string literal")
+            if not _NUMBER.fullmatch(tok.text):
+                raise self.refuse(f"invalid number {tok.text!r}", tok)
+            self.next()
+            return tok.text
+        if tok.kind == "ident" and self.peek().kind == "lparen":
+            raise self.refuse(f"function calls as values ({tok.value}()) are not supported", tok)
+        if tok.kind == "ident" and tok.text.lower() not in _KEYWORDS:
+            raise self.refuse(
+                f"comparing with a field ({tok.value}) is not supported: expected a literal",
+                tok,
+            )
         if tok.kind != "string":
-            raise self.error("a string literal")
+            raise self.error("a literal" if scalars else "a string literal")
         self.next()
         return tok.value
 
-    def string_list(self) -> list[str]:
+    def literal_list(self, *, scalars: bool) -> list[str]:
         self.expect("lparen", "'('")
-        values = [self.string()]
+        values = [self.literal(scalars=scalars)]
         while self.tok.kind == "comma":
             self.next()
-            values.append(self.string())
+            values.append(self.literal(scalars=scalars))
         self.expect("rparen", "',' or ')'")
         return values
+
+    def patterns(self) -> list[str]:
+        if self.tok.kind == "lparen":
+            return self.literal_list(scalars=False)
+        return [self.literal(scalars=False)]
+
+
+def _pred(field: str, ftype: str, op: str, values: list[str]) -> Node:
+    return {"node": "pred", "field": field, "field_type": ftype, "op": op, "values": values}
 
 
 def parse_query(text: str, source: str = "<query>") -> Node:
     """Parse an EQL query into an IR expression node."""
     return _Parser(text, source).query()
+
+
+def parse_condition(text: str, source: str = "<condition>") -> Node:
+    """Parse a boolean EQL condition (no ``any where``), e.g. an allowlist entry."""
+    return _Parser(text, source).expression()
 
 
 def _branch_name(expr: Node, index: int) -> str:
@@ -386,3 +552,156 @@ def compile_rule(
         "severity": severity,
         "branches": branches,
     }
+
+
+# ---------------------------------------------------------------- IR → EQL
+
+_PLAIN_PART = re.compile(r"[A-Za-z_@][A-Za-z0-9_@]*")
+_FUNCTION_OF_OP = {
+    "starts_with": "startsWith",
+    "starts_with_ci": "startsWith~",
+    "ends_with": "endsWith",
+    "ends_with_ci": "endsWith~",
+    "contains": "stringContains",
+    "contains_ci": "stringContains~",
+    "cidr": "cidrMatch",
+}
+_WIDTH = 96
+
+
+def quote(value: str) -> str:
+    """An EQL string literal that the lexer above reads back as ``value``."""
+    out = ['"']
+    for ch in value:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0:
+            out.append(f"\\u{{{ord(ch):X}}}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def format_field(field: str) -> str:
+    """A field path as EQL writes it; parts that are not plain names are backticked."""
+    return ".".join(
+        part if _PLAIN_PART.fullmatch(part) and part.lower() not in _KEYWORDS else f"`{part}`"
+        for part in field.split(".")
+    )
+
+
+def _literal_texts(node: Node) -> list[str]:
+    """The predicate's literals as EQL: numbers and booleans bare where EQL allows them."""
+    if node["op"] in ("eq", "eq_ci"):
+        return [
+            v if _NUMBER.fullmatch(v) or v in ("true", "false") else quote(v)
+            for v in node["values"]
+        ]
+    return [quote(v) for v in node["values"]]
+
+
+def _format_pred(node: Node, negated: bool = False) -> str:
+    field = format_field(node["field"])
+    op, values = node["op"], node["values"]
+    if op == "exists":
+        return f"{field} {'==' if negated else '!='} null"
+    listed = ", ".join(_literal_texts(node))
+    if op in _FUNCTION_OF_OP:
+        calls = [f"{_FUNCTION_OF_OP[op]}({field}, {quote(v)})" for v in values]
+        if op == "cidr" or len(values) == 1:
+            text = f"{_FUNCTION_OF_OP[op]}({field}, {listed})"
+        else:  # several literals: any of them (the IR allows it, EQL's function does not)
+            text = "(" + " or ".join(calls) + ")"
+        return f"not {text}" if negated else text
+    word = {"eq": "in", "eq_ci": "in~", "wildcard": ":", "like": "like"}[op]
+    if op == "eq" and len(values) == 1:
+        return f"{field} {'!=' if negated else '=='} {listed}"
+    if op in ("wildcard", "like") and len(values) == 1:
+        text = f"{field} {word} {listed}"
+    else:
+        text = f"{field} {word} ({listed})"
+    return f"not {text}" if negated else text
+
+
+def _inline(node: Node, parent: str = "") -> str:
+    kind = node["node"]
+    if kind == "pred":
+        return _format_pred(node)
+    if kind == "not":
+        arg = node["arg"]
+        if arg["node"] == "pred":
+            return _format_pred(arg, negated=True)
+        return f"not {_inline(arg, 'not')}"
+    if not node["args"]:
+        raise ValueError(f"an empty {kind!r} node has no EQL form")
+    text = f" {kind} ".join(_inline(arg, kind) for arg in node["args"])
+    # Parentheses keep the tree's shape: an `and` inside an `and` stays one child.
+    return f"({text})" if parent in ("not", kind) or (parent == "and" and kind == "or") else text
+
+
+def _lines(node: Node, indent: int, parent: str = "") -> list[str]:
+    """The node at `indent`, broken over lines when it does not fit."""
+    pad = " " * indent
+    text = _inline(node, parent)
+    kind = node["node"]
+    if len(pad) + len(text) > _WIDTH and text.endswith(")") and " (" in text:
+        pred = node if kind == "pred" else node.get("arg", {})
+        if pred.get("node") == "pred" and pred["op"] in ("eq", "eq_ci", "wildcard", "like"):
+            head = text[: text.index(" (") + 2]
+            rows: list[str] = []
+            for value in _literal_texts(pred):
+                if rows and len(pad) + 2 + len(rows[-1]) + len(value) + 2 <= _WIDTH:
+                    rows[-1] += f" {value},"
+                else:
+                    rows.append(f"{value},")
+            rows[-1] = rows[-1][:-1]
+            return [pad + head, *(f"{pad}  {row}" for row in rows), pad + ")"]
+    if len(pad) + len(text) <= _WIDTH or kind not in ("and", "or"):
+        if kind == "not" and node["arg"]["node"] in ("and", "or"):
+            inner = _lines(node["arg"], indent, "not")
+            if len(inner) > 1:
+                return [pad + "not " + inner[0].lstrip(), *inner[1:]]
+        return [pad + text]
+    wrapped = parent in ("not", kind) or (parent == "and" and kind == "or")
+    inner_indent = indent + 2 if wrapped else indent
+    out = [pad + "("] if wrapped else []
+    args = node["args"]
+    for i, arg in enumerate(args):
+        lines = _lines(arg, inner_indent, kind)
+        if i < len(args) - 1:
+            lines[-1] += f" {kind}"
+        out.extend(lines)
+    if wrapped:
+        out.append(pad + ")")
+    return out
+
+
+def format_condition(node: Node) -> str:
+    """An IR expression as EQL text (parse_condition reads it back to the same tree)."""
+    return "\n".join(line.rstrip() for line in _lines(node, 0))
+
+
+def format_rule(ir: dict[str, Any]) -> str:
+    """A rule's IR as one ``any where`` query, a branch per top-level ``or`` operand, each
+    preceded by a ``// branch`` comment. Compiling it gives the same branches and trees."""
+    parts = []
+    branches = ir["branches"]
+    several = len(branches) > 1
+    for i, branch in enumerate(branches):
+        name = "".join(ch if ch.isprintable() else " " for ch in str(branch["name"]))
+        parts.append(f"  // branch {name}")
+        expr = branch["expr"]
+        body = _lines(expr, 4 if several else 2, "or" if several else "")
+        if several and expr["node"] != "or":  # an `or` is already parenthesised
+            body = [f"  ({body[0].strip()})"] if len(body) == 1 else ["  (", *body, "  )"]
+        if i < len(branches) - 1:
+            body[-1] += " or"
+        parts.extend(body)
+    return "any where\n" + "\n".join(parts)

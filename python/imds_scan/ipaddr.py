@@ -72,3 +72,45 @@ def parse_ip(text: str) -> bytes | None:
             return None
         groups = parsed
     return b"".join(g.to_bytes(2, "big") for g in groups)
+
+
+def parse_cidr(text: str) -> tuple[bytes, int] | None:
+    """A CIDR block as docs/ir.md specifies: (network's 16 bytes with host bits cleared, prefix
+    length over 128 bits; an IPv4 ``/n`` is ``96 + n``), or None if invalid.
+
+    An address (IPv4, or IPv6 without a ``%scope``), optionally ``/`` and a prefix length of 1-3
+    ASCII digits without a leading zero, at most 32 (IPv4) or 128 (IPv6); no length means the
+    whole address.
+    """
+    addr_text, slash, len_text = text.partition("/")
+    v4 = _parse_ipv4(addr_text)
+    if v4 is not None:
+        network, width = b"\x00" * 10 + b"\xff\xff" + v4, 32
+    elif ":" in addr_text and "%" not in addr_text:
+        parsed = parse_ip(addr_text)
+        if parsed is None:
+            return None
+        network, width = parsed, 128
+    else:
+        return None
+    if not slash:
+        length = width
+    else:
+        if not 1 <= len(len_text) <= 3 or not len_text.isascii() or not len_text.isdigit():
+            return None
+        if len(len_text) > 1 and len_text[0] == "0":
+            return None
+        length = int(len_text)
+        if length > width:
+            return None
+    length += 128 - width
+    mask = ((1 << 128) - 1) ^ ((1 << (128 - length)) - 1)
+    masked = int.from_bytes(network, "big") & mask
+    return masked.to_bytes(16, "big"), length
+
+
+def in_cidr(address: bytes, block: tuple[bytes, int]) -> bool:
+    """Whether a 16-byte address is inside a block from :func:`parse_cidr`."""
+    network, length = block
+    shift = 128 - length
+    return int.from_bytes(address, "big") >> shift == int.from_bytes(network, "big") >> shift

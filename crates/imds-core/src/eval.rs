@@ -1,7 +1,7 @@
 //! Evaluating a compiled rule against one parsed event.
 
 use crate::event::for_each_value;
-use crate::ip::parse_ip;
+use crate::ip::{parse_cidr, parse_ip, Cidr};
 use crate::ir::{FieldType, Node, Op, Predicate, RuleIr};
 use crate::wildcard::{ascii_fold, eq_folded, Pattern};
 use serde_json::Value;
@@ -53,7 +53,38 @@ enum Test {
     FoldedEq(Vec<String>),
     /// IP-typed field (`eq` or `eq_ci`): values that parse compare as addresses.
     Address(Vec<[u8; 16]>),
+    /// `cidr` (any field type): values that parse as addresses, inside a block.
+    Cidr(Vec<Cidr>),
+    /// `exists`: any value (on an ip field, any address); reported with an empty pattern.
+    Exists {
+        ip: bool,
+    },
+    /// `wildcard` (folding) and `like` (case-sensitive) patterns.
     Wildcard(Vec<Pattern>),
+    /// `starts_with`, `ends_with`, `contains`; `folded` holds the ASCII-folded literals of the
+    /// `_ci` forms (the value is folded too), `None` for the case-sensitive forms.
+    Affix {
+        place: Place,
+        folded: Option<Vec<String>>,
+    },
+}
+
+/// Where an affix literal must sit in the value.
+#[derive(Clone, Copy)]
+enum Place {
+    Start,
+    End,
+    Anywhere,
+}
+
+impl Place {
+    fn holds(self, value: &str, literal: &str) -> bool {
+        match self {
+            Place::Start => value.starts_with(literal),
+            Place::End => value.ends_with(literal),
+            Place::Anywhere => value.contains(literal),
+        }
+    }
 }
 
 impl Pred {
@@ -61,11 +92,28 @@ impl Pred {
         let bad = |what: String| {
             crate::Error::Rule(format!("branch {branch:?}, field {:?}: {what}", p.field))
         };
+        let folded = || Some(p.values.iter().map(|v| ascii_fold(v)).collect());
+        let affix = |place, folded| Test::Affix { place, folded };
         let test = match (p.field_type, p.op) {
-            (FieldType::Ip, Op::Wildcard) => {
-                return Err(bad("wildcard is not allowed on an ip field".into()))
+            (_, Op::Exists) if !p.values.is_empty() => {
+                return Err(bad("exists takes no values".into()))
             }
-            (FieldType::Ip, Op::Eq | Op::EqCi) => Test::Address(
+            (field_type, Op::Exists) => Test::Exists {
+                ip: field_type == FieldType::Ip,
+            },
+            (FieldType::Ip, op) if op.is_textual() => {
+                return Err(bad(format!(
+                    "{} is not allowed on an ip field",
+                    op.as_str()
+                )))
+            }
+            (_, Op::Cidr) => Test::Cidr(
+                p.values
+                    .iter()
+                    .map(|v| parse_cidr(v).ok_or_else(|| bad(format!("{v:?} is not a CIDR block"))))
+                    .collect::<Result<_, _>>()?,
+            ),
+            (FieldType::Ip, _) => Test::Address(
                 p.values
                     .iter()
                     .map(|v| parse_ip(v).ok_or_else(|| bad(format!("{v:?} is not an IP address"))))
@@ -75,15 +123,29 @@ impl Pred {
             (FieldType::Keyword, Op::EqCi) => {
                 Test::FoldedEq(p.values.iter().map(|v| ascii_fold(v)).collect())
             }
-            (FieldType::Keyword, Op::Wildcard) => {
-                Test::Wildcard(p.values.iter().map(|v| Pattern::new(v)).collect())
-            }
+            (FieldType::Keyword, Op::Wildcard | Op::Like) => Test::Wildcard(
+                p.values
+                    .iter()
+                    .map(|v| Pattern::with_case(v, p.op == Op::Wildcard))
+                    .collect(),
+            ),
+            (FieldType::Keyword, Op::StartsWith) => affix(Place::Start, None),
+            (FieldType::Keyword, Op::StartsWithCi) => affix(Place::Start, folded()),
+            (FieldType::Keyword, Op::EndsWith) => affix(Place::End, None),
+            (FieldType::Keyword, Op::EndsWithCi) => affix(Place::End, folded()),
+            (FieldType::Keyword, Op::Contains) => affix(Place::Anywhere, None),
+            (FieldType::Keyword, Op::ContainsCi) => affix(Place::Anywhere, folded()),
         };
         Ok(Pred {
             field: p.field.clone(),
             path: p.field.split('.').map(str::to_owned).collect(),
             op: p.op,
-            literals: p.values.clone(),
+            // `exists` has no literal: its witness reports an empty pattern.
+            literals: if p.op == Op::Exists {
+                vec![String::new()]
+            } else {
+                p.values.clone()
+            },
             test,
         })
     }
@@ -97,7 +159,23 @@ impl Pred {
                 let address = parse_ip(value)?;
                 addresses.iter().position(|a| *a == address)
             }
+            Test::Exists { ip } => (!ip || parse_ip(value).is_some()).then_some(0),
+            Test::Cidr(blocks) => {
+                let address = parse_ip(value)?;
+                blocks.iter().position(|b| b.contains(&address))
+            }
             Test::Wildcard(patterns) => patterns.iter().position(|p| p.is_match(value)),
+            Test::Affix {
+                place,
+                folded: None,
+            } => self.literals.iter().position(|l| place.holds(value, l)),
+            Test::Affix {
+                place,
+                folded: Some(folded),
+            } => {
+                let value = ascii_fold(value);
+                folded.iter().position(|l| place.holds(&value, l))
+            }
         }
     }
 
@@ -733,6 +811,128 @@ mod tests {
     }
 
     #[test]
+    fn like_is_case_sensitive() {
+        let r = rule(&format!(
+            r#"[{{"name":"b","expr":{}}}]"#,
+            pred("a", "keyword", "like", &["*Meta?ata*", "x"])
+        ));
+        assert_eq!(
+            r.evaluate(&serde_json::json!({"a": ["METADATA", "GET /Metadata/"]}))
+                .unwrap()
+                .witness,
+            witness("a", "like", "*Meta?ata*", "GET /Metadata/")
+        );
+        assert_eq!(r.evaluate(&serde_json::json!({"a": "metadata"})), None);
+        assert_eq!(r.evaluate(&serde_json::json!({"a": "X"})), None);
+    }
+
+    #[test]
+    fn affixes() {
+        let check = |op: &str, lit: &str, yes: &[&str], no: &[&str]| {
+            let r = rule(&format!(
+                r#"[{{"name":"b","expr":{}}}]"#,
+                pred("a", "keyword", op, &[lit])
+            ));
+            for v in yes {
+                assert!(
+                    r.evaluate(&serde_json::json!({ "a": v })).is_some(),
+                    "{op} {v}"
+                );
+            }
+            for v in no {
+                assert_eq!(r.evaluate(&serde_json::json!({ "a": v })), None, "{op} {v}");
+            }
+        };
+        check("starts_with", "Ab", &["Ab", "Abc"], &["ab", "xAb", "A"]);
+        check("starts_with_ci", "Ab", &["ab", "ABc"], &["xab", "\u{212A}"]);
+        check("ends_with", "Ab", &["xAb", "Ab"], &["xab", "Abx"]);
+        check("ends_with_ci", "Ab", &["xaB", "AB"], &["abx"]);
+        check("contains", "*?", &["x*?y", "*?"], &["x*y", "xy"]);
+        check("contains_ci", "kel", &["xKELy"], &["\u{212A}el", "ke"]);
+        check("starts_with", "", &["", "anything"], &[]);
+        check("contains_ci", "\u{e9}", &["caf\u{e9}"], &["CAF\u{c9}"]);
+        // Numbers and booleans are their JSON text.
+        let r = rule(&format!(
+            r#"[{{"name":"b","expr":{}}}]"#,
+            pred("n", "keyword", "starts_with", &["8"])
+        ));
+        let doc = crate::event::parse_line(br#"{"n":[true,8080]}"#)
+            .unwrap()
+            .unwrap()
+            .doc;
+        assert_eq!(
+            r.evaluate(&doc).unwrap().witness,
+            witness("n", "starts_with", "8", "8080")
+        );
+    }
+
+    #[test]
+    fn exists() {
+        let r = rule(&format!(
+            r#"[{{"name":"b","expr":{}}},{{"name":"c","expr":{}}}]"#,
+            pred("a", "keyword", "exists", &[]),
+            pred("source.ip", "ip", "exists", &[])
+        ));
+        let doc = crate::event::parse_line(br#"{"a":[null,"",1]}"#)
+            .unwrap()
+            .unwrap()
+            .doc;
+        assert_eq!(
+            r.evaluate(&doc).unwrap().witness,
+            witness("a", "exists", "", "")
+        );
+        for missing in [r#"{}"#, r#"{"a":null}"#, r#"{"a":[]}"#, r#"{"a":{"b":1}}"#] {
+            let doc = crate::event::parse_line(missing.as_bytes())
+                .unwrap()
+                .unwrap()
+                .doc;
+            assert_eq!(r.evaluate(&doc), None, "{missing}");
+        }
+        // On an ip field only an address counts.
+        assert_eq!(
+            r.evaluate(&serde_json::json!({"source": {"ip": "junk"}})),
+            None
+        );
+        assert_eq!(
+            r.evaluate(&serde_json::json!({"source": {"ip": ["junk", "::1"]}}))
+                .unwrap()
+                .witness,
+            witness("source.ip", "exists", "", "::1")
+        );
+    }
+
+    #[test]
+    fn cidr_blocks() {
+        let r = rule(&format!(
+            r#"[{{"name":"b","expr":{}}}]"#,
+            pred(
+                "destination.ip",
+                "ip",
+                "cidr",
+                &["10.0.0.0/8", "169.254.0.0/16", "fd00:ec2::/32"]
+            )
+        ));
+        let hit = |v: &str| {
+            r.evaluate(&serde_json::json!({"destination": {"ip": ["junk", v]}}))
+                .map(|m| m.witness.unwrap().pattern)
+        };
+        assert_eq!(hit("169.254.169.254").as_deref(), Some("169.254.0.0/16"));
+        assert_eq!(hit("::FFFF:a9fe:1").as_deref(), Some("169.254.0.0/16"));
+        assert_eq!(hit("10.255.0.1").as_deref(), Some("10.0.0.0/8"));
+        assert_eq!(hit("FD00:EC2::254%eth0").as_deref(), Some("fd00:ec2::/32"));
+        assert_eq!(hit("11.0.0.1"), None);
+        assert_eq!(hit("169.254.169.054"), None);
+        assert_eq!(hit("::169.254.169.254"), None);
+        // cidr on a keyword field reads its values as addresses too.
+        let r = rule(&format!(
+            r#"[{{"name":"b","expr":{}}}]"#,
+            pred("x", "keyword", "cidr", &["10.0.0.0/8"])
+        ));
+        assert!(r.evaluate(&serde_json::json!({"x": "10.1.1.1"})).is_some());
+        assert_eq!(r.evaluate(&serde_json::json!({"x": "10.1.1.1 "})), None);
+    }
+
+    #[test]
     fn bad_rules_are_rejected() {
         for branches in [
             format!(
@@ -742,6 +942,22 @@ mod tests {
             format!(
                 r#"[{{"name":"b","expr":{}}}]"#,
                 pred("destination.ip", "ip", "wildcard", &["169.254.*"])
+            ),
+            format!(
+                r#"[{{"name":"b","expr":{}}}]"#,
+                pred("destination.ip", "ip", "starts_with", &["169.254."])
+            ),
+            format!(
+                r#"[{{"name":"b","expr":{}}}]"#,
+                pred("destination.ip", "ip", "cidr", &["169.254.0.0/33"])
+            ),
+            format!(
+                r#"[{{"name":"b","expr":{}}}]"#,
+                pred("x", "keyword", "cidr", &["not a block"])
+            ),
+            format!(
+                r#"[{{"name":"b","expr":{}}}]"#,
+                pred("x", "keyword", "exists", &["x"])
             ),
         ] {
             let text = format!(r#"{{"ir_version":1,"name":"t","branches":{branches}}}"#);

@@ -86,6 +86,71 @@ fn parse_ipv6(s: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
+/// A CIDR block (EQL `cidrMatch`): the network's 16 bytes (IPv4 as IPv4-mapped, host bits
+/// cleared) and the prefix length over those 128 bits (an IPv4 `/n` is `96 + n`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub network: [u8; 16],
+    pub len: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` is inside the block: its first `len` bits equal the network's.
+    pub fn contains(&self, ip: &[u8; 16]) -> bool {
+        let full = usize::from(self.len / 8);
+        if self.network[..full] != ip[..full] {
+            return false;
+        }
+        let rem = self.len % 8;
+        rem == 0 || (self.network[full] ^ ip[full]) & (0xffu8 << (8 - rem)) == 0
+    }
+}
+
+/// Parse a CIDR block as docs/ir.md specifies: an address (IPv4, or IPv6 without a `%scope`)
+/// optionally followed by `/` and a prefix length of 1–3 ASCII digits without a leading zero,
+/// at most 32 (IPv4) or 128 (IPv6). No length means the whole address. Host bits past the
+/// prefix are allowed and ignored.
+pub fn parse_cidr(s: &str) -> Option<Cidr> {
+    let (addr_text, len_text) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let (mut network, max) = if let Some(v4) = parse_ipv4(addr_text) {
+        (ipv4_mapped(v4), 32u8)
+    } else if addr_text.contains(':') && !addr_text.contains('%') {
+        (parse_ipv6(addr_text)?, 128u8)
+    } else {
+        return None;
+    };
+    let len = match len_text {
+        None => max,
+        Some(l) => {
+            let digits = l.as_bytes();
+            if digits.is_empty()
+                || digits.len() > 3
+                || !digits.iter().all(u8::is_ascii_digit)
+                || (digits.len() > 1 && digits[0] == b'0')
+            {
+                return None;
+            }
+            let value = digits
+                .iter()
+                .fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'));
+            u8::try_from(value).ok().filter(|&v| v <= max)?
+        }
+    };
+    let len = len + (128 - max);
+    for (i, byte) in network.iter_mut().enumerate() {
+        let bit = 8 * i as u32;
+        if bit >= u32::from(len) {
+            *byte = 0;
+        } else if bit + 8 > u32::from(len) {
+            *byte &= 0xffu8 << (bit + 8 - u32::from(len));
+        }
+    }
+    Some(Cidr { network, len })
+}
+
 /// Parse `:`-separated groups (the last may be a dotted IPv4, giving two groups) into `out`;
 /// the number written. The empty string is zero groups. `None` if invalid or more than fit.
 fn parse_groups(text: &str, out: &mut [u16; 8]) -> Option<usize> {
@@ -290,6 +355,48 @@ mod tests {
         }
         // The scope is cut first, so `::` with a scope is the all-zero address.
         assert_eq!(parse_ip("::%eth0"), Some([0; 16]));
+    }
+
+    #[test]
+    fn cidr_blocks() {
+        let c = parse_cidr("169.254.0.0/16").unwrap();
+        assert_eq!(c.len, 112);
+        assert!(c.contains(&IMDS));
+        assert!(c.contains(&parse_ip("::ffff:a9fe:1").unwrap()));
+        assert!(!c.contains(&parse_ip("169.255.0.1").unwrap()));
+        assert!(!c.contains(&parse_ip("::a9fe:a9fe").unwrap()));
+        // Host bits are cleared; no length is the whole address.
+        assert_eq!(parse_cidr("10.1.2.3/8"), parse_cidr("10.0.0.0/8"));
+        assert_eq!(parse_cidr("10.1.2.3").unwrap().len, 128);
+        assert_eq!(parse_cidr("fd00:ec2::254").unwrap().len, 128);
+        let odd = parse_cidr("10.0.0.0/9").unwrap();
+        assert!(odd.contains(&parse_ip("10.127.255.255").unwrap()));
+        assert!(!odd.contains(&parse_ip("10.128.0.0").unwrap()));
+        let v6c = parse_cidr("FD00:EC2::/32").unwrap();
+        assert!(v6c.contains(&parse_ip("fd00:ec2::254").unwrap()));
+        assert!(v6c.contains(&parse_ip("fd00:ec2:ffff::1%eth0").unwrap()));
+        assert!(!v6c.contains(&parse_ip("fd00:ec3::254").unwrap()));
+        let all = parse_cidr("::/0").unwrap();
+        assert!(all.contains(&IMDS) && all.contains(&[0xff; 16]));
+        let all4 = parse_cidr("0.0.0.0/0").unwrap();
+        assert!(all4.contains(&IMDS));
+        assert!(!all4.contains(&parse_ip("::1").unwrap()));
+        for bad in [
+            "",
+            "/8",
+            "10.0.0.0/",
+            "10.0.0.0/33",
+            "10.0.0.0/08",
+            "10.0.0.0/+8",
+            "10.0.0.0/8/8",
+            "10.0.0.0 /8",
+            "::/129",
+            "fe80::1%eth0/64",
+            "10.0.0.01/8",
+            "example.com/8",
+        ] {
+            assert_eq!(parse_cidr(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

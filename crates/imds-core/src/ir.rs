@@ -48,9 +48,30 @@ pub enum FieldType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Op {
+    /// EQL `==`, `in`: some value equals a literal (ip fields: as addresses).
     Eq,
+    /// EQL `in~`: ASCII case-insensitive equality (ip fields: as addresses).
     EqCi,
+    /// EQL `:`, `like~`: whole-value pattern, ASCII case-insensitive.
     Wildcard,
+    /// EQL `like`: whole-value pattern, case-sensitive.
+    Like,
+    /// EQL `startsWith`.
+    StartsWith,
+    /// EQL `startsWith~`.
+    StartsWithCi,
+    /// EQL `endsWith`.
+    EndsWith,
+    /// EQL `endsWith~`.
+    EndsWithCi,
+    /// EQL `stringContains`.
+    Contains,
+    /// EQL `stringContains~`.
+    ContainsCi,
+    /// EQL `cidrMatch`: some value is an address inside one of the CIDR blocks.
+    Cidr,
+    /// EQL `field != null`: the field has a value (on an ip field: an address); no literals.
+    Exists,
 }
 
 impl Op {
@@ -59,7 +80,21 @@ impl Op {
             Op::Eq => "eq",
             Op::EqCi => "eq_ci",
             Op::Wildcard => "wildcard",
+            Op::Like => "like",
+            Op::StartsWith => "starts_with",
+            Op::StartsWithCi => "starts_with_ci",
+            Op::EndsWith => "ends_with",
+            Op::EndsWithCi => "ends_with_ci",
+            Op::Contains => "contains",
+            Op::ContainsCi => "contains_ci",
+            Op::Cidr => "cidr",
+            Op::Exists => "exists",
         }
+    }
+
+    /// Operators that only make sense on text (refused on ip-typed fields).
+    pub fn is_textual(self) -> bool {
+        !matches!(self, Op::Eq | Op::EqCi | Op::Cidr | Op::Exists)
     }
 }
 

@@ -121,14 +121,81 @@ fn ip_lits(value: &str) -> Option<Vec<Lit>> {
     Some(vec![Lit::new(&best?)])
 }
 
+/// Needles of a `cidr` block: an address inside it is written, in every spelling, with one
+/// of them; `None` when nothing is certain (short prefixes, blocks holding IPv4 addresses
+/// without a whole IPv4 octet fixed).
+fn cidr_lits(value: &str) -> Option<Vec<Lit>> {
+    let c = crate::ip::parse_cidr(value)?;
+    let b = c.network;
+    let len = usize::from(c.len);
+    let mapped = crate::ip::ipv4_mapped([0; 4]);
+    if len >= 96 && b[..12] == mapped[..12] {
+        // An IPv4 block: dotted spellings start with the fixed whole octets (no leading zeros
+        // in IPv4), mapped hex spellings hold `ffff:` or a fixed 4-digit group.
+        let octets = (len - 96) / 8;
+        if octets == 0 {
+            return None;
+        }
+        let fixed: Vec<String> = b[12..12 + octets].iter().map(u8::to_string).collect();
+        let mut dotted = fixed.join(".");
+        if octets < 4 {
+            dotted.push('.');
+        }
+        let (hi, lo) = (
+            u16::from_be_bytes([b[12], b[13]]),
+            u16::from_be_bytes([b[14], b[15]]),
+        );
+        let hex = if len == 128 && hi >= 0x1000 && lo >= 0x1000 {
+            format!("{hi:x}:{lo:x}")
+        } else if len >= 112 && hi >= 0x1000 {
+            format!("{hi:x}:")
+        } else {
+            "ffff:".to_string()
+        };
+        return Some(vec![Lit::new(&dotted), Lit::new(&hex)]);
+    }
+    if len < 96 && c.contains(&mapped) {
+        return None; // holds IPv4 addresses, which need no `:` at all
+    }
+    // IPv6: a nonzero group among the first six that the prefix fixes is always written (hex,
+    // optional leading zeros) and followed by `:`.
+    let mut best: Option<String> = None;
+    for i in (0..6).filter(|i| 16 * (i + 1) <= len) {
+        let g = u16::from_be_bytes([b[2 * i], b[2 * i + 1]]);
+        let hex = format!("{g:x}:");
+        if g != 0 && !matches!(&best, Some(b) if hex.len() <= b.len()) {
+            best = Some(hex);
+        }
+    }
+    Some(vec![Lit::new(&best?)])
+}
+
 fn pred_lits(p: &Predicate) -> Option<Vec<Lit>> {
+    if p.op == Op::Exists {
+        return None; // any value at all
+    }
     let mut out = Vec::new();
     for v in &p.values {
         match (p.field_type, p.op) {
+            // `exists` returned above.
+            (_, Op::Exists) => return None,
+            (_, Op::Cidr) => out.extend(cidr_lits(v)?),
             (FieldType::Ip, Op::Eq | Op::EqCi) => out.extend(ip_lits(v)?),
-            (FieldType::Ip, Op::Wildcard) => return None,
-            (FieldType::Keyword, Op::Eq | Op::EqCi) => out.push(literal(v)?),
-            (FieldType::Keyword, Op::Wildcard) => {
+            (FieldType::Ip, _) => return None,
+            // The literal itself is in the value (the search ignores case, so the
+            // case-sensitive forms are covered too).
+            (
+                FieldType::Keyword,
+                Op::Eq
+                | Op::EqCi
+                | Op::StartsWith
+                | Op::StartsWithCi
+                | Op::EndsWith
+                | Op::EndsWithCi
+                | Op::Contains
+                | Op::ContainsCi,
+            ) => out.push(literal(v)?),
+            (FieldType::Keyword, Op::Wildcard | Op::Like) => {
                 let best = v
                     .split(['*', '?'])
                     .filter_map(literal)
@@ -170,11 +237,38 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     memchr::memmem::find(hay, needle).is_some()
 }
 
-/// How selective a needle set is: longer shortest needle first, then fewer needles.
-/// An empty set (the subtree never matches) beats everything.
-fn selectivity(lits: &[Lit]) -> (usize, std::cmp::Reverse<usize>) {
+/// Words found in nearly every ECS line (field names, `event.category` and `event.type`
+/// values): a needle inside one of them selects almost nothing.
+const COMMON_WORDS: &str = concat!(
+    "authentication configuration database driver email file host iam intrusion_detection ",
+    "malware network package process registry session threat vulnerability web ",
+    "access admin allowed change connection creation deletion denied end error group info ",
+    "installation indicator protocol start user event category type action outcome kind ",
+    "dataset module agent source destination message labels tags observer related ",
+);
+
+/// Estimated occurrences of a needle per byte of log: the product of its bytes' frequencies,
+/// or 1 when it is (part of) a word common in ECS logs.
+fn needle_cost(lit: &Lit) -> f64 {
+    let folded = lit.raw.to_ascii_lowercase();
+    if contains(COMMON_TEXT.as_bytes(), &folded) || contains(COMMON_WORDS.as_bytes(), &folded) {
+        return 1.0;
+    }
+    folded.iter().map(|&b| byte_freq(b)).product()
+}
+
+/// How selective a needle set is, lower is better: the summed estimated frequency, then the
+/// longer shortest needle, then fewer needles. An empty set (the subtree never matches)
+/// beats everything.
+fn selectivity(lits: &[Lit]) -> (f64, std::cmp::Reverse<usize>, usize) {
+    let cost = lits.iter().map(needle_cost).sum();
     let shortest = lits.iter().map(|l| l.raw.len()).min().unwrap_or(usize::MAX);
-    (shortest, std::cmp::Reverse(lits.len()))
+    (cost, std::cmp::Reverse(shortest), lits.len())
+}
+
+fn more_selective(a: &[Lit], b: &[Lit]) -> bool {
+    let (x, y) = (selectivity(a), selectivity(b));
+    x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)) == std::cmp::Ordering::Less
 }
 
 /// Needles of a subtree; `None` = unfilterable (some match may contain no literal).
@@ -193,7 +287,11 @@ fn node_lits(node: &Node) -> Option<Vec<Lit>> {
         Node::And { args } => {
             let mut best: Option<Vec<Lit>> = None;
             for set in args.iter().filter_map(node_lits) {
-                if !matches!(&best, Some(b) if selectivity(&set) <= selectivity(b)) {
+                let better = match &best {
+                    Some(b) => more_selective(&set, b),
+                    None => true,
+                };
+                if better {
                     best = Some(set);
                 }
             }
@@ -845,6 +943,100 @@ mod tests {
         assert_eq!(lits(kw(Op::Wildcard, &["*"])), None);
         assert_eq!(lits(kw(Op::Wildcard, &["*abc*", "**"])), None);
         assert_eq!(lits(kw(Op::Wildcard, &["*a\"b*"])), s(&["a\\\"b"]));
+    }
+
+    #[test]
+    fn affix_and_like_needles() {
+        for op in [
+            Op::Like,
+            Op::StartsWith,
+            Op::StartsWithCi,
+            Op::EndsWith,
+            Op::EndsWithCi,
+            Op::Contains,
+            Op::ContainsCi,
+        ] {
+            assert_eq!(lits(kw(op, &["curl"])), s(&["curl"]), "{op:?}");
+            assert_eq!(lits(kw(op, &["a/\"b"])), s(&["a/\\\"b"]), "{op:?}");
+            // An empty literal holds for any value (startsWith(f, "")): nothing is certain.
+            assert_eq!(lits(kw(op, &["curl", ""])), None, "{op:?}");
+        }
+        assert_eq!(lits(kw(Op::Like, &["*Meta?Data*"])), s(&["Data"]));
+        assert_eq!(lits(kw(Op::Exists, &[])), None);
+        // On an ip field only equality and cidr are defined.
+        assert_eq!(
+            lits(pred("source.ip", FieldType::Ip, Op::StartsWith, &["10."])),
+            None
+        );
+    }
+
+    fn cidr(values: &[&str]) -> Node {
+        pred("destination.ip", FieldType::Ip, Op::Cidr, values)
+    }
+
+    #[test]
+    fn cidr_needles() {
+        assert_eq!(lits(cidr(&["169.254.0.0/16"])), s(&["169.254.", "a9fe:"]));
+        assert_eq!(
+            lits(cidr(&["169.254.169.254/32"])),
+            s(&["169.254.169.254", "a9fe:a9fe"])
+        );
+        assert_eq!(
+            lits(cidr(&["169.254.169.254"])),
+            lits(cidr(&["169.254.169.254/32"]))
+        );
+        // A group below 0x1000 may carry leading zeros: fall back to the mapped `ffff:`.
+        assert_eq!(lits(cidr(&["10.0.0.0/8"])), s(&["10.", "ffff:"]));
+        assert_eq!(lits(cidr(&["10.1.2.0/23"])), s(&["10.1.", "ffff:"]));
+        assert_eq!(lits(cidr(&["192.168.0.0/16"])), s(&["192.168.", "c0a8:"]));
+        assert_eq!(
+            lits(cidr(&["::ffff:192.168.0.0/112"])),
+            s(&["192.168.", "c0a8:"])
+        );
+        // No whole octet fixed: nothing certain.
+        assert_eq!(lits(cidr(&["128.0.0.0/1"])), None);
+        assert_eq!(lits(cidr(&["0.0.0.0/0"])), None);
+        // IPv6 blocks: a nonzero group the prefix fixes, among the first six.
+        assert_eq!(lits(cidr(&["fd00:ec2::/32"])), s(&["fd00:"]));
+        assert_eq!(lits(cidr(&["fd00:ec2::254/128"])), s(&["fd00:"]));
+        assert_eq!(lits(cidr(&["fd00::/8"])), None);
+        assert_eq!(lits(cidr(&["fe80::/10"])), None);
+        assert_eq!(lits(cidr(&["2001:db8:1234::/48"])), s(&["2001:"]));
+        assert_eq!(lits(cidr(&["0:db8:1234::/48"])), s(&["1234:"]));
+        // A block holding IPv4-mapped addresses matches plain dotted IPv4 values.
+        assert_eq!(lits(cidr(&["::/0"])), None);
+        assert_eq!(lits(cidr(&["::/80"])), None);
+        assert_eq!(lits(cidr(&["::/96"])), None);
+        // Any field type: values are read as addresses either way.
+        assert_eq!(
+            lits(pred("f", FieldType::Keyword, Op::Cidr, &["10.0.0.0/8"])),
+            s(&["10.", "ffff:"])
+        );
+    }
+
+    #[test]
+    fn and_prefers_rare_needles_over_common_words() {
+        // `process where process.name == "terraform"`: the category word is in every process
+        // event (as a field name, too); the name is rarer, though shorter than nothing else.
+        assert_eq!(
+            lits(and(vec![
+                pred("event.category", FieldType::Keyword, Op::Eq, &["process"]),
+                kw(Op::EqCi, &["terraform"]),
+            ])),
+            s(&["terraform"])
+        );
+        assert_eq!(
+            lits(and(vec![
+                pred(
+                    "event.category",
+                    FieldType::Keyword,
+                    Op::Eq,
+                    &["authentication"]
+                ),
+                kw(Op::Eq, &["4625"]),
+            ])),
+            s(&["4625"])
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! EQL `:` patterns: whole-value match, ASCII-only case folding, `*` and `?` over code points.
+//! EQL `:` / `like~` patterns (whole-value match, ASCII-only case folding) and `like` patterns
+//! (case-sensitive); `*` and `?` over code points.
 
 /// `A`–`Z` to `a`–`z`, nothing else: EQL's case-insensitivity never folds non-ASCII letters
 /// (the Kelvin sign U+212A is not `k`, `ſ` U+017F is not `s`).
@@ -21,7 +22,7 @@ enum Token {
     Star,
     /// `?`: exactly one code point.
     One,
-    /// Any other code point, ASCII-folded.
+    /// Any other code point (ASCII-folded when the pattern ignores case).
     Lit(char),
 }
 
@@ -30,16 +31,25 @@ pub struct Pattern {
     /// The pattern as written.
     pub source: String,
     tokens: Vec<Token>,
+    /// ASCII case-insensitive (`:`, `like~`) rather than exact (`like`).
+    fold: bool,
 }
 
 impl Pattern {
+    /// An ASCII case-insensitive pattern (EQL `:`, `like~`).
     pub fn new(pattern: &str) -> Pattern {
+        Pattern::with_case(pattern, true)
+    }
+
+    /// A pattern that ignores ASCII case when `fold`, else matches case-sensitively (`like`).
+    pub fn with_case(pattern: &str, fold: bool) -> Pattern {
         let mut tokens: Vec<Token> = Vec::with_capacity(pattern.len());
         for c in pattern.chars() {
             let token = match c {
                 '*' => Token::Star,
                 '?' => Token::One,
-                c => Token::Lit(c.to_ascii_lowercase()),
+                c if fold => Token::Lit(c.to_ascii_lowercase()),
+                c => Token::Lit(c),
             };
             // `**` matches what `*` matches; collapsing keeps backtracking short.
             if token == Token::Star && tokens.last() == Some(&Token::Star) {
@@ -50,10 +60,11 @@ impl Pattern {
         Pattern {
             source: pattern.to_string(),
             tokens,
+            fold,
         }
     }
 
-    /// Whether the whole of `value` matches, ASCII case-insensitively.
+    /// Whether the whole of `value` matches (ASCII case-insensitively if the pattern folds).
     ///
     /// Greedy scan that, on a mismatch, retries from the last `*` with it swallowing one more
     /// code point. Only the last `*` ever needs revisiting (earlier ones can only be
@@ -76,7 +87,9 @@ impl Pattern {
                     v += c.len_utf8();
                     continue;
                 }
-                Some(Token::Lit(want)) if *want == c.to_ascii_lowercase() => {
+                Some(Token::Lit(want))
+                    if *want == if self.fold { c.to_ascii_lowercase() } else { c } =>
+                {
                     t += 1;
                     v += c.len_utf8();
                     continue;
@@ -193,6 +206,18 @@ mod tests {
         // Non-ASCII letters keep their case.
         assert!(!m("é", "É"));
         assert!(!m("ß", "SS"));
+    }
+
+    #[test]
+    fn case_sensitive_like() {
+        let like = |p: &str, v: &str| Pattern::with_case(p, false).is_match(v);
+        assert!(like("*Metadata*", "x Metadata y"));
+        assert!(!like("*Metadata*", "x METADATA y"));
+        assert!(like("a?c", "aBc"));
+        assert!(!like("ABC", "abc"));
+        assert!(like("*", ""));
+        assert!(like("é*", "é"));
+        assert!(!like("é*", "É"));
     }
 
     #[test]

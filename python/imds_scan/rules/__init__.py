@@ -1,12 +1,24 @@
-"""Loading rules: the bundled default (the Elastic query, verbatim) compiled to IR."""
+"""Loading rules: Elastic detection-rules TOML files (the bundled default is one) compiled to IR.
+
+A rule file is read the way Elastic's detection-rules repository writes them: ``[metadata]``,
+``[rule]`` with ``name``, ``rule_id``, ``severity``, ``language = "eql"``, ``query`` and optional
+``description``, ``risk_score``, ``references``, ``false_positives``, ``tags``, and
+``[[rule.threat]]`` (MITRE ATT&CK). Other keys are Elastic's and are ignored. A rule outside what
+imds-scan runs (another language or rule type, a sequence, an unsupported function...) is refused
+with the reason and, for query errors, the file's line and column.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
-from ..eql import compile_rule
+from ..eql import EqlError, compile_rule
 
 
 @dataclass(frozen=True)
@@ -18,33 +30,228 @@ class Rule:
     severity: str
     query: str
     ir: dict[str, Any]
+    description: str = ""
+    risk_score: int | None = None
+    references: tuple[str, ...] = ()
+    false_positives: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    # ``[[rule.threat]]`` entries as written (framework, tactic, technique, subtechnique).
+    threat: tuple[dict[str, Any], ...] = field(default=(), hash=False)
+    # Where the rule came from (a path, or ``<bundled>``).
+    source: str = ""
 
     @property
     def branch_names(self) -> list[str]:
         return [b["name"] for b in self.ir["branches"]]
 
+    @property
+    def technique_ids(self) -> list[str]:
+        """MITRE ATT&CK technique and sub-technique ids of ``[[rule.threat]]``, in order."""
+        ids = []
+        for threat in self.threat:
+            for technique in threat.get("technique", []):
+                ids.append(technique.get("id", ""))
+                ids.extend(sub.get("id", "") for sub in technique.get("subtechnique", []))
+        return [i for i in ids if i]
+
 
 DEFAULT_RULE_ID = "imds-default"
 DEFAULT_RULE_NAME = "Detect Cloud Instance Metadata API"
+DEFAULT_RULE_FILE = "imds_default.toml"
+# `--rule default` names the bundled rule (unless a file of that name exists).
+DEFAULT_RULE_ALIAS = "default"
+SEVERITIES = ("low", "medium", "high", "critical")
+
+
+class RuleFileError(ValueError):
+    """A rule file that cannot be loaded: unreadable, not a rule, or outside the EQL subset."""
+
+
+def _bundled_text() -> str:
+    return resources.files("imds_scan.rules").joinpath(DEFAULT_RULE_FILE).read_text("utf-8")
 
 
 def default_query() -> str:
-    """The seed's Elastic EQL query, exactly as published."""
-    return resources.files("imds_scan.rules").joinpath("default.eql").read_text("utf-8")
+    """The seed's Elastic EQL query, exactly as published (the bundled rule file's query)."""
+    query: str = tomllib.loads(_bundled_text())["rule"]["query"]
+    return query
 
 
 def load_rule(query: str, *, rule_id: str, name: str, severity: str, source: str) -> Rule:
+    """A rule from a query and the three fields every hit reports."""
     ir = compile_rule(query, name=name, rule_id=rule_id, severity=severity, source=source)
-    return Rule(rule_id, name, severity, query, ir)
+    return Rule(rule_id, name, severity, query, ir, source=source)
 
 
 def default_rules() -> list[Rule]:
-    return [
-        load_rule(
-            default_query(),
-            rule_id=DEFAULT_RULE_ID,
-            name=DEFAULT_RULE_NAME,
-            severity="high",
-            source="default.eql",
+    """The bundled rule (python/imds_scan/rules/imds_default.toml)."""
+    return [parse_rule_text(_bundled_text(), f"<bundled {DEFAULT_RULE_FILE}>")]
+
+
+# ---------------------------------------------------------------- rule files
+
+
+def _where(text: str, query: str) -> tuple[int, int] | None:
+    """(lines before, column offset of its first line) of the query inside the file's text,
+    when it appears there verbatim (a ``'''`` string, or a plain one without escapes)."""
+    at = text.find(query) if query else -1
+    if at < 0:
+        return None
+    return text.count("\n", 0, at), at - (text.rfind("\n", 0, at) + 1)
+
+
+def _get(table: dict[str, Any], key: str, kind: type | tuple[type, ...], source: str) -> Any:
+    value = table.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        names = {str: "a string", int: "an integer", list: "an array", dict: "a table"}
+        wanted = names.get(kind, str(kind)) if isinstance(kind, type) else "a value"
+        raise RuleFileError(f"{source}: rule.{key}: expected {wanted}")
+    return value
+
+
+def _strings(table: dict[str, Any], key: str, source: str) -> tuple[str, ...]:
+    values = _get(table, key, list, source) or []
+    for i, value in enumerate(values):
+        if not isinstance(value, str):
+            raise RuleFileError(f"{source}: rule.{key}[{i}]: expected a string")
+    return tuple(values)
+
+
+def parse_rule_text(text: str, source: str) -> Rule:
+    """One rule from the text of an Elastic detection-rules TOML file."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RuleFileError(f"{source}: not valid TOML: {exc}") from None
+    rule = doc.get("rule")
+    if not isinstance(rule, dict):
+        raise RuleFileError(f"{source}: no [rule] table: not a detection rule file")
+    rule_type = _get(rule, "type", str, source)
+    language = _get(rule, "language", str, source)
+    if language is None and rule_type is None:
+        raise RuleFileError(f"{source}: rule.language is missing (imds-scan runs EQL rules)")
+    if language is not None and language.lower() != "eql":
+        raise RuleFileError(
+            f"{source}: language {language!r} is not supported (imds-scan runs EQL rules only)"
         )
-    ]
+    if rule_type is not None and rule_type.lower() != "eql":
+        raise RuleFileError(
+            f"{source}: rule type {rule_type!r} is not supported (imds-scan runs EQL rules only)"
+        )
+    missing = [k for k in ("name", "rule_id", "query") if k not in rule]
+    if missing:
+        raise RuleFileError(f"{source}: rule.{missing[0]} is missing")
+    name = _get(rule, "name", str, source)
+    rule_id = _get(rule, "rule_id", str, source)
+    query = _get(rule, "query", str, source)
+    severity = _get(rule, "severity", str, source) or ""
+    if severity and severity.lower() not in SEVERITIES:
+        raise RuleFileError(
+            f"{source}: rule.severity: {severity!r} is not one of {', '.join(SEVERITIES)}"
+        )
+    if not rule_id:
+        raise RuleFileError(f"{source}: rule.rule_id is empty")
+    risk_score = _get(rule, "risk_score", int, source)
+    threat = _get(rule, "threat", list, source) or []
+    if not all(isinstance(t, dict) for t in threat):
+        raise RuleFileError(f"{source}: rule.threat: expected an array of tables")
+    try:
+        ir = compile_rule(
+            query, name=name, rule_id=rule_id, severity=severity.lower(), source=source
+        )
+    except EqlError as exc:
+        place = _where(text, query)
+        if place is None:
+            raise RuleFileError(
+                f"{source}: rule.query:{exc.line}:{exc.column}: {exc.message}"
+            ) from None
+        lines_before, column_offset = place
+        line = lines_before + exc.line
+        column = exc.column + (column_offset if exc.line == 1 else 0)
+        raise RuleFileError(f"{source}:{line}:{column}: {exc.message}") from None
+    return Rule(
+        id=rule_id,
+        name=name,
+        severity=severity.lower(),
+        query=query,
+        ir=ir,
+        description=(_get(rule, "description", str, source) or "").strip(),
+        risk_score=risk_score,
+        references=_strings(rule, "references", source),
+        false_positives=_strings(rule, "false_positives", source),
+        tags=_strings(rule, "tags", source),
+        threat=tuple(threat),
+        source=source,
+    )
+
+
+def load_rule_file(path: str | os.PathLike[str]) -> Rule:
+    """One rule file; RuleFileError if it cannot be read or is not a rule imds-scan runs."""
+    try:
+        text = Path(path).read_text("utf-8")
+    except OSError as exc:
+        raise RuleFileError(f"{os.fspath(path)}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise RuleFileError(f"{os.fspath(path)}: not UTF-8 text") from None
+    return parse_rule_text(text, os.fspath(path))
+
+
+def _rule_files(spec: str) -> Iterable[str]:
+    if os.path.isdir(spec):
+        found = sorted(
+            os.path.join(root, name)
+            for root, _dirs, files in os.walk(spec)
+            for name in files
+            if name.endswith(".toml")
+        )
+        if not found:
+            raise RuleFileError(f"{spec}: no .toml rule file in this directory")
+        return found
+    return [spec]
+
+
+def load_rules(
+    specs: Sequence[str], *, skip_unsupported: bool = False
+) -> tuple[list[Rule], list[str]]:
+    """Rules from files and directories (every ``.toml`` below a directory, in path order);
+    ``default`` is the bundled rule. Returns (rules, warnings).
+
+    A file that cannot be loaded is an error (RuleFileError naming every such file), unless
+    ``skip_unsupported``: then each is a warning and the others run. Two rules with one
+    ``rule_id`` are always an error.
+    """
+    rules: list[Rule] = []
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    for spec in specs:
+        if spec == DEFAULT_RULE_ALIAS and not os.path.exists(spec):
+            loaded = default_rules()
+        else:
+            loaded = []
+            try:
+                files = list(_rule_files(spec))
+            except RuleFileError as exc:
+                problems.append(str(exc))
+                continue
+            for path in files:
+                try:
+                    loaded.append(load_rule_file(path))
+                except RuleFileError as exc:
+                    problems.append(str(exc))
+        for rule in loaded:
+            if rule.id in seen:
+                if seen[rule.id] == rule.source:
+                    continue  # the same file named twice
+                raise RuleFileError(
+                    f"{rule.source}: rule_id {rule.id!r} is also the id of {seen[rule.id]}"
+                )
+            seen[rule.id] = rule.source
+            rules.append(rule)
+    if problems and not skip_unsupported:
+        raise RuleFileError("\n".join(problems))
+    warnings = [f"skipped {p}" for p in problems]
+    if not rules:
+        raise RuleFileError("no rule to run" + (f": {len(problems)} skipped" if problems else ""))
+    return rules, warnings

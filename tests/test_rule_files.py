@@ -1,0 +1,336 @@
+"""Rule files in Elastic's detection-rules TOML shape: the bundled default, files copied in that
+shape (tests/data/rules), refusals with their reasons and positions, directories, and hits
+that name their rule and severity on both engines."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import ENGINES
+from imds_scan.eql import compile_rule, format_rule
+from imds_scan.rules import (
+    DEFAULT_RULE_ID,
+    DEFAULT_RULE_NAME,
+    RuleFileError,
+    default_query,
+    default_rules,
+    load_rule_file,
+    load_rules,
+)
+
+DATA = Path(__file__).parent / "data" / "rules"
+PROCESS_RULE = DATA / "imds_process_by_unusual_tool.toml"
+NETWORK_RULE = DATA / "imds_connection_from_container_range.toml"
+SEED_CARD = Path(__file__).parents[2] / "shared" / "seed" / "detection-card.txt"
+
+CURL = {
+    "event": {"category": ["process"], "type": ["start"], "action": "exec"},
+    "process": {
+        "name": "curl",
+        "executable": "/usr/bin/curl",
+        "args": ["curl", "-s", "http://169.254.169.254/latest/meta-data/iam/security-credentials/"],
+        "command_line": "curl -s http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+        "parent": {"name": "bash"},
+    },
+}
+CONTAINER_CONNECTION = {
+    "event": {"category": ["network"]},
+    "source": {"ip": "10.244.3.7"},
+    "destination": {"ip": "::ffff:169.254.169.254", "port": 80},
+}
+
+
+def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "imds_scan", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+
+
+def write_events(path: Path, *events: dict[str, Any] | str) -> Path:
+    path.write_text("".join((e if isinstance(e, str) else json.dumps(e)) + "\n" for e in events))
+    return path
+
+
+# ---------------------------------------------------------------- the bundled rule
+
+
+def test_bundled_rule_is_an_elastic_rule_file() -> None:
+    (rule,) = default_rules()
+    assert (rule.id, rule.name, rule.severity, rule.risk_score) == (
+        DEFAULT_RULE_ID,
+        DEFAULT_RULE_NAME,
+        "high",
+        73,
+    )
+    assert rule.query == default_query()
+    assert rule.technique_ids == ["T1552", "T1552.005"]
+    (threat,) = rule.threat
+    assert threat["framework"] == "MITRE ATT&CK"
+    assert threat["tactic"] == {
+        "id": "TA0006",
+        "name": "Credential Access",
+        "reference": "https://attack.mitre.org/tactics/TA0006/",
+    }
+    assert rule.references[0] == "https://attack.mitre.org/techniques/T1552/005/"
+    assert len(rule.references) == 8
+    assert len(rule.false_positives) == 3
+    assert rule.branch_names == ["network", "process"]
+
+
+@pytest.mark.skipif(not SEED_CARD.exists(), reason="shared/ seed not beside the checkout")
+def test_bundled_metadata_comes_from_the_seed_card() -> None:
+    card = SEED_CARD.read_text()
+    (rule,) = default_rules()
+    for text in (*rule.references, *rule.false_positives):
+        assert text in card
+    assert "Detects access to Cloud Instance Metadata API (IMDS)" in rule.description
+
+
+def test_default_alias_and_the_bundled_file_agree() -> None:
+    rules, warnings = load_rules(["default"])
+    assert [r.ir for r in rules] == [r.ir for r in default_rules()] and warnings == []
+
+
+# ---------------------------------------------------------------- files in Elastic's shape
+
+
+def test_elastic_rule_files_load_with_their_metadata() -> None:
+    rules, warnings = load_rules([str(DATA)])
+    assert warnings == []
+    by_id = {r.id: r for r in rules}
+    process = by_id["5d0c7a9e-2f3b-4c1e-9a67-1b2c3d4e5f60"]
+    assert process.name == "Instance Metadata Request by a Scripting Tool"
+    assert (process.severity, process.risk_score) == ("medium", 47)
+    assert process.technique_ids == ["T1552", "T1552.005"]
+    assert process.branch_names == ["process"]
+    assert process.source == str(PROCESS_RULE)
+    network = by_id["9c3f1e20-7d4a-4b8e-8f51-0a1b2c3d4e5f"]
+    assert (network.severity, network.branch_names) == ("low", ["network"])
+    # A directory loads its files in path order.
+    assert [r.source for r in rules] == sorted(str(p) for p in DATA.glob("*.toml"))
+
+
+def test_printed_rules_compile_back_to_the_same_ir() -> None:
+    rules, _ = load_rules([str(DATA), "default"])
+    for rule in rules:
+        again = compile_rule(
+            format_rule(rule.ir), name=rule.name, rule_id=rule.id, severity=rule.severity
+        )
+        assert again == rule.ir
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_elastic_rule_files_run_and_hits_name_their_rule(scan_events: Any, engine: str) -> None:
+    rules, _ = load_rules([str(PROCESS_RULE), str(NETWORK_RULE), "default"])
+    benign_tool = {**CURL, "process": {**CURL["process"], "parent": {"name": "cloud-init"}}}
+    not_container = {**CONTAINER_CONNECTION, "source": {"ip": "192.168.1.4"}}
+    wrong_port = {
+        **CONTAINER_CONNECTION,
+        "destination": {"ip": "169.254.169.254", "port": "8080"},
+    }
+    result = scan_events(
+        [CURL, benign_tool, CONTAINER_CONNECTION, not_container, wrong_port], engine, rules
+    )
+    got = [(h.line, h.rule.id, h.rule.severity, h.branch) for h in result.hits]
+    assert got == [
+        (1, rules[0].id, "medium", "process"),
+        (1, DEFAULT_RULE_ID, "high", "process"),
+        # The seed excludes cloud-init by process.name, not by parent: it still matches.
+        (2, DEFAULT_RULE_ID, "high", "process"),
+        (3, rules[1].id, "low", "network"),
+        (3, DEFAULT_RULE_ID, "high", "network"),
+        (4, DEFAULT_RULE_ID, "high", "network"),
+        (5, DEFAULT_RULE_ID, "high", "network"),
+    ]
+    # The witness of the Elastic rule is the predicate that decided its `or`.
+    assert result.hits[0].matched == {
+        "field": "process.name",
+        "op": "wildcard",
+        "pattern": "curl",
+        "value": "curl",
+    }
+    # A plain `and` is decided by its last predicate (docs/ir.md, Witness).
+    assert result.hits[3].matched == {
+        "field": "source.ip",
+        "op": "cidr",
+        "pattern": "10.244.0.0/16",
+        "value": "10.244.3.7",
+    }
+
+
+def test_cli_runs_a_rule_file_and_names_rule_and_severity(tmp_path: Path) -> None:
+    events = write_events(tmp_path / "e.ndjson", CURL, CONTAINER_CONNECTION)
+    proc = run(events, "--rule", PROCESS_RULE, "--rule", NETWORK_RULE, "-f", "ndjson")
+    assert proc.returncode == 1, proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [(r["line"], r["rule"], r["rule_id"], r["severity"]) for r in records] == [
+        (
+            1,
+            "Instance Metadata Request by a Scripting Tool",
+            "5d0c7a9e-2f3b-4c1e-9a67-1b2c3d4e5f60",
+            "medium",
+        ),
+        (
+            2,
+            "Metadata Endpoint Connection from a Container Network",
+            "9c3f1e20-7d4a-4b8e-8f51-0a1b2c3d4e5f",
+            "low",
+        ),
+    ]
+
+
+# ---------------------------------------------------------------- refusals
+
+RULE_HEAD = """[metadata]
+creation_date = "2026/11/28"
+
+[rule]
+name = "t"
+rule_id = "t-1"
+severity = "low"
+"""
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            'language = "eql"\ntype = "eql"\nquery = \'\'\'\nsequence by host.id\n'
+            "  [process where true]\n'''\n",
+            ":11:1: sequence queries are not supported (single-event queries only)",
+        ),
+        (
+            'language = "eql"\nquery = \'\'\'\nprocess where event.type == "start" and\n'
+            "  length(process.args) > 3\n'''\n",
+            ":11:3: function length() is not supported",
+        ),
+        (
+            'language = "eql"\nquery = \'process where process.name == "a" | head 5\'\n',
+            ":9:44: pipes are not supported",
+        ),
+        (
+            'language = "eql"\nquery = "process where process.name == \\"a\\" and x < 2"\n',
+            ": rule.query:1:41: operator '<' is not supported",
+        ),
+        (
+            'language = "kuery"\ntype = "query"\nquery = "process.name: curl"\n',
+            ": language 'kuery' is not supported (imds-scan runs EQL rules only)",
+        ),
+        (
+            'language = "esql"\ntype = "esql"\nquery = "from logs-*"\n',
+            ": language 'esql' is not supported",
+        ),
+        (
+            'type = "machine_learning"\nanomaly_threshold = 75\n',
+            ": rule type 'machine_learning' is not supported",
+        ),
+        (
+            'language = "eql"\ntype = "threshold"\nquery = "any where a == \\"b\\""\n',
+            ": rule type 'threshold' is not supported",
+        ),
+        ('language = "eql"\n', ": rule.query is missing"),
+        ('language = "eql"\nquery = 5\n', ": rule.query: expected a string"),
+        (
+            'language = "eql"\nquery = "any where a == \\"b\\""\nreferences = ["x", 1]\n',
+            ": rule.references[1]: expected a string",
+        ),
+    ],
+)
+def test_refused_rule_files(tmp_path: Path, body: str, message: str) -> None:
+    path = tmp_path / "rule.toml"
+    path.write_text(RULE_HEAD + body)
+    with pytest.raises(RuleFileError) as err:
+        load_rule_file(path)
+    assert str(err.value).startswith(str(path)), err.value
+    assert message in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("not toml = = 1", "not valid TOML"),
+        ('[metadata]\nx = "y"\n', "no [rule] table: not a detection rule file"),
+        (
+            RULE_HEAD.replace('"low"', '"urgent"')
+            + 'language = "eql"\nquery = "any where a == 1"\n',
+            "rule.severity: 'urgent' is not one of low, medium, high, critical",
+        ),
+    ],
+)
+def test_not_rule_files(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "x.toml"
+    path.write_text(text)
+    with pytest.raises(RuleFileError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_rule_file(path)
+
+
+def test_directory_with_a_refused_file(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text(PROCESS_RULE.read_text())
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.toml").write_text(
+        RULE_HEAD + "language = \"eql\"\nquery = '''\nsequence [any where a == \"x\"]\n'''\n"
+    )
+    (tmp_path / "notes.md").write_text("not a rule")
+    with pytest.raises(RuleFileError, match=r"sub/b\.toml:10:1: sequence queries"):
+        load_rules([str(tmp_path)])
+    rules, warnings = load_rules([str(tmp_path)], skip_unsupported=True)
+    assert [r.name for r in rules] == ["Instance Metadata Request by a Scripting Tool"]
+    assert len(warnings) == 1 and "sequence queries are not supported" in warnings[0]
+
+
+def test_duplicate_rule_ids_and_empty_directories(tmp_path: Path) -> None:
+    (tmp_path / "copy.toml").write_text(PROCESS_RULE.read_text())
+    with pytest.raises(RuleFileError, match="is also the id of"):
+        load_rules([str(PROCESS_RULE), str(tmp_path / "copy.toml")])
+    # The same file twice is one rule.
+    assert len(load_rules([str(PROCESS_RULE), str(PROCESS_RULE)])[0]) == 1
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RuleFileError, match=r"no \.toml rule file"):
+        load_rules([str(tmp_path / "empty")])
+
+
+def test_cli_refuses_with_reason_and_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "seq.toml"
+    bad.write_text(
+        RULE_HEAD + "language = \"eql\"\nquery = '''\nsequence [any where a == \"x\"]\n'''\n"
+    )
+    events = write_events(tmp_path / "e.ndjson", CURL)
+    proc = run(events, "--rule", bad)
+    assert proc.returncode == 2
+    assert f"{bad}:10:1: sequence queries are not supported" in proc.stderr
+    proc = run(
+        events, "--rule", bad, "--rule", PROCESS_RULE, "--skip-unsupported-rules", "-f", "ndjson"
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "warning: skipped" in proc.stderr and "sequence queries" in proc.stderr
+    assert len(proc.stdout.splitlines()) == 1
+
+
+def test_warns_when_a_rule_has_no_selective_literal(tmp_path: Path) -> None:
+    rule = tmp_path / "slow.toml"
+    rule.write_text(
+        RULE_HEAD + "language = \"eql\"\nquery = '''\nany where not user.name == \"root\"\n'''\n"
+    )
+    weak = tmp_path / "weak.toml"
+    weak.write_text(
+        RULE_HEAD.replace("t-1", "t-2")
+        + "language = \"eql\"\nquery = '''\nprocess where true_field == \"x\"\n'''\n"
+    )
+    events = write_events(tmp_path / "e.ndjson", CURL)
+    proc = run(events, "--rule", rule, "--rule", weak, "-f", "ndjson")
+    assert "rule 't' (t-1) has no literal that every match contains" in proc.stderr
+    assert "the scan will parse every line" in proc.stderr
+    assert "rule 't' (t-2): every match contains one of its literals" in proc.stderr
+    assert "parse" not in run(events, "-f", "ndjson").stderr
+    # The python engine parses every line anyway: nothing to warn about.
+    assert "warning" not in run(events, "--rule", rule, "--engine", "python").stderr
