@@ -6,7 +6,7 @@ the category); ``==``, ``!=``, ``in``, ``not in``, ``in~``, ``not in~``, ``:`` a
 ``and``, ``or``, parentheses; string, number and boolean literals (a number or boolean
 compares with a field's JSON text: ``destination.port == 80`` matches ``80`` and ``"80"``);
 optional fields ``?field``; ``field != null`` (the field has a value) and ``field == null``;
-the functions ``cidrMatch``, ``startsWith``, ``endsWith``,
+the functions ``cidrMatch``, ``imdsEndpoint`` (docs/ir.md), ``startsWith``, ``endsWith``,
 ``stringContains`` (and the ``~`` forms of the last three); double- and triple-quoted strings,
 ``//`` and ``/* */`` comments. Anything else is refused with line:column and the reason.
 """
@@ -215,6 +215,7 @@ _FUNCTIONS: dict[str, tuple[str, str | None, str]] = {
     "endswith": ("ends_with", "ends_with_ci", "endsWith"),
     "stringcontains": ("contains", "contains_ci", "stringContains"),
     "cidrmatch": ("cidr", None, "cidrMatch"),
+    "imdsendpoint": ("imds_endpoint", None, "imdsEndpoint"),
 }
 # Operators that only make sense on text: refused on ip-typed fields.
 TEXT_OPS = frozenset(
@@ -229,7 +230,7 @@ TEXT_OPS = frozenset(
         "contains_ci",
     }
 )
-OPS = frozenset({"eq", "eq_ci", "cidr", "exists", *TEXT_OPS})
+OPS = frozenset({"eq", "eq_ci", "cidr", "exists", "imds_endpoint", *TEXT_OPS})
 
 
 class _Parser:
@@ -424,7 +425,7 @@ class _Parser:
         if self.tok.kind != "rparen":
             raise self.error("',' or ')'")
         self.next()
-        if op != "cidr" and len(values) != 1:
+        if op not in ("cidr", "imds_endpoint") and len(values) != 1:
             raise self.refuse(
                 f"{canonical} takes a field and one string, found {len(values)} strings",
                 name_tok,
@@ -436,7 +437,15 @@ class _Parser:
     ) -> Node:
         if ftype == "ip" and op in TEXT_OPS:
             raise self.refuse(f"{shown} is not supported on ip-typed field {field}", tok)
-        if op == "cidr":
+        if op == "imds_endpoint":
+            from .endpoint import CLASSES
+
+            for value in values:
+                if value not in CLASSES:
+                    raise self.refuse(
+                        f"{value!r} is not an endpoint class ({', '.join(sorted(CLASSES))})", tok
+                    )
+        elif op == "cidr":
             from .ipaddr import parse_cidr
 
             for value in values:
@@ -565,6 +574,7 @@ _FUNCTION_OF_OP = {
     "contains": "stringContains",
     "contains_ci": "stringContains~",
     "cidr": "cidrMatch",
+    "imds_endpoint": "imdsEndpoint",
 }
 _WIDTH = 96
 
@@ -615,7 +625,7 @@ def _format_pred(node: Node, negated: bool = False) -> str:
     listed = ", ".join(_literal_texts(node))
     if op in _FUNCTION_OF_OP:
         calls = [f"{_FUNCTION_OF_OP[op]}({field}, {quote(v)})" for v in values]
-        if op == "cidr" or len(values) == 1:
+        if op in ("cidr", "imds_endpoint") or len(values) == 1:
             text = f"{_FUNCTION_OF_OP[op]}({field}, {listed})"
         else:  # several literals: any of them (the IR allows it, EQL's function does not)
             text = "(" + " or ".join(calls) + ")"

@@ -66,11 +66,18 @@ def write_table(hits: list[Hit], out: TextIO) -> None:
 
 def format_summary(stats: ScanStats, hits: list[Hit], examples: int = 5) -> str:
     files = len(stats.files)
+    compressed = [f for f in stats.files if f.compression]
+    read = ""
+    if compressed:
+        packed = sum(f.source_bytes for f in compressed) / 1e6
+        read = f" ({len(compressed)} compressed: {packed:,.1f} MB read)"
     lines = [
         f"imds-scan: {files} file(s), {stats.total('events'):,} events, "
-        f"{stats.total('bytes') / 1e6:,.1f} MB, {len(hits)} hit(s) "
+        f"{stats.total('bytes') / 1e6:,.1f} MB{read}, {len(hits)} hit(s) "
         f"in {stats.elapsed:.2f} s ({stats.mb_per_s:,.0f} MB/s, {stats.engine} engine)"
     ]
+    if stats.interrupted:
+        lines.append("  interrupted (Ctrl-C): the results cover what was read until then")
     if stats.outside_time_window:
         lines.append(f"  hits outside --since/--until: {stats.outside_time_window:,}")
     malformed = stats.total("malformed")
@@ -85,8 +92,17 @@ def format_summary(stats: ScanStats, hits: list[Hit], examples: int = 5) -> str:
     invalid = stats.total("invalid_utf8")
     if invalid:
         lines.append(f"  lines with invalid UTF-8 (decoded with U+FFFD): {invalid:,}")
+    if stats.errors:
+        lines.append(f"  inputs not fully read: {len(stats.errors):,}")
     for f in stats.errors:
         lines.append(f"  error: {safe(f.path)}: {safe(f.error or '')}")
+    empty = [f for f in stats.files if f.error is None and f.source_bytes == 0]
+    if empty:
+        names = ", ".join(safe(f.path) for f in empty[:examples])
+        more = f" and {len(empty) - examples:,} more" if len(empty) > examples else ""
+        lines.append(f"  empty inputs: {len(empty):,} ({names}{more})")
+    for path, reason in stats.skipped:
+        lines.append(f"  skipped: {safe(path)}: {safe(reason)}")
     return "\n".join(lines)
 
 

@@ -7,13 +7,18 @@ Semantics: ``rule-semantics.md`` (shared design notes) and ``docs/ir.md``.
 
 from __future__ import annotations
 
+import errno
+import gzip
+import io
 import json
+import os
 import re
-from collections.abc import Iterable, Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
-from .ipaddr import parse_ip
+from .ipaddr import in_cidr, parse_cidr, parse_ip
 
 _ASCII_FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _JSON_SPACE = b" \t\r\n"
@@ -24,10 +29,12 @@ def ascii_fold(text: str) -> str:
     return text.translate(_ASCII_FOLD)
 
 
-def wildcard_regex(pattern: str) -> re.Pattern[str]:
-    """``*`` = any run of code points, ``?`` = one code point; everything else literal."""
+def wildcard_regex(pattern: str, fold: bool = True) -> re.Pattern[str]:
+    """``*`` = any run of code points, ``?`` = one code point; everything else literal.
+    With ``fold`` (``:``, ``like~``) the pattern is ASCII-folded and must be matched against an
+    ASCII-folded value; without it (``like``) it is case-sensitive."""
     parts = []
-    for ch in ascii_fold(pattern):
+    for ch in ascii_fold(pattern) if fold else pattern:
         if ch == "*":
             parts.append(".*")
         elif ch == "?":
@@ -131,7 +138,41 @@ def parse_line(raw: bytes) -> tuple[dict[str, Any], str, bool] | None:
         raise Malformed("invalid JSON: recursion limit exceeded")
     if "\\u" in text and _has_lone_surrogate(doc):
         raise Malformed("invalid JSON: lone surrogate in \\u escape")
+    inner = doc.get("_source")
+    if "_index" in doc and isinstance(inner, dict):
+        # An exporter's wrapper (elasticdump, search hits): the event is its _source.
+        start, end = _source_span(text)
+        return inner, text[start:end], invalid_utf8
     return doc, text, invalid_utf8
+
+
+_DECODER = json.JSONDecoder(parse_int=str, parse_float=str)  # values are skipped, not kept
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def _source_span(text: str) -> tuple[int, int]:
+    """Where the value of the last top-level ``_source`` member is in ``text`` (a valid JSON
+    object): the same substring the Rust engine takes."""
+    span = (0, len(text))
+    pos = _skip_space(text, 0) + 1  # after the `{`
+    while True:
+        pos = _skip_space(text, pos)
+        if text[pos] == "}":
+            return span
+        key, pos = json.decoder.scanstring(text, pos + 1)  # type: ignore[attr-defined]
+        pos = _skip_space(text, pos) + 1  # after the `:`
+        start = _skip_space(text, pos)
+        _, pos = _DECODER.raw_decode(text, start)
+        if key == "_source":
+            span = (start, pos)
+        pos = _skip_space(text, pos)
+        if text[pos] == ",":
+            pos += 1
 
 
 # ---------------------------------------------------------------- evaluating
@@ -149,46 +190,105 @@ class Witness:
         return {"field": self.field, "op": self.op, "pattern": self.pattern, "value": self.value}
 
 
+_AFFIX_OPS = {
+    "starts_with": str.startswith,
+    "starts_with_ci": str.startswith,
+    "ends_with": str.endswith,
+    "ends_with_ci": str.endswith,
+    "contains": str.__contains__,
+    "contains_ci": str.__contains__,
+}
+_TEXT_OPS = frozenset({"wildcard", "like", *_AFFIX_OPS})
+
+
 class _Pred:
     def __init__(self, node: dict[str, Any]) -> None:
         self.field = node["field"]
         self.parts = self.field.split(".")
-        self.op = node["op"]
+        self.op: str = node["op"]
         self.is_ip = node["field_type"] == "ip"
         self.values: list[str] = node["values"]
-        if self.is_ip:
+        if self.is_ip and self.op in _TEXT_OPS:
+            raise ValueError(f"{self.op} is not allowed on ip field {self.field}")
+        if self.op == "imds_endpoint":
+            from .endpoint import CLASSES
+
+            for value in self.values:
+                if value not in CLASSES:
+                    raise ValueError(f"{value!r} is not an endpoint class")
+        elif self.op == "exists":
+            if self.values:
+                raise ValueError("exists takes no values")
+        elif self.op == "cidr":
+            blocks = [parse_cidr(v) for v in self.values]
+            for value, block in zip(self.values, blocks, strict=True):
+                if block is None:
+                    raise ValueError(f"{value!r} is not a CIDR block")
+            self.blocks = [b for b in blocks if b is not None]
+        elif self.is_ip:
             self.addresses = [parse_ip(v) for v in self.values]
-        elif self.op == "eq_ci":
+        elif self.op in ("eq_ci", "starts_with_ci", "ends_with_ci", "contains_ci"):
             self.folded = [ascii_fold(v) for v in self.values]
-        elif self.op == "wildcard":
-            self.regexes = [wildcard_regex(v) for v in self.values]
+        elif self.op in ("wildcard", "like"):
+            self.regexes = [wildcard_regex(v, fold=self.op == "wildcard") for v in self.values]
+        elif self.op not in ("eq", "exists", *_AFFIX_OPS):
+            raise ValueError(f"unknown op {self.op!r}")
 
     def _literal_for(self, value: str) -> str | None:
         """The first of this predicate's literals that `value` satisfies."""
-        if self.is_ip:
+        op = self.op
+        if op == "exists":  # any value (on an ip field, any address); no literal to report
+            return "" if not self.is_ip or parse_ip(value) is not None else None
+        if op == "cidr":
+            address = parse_ip(value)
+            if address is None:
+                return None
+            for literal, block in zip(self.values, self.blocks, strict=True):
+                if in_cidr(address, block):
+                    return literal
+        elif self.is_ip:
             address = parse_ip(value)
             if address is None:
                 return None
             for literal, wanted_address in zip(self.values, self.addresses, strict=True):
                 if address == wanted_address:
                     return literal
-        elif self.op == "eq":
+        elif op == "eq":
             for literal in self.values:
                 if value == literal:
                     return literal
-        elif self.op == "eq_ci":
+        elif op == "eq_ci":
             folded = ascii_fold(value)
             for literal, wanted in zip(self.values, self.folded, strict=True):
                 if folded == wanted:
                     return literal
-        else:
-            folded = ascii_fold(value)
+        elif op in ("wildcard", "like"):
+            subject = ascii_fold(value) if op == "wildcard" else value
             for literal, regex in zip(self.values, self.regexes, strict=True):
-                if regex.fullmatch(folded):
+                if regex.fullmatch(subject):
                     return literal
+        else:
+            test = _AFFIX_OPS[op]
+            if op.endswith("_ci"):
+                folded = ascii_fold(value)
+                for literal, wanted in zip(self.values, self.folded, strict=True):
+                    if test(folded, wanted):
+                        return literal
+            else:
+                for literal in self.values:
+                    if test(value, literal):
+                        return literal
         return None
 
     def witness(self, doc: dict[str, Any]) -> Witness | None:
+        if self.op == "imds_endpoint":  # the witness value is the text that named the endpoint
+            from .endpoint import first_match
+
+            for value in field_values(doc, self.parts):
+                found = first_match(value, self.values)
+                if found is not None:
+                    return Witness(self.field, self.op, self.values[found[0]], found[1])
+            return None
         for value in field_values(doc, self.parts):
             literal = self._literal_for(value)
             if literal is not None:
@@ -271,6 +371,51 @@ class FileStats:
     invalid_utf8: int = 0
     malformed_examples: list[tuple[int, str]] = field(default_factory=list)
     error: str | None = None
+    compression: str | None = None
+    source_bytes: int = 0
+
+
+class _ReadFailed:
+    """Where a stream's read error is kept while its last (partial) line is still scanned."""
+
+    error: BaseException | None = None
+
+
+_BLOCK = 1 << 20
+
+
+def _read_lines(stream: BinaryIO, failed: _ReadFailed) -> Iterator[bytes]:
+    """The stream's lines, split on ``\\n`` only (each with its ``\\n``, the last one maybe
+    without). A read error ends the lines: what was read before it is still yielded, and the
+    error is left in ``failed``."""
+    pending: list[bytes] = []
+    # read1: one read of the source at most, so data decoded before an error is returned
+    # (a read(n) that fails midway drops what it had gathered).
+    read = getattr(stream, "read1", stream.read)
+    while True:
+        try:
+            block = read(_BLOCK)
+        except Exception as exc:  # decoding and I/O errors alike
+            failed.error = exc
+            block = b""
+        if not block:
+            if pending:
+                yield b"".join(pending)
+            return
+        start = 0
+        while True:
+            end = block.find(b"\n", start)
+            if end < 0:
+                if start < len(block):
+                    pending.append(block[start:])
+                break
+            if pending:
+                pending.append(block[start : end + 1])
+                yield b"".join(pending)
+                pending = []
+            else:
+                yield block[start : end + 1]
+            start = end + 1
 
 
 def scan_stream(
@@ -280,9 +425,11 @@ def scan_stream(
     stats: FileStats,
     hits: list[Hit],
     max_examples: int = 5,
-) -> None:
-    """Scan one stream of NDJSON lines (split on ``\\n`` only), appending hits."""
-    for number, raw in enumerate(stream, start=1):
+) -> BaseException | None:
+    """Scan one stream of NDJSON lines (split on ``\\n`` only), appending hits; returns the
+    read error that ended it early, if any."""
+    failed = _ReadFailed()
+    for number, raw in enumerate(_read_lines(stream, failed), start=1):
         stats.bytes += len(raw)
         if raw.endswith(b"\n"):
             raw = raw[:-1]
@@ -317,21 +464,170 @@ def scan_stream(
                         text,
                     )
                 )
+    return failed.error
+
+
+class _Counted(io.RawIOBase):
+    """A raw source: counts the bytes read from it, and reports them to ``progress``; the
+    first bytes, read to tell the compression, are put back in front."""
+
+    def __init__(self, raw: BinaryIO, head: bytes, progress: Callable[[int], None] | None) -> None:
+        super().__init__()
+        self._read = getattr(raw, "read1", raw.read)
+        self._head = head
+        self.count = len(head)
+        self._progress = progress
+        if progress:
+            progress(len(head))
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._head:
+            n = min(len(view), len(self._head))
+            view[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        # read1: whatever is there (a pipe's reader must not wait for a full buffer).
+        data = self._read(len(view))
+        n = len(data)
+        view[:n] = data
+        self.count += n
+        if self._progress and n:
+            self._progress(n)
+        return n
+
+
+MAGIC_LEN = 6
+
+
+def detect_compression(head: bytes) -> str | None:
+    """``gzip``, ``zstd`` or None (plain) from an input's first bytes; ValueError for a
+    recognised but unsupported compression (the Rust engine's ``Compression::detect``)."""
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"\x28\xb5\x2f\xfd") or (
+        len(head) >= 4 and head[0] & 0xF0 == 0x50 and head[1:4] == b"\x2a\x4d\x18"
+    ):
+        return "zstd"
+    for magic, kind in (
+        (b"\xfd7zXZ\x00", "xz"),
+        (b"BZh", "bzip2"),
+        (b"PK\x03\x04", "zip"),
+        (b"\x04\x22\x4d\x18", "lz4"),
+    ):
+        if head.startswith(magic):
+            raise ValueError(f"{kind}-compressed input is not supported (gzip and zstd are)")
+    return None
+
+
+def _read_head(raw: BinaryIO) -> bytes:
+    head = b""
+    while len(head) < MAGIC_LEN:
+        data = raw.read(MAGIC_LEN - len(head))
+        if not data:
+            break
+        head += data
+    return head
+
+
+def _decoded(counted: _Counted, compression: str | None) -> BinaryIO:
+    buffered = io.BufferedReader(counted, 256 << 10)
+    if compression == "gzip":
+        return cast(BinaryIO, gzip.GzipFile(fileobj=buffered, mode="rb"))  # multi-member too
+    if compression == "zstd":
+        try:
+            import zstandard
+        except ImportError:
+            raise OSError(
+                "zstd input needs the zstandard package with --engine python "
+                "(pip install zstandard)"
+            ) from None
+        reader: BinaryIO = zstandard.ZstdDecompressor().stream_reader(
+            buffered, read_across_frames=True
+        )
+        return reader
+    return buffered
+
+
+Opener = Callable[[], BinaryIO]
 
 
 def scan_paths(
-    paths: Iterable[str], rules: list[dict[str, Any]], max_examples: int = 5
-) -> tuple[list[Hit], list[FileStats]]:
-    """Scan files one after another; a file that cannot be read is recorded, not raised."""
+    paths: Iterable[str | Opener],
+    rules: list[dict[str, Any]],
+    max_examples: int = 5,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[list[Hit], list[FileStats], bool]:
+    """Scan inputs one after another: paths (``-`` is stdin) or functions that open a binary
+    stream; gzip and zstd are decoded. An input that cannot be read, or only in part, is
+    recorded in its stats (what was read is scanned), not raised. ``progress(n)`` is called
+    with each count of bytes read from the sources. Returns (hits, stats, interrupted): on
+    KeyboardInterrupt the scan stops and returns what it found."""
     compiled = [Rule(ir) for ir in rules]
     hits: list[Hit] = []
-    all_stats = []
+    all_stats: list[FileStats] = []
+    interrupted = False
     for source, path in enumerate(paths):
         stats = FileStats()
         all_stats.append(stats)
+        if interrupted:
+            stats.error = "not read: the scan was interrupted"
+            continue
         try:
-            with open(path, "rb") as stream:
-                scan_stream(stream, compiled, source, stats, hits, max_examples)
+            interrupted = _scan_one(path, compiled, source, stats, hits, max_examples, progress)
         except OSError as exc:
             stats.error = exc.strerror or str(exc)
-    return hits, all_stats
+        except ValueError as exc:
+            stats.error = str(exc)
+    return hits, all_stats, interrupted
+
+
+def _scan_one(
+    path: str | Opener,
+    rules: list[Rule],
+    source: int,
+    stats: FileStats,
+    hits: list[Hit],
+    max_examples: int,
+    progress: Callable[[int], None] | None,
+) -> bool:
+    """Scan one input into ``stats`` and ``hits``; True if interrupted."""
+    if callable(path):
+        raw = path()
+    elif path == "-":
+        raw = sys.stdin.buffer
+    else:
+        if os.path.isdir(path):
+            raise OSError(errno.EISDIR, "Is a directory")
+        raw = open(path, "rb")  # noqa: SIM115 (closed below)
+    try:
+        head = _read_head(raw)
+        compression = detect_compression(head)
+        counted = _Counted(raw, head, progress)
+        stream = _decoded(counted, compression)
+        stats.compression = compression
+        try:
+            error = scan_stream(stream, rules, source, stats, hits, max_examples)
+        except KeyboardInterrupt:
+            stats.source_bytes = counted.count
+            stats.error = f"interrupted: scanned up to byte {stats.bytes}"
+            return True
+        stats.source_bytes = counted.count
+        if error is not None:
+            reason = (error.strerror or str(error)) if isinstance(error, OSError) else str(error)
+            reason = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
+            if compression:
+                stats.error = (
+                    f"{compression} data damaged or cut short near compressed byte "
+                    f"{counted.count} ({reason}); the {stats.bytes} bytes decompressed "
+                    "before it were scanned"
+                )
+            else:
+                stats.error = f"read error at byte {stats.bytes}: {reason}"
+    finally:
+        if raw is not sys.stdin.buffer:
+            raw.close()
+    return False

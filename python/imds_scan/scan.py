@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import glob
 import json
-import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 from .rules import Rule
+from .sources import InputError as InputError  # re-exported: the CLI and API raise it
+from .sources import Source, as_source, expand
 
 if TYPE_CHECKING:
     import polars as pl
 
 Engine = Literal["rust", "python"]
-_GLOB_CHARS = frozenset("*?[")
-
-
-class InputError(ValueError):
-    """An input argument that names nothing to scan (e.g. a glob that matches no file)."""
+# progress(bytes read from the sources so far, total bytes or None when unknown)
+Progress = Callable[[int, int | None], None]
 
 
 @dataclass(frozen=True)
@@ -66,7 +63,12 @@ class FileResult:
     malformed: int = 0
     invalid_utf8: int = 0
     malformed_examples: list[tuple[int, str]] = field(default_factory=list)
+    # Why the input could not be read, or only in part (with where); None when it was.
     error: str | None = None
+    # "gzip" or "zstd" (then ``bytes`` counts decompressed bytes), None for plain input.
+    compression: str | None = None
+    # Bytes read from the source (compressed bytes for compressed input).
+    source_bytes: int = 0
 
 
 @dataclass
@@ -76,6 +78,10 @@ class ScanStats:
     engine: str
     # Hits the engine found that --since/--until then dropped (not in ``FileResult.hits``).
     outside_time_window: int = 0
+    # (path, reason) of what input expansion left out, e.g. a directory symlink loop.
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    # True when Ctrl-C stopped the scan: the results cover what was read until then.
+    interrupted: bool = False
 
     def total(self, name: str) -> int:
         return sum(getattr(f, name) for f in self.files)
@@ -113,6 +119,14 @@ class ScanResult:
         return summaries(self.frame, top=top)
 
 
+class ScanInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the scan; ``result`` holds what was found until then."""
+
+    def __init__(self, result: ScanResult) -> None:
+        super().__init__("scan interrupted")
+        self.result = result
+
+
 @dataclass(frozen=True)
 class ScanConfig:
     """How to scan: engine options and hit filters (shared by the CLI and the Python API).
@@ -131,52 +145,70 @@ class ScanConfig:
     exclude_hosts: tuple[str, ...] = ()
     since: datetime | None = None
     until: datetime | None = None
+    # S3-compatible endpoint for s3:// inputs (default: AWS, or AWS_ENDPOINT_URL).
+    endpoint_url: str | None = None
+    # Run on a Dask cluster: a scheduler address (tcp://host:8786) or local:N (a LocalCluster
+    # of N worker processes on 127.0.0.1); None scans here. Rust engine only (cluster.py).
+    cluster: str | None = None
+    # On a cluster, plain inputs larger than this are cut into line-aligned byte ranges of
+    # this size, and small inputs are packed into shares of about this size.
+    range_size: int = 256 << 20
 
 
-def expand_inputs(args: Sequence[str]) -> list[str]:
-    """Files as given; directories walked recursively; globs (also quoted ones, ``**`` too)."""
-    paths: list[str] = []
-    for arg in args:
-        if os.path.isdir(arg):
-            found: list[str] = []
-            for root, dirs, files in os.walk(arg):
-                dirs.sort()
-                found.extend(os.path.join(root, name) for name in sorted(files))
-            paths.extend(found)
-        elif not os.path.exists(arg) and _GLOB_CHARS & set(arg):
-            matches = sorted(p for p in glob.glob(arg, recursive=True) if not os.path.isdir(p))
-            if not matches:
-                raise InputError(f"no file matches {arg!r}")
-            paths.extend(matches)
-        else:
-            paths.append(arg)  # a missing file is reported by the scan, with the rest scanned
-    return paths
+def expand_inputs(args: Sequence[str], *, endpoint_url: str | None = None) -> list[str]:
+    """Files as given; directories walked recursively; globs (also quoted ones, ``**`` too);
+    ``-``; ``s3://`` objects, prefixes and globs. The names of the inputs, in order."""
+    return [source.name for source in expand(args, endpoint_url=endpoint_url).sources]
 
 
 def run_scan(
-    paths: Sequence[str],
+    paths: Sequence[str | Source],
     rules: Sequence[Rule],
     *,
     engine: Engine = "rust",
     threads: int = 0,
     prefilter: bool = True,
     max_examples: int = 5,
+    progress: Progress | None = None,
 ) -> ScanResult:
-    """Scan already-expanded paths with the chosen engine."""
-    paths = list(paths)
+    """Scan already-expanded inputs (paths, ``-``, ``s3://`` objects or Sources) with the
+    chosen engine. Raises ScanInterrupted (a KeyboardInterrupt) with the partial result on
+    Ctrl-C."""
+    sources = [as_source(p) for p in paths]
+    names = [s.name for s in sources]
     rules = list(rules)
+    sizes = [s.size for s in sources if s.error is None]
+    total = None if None in sizes else sum(s or 0 for s in sizes)
+    # Inputs found unreadable while listing them are not given to the engine.
+    readable = [i for i, s in enumerate(sources) if s.error is None]
+    done = 0
+
+    def advance(count: int) -> None:  # the python engine reports increments
+        nonlocal done
+        done += count
+        if progress is not None:
+            progress(done, total)
+
     started = time.perf_counter()
+    interrupted = False
     if engine == "rust":
         from ._engine import Scanner
 
         scanner = Scanner([json.dumps(rule.ir) for rule in rules])
-        raw_hits, raw_files = scanner.scan_paths(
-            paths, threads=threads, prefilter=prefilter, max_examples=max_examples
+        raw_hits, raw_readable, interrupted = scanner.scan(
+            [sources[i].engine_input() for i in readable],
+            threads=threads,
+            prefilter=prefilter,
+            max_examples=max_examples,
+            progress=None if progress is None else (lambda read: progress(read, total)),
         )
-        files = [FileResult(path, **stats) for path, stats in zip(paths, raw_files, strict=True)]
+        raw_files: list[dict[str, Any]] = [{"error": s.error} for s in sources]
+        for i, stats in zip(readable, raw_readable, strict=True):
+            raw_files[i] = stats
+        files = [FileResult(name, **stats) for name, stats in zip(names, raw_files, strict=True)]
         hits = [
             Hit(
-                paths[source],
+                names[readable[source]],
                 line,
                 rules[rule],
                 rules[rule].branch_names[branch],
@@ -188,13 +220,24 @@ def run_scan(
     elif engine == "python":
         from . import reference
 
-        ref_hits, ref_files = reference.scan_paths(paths, [r.ir for r in rules], max_examples)
+        openers: list[str | reference.Opener] = [
+            sources[i].open if sources[i].kind == "s3" else names[i] for i in readable
+        ]
+        ref_hits, ref_readable, interrupted = reference.scan_paths(
+            openers,
+            [r.ir for r in rules],
+            max_examples,
+            progress=advance,
+        )
+        ref_files = [reference.FileStats(error=s.error) for s in sources]
+        for i, ref_stats in zip(readable, ref_readable, strict=True):
+            ref_files[i] = ref_stats
         files = [
-            FileResult(path, **vars(stats)) for path, stats in zip(paths, ref_files, strict=True)
+            FileResult(name, **vars(stats)) for name, stats in zip(names, ref_files, strict=True)
         ]
         hits = [
             Hit(
-                paths[h.source],
+                names[readable[h.source]],
                 h.line,
                 rules[h.rule],
                 rules[h.rule].branch_names[h.branch],
@@ -206,7 +249,10 @@ def run_scan(
     else:
         raise ValueError(f"unknown engine {engine!r} (expected 'rust' or 'python')")
     elapsed = time.perf_counter() - started
-    return ScanResult(hits, ScanStats(files, elapsed, engine))
+    result = ScanResult(hits, ScanStats(files, elapsed, engine, interrupted=interrupted))
+    if interrupted:
+        raise ScanInterrupted(result)
+    return result
 
 
 def scan(
@@ -216,11 +262,17 @@ def scan(
     config: ScanConfig | None = None,
     engine: Engine | None = None,
     threads: int | None = None,
+    progress: Progress | None = None,
+    cluster: str | None = None,
 ) -> ScanResult:
-    """Scan files, directories or globs: expand them, apply the host filter to the rules,
-    run the engine, keep the hits inside the time window. The CLI runs exactly this.
+    """Scan files, directories, globs, ``-`` (stdin) or ``s3://`` objects, prefixes and
+    globs: expand them, apply the host filter to the rules, run the engine, keep the hits
+    inside the time window. The CLI runs exactly this.
 
-    ``rules`` defaults to the bundled rule; ``engine``/``threads`` override ``config``'s.
+    ``rules`` defaults to the bundled rule; ``engine``/``threads``/``cluster`` override
+    ``config``'s (``cluster``: a Dask scheduler address or ``local:N``, see cluster.py).
+    ``progress(read, total)`` is called as bytes are read from the sources. On Ctrl-C,
+    raises ScanInterrupted (a KeyboardInterrupt) whose ``result`` holds the hits so far.
     """
     import dataclasses
 
@@ -232,17 +284,43 @@ def scan(
         config = dataclasses.replace(config, engine=engine)
     if threads is not None:
         config = dataclasses.replace(config, threads=threads)
+    if cluster is not None:
+        config = dataclasses.replace(config, cluster=cluster)
     chosen = with_host_filter(
         default_rules() if rules is None else rules, config.hosts, config.exclude_hosts
     )
-    result = run_scan(
-        expand_inputs(paths),
-        chosen,
-        engine=config.engine,
-        threads=config.threads,
-        prefilter=config.prefilter,
-        max_examples=config.max_examples,
-    )
+    expanded = expand(paths, endpoint_url=config.endpoint_url)
+    interrupted = False
+    if config.cluster is not None and config.engine != "rust":
+        raise InputError("--cluster runs the rust engine only")
+    try:
+        if config.cluster is not None:
+            from .cluster import run_cluster
+
+            result = run_cluster(
+                expanded.sources,
+                chosen,
+                config.cluster,
+                threads=config.threads,
+                prefilter=config.prefilter,
+                max_examples=config.max_examples,
+                endpoint_url=config.endpoint_url,
+                range_size=config.range_size,
+                progress=progress,
+            )
+        else:
+            result = run_scan(
+                expanded.sources,
+                chosen,
+                engine=config.engine,
+                threads=config.threads,
+                prefilter=config.prefilter,
+                max_examples=config.max_examples,
+                progress=progress,
+            )
+    except ScanInterrupted as exc:
+        result, interrupted = exc.result, True
+    result.stats.skipped = expanded.skipped
     window = TimeWindow(  # a naive bound is UTC, as in the CLI
         None if config.since is None else as_utc(config.since),
         None if config.until is None else as_utc(config.until),
@@ -251,4 +329,6 @@ def scan(
         kept = [h for h in result.hits if window.contains(event_time(load_event(h.event_text)))]
         result.stats.outside_time_window = len(result.hits) - len(kept)
         result.hits = kept
+    if interrupted:
+        raise ScanInterrupted(result)
     return result

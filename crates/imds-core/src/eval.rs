@@ -59,6 +59,8 @@ enum Test {
     Exists {
         ip: bool,
     },
+    /// `imds_endpoint`: endpoint classes (the literals); see `endpoint.rs`.
+    Endpoint,
     /// `wildcard` (folding) and `like` (case-sensitive) patterns.
     Wildcard(Vec<Pattern>),
     /// `starts_with`, `ends_with`, `contains`; `folded` holds the ASCII-folded literals of the
@@ -97,6 +99,12 @@ impl Pred {
         let test = match (p.field_type, p.op) {
             (_, Op::Exists) if !p.values.is_empty() => {
                 return Err(bad("exists takes no values".into()))
+            }
+            (_, Op::ImdsEndpoint) => {
+                if let Some(v) = p.values.iter().find(|v| !crate::endpoint::is_class(v)) {
+                    return Err(bad(format!("{v:?} is not an endpoint class")));
+                }
+                Test::Endpoint
             }
             (field_type, Op::Exists) => Test::Exists {
                 ip: field_type == FieldType::Ip,
@@ -160,6 +168,7 @@ impl Pred {
                 addresses.iter().position(|a| *a == address)
             }
             Test::Exists { ip } => (!ip || parse_ip(value).is_some()).then_some(0),
+            Test::Endpoint => crate::endpoint::first_match(value, &self.literals).map(|m| m.0),
             Test::Cidr(blocks) => {
                 let address = parse_ip(value)?;
                 blocks.iter().position(|b| b.contains(&address))
@@ -181,6 +190,24 @@ impl Pred {
 
     /// The first value (in value order) satisfying the predicate, and its first literal.
     fn first_hit<'a>(&self, doc: &'a Value) -> Option<(Cow<'a, str>, usize)> {
+        if matches!(self.test, Test::Endpoint) {
+            // The witness value is the text that named the endpoint, not the whole value.
+            let found =
+                for_each_value(
+                    doc,
+                    &self.path,
+                    &mut |value| match crate::endpoint::first_match(&value, &self.literals) {
+                        Some((literal, token)) => {
+                            ControlFlow::Break((Cow::Owned(token.to_owned()), literal))
+                        }
+                        None => ControlFlow::Continue(()),
+                    },
+                );
+            return match found {
+                ControlFlow::Break(hit) => Some(hit),
+                ControlFlow::Continue(()) => None,
+            };
+        }
         let found = for_each_value(
             doc,
             &self.path,

@@ -72,6 +72,9 @@ pub enum Op {
     Cidr,
     /// EQL `field != null`: the field has a value (on an ip field: an address); no literals.
     Exists,
+    /// EQL `imdsEndpoint`: some value names one of the metadata-endpoint classes (decoded by
+    /// `endpoint.rs`; any field type). The witness value is the text that named it.
+    ImdsEndpoint,
 }
 
 impl Op {
@@ -89,12 +92,16 @@ impl Op {
             Op::ContainsCi => "contains_ci",
             Op::Cidr => "cidr",
             Op::Exists => "exists",
+            Op::ImdsEndpoint => "imds_endpoint",
         }
     }
 
     /// Operators that only make sense on text (refused on ip-typed fields).
     pub fn is_textual(self) -> bool {
-        !matches!(self, Op::Eq | Op::EqCi | Op::Cidr | Op::Exists)
+        !matches!(
+            self,
+            Op::Eq | Op::EqCi | Op::Cidr | Op::Exists | Op::ImdsEndpoint
+        )
     }
 }
 

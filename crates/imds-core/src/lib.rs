@@ -4,6 +4,7 @@
 //! buffers) → candidate line →
 //! [`event`] (JSON parse + field lookup) → [`eval`] (rule IR) → [`scan::Hit`].
 
+pub mod endpoint;
 pub mod error;
 pub mod eval;
 pub mod event;

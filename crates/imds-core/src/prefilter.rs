@@ -174,11 +174,16 @@ fn pred_lits(p: &Predicate) -> Option<Vec<Lit>> {
     if p.op == Op::Exists {
         return None; // any value at all
     }
+    if p.op == Op::ImdsEndpoint {
+        // No literal every spelling holds: the endpoint raw-line test stands for it.
+        return Some(vec![endpoint_lit()]);
+    }
     let mut out = Vec::new();
     for v in &p.values {
         match (p.field_type, p.op) {
             // `exists` returned above.
             (_, Op::Exists) => return None,
+            (_, Op::ImdsEndpoint) => return Some(vec![endpoint_lit()]),
             (_, Op::Cidr) => out.extend(cidr_lits(v)?),
             (FieldType::Ip, Op::Eq | Op::EqCi) => out.extend(ip_lits(v)?),
             (FieldType::Ip, _) => return None,
@@ -223,11 +228,13 @@ fn normalize(lits: Vec<Lit>) -> Vec<Lit> {
     // it saves.
     let subsume = lits.len() <= 1000;
     lits.iter()
-        .filter(|(_, folded)| {
-            !(subsume
-                && lits
-                    .iter()
-                    .any(|(_, other)| other.len() < folded.len() && contains(folded, other)))
+        .filter(|(lit, folded)| {
+            // The endpoint stand-in is not a string to find: never subsumed.
+            lit.text == ENDPOINT_NEEDLE
+                || !(subsume
+                    && lits
+                        .iter()
+                        .any(|(_, other)| other.len() < folded.len() && contains(folded, other)))
         })
         .map(|(l, _)| l.clone())
         .collect()
@@ -235,6 +242,18 @@ fn normalize(lits: Vec<Lit>) -> Vec<Lit> {
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     memchr::memmem::find(hay, needle).is_some()
+}
+
+/// The stand-in needle of an `imds_endpoint` predicate: a line is a candidate when
+/// [`crate::endpoint::RawTest`] passes it. A NUL byte never occurs raw in a JSON line, so it is
+/// never searched for as such; it is taken out of the needles by [`Prefilter::new`].
+const ENDPOINT_NEEDLE: &str = "\0imds_endpoint";
+
+fn endpoint_lit() -> Lit {
+    Lit {
+        text: ENDPOINT_NEEDLE.to_string(),
+        raw: ENDPOINT_NEEDLE.as_bytes().to_vec(),
+    }
 }
 
 /// Words found in nearly every ECS line (field names, `event.category` and `event.type`
@@ -250,6 +269,9 @@ const COMMON_WORDS: &str = concat!(
 /// Estimated occurrences of a needle per byte of log: the product of its bytes' frequencies,
 /// or 1 when it is (part of) a word common in ECS logs.
 fn needle_cost(lit: &Lit) -> f64 {
+    if lit.text == ENDPOINT_NEEDLE {
+        return 0.05; // the raw-line test passes about one line in twenty: rather avoid it
+    }
     let folded = lit.raw.to_ascii_lowercase();
     if contains(COMMON_TEXT.as_bytes(), &folded) || contains(COMMON_WORDS.as_bytes(), &folded) {
         return 1.0;
@@ -519,8 +541,12 @@ struct Entry {
 /// The prefilter of a set of rules.
 #[derive(Debug, Clone)]
 pub struct Prefilter {
-    /// `None`: some rule is unfilterable, every line is a candidate.
+    /// `None`: no needle (every line is a candidate unless `endpoint` is set).
     search: Option<Search>,
+    /// Some rule is unfilterable: every line is a candidate.
+    all: bool,
+    /// Lines the endpoint raw-line test passes are candidates too (`imds_endpoint`).
+    endpoint: Option<crate::endpoint::RawTest>,
 }
 
 #[derive(Debug, Clone)]
@@ -543,14 +569,34 @@ struct Search {
 impl Prefilter {
     /// Derive the needles of `rules` and build the searcher.
     pub fn new(rules: &[RuleIr]) -> Prefilter {
+        let Some(mut lits) = rules_lits(rules) else {
+            return Prefilter {
+                search: None,
+                all: true,
+                endpoint: None,
+            };
+        };
+        let before = lits.len();
+        lits.retain(|l| l.text != ENDPOINT_NEEDLE);
+        let endpoint = (lits.len() < before).then(crate::endpoint::RawTest::new);
+        if lits.is_empty() && endpoint.is_some() {
+            return Prefilter {
+                search: None,
+                all: false,
+                endpoint,
+            };
+        }
+        let search = Search::new(lits);
         Prefilter {
-            search: rules_lits(rules).and_then(Search::new),
+            all: search.is_none(),
+            search,
+            endpoint,
         }
     }
 
     /// False when some rule can match a line holding no needle: every line is a candidate.
     pub fn is_active(&self) -> bool {
-        self.search.is_some()
+        !self.all
     }
 
     /// The needles, as they appear raw in a JSON line (matched ignoring ASCII case).
@@ -565,9 +611,11 @@ impl Prefilter {
 
     /// How the search runs, for `--explain`.
     pub fn strategy(&self) -> &str {
-        self.search
-            .as_ref()
-            .map_or("none: every line is parsed", |s| &s.strategy)
+        match (&self.search, self.all, &self.endpoint) {
+            (_, true, _) => "none: every line is parsed",
+            (None, false, _) => "the imds_endpoint raw-line test only",
+            (Some(s), false, _) => &s.strategy,
+        }
     }
 
     /// Position of the first relevant hit in `hay[at..end]`: the line holding it is a
@@ -575,15 +623,35 @@ impl Prefilter {
     /// bytes of `hay` outside the range are only looked at to decode escapes. When the
     /// prefilter is inactive, `at` itself (when `at < end`).
     pub fn find(&self, hay: &[u8], at: usize, end: usize) -> Option<usize> {
-        match &self.search {
-            None => (at < end).then_some(at),
-            Some(s) => s.find(hay, at, end),
+        if self.all {
+            return (at < end).then_some(at);
         }
+        let found = self.search.as_ref().and_then(|s| s.find(hay, at, end));
+        let Some(test) = &self.endpoint else {
+            return found;
+        };
+        // The first line (from `at`) holding a needle or passing the endpoint test: the
+        // first needle or piece found, unless a line before it passes the rest of the test.
+        let piece = test.first_piece(hay, at, found.unwrap_or(end));
+        let first = match (found, piece) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let limit = first.unwrap_or(end);
+        let mut start = at;
+        while start < limit {
+            let stop = memchr::memchr(b'\n', &hay[start..limit]).map_or(limit, |i| start + i);
+            if test.runs_may_match(&hay[start..stop]) {
+                return Some(start);
+            }
+            start = stop + 1;
+        }
+        first
     }
 
     /// Whether one line (no `\n`) is a candidate.
     pub fn is_candidate(&self, line: &[u8]) -> bool {
-        self.search.is_none() || self.find(line, 0, line.len()).is_some()
+        self.all || self.find(line, 0, line.len()).is_some()
     }
 }
 

@@ -63,6 +63,10 @@ DEFAULT_RULE_ALIAS = "default"
 SEVERITIES = ("low", "medium", "high", "critical")
 
 
+# Bundled rule packs (`--pack NAME`): directories of rule files under rules/packs/.
+PACKS = ("hardened",)
+
+
 class RuleFileError(ValueError):
     """A rule file that cannot be loaded: unreadable, not a rule, or outside the EQL subset."""
 
@@ -81,6 +85,13 @@ def load_rule(query: str, *, rule_id: str, name: str, severity: str, source: str
     """A rule from a query and the three fields every hit reports."""
     ir = compile_rule(query, name=name, rule_id=rule_id, severity=severity, source=source)
     return Rule(rule_id, name, severity, query, ir, source=source)
+
+
+def pack_path(name: str) -> str:
+    """The directory of a bundled rule pack; RuleFileError for an unknown name."""
+    if name not in PACKS:
+        raise RuleFileError(f"unknown rule pack {name!r} (bundled packs: {', '.join(PACKS)})")
+    return os.fspath(Path(str(resources.files("imds_scan.rules"))) / "packs" / name)
 
 
 def default_rules() -> list[Rule]:

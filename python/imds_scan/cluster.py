@@ -1,0 +1,507 @@
+"""Distribute a scan over a Dask distributed cluster (``--cluster tcp://host:8786`` or
+``--cluster local:N``; the optional ``cluster`` extra).
+
+The client expands the inputs (files, ``s3://`` objects with their sizes), cuts every large
+*plain* object into byte ranges of about ``range_size`` bytes (compressed objects, told by their
+magic bytes, go whole), packs them into shares of about ``range_size`` bytes and submits one
+Dask task per share. A worker runs the Rust engine on its share, reading each piece directly
+from the source: a path (the workers must see the same file system) or an S3 object (the
+workers' own AWS credential chain, and the scan's ``endpoint_url``). Only hits and statistics
+travel back.
+
+Byte ranges and line numbers: a range ``[start, end)`` owns the lines that *start* inside it;
+the line straddling ``end`` is read to its end by the range that owns it, and the partial line
+at ``start`` belongs to the previous range. A worker returns hit line numbers *local* to the
+range and the number of lines the range owns; the client makes them global by adding the line
+counts of the object's preceding ranges, in order (no separate counting pass: a range is read
+once). Hits are then sorted as a local scan sorts them: (input, line, rule).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from .rules import Rule
+from .scan import (
+    FileResult,
+    Hit,
+    InputError,
+    Progress,
+    ScanInterrupted,
+    ScanResult,
+    ScanStats,
+)
+from .sources import S3_BLOCK_SIZE, LazyStream, Source, s3_filesystem
+
+# Byte range (and share) size: large enough that a task's overhead (~1 ms) and an S3 request's
+# latency are noise, small enough to spread one big object over many workers.
+DEFAULT_RANGE_SIZE = 256 << 20
+# How often a share is resubmitted after its task raised (a lost worker is rescheduled by Dask
+# itself; see README).
+DEFAULT_RETRIES = 3
+# Magic bytes of the formats the engine decodes or refuses (never split).
+_MAGIC = (
+    b"\x1f\x8b",  # gzip
+    b"\x28\xb5\x2f\xfd",  # zstd
+    b"\xfd7zXZ\x00",  # xz
+    b"BZh",  # bzip2
+    b"PK\x03\x04",  # zip
+    b"\x04\x22\x4d\x18",  # lz4
+)
+_HEAD = 8
+
+
+@dataclass(frozen=True)
+class Piece:
+    """What a worker reads: a whole input, or the lines starting in ``[start, end)``."""
+
+    index: int  # the input's index in the scan
+    location: str  # absolute path, or s3:// URL
+    kind: str  # "file" or "s3"
+    start: int = 0
+    end: int | None = None  # None: the whole input (any compression)
+
+    @property
+    def whole(self) -> bool:
+        return self.end is None
+
+
+# ---------------------------------------------------------------- client side
+
+
+def parse_cluster(spec: str) -> tuple[str, int]:
+    """``local:N`` → ("local", N); ``tcp://host:port`` (any Dask address) → ("address", 0)."""
+    if spec.startswith("local:"):
+        count = spec[len("local:") :]
+        if not count.isdigit() or int(count) < 1:
+            raise InputError(f"--cluster {spec!r}: expected local:N with N ≥ 1 workers")
+        return "local", int(count)
+    if "://" not in spec:
+        raise InputError(f"--cluster {spec!r}: expected tcp://host:port or local:N")
+    return "address", 0
+
+
+def parse_size(text: str) -> int:
+    """``1048576``, ``64K``, ``256M``, ``1G`` (powers of 1024) → bytes; ValueError otherwise."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    stripped = text.strip().upper().removesuffix("B").removesuffix("I")
+    number, unit = stripped.rstrip("KMG"), stripped[len(stripped.rstrip("KMG")) :]
+    if not number.isdigit() or unit not in units or int(number) < 1:
+        raise ValueError(f"{text!r} is not a size (e.g. 64M, 1G, or a number of bytes)")
+    return int(number) * units[unit]
+
+
+def _is_compressed(head: bytes) -> bool:
+    """Whether the engine would take input starting with ``head`` for a compressed one
+    (``Compression::detect`` in crates/imds-core/src/source.rs)."""
+    skippable_zstd = len(head) >= 4 and head[0] & 0xF0 == 0x50 and head[1:4] == b"\x2a\x4d\x18"
+    return skippable_zstd or any(head.startswith(magic) for magic in _MAGIC)
+
+
+def _head(source: Source) -> bytes | None:
+    """The first bytes of an input, or None when they cannot be read (it is then sent whole,
+    and the worker reports the error as a local scan would)."""
+    try:
+        if source.kind == "s3":
+            data: bytes = source.fs.cat_file(source.name, start=0, end=_HEAD)
+            return data
+        with open(source.name, "rb") as file:
+            return file.read(_HEAD)
+    except Exception:
+        return None
+
+
+def plan(sources: Sequence[Source], range_size: int) -> list[list[Piece]]:
+    """Pieces of the readable inputs, packed in input order into shares of ~range_size bytes."""
+    if range_size < 1:
+        raise ValueError("range_size must be positive")
+    if any(s.kind == "stdin" for s in sources):
+        raise InputError("'-' (standard input) cannot be scanned on a cluster")
+    # The first bytes of every input big enough to split (S3: one small GET each, in parallel).
+    large = [i for i, s in enumerate(sources) if s.error is None and (s.size or 0) > range_size]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        heads = dict(zip(large, pool.map(lambda i: _head(sources[i]), large), strict=True))
+    pieces: list[tuple[Piece, int]] = []
+    for index, source in enumerate(sources):
+        if source.error is not None:
+            continue
+        location = source.name if source.kind == "s3" else os.path.abspath(source.name)
+        size = source.size
+        head = heads.get(index)
+        if size is None or head is None or _is_compressed(head):
+            pieces.append((Piece(index, location, source.kind), size or range_size))
+            continue
+        for start in range(0, size, range_size):
+            end = min(start + range_size, size)
+            pieces.append((Piece(index, location, source.kind, start, end), end - start))
+    shares: list[list[Piece]] = []
+    filled = range_size
+    for piece, size in pieces:
+        if filled + size > range_size:
+            shares.append([])
+            filled = 0
+        shares[-1].append(piece)
+        filled += size
+    return shares
+
+
+@contextlib.contextmanager
+def connect(spec: str) -> Iterator[Any]:
+    """A Dask client: to the scheduler at ``spec``, or to a LocalCluster of N worker processes
+    on 127.0.0.1 (``local:N``), closed (and stopped) on exit."""
+    kind, workers = parse_cluster(spec)
+    try:
+        # Any-typed: distributed is optional, and untyped.
+        distributed: Any = importlib.import_module("distributed")
+    except ImportError:
+        raise InputError(
+            "--cluster needs dask.distributed: pip install 'imds-scan[cluster]'"
+        ) from None
+    if kind == "local":
+        with (
+            distributed.LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+                # no dashboard; the scheduler's HTTP routes on any free port, not 8787
+                scheduler_kwargs={"dashboard_address": ":0"},
+            ) as cluster,
+            distributed.Client(cluster) as client,
+        ):
+            yield client
+    else:
+        with distributed.Client(spec) as client:
+            yield client
+
+
+_SUMMED = ("bytes", "events", "candidates", "hits", "malformed", "invalid_utf8", "source_bytes")
+
+
+def run_cluster(
+    sources: Sequence[Source],
+    rules: Sequence[Rule],
+    cluster: str | Any,
+    *,
+    threads: int = 0,
+    prefilter: bool = True,
+    max_examples: int = 5,
+    endpoint_url: str | None = None,
+    range_size: int = DEFAULT_RANGE_SIZE,
+    retries: int = DEFAULT_RETRIES,
+    progress: Progress | None = None,
+    task: Callable[..., dict[str, Any]] | None = None,
+) -> ScanResult:
+    """Scan already-expanded inputs on a Dask cluster (an address, ``local:N``, or a
+    ``distributed.Client``): the same hits (in the same order), statistics and errors as
+    ``run_scan`` with the rust engine. ``task`` replaces the worker function (for tests).
+    Raises ScanInterrupted with what the finished shares found on Ctrl-C."""
+    if isinstance(cluster, str):
+        with connect(cluster) as client:
+            return run_cluster(
+                sources,
+                rules,
+                client,
+                threads=threads,
+                prefilter=prefilter,
+                max_examples=max_examples,
+                endpoint_url=endpoint_url,
+                range_size=range_size,
+                retries=retries,
+                progress=progress,
+                task=task,
+            )
+    as_completed: Any = importlib.import_module("distributed").as_completed
+    client = cluster
+    rules = list(rules)
+    started = time.perf_counter()
+    shares = plan(sources, range_size)
+    sizes = [s.size for s in sources if s.error is None]
+    total = None if None in sizes else sum(s or 0 for s in sizes)
+    rules_json = tuple(json.dumps(rule.ir) for rule in rules)
+    futures = {
+        client.submit(
+            task or scan_share,
+            share,
+            rules_json,
+            threads,
+            prefilter,
+            max_examples,
+            endpoint_url,
+            retries=retries,
+            pure=False,
+        ): number
+        for number, share in enumerate(shares)
+    }
+    outputs: dict[int, dict[str, Any]] = {}
+    failures: dict[int, str] = {}
+    done = 0
+    interrupted = False
+    try:
+        for future in as_completed(futures):
+            number = futures[future]
+            try:
+                outputs[number] = future.result()
+            except Exception as exc:  # after the retries, or a worker lost too often
+                failures[number] = f"cluster task failed: {type(exc).__name__}: {exc}"
+            else:
+                done += sum(f["source_bytes"] for f in outputs[number]["files"])
+                if progress is not None:
+                    progress(done, total)
+    except KeyboardInterrupt:
+        interrupted = True
+        client.cancel(list(futures))
+    result = merge(sources, rules, shares, outputs, failures, max_examples, interrupted)
+    result.stats.elapsed = time.perf_counter() - started
+    if interrupted:
+        raise ScanInterrupted(result)
+    return result
+
+
+def merge(
+    sources: Sequence[Source],
+    rules: Sequence[Rule],
+    shares: Sequence[Sequence[Piece]],
+    outputs: dict[int, dict[str, Any]],
+    failures: dict[int, str],
+    max_examples: int,
+    interrupted: bool = False,
+) -> ScanResult:
+    """The shares' outputs as one ScanResult, as a local scan of ``sources`` gives it.
+
+    Line numbers of a byte range are made global by adding the lines owned by the object's
+    preceding ranges; when one of those is missing (Ctrl-C), the range's hits are dropped
+    rather than given wrong line numbers."""
+    # Per input: (start, stats, lines owned, hits with local lines) of each piece scanned.
+    parts: dict[int, list[tuple[int, int | None, dict[str, Any], int | None, list[Any]]]] = {}
+    failed: dict[int, str] = {}
+    for number, share in enumerate(shares):
+        if number in failures:
+            for piece in share:
+                failed.setdefault(piece.index, failures[number])
+            continue
+        if number not in outputs:
+            continue
+        out = outputs[number]
+        by_piece: list[list[Any]] = [[] for _ in share]
+        for hit in out["hits"]:
+            by_piece[hit[0]].append(hit)
+        for piece, stats, lines, hits in zip(
+            share, out["files"], out["lines"], by_piece, strict=True
+        ):
+            parts.setdefault(piece.index, []).append((piece.start, piece.end, stats, lines, hits))
+    names = [s.name for s in sources]
+    files = [FileResult(name, error=s.error) for name, s in zip(names, sources, strict=True)]
+    keyed: list[tuple[int, int, int, int, Hit]] = []
+    for index, pieces in parts.items():
+        pieces.sort(key=lambda p: p[0])
+        result = files[index]
+        offset: int | None = 0
+        expected = 0
+        ranged = pieces[0][1] is not None
+        examples: list[tuple[int, str]] = []
+        for start, end, stats, lines, hits in pieces:
+            if ranged and start != expected:
+                offset = None  # a range before this one is missing
+            for name in _SUMMED:
+                setattr(result, name, getattr(result, name) + stats[name])
+            if stats["error"] is not None and result.error is None:
+                result.error = stats["error"]
+            if result.compression is None:
+                result.compression = stats["compression"]
+            if offset is not None:
+                examples += [(line + offset, text) for line, text in stats["malformed_examples"]]
+                for _, line, rule, branch, w, event in hits:
+                    hit = Hit(
+                        names[index],
+                        line + offset,
+                        rules[rule],
+                        rules[rule].branch_names[branch],
+                        None
+                        if w is None
+                        else {"field": w[0], "op": w[1], "pattern": w[2], "value": w[3]},
+                        event,
+                    )
+                    keyed.append((index, line + offset, rule, len(keyed), hit))
+            if offset is not None and ranged:
+                offset = None if lines is None else offset + lines
+            expected = end or 0
+        result.malformed_examples = examples[:max_examples]
+    for index, reason in failed.items():
+        if files[index].error is None:
+            files[index].error = reason
+    keyed.sort(key=lambda k: k[:4])
+    stats = ScanStats(files, 0.0, "rust", interrupted=interrupted)
+    return ScanResult([k[4] for k in keyed], stats)
+
+
+# ---------------------------------------------------------------- worker side
+
+
+@functools.lru_cache(maxsize=8)
+def _scanner(rules_json: tuple[str, ...]) -> Any:
+    from ._engine import Scanner
+
+    return Scanner(list(rules_json))
+
+
+@functools.lru_cache(maxsize=4)
+def _filesystem(endpoint_url: str | None) -> Any:
+    return s3_filesystem(endpoint_url)
+
+
+class RangeReader:
+    """The lines that start in ``[start, end)`` of a seekable binary stream, as a stream
+    (``read(n)``) for the engine; opened at the first read, closed at the end. ``lines`` is
+    the number of lines it owned, once read to its end (else None).
+
+    When the first line it owns begins with compression magic bytes (binary garbage, which
+    the engine would take for a compressed stream), a blank line is put in front of it and
+    ``shifted`` is set: the caller takes 1 off line numbers, byte counts and ``lines``."""
+
+    BLOCK = 1 << 20
+
+    def __init__(self, opener: Callable[[], BinaryIO], start: int, end: int) -> None:
+        self._opener = opener
+        self._start, self._end = start, end
+        self._chunks: Iterator[bytes] | None = None
+        self._pending = b""
+        self._newlines = 0
+        self._last = b"\n"
+        self.lines: int | None = None
+        self.shifted = False
+
+    def read(self, size: int = -1) -> bytes:
+        if self._chunks is None:
+            self._chunks = self._owned()
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                if self.lines is None:
+                    self.lines = self._newlines + (self._last != b"\n")
+                return b""
+            self._pending = chunk
+        take = self._pending if size < 0 else self._pending[:size]
+        self._pending = self._pending[len(take) :]
+        self._newlines += take.count(b"\n")
+        self._last = take[-1:]
+        return take
+
+    def _owned(self) -> Iterator[bytes]:
+        with self._opener() as file:
+            yield from self._range(file)
+
+    def _range(self, file: BinaryIO) -> Iterator[bytes]:
+        start, end, block = self._start, self._end, self.BLOCK
+        pending, pos = b"", start
+        if start > 0:
+            # The first line that starts at or after `start`: just after the first newline
+            # at or after start - 1.
+            at = start - 1
+            file.seek(at)
+            while True:
+                chunk = file.read(block)
+                if not chunk:
+                    return
+                newline = chunk.find(b"\n")
+                if newline >= 0:
+                    pos, pending = at + newline + 1, chunk[newline + 1 :]
+                    break
+                at += len(chunk)
+            if pos >= end:
+                return  # a line longer than the range: the previous range owns it
+            while len(pending) < _HEAD:
+                more = file.read(block)
+                if not more:
+                    break
+                pending += more
+            if _is_compressed(pending[: min(_HEAD, end - pos)]):
+                self.shifted = True
+                yield b"\n"
+        last = b"\n"
+        while pos < end:
+            if not pending:
+                pending = file.read(block)
+                if not pending:
+                    return
+            take = pending[: end - pos]
+            pending = pending[len(take) :]
+            pos += len(take)
+            last = take[-1:]
+            yield take
+        if last == b"\n":
+            return
+        while True:  # the line straddling `end` is read to its end
+            if not pending:
+                pending = file.read(block)
+                if not pending:
+                    return
+            newline = pending.find(b"\n")
+            if newline >= 0:
+                yield pending[: newline + 1]
+                return
+            yield pending
+            pending = b""
+
+
+def _engine_input(piece: Piece, endpoint_url: str | None) -> str | LazyStream | RangeReader:
+    if piece.kind == "s3":
+        fs = _filesystem(endpoint_url)
+
+        def opener() -> BinaryIO:
+            stream: BinaryIO = fs.open(
+                piece.location, "rb", block_size=S3_BLOCK_SIZE, cache_type="readahead"
+            )
+            return stream
+
+    else:
+
+        def opener() -> BinaryIO:
+            return open(piece.location, "rb")
+
+    if piece.end is not None:
+        return RangeReader(opener, piece.start, piece.end)
+    if piece.kind == "s3":
+        return LazyStream(opener)
+    return piece.location
+
+
+def scan_share(
+    share: Sequence[Piece],
+    rules_json: tuple[str, ...],
+    threads: int,
+    prefilter: bool,
+    max_examples: int,
+    endpoint_url: str | None,
+) -> dict[str, Any]:
+    """Run on a worker: scan a share's pieces, reading them from their source. Returns the
+    engine's raw hits (source = the piece's position in the share, local line numbers), its
+    per-piece statistics, and per piece the number of lines a byte range owned."""
+    inputs = [_engine_input(piece, endpoint_url) for piece in share]
+    hits, files, interrupted = _scanner(rules_json).scan(
+        inputs, threads=threads, prefilter=prefilter, max_examples=max_examples
+    )
+    if interrupted:
+        raise KeyboardInterrupt("scan interrupted on the worker")
+    lines = [i.lines if isinstance(i, RangeReader) else None for i in inputs]
+    shifted = {n for n, i in enumerate(inputs) if isinstance(i, RangeReader) and i.shifted}
+    for n in shifted:  # take the blank line put in front back out
+        stats = files[n]
+        stats["bytes"] -= 1
+        stats["source_bytes"] -= 1
+        stats["malformed_examples"] = [(line - 1, why) for line, why in stats["malformed_examples"]]
+        count = lines[n]
+        lines[n] = None if count is None else count - 1
+    if shifted:
+        hits = [(h[0], h[1] - 1, *h[2:]) if h[0] in shifted else h for h in hits]
+    return {"hits": hits, "files": files, "lines": lines}

@@ -1,0 +1,239 @@
+"""The ``imds_endpoint`` decoder (docs/ir.md, "Metadata endpoints"), mirrored by
+crates/imds-core/src/endpoint.rs: which metadata endpoints a string value names, in any
+spelling a resolver or an HTTP client accepts, and the text that named each one.
+"""
+
+from __future__ import annotations
+
+from .ipaddr import parse_ip
+
+# Endpoint classes of addresses (IPv4 ones stored IPv4-mapped, as parse_ip gives them).
+ADDRESSES: tuple[tuple[str, str], ...] = (
+    ("169.254.169.254", "imds-link-local"),
+    ("fd00:ec2::254", "aws-imds-ipv6"),
+    ("169.254.170.2", "ecs-credentials"),
+    ("169.254.170.23", "eks-pod-identity"),
+    ("fd00:ec2::23", "eks-pod-identity"),
+    ("168.63.129.16", "azure-wireserver"),
+    ("192.0.0.192", "oracle-imds"),
+    ("100.100.100.200", "alibaba-imds"),
+    ("169.254.42.42", "scaleway-imds"),
+)
+_ADDRESS_CLASS: dict[bytes, str] = {}
+for _text, _cls in ADDRESSES:
+    _address = parse_ip(_text)
+    assert _address is not None
+    _ADDRESS_CLASS[_address] = _cls
+
+# Host names (ASCII-folded, a trailing dot dropped).
+HOSTS: tuple[tuple[str, str], ...] = (
+    ("instance-data", "aws-instance-data"),
+    ("instance-data.ec2.internal", "aws-instance-data"),
+    ("metadata.google.internal", "gcp-metadata-host"),
+    ("metadata.goog", "gcp-metadata-host"),
+    ("metadata.tencentyun.com", "tencent-metadata-host"),
+)
+# The bare host `metadata` counts only when the value also holds this (ASCII-folded).
+BARE_METADATA_HOST = "metadata"
+GOOGLE_HEADER = "metadata-flavor"
+# Wildcard-DNS suffixes that resolve a name to the address spelled in it.
+WILDCARD_DNS = (".nip.io", ".sslip.io", ".xip.io")
+
+# Substrings of the (decoded, ASCII-folded) value, in this order.
+MARKERS: tuple[tuple[str, str], ...] = (
+    ("/latest/meta-data/iam/security-credentials", "aws-credentials"),
+    ("/latest/meta-data/identity-credentials", "aws-credentials"),
+    ("aws_container_credentials_relative_uri", "ecs-credentials"),
+    ("aws_container_credentials_full_uri", "ecs-credentials"),
+    ("/metadata/identity/oauth2/token", "azure-mi-token"),
+    ("/computemetadata/v1/instance/service-accounts", "gcp-credentials"),
+    ("/latest/api/token", "aws-imds-token"),
+    ("/latest/meta-data", "aws-metadata"),
+    ("/latest/user-data", "aws-metadata"),
+    ("/latest/dynamic/instance-identity", "aws-metadata"),
+    ("/computemetadata/v1beta1", "gcp-metadata-v1beta1"),
+    ("/computemetadata/v1", "gcp-metadata"),
+    ("/metadata/instance", "azure-metadata"),
+    ("/opc/v1/", "oracle-metadata"),
+    ("/opc/v2/", "oracle-metadata"),
+    ("/metadata/v1/", "digitalocean-metadata"),
+    ("/metadata/v1.json", "digitalocean-metadata"),
+    ("/openstack/latest", "openstack-metadata"),
+    ("meta_data.json", "openstack-metadata"),
+    ("/hetzner/v1/metadata", "hetzner-metadata"),
+)
+
+CLASSES: frozenset[str] = frozenset(
+    [c for _, c in ADDRESSES]
+    + [c for _, c in HOSTS]
+    + [c for _, c in MARKERS]
+    + ["gcp-metadata-host", "imds-wildcard-dns"]
+)
+
+_DOTS = {"\u3002": ".", "\uff61": ".", "\uff0e": "."}
+_HEXDIGITS = "0123456789abcdefABCDEF"
+_TOKEN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-:[]")
+
+
+def _normalise(value: str) -> tuple[str, list[int], list[int]]:
+    """Percent-escapes of printable ASCII decoded once, fullwidth and ideographic dots made
+    ``.``; with each output character's start and end in ``value``."""
+    out: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    i, n = 0, len(value)
+    while i < n:
+        ch = value[i]
+        if ch == "%" and i + 2 < n and value[i + 1] in _HEXDIGITS and value[i + 2] in _HEXDIGITS:
+            code = int(value[i + 1 : i + 3], 16)
+            if 0x21 <= code <= 0x7E:
+                out.append(chr(code))
+                starts.append(i)
+                ends.append(i + 3)
+                i += 3
+                continue
+        out.append(_DOTS.get(ch, ch))
+        starts.append(i)
+        ends.append(i + 1)
+        i += 1
+    return "".join(out), starts, ends
+
+
+def _number(part: str) -> int | None:
+    """One inet_aton part: 0x hex, 0 octal, else decimal; None if not a number."""
+    if part[:2] in ("0x", "0X"):
+        digits, base = part[2:], 16
+        ok = digits != "" and all(c in _HEXDIGITS for c in digits)
+    elif part[:1] == "0":
+        digits, base = part, 8
+        ok = all(c in "01234567" for c in digits)
+    else:
+        digits, base = part, 10
+        ok = digits != "" and all(c in "0123456789" for c in digits)
+    if not ok:
+        return None
+    digits = digits.lstrip("0") or "0"
+    if len(digits) > 12:  # far beyond 2**32 in every base
+        return None
+    return int(digits, base)
+
+
+def inet_aton(text: str, parts_wanted: int = 0) -> bytes | None:
+    """glibc inet_aton: 1-4 parts (the last one fills the remaining bytes), each decimal,
+    octal (leading 0) or hex (0x); 16 bytes IPv4-mapped. ``parts_wanted``: exactly that many."""
+    parts = text.split(".")
+    if not 1 <= len(parts) <= 4 or (parts_wanted and len(parts) != parts_wanted):
+        return None
+    numbers = []
+    for part in parts:
+        number = _number(part)
+        if number is None:
+            return None
+        numbers.append(number)
+    *head, last = numbers
+    if any(v > 255 for v in head) or last >= 1 << (8 * (4 - len(head))):
+        return None
+    value = last
+    for i, v in enumerate(head):
+        value |= v << (8 * (3 - i))
+    return b"\x00" * 10 + b"\xff\xff" + value.to_bytes(4, "big")
+
+
+def _host_class(host: str, folded_value: str) -> str | None:
+    address = inet_aton(host)
+    if address is not None:
+        return _ADDRESS_CLASS.get(address)
+    folded = host.lower() if host.isascii() else host
+    for name, cls in HOSTS:
+        if folded == name:
+            return cls
+    if folded == BARE_METADATA_HOST and GOOGLE_HEADER in folded_value:
+        return "gcp-metadata-host"
+    for suffix in WILDCARD_DNS:
+        if folded.endswith(suffix):
+            prefix = folded[: -len(suffix)]
+            labels = prefix.split(".")
+            candidates = []
+            if len(labels) >= 4:
+                candidates.append(".".join(labels[-4:]))
+            dashed = labels[-1].split("-")
+            if len(dashed) >= 4:
+                candidates.append(".".join(dashed[-4:]))
+            for candidate in candidates:
+                address = inet_aton(candidate, 4)
+                if address is not None and address in _ADDRESS_CLASS:
+                    return "imds-wildcard-dns"
+            return None
+    return None
+
+
+def _token_findings(token: str, folded_value: str) -> list[tuple[int, int, str]]:
+    """(start, end, class) inside the token."""
+    if "[" in token:
+        open_at = token.index("[")
+        close_at = token.find("]", open_at)
+        if close_at < 0:
+            return []
+        address = parse_ip(token[open_at + 1 : close_at])
+        if address is not None and address in _ADDRESS_CLASS:
+            return [(open_at, close_at + 1, _ADDRESS_CLASS[address])]
+        return []
+    if token.count(":") >= 2:
+        candidates = [token]
+        head, _, port = token.rpartition(":")
+        if port.isascii() and port.isdigit():
+            candidates.append(head)
+        for candidate in candidates:
+            address = parse_ip(candidate)
+            if address is not None:
+                cls = _ADDRESS_CLASS.get(address)
+                return [] if cls is None else [(0, len(candidate), cls)]
+        return []
+    found = []
+    start = 0
+    for part in token.split(":"):
+        host = part.rstrip(".")
+        if host:
+            cls = _host_class(host, folded_value)
+            if cls is not None:
+                found.append((start, start + len(host), cls))
+        start += len(part) + 1
+    return found
+
+
+def findings(value: str) -> list[tuple[str, str]]:
+    """(class, the text of ``value`` that named it), in order of position."""
+    text, starts, ends = _normalise(value)
+    folded = text.lower() if text.isascii() else _ascii_lower(text)
+    found: list[tuple[int, int, str]] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i] not in _TOKEN:
+            i += 1
+            continue
+        j = i
+        while j < n and text[j] in _TOKEN:
+            j += 1
+        for s, e, cls in _token_findings(text[i:j], folded):
+            found.append((i + s, i + e, cls))
+        i = j
+    for marker, cls in MARKERS:
+        at = folded.find(marker)
+        if at >= 0:
+            found.append((at, at + len(marker), cls))
+    found.sort(key=lambda f: (f[0], f[1]))
+    return [(cls, value[starts[s] : ends[e - 1]]) for s, e, cls in found]
+
+
+def _ascii_lower(text: str) -> str:
+    return "".join(c.lower() if c.isascii() else c for c in text)
+
+
+def first_match(value: str, classes: list[str]) -> tuple[int, str] | None:
+    """(index of the first of ``classes`` the value names, the text that named it first)."""
+    seen = findings(value)
+    for index, cls in enumerate(classes):
+        for found_cls, token in seen:
+            if found_cls == cls:
+                return index, token
+    return None
