@@ -1,0 +1,968 @@
+#!/usr/bin/env python3
+"""Benchmark harness: imds-scan's Rust engine against its pure-Python engine and the tools a
+user would reach for instead, on one generated corpus, with correctness beside every figure.
+
+    python3 bench/harness.py                    # ~1 GiB corpus, 3 interleaved repetitions
+    python3 bench/harness.py --size 200M --repeat 1
+
+Generates (or reuses, keyed by size and seed) ``bench/data/ecs-SIZE-sSEED.ndjson`` with
+bench/gen_corpus.py, plus gzip and zstd copies; times every case round-robin, ``--repeat``
+times; writes ``bench/results/DATE-SIZE.{md,json,png}`` and the latest table into
+bench/README.md. Optional tools missing from the machine are skipped with a note.
+See bench/README.md ("Benchmark") for what each row measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+PEERS = BENCH / "peers.py"
+GEN = BENCH / "gen_corpus.py"
+README = BENCH / "README.md"
+MARK_START = "<!-- bench-results:start -->"
+MARK_END = "<!-- bench-results:end -->"
+ABSENT_NEEDLE = "zq-imds-absent-needle-xj"
+IMDS_COMPRESSION_WORDS = ("gzip", ".gz", "zstd", ".zst")
+IMDS_OK = (0, 1)  # imds-scan exits 1 when it found hits
+
+
+def _gnu_time() -> str | None:
+    """/usr/bin/time when it is GNU time (peak RSS of the command itself, via -f %M)."""
+    exe = shutil.which("time", path="/usr/bin:/bin")
+    if exe is None:
+        return None
+    probe = subprocess.run([exe, "--version"], capture_output=True, text=True)
+    return exe if "GNU" in probe.stdout + probe.stderr else None
+
+
+GNU_TIME = _gnu_time()
+
+
+def parse_size(text: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    text = text.strip().upper().removesuffix("B")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
+
+
+def log(msg: str) -> None:
+    print(f"[harness] {msg}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+@dataclasses.dataclass
+class Corpus:
+    path: Path
+    expected: dict[str, Any]
+
+    @property
+    def bytes(self) -> int:
+        return int(self.expected["bytes"])
+
+    @property
+    def lines(self) -> int:
+        return int(self.expected["lines"])
+
+    @property
+    def hits(self) -> int:
+        return int(self.expected["hits"])
+
+
+def ensure_corpus(data: Path, size: str, seed: int) -> Corpus:
+    """The corpus for (size, seed), generated when missing or incomplete."""
+    path = data / f"ecs-{size.upper()}-s{seed}.ndjson"
+    exp = path.with_name(path.name + ".expected.json")
+    if path.exists() and exp.exists():
+        expected = json.loads(exp.read_text())
+        if expected.get("bytes") == path.stat().st_size:
+            log(f"reusing {path.relative_to(REPO)}")
+            return Corpus(path, expected)
+    data.mkdir(parents=True, exist_ok=True)
+    log(f"generating {path.relative_to(REPO)} (size {size}, seed {seed}; ~20 MB/s)")
+    cmd = [sys.executable, str(GEN), "--size", size, "--seed", str(seed), "--out", str(path)]
+    subprocess.run(cmd, check=True)
+    return Corpus(path, json.loads(exp.read_text()))
+
+
+def ensure_compressed(corpus: Corpus, notes: list[str]) -> dict[str, Path]:
+    """gzip (-6) and zstd (-3) copies next to the corpus, made once."""
+    out: dict[str, Path] = {}
+    src = corpus.path
+    gz = src.with_name(src.name + ".gz")
+    if not _fresh(gz, src):
+        tool = shutil.which("pigz") or shutil.which("gzip")
+        if tool is None:
+            notes.append("gzip not installed: no .gz input")
+        else:
+            log(f"compressing {gz.name} with {Path(tool).name} -6")
+            _compress([tool, "-6", "-c", str(src)], gz)
+    if gz.exists():
+        out["gz"] = gz
+    zst = src.with_name(src.name + ".zst")
+    if not _fresh(zst, src):
+        if shutil.which("zstd"):
+            log(f"compressing {zst.name} with zstd -3")
+            _compress(["zstd", "-3", "-T0", "-q", "-c", str(src)], zst)
+        else:
+            try:
+                import zstandard
+            except ImportError:
+                notes.append("neither the zstd CLI nor the zstandard package: no .zst input")
+            else:
+                log(f"compressing {zst.name} with the zstandard package (level 3)")
+                part = zst.with_name(zst.name + ".part")
+                with open(src, "rb") as fin, open(part, "wb") as fout:
+                    zstandard.ZstdCompressor(level=3, threads=-1).copy_stream(fin, fout)
+                part.replace(zst)
+    if zst.exists():
+        out["zst"] = zst
+    return out
+
+
+def ensure_shards(corpus: Corpus, n: int) -> tuple[Path, list[Path]]:
+    """The corpus cut into `n` files of about equal size at line ends, in a directory."""
+    src = corpus.path
+    folder = src.with_name(src.name + f".{n}-parts")
+    parts = [folder / f"part-{i}.ndjson" for i in range(n)]
+    if all(_fresh(p, src) for p in parts):
+        return folder, parts
+    log(f"cutting {src.name} into {n} files in {folder.name}/")
+    folder.mkdir(exist_ok=True)
+    size = src.stat().st_size
+    with open(src, "rb") as f:
+        cuts = [0]
+        for i in range(1, n):
+            f.seek(size * i // n)
+            f.readline()
+            cuts.append(f.tell())
+        cuts.append(size)
+        for part, a, b in zip(parts, cuts, cuts[1:], strict=False):
+            f.seek(a)
+            with open(part, "wb") as out:
+                left = b - a
+                while left:
+                    chunk = f.read(min(left, 64 << 20))
+                    out.write(chunk)
+                    left -= len(chunk)
+    return folder, parts
+
+
+def _fresh(path: Path, src: Path) -> bool:
+    return path.exists() and path.stat().st_mtime >= src.stat().st_mtime
+
+
+def _compress(cmd: list[str], dest: Path) -> None:
+    part = dest.with_name(dest.name + ".part")
+    with open(part, "wb") as f:
+        subprocess.run(cmd, stdout=f, check=True)
+    part.replace(dest)
+
+
+# ----------------------------------------------------------------------------- cases
+
+
+@dataclasses.dataclass
+class Case:
+    name: str
+    group: str  # imds-scan | baseline | peer | limit
+    argv: list[str]
+    input: Path
+    corpus: Corpus | None  # expected counts (None: the count is not a rule hit count)
+    threads: str
+    parse: Callable[[str, str], dict[str, Any]]
+    note: str = ""
+    ok_codes: tuple[int, ...] = (0,)
+    bytes: int = 0  # uncompressed bytes scanned
+    lines: int = 0
+    compressed_bytes: int = 0
+    once: bool = False  # correctness probe: run in the first repetition only
+
+
+def _count_lines(out: str, _err: str) -> dict[str, Any]:
+    return {"hits": sum(1 for line in out.splitlines() if line.strip())}
+
+
+def _rg_count(out: str, _err: str) -> dict[str, Any]:
+    return {"hits": int(out.strip() or 0)}
+
+
+def _no_count(_out: str, _err: str) -> dict[str, Any]:
+    return {}
+
+
+def _worker_json(out: str, _err: str) -> dict[str, Any]:
+    line = out.strip().splitlines()[-1]
+    result: dict[str, Any] = json.loads(line)
+    return result
+
+
+def imds_cli() -> list[str] | None:
+    # The entry point next to this interpreter (a venv's bin/), not a wrapper such as a pyenv
+    # shim, which would add its own start-up (~0.1-0.2 s) to every CLI row.
+    beside = Path(sys.executable).parent / "imds-scan"
+    if beside.exists():
+        return [str(beside)]
+    exe = shutil.which("imds-scan")
+    if exe:
+        return [exe]
+    try:
+        import imds_scan  # noqa: F401
+    except ImportError:
+        return None
+    return [sys.executable, "-m", "imds_scan"]
+
+
+def has_module(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def imds_supports_compression(cli: list[str]) -> bool:
+    proc = subprocess.run([*cli, "--help"], capture_output=True, text=True)
+    text = (proc.stdout + proc.stderr).lower()
+    return any(w in text for w in IMDS_COMPRESSION_WORDS)
+
+
+def build_cases(
+    corpus: Corpus,
+    compressed: dict[str, Path],
+    py_corpus: Corpus,
+    needles: Path,
+    tiny: Path,
+    shards: tuple[Path, list[Path]] | None,
+    args: argparse.Namespace,
+    notes: list[str],
+) -> list[Case]:
+    cases: list[Case] = []
+    nd = corpus.path
+    cores = os.cpu_count() or 1
+
+    def add(case: Case) -> None:
+        if case.corpus is not None:
+            case.bytes, case.lines = case.corpus.bytes, case.corpus.lines
+        elif not case.bytes:
+            case.bytes, case.lines = corpus.bytes, corpus.lines
+        if args.only and not any(o in case.name for o in args.only.split(",")):
+            return
+        cases.append(case)
+
+    cli = imds_cli()
+    if cli is None:
+        notes.append("imds-scan is not installed (`pip install .`): its rows are skipped")
+    else:
+        for threads in ("1", "0"):
+            label = "1" if threads == "1" else f"all ({cores})"
+            add(
+                Case(
+                    f"imds-scan CLI, {'1 thread' if threads == '1' else 'all threads'}",
+                    "imds-scan",
+                    [*cli, "--threads", threads, "-f", "ndjson", "-q", str(nd)],
+                    nd,
+                    corpus,
+                    label,
+                    _count_lines,
+                    "wall time of the command: interpreter start-up, imports, scan, output",
+                    ok_codes=IMDS_OK,
+                )
+            )
+        if shards is not None:
+            add(
+                Case(
+                    f"imds-scan CLI, all threads, {len(shards[1])} files",
+                    "imds-scan",
+                    [*cli, "--threads", "0", "-f", "ndjson", "-q", str(shards[0])],
+                    shards[0],
+                    corpus,
+                    f"all ({cores})",
+                    _count_lines,
+                    f"the same corpus cut into {len(shards[1])} files at line ends (the engine "
+                    "runs files in parallel)",
+                    ok_codes=IMDS_OK,
+                )
+            )
+        for threads in ("1", "0"):
+            label = "1" if threads == "1" else f"all ({cores})"
+            add(
+                Case(
+                    f"imds-scan Python API, {'1 thread' if threads == '1' else 'all threads'}",
+                    "imds-scan",
+                    [sys.executable, str(PEERS), "api", str(nd), "--threads", threads],
+                    nd,
+                    corpus,
+                    label,
+                    _worker_json,
+                    "imds_scan.scan.run_scan in a fresh interpreter; MB/s from the call's "
+                    "own time (start-up shown apart)",
+                )
+            )
+        if shards is not None:
+            add(
+                Case(
+                    f"imds-scan Python API, all threads, {len(shards[1])} files",
+                    "imds-scan",
+                    [sys.executable, str(PEERS), "api", *map(str, shards[1]), "--threads", "0"],
+                    shards[0],
+                    corpus,
+                    f"all ({cores})",
+                    _worker_json,
+                    f"the same corpus cut into {len(shards[1])} files at line ends",
+                )
+            )
+        add(
+            Case(
+                "imds-scan CLI start-up (1-line input)",
+                "imds-scan",
+                [*cli, "-f", "ndjson", "-q", str(tiny)],
+                tiny,
+                None,
+                "1",
+                _count_lines,
+                "start-up cost alone: the scan of one line is negligible",
+                ok_codes=IMDS_OK,
+                bytes=tiny.stat().st_size,
+                lines=1,
+            )
+        )
+        if compressed:
+            if imds_supports_compression(cli):
+                for kind, path in compressed.items():
+                    for threads in ("1", "0"):
+                        label = "1" if threads == "1" else f"all ({cores})"
+                        add(
+                            Case(
+                                f"imds-scan CLI .{kind}, "
+                                + ("1 thread" if threads == "1" else "all threads"),
+                                "imds-scan",
+                                [*cli, "--threads", threads, "-f", "ndjson", "-q", str(path)],
+                                path,
+                                corpus,
+                                label,
+                                _count_lines,
+                                "MB/s of uncompressed NDJSON; wall time of the command",
+                                ok_codes=IMDS_OK,
+                                compressed_bytes=path.stat().st_size,
+                            )
+                        )
+            else:
+                notes.append(
+                    "imds-scan on .gz/.zst: not supported yet (`imds-scan --help` names no "
+                    "compression); those rows are skipped"
+                )
+        py_note = "the pure-Python reference engine (stdlib json on every line)"
+        if py_corpus.path != corpus.path:
+            py_note += (
+                f"; run on the {py_corpus.bytes / 1e6:.0f} MB corpus of the same seed, its "
+                "MB/s taken as the full corpus's (extrapolated)"
+            )
+        py_name = "imds-scan --engine python"
+        if py_corpus.path != corpus.path:
+            py_name += f" ({py_corpus.bytes / 1e6:.0f} MB corpus)"
+        add(
+            Case(
+                py_name,
+                "baseline",
+                [*cli, "--engine", "python", "-f", "ndjson", "-q", str(py_corpus.path)],
+                py_corpus.path,
+                py_corpus,
+                "1",
+                _count_lines,
+                py_note,
+                ok_codes=IMDS_OK,
+            )
+        )
+
+    if has_module("duckdb"):
+        add(
+            Case(
+                "DuckDB SQL",
+                "peer",
+                [sys.executable, str(PEERS), "duckdb", str(nd)],
+                nd,
+                corpus,
+                f"all ({cores})",
+                _worker_json,
+            )
+        )
+    else:
+        notes.append("duckdb not installed (`pip install .[bench]`): skipped")
+
+    if has_module("polars"):
+        for kind, label in (
+            ("polars-default", "Polars, default schema inference"),
+            ("polars", "Polars, default inference + overrides"),
+            ("polars-full-schema", "Polars, whole-file schema inference"),
+        ):
+            add(
+                Case(
+                    label,
+                    "peer",
+                    [sys.executable, str(PEERS), kind, str(nd)],
+                    nd,
+                    corpus,
+                    f"all ({cores})",
+                    _worker_json,
+                    once=kind == "polars-default",
+                )
+            )
+    else:
+        notes.append("polars not installed (`pip install .[bench]`): skipped")
+
+    if has_module("hyperscan") and has_module("orjson"):
+        for procs in sorted({1, min(2, cores), cores}):
+            add(
+                Case(
+                    f"Python hyperscan + orjson, {procs} process{'es' if procs > 1 else ''}",
+                    "peer",
+                    [sys.executable, str(PEERS), "hyperscan", str(nd), "--procs", str(procs)],
+                    nd,
+                    corpus,
+                    str(procs),
+                    _worker_json,
+                )
+            )
+    else:
+        notes.append("hyperscan or orjson not installed (`pip install .[bench]`): skipped")
+
+    rg = shutil.which("rg")
+    if rg:
+        add(
+            Case(
+                "rg -c -F (absent needle)",
+                "limit",
+                [rg, "-c", "-F", ABSENT_NEEDLE, str(nd)],
+                nd,
+                None,
+                "1",
+                _rg_count,
+                "raw search speed: a needle that never occurs",
+                ok_codes=(0, 1),
+            )
+        )
+        add(
+            Case(
+                "rg -c -i -F -f needles",
+                "limit",
+                [rg, "-c", "-i", "-F", "-f", str(needles), str(nd)],
+                nd,
+                None,
+                "1",
+                _rg_count,
+                "the rule's 12 needles, case-insensitive; counts lines holding one (no escape "
+                "handling, no rule evaluation): not comparable with hits",
+                ok_codes=(0, 1),
+            )
+        )
+    else:
+        notes.append("ripgrep (rg) not installed (`apt-get install ripgrep`): skipped")
+
+    for kind, tool in (("gz", "gzip"), ("zst", "zstd")):
+        if kind not in compressed:
+            continue
+        exe = shutil.which(tool)
+        if exe is None:
+            notes.append(f"{tool} CLI not installed: `{tool} -dc` skipped")
+            continue
+        path = compressed[kind]
+        add(
+            Case(
+                f"{tool} -dc > /dev/null",
+                "limit",
+                [exe, "-dc", str(path)],
+                path,
+                None,
+                "1",
+                _no_count,
+                f"decompression alone; MB/s of uncompressed output ({path.stat().st_size / 1e6:.0f}"
+                " MB compressed)",
+                compressed_bytes=path.stat().st_size,
+            )
+        )
+    return cases
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def run_once(case: Case, tmp: Path) -> dict[str, Any]:
+    """Run the case's command; wall time, peak RSS (of the largest process), parsed output."""
+    out_path, err_path, rss_path = tmp / "stdout", tmp / "stderr", tmp / "rss"
+    to_null = case.argv[0].endswith(("gzip", "zstd"))
+    argv = case.argv
+    if GNU_TIME:
+        # A child forked from this (large) interpreter would report the harness's own RSS
+        # until it execs; GNU time forks from a small process.
+        rss_path.unlink(missing_ok=True)
+        argv = [GNU_TIME, "-f", "%M", "-o", str(rss_path), *argv]
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        sink = subprocess.DEVNULL if to_null else out
+        busy0 = busy_cpu_s()
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=sink, stderr=err, stdin=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        busy1 = busy_cpu_s()
+    proc.returncode = code = os.waitstatus_to_exitcode(status)
+    stdout = out_path.read_text(errors="replace")
+    stderr = err_path.read_text(errors="replace")
+    rss_kb = usage.ru_maxrss
+    if GNU_TIME and rss_path.exists():
+        with contextlib.suppress(ValueError, IndexError):
+            rss_kb = int(rss_path.read_text().split()[-1])
+    result: dict[str, Any] = {"wall_s": wall, "rss_mb": rss_kb / 1024, "code": code}
+    if busy0 is not None and busy1 is not None:
+        # CPU time the machine spent on something else while this case ran.
+        result["other_cpu_s"] = max(0.0, busy1 - busy0 - usage.ru_utime - usage.ru_stime)
+    if code not in case.ok_codes:
+        result["error"] = f"exit {code}: {stderr.strip().splitlines()[-1:] or ''}"
+        return result
+    try:
+        result.update(case.parse(stdout, stderr))
+    except (ValueError, IndexError) as exc:
+        result["error"] = f"unreadable output: {exc}; {stderr.strip()[-300:]}"
+    return result
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def busy_cpu_s() -> float | None:
+    """CPU-seconds the whole machine has spent busy (all cores), from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()[1:]
+    except OSError:
+        return None
+    # user nice system idle iowait irq softirq steal
+    ticks = [int(x) for x in fields[:8]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / _CLK_TCK
+
+
+def warm_cache(paths: list[Path]) -> None:
+    """Read every input once so each case starts from the page cache."""
+    for path in paths:
+        with open(path, "rb") as f:
+            while f.read(16 << 20):
+                pass
+
+
+def wait_quiet(limit_s: float) -> float:
+    """Wait (up to `limit_s`) until other processes use < 0.15 core; the seconds waited."""
+    waited = 0.0
+    while waited < limit_s:
+        b0 = busy_cpu_s()
+        time.sleep(0.5)
+        b1 = busy_cpu_s()
+        if b0 is None or b1 is None or (b1 - b0) / 0.5 < 0.15:
+            break
+        waited += 0.5
+    return waited
+
+
+def run_all(
+    cases: list[Case], repeat: int, quiet_wait: float = 0.0
+) -> dict[str, list[dict[str, Any]]]:
+    runs: dict[str, list[dict[str, Any]]] = {c.name: [] for c in cases}
+    with tempfile.TemporaryDirectory(prefix="imds-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        for rep in range(repeat):
+            # Interleaved: every case once per round, the starting case rotating each round.
+            order = cases[rep % len(cases) :] + cases[: rep % len(cases)]
+            for case in order:
+                if case.once and rep > 0:
+                    continue
+                waited = wait_quiet(quiet_wait) if quiet_wait > 0 else 0.0
+                if waited >= quiet_wait > 0:
+                    log(f"machine still busy after {quiet_wait:.0f} s: running anyway")
+                r = run_once(case, tmp)
+                runs[case.name].append(r)
+                shown = r.get("error") or f"hits={r.get('hits', '-')}"
+                log(f"round {rep + 1}/{repeat}  {case.name:<48} {r['wall_s']:8.3f} s  {shown}")
+    return runs
+
+
+# ----------------------------------------------------------------------------- summary
+
+
+def summarize(case: Case, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    good = [r for r in runs if "error" not in r]
+    row: dict[str, Any] = {
+        "name": case.name,
+        "group": case.group,
+        "threads": case.threads,
+        "input": case.input.name,
+        "bytes": case.bytes,
+        "compressed_bytes": case.compressed_bytes,
+        "lines": case.lines,
+        "runs": len(runs),
+        "note": case.note,
+    }
+    if not good:
+        row["error"] = runs[0].get("error", "no run") if runs else "no run"
+        row["hits"] = None
+        if runs:
+            row["wall_s"] = statistics.median(r["wall_s"] for r in runs)
+            row["rss_mb"] = max(r["rss_mb"] for r in runs)
+        if case.corpus is not None:
+            row["expected"] = case.corpus.hits
+        return row
+    wall = statistics.median(r["wall_s"] for r in good)
+    work = statistics.median(r.get("work_s", r["wall_s"]) for r in good)
+    row.update(
+        wall_s=wall,
+        work_s=work,
+        setup_s=wall - work if any("work_s" in r for r in good) else None,
+        mb_s=case.bytes / 1e6 / work if work > 0 and case.lines > 1 else None,
+        mevents_s=case.lines / 1e6 / work if work > 0 and case.lines > 1 else None,
+        rss_mb=max(r["rss_mb"] for r in good),
+    )
+    hit_counts = sorted({r.get("hits") for r in good}, key=lambda h: (h is None, h))
+    row["hits"] = hit_counts[0] if len(hit_counts) == 1 else hit_counts
+    if case.corpus is not None:
+        row["expected"] = case.corpus.hits
+        row["ok"] = row["hits"] == case.corpus.hits
+    best = min(r.get("work_s", r["wall_s"]) for r in good)
+    if row.get("mb_s") is not None and best > 0:
+        row["best_mb_s"] = case.bytes / 1e6 / best
+    walls = [r["wall_s"] for r in good]
+    row["wall_min_s"], row["wall_max_s"] = min(walls), max(walls)
+    others = [r["other_cpu_s"] for r in good if "other_cpu_s" in r]
+    if others:
+        row["other_cpu_s"] = max(others)
+    errors = [r["error"] for r in runs if "error" in r]
+    if errors:
+        row["error"] = f"{len(errors)} of {len(runs)} runs failed: {errors[0]}"
+    for key in ("notes", "version", "candidates"):
+        if key in good[0]:
+            row[f"worker_{key}"] = good[0][key]
+    if "error" in good[0]:
+        row["error"] = good[0]["error"]
+    return row
+
+
+def machine() -> dict[str, str]:
+    info: dict[str, str] = {}
+    try:
+        cpu = Path("/proc/cpuinfo").read_text()
+        info["cpu"] = next(
+            line.split(":", 1)[1].strip() for line in cpu.splitlines() if "model name" in line
+        )
+    except (OSError, StopIteration):
+        info["cpu"] = platform.processor() or "?"
+    info["cores"] = str(os.cpu_count())
+    try:
+        mem = Path("/proc/meminfo").read_text().split()
+        info["ram"] = f"{int(mem[mem.index('MemTotal:') + 1]) / (1 << 20):.1f} GiB"
+    except (OSError, ValueError):
+        info["ram"] = "?"
+    info["os"] = f"{platform.system()} {platform.release()}"
+    info["python"] = platform.python_version()
+
+    def version(cmd: list[str]) -> str | None:
+        if not shutil.which(cmd[0]):
+            return None
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        first = (p.stdout or p.stderr).strip().splitlines()
+        if not first:
+            return None
+        text = first[0].strip("* ").split(", by ")[0]
+        # "rustc 1.95.0 (…)" -> "1.95.0 (…)", "ripgrep 13.0.0" -> "13.0.0"
+        words = text.split()
+        return " ".join(w for w in words if any(c.isdigit() for c in w)) or text
+
+    from importlib import metadata
+
+    for pkg in ("imds-scan", "duckdb", "polars", "hyperscan", "orjson", "zstandard"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            info[pkg] = metadata.version(pkg)
+    for key, cmd in (
+        ("rustc", ["rustc", "--version"]),
+        ("rg", ["rg", "--version"]),
+        ("gzip", ["gzip", "--version"]),
+        ("zstd", ["zstd", "--version"]),
+    ):
+        v = version(cmd)
+        if v:
+            info[key] = v
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", "crates", "python"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        if commit:
+            info["commit"] = commit + (" (+ uncommitted engine changes)" if dirty else "")
+    except OSError:
+        pass
+    return info
+
+
+def fmt(x: float | None, digits: int = 2) -> str:
+    if x is None:
+        return "-"
+    if x >= 100:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}f}"
+
+
+def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    m = meta["machine"]
+    corpus = meta["corpus"]
+    py_rows = [r for r in rows if r["group"] == "baseline" and r.get("mb_s")]
+    py_mb = py_rows[0]["mb_s"] if py_rows else None
+    lines = [
+        f"### {meta['date']}: {corpus['bytes'] / 1e9:.2f} GB corpus, {meta['repeat']} rounds",
+        "",
+        f"Corpus: `{corpus['name']}` ({corpus['lines']:,} events, {corpus['bytes']:,} bytes, "
+        f"{corpus['hits']} expected hits, seed {corpus['seed']}), from the page cache. "
+        f"Median of {meta['repeat']} interleaved rounds. Command: `{meta['command']}`",
+        "",
+        f"Machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('ram')} RAM, {m.get('os')}; "
+        + ", ".join(
+            f"{k} {v}"
+            for k, v in m.items()
+            if k not in ("cpu", "cores", "ram", "os") and v is not None
+        )
+        + ".",
+        "",
+        "| # | tool | threads | wall s | scan s | MB/s | best MB/s | M events/s | x py "
+        "| peak RSS MB | hits | expected | correct |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    notes: list[str] = []
+    for i, r in enumerate(rows, 1):
+        if r.get("ok") is True:
+            ok = "yes"
+        elif r.get("ok") is False:
+            ok = "**NO**"
+        else:
+            ok = "n/a"
+        if r.get("error") and r.get("hits") is None:
+            ok = "**failed**"
+        comparable = py_mb and r.get("mb_s") and r["group"] in ("imds-scan", "peer")
+        speedup = r["mb_s"] / py_mb if comparable else None
+        hits = r.get("hits")
+        lines.append(
+            f"| {i} | {r['name']} | {r['threads']} | {fmt(r.get('wall_s'))} | "
+            f"{fmt(r.get('work_s'))} | {fmt(r.get('mb_s'), 1)} | {fmt(r.get('best_mb_s'), 1)} | "
+            f"{fmt(r.get('mevents_s'), 3)} | "
+            f"{fmt(speedup, 1)} | {fmt(r.get('rss_mb'), 0)} | "
+            f"{'-' if hits is None else hits} | {r.get('expected', '-')} | {ok} |"
+        )
+        parts = [p for p in (r.get("note"), r.get("worker_notes")) if p]
+        if r.get("setup_s") is not None and r.get("wall_s"):
+            parts.append(f"process start-up + imports {r['setup_s'] * 1000:.0f} ms")
+        if r.get("runs", 0) > 1 and r.get("wall_min_s") is not None:
+            parts.append(f"wall {r['wall_min_s']:.2f}-{r['wall_max_s']:.2f} s over the rounds")
+        if r.get("other_cpu_s", 0) > 0.2 * (r.get("wall_s") or 0) + 0.05:
+            parts.append(
+                f"**busy machine**: other processes took up to {r['other_cpu_s']:.1f} CPU-s "
+                "during a run"
+            )
+        if r.get("worker_candidates") is not None:
+            parts.append(f"{r['worker_candidates']} candidate lines")
+        if r.get("compressed_bytes") and r.get("work_s"):
+            per_s = r["compressed_bytes"] / 1e6 / r["work_s"]
+            parts.append(f"{per_s:.0f} MB/s of compressed input")
+        if r.get("error"):
+            parts.append(f"error: {r['error']}")
+        if r["input"] != corpus["name"]:
+            parts.append(f"input `{r['input']}`")
+        notes.append(f"{i}. {'; '.join(parts)}")
+    lines += [
+        "",
+        "Times are medians over the rounds; 'best MB/s' uses the fastest round (the least "
+        "disturbed on a shared machine). MB/s and events/s use the scan time: the wall time "
+        "of the command, except for rows run "
+        "through Python workers (API, DuckDB, Polars, hyperscan), where it is the time of the "
+        "call measured inside the process (wall minus start-up). Peak RSS is that of the "
+        "largest process (GNU time's %M when installed, else wait4's ru_maxrss); it counts the "
+        "pages of a memory-mapped input (rg, hyperscan), which are page cache, not heap. "
+        "'x py' is MB/s over the pure-Python engine's.",
+        "",
+        *notes,
+    ]
+    if meta["notes"]:
+        lines += ["", "Skipped or limited:", "", *(f"- {n}" for n in meta["notes"])]
+    return "\n".join(lines) + "\n"
+
+
+def chart(rows: list[dict[str, Any]], meta: dict[str, Any], dest: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    shown = [r for r in rows if r.get("mb_s") and r["lines"] > 1]
+    colors = {True: "#2a9d8f", False: "#e76f51", None: "#8d99ae"}
+    fig, ax = plt.subplots(figsize=(10, 0.45 * len(shown) + 1.6))
+    names = [r["name"] for r in shown][::-1]
+    vals = [r["mb_s"] for r in shown][::-1]
+    cols = [colors[r.get("ok")] for r in shown][::-1]
+    bars = ax.barh(names, vals, color=cols)
+    ax.set_xscale("log")
+    ax.set_xlabel("MB/s of uncompressed NDJSON (log scale)")
+    for bar, v in zip(bars, vals, strict=True):
+        ax.text(v * 1.05, bar.get_y() + bar.get_height() / 2, f"{v:,.0f}", va="center", fontsize=8)
+    m = meta["machine"]
+    ax.set_title(
+        f"imds-scan benchmark {meta['date']}: {meta['corpus']['bytes'] / 1e9:.2f} GB ECS NDJSON, "
+        f"{m.get('cores')} cores ({m.get('cpu', '')[:40]})",
+        fontsize=9,
+    )
+    from matplotlib.patches import Patch
+
+    ax.legend(
+        handles=[
+            Patch(color=colors[True], label="hit count = expected"),
+            Patch(color=colors[False], label="hit count wrong"),
+            Patch(color=colors[None], label="no rule hit count (limit)"),
+        ],
+        loc="lower right",
+        fontsize=8,
+    )
+    ax.set_xlim(right=max(vals) * 4)
+    fig.tight_layout()
+    fig.savefig(dest, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def update_readme(md: str, png: Path | None) -> None:
+    text = README.read_text()
+    block = [MARK_START, "", md.rstrip()]
+    if png is not None:
+        block += ["", f"![benchmark chart](results/{png.name})"]
+    block += ["", MARK_END]
+    new = "\n".join(block)
+    if MARK_START in text and MARK_END in text:
+        head, rest = text.split(MARK_START, 1)
+        text = head + new + rest.split(MARK_END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + new + "\n"
+    README.write_text(text)
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--size", default="1G", help="corpus size, e.g. 1G, 200M (default 1G)")
+    ap.add_argument("--seed", type=int, default=7, help="corpus seed (default 7)")
+    ap.add_argument("--repeat", type=int, default=3, help="interleaved rounds (default 3)")
+    ap.add_argument(
+        "--python-size",
+        default="200M",
+        help="largest corpus the pure-Python engine scans; above it, it runs on a corpus of "
+        "this size and the same seed and its MB/s is extrapolated (default 200M)",
+    )
+    ap.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=60,
+        help="before each run, wait up to this many seconds for other processes to leave the "
+        "CPUs idle (default 60; 0 = never wait). Runs disturbed anyway are flagged.",
+    )
+    ap.add_argument("--only", help="comma-separated substrings: run only the matching cases")
+    ap.add_argument("--no-compressed", action="store_true", help="no gzip/zstd copies or rows")
+    ap.add_argument("--data", type=Path, default=BENCH / "data", help="corpus directory")
+    ap.add_argument("--results", type=Path, default=BENCH / "results", help="output directory")
+    ap.add_argument(
+        "--no-readme", action="store_true", help="do not put the table into bench/README.md"
+    )
+    args = ap.parse_args(argv)
+
+    notes: list[str] = []
+    size = args.size.upper()
+    corpus = ensure_corpus(args.data, size, args.seed)
+    compressed = {} if args.no_compressed else ensure_compressed(corpus, notes)
+    py_corpus = corpus
+    if parse_size(args.python_size) < corpus.bytes:
+        py_corpus = ensure_corpus(args.data, args.python_size.upper(), args.seed)
+    needles = args.data / "needles.txt"
+    sys.path.insert(0, str(BENCH))
+    from peers import NEEDLES
+
+    needles.write_text("\n".join(NEEDLES) + "\n")
+    tiny = args.data / "one-line.ndjson"
+    with open(corpus.path, "rb") as f:
+        tiny.write_bytes(f.readline())
+
+    cores = os.cpu_count() or 1
+    shards = ensure_shards(corpus, cores) if cores > 1 else None
+    cases = build_cases(corpus, compressed, py_corpus, needles, tiny, shards, args, notes)
+    log(f"{len(cases)} cases x {args.repeat} rounds; warming the page cache")
+    inputs = {c.input for c in cases if c.input.is_file()}
+    if shards is not None:
+        inputs.update(shards[1])
+    warm_cache(sorted(inputs))
+    started = time.time()
+    runs = run_all(cases, args.repeat, args.quiet_wait)
+    log(f"timed runs took {time.time() - started:.0f} s")
+
+    rows = [summarize(c, runs[c.name]) for c in cases]
+    today = dt.date.today().isoformat()
+    meta: dict[str, Any] = {
+        "date": today,
+        "repeat": args.repeat,
+        "command": "python3 bench/harness.py "
+        + " ".join(a for a in (argv if argv is not None else sys.argv[1:])),
+        "machine": machine(),
+        "corpus": {
+            "name": corpus.path.name,
+            "bytes": corpus.bytes,
+            "lines": corpus.lines,
+            "hits": corpus.hits,
+            "seed": args.seed,
+        },
+        "notes": notes,
+    }
+    meta["command"] = meta["command"].strip()
+    args.results.mkdir(parents=True, exist_ok=True)
+    stem = args.results / f"{today}-{size}"
+    md = markdown(rows, meta)
+    Path(f"{stem}.md").write_text(md)
+    Path(f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    png = Path(f"{stem}.png")
+    drawn = chart(rows, meta, png)
+    if not drawn:
+        notes.append("matplotlib not installed: no chart")
+    if not args.no_readme:
+        update_readme(md, png if drawn else None)
+    print(md)
+    log(f"wrote {stem}.md, .json{', .png' if drawn else ''}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
