@@ -29,36 +29,23 @@ _T0 = time.perf_counter()
 REPO = Path(__file__).resolve().parent.parent
 SEED_IR = REPO / "crates" / "imds-core" / "tests" / "data" / "seed_ir.json"
 
-# The seed rule's constants (docs/rule-semantics.md, shared/seed/detection-card.txt).
-NET_EXCLUDED = (
-    "AzureGuestAgent.exe",
-    "WindowsAzureGuestAgent.exe",
-    "WaAppAgent.exe",
-    "aws-cfn-bootstrap",
-    "cloud-init",
-    "amazon-ssm-agent",
-    "google_guest_agent",
-    "waagent",
-)
-PROC_EXCLUDED = (
-    "aws-cfn-bootstrap",
-    "cloud-init",
-    "amazon-ssm-agent",
-    "google_guest_agent",
-    "waagent",
-    "AzureGuestAgent.exe",
-)
-CMD_SUBSTRINGS = (
-    "169.254.169.254",
-    "metadata/instance",
-    "iam/security-credentials",
-    "latest/meta-data",
-    "latest/dynamic",
-    "instance-identity",
-    "computeMetadata",
-    "metadata.google.internal",
-    "imds.azure.com",
-    "metadata/v1",
+# The seed rule's constants, read from its IR so the peers cannot drift from the rule.
+_SEED_BRANCHES = {b["name"]: b["expr"]["args"] for b in json.loads(SEED_IR.read_text())["branches"]}
+
+
+def _excluded(branch: str) -> tuple[str, ...]:
+    return tuple(next(a["arg"]["values"] for a in _SEED_BRANCHES[branch] if a["node"] == "not"))
+
+
+NET_EXCLUDED = _excluded("network")
+PROC_EXCLUDED = _excluded("process")
+# The command-line patterns without their surrounding `*`.
+CMD_SUBSTRINGS = tuple(
+    pred["values"][0].strip("*")
+    for arg in _SEED_BRANCHES["process"]
+    if arg["node"] == "or"
+    for pred in arg["args"]
+    if pred["field"] == "process.command_line"
 )
 # SQL and Polars cannot compare ip-typed fields as 16-byte addresses: these are the spellings
 # of 169.254.169.254 a careful user would list (lower case, %scope stripped).
