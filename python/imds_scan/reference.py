@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, cast
 
 from .ipaddr import in_cidr, parse_cidr, parse_ip
+from .stats import FileStats
 
 _ASCII_FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _JSON_SPACE = b" \t\r\n"
@@ -359,20 +360,6 @@ class Hit:
     branch: int
     witness: dict[str, str] | None
     event: str
-
-
-@dataclass
-class FileStats:
-    bytes: int = 0
-    events: int = 0
-    candidates: int = 0
-    hits: int = 0
-    malformed: int = 0
-    invalid_utf8: int = 0
-    malformed_examples: list[tuple[int, str]] = field(default_factory=list)
-    error: str | None = None
-    compression: str | None = None
-    source_bytes: int = 0
 
 
 class _ReadFailed:

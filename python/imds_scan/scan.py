@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .rules import Rule
 from .sources import InputError as InputError  # re-exported: the CLI and API raise it
 from .sources import Source, as_source, expand
+from .stats import FileStats
 
 if TYPE_CHECKING:
     import polars as pl
@@ -54,21 +55,10 @@ class Hit:
 
 
 @dataclass
-class FileResult:
+class FileResult(FileStats):
+    """One input's statistics, under the name it was given."""
+
     path: str
-    bytes: int = 0
-    events: int = 0
-    candidates: int = 0
-    hits: int = 0
-    malformed: int = 0
-    invalid_utf8: int = 0
-    malformed_examples: list[tuple[int, str]] = field(default_factory=list)
-    # Why the input could not be read, or only in part (with where); None when it was.
-    error: str | None = None
-    # "gzip" or "zstd" (then ``bytes`` counts decompressed bytes), None for plain input.
-    compression: str | None = None
-    # Bytes read from the source (compressed bytes for compressed input).
-    source_bytes: int = 0
 
 
 @dataclass
@@ -229,7 +219,7 @@ def run_scan(
             max_examples,
             progress=advance,
         )
-        ref_files = [reference.FileStats(error=s.error) for s in sources]
+        ref_files = [FileStats(error=s.error) for s in sources]
         for i, ref_stats in zip(readable, ref_readable, strict=True):
             ref_files[i] = ref_stats
         files = [
