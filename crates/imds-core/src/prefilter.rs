@@ -408,52 +408,41 @@ fn spellings_count(w: &[u8]) -> usize {
         .product()
 }
 
-/// All spellings of `w` (already folded), folded: `/` and `\/` for each slash.
-fn slash_spellings(w: &[u8]) -> Vec<Vec<u8>> {
+/// Every string made by replacing each byte of `s` with one of `alts(byte)`, in order.
+fn expand(s: &[u8], alts: impl Fn(u8) -> Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     let mut out = vec![Vec::new()];
-    for &b in w {
-        if b == b'/' {
-            out = out
-                .into_iter()
-                .flat_map(|s| {
-                    let mut esc = s.clone();
-                    esc.extend_from_slice(b"\\/");
-                    let mut plain = s;
-                    plain.push(b'/');
-                    [plain, esc]
+    for &b in s {
+        out = out
+            .into_iter()
+            .flat_map(|prefix| {
+                alts(b).into_iter().map(move |alt| {
+                    let mut v = prefix.clone();
+                    v.extend_from_slice(&alt);
+                    v
                 })
-                .collect();
-        } else {
-            for s in &mut out {
-                s.push(b);
-            }
-        }
+            })
+            .collect();
     }
     out
 }
 
+/// All spellings of `w` (already folded), folded: `/` and `\/` for each slash.
+fn slash_spellings(w: &[u8]) -> Vec<Vec<u8>> {
+    expand(w, |b| match b {
+        b'/' => vec![b"/".to_vec(), b"\\/".to_vec()],
+        _ => vec![vec![b]],
+    })
+}
+
 /// All ASCII case variants of `s`.
 fn case_variants(s: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = vec![Vec::new()];
-    for &b in s {
+    expand(s, |b| {
         if b.is_ascii_alphabetic() {
-            out = out
-                .into_iter()
-                .flat_map(|v| {
-                    let mut up = v.clone();
-                    up.push(b.to_ascii_uppercase());
-                    let mut low = v;
-                    low.push(b.to_ascii_lowercase());
-                    [low, up]
-                })
-                .collect();
+            vec![vec![b.to_ascii_lowercase()], vec![b.to_ascii_uppercase()]]
         } else {
-            for v in &mut out {
-                v.push(b);
-            }
+            vec![vec![b]]
         }
-    }
-    out
+    })
 }
 
 /// A window of a needle: `(offset, len)`, its estimated frequency and spelling count.
