@@ -126,33 +126,6 @@ fn normalise(value: &str) -> Normalised {
     out
 }
 
-/// One inet_aton part: 0x hex, 0 octal, else decimal; `None` if not a number or too long.
-fn number(part: &[u8]) -> Option<u64> {
-    let (digits, radix) = if part.len() >= 2 && part[0] == b'0' && (part[1] | 0x20) == b'x' {
-        (&part[2..], 16)
-    } else if part.first() == Some(&b'0') {
-        (part, 8)
-    } else {
-        (part, 10)
-    };
-    if digits.is_empty() {
-        return None;
-    }
-    let mut value: u64 = 0;
-    let mut significant = 0;
-    for &b in digits {
-        let d = (b as char).to_digit(radix)?;
-        if value > 0 || d > 0 {
-            significant += 1;
-        }
-        if significant > 12 {
-            return None; // far beyond 2**32 in every base
-        }
-        value = value * u64::from(radix) + u64::from(d);
-    }
-    Some(value)
-}
-
 /// glibc inet_aton (1-4 parts, the last filling the remaining bytes; decimal, octal with a
 /// leading 0, hex with 0x), IPv4-mapped. `parts_wanted` > 0: exactly that many parts.
 pub fn inet_aton(text: &str, parts_wanted: usize) -> Option<[u8; 16]> {
@@ -160,27 +133,51 @@ pub fn inet_aton(text: &str, parts_wanted: usize) -> Option<[u8; 16]> {
 }
 
 fn inet_aton_bytes(text: &[u8], parts_wanted: usize) -> Option<[u8; 16]> {
-    let mut numbers = [0u64; 4];
+    let (value, parts) = inet_aton_value(text)?;
+    (parts_wanted == 0 || parts == parts_wanted).then(|| ipv4_mapped(value.to_be_bytes()))
+}
+
+/// The address inet_aton reads in `text` and its number of parts.
+fn inet_aton_value(text: &[u8]) -> Option<(u32, usize)> {
+    let mut parts = [0u64; 4];
     let mut count = 0;
     for part in text.split(|&b| b == b'.') {
         if count == 4 {
             return None;
         }
-        numbers[count] = number(part)?;
+        parts[count] = part_value(part)?;
         count += 1;
     }
-    if parts_wanted > 0 && count != parts_wanted {
-        return None;
-    }
-    let (head, last) = (&numbers[..count - 1], numbers[count - 1]);
+    let (head, last) = (&parts[..count - 1], parts[count - 1]);
     if head.iter().any(|&v| v > 255) || last >= 1u64 << (8 * (4 - head.len())) {
         return None;
     }
     let mut value = last;
-    for (i, v) in head.iter().enumerate() {
-        value |= v << (8 * (3 - i));
+    for (k, v) in head.iter().enumerate() {
+        value |= v << (8 * (3 - k));
     }
-    Some(ipv4_mapped((value as u32).to_be_bytes()))
+    Some((value as u32, count))
+}
+
+/// One inet_aton part: 0x hex, 0 octal, else decimal; `None` if empty, not a number, or past
+/// 2**32 (no address comes of it; leading zeros never count).
+fn part_value(part: &[u8]) -> Option<u64> {
+    let (radix, digits) = match part {
+        [b'0', x, rest @ ..] if x | 0x20 == b'x' => (16, rest),
+        [b'0', ..] => (8, part),
+        _ => (10, part),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for &b in digits {
+        value = value * u64::from(radix) + u64::from((b as char).to_digit(radix)?);
+        if value > u64::from(u32::MAX) {
+            return None;
+        }
+    }
+    Some(value)
 }
 
 fn host_class(host: &str, folded_value: &str) -> Option<&'static str> {
@@ -285,12 +282,10 @@ pub fn findings(value: &str) -> Vec<(&'static str, &str)> {
         i = j;
     }
     for (marker, class) in MARKERS {
-        let m: Vec<char> = marker.chars().collect();
-        if let Some(at) = folded_chars
-            .windows(m.len())
-            .position(|w| w == m.as_slice())
-        {
-            found.push((at, at + m.len(), class));
+        // Markers are ASCII: a byte search, then its offset in characters.
+        if let Some(at_byte) = memchr::memmem::find(folded.as_bytes(), marker.as_bytes()) {
+            let at = folded[..at_byte].chars().count();
+            found.push((at, at + marker.len(), class));
         }
     }
     found.sort_by_key(|&(s, e, _)| (s, e));
@@ -366,10 +361,14 @@ const BYTE_CLASS: [u8; 256] = {
 /// A searcher for [`RawTest::may_match`], built once.
 #[derive(Debug, Clone)]
 pub struct RawTest {
-    /// Every case spelling of each piece's anchor (59: few enough for the packed searcher).
+    /// Each piece's anchor, lower case (13), searched in folded text.
     anchors: aho_corasick::AhoCorasick,
     /// Per anchor pattern: the pieces (index into `RAW_PIECES`) it stands for.
     pieces_of: Vec<Vec<usize>>,
+    /// No inet_aton spelling of an address is shorter: shorter runs are never decoded.
+    min_run: usize,
+    /// The IPv4 addresses of `ADDRESSES`.
+    targets: Vec<u32>,
 }
 
 impl Default for RawTest {
@@ -383,31 +382,13 @@ impl RawTest {
         let mut patterns: Vec<Vec<u8>> = Vec::new();
         let mut pieces_of: Vec<Vec<usize>> = Vec::new();
         for (index, (piece, offset, len)) in RAW_PIECES.iter().enumerate() {
-            let mut spellings = vec![Vec::new()];
-            for &b in &piece[*offset..*offset + len] {
-                let cases = if b.is_ascii_alphabetic() {
-                    vec![b.to_ascii_lowercase(), b.to_ascii_uppercase()]
-                } else {
-                    vec![b]
-                };
-                spellings = spellings
-                    .into_iter()
-                    .flat_map(|s| {
-                        cases.iter().map(move |&c| {
-                            let mut s = s.clone();
-                            s.push(c);
-                            s
-                        })
-                    })
-                    .collect();
-            }
-            for spelling in spellings {
-                match patterns.iter().position(|p| *p == spelling) {
-                    Some(i) => pieces_of[i].push(index),
-                    None => {
-                        patterns.push(spelling);
-                        pieces_of.push(vec![index]);
-                    }
+            // Searched in a folded copy of the text: one (lower-case) spelling per anchor.
+            let anchor = piece[*offset..*offset + len].to_ascii_lowercase();
+            match patterns.iter().position(|p| *p == anchor) {
+                Some(i) => pieces_of[i].push(index),
+                None => {
+                    patterns.push(anchor);
+                    pieces_of.push(vec![index]);
                 }
             }
         }
@@ -419,44 +400,343 @@ impl RawTest {
             .kind(Some(aho_corasick::AhoCorasickKind::DFA))
             .build(&patterns)
             .expect("valid patterns");
-        RawTest { anchors, pieces_of }
+        RawTest {
+            anchors,
+            pieces_of,
+            min_run: shortest_aton_spelling(),
+            targets: ipv4_targets().map(u32::from).collect(),
+        }
     }
 
     /// Where the first of the pieces (ASCII case-insensitively) is found in `hay[at..end]`.
-    pub fn first_piece(&self, hay: &[u8], mut at: usize, end: usize) -> Option<usize> {
-        let hay = &hay[..end];
-        while let Some(m) = self
-            .anchors
-            .find(aho_corasick::Input::new(hay).span(at..end))
-        {
-            for &index in &self.pieces_of[m.pattern().as_usize()] {
-                let (piece, offset, _) = RAW_PIECES[index];
-                if let Some(start) = m.start().checked_sub(offset) {
-                    if hay
-                        .get(start..start + piece.len())
-                        .is_some_and(|w| w.eq_ignore_ascii_case(piece))
-                    {
-                        return Some(m.start());
-                    }
-                }
-            }
-            at = m.start() + 1;
+    /// The text is folded to lower case a slice at a time (slices overlap by an anchor less
+    /// a byte), so that Teddy looks for one spelling of each anchor, not all of their cases.
+    pub fn first_piece(&self, hay: &[u8], at: usize, end: usize) -> Option<usize> {
+        const SLICE: usize = 32 << 10;
+        const OVERLAP: usize = 3; // longest anchor less one
+        thread_local! {
+            static FOLDED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        None
+        let hay = &hay[..end];
+        FOLDED.with_borrow_mut(|folded| {
+            let mut lo = at;
+            while lo < end {
+                let hi = (lo + SLICE).min(end);
+                folded.clear();
+                folded.extend(hay[lo..hi].iter().map(u8::to_ascii_lowercase));
+                let mut from = 0;
+                while let Some(m) = self
+                    .anchors
+                    .find(aho_corasick::Input::new(&folded[..]).span(from..folded.len()))
+                {
+                    let p = lo + m.start();
+                    for &index in &self.pieces_of[m.pattern().as_usize()] {
+                        let (piece, offset, _) = RAW_PIECES[index];
+                        if p.checked_sub(offset).is_some_and(|start| {
+                            hay.get(start..start + piece.len())
+                                .is_some_and(|w| w.eq_ignore_ascii_case(piece))
+                        }) {
+                            return Some(p);
+                        }
+                    }
+                    from = m.start() + 1;
+                }
+                if hi == end {
+                    break;
+                }
+                lo = hi - OVERLAP;
+            }
+            None
+        })
     }
 
     /// The test of one line (no `\n`).
     pub fn may_match(&self, line: &[u8]) -> bool {
-        self.first_piece(line, 0, line.len()).is_some() || self.runs_may_match(line)
+        self.first_piece(line, 0, line.len()).is_some()
+            || self.first_other(line, 0, line.len()).is_some()
     }
 
-    /// False only when no value of the JSON `line` can name an endpoint (any class): the
-    /// prefilter of `imds_endpoint` (docs/ir.md). Inside a JSON string, a value's characters
-    /// appear as themselves except escapes (`\X`, skipped: they stand for non-token
-    /// characters, `\/` aside, whose `/` only matters to markers); so the inet_aton hosts of
-    /// a value are maximal runs of `[A-Za-z0-9._-]` of the line, checked here the same way.
-    /// The rest of [`RawTest::may_match`], for a line holding none of the pieces.
-    pub fn runs_may_match(&self, line: &[u8]) -> bool {
+    /// The rest of [`RawTest::may_match`] over whole lines `hay[at..end]` (`at` starts a
+    /// line): where the first escape or inet_aton run that passes is, or `None` when no value
+    /// there can name an endpoint (any class) but by one of the pieces. Inside a JSON string
+    /// a value's characters appear as themselves except escapes (`\X`, skipped: they stand
+    /// for non-token characters, `\/` aside, whose `/` only matters to markers); so the
+    /// inet_aton hosts of a value are maximal runs of `[A-Za-z0-9._-]` of the line, checked
+    /// here the same way. Equal, line by line, to the plain byte-by-byte reading kept in the
+    /// tests (`runs_reference`), but only runs of at least `min_run` inet_aton bytes, found
+    /// 64 bytes at a time, are looked at.
+    pub fn first_other(&self, hay: &[u8], at: usize, end: usize) -> Option<usize> {
+        let mut base = at;
+        let mut current = masks(hay, base, end);
+        let mut resume = at; // runs before this were checked
+        while base < end {
+            let next = masks(hay, base + 64, end);
+            let mut escape = None;
+            let mut marks = current.marks;
+            while marks != 0 {
+                let p = base + marks.trailing_zeros() as usize;
+                if escape_at(hay, p, at, end) {
+                    escape = Some(p);
+                    break;
+                }
+                marks &= marks - 1;
+            }
+            // Bit i: hay[base + i ..][..min_run] are all inet_aton bytes.
+            let both = u128::from(current.aton) | (u128::from(next.aton) << 64);
+            let mut window = both;
+            for k in 1..self.min_run {
+                window &= both >> k;
+            }
+            let before_escape = escape.map_or(u64::MAX, |p| low_bits(p - base));
+            let mut starts = window as u64 & !low_bits(resume.saturating_sub(base)) & before_escape;
+            while starts != 0 {
+                // The first window start left in a run of inet_aton bytes is where it starts
+                // (an earlier one would have been taken, and its run skipped).
+                let offset = starts.trailing_zeros() as usize;
+                let q = base + offset;
+                let mut run_end = q + (both >> offset).trailing_ones() as usize;
+                if offset + (run_end - q) == 128 {
+                    while run_end < end && is_aton_byte(hay[run_end]) {
+                        run_end += 1;
+                    }
+                }
+                if self.aton_run_at(hay, q, run_end, at, end) {
+                    return Some(q);
+                }
+                resume = run_end;
+                starts &= !low_bits(run_end - base);
+            }
+            if escape.is_some() {
+                return escape;
+            }
+            base += 64;
+            current = next;
+        }
+        None
+    }
+}
+
+impl RawTest {
+    /// Whether the host run holding the inet_aton bytes `hay[q..run_end]` (a maximal run of
+    /// them in `hay[lo..hi]`) is one that inet_aton reads as an address. Usually decided
+    /// from the bytes on either side, without walking the run again.
+    fn aton_run_at(&self, hay: &[u8], q: usize, run_end: usize, lo: usize, hi: usize) -> bool {
+        let is_host = |b: u8| BYTE_CLASS[b as usize] & HOST != 0;
+        if run_end < hi && is_host(hay[run_end]) {
+            return false; // a host byte that is no inet_aton byte follows: not all of them
+        }
+        let (start, stop) = if q > lo && is_host(hay[q - 1]) {
+            host_run(hay, q, lo, hi) // e.g. `\u00e9` before it: walk it
+        } else if q > lo && hay[q - 1] == b'\\' && real_escape(hay, q - 1) {
+            (q + 1, run_end) // `\b`, `\f`: the escaped letter is no part of it
+        } else {
+            (q, run_end)
+        };
+        start < stop && aton_run_names_address(&hay[start..stop], &self.targets)
+    }
+}
+
+/// The `n` (≤ 64 or more) low bits set.
+fn low_bits(n: usize) -> u64 {
+    if n >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << n) - 1
+    }
+}
+
+fn is_aton_byte(b: u8) -> bool {
+    let lower = b | 0x20;
+    b.wrapping_sub(b'0') < 10 || lower.wrapping_sub(b'a') < 6 || lower == b'x' || b == b'.'
+}
+
+/// What one 64-byte block holds, a bit per byte.
+#[derive(Clone, Copy)]
+struct Masks {
+    /// inet_aton bytes: `[0-9a-fA-FxX.]`.
+    aton: u64,
+    /// `%`, and `\\` before `u`: where a relevant escape may start.
+    marks: u64,
+}
+
+/// The masks of `hay[from..end][..64]` (bytes past `end` count as neither).
+fn masks(hay: &[u8], from: usize, end: usize) -> Masks {
+    // 65 bytes: a mark also looks at the byte after it.
+    if let Some(bytes) = hay[..end].get(from..from + 65) {
+        return masks64(bytes.try_into().expect("65 bytes"));
+    }
+    if from >= end {
+        return Masks { aton: 0, marks: 0 };
+    }
+    let mut block = [0u8; 65]; // NUL is neither
+    block[..end - from].copy_from_slice(&hay[from..end]);
+    masks64(&block)
+}
+
+/// SSE2, 16 bytes at a time.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn masks64(block: &[u8; 65]) -> Masks {
+    use safe_arch::*;
+    let splat = |b: u8| set_splat_i8_m128i(b as i8);
+    // x ≤ max, unsigned, byte-wise.
+    let at_most = |x: m128i, max: u8| cmp_eq_mask_i8_m128i(min_u8_m128i(x, splat(max)), x);
+    let (mut aton, mut marks) = (0u64, 0u64);
+    for k in 0..4 {
+        let at = 16 * k;
+        let v = load_unaligned_m128i(block[at..at + 16].try_into().expect("16 bytes"));
+        let next = load_unaligned_m128i(block[at + 1..at + 17].try_into().expect("16 bytes"));
+        let lower = bitor_m128i(v, splat(0x20));
+        let digit = at_most(sub_i8_m128i(v, splat(b'0')), 9);
+        let hex = at_most(sub_i8_m128i(lower, splat(b'a')), 5);
+        let x_or_dot = bitor_m128i(
+            cmp_eq_mask_i8_m128i(lower, splat(b'x')),
+            cmp_eq_mask_i8_m128i(v, splat(b'.')),
+        );
+        let a = bitor_m128i(bitor_m128i(digit, hex), x_or_dot);
+        let backslash_u = bitand_m128i(
+            cmp_eq_mask_i8_m128i(v, splat(b'\\')),
+            cmp_eq_mask_i8_m128i(next, splat(b'u')),
+        );
+        let m = bitor_m128i(cmp_eq_mask_i8_m128i(v, splat(b'%')), backslash_u);
+        aton |= u64::from(move_mask_i8_m128i(a) as u16) << at;
+        marks |= u64::from(move_mask_i8_m128i(m) as u16) << at;
+    }
+    Masks { aton, marks }
+}
+
+/// Portable: the same masks a byte at a time.
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+fn masks64(block: &[u8; 65]) -> Masks {
+    masks_scalar(block)
+}
+
+#[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
+fn masks_scalar(block: &[u8; 65]) -> Masks {
+    let (mut aton, mut marks) = (0u64, 0u64);
+    for i in 0..64 {
+        let (b, next) = (block[i], block[i + 1]);
+        aton |= u64::from(is_aton_byte(b)) << i;
+        marks |= u64::from(b == b'%' || (b == b'\\' && next == b'u')) << i;
+    }
+    Masks { aton, marks }
+}
+
+/// Whether the `%` or `\\` at `p` starts a `%XX` or `\u` escape that a value could use to
+/// spell a token, a marker or a percent-escape (such a line is a candidate). `lo` starts a
+/// line; a backslash escapes the next byte when an odd run of backslashes ends at it, as
+/// in a JSON string (`\\%` is no percent-escape, `\\\\u` no `\u` escape).
+fn escape_at(hay: &[u8], p: usize, lo: usize, end: usize) -> bool {
+    let hay = &hay[..end];
+    if hay[p] == b'%' {
+        p + 2 < end
+            && hay[p + 1].is_ascii_hexdigit()
+            && hay[p + 2].is_ascii_hexdigit()
+            && !(p > lo && hay[p - 1] == b'\\' && real_escape(hay, p - 1))
+    } else {
+        hay.get(p + 1) == Some(&b'u')
+            && real_escape(hay, p)
+            && escape_may_spell(hay.get(p + 2..p + 6))
+    }
+}
+
+/// The run of host bytes around `q` in `hay[lo..hi]` as the byte-by-byte reading sees it:
+/// an escape (`\X`, `\uXXXX`) just before it is not part of it.
+fn host_run(hay: &[u8], q: usize, lo: usize, hi: usize) -> (usize, usize) {
+    let is_host = |b: u8| BYTE_CLASS[b as usize] & HOST != 0;
+    let mut start = q;
+    while start > lo && is_host(hay[start - 1]) {
+        start -= 1;
+    }
+    let mut end = q;
+    while end < hi && is_host(hay[end]) {
+        end += 1;
+    }
+    // The `\` of an escape is no host byte, so only an escape right before can reach in.
+    if start > lo && hay[start - 1] == b'\\' && real_escape(hay, start - 1) {
+        start += if hay[start] == b'u' { 5 } else { 1 };
+    }
+    (start.min(end), end)
+}
+
+/// The backslash at `p` starts an escape: the run of backslashes ending at `p` is odd.
+fn real_escape(hay: &[u8], p: usize) -> bool {
+    let run = hay[..=p].iter().rev().take_while(|&&b| b == b'\\').count();
+    run % 2 == 1
+}
+
+/// A host run inet_aton reads as one of the addresses (`targets`): such a run has a digit
+/// and nothing but digits, hex letters, `x` and dots.
+fn aton_run_names_address(run: &[u8], targets: &[u32]) -> bool {
+    let mut end = run.len();
+    while end > 0 && run[end - 1] == b'.' {
+        end -= 1;
+    }
+    let text = &run[..end];
+    // Most runs are other dotted addresses and versions: their first part, the address's
+    // first byte when there are two parts or more, already tells.
+    if let Some(dot) = memchr::memchr(b'.', text) {
+        let first = part_value(&text[..dot]);
+        if !first.is_some_and(|v| targets.iter().any(|&t| u64::from(t >> 24) == v)) {
+            return false;
+        }
+    }
+    end > 0 && inet_aton_value(text).is_some_and(|(v, _)| targets.contains(&v))
+}
+
+/// Whether `\u` and these 4 bytes may stand for a character that a token, a marker or a
+/// percent-escape could use (or are not a valid escape: then the parser decides).
+fn escape_may_spell(hex: Option<&[u8]>) -> bool {
+    let code = hex
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .and_then(|h| u32::from_str_radix(h, 16).ok());
+    match code.and_then(char::from_u32) {
+        Some(c) if is_token(c) || c == '/' || c == '%' => true,
+        Some('\u{3002}' | '\u{FF61}' | '\u{FF0E}') => true,
+        Some(_) => false,
+        None => code.is_none(), // not 4 hex digits; a surrogate half is skipped
+    }
+}
+
+fn ipv4_targets() -> impl Iterator<Item = std::net::Ipv4Addr> {
+    ADDRESSES.iter().filter_map(|(text, _)| text.parse().ok())
+}
+
+/// The length of the shortest inet_aton spelling of any IPv4 address in `ADDRESSES`: each
+/// part as short as decimal, octal (`0` first) or hex (`0x` first) can write it.
+fn shortest_aton_spelling() -> usize {
+    fn digits(mut v: u64, radix: u64) -> usize {
+        let mut n = 1;
+        while v >= radix {
+            v /= radix;
+            n += 1;
+        }
+        n
+    }
+    let part = |v: u64| {
+        let octal = if v == 0 { 2 } else { 1 + digits(v, 8) };
+        digits(v, 10).min(octal).min(2 + digits(v, 16))
+    };
+    ipv4_targets()
+        .flat_map(|ip| {
+            let b = ip.octets().map(u64::from);
+            (1..=4).map(move |parts| {
+                let last = b[parts - 1..].iter().fold(0, |acc, &x| acc * 256 + x);
+                let head: usize = b[..parts - 1].iter().map(|&x| part(x)).sum();
+                head + part(last) + (parts - 1)
+            })
+        })
+        .min()
+        .unwrap_or(1)
+        .max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The byte-by-byte reading [`RawTest::first_other`] must equal on one line.
+    fn runs_reference(line: &[u8]) -> bool {
         let n = line.len();
         let mut i = 0;
         while i < n {
@@ -523,11 +803,140 @@ impl RawTest {
         }
         false
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    /// Lines rich in what the raw test looks at: runs, escapes, percent-escapes, spellings.
+    fn random_line(state: &mut u64) -> Vec<u8> {
+        const PARTS: &[&str] = &[
+            "169.254.169.254",
+            "0xa9fea9fe",
+            "0XA9.0xFE.0251.254",
+            "2852039166",
+            "192.192",
+            "169.254.43518",
+            "0251.0376.0251.0376.",
+            "169.254.169.253",
+            "10.0.3.17",
+            "1",
+            "0",
+            "00",
+            "0x",
+            "x",
+            ".",
+            "..",
+            "a",
+            "F",
+            "g",
+            "-",
+            "_",
+            ":",
+            "/",
+            " ",
+            "\"",
+            "\\",
+            "\\\\",
+            "\\n",
+            "\\u",
+            "\\u002e",
+            "\\u0030",
+            "\\u00e9",
+            "\\uD800",
+            "\\u3002",
+            "\\u12",
+            "%",
+            "%2e",
+            "%zz",
+            "%4",
+            "é",
+            "\u{3002}",
+            "192.0.0.192",
+            "100.100.100.200",
+        ];
+        let mut next = || {
+            *state ^= *state << 13;
+            *state ^= *state >> 7;
+            *state ^= *state << 17;
+            *state
+        };
+        let len = (next() % 40) as usize;
+        let mut line = Vec::new();
+        for _ in 0..len {
+            line.extend_from_slice(PARTS[(next() % PARTS.len() as u64) as usize].as_bytes());
+        }
+        line
+    }
+
+    #[test]
+    fn fast_reading_equals_byte_by_byte_reading() {
+        let test = RawTest::new();
+        let mut state = 0x2545_F491_4F6C_DD1D;
+        let mut passed = 0;
+        for _ in 0..200_000 {
+            let line = random_line(&mut state);
+            let expected = runs_reference(&line);
+            let found = test.first_other(&line, 0, line.len());
+            assert_eq!(
+                found.is_some(),
+                expected,
+                "{}",
+                String::from_utf8_lossy(&line)
+            );
+            passed += usize::from(expected);
+        }
+        // Both outcomes are exercised.
+        assert!(passed > 20_000 && passed < 180_000, "{passed}");
+    }
+
+    #[test]
+    fn region_search_finds_the_first_passing_line() {
+        let test = RawTest::new();
+        let mut state = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..20_000 {
+            let lines: Vec<Vec<u8>> = (0..4).map(|_| random_line(&mut state)).collect();
+            let hay = lines.join(&b'\n');
+            let first_line = lines.iter().position(|l| test.may_match(l));
+            let piece = test.first_piece(&hay, 0, hay.len());
+            let other = test.first_other(&hay, 0, piece.unwrap_or(hay.len()));
+            let found = other.or(piece);
+            let line_of = |p: usize| hay[..p].iter().filter(|&&b| b == b'\n').count();
+            assert_eq!(
+                found.map(line_of),
+                first_line,
+                "{}",
+                String::from_utf8_lossy(&hay)
+            );
+        }
+    }
+
+    #[test]
+    fn block_masks_equal_the_byte_loop() {
+        let mut state = 0x1234_5678_9ABC_DEF1_u64;
+        let alphabet = b"0123456789abcdefxXABCDEFgGuU.%\\-_:/\"\n\0\x80\xff";
+        for _ in 0..20_000 {
+            let mut block = [0u8; 65];
+            for b in &mut block {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                *b = if state % 4 == 0 {
+                    (state >> 8) as u8 // any byte
+                } else {
+                    alphabet[(state >> 8) as usize % alphabet.len()]
+                };
+            }
+            let (fast, slow) = (masks64(&block), masks_scalar(&block));
+            assert_eq!((fast.aton, fast.marks), (slow.aton, slow.marks), "{block:?}");
+        }
+    }
+
+    #[test]
+    fn no_address_has_a_shorter_spelling_than_min_run() {
+        // 192.0.0.192 as `192.192`: two parts, the last holding 0.0.192.
+        assert_eq!(shortest_aton_spelling(), 7);
+        assert_eq!(inet_aton("192.192", 0), inet_aton("192.0.0.192", 0));
+        let test = RawTest::new();
+        let line = br#"{"a":"x 192.192 y"}"#;
+        assert!(test.first_other(line, 0, line.len()).is_some());
+    }
 
     #[test]
     fn no_anchor_is_a_prefix_of_another() {

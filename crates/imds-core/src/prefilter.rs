@@ -620,22 +620,14 @@ impl Prefilter {
             return found;
         };
         // The first line (from `at`) holding a needle or passing the endpoint test: the
-        // first needle or piece found, unless a line before it passes the rest of the test.
+        // first needle or piece found, unless an escape or a run before it passes the rest
+        // of the test (then its line comes first).
         let piece = test.first_piece(hay, at, found.unwrap_or(end));
         let first = match (found, piece) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let limit = first.unwrap_or(end);
-        let mut start = at;
-        while start < limit {
-            let stop = memchr::memchr(b'\n', &hay[start..limit]).map_or(limit, |i| start + i);
-            if test.runs_may_match(&hay[start..stop]) {
-                return Some(start);
-            }
-            start = stop + 1;
-        }
-        first
+        test.first_other(hay, at, first.unwrap_or(end)).or(first)
     }
 
     /// Whether one line (no `\n`) is a candidate.
