@@ -43,6 +43,30 @@ IMDS_COMPRESSION_WORDS = ("gzip", ".gz", "zstd", ".zst")
 IMDS_OK = (0, 1)  # imds-scan exits 1 when it found hits
 
 
+PACK = "hardened"
+PACK_SUFFIX = f", --pack {PACK}"  # a row that runs the pack beside its row without it
+
+
+def pack_ratios(rows: list[dict[str, Any]]) -> list[str]:
+    """The pack's cost: each pack row's scan time over its twin's without the pack."""
+    by_name = {r["name"]: r for r in rows}
+    out = []
+    for r in rows:
+        base = by_name.get(r["name"].removesuffix(PACK_SUFFIX))
+        if r["name"].endswith(PACK_SUFFIX) and base and r.get("work_s") and base.get("work_s"):
+            best = (
+                base["best_mb_s"] / r["best_mb_s"]
+                if r.get("best_mb_s") and base.get("best_mb_s")
+                else None
+            )
+            out.append(
+                f"- {base['name']}: {r['work_s'] / base['work_s']:.2f}x the default rule's "
+                f"time (median; fastest rounds {fmt(best)}x): {fmt(base['work_s'])} s -> "
+                f"{fmt(r['work_s'])} s"
+            )
+    return out
+
+
 def _gnu_time() -> str | None:
     """/usr/bin/time when it is GNU time (peak RSS of the command itself, via -f %M)."""
     exe = shutil.which("time", path="/usr/bin:/bin")
@@ -316,6 +340,19 @@ def build_cases(
                     "own time (start-up shown apart)",
                 )
             )
+        add(
+            Case(
+                f"imds-scan Python API, all threads{PACK_SUFFIX}",
+                "imds-scan",
+                [sys.executable, str(PEERS), "api", str(nd), "--threads", "0", "--pack", PACK],
+                nd,
+                None,
+                f"all ({cores})",
+                _worker_json,
+                "the default rule and the hardened pack in one scan: its hits are the pack's "
+                "too, so no expected count",
+            )
+        )
         if shards is not None:
             add(
                 Case(
@@ -364,6 +401,31 @@ def build_cases(
                                 compressed_bytes=path.stat().st_size,
                             )
                         )
+                    add(
+                        Case(
+                            f"imds-scan CLI .{kind}, all threads{PACK_SUFFIX}",
+                            "imds-scan",
+                            [
+                                *cli,
+                                "--threads",
+                                "0",
+                                "--pack",
+                                PACK,
+                                "-f",
+                                "ndjson",
+                                "-q",
+                                str(path),
+                            ],
+                            path,
+                            None,
+                            f"all ({cores})",
+                            _count_lines,
+                            "MB/s of uncompressed NDJSON; wall time of the command; the default "
+                            "rule and the hardened pack",
+                            ok_codes=IMDS_OK,
+                            compressed_bytes=path.stat().st_size,
+                        )
+                    )
             else:
                 notes.append(
                     "imds-scan on .gz/.zst: not supported yet (`imds-scan --help` names no "
@@ -807,6 +869,10 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "",
         *notes,
     ]
+    ratios = pack_ratios(rows)
+    if ratios:
+        lines += ["", f"Cost of `--pack {PACK}` (the default rule and the pack in one scan):", ""]
+        lines += ratios
     if meta["notes"]:
         lines += ["", "Skipped or limited:", "", *(f"- {n}" for n in meta["notes"])]
     return "\n".join(lines) + "\n"

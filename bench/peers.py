@@ -430,11 +430,11 @@ def run_hyperscan(path: str, procs: int) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- imds-scan API
 
 
-def run_api(paths: list[str], threads: int) -> dict[str, Any]:
-    from imds_scan.rules import default_rules
+def run_api(paths: list[str], threads: int, pack: str | None = None) -> dict[str, Any]:
+    from imds_scan.rules import default_rules, load_rules, pack_path
     from imds_scan.scan import run_scan
 
-    rules = default_rules()
+    rules = load_rules(["default", pack_path(pack)])[0] if pack else default_rules()
     t0 = time.perf_counter()
     result = run_scan(paths, rules, engine="rust", threads=threads)
     work = time.perf_counter() - t0
@@ -444,7 +444,8 @@ def run_api(paths: list[str], threads: int) -> dict[str, Any]:
         "events": stats.total("events"),
         "candidates": stats.total("candidates"),
         "work_s": work,
-        "notes": "imds_scan.scan.run_scan(engine='rust'); time of the call, imports excluded",
+        "notes": "imds_scan.scan.run_scan(engine='rust'); time of the call, imports excluded"
+        + (f"; default rule + {pack} pack" if pack else ""),
     }
 
 
@@ -459,6 +460,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("path", nargs="+", help="input file(s); only `api` takes several")
     ap.add_argument("--procs", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--pack", help="api: also run this bundled rule pack")
     args = ap.parse_args(argv)
     runners: dict[str, Callable[[], dict[str, Any]]] = {
         "duckdb": lambda: run_duckdb(args.path[0], args.threads),
@@ -466,7 +468,7 @@ def main(argv: list[str]) -> int:
         "polars": lambda: run_polars(args.path[0], "overrides"),
         "polars-full-schema": lambda: run_polars(args.path[0], "full"),
         "hyperscan": lambda: run_hyperscan(args.path[0], args.procs),
-        "api": lambda: run_api(args.path, args.threads),
+        "api": lambda: run_api(args.path, args.threads, args.pack),
     }
     out = runners[args.kind]()
     out["setup_s"] = time.perf_counter() - _T0 - out["work_s"]
