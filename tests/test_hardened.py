@@ -4,6 +4,7 @@ imdsEndpoint decoder agrees between the engines on random tokens."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -393,3 +394,31 @@ def test_prefilter_is_used_and_sound(tmp_path: Path) -> None:
     without = run_scan([str(path)], pack(), engine="rust", prefilter=False)
     assert hit_keys(with_filter.hits) == hit_keys(without.hits)
     assert len(with_filter.hits) == len(RAW_LINES)
+
+
+def test_table_names_the_rule_when_several_ran(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imds_scan.output import write_table
+
+    monkeypatch.setenv("COLUMNS", "250")  # rich folds cells to the terminal's width
+    from imds_scan.rules import default_rules
+
+    data = tmp_path / "t.ndjson"
+    data.write_text(
+        json.dumps({"event": {"category": "process"}, "process": {"args": ["curl", "0xA9FEA9FE"]}})
+        + "\n"
+        + json.dumps({"destination": {"ip": "169.254.169.254"}, "event": {"category": "network"}})
+        + "\n"
+    )
+
+    def table(rules: list[Rule]) -> str:
+        out = io.StringIO()
+        write_table(run_scan([str(data)], rules).hits, out)
+        return out.getvalue()
+
+    both = table([*default_rules(), *pack()])
+    assert "rule" in both.splitlines()[2]
+    assert "imds-hardened-endpoint (medium)" in both and "imds-default (high)" in both
+    # One rule: no column for it.
+    assert "imds-default" not in table(default_rules())

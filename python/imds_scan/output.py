@@ -46,14 +46,19 @@ def write_table(hits: list[Hit], out: TextIO) -> None:
     from rich.text import Text
 
     table = Table(title=f"{len(hits)} hit(s)", show_lines=False, expand=True)
-    for name in ("source:line", "branch", "host", "process", "matched"):
+    # Several rules (a pack, --rule DIR): say which one each hit is from.
+    by_rule = len({hit.rule.id for hit in hits}) > 1
+    names = ("source:line", *(("rule",) if by_rule else ()), "branch", "host", "process")
+    for name in (*names, "matched"):
         table.add_column(name, overflow="fold")
     for hit in hits:
         matched = ""
         if hit.matched:
             matched = f"{hit.matched['field']} ~ {hit.matched['pattern']}: {hit.matched['value']}"
+        rule = (f"{hit.rule.id} ({hit.rule.severity})",) if by_rule else ()
         cells = (
             f"{hit.source}:{hit.line}",
+            *rule,
             hit.branch,
             _event_field(hit, "host.name"),
             _event_field(hit, "process.name"),
