@@ -917,14 +917,18 @@ mod tests {
                 state ^= state << 13;
                 state ^= state >> 7;
                 state ^= state << 17;
-                *b = if state % 4 == 0 {
+                *b = if state.is_multiple_of(4) {
                     (state >> 8) as u8 // any byte
                 } else {
                     alphabet[(state >> 8) as usize % alphabet.len()]
                 };
             }
             let (fast, slow) = (masks64(&block), masks_scalar(&block));
-            assert_eq!((fast.aton, fast.marks), (slow.aton, slow.marks), "{block:?}");
+            assert_eq!(
+                (fast.aton, fast.marks),
+                (slow.aton, slow.marks),
+                "{block:?}"
+            );
         }
     }
 
