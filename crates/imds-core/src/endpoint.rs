@@ -483,10 +483,7 @@ impl RawTest {
             }
             // Bit i: hay[base + i ..][..min_run] are all inet_aton bytes.
             let both = u128::from(current.aton) | (u128::from(next.aton) << 64);
-            let mut window = both;
-            for k in 1..self.min_run {
-                window &= both >> k;
-            }
+            let window = runs_at_least(both, self.min_run);
             let before_escape = escape.map_or(u64::MAX, |p| low_bits(p - base));
             let mut starts = window as u64 & !low_bits(resume.saturating_sub(base)) & before_escape;
             while starts != 0 {
@@ -534,6 +531,19 @@ impl RawTest {
         };
         start < stop && aton_run_names_address(&hay[start..stop], &self.targets)
     }
+}
+
+/// Bit i: bits i..i + n of `m` are all set (n ≥ 1), in log2(n) + 1 shifts.
+fn runs_at_least(m: u128, n: usize) -> u128 {
+    let (mut window, mut len) = (m, 1);
+    while len * 2 <= n {
+        window &= window >> len;
+        len *= 2;
+    }
+    if len < n {
+        window &= window >> (n - len);
+    }
+    window
 }
 
 /// The `n` (≤ 64 or more) low bits set.
@@ -904,6 +914,21 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(&hay)
             );
+        }
+    }
+
+    #[test]
+    fn runs_at_least_marks_run_starts() {
+        let mut state = 0xDEAD_BEEF_u64;
+        for _ in 0..2_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let m = (u128::from(state) << 64) | u128::from(state.rotate_left(29) | state);
+            for n in 1..=12 {
+                let naive = (1..n).fold(m, |w, k| w & (m >> k));
+                assert_eq!(runs_at_least(m, n), naive, "{m:x} {n}");
+            }
         }
     }
 
