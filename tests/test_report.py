@@ -533,3 +533,55 @@ def test_host_filters_on_the_sample_agree_with_the_oracle(globs: tuple[str, ...]
         skip = scan([str(SAMPLE)], config=ScanConfig(engine=engine, exclude_hosts=globs))
         assert [h.line for h in only.hits] == included, engine
         assert [h.line for h in skip.hits] == excluded, engine
+
+
+RULE_TOML = """
+[rule]
+name = "Suspicious shell"
+rule_id = "test-shell"
+severity = "low"
+type = "eql"
+language = "eql"
+query = '''process where process.name == "sh"'''
+references = ["https://example.test/shell"]
+{threat}
+"""
+
+THREAT_TOML = """
+[[rule.threat]]
+framework = "MITRE ATT&CK"
+[rule.threat.tactic]
+id = "TA0002"
+name = "Execution"
+[[rule.threat.technique]]
+id = "T1059"
+name = "Command and Scripting Interpreter"
+[[rule.threat.technique]]
+id = "T1202"
+name = "Indirect Command Execution"
+"""
+
+
+@pytest.mark.parametrize("threat", [THREAT_TOML, ""])
+def test_alert_threat_is_the_rules_own(tmp_path: Path, threat: str) -> None:
+    from imds_scan.rules import parse_rule_text
+    from imds_scan.scan import run_scan
+
+    rule = parse_rule_text(RULE_TOML.format(threat=threat), "test.toml")
+    path = tmp_path / "e.ndjson"
+    event = {"event": {"category": "process"}, "process": {"name": "sh"}}
+    path.write_text(json.dumps(event) + "\n")
+    (hit,) = run_scan([str(path)], [rule]).hits
+    doc = alert_document(hit)
+    assert doc["rule"]["reference"] == "https://example.test/shell"
+    if not threat:
+        assert "threat" not in doc  # no mapping: none is made up
+        return
+    assert doc["threat"] == {
+        "framework": "MITRE ATT&CK",
+        "tactic": {"id": "TA0002", "name": "Execution"},
+        "technique": {
+            "id": ["T1059", "T1202"],
+            "name": ["Command and Scripting Interpreter", "Indirect Command Execution"],
+        },
+    }

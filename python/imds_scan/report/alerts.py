@@ -1,38 +1,20 @@
 """ECS alert documents (``--format alerts``): one per hit, ready to re-ingest into Elastic.
 
-Each document is the source event with ``event.kind`` set to ``alert``, the rule in ``rule.*``,
-the ATT&CK mapping in ``threat.*`` and where the hit came from in ``imds_scan.*``. Only ECS
-field names are added outside ``imds_scan``; ECS has no ``rule.severity``, so the severity is
-``event.severity`` (Elastic's risk number for it) and ``imds_scan.severity`` (the word).
+Each document is the source event with ``event.kind`` set to ``alert``, the rule in
+``rule.*``, the rule's own ATT&CK mapping (its ``[[rule.threat]]``) in ``threat.*`` and where
+the hit came from in ``imds_scan.*``. Only ECS field names are added outside ``imds_scan``; ECS
+has no ``rule.severity``, so the severity is ``event.severity`` (Elastic's risk number for it)
+and ``imds_scan.severity`` (the word).
 """
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
+from ..rules import Rule
 from ..scan import Hit
 
-ATTACK = "https://attack.mitre.org"
-THREAT: dict[str, Any] = {
-    "framework": "MITRE ATT&CK",
-    "tactic": {
-        "id": "TA0006",
-        "name": "Credential Access",
-        "reference": f"{ATTACK}/tactics/TA0006/",
-    },
-    "technique": {
-        "id": "T1552",
-        "name": "Unsecured Credentials",
-        "reference": f"{ATTACK}/techniques/T1552/",
-        "subtechnique": {
-            "id": "T1552.005",
-            "name": "Cloud Instance Metadata API",
-            "reference": f"{ATTACK}/techniques/T1552/005/",
-        },
-    },
-}
 # Elastic Security's default risk score for each rule severity.
 RISK = {"low": 21, "medium": 47, "high": 73, "critical": 99}
 RULESET = "imds-scan"
@@ -61,6 +43,38 @@ def _put(obj: dict[str, Any], path: str, value: Any) -> None:
     obj[parts[-1]] = value
 
 
+def _one_or_many(values: list[Any]) -> Any:
+    """ECS keyword fields hold one value or an array: one value stays a scalar."""
+    unique = list(dict.fromkeys(v for v in values if v is not None))
+    return unique[0] if len(unique) == 1 else unique
+
+
+def _fields(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        key: _one_or_many([item.get(key) for item in items])
+        for key in ("id", "name", "reference")
+        if any(item.get(key) is not None for item in items)
+    }
+
+
+def threat_fields(rule: Rule) -> dict[str, Any]:
+    """ECS ``threat.*`` from the rule's own ``[[rule.threat]]`` mapping (empty without one)."""
+    entries = [t for t in rule.threat if isinstance(t, dict)]
+    if not entries:
+        return {}
+    tactics = [t["tactic"] for t in entries if isinstance(t.get("tactic"), dict)]
+    techniques = [x for t in entries for x in t.get("technique", []) if isinstance(x, dict)]
+    subs = [x for t in techniques for x in t.get("subtechnique", []) if isinstance(x, dict)]
+    threat: dict[str, Any] = {"framework": _one_or_many([t.get("framework") for t in entries])}
+    if tactics:
+        threat["tactic"] = _fields(tactics)
+    if techniques:
+        threat["technique"] = _fields(techniques)
+        if subs:
+            threat["technique"]["subtechnique"] = _fields(subs)
+    return threat
+
+
 def _take(obj: dict[str, Any], head: str) -> dict[str, Any]:
     """Remove and return the top-level keys of a namespace, as spelled (``rule``, ``rule.x``)."""
     return {key: obj.pop(key) for key in list(obj) if key == head or key.startswith(f"{head}.")}
@@ -78,13 +92,12 @@ def alert_document(hit: Hit) -> dict[str, Any]:
     if risk is not None:
         _put(doc, "event.severity", risk)
         _put(doc, "event.risk_score", float(risk))
-    doc["rule"] = {
-        "id": hit.rule.id,
-        "name": hit.rule.name,
-        "ruleset": RULESET,
-        "reference": THREAT["technique"]["subtechnique"]["reference"],
-    }
-    doc["threat"] = copy.deepcopy(THREAT)
+    doc["rule"] = {"id": hit.rule.id, "name": hit.rule.name, "ruleset": RULESET}
+    if hit.rule.references:
+        doc["rule"]["reference"] = hit.rule.references[0]
+    threat = threat_fields(hit.rule)
+    if threat:
+        doc["threat"] = threat
     doc["imds_scan"] = {
         "source": hit.source,
         "line": hit.line,
