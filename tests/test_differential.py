@@ -461,6 +461,17 @@ def _literals(node: dict[str, Any]) -> list[str]:
     return [v for arg in node["args"] for v in _literals(arg)]
 
 
+def _write_events(rnd: random.Random, path: Path, exprs: list[dict[str, Any]]) -> Path:
+    """5-25 events built from the expressions' literals, some JSON-escaped."""
+    literals = [v for e in exprs for v in _literals(e)]
+    lines = [
+        encode(rnd, _rule_event(rnd, literals), rnd.choice([0.0, 0.0, 0.1, 0.5]))
+        for _ in range(rnd.randint(5, 25))
+    ]
+    path.write_bytes("".join(line + "\n" for line in lines).encode("utf-8", "surrogatepass"))
+    return path
+
+
 @settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -477,18 +488,32 @@ def test_engines_agree_on_every_operator(tmp_path: Path, seed: int) -> None:
         == rule_ir
     )
     rules = [Rule("random", "random", "low", query, rule_ir)]
-    literals = [v for e in exprs for v in _literals(e)]
-    path = tmp_path / "ops.ndjson"
-    lines = [
-        encode(rnd, _rule_event(rnd, literals), rnd.choice([0.0, 0.0, 0.1, 0.5]))
-        for _ in range(rnd.randint(5, 25))
-    ]
-    path.write_bytes("".join(line + "\n" for line in lines).encode("utf-8", "surrogatepass"))
+    path = _write_events(rnd, tmp_path / "ops.ndjson", exprs)
     py = run_scan([str(path)], rules, engine="python")
     rs = run_scan([str(path)], rules, engine="rust")
     rs_full = run_scan([str(path)], rules, engine="rust", prefilter=False)
     assert hit_keys(rs_full.hits) == hit_keys(py.hits), query
     assert hit_keys(rs.hits) == hit_keys(py.hits), query
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(seed=st.integers(0, 2**32))
+def test_engines_agree_with_several_rules(tmp_path: Path, seed: int) -> None:
+    # Several rules: the Rust engine evaluates on a candidate line only the rules whose
+    # needles it holds (the rule gate); the Python engine evaluates them all.
+    rnd = random.Random(seed)
+    exprs = [_random_expr(rnd) for _ in range(rnd.randint(2, 6))]
+    rules = []
+    for i, expr in enumerate(exprs):
+        query = f"any where {format_condition(expr)}"
+        rule_ir = compile_rule(query, name=f"r{i}", rule_id=f"r{i}", severity="low")
+        rules.append(Rule(f"r{i}", f"r{i}", "low", query, rule_ir))
+    path = _write_events(rnd, tmp_path / "rules.ndjson", exprs)
+    py = run_scan([str(path)], rules, engine="python")
+    rs = run_scan([str(path)], rules, engine="rust")
+    assert hit_keys(rs.hits) == hit_keys(py.hits), [r.query for r in rules]
 
 
 @settings(

@@ -9,7 +9,7 @@
 use crate::eval::{CompiledRule, Witness};
 use crate::event;
 use crate::ir::RuleIr;
-use crate::prefilter::Prefilter;
+use crate::prefilter::{Prefilter, RuleGate};
 use crate::source::{self, Compression, Counted, Input};
 use rayon::prelude::*;
 use std::fs::File;
@@ -94,6 +94,8 @@ pub struct ScanReport {
 pub struct Engine {
     pub rules: Vec<CompiledRule>,
     pub prefilter: Prefilter,
+    /// With several rules: which of them a candidate line can match (off with the prefilter).
+    pub gate: Option<RuleGate>,
 }
 
 /// Why a skipped line is malformed: it cannot be a JSON object.
@@ -106,11 +108,16 @@ const SEARCH_WINDOW: usize = 256 << 10;
 impl Engine {
     pub fn new(rules: Vec<RuleIr>) -> Result<Engine, crate::Error> {
         let prefilter = Prefilter::new(&rules);
+        let gate = (rules.len() > 1).then(|| RuleGate::new(&rules));
         let rules = rules
             .into_iter()
             .map(CompiledRule::new)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Engine { rules, prefilter })
+        Ok(Engine {
+            rules,
+            prefilter,
+            gate,
+        })
     }
 
     /// Scan files; see [`Engine::scan_inputs`].
@@ -643,6 +650,8 @@ struct LineScanner<'e> {
     line_no: u64,
     stats: FileStats,
     hits: Vec<Hit>,
+    /// Scratch: the rules the gate leaves open on the current line.
+    open: Vec<bool>,
 }
 
 impl<'e> LineScanner<'e> {
@@ -655,6 +664,7 @@ impl<'e> LineScanner<'e> {
             line_no: 0,
             stats: FileStats::default(),
             hits: Vec::new(),
+            open: Vec::new(),
         }
     }
 
@@ -717,7 +727,14 @@ impl<'e> LineScanner<'e> {
                 if parsed.invalid_utf8 {
                     self.stats.invalid_utf8 += 1;
                 }
+                let gate = self.engine.gate.as_ref().filter(|_| self.opts.prefilter);
+                if let Some(gate) = gate {
+                    gate.open(line, &mut self.open);
+                }
                 for (rule, compiled) in self.engine.rules.iter().enumerate() {
+                    if gate.is_some() && !self.open[rule] {
+                        continue; // none of its needles in the line: it cannot match
+                    }
                     if let Some(m) = compiled.evaluate(&parsed.doc) {
                         self.stats.hits += 1;
                         self.hits.push(Hit {
