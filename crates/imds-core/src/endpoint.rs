@@ -511,9 +511,7 @@ impl RawTest {
         }
         None
     }
-}
 
-impl RawTest {
     /// Whether the host run holding the inet_aton bytes `hay[q..run_end]` (a maximal run of
     /// them in `hay[lo..hi]`) is one that inet_aton reads as an address. Usually decided
     /// from the bytes on either side, without walking the run again.
