@@ -332,16 +332,18 @@ where
 }
 
 /// The rest of `path` when `key`, split on `.`, is a prefix of it.
-fn strip_key<'p, S: AsRef<str>>(key: &str, path: &'p [S]) -> Option<&'p [S]> {
+/// (Path parts hold no `.`; compared as prefixes, so most keys are ruled out by a byte or two.)
+fn strip_key<'p, S: AsRef<str>>(mut key: &str, path: &'p [S]) -> Option<&'p [S]> {
     let mut rest = path;
-    for key_part in key.split('.') {
+    loop {
         let (first, tail) = rest.split_first()?;
-        if first.as_ref() != key_part {
-            return None;
-        }
+        let after = key.strip_prefix(first.as_ref())?;
         rest = tail;
+        if after.is_empty() {
+            return Some(rest);
+        }
+        key = after.strip_prefix('.')?;
     }
-    Some(rest)
 }
 
 /// Look for the rest of the path in an object, or in each object of an array (nested arrays
