@@ -650,6 +650,8 @@ struct LineScanner<'e> {
     line_no: u64,
     stats: FileStats,
     hits: Vec<Hit>,
+    /// With several rules and the prefilter on: which rules a candidate line can match.
+    gate: Option<&'e RuleGate>,
     /// Scratch: the rules the gate leaves open on the current line.
     open: Vec<bool>,
 }
@@ -664,6 +666,7 @@ impl<'e> LineScanner<'e> {
             line_no: 0,
             stats: FileStats::default(),
             hits: Vec::new(),
+            gate: engine.gate.as_ref().filter(|_| opts.prefilter),
             open: Vec::new(),
         }
     }
@@ -727,12 +730,11 @@ impl<'e> LineScanner<'e> {
                 if parsed.invalid_utf8 {
                     self.stats.invalid_utf8 += 1;
                 }
-                let gate = self.engine.gate.as_ref().filter(|_| self.opts.prefilter);
-                if let Some(gate) = gate {
+                if let Some(gate) = self.gate {
                     gate.open(line, &mut self.open);
                 }
                 for (rule, compiled) in self.engine.rules.iter().enumerate() {
-                    if gate.is_some() && !self.open[rule] {
+                    if self.gate.is_some() && !self.open[rule] {
                         continue; // none of its needles in the line: it cannot match
                     }
                     if let Some(m) = compiled.evaluate(&parsed.doc) {
