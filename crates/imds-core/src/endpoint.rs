@@ -3,6 +3,7 @@
 //! a resolver or an HTTP client accepts, and the text that named each one.
 
 use crate::ip::{ipv4_mapped, parse_ip};
+use crate::prefilter::real_escape;
 
 const ADDRESSES: &[(&str, &str)] = &[
     ("169.254.169.254", "imds-link-local"),
@@ -554,8 +555,7 @@ fn low_bits(n: usize) -> u64 {
 }
 
 fn is_aton_byte(b: u8) -> bool {
-    let lower = b | 0x20;
-    b.wrapping_sub(b'0') < 10 || lower.wrapping_sub(b'a') < 6 || lower == b'x' || b == b'.'
+    BYTE_CLASS[b as usize] & ATON != 0
 }
 
 /// What one 64-byte block holds, a bit per byte.
@@ -665,12 +665,6 @@ fn host_run(hay: &[u8], q: usize, lo: usize, hi: usize) -> (usize, usize) {
         start += if hay[start] == b'u' { 5 } else { 1 };
     }
     (start.min(end), end)
-}
-
-/// The backslash at `p` starts an escape: the run of backslashes ending at `p` is odd.
-fn real_escape(hay: &[u8], p: usize) -> bool {
-    let run = hay[..=p].iter().rev().take_while(|&&b| b == b'\\').count();
-    run % 2 == 1
 }
 
 /// A host run inet_aton reads as one of the addresses (`targets`): such a run has a digit

@@ -794,7 +794,7 @@ impl Search {
 }
 
 /// The backslash at `p` starts an escape: the run of backslashes ending at `p` is odd.
-fn real_escape(hay: &[u8], p: usize) -> bool {
+pub(crate) fn real_escape(hay: &[u8], p: usize) -> bool {
     let run = hay[..=p].iter().rev().take_while(|&&b| b == b'\\').count();
     run % 2 == 1
 }
