@@ -612,27 +612,59 @@ impl Prefilter {
     /// bytes of `hay` outside the range are only looked at to decode escapes. When the
     /// prefilter is inactive, `at` itself (when `at < end`).
     pub fn find(&self, hay: &[u8], at: usize, end: usize) -> Option<usize> {
-        if self.all {
-            return (at < end).then_some(at);
+        self.finder().find(hay, at, end)
+    }
+
+    /// For successive searches of one buffer from increasing positions.
+    pub fn finder(&self) -> Finder<'_> {
+        Finder {
+            prefilter: self,
+            needle: None,
+            from: 0,
+            to: 0,
         }
-        let found = self.search.as_ref().and_then(|s| s.find(hay, at, end));
-        let Some(test) = &self.endpoint else {
-            return found;
-        };
-        // The first line (from `at`) holding a needle or passing the endpoint test: the
-        // first needle or piece found, unless an escape or a run before it passes the rest
-        // of the test (then its line comes first).
-        let piece = test.first_piece(hay, at, found.unwrap_or(end));
-        let first = match (found, piece) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        test.first_other(hay, at, first.unwrap_or(end)).or(first)
     }
 
     /// Whether one line (no `\n`) is a candidate.
     pub fn is_candidate(&self, line: &[u8]) -> bool {
         self.all || self.find(line, 0, line.len()).is_some()
+    }
+}
+
+/// Searches of one buffer from increasing positions ([`Prefilter::finder`]). It keeps the
+/// needle search's result: the endpoint test may pass a line before the next needle, and the
+/// needle search then goes on from where it stopped instead of searching the bytes again.
+#[derive(Debug)]
+pub struct Finder<'p> {
+    prefilter: &'p Prefilter,
+    /// The first needle in `hay[from..to]`, if any.
+    needle: Option<usize>,
+    from: usize,
+    to: usize,
+}
+
+impl Finder<'_> {
+    /// [`Prefilter::find`]; `at` never goes back and `end` is a line end.
+    pub fn find(&mut self, hay: &[u8], at: usize, end: usize) -> Option<usize> {
+        let pf = self.prefilter;
+        if pf.all {
+            return (at < end).then_some(at);
+        }
+        let found = pf.search.as_ref().and_then(|s| {
+            // What is known from `at` on: the first needle, or that there is none before `to`.
+            let known = at >= self.from && self.needle.is_none_or(|h| h >= at);
+            if !known || (self.needle.is_none() && self.to < end) {
+                let from = if known { self.to.max(at) } else { at };
+                self.needle = s.find(hay, from, end);
+                (self.from, self.to) = (at, end);
+            }
+            self.needle.filter(|&h| h < end)
+        });
+        let Some(test) = &pf.endpoint else {
+            return found;
+        };
+        // The first line (from `at`) holding a needle or passing the endpoint test.
+        test.first(hay, at, found.unwrap_or(end)).or(found)
     }
 }
 
@@ -1359,6 +1391,66 @@ mod tests {
             self.0 ^= self.0 >> 7;
             self.0 ^= self.0 << 17;
             self.0 % n
+        }
+    }
+
+    #[test]
+    fn finder_equals_fresh_searches() {
+        // The seed's needles and the endpoint test: lines pass by either, or by both.
+        let p = Prefilter::new(&[
+            seed_ir(),
+            rule(vec![pred(
+                "url.full",
+                FieldType::Keyword,
+                Op::ImdsEndpoint,
+                &["imds-link-local"],
+            )]),
+        ]);
+        let kinds = [
+            "curl http://169.254.169.254/latest",
+            "wget 0xa9fea9fe",
+            "GET /latest/api/token",
+            "echo imds.azure.com",
+            "cat iam/security-credentials",
+            "ls -la /tmp",
+            "ping 10.0.0.1",
+        ];
+        let (search, test) = (p.search.as_ref().unwrap(), p.endpoint.as_ref().unwrap());
+        let mut rng = Rng(0x5EED_F00D_1234_5678);
+        for _ in 0..300 {
+            let lines: Vec<Vec<u8>> = (0..rng.below(30))
+                .map(|_| line(kinds[rng.below(kinds.len() as u64) as usize]))
+                .collect();
+            let hay = lines.join(&b'\n');
+            // As the scan does: search windows of a few lines, restart after each hit's line.
+            let mut finder = p.finder();
+            let (mut at, mut found) = (0, Vec::new());
+            while at < hay.len() {
+                let window = at + rng.below(400) as usize;
+                let end = memchr::memchr(b'\n', hay.get(window..).unwrap_or(&[]))
+                    .map_or(hay.len(), |i| window + i);
+                // Both searches from scratch, composed as `Finder::find` does.
+                let needle = search.find(&hay, at, end);
+                let fresh = test.first(&hay, at, needle.unwrap_or(end)).or(needle);
+                assert_eq!(
+                    finder.find(&hay, at, end),
+                    fresh,
+                    "{}",
+                    String::from_utf8_lossy(&hay)
+                );
+                match fresh {
+                    Some(h) => {
+                        found.push(h);
+                        at = memchr::memchr(b'\n', &hay[h..]).map_or(hay.len(), |i| h + i);
+                    }
+                    None => at = end,
+                }
+            }
+            let expected = lines
+                .iter()
+                .filter(|l| search.find(l, 0, l.len()).is_some() || test.may_match(l))
+                .count();
+            assert_eq!(found.len(), expected, "{}", String::from_utf8_lossy(&hay));
         }
     }
 

@@ -676,7 +676,7 @@ impl<'e> LineScanner<'e> {
         if stream_start {
             buf = buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(buf);
         }
-        let pf = &self.engine.prefilter;
+        let mut pf = self.engine.prefilter.finder();
         let len = buf.len();
         let mut pos = 0;
         // The prefilter has searched buf[..searched], finding `hit` (the first relevant

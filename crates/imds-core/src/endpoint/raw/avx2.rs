@@ -1,0 +1,144 @@
+//! The AVX2 kernel of the raw-line test: every mask of a block in one pass, 32 bytes at a
+//! time. `unsafe` is allowed here only: to call AVX2 code once the CPU is known to have it
+//! (the `Avx2` token proves it), and for unaligned vector loads from in-bounds slices.
+#![allow(unsafe_code)]
+
+use super::{Fingerprints, Masks, RawTest, BLOCK, NUMBER_BUCKETS, PIECE_BUCKETS};
+use std::arch::x86_64::*;
+
+/// Proof that the CPU has AVX2: only [`Avx2::detect`] makes one.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Avx2(());
+
+impl Avx2 {
+    pub(super) fn detect() -> Option<Avx2> {
+        is_x86_feature_detected!("avx2").then_some(Avx2(()))
+    }
+}
+
+/// [`RawTest::first`] with this kernel.
+pub(super) fn first(
+    _cpu: Avx2,
+    test: &RawTest,
+    hay: &[u8],
+    at: usize,
+    end: usize,
+) -> Option<usize> {
+    // SAFETY: an `Avx2` exists only when the CPU has AVX2.
+    unsafe { first_avx2(test, hay, at, end) }
+}
+
+/// The masks of one block, for tests against the byte loop.
+#[cfg(test)]
+pub(super) fn block_masks(_cpu: Avx2, block: &[u8; BLOCK], fingerprints: &Fingerprints) -> Masks {
+    // SAFETY: as in `first`.
+    unsafe { masks(block, &Tables::new(fingerprints)) }
+}
+
+#[target_feature(enable = "avx2")]
+fn first_avx2(test: &RawTest, hay: &[u8], at: usize, end: usize) -> Option<usize> {
+    let tables = Tables::new(&test.fingerprints);
+    // The closure inherits this function's target features.
+    test.first_in_blocks(hay, at, end, |block, _| masks(block, &tables))
+}
+
+/// The nibble tables as vectors, built once per search.
+struct Tables {
+    lo: [__m256i; 3],
+    hi: [__m256i; 3],
+    aton_lo: __m256i,
+    aton_hi: __m256i,
+}
+
+impl Tables {
+    #[target_feature(enable = "avx2")]
+    fn new(fingerprints: &Fingerprints) -> Tables {
+        // inet_aton bytes by nibbles: digits, hex letters, `x`, `.`: each a product of a set
+        // of low and a set of high nibbles.
+        const ATON_LO: [u8; 16] = [1, 3, 3, 3, 3, 3, 3, 1, 5, 1, 0, 0, 0, 0, 8, 0];
+        const ATON_HI: [u8; 16] = [0, 0, 8, 1, 2, 4, 2, 4, 0, 0, 0, 0, 0, 0, 0, 0];
+        Tables {
+            lo: fingerprints.lo.each_ref().map(|t| table(t)),
+            hi: fingerprints.hi.each_ref().map(|t| table(t)),
+            aton_lo: table(&ATON_LO),
+            aton_hi: table(&ATON_HI),
+        }
+    }
+}
+
+#[target_feature(enable = "avx2")]
+#[inline]
+fn load(block: &[u8; BLOCK], at: usize) -> __m256i {
+    let bytes: &[u8; 32] = block[at..at + 32].try_into().expect("32 bytes");
+    // SAFETY: `bytes` is 32 readable bytes; `loadu` has no alignment requirement.
+    unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
+}
+
+/// A 16-byte table in both 128-bit lanes (`shuffle_epi8` looks up within a lane).
+#[target_feature(enable = "avx2")]
+#[inline]
+fn table(t: &[u8; 16]) -> __m256i {
+    let mut both = [0u8; BLOCK];
+    both[..16].copy_from_slice(t);
+    both[16..32].copy_from_slice(t);
+    load(&both, 0)
+}
+
+/// Bit i: byte i of `v` has a bit of `bits`.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn any_bits(v: __m256i, bits: u8) -> u32 {
+    let v = if bits == 0xFF {
+        v
+    } else {
+        _mm256_and_si256(v, _mm256_set1_epi8(bits as i8))
+    };
+    // Saturating: any non-zero byte reaches 0x80, the bit `movemask` takes.
+    _mm256_movemask_epi8(_mm256_adds_epu8(v, _mm256_set1_epi8(0x7F))) as u32
+}
+
+/// Byte-wise `lo[b & 15] & hi[b >> 4]`.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn lookup(v: __m256i, lo: __m256i, hi: __m256i) -> __m256i {
+    let nibble = _mm256_set1_epi8(0x0F);
+    let low = _mm256_and_si256(v, nibble);
+    let high = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
+    _mm256_and_si256(_mm256_shuffle_epi8(lo, low), _mm256_shuffle_epi8(hi, high))
+}
+
+/// Every mask of `block`, as `masks_scalar` gives them.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn masks(block: &[u8; BLOCK], t: &Tables) -> Masks {
+    let mut m = Masks::default();
+    for half in [0, 32] {
+        let v: [__m256i; 3] = [
+            load(block, half),
+            load(block, half + 1),
+            load(block, half + 2),
+        ];
+        let buckets = _mm256_and_si256(
+            _mm256_and_si256(
+                lookup(v[0], t.lo[0], t.hi[0]),
+                lookup(v[1], t.lo[1], t.hi[1]),
+            ),
+            lookup(v[2], t.lo[2], t.hi[2]),
+        );
+        let backslash = _mm256_cmpeq_epi8(v[0], _mm256_set1_epi8(b'\\' as i8));
+        let marks = _mm256_or_si256(
+            _mm256_cmpeq_epi8(v[0], _mm256_set1_epi8(b'%' as i8)),
+            _mm256_and_si256(
+                backslash,
+                _mm256_cmpeq_epi8(v[1], _mm256_set1_epi8(b'u' as i8)),
+            ),
+        );
+        let bits = |x: u32| u64::from(x) << half;
+        m.aton |= bits(any_bits(lookup(v[0], t.aton_lo, t.aton_hi), 0xFF));
+        m.marks |= bits(_mm256_movemask_epi8(marks) as u32);
+        m.backslash |= bits(_mm256_movemask_epi8(backslash) as u32);
+        m.pieces |= bits(any_bits(buckets, PIECE_BUCKETS));
+        m.numbers |= bits(any_bits(buckets, NUMBER_BUCKETS));
+    }
+    m
+}
