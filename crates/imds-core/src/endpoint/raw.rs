@@ -40,6 +40,9 @@ const RAW_PIECES: &[(&[u8], usize, u8)] = &[
 ];
 
 const ANCHOR_LEN: usize = 3;
+/// No inet_aton spelling of a table address is shorter (`192.192` is 192.0.0.192; a test
+/// computes it from the table): shorter runs are never decoded.
+const MIN_RUN: usize = 7;
 /// Buckets of the piece anchors.
 const PIECE_BUCKETS: u8 = 0b0011_1111;
 /// Octal or hex first part (`0` and an inet_aton byte).
@@ -144,8 +147,6 @@ pub struct RawTest {
     fingerprints: Fingerprints,
     /// Per bucket: the pieces whose anchor is in it.
     bucket_pieces: [Vec<usize>; 8],
-    /// No inet_aton spelling of an address is shorter: shorter runs are never decoded.
-    min_run: usize,
     /// The IPv4 addresses of `ADDRESSES`.
     targets: Vec<u32>,
     kernel: Kernel,
@@ -210,7 +211,6 @@ impl RawTest {
             pieces_of,
             fingerprints,
             bucket_pieces,
-            min_run: shortest_aton_spelling(),
             targets,
             kernel: Kernel::detect(),
         }
@@ -283,7 +283,7 @@ impl RawTest {
     /// only matters to markers); so the inet_aton hosts of a value are maximal runs of
     /// `[A-Za-z0-9._-]` of the line, checked here the same way. Equal, line by line, to the
     /// plain byte-by-byte reading kept in the tests (`runs_reference`), but only runs that
-    /// may hold a spelling are looked at: at least `min_run` inet_aton bytes, starting with a
+    /// may hold a spelling are looked at: at least `MIN_RUN` inet_aton bytes, starting with a
     /// spelling's first bytes or just after an escape.
     #[inline(always)]
     fn first_in_blocks<K: Fn(&[u8; BLOCK], &Fingerprints) -> Masks>(
@@ -322,12 +322,10 @@ impl RawTest {
             } else {
                 0
             };
-            let mut run_candidates = run_starts & (current.numbers | after_escape);
-            if run_candidates != 0 {
-                // Bit i: hay[base + i ..][..min_run] are all inet_aton bytes.
-                let both = u128::from(current.aton) | (u128::from(next.aton) << 64);
-                run_candidates &= runs_at_least(both, self.min_run) as u64;
-            }
+            // Bit i: hay[base + i ..][..MIN_RUN] are all inet_aton bytes.
+            let both = u128::from(current.aton) | (u128::from(next.aton) << 64);
+            let window = runs_at_least(both, MIN_RUN) as u64;
+            let run_candidates = run_starts & (current.numbers | after_escape) & window;
             if current.marks | current.pieces | run_candidates != 0 {
                 if let Some(p) =
                     self.first_in_block(hay, base, at, end, &current, &next, run_candidates)
@@ -611,6 +609,7 @@ fn ipv4_targets() -> impl Iterator<Item = std::net::Ipv4Addr> {
 
 /// The length of the shortest inet_aton spelling of any IPv4 address in `ADDRESSES`: each
 /// part as short as decimal, octal (`0` first) or hex (`0x` first) can write it.
+#[cfg(test)]
 fn shortest_aton_spelling() -> usize {
     fn digits(mut v: u64, radix: u64) -> usize {
         let mut n = 1;
@@ -991,7 +990,7 @@ mod tests {
     #[test]
     fn no_address_has_a_shorter_spelling_than_min_run() {
         // 192.0.0.192 as `192.192`: two parts, the last holding 0.0.192.
-        assert_eq!(shortest_aton_spelling(), 7);
+        assert_eq!(shortest_aton_spelling(), MIN_RUN);
         assert_eq!(inet_aton("192.192", 0), inet_aton("192.0.0.192", 0));
         for test in every_kernel() {
             assert!(test.may_match(br#"{"a":"x 192.192 y"}"#));
