@@ -28,6 +28,7 @@
 //! When the anchors' spellings do not fit Teddy's 64 patterns, a case-insensitive DFA over
 //! the whole needles (each slash spelled both ways) and the `\u` guard is used instead.
 
+use crate::endpoint::RawTest;
 use crate::ir::{FieldType, Node, Op, Predicate, RuleIr};
 use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind};
 
@@ -535,7 +536,9 @@ pub struct Prefilter {
     /// Some rule is unfilterable: every line is a candidate.
     all: bool,
     /// Lines the endpoint raw-line test passes are candidates too (`imds_endpoint`).
-    endpoint: Option<crate::endpoint::RawTest>,
+    endpoint: Option<RawTest>,
+    /// The endpoint test also passes every line holding a needle: `search` is not run.
+    needles_held: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -563,23 +566,33 @@ impl Prefilter {
                 search: None,
                 all: true,
                 endpoint: None,
+                needles_held: false,
             };
         };
         let before = lits.len();
         lits.retain(|l| l.text != ENDPOINT_NEEDLE);
-        let endpoint = (lits.len() < before).then(crate::endpoint::RawTest::new);
-        if lits.is_empty() && endpoint.is_some() {
+        if lits.len() == before {
+            let search = Search::new(lits);
             return Prefilter {
-                search: None,
-                all: false,
-                endpoint,
+                all: search.is_none(),
+                search,
+                endpoint: None,
+                needles_held: false,
             };
         }
-        let search = Search::new(lits);
+        // The endpoint test passes a line anyway: when it can also hold the other needles,
+        // one pass over the text does for both.
+        let texts: Vec<&str> = lits.iter().map(|l| l.text.as_str()).collect();
+        let rarity = |w: &[u8]| w.iter().map(|&b| byte_freq(b)).product::<f64>();
+        let (endpoint, needles_held) = match RawTest::holding(&texts, rarity) {
+            Some(test) => (test, true),
+            None => (RawTest::new(), false),
+        };
         Prefilter {
-            all: search.is_none(),
-            search,
-            endpoint,
+            all: false,
+            search: (!lits.is_empty()).then(|| Search::new(lits)).flatten(),
+            endpoint: Some(endpoint),
+            needles_held,
         }
     }
 
@@ -603,6 +616,9 @@ impl Prefilter {
         match (&self.search, self.all, &self.endpoint) {
             (_, true, _) => "none: every line is parsed",
             (None, false, _) => "the imds_endpoint raw-line test only",
+            (Some(_), false, _) if self.needles_held => {
+                "the imds_endpoint raw-line test, also holding the needles (one pass)"
+            }
             (Some(s), false, _) => &s.strategy,
         }
     }
@@ -650,7 +666,8 @@ impl Finder<'_> {
         if pf.all {
             return (at < end).then_some(at);
         }
-        let found = pf.search.as_ref().and_then(|s| {
+        let search = pf.search.as_ref().filter(|_| !pf.needles_held);
+        let found = search.and_then(|s| {
             // What is known from `at` on: the first needle, or that there is none before `to`.
             let known = at >= self.from && self.needle.is_none_or(|h| h >= at);
             if !known || (self.needle.is_none() && self.to < end) {
@@ -1263,6 +1280,21 @@ mod tests {
         Prefilter::new(&[seed_ir()])
     }
 
+    /// The seed and an `imds_endpoint` rule: the endpoint test holds the seed's needles.
+    fn seed_with_endpoint() -> Prefilter {
+        let p = Prefilter::new(&[
+            seed_ir(),
+            rule(vec![pred(
+                "url.full",
+                FieldType::Keyword,
+                Op::ImdsEndpoint,
+                &["imds-link-local"],
+            )]),
+        ]);
+        assert!(p.needles_held, "{}", p.strategy());
+        p
+    }
+
     const SEED_FRAGMENTS: [&str; 11] = [
         "169.254.169.254",
         "metadata.google.internal",
@@ -1415,6 +1447,9 @@ mod tests {
             "ls -la /tmp",
             "ping 10.0.0.1",
         ];
+        // The needle search runs apart (not held by the endpoint test): the cache is used.
+        let mut p = p;
+        p.needles_held = false;
         let (search, test) = (p.search.as_ref().unwrap(), p.endpoint.as_ref().unwrap());
         let mut rng = Rng(0x5EED_F00D_1234_5678);
         for _ in 0..300 {
@@ -1487,7 +1522,7 @@ mod tests {
     #[test]
     fn respelled_literals_are_candidates() {
         let mut rng = Rng(0x1234_5678_9abc_def1);
-        for p in [seed(), fallback()] {
+        for p in [seed(), fallback(), seed_with_endpoint()] {
             for lit in SEED_FRAGMENTS.iter().chain(&["::ffff:a9fe:a9fe"]) {
                 for _ in 0..300 {
                     let v = respell(&mut rng, lit);

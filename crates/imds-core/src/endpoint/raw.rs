@@ -11,6 +11,8 @@ use crate::prefilter::real_escape;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 /// Case-insensitive pieces of which a line holds one whenever a value names an endpoint by a
 /// marker, a host name, a wildcard-DNS name or an IPv6 spelling (when the line has no `\u`
@@ -45,6 +47,8 @@ const ANCHOR_LEN: usize = 3;
 const MIN_RUN: usize = 7;
 /// Buckets of the piece anchors.
 const PIECE_BUCKETS: u8 = 0b0011_1111;
+/// Buckets of both sets that hold pieces.
+const ALL_PIECE_BUCKETS: u16 = 0xFF00 | PIECE_BUCKETS as u16;
 /// Octal or hex first part (`0` and an inet_aton byte).
 const OCTAL_OR_HEX: u8 = 6;
 /// The first bytes of the decimal spellings: an address's first byte and a dot, or its value.
@@ -78,35 +82,43 @@ const BYTE_CLASS: [u8; 256] = {
 
 /// Teddy-style fingerprints of 3 bytes: bit k of `lo[j][b & 15] & hi[j][b >> 4]` is set when
 /// byte `b` may be byte `j` of a fingerprint in bucket k. Nibbles are looked up apart, so a
-/// bucket also takes some other bytes: every hit is checked again.
+/// bucket also takes some other bytes: every hit is checked again. Buckets 0-7 are the
+/// test's own; 8-15 (a second set of tables, used only when not empty) hold the anchors of
+/// other rules' needles ([`RawTest::holding`]).
 #[derive(Debug, Clone, Default)]
 struct Fingerprints {
-    lo: [[u8; 16]; ANCHOR_LEN],
-    hi: [[u8; 16]; ANCHOR_LEN],
+    lo: [[[u8; 16]; ANCHOR_LEN]; 2],
+    hi: [[[u8; 16]; ANCHOR_LEN]; 2],
+    held: bool,
 }
 
 impl Fingerprints {
     fn add(&mut self, bucket: u8, j: usize, byte: u8) {
+        let (set, bit) = (usize::from(bucket / 8), 1 << (bucket % 8));
+        self.held |= set == 1;
         for b in [byte.to_ascii_lowercase(), byte.to_ascii_uppercase()] {
-            self.lo[j][usize::from(b & 15)] |= 1 << bucket;
-            self.hi[j][usize::from(b >> 4)] |= 1 << bucket;
+            self.lo[set][j][usize::from(b & 15)] |= bit;
+            self.hi[set][j][usize::from(b >> 4)] |= bit;
         }
     }
 
     fn add_any(&mut self, bucket: u8, j: usize) {
         for n in 0..16 {
-            self.lo[j][n] |= 1 << bucket;
-            self.hi[j][n] |= 1 << bucket;
+            self.lo[0][j][n] |= 1 << bucket;
+            self.hi[0][j][n] |= 1 << bucket;
         }
     }
 
     /// The buckets whose fingerprint may start at `bytes[0]` (missing bytes match nothing).
-    fn at(&self, bytes: &[u8]) -> u8 {
-        (0..ANCHOR_LEN).fold(0xFF, |bits, j| {
-            bits & bytes.get(j).map_or(0, |&b| {
-                self.lo[j][usize::from(b & 15)] & self.hi[j][usize::from(b >> 4)]
+    fn at(&self, bytes: &[u8]) -> u16 {
+        let set = |s: usize| {
+            (0..ANCHOR_LEN).fold(0xFF, |bits, j| {
+                bits & bytes.get(j).map_or(0, |&b| {
+                    self.lo[s][j][usize::from(b & 15)] & self.hi[s][j][usize::from(b >> 4)]
+                })
             })
-        })
+        };
+        u16::from(set(0)) | (u16::from(set(1)) << 8)
     }
 }
 
@@ -130,7 +142,10 @@ struct Masks {
 /// How the blocks are classified: chosen once, from what the CPU has.
 #[derive(Debug, Clone, Copy)]
 enum Kernel {
-    /// One AVX2 pass does everything.
+    /// One AVX-512 (F, BW) pass does everything, 64 bytes at a time.
+    #[cfg(target_arch = "x86_64")]
+    Avx512(avx512::Avx512),
+    /// One AVX2 pass does everything, 32 bytes at a time.
     #[cfg(target_arch = "x86_64")]
     Avx2(avx2::Avx2),
     /// Pieces through aho-corasick; masks with SSE2 (x86-64) or a byte loop.
@@ -142,14 +157,25 @@ enum Kernel {
 pub struct RawTest {
     /// Each piece's anchor, lower case, searched in folded text (split kernel).
     anchors: aho_corasick::AhoCorasick,
-    /// Per anchor pattern: the pieces (index into `RAW_PIECES`) it stands for.
+    /// Per anchor pattern: the pieces (index into `pieces`) it stands for.
     pieces_of: Vec<Vec<usize>>,
+    /// `RAW_PIECES`, then the pieces held for other needles ([`RawTest::holding`]).
+    pieces: Vec<Piece>,
     fingerprints: Fingerprints,
     /// Per bucket: the pieces whose anchor is in it.
-    bucket_pieces: [Vec<usize>; 8],
+    bucket_pieces: [Vec<usize>; 16],
     /// The IPv4 addresses of `ADDRESSES`.
     targets: Vec<u32>,
     kernel: Kernel,
+}
+
+/// A piece the test looks for (ASCII case-insensitively): its text, where its 3-byte anchor
+/// is in it, and the anchor's bucket.
+#[derive(Debug, Clone)]
+struct Piece {
+    text: Vec<u8>,
+    offset: usize,
+    bucket: u8,
 }
 
 impl Default for RawTest {
@@ -160,16 +186,81 @@ impl Default for RawTest {
 
 impl RawTest {
     pub fn new() -> RawTest {
+        RawTest::with_pieces(Vec::new())
+    }
+
+    /// The test, made to pass also every line holding one of `needles` (ASCII
+    /// case-insensitively, in any JSON spelling), so that they need no search of their own;
+    /// `None` when some needle has no piece the test can hold for it. A needle that holds one
+    /// of the test's pieces needs nothing more. Otherwise the test holds its longest run of
+    /// token characters (3 or more; no `/`, which a JSON encoder may write `\/`): the run
+    /// appears in the line as it is, or one of its characters is a `\u` escape, and a `\u`
+    /// escape of a token character passes the test.
+    pub fn holding(needles: &[&str], rarity: impl Fn(&[u8]) -> f64) -> Option<RawTest> {
+        // One bucket of the second set each: more would share buckets, and each shared one
+        // takes many more byte triples than its anchors.
+        const MAX_HELD: usize = 8;
+        let mut extra = Vec::new();
+        for needle in needles {
+            let folded = needle.to_ascii_lowercase();
+            let held = RAW_PIECES.iter().any(|(piece, _, _)| {
+                let piece = piece.to_ascii_lowercase();
+                folded.as_bytes().windows(piece.len()).any(|w| w == piece)
+            });
+            if held {
+                continue;
+            }
+            let run = folded
+                .split(|c: char| !is_token(c))
+                .max_by_key(|run| run.len())
+                .filter(|run| run.len() >= ANCHOR_LEN)?;
+            let offset = (0..=run.len() - ANCHOR_LEN)
+                .min_by(|&a, &b| {
+                    let (x, y) = (
+                        &run.as_bytes()[a..][..ANCHOR_LEN],
+                        &run.as_bytes()[b..][..ANCHOR_LEN],
+                    );
+                    rarity(x).total_cmp(&rarity(y))
+                })
+                .unwrap_or(0);
+            extra.push((run.as_bytes().to_vec(), offset));
+        }
+        (extra.len() <= MAX_HELD).then(|| RawTest::with_pieces(extra))
+    }
+
+    /// Whether the test holds other needles than its own pieces.
+    pub fn holds_needles(&self) -> bool {
+        self.pieces.len() > RAW_PIECES.len()
+    }
+
+    fn with_pieces(extra: Vec<(Vec<u8>, usize)>) -> RawTest {
+        let mut pieces: Vec<Piece> = RAW_PIECES
+            .iter()
+            .map(|(text, offset, bucket)| Piece {
+                text: text.to_vec(),
+                offset: *offset,
+                bucket: *bucket,
+            })
+            .collect();
+        // The second set of buckets, one each.
+        for (k, (text, offset)) in extra.into_iter().enumerate() {
+            let bucket = 8 + (k % 8) as u8;
+            pieces.push(Piece {
+                text,
+                offset,
+                bucket,
+            });
+        }
         let mut patterns: Vec<Vec<u8>> = Vec::new();
         let mut pieces_of: Vec<Vec<usize>> = Vec::new();
         let mut fingerprints = Fingerprints::default();
-        let mut bucket_pieces: [Vec<usize>; 8] = Default::default();
-        for (index, (piece, offset, bucket)) in RAW_PIECES.iter().enumerate() {
-            let anchor = piece[*offset..*offset + ANCHOR_LEN].to_ascii_lowercase();
+        let mut bucket_pieces: [Vec<usize>; 16] = Default::default();
+        for (index, piece) in pieces.iter().enumerate() {
+            let anchor = piece.text[piece.offset..piece.offset + ANCHOR_LEN].to_ascii_lowercase();
             for (j, &b) in anchor.iter().enumerate() {
-                fingerprints.add(*bucket, j, b);
+                fingerprints.add(piece.bucket, j, b);
             }
-            bucket_pieces[usize::from(*bucket)].push(index);
+            bucket_pieces[usize::from(piece.bucket)].push(index);
             match patterns.iter().position(|p| *p == anchor) {
                 Some(i) => pieces_of[i].push(index),
                 None => {
@@ -209,6 +300,7 @@ impl RawTest {
         RawTest {
             anchors,
             pieces_of,
+            pieces,
             fingerprints,
             bucket_pieces,
             targets,
@@ -226,6 +318,8 @@ impl RawTest {
     /// value there can name an endpoint.
     pub fn first(&self, hay: &[u8], at: usize, end: usize) -> Option<usize> {
         match self.kernel {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512(cpu) => avx512::first(cpu, self, hay, at, end),
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2(cpu) => avx2::first(cpu, self, hay, at, end),
             Kernel::Split => self.first_split(hay, at, end),
@@ -262,7 +356,7 @@ impl RawTest {
                     let p = lo + m.start();
                     if self.pieces_of[m.pattern().as_usize()]
                         .iter()
-                        .any(|&index| piece_at(hay, p, index))
+                        .any(|&index| self.piece_at(hay, p, index))
                     {
                         return Some(p);
                     }
@@ -392,14 +486,23 @@ impl RawTest {
         found
     }
 
+    /// Whether piece `index` has its anchor at `p` (ASCII case-insensitively).
+    fn piece_at(&self, hay: &[u8], p: usize, index: usize) -> bool {
+        let piece = &self.pieces[index];
+        p.checked_sub(piece.offset).is_some_and(|start| {
+            hay.get(start..start + piece.text.len())
+                .is_some_and(|w| w.eq_ignore_ascii_case(&piece.text))
+        })
+    }
+
     /// Whether a piece whose anchor is in a bucket matching at `p` is at `p` in `hay[..end]`.
     fn piece_starts(&self, hay: &[u8], p: usize, end: usize) -> bool {
         let hay = &hay[..end];
-        let buckets = self.fingerprints.at(&hay[p..]) & PIECE_BUCKETS;
-        (0..8).filter(|k| buckets >> k & 1 != 0).any(|k| {
+        let buckets = self.fingerprints.at(&hay[p..]) & ALL_PIECE_BUCKETS;
+        (0..16).filter(|k| buckets >> k & 1 != 0).any(|k| {
             self.bucket_pieces[k]
                 .iter()
-                .any(|&index| piece_at(hay, p, index))
+                .any(|&index| self.piece_at(hay, p, index))
         })
     }
 
@@ -425,20 +528,15 @@ impl RawTest {
 impl Kernel {
     fn detect() -> Kernel {
         #[cfg(target_arch = "x86_64")]
+        if let Some(cpu) = avx512::Avx512::detect() {
+            return Kernel::Avx512(cpu);
+        }
+        #[cfg(target_arch = "x86_64")]
         if let Some(cpu) = avx2::Avx2::detect() {
             return Kernel::Avx2(cpu);
         }
         Kernel::Split
     }
-}
-
-/// Whether piece `index` of `RAW_PIECES` has its anchor at `p` (ASCII case-insensitively).
-fn piece_at(hay: &[u8], p: usize, index: usize) -> bool {
-    let (piece, offset, _) = RAW_PIECES[index];
-    p.checked_sub(offset).is_some_and(|start| {
-        hay.get(start..start + piece.len())
-            .is_some_and(|w| w.eq_ignore_ascii_case(piece))
-    })
 }
 
 /// The bits of a block (from `base`) before `found`, all when `None`.
@@ -482,8 +580,8 @@ fn masks_scalar(block: &[u8; BLOCK], fingerprints: &Fingerprints) -> Masks {
         m.aton |= u64::from(is_aton_byte(b)) << i;
         m.marks |= u64::from(b == b'%' || (b == b'\\' && next == b'u')) << i;
         m.backslash |= u64::from(b == b'\\') << i;
-        m.pieces |= u64::from(buckets & PIECE_BUCKETS != 0) << i;
-        m.numbers |= u64::from(buckets & NUMBER_BUCKETS != 0) << i;
+        m.pieces |= u64::from(buckets & ALL_PIECE_BUCKETS != 0) << i;
+        m.numbers |= u64::from(buckets & u16::from(NUMBER_BUCKETS) != 0) << i;
     }
     m
 }
@@ -827,6 +925,13 @@ mod tests {
                 ..RawTest::new()
             });
         }
+        #[cfg(target_arch = "x86_64")]
+        if let Some(cpu) = avx512::Avx512::detect() {
+            tests.push(RawTest {
+                kernel: Kernel::Avx512(cpu),
+                ..RawTest::new()
+            });
+        }
         tests
     }
 
@@ -918,6 +1023,11 @@ mod tests {
                 let fast = avx2::block_masks(cpu, &block, &test.fingerprints);
                 assert_eq!(fast, slow, "{block:?}");
             }
+            #[cfg(target_arch = "x86_64")]
+            if let Some(cpu) = avx512::Avx512::detect() {
+                let fast = avx512::block_masks(cpu, &block, &test.fingerprints);
+                assert_eq!(fast, slow, "{block:?}");
+            }
         }
     }
 
@@ -960,7 +1070,7 @@ mod tests {
             for s in spellings_of(t) {
                 assert_eq!(inet_aton_value(s.as_bytes()).map(|v| v.0), Some(t), "{s}");
                 let buckets = test.fingerprints.at(s.as_bytes());
-                assert!(buckets & NUMBER_BUCKETS != 0, "{s}");
+                assert!(buckets & u16::from(NUMBER_BUCKETS) != 0, "{s}");
                 checked += 1;
             }
         }
@@ -968,7 +1078,7 @@ mod tests {
         // And a usual address or number mostly does not.
         for s in ["10.0.3.17", "172.16.0.1", "4096", "87.250.1.1"] {
             assert_eq!(
-                test.fingerprints.at(s.as_bytes()) & NUMBER_BUCKETS,
+                test.fingerprints.at(s.as_bytes()) & u16::from(NUMBER_BUCKETS),
                 0,
                 "{s}"
             );
@@ -1018,5 +1128,32 @@ mod tests {
             }
             assert!(!test.may_match(br#"{"a":"169.254.169.253","b":12}"#));
         }
+    }
+
+    #[test]
+    fn holding_other_needles() {
+        let rarity = |w: &[u8]| w.iter().map(|&b| f64::from(b)).product::<f64>();
+        // Needles holding one of the test's pieces need nothing more.
+        let test = RawTest::holding(&["latest/meta-data", "fd00:ec2::254"], rarity).unwrap();
+        assert!(!test.holds_needles());
+        // Others are held by their longest run of token characters, in any case.
+        let test = RawTest::holding(&["iam/security-credentials", "a9fe:a9fe"], rarity).unwrap();
+        assert!(test.holds_needles());
+        for line in [
+            r#"{"a":"GET /IAM/Security-Credentials/x"}"#,
+            r#"{"a":"::ffff:A9FE:a9fe"}"#,
+            r#"{"a":"security\u002dcredentials"}"#,
+        ] {
+            assert!(test.may_match(line.as_bytes()), "{line}");
+        }
+        for line in [r#"{"a":"security credentials"}"#, r#"{"a":"iam/role"}"#] {
+            assert!(!test.may_match(line.as_bytes()), "{line}");
+        }
+        // No run of 3 token characters, or too many needles to hold: the search stays.
+        assert!(RawTest::holding(&["a/b/c"], rarity).is_none());
+        let many: Vec<String> = (0..9).map(|i| format!("needle{i}x")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(RawTest::holding(&many, rarity).is_none());
+        assert!(RawTest::holding(&many[..8], rarity).is_some());
     }
 }

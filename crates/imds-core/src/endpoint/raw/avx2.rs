@@ -42,10 +42,19 @@ fn first_avx2(test: &RawTest, hay: &[u8], at: usize, end: usize) -> Option<usize
     test.first_in_blocks(hay, at, end, |block, _| masks(block, &tables))
 }
 
+/// inet_aton bytes by nibbles (low, high): digits, hex letters, `x`, `.`, one bit each (each
+/// is a product of a set of low and a set of high nibbles).
+pub(super) const ATON_NIBBLES: ([u8; 16], [u8; 16]) = (
+    [1, 3, 3, 3, 3, 3, 3, 1, 5, 1, 0, 0, 0, 0, 8, 0],
+    [0, 0, 8, 1, 2, 4, 2, 4, 0, 0, 0, 0, 0, 0, 0, 0],
+);
+
 /// The nibble tables as vectors, built once per search.
 struct Tables {
-    lo: [__m256i; 3],
-    hi: [__m256i; 3],
+    lo: [[__m256i; 3]; 2],
+    hi: [[__m256i; 3]; 2],
+    /// The second set of buckets is used.
+    held: bool,
     aton_lo: __m256i,
     aton_hi: __m256i,
 }
@@ -53,15 +62,19 @@ struct Tables {
 impl Tables {
     #[target_feature(enable = "avx2")]
     fn new(fingerprints: &Fingerprints) -> Tables {
-        // inet_aton bytes by nibbles: digits, hex letters, `x`, `.`: each a product of a set
-        // of low and a set of high nibbles.
-        const ATON_LO: [u8; 16] = [1, 3, 3, 3, 3, 3, 3, 1, 5, 1, 0, 0, 0, 0, 8, 0];
-        const ATON_HI: [u8; 16] = [0, 0, 8, 1, 2, 4, 2, 4, 0, 0, 0, 0, 0, 0, 0, 0];
+        let (aton_lo, aton_hi) = ATON_NIBBLES;
         Tables {
-            lo: fingerprints.lo.each_ref().map(|t| table(t)),
-            hi: fingerprints.hi.each_ref().map(|t| table(t)),
-            aton_lo: table(&ATON_LO),
-            aton_hi: table(&ATON_HI),
+            lo: fingerprints
+                .lo
+                .each_ref()
+                .map(|set| set.each_ref().map(|t| table(t))),
+            hi: fingerprints
+                .hi
+                .each_ref()
+                .map(|set| set.each_ref().map(|t| table(t))),
+            held: fingerprints.held,
+            aton_lo: table(&aton_lo),
+            aton_hi: table(&aton_hi),
         }
     }
 }
@@ -118,13 +131,16 @@ fn masks(block: &[u8; BLOCK], t: &Tables) -> Masks {
             load(block, half + 1),
             load(block, half + 2),
         ];
-        let buckets = _mm256_and_si256(
+        let set = |s: usize| {
             _mm256_and_si256(
-                lookup(v[0], t.lo[0], t.hi[0]),
-                lookup(v[1], t.lo[1], t.hi[1]),
-            ),
-            lookup(v[2], t.lo[2], t.hi[2]),
-        );
+                _mm256_and_si256(
+                    lookup(v[0], t.lo[s][0], t.hi[s][0]),
+                    lookup(v[1], t.lo[s][1], t.hi[s][1]),
+                ),
+                lookup(v[2], t.lo[s][2], t.hi[s][2]),
+            )
+        };
+        let buckets = set(0);
         let backslash = _mm256_cmpeq_epi8(v[0], _mm256_set1_epi8(b'\\' as i8));
         let marks = _mm256_or_si256(
             _mm256_cmpeq_epi8(v[0], _mm256_set1_epi8(b'%' as i8)),
@@ -138,6 +154,9 @@ fn masks(block: &[u8; BLOCK], t: &Tables) -> Masks {
         m.marks |= bits(_mm256_movemask_epi8(marks) as u32);
         m.backslash |= bits(_mm256_movemask_epi8(backslash) as u32);
         m.pieces |= bits(any_bits(buckets, PIECE_BUCKETS));
+        if t.held {
+            m.pieces |= bits(any_bits(set(1), 0xFF));
+        }
         m.numbers |= bits(any_bits(buckets, NUMBER_BUCKETS));
     }
     m
