@@ -30,30 +30,33 @@ const RAW_PIECES: &[(&[u8], usize, u8)] = &[
     (b"opc\\/v", 2, 3),
     (b"meta_data.json", 3, 0),
     (b"instance-data", 7, 0),
-    (b"nip.io", 2, 4),
-    (b"sslip.io", 4, 4),
-    (b"xip.io", 2, 4),
-    (b"ffff", 0, 4),
-    (b"ec2:", 1, 3),
+    (b"nip.io", 2, 5),
+    (b"sslip.io", 4, 5),
+    (b"xip.io", 2, 5),
+    (b"ffff", 0, 6),
+    (b"ec2:", 1, 4),
     // fullwidth and ideographic dots, UTF-8
-    (b"\xE3\x80\x82", 0, 5),
-    (b"\xEF\xBC\x8E", 0, 5),
-    (b"\xEF\xBD\xA1", 0, 5),
+    (b"\xE3\x80\x82", 0, 7),
+    (b"\xEF\xBC\x8E", 0, 7),
+    (b"\xEF\xBD\xA1", 0, 7),
 ];
 
 const ANCHOR_LEN: usize = 3;
 /// No inet_aton spelling of a table address is shorter (`192.192` is 192.0.0.192; a test
 /// computes it from the table): shorter runs are never decoded.
 const MIN_RUN: usize = 7;
-/// Buckets of the piece anchors.
-const PIECE_BUCKETS: u8 = 0b0011_1111;
-/// Buckets of both sets that hold pieces.
-const ALL_PIECE_BUCKETS: u16 = 0xFF00 | PIECE_BUCKETS as u16;
+// Buckets 0-7 (the first set of tables) hold the pieces' anchors; 8-15 (the second) the
+// first bytes of address spellings, then the anchors of other rules' needles.
 /// Octal or hex first part (`0` and an inet_aton byte).
-const OCTAL_OR_HEX: u8 = 6;
-/// The first bytes of the decimal spellings: an address's first byte and a dot, or its value.
-const DECIMAL: u8 = 7;
-const NUMBER_BUCKETS: u8 = (1 << OCTAL_OR_HEX) | (1 << DECIMAL);
+const OCTAL_OR_HEX: u8 = 8;
+/// Decimal, several parts: an address's first byte and a dot.
+const DECIMAL_PARTS: u8 = 9;
+/// Decimal, one part: an address's value.
+const DECIMAL_VALUE: u8 = 10;
+const NUMBER_BUCKETS: u16 = (1 << OCTAL_OR_HEX) | (1 << DECIMAL_PARTS) | (1 << DECIMAL_VALUE);
+/// The buckets of other rules' needles ([`RawTest::holding`]).
+const FIRST_HELD: u8 = 11;
+const PIECE_BUCKETS: u16 = 0x00FF | (0xFFFF << FIRST_HELD);
 
 const HOST: u8 = 1; // [A-Za-z0-9._-]
 const DIGIT: u8 = 2; // [0-9]
@@ -80,22 +83,19 @@ const BYTE_CLASS: [u8; 256] = {
     table
 };
 
-/// Teddy-style fingerprints of 3 bytes: bit k of `lo[j][b & 15] & hi[j][b >> 4]` is set when
-/// byte `b` may be byte `j` of a fingerprint in bucket k. Nibbles are looked up apart, so a
-/// bucket also takes some other bytes: every hit is checked again. Buckets 0-7 are the
-/// test's own; 8-15 (a second set of tables, used only when not empty) hold the anchors of
-/// other rules' needles ([`RawTest::holding`]).
+/// Teddy-style fingerprints of 3 bytes in 16 buckets, two sets of 8: bit k of
+/// `lo[s][j][b & 15] & hi[s][j][b >> 4]` is set when byte `b` may be byte `j` of a
+/// fingerprint in bucket 8s + k. Nibbles are looked up apart, so a bucket also takes some
+/// other bytes: every hit is checked again.
 #[derive(Debug, Clone, Default)]
 struct Fingerprints {
     lo: [[[u8; 16]; ANCHOR_LEN]; 2],
     hi: [[[u8; 16]; ANCHOR_LEN]; 2],
-    held: bool,
 }
 
 impl Fingerprints {
     fn add(&mut self, bucket: u8, j: usize, byte: u8) {
         let (set, bit) = (usize::from(bucket / 8), 1 << (bucket % 8));
-        self.held |= set == 1;
         for b in [byte.to_ascii_lowercase(), byte.to_ascii_uppercase()] {
             self.lo[set][j][usize::from(b & 15)] |= bit;
             self.hi[set][j][usize::from(b >> 4)] |= bit;
@@ -103,9 +103,10 @@ impl Fingerprints {
     }
 
     fn add_any(&mut self, bucket: u8, j: usize) {
+        let (set, bit) = (usize::from(bucket / 8), 1 << (bucket % 8));
         for n in 0..16 {
-            self.lo[0][j][n] |= 1 << bucket;
-            self.hi[0][j][n] |= 1 << bucket;
+            self.lo[set][j][n] |= bit;
+            self.hi[set][j][n] |= bit;
         }
     }
 
@@ -197,9 +198,9 @@ impl RawTest {
     /// appears in the line as it is, or one of its characters is a `\u` escape, and a `\u`
     /// escape of a token character passes the test.
     pub fn holding(needles: &[&str], rarity: impl Fn(&[u8]) -> f64) -> Option<RawTest> {
-        // One bucket of the second set each: more would share buckets, and each shared one
-        // takes many more byte triples than its anchors.
-        const MAX_HELD: usize = 8;
+        // One bucket each: more would share buckets, and each shared one takes many more byte
+        // triples than its anchors.
+        const MAX_HELD: usize = (16 - FIRST_HELD) as usize;
         let mut extra = Vec::new();
         for needle in needles {
             let folded = needle.to_ascii_lowercase();
@@ -242,9 +243,8 @@ impl RawTest {
                 bucket: *bucket,
             })
             .collect();
-        // The second set of buckets, one each.
         for (k, (text, offset)) in extra.into_iter().enumerate() {
-            let bucket = 8 + (k % 8) as u8;
+            let bucket = FIRST_HELD + k as u8;
             pieces.push(Piece {
                 text,
                 offset,
@@ -280,11 +280,14 @@ impl RawTest {
         }
         fingerprints.add_any(OCTAL_OR_HEX, 2);
         for &t in &targets {
-            for text in [format!("{}.", t >> 24), t.to_string()] {
+            for (bucket, text) in [
+                (DECIMAL_PARTS, format!("{}.", t >> 24)),
+                (DECIMAL_VALUE, t.to_string()),
+            ] {
                 for j in 0..ANCHOR_LEN {
                     match text.as_bytes().get(j) {
-                        Some(&b) => fingerprints.add(DECIMAL, j, b),
-                        None => fingerprints.add_any(DECIMAL, j),
+                        Some(&b) => fingerprints.add(bucket, j, b),
+                        None => fingerprints.add_any(bucket, j),
                     }
                 }
             }
@@ -498,7 +501,7 @@ impl RawTest {
     /// Whether a piece whose anchor is in a bucket matching at `p` is at `p` in `hay[..end]`.
     fn piece_starts(&self, hay: &[u8], p: usize, end: usize) -> bool {
         let hay = &hay[..end];
-        let buckets = self.fingerprints.at(&hay[p..]) & ALL_PIECE_BUCKETS;
+        let buckets = self.fingerprints.at(&hay[p..]) & PIECE_BUCKETS;
         (0..16).filter(|k| buckets >> k & 1 != 0).any(|k| {
             self.bucket_pieces[k]
                 .iter()
@@ -580,8 +583,8 @@ fn masks_scalar(block: &[u8; BLOCK], fingerprints: &Fingerprints) -> Masks {
         m.aton |= u64::from(is_aton_byte(b)) << i;
         m.marks |= u64::from(b == b'%' || (b == b'\\' && next == b'u')) << i;
         m.backslash |= u64::from(b == b'\\') << i;
-        m.pieces |= u64::from(buckets & ALL_PIECE_BUCKETS != 0) << i;
-        m.numbers |= u64::from(buckets & u16::from(NUMBER_BUCKETS) != 0) << i;
+        m.pieces |= u64::from(buckets & PIECE_BUCKETS != 0) << i;
+        m.numbers |= u64::from(buckets & NUMBER_BUCKETS != 0) << i;
     }
     m
 }
@@ -1070,7 +1073,7 @@ mod tests {
             for s in spellings_of(t) {
                 assert_eq!(inet_aton_value(s.as_bytes()).map(|v| v.0), Some(t), "{s}");
                 let buckets = test.fingerprints.at(s.as_bytes());
-                assert!(buckets & u16::from(NUMBER_BUCKETS) != 0, "{s}");
+                assert!(buckets & NUMBER_BUCKETS != 0, "{s}");
                 checked += 1;
             }
         }
@@ -1078,7 +1081,7 @@ mod tests {
         // And a usual address or number mostly does not.
         for s in ["10.0.3.17", "172.16.0.1", "4096", "87.250.1.1"] {
             assert_eq!(
-                test.fingerprints.at(s.as_bytes()) & u16::from(NUMBER_BUCKETS),
+                test.fingerprints.at(s.as_bytes()) & NUMBER_BUCKETS,
                 0,
                 "{s}"
             );
@@ -1093,6 +1096,7 @@ mod tests {
                 let buckets = test.fingerprints.at(&anchor[*offset..]);
                 assert!(buckets >> bucket & 1 != 0, "{piece:?}");
                 assert!(PIECE_BUCKETS >> bucket & 1 != 0, "{piece:?}");
+                assert!(*bucket < 8, "{piece:?}");
             }
         }
     }
@@ -1151,9 +1155,9 @@ mod tests {
         }
         // No run of 3 token characters, or too many needles to hold: the search stays.
         assert!(RawTest::holding(&["a/b/c"], rarity).is_none());
-        let many: Vec<String> = (0..9).map(|i| format!("needle{i}x")).collect();
+        let many: Vec<String> = (0..6).map(|i| format!("needle{i}x")).collect();
         let many: Vec<&str> = many.iter().map(String::as_str).collect();
         assert!(RawTest::holding(&many, rarity).is_none());
-        assert!(RawTest::holding(&many[..8], rarity).is_some());
+        assert!(RawTest::holding(&many[..5], rarity).is_some());
     }
 }

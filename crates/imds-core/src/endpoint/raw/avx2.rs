@@ -53,8 +53,6 @@ pub(super) const ATON_NIBBLES: ([u8; 16], [u8; 16]) = (
 struct Tables {
     lo: [[__m256i; 3]; 2],
     hi: [[__m256i; 3]; 2],
-    /// The second set of buckets is used.
-    held: bool,
     aton_lo: __m256i,
     aton_hi: __m256i,
 }
@@ -72,7 +70,6 @@ impl Tables {
                 .hi
                 .each_ref()
                 .map(|set| set.each_ref().map(|t| table(t))),
-            held: fingerprints.held,
             aton_lo: table(&aton_lo),
             aton_hi: table(&aton_hi),
         }
@@ -140,7 +137,7 @@ fn masks(block: &[u8; BLOCK], t: &Tables) -> Masks {
                 lookup(v[2], t.lo[s][2], t.hi[s][2]),
             )
         };
-        let buckets = set(0);
+        let (pieces, numbers) = (set(0), set(1));
         let backslash = _mm256_cmpeq_epi8(v[0], _mm256_set1_epi8(b'\\' as i8));
         let marks = _mm256_or_si256(
             _mm256_cmpeq_epi8(v[0], _mm256_set1_epi8(b'%' as i8)),
@@ -153,11 +150,8 @@ fn masks(block: &[u8; BLOCK], t: &Tables) -> Masks {
         m.aton |= bits(any_bits(lookup(v[0], t.aton_lo, t.aton_hi), 0xFF));
         m.marks |= bits(_mm256_movemask_epi8(marks) as u32);
         m.backslash |= bits(_mm256_movemask_epi8(backslash) as u32);
-        m.pieces |= bits(any_bits(buckets, PIECE_BUCKETS));
-        if t.held {
-            m.pieces |= bits(any_bits(set(1), 0xFF));
-        }
-        m.numbers |= bits(any_bits(buckets, NUMBER_BUCKETS));
+        m.pieces |= bits(any_bits(pieces, 0xFF) | any_bits(numbers, (PIECE_BUCKETS >> 8) as u8));
+        m.numbers |= bits(any_bits(numbers, (NUMBER_BUCKETS >> 8) as u8));
     }
     m
 }

@@ -49,8 +49,6 @@ fn first_avx512(test: &RawTest, hay: &[u8], at: usize, end: usize) -> Option<usi
 struct Tables {
     lo: [[__m512i; 3]; 2],
     hi: [[__m512i; 3]; 2],
-    /// The second set of buckets is used.
-    held: bool,
     aton_lo: __m512i,
     aton_hi: __m512i,
 }
@@ -68,7 +66,6 @@ impl Tables {
                 .hi
                 .each_ref()
                 .map(|set| set.each_ref().map(|t| table(t))),
-            held: fingerprints.held,
             aton_lo: table(&aton_lo),
             aton_hi: table(&aton_hi),
         }
@@ -117,7 +114,7 @@ fn masks(block: &[u8; BLOCK], t: &Tables) -> Masks {
             lookup(v[2], t.lo[s][2], t.hi[s][2]),
         )
     };
-    let buckets = set(0);
+    let (pieces, numbers) = (set(0), set(1));
     let has = |x: __m512i, bits: u8| _mm512_test_epi8_mask(x, _mm512_set1_epi8(bits as i8));
     let is = |x: __m512i, b: u8| _mm512_cmpeq_epi8_mask(x, _mm512_set1_epi8(b as i8));
     let backslash = is(v[0], b'\\');
@@ -125,7 +122,7 @@ fn masks(block: &[u8; BLOCK], t: &Tables) -> Masks {
         aton: has(lookup(v[0], t.aton_lo, t.aton_hi), 0xFF),
         marks: is(v[0], b'%') | (backslash & is(v[1], b'u')),
         backslash,
-        pieces: has(buckets, PIECE_BUCKETS) | if t.held { has(set(1), 0xFF) } else { 0 },
-        numbers: has(buckets, NUMBER_BUCKETS),
+        pieces: has(pieces, 0xFF) | has(numbers, (PIECE_BUCKETS >> 8) as u8),
+        numbers: has(numbers, (NUMBER_BUCKETS >> 8) as u8),
     }
 }
