@@ -258,8 +258,24 @@ fn token_findings(token: &[char], folded_value: &str) -> Vec<(usize, usize, &'st
     found
 }
 
+/// One automaton over all markers, built once.
+fn marker_search() -> &'static aho_corasick::AhoCorasick {
+    static SEARCH: std::sync::OnceLock<aho_corasick::AhoCorasick> = std::sync::OnceLock::new();
+    SEARCH.get_or_init(|| {
+        aho_corasick::AhoCorasick::new(MARKERS.iter().map(|(m, _)| m)).expect("valid markers")
+    })
+}
+
 /// (class, the text of `value` that named it), in order of position.
 pub fn findings(value: &str) -> Vec<(&'static str, &str)> {
+    finding_spans(value)
+        .into_iter()
+        .map(|(c, start, end)| (c, &value[start..end]))
+        .collect()
+}
+
+/// [`findings`] as byte spans of `value`.
+fn finding_spans(value: &str) -> Vec<(&'static str, usize, usize)> {
     let norm = normalise(value);
     let chars = &norm.chars;
     let folded_chars: Vec<char> = chars.iter().map(|c| c.to_ascii_lowercase()).collect();
@@ -281,27 +297,57 @@ pub fn findings(value: &str) -> Vec<(&'static str, &str)> {
         }
         i = j;
     }
-    for (marker, class) in MARKERS {
-        // Markers are ASCII: a byte search, then its offset in characters.
-        if let Some(at_byte) = memchr::memmem::find(folded.as_bytes(), marker.as_bytes()) {
-            let at = folded[..at_byte].chars().count();
+    // Each marker's first occurrence. Markers are ASCII: a byte search, then its offset in
+    // characters.
+    let mut first = [usize::MAX; MARKERS.len()];
+    for m in marker_search().find_overlapping_iter(folded.as_bytes()) {
+        let k = m.pattern().as_usize();
+        first[k] = first[k].min(m.start());
+    }
+    for (k, (marker, class)) in MARKERS.iter().enumerate() {
+        if first[k] != usize::MAX {
+            let at = folded[..first[k]].chars().count();
             found.push((at, at + marker.len(), class));
         }
     }
     found.sort_by_key(|&(s, e, _)| (s, e));
     found
         .into_iter()
-        .map(|(s, e, c)| (c, &value[norm.starts[s]..norm.ends[e - 1]]))
+        .map(|(s, e, c)| (c, norm.starts[s], norm.ends[e - 1]))
         .collect()
 }
 
 /// (index of the first of `classes` the value names, the text that named it first).
 pub fn first_match<'v>(value: &'v str, classes: &[String]) -> Option<(usize, &'v str)> {
-    let seen = findings(value);
-    classes.iter().enumerate().find_map(|(index, class)| {
-        seen.iter()
-            .find(|(c, _)| *c == class.as_str())
-            .map(|(_, token)| (index, *token))
+    // Several rules (the pack's, each excluding the ones above it) ask about the same values
+    // of a line: the last values' findings are kept, by content.
+    const KEPT: usize = 16;
+    type Kept = Vec<(Box<str>, Vec<(&'static str, usize, usize)>)>;
+    thread_local! {
+        static KEEP: std::cell::RefCell<(Kept, usize)> = const { std::cell::RefCell::new((Vec::new(), 0)) };
+    }
+    KEEP.with_borrow_mut(|(kept, next)| {
+        let at = match kept.iter().position(|(v, _)| **v == *value) {
+            Some(at) => at,
+            None => {
+                let entry = (Box::from(value), finding_spans(value));
+                if kept.len() < KEPT {
+                    kept.push(entry);
+                    kept.len() - 1
+                } else {
+                    let at = *next;
+                    kept[at] = entry;
+                    *next = (at + 1) % KEPT;
+                    at
+                }
+            }
+        };
+        let seen = &kept[at].1;
+        classes.iter().enumerate().find_map(|(index, class)| {
+            seen.iter()
+                .find(|(c, _, _)| *c == class.as_str())
+                .map(|&(_, start, end)| (index, &value[start..end]))
+        })
     })
 }
 
