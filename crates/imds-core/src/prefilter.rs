@@ -588,9 +588,12 @@ impl Prefilter {
             Some(test) => (test, true),
             None => (RawTest::new(), false),
         };
+        let needed = !lits.is_empty();
+        let search = needed.then(|| Search::new(lits)).flatten();
         Prefilter {
-            all: false,
-            search: (!lits.is_empty()).then(|| Search::new(lits)).flatten(),
+            // No automaton for needles the test does not hold: every line is a candidate.
+            all: needed && !needles_held && search.is_none(),
+            search,
             endpoint: Some(endpoint),
             needles_held,
         }

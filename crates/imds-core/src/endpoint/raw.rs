@@ -230,7 +230,8 @@ impl RawTest {
     }
 
     /// Whether the test holds other needles than its own pieces.
-    pub fn holds_needles(&self) -> bool {
+    #[cfg(test)]
+    fn holds_needles(&self) -> bool {
         self.pieces.len() > RAW_PIECES.len()
     }
 
@@ -243,6 +244,7 @@ impl RawTest {
                 bucket: *bucket,
             })
             .collect();
+        debug_assert!(extra.len() <= usize::from(16 - FIRST_HELD));
         for (k, (text, offset)) in extra.into_iter().enumerate() {
             let bucket = FIRST_HELD + k as u8;
             pieces.push(Piece {
