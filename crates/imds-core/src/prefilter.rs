@@ -1432,15 +1432,6 @@ mod tests {
     #[test]
     fn finder_equals_fresh_searches() {
         // The seed's needles and the endpoint test: lines pass by either, or by both.
-        let p = Prefilter::new(&[
-            seed_ir(),
-            rule(vec![pred(
-                "url.full",
-                FieldType::Keyword,
-                Op::ImdsEndpoint,
-                &["imds-link-local"],
-            )]),
-        ]);
         let kinds = [
             "curl http://169.254.169.254/latest",
             "wget 0xa9fea9fe",
@@ -1451,7 +1442,7 @@ mod tests {
             "ping 10.0.0.1",
         ];
         // The needle search runs apart (not held by the endpoint test): the cache is used.
-        let mut p = p;
+        let mut p = seed_with_endpoint();
         p.needles_held = false;
         let (search, test) = (p.search.as_ref().unwrap(), p.endpoint.as_ref().unwrap());
         let mut rng = Rng(0x5EED_F00D_1234_5678);
