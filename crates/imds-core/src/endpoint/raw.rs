@@ -3,8 +3,9 @@
 //!
 //! One pass classifies the text 64 bytes at a time into bit masks: inet_aton bytes, escapes,
 //! backslashes, and where a piece's anchor or an address spelling's first bytes may start
-//! (Teddy-style nibble tables). With AVX2 the pass does all of it (`avx2`); otherwise the
-//! pieces are searched apart, with aho-corasick over a folded copy of the text.
+//! (Teddy-style nibble tables). With AVX-512 or AVX2 (`avx512`, `avx2`, picked at run time)
+//! the pass does all of it; otherwise the pieces are searched apart, with aho-corasick over a
+//! folded copy of the text.
 
 use super::{inet_aton_value, is_token, part_value, ADDRESSES};
 use crate::prefilter::real_escape;
@@ -192,7 +193,8 @@ impl RawTest {
 
     /// The test, made to pass also every line holding one of `needles` (ASCII
     /// case-insensitively, in any JSON spelling), so that they need no search of their own;
-    /// `None` when some needle has no piece the test can hold for it. A needle that holds one
+    /// `None` when some needle has no piece the test can hold for it, or when more than 5
+    /// need one (a bucket each). A needle that holds one
     /// of the test's pieces needs nothing more. Otherwise the test holds its longest run of
     /// token characters (3 or more; no `/`, which a JSON encoder may write `\/`): the run
     /// appears in the line as it is, or one of its characters is a `\u` escape, and a `\u`
