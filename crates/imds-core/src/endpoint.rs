@@ -320,11 +320,23 @@ fn finding_spans(value: &str) -> Vec<(&'static str, usize, usize)> {
 /// (index of the first of `classes` the value names, the text that named it first).
 pub fn first_match<'v>(value: &'v str, classes: &[String]) -> Option<(usize, &'v str)> {
     // Several rules (the pack's, each excluding the ones above it) ask about the same values
-    // of a line: the last values' findings are kept, by content.
+    // of a line: the last values' findings are kept, by content. Only short values are kept,
+    // so that the copies stay small (a value may be a 100 MB line).
     const KEPT: usize = 16;
+    const KEPT_LEN: usize = 64 << 10;
     type Kept = Vec<(Box<str>, Vec<(&'static str, usize, usize)>)>;
     thread_local! {
         static KEEP: std::cell::RefCell<(Kept, usize)> = const { std::cell::RefCell::new((Vec::new(), 0)) };
+    }
+    let first = |seen: &[(&'static str, usize, usize)]| {
+        classes.iter().enumerate().find_map(|(index, class)| {
+            seen.iter()
+                .find(|(c, _, _)| *c == class.as_str())
+                .map(|&(_, start, end)| (index, &value[start..end]))
+        })
+    };
+    if value.len() > KEPT_LEN {
+        return first(&finding_spans(value));
     }
     KEEP.with_borrow_mut(|(kept, next)| {
         let at = match kept.iter().position(|(v, _)| **v == *value) {
@@ -342,12 +354,7 @@ pub fn first_match<'v>(value: &'v str, classes: &[String]) -> Option<(usize, &'v
                 }
             }
         };
-        let seen = &kept[at].1;
-        classes.iter().enumerate().find_map(|(index, class)| {
-            seen.iter()
-                .find(|(c, _, _)| *c == class.as_str())
-                .map(|&(_, start, end)| (index, &value[start..end]))
-        })
+        first(&kept[at].1)
     })
 }
 

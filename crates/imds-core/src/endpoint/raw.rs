@@ -59,6 +59,15 @@ const NUMBER_BUCKETS: u16 = (1 << OCTAL_OR_HEX) | (1 << DECIMAL_PARTS) | (1 << D
 const FIRST_HELD: u8 = 11;
 const PIECE_BUCKETS: u16 = 0x00FF | (0xFFFF << FIRST_HELD);
 
+/// inet_aton bytes by nibbles (low, high), for the vector kernels: digits, hex letters, `x`,
+/// `.`, one bit each (each is a product of a set of low and a set of high nibbles). Tested
+/// against `is_aton_byte` through the kernels' masks.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+const ATON_NIBBLES: ([u8; 16], [u8; 16]) = (
+    [1, 3, 3, 3, 3, 3, 3, 1, 5, 1, 0, 0, 0, 0, 8, 0],
+    [0, 0, 8, 1, 2, 4, 2, 4, 0, 0, 0, 0, 0, 0, 0, 0],
+);
+
 const HOST: u8 = 1; // [A-Za-z0-9._-]
 const DIGIT: u8 = 2; // [0-9]
 const ATON: u8 = 4; // [0-9a-fA-FxX.]

@@ -3,7 +3,7 @@
 //! (the `Avx2` token proves it), and for unaligned vector loads from in-bounds slices.
 #![allow(unsafe_code)]
 
-use super::{Fingerprints, Masks, RawTest, BLOCK, NUMBER_BUCKETS, PIECE_BUCKETS};
+use super::{Fingerprints, Masks, RawTest, ATON_NIBBLES, BLOCK, NUMBER_BUCKETS, PIECE_BUCKETS};
 use std::arch::x86_64::*;
 
 /// Proof that the CPU has AVX2: only [`Avx2::detect`] makes one.
@@ -41,13 +41,6 @@ fn first_avx2(test: &RawTest, hay: &[u8], at: usize, end: usize) -> Option<usize
     // The closure inherits this function's target features.
     test.first_in_blocks(hay, at, end, |block, _| masks(block, &tables))
 }
-
-/// inet_aton bytes by nibbles (low, high): digits, hex letters, `x`, `.`, one bit each (each
-/// is a product of a set of low and a set of high nibbles).
-pub(super) const ATON_NIBBLES: ([u8; 16], [u8; 16]) = (
-    [1, 3, 3, 3, 3, 3, 3, 1, 5, 1, 0, 0, 0, 0, 8, 0],
-    [0, 0, 8, 1, 2, 4, 2, 4, 0, 0, 0, 0, 0, 0, 0, 0],
-);
 
 /// The nibble tables as vectors, built once per search.
 struct Tables {

@@ -4,7 +4,7 @@
 //! token proves it), and unaligned vector loads from in-bounds slices.
 #![allow(unsafe_code)]
 
-use super::{Fingerprints, Masks, RawTest, BLOCK, NUMBER_BUCKETS, PIECE_BUCKETS};
+use super::{Fingerprints, Masks, RawTest, ATON_NIBBLES, BLOCK, NUMBER_BUCKETS, PIECE_BUCKETS};
 use std::arch::x86_64::*;
 
 /// Proof that the CPU has AVX-512 F and BW: only [`Avx512::detect`] makes one.
@@ -56,7 +56,7 @@ struct Tables {
 impl Tables {
     #[target_feature(enable = "avx512f,avx512bw")]
     fn new(fingerprints: &Fingerprints) -> Tables {
-        let (aton_lo, aton_hi) = super::avx2::ATON_NIBBLES;
+        let (aton_lo, aton_hi) = ATON_NIBBLES;
         Tables {
             lo: fingerprints
                 .lo
