@@ -1,4 +1,4 @@
-"""Every worked verdict of rule-semantics.md, and the process branch, on both engines."""
+"""Every worked verdict of spec/semantics.md, and the process branch, on both engines."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 It parses every line with the standard library's :mod:`json` and has no fast path, so it is
 the oracle the Rust engine is tested against and the baseline the benchmark compares with.
-Semantics: ``rule-semantics.md`` (shared design notes) and ``docs/ir.md``.
+Semantics: ``spec/semantics.md`` and ``docs/ir.md``.
 """
 
 from __future__ import annotations

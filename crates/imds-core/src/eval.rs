@@ -353,7 +353,7 @@ mod tests {
         })
     }
 
-    // ------------------------------------------------ rule-semantics.md, worked verdicts
+    // ------------------------------------------------ spec/semantics.md, worked verdicts
 
     #[test]
     fn verdict_network_ip_no_process_name() {
@@ -430,7 +430,7 @@ mod tests {
         );
     }
 
-    // ------------------------------------------------ rule-semantics.md, ip fields
+    // ------------------------------------------------ spec/semantics.md, ip fields
 
     #[test]
     fn ip_field_spellings() {
