@@ -735,7 +735,7 @@ def test_table_rows_are_one_line_fitted_to_the_width(tmp_path: Path, width: int)
     rows = lines[3:]
     assert rows[0].startswith("2024-05-01T10:15:00Z ") and rows[0].endswith("…")
     assert rows[1].startswith("2024-05-03T10:00:00Z ") and rows[2].startswith("- ")
-    assert "\\x1b[31m" in rows[2]  # escaped, then cut to the column
+    assert "\\x1b[31" in rows[2]  # escaped, then cut to the column
     assert "\x1b" not in "".join(lines) and "\t" not in "".join(lines)
     if width == 200:
         assert "SQL-PROD-KEF1PF6" in rows[0] and "zoë.martin" in rows[0]
@@ -770,3 +770,32 @@ def test_max_table_rows_option_and_config_key(tmp_path: Path) -> None:
     assert "more hit(s)" not in whole and whole.count("web-1") == 5
     bad = cli(path, "--max-table-rows", "-1")
     assert bad.returncode == 2 and "--max-table-rows" in bad.stderr
+
+
+@pytest.mark.parametrize(("width", "dropped"), [(80, {"field", "branch"}), (200, set())])
+def test_narrow_table_with_rules_keeps_room_for_the_value(
+    tmp_path: Path, width: int, dropped: set[str]
+) -> None:
+    import io
+
+    from imds_scan.output import write_table
+    from imds_scan.rules import default_rules, load_rules, pack_path
+    from imds_scan.scan import run_scan
+
+    path = tmp_path / "p.ndjson"
+    event = proc(
+        CMD_A,
+        host={"name": "ip-10-27-214-196.ec2.internal"},
+        user={"name": "svc-backup"},
+        process={"name": "curl-wrapper.sh"},
+    )
+    path.write_text(json.dumps(event) + "\n")
+    rules = [*default_rules(), *load_rules([pack_path("hardened")])[0]]
+    out = io.StringIO()
+    write_table(run_scan([str(path)], rules).hits, out, width=width)
+    header = out.getvalue().splitlines()[1].split()
+    columns = ["@timestamp", "host", "user", "process", "rule", "branch", "field", "matched"]
+    assert header == [c for c in columns if c not in dropped]
+    rows = out.getvalue().splitlines()[3:]
+    assert len(rows) == 2 and all(len(row) <= width for row in rows)
+    assert "curl -s http://169.254.1" in rows[0] and "/latest/meta-data/iam/se" in rows[1]

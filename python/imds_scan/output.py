@@ -112,13 +112,16 @@ def _cut(text: str, width: int) -> str:
 
 # Shrunk in this order when the table is wider than the terminal; the time never is.
 _SHRINK = ("rule", "process", "user", "host", "branch")
+# Left out, in this order, while the value would get fewer cells than this: the value says
+# more than its field's name, and the rule column more than the branch (often "branch1").
+_DROP = (("field", 30), ("branch", 20))
 
 
 def _fit(columns: list[_Column], total: int, sep: int) -> list[_Column]:
     """Set widths for ``total`` cells. The last column (the matched value) gets what the others
-    leave, down to its soft minimum; below that the matched field's column is dropped (the
-    value says more than its field name), then the others shrink to their soft and then hard
-    minimums, the value to its hard minimum. A terminal narrower than that gets long lines."""
+    leave; when that is too little, columns are left out (_DROP), then the others shrink to
+    their soft and then hard minimums, the value to its hard minimum. A terminal narrower than
+    that gets long lines."""
     from rich.cells import cell_len
 
     for col in columns:
@@ -126,11 +129,16 @@ def _fit(columns: list[_Column], total: int, sep: int) -> list[_Column]:
     value = columns[-1]
     natural = value.width
 
-    def room() -> int:
-        return total - sum(c.width for c in columns[:-1]) - sep * (len(columns) - 1)
+    def room(soft: bool = False) -> int:
+        """Cells left for the value (``soft``: were the others at their soft minimums)."""
+        others = [
+            min(c.width, c.soft) if soft and c.header in _SHRINK else c.width for c in columns
+        ]
+        return total - sum(others[:-1]) - sep * (len(columns) - 1)
 
-    if room() < min(natural, value.soft) and columns[-2].header == "field":
-        columns = [*columns[:-2], value]
+    for name, need in _DROP:
+        if room(soft=True) < min(natural, need):
+            columns = [col for col in columns if col.header != name]
     for floor in ("soft", "hard"):
         for name in _SHRINK:
             lack = min(natural, getattr(value, floor)) - room()
@@ -157,8 +165,8 @@ def write_table(
         _Column("@timestamp", 20, 20, 20),
         _Column("host", 12, 8, 32),
         _Column("user", 8, 5, 20),
-        _Column("process", 10, 6, 24),
-        *([_Column("rule", 14, 8, 40)] if by_rule else []),
+        _Column("process", 8, 6, 24),
+        *([_Column("rule", 12, 8, 40)] if by_rule else []),
         _Column("branch", 7, 4, 16),
         _Column("field", 12, 12, 24),
         _Column("matched", 30, 12, max(width, 20)),
@@ -197,7 +205,7 @@ def write_table(
     if len(shown) < len(hits):
         out.write(
             f"… {len(hits) - len(shown):,} more hit(s) not shown (--max-table-rows "
-            f"{max_rows:,}): -f ndjson writes every hit in full\n"
+            f"{max_rows:,}): -f ndjson for all\n"
         )
 
 
