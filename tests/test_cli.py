@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -102,3 +106,65 @@ def test_table_escapes_control_characters(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout
     assert "\\x1b[31mevil" in proc.stdout
+
+
+def tmux_screen(tmp_path: Path, columns: int, *args: str | Path) -> list[str]:
+    """Run imds-scan in a detached tmux window ``columns`` wide; the lines on its screen."""
+    tmux = shutil.which("tmux")
+    if tmux is None:
+        pytest.skip("tmux is not installed (apt-get install tmux; .ci/run installs it)")
+    done = tmp_path / f"done-{columns}"
+    command = [sys.executable, "-m", "imds_scan", *map(str, args)]
+    # env -u COLUMNS: the width must come from the terminal itself.
+    script = (
+        f"env -u COLUMNS PYTHONPATH={shlex.quote(os.environ.get('PYTHONPATH', ''))} "
+        f"{shlex.join(command)}; touch {shlex.quote(str(done))}; sleep 300"
+    )
+    base = [tmux, "-S", str(tmp_path / f"tmux-{columns}.sock"), "-f", "/dev/null"]
+    subprocess.run(
+        [*base, "new-session", "-d", "-x", str(columns), "-y", "50", script],
+        check=True,
+        timeout=30,
+    )
+    try:
+        for _ in range(1200):  # until the scan has finished (at most 2 minutes)
+            if done.exists():
+                break
+            time.sleep(0.1)
+        assert done.exists(), "imds-scan did not finish in tmux"
+        screen = subprocess.run(
+            [*base, "capture-pane", "-p"], capture_output=True, text=True, check=True
+        ).stdout
+    finally:
+        subprocess.run([*base, "kill-server"], capture_output=True, timeout=30)
+    return [line for line in screen.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_table_in_a_real_terminal(tmp_path: Path, columns: int) -> None:
+    from rich.cells import cell_len
+
+    long_host = {"name": "SQL-PROD-KEF1PF6-with-a-very-long-fleet-suffix"}
+    events = [
+        {**HIT, "@timestamp": "2024-05-01T10:15:00.123Z", "host": long_host},
+        {
+            **PROC,
+            "@timestamp": "2024-05-01T11:00:00Z",
+            "user": {"name": "zoë.martin"},
+            "process": {**PROC["process"], "command_line": PROC["process"]["command_line"] * 9},
+        },
+    ]
+    f = write(tmp_path / "a.ndjson", *events)
+    lines = tmux_screen(tmp_path, columns, f, "-q")  # on a terminal: a table by default
+    assert lines[0] == "2 hit(s)", lines
+    assert lines[1].split()[:4] == ["@timestamp", "host", "user", "process"]
+    # One line per hit (a wrapped row would add lines), none wider than the terminal.
+    assert len(lines) == 3 + 2, lines
+    assert all(cell_len(line) <= columns for line in lines), lines
+    assert lines[3].startswith("2024-05-01T10:15:00Z ") and "SQL-PROD-KE" in lines[3]
+    assert lines[4].startswith("2024-05-01T11:00:00Z ") and lines[4].endswith("…")
+    assert "zoë.mar" in lines[4] and "curl http://169.254." in lines[4]
+    if columns == 200:  # a host column of 32 cells at most
+        assert "SQL-PROD-KEF1PF6-with-a-very-lo…" in lines[3]
+        assert "curl http://169.254.169.254/latest/meta-data/curl" in lines[4]
+        assert "process.command_line" in lines[4] and "destination.ip" in lines[3]

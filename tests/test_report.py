@@ -585,3 +585,217 @@ def test_alert_threat_is_the_rules_own(tmp_path: Path, threat: str) -> None:
             "name": ["Command and Scripting Interpreter", "Indirect Command Execution"],
         },
     }
+
+
+# ---------------------------------------------------------------- attacker-sized values
+
+BIG = 5 * 1024 * 1024  # a 5 MB command line
+
+
+def test_huge_value_is_cut_for_people_and_whole_for_programs(tmp_path: Path) -> None:
+    cmd = "curl http://169.254.169.254/latest/meta-data/ " + "A" * BIG
+    path = tmp_path / "big.ndjson"
+    path.write_text(json.dumps(proc(cmd, host={"name": "web-1"})) + "\n")
+    table, page = tmp_path / "hits.txt", tmp_path / "r.html"
+    shown = cli(path, "-o", table, "--report", page, "--summary")
+    assert shown.returncode == 1, shown.stderr[-2000:]
+    # Bounded by the number of hits shown, not by the value (was 27 MB and 15 MB).
+    assert table.stat().st_size < 200_000 and page.stat().st_size < 200_000
+    assert len(shown.stderr) < 200_000
+    marker = f"…[+{len(cmd) - 100} chars]"  # the summary cuts labels at 100 characters
+    assert f"        1  {cmd[:100]}{marker}" in shown.stderr.splitlines()
+    assert f"{cmd[:300]}…[+{len(cmd) - 300} chars]" in page.read_text()
+    assert "curl http://169.254.169.254/latest/meta-d" in table.read_text()
+    # NDJSON, CSV, Parquet and alerts keep it whole.
+    ndjson = cli(path, "-f", "ndjson").stdout
+    (record,) = [json.loads(line) for line in ndjson.splitlines()]
+    assert record["matched"]["value"] == cmd and record["event"]["process"]["command_line"] == cmd
+    assert cli(path, "-o", tmp_path / "h.csv").returncode == 1
+    assert pl.read_csv(tmp_path / "h.csv", schema=SCHEMA)["process.command_line"][0] == cmd
+    assert cli(path, "-o", tmp_path / "h.parquet").returncode == 1
+    assert pl.read_parquet(tmp_path / "h.parquet")["process.command_line"][0] == cmd
+    alert = json.loads(cli(path, "-f", "alerts").stdout)
+    assert alert["process"]["command_line"] == cmd
+
+
+def test_clip_escapes_then_cuts_with_a_counting_marker() -> None:
+    from imds_scan.output import clip
+
+    assert clip("abc", 3) == "abc"
+    assert clip("abcdef", 3) == "abc…[+3 chars]"
+    assert clip("abcdef", 0) == "abcdef"
+    # An escape is never split, and the marker counts the characters of the value.
+    assert clip("ab\x1bcd", 4) == "ab…[+3 chars]"
+    assert clip("\x1b" * 10, 9) == "\\x1b\\x1b…[+8 chars]"
+    assert clip("a\u2028b\u202ec") == "a\\u2028b\\u202ec"
+
+
+def test_report_tables_are_capped(tmp_path: Path) -> None:
+    from imds_scan.report.html import render_report
+
+    path = tmp_path / "hosts.ndjson"
+    events = [net(destination={"ip": "169.254.169.254"}, host={"name": f"h{i}"}) for i in range(5)]
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    page = render_report(scan([str(path)], config=ScanConfig(engine="python")), max_group_rows=3)
+    assert page.count("<code>h") == 3 + 5  # by-host rows, then every hit
+    assert "The top 3 of 5." in page
+    assert "No hit has a process.command_line." in page
+
+
+# ---------------------------------------------------------------- summary details
+
+
+def test_years_before_1000_print_with_four_digits(tmp_path: Path) -> None:
+    path = tmp_path / "old.ndjson"
+    path.write_text(json.dumps(net(**{"@timestamp": "0999-05-01T10:15:00Z"}, **HIT_NET)) + "\n")
+    page = tmp_path / "r.html"
+    proc_ = cli(path, "--engine", "python", "-f", "ndjson", "--summary", "--report", page)
+    assert proc_.returncode == 1, proc_.stderr
+    assert "first seen: 0999-05-01T10:15:00Z  last seen: 0999-05-01T10:15:00Z" in proc_.stderr
+    assert "        1  0999-05-01" in proc_.stderr.splitlines()
+    text = page.read_text()
+    assert "<b>0999-05-01T10:15:00Z</b>" in text and "0999-05-01 10:00" in text
+    table = cli(path, "--engine", "python", "-f", "table").stdout
+    assert "0999-05-01T10:15:00Z" in table
+
+
+HIT_NET: dict[str, Any] = {"destination": {"ip": "169.254.169.254"}, "host": {"name": "web-1"}}
+
+
+def test_no_empty_top_command_lines_heading(tmp_path: Path) -> None:
+    path = tmp_path / "net.ndjson"
+    path.write_text(json.dumps(net(**HIT_NET)) + "\n")
+    proc_ = cli(path, "--engine", "python", "-f", "ndjson", "--summary")
+    assert proc_.returncode == 1 and "hits by host:" in proc_.stderr
+    assert "top command lines" not in proc_.stderr
+
+
+def test_events_count_excludes_malformed_lines(tmp_path: Path) -> None:
+    path = tmp_path / "m.ndjson"
+    path.write_text(
+        json.dumps(net(**HIT_NET)) + "\nnot json\n{broken\n\n" + json.dumps(net()) + "\n"
+    )
+    page = tmp_path / "r.html"
+    for engine in ENGINES:
+        proc_ = cli(path, "--engine", engine, "-f", "ndjson", "--report", page)
+        assert "1 file(s), 2 events," in proc_.stderr, (engine, proc_.stderr)
+        assert "malformed lines: 2" in proc_.stderr
+        assert "<b>2</b><span>events scanned</span>" in page.read_text()
+
+
+# ---------------------------------------------------------------- the table
+
+
+def table_text(hits_events: list[dict[str, Any]], tmp_path: Path, **kw: Any) -> str:
+    import io
+
+    from imds_scan.output import write_table
+
+    path = tmp_path / "t.ndjson"
+    path.write_text("".join(json.dumps(e) + "\n" for e in hits_events))
+    out = io.StringIO()
+    write_table(scan([str(path)], config=ScanConfig(engine="python")).hits, out, **kw)
+    return out.getvalue()
+
+
+TABLE_EVENTS = [
+    proc(
+        "curl -s http://169.254.169.254/latest/meta-data/iam/security-credentials/ " + "x" * 500,
+        **{"@timestamp": "2024-05-01T10:15:00.123Z"},
+        host={"name": "SQL-PROD-KEF1PF6"},
+        user={"name": "zoë.martin"},
+        process={"name": "powershell.exe"},
+    ),
+    net(
+        **{"@timestamp": 1714730400000},
+        destination={"ip": "169.254.169.254"},
+        host={"name": "gke-prod-default-pool-685164eb-0dcc-and-more"},
+        user={"name": "日本語のユーザー"},
+    ),
+    net(destination={"ip": "169.254.169.254"}, process={"name": "\x1b[31mevil\ttab"}),
+]
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_table_rows_are_one_line_fitted_to_the_width(tmp_path: Path, width: int) -> None:
+    from rich.cells import cell_len
+
+    lines = table_text(TABLE_EVENTS, tmp_path, width=width).splitlines()
+    assert lines[0] == "3 hit(s)"
+    assert lines[1].split() == [
+        "@timestamp",
+        "host",
+        "user",
+        "process",
+        "branch",
+        *(["field"] if width == 200 else []),  # at 80 the value keeps the room
+        "matched",
+    ]
+    assert len(lines) == 3 + 3 and all(cell_len(line) <= width for line in lines)
+    rows = lines[3:]
+    assert rows[0].startswith("2024-05-01T10:15:00Z ") and rows[0].endswith("…")
+    assert rows[1].startswith("2024-05-03T10:00:00Z ") and rows[2].startswith("- ")
+    assert "\\x1b[31" in rows[2]  # escaped, then cut to the column
+    assert "\x1b" not in "".join(lines) and "\t" not in "".join(lines)
+    if width == 200:
+        assert "SQL-PROD-KEF1PF6" in rows[0] and "zoë.martin" in rows[0]
+        assert "\\x1b[31mevil\\x09tab" in rows[2]
+        assert "process.command_line" in rows[0] and "destination.ip" in rows[1]
+        assert (
+            "curl -s http://169.254.169.254/latest/meta-data/iam/security-credentials/" in rows[0]
+        )
+    else:
+        assert "169.254.169.254" in rows[1] and "SQL-PROD-KE" in rows[0]
+
+
+def test_table_caps_its_rows(tmp_path: Path) -> None:
+    events = [net(**HIT_NET)] * 5
+    lines = table_text(events, tmp_path, max_rows=2, width=120).splitlines()
+    assert lines[0] == "5 hit(s)" and len(lines) == 3 + 2 + 1
+    assert lines[-1].startswith("… 3 more hit(s) not shown (--max-table-rows 2)")
+    assert "-f ndjson" in lines[-1]
+    assert len(table_text(events, tmp_path, max_rows=0, width=120).splitlines()) == 3 + 5
+
+
+def test_max_table_rows_option_and_config_key(tmp_path: Path) -> None:
+    path = tmp_path / "five.ndjson"
+    path.write_text((json.dumps(net(**HIT_NET)) + "\n") * 5)
+    flag = cli(path, "--engine", "python", "-f", "table", "--max-table-rows", "1").stdout
+    assert "… 4 more hit(s) not shown" in flag and flag.count("web-1") == 1
+    config = tmp_path / "c.toml"
+    config.write_text("max-table-rows = 3\n")
+    keyed = cli(path, "--engine", "python", "-f", "table", "--config", config).stdout
+    assert "… 2 more hit(s) not shown" in keyed and keyed.count("web-1") == 3
+    whole = cli(path, "--engine", "python", "-f", "table").stdout
+    assert "more hit(s)" not in whole and whole.count("web-1") == 5
+    bad = cli(path, "--max-table-rows", "-1")
+    assert bad.returncode == 2 and "--max-table-rows" in bad.stderr
+
+
+@pytest.mark.parametrize(("width", "dropped"), [(80, {"field", "branch"}), (200, set())])
+def test_narrow_table_with_rules_keeps_room_for_the_value(
+    tmp_path: Path, width: int, dropped: set[str]
+) -> None:
+    import io
+
+    from imds_scan.output import write_table
+    from imds_scan.rules import default_rules, load_rules, pack_path
+    from imds_scan.scan import run_scan
+
+    path = tmp_path / "p.ndjson"
+    event = proc(
+        CMD_A,
+        host={"name": "ip-10-27-214-196.ec2.internal"},
+        user={"name": "svc-backup"},
+        process={"name": "curl-wrapper.sh"},
+    )
+    path.write_text(json.dumps(event) + "\n")
+    rules = [*default_rules(), *load_rules([pack_path("hardened")])[0]]
+    out = io.StringIO()
+    write_table(run_scan([str(path)], rules).hits, out, width=width)
+    header = out.getvalue().splitlines()[1].split()
+    columns = ["@timestamp", "host", "user", "process", "rule", "branch", "field", "matched"]
+    assert header == [c for c in columns if c not in dropped]
+    rows = out.getvalue().splitlines()[3:]
+    assert len(rows) == 2 and all(len(row) <= width for row in rows)
+    assert "curl -s http://169.254.1" in rows[0] and "/latest/meta-data/iam/se" in rows[1]

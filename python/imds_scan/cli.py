@@ -155,6 +155,15 @@ def scan(
             show_default=False,
         ),
     ] = None,
+    max_table_rows: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            metavar="N",
+            help="--format table shows the first N hits, then a line counting the others "
+            "(0 = all).",
+        ),
+    ] = output_mod.MAX_TABLE_ROWS,
     report: Annotated[
         str | None,
         typer.Option(
@@ -341,7 +350,7 @@ def scan(
             except ScanInterrupted as stopped:  # write what was found before Ctrl-C
                 result, interrupted = stopped.result, True
         with _deferred_interrupt() as late:  # the hits found are written in full
-            problem = _write_results(result, chosen, output, report, config)
+            problem = _write_results(result, chosen, output, report, config, max_table_rows)
         interrupted |= late.is_set()
     except KeyboardInterrupt:
         print("imds-scan: interrupted", file=sys.stderr)
@@ -438,7 +447,12 @@ def _filters_described(config: ScanConfig) -> list[tuple[str, str]]:
 
 
 def _write_results(
-    result: ScanResult, fmt: str, output: str | None, report: str | None, config: ScanConfig
+    result: ScanResult,
+    fmt: str,
+    output: str | None,
+    report: str | None,
+    config: ScanConfig,
+    max_table_rows: int = output_mod.MAX_TABLE_ROWS,
 ) -> bool:
     """Write the results and the report; True if a file could not be written."""
     from .report.formats import write_file, write_text
@@ -446,7 +460,7 @@ def _write_results(
     problem = False
     if output is not None and output != "-":
         try:
-            write_file(fmt, result, output)
+            write_file(fmt, result, output, max_table_rows=max_table_rows)
         except OSError as exc:
             print(
                 f"imds-scan: error: cannot write {output_mod.safe(output)}: {exc.strerror}",
@@ -455,7 +469,7 @@ def _write_results(
             problem = True
     else:
         try:
-            write_text(fmt, result, sys.stdout)
+            write_text(fmt, result, sys.stdout, max_table_rows=max_table_rows)
             sys.stdout.flush()
         except BrokenPipeError:
             # The reader went away (e.g. `| head`): not an error; silence the final flush.

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TextIO
 
 from .scan import Hit, ScanStats
 
-# C0 and C1 controls, DEL, and Unicode bidi/format characters that can reorder or hide text.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+# C0 and C1 controls, DEL, and Unicode bidi/format characters that can reorder or hide text;
+# U+2028/U+2029 break lines for some readers (Python's splitlines too).
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+)
 
 
 def safe(text: str) -> str:
@@ -28,45 +35,183 @@ def write_ndjson(hits: list[Hit], out: TextIO) -> None:
         out.write("\n")
 
 
-def _event_field(hit: Hit, path: str) -> str:
-    from .filters import load_event
+# Characters of one value shown in summaries and the HTML report; the rest is counted in a
+# marker. An attacker sizes values (a 20 MB command line), the machine formats keep them whole.
+DISPLAY_LIMIT = 300
+# Rows of --format table before a line counting the rest (--max-table-rows; 0 = all).
+MAX_TABLE_ROWS = 1000
+# Table width when the output is not a terminal and $COLUMNS is unset.
+FILE_WIDTH = 160
+
+
+def clip(text: str, limit: int = DISPLAY_LIMIT) -> str:
+    """``text`` escaped (:func:`safe`) and cut to at most ``limit`` characters plus a visible
+    marker, ``…[+N chars]``, N counting the characters of ``text`` not shown; 0 = whole."""
+    shown = safe(text[:limit] if limit else text)
+    if not limit or (len(text) <= limit and len(shown) <= limit):
+        return shown
+    kept, used = 0, 0
+    for char in text[:limit]:  # an escape is longer than its character: count what fits
+        size = len(safe(char))
+        if used + size > limit:
+            break
+        kept, used = kept + 1, used + size
+    return f"{safe(text[:kept])}…[+{len(text) - kept} chars]"
+
+
+def _field(doc: dict[str, object] | None, path: str) -> str:
     from .reference import field_values
 
-    try:
-        # load_event keeps numbers as their JSON text, so a numeric host.name still shows.
-        values = list(field_values(load_event(hit.event_text), path.split(".")))
-    except ValueError:
-        return ""
-    return ", ".join(values)
+    # load_event keeps numbers as their JSON text, so a numeric host.name still shows.
+    values = list(field_values(doc, path.split("."))) if doc is not None else []
+    return ", ".join(values) if values else "-"
 
 
-def write_table(hits: list[Hit], out: TextIO) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
+def iso_second(moment: datetime | None) -> str:
+    """ISO 8601 UTC to the second; isoformat pads the year to 4 digits (strftime may not)."""
+    if moment is None:
+        return "-"
+    text = moment.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat()
+    return f"{text}Z"
 
-    table = Table(title=f"{len(hits)} hit(s)", show_lines=False, expand=True)
+
+def table_width(out: TextIO) -> int:
+    """The terminal's width, else $COLUMNS, else FILE_WIDTH."""
+    if is_terminal(out):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            return os.get_terminal_size(out.fileno()).columns
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) > 0 else FILE_WIDTH
+
+
+@dataclass
+class _Column:
+    header: str
+    soft: int  # shrunk to this first (the value column first of all),
+    hard: int  # then to this; a cell wider than its column is cut with "…"
+    cap: int  # never wider than this
+    cells: list[str] = field(default_factory=list)
+    width: int = 0
+
+
+def _escaped_head(text: str, cap: int) -> str:
+    """Enough of ``text``, escaped, to fill ``cap`` cells: the rest is never measured (a value
+    can be 20 MB) and a "…" stands for it."""
+    head = text[: 2 * cap + 8]  # more than cap characters: combining marks take no cell
+    return safe(head) if head == text else safe(head) + "…"
+
+
+def _cut(text: str, width: int) -> str:
+    """``text`` in exactly ``width`` cells: padded, or cut with a trailing "…"."""
+    from rich.cells import cell_len, set_cell_size
+
+    if cell_len(text) <= width:
+        return set_cell_size(text, width)
+    return set_cell_size(text, max(width - 1, 0)) + "…"
+
+
+# Shrunk in this order when the table is wider than the terminal; the time never is.
+_SHRINK = ("rule", "process", "user", "host", "branch")
+# Left out, in this order, while the value would get fewer cells than this: the value says
+# more than its field's name, and the rule column more than the branch (often "branch1").
+_DROP = (("field", 30), ("branch", 20))
+
+
+def _fit(columns: list[_Column], total: int, sep: int) -> list[_Column]:
+    """Set widths for ``total`` cells. The last column (the matched value) gets what the others
+    leave; when that is too little, columns are left out (_DROP), then the others shrink to
+    their soft and then hard minimums, the value to its hard minimum. A terminal narrower than
+    that gets long lines."""
+    from rich.cells import cell_len
+
+    for col in columns:
+        col.width = min(col.cap, max(cell_len(c) for c in [col.header, *col.cells]))
+    value = columns[-1]
+    natural = value.width
+
+    def room(soft: bool = False) -> int:
+        """Cells left for the value (``soft``: were the others at their soft minimums)."""
+        others = [
+            min(c.width, c.soft) if soft and c.header in _SHRINK else c.width for c in columns
+        ]
+        return total - sum(others[:-1]) - sep * (len(columns) - 1)
+
+    for name, need in _DROP:
+        if room(soft=True) < min(natural, need):
+            columns = [col for col in columns if col.header != name]
+    for floor in ("soft", "hard"):
+        for name in _SHRINK:
+            lack = min(natural, getattr(value, floor)) - room()
+            for col in columns:
+                if col.header == name and lack > 0:
+                    col.width -= min(lack, max(0, col.width - getattr(col, floor)))
+    value.width = max(min(natural, room()), min(natural, value.hard))
+    return columns
+
+
+def write_table(
+    hits: list[Hit], out: TextIO, max_rows: int = MAX_TABLE_ROWS, width: int | None = None
+) -> None:
+    """One line per hit, fitted to ``width`` (default: :func:`table_width`): time, host, user,
+    process, rule (when several ran), branch, the matched field and value. Cells too wide are
+    cut with "…" (the whole record is in ``-f ndjson``); log content is escaped."""
+    from .filters import event_time, load_event
+
+    width = table_width(out) if width is None else width
+    shown = hits[:max_rows] if max_rows > 0 else hits
     # Several rules (a pack, --rule DIR): say which one each hit is from.
     by_rule = len({hit.rule.id for hit in hits}) > 1
-    names = ("source:line", *(("rule",) if by_rule else ()), "branch", "host", "process")
-    for name in (*names, "matched"):
-        table.add_column(name, overflow="fold")
-    for hit in hits:
-        matched = ""
-        if hit.matched:
-            matched = f"{hit.matched['field']} ~ {hit.matched['pattern']}: {hit.matched['value']}"
-        rule = (f"{hit.rule.id} ({hit.rule.severity})",) if by_rule else ()
-        cells = (
-            f"{hit.source}:{hit.line}",
-            *rule,
+    columns = [
+        _Column("@timestamp", 20, 20, 20),
+        _Column("host", 12, 8, 32),
+        _Column("user", 8, 5, 20),
+        _Column("process", 8, 6, 24),
+        *([_Column("rule", 12, 8, 40)] if by_rule else []),
+        _Column("branch", 7, 4, 16),
+        _Column("field", 12, 12, 24),
+        _Column("matched", 30, 12, max(width, 20)),
+    ]
+    for hit in shown:
+        try:
+            doc: dict[str, object] | None = load_event(hit.event_text)
+        except ValueError:
+            doc = None
+        matched = hit.matched or {}
+        texts = [
+            iso_second(event_time(doc) if doc is not None else None),
+            _field(doc, "host.name"),
+            _field(doc, "user.name"),
+            _field(doc, "process.name"),
+            *([f"{hit.rule.id} ({hit.rule.severity})"] if by_rule else []),
             hit.branch,
-            _event_field(hit, "host.name"),
-            _event_field(hit, "process.name"),
-            matched,
+            matched.get("field", ""),
+            matched.get("value", ""),
+        ]
+        for col, text in zip(columns, texts, strict=True):
+            col.cells.append(_escaped_head(text, col.cap))
+    sep = 2 if width >= 120 else 1
+    columns = _fit(columns, width, sep)
+    gap = " " * sep
+
+    def line(cells: list[str]) -> str:
+        text = gap.join(_cut(c, col.width) for c, col in zip(cells, columns, strict=True))
+        return text.rstrip() + "\n"
+
+    out.write(f"{len(hits):,} hit(s)\n")
+    out.write(line([c.header for c in columns]))
+    out.write(gap.join("─" * c.width for c in columns) + "\n")
+    for row in zip(*(c.cells for c in columns), strict=True):
+        out.write(line(list(row)))
+    if len(shown) < len(hits):
+        out.write(
+            f"… {len(hits) - len(shown):,} more hit(s) not shown (--max-table-rows "
+            f"{max_rows:,}): -f ndjson for all\n"
         )
-        # Text() never interprets markup, and safe() removes control characters.
-        table.add_row(*(Text(safe(cell)) for cell in cells))
-    Console(file=out, highlight=False).print(table)
+
+
+def events(stats: ScanStats) -> int:
+    """Events read: the non-blank lines that are not malformed (those are counted apart)."""
+    return stats.total("events") - stats.total("malformed")
 
 
 def format_summary(stats: ScanStats, hits: list[Hit], examples: int = 5) -> str:
@@ -77,7 +222,7 @@ def format_summary(stats: ScanStats, hits: list[Hit], examples: int = 5) -> str:
         packed = sum(f.source_bytes for f in compressed) / 1e6
         read = f" ({len(compressed)} compressed: {packed:,.1f} MB read)"
     lines = [
-        f"imds-scan: {files} file(s), {stats.total('events'):,} events, "
+        f"imds-scan: {files} file(s), {events(stats):,} events, "
         f"{stats.total('bytes') / 1e6:,.1f} MB{read}, {len(hits)} hit(s) "
         f"in {stats.elapsed:.2f} s ({stats.mb_per_s:,.0f} MB/s, {stats.engine} engine)"
     ]

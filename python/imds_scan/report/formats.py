@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, TextIO
 
-from ..output import write_table
+from ..output import MAX_TABLE_ROWS, write_table
 from ..scan import ScanResult
 from .alerts import alert_json
 
@@ -58,10 +58,12 @@ def defuse_formulas(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def write_text(fmt: str, result: ScanResult, out: TextIO) -> None:
+def write_text(
+    fmt: str, result: ScanResult, out: TextIO, *, max_table_rows: int = MAX_TABLE_ROWS
+) -> None:
     """Write a text format to a text stream."""
     if fmt == "table":
-        write_table(result.hits, out)
+        write_table(result.hits, out, max_table_rows)
     elif fmt == "ndjson":
         for hit in result.hits:
             out.write(hit.to_json())
@@ -80,10 +82,12 @@ def write_text(fmt: str, result: ScanResult, out: TextIO) -> None:
         raise ValueError(f"{fmt!r} is not a text format")
 
 
-def write_file(fmt: str, result: ScanResult, path: str) -> None:
+def write_file(
+    fmt: str, result: ScanResult, path: str, *, max_table_rows: int = MAX_TABLE_ROWS
+) -> None:
     """Write any format to a file (replaced if it exists)."""
     if fmt == "parquet":
         result.frame.write_parquet(path)
         return
     with open(path, "w", encoding="utf-8", newline="") as out:
-        write_text(fmt, result, out)
+        write_text(fmt, result, out, max_table_rows=max_table_rows)

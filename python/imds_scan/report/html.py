@@ -13,11 +13,14 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
+from ..output import DISPLAY_LIMIT, events, iso_second
 from ..scan import ScanResult
 from .summary import TS, cell, summaries
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'"
 MAX_HIT_ROWS = 2000
+# Rows of each per-host/process/user table (one row per distinct value: a fleet has many).
+MAX_GROUP_ROWS = 200
 MAX_BINS = 400
 CHART_W, CHART_H, PAD_L, PAD_B, PAD_T = 960, 220, 48, 36, 12
 
@@ -44,8 +47,9 @@ svg{background:#fff;border:1px solid #dde1e7;border-radius:6px;width:100%;height
 """
 
 
-def esc(value: object, width: int = 0) -> str:
-    """Log content (or anything) as inert HTML text."""
+def esc(value: object, width: int = DISPLAY_LIMIT) -> str:
+    """Log content (or anything) as inert HTML text, cut to ``width`` characters with a marker
+    counting the rest: the page's size follows the number of rows, not an attacker's values."""
     return html.escape(cell(value, width), quote=True)
 
 
@@ -98,7 +102,8 @@ def timeline(frame: pl.DataFrame) -> tuple[str, pl.DataFrame]:
 
 
 def _bin_label(moment: datetime, unit: str) -> str:
-    return moment.strftime({"hour": "%Y-%m-%d %H:00", "year": "%Y"}.get(unit, "%Y-%m-%d"))
+    text = iso_second(moment)  # a 4-digit year (0999), which strftime's %Y does not give
+    return {"hour": f"{text[:10]} {text[11:14]}00", "year": text[:4]}.get(unit, text[:10])
 
 
 def timeline_svg(frame: pl.DataFrame) -> str:
@@ -153,6 +158,7 @@ def render_report(
     filters: Sequence[tuple[str, str]] = (),
     generated: datetime | None = None,
     max_rows: int = MAX_HIT_ROWS,
+    max_group_rows: int = MAX_GROUP_ROWS,
 ) -> str:
     """The whole report as one HTML document."""
     frame, stats = result.frame, result.stats
@@ -162,7 +168,7 @@ def render_report(
     facts = "".join(
         [
             _fact(f"{len(frame):,}", "hits"),
-            _fact(f"{stats.total('events'):,}", "events scanned"),
+            _fact(f"{events(stats):,}", "events scanned"),
             _fact(f"{len(stats.files):,}", "files"),
             _fact(f"{frame.get_column('host.name').n_unique() if len(frame) else 0:,}", "hosts"),
             _fact(cell(seen["first_seen"]), "first seen"),
@@ -180,9 +186,12 @@ def render_report(
     def counted(name: str, key_label: str, keys: Sequence[str]) -> str:
         rows = [
             [*(r[k] for k in keys), r["hits"], r["first_seen"], r["last_seen"]]
-            for r in tables[name].iter_rows(named=True)
+            for r in tables[name].head(max_group_rows).iter_rows(named=True)
         ]
-        return _table([*key_label.split("|"), "hits", "first seen", "last seen"], rows, {len(keys)})
+        headers = [*key_label.split("|"), "hits", "first seen", "last seen"]
+        more = len(tables[name]) - len(rows)
+        note = f'<p class="note">The top {len(rows):,} of {len(tables[name]):,}.</p>'
+        return _table(headers, rows, {len(keys)}) + (note if more else "")
 
     def matched(r: dict[str, object]) -> str | None:
         if r["matched.field"] is None:
@@ -230,7 +239,9 @@ def render_report(
             ["process.command_line", "hits"],
             tables["top_command_lines"].select("process.command_line", "hits").rows(),
             {1},
-        ),
+        )
+        if len(tables["top_command_lines"])
+        else '<p class="note">No hit has a process.command_line.</p>',
         "</div></div>",
         "<h2>Hits</h2>",
         _table(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 import polars as pl
 
-from ..output import safe
+from ..output import DISPLAY_LIMIT, clip, iso_second
 
 TS = "@timestamp"
 # The summary's sections, in print order: name -> (title, grouping columns).
@@ -58,22 +58,17 @@ def summaries(frame: pl.DataFrame, top: int = 10) -> dict[str, pl.DataFrame]:
     return out
 
 
-def cell(value: object, width: int = 0) -> str:
-    """A value for display: null as ``-``, times in ISO 8601 UTC to the second, control
-    characters escaped,
-    cut to ``width`` characters (0 = whole)."""
+def cell(value: object, width: int = DISPLAY_LIMIT) -> str:
+    """A value for display: null as ``-``, times in ISO 8601 UTC to the second (years of 4
+    digits), control characters escaped, cut to ``width`` characters with a marker counting
+    the rest (``…[+N chars]``; 0 = whole)."""
     if value is None:
-        text = "-"
-    elif isinstance(value, datetime):
-        text = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # seconds are enough to read
+        return "-"
+    if isinstance(value, datetime):
+        value = iso_second(value)
     elif isinstance(value, date):
-        text = value.isoformat()
-    else:
-        text = str(value)
-    text = safe(text)
-    if width and len(text) > width:
-        text = text[: width - 1] + "…"
-    return text
+        value = value.isoformat()
+    return clip(str(value), width)
 
 
 def format_summaries(frame: pl.DataFrame, top: int = 10, width: int = 100) -> str:
@@ -100,13 +95,14 @@ def format_summaries(frame: pl.DataFrame, top: int = 10, width: int = 100) -> st
             for r in tables["by_day"].iter_rows(named=True)
         ],
     )
-    section(
-        "top command lines",
-        [
-            (r["hits"], cell(r["process.command_line"], width))
-            for r in tables["top_command_lines"].iter_rows(named=True)
-        ],
-    )
+    if not tables["top_command_lines"].is_empty():  # no heading over nothing
+        section(
+            "top command lines",
+            [
+                (r["hits"], cell(r["process.command_line"], width))
+                for r in tables["top_command_lines"].iter_rows(named=True)
+            ],
+        )
     seen = tables["seen"].row(0, named=True)
     lines.append(f"first seen: {cell(seen['first_seen'])}  last seen: {cell(seen['last_seen'])}")
     return "\n".join(lines)
