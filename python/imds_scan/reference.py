@@ -336,14 +336,26 @@ class Rule:
     ir: dict[str, Any]
     branches: list[tuple[str, Any]] = field(init=False)
 
+    allowlist: list[Any] = field(init=False)
+
     def __post_init__(self) -> None:
         self.branches = [(b["name"], _compile(b["expr"])) for b in self.ir["branches"]]
+        self.allowlist = [_compile(node) for node in self.ir.get("allowlist", ())]
 
     def evaluate(self, doc: dict[str, Any]) -> tuple[int, Witness | None] | None:
         """(index of the first matching branch, deciding witness), or None."""
+        verdict = self.judge(doc)
+        return verdict if isinstance(verdict, tuple) else None
+
+    def judge(self, doc: dict[str, Any]) -> tuple[int, Witness | None] | int | None:
+        """A hit (branch, witness); else the index of the first allowlist entry that drops
+        an event a branch matched (docs/ir.md, Allowlists); else None."""
         for index, (_, expr) in enumerate(self.branches):
             found = _evaluate(expr, doc)
             if found is not None:
+                for entry, node in enumerate(self.allowlist):
+                    if _evaluate(node, doc) is not None:
+                        return entry
                 deciding = next((w for w in found if w.under_or), found[-1] if found else None)
                 return index, deciding
         return None
@@ -437,8 +449,11 @@ def scan_stream(
         stats.candidates += 1
         stats.invalid_utf8 += invalid_utf8
         for rule_index, rule in enumerate(rules):
-            verdict = rule.evaluate(doc)
-            if verdict is not None:
+            verdict = rule.judge(doc)
+            if isinstance(verdict, int):
+                key = (rule_index, verdict)
+                stats.allowlisted[key] = stats.allowlisted.get(key, 0) + 1
+            elif verdict is not None:
                 branch, witness = verdict
                 stats.hits += 1
                 hits.append(

@@ -39,6 +39,8 @@ class Rule:
     threat: tuple[dict[str, Any], ...] = field(default=(), hash=False)
     # Where the rule came from (a path, or ``<bundled>``).
     source: str = ""
+    # What each of ``ir["allowlist"]``'s entries is, in the same order (config.Allowlist).
+    allowlist_labels: tuple[str, ...] = ()
 
     @property
     def branch_names(self) -> list[str]:
@@ -65,6 +67,8 @@ SEVERITIES = ("low", "medium", "high", "critical")
 
 # Bundled rule packs (`--pack NAME`): directories of rule files under rules/packs/.
 PACKS = ("hardened",)
+# Bundled allowlist presets (`--preset NAME`): rules/presets/<name>.toml, an [allowlist] table.
+PRESETS = ("cloud-agents",)
 
 
 class RuleFileError(ValueError):
@@ -92,6 +96,15 @@ def pack_path(name: str) -> str:
     if name not in PACKS:
         raise RuleFileError(f"unknown rule pack {name!r} (bundled packs: {', '.join(PACKS)})")
     return os.fspath(Path(str(resources.files("imds_scan.rules"))) / "packs" / name)
+
+
+def preset_text(name: str) -> str:
+    """The text of a bundled allowlist preset; RuleFileError for an unknown name."""
+    if name not in PRESETS:
+        raise RuleFileError(
+            f"unknown allowlist preset {name!r} (bundled presets: {', '.join(PRESETS)})"
+        )
+    return resources.files("imds_scan.rules").joinpath("presets", f"{name}.toml").read_text("utf-8")
 
 
 def default_rules() -> list[Rule]:
