@@ -289,3 +289,54 @@ def test_cli_preset_reports_what_each_entry_dropped(tmp_path: Path) -> None:
     assert "unknown allowlist preset 'cloud-agent' (bundled presets: cloud-agents)" in proc.stderr
     proc = _cli("--show-rule", "--preset", "cloud-agents")
     assert proc.returncode == 0 and "NetworkWatcherAgent.exe" in proc.stdout
+
+
+AZURE_GUEST = (
+    "C:\\WindowsAzure\\GuestAgent_2.7.41491.1102_2024-01-01_000000\\WindowsAzureGuestAgent.exe"
+)
+PACK_NOISE: list[dict[str, Any]] = [
+    # An Azure Windows host: the VM Agent talks to WireServer, Network Watcher to IMDS.
+    _win5156(AZURE_GUEST, "WindowsAzureGuestAgent.exe", "168.63.129.16", 32526),
+    _win5156(AZURE_GUEST, "WindowsAzureGuestAgent.exe", "168.63.129.16", 80),
+    _win5156(NWA_DEVICE, "NetworkWatcherAgent.exe", "169.254.169.254", 80),
+    # An AWS Windows host: EC2Config and cfn-hup read the metadata service.
+    _win5156("C:\\Program Files\\Amazon\\Ec2ConfigService\\Ec2Config.exe", "Ec2Config.exe"),
+    _win5156("C:\\Program Files\\Amazon\\cfn-bootstrap\\winhup.exe", "winhup.exe"),
+    # Azure DNS: not WireServer, so no pack hit at all, with or without the preset.
+    _win5156("C:\\Windows\\System32\\svchost.exe", "svchost.exe", "168.63.129.16", 53),
+]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_preset_quiets_the_hardened_pack_on_cloud_hosts(scan_events: Any, engine: str) -> None:
+    rules, _ = load_rules([pack_path("hardened")])
+    plain = scan_events(PACK_NOISE, engine, rules)
+    assert [(h.line, h.rule.id) for h in plain.hits] == [
+        (line, "imds-hardened-endpoint") for line in range(1, 6)
+    ]
+    tuned = scan_events(PACK_NOISE, engine, _preset_rules(rules))
+    assert tuned.hits == []
+    assert sum(tuned.stats.files[0].allowlisted.values()) == 5
+
+
+def test_summary_explains_the_severity_classes(tmp_path: Path) -> None:
+    data = tmp_path / "mixed.ndjson"
+    events = [
+        PACK_NOISE[0],
+        {
+            "process": {
+                "command_line": "curl http://169.254.169.254/latest/meta-data/iam/security-credentials/r"
+            }
+        },
+        {"url": {"full": "http://metadata.google.internal/computeMetadata/v1/project/"}},
+    ]
+    data.write_text("".join(json.dumps(e) + "\n" for e in events))
+    proc = _cli(data, "-f", "ndjson", "--pack", "hardened", "--summary", "-q")
+    assert proc.returncode == 1, proc.stderr
+    section = proc.stderr.split("hits by severity (why):\n", 1)[1].split("\nhits by rule")[0]
+    rows = [line.split(None, 2) for line in section.splitlines()]
+    assert [(r[0], r[1]) for r in rows] == [("1", "critical"), ("1", "high"), ("1", "medium")]
+    assert "imds-hardened-credentials: Critical: the event names a credential endpoint" in section
+    assert "imds-hardened-endpoint: Medium: the event only reaches a metadata-service address" in (
+        section
+    )

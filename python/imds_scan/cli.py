@@ -367,13 +367,19 @@ def scan(
     if summary if summary is not None else (not quiet and output_mod.is_terminal(sys.stdout)):
         from .report.summary import format_summaries
 
-        print(format_summaries(result.frame), file=sys.stderr)
+        why = {r.id: _first_sentence(r.description) for r in rules}
+        print(format_summaries(result.frame, why=why), file=sys.stderr)
     if interrupted:
         print("imds-scan: interrupted; the results cover what was read until then", file=sys.stderr)
         raise typer.Exit(EXIT_INTERRUPTED)
     if result.stats.errors or problem:
         raise typer.Exit(EXIT_ERROR)
     raise typer.Exit(EXIT_HITS if result.hits else EXIT_CLEAN)
+
+
+def _first_sentence(text: str) -> str:
+    head, dot, _ = " ".join(text.split()).partition(". ")
+    return head + ("." if dot or not head.endswith(".") else "")
 
 
 @contextlib.contextmanager

@@ -283,10 +283,14 @@ class _Pred:
 
     def witness(self, doc: dict[str, Any]) -> Witness | None:
         if self.op == "imds_endpoint":  # the witness value is the text that named the endpoint
-            from .endpoint import first_match
+            from .endpoint import first_match, port_number
+
+            def event_ports() -> list[int]:
+                ports = (port_number(v) for v in field_values(doc, ["destination", "port"]))
+                return [p for p in ports if p is not None]
 
             for value in field_values(doc, self.parts):
-                found = first_match(value, self.values)
+                found = first_match(value, self.values, event_ports)
                 if found is not None:
                     return Witness(self.field, self.op, self.values[found[0]], found[1])
             return None

@@ -179,7 +179,7 @@ impl Pred {
                 addresses.iter().position(|a| *a == address)
             }
             Test::Exists { ip } => (!ip || parse_ip(value).is_some()).then_some(0),
-            Test::Endpoint => crate::endpoint::first_match(value, &self.literals).map(|m| m.0),
+            Test::Endpoint => unreachable!("first_hit handles imds_endpoint"),
             Test::Cidr(blocks) => {
                 let address = parse_ip(value)?;
                 blocks.iter().position(|b| b.contains(&address))
@@ -203,11 +203,16 @@ impl Pred {
     fn first_hit<'a>(&self, doc: &'a Value) -> Option<(Cow<'a, str>, usize)> {
         if matches!(self.test, Test::Endpoint) {
             // The witness value is the text that named the endpoint, not the whole value.
+            let mut event_ports = || destination_ports(doc);
             let found =
                 for_each_value(
                     doc,
                     &self.path,
-                    &mut |value| match crate::endpoint::first_match(&value, &self.literals) {
+                    &mut |value| match crate::endpoint::first_match(
+                        &value,
+                        &self.literals,
+                        &mut event_ports,
+                    ) {
                         Some((literal, token)) => {
                             ControlFlow::Break((Cow::Owned(token.to_owned()), literal))
                         }
@@ -232,6 +237,17 @@ impl Pred {
             ControlFlow::Continue(()) => None,
         }
     }
+}
+
+/// The event's `destination.port` values that are port numbers (digits), for port-scoped
+/// endpoint classes.
+fn destination_ports(doc: &Value) -> Vec<u64> {
+    let mut ports = Vec::new();
+    let _ = for_each_value(doc, &["destination", "port"], &mut |value| {
+        ports.extend(crate::endpoint::port_number(&value));
+        ControlFlow::<()>::Continue(())
+    });
+    ports
 }
 
 impl Expr {

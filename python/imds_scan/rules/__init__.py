@@ -2,7 +2,8 @@
 
 A rule file is read the way Elastic's detection-rules repository writes them: ``[metadata]``,
 ``[rule]`` with ``name``, ``rule_id``, ``severity``, ``language = "eql"``, ``query`` and optional
-``description``, ``risk_score``, ``references``, ``false_positives``, ``tags``, and
+``description``, ``risk_score``, ``references``, ``false_positives``, ``tags``, imds-scan's own
+``branch_names`` (one per branch of the query, instead of ``branch<N>``), and
 ``[[rule.threat]]`` (MITRE ATT&CK). Other keys are Elastic's and are ignored. A rule outside what
 imds-scan runs (another language or rule type, a sequence, an unsupported function...) is refused
 with the reason and, for query errors, the file's line and column.
@@ -195,6 +196,14 @@ def parse_rule_text(text: str, source: str) -> Rule:
         line = lines_before + exc.line
         column = exc.column + (column_offset if exc.line == 1 else 0)
         raise RuleFileError(f"{source}:{line}:{column}: {exc.message}") from None
+    names = _strings(rule, "branch_names", source)
+    if names:  # imds-scan's own key: what each branch detects, instead of branch<N>
+        if len(names) != len(ir["branches"]) or len(set(names)) != len(names):
+            raise RuleFileError(
+                f"{source}: rule.branch_names: expected {len(ir['branches'])} distinct names "
+                f"(one per branch of the query), found {len(names)}"
+            )
+        ir["branches"] = [{**b, "name": n} for b, n in zip(ir["branches"], names, strict=True)]
     return Rule(
         id=rule_id,
         name=name,
