@@ -340,3 +340,50 @@ def test_summary_explains_the_severity_classes(tmp_path: Path) -> None:
     assert "imds-hardened-endpoint: Medium: the event only reaches a metadata-service address" in (
         section
     )
+
+
+# Windows Security 5156 as Log Analytics exports it (SecurityEvent table): the address is there,
+# but in Log Analytics' columns, not ECS fields.
+LOG_ANALYTICS_5156 = {
+    "TimeGenerated": "2024-03-01T10:00:00Z",
+    "Computer": "vm-web-1",
+    "EventID": 5156,
+    "Activity": "5156 - The Windows Filtering Platform has permitted a connection.",
+    "Application": "\\device\\harddiskvolume2\\windows\\system32\\curl.exe",
+    "DestAddress": "169.254.169.254",
+    "DestPort": "80",
+    "SourceAddress": "10.0.0.4",
+    "Direction": "%%14593",
+}
+RAW_AUDITD = (
+    'type=SYSCALL msg=audit(1709287200.123:4711): arch=c000003e syscall=42 success=yes exit=0 '
+    'ppid=1 pid=811 uid=0 comm="curl" exe="/usr/bin/curl" key="imds"\n'
+    "type=SOCKADDR msg=audit(1709287200.123:4711): saddr=0200005000A9FEA9FE0000000000000000\n"
+)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_non_ecs_input_is_named_not_silently_empty(tmp_path: Path, engine: str) -> None:
+    la = tmp_path / "securityevent.ndjson"
+    la.write_text(json.dumps(LOG_ANALYTICS_5156) + "\n" + json.dumps({"TimeGenerated": "x"}) + "\n")
+    audit = tmp_path / "audit.log"
+    audit.write_text(RAW_AUDITD)
+    ecs_quiet = tmp_path / "ecs.ndjson"  # ECS, no hits: not named
+    ecs_quiet.write_text(json.dumps(_net("10.0.0.1", name="curl")) + "\n")
+    hits = tmp_path / "hits.ndjson"
+    hits.write_text(json.dumps(STILL_HITS[0]) + "\n")
+    proc = _cli(la, audit, ecs_quiet, hits, "-f", "ndjson", "--engine", engine)
+    assert proc.returncode == 1, proc.stderr
+    assert "inputs that do not look like ECS (no field the rules read): 2" in proc.stderr
+    warnings = [x for x in proc.stderr.splitlines() if "look like ECS" in x and "warning" in x]
+    assert warnings == [
+        f"imds-scan: warning: {la}: does not look like ECS: none of the first 2 events has a "
+        "field the rules read (destination.address, destination.ip, event.category, "
+        "event.type, process.args, process.command_line, …); fields seen: TimeGenerated, "
+        "Computer, EventID, Activity, Application, DestAddress",
+        f"imds-scan: warning: {audit}: does not look like ECS NDJSON: none of the first 2 "
+        "lines is a JSON object, so no rule saw an event",
+    ]
+    # -q keeps the diagnostics.
+    proc = _cli(la, "-q", "--engine", engine)
+    assert proc.returncode == 0 and "does not look like ECS" in proc.stderr

@@ -364,6 +364,8 @@ def scan(
         output_mod.print_summary(result.stats, result.hits)
     for warning in output_mod.allowlist_warnings(result.stats):
         print(f"imds-scan: warning: {warning}", file=sys.stderr)
+    for shape in result.stats.not_ecs:
+        print(f"imds-scan: warning: {shape.message}", file=sys.stderr)
     if summary if summary is not None else (not quiet and output_mod.is_terminal(sys.stdout)):
         from .report.summary import format_summaries
 

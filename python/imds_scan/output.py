@@ -108,6 +108,10 @@ def format_summary(stats: ScanStats, hits: list[Hit], examples: int = 5) -> str:
         lines.append(f"  empty inputs: {len(empty):,} ({names}{more})")
     for path, reason in stats.skipped:
         lines.append(f"  skipped: {safe(path)}: {safe(reason)}")
+    if stats.not_ecs:
+        lines.append(
+            f"  inputs that do not look like ECS (no field the rules read): {len(stats.not_ecs):,}"
+        )
     for drops in stats.allowlist:
         if drops.dropped:  # each entry that dropped something, in attribution order
             lines.append(f"  allowlist dropped {drops.dropped:,} hit(s) of {safe(drops.rule_id)}:")

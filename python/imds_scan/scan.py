@@ -18,6 +18,8 @@ from .stats import FileStats
 if TYPE_CHECKING:
     import polars as pl
 
+    from .shape import NotEcs
+
 Engine = Literal["rust", "python"]
 # progress(bytes read from the sources so far, total bytes or None when unknown)
 Progress = Callable[[int, int | None], None]
@@ -88,6 +90,8 @@ class ScanStats:
     interrupted: bool = False
     # Per rule with an allowlist: what each entry dropped (set by ``scan``).
     allowlist: list[AllowlistDrops] = field(default_factory=list)
+    # Local inputs without hits whose first events carry no field the rules read (``scan``).
+    not_ecs: list[NotEcs] = field(default_factory=list)
 
     def total(self, name: str) -> int:
         return sum(getattr(f, name) for f in self.files)
@@ -348,6 +352,11 @@ def scan(
         result, interrupted = exc.result, True
     result.stats.skipped = expanded.skipped
     result.stats.allowlist = allowlist_drops(chosen, result)
+    if not interrupted:
+        from .shape import not_ecs_inputs
+
+        hits = [f.hits if f.error is None else 1 for f in result.stats.files]
+        result.stats.not_ecs = not_ecs_inputs(expanded.sources, hits, chosen)
     window = TimeWindow(  # a naive bound is UTC, as in the CLI
         None if config.since is None else as_utc(config.since),
         None if config.until is None else as_utc(config.until),
