@@ -347,7 +347,8 @@ def test_example_config_is_valid_commented_and_uncommented() -> None:
     enabled = parse_config(_uncommented(text), str(EXAMPLE), COMMAND)
     assert enabled.default_map["fmt"] == "ndjson"
     allowlist = enabled.allowlist
-    assert len(allowlist.entries) == 33 and len(allowlist.per_rule["imds-default"]) == 4
+    assert enabled.default_map["preset"] == ["cloud-agents"]
+    assert len(allowlist.entries) == 30 and len(allowlist.per_rule["imds-default"]) == 4
     (rule,) = allowlist.apply(default_rules())
     assert compile_rule(
         format_rule(rule.ir), name=rule.name, rule_id=rule.id, severity=rule.severity
