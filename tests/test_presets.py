@@ -356,7 +356,7 @@ LOG_ANALYTICS_5156 = {
     "Direction": "%%14593",
 }
 RAW_AUDITD = (
-    'type=SYSCALL msg=audit(1709287200.123:4711): arch=c000003e syscall=42 success=yes exit=0 '
+    "type=SYSCALL msg=audit(1709287200.123:4711): arch=c000003e syscall=42 success=yes exit=0 "
     'ppid=1 pid=811 uid=0 comm="curl" exe="/usr/bin/curl" key="imds"\n'
     "type=SOCKADDR msg=audit(1709287200.123:4711): saddr=0200005000A9FEA9FE0000000000000000\n"
 )
