@@ -418,6 +418,48 @@ mod tests {
     use super::*;
 
     #[test]
+    fn wireserver_counts_on_its_ports_only() {
+        let classes = [
+            "azure-wireserver".to_string(),
+            "imds-link-local".to_string(),
+        ];
+        fn m<'v>(value: &'v str, ports: Vec<u64>) -> Option<(usize, &'v str)> {
+            let classes = [
+                "azure-wireserver".to_string(),
+                "imds-link-local".to_string(),
+            ];
+            first_match(value, &classes, &mut || ports.clone())
+        }
+        assert_eq!(m("168.63.129.16", vec![53]), None);
+        assert_eq!(m("168.63.129.16", vec![]), Some((0, "168.63.129.16")));
+        assert_eq!(
+            m("168.63.129.16", vec![53, 32526]),
+            Some((0, "168.63.129.16"))
+        );
+        assert_eq!(m("http://168.63.129.16:53/", vec![80]), None);
+        assert_eq!(
+            m("http://168.63.129.16:0080/", vec![53]),
+            Some((0, "168.63.129.16"))
+        );
+        assert_eq!(
+            m("http://[::ffff:a83f:8110]:32526/", vec![]),
+            Some((0, "[::ffff:a83f:8110]"))
+        );
+        assert_eq!(m("http://[::ffff:a83f:8110]:53/", vec![]), None);
+        // A later spelling on the right port still counts; unscoped classes ignore ports.
+        assert_eq!(
+            m("168.63.129.16:53 then 168.63.129.16:80", vec![]),
+            Some((0, "168.63.129.16"))
+        );
+        assert_eq!(
+            m("169.254.169.254:53", vec![53]),
+            Some((1, "169.254.169.254"))
+        );
+        assert_eq!(port_number("99999999999999999999"), Some(u64::MAX));
+        assert_eq!(port_number("8O"), None);
+    }
+
+    #[test]
     fn spellings() {
         for v in [
             "2852039166",
