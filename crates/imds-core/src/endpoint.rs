@@ -419,11 +419,7 @@ mod tests {
 
     #[test]
     fn wireserver_counts_on_its_ports_only() {
-        let classes = [
-            "azure-wireserver".to_string(),
-            "imds-link-local".to_string(),
-        ];
-        fn m<'v>(value: &'v str, ports: Vec<u64>) -> Option<(usize, &'v str)> {
+        fn m(value: &str, ports: Vec<u64>) -> Option<(usize, &str)> {
             let classes = [
                 "azure-wireserver".to_string(),
                 "imds-link-local".to_string(),
