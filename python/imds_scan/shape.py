@@ -66,9 +66,14 @@ def rule_fields(rules: Sequence[Rule]) -> list[str]:
 
 
 def _lines(source: Source, limit: int) -> Iterator[bytes]:
-    from .reference import _decoded, _read_head, _ReadFailed, _read_lines, detect_compression
-
-    from .reference import _Counted
+    from .reference import (
+        _Counted,
+        _decoded,
+        _read_head,
+        _read_lines,
+        _ReadFailed,
+        detect_compression,
+    )
 
     with open(source.name, "rb") as raw:
         head = _read_head(raw)
