@@ -481,3 +481,14 @@ def test_table_names_the_rule_when_several_ran(
     assert "imds-hardened-endpoint (medium)" in both and "imds-default (high)" in both
     # One rule: no column for it.
     assert "imds-default" not in table(default_rules())
+
+
+SAMPLE = Path(__file__).resolve().parent.parent / "bench" / "sample" / "ecs-sample.ndjson"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_sample_azure_dns_is_not_wireserver(engine: str) -> None:
+    """The sample's near misses include Azure DNS (168.63.129.16 port 53)."""
+    assert "168.63.129.16" in SAMPLE.read_text()
+    hits = run_scan([str(SAMPLE)], pack(), engine=engine).hits
+    assert hits and not [h for h in hits if "168.63.129.16" in h.event_text]
