@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 # Every literal of the seed rule, ASCII lower case, plus the other spellings of the IMDS
 # addresses. No benign line contains any of them, in any case: checked on every line.
@@ -1974,6 +1974,33 @@ class Generator:
             del doc["process"]["name"]
         return doc, "network", {"go": go}
 
+    def tp_net_cloud_agent(self):
+        # The providers' own agents the rule does not exclude, as real fleets log them: Winlogbeat
+        # 5156 (device paths), and auditd's comm cut to 15 bytes. Hits by the rule's semantics;
+        # `--preset cloud-agents` drops them.
+        r = self.r
+        name, path = r.choice(
+            (
+                (
+                    "NetworkWatcherAgent.exe",
+                    "\\device\\harddiskvolume2\\packages\\plugins\\microsoft.azure."
+                    "networkwatcher.networkwatcheragentwindows\\1.4.1974.1\\"
+                    "networkwatcheragent\\networkwatcheragent.exe",
+                ),
+                ("Ec2Config.exe", "C:\\Program Files\\Amazon\\Ec2ConfigService\\Ec2Config.exe"),
+                ("winhup.exe", "C:\\Program Files\\Amazon\\cfn-bootstrap\\winhup.exe"),
+                ("amazon-ssm-agen", "/usr/bin/amazon-ssm-agent"),
+                ("google_guest_ag", "/usr/bin/google_guest_agent"),
+            )
+        )
+        win = name.endswith(".exe")
+        doc, go = self._net_tp(
+            "169.254.169.254", name=name, win=win, flavor=None if win else "socket"
+        )
+        doc["process"]["name"] = name
+        doc["process"]["executable"] = path
+        return doc, "network", {"go": go}
+
     def tp_net_scoped(self):
         ip = self.r.choice(("::ffff:169.254.169.254%eth0", "::ffff:a9fe:a9fe%2"))
         doc, go = self._net_tp(ip, name="python3")
@@ -2453,6 +2480,31 @@ class Generator:
             "dot": False,
             "dup": f',"destination":{{"address":"{ip}","ip":"{ip}","port":443}}',
         }
+
+    def nm_azure_dns_and_exports(self):
+        # Azure DNS (168.63.129.16:53, not the metadata address), and a Windows 5156 event as
+        # Log Analytics exports it: the address is there, in fields no ECS rule reads.
+        r = self.r
+        if r.random() < 0.5:
+            doc, go = self._net_tp(
+                "168.63.129.16",
+                name="C:\\Windows\\System32\\svchost.exe",
+                dport=53,
+                transport="udp",
+                win=True,
+            )
+            return doc, {"go": go}
+        doc = {
+            "TimeGenerated": self.tick(),
+            "Computer": f"vm-web-{r.randrange(1, 20)}",
+            "EventID": 5156,
+            "Activity": "5156 - The Windows Filtering Platform has permitted a connection.",
+            "Application": "\\device\\harddiskvolume2\\windows\\system32\\curl.exe",
+            "DestAddress": "169.254.169.254",
+            "DestPort": "80",
+            "Protocol": "6",
+        }
+        return doc, {"go": False}
 
     def nm_other_metadata_endpoints(self):
         r = self.r

@@ -178,6 +178,20 @@ def test_local_files_same_as_local_scan(client: Any, logs: list[str]) -> None:
     assert [r for r, _ in seen] == sorted(r for r, _ in seen)
 
 
+def test_allowlist_counts_same_as_local_scan(client: Any, logs: list[str]) -> None:
+    from imds_scan.config import condition_allowlist
+    from imds_scan.rules import default_rules
+
+    rules = condition_allowlist(['process.name == "curl"']).apply(default_rules())
+    config = ScanConfig(cluster=client.scheduler.address, range_size=RANGE)
+    distributed_ = scan(logs, rules=rules, config=config)
+    local = scan(logs, rules=rules)
+    assert key(distributed_) == key(local)
+    assert distributed_.stats.allowlist == local.stats.allowlist
+    (drops,) = local.stats.allowlist
+    assert drops.dropped > 50 and drops.hits > 50  # PROC lines dropped, HIT lines kept
+
+
 def test_cli_local_cluster_same_output_and_exit_code(logs: list[str]) -> None:
     def run(*extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -27,7 +27,7 @@ from imds_scan.config import (
     parse_allowlist,
     parse_config,
 )
-from imds_scan.eql import compile_rule, format_rule
+from imds_scan.eql import compile_rule, format_rule, inline_allowlist
 from imds_scan.filters import load_event
 from imds_scan.ipaddr import in_cidr, parse_cidr, parse_ip
 from imds_scan.reference import ascii_fold, field_values, wildcard_regex
@@ -304,21 +304,30 @@ def test_per_rule_allowlist_touches_only_its_rule(scan_events: Any) -> None:
     assert parse_allowlist({"rules": {"typo": {}}}, "c").unknown_rule_ids(rules) == ["typo"]
 
 
-def test_allowlist_compiles_to_appended_not_and_prints_back() -> None:
+def test_allowlist_compiles_to_ordered_entries_and_prints_back() -> None:
     allowlist = parse_config(ALLOWLIST_TOML, "c.toml", COMMAND).allowlist
     (rule,) = allowlist.apply(default_rules())
     (seed,) = default_rules()
-    for tuned, plain in zip(rule.ir["branches"], seed.ir["branches"], strict=True):
+    # Branches untouched; one IR entry per value, labelled, in file order (global first).
+    assert rule.ir["branches"] == seed.ir["branches"]
+    assert len(rule.ir["allowlist"]) == len(rule.allowlist_labels) == 11
+    assert rule.allowlist_labels[0] == 'c.toml: process.name "terraform"'
+    assert rule.allowlist_labels[-1] == (
+        'c.toml [allowlist.rules."imds-default"]: destination.ip "10.0.0.0/8"'
+    )
+    # Printed (and meant) as a last `and not (...)` of every branch.
+    inlined = inline_allowlist(rule.ir)
+    for tuned, plain in zip(inlined["branches"], seed.ir["branches"], strict=True):
         assert tuned["name"] == plain["name"]
         assert tuned["expr"]["args"][:-1] == plain["expr"]["args"]
         assert tuned["expr"]["args"][-1]["node"] == "not"
         exclusion = tuned["expr"]["args"][-1]["arg"]
-        assert exclusion["node"] == "or" and len(exclusion["args"]) == 8
+        assert exclusion["node"] == "or" and len(exclusion["args"]) == 11
     text = format_rule(rule.ir)
-    assert 'process.name in~ ("terraform", "packer")' in text
+    assert 'process.name in~ ("terraform")' in text
     assert 'process.name : "terraform-provider-*"' in text
-    assert 'cidrMatch(destination.ip, "fd00:ec2::/32", "10.0.0.0/8")' in text
-    assert compile_rule(text, name=rule.name, rule_id=rule.id, severity=rule.severity) == rule.ir
+    assert 'cidrMatch(destination.ip, "fd00:ec2::/32")' in text
+    assert compile_rule(text, name=rule.name, rule_id=rule.id, severity=rule.severity) == inlined
 
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "imds-scan.toml"
@@ -338,12 +347,12 @@ def test_example_config_is_valid_commented_and_uncommented() -> None:
     enabled = parse_config(_uncommented(text), str(EXAMPLE), COMMAND)
     assert enabled.default_map["fmt"] == "ndjson"
     allowlist = enabled.allowlist
-    assert len(allowlist.entries) == 8 and len(allowlist.per_rule["imds-default"]) == 2
+    assert enabled.default_map["preset"] == ["cloud-agents"]
+    assert len(allowlist.entries) == 30 and len(allowlist.per_rule["imds-default"]) == 4
     (rule,) = allowlist.apply(default_rules())
-    assert (
-        compile_rule(format_rule(rule.ir), name=rule.name, rule_id=rule.id, severity=rule.severity)
-        == rule.ir
-    )
+    assert compile_rule(
+        format_rule(rule.ir), name=rule.name, rule_id=rule.id, severity=rule.severity
+    ) == inline_allowlist(rule.ir)
     text = format_rule(rule.ir)
     assert '"C:\\\\Program Files\\\\Elastic\\\\Agent\\\\*"' in text
     assert "terraform-provider-aws*" in text

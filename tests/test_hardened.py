@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 from conftest import ENGINES, hit_keys
 from imds_scan.endpoint import findings, inet_aton
 from imds_scan.eql import EqlError, compile_rule
-from imds_scan.rules import Rule, load_rules, pack_path
+from imds_scan.rules import Rule, RuleFileError, load_rule_file, load_rules, pack_path
 from imds_scan.scan import run_scan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -224,6 +225,59 @@ def test_near_misses_are_not_flagged(scan_events, engine: str) -> None:
     assert run_scan_events(scan_events, events, engine).hits == []
 
 
+WIRESERVER_PORTS = [
+    # (event, pack hit?): WireServer is HTTP on 80 and 32526; 168.63.129.16 is also Azure's
+    # DNS resolver (53), which every Azure VM queries.
+    ({"destination": {"ip": "168.63.129.16", "port": 53}}, False),
+    ({"destination": {"ip": "168.63.129.16", "port": "53"}, "network": {"protocol": "dns"}}, False),
+    ({"destination": {"address": "168.63.129.16:53"}}, False),
+    ({"url": {"full": "http://168.63.129.16:53/"}}, False),
+    ({"url": {"full": "http://[::ffff:a83f:8110]:53/"}}, False),
+    ({"destination": {"ip": "168.63.129.16", "port": 80}}, True),
+    ({"destination": {"ip": "168.63.129.16", "port": "32526"}}, True),
+    ({"destination": {"ip": "168.63.129.16", "port": [53, 80]}}, True),  # any of them
+    ({"destination": {"ip": "168.63.129.16"}}, True),  # no port anywhere: counted
+    ({"destination": {"ip": "168.63.129.16", "port": "domain"}}, True),  # not a number
+    ({"url": {"full": "http://168.63.129.16:32526/vmSettings"}}, True),
+    ({"url": {"full": "http://[::ffff:a83f:8110]:80/"}}, True),
+    (
+        {
+            "url": {"full": "http://168.63.129.16/machine?comp=goalstate"},
+            "destination": {"port": 80},
+        },
+        True,
+    ),
+    # The port in the value wins over the event's.
+    ({"url": {"full": "http://168.63.129.16:53/"}, "destination": {"port": 80}}, False),
+    # Unscoped classes ignore ports: 169.254.169.254 has no other use.
+    ({"destination": {"ip": "169.254.169.254", "port": 53}}, True),
+]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_wireserver_is_scoped_by_port(scan_events, engine: str) -> None:
+    events: list[dict[str, Any] | str] = [event for event, _ in WIRESERVER_PORTS]
+    hits = run_scan_events(scan_events, events, engine).hits
+    flagged = [line for line, (_, hit) in enumerate(WIRESERVER_PORTS, start=1) if hit]
+    assert [h.line for h in hits] == flagged
+    assert {h.matched["pattern"] for h in hits} == {"azure-wireserver", "imds-link-local"}
+
+
+def test_pack_branches_say_what_they_detect(tmp_path: Path) -> None:
+    names = [r.branch_names for r in pack()]
+    assert names[0][0] == "credentials-in-process.command_line"
+    assert names[0][-1] == "credentials-in-dns.question.name"
+    assert names[1:] == [["metadata-path-or-host"], ["metadata-address"]]
+    assert not any(re.fullmatch(r"branch\d+", n) for rule in names for n in rule)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[rule]\nname = "x"\nrule_id = "x"\nlanguage = "eql"\nbranch_names = ["a"]\n'
+        'query = \'any where a == "1" or b == "2"\'\n'
+    )
+    with pytest.raises(RuleFileError, match=r"rule.branch_names: expected 2 distinct names"):
+        load_rule_file(bad)
+
+
 def test_inet_aton_ranges() -> None:
     assert inet_aton("1.2.3.4") == bytes(10) + b"\xff\xff\x01\x02\x03\x04"
     assert inet_aton("0x1.0x100") is not None
@@ -329,6 +383,10 @@ _TOKEN_PARTS = st.sampled_from(
         "_",
         "170.2",
         "42.42",
+        "168.63.129.16",
+        ":53",
+        ":80",
+        ":32526",
         "é",
         "0x",
         "08",
@@ -356,7 +414,8 @@ def test_decoder_differential(tmp_path: Path, values: list[str]) -> None:
     for value in values:
         lines.append(json.dumps({"process": {"command_line": value}}))
         lines.append(json.dumps({"process": {"args": [value, "x"]}}, ensure_ascii=False))
-        lines.append(json.dumps({"destination": {"ip": value}}))
+        port = [None, 53, 80, "32526"][len(value) % 4]  # port-scoped classes read it
+        lines.append(json.dumps({"destination": {"ip": value, "port": port}}))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     hits = {e: hit_keys(run_scan([str(path)], [rule], engine=e).hits) for e in ENGINES}
     assert hits["rust"] == hits["python"]
@@ -422,3 +481,14 @@ def test_table_names_the_rule_when_several_ran(
     assert "imds-hardened-endpoint (medium)" in both and "imds-default (high)" in both
     # One rule: no column for it.
     assert "imds-default" not in table(default_rules())
+
+
+SAMPLE = Path(__file__).resolve().parent.parent / "bench" / "sample" / "ecs-sample.ndjson"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_sample_azure_dns_is_not_wireserver(engine: str) -> None:
+    """The sample's near misses include Azure DNS (168.63.129.16 port 53)."""
+    assert "168.63.129.16" in SAMPLE.read_text()
+    hits = run_scan([str(SAMPLE)], pack(), engine=engine).hits
+    assert hits and not [h for h in hits if "168.63.129.16" in h.event_text]

@@ -315,6 +315,8 @@ def merge(
                 offset = None  # a range before this one is missing
             for name in _SUMMED:
                 setattr(result, name, getattr(result, name) + stats[name])
+            for key, count in stats.get("allowlisted", {}).items():
+                result.allowlisted[key] = result.allowlisted.get(key, 0) + count
             if stats["error"] is not None and result.error is None:
                 result.error = stats["error"]
             if result.compression is None:

@@ -65,17 +65,27 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class Allowlist:
-    """Exclusions as IR nodes: an event matching any of them is not a hit."""
+class AllowEntry:
+    """One exclusion: an IR node, and the label the summary counts its drops under."""
 
-    entries: tuple[Node, ...] = ()
-    per_rule: dict[str, tuple[Node, ...]] = field(default_factory=dict)
+    label: str
+    node: Node
+
+
+@dataclass(frozen=True)
+class Allowlist:
+    """Exclusions, in order: an event a rule matches and an entry matches is not a hit."""
+
+    entries: tuple[AllowEntry, ...] = ()
+    per_rule: dict[str, tuple[AllowEntry, ...]] = field(default_factory=dict)
     source: str = ""
 
     def __bool__(self) -> bool:
         return bool(self.entries) or any(self.per_rule.values())
 
-    def for_rule(self, rule_id: str) -> list[Node]:
+    def for_rule(self, rule_id: str) -> list[AllowEntry]:
+        """The entries that apply to a rule, in attribution order: the global ones, then the
+        rule's own."""
         return [*self.entries, *self.per_rule.get(rule_id, ())]
 
     def unknown_rule_ids(self, rules: Sequence[Rule]) -> list[str]:
@@ -84,32 +94,25 @@ class Allowlist:
         return [rule_id for rule_id in self.per_rule if rule_id not in ids]
 
     def apply(self, rules: Sequence[Rule]) -> list[Rule]:
-        """The rules with ``and not (<entries>)`` appended to every branch.
-
-        Appending keeps ``matched``: a true ``not`` yields no witness entries and the branch's
-        own come first (docs/ir.md, Witness). Branch names are kept."""
+        """The rules with the entries appended to their IR's ``allowlist`` (docs/ir.md,
+        Allowlists): both engines drop an event a branch matches when an entry matches it,
+        and count it against the first such entry. ``matched`` and branch names are kept;
+        the labels go to ``Rule.allowlist_labels``, in the same order."""
         out = []
         for rule in rules:
-            nodes = self.for_rule(rule.id)
-            if not nodes:
+            entries = self.for_rule(rule.id)
+            if not entries:
                 out.append(rule)
                 continue
-            exclusion = {"node": "not", "arg": _any_of(nodes)}
             ir = dict(rule.ir)
-            ir["branches"] = [
-                {**branch, "expr": _and(branch["expr"], exclusion)} for branch in ir["branches"]
-            ]
-            out.append(dataclasses.replace(rule, ir=ir))
+            ir["allowlist"] = [*ir.get("allowlist", ()), *(e.node for e in entries)]
+            labels = (*rule.allowlist_labels, *(e.label for e in entries))
+            out.append(dataclasses.replace(rule, ir=ir, allowlist_labels=labels))
         return out
 
 
 def _any_of(nodes: Sequence[Node]) -> Node:
     return nodes[0] if len(nodes) == 1 else {"node": "or", "args": list(nodes)}
-
-
-def _and(expr: Node, extra: Node) -> Node:
-    args = expr["args"] if expr["node"] == "and" else [expr]
-    return {"node": "and", "args": [*args, extra]}
 
 
 def _pred(name: str, op: str, values: list[str]) -> Node:
@@ -189,8 +192,11 @@ def _flatten(table: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
-def _entries(table: dict[str, Any], key_prefix: str, source: str) -> list[Node]:
-    nodes: list[Node] = []
+def _entries(table: dict[str, Any], key_prefix: str, source: str) -> list[AllowEntry]:
+    """One entry per value (each name, pattern, block or condition), so the summary can say
+    which one dropped what."""
+    nodes: list[AllowEntry] = []
+    origin = source if key_prefix == ALLOWLIST else f"{source} [{key_prefix}]"
     for name, value in _flatten(table):
         key = f"{key_prefix}.{name}"
         if name == PER_RULE:
@@ -205,16 +211,23 @@ def _entries(table: dict[str, Any], key_prefix: str, source: str) -> list[Node]:
         values = _string_list(value, key, source)
         if not values:
             continue
-        if name == CONDITIONS:
-            for i, text in enumerate(values):
+        if name in CIDR_FIELDS:  # checked as a list, so errors name the index
+            cidr_node(name, values, key, source)
+        elif name != CONDITIONS:
+            glob_node(name, values, key, source)
+        for i, text in enumerate(values):
+            where = f"{key}[{i}]"
+            label = f'{origin}: {name} "{text}"' if name != CONDITIONS else f"{origin}: {text}"
+            if name == CONDITIONS:
                 try:
-                    nodes.append(parse_condition(text, f"{source}: {key}[{i}]"))
+                    node = parse_condition(text, f"{source}: {where}")
                 except EqlError as exc:
                     raise ConfigError(str(exc)) from None
-        elif name in CIDR_FIELDS:
-            nodes.append(cidr_node(name, values, key, source))
-        else:
-            nodes.append(glob_node(name, values, key, source))
+            elif name in CIDR_FIELDS:
+                node = cidr_node(name, [text], key, source)
+            else:
+                node = glob_node(name, [text], key, source)
+            nodes.append(AllowEntry(label, node))
     return nodes
 
 
@@ -223,7 +236,7 @@ def parse_allowlist(table: Any, source: str, key: str = ALLOWLIST) -> Allowlist:
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: {key}: expected a table, found {_type_name(table)}")
     entries = _entries(table, key, source)
-    per_rule: dict[str, tuple[Node, ...]] = {}
+    per_rule: dict[str, tuple[AllowEntry, ...]] = {}
     rules = table.get(PER_RULE, {})
     if not isinstance(rules, dict):
         raise ConfigError(f"{source}: {key}.{PER_RULE}: expected a table of rule ids")
@@ -237,22 +250,35 @@ def parse_allowlist(table: Any, source: str, key: str = ALLOWLIST) -> Allowlist:
     return Allowlist(tuple(entries), per_rule, source)
 
 
+def preset_allowlist(name: str) -> Allowlist:
+    """A bundled preset (rules/presets/<name>.toml): its [allowlist] table, entries labelled
+    ``preset <name>``."""
+    from .rules import preset_text
+
+    source = f"preset {name}"
+    try:
+        doc = tomllib.loads(preset_text(name))
+    except tomllib.TOMLDecodeError as exc:  # a packaging error, not the user's
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    return parse_allowlist(doc.get(ALLOWLIST, {}), source)
+
+
 def condition_allowlist(conditions: Sequence[str], source: str = "--allow") -> Allowlist:
     """Global exclusions given as EQL conditions (the ``--allow`` option)."""
     nodes = []
     for i, text in enumerate(conditions):
         try:
-            nodes.append(
-                parse_condition(text, source if len(conditions) == 1 else f"{source}[{i}]")
-            )
+            node = parse_condition(text, source if len(conditions) == 1 else f"{source}[{i}]")
         except EqlError as exc:
             raise ConfigError(str(exc)) from None
+        nodes.append(AllowEntry(f"{source}: {text}", node))
     return Allowlist(tuple(nodes), {}, source)
 
 
 def merge(*allowlists: Allowlist) -> Allowlist:
-    entries: list[Node] = []
-    per_rule: dict[str, tuple[Node, ...]] = {}
+    """One allowlist; entries keep the order of the arguments (the attribution order)."""
+    entries: list[AllowEntry] = []
+    per_rule: dict[str, tuple[AllowEntry, ...]] = {}
     for allowlist in allowlists:
         entries.extend(allowlist.entries)
         for rule_id, nodes in allowlist.per_rule.items():

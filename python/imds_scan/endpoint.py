@@ -5,6 +5,8 @@ spelling a resolver or an HTTP client accepts, and the text that named each one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .ipaddr import parse_ip
 
 # Endpoint classes of addresses (IPv4 ones stored IPv4-mapped, as parse_ip gives them).
@@ -24,6 +26,28 @@ for _text, _cls in ADDRESSES:
     _address = parse_ip(_text)
     assert _address is not None
     _ADDRESS_CLASS[_address] = _cls
+
+# Classes of an address with other uses, counted only on the ports the vendor documents for
+# the endpoint (docs/ir.md, "Ports"): Azure's 168.63.129.16 also serves DNS (53), DHCP and
+# health probes, and WireServer is HTTP on 80 and 32526.
+PORT_SCOPED: dict[str, tuple[int, ...]] = {"azure-wireserver": (80, 32526)}
+_NO_PORT = 2**64 - 1  # a port of more than 10 digits: no port anyone lists
+
+
+def port_number(digits: str) -> int | None:
+    """A port written as ASCII digits (None otherwise)."""
+    if not digits or not all(c in "0123456789" for c in digits):
+        return None
+    trimmed = digits.lstrip("0")
+    return _NO_PORT if len(trimmed) > 10 else int(trimmed or "0")
+
+
+def _digits_prefix(text: str) -> str:
+    end = 0
+    while end < len(text) and text[end] in "0123456789":
+        end += 1
+    return text[:end]
+
 
 # Host names (ASCII-folded, a trailing dot dropped).
 HOSTS: tuple[tuple[str, str], ...] = (
@@ -167,45 +191,55 @@ def _host_class(host: str, folded_value: str) -> str | None:
     return None
 
 
-def _token_findings(token: str, folded_value: str) -> list[tuple[int, int, str]]:
-    """(start, end, class) inside the token."""
+def _token_findings(token: str, folded_value: str) -> list[tuple[int, int, str, int | None]]:
+    """(start, end, class, port) inside the token; the port is the one written right after
+    the address (``host:port``, ``[address]:port``, ``address:port``)."""
     if "[" in token:
         open_at = token.index("[")
         close_at = token.find("]", open_at)
         if close_at < 0:
             return []
+        rest = token[close_at + 1 :]
+        port = port_number(_digits_prefix(rest[1:])) if rest.startswith(":") else None
         address = parse_ip(token[open_at + 1 : close_at])
         if address is not None and address in _ADDRESS_CLASS:
-            return [(open_at, close_at + 1, _ADDRESS_CLASS[address])]
+            return [(open_at, close_at + 1, _ADDRESS_CLASS[address], port)]
         return []
     if token.count(":") >= 2:
-        candidates = [token]
-        head, _, port = token.rpartition(":")
-        if port.isascii() and port.isdigit():
-            candidates.append(head)
-        for candidate in candidates:
+        candidates: list[tuple[str, int | None]] = [(token, None)]
+        head, _, digits = token.rpartition(":")
+        if digits.isascii() and digits.isdigit():
+            candidates.append((head, port_number(digits)))
+        for candidate, port in candidates:
             address = parse_ip(candidate)
             if address is not None:
                 cls = _ADDRESS_CLASS.get(address)
-                return [] if cls is None else [(0, len(candidate), cls)]
+                return [] if cls is None else [(0, len(candidate), cls, port)]
         return []
     found = []
     start = 0
-    for part in token.split(":"):
+    parts = token.split(":")
+    for k, part in enumerate(parts):
         host = part.rstrip(".")
         if host:
             cls = _host_class(host, folded_value)
             if cls is not None:
-                found.append((start, start + len(host), cls))
+                port = port_number(parts[k + 1]) if k + 1 < len(parts) else None
+                found.append((start, start + len(host), cls, port))
         start += len(part) + 1
     return found
 
 
 def findings(value: str) -> list[tuple[str, str]]:
     """(class, the text of ``value`` that named it), in order of position."""
+    return [(cls, text) for cls, text, _ in _findings(value)]
+
+
+def _findings(value: str) -> list[tuple[str, str, int | None]]:
+    """``findings`` with the port written after each address."""
     text, starts, ends = _normalise(value)
     folded = text.lower() if text.isascii() else _ascii_lower(text)
-    found: list[tuple[int, int, str]] = []
+    found: list[tuple[int, int, str, int | None]] = []
     i, n = 0, len(text)
     while i < n:
         if text[i] not in _TOKEN:
@@ -214,26 +248,41 @@ def findings(value: str) -> list[tuple[str, str]]:
         j = i
         while j < n and text[j] in _TOKEN:
             j += 1
-        for s, e, cls in _token_findings(text[i:j], folded):
-            found.append((i + s, i + e, cls))
+        for s, e, cls, port in _token_findings(text[i:j], folded):
+            found.append((i + s, i + e, cls, port))
         i = j
     for marker, cls in MARKERS:
         at = folded.find(marker)
         if at >= 0:
-            found.append((at, at + len(marker), cls))
+            found.append((at, at + len(marker), cls, None))
     found.sort(key=lambda f: (f[0], f[1]))
-    return [(cls, value[starts[s] : ends[e - 1]]) for s, e, cls in found]
+    return [(cls, value[starts[s] : ends[e - 1]], port) for s, e, cls, port in found]
 
 
 def _ascii_lower(text: str) -> str:
     return "".join(c.lower() if c.isascii() else c for c in text)
 
 
-def first_match(value: str, classes: list[str]) -> tuple[int, str] | None:
-    """(index of the first of ``classes`` the value names, the text that named it first)."""
-    seen = findings(value)
+def first_match(
+    value: str, classes: list[str], event_ports: Callable[[], list[int]] = list
+) -> tuple[int, str] | None:
+    """(index of the first of ``classes`` the value names, the text that named it first).
+    ``event_ports()`` gives the event's ``destination.port`` numbers; it is asked only for a
+    port-scoped class whose finding has no port of its own."""
+    seen = _findings(value)
+    ports: list[int] | None = None
     for index, cls in enumerate(classes):
-        for found_cls, token in seen:
-            if found_cls == cls:
-                return index, token
+        wanted = PORT_SCOPED.get(cls)
+        for found_cls, token, port in seen:
+            if found_cls != cls:
+                continue
+            if wanted is not None:
+                if port is None:  # no port in the value: the event's, if it has any
+                    if ports is None:
+                        ports = event_ports()
+                    if ports and not any(p in wanted for p in ports):
+                        continue
+                elif port not in wanted:
+                    continue
+            return index, token
     return None

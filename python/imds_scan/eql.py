@@ -698,11 +698,30 @@ def format_condition(node: Node) -> str:
     return "\n".join(line.rstrip() for line in _lines(node, 0))
 
 
+def inline_allowlist(ir: dict[str, Any]) -> dict[str, Any]:
+    """The rule without an ``allowlist`` key, its entries appended to every branch as one
+    last ``and not (<entry> or ...)`` conjunct: the same hits, the same ``matched``
+    (docs/ir.md, Allowlists)."""
+    entries = ir.get("allowlist") or []
+    out = {k: v for k, v in ir.items() if k != "allowlist"}
+    if not entries:
+        return out
+    arg = entries[0] if len(entries) == 1 else {"node": "or", "args": list(entries)}
+    exclusion = {"node": "not", "arg": arg}
+    out["branches"] = []
+    for branch in ir["branches"]:
+        expr = branch["expr"]
+        args = expr["args"] if expr["node"] == "and" else [expr]
+        out["branches"].append({**branch, "expr": {"node": "and", "args": [*args, exclusion]}})
+    return out
+
+
 def format_rule(ir: dict[str, Any]) -> str:
     """A rule's IR as one ``any where`` query, a branch per top-level ``or`` operand, each
-    preceded by a ``// branch`` comment. Compiling it gives the same branches and trees."""
+    preceded by a ``// branch`` comment; allowlist entries as a last ``and not (...)`` of
+    every branch. Compiling it gives the branches and trees of ``inline_allowlist(ir)``."""
     parts = []
-    branches = ir["branches"]
+    branches = inline_allowlist(ir)["branches"]
     several = len(branches) > 1
     for i, branch in enumerate(branches):
         name = "".join(ch if ch.isprintable() else " " for ch in str(branch["name"]))

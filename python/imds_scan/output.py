@@ -253,7 +253,25 @@ def format_summary(stats: ScanStats, hits: list[Hit], examples: int = 5) -> str:
         lines.append(f"  empty inputs: {len(empty):,} ({names}{more})")
     for path, reason in stats.skipped:
         lines.append(f"  skipped: {safe(path)}: {safe(reason)}")
+    if stats.not_ecs:
+        lines.append(
+            f"  inputs that do not look like ECS (no field the rules read): {len(stats.not_ecs):,}"
+        )
+    for drops in stats.allowlist:
+        if drops.dropped:  # each entry that dropped something, in attribution order
+            lines.append(f"  allowlist dropped {drops.dropped:,} hit(s) of {safe(drops.rule_id)}:")
+            lines.extend(f"    {n:>7,}  {safe(label)}" for label, n in drops.entries if n)
     return "\n".join(lines)
+
+
+def allowlist_warnings(stats: ScanStats) -> list[str]:
+    """Rules whose allowlist dropped every hit: likely an entry broader than meant."""
+    return [
+        f"the allowlist dropped every hit of rule {safe(d.rule_id)} ({d.dropped:,}): "
+        "check that its entries are not broader than meant (--show-rule prints them)"
+        for d in stats.allowlist
+        if d.dropped and not d.hits
+    ]
 
 
 def is_terminal(stream: TextIO) -> bool:

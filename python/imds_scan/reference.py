@@ -283,10 +283,14 @@ class _Pred:
 
     def witness(self, doc: dict[str, Any]) -> Witness | None:
         if self.op == "imds_endpoint":  # the witness value is the text that named the endpoint
-            from .endpoint import first_match
+            from .endpoint import first_match, port_number
+
+            def event_ports() -> list[int]:
+                ports = (port_number(v) for v in field_values(doc, ["destination", "port"]))
+                return [p for p in ports if p is not None]
 
             for value in field_values(doc, self.parts):
-                found = first_match(value, self.values)
+                found = first_match(value, self.values, event_ports)
                 if found is not None:
                     return Witness(self.field, self.op, self.values[found[0]], found[1])
             return None
@@ -336,14 +340,26 @@ class Rule:
     ir: dict[str, Any]
     branches: list[tuple[str, Any]] = field(init=False)
 
+    allowlist: list[Any] = field(init=False)
+
     def __post_init__(self) -> None:
         self.branches = [(b["name"], _compile(b["expr"])) for b in self.ir["branches"]]
+        self.allowlist = [_compile(node) for node in self.ir.get("allowlist", ())]
 
     def evaluate(self, doc: dict[str, Any]) -> tuple[int, Witness | None] | None:
         """(index of the first matching branch, deciding witness), or None."""
+        verdict = self.judge(doc)
+        return verdict if isinstance(verdict, tuple) else None
+
+    def judge(self, doc: dict[str, Any]) -> tuple[int, Witness | None] | int | None:
+        """A hit (branch, witness); else the index of the first allowlist entry that drops
+        an event a branch matched (docs/ir.md, Allowlists); else None."""
         for index, (_, expr) in enumerate(self.branches):
             found = _evaluate(expr, doc)
             if found is not None:
+                for entry, node in enumerate(self.allowlist):
+                    if _evaluate(node, doc) is not None:
+                        return entry
                 deciding = next((w for w in found if w.under_or), found[-1] if found else None)
                 return index, deciding
         return None
@@ -437,8 +453,11 @@ def scan_stream(
         stats.candidates += 1
         stats.invalid_utf8 += invalid_utf8
         for rule_index, rule in enumerate(rules):
-            verdict = rule.evaluate(doc)
-            if verdict is not None:
+            verdict = rule.judge(doc)
+            if isinstance(verdict, int):
+                key = (rule_index, verdict)
+                stats.allowlisted[key] = stats.allowlisted.get(key, 0) + 1
+            elif verdict is not None:
                 branch, witness = verdict
                 stats.hits += 1
                 hits.append(

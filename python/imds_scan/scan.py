@@ -18,6 +18,8 @@ from .stats import FileStats
 if TYPE_CHECKING:
     import polars as pl
 
+    from .shape import NotEcs
+
 Engine = Literal["rust", "python"]
 # progress(bytes read from the sources so far, total bytes or None when unknown)
 Progress = Callable[[int, int | None], None]
@@ -61,6 +63,20 @@ class FileResult(FileStats):
     path: str
 
 
+@dataclass(frozen=True)
+class AllowlistDrops:
+    """What one rule's allowlist dropped: (entry label, events) for every entry, in the
+    attribution order, and the hits the rule still made (before --since/--until)."""
+
+    rule_id: str
+    entries: list[tuple[str, int]]
+    hits: int
+
+    @property
+    def dropped(self) -> int:
+        return sum(count for _, count in self.entries)
+
+
 @dataclass
 class ScanStats:
     files: list[FileResult]
@@ -72,6 +88,10 @@ class ScanStats:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     # True when Ctrl-C stopped the scan: the results cover what was read until then.
     interrupted: bool = False
+    # Per rule with an allowlist: what each entry dropped (set by ``scan``).
+    allowlist: list[AllowlistDrops] = field(default_factory=list)
+    # Local inputs without hits whose first events carry no field the rules read (``scan``).
+    not_ecs: list[NotEcs] = field(default_factory=list)
 
     def total(self, name: str) -> int:
         return sum(getattr(f, name) for f in self.files)
@@ -245,6 +265,26 @@ def run_scan(
     return result
 
 
+def allowlist_drops(rules: Sequence[Rule], result: ScanResult) -> list[AllowlistDrops]:
+    """Sum the engines' per-input (rule, entry) counts for every rule with an allowlist."""
+    counts: dict[tuple[int, int], int] = {}
+    for stats in result.stats.files:
+        for key, count in stats.allowlisted.items():
+            counts[key] = counts.get(key, 0) + count
+    hits: dict[str, int] = {}
+    for hit in result.hits:
+        hits[hit.rule.id] = hits.get(hit.rule.id, 0) + 1
+    return [
+        AllowlistDrops(
+            rule.id,
+            [(label, counts.get((i, e), 0)) for e, label in enumerate(rule.allowlist_labels)],
+            hits.get(rule.id, 0),
+        )
+        for i, rule in enumerate(rules)
+        if rule.allowlist_labels
+    ]
+
+
 def scan(
     paths: Sequence[str],
     *,
@@ -311,6 +351,12 @@ def scan(
     except ScanInterrupted as exc:
         result, interrupted = exc.result, True
     result.stats.skipped = expanded.skipped
+    result.stats.allowlist = allowlist_drops(chosen, result)
+    if not interrupted:
+        from .shape import not_ecs_inputs
+
+        hits = [f.hits if f.error is None else 1 for f in result.stats.files]
+        result.stats.not_ecs = not_ecs_inputs(expanded.sources, hits, chosen)
     window = TimeWindow(  # a naive bound is UTC, as in the CLI
         None if config.since is None else as_utc(config.since),
         None if config.until is None else as_utc(config.until),

@@ -20,3 +20,6 @@ class FileStats:
     compression: str | None = None
     # Bytes read from the source (compressed bytes for compressed input).
     source_bytes: int = 0
+    # (rule index, allowlist entry index) -> events a branch of the rule matched that this
+    # entry (the first matching one) dropped.
+    allowlisted: dict[tuple[int, int], int] = field(default_factory=dict)

@@ -16,6 +16,32 @@ const ADDRESSES: &[(&str, &str)] = &[
     ("169.254.42.42", "scaleway-imds"),
 ];
 
+/// Classes of an address with other uses, counted only on the ports the vendor documents for
+/// the endpoint (docs/ir.md, "Ports"): Azure's 168.63.129.16 also serves DNS (53), DHCP and
+/// health probes, and WireServer is HTTP on 80 and 32526.
+const PORT_SCOPED: &[(&str, &[u64])] = &[("azure-wireserver", &[80, 32526])];
+
+/// A port written as digits: its value, or `u64::MAX` (no port anyone lists) when too long.
+pub fn port_number(digits: &str) -> Option<u64> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let trimmed = digits.trim_start_matches('0');
+    Some(if trimmed.len() > 10 {
+        u64::MAX
+    } else {
+        trimmed.parse().unwrap_or(0)
+    })
+}
+
+/// The ports a port-scoped class is limited to, `None` for an unscoped class.
+fn scoped_ports(class: &str) -> Option<&'static [u64]> {
+    PORT_SCOPED
+        .iter()
+        .find(|(c, _)| *c == class)
+        .map(|(_, ports)| *ports)
+}
+
 const HOSTS: &[(&str, &str)] = &[
     ("instance-data", "aws-instance-data"),
     ("instance-data.ec2.internal", "aws-instance-data"),
@@ -215,30 +241,36 @@ fn host_class(host: &str, folded_value: &str) -> Option<&'static str> {
     None
 }
 
-/// (start, end, class) inside the token (char offsets).
-fn token_findings(token: &[char], folded_value: &str) -> Vec<(usize, usize, &'static str)> {
+/// (start, end, class, port) inside the token (char offsets); the port is the one written
+/// right after the address (`host:port`, `[address]:port`, `address:port`).
+type Found = (usize, usize, &'static str, Option<u64>);
+
+fn token_findings(token: &[char], folded_value: &str) -> Vec<Found> {
     let text: String = token.iter().collect(); // ASCII only: byte = char offsets
     if let Some(open_at) = text.find('[') {
         let Some(close_rel) = text[open_at..].find(']') else {
             return Vec::new();
         };
         let close_at = open_at + close_rel;
+        let port = text[close_at + 1..]
+            .strip_prefix(':')
+            .and_then(|rest| port_number(rest.split(|c: char| !c.is_ascii_digit()).next()?));
         return parse_ip(&text[open_at + 1..close_at])
             .and_then(|a| address_class(&a))
-            .map(|c| vec![(open_at, close_at + 1, c)])
+            .map(|c| vec![(open_at, close_at + 1, c, port)])
             .unwrap_or_default();
     }
     if text.matches(':').count() >= 2 {
-        let mut candidates = vec![text.as_str()];
+        let mut candidates = vec![(text.as_str(), None)];
         if let Some((head, port)) = text.rsplit_once(':') {
             if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
-                candidates.push(head);
+                candidates.push((head, port_number(port)));
             }
         }
-        for candidate in candidates {
+        for (candidate, port) in candidates {
             if let Some(address) = parse_ip(candidate) {
                 return address_class(&address)
-                    .map(|c| vec![(0, candidate.len(), c)])
+                    .map(|c| vec![(0, candidate.len(), c, port)])
                     .unwrap_or_default();
             }
         }
@@ -246,11 +278,13 @@ fn token_findings(token: &[char], folded_value: &str) -> Vec<(usize, usize, &'st
     }
     let mut found = Vec::new();
     let mut start = 0;
-    for part in text.split(':') {
+    let parts: Vec<&str> = text.split(':').collect();
+    for (k, part) in parts.iter().enumerate() {
         let host = part.trim_end_matches('.');
         if !host.is_empty() {
             if let Some(c) = host_class(host, folded_value) {
-                found.push((start, start + host.len(), c));
+                let port = parts.get(k + 1).and_then(|p| port_number(p));
+                found.push((start, start + host.len(), c, port));
             }
         }
         start += part.len() + 1;
@@ -270,17 +304,17 @@ fn marker_search() -> &'static aho_corasick::AhoCorasick {
 pub fn findings(value: &str) -> Vec<(&'static str, &str)> {
     finding_spans(value)
         .into_iter()
-        .map(|(c, start, end)| (c, &value[start..end]))
+        .map(|(c, start, end, _)| (c, &value[start..end]))
         .collect()
 }
 
-/// [`findings`] as byte spans of `value`.
-fn finding_spans(value: &str) -> Vec<(&'static str, usize, usize)> {
+/// [`findings`] as byte spans of `value`, with the port written after each address.
+fn finding_spans(value: &str) -> Vec<(&'static str, usize, usize, Option<u64>)> {
     let norm = normalise(value);
     let chars = &norm.chars;
     let folded_chars: Vec<char> = chars.iter().map(|c| c.to_ascii_lowercase()).collect();
     let folded: String = folded_chars.iter().collect();
-    let mut found: Vec<(usize, usize, &'static str)> = Vec::new();
+    let mut found: Vec<Found> = Vec::new();
     let n = chars.len();
     let mut i = 0;
     while i < n {
@@ -292,8 +326,8 @@ fn finding_spans(value: &str) -> Vec<(&'static str, usize, usize)> {
         while j < n && is_token(chars[j]) {
             j += 1;
         }
-        for (s, e, c) in token_findings(&chars[i..j], &folded) {
-            found.push((i + s, i + e, c));
+        for (s, e, c, port) in token_findings(&chars[i..j], &folded) {
+            found.push((i + s, i + e, c, port));
         }
         i = j;
     }
@@ -307,32 +341,50 @@ fn finding_spans(value: &str) -> Vec<(&'static str, usize, usize)> {
     for (k, (marker, class)) in MARKERS.iter().enumerate() {
         if first[k] != usize::MAX {
             let at = folded[..first[k]].chars().count();
-            found.push((at, at + marker.len(), class));
+            found.push((at, at + marker.len(), class, None));
         }
     }
-    found.sort_by_key(|&(s, e, _)| (s, e));
+    found.sort_by_key(|&(s, e, _, _)| (s, e));
     found
         .into_iter()
-        .map(|(s, e, c)| (c, norm.starts[s], norm.ends[e - 1]))
+        .map(|(s, e, c, port)| (c, norm.starts[s], norm.ends[e - 1], port))
         .collect()
 }
 
 /// (index of the first of `classes` the value names, the text that named it first).
-pub fn first_match<'v>(value: &'v str, classes: &[String]) -> Option<(usize, &'v str)> {
+/// `event_ports` gives the event's `destination.port` numbers; it is asked only for a
+/// port-scoped class whose finding has no port of its own.
+pub fn first_match<'v>(
+    value: &'v str,
+    classes: &[String],
+    event_ports: &mut dyn FnMut() -> Vec<u64>,
+) -> Option<(usize, &'v str)> {
     // Several rules (the pack's, each excluding the ones above it) ask about the same values
     // of a line: the last values' findings are kept, by content. Only short values are kept,
     // so that the copies stay small (a value may be a 100 MB line).
     const KEPT: usize = 16;
     const KEPT_LEN: usize = 64 << 10;
-    type Kept = Vec<(Box<str>, Vec<(&'static str, usize, usize)>)>;
+    type Kept = Vec<(Box<str>, Vec<(&'static str, usize, usize, Option<u64>)>)>;
     thread_local! {
         static KEEP: std::cell::RefCell<(Kept, usize)> = const { std::cell::RefCell::new((Vec::new(), 0)) };
     }
-    let first = |seen: &[(&'static str, usize, usize)]| {
+    let mut ports: Option<Vec<u64>> = None;
+    let mut first = |seen: &[(&'static str, usize, usize, Option<u64>)]| {
         classes.iter().enumerate().find_map(|(index, class)| {
+            let scope = scoped_ports(class);
             seen.iter()
-                .find(|(c, _, _)| *c == class.as_str())
-                .map(|&(_, start, end)| (index, &value[start..end]))
+                .find(|(c, _, _, port)| {
+                    *c == class.as_str()
+                        && scope.is_none_or(|wanted| match port {
+                            Some(p) => wanted.contains(p),
+                            // No port in the value: the event's, if it has any.
+                            None => {
+                                let event = ports.get_or_insert_with(&mut *event_ports);
+                                event.is_empty() || event.iter().any(|p| wanted.contains(p))
+                            }
+                        })
+                })
+                .map(|&(_, start, end, _)| (index, &value[start..end]))
         })
     };
     if value.len() > KEPT_LEN {
@@ -364,6 +416,44 @@ pub use raw::RawTest;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wireserver_counts_on_its_ports_only() {
+        fn m(value: &str, ports: Vec<u64>) -> Option<(usize, &str)> {
+            let classes = [
+                "azure-wireserver".to_string(),
+                "imds-link-local".to_string(),
+            ];
+            first_match(value, &classes, &mut || ports.clone())
+        }
+        assert_eq!(m("168.63.129.16", vec![53]), None);
+        assert_eq!(m("168.63.129.16", vec![]), Some((0, "168.63.129.16")));
+        assert_eq!(
+            m("168.63.129.16", vec![53, 32526]),
+            Some((0, "168.63.129.16"))
+        );
+        assert_eq!(m("http://168.63.129.16:53/", vec![80]), None);
+        assert_eq!(
+            m("http://168.63.129.16:0080/", vec![53]),
+            Some((0, "168.63.129.16"))
+        );
+        assert_eq!(
+            m("http://[::ffff:a83f:8110]:32526/", vec![]),
+            Some((0, "[::ffff:a83f:8110]"))
+        );
+        assert_eq!(m("http://[::ffff:a83f:8110]:53/", vec![]), None);
+        // A later spelling on the right port still counts; unscoped classes ignore ports.
+        assert_eq!(
+            m("168.63.129.16:53 then 168.63.129.16:80", vec![]),
+            Some((0, "168.63.129.16"))
+        );
+        assert_eq!(
+            m("169.254.169.254:53", vec![53]),
+            Some((1, "169.254.169.254"))
+        );
+        assert_eq!(port_number("99999999999999999999"), Some(u64::MAX));
+        assert_eq!(port_number("8O"), None);
+    }
 
     #[test]
     fn spellings() {

@@ -28,6 +28,17 @@ pub struct CompiledRule {
     pub ir: RuleIr,
     /// One per `ir.branches`, same order.
     branches: Vec<Expr>,
+    /// One per `ir.allowlist`, same order.
+    allowlist: Vec<Expr>,
+}
+
+/// What a rule makes of an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Hit(Match),
+    /// A branch matched, and so did this allowlist entry (the first that did).
+    Allowed(usize),
+    Miss,
 }
 
 enum Expr {
@@ -168,7 +179,7 @@ impl Pred {
                 addresses.iter().position(|a| *a == address)
             }
             Test::Exists { ip } => (!ip || parse_ip(value).is_some()).then_some(0),
-            Test::Endpoint => crate::endpoint::first_match(value, &self.literals).map(|m| m.0),
+            Test::Endpoint => unreachable!("first_hit handles imds_endpoint"),
             Test::Cidr(blocks) => {
                 let address = parse_ip(value)?;
                 blocks.iter().position(|b| b.contains(&address))
@@ -192,11 +203,16 @@ impl Pred {
     fn first_hit<'a>(&self, doc: &'a Value) -> Option<(Cow<'a, str>, usize)> {
         if matches!(self.test, Test::Endpoint) {
             // The witness value is the text that named the endpoint, not the whole value.
+            let mut event_ports = || destination_ports(doc);
             let found =
                 for_each_value(
                     doc,
                     &self.path,
-                    &mut |value| match crate::endpoint::first_match(&value, &self.literals) {
+                    &mut |value| match crate::endpoint::first_match(
+                        &value,
+                        &self.literals,
+                        &mut event_ports,
+                    ) {
                         Some((literal, token)) => {
                             ControlFlow::Break((Cow::Owned(token.to_owned()), literal))
                         }
@@ -221,6 +237,17 @@ impl Pred {
             ControlFlow::Continue(()) => None,
         }
     }
+}
+
+/// The event's `destination.port` values that are port numbers (digits), for port-scoped
+/// endpoint classes.
+fn destination_ports(doc: &Value) -> Vec<u64> {
+    let mut ports = Vec::new();
+    let _ = for_each_value(doc, &["destination", "port"], &mut |value| {
+        ports.extend(crate::endpoint::port_number(&value));
+        ControlFlow::<()>::Continue(())
+    });
+    ports
 }
 
 impl Expr {
@@ -293,23 +320,48 @@ impl CompiledRule {
             .iter()
             .map(|b| Expr::compile(&b.expr, &b.name))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(CompiledRule { ir, branches })
+        let allowlist = ir
+            .allowlist
+            .iter()
+            .map(|node| Expr::compile(node, "allowlist"))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(CompiledRule {
+            ir,
+            branches,
+            allowlist,
+        })
     }
 
-    /// The first matching branch and its witness, or `None` when no branch matches.
+    /// The first matching branch and its witness, or `None` when no branch matches or an
+    /// allowlist entry drops the event.
     pub fn evaluate(&self, doc: &Value) -> Option<Match> {
-        let (branch, expr) = self
+        match self.judge(doc) {
+            Verdict::Hit(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// A hit, the allowlist entry that dropped it, or a miss. The entries are only looked at
+    /// for events a branch matches, so they cost nothing on the others.
+    pub fn judge(&self, doc: &Value) -> Verdict {
+        let Some((branch, expr)) = self
             .branches
             .iter()
             .enumerate()
-            .find(|(_, expr)| expr.eval(doc))?;
+            .find(|(_, expr)| expr.eval(doc))
+        else {
+            return Verdict::Miss;
+        };
+        if let Some(entry) = self.allowlist.iter().position(|e| e.eval(doc)) {
+            return Verdict::Allowed(entry);
+        }
         let mut entries = Vec::new();
         expr.collect(doc, false, &mut entries);
         let deciding = match entries.iter().position(|e| e.under_or) {
             Some(i) => Some(entries.swap_remove(i)),
             None => entries.pop(),
         };
-        Some(Match {
+        Verdict::Hit(Match {
             branch,
             witness: deciding.map(|e| Witness {
                 field: e.pred.field.clone(),
@@ -714,6 +766,36 @@ mod tests {
             r#"{{"node":"pred","field":"{field}","field_type":"{field_type}","op":"{op}","values":{}}}"#,
             serde_json::to_string(values).unwrap()
         )
+    }
+
+    #[test]
+    fn allowlist_entries_drop_matches_and_name_the_first_entry() {
+        let text = format!(
+            r#"{{"ir_version":1,"name":"t","branches":[{{"name":"b","expr":{}}}],"allowlist":[{},{}]}}"#,
+            pred("a", "keyword", "eq", &["1"]),
+            pred("u", "keyword", "eq_ci", &["system"]),
+            pred("p", "keyword", "wildcard", &["c:\\x\\*"]),
+        );
+        let r = CompiledRule::new(RuleIr::from_json(&text).unwrap()).unwrap();
+        let judge = |line: &str| r.judge(&parse_line(line.as_bytes()).unwrap().unwrap().doc);
+        assert!(matches!(judge(r#"{"a":"1"}"#), Verdict::Hit(_)));
+        assert_eq!(judge(r#"{"a":"1","u":"SYSTEM"}"#), Verdict::Allowed(0));
+        assert_eq!(
+            judge(r#"{"a":"1","u":"SYSTEM","p":"C:\\X\\y"}"#),
+            Verdict::Allowed(0)
+        );
+        assert_eq!(judge(r#"{"a":"1","p":"C:\\X\\y"}"#), Verdict::Allowed(1));
+        // An entry alone is no verdict: the branch decides first.
+        assert_eq!(judge(r#"{"a":"2","u":"system"}"#), Verdict::Miss);
+        assert_eq!(
+            r.evaluate(
+                &parse_line(br#"{"a":"1","u":"system"}"#)
+                    .unwrap()
+                    .unwrap()
+                    .doc
+            ),
+            None
+        );
     }
 
     #[test]

@@ -13,6 +13,10 @@ pub struct RuleIr {
     #[serde(default)]
     pub severity: String,
     pub branches: Vec<Branch>,
+    /// Allowlist entries, in order: an event that a branch matches and an entry matches is not
+    /// a hit; it is counted against the first such entry (docs/ir.md, "Allowlists").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowlist: Vec<Node>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

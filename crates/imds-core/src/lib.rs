@@ -16,7 +16,7 @@ pub mod source;
 pub mod wildcard;
 
 pub use error::Error;
-pub use eval::{CompiledRule, Match, Witness};
+pub use eval::{CompiledRule, Match, Verdict, Witness};
 pub use ir::RuleIr;
 pub use scan::{Engine, FileStats, Hit, ScanOptions, ScanReport};
 pub use source::{Compression, Input};

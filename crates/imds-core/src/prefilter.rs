@@ -1001,6 +1001,7 @@ mod tests {
                     expr,
                 })
                 .collect(),
+            allowlist: Vec::new(),
         }
     }
 

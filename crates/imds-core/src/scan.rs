@@ -6,12 +6,13 @@
 //! 256 KiB read buffer and the frame's window, 8 MiB at most for levels up to 19 without
 //! `--long`). Nothing grows with the size of the input.
 
-use crate::eval::{CompiledRule, Witness};
+use crate::eval::{CompiledRule, Verdict, Witness};
 use crate::event;
 use crate::ir::RuleIr;
 use crate::prefilter::{Prefilter, RuleGate};
 use crate::source::{self, Compression, Counted, Input};
 use rayon::prelude::*;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, ErrorKind, Read};
 use std::path::{Path, PathBuf};
@@ -79,6 +80,9 @@ pub struct FileStats {
     pub compression: Option<&'static str>,
     /// Bytes read from the source itself (compressed bytes for compressed input).
     pub source_bytes: u64,
+    /// (rule, allowlist entry) → events a branch of the rule matched that the entry (the
+    /// first matching one) dropped.
+    pub allowlisted: BTreeMap<(usize, usize), u64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -737,16 +741,22 @@ impl<'e> LineScanner<'e> {
                     if self.gate.is_some() && !self.open[rule] {
                         continue; // none of its needles in the line: it cannot match
                     }
-                    if let Some(m) = compiled.evaluate(&parsed.doc) {
-                        self.stats.hits += 1;
-                        self.hits.push(Hit {
-                            source: self.source,
-                            line: self.line_no,
-                            rule,
-                            branch: m.branch,
-                            witness: m.witness,
-                            event: parsed.text.clone(),
-                        });
+                    match compiled.judge(&parsed.doc) {
+                        Verdict::Hit(m) => {
+                            self.stats.hits += 1;
+                            self.hits.push(Hit {
+                                source: self.source,
+                                line: self.line_no,
+                                rule,
+                                branch: m.branch,
+                                witness: m.witness,
+                                event: parsed.text.clone(),
+                            });
+                        }
+                        Verdict::Allowed(entry) => {
+                            *self.stats.allowlisted.entry((rule, entry)).or_default() += 1;
+                        }
+                        Verdict::Miss => {}
                     }
                 }
             }
@@ -776,6 +786,9 @@ impl<'e> LineScanner<'e> {
         a.hits += b.hits;
         a.malformed += b.malformed;
         a.invalid_utf8 += b.invalid_utf8;
+        for (key, count) in b.allowlisted {
+            *a.allowlisted.entry(key).or_default() += count;
+        }
         let room = self
             .opts
             .max_examples

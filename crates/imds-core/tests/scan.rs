@@ -419,3 +419,49 @@ fn hits_across_search_windows_in_a_large_buffer() {
     assert_eq!(hit_keys(&on), hit_keys(&off));
     assert_eq!(on.files[0].candidates, expected.len() as u64);
 }
+
+#[test]
+fn allowlist_counts_add_up_across_regions_and_threads() {
+    // The seed rule with two entries: curl (first), then any process.name "curl" or "wget"
+    // (second, so it only counts wget).
+    let mut ir: serde_json::Value = serde_json::from_str(SEED).unwrap();
+    let entry = |values: &[&str]| {
+        serde_json::json!({"node": "pred", "field": "process.name", "field_type": "keyword",
+                           "op": "eq_ci", "values": values})
+    };
+    ir["allowlist"] = serde_json::json!([entry(&["curl"]), entry(&["curl", "wget"])]);
+    let engine = Engine::new(vec![RuleIr::from_json(&ir.to_string()).unwrap()]).unwrap();
+    let dir = TempDir::new("allow");
+    let mut content = String::new();
+    for i in 0..90 {
+        content.push_str(match i % 3 {
+            0 => PROC_HIT, // process.name curl: entry 0
+            1 => r#"{"event":{"category":"network"},"destination":{"ip":"169.254.169.254"},"process":{"name":"WGET"}}"#,
+            _ => NET_HIT, // no process.name: a hit
+        });
+        content.push('\n');
+    }
+    let path = dir.file("a.ndjson", content.as_bytes());
+    for threads in [1, 2, 3] {
+        for buffer_size in [7, 100, 1 << 20] {
+            let opts = ScanOptions {
+                buffer_size,
+                threads,
+                ..ScanOptions::default()
+            };
+            let report =
+                engine.scan_paths(std::slice::from_ref(&path), &opts, &AtomicBool::new(false));
+            let stats = &report.files[0];
+            assert_eq!(report.hits.len(), 30);
+            assert_eq!(
+                stats
+                    .allowlisted
+                    .iter()
+                    .map(|(&k, &v)| (k, v))
+                    .collect::<Vec<_>>(),
+                vec![((0, 0), 30), ((0, 1), 30)],
+                "buffer {buffer_size}, threads {threads}"
+            );
+        }
+    }
+}

@@ -236,6 +236,7 @@ fn stats_dict<'py>(py: Python<'py>, stats: &FileStats) -> PyResult<Bound<'py, Py
     dict.set_item("error", stats.error.clone())?;
     dict.set_item("compression", stats.compression)?;
     dict.set_item("source_bytes", stats.source_bytes)?;
+    dict.set_item("allowlisted", stats.allowlisted.clone())?;
     Ok(dict)
 }
 

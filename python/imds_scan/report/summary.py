@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime
 
 import polars as pl
@@ -71,8 +72,32 @@ def cell(value: object, width: int = DISPLAY_LIMIT) -> str:
     return clip(str(value), width)
 
 
-def format_summaries(frame: pl.DataFrame, top: int = 10, width: int = 100) -> str:
-    """The summary as plain text for stderr (log content escaped, long values cut)."""
+_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+
+
+def severity_rows(
+    frame: pl.DataFrame, why: Mapping[str, str], width: int = 0
+) -> list[tuple[int, str]]:
+    """(hits, "severity  rule_id: why") per rule, most severe first: which class each
+    finding is in, and the rule's own description of what puts it there."""
+    counted = frame.group_by(["severity", "rule_id"]).agg(pl.len().cast(pl.Int64).alias("hits"))
+    rows = sorted(
+        counted.iter_rows(named=True),
+        key=lambda r: (_RANK.get(r["severity"] or "", 9), r["rule_id"] or ""),
+    )
+    out = []
+    for r in rows:
+        reason = why.get(r["rule_id"] or "", "")
+        label = f"{r['severity'] or 'unset':<8}  {r['rule_id']}" + (f": {reason}" if reason else "")
+        out.append((r["hits"], cell(label, width)))
+    return out
+
+
+def format_summaries(
+    frame: pl.DataFrame, top: int = 10, width: int = 100, why: Mapping[str, str] | None = None
+) -> str:
+    """The summary as plain text for stderr (log content escaped, long values cut).
+    ``why``: rule_id -> what the rule's hits mean (the first sentence of its description)."""
     if frame.is_empty():
         return "summary: no hits"
     tables = summaries(frame, top=top)
@@ -81,6 +106,8 @@ def format_summaries(frame: pl.DataFrame, top: int = 10, width: int = 100) -> st
     def section(title: str, rows: list[tuple[int, str]]) -> None:
         lines.append(f"{title}:")
         lines.extend(f"  {hits:>7,}  {label}" for hits, label in rows)
+
+    section("hits by severity (why)", severity_rows(frame, why or {}, width + 100))
 
     for name, (title, keys) in GROUPS.items():
         rows = tables[name].head(top).iter_rows(named=True)

@@ -2,7 +2,8 @@
 
 A rule file is read the way Elastic's detection-rules repository writes them: ``[metadata]``,
 ``[rule]`` with ``name``, ``rule_id``, ``severity``, ``language = "eql"``, ``query`` and optional
-``description``, ``risk_score``, ``references``, ``false_positives``, ``tags``, and
+``description``, ``risk_score``, ``references``, ``false_positives``, ``tags``, imds-scan's own
+``branch_names`` (one per branch of the query, instead of ``branch<N>``), and
 ``[[rule.threat]]`` (MITRE ATT&CK). Other keys are Elastic's and are ignored. A rule outside what
 imds-scan runs (another language or rule type, a sequence, an unsupported function...) is refused
 with the reason and, for query errors, the file's line and column.
@@ -39,6 +40,8 @@ class Rule:
     threat: tuple[dict[str, Any], ...] = field(default=(), hash=False)
     # Where the rule came from (a path, or ``<bundled>``).
     source: str = ""
+    # What each of ``ir["allowlist"]``'s entries is, in the same order (config.Allowlist).
+    allowlist_labels: tuple[str, ...] = ()
 
     @property
     def branch_names(self) -> list[str]:
@@ -65,6 +68,8 @@ SEVERITIES = ("low", "medium", "high", "critical")
 
 # Bundled rule packs (`--pack NAME`): directories of rule files under rules/packs/.
 PACKS = ("hardened",)
+# Bundled allowlist presets (`--preset NAME`): rules/presets/<name>.toml, an [allowlist] table.
+PRESETS = ("cloud-agents",)
 
 
 class RuleFileError(ValueError):
@@ -92,6 +97,15 @@ def pack_path(name: str) -> str:
     if name not in PACKS:
         raise RuleFileError(f"unknown rule pack {name!r} (bundled packs: {', '.join(PACKS)})")
     return os.fspath(Path(str(resources.files("imds_scan.rules"))) / "packs" / name)
+
+
+def preset_text(name: str) -> str:
+    """The text of a bundled allowlist preset; RuleFileError for an unknown name."""
+    if name not in PRESETS:
+        raise RuleFileError(
+            f"unknown allowlist preset {name!r} (bundled presets: {', '.join(PRESETS)})"
+        )
+    return resources.files("imds_scan.rules").joinpath("presets", f"{name}.toml").read_text("utf-8")
 
 
 def default_rules() -> list[Rule]:
@@ -182,6 +196,14 @@ def parse_rule_text(text: str, source: str) -> Rule:
         line = lines_before + exc.line
         column = exc.column + (column_offset if exc.line == 1 else 0)
         raise RuleFileError(f"{source}:{line}:{column}: {exc.message}") from None
+    names = _strings(rule, "branch_names", source)
+    if names:  # imds-scan's own key: what each branch detects, instead of branch<N>
+        if len(names) != len(ir["branches"]) or len(set(names)) != len(names):
+            raise RuleFileError(
+                f"{source}: rule.branch_names: expected {len(ir['branches'])} distinct names "
+                f"(one per branch of the query), found {len(names)}"
+            )
+        ir["branches"] = [{**b, "name": n} for b, n in zip(ir["branches"], names, strict=True)]
     return Rule(
         id=rule_id,
         name=name,

@@ -1,0 +1,133 @@
+"""Telling input that is not ECS: a scan of it finds nothing because the rules' fields are not
+there, not because nothing happened (Log Analytics exports of Windows Security events, raw
+auditd text). Looked at after the scan, in Python, on the first events of each local input
+that gave no hits: nothing of this runs on the scan's hot path."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .output import safe
+from .rules import Rule
+from .sources import Source
+
+# Events looked at per input, and top-level fields named in the message.
+SAMPLE = 500
+NAMED = 6
+
+
+@dataclass(frozen=True)
+class NotEcs:
+    """An input none of whose first events carries a field any loaded rule reads."""
+
+    path: str
+    events: int  # JSON-object events examined
+    lines: int  # non-blank lines examined
+    seen: tuple[str, ...]  # the most common top-level fields of those events
+    fields: tuple[str, ...]  # what the rules read
+
+    @property
+    def message(self) -> str:
+        fields = self.fields
+        wanted = ", ".join(sorted(fields)[:NAMED]) + (", …" if len(fields) > NAMED else "")
+        if not self.events:
+            return (
+                f"{safe(self.path)}: does not look like ECS NDJSON: none of the first "
+                f"{self.lines:,} lines is a JSON object, so no rule saw an event"
+            )
+        seen = ", ".join(safe(name)[:40] for name in self.seen) or "none"
+        return (
+            f"{safe(self.path)}: does not look like ECS: none of the first {self.events:,} "
+            f"events has a field the rules read ({wanted}); fields seen: {seen}"
+        )
+
+
+def rule_fields(rules: Sequence[Rule]) -> list[str]:
+    """Every field the rules' branches read (allowlists and host filters aside)."""
+    found: set[str] = set()
+
+    def walk(node: dict[str, Any]) -> None:
+        if node["node"] == "pred":
+            found.add(node["field"])
+        elif node["node"] == "not":
+            walk(node["arg"])
+        else:
+            for arg in node["args"]:
+                walk(arg)
+
+    for rule in rules:
+        for branch in rule.ir["branches"]:
+            walk(branch["expr"])
+    found.discard("host.name")  # the host filter's field, on every branch when set
+    return sorted(found)
+
+
+def _lines(source: Source, limit: int) -> Iterator[bytes]:
+    from .reference import (
+        _Counted,
+        _decoded,
+        _read_head,
+        _read_lines,
+        _ReadFailed,
+        detect_compression,
+    )
+
+    with open(source.name, "rb") as raw:
+        head = _read_head(raw)
+        stream = _decoded(_Counted(raw, head, None), detect_compression(head))
+        for count, line in enumerate(_read_lines(stream, _ReadFailed())):
+            if count >= limit * 4:  # blank lines count too, up to a point
+                return
+            yield line
+
+
+def look(source: Source, fields: Sequence[str], limit: int = SAMPLE) -> NotEcs | None:
+    """None when some of the input's first ``limit`` events has one of ``fields`` (or it
+    cannot be read again); else what was seen."""
+    from .reference import Malformed, field_values, parse_line
+
+    paths = [f.split(".") for f in fields]
+    events = lines = 0
+    names: Counter[str] = Counter()
+    try:
+        for raw in _lines(source, limit):
+            try:
+                parsed = parse_line(raw.rstrip(b"\r\n"))
+            except Malformed:
+                lines += 1
+            else:
+                if parsed is None:
+                    continue
+                lines += 1
+                events += 1
+                doc = parsed[0]
+                if any(next(iter(field_values(doc, p)), None) is not None for p in paths):
+                    return None
+                names.update(doc.keys())
+            if lines >= limit:
+                break
+    except (OSError, EOFError, ValueError):
+        return None  # the scan already reported it
+    if not lines:
+        return None
+    seen = tuple(n for n, _ in names.most_common(NAMED))
+    return NotEcs(source.name, events, lines, seen, tuple(fields))
+
+
+def not_ecs_inputs(
+    sources: Sequence[Source], hits_by_input: Sequence[int], rules: Sequence[Rule]
+) -> list[NotEcs]:
+    """The local inputs without hits that do not look like ECS (stdin and S3 are not read
+    twice)."""
+    fields = rule_fields(rules)
+    out = []
+    for source, hits in zip(sources, hits_by_input, strict=True):
+        if hits or source.kind != "file" or source.error is not None or source.name == "-":
+            continue
+        found = look(source, fields)
+        if found is not None:
+            out.append(found)
+    return out
