@@ -142,14 +142,30 @@ def test_unexpected_errors_are_one_line_exit_2(tmp_path: Path) -> None:
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("imds-scan: error: "), proc.stderr
     assert "Traceback" not in proc.stderr
-    debug = subprocess.run(
-        [sys.executable, "-m", "imds_scan", str(f), "--allow", _deep(5000)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "IMDS_SCAN_DEBUG": "1"},
+    # A failure nobody foresaw (here: planted in the scan): one line, or the traceback on ask.
+    broken = (
+        "import sys, imds_scan.cli as cli\n"
+        "def boom(*args, **kwargs):\n"
+        "    raise RuntimeError('planted \\x1b[2J')\n"
+        "cli.run_configured_scan = boom\n"
+        f"sys.argv = ['imds-scan', {str(f)!r}]\n"
+        "cli.main()\n"
     )
-    assert debug.returncode != 0 and "Traceback" in debug.stderr
+    for debug, expected in (("", "one line"), ("1", "traceback")):
+        proc = subprocess.run(
+            [sys.executable, "-c", broken],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "IMDS_SCAN_DEBUG": debug},
+        )
+        assert proc.returncode == 2, proc.stderr
+        if expected == "one line":
+            assert proc.stderr == (
+                "imds-scan: error: RuntimeError: planted \\x1b[2J (IMDS_SCAN_DEBUG=1 shows where)\n"
+            )
+        else:
+            assert "Traceback" in proc.stderr and "RuntimeError: planted" in proc.stderr
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")

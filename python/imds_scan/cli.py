@@ -675,10 +675,14 @@ def main() -> None:
         code = EXIT_INTERRUPTED
     except Exception as exc:  # a bug or an unforeseen condition: one line, exit 2
         if os.environ.get("IMDS_SCAN_DEBUG"):
-            raise
-        print(
-            f"imds-scan: error: {_describe(exc)} (IMDS_SCAN_DEBUG=1 shows where)", file=sys.stderr
-        )
+            import traceback
+
+            traceback.print_exc()
+        else:
+            print(
+                f"imds-scan: error: {_describe(exc)} (IMDS_SCAN_DEBUG=1 shows where)",
+                file=sys.stderr,
+            )
         code = EXIT_ERROR
     try:
         sys.stdout.flush()
