@@ -257,7 +257,23 @@ def test_output_is_replaced_whole_and_keeps_devices_working(tmp_path: Path) -> N
     assert [json.loads(x)["line"] for x in out.read_text().splitlines()] == [1, 2, 3]
     assert os.stat(out).st_mode & 0o777 == 0o640  # the old file's mode is kept
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ndjson", "out.ndjson"]
+    (tmp_path / "link.ndjson").symlink_to(out)
+    assert cli(log, "-q", "-o", tmp_path / "link.ndjson", "-f", "ndjson").returncode == 1
+    assert (tmp_path / "link.ndjson").is_symlink()  # the link is kept, its target replaced
+    assert len(out.read_text().splitlines()) == 3
     assert cli(log, "-q", "-o", "/dev/null", "-f", "ndjson").returncode == 1
+    proc = cli(log, "-q", "-o", "/dev/stdout", "-f", "ndjson")  # resolves to no real path
+    assert proc.returncode == 1 and len(proc.stdout.splitlines()) == 3, proc.stderr
+    # A named pipe is opened once, when the results are written: its reader gets them all.
+    fifo = tmp_path / "fifo.ndjson"
+    os.mkfifo(fifo)
+    scan = subprocess.Popen([sys.executable, "-m", "imds_scan", str(log), "-q", "-o", str(fifo)])
+    # Opened without blocking, so a scan that never writes fails the test instead of hanging.
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    assert scan.wait(timeout=120) == 1
+    got = os.read(reader, 1 << 16).decode()
+    os.close(reader)
+    assert [json.loads(x)["line"] for x in got.splitlines()] == [1, 2, 3]
 
 
 def test_a_write_cut_short_keeps_whole_records(tmp_path: Path) -> None:

@@ -438,7 +438,7 @@ def scan(
     try:
         out_file, report_file = _prepare_outputs(output, report)
     except OutputError as exc:  # before scanning: an hour's scan is not lost at the end
-        print(f"imds-scan: error: {exc}", file=sys.stderr)
+        print(f"imds-scan: error: {output_mod.safe(str(exc))}", file=sys.stderr)
         raise typer.Exit(EXIT_ERROR) from None
     pending = [f for f in (out_file, report_file) if f is not None]
     try:
@@ -649,7 +649,7 @@ def _write_output(file: PendingOutput, fmt: str, write: Callable[[str], None]) -
     try:
         file.commit()
     except OutputError as exc:
-        print(f"imds-scan: error: {exc}", file=sys.stderr)
+        print(f"imds-scan: error: {output_mod.safe(str(exc))}", file=sys.stderr)
         return True
     return False
 

@@ -36,30 +36,27 @@ class PendingOutput:
     def __init__(self, path: str, flag: str) -> None:
         self.path = path
         self.flag = flag
-        # Written in place: a device or a FIFO (/dev/null, /dev/stdout, a named pipe).
-        self.in_place = False
-        self.identity: tuple[int, int] | None = None
-        target = os.path.realpath(path)  # a symlinked output keeps being a symlink
-        self.target = target
         try:
-            st = os.stat(target)
+            st: os.stat_result | None = os.stat(path)
         except FileNotFoundError:
             st = None
         except OSError as exc:
             raise self._error(exc) from None
-        if st is not None:
-            if stat.S_ISDIR(st.st_mode):
-                raise OutputError(f"{flag} {path}: is a directory")
-            self.identity = _identity(st)
-            self.in_place = not stat.S_ISREG(st.st_mode)
-        self.mode = st.st_mode & 0o7777 if st is not None and not self.in_place else None
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            raise OutputError(f"{flag} {path}: is a directory")
+        self.identity = None if st is None else _identity(st)
+        # Written in place: a device or a FIFO (/dev/null, /dev/stdout, a named pipe).
+        self.in_place = st is not None and not stat.S_ISREG(st.st_mode)
+        self.mode = None if st is None or self.in_place else st.st_mode & 0o7777
         self.tmp: str | None = None
+        # /dev/stdout resolves to no real path: a device or pipe is opened as named.
+        self.target = path if self.in_place else os.path.realpath(path)
         if self.in_place:
-            try:
-                os.close(os.open(target, os.O_WRONLY | os.O_APPEND))  # writable at all?
-            except OSError as exc:
-                raise self._error(exc) from None
+            # Not opened now: opening a FIFO would block, and closing it ends its reader.
+            if not os.access(path, os.W_OK):
+                raise OutputError(f"cannot write {path}: permission denied")
             return
+        target = self.target
         directory, name = os.path.split(target)
         try:
             fd, self.tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
