@@ -279,7 +279,9 @@ def scan(
         EngineName,
         typer.Option(help="rust (fast) or python (the plain reference implementation)."),
     ] = EngineName.rust,
-    threads: Annotated[int, typer.Option(min=0, help="Worker threads; 0 = all cores.")] = 0,
+    threads: Annotated[
+        int, typer.Option(min=0, help="Worker threads; 0 = all cores; at most 256.")
+    ] = 0,
     quiet: Annotated[
         bool,
         typer.Option(
