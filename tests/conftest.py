@@ -14,6 +14,15 @@ from imds_scan.scan import ScanResult, run_scan
 ENGINES = ["python", "rust"]
 
 
+@pytest.fixture(autouse=True)
+def no_user_config(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI reads the user's config file: tests (and their subprocesses) see none."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg")))
+    monkeypatch.delenv("IMDS_SCAN_CONFIG", raising=False)
+
+
 def to_line(event: dict[str, Any] | str) -> str:
     return event if isinstance(event, str) else json.dumps(event)
 

@@ -6,6 +6,7 @@ import json
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -168,3 +169,120 @@ def test_table_in_a_real_terminal(tmp_path: Path, columns: int) -> None:
         assert "SQL-PROD-KEF1PF6-with-a-very-lo…" in lines[3]
         assert "curl http://169.254.169.254/latest/meta-data/curl" in lines[4]
         assert "process.command_line" in lines[4] and "destination.ip" in lines[3]
+
+
+def test_version_and_short_help() -> None:
+    from imds_scan._engine import __version__
+
+    proc = run("--version")
+    assert proc.returncode == 0 and proc.stdout == f"imds-scan {__version__}\n", proc.stderr
+    proc = run("-h")
+    assert proc.returncode == 0 and "--no-config" in proc.stdout and "--version" in proc.stdout
+
+
+def test_threads_are_bounded(tmp_path: Path) -> None:
+    f = write(tmp_path / "a.ndjson", HIT)
+    for threads in ("100000", str(10**20)):
+        proc = run(f, "-f", "ndjson", "--threads", threads)
+        assert proc.returncode == 1, proc.stderr
+        assert len(proc.stdout.splitlines()) == 1
+        assert "imds-scan: warning: --threads " in proc.stderr
+        assert "is more than 256: using 256" in proc.stderr and "Traceback" not in proc.stderr
+    config = tmp_path / "c.toml"
+    config.write_text(f"threads = {10**18}\n")
+    proc = run(f, "-f", "ndjson", "--config", config)
+    assert proc.returncode == 1, proc.stderr
+    assert "imds-scan: warning: config: threads = " in proc.stderr
+
+
+def _deep(depth: int) -> str:
+    return "(" * depth + 'user.name == "x"' + ")" * depth
+
+
+def test_unexpected_errors_are_one_line_exit_2(tmp_path: Path) -> None:
+    f = write(tmp_path / "a.ndjson", HIT)
+    # Nested far beyond any real rule: whatever the parser does, no traceback escapes.
+    proc = run(f, "--allow", _deep(5000))
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("imds-scan: error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    # A failure nobody foresaw (here: planted in the scan): one line, or the traceback on ask.
+    broken = (
+        "import sys, imds_scan.cli as cli\n"
+        "def boom(*args, **kwargs):\n"
+        "    raise RuntimeError('planted \\x1b[2J')\n"
+        "cli.run_configured_scan = boom\n"
+        f"sys.argv = ['imds-scan', {str(f)!r}]\n"
+        "cli.main()\n"
+    )
+    for debug, expected in (("", "one line"), ("1", "traceback")):
+        proc = subprocess.run(
+            [sys.executable, "-c", broken],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "IMDS_SCAN_DEBUG": debug},
+        )
+        assert proc.returncode == 2, proc.stderr
+        if expected == "one line":
+            assert proc.stderr == (
+                "imds-scan: error: RuntimeError: planted \\x1b[2J (IMDS_SCAN_DEBUG=1 shows where)\n"
+            )
+        else:
+            assert "Traceback" in proc.stderr and "RuntimeError: planted" in proc.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+def test_full_stdout_is_exit_2_with_one_line(tmp_path: Path) -> None:
+    f = write(tmp_path / "a.ndjson", HIT, PROC)
+    for args in ((f, "-f", "ndjson"), ("--show-rule",), ("--version",)):
+        with open("/dev/full", "w") as full:
+            proc = subprocess.run(
+                [sys.executable, "-m", "imds_scan", *map(str, args), "-q"]
+                if args[0] != "--version"
+                else [sys.executable, "-m", "imds_scan", "--version"],
+                stdout=full,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=120,
+            )
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.stderr == (
+            "imds-scan: error: cannot write to standard output: No space left on device\n"
+        ), args
+
+
+def test_closed_stdout_is_quiet(tmp_path: Path) -> None:
+    f = write(tmp_path / "a.ndjson", *([HIT] * 20000))
+    for args, code in (((f, "-f", "ndjson", "-q"), 1), (("--show-rule",), 0)):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "imds_scan", *map(str, args)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # the reader is gone before anything is written (`| head -0`)
+        err = proc.stderr.read()
+        assert proc.wait(timeout=120) == code, err
+        assert err == b"", err
+
+
+def test_unreachable_cluster_is_exit_2_with_one_line(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    f = write(tmp_path / "a.ndjson", HIT)
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", "imds_scan", str(f), "-q", "--cluster", f"tcp://127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "1s"},
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(
+        f"imds-scan: error: --cluster tcp://127.0.0.1:{port}: cannot reach the Dask scheduler: "
+    ), proc.stderr
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr

@@ -68,7 +68,7 @@ def _sample(key: str) -> tuple[Any, dict[str, Any]]:
 def test_every_option_has_a_config_key_and_back() -> None:
     keys = option_keys(COMMAND)
     for param in COMMAND.params:
-        if "--config" in getattr(param, "opts", ()):
+        if {"--config", "--no-config", "--version"} & set(getattr(param, "opts", ())):
             assert not {k for k, p in keys.items() if p is param}
             continue
         longs = [o[2:] for o in param.opts if o.startswith("--")] or [param.name]
@@ -92,13 +92,24 @@ def test_config_sets_options_and_the_command_line_wins(tmp_path: Path) -> None:
     (tmp_path / "imds-scan.toml").write_text(
         'format = "ndjson"\nexclude_host = ["canary-*"]\nengine = "python"\nquiet = true\n'
     )
-    # ./imds-scan.toml is read when present.
-    proc = run(events, cwd=tmp_path)
+    # ./imds-scan.toml is read when named, and said so on stderr (even with quiet = true).
+    proc = run(events, "--config", "imds-scan.toml", cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
     assert [json.loads(x)["line"] for x in proc.stdout.splitlines()] == [1]
-    assert proc.stderr == ""
+    assert proc.stderr == (
+        "imds-scan: config: imds-scan.toml sets format, exclude_host, engine, quiet\n"
+    )
     # The command line overrides a key.
-    proc = run(events, "--exclude-host", "nothing", "--format", "json", cwd=tmp_path)
+    proc = run(
+        events,
+        "--config",
+        "imds-scan.toml",
+        "--exclude-host",
+        "nothing",
+        "-f",
+        "json",
+        cwd=tmp_path,
+    )
     assert [r["line"] for r in json.loads(proc.stdout)] == [1, 2]
     # --config names another file; paths can come from the config too.
     other_config = tmp_path / "other.toml"
@@ -168,7 +179,7 @@ def test_cli_config_errors_exit_2(tmp_path: Path) -> None:
     proc = run("--config", tmp_path / "missing.toml", "x.ndjson")
     assert proc.returncode == 2 and "missing.toml: cannot read" in proc.stderr
     (tmp_path / "imds-scan.toml").write_text("nope = 1\n")
-    proc = run("x.ndjson", cwd=tmp_path)
+    proc = run("--config", "imds-scan.toml", "x.ndjson", cwd=tmp_path)
     assert proc.returncode == 2 and "imds-scan.toml: unknown key 'nope'" in proc.stderr
 
 
@@ -395,3 +406,138 @@ def test_cli_allow_and_show_rule(tmp_path: Path) -> None:
 def test_condition_allowlist_names_its_source() -> None:
     with pytest.raises(ConfigError, match=r"--allow\[1\]:1:3: "):
         condition_allowlist(['a == "b"', "a <"])
+
+
+# ---------------------------------------------------------------- which config is read
+
+HIT_LINE = json.dumps({"event": {"category": "network"}, "destination": {"ip": "169.254.169.254"}})
+
+
+def test_working_directory_config_is_not_read_implicitly(tmp_path: Path) -> None:
+    # An evidence bundle's own config: hide every hit, overwrite a file, hand the scan to
+    # someone's Dask scheduler, start 100,000 threads.
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "e.ndjson").write_text(HIT_LINE + "\n")
+    (bundle / "imds-scan.toml").write_text(
+        "quiet = true\nthreads = 100000\n"
+        'report = "../victim.html"\ncluster = "tcp://192.0.2.1:8786"\n'
+        "[allowlist]\nconditions = ['not user.name == \"x\"']\n"
+    )
+    proc = run("e.ndjson", "-f", "ndjson", cwd=bundle)
+    assert proc.returncode == 1, proc.stderr
+    assert [json.loads(x)["line"] for x in proc.stdout.splitlines()] == [1]
+    assert not (tmp_path / "victim.html").exists()
+    assert (
+        "imds-scan: notice: ./imds-scan.toml was not read (a config is only read when named); "
+        "to use it: --config imds-scan.toml"
+    ) in proc.stderr.splitlines()
+    assert "config:" not in proc.stderr
+    # --no-config says the same; naming it reads it (and says so).
+    proc = run("e.ndjson", "--no-config", "-f", "ndjson", cwd=bundle)
+    assert proc.returncode == 1 and "was not read" in proc.stderr
+    proc = run("--config", "imds-scan.toml", "--show-rule", "--cluster", "local:1", cwd=bundle)
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "imds-scan: config: imds-scan.toml sets quiet, threads, report, cluster, allowlist"
+        in proc.stderr
+    )
+    assert "was not read" not in proc.stderr
+
+
+def test_user_config_env_and_no_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    events = tmp_path / "e.ndjson"
+    events.write_text(HIT_LINE + "\n")
+    home, xdg = tmp_path / "home", tmp_path / "xdg"
+    (home / ".config" / "imds-scan").mkdir(parents=True)
+    (home / ".config" / "imds-scan" / "config.toml").write_text('format = "json"\n')
+    (xdg / "imds-scan").mkdir(parents=True)
+    (xdg / "imds-scan" / "config.toml").write_text('format = "csv"\n')
+    env_config = tmp_path / "env.toml"
+    env_config.write_text('format = "alerts"\n')
+    monkeypatch.setenv("HOME", str(home))
+    # ~/.config when XDG_CONFIG_HOME is unset (or relative: the XDG rule ignores it).
+    for xdg_value in (None, "relative/dir"):
+        if xdg_value is None:
+            monkeypatch.delenv("XDG_CONFIG_HOME")
+        else:
+            monkeypatch.setenv("XDG_CONFIG_HOME", xdg_value)
+        proc = run(events, "-q")
+        assert json.loads(proc.stdout)[0]["line"] == 1, proc.stderr
+        where = home / ".config" / "imds-scan" / "config.toml"
+        assert proc.stderr == f"imds-scan: config: {where} sets format\n"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(xdg))
+    proc = run(events, "-q")
+    assert proc.stdout.startswith("source,line,"), proc.stderr
+    monkeypatch.setenv("IMDS_SCAN_CONFIG", str(env_config))
+    proc = run(events, "-q")
+    assert json.loads(proc.stdout)["event"]["kind"] == "alert", proc.stderr
+    assert proc.stderr == f"imds-scan: config: {env_config} (from $IMDS_SCAN_CONFIG) sets format\n"
+    # --config wins over both; --no-config reads nothing.
+    named = tmp_path / "named.toml"
+    named.write_text('format = "ndjson"\n')
+    proc = run(events, "-q", "--config", named)
+    assert json.loads(proc.stdout)["line"] == 1 and proc.stderr.count("config:") == 1
+    proc = run(events, "-q", "--no-config", "-f", "ndjson")
+    assert json.loads(proc.stdout)["line"] == 1 and proc.stderr == ""
+    proc = run(events, "--no-config", "--config", named)
+    assert proc.returncode == 2 and "--config and --no-config" in proc.stderr
+    # A named config that is missing is an error, from the environment too.
+    monkeypatch.setenv("IMDS_SCAN_CONFIG", str(tmp_path / "missing.toml"))
+    proc = run(events, "-q")
+    assert proc.returncode == 2 and "missing.toml: cannot read" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '"process.name" = ["?*"]',
+        '"user.name" = ["*?"]',
+        '"host.name" = ["*?*?"]',
+        '"destination.ip" = ["0.0.0.0/0"]',
+        '"destination.ip" = ["::/0"]',
+        "conditions = ['process.name : \"*?\"']",
+        "conditions = ['process.name like \"?*\"']",
+        "conditions = ['user.name != null']",
+        "conditions = ['startsWith(process.name, \"\")']",
+        'conditions = [\'cidrMatch(source.ip, "::/64", "0.0.0.0/0")\']',
+        'conditions = [\'user.name == "x" or not user.name == "x"\']',
+        'conditions = [\'(host.name : "?*" or user.name == "a") and process.name : "**"\']',
+    ],
+)
+def test_allowlist_entries_that_drop_every_event_are_refused(text: str) -> None:
+    for section in ("[allowlist]", '[allowlist.rules."imds-default"]'):
+        with pytest.raises(ConfigError) as err:
+            parse_config(f"{section}\n{text}\n", "c.toml", COMMAND)
+        message = str(err.value)
+        assert message.startswith("c.toml: allowlist."), message
+        assert "every" in message and "silence the rule" in message, message
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        'process.name : "?"',
+        'process.name : "*x"',
+        'not process.name : "*"',
+        'user.name == "x" or not host.name == "x"',
+        'cidrMatch(source.ip, "10.0.0.0/8")',
+        'process.name : "*" and user.name == "svc"',
+    ],
+)
+def test_narrow_allowlist_conditions_are_kept(condition: str) -> None:
+    assert condition_allowlist([condition])
+
+
+def test_allow_that_drops_every_event_is_refused(tmp_path: Path) -> None:
+    events = tmp_path / "e.ndjson"
+    events.write_text(HIT_LINE + "\n")
+    for condition in ('process.name like~ "?*"', 'url.full : "*?"'):
+        proc = run(events, "--allow", condition)
+        assert proc.returncode == 2
+        assert proc.stderr.startswith(f"imds-scan: error: --allow: {condition!r} is true for"), (
+            proc.stderr
+        )
+    for key in ("no-config = true", "version = true"):
+        with pytest.raises(ConfigError, match="cannot be set in a config file"):
+            parse_config(key + "\n", "c.toml", COMMAND)

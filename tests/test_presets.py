@@ -277,7 +277,9 @@ def test_cli_preset_reports_what_each_entry_dropped(tmp_path: Path) -> None:
     # The config key, and a warning when the allowlist drops every hit of a rule.
     config = tmp_path / "imds-scan.toml"
     config.write_text('preset = ["cloud-agents"]\n')
-    proc = _cli(data, "-f", "ndjson", "-q", "--allow", 'process.name == "nwa.exe"', cwd=tmp_path)
+    proc = _cli(
+        data, "-f", "ndjson", "-q", "--config", config, "--allow", 'process.name == "nwa.exe"'
+    )
     assert proc.returncode == 0, proc.stderr
     assert "hit(s) of imds-default:" not in proc.stderr  # -q: no scan line ...
     assert (

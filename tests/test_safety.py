@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -171,3 +173,164 @@ def test_report_renders_in_chromium(hostile: Path, tmp_path: Path) -> None:
     assert "script" not in names and "img" not in names
     text = "".join(doc.text)
     assert SCRIPT in text and IMG in text and "<b>host</b>" in text
+
+
+# ---------------------------------------------------------------- output files
+
+HIT_LINE = json.dumps({"event": {"category": "network"}, "destination": {"ip": "169.254.169.254"}})
+
+
+def _log(path: Path, copies: int = 1) -> Path:
+    path.write_text((HIT_LINE + "\n") * copies)
+    return path
+
+
+def test_output_that_is_an_input_is_refused(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    (logs / "sub").mkdir(parents=True)
+    log = _log(logs / "sub" / "in.ndjson")
+    before = log.read_bytes()
+    (tmp_path / "link.ndjson").symlink_to(log)
+    os.link(log, tmp_path / "hard.ndjson")
+    cases = [
+        ([log, "-o", log], "--output"),
+        ([logs, "-o", log], "--output"),  # through a directory
+        ([str(logs / "**" / "*.ndjson"), "-o", log], "--output"),  # through a glob
+        ([log, "-o", tmp_path / "link.ndjson"], "--output"),  # a symlink to it
+        ([log, "-o", tmp_path / "hard.ndjson"], "--output"),  # a hard link
+        ([log, "-f", "ndjson", "-o", tmp_path / "x.html", "--report", tmp_path / "x.html"], ""),
+    ]
+    for args, flag in cases:
+        proc = cli(*args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.stderr.startswith(f"imds-scan: error: {flag}"), proc.stderr
+        assert len(proc.stderr.splitlines()) == 1, proc.stderr
+        assert log.read_bytes() == before
+    # Standard input redirected from the file.
+    with open(log, "rb") as stdin:
+        proc = subprocess.run(
+            [sys.executable, "-m", "imds_scan", "-", "-o", str(log)],
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert proc.returncode == 2 and "is also an input (-)" in proc.stderr
+    assert log.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(
+        ["logs", "sub", "in.ndjson", "link.ndjson", "hard.ndjson"]
+    )  # no temporary file left behind
+
+
+def test_report_must_be_html(tmp_path: Path) -> None:
+    log = _log(tmp_path / "a.ndjson")
+    other = _log(tmp_path / "b.ndjson")
+    before = other.read_bytes()
+    proc = cli(log, "--report", other)
+    assert proc.returncode == 2
+    assert "Invalid value for '--report'" in proc.stderr and "does not end in .html" in proc.stderr
+    assert other.read_bytes() == before
+    assert cli(log, "-q", "--report", tmp_path / "R.HTML").returncode == 1
+
+
+def test_unwritable_output_fails_before_the_scan(tmp_path: Path) -> None:
+    log = _log(tmp_path / "a.ndjson")
+    (tmp_path / "d.ndjson").mkdir()
+    for args in (
+        ["-o", tmp_path / "missing" / "x.ndjson"],
+        ["--report", tmp_path / "missing" / "r.html"],
+        ["-o", tmp_path / "d.ndjson"],  # a directory
+    ):
+        proc = cli(log, *args)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith("imds-scan: error: "), proc.stderr
+        assert "1 file(s)" not in proc.stderr  # refused before anything was scanned
+        assert len(proc.stderr.splitlines()) == 1, proc.stderr
+
+
+def test_output_is_replaced_whole_and_keeps_devices_working(tmp_path: Path) -> None:
+    log = _log(tmp_path / "a.ndjson", 3)
+    out = tmp_path / "out.ndjson"
+    out.write_text("old\n")
+    os.chmod(out, 0o640)
+    assert cli(log, "-q", "-o", out).returncode == 1
+    assert [json.loads(x)["line"] for x in out.read_text().splitlines()] == [1, 2, 3]
+    assert os.stat(out).st_mode & 0o777 == 0o640  # the old file's mode is kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ndjson", "out.ndjson"]
+    (tmp_path / "link.ndjson").symlink_to(out)
+    assert cli(log, "-q", "-o", tmp_path / "link.ndjson", "-f", "ndjson").returncode == 1
+    assert (tmp_path / "link.ndjson").is_symlink()  # the link is kept, its target replaced
+    assert len(out.read_text().splitlines()) == 3
+    assert cli(log, "-q", "-o", "/dev/null", "-f", "ndjson").returncode == 1
+    proc = cli(log, "-q", "-o", "/dev/stdout", "-f", "ndjson")  # resolves to no real path
+    assert proc.returncode == 1 and len(proc.stdout.splitlines()) == 3, proc.stderr
+    # A named pipe is opened once, when the results are written: its reader gets them all.
+    fifo = tmp_path / "fifo.ndjson"
+    os.mkfifo(fifo)
+    scan = subprocess.Popen([sys.executable, "-m", "imds_scan", str(log), "-q", "-o", str(fifo)])
+    # Opened without blocking, so a scan that never writes fails the test instead of hanging.
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    assert scan.wait(timeout=120) == 1
+    got = os.read(reader, 1 << 16).decode()
+    os.close(reader)
+    assert [json.loads(x)["line"] for x in got.splitlines()] == [1, 2, 3]
+
+
+def test_a_write_cut_short_keeps_whole_records(tmp_path: Path) -> None:
+    import resource
+
+    log = _log(tmp_path / "a.ndjson", 200)
+    out = tmp_path / "out.ndjson"
+    limit = 20_000  # bytes: a file may not grow beyond this (EFBIG, as a full disk)
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "imds_scan", str(log), "-q", "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=small_files,
+    )
+    assert proc.returncode == 2, proc.stderr
+    records = [json.loads(x) for x in out.read_text().splitlines()]
+    assert out.read_text().endswith("\n") and 0 < len(records) < 200
+    assert [r["line"] for r in records] == list(range(1, len(records) + 1))
+    assert proc.stderr == (
+        f"imds-scan: error: cannot write {out} in full: File too large; it holds the first "
+        f"{len(records)} record(s)\n"
+    )
+    # A format that is not line by line is not left half-written: the old file stays.
+    out_json = tmp_path / "out.json"
+    out_json.write_text("[]\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "imds_scan", str(log), "-q", "-o", str(out_json)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=small_files,
+    )
+    assert proc.returncode == 2 and "File too large" in proc.stderr
+    assert out_json.read_text() == "[]\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ndjson", "out.json", "out.ndjson"]
+
+
+@pytest.mark.parametrize("engine", ["python", "rust"])
+def test_ctrl_c_writes_the_hits_to_the_output_file(tmp_path: Path, engine: str) -> None:
+    out = tmp_path / "out.ndjson"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imds_scan", "-", "-o", str(out), "--engine", engine],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(((HIT_LINE + "\n") * 3).encode())
+    proc.stdin.flush()  # and keep stdin open: the scan waits for more
+    time.sleep(3)  # interpreter start-up and the scan of what was sent
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    proc.stdin.close()
+    assert proc.returncode == 130, err
+    assert [json.loads(x)["line"] for x in out.read_text().splitlines()] == [1, 2, 3]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.ndjson"]

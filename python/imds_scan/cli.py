@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
@@ -21,6 +21,7 @@ import typer
 from . import output as output_mod
 from .eql import EqlError
 from .filters import FilterError, parse_time_bound
+from .outfile import LINE_FORMATS, OutputError, PendingOutput, refuse_inputs
 from .rules import Rule
 from .scan import InputError, ScanConfig, ScanInterrupted, ScanResult
 from .scan import scan as run_configured_scan
@@ -30,7 +31,13 @@ if TYPE_CHECKING:
 
 EXIT_CLEAN, EXIT_HITS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-app = typer.Typer(add_completion=False, rich_markup_mode=None)
+# Unexpected exceptions reach main(), which prints one line (a traceback with IMDS_SCAN_DEBUG).
+app = typer.Typer(
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 
 
 class Format(StrEnum):
@@ -75,24 +82,97 @@ def _choose_format(fmt: Format | None, output: str | None) -> str:
     return chosen
 
 
-def _load_config(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
-    """Eager --config: read the file (else ./imds-scan.toml when present) before the other
-    options, so its keys become their defaults (Click's default_map); the command line wins."""
-    from .config import DEFAULT_CONFIG, ConfigError, load_config
+_CONFIG_PARAMS = "imds_scan.config_params"
 
-    path = (
-        value if value is not None else DEFAULT_CONFIG if os.path.isfile(DEFAULT_CONFIG) else None
-    )
-    if path is None:
-        return None
+
+def _config_param(ctx: typer.Context, param: typer.CallbackParam, value: object) -> object:
+    """Eager --config/--no-config: once both are known, read the config before the other
+    options, so its keys become their defaults (Click's default_map); the command line wins."""
+    seen = ctx.meta.setdefault(_CONFIG_PARAMS, {})
+    seen[param.name] = value
+    if len(seen) == 2:
+        _load_config(ctx, seen["config_file"], bool(seen["no_config"]))
+    return value
+
+
+def _load_config(ctx: typer.Context, named: str | None, none: bool) -> None:
+    """Read --config FILE, else $IMDS_SCAN_CONFIG, else the user's config file when there is
+    one; never ./imds-scan.toml unless named (an evidence bundle could carry one). What is
+    read is said on stderr."""
+    from .config import CONFIG_ENV, DEFAULT_CONFIG, ConfigError, load_config, user_config_path
+
+    if named is not None and none:
+        raise typer.BadParameter("--config and --no-config contradict each other")
+    path, origin = None, ""
+    if none:
+        pass
+    elif named is not None:
+        path = named
+    elif os.environ.get(CONFIG_ENV):
+        path, origin = os.environ[CONFIG_ENV], f" (from ${CONFIG_ENV})"
+    elif os.path.exists(user_config_path()):
+        path = user_config_path()
+    loaded = None
+    if path is not None:
+        try:
+            loaded = load_config(path, ctx.command, ctx)
+        except ConfigError as exc:
+            print(f"imds-scan: error: {output_mod.safe(str(exc))}", file=sys.stderr)
+            raise typer.Exit(EXIT_ERROR) from None
+        ctx.default_map = {**(ctx.default_map or {}), **loaded.default_map}
+        ctx.meta["imds_scan.config"] = loaded
+        keys = ", ".join(loaded.keys) or "nothing"
+        print(
+            f"imds-scan: config: {output_mod.safe(path)}{origin} sets {output_mod.safe(keys)}",
+            file=sys.stderr,
+        )
+    if os.path.isfile(DEFAULT_CONFIG) and not _same_file(path, DEFAULT_CONFIG):
+        print(
+            f"imds-scan: notice: ./{DEFAULT_CONFIG} was not read (a config is only read when "
+            f"named); to use it: --config {DEFAULT_CONFIG}",
+            file=sys.stderr,
+        )
+
+
+def _same_file(a: str | None, b: str) -> bool:
     try:
-        loaded = load_config(path, ctx.command, ctx)
-    except ConfigError as exc:
-        print(f"imds-scan: error: {output_mod.safe(str(exc))}", file=sys.stderr)
-        raise typer.Exit(EXIT_ERROR) from None
-    ctx.default_map = {**(ctx.default_map or {}), **loaded.default_map}
-    ctx.meta["imds_scan.config"] = loaded
-    return path
+        return a is not None and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from ._engine import __version__
+
+        _to_stdout(lambda: print(f"imds-scan {__version__}"))
+        raise typer.Exit(EXIT_CLEAN)
+
+
+# More threads than this only cost memory (two 4 MiB buffers each) and start-up time.
+MAX_THREADS = 256
+
+
+def _bounded_threads(ctx: typer.Context, threads: int) -> int:
+    if threads <= MAX_THREADS:
+        return threads
+    source = ctx.get_parameter_source("threads")
+    where = "config: threads =" if getattr(source, "name", "") == "DEFAULT_MAP" else "--threads"
+    shown = str(threads) if threads < 10**15 else "(a huge number)"
+    print(
+        f"imds-scan: warning: {where} {shown} is more than {MAX_THREADS}: using {MAX_THREADS}",
+        file=sys.stderr,
+    )
+    return MAX_THREADS
+
+
+def _check_report_name(report: str | None) -> None:
+    # An HTML page written over a log, or a config, by a slip of the keyboard.
+    if report is not None and not report.lower().endswith((".html", ".htm")):
+        raise typer.BadParameter(
+            f"{report!r} does not end in .html: the report is an HTML page",
+            param_hint="'--report'",
+        )
 
 
 def _size(text: str, hint: str) -> int:
@@ -208,7 +288,9 @@ def scan(
         EngineName,
         typer.Option(help="rust (fast) or python (the plain reference implementation)."),
     ] = EngineName.rust,
-    threads: Annotated[int, typer.Option(min=0, help="Worker threads; 0 = all cores.")] = 0,
+    threads: Annotated[
+        int, typer.Option(min=0, help="Worker threads; 0 = all cores; at most 256.")
+    ] = 0,
     quiet: Annotated[
         bool,
         typer.Option(
@@ -317,17 +399,38 @@ def scan(
             "--config",
             metavar="FILE",
             is_eager=True,
-            callback=_load_config,
+            callback=_config_param,
             help="TOML config: any option by its long name (threads = 4, exclude-host = "
-            "[...]) and [allowlist] tables. Default: ./imds-scan.toml if present.",
+            "[...]) and [allowlist] tables. Default: $IMDS_SCAN_CONFIG, else "
+            "$XDG_CONFIG_HOME/imds-scan/config.toml (~/.config/...) if present; never "
+            "./imds-scan.toml unless named. The file read is named on stderr.",
             show_default=False,
         ),
     ] = None,
+    no_config: Annotated[
+        bool,
+        typer.Option(
+            "--no-config",
+            is_eager=True,
+            callback=_config_param,
+            help="Read no config file at all.",
+        ),
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_show_version,
+            help="Print imds-scan's version and exit.",
+        ),
+    ] = False,
 ) -> None:
     chosen = _choose_format(fmt, output)
+    _check_report_name(report)
     config = ScanConfig(
         engine=engine.value,
-        threads=threads,
+        threads=_bounded_threads(ctx, threads),
         prefilter=prefilter,
         hosts=tuple(host or ()),
         exclude_hosts=tuple(exclude_host or ()),
@@ -340,7 +443,7 @@ def scan(
     try:
         rules = _load_rules(ctx, rule, allow, skip_unsupported_rules, pack, preset)
         if show_rule:
-            _show_rules(rules, config)
+            _to_stdout(lambda: _show_rules(rules, config))
     except ValueError as exc:  # EqlError, RuleFileError, ConfigError, FilterError
         print(f"imds-scan: error: {output_mod.safe(str(exc))}", file=sys.stderr)
         raise typer.Exit(EXIT_ERROR) from None
@@ -355,20 +458,35 @@ def scan(
             print(f"imds-scan: warning: {output_mod.safe(warning)}", file=sys.stderr)
     interrupted = False
     try:
+        out_file, report_file = _prepare_outputs(output, report)
+    except OutputError as exc:  # before scanning: an hour's scan is not lost at the end
+        print(f"imds-scan: error: {output_mod.safe(str(exc))}", file=sys.stderr)
+        raise typer.Exit(EXIT_ERROR) from None
+    pending = [f for f in (out_file, report_file) if f is not None]
+    try:
         with _progress_bar(quiet) as progress:
             try:
-                result = run_configured_scan(paths, rules=rules, config=config, progress=progress)
+                result = run_configured_scan(
+                    paths,
+                    rules=rules,
+                    config=config,
+                    progress=progress,
+                    check_inputs=lambda sources: refuse_inputs(pending, sources),
+                )
             except ScanInterrupted as stopped:  # write what was found before Ctrl-C
                 result, interrupted = stopped.result, True
         with _deferred_interrupt() as late:  # the hits found are written in full
-            problem = _write_results(result, chosen, output, report, config, max_table_rows)
+            problem = _write_results(result, chosen, out_file, report_file, config, max_table_rows)
         interrupted |= late.is_set()
     except KeyboardInterrupt:
         print("imds-scan: interrupted", file=sys.stderr)
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    except (EqlError, InputError, FilterError) as exc:
+    except (EqlError, InputError, FilterError, OutputError) as exc:
         print(f"imds-scan: error: {output_mod.safe(str(exc))}", file=sys.stderr)
         raise typer.Exit(EXIT_ERROR) from None
+    finally:
+        for f in pending:  # a temporary file not renamed (nothing to write, or a failure)
+            f.discard()
     if not quiet:
         output_mod.print_summary(result.stats, result.hits)
     for warning in output_mod.allowlist_warnings(result.stats):
@@ -470,11 +588,52 @@ def _filters_described(config: ScanConfig) -> list[tuple[str, str]]:
     return described
 
 
+def _prepare_outputs(
+    output: str | None, report: str | None
+) -> tuple[PendingOutput | None, PendingOutput | None]:
+    """Check that the output files can be written (their temporary files are made now)."""
+    out_file = PendingOutput(output, "--output") if output not in (None, "-") else None
+    try:
+        report_file = PendingOutput(report, "--report") if report is not None else None
+    except OutputError:
+        if out_file is not None:
+            out_file.discard()
+        raise
+    if out_file is not None and report_file is not None and out_file.target == report_file.target:
+        out_file.discard()
+        report_file.discard()
+        raise OutputError("--output and --report name the same file")
+    return out_file, report_file
+
+
+def _to_stdout(write: Callable[[], None]) -> None:
+    """Run ``write`` (to stdout) and flush. A reader that went away (``| head``) is not an
+    error; a stdout that cannot be written (a full disk) is: one line, typer.Exit(2)."""
+    try:
+        write()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+    except OSError as exc:
+        _silence_stdout()
+        print(
+            f"imds-scan: error: cannot write to standard output: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        raise typer.Exit(EXIT_ERROR) from None
+
+
+def _silence_stdout() -> None:
+    """Standard output is gone or full: send what is still buffered nowhere, quietly."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def _write_results(
     result: ScanResult,
     fmt: str,
-    output: str | None,
-    report: str | None,
+    out_file: PendingOutput | None,
+    report_file: PendingOutput | None,
     config: ScanConfig,
     max_table_rows: int = output_mod.MAX_TABLE_ROWS,
 ) -> bool:
@@ -482,39 +641,98 @@ def _write_results(
     from .report.formats import write_file, write_text
 
     problem = False
-    if output is not None and output != "-":
-        try:
-            write_file(fmt, result, output, max_table_rows=max_table_rows)
-        except OSError as exc:
-            print(
-                f"imds-scan: error: cannot write {output_mod.safe(output)}: {exc.strerror}",
-                file=sys.stderr,
-            )
-            problem = True
+    if out_file is not None:
+        problem |= _write_output(
+            out_file,
+            fmt,
+            lambda path: write_file(fmt, result, path, max_table_rows=max_table_rows),
+        )
     else:
         try:
-            write_text(fmt, result, sys.stdout, max_table_rows=max_table_rows)
-            sys.stdout.flush()
-        except BrokenPipeError:
-            # The reader went away (e.g. `| head`): not an error; silence the final flush.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    if report is not None:
+            _to_stdout(lambda: write_text(fmt, result, sys.stdout, max_table_rows=max_table_rows))
+        except typer.Exit:
+            problem = True
+    if report_file is not None:
         from .report.html import write_report
 
-        try:
-            write_report(result, report, filters=_filters_described(config))
-        except OSError as exc:
-            print(
-                f"imds-scan: error: cannot write {output_mod.safe(report)}: {exc.strerror}",
-                file=sys.stderr,
-            )
-            problem = True
+        problem |= _write_output(
+            report_file,
+            "html",
+            lambda path: write_report(result, path, filters=_filters_described(config)),
+        )
     return problem
 
 
+def _write_output(file: PendingOutput, fmt: str, write: Callable[[str], None]) -> bool:
+    """Write to the temporary file, then rename it over the target; True on failure. A line
+    format cut short keeps its whole records; any other is not renamed."""
+    name = output_mod.safe(file.path)
+    try:
+        write(file.write_path)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if fmt in LINE_FORMATS and not file.in_place:
+            try:
+                kept = file.keep_whole_lines()
+            except (OSError, OutputError):
+                kept = None
+            if kept is not None:
+                print(
+                    f"imds-scan: error: cannot write {name} in full: {reason}; it holds the "
+                    f"first {kept:,} record(s)",
+                    file=sys.stderr,
+                )
+                return True
+        file.discard()
+        print(f"imds-scan: error: cannot write {name}: {reason}", file=sys.stderr)
+        return True
+    try:
+        file.commit()
+    except OutputError as exc:
+        print(f"imds-scan: error: {output_mod.safe(str(exc))}", file=sys.stderr)
+        return True
+    return False
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "an expression is nested too deeply (RecursionError)"
+    if isinstance(exc, MemoryError):
+        return "out of memory"
+    return output_mod.safe(f"{type(exc).__name__}: {exc}")
+
+
 def main() -> None:
+    """The entry point: exit codes as documented, never a traceback (unless IMDS_SCAN_DEBUG)."""
+    code: int | str | None
     try:
         app()
+        code = EXIT_CLEAN
+    except SystemExit as stop:
+        code = stop.code
     except KeyboardInterrupt:
         print("imds-scan: interrupted", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+        code = EXIT_INTERRUPTED
+    except Exception as exc:  # a bug or an unforeseen condition: one line, exit 2
+        if os.environ.get("IMDS_SCAN_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+        else:
+            print(
+                f"imds-scan: error: {_describe(exc)} (IMDS_SCAN_DEBUG=1 shows where)",
+                file=sys.stderr,
+            )
+        code = EXIT_ERROR
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+    except OSError as exc:
+        _silence_stdout()
+        print(
+            f"imds-scan: error: cannot write to standard output: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        code = EXIT_ERROR
+    sys.exit(code)

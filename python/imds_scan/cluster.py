@@ -154,6 +154,22 @@ def plan(sources: Sequence[Source], range_size: int) -> list[list[Piece]]:
     return shares
 
 
+# Most seconds to reach a scheduler (Dask's default is 30; a lower Dask setting wins): a
+# scheduler that answers at all does so fast.
+CONNECT_TIMEOUT = 10
+
+
+def _dask_connect_timeout() -> float:
+    """Dask's own connect timeout (distributed.comm.timeouts.connect), in seconds."""
+    try:
+        dask: Any = importlib.import_module("dask")
+        value = dask.config.get("distributed.comm.timeouts.connect", CONNECT_TIMEOUT)
+        seconds: float = dask.utils.parse_timedelta(value)
+    except (ImportError, ValueError, TypeError, KeyError):
+        return CONNECT_TIMEOUT
+    return seconds
+
+
 @contextlib.contextmanager
 def connect(spec: str) -> Iterator[Any]:
     """A Dask client: to the scheduler at ``spec``, or to a LocalCluster of N worker processes
@@ -181,7 +197,12 @@ def connect(spec: str) -> Iterator[Any]:
         ):
             yield client
     else:
-        with distributed.Client(spec) as client:
+        try:
+            timeout = min(CONNECT_TIMEOUT, _dask_connect_timeout())
+            client = distributed.Client(spec, timeout=timeout)
+        except (OSError, TimeoutError) as exc:  # unreachable, refused, unknown host
+            raise InputError(f"--cluster {spec}: cannot reach the Dask scheduler: {exc}") from None
+        with client:
             yield client
 
 

@@ -1,6 +1,9 @@
 """The TOML configuration: command-line options and allowlists.
 
-``imds-scan --config FILE`` (else ``imds-scan.toml`` in the working directory, when present)::
+``imds-scan --config FILE``, else ``$IMDS_SCAN_CONFIG``, else the user's
+``$XDG_CONFIG_HOME/imds-scan/config.toml`` (``~/.config/...``) when present; ``--no-config``
+reads none. ``imds-scan.toml`` in the working directory is never read unless named: an
+evidence bundle could carry one. The CLI names the file it read, and its keys, on stderr::
 
     format = "ndjson"             # any command-line option: its long name, '-' or '_'
     threads = 4
@@ -33,13 +36,89 @@ from typing import Any
 
 from .eql import EqlError, Node, parse_condition
 from .fields import field_type
-from .ipaddr import parse_cidr
+from .ipaddr import in_cidr, parse_cidr
 from .rules import Rule
 
+# Not read implicitly: only named (``--config imds-scan.toml``); the CLI says it was ignored.
 DEFAULT_CONFIG = "imds-scan.toml"
+CONFIG_ENV = "IMDS_SCAN_CONFIG"
 ALLOWLIST = "allowlist"
-# Options that make no sense in a config file (a config naming a config).
-NOT_IN_CONFIG = frozenset({"config"})
+# Options that make no sense in a config file (a config naming a config, or none).
+NOT_IN_CONFIG = frozenset({"config", "no-config", "version"})
+
+
+def user_config_path() -> str:
+    """``$XDG_CONFIG_HOME/imds-scan/config.toml``, ``~/.config/imds-scan/config.toml`` by
+    default (the XDG base directory rule: a relative XDG_CONFIG_HOME is ignored)."""
+    base = os.environ.get("XDG_CONFIG_HOME", "")
+    if not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "imds-scan", "config.toml")
+
+
+def matches_everything(pattern: str) -> bool:
+    """A ``*``/``?`` pattern that every value matches: only wildcards, at least one ``*``."""
+    return "*" in pattern and not pattern.strip("*?")
+
+
+# Every IPv4 address, as the engines store it (IPv4-mapped): a block holding both ends holds all.
+_IPV4_ENDS = (b"\x00" * 10 + b"\xff\xff" + b"\x00" * 4, b"\x00" * 10 + b"\xff" * 6)
+
+
+def covers_every_address(block_text: str) -> bool:
+    """A CIDR block holding every IPv4 address (``0.0.0.0/0``, ``::/0``)."""
+    block = parse_cidr(block_text)
+    return block is not None and all(in_cidr(end, block) for end in _IPV4_ENDS)
+
+
+_AFFIX_OPS = frozenset(
+    {"starts_with", "starts_with_ci", "ends_with", "ends_with_ci", "contains", "contains_ci"}
+)
+
+
+def holds_for_everything(node: Node) -> bool:
+    """Whether a condition holds for every event that has the fields it names (an allowlist
+    entry that would silence a rule). Conservative: False when unsure."""
+    kind = node["node"]
+    if kind == "pred":
+        op, values = node["op"], node["values"]
+        if op == "exists":
+            return True
+        if op in ("wildcard", "like"):
+            return any(matches_everything(v) for v in values)
+        if op in _AFFIX_OPS:
+            return "" in values
+        if op == "cidr":
+            return any(covers_every_address(v) for v in values)
+        return False
+    if kind == "and":
+        return all(holds_for_everything(arg) for arg in node["args"])
+    if kind == "or":
+        args = node["args"]
+        # `x or not x` holds even without the field
+        return any(holds_for_everything(a) or {"node": "not", "arg": a} in args for a in args)
+    return False
+
+
+def _checked_condition(text: str, where: str) -> Node:
+    """An allowlist condition, refused when it would drop every event."""
+    try:
+        node = parse_condition(text, where)
+    except EqlError as exc:
+        raise ConfigError(str(exc)) from None
+    if holds_for_everything(node):
+        fields = ", ".join(sorted(_fields(node)))
+        raise ConfigError(
+            f"{where}: {text!r} is true for every event (with {fields}): it would silence the rule"
+        )
+    return node
+
+
+def _fields(node: Node) -> set[str]:
+    if node["node"] == "pred":
+        return {node["field"]}
+    return set().union(*(_fields(arg) for arg in node.get("args", [node.get("arg")])))
+
 
 # Allowlist keys: fields matched by name or glob (EQL `:` semantics: ASCII case-insensitive,
 # whole value, `*` and `?`), fields matched by CIDR block, free EQL conditions.
@@ -154,7 +233,7 @@ def glob_node(name: str, globs: Sequence[str], key: str, source: str) -> Node:
         where = f"{key}[{i}]"
         if not glob:
             raise ConfigError(f"{source}: {where}: an empty glob matches nothing")
-        if not glob.strip("*"):
+        if matches_everything(glob):
             raise ConfigError(
                 f"{source}: {where}: {glob!r} matches every value: it would silence the rule "
                 f"for any event with {name}"
@@ -175,6 +254,11 @@ def cidr_node(name: str, blocks: Sequence[str], key: str, source: str) -> Node:
             raise ConfigError(
                 f"{source}: {key}[{i}]: {block!r} is not an IP address or CIDR block "
                 "(like 10.0.0.0/8 or fd00:ec2::/32)"
+            )
+        if covers_every_address(block):
+            raise ConfigError(
+                f"{source}: {key}[{i}]: {block!r} holds every IPv4 address: it would silence "
+                f"the rule for any event with {name}"
             )
     return _pred(name, "cidr", list(blocks))
 
@@ -219,10 +303,7 @@ def _entries(table: dict[str, Any], key_prefix: str, source: str) -> list[AllowE
             where = f"{key}[{i}]"
             label = f'{origin}: {name} "{text}"' if name != CONDITIONS else f"{origin}: {text}"
             if name == CONDITIONS:
-                try:
-                    node = parse_condition(text, f"{source}: {where}")
-                except EqlError as exc:
-                    raise ConfigError(str(exc)) from None
+                node = _checked_condition(text, f"{source}: {where}")
             elif name in CIDR_FIELDS:
                 node = cidr_node(name, [text], key, source)
             else:
@@ -267,10 +348,7 @@ def condition_allowlist(conditions: Sequence[str], source: str = "--allow") -> A
     """Global exclusions given as EQL conditions (the ``--allow`` option)."""
     nodes = []
     for i, text in enumerate(conditions):
-        try:
-            node = parse_condition(text, source if len(conditions) == 1 else f"{source}[{i}]")
-        except EqlError as exc:
-            raise ConfigError(str(exc)) from None
+        node = _checked_condition(text, source if len(conditions) == 1 else f"{source}[{i}]")
         nodes.append(AllowEntry(f"{source}: {text}", node))
     return Allowlist(tuple(nodes), {}, source)
 
@@ -355,6 +433,8 @@ class Config:
     path: str
     default_map: dict[str, Any]
     allowlist: Allowlist
+    # The top-level keys as written in the file, in order (the CLI names them on stderr).
+    keys: tuple[str, ...] = ()
 
 
 def parse_config(text: str, source: str, command: Any, ctx: Any = None) -> Config:
@@ -385,7 +465,7 @@ def parse_config(text: str, source: str, command: Any, ctx: Any = None) -> Confi
             raise ConfigError(f"{source}: {key}: already set as {given[param.name]!r}")
         given[param.name] = key
         default_map[param.name] = _check_value(param, value, key, source, ctx)
-    return Config(source, default_map, allowlist)
+    return Config(source, default_map, allowlist, tuple(doc))
 
 
 def load_config(path: str | os.PathLike[str], command: Any, ctx: Any = None) -> Config:

@@ -294,6 +294,7 @@ def scan(
     threads: int | None = None,
     progress: Progress | None = None,
     cluster: str | None = None,
+    check_inputs: Callable[[Sequence[Source]], None] | None = None,
 ) -> ScanResult:
     """Scan files, directories, globs, ``-`` (stdin) or ``s3://`` objects, prefixes and
     globs: expand them, apply the host filter to the rules, run the engine, keep the hits
@@ -303,6 +304,7 @@ def scan(
     ``config``'s (``cluster``: a Dask scheduler address or ``local:N``, see cluster.py).
     ``progress(read, total)`` is called as bytes are read from the sources. On Ctrl-C,
     raises ScanInterrupted (a KeyboardInterrupt) whose ``result`` holds the hits so far.
+    ``check_inputs(sources)`` sees the expanded inputs before anything is read (it may raise).
     """
     import dataclasses
 
@@ -320,6 +322,8 @@ def scan(
         default_rules() if rules is None else rules, config.hosts, config.exclude_hosts
     )
     expanded = expand(paths, endpoint_url=config.endpoint_url)
+    if check_inputs is not None:
+        check_inputs(expanded.sources)
     interrupted = False
     if config.cluster is not None and config.engine != "rust":
         raise InputError("--cluster runs the rust engine only")
