@@ -453,6 +453,19 @@ def _ors(node: dict[str, Any]) -> list[dict[str, Any]]:
     return [leaf for arg in node["args"] for leaf in _ors(arg)] if node["node"] == "or" else [node]
 
 
+def _normal(node: dict[str, Any]) -> dict[str, Any]:
+    """The tree as the compiler builds it (docs/ir.md, Nodes): `and`/`or` chains flat,
+    `not not x` as `x`."""
+    if node["node"] == "pred":
+        return node
+    if node["node"] == "not":
+        arg = _normal(node["arg"])
+        return arg["arg"] if arg["node"] == "not" else {"node": "not", "arg": arg}
+    args = [_normal(a) for a in node["args"]]
+    flat = [b for a in args for b in (a["args"] if a["node"] == node["node"] else [a])]
+    return {"node": node["node"], "args": flat}
+
+
 def _literals(node: dict[str, Any]) -> list[str]:
     if node["node"] == "pred":
         return list(node["values"])
@@ -482,7 +495,9 @@ def test_engines_agree_on_every_operator(tmp_path: Path, seed: int) -> None:
     query = "any where " + " or ".join(f"({format_condition(e)})" for e in exprs)
     rule_ir = compile_rule(query, name="random", rule_id="random", severity="low")
     # The printer and the parser agree: EQL → IR → EQL → IR is stable.
-    assert [b["expr"] for b in rule_ir["branches"]] == [leaf for e in exprs for leaf in _ors(e)]
+    assert [b["expr"] for b in rule_ir["branches"]] == [
+        leaf for e in exprs for leaf in _ors(_normal(e))
+    ]
     assert (
         compile_rule(format_rule(rule_ir), name="random", rule_id="random", severity="low")
         == rule_ir
@@ -547,3 +562,49 @@ def test_prefilter_is_sound_for_every_operator(tmp_path: Path, seed: int, op: st
     py = run_scan([str(path)], rules, engine="python")
     rs = run_scan([str(path)], rules, engine="rust")
     assert hit_keys(rs.hits) == hit_keys(py.hits), query
+
+
+def _deep(levels: int, prefix: str) -> str:
+    """A condition `levels` deep: `and`/`or` alternating, an `and` on top (one branch)."""
+    text = f'{prefix}0 == "x"'
+    for i in range(1, levels):
+        op = "and" if (levels - 1 - i) % 2 == 0 else "or"
+        text = f'{prefix}{i} : "x*" {op} ({text})'
+    return text
+
+
+def test_engines_agree_at_the_nesting_limit(tmp_path: Path) -> None:
+    """Rules and an allowlist at the compiler's limit (100 levels; the Rust engine read at
+    most about 62 before), wrapped by a host filter: both engines load and agree."""
+    from imds_scan.config import condition_allowlist
+    from imds_scan.eql import MAX_DEPTH, ir_depth
+    from imds_scan.filters import with_host_filter
+
+    queries = {
+        "alternating": f"any where {_deep(MAX_DEPTH, 'f')}",
+        "nots": "any where " + "not " * 131 + '(f1 : "x*" and not f2 == "x")',
+    }
+    rules = []
+    for name, query in queries.items():
+        rule_ir = compile_rule(query, name=name, rule_id=name, severity="low")
+        rules.append(Rule(name, name, "low", query, rule_ir))
+    assert ir_depth(rules[0].ir["branches"][0]["expr"]) == MAX_DEPTH
+    rules = condition_allowlist([_deep(MAX_DEPTH, "g")]).apply(rules)
+    rules = with_host_filter(rules, ["web-*"], ["web-9"])
+    # The allowlist and the host filter add levels beyond MAX_DEPTH (the IR limit is 128).
+    assert ir_depth(rules[0].ir["branches"][0]["expr"]) > MAX_DEPTH
+    rnd = random.Random(7)
+    events = []
+    for _ in range(300):
+        event: dict[str, Any] = {"host": {"name": rnd.choice(["web-1", "web-9", "db-1"])}}
+        for prefix in "fg":
+            for i in range(MAX_DEPTH):
+                if rnd.random() < 0.9:
+                    event[f"{prefix}{i}"] = rnd.choice(["x", "xy", "y"])
+        events.append(json.dumps(event))
+    path = tmp_path / "deep.ndjson"
+    path.write_text("\n".join(events) + "\n")
+    py = run_scan([str(path)], rules, engine="python")
+    rs = run_scan([str(path)], rules, engine="rust")
+    assert hit_keys(rs.hits) == hit_keys(py.hits)
+    assert {h.rule.id for h in py.hits} == {"alternating", "nots"}

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, cast
 
+from .eql import MAX_IR_DEPTH, ir_depth
 from .ipaddr import in_cidr, parse_cidr, parse_ip
 from .stats import FileStats
 
@@ -337,6 +338,13 @@ class Rule:
     branches: list[tuple[str, Any]] = field(init=False)
 
     def __post_init__(self) -> None:
+        for branch in self.ir["branches"]:  # the Rust engine's limit, and its words
+            depth = ir_depth(branch["expr"])
+            if depth > MAX_IR_DEPTH:
+                raise ValueError(
+                    f"branch {json.dumps(branch['name'])} nests {depth} levels deep "
+                    f"(at most {MAX_IR_DEPTH} are supported)"
+                )
         self.branches = [(b["name"], _compile(b["expr"])) for b in self.ir["branches"]]
 
     def evaluate(self, doc: dict[str, Any]) -> tuple[int, Witness | None] | None:
