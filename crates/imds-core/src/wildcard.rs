@@ -38,6 +38,12 @@ struct Segment {
     other: Vec<(char, Vec<u64>)>,
     /// The mask of any other code point: the `?` positions.
     any: Vec<u64>,
+    /// A searched piece without `?` is searched byte by byte instead (a UTF-8 match of
+    /// whole code points is a match of code points): 256 masks of `byte_words` u64s, over
+    /// the piece's bytes (both ASCII cases set when the pattern folds).
+    bytes: Vec<u64>,
+    byte_words: usize,
+    byte_len: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -51,18 +57,81 @@ pub struct Pattern {
 }
 
 impl Segment {
-    fn new(tokens: Vec<Token>, searched: bool) -> Segment {
+    fn new(tokens: Vec<Token>, searched: bool, fold: bool) -> Segment {
         let mut segment = Segment {
             words: tokens.len().div_ceil(64),
             tokens,
             ascii: Vec::new(),
             other: Vec::new(),
             any: Vec::new(),
+            bytes: Vec::new(),
+            byte_words: 0,
+            byte_len: 0,
         };
-        if searched {
+        if searched && !segment.tokens.contains(&Token::One) {
+            segment.build_byte_masks(fold);
+        } else if searched {
             segment.build_masks();
         }
         segment
+    }
+
+    fn build_byte_masks(&mut self, fold: bool) {
+        let text: String = self
+            .tokens
+            .iter()
+            .map(|t| match t {
+                Token::Lit(c) => *c,
+                Token::One => unreachable!("a piece with `?` is searched by code point"),
+            })
+            .collect();
+        let words = text.len().div_ceil(64);
+        let mut table = vec![0u64; 256 * words];
+        for (i, b) in text.bytes().enumerate() {
+            let bit = 1u64 << (i % 64);
+            table[b as usize * words + i / 64] |= bit;
+            if fold && b.is_ascii_lowercase() {
+                table[b.to_ascii_uppercase() as usize * words + i / 64] |= bit;
+            }
+        }
+        self.bytes = table;
+        self.byte_words = words;
+        self.byte_len = text.len();
+    }
+
+    /// [`Segment::find`] for a piece without `?`: Shift-And over the bytes.
+    fn find_bytes(&self, value: &str, from: usize, steps: &mut usize) -> Option<usize> {
+        let words = self.byte_words;
+        let last = self.byte_len - 1;
+        let (last_word, last_bit) = (last / 64, 1u64 << (last % 64));
+        let haystack = &value.as_bytes()[from..];
+        if words == 1 {
+            let mut state = 0u64;
+            for (at, &b) in haystack.iter().enumerate() {
+                state = ((state << 1) | 1) & self.bytes[b as usize];
+                if state & last_bit != 0 {
+                    *steps += at + 1;
+                    return Some(from + at + 1);
+                }
+            }
+            *steps += haystack.len();
+            return None;
+        }
+        let mut state = vec![0u64; words];
+        for (at, &b) in haystack.iter().enumerate() {
+            *steps += words;
+            let mask = &self.bytes[b as usize * words..(b as usize + 1) * words];
+            let mut carry = 1; // a match may start at every byte
+            for (word, m) in state.iter_mut().zip(mask) {
+                let shifted = (*word << 1) | carry;
+                carry = *word >> 63;
+                *word = shifted & m;
+            }
+            if state[last_word] & last_bit != 0 {
+                return Some(from + at + 1);
+            }
+        }
+        None
     }
 
     fn build_masks(&mut self) {
@@ -142,7 +211,23 @@ impl Segment {
         let Some(last) = self.tokens.len().checked_sub(1) else {
             return Some(from); // `**`
         };
+        if self.byte_len > 0 {
+            return self.find_bytes(value, from, steps);
+        }
         let (last_word, last_bit) = (last / 64, 1u64 << (last % 64));
+        if self.words == 1 {
+            // The usual piece: one word, no allocation.
+            let mut state = 0u64;
+            for (at, c) in value[from..].char_indices() {
+                *steps += 1;
+                let mask = self.mask(if fold { c.to_ascii_lowercase() } else { c })[0];
+                state = ((state << 1) | 1) & mask;
+                if state & last_bit != 0 {
+                    return Some(from + at + c.len_utf8());
+                }
+            }
+            return None;
+        }
         let mut state = vec![0u64; self.words];
         for (at, c) in value[from..].char_indices() {
             *steps += self.words;
@@ -186,7 +271,7 @@ impl Pattern {
         let segments = pieces
             .into_iter()
             .enumerate()
-            .map(|(i, tokens)| Segment::new(tokens, i > 0 && i + 1 < n))
+            .map(|(i, tokens)| Segment::new(tokens, i > 0 && i + 1 < n, fold))
             .collect();
         Pattern {
             source: pattern.to_string(),
