@@ -9,6 +9,8 @@ optional fields ``?field``; ``field != null`` (the field has a value) and ``fiel
 the functions ``cidrMatch``, ``imdsEndpoint`` (docs/ir.md), ``startsWith``, ``endsWith``,
 ``stringContains`` (and the ``~`` forms of the last three); double- and triple-quoted strings,
 ``//`` and ``/* */`` comments. Anything else is refused with line:column and the reason.
+``and``/``or`` chains compile to flat nodes and ``not not x`` to ``x``; a condition nested
+deeper than MAX_DEPTH levels (or parentheses) is refused, never a RecursionError.
 """
 
 from __future__ import annotations
