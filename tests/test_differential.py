@@ -12,12 +12,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import hit_keys
 from imds_scan import Rule, default_rules
-from imds_scan.eql import compile_rule, format_condition, format_rule
+from imds_scan.eql import compile_rule, format_condition, format_rule, quote
 from imds_scan.ipaddr import parse_ip
 from imds_scan.scan import run_scan
 
@@ -453,6 +454,19 @@ def _ors(node: dict[str, Any]) -> list[dict[str, Any]]:
     return [leaf for arg in node["args"] for leaf in _ors(arg)] if node["node"] == "or" else [node]
 
 
+def _normal(node: dict[str, Any]) -> dict[str, Any]:
+    """The tree as the compiler builds it (docs/ir.md, Nodes): `and`/`or` chains flat,
+    `not not x` as `x`."""
+    if node["node"] == "pred":
+        return node
+    if node["node"] == "not":
+        arg = _normal(node["arg"])
+        return arg["arg"] if arg["node"] == "not" else {"node": "not", "arg": arg}
+    args = [_normal(a) for a in node["args"]]
+    flat = [b for a in args for b in (a["args"] if a["node"] == node["node"] else [a])]
+    return {"node": node["node"], "args": flat}
+
+
 def _literals(node: dict[str, Any]) -> list[str]:
     if node["node"] == "pred":
         return list(node["values"])
@@ -482,7 +496,9 @@ def test_engines_agree_on_every_operator(tmp_path: Path, seed: int) -> None:
     query = "any where " + " or ".join(f"({format_condition(e)})" for e in exprs)
     rule_ir = compile_rule(query, name="random", rule_id="random", severity="low")
     # The printer and the parser agree: EQL → IR → EQL → IR is stable.
-    assert [b["expr"] for b in rule_ir["branches"]] == [leaf for e in exprs for leaf in _ors(e)]
+    assert [b["expr"] for b in rule_ir["branches"]] == [
+        leaf for e in exprs for leaf in _ors(_normal(e))
+    ]
     assert (
         compile_rule(format_rule(rule_ir), name="random", rule_id="random", severity="low")
         == rule_ir
@@ -547,3 +563,135 @@ def test_prefilter_is_sound_for_every_operator(tmp_path: Path, seed: int, op: st
     py = run_scan([str(path)], rules, engine="python")
     rs = run_scan([str(path)], rules, engine="rust")
     assert hit_keys(rs.hits) == hit_keys(py.hits), query
+
+
+def _deep(levels: int, prefix: str) -> str:
+    """A condition `levels` deep: `and`/`or` alternating, an `and` on top (one branch)."""
+    text = f'{prefix}0 == "x"'
+    for i in range(1, levels):
+        op = "and" if (levels - 1 - i) % 2 == 0 else "or"
+        text = f'{prefix}{i} : "x*" {op} ({text})'
+    return text
+
+
+def test_engines_agree_at_the_nesting_limit(tmp_path: Path) -> None:
+    """Rules and an allowlist at the compiler's limit (100 levels; the Rust engine read at
+    most about 62 before), wrapped by a host filter: both engines load and agree."""
+    from imds_scan.config import condition_allowlist
+    from imds_scan.eql import MAX_DEPTH, ir_depth
+    from imds_scan.filters import with_host_filter
+
+    queries = {
+        "alternating": f"any where {_deep(MAX_DEPTH, 'f')}",
+        "nots": "any where " + "not " * 131 + '(f1 : "x*" and not f2 == "x")',
+    }
+    rules = []
+    for name, query in queries.items():
+        rule_ir = compile_rule(query, name=name, rule_id=name, severity="low")
+        rules.append(Rule(name, name, "low", query, rule_ir))
+    assert ir_depth(rules[0].ir["branches"][0]["expr"]) == MAX_DEPTH
+    rules = condition_allowlist([_deep(MAX_DEPTH, "g")]).apply(rules)
+    rules = with_host_filter(rules, ["web-*"], ["web-9"])
+    # The allowlist and the host filter add levels beyond MAX_DEPTH (the IR limit is 128).
+    assert ir_depth(rules[0].ir["branches"][0]["expr"]) > MAX_DEPTH
+    rnd = random.Random(7)
+    events = []
+    for _ in range(300):
+        event: dict[str, Any] = {"host": {"name": rnd.choice(["web-1", "web-9", "db-1"])}}
+        for prefix in "fg":
+            for i in range(MAX_DEPTH):
+                if rnd.random() < 0.9:
+                    event[f"{prefix}{i}"] = rnd.choice(["x", "xy", "y"])
+        events.append(json.dumps(event))
+    path = tmp_path / "deep.ndjson"
+    path.write_text("\n".join(events) + "\n")
+    py = run_scan([str(path)], rules, engine="python")
+    rs = run_scan([str(path)], rules, engine="rust")
+    assert hit_keys(rs.hits) == hit_keys(py.hits)
+    assert {h.rule.id for h in py.hits} == {"alternating", "nots"}
+
+
+# ---------------------------------------------------------------- wildcard patterns
+
+WILDCARD_ALPHABET = "aAbB*?é\u212a"
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    pattern=st.text(WILDCARD_ALPHABET, max_size=8),
+    value=st.text(WILDCARD_ALPHABET, max_size=12),
+    fold=st.booleans(),
+)
+def test_reference_wildcard_agrees_with_the_regex_definition(
+    pattern: str, value: str, fold: bool
+) -> None:
+    from imds_scan.reference import Wildcard, ascii_fold, wildcard_regex
+
+    subject = ascii_fold(value) if fold else value
+    expected = wildcard_regex(pattern, fold).fullmatch(subject) is not None
+    assert Wildcard(pattern, fold).fullmatch(subject) is expected
+
+
+def test_reference_wildcard_pieces_longer_than_a_word() -> None:
+    from imds_scan.reference import Wildcard, wildcard_regex
+
+    for pattern in ("*" + "?" * 70 + "b*", "*" + "?" * 63 + "a" + "?" * 64 + "*", "a*?b?*c"):
+        for value in ("a" * 69 + "b", "a" * 70 + "b", "a" * 71 + "b", "xa" * 100, "azbzzbc"):
+            assert Wildcard(pattern).fullmatch(value) is (
+                wildcard_regex(pattern).fullmatch(value) is not None
+            ), (pattern, value)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    patterns=st.lists(st.text(WILDCARD_ALPHABET, max_size=8), min_size=1, max_size=8),
+    values=st.lists(st.text(WILDCARD_ALPHABET, max_size=12), min_size=1, max_size=30),
+)
+def test_engines_agree_on_wildcards(tmp_path: Path, patterns: list[str], values: list[str]) -> None:
+    rules = []
+    for i, pattern in enumerate(patterns):
+        op = ":" if i % 2 else "like"
+        query = f"any where v {op} {quote(pattern)}"
+        rule_ir = compile_rule(query, name=f"w{i}", rule_id=f"w{i}", severity="low")
+        rules.append(Rule(f"w{i}", f"w{i}", "low", query, rule_ir))
+    path = tmp_path / "w.ndjson"
+    path.write_text("".join(json.dumps({"v": v}) + "\n" for v in values), encoding="utf-8")
+    py = run_scan([str(path)], rules, engine="python")
+    rs = run_scan([str(path)], rules, engine="rust", prefilter=False)
+    assert hit_keys(rs.hits) == hit_keys(py.hits)
+
+
+CATASTROPHIC = """
+import json, sys, tempfile
+from imds_scan import Rule
+from imds_scan.eql import compile_rule
+from imds_scan.scan import run_scan
+pattern, engine = sys.argv[1], sys.argv[2]
+query = f"any where v : {json.dumps(pattern, ensure_ascii=False)}"
+rule = Rule("c", "c", "low", query, compile_rule(query, name="c", rule_id="c", severity="low"))
+with tempfile.NamedTemporaryFile("w", suffix=".ndjson") as f:
+    f.write(json.dumps({"v": "a" * 1_000_000}) + "\\n")
+    f.flush()
+    print(len(run_scan([f.name], [rule], engine=engine, prefilter=False).hits))
+"""
+
+
+@pytest.mark.parametrize("engine", ["python", "rust"])
+@pytest.mark.parametrize(
+    "pattern",
+    ["*a*a*a*a*a*a*a*b", "*" + "?" * 5000 + "b*", "*" + "a" * 5000 + "b*", "*a?" * 50 + "b*"],
+)
+def test_wildcards_never_backtrack_on_a_long_value(engine: str, pattern: str) -> None:
+    """A 1 MB value: the reference engine's regex took over 120 s on `*a*a*…b` (exponential
+    in the stars); both matchers make one pass now. The time-out (generous: a pass takes well
+    under a second) is the failure, not a measured duration."""
+    proc = subprocess.run(
+        [sys.executable, "-c", CATASTROPHIC, pattern, engine],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "0\n"

@@ -4,12 +4,21 @@ with line:column and what was expected."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import imds_scan.rules
-from imds_scan.eql import EqlError, compile_rule, parse_condition, parse_query
+from imds_scan.eql import (
+    MAX_DEPTH,
+    EqlError,
+    compile_rule,
+    ir_depth,
+    parse_condition,
+    parse_query,
+)
 from imds_scan.rules import default_query, default_rules
 
 GOLDEN = Path(__file__).parents[1] / "crates" / "imds-core" / "tests" / "data" / "seed_ir.json"
@@ -299,3 +308,99 @@ def test_conditions() -> None:
         parse_condition('a == "x" b')
     with pytest.raises(EqlError, match=r"allowlist:1:5: expected an operator"):
         parse_condition('any where a == "x"', "allowlist")
+
+
+# ---------------------------------------------------------------- nesting
+
+
+def _alternating(levels: int) -> str:
+    """A condition `levels` deep once compiled: `and`/`or` alternating around a predicate."""
+    text = 'f0 == "x"'
+    for i in range(1, levels):
+        text = f'f{i} == "x" {"and" if i % 2 else "or"} ({text})'
+    return text
+
+
+def test_chains_are_flattened_and_double_not_collapsed() -> None:
+    a, b, c, d = (_p(f, "eq", ["1"]) for f in "abcd")
+    assert parse_condition("a == 1 and (b == 1 and (c == 1 and d == 1))") == {
+        "node": "and",
+        "args": [a, b, c, d],
+    }
+    assert parse_condition("(a == 1 or b == 1) or (c == 1 or (d == 1))") == {
+        "node": "or",
+        "args": [a, b, c, d],
+    }
+    # Only chains of one operator: an `or` inside an `and` stays a child.
+    assert parse_condition("a == 1 and (b == 1 or c == 1)") == {
+        "node": "and",
+        "args": [a, {"node": "or", "args": [b, c]}],
+    }
+    assert parse_condition("not not a == 1") == a
+    assert parse_condition("not (not (a == 1))") == a
+    assert parse_condition("not (a != 1)") == a
+    assert parse_condition("not not not a == 1") == {"node": "not", "arg": a}
+    # 5,000 `not`s: no recursion, one node.
+    assert parse_condition("not " * 5000 + "a == 1") == a
+    assert parse_condition("not " * 5001 + "a == 1") == {"node": "not", "arg": a}
+
+
+def test_deep_parentheses_are_refused_with_their_position() -> None:
+    # Was a RecursionError (a 1,100-line traceback) at 250 levels.
+    deep = "(" * 250 + 'a == "x"' + ")" * 250
+    with pytest.raises(EqlError) as err:
+        parse_condition(deep, "--allow")
+    assert str(err.value) == (
+        "--allow:1:101: parentheses nest more than 100 levels deep (at most 100 are supported)"
+    )
+    with pytest.raises(EqlError, match=r"^q:2:101: parentheses nest more than 100"):
+        parse_query("any where\n" + deep, "q")
+    assert parse_condition("(" * 100 + 'a == "x"' + ")" * 100) == _p("a", "eq", ["x"])
+
+
+def test_nesting_limit_is_checked_after_flattening() -> None:
+    assert ir_depth(parse_condition(_alternating(MAX_DEPTH))) == MAX_DEPTH == 100
+    ir = compile_rule(f"any where {_alternating(MAX_DEPTH)}", name="t")
+    assert ir_depth(ir["branches"][0]["expr"]) == MAX_DEPTH
+    with pytest.raises(EqlError) as err:
+        parse_condition(_alternating(MAX_DEPTH + 1))
+    assert err.value.message == (
+        "the condition nests more than 100 levels deep (and/or/not; at most 100 are supported)"
+    )
+    # It points at the first node below the limit: `f1 == "x"` of the innermost `and`.
+    text = _alternating(MAX_DEPTH + 1)
+    assert (err.value.line, err.value.column) == (1, text.index('f1 == "x"') + 1)
+    # The limit is per branch: a top-level `or` is not a level.
+    branches = f"any where ({_alternating(MAX_DEPTH)}) or ({_alternating(MAX_DEPTH)})"
+    assert len(compile_rule(branches, name="t")["branches"]) == 2
+    # A `<category> where` puts its conjunct and the whole condition in one branch.
+    condition = f'g == "y" or ({_alternating(MAX_DEPTH)})'
+    assert len(compile_rule(f"any where {condition}", name="t")["branches"]) == 2
+    with pytest.raises(EqlError, match="nests more than 100 levels"):
+        parse_query(f"process where {condition}")
+    # 300 levels of one operator are one level.
+    chain = " and ".join(f'(f{i} == "x"' for i in range(300)) + ")" * 300
+    assert ir_depth(parse_condition(chain.replace("(", "", 200).replace(")", "", 200))) == 2
+
+
+def test_cli_refuses_a_deep_allow_in_one_line(tmp_path: Path) -> None:
+    events = tmp_path / "e.ndjson"
+    events.write_text("{}\n")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "imds_scan",
+            str(events),
+            "--allow",
+            "(" * 250 + 'a == "x"' + ")" * 250,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "imds-scan: error: --allow:1:101: parentheses nest more than 100 levels deep "
+        "(at most 100 are supported)\n"
+    )

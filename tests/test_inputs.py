@@ -416,6 +416,122 @@ def test_symlinked_directories_are_followed(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_glob_that_matches_nothing_is_reported_and_the_rest_scanned(
+    tmp_path: Path, engine: str
+) -> None:
+    # It used to abort the whole scan (exit 2, the other inputs' hits lost).
+    good = tmp_path / "good.ndjson"
+    good.write_bytes(lines(HIT))
+    empty_glob = str(tmp_path / "nothing*.ndjson")
+    proc = cli(empty_glob, good, "-f", "ndjson", "--engine", engine)
+    assert proc.returncode == 2, proc.stderr
+    assert [json.loads(line)["source"] for line in proc.stdout.splitlines()] == [str(good)]
+    assert f"error: {empty_glob}: no file matches this glob" in proc.stderr
+    result = scan([empty_glob, str(good)], engine=engine)  # type: ignore[arg-type]
+    assert [(f.path, f.error) for f in result.stats.files] == [
+        (empty_glob, "no file matches this glob"),
+        (str(good), None),
+    ]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_an_input_named_twice_is_scanned_once(tmp_path: Path, engine: str) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    a, b = logs / "a.ndjson", logs / "b.ndjson"
+    a.write_bytes(lines(HIT))
+    b.write_bytes(lines(PROC))
+    (tmp_path / "link.ndjson").symlink_to(a)
+    (tmp_path / "hard.ndjson").hardlink_to(b)
+    args = [b, a, b, logs, tmp_path / "link.ndjson", tmp_path / "logs" / "." / "a.ndjson"]
+    args += [tmp_path / "hard.ndjson", tmp_path / "nothing*", tmp_path / "nothing*"]
+    result = scan([str(x) for x in args], engine=engine)  # type: ignore[arg-type]
+    # Each file once, where it was first named; the repeats are named with the first.
+    assert [f.path for f in result.stats.files] == [str(b), str(a), str(tmp_path / "nothing*")]
+    assert sorted(h.source for h in result.hits) == [str(a), str(b)]
+    assert result.stats.skipped == [
+        (str(b), f"the same input as {b}: scanned once"),
+        (str(a), f"the same input as {a}: scanned once"),  # from the walk of logs/
+        (str(b), f"the same input as {b}: scanned once"),
+        (str(tmp_path / "link.ndjson"), f"the same input as {a}: scanned once"),
+        (str(logs / "." / "a.ndjson"), f"the same input as {a}: scanned once"),
+        (str(tmp_path / "hard.ndjson"), f"the same input as {b}: scanned once"),
+        (str(tmp_path / "nothing*"), f"the same input as {tmp_path / 'nothing*'}: scanned once"),
+    ]
+    proc = cli(a, a, "-f", "ndjson", "--engine", engine)
+    assert proc.returncode == 1, proc.stderr
+    assert len(proc.stdout.splitlines()) == 1
+    assert f"skipped: {a}: the same input as {a}: scanned once" in proc.stderr
+
+
+def _expand_as_nobody(args: list[str]) -> list[list[str | None]]:
+    """expand() in a forked child that has dropped root, so directory permissions apply."""
+    from imds_scan.sources import expand
+
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (child)
+        try:
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+            except PermissionError as exc:
+                message = json.dumps(["cannot drop root", str(exc)])
+            else:
+                message = json.dumps([[s.name, s.error] for s in expand(args).sources])
+        except BaseException:
+            message = json.dumps(["child failed", traceback.format_exc()])
+        finally:
+            os.write(write_fd, message.encode())
+            os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        answer = json.loads(pipe.read())
+    os.waitpid(pid, 0)
+    if answer[0] == "cannot drop root":
+        pytest.skip(f"this root cannot drop privileges: {answer[1]}")
+    assert answer[0] != "child failed", answer[1]
+    return answer  # type: ignore[no-any-return]
+
+
+def test_unlistable_subdirectory_is_reported_once(tmp_path: Path) -> None:
+    # Root lists any directory, so as root the listing runs in a child that is nobody.
+    base = Path(f"/tmp/imds-unlistable-{os.getpid()}") if os.geteuid() == 0 else tmp_path
+    (base / "logs" / "sub").mkdir(parents=True, exist_ok=True)
+    base.chmod(0o755)
+    (base / "logs").chmod(0o755)
+    (base / "logs" / "a.ndjson").write_bytes(lines(HIT))
+    (base / "logs" / "sub").chmod(0o300)  # can be entered, not listed
+    logs, sub = str(base / "logs"), str(base / "logs" / "sub")
+    try:
+        for args in (
+            [logs],
+            [logs + "/**/*.ndjson"],
+            [logs + "/**"],
+            [logs, logs + "/**/*.ndjson"],
+        ):
+            if os.geteuid() == 0:
+                sources = _expand_as_nobody(args)
+            else:
+                from imds_scan.sources import expand
+
+                sources = [[s.name, s.error] for s in expand(args).sources]
+            errors = [(name, error) for name, error in sources if error]
+            assert [(os.path.normpath(n), e) for n, e in errors] == [
+                (sub, "cannot list directory: Permission denied")
+            ], (args, sources)
+            assert [os.path.normpath(str(n)) for n, e in sources if not e] == [
+                str(base / "logs" / "a.ndjson")
+            ]
+    finally:
+        (base / "logs" / "sub").chmod(0o755)
+        if base != tmp_path:
+            import shutil
+
+            shutil.rmtree(base)
+
+
 def test_globs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from imds_scan.scan import expand_inputs
 

@@ -335,3 +335,71 @@ def test_warns_when_a_rule_has_no_selective_literal(tmp_path: Path) -> None:
     assert "parse" not in run(events, "-f", "ndjson").stderr
     # The python engine parses every line anyway: nothing to warn about.
     assert "warning" not in run(events, "--rule", rule, "--engine", "python").stderr
+
+
+def _alternating(levels: int) -> str:
+    """A condition `levels` deep: `and`/`or` alternating (no chain to flatten)."""
+    text = 'process.name == "curl"'
+    for i in range(1, levels):
+        text = f'f{i} == "x" {"and" if i % 2 else "or"} ({text})'
+    return text
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_too_deep_rule_is_refused_at_load_and_skippable(tmp_path: Path, engine: str) -> None:
+    # 62 alternating levels used to pass the compiler and kill the Rust engine ("bad IR:
+    # recursion limit") even with --skip-unsupported-rules; now both engines run up to 100
+    # levels and the compiler refuses more, naming the file, line and column.
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "a.toml").write_text(PROCESS_RULE.read_text())
+    query = f"any where not ({_alternating(100)})"  # 101 levels in one branch, 100 parentheses
+    (rules / "deep.toml").write_text(RULE_HEAD + f"language = \"eql\"\nquery = '''\n{query}\n'''\n")
+    # Every `fN == "x"` holds: each level is true.
+    events = write_events(tmp_path / "e.ndjson", {**CURL, **{f"f{i}": "x" for i in range(100)}})
+    proc = run(events, "--rule", rules, "--engine", engine)
+    assert proc.returncode == 2
+    column = query.index('f1 == "x"') + 1  # the first node at level 101
+    assert proc.stderr == (
+        f"imds-scan: error: {rules / 'deep.toml'}:10:{column}: the condition nests more than "
+        "100 levels deep (and/or/not; at most 100 are supported)\n"
+    )
+    proc = run(
+        events, "--rule", rules, "--skip-unsupported-rules", "-f", "ndjson", "--engine", engine
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "warning: skipped" in proc.stderr and "deep.toml:10:" in proc.stderr
+    assert len(proc.stdout.splitlines()) == 1
+    # 62 levels (and 100) run in either engine.
+    for levels in (62, 100):
+        (rules / "deep.toml").write_text(
+            RULE_HEAD + f"language = \"eql\"\nquery = '''\nany where {_alternating(levels)}\n'''\n"
+        )
+        proc = run(events, "--rule", rules, "-f", "ndjson", "--engine", engine)
+        assert proc.returncode == 1, proc.stderr
+        assert [json.loads(line)["rule_id"] for line in proc.stdout.splitlines()] == [
+            "5d0c7a9e-2f3b-4c1e-9a67-1b2c3d4e5f60",
+            "t-1",
+        ]
+
+
+def test_each_refused_rule_file_is_one_readable_line(tmp_path: Path) -> None:
+    # The messages used to be joined by "\n", then escaped as one line: "…\x0a…".
+    for name, query in [("a", "sequence [any where a == 1]"), ("b", "any where length(a) > 1")]:
+        (tmp_path / f"{name}.toml").write_text(
+            RULE_HEAD + f"language = \"eql\"\nquery = '''\n{query}\n'''\n"
+        )
+    (tmp_path / "c.toml").write_text("not toml = = 1")
+    (tmp_path / "d\x1bname.toml").write_text("[metadata]\n")
+    events = write_events(tmp_path / "e.ndjson", CURL)
+    proc = run(events, "--rule", tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 4, proc.stderr
+    assert all(line.startswith(f"imds-scan: error: {tmp_path}/") for line in lines), lines
+    assert "\\x0a" not in proc.stderr
+    assert "a.toml:10:1: sequence queries" in lines[0]
+    assert "b.toml:10:11: function length() is not supported" in lines[1]
+    assert "c.toml: not valid TOML" in lines[2]
+    # A control character in a file name is still escaped.
+    assert "d\\x1bname.toml: no [rule] table" in lines[3]

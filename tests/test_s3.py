@@ -115,6 +115,15 @@ def test_missing_object_is_reported_and_the_rest_scanned(
     result = scan([f"{root}/nothing/here.ndjson", d], config=config)
     assert "no such object" in (result.stats.files[0].error or "")
     assert len(result.hits) == 1
+    # A glob that matches nothing is reported the same way; an object named twice (by a
+    # prefix and by its URL) is read once.
+    result = scan([f"{root}/nothing/*.ndjson", d, f"{root}/other/", d], config=config)
+    assert [(f.path, f.error) for f in result.stats.files] == [
+        (f"{root}/nothing/*.ndjson", "no object matches this glob"),
+        (d, None),
+    ]
+    assert len(result.hits) == 1
+    assert result.stats.skipped == [(d, f"the same object as {d}: scanned once")] * 2
     # An object deleted between listing and reading fails when read, not before.
     fs = s3_filesystem(endpoint)
     gone = [Source(f"{root}/gone.ndjson", "s3", 10, fs=fs), Source(d, "s3", None, fs=fs)]

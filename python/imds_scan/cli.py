@@ -445,7 +445,9 @@ def scan(
         if show_rule:
             _to_stdout(lambda: _show_rules(rules, config))
     except ValueError as exc:  # EqlError, RuleFileError, ConfigError, FilterError
-        print(f"imds-scan: error: {output_mod.safe(str(exc))}", file=sys.stderr)
+        # One line per refused rule file: the messages are escaped, not the line breaks.
+        for problem in getattr(exc, "problems", None) or [str(exc)]:
+            print(f"imds-scan: error: {output_mod.safe(problem)}", file=sys.stderr)
         raise typer.Exit(EXIT_ERROR) from None
     if show_rule:
         raise typer.Exit(EXIT_CLEAN)

@@ -191,7 +191,13 @@ class Allowlist:
 
 
 def _any_of(nodes: Sequence[Node]) -> Node:
-    return nodes[0] if len(nodes) == 1 else {"node": "or", "args": list(nodes)}
+    if len(nodes) == 1:
+        return nodes[0]
+    # One flat `or`, as the compiler builds it (so the printed EQL compiles back to it).
+    return {
+        "node": "or",
+        "args": [a for n in nodes for a in (n["args"] if n["node"] == "or" else [n])],
+    }
 
 
 def _pred(name: str, op: str, values: list[str]) -> Node:

@@ -9,6 +9,8 @@ optional fields ``?field``; ``field != null`` (the field has a value) and ``fiel
 the functions ``cidrMatch``, ``imdsEndpoint`` (docs/ir.md), ``startsWith``, ``endsWith``,
 ``stringContains`` (and the ``~`` forms of the last three); double- and triple-quoted strings,
 ``//`` and ``/* */`` comments. Anything else is refused with line:column and the reason.
+``and``/``or`` chains compile to flat nodes and ``not not x`` to ``x``; a condition nested
+deeper than MAX_DEPTH levels (or parentheses) is refused, never a RecursionError.
 """
 
 from __future__ import annotations
@@ -22,6 +24,13 @@ from typing import Any
 from .fields import field_type
 
 IR_VERSION = 1
+# How deep a condition (a rule's branch, an allowlist condition, --allow) may nest, counting
+# `and`/`or`/`not` levels after flattening (a predicate is 1 level), and how deep parentheses
+# may nest: deeper is refused at compile time, so every rule both engines receive runs in both.
+MAX_DEPTH = 100
+# What the engines accept in an IR document (a branch's depth): above MAX_DEPTH so that host
+# filters and allowlists may wrap a branch of MAX_DEPTH levels.
+MAX_IR_DEPTH = 128
 
 Node = dict[str, Any]
 
@@ -239,6 +248,27 @@ class _Parser:
         self.tokens: list[Token] = []
         self.i = 0
         self.source = source
+        self.parens = 0  # parentheses open around the current position
+        # Where each node's text starts (id → (node, token)), to point at a too-deep one.
+        self.starts: dict[int, tuple[Node, Token]] = {}
+
+    def at(self, node: Node, tok: Token) -> Node:
+        self.starts.setdefault(id(node), (node, tok))
+        return node
+
+    def check_depth(self, root: Node) -> None:
+        """Refuse a tree deeper than MAX_DEPTH, at the first node below that depth."""
+        stack = [(root, 1)]
+        while stack:
+            node, depth = stack.pop()
+            if depth > MAX_DEPTH:
+                tok = self.starts.get(id(node), (node, self.tok))[1]
+                raise self.refuse(
+                    f"the condition nests more than {MAX_DEPTH} levels deep "
+                    f"(and/or/not; at most {MAX_DEPTH} are supported)",
+                    tok,
+                )
+            stack.extend((child, depth + 1) for child in reversed(_children(node)))
 
     @property
     def tok(self) -> Token:
@@ -304,11 +334,13 @@ class _Parser:
             raise self.refuse("pipes are not supported", self.tok)
         if self.tok.kind != "eof":
             raise self.error("'and', 'or' or end of query")
-        if tok.text.lower() == "any":
-            return node
-        category = _pred("event.category", "keyword", "eq", [tok.value])
-        rest = node["args"] if node["node"] == "and" else [node]
-        return {"node": "and", "args": [category, *rest]}
+        if tok.text.lower() != "any":
+            category = self.at(_pred("event.category", "keyword", "eq", [tok.value]), tok)
+            rest = node["args"] if node["node"] == "and" else [node]
+            node = self.at({"node": "and", "args": [category, *rest]}, tok)
+        for branch in _flatten_or(node):  # the limit is per branch (docs/ir.md)
+            self.check_depth(branch)
+        return node
 
     def expression(self) -> Node:
         node = self.or_expr()
@@ -316,33 +348,56 @@ class _Parser:
             raise self.refuse("pipes are not supported", self.tok)
         if self.tok.kind != "eof":
             raise self.error("'and', 'or' or end of condition")
+        self.check_depth(node)
         return node
 
     def or_expr(self) -> Node:
-        args = [self.and_expr()]
-        while self.is_keyword("or"):
-            self.next()
-            args.append(self.and_expr())
-        return args[0] if len(args) == 1 else {"node": "or", "args": args}
+        return self._chain("or", self.and_expr)
 
     def and_expr(self) -> Node:
-        args = [self.not_expr()]
-        while self.is_keyword("and"):
+        return self._chain("and", self.not_expr)
+
+    def _chain(self, kind: str, operand: Any) -> Node:
+        """Operands joined by `kind`, as one n-ary node: a parenthesised operand of the same
+        kind is spliced in (`a and (b and c)` is `and[a, b, c]`; same truth, same witness)."""
+        start = self.tok
+        args: list[Node] = []
+        while True:
+            node = operand()
+            args.extend(node["args"] if node["node"] == kind else [node])
+            if not self.is_keyword(kind):
+                break
             self.next()
-            args.append(self.not_expr())
-        return args[0] if len(args) == 1 else {"node": "and", "args": args}
+        if len(args) == 1:
+            return args[0]
+        return self.at({"node": kind, "args": args}, start)
 
     def not_expr(self) -> Node:
-        if self.is_keyword("not"):
-            self.next()
-            return {"node": "not", "arg": self.not_expr()}
-        return self.primary()
+        nots = []  # a loop, not recursion: `not not … x` may be long
+        while self.is_keyword("not"):
+            nots.append(self.next())
+        start = self.tok
+        node = self.at(self.primary(), start)
+        if len(nots) % 2 == 0:
+            return node  # `not not x` is `x`
+        if node["node"] == "not":
+            inner: Node = node["arg"]  # `not (a != 1)` is `a == 1`
+            return inner
+        return self.at({"node": "not", "arg": node}, nots[0])
 
     def primary(self) -> Node:
         if self.tok.kind == "lparen":
+            if self.parens >= MAX_DEPTH:
+                raise self.refuse(
+                    f"parentheses nest more than {MAX_DEPTH} levels deep "
+                    f"(at most {MAX_DEPTH} are supported)",
+                    self.tok,
+                )
+            self.parens += 1
             self.next()
             node = self.or_expr()
             self.expect("rparen", "')'")
+            self.parens -= 1
             return node
         tok = self.tok
         if tok.kind == "ident" and tok.text.lower() in ("true", "false", "null"):
@@ -501,6 +556,22 @@ class _Parser:
         if self.tok.kind == "lparen":
             return self.literal_list(scalars=False)
         return [self.literal(scalars=False)]
+
+
+def _children(node: Node) -> list[Node]:
+    if node["node"] == "not":
+        return [node["arg"]]
+    return list(node.get("args", ()))
+
+
+def ir_depth(node: Node) -> int:
+    """Levels of an IR tree (a predicate is 1), counted without recursion."""
+    deepest, stack = 0, [(node, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in _children(node))
+    return deepest
 
 
 def _pred(field: str, ftype: str, op: str, values: list[str]) -> Node:

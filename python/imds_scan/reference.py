@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, cast
 
+from .eql import MAX_IR_DEPTH, ir_depth
 from .ipaddr import in_cidr, parse_cidr, parse_ip
 from .stats import FileStats
 
@@ -33,7 +34,8 @@ def ascii_fold(text: str) -> str:
 def wildcard_regex(pattern: str, fold: bool = True) -> re.Pattern[str]:
     """``*`` = any run of code points, ``?`` = one code point; everything else literal.
     With ``fold`` (``:``, ``like~``) the pattern is ASCII-folded and must be matched against an
-    ASCII-folded value; without it (``like``) it is case-sensitive."""
+    ASCII-folded value; without it (``like``) it is case-sensitive. The plain definition, for
+    tests: the engine uses :class:`Wildcard` (``re`` backtracks without bound on ``*a*a*b``)."""
     parts = []
     for ch in ascii_fold(pattern) if fold else pattern:
         if ch == "*":
@@ -43,6 +45,69 @@ def wildcard_regex(pattern: str, fold: bool = True) -> re.Pattern[str]:
         else:
             parts.append(re.escape(ch))
     return re.compile("".join(parts), re.DOTALL)
+
+
+class Wildcard:
+    """An EQL pattern, matched as the Rust engine does (crates/imds-core/src/wildcard.rs).
+
+    The pieces between ``*``s have fixed lengths (``?`` is one code point), so the leftmost
+    match of each, in order, is as good as any: the first piece must match at the start, the
+    last at the end, and each one between is searched for from where the one before ended
+    (``str.find``, or a Shift-And pass when it holds a ``?``). Linear in the value for a
+    given pattern, never a rescan per position. ``fold`` as for :func:`wildcard_regex`."""
+
+    def __init__(self, pattern: str, fold: bool = True) -> None:
+        self.pieces = (ascii_fold(pattern) if fold else pattern).split("*")
+        # Shift-And tables of the searched pieces that hold a `?`: bit i of a code point's
+        # mask says piece[i] accepts it; code points the piece does not name get `any`.
+        self.tables: list[tuple[dict[str, int], int] | None] = []
+        for piece in self.pieces:
+            if "?" not in piece:
+                self.tables.append(None)
+                continue
+            any_one = sum(1 << i for i, ch in enumerate(piece) if ch == "?")
+            masks: dict[str, int] = {}
+            for i, ch in enumerate(piece):
+                if ch != "?":
+                    masks[ch] = masks.get(ch, any_one) | 1 << i
+            self.tables.append((masks, any_one))
+
+    def fullmatch(self, value: str) -> bool:
+        """Whether all of ``value`` (ASCII-folded first, if the pattern folds) matches."""
+        pieces = self.pieces
+        if len(pieces) == 1:
+            return len(value) == len(pieces[0]) and _piece_at(pieces[0], value, 0)
+        first, last = pieces[0], pieces[-1]
+        end = len(value) - len(last)
+        if end < len(first) or not _piece_at(first, value, 0) or not _piece_at(last, value, end):
+            return False
+        pos = len(first)
+        for piece, table in zip(pieces[1:-1], self.tables[1:-1], strict=True):
+            if table is None:
+                at = value.find(piece, pos, end)
+                if at < 0:
+                    return False
+                pos = at + len(piece)
+                continue
+            masks, any_one = table
+            goal, state = 1 << (len(piece) - 1), 0
+            for i in range(pos, end):
+                state = ((state << 1) | 1) & masks.get(value[i], any_one)
+                if state & goal:
+                    pos = i + 1
+                    break
+            else:
+                return False
+        return True
+
+
+def _piece_at(piece: str, value: str, at: int) -> bool:
+    """``piece`` (``?`` = any code point) matches ``value`` at ``at``."""
+    if len(value) - at < len(piece):
+        return False
+    if "?" not in piece:
+        return value.startswith(piece, at)
+    return all(p in ("?", v) for p, v in zip(piece, value[at : at + len(piece)], strict=True))
 
 
 # ---------------------------------------------------------------- reading fields
@@ -231,7 +296,7 @@ class _Pred:
         elif self.op in ("eq_ci", "starts_with_ci", "ends_with_ci", "contains_ci"):
             self.folded = [ascii_fold(v) for v in self.values]
         elif self.op in ("wildcard", "like"):
-            self.regexes = [wildcard_regex(v, fold=self.op == "wildcard") for v in self.values]
+            self.patterns = [Wildcard(v, fold=self.op == "wildcard") for v in self.values]
         elif self.op not in ("eq", "exists", *_AFFIX_OPS):
             raise ValueError(f"unknown op {self.op!r}")
 
@@ -265,8 +330,8 @@ class _Pred:
                     return literal
         elif op in ("wildcard", "like"):
             subject = ascii_fold(value) if op == "wildcard" else value
-            for literal, regex in zip(self.values, self.regexes, strict=True):
-                if regex.fullmatch(subject):
+            for literal, pattern in zip(self.values, self.patterns, strict=True):
+                if pattern.fullmatch(subject):
                     return literal
         else:
             test = _AFFIX_OPS[op]
@@ -343,6 +408,13 @@ class Rule:
     allowlist: list[Any] = field(init=False)
 
     def __post_init__(self) -> None:
+        for branch in self.ir["branches"]:  # the Rust engine's limit, and its words
+            depth = ir_depth(branch["expr"])
+            if depth > MAX_IR_DEPTH:
+                raise ValueError(
+                    f"branch {json.dumps(branch['name'])} nests {depth} levels deep "
+                    f"(at most {MAX_IR_DEPTH} are supported)"
+                )
         self.branches = [(b["name"], _compile(b["expr"])) for b in self.ir["branches"]]
         self.allowlist = [_compile(node) for node in self.ir.get("allowlist", ())]
 

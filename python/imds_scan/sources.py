@@ -3,8 +3,10 @@ quoted glob works too), ``-`` for standard input, and ``s3://bucket/prefix`` obj
 through fsspec/s3fs (the optional ``s3`` extra; the standard AWS credential chain).
 
 Directory symlinks are followed, each directory once: a symlink loop is skipped and reported,
-never walked forever. Compression (gzip, zstd) is not decided here: the engines read the
-first bytes of each input.
+never walked forever. An input named twice (``a a``, ``dir dir/x``, a hard or symbolic link
+to a file already named) is scanned once and the repeat reported; a glob that matches nothing
+is an input error like a missing file, and the other inputs are scanned. Compression (gzip,
+zstd) is not decided here: the engines read the first bytes of each input.
 """
 
 from __future__ import annotations
@@ -95,6 +97,8 @@ class Expanded:
     sources: list[Source]
     # (path, reason) of what was left out while walking, e.g. a directory symlink loop.
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    # Directories already reported as unlistable (a glob or a walk may meet one twice).
+    unlistable: set[str] = field(default_factory=set, repr=False)
 
 
 def is_s3(arg: str) -> bool:
@@ -102,8 +106,9 @@ def is_s3(arg: str) -> bool:
 
 
 def expand(args: Sequence[str], *, endpoint_url: str | None = None) -> Expanded:
-    """Every input the arguments name, in order; raises InputError for a glob that matches
-    nothing. A missing file is kept: the scan reports it, and scans the rest."""
+    """Every input the arguments name, in order, each file once. A missing file or a glob
+    that matches nothing is kept as an input with an error: the scan reports it, and scans
+    the rest."""
     out = Expanded([])
     fs = None
     for arg in args:
@@ -116,13 +121,39 @@ def expand(args: Sequence[str], *, endpoint_url: str | None = None) -> Expanded:
         elif os.path.isdir(arg):
             _walk(arg, out)
         elif not os.path.lexists(arg) and GLOB_CHARS & set(arg):
-            before = len(out.sources)
-            _glob(arg, out)
-            if len(out.sources) == before:
-                raise InputError(f"no file matches {arg!r}")
+            if not _glob(arg, out):
+                out.sources.append(Source(arg, "file", None, "no file matches this glob"))
         else:
             out.sources.append(Source(arg, "file", _size(arg)))
+    _drop_repeats(out)
     return out
+
+
+def _identity(source: Source) -> tuple[object, ...]:
+    """What makes two inputs the same: the file itself (device and inode, so links and
+    other spellings of a path count), else the name (an S3 URL, ``-``, a missing path)."""
+    if source.kind == "file":
+        try:
+            st = os.stat(source.name)
+        except OSError:
+            return ("name", source.name)
+        return ("file", st.st_dev, st.st_ino)
+    return (source.kind, source.name)
+
+
+def _drop_repeats(out: Expanded) -> None:
+    """Keep each input's first occurrence; name the others in ``out.skipped``."""
+    first: dict[tuple[object, ...], str] = {}
+    kept = []
+    for source in out.sources:
+        key = _identity(source)
+        if key in first:
+            what = "object" if source.kind == "s3" else "input"
+            out.skipped.append((source.name, f"the same {what} as {first[key]}: scanned once"))
+        else:
+            first[key] = source.name
+            kept.append(source)
+    out.sources = kept
 
 
 def as_source(item: str | Source) -> Source:
@@ -168,7 +199,9 @@ def _entries(path: str, out: Expanded) -> list[os.DirEntry[str]]:
         with os.scandir(path) as it:
             return sorted(it, key=lambda e: e.name)
     except OSError as exc:
-        out.sources.append(Source(path, "file", None, f"cannot list directory: {exc.strerror}"))
+        if os.path.normpath(path) not in out.unlistable:  # report it once
+            out.unlistable.add(os.path.normpath(path))
+            out.sources.append(Source(path, "file", None, f"cannot list directory: {exc.strerror}"))
         return []
 
 
@@ -183,17 +216,18 @@ def _walk(top: str, out: Expanded) -> None:
     """Every file under ``top`` (hidden ones too), sorted, following directory symlinks but
     entering each directory once."""
     seen: set[tuple[int, int]] = set()
-    for path in _walk_dirs(top, seen, out, hidden=True):
-        for entry in _entries(path, out):
+    for _path, entries in _walk_dirs(top, seen, out, hidden=True):
+        for entry in entries:
             if not _is_dir(entry):
                 out.sources.append(Source(entry.path, "file", _size(entry.path)))
 
 
 def _walk_dirs(
     top: str, seen: set[tuple[int, int]], out: Expanded, *, hidden: bool
-) -> Iterator[str]:
-    """``top`` and the directories below it, depth first in name order, each real directory
-    once; a symlink back into one already walked is recorded in ``out.skipped``."""
+) -> Iterator[tuple[str, list[os.DirEntry[str]]]]:
+    """``top`` and the directories below it with their entries (each listed once), depth
+    first in name order, each real directory once; a symlink back into one already walked
+    is recorded in ``out.skipped``."""
     key = _dir_key(top)
     if key is None or key in seen:
         return
@@ -201,9 +235,10 @@ def _walk_dirs(
     stack = [top]
     while stack:
         path = stack.pop()
-        yield path
+        entries = _entries(path, out)
+        yield path, entries
         subdirs = []
-        for entry in _entries(path, out):
+        for entry in entries:
             if not _is_dir(entry) or (not hidden and entry.name.startswith(".")):
                 continue
             key = _dir_key(entry.path)
@@ -245,9 +280,10 @@ def _component_regex(part: str) -> re.Pattern[str]:
     return re.compile("".join(out), re.DOTALL)
 
 
-def _glob(pattern: str, out: Expanded) -> None:
+def _glob(pattern: str, out: Expanded) -> int:
     """Expand a glob as a shell with ``globstar`` does: ``**`` is any number of directories;
-    wildcards do not match a leading dot; directories are not results."""
+    wildcards do not match a leading dot; directories are not results. Returns the number
+    of files found."""
     parts = pattern.split(os.sep)
     # The leading components without wildcards are the base directory.
     fixed = 0
@@ -257,8 +293,10 @@ def _glob(pattern: str, out: Expanded) -> None:
     found: list[str] = []
     seen: set[tuple[int, int]] = set()
     _glob_in(base, parts[fixed:], found, seen, out)
-    for path in dict.fromkeys(found):  # `**/**` may find a file twice
+    unique = dict.fromkeys(found)  # `**/**` may find a file twice
+    for path in unique:
         out.sources.append(Source(path, "file", _size(path)))
+    return len(unique)
 
 
 def _glob_in(
@@ -271,13 +309,13 @@ def _glob_in(
     head, rest = parts[0], parts[1:]
     here = base or os.curdir
     if head == "**":
-        for path in _walk_dirs(here, seen, out, hidden=False):
+        for path, entries in _walk_dirs(here, seen, out, hidden=False):
             relative = "" if path == here else os.path.relpath(path, here)
             prefix = os.path.join(base, relative) if relative else base
             if rest:
                 _glob_in(prefix, rest, found, set(), out)
             else:  # a trailing `**` names every file below
-                for entry in _entries(path, out):
+                for entry in entries:
                     if not _is_dir(entry) and not entry.name.startswith("."):
                         found.append(os.path.join(prefix, entry.name))
         return
@@ -328,8 +366,8 @@ def _expand_s3(fs: Any, arg: str) -> list[Source]:
     try:
         if GLOB_CHARS & set(path):
             listed = fs.glob(path, detail=True)
-            if not listed:
-                raise InputError(f"no object matches {arg!r}")
+            if not listed:  # reported like a missing object; the other inputs are scanned
+                return [Source(arg, "s3", None, "no object matches this glob", fs=fs)]
         else:
             try:
                 info = fs.info(path)
@@ -338,8 +376,6 @@ def _expand_s3(fs: Any, arg: str) -> list[Source]:
             if info.get("type") != "directory":
                 return [Source(arg, "s3", info.get("size"), fs=fs)]
             listed = fs.find(path, detail=True)
-    except InputError:
-        raise
     except Exception as exc:  # credentials, network, permissions: report, scan the rest
         return [Source(arg, "s3", None, f"cannot list: {type(exc).__name__}: {exc}", fs=fs)]
     return [

@@ -4,6 +4,16 @@ use serde::{Deserialize, Serialize};
 
 pub const IR_VERSION: u32 = 1;
 
+/// The deepest branch accepted (a predicate is 1 level; `and`, `or`, `not` add one). The
+/// compiler refuses conditions deeper than 100 levels (`eql.MAX_DEPTH`); the margin is for the
+/// host filter and allowlist wrappers. The Python reference engine has the same limit.
+pub const MAX_DEPTH: usize = 128;
+
+/// JSON nesting of a document whose branches are at most [`MAX_DEPTH`] deep: the root, the
+/// branches array, a branch, then up to two levels (node, `args`) per IR level and a
+/// predicate's `values`. Deeper text is refused before it is deserialized.
+const MAX_JSON_DEPTH: usize = 3 + 2 * MAX_DEPTH;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleIr {
     pub ir_version: u32,
@@ -111,8 +121,19 @@ impl Op {
 
 impl RuleIr {
     pub fn from_json(text: &str) -> Result<RuleIr, crate::Error> {
-        let ir: RuleIr =
-            serde_json::from_str(text).map_err(|e| crate::Error::Rule(format!("bad IR: {e}")))?;
+        let bad = |e: serde_json::Error| crate::Error::Rule(format!("bad IR: {e}"));
+        // serde_json's own limit (128 nested arrays and objects, about 62 IR levels) is off:
+        // the depth is bounded here first, so deserializing cannot overflow the stack.
+        if json_depth(text) > MAX_JSON_DEPTH {
+            return Err(crate::Error::Rule(format!(
+                "bad IR: nested more than {MAX_JSON_DEPTH} JSON levels deep \
+                 (a branch nests at most {MAX_DEPTH} levels)"
+            )));
+        }
+        let mut de = serde_json::Deserializer::from_str(text);
+        de.disable_recursion_limit();
+        let ir = RuleIr::deserialize(&mut de).map_err(bad)?;
+        de.end().map_err(bad)?;
         if ir.ir_version != IR_VERSION {
             return Err(crate::Error::Rule(format!(
                 "IR version {} is not supported (expected {IR_VERSION})",
@@ -122,6 +143,126 @@ impl RuleIr {
         if ir.branches.is_empty() {
             return Err(crate::Error::Rule("rule has no branches".into()));
         }
+        for branch in &ir.branches {
+            let depth = branch.expr.depth();
+            if depth > MAX_DEPTH {
+                return Err(crate::Error::Rule(format!(
+                    "branch {:?} nests {depth} levels deep (at most {MAX_DEPTH} are supported)",
+                    branch.name
+                )));
+            }
+        }
         Ok(ir)
+    }
+}
+
+impl Node {
+    /// Levels of the tree (a predicate is 1), counted without recursion.
+    pub fn depth(&self) -> usize {
+        let mut deepest = 0;
+        let mut stack = vec![(self, 1)];
+        while let Some((node, depth)) = stack.pop() {
+            deepest = deepest.max(depth);
+            match node {
+                Node::And { args } | Node::Or { args } => {
+                    stack.extend(args.iter().map(|a| (a, depth + 1)));
+                }
+                Node::Not { arg } => stack.push((arg, depth + 1)),
+                Node::Pred(_) => {}
+            }
+        }
+        deepest
+    }
+}
+
+/// The deepest nesting of arrays and objects in JSON text (strings skipped); a linear scan
+/// that needs no valid JSON (the parser reports what is wrong).
+fn json_depth(text: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0, false, false);
+    for &b in text.as_bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pred(field: &str) -> String {
+        format!(
+            r#"{{"node":"pred","field":"{field}","field_type":"keyword","op":"eq","values":["x"]}}"#
+        )
+    }
+
+    /// A branch `levels` deep: `and`/`or` alternating around a predicate.
+    fn alternating(levels: usize) -> String {
+        let mut node = pred("f0");
+        for i in 1..levels {
+            let kind = if i % 2 == 1 { "and" } else { "or" };
+            node = format!(
+                r#"{{"node":"{kind}","args":[{},{node}]}}"#,
+                pred(&format!("f{i}"))
+            );
+        }
+        node
+    }
+
+    fn rule(expr: &str) -> String {
+        format!(r#"{{"ir_version":1,"name":"n","branches":[{{"name":"b","expr":{expr}}}]}}"#)
+    }
+
+    #[test]
+    fn deep_branches_up_to_the_limit_load() {
+        // serde_json alone stops at 128 JSON levels, about 62 IR levels.
+        let ir = RuleIr::from_json(&rule(&alternating(MAX_DEPTH))).unwrap();
+        assert_eq!(ir.branches[0].expr.depth(), MAX_DEPTH);
+        let nots = (1..MAX_DEPTH).fold(pred("f"), |n, _| format!(r#"{{"node":"not","arg":{n}}}"#));
+        assert_eq!(
+            RuleIr::from_json(&rule(&nots)).unwrap().branches[0]
+                .expr
+                .depth(),
+            MAX_DEPTH
+        );
+    }
+
+    #[test]
+    fn deeper_branches_are_refused_with_the_reason() {
+        let err = RuleIr::from_json(&rule(&alternating(MAX_DEPTH + 1))).unwrap_err();
+        assert!(
+            err.to_string().contains("nested more than 259 JSON levels"),
+            "{err}"
+        );
+        let nots = (0..MAX_DEPTH).fold(pred("f"), |n, _| format!(r#"{{"node":"not","arg":{n}}}"#));
+        let err = RuleIr::from_json(&rule(&nots)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "rule error: branch \"b\" nests 129 levels deep (at most 128 are supported)"
+        );
+        // Far deeper text is refused before it is parsed (no stack overflow).
+        let text = "[".repeat(1_000_000);
+        assert!(RuleIr::from_json(&text).is_err());
+    }
+
+    #[test]
+    fn depth_skips_strings() {
+        assert_eq!(json_depth(r#"{"a":"[[[{{\"[","b":[1]}"#), 2);
     }
 }

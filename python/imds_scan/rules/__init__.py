@@ -73,7 +73,12 @@ PRESETS = ("cloud-agents",)
 
 
 class RuleFileError(ValueError):
-    """A rule file that cannot be loaded: unreadable, not a rule, or outside the EQL subset."""
+    """A rule file that cannot be loaded: unreadable, not a rule, or outside the EQL subset.
+    ``problems`` holds one message per refused file (the text joins them with newlines)."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
 
 
 def _bundled_text() -> str:
@@ -283,7 +288,7 @@ def load_rules(
             seen[rule.id] = rule.source
             rules.append(rule)
     if problems and not skip_unsupported:
-        raise RuleFileError("\n".join(problems))
+        raise RuleFileError(*problems)
     warnings = [f"skipped {p}" for p in problems]
     if not rules:
         raise RuleFileError("no rule to run" + (f": {len(problems)} skipped" if problems else ""))
