@@ -48,3 +48,18 @@ def scan_events(tmp_path: Path):
 def hit_keys(hits: list[Hit]) -> list[tuple[Any, ...]]:
     """What two engines must agree on, hit by hit."""
     return [(h.source, h.line, h.rule.id, h.branch, h.matched, h.event_text) for h in hits]
+
+
+def require_tool(name: str, why: str) -> str:
+    """The path of an external program a test drives; a skip without it, but a failure in CI
+    (.ci/run installs it), so a check never goes quietly missing there."""
+    import os
+    import shutil
+
+    found = shutil.which(name)
+    if found is None:
+        message = f"{name} is not installed ({why}; .ci/run installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return found

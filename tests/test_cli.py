@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
 import socket
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ENGINES
+from conftest import ENGINES, require_tool
 
 HIT = {
     "event": {"category": "network"},
@@ -111,9 +110,7 @@ def test_table_escapes_control_characters(tmp_path: Path) -> None:
 
 def tmux_screen(tmp_path: Path, columns: int, *args: str | Path) -> list[str]:
     """Run imds-scan in a detached tmux window ``columns`` wide; the lines on its screen."""
-    tmux = shutil.which("tmux")
-    if tmux is None:
-        pytest.skip("tmux is not installed (apt-get install tmux; .ci/run installs it)")
+    tmux = require_tool("tmux", "the table is checked in a real terminal")
     done = tmp_path / f"done-{columns}"
     command = [sys.executable, "-m", "imds_scan", *map(str, args)]
     # env -u COLUMNS: the width must come from the terminal itself.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import require_tool
 from imds_scan import ScanConfig, scan
 from imds_scan.report.html import render_report
 
@@ -147,21 +147,21 @@ def test_report_without_hits(tmp_path: Path) -> None:
     assert "no timeline" in out.read_text()
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
 def test_report_renders_in_chromium(hostile: Path, tmp_path: Path) -> None:
+    chromium = require_tool("chromium", "the report is checked in a real browser")
     out = tmp_path / "r.html"
     assert cli(hostile, "--engine", "python", "-q", "--report", out).returncode == 1
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
     shot = tmp_path / "r.png"
     subprocess.run(
-        ["chromium", *flags, "--window-size=1280,900", f"--screenshot={shot}", out.as_uri()],
+        [chromium, *flags, "--window-size=1280,900", f"--screenshot={shot}", out.as_uri()],
         capture_output=True,
         timeout=120,
         check=True,
     )
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     dom = subprocess.run(
-        ["chromium", *flags, "--dump-dom", out.as_uri()],
+        [chromium, *flags, "--dump-dom", out.as_uri()],
         capture_output=True,
         text=True,
         timeout=120,
