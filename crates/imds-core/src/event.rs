@@ -13,13 +13,14 @@ pub struct Malformed {
 
 /// A parsed line.
 #[derive(Debug)]
-pub struct ParsedLine {
+pub struct ParsedLine<'l> {
     /// The JSON object. Numbers are stored as [`Value::String`]s holding their JSON text
     /// verbatim (see [`parse_document`]).
     pub doc: Value,
     /// The event's text: the line (lossily decoded when it was not valid UTF-8), or, for an
-    /// exporter's wrapper, the text of its `_source` object.
-    pub text: String,
+    /// exporter's wrapper, the text of its `_source` object. Borrowed from the line when it
+    /// is valid UTF-8 (no copy of a long line).
+    pub text: Cow<'l, str>,
     pub invalid_utf8: bool,
 }
 
@@ -29,21 +30,24 @@ fn is_json_space(b: u8) -> bool {
 }
 
 /// Parse one line (without its `\n`; a trailing `\r` is dropped here). `Ok(None)` for a blank line.
-pub fn parse_line(line: &[u8]) -> Result<Option<ParsedLine>, Malformed> {
+pub fn parse_line(line: &[u8]) -> Result<Option<ParsedLine<'_>>, Malformed> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.iter().all(|&b| is_json_space(b)) {
         return Ok(None);
     }
     let (text, invalid_utf8) = match std::str::from_utf8(line) {
-        Ok(text) => (text.to_owned(), false),
+        Ok(text) => (Cow::Borrowed(text), false),
         // U+FFFD per maximal invalid subpart, as docs/ir.md (and Python's decoder) do.
-        Err(_) => (String::from_utf8_lossy(line).into_owned(), true),
+        Err(_) => (String::from_utf8_lossy(line), true),
     };
     let (doc, source) = parse_top(&text)?;
     Ok(Some(match unwrap_export(doc, source) {
         Ok((doc, span)) => ParsedLine {
             doc,
-            text: text[span].to_owned(),
+            text: match text {
+                Cow::Borrowed(text) => Cow::Borrowed(&text[span]),
+                Cow::Owned(text) => Cow::Owned(text[span].to_owned()),
+            },
             invalid_utf8,
         },
         Err(doc) => ParsedLine {

@@ -696,7 +696,8 @@ impl<'c, R: Read> ChunkReader<'c, R> {
         chunk.long = None;
         let want = self.size.max(self.carry.len() + 1);
         if chunk.buf.len() > want {
-            // A long line grew it: give the memory back.
+            // A long line grew it: give the memory back (before taking the new buffer).
+            chunk.buf = Vec::new();
             chunk.buf = vec![0; want];
         } else if chunk.buf.len() < want {
             chunk.buf.resize(want, 0);
@@ -880,7 +881,7 @@ impl<'e> LineScanner<'e> {
                             rule,
                             branch: m.branch,
                             witness: m.witness,
-                            event: parsed.text.clone(),
+                            event: parsed.text.to_string(),
                         });
                     }
                 }
