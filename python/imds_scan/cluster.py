@@ -512,7 +512,7 @@ def scan_share(
         threads=threads,
         prefilter=prefilter,
         max_examples=max_examples,
-        max_line_bytes=max_line_bytes,
+        max_line_bytes=min(max_line_bytes, 1 << 62),
     )
     if interrupted:
         raise KeyboardInterrupt("scan interrupted on the worker")

@@ -215,7 +215,7 @@ def run_scan(
             prefilter=prefilter,
             max_examples=max_examples,
             progress=None if progress is None else (lambda read: progress(read, total)),
-            max_line_bytes=max_line_bytes,
+            max_line_bytes=min(max_line_bytes, 1 << 62),  # no limit is beyond a usize
         )
         raw_files: list[dict[str, Any]] = [{"error": s.error} for s in sources]
         for i, stats in zip(readable, raw_readable, strict=True):

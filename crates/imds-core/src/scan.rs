@@ -736,7 +736,7 @@ impl<'c, R: Read> ChunkReader<'c, R> {
                 return self.skip_long_line(chunk);
             }
             unsearched = chunk.len;
-            let grown = (chunk.buf.len() * 2).min(self.max_line + 1);
+            let grown = (chunk.buf.len() * 2).min(self.max_line.saturating_add(1));
             chunk.buf.resize(grown, 0);
         }
     }
