@@ -12,8 +12,8 @@ counted from stdout and checked against `CORPUS.expected.json`); wall time and p
 
 `--long-lines DIR` measures instead the memory of long lines (README, "Memory is bounded"): one
 line of 60 MB and one of 200 MB that hold the metadata address (so the prefilter passes them to
-the parser) but are no hit, and a gzip of 1 GiB of zeros without a newline (about 1 MB), each
-scanned by the CLI on its own, both engines; the files are made in DIR when missing.
+the parser) but are no hit, a gzip of 1 GiB of zeros without a newline (about 1 MB) and ten
+copies of it together, each case one CLI process; the files are made in DIR when missing.
 """
 
 from __future__ import annotations
@@ -119,6 +119,7 @@ def long_lines(workdir: Path) -> None:
         ("200 MB line", "rust", []),
         ("200 MB line", "rust", ["--max-line-bytes", "256M"]),
         ("1 GiB of zeros, gzip", "rust", []),
+        ("10 x 1 GiB of zeros", "rust", []),
         ("one short line", "python", []),
         ("60 MB line", "python", []),
         ("200 MB line", "python", []),
@@ -127,8 +128,18 @@ def long_lines(workdir: Path) -> None:
     base: dict[str, float] = {}
     print(f"{'input':<22} {'engine':<7} {'options':<24} {'exit':>4} {'RSS MiB':>8} {'x line':>7}")
     for name, engine, extra in cases:
-        path, length = files[name]
-        cmd = [*CLI, str(path), "-q", "-f", "ndjson", "--engine", engine, *extra]
+        if name.startswith("10 x"):  # ten inputs (copies, not one path ten times)
+            path, length = files["1 GiB of zeros, gzip"]
+            paths = []
+            for k in range(10):
+                copy = workdir / f"zeros-1g-{k}.gz"
+                if not copy.exists():
+                    shutil.copyfile(path, copy)
+                paths.append(str(copy))
+        else:
+            path, length = files[name]
+            paths = [str(path)]
+        cmd = [*CLI, *paths, "-q", "-f", "ndjson", "--engine", engine, *extra]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _, status, usage = os.wait4(proc.pid, 0)
         code, rss = os.waitstatus_to_exitcode(status), usage.ru_maxrss / 1024
