@@ -3,16 +3,23 @@ a corpus next to `gzip -dc` / `zstd -dc` of the same files, the speed-up from 1 
 and peak RSS while scanning a large input.
 
     python3 bench/inputs_probe.py --corpus /work/data/ecs-1g.ndjson --big /work/data/ecs-5g.ndjson
+    python3 bench/inputs_probe.py --long-lines /tmp/long-lines   # peak RSS for long lines only
 
 The compressed copies (`CORPUS.gz`, gzip -6; `CORPUS.zst`, zstd -3) are made next to the
 corpus when missing. Every case runs as its own process (the CLI, `-f ndjson -q`, hits
 counted from stdout and checked against `CORPUS.expected.json`); wall time and peak RSS
 (`ru_maxrss` from wait4) are measured from outside. MB/s is of uncompressed bytes.
+
+`--long-lines DIR` measures instead the memory of long lines (README, "Memory is bounded"): one
+line of 60 MB and one of 200 MB that hold the metadata address (so the prefilter passes them to
+the parser) but are no hit, a gzip of 1 GiB of zeros without a newline (about 1 MB) and ten
+copies of it together, each case one CLI process; the files are made in DIR when missing.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import shutil
@@ -25,7 +32,9 @@ from typing import Any
 CLI = [sys.executable, "-m", "imds_scan"]
 
 
-def run(cmd: list[str], stdout_to_null: bool = False) -> tuple[float, float, bytes, float]:
+def run(
+    cmd: list[str], stdout_to_null: bool = False, ok: tuple[int, ...] = (0, 1)
+) -> tuple[float, float, bytes, float]:
     """(wall seconds, peak RSS MiB, stdout, CPU seconds) of one command."""
     started = time.perf_counter()
     proc = subprocess.Popen(
@@ -38,7 +47,7 @@ def run(cmd: list[str], stdout_to_null: bool = False) -> tuple[float, float, byt
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
     code = os.waitstatus_to_exitcode(status)
-    if code not in (0, 1):
+    if code not in ok:
         raise SystemExit(f"{cmd} exited {code}: {err.decode(errors='replace')}")
     return wall, usage.ru_maxrss / 1024, out, usage.ru_utime + usage.ru_stime
 
@@ -74,12 +83,88 @@ def scan_case(name: str, inputs: list[Path], threads: int, size: int, want: int 
     }
 
 
+def long_line_files(workdir: Path) -> dict[str, tuple[Path, int]]:
+    """The inputs of --long-lines: name -> (path, length of its longest line in bytes)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    files: dict[str, tuple[Path, int]] = {}
+    sizes = (("one short line", 0), ("60 MB line", 60_000_000), ("200 MB line", 200_000_000))
+    for name, size in sizes:
+        path = workdir / f"line-{size}.ndjson"
+        head = '{"message":"curl http://169.254.169.254/latest/meta-data/ '
+        if not path.exists():
+            # A needle, but no event.category: no hit. Written in pieces: this process stays
+            # small, so the peak RSS of the scans it forks is theirs.
+            with path.open("w") as out:
+                out.write(head)
+                left = max(0, size - len(head) - 2)
+                while left:
+                    out.write("x" * min(left, 1 << 20))
+                    left -= min(left, 1 << 20)
+                out.write('"}\n')
+        files[name] = (path, max(size, len(head) + 2))
+    zeros = workdir / "zeros-1g.gz"
+    if not zeros.exists():  # one 1 GiB line: 1024 gzip members of 1 MiB of zeros
+        with zeros.open("wb") as out:
+            out.write(gzip.compress(bytes(1 << 20)) * 1024)
+    files["1 GiB of zeros, gzip"] = (zeros, 1 << 30)
+    return files
+
+
+def long_lines(workdir: Path) -> None:
+    """Peak RSS of long lines, evaluated (up to --max-line-bytes) or read past."""
+    files = long_line_files(workdir)
+    cases = [
+        ("one short line", "rust", []),
+        ("60 MB line", "rust", []),
+        ("200 MB line", "rust", []),
+        ("200 MB line", "rust", ["--max-line-bytes", "256M"]),
+        ("1 GiB of zeros, gzip", "rust", []),
+        ("10 x 1 GiB of zeros", "rust", []),
+        ("one short line", "python", []),
+        ("60 MB line", "python", []),
+        ("200 MB line", "python", []),
+        ("1 GiB of zeros, gzip", "python", []),
+    ]
+    base: dict[str, float] = {}
+    print(f"{'input':<22} {'engine':<7} {'options':<24} {'exit':>4} {'RSS MiB':>8} {'x line':>7}")
+    for name, engine, extra in cases:
+        if name.startswith("10 x"):  # ten inputs (copies, not one path ten times)
+            path, length = files["1 GiB of zeros, gzip"]
+            paths = []
+            for k in range(10):
+                copy = workdir / f"zeros-1g-{k}.gz"
+                if not copy.exists():
+                    shutil.copyfile(path, copy)
+                paths.append(str(copy))
+        else:
+            path, length = files[name]
+            paths = [str(path)]
+        cmd = [*CLI, *paths, "-q", "-f", "ndjson", "--engine", engine, *extra]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        code, rss = os.waitstatus_to_exitcode(status), usage.ru_maxrss / 1024
+        evaluated = length <= (256 << 20 if extra else 64 << 20)
+        if name == "one short line":
+            base[engine] = rss
+        ratio = (rss - base[engine]) * (1 << 20) / length if evaluated and length > 1e6 else None
+        print(
+            f"{name:<22} {engine:<7} {' '.join(extra) or '(default 64M)':<24} "
+            f"{code:>4} {rss:>8.0f} "
+            f"{'-' if ratio is None else f'{ratio:.2f}':>7}"
+        )
+    print("x line: (peak RSS - the engine's RSS for one short line) / line length, when evaluated")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", type=Path, default=Path("/work/data/ecs-1g.ndjson"))
     parser.add_argument("--big", type=Path, help="a large plain input for peak RSS (e.g. 5 GB)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--long-lines", type=Path, metavar="DIR", help="see above")
     args = parser.parse_args()
+    if args.long_lines:
+        long_lines(args.long_lines)
+        return
     corpus: Path = args.corpus
     size = corpus.stat().st_size
     want = expected_hits(corpus)

@@ -210,11 +210,26 @@ def test_a_100_mb_line(tmp_path: Path, engine: str) -> None:
     with path.open("w") as out:
         out.write(f"{json.dumps(HIT)}\n{long_line}\n{json.dumps(BENIGN)}\n{json.dumps(HIT)}\n")
     del long_line
-    result = scan_file(path, engine, threads=2)
+    # Evaluated when the cap allows it...
+    result = scan_file(path, engine, threads=2, max_line_bytes=128 << 20)
     assert [h.line for h in result.hits] == [1, 2, 4]
     assert len(result.hits[1].event_text) > 100 << 20
     assert result.stats.total("events") == 4
     assert result.stats.errors == []
+    # ...else read past, reported with its line and length, and the input is an error.
+    result = scan_file(path, engine, threads=2)
+    assert [h.line for h in result.hits] == [1, 4]
+    length = path.stat().st_size - len(lines(HIT, BENIGN, HIT)) - 1
+    (f,) = result.stats.files
+    assert (f.events, f.long_lines, f.malformed) == (4, 1, 1)
+    assert f.malformed_examples == [
+        (2, f"line of {length} bytes is longer than max-line-bytes (67108864): not evaluated")
+    ]
+    assert f.bytes == path.stat().st_size
+    assert f.error == (
+        "1 line(s) longer than max-line-bytes (67,108,864 bytes) not evaluated "
+        "(see the malformed lines)"
+    )
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -653,3 +668,187 @@ def test_ctrl_c_flushes_hits_and_exits_130(engine: str) -> None:
     assert took < 1.5, took
     assert [json.loads(x)["line"] for x in out.splitlines()] == [1, 3, 4, 6, 7, 9]
     assert b"interrupted" in err
+
+
+def _padded(item: dict[str, Any], length: int) -> str:
+    """``item`` as a JSON line of exactly ``length`` bytes."""
+    text = json.dumps({**item, "pad": ""})
+    return text.replace('"pad": ""', '"pad": "' + "x" * (length - len(text)) + '"')
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_lines_longer_than_max_line_bytes(tmp_path: Path, engine: str) -> None:
+    # Around a small cap (lines inside one read buffer), and past the 4 MiB buffer with a 1 MiB
+    # cap (the line is streamed past); the last line has no newline.
+    for cap, long in ((1000, 5000), (1 << 20, 9 << 20)):
+        path = tmp_path / f"long-{cap}.ndjson"
+        body = [_padded(PROC, cap), _padded(PROC, cap + 1), HIT, _padded(PROC, long)]
+        path.write_bytes(lines(HIT, *body, BENIGN) + _padded(PROC, long + 3).encode())
+        result = scan_file(path, engine, max_line_bytes=cap)
+        assert [h.line for h in result.hits] == [1, 2, 4], cap
+        (f,) = result.stats.files
+        assert (f.events, f.long_lines, f.malformed) == (7, 3, 3)
+        assert f.bytes == path.stat().st_size
+        assert [(line, why.split(" bytes")[0]) for line, why in f.malformed_examples] == [
+            (3, f"line of {cap + 1}"),
+            (5, f"line of {long}"),
+            (7, f"line of {long + 3}"),
+        ]
+    # The CLI: --max-line-bytes or the config key; the summary counts them; exit 2.
+    config = tmp_path / "imds-scan.toml"
+    config.write_text('max-line-bytes = "1000"\n')
+    for args in (["--max-line-bytes", "1000"], ["--config", str(config)]):
+        proc = cli(tmp_path / "long-1000.ndjson", "-f", "ndjson", "--engine", engine, *args)
+        assert proc.returncode == 2, proc.stderr
+        assert [json.loads(x)["line"] for x in proc.stdout.splitlines()] == [1, 2, 4]
+        assert "lines longer than max-line-bytes (not evaluated): 3" in proc.stderr
+        assert f"{tmp_path / 'long-1000.ndjson'}:3: line of " in proc.stderr
+    proc = cli(tmp_path / "long-1000.ndjson", "--max-line-bytes", "lots")
+    assert proc.returncode == 2 and "--max-line-bytes" in proc.stderr
+
+
+def _peak_rss_mb(*args: str | Path) -> tuple[int, int, str]:
+    """Run the CLI in a fresh process; (exit code, its peak RSS in MB, stderr)."""
+    probe = (
+        "import resource, subprocess, sys\n"
+        "proc = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024\n"
+        "print(proc.returncode, peak)\n"
+        "sys.stderr.write(proc.stderr)\n"
+    )
+    command = [sys.executable, "-m", "imds_scan", *map(str, args)]
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *command], capture_output=True, text=True, timeout=600
+    )
+    code, peak = map(int, done.stdout.split())
+    return code, peak, done.stderr
+
+
+@pytest.fixture(scope="module")
+def gzip_of_zeros(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """1 GiB of zeros (one line without a newline), gzipped (about 1 MB): 64 gzip members of
+    16 MiB each, which decode as one stream."""
+    path = tmp_path_factory.mktemp("zeros") / "zeros.gz"
+    path.write_bytes(gzip.compress(bytes(16 << 20)) * 64)
+    return path
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_gigabyte_line_in_a_small_gzip_stays_in_bounded_memory(
+    gzip_of_zeros: Path, engine: str
+) -> None:
+    code, peak, err = _peak_rss_mb(gzip_of_zeros, "--engine", engine, "-f", "ndjson")
+    assert peak < 300, f"peak RSS {peak} MB"
+    assert code == 2, err
+    assert f"{gzip_of_zeros}:1: line of {1 << 30} bytes is longer than max-line-bytes" in err
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+@pytest.mark.parametrize("engine", ENGINES)
+def test_ctrl_c_stops_an_endless_line(engine: str) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imds_scan", "/dev/zero", "--engine", engine],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(3)  # start-up, then well into the line
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()  # when SIGINT was ignored (the line would grow without bound)
+    assert proc.returncode == 130, err
+    assert b"interrupted" in err
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_inputs_without_a_valid_event_are_errors(tmp_path: Path, engine: str) -> None:
+    line = json.dumps(HIT) + "\n"
+    zst = zstandard.ZstdCompressor().compress(line.encode() * 50)
+    cases = {
+        "utf16.ndjson": (
+            line.encode("utf-16"),
+            "UTF-16LE text (byte-order mark) is not supported: not scanned",
+        ),
+        "utf16be.ndjson": (
+            b"\xfe\xff" + line.encode("utf-16-be"),
+            "UTF-16BE text (byte-order mark) is not supported",
+        ),
+        "utf32.ndjson": (
+            line.encode("utf-32"),
+            "UTF-32LE text (byte-order mark) is not supported",
+        ),
+        "no-bom-utf16.ndjson": (
+            line.encode("utf-16-le") * 3,
+            "no valid event: all 4 lines are malformed (not NDJSON?)",
+        ),
+        "twice.ndjson.gz.gz": (
+            gzip.compress(gzip.compress(line.encode())),
+            "gzip data that holds gzip-compressed data (compressed twice?) is not supported",
+        ),
+        "zstd-in-gzip.gz": (gzip.compress(zst), "gzip data that holds zstd-compressed data"),
+        "utf16.gz": (
+            gzip.compress(line.encode("utf-16")),
+            "decompressed gzip data: UTF-16LE text (byte-order mark) is not supported",
+        ),
+        "cut.zst": (zst[: len(zst) // 2], "zstd data damaged or cut short"),
+        "magic.zst": (zst[:4], "zstd data damaged or cut short near compressed byte 4"),
+        "binary.bin": (bytes(range(256)) * 64, "no valid event: all 65 lines are malformed"),
+    }
+    for name, (data, _) in cases.items():
+        (tmp_path / name).write_bytes(data)
+    for name, (_, error) in cases.items():
+        proc = cli(tmp_path / name, "--engine", engine, "-f", "ndjson")
+        assert proc.returncode == 2, (name, proc.stderr)
+        assert f"error: {tmp_path / name}: {error}" in proc.stderr, proc.stderr
+    # A UTF-8 byte-order mark is skipped.
+    bom = tmp_path / "bom.ndjson.gz"
+    bom.write_bytes(gzip.compress(b"\xef\xbb\xbf" + line.encode()))
+    proc = cli(bom, "--engine", engine, "-f", "ndjson")
+    assert proc.returncode == 1, proc.stderr
+    assert "malformed" not in proc.stderr
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_lone_surrogate_escapes_keep_the_event(tmp_path: Path, engine: str) -> None:
+    # Elasticsearch indexes these (a lone surrogate becomes U+FFFD): the rule fires there.
+    path = tmp_path / "surrogate.ndjson"
+    text = json.dumps(PROC).replace("meta-data/", "meta-data/\\ud800")
+    path.write_text(text + "\n" + json.dumps({**HIT, "\ud800x": "\udc00"}) + "\n")
+    proc = cli(path, "--engine", engine, "-f", "ndjson")
+    assert proc.returncode == 1, proc.stderr
+    records = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert [r["line"] for r in records] == [1, 2]
+    assert records[0]["matched"]["value"].endswith("meta-data/\ufffd")
+    assert "malformed" not in proc.stderr
+    # Outputs that rebuild the event write U+FFFD, never a lone surrogate (not UTF-8).
+    proc = cli(path, "--engine", engine, "-f", "alerts")
+    assert proc.returncode == 1, proc.stderr
+    alerts = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert alerts[0]["process"]["command_line"].endswith("meta-data/\ufffd")
+    assert alerts[1]["\ufffdx"] == "\ufffd"
+    for fmt in ("table", "csv"):
+        assert cli(path, "--engine", engine, "-f", fmt, "--summary").returncode == 1
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_nesting_up_to_elasticsearchs_limit(tmp_path: Path, engine: str) -> None:
+    def nested(levels: int) -> str:  # the event object plus levels - 1 arrays
+        event = {**HIT, "@timestamp": "2024-05-01T00:00:00Z"}
+        return json.dumps(event)[:-1] + ', "a": ' + "[" * (levels - 1) + "]" * (levels - 1) + "}"
+
+    path = tmp_path / "deep.ndjson"
+    path.write_text("".join(nested(n) + "\n" for n in (127, 1000, 1001, 5000)))
+    proc = cli(path, "--engine", engine, "-f", "ndjson")
+    assert proc.returncode == 1, proc.stderr
+    assert [x.split(", ")[1] for x in proc.stdout.splitlines()] == ['"line": 1', '"line": 2']
+    assert f"{path}:3: nested deeper than 1000 levels (Elasticsearch's limit)" in proc.stderr
+    assert f"{path}:4: nested deeper than 1000 levels" in proc.stderr
+    # Every output that reads the event back copes with the depth.
+    for fmt in ("table", "csv", "alerts"):
+        proc = cli(path, "--engine", engine, "-f", fmt, "--summary", "--since", "2000-01-01")
+        assert proc.returncode == 1, proc.stderr
+        assert "Traceback" not in proc.stderr
+    report = path.with_suffix(".html")
+    proc = cli(path, "--engine", engine, "-o", path.with_suffix(".parquet"), "--report", report)
+    assert proc.returncode == 1 and report.exists(), proc.stderr

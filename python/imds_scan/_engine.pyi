@@ -25,6 +25,7 @@ class Scanner:
         buffer_size: int = 4194304,
         prefilter: bool = True,
         max_examples: int = 5,
+        max_line_bytes: int = 67108864,
     ) -> tuple[list[_HitTuple], list[dict[str, Any]]]: ...
     def scan(
         self,
@@ -34,4 +35,5 @@ class Scanner:
         prefilter: bool = True,
         max_examples: int = 5,
         progress: Callable[[int], object] | None = None,
+        max_line_bytes: int = 67108864,
     ) -> tuple[list[_HitTuple], list[dict[str, Any]], bool]: ...

@@ -329,6 +329,16 @@ def scan(
             "suffixes).",
         ),
     ] = "256M",
+    max_line_bytes: Annotated[
+        str,
+        typer.Option(
+            "--max-line-bytes",
+            metavar="SIZE",
+            help="Longest line evaluated (bytes; K, M, G suffixes). A longer line is read past "
+            "in bounded memory, reported with its file, line and length, and not evaluated; "
+            "the exit code is then 2.",
+        ),
+    ] = "64M",
     prefilter: Annotated[
         bool,
         typer.Option(
@@ -439,6 +449,7 @@ def scan(
         endpoint_url=endpoint_url,
         cluster=cluster,
         range_size=_size(range_size, "'--range-size'"),
+        max_line_bytes=_size(max_line_bytes, "'--max-line-bytes'"),
     )
     try:
         rules = _load_rules(ctx, rule, allow, skip_unsupported_rules, pack, preset)

@@ -32,6 +32,7 @@ from typing import Any, BinaryIO
 
 from .rules import Rule
 from .scan import (
+    MAX_LINE_BYTES,
     FileResult,
     Hit,
     InputError,
@@ -39,6 +40,7 @@ from .scan import (
     ScanInterrupted,
     ScanResult,
     ScanStats,
+    flag_unscanned,
 )
 from .sources import S3_BLOCK_SIZE, LazyStream, Source, s3_filesystem
 
@@ -56,6 +58,9 @@ _MAGIC = (
     b"BZh",  # bzip2
     b"PK\x03\x04",  # zip
     b"\x04\x22\x4d\x18",  # lz4
+    b"\xff\xfe",  # UTF-16LE/UTF-32LE byte-order mark (refused whole by the engine)
+    b"\xfe\xff",  # UTF-16BE
+    b"\x00\x00\xfe\xff",  # UTF-32BE
 )
 _HEAD = 8
 
@@ -206,7 +211,16 @@ def connect(spec: str) -> Iterator[Any]:
             yield client
 
 
-_SUMMED = ("bytes", "events", "candidates", "hits", "malformed", "invalid_utf8", "source_bytes")
+_SUMMED = (
+    "bytes",
+    "events",
+    "candidates",
+    "hits",
+    "malformed",
+    "invalid_utf8",
+    "long_lines",
+    "source_bytes",
+)
 
 
 def run_cluster(
@@ -222,6 +236,7 @@ def run_cluster(
     retries: int = DEFAULT_RETRIES,
     progress: Progress | None = None,
     task: Callable[..., dict[str, Any]] | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> ScanResult:
     """Scan already-expanded inputs on a Dask cluster (an address, ``local:N``, or a
     ``distributed.Client``): the same hits (in the same order), statistics and errors as
@@ -241,6 +256,7 @@ def run_cluster(
                 retries=retries,
                 progress=progress,
                 task=task,
+                max_line_bytes=max_line_bytes,
             )
     as_completed: Any = importlib.import_module("distributed").as_completed
     client = cluster
@@ -259,6 +275,7 @@ def run_cluster(
             prefilter,
             max_examples,
             endpoint_url,
+            max_line_bytes,
             retries=retries,
             pure=False,
         ): number
@@ -283,6 +300,7 @@ def run_cluster(
         interrupted = True
         client.cancel(list(futures))
     result = merge(sources, rules, shares, outputs, failures, max_examples, interrupted)
+    flag_unscanned(result.stats.files, max_line_bytes)
     result.stats.elapsed = time.perf_counter() - started
     if interrupted:
         raise ScanInterrupted(result)
@@ -506,13 +524,18 @@ def scan_share(
     prefilter: bool,
     max_examples: int,
     endpoint_url: str | None,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> dict[str, Any]:
     """Run on a worker: scan a share's pieces, reading them from their source. Returns the
     engine's raw hits (source = the piece's position in the share, local line numbers), its
     per-piece statistics, and per piece the number of lines a byte range owned."""
     inputs = [_engine_input(piece, endpoint_url) for piece in share]
     hits, files, interrupted = _scanner(rules_json).scan(
-        inputs, threads=threads, prefilter=prefilter, max_examples=max_examples
+        inputs,
+        threads=threads,
+        prefilter=prefilter,
+        max_examples=max_examples,
+        max_line_bytes=min(max_line_bytes, 1 << 62),
     )
     if interrupted:
         raise KeyboardInterrupt("scan interrupted on the worker")

@@ -8,7 +8,6 @@ date type.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -132,7 +131,9 @@ def event_time(doc: dict[str, Any]) -> datetime | None:
 
 def load_event(text: str) -> dict[str, Any]:
     """Parse an event as the engines do: numbers keep their JSON text."""
-    doc: dict[str, Any] = json.loads(text, parse_int=str, parse_float=str)
+    from . import reference
+
+    doc: dict[str, Any] = reference.load_event(text)
     return doc
 
 

@@ -239,6 +239,9 @@ def format_summary(stats: ScanStats, hits: list[Hit], examples: int = 5) -> str:
                 if shown < examples:
                     lines.append(f"    {safe(f.path)}:{line}: {safe(reason)}")
                     shown += 1
+    long_lines = stats.total("long_lines")
+    if long_lines:
+        lines.append(f"  lines longer than max-line-bytes (not evaluated): {long_lines:,}")
     invalid = stats.total("invalid_utf8")
     if invalid:
         lines.append(f"  lines with invalid UTF-8 (decoded with U+FFFD): {invalid:,}")

@@ -7,6 +7,7 @@ Semantics: ``spec/semantics.md`` and ``docs/ir.md``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gzip
 import io
@@ -16,7 +17,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, NamedTuple, cast
 
 from .eql import MAX_IR_DEPTH, ir_depth
 from .ipaddr import in_cidr, parse_cidr, parse_ip
@@ -114,13 +115,19 @@ def _piece_at(piece: str, value: str, at: int) -> bool:
 
 
 def _flatten(value: Any) -> Iterator[str]:
-    if isinstance(value, list):
-        for item in value:
-            yield from _flatten(item)
-    elif isinstance(value, bool):
-        yield "true" if value else "false"
-    elif isinstance(value, str):
-        yield value  # numbers arrive here too, as their JSON text (see parse_line)
+    # Iterative: arrays may nest up to MAX_NESTING deep, beyond Python's recursion limit.
+    stack = [iter((value,))]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            if isinstance(item, bool):
+                yield "true" if item else "false"
+            elif isinstance(item, str):
+                yield item  # numbers arrive here too, as their JSON text (see parse_line)
+        else:
+            stack.pop()
 
 
 def field_values(doc: dict[str, Any], parts: list[str]) -> Iterator[str]:
@@ -138,11 +145,16 @@ def field_values(doc: dict[str, Any], parts: list[str]) -> Iterator[str]:
 
 
 def _objects(value: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(value, dict):
-        yield value
-    elif isinstance(value, list):
-        for item in value:
-            yield from _objects(item)
+    stack = [iter((value,))]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            if isinstance(item, dict):
+                yield item
+        else:
+            stack.pop()
 
 
 # ---------------------------------------------------------------- parsing lines
@@ -164,8 +176,56 @@ def _has_lone_surrogate(doc: Any) -> bool:
     return False
 
 
-# Containers nested deeper than this make a line malformed (the Rust parser's limit, too).
-MAX_NESTING = 127
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _no_surrogates(value: Any) -> Any:
+    """``value`` with each lone surrogate (json.loads pairs the others) as U+FFFD, as
+    Elasticsearch indexes it (docs/ir.md, Lines)."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_no_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_no_surrogates(k): _no_surrogates(v) for k, v in value.items()}
+    return value
+
+
+# Containers (objects and arrays) nested deeper than this make a line malformed: the limit of
+# Elasticsearch's JSON parser (Jackson's StreamReadConstraints), and the Rust engine's.
+MAX_NESTING = 1000
+_TOO_DEEP = f"nested deeper than {MAX_NESTING} levels (Elasticsearch's limit)"
+
+
+class _DeepRecursion:
+    """Room for json's (recursive) decoder and encoder to handle MAX_NESTING levels."""
+
+    def __enter__(self) -> None:
+        self._limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(self._limit + 2 * MAX_NESTING)
+
+    def __exit__(self, *_: object) -> None:
+        sys.setrecursionlimit(self._limit)
+
+
+def deep_json(text: str) -> contextlib.AbstractContextManager[None]:
+    """Room for json.loads/dumps of ``text`` when it may nest up to MAX_NESTING levels."""
+    deep = text.count("{") + text.count("[") > MAX_NESTING // 2
+    return _DeepRecursion() if deep else contextlib.nullcontext()
+
+
+def load_event(text: str, numbers_as_text: bool = True) -> Any:
+    """An event's JSON text (one the engines accepted) as Python objects, as the engines read
+    it: up to MAX_NESTING levels deep, lone surrogates as U+FFFD; numbers as their JSON text
+    unless ``numbers_as_text`` is false."""
+    with deep_json(text):
+        if numbers_as_text:
+            doc = json.loads(text, parse_int=str, parse_float=str)
+        else:
+            doc = json.loads(text)
+        if "\\u" in text and _has_lone_surrogate(doc):
+            doc = _no_surrogates(doc)
+    return doc
 
 
 def _depth(value: Any) -> int:
@@ -193,21 +253,26 @@ def parse_line(raw: bytes) -> tuple[dict[str, Any], str, bool] | None:
     except UnicodeDecodeError:
         text = raw.decode("utf-8", "replace")
         invalid_utf8 = True
+    deep = text.count("{") + text.count("[") > MAX_NESTING // 2
     try:
-        # Numbers keep their JSON text: a string field compares them as written.
-        doc = json.loads(text, parse_int=str, parse_float=str, parse_constant=_no_constants)
-    except (ValueError, RecursionError) as exc:
+        with _DeepRecursion() if deep else contextlib.nullcontext():
+            # Numbers keep their JSON text: a string field compares them as written.
+            doc = json.loads(text, parse_int=str, parse_float=str, parse_constant=_no_constants)
+            if "\\u" in text and _has_lone_surrogate(doc):
+                doc = _no_surrogates(doc)
+    except RecursionError:
+        raise Malformed(_TOO_DEEP) from None
+    except ValueError as exc:
         raise Malformed(f"invalid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise Malformed("not a JSON object")
-    if text.count("{") + text.count("[") > MAX_NESTING and _depth(doc) > MAX_NESTING:
-        raise Malformed("invalid JSON: recursion limit exceeded")
-    if "\\u" in text and _has_lone_surrogate(doc):
-        raise Malformed("invalid JSON: lone surrogate in \\u escape")
+    if deep and _depth(doc) > MAX_NESTING:
+        raise Malformed(_TOO_DEEP)
     inner = doc.get("_source")
     if "_index" in doc and isinstance(inner, dict):
         # An exporter's wrapper (elasticdump, search hits): the event is its _source.
-        start, end = _source_span(text)
+        with _DeepRecursion() if deep else contextlib.nullcontext():
+            start, end = _source_span(text)
         return inner, text[start:end], invalid_utf8
     return doc, text, invalid_utf8
 
@@ -459,11 +524,27 @@ class _ReadFailed:
 _BLOCK = 1 << 20
 
 
-def _read_lines(stream: BinaryIO, failed: _ReadFailed) -> Iterator[bytes]:
+class _LongLine(NamedTuple):
+    """A line read past: its length without the newline, and its bytes read (with it)."""
+
+    length: int
+    size: int
+
+
+# The default longest line evaluated (bytes, without its newline); longer ones are read past.
+MAX_LINE_BYTES = 64 << 20
+
+
+def _read_lines(
+    stream: BinaryIO, failed: _ReadFailed, max_line: int = MAX_LINE_BYTES
+) -> Iterator[bytes | _LongLine]:
     """The stream's lines, split on ``\\n`` only (each with its ``\\n``, the last one maybe
-    without). A read error ends the lines: what was read before it is still yielded, and the
-    error is left in ``failed``."""
+    without); a line longer than ``max_line`` bytes is read past, never held whole, and given
+    as a _LongLine. A read error ends the lines: what was read before it is still
+    yielded, and the error is left in ``failed``."""
     pending: list[bytes] = []
+    held = 0  # bytes in pending
+    skipped: int | None = None  # the length so far of a long line being read past
     # read1: one read of the source at most, so data decoded before an error is returned
     # (a read(n) that fails midway drops what it had gathered).
     read = getattr(stream, "read1", stream.read)
@@ -474,20 +555,38 @@ def _read_lines(stream: BinaryIO, failed: _ReadFailed) -> Iterator[bytes]:
             failed.error = exc
             block = b""
         if not block:
-            if pending:
+            if skipped is not None:
+                yield _LongLine(skipped, skipped)
+            elif pending:
                 yield b"".join(pending)
             return
         start = 0
         while True:
             end = block.find(b"\n", start)
+            if skipped is not None:
+                if end < 0:
+                    skipped += len(block) - start
+                    break
+                yield _LongLine(skipped + end - start, skipped + end - start + 1)
+                skipped = None
+                start = end + 1
+                continue
             if end < 0:
                 if start < len(block):
                     pending.append(block[start:])
+                    held += len(block) - start
+                    if held > max_line:
+                        skipped, pending, held = held, [], 0
                 break
+            if held + end - start > max_line:
+                yield _LongLine(held + end - start, held + end - start + 1)
+                pending, held = [], 0
+                start = end + 1
+                continue
             if pending:
                 pending.append(block[start : end + 1])
                 yield b"".join(pending)
-                pending = []
+                pending, held = [], 0
             else:
                 yield block[start : end + 1]
             start = end + 1
@@ -500,11 +599,28 @@ def scan_stream(
     stats: FileStats,
     hits: list[Hit],
     max_examples: int = 5,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> BaseException | None:
     """Scan one stream of NDJSON lines (split on ``\\n`` only), appending hits; returns the
-    read error that ended it early, if any."""
+    read error that ended it early, if any. A line longer than ``max_line_bytes`` is counted
+    (in ``long_lines`` and ``malformed``), not evaluated."""
     failed = _ReadFailed()
-    for number, raw in enumerate(_read_lines(stream, failed), start=1):
+    for number, raw in enumerate(_read_lines(stream, failed, max_line_bytes), start=1):
+        if isinstance(raw, _LongLine):
+            length = raw.length
+            stats.bytes += raw.size
+            stats.events += 1
+            stats.long_lines += 1
+            stats.malformed += 1
+            if len(stats.malformed_examples) < max_examples:
+                stats.malformed_examples.append(
+                    (
+                        number,
+                        f"line of {length} bytes is longer than max-line-bytes "
+                        f"({max_line_bytes}): not evaluated",
+                    )
+                )
+            continue
         stats.bytes += len(raw)
         if raw.endswith(b"\n"):
             raw = raw[:-1]
@@ -583,7 +699,8 @@ MAGIC_LEN = 6
 
 def detect_compression(head: bytes) -> str | None:
     """``gzip``, ``zstd`` or None (plain) from an input's first bytes; ValueError for a
-    recognised but unsupported compression (the Rust engine's ``Compression::detect``)."""
+    recognised but unsupported compression or a UTF-16/32 byte-order mark (the Rust engine's
+    ``Compression::detect``)."""
     if head.startswith(b"\x1f\x8b"):
         return "gzip"
     if head.startswith(b"\x28\xb5\x2f\xfd") or (
@@ -597,7 +714,20 @@ def detect_compression(head: bytes) -> str | None:
         (b"\x04\x22\x4d\x18", "lz4"),
     ):
         if head.startswith(magic):
-            raise ValueError(f"{kind}-compressed input is not supported (gzip and zstd are)")
+            raise ValueError(
+                f"{kind}-compressed input is not supported (gzip and zstd are): not scanned"
+            )
+    for magic, kind in (
+        (b"\xff\xfe\x00\x00", "UTF-32LE"),
+        (b"\x00\x00\xfe\xff", "UTF-32BE"),
+        (b"\xff\xfe", "UTF-16LE"),
+        (b"\xfe\xff", "UTF-16BE"),
+    ):
+        if head.startswith(magic):
+            raise ValueError(
+                f"{kind} text (byte-order mark) is not supported: not scanned (convert it to "
+                f"UTF-8, e.g. iconv -f {kind} -t UTF-8)"
+            )
     return None
 
 
@@ -623,11 +753,49 @@ def _decoded(counted: _Counted, compression: str | None) -> BinaryIO:
                 "zstd input needs the zstandard package with --engine python "
                 "(pip install zstandard)"
             ) from None
-        reader: BinaryIO = zstandard.ZstdDecompressor().stream_reader(
-            buffered, read_across_frames=True
-        )
-        return reader
+        return cast(BinaryIO, io.BufferedReader(_ZstdFrames(buffered, zstandard), _BLOCK))
     return buffered
+
+
+class _ZstdFrames(io.RawIOBase):
+    """Every zstd frame of a stream (skippable ones skipped); a stream that ends inside a frame
+    is an error, as in the Rust engine (zstandard's stream_reader takes it for the end)."""
+
+    # Compressed bytes per decompress call: bounds the output of one call (zstd can expand
+    # a few bytes into 128 KiB).
+    _STEP = 1024
+
+    def __init__(self, raw: BinaryIO, zstandard: Any) -> None:
+        super().__init__()
+        self._raw = raw
+        self._new = zstandard.ZstdDecompressor().decompressobj
+        self._frame = self._new()
+        self._input = b""
+        self._output = b""
+        self._started = False  # bytes of the current frame were given to the decoder
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        while not self._output:
+            if not self._input:
+                self._input = self._raw.read(64 << 10)
+                if not self._input:
+                    if self._started:
+                        raise OSError("zstd data ends inside a frame (truncated)")
+                    return 0
+            step, self._input = self._input[: self._STEP], self._input[self._STEP :]
+            self._started = True
+            self._output = self._frame.decompress(step)
+            if self._frame.eof:
+                self._input = self._frame.unused_data + self._input
+                self._frame, self._started = self._new(), False
+        n = min(len(view), len(self._output))
+        view[:n] = self._output[:n]
+        self._output = self._output[n:]
+        return n
 
 
 Opener = Callable[[], BinaryIO]
@@ -638,6 +806,7 @@ def scan_paths(
     rules: list[dict[str, Any]],
     max_examples: int = 5,
     progress: Callable[[int], None] | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> tuple[list[Hit], list[FileStats], bool]:
     """Scan inputs one after another: paths (``-`` is stdin) or functions that open a binary
     stream; gzip and zstd are decoded. An input that cannot be read, or only in part, is
@@ -655,12 +824,32 @@ def scan_paths(
             stats.error = "not read: the scan was interrupted"
             continue
         try:
-            interrupted = _scan_one(path, compiled, source, stats, hits, max_examples, progress)
+            interrupted = _scan_one(
+                path, compiled, source, stats, hits, max_examples, progress, max_line_bytes
+            )
         except OSError as exc:
             stats.error = exc.strerror or str(exc)
         except ValueError as exc:
             stats.error = str(exc)
     return hits, all_stats, interrupted
+
+
+def _refuse_nested(stream: BinaryIO, outer: str) -> None:
+    """ValueError when decompressed data is compressed again (``.gz.gz``) or UTF-16/32 text,
+    as the Rust engine refuses it."""
+    try:
+        head = cast(Any, stream).peek(MAGIC_LEN)[:MAGIC_LEN]
+    except Exception:  # the scan meets (and reports) the same damage
+        return
+    try:
+        inner = detect_compression(head)
+    except ValueError as exc:
+        raise ValueError(f"decompressed {outer} data: {exc}") from None
+    if inner:
+        raise ValueError(
+            f"{outer} data that holds {inner}-compressed data (compressed twice?) is not "
+            "supported: not scanned"
+        )
 
 
 def _scan_one(
@@ -671,6 +860,7 @@ def _scan_one(
     hits: list[Hit],
     max_examples: int,
     progress: Callable[[int], None] | None,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> bool:
     """Scan one input into ``stats`` and ``hits``; True if interrupted."""
     if callable(path):
@@ -686,9 +876,11 @@ def _scan_one(
         compression = detect_compression(head)
         counted = _Counted(raw, head, progress)
         stream = _decoded(counted, compression)
+        if compression:
+            _refuse_nested(stream, compression)
         stats.compression = compression
         try:
-            error = scan_stream(stream, rules, source, stats, hits, max_examples)
+            error = scan_stream(stream, rules, source, stats, hits, max_examples, max_line_bytes)
         except KeyboardInterrupt:
             stats.source_bytes = counted.count
             stats.error = f"interrupted: scanned up to byte {stats.bytes}"

@@ -15,6 +15,9 @@ from .sources import InputError as InputError  # re-exported: the CLI and API ra
 from .sources import Source, as_source, expand
 from .stats import FileStats
 
+# The default longest line evaluated: 64 MiB (both engines).
+MAX_LINE_BYTES = 64 << 20
+
 if TYPE_CHECKING:
     import polars as pl
 
@@ -36,7 +39,9 @@ class Hit:
 
     @property
     def event(self) -> dict[str, Any]:
-        doc: dict[str, Any] = json.loads(self.event_text)
+        from .reference import load_event
+
+        doc: dict[str, Any] = load_event(self.event_text, numbers_as_text=False)
         return doc
 
     def to_json(self) -> str:
@@ -129,6 +134,22 @@ class ScanResult:
         return summaries(self.frame, top=top)
 
 
+def flag_unscanned(files: Sequence[FileResult], max_line_bytes: int) -> None:
+    """Give an input read in full an error (so exit 2) when part of its data was not scanned:
+    lines longer than ``max_line_bytes``, or no valid event at all (a UTF-16 file without a
+    byte-order mark, a binary file: a script must not read that as "clean")."""
+    for f in files:
+        if f.error is not None:
+            continue
+        if f.long_lines:
+            f.error = (
+                f"{f.long_lines:,} line(s) longer than max-line-bytes ({max_line_bytes:,} "
+                "bytes) not evaluated (see the malformed lines)"
+            )
+        elif f.events and f.malformed == f.events:
+            f.error = f"no valid event: all {f.events:,} lines are malformed (not NDJSON?)"
+
+
 class ScanInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped the scan; ``result`` holds what was found until then."""
 
@@ -163,6 +184,8 @@ class ScanConfig:
     # On a cluster, plain inputs larger than this are cut into line-aligned byte ranges of
     # this size, and small inputs are packed into shares of about this size.
     range_size: int = 256 << 20
+    # Longer lines (bytes, without the newline) are read past, not evaluated (README, Inputs).
+    max_line_bytes: int = MAX_LINE_BYTES
 
 
 def expand_inputs(args: Sequence[str], *, endpoint_url: str | None = None) -> list[str]:
@@ -180,6 +203,7 @@ def run_scan(
     prefilter: bool = True,
     max_examples: int = 5,
     progress: Progress | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> ScanResult:
     """Scan already-expanded inputs (paths, ``-``, ``s3://`` objects or Sources) with the
     chosen engine. Raises ScanInterrupted (a KeyboardInterrupt) with the partial result on
@@ -211,6 +235,7 @@ def run_scan(
             prefilter=prefilter,
             max_examples=max_examples,
             progress=None if progress is None else (lambda read: progress(read, total)),
+            max_line_bytes=min(max_line_bytes, 1 << 62),  # no limit is beyond a usize
         )
         raw_files: list[dict[str, Any]] = [{"error": s.error} for s in sources]
         for i, stats in zip(readable, raw_readable, strict=True):
@@ -238,6 +263,7 @@ def run_scan(
             [r.ir for r in rules],
             max_examples,
             progress=advance,
+            max_line_bytes=max_line_bytes,
         )
         ref_files = [FileStats(error=s.error) for s in sources]
         for i, ref_stats in zip(readable, ref_readable, strict=True):
@@ -259,6 +285,7 @@ def run_scan(
     else:
         raise ValueError(f"unknown engine {engine!r} (expected 'rust' or 'python')")
     elapsed = time.perf_counter() - started
+    flag_unscanned(files, max_line_bytes)
     result = ScanResult(hits, ScanStats(files, elapsed, engine, interrupted=interrupted))
     if interrupted:
         raise ScanInterrupted(result)
@@ -341,6 +368,7 @@ def scan(
                 endpoint_url=config.endpoint_url,
                 range_size=config.range_size,
                 progress=progress,
+                max_line_bytes=config.max_line_bytes,
             )
         else:
             result = run_scan(
@@ -351,6 +379,7 @@ def scan(
                 prefilter=config.prefilter,
                 max_examples=config.max_examples,
                 progress=progress,
+                max_line_bytes=config.max_line_bytes,
             )
     except ScanInterrupted as exc:
         result, interrupted = exc.result, True

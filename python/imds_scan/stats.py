@@ -13,6 +13,8 @@ class FileStats:
     hits: int = 0
     malformed: int = 0
     invalid_utf8: int = 0
+    # Lines longer than max-line-bytes: not evaluated (also counted in ``malformed``).
+    long_lines: int = 0
     malformed_examples: list[tuple[int, str]] = field(default_factory=list)
     # Why the input could not be read, or only in part (with where); None when it was.
     error: str | None = None

@@ -13,13 +13,14 @@ pub struct Malformed {
 
 /// A parsed line.
 #[derive(Debug)]
-pub struct ParsedLine {
+pub struct ParsedLine<'l> {
     /// The JSON object. Numbers are stored as [`Value::String`]s holding their JSON text
     /// verbatim (see [`parse_document`]).
     pub doc: Value,
     /// The event's text: the line (lossily decoded when it was not valid UTF-8), or, for an
-    /// exporter's wrapper, the text of its `_source` object.
-    pub text: String,
+    /// exporter's wrapper, the text of its `_source` object. Borrowed from the line when it
+    /// is valid UTF-8 (no copy of a long line).
+    pub text: Cow<'l, str>,
     pub invalid_utf8: bool,
 }
 
@@ -29,21 +30,24 @@ fn is_json_space(b: u8) -> bool {
 }
 
 /// Parse one line (without its `\n`; a trailing `\r` is dropped here). `Ok(None)` for a blank line.
-pub fn parse_line(line: &[u8]) -> Result<Option<ParsedLine>, Malformed> {
+pub fn parse_line(line: &[u8]) -> Result<Option<ParsedLine<'_>>, Malformed> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.iter().all(|&b| is_json_space(b)) {
         return Ok(None);
     }
     let (text, invalid_utf8) = match std::str::from_utf8(line) {
-        Ok(text) => (text.to_owned(), false),
+        Ok(text) => (Cow::Borrowed(text), false),
         // U+FFFD per maximal invalid subpart, as docs/ir.md (and Python's decoder) do.
-        Err(_) => (String::from_utf8_lossy(line).into_owned(), true),
+        Err(_) => (String::from_utf8_lossy(line), true),
     };
     let (doc, source) = parse_top(&text)?;
     Ok(Some(match unwrap_export(doc, source) {
         Ok((doc, span)) => ParsedLine {
             doc,
-            text: text[span].to_owned(),
+            text: match text {
+                Cow::Borrowed(text) => Cow::Borrowed(&text[span]),
+                Cow::Owned(text) => Cow::Owned(text[span].to_owned()),
+            },
             invalid_utf8,
         },
         Err(doc) => ParsedLine {
@@ -112,8 +116,9 @@ fn json_error(e: &serde_json::Error, offset: usize) -> Malformed {
 }
 
 /// Builds a [`Value`] from text serde_json has already accepted, so it only has to follow the
-/// grammar, not check it. (String escapes are still decoded, and checked, by serde_json:
-/// `IgnoredAny` does not check `\u` surrogates.)
+/// grammar, not check it. (String escapes are still decoded by serde_json; a `\u` escape of
+/// a lone surrogate, which serde_json refuses, becomes U+FFFD as Elasticsearch indexes it:
+/// docs/ir.md, Lines.)
 struct Builder<'t> {
     text: &'t str,
     pos: usize,
@@ -123,10 +128,11 @@ struct Builder<'t> {
     source: Option<Range<usize>>,
 }
 
-/// Most containers one document may nest: serde_json's own limit when it builds a `Value`
-/// (`IgnoredAny` checks none). Bounds the builder's recursion, so hostile input cannot
-/// overflow the stack.
-pub const MAX_NESTING: usize = 127;
+/// Most containers (objects and arrays) one document may nest: the limit of Elasticsearch's
+/// JSON parser (Jackson's `StreamReadConstraints` default), so no document a cluster could
+/// index is dropped. Bounds the builder's recursion, so hostile input cannot overflow the
+/// stack (`IgnoredAny` checks no depth).
+pub const MAX_NESTING: usize = 1000;
 
 impl Builder<'_> {
     fn peek(&self) -> Option<u8> {
@@ -219,15 +225,17 @@ impl Builder<'_> {
         if !escaped {
             return Ok(self.text[start + 1..i].to_owned());
         }
-        serde_json::from_str::<String>(&self.text[start..=i]).map_err(|e| json_error(&e, start))
+        serde_json::from_str::<String>(&self.text[start..=i]).or_else(|e| {
+            unescape_lossy(&self.text[start + 1..i]).ok_or_else(|| json_error(&e, start))
+        })
     }
 
-    /// Enter `[` or `{` (at `pos`), or fail as serde_json does when nested too deep.
+    /// Enter `[` or `{` (at `pos`), or fail when nested too deep.
     fn open(&mut self) -> Result<(), Malformed> {
         if self.depth == MAX_NESTING {
             return Err(Malformed {
                 reason: format!(
-                    "invalid JSON: recursion limit exceeded at column {}",
+                    "nested deeper than {MAX_NESTING} levels (Elasticsearch's limit) at column {}",
                     self.pos + 1
                 ),
             });
@@ -283,6 +291,76 @@ impl Builder<'_> {
             self.expect(b',')?;
         }
     }
+}
+
+/// The contents of a JSON string (between its quotes, already checked by serde_json but for
+/// surrogates) decoded with each lone surrogate as U+FFFD; `None` on a bad escape. Only
+/// used when serde_json refused the string, so it need not be fast.
+fn unescape_lossy(raw: &str) -> Option<String> {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    let mut pending: Option<u16> = None; // a high surrogate waiting for its low half
+    let hex = |chars: &mut std::str::Chars<'_>| -> Option<u16> {
+        let digits: String = chars.by_ref().take(4).collect();
+        (digits.len() == 4)
+            .then(|| u16::from_str_radix(&digits, 16).ok())
+            .flatten()
+    };
+    while let Some(c) = chars.next() {
+        let unit = if c == '\\' {
+            match chars.next()? {
+                'u' => Some(hex(&mut chars)?),
+                e => {
+                    out.push(match e {
+                        '"' => '"',
+                        '\\' => '\\',
+                        '/' => '/',
+                        'b' => '\u{8}',
+                        'f' => '\u{c}',
+                        'n' => '\n',
+                        'r' => '\r',
+                        't' => '\t',
+                        _ => return None,
+                    });
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        // A high surrogate must be followed at once by a low one.
+        if let Some(high) = pending.take() {
+            match unit {
+                Some(low @ 0xDC00..=0xDFFF) => {
+                    let code =
+                        0x10000 + ((u32::from(high) - 0xD800) << 10) + (u32::from(low) - 0xDC00);
+                    out.push(char::from_u32(code)?);
+                    continue;
+                }
+                _ => {
+                    // The pushed escape (if any) came after the lone high surrogate.
+                    let tail = if unit.is_none() && c == '\\' {
+                        out.pop()
+                    } else {
+                        None
+                    };
+                    out.push('\u{FFFD}');
+                    out.extend(tail);
+                }
+            }
+        }
+        match unit {
+            Some(high @ 0xD800..=0xDBFF) => pending = Some(high),
+            Some(0xDC00..=0xDFFF) => out.push('\u{FFFD}'),
+            Some(code) => out.push(char::from_u32(u32::from(code))?),
+            None if c != '\\' => out.push(c),
+            None => {}
+        }
+    }
+    if pending.is_some() {
+        out.push('\u{FFFD}');
+    }
+    Some(out)
 }
 
 /// Append the values of `path` (already split on `.`) found in `doc`, in document order.
@@ -633,19 +711,13 @@ mod tests {
             b"{\"a\":\"\x01\"}",
             b"{\"a\":\"\\x\"}",
             b"\xef\xbb\xbf{}",
-            b"{\"a\":\"\\ud800\"}",
-            b"{\"a\":\"\\udc00\"}",
-            b"{\"a\":\"\\ud800\\u0041\"}",
-            b"{\"\\ud800\":1}",
             b"[\"\\ud800\"",
+            b"{\"a\":\"\\ud800\\x\"}",
+            b"{\"a\":\"\\ud800\\u00\"}",
         ] {
             let reason = malformed(line);
             assert!(reason.starts_with("invalid JSON"), "{line:?}: {reason}");
         }
-        assert_eq!(
-            malformed(b"{\"a\":\"x\\ud800\"}"),
-            "invalid JSON: unexpected end of hex escape at column 14"
-        );
         assert_eq!(
             malformed(b"{\"a\":}"),
             "invalid JSON: expected value at column 6"
@@ -686,19 +758,43 @@ mod tests {
     }
 
     #[test]
+    fn lone_surrogates_become_replacement_characters() {
+        // As Elasticsearch indexes them (docs/ir.md, Lines): the event is kept.
+        for (line, want) in [
+            (r#"{"a":"\ud800"}"#, "\u{FFFD}"),
+            (r#"{"a":"\udc00"}"#, "\u{FFFD}"),
+            (r#"{"a":"x\ud800"}"#, "x\u{FFFD}"),
+            (r#"{"a":"\ud800\u0041"}"#, "\u{FFFD}A"),
+            (r#"{"a":"\ud800\ud800\udc00"}"#, "\u{FFFD}\u{10000}"),
+            (r#"{"a":"\ud800\n\udc00é"}"#, "\u{FFFD}\n\u{FFFD}é"),
+            (r#"{"a":"\ud83d\ude00\/\"\udbff"}"#, "😀/\"\u{FFFD}"),
+        ] {
+            assert_eq!(values(line, "a"), [want], "{line}");
+        }
+        assert_eq!(values(r#"{"\ud800x":1}"#, "\u{FFFD}x"), ["1"]);
+        // The event's text is the line as written.
+        let parsed = parse_line(br#"{"a":"\ud800"}"#).unwrap().unwrap();
+        assert_eq!(parsed.text, r#"{"a":"\ud800"}"#);
+    }
+
+    #[test]
     fn deep_nesting_is_malformed_not_a_crash() {
         let nested =
             |arrays: usize| format!("{{\"a\":{}1{}}}", "[".repeat(arrays), "]".repeat(arrays));
-        // The object plus 126 arrays is the most serde_json's own Value parser allows.
+        // The object plus 999 arrays is the most Elasticsearch's parser (Jackson) allows.
         assert_eq!(values(&nested(MAX_NESTING - 1), "a"), ["1"]);
+        assert_eq!(values(&nested(200), "a"), ["1"]);
         assert_eq!(
             malformed(nested(MAX_NESTING).as_bytes()),
-            "invalid JSON: recursion limit exceeded at column 132"
+            "nested deeper than 1000 levels (Elasticsearch's limit) at column 1005"
         );
-        let serde = serde_json::from_str::<Value>(&nested(MAX_NESTING)).unwrap_err();
-        assert_eq!(serde.column(), 132);
-        assert!(serde_json::from_str::<Value>(&nested(MAX_NESTING - 1)).is_ok());
-        assert!(malformed(nested(100_000).as_bytes()).contains("recursion limit"));
+        assert!(malformed(nested(100_000).as_bytes()).contains("nested deeper"));
+        let objects = |n: usize| format!("{}1{}", "{\"a\":".repeat(n), "}".repeat(n));
+        assert_eq!(
+            values(&objects(MAX_NESTING), &vec!["a"; 1000].join(".")),
+            ["1"]
+        );
+        assert!(malformed(objects(MAX_NESTING + 1).as_bytes()).contains("nested deeper"));
         // Siblings do not add up.
         let wide = format!("{{\"a\":[{}]}}", vec![nested(MAX_NESTING - 3); 3].join(","));
         assert_eq!(values(&wide, "a.a"), ["1", "1", "1"]);

@@ -1,7 +1,9 @@
 //! Streaming inputs through the decoder, the prefilter and the rules, in parallel.
 //!
 //! Memory: each worker thread holds at most two read buffers of `buffer_size` (a line longer
-//! than the buffer grows the buffer holding it, to at most twice the line), plus, per input
+//! than the buffer grows the buffer holding it, to at most twice the line and never beyond
+//! `max_line_bytes` + 1: a longer line is streamed past, counted but not evaluated; the
+//! buffer shrinks back once the long line is scanned), plus, per input
 //! being read, a decoder's state (gzip: a 256 KiB read buffer and a 32 KiB window; zstd: a
 //! 256 KiB read buffer and the frame's window, 8 MiB at most for levels up to 19 without
 //! `--long`). Nothing grows with the size of the input.
@@ -28,7 +30,13 @@ pub struct ScanOptions {
     pub prefilter: bool,
     /// How many malformed lines per file are kept as examples (all are counted).
     pub max_examples: usize,
+    /// A line longer than this (in bytes, without its `\n`) is not evaluated: it is read
+    /// past in bounded memory and counted in `FileStats::long_lines` (and as malformed).
+    pub max_line_bytes: usize,
 }
+
+/// The default of [`ScanOptions::max_line_bytes`]: 64 MiB.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 64 << 20;
 
 impl Default for ScanOptions {
     fn default() -> Self {
@@ -37,6 +45,7 @@ impl Default for ScanOptions {
             buffer_size: 4 << 20,
             prefilter: true,
             max_examples: 5,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
         }
     }
 }
@@ -71,6 +80,9 @@ pub struct FileStats {
     pub malformed: u64,
     /// Parsed lines that were not valid UTF-8 (lines the prefilter skips are not checked).
     pub invalid_utf8: u64,
+    /// Lines longer than `max_line_bytes`: not evaluated, also counted in `malformed` (with
+    /// their length in the example's reason).
+    pub long_lines: u64,
     /// (1-based line, reason) for the first `max_examples` malformed lines.
     pub malformed_examples: Vec<(u64, String)>,
     /// Set when the input could not be read (fully): the reason, with the byte offset where
@@ -256,18 +268,20 @@ impl Engine {
             .fetch_add(head.len() as u64, Ordering::Relaxed);
         let compression = match Compression::detect(&head) {
             Ok(compression) => compression,
-            Err(kind) => {
-                return failed(format!(
-                    "{kind}-compressed input is not supported (gzip and zstd are): not scanned"
-                ))
-            }
+            Err(kind) => return failed(source::refusal(kind)),
         };
         let input = source::rejoin(head, Counted::new(rest, scan.own, scan.progress));
         let (mut lines, mut cancelled, mut error) = match compression {
             Compression::Plain => self.stream_lines(input, scan, true),
-            Compression::Gzip => self.stream_lines(source::gzip(input), scan, true),
+            Compression::Gzip => match self.decoded(source::gzip(input), "gzip", scan) {
+                Ok(scanned) => scanned,
+                Err(reason) => return failed(reason),
+            },
             Compression::Zstd => match source::zstd(input) {
-                Ok(decoder) => self.stream_lines(decoder, scan, true),
+                Ok(decoder) => match self.decoded(decoder, "zstd", scan) {
+                    Ok(scanned) => scanned,
+                    Err(reason) => return failed(reason),
+                },
                 Err(e) => return failed(format!("zstd decoder: {e}")),
             },
         };
@@ -289,6 +303,31 @@ impl Engine {
             (None, _) => None,
         };
         lines.finish(cancelled)
+    }
+
+    /// Scan decompressed data, unless it is compressed again (`.gz.gz`) or UTF-16/32 text:
+    /// those are refused (`Err`), not decoded a second time.
+    fn decoded<'a, R: Read + Send>(
+        &'a self,
+        mut decoder: R,
+        outer: &str,
+        scan: &Stream<'a>,
+    ) -> Result<(LineScanner<'a>, bool, Option<io::Error>), String> {
+        let (head, error) = source::read_head_keep(&mut decoder);
+        if let Err(kind) = Compression::detect(&head).and_then(|inner| match inner.name() {
+            Some(name) => Err(name),
+            None => Ok(inner),
+        }) {
+            return Err(match kind {
+                "gzip" | "zstd" => format!(
+                    "{outer} data that holds {kind}-compressed data (compressed twice?) is not \
+                     supported: not scanned"
+                ),
+                _ => format!("decompressed {outer} data: {}", source::refusal(kind)),
+            });
+        }
+        let rest = source::Failing(error).chain(decoder);
+        Ok(self.stream_lines(source::rejoin(head, rest), scan, true))
     }
 
     /// Scan bytes already in memory on the calling thread (one source, index 0).
@@ -376,7 +415,7 @@ impl Engine {
             ..
         } = *scan;
         let size = opts.buffer_size.max(1);
-        let mut input = ChunkReader::new(reader, size);
+        let mut input = ChunkReader::new(reader, size, opts.max_line_bytes, cancel);
         let mut total = LineScanner::new(self, source, opts);
         let mut cancelled = false;
         let mut first = at_start;
@@ -390,7 +429,10 @@ impl Engine {
                 if !input.next(&mut chunk) {
                     break;
                 }
-                total.lines(chunk.bytes(), first);
+                match chunk.long {
+                    Some(len) => total.skipped_line(len),
+                    None => total.lines(chunk.bytes(), first),
+                }
                 first = false;
             }
         } else {
@@ -404,9 +446,16 @@ impl Engine {
                 }
                 // Pieces smaller than a chunk, so the thread that was reading can share the
                 // scanning of the batch evenly once it is done.
-                let pieces: Vec<&[u8]> = batch[..filled]
+                // A skipped over-long line is a piece of its own (`Err(length)`).
+                let pieces: Vec<Result<&[u8], u64>> = batch[..filled]
                     .iter()
-                    .flat_map(|c| split_lines(c.bytes(), PIECES_PER_CHUNK))
+                    .flat_map(|c| match c.long {
+                        Some(len) => vec![Err(len)],
+                        None => split_lines(c.bytes(), PIECES_PER_CHUNK)
+                            .into_iter()
+                            .map(Ok)
+                            .collect(),
+                    })
                     .collect();
                 let (next_filled, parts) = rayon::join(
                     || input.fill(&mut spare),
@@ -417,7 +466,10 @@ impl Engine {
                             .enumerate()
                             .map(|(k, piece)| {
                                 let mut part = LineScanner::new(self, source, opts);
-                                part.lines(piece, first && k == 0);
+                                match *piece {
+                                    Ok(piece) => part.lines(piece, first && k == 0),
+                                    Err(len) => part.skipped_line(len),
+                                }
                                 part
                             })
                             .collect::<Vec<_>>()
@@ -432,7 +484,7 @@ impl Engine {
             }
         }
         total.stats.bytes = input.bytes;
-        (total, cancelled, input.error.take())
+        (total, cancelled || input.cancelled, input.error.take())
     }
 }
 
@@ -553,6 +605,8 @@ fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
 struct Chunk {
     buf: Vec<u8>,
     len: usize,
+    /// Set instead of data: the length of an over-long line that was read past.
+    long: Option<u64>,
 }
 
 impl Chunk {
@@ -560,6 +614,7 @@ impl Chunk {
         Chunk {
             buf: vec![0; size],
             len: 0,
+            long: None,
         }
     }
 
@@ -568,24 +623,35 @@ impl Chunk {
     }
 }
 
-/// Cuts a stream into chunks of whole lines.
-struct ChunkReader<R> {
+/// Cuts a stream into chunks of whole lines; a line longer than `max_line` is read past in
+/// the chunk's buffer and given as a [`Chunk::long`] chunk.
+struct ChunkReader<'c, R> {
     reader: R,
     size: usize,
+    max_line: usize,
+    cancel: &'c AtomicBool,
     /// Bytes read after the last complete line of the previous chunk.
     carry: Vec<u8>,
+    /// `carry` may hold `\n`s (it follows a long line read past).
+    carry_lines: bool,
     done: bool,
+    /// `cancel` was seen while reading a long line.
+    cancelled: bool,
     bytes: u64,
     error: Option<io::Error>,
 }
 
-impl<R: Read> ChunkReader<R> {
-    fn new(reader: R, size: usize) -> ChunkReader<R> {
+impl<'c, R: Read> ChunkReader<'c, R> {
+    fn new(reader: R, size: usize, max_line: usize, cancel: &'c AtomicBool) -> ChunkReader<'c, R> {
         ChunkReader {
             reader,
             size,
+            max_line,
+            cancel,
             carry: Vec::new(),
+            carry_lines: false,
             done: false,
+            cancelled: false,
             bytes: 0,
             error: None,
         }
@@ -600,33 +666,67 @@ impl<R: Read> ChunkReader<R> {
         n
     }
 
-    /// The next run of whole lines (the last one may lack its `\n`); false at the end.
+    /// One read into `buf` (retrying on EINTR); 0 at the end, after an error or on cancel.
+    fn read_some(&mut self, buf: &mut [u8]) -> usize {
+        loop {
+            if self.cancel.load(Ordering::Relaxed) {
+                self.cancelled = true;
+                self.done = true;
+                return 0;
+            }
+            match self.reader.read(buf) {
+                Ok(0) => {
+                    self.done = true;
+                    return 0;
+                }
+                Ok(n) => {
+                    self.bytes += n as u64;
+                    return n;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.error = Some(e);
+                    self.done = true;
+                    return 0;
+                }
+            }
+        }
+    }
+
+    /// The next run of whole lines (the last one may lack its `\n`), or an over-long line
+    /// read past; false at the end.
     fn next(&mut self, chunk: &mut Chunk) -> bool {
         chunk.len = 0;
-        if chunk.buf.len() < self.size.max(self.carry.len() + 1) {
-            chunk.buf.resize(self.size.max(self.carry.len() + 1), 0);
+        chunk.long = None;
+        let want = self.size.max(self.carry.len() + 1);
+        if chunk.buf.len() > want {
+            // A long line grew it: give the memory back (before taking the new buffer).
+            chunk.buf = Vec::new();
+            chunk.buf = vec![0; want];
+        } else if chunk.buf.len() < want {
+            chunk.buf.resize(want, 0);
         }
         chunk.buf[..self.carry.len()].copy_from_slice(&self.carry);
         chunk.len = self.carry.len();
-        self.carry.clear();
-        // The carried bytes hold no `\n`: search only what is read after them.
-        let mut unsearched = chunk.len;
+        if self.carry.capacity() > self.size {
+            self.carry = Vec::new();
+        } else {
+            self.carry.clear();
+        }
+        // Unless they follow a long line, the carried bytes hold no `\n`: search only what
+        // is read after them.
+        let mut unsearched = if self.carry_lines { 0 } else { chunk.len };
+        self.carry_lines = false;
         loop {
             while chunk.len < chunk.buf.len() && !self.done {
-                match self.reader.read(&mut chunk.buf[chunk.len..]) {
-                    Ok(0) => self.done = true,
-                    Ok(n) => {
-                        chunk.len += n;
-                        self.bytes += n as u64;
-                    }
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        self.error = Some(e);
-                        self.done = true;
-                    }
-                }
+                let mut buf = std::mem::take(&mut chunk.buf);
+                chunk.len += self.read_some(&mut buf[chunk.len..]);
+                chunk.buf = buf;
             }
             if self.done {
+                if self.cancelled {
+                    return false;
+                }
                 return chunk.len > 0;
             }
             if let Some(i) = memchr::memrchr(b'\n', &chunk.buf[unsearched..chunk.len]) {
@@ -635,11 +735,38 @@ impl<R: Read> ChunkReader<R> {
                 chunk.len = end;
                 return true;
             }
-            // One line fills the buffer: make room for the rest of it.
+            // One line fills the buffer.
+            if chunk.len > self.max_line {
+                return self.skip_long_line(chunk);
+            }
             unsearched = chunk.len;
-            let grown = chunk.buf.len() * 2;
+            let grown = (chunk.buf.len() * 2).min(self.max_line.saturating_add(1));
             chunk.buf.resize(grown, 0);
         }
+    }
+
+    /// The chunk holds the start of a line longer than `max_line` and no `\n`: read on to
+    /// the line's end in the same buffer, keeping what follows it for the next chunk.
+    fn skip_long_line(&mut self, chunk: &mut Chunk) -> bool {
+        let mut length = chunk.len as u64;
+        let mut buf = std::mem::take(&mut chunk.buf);
+        loop {
+            let n = self.read_some(&mut buf);
+            if n == 0 {
+                break;
+            }
+            if let Some(i) = memchr::memchr(b'\n', &buf[..n]) {
+                length += i as u64;
+                self.carry.extend_from_slice(&buf[i + 1..n]);
+                self.carry_lines = true;
+                break;
+            }
+            length += n as u64;
+        }
+        chunk.buf = buf;
+        chunk.len = 0;
+        chunk.long = Some(length);
+        !self.cancelled
     }
 }
 
@@ -677,8 +804,12 @@ impl<'e> LineScanner<'e> {
 
     /// Scan whole lines: `buf` ends with `\n`, or is the end of the stream.
     fn lines(&mut self, mut buf: &[u8], stream_start: bool) {
+        // A BOM counts in the first line's length, as when the line is read past.
+        let mut bom = 0;
         if stream_start {
-            buf = buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(buf);
+            if let Some(rest) = buf.strip_prefix(b"\xEF\xBB\xBF") {
+                (buf, bom) = (rest, 3);
+            }
         }
         let mut pf = self.engine.prefilter.finder();
         let len = buf.len();
@@ -711,7 +842,12 @@ impl<'e> LineScanner<'e> {
                 hit = None;
                 searched = end;
             }
-            self.line(&buf[pos..end], candidate);
+            if end - pos + bom > self.opts.max_line_bytes {
+                self.long_line((end - pos + bom) as u64);
+            } else {
+                self.line(&buf[pos..end], candidate);
+            }
+            bom = 0;
             pos = end + 1;
         }
     }
@@ -750,7 +886,7 @@ impl<'e> LineScanner<'e> {
                                 rule,
                                 branch: m.branch,
                                 witness: m.witness,
-                                event: parsed.text.clone(),
+                                event: parsed.text.to_string(),
                             });
                         }
                         Verdict::Allowed(entry) => {
@@ -763,6 +899,22 @@ impl<'e> LineScanner<'e> {
             Ok(None) => {}
             Err(m) => self.malformed(m.reason),
         }
+    }
+
+    /// The next line was read past: `len` bytes, longer than `max_line_bytes`.
+    fn skipped_line(&mut self, len: u64) {
+        self.line_no += 1;
+        self.long_line(len);
+    }
+
+    /// A line of `len` bytes, longer than `max_line_bytes`: counted, not evaluated.
+    fn long_line(&mut self, len: u64) {
+        self.stats.events += 1;
+        self.stats.long_lines += 1;
+        self.malformed(format!(
+            "line of {len} bytes is longer than max-line-bytes ({}): not evaluated",
+            self.opts.max_line_bytes
+        ));
     }
 
     fn malformed(&mut self, reason: String) {
@@ -789,6 +941,7 @@ impl<'e> LineScanner<'e> {
         for (key, count) in b.allowlisted {
             *a.allowlisted.entry(key).or_default() += count;
         }
+        a.long_lines += b.long_lines;
         let room = self
             .opts
             .max_examples

@@ -41,8 +41,9 @@ impl Compression {
     }
 
     /// The encoding announced by the first bytes of an input (at least [`MAGIC_LEN`] of them
-    /// unless the input is shorter). `Err` names a compression that is recognised but not
-    /// supported (scanning it as text would only report garbage).
+    /// unless the input is shorter). `Err` names a compression, or a UTF-16/32 byte-order
+    /// mark, that is recognised but not supported (scanning it as text would only report
+    /// garbage); [`refusal`] words it.
     pub fn detect(head: &[u8]) -> Result<Compression, &'static str> {
         Ok(match head {
             [0x1f, 0x8b, ..] => Compression::Gzip,
@@ -53,8 +54,53 @@ impl Compression {
             [b'B', b'Z', b'h', ..] => return Err("bzip2"),
             [b'P', b'K', 0x03, 0x04, ..] => return Err("zip"),
             [0x04, 0x22, 0x4d, 0x18, ..] => return Err("lz4"),
+            [0xff, 0xfe, 0x00, 0x00, ..] => return Err("UTF-32LE"),
+            [0x00, 0x00, 0xfe, 0xff, ..] => return Err("UTF-32BE"),
+            [0xff, 0xfe, ..] => return Err("UTF-16LE"),
+            [0xfe, 0xff, ..] => return Err("UTF-16BE"),
             _ => Compression::Plain,
         })
+    }
+}
+
+/// Why an input refused by [`Compression::detect`] is not scanned.
+pub fn refusal(kind: &str) -> String {
+    if kind.starts_with("UTF-") {
+        format!(
+            "{kind} text (byte-order mark) is not supported: not scanned (convert it to UTF-8, \
+             e.g. iconv -f {kind} -t UTF-8)"
+        )
+    } else {
+        format!("{kind}-compressed input is not supported (gzip and zstd are): not scanned")
+    }
+}
+
+/// Read up to [`MAGIC_LEN`] bytes, keeping those read before an error.
+pub fn read_head_keep<R: Read>(reader: &mut R) -> (Vec<u8>, Option<io::Error>) {
+    let mut head = vec![0; MAGIC_LEN];
+    let mut len = 0;
+    let mut error = None;
+    while len < MAGIC_LEN {
+        match reader.read(&mut head[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    head.truncate(len);
+    (head, error)
+}
+
+/// A reader that fails once with `error` (if any), then ends.
+pub struct Failing(pub Option<io::Error>);
+
+impl Read for Failing {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        self.0.take().map_or(Ok(0), Err)
     }
 }
 

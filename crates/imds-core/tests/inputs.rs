@@ -204,3 +204,244 @@ fn exporter_wrappers_are_evaluated_on_their_source() {
         .collect();
     assert_eq!(hits, [(1, NET_HIT), (3, PROC_HIT)]);
 }
+
+fn scan_capped(data: &[u8], threads: usize, buffer_size: usize, cap: usize) -> ScanReport {
+    let opts = ScanOptions {
+        threads,
+        buffer_size,
+        max_line_bytes: cap,
+        ..ScanOptions::default()
+    };
+    engine().scan_reader(data, 0, &opts, &AtomicBool::new(false))
+}
+
+#[test]
+fn lines_longer_than_the_cap_are_counted_not_evaluated() {
+    // A hit padded to `len` bytes (without its `\n`).
+    let padded = |len: usize| {
+        let head = &PROC_HIT[..PROC_HIT.len() - 1];
+        let pad = len - head.len() - ",\"m\":\"\"}".len();
+        format!("{head},\"m\":\"{}\"}}", "x".repeat(pad))
+    };
+    let cap = 1000;
+    let mut data = String::new();
+    let mut expected_hits = Vec::new();
+    let mut expected_long = Vec::new();
+    // Around the cap, and far past any buffer, with and without a final `\n`.
+    let lengths = [cap, cap + 1, 5000, cap - 1, 100_000, 3 * cap, cap];
+    for (i, &len) in lengths.iter().enumerate() {
+        let line_no = 2 * i as u64 + 2;
+        data.push_str(NET_HIT);
+        data.push('\n');
+        expected_hits.push(2 * i as u64 + 1);
+        data.push_str(&padded(len));
+        data.push('\n');
+        if len > cap {
+            expected_long.push((line_no, len));
+        } else {
+            expected_hits.push(line_no);
+        }
+    }
+    data.push_str(&padded(7000)); // the last line, without `\n`
+    expected_long.push((lengths.len() as u64 * 2 + 1, 7000));
+    for threads in [1, 2] {
+        for buffer in [64, 700, 4096, 1 << 20] {
+            let report = scan_capped(data.as_bytes(), threads, buffer, cap);
+            let f = &report.files[0];
+            let what = format!("{threads} threads, buffer {buffer}");
+            let hits: Vec<u64> = report.hits.iter().map(|h| h.line).collect();
+            assert_eq!(hits, expected_hits, "{what}");
+            assert_eq!(f.long_lines, expected_long.len() as u64, "{what}");
+            assert_eq!(f.malformed, f.long_lines, "{what}");
+            assert_eq!(f.events, 2 * lengths.len() as u64 + 1, "{what}");
+            assert_eq!(f.bytes, data.len() as u64, "{what}");
+            let examples: Vec<(u64, String)> = expected_long
+                .iter()
+                .take(5)
+                .map(|&(line, len)| {
+                    let why = format!(
+                        "line of {len} bytes is longer than max-line-bytes ({cap}): not evaluated"
+                    );
+                    (line, why)
+                })
+                .collect();
+            assert_eq!(f.malformed_examples, examples, "{what}");
+        }
+    }
+    // In memory, the same.
+    let opts = ScanOptions {
+        max_line_bytes: cap,
+        ..ScanOptions::default()
+    };
+    let report = engine().scan_bytes(data.as_bytes(), &opts);
+    assert_eq!(report.files[0].long_lines, expected_long.len() as u64);
+    let hits: Vec<u64> = report.hits.iter().map(|h| h.line).collect();
+    assert_eq!(hits, expected_hits);
+}
+
+/// An endless stream of one byte, counting what was read.
+struct Endless {
+    byte: u8,
+    read: std::sync::Arc<AtomicU64>,
+    limit: u64,
+}
+
+impl std::io::Read for Endless {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.limit - self.read.load(Ordering::Relaxed);
+        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        buf[..n].fill(self.byte);
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+#[test]
+fn an_endless_line_is_read_past_in_bounded_memory_and_can_be_cancelled() {
+    // 300 MiB of zeros (no `\n`): read past with buffers of at most the cap.
+    let limit = 300 << 20;
+    let reader = Endless {
+        byte: 0,
+        read: Default::default(),
+        limit,
+    };
+    let report = scan_capped_reader(reader, 1 << 20, &AtomicBool::new(false));
+    let f = &report.files[0];
+    assert_eq!((f.long_lines, f.events, f.bytes), (1, 1, limit));
+    assert!(f.malformed_examples[0]
+        .1
+        .starts_with("line of 314572800 bytes"));
+    // Cancelled while reading it: stops soon, not at the end of the line.
+    let read = std::sync::Arc::new(AtomicU64::new(0));
+    let cancel = AtomicBool::new(false);
+    let report = std::thread::scope(|s| {
+        s.spawn(|| {
+            while read.load(Ordering::Relaxed) < 8 << 20 {
+                std::thread::yield_now();
+            }
+            cancel.store(true, Ordering::Relaxed);
+        });
+        let reader = Endless {
+            byte: b'x',
+            read: read.clone(),
+            limit: u64::MAX,
+        };
+        scan_capped_reader(reader, 1 << 20, &cancel)
+    });
+    assert!(report.cancelled);
+    assert!(report.files[0]
+        .error
+        .as_deref()
+        .unwrap()
+        .starts_with("interrupted"));
+}
+
+fn scan_capped_reader<R: std::io::Read + Send + 'static>(
+    reader: R,
+    cap: usize,
+    cancel: &AtomicBool,
+) -> ScanReport {
+    let opts = ScanOptions {
+        threads: 1,
+        buffer_size: 64 << 10,
+        max_line_bytes: cap,
+        ..ScanOptions::default()
+    };
+    engine().scan_inputs(
+        vec![Input::Reader(Box::new(reader))],
+        &opts,
+        cancel,
+        &AtomicU64::new(0),
+    )
+}
+
+#[test]
+fn byte_order_marks_and_nested_compression() {
+    let utf16: Vec<u8> = [0xff, 0xfe]
+        .into_iter()
+        .chain(NET_HIT.encode_utf16().flat_map(u16::to_le_bytes))
+        .collect();
+    let utf16be: Vec<u8> = [0xfe, 0xff]
+        .into_iter()
+        .chain(NET_HIT.encode_utf16().flat_map(u16::to_be_bytes))
+        .collect();
+    let line = format!("{NET_HIT}\n").into_bytes();
+    for (what, data, error) in [
+        (
+            "UTF-16LE",
+            utf16.clone(),
+            "UTF-16LE text (byte-order mark) is not supported",
+        ),
+        (
+            "UTF-16BE",
+            utf16be,
+            "UTF-16BE text (byte-order mark) is not supported",
+        ),
+        (
+            "UTF-32LE",
+            b"\xff\xfe\0\0{\0\0\0".to_vec(),
+            "UTF-32LE text (byte-order mark) is not supported",
+        ),
+        (
+            ".gz.gz",
+            gzip(&gzip(&line, 1), 1),
+            "gzip data that holds gzip-compressed data (compressed twice?) is not supported",
+        ),
+        (
+            "zstd in gzip",
+            gzip(&zstd_frames(&line, 1), 1),
+            "gzip data that holds zstd-compressed data",
+        ),
+        (
+            "UTF-16 in zstd",
+            zstd_frames(&utf16, 1),
+            "decompressed zstd data: UTF-16LE text (byte-order mark) is not supported",
+        ),
+    ] {
+        let report = scan_reader(data, 1);
+        let f = &report.files[0];
+        assert!(
+            f.error.as_deref().unwrap_or("").starts_with(error),
+            "{what}: {:?}",
+            f.error
+        );
+        assert_eq!((f.events, report.hits.len()), (0, 0), "{what}");
+    }
+    // A UTF-8 BOM is skipped, in plain and compressed input.
+    let bom = [&b"\xef\xbb\xbf"[..], &line].concat();
+    for data in [bom.clone(), gzip(&bom, 1)] {
+        let report = scan_reader(data, 1);
+        assert_eq!((report.hits.len(), report.files[0].malformed), (1, 0));
+        assert_eq!(report.files[0].error, None);
+    }
+}
+
+#[test]
+fn lone_surrogates_and_deep_nesting_keep_the_event() {
+    // A lone surrogate escape: kept, as U+FFFD (Elasticsearch indexes such documents).
+    let surrogate = PROC_HIT.replace("meta-data/", "meta-data/\\ud800");
+    // 999 arrays inside the event: 1000 levels, Elasticsearch's limit; one more is malformed.
+    let deep = |arrays: usize| {
+        format!(
+            "{},\"deep\":{}{}}}",
+            &NET_HIT[..NET_HIT.len() - 1],
+            "[".repeat(arrays),
+            "]".repeat(arrays)
+        )
+    };
+    let data = format!("{surrogate}\n{}\n{}\n", deep(999), deep(1000));
+    for threads in [1, 2] {
+        let report = scan_reader(data.clone().into_bytes(), threads);
+        let hits: Vec<u64> = report.hits.iter().map(|h| h.line).collect();
+        assert_eq!(hits, [1, 2]);
+        let value = &report.hits[0].witness.as_ref().unwrap().value;
+        assert!(value.ends_with("meta-data/\u{FFFD}"), "{value}");
+        assert_eq!(report.hits[0].event, surrogate);
+        let f = &report.files[0];
+        assert_eq!(f.malformed_examples.len(), 1);
+        assert_eq!(f.malformed_examples[0].0, 3);
+        assert!(f.malformed_examples[0]
+            .1
+            .starts_with("nested deeper than 1000 levels"));
+    }
+}

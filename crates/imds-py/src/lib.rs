@@ -48,7 +48,11 @@ impl Scanner {
     }
 
     /// Scan files; returns (hits, per-file stats). Ctrl-C raises KeyboardInterrupt.
-    #[pyo3(signature = (paths, threads=0, buffer_size=4194304, prefilter=true, max_examples=5))]
+    #[pyo3(signature = (
+        paths, threads=0, buffer_size=4194304, prefilter=true, max_examples=5,
+        max_line_bytes=67108864
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn scan_paths<'py>(
         &self,
         py: Python<'py>,
@@ -57,9 +61,16 @@ impl Scanner {
         buffer_size: usize,
         prefilter: bool,
         max_examples: usize,
+        max_line_bytes: usize,
     ) -> PyResult<(Vec<HitTuple>, Vec<Bound<'py, PyDict>>)> {
         let inputs = paths.into_iter().map(Input::Path).collect();
-        let opts = options(threads, buffer_size, prefilter, max_examples);
+        let opts = options(
+            threads,
+            buffer_size,
+            prefilter,
+            max_examples,
+            max_line_bytes,
+        );
         let (hits, files, interrupted) = self.run(py, inputs, &opts, None)?;
         if interrupted {
             return Err(PyKeyboardInterrupt::new_err(()));
@@ -73,7 +84,8 @@ impl Scanner {
     /// the sources so far, and once at the end. Returns (hits, per-input stats, interrupted):
     /// on Ctrl-C the scan stops and returns what it found, with interrupted True.
     #[pyo3(signature = (
-        inputs, threads=0, buffer_size=4194304, prefilter=true, max_examples=5, progress=None
+        inputs, threads=0, buffer_size=4194304, prefilter=true, max_examples=5, progress=None,
+        max_line_bytes=67108864
     ))]
     #[allow(clippy::too_many_arguments)]
     fn scan<'py>(
@@ -85,9 +97,16 @@ impl Scanner {
         prefilter: bool,
         max_examples: usize,
         progress: Option<Py<PyAny>>,
+        max_line_bytes: usize,
     ) -> PyResult<ScanTuple<'py>> {
         let inputs = inputs.iter().map(to_input).collect::<PyResult<Vec<_>>>()?;
-        let opts = options(threads, buffer_size, prefilter, max_examples);
+        let opts = options(
+            threads,
+            buffer_size,
+            prefilter,
+            max_examples,
+            max_line_bytes,
+        );
         self.run(py, inputs, &opts, progress.as_ref())
     }
 }
@@ -157,12 +176,14 @@ fn options(
     buffer_size: usize,
     prefilter: bool,
     max_examples: usize,
+    max_line_bytes: usize,
 ) -> ScanOptions {
     ScanOptions {
         threads,
         buffer_size: buffer_size.max(64),
         prefilter,
         max_examples,
+        max_line_bytes,
     }
 }
 
@@ -232,6 +253,7 @@ fn stats_dict<'py>(py: Python<'py>, stats: &FileStats) -> PyResult<Bound<'py, Py
     dict.set_item("hits", stats.hits)?;
     dict.set_item("malformed", stats.malformed)?;
     dict.set_item("invalid_utf8", stats.invalid_utf8)?;
+    dict.set_item("long_lines", stats.long_lines)?;
     dict.set_item("malformed_examples", stats.malformed_examples.clone())?;
     dict.set_item("error", stats.error.clone())?;
     dict.set_item("compression", stats.compression)?;

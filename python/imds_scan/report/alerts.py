@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..reference import deep_json, load_event
 from ..rules import Rule
 from ..scan import Hit
 
@@ -84,7 +85,8 @@ def alert_document(hit: Hit) -> dict[str, Any]:
     """The hit as an ECS alert. The event's own fields are kept, @timestamp as written; the
     event's own ``rule``/``threat`` fields (say, a firewall rule) move to ``imds_scan.original``
     so that ``rule.*`` and ``threat.*`` describe this detection alone."""
-    doc: dict[str, Any] = json.loads(hit.event_text)  # plain numbers: they re-ingest as numbers
+    # Plain numbers: they re-ingest as numbers.
+    doc: dict[str, Any] = load_event(hit.event_text, numbers_as_text=False)
     original = {**_take(doc, "rule"), **_take(doc, "threat")}
     _take(doc, "imds_scan")  # the event must not speak for the scanner
     _put(doc, "event.kind", "alert")
@@ -111,4 +113,5 @@ def alert_document(hit: Hit) -> dict[str, Any]:
 
 
 def alert_json(hit: Hit) -> str:
-    return json.dumps(alert_document(hit), ensure_ascii=False)
+    with deep_json(hit.event_text):
+        return json.dumps(alert_document(hit), ensure_ascii=False)
