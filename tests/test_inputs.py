@@ -852,3 +852,14 @@ def test_nesting_up_to_elasticsearchs_limit(tmp_path: Path, engine: str) -> None
     report = path.with_suffix(".html")
     proc = cli(path, "--engine", engine, "-o", path.with_suffix(".parquet"), "--report", report)
     assert proc.returncode == 1 and report.exists(), proc.stderr
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_quiet_still_names_the_inputs_that_failed(tmp_path: Path, engine: str) -> None:
+    good = tmp_path / "good.ndjson"
+    good.write_bytes(lines(HIT))
+    missing = tmp_path / "missing.ndjson"
+    proc = cli(missing, good, "-q", "-f", "ndjson", "--engine", engine)
+    assert proc.returncode == 2 and len(proc.stdout.splitlines()) == 1
+    (line,) = proc.stderr.splitlines()  # no scan line, but the reason for exit 2
+    assert line.startswith(f"imds-scan: error: {missing}: ") and "No such file" in line

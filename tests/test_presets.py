@@ -375,16 +375,18 @@ def test_non_ecs_input_is_named_not_silently_empty(tmp_path: Path, engine: str) 
     hits = tmp_path / "hits.ndjson"
     hits.write_text(json.dumps(STILL_HITS[0]) + "\n")
     proc = _cli(la, audit, ecs_quiet, hits, "-f", "ndjson", "--engine", engine)
-    assert proc.returncode == 1, proc.stderr
-    assert "inputs that do not look like ECS (no field the rules read): 2" in proc.stderr
+    # Raw auditd text has no valid event at all: an input error (exit 2), named as such.
+    assert proc.returncode == 2, proc.stderr
+    assert f"error: {audit}: no valid event: all 2 lines are malformed (not NDJSON?)" in (
+        proc.stderr
+    )
+    assert "inputs that do not look like ECS (no field the rules read): 1" in proc.stderr
     warnings = [x for x in proc.stderr.splitlines() if "look like ECS" in x and "warning" in x]
     assert warnings == [
         f"imds-scan: warning: {la}: does not look like ECS: none of the first 2 events has a "
         "field the rules read (destination.address, destination.ip, event.category, "
         "event.type, process.args, process.command_line, …); fields seen: TimeGenerated, "
         "Computer, EventID, Activity, Application, DestAddress",
-        f"imds-scan: warning: {audit}: does not look like ECS NDJSON: none of the first 2 "
-        "lines is a JSON object, so no rule saw an event",
     ]
     # -q keeps the diagnostics.
     proc = _cli(la, "-q", "--engine", engine)

@@ -502,6 +502,13 @@ def scan(
             f.discard()
     if not quiet:
         output_mod.print_summary(result.stats, result.hits)
+    else:  # -q drops the scan line, never the reason for exit 2
+        for failed in result.stats.errors:
+            print(
+                f"imds-scan: error: {output_mod.safe(failed.path)}: "
+                f"{output_mod.safe(failed.error or '')}",
+                file=sys.stderr,
+            )
     for warning in output_mod.allowlist_warnings(result.stats):
         print(f"imds-scan: warning: {warning}", file=sys.stderr)
     for shape in result.stats.not_ecs:

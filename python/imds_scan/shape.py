@@ -69,6 +69,7 @@ def _lines(source: Source, limit: int) -> Iterator[bytes]:
     from .reference import (
         _Counted,
         _decoded,
+        _LongLine,
         _read_head,
         _read_lines,
         _ReadFailed,
@@ -81,7 +82,8 @@ def _lines(source: Source, limit: int) -> Iterator[bytes]:
         for count, line in enumerate(_read_lines(stream, _ReadFailed())):
             if count >= limit * 4:  # blank lines count too, up to a point
                 return
-            yield line
+            if not isinstance(line, _LongLine):  # read past, never held: nothing to look at
+                yield line
 
 
 def look(source: Source, fields: Sequence[str], limit: int = SAMPLE) -> NotEcs | None:
