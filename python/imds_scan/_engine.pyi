@@ -18,15 +18,6 @@ class _Readable(Protocol):
 class Scanner:
     def __new__(cls, rules: list[str]) -> Scanner: ...
     def needles(self) -> list[str] | None: ...
-    def scan_paths(
-        self,
-        paths: list[str] | list[PathLike[str]],
-        threads: int = 0,
-        buffer_size: int = 4194304,
-        prefilter: bool = True,
-        max_examples: int = 5,
-        max_line_bytes: int = 67108864,
-    ) -> tuple[list[_HitTuple], list[dict[str, Any]]]: ...
     def scan(
         self,
         inputs: Sequence[str | PathLike[str] | _Readable],

@@ -745,14 +745,7 @@ def main() -> None:
             )
         code = EXIT_ERROR
     try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        _silence_stdout()
-    except OSError as exc:
-        _silence_stdout()
-        print(
-            f"imds-scan: error: cannot write to standard output: {exc.strerror or exc}",
-            file=sys.stderr,
-        )
+        _to_stdout(lambda: None)  # what is still buffered
+    except typer.Exit:
         code = EXIT_ERROR
     sys.exit(code)

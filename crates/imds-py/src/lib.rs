@@ -47,37 +47,6 @@ impl Scanner {
         prefilter.is_active().then(|| prefilter.needles())
     }
 
-    /// Scan files; returns (hits, per-file stats). Ctrl-C raises KeyboardInterrupt.
-    #[pyo3(signature = (
-        paths, threads=0, buffer_size=4194304, prefilter=true, max_examples=5,
-        max_line_bytes=67108864
-    ))]
-    #[allow(clippy::too_many_arguments)]
-    fn scan_paths<'py>(
-        &self,
-        py: Python<'py>,
-        paths: Vec<PathBuf>,
-        threads: usize,
-        buffer_size: usize,
-        prefilter: bool,
-        max_examples: usize,
-        max_line_bytes: usize,
-    ) -> PyResult<(Vec<HitTuple>, Vec<Bound<'py, PyDict>>)> {
-        let inputs = paths.into_iter().map(Input::Path).collect();
-        let opts = options(
-            threads,
-            buffer_size,
-            prefilter,
-            max_examples,
-            max_line_bytes,
-        );
-        let (hits, files, interrupted) = self.run(py, inputs, &opts, None)?;
-        if interrupted {
-            return Err(PyKeyboardInterrupt::new_err(()));
-        }
-        Ok((hits, files))
-    }
-
     /// Scan inputs: paths (str or os.PathLike; "-" is standard input) or binary file-like
     /// objects (anything with `read(n)`, called with the GIL for each buffer). gzip and zstd
     /// are decoded. `progress(bytes)` is called every 100 ms or so with the bytes read from
