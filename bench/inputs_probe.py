@@ -4,6 +4,7 @@ and peak RSS while scanning a large input.
 
     python3 bench/inputs_probe.py --corpus /work/data/ecs-1g.ndjson --big /work/data/ecs-5g.ndjson
     python3 bench/inputs_probe.py --long-lines /tmp/long-lines   # peak RSS for long lines only
+    python3 bench/inputs_probe.py --ctrl-c --corpus bench/data/ecs-1G-s7.ndjson   # Ctrl-C latency
 
 The compressed copies (`CORPUS.gz`, gzip -6; `CORPUS.zst`, zstd -3) are made next to the
 corpus when missing. Every case runs as its own process (the CLI, `-f ndjson -q`, hits
@@ -14,6 +15,11 @@ counted from stdout and checked against `CORPUS.expected.json`); wall time and p
 line of 60 MB and one of 200 MB that hold the metadata address (so the prefilter passes them to
 the parser) but are no hit, a gzip of 1 GiB of zeros without a newline (about 1 MB) and ten
 copies of it together, each case one CLI process; the files are made in DIR when missing.
+
+`--ctrl-c` measures instead how long the CLI takes to stop after SIGINT (README: "Ctrl-C stops
+the scan within a buffer's time"): on an endless line (`/dev/zero`) and on the corpus, plain
+(the Rust engine with `--no-prefilter`, else it is done before the signal) and gzip, each
+engine; SIGINT is sent 1 s after start, and the exit code must be 130.
 """
 
 from __future__ import annotations
@@ -155,13 +161,42 @@ def long_lines(workdir: Path) -> None:
     print("x line: (peak RSS - the engine's RSS for one short line) / line length, when evaluated")
 
 
+def ctrl_c(corpus: Path) -> None:
+    """Seconds from SIGINT to exit, and the exit code, per input and engine."""
+    import signal
+
+    inputs = [("/dev/zero (one endless line)", Path("/dev/zero"))]
+    if corpus.exists():
+        inputs += [("corpus, plain", corpus), ("corpus, gzip", ensure_copies(corpus)["gzip"])]
+    print(f"{'input':<30} {'engine':<7} {'exit':>4} {'stop s':>7}")
+    for name, path in inputs:
+        for engine in ("rust", "python"):
+            cmd = [*CLI, str(path), "-q", "-f", "ndjson", "--engine", engine]
+            if name == "corpus, plain" and engine == "rust":  # else done within the second
+                cmd.append("--no-prefilter")
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1.0)
+            sent = time.perf_counter()
+            proc.send_signal(signal.SIGINT)
+            try:
+                code = proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                code = proc.wait()
+            print(f"{name:<30} {engine:<7} {code:>4} {time.perf_counter() - sent:>7.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", type=Path, default=Path("/work/data/ecs-1g.ndjson"))
     parser.add_argument("--big", type=Path, help="a large plain input for peak RSS (e.g. 5 GB)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--long-lines", type=Path, metavar="DIR", help="see above")
+    parser.add_argument("--ctrl-c", action="store_true", help="see above")
     args = parser.parse_args()
+    if args.ctrl_c:
+        ctrl_c(args.corpus)
+        return
     if args.long_lines:
         long_lines(args.long_lines)
         return
