@@ -648,9 +648,11 @@ fn corpus(lines: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-fn compress(plain: &[u8], zstd: bool, parts: usize) -> Vec<u8> {
-    let mut out = Vec::new();
+/// The members (gzip) or frames (zstd) of `plain` cut in `parts`, and where each starts.
+fn compress(plain: &[u8], zstd: bool, parts: usize) -> (Vec<u8>, Vec<usize>) {
+    let (mut out, mut starts) = (Vec::new(), Vec::new());
     for part in plain.chunks(plain.len().div_ceil(parts).max(1)) {
+        starts.push(out.len());
         if zstd {
             let mut enc = zstd::Encoder::new(Vec::new(), 3).unwrap();
             enc.include_checksum(true).unwrap();
@@ -662,7 +664,7 @@ fn compress(plain: &[u8], zstd: bool, parts: usize) -> Vec<u8> {
             out.extend(enc.finish().unwrap());
         }
     }
-    out
+    (out, starts)
 }
 
 /// What the engine's own decoders give for `data` before they stop, read in small pieces so
@@ -747,9 +749,13 @@ proptest! {
         buffer_size in prop::sample::select(vec![64usize, 1000, 4096, 1 << 16, 4 << 20]),
     ) {
         let plain = corpus(lines, seed);
-        let mut data = compress(&plain, zstd, parts);
+        let (mut data, starts) = compress(&plain, zstd, parts);
         for (at, mask) in &flips {
+            // Not in a zstd frame header (up to 18 bytes): a changed header may declare more
+            // content than the frame holds, which the zstd crate reports only to reads at
+            // least that large (docs/fuzzing.md, known findings).
             let i = at.index(data.len());
+            prop_assume!(!zstd || starts.iter().all(|&s| i < s || i >= s + 18));
             data[i] ^= mask;
         }
         // Keep the magic bytes, so that the input is still taken for compressed data.
@@ -770,7 +776,7 @@ proptest! {
 fn damage_in_a_large_read_keeps_what_was_decoded_before_it() {
     let plain = corpus(20_000, 1);
     for zstd in [false, true] {
-        let mut data = compress(&plain, zstd, 1);
+        let (mut data, _) = compress(&plain, zstd, 1);
         let mid = data.len() / 2;
         data[mid] ^= 0x55;
         let opts = ScanOptions {
