@@ -818,7 +818,12 @@ fn damage_in_a_large_read_keeps_what_was_decoded_before_it() {
 fn only_lone_surrogates_count_as_the_known_bug() {
     assert!(!known_bug(r#"{"a":"\ud83d\ude00 \u00e9 \\ud800"}"#));
     assert!(!known_bug(r#"{"a":"\uD83D\uDE00"}"#));
-    for lone in [r#""\ud800""#, r#""\udc00""#, r#""\ud800\u0041""#, r#""x\uDBFF""#] {
+    for lone in [
+        r#""\ud800""#,
+        r#""\udc00""#,
+        r#""\ud800\u0041""#,
+        r#""x\uDBFF""#,
+    ] {
         assert!(known_bug(lone), "{lone}");
     }
     assert!(known_bug(&"[".repeat(130)));

@@ -75,7 +75,11 @@ fuzz_target!(|input: &[u8]| {
     assert_eq!(f.error.is_some(), failed, "{:?}", f.error);
     let got = f.bytes as usize;
     if failed {
-        assert!(got + DECODED_READ >= decoded.len(), "{got} of {}", decoded.len());
+        assert!(
+            got + DECODED_READ >= decoded.len(),
+            "{got} of {}",
+            decoded.len()
+        );
     } else {
         assert_eq!(got, decoded.len());
     }
