@@ -50,7 +50,10 @@ RULES = _rules()
 
 
 def test_rust_fuzz_fixture_is_the_compiled_pack() -> None:
-    """crates/imds-core/tests/fuzz_props.rs fuzzes the pack's IR as compiled here."""
+    """crates/imds-core/tests/fuzz_props.rs fuzzes the pack's IR as compiled here. After a
+    change to the pack: ``python3 -c 'import json, test_fuzz as t; print(json.dumps([r.ir for
+    r in t.RULES[1:]], indent=1))' > ../crates/imds-core/tests/data/hardened_ir.json`` (in
+    tests/, with the package on the path)."""
     assert json.loads(HARDENED_IR.read_text()) == [r.ir for r in RULES[1:]]
 
 
