@@ -255,14 +255,34 @@ pub fn is_cancelled(e: &io::Error) -> bool {
 /// that the byte offset reported with a decoding error is close to the damage.
 pub const COMPRESSED_READ: usize = 256 << 10;
 
+/// Decoded bytes are asked for in reads of at most this size: a decoder that meets damaged
+/// data fails the whole read, and what that read had decoded before the damage is lost.
+pub const DECODED_READ: usize = 64 << 10;
+
+/// A decoder read in pieces of at most [`DECODED_READ`] bytes.
+pub struct Capped<R>(R);
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(DECODED_READ);
+        self.0.read(&mut buf[..n])
+    }
+}
+
 /// A gzip decoder that reads every member of a multi-member file (as `gzip -d` does).
-pub fn gzip<R: Read>(input: R) -> flate2::read::MultiGzDecoder<BufReader<R>> {
-    flate2::read::MultiGzDecoder::new(BufReader::with_capacity(COMPRESSED_READ, input))
+pub fn gzip<R: Read>(input: R) -> Capped<flate2::read::MultiGzDecoder<BufReader<R>>> {
+    Capped(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+        COMPRESSED_READ,
+        input,
+    )))
 }
 
 /// A zstd decoder that reads every frame (skippable frames are skipped).
-pub fn zstd<R: Read>(input: R) -> io::Result<zstd::stream::read::Decoder<'static, BufReader<R>>> {
+pub fn zstd<R: Read>(
+    input: R,
+) -> io::Result<Capped<zstd::stream::read::Decoder<'static, BufReader<R>>>> {
     zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(COMPRESSED_READ, input))
+        .map(Capped)
 }
 
 #[cfg(test)]
