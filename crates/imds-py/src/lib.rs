@@ -12,6 +12,7 @@ use std::borrow::Cow;
 use std::io::{self, Read};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 type WitnessTuple = (String, &'static str, String, String);
@@ -94,31 +95,47 @@ impl Scanner {
         let mut interrupted = false;
         let report = py.detach(|| {
             std::thread::scope(|scope| {
-                let worker = scope.spawn(|| self.engine.scan_inputs(inputs, opts, &cancel, &read));
+                // The worker says when it is done, so a short scan returns at once instead of
+                // after the first 50 ms poll.
+                let (done, finished) = mpsc::channel::<()>();
+                let (cancel, read) = (&cancel, &read);
+                let worker = scope.spawn(move || {
+                    let report = self.engine.scan_inputs(inputs, opts, cancel, read);
+                    let _ = done.send(());
+                    report
+                });
                 let mut reported = Instant::now();
-                while !worker.is_finished() {
-                    std::thread::sleep(Duration::from_millis(50));
-                    if cancel.load(Ordering::Relaxed) {
-                        continue; // wait for the worker to stop
-                    }
-                    let polled: PyResult<()> = Python::attach(|py| {
-                        py.check_signals()?;
-                        match progress {
-                            Some(callback) if reported.elapsed() >= PROGRESS_EVERY => {
-                                reported = Instant::now();
-                                callback.call1(py, (read.load(Ordering::Relaxed),))?;
-                                Ok(())
+                loop {
+                    // Done, or Disconnected (the worker panicked; join says so). Either way the
+                    // signals are checked once more: a Ctrl-C that ended a blocking read must
+                    // still count as an interruption, not surface later as a bare one.
+                    let done = !matches!(
+                        finished.recv_timeout(Duration::from_millis(50)),
+                        Err(RecvTimeoutError::Timeout)
+                    );
+                    if !cancel.load(Ordering::Relaxed) {
+                        let polled: PyResult<()> = Python::attach(|py| {
+                            py.check_signals()?;
+                            match progress {
+                                Some(callback) if !done && reported.elapsed() >= PROGRESS_EVERY => {
+                                    reported = Instant::now();
+                                    callback.call1(py, (read.load(Ordering::Relaxed),))?;
+                                    Ok(())
+                                }
+                                _ => Ok(()),
                             }
-                            _ => Ok(()),
+                        });
+                        if let Err(err) = polled {
+                            cancel.store(true, Ordering::Relaxed);
+                            if Python::attach(|py| err.is_instance_of::<PyKeyboardInterrupt>(py)) {
+                                interrupted = true;
+                            } else {
+                                failure = Some(err);
+                            }
                         }
-                    });
-                    if let Err(err) = polled {
-                        cancel.store(true, Ordering::Relaxed);
-                        if Python::attach(|py| err.is_instance_of::<PyKeyboardInterrupt>(py)) {
-                            interrupted = true;
-                        } else {
-                            failure = Some(err);
-                        }
+                    }
+                    if done {
+                        break;
                     }
                 }
                 worker.join().expect("scan thread panicked")
