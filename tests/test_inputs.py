@@ -793,6 +793,8 @@ def test_inputs_without_a_valid_event_are_errors(tmp_path: Path, engine: str) ->
         ),
         "cut.zst": (zst[: len(zst) // 2], "zstd data damaged or cut short"),
         "magic.zst": (zst[:4], "zstd data damaged or cut short near compressed byte 4"),
+        "magic.gz": (b"\x1f\x8b", "gzip data damaged or cut short near compressed byte 2"),
+        "header.gz": (gzip.compress(b"")[:10], "gzip data damaged or cut short near"),
         "binary.bin": (bytes(range(256)) * 64, "no valid event: all 65 lines are malformed"),
     }
     for name, (data, _) in cases.items():
