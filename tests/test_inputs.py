@@ -855,6 +855,19 @@ def test_nesting_up_to_elasticsearchs_limit(tmp_path: Path, engine: str) -> None
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_nesting_counts_a_repeated_keys_replaced_value(tmp_path: Path, engine: str) -> None:
+    # Found by tests/test_fuzz.py: the reference engine measured the depth of the parsed
+    # document, where a repeated key keeps only its last value, so 1001 levels under the
+    # first `a` passed (and the line was a hit) while the Rust engine found it malformed.
+    deep = "[" * 1000 + "]" * 1000
+    path = tmp_path / "dup.ndjson"
+    path.write_text(json.dumps(HIT)[:-1] + f', "a": {deep}, "a": 1}}\n{{"x": 1}}\n')
+    proc = cli(path, "--engine", engine, "-f", "ndjson")
+    assert proc.returncode == 0, proc.stderr
+    assert f"{path}:1: nested deeper than 1000 levels" in proc.stderr
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_quiet_still_names_the_inputs_that_failed(tmp_path: Path, engine: str) -> None:
     good = tmp_path / "good.ndjson"
     good.write_bytes(lines(HIT))
