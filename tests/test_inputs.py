@@ -793,6 +793,16 @@ def test_inputs_without_a_valid_event_are_errors(tmp_path: Path, engine: str) ->
         ),
         "cut.zst": (zst[: len(zst) // 2], "zstd data damaged or cut short"),
         "magic.zst": (zst[:4], "zstd data damaged or cut short near compressed byte 4"),
+        # A gzip header cut short: the reference engine took it for an empty input (its
+        # first read's error was dropped, and the retry found nothing left).
+        "magic.gz": (
+            gzip.compress(line.encode())[:2],
+            "gzip data damaged or cut short near compressed byte 2",
+        ),
+        "header.gz": (
+            gzip.compress(line.encode())[:7],
+            "gzip data damaged or cut short near compressed byte 7",
+        ),
         "binary.bin": (bytes(range(256)) * 64, "no valid event: all 65 lines are malformed"),
     }
     for name, (data, _) in cases.items():

@@ -839,13 +839,14 @@ def scan_paths(
     return hits, all_stats, interrupted
 
 
-def _refuse_nested(stream: BinaryIO, outer: str) -> None:
+def _refuse_nested(stream: BinaryIO, outer: str) -> Exception | None:
     """ValueError when decompressed data is compressed again (``.gz.gz``) or UTF-16/32 text,
-    as the Rust engine refuses it."""
+    as the Rust engine refuses it. Returns the damage the first read met: a second read may
+    not meet it again (a gzip header cut short is consumed, then reads as a clean end)."""
     try:
         head = cast(Any, stream).peek(MAGIC_LEN)[:MAGIC_LEN]
-    except Exception:  # the scan meets (and reports) the same damage
-        return
+    except Exception as exc:
+        return exc
     try:
         inner = detect_compression(head)
     except ValueError as exc:
@@ -855,6 +856,7 @@ def _refuse_nested(stream: BinaryIO, outer: str) -> None:
             f"{outer} data that holds {inner}-compressed data (compressed twice?) is not "
             "supported: not scanned"
         )
+    return None
 
 
 def _scan_one(
@@ -881,11 +883,12 @@ def _scan_one(
         compression = detect_compression(head)
         counted = _Counted(raw, head, progress)
         stream = _decoded(counted, compression)
-        if compression:
-            _refuse_nested(stream, compression)
+        damage = _refuse_nested(stream, compression) if compression else None
         stats.compression = compression
         try:
-            error = scan_stream(stream, rules, source, stats, hits, max_examples, max_line_bytes)
+            error = damage or scan_stream(
+                stream, rules, source, stats, hits, max_examples, max_line_bytes
+            )
         except KeyboardInterrupt:
             stats.source_bytes = counted.count
             stats.error = f"interrupted: scanned up to byte {stats.bytes}"
