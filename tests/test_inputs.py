@@ -793,8 +793,16 @@ def test_inputs_without_a_valid_event_are_errors(tmp_path: Path, engine: str) ->
         ),
         "cut.zst": (zst[: len(zst) // 2], "zstd data damaged or cut short"),
         "magic.zst": (zst[:4], "zstd data damaged or cut short near compressed byte 4"),
-        "magic.gz": (b"\x1f\x8b", "gzip data damaged or cut short near compressed byte 2"),
-        "header.gz": (gzip.compress(b"")[:10], "gzip data damaged or cut short near"),
+        # A gzip header cut short: the reference engine took it for an empty input (its
+        # first read's error was dropped, and the retry found nothing left).
+        "magic.gz": (
+            gzip.compress(line.encode())[:2],
+            "gzip data damaged or cut short near compressed byte 2",
+        ),
+        "header.gz": (
+            gzip.compress(line.encode())[:7],
+            "gzip data damaged or cut short near compressed byte 7",
+        ),
         "binary.bin": (bytes(range(256)) * 64, "no valid event: all 65 lines are malformed"),
     }
     for name, (data, _) in cases.items():
@@ -854,6 +862,19 @@ def test_nesting_up_to_elasticsearchs_limit(tmp_path: Path, engine: str) -> None
     report = path.with_suffix(".html")
     proc = cli(path, "--engine", engine, "-o", path.with_suffix(".parquet"), "--report", report)
     assert proc.returncode == 1 and report.exists(), proc.stderr
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_nesting_counts_a_repeated_keys_replaced_value(tmp_path: Path, engine: str) -> None:
+    # Found by tests/test_fuzz.py: the reference engine measured the depth of the parsed
+    # document, where a repeated key keeps only its last value, so 1001 levels under the
+    # first `a` passed (and the line was a hit) while the Rust engine found it malformed.
+    deep = "[" * 1000 + "]" * 1000
+    path = tmp_path / "dup.ndjson"
+    path.write_text(json.dumps(HIT)[:-1] + f', "a": {deep}, "a": 1}}\n{{"x": 1}}\n')
+    proc = cli(path, "--engine", engine, "-f", "ndjson")
+    assert proc.returncode == 0, proc.stderr
+    assert f"{path}:1: nested deeper than 1000 levels" in proc.stderr
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -228,17 +228,22 @@ def load_event(text: str, numbers_as_text: bool = True) -> Any:
     return doc
 
 
-def _depth(value: Any) -> int:
-    depth, level = 0, [value]
-    while level:
-        depth += 1
-        level = [
-            child
-            for item in level
-            for child in (item.values() if isinstance(item, dict) else item)
-            if isinstance(child, (dict, list))
-        ]
-    return depth
+_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _depth(text: str) -> int:
+    """The deepest nesting of objects and arrays in a valid JSON text. Of the text, not of the
+    document: a repeated key's value that the last one replaces counts too (Elasticsearch's
+    parser, and the Rust engine's, meet it)."""
+    depth = deepest = 0
+    for match in _STRING_OR_BRACKET.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in "]}":
+            depth -= 1
+    return deepest
 
 
 def parse_line(raw: bytes) -> tuple[dict[str, Any], str, bool] | None:
@@ -266,7 +271,7 @@ def parse_line(raw: bytes) -> tuple[dict[str, Any], str, bool] | None:
         raise Malformed(f"invalid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise Malformed("not a JSON object")
-    if deep and _depth(doc) > MAX_NESTING:
+    if deep and _depth(text) > MAX_NESTING:
         raise Malformed(_TOO_DEEP)
     inner = doc.get("_source")
     if "_index" in doc and isinstance(inner, dict):
@@ -836,8 +841,8 @@ def scan_paths(
 
 def _refuse_nested(stream: BinaryIO, outer: str) -> Exception | None:
     """ValueError when decompressed data is compressed again (``.gz.gz``) or UTF-16/32 text,
-    as the Rust engine refuses it. Returns the damage met while looking (a cut header): the
-    decoder may not raise it again, so it is the input's error."""
+    as the Rust engine refuses it. Returns the damage the first read met: a second read may
+    not meet it again (a gzip header cut short is consumed, then reads as a clean end)."""
     try:
         head = cast(Any, stream).peek(MAGIC_LEN)[:MAGIC_LEN]
     except Exception as exc:
