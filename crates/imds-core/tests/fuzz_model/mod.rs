@@ -1,0 +1,127 @@
+//! What the fuzzing compares the engine with: shared by tests/fuzz_props.rs and the
+//! cargo-fuzz targets (crates/imds-core/fuzz), so both hold the engine to one model.
+#![allow(dead_code)] // each user takes a part
+
+use imds_core::ScanReport;
+use serde_json::Value;
+use std::borrow::Cow;
+
+/// `text` with each `\uD800`-`\uDFFF` escape that is not half of a pair (a high one followed
+/// by a low one) spelled `\uFFFD`: what the engine reads it as, which serde_json parses.
+pub fn lone_surrogates_as_fffd(text: &str) -> Cow<'_, str> {
+    let bytes = text.as_bytes();
+    let unit = |i: usize| {
+        let hex = bytes.get(i + 2..i + 6)?;
+        (bytes[i + 1] == b'u')
+            .then(|| u16::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok())
+            .flatten()
+    };
+    let mut lone = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        match unit(i) {
+            Some(0xD800..=0xDBFF) => match unit(i + 6).filter(|_| bytes.get(i + 6) == Some(&b'\\'))
+            {
+                Some(0xDC00..=0xDFFF) => i += 12,
+                _ => {
+                    lone.push(i);
+                    i += 6;
+                }
+            },
+            Some(0xDC00..=0xDFFF) => {
+                lone.push(i);
+                i += 6;
+            }
+            Some(_) => i += 6,
+            None => i += 2,
+        }
+    }
+    if lone.is_empty() {
+        return Cow::Borrowed(text);
+    }
+    let mut out = bytes.to_vec();
+    for i in lone {
+        out[i..i + 6].copy_from_slice(br"\uFFFD");
+    }
+    Cow::Owned(String::from_utf8(out).unwrap())
+}
+
+/// The deepest nesting of objects and arrays in a JSON text (brackets in strings not counted).
+pub fn json_depth(text: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0, false, false);
+    for b in text.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        deepest = deepest.max(depth);
+    }
+    deepest
+}
+
+/// Most containers a document may nest (Elasticsearch's limit, docs/ir.md); deeper is malformed.
+pub const MAX_NESTING: usize = 1000;
+
+/// serde_json's verdict, without its recursion limit of 128: the text is a JSON object.
+pub fn serde_object(text: &str) -> Option<Value> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.disable_recursion_limit();
+    let value: Value = serde::Deserialize::deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(value).filter(Value::is_object)
+}
+
+/// A document with numbers as their JSON text, as `parse_document` builds them.
+pub fn numbers_as_text(v: Value) -> Value {
+    match v {
+        Value::Number(n) => Value::String(n.to_string()),
+        Value::Array(items) => Value::Array(items.into_iter().map(numbers_as_text).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, numbers_as_text(v)))
+                .collect(),
+        ),
+        v => v,
+    }
+}
+
+pub type Key = (
+    u64,
+    usize,
+    usize,
+    Option<(String, String, String, String)>,
+    String,
+);
+
+pub fn keys(report: &ScanReport) -> Vec<Key> {
+    report
+        .hits
+        .iter()
+        .map(|h| {
+            let w = h.witness.as_ref().map(|w| {
+                (
+                    w.field.clone(),
+                    w.op.to_string(),
+                    w.pattern.clone(),
+                    w.value.clone(),
+                )
+            });
+            (h.line, h.rule, h.branch, w, h.event.clone())
+        })
+        .collect()
+}
