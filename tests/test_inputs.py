@@ -15,6 +15,7 @@ import sys
 import time
 import traceback
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -325,8 +326,37 @@ def test_missing_and_directory_inputs(tmp_path: Path, engine: str) -> None:
     assert ok.error is None and len(result.hits) == 1
 
 
+def _as_nobody(work: Callable[[], Any]) -> Any:
+    """``work()`` in a forked child that has dropped root, so permissions apply; its result
+    goes back as JSON. Skips when this root cannot drop privileges."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (child)
+        try:
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+            except PermissionError as exc:
+                message = json.dumps({"skip": str(exc)})
+            else:
+                message = json.dumps({"result": work()})
+        except BaseException:  # report it: the parent fails with the child's traceback
+            message = json.dumps({"failed": traceback.format_exc()})
+        finally:
+            os.write(write_fd, message.encode())
+            os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        answer = json.loads(pipe.read())
+    os.waitpid(pid, 0)
+    if "skip" in answer:
+        pytest.skip(f"this root cannot drop privileges: {answer['skip']}")
+    assert "failed" not in answer, answer.get("failed")
+    return answer["result"]
+
+
 def _scan_as_nobody(path: Path, engine: str) -> tuple[str | None, int]:
-    """Scan in a forked child that has dropped root, so file permissions apply."""
+    """Scan as nobody: (the input's error, the number of hits)."""
     # Warm up as root first: the installed package may sit under a 0700 home (e.g. /root),
     # where the child, once it is nobody, could no longer import what a scan loads lazily.
     rules = default_rules()
@@ -336,30 +366,12 @@ def _scan_as_nobody(path: Path, engine: str) -> tuple[str | None, int]:
         run_scan([str(warm)], rules, engine=engine)  # type: ignore[arg-type]
     finally:
         warm.unlink()
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover (child)
-        try:
-            try:
-                os.setgid(65534)
-                os.setuid(65534)
-            except PermissionError as exc:
-                message = json.dumps(["cannot drop root", str(exc)])
-            else:
-                result = run_scan([str(path)], rules, engine=engine)  # type: ignore[arg-type]
-                message = json.dumps([result.stats.files[0].error, len(result.hits)])
-        except BaseException:  # report it: the parent asserts on the message
-            message = json.dumps([f"child failed: {traceback.format_exc()}", -1])
-        finally:
-            os.write(write_fd, message.encode())
-            os._exit(0)
-    os.close(write_fd)
-    with os.fdopen(read_fd) as pipe:
-        answer = pipe.read()
-    os.waitpid(pid, 0)
-    error, hits = json.loads(answer)
-    if error == "cannot drop root":
-        pytest.skip(f"this root cannot drop privileges: {hits}")
+
+    def scan() -> list[Any]:
+        result = run_scan([str(path)], rules, engine=engine)  # type: ignore[arg-type]
+        return [result.stats.files[0].error, len(result.hits)]
+
+    error, hits = _as_nobody(scan)
     return error, hits
 
 
@@ -481,33 +493,13 @@ def test_an_input_named_twice_is_scanned_once(tmp_path: Path, engine: str) -> No
 
 
 def _expand_as_nobody(args: list[str]) -> list[list[str | None]]:
-    """expand() in a forked child that has dropped root, so directory permissions apply."""
+    """expand() as nobody, so directory permissions apply: [name, error] per source."""
     from imds_scan.sources import expand
 
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover (child)
-        try:
-            try:
-                os.setgid(65534)
-                os.setuid(65534)
-            except PermissionError as exc:
-                message = json.dumps(["cannot drop root", str(exc)])
-            else:
-                message = json.dumps([[s.name, s.error] for s in expand(args).sources])
-        except BaseException:
-            message = json.dumps(["child failed", traceback.format_exc()])
-        finally:
-            os.write(write_fd, message.encode())
-            os._exit(0)
-    os.close(write_fd)
-    with os.fdopen(read_fd) as pipe:
-        answer = json.loads(pipe.read())
-    os.waitpid(pid, 0)
-    if answer[0] == "cannot drop root":
-        pytest.skip(f"this root cannot drop privileges: {answer[1]}")
-    assert answer[0] != "child failed", answer[1]
-    return answer  # type: ignore[no-any-return]
+    listed: list[list[str | None]] = _as_nobody(
+        lambda: [[s.name, s.error] for s in expand(args).sources]
+    )
+    return listed
 
 
 def test_unlistable_subdirectory_is_reported_once(tmp_path: Path) -> None:
