@@ -878,3 +878,14 @@ def test_quiet_still_names_the_inputs_that_failed(tmp_path: Path, engine: str) -
     assert proc.returncode == 2 and len(proc.stdout.splitlines()) == 1
     (line,) = proc.stderr.splitlines()  # no scan line, but the reason for exit 2
     assert line.startswith(f"imds-scan: error: {missing}: ") and "No such file" in line
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_api_threads_are_bounded(tmp_path: Path, engine: str) -> None:
+    # The CLI caps --threads with a warning; the API takes any int the same way, never an
+    # OverflowError from the engine's unsigned count.
+    path = tmp_path / "a.ndjson"
+    path.write_bytes(lines(HIT, BENIGN))
+    for threads in (10**20, -1):
+        result = run_scan([str(path)], default_rules(), engine=engine, threads=threads)  # type: ignore[arg-type]
+        assert [h.line for h in result.hits] == [1]

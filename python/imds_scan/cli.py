@@ -23,7 +23,7 @@ from .eql import EqlError
 from .filters import FilterError, parse_time_bound
 from .outfile import LINE_FORMATS, OutputError, PendingOutput, refuse_inputs
 from .rules import Rule
-from .scan import InputError, ScanConfig, ScanInterrupted, ScanResult
+from .scan import MAX_THREADS, InputError, ScanConfig, ScanInterrupted, ScanResult
 from .scan import scan as run_configured_scan
 
 if TYPE_CHECKING:
@@ -147,10 +147,6 @@ def _show_version(value: bool) -> None:
 
         _to_stdout(lambda: print(f"imds-scan {__version__}"))
         raise typer.Exit(EXIT_CLEAN)
-
-
-# More threads than this only cost memory (two 4 MiB buffers each) and start-up time.
-MAX_THREADS = 256
 
 
 def _bounded_threads(ctx: typer.Context, threads: int) -> int:
