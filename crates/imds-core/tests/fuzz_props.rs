@@ -17,9 +17,7 @@ use std::io::{Read, Write};
 use std::sync::atomic::AtomicBool;
 
 mod fuzz_model;
-use fuzz_model::{
-    json_depth, keys, lone_surrogates_as_fffd, numbers_as_text, serde_object, Key, MAX_NESTING,
-};
+use fuzz_model::{builder_verdict, json_depth, keys, lone_surrogates_as_fffd, Key, MAX_NESTING};
 
 const SEED: &str = include_str!("data/seed_ir.json");
 /// The hardened pack (`--pack hardened`), compiled by the Python EQL compiler
@@ -421,41 +419,7 @@ fn deep_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 /// engine reads them so; serde_json refuses them): an event iff serde_json reads an object
 /// at most [`MAX_NESTING`] deep; deeper, malformed for its depth.
 fn check_builder(bytes: &[u8]) -> Result<(), TestCaseError> {
-    deep_stack(|| check_builder_here(bytes))
-}
-
-fn check_builder_here(bytes: &[u8]) -> Result<(), TestCaseError> {
-    // Never panics, whatever the bytes.
-    let parsed = event::parse_line(bytes);
-    let text = String::from_utf8_lossy(bytes.strip_suffix(b"\r").unwrap_or(bytes));
-    let blank = text.bytes().all(|b| b" \t\r\n".contains(&b));
-    let model = lone_surrogates_as_fffd(&text);
-    let expected = serde_object(&model);
-    let too_deep = expected.is_some() && json_depth(&model) > MAX_NESTING;
-    match (&parsed, &expected) {
-        (Ok(None), _) => prop_assert!(blank),
-        (Ok(Some(line)), Some(_)) if !too_deep => {
-            prop_assert_eq!(line.invalid_utf8, std::str::from_utf8(bytes).is_err());
-        }
-        (Err(e), Some(_)) if too_deep => {
-            let wanted = format!("nested deeper than {MAX_NESTING} levels");
-            prop_assert!(e.reason.starts_with(&wanted), "{}", e.reason);
-        }
-        (Err(_), None) => prop_assert!(!blank),
-        _ => prop_assert!(
-            false,
-            "parse_line {:?}, serde_json {:?} (depth {}) on {:?}",
-            parsed.as_ref().map(|p| p.is_some()),
-            expected.is_some(),
-            json_depth(&model),
-            text
-        ),
-    }
-    // The same document (without unwrapping an exporter's wrapper), numbers aside.
-    if let (Ok(doc), Some(serde)) = (event::parse_document(&text), expected) {
-        prop_assert_eq!(doc, numbers_as_text(serde));
-    }
-    Ok(())
+    deep_stack(|| builder_verdict(bytes)).map_err(TestCaseError::fail)
 }
 
 proptest! {

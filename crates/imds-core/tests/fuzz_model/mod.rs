@@ -2,7 +2,7 @@
 //! cargo-fuzz targets (crates/imds-core/fuzz), so both hold the engine to one model.
 #![allow(dead_code)] // each user takes a part
 
-use imds_core::ScanReport;
+use imds_core::{event, ScanReport};
 use serde_json::Value;
 use std::borrow::Cow;
 
@@ -124,4 +124,44 @@ pub fn keys(report: &ScanReport) -> Vec<Key> {
             (h.line, h.rule, h.branch, w, h.event.clone())
         })
         .collect()
+}
+
+/// The event builder against the model: never panics; a line is an event exactly when
+/// serde_json (without its recursion limit) reads the text, lone surrogate escapes as
+/// `\uFFFD`, as an object at most [`MAX_NESTING`] deep; deeper, it is malformed for its depth;
+/// the document is serde_json's, numbers as their text. Err says how they differ.
+pub fn builder_verdict(bytes: &[u8]) -> Result<(), String> {
+    let parsed = event::parse_line(bytes);
+    let text = String::from_utf8_lossy(bytes.strip_suffix(b"\r").unwrap_or(bytes));
+    let blank = text.bytes().all(|b| b" \t\r\n".contains(&b));
+    let model = lone_surrogates_as_fffd(&text);
+    let expected = serde_object(&model);
+    let too_deep = expected.is_some() && json_depth(&model) > MAX_NESTING;
+    let agrees = match (&parsed, &expected) {
+        (Ok(None), _) => blank,
+        (Ok(Some(line)), Some(_)) if !too_deep => {
+            line.invalid_utf8 == std::str::from_utf8(bytes).is_err()
+        }
+        (Err(e), Some(_)) if too_deep => e
+            .reason
+            .starts_with(&format!("nested deeper than {MAX_NESTING} levels")),
+        (Err(_), None) => !blank,
+        _ => false,
+    };
+    if !agrees {
+        return Err(format!(
+            "parse_line {:?}, serde_json {:?} (depth {}) on {text:?}",
+            parsed.as_ref().map(|p| p.as_ref().map(|l| l.invalid_utf8)),
+            expected.is_some(),
+            json_depth(&model),
+        ));
+    }
+    // The same document (without unwrapping an exporter's wrapper), numbers aside.
+    if let (Ok(doc), Some(serde)) = (event::parse_document(&text), expected) {
+        let serde = numbers_as_text(serde);
+        if doc != serde {
+            return Err(format!("documents differ on {text:?}: {doc} != {serde}"));
+        }
+    }
+    Ok(())
 }
