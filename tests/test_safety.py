@@ -286,13 +286,16 @@ def test_a_write_cut_short_keeps_whole_records(tmp_path: Path) -> None:
     def small_files() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    proc = subprocess.run(
-        [sys.executable, "-m", "imds_scan", str(log), "-q", "-o", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=small_files,
-    )
+    def scan_to(target: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "imds_scan", str(log), "-q", "-o", str(target)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            preexec_fn=small_files,
+        )
+
+    proc = scan_to(out)
     assert proc.returncode == 2, proc.stderr
     records = [json.loads(x) for x in out.read_text().splitlines()]
     assert out.read_text().endswith("\n") and 0 < len(records) < 200
@@ -304,13 +307,7 @@ def test_a_write_cut_short_keeps_whole_records(tmp_path: Path) -> None:
     # A format that is not line by line is not left half-written: the old file stays.
     out_json = tmp_path / "out.json"
     out_json.write_text("[]\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "imds_scan", str(log), "-q", "-o", str(out_json)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=small_files,
-    )
+    proc = scan_to(out_json)
     assert proc.returncode == 2 and "File too large" in proc.stderr
     assert out_json.read_text() == "[]\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ndjson", "out.json", "out.ndjson"]

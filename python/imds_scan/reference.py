@@ -702,6 +702,30 @@ class _Counted(io.RawIOBase):
 MAGIC_LEN = 6
 
 
+# Recognised and refused: other compressions, and text that is not UTF-8 (UTF-32LE before
+# UTF-16LE, whose mark starts it).
+_REFUSED = (
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"BZh", "bzip2"),
+    (b"PK\x03\x04", "zip"),
+    (b"\x04\x22\x4d\x18", "lz4"),
+    (b"\xff\xfe\x00\x00", "UTF-32LE"),
+    (b"\x00\x00\xfe\xff", "UTF-32BE"),
+    (b"\xff\xfe", "UTF-16LE"),
+    (b"\xfe\xff", "UTF-16BE"),
+)
+
+
+def refusal(kind: str) -> str:
+    """Why an input of this kind is not scanned (the Rust engine's ``source::refusal``)."""
+    if kind.startswith("UTF-"):
+        return (
+            f"{kind} text (byte-order mark) is not supported: not scanned (convert it to "
+            f"UTF-8, e.g. iconv -f {kind} -t UTF-8)"
+        )
+    return f"{kind}-compressed input is not supported (gzip and zstd are): not scanned"
+
+
 def detect_compression(head: bytes) -> str | None:
     """``gzip``, ``zstd`` or None (plain) from an input's first bytes; ValueError for a
     recognised but unsupported compression or a UTF-16/32 byte-order mark (the Rust engine's
@@ -712,27 +736,9 @@ def detect_compression(head: bytes) -> str | None:
         len(head) >= 4 and head[0] & 0xF0 == 0x50 and head[1:4] == b"\x2a\x4d\x18"
     ):
         return "zstd"
-    for magic, kind in (
-        (b"\xfd7zXZ\x00", "xz"),
-        (b"BZh", "bzip2"),
-        (b"PK\x03\x04", "zip"),
-        (b"\x04\x22\x4d\x18", "lz4"),
-    ):
+    for magic, kind in _REFUSED:
         if head.startswith(magic):
-            raise ValueError(
-                f"{kind}-compressed input is not supported (gzip and zstd are): not scanned"
-            )
-    for magic, kind in (
-        (b"\xff\xfe\x00\x00", "UTF-32LE"),
-        (b"\x00\x00\xfe\xff", "UTF-32BE"),
-        (b"\xff\xfe", "UTF-16LE"),
-        (b"\xfe\xff", "UTF-16BE"),
-    ):
-        if head.startswith(magic):
-            raise ValueError(
-                f"{kind} text (byte-order mark) is not supported: not scanned (convert it to "
-                f"UTF-8, e.g. iconv -f {kind} -t UTF-8)"
-            )
+            raise ValueError(refusal(kind))
     return None
 
 
