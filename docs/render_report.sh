@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Render the bundled sample's HTML report in headless Chromium and save a screenshot:
 #   docs/render_report.sh [ENGINE]      # ENGINE: rust (default) or python
-# Writes docs/report-screenshot.png (linked from the README). Installs Debian's chromium
+# Writes docs/report-screenshot.png (shown in docs/output.md). Installs Debian's chromium
 # package when it is missing (needs root); the report itself never needs a network.
 set -euo pipefail
 cd "$(dirname "$0")/.."
