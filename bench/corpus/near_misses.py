@@ -6,27 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from .planted import Planted
+from .seed_rule import engine_rule
 from .text import random_case
 
-# Exclusion lists of the seed rule (the process branch omits two Windows agents).
-NET_EXCLUDED = (
-    "AzureGuestAgent.exe",
-    "WindowsAzureGuestAgent.exe",
-    "WaAppAgent.exe",
-    "aws-cfn-bootstrap",
-    "cloud-init",
-    "amazon-ssm-agent",
-    "google_guest_agent",
-    "waagent",
-)
-PROC_EXCLUDED = (
-    "aws-cfn-bootstrap",
-    "cloud-init",
-    "amazon-ssm-agent",
-    "google_guest_agent",
-    "waagent",
-    "AzureGuestAgent.exe",
-)
+# The process names the seed rule excludes, per branch (the process branch omits two
+# Windows agents): each is planted in any case as a near miss.
+NET_EXCLUDED = engine_rule().excluded("network")
+PROC_EXCLUDED = engine_rule().excluded("process")
 
 
 class NearMisses(Planted):

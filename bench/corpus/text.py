@@ -7,22 +7,12 @@ import json
 import random
 from typing import Any
 
-# Every literal of the seed rule, ASCII lower case, plus the other spellings of the IMDS
-# addresses. No benign line contains any of them, in any case: checked on every line.
-GUARD_LITERALS = (
-    "169.254.169.254",
-    "metadata/instance",
-    "iam/security-credentials",
-    "latest/meta-data",
-    "latest/dynamic",
-    "instance-identity",
-    "computemetadata",
-    "metadata.google.internal",
-    "imds.azure.com",
-    "metadata/v1",
-    "a9fe:a9fe",
-    "fd00:ec2::254",
-)
+from .seed_rule import engine_rule
+
+# The needles of the seed rule's prefilter, ASCII lower case, from the engine (the IMDS
+# addresses' spellings are among them). No benign line contains any of them, in any case:
+# checked on every line, so the planted lines are exactly the hits.
+GUARD_LITERALS = engine_rule().needles
 
 _ASCII_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _ASCII_LOWER_TABLE = str.maketrans(_ASCII_UPPER, _ASCII_UPPER.lower())
