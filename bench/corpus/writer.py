@@ -4,6 +4,7 @@ OUT.expected.json with the counts known by construction."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import re
@@ -73,8 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     target = a.size
     chunk: list[str] = []
     chunk_bytes = 0
-    out = gzip.open(a.out, "wb", compresslevel=6) if a.format == "gz" else open(a.out, "wb")  # noqa: SIM115
-    with out:
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(open(a.out, "wb"))
+        if a.format == "gz":
+            # No file name or time in the gzip header: the same arguments, the same bytes.
+            out = stack.enter_context(
+                gzip.GzipFile(filename="", mode="wb", compresslevel=6, fileobj=out, mtime=0)
+            )
         for line, label in gen.lines():
             b = (len(line) if line.isascii() else len(line.encode())) + 1
             chunk.append(line)
