@@ -282,6 +282,17 @@ class BenignEvents:
         return {"name": n, "id": uid, "group": {"id": uid, "name": n}}
 
     # ---------------------------------------------------------------- event builders
+    def _filebeat(self, h: dict[str, Any], path: str, fileset: str, service: str) -> dict[str, Any]:
+        """The fields Filebeat adds to a line it read from a log file, in its order."""
+        return {
+            "log": {"file": {"path": path}, "offset": self._offset()},
+            "fileset": {"name": fileset},
+            "service": {"type": service},
+            "host": h["host"],
+            "agent": h["filebeat"],
+            "ecs": h["ecs_beats"],
+        }
+
     def process_event(
         self,
         h: dict[str, Any],
@@ -621,12 +632,7 @@ class BenignEvents:
                 "direction": "outbound",
                 "bytes": sb + db,
             },
-            "log": {"file": {"path": "/opt/zeek/logs/current/conn.log"}, "offset": self._offset()},
-            "fileset": {"name": "connection"},
-            "service": {"type": "zeek"},
-            "host": sensor["host"],
-            "agent": sensor["filebeat"],
-            "ecs": sensor["ecs_beats"],
+            **self._filebeat(sensor, "/opt/zeek/logs/current/conn.log", "connection", "zeek"),
         }
         if url_domain is not None:
             doc["event"]["dataset"] = "zeek.http"
@@ -719,12 +725,7 @@ class BenignEvents:
             "source": {"address": h["ip"], "ip": h["ip"], "port": r.randrange(32768, 61000)},
             "destination": {"address": resolver, "ip": resolver, "port": 53},
             "network": {"transport": "udp", "protocol": "dns", "direction": "outbound"},
-            "log": {"file": {"path": "/opt/zeek/logs/current/dns.log"}, "offset": self._offset()},
-            "fileset": {"name": "dns"},
-            "service": {"type": "zeek"},
-            "host": sensor["host"],
-            "agent": sensor["filebeat"],
-            "ecs": sensor["ecs_beats"],
+            **self._filebeat(sensor, "/opt/zeek/logs/current/dns.log", "dns", "zeek"),
         }
         return doc, True
 
@@ -934,12 +935,7 @@ class BenignEvents:
             "source": {"ip": src, "port": port},
             "process": {"name": "sshd", "pid": r.randrange(300, 4_000_000)},
             "related": {"user": [user], "ip": [src]},
-            "log": {"file": {"path": "/var/log/auth.log"}, "offset": self._offset()},
-            "fileset": {"name": "auth"},
-            "service": {"type": "system"},
-            "host": h["host"],
-            "agent": h["filebeat"],
-            "ecs": h["ecs_beats"],
+            **self._filebeat(h, "/var/log/auth.log", "auth", "system"),
         }
         return doc, True
 
@@ -1000,12 +996,7 @@ class BenignEvents:
             },
             "user_agent": {"original": ua},
             "related": {"ip": [src]},
-            "log": {"file": {"path": "/var/log/nginx/access.log"}, "offset": self._offset()},
-            "fileset": {"name": "access"},
-            "service": {"type": "nginx"},
-            "host": h["host"],
-            "agent": h["filebeat"],
-            "ecs": h["ecs_beats"],
+            **self._filebeat(h, "/var/log/nginx/access.log", "access", "nginx"),
         }
         return doc, True
 

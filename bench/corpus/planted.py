@@ -54,6 +54,18 @@ class Planted(BenignEvents):
         )
         return self.linux_spec_from(cmd), cmd
 
+    def _imds_start(self) -> tuple[dict[str, Any], bool]:
+        """An Elastic Defend process start of a command that reaches the metadata service
+        (Windows 30% of the time)."""
+        spec, _cmd = self._imds_spec(win=self.r.random() < 0.3)
+        return self.process_event(
+            self._whost() if spec.win else self._lhost(),
+            self.tick(),
+            spec,
+            etype=self.cat("start"),
+            flavor="endpoint",
+        )
+
     def _net_tp(
         self,
         dip: Any,

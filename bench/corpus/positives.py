@@ -295,25 +295,11 @@ class Positives(Planted):
         return doc, "process", {"go": go}
 
     def tp_proc_escaped_slash(self):
-        spec, _cmd = self._imds_spec(win=self.r.random() < 0.3)
-        doc, go = self.process_event(
-            self._whost() if spec.win else self._lhost(),
-            self.tick(),
-            spec,
-            etype=self.cat("start"),
-            flavor="endpoint",
-        )
+        doc, go = self._imds_start()
         return doc, "process", {"go": go, "slash": True}
 
     def tp_proc_hidden(self):
-        spec, _cmd = self._imds_spec(win=self.r.random() < 0.3)
-        doc, go = self.process_event(
-            self._whost() if spec.win else self._lhost(),
-            self.tick(),
-            spec,
-            etype=self.cat("start"),
-            flavor="endpoint",
-        )
+        doc, go = self._imds_start()
         return doc, "process", {"go": go, "hide": True}
 
     def tp_proc_dotted(self):
