@@ -31,6 +31,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from corpus.seed_rule import engine_rule  # bench/ is on sys.path
+from corpus.writer import parse_size
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 PEERS = BENCH / "peers.py"
@@ -77,14 +80,6 @@ def _gnu_time() -> str | None:
 
 
 GNU_TIME = _gnu_time()
-
-
-def parse_size(text: str) -> int:
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    text = text.strip().upper().removesuffix("B")
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(text)
 
 
 def log(msg: str) -> None:
@@ -273,6 +268,7 @@ def build_cases(
     compressed: dict[str, Path],
     py_corpus: Corpus,
     needles: Path,
+    rule_file: Path,
     tiny: Path,
     shards: tuple[Path, list[Path]] | None,
     args: argparse.Namespace,
@@ -459,7 +455,7 @@ def build_cases(
             Case(
                 "DuckDB SQL",
                 "peer",
-                [sys.executable, str(PEERS), "duckdb", str(nd)],
+                [sys.executable, str(PEERS), "duckdb", str(nd), "--rule", str(rule_file)],
                 nd,
                 corpus,
                 f"all ({cores})",
@@ -479,7 +475,7 @@ def build_cases(
                 Case(
                     label,
                     "peer",
-                    [sys.executable, str(PEERS), kind, str(nd)],
+                    [sys.executable, str(PEERS), kind, str(nd), "--rule", str(rule_file)],
                     nd,
                     corpus,
                     f"all ({cores})",
@@ -496,7 +492,16 @@ def build_cases(
                 Case(
                     f"Python hyperscan + orjson, {procs} process{'es' if procs > 1 else ''}",
                     "peer",
-                    [sys.executable, str(PEERS), "hyperscan", str(nd), "--procs", str(procs)],
+                    [
+                        sys.executable,
+                        str(PEERS),
+                        "hyperscan",
+                        str(nd),
+                        "--procs",
+                        str(procs),
+                        "--rule",
+                        str(rule_file),
+                    ],
                     nd,
                     corpus,
                     str(procs),
@@ -530,7 +535,8 @@ def build_cases(
                 None,
                 "1",
                 _rg_count,
-                "the rule's 12 needles, case-insensitive; counts lines holding one (no escape "
+                f"the rule's {len(needles.read_text().split())} needles, case-insensitive; "
+                "counts lines holding one (no escape "
                 "handling, no rule evaluation): not comparable with hits",
                 ok_codes=(0, 1),
             )
@@ -975,18 +981,22 @@ def main(argv: list[str] | None = None) -> int:
     py_corpus = corpus
     if parse_size(args.python_size) < corpus.bytes:
         py_corpus = ensure_corpus(args.data, args.python_size.upper(), args.seed)
+    # What the seed rule looks for, from the engine: rg's needles, and the file the peers
+    # read it from (so that they need not import imds_scan).
+    seed = engine_rule()
     needles = args.data / "needles.txt"
-    sys.path.insert(0, str(BENCH))
-    from peers import NEEDLES
-
-    needles.write_text("\n".join(NEEDLES) + "\n")
+    needles.write_text("\n".join(seed.needles) + "\n")
+    rule_file = args.data / "seed-rule.json"
+    seed.write(rule_file)
     tiny = args.data / "one-line.ndjson"
     with open(corpus.path, "rb") as f:
         tiny.write_bytes(f.readline())
 
     cores = os.cpu_count() or 1
     shards = ensure_shards(corpus, cores) if cores > 1 else None
-    cases = build_cases(corpus, compressed, py_corpus, needles, tiny, shards, args, notes)
+    cases = build_cases(
+        corpus, compressed, py_corpus, needles, rule_file, tiny, shards, args, notes
+    )
     log(f"{len(cases)} cases x {args.repeat} rounds; warming the page cache")
     inputs = {c.input for c in cases if c.input.is_file()}
     if shards is not None:

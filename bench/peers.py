@@ -25,55 +25,36 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from corpus.seed_rule import SeedRule, engine_rule  # bench/ is on sys.path
+
 _T0 = time.perf_counter()
 REPO = Path(__file__).resolve().parent.parent
-SEED_IR = REPO / "crates" / "imds-core" / "tests" / "data" / "seed_ir.json"
-
-# The seed rule's constants, read from its IR so the peers cannot drift from the rule.
-_SEED_BRANCHES = {b["name"]: b["expr"]["args"] for b in json.loads(SEED_IR.read_text())["branches"]}
 
 
-def _excluded(branch: str) -> tuple[str, ...]:
-    return tuple(next(a["arg"]["values"] for a in _SEED_BRANCHES[branch] if a["node"] == "not"))
+def ip_spellings(v4: str) -> tuple[str, ...]:
+    """SQL and Polars cannot compare ip-typed fields as 16-byte addresses: these are the
+    spellings of an IPv4 address a careful user would list (lower case, %scope stripped)."""
+    a, b, c, d = (int(x) for x in v4.split("."))
+    hexed = f"{a << 8 | b:x}:{c << 8 | d:x}"
+    return (
+        v4,
+        f"::ffff:{v4}",
+        f"::ffff:{hexed}",
+        f"0:0:0:0:0:ffff:{hexed}",
+        f"0:0:0:0:0:ffff:{v4}",
+        f"::0:ffff:{hexed}",
+        f"0::ffff:{hexed}",
+    )
 
 
-NET_EXCLUDED = _excluded("network")
-PROC_EXCLUDED = _excluded("process")
-# The command-line patterns without their surrounding `*`.
-CMD_SUBSTRINGS = tuple(
-    pred["values"][0].strip("*")
-    for arg in _SEED_BRANCHES["process"]
-    if arg["node"] == "or"
-    for pred in arg["args"]
-    if pred["field"] == "process.command_line"
-)
-# SQL and Polars cannot compare ip-typed fields as 16-byte addresses: these are the spellings
-# of 169.254.169.254 a careful user would list (lower case, %scope stripped).
-IMDS_IP_SPELLINGS = (
-    "169.254.169.254",
-    "::ffff:169.254.169.254",
-    "::ffff:a9fe:a9fe",
-    "0:0:0:0:0:ffff:a9fe:a9fe",
-    "0:0:0:0:0:ffff:169.254.169.254",
-    "::0:ffff:a9fe:a9fe",
-    "0::ffff:a9fe:a9fe",
-)
-# Raw-byte needles of the seed rule (ASCII case-insensitive): every matching event holds one
-# of them unless a JSON escape hides it. `\/` for `/` and `\u00XX` escapes are guarded below.
-NEEDLES = (
-    "169.254.169.254",
-    "a9fe:a9fe",
-    "fd00:ec2::254",
-    "metadata/instance",
-    "iam/security-credentials",
-    "latest/meta-data",
-    "latest/dynamic",
-    "instance-identity",
-    "computemetadata",
-    "metadata.google.internal",
-    "imds.azure.com",
-    "metadata/v1",
-)
+def net_alternatives(rule: SeedRule) -> list[tuple[str, tuple[str, ...]]]:
+    """The network branch's alternatives as (field, values equal to one of): the ip field's
+    value as its spellings, the keyword fields' values as they are."""
+    out = []
+    for field, op, value in rule.alternatives("network"):
+        assert op == "eq", (field, op)
+        out.append((field, ip_spellings(value) if field == "destination.ip" else (value,)))
+    return out
 
 
 def _sql_list(items: tuple[str, ...], fold: bool = False) -> str:
@@ -109,9 +90,22 @@ END
 """
 
 
-def duckdb_query(path: str) -> str:
+# The columns of the query below that hold a network alternative's field.
+DUCKDB_NET_COLUMNS = {"destination.ip": "dip", "destination.address": "dadr", "url.domain": "dom"}
+
+
+def duckdb_query(path: str, rule: SeedRule) -> str:
     cols = "{" + ", ".join(f"'{k}': '{v}'" for k, v in DUCKDB_COLUMNS.items()) + "}"
-    cmd_like = " OR ".join(f"x ILIKE '%{s}%'" for s in CMD_SUBSTRINGS)
+    net = "\n        OR ".join(
+        f"list_contains({DUCKDB_NET_COLUMNS[field]}, '{values[0]}')"
+        if len(values) == 1
+        else f"list_has_any({DUCKDB_NET_COLUMNS[field]}, {_sql_list(values)})"
+        for field, values in net_alternatives(rule)
+    )
+    args_like = " OR ".join(f"x ILIKE '%{s}%'" for s in rule.substrings("process.args"))
+    cmd_like = " OR ".join(f"x ILIKE '%{s}%'" for s in rule.substrings("process.command_line"))
+    net_excluded = _sql_list(rule.excluded("network"), fold=True)
+    proc_excluded = _sql_list(rule.excluded("process"), fold=True)
     return f"""
 WITH e AS (
   SELECT
@@ -128,27 +122,24 @@ WITH e AS (
 )
 SELECT count(*) FROM e WHERE
   (list_contains(cat, 'network')
-   AND (list_has_any(dip, {_sql_list(IMDS_IP_SPELLINGS)})
-        OR list_contains(dadr, '169.254.169.254')
-        OR list_contains(dom, 'metadata.google.internal')
-        OR list_contains(dadr, 'fd00:ec2::254'))
-   AND NOT list_has_any(pname, {_sql_list(NET_EXCLUDED, fold=True)}))
+   AND ({net})
+   AND NOT list_has_any(pname, {net_excluded}))
   OR
   (list_contains(cat, 'process') AND list_contains(typ, 'start')
-   AND (len(list_filter(args, lambda x: x ILIKE '%169.254.169.254%')) > 0
+   AND (len(list_filter(args, lambda x: {args_like})) > 0
         OR len(list_filter(cmd, lambda x: {cmd_like})) > 0)
-   AND NOT list_has_any(pname, {_sql_list(PROC_EXCLUDED, fold=True)}))
+   AND NOT list_has_any(pname, {proc_excluded}))
 """
 
 
-def run_duckdb(path: str, threads: int) -> dict[str, Any]:
+def run_duckdb(path: str, threads: int, rule: SeedRule) -> dict[str, Any]:
     import duckdb
 
     con = duckdb.connect()
     if threads:
         con.execute(f"SET threads = {threads}")
     con.execute(DUCKDB_MACRO)
-    query = duckdb_query(path)
+    query = duckdb_query(path, rule)
     t0 = time.perf_counter()
     row = con.execute(query).fetchone()
     work = time.perf_counter() - t0
@@ -169,7 +160,7 @@ def run_duckdb(path: str, threads: int) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- Polars
 
 
-def _polars_rule(schema: Any) -> tuple[Any, list[str]]:
+def _polars_rule(schema: Any, rule: SeedRule) -> tuple[Any, list[str]]:
     """The rule as one Polars expression over the inferred schema, and the fields it lacks."""
     import polars as pl
 
@@ -225,28 +216,26 @@ def _polars_rule(schema: Any) -> tuple[Any, list[str]]:
 
         return pred
 
-    def ip_norm(x: Any) -> Any:
-        spellings = list(IMDS_IP_SPELLINGS)
-        return x.str.replace(r"%.*$", "").str.to_lowercase().is_in(spellings)
+    def equal_to(field: str, values: tuple[str, ...]) -> Callable[[Any], Any]:
+        if field == "destination.ip":
+            return lambda x: x.str.replace(r"%.*$", "").str.to_lowercase().is_in(list(values))
+        return lambda x: x == values[0] if len(values) == 1 else x.is_in(list(values))
 
     net = (
         any_of("event.category", lambda x: x == "network")
-        & (
-            any_of("destination.ip", ip_norm)
-            | any_of("destination.address", lambda x: x == "169.254.169.254")
-            | any_of("url.domain", lambda x: x == "metadata.google.internal")
-            | any_of("destination.address", lambda x: x == "fd00:ec2::254")
+        & pl.any_horizontal(
+            [any_of(field, equal_to(field, values)) for field, values in net_alternatives(rule)]
         )
-        & ~any_of("process.name", ci_in(NET_EXCLUDED))
+        & ~any_of("process.name", ci_in(rule.excluded("network")))
     )
     proc = (
         any_of("event.category", lambda x: x == "process")
         & any_of("event.type", lambda x: x == "start")
         & (
-            any_of("process.args", contains_ci(("169.254.169.254",)))
-            | any_of("process.command_line", contains_ci(CMD_SUBSTRINGS))
+            any_of("process.args", contains_ci(rule.substrings("process.args")))
+            | any_of("process.command_line", contains_ci(rule.substrings("process.command_line")))
         )
-        & ~any_of("process.name", ci_in(PROC_EXCLUDED))
+        & ~any_of("process.name", ci_in(rule.excluded("process")))
     )
     return net | proc, list(dict.fromkeys(missing))
 
@@ -263,7 +252,7 @@ RULE_FIELDS = (
 )
 
 
-def run_polars(path: str, mode: str) -> dict[str, Any]:
+def run_polars(path: str, mode: str, rule: SeedRule) -> dict[str, Any]:
     """mode: ``default`` (infer from the first 100 lines, as shipped), ``overrides`` (the same
     plus String overrides for the top-level dotted rule fields it inferred, the fix a user
     makes after the SchemaError), ``full`` (infer from the whole file)."""
@@ -280,7 +269,7 @@ def run_polars(path: str, mode: str) -> dict[str, Any]:
             fix = {f: pl.String for f in ("event.category", "event.type") if f in inferred}
             lf = pl.scan_ndjson(path, schema_overrides=fix)
     schema = lf.collect_schema()
-    rule, missing = _polars_rule(schema)
+    expr, missing = _polars_rule(schema, rule)
     how = {
         "default": "default schema inference (first 100 lines)",
         "overrides": "default schema inference (first 100 lines) + String overrides for the "
@@ -295,7 +284,7 @@ def run_polars(path: str, mode: str) -> dict[str, Any]:
         notes += "; forms absent from the inferred schema (never read): " + " ".join(missing)
     out: dict[str, Any] = {"version": pl.__version__}
     try:
-        hits = lf.filter(rule).select(pl.len()).collect().item()
+        hits = lf.filter(expr).select(pl.len()).collect().item()
     except pl.exceptions.PolarsError as exc:
         out.update(hits=None, error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
     else:
@@ -316,13 +305,13 @@ def _load_reference() -> Any:
     return reference
 
 
-def _hs_patterns() -> list[bytes]:
+def _hs_patterns(needles: tuple[str, ...]) -> list[bytes]:
     """Needles as regexes (`/` may be written `\\/`), plus the `\\u00XX` escape guard for every
     character that occurs in a needle (either case)."""
     import re
 
-    pats = [re.escape(n).replace("/", r"\\?/").encode() for n in NEEDLES]
-    chars = {c for n in NEEDLES for c in n} | {c.upper() for n in NEEDLES for c in n}
+    pats = [re.escape(n).replace("/", r"\\?/").encode() for n in needles]
+    chars = {c for n in needles for c in n} | {c.upper() for n in needles for c in n}
     codes = sorted({f"{ord(c):02x}" for c in chars})
     pats.append((r"\\u00(?:" + "|".join(codes) + ")").encode())
     return pats
@@ -331,15 +320,15 @@ def _hs_patterns() -> list[bytes]:
 _HS_STATE: tuple[Any, Any] = (None, None)
 
 
-def _hs_setup() -> None:
+def _hs_setup(seed: SeedRule) -> None:
     """Compile the rule and the pattern database once, before any worker forks."""
     global _HS_STATE
     import hyperscan
 
     reference = _load_reference()
-    rule = reference.Rule(json.loads(SEED_IR.read_text()))
+    rule = reference.Rule(seed.ir)
     db = hyperscan.Database()
-    pats = _hs_patterns()
+    pats = _hs_patterns(seed.needles)
     db.compile(
         expressions=pats,
         ids=list(range(len(pats))),
@@ -398,11 +387,11 @@ def _hs_ranges(path: str, procs: int) -> list[tuple[str, int, int]]:
     return [(path, cuts[i], cuts[i + 1]) for i in range(procs)]
 
 
-def run_hyperscan(path: str, procs: int) -> dict[str, Any]:
+def run_hyperscan(path: str, procs: int, rule: SeedRule) -> dict[str, Any]:
     import hyperscan
     import orjson  # noqa: F401  (imported before the clock starts)
 
-    _hs_setup()
+    _hs_setup(rule)
     t0 = time.perf_counter()
     ranges = _hs_ranges(path, procs)
     if procs == 1:
@@ -420,7 +409,8 @@ def run_hyperscan(path: str, procs: int) -> dict[str, Any]:
         "version": getattr(hyperscan, "__version__", "?"),
         "notes": (
             f"{procs} process(es); hyperscan caseless multi-pattern scan of the whole "
-            "memory-mapped range (12 needles with `\\/` allowed, plus a `\\u00XX` escape guard), "
+            f"memory-mapped range ({len(rule.needles)} needles with `\\/` allowed, plus a "
+            "`\\u00XX` escape guard), "
             "then orjson + "
             "imds_scan.reference rule evaluation on candidate lines only"
         ),
@@ -461,13 +451,22 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--procs", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--pack", help="api: also run this bundled rule pack")
+    ap.add_argument(
+        "--rule",
+        help="the seed rule's IR and needles as bench/harness.py writes them (default: ask the "
+        "engine, which imports imds_scan into this process)",
+    )
     args = ap.parse_args(argv)
+
+    def rule() -> SeedRule:
+        return SeedRule.from_file(args.rule) if args.rule else engine_rule()
+
     runners: dict[str, Callable[[], dict[str, Any]]] = {
-        "duckdb": lambda: run_duckdb(args.path[0], args.threads),
-        "polars-default": lambda: run_polars(args.path[0], "default"),
-        "polars": lambda: run_polars(args.path[0], "overrides"),
-        "polars-full-schema": lambda: run_polars(args.path[0], "full"),
-        "hyperscan": lambda: run_hyperscan(args.path[0], args.procs),
+        "duckdb": lambda: run_duckdb(args.path[0], args.threads, rule()),
+        "polars-default": lambda: run_polars(args.path[0], "default", rule()),
+        "polars": lambda: run_polars(args.path[0], "overrides", rule()),
+        "polars-full-schema": lambda: run_polars(args.path[0], "full", rule()),
+        "hyperscan": lambda: run_hyperscan(args.path[0], args.procs, rule()),
         "api": lambda: run_api(args.path, args.threads, args.pack),
     }
     out = runners[args.kind]()

@@ -1,0 +1,51 @@
+"""The benchmark corpus generator (bench/gen_corpus.py, the package bench/corpus): the same
+arguments give the same bytes, and the committed sample is what its documented command writes."""
+
+from __future__ import annotations
+
+import gzip
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GENERATOR = ROOT / "bench" / "gen_corpus.py"
+SAMPLE = ROOT / "bench" / "sample" / "ecs-sample.ndjson"
+
+
+def generate(*args: str | Path) -> None:
+    subprocess.run(
+        [sys.executable, str(GENERATOR), *map(str, args), "--quiet"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def test_gzip_corpus_is_the_same_bytes_for_the_same_arguments(tmp_path: Path) -> None:
+    args = ("--size", "300K", "--seed", "5", "--tp-rate", "0.02")
+    generate(*args, "--out", tmp_path / "a.ndjson")
+    generate(*args, "--format", "gz", "--out", tmp_path / "b.ndjson.gz")
+    generate(*args, "--format", "gz", "--out", tmp_path / "c.ndjson.gz")
+    first, second = (tmp_path / "b.ndjson.gz").read_bytes(), (tmp_path / "c.ndjson.gz").read_bytes()
+    # No file name (FNAME flag, 0x08) and no time in the header: nothing but the arguments.
+    assert first[3] & 0x08 == 0 and first[4:8] == bytes(4)
+    assert first == second
+    assert gzip.decompress(first) == (tmp_path / "a.ndjson").read_bytes()
+
+
+def test_sample_is_what_its_documented_command_writes(tmp_path: Path) -> None:
+    readme = (ROOT / "bench" / "README.md").read_text()
+    block = re.search(r"\*\*Committed sample\.\*\*.*?```sh\n(.*?)```", readme, re.S)
+    assert block is not None
+    argv = shlex.split(block.group(1).replace("\\\n", " "))
+    assert argv[:2] == ["python3", "bench/gen_corpus.py"]
+    out = argv.index("--out") + 1
+    assert argv[out] == "bench/sample/ecs-sample.ndjson"
+    argv[out] = str(tmp_path / "sample.ndjson")
+    generate(*argv[2:])
+    assert (tmp_path / "sample.ndjson").read_bytes() == SAMPLE.read_bytes()
+    written = tmp_path / "sample.ndjson.expected.json"
+    assert written.read_bytes() == Path(f"{SAMPLE}.expected.json").read_bytes()
