@@ -309,10 +309,10 @@ def run_polars(path: str, mode: str) -> dict[str, Any]:
 
 def _load_reference() -> Any:
     try:
-        from imds_scan import reference
+        from imds_scan.reference import scan as reference
     except ImportError:
         sys.path.insert(0, str(REPO / "python"))
-        from imds_scan import reference
+        from imds_scan.reference import scan as reference
     return reference
 
 

@@ -516,7 +516,7 @@ SAMPLE = Path(__file__).resolve().parent.parent / "bench" / "sample" / "ecs-samp
 @pytest.mark.parametrize("globs", [("ip-*",), ("*PROD*", "jump-?"), ("gke-*-cbd8",)])
 def test_host_filters_on_the_sample_agree_with_the_oracle(globs: tuple[str, ...]) -> None:
     from imds_scan.filters import load_event
-    from imds_scan.reference import ascii_fold, field_values, wildcard_regex
+    from imds_scan.reference.scan import ascii_fold, field_values, wildcard_regex
 
     patterns = [wildcard_regex(g) for g in globs]
 

@@ -36,7 +36,7 @@ from typing import Any
 
 from .eql import EqlError, Node, parse_condition
 from .fields import field_type
-from .ipaddr import in_cidr, parse_cidr
+from .reference.ip import in_cidr, parse_cidr
 from .rules import Rule
 
 # Not read implicitly: only named (``--config imds-scan.toml``); the CLI says it was ignored.

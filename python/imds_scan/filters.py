@@ -122,7 +122,7 @@ def parse_event_time(value: str) -> datetime | None:
 
 def event_time(doc: dict[str, Any]) -> datetime | None:
     """The event's @timestamp (the first value if several), None if missing or unparsable."""
-    from .reference import field_values
+    from .reference.scan import field_values
 
     for value in field_values(doc, [TIMESTAMP_FIELD]):
         return parse_event_time(value)
@@ -131,7 +131,7 @@ def event_time(doc: dict[str, Any]) -> datetime | None:
 
 def load_event(text: str) -> dict[str, Any]:
     """Parse an event as the engines do: numbers keep their JSON text."""
-    from . import reference
+    from .reference import scan as reference
 
     doc: dict[str, Any] = reference.load_event(text)
     return doc

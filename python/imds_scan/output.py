@@ -60,7 +60,7 @@ def clip(text: str, limit: int = DISPLAY_LIMIT) -> str:
 
 
 def _field(doc: dict[str, object] | None, path: str) -> str:
-    from .reference import field_values
+    from .reference.scan import field_values
 
     # load_event keeps numbers as their JSON text, so a numeric host.name still shows.
     values = list(field_values(doc, path.split("."))) if doc is not None else []

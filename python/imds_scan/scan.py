@@ -39,7 +39,7 @@ class Hit:
 
     @property
     def event(self) -> dict[str, Any]:
-        from .reference import load_event
+        from .reference.scan import load_event
 
         doc: dict[str, Any] = load_event(self.event_text, numbers_as_text=False)
         return doc
@@ -258,7 +258,7 @@ def run_scan(
             for source, line, rule, branch, w, event in raw_hits
         ]
     elif engine == "python":
-        from . import reference
+        from .reference import scan as reference
 
         openers: list[str | reference.Opener] = [
             sources[i].open if sources[i].kind == "s3" else names[i] for i in readable

@@ -66,7 +66,7 @@ def rule_fields(rules: Sequence[Rule]) -> list[str]:
 
 
 def _lines(source: Source, limit: int) -> Iterator[bytes]:
-    from .reference import (
+    from .reference.scan import (
         _Counted,
         _decoded,
         _LongLine,
@@ -89,7 +89,7 @@ def _lines(source: Source, limit: int) -> Iterator[bytes]:
 def look(source: Source, fields: Sequence[str], limit: int = SAMPLE) -> NotEcs | None:
     """None when some of the input's first ``limit`` events has one of ``fields`` (or it
     cannot be read again); else what was seen."""
-    from .reference import Malformed, field_values, parse_line
+    from .reference.scan import Malformed, field_values, parse_line
 
     paths = [f.split(".") for f in fields]
     events = lines = 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..reference import deep_json, load_event
+from ..reference.scan import deep_json, load_event
 from ..rules import Rule
 from ..scan import Hit
 

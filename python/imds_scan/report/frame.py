@@ -8,7 +8,7 @@ from typing import Any
 import polars as pl
 
 from ..filters import event_time, load_event
-from ..reference import field_values
+from ..reference.scan import field_values
 from ..scan import Hit
 
 # ECS fields copied from the event into their own columns, in column order.

@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, NamedTuple, cast
 
-from .eql import MAX_IR_DEPTH, ir_depth
-from .ipaddr import in_cidr, parse_cidr, parse_ip
-from .stats import FileStats
+from ..eql import MAX_IR_DEPTH, ir_depth
+from ..stats import FileStats
+from .ip import in_cidr, parse_cidr, parse_ip
 
 _ASCII_FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _JSON_SPACE = b" \t\r\n"

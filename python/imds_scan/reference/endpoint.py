@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .ipaddr import parse_ip
+from .ip import parse_ip
 
 # Endpoint classes of addresses (IPv4 ones stored IPv4-mapped, as parse_ip gives them).
 ADDRESSES: tuple[tuple[str, str], ...] = (
