@@ -309,10 +309,10 @@ def run_polars(path: str, mode: str) -> dict[str, Any]:
 
 def _load_reference() -> Any:
     try:
-        from imds_scan.reference import scan as reference
+        from imds_scan.reference import eval as reference
     except ImportError:
         sys.path.insert(0, str(REPO / "python"))
-        from imds_scan.reference import scan as reference
+        from imds_scan.reference import eval as reference
     return reference
 
 
@@ -337,7 +337,7 @@ def _hs_setup() -> None:
     import hyperscan
 
     reference = _load_reference()
-    rule = reference.Rule(json.loads(SEED_IR.read_text()))
+    rule = reference.CompiledRule(json.loads(SEED_IR.read_text()))
     db = hyperscan.Database()
     pats = _hs_patterns()
     db.compile(
@@ -431,8 +431,8 @@ def run_hyperscan(path: str, procs: int) -> dict[str, Any]:
 
 
 def run_api(paths: list[str], threads: int, pack: str | None = None) -> dict[str, Any]:
+    from imds_scan import run_scan
     from imds_scan.rules import default_rules, load_rules, pack_path
-    from imds_scan.scan import run_scan
 
     rules = load_rules(["default", pack_path(pack)])[0] if pack else default_rules()
     t0 = time.perf_counter()

@@ -19,12 +19,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from . import output as output_mod
+from .engines import MAX_THREADS
 from .eql import EqlError
 from .filters import FilterError, parse_time_bound
 from .outfile import LINE_FORMATS, OutputError, PendingOutput, refuse_inputs
+from .results import ScanInterrupted, ScanResult
 from .rules import Rule
-from .scan import MAX_THREADS, InputError, ScanConfig, ScanInterrupted, ScanResult
-from .scan import scan as run_configured_scan
+from .run import ScanConfig, scan
+from .sources import InputError
 
 if TYPE_CHECKING:
     from .progress import ProgressBar
@@ -171,9 +173,17 @@ def _check_report_name(report: str | None) -> None:
         )
 
 
-def _size(text: str, hint: str) -> int:
-    from .cluster import parse_size
+def parse_size(text: str) -> int:
+    """``1048576``, ``64K``, ``256M``, ``1G`` (powers of 1024) → bytes; ValueError otherwise."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    stripped = text.strip().upper().removesuffix("B").removesuffix("I")
+    number, unit = stripped.rstrip("KMG"), stripped[len(stripped.rstrip("KMG")) :]
+    if not number.isdigit() or unit not in units or int(number) < 1:
+        raise ValueError(f"{text!r} is not a size (e.g. 64M, 1G, or a number of bytes)")
+    return int(number) * units[unit]
 
+
+def _size(text: str, hint: str) -> int:
     try:
         return parse_size(text)
     except ValueError as exc:
@@ -195,7 +205,7 @@ def _time_bound(text: str | None, hint: str) -> datetime | None:
     "imds-scan expand '**'), '-' for stdin, or s3://bucket/prefix (globs too); gzip and zstd "
     "input is decompressed. Exit: 0 no hits, 1 hits, 2 error, 130 interrupted."
 )
-def scan(
+def scan_command(
     ctx: typer.Context,
     paths: Annotated[
         list[str] | None,
@@ -475,7 +485,7 @@ def scan(
     try:
         with _progress_bar(quiet) as progress:
             try:
-                result = run_configured_scan(
+                result = scan(
                     paths,
                     rules=rules,
                     config=config,
@@ -561,7 +571,7 @@ def _load_rules(
     """The rules to run: --rule files (default: the bundled rule) with the config's
     [allowlist], the --preset allowlists and --allow conditions compiled in, in that order
     (the order in which a dropped event is attributed). Warnings go to stderr."""
-    from .config import Allowlist, condition_allowlist, merge, preset_allowlist
+    from .config import Allowlist, condition_allowlist, merge_allowlists, preset_allowlist
     from .rules import DEFAULT_RULE_ALIAS, load_rules, pack_path
 
     pack_specs = [pack_path(name) for name in packs or ()]
@@ -569,7 +579,7 @@ def _load_rules(
         [*(specs or [DEFAULT_RULE_ALIAS]), *pack_specs], skip_unsupported=skip
     )
     loaded = ctx.meta.get("imds_scan.config")
-    allowlist = merge(
+    allowlist = merge_allowlists(
         loaded.allowlist if loaded is not None else Allowlist(),
         *(preset_allowlist(name) for name in dict.fromkeys(presets or ())),
         condition_allowlist(allow or ()),

@@ -359,7 +359,7 @@ def condition_allowlist(conditions: Sequence[str], source: str = "--allow") -> A
     return Allowlist(tuple(nodes), {}, source)
 
 
-def merge(*allowlists: Allowlist) -> Allowlist:
+def merge_allowlists(*allowlists: Allowlist) -> Allowlist:
     """One allowlist; entries keep the order of the arguments (the attribution order)."""
     entries: list[AllowEntry] = []
     per_rule: dict[str, tuple[AllowEntry, ...]] = {}

@@ -8,9 +8,12 @@ import re
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from .scan import Hit, ScanStats
+from .reference.event import field_values, load_event
+
+if TYPE_CHECKING:  # the results import the reporting, lazily
+    from .results import Hit, ScanStats
 
 # C0 and C1 controls, DEL, and Unicode bidi/format characters that can reorder or hide text;
 # U+2028/U+2029 break lines for some readers (Python's splitlines too).
@@ -60,8 +63,6 @@ def clip(text: str, limit: int = DISPLAY_LIMIT) -> str:
 
 
 def _field(doc: dict[str, object] | None, path: str) -> str:
-    from .reference.scan import field_values
-
     # load_event keeps numbers as their JSON text, so a numeric host.name still shows.
     values = list(field_values(doc, path.split("."))) if doc is not None else []
     return ", ".join(values) if values else "-"
@@ -155,7 +156,7 @@ def write_table(
     """One line per hit, fitted to ``width`` (default: :func:`table_width`): time, host, user,
     process, rule (when several ran), branch, the matched field and value. Cells too wide are
     cut with "…" (the whole record is in ``-f ndjson``); log content is escaped."""
-    from .filters import event_time, load_event
+    from .filters import event_time
 
     width = table_width(out) if width is None else width
     shown = hits[:max_rows] if max_rows > 0 else hits
