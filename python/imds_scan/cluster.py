@@ -32,6 +32,7 @@ from typing import Any, BinaryIO
 
 from .engines import Progress, flag_unscanned, to_hit
 from .reference.lines import MAX_LINE_BYTES
+from .reference.source import detect_compression
 from .results import FileResult, Hit, ScanInterrupted, ScanResult, ScanStats
 from .rules import Rule
 from .sources import S3_BLOCK_SIZE, InputError, LazyStream, Source, s3_filesystem
@@ -43,18 +44,7 @@ DEFAULT_RANGE_SIZE = 256 << 20
 # How often a share is resubmitted after its task raised (a lost worker is rescheduled by Dask
 # itself; see README).
 DEFAULT_RETRIES = 3
-# Magic bytes of the formats the engine decodes or refuses (never split).
-_MAGIC = (
-    b"\x1f\x8b",  # gzip
-    b"\x28\xb5\x2f\xfd",  # zstd
-    b"\xfd7zXZ\x00",  # xz
-    b"BZh",  # bzip2
-    b"PK\x03\x04",  # zip
-    b"\x04\x22\x4d\x18",  # lz4
-    b"\xff\xfe",  # UTF-16LE/UTF-32LE byte-order mark (refused whole by the engine)
-    b"\xfe\xff",  # UTF-16BE
-    b"\x00\x00\xfe\xff",  # UTF-32BE
-)
+# Bytes read to tell an input's compression (never split) from plain text.
 _HEAD = 8
 
 
@@ -89,10 +79,12 @@ def parse_cluster(spec: str) -> tuple[str, int]:
 
 
 def _is_compressed(head: bytes) -> bool:
-    """Whether the engine would take input starting with ``head`` for a compressed one
-    (``Compression::detect`` in crates/imds-core/src/source.rs)."""
-    skippable_zstd = len(head) >= 4 and head[0] & 0xF0 == 0x50 and head[1:4] == b"\x2a\x4d\x18"
-    return skippable_zstd or any(head.startswith(magic) for magic in _MAGIC)
+    """Whether the engine would take input starting with ``head`` for a compressed one, or
+    refuse it whole (another compression, a UTF-16/32 byte-order mark)."""
+    try:
+        return detect_compression(head) is not None
+    except ValueError:
+        return True
 
 
 def _head(source: Source) -> bytes | None:

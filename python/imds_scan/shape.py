@@ -13,7 +13,7 @@ from typing import Any
 from .output import safe
 from .reference.event import Malformed, field_values, parse_line
 from .reference.lines import LongLine, ReadFailed, read_lines
-from .reference.source import Counted, decode, detect_compression, read_head
+from .reference.source import decoded
 from .rules import Rule
 from .sources import Source
 
@@ -70,8 +70,7 @@ def rule_fields(rules: Sequence[Rule]) -> list[str]:
 
 def _lines(source: Source, limit: int) -> Iterator[bytes]:
     with open(source.name, "rb") as raw:
-        head = read_head(raw)
-        stream = decode(Counted(raw, head, None), detect_compression(head))
+        stream, _, _ = decoded(raw)
         for count, line in enumerate(read_lines(stream, ReadFailed())):
             if count >= limit * 4:  # blank lines count too, up to a point
                 return

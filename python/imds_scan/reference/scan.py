@@ -5,8 +5,6 @@ the Rust engine's binding gives (:mod:`imds_scan.stats`)."""
 
 from __future__ import annotations
 
-import errno
-import os
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any, BinaryIO
@@ -15,7 +13,7 @@ from ..stats import EngineHit, FileStats
 from .eval import CompiledRule
 from .event import Malformed, parse_line
 from .lines import MAX_LINE_BYTES, LongLine, ReadFailed, read_lines
-from .source import Counted, Opener, decode, detect_compression, read_head, refuse_nested
+from .source import Opener, decoded, open_input, refuse_nested
 
 
 def scan_stream(
@@ -131,19 +129,9 @@ def _scan_one(
     max_line_bytes: int = MAX_LINE_BYTES,
 ) -> bool:
     """Scan one input into ``stats`` and ``hits``; True if interrupted."""
-    if callable(path):
-        raw = path()
-    elif path == "-":
-        raw = sys.stdin.buffer
-    else:
-        if os.path.isdir(path):
-            raise OSError(errno.EISDIR, "Is a directory")
-        raw = open(path, "rb")  # noqa: SIM115 (closed below)
+    raw = open_input(path)
     try:
-        head = read_head(raw)
-        compression = detect_compression(head)
-        counted = Counted(raw, head, progress)
-        stream = decode(counted, compression)
+        stream, counted, compression = decoded(raw, progress)
         damage = refuse_nested(stream, compression) if compression else None
         stats.compression = compression
         try:

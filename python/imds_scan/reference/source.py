@@ -3,12 +3,18 @@ refused), bytes counted for progress; the Rust engine's crates/imds-core/src/sou
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
+import os
+import sys
 from collections.abc import Callable
 from typing import Any, BinaryIO, cast
 
 from .lines import BLOCK
+
+# A function that opens an input as a binary stream (an S3 object, for instance).
+Opener = Callable[[], BinaryIO]
 
 
 class Counted(io.RawIOBase):
@@ -87,7 +93,29 @@ def detect_compression(head: bytes) -> str | None:
     return None
 
 
-def read_head(raw: BinaryIO) -> bytes:
+def open_input(path: str | Opener) -> BinaryIO:
+    """A binary stream of an input: a path (``-`` is stdin) or what an opener returns."""
+    if callable(path):
+        return path()
+    if path == "-":
+        return sys.stdin.buffer
+    if os.path.isdir(path):
+        raise OSError(errno.EISDIR, "Is a directory")
+    return open(path, "rb")
+
+
+def decoded(
+    raw: BinaryIO, progress: Callable[[int], None] | None = None
+) -> tuple[BinaryIO, Counted, str | None]:
+    """An input's data decoded, the counter of the bytes read from it, and its compression;
+    ValueError when it is refused (:func:`detect_compression`)."""
+    head = _read_head(raw)
+    compression = detect_compression(head)
+    counted = Counted(raw, head, progress)
+    return _decode(counted, compression), counted, compression
+
+
+def _read_head(raw: BinaryIO) -> bytes:
     head = b""
     while len(head) < MAGIC_LEN:
         data = raw.read(MAGIC_LEN - len(head))
@@ -97,7 +125,7 @@ def read_head(raw: BinaryIO) -> bytes:
     return head
 
 
-def decode(counted: Counted, compression: str | None) -> BinaryIO:
+def _decode(counted: Counted, compression: str | None) -> BinaryIO:
     buffered = io.BufferedReader(counted, 256 << 10)
     if compression == "gzip":
         return cast(BinaryIO, gzip.GzipFile(fileobj=buffered, mode="rb"))  # multi-member too
@@ -152,9 +180,6 @@ class _ZstdFrames(io.RawIOBase):
         view[:n] = self._output[:n]
         self._output = self._output[n:]
         return n
-
-
-Opener = Callable[[], BinaryIO]
 
 
 def refuse_nested(stream: BinaryIO, outer: str) -> Exception | None:
