@@ -16,14 +16,10 @@ from imds_scan.stats import STATS_FIELDS, FileStats, add_stats
 PACKAGE = Path(__file__).resolve().parent.parent / "python" / "imds_scan"
 
 
-def _is_type_checking(test: ast.expr) -> bool:
-    return ast.unparse(test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
-
-
 def import_graph(root: Path, package: str = "imds_scan") -> dict[str, set[str]]:
-    """Module → the package's modules it imports when it runs: at the top or inside a
-    function (a late import still ties the two), but not under ``if TYPE_CHECKING:`` (never
-    run; annotations only). ``from . import x`` is an edge to module ``x`` when it is one."""
+    """Module → the package's modules it imports, wherever the import is: at the top, inside
+    a function (a late import still ties the two) or under ``if TYPE_CHECKING:`` (types tie
+    them too). ``from . import x`` is an edge to module ``x`` when it is one."""
     modules: dict[str, tuple[Path, bool]] = {}
     for path in root.rglob("*.py"):
         parts = [package, *path.relative_to(root).with_suffix("").parts]
@@ -32,16 +28,8 @@ def import_graph(root: Path, package: str = "imds_scan") -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for name, (path, is_package) in modules.items():
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        typing_only = {
-            id(inner)
-            for node in ast.walk(tree)
-            if isinstance(node, ast.If) and _is_type_checking(node.test)
-            for inner in ast.walk(node)
-        }
         edges: set[str] = set()
         for node in ast.walk(tree):
-            if id(node) in typing_only:
-                continue
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
@@ -97,8 +85,9 @@ def test_no_import_cycles() -> None:
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
-def test_cycle_check_sees_late_imports(tmp_path: Path) -> None:
-    """A cycle closed by an import inside a function (scan ↔ cluster, once) is one."""
+def test_cycle_check_sees_late_and_typing_imports(tmp_path: Path) -> None:
+    """A cycle closed by an import inside a function (scan ↔ cluster, once) or under
+    TYPE_CHECKING (results ↔ report.frame, once) is one."""
     (tmp_path / "__init__.py").write_text("")
     (tmp_path / "a.py").write_text("from .b import run\n")
     (tmp_path / "b.py").write_text("def run():\n    from . import a\n")
@@ -106,8 +95,12 @@ def test_cycle_check_sees_late_imports(tmp_path: Path) -> None:
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import run\n"
     )
     graph = import_graph(tmp_path, "pkg")
-    assert graph["pkg.c"] == set()
+    assert graph["pkg.c"] == {"pkg.a"}
     assert find_cycle(graph) == ["pkg.a", "pkg.b", "pkg.a"]
+    (tmp_path / "b.py").write_text("def run():\n    pass\n")
+    assert find_cycle(import_graph(tmp_path, "pkg")) is None
+    (tmp_path / "b.py").write_text((tmp_path / "c.py").read_text())
+    assert find_cycle(import_graph(tmp_path, "pkg")) == ["pkg.a", "pkg.b", "pkg.a"]
 
 
 # What the reference engine is, beyond the event model and input reading it shares.

@@ -10,7 +10,8 @@ from __future__ import annotations
 from .engines import Engine, run_scan
 from .eql import EqlError, compile_rule
 from .filters import FilterError
-from .results import FileResult, Hit, ScanInterrupted, ScanResult, ScanStats
+from .records import FileResult, Hit, ScanStats
+from .results import ScanInterrupted, ScanResult
 from .rules import Rule, default_rules
 from .run import ScanConfig, expand_inputs, scan
 from .sources import InputError

@@ -21,6 +21,7 @@ import typer
 from . import output as output_mod
 from .engines import MAX_THREADS
 from .eql import EqlError
+from .escape import safe
 from .filters import FilterError, parse_time_bound
 from .outfile import LINE_FORMATS, OutputError, PendingOutput, refuse_inputs
 from .results import ScanInterrupted, ScanResult
@@ -119,13 +120,13 @@ def _load_config(ctx: typer.Context, named: str | None, none: bool) -> None:
         try:
             loaded = load_config(path, ctx.command, ctx)
         except ConfigError as exc:
-            print(f"imds-scan: error: {output_mod.safe(str(exc))}", file=sys.stderr)
+            print(f"imds-scan: error: {safe(str(exc))}", file=sys.stderr)
             raise typer.Exit(EXIT_ERROR) from None
         ctx.default_map = {**(ctx.default_map or {}), **loaded.default_map}
         ctx.meta["imds_scan.config"] = loaded
         keys = ", ".join(loaded.keys) or "nothing"
         print(
-            f"imds-scan: config: {output_mod.safe(path)}{origin} sets {output_mod.safe(keys)}",
+            f"imds-scan: config: {safe(path)}{origin} sets {safe(keys)}",
             file=sys.stderr,
         )
     if os.path.isfile(DEFAULT_CONFIG) and not _same_file(path, DEFAULT_CONFIG):
@@ -464,7 +465,7 @@ def scan_command(
     except ValueError as exc:  # EqlError, RuleFileError, ConfigError, FilterError
         # One line per refused rule file: the messages are escaped, not the line breaks.
         for problem in getattr(exc, "problems", None) or [str(exc)]:
-            print(f"imds-scan: error: {output_mod.safe(problem)}", file=sys.stderr)
+            print(f"imds-scan: error: {safe(problem)}", file=sys.stderr)
         raise typer.Exit(EXIT_ERROR) from None
     if show_rule:
         raise typer.Exit(EXIT_CLEAN)
@@ -474,12 +475,12 @@ def scan_command(
         from .rules.prefilter import prefilter_warnings
 
         for warning in prefilter_warnings(rules):
-            print(f"imds-scan: warning: {output_mod.safe(warning)}", file=sys.stderr)
+            print(f"imds-scan: warning: {safe(warning)}", file=sys.stderr)
     interrupted = False
     try:
         out_file, report_file = _prepare_outputs(output, report)
     except OutputError as exc:  # before scanning: an hour's scan is not lost at the end
-        print(f"imds-scan: error: {output_mod.safe(str(exc))}", file=sys.stderr)
+        print(f"imds-scan: error: {safe(str(exc))}", file=sys.stderr)
         raise typer.Exit(EXIT_ERROR) from None
     pending = [f for f in (out_file, report_file) if f is not None]
     try:
@@ -501,7 +502,7 @@ def scan_command(
         print("imds-scan: interrupted", file=sys.stderr)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except (EqlError, InputError, FilterError, OutputError) as exc:
-        print(f"imds-scan: error: {output_mod.safe(str(exc))}", file=sys.stderr)
+        print(f"imds-scan: error: {safe(str(exc))}", file=sys.stderr)
         raise typer.Exit(EXIT_ERROR) from None
     finally:
         for f in pending:  # a temporary file not renamed (nothing to write, or a failure)
@@ -511,8 +512,7 @@ def scan_command(
     else:  # -q drops the scan line, never the reason for exit 2
         for failed in result.stats.errors:
             print(
-                f"imds-scan: error: {output_mod.safe(failed.path)}: "
-                f"{output_mod.safe(failed.error or '')}",
+                f"imds-scan: error: {safe(failed.path)}: {safe(failed.error or '')}",
                 file=sys.stderr,
             )
     for warning in output_mod.allowlist_warnings(result.stats):
@@ -587,7 +587,7 @@ def _load_rules(
     for rule_id in allowlist.unknown_rule_ids(rules):
         warnings.append(f'{allowlist.source}: [allowlist.rules."{rule_id}"] names no loaded rule')
     for warning in warnings:
-        print(f"imds-scan: warning: {output_mod.safe(warning)}", file=sys.stderr)
+        print(f"imds-scan: warning: {safe(warning)}", file=sys.stderr)
     return allowlist.apply(rules)
 
 
@@ -692,7 +692,7 @@ def _write_results(
 def _write_output(file: PendingOutput, fmt: str, write: Callable[[str], None]) -> bool:
     """Write to the temporary file, then rename it over the target; True on failure. A line
     format cut short keeps its whole records; any other is not renamed."""
-    name = output_mod.safe(file.path)
+    name = safe(file.path)
     try:
         write(file.write_path)
     except OSError as exc:
@@ -715,7 +715,7 @@ def _write_output(file: PendingOutput, fmt: str, write: Callable[[str], None]) -
     try:
         file.commit()
     except OutputError as exc:
-        print(f"imds-scan: error: {output_mod.safe(str(exc))}", file=sys.stderr)
+        print(f"imds-scan: error: {safe(str(exc))}", file=sys.stderr)
         return True
     return False
 
@@ -725,7 +725,7 @@ def _describe(exc: BaseException) -> str:
         return "an expression is nested too deeply (RecursionError)"
     if isinstance(exc, MemoryError):
         return "out of memory"
-    return output_mod.safe(f"{type(exc).__name__}: {exc}")
+    return safe(f"{type(exc).__name__}: {exc}")
 
 
 def main() -> None:

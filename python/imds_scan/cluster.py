@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from .engines import Progress, flag_unscanned, to_hit
+from .records import FileResult, Hit, ScanStats
 from .reference.lines import MAX_LINE_BYTES
 from .reference.source import detect_compression
-from .results import FileResult, Hit, ScanInterrupted, ScanResult, ScanStats
+from .results import ScanInterrupted, ScanResult
 from .rules import Rule
 from .sources import S3_BLOCK_SIZE, InputError, LazyStream, Source, s3_filesystem
 from .stats import add_stats

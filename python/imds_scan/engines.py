@@ -10,11 +10,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
+from .records import FileResult, Hit, ScanStats
 from .reference.lines import MAX_LINE_BYTES
-from .results import FileResult, Hit, ScanInterrupted, ScanResult, ScanStats
+from .results import ScanInterrupted, ScanResult
 from .rules import Rule
 from .sources import Source, as_source
-from .stats import EngineHit, stats_values
+from .stats import WITNESS_FIELDS, EngineHit, stats_values
 
 Engine = Literal["rust", "python"]
 # progress(bytes read from the sources so far, total bytes or None when unknown)
@@ -29,7 +30,7 @@ def to_hit(raw: EngineHit, source: str, rules: Sequence[Rule], line_offset: int 
     _, line, rule, branch, witness, event = raw
     matched = None
     if witness is not None:
-        matched = dict(zip(("field", "op", "pattern", "value"), witness, strict=True))
+        matched = dict(zip(WITNESS_FIELDS, witness, strict=True))
     return Hit(
         source, line + line_offset, rules[rule], rules[rule].branch_names[branch], matched, event
     )

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from .engines import Engine, Progress, run_scan
+from .records import AllowlistDrops
 from .reference.lines import MAX_LINE_BYTES
-from .results import AllowlistDrops, ScanInterrupted, ScanResult
+from .results import ScanInterrupted, ScanResult
 from .rules import Rule
 from .sources import InputError, Source, expand
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .output import safe
+from .escape import safe
 from .reference.event import Malformed, field_values, parse_line
 from .reference.lines import LongLine, ReadFailed, read_lines
 from .reference.source import decoded

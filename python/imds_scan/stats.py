@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-# A hit's witness: (field, op, pattern, value) (spec/ir.md, Witness).
+# A hit's witness (spec/ir.md, Witness): the values of these, in this order; a Hit's ``matched``.
+WITNESS_FIELDS = ("field", "op", "pattern", "value")
 EngineWitness = tuple[str, str, str, str]
 # A hit: (input index, line, rule index, branch index, witness or None, event's JSON text).
 EngineHit = tuple[int, int, int, int, EngineWitness | None, str]

@@ -170,6 +170,9 @@ def _evaluate(node: Any, doc: dict[str, Any]) -> list[Witness] | None:
 
 @dataclass
 class CompiledRule:
+    """A rule's IR compiled for evaluation (the Rust engine's ``CompiledRule``); not the
+    loaded rule with its metadata, :class:`imds_scan.rules.Rule`."""
+
     ir: dict[str, Any]
     branches: list[tuple[str, Any]] = field(init=False)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..records import Hit
 from ..reference.event import deep_json, load_event
-from ..results import Hit
 from ..rules import Rule
 
 # Elastic Security's default risk score for each rule severity.

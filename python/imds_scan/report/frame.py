@@ -10,8 +10,8 @@ import polars as pl
 from ..filters import event_time
 from ..reference.event import field_values, load_event
 
-if TYPE_CHECKING:  # ScanResult.frame imports this module
-    from ..results import Hit
+if TYPE_CHECKING:
+    from ..records import Hit
 
 # ECS fields copied from the event into their own columns, in column order.
 ECS_COLUMNS = (
