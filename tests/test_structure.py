@@ -104,7 +104,7 @@ def test_cycle_check_sees_late_and_typing_imports(tmp_path: Path) -> None:
 
 
 # What the reference engine is, beyond the event model and input reading it shares.
-ENGINE = {"imds_scan.reference.eval", "imds_scan.reference.scan"}
+ENGINE = {"imds_scan.reference.eval", "imds_scan.reference.scan.engine"}
 
 
 @pytest.mark.parametrize(
@@ -118,7 +118,7 @@ ENGINE = {"imds_scan.reference.eval", "imds_scan.reference.scan"}
 )
 def test_reporting_and_filters_never_load_the_reference_engine(module: str) -> None:
     """They read events through imds_scan.reference.event (and shape reads inputs through
-    reference.source and reference.lines), never through the evaluator or its scan."""
+    reference.scan.source and reference.scan.lines), never through the evaluator or its scan."""
     loaded = reachable(import_graph(PACKAGE), module)
     assert not loaded & ENGINE, f"{module} imports {sorted(loaded & ENGINE)}"
 
@@ -127,7 +127,7 @@ def test_one_statistics_shape_for_every_engine(tmp_path: Path) -> None:
     """The binding's per-input dict has exactly FileStats's fields, in its order (the adapter
     converts it field by field), and so does the reference engine's."""
     from imds_scan import _engine
-    from imds_scan.reference.scan import scan_inputs
+    from imds_scan.reference.scan.engine import scan_inputs
 
     path = tmp_path / "f.ndjson"
     path.write_text('{"a": 1}\nnot json\n')

@@ -32,8 +32,8 @@ from typing import Any, BinaryIO
 
 from .engines import Progress, flag_unscanned, to_hit
 from .records import FileResult, Hit, ScanStats
-from .reference.lines import MAX_LINE_BYTES
-from .reference.source import detect_compression
+from .reference.scan.lines import MAX_LINE_BYTES
+from .reference.scan.source import detect_compression
 from .results import ScanInterrupted, ScanResult
 from .rules import Rule
 from .sources import S3_BLOCK_SIZE, InputError, LazyStream, Source, s3_filesystem

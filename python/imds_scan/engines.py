@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from .records import FileResult, Hit, ScanStats
-from .reference.lines import MAX_LINE_BYTES
+from .reference.scan.lines import MAX_LINE_BYTES
 from .results import ScanInterrupted, ScanResult
 from .rules import Rule
 from .sources import Source, as_source
@@ -103,8 +103,8 @@ def run_scan(
             max_line_bytes=min(max_line_bytes, 1 << 62),  # no limit is beyond a usize
         )
     elif engine == "python":
-        from .reference.scan import scan_inputs
-        from .reference.source import Opener
+        from .reference.scan.engine import scan_inputs
+        from .reference.scan.source import Opener
 
         openers: list[str | Opener] = [
             sources[i].open if sources[i].kind == "s3" else names[i] for i in readable

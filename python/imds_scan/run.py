@@ -9,7 +9,7 @@ from datetime import datetime
 
 from .engines import Engine, Progress, run_scan
 from .records import AllowlistDrops
-from .reference.lines import MAX_LINE_BYTES
+from .reference.scan.lines import MAX_LINE_BYTES
 from .results import ScanInterrupted, ScanResult
 from .rules import Rule
 from .sources import InputError, Source, expand

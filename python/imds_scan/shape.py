@@ -12,8 +12,8 @@ from typing import Any
 
 from .escape import safe
 from .reference.event import Malformed, field_values, parse_line
-from .reference.lines import LongLine, ReadFailed, read_lines
-from .reference.source import decoded
+from .reference.scan.lines import LongLine, ReadFailed, read_lines
+from .reference.scan.source import decoded
 from .rules import Rule
 from .sources import Source
 

@@ -9,8 +9,8 @@ Its modules mirror the Rust core's (crates/imds-core/src) by name, one to one:
 - :mod:`.ip`: IP address and CIDR parsing (``ip.rs``);
 - :mod:`.wildcard`: EQL wildcard patterns, ASCII case folding (``wildcard.rs``);
 - :mod:`.endpoint`: the ``imds_endpoint`` decoder (``endpoint.rs``);
-- :mod:`.source`, :mod:`.lines`, :mod:`.scan`: reading inputs (compression), cutting them
-  into lines, scanning them (the ``scan`` folder).
+- :mod:`.scan`: reading inputs, cutting them into lines and scanning them (the ``scan``
+  folder: :mod:`.scan.source`, :mod:`.scan.lines`, :mod:`.scan.engine`).
 
 This package imports nothing itself, so that importing :mod:`.event` (which reporting, the
 filters and the input-shape check share) or :mod:`.ip` (which the rule compiler uses) does

@@ -1,5 +1,5 @@
 """Line framing: a decoded stream cut into lines on ``\\n``, a line longer than the limit read
-past without being held (the Rust engine's line framing in crates/imds-core/src/scan)."""
+past without being held (crates/imds-core/src/scan/lines.rs)."""
 
 from __future__ import annotations
 

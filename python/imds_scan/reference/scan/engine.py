@@ -1,7 +1,7 @@
-"""The reference engine's scan: inputs read one after another, line by line, every event
-parsed with the standard library's :mod:`json` and every rule evaluated, with no fast path
-(the Rust engine's crates/imds-core/src/scan). Hits and per-input statistics have the shapes
-the Rust engine's binding gives (:mod:`imds_scan.stats`)."""
+"""The reference engine's scan (crates/imds-core/src/scan/engine.rs): inputs read one after
+another, line by line, every event parsed with the standard library's :mod:`json` and every
+rule evaluated, with no fast path. Hits and per-input statistics have the shapes the Rust
+engine's binding gives (:mod:`imds_scan.stats`)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any, BinaryIO
 
-from ..stats import EngineHit, FileStats
-from .eval import CompiledRule
-from .event import Malformed, parse_line
+from ...stats import EngineHit, FileStats
+from ..eval import CompiledRule
+from ..event import Malformed, parse_line
 from .lines import MAX_LINE_BYTES, LongLine, ReadFailed, read_lines
 from .source import Opener, decoded, open_input, refuse_nested
 

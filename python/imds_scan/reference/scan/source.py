@@ -1,5 +1,5 @@
 """Reading inputs: opening, compression told by magic bytes (gzip and zstd decoded, others
-refused), bytes counted for progress; the Rust engine's crates/imds-core/src/source.rs."""
+refused), bytes counted for progress; crates/imds-core/src/scan/source.rs."""
 
 from __future__ import annotations
 
