@@ -151,3 +151,10 @@ def test_add_stats_adds_every_field() -> None:
     assert (total.error, total.compression) == ("damaged", "gzip")
     assert total.allowlisted == {(0, 1): 8}
     assert total.malformed_examples == []  # the caller's: line numbers need an offset
+
+
+@pytest.mark.parametrize("name", ["event", "eval", "ip", "wildcard", "endpoint"])
+def test_reference_semantics_mirror_the_rust_core(name: str) -> None:
+    """Each semantics module of the Rust core has its Python twin, under the same name."""
+    rust = PACKAGE.parent.parent / "crates" / "imds-core" / "src" / f"{name}.rs"
+    assert rust.is_file() and (PACKAGE / "reference" / f"{name}.py").is_file()
