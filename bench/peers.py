@@ -298,10 +298,10 @@ def run_polars(path: str, mode: str, rule: SeedRule) -> dict[str, Any]:
 
 def _load_reference() -> Any:
     try:
-        from imds_scan import reference
+        from imds_scan.reference import eval as reference
     except ImportError:
         sys.path.insert(0, str(REPO / "python"))
-        from imds_scan import reference
+        from imds_scan.reference import eval as reference
     return reference
 
 
@@ -326,7 +326,7 @@ def _hs_setup(seed: SeedRule) -> None:
     import hyperscan
 
     reference = _load_reference()
-    rule = reference.Rule(seed.ir)
+    rule = reference.CompiledRule(seed.ir)
     db = hyperscan.Database()
     pats = _hs_patterns(seed.needles)
     db.compile(
@@ -421,8 +421,8 @@ def run_hyperscan(path: str, procs: int, rule: SeedRule) -> dict[str, Any]:
 
 
 def run_api(paths: list[str], threads: int, pack: str | None = None) -> dict[str, Any]:
+    from imds_scan import run_scan
     from imds_scan.rules import default_rules, load_rules, pack_path
-    from imds_scan.scan import run_scan
 
     rules = load_rules(["default", pack_path(pack)])[0] if pack else default_rules()
     t0 = time.perf_counter()

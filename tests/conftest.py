@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from imds_scan import Hit, Rule, default_rules
-from imds_scan.scan import ScanResult, run_scan
+from imds_scan import Hit, Rule, ScanResult, default_rules, run_scan
 
 ENGINES = ["python", "rust"]
 

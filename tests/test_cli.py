@@ -209,7 +209,7 @@ def test_unexpected_errors_are_one_line_exit_2(tmp_path: Path) -> None:
         "import sys, imds_scan.cli as cli\n"
         "def boom(*args, **kwargs):\n"
         "    raise RuntimeError('planted \\x1b[2J')\n"
-        "cli.run_configured_scan = boom\n"
+        "cli.scan = boom\n"
         f"sys.argv = ['imds-scan', {str(f)!r}]\n"
         "cli.main()\n"
     )

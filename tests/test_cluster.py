@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from imds_scan import ScanConfig, ScanResult, default_rules, scan
-from imds_scan.cluster import Piece, RangeReader, merge, plan, run_cluster, scan_share
+from imds_scan.cluster import Piece, RangeReader, merge_shares, plan, run_cluster, scan_share
 from imds_scan.sources import expand
 
 distributed = pytest.importorskip("distributed", reason="dask[distributed] is not installed")
@@ -157,7 +157,7 @@ def test_range_starting_with_magic_bytes_is_plain(tmp_path: Path, garbage: bytes
     rules = default_rules()
     rules_json = tuple(json.dumps(r.ir) for r in rules)
     outputs = {n: scan_share(share, rules_json, 1, True, 5, None) for n, share in enumerate(shares)}
-    merged = merge(sources, rules, shares, outputs, {}, 5)
+    merged = merge_shares(sources, rules, shares, outputs, {}, 5)
     local = scan([str(path)])
     assert key(merged) == key(local)
     assert [h.line for h in local.hits] == [1, 3, 4] and local.stats.files[0].malformed == 1
@@ -279,7 +279,9 @@ def test_merge_drops_ranges_after_a_missing_one_and_reports_failed_shares(
     rules = default_rules()
     rules_json = tuple(json.dumps(r.ir) for r in rules)
     outputs = {n: scan_share(shares[n], rules_json, 1, True, 5, None) for n in (0, 2, 3)}
-    merged = merge(sources, rules, shares, outputs, {4: "cluster task failed: boom"}, 5, True)
+    merged = merge_shares(
+        sources, rules, shares, outputs, {4: "cluster task failed: boom"}, 5, True
+    )
     assert [(h.source, h.line) for h in merged.hits] == [(str(path), 1)]
     assert merged.stats.interrupted and merged.stats.files[0].hits == 3
     assert merged.stats.files[1].error == "cluster task failed: boom"

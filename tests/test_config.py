@@ -28,9 +28,9 @@ from imds_scan.config import (
     parse_config,
 )
 from imds_scan.eql import compile_rule, format_rule, inline_allowlist
-from imds_scan.filters import load_event
-from imds_scan.ipaddr import in_cidr, parse_cidr, parse_ip
-from imds_scan.reference import ascii_fold, field_values, wildcard_regex
+from imds_scan.reference.event import field_values, load_event
+from imds_scan.reference.ip import in_cidr, parse_cidr, parse_ip
+from imds_scan.reference.wildcard import ascii_fold, wildcard_regex
 from imds_scan.rules import default_rules, load_rules
 
 COMMAND = typer.main.get_command(app)

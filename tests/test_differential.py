@@ -17,10 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import hit_keys
-from imds_scan import Rule, default_rules
+from imds_scan import Rule, default_rules, run_scan
 from imds_scan.eql import compile_rule, format_condition, format_rule, quote
-from imds_scan.ipaddr import parse_ip
-from imds_scan.scan import run_scan
+from imds_scan.reference.ip import parse_ip
 
 IMDS_TEXT = [
     "169.254.169.254",
@@ -629,7 +628,7 @@ WILDCARD_ALPHABET = "aAbB*?é\u212a"
 def test_reference_wildcard_agrees_with_the_regex_definition(
     pattern: str, value: str, fold: bool
 ) -> None:
-    from imds_scan.reference import Wildcard, ascii_fold, wildcard_regex
+    from imds_scan.reference.wildcard import Wildcard, ascii_fold, wildcard_regex
 
     subject = ascii_fold(value) if fold else value
     expected = wildcard_regex(pattern, fold).fullmatch(subject) is not None
@@ -637,7 +636,7 @@ def test_reference_wildcard_agrees_with_the_regex_definition(
 
 
 def test_reference_wildcard_pieces_longer_than_a_word() -> None:
-    from imds_scan.reference import Wildcard, wildcard_regex
+    from imds_scan.reference.wildcard import Wildcard, wildcard_regex
 
     for pattern in ("*" + "?" * 70 + "b*", "*" + "?" * 63 + "a" + "?" * 64 + "*", "a*?b?*c"):
         for value in ("a" * 69 + "b", "a" * 70 + "b", "a" * 71 + "b", "xa" * 100, "azbzzbc"):
@@ -671,7 +670,7 @@ CATASTROPHIC = """
 import json, sys, tempfile
 from imds_scan import Rule
 from imds_scan.eql import compile_rule
-from imds_scan.scan import run_scan
+from imds_scan import run_scan
 pattern, engine = sys.argv[1], sys.argv[2]
 query = f"any where v : {json.dumps(pattern, ensure_ascii=False)}"
 rule = Rule("c", "c", "low", query, compile_rule(query, name="c", rule_id="c", severity="low"))

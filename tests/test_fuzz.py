@@ -23,11 +23,10 @@ import zstandard
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from imds_scan import Rule, default_rules
+from imds_scan import Rule, default_rules, run_scan
 from imds_scan._engine import Scanner
 from imds_scan.eql import EqlError, compile_rule, format_rule, parse_condition
 from imds_scan.rules import load_rules, pack_path
-from imds_scan.scan import run_scan
 
 HARDENED_IR = Path(__file__).parents[1] / "crates/imds-core/tests/data/hardened_ir.json"
 

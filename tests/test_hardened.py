@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import ENGINES, hit_keys
-from imds_scan.endpoint import findings, inet_aton
+from imds_scan import run_scan
 from imds_scan.eql import EqlError, compile_rule
+from imds_scan.reference.endpoint import findings, inet_aton
 from imds_scan.rules import Rule, RuleFileError, load_rule_file, load_rules, pack_path
-from imds_scan.scan import run_scan
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -23,8 +23,7 @@ import pytest
 import zstandard
 
 from conftest import ENGINES
-from imds_scan import default_rules
-from imds_scan.scan import ScanResult, run_scan, scan
+from imds_scan import ScanResult, default_rules, run_scan, scan
 
 HIT = {
     "event": {"category": "network"},
@@ -540,7 +539,7 @@ def test_unlistable_subdirectory_is_reported_once(tmp_path: Path) -> None:
 
 
 def test_globs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from imds_scan.scan import expand_inputs
+    from imds_scan import expand_inputs
 
     for name in ("a.ndjson", "b.ndjson.gz", ".hidden.ndjson", "d/c.ndjson", "d/e/f.ndjson"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)

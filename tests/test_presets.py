@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from conftest import ENGINES, hit_keys
-from imds_scan.config import merge, parse_allowlist, preset_allowlist
+from imds_scan.config import merge_allowlists, parse_allowlist, preset_allowlist
 from imds_scan.rules import default_rules, load_rules, pack_path
-from imds_scan.scan import allowlist_drops
+from imds_scan.run import allowlist_drops
 
 NET = {"category": ["network"], "type": ["connection"]}
 
@@ -223,7 +223,7 @@ ALLOW = {
 
 def test_drop_counts_are_the_same_on_both_engines_and_match_an_oracle(scan_events: Any) -> None:
     rules, _ = load_rules(["default", pack_path("hardened")])
-    allowlist = merge(parse_allowlist(ALLOW, "c.toml"), preset_allowlist("cloud-agents"))
+    allowlist = merge_allowlists(parse_allowlist(ALLOW, "c.toml"), preset_allowlist("cloud-agents"))
     tuned = allowlist.apply(rules)
     events = _random_events(7)
     results = {engine: scan_events(events, engine, tuned) for engine in ENGINES}

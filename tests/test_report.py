@@ -515,8 +515,8 @@ SAMPLE = Path(__file__).resolve().parent.parent / "bench" / "sample" / "ecs-samp
 @pytest.mark.skipif(not SAMPLE.exists(), reason="the bundled sample is not there")
 @pytest.mark.parametrize("globs", [("ip-*",), ("*PROD*", "jump-?"), ("gke-*-cbd8",)])
 def test_host_filters_on_the_sample_agree_with_the_oracle(globs: tuple[str, ...]) -> None:
-    from imds_scan.filters import load_event
-    from imds_scan.reference import ascii_fold, field_values, wildcard_regex
+    from imds_scan.reference.event import field_values, load_event
+    from imds_scan.reference.wildcard import ascii_fold, wildcard_regex
 
     patterns = [wildcard_regex(g) for g in globs]
 
@@ -564,8 +564,8 @@ name = "Indirect Command Execution"
 
 @pytest.mark.parametrize("threat", [THREAT_TOML, ""])
 def test_alert_threat_is_the_rules_own(tmp_path: Path, threat: str) -> None:
+    from imds_scan import run_scan
     from imds_scan.rules import parse_rule_text
-    from imds_scan.scan import run_scan
 
     rule = parse_rule_text(RULE_TOML.format(threat=threat), "test.toml")
     path = tmp_path / "e.ndjson"
@@ -778,9 +778,9 @@ def test_narrow_table_with_rules_keeps_room_for_the_value(
 ) -> None:
     import io
 
+    from imds_scan import run_scan
     from imds_scan.output import write_table
     from imds_scan.rules import default_rules, load_rules, pack_path
-    from imds_scan.scan import run_scan
 
     path = tmp_path / "p.ndjson"
     event = proc(

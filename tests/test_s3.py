@@ -16,8 +16,7 @@ import pytest
 import zstandard
 
 from conftest import ENGINES
-from imds_scan import ScanConfig, default_rules, scan
-from imds_scan.scan import run_scan
+from imds_scan import ScanConfig, default_rules, run_scan, scan
 from imds_scan.sources import Source, s3_filesystem
 
 moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed")

@@ -7,22 +7,14 @@
 
 from __future__ import annotations
 
+from .engines import Engine, run_scan
 from .eql import EqlError, compile_rule
 from .filters import FilterError
+from .records import FileResult, Hit, ScanStats
+from .results import ScanInterrupted, ScanResult
 from .rules import Rule, default_rules
-from .scan import (
-    Engine,
-    FileResult,
-    Hit,
-    InputError,
-    ScanConfig,
-    ScanInterrupted,
-    ScanResult,
-    ScanStats,
-    expand_inputs,
-    run_scan,
-    scan,
-)
+from .run import ScanConfig, expand_inputs, scan
+from .sources import InputError
 
 __all__ = [
     "Engine",

@@ -19,12 +19,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from . import output as output_mod
+from .engines import MAX_THREADS
 from .eql import EqlError
+from .escape import safe
 from .filters import FilterError, parse_time_bound
 from .outfile import LINE_FORMATS, OutputError, PendingOutput, refuse_inputs
+from .results import ScanInterrupted, ScanResult
 from .rules import Rule
-from .scan import MAX_THREADS, InputError, ScanConfig, ScanInterrupted, ScanResult
-from .scan import scan as run_configured_scan
+from .run import ScanConfig, scan
+from .sources import InputError
 
 if TYPE_CHECKING:
     from .progress import ProgressBar
@@ -117,13 +120,13 @@ def _load_config(ctx: typer.Context, named: str | None, none: bool) -> None:
         try:
             loaded = load_config(path, ctx.command, ctx)
         except ConfigError as exc:
-            print(f"imds-scan: error: {output_mod.safe(str(exc))}", file=sys.stderr)
+            print(f"imds-scan: error: {safe(str(exc))}", file=sys.stderr)
             raise typer.Exit(EXIT_ERROR) from None
         ctx.default_map = {**(ctx.default_map or {}), **loaded.default_map}
         ctx.meta["imds_scan.config"] = loaded
         keys = ", ".join(loaded.keys) or "nothing"
         print(
-            f"imds-scan: config: {output_mod.safe(path)}{origin} sets {output_mod.safe(keys)}",
+            f"imds-scan: config: {safe(path)}{origin} sets {safe(keys)}",
             file=sys.stderr,
         )
     if os.path.isfile(DEFAULT_CONFIG) and not _same_file(path, DEFAULT_CONFIG):
@@ -171,9 +174,17 @@ def _check_report_name(report: str | None) -> None:
         )
 
 
-def _size(text: str, hint: str) -> int:
-    from .cluster import parse_size
+def parse_size(text: str) -> int:
+    """``1048576``, ``64K``, ``256M``, ``1G`` (powers of 1024) → bytes; ValueError otherwise."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    stripped = text.strip().upper().removesuffix("B").removesuffix("I")
+    number, unit = stripped.rstrip("KMG"), stripped[len(stripped.rstrip("KMG")) :]
+    if not number.isdigit() or unit not in units or int(number) < 1:
+        raise ValueError(f"{text!r} is not a size (e.g. 64M, 1G, or a number of bytes)")
+    return int(number) * units[unit]
 
+
+def _size(text: str, hint: str) -> int:
     try:
         return parse_size(text)
     except ValueError as exc:
@@ -195,7 +206,7 @@ def _time_bound(text: str | None, hint: str) -> datetime | None:
     "imds-scan expand '**'), '-' for stdin, or s3://bucket/prefix (globs too); gzip and zstd "
     "input is decompressed. Exit: 0 no hits, 1 hits, 2 error, 130 interrupted."
 )
-def scan(
+def scan_command(
     ctx: typer.Context,
     paths: Annotated[
         list[str] | None,
@@ -454,7 +465,7 @@ def scan(
     except ValueError as exc:  # EqlError, RuleFileError, ConfigError, FilterError
         # One line per refused rule file: the messages are escaped, not the line breaks.
         for problem in getattr(exc, "problems", None) or [str(exc)]:
-            print(f"imds-scan: error: {output_mod.safe(problem)}", file=sys.stderr)
+            print(f"imds-scan: error: {safe(problem)}", file=sys.stderr)
         raise typer.Exit(EXIT_ERROR) from None
     if show_rule:
         raise typer.Exit(EXIT_CLEAN)
@@ -464,18 +475,18 @@ def scan(
         from .rules.prefilter import prefilter_warnings
 
         for warning in prefilter_warnings(rules):
-            print(f"imds-scan: warning: {output_mod.safe(warning)}", file=sys.stderr)
+            print(f"imds-scan: warning: {safe(warning)}", file=sys.stderr)
     interrupted = False
     try:
         out_file, report_file = _prepare_outputs(output, report)
     except OutputError as exc:  # before scanning: an hour's scan is not lost at the end
-        print(f"imds-scan: error: {output_mod.safe(str(exc))}", file=sys.stderr)
+        print(f"imds-scan: error: {safe(str(exc))}", file=sys.stderr)
         raise typer.Exit(EXIT_ERROR) from None
     pending = [f for f in (out_file, report_file) if f is not None]
     try:
         with _progress_bar(quiet) as progress:
             try:
-                result = run_configured_scan(
+                result = scan(
                     paths,
                     rules=rules,
                     config=config,
@@ -491,7 +502,7 @@ def scan(
         print("imds-scan: interrupted", file=sys.stderr)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except (EqlError, InputError, FilterError, OutputError) as exc:
-        print(f"imds-scan: error: {output_mod.safe(str(exc))}", file=sys.stderr)
+        print(f"imds-scan: error: {safe(str(exc))}", file=sys.stderr)
         raise typer.Exit(EXIT_ERROR) from None
     finally:
         for f in pending:  # a temporary file not renamed (nothing to write, or a failure)
@@ -501,8 +512,7 @@ def scan(
     else:  # -q drops the scan line, never the reason for exit 2
         for failed in result.stats.errors:
             print(
-                f"imds-scan: error: {output_mod.safe(failed.path)}: "
-                f"{output_mod.safe(failed.error or '')}",
+                f"imds-scan: error: {safe(failed.path)}: {safe(failed.error or '')}",
                 file=sys.stderr,
             )
     for warning in output_mod.allowlist_warnings(result.stats):
@@ -561,7 +571,7 @@ def _load_rules(
     """The rules to run: --rule files (default: the bundled rule) with the config's
     [allowlist], the --preset allowlists and --allow conditions compiled in, in that order
     (the order in which a dropped event is attributed). Warnings go to stderr."""
-    from .config import Allowlist, condition_allowlist, merge, preset_allowlist
+    from .config import Allowlist, condition_allowlist, merge_allowlists, preset_allowlist
     from .rules import DEFAULT_RULE_ALIAS, load_rules, pack_path
 
     pack_specs = [pack_path(name) for name in packs or ()]
@@ -569,7 +579,7 @@ def _load_rules(
         [*(specs or [DEFAULT_RULE_ALIAS]), *pack_specs], skip_unsupported=skip
     )
     loaded = ctx.meta.get("imds_scan.config")
-    allowlist = merge(
+    allowlist = merge_allowlists(
         loaded.allowlist if loaded is not None else Allowlist(),
         *(preset_allowlist(name) for name in dict.fromkeys(presets or ())),
         condition_allowlist(allow or ()),
@@ -577,7 +587,7 @@ def _load_rules(
     for rule_id in allowlist.unknown_rule_ids(rules):
         warnings.append(f'{allowlist.source}: [allowlist.rules."{rule_id}"] names no loaded rule')
     for warning in warnings:
-        print(f"imds-scan: warning: {output_mod.safe(warning)}", file=sys.stderr)
+        print(f"imds-scan: warning: {safe(warning)}", file=sys.stderr)
     return allowlist.apply(rules)
 
 
@@ -682,7 +692,7 @@ def _write_results(
 def _write_output(file: PendingOutput, fmt: str, write: Callable[[str], None]) -> bool:
     """Write to the temporary file, then rename it over the target; True on failure. A line
     format cut short keeps its whole records; any other is not renamed."""
-    name = output_mod.safe(file.path)
+    name = safe(file.path)
     try:
         write(file.write_path)
     except OSError as exc:
@@ -705,7 +715,7 @@ def _write_output(file: PendingOutput, fmt: str, write: Callable[[str], None]) -
     try:
         file.commit()
     except OutputError as exc:
-        print(f"imds-scan: error: {output_mod.safe(str(exc))}", file=sys.stderr)
+        print(f"imds-scan: error: {safe(str(exc))}", file=sys.stderr)
         return True
     return False
 
@@ -715,7 +725,7 @@ def _describe(exc: BaseException) -> str:
         return "an expression is nested too deeply (RecursionError)"
     if isinstance(exc, MemoryError):
         return "out of memory"
-    return output_mod.safe(f"{type(exc).__name__}: {exc}")
+    return safe(f"{type(exc).__name__}: {exc}")
 
 
 def main() -> None:

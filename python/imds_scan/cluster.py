@@ -30,19 +30,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from .engines import Progress, flag_unscanned, to_hit
+from .records import FileResult, Hit, ScanStats
+from .reference.scan.lines import MAX_LINE_BYTES
+from .reference.scan.source import detect_compression
+from .results import ScanInterrupted, ScanResult
 from .rules import Rule
-from .scan import (
-    MAX_LINE_BYTES,
-    FileResult,
-    Hit,
-    InputError,
-    Progress,
-    ScanInterrupted,
-    ScanResult,
-    ScanStats,
-    flag_unscanned,
-)
-from .sources import S3_BLOCK_SIZE, LazyStream, Source, s3_filesystem
+from .sources import S3_BLOCK_SIZE, InputError, LazyStream, Source, s3_filesystem
+from .stats import add_stats
 
 # Byte range (and share) size: large enough that a task's overhead (~1 ms) and an S3 request's
 # latency are noise, small enough to spread one big object over many workers.
@@ -50,18 +45,7 @@ DEFAULT_RANGE_SIZE = 256 << 20
 # How often a share is resubmitted after its task raised (a lost worker is rescheduled by Dask
 # itself; see README).
 DEFAULT_RETRIES = 3
-# Magic bytes of the formats the engine decodes or refuses (never split).
-_MAGIC = (
-    b"\x1f\x8b",  # gzip
-    b"\x28\xb5\x2f\xfd",  # zstd
-    b"\xfd7zXZ\x00",  # xz
-    b"BZh",  # bzip2
-    b"PK\x03\x04",  # zip
-    b"\x04\x22\x4d\x18",  # lz4
-    b"\xff\xfe",  # UTF-16LE/UTF-32LE byte-order mark (refused whole by the engine)
-    b"\xfe\xff",  # UTF-16BE
-    b"\x00\x00\xfe\xff",  # UTF-32BE
-)
+# Bytes read to tell an input's compression (never split) from plain text.
 _HEAD = 8
 
 
@@ -95,21 +79,13 @@ def parse_cluster(spec: str) -> tuple[str, int]:
     return "address", 0
 
 
-def parse_size(text: str) -> int:
-    """``1048576``, ``64K``, ``256M``, ``1G`` (powers of 1024) → bytes; ValueError otherwise."""
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    stripped = text.strip().upper().removesuffix("B").removesuffix("I")
-    number, unit = stripped.rstrip("KMG"), stripped[len(stripped.rstrip("KMG")) :]
-    if not number.isdigit() or unit not in units or int(number) < 1:
-        raise ValueError(f"{text!r} is not a size (e.g. 64M, 1G, or a number of bytes)")
-    return int(number) * units[unit]
-
-
 def _is_compressed(head: bytes) -> bool:
-    """Whether the engine would take input starting with ``head`` for a compressed one
-    (``Compression::detect`` in crates/imds-core/src/source.rs)."""
-    skippable_zstd = len(head) >= 4 and head[0] & 0xF0 == 0x50 and head[1:4] == b"\x2a\x4d\x18"
-    return skippable_zstd or any(head.startswith(magic) for magic in _MAGIC)
+    """Whether the engine would take input starting with ``head`` for a compressed one, or
+    refuse it whole (another compression, a UTF-16/32 byte-order mark)."""
+    try:
+        return detect_compression(head) is not None
+    except ValueError:
+        return True
 
 
 def _head(source: Source) -> bytes | None:
@@ -211,18 +187,6 @@ def connect(spec: str) -> Iterator[Any]:
             yield client
 
 
-_SUMMED = (
-    "bytes",
-    "events",
-    "candidates",
-    "hits",
-    "malformed",
-    "invalid_utf8",
-    "long_lines",
-    "source_bytes",
-)
-
-
 def run_cluster(
     sources: Sequence[Source],
     rules: Sequence[Rule],
@@ -299,7 +263,7 @@ def run_cluster(
     except KeyboardInterrupt:
         interrupted = True
         client.cancel(list(futures))
-    result = merge(sources, rules, shares, outputs, failures, max_examples, interrupted)
+    result = merge_shares(sources, rules, shares, outputs, failures, max_examples, interrupted)
     flag_unscanned(result.stats.files, max_line_bytes)
     result.stats.elapsed = time.perf_counter() - started
     if interrupted:
@@ -307,7 +271,7 @@ def run_cluster(
     return result
 
 
-def merge(
+def merge_shares(
     sources: Sequence[Source],
     rules: Sequence[Rule],
     shares: Sequence[Sequence[Piece]],
@@ -352,28 +316,12 @@ def merge(
         for start, end, stats, lines, hits in pieces:
             if ranged and start != expected:
                 offset = None  # a range before this one is missing
-            for name in _SUMMED:
-                setattr(result, name, getattr(result, name) + stats[name])
-            for key, count in stats.get("allowlisted", {}).items():
-                result.allowlisted[key] = result.allowlisted.get(key, 0) + count
-            if stats["error"] is not None and result.error is None:
-                result.error = stats["error"]
-            if result.compression is None:
-                result.compression = stats["compression"]
+            add_stats(result, stats)
             if offset is not None:
                 examples += [(line + offset, text) for line, text in stats["malformed_examples"]]
-                for _, line, rule, branch, w, event in hits:
-                    hit = Hit(
-                        names[index],
-                        line + offset,
-                        rules[rule],
-                        rules[rule].branch_names[branch],
-                        None
-                        if w is None
-                        else {"field": w[0], "op": w[1], "pattern": w[2], "value": w[3]},
-                        event,
-                    )
-                    keyed.append((index, line + offset, rule, len(keyed), hit))
+                for raw in hits:
+                    hit = to_hit(raw, names[index], rules, offset)
+                    keyed.append((index, hit.line, raw[2], len(keyed), hit))
             if offset is not None and ranged:
                 offset = None if lines is None else offset + lines
             expected = end or 0

@@ -36,7 +36,7 @@ from typing import Any
 
 from .eql import EqlError, Node, parse_condition
 from .fields import field_type
-from .ipaddr import in_cidr, parse_cidr
+from .reference.ip import in_cidr, parse_cidr
 from .rules import Rule
 
 # Not read implicitly: only named (``--config imds-scan.toml``); the CLI says it was ignored.
@@ -359,7 +359,7 @@ def condition_allowlist(conditions: Sequence[str], source: str = "--allow") -> A
     return Allowlist(tuple(nodes), {}, source)
 
 
-def merge(*allowlists: Allowlist) -> Allowlist:
+def merge_allowlists(*allowlists: Allowlist) -> Allowlist:
     """One allowlist; entries keep the order of the arguments (the attribution order)."""
     entries: list[AllowEntry] = []
     per_rule: dict[str, tuple[AllowEntry, ...]] = {}

@@ -493,7 +493,7 @@ class _Parser:
         if ftype == "ip" and op in TEXT_OPS:
             raise self.refuse(f"{shown} is not supported on ip-typed field {field}", tok)
         if op == "imds_endpoint":
-            from .endpoint import CLASSES
+            from .reference.endpoint import CLASSES
 
             for value in values:
                 if value not in CLASSES:
@@ -501,13 +501,13 @@ class _Parser:
                         f"{value!r} is not an endpoint class ({', '.join(sorted(CLASSES))})", tok
                     )
         elif op == "cidr":
-            from .ipaddr import parse_cidr
+            from .reference.ip import parse_cidr
 
             for value in values:
                 if parse_cidr(value) is None:
                     raise self.refuse(f"{value!r} is not a CIDR block (like 10.0.0.0/8)", tok)
         elif ftype == "ip":
-            from .ipaddr import parse_ip
+            from .reference.ip import parse_ip
 
             for value in values:
                 if parse_ip(value) is None:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .reference.event import field_values
 from .rules import Rule
 
 HOST_FIELD = "host.name"
@@ -122,19 +123,9 @@ def parse_event_time(value: str) -> datetime | None:
 
 def event_time(doc: dict[str, Any]) -> datetime | None:
     """The event's @timestamp (the first value if several), None if missing or unparsable."""
-    from .reference import field_values
-
     for value in field_values(doc, [TIMESTAMP_FIELD]):
         return parse_event_time(value)
     return None
-
-
-def load_event(text: str) -> dict[str, Any]:
-    """Parse an event as the engines do: numbers keep their JSON text."""
-    from . import reference
-
-    doc: dict[str, Any] = reference.load_event(text)
-    return doc
 
 
 @dataclasses.dataclass(frozen=True)

@@ -65,7 +65,7 @@ class PendingOutput:
         os.close(fd)
 
     def _error(self, exc: OSError) -> OutputError:
-        from .output import safe
+        from .escape import safe
 
         return OutputError(f"cannot write {safe(self.path)}: {exc.strerror or exc}")
 
@@ -141,7 +141,7 @@ def refuse_inputs(outputs: Sequence[PendingOutput], sources: Sequence[Source]) -
             continue
         clash = taken.get(_identity(st))
         if clash is not None:
-            from .output import safe
+            from .escape import safe
 
             raise OutputError(
                 f"{clash.flag} {safe(clash.path)} is also an input ({safe(source.name)}): "

@@ -4,29 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from .scan import Hit, ScanStats
+from .escape import safe
+from .reference.event import field_values, load_event
 
-# C0 and C1 controls, DEL, and Unicode bidi/format characters that can reorder or hide text;
-# U+2028/U+2029 break lines for some readers (Python's splitlines too).
-_UNSAFE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
-)
-
-
-def safe(text: str) -> str:
-    """Escape control and text-direction characters so log content cannot drive a terminal."""
-    return _UNSAFE.sub(
-        lambda m: (
-            f"\\u{ord(m.group()):04x}" if ord(m.group()) > 0xFF else f"\\x{ord(m.group()):02x}"
-        ),
-        text,
-    )
+if TYPE_CHECKING:
+    from .records import Hit, ScanStats
 
 
 def write_ndjson(hits: list[Hit], out: TextIO) -> None:
@@ -60,8 +47,6 @@ def clip(text: str, limit: int = DISPLAY_LIMIT) -> str:
 
 
 def _field(doc: dict[str, object] | None, path: str) -> str:
-    from .reference import field_values
-
     # load_event keeps numbers as their JSON text, so a numeric host.name still shows.
     values = list(field_values(doc, path.split("."))) if doc is not None else []
     return ", ".join(values) if values else "-"
@@ -155,7 +140,7 @@ def write_table(
     """One line per hit, fitted to ``width`` (default: :func:`table_width`): time, host, user,
     process, rule (when several ran), branch, the matched field and value. Cells too wide are
     cut with "…" (the whole record is in ``-f ndjson``); log content is escaped."""
-    from .filters import event_time, load_event
+    from .filters import event_time
 
     width = table_width(out) if width is None else width
     shown = hits[:max_rows] if max_rows > 0 else hits

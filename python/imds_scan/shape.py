@@ -10,7 +10,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .output import safe
+from .escape import safe
+from .reference.event import Malformed, field_values, parse_line
+from .reference.scan.lines import LongLine, ReadFailed, read_lines
+from .reference.scan.source import decoded
 from .rules import Rule
 from .sources import Source
 
@@ -66,31 +69,18 @@ def rule_fields(rules: Sequence[Rule]) -> list[str]:
 
 
 def _lines(source: Source, limit: int) -> Iterator[bytes]:
-    from .reference import (
-        _Counted,
-        _decoded,
-        _LongLine,
-        _read_head,
-        _read_lines,
-        _ReadFailed,
-        detect_compression,
-    )
-
     with open(source.name, "rb") as raw:
-        head = _read_head(raw)
-        stream = _decoded(_Counted(raw, head, None), detect_compression(head))
-        for count, line in enumerate(_read_lines(stream, _ReadFailed())):
+        stream, _, _ = decoded(raw)
+        for count, line in enumerate(read_lines(stream, ReadFailed())):
             if count >= limit * 4:  # blank lines count too, up to a point
                 return
-            if not isinstance(line, _LongLine):  # read past, never held: nothing to look at
+            if not isinstance(line, LongLine):  # read past, never held: nothing to look at
                 yield line
 
 
 def look(source: Source, fields: Sequence[str], limit: int = SAMPLE) -> NotEcs | None:
     """None when some of the input's first ``limit`` events has one of ``fields`` (or it
     cannot be read again); else what was seen."""
-    from .reference import Malformed, field_values, parse_line
-
     paths = [f.split(".") for f in fields]
     events = lines = 0
     names: Counter[str] = Counter()

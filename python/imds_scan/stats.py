@@ -1,8 +1,19 @@
-"""Per-input scan statistics, shared by both engines' results."""
+"""What every engine gives back, defined once: per-input statistics (:class:`FileStats`, whose
+fields are the keys of the Rust binding's per-input dict) and hits as plain tuples
+(:data:`EngineHit`). The Rust engine, the reference engine and the cluster's workers all give
+these, and :mod:`imds_scan.engines` turns them into results."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+# A hit's witness (spec/ir.md, Witness): the values of these, in this order; a Hit's ``matched``.
+WITNESS_FIELDS = ("field", "op", "pattern", "value")
+EngineWitness = tuple[str, str, str, str]
+# A hit: (input index, line, rule index, branch index, witness or None, event's JSON text).
+EngineHit = tuple[int, int, int, int, EngineWitness | None, str]
 
 
 @dataclass(kw_only=True)
@@ -25,3 +36,30 @@ class FileStats:
     # (rule index, allowlist entry index) -> events a branch of the rule matched that this
     # entry (the first matching one) dropped.
     allowlisted: dict[tuple[int, int], int] = field(default_factory=dict)
+
+
+# The field names, in order: exactly the keys of the binding's per-input dict.
+STATS_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(FileStats))
+
+
+def stats_values(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The FileStats fields of an engine's per-input dict (KeyError names a missing one)."""
+    return {name: raw[name] for name in STATS_FIELDS}
+
+
+def add_stats(total: FileStats, part: Mapping[str, Any]) -> None:
+    """Add the statistics of one piece of an input (a byte range) to ``total``, field by field
+    by type: counts are summed, per-key counts too, the first error or compression is kept.
+    Malformed examples are left to the caller: their line numbers need the piece's offset."""
+    for f in fields(FileStats):
+        value, current = part[f.name], getattr(total, f.name)
+        if f.type == "int":
+            setattr(total, f.name, current + value)
+        elif f.type == "str | None":
+            if current is None:
+                setattr(total, f.name, value)
+        elif f.type.startswith("dict["):
+            for key, count in value.items():
+                current[key] = current.get(key, 0) + count
+        elif f.name != "malformed_examples":
+            raise TypeError(f"add_stats: no rule to add up FileStats.{f.name} ({f.type})")

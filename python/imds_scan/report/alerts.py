@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..reference import deep_json, load_event
+from ..records import Hit
+from ..reference.event import deep_json, load_event
 from ..rules import Rule
-from ..scan import Hit
 
 # Elastic Security's default risk score for each rule severity.
 RISK = {"low": 21, "medium": 47, "high": 73, "critical": 99}

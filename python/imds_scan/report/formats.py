@@ -9,7 +9,7 @@ import os
 from typing import TYPE_CHECKING, TextIO
 
 from ..output import MAX_TABLE_ROWS, write_table
-from ..scan import ScanResult
+from ..results import ScanResult
 from .alerts import alert_json
 
 if TYPE_CHECKING:

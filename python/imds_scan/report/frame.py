@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from ..filters import event_time, load_event
-from ..reference import field_values
-from ..scan import Hit
+from ..filters import event_time
+from ..reference.event import field_values, load_event
+
+if TYPE_CHECKING:
+    from ..records import Hit
 
 # ECS fields copied from the event into their own columns, in column order.
 ECS_COLUMNS = (

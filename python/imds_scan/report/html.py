@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 
 from ..output import DISPLAY_LIMIT, events, iso_second
-from ..scan import ScanResult
+from ..results import ScanResult
 from .summary import TS, cell, summaries
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'"

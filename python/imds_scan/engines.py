@@ -1,0 +1,131 @@
+"""The engines behind one interface: the Rust engine (the ``_engine`` binding) and the
+pure-Python reference engine give hits as :data:`~imds_scan.stats.EngineHit` tuples and
+per-input statistics with the fields of :class:`~imds_scan.stats.FileStats`; :func:`to_hit`
+and :func:`file_result` turn them into results, here and in the cluster's merge."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+from .records import FileResult, Hit, ScanStats
+from .reference.scan.lines import MAX_LINE_BYTES
+from .results import ScanInterrupted, ScanResult
+from .rules import Rule
+from .sources import Source, as_source
+from .stats import WITNESS_FIELDS, EngineHit, stats_values
+
+Engine = Literal["rust", "python"]
+# progress(bytes read from the sources so far, total bytes or None when unknown)
+Progress = Callable[[int, int | None], None]
+# More threads than this only cost memory (two 4 MiB buffers each) and start-up time.
+MAX_THREADS = 256
+
+
+def to_hit(raw: EngineHit, source: str, rules: Sequence[Rule], line_offset: int = 0) -> Hit:
+    """An engine's hit tuple as a Hit of input ``source`` (``line_offset``: the lines before
+    the byte range a cluster worker scanned)."""
+    _, line, rule, branch, witness, event = raw
+    matched = None
+    if witness is not None:
+        matched = dict(zip(WITNESS_FIELDS, witness, strict=True))
+    return Hit(
+        source, line + line_offset, rules[rule], rules[rule].branch_names[branch], matched, event
+    )
+
+
+def file_result(name: str, stats: Mapping[str, Any]) -> FileResult:
+    """An engine's statistics of one input (the binding's dict, or a FileStats's ``vars``)."""
+    return FileResult(name, **stats_values(stats))
+
+
+def flag_unscanned(files: Sequence[FileResult], max_line_bytes: int) -> None:
+    """Give an input read in full an error (so exit 2) when part of its data was not scanned:
+    lines longer than ``max_line_bytes``, or no valid event at all (a UTF-16 file without a
+    byte-order mark, a binary file: a script must not read that as "clean")."""
+    for f in files:
+        if f.error is not None:
+            continue
+        if f.long_lines:
+            f.error = (
+                f"{f.long_lines:,} line(s) longer than max-line-bytes ({max_line_bytes:,} "
+                "bytes) not evaluated (see the malformed lines)"
+            )
+        elif f.events and f.malformed == f.events:
+            f.error = f"no valid event: all {f.events:,} lines are malformed (not NDJSON?)"
+
+
+def run_scan(
+    paths: Sequence[str | Source],
+    rules: Sequence[Rule],
+    *,
+    engine: Engine = "rust",
+    threads: int = 0,
+    prefilter: bool = True,
+    max_examples: int = 5,
+    progress: Progress | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
+) -> ScanResult:
+    """Scan already-expanded inputs (paths, ``-``, ``s3://`` objects or Sources) with the
+    chosen engine. Raises ScanInterrupted (a KeyboardInterrupt) with the partial result on
+    Ctrl-C. ``threads``: 0 for all cores, at most MAX_THREADS (more are taken as that)."""
+    threads = min(max(threads, 0), MAX_THREADS)
+    sources = [as_source(p) for p in paths]
+    names = [s.name for s in sources]
+    rules = list(rules)
+    sizes = [s.size for s in sources if s.error is None]
+    total = None if None in sizes else sum(s or 0 for s in sizes)
+    # Inputs found unreadable while listing them are not given to the engine.
+    readable = [i for i, s in enumerate(sources) if s.error is None]
+    done = 0
+
+    def advance(count: int) -> None:  # the python engine reports increments
+        nonlocal done
+        done += count
+        if progress is not None:
+            progress(done, total)
+
+    started = time.perf_counter()
+    raw_hits: list[EngineHit]
+    raw_stats: Sequence[Mapping[str, Any]]
+    if engine == "rust":
+        from ._engine import Scanner
+
+        scanner = Scanner([json.dumps(rule.ir) for rule in rules])
+        raw_hits, raw_stats, interrupted = scanner.scan(
+            [sources[i].engine_input() for i in readable],
+            threads=threads,
+            prefilter=prefilter,
+            max_examples=max_examples,
+            progress=None if progress is None else (lambda read: progress(read, total)),
+            max_line_bytes=min(max_line_bytes, 1 << 62),  # no limit is beyond a usize
+        )
+    elif engine == "python":
+        from .reference.scan.engine import scan_inputs
+        from .reference.scan.source import Opener
+
+        openers: list[str | Opener] = [
+            sources[i].open if sources[i].kind == "s3" else names[i] for i in readable
+        ]
+        raw_hits, ref_stats, interrupted = scan_inputs(
+            openers,
+            [r.ir for r in rules],
+            max_examples,
+            progress=advance,
+            max_line_bytes=max_line_bytes,
+        )
+        raw_stats = [vars(stats) for stats in ref_stats]
+    else:
+        raise ValueError(f"unknown engine {engine!r} (expected 'rust' or 'python')")
+    files = [FileResult(name, error=s.error) for name, s in zip(names, sources, strict=True)]
+    for i, stats in zip(readable, raw_stats, strict=True):
+        files[i] = file_result(names[i], stats)
+    hits = [to_hit(raw, names[readable[raw[0]]], rules) for raw in raw_hits]
+    elapsed = time.perf_counter() - started
+    flag_unscanned(files, max_line_bytes)
+    result = ScanResult(hits, ScanStats(files, elapsed, engine, interrupted=interrupted))
+    if interrupted:
+        raise ScanInterrupted(result)
+    return result

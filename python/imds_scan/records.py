@@ -1,0 +1,95 @@
+"""What a scan found, whichever engine or cluster found it: hits, per-input statistics, the
+scan's statistics (shared by the engines' adapter, the cluster, reporting and the Python API)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .reference.event import load_event
+from .rules import Rule
+from .stats import FileStats
+
+if TYPE_CHECKING:
+    from .shape import NotEcs
+
+
+@dataclass(frozen=True)
+class Hit:
+    source: str
+    line: int
+    rule: Rule
+    branch: str
+    matched: dict[str, str] | None
+    event_text: str
+
+    @property
+    def event(self) -> dict[str, Any]:
+        doc: dict[str, Any] = load_event(self.event_text, numbers_as_text=False)
+        return doc
+
+    def to_json(self) -> str:
+        """One NDJSON record; the event is embedded as the original JSON text."""
+        head = json.dumps(
+            {
+                "source": self.source,
+                "line": self.line,
+                "rule": self.rule.name,
+                "rule_id": self.rule.id,
+                "severity": self.rule.severity,
+                "branch": self.branch,
+                "matched": self.matched,
+            },
+            ensure_ascii=False,
+        )
+        return f'{head[:-1]}, "event": {self.event_text.strip()}}}'
+
+
+@dataclass
+class FileResult(FileStats):
+    """One input's statistics, under the name it was given."""
+
+    path: str
+
+
+@dataclass(frozen=True)
+class AllowlistDrops:
+    """What one rule's allowlist dropped: (entry label, events) for every entry, in the
+    attribution order, and the hits the rule still made (before --since/--until)."""
+
+    rule_id: str
+    entries: list[tuple[str, int]]
+    hits: int
+
+    @property
+    def dropped(self) -> int:
+        return sum(count for _, count in self.entries)
+
+
+@dataclass
+class ScanStats:
+    files: list[FileResult]
+    elapsed: float
+    engine: str
+    # Hits the engine found that --since/--until then dropped (not in ``FileResult.hits``).
+    outside_time_window: int = 0
+    # (path, reason) of what input expansion left out, e.g. a directory symlink loop.
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    # True when Ctrl-C stopped the scan: the results cover what was read until then.
+    interrupted: bool = False
+    # Per rule with an allowlist: what each entry dropped (set by ``scan``).
+    allowlist: list[AllowlistDrops] = field(default_factory=list)
+    # Local inputs without hits whose first events carry no field the rules read (``scan``).
+    not_ecs: list[NotEcs] = field(default_factory=list)
+
+    def total(self, name: str) -> int:
+        return sum(getattr(f, name) for f in self.files)
+
+    @property
+    def errors(self) -> list[FileResult]:
+        return [f for f in self.files if f.error is not None]
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.total("bytes") / 1e6 / self.elapsed if self.elapsed > 0 else 0.0

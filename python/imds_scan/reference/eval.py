@@ -1,0 +1,208 @@
+"""Rule evaluation: the IR of a rule compiled to predicates and evaluated on an event, with
+the witness that decided it (spec/ir.md), mirrored by crates/imds-core/src/eval.rs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..eql import MAX_IR_DEPTH, ir_depth
+from ..stats import EngineWitness
+from .endpoint import CLASSES, first_match, port_number
+from .event import field_values
+from .ip import in_cidr, parse_cidr, parse_ip
+from .wildcard import Wildcard, ascii_fold
+
+
+@dataclass
+class Witness:
+    field: str
+    op: str
+    pattern: str
+    value: str
+    under_or: bool = False
+
+    def as_tuple(self) -> EngineWitness:
+        return (self.field, self.op, self.pattern, self.value)
+
+
+_AFFIX_OPS = {
+    "starts_with": str.startswith,
+    "starts_with_ci": str.startswith,
+    "ends_with": str.endswith,
+    "ends_with_ci": str.endswith,
+    "contains": str.__contains__,
+    "contains_ci": str.__contains__,
+}
+_TEXT_OPS = frozenset({"wildcard", "like", *_AFFIX_OPS})
+
+
+class _Pred:
+    def __init__(self, node: dict[str, Any]) -> None:
+        self.field = node["field"]
+        self.parts = self.field.split(".")
+        self.op: str = node["op"]
+        self.is_ip = node["field_type"] == "ip"
+        self.values: list[str] = node["values"]
+        if self.is_ip and self.op in _TEXT_OPS:
+            raise ValueError(f"{self.op} is not allowed on ip field {self.field}")
+        if self.op == "imds_endpoint":
+            for value in self.values:
+                if value not in CLASSES:
+                    raise ValueError(f"{value!r} is not an endpoint class")
+        elif self.op == "exists":
+            if self.values:
+                raise ValueError("exists takes no values")
+        elif self.op == "cidr":
+            blocks = [parse_cidr(v) for v in self.values]
+            for value, block in zip(self.values, blocks, strict=True):
+                if block is None:
+                    raise ValueError(f"{value!r} is not a CIDR block")
+            self.blocks = [b for b in blocks if b is not None]
+        elif self.is_ip:
+            self.addresses = [parse_ip(v) for v in self.values]
+        elif self.op in ("eq_ci", "starts_with_ci", "ends_with_ci", "contains_ci"):
+            self.folded = [ascii_fold(v) for v in self.values]
+        elif self.op in ("wildcard", "like"):
+            self.patterns = [Wildcard(v, fold=self.op == "wildcard") for v in self.values]
+        elif self.op not in ("eq", "exists", *_AFFIX_OPS):
+            raise ValueError(f"unknown op {self.op!r}")
+
+    def _literal_for(self, value: str) -> str | None:
+        """The first of this predicate's literals that `value` satisfies."""
+        op = self.op
+        if op == "exists":  # any value (on an ip field, any address); no literal to report
+            return "" if not self.is_ip or parse_ip(value) is not None else None
+        if op == "cidr":
+            address = parse_ip(value)
+            if address is None:
+                return None
+            for literal, block in zip(self.values, self.blocks, strict=True):
+                if in_cidr(address, block):
+                    return literal
+        elif self.is_ip:
+            address = parse_ip(value)
+            if address is None:
+                return None
+            for literal, wanted_address in zip(self.values, self.addresses, strict=True):
+                if address == wanted_address:
+                    return literal
+        elif op == "eq":
+            for literal in self.values:
+                if value == literal:
+                    return literal
+        elif op == "eq_ci":
+            folded = ascii_fold(value)
+            for literal, wanted in zip(self.values, self.folded, strict=True):
+                if folded == wanted:
+                    return literal
+        elif op in ("wildcard", "like"):
+            subject = ascii_fold(value) if op == "wildcard" else value
+            for literal, pattern in zip(self.values, self.patterns, strict=True):
+                if pattern.fullmatch(subject):
+                    return literal
+        else:
+            test = _AFFIX_OPS[op]
+            if op.endswith("_ci"):
+                folded = ascii_fold(value)
+                for literal, wanted in zip(self.values, self.folded, strict=True):
+                    if test(folded, wanted):
+                        return literal
+            else:
+                for literal in self.values:
+                    if test(value, literal):
+                        return literal
+        return None
+
+    def witness(self, doc: dict[str, Any]) -> Witness | None:
+        if self.op == "imds_endpoint":  # the witness value is the text that named the endpoint
+
+            def event_ports() -> list[int]:
+                ports = (port_number(v) for v in field_values(doc, ["destination", "port"]))
+                return [p for p in ports if p is not None]
+
+            for value in field_values(doc, self.parts):
+                found = first_match(value, self.values, event_ports)
+                if found is not None:
+                    return Witness(self.field, self.op, self.values[found[0]], found[1])
+            return None
+        for value in field_values(doc, self.parts):
+            literal = self._literal_for(value)
+            if literal is not None:
+                return Witness(self.field, self.op, literal, value)
+        return None
+
+
+def _compile(node: dict[str, Any]) -> Any:
+    kind = node["node"]
+    if kind == "pred":
+        return _Pred(node)
+    if kind == "not":
+        return ("not", _compile(node["arg"]))
+    return (kind, [_compile(arg) for arg in node["args"]])
+
+
+def _evaluate(node: Any, doc: dict[str, Any]) -> list[Witness] | None:
+    """None when false; when true, the witnesses as spec/ir.md defines them."""
+    if isinstance(node, _Pred):
+        witness = node.witness(doc)
+        return None if witness is None else [witness]
+    kind, arg = node
+    if kind == "not":
+        return [] if _evaluate(arg, doc) is None else None
+    if kind == "and":
+        collected: list[Witness] = []
+        for child in arg:
+            found = _evaluate(child, doc)
+            if found is None:
+                return None
+            collected.extend(found)
+        return collected
+    for child in arg:  # or
+        found = _evaluate(child, doc)
+        if found is not None:
+            for witness in found:
+                witness.under_or = True
+            return found
+    return None
+
+
+@dataclass
+class CompiledRule:
+    """A rule's IR compiled for evaluation (the Rust engine's ``CompiledRule``); not the
+    loaded rule with its metadata, :class:`imds_scan.rules.Rule`."""
+
+    ir: dict[str, Any]
+    branches: list[tuple[str, Any]] = field(init=False)
+
+    allowlist: list[Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        for branch in self.ir["branches"]:  # the Rust engine's limit, and its words
+            depth = ir_depth(branch["expr"])
+            if depth > MAX_IR_DEPTH:
+                raise ValueError(
+                    f"branch {json.dumps(branch['name'])} nests {depth} levels deep "
+                    f"(at most {MAX_IR_DEPTH} are supported)"
+                )
+        self.branches = [(b["name"], _compile(b["expr"])) for b in self.ir["branches"]]
+        self.allowlist = [_compile(node) for node in self.ir.get("allowlist", ())]
+
+    def evaluate(self, doc: dict[str, Any]) -> tuple[int, Witness | None] | None:
+        """(index of the first matching branch, deciding witness), or None."""
+        verdict = self.judge(doc)
+        return verdict if isinstance(verdict, tuple) else None
+
+    def judge(self, doc: dict[str, Any]) -> tuple[int, Witness | None] | int | None:
+        """A hit (branch, witness); else the index of the first allowlist entry that drops
+        an event a branch matched (spec/ir.md, Allowlists); else None."""
+        for index, (_, expr) in enumerate(self.branches):
+            found = _evaluate(expr, doc)
+            if found is not None:
+                for entry, node in enumerate(self.allowlist):
+                    if _evaluate(node, doc) is not None:
+                        return entry
+                deciding = next((w for w in found if w.under_or), found[-1] if found else None)
+                return index, deciding
+        return None

@@ -1,0 +1,160 @@
+"""The reference engine's scan (crates/imds-core/src/scan/engine.rs): inputs read one after
+another, line by line, every event parsed with the standard library's :mod:`json` and every
+rule evaluated, with no fast path. Hits and per-input statistics have the shapes the Rust
+engine's binding gives (:mod:`imds_scan.stats`)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any, BinaryIO
+
+from ...stats import EngineHit, FileStats
+from ..eval import CompiledRule
+from ..event import Malformed, parse_line
+from .lines import MAX_LINE_BYTES, LongLine, ReadFailed, read_lines
+from .source import Opener, decoded, open_input, refuse_nested
+
+
+def scan_stream(
+    stream: BinaryIO,
+    rules: list[CompiledRule],
+    source: int,
+    stats: FileStats,
+    hits: list[EngineHit],
+    max_examples: int = 5,
+    max_line_bytes: int = MAX_LINE_BYTES,
+) -> BaseException | None:
+    """Scan one stream of NDJSON lines (split on ``\\n`` only), appending hits; returns the
+    read error that ended it early, if any. A line longer than ``max_line_bytes`` is counted
+    (in ``long_lines`` and ``malformed``), not evaluated."""
+    failed = ReadFailed()
+    for number, raw in enumerate(read_lines(stream, failed, max_line_bytes), start=1):
+        if isinstance(raw, LongLine):
+            length = raw.length
+            stats.bytes += raw.size
+            stats.events += 1
+            stats.long_lines += 1
+            stats.malformed += 1
+            if len(stats.malformed_examples) < max_examples:
+                stats.malformed_examples.append(
+                    (
+                        number,
+                        f"line of {length} bytes is longer than max-line-bytes "
+                        f"({max_line_bytes}): not evaluated",
+                    )
+                )
+            continue
+        stats.bytes += len(raw)
+        if raw.endswith(b"\n"):
+            raw = raw[:-1]
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        try:
+            parsed = parse_line(raw)
+        except Malformed as exc:
+            stats.events += 1
+            stats.malformed += 1
+            if len(stats.malformed_examples) < max_examples:
+                stats.malformed_examples.append((number, str(exc)))
+            continue
+        if parsed is None:
+            continue
+        doc, text, invalid_utf8 = parsed
+        stats.events += 1
+        stats.candidates += 1
+        stats.invalid_utf8 += invalid_utf8
+        for rule_index, rule in enumerate(rules):
+            verdict = rule.judge(doc)
+            if isinstance(verdict, int):
+                key = (rule_index, verdict)
+                stats.allowlisted[key] = stats.allowlisted.get(key, 0) + 1
+            elif verdict is not None:
+                branch, witness = verdict
+                stats.hits += 1
+                hits.append(
+                    (
+                        source,
+                        number,
+                        rule_index,
+                        branch,
+                        witness.as_tuple() if witness else None,
+                        text,
+                    )
+                )
+    return failed.error
+
+
+def scan_inputs(
+    paths: Iterable[str | Opener],
+    rules: list[dict[str, Any]],
+    max_examples: int = 5,
+    progress: Callable[[int], None] | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
+) -> tuple[list[EngineHit], list[FileStats], bool]:
+    """Scan inputs one after another: paths (``-`` is stdin) or functions that open a binary
+    stream; gzip and zstd are decoded. An input that cannot be read, or only in part, is
+    recorded in its stats (what was read is scanned), not raised. ``progress(n)`` is called
+    with each count of bytes read from the sources. Returns (hits, stats, interrupted): on
+    KeyboardInterrupt the scan stops and returns what it found."""
+    compiled = [CompiledRule(ir) for ir in rules]
+    hits: list[EngineHit] = []
+    all_stats: list[FileStats] = []
+    interrupted = False
+    for source, path in enumerate(paths):
+        stats = FileStats()
+        all_stats.append(stats)
+        if interrupted:
+            stats.error = "not read: the scan was interrupted"
+            continue
+        try:
+            interrupted = _scan_one(
+                path, compiled, source, stats, hits, max_examples, progress, max_line_bytes
+            )
+        except OSError as exc:
+            stats.error = exc.strerror or str(exc)
+        except ValueError as exc:
+            stats.error = str(exc)
+    return hits, all_stats, interrupted
+
+
+def _scan_one(
+    path: str | Opener,
+    rules: list[CompiledRule],
+    source: int,
+    stats: FileStats,
+    hits: list[EngineHit],
+    max_examples: int,
+    progress: Callable[[int], None] | None,
+    max_line_bytes: int = MAX_LINE_BYTES,
+) -> bool:
+    """Scan one input into ``stats`` and ``hits``; True if interrupted."""
+    raw = open_input(path)
+    try:
+        stream, counted, compression = decoded(raw, progress)
+        damage = refuse_nested(stream, compression) if compression else None
+        stats.compression = compression
+        try:
+            error = damage or scan_stream(
+                stream, rules, source, stats, hits, max_examples, max_line_bytes
+            )
+        except KeyboardInterrupt:
+            stats.source_bytes = counted.count
+            stats.error = f"interrupted: scanned up to byte {stats.bytes}"
+            return True
+        stats.source_bytes = counted.count
+        if error is not None:
+            reason = (error.strerror or str(error)) if isinstance(error, OSError) else str(error)
+            reason = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
+            if compression:
+                stats.error = (
+                    f"{compression} data damaged or cut short near compressed byte "
+                    f"{counted.count} ({reason}); the {stats.bytes} bytes decompressed "
+                    "before it were scanned"
+                )
+            else:
+                stats.error = f"read error at byte {stats.bytes}: {reason}"
+    finally:
+        if raw is not sys.stdin.buffer:
+            raw.close()
+    return False

@@ -1,0 +1,160 @@
+"""The Python package's structure: no import cycles, reporting apart from the reference
+engine, one statistics shape for every engine."""
+
+from __future__ import annotations
+
+import ast
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from imds_scan import default_rules
+from imds_scan.stats import STATS_FIELDS, FileStats, add_stats
+
+PACKAGE = Path(__file__).resolve().parent.parent / "python" / "imds_scan"
+
+
+def import_graph(root: Path, package: str = "imds_scan") -> dict[str, set[str]]:
+    """Module → the package's modules it imports, wherever the import is: at the top, inside
+    a function (a late import still ties the two) or under ``if TYPE_CHECKING:`` (types tie
+    them too). ``from . import x`` is an edge to module ``x`` when it is one."""
+    modules: dict[str, tuple[Path, bool]] = {}
+    for path in root.rglob("*.py"):
+        parts = [package, *path.relative_to(root).with_suffix("").parts]
+        is_package = parts[-1] == "__init__"
+        modules[".".join(parts[:-1] if is_package else parts)] = (path, is_package)
+    graph: dict[str, set[str]] = {}
+    for name, (path, is_package) in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        edges: set[str] = set()
+        for node in ast.walk(tree):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    here = name.split(".")
+                    keep = len(here) - node.level + is_package
+                    base = ".".join(here[:keep] + ([node.module] if node.module else []))
+                for alias in node.names:
+                    sub = f"{base}.{alias.name}"
+                    targets.append(sub if sub in modules else base)
+            edges.update(t for t in targets if t in modules and t != name)
+        graph[name] = edges
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle (its modules, the first repeated at the end), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(module: str) -> list[str] | None:
+        state[module] = 1
+        path.append(module)
+        for target in sorted(graph[module]):
+            if state.get(target) == 1:
+                return [*path[path.index(target) :], target]
+            if target not in state and (found := visit(target)):
+                return found
+        path.pop()
+        state[module] = 2
+        return None
+
+    for module in sorted(graph):
+        if module not in state and (found := visit(module)):
+            return found
+    return None
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for target in graph[todo.pop()]:
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+def test_no_import_cycles() -> None:
+    cycle = find_cycle(import_graph(PACKAGE))
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_cycle_check_sees_late_and_typing_imports(tmp_path: Path) -> None:
+    """A cycle closed by an import inside a function (scan ↔ cluster, once) or under
+    TYPE_CHECKING (results ↔ report.frame, once) is one."""
+    (tmp_path / "__init__.py").write_text("")
+    (tmp_path / "a.py").write_text("from .b import run\n")
+    (tmp_path / "b.py").write_text("def run():\n    from . import a\n")
+    (tmp_path / "c.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import run\n"
+    )
+    graph = import_graph(tmp_path, "pkg")
+    assert graph["pkg.c"] == {"pkg.a"}
+    assert find_cycle(graph) == ["pkg.a", "pkg.b", "pkg.a"]
+    (tmp_path / "b.py").write_text("def run():\n    pass\n")
+    assert find_cycle(import_graph(tmp_path, "pkg")) is None
+    (tmp_path / "b.py").write_text((tmp_path / "c.py").read_text())
+    assert find_cycle(import_graph(tmp_path, "pkg")) == ["pkg.a", "pkg.b", "pkg.a"]
+
+
+# What the reference engine is, beyond the event model and input reading it shares.
+ENGINE = {"imds_scan.reference.eval", "imds_scan.reference.scan.engine"}
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "imds_scan.output",
+        "imds_scan.filters",
+        "imds_scan.shape",
+        *sorted(f"imds_scan.report.{p.stem}" for p in (PACKAGE / "report").glob("[!_]*.py")),
+    ],
+)
+def test_reporting_and_filters_never_load_the_reference_engine(module: str) -> None:
+    """They read events through imds_scan.reference.event (and shape reads inputs through
+    reference.scan.source and reference.scan.lines), never through the evaluator or its scan."""
+    loaded = reachable(import_graph(PACKAGE), module)
+    assert not loaded & ENGINE, f"{module} imports {sorted(loaded & ENGINE)}"
+
+
+def test_one_statistics_shape_for_every_engine(tmp_path: Path) -> None:
+    """The binding's per-input dict has exactly FileStats's fields, in its order (the adapter
+    converts it field by field), and so does the reference engine's."""
+    from imds_scan import _engine
+    from imds_scan.reference.scan.engine import scan_inputs
+
+    path = tmp_path / "f.ndjson"
+    path.write_text('{"a": 1}\nnot json\n')
+    rules = default_rules()
+    _, rust, _ = _engine.Scanner([json.dumps(r.ir) for r in rules]).scan([str(path)])
+    _, python, _ = scan_inputs([str(path)], [r.ir for r in rules])
+    assert tuple(rust[0]) == STATS_FIELDS
+    assert tuple(asdict(python[0])) == STATS_FIELDS
+    declared = getattr(_engine, "STATS_FIELDS", None)  # once the binding declares its keys
+    assert declared is None or tuple(declared) == STATS_FIELDS
+
+
+def test_add_stats_adds_every_field() -> None:
+    """The cluster's merge of byte ranges has a rule for every FileStats field."""
+    total = FileStats(error=None, compression="gzip", allowlisted={(0, 1): 2})
+    part = asdict(FileStats(error="damaged", compression="zstd", allowlisted={(0, 1): 3}))
+    part.update({name: 1 for name, value in part.items() if isinstance(value, int)})
+    add_stats(total, part)
+    add_stats(total, part)
+    assert total.bytes == total.events == total.source_bytes == 2
+    assert (total.error, total.compression) == ("damaged", "gzip")
+    assert total.allowlisted == {(0, 1): 8}
+    assert total.malformed_examples == []  # the caller's: line numbers need an offset
+
+
+@pytest.mark.parametrize("name", ["event", "eval", "ip", "wildcard", "endpoint"])
+def test_reference_semantics_mirror_the_rust_core(name: str) -> None:
+    """Each semantics module of the Rust core has its Python twin, under the same name."""
+    rust = PACKAGE.parent.parent / "crates" / "imds-core" / "src" / f"{name}.rs"
+    assert rust.is_file() and (PACKAGE / "reference" / f"{name}.py").is_file()
