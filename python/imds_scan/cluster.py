@@ -43,7 +43,7 @@ from .stats import add_stats
 # latency are noise, small enough to spread one big object over many workers.
 DEFAULT_RANGE_SIZE = 256 << 20
 # How often a share is resubmitted after its task raised (a lost worker is rescheduled by Dask
-# itself; see README).
+# itself; see docs/cluster.md).
 DEFAULT_RETRIES = 3
 # Bytes read to tell an input's compression (never split) from plain text.
 _HEAD = 8

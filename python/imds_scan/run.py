@@ -41,7 +41,7 @@ class ScanConfig:
     # On a cluster, plain inputs larger than this are cut into line-aligned byte ranges of
     # this size, and small inputs are packed into shares of about this size.
     range_size: int = 256 << 20
-    # Longer lines (bytes, without the newline) are read past, not evaluated (README, Inputs).
+    # Longer lines (bytes, without the newline) are read past, not evaluated (docs/inputs.md).
     max_line_bytes: int = MAX_LINE_BYTES
 
 

@@ -1,4 +1,4 @@
-"""Hits as a Polars DataFrame with a stable schema (documented in the README)."""
+"""Hits as a Polars DataFrame with a stable schema (documented in docs/output.md)."""
 
 from __future__ import annotations
 
