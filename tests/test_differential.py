@@ -454,12 +454,12 @@ def _rule_event(rnd: random.Random, literals: list[str]) -> dict[str, Any]:
 
 
 def _ors(node: dict[str, Any]) -> list[dict[str, Any]]:
-    """The operands of a top-level `or`, nested ones flattened (docs/ir.md, Branches)."""
+    """The operands of a top-level `or`, nested ones flattened (spec/ir.md, Branches)."""
     return [leaf for arg in node["args"] for leaf in _ors(arg)] if node["node"] == "or" else [node]
 
 
 def _normal(node: dict[str, Any]) -> dict[str, Any]:
-    """The tree as the compiler builds it (docs/ir.md, Nodes): `and`/`or` chains flat,
+    """The tree as the compiler builds it (spec/ir.md, Nodes): `and`/`or` chains flat,
     `not not x` as `x`."""
     if node["node"] == "pred":
         return node

@@ -1,4 +1,4 @@
-"""The ``imds_endpoint`` decoder (docs/ir.md, "Metadata endpoints"), mirrored by
+"""The ``imds_endpoint`` decoder (spec/ir.md, "Metadata endpoints"), mirrored by
 crates/imds-core/src/endpoint.rs: which metadata endpoints a string value names, in any
 spelling a resolver or an HTTP client accepts, and the text that named each one.
 """
@@ -28,7 +28,7 @@ for _text, _cls in ADDRESSES:
     _ADDRESS_CLASS[_address] = _cls
 
 # Classes of an address with other uses, counted only on the ports the vendor documents for
-# the endpoint (docs/ir.md, "Ports"): Azure's 168.63.129.16 also serves DNS (53), DHCP and
+# the endpoint (spec/ir.md, "Ports"): Azure's 168.63.129.16 also serves DNS (53), DHCP and
 # health probes, and WireServer is HTTP on 80 and 32526.
 PORT_SCOPED: dict[str, tuple[int, ...]] = {"azure-wireserver": (80, 32526)}
 _NO_PORT = 2**64 - 1  # a port of more than 10 digits: no port anyone lists

@@ -1,4 +1,4 @@
-"""IP address parsing as docs/ir.md specifies, mirrored by crates/imds-core/src/ip.rs.
+"""IP address parsing as spec/ir.md specifies, mirrored by crates/imds-core/src/ip.rs.
 
 Written by hand rather than with :mod:`ipaddress` so both engines accept exactly the same
 spellings (no leading-zero octets, ``%scope`` ignored, IPv4 stored IPv4-mapped).
@@ -75,7 +75,7 @@ def parse_ip(text: str) -> bytes | None:
 
 
 def parse_cidr(text: str) -> tuple[bytes, int] | None:
-    """A CIDR block as docs/ir.md specifies: (network's 16 bytes with host bits cleared, prefix
+    """A CIDR block as spec/ir.md specifies: (network's 16 bytes with host bits cleared, prefix
     length over 128 bits; an IPv4 ``/n`` is ``96 + n``), or None if invalid.
 
     An address (IPv4, or IPv6 without a ``%scope``), optionally ``/`` and a prefix length of 1-3

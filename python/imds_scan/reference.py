@@ -2,7 +2,7 @@
 
 It parses every line with the standard library's :mod:`json` and has no fast path, so it is
 the oracle the Rust engine is tested against and the baseline the benchmark compares with.
-Semantics: ``spec/semantics.md`` and ``docs/ir.md``.
+Semantics: ``spec/semantics.md`` and ``spec/ir.md``.
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def _no_surrogates(value: Any) -> Any:
     """``value`` with each lone surrogate (json.loads pairs the others) as U+FFFD, as
-    Elasticsearch indexes it (docs/ir.md, Lines)."""
+    Elasticsearch indexes it (spec/ir.md, Lines)."""
     if isinstance(value, str):
         return _SURROGATE.sub("\ufffd", value)
     if isinstance(value, list):
@@ -446,7 +446,7 @@ def _compile(node: dict[str, Any]) -> Any:
 
 
 def _evaluate(node: Any, doc: dict[str, Any]) -> list[Witness] | None:
-    """None when false; when true, the witnesses as docs/ir.md defines them."""
+    """None when false; when true, the witnesses as spec/ir.md defines them."""
     if isinstance(node, _Pred):
         witness = node.witness(doc)
         return None if witness is None else [witness]
@@ -495,7 +495,7 @@ class Rule:
 
     def judge(self, doc: dict[str, Any]) -> tuple[int, Witness | None] | int | None:
         """A hit (branch, witness); else the index of the first allowlist entry that drops
-        an event a branch matched (docs/ir.md, Allowlists); else None."""
+        an event a branch matched (spec/ir.md, Allowlists); else None."""
         for index, (_, expr) in enumerate(self.branches):
             found = _evaluate(expr, doc)
             if found is not None:

@@ -1,4 +1,4 @@
-//! The `imds_endpoint` decoder (docs/ir.md, "Metadata endpoints"), mirrored by
+//! The `imds_endpoint` decoder (spec/ir.md, "Metadata endpoints"), mirrored by
 //! python/imds_scan/endpoint.py: which metadata endpoints a string value names, in any spelling
 //! a resolver or an HTTP client accepts, and the text that named each one.
 
@@ -17,7 +17,7 @@ const ADDRESSES: &[(&str, &str)] = &[
 ];
 
 /// Classes of an address with other uses, counted only on the ports the vendor documents for
-/// the endpoint (docs/ir.md, "Ports"): Azure's 168.63.129.16 also serves DNS (53), DHCP and
+/// the endpoint (spec/ir.md, "Ports"): Azure's 168.63.129.16 also serves DNS (53), DHCP and
 /// health probes, and WireServer is HTTP on 80 and 32526.
 const PORT_SCOPED: &[(&str, &[u64])] = &[("azure-wireserver", &[80, 32526])];
 

@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::borrow::Cow;
 use std::ops::ControlFlow;
 
-/// The predicate that decided a hit (docs/ir.md, "Witness").
+/// The predicate that decided a hit (spec/ir.md, "Witness").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Witness {
     pub field: String,
@@ -274,7 +274,7 @@ impl Expr {
         }
     }
 
-    /// Push the witness entries of a node known to be true (docs/ir.md "Witness"): a predicate
+    /// Push the witness entries of a node known to be true (spec/ir.md "Witness"): a predicate
     /// gives one, `and` its children's, `or` its first true child's (marked under-or), `not`
     /// none.
     fn collect<'e, 'a>(&'e self, doc: &'a Value, under_or: bool, out: &mut Vec<Entry<'e, 'a>>) {

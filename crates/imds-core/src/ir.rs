@@ -1,4 +1,4 @@
-//! The rule IR: plain data produced by the Python EQL compiler (see docs/ir.md).
+//! The rule IR: plain data produced by the Python EQL compiler (see spec/ir.md).
 
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +24,7 @@ pub struct RuleIr {
     pub severity: String,
     pub branches: Vec<Branch>,
     /// Allowlist entries, in order: an event that a branch matches and an entry matches is not
-    /// a hit; it is counted against the first such entry (docs/ir.md, "Allowlists").
+    /// a hit; it is counted against the first such entry (spec/ir.md, "Allowlists").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowlist: Vec<Node>,
 }
