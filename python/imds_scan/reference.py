@@ -21,6 +21,7 @@ from typing import Any, BinaryIO, NamedTuple, cast
 
 from .eql import MAX_IR_DEPTH, ir_depth
 from .ipaddr import in_cidr, parse_cidr, parse_ip
+from .ir_schema import check as check_ir_schema
 from .stats import FileStats
 
 _ASCII_FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -478,6 +479,7 @@ class Rule:
     allowlist: list[Any] = field(init=False)
 
     def __post_init__(self) -> None:
+        check_ir_schema(self.ir)
         for branch in self.ir["branches"]:  # the Rust engine's limit, and its words
             depth = ir_depth(branch["expr"])
             if depth > MAX_IR_DEPTH:
