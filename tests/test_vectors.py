@@ -86,3 +86,15 @@ def test_the_rust_tests_ir_files_are_the_bundled_rules_compiled() -> None:
     assert seed == default_rules()[0].ir
     hardened = json.loads((data / "hardened_ir.json").read_text("utf-8"))
     assert hardened == [rule.ir for rule in load_rules([pack_path("hardened")])[0]]
+
+
+def test_the_endpoint_table_is_read_from_the_spec() -> None:
+    from imds_scan import endpoint
+
+    table = tomllib.loads((SPEC / "endpoints.toml").read_text("utf-8"))
+    assert tuple(tuple(pair) for pair in table["markers"]) == endpoint.MARKERS
+    assert tuple(tuple(pair) for pair in table["addresses"]) == endpoint.ADDRESSES
+    # Every class listed is found by some table, and the reverse (build.rs checks the same).
+    found = {c for _, c in (*endpoint.ADDRESSES, *endpoint.HOSTS, *endpoint.MARKERS)}
+    found |= {endpoint.BARE_METADATA_CLASS, endpoint.WILDCARD_DNS_CLASS, *endpoint.PORT_SCOPED}
+    assert found == endpoint.CLASSES
