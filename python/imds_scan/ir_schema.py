@@ -74,7 +74,6 @@ def _check(doc: Any) -> None:
     defs = schema()["$defs"]
     kinds = defs["node"]["properties"]["node"]["enum"]
     field_types = defs["pred"]["properties"]["field_type"]["enum"]
-    textual = defs["textual_op"]["enum"]
     stack: list[tuple[Any, str, str]] = [(doc, "$", "doc")]
     while stack:
         value, path, place = stack.pop()
@@ -155,11 +154,4 @@ def _check(doc: Any) -> None:
                 if not isinstance(item, str):
                     where = f"{_key_path(path, 'values')}[{i}]"
                     raise _Bad(f"{where}: expected a string, found {_kind_of(item)}")
-            op = value["op"]
-            if op == "exists" and values:
-                raise _Bad(f'{_key_path(path, "values")}: must be empty for op "exists"')
-            if op != "exists" and not values:
-                raise _Bad(f"{_key_path(path, 'values')}: must not be empty")
-            if value["field_type"] == "ip" and op in textual:
-                raise _Bad(f'{_key_path(path, "op")}: op "{op}" is not allowed on an ip field')
         stack.extend(reversed(children))
