@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from imds_scan import ir_schema, reference
+from imds_scan import Rule, ir_schema, reference
 from imds_scan._engine import Scanner
 from imds_scan.config import parse_allowlist
 from imds_scan.rules import PACKS, PRESETS, default_rules, load_rules, pack_path, preset_text
+from imds_scan.scan import run_scan
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "spec"
@@ -98,3 +99,67 @@ def test_the_endpoint_table_is_read_from_the_spec() -> None:
     found = {c for _, c in (*endpoint.ADDRESSES, *endpoint.HOSTS, *endpoint.MARKERS)}
     found |= {endpoint.BARE_METADATA_CLASS, endpoint.WILDCARD_DNS_CLASS, *endpoint.PORT_SCOPED}
     assert found == endpoint.CLASSES
+
+
+# ---------------------------------------------------------------- conformance vectors
+
+FILES = ["default_rule.jsonl", "operators.jsonl", "endpoint.jsonl"]
+
+
+def rules_of(vector: dict[str, Any]) -> list[Rule]:
+    """The rules a vector runs (spec/vectors/README.md)."""
+    if vector.get("rule") == "default":
+        return default_rules()
+    if vector.get("rule") == "hardened":
+        return load_rules([pack_path("hardened")])[0]
+    ir = {
+        "ir_version": 1,
+        "id": "vector",
+        "name": "vector",
+        "severity": "low",
+        "branches": [{"name": "b", "expr": {"node": "pred", **vector["pred"]}}],
+    }
+    return [Rule("vector", "vector", "low", "", ir)]
+
+
+def groups() -> list[tuple[str, list[dict[str, Any]]]]:
+    """Vectors with the same rule, per file: each group is one input, a vector a line."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name in FILES:
+        for vector in read_jsonl(name):
+            key = f"{name} {json.dumps(vector.get('rule'))} {json.dumps(vector.get('pred'))}"
+            out.setdefault(key, []).append(vector)
+    return list(out.items())
+
+
+GROUPS = groups()
+
+
+@pytest.mark.parametrize("engine", ["python", "rust"])
+@pytest.mark.parametrize("prefilter", [True, False])
+@pytest.mark.parametrize("group", [g for _, g in GROUPS], ids=[k for k, _ in GROUPS])
+def test_conformance_vectors(
+    tmp_path: Path, engine: str, prefilter: bool, group: list[dict[str, Any]]
+) -> None:
+    path = tmp_path / "events.ndjson"
+    lines = [v["event"] if isinstance(v["event"], str) else json.dumps(v["event"]) for v in group]
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    result = run_scan([str(path)], rules_of(group[0]), engine=engine, prefilter=prefilter)  # type: ignore[arg-type]
+    got: list[list[dict[str, Any]]] = [[] for _ in group]
+    for hit in result.hits:
+        got[hit.line - 1].append(
+            {"rule": hit.rule.id, "branch": hit.branch, "witness": hit.matched}
+        )
+    for vector, hits in zip(group, got, strict=True):
+        assert hits == vector["hits"], vector["name"]
+
+
+def test_every_operator_of_the_schema_has_a_vector() -> None:
+    decided = {
+        hit["witness"]["op"]
+        for name in FILES
+        for vector in read_jsonl(name)
+        for hit in vector["hits"]
+        if hit["witness"] is not None
+    }
+    assert set(ir_schema.ops()) <= decided, set(ir_schema.ops()) - decided
