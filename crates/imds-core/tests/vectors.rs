@@ -97,7 +97,11 @@ fn replay(vectors: &[&Value], prefilter: bool) -> Vec<Vec<Value>> {
         prefilter,
         ..ScanOptions::default()
     };
-    let report = engine.scan_paths(&[path.clone()], &options, &AtomicBool::new(false));
+    let report = engine.scan_paths(
+        std::slice::from_ref(&path),
+        &options,
+        &AtomicBool::new(false),
+    );
     std::fs::remove_file(&path).unwrap();
     assert_eq!(report.files[0].error, None);
     let mut out = vec![Vec::new(); vectors.len()];
