@@ -171,25 +171,19 @@ impl Node {
     }
 }
 
-/// The IR's node kinds, field types and operators (spec/ir.schema.json; a test holds these
-/// equal to the schema's enums).
-const NODE_KINDS: &[&str] = &["and", "or", "not", "pred"];
-const FIELD_TYPES: &[&str] = &["keyword", "ip"];
-const OPS: &[&str] = &[
-    "eq",
-    "eq_ci",
-    "wildcard",
-    "like",
-    "starts_with",
-    "starts_with_ci",
-    "ends_with",
-    "ends_with_ci",
-    "contains",
-    "contains_ci",
-    "cidr",
-    "exists",
-    "imds_endpoint",
-];
+/// An enum of spec/ir.schema.json (node kinds, field types, operators), by JSON pointer: the
+/// names checked come from the schema itself, parsed once.
+fn schema_enum(pointer: &str) -> Vec<&'static str> {
+    static SCHEMA: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    let schema = SCHEMA.get_or_init(|| {
+        serde_json::from_str(include_str!("../../../spec/ir.schema.json"))
+            .expect("spec/ir.schema.json is JSON")
+    });
+    let items = schema.pointer(pointer).and_then(Value::as_array);
+    let items = items.unwrap_or_else(|| panic!("spec/ir.schema.json has no enum at {pointer}"));
+    items.iter().filter_map(Value::as_str).collect()
+}
+
 #[derive(Clone, Copy)]
 enum Place {
     Doc,
@@ -278,7 +272,7 @@ fn check_schema(doc: &Value) -> Result<(), String> {
                 if !map.contains_key("node") {
                     return Err(format!("{path}: missing key \"node\""));
                 }
-                one_of("node", NODE_KINDS)?;
+                one_of("node", &schema_enum("/$defs/node/properties/node/enum"))?;
                 string("node")?.unwrap_or_default()
             }
         };
@@ -357,8 +351,11 @@ fn check_schema(doc: &Value) -> Result<(), String> {
             "not" => children.push((&map["arg"], key_path(&path, "arg"), Place::Node)),
             _ => {
                 string("field")?;
-                one_of("field_type", FIELD_TYPES)?;
-                one_of("op", OPS)?;
+                one_of(
+                    "field_type",
+                    &schema_enum("/$defs/pred/properties/field_type/enum"),
+                )?;
+                one_of("op", &schema_enum("/$defs/pred/properties/op/enum"))?;
                 let values = array("values", false)?;
                 for (i, item) in values.iter().enumerate() {
                     if !item.is_string() {
@@ -470,30 +467,15 @@ mod tests {
     }
 
     #[test]
-    fn the_checked_names_are_the_schemas() {
-        let schema: Value = serde_json::from_str(include_str!("../../../spec/ir.schema.json"))
-            .expect("spec/ir.schema.json is JSON");
-        let defs = &schema["$defs"];
-        let strings = |v: &Value| -> Vec<String> {
-            let items = v.as_array().expect("an enum");
-            items
-                .iter()
-                .map(|s| s.as_str().unwrap().to_owned())
-                .collect()
-        };
-        assert_eq!(
-            strings(&defs["node"]["properties"]["node"]["enum"]),
-            NODE_KINDS
-        );
-        assert_eq!(
-            strings(&defs["pred"]["properties"]["field_type"]["enum"]),
-            FIELD_TYPES
-        );
-        assert_eq!(strings(&defs["pred"]["properties"]["op"]["enum"]), OPS);
-        // The IR enum reads and writes the same names.
-        for name in OPS {
-            let op: Op = serde_json::from_value(Value::from(*name)).unwrap();
-            assert_eq!(op.as_str(), *name);
+    fn the_schemas_operators_are_the_ir_enums() {
+        let ops = schema_enum("/$defs/pred/properties/op/enum");
+        assert_eq!(ops.len(), 13);
+        for name in ops {
+            let op: Op = serde_json::from_value(Value::from(name)).unwrap();
+            assert_eq!(op.as_str(), name);
+        }
+        for name in schema_enum("/$defs/pred/properties/field_type/enum") {
+            serde_json::from_value::<FieldType>(Value::from(name)).unwrap();
         }
     }
 
