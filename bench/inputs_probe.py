@@ -11,14 +11,15 @@ corpus when missing. Every case runs as its own process (the CLI, `-f ndjson -q`
 counted from stdout and checked against `CORPUS.expected.json`); wall time and peak RSS
 (`ru_maxrss` from wait4) are measured from outside. MB/s is of uncompressed bytes.
 
-`--long-lines DIR` measures instead the memory of long lines (docs/inputs.md, "Memory is bounded"): one
-line of 60 MB and one of 200 MB that hold the metadata address (so the prefilter passes them to
-the parser) but are no hit, a gzip of 1 GiB of zeros without a newline (about 1 MB) and ten
-copies of it together, each case one CLI process; the files are made in DIR when missing.
+`--long-lines DIR` measures instead the memory of long lines (docs/inputs.md, "Memory is
+bounded"): one line of 60 MB and one of 200 MB that hold the metadata address (so the prefilter
+passes them to the parser) but are no hit, a gzip of 1 GiB of zeros without a newline (about 1
+MB) and ten copies of it together, each case one CLI process; the files are made in DIR when
+missing.
 
-`--ctrl-c` measures instead how long the CLI takes to stop after SIGINT (docs/inputs.md: "Ctrl-C stops
-the scan within a buffer's time"): on an endless line (`/dev/zero`) and on the corpus, plain
-(the Rust engine with `--no-prefilter`, else it is done before the signal) and gzip, each
+`--ctrl-c` measures instead how long the CLI takes to stop after SIGINT (docs/inputs.md: "Ctrl-C
+stops the scan within a buffer's time"): on an endless line (`/dev/zero`) and on the corpus,
+plain (the Rust engine with `--no-prefilter`, else it is done before the signal) and gzip, each
 engine; SIGINT is sent 1 s after start, and the exit code must be 130.
 """
 

@@ -17,22 +17,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import hit_keys
-from imds_scan import Rule, default_rules, run_scan
+from imds_scan import Rule, default_rules, ir_schema, run_scan
+from imds_scan._engine import Scanner
 from imds_scan.eql import compile_rule, format_condition, format_rule, quote
+from imds_scan.reference.endpoint import CLASSES as ENDPOINT_CLASSES
 from imds_scan.reference.ip import parse_ip
 
+# The bundled rule's literals as the engine's prefilter derives them, and near misses.
 IMDS_TEXT = [
-    "169.254.169.254",
-    "metadata/instance",
-    "iam/security-credentials",
-    "latest/meta-data",
-    "latest/dynamic",
-    "instance-identity",
-    "computeMetadata",
-    "metadata.google.internal",
-    "imds.azure.com",
-    "metadata/v1",
-    "fd00:ec2::254",
+    *(Scanner([json.dumps(default_rules()[0].ir)]).needles() or []),
     "169.254.169.253",
     "metadata",
 ]
@@ -359,21 +352,11 @@ RULE_FIELDS = {
     "destination.ip": "ip",
     "source.ip": "ip",
 }
-KEYWORD_OPS = [
-    "eq",
-    "eq_ci",
-    "wildcard",
-    "like",
-    "starts_with",
-    "starts_with_ci",
-    "ends_with",
-    "ends_with_ci",
-    "contains",
-    "contains_ci",
-    "cidr",
-    "exists",
-]
-IP_OPS = ["eq", "eq_ci", "cidr", "exists"]
+# Every operator of the IR, read from spec/ir.schema.json: a new one is generated here too.
+KEYWORD_OPS = ir_schema.ops()
+# The text operators are refused on ip fields.
+IP_OPS = [op for op in KEYWORD_OPS if op in ("eq", "eq_ci", "cidr", "exists", "imds_endpoint")]
+assert len(IP_OPS) == 5
 
 
 def _pattern(rnd: random.Random) -> str:
@@ -395,6 +378,8 @@ def _random_pred(rnd: random.Random) -> dict[str, Any]:
         values = []
     elif op == "cidr":
         values = rnd.sample(CIDRS, rnd.randint(1, 3))
+    elif op == "imds_endpoint":
+        values = rnd.sample(sorted(ENDPOINT_CLASSES), rnd.randint(1, 3))
     elif ftype == "ip":
         values = [v for v in rnd.sample(IP_SPELLINGS, 4) if parse_ip(v) is not None][:count] or [
             "169.254.169.254"
@@ -453,12 +438,12 @@ def _rule_event(rnd: random.Random, literals: list[str]) -> dict[str, Any]:
 
 
 def _ors(node: dict[str, Any]) -> list[dict[str, Any]]:
-    """The operands of a top-level `or`, nested ones flattened (docs/ir.md, Branches)."""
+    """The operands of a top-level `or`, nested ones flattened (spec/ir.md, Branches)."""
     return [leaf for arg in node["args"] for leaf in _ors(arg)] if node["node"] == "or" else [node]
 
 
 def _normal(node: dict[str, Any]) -> dict[str, Any]:
-    """The tree as the compiler builds it (docs/ir.md, Nodes): `and`/`or` chains flat,
+    """The tree as the compiler builds it (spec/ir.md, Nodes): `and`/`or` chains flat,
     `not not x` as `x`."""
     if node["node"] == "pred":
         return node

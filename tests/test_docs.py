@@ -41,11 +41,6 @@ def test_usage_table_lists_every_option_and_its_config_key() -> None:
     assert not keys & NOT_IN_CONFIG
 
 
-# Link targets that another part of issue 13 creates (spec/ moves docs/ir.md there and adds the
-# schema). At merge they exist: the test then says to empty this set.
-PENDING = {"spec/ir.md", "spec/ir.schema.json"}
-
-
 def _anchors(path: Path) -> set[str]:
     """GitHub's anchors for a page's headings."""
     out = set()
@@ -68,14 +63,10 @@ def test_relative_links_of_the_docs_resolve() -> None:
             path, _, anchor = target.partition("#")
             full = (page.parent / path).resolve() if path else page
             name = f"{page.relative_to(ROOT)} -> {target}"
-            if not full.exists():
-                if (
-                    not full.is_relative_to(ROOT)
-                    or full.relative_to(ROOT).as_posix() not in PENDING
-                ):
-                    broken.append(f"{name}: no such file")
+            if not full.is_relative_to(ROOT):
+                broken.append(f"{name}: outside the repository")
+            elif not full.exists():
+                broken.append(f"{name}: no such file")
             elif anchor and full.suffix == ".md" and anchor not in _anchors(full):
                 broken.append(f"{name}: no such heading")
     assert not broken, "\n".join(broken)
-    arrived = sorted(p for p in PENDING if (ROOT / p).exists())
-    assert not arrived, f"{arrived} exist now: remove them from PENDING in {__file__}"

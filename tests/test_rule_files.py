@@ -160,7 +160,7 @@ def test_elastic_rule_files_run_and_hits_name_their_rule(scan_events: Any, engin
         "pattern": "curl",
         "value": "curl",
     }
-    # A plain `and` is decided by its last predicate (docs/ir.md, Witness).
+    # A plain `and` is decided by its last predicate (spec/ir.md, Witness).
     assert result.hits[3].matched == {
         "field": "source.ip",
         "op": "cidr",

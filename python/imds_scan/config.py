@@ -173,7 +173,7 @@ class Allowlist:
         return [rule_id for rule_id in self.per_rule if rule_id not in ids]
 
     def apply(self, rules: Sequence[Rule]) -> list[Rule]:
-        """The rules with the entries appended to their IR's ``allowlist`` (docs/ir.md,
+        """The rules with the entries appended to their IR's ``allowlist`` (spec/ir.md,
         Allowlists): both engines drop an event a branch matches when an entry matches it,
         and count it against the first such entry. ``matched`` and branch names are kept;
         the labels go to ``Rule.allowlist_labels``, in the same order."""

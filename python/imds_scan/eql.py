@@ -1,4 +1,4 @@
-"""A small EQL-subset compiler: query text → rule IR (plain data, see docs/ir.md), and back.
+"""A small EQL-subset compiler: query text → rule IR (plain data, see spec/ir.md), and back.
 
 Supported: single-event queries ``any where`` / ``<category> where`` (``event.category`` has
 the category); ``==``, ``!=``, ``in``, ``not in``, ``in~``, ``not in~``, ``:`` and ``like~``
@@ -6,7 +6,7 @@ the category); ``==``, ``!=``, ``in``, ``not in``, ``in~``, ``not in~``, ``:`` a
 ``and``, ``or``, parentheses; string, number and boolean literals (a number or boolean
 compares with a field's JSON text: ``destination.port == 80`` matches ``80`` and ``"80"``);
 optional fields ``?field``; ``field != null`` (the field has a value) and ``field == null``;
-the functions ``cidrMatch``, ``imdsEndpoint`` (docs/ir.md), ``startsWith``, ``endsWith``,
+the functions ``cidrMatch``, ``imdsEndpoint`` (spec/ir.md), ``startsWith``, ``endsWith``,
 ``stringContains`` (and the ``~`` forms of the last three); double- and triple-quoted strings,
 ``//`` and ``/* */`` comments. Anything else is refused with line:column and the reason.
 ``and``/``or`` chains compile to flat nodes and ``not not x`` to ``x``; a condition nested
@@ -338,7 +338,7 @@ class _Parser:
             category = self.at(_pred("event.category", "keyword", "eq", [tok.value]), tok)
             rest = node["args"] if node["node"] == "and" else [node]
             node = self.at({"node": "and", "args": [category, *rest]}, tok)
-        for branch in _flatten_or(node):  # the limit is per branch (docs/ir.md)
+        for branch in _flatten_or(node):  # the limit is per branch (spec/ir.md)
             self.check_depth(branch)
         return node
 
@@ -772,7 +772,7 @@ def format_condition(node: Node) -> str:
 def inline_allowlist(ir: dict[str, Any]) -> dict[str, Any]:
     """The rule without an ``allowlist`` key, its entries appended to every branch as one
     last ``and not (<entry> or ...)`` conjunct: the same hits, the same ``matched``
-    (docs/ir.md, Allowlists)."""
+    (spec/ir.md, Allowlists)."""
     entries = ir.get("allowlist") or []
     out = {k: v for k, v in ir.items() if k != "allowlist"}
     if not entries:

@@ -63,7 +63,7 @@ def with_host_filter(
 
     The filter is the *first* conjunct: a true ``not`` or a single ``pred`` is never an
     *under-or* witness entry and the branch's own entries come last, so the reported
-    ``matched`` is the same as without the filter (docs/ir.md, Witness).
+    ``matched`` is the same as without the filter (spec/ir.md, Witness).
     """
     node = host_filter_node(include, exclude)
     if node is None:

@@ -22,7 +22,8 @@ class ScanResult:
 
     @cached_property
     def frame(self) -> pl.DataFrame:
-        """The hits as a Polars DataFrame (schema: ``imds_scan.report.frame.SCHEMA``, docs/output.md)."""
+        """The hits as a Polars DataFrame (schema: ``imds_scan.report.frame.SCHEMA``, in
+        docs/output.md)."""
         from .report.frame import hits_frame
 
         return hits_frame(self.hits)

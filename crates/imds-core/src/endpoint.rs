@@ -1,25 +1,13 @@
-//! The `imds_endpoint` decoder (docs/ir.md, "Metadata endpoints"), mirrored by
+//! The `imds_endpoint` decoder (spec/ir.md, "Metadata endpoints"), mirrored by
 //! python/imds_scan/endpoint.py: which metadata endpoints a string value names, in any spelling
 //! a resolver or an HTTP client accepts, and the text that named each one.
 
 use crate::ip::{ipv4_mapped, parse_ip};
 
-const ADDRESSES: &[(&str, &str)] = &[
-    ("169.254.169.254", "imds-link-local"),
-    ("fd00:ec2::254", "aws-imds-ipv6"),
-    ("169.254.170.2", "ecs-credentials"),
-    ("169.254.170.23", "eks-pod-identity"),
-    ("fd00:ec2::23", "eks-pod-identity"),
-    ("168.63.129.16", "azure-wireserver"),
-    ("192.0.0.192", "oracle-imds"),
-    ("100.100.100.200", "alibaba-imds"),
-    ("169.254.42.42", "scaleway-imds"),
-];
-
-/// Classes of an address with other uses, counted only on the ports the vendor documents for
-/// the endpoint (docs/ir.md, "Ports"): Azure's 168.63.129.16 also serves DNS (53), DHCP and
-/// health probes, and WireServer is HTTP on 80 and 32526.
-const PORT_SCOPED: &[(&str, &[u64])] = &[("azure-wireserver", &[80, 32526])];
+// The tables (ADDRESSES, PORT_SCOPED, HOSTS, BARE_METADATA_HOST and its class and header,
+// WILDCARD_DNS and its class, MARKERS, CLASSES) come from spec/endpoints.toml, which the Python
+// reference engine reads too; build.rs writes them out as constants.
+include!(concat!(env!("OUT_DIR"), "/endpoints.rs"));
 
 /// A port written as digits: its value, or `u64::MAX` (no port anyone lists) when too long.
 pub fn port_number(digits: &str) -> Option<u64> {
@@ -42,53 +30,9 @@ fn scoped_ports(class: &str) -> Option<&'static [u64]> {
         .map(|(_, ports)| *ports)
 }
 
-const HOSTS: &[(&str, &str)] = &[
-    ("instance-data", "aws-instance-data"),
-    ("instance-data.ec2.internal", "aws-instance-data"),
-    ("metadata.google.internal", "gcp-metadata-host"),
-    ("metadata.goog", "gcp-metadata-host"),
-    ("metadata.tencentyun.com", "tencent-metadata-host"),
-];
-const BARE_METADATA_HOST: &str = "metadata";
-const GOOGLE_HEADER: &str = "metadata-flavor";
-const WILDCARD_DNS: &[&str] = &[".nip.io", ".sslip.io", ".xip.io"];
-
-const MARKERS: &[(&str, &str)] = &[
-    (
-        "/latest/meta-data/iam/security-credentials",
-        "aws-credentials",
-    ),
-    ("/latest/meta-data/identity-credentials", "aws-credentials"),
-    ("aws_container_credentials_relative_uri", "ecs-credentials"),
-    ("aws_container_credentials_full_uri", "ecs-credentials"),
-    ("/metadata/identity/oauth2/token", "azure-mi-token"),
-    (
-        "/computemetadata/v1/instance/service-accounts",
-        "gcp-credentials",
-    ),
-    ("/latest/api/token", "aws-imds-token"),
-    ("/latest/meta-data", "aws-metadata"),
-    ("/latest/user-data", "aws-metadata"),
-    ("/latest/dynamic/instance-identity", "aws-metadata"),
-    ("/computemetadata/v1beta1", "gcp-metadata-v1beta1"),
-    ("/computemetadata/v1", "gcp-metadata"),
-    ("/metadata/instance", "azure-metadata"),
-    ("/opc/v1/", "oracle-metadata"),
-    ("/opc/v2/", "oracle-metadata"),
-    ("/metadata/v1/", "digitalocean-metadata"),
-    ("/metadata/v1.json", "digitalocean-metadata"),
-    ("/openstack/latest", "openstack-metadata"),
-    ("meta_data.json", "openstack-metadata"),
-    ("/hetzner/v1/metadata", "hetzner-metadata"),
-];
-
 /// Whether `name` is an endpoint class the decoder reports.
 pub fn is_class(name: &str) -> bool {
-    name == "gcp-metadata-host"
-        || name == "imds-wildcard-dns"
-        || ADDRESSES.iter().any(|(_, c)| *c == name)
-        || HOSTS.iter().any(|(_, c)| *c == name)
-        || MARKERS.iter().any(|(_, c)| *c == name)
+    CLASSES.contains(&name)
 }
 
 fn address_class(address: &[u8; 16]) -> Option<&'static str> {
@@ -215,7 +159,7 @@ fn host_class(host: &str, folded_value: &str) -> Option<&'static str> {
         return Some(c);
     }
     if folded == BARE_METADATA_HOST && folded_value.contains(GOOGLE_HEADER) {
-        return Some("gcp-metadata-host");
+        return Some(BARE_METADATA_CLASS);
     }
     for suffix in WILDCARD_DNS {
         if let Some(prefix) = folded.strip_suffix(suffix) {
@@ -231,7 +175,7 @@ fn host_class(host: &str, folded_value: &str) -> Option<&'static str> {
             for candidate in candidates {
                 if let Some(address) = inet_aton(&candidate, 4) {
                     if address_class(&address).is_some() {
-                        return Some("imds-wildcard-dns");
+                        return Some(WILDCARD_DNS_CLASS);
                     }
                 }
             }
@@ -413,74 +357,4 @@ pub fn first_match<'v>(
 mod raw;
 pub use raw::RawTest;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wireserver_counts_on_its_ports_only() {
-        fn m(value: &str, ports: Vec<u64>) -> Option<(usize, &str)> {
-            let classes = [
-                "azure-wireserver".to_string(),
-                "imds-link-local".to_string(),
-            ];
-            first_match(value, &classes, &mut || ports.clone())
-        }
-        assert_eq!(m("168.63.129.16", vec![53]), None);
-        assert_eq!(m("168.63.129.16", vec![]), Some((0, "168.63.129.16")));
-        assert_eq!(
-            m("168.63.129.16", vec![53, 32526]),
-            Some((0, "168.63.129.16"))
-        );
-        assert_eq!(m("http://168.63.129.16:53/", vec![80]), None);
-        assert_eq!(
-            m("http://168.63.129.16:0080/", vec![53]),
-            Some((0, "168.63.129.16"))
-        );
-        assert_eq!(
-            m("http://[::ffff:a83f:8110]:32526/", vec![]),
-            Some((0, "[::ffff:a83f:8110]"))
-        );
-        assert_eq!(m("http://[::ffff:a83f:8110]:53/", vec![]), None);
-        // A later spelling on the right port still counts; unscoped classes ignore ports.
-        assert_eq!(
-            m("168.63.129.16:53 then 168.63.129.16:80", vec![]),
-            Some((0, "168.63.129.16"))
-        );
-        assert_eq!(
-            m("169.254.169.254:53", vec![53]),
-            Some((1, "169.254.169.254"))
-        );
-        assert_eq!(port_number("99999999999999999999"), Some(u64::MAX));
-        assert_eq!(port_number("8O"), None);
-    }
-
-    #[test]
-    fn spellings() {
-        for v in [
-            "2852039166",
-            "0xA9FEA9FE",
-            "0xA9.0xFE.0xA9.0xFE",
-            "0251.0376.0251.0376",
-            "0251.254.169.254",
-            "169.254.43518",
-            "169.16689662",
-            "0xa9.0xfea9fe",
-            "0251.00376.000251.0000376",
-            "[::ffff:a9fe:a9fe]",
-            "[::ffff:169.254.169.254]",
-            "169%2e254%2e169%2e254",
-            "169\u{3002}254\u{3002}169\u{3002}254",
-        ] {
-            assert_eq!(findings(v), vec![("imds-link-local", v)], "{v}");
-        }
-        for v in [
-            "169.254.169.253",
-            "169.254.169.123",
-            "1169.254.169.2545",
-            "169.254.169.254.5",
-        ] {
-            assert!(findings(v).is_empty(), "{v}");
-        }
-    }
-}
+// The decoder's spellings and port scoping are shared vectors: spec/vectors/endpoint.jsonl.

@@ -1,4 +1,4 @@
-//! Turning one line into a JSON document and reading a field's values (docs/ir.md).
+//! Turning one line into a JSON document and reading a field's values (spec/ir.md).
 
 use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
@@ -37,7 +37,7 @@ pub fn parse_line(line: &[u8]) -> Result<Option<ParsedLine<'_>>, Malformed> {
     }
     let (text, invalid_utf8) = match std::str::from_utf8(line) {
         Ok(text) => (Cow::Borrowed(text), false),
-        // U+FFFD per maximal invalid subpart, as docs/ir.md (and Python's decoder) do.
+        // U+FFFD per maximal invalid subpart, as spec/ir.md (and Python's decoder) do.
         Err(_) => (String::from_utf8_lossy(line), true),
     };
     let (doc, source) = parse_top(&text)?;
@@ -58,7 +58,7 @@ pub fn parse_line(line: &[u8]) -> Result<Option<ParsedLine<'_>>, Malformed> {
     }))
 }
 
-/// An exporter's wrapper (docs/ir.md, Lines): a top-level object with an `_index` member and
+/// An exporter's wrapper (spec/ir.md, Lines): a top-level object with an `_index` member and
 /// an `_source` member that is an object, as elasticdump writes and as search hits are. The
 /// event is the `_source` object (with where its text is in the line); other documents are
 /// given back as they are.
@@ -118,7 +118,7 @@ fn json_error(e: &serde_json::Error, offset: usize) -> Malformed {
 /// Builds a [`Value`] from text serde_json has already accepted, so it only has to follow the
 /// grammar, not check it. (String escapes are still decoded by serde_json; a `\u` escape of
 /// a lone surrogate, which serde_json refuses, becomes U+FFFD as Elasticsearch indexes it:
-/// docs/ir.md, Lines.)
+/// spec/ir.md, Lines.)
 struct Builder<'t> {
     text: &'t str,
     pos: usize,
@@ -371,7 +371,7 @@ pub fn field_values<'a>(doc: &'a Value, path: &[&str], out: &mut Vec<Cow<'a, str
     });
 }
 
-/// Call `f` with each value of `path` in `doc`, in document order (docs/ir.md "Field values"),
+/// Call `f` with each value of `path` in `doc`, in document order (spec/ir.md "Field values"),
 /// stopping early when `f` breaks. Lets the evaluator stop at the first satisfying value
 /// without collecting the others.
 pub fn for_each_value<'a, S, B>(
@@ -759,7 +759,7 @@ mod tests {
 
     #[test]
     fn lone_surrogates_become_replacement_characters() {
-        // As Elasticsearch indexes them (docs/ir.md, Lines): the event is kept.
+        // As Elasticsearch indexes them (spec/ir.md, Lines): the event is kept.
         for (line, want) in [
             (r#"{"a":"\ud800"}"#, "\u{FFFD}"),
             (r#"{"a":"\udc00"}"#, "\u{FFFD}"),

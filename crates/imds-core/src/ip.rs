@@ -1,4 +1,4 @@
-//! IP address parsing exactly as docs/ir.md specifies (hand-written so the Python reference
+//! IP address parsing exactly as spec/ir.md specifies (hand-written so the Python reference
 //! engine, `python/imds_scan/ipaddr.py`, can mirror it rule for rule).
 
 /// Parse an IPv4 or IPv6 address into 16 bytes (IPv4 as IPv4-mapped). `None` if invalid.
@@ -106,7 +106,7 @@ impl Cidr {
     }
 }
 
-/// Parse a CIDR block as docs/ir.md specifies: an address (IPv4, or IPv6 without a `%scope`)
+/// Parse a CIDR block as spec/ir.md specifies: an address (IPv4, or IPv6 without a `%scope`)
 /// optionally followed by `/` and a prefix length of 1–3 ASCII digits without a leading zero,
 /// at most 32 (IPv4) or 128 (IPv6). No length means the whole address. Host bits past the
 /// prefix are allowed and ignored.

@@ -1,6 +1,7 @@
-//! The rule IR: plain data produced by the Python EQL compiler (see docs/ir.md).
+//! The rule IR: plain data produced by the Python EQL compiler (see spec/ir.md).
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 pub const IR_VERSION: u32 = 1;
 
@@ -24,7 +25,7 @@ pub struct RuleIr {
     pub severity: String,
     pub branches: Vec<Branch>,
     /// Allowlist entries, in order: an event that a branch matches and an entry matches is not
-    /// a hit; it is counted against the first such entry (docs/ir.md, "Allowlists").
+    /// a hit; it is counted against the first such entry (spec/ir.md, "Allowlists").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowlist: Vec<Node>,
 }
@@ -132,17 +133,12 @@ impl RuleIr {
         }
         let mut de = serde_json::Deserializer::from_str(text);
         de.disable_recursion_limit();
-        let ir = RuleIr::deserialize(&mut de).map_err(bad)?;
+        let doc = Value::deserialize(&mut de).map_err(bad)?;
         de.end().map_err(bad)?;
-        if ir.ir_version != IR_VERSION {
-            return Err(crate::Error::Rule(format!(
-                "IR version {} is not supported (expected {IR_VERSION})",
-                ir.ir_version
-            )));
-        }
-        if ir.branches.is_empty() {
-            return Err(crate::Error::Rule("rule has no branches".into()));
-        }
+        // spec/ir.schema.json, checked by hand so that the error names the place (as the
+        // Python reference engine's ir_schema.py does, in the same order and words).
+        check_schema(&doc).map_err(|e| crate::Error::Rule(format!("bad IR: {e}")))?;
+        let ir = RuleIr::deserialize(doc).map_err(bad)?;
         for branch in &ir.branches {
             let depth = branch.expr.depth();
             if depth > MAX_DEPTH {
@@ -173,6 +169,215 @@ impl Node {
         }
         deepest
     }
+}
+
+/// An enum of spec/ir.schema.json (node kinds, field types, operators), by JSON pointer: the
+/// names checked come from the schema itself, parsed once.
+fn schema_enum(pointer: &str) -> Vec<&'static str> {
+    static SCHEMA: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    let schema = SCHEMA.get_or_init(|| {
+        serde_json::from_str(include_str!("../../../spec/ir.schema.json"))
+            .expect("spec/ir.schema.json is JSON")
+    });
+    let items = schema.pointer(pointer).and_then(Value::as_array);
+    let items = items.unwrap_or_else(|| panic!("spec/ir.schema.json has no enum at {pointer}"));
+    items.iter().filter_map(Value::as_str).collect()
+}
+
+#[derive(Clone, Copy)]
+enum Place {
+    Doc,
+    Branch,
+    Node,
+}
+
+/// `path` followed by an object key: `.key`, or `["key"]` when it is not a plain name.
+fn key_path(path: &str, key: &str) -> String {
+    let plain = key
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if plain {
+        format!("{path}.{key}")
+    } else {
+        format!("{path}[{}]", Value::from(key))
+    }
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Whether `doc` follows spec/ir.schema.json; else the first problem as `PATH: what`. The
+/// order is fixed (the Python engine's `ir_schema.check` keeps it): a node's own keys (unknown
+/// ones in document order, then missing ones, then each key in schema order), then its
+/// children depth first, branches before the allowlist.
+fn check_schema(doc: &Value) -> Result<(), String> {
+    let mut stack: Vec<(&Value, String, Place)> = vec![(doc, "$".into(), Place::Doc)];
+    while let Some((value, path, place)) = stack.pop() {
+        let Value::Object(map) = value else {
+            return Err(format!(
+                "{path}: expected an object, found {}",
+                kind_of(value)
+            ));
+        };
+        let string = |key: &str| -> Result<Option<&str>, String> {
+            match map.get(key) {
+                None => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s)),
+                Some(other) => Err(format!(
+                    "{}: expected a string, found {}",
+                    key_path(&path, key),
+                    kind_of(other)
+                )),
+            }
+        };
+        let one_of = |key: &str, allowed: &[&str]| -> Result<(), String> {
+            match string(key)? {
+                Some(s) if !allowed.contains(&s) => Err(format!(
+                    "{}: {} is not one of: {}",
+                    key_path(&path, key),
+                    Value::from(s),
+                    allowed.join(", ")
+                )),
+                _ => Ok(()),
+            }
+        };
+        let array = |key: &str, nonempty: bool| -> Result<&[Value], String> {
+            match map.get(key) {
+                None => Ok(&[]),
+                Some(Value::Array(items)) if nonempty && items.is_empty() => {
+                    Err(format!("{}: must not be empty", key_path(&path, key)))
+                }
+                Some(Value::Array(items)) => Ok(items),
+                Some(other) => Err(format!(
+                    "{}: expected an array, found {}",
+                    key_path(&path, key),
+                    kind_of(other)
+                )),
+            }
+        };
+        let kind = match place {
+            Place::Doc => "doc",
+            Place::Branch => "branch",
+            Place::Node => {
+                if !map.contains_key("node") {
+                    return Err(format!("{path}: missing key \"node\""));
+                }
+                one_of("node", &schema_enum("/$defs/node/properties/node/enum"))?;
+                string("node")?.unwrap_or_default()
+            }
+        };
+        let (keys, required): (&[&str], &[&str]) = match kind {
+            "doc" => (
+                &[
+                    "ir_version",
+                    "id",
+                    "name",
+                    "severity",
+                    "branches",
+                    "allowlist",
+                ],
+                &["ir_version", "name", "branches"],
+            ),
+            "branch" => (&["name", "expr"], &["name", "expr"]),
+            "and" | "or" => (&["node", "args"], &["node", "args"]),
+            "not" => (&["node", "arg"], &["node", "arg"]),
+            _ => (
+                &["node", "field", "field_type", "op", "values"],
+                &["node", "field", "field_type", "op", "values"],
+            ),
+        };
+        if let Some(key) = map.keys().find(|k| !keys.contains(&k.as_str())) {
+            return Err(format!("{}: unknown key", key_path(&path, key)));
+        }
+        if let Some(key) = required.iter().find(|k| !map.contains_key(**k)) {
+            return Err(format!("{path}: missing key \"{key}\""));
+        }
+        let mut children: Vec<(&Value, String, Place)> = Vec::new();
+        fn nodes<'v>(
+            path: &str,
+            key: &str,
+            items: &'v [Value],
+            children: &mut Vec<(&'v Value, String, Place)>,
+        ) {
+            for (i, item) in items.iter().enumerate() {
+                children.push((item, format!("{}[{i}]", key_path(path, key)), Place::Node));
+            }
+        }
+        match kind {
+            "doc" => {
+                match map.get("ir_version") {
+                    Some(Value::Number(n))
+                        if is_integer(n) && n.to_string() != IR_VERSION.to_string() =>
+                    {
+                        return Err(format!(
+                            "$.ir_version: IR version {n} is not supported \
+                             (expected {IR_VERSION})"
+                        ));
+                    }
+                    Some(Value::Number(n)) if is_integer(n) => {}
+                    Some(other) => {
+                        return Err(format!(
+                            "$.ir_version: expected an integer, found {}",
+                            kind_of(other)
+                        ))
+                    }
+                    None => {}
+                }
+                string("id")?;
+                string("name")?;
+                string("severity")?;
+                let branches = array("branches", true)?;
+                let allowlist = array("allowlist", false)?;
+                for (i, item) in branches.iter().enumerate() {
+                    children.push((item, format!("$.branches[{i}]"), Place::Branch));
+                }
+                nodes(&path, "allowlist", allowlist, &mut children);
+            }
+            "branch" => {
+                string("name")?;
+                children.push((&map["expr"], key_path(&path, "expr"), Place::Node));
+            }
+            "and" | "or" => nodes(&path, "args", array("args", true)?, &mut children),
+            "not" => children.push((&map["arg"], key_path(&path, "arg"), Place::Node)),
+            _ => {
+                string("field")?;
+                one_of(
+                    "field_type",
+                    &schema_enum("/$defs/pred/properties/field_type/enum"),
+                )?;
+                one_of("op", &schema_enum("/$defs/pred/properties/op/enum"))?;
+                let values = array("values", false)?;
+                for (i, item) in values.iter().enumerate() {
+                    if !item.is_string() {
+                        return Err(format!(
+                            "{}[{i}]: expected a string, found {}",
+                            key_path(&path, "values"),
+                            kind_of(item)
+                        ));
+                    }
+                }
+            }
+        }
+        stack.extend(children.into_iter().rev());
+    }
+    Ok(())
+}
+
+/// A JSON number written without a fraction or an exponent (the text is kept as written).
+fn is_integer(n: &serde_json::Number) -> bool {
+    let text = n.to_string();
+    let digits = text.strip_prefix('-').unwrap_or(&text);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// The deepest nesting of arrays and objects in JSON text (strings skipped); a linear scan
@@ -259,6 +464,19 @@ mod tests {
         // Far deeper text is refused before it is parsed (no stack overflow).
         let text = "[".repeat(1_000_000);
         assert!(RuleIr::from_json(&text).is_err());
+    }
+
+    #[test]
+    fn the_schemas_operators_are_the_ir_enums() {
+        let ops = schema_enum("/$defs/pred/properties/op/enum");
+        assert_eq!(ops.len(), 13);
+        for name in ops {
+            let op: Op = serde_json::from_value(Value::from(name)).unwrap();
+            assert_eq!(op.as_str(), name);
+        }
+        for name in schema_enum("/$defs/pred/properties/field_type/enum") {
+            serde_json::from_value::<FieldType>(Value::from(name)).unwrap();
+        }
     }
 
     #[test]

@@ -91,7 +91,7 @@ fn literal(text: &str) -> Option<Lit> {
         .max_by(|a, b| a.raw.len().cmp(&b.raw.len()).then(b.raw.cmp(&a.raw)))
 }
 
-/// Needles of an IP literal (docs/ir.md IP grammar); `None` when none is certain.
+/// Needles of an IP literal (spec/ir.md IP grammar); `None` when none is certain.
 fn ip_lits(value: &str) -> Option<Vec<Lit>> {
     let b = crate::ip::parse_ip(value)?;
     let groups: Vec<u16> = b

@@ -5,22 +5,26 @@ spelling a resolver or an HTTP client accepts, and the text that named each one.
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Callable
+from importlib import resources
+from typing import Any
 
 from .ip import parse_ip
 
-# Endpoint classes of addresses (IPv4 ones stored IPv4-mapped, as parse_ip gives them).
-ADDRESSES: tuple[tuple[str, str], ...] = (
-    ("169.254.169.254", "imds-link-local"),
-    ("fd00:ec2::254", "aws-imds-ipv6"),
-    ("169.254.170.2", "ecs-credentials"),
-    ("169.254.170.23", "eks-pod-identity"),
-    ("fd00:ec2::23", "eks-pod-identity"),
-    ("168.63.129.16", "azure-wireserver"),
-    ("192.0.0.192", "oracle-imds"),
-    ("100.100.100.200", "alibaba-imds"),
-    ("169.254.42.42", "scaleway-imds"),
+# The endpoint table (spec/endpoints.toml, which the Rust engine reads at build time), shipped
+# in the package as imds_scan/spec/endpoints.toml.
+_TABLE: dict[str, Any] = tomllib.loads(
+    resources.files("imds_scan").joinpath("spec", "endpoints.toml").read_text("utf-8")
 )
+
+
+def _pairs(key: str) -> tuple[tuple[str, str], ...]:
+    return tuple((a, b) for a, b in _TABLE[key])
+
+
+# Endpoint classes of addresses (IPv4 ones stored IPv4-mapped, as parse_ip gives them).
+ADDRESSES = _pairs("addresses")
 _ADDRESS_CLASS: dict[bytes, str] = {}
 for _text, _cls in ADDRESSES:
     _address = parse_ip(_text)
@@ -28,9 +32,8 @@ for _text, _cls in ADDRESSES:
     _ADDRESS_CLASS[_address] = _cls
 
 # Classes of an address with other uses, counted only on the ports the vendor documents for
-# the endpoint (spec/ir.md, "Ports"): Azure's 168.63.129.16 also serves DNS (53), DHCP and
-# health probes, and WireServer is HTTP on 80 and 32526.
-PORT_SCOPED: dict[str, tuple[int, ...]] = {"azure-wireserver": (80, 32526)}
+# the endpoint (spec/ir.md, "Ports").
+PORT_SCOPED: dict[str, tuple[int, ...]] = {c: tuple(p) for c, p in _TABLE["port_scoped"].items()}
 _NO_PORT = 2**64 - 1  # a port of more than 10 digits: no port anyone lists
 
 
@@ -50,49 +53,19 @@ def _digits_prefix(text: str) -> str:
 
 
 # Host names (ASCII-folded, a trailing dot dropped).
-HOSTS: tuple[tuple[str, str], ...] = (
-    ("instance-data", "aws-instance-data"),
-    ("instance-data.ec2.internal", "aws-instance-data"),
-    ("metadata.google.internal", "gcp-metadata-host"),
-    ("metadata.goog", "gcp-metadata-host"),
-    ("metadata.tencentyun.com", "tencent-metadata-host"),
-)
+HOSTS = _pairs("hosts")
 # The bare host `metadata` counts only when the value also holds this (ASCII-folded).
-BARE_METADATA_HOST = "metadata"
-GOOGLE_HEADER = "metadata-flavor"
+BARE_METADATA_HOST: str = _TABLE["bare_metadata_host"][0]
+BARE_METADATA_CLASS: str = _TABLE["bare_metadata_host"][1]
+GOOGLE_HEADER: str = _TABLE["bare_metadata_header"]
 # Wildcard-DNS suffixes that resolve a name to the address spelled in it.
-WILDCARD_DNS = (".nip.io", ".sslip.io", ".xip.io")
+WILDCARD_DNS: tuple[str, ...] = tuple(_TABLE["wildcard_dns"])
+WILDCARD_DNS_CLASS: str = _TABLE["wildcard_dns_class"]
 
 # Substrings of the (decoded, ASCII-folded) value, in this order.
-MARKERS: tuple[tuple[str, str], ...] = (
-    ("/latest/meta-data/iam/security-credentials", "aws-credentials"),
-    ("/latest/meta-data/identity-credentials", "aws-credentials"),
-    ("aws_container_credentials_relative_uri", "ecs-credentials"),
-    ("aws_container_credentials_full_uri", "ecs-credentials"),
-    ("/metadata/identity/oauth2/token", "azure-mi-token"),
-    ("/computemetadata/v1/instance/service-accounts", "gcp-credentials"),
-    ("/latest/api/token", "aws-imds-token"),
-    ("/latest/meta-data", "aws-metadata"),
-    ("/latest/user-data", "aws-metadata"),
-    ("/latest/dynamic/instance-identity", "aws-metadata"),
-    ("/computemetadata/v1beta1", "gcp-metadata-v1beta1"),
-    ("/computemetadata/v1", "gcp-metadata"),
-    ("/metadata/instance", "azure-metadata"),
-    ("/opc/v1/", "oracle-metadata"),
-    ("/opc/v2/", "oracle-metadata"),
-    ("/metadata/v1/", "digitalocean-metadata"),
-    ("/metadata/v1.json", "digitalocean-metadata"),
-    ("/openstack/latest", "openstack-metadata"),
-    ("meta_data.json", "openstack-metadata"),
-    ("/hetzner/v1/metadata", "hetzner-metadata"),
-)
+MARKERS = _pairs("markers")
 
-CLASSES: frozenset[str] = frozenset(
-    [c for _, c in ADDRESSES]
-    + [c for _, c in HOSTS]
-    + [c for _, c in MARKERS]
-    + ["gcp-metadata-host", "imds-wildcard-dns"]
-)
+CLASSES: frozenset[str] = frozenset(_TABLE["classes"])
 
 _DOTS = {"\u3002": ".", "\uff61": ".", "\uff0e": "."}
 _HEXDIGITS = "0123456789abcdefABCDEF"
@@ -172,7 +145,7 @@ def _host_class(host: str, folded_value: str) -> str | None:
         if folded == name:
             return cls
     if folded == BARE_METADATA_HOST and GOOGLE_HEADER in folded_value:
-        return "gcp-metadata-host"
+        return BARE_METADATA_CLASS
     for suffix in WILDCARD_DNS:
         if folded.endswith(suffix):
             prefix = folded[: -len(suffix)]
@@ -186,7 +159,7 @@ def _host_class(host: str, folded_value: str) -> str | None:
             for candidate in candidates:
                 address = inet_aton(candidate, 4)
                 if address is not None and address in _ADDRESS_CLASS:
-                    return "imds-wildcard-dns"
+                    return WILDCARD_DNS_CLASS
             return None
     return None
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..eql import MAX_IR_DEPTH, ir_depth
+from ..ir_schema import check as check_ir_schema
 from ..stats import EngineWitness
 from .endpoint import CLASSES, first_match, port_number
 from .event import field_values
@@ -179,6 +180,7 @@ class CompiledRule:
     allowlist: list[Any] = field(init=False)
 
     def __post_init__(self) -> None:
+        check_ir_schema(self.ir)
         for branch in self.ir["branches"]:  # the Rust engine's limit, and its words
             depth = ir_depth(branch["expr"])
             if depth > MAX_IR_DEPTH:

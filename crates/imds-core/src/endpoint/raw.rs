@@ -1174,3 +1174,36 @@ mod tests {
         assert!(RawTest::holding(&many[..5], rarity).is_some());
     }
 }
+
+#[cfg(test)]
+mod table_tests {
+    use super::RAW_PIECES;
+    use crate::endpoint::{ADDRESSES, BARE_METADATA_HOST, HOSTS, MARKERS, WILDCARD_DNS};
+
+    /// `RAW_PIECES` is derived by hand from spec/endpoints.toml: every marker, host name,
+    /// wildcard-DNS suffix and IPv6 address there must hold one of them, or the raw-line test
+    /// would pass over a line that names it (IPv4 addresses go through the inet_aton runs).
+    #[test]
+    fn every_marker_and_host_holds_a_piece() {
+        let names = (MARKERS.iter().chain(HOSTS).map(|(text, _)| *text))
+            .chain([BARE_METADATA_HOST])
+            .chain(WILDCARD_DNS.iter().copied())
+            .chain(
+                ADDRESSES
+                    .iter()
+                    .map(|(a, _)| *a)
+                    .filter(|a| a.contains(':')),
+            );
+        let mut checked = 0;
+        for name in names {
+            let folded = name.to_ascii_lowercase();
+            let held = RAW_PIECES.iter().any(|(piece, _, _)| {
+                let piece = String::from_utf8_lossy(piece).to_ascii_lowercase();
+                folded.contains(&piece)
+            });
+            assert!(held, "{name:?} holds none of the raw-line test's pieces");
+            checked += 1;
+        }
+        assert!(checked > 25, "{checked}");
+    }
+}

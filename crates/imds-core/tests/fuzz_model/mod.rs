@@ -74,7 +74,7 @@ pub fn json_depth(text: &str) -> usize {
     deepest
 }
 
-/// Most containers a document may nest (Elasticsearch's limit, docs/ir.md); deeper is malformed.
+/// Most containers a document may nest (Elasticsearch's limit, spec/ir.md); deeper is malformed.
 pub const MAX_NESTING: usize = 1000;
 
 /// serde_json's verdict, without its recursion limit of 128: the text is a JSON object.

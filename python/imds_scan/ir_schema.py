@@ -1,0 +1,157 @@
+"""The rule IR's JSON Schema (spec/ir.schema.json), checked by hand: no runtime dependency, and
+the error names the place in the document, in the same order and words as the Rust engine
+(``check_schema`` in crates/imds-core/src/ir.rs): a node's own keys first (unknown ones in
+document order, then missing ones, then each key in schema order), then its children depth
+first, branches before the allowlist. Keys, required keys and enums come from the schema.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from importlib import resources
+from typing import Any
+
+IR_VERSION = 1
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@cache
+def schema() -> dict[str, Any]:
+    """spec/ir.schema.json, as shipped in the package (``imds_scan/spec/``)."""
+    text = resources.files("imds_scan").joinpath("spec", "ir.schema.json").read_text("utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def ops() -> list[str]:
+    """Every operator of the IR, in the schema's order."""
+    return list(schema()["$defs"]["pred"]["properties"]["op"]["enum"])
+
+
+def _shape(name: str) -> tuple[list[str], list[str]]:
+    """(keys in schema order, required keys) of the document or a `$defs` entry."""
+    part = schema() if name == "doc" else schema()["$defs"][name]
+    return list(part["properties"]), list(part["required"])
+
+
+def _key_path(path: str, key: str) -> str:
+    if _PLAIN_KEY.fullmatch(key):
+        return f"{path}.{key}"
+    return f"{path}[{json.dumps(key, ensure_ascii=False)}]"
+
+
+def _kind_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+class _Bad(ValueError):
+    pass
+
+
+def check(doc: Any) -> None:
+    """Raise ValueError(``bad IR: PATH: what``) for the first way ``doc`` breaks the schema."""
+    try:
+        _check(doc)
+    except _Bad as exc:
+        raise ValueError(f"bad IR: {exc}") from None
+
+
+def _check(doc: Any) -> None:
+    defs = schema()["$defs"]
+    kinds = defs["node"]["properties"]["node"]["enum"]
+    field_types = defs["pred"]["properties"]["field_type"]["enum"]
+    stack: list[tuple[Any, str, str]] = [(doc, "$", "doc")]
+    while stack:
+        value, path, place = stack.pop()
+        if not isinstance(value, dict):
+            raise _Bad(f"{path}: expected an object, found {_kind_of(value)}")
+
+        def string(key: str, value: dict[str, Any] = value, path: str = path) -> str | None:
+            got = value.get(key)
+            if got is None and key not in value:
+                return None
+            if not isinstance(got, str):
+                raise _Bad(f"{_key_path(path, key)}: expected a string, found {_kind_of(got)}")
+            return got
+
+        def one_of(key: str, allowed: list[str], path: str = path) -> None:
+            got = string(key)
+            if got is not None and got not in allowed:
+                shown = json.dumps(got, ensure_ascii=False)
+                raise _Bad(f"{_key_path(path, key)}: {shown} is not one of: {', '.join(allowed)}")
+
+        def array(
+            key: str, nonempty: bool, value: dict[str, Any] = value, path: str = path
+        ) -> list[Any]:
+            if key not in value:
+                return []
+            got = value[key]
+            if not isinstance(got, list):
+                raise _Bad(f"{_key_path(path, key)}: expected an array, found {_kind_of(got)}")
+            if nonempty and not got:
+                raise _Bad(f"{_key_path(path, key)}: must not be empty")
+            return got
+
+        kind = place
+        if place == "node":
+            if "node" not in value:
+                raise _Bad(f'{path}: missing key "node"')
+            one_of("node", kinds)
+            kind = value["node"]
+        shape = {"doc": "doc", "branch": "branch", "and": "chain", "or": "chain"}.get(kind, kind)
+        keys, required = _shape(shape)
+        for key in value:
+            if key not in keys:
+                raise _Bad(f"{_key_path(path, key)}: unknown key")
+        for key in required:
+            if key not in value:
+                raise _Bad(f'{path}: missing key "{key}"')
+        children: list[tuple[Any, str, str]] = []
+        if kind == "doc":
+            if "ir_version" in value:
+                version = value["ir_version"]
+                if type(version) is not int:
+                    raise _Bad(f"$.ir_version: expected an integer, found {_kind_of(version)}")
+                if version != IR_VERSION:
+                    raise _Bad(
+                        f"$.ir_version: IR version {version} is not supported "
+                        f"(expected {IR_VERSION})"
+                    )
+            for key in ("id", "name", "severity"):
+                string(key)
+            branches = array("branches", True)
+            allowlist = array("allowlist", False)
+            children += [(b, f"$.branches[{i}]", "branch") for i, b in enumerate(branches)]
+            children += [(n, f"$.allowlist[{i}]", "node") for i, n in enumerate(allowlist)]
+        elif kind == "branch":
+            string("name")
+            children.append((value["expr"], _key_path(path, "expr"), "node"))
+        elif kind in ("and", "or"):
+            args = array("args", True)
+            children += [(n, f"{_key_path(path, 'args')}[{i}]", "node") for i, n in enumerate(args)]
+        elif kind == "not":
+            children.append((value["arg"], _key_path(path, "arg"), "node"))
+        else:
+            string("field")
+            one_of("field_type", field_types)
+            one_of("op", ops())
+            values = array("values", False)
+            for i, item in enumerate(values):
+                if not isinstance(item, str):
+                    where = f"{_key_path(path, 'values')}[{i}]"
+                    raise _Bad(f"{where}: expected a string, found {_kind_of(item)}")
+        stack.extend(reversed(children))

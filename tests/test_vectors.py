@@ -1,0 +1,165 @@
+"""The shared vectors of spec/vectors/ (spec/vectors/README.md), replayed against the Python
+reference engine and the Rust engine through the binding; crates/imds-core/tests/vectors.rs
+replays the same files in `cargo test`. And the IR's JSON Schema (spec/ir.schema.json): both
+engines and the schema itself refuse the same documents and accept every bundled rule."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imds_scan import Rule, ir_schema, run_scan
+from imds_scan._engine import Scanner
+from imds_scan.config import parse_allowlist
+from imds_scan.reference.eval import CompiledRule
+from imds_scan.rules import PACKS, PRESETS, default_rules, load_rules, pack_path, preset_text
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT / "spec"
+VECTORS = SPEC / "vectors"
+
+
+def read_jsonl(name: str) -> list[dict[str, Any]]:
+    """The objects of a .jsonl file of spec/vectors/, one a line (blank lines skipped)."""
+    path = VECTORS / name
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+
+
+def schema_validator() -> Any:
+    jsonschema = pytest.importorskip("jsonschema")  # a test extra: checks the schema itself
+    schema = json.loads((SPEC / "ir.schema.json").read_text("utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def test_the_package_ships_the_spec_files() -> None:
+    # imds_scan/spec/ links to spec/: one source, read through importlib.resources.
+    assert ir_schema.schema() == json.loads((SPEC / "ir.schema.json").read_text("utf-8"))
+
+
+INVALID = read_jsonl("invalid_ir.jsonl")
+
+
+@pytest.mark.parametrize("case", INVALID, ids=[c["name"] for c in INVALID])
+def test_invalid_ir_is_refused_by_both_engines_and_the_schema(case: dict[str, Any]) -> None:
+    ir = case["ir"]
+    assert not schema_validator().is_valid(ir)
+    with pytest.raises(ValueError) as python_error:
+        CompiledRule(ir)
+    assert str(python_error.value) == case["error"]
+    with pytest.raises(ValueError) as rust_error:
+        Scanner([json.dumps(ir)])
+    assert str(rust_error.value) == f"rule error: {case['error']}"
+
+
+def bundled_irs() -> list[tuple[str, dict[str, Any]]]:
+    """Every bundled rule and pack rule, alone and with each bundled preset applied."""
+    rules = list(default_rules())
+    for pack in PACKS:
+        rules += load_rules([pack_path(pack)])[0]
+    out = [(rule.id, rule.ir) for rule in rules]
+    for preset in PRESETS:
+        allowlist = parse_allowlist(tomllib.loads(preset_text(preset))["allowlist"], preset)
+        out += [(f"{rule.id}+{preset}", rule.ir) for rule in allowlist.apply(rules)]
+    return out
+
+
+def test_every_bundled_ir_is_accepted_by_both_engines_and_the_schema() -> None:
+    validator = schema_validator()
+    irs = bundled_irs()
+    assert len(irs) == 2 * (1 + 3)
+    for name, ir in irs:
+        assert list(validator.iter_errors(ir)) == [], name
+        ir_schema.check(ir)
+        CompiledRule(ir)
+    Scanner([json.dumps(ir) for _, ir in irs])
+    assert any("allowlist" in ir for _, ir in irs)
+
+
+def test_the_rust_tests_ir_files_are_the_bundled_rules_compiled() -> None:
+    # crates/imds-core/tests/data/: the Rust tests' copies of the bundled rule and pack.
+    data = ROOT / "crates/imds-core/tests/data"
+    seed = json.loads((data / "seed_ir.json").read_text("utf-8"))
+    assert seed == default_rules()[0].ir
+    hardened = json.loads((data / "hardened_ir.json").read_text("utf-8"))
+    assert hardened == [rule.ir for rule in load_rules([pack_path("hardened")])[0]]
+
+
+def test_the_endpoint_table_is_read_from_the_spec() -> None:
+    from imds_scan.reference import endpoint
+
+    table = tomllib.loads((SPEC / "endpoints.toml").read_text("utf-8"))
+    assert tuple(tuple(pair) for pair in table["markers"]) == endpoint.MARKERS
+    assert tuple(tuple(pair) for pair in table["addresses"]) == endpoint.ADDRESSES
+    # Every class listed is found by some table, and the reverse (build.rs checks the same).
+    found = {c for _, c in (*endpoint.ADDRESSES, *endpoint.HOSTS, *endpoint.MARKERS)}
+    found |= {endpoint.BARE_METADATA_CLASS, endpoint.WILDCARD_DNS_CLASS, *endpoint.PORT_SCOPED}
+    assert found == endpoint.CLASSES
+
+
+# ---------------------------------------------------------------- conformance vectors
+
+FILES = ["default_rule.jsonl", "operators.jsonl", "endpoint.jsonl"]
+
+
+def rules_of(vector: dict[str, Any]) -> list[Rule]:
+    """The rules a vector runs (spec/vectors/README.md)."""
+    if vector.get("rule") == "default":
+        return default_rules()
+    if vector.get("rule") == "hardened":
+        return load_rules([pack_path("hardened")])[0]
+    ir = {
+        "ir_version": 1,
+        "id": "vector",
+        "name": "vector",
+        "severity": "low",
+        "branches": [{"name": "b", "expr": {"node": "pred", **vector["pred"]}}],
+    }
+    return [Rule("vector", "vector", "low", "", ir)]
+
+
+def groups() -> list[tuple[str, list[dict[str, Any]]]]:
+    """Vectors with the same rule, per file: each group is one input, a vector a line."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name in FILES:
+        for vector in read_jsonl(name):
+            key = f"{name} {json.dumps(vector.get('rule'))} {json.dumps(vector.get('pred'))}"
+            out.setdefault(key, []).append(vector)
+    return list(out.items())
+
+
+GROUPS = groups()
+
+
+@pytest.mark.parametrize("engine", ["python", "rust"])
+@pytest.mark.parametrize("prefilter", [True, False])
+@pytest.mark.parametrize("group", [g for _, g in GROUPS], ids=[k for k, _ in GROUPS])
+def test_conformance_vectors(
+    tmp_path: Path, engine: str, prefilter: bool, group: list[dict[str, Any]]
+) -> None:
+    path = tmp_path / "events.ndjson"
+    lines = [v["event"] if isinstance(v["event"], str) else json.dumps(v["event"]) for v in group]
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    result = run_scan([str(path)], rules_of(group[0]), engine=engine, prefilter=prefilter)  # type: ignore[arg-type]
+    got: list[list[dict[str, Any]]] = [[] for _ in group]
+    for hit in result.hits:
+        got[hit.line - 1].append(
+            {"rule": hit.rule.id, "branch": hit.branch, "witness": hit.matched}
+        )
+    for vector, hits in zip(group, got, strict=True):
+        assert hits == vector["hits"], vector["name"]
+
+
+def test_every_operator_of_the_schema_has_a_vector() -> None:
+    decided = {
+        hit["witness"]["op"]
+        for name in FILES
+        for vector in read_jsonl(name)
+        for hit in vector["hits"]
+        if hit["witness"] is not None
+    }
+    assert set(ir_schema.ops()) <= decided, set(ir_schema.ops()) - decided
