@@ -17,7 +17,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use imds_core::event::parse_line;
-use imds_core::prefilter::Prefilter;
+use imds_core::Prefilter;
 use imds_core::{CompiledRule, Engine, RuleIr, ScanOptions};
 use std::hint::black_box;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 
 use crate::ip::{ipv4_mapped, parse_ip};
 
-const ADDRESSES: &[(&str, &str)] = &[
+pub(crate) const ADDRESSES: &[(&str, &str)] = &[
     ("169.254.169.254", "imds-link-local"),
     ("fd00:ec2::254", "aws-imds-ipv6"),
     ("169.254.170.2", "ecs-credentials"),
@@ -91,7 +91,7 @@ pub fn is_class(name: &str) -> bool {
         || MARKERS.iter().any(|(_, c)| *c == name)
 }
 
-fn address_class(address: &[u8; 16]) -> Option<&'static str> {
+pub(crate) fn address_class(address: &[u8; 16]) -> Option<&'static str> {
     static TABLE: std::sync::OnceLock<Vec<([u8; 16], &'static str)>> = std::sync::OnceLock::new();
     TABLE
         .get_or_init(|| {
@@ -105,7 +105,7 @@ fn address_class(address: &[u8; 16]) -> Option<&'static str> {
         .map(|(_, c)| *c)
 }
 
-fn is_token(c: char) -> bool {
+pub(crate) fn is_token(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '[' | ']')
 }
 
@@ -158,13 +158,13 @@ pub fn inet_aton(text: &str, parts_wanted: usize) -> Option<[u8; 16]> {
     inet_aton_bytes(text.as_bytes(), parts_wanted)
 }
 
-fn inet_aton_bytes(text: &[u8], parts_wanted: usize) -> Option<[u8; 16]> {
+pub(crate) fn inet_aton_bytes(text: &[u8], parts_wanted: usize) -> Option<[u8; 16]> {
     let (value, parts) = inet_aton_value(text)?;
     (parts_wanted == 0 || parts == parts_wanted).then(|| ipv4_mapped(value.to_be_bytes()))
 }
 
 /// The address inet_aton reads in `text` and its number of parts.
-fn inet_aton_value(text: &[u8]) -> Option<(u32, usize)> {
+pub(crate) fn inet_aton_value(text: &[u8]) -> Option<(u32, usize)> {
     let mut parts = [0u64; 4];
     let mut count = 0;
     for part in text.split(|&b| b == b'.') {
@@ -187,7 +187,7 @@ fn inet_aton_value(text: &[u8]) -> Option<(u32, usize)> {
 
 /// One inet_aton part: 0x hex, 0 octal, else decimal; `None` if empty, not a number, or past
 /// 2**32 (no address comes of it; leading zeros never count).
-fn part_value(part: &[u8]) -> Option<u64> {
+pub(crate) fn part_value(part: &[u8]) -> Option<u64> {
     let (radix, digits) = match part {
         [b'0', x, rest @ ..] if x | 0x20 == b'x' => (16, rest),
         [b'0', ..] => (8, part),
@@ -301,6 +301,7 @@ fn marker_search() -> &'static aho_corasick::AhoCorasick {
 }
 
 /// (class, the text of `value` that named it), in order of position.
+#[cfg(test)]
 pub fn findings(value: &str) -> Vec<(&'static str, &str)> {
     finding_spans(value)
         .into_iter()
@@ -409,9 +410,6 @@ pub fn first_match<'v>(
         first(&kept[at].1)
     })
 }
-
-mod raw;
-pub use raw::RawTest;
 
 #[cfg(test)]
 mod tests {
