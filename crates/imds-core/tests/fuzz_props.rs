@@ -668,7 +668,7 @@ fn check_damaged(data: &[u8], zstd: bool, opts: &ScanOptions) -> Result<(), Test
     let report = engine.scan_reader(data, 0, opts, &AtomicBool::new(false));
     let f = &report.files[0];
     prop_assert_eq!(f.error.is_some(), failed, "{:?}", f.error);
-    if let Some(error) = &f.error {
+    if let Some(error) = f.error_text() {
         let kind = if zstd { "zstd" } else { "gzip" };
         let wanted = format!("{kind} data damaged or cut short near compressed byte");
         prop_assert!(error.starts_with(&wanted), "{}", error);
