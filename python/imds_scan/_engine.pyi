@@ -4,9 +4,13 @@ from collections.abc import Callable, Sequence
 from os import PathLike
 from typing import Any, Protocol, final
 
-__all__ = ["Scanner", "__version__"]
+__all__ = ["STATS_FIELDS", "Scanner", "__version__"]
 
 __version__: str
+# The keys of a per-input statistics dict, defined once in Rust (FileStats::FIELDS): bytes,
+# events, ..., error (text), error_kind, error_offset, error_line (None without an error), ...,
+# lines (for a byte range: the lines it owns).
+STATS_FIELDS: tuple[str, ...]
 
 _Witness = tuple[str, str, str, str]
 _HitTuple = tuple[int, int, int, int, _Witness | None, str]
@@ -20,7 +24,7 @@ class Scanner:
     def needles(self) -> list[str] | None: ...
     def scan(
         self,
-        inputs: Sequence[str | PathLike[str] | _Readable],
+        inputs: Sequence[str | PathLike[str] | tuple[str | PathLike[str], int, int] | _Readable],
         threads: int = 0,
         buffer_size: int = 4194304,
         prefilter: bool = True,
