@@ -27,6 +27,12 @@
 //!
 //! When the anchors' spellings do not fit Teddy's 64 patterns, a case-insensitive DFA over
 //! the whole needles (each slash spelled both ways) and the `\u` guard is used instead.
+//!
+//! Layout: `needles` (needle extraction from the IR: literals, or the endpoint test standing
+//! for an `imds_endpoint` predicate), `cost` (the frequency model), `anchors` (anchor
+//! planning), `search` (the automaton, anchor verification and escape guards), `gate` (which
+//! of several rules a candidate line can match), `raw_endpoint` (the `imds_endpoint` raw-line
+//! test and its vector kernels; it uses the endpoint decoder, never the reverse).
 
 mod anchors;
 mod cost;
@@ -138,7 +144,7 @@ impl Prefilter {
     }
 
     /// For successive searches of one buffer from increasing positions.
-    pub fn finder(&self) -> Finder<'_> {
+    pub(crate) fn finder(&self) -> Finder<'_> {
         Finder {
             prefilter: self,
             needle: None,
@@ -148,6 +154,7 @@ impl Prefilter {
     }
 
     /// Whether one line (no `\n`) is a candidate.
+    #[cfg(test)]
     pub fn is_candidate(&self, line: &[u8]) -> bool {
         self.all || self.find(line, 0, line.len()).is_some()
     }

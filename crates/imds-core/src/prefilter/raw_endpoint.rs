@@ -14,6 +14,8 @@ use crate::endpoint::{inet_aton_value, is_token, part_value, ADDRESSES};
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod vector;
 
 /// Case-insensitive pieces of which a line holds one whenever a value names an endpoint by a
 /// marker, a host name, a wildcard-DNS name or an IPv6 spelling (when the line has no `\u`
