@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
@@ -245,7 +245,13 @@ def run_scan(
         raw_files: list[dict[str, Any]] = [{"error": s.error} for s in sources]
         for i, stats in zip(readable, raw_readable, strict=True):
             raw_files[i] = stats
-        files = [FileResult(name, **stats) for name, stats in zip(names, raw_files, strict=True)]
+        # The engine's dicts also carry error_kind/error_offset/error_line and lines
+        # (STATS_FIELDS), which FileResult does not hold (yet).
+        known = {f.name for f in fields(FileResult)}
+        files = [
+            FileResult(name, **{k: v for k, v in stats.items() if k in known})
+            for name, stats in zip(names, raw_files, strict=True)
+        ]
         hits = [
             Hit(
                 names[readable[source]],
