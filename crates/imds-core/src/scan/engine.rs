@@ -1,25 +1,17 @@
-//! The engine: compiled rules with their prefilter, and the dispatch of a scan's inputs.
+//! The engine's interface: compiling rules, and the dispatch of a scan's inputs to the
+//! decoders, the regions of a large file, or byte ranges.
 
-use super::lines::{split_lines, Chunk, ChunkReader, LineScanner, PIECES_PER_CHUNK};
+use super::lines::LineScanner;
 use super::source::{self, Compression, Counted, Input};
-use super::{FileStats, ScanOptions, ScanReport};
+use super::{failed, open_file, Engine, ScanOptions, ScanReport, Stream};
 use crate::error::{InputError, InputErrorKind};
 use crate::eval::CompiledRule;
 use crate::ir::RuleIr;
 use crate::prefilter::{Prefilter, RuleGate};
 use rayon::prelude::*;
-use std::fs::File;
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
-/// Compiled rules with their prefilter: scans inputs.
-pub struct Engine {
-    pub(super) rules: Vec<CompiledRule>,
-    pub(super) prefilter: Prefilter,
-    /// With several rules: which of them a candidate line can match (off with the prefilter).
-    pub(super) gate: Option<RuleGate>,
-}
 
 impl Engine {
     /// Compile `rules`; an error names the rule's branch and field at fault.
@@ -264,133 +256,6 @@ impl Engine {
         scan.stats.bytes = data.len() as u64;
         scan.lines(data, true);
         scan.finish(false)
-    }
-
-    /// The scan of one stream (`at_start`: it begins at the start of its input, where a BOM
-    /// may be): the scanner holds line numbers relative to the stream's first line. Read in
-    /// chunks of whole lines; with `scan.workers` > 1, batches of chunks are scanned in
-    /// parallel while the next batch is read, and their line numbers fixed up afterwards.
-    /// Returns the scanner, whether `cancel` stopped it, and the read error that ended it.
-    pub(super) fn stream_lines<'a, R: Read + Send>(
-        &'a self,
-        reader: R,
-        scan: &Stream<'a>,
-        at_start: bool,
-    ) -> (LineScanner<'a>, bool, Option<io::Error>) {
-        let Stream {
-            source,
-            opts,
-            cancel,
-            workers,
-            ..
-        } = *scan;
-        let size = opts.buffer_size.max(1);
-        let mut input = ChunkReader::new(reader, size, opts.max_line_bytes, cancel);
-        let mut total = LineScanner::new(self, source, opts);
-        let mut cancelled = false;
-        let mut first = at_start;
-        if workers <= 1 {
-            let mut chunk = Chunk::new(size);
-            loop {
-                if cancel.load(Ordering::Relaxed) {
-                    cancelled = true;
-                    break;
-                }
-                if !input.next(&mut chunk) {
-                    break;
-                }
-                match chunk.long {
-                    Some(len) => total.skipped_line(len),
-                    None => total.lines(chunk.bytes(), first),
-                }
-                first = false;
-            }
-        } else {
-            let mut batch: Vec<Chunk> = (0..workers).map(|_| Chunk::new(size)).collect();
-            let mut spare: Vec<Chunk> = (0..workers).map(|_| Chunk::new(size)).collect();
-            let mut filled = input.fill(&mut batch);
-            while filled > 0 {
-                if cancel.load(Ordering::Relaxed) {
-                    cancelled = true;
-                    break;
-                }
-                // Pieces smaller than a chunk, so the thread that was reading can share the
-                // scanning of the batch evenly once it is done.
-                // A skipped over-long line is a piece of its own (`Err(length)`).
-                let pieces: Vec<Result<&[u8], u64>> = batch[..filled]
-                    .iter()
-                    .flat_map(|c| match c.long {
-                        Some(len) => vec![Err(len)],
-                        None => split_lines(c.bytes(), PIECES_PER_CHUNK)
-                            .into_iter()
-                            .map(Ok)
-                            .collect(),
-                    })
-                    .collect();
-                let (next_filled, parts) = rayon::join(
-                    || input.fill(&mut spare),
-                    || {
-                        pieces
-                            .par_iter()
-                            .with_max_len(1)
-                            .enumerate()
-                            .map(|(k, piece)| {
-                                let mut part = LineScanner::new(self, source, opts);
-                                match *piece {
-                                    Ok(piece) => part.lines(piece, first && k == 0),
-                                    Err(len) => part.skipped_line(len),
-                                }
-                                part
-                            })
-                            .collect::<Vec<_>>()
-                    },
-                );
-                for part in parts {
-                    total.absorb(part);
-                }
-                std::mem::swap(&mut batch, &mut spare);
-                filled = next_filled;
-                first = false;
-            }
-        }
-        total.stats.bytes = input.bytes;
-        (total, cancelled || input.cancelled, input.error.take())
-    }
-}
-
-/// What one input's scan needs besides the reader.
-#[derive(Clone, Copy)]
-pub(super) struct Stream<'a> {
-    pub(super) source: usize,
-    pub(super) opts: &'a ScanOptions,
-    pub(super) cancel: &'a AtomicBool,
-    /// Threads of the current pool this input may use.
-    pub(super) workers: usize,
-    /// Bytes read from this input's source.
-    pub(super) own: &'a AtomicU64,
-    /// Bytes read from all sources.
-    pub(super) progress: &'a AtomicU64,
-}
-
-/// Open a file to scan (a directory is an error, not something to read).
-pub(super) fn open_file(path: &Path) -> Result<File, InputError> {
-    let file = File::open(path).map_err(|e| InputError::open(&e))?;
-    match file.metadata() {
-        Ok(meta) if meta.is_dir() => Err(InputError::new(InputErrorKind::IsDirectory)),
-        Ok(_) => Ok(file),
-        Err(e) => Err(InputError::open(&e)),
-    }
-}
-
-/// The report of an input that could not be scanned at all.
-pub(super) fn failed(error: InputError) -> ScanReport {
-    ScanReport {
-        files: vec![FileStats {
-            error: Some(error),
-            ..FileStats::default()
-        }],
-        hits: Vec::new(),
-        cancelled: false,
     }
 }
 

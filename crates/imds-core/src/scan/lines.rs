@@ -1,11 +1,11 @@
 //! Line framing: a stream cut into chunks of whole lines (an over-long line read past), and
 //! the per-stream scanner that walks lines through the prefilter, the parser and the rules.
 
-use super::engine::Engine;
-use super::{FileStats, Hit, ScanOptions, ScanReport};
+use super::{Engine, FileStats, Hit, ScanOptions, ScanReport, Stream};
 use crate::eval::Verdict;
 use crate::event;
 use crate::prefilter::RuleGate;
+use rayon::prelude::*;
 use std::io::{self, ErrorKind, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -15,6 +15,99 @@ const NOT_OBJECT: &str = "not a JSON object line";
 /// How far the prefilter searches ahead of the line being counted: small enough that the
 /// bytes are still in cache when the lines are walked.
 const SEARCH_WINDOW: usize = 256 << 10;
+
+impl Engine {
+    /// The scan of one stream (`at_start`: it begins at the start of its input, where a BOM
+    /// may be): the scanner holds line numbers relative to the stream's first line. Read in
+    /// chunks of whole lines; with `scan.workers` > 1, batches of chunks are scanned in
+    /// parallel while the next batch is read, and their line numbers fixed up afterwards.
+    /// Returns the scanner, whether `cancel` stopped it, and the read error that ended it.
+    pub(super) fn stream_lines<'a, R: Read + Send>(
+        &'a self,
+        reader: R,
+        scan: &Stream<'a>,
+        at_start: bool,
+    ) -> (LineScanner<'a>, bool, Option<io::Error>) {
+        let Stream {
+            source,
+            opts,
+            cancel,
+            workers,
+            ..
+        } = *scan;
+        let size = opts.buffer_size.max(1);
+        let mut input = ChunkReader::new(reader, size, opts.max_line_bytes, cancel);
+        let mut total = LineScanner::new(self, source, opts);
+        let mut cancelled = false;
+        let mut first = at_start;
+        if workers <= 1 {
+            let mut chunk = Chunk::new(size);
+            loop {
+                if cancel.load(Ordering::Relaxed) {
+                    cancelled = true;
+                    break;
+                }
+                if !input.next(&mut chunk) {
+                    break;
+                }
+                match chunk.long {
+                    Some(len) => total.skipped_line(len),
+                    None => total.lines(chunk.bytes(), first),
+                }
+                first = false;
+            }
+        } else {
+            let mut batch: Vec<Chunk> = (0..workers).map(|_| Chunk::new(size)).collect();
+            let mut spare: Vec<Chunk> = (0..workers).map(|_| Chunk::new(size)).collect();
+            let mut filled = input.fill(&mut batch);
+            while filled > 0 {
+                if cancel.load(Ordering::Relaxed) {
+                    cancelled = true;
+                    break;
+                }
+                // Pieces smaller than a chunk, so the thread that was reading can share the
+                // scanning of the batch evenly once it is done.
+                // A skipped over-long line is a piece of its own (`Err(length)`).
+                let pieces: Vec<Result<&[u8], u64>> = batch[..filled]
+                    .iter()
+                    .flat_map(|c| match c.long {
+                        Some(len) => vec![Err(len)],
+                        None => split_lines(c.bytes(), PIECES_PER_CHUNK)
+                            .into_iter()
+                            .map(Ok)
+                            .collect(),
+                    })
+                    .collect();
+                let (next_filled, parts) = rayon::join(
+                    || input.fill(&mut spare),
+                    || {
+                        pieces
+                            .par_iter()
+                            .with_max_len(1)
+                            .enumerate()
+                            .map(|(k, piece)| {
+                                let mut part = LineScanner::new(self, source, opts);
+                                match *piece {
+                                    Ok(piece) => part.lines(piece, first && k == 0),
+                                    Err(len) => part.skipped_line(len),
+                                }
+                                part
+                            })
+                            .collect::<Vec<_>>()
+                    },
+                );
+                for part in parts {
+                    total.absorb(part);
+                }
+                std::mem::swap(&mut batch, &mut spare);
+                filled = next_filled;
+                first = false;
+            }
+        }
+        total.stats.bytes = input.bytes;
+        (total, cancelled || input.cancelled, input.error.take())
+    }
+}
 
 /// In parallel scans, each chunk is cut into this many pieces at line ends.
 pub(super) const PIECES_PER_CHUNK: usize = 4;

@@ -7,22 +7,72 @@
 //! being read, a decoder's state (gzip: a 256 KiB read buffer and a 32 KiB window; zstd: a
 //! 256 KiB read buffer and the frame's window, 8 MiB at most for levels up to 19 without
 //! `--long`). Nothing grows with the size of the input.
-
-//! Layout: [`engine`] (the [`Engine`] and its inputs' dispatch), [`source`] (where bytes come
-//! from and how they are decoded), [`regions`] (a plain file cut into regions, and byte-range
-//! inputs), [`lines`] (cutting a stream into chunks of whole lines and scanning them).
+//!
+//! Layout: this file holds the shared types ([`Engine`], options, hits, statistics); `engine`
+//! is the engine's interface and the dispatch of each input (decoders, regions, byte ranges);
+//! `source` is where bytes come from and how they are decoded; `regions` cuts a large plain
+//! file into regions read in parallel and reads byte-range inputs; `lines` is the line
+//! framing: chunks of whole lines, the stream driver, and the per-line scanner. Dependencies
+//! go one way: engine → regions → lines → this file's types (and source).
 
 mod engine;
 mod lines;
 mod regions;
 pub(crate) mod source;
 
-pub use engine::Engine;
 pub use source::{Compression, Input};
 
-use crate::error::InputError;
-use crate::eval::Witness;
+use crate::error::{InputError, InputErrorKind};
+use crate::eval::{CompiledRule, Witness};
+use crate::prefilter::{Prefilter, RuleGate};
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+
+/// Compiled rules with their prefilter: scans inputs.
+pub struct Engine {
+    pub(super) rules: Vec<CompiledRule>,
+    pub(super) prefilter: Prefilter,
+    /// With several rules: which of them a candidate line can match (off with the prefilter).
+    pub(super) gate: Option<RuleGate>,
+}
+
+/// What one input's scan needs besides the reader.
+#[derive(Clone, Copy)]
+pub(super) struct Stream<'a> {
+    pub(super) source: usize,
+    pub(super) opts: &'a ScanOptions,
+    pub(super) cancel: &'a AtomicBool,
+    /// Threads of the current pool this input may use.
+    pub(super) workers: usize,
+    /// Bytes read from this input's source.
+    pub(super) own: &'a AtomicU64,
+    /// Bytes read from all sources.
+    pub(super) progress: &'a AtomicU64,
+}
+
+/// Open a file to scan (a directory is an error, not something to read).
+pub(super) fn open_file(path: &Path) -> Result<File, InputError> {
+    let file = File::open(path).map_err(|e| InputError::open(&e))?;
+    match file.metadata() {
+        Ok(meta) if meta.is_dir() => Err(InputError::new(InputErrorKind::IsDirectory)),
+        Ok(_) => Ok(file),
+        Err(e) => Err(InputError::open(&e)),
+    }
+}
+
+/// The report of an input that could not be scanned at all.
+pub(super) fn failed(error: InputError) -> ScanReport {
+    ScanReport {
+        files: vec![FileStats {
+            error: Some(error),
+            ..FileStats::default()
+        }],
+        hits: Vec::new(),
+        cancelled: false,
+    }
+}
 
 /// How a scan runs.
 #[derive(Debug, Clone)]

@@ -1,9 +1,9 @@
 //! Regions: a large plain file cut at line starts into regions read in parallel with
 //! positional reads, and byte-range inputs (the lines that start in a range of a file).
 
-use super::engine::{failed, open_file, Engine, Stream};
 use super::source::{self, Compression, Counted};
 use super::ScanReport;
+use super::{failed, open_file, Engine, Stream};
 use crate::error::{InputError, InputErrorKind};
 use rayon::prelude::*;
 use std::fs::File;
