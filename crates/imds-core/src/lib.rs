@@ -13,7 +13,7 @@
 mod endpoint;
 mod error;
 mod eval;
-pub mod event;
+mod event;
 mod ip;
 mod ir;
 mod prefilter;
@@ -22,6 +22,7 @@ mod wildcard;
 
 pub use error::{Error, InputError, InputErrorKind, RuleError};
 pub use eval::{CompiledRule, Match, Verdict, Witness};
+pub use event::{field_values, parse_document, parse_line, Malformed, ParsedLine};
 pub use ir::{Branch, FieldType, Node, Op, Predicate, RuleIr};
 pub use prefilter::Prefilter;
 pub use scan::{Compression, Engine, FileStats, Hit, Input, ScanOptions, ScanReport, StatValue};

@@ -10,7 +10,6 @@ use crate::ir::RuleIr;
 use crate::prefilter::{Prefilter, RuleGate};
 use rayon::prelude::*;
 use std::io::{self, Read};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 impl Engine {
@@ -44,10 +43,11 @@ impl Engine {
         self.prefilter.is_active().then(|| self.prefilter.needles())
     }
 
-    /// Scan files; see [`Engine::scan_inputs`].
+    /// Scan files; see [`Engine::scan_inputs`] (tests only: callers give [`Input`]s).
+    #[cfg(any(test, feature = "test-api"))]
     pub fn scan_paths(
         &self,
-        paths: &[PathBuf],
+        paths: &[std::path::PathBuf],
         opts: &ScanOptions,
         cancel: &AtomicBool,
     ) -> ScanReport {
