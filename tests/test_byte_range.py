@@ -5,6 +5,7 @@ of the ranges before them, give exactly the whole file's results."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,18 @@ def test_two_ranges_at_every_split_point_equal_the_whole_file(
         assert merged(hits, files) == want, split
 
 
+def test_ranges_of_a_seekable_stream_equal_the_whole_file(scanner: Scanner, tmp_path: Path) -> None:
+    data = content()
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(data)
+    hits, files, _ = scanner.scan([str(path)], max_examples=100)
+    want = merged(hits, files)
+    for split in range(0, len(data) + 1, 7):
+        ranges = [(io.BytesIO(data), 0, split), (io.BytesIO(data), split, len(data))]
+        hits, files, _ = scanner.scan(ranges, buffer_size=64, max_examples=100)
+        assert merged(hits, files) == want, split
+
+
 def test_range_errors_are_typed(scanner: Scanner, tmp_path: Path) -> None:
     missing = tmp_path / "missing.ndjson"
     _, files, _ = scanner.scan([(str(missing), 0, 10)])
@@ -83,6 +96,8 @@ def test_range_errors_are_typed(scanner: Scanner, tmp_path: Path) -> None:
         scanner.scan([(str(gz), 5, 1)])
     with pytest.raises(TypeError, match="byte range"):
         scanner.scan([(str(gz), -1, 1)])
+    with pytest.raises(TypeError, match="seekable binary stream"):
+        scanner.scan([(3, 0, 1)])
 
 
 def test_read_errors_carry_offset_and_line(scanner: Scanner, tmp_path: Path) -> None:

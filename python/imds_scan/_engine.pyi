@@ -18,13 +18,19 @@ _HitTuple = tuple[int, int, int, int, _Witness | None, str]
 class _Readable(Protocol):
     def read(self, size: int = ..., /) -> bytes: ...
 
+class _Seekable(Protocol):
+    def read(self, size: int = ..., /) -> bytes: ...
+    def seek(self, offset: int, whence: int = ..., /) -> int: ...
+
 @final
 class Scanner:
     def __new__(cls, rules: list[str]) -> Scanner: ...
     def needles(self) -> list[str] | None: ...
     def scan(
         self,
-        inputs: Sequence[str | PathLike[str] | tuple[str | PathLike[str], int, int] | _Readable],
+        inputs: Sequence[
+            str | PathLike[str] | tuple[str | PathLike[str] | _Seekable, int, int] | _Readable
+        ],
         threads: int = 0,
         buffer_size: int = 4194304,
         prefilter: bool = True,

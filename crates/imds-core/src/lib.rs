@@ -25,7 +25,9 @@ pub use eval::{CompiledRule, Match, Verdict, Witness};
 pub use event::{field_values, parse_document, parse_line, Malformed, ParsedLine};
 pub use ir::{Branch, FieldType, Node, Op, Predicate, RuleIr};
 pub use prefilter::Prefilter;
-pub use scan::{Compression, Engine, FileStats, Hit, Input, ScanOptions, ScanReport, StatValue};
+pub use scan::{
+    Compression, Engine, FileStats, Hit, Input, ReadSeek, ScanOptions, ScanReport, StatValue,
+};
 
 /// The decoders and their read sizes, for this crate's tests and fuzz targets only (feature
 /// `test-api`).

@@ -205,3 +205,31 @@ fn a_range_of_a_compressed_or_missing_file_is_an_error() {
     let error = report.files[0].error.as_ref().unwrap();
     assert_eq!(error.kind, InputErrorKind::NotFound);
 }
+
+#[test]
+fn ranges_of_a_seekable_stream_equal_the_whole_file() {
+    let data = content();
+    let file = TempFile::new("range-stream", &data);
+    let len = data.len() as u64;
+    let opts = options(1);
+    let want = whole(&file.0, &opts);
+    let stream = |start, end| Input::StreamRange {
+        reader: Box::new(std::io::Cursor::new(data.clone())),
+        start,
+        end,
+    };
+    for split in 0..=len {
+        let report = scan(vec![stream(0, split), stream(split, len)], &opts);
+        assert_same(&merged(&report), &want, &format!("split {split}"));
+    }
+    let report = scan(
+        vec![Input::StreamRange {
+            reader: Box::new(std::io::Cursor::new(b"\x28\xb5\x2f\xfd\0\0".to_vec())),
+            start: 0,
+            end: 6,
+        }],
+        &opts,
+    );
+    let error = report.files[0].error.as_ref().unwrap();
+    assert_eq!(error.kind, InputErrorKind::CompressedRange);
+}

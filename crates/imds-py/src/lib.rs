@@ -9,7 +9,7 @@ use pyo3::exceptions::{PyKeyboardInterrupt, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use std::borrow::Cow;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -48,8 +48,9 @@ impl Scanner {
     }
 
     /// Scan inputs: paths (str or os.PathLike; "-" is standard input), byte ranges of plain
-    /// files (`(path, start, end)`: the lines that start in `[start, end)`, numbered from the
-    /// range's first line; `stats["lines"]` is how many it owns), or binary file-like
+    /// files or seekable binary streams (`(path or stream, start, end)`: the lines that start
+    /// in `[start, end)`, numbered from the range's first line; `stats["lines"]` is how many
+    /// it owns), or binary file-like
     /// objects (anything with `read(n)`, called with the GIL for each buffer). gzip and zstd
     /// are decoded. `progress(bytes)` is called every 100 ms or so with the bytes read from
     /// the sources so far, and once at the end. Returns (hits, per-input stats, interrupted):
@@ -178,18 +179,34 @@ fn options(
 /// range; an object with `read` is a stream.
 fn to_input(item: &Bound<'_, PyAny>) -> PyResult<Input> {
     if let Ok(tuple) = item.cast::<PyTuple>() {
-        let (path, start, end): (PathBuf, u64, u64) = tuple.extract().map_err(|_| {
+        let (source, start, end): (Bound<'_, PyAny>, u64, u64) = tuple.extract().map_err(|_| {
             PyTypeError::new_err(
-                "a byte range is a tuple (path, start, end) with start and end ≥ 0",
+                "a byte range is a tuple (path or seekable binary stream, start, end) with \
+                     start and end ≥ 0",
             )
         })?;
         if start > end {
             return Err(PyValueError::new_err(format!(
-                "byte range ({start}, {end}) of {}: start is past end",
-                path.display()
+                "byte range ({start}, {end}): start is past end"
             )));
         }
-        return Ok(Input::Range { path, start, end });
+        if let Ok(path) = source.extract::<PathBuf>() {
+            return Ok(Input::Range { path, start, end });
+        }
+        if source.hasattr("read")? && source.hasattr("seek")? {
+            let reader = PyReader {
+                stream: source.unbind(),
+            };
+            return Ok(Input::StreamRange {
+                reader: Box::new(reader),
+                start,
+                end,
+            });
+        }
+        return Err(PyTypeError::new_err(format!(
+            "cannot scan a byte range of a {}: expected a path or a seekable binary stream",
+            source.get_type().name()?
+        )));
     }
     if let Ok(text) = item.cast::<PyString>() {
         if text.to_cow()? == "-" {
@@ -237,6 +254,22 @@ impl Read for PyReader {
             }
             buf[..data.len()].copy_from_slice(&data);
             Ok(data.len())
+        })
+    }
+}
+
+impl Seek for PyReader {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        let (offset, whence) = match pos {
+            SeekFrom::Start(n) => (i128::from(n), 0),
+            SeekFrom::Current(n) => (i128::from(n), 1),
+            SeekFrom::End(n) => (i128::from(n), 2),
+        };
+        Python::attach(|py| {
+            self.stream
+                .call_method1(py, "seek", (offset, whence))
+                .and_then(|at| at.extract::<u64>(py))
+                .map_err(|e| io::Error::other(e.to_string()))
         })
     }
 }

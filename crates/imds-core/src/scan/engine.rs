@@ -132,6 +132,9 @@ impl Engine {
                 self.scan_source(head, file, &scan)
             }
             Input::Range { path, start, end } => self.scan_range(&path, start, end, &scan),
+            Input::StreamRange { reader, start, end } => {
+                self.scan_range_of(reader, start, end, &scan)
+            }
             Input::Stdin => self.scan_raw(source::CancellableStdin::new(cancel), &scan),
             Input::Reader(reader) => self.scan_raw(reader, &scan),
         }

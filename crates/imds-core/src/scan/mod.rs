@@ -20,7 +20,7 @@ mod lines;
 mod regions;
 pub(crate) mod source;
 
-pub use source::{Compression, Input};
+pub use source::{Compression, Input, ReadSeek};
 
 use crate::error::{InputError, InputErrorKind};
 use crate::eval::{CompiledRule, Witness};

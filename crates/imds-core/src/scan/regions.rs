@@ -7,7 +7,7 @@ use super::{failed, open_file, Engine, Stream};
 use crate::error::{InputError, InputErrorKind};
 use rayon::prelude::*;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
@@ -20,20 +20,28 @@ impl Engine {
         end: u64,
         scan: &Stream<'_>,
     ) -> ScanReport {
-        let file = match open_file(path) {
-            Ok(file) => file,
-            Err(e) => return failed(e),
-        };
-        let len = match file.metadata() {
-            Ok(meta) => meta.len(),
-            Err(e) => return failed(InputError::read(start, None, &e)),
-        };
-        if start == 0 {
-            // The file's first bytes decide its encoding, as for the whole file.
-            let mut head = vec![0; source::MAGIC_LEN.min(len as usize)];
-            if let Err(e) = read_exact_at(&file, &mut head, 0) {
-                return failed(InputError::read(0, None, &e));
-            }
+        match open_file(path) {
+            Ok(file) => self.scan_range_of(file, start, end, scan),
+            Err(e) => failed(e),
+        }
+    }
+
+    /// Scan the lines of a seekable stream that start in `[start, end)`: read from `start -
+    /// 1` to the first line start, then on to `end` and to the end of the line running past
+    /// it ([`super::Input::Range`]).
+    pub(super) fn scan_range_of<R: Read + Seek + Send>(
+        &self,
+        mut reader: R,
+        start: u64,
+        end: u64,
+        scan: &Stream<'_>,
+    ) -> ScanReport {
+        let (first, pending) = if start == 0 {
+            // The first bytes decide the encoding, as for the whole input.
+            let head = match source::read_head(&mut reader) {
+                Ok(head) => head,
+                Err(e) => return failed(InputError::read(0, None, &e)),
+            };
             match Compression::detect(&head) {
                 Ok(Compression::Plain) => {}
                 Ok(compression) => {
@@ -44,18 +52,18 @@ impl Engine {
                 }
                 Err(kind) => return failed(InputError::unsupported(kind, None)),
             }
-        }
-        let first = match start {
-            0 => 0,
-            _ => match first_line_start(&file, start, len) {
-                Ok(first) => first,
+            (0, head)
+        } else {
+            match first_line_start(&mut reader, start) {
+                Ok(found) => found,
                 Err(e) => return failed(InputError::read(start, None, &e)),
-            },
+            }
         };
         let reader = Owned {
-            file: &file,
+            reader,
+            pending,
             pos: first,
-            end: end.min(len).max(first),
+            end,
             last: b'\n',
             done: first >= end,
         };
@@ -180,75 +188,61 @@ impl Read for Region<'_> {
 }
 
 /// Where the first line starting at or after `at` (> 0) starts: just after the first `\n`
-/// at or after `at - 1` (`len` when there is none).
-fn first_line_start(file: &File, at: u64, len: u64) -> io::Result<u64> {
+/// at or after `at - 1` (where the input ends when there is none), and the bytes read after
+/// it.
+fn first_line_start<R: Read + Seek>(reader: &mut R, at: u64) -> io::Result<(u64, Vec<u8>)> {
+    let mut pos = reader.seek(SeekFrom::Start(at - 1))?;
     let mut buf = vec![0u8; 64 << 10];
-    let mut pos = at - 1;
-    while pos < len {
-        let n = match read_at(file, &mut buf, pos) {
+    loop {
+        let n = match reader.read(&mut buf) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
         if n == 0 {
-            break;
+            return Ok((pos, Vec::new()));
         }
         if let Some(i) = memchr::memchr(b'\n', &buf[..n]) {
-            return Ok(pos + i as u64 + 1);
+            return Ok((pos + i as u64 + 1, buf[i + 1..n].to_vec()));
         }
         pos += n as u64;
     }
-    Ok(len)
-}
-
-/// One positional read (the file's cursor is not used, so threads may share the file).
-fn read_at(file: &File, buf: &mut [u8], pos: u64) -> io::Result<usize> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileExt;
-        file.read_at(buf, pos)
-    }
-    #[cfg(windows)]
-    {
-        use std::os::windows::fs::FileExt;
-        file.seek_read(buf, pos)
-    }
-}
-
-fn read_exact_at(file: &File, mut buf: &mut [u8], mut pos: u64) -> io::Result<()> {
-    while !buf.is_empty() {
-        match read_at(file, buf, pos) {
-            Ok(0) => break,
-            Ok(n) => {
-                buf = &mut buf[n..];
-                pos += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// The bytes a byte range owns: from its first line start up to `end`, then on to the end
 /// of the line that runs past `end`.
-struct Owned<'f> {
-    file: &'f File,
+struct Owned<R> {
+    reader: R,
+    /// Bytes already read from `reader` that come first.
+    pending: Vec<u8>,
     pos: u64,
     end: u64,
-    /// The last byte read (`\n` before the first read).
+    /// The last byte given (`\n` before the first read).
     last: u8,
     done: bool,
 }
 
-impl Read for Owned<'_> {
+impl<R: Read> Owned<R> {
+    /// The next bytes of the input, pending ones first.
+    fn fetch(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pending.is_empty() {
+            return self.reader.read(buf);
+        }
+        let n = buf.len().min(self.pending.len());
+        buf[..n].copy_from_slice(&self.pending[..n]);
+        self.pending.drain(..n);
+        Ok(n)
+    }
+}
+
+impl<R: Read> Read for Owned<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.done || buf.is_empty() {
             return Ok(0);
         }
         if self.pos < self.end {
             let want = (self.end - self.pos).min(buf.len() as u64) as usize;
-            let n = read_at(self.file, &mut buf[..want], self.pos)?;
+            let n = self.fetch(&mut buf[..want])?;
             if n == 0 {
                 self.done = true;
             } else {
@@ -262,7 +256,7 @@ impl Read for Owned<'_> {
             return Ok(0);
         }
         // The line running past `end` is this range's: read on to its `\n`.
-        let n = read_at(self.file, buf, self.pos)?;
+        let n = self.fetch(buf)?;
         let n = match memchr::memchr(b'\n', &buf[..n]) {
             Some(i) => {
                 self.done = true;

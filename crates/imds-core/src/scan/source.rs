@@ -2,7 +2,7 @@
 //! (multi-member) and zstd (multi-frame) are recognised by their magic bytes, never by the
 //! file name; everything else is scanned as plain NDJSON.
 
-use std::io::{self, BufReader, Chain, Cursor, ErrorKind, Read};
+use std::io::{self, BufReader, Chain, Cursor, ErrorKind, Read, Seek};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -28,7 +28,21 @@ pub enum Input {
         /// The byte after the range.
         end: u64,
     },
+    /// [`Input::Range`] of a seekable stream (e.g. an object store file opened from Python).
+    StreamRange {
+        /// The stream, positioned anywhere (it is sought to the range).
+        reader: Box<dyn ReadSeek + Send>,
+        /// The first byte of the range.
+        start: u64,
+        /// The byte after the range.
+        end: u64,
+    },
 }
+
+/// A byte stream that can also seek ([`Input::StreamRange`]).
+pub trait ReadSeek: Read + Seek {}
+
+impl<T: Read + Seek> ReadSeek for T {}
 
 impl From<PathBuf> for Input {
     fn from(path: PathBuf) -> Input {
