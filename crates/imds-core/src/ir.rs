@@ -18,7 +18,7 @@ const MAX_JSON_DEPTH: usize = 3 + 2 * MAX_DEPTH;
 /// One rule: named branches (any match is a hit) and allowlist entries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleIr {
-    /// The IR version ([`IR_VERSION`]).
+    /// The IR version (`IR_VERSION`).
     pub ir_version: u32,
     /// The rule's identifier.
     #[serde(default)]

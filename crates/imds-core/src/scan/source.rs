@@ -71,7 +71,7 @@ impl Compression {
         }
     }
 
-    /// The encoding announced by the first bytes of an input (at least [`MAGIC_LEN`] of them
+    /// The encoding announced by the first bytes of an input (at least `MAGIC_LEN` of them
     /// unless the input is shorter). `Err` names a compression, or a UTF-16/32 byte-order
     /// mark, that is recognised but not supported (scanning it as text would only report
     /// garbage); [`crate::InputError`] words it.
