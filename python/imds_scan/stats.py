@@ -29,6 +29,11 @@ class FileStats:
     malformed_examples: list[tuple[int, str]] = field(default_factory=list)
     # Why the input could not be read, or only in part (with where); None when it was.
     error: str | None = None
+    # The same as fields: what kind of error, and the byte offset (from the start of the
+    # input) and the 1-based line where it happened, None when unknown or not applicable.
+    error_kind: str | None = None
+    error_offset: int | None = None
+    error_line: int | None = None
     # "gzip" or "zstd" (then ``bytes`` counts decompressed bytes), None for plain input.
     compression: str | None = None
     # Bytes read from the source (compressed bytes for compressed input).
@@ -36,6 +41,8 @@ class FileStats:
     # (rule index, allowlist entry index) -> events a branch of the rule matched that this
     # entry (the first matching one) dropped.
     allowlisted: dict[tuple[int, int], int] = field(default_factory=dict)
+    # Lines read (for a byte range: the lines that start in it).
+    lines: int = 0
 
 
 # The field names, in order: exactly the keys of the binding's per-input dict.

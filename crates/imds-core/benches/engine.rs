@@ -16,9 +16,8 @@
 //! a line end. The seed rule's IR comes from `tests/data/seed_ir.json`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use imds_core::event::parse_line;
-use imds_core::prefilter::Prefilter;
-use imds_core::{CompiledRule, Engine, RuleIr, ScanOptions};
+use imds_core::Prefilter;
+use imds_core::{parse_line, CompiledRule, Engine, RuleIr, ScanOptions};
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -35,7 +35,7 @@ pub fn is_class(name: &str) -> bool {
     CLASSES.contains(&name)
 }
 
-fn address_class(address: &[u8; 16]) -> Option<&'static str> {
+pub(crate) fn address_class(address: &[u8; 16]) -> Option<&'static str> {
     static TABLE: std::sync::OnceLock<Vec<([u8; 16], &'static str)>> = std::sync::OnceLock::new();
     TABLE
         .get_or_init(|| {
@@ -49,7 +49,7 @@ fn address_class(address: &[u8; 16]) -> Option<&'static str> {
         .map(|(_, c)| *c)
 }
 
-fn is_token(c: char) -> bool {
+pub(crate) fn is_token(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '[' | ']')
 }
 
@@ -102,13 +102,13 @@ pub fn inet_aton(text: &str, parts_wanted: usize) -> Option<[u8; 16]> {
     inet_aton_bytes(text.as_bytes(), parts_wanted)
 }
 
-fn inet_aton_bytes(text: &[u8], parts_wanted: usize) -> Option<[u8; 16]> {
+pub(crate) fn inet_aton_bytes(text: &[u8], parts_wanted: usize) -> Option<[u8; 16]> {
     let (value, parts) = inet_aton_value(text)?;
     (parts_wanted == 0 || parts == parts_wanted).then(|| ipv4_mapped(value.to_be_bytes()))
 }
 
 /// The address inet_aton reads in `text` and its number of parts.
-fn inet_aton_value(text: &[u8]) -> Option<(u32, usize)> {
+pub(crate) fn inet_aton_value(text: &[u8]) -> Option<(u32, usize)> {
     let mut parts = [0u64; 4];
     let mut count = 0;
     for part in text.split(|&b| b == b'.') {
@@ -131,7 +131,7 @@ fn inet_aton_value(text: &[u8]) -> Option<(u32, usize)> {
 
 /// One inet_aton part: 0x hex, 0 octal, else decimal; `None` if empty, not a number, or past
 /// 2**32 (no address comes of it; leading zeros never count).
-fn part_value(part: &[u8]) -> Option<u64> {
+pub(crate) fn part_value(part: &[u8]) -> Option<u64> {
     let (radix, digits) = match part {
         [b'0', x, rest @ ..] if x | 0x20 == b'x' => (16, rest),
         [b'0', ..] => (8, part),
@@ -244,14 +244,6 @@ fn marker_search() -> &'static aho_corasick::AhoCorasick {
     })
 }
 
-/// (class, the text of `value` that named it), in order of position.
-pub fn findings(value: &str) -> Vec<(&'static str, &str)> {
-    finding_spans(value)
-        .into_iter()
-        .map(|(c, start, end, _)| (c, &value[start..end]))
-        .collect()
-}
-
 /// [`findings`] as byte spans of `value`, with the port written after each address.
 fn finding_spans(value: &str) -> Vec<(&'static str, usize, usize, Option<u64>)> {
     let norm = normalise(value);
@@ -353,8 +345,5 @@ pub fn first_match<'v>(
         first(&kept[at].1)
     })
 }
-
-mod raw;
-pub use raw::RawTest;
 
 // The decoder's spellings and port scoping are shared vectors: spec/vectors/endpoint.jsonl.

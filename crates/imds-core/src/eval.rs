@@ -11,20 +11,28 @@ use std::ops::ControlFlow;
 /// The predicate that decided a hit (spec/ir.md, "Witness").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Witness {
+    /// The field tested.
     pub field: String,
+    /// The operator ([`crate::Op::as_str`]).
     pub op: &'static str,
+    /// The literal (or pattern) that matched.
     pub pattern: String,
+    /// The field's value that matched.
     pub value: String,
 }
 
+/// A rule's match of an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Match {
     /// Index of the first matching branch.
     pub branch: usize,
+    /// The predicate that decided it, when one did.
     pub witness: Option<Witness>,
 }
 
+/// A rule ready to judge events.
 pub struct CompiledRule {
+    /// The rule it was compiled from.
     pub ir: RuleIr,
     /// One per `ir.branches`, same order.
     branches: Vec<Expr>,
@@ -35,9 +43,11 @@ pub struct CompiledRule {
 /// What a rule makes of an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
+    /// A branch matched and no allowlist entry did.
     Hit(Match),
     /// A branch matched, and so did this allowlist entry (the first that did).
     Allowed(usize),
+    /// No branch matched.
     Miss,
 }
 
@@ -102,9 +112,7 @@ impl Place {
 
 impl Pred {
     fn compile(p: &Predicate, branch: &str) -> Result<Pred, crate::Error> {
-        let bad = |what: String| {
-            crate::Error::Rule(format!("branch {branch:?}, field {:?}: {what}", p.field))
-        };
+        let bad = |what: String| crate::Error::in_branch(branch, Some(&p.field), what);
         let folded = || Some(p.values.iter().map(|v| ascii_fold(v)).collect());
         let affix = |place, folded| Test::Affix { place, folded };
         let test = match (p.field_type, p.op) {

@@ -8,6 +8,7 @@ use std::ops::{ControlFlow, Range};
 /// Why a line is not an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Malformed {
+    /// The reason, for the user.
     pub reason: String,
 }
 
@@ -21,6 +22,7 @@ pub struct ParsedLine<'l> {
     /// exporter's wrapper, the text of its `_source` object. Borrowed from the line when it
     /// is valid UTF-8 (no copy of a long line).
     pub text: Cow<'l, str>,
+    /// The line was not valid UTF-8 (decoded with U+FFFD replacements).
     pub invalid_utf8: bool,
 }
 

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// The IR version this engine reads.
 pub const IR_VERSION: u32 = 1;
 
 /// The deepest branch accepted (a predicate is 1 level; `and`, `or`, `not` add one). The
@@ -15,14 +16,20 @@ pub const MAX_DEPTH: usize = 128;
 /// predicate's `values`. Deeper text is refused before it is deserialized.
 const MAX_JSON_DEPTH: usize = 3 + 2 * MAX_DEPTH;
 
+/// One rule: named branches (any match is a hit) and allowlist entries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleIr {
+    /// The IR version (`IR_VERSION`).
     pub ir_version: u32,
+    /// The rule's identifier.
     #[serde(default)]
     pub id: String,
+    /// The rule's name.
     pub name: String,
+    /// The rule's severity, as written.
     #[serde(default)]
     pub severity: String,
+    /// The branches, in order: the first that matches is reported.
     pub branches: Vec<Branch>,
     /// Allowlist entries, in order: an event that a branch matches and an entry matches is not
     /// a hit; it is counted against the first such entry (spec/ir.md, "Allowlists").
@@ -30,36 +37,62 @@ pub struct RuleIr {
     pub allowlist: Vec<Node>,
 }
 
+/// A named condition of a rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Branch {
+    /// The branch's name.
     pub name: String,
+    /// Its condition.
     pub expr: Node,
 }
 
+/// A condition: a boolean combination of predicates.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "node", rename_all = "snake_case")]
 pub enum Node {
-    And { args: Vec<Node> },
-    Or { args: Vec<Node> },
-    Not { arg: Box<Node> },
+    /// Every argument holds.
+    And {
+        /// The conditions.
+        args: Vec<Node>,
+    },
+    /// Some argument holds.
+    Or {
+        /// The conditions.
+        args: Vec<Node>,
+    },
+    /// The argument does not hold.
+    Not {
+        /// The condition.
+        arg: Box<Node>,
+    },
+    /// A test of one field.
     Pred(Predicate),
 }
 
+/// A test of one field's values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Predicate {
+    /// The field (dotted path).
     pub field: String,
+    /// How the field's values are compared.
     pub field_type: FieldType,
+    /// The operator.
     pub op: Op,
+    /// The literals.
     pub values: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+/// The type of a field.
 pub enum FieldType {
+    /// Text.
     Keyword,
+    /// An IP address (compared as an address).
     Ip,
 }
 
+/// A predicate's operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Op {
@@ -93,6 +126,7 @@ pub enum Op {
 }
 
 impl Op {
+    /// The operator's name in the IR.
     pub fn as_str(self) -> &'static str {
         match self {
             Op::Eq => "eq",
@@ -121,12 +155,13 @@ impl Op {
 }
 
 impl RuleIr {
+    /// Read an IR document (JSON); an error when it is invalid.
     pub fn from_json(text: &str) -> Result<RuleIr, crate::Error> {
-        let bad = |e: serde_json::Error| crate::Error::Rule(format!("bad IR: {e}"));
+        let bad = |e: serde_json::Error| crate::Error::rule(format!("bad IR: {e}"));
         // serde_json's own limit (128 nested arrays and objects, about 62 IR levels) is off:
         // the depth is bounded here first, so deserializing cannot overflow the stack.
         if json_depth(text) > MAX_JSON_DEPTH {
-            return Err(crate::Error::Rule(format!(
+            return Err(crate::Error::rule(format!(
                 "bad IR: nested more than {MAX_JSON_DEPTH} JSON levels deep \
                  (a branch nests at most {MAX_DEPTH} levels)"
             )));
@@ -137,15 +172,16 @@ impl RuleIr {
         de.end().map_err(bad)?;
         // spec/ir.schema.json, checked by hand so that the error names the place (as the
         // Python reference engine's ir_schema.py does, in the same order and words).
-        check_schema(&doc).map_err(|e| crate::Error::Rule(format!("bad IR: {e}")))?;
+        check_schema(&doc).map_err(|e| crate::Error::rule(format!("bad IR: {e}")))?;
         let ir = RuleIr::deserialize(doc).map_err(bad)?;
         for branch in &ir.branches {
             let depth = branch.expr.depth();
             if depth > MAX_DEPTH {
-                return Err(crate::Error::Rule(format!(
-                    "branch {:?} nests {depth} levels deep (at most {MAX_DEPTH} are supported)",
-                    branch.name
-                )));
+                return Err(crate::Error::in_branch(
+                    &branch.name,
+                    None,
+                    format!("nests {depth} levels deep (at most {MAX_DEPTH} are supported)"),
+                ));
             }
         }
         Ok(ir)

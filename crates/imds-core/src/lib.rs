@@ -1,22 +1,37 @@
 //! imds-core: the scanning engine of imds-scan, in pure Rust (no Python).
 //!
-//! Data flow: [`source`] bytes (plain, gzip, zstd) → [`prefilter`] (Aho-Corasick over whole
-//! buffers) → candidate line →
-//! [`event`] (JSON parse + field lookup) → [`eval`] (rule IR) → [`scan::Hit`].
+//! Data flow: bytes from a source (plain, gzip, zstd; `scan/source.rs`) → the prefilter
+//! (`prefilter/`: Aho-Corasick over whole buffers) → candidate line → `event` (JSON parse +
+//! field lookup) → `eval` (rule IR) → [`Hit`].
+//!
+//! Layout: the semantics (`event`, `eval`, `ip`, `wildcard`, `endpoint`, `ir`) are mirrored
+//! one to one by the Python reference engine; `prefilter/` decides which lines are parsed;
+//! `scan/` moves bytes through both.
 
-pub mod endpoint;
-pub mod error;
-pub mod eval;
-pub mod event;
-pub mod ip;
-pub mod ir;
-pub mod prefilter;
-pub mod scan;
-pub mod source;
-pub mod wildcard;
+#![deny(missing_docs)]
 
-pub use error::Error;
+mod endpoint;
+mod error;
+mod eval;
+mod event;
+mod ip;
+mod ir;
+mod prefilter;
+mod scan;
+mod wildcard;
+
+pub use error::{Error, InputError, InputErrorKind, RuleError};
 pub use eval::{CompiledRule, Match, Verdict, Witness};
-pub use ir::RuleIr;
-pub use scan::{Engine, FileStats, Hit, ScanOptions, ScanReport};
-pub use source::{Compression, Input};
+pub use event::{field_values, parse_document, parse_line, Malformed, ParsedLine};
+pub use ir::{Branch, FieldType, Node, Op, Predicate, RuleIr};
+pub use prefilter::Prefilter;
+pub use scan::{
+    Compression, Engine, FileStats, Hit, Input, ReadSeek, ScanOptions, ScanReport, StatValue,
+};
+
+/// The decoders and their read sizes, for this crate's tests and fuzz targets only (feature
+/// `test-api`).
+#[cfg(feature = "test-api")]
+pub mod source {
+    pub use crate::scan::source::{gzip, zstd, DECODED_READ};
+}

@@ -48,8 +48,6 @@ struct Segment {
 
 #[derive(Debug, Clone)]
 pub struct Pattern {
-    /// The pattern as written.
-    pub source: String,
     /// The pieces between `*`s; one piece when there is no `*`.
     segments: Vec<Segment>,
     /// ASCII case-insensitive (`:`, `like~`) rather than exact (`like`).
@@ -248,6 +246,7 @@ impl Segment {
 
 impl Pattern {
     /// An ASCII case-insensitive pattern (EQL `:`, `like~`).
+    #[cfg(test)]
     pub fn new(pattern: &str) -> Pattern {
         Pattern::with_case(pattern, true)
     }
@@ -273,11 +272,7 @@ impl Pattern {
             .enumerate()
             .map(|(i, tokens)| Segment::new(tokens, i > 0 && i + 1 < n, fold))
             .collect();
-        Pattern {
-            source: pattern.to_string(),
-            segments,
-            fold,
-        }
+        Pattern { segments, fold }
     }
 
     /// Whether the whole of `value` matches (ASCII case-insensitively if the pattern folds).

@@ -94,7 +94,7 @@ fn truncated_gzip_keeps_what_was_read() {
     let cut = gz.len() * 6 / 10;
     let report = scan_reader(gz[..cut].to_vec(), 2);
     let f = &report.files[0];
-    let error = f.error.as_deref().unwrap();
+    let error = f.error_text().unwrap();
     assert!(
         error.contains(&format!("near compressed byte {cut}")),
         "{error}"
@@ -133,7 +133,10 @@ fn corrupt_zstd_frame_keeps_the_frames_before_it() {
     let report = scan_reader(data, 1);
     let f = &report.files[0];
     assert!(
-        f.error.as_deref().unwrap().starts_with("zstd data damaged"),
+        f.error_text()
+            .as_deref()
+            .unwrap()
+            .starts_with("zstd data damaged"),
         "{:?}",
         f.error
     );
@@ -156,7 +159,7 @@ fn corrupt_zstd_frame_keeps_the_frames_before_it() {
 fn unsupported_compression_is_an_error_not_garbage() {
     let report = scan_reader(b"\xfd7zXZ\0\0\0\x04\xe6\xd6\xb4F".to_vec(), 1);
     let f = &report.files[0];
-    assert!(f.error.as_deref().unwrap().contains("xz-compressed"));
+    assert!(f.error_text().as_deref().unwrap().contains("xz-compressed"));
     assert_eq!((f.events, f.malformed), (0, 0));
 }
 
@@ -330,7 +333,7 @@ fn an_endless_line_is_read_past_in_bounded_memory_and_can_be_cancelled() {
     });
     assert!(report.cancelled);
     assert!(report.files[0]
-        .error
+        .error_text()
         .as_deref()
         .unwrap()
         .starts_with("interrupted"));
@@ -401,7 +404,7 @@ fn byte_order_marks_and_nested_compression() {
         let report = scan_reader(data, 1);
         let f = &report.files[0];
         assert!(
-            f.error.as_deref().unwrap_or("").starts_with(error),
+            f.error_text().as_deref().unwrap_or("").starts_with(error),
             "{what}: {:?}",
             f.error
         );

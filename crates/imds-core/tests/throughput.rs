@@ -247,7 +247,7 @@ fn throughput_probe() {
         None => corpus(size, 7),
     };
     let engine = engine();
-    println!("prefilter: {}", engine.prefilter.strategy());
+    println!("prefilter: {}", engine.prefilter().strategy());
     let opts = ScanOptions::default();
     let rounds = 10;
     let cpu0 = cpu_secs("thread-self");

@@ -4,12 +4,12 @@
 //! let Python deliver signals (and to report progress), so Ctrl-C cancels the scan within a
 //! buffer's time, and the scan returns what it found so far, marked interrupted.
 
-use imds_core::{Engine, FileStats, Hit, Input, RuleIr, ScanOptions};
+use imds_core::{Engine, FileStats, Hit, Input, RuleIr, ScanOptions, StatValue};
 use pyo3::exceptions::{PyKeyboardInterrupt, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::{PyDict, PyString, PyTuple};
 use std::borrow::Cow;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -44,11 +44,13 @@ impl Scanner {
 
     /// The prefilter's needles, or None when the rules force a parse of every line.
     fn needles(&self) -> Option<Vec<String>> {
-        let prefilter = &self.engine.prefilter;
-        prefilter.is_active().then(|| prefilter.needles())
+        self.engine.needles()
     }
 
-    /// Scan inputs: paths (str or os.PathLike; "-" is standard input) or binary file-like
+    /// Scan inputs: paths (str or os.PathLike; "-" is standard input), byte ranges of plain
+    /// files or seekable binary streams (`(path or stream, start, end)`: the lines that start
+    /// in `[start, end)`, numbered from the range's first line; `stats["lines"]` is how many
+    /// it owns), or binary file-like
     /// objects (anything with `read(n)`, called with the GIL for each buffer). gzip and zstd
     /// are decoded. `progress(bytes)` is called every 100 ms or so with the bytes read from
     /// the sources so far, and once at the end. Returns (hits, per-input stats, interrupted):
@@ -173,8 +175,39 @@ fn options(
     }
 }
 
-/// "-" is stdin; a str or os.PathLike is a path; an object with `read` is a stream.
+/// "-" is stdin; a str or os.PathLike is a path; a tuple `(path, start, end)` is a byte
+/// range; an object with `read` is a stream.
 fn to_input(item: &Bound<'_, PyAny>) -> PyResult<Input> {
+    if let Ok(tuple) = item.cast::<PyTuple>() {
+        let (source, start, end): (Bound<'_, PyAny>, u64, u64) = tuple.extract().map_err(|_| {
+            PyTypeError::new_err(
+                "a byte range is a tuple (path or seekable binary stream, start, end) with \
+                     start and end ≥ 0",
+            )
+        })?;
+        if start > end {
+            return Err(PyValueError::new_err(format!(
+                "byte range ({start}, {end}): start is past end"
+            )));
+        }
+        if let Ok(path) = source.extract::<PathBuf>() {
+            return Ok(Input::Range { path, start, end });
+        }
+        if source.hasattr("read")? && source.hasattr("seek")? {
+            let reader = PyReader {
+                stream: source.unbind(),
+            };
+            return Ok(Input::StreamRange {
+                reader: Box::new(reader),
+                start,
+                end,
+            });
+        }
+        return Err(PyTypeError::new_err(format!(
+            "cannot scan a byte range of a {}: expected a path or a seekable binary stream",
+            source.get_type().name()?
+        )));
+    }
     if let Ok(text) = item.cast::<PyString>() {
         if text.to_cow()? == "-" {
             return Ok(Input::Stdin);
@@ -189,7 +222,8 @@ fn to_input(item: &Bound<'_, PyAny>) -> PyResult<Input> {
         })));
     }
     Err(PyTypeError::new_err(format!(
-        "cannot scan a {}: expected a path, '-' or a binary file-like object",
+        "cannot scan a {}: expected a path, '-', (path, start, end) or a binary file-like \
+         object",
         item.get_type().name()?
     )))
 }
@@ -224,6 +258,22 @@ impl Read for PyReader {
     }
 }
 
+impl Seek for PyReader {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        let (offset, whence) = match pos {
+            SeekFrom::Start(n) => (i128::from(n), 0),
+            SeekFrom::Current(n) => (i128::from(n), 1),
+            SeekFrom::End(n) => (i128::from(n), 2),
+        };
+        Python::attach(|py| {
+            self.stream
+                .call_method1(py, "seek", (offset, whence))
+                .and_then(|at| at.extract::<u64>(py))
+                .map_err(|e| io::Error::other(e.to_string()))
+        })
+    }
+}
+
 fn hit_tuple(hit: Hit) -> HitTuple {
     let witness = hit.witness.map(|w| (w.field, w.op, w.pattern, w.value));
     (
@@ -231,20 +281,18 @@ fn hit_tuple(hit: Hit) -> HitTuple {
     )
 }
 
+/// The per-input statistics as a dict keyed by `FileStats::FIELDS` (`STATS_FIELDS`).
 fn stats_dict<'py>(py: Python<'py>, stats: &FileStats) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
-    dict.set_item("bytes", stats.bytes)?;
-    dict.set_item("events", stats.events)?;
-    dict.set_item("candidates", stats.candidates)?;
-    dict.set_item("hits", stats.hits)?;
-    dict.set_item("malformed", stats.malformed)?;
-    dict.set_item("invalid_utf8", stats.invalid_utf8)?;
-    dict.set_item("long_lines", stats.long_lines)?;
-    dict.set_item("malformed_examples", stats.malformed_examples.clone())?;
-    dict.set_item("error", stats.error.clone())?;
-    dict.set_item("compression", stats.compression)?;
-    dict.set_item("source_bytes", stats.source_bytes)?;
-    dict.set_item("allowlisted", stats.allowlisted.clone())?;
+    for (name, value) in stats.fields() {
+        match value {
+            StatValue::Count(n) => dict.set_item(name, n)?,
+            StatValue::Number(n) => dict.set_item(name, n)?,
+            StatValue::Text(text) => dict.set_item(name, text)?,
+            StatValue::Examples(examples) => dict.set_item(name, examples.to_vec())?,
+            StatValue::Allowlisted(counts) => dict.set_item(name, counts.clone())?,
+        }
+    }
     Ok(dict)
 }
 
@@ -252,5 +300,6 @@ fn stats_dict<'py>(py: Python<'py>, stats: &FileStats) -> PyResult<Bound<'py, Py
 fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Scanner>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("STATS_FIELDS", PyTuple::new(m.py(), FileStats::FIELDS)?)?;
     Ok(())
 }

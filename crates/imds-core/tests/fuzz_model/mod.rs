@@ -2,7 +2,7 @@
 //! cargo-fuzz targets (crates/imds-core/fuzz), so both hold the engine to one model.
 #![allow(dead_code)] // each user takes a part
 
-use imds_core::{event, ScanReport};
+use imds_core::{parse_document, parse_line, ScanReport};
 use serde_json::Value;
 use std::borrow::Cow;
 
@@ -131,7 +131,7 @@ pub fn keys(report: &ScanReport) -> Vec<Key> {
 /// `\uFFFD`, as an object at most [`MAX_NESTING`] deep; deeper, it is malformed for its depth;
 /// the document is serde_json's, numbers as their text. Err says how they differ.
 pub fn builder_verdict(bytes: &[u8]) -> Result<(), String> {
-    let parsed = event::parse_line(bytes);
+    let parsed = parse_line(bytes);
     let text = String::from_utf8_lossy(bytes.strip_suffix(b"\r").unwrap_or(bytes));
     let blank = text.bytes().all(|b| b" \t\r\n".contains(&b));
     let model = lone_surrogates_as_fffd(&text);
@@ -157,7 +157,7 @@ pub fn builder_verdict(bytes: &[u8]) -> Result<(), String> {
         ));
     }
     // The same document (without unwrapping an exporter's wrapper), numbers aside.
-    if let (Ok(doc), Some(serde)) = (event::parse_document(&text), expected) {
+    if let (Ok(doc), Some(serde)) = (parse_document(&text), expected) {
         let serde = numbers_as_text(serde);
         if doc != serde {
             return Err(format!("documents differ on {text:?}: {doc} != {serde}"));

@@ -16,57 +16,14 @@ impl Avx2 {
     }
 }
 
-/// [`RawTest::first`] with this kernel.
-pub(super) fn first(
-    _cpu: Avx2,
-    test: &RawTest,
-    hay: &[u8],
-    at: usize,
-    end: usize,
-) -> Option<usize> {
-    // SAFETY: an `Avx2` exists only when the CPU has AVX2.
-    unsafe { first_avx2(test, hay, at, end) }
-}
-
-/// The masks of one block, for tests against the byte loop.
-#[cfg(test)]
-pub(super) fn block_masks(_cpu: Avx2, block: &[u8; BLOCK], fingerprints: &Fingerprints) -> Masks {
-    // SAFETY: as in `first`.
-    unsafe { masks(block, &Tables::new(fingerprints)) }
-}
-
-#[target_feature(enable = "avx2")]
-fn first_avx2(test: &RawTest, hay: &[u8], at: usize, end: usize) -> Option<usize> {
-    let tables = Tables::new(&test.fingerprints);
-    // The closure inherits this function's target features.
-    test.first_in_blocks(hay, at, end, |block, _| masks(block, &tables))
-}
-
-/// The nibble tables as vectors, built once per search.
-struct Tables {
-    lo: [[__m256i; 3]; 2],
-    hi: [[__m256i; 3]; 2],
-    aton_lo: __m256i,
-    aton_hi: __m256i,
-}
-
-impl Tables {
-    #[target_feature(enable = "avx2")]
-    fn new(fingerprints: &Fingerprints) -> Tables {
-        let (aton_lo, aton_hi) = ATON_NIBBLES;
-        Tables {
-            lo: fingerprints
-                .lo
-                .each_ref()
-                .map(|set| set.each_ref().map(|t| table(t))),
-            hi: fingerprints
-                .hi
-                .each_ref()
-                .map(|set| set.each_ref().map(|t| table(t))),
-            aton_lo: table(&aton_lo),
-            aton_hi: table(&aton_hi),
-        }
-    }
+super::vector::nibble_kernel! {
+    cpu: Avx2,
+    features: "avx2",
+    vector: __m256i,
+    and: _mm256_and_si256,
+    srli_epi16: _mm256_srli_epi16,
+    shuffle_epi8: _mm256_shuffle_epi8,
+    set1_epi8: _mm256_set1_epi8,
 }
 
 #[target_feature(enable = "avx2")]
@@ -100,16 +57,6 @@ fn any_bits(v: __m256i, bits: u8) -> u32 {
     _mm256_movemask_epi8(_mm256_adds_epu8(v, _mm256_set1_epi8(0x7F))) as u32
 }
 
-/// Byte-wise `lo[b & 15] & hi[b >> 4]`.
-#[target_feature(enable = "avx2")]
-#[inline]
-fn lookup(v: __m256i, lo: __m256i, hi: __m256i) -> __m256i {
-    let nibble = _mm256_set1_epi8(0x0F);
-    let low = _mm256_and_si256(v, nibble);
-    let high = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
-    _mm256_and_si256(_mm256_shuffle_epi8(lo, low), _mm256_shuffle_epi8(hi, high))
-}
-
 /// Every mask of `block`, as `masks_scalar` gives them.
 #[target_feature(enable = "avx2")]
 #[inline]
@@ -121,16 +68,7 @@ fn masks(block: &[u8; BLOCK], t: &Tables) -> Masks {
             load(block, half + 1),
             load(block, half + 2),
         ];
-        let set = |s: usize| {
-            _mm256_and_si256(
-                _mm256_and_si256(
-                    lookup(v[0], t.lo[s][0], t.hi[s][0]),
-                    lookup(v[1], t.lo[s][1], t.hi[s][1]),
-                ),
-                lookup(v[2], t.lo[s][2], t.hi[s][2]),
-            )
-        };
-        let (pieces, numbers) = (set(0), set(1));
+        let (pieces, numbers) = buckets(&v, t);
         let backslash = _mm256_cmpeq_epi8(v[0], _mm256_set1_epi8(b'\\' as i8));
         let marks = _mm256_or_si256(
             _mm256_cmpeq_epi8(v[0], _mm256_set1_epi8(b'%' as i8)),

@@ -7,13 +7,15 @@
 //! the pass does all of it; otherwise the pieces are searched apart, with aho-corasick over a
 //! folded copy of the text.
 
-use super::{inet_aton_value, is_token, part_value, ADDRESSES};
-use crate::prefilter::real_escape;
+use super::search::real_escape;
+use crate::endpoint::{inet_aton_value, is_token, part_value, ADDRESSES};
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod vector;
 
 /// Case-insensitive pieces of which a line holds one whenever a value names an endpoint by a
 /// marker, a host name, a wildcard-DNS name or an IPv6 spelling (when the line has no `\u`
@@ -325,6 +327,7 @@ impl RawTest {
     }
 
     /// The test of one line (no `\n`).
+    #[cfg(test)]
     pub fn may_match(&self, line: &[u8]) -> bool {
         self.first(line, 0, line.len()).is_some()
     }

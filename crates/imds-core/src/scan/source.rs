@@ -2,7 +2,7 @@
 //! (multi-member) and zstd (multi-frame) are recognised by their magic bytes, never by the
 //! file name; everything else is scanned as plain NDJSON.
 
-use std::io::{self, BufReader, Chain, Cursor, ErrorKind, Read};
+use std::io::{self, BufReader, Chain, Cursor, ErrorKind, Read, Seek};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -14,7 +14,35 @@ pub enum Input {
     Stdin,
     /// Any byte stream (e.g. an object store download driven from Python).
     Reader(Box<dyn Read + Send>),
+    /// The lines of a plain file that start inside the byte range `[start, end)`: the partial
+    /// line at `start` belongs to the previous range, the line running past `end` is read to
+    /// its end. Hit and example line numbers count from the range's first line, and
+    /// `FileStats::lines` is the number of lines it owns, so that consecutive ranges give
+    /// the whole file's results once each range's line numbers are shifted by the lines of
+    /// the ranges before it. Compressed files cannot be read by range.
+    Range {
+        /// The file.
+        path: PathBuf,
+        /// The first byte of the range.
+        start: u64,
+        /// The byte after the range.
+        end: u64,
+    },
+    /// [`Input::Range`] of a seekable stream (e.g. an object store file opened from Python).
+    StreamRange {
+        /// The stream, positioned anywhere (it is sought to the range).
+        reader: Box<dyn ReadSeek + Send>,
+        /// The first byte of the range.
+        start: u64,
+        /// The byte after the range.
+        end: u64,
+    },
 }
+
+/// A byte stream that can also seek ([`Input::StreamRange`]).
+pub trait ReadSeek: Read + Seek {}
+
+impl<T: Read + Seek> ReadSeek for T {}
 
 impl From<PathBuf> for Input {
     fn from(path: PathBuf) -> Input {
@@ -25,8 +53,11 @@ impl From<PathBuf> for Input {
 /// How an input's bytes are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
+    /// Not compressed.
     Plain,
+    /// gzip (any number of members).
     Gzip,
+    /// zstd (any number of frames).
     Zstd,
 }
 
@@ -40,10 +71,10 @@ impl Compression {
         }
     }
 
-    /// The encoding announced by the first bytes of an input (at least [`MAGIC_LEN`] of them
+    /// The encoding announced by the first bytes of an input (at least `MAGIC_LEN` of them
     /// unless the input is shorter). `Err` names a compression, or a UTF-16/32 byte-order
     /// mark, that is recognised but not supported (scanning it as text would only report
-    /// garbage); [`refusal`] words it.
+    /// garbage); [`crate::InputError`] words it.
     pub fn detect(head: &[u8]) -> Result<Compression, &'static str> {
         Ok(match head {
             [0x1f, 0x8b, ..] => Compression::Gzip,
@@ -60,18 +91,6 @@ impl Compression {
             [0xfe, 0xff, ..] => return Err("UTF-16BE"),
             _ => Compression::Plain,
         })
-    }
-}
-
-/// Why an input refused by [`Compression::detect`] is not scanned.
-pub fn refusal(kind: &str) -> String {
-    if kind.starts_with("UTF-") {
-        format!(
-            "{kind} text (byte-order mark) is not supported: not scanned (convert it to UTF-8, \
-             e.g. iconv -f {kind} -t UTF-8)"
-        )
-    } else {
-        format!("{kind}-compressed input is not supported (gzip and zstd are): not scanned")
     }
 }
 

@@ -1,0 +1,822 @@
+//! The literals every match must contain, and the Aho-Corasick search over whole buffers.
+//!
+//! From each rule's IR we derive *needles*: byte strings such that every event any rule can
+//! match contains at least one of them in its raw line (ASCII case-insensitively). A line
+//! with no needle and no relevant escape is never parsed. Soundness rests on:
+//! - a needle is a literal the matching value must contain, written as a JSON encoder writes
+//!   it inside a string (`"` → `\"`, controls escaped, non-ASCII as UTF-8);
+//! - the only other spellings of a character inside a JSON string are `\uXXXX` (any char,
+//!   hex in either case) and `\/` (for `/`). `\/` is accepted wherever a needle has `/`;
+//!   a line holding a real `\u` escape (odd backslash run) of a needle character, or of any
+//!   non-ASCII character when a needle has one, is a candidate (an *escape guard*);
+//! - invalid UTF-8 decodes to U+FFFD, so a literal is cut at U+FFFD and only its longest
+//!   piece is a needle.
+//!
+//! Search strategy, measured on one core with aho-corasick 1.1.5 (bench/gen_corpus.py 200 MB
+//! ECS corpus, and a synthetic one with Windows paths and Go `\u0026`/`\u003c` escapes):
+//! - an `ascii_case_insensitive` automaton over the seed's 12 needles + guards: DFA
+//!   0.49 GB/s, contiguous NFA 0.26 (case-insensitivity disables the packed searcher, so the
+//!   prefilter setting changes nothing);
+//! - an exact-case automaton over every case spelling of one short rare *anchor* per needle
+//!   (≤ 64 patterns, so aho-corasick uses its packed Teddy searcher) + a `\u00` guard:
+//!   ~4 GB/s search alone, ~3.1 GB/s for a whole `scan_bytes` with line counting; each
+//!   anchor hit is verified against its needle here. Over 64 patterns Teddy is refused
+//!   (exact-case automaton: 0.37 GB/s). A 2-byte pattern (`\/`, `\u`) drops Teddy to 2-byte
+//!   fingerprints and ~1 GB/s, hence slashes are matched both ways (`/`, `\/`) in anchors
+//!   and needles rather than by a `\/` guard.
+//!
+//! When the anchors' spellings do not fit Teddy's 64 patterns, a case-insensitive DFA over
+//! the whole needles (each slash spelled both ways) and the `\u` guard is used instead.
+//!
+//! Layout: `needles` (needle extraction from the IR: literals, or the endpoint test standing
+//! for an `imds_endpoint` predicate), `cost` (the frequency model), `anchors` (anchor
+//! planning), `search` (the automaton, anchor verification and escape guards), `gate` (which
+//! of several rules a candidate line can match), `raw_endpoint` (the `imds_endpoint` raw-line
+//! test and its vector kernels; it uses the endpoint decoder, never the reverse).
+
+mod anchors;
+mod cost;
+mod gate;
+mod needles;
+mod raw_endpoint;
+mod search;
+
+use crate::ir::RuleIr;
+use cost::byte_freq;
+pub use gate::RuleGate;
+use needles::{rules_lits, Lit, Needle};
+use raw_endpoint::RawTest;
+use search::Search;
+
+/// The prefilter of a set of rules.
+#[derive(Debug, Clone)]
+pub struct Prefilter {
+    /// `None`: no needle (every line is a candidate unless `endpoint` is set).
+    search: Option<Search>,
+    /// Some rule is unfilterable: every line is a candidate.
+    all: bool,
+    /// Lines the endpoint raw-line test passes are candidates too (`imds_endpoint`).
+    endpoint: Option<RawTest>,
+    /// The endpoint test also passes every line holding a needle: `search` is not run.
+    needles_held: bool,
+}
+
+impl Prefilter {
+    /// Derive the needles of `rules` and build the searcher.
+    pub fn new(rules: &[RuleIr]) -> Prefilter {
+        let Some(needles) = rules_lits(rules) else {
+            return Prefilter {
+                search: None,
+                all: true,
+                endpoint: None,
+                needles_held: false,
+            };
+        };
+        let endpoint = needles.contains(&Needle::Endpoint);
+        let lits: Vec<Lit> = needles
+            .into_iter()
+            .filter_map(|n| match n {
+                Needle::Literal(lit) => Some(lit),
+                Needle::Endpoint => None,
+            })
+            .collect();
+        if !endpoint {
+            let search = Search::new(lits);
+            return Prefilter {
+                all: search.is_none(),
+                search,
+                endpoint: None,
+                needles_held: false,
+            };
+        }
+        // The endpoint test passes a line anyway: when it can also hold the other needles,
+        // one pass over the text does for both.
+        let texts: Vec<&str> = lits.iter().map(|l| l.text.as_str()).collect();
+        let rarity = |w: &[u8]| w.iter().map(|&b| byte_freq(b)).product::<f64>();
+        let (endpoint, needles_held) = match RawTest::holding(&texts, rarity) {
+            Some(test) => (test, true),
+            None => (RawTest::new(), false),
+        };
+        let needed = !lits.is_empty();
+        let search = needed.then(|| Search::new(lits)).flatten();
+        Prefilter {
+            // No automaton for needles the test does not hold: every line is a candidate.
+            all: needed && !needles_held && search.is_none(),
+            search,
+            endpoint: Some(endpoint),
+            needles_held,
+        }
+    }
+
+    /// False when some rule can match a line holding no needle: every line is a candidate.
+    pub fn is_active(&self) -> bool {
+        !self.all
+    }
+
+    /// The needles, as they appear raw in a JSON line (matched ignoring ASCII case).
+    pub fn needles(&self) -> Vec<String> {
+        self.search.as_ref().map_or_else(Vec::new, |s| {
+            s.lits
+                .iter()
+                .map(|l| String::from_utf8_lossy(&l.raw).into_owned())
+                .collect()
+        })
+    }
+
+    /// How the search runs, for `--explain`.
+    pub fn strategy(&self) -> &str {
+        match (&self.search, self.all, &self.endpoint) {
+            (_, true, _) => "none: every line is parsed",
+            (None, false, _) => "the imds_endpoint raw-line test only",
+            (Some(_), false, _) if self.needles_held => {
+                "the imds_endpoint raw-line test, also holding the needles (one pass)"
+            }
+            (Some(s), false, _) => &s.strategy,
+        }
+    }
+
+    /// Position of the first relevant hit in `hay[at..end]`: the line holding it is a
+    /// candidate. Needle occurrences must not cross `at` or `end` (pass line boundaries);
+    /// bytes of `hay` outside the range are only looked at to decode escapes. When the
+    /// prefilter is inactive, `at` itself (when `at < end`).
+    pub fn find(&self, hay: &[u8], at: usize, end: usize) -> Option<usize> {
+        self.finder().find(hay, at, end)
+    }
+
+    /// For successive searches of one buffer from increasing positions.
+    pub(crate) fn finder(&self) -> Finder<'_> {
+        Finder {
+            prefilter: self,
+            needle: None,
+            from: 0,
+            to: 0,
+        }
+    }
+
+    /// Whether one line (no `\n`) is a candidate.
+    #[cfg(test)]
+    pub fn is_candidate(&self, line: &[u8]) -> bool {
+        self.all || self.find(line, 0, line.len()).is_some()
+    }
+}
+
+/// Searches of one buffer from increasing positions ([`Prefilter::finder`]). It keeps the
+/// needle search's result: the endpoint test may pass a line before the next needle, and the
+/// needle search then goes on from where it stopped instead of searching the bytes again.
+#[derive(Debug)]
+pub struct Finder<'p> {
+    prefilter: &'p Prefilter,
+    /// The first needle in `hay[from..to]`, if any.
+    needle: Option<usize>,
+    from: usize,
+    to: usize,
+}
+
+impl Finder<'_> {
+    /// [`Prefilter::find`]; `at` never goes back and `end` is a line end.
+    pub fn find(&mut self, hay: &[u8], at: usize, end: usize) -> Option<usize> {
+        let pf = self.prefilter;
+        if pf.all {
+            return (at < end).then_some(at);
+        }
+        let search = pf.search.as_ref().filter(|_| !pf.needles_held);
+        let found = search.and_then(|s| {
+            // What is known from `at` on: the first needle, or that there is none before `to`.
+            let known = at >= self.from && self.needle.is_none_or(|h| h >= at);
+            if !known || (self.needle.is_none() && self.to < end) {
+                let from = if known { self.to.max(at) } else { at };
+                self.needle = s.find(hay, from, end);
+                (self.from, self.to) = (at, end);
+            }
+            self.needle.filter(|&h| h < end)
+        });
+        let Some(test) = &pf.endpoint else {
+            return found;
+        };
+        // The first line (from `at`) holding a needle or passing the endpoint test.
+        test.first(hay, at, found.unwrap_or(end)).or(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::anchors::plan_anchors;
+    use super::needles::node_lits;
+    use super::*;
+    use crate::ir::{Branch, FieldType, Node, Op, Predicate};
+
+    const SEED: &str = include_str!("../../tests/data/seed_ir.json");
+
+    fn seed_ir() -> RuleIr {
+        RuleIr::from_json(SEED).unwrap()
+    }
+
+    fn pred(field: &str, field_type: FieldType, op: Op, values: &[&str]) -> Node {
+        Node::Pred(Predicate {
+            field: field.into(),
+            field_type,
+            op,
+            values: values.iter().map(|v| v.to_string()).collect(),
+        })
+    }
+
+    fn kw(op: Op, values: &[&str]) -> Node {
+        pred("f", FieldType::Keyword, op, values)
+    }
+
+    fn ip(values: &[&str]) -> Node {
+        pred("destination.ip", FieldType::Ip, Op::Eq, values)
+    }
+
+    fn and(args: Vec<Node>) -> Node {
+        Node::And { args }
+    }
+
+    fn or(args: Vec<Node>) -> Node {
+        Node::Or { args }
+    }
+
+    fn not(arg: Node) -> Node {
+        Node::Not { arg: Box::new(arg) }
+    }
+
+    fn rule(exprs: Vec<Node>) -> RuleIr {
+        RuleIr {
+            ir_version: 1,
+            id: "t".into(),
+            name: "t".into(),
+            severity: String::new(),
+            branches: exprs
+                .into_iter()
+                .enumerate()
+                .map(|(i, expr)| Branch {
+                    name: format!("b{i}"),
+                    expr,
+                })
+                .collect(),
+            allowlist: Vec::new(),
+        }
+    }
+
+    /// The needles of one expression, as strings; `None` = unfilterable.
+    fn lits(node: Node) -> Option<Vec<String>> {
+        node_lits(&node).map(|ls| {
+            ls.iter()
+                .map(|n| match n {
+                    Needle::Literal(l) => String::from_utf8(l.raw.clone()).unwrap(),
+                    Needle::Endpoint => "<imds_endpoint>".to_string(),
+                })
+                .collect()
+        })
+    }
+
+    fn s(xs: &[&str]) -> Option<Vec<String>> {
+        Some(xs.iter().map(|x| x.to_string()).collect())
+    }
+
+    // ------------------------------------------------------------------ derivation
+
+    #[test]
+    fn seed_needles() {
+        let p = Prefilter::new(&[seed_ir()]);
+        assert!(p.is_active());
+        assert_eq!(
+            p.needles(),
+            [
+                "169.254.169.254",
+                "a9fe:a9fe",
+                "metadata.google.internal",
+                "fd00:ec2::254",
+                "metadata/instance",
+                "iam/security-credentials",
+                "latest/meta-data",
+                "latest/dynamic",
+                "instance-identity",
+                "computeMetadata",
+                "imds.azure.com",
+                "metadata/v1",
+            ]
+        );
+        // The seed fits the packed searcher.
+        assert!(p.strategy().contains("packed"), "{}", p.strategy());
+    }
+
+    #[test]
+    fn ip_needles() {
+        assert_eq!(
+            lits(ip(&["169.254.169.254"])),
+            s(&["169.254.169.254", "a9fe:a9fe"])
+        );
+        // A group below 0x1000 may be written with leading zeros: fall back to `ffff:`.
+        assert_eq!(lits(ip(&["10.0.0.1"])), s(&["10.0.0.1", "ffff:"]));
+        assert_eq!(lits(ip(&["169.254.0.1"])), s(&["169.254.0.1", "ffff:"]));
+        // IPv4-mapped IPv6 literals are IPv4.
+        assert_eq!(
+            lits(ip(&["::ffff:169.254.169.254"])),
+            s(&["169.254.169.254", "a9fe:a9fe"])
+        );
+        assert_eq!(
+            lits(ip(&["::FFFF:a9fe:a9fe"])),
+            s(&["169.254.169.254", "a9fe:a9fe"])
+        );
+        // IPv6: the longest nonzero group among the first six, without leading zeros.
+        assert_eq!(lits(ip(&["FD00:EC2:0:0:0:0:0:254"])), s(&["fd00:"]));
+        assert_eq!(lits(ip(&["fd00:0ec2::254%eth0"])), s(&["fd00:"]));
+        assert_eq!(lits(ip(&["64:ff9b::a9fe:a9fe"])), s(&["ff9b:"]));
+        assert_eq!(lits(ip(&["1:22:3:44:5:6:7:8"])), s(&["22:"]));
+        // Nothing certain: only the last two groups (or none) are nonzero.
+        assert_eq!(lits(ip(&["::1"])), None);
+        assert_eq!(lits(ip(&["::"])), None);
+        assert_eq!(lits(ip(&["::169.254.169.254"])), None);
+        assert_eq!(lits(ip(&["::1:2"])), None);
+        // Several values: union; one unfilterable value spoils the predicate.
+        assert_eq!(
+            lits(ip(&["169.254.169.254", "fd00:ec2::254"])),
+            s(&["169.254.169.254", "a9fe:a9fe", "fd00:"])
+        );
+        assert_eq!(lits(ip(&["169.254.169.254", "::1"])), None);
+        // eq_ci on an ip field compares addresses too; a wildcard cannot be used.
+        assert_eq!(
+            lits(pred("source.ip", FieldType::Ip, Op::EqCi, &["10.1.2.3"])),
+            s(&["10.1.2.3", "ffff:"])
+        );
+        assert_eq!(
+            lits(pred("source.ip", FieldType::Ip, Op::Wildcard, &["10.*"])),
+            None
+        );
+        assert_eq!(lits(ip(&["not an address"])), None);
+    }
+
+    #[test]
+    fn keyword_needles_are_json_encoded() {
+        assert_eq!(
+            lits(kw(Op::Eq, &["a\"b\\c\td\n\u{1}é/"])),
+            s(&["a\\\"b\\\\c\\td\\n\\u0001é/"])
+        );
+        assert_eq!(
+            lits(kw(Op::EqCi, &["Cloud-Init", "WAAGENT"])),
+            s(&["Cloud-Init", "WAAGENT"])
+        );
+        // U+FFFD may stand for invalid UTF-8 in the line: only the longest piece is certain.
+        assert_eq!(lits(kw(Op::Eq, &["ab\u{FFFD}cdef"])), s(&["cdef"]));
+        assert_eq!(lits(kw(Op::Eq, &["\u{FFFD}"])), None);
+        assert_eq!(lits(kw(Op::Eq, &[""])), None);
+        assert_eq!(lits(kw(Op::Eq, &["abc", ""])), None);
+    }
+
+    #[test]
+    fn wildcard_needles() {
+        assert_eq!(
+            lits(kw(Op::Wildcard, &["*169.254.169.254*"])),
+            s(&["169.254.169.254"])
+        );
+        assert_eq!(lits(kw(Op::Wildcard, &["*foo?barbaz*q"])), s(&["barbaz"]));
+        assert_eq!(lits(kw(Op::Wildcard, &["exact"])), s(&["exact"]));
+        assert_eq!(lits(kw(Op::Wildcard, &["*?*"])), None);
+        assert_eq!(lits(kw(Op::Wildcard, &["*"])), None);
+        assert_eq!(lits(kw(Op::Wildcard, &["*abc*", "**"])), None);
+        assert_eq!(lits(kw(Op::Wildcard, &["*a\"b*"])), s(&["a\\\"b"]));
+    }
+
+    #[test]
+    fn affix_and_like_needles() {
+        for op in [
+            Op::Like,
+            Op::StartsWith,
+            Op::StartsWithCi,
+            Op::EndsWith,
+            Op::EndsWithCi,
+            Op::Contains,
+            Op::ContainsCi,
+        ] {
+            assert_eq!(lits(kw(op, &["curl"])), s(&["curl"]), "{op:?}");
+            assert_eq!(lits(kw(op, &["a/\"b"])), s(&["a/\\\"b"]), "{op:?}");
+            // An empty literal holds for any value (startsWith(f, "")): nothing is certain.
+            assert_eq!(lits(kw(op, &["curl", ""])), None, "{op:?}");
+        }
+        assert_eq!(lits(kw(Op::Like, &["*Meta?Data*"])), s(&["Data"]));
+        assert_eq!(lits(kw(Op::Exists, &[])), None);
+        // On an ip field only equality and cidr are defined.
+        assert_eq!(
+            lits(pred("source.ip", FieldType::Ip, Op::StartsWith, &["10."])),
+            None
+        );
+    }
+
+    fn cidr(values: &[&str]) -> Node {
+        pred("destination.ip", FieldType::Ip, Op::Cidr, values)
+    }
+
+    #[test]
+    fn cidr_needles() {
+        assert_eq!(lits(cidr(&["169.254.0.0/16"])), s(&["169.254.", "a9fe:"]));
+        assert_eq!(
+            lits(cidr(&["169.254.169.254/32"])),
+            s(&["169.254.169.254", "a9fe:a9fe"])
+        );
+        assert_eq!(
+            lits(cidr(&["169.254.169.254"])),
+            lits(cidr(&["169.254.169.254/32"]))
+        );
+        // A group below 0x1000 may carry leading zeros: fall back to the mapped `ffff:`.
+        assert_eq!(lits(cidr(&["10.0.0.0/8"])), s(&["10.", "ffff:"]));
+        assert_eq!(lits(cidr(&["10.1.2.0/23"])), s(&["10.1.", "ffff:"]));
+        assert_eq!(lits(cidr(&["192.168.0.0/16"])), s(&["192.168.", "c0a8:"]));
+        assert_eq!(
+            lits(cidr(&["::ffff:192.168.0.0/112"])),
+            s(&["192.168.", "c0a8:"])
+        );
+        // No whole octet fixed: nothing certain.
+        assert_eq!(lits(cidr(&["128.0.0.0/1"])), None);
+        assert_eq!(lits(cidr(&["0.0.0.0/0"])), None);
+        // IPv6 blocks: a nonzero group the prefix fixes, among the first six.
+        assert_eq!(lits(cidr(&["fd00:ec2::/32"])), s(&["fd00:"]));
+        assert_eq!(lits(cidr(&["fd00:ec2::254/128"])), s(&["fd00:"]));
+        assert_eq!(lits(cidr(&["fd00::/8"])), None);
+        assert_eq!(lits(cidr(&["fe80::/10"])), None);
+        assert_eq!(lits(cidr(&["2001:db8:1234::/48"])), s(&["2001:"]));
+        assert_eq!(lits(cidr(&["0:db8:1234::/48"])), s(&["1234:"]));
+        // A block holding IPv4-mapped addresses matches plain dotted IPv4 values.
+        assert_eq!(lits(cidr(&["::/0"])), None);
+        assert_eq!(lits(cidr(&["::/80"])), None);
+        assert_eq!(lits(cidr(&["::/96"])), None);
+        // Any field type: values are read as addresses either way.
+        assert_eq!(
+            lits(pred("f", FieldType::Keyword, Op::Cidr, &["10.0.0.0/8"])),
+            s(&["10.", "ffff:"])
+        );
+    }
+
+    #[test]
+    fn and_prefers_rare_needles_over_common_words() {
+        // `process where process.name == "terraform"`: the category word is in every process
+        // event (as a field name, too); the name is rarer, though shorter than nothing else.
+        assert_eq!(
+            lits(and(vec![
+                pred("event.category", FieldType::Keyword, Op::Eq, &["process"]),
+                kw(Op::EqCi, &["terraform"]),
+            ])),
+            s(&["terraform"])
+        );
+        assert_eq!(
+            lits(and(vec![
+                pred(
+                    "event.category",
+                    FieldType::Keyword,
+                    Op::Eq,
+                    &["authentication"]
+                ),
+                kw(Op::Eq, &["4625"]),
+            ])),
+            s(&["4625"])
+        );
+    }
+
+    #[test]
+    fn boolean_structure() {
+        // not: unfilterable.
+        assert_eq!(lits(not(kw(Op::Eq, &["abc"]))), None);
+        // and: the most selective filterable child (longest shortest needle, then fewest).
+        assert_eq!(
+            lits(and(vec![
+                kw(Op::Eq, &["network"]),
+                kw(Op::Eq, &["metadata"]),
+                not(kw(Op::Eq, &["x"]))
+            ])),
+            s(&["metadata"])
+        );
+        assert_eq!(
+            lits(and(vec![
+                kw(Op::Eq, &["abcd", "wxyz"]),
+                kw(Op::Eq, &["klmn"])
+            ])),
+            s(&["klmn"])
+        );
+        assert_eq!(
+            lits(and(vec![not(kw(Op::Eq, &["a"])), not(kw(Op::Eq, &["b"]))])),
+            None
+        );
+        // or: union; one unfilterable child spoils it.
+        assert_eq!(
+            lits(or(vec![kw(Op::Eq, &["abc"]), kw(Op::Eq, &["def"])])),
+            s(&["abc", "def"])
+        );
+        assert_eq!(
+            lits(or(vec![kw(Op::Eq, &["abc"]), not(kw(Op::Eq, &["def"]))])),
+            None
+        );
+        // An `and` picks around an unfilterable `or`.
+        assert_eq!(
+            lits(and(vec![
+                or(vec![kw(Op::Eq, &["abc"]), not(kw(Op::Eq, &["d"]))]),
+                kw(Op::Eq, &["xy"])
+            ])),
+            s(&["xy"])
+        );
+        // Union drops duplicates (case-insensitively) and needles holding another needle.
+        assert_eq!(
+            lits(or(vec![
+                kw(Op::Eq, &["xabcx", "ABC"]),
+                kw(Op::Wildcard, &["*abc*", "*zz*"])
+            ])),
+            s(&["ABC", "zz"])
+        );
+    }
+
+    #[test]
+    fn unfilterable_rule_disables_prefilter() {
+        let good = rule(vec![kw(Op::Eq, &["metadata"])]);
+        let bad = rule(vec![kw(Op::Eq, &["metadata"]), not(kw(Op::Eq, &["x"]))]);
+        assert!(Prefilter::new(std::slice::from_ref(&good)).is_active());
+        let p = Prefilter::new(&[good, bad]);
+        assert!(!p.is_active());
+        assert!(p.needles().is_empty());
+        assert!(p.is_candidate(b"{}"));
+    }
+
+    // ------------------------------------------------------------------ soundness
+
+    fn seed() -> Prefilter {
+        Prefilter::new(&[seed_ir()])
+    }
+
+    /// The seed and an `imds_endpoint` rule: the endpoint test holds the seed's needles.
+    fn seed_with_endpoint() -> Prefilter {
+        let p = Prefilter::new(&[
+            seed_ir(),
+            rule(vec![pred(
+                "url.full",
+                FieldType::Keyword,
+                Op::ImdsEndpoint,
+                &["imds-link-local"],
+            )]),
+        ]);
+        assert!(p.needles_held, "{}", p.strategy());
+        p
+    }
+
+    const SEED_FRAGMENTS: [&str; 11] = [
+        "169.254.169.254",
+        "metadata.google.internal",
+        "fd00:ec2::254",
+        "metadata/instance",
+        "iam/security-credentials",
+        "latest/meta-data",
+        "latest/dynamic",
+        "instance-identity",
+        "computeMetadata",
+        "imds.azure.com",
+        "metadata/v1",
+    ];
+
+    /// Many needles of letters only: their spellings overflow the packed searcher.
+    fn fallback() -> Prefilter {
+        let words: Vec<String> = (0..40u8)
+            .map(|i| format!("zq{}{}xw", (b'a' + i / 26) as char, (b'a' + i % 26) as char))
+            .collect();
+        let mut values: Vec<&str> = words.iter().map(|w| w.as_str()).collect();
+        values.extend(SEED_FRAGMENTS);
+        values.push("caf\u{e9}");
+        let p = Prefilter::new(&[rule(vec![
+            kw(Op::Wildcard, &values),
+            ip(&["169.254.169.254"]),
+        ])]);
+        assert!(
+            p.strategy().contains("case-insensitive"),
+            "{}",
+            p.strategy()
+        );
+        p
+    }
+
+    fn line(value: &str) -> Vec<u8> {
+        format!(r#"{{"event":{{"category":["process"]}},"process":{{"command_line":"{value}"}}}}"#)
+            .into_bytes()
+    }
+
+    fn assert_candidate(p: &Prefilter, value: &str) {
+        assert!(p.is_candidate(&line(value)), "missed: {value}");
+    }
+
+    fn assert_skipped(p: &Prefilter, value: &str) {
+        assert!(!p.is_candidate(&line(value)), "not skipped: {value}");
+    }
+
+    #[test]
+    fn escaped_and_cased_spellings_are_candidates() {
+        for p in [seed(), fallback()] {
+            for v in [
+                "curl http://169.254.169.254/latest/meta-data/",
+                r"curl http:\/\/x\/latest\/meta-data\/iam",
+                r"latest\/meta-data",
+                "LATEST/META-DATA",
+                r"LaTeSt\/MeTa-DaTa",
+                r"\u0069am/security-credentials",
+                r"iam\u002fsecurity-credentials",
+                r"iam\u002Fsecurity-credentials",
+                r"\u0031\u0036\u0039.254.169.254",
+                r"\u0049AM/security-credentials",
+                r"x\\\u0069am",
+                "::FFFF:A9FE:A9FE",
+                "::ffff:a9fe:a9fe",
+                "0:0:0:0:0:FFFF:169.254.169.254",
+                "COMPUTEMETADATA",
+                r"compute\u004detadata",
+            ] {
+                assert_candidate(&p, v);
+            }
+        }
+        let p = seed();
+        for v in [
+            "FD00:EC2::254",
+            "fd00:ec2::254",
+            r"imds.azure.com",
+            r"metadata\/v1",
+        ] {
+            assert_candidate(&p, v);
+        }
+        // A non-ASCII needle: any `\u` escape >= 0x80 (or a surrogate) is relevant.
+        let p = fallback();
+        assert_candidate(&p, "caf\u{e9}");
+        assert_candidate(&p, r"caf\u00e9");
+        assert_candidate(&p, r"caf\u00E9");
+        assert_candidate(&p, r"x \ud83d\ude00");
+    }
+
+    #[test]
+    fn irrelevant_escapes_are_skipped() {
+        for p in [seed(), fallback()] {
+            for v in [
+                r"\u003chtml\u003e a \u0026 b",
+                r"C:\\Users\\alice\\AppData",
+                r"C:\\Users\\U0069am",
+                // An even backslash run: `\\` then a literal `u0069`.
+                r"C:\\u0069am\\u0031",
+                r"\\\\u002f",
+                // `\U` is not an escape in JSON.
+                r"\U0069am",
+                r"http:\/\/example.com\/index.html",
+                "metadata instance latest meta data",
+                "169.254.169.25",
+                "a9fe a9fe",
+            ] {
+                assert_skipped(&p, v);
+            }
+        }
+        // With ASCII-only needles, non-ASCII escapes are irrelevant.
+        assert_skipped(&seed(), r"caf\u00e9 \ud83d\ude00");
+    }
+
+    #[test]
+    fn invalid_escape_is_candidate() {
+        // Not valid JSON: the parser should see (and report) it.
+        let p = seed();
+        assert!(p.is_candidate(br#"{"a":"\u00zz"}"#));
+        assert!(p.is_candidate(br#"{"a":"\u00"#));
+    }
+
+    /// Deterministic xorshift for the spelling fuzz.
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+    }
+
+    #[test]
+    fn finder_equals_fresh_searches() {
+        // The seed's needles and the endpoint test: lines pass by either, or by both.
+        let kinds = [
+            "curl http://169.254.169.254/latest",
+            "wget 0xa9fea9fe",
+            "GET /latest/api/token",
+            "echo imds.azure.com",
+            "cat iam/security-credentials",
+            "ls -la /tmp",
+            "ping 10.0.0.1",
+        ];
+        // The needle search runs apart (not held by the endpoint test): the cache is used.
+        let mut p = seed_with_endpoint();
+        p.needles_held = false;
+        let (search, test) = (p.search.as_ref().unwrap(), p.endpoint.as_ref().unwrap());
+        let mut rng = Rng(0x5EED_F00D_1234_5678);
+        for _ in 0..300 {
+            let lines: Vec<Vec<u8>> = (0..rng.below(30))
+                .map(|_| line(kinds[rng.below(kinds.len() as u64) as usize]))
+                .collect();
+            let hay = lines.join(&b'\n');
+            // As the scan does: search windows of a few lines, restart after each hit's line.
+            let mut finder = p.finder();
+            let (mut at, mut found) = (0, Vec::new());
+            while at < hay.len() {
+                let window = at + rng.below(400) as usize;
+                let end = memchr::memchr(b'\n', hay.get(window..).unwrap_or(&[]))
+                    .map_or(hay.len(), |i| window + i);
+                // Both searches from scratch, composed as `Finder::find` does.
+                let needle = search.find(&hay, at, end);
+                let fresh = test.first(&hay, at, needle.unwrap_or(end)).or(needle);
+                assert_eq!(
+                    finder.find(&hay, at, end),
+                    fresh,
+                    "{}",
+                    String::from_utf8_lossy(&hay)
+                );
+                match fresh {
+                    Some(h) => {
+                        found.push(h);
+                        at = memchr::memchr(b'\n', &hay[h..]).map_or(hay.len(), |i| h + i);
+                    }
+                    None => at = end,
+                }
+            }
+            let expected = lines
+                .iter()
+                .filter(|l| search.find(l, 0, l.len()).is_some() || test.may_match(l))
+                .count();
+            assert_eq!(found.len(), expected, "{}", String::from_utf8_lossy(&hay));
+        }
+    }
+
+    /// Write `text` as some JSON encoder might: random case, random `\u` escapes (either hex
+    /// case), `\/` for some slashes.
+    fn respell(rng: &mut Rng, text: &str) -> String {
+        let mut out = String::new();
+        for c in text.chars() {
+            let c = match rng.below(3) {
+                0 => c.to_ascii_uppercase(),
+                1 => c.to_ascii_lowercase(),
+                _ => c,
+            };
+            match rng.below(8) {
+                0 => {
+                    let esc = format!("\\u{:04x}", c as u32);
+                    out.push_str(&if rng.below(2) == 0 {
+                        esc.to_ascii_uppercase().replace("\\U", "\\u")
+                    } else {
+                        esc
+                    });
+                }
+                1 | 2 if c == '/' => out.push_str("\\/"),
+                _ => match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    c => out.push(c),
+                },
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn respelled_literals_are_candidates() {
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        for p in [seed(), fallback(), seed_with_endpoint()] {
+            for lit in SEED_FRAGMENTS.iter().chain(&["::ffff:a9fe:a9fe"]) {
+                for _ in 0..300 {
+                    let v = respell(&mut rng, lit);
+                    assert_candidate(&p, &format!("curl -s http://{v}/x"));
+                }
+            }
+        }
+        // Needles with quotes and backslashes.
+        let p = Prefilter::new(&[rule(vec![kw(Op::Wildcard, &["*say \"a\\b/c\"*"])])]);
+        for _ in 0..500 {
+            let v = respell(&mut rng, "say \"a\\b/c\"");
+            assert_candidate(&p, &format!("x {v} y"));
+        }
+    }
+
+    #[test]
+    fn find_reports_hits_within_range() {
+        let p = seed();
+        let hay = b"{\"a\":\"x\"}\n{\"a\":\"latest/dynamic\"}\n{\"a\":\"y\"}\n";
+        let second = hay.iter().position(|&b| b == b'\n').unwrap() + 1;
+        let hit = p.find(hay, 0, hay.len()).unwrap();
+        assert!(hit >= second && hit < second + 30);
+        assert_eq!(p.find(hay, 0, second - 1), None);
+        // An inactive prefilter makes every line a candidate.
+        let all = Prefilter::new(&[rule(vec![not(kw(Op::Eq, &["x"]))])]);
+        assert_eq!(all.find(hay, 3, hay.len()), Some(3));
+        assert_eq!(all.find(hay, 3, 3), None);
+    }
+
+    #[test]
+    fn anchors_fit_and_cover_every_needle() {
+        let needles: Vec<Vec<u8>> = (0..12)
+            .map(|i| format!("needle/number{i}").into_bytes())
+            .collect();
+        let ws = plan_anchors(&needles, 63).unwrap();
+        let total: usize = ws.iter().map(|w| w.spellings).sum();
+        assert!(total <= 63);
+        for (n, w) in needles.iter().zip(&ws) {
+            assert!(w.offset + w.len <= n.len());
+        }
+        // Short needles anchor on themselves.
+        let ws = plan_anchors(&[b"ab".to_vec()], 63).unwrap();
+        assert_eq!((ws[0].offset, ws[0].len), (0, 2));
+        assert!(plan_anchors(&vec![b"abcdef".to_vec(); 20], 63).is_none());
+    }
+}

@@ -1,0 +1,308 @@
+//! Needle extraction: from a rule's IR, the literals every match contains (as a JSON encoder
+//! writes them inside a string), or the `imds_endpoint` raw-line test standing for them.
+
+use super::cost::{literal_cost, ENDPOINT_COST};
+use crate::ir::{FieldType, Node, Op, Predicate, RuleIr};
+
+/// A literal every match of some subtree contains once decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Lit {
+    /// The decoded text.
+    pub(super) text: String,
+    /// How `text` appears raw inside a JSON string (canonical escapes).
+    pub(super) raw: Vec<u8>,
+}
+
+impl Lit {
+    fn new(text: &str) -> Lit {
+        Lit {
+            text: text.to_string(),
+            raw: json_encode(text),
+        }
+    }
+}
+
+/// JSON-encode `s` as it would appear inside a JSON string, with the short escapes encoders
+/// use (other spellings are `\uXXXX`, covered by the escape guard).
+fn json_encode(s: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            '\u{8}' => out.extend_from_slice(b"\\b"),
+            '\u{c}' => out.extend_from_slice(b"\\f"),
+            c if (c as u32) < 0x20 => {
+                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
+            }
+            c => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    out
+}
+
+/// The longest piece of `text` between U+FFFD (which may stand for invalid UTF-8 in the
+/// line); `None` when there is none.
+fn literal(text: &str) -> Option<Lit> {
+    text.split('\u{FFFD}')
+        .map(Lit::new)
+        .filter(|l| !l.raw.is_empty())
+        .max_by(|a, b| a.raw.len().cmp(&b.raw.len()).then(b.raw.cmp(&a.raw)))
+}
+
+/// Needles of an IP literal (spec/ir.md IP grammar); `None` when none is certain.
+fn ip_lits(value: &str) -> Option<Vec<Lit>> {
+    let b = crate::ip::parse_ip(value)?;
+    let groups: Vec<u16> = b
+        .chunks(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+        .collect();
+    if b[..10].iter().all(|&x| x == 0) && b[10] == 0xff && b[11] == 0xff {
+        // IPv4: dotted (no leading zeros, so one spelling), or the two mapped hex groups.
+        let dotted = format!("{}.{}.{}.{}", b[12], b[13], b[14], b[15]);
+        let (hi, lo) = (groups[6], groups[7]);
+        // 4 hex digits cannot carry leading zeros, and a nonzero group is never elided.
+        let hex = if hi >= 0x1000 && lo >= 0x1000 {
+            format!("{hi:x}:{lo:x}")
+        } else {
+            "ffff:".to_string()
+        };
+        return Some(vec![Lit::new(&dotted), Lit::new(&hex)]);
+    }
+    // A nonzero group among the first six is always written, in hex (the last two may be
+    // dotted), with optional leading zeros, and followed by `:`.
+    let mut best: Option<String> = None;
+    for g in groups[..6].iter().filter(|&&g| g != 0) {
+        let hex = format!("{g:x}:");
+        if !matches!(&best, Some(b) if hex.len() <= b.len()) {
+            best = Some(hex);
+        }
+    }
+    Some(vec![Lit::new(&best?)])
+}
+
+/// Needles of a `cidr` block: an address inside it is written, in every spelling, with one
+/// of them; `None` when nothing is certain (short prefixes, blocks holding IPv4 addresses
+/// without a whole IPv4 octet fixed).
+fn cidr_lits(value: &str) -> Option<Vec<Lit>> {
+    let c = crate::ip::parse_cidr(value)?;
+    let b = c.network;
+    let len = usize::from(c.len);
+    let mapped = crate::ip::ipv4_mapped([0; 4]);
+    if len >= 96 && b[..12] == mapped[..12] {
+        // An IPv4 block: dotted spellings start with the fixed whole octets (no leading zeros
+        // in IPv4), mapped hex spellings hold `ffff:` or a fixed 4-digit group.
+        let octets = (len - 96) / 8;
+        if octets == 0 {
+            return None;
+        }
+        let fixed: Vec<String> = b[12..12 + octets].iter().map(u8::to_string).collect();
+        let mut dotted = fixed.join(".");
+        if octets < 4 {
+            dotted.push('.');
+        }
+        let (hi, lo) = (
+            u16::from_be_bytes([b[12], b[13]]),
+            u16::from_be_bytes([b[14], b[15]]),
+        );
+        let hex = if len == 128 && hi >= 0x1000 && lo >= 0x1000 {
+            format!("{hi:x}:{lo:x}")
+        } else if len >= 112 && hi >= 0x1000 {
+            format!("{hi:x}:")
+        } else {
+            "ffff:".to_string()
+        };
+        return Some(vec![Lit::new(&dotted), Lit::new(&hex)]);
+    }
+    if len < 96 && c.contains(&mapped) {
+        return None; // holds IPv4 addresses, which need no `:` at all
+    }
+    // IPv6: a nonzero group among the first six that the prefix fixes is always written (hex,
+    // optional leading zeros) and followed by `:`.
+    let mut best: Option<String> = None;
+    for i in (0..6).filter(|i| 16 * (i + 1) <= len) {
+        let g = u16::from_be_bytes([b[2 * i], b[2 * i + 1]]);
+        let hex = format!("{g:x}:");
+        if g != 0 && !matches!(&best, Some(b) if hex.len() <= b.len()) {
+            best = Some(hex);
+        }
+    }
+    Some(vec![Lit::new(&best?)])
+}
+
+fn pred_lits(p: &Predicate) -> Option<Vec<Needle>> {
+    if p.op == Op::Exists {
+        return None; // any value at all
+    }
+    if p.op == Op::ImdsEndpoint {
+        // No literal every spelling holds: the endpoint raw-line test stands for it.
+        return Some(vec![Needle::Endpoint]);
+    }
+    let mut out = Vec::new();
+    for v in &p.values {
+        match (p.field_type, p.op) {
+            // `exists` returned above.
+            (_, Op::Exists) => return None,
+            (_, Op::ImdsEndpoint) => return Some(vec![Needle::Endpoint]),
+            (_, Op::Cidr) => out.extend(cidr_lits(v)?.into_iter().map(Needle::Literal)),
+            (FieldType::Ip, Op::Eq | Op::EqCi) => {
+                out.extend(ip_lits(v)?.into_iter().map(Needle::Literal))
+            }
+            (FieldType::Ip, _) => return None,
+            // The literal itself is in the value (the search ignores case, so the
+            // case-sensitive forms are covered too).
+            (
+                FieldType::Keyword,
+                Op::Eq
+                | Op::EqCi
+                | Op::StartsWith
+                | Op::StartsWithCi
+                | Op::EndsWith
+                | Op::EndsWithCi
+                | Op::Contains
+                | Op::ContainsCi,
+            ) => out.push(Needle::Literal(literal(v)?)),
+            (FieldType::Keyword, Op::Wildcard | Op::Like) => {
+                let best = v
+                    .split(['*', '?'])
+                    .filter_map(literal)
+                    .max_by(|a, b| a.raw.len().cmp(&b.raw.len()).then(b.raw.cmp(&a.raw)))?;
+                out.push(Needle::Literal(best));
+            }
+        }
+    }
+    Some(normalize(out))
+}
+
+/// Deduplicate (case-insensitively) and drop needles that contain another needle: a line
+/// holding the longer one holds the shorter one too. First-seen order is kept; the endpoint
+/// test is kept once and never subsumed (it is not a string to find).
+fn normalize(needles: Vec<Needle>) -> Vec<Needle> {
+    let mut seen = std::collections::HashSet::new();
+    let mut endpoint = false;
+    let needles: Vec<(Needle, Option<Vec<u8>>)> = needles
+        .into_iter()
+        .map(|n| {
+            let folded = match &n {
+                Needle::Literal(l) => Some(l.raw.to_ascii_lowercase()),
+                Needle::Endpoint => None,
+            };
+            (n, folded)
+        })
+        .filter(|(_, folded)| match folded {
+            Some(folded) => seen.insert(folded.clone()),
+            None => !std::mem::replace(&mut endpoint, true),
+        })
+        .collect();
+    // Quadratic: skipped for huge lists (say an IOC list), where it would cost more than
+    // it saves.
+    let subsume = needles.len() <= 1000;
+    needles
+        .iter()
+        .filter(|(_, folded)| {
+            let Some(folded) = folded else {
+                return true;
+            };
+            !(subsume
+                && needles.iter().any(|(_, other)| {
+                    other
+                        .as_ref()
+                        .is_some_and(|o| o.len() < folded.len() && contains(folded, o))
+                }))
+        })
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    memchr::memmem::find(hay, needle).is_some()
+}
+
+/// What a line must hold for some match of a subtree to be possible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Needle {
+    /// A literal, found raw in the line ignoring ASCII case.
+    Literal(Lit),
+    /// An `imds_endpoint` predicate: no literal every spelling holds; a line is a candidate
+    /// when [`super::raw_endpoint::RawTest`] passes it.
+    Endpoint,
+}
+
+impl Needle {
+    /// Length used to rank needle sets (shortest needle); the endpoint test ranks as a
+    /// 14-byte needle.
+    fn len(&self) -> usize {
+        match self {
+            Needle::Literal(lit) => lit.raw.len(),
+            Needle::Endpoint => 14,
+        }
+    }
+
+    /// Estimated occurrences per byte of log.
+    fn cost(&self) -> f64 {
+        match self {
+            Needle::Literal(lit) => literal_cost(&lit.raw),
+            Needle::Endpoint => ENDPOINT_COST,
+        }
+    }
+}
+
+/// How selective a needle set is, lower is better: the summed estimated frequency, then the
+/// longer shortest needle, then fewer needles. An empty set (the subtree never matches)
+/// beats everything.
+fn selectivity(needles: &[Needle]) -> (f64, std::cmp::Reverse<usize>, usize) {
+    let cost = needles.iter().map(Needle::cost).sum();
+    let shortest = needles.iter().map(Needle::len).min().unwrap_or(usize::MAX);
+    (cost, std::cmp::Reverse(shortest), needles.len())
+}
+
+fn more_selective(a: &[Needle], b: &[Needle]) -> bool {
+    let (x, y) = (selectivity(a), selectivity(b));
+    x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)) == std::cmp::Ordering::Less
+}
+
+/// Needles of a subtree; `None` = unfilterable (some match may contain no literal).
+pub(super) fn node_lits(node: &Node) -> Option<Vec<Needle>> {
+    match node {
+        Node::Pred(p) => pred_lits(p),
+        Node::Not { .. } => None,
+        Node::Or { args } => {
+            let mut all = Vec::new();
+            for a in args {
+                all.extend(node_lits(a)?);
+            }
+            Some(normalize(all))
+        }
+        // Every child must hold, so any one child's needles will do: take the best.
+        Node::And { args } => {
+            let mut best: Option<Vec<Needle>> = None;
+            for set in args.iter().filter_map(node_lits) {
+                let better = match &best {
+                    Some(b) => more_selective(&set, b),
+                    None => true,
+                };
+                if better {
+                    best = Some(set);
+                }
+            }
+            best
+        }
+    }
+}
+
+/// Needles of a set of rules; `None` when some rule is unfilterable.
+pub(super) fn rules_lits(rules: &[RuleIr]) -> Option<Vec<Needle>> {
+    let mut all = Vec::new();
+    for rule in rules {
+        for branch in &rule.branches {
+            all.extend(node_lits(&branch.expr)?);
+        }
+    }
+    Some(normalize(all))
+}

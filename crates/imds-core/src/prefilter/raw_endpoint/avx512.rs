@@ -1,0 +1,65 @@
+//! The AVX-512 kernel of the raw-line test: [`super::avx2`]'s pass on a whole 64-byte block
+//! at once, with compares that give the bit masks directly. `unsafe` is allowed here for the
+//! same two reasons: calling AVX-512 code once the CPU is known to have it (the `Avx512`
+//! token proves it), and unaligned vector loads from in-bounds slices.
+#![allow(unsafe_code)]
+
+use super::{Fingerprints, Masks, RawTest, ATON_NIBBLES, BLOCK, NUMBER_BUCKETS, PIECE_BUCKETS};
+use std::arch::x86_64::*;
+
+/// Proof that the CPU has AVX-512 F and BW: only [`Avx512::detect`] makes one.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Avx512(());
+
+impl Avx512 {
+    pub(super) fn detect() -> Option<Avx512> {
+        (is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw"))
+            .then_some(Avx512(()))
+    }
+}
+
+super::vector::nibble_kernel! {
+    cpu: Avx512,
+    features: "avx512f,avx512bw",
+    vector: __m512i,
+    and: _mm512_and_si512,
+    srli_epi16: _mm512_srli_epi16,
+    shuffle_epi8: _mm512_shuffle_epi8,
+    set1_epi8: _mm512_set1_epi8,
+}
+
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+fn table(t: &[u8; 16]) -> __m512i {
+    let mut lanes = [0u8; 64];
+    for lane in lanes.chunks_exact_mut(16) {
+        lane.copy_from_slice(t);
+    }
+    load(&lanes)
+}
+
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+fn load(bytes: &[u8]) -> __m512i {
+    let bytes: &[u8; 64] = bytes[..64].try_into().expect("64 bytes");
+    // SAFETY: `bytes` is 64 readable bytes; `loadu` has no alignment requirement.
+    unsafe { _mm512_loadu_si512(bytes.as_ptr().cast()) }
+}
+
+/// Every mask of `block`, as `masks_scalar` gives them.
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+fn masks(block: &[u8; BLOCK], t: &Tables) -> Masks {
+    let v = [load(&block[..]), load(&block[1..]), load(&block[2..])];
+    let (pieces, numbers) = buckets(&v, t);
+    let has = |x: __m512i, bits: u8| _mm512_test_epi8_mask(x, _mm512_set1_epi8(bits as i8));
+    let is = |x: __m512i, b: u8| _mm512_cmpeq_epi8_mask(x, _mm512_set1_epi8(b as i8));
+    let backslash = is(v[0], b'\\');
+    Masks {
+        aton: has(lookup(v[0], t.aton_lo, t.aton_hi), 0xFF),
+        marks: is(v[0], b'%') | (backslash & is(v[1], b'u')),
+        backslash,
+        pieces: has(pieces, 0xFF) | has(numbers, (PIECE_BUCKETS >> 8) as u8),
+        numbers: has(numbers, (NUMBER_BUCKETS >> 8) as u8),
+    }
+}

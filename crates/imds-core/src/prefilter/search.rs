@@ -1,0 +1,226 @@
+//! Literal search with escape guards: the aho-corasick automaton over anchors (or whole
+//! needles), each hit verified against its needle, plus the `\\u` (and `\\/`) escape guards.
+
+use super::anchors::{case_variants, plan_anchors, slash_spellings};
+use super::needles::Lit;
+use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind};
+
+/// Teddy (aho-corasick's packed searcher) refuses more patterns than this.
+const PACKED_LIMIT: usize = 64;
+
+/// Fallback mode: a needle with more slashes than this is not spelled with every `\/`
+/// combination; any real `\/` in a line makes it a candidate instead.
+const MAX_SLASH_SPELLINGS: usize = 3;
+
+/// One way an anchor can start at a hit position.
+#[derive(Debug, Clone)]
+struct Entry {
+    /// Folded spelling of the anchor (with `\/` where the text escapes a slash).
+    spelling: Vec<u8>,
+    needle: usize,
+    /// Anchor offset in the (canonical) needle.
+    offset: usize,
+    /// Slashes in the needle before the anchor: each may be written `\/` (one byte more).
+    slashes_before: usize,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Search {
+    pub(super) lits: Vec<Lit>,
+    /// Needles as searched: raw, ASCII-folded.
+    needles: Vec<Vec<u8>>,
+    ac: AhoCorasick,
+    /// Anchor entries by (folded) first byte.
+    entries: Vec<Vec<Entry>>,
+    /// Decoded ASCII chars (folded) that occur in some needle.
+    relevant_ascii: [bool; 128],
+    /// Some needle has a non-ASCII char: every `\u` escape ≥ 0x80 is relevant.
+    relevant_non_ascii: bool,
+    /// Fallback mode only: a real `\/` makes the line a candidate.
+    slash_guard: bool,
+    pub(super) strategy: String,
+}
+
+impl Search {
+    /// `None` only if the automaton cannot be built (then every line is a candidate).
+    pub(super) fn new(lits: Vec<Lit>) -> Option<Search> {
+        let needles: Vec<Vec<u8>> = lits.iter().map(|l| l.raw.to_ascii_lowercase()).collect();
+        let mut relevant_ascii = [false; 128];
+        let mut relevant_non_ascii = false;
+        for lit in &lits {
+            for c in lit.text.chars() {
+                if c.is_ascii() {
+                    relevant_ascii[c.to_ascii_lowercase() as usize] = true;
+                } else {
+                    relevant_non_ascii = true;
+                }
+            }
+        }
+        // `\u00` suffices when every needle char is ASCII: a 4-byte guard keeps Teddy fast.
+        let u_guard: &[u8] = if relevant_non_ascii { b"\\u" } else { b"\\u00" };
+        let mut entries: Vec<Vec<Entry>> = vec![Vec::new(); 256];
+        let slashes = |n: &[u8]| n.iter().filter(|&&b| b == b'/').count();
+        let packed = plan_anchors(&needles, PACKED_LIMIT - 1);
+        let (ac, slash_guard, strategy) = match packed {
+            Some(windows) => {
+                let mut patterns: Vec<Vec<u8>> = Vec::new();
+                for (i, w) in windows.iter().enumerate() {
+                    let anchor = &needles[i][w.offset..w.offset + w.len];
+                    for spelling in slash_spellings(anchor) {
+                        patterns.extend(case_variants(&spelling));
+                        entries[spelling[0] as usize].push(Entry {
+                            spelling,
+                            needle: i,
+                            offset: w.offset,
+                            slashes_before: slashes(&needles[i][..w.offset]),
+                        });
+                    }
+                }
+                patterns.sort();
+                patterns.dedup();
+                let n = patterns.len();
+                patterns.push(u_guard.to_vec());
+                let ac = AhoCorasick::builder()
+                    .match_kind(MatchKind::LeftmostFirst)
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .build(&patterns)
+                    .ok()?;
+                let strategy = format!(
+                    "exact-case automaton (packed prefilter) over {n} spellings of {} anchors \
+                     + `{}` guard",
+                    windows.len(),
+                    String::from_utf8_lossy(u_guard)
+                );
+                (ac, false, strategy)
+            }
+            None => {
+                let mut patterns = Vec::new();
+                let mut slash_guard = false;
+                for (i, n) in needles.iter().enumerate() {
+                    // Each slash may be `\/`: search every spelling, unless there are too many.
+                    let spellings = if slashes(n) <= MAX_SLASH_SPELLINGS {
+                        slash_spellings(n)
+                    } else {
+                        slash_guard = true;
+                        vec![n.clone()]
+                    };
+                    for spelling in spellings {
+                        patterns.push(spelling.clone());
+                        entries[spelling[0] as usize].push(Entry {
+                            spelling,
+                            needle: i,
+                            offset: 0,
+                            slashes_before: 0,
+                        });
+                    }
+                }
+                patterns.push(u_guard.to_vec());
+                if slash_guard {
+                    patterns.push(b"\\/".to_vec());
+                }
+                let kind = (patterns.len() <= 1000).then_some(AhoCorasickKind::DFA);
+                let ac = AhoCorasick::builder()
+                    .match_kind(MatchKind::LeftmostFirst)
+                    .ascii_case_insensitive(true)
+                    .kind(kind)
+                    .build(&patterns)
+                    .ok()?;
+                let strategy = format!(
+                    "case-insensitive automaton over {} needles + escape guards",
+                    needles.len()
+                );
+                (ac, slash_guard, strategy)
+            }
+        };
+        Some(Search {
+            lits,
+            needles,
+            ac,
+            entries,
+            relevant_ascii,
+            relevant_non_ascii,
+            slash_guard,
+            strategy,
+        })
+    }
+
+    pub(super) fn find(&self, hay: &[u8], mut at: usize, end: usize) -> Option<usize> {
+        while at < end {
+            let m = self.ac.find(Input::new(hay).span(at..end))?;
+            let p = m.start();
+            if self.relevant_at(hay, p, end) {
+                return Some(p);
+            }
+            at = p + 1;
+        }
+        None
+    }
+
+    /// Does a needle (in some spelling) or a relevant escape start at `p`?
+    fn relevant_at(&self, hay: &[u8], p: usize, end: usize) -> bool {
+        let hay = &hay[..end];
+        if hay[p] == b'\\' && real_escape(hay, p) {
+            match hay.get(p + 1) {
+                Some(b'u') if self.escape_relevant(hay.get(p + 2..p + 6)) => return true,
+                Some(b'/') if self.slash_guard => return true,
+                _ => {}
+            }
+        }
+        for e in &self.entries[hay[p].to_ascii_lowercase() as usize] {
+            if !starts_with_folded(&hay[p..], &e.spelling) {
+                continue;
+            }
+            let needle = &self.needles[e.needle];
+            for k in 0..=e.slashes_before {
+                if let Some(s) = p.checked_sub(e.offset + k) {
+                    if needle_at(hay, s, needle) {
+                        return true;
+                    }
+                }
+            }
+        }
+        false
+    }
+
+    /// Whether the `\u` escape with these 4 hex digits decodes to a needle character.
+    fn escape_relevant(&self, hex: Option<&[u8]>) -> bool {
+        let code = hex.and_then(|h| {
+            h.iter().try_fold(0u32, |acc, &b| {
+                (b as char).to_digit(16).map(|d| acc * 16 + d)
+            })
+        });
+        match code {
+            // Not an escape JSON allows: let the parser report the line.
+            None => true,
+            Some(c) if c < 0x80 => self.relevant_ascii[(c as u8).to_ascii_lowercase() as usize],
+            Some(_) => self.relevant_non_ascii,
+        }
+    }
+}
+
+/// The backslash at `p` starts an escape: the run of backslashes ending at `p` is odd.
+pub(super) fn real_escape(hay: &[u8], p: usize) -> bool {
+    let run = hay[..=p].iter().rev().take_while(|&&b| b == b'\\').count();
+    run % 2 == 1
+}
+
+fn starts_with_folded(hay: &[u8], folded: &[u8]) -> bool {
+    hay.len() >= folded.len()
+        && hay
+            .iter()
+            .zip(folded)
+            .all(|(h, f)| h.to_ascii_lowercase() == *f)
+}
+
+/// `needle` (folded) occurs at `s`, ignoring ASCII case, a `/` possibly written `\/`.
+fn needle_at(hay: &[u8], s: usize, needle: &[u8]) -> bool {
+    let mut i = s;
+    for &n in needle {
+        match hay.get(i) {
+            Some(h) if h.to_ascii_lowercase() == n => i += 1,
+            Some(b'\\') if n == b'/' && hay.get(i + 1) == Some(&b'/') => i += 2,
+            _ => return false,
+        }
+    }
+    true
+}

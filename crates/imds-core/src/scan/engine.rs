@@ -1,0 +1,272 @@
+//! The engine's interface: compiling rules, and the dispatch of a scan's inputs to the
+//! decoders, the regions of a large file, or byte ranges.
+
+use super::lines::LineScanner;
+use super::source::{self, Compression, Counted, Input};
+use super::{failed, open_file, Engine, ScanOptions, ScanReport, Stream};
+use crate::error::{InputError, InputErrorKind};
+use crate::eval::CompiledRule;
+use crate::ir::RuleIr;
+use crate::prefilter::{Prefilter, RuleGate};
+use rayon::prelude::*;
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+impl Engine {
+    /// Compile `rules`; an error names the rule's branch and field at fault.
+    pub fn new(rules: Vec<RuleIr>) -> Result<Engine, crate::Error> {
+        let prefilter = Prefilter::new(&rules);
+        let gate = (rules.len() > 1).then(|| RuleGate::new(&rules));
+        let rules = rules
+            .into_iter()
+            .map(CompiledRule::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Engine {
+            rules,
+            prefilter,
+            gate,
+        })
+    }
+
+    /// The compiled rules, in the order given.
+    pub fn rules(&self) -> &[CompiledRule] {
+        &self.rules
+    }
+
+    /// The prefilter of the rules.
+    pub fn prefilter(&self) -> &Prefilter {
+        &self.prefilter
+    }
+
+    /// The prefilter's needles, or `None` when the rules force a parse of every line.
+    pub fn needles(&self) -> Option<Vec<String>> {
+        self.prefilter.is_active().then(|| self.prefilter.needles())
+    }
+
+    /// Scan files; see [`Engine::scan_inputs`] (tests only: callers give [`Input`]s).
+    #[cfg(any(test, feature = "test-api"))]
+    pub fn scan_paths(
+        &self,
+        paths: &[std::path::PathBuf],
+        opts: &ScanOptions,
+        cancel: &AtomicBool,
+    ) -> ScanReport {
+        let inputs = paths.iter().cloned().map(Input::Path).collect();
+        self.scan_inputs(inputs, opts, cancel, &AtomicU64::new(0))
+    }
+
+    /// Scan the inputs, decoding gzip and zstd (found by their magic bytes). An input that
+    /// cannot be read, or only in part, is recorded in its `FileStats::error`, with what was
+    /// read before the failure scanned; the other inputs are scanned. Checks `cancel` at
+    /// least once per buffer: a cancelled scan returns what it found so far. `progress` is
+    /// increased by every byte read from the sources (compressed bytes for compressed input).
+    /// Runs on a pool of `opts.threads` threads: inputs in parallel, and when there are fewer
+    /// inputs than threads, chunks of each input too. Memory: see the module documentation.
+    pub fn scan_inputs(
+        &self,
+        inputs: Vec<Input>,
+        opts: &ScanOptions,
+        cancel: &AtomicBool,
+        progress: &AtomicU64,
+    ) -> ScanReport {
+        let count = inputs.len();
+        let parts = in_pool(opts.threads, || {
+            let workers = rayon::current_num_threads().div_ceil(count.max(1));
+            inputs
+                .into_par_iter()
+                .with_max_len(1)
+                .enumerate()
+                .map(|(source, input)| {
+                    self.scan_input(input, source, opts, cancel, workers, progress)
+                })
+                .collect::<Vec<_>>()
+        });
+        let mut report = ScanReport::default();
+        for part in parts {
+            report.files.extend(part.files);
+            report.hits.extend(part.hits);
+            report.cancelled |= part.cancelled;
+        }
+        report
+    }
+
+    /// Scan one input with up to `workers` threads of the current pool.
+    fn scan_input(
+        &self,
+        input: Input,
+        source: usize,
+        opts: &ScanOptions,
+        cancel: &AtomicBool,
+        workers: usize,
+        progress: &AtomicU64,
+    ) -> ScanReport {
+        if cancel.load(Ordering::Relaxed) {
+            let mut report = failed(InputError::new(InputErrorKind::Interrupted));
+            report.cancelled = true;
+            return report;
+        }
+        let scan = Stream {
+            source,
+            opts,
+            cancel,
+            workers,
+            own: &AtomicU64::new(0),
+            progress,
+        };
+        match input {
+            Input::Path(path) => {
+                let mut file = match open_file(&path) {
+                    Ok(file) => file,
+                    Err(e) => return failed(e),
+                };
+                let head = match source::read_head(&mut file) {
+                    Ok(head) => head,
+                    Err(e) => return failed(InputError::read(0, None, &e)),
+                };
+                #[cfg(unix)]
+                if workers > 1 && Compression::detect(&head) == Ok(Compression::Plain) {
+                    if let Some(report) = self.scan_regions(&file, &scan) {
+                        return report;
+                    }
+                }
+                self.scan_source(head, file, &scan)
+            }
+            Input::Range { path, start, end } => self.scan_range(&path, start, end, &scan),
+            Input::StreamRange { reader, start, end } => {
+                self.scan_range_of(reader, start, end, &scan)
+            }
+            Input::Stdin => self.scan_raw(source::CancellableStdin::new(cancel), &scan),
+            Input::Reader(reader) => self.scan_raw(reader, &scan),
+        }
+    }
+
+    /// Scan a stream (a file, stdin, a socket), decoding gzip or zstd, in buffers of
+    /// `opts.buffer_size` (a line longer than the buffer grows it), on `opts.threads`
+    /// threads. Returns one `FileStats`; hits carry `source`. A read or decoding error ends
+    /// the scan of this stream and is recorded in `FileStats::error`; `cancel` is checked
+    /// once per buffer.
+    pub fn scan_reader<R: Read + Send>(
+        &self,
+        reader: R,
+        source: usize,
+        opts: &ScanOptions,
+        cancel: &AtomicBool,
+    ) -> ScanReport {
+        in_pool(opts.threads, || {
+            let scan = Stream {
+                source,
+                opts,
+                cancel,
+                workers: rayon::current_num_threads(),
+                own: &AtomicU64::new(0),
+                progress: &AtomicU64::new(0),
+            };
+            self.scan_raw(reader, &scan)
+        })
+    }
+
+    /// Read the first bytes of a stream, then scan it.
+    fn scan_raw<R: Read + Send>(&self, mut reader: R, scan: &Stream<'_>) -> ScanReport {
+        match source::read_head(&mut reader) {
+            Ok(head) => self.scan_source(head, reader, scan),
+            Err(e) => failed(InputError::read(0, None, &e)),
+        }
+    }
+
+    /// Scan a stream whose first bytes (`head`) were read already: plain, or decoded.
+    fn scan_source<R: Read + Send>(&self, head: Vec<u8>, rest: R, scan: &Stream<'_>) -> ScanReport {
+        scan.own.fetch_add(head.len() as u64, Ordering::Relaxed);
+        scan.progress
+            .fetch_add(head.len() as u64, Ordering::Relaxed);
+        let compression = match Compression::detect(&head) {
+            Ok(compression) => compression,
+            Err(kind) => return failed(InputError::unsupported(kind, None)),
+        };
+        let input = source::rejoin(head, Counted::new(rest, scan.own, scan.progress));
+        let (mut lines, mut cancelled, mut error) = match compression {
+            Compression::Plain => self.stream_lines(input, scan, true),
+            Compression::Gzip => match self.decoded(source::gzip(input), "gzip", scan) {
+                Ok(scanned) => scanned,
+                Err(reason) => return failed(reason),
+            },
+            Compression::Zstd => match source::zstd(input) {
+                Ok(decoder) => match self.decoded(decoder, "zstd", scan) {
+                    Ok(scanned) => scanned,
+                    Err(reason) => return failed(reason),
+                },
+                Err(e) => {
+                    return failed(InputError {
+                        compression: Some("zstd"),
+                        ..InputError::new(InputErrorKind::Decoder).with_cause(&e)
+                    })
+                }
+            },
+        };
+        if error.as_ref().is_some_and(source::is_cancelled) {
+            (cancelled, error) = (true, None);
+        }
+        let raw = scan.own.load(Ordering::Relaxed);
+        let stats = &mut lines.stats;
+        stats.compression = compression.name();
+        stats.source_bytes = raw;
+        let (bytes, line) = (stats.bytes, lines.line_no);
+        stats.error = match (error, compression.name()) {
+            (Some(e), Some(kind)) => Some(InputError {
+                offset: Some(raw),
+                line: Some(line),
+                compression: Some(kind),
+                decoded: Some(bytes),
+                ..InputError::new(InputErrorKind::Damaged).with_cause(&e)
+            }),
+            (Some(e), None) => Some(InputError::read(bytes, Some(line), &e)),
+            (None, _) if cancelled => Some(InputError::interrupted(bytes, line)),
+            (None, _) => None,
+        };
+        lines.finish(cancelled)
+    }
+
+    /// Scan decompressed data, unless it is compressed again (`.gz.gz`) or UTF-16/32 text:
+    /// those are refused (`Err`), not decoded a second time.
+    fn decoded<'a, R: Read + Send>(
+        &'a self,
+        mut decoder: R,
+        outer: &'static str,
+        scan: &Stream<'a>,
+    ) -> Result<(LineScanner<'a>, bool, Option<io::Error>), InputError> {
+        let (head, error) = source::read_head_keep(&mut decoder);
+        if let Err(kind) = Compression::detect(&head).and_then(|inner| match inner.name() {
+            Some(name) => Err(name),
+            None => Ok(inner),
+        }) {
+            return Err(match kind {
+                "gzip" | "zstd" => InputError {
+                    compression: Some(outer),
+                    format: Some(kind),
+                    ..InputError::new(InputErrorKind::NestedCompression)
+                },
+                _ => InputError::unsupported(kind, Some(outer)),
+            });
+        }
+        let rest = source::Failing(error).chain(decoder);
+        Ok(self.stream_lines(source::rejoin(head, rest), scan, true))
+    }
+
+    /// Scan bytes already in memory on the calling thread (one source, index 0), in one
+    /// piece: the reference the chunked scans are tested against.
+    #[cfg(any(test, feature = "test-api"))]
+    pub fn scan_bytes(&self, data: &[u8], opts: &ScanOptions) -> ScanReport {
+        let mut scan = LineScanner::new(self, 0, opts);
+        scan.stats.bytes = data.len() as u64;
+        scan.lines(data, true);
+        scan.finish(false)
+    }
+}
+
+/// Run `f` on a pool of `threads` threads (0 = all cores), or on the current one when no
+/// pool can be built.
+fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+    match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+        Ok(pool) => pool.install(f),
+        Err(_) => f(),
+    }
+}

@@ -1,0 +1,294 @@
+//! Streaming inputs through the decoder, the prefilter and the rules, in parallel.
+//!
+//! Memory: each worker thread holds at most two read buffers of `buffer_size` (a line longer
+//! than the buffer grows the buffer holding it, to at most twice the line and never beyond
+//! `max_line_bytes` + 1: a longer line is streamed past, counted but not evaluated; the
+//! buffer shrinks back once the long line is scanned), plus, per input
+//! being read, a decoder's state (gzip: a 256 KiB read buffer and a 32 KiB window; zstd: a
+//! 256 KiB read buffer and the frame's window, 8 MiB at most for levels up to 19 without
+//! `--long`). Nothing grows with the size of the input.
+//!
+//! Layout: this file holds the shared types ([`Engine`], options, hits, statistics); `engine`
+//! is the engine's interface and the dispatch of each input (decoders, regions, byte ranges);
+//! `source` is where bytes come from and how they are decoded; `regions` cuts a large plain
+//! file into regions read in parallel and reads byte-range inputs; `lines` is the line
+//! framing: chunks of whole lines, the stream driver, and the per-line scanner. Dependencies
+//! go one way: engine → regions → lines → this file's types (and source).
+
+mod engine;
+mod lines;
+mod regions;
+pub(crate) mod source;
+
+pub use source::{Compression, Input, ReadSeek};
+
+use crate::error::{InputError, InputErrorKind};
+use crate::eval::{CompiledRule, Witness};
+use crate::prefilter::{Prefilter, RuleGate};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+
+/// Compiled rules with their prefilter: scans inputs.
+pub struct Engine {
+    pub(super) rules: Vec<CompiledRule>,
+    pub(super) prefilter: Prefilter,
+    /// With several rules: which of them a candidate line can match (off with the prefilter).
+    pub(super) gate: Option<RuleGate>,
+}
+
+/// What one input's scan needs besides the reader.
+#[derive(Clone, Copy)]
+pub(super) struct Stream<'a> {
+    pub(super) source: usize,
+    pub(super) opts: &'a ScanOptions,
+    pub(super) cancel: &'a AtomicBool,
+    /// Threads of the current pool this input may use.
+    pub(super) workers: usize,
+    /// Bytes read from this input's source.
+    pub(super) own: &'a AtomicU64,
+    /// Bytes read from all sources.
+    pub(super) progress: &'a AtomicU64,
+}
+
+/// Open a file to scan (a directory is an error, not something to read).
+pub(super) fn open_file(path: &Path) -> Result<File, InputError> {
+    let file = File::open(path).map_err(|e| InputError::open(&e))?;
+    match file.metadata() {
+        Ok(meta) if meta.is_dir() => Err(InputError::new(InputErrorKind::IsDirectory)),
+        Ok(_) => Ok(file),
+        Err(e) => Err(InputError::open(&e)),
+    }
+}
+
+/// The report of an input that could not be scanned at all.
+pub(super) fn failed(error: InputError) -> ScanReport {
+    ScanReport {
+        files: vec![FileStats {
+            error: Some(error),
+            ..FileStats::default()
+        }],
+        hits: Vec::new(),
+        cancelled: false,
+    }
+}
+
+/// How a scan runs.
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    /// Worker threads; 0 = all cores.
+    pub threads: usize,
+    /// Read buffer size in bytes.
+    pub buffer_size: usize,
+    /// false = evaluate every line (used to test that the prefilter is sound).
+    pub prefilter: bool,
+    /// How many malformed lines per file are kept as examples (all are counted).
+    pub max_examples: usize,
+    /// A line longer than this (in bytes, without its `\n`) is not evaluated: it is read
+    /// past in bounded memory and counted in `FileStats::long_lines` (and as malformed).
+    pub max_line_bytes: usize,
+}
+
+/// The default of [`ScanOptions::max_line_bytes`]: 64 MiB.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 64 << 20;
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions {
+            threads: 0,
+            buffer_size: 4 << 20,
+            prefilter: true,
+            max_examples: 5,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+        }
+    }
+}
+
+/// One alerting event.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// Index into the inputs given to [`Engine::scan_inputs`].
+    pub source: usize,
+    /// 1-based line number (for a byte-range input: counted from the range's first line).
+    pub line: u64,
+    /// Index into the engine's rules.
+    pub rule: usize,
+    /// Index of the rule's matching branch.
+    pub branch: usize,
+    /// The value that made the branch match, when it has one.
+    pub witness: Option<Witness>,
+    /// The event's line (without line ending).
+    pub event: String,
+}
+
+/// What happened to one input.
+#[derive(Debug, Clone, Default)]
+pub struct FileStats {
+    /// Bytes scanned (decompressed bytes for compressed input).
+    pub bytes: u64,
+    /// Non-blank lines.
+    pub events: u64,
+    /// Lines the prefilter passed to the JSON parser (all events when it is off).
+    pub candidates: u64,
+    /// Hits (an event matching several rules counts once per rule).
+    pub hits: u64,
+    /// Lines that are not events: for lines the prefilter skips, only the framing is checked
+    /// (first non-blank byte `{`, last `}`); candidate lines are fully parsed.
+    pub malformed: u64,
+    /// Parsed lines that were not valid UTF-8 (lines the prefilter skips are not checked).
+    pub invalid_utf8: u64,
+    /// Lines longer than `max_line_bytes`: not evaluated, also counted in `malformed` (with
+    /// their length in the example's reason).
+    pub long_lines: u64,
+    /// (1-based line, reason) for the first `max_examples` malformed lines.
+    pub malformed_examples: Vec<(u64, String)>,
+    /// Set when the input could not be read (fully): its kind, and the byte offset and line
+    /// where reading stopped. Stats and hits cover what was read before it.
+    pub error: Option<InputError>,
+    /// `Some("gzip")`/`Some("zstd")` for compressed input (`bytes` counts decompressed bytes).
+    pub compression: Option<&'static str>,
+    /// Bytes read from the source itself (compressed bytes for compressed input).
+    pub source_bytes: u64,
+    /// (rule, allowlist entry) → events a branch of the rule matched that the entry (the
+    /// first matching one) dropped.
+    pub allowlisted: BTreeMap<(usize, usize), u64>,
+    /// Lines read, blank ones included (the number of the last line). For a byte-range
+    /// input, the lines it owns: the next range's line numbers follow on from them.
+    pub lines: u64,
+}
+
+/// The value of one field of [`FileStats`], as [`FileStats::fields`] gives it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StatValue<'a> {
+    /// A count.
+    Count(u64),
+    /// A number that may be absent.
+    Number(Option<u64>),
+    /// A text that may be absent.
+    Text(Option<String>),
+    /// (line, reason) pairs.
+    Examples(&'a [(u64, String)]),
+    /// (rule, allowlist entry) → count.
+    Allowlisted(&'a BTreeMap<(usize, usize), u64>),
+}
+
+impl FileStats {
+    /// The error's text, as users see it.
+    pub fn error_text(&self) -> Option<String> {
+        self.error.as_ref().map(ToString::to_string)
+    }
+
+    /// The names of the per-input statistics, in the order of [`FileStats::fields`]: the one
+    /// definition of their shape, which the Python binding exposes as `STATS_FIELDS`.
+    /// `error` is the error's text; `error_kind` ([`crate::InputErrorKind::as_str`]),
+    /// `error_offset` and `error_line` are its fields.
+    pub const FIELDS: [&'static str; 16] = [
+        "bytes",
+        "events",
+        "candidates",
+        "hits",
+        "malformed",
+        "invalid_utf8",
+        "long_lines",
+        "malformed_examples",
+        "error",
+        "error_kind",
+        "error_offset",
+        "error_line",
+        "compression",
+        "source_bytes",
+        "allowlisted",
+        "lines",
+    ];
+
+    /// Every statistic as (name, value), named as in [`FileStats::FIELDS`].
+    pub fn fields(&self) -> [(&'static str, StatValue<'_>); 16] {
+        // Destructured without `..`: a field added to the struct must be added here too.
+        let FileStats {
+            bytes,
+            events,
+            candidates,
+            hits,
+            malformed,
+            invalid_utf8,
+            long_lines,
+            malformed_examples,
+            error,
+            compression,
+            source_bytes,
+            allowlisted,
+            lines,
+        } = self;
+        let values = [
+            StatValue::Count(*bytes),
+            StatValue::Count(*events),
+            StatValue::Count(*candidates),
+            StatValue::Count(*hits),
+            StatValue::Count(*malformed),
+            StatValue::Count(*invalid_utf8),
+            StatValue::Count(*long_lines),
+            StatValue::Examples(malformed_examples),
+            StatValue::Text(error.as_ref().map(ToString::to_string)),
+            StatValue::Text(error.as_ref().map(|e| e.kind.as_str().to_string())),
+            StatValue::Number(error.as_ref().and_then(|e| e.offset)),
+            StatValue::Number(error.as_ref().and_then(|e| e.line)),
+            StatValue::Text(compression.map(str::to_string)),
+            StatValue::Count(*source_bytes),
+            StatValue::Allowlisted(allowlisted),
+            StatValue::Count(*lines),
+        ];
+        let mut names = Self::FIELDS.into_iter();
+        values.map(|value| (names.next().unwrap_or_default(), value))
+    }
+}
+
+/// The result of a scan.
+#[derive(Debug, Clone, Default)]
+pub struct ScanReport {
+    /// One per input path, in the order given.
+    pub files: Vec<FileStats>,
+    /// Sorted by (source, line, rule).
+    pub hits: Vec<Hit>,
+    /// True when the scan stopped early because `cancel` was set.
+    pub cancelled: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::InputErrorKind;
+
+    #[test]
+    fn stats_fields_agree_with_the_struct() {
+        let stats = FileStats {
+            error: Some(InputError::read(7, Some(2), &std::io::Error::other("x"))),
+            ..FileStats::default()
+        };
+        let names: Vec<&str> = stats.fields().iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, FileStats::FIELDS);
+        let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
+        assert_eq!(unique.len(), names.len(), "a name is listed twice");
+        let value = |name| {
+            stats
+                .fields()
+                .into_iter()
+                .find(|(n, _)| *n == name)
+                .unwrap()
+                .1
+        };
+        assert_eq!(value("error_offset"), StatValue::Number(Some(7)));
+        assert_eq!(value("error_line"), StatValue::Number(Some(2)));
+        assert_eq!(
+            value("error_kind"),
+            StatValue::Text(Some(InputErrorKind::Read.as_str().into()))
+        );
+        assert_eq!(
+            value("error"),
+            StatValue::Text(Some("read error at byte 7 (line 2): x".into()))
+        );
+        // Every struct field has a name: the destructuring in `fields` has no `..`, and the
+        // three derived `error_*` names are the only extra ones.
+        assert_eq!(FileStats::FIELDS.len(), 13 + 3);
+    }
+}
