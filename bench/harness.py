@@ -332,7 +332,7 @@ def build_cases(
                     corpus,
                     label,
                     _worker_json,
-                    "imds_scan.scan.run_scan in a fresh interpreter; MB/s from the call's "
+                    "imds_scan.run_scan in a fresh interpreter; MB/s from the call's "
                     "own time (start-up shown apart)",
                 )
             )

@@ -434,7 +434,7 @@ def run_api(paths: list[str], threads: int, pack: str | None = None) -> dict[str
         "events": stats.total("events"),
         "candidates": stats.total("candidates"),
         "work_s": work,
-        "notes": "imds_scan.scan.run_scan(engine='rust'); time of the call, imports excluded"
+        "notes": "imds_scan.run_scan(engine='rust'); time of the call, imports excluded"
         + (f"; default rule + {pack} pack" if pack else ""),
     }
 

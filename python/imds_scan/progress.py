@@ -10,7 +10,7 @@ from typing import TextIO
 
 
 class ProgressBar:
-    """``progress(read, total)`` callable for ``imds_scan.scan``; a context manager."""
+    """``progress(read, total)`` callable for ``scan`` and ``run_scan``; a context manager."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         from rich.console import Console

@@ -1,5 +1,5 @@
 //! IP address parsing exactly as spec/ir.md specifies (hand-written so the Python reference
-//! engine, `python/imds_scan/ipaddr.py`, can mirror it rule for rule).
+//! engine, `python/imds_scan/reference/ip.py`, can mirror it rule for rule).
 
 /// Parse an IPv4 or IPv6 address into 16 bytes (IPv4 as IPv4-mapped). `None` if invalid.
 ///

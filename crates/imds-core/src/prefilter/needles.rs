@@ -306,3 +306,231 @@ pub(super) fn rules_lits(rules: &[RuleIr]) -> Option<Vec<Needle>> {
     }
     Some(normalize(all))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_ir::*;
+    use crate::ir::{FieldType, Node, Op};
+
+    #[test]
+    fn ip_needles() {
+        assert_eq!(
+            lits(ip(&["169.254.169.254"])),
+            s(&["169.254.169.254", "a9fe:a9fe"])
+        );
+        // A group below 0x1000 may be written with leading zeros: fall back to `ffff:`.
+        assert_eq!(lits(ip(&["10.0.0.1"])), s(&["10.0.0.1", "ffff:"]));
+        assert_eq!(lits(ip(&["169.254.0.1"])), s(&["169.254.0.1", "ffff:"]));
+        // IPv4-mapped IPv6 literals are IPv4.
+        assert_eq!(
+            lits(ip(&["::ffff:169.254.169.254"])),
+            s(&["169.254.169.254", "a9fe:a9fe"])
+        );
+        assert_eq!(
+            lits(ip(&["::FFFF:a9fe:a9fe"])),
+            s(&["169.254.169.254", "a9fe:a9fe"])
+        );
+        // IPv6: the longest nonzero group among the first six, without leading zeros.
+        assert_eq!(lits(ip(&["FD00:EC2:0:0:0:0:0:254"])), s(&["fd00:"]));
+        assert_eq!(lits(ip(&["fd00:0ec2::254%eth0"])), s(&["fd00:"]));
+        assert_eq!(lits(ip(&["64:ff9b::a9fe:a9fe"])), s(&["ff9b:"]));
+        assert_eq!(lits(ip(&["1:22:3:44:5:6:7:8"])), s(&["22:"]));
+        // Nothing certain: only the last two groups (or none) are nonzero.
+        assert_eq!(lits(ip(&["::1"])), None);
+        assert_eq!(lits(ip(&["::"])), None);
+        assert_eq!(lits(ip(&["::169.254.169.254"])), None);
+        assert_eq!(lits(ip(&["::1:2"])), None);
+        // Several values: union; one unfilterable value spoils the predicate.
+        assert_eq!(
+            lits(ip(&["169.254.169.254", "fd00:ec2::254"])),
+            s(&["169.254.169.254", "a9fe:a9fe", "fd00:"])
+        );
+        assert_eq!(lits(ip(&["169.254.169.254", "::1"])), None);
+        // eq_ci on an ip field compares addresses too; a wildcard cannot be used.
+        assert_eq!(
+            lits(pred("source.ip", FieldType::Ip, Op::EqCi, &["10.1.2.3"])),
+            s(&["10.1.2.3", "ffff:"])
+        );
+        assert_eq!(
+            lits(pred("source.ip", FieldType::Ip, Op::Wildcard, &["10.*"])),
+            None
+        );
+        assert_eq!(lits(ip(&["not an address"])), None);
+    }
+
+    #[test]
+    fn keyword_needles_are_json_encoded() {
+        assert_eq!(
+            lits(kw(Op::Eq, &["a\"b\\c\td\n\u{1}é/"])),
+            s(&["a\\\"b\\\\c\\td\\n\\u0001é/"])
+        );
+        assert_eq!(
+            lits(kw(Op::EqCi, &["Cloud-Init", "WAAGENT"])),
+            s(&["Cloud-Init", "WAAGENT"])
+        );
+        // U+FFFD may stand for invalid UTF-8 in the line: only the longest piece is certain.
+        assert_eq!(lits(kw(Op::Eq, &["ab\u{FFFD}cdef"])), s(&["cdef"]));
+        assert_eq!(lits(kw(Op::Eq, &["\u{FFFD}"])), None);
+        assert_eq!(lits(kw(Op::Eq, &[""])), None);
+        assert_eq!(lits(kw(Op::Eq, &["abc", ""])), None);
+    }
+
+    #[test]
+    fn wildcard_needles() {
+        assert_eq!(
+            lits(kw(Op::Wildcard, &["*169.254.169.254*"])),
+            s(&["169.254.169.254"])
+        );
+        assert_eq!(lits(kw(Op::Wildcard, &["*foo?barbaz*q"])), s(&["barbaz"]));
+        assert_eq!(lits(kw(Op::Wildcard, &["exact"])), s(&["exact"]));
+        assert_eq!(lits(kw(Op::Wildcard, &["*?*"])), None);
+        assert_eq!(lits(kw(Op::Wildcard, &["*"])), None);
+        assert_eq!(lits(kw(Op::Wildcard, &["*abc*", "**"])), None);
+        assert_eq!(lits(kw(Op::Wildcard, &["*a\"b*"])), s(&["a\\\"b"]));
+    }
+
+    #[test]
+    fn affix_and_like_needles() {
+        for op in [
+            Op::Like,
+            Op::StartsWith,
+            Op::StartsWithCi,
+            Op::EndsWith,
+            Op::EndsWithCi,
+            Op::Contains,
+            Op::ContainsCi,
+        ] {
+            assert_eq!(lits(kw(op, &["curl"])), s(&["curl"]), "{op:?}");
+            assert_eq!(lits(kw(op, &["a/\"b"])), s(&["a/\\\"b"]), "{op:?}");
+            // An empty literal holds for any value (startsWith(f, "")): nothing is certain.
+            assert_eq!(lits(kw(op, &["curl", ""])), None, "{op:?}");
+        }
+        assert_eq!(lits(kw(Op::Like, &["*Meta?Data*"])), s(&["Data"]));
+        assert_eq!(lits(kw(Op::Exists, &[])), None);
+        // On an ip field only equality and cidr are defined.
+        assert_eq!(
+            lits(pred("source.ip", FieldType::Ip, Op::StartsWith, &["10."])),
+            None
+        );
+    }
+
+    fn cidr(values: &[&str]) -> Node {
+        pred("destination.ip", FieldType::Ip, Op::Cidr, values)
+    }
+
+    #[test]
+    fn cidr_needles() {
+        assert_eq!(lits(cidr(&["169.254.0.0/16"])), s(&["169.254.", "a9fe:"]));
+        assert_eq!(
+            lits(cidr(&["169.254.169.254/32"])),
+            s(&["169.254.169.254", "a9fe:a9fe"])
+        );
+        assert_eq!(
+            lits(cidr(&["169.254.169.254"])),
+            lits(cidr(&["169.254.169.254/32"]))
+        );
+        // A group below 0x1000 may carry leading zeros: fall back to the mapped `ffff:`.
+        assert_eq!(lits(cidr(&["10.0.0.0/8"])), s(&["10.", "ffff:"]));
+        assert_eq!(lits(cidr(&["10.1.2.0/23"])), s(&["10.1.", "ffff:"]));
+        assert_eq!(lits(cidr(&["192.168.0.0/16"])), s(&["192.168.", "c0a8:"]));
+        assert_eq!(
+            lits(cidr(&["::ffff:192.168.0.0/112"])),
+            s(&["192.168.", "c0a8:"])
+        );
+        // No whole octet fixed: nothing certain.
+        assert_eq!(lits(cidr(&["128.0.0.0/1"])), None);
+        assert_eq!(lits(cidr(&["0.0.0.0/0"])), None);
+        // IPv6 blocks: a nonzero group the prefix fixes, among the first six.
+        assert_eq!(lits(cidr(&["fd00:ec2::/32"])), s(&["fd00:"]));
+        assert_eq!(lits(cidr(&["fd00:ec2::254/128"])), s(&["fd00:"]));
+        assert_eq!(lits(cidr(&["fd00::/8"])), None);
+        assert_eq!(lits(cidr(&["fe80::/10"])), None);
+        assert_eq!(lits(cidr(&["2001:db8:1234::/48"])), s(&["2001:"]));
+        assert_eq!(lits(cidr(&["0:db8:1234::/48"])), s(&["1234:"]));
+        // A block holding IPv4-mapped addresses matches plain dotted IPv4 values.
+        assert_eq!(lits(cidr(&["::/0"])), None);
+        assert_eq!(lits(cidr(&["::/80"])), None);
+        assert_eq!(lits(cidr(&["::/96"])), None);
+        // Any field type: values are read as addresses either way.
+        assert_eq!(
+            lits(pred("f", FieldType::Keyword, Op::Cidr, &["10.0.0.0/8"])),
+            s(&["10.", "ffff:"])
+        );
+    }
+
+    #[test]
+    fn and_prefers_rare_needles_over_common_words() {
+        // `process where process.name == "terraform"`: the category word is in every process
+        // event (as a field name, too); the name is rarer, though shorter than nothing else.
+        assert_eq!(
+            lits(and(vec![
+                pred("event.category", FieldType::Keyword, Op::Eq, &["process"]),
+                kw(Op::EqCi, &["terraform"]),
+            ])),
+            s(&["terraform"])
+        );
+        assert_eq!(
+            lits(and(vec![
+                pred(
+                    "event.category",
+                    FieldType::Keyword,
+                    Op::Eq,
+                    &["authentication"]
+                ),
+                kw(Op::Eq, &["4625"]),
+            ])),
+            s(&["4625"])
+        );
+    }
+
+    #[test]
+    fn boolean_structure() {
+        // not: unfilterable.
+        assert_eq!(lits(not(kw(Op::Eq, &["abc"]))), None);
+        // and: the most selective filterable child (longest shortest needle, then fewest).
+        assert_eq!(
+            lits(and(vec![
+                kw(Op::Eq, &["network"]),
+                kw(Op::Eq, &["metadata"]),
+                not(kw(Op::Eq, &["x"]))
+            ])),
+            s(&["metadata"])
+        );
+        assert_eq!(
+            lits(and(vec![
+                kw(Op::Eq, &["abcd", "wxyz"]),
+                kw(Op::Eq, &["klmn"])
+            ])),
+            s(&["klmn"])
+        );
+        assert_eq!(
+            lits(and(vec![not(kw(Op::Eq, &["a"])), not(kw(Op::Eq, &["b"]))])),
+            None
+        );
+        // or: union; one unfilterable child spoils it.
+        assert_eq!(
+            lits(or(vec![kw(Op::Eq, &["abc"]), kw(Op::Eq, &["def"])])),
+            s(&["abc", "def"])
+        );
+        assert_eq!(
+            lits(or(vec![kw(Op::Eq, &["abc"]), not(kw(Op::Eq, &["def"]))])),
+            None
+        );
+        // An `and` picks around an unfilterable `or`.
+        assert_eq!(
+            lits(and(vec![
+                or(vec![kw(Op::Eq, &["abc"]), not(kw(Op::Eq, &["d"]))]),
+                kw(Op::Eq, &["xy"])
+            ])),
+            s(&["xy"])
+        );
+        // Union drops duplicates (case-insensitively) and needles holding another needle.
+        assert_eq!(
+            lits(or(vec![
+                kw(Op::Eq, &["xabcx", "ABC"]),
+                kw(Op::Wildcard, &["*abc*", "*zz*"])
+            ])),
+            s(&["ABC", "zz"])
+        );
+    }
+}
