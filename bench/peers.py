@@ -240,18 +240,6 @@ def _polars_rule(schema: Any, rule: SeedRule) -> tuple[Any, list[str]]:
     return net | proc, list(dict.fromkeys(missing))
 
 
-RULE_FIELDS = (
-    "event.category",
-    "event.type",
-    "destination.ip",
-    "destination.address",
-    "url.domain",
-    "process.name",
-    "process.args",
-    "process.command_line",
-)
-
-
 def run_polars(path: str, mode: str, rule: SeedRule) -> dict[str, Any]:
     """mode: ``default`` (infer from the first 100 lines, as shipped), ``overrides`` (the same
     plus String overrides for the top-level dotted rule fields it inferred, the fix a user
