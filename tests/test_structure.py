@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from dataclasses import asdict
 from pathlib import Path
 
@@ -158,3 +159,77 @@ def test_reference_semantics_mirror_the_rust_core(name: str) -> None:
     """Each semantics module of the Rust core has its Python twin, under the same name."""
     rust = PACKAGE.parent.parent / "crates" / "imds-core" / "src" / f"{name}.rs"
     assert rust.is_file() and (PACKAGE / "reference" / f"{name}.py").is_file()
+
+
+CORE = Path(__file__).resolve().parent.parent / "crates" / "imds-core" / "src"
+
+
+def _rust_module(path: Path) -> tuple[str, ...]:
+    parts = path.relative_to(CORE).with_suffix("").parts
+    if parts[-1] in ("mod", "lib"):
+        parts = parts[:-1]
+    return parts
+
+
+def _rust_paths(code: str) -> list[list[str]]:
+    """The paths `crate::…`, `super::…` and `self::…` in code, braces expanded one level."""
+    found = []
+    for m in re.finditer(
+        r"\b(crate|super|self)((?:::(?:super|[a-z_][a-z0-9_]*))*)::(\{[^}]*\}|\w+)", code
+    ):
+        head = [m.group(1), *[p for p in m.group(2).split("::") if p]]
+        tail = m.group(3)
+        if tail.startswith("{"):
+            found += [[*head, item.strip().split("::")[0]] for item in tail[1:-1].split(",")]
+        else:
+            found.append([*head, tail])
+    return found
+
+
+def rust_sibling_graphs() -> dict[tuple[str, ...], dict[str, set[str]]]:
+    """For each module with child modules, its children and which sibling each one uses
+    (outside `#[cfg(test)]` modules and comments)."""
+    modules = {_rust_module(p): p for p in CORE.rglob("*.rs")}
+    graphs: dict[tuple[str, ...], dict[str, set[str]]] = {}
+    for module in modules:
+        if module:
+            graphs.setdefault(module[:-1], {}).setdefault(module[-1], set())
+    for module, path in modules.items():
+        text = path.read_text()
+        text = re.split(r"#\[cfg\(test\)\]\s*mod \w+ \{", text)[0]
+        code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("//"))
+        for parts in _rust_paths(code):
+            base: tuple[str, ...] = module
+            if parts[0] == "crate":
+                base, parts = (), parts[1:]
+            elif parts[0] == "self":
+                parts = parts[1:]
+            while parts and parts[0] == "super":
+                base, parts = base[:-1], parts[1:]
+            target = (*base, *parts)
+            # Below their common ancestor, the child holding `module` uses the one holding
+            # the target (a use of an ancestor's own items, or of a descendant, is no edge).
+            d = 0
+            while d < min(len(module), len(target)) and module[d] == target[d]:
+                d += 1
+            if d < len(module) and d < len(target) and target[d] in graphs.get(module[:d], {}):
+                graphs[module[:d]][module[d]].add(target[d])
+    return graphs
+
+
+def test_rust_core_modules_have_no_cycles() -> None:
+    graphs = rust_sibling_graphs()
+    assert {"prefilter", "scan", "eval", "endpoint"} <= set(graphs[()]), graphs[()]
+    assert graphs[()]["prefilter"] >= {"ir", "endpoint"}  # the check sees uses
+    for parent, graph in graphs.items():
+        cycle = find_cycle(graph)
+        assert cycle is None, f"module cycle in crate::{'::'.join(parent)}: {' -> '.join(cycle)}"
+
+
+def test_rust_cycle_check_sees_a_cycle() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"a"}}) == ["a", "b", "a"]
+    assert _rust_paths("use crate::{ir::Op, eval::X};\nuse super::super::scan::Y;") == [
+        ["crate", "ir"],
+        ["crate", "eval"],
+        ["super", "super", "scan", "Y"],
+    ]
