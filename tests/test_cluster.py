@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from imds_scan import ScanConfig, ScanResult, default_rules, scan
-from imds_scan.cluster import Piece, RangeReader, merge_shares, plan, run_cluster, scan_share
+from imds_scan.cluster import Piece, merge_shares, plan, run_cluster, scan_share
 from imds_scan.sources import expand
 
 distributed = pytest.importorskip("distributed", reason="dask[distributed] is not installed")
@@ -112,26 +112,24 @@ def logs(tmp_path: Path) -> list[str]:
 
 @pytest.mark.parametrize("seed", range(20))
 def test_byte_ranges_own_each_line_once(tmp_path: Path, seed: int) -> None:
+    """A worker's pieces of a file, read by the engine's byte-range input: every byte and
+    line is owned by exactly one range."""
     rng = random.Random(seed)
     lines = [b"x" * rng.choice([0, 1, 5, 30, 200]) for _ in range(rng.randint(0, 60))]
     data = b"\n".join(lines) + rng.choice([b"", b"\n"])
     path = tmp_path / "f"
     path.write_bytes(data)
     size = rng.choice([1, 2, 7, 50, 1000])
-    read, owned = b"", 0
-    for start in range(0, len(data), size):
-        reader = RangeReader(
-            functools.partial(path.open, "rb"), start, min(start + size, len(data))
-        )
-        reader.BLOCK = rng.choice([1, 3, 64])
-        chunk = b""
-        while part := reader.read(rng.choice([1, 4, 100])):
-            chunk += part
-        read += chunk
-        assert reader.lines is not None
-        owned += reader.lines
-    assert read == data
-    assert owned == data.count(b"\n") + (not data.endswith(b"\n") and len(data) > 0)
+    share = [
+        Piece(0, str(path), "file", start, min(start + size, len(data)))
+        for start in range(0, len(data), size)
+    ]
+    rules_json = tuple(json.dumps(r.ir) for r in default_rules())
+    files = scan_share(share, rules_json, 1, True, 5, None)["files"]
+    assert sum(f["bytes"] for f in files) == len(data)
+    owned = data.count(b"\n") + (not data.endswith(b"\n") and len(data) > 0)
+    assert sum(f["lines"] for f in files) == owned
+    assert sum(f["events"] for f in files) == sum(1 for line in data.split(b"\n") if line)
 
 
 def test_plan_splits_plain_inputs_only(logs: list[str]) -> None:

@@ -147,10 +147,39 @@ def test_add_stats_adds_every_field() -> None:
     part.update({name: 1 for name, value in part.items() if isinstance(value, int)})
     add_stats(total, part)
     add_stats(total, part)
-    assert total.bytes == total.events == total.source_bytes == 2
+    assert total.bytes == total.events == total.source_bytes == total.lines == 2
     assert (total.error, total.compression) == ("damaged", "gzip")
     assert total.allowlisted == {(0, 1): 8}
-    assert total.malformed_examples == []  # the caller's: line numbers need an offset
+    assert total.malformed_examples == []
+
+
+def test_add_stats_makes_a_pieces_lines_the_inputs() -> None:
+    """A byte range's malformed examples and error line count from its first line: the lines
+    of the ranges before it are added (the error's text says the same line); the first error
+    is kept, all its fields together; with the offset unknown, examples and line are dropped."""
+    total = FileStats()
+    first = asdict(FileStats(lines=10, malformed_examples=[(2, "bad")]))
+    failed = asdict(
+        FileStats(
+            lines=3,
+            malformed_examples=[(1, "worse")],
+            error="read error at byte 500 (line 3): OSError: gone",
+            error_kind="read",
+            error_offset=500,
+            error_line=3,
+        )
+    )
+    add_stats(total, first, 0)
+    add_stats(total, failed, 10)
+    add_stats(total, {**failed, "error": "other", "error_kind": "open"}, 13)
+    assert total.malformed_examples == [(2, "bad"), (11, "worse"), (14, "worse")]
+    assert (total.error_kind, total.error_offset, total.error_line) == ("read", 500, 13)
+    assert total.error == "read error at byte 500 (line 13): OSError: gone"
+    assert total.lines == 16
+    lost = FileStats()
+    add_stats(lost, failed, None)
+    assert (lost.error_line, lost.malformed_examples) == (None, [])
+    assert lost.error == "read error at byte 500: OSError: gone"
 
 
 @pytest.mark.parametrize("name", ["event", "eval", "ip", "wildcard", "endpoint"])
