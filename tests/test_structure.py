@@ -187,3 +187,36 @@ def test_reference_semantics_mirror_the_rust_core(name: str) -> None:
     """Each semantics module of the Rust core has its Python twin, under the same name."""
     rust = PACKAGE.parent.parent / "crates" / "imds-core" / "src" / f"{name}.rs"
     assert rust.is_file() and (PACKAGE / "reference" / f"{name}.py").is_file()
+
+
+def test_operator_groups_are_the_schemas_ops_named_once() -> None:
+    """The affix and text-only operator groups are defined in ir_schema only, from the
+    schema's op names; the EQL compiler, the config checks and the reference engine use them."""
+    from imds_scan import config, eql, ir_schema
+    from imds_scan.reference import eval as reference_eval
+
+    ops = set(ir_schema.ops())
+    assert ir_schema.AFFIX_OPS < ir_schema.TEXT_OPS < ops
+    assert {op.removesuffix("_ci") for op in ir_schema.AFFIX_OPS} == set(
+        reference_eval._AFFIX_TESTS
+    )
+    assert eql.TEXT_OPS is ir_schema.TEXT_OPS and config.AFFIX_OPS is ir_schema.AFFIX_OPS
+    assert reference_eval.TEXT_OPS is ir_schema.TEXT_OPS
+    for path in PACKAGE.rglob("*.py"):
+        if path.name != "ir_schema.py":
+            assert "_OPS = frozenset(" not in path.read_text(encoding="utf-8"), path
+
+
+def test_range_size_default_is_defined_once() -> None:
+    """ScanConfig's default range size is the only one: the cluster takes it as given, and
+    the CLI's --range-size default is written from it."""
+    import inspect
+
+    from imds_scan import cli, cluster, run
+
+    assert run.ScanConfig().range_size == run.DEFAULT_RANGE_SIZE
+    parameter = inspect.signature(cluster.run_cluster).parameters["range_size"]
+    assert parameter.default is inspect.Parameter.empty
+    assert not hasattr(cluster, "DEFAULT_RANGE_SIZE")
+    option = inspect.signature(cli.scan_command).parameters["range_size"].default
+    assert cli._size(option, "--range-size") == run.DEFAULT_RANGE_SIZE

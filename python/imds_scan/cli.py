@@ -24,9 +24,10 @@ from .eql import EqlError
 from .escape import safe
 from .filters import FilterError, parse_time_bound
 from .outfile import LINE_FORMATS, OutputError, PendingOutput, refuse_inputs
+from .reference.scan.lines import MAX_LINE_BYTES
 from .results import ScanInterrupted, ScanResult
 from .rules import Rule
-from .run import ScanConfig, scan
+from .run import DEFAULT_RANGE_SIZE, ScanConfig, scan
 from .sources import InputError
 
 if TYPE_CHECKING:
@@ -335,7 +336,7 @@ def scan_command(
             "byte ranges of this size, small ones packed into shares of it (bytes; K, M, G "
             "suffixes).",
         ),
-    ] = "256M",
+    ] = f"{DEFAULT_RANGE_SIZE >> 20}M",
     max_line_bytes: Annotated[
         str,
         typer.Option(
@@ -345,7 +346,7 @@ def scan_command(
             "in bounded memory, reported with its file, line and length, and not evaluated; "
             "the exit code is then 2.",
         ),
-    ] = "64M",
+    ] = f"{MAX_LINE_BYTES >> 20}M",
     prefilter: Annotated[
         bool,
         typer.Option(

@@ -41,9 +41,6 @@ from .rules import Rule
 from .sources import S3_BLOCK_SIZE, InputError, LazyStream, Source, s3_filesystem
 from .stats import add_stats
 
-# Byte range (and share) size: large enough that a task's overhead (~1 ms) and an S3 request's
-# latency are noise, small enough to spread one big object over many workers.
-DEFAULT_RANGE_SIZE = 256 << 20
 # How often a share is resubmitted after its task raised (a lost worker is rescheduled by Dask
 # itself; see docs/cluster.md).
 DEFAULT_RETRIES = 3
@@ -198,7 +195,7 @@ def run_cluster(
     prefilter: bool = True,
     max_examples: int = 5,
     endpoint_url: str | None = None,
-    range_size: int = DEFAULT_RANGE_SIZE,
+    range_size: int,
     retries: int = DEFAULT_RETRIES,
     progress: Progress | None = None,
     task: Callable[..., dict[str, Any]] | None = None,
@@ -206,7 +203,8 @@ def run_cluster(
 ) -> ScanResult:
     """Scan already-expanded inputs on a Dask cluster (an address, ``local:N``, or a
     ``distributed.Client``): the same hits (in the same order), statistics and errors as
-    ``run_scan`` with the rust engine. ``task`` replaces the worker function (for tests).
+    ``run_scan`` with the rust engine; ``range_size``: see ``ScanConfig.range_size`` (whose
+    default is the one definition of it). ``task`` replaces the worker function (for tests).
     Raises ScanInterrupted with what the finished shares found on Ctrl-C."""
     if isinstance(cluster, str):
         with connect(cluster) as client:

@@ -14,6 +14,10 @@ from .results import ScanInterrupted, ScanResult
 from .rules import Rule
 from .sources import InputError, Source, expand
 
+# The cluster's byte range (and share) size: large enough that a task's overhead (~1 ms) and an
+# S3 request's latency are noise, small enough to spread one big object over many workers.
+DEFAULT_RANGE_SIZE = 256 << 20
+
 
 @dataclass(frozen=True)
 class ScanConfig:
@@ -40,7 +44,7 @@ class ScanConfig:
     cluster: str | None = None
     # On a cluster, plain inputs larger than this are cut into line-aligned byte ranges of
     # this size, and small inputs are packed into shares of about this size.
-    range_size: int = 256 << 20
+    range_size: int = DEFAULT_RANGE_SIZE
     # Longer lines (bytes, without the newline) are read past, not evaluated (docs/inputs.md).
     max_line_bytes: int = MAX_LINE_BYTES
 
