@@ -208,15 +208,16 @@ def test_operator_groups_are_the_schemas_ops_named_once() -> None:
 
 
 def test_range_size_default_is_defined_once() -> None:
-    """ScanConfig's default range size is the only one: the cluster takes it as given, and
-    the CLI's --range-size default is written from it."""
+    """The cluster's default range size is the only one: ScanConfig and the CLI's
+    --range-size take theirs from it (run imports it without an import cycle)."""
     import inspect
 
     from imds_scan import cli, cluster, run
 
-    assert run.ScanConfig().range_size == run.DEFAULT_RANGE_SIZE
+    assert run.ScanConfig().range_size == cluster.DEFAULT_RANGE_SIZE
     parameter = inspect.signature(cluster.run_cluster).parameters["range_size"]
-    assert parameter.default is inspect.Parameter.empty
-    assert not hasattr(cluster, "DEFAULT_RANGE_SIZE")
+    assert parameter.default == cluster.DEFAULT_RANGE_SIZE
     option = inspect.signature(cli.scan_command).parameters["range_size"].default
-    assert cli._size(option, "--range-size") == run.DEFAULT_RANGE_SIZE
+    assert cli._size(option, "--range-size") == cluster.DEFAULT_RANGE_SIZE
+    source = (PACKAGE / "run.py").read_text(encoding="utf-8")
+    assert "range_size: int = DEFAULT_RANGE_SIZE" in source

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from . import output as output_mod
+from .cluster import DEFAULT_RANGE_SIZE
 from .engines import MAX_THREADS
 from .eql import EqlError
 from .escape import safe
@@ -27,7 +28,7 @@ from .outfile import LINE_FORMATS, OutputError, PendingOutput, refuse_inputs
 from .reference.scan.lines import MAX_LINE_BYTES
 from .results import ScanInterrupted, ScanResult
 from .rules import Rule
-from .run import DEFAULT_RANGE_SIZE, ScanConfig, scan
+from .run import ScanConfig, scan
 from .sources import InputError
 
 if TYPE_CHECKING:

@@ -28,19 +28,21 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from .engines import Progress, flag_unscanned, to_hit
 from .records import FileResult, Hit, ScanStats
 from .reference.scan.lines import MAX_LINE_BYTES
-from .reference.scan.source import detect_compression
 from .results import ScanInterrupted, ScanResult
 from .rules import Rule
 from .sources import S3_BLOCK_SIZE, InputError, LazyStream, Source, s3_filesystem
 from .stats import add_stats
 
+# Byte range (and share) size: large enough that a task's overhead (~1 ms) and an S3 request's
+# latency are noise, small enough to spread one big object over many workers. The one
+# definition: ScanConfig and the CLI take their default from it.
+DEFAULT_RANGE_SIZE = 256 << 20
 # How often a share is resubmitted after its task raised (a lost worker is rescheduled by Dask
 # itself; see docs/cluster.md).
 DEFAULT_RETRIES = 3
@@ -81,6 +83,8 @@ def parse_cluster(spec: str) -> tuple[str, int]:
 def _is_compressed(head: bytes) -> bool:
     """Whether the engine would take input starting with ``head`` for a compressed one, or
     refuse it whole (another compression, a UTF-16/32 byte-order mark)."""
+    from .reference.scan.source import detect_compression  # the worker does not need it
+
     try:
         return detect_compression(head) is not None
     except ValueError:
@@ -108,6 +112,8 @@ def plan(sources: Sequence[Source], range_size: int) -> list[list[Piece]]:
         raise InputError("'-' (standard input) cannot be scanned on a cluster")
     # The first bytes of every input big enough to split (S3: one small GET each, in parallel).
     large = [i for i, s in enumerate(sources) if s.error is None and (s.size or 0) > range_size]
+    from concurrent.futures import ThreadPoolExecutor  # kept off the CLI's start-up
+
     with ThreadPoolExecutor(max_workers=16) as pool:
         heads = dict(zip(large, pool.map(lambda i: _head(sources[i]), large), strict=True))
     pieces: list[tuple[Piece, int]] = []
@@ -195,7 +201,7 @@ def run_cluster(
     prefilter: bool = True,
     max_examples: int = 5,
     endpoint_url: str | None = None,
-    range_size: int,
+    range_size: int = DEFAULT_RANGE_SIZE,
     retries: int = DEFAULT_RETRIES,
     progress: Progress | None = None,
     task: Callable[..., dict[str, Any]] | None = None,
@@ -203,8 +209,7 @@ def run_cluster(
 ) -> ScanResult:
     """Scan already-expanded inputs on a Dask cluster (an address, ``local:N``, or a
     ``distributed.Client``): the same hits (in the same order), statistics and errors as
-    ``run_scan`` with the rust engine; ``range_size``: see ``ScanConfig.range_size`` (whose
-    default is the one definition of it). ``task`` replaces the worker function (for tests).
+    ``run_scan`` with the rust engine. ``task`` replaces the worker function (for tests).
     Raises ScanInterrupted with what the finished shares found on Ctrl-C."""
     if isinstance(cluster, str):
         with connect(cluster) as client:

@@ -7,16 +7,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from .cluster import DEFAULT_RANGE_SIZE
 from .engines import Engine, Progress, run_scan
 from .records import AllowlistDrops
 from .reference.scan.lines import MAX_LINE_BYTES
 from .results import ScanInterrupted, ScanResult
 from .rules import Rule
 from .sources import InputError, Source, expand
-
-# The cluster's byte range (and share) size: large enough that a task's overhead (~1 ms) and an
-# S3 request's latency are noise, small enough to spread one big object over many workers.
-DEFAULT_RANGE_SIZE = 256 << 20
 
 
 @dataclass(frozen=True)
