@@ -132,6 +132,47 @@ def test_byte_ranges_own_each_line_once(tmp_path: Path, seed: int) -> None:
     assert sum(f["events"] for f in files) == sum(1 for line in data.split(b"\n") if line)
 
 
+def test_s3_pieces_are_read_by_range_from_a_stream_closed_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An S3 piece is a byte range of the object's file, opened at its first read (an object
+    that cannot be opened is that piece's read error, not the share's failure) and closed once
+    the share is scanned; merged, the ranges give the local scan's result."""
+    import io
+
+    from imds_scan import cluster
+
+    data = b"".join(json.dumps(x).encode() + b"\n" for x in (HIT, BENIGN, PROC, BENIGN) * 5)
+    data += b"not json\n" + json.dumps(HIT).encode()
+    path = tmp_path / "f.ndjson"
+    path.write_bytes(data)
+    opened: list[io.BytesIO] = []
+
+    class Objects:
+        def open(self, location: str, mode: str, **options: Any) -> io.BytesIO:
+            if location == "s3://bucket/gone":
+                raise FileNotFoundError("gone")
+            opened.append(io.BytesIO(data))
+            return opened[-1]
+
+    monkeypatch.setattr(cluster, "_filesystem", lambda endpoint_url: Objects())
+    sources = expand([str(path)]).sources
+    size = 37
+    share = [
+        Piece(0, "s3://bucket/key", "s3", start, min(start + size, len(data)))
+        for start in range(0, len(data), size)
+    ]
+    rules = default_rules()
+    rules_json = tuple(json.dumps(r.ir) for r in rules)
+    out = scan_share(share, rules_json, 1, True, 5, None)
+    assert len(opened) == len(share) and all(f.closed for f in opened)
+    merged = merge_shares(sources, rules, [share], {0: out}, {}, 5)
+    assert key(merged) == key(scan([str(path)]))
+    lost = [Piece(0, "s3://bucket/gone", "s3", 10, 20)]
+    (gone,) = scan_share(lost, rules_json, 1, True, 5, None)["files"]
+    assert (gone["error_kind"], gone["error_offset"]) == ("read", 10)
+
+
 def test_plan_splits_plain_inputs_only(logs: list[str]) -> None:
     sources = expand(logs).sources
     shares = plan(sources, RANGE)

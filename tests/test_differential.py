@@ -256,6 +256,42 @@ def test_engines_agree_on_input_errors(tmp_path: Path, name: str) -> None:
     assert rust == python
 
 
+def test_reference_interruption_has_offset_and_line() -> None:
+    """Ctrl-C in the middle of an input: the reference engine reports where, as the Rust
+    engine's interrupted error does (kind, byte offset, line); the inputs after it are not
+    read."""
+    from imds_scan.reference.scan.engine import scan_inputs
+
+    data = b'{"a": 1}\n{"b": 2}\n'
+
+    class Stream:
+        def __init__(self) -> None:
+            self.left = data
+
+        def read(self, size: int = -1) -> bytes:
+            if not self.left:
+                raise KeyboardInterrupt
+            taken, self.left = self.left[:size], self.left[size:]
+            return taken
+
+        def close(self) -> None:
+            pass
+
+    _, (first, second), interrupted = scan_inputs([Stream, Stream], [])  # type: ignore[list-item]
+    assert interrupted
+    assert (first.error_kind, first.error_offset, first.error_line) == (
+        "interrupted",
+        len(data),
+        2,
+    )
+    assert first.error == f"interrupted: scanned up to byte {len(data)} (line 2)"
+    assert (second.error_kind, second.error_offset, second.error_line) == (
+        "interrupted",
+        None,
+        None,
+    )
+
+
 def test_engines_agree_on_missing_inputs_and_read_errors(tmp_path: Path) -> None:
     paths = [str(tmp_path / "missing.ndjson"), str(tmp_path)]
     if Path("/proc/self/mem").exists():  # opens, then fails to read (EIO)
