@@ -324,6 +324,18 @@ def test_merge_drops_ranges_after_a_missing_one_and_reports_failed_shares(
     assert [(h.source, h.line) for h in merged.hits] == [(str(path), 1)]
     assert merged.stats.interrupted and merged.stats.files[0].hits == 3
     assert merged.stats.files[1].error == "cluster task failed: boom"
+    # A range that stopped at a read error: the ranges after it lose their hits too.
+    outputs[1] = scan_share(shares[1], rules_json, 1, True, 5, None)
+    outputs[0]["files"][0].update(
+        error="read error at byte 0 (line 0): OSError: gone",
+        error_kind="read",
+        error_offset=0,
+        error_line=0,
+        lines=0,
+    )
+    merged = merge_shares(sources, rules, shares, outputs, {}, 5)
+    assert [(h.source, h.line) for h in merged.hits] == [(str(path), 1)]
+    assert merged.stats.files[0].error_kind == "read"
 
 
 @pytest.mark.parametrize(

@@ -288,8 +288,8 @@ def merge_shares(
     """The shares' outputs as one ScanResult, as a local scan of ``sources`` gives it.
 
     Line numbers of a byte range are made global by adding the lines owned by the object's
-    preceding ranges; when one of those is missing (Ctrl-C), the range's hits are dropped
-    rather than given wrong line numbers."""
+    preceding ranges; when one of those is missing (Ctrl-C) or was not read to its end (a
+    read error), the range's hits are dropped rather than given wrong line numbers."""
     # Per input: (start, end, stats, hits with range-local lines) of each piece scanned.
     parts: dict[int, list[tuple[int, int | None, dict[str, Any], list[Any]]]] = {}
     failed: dict[int, str] = {}
@@ -322,7 +322,8 @@ def merge_shares(
                 for raw in hits:
                     hit = to_hit(raw, names[index], rules, offset)
                     keyed.append((index, hit.line, raw[2], len(keyed), hit))
-                offset += stats["lines"]
+                # A range that failed owns more lines than it read: the next ones' are unknown.
+                offset = None if stats["error"] is not None else offset + stats["lines"]
             expected = end or 0
         del result.malformed_examples[max_examples:]
     for index, reason in failed.items():
