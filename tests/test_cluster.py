@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from imds_scan import ScanConfig, ScanResult, default_rules, scan
-from imds_scan.cluster import Piece, RangeReader, merge_shares, plan, run_cluster, scan_share
+from imds_scan.cluster import Piece, merge_shares, plan, run_cluster, scan_share
 from imds_scan.sources import expand
 
 distributed = pytest.importorskip("distributed", reason="dask[distributed] is not installed")
@@ -112,26 +112,65 @@ def logs(tmp_path: Path) -> list[str]:
 
 @pytest.mark.parametrize("seed", range(20))
 def test_byte_ranges_own_each_line_once(tmp_path: Path, seed: int) -> None:
+    """A worker's pieces of a file, read by the engine's byte-range input: every byte and
+    line is owned by exactly one range."""
     rng = random.Random(seed)
     lines = [b"x" * rng.choice([0, 1, 5, 30, 200]) for _ in range(rng.randint(0, 60))]
     data = b"\n".join(lines) + rng.choice([b"", b"\n"])
     path = tmp_path / "f"
     path.write_bytes(data)
     size = rng.choice([1, 2, 7, 50, 1000])
-    read, owned = b"", 0
-    for start in range(0, len(data), size):
-        reader = RangeReader(
-            functools.partial(path.open, "rb"), start, min(start + size, len(data))
-        )
-        reader.BLOCK = rng.choice([1, 3, 64])
-        chunk = b""
-        while part := reader.read(rng.choice([1, 4, 100])):
-            chunk += part
-        read += chunk
-        assert reader.lines is not None
-        owned += reader.lines
-    assert read == data
-    assert owned == data.count(b"\n") + (not data.endswith(b"\n") and len(data) > 0)
+    share = [
+        Piece(0, str(path), "file", start, min(start + size, len(data)))
+        for start in range(0, len(data), size)
+    ]
+    rules_json = tuple(json.dumps(r.ir) for r in default_rules())
+    files = scan_share(share, rules_json, 1, True, 5, None)["files"]
+    assert sum(f["bytes"] for f in files) == len(data)
+    owned = data.count(b"\n") + (not data.endswith(b"\n") and len(data) > 0)
+    assert sum(f["lines"] for f in files) == owned
+    assert sum(f["events"] for f in files) == sum(1 for line in data.split(b"\n") if line)
+
+
+def test_s3_pieces_are_read_by_range_from_a_stream_closed_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An S3 piece is a byte range of the object's file, opened at its first read (an object
+    that cannot be opened is that piece's read error, not the share's failure) and closed once
+    the share is scanned; merged, the ranges give the local scan's result."""
+    import io
+
+    from imds_scan import cluster
+
+    data = b"".join(json.dumps(x).encode() + b"\n" for x in (HIT, BENIGN, PROC, BENIGN) * 5)
+    data += b"not json\n" + json.dumps(HIT).encode()
+    path = tmp_path / "f.ndjson"
+    path.write_bytes(data)
+    opened: list[io.BytesIO] = []
+
+    class Objects:
+        def open(self, location: str, mode: str, **options: Any) -> io.BytesIO:
+            if location == "s3://bucket/gone":
+                raise FileNotFoundError("gone")
+            opened.append(io.BytesIO(data))
+            return opened[-1]
+
+    monkeypatch.setattr(cluster, "_filesystem", lambda endpoint_url: Objects())
+    sources = expand([str(path)]).sources
+    size = 37
+    share = [
+        Piece(0, "s3://bucket/key", "s3", start, min(start + size, len(data)))
+        for start in range(0, len(data), size)
+    ]
+    rules = default_rules()
+    rules_json = tuple(json.dumps(r.ir) for r in rules)
+    out = scan_share(share, rules_json, 1, True, 5, None)
+    assert len(opened) == len(share) and all(f.closed for f in opened)
+    merged = merge_shares(sources, rules, [share], {0: out}, {}, 5)
+    assert key(merged) == key(scan([str(path)]))
+    lost = [Piece(0, "s3://bucket/gone", "s3", 10, 20)]
+    (gone,) = scan_share(lost, rules_json, 1, True, 5, None)["files"]
+    assert (gone["error_kind"], gone["error_offset"]) == ("read", 10)
 
 
 def test_plan_splits_plain_inputs_only(logs: list[str]) -> None:
@@ -285,6 +324,18 @@ def test_merge_drops_ranges_after_a_missing_one_and_reports_failed_shares(
     assert [(h.source, h.line) for h in merged.hits] == [(str(path), 1)]
     assert merged.stats.interrupted and merged.stats.files[0].hits == 3
     assert merged.stats.files[1].error == "cluster task failed: boom"
+    # A range that stopped at a read error: the ranges after it lose their hits too.
+    outputs[1] = scan_share(shares[1], rules_json, 1, True, 5, None)
+    outputs[0]["files"][0].update(
+        error="read error at byte 0 (line 0): OSError: gone",
+        error_kind="read",
+        error_offset=0,
+        error_line=0,
+        lines=0,
+    )
+    merged = merge_shares(sources, rules, shares, outputs, {}, 5)
+    assert [(h.source, h.line) for h in merged.hits] == [(str(path), 1)]
+    assert merged.stats.files[0].error_kind == "read"
 
 
 @pytest.mark.parametrize(

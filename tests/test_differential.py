@@ -5,6 +5,7 @@ fields, long values, CRLF line ends, malformed lines."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +24,7 @@ from imds_scan._engine import Scanner
 from imds_scan.eql import compile_rule, format_condition, format_rule, quote
 from imds_scan.reference.endpoint import CLASSES as ENDPOINT_CLASSES
 from imds_scan.reference.ip import parse_ip
+from imds_scan.stats import FileStats
 
 # The bundled rule's literals as the engine's prefilter derives them, and near misses.
 IMDS_TEXT = [
@@ -192,6 +195,118 @@ def _scan_both(path: Path) -> None:
     for name in ("events", "malformed", "invalid_utf8"):
         assert rs_full.stats.total(name) == py.stats.total(name), name
     assert rs.stats.total("events") == py.stats.total("events")
+    assert [_read_fields(f) for f in rs.stats.files] == [_read_fields(f) for f in py.stats.files]
+
+
+# What both engines report of how an input was read, whatever the cause's wording.
+READ_FIELDS = ("lines", "bytes", "source_bytes", "compression", "long_lines")
+ERROR_FIELDS = ("error_kind", "error_offset", "error_line")
+
+
+def _read_fields(stats: FileStats) -> tuple[Any, ...]:
+    return tuple(getattr(stats, name) for name in READ_FIELDS + ERROR_FIELDS)
+
+
+def _gzip_cut_in_a_long_line() -> bytes:
+    """Gzip data cut while the engines read past a line longer than max-line-bytes (1000)."""
+    noise = random.Random(4).randbytes(300_000).replace(b"\n", b" ")
+    hit = json.dumps({"event": {"category": "network"}, "destination.ip": "169.254.169.254"})
+    packed = gzip.compress(f"{hit}\n\n{hit}\n".encode() + noise + b"\n" + hit.encode())
+    return packed[: len(packed) // 2]
+
+
+def _numbers_gzip() -> bytes:
+    rnd = random.Random(1)
+    return gzip.compress("".join(f'{{"a": {rnd.random()}}}\n' for _ in range(50_000)).encode())
+
+
+def _zstd_with_a_bad_frame() -> bytes:
+    line = b'{"event":{"category":"network"},"destination.ip":"169.254.169.254"}\n'
+    frames = [zstandard.ZstdCompressor(write_checksum=True).compress(line * 5000)] * 3
+    frames[1] = b"\x28\xb5\x2f\xfd" + bytes(b ^ 0x5A for b in frames[1][4:])
+    return b"".join(frames)
+
+
+INPUT_ERRORS = {
+    "truncated.gz": (lambda: _numbers_gzip()[:30_000], "damaged"),
+    "bad-frame.zst": (_zstd_with_a_bad_frame, "damaged"),
+    "long-line.gz": (_gzip_cut_in_a_long_line, "damaged"),
+    "header.gz": (lambda: gzip.compress(b"{}\n")[:7], "damaged"),
+    "twice.gz": (lambda: gzip.compress(gzip.compress(b"{}\n")), "nested_compression"),
+    "utf16.gz": (lambda: gzip.compress("{}\n".encode("utf-16")), "unsupported"),
+    "archive.xz": (lambda: b"\xfd7zXZ\x00" + bytes(20), "unsupported"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(INPUT_ERRORS))
+def test_engines_agree_on_input_errors(tmp_path: Path, name: str) -> None:
+    """Damaged, refused and unreadable inputs: both engines give the same error kind, byte
+    offset and line, and the same lines and bytes read before it."""
+    make, kind = INPUT_ERRORS[name]
+    path = tmp_path / name
+    path.write_bytes(make())
+    results = [
+        run_scan([str(path)], default_rules(), engine=engine, max_line_bytes=1000).stats.files[0]
+        for engine in ("rust", "python")
+    ]
+    assert results[0].error_kind == kind, results[0].error
+    assert _read_fields(results[0]) == _read_fields(results[1])
+    assert (results[0].error_offset is None) == (kind != "damaged")
+    rust, python = ([line for line, _ in f.malformed_examples] for f in results)
+    assert rust == python
+
+
+def test_reference_interruption_has_offset_and_line() -> None:
+    """Ctrl-C in the middle of an input: the reference engine reports where, as the Rust
+    engine's interrupted error does (kind, byte offset, line); the inputs after it are not
+    read."""
+    from imds_scan.reference.scan.engine import scan_inputs
+
+    data = b'{"a": 1}\n{"b": 2}\n'
+
+    class Stream:
+        def __init__(self) -> None:
+            self.left = data
+
+        def read(self, size: int = -1) -> bytes:
+            if not self.left:
+                raise KeyboardInterrupt
+            taken, self.left = self.left[:size], self.left[size:]
+            return taken
+
+        def close(self) -> None:
+            pass
+
+    _, (first, second), interrupted = scan_inputs([Stream, Stream], [])  # type: ignore[list-item]
+    assert interrupted
+    assert (first.error_kind, first.error_offset, first.error_line) == (
+        "interrupted",
+        len(data),
+        2,
+    )
+    assert first.error == f"interrupted: scanned up to byte {len(data)} (line 2)"
+    assert (second.error_kind, second.error_offset, second.error_line) == (
+        "interrupted",
+        None,
+        None,
+    )
+
+
+def test_engines_agree_on_missing_inputs_and_read_errors(tmp_path: Path) -> None:
+    paths = [str(tmp_path / "missing.ndjson"), str(tmp_path)]
+    if Path("/proc/self/mem").exists():  # opens, then fails to read (EIO)
+        paths.append("/proc/self/mem")
+    rust, python = (
+        run_scan(paths, default_rules(), engine=engine).stats.files for engine in ("rust", "python")
+    )
+    assert [_read_fields(f) for f in rust] == [_read_fields(f) for f in python]
+    kinds = [(f.error_kind, f.error_offset, f.error_line) for f in rust]
+    assert (
+        kinds
+        == [("not_found", None, None), ("is_directory", None, None), ("read", 0, None)][
+            : len(paths)
+        ]
+    )
 
 
 @settings(

@@ -276,8 +276,9 @@ def test_truncated_gzip_keeps_every_readable_hit(
     result = scan_file(path, engine, threads=2)
     assert [h for h in hits_of(result) if h[0] <= complete] == full
     assert len(full) >= 5
-    error = result.stats.files[0].error or ""
-    assert error.startswith("gzip data damaged or cut short near compressed byte"), error
+    f = result.stats.files[0]
+    assert (f.error_kind, f.compression) == ("damaged", "gzip"), f.error
+    assert f.error_offset == path.stat().st_size and f.error_line == f.lines >= complete
     # Exit 2 even with hits; the summary names the input and the byte offset.
     proc = cli(path, corpus[0], "-f", "ndjson", "--engine", engine)
     assert proc.returncode == 2
@@ -306,8 +307,10 @@ def test_corrupt_zstd_frame(
     assert [h for h in hits_of(result) if h[0] <= complete] == [
         h for h in plain if h[0] <= complete
     ]
-    assert (result.stats.files[0].error or "").startswith("zstd data damaged"), result.stats
-    assert result.stats.files[0].bytes >= cuts[2]
+    f = result.stats.files[0]
+    assert (f.error_kind, f.compression) == ("damaged", "zstd"), f.error
+    assert f.error_offset is not None and len(frames[0]) + len(frames[1]) < f.error_offset
+    assert f.error_line == f.lines >= complete and f.bytes >= cuts[2]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -320,8 +323,8 @@ def test_missing_and_directory_inputs(tmp_path: Path, engine: str) -> None:
         engine=engine,  # type: ignore[arg-type]
     )
     missing, directory, ok = result.stats.files
-    assert "No such file" in (missing.error or "")
-    assert "directory" in (directory.error or "").lower()
+    assert (missing.error_kind, directory.error_kind) == ("not_found", "is_directory")
+    assert "directory" in (directory.error or "").lower()  # the text, once
     assert ok.error is None and len(result.hits) == 1
 
 
@@ -354,8 +357,8 @@ def _as_nobody(work: Callable[[], Any]) -> Any:
     return answer["result"]
 
 
-def _scan_as_nobody(path: Path, engine: str) -> tuple[str | None, int]:
-    """Scan as nobody: (the input's error, the number of hits)."""
+def _scan_as_nobody(path: Path, engine: str) -> tuple[str | None, str | None, int]:
+    """Scan as nobody: (the input's error, its kind, the number of hits)."""
     # Warm up as root first: the installed package may sit under a 0700 home (e.g. /root),
     # where the child, once it is nobody, could no longer import what a scan loads lazily.
     rules = default_rules()
@@ -368,10 +371,11 @@ def _scan_as_nobody(path: Path, engine: str) -> tuple[str | None, int]:
 
     def scan() -> list[Any]:
         result = run_scan([str(path)], rules, engine=engine)  # type: ignore[arg-type]
-        return [result.stats.files[0].error, len(result.hits)]
+        f = result.stats.files[0]
+        return [f.error, f.error_kind, len(result.hits)]
 
-    error, hits = _as_nobody(scan)
-    return error, hits
+    error, kind, hits = _as_nobody(scan)
+    return error, kind, hits
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -386,16 +390,18 @@ def test_unreadable_file(tmp_path: Path, engine: str) -> None:
     path.chmod(0o000)
     try:
         if os.geteuid() == 0:
-            error, hits = _scan_as_nobody(path, engine)
+            error, kind, hits = _scan_as_nobody(path, engine)
         else:
             result = scan_file(path, engine)
-            error, hits = result.stats.files[0].error, len(result.hits)
+            f = result.stats.files[0]
+            error, kind, hits = f.error, f.error_kind, len(result.hits)
     finally:
         path.chmod(0o644)
         if base != tmp_path:
             path.unlink()
             base.rmdir()
-    assert "Permission denied" in (error or ""), error
+    assert kind == "permission_denied", error
+    assert "Permission denied" in (error or ""), error  # the text, once
     assert hits == 0
 
 
@@ -404,7 +410,9 @@ def test_unreadable_file(tmp_path: Path, engine: str) -> None:
 def test_read_error_after_open(engine: str) -> None:
     # Reading /proc/self/mem at offset 0 fails with EIO: an input that opens, then fails.
     result = scan_file("/proc/self/mem", engine)
-    assert "Input/output error" in (result.stats.files[0].error or ""), result.stats
+    f = result.stats.files[0]
+    assert (f.error_kind, f.error_offset, f.error_line) == ("read", 0, None), f.error
+    assert "Input/output error" in (f.error or ""), f.error  # the cause's text, once
 
 
 def test_directory_symlink_loop(tmp_path: Path) -> None:

@@ -148,10 +148,39 @@ def test_add_stats_adds_every_field() -> None:
     part.update({name: 1 for name, value in part.items() if isinstance(value, int)})
     add_stats(total, part)
     add_stats(total, part)
-    assert total.bytes == total.events == total.source_bytes == 2
+    assert total.bytes == total.events == total.source_bytes == total.lines == 2
     assert (total.error, total.compression) == ("damaged", "gzip")
     assert total.allowlisted == {(0, 1): 8}
-    assert total.malformed_examples == []  # the caller's: line numbers need an offset
+    assert total.malformed_examples == []
+
+
+def test_add_stats_makes_a_pieces_lines_the_inputs() -> None:
+    """A byte range's malformed examples and error line count from its first line: the lines
+    of the ranges before it are added (the error's text says the same line); the first error
+    is kept, all its fields together; with the offset unknown, examples and line are dropped."""
+    total = FileStats()
+    first = asdict(FileStats(lines=10, malformed_examples=[(2, "bad")]))
+    failed = asdict(
+        FileStats(
+            lines=3,
+            malformed_examples=[(1, "worse")],
+            error="read error at byte 500 (line 3): OSError: gone",
+            error_kind="read",
+            error_offset=500,
+            error_line=3,
+        )
+    )
+    add_stats(total, first, 0)
+    add_stats(total, failed, 10)
+    add_stats(total, {**failed, "error": "other", "error_kind": "open"}, 13)
+    assert total.malformed_examples == [(2, "bad"), (11, "worse"), (14, "worse")]
+    assert (total.error_kind, total.error_offset, total.error_line) == ("read", 500, 13)
+    assert total.error == "read error at byte 500 (line 13): OSError: gone"
+    assert total.lines == 16
+    lost = FileStats()
+    add_stats(lost, failed, None)
+    assert (lost.error_line, lost.malformed_examples) == (None, [])
+    assert lost.error == "read error at byte 500: OSError: gone"
 
 
 @pytest.mark.parametrize("name", ["event", "eval", "ip", "wildcard", "endpoint"])
@@ -233,3 +262,37 @@ def test_rust_cycle_check_sees_a_cycle() -> None:
         ["crate", "eval"],
         ["super", "super", "scan", "Y"],
     ]
+
+
+def test_operator_groups_are_the_schemas_ops_named_once() -> None:
+    """The affix and text-only operator groups are defined in ir_schema only, from the
+    schema's op names; the EQL compiler, the config checks and the reference engine use them."""
+    from imds_scan import config, eql, ir_schema
+    from imds_scan.reference import eval as reference_eval
+
+    ops = set(ir_schema.ops())
+    assert ir_schema.AFFIX_OPS < ir_schema.TEXT_OPS < ops
+    assert {op.removesuffix("_ci") for op in ir_schema.AFFIX_OPS} == set(
+        reference_eval._AFFIX_TESTS
+    )
+    assert eql.TEXT_OPS is ir_schema.TEXT_OPS and config.AFFIX_OPS is ir_schema.AFFIX_OPS
+    assert reference_eval.TEXT_OPS is ir_schema.TEXT_OPS
+    for path in PACKAGE.rglob("*.py"):
+        if path.name != "ir_schema.py":
+            assert "_OPS = frozenset(" not in path.read_text(encoding="utf-8"), path
+
+
+def test_range_size_default_is_defined_once() -> None:
+    """The cluster's default range size is the only one: ScanConfig and the CLI's
+    --range-size take theirs from it (run imports it without an import cycle)."""
+    import inspect
+
+    from imds_scan import cli, cluster, run
+
+    assert run.ScanConfig().range_size == cluster.DEFAULT_RANGE_SIZE
+    parameter = inspect.signature(cluster.run_cluster).parameters["range_size"]
+    assert parameter.default == cluster.DEFAULT_RANGE_SIZE
+    option = inspect.signature(cli.scan_command).parameters["range_size"].default
+    assert cli._size(option, "--range-size") == cluster.DEFAULT_RANGE_SIZE
+    source = (PACKAGE / "run.py").read_text(encoding="utf-8")
+    assert "range_size: int = DEFAULT_RANGE_SIZE" in source

@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from . import output as output_mod
+from .cluster import DEFAULT_RANGE_SIZE
 from .engines import MAX_THREADS
 from .eql import EqlError
 from .escape import safe
 from .filters import FilterError, parse_time_bound
 from .outfile import LINE_FORMATS, OutputError, PendingOutput, refuse_inputs
+from .reference.scan.lines import MAX_LINE_BYTES
 from .results import ScanInterrupted, ScanResult
 from .rules import Rule
 from .run import ScanConfig, scan
@@ -335,7 +337,7 @@ def scan_command(
             "byte ranges of this size, small ones packed into shares of it (bytes; K, M, G "
             "suffixes).",
         ),
-    ] = "256M",
+    ] = f"{DEFAULT_RANGE_SIZE >> 20}M",
     max_line_bytes: Annotated[
         str,
         typer.Option(
@@ -345,7 +347,7 @@ def scan_command(
             "in bounded memory, reported with its file, line and length, and not evaluated; "
             "the exit code is then 2.",
         ),
-    ] = "64M",
+    ] = f"{MAX_LINE_BYTES >> 20}M",
     prefilter: Annotated[
         bool,
         typer.Option(

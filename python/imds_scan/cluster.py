@@ -11,10 +11,12 @@ travel back.
 
 Byte ranges and line numbers: a range ``[start, end)`` owns the lines that *start* inside it;
 the line straddling ``end`` is read to its end by the range that owns it, and the partial line
-at ``start`` belongs to the previous range. A worker returns hit line numbers *local* to the
-range and the number of lines the range owns; the client makes them global by adding the line
-counts of the object's preceding ranges, in order (no separate counting pass: a range is read
-once). Hits are then sorted as a local scan sorts them: (input, line, rule).
+at ``start`` belongs to the previous range. The engine reads a range itself (its byte-range
+input: a path, or a seekable S3 file object): hit, malformed-line and error line numbers count
+from the range's first line, and ``lines`` is the number of lines it owns; the client makes
+them global by adding the line counts of the object's preceding ranges, in order (no separate
+counting pass: a range is read once). Hits are then sorted as a local scan sorts them:
+(input, line, rule).
 """
 
 from __future__ import annotations
@@ -26,21 +28,20 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from .engines import Progress, flag_unscanned, to_hit
 from .records import FileResult, Hit, ScanStats
 from .reference.scan.lines import MAX_LINE_BYTES
-from .reference.scan.source import detect_compression
 from .results import ScanInterrupted, ScanResult
 from .rules import Rule
 from .sources import S3_BLOCK_SIZE, InputError, LazyStream, Source, s3_filesystem
 from .stats import add_stats
 
 # Byte range (and share) size: large enough that a task's overhead (~1 ms) and an S3 request's
-# latency are noise, small enough to spread one big object over many workers.
+# latency are noise, small enough to spread one big object over many workers. The one
+# definition: ScanConfig and the CLI take their default from it.
 DEFAULT_RANGE_SIZE = 256 << 20
 # How often a share is resubmitted after its task raised (a lost worker is rescheduled by Dask
 # itself; see docs/cluster.md).
@@ -82,6 +83,8 @@ def parse_cluster(spec: str) -> tuple[str, int]:
 def _is_compressed(head: bytes) -> bool:
     """Whether the engine would take input starting with ``head`` for a compressed one, or
     refuse it whole (another compression, a UTF-16/32 byte-order mark)."""
+    from .reference.scan.source import detect_compression  # the worker does not need it
+
     try:
         return detect_compression(head) is not None
     except ValueError:
@@ -109,6 +112,8 @@ def plan(sources: Sequence[Source], range_size: int) -> list[list[Piece]]:
         raise InputError("'-' (standard input) cannot be scanned on a cluster")
     # The first bytes of every input big enough to split (S3: one small GET each, in parallel).
     large = [i for i, s in enumerate(sources) if s.error is None and (s.size or 0) > range_size]
+    from concurrent.futures import ThreadPoolExecutor  # kept off the CLI's start-up
+
     with ThreadPoolExecutor(max_workers=16) as pool:
         heads = dict(zip(large, pool.map(lambda i: _head(sources[i]), large), strict=True))
     pieces: list[tuple[Piece, int]] = []
@@ -283,10 +288,10 @@ def merge_shares(
     """The shares' outputs as one ScanResult, as a local scan of ``sources`` gives it.
 
     Line numbers of a byte range are made global by adding the lines owned by the object's
-    preceding ranges; when one of those is missing (Ctrl-C), the range's hits are dropped
-    rather than given wrong line numbers."""
-    # Per input: (start, stats, lines owned, hits with local lines) of each piece scanned.
-    parts: dict[int, list[tuple[int, int | None, dict[str, Any], int | None, list[Any]]]] = {}
+    preceding ranges; when one of those is missing (Ctrl-C) or was not read to its end (a
+    read error), the range's hits are dropped rather than given wrong line numbers."""
+    # Per input: (start, end, stats, hits with range-local lines) of each piece scanned.
+    parts: dict[int, list[tuple[int, int | None, dict[str, Any], list[Any]]]] = {}
     failed: dict[int, str] = {}
     for number, share in enumerate(shares):
         if number in failures:
@@ -299,33 +304,28 @@ def merge_shares(
         by_piece: list[list[Any]] = [[] for _ in share]
         for hit in out["hits"]:
             by_piece[hit[0]].append(hit)
-        for piece, stats, lines, hits in zip(
-            share, out["files"], out["lines"], by_piece, strict=True
-        ):
-            parts.setdefault(piece.index, []).append((piece.start, piece.end, stats, lines, hits))
+        for piece, stats, hits in zip(share, out["files"], by_piece, strict=True):
+            parts.setdefault(piece.index, []).append((piece.start, piece.end, stats, hits))
     names = [s.name for s in sources]
     files = [FileResult(name, error=s.error) for name, s in zip(names, sources, strict=True)]
     keyed: list[tuple[int, int, int, int, Hit]] = []
     for index, pieces in parts.items():
         pieces.sort(key=lambda p: p[0])
         result = files[index]
-        offset: int | None = 0
+        offset: int | None = 0  # the lines before the piece
         expected = 0
-        ranged = pieces[0][1] is not None
-        examples: list[tuple[int, str]] = []
-        for start, end, stats, lines, hits in pieces:
-            if ranged and start != expected:
+        for start, end, stats, hits in pieces:
+            if end is not None and start != expected:
                 offset = None  # a range before this one is missing
-            add_stats(result, stats)
+            add_stats(result, stats, offset)
             if offset is not None:
-                examples += [(line + offset, text) for line, text in stats["malformed_examples"]]
                 for raw in hits:
                     hit = to_hit(raw, names[index], rules, offset)
                     keyed.append((index, hit.line, raw[2], len(keyed), hit))
-            if offset is not None and ranged:
-                offset = None if lines is None else offset + lines
+                # A range that failed owns more lines than it read: the next ones' are unknown.
+                offset = None if stats["error"] is not None else offset + stats["lines"]
             expected = end or 0
-        result.malformed_examples = examples[:max_examples]
+        del result.malformed_examples[max_examples:]
     for index, reason in failed.items():
         if files[index].error is None:
             files[index].error = reason
@@ -349,101 +349,9 @@ def _filesystem(endpoint_url: str | None) -> Any:
     return s3_filesystem(endpoint_url)
 
 
-class RangeReader:
-    """The lines that start in ``[start, end)`` of a seekable binary stream, as a stream
-    (``read(n)``) for the engine; opened at the first read, closed at the end. ``lines`` is
-    the number of lines it owned, once read to its end (else None).
-
-    When the first line it owns begins with compression magic bytes (binary garbage, which
-    the engine would take for a compressed stream), a blank line is put in front of it and
-    ``shifted`` is set: the caller takes 1 off line numbers, byte counts and ``lines``."""
-
-    BLOCK = 1 << 20
-
-    def __init__(self, opener: Callable[[], BinaryIO], start: int, end: int) -> None:
-        self._opener = opener
-        self._start, self._end = start, end
-        self._chunks: Iterator[bytes] | None = None
-        self._pending = b""
-        self._newlines = 0
-        self._last = b"\n"
-        self.lines: int | None = None
-        self.shifted = False
-
-    def read(self, size: int = -1) -> bytes:
-        if self._chunks is None:
-            self._chunks = self._owned()
-        while not self._pending:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                if self.lines is None:
-                    self.lines = self._newlines + (self._last != b"\n")
-                return b""
-            self._pending = chunk
-        take = self._pending if size < 0 else self._pending[:size]
-        self._pending = self._pending[len(take) :]
-        self._newlines += take.count(b"\n")
-        self._last = take[-1:]
-        return take
-
-    def _owned(self) -> Iterator[bytes]:
-        with self._opener() as file:
-            yield from self._range(file)
-
-    def _range(self, file: BinaryIO) -> Iterator[bytes]:
-        start, end, block = self._start, self._end, self.BLOCK
-        pending, pos = b"", start
-        if start > 0:
-            # The first line that starts at or after `start`: just after the first newline
-            # at or after start - 1.
-            at = start - 1
-            file.seek(at)
-            while True:
-                chunk = file.read(block)
-                if not chunk:
-                    return
-                newline = chunk.find(b"\n")
-                if newline >= 0:
-                    pos, pending = at + newline + 1, chunk[newline + 1 :]
-                    break
-                at += len(chunk)
-            if pos >= end:
-                return  # a line longer than the range: the previous range owns it
-            while len(pending) < _HEAD:
-                more = file.read(block)
-                if not more:
-                    break
-                pending += more
-            if _is_compressed(pending[: min(_HEAD, end - pos)]):
-                self.shifted = True
-                yield b"\n"
-        last = b"\n"
-        while pos < end:
-            if not pending:
-                pending = file.read(block)
-                if not pending:
-                    return
-            take = pending[: end - pos]
-            pending = pending[len(take) :]
-            pos += len(take)
-            last = take[-1:]
-            yield take
-        if last == b"\n":
-            return
-        while True:  # the line straddling `end` is read to its end
-            if not pending:
-                pending = file.read(block)
-                if not pending:
-                    return
-            newline = pending.find(b"\n")
-            if newline >= 0:
-                yield pending[: newline + 1]
-                return
-            yield pending
-            pending = b""
-
-
-def _engine_input(piece: Piece, endpoint_url: str | None) -> str | LazyStream | RangeReader:
+def _engine_input(piece: Piece, endpoint_url: str | None) -> str | LazyStream | tuple[Any, ...]:
+    """What the engine reads for a piece: a path or S3 object whole, or a byte range of one
+    (``(path or stream, start, end)``); an S3 object is opened at its first read."""
     if piece.kind == "s3":
         fs = _filesystem(endpoint_url)
 
@@ -453,16 +361,9 @@ def _engine_input(piece: Piece, endpoint_url: str | None) -> str | LazyStream | 
             )
             return stream
 
-    else:
-
-        def opener() -> BinaryIO:
-            return open(piece.location, "rb")
-
-    if piece.end is not None:
-        return RangeReader(opener, piece.start, piece.end)
-    if piece.kind == "s3":
-        return LazyStream(opener)
-    return piece.location
+        stream = LazyStream(opener)
+        return stream if piece.whole else (stream, piece.start, piece.end)
+    return piece.location if piece.whole else (piece.location, piece.start, piece.end)
 
 
 def scan_share(
@@ -475,27 +376,23 @@ def scan_share(
     max_line_bytes: int = MAX_LINE_BYTES,
 ) -> dict[str, Any]:
     """Run on a worker: scan a share's pieces, reading them from their source. Returns the
-    engine's raw hits (source = the piece's position in the share, local line numbers), its
-    per-piece statistics, and per piece the number of lines a byte range owned."""
+    engine's raw hits (source = the piece's position in the share; for a byte range, line
+    numbers count from its first line) and its per-piece statistics (for a byte range,
+    ``lines`` is the number of lines it owns)."""
     inputs = [_engine_input(piece, endpoint_url) for piece in share]
-    hits, files, interrupted = _scanner(rules_json).scan(
-        inputs,
-        threads=threads,
-        prefilter=prefilter,
-        max_examples=max_examples,
-        max_line_bytes=min(max_line_bytes, 1 << 62),
-    )
+    try:
+        hits, files, interrupted = _scanner(rules_json).scan(
+            inputs,
+            threads=threads,
+            prefilter=prefilter,
+            max_examples=max_examples,
+            max_line_bytes=min(max_line_bytes, 1 << 62),
+        )
+    finally:  # the engine does not close the streams it is given, nor read a range to the end
+        for item in inputs:
+            stream = item[0] if isinstance(item, tuple) else item
+            if isinstance(stream, LazyStream):
+                stream.close()
     if interrupted:
         raise KeyboardInterrupt("scan interrupted on the worker")
-    lines = [i.lines if isinstance(i, RangeReader) else None for i in inputs]
-    shifted = {n for n, i in enumerate(inputs) if isinstance(i, RangeReader) and i.shifted}
-    for n in shifted:  # take the blank line put in front back out
-        stats = files[n]
-        stats["bytes"] -= 1
-        stats["source_bytes"] -= 1
-        stats["malformed_examples"] = [(line - 1, why) for line, why in stats["malformed_examples"]]
-        count = lines[n]
-        lines[n] = None if count is None else count - 1
-    if shifted:
-        hits = [(h[0], h[1] - 1, *h[2:]) if h[0] in shifted else h for h in hits]
-    return {"hits": hits, "files": files, "lines": lines}
+    return {"hits": hits, "files": files}

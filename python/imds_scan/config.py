@@ -36,6 +36,7 @@ from typing import Any
 
 from .eql import EqlError, Node, parse_condition
 from .fields import field_type
+from .ir_schema import AFFIX_OPS
 from .reference.ip import in_cidr, parse_cidr
 from .rules import Rule
 
@@ -71,11 +72,6 @@ def covers_every_address(block_text: str) -> bool:
     return block is not None and all(in_cidr(end, block) for end in _IPV4_ENDS)
 
 
-_AFFIX_OPS = frozenset(
-    {"starts_with", "starts_with_ci", "ends_with", "ends_with_ci", "contains", "contains_ci"}
-)
-
-
 def holds_for_everything(node: Node) -> bool:
     """Whether a condition holds for every event that has the fields it names (an allowlist
     entry that would silence a rule). Conservative: False when unsure."""
@@ -86,7 +82,7 @@ def holds_for_everything(node: Node) -> bool:
             return True
         if op in ("wildcard", "like"):
             return any(matches_everything(v) for v in values)
-        if op in _AFFIX_OPS:
+        if op in AFFIX_OPS:
             return "" in values
         if op == "cidr":
             return any(covers_every_address(v) for v in values)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .fields import field_type
+from .ir_schema import TEXT_OPS
 
 IR_VERSION = 1
 # How deep a condition (a rule's branch, an allowlist condition, --allow) may nest, counting
@@ -226,20 +227,6 @@ _FUNCTIONS: dict[str, tuple[str, str | None, str]] = {
     "cidrmatch": ("cidr", None, "cidrMatch"),
     "imdsendpoint": ("imds_endpoint", None, "imdsEndpoint"),
 }
-# Operators that only make sense on text: refused on ip-typed fields.
-TEXT_OPS = frozenset(
-    {
-        "wildcard",
-        "like",
-        "starts_with",
-        "starts_with_ci",
-        "ends_with",
-        "ends_with_ci",
-        "contains",
-        "contains_ci",
-    }
-)
-OPS = frozenset({"eq", "eq_ci", "cidr", "exists", "imds_endpoint", *TEXT_OPS})
 
 
 class _Parser:

@@ -30,6 +30,15 @@ def ops() -> list[str]:
     return list(schema()["$defs"]["pred"]["properties"]["op"]["enum"])
 
 
+# Operators by kind, named once for the Python side (each is an op of the schema; a test checks
+# it): those testing a value's start, end or content, with their ASCII case-insensitive twins...
+AFFIX_OPS = frozenset(
+    {"starts_with", "starts_with_ci", "ends_with", "ends_with_ci", "contains", "contains_ci"}
+)
+# ...and every operator that only makes sense on text (refused on ip-typed fields).
+TEXT_OPS = frozenset({"wildcard", "like", *AFFIX_OPS})
+
+
 def _shape(name: str) -> tuple[list[str], list[str]]:
     """(keys in schema order, required keys) of the document or a `$defs` entry."""
     part = schema() if name == "doc" else schema()["$defs"][name]

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from .cluster import DEFAULT_RANGE_SIZE
 from .engines import Engine, Progress, run_scan
 from .records import AllowlistDrops
 from .reference.scan.lines import MAX_LINE_BYTES
@@ -40,7 +41,7 @@ class ScanConfig:
     cluster: str | None = None
     # On a cluster, plain inputs larger than this are cut into line-aligned byte ranges of
     # this size, and small inputs are packed into shares of about this size.
-    range_size: int = 256 << 20
+    range_size: int = DEFAULT_RANGE_SIZE
     # Longer lines (bytes, without the newline) are read past, not evaluated (docs/inputs.md).
     max_line_bytes: int = MAX_LINE_BYTES
 

@@ -63,27 +63,40 @@ class Source:
 
 
 class LazyStream:
-    """A stream opened at its first read and closed at its end, so that only the inputs
-    being read hold a connection and a read-ahead buffer."""
+    """A stream opened at its first read (or seek) and closed at its end, so that only the
+    inputs being read hold a connection and a read-ahead buffer. Seekable, for the engine's
+    byte ranges (which stop before the end: the caller closes it)."""
 
     def __init__(self, opener: Callable[[], BinaryIO]) -> None:
         self._opener = opener
         self._file: BinaryIO | None = None
         self._done = False
 
+    def _opened(self) -> BinaryIO:
+        if self._file is None:
+            if self._done:
+                raise ValueError("seek of a closed stream")
+            self._file = self._opener()
+        return self._file
+
     def read(self, size: int = -1) -> bytes:
         if self._done:
             return b""
         try:
-            if self._file is None:
-                self._file = self._opener()
-            data = self._file.read(size)
+            data = self._opened().read(size)
         except BaseException:
             self.close()
             raise
         if not data:
             self.close()
         return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        try:
+            return self._opened().seek(offset, whence)
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         self._done = True

@@ -54,12 +54,21 @@ def stats_values(raw: Mapping[str, Any]) -> dict[str, Any]:
     return {name: raw[name] for name in STATS_FIELDS}
 
 
-def add_stats(total: FileStats, part: Mapping[str, Any]) -> None:
+# The error's text and fields: taken together, from the first piece of an input that has one.
+ERROR_FIELDS = ("error", "error_kind", "error_offset", "error_line")
+
+
+def add_stats(total: FileStats, part: Mapping[str, Any], line_offset: int | None = 0) -> None:
     """Add the statistics of one piece of an input (a byte range) to ``total``, field by field
-    by type: counts are summed, per-key counts too, the first error or compression is kept.
-    Malformed examples are left to the caller: their line numbers need the piece's offset."""
+    by type: counts are summed, per-key counts too, the first compression is kept, and so is
+    the first error (its fields together). ``line_offset``, the lines of the input before the
+    piece, makes the piece's line numbers (malformed examples, the error's line) the input's;
+    None when unknown (a piece before it is missing): its examples are then dropped and its
+    error has no line. Examples are appended uncapped (the caller keeps the first few)."""
     for f in fields(FileStats):
         value, current = part[f.name], getattr(total, f.name)
+        if f.name in ERROR_FIELDS:
+            continue
         if f.type == "int":
             setattr(total, f.name, current + value)
         elif f.type == "str | None":
@@ -68,5 +77,25 @@ def add_stats(total: FileStats, part: Mapping[str, Any]) -> None:
         elif f.type.startswith("dict["):
             for key, count in value.items():
                 current[key] = current.get(key, 0) + count
-        elif f.name != "malformed_examples":
+        elif f.name == "malformed_examples":
+            if line_offset is not None:
+                current += [(line + line_offset, why) for line, why in value]
+        else:
             raise TypeError(f"add_stats: no rule to add up FileStats.{f.name} ({f.type})")
+    if total.error is None and part["error"] is not None:
+        line = part["error_line"]
+        moved = None if line is None or line_offset is None else line + line_offset
+        total.error = _relined(part["error"], part["error_offset"], line, moved)
+        total.error_kind = part["error_kind"]
+        total.error_offset = part["error_offset"]
+        total.error_line = moved
+
+
+def _relined(text: str, offset: int | None, line: int | None, moved: int | None) -> str:
+    """An engine's error text with its line number (rendered "byte N (line L)", as read
+    errors and interruptions give it) replaced by ``moved``, or left out when that is None."""
+    if line is None or offset is None or moved == line:
+        return text
+    where = f"byte {offset}"
+    now = where if moved is None else f"{where} (line {moved})"
+    return text.replace(f"{where} (line {line})", now, 1)

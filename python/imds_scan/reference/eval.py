@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..eql import MAX_IR_DEPTH, ir_depth
+from ..ir_schema import AFFIX_OPS, TEXT_OPS
 from ..ir_schema import check as check_ir_schema
 from ..stats import EngineWitness
 from .endpoint import CLASSES, first_match, port_number
@@ -28,15 +29,12 @@ class Witness:
         return (self.field, self.op, self.pattern, self.value)
 
 
-_AFFIX_OPS = {
+# The test of each affix operator (its ``_ci`` twin folds both sides first).
+_AFFIX_TESTS = {
     "starts_with": str.startswith,
-    "starts_with_ci": str.startswith,
     "ends_with": str.endswith,
-    "ends_with_ci": str.endswith,
     "contains": str.__contains__,
-    "contains_ci": str.__contains__,
 }
-_TEXT_OPS = frozenset({"wildcard", "like", *_AFFIX_OPS})
 
 
 class _Pred:
@@ -46,7 +44,7 @@ class _Pred:
         self.op: str = node["op"]
         self.is_ip = node["field_type"] == "ip"
         self.values: list[str] = node["values"]
-        if self.is_ip and self.op in _TEXT_OPS:
+        if self.is_ip and self.op in TEXT_OPS:
             raise ValueError(f"{self.op} is not allowed on ip field {self.field}")
         if self.op == "imds_endpoint":
             for value in self.values:
@@ -67,7 +65,7 @@ class _Pred:
             self.folded = [ascii_fold(v) for v in self.values]
         elif self.op in ("wildcard", "like"):
             self.patterns = [Wildcard(v, fold=self.op == "wildcard") for v in self.values]
-        elif self.op not in ("eq", "exists", *_AFFIX_OPS):
+        elif self.op not in ("eq", "exists", *AFFIX_OPS):
             raise ValueError(f"unknown op {self.op!r}")
 
     def _literal_for(self, value: str) -> str | None:
@@ -104,7 +102,7 @@ class _Pred:
                 if pattern.fullmatch(subject):
                     return literal
         else:
-            test = _AFFIX_OPS[op]
+            test = _AFFIX_TESTS[op.removesuffix("_ci")]
             if op.endswith("_ci"):
                 folded = ascii_fold(value)
                 for literal, wanted in zip(self.values, self.folded, strict=True):

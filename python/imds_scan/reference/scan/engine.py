@@ -5,6 +5,7 @@ engine's binding gives (:mod:`imds_scan.stats`)."""
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any, BinaryIO
@@ -13,7 +14,7 @@ from ...stats import EngineHit, FileStats
 from ..eval import CompiledRule
 from ..event import Malformed, parse_line
 from .lines import MAX_LINE_BYTES, LongLine, ReadFailed, read_lines
-from .source import Opener, decoded, open_input, refuse_nested
+from .source import Opener, Unscannable, decoded, open_input, refuse_nested
 
 
 def scan_stream(
@@ -25,11 +26,13 @@ def scan_stream(
     max_examples: int = 5,
     max_line_bytes: int = MAX_LINE_BYTES,
 ) -> BaseException | None:
-    """Scan one stream of NDJSON lines (split on ``\\n`` only), appending hits; returns the
-    read error that ended it early, if any. A line longer than ``max_line_bytes`` is counted
-    (in ``long_lines`` and ``malformed``), not evaluated."""
+    """Scan one stream of NDJSON lines (split on ``\\n`` only), appending hits and counting
+    ``stats.lines`` as it goes; returns the read error that ended it early, if any. A line
+    longer than ``max_line_bytes`` is counted (in ``long_lines`` and ``malformed``), not
+    evaluated."""
     failed = ReadFailed()
     for number, raw in enumerate(read_lines(stream, failed, max_line_bytes), start=1):
+        stats.lines = number
         if isinstance(raw, LongLine):
             length = raw.length
             stats.bytes += raw.size
@@ -94,7 +97,8 @@ def scan_inputs(
 ) -> tuple[list[EngineHit], list[FileStats], bool]:
     """Scan inputs one after another: paths (``-`` is stdin) or functions that open a binary
     stream; gzip and zstd are decoded. An input that cannot be read, or only in part, is
-    recorded in its stats (what was read is scanned), not raised. ``progress(n)`` is called
+    recorded in its stats (what was read is scanned), not raised: the error's text, and its
+    kind, byte offset and line as the Rust engine gives them. ``progress(n)`` is called
     with each count of bytes read from the sources. Returns (hits, stats, interrupted): on
     KeyboardInterrupt the scan stops and returns what it found."""
     compiled = [CompiledRule(ir) for ir in rules]
@@ -105,17 +109,37 @@ def scan_inputs(
         stats = FileStats()
         all_stats.append(stats)
         if interrupted:
-            stats.error = "not read: the scan was interrupted"
+            _fail(stats, "interrupted", "not read: the scan was interrupted")
             continue
         try:
             interrupted = _scan_one(
                 path, compiled, source, stats, hits, max_examples, progress, max_line_bytes
             )
-        except OSError as exc:
-            stats.error = exc.strerror or str(exc)
-        except ValueError as exc:
-            stats.error = str(exc)
+        except ValueError as exc:  # a path that cannot be opened (a NUL byte in it)
+            _fail(stats, "open", str(exc))
     return hits, all_stats, interrupted
+
+
+# Errors of opening a file, by errno, as the Rust engine kinds them (else "open").
+_OPEN_KINDS = {
+    errno.ENOENT: "not_found",
+    errno.EACCES: "permission_denied",
+    errno.EPERM: "permission_denied",
+    errno.EISDIR: "is_directory",
+}
+
+
+def _fail(
+    stats: FileStats, kind: str, text: str, offset: int | None = None, line: int | None = None
+) -> None:
+    stats.error, stats.error_kind = text, kind
+    stats.error_offset, stats.error_line = offset, line
+
+
+def _reason(error: BaseException) -> str:
+    """An exception as the Rust engine words an error of a Python stream: its type and text."""
+    reason = (error.strerror or str(error)) if isinstance(error, OSError) else str(error)
+    return f"{type(error).__name__}: {reason}" if reason else type(error).__name__
 
 
 def _scan_one(
@@ -129,10 +153,24 @@ def _scan_one(
     max_line_bytes: int = MAX_LINE_BYTES,
 ) -> bool:
     """Scan one input into ``stats`` and ``hits``; True if interrupted."""
-    raw = open_input(path)
     try:
-        stream, counted, compression = decoded(raw, progress)
-        damage = refuse_nested(stream, compression) if compression else None
+        raw = open_input(path)
+    except OSError as exc:
+        if callable(path):  # the Rust engine opens such a stream at its first read
+            _fail(stats, "read", f"read error at byte 0: {_reason(exc)}", 0)
+        else:
+            _fail(stats, _OPEN_KINDS.get(exc.errno or 0, "open"), exc.strerror or str(exc))
+        return False
+    try:
+        try:
+            stream, counted, compression = decoded(raw, progress)
+            damage = refuse_nested(stream, compression) if compression else None
+        except Unscannable as exc:
+            _fail(stats, exc.kind, str(exc))
+            return False
+        except OSError as exc:  # the first bytes could not be read
+            _fail(stats, "read", f"read error at byte 0: {_reason(exc)}", 0)
+            return False
         stats.compression = compression
         try:
             error = damage or scan_stream(
@@ -140,20 +178,28 @@ def _scan_one(
             )
         except KeyboardInterrupt:
             stats.source_bytes = counted.count
-            stats.error = f"interrupted: scanned up to byte {stats.bytes}"
+            where = f"byte {stats.bytes} (line {stats.lines})"
+            _fail(stats, "interrupted", f"interrupted: scanned up to {where}", stats.bytes)
+            stats.error_line = stats.lines
             return True
         stats.source_bytes = counted.count
-        if error is not None:
-            reason = (error.strerror or str(error)) if isinstance(error, OSError) else str(error)
-            reason = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
-            if compression:
-                stats.error = (
-                    f"{compression} data damaged or cut short near compressed byte "
-                    f"{counted.count} ({reason}); the {stats.bytes} bytes decompressed "
-                    "before it were scanned"
-                )
-            else:
-                stats.error = f"read error at byte {stats.bytes}: {reason}"
+        if error is None:
+            pass
+        elif compression:
+            _fail(
+                stats,
+                "damaged",
+                f"{compression} data damaged or cut short near compressed byte "
+                f"{counted.count} ({_reason(error)}); the {stats.bytes} bytes "
+                f"({stats.lines} lines) decompressed before it were scanned",
+                counted.count,
+                stats.lines,
+            )
+        else:
+            where = f"byte {stats.bytes} (line {stats.lines})"
+            _fail(
+                stats, "read", f"read error at {where}: {_reason(error)}", stats.bytes, stats.lines
+            )
     finally:
         if raw is not sys.stdin.buffer:
             raw.close()

@@ -53,6 +53,16 @@ class Counted(io.RawIOBase):
 MAGIC_LEN = 6
 
 
+class Unscannable(ValueError):
+    """An input not scanned at all: ``kind`` is its error kind, as the Rust engine's
+    ``InputErrorKind::as_str`` names it (``unsupported``, ``nested_compression``,
+    ``decoder``)."""
+
+    def __init__(self, message: str, kind: str = "unsupported") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 # Recognised and refused: other compressions, and text that is not UTF-8 (UTF-32LE before
 # UTF-16LE, whose mark starts it).
 _REFUSED = (
@@ -78,9 +88,9 @@ def refusal(kind: str) -> str:
 
 
 def detect_compression(head: bytes) -> str | None:
-    """``gzip``, ``zstd`` or None (plain) from an input's first bytes; ValueError for a
-    recognised but unsupported compression or a UTF-16/32 byte-order mark (the Rust engine's
-    ``Compression::detect``)."""
+    """``gzip``, ``zstd`` or None (plain) from an input's first bytes; Unscannable (a
+    ValueError) for a recognised but unsupported compression or a UTF-16/32 byte-order mark
+    (the Rust engine's ``Compression::detect``)."""
     if head.startswith(b"\x1f\x8b"):
         return "gzip"
     if head.startswith(b"\x28\xb5\x2f\xfd") or (
@@ -89,7 +99,7 @@ def detect_compression(head: bytes) -> str | None:
         return "zstd"
     for magic, kind in _REFUSED:
         if head.startswith(magic):
-            raise ValueError(refusal(kind))
+            raise Unscannable(refusal(kind))
     return None
 
 
@@ -108,7 +118,8 @@ def decoded(
     raw: BinaryIO, progress: Callable[[int], None] | None = None
 ) -> tuple[BinaryIO, Counted, str | None]:
     """An input's data decoded, the counter of the bytes read from it, and its compression;
-    ValueError when it is refused (:func:`detect_compression`)."""
+    Unscannable when it is refused (:func:`detect_compression`) or cannot be decoded here;
+    OSError when its first bytes cannot be read."""
     head = _read_head(raw)
     compression = detect_compression(head)
     counted = Counted(raw, head, progress)
@@ -133,9 +144,10 @@ def _decode(counted: Counted, compression: str | None) -> BinaryIO:
         try:
             import zstandard
         except ImportError:
-            raise OSError(
+            raise Unscannable(
                 "zstd input needs the zstandard package with --engine python "
-                "(pip install zstandard)"
+                "(pip install zstandard)",
+                "decoder",
             ) from None
         return cast(BinaryIO, io.BufferedReader(_ZstdFrames(buffered, zstandard), BLOCK))
     return buffered
@@ -183,7 +195,7 @@ class _ZstdFrames(io.RawIOBase):
 
 
 def refuse_nested(stream: BinaryIO, outer: str) -> Exception | None:
-    """ValueError when decompressed data is compressed again (``.gz.gz``) or UTF-16/32 text,
+    """Unscannable when decompressed data is compressed again (``.gz.gz``) or UTF-16/32 text,
     as the Rust engine refuses it. Returns the damage the first read met: a second read may
     not meet it again (a gzip header cut short is consumed, then reads as a clean end)."""
     try:
@@ -192,11 +204,12 @@ def refuse_nested(stream: BinaryIO, outer: str) -> Exception | None:
         return exc
     try:
         inner = detect_compression(head)
-    except ValueError as exc:
-        raise ValueError(f"decompressed {outer} data: {exc}") from None
+    except Unscannable as exc:
+        raise Unscannable(f"decompressed {outer} data: {exc}") from None
     if inner:
-        raise ValueError(
+        raise Unscannable(
             f"{outer} data that holds {inner}-compressed data (compressed twice?) is not "
-            "supported: not scanned"
+            "supported: not scanned",
+            "nested_compression",
         )
     return None
