@@ -230,6 +230,15 @@ def test_a_100_mb_line(tmp_path: Path, engine: str) -> None:
         "1 line(s) longer than max-line-bytes (67,108,864 bytes) not evaluated "
         "(see the malformed lines)"
     )
+    assert (f.error_kind, f.error_offset, f.error_line) == ("long_lines", None, None)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_an_input_without_events_is_an_error_of_its_own_kind(tmp_path: Path, engine: str) -> None:
+    path = tmp_path / "binary.bin"
+    path.write_bytes(bytes(range(256)) * 64)
+    (f,) = scan_file(path, engine).stats.files
+    assert (f.error_kind, f.events, f.malformed) == ("no_events", 65, 65)
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -53,8 +53,10 @@ def flag_unscanned(files: Sequence[FileResult], max_line_bytes: int) -> None:
                 f"{f.long_lines:,} line(s) longer than max-line-bytes ({max_line_bytes:,} "
                 "bytes) not evaluated (see the malformed lines)"
             )
+            f.error_kind = "long_lines"
         elif f.events and f.malformed == f.events:
             f.error = f"no valid event: all {f.events:,} lines are malformed (not NDJSON?)"
+            f.error_kind = "no_events"
 
 
 def run_scan(
