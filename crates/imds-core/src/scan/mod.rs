@@ -17,9 +17,12 @@
 
 mod engine;
 mod lines;
+mod record;
 mod regions;
 pub(crate) mod source;
+mod stream;
 
+pub use record::{RecordError, RecordMeta, RuleMeta};
 pub use source::{Compression, Input, ReadSeek};
 
 use crate::error::{InputError, InputErrorKind};
@@ -50,6 +53,10 @@ pub(super) struct Stream<'a> {
     pub(super) own: &'a AtomicU64,
     /// Bytes read from all sources.
     pub(super) progress: &'a AtomicU64,
+    /// Where hits go while the stream is read (`None`: they are kept until the end).
+    pub(super) outlet: Option<&'a dyn stream::Outlet>,
+    /// The pool that scans pieces in parallel when `workers` > 1 (`None`: the current one).
+    pub(super) pool: Option<&'a rayon::ThreadPool>,
 }
 
 /// Open a file to scan (a directory is an error, not something to read).
@@ -88,6 +95,23 @@ pub struct ScanOptions {
     /// A line longer than this (in bytes, without its `\n`) is not evaluated: it is read
     /// past in bounded memory and counted in `FileStats::long_lines` (and as malformed).
     pub max_line_bytes: usize,
+}
+
+/// The default cap of [`Engine::scan_stream`]'s reorder buffer per running part: 16 MiB.
+pub const DEFAULT_REORDER_BYTES: usize = 16 << 20;
+
+/// What [`Engine::scan_stream`] hands to its sink.
+#[derive(Debug)]
+pub enum ScanEvent {
+    /// A hit, in order: input, then line, then rule.
+    Hit(Hit),
+    /// An input's statistics, after its hits, in input order.
+    File {
+        /// Index into the inputs.
+        source: usize,
+        /// Its statistics.
+        stats: FileStats,
+    },
 }
 
 /// The default of [`ScanOptions::max_line_bytes`]: 64 MiB.
