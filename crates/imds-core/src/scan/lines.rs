@@ -1,8 +1,7 @@
 //! Line framing: a stream cut into chunks of whole lines (an over-long line read past), and
 //! the per-stream scanner that walks lines through the prefilter, the parser and the rules.
 
-use super::stream::hit_bytes;
-use super::{Engine, FileStats, Hit, ScanOptions, ScanReport, Stream};
+use super::{hit_bytes, Engine, FileStats, Hit, ScanOptions, ScanReport, Stream};
 use crate::eval::Verdict;
 use crate::event;
 use crate::prefilter::RuleGate;

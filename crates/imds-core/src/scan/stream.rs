@@ -24,7 +24,9 @@
 
 use super::lines::absorb_stats;
 use super::source::{self, Compression};
-use super::{failed, open_file, Engine, FileStats, Hit, Input, ScanEvent, ScanOptions, Stream};
+use super::{
+    failed, open_file, Engine, FileStats, Hit, Input, Outlet, ScanEvent, ScanOptions, Stream,
+};
 use super::{ScanReport, DEFAULT_REORDER_BYTES};
 use crate::error::{InputError, InputErrorKind};
 use std::collections::VecDeque;
@@ -32,23 +34,6 @@ use std::fs::File;
 use std::iter::Enumerate;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-
-/// Where a running lane's hits go: the sink (the head) or the lane's own buffer (the others,
-/// up to the cap).
-pub(crate) trait Outlet: Sync {
-    /// Take `hits` (relative line numbers; `held` is their size by [`hit_bytes`]) when it is
-    /// this lane's turn; else leave them unless they exceed the cap, and then wait for the
-    /// turn.
-    fn offer(&self, hits: &mut Vec<Hit>, held: &mut usize);
-}
-
-/// What a hit held in memory costs, for the reorder cap.
-pub(super) fn hit_bytes(hit: &Hit) -> usize {
-    let witness = hit.witness.as_ref().map_or(0, |w| {
-        w.field.len() + w.op.len() + w.pattern.len() + w.value.len()
-    });
-    std::mem::size_of::<Hit>() + hit.event.len() + witness
-}
 
 /// The order of the lanes: whose turn it is, and the merged statistics of the current
 /// input's finished regions.
