@@ -62,8 +62,10 @@ class Scanner:
         them (an empty list with ``hits=False``), and with ``records`` the same hits' NDJSON
         lines (each ending in ``\\n``) as one ``bytes``, byte for byte what
         ``records.Hit.to_json`` writes encoded as UTF-8 (line numbers as the engine gives
-        them: add no offset). Otherwise ``records`` is None. A partial batch is sent after
-        about 200 ms, so a slow trickle of hits is not held back.
+        them: add no offset). Otherwise ``records`` is None. A partial batch is sent when a
+        hit or an input's end comes 200 ms or more after the last batch, and at the end, so
+        a slow trickle of hits is not held back until ``batch`` is reached. Per-input
+        statistics arrive as inputs finish (``files``), not in the batches.
 
         ``records`` raises ValueError, before anything is scanned, when the names do not fit
         the inputs and rules, or when a name is a str with no UTF-8 form (surrogates, e.g.

@@ -239,7 +239,8 @@ enum Msg {
 /// Batches in flight between the scan thread and Python: the scan waits when they are full.
 const QUEUED_BATCHES: usize = 2;
 
-/// A partial batch is sent after this long, so that a slow trickle of hits is not held back.
+/// A partial batch is sent when a hit or an input's end comes this long after the last batch,
+/// so that a slow trickle of hits is not held back.
 const BATCH_AGE: Duration = Duration::from_millis(200);
 
 /// A running streaming scan (`Scanner.scan_iter`).
