@@ -62,7 +62,10 @@ class Scanner:
         them (an empty list with ``hits=False``), and with ``records`` the same hits' NDJSON
         lines (each ending in ``\\n``) as one ``bytes``, byte for byte what
         ``records.Hit.to_json`` writes encoded as UTF-8 (line numbers as the engine gives
-        them: add no offset). Otherwise ``records`` is None. A partial batch is sent when a
+        them: add no offset); no record holds a raw ``\\n``, so ``records.split(b"\\n")[i]``
+        is the record of ``hits[i]`` (to drop some, e.g. by time). Otherwise ``records`` is
+        None. Memory: about ``batch`` hits per batch, at most 2 batches waiting, plus the scan's
+        own reorder buffers. A partial batch is sent when a
         hit or an input's end comes 200 ms or more after the last batch, and at the end, so
         a slow trickle of hits is not held back until ``batch`` is reached. Per-input
         statistics arrive as inputs finish (``files``), not in the batches.
