@@ -2,9 +2,10 @@
 
 from collections.abc import Callable, Sequence
 from os import PathLike
+from types import TracebackType
 from typing import Any, Protocol, final
 
-__all__ = ["STATS_FIELDS", "Scanner", "__version__"]
+__all__ = ["STATS_FIELDS", "ScanIter", "Scanner", "__version__"]
 
 __version__: str
 # The keys of a per-input statistics dict, defined once in Rust (FileStats::FIELDS): bytes,
@@ -18,6 +19,10 @@ _HitTuple = tuple[int, int, int, int, _Witness | None, str]
 class _Readable(Protocol):
     def read(self, size: int = ..., /) -> bytes: ...
 
+_Input = str | PathLike[str] | tuple[str | PathLike[str] | _Seekable, int, int] | _Readable
+# records=(source names, one per input; per rule: (name, id, severity, branch names)).
+_RecordNames = tuple[Sequence[str], Sequence[tuple[str, str, str, Sequence[str]]]]
+
 class _Seekable(Protocol):
     def read(self, size: int = ..., /) -> bytes: ...
     def seek(self, offset: int, whence: int = ..., /) -> int: ...
@@ -28,9 +33,7 @@ class Scanner:
     def needles(self) -> list[str] | None: ...
     def scan(
         self,
-        inputs: Sequence[
-            str | PathLike[str] | tuple[str | PathLike[str] | _Seekable, int, int] | _Readable
-        ],
+        inputs: Sequence[_Input],
         threads: int = 0,
         buffer_size: int = 4194304,
         prefilter: bool = True,
@@ -38,3 +41,79 @@ class Scanner:
         progress: Callable[[int], object] | None = None,
         max_line_bytes: int = 67108864,
     ) -> tuple[list[_HitTuple], list[dict[str, Any]], bool]: ...
+    def scan_iter(
+        self,
+        inputs: Sequence[_Input],
+        threads: int = 0,
+        buffer_size: int = 4194304,
+        prefilter: bool = True,
+        max_examples: int = 5,
+        progress: Callable[[int], object] | None = None,
+        max_line_bytes: int = 67108864,
+        batch: int = 4096,
+        records: _RecordNames | None = None,
+        hits: bool = True,
+        reorder_bytes: int = 0,
+    ) -> ScanIter:
+        """Scan like ``scan``, handing hits out while the scan runs, in ``scan``'s order
+        (input order, then line, then rule), in memory that does not grow with the hits.
+
+        Yields batches ``(hits, records)``: at most ``batch`` hit tuples as ``scan`` gives
+        them (an empty list with ``hits=False``), and with ``records`` the same hits' NDJSON
+        lines (each ending in ``\\n``) as one ``bytes``, byte for byte what
+        ``records.Hit.to_json`` writes encoded as UTF-8 (line numbers as the engine gives
+        them: add no offset); no record holds a raw ``\\n``, so ``records.split(b"\\n")[i]``
+        is the record of ``hits[i]`` (to drop some, e.g. by time). Otherwise ``records`` is
+        None. Memory: about ``batch`` hits per batch, at most 2 batches waiting, plus the scan's
+        own reorder buffers. A partial batch is sent when a
+        hit or an input's end comes 200 ms or more after the last batch, and at the end, so
+        a slow trickle of hits is not held back until ``batch`` is reached. Per-input
+        statistics arrive as inputs finish (``files``), not in the batches.
+
+        ``records`` raises ValueError, before anything is scanned, when the names do not fit
+        the inputs and rules, or when a name is a str with no UTF-8 form (surrogates, e.g.
+        ``os.fsdecode`` of a file name that is not UTF-8): build such records in Python.
+
+        Ctrl-C while waiting for a batch: the scan is cancelled and stopped, ``files`` gets
+        every input's statistics (unfinished ones with an ``interrupted`` error),
+        ``cancelled`` becomes True, and KeyboardInterrupt is raised from ``next()``; the
+        batches already taken hold whole hits and records. An exception from ``progress`` or
+        a signal handler does the same and propagates. Leaving the loop early: call
+        ``close()`` (or use ``with``); dropping the iterator also cancels the scan and joins
+        its threads. ``reorder_bytes``: the hits a part of the scan ahead of the output order
+        may keep before it waits (0 = 16 MiB; at most one such part per thread).
+        """
+
+@final
+class ScanIter:
+    """A running streaming scan (``Scanner.scan_iter``)."""
+
+    def __iter__(self) -> ScanIter: ...
+    def __next__(self) -> tuple[list[_HitTuple], bytes | None]: ...
+    def close(self) -> None:
+        """Cancel the scan if it runs and wait for its threads (hits not taken are dropped,
+        statistics kept). Idempotent."""
+    def __enter__(self) -> ScanIter: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> None: ...
+    @property
+    def files(self) -> list[dict[str, Any]]:
+        """Per-input statistics (as ``scan`` gives them) of the inputs finished so far, in
+        input order: all of them once the iterator is exhausted or closed."""
+    @property
+    def cancelled(self) -> bool:
+        """The scan stopped early: Ctrl-C, ``close()`` before the end, or dropped."""
+    @property
+    def done(self) -> bool:
+        """The scan has ended and its threads are joined."""
+    @property
+    def records(self) -> bool:
+        """Batches carry NDJSON records."""
+    @property
+    def bytes_read(self) -> int:
+        """Bytes read from the sources so far."""

@@ -26,7 +26,8 @@ pub use event::{field_values, parse_document, parse_line, Malformed, ParsedLine}
 pub use ir::{Branch, FieldType, Node, Op, Predicate, RuleIr};
 pub use prefilter::Prefilter;
 pub use scan::{
-    Compression, Engine, FileStats, Hit, Input, ReadSeek, ScanOptions, ScanReport, StatValue,
+    Compression, Engine, FileStats, Hit, Input, ReadSeek, RecordError, RecordMeta, RuleMeta,
+    ScanEvent, ScanOptions, ScanReport, StatValue, DEFAULT_REORDER_BYTES,
 };
 
 /// The decoders and their read sizes, for this crate's tests and fuzz targets only (feature

@@ -3,20 +3,28 @@
 //! The scan runs on a worker thread with the GIL released; this thread wakes every 50 ms to
 //! let Python deliver signals (and to report progress), so Ctrl-C cancels the scan within a
 //! buffer's time, and the scan returns what it found so far, marked interrupted.
+//! `Scanner.scan_iter` runs the scan on a thread of its own that sends batches of hits (and
+//! their NDJSON records) through a bounded channel; `next()` waits for one in the same way.
 
-use imds_core::{Engine, FileStats, Hit, Input, RuleIr, ScanOptions, StatValue};
-use pyo3::exceptions::{PyKeyboardInterrupt, PyTypeError, PyValueError};
+use imds_core::{
+    Engine, FileStats, Hit, Input, RecordMeta, RuleIr, RuleMeta, ScanEvent, ScanOptions, StatValue,
+};
+use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use std::borrow::Cow;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 type WitnessTuple = (String, &'static str, String, String);
 type HitTuple = (usize, u64, usize, usize, Option<WitnessTuple>, String);
+/// `records=(source names, rule descriptions)` of `scan_iter`.
+type RecordNames<'py> = (Vec<Bound<'py, PyAny>>, Vec<Bound<'py, PyAny>>);
 type ScanTuple<'py> = (Vec<HitTuple>, Vec<Bound<'py, PyDict>>, bool);
 
 /// How often the progress callback is called, at most.
@@ -25,7 +33,7 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 /// A set of compiled rules, ready to scan.
 #[pyclass(frozen, module = "imds_scan._engine")]
 struct Scanner {
-    engine: Engine,
+    engine: Arc<Engine>,
 }
 
 #[pymethods]
@@ -39,7 +47,9 @@ impl Scanner {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         let engine = Engine::new(irs).map_err(|e| PyValueError::new_err(e.to_string()))?;
-        Ok(Scanner { engine })
+        Ok(Scanner {
+            engine: Arc::new(engine),
+        })
     }
 
     /// The prefilter's needles, or None when the rules force a parse of every line.
@@ -80,6 +90,423 @@ impl Scanner {
             max_line_bytes,
         );
         self.run(py, inputs, &opts, progress.as_ref())
+    }
+
+    /// Scan like `scan`, handing hits out while the scan runs, in the same order, in bounded
+    /// memory: see `ScanIter`. `records = (sources, rules)` also gives each batch's NDJSON
+    /// records as bytes (`sources`: a name per input; `rules`: (name, id, severity, branch
+    /// names) per rule); `hits=False` leaves the hit lists empty. `reorder_bytes` (0 = 16 MiB)
+    /// caps the hits a part of the scan ahead of the output order keeps.
+    #[pyo3(signature = (
+        inputs, threads=0, buffer_size=4194304, prefilter=true, max_examples=5, progress=None,
+        max_line_bytes=67108864, batch=4096, records=None, hits=true, reorder_bytes=0
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn scan_iter(
+        &self,
+        inputs: Vec<Bound<'_, PyAny>>,
+        threads: usize,
+        buffer_size: usize,
+        prefilter: bool,
+        max_examples: usize,
+        progress: Option<Py<PyAny>>,
+        max_line_bytes: usize,
+        batch: usize,
+        records: Option<RecordNames<'_>>,
+        hits: bool,
+        reorder_bytes: usize,
+    ) -> PyResult<ScanIter> {
+        let count = inputs.len();
+        let inputs = inputs.iter().map(to_input).collect::<PyResult<Vec<_>>>()?;
+        let records = records
+            .map(|(sources, rules)| record_meta(&self.engine, count, &sources, &rules))
+            .transpose()?;
+        let opts = options(
+            threads,
+            buffer_size,
+            prefilter,
+            max_examples,
+            max_line_bytes,
+        );
+        Ok(ScanIter::start(
+            Arc::clone(&self.engine),
+            inputs,
+            opts,
+            Feed {
+                batch: batch.max(1),
+                records,
+                hits,
+                reorder_bytes,
+            },
+            progress,
+        ))
+    }
+}
+
+/// The names of records, checked against the inputs and the engine's rules.
+fn record_meta(
+    engine: &Engine,
+    inputs: usize,
+    sources: &[Bound<'_, PyAny>],
+    rules: &[Bound<'_, PyAny>],
+) -> PyResult<RecordMeta> {
+    // A str with surrogates (os.fsdecode of a name that is not UTF-8) has no UTF-8 form: the
+    // caller builds those records itself.
+    let text = |item: &Bound<'_, PyAny>, what: &str| -> PyResult<String> {
+        item.extract::<String>().map_err(|_| {
+            PyValueError::new_err(format!(
+                "records: {what} is not a str encodable as UTF-8 (surrogates?)"
+            ))
+        })
+    };
+    if sources.len() != inputs {
+        return Err(PyValueError::new_err(format!(
+            "records: {} source names for {inputs} inputs",
+            sources.len()
+        )));
+    }
+    let sources = sources
+        .iter()
+        .enumerate()
+        .map(|(k, name)| text(name, &format!("source {k}")))
+        .collect::<PyResult<Vec<_>>>()?;
+    if rules.len() != engine.rules().len() {
+        return Err(PyValueError::new_err(format!(
+            "records: {} rules described, the scanner has {}",
+            rules.len(),
+            engine.rules().len()
+        )));
+    }
+    let mut metas = Vec::with_capacity(rules.len());
+    for (k, (item, rule)) in rules.iter().zip(engine.rules()).enumerate() {
+        let (name, id, severity, branches): (
+            Bound<'_, PyAny>,
+            Bound<'_, PyAny>,
+            Bound<'_, PyAny>,
+            Vec<Bound<'_, PyAny>>,
+        ) = item.extract().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "records: rule {k} is not (name, id, severity, branch names)"
+            ))
+        })?;
+        if branches.len() != rule.ir.branches.len() {
+            return Err(PyValueError::new_err(format!(
+                "records: rule {k} has {} branches, {} names given",
+                rule.ir.branches.len(),
+                branches.len()
+            )));
+        }
+        let what = format!("a text of rule {k}");
+        metas.push(RuleMeta {
+            name: text(&name, &what)?,
+            id: text(&id, &what)?,
+            severity: text(&severity, &what)?,
+            branches: branches
+                .iter()
+                .map(|b| text(b, &what))
+                .collect::<PyResult<_>>()?,
+        });
+    }
+    Ok(RecordMeta {
+        sources,
+        rules: metas,
+    })
+}
+
+/// What the scan thread of a `ScanIter` puts in each batch.
+struct Feed {
+    batch: usize,
+    records: Option<RecordMeta>,
+    hits: bool,
+    reorder_bytes: usize,
+}
+
+/// A batch from the scan thread.
+#[derive(Default)]
+struct Batch {
+    hits: Vec<Hit>,
+    records: Option<Vec<u8>>,
+    count: usize,
+    files: Vec<(usize, FileStats)>,
+}
+
+enum Msg {
+    Batch(Batch),
+    /// The scan ended; whether it was cancelled.
+    Done(bool),
+}
+
+/// Batches in flight between the scan thread and Python: the scan waits when they are full.
+const QUEUED_BATCHES: usize = 2;
+
+/// A partial batch is sent when a hit or an input's end comes this long after the last batch,
+/// so that a slow trickle of hits is not held back.
+const BATCH_AGE: Duration = Duration::from_millis(200);
+
+/// A running streaming scan (`Scanner.scan_iter`).
+#[pyclass(module = "imds_scan._engine")]
+struct ScanIter {
+    rx: Mutex<Option<Receiver<Msg>>>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+    cancel: Arc<AtomicBool>,
+    read: Arc<AtomicU64>,
+    progress: Option<Py<PyAny>>,
+    files: Vec<(usize, FileStats)>,
+    cancelled: bool,
+    done: bool,
+    with_records: bool,
+}
+
+impl ScanIter {
+    fn start(
+        engine: Arc<Engine>,
+        inputs: Vec<Input>,
+        opts: ScanOptions,
+        feed: Feed,
+        progress: Option<Py<PyAny>>,
+    ) -> ScanIter {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let read = Arc::new(AtomicU64::new(0));
+        let (tx, rx) = mpsc::sync_channel(QUEUED_BATCHES);
+        let with_records = feed.records.is_some();
+        let worker = {
+            let (cancel, read) = (Arc::clone(&cancel), Arc::clone(&read));
+            std::thread::spawn(move || {
+                feed_batches(&engine, inputs, &opts, &feed, &cancel, &read, &tx)
+            })
+        };
+        ScanIter {
+            rx: Mutex::new(Some(rx)),
+            worker: Mutex::new(Some(worker)),
+            cancel,
+            read,
+            progress,
+            files: Vec::new(),
+            cancelled: false,
+            done: false,
+            with_records,
+        }
+    }
+
+    /// Cancel the scan, wait for it to end keeping the statistics it sends, and join its
+    /// thread (with the GIL released: its inputs may be Python streams). `cancelled` is set
+    /// when the scan says it was cancelled, or hits were dropped here.
+    fn stop(&mut self, py: Python<'_>) {
+        self.cancel.store(true, Ordering::Relaxed);
+        let rx = self
+            .rx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let worker = self
+            .worker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let mut files = Vec::new();
+        let mut cancelled = false;
+        py.detach(|| {
+            if let Some(rx) = rx {
+                while let Ok(msg) = rx.recv() {
+                    match msg {
+                        Msg::Batch(batch) => {
+                            cancelled |= batch.count > 0;
+                            files.extend(batch.files);
+                        }
+                        Msg::Done(was) => cancelled |= was,
+                    }
+                }
+            }
+            if let Some(worker) = worker {
+                let _ = worker.join();
+            }
+        });
+        self.files.extend(files);
+        self.cancelled |= cancelled;
+        self.done = true;
+    }
+}
+
+/// The scan thread of a `ScanIter`: hits and statistics in batches to `tx`; when nobody
+/// receives any more, the scan is cancelled.
+fn feed_batches(
+    engine: &Engine,
+    inputs: Vec<Input>,
+    opts: &ScanOptions,
+    feed: &Feed,
+    cancel: &AtomicBool,
+    read: &AtomicU64,
+    tx: &SyncSender<Msg>,
+) {
+    let fresh = || Batch {
+        records: feed.records.as_ref().map(|_| Vec::new()),
+        ..Batch::default()
+    };
+    let mut batch = fresh();
+    let mut sent = Instant::now();
+    let mut alive = true;
+    let mut sink = |event| {
+        if !alive {
+            return;
+        }
+        match event {
+            ScanEvent::Hit(hit) => {
+                if let (Some(meta), Some(out)) = (&feed.records, &mut batch.records) {
+                    // The indices were checked against the inputs and rules.
+                    let _ = meta.write(&hit, out);
+                }
+                if feed.hits {
+                    batch.hits.push(hit);
+                }
+                batch.count += 1;
+            }
+            ScanEvent::File { source, stats } => batch.files.push((source, stats)),
+        }
+        if batch.count >= feed.batch || (batch.count > 0 && sent.elapsed() >= BATCH_AGE) {
+            let full = std::mem::replace(&mut batch, fresh());
+            if tx.send(Msg::Batch(full)).is_err() {
+                alive = false;
+                cancel.store(true, Ordering::Relaxed);
+            }
+            sent = Instant::now();
+        }
+    };
+    let cancelled = engine.scan_stream(inputs, opts, cancel, read, feed.reorder_bytes, &mut sink);
+    if alive {
+        let _ = tx.send(Msg::Batch(batch));
+        let _ = tx.send(Msg::Done(cancelled));
+    }
+}
+
+type IterItem<'py> = (Bound<'py, PyList>, Option<Bound<'py, PyBytes>>);
+
+#[pymethods]
+impl ScanIter {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// The next batch: (hit tuples, NDJSON records or None). Waits with the GIL released,
+    /// checking signals every 50 ms: on Ctrl-C (or an exception from a signal handler or the
+    /// progress callback) the scan is cancelled and stopped, then the exception is raised.
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<IterItem<'py>>> {
+        let mut reported = Instant::now();
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            let rx = &self.rx;
+            let received = py.detach(|| {
+                let rx = rx.lock().unwrap_or_else(PoisonError::into_inner);
+                rx.as_ref()
+                    .map(|rx| rx.recv_timeout(Duration::from_millis(50)))
+            });
+            let Some(received) = received else {
+                self.done = true;
+                return Ok(None);
+            };
+            match received {
+                Ok(Msg::Batch(batch)) => {
+                    self.files.extend(batch.files);
+                    if batch.count == 0 {
+                        continue;
+                    }
+                    let hits = PyList::new(py, batch.hits.into_iter().map(hit_tuple))?;
+                    let records = batch.records.map(|bytes| PyBytes::new(py, &bytes));
+                    return Ok(Some((hits, records)));
+                }
+                Ok(Msg::Done(cancelled)) => {
+                    self.cancelled |= cancelled;
+                    self.stop(py);
+                    if let Some(callback) = &self.progress {
+                        callback.call1(py, (self.read.load(Ordering::Relaxed),))?;
+                    }
+                    return Ok(None);
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.stop(py);
+                    return Err(PyRuntimeError::new_err("the scan thread failed"));
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    let polled = py.check_signals().and_then(|()| match &self.progress {
+                        Some(callback) if reported.elapsed() >= PROGRESS_EVERY => {
+                            reported = Instant::now();
+                            callback.call1(py, (self.read.load(Ordering::Relaxed),))?;
+                            Ok(())
+                        }
+                        _ => Ok(()),
+                    });
+                    if let Err(err) = polled {
+                        self.stop(py);
+                        self.cancelled = true;
+                        return Err(err);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Cancel the scan (if it still runs) and wait for its threads; the hits not yet taken
+    /// are dropped, the statistics kept. Idempotent.
+    fn close(&mut self, py: Python<'_>) {
+        if !self.done {
+            self.stop(py);
+        }
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __exit__(
+        &mut self,
+        py: Python<'_>,
+        _exc_type: Option<Bound<'_, PyAny>>,
+        _exc: Option<Bound<'_, PyAny>>,
+        _tb: Option<Bound<'_, PyAny>>,
+    ) {
+        self.close(py);
+    }
+
+    /// The statistics of the inputs finished so far, in input order (all once done).
+    #[getter]
+    fn files<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        self.files
+            .iter()
+            .map(|(_, stats)| stats_dict(py, stats))
+            .collect()
+    }
+
+    /// Whether the scan stopped early (Ctrl-C, `close()`, or the iterator dropped).
+    #[getter]
+    fn cancelled(&self) -> bool {
+        self.cancelled
+    }
+
+    /// Whether the scan has ended (the iterator is exhausted or closed).
+    #[getter]
+    fn done(&self) -> bool {
+        self.done
+    }
+
+    /// Whether batches carry NDJSON records.
+    #[getter]
+    fn records(&self) -> bool {
+        self.with_records
+    }
+
+    /// Bytes read from the sources so far.
+    #[getter]
+    fn bytes_read(&self) -> u64 {
+        self.read.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for ScanIter {
+    fn drop(&mut self) {
+        if !self.done {
+            Python::attach(|py| self.stop(py));
+        }
     }
 }
 
@@ -299,6 +726,7 @@ fn stats_dict<'py>(py: Python<'py>, stats: &FileStats) -> PyResult<Bound<'py, Py
 #[pymodule]
 fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Scanner>()?;
+    m.add_class::<ScanIter>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("STATS_FIELDS", PyTuple::new(m.py(), FileStats::FIELDS)?)?;
     Ok(())

@@ -3,12 +3,11 @@
 
 use super::lines::LineScanner;
 use super::source::{self, Compression, Counted, Input};
-use super::{failed, open_file, Engine, ScanOptions, ScanReport, Stream};
+use super::{failed, open_file, Engine, ScanEvent, ScanOptions, ScanReport, Stream};
 use crate::error::{InputError, InputErrorKind};
 use crate::eval::CompiledRule;
 use crate::ir::RuleIr;
 use crate::prefilter::{Prefilter, RuleGate};
-use rayon::prelude::*;
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -69,74 +68,35 @@ impl Engine {
         cancel: &AtomicBool,
         progress: &AtomicU64,
     ) -> ScanReport {
-        let count = inputs.len();
-        let parts = in_pool(opts.threads, || {
-            let workers = rayon::current_num_threads().div_ceil(count.max(1));
-            inputs
-                .into_par_iter()
-                .with_max_len(1)
-                .enumerate()
-                .map(|(source, input)| {
-                    self.scan_input(input, source, opts, cancel, workers, progress)
-                })
-                .collect::<Vec<_>>()
-        });
         let mut report = ScanReport::default();
-        for part in parts {
-            report.files.extend(part.files);
-            report.hits.extend(part.hits);
-            report.cancelled |= part.cancelled;
-        }
+        let mut sink = |event| match event {
+            ScanEvent::Hit(hit) => report.hits.push(hit),
+            ScanEvent::File { stats, .. } => report.files.push(stats),
+        };
+        report.cancelled = self.scan_stream(inputs, opts, cancel, progress, 0, &mut sink);
         report
     }
 
-    /// Scan one input with up to `workers` threads of the current pool.
-    fn scan_input(
-        &self,
-        input: Input,
-        source: usize,
-        opts: &ScanOptions,
-        cancel: &AtomicBool,
-        workers: usize,
-        progress: &AtomicU64,
-    ) -> ScanReport {
-        if cancel.load(Ordering::Relaxed) {
-            let mut report = failed(InputError::new(InputErrorKind::Interrupted));
-            report.cancelled = true;
-            return report;
-        }
-        let scan = Stream {
-            source,
-            opts,
-            cancel,
-            workers,
-            own: &AtomicU64::new(0),
-            progress,
-        };
+    /// Scan one input as a whole (a file is opened here only when `scan_stream` did not
+    /// open it to cut it into regions).
+    pub(super) fn scan_input(&self, input: Input, scan: &Stream<'_>) -> ScanReport {
         match input {
             Input::Path(path) => {
                 let mut file = match open_file(&path) {
                     Ok(file) => file,
                     Err(e) => return failed(e),
                 };
-                let head = match source::read_head(&mut file) {
-                    Ok(head) => head,
-                    Err(e) => return failed(InputError::read(0, None, &e)),
-                };
-                #[cfg(unix)]
-                if workers > 1 && Compression::detect(&head) == Ok(Compression::Plain) {
-                    if let Some(report) = self.scan_regions(&file, &scan) {
-                        return report;
-                    }
+                match source::read_head(&mut file) {
+                    Ok(head) => self.scan_source(head, file, scan),
+                    Err(e) => failed(InputError::read(0, None, &e)),
                 }
-                self.scan_source(head, file, &scan)
             }
-            Input::Range { path, start, end } => self.scan_range(&path, start, end, &scan),
+            Input::Range { path, start, end } => self.scan_range(&path, start, end, scan),
             Input::StreamRange { reader, start, end } => {
-                self.scan_range_of(reader, start, end, &scan)
+                self.scan_range_of(reader, start, end, scan)
             }
-            Input::Stdin => self.scan_raw(source::CancellableStdin::new(cancel), &scan),
-            Input::Reader(reader) => self.scan_raw(reader, &scan),
+            Input::Stdin => self.scan_raw(source::CancellableStdin::new(scan.cancel), scan),
+            Input::Reader(reader) => self.scan_raw(reader, scan),
         }
     }
 
@@ -160,6 +120,8 @@ impl Engine {
                 workers: rayon::current_num_threads(),
                 own: &AtomicU64::new(0),
                 progress: &AtomicU64::new(0),
+                outlet: None,
+                pool: None,
             };
             self.scan_raw(reader, &scan)
         })
@@ -174,7 +136,12 @@ impl Engine {
     }
 
     /// Scan a stream whose first bytes (`head`) were read already: plain, or decoded.
-    fn scan_source<R: Read + Send>(&self, head: Vec<u8>, rest: R, scan: &Stream<'_>) -> ScanReport {
+    pub(super) fn scan_source<R: Read + Send>(
+        &self,
+        head: Vec<u8>,
+        rest: R,
+        scan: &Stream<'_>,
+    ) -> ScanReport {
         scan.own.fetch_add(head.len() as u64, Ordering::Relaxed);
         scan.progress
             .fetch_add(head.len() as u64, Ordering::Relaxed);

@@ -1,7 +1,7 @@
 //! Line framing: a stream cut into chunks of whole lines (an over-long line read past), and
 //! the per-stream scanner that walks lines through the prefilter, the parser and the rules.
 
-use super::{Engine, FileStats, Hit, ScanOptions, ScanReport, Stream};
+use super::{hit_bytes, Engine, FileStats, Hit, ScanOptions, ScanReport, Stream};
 use crate::eval::Verdict;
 use crate::event;
 use crate::prefilter::RuleGate;
@@ -54,6 +54,7 @@ impl Engine {
                     Some(len) => total.skipped_line(len),
                     None => total.lines(chunk.bytes(), first),
                 }
+                total.offer(scan);
                 first = false;
             }
         } else {
@@ -78,27 +79,35 @@ impl Engine {
                             .collect(),
                     })
                     .collect();
-                let (next_filled, parts) = rayon::join(
-                    || input.fill(&mut spare),
-                    || {
-                        pieces
-                            .par_iter()
-                            .with_max_len(1)
-                            .enumerate()
-                            .map(|(k, piece)| {
-                                let mut part = LineScanner::new(self, source, opts);
-                                match *piece {
-                                    Ok(piece) => part.lines(piece, first && k == 0),
-                                    Err(len) => part.skipped_line(len),
-                                }
-                                part
-                            })
-                            .collect::<Vec<_>>()
-                    },
-                );
+                let mut step = || {
+                    rayon::join(
+                        || input.fill(&mut spare),
+                        || {
+                            pieces
+                                .par_iter()
+                                .with_max_len(1)
+                                .enumerate()
+                                .map(|(k, piece)| {
+                                    let mut part = LineScanner::new(self, source, opts);
+                                    match *piece {
+                                        Ok(piece) => part.lines(piece, first && k == 0),
+                                        Err(len) => part.skipped_line(len),
+                                    }
+                                    part
+                                })
+                                .collect::<Vec<_>>()
+                        },
+                    )
+                };
+                // The pool only reads and scans; the hits are handed on from this thread.
+                let (next_filled, parts) = match scan.pool {
+                    Some(pool) => pool.install(step),
+                    None => step(),
+                };
                 for part in parts {
                     total.absorb(part);
                 }
+                total.offer(scan);
                 std::mem::swap(&mut batch, &mut spare);
                 filled = next_filled;
                 first = false;
@@ -314,6 +323,8 @@ pub(super) struct LineScanner<'e> {
     pub(super) line_no: u64,
     pub(super) stats: FileStats,
     hits: Vec<Hit>,
+    /// What `hits` take, by [`hit_bytes`].
+    held: usize,
     /// With several rules and the prefilter on: which rules a candidate line can match.
     gate: Option<&'e RuleGate>,
     /// Scratch: the rules the gate leaves open on the current line.
@@ -330,6 +341,7 @@ impl<'e> LineScanner<'e> {
             line_no: 0,
             stats: FileStats::default(),
             hits: Vec::new(),
+            held: 0,
             gate: engine.gate.as_ref().filter(|_| opts.prefilter),
             open: Vec::new(),
         }
@@ -413,14 +425,16 @@ impl<'e> LineScanner<'e> {
                     match compiled.judge(&parsed.doc) {
                         Verdict::Hit(m) => {
                             self.stats.hits += 1;
-                            self.hits.push(Hit {
+                            let hit = Hit {
                                 source: self.source,
                                 line: self.line_no,
                                 rule,
                                 branch: m.branch,
                                 witness: m.witness,
                                 event: parsed.text.to_string(),
-                            });
+                            };
+                            self.held += hit_bytes(&hit);
+                            self.hits.push(hit);
                         }
                         Verdict::Allowed(entry) => {
                             *self.stats.allowlisted.entry((rule, entry)).or_default() += 1;
@@ -457,34 +471,18 @@ impl<'e> LineScanner<'e> {
         }
     }
 
+    /// Hand the hits found so far on to the stream's outlet, if it takes them now.
+    fn offer(&mut self, scan: &Stream<'_>) {
+        if let Some(outlet) = scan.outlet {
+            outlet.offer(&mut self.hits, &mut self.held);
+        }
+    }
+
     /// Append the results of the chunk that follows this one.
     pub(super) fn absorb(&mut self, next: LineScanner<'_>) {
         let base = self.line_no;
-        let (a, b) = (&mut self.stats, next.stats);
-        a.bytes += b.bytes;
-        a.source_bytes += b.source_bytes;
-        if a.error.is_none() {
-            a.error = b.error;
-        }
-        a.events += b.events;
-        a.candidates += b.candidates;
-        a.hits += b.hits;
-        a.malformed += b.malformed;
-        a.invalid_utf8 += b.invalid_utf8;
-        for (key, count) in b.allowlisted {
-            *a.allowlisted.entry(key).or_default() += count;
-        }
-        a.long_lines += b.long_lines;
-        let room = self
-            .opts
-            .max_examples
-            .saturating_sub(a.malformed_examples.len());
-        a.malformed_examples.extend(
-            b.malformed_examples
-                .into_iter()
-                .take(room)
-                .map(|(line, why)| (line + base, why)),
-        );
+        absorb_stats(&mut self.stats, next.stats, base, self.opts.max_examples);
+        self.held += next.held;
         self.hits.extend(next.hits.into_iter().map(|mut h| {
             h.line += base;
             h
@@ -500,6 +498,31 @@ impl<'e> LineScanner<'e> {
             cancelled,
         }
     }
+}
+
+/// Add the statistics `b` of the part that follows `a` (whose lines are `base`) to `a`.
+pub(super) fn absorb_stats(a: &mut FileStats, b: FileStats, base: u64, max_examples: usize) {
+    a.bytes += b.bytes;
+    a.source_bytes += b.source_bytes;
+    if a.error.is_none() {
+        a.error = b.error;
+    }
+    a.events += b.events;
+    a.candidates += b.candidates;
+    a.hits += b.hits;
+    a.malformed += b.malformed;
+    a.invalid_utf8 += b.invalid_utf8;
+    for (key, count) in b.allowlisted {
+        *a.allowlisted.entry(key).or_default() += count;
+    }
+    a.long_lines += b.long_lines;
+    let room = max_examples.saturating_sub(a.malformed_examples.len());
+    a.malformed_examples.extend(
+        b.malformed_examples
+            .into_iter()
+            .take(room)
+            .map(|(line, why)| (line + base, why)),
+    );
 }
 
 /// JSON's insignificant whitespace (a trailing `\r` is one).

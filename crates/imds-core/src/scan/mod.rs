@@ -6,20 +6,28 @@
 //! buffer shrinks back once the long line is scanned), plus, per input
 //! being read, a decoder's state (gzip: a 256 KiB read buffer and a 32 KiB window; zstd: a
 //! 256 KiB read buffer and the frame's window, 8 MiB at most for levels up to 19 without
-//! `--long`). Nothing grows with the size of the input.
+//! `--long`). Nothing grows with the size of the input. Hits are handed out in order while
+//! the scan runs ([`Engine::scan_stream`]); a part of the scan ahead of the order keeps at
+//! most a capped amount of them (see `stream`), so nothing grows with the number of hits
+//! either, unless the caller collects them ([`Engine::scan_inputs`]).
 //!
 //! Layout: this file holds the shared types ([`Engine`], options, hits, statistics); `engine`
 //! is the engine's interface and the dispatch of each input (decoders, regions, byte ranges);
 //! `source` is where bytes come from and how they are decoded; `regions` cuts a large plain
 //! file into regions read in parallel and reads byte-range inputs; `lines` is the line
-//! framing: chunks of whole lines, the stream driver, and the per-line scanner. Dependencies
-//! go one way: engine → regions → lines → this file's types (and source).
+//! framing: chunks of whole lines, the stream driver, and the per-line scanner; `stream` runs
+//! the scan's parts (whole inputs, regions) on threads and hands their hits out in order;
+//! `record` writes a hit's NDJSON record. Dependencies go one way: engine → stream →
+//! regions → lines → this file's types (and source).
 
 mod engine;
 mod lines;
+mod record;
 mod regions;
 pub(crate) mod source;
+mod stream;
 
+pub use record::{RecordError, RecordMeta, RuleMeta};
 pub use source::{Compression, Input, ReadSeek};
 
 use crate::error::{InputError, InputErrorKind};
@@ -50,6 +58,27 @@ pub(super) struct Stream<'a> {
     pub(super) own: &'a AtomicU64,
     /// Bytes read from all sources.
     pub(super) progress: &'a AtomicU64,
+    /// Where hits go while the stream is read (`None`: they are kept until the end).
+    pub(super) outlet: Option<&'a dyn Outlet>,
+    /// The pool that scans pieces in parallel when `workers` > 1 (`None`: the current one).
+    pub(super) pool: Option<&'a rayon::ThreadPool>,
+}
+
+/// Where a running lane's hits go: the sink (the head) or the lane's own buffer (the others,
+/// up to the cap).
+pub(crate) trait Outlet: Sync {
+    /// Take `hits` (relative line numbers; `held` is their size by [`hit_bytes`]) when it is
+    /// this lane's turn; else leave them unless they exceed the cap, and then wait for the
+    /// turn.
+    fn offer(&self, hits: &mut Vec<Hit>, held: &mut usize);
+}
+
+/// What a hit held in memory costs, for the reorder cap.
+pub(super) fn hit_bytes(hit: &Hit) -> usize {
+    let witness = hit.witness.as_ref().map_or(0, |w| {
+        w.field.len() + w.op.len() + w.pattern.len() + w.value.len()
+    });
+    std::mem::size_of::<Hit>() + hit.event.len() + witness
 }
 
 /// Open a file to scan (a directory is an error, not something to read).
@@ -88,6 +117,23 @@ pub struct ScanOptions {
     /// A line longer than this (in bytes, without its `\n`) is not evaluated: it is read
     /// past in bounded memory and counted in `FileStats::long_lines` (and as malformed).
     pub max_line_bytes: usize,
+}
+
+/// The default cap of [`Engine::scan_stream`]'s reorder buffer per running part: 16 MiB.
+pub const DEFAULT_REORDER_BYTES: usize = 16 << 20;
+
+/// What [`Engine::scan_stream`] hands to its sink.
+#[derive(Debug)]
+pub enum ScanEvent {
+    /// A hit, in order: input, then line, then rule.
+    Hit(Hit),
+    /// An input's statistics, after its hits, in input order.
+    File {
+        /// Index into the inputs.
+        source: usize,
+        /// Its statistics.
+        stats: FileStats,
+    },
 }
 
 /// The default of [`ScanOptions::max_line_bytes`]: 64 MiB.

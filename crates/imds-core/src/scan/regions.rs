@@ -1,11 +1,11 @@
 //! Regions: a large plain file cut at line starts into regions read in parallel with
 //! positional reads, and byte-range inputs (the lines that start in a range of a file).
 
+use super::lines::LineScanner;
 use super::source::{self, Compression, Counted};
 use super::ScanReport;
 use super::{failed, open_file, Engine, Stream};
 use crate::error::{InputError, InputErrorKind};
-use rayon::prelude::*;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
@@ -83,64 +83,68 @@ impl Engine {
         lines.finish(cancelled)
     }
 
-    /// A regular file large enough is cut into regions that start at line starts, each read
-    /// by its own thread with positional reads: no single reader to wait for, and each
-    /// thread scans bytes it has just read. `None` when the file is not suitable.
+    /// The lines of a plain file in `[start, end)`, `start` a line start: a region of
+    /// [`plan_regions`], read with positional reads. Returns the scanner (line numbers from
+    /// the region's first line) and whether `cancel` stopped it; a read error is recorded at
+    /// its offset in the file.
     #[cfg(unix)]
-    pub(super) fn scan_regions(&self, file: &File, scan: &Stream<'_>) -> Option<ScanReport> {
-        let meta = file.metadata().ok()?;
-        let len = meta.len();
-        let size = scan.opts.buffer_size.max(1) as u64;
-        // Two regions per worker even out uneven regions and busy cores.
-        let count = (2 * scan.workers as u64).min(len / size);
-        if !meta.is_file() || count < 2 {
-            return None;
-        }
-        let mut starts = vec![0];
-        for k in 1..count {
-            let start = line_start_at_or_after(file, len * k / count, len)?;
-            if start > *starts.last()? && start < len {
-                starts.push(start);
-            }
-        }
-        let ends: Vec<u64> = starts.iter().skip(1).copied().chain([len]).collect();
-        let one = Stream {
-            workers: 1,
-            ..*scan
+    pub(super) fn scan_region<'a>(
+        &'a self,
+        file: &File,
+        start: u64,
+        end: u64,
+        scan: &Stream<'a>,
+    ) -> (LineScanner<'a>, bool) {
+        let reader = Region {
+            file,
+            pos: start,
+            end,
         };
-        let parts: Vec<_> = starts
-            .par_iter()
-            .zip(ends)
-            .with_max_len(1)
-            .map(|(&start, end)| {
-                let reader = Region {
-                    file,
-                    pos: start,
-                    end,
-                };
-                let reader = Counted::new(reader, scan.own, scan.progress);
-                let (mut part, cancelled, error) = self.stream_lines(reader, &one, start == 0);
-                // Byte offsets in the whole file, for the first region that failed.
-                if let Some(e) = error {
-                    let at = start + part.stats.bytes;
-                    part.stats.error = Some(InputError::read(at, None, &e));
-                }
-                (part, cancelled)
-            })
-            .collect();
-        let mut parts = parts.into_iter();
-        let (mut total, mut cancelled) = parts.next()?;
-        for (part, part_cancelled) in parts {
-            total.absorb(part);
-            cancelled |= part_cancelled;
+        let reader = Counted::new(reader, scan.own, scan.progress);
+        let (mut part, cancelled, error) = self.stream_lines(reader, scan, start == 0);
+        if let Some(e) = error {
+            let at = start + part.stats.bytes;
+            part.stats.error = Some(InputError::read(at, None, &e));
         }
-        total.stats.source_bytes = total.stats.bytes;
-        if cancelled && total.stats.error.is_none() {
-            total.stats.error = Some(InputError::interrupted(total.stats.bytes, total.line_no));
-        }
-        Some(total.finish(cancelled))
+        (part, cancelled)
     }
 }
+
+/// A regular file large enough is cut into regions that start at line starts, each read by
+/// a thread of its own with positional reads: no single reader to wait for, and each thread
+/// scans bytes it has just read. At least two regions per worker (they even out uneven
+/// regions and busy cores), and none longer than [`REGION_BUFFERS`] buffers, so that a part
+/// of a streaming scan waiting for its turn waits for a short one. `None` when the file is
+/// not suitable.
+#[cfg(unix)]
+pub(super) fn plan_regions(
+    file: &File,
+    buffer_size: usize,
+    workers: usize,
+) -> Option<Vec<(u64, u64)>> {
+    let meta = file.metadata().ok()?;
+    let len = meta.len();
+    let size = buffer_size.max(1) as u64;
+    let count = (2 * workers as u64)
+        .max(len / (REGION_BUFFERS * size))
+        .min(len / size);
+    if !meta.is_file() || count < 2 {
+        return None;
+    }
+    let mut starts = vec![0];
+    for k in 1..count {
+        let start = line_start_at_or_after(file, len * k / count, len)?;
+        if start > *starts.last()? && start < len {
+            starts.push(start);
+        }
+    }
+    let ends: Vec<u64> = starts.iter().skip(1).copied().chain([len]).collect();
+    Some(starts.into_iter().zip(ends).collect())
+}
+
+/// The longest region, in read buffers.
+#[cfg(unix)]
+const REGION_BUFFERS: u64 = 8;
 
 /// Where the first line starting at or after `at` starts (`len` if none): just after the
 /// first `\n` at or after `at - 1`.

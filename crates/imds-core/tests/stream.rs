@@ -1,0 +1,299 @@
+//! Streaming scans: hits handed out in the order the collected scan gives, for many files and
+//! regions, any thread count and reorder cap; backpressure; cancellation.
+
+use imds_core::{Engine, FileStats, Hit, Input, RuleIr, ScanEvent, ScanOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const SEED: &str = include_str!("data/seed_ir.json");
+
+/// The seed rule twice: a hitting line gives two hits (rules 0 and 1).
+fn engine() -> Engine {
+    let rule = || RuleIr::from_json(SEED).unwrap();
+    Engine::new(vec![rule(), rule()]).unwrap()
+}
+
+const NET_HIT: &str =
+    r#"{"event":{"category":["network"]},"destination":{"ip":"169.254.169.254"}}"#;
+const QUIET: &str =
+    r#"{"event":{"category":["network"]},"destination":{"ip":"10.0.0.1"},"message":"ok"}"#;
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("imds-stream-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `lines` lines, every `every`-th a hit (with its number in it, so events differ).
+fn content(lines: usize, every: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in 0..lines {
+        if i % every == 0 {
+            let line = NET_HIT.replace("\"network\"]", &format!("\"network\"],\"n\":{i}"));
+            out.extend_from_slice(line.as_bytes());
+        } else if i % 7 == 3 {
+            out.extend_from_slice(b"   ");
+        } else {
+            out.extend_from_slice(QUIET.as_bytes());
+        }
+        out.push(b'\n');
+    }
+    out
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+type Key = (usize, u64, usize, usize, String);
+
+fn key(hit: &Hit) -> Key {
+    (
+        hit.source,
+        hit.line,
+        hit.rule,
+        hit.branch,
+        hit.event.clone(),
+    )
+}
+
+/// What a stream handed out: hits, then (source, stats) per input, and in which order.
+#[derive(Default)]
+struct Seen {
+    hits: Vec<Key>,
+    files: Vec<(usize, FileStats)>,
+    /// A hit came for an input after its statistics.
+    late: bool,
+}
+
+fn stream(
+    engine: &Engine,
+    inputs: Vec<Input>,
+    opts: &ScanOptions,
+    cap: usize,
+    cancel: &AtomicBool,
+    progress: &AtomicU64,
+    mut each: impl FnMut(&Seen) + Send,
+) -> (Seen, bool) {
+    let mut seen = Seen::default();
+    let mut sink = |event| {
+        match event {
+            ScanEvent::Hit(hit) => {
+                seen.late |= seen.files.iter().any(|(s, _)| *s == hit.source);
+                seen.hits.push(key(&hit));
+            }
+            ScanEvent::File { source, stats } => seen.files.push((source, stats)),
+        }
+        each(&seen);
+    };
+    let cancelled = engine.scan_stream(inputs, opts, cancel, progress, cap, &mut sink);
+    (seen, cancelled)
+}
+
+/// The hits and stats of each input scanned in one piece on this thread, as one list.
+fn reference(engine: &Engine, datas: &[Vec<u8>], opts: &ScanOptions) -> (Vec<Key>, Vec<u64>) {
+    let mut hits = Vec::new();
+    let mut counts = Vec::new();
+    for (source, data) in datas.iter().enumerate() {
+        let report = engine.scan_bytes(data, opts);
+        hits.extend(
+            report
+                .hits
+                .iter()
+                .map(|h| Hit {
+                    source,
+                    ..h.clone()
+                })
+                .map(|h| key(&h)),
+        );
+        counts.push(report.files[0].hits);
+    }
+    (hits, counts)
+}
+
+#[test]
+fn stream_order_is_the_collected_order_for_any_threads_and_cap() {
+    let dir = TempDir::new("order");
+    let sizes = [(3000, 3), (40, 5), (0, 1), (2500, 1), (700, 11)];
+    let mut datas = Vec::new();
+    let mut paths = Vec::new();
+    for (k, &(lines, every)) in sizes.iter().enumerate() {
+        let data = content(lines, every);
+        let path = dir.0.join(format!("f{k}.ndjson"));
+        // One file gzip-compressed: scanned in pieces on the pool, not in regions.
+        let bytes = if k == 3 { gzip(&data) } else { data.clone() };
+        std::fs::write(&path, bytes).unwrap();
+        datas.push(data);
+        paths.push(path);
+    }
+    let engine = engine();
+    let base = ScanOptions {
+        buffer_size: 2048,
+        ..ScanOptions::default()
+    };
+    let (expected, counts) = reference(&engine, &datas, &base);
+    assert!(expected.len() > 3000, "{}", expected.len());
+    for threads in [1, 2, 3, 8] {
+        for cap in [1, 5000, 0] {
+            // A few inputs (regions, pieces on the pool) and one at a time.
+            for inputs in [paths.clone(), vec![paths[0].clone()]] {
+                let opts = ScanOptions {
+                    threads,
+                    ..base.clone()
+                };
+                let n = inputs.len();
+                let inputs = inputs.into_iter().map(Input::Path).collect();
+                let (seen, cancelled) = stream(
+                    &engine,
+                    inputs,
+                    &opts,
+                    cap,
+                    &AtomicBool::new(false),
+                    &AtomicU64::new(0),
+                    |_| {},
+                );
+                assert!(!cancelled);
+                let want: Vec<Key> = expected.iter().filter(|h| h.0 < n).cloned().collect();
+                assert_eq!(seen.hits, want, "threads {threads}, cap {cap}, {n} inputs");
+                assert!(!seen.late, "a hit after its input's statistics");
+                let order: Vec<usize> = seen.files.iter().map(|f| f.0).collect();
+                assert_eq!(order, (0..n).collect::<Vec<_>>());
+                for (source, stats) in &seen.files {
+                    assert_eq!(stats.hits, counts[*source]);
+                    assert_eq!(stats.error, None);
+                    assert_eq!(stats.lines, sizes[*source].0 as u64);
+                }
+                // The collected scan is the same stream.
+                let report = engine.scan_inputs(
+                    paths[..n].iter().cloned().map(Input::Path).collect(),
+                    &opts,
+                    &AtomicBool::new(false),
+                    &AtomicU64::new(0),
+                );
+                let collected: Vec<Key> = report.hits.iter().map(key).collect();
+                assert_eq!(collected, want);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_slow_sink_holds_the_scan_back_and_keeps_the_order() {
+    let dir = TempDir::new("slow");
+    let data = content(20_000, 1);
+    let path = dir.0.join("all.ndjson");
+    std::fs::write(&path, &data).unwrap();
+    let engine = engine();
+    let opts = ScanOptions {
+        threads: 4,
+        buffer_size: 4096,
+        ..ScanOptions::default()
+    };
+    let (expected, _) = reference(&engine, std::slice::from_ref(&data), &opts);
+    let progress = AtomicU64::new(0);
+    let mut read_while_blocked = 0;
+    let (seen, _) = stream(
+        &engine,
+        vec![Input::Path(path)],
+        &opts,
+        1,
+        &AtomicBool::new(false),
+        &progress,
+        |seen| {
+            if seen.hits.len() == 1 {
+                // The head waits here: the other parts may each read about one buffer
+                // before their hits pass the cap and they wait for their turn.
+                let start = Instant::now();
+                let mut last = u64::MAX;
+                while start.elapsed() < Duration::from_secs(3) {
+                    std::thread::sleep(Duration::from_millis(200));
+                    let now = progress.load(Ordering::Relaxed);
+                    if now == last {
+                        break;
+                    }
+                    last = now;
+                }
+                read_while_blocked = progress.load(Ordering::Relaxed);
+            } else if seen.hits.len() % 5000 == 0 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        },
+    );
+    assert_eq!(seen.hits, expected);
+    // 4 lane threads, one buffer each (a line never spans more than two): far from the
+    // file's size, which is what an unbounded reorder would read meanwhile.
+    let bound = 4 * 3 * opts.buffer_size as u64;
+    assert!(
+        read_while_blocked <= bound,
+        "read {read_while_blocked} bytes of {} while the sink was blocked (bound {bound})",
+        data.len()
+    );
+}
+
+#[test]
+fn cancel_mid_stream_stops_with_whole_hits_in_order() {
+    let dir = TempDir::new("cancel");
+    let mut paths = Vec::new();
+    let mut datas = Vec::new();
+    for k in 0..4 {
+        let data = content(30_000, 2);
+        let path = dir.0.join(format!("c{k}.ndjson"));
+        std::fs::write(&path, &data).unwrap();
+        paths.push(path);
+        datas.push(data);
+    }
+    let engine = engine();
+    for threads in [1, 3] {
+        let opts = ScanOptions {
+            threads,
+            buffer_size: 4096,
+            ..ScanOptions::default()
+        };
+        let (expected, _) = reference(&engine, &datas, &opts);
+        let cancel = AtomicBool::new(false);
+        let (seen, cancelled) = stream(
+            &engine,
+            paths.iter().cloned().map(Input::Path).collect(),
+            &opts,
+            64 << 10,
+            &cancel,
+            &AtomicU64::new(0),
+            |seen| {
+                if seen.hits.len() == 100 {
+                    cancel.store(true, Ordering::Relaxed);
+                }
+            },
+        );
+        assert!(cancelled);
+        assert!(seen.hits.len() >= 100);
+        assert!(seen.hits.len() < expected.len() / 2, "{}", seen.hits.len());
+        // In order, each one a hit of the full scan.
+        let mut rest = expected.iter();
+        for hit in &seen.hits {
+            assert!(rest.any(|h| h == hit), "{hit:?} out of order or unknown");
+        }
+        // Every input has statistics; those not finished say so; counts agree with the
+        // hits handed out.
+        assert_eq!(seen.files.len(), 4);
+        assert!(seen.files.iter().any(|(_, s)| s.error.is_some()));
+        for (source, stats) in &seen.files {
+            let got = seen.hits.iter().filter(|h| h.0 == *source).count() as u64;
+            assert_eq!(stats.hits, got, "input {source}");
+        }
+    }
+}

@@ -1,0 +1,253 @@
+"""The Rust engine's streaming scan (``Scanner.scan_iter``): the same hits as ``scan()`` in the
+same order, NDJSON records byte for byte as the Python writer's, early exits, Ctrl-C, and
+memory that does not grow with the number of hits."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imds_scan._engine import Scanner
+from imds_scan.engines import to_hit
+from imds_scan.output import write_ndjson
+from imds_scan.rules import Rule, default_rules, load_rule
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "bench" / "sample" / "ecs-sample.ndjson"
+BROAD = 'process where event.type == "start"'
+
+
+def broad_rule(name: str = "broad") -> Rule:
+    return load_rule(BROAD, rule_id="broad-1", name=name, severity="low", source="<test>")
+
+
+def scanner(rules: Sequence[Rule]) -> Scanner:
+    return Scanner([json.dumps(rule.ir) for rule in rules])
+
+
+def record_names(sources: Sequence[str], rules: Sequence[Rule]) -> Any:
+    return (list(sources), [(r.name, r.id, r.severity, r.branch_names) for r in rules])
+
+
+def drain(it: Any) -> tuple[list[Any], bytes]:
+    hits: list[Any] = []
+    records = b""
+    for batch, data in it:
+        hits.extend(batch)
+        records += data or b""
+    return hits, records
+
+
+def python_ndjson(hits: Sequence[Any], sources: Sequence[str], rules: Sequence[Rule]) -> bytes:
+    """What the Python writer writes for these engine hits, as UTF-8."""
+    out = io.StringIO()
+    write_ndjson([to_hit(raw, sources[raw[0]], rules) for raw in hits], out)
+    return out.getvalue().encode("utf-8")
+
+
+def event_line(i: int, pad: str = "") -> str:
+    return json.dumps(
+        {
+            "event": {"type": "start", "category": "process"},
+            "process": {"command_line": f"run {i} {pad}"},
+        }
+    )
+
+
+def test_scan_iter_gives_scans_hits_and_stats_for_the_sample() -> None:
+    rules = [broad_rule(), *default_rules()]
+    engine = scanner(rules)
+    hits, files, interrupted = engine.scan([str(SAMPLE)])
+    assert len(hits) > 100 and not interrupted
+    for threads, buffer_size, batch in [(1, 4194304, 4096), (2, 65536, 7), (3, 4096, 100)]:
+        it = engine.scan_iter([str(SAMPLE)], threads=threads, buffer_size=buffer_size, batch=batch)
+        got, records = drain(it)
+        assert got == hits
+        assert records == b""
+        assert it.files == files
+        assert it.done and not it.cancelled
+
+
+def test_many_hits_over_files_regions_and_gzip_keep_scans_order(tmp_path: Path) -> None:
+    rules = [broad_rule(), broad_rule("second")]
+    inputs = []
+    for k in range(3):
+        lines = "".join(event_line(i) + "\n" + ("{}\n" if i % 3 else "") for i in range(6000))
+        path = tmp_path / f"f{k}.ndjson"
+        if k == 1:
+            path = path.with_suffix(".ndjson.gz")
+            path.write_bytes(gzip.compress(lines.encode()))
+        else:
+            path.write_text(lines)
+        inputs.append(str(path))
+    engine = scanner(rules)
+    for threads in (2, 3):
+        opts: dict[str, Any] = {"threads": threads, "buffer_size": 4096}
+        hits, files, _ = engine.scan(inputs, **opts)
+        assert len(hits) == 3 * 6000 * 2
+        for cap in (1, 0):
+            it = engine.scan_iter(
+                inputs, **opts, batch=333, reorder_bytes=cap, records=record_names(inputs, rules)
+            )
+            got, records = drain(it)
+            assert got == hits
+            assert records == python_ndjson(hits, inputs, rules)
+            assert it.files == files
+
+
+TRICKY = [
+    'q"uote',
+    "back\\slash",
+    "ctl\x01\x1f\t\n\r\x08\x0c\x7f",
+    "é ü ß",
+    "astral 😀 𝄞",
+    "sep\u2028\u2029",
+]
+
+
+def test_ndjson_records_are_byte_identical_to_the_python_writer(tmp_path: Path) -> None:
+    lines = []
+    for i, text in enumerate(TRICKY):
+        event = {
+            "event": {"type": "start", "category": "process"},
+            "process": {"name": "curl", "command_line": f"curl http://169.254.169.254/ {text}"},
+            "n": i,
+        }
+        lines.append(json.dumps(event, ensure_ascii=i % 2 == 0))
+    # Whitespace around the event (stripped), escapes kept verbatim, a non-ASCII key.
+    lines.append('  \t{"event":{"type":"start"},"x":"\\u00e9\\ud83d\\ude00","ключ":1} \r')
+    sources = []
+    for k in range(len(TRICKY)):
+        path = tmp_path / f"in{k}.ndjson"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        sources.append(str(path))
+    names = [f"name {text}" for text in TRICKY]
+    rules = [
+        broad_rule(name='broad "é" \\ 😀'),
+        *default_rules(),
+    ]
+    engine = scanner(rules)
+    hits, _, _ = engine.scan(sources)
+    assert any(hit[4] is not None for hit in hits), "no hit with a witness"
+    got, records = drain(engine.scan_iter(sources, records=record_names(names, rules), hits=False))
+    assert got == []
+    assert records == python_ndjson(hits, names, rules)
+    # One line per hit, aligned with the hit list.
+    lines_out = records.split(b"\n")[:-1]
+    assert [python_ndjson([hit], names, rules) for hit in hits] == [x + b"\n" for x in lines_out]
+
+
+def test_source_names_with_no_utf8_form_are_refused_before_scanning() -> None:
+    rules = [broad_rule()]
+    engine = scanner(rules)
+    name = os.fsdecode(b"bad-\xff.ndjson")
+    with pytest.raises(ValueError, match="source 0"):
+        engine.scan_iter([str(SAMPLE)], records=record_names([name], rules))
+    with pytest.raises(ValueError, match="source names"):
+        engine.scan_iter([str(SAMPLE)], records=record_names([], rules))
+    with pytest.raises(ValueError, match="branches"):
+        engine.scan_iter([str(SAMPLE)], records=([str(SAMPLE)], [("n", "i", "s", [])]))
+
+
+def test_leaving_early_cancels_and_joins(tmp_path: Path) -> None:
+    path = tmp_path / "many.ndjson"
+    path.write_text("".join(event_line(i) + "\n" for i in range(50_000)))
+    engine = scanner([broad_rule()])
+    with engine.scan_iter([str(path)], batch=100, buffer_size=4096, threads=2) as it:
+        first, _ = next(it)
+        assert len(first) == 100
+    assert it.done and it.cancelled
+    assert next(it, None) is None
+    assert len(it.files) == 1
+    it.close()
+    # Dropped without closing: the scan stops; the scanner is usable at once.
+    it = engine.scan_iter([str(path)], batch=10, buffer_size=4096)
+    next(it)
+    del it
+    hits, files, _ = engine.scan([str(path)])
+    assert len(hits) == 50_000 and files[0]["error"] is None
+
+
+class SlowStream(io.RawIOBase):
+    """Events without end; sends SIGINT to the process after a few reads."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+        self.block = b"".join((event_line(i) + "\n").encode() for i in range(50))
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        self.reads += 1
+        if self.reads == 20:
+            os.kill(os.getpid(), signal.SIGINT)
+        return self.block[: size if size >= 0 else None]
+
+
+def test_ctrl_c_cancels_the_scan_and_raises_keyboard_interrupt() -> None:
+    engine = scanner([broad_rule()])
+    it = engine.scan_iter([SlowStream()], batch=10**9, buffer_size=4096)
+    with pytest.raises(KeyboardInterrupt):
+        for _ in it:
+            pass
+    assert it.done and it.cancelled
+    [stats] = it.files
+    assert stats["error_kind"] == "interrupted"
+    assert stats["hits"] > 0
+
+
+CHILD = """
+import json, os, resource, sys
+from imds_scan._engine import Scanner
+from imds_scan.rules import load_rule
+
+rule = load_rule({broad!r}, rule_id="b", name="b", severity="low", source="t")
+engine = Scanner([json.dumps(rule.ir)])
+names = ([sys.argv[1]], [(rule.name, rule.id, rule.severity, rule.branch_names)])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+hits = size = 0
+with open(os.devnull, "wb") as out:
+    for batch, data in engine.scan_iter([sys.argv[1]], threads=2, records=names, hits=False):
+        size += len(data)
+        hits += data.count(b"\\n")
+        out.write(data)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"before": before * 1024, "peak": peak * 1024, "hits": hits, "size": size}}))
+"""
+
+
+def test_streaming_many_hits_keeps_memory_bounded(tmp_path: Path) -> None:
+    count = 300_000
+    pad = "x" * 300
+    path = tmp_path / "broad.ndjson"
+    with path.open("w") as out:
+        for start in range(0, count, 10_000):
+            out.write("".join(event_line(i, pad) + "\n" for i in range(start, start + 10_000)))
+    child = textwrap.dedent(CHILD).format(broad=BROAD)
+    result = subprocess.run(
+        [sys.executable, "-c", child, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "python")},
+    )
+    report = json.loads(result.stdout)
+    assert report["hits"] == count
+    # Every hit's event text alone, kept in memory, would take more than the file holds.
+    held = path.stat().st_size
+    grown = report["peak"] - report["before"]
+    assert held > 100 << 20
+    # Two threads: read buffers, one reorder buffer of 16 MiB, two batches in flight.
+    assert grown < 80 << 20, f"peak RSS grew by {grown >> 20} MiB for {held >> 20} MiB of hits"
