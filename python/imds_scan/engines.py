@@ -62,7 +62,7 @@ def flag_unscanned(files: Sequence[FileResult], max_line_bytes: int) -> None:
 
 # Hits per batch as they travel from the engine to the writers: memory after the engine is
 # a few batches, whatever the number of hits.
-BATCH_HITS = 4096
+BATCH_HITS = 1024
 
 
 @dataclass
@@ -75,8 +75,14 @@ class EngineRun:
 
 
 def _chunks(items: list[EngineHit]) -> Iterator[list[EngineHit]]:
-    for start in range(0, len(items), BATCH_HITS):
-        yield items[start : start + BATCH_HITS]
+    """``items`` in batches, each let go of as it is given: once written, its events can be
+    freed while the rest wait."""
+    items.reverse()
+    while items:
+        batch = items[-BATCH_HITS:]
+        del items[-BATCH_HITS:]
+        batch.reverse()
+        yield batch
 
 
 def rust_batches(

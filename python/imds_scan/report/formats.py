@@ -91,9 +91,9 @@ class _Lines(HitWriter):
         self.render = alert_json if fmt == "alerts" else Hit.to_json
 
     def write(self, hits: Sequence[Hit], frame: pl.DataFrame | None = None) -> None:
-        if hits:
-            self.out.write("".join(f"{self.render(hit)}\n" for hit in hits))
-            self.records += len(hits)
+        for hit in hits:
+            self.out.write(f"{self.render(hit)}\n")
+        self.records += len(hits)
 
 
 class _JsonArray(HitWriter):
@@ -103,11 +103,9 @@ class _JsonArray(HitWriter):
         self.out = out
 
     def write(self, hits: Sequence[Hit], frame: pl.DataFrame | None = None) -> None:
-        if not hits:
-            return
-        records = ",\n".join(hit.to_json() for hit in hits)
-        self.out.write(f"{',' if self.records else '['}\n{records}")
-        self.records += len(hits)
+        for hit in hits:
+            self.out.write(f"{',' if self.records else '['}\n{hit.to_json()}")
+            self.records += 1
 
     def close(self) -> None:
         self.out.write("\n]\n" if self.records else "[]\n")
