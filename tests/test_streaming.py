@@ -251,3 +251,51 @@ def test_iter_scan_ctrl_c_is_scan_interrupted(tmp_path: Path) -> None:
     assert stopped.value.result.hits == []
     assert stopped.value.result.stats.interrupted
     assert hits.stats is not None and hits.stats.interrupted
+
+
+# ---------------------------------------------------------------- writers and aggregates
+
+
+def test_writers_fed_in_batches_write_what_whole_results_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from imds_scan.report import formats
+    from imds_scan.report.aggregate import Aggregates
+    from imds_scan.report.html import render_aggregates, render_report
+    from imds_scan.report.summary import format_summaries
+
+    log = write_events(tmp_path / "a.ndjson", 3000, every_other=True)
+    result = scan([str(log)], rules=broad_rules())
+    batches = [result.hits[i : i + 700] for i in range(0, len(result.hits), 700)]
+    for fmt in ("ndjson", "json", "csv", "alerts", "table"):
+        whole, streamed = io.StringIO(), io.StringIO()
+        formats.write_text(fmt, result, whole, max_table_rows=100)
+        writer = formats.text_writer(fmt, streamed, max_table_rows=100)
+        for batch in batches:
+            writer.write(batch)
+        writer.close()
+        assert streamed.getvalue() == whole.getvalue(), fmt
+    # The table holds its first rows only.
+    table = formats.text_writer("table", io.StringIO(), max_table_rows=100)
+    for batch in batches:
+        table.write(batch)
+    assert len(table.shown) == 100 and table.records == 3000  # type: ignore[attr-defined]
+    # Parquet in several row groups: the same rows.
+    monkeypatch.setattr(formats, "PARQUET_ROW_GROUP", 1000)
+    parquet = formats.ParquetWriter(str(tmp_path / "out.parquet"))
+    for batch in batches:
+        parquet.write(batch)
+    parquet.close()
+    assert pl.read_parquet(tmp_path / "out.parquet").equals(result.frame)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ndjson", "out.parquet"]
+    # Summaries and the report from running aggregates: the same text.
+    agg = Aggregates(keep=2000)
+    for batch in batches:
+        agg.add(batch)
+    assert format_summaries(agg) == format_summaries(result.frame)
+    when = datetime(2024, 6, 1, tzinfo=UTC)
+    page = render_aggregates(agg, result.stats, generated=when)
+    assert page == render_report(result, generated=when)
+    assert "The first 2,000 of 3,000 hits" in page
