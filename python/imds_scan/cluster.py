@@ -15,8 +15,9 @@ at ``start`` belongs to the previous range. The engine reads a range itself (its
 input: a path, or a seekable S3 file object): hit, malformed-line and error line numbers count
 from the range's first line, and ``lines`` is the number of lines it owns; the client makes
 them global by adding the line counts of the object's preceding ranges, in order (no separate
-counting pass: a range is read once). Hits are then sorted as a local scan sorts them:
-(input, line, rule).
+counting pass: a range is read once). The client takes the shares' results in share order (a
+finished share waits on its worker for the ones before it), so the hits stream out as a local
+scan gives them, (input, line, rule), one share's hits at a time.
 """
 
 from __future__ import annotations
