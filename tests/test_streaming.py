@@ -154,7 +154,10 @@ def test_ctrl_c_leaves_a_whole_document(tmp_path: Path, engine: str, fmt: str) -
     assert proc.stdin is not None
     proc.stdin.write("".join(json.dumps(start_event(n)) + "\n" for n in range(3)).encode())
     proc.stdin.flush()  # and keep stdin open: the scan waits for more
-    time.sleep(3)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(f".{out.name}.*.tmp")) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the output's temporary file: the CLI is past its start-up
+    time.sleep(2)  # the scan of what was sent
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     proc.stdin.close()
