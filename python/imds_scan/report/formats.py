@@ -190,7 +190,10 @@ class ParquetWriter(HitWriter):
             return
         if self.spill_dir is None:
             directory = os.path.dirname(os.path.abspath(self.path))
-            self.spill_dir = tempfile.mkdtemp(prefix=".imds-scan-spill.", dir=directory)
+            try:
+                self.spill_dir = tempfile.mkdtemp(prefix=".imds-scan-spill.", dir=directory)
+            except OSError:  # a device such as /dev/stdout: the system's temporary directory
+                self.spill_dir = tempfile.mkdtemp(prefix="imds-scan-spill.")
         name = os.path.join(self.spill_dir, f"{len(self.spilled):08d}.arrow")
         pl.concat(self.pending).write_ipc(name, compression="lz4")
         self.spilled.append(name)
