@@ -13,7 +13,7 @@ from .filters import FilterError
 from .records import FileResult, Hit, ScanStats
 from .results import ScanInterrupted, ScanResult
 from .rules import Rule, default_rules
-from .run import ScanConfig, expand_inputs, scan
+from .run import HitIterator, ScanConfig, expand_inputs, iter_scan, scan
 from .sources import InputError
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "FileResult",
     "FilterError",
     "Hit",
+    "HitIterator",
     "InputError",
     "Rule",
     "ScanConfig",
@@ -31,6 +32,7 @@ __all__ = [
     "compile_rule",
     "default_rules",
     "expand_inputs",
+    "iter_scan",
     "run_scan",
     "scan",
 ]

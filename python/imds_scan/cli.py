@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 
@@ -26,13 +26,16 @@ from .escape import safe
 from .filters import FilterError, parse_time_bound
 from .outfile import LINE_FORMATS, OutputError, PendingOutput, refuse_inputs
 from .reference.scan.lines import MAX_LINE_BYTES
-from .results import ScanInterrupted, ScanResult
 from .rules import Rule
-from .run import ScanConfig, scan
+from .run import ScanConfig
+from .run import open_scan as scan  # the CLI streams its hits to the writers
 from .sources import InputError
 
 if TYPE_CHECKING:
+    from .engines import HitStream
     from .progress import ProgressBar
+    from .records import Hit, ScanStats
+    from .report.aggregate import Aggregates
 
 EXIT_CLEAN, EXIT_HITS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -253,6 +256,17 @@ def scan_command(
             "(0 = all).",
         ),
     ] = output_mod.MAX_TABLE_ROWS,
+    max_hits: Annotated[
+        int | None,
+        typer.Option(
+            "--max-hits",
+            min=1,
+            metavar="N",
+            help="Stop the scan after N hits (after --since/--until): the output holds the "
+            "first N, the summary says where the scan stopped; exit 1.",
+            show_default=False,
+        ),
+    ] = None,
     report: Annotated[
         str | None,
         typer.Option(
@@ -459,6 +473,7 @@ def scan_command(
         cluster=cluster,
         range_size=_size(range_size, "'--range-size'"),
         max_line_bytes=_size(max_line_bytes, "'--max-line-bytes'"),
+        max_hits=max_hits,
     )
     try:
         rules = _load_rules(ctx, rule, allow, skip_unsupported_rules, pack, preset)
@@ -485,20 +500,29 @@ def scan_command(
         print(f"imds-scan: error: {safe(str(exc))}", file=sys.stderr)
         raise typer.Exit(EXIT_ERROR) from None
     pending = [f for f in (out_file, report_file) if f is not None]
+    want_summary = (
+        summary if summary is not None else (not quiet and output_mod.is_terminal(sys.stdout))
+    )
+    sink: _Sink | None = None
     try:
+        sink = _Sink(chosen, out_file, max_table_rows, want_summary or report is not None)
         with _progress_bar(quiet) as progress:
-            try:
-                result = scan(
-                    paths,
-                    rules=rules,
-                    config=config,
-                    progress=progress,
-                    check_inputs=lambda sources: refuse_inputs(pending, sources),
-                )
-            except ScanInterrupted as stopped:  # write what was found before Ctrl-C
-                result, interrupted = stopped.result, True
+            stream = scan(
+                paths,
+                rules=rules,
+                config=config,
+                progress=progress,
+                check_inputs=lambda sources: refuse_inputs(pending, sources),
+            )
+            interrupted = sink.consume(stream)
+        stats = stream.close()
+        if interrupted:
+            stats.interrupted = True
+        interrupted = stats.interrupted
         with _deferred_interrupt() as late:  # the hits found are written in full
-            problem = _write_results(result, chosen, out_file, report_file, config, max_table_rows)
+            problem = sink.close()
+            if report_file is not None:
+                problem |= _write_report(report_file, sink, stats, _filters_described(config))
         interrupted |= late.is_set()
     except KeyboardInterrupt:
         print("imds-scan: interrupted", file=sys.stderr)
@@ -507,31 +531,33 @@ def scan_command(
         print(f"imds-scan: error: {safe(str(exc))}", file=sys.stderr)
         raise typer.Exit(EXIT_ERROR) from None
     finally:
+        if sink is not None:
+            sink.discard()
         for f in pending:  # a temporary file not renamed (nothing to write, or a failure)
             f.discard()
     if not quiet:
-        output_mod.print_summary(result.stats, result.hits)
+        output_mod.print_summary(stats, sink.count)
     else:  # -q drops the scan line, never the reason for exit 2
-        for failed in result.stats.errors:
+        for failed in stats.errors:
             print(
                 f"imds-scan: error: {safe(failed.path)}: {safe(failed.error or '')}",
                 file=sys.stderr,
             )
-    for warning in output_mod.allowlist_warnings(result.stats):
+    for warning in output_mod.allowlist_warnings(stats):
         print(f"imds-scan: warning: {warning}", file=sys.stderr)
-    for shape in result.stats.not_ecs:
+    for shape in stats.not_ecs:
         print(f"imds-scan: warning: {shape.message}", file=sys.stderr)
-    if summary if summary is not None else (not quiet and output_mod.is_terminal(sys.stdout)):
+    if want_summary and sink.aggregates is not None:
         from .report.summary import format_summaries
 
         why = {r.id: _first_sentence(r.description) for r in rules}
-        print(format_summaries(result.frame, why=why), file=sys.stderr)
+        print(format_summaries(sink.aggregates, why=why), file=sys.stderr)
     if interrupted:
         print("imds-scan: interrupted; the results cover what was read until then", file=sys.stderr)
         raise typer.Exit(EXIT_INTERRUPTED)
-    if result.stats.errors or problem:
+    if stats.errors or problem:
         raise typer.Exit(EXIT_ERROR)
-    raise typer.Exit(EXIT_HITS if result.hits else EXIT_CLEAN)
+    raise typer.Exit(EXIT_HITS if sink.count else EXIT_CLEAN)
 
 
 def _first_sentence(text: str) -> str:
@@ -657,48 +683,170 @@ def _silence_stdout() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def _write_results(
-    result: ScanResult,
-    fmt: str,
-    out_file: PendingOutput | None,
-    report_file: PendingOutput | None,
-    config: ScanConfig,
-    max_table_rows: int = output_mod.MAX_TABLE_ROWS,
-) -> bool:
-    """Write the results and the report; True if a file could not be written."""
-    from .report.formats import write_file, write_text
+class _Guard:
+    """While hits are written, Ctrl-C waits for the batch to be written whole; elsewhere it
+    interrupts as usual (the engine sees it and stops)."""
 
-    problem = False
-    if out_file is not None:
-        problem |= _write_output(
-            out_file,
-            fmt,
-            lambda path: write_file(fmt, result, path, max_table_rows=max_table_rows),
-        )
-    else:
+    def __init__(self) -> None:
+        self.writing = False
+        self.pressed = False
+
+    def handler(self, signum: int, frame: object) -> None:
+        if self.writing:
+            self.pressed = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, self.handler)
         try:
-            _to_stdout(lambda: write_text(fmt, result, sys.stdout, max_table_rows=max_table_rows))
-        except typer.Exit:
-            problem = True
-    if report_file is not None:
-        from .report.html import write_report
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
-        problem |= _write_output(
-            report_file,
-            "html",
-            lambda path: write_report(result, path, filters=_filters_described(config)),
-        )
-    return problem
+    @contextlib.contextmanager
+    def writing_batch(self) -> Iterator[None]:
+        self.writing = True
+        try:
+            yield
+        finally:
+            self.writing = False
+        if self.pressed:
+            raise KeyboardInterrupt
 
 
-def _write_output(file: PendingOutput, fmt: str, write: Callable[[str], None]) -> bool:
-    """Write to the temporary file, then rename it over the target; True on failure. A line
-    format cut short keeps its whole records; any other is not renamed."""
+class _Sink:
+    """Where the hits go as they stream past: the --output writer (or stdout's), and the
+    aggregates of --summary and --report (with the report's first hits)."""
+
+    def __init__(
+        self, fmt: str, out_file: PendingOutput | None, max_table_rows: int, aggregate: bool
+    ) -> None:
+        from .report.formats import HitWriter, text_writer
+
+        self.fmt = fmt
+        self.out_file = out_file
+        self.count = 0
+        self.problem = False
+        self.failure: OSError | None = None
+        self.aggregates: Aggregates | None = None
+        if aggregate:  # Polars only then: plain ndjson output never imports it
+            from .report.aggregate import Aggregates
+            from .report.html import MAX_HIT_ROWS
+
+            self.aggregates = Aggregates(keep=MAX_HIT_ROWS)
+        self.handle: TextIO | None = None
+        self.writer: HitWriter | None
+        if out_file is None:
+            self.writer = text_writer(fmt, sys.stdout, max_table_rows=max_table_rows)
+        elif fmt == "parquet":
+            from .report.formats import ParquetWriter
+
+            self.writer = ParquetWriter(out_file.write_path)
+        else:
+            try:
+                # Closed by close() or discard(): it lives across the whole stream.
+                self.handle = open(out_file.write_path, "w", encoding="utf-8", newline="")  # noqa: SIM115
+            except OSError as exc:
+                self.writer, self.failure = None, exc
+            else:
+                self.writer = text_writer(fmt, self.handle, max_table_rows=max_table_rows)
+
+    def consume(self, stream: HitStream) -> bool:
+        """Write the stream's batches as they come; True if Ctrl-C stopped it."""
+        guard = _Guard()
+        try:
+            with guard.installed():
+                for batch in stream:
+                    with guard.writing_batch():
+                        self.write(batch)
+        except KeyboardInterrupt:
+            return True
+        return False
+
+    def write(self, batch: list[Hit]) -> None:
+        self.count += len(batch)
+        frame = self.aggregates.add(batch) if self.aggregates is not None else None
+        if self.writer is None:
+            return
+        try:
+            self.writer.write(batch, frame)
+        except OSError as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: OSError) -> None:
+        self.writer = None
+        if self.out_file is not None:
+            self.failure = self.failure or exc
+            return
+        _silence_stdout()
+        if not isinstance(exc, BrokenPipeError):  # a reader that went away is no error
+            print(
+                f"imds-scan: error: cannot write to standard output: {exc.strerror or exc}",
+                file=sys.stderr,
+            )
+            self.problem = True
+
+    def close(self) -> bool:
+        """End the document and put the output file in place; True if it failed."""
+        if self.writer is not None:
+            try:
+                self.writer.close()
+                if self.out_file is None:
+                    sys.stdout.flush()
+            except OSError as exc:
+                self._failed(exc)
+        if self.handle is not None:
+            try:
+                self.handle.close()
+            except OSError as exc:
+                self.failure = self.failure or exc
+        if self.out_file is None:
+            return self.problem
+        return _finish_output(self.out_file, self.fmt, self.failure)
+
+    def discard(self) -> None:
+        from .report.formats import ParquetWriter
+
+        if isinstance(self.writer, ParquetWriter):
+            self.writer.discard()
+        if self.handle is not None:
+            with contextlib.suppress(OSError):
+                self.handle.close()
+
+
+def _write_report(
+    file: PendingOutput, sink: _Sink, stats: ScanStats, filters: list[tuple[str, str]]
+) -> bool:
+    from .report.html import render_aggregates
+
+    assert sink.aggregates is not None
+    partial = None
+    if stats.interrupted:
+        partial = "Interrupted (Ctrl-C): the hits cover what was read until then."
+    elif stats.stopped_at is not None:
+        where, line = stats.stopped_at
+        partial = f"Stopped early by --max-hits at {where}:{line}: the hits are partial."
+
+    def write(path: str) -> None:
+        assert sink.aggregates is not None
+        text = render_aggregates(sink.aggregates, stats, filters=filters, partial=partial)
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(text)
+
+    return _write_output(file, "html", write)
+
+
+def _finish_output(file: PendingOutput, fmt: str, failure: OSError | None) -> bool:
+    """Rename the written file over the target; True on failure. A line format cut short
+    keeps its whole records; any other is not renamed."""
     name = safe(file.path)
-    try:
-        write(file.write_path)
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
+    if failure is not None:
+        reason = failure.strerror or str(failure)
         if fmt in LINE_FORMATS and not file.in_place:
             try:
                 kept = file.keep_whole_lines()
@@ -720,6 +868,15 @@ def _write_output(file: PendingOutput, fmt: str, write: Callable[[str], None]) -
         print(f"imds-scan: error: {safe(str(exc))}", file=sys.stderr)
         return True
     return False
+
+
+def _write_output(file: PendingOutput, fmt: str, write: Callable[[str], None]) -> bool:
+    """Write to the temporary file, then rename it over the target; True on failure."""
+    try:
+        write(file.write_path)
+    except OSError as exc:
+        return _finish_output(file, fmt, exc)
+    return _finish_output(file, fmt, None)
 
 
 def _describe(exc: BaseException) -> str:

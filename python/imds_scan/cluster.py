@@ -15,8 +15,9 @@ at ``start`` belongs to the previous range. The engine reads a range itself (its
 input: a path, or a seekable S3 file object): hit, malformed-line and error line numbers count
 from the range's first line, and ``lines`` is the number of lines it owns; the client makes
 them global by adding the line counts of the object's preceding ranges, in order (no separate
-counting pass: a range is read once). Hits are then sorted as a local scan sorts them:
-(input, line, rule).
+counting pass: a range is read once). The client takes the shares' results in share order (a
+finished share waits on its worker for the ones before it), so the hits stream out as a local
+scan gives them, (input, line, rule), one share's hits at a time.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from .engines import Progress, flag_unscanned, to_hit
+from .engines import HitStream, Progress, flag_unscanned, to_hit
 from .records import FileResult, Hit, ScanStats
 from .reference.scan.lines import MAX_LINE_BYTES
 from .results import ScanInterrupted, ScanResult
@@ -211,69 +212,181 @@ def run_cluster(
     ``distributed.Client``): the same hits (in the same order), statistics and errors as
     ``run_scan`` with the rust engine. ``task`` replaces the worker function (for tests).
     Raises ScanInterrupted with what the finished shares found on Ctrl-C."""
-    if isinstance(cluster, str):
-        with connect(cluster) as client:
-            return run_cluster(
-                sources,
-                rules,
-                client,
-                threads=threads,
-                prefilter=prefilter,
-                max_examples=max_examples,
-                endpoint_url=endpoint_url,
-                range_size=range_size,
-                retries=retries,
-                progress=progress,
-                task=task,
-                max_line_bytes=max_line_bytes,
-            )
-    as_completed: Any = importlib.import_module("distributed").as_completed
-    client = cluster
-    rules = list(rules)
-    started = time.perf_counter()
-    shares = plan(sources, range_size)
-    sizes = [s.size for s in sources if s.error is None]
-    total = None if None in sizes else sum(s or 0 for s in sizes)
-    rules_json = tuple(json.dumps(rule.ir) for rule in rules)
-    futures = {
-        client.submit(
-            task or scan_share,
-            share,
-            rules_json,
-            threads,
-            prefilter,
-            max_examples,
-            endpoint_url,
-            max_line_bytes,
-            retries=retries,
-            pure=False,
-        ): number
-        for number, share in enumerate(shares)
-    }
-    outputs: dict[int, dict[str, Any]] = {}
-    failures: dict[int, str] = {}
-    done = 0
-    interrupted = False
-    try:
-        for future in as_completed(futures):
-            number = futures[future]
-            try:
-                outputs[number] = future.result()
-            except Exception as exc:  # after the retries, or a worker lost too often
-                failures[number] = f"cluster task failed: {type(exc).__name__}: {exc}"
-            else:
-                done += sum(f["source_bytes"] for f in outputs[number]["files"])
-                if progress is not None:
-                    progress(done, total)
-    except KeyboardInterrupt:
-        interrupted = True
-        client.cancel(list(futures))
-    result = merge_shares(sources, rules, shares, outputs, failures, max_examples, interrupted)
-    flag_unscanned(result.stats.files, max_line_bytes)
-    result.stats.elapsed = time.perf_counter() - started
-    if interrupted:
+    stream = stream_cluster(
+        sources,
+        rules,
+        cluster,
+        threads=threads,
+        prefilter=prefilter,
+        max_examples=max_examples,
+        endpoint_url=endpoint_url,
+        range_size=range_size,
+        retries=retries,
+        progress=progress,
+        task=task,
+        max_line_bytes=max_line_bytes,
+    )
+    hits = [hit for batch in stream for hit in batch]
+    result = ScanResult(hits, stream.close())
+    if result.stats.interrupted:
         raise ScanInterrupted(result)
     return result
+
+
+def stream_cluster(
+    sources: Sequence[Source],
+    rules: Sequence[Rule],
+    cluster: str | Any,
+    *,
+    threads: int = 0,
+    prefilter: bool = True,
+    max_examples: int = 5,
+    endpoint_url: str | None = None,
+    range_size: int = DEFAULT_RANGE_SIZE,
+    retries: int = DEFAULT_RETRIES,
+    progress: Progress | None = None,
+    task: Callable[..., dict[str, Any]] | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
+) -> HitStream:
+    """:func:`run_cluster` as a :class:`~imds_scan.engines.HitStream`: each share's hits
+    come as one batch, in share order. A share's result stays on its worker until every share
+    before it has been taken: the client holds one share's hits at a time (the reorder is by
+    share index, the shares finish in any order). On Ctrl-C the shares already finished are
+    still taken (in order) and ``stats.interrupted`` is set."""
+    started = time.perf_counter()
+    merger = ShareMerger(sources, rules, max_examples)
+    interrupted = False
+
+    def batches() -> Iterator[list[Hit]]:
+        nonlocal interrupted
+        with contextlib.ExitStack() as stack:
+            client: Any = cluster
+            if isinstance(cluster, str):
+                client = stack.enter_context(connect(cluster))
+            as_completed: Any = importlib.import_module("distributed").as_completed
+            shares = plan(sources, range_size)
+            sizes = [s.size for s in sources if s.error is None]
+            total = None if None in sizes else sum(s or 0 for s in sizes)
+            rules_json = tuple(json.dumps(rule.ir) for rule in rules)
+            futures: list[Any] = [
+                client.submit(
+                    task or scan_share,
+                    share,
+                    rules_json,
+                    threads,
+                    prefilter,
+                    max_examples,
+                    endpoint_url,
+                    max_line_bytes,
+                    retries=retries,
+                    pure=False,
+                )
+                for share in shares
+            ]
+            number = {future.key: n for n, future in enumerate(futures)}
+            finished: set[int] = set()
+            taken = 0  # shares before this one are merged
+            done = 0
+
+            def take(n: int) -> list[Hit]:
+                try:
+                    out = futures[n].result()
+                except Exception as exc:  # after the retries, or a worker lost too often
+                    merger.fail(shares[n], f"cluster task failed: {type(exc).__name__}: {exc}")
+                    return []
+                finally:
+                    futures[n] = None  # the cluster may drop the result now
+                return merger.add(shares[n], out)
+
+            try:
+                for future in as_completed(futures):
+                    finished.add(number[future.key])
+                    while taken in finished:
+                        hits = take(taken)
+                        taken += 1
+                        if progress is not None:
+                            done += merger.read_bytes(shares[taken - 1])
+                            progress(done, total)
+                        if hits:
+                            yield hits
+            except KeyboardInterrupt:
+                interrupted = True
+                ready = [n for n in range(taken, len(futures)) if futures[n].status != "pending"]
+                client.cancel([futures[n] for n in range(taken, len(futures)) if n not in ready])
+                for n in ready:  # a missing share before them costs their line numbers
+                    hits = take(n)
+                    if hits:
+                        yield hits
+
+    def finish() -> ScanStats:
+        stats = merger.finish(interrupted)
+        flag_unscanned(stats.files, max_line_bytes)
+        stats.elapsed = time.perf_counter() - started
+        return stats
+
+    return HitStream(batches(), finish)
+
+
+class ShareMerger:
+    """The shares' outputs, taken in share order, as a local scan of ``sources`` gives them.
+
+    Line numbers of a byte range are made global by adding the lines owned by the object's
+    preceding ranges; when one of those is missing (Ctrl-C) or was not read to its end (a
+    read error), the range's hits are dropped rather than given wrong line numbers."""
+
+    def __init__(self, sources: Sequence[Source], rules: Sequence[Rule], max_examples: int):
+        self.names = [s.name for s in sources]
+        self.rules = list(rules)
+        self.max_examples = max_examples
+        self.files = [
+            FileResult(name, error=s.error) for name, s in zip(self.names, sources, strict=True)
+        ]
+        # Per input: the lines before its next range (None: unknown), and where it starts.
+        self.offsets: dict[int, int | None] = {}
+        self.expected: dict[int, int] = {}
+        self.failed: dict[int, str] = {}
+        self.bytes: dict[int, int] = {}
+
+    def add(self, share: Sequence[Piece], out: dict[str, Any]) -> list[Hit]:
+        """Merge one share's statistics; its hits, global, in (input, line, rule) order."""
+        by_piece: list[list[Any]] = [[] for _ in share]
+        for raw in out["hits"]:
+            by_piece[raw[0]].append(raw)
+        keyed: list[tuple[int, int, int, int, Hit]] = []
+        read = 0
+        for piece, stats, raws in zip(share, out["files"], by_piece, strict=True):
+            read += stats["source_bytes"]
+            index = piece.index
+            offset = self.offsets.get(index, 0)
+            if piece.end is not None and piece.start != self.expected.get(index, 0):
+                offset = None  # a range before this one is missing
+            result = self.files[index]
+            add_stats(result, stats, offset)
+            del result.malformed_examples[self.max_examples :]
+            if offset is not None:
+                for raw in raws:
+                    hit = to_hit(raw, self.names[index], self.rules, offset)
+                    keyed.append((index, hit.line, raw[2], len(keyed), hit))
+                # A range that failed owns more lines than it read: the next ones' are unknown.
+                offset = None if stats["error"] is not None else offset + stats["lines"]
+            self.offsets[index] = offset
+            self.expected[index] = piece.end or 0
+        self.bytes[id(share)] = read
+        keyed.sort(key=lambda k: k[:4])
+        return [k[4] for k in keyed]
+
+    def read_bytes(self, share: Sequence[Piece]) -> int:
+        return self.bytes.pop(id(share), 0)
+
+    def fail(self, share: Sequence[Piece], reason: str) -> None:
+        for piece in share:
+            self.failed.setdefault(piece.index, reason)
+
+    def finish(self, interrupted: bool) -> ScanStats:
+        for index, reason in self.failed.items():
+            if self.files[index].error is None:
+                self.files[index].error = reason
+        return ScanStats(self.files, 0.0, "rust", interrupted=interrupted)
 
 
 def merge_shares(
@@ -285,53 +398,16 @@ def merge_shares(
     max_examples: int,
     interrupted: bool = False,
 ) -> ScanResult:
-    """The shares' outputs as one ScanResult, as a local scan of ``sources`` gives it.
-
-    Line numbers of a byte range are made global by adding the lines owned by the object's
-    preceding ranges; when one of those is missing (Ctrl-C) or was not read to its end (a
-    read error), the range's hits are dropped rather than given wrong line numbers."""
-    # Per input: (start, end, stats, hits with range-local lines) of each piece scanned.
-    parts: dict[int, list[tuple[int, int | None, dict[str, Any], list[Any]]]] = {}
-    failed: dict[int, str] = {}
+    """The shares' outputs as one ScanResult, as a local scan of ``sources`` gives it (a
+    share in neither ``outputs`` nor ``failures`` is missing: Ctrl-C)."""
+    merger = ShareMerger(sources, rules, max_examples)
+    hits: list[Hit] = []
     for number, share in enumerate(shares):
         if number in failures:
-            for piece in share:
-                failed.setdefault(piece.index, failures[number])
-            continue
-        if number not in outputs:
-            continue
-        out = outputs[number]
-        by_piece: list[list[Any]] = [[] for _ in share]
-        for hit in out["hits"]:
-            by_piece[hit[0]].append(hit)
-        for piece, stats, hits in zip(share, out["files"], by_piece, strict=True):
-            parts.setdefault(piece.index, []).append((piece.start, piece.end, stats, hits))
-    names = [s.name for s in sources]
-    files = [FileResult(name, error=s.error) for name, s in zip(names, sources, strict=True)]
-    keyed: list[tuple[int, int, int, int, Hit]] = []
-    for index, pieces in parts.items():
-        pieces.sort(key=lambda p: p[0])
-        result = files[index]
-        offset: int | None = 0  # the lines before the piece
-        expected = 0
-        for start, end, stats, hits in pieces:
-            if end is not None and start != expected:
-                offset = None  # a range before this one is missing
-            add_stats(result, stats, offset)
-            if offset is not None:
-                for raw in hits:
-                    hit = to_hit(raw, names[index], rules, offset)
-                    keyed.append((index, hit.line, raw[2], len(keyed), hit))
-                # A range that failed owns more lines than it read: the next ones' are unknown.
-                offset = None if stats["error"] is not None else offset + stats["lines"]
-            expected = end or 0
-        del result.malformed_examples[max_examples:]
-    for index, reason in failed.items():
-        if files[index].error is None:
-            files[index].error = reason
-    keyed.sort(key=lambda k: k[:4])
-    stats = ScanStats(files, 0.0, "rust", interrupted=interrupted)
-    return ScanResult([k[4] for k in keyed], stats)
+            merger.fail(share, failures[number])
+        elif number in outputs:
+            hits += merger.add(share, outputs[number])
+    return ScanResult(hits, merger.finish(interrupted))
 
 
 # ---------------------------------------------------------------- worker side

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from .records import FileResult, Hit, ScanStats
@@ -59,7 +60,82 @@ def flag_unscanned(files: Sequence[FileResult], max_line_bytes: int) -> None:
             f.error_kind = "no_events"
 
 
-def run_scan(
+# Hits per batch as they travel from the engine to the writers: memory after the engine is
+# a few batches, whatever the number of hits.
+BATCH_HITS = 1024
+
+
+@dataclass
+class EngineRun:
+    """What an engine's stream leaves when its batches are consumed (or the stream closed):
+    per-input statistics (None if the engine never finished) and whether Ctrl-C stopped it."""
+
+    stats: Sequence[Mapping[str, Any]] | None = None
+    interrupted: bool = False
+
+
+def _chunks(items: list[EngineHit]) -> Iterator[list[EngineHit]]:
+    """``items`` in batches, each let go of as it is given: once written, its events can be
+    freed while the rest wait."""
+    items.reverse()
+    while items:
+        batch = items[-BATCH_HITS:]
+        del items[-BATCH_HITS:]
+        batch.reverse()
+        yield batch
+
+
+def rust_batches(
+    scanner: Any, inputs: list[Any], run: EngineRun, **options: Any
+) -> Generator[list[EngineHit]]:
+    """The Rust engine's hits in ordered batches, its statistics into ``run`` at the end.
+
+    The one place that calls the binding for a local scan: today ``Scanner.scan`` returns the
+    whole list, which is cut into batches; a streaming binding replaces the body only."""
+    raw_hits, raw_stats, interrupted = scanner.scan(inputs, **options)
+    run.stats, run.interrupted = raw_stats, interrupted
+    yield from _chunks(raw_hits)
+
+
+def python_batches(
+    openers: list[Any], rules: Sequence[Rule], run: EngineRun, **options: Any
+) -> Generator[list[EngineHit]]:
+    """The reference engine's hits in ordered batches, its statistics into ``run``."""
+    from .reference.scan.engine import scan_inputs
+
+    raw_hits, ref_stats, interrupted = scan_inputs(openers, [r.ir for r in rules], **options)
+    run.stats, run.interrupted = [vars(stats) for stats in ref_stats], interrupted
+    yield from _chunks(raw_hits)
+
+
+class HitStream:
+    """A scan's hits in ordered batches (input, then line, then rule), then its statistics:
+    ``stats`` is set once the batches are consumed, or the stream closed early (``close``,
+    e.g. --max-hits), and says whether Ctrl-C stopped the engine. Nothing here holds more
+    than one batch."""
+
+    def __init__(self, batches: Iterator[list[Hit]], finish: Callable[[], ScanStats]) -> None:
+        self._batches = batches
+        self._finish = finish
+        self.stats: ScanStats | None = None
+
+    def __iter__(self) -> Iterator[list[Hit]]:
+        try:
+            yield from self._batches
+        finally:
+            self.close()
+
+    def close(self) -> ScanStats:
+        """Stop the engine (if it is still running) and give the statistics."""
+        if self.stats is None:
+            close = getattr(self._batches, "close", None)
+            if close is not None:
+                close()
+            self.stats = self._finish()
+        return self.stats
+
+
+def stream_scan(
     paths: Sequence[str | Source],
     rules: Sequence[Rule],
     *,
@@ -69,10 +145,9 @@ def run_scan(
     max_examples: int = 5,
     progress: Progress | None = None,
     max_line_bytes: int = MAX_LINE_BYTES,
-) -> ScanResult:
-    """Scan already-expanded inputs (paths, ``-``, ``s3://`` objects or Sources) with the
-    chosen engine. Raises ScanInterrupted (a KeyboardInterrupt) with the partial result on
-    Ctrl-C. ``threads``: 0 for all cores, at most MAX_THREADS (more are taken as that)."""
+) -> HitStream:
+    """Like :func:`run_scan`, as a :class:`HitStream` of hit batches. On Ctrl-C in the engine
+    the batches found so far still come, and ``stats.interrupted`` is set."""
     threads = min(max(threads, 0), MAX_THREADS)
     sources = [as_source(p) for p in paths]
     names = [s.name for s in sources]
@@ -90,14 +165,16 @@ def run_scan(
             progress(done, total)
 
     started = time.perf_counter()
-    raw_hits: list[EngineHit]
-    raw_stats: Sequence[Mapping[str, Any]]
+    run = EngineRun()
+    raw: Generator[list[EngineHit]]
     if engine == "rust":
         from ._engine import Scanner
 
         scanner = Scanner([json.dumps(rule.ir) for rule in rules])
-        raw_hits, raw_stats, interrupted = scanner.scan(
+        raw = rust_batches(
+            scanner,
             [sources[i].engine_input() for i in readable],
+            run,
             threads=threads,
             prefilter=prefilter,
             max_examples=max_examples,
@@ -105,29 +182,66 @@ def run_scan(
             max_line_bytes=min(max_line_bytes, 1 << 62),  # no limit is beyond a usize
         )
     elif engine == "python":
-        from .reference.scan.engine import scan_inputs
         from .reference.scan.source import Opener
 
         openers: list[str | Opener] = [
             sources[i].open if sources[i].kind == "s3" else names[i] for i in readable
         ]
-        raw_hits, ref_stats, interrupted = scan_inputs(
+        raw = python_batches(
             openers,
-            [r.ir for r in rules],
-            max_examples,
+            rules,
+            run,
+            max_examples=max_examples,
             progress=advance,
             max_line_bytes=max_line_bytes,
         )
-        raw_stats = [vars(stats) for stats in ref_stats]
     else:
         raise ValueError(f"unknown engine {engine!r} (expected 'rust' or 'python')")
-    files = [FileResult(name, error=s.error) for name, s in zip(names, sources, strict=True)]
-    for i, stats in zip(readable, raw_stats, strict=True):
-        files[i] = file_result(names[i], stats)
-    hits = [to_hit(raw, names[readable[raw[0]]], rules) for raw in raw_hits]
-    elapsed = time.perf_counter() - started
-    flag_unscanned(files, max_line_bytes)
-    result = ScanResult(hits, ScanStats(files, elapsed, engine, interrupted=interrupted))
-    if interrupted:
+
+    def batches() -> Iterator[list[Hit]]:
+        try:
+            for batch in raw:
+                yield [to_hit(h, names[readable[h[0]]], rules) for h in batch]
+        finally:
+            raw.close()
+
+    def finish() -> ScanStats:
+        files = [FileResult(name, error=s.error) for name, s in zip(names, sources, strict=True)]
+        for i, stats in zip(readable, run.stats or [], strict=run.stats is not None):
+            files[i] = file_result(names[i], stats)
+        flag_unscanned(files, max_line_bytes)
+        elapsed = time.perf_counter() - started
+        return ScanStats(files, elapsed, engine, interrupted=run.interrupted)
+
+    return HitStream(batches(), finish)
+
+
+def run_scan(
+    paths: Sequence[str | Source],
+    rules: Sequence[Rule],
+    *,
+    engine: Engine = "rust",
+    threads: int = 0,
+    prefilter: bool = True,
+    max_examples: int = 5,
+    progress: Progress | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
+) -> ScanResult:
+    """Scan already-expanded inputs (paths, ``-``, ``s3://`` objects or Sources) with the
+    chosen engine. Raises ScanInterrupted (a KeyboardInterrupt) with the partial result on
+    Ctrl-C. ``threads``: 0 for all cores, at most MAX_THREADS (more are taken as that)."""
+    stream = stream_scan(
+        paths,
+        rules,
+        engine=engine,
+        threads=threads,
+        prefilter=prefilter,
+        max_examples=max_examples,
+        progress=progress,
+        max_line_bytes=max_line_bytes,
+    )
+    hits = [hit for batch in stream for hit in batch]
+    result = ScanResult(hits, stream.close())
+    if result.stats.interrupted:
         raise ScanInterrupted(result)
     return result

@@ -135,17 +135,26 @@ def _fit(columns: list[_Column], total: int, sep: int) -> list[_Column]:
 
 
 def write_table(
-    hits: list[Hit], out: TextIO, max_rows: int = MAX_TABLE_ROWS, width: int | None = None
+    hits: list[Hit],
+    out: TextIO,
+    max_rows: int = MAX_TABLE_ROWS,
+    width: int | None = None,
+    *,
+    total: int | None = None,
+    by_rule: bool | None = None,
 ) -> None:
     """One line per hit, fitted to ``width`` (default: :func:`table_width`): time, host, user,
     process, rule (when several ran), branch, the matched field and value. Cells too wide are
-    cut with "…" (the whole record is in ``-f ndjson``); log content is escaped."""
+    cut with "…" (the whole record is in ``-f ndjson``); log content is escaped. A stream's
+    table: ``hits`` its first rows, ``total`` its hits, ``by_rule`` whether several rules hit."""
     from .filters import event_time
 
     width = table_width(out) if width is None else width
     shown = hits[:max_rows] if max_rows > 0 else hits
+    total = len(hits) if total is None else total
     # Several rules (a pack, --rule DIR): say which one each hit is from.
-    by_rule = len({hit.rule.id for hit in hits}) > 1
+    if by_rule is None:
+        by_rule = len({hit.rule.id for hit in hits}) > 1
     columns = [
         _Column("@timestamp", 20, 20, 20),
         _Column("host", 12, 8, 32),
@@ -182,14 +191,14 @@ def write_table(
         text = gap.join(_cut(c, col.width) for c, col in zip(cells, columns, strict=True))
         return text.rstrip() + "\n"
 
-    out.write(f"{len(hits):,} hit(s)\n")
+    out.write(f"{total:,} hit(s)\n")
     out.write(line([c.header for c in columns]))
     out.write(gap.join("─" * c.width for c in columns) + "\n")
     for row in zip(*(c.cells for c in columns), strict=True):
         out.write(line(list(row)))
-    if len(shown) < len(hits):
+    if len(shown) < total:
         out.write(
-            f"… {len(hits) - len(shown):,} more hit(s) not shown (--max-table-rows "
+            f"… {total - len(shown):,} more hit(s) not shown (--max-table-rows "
             f"{max_rows:,}): -f ndjson for all\n"
         )
 
@@ -199,7 +208,9 @@ def events(stats: ScanStats) -> int:
     return stats.total("events") - stats.total("malformed")
 
 
-def format_summary(stats: ScanStats, hits: list[Hit], examples: int = 5) -> str:
+def format_summary(stats: ScanStats, hits: list[Hit] | int, examples: int = 5) -> str:
+    """The scan line and what went wrong; ``hits``: the hits, or how many there were."""
+    count = hits if isinstance(hits, int) else len(hits)
     files = len(stats.files)
     compressed = [f for f in stats.files if f.compression]
     read = ""
@@ -208,11 +219,20 @@ def format_summary(stats: ScanStats, hits: list[Hit], examples: int = 5) -> str:
         read = f" ({len(compressed)} compressed: {packed:,.1f} MB read)"
     lines = [
         f"imds-scan: {files} file(s), {events(stats):,} events, "
-        f"{stats.total('bytes') / 1e6:,.1f} MB{read}, {len(hits)} hit(s) "
+        f"{stats.total('bytes') / 1e6:,.1f} MB{read}, {count} hit(s) "
         f"in {stats.elapsed:.2f} s ({stats.mb_per_s:,.0f} MB/s, {stats.engine} engine)"
     ]
     if stats.interrupted:
-        lines.append("  interrupted (Ctrl-C): the results cover what was read until then")
+        lines.append(
+            "  interrupted (Ctrl-C): the results cover what was read until then; the output "
+            "is partial (whole records)"
+        )
+    if stats.stopped_at is not None:
+        where, line = stats.stopped_at
+        lines.append(
+            f"  stopped early by --max-hits after {count:,} hit(s), at {safe(where)}:{line}: "
+            "the output is partial"
+        )
     if stats.outside_time_window:
         lines.append(f"  hits outside --since/--until: {stats.outside_time_window:,}")
     malformed = stats.total("malformed")
@@ -269,5 +289,5 @@ def is_terminal(stream: TextIO) -> bool:
         return False
 
 
-def print_summary(stats: ScanStats, hits: list[Hit]) -> None:
+def print_summary(stats: ScanStats, hits: list[Hit] | int) -> None:
     print(format_summary(stats, hits), file=sys.stderr)

@@ -32,6 +32,9 @@ class ProgressBar:
             console=Console(file=stream or sys.stderr),
             transient=True,
             refresh_per_second=5,
+            # Hits stream to stdout during the scan: never into the bar's console (stderr).
+            redirect_stdout=False,
+            redirect_stderr=False,
         )
         self._task = self._progress.add_task("scan", total=None)
         self._last = 0.0

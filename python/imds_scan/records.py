@@ -82,6 +82,8 @@ class ScanStats:
     allowlist: list[AllowlistDrops] = field(default_factory=list)
     # Local inputs without hits whose first events carry no field the rules read (``scan``).
     not_ecs: list[NotEcs] = field(default_factory=list)
+    # --max-hits stopped the scan at this hit (its input and line).
+    stopped_at: tuple[str, int] | None = None
 
     def total(self, name: str) -> int:
         return sum(getattr(f, name) for f in self.files)

@@ -3,13 +3,13 @@ rules, an engine (or a cluster) run, hits kept inside the time window."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from .cluster import DEFAULT_RANGE_SIZE
-from .engines import Engine, Progress, run_scan
-from .records import AllowlistDrops
+from .engines import Engine, HitStream, Progress, stream_scan
+from .records import AllowlistDrops, Hit, ScanStats
 from .reference.scan.lines import MAX_LINE_BYTES
 from .results import ScanInterrupted, ScanResult
 from .rules import Rule
@@ -44,6 +44,8 @@ class ScanConfig:
     range_size: int = DEFAULT_RANGE_SIZE
     # Longer lines (bytes, without the newline) are read past, not evaluated (docs/inputs.md).
     max_line_bytes: int = MAX_LINE_BYTES
+    # Stop the scan after this many hits (after --since/--until); None: no limit.
+    max_hits: int | None = None
 
 
 def expand_inputs(args: Sequence[str], *, endpoint_url: str | None = None) -> list[str]:
@@ -54,13 +56,19 @@ def expand_inputs(args: Sequence[str], *, endpoint_url: str | None = None) -> li
 
 def allowlist_drops(rules: Sequence[Rule], result: ScanResult) -> list[AllowlistDrops]:
     """Sum the engines' per-input (rule, entry) counts for every rule with an allowlist."""
-    counts: dict[tuple[int, int], int] = {}
-    for stats in result.stats.files:
-        for key, count in stats.allowlisted.items():
-            counts[key] = counts.get(key, 0) + count
     hits: dict[str, int] = {}
     for hit in result.hits:
         hits[hit.rule.id] = hits.get(hit.rule.id, 0) + 1
+    return _allowlist_drops(rules, result.stats, hits)
+
+
+def _allowlist_drops(
+    rules: Sequence[Rule], stats: ScanStats, hits: dict[str, int]
+) -> list[AllowlistDrops]:
+    counts: dict[tuple[int, int], int] = {}
+    for file in stats.files:
+        for key, count in file.allowlisted.items():
+            counts[key] = counts.get(key, 0) + count
     return [
         AllowlistDrops(
             rule.id,
@@ -70,6 +78,127 @@ def allowlist_drops(rules: Sequence[Rule], result: ScanResult) -> list[Allowlist
         for i, rule in enumerate(rules)
         if rule.allowlist_labels
     ]
+
+
+def _apply_config(
+    config: ScanConfig | None, engine: Engine | None, threads: int | None, cluster: str | None
+) -> ScanConfig:
+    import dataclasses
+
+    config = config or ScanConfig()
+    if engine is not None:
+        config = dataclasses.replace(config, engine=engine)
+    if threads is not None:
+        config = dataclasses.replace(config, threads=threads)
+    if cluster is not None:
+        config = dataclasses.replace(config, cluster=cluster)
+    return config
+
+
+def open_scan(
+    paths: Sequence[str],
+    *,
+    rules: Sequence[Rule] | None = None,
+    config: ScanConfig | None = None,
+    engine: Engine | None = None,
+    threads: int | None = None,
+    progress: Progress | None = None,
+    cluster: str | None = None,
+    check_inputs: Callable[[Sequence[Source]], None] | None = None,
+) -> HitStream:
+    """The scan of :func:`scan` as a :class:`~imds_scan.engines.HitStream`: hit batches in
+    order, inside the time window and --max-hits, then the statistics (``stream.stats``,
+    complete once the batches are consumed or the stream closed). Inputs are expanded and
+    ``check_inputs`` run now; the engine runs while the batches are consumed."""
+    from .filters import TimeWindow, as_utc, event_time, with_host_filter
+    from .reference.event import load_event
+    from .rules import default_rules
+
+    config = _apply_config(config, engine, threads, cluster)
+    chosen = with_host_filter(
+        default_rules() if rules is None else rules, config.hosts, config.exclude_hosts
+    )
+    expanded = expand(paths, endpoint_url=config.endpoint_url)
+    if check_inputs is not None:
+        check_inputs(expanded.sources)
+    if config.cluster is not None and config.engine != "rust":
+        raise InputError("--cluster runs the rust engine only")
+    if config.cluster is not None:
+        from .cluster import stream_cluster
+
+        base = stream_cluster(
+            expanded.sources,
+            chosen,
+            config.cluster,
+            threads=config.threads,
+            prefilter=config.prefilter,
+            max_examples=config.max_examples,
+            endpoint_url=config.endpoint_url,
+            range_size=config.range_size,
+            progress=progress,
+            max_line_bytes=config.max_line_bytes,
+        )
+    else:
+        base = stream_scan(
+            expanded.sources,
+            chosen,
+            engine=config.engine,
+            threads=config.threads,
+            prefilter=config.prefilter,
+            max_examples=config.max_examples,
+            progress=progress,
+            max_line_bytes=config.max_line_bytes,
+        )
+    window = TimeWindow(  # a naive bound is UTC, as in the CLI
+        None if config.since is None else as_utc(config.since),
+        None if config.until is None else as_utc(config.until),
+    )
+    by_rule: dict[str, int] = {}  # hits before the time window (the allowlist's count)
+    outside = 0
+    kept = 0
+    stopped_at: tuple[str, int] | None = None
+    last: Hit | None = None
+
+    def batches() -> Iterator[list[Hit]]:
+        nonlocal outside, kept, stopped_at, last
+        for batch in base:
+            for hit in batch:
+                by_rule[hit.rule.id] = by_rule.get(hit.rule.id, 0) + 1
+            if window.active:
+                inside = [h for h in batch if window.contains(event_time(load_event(h.event_text)))]
+                outside += len(batch) - len(inside)
+                batch = inside
+            if not batch:
+                continue
+            limit = config.max_hits
+            if limit is not None and kept + len(batch) > limit:
+                # Only when a hit beyond the limit exists: the scan really stopped early.
+                batch = batch[: limit - kept]
+                if batch:
+                    kept += len(batch)
+                    last = batch[-1]
+                    yield batch
+                if last is not None:  # limit ≥ 1 hits came before
+                    stopped_at = (last.source, last.line)
+                break
+            kept += len(batch)
+            last = batch[-1]
+            yield batch
+
+    def finish() -> ScanStats:
+        stats = base.close()
+        stats.skipped = expanded.skipped
+        stats.allowlist = _allowlist_drops(chosen, stats, by_rule)
+        stats.outside_time_window = outside
+        stats.stopped_at = stopped_at
+        if not stats.interrupted and stopped_at is None:
+            from .shape import not_ecs_inputs
+
+            hits = [f.hits if f.error is None else 1 for f in stats.files]
+            stats.not_ecs = not_ecs_inputs(expanded.sources, hits, chosen)
+        return stats
+
+    return HitStream(batches(), finish)
 
 
 def scan(
@@ -85,7 +214,8 @@ def scan(
 ) -> ScanResult:
     """Scan files, directories, globs, ``-`` (stdin) or ``s3://`` objects, prefixes and
     globs: expand them, apply the host filter to the rules, run the engine, keep the hits
-    inside the time window. The CLI runs exactly this.
+    inside the time window. All hits are kept in memory: for large results, see
+    :func:`iter_scan`.
 
     ``rules`` defaults to the bundled rule; ``engine``/``threads``/``cluster`` override
     ``config``'s (``cluster``: a Dask scheduler address or ``local:N``, see cluster.py).
@@ -93,72 +223,90 @@ def scan(
     raises ScanInterrupted (a KeyboardInterrupt) whose ``result`` holds the hits so far.
     ``check_inputs(sources)`` sees the expanded inputs before anything is read (it may raise).
     """
-    import dataclasses
-
-    from .filters import TimeWindow, as_utc, event_time, with_host_filter
-    from .reference.event import load_event
-    from .rules import default_rules
-
-    config = config or ScanConfig()
-    if engine is not None:
-        config = dataclasses.replace(config, engine=engine)
-    if threads is not None:
-        config = dataclasses.replace(config, threads=threads)
-    if cluster is not None:
-        config = dataclasses.replace(config, cluster=cluster)
-    chosen = with_host_filter(
-        default_rules() if rules is None else rules, config.hosts, config.exclude_hosts
+    stream = open_scan(
+        paths,
+        rules=rules,
+        config=config,
+        engine=engine,
+        threads=threads,
+        progress=progress,
+        cluster=cluster,
+        check_inputs=check_inputs,
     )
-    expanded = expand(paths, endpoint_url=config.endpoint_url)
-    if check_inputs is not None:
-        check_inputs(expanded.sources)
-    interrupted = False
-    if config.cluster is not None and config.engine != "rust":
-        raise InputError("--cluster runs the rust engine only")
+    hits: list[Hit] = []
     try:
-        if config.cluster is not None:
-            from .cluster import run_cluster
-
-            result = run_cluster(
-                expanded.sources,
-                chosen,
-                config.cluster,
-                threads=config.threads,
-                prefilter=config.prefilter,
-                max_examples=config.max_examples,
-                endpoint_url=config.endpoint_url,
-                range_size=config.range_size,
-                progress=progress,
-                max_line_bytes=config.max_line_bytes,
-            )
-        else:
-            result = run_scan(
-                expanded.sources,
-                chosen,
-                engine=config.engine,
-                threads=config.threads,
-                prefilter=config.prefilter,
-                max_examples=config.max_examples,
-                progress=progress,
-                max_line_bytes=config.max_line_bytes,
-            )
-    except ScanInterrupted as exc:
-        result, interrupted = exc.result, True
-    result.stats.skipped = expanded.skipped
-    result.stats.allowlist = allowlist_drops(chosen, result)
-    if not interrupted:
-        from .shape import not_ecs_inputs
-
-        hits = [f.hits if f.error is None else 1 for f in result.stats.files]
-        result.stats.not_ecs = not_ecs_inputs(expanded.sources, hits, chosen)
-    window = TimeWindow(  # a naive bound is UTC, as in the CLI
-        None if config.since is None else as_utc(config.since),
-        None if config.until is None else as_utc(config.until),
-    )
-    if window.active:
-        kept = [h for h in result.hits if window.contains(event_time(load_event(h.event_text)))]
-        result.stats.outside_time_window = len(result.hits) - len(kept)
-        result.hits = kept
-    if interrupted:
+        for batch in stream:
+            hits.extend(batch)
+    except KeyboardInterrupt:  # between two batches: what came is the result
+        stats = stream.close()
+        stats.interrupted = True
+        raise ScanInterrupted(ScanResult(hits, stats)) from None
+    result = ScanResult(hits, stream.close())
+    if result.stats.interrupted:
         raise ScanInterrupted(result)
     return result
+
+
+class HitIterator:
+    """The hits of :func:`iter_scan`, one by one as the engine finds them; ``stats`` (a
+    :class:`~imds_scan.records.ScanStats`) once they are all consumed, or after ``close()``."""
+
+    def __init__(self, stream: HitStream) -> None:
+        self._stream = stream
+        self._hits = self._iterate()
+
+    @property
+    def stats(self) -> ScanStats | None:
+        return self._stream.stats
+
+    def _iterate(self) -> Generator[Hit]:
+        try:
+            for batch in self._stream:
+                yield from batch
+        except KeyboardInterrupt:
+            stats = self._stream.close()
+            stats.interrupted = True
+            raise ScanInterrupted(ScanResult([], stats)) from None
+        stats = self._stream.close()
+        if stats.interrupted:
+            raise ScanInterrupted(ScanResult([], stats))
+
+    def __iter__(self) -> Iterator[Hit]:
+        return self._hits
+
+    def __next__(self) -> Hit:
+        return next(self._hits)
+
+    def close(self) -> ScanStats:
+        """Stop the scan here; the statistics of what was read."""
+        self._hits.close()
+        return self._stream.close()
+
+
+def iter_scan(
+    paths: Sequence[str],
+    *,
+    rules: Sequence[Rule] | None = None,
+    config: ScanConfig | None = None,
+    engine: Engine | None = None,
+    threads: int | None = None,
+    progress: Progress | None = None,
+    cluster: str | None = None,
+) -> HitIterator:
+    """Like :func:`scan`, but the hits come one by one as they are found, in the same order,
+    and are not kept: memory does not grow with the number of hits. The statistics are the
+    iterator's ``stats`` after the last hit. On Ctrl-C the iteration raises ScanInterrupted
+    whose ``result`` has no hits (they were given already) and the statistics so far.
+    Stopping early (``close()``, or leaving a ``for`` loop and dropping the iterator) stops
+    the scan."""
+    return HitIterator(
+        open_scan(
+            paths,
+            rules=rules,
+            config=config,
+            engine=engine,
+            threads=threads,
+            progress=progress,
+            cluster=cluster,
+        )
+    )

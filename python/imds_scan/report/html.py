@@ -14,7 +14,9 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 
 from ..output import DISPLAY_LIMIT, events, iso_second
+from ..records import ScanStats
 from ..results import ScanResult
+from .aggregate import Aggregates
 from .summary import TS, cell, summaries
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'"
@@ -71,13 +73,16 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[object]], numeric: se
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def timeline(frame: pl.DataFrame) -> tuple[str, pl.DataFrame]:
+def timeline(frame: pl.DataFrame | Aggregates) -> tuple[str, pl.DataFrame]:
     """Hits per hour (span up to 3 days), day (up to MAX_BINS days), week (up to MAX_BINS
-    weeks) or year, empty bins included: (bin name, frame of ``bin``, ``hits``)."""
-    times = frame.get_column(TS).drop_nulls()
-    if times.is_empty():
-        return "hour", pl.DataFrame(schema={"bin": frame.schema[TS], "hits": pl.Int64})
-    first, last = times.min(), times.max()
+    weeks) or year, empty bins included: (bin name, frame of ``bin``, ``hits``).
+    ``frame``: the hits frame, or the aggregates of a stream of hits."""
+    agg = frame if isinstance(frame, Aggregates) else Aggregates.of(frame)
+    hours = agg.parts["by_hour"]
+    if hours.is_empty():
+        return "hour", pl.DataFrame(schema={"bin": agg.head.schema[TS], "hits": pl.Int64})
+    seen = agg.parts["seen"].row(0, named=True)
+    first, last = seen["first_seen"], seen["last_seen"]
     assert isinstance(first, datetime) and isinstance(last, datetime)
     span = last - first
     if span <= timedelta(days=3):
@@ -88,10 +93,9 @@ def timeline(frame: pl.DataFrame) -> tuple[str, pl.DataFrame]:
         name, every = "week", "1w"
     else:  # e.g. a forged @timestamp far in the past: keep the chart small
         name, every = "year", "1y"
-    counts = (
-        frame.filter(pl.col(TS).is_not_null())
-        .group_by(pl.col(TS).dt.truncate(every).alias("bin"))
-        .agg(pl.len().cast(pl.Int64).alias("hits"))
+    # Day, week and year boundaries (UTC) are hour boundaries: hour bins rebin exactly.
+    counts = hours.group_by(pl.col("bin").dt.truncate(every)).agg(
+        pl.col("hits").sum().cast(pl.Int64)
     )
     start, end = counts.get_column("bin").min(), counts.get_column("bin").max()
     assert isinstance(start, datetime) and isinstance(end, datetime)
@@ -106,7 +110,7 @@ def _bin_label(moment: datetime, unit: str) -> str:
     return {"hour": f"{text[:10]} {text[11:14]}00", "year": text[:4]}.get(unit, text[:10])
 
 
-def timeline_svg(frame: pl.DataFrame) -> str:
+def timeline_svg(frame: pl.DataFrame | Aggregates) -> str:
     unit, bins = timeline(frame)
     if bins.is_empty():
         return '<p class="note">No hit has a parsable @timestamp: no timeline.</p>'
@@ -161,16 +165,40 @@ def render_report(
     max_group_rows: int = MAX_GROUP_ROWS,
 ) -> str:
     """The whole report as one HTML document."""
-    frame, stats = result.frame, result.stats
-    tables = summaries(frame)
+    return render_aggregates(
+        Aggregates.of(result.frame, keep=max_rows),
+        result.stats,
+        title=title,
+        filters=filters,
+        generated=generated,
+        max_rows=max_rows,
+        max_group_rows=max_group_rows,
+    )
+
+
+def render_aggregates(
+    agg: Aggregates,
+    stats: ScanStats,
+    *,
+    title: str = "imds-scan report",
+    filters: Sequence[tuple[str, str]] = (),
+    generated: datetime | None = None,
+    max_rows: int = MAX_HIT_ROWS,
+    max_group_rows: int = MAX_GROUP_ROWS,
+    partial: str | None = None,
+) -> str:
+    """The report from the aggregates of a stream of hits (its first ``max_rows`` hits kept:
+    ``Aggregates(keep=max_rows)``). ``partial``: why the hits are not all there."""
+    tables = summaries(agg)
     seen = tables["seen"].row(0, named=True)
     when = (generated or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
     facts = "".join(
         [
-            _fact(f"{len(frame):,}", "hits"),
+            _fact(f"{agg.count:,}", "hits"),
             _fact(f"{events(stats):,}", "events scanned"),
             _fact(f"{len(stats.files):,}", "files"),
-            _fact(f"{frame.get_column('host.name').n_unique() if len(frame) else 0:,}", "hosts"),
+            # n_unique counts a missing host.name as one, as its null group is one row.
+            _fact(f"{len(tables['by_host']) if agg.count else 0:,}", "hosts"),
             _fact(cell(seen["first_seen"]), "first seen"),
             _fact(cell(seen["last_seen"]), "last seen"),
         ]
@@ -182,6 +210,8 @@ def render_report(
             f"{stats.total('malformed'):,} malformed line(s), "
             f"{len(stats.errors)} unreadable input(s)"
         )
+    if partial:
+        meta.append(esc(partial))
 
     def counted(name: str, key_label: str, keys: Sequence[str]) -> str:
         rows = [
@@ -200,7 +230,7 @@ def render_report(
             f"{r['matched.field']} {r['matched.op']} {r['matched.pattern']}: {r['matched.value']}"
         )
 
-    shown = frame.head(max_rows)
+    shown = agg.head.head(max_rows)
     hit_rows = [
         [
             r[TS],
@@ -215,9 +245,9 @@ def render_report(
         for r in shown.iter_rows(named=True)
     ]
     hit_note = (
-        f'<p class="note">The first {max_rows:,} of {len(frame):,} hits; write every hit with '
+        f'<p class="note">The first {max_rows:,} of {agg.count:,} hits; write every hit with '
         "--format csv or parquet.</p>"
-        if len(frame) > max_rows
+        if agg.count > max_rows
         else ""
     )
     body = [
@@ -225,7 +255,7 @@ def render_report(
         f'<div class="meta">{"<br>".join(meta)}</div>',
         f'<div class="facts">{facts}</div>',
         "<h2>Timeline</h2>",
-        timeline_svg(frame),
+        timeline_svg(agg),
         "<h2>By rule and branch</h2>",
         counted("by_rule_branch", "rule|branch", ("rule", "branch")),
         '<div class="grid"><div><h2>By host</h2>',

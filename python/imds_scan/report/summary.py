@@ -8,6 +8,7 @@ from datetime import date, datetime
 import polars as pl
 
 from ..output import DISPLAY_LIMIT, clip, iso_second
+from .aggregate import Aggregates
 
 TS = "@timestamp"
 # The summary's sections, in print order: name -> (title, grouping columns).
@@ -19,44 +20,15 @@ GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-def _counted(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    """Hits, first and last seen per key (a null key is its own group), most hits first."""
-    return (
-        frame.group_by(keys)
-        .agg(
-            pl.len().cast(pl.Int64).alias("hits"),
-            pl.col(TS).min().alias("first_seen"),
-            pl.col(TS).max().alias("last_seen"),
-        )
-        .sort(["hits", *keys], descending=[True, *[False] * len(keys)], nulls_last=True)
-    )
-
-
-def summaries(frame: pl.DataFrame, top: int = 10) -> dict[str, pl.DataFrame]:
+def summaries(frame: pl.DataFrame | Aggregates, top: int = 10) -> dict[str, pl.DataFrame]:
     """Every aggregation, keyed by name: ``by_rule_branch``, ``by_host``, ``by_process``,
-    ``by_user`` (hits, first_seen, last_seen), ``by_day`` (day, hits; a null day gathers hits
-    without a parsable @timestamp), ``top_command_lines`` (the ``top`` most frequent
-    process.command_line values; ties by text) and ``seen`` (one row: hits, first_seen,
-    last_seen). Days are UTC."""
-    out = {name: _counted(frame, list(keys)) for name, (_, keys) in GROUPS.items()}
-    out["by_day"] = (
-        frame.group_by(pl.col(TS).dt.date().alias("day"))
-        .agg(pl.len().cast(pl.Int64).alias("hits"))
-        .sort("day", nulls_last=True)
-    )
-    out["top_command_lines"] = (
-        frame.filter(pl.col("process.command_line").is_not_null())
-        .group_by("process.command_line")
-        .agg(pl.len().cast(pl.Int64).alias("hits"))
-        .sort(["hits", "process.command_line"], descending=[True, False])
-        .head(top)
-    )
-    out["seen"] = frame.select(
-        pl.len().cast(pl.Int64).alias("hits"),
-        pl.col(TS).min().alias("first_seen"),
-        pl.col(TS).max().alias("last_seen"),
-    )
-    return out
+    ``by_user`` (hits, first_seen, last_seen; most hits first, a null key is its own group),
+    ``by_day`` (day, hits; a null day gathers hits without a parsable @timestamp),
+    ``top_command_lines`` (the ``top`` most frequent process.command_line values; ties by
+    text) and ``seen`` (one row: hits, first_seen, last_seen). Days are UTC. ``frame``: the
+    hits frame, or the aggregates of a stream of hits."""
+    agg = frame if isinstance(frame, Aggregates) else Aggregates.of(frame)
+    return agg.summaries(top)
 
 
 def cell(value: object, width: int = DISPLAY_LIMIT) -> str:
@@ -76,11 +48,12 @@ _RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 
 
 def severity_rows(
-    frame: pl.DataFrame, why: Mapping[str, str], width: int = 0
+    frame: pl.DataFrame | Aggregates, why: Mapping[str, str], width: int = 0
 ) -> list[tuple[int, str]]:
     """(hits, "severity  rule_id: why") per rule, most severe first: which class each
     finding is in, and the rule's own description of what puts it there."""
-    counted = frame.group_by(["severity", "rule_id"]).agg(pl.len().cast(pl.Int64).alias("hits"))
+    agg = frame if isinstance(frame, Aggregates) else Aggregates.of(frame)
+    counted = agg.parts["by_severity"]
     rows = sorted(
         counted.iter_rows(named=True),
         key=lambda r: (_RANK.get(r["severity"] or "", 9), r["rule_id"] or ""),
@@ -94,20 +67,25 @@ def severity_rows(
 
 
 def format_summaries(
-    frame: pl.DataFrame, top: int = 10, width: int = 100, why: Mapping[str, str] | None = None
+    frame: pl.DataFrame | Aggregates,
+    top: int = 10,
+    width: int = 100,
+    why: Mapping[str, str] | None = None,
 ) -> str:
     """The summary as plain text for stderr (log content escaped, long values cut).
-    ``why``: rule_id -> what the rule's hits mean (the first sentence of its description)."""
-    if frame.is_empty():
+    ``why``: rule_id -> what the rule's hits mean (the first sentence of its description).
+    ``frame``: the hits frame, or the aggregates of a stream of hits."""
+    agg = frame if isinstance(frame, Aggregates) else Aggregates.of(frame)
+    if not agg.count:
         return "summary: no hits"
-    tables = summaries(frame, top=top)
+    tables = summaries(agg, top=top)
     lines: list[str] = []
 
     def section(title: str, rows: list[tuple[int, str]]) -> None:
         lines.append(f"{title}:")
         lines.extend(f"  {hits:>7,}  {label}" for hits, label in rows)
 
-    section("hits by severity (why)", severity_rows(frame, why or {}, width + 100))
+    section("hits by severity (why)", severity_rows(agg, why or {}, width + 100))
 
     for name, (title, keys) in GROUPS.items():
         rows = tables[name].head(top).iter_rows(named=True)

@@ -1,0 +1,109 @@
+"""Aggregates of the hits computed while they stream past (``--summary``, ``--report``): each
+batch is grouped, and the groups are added to the running ones, so memory follows the number
+of distinct keys (hosts, processes, days...), not the number of hits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from .frame import hits_frame
+
+if TYPE_CHECKING:
+    from ..records import Hit
+
+TS = "@timestamp"
+# Grouped like the summary's sections: name -> grouping columns.
+COUNTED: dict[str, tuple[str, ...]] = {
+    "by_rule_branch": ("rule", "branch"),
+    "by_host": ("host.name",),
+    "by_process": ("process.name",),
+    "by_user": ("user.name",),
+}
+_SEEN = (
+    pl.col("hits").sum().cast(pl.Int64),
+    pl.col("first_seen").min(),
+    pl.col("last_seen").max(),
+)
+
+
+def _partial(frame: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """One batch's groups (every count a column ``hits``)."""
+    hits = pl.len().cast(pl.Int64).alias("hits")
+    seen = (hits, pl.col(TS).min().alias("first_seen"), pl.col(TS).max().alias("last_seen"))
+    parts = {name: frame.group_by(list(keys)).agg(*seen) for name, keys in COUNTED.items()}
+    parts["by_day"] = frame.group_by(pl.col(TS).dt.date().alias("day")).agg(hits)
+    parts["command_lines"] = (
+        frame.filter(pl.col("process.command_line").is_not_null())
+        .group_by("process.command_line")
+        .agg(hits)
+    )
+    parts["by_severity"] = frame.group_by(["severity", "rule_id"]).agg(hits)
+    # Hours are exact bins of days, weeks and years: the timeline rebins them.
+    parts["by_hour"] = (
+        frame.filter(pl.col(TS).is_not_null())
+        .group_by(pl.col(TS).dt.truncate("1h").alias("bin"))
+        .agg(hits)
+    )
+    parts["seen"] = frame.select(*seen)
+    return parts
+
+
+def _combine(name: str, frame: pl.DataFrame) -> pl.DataFrame:
+    if name == "seen":
+        return frame.select(*_SEEN)
+    keys = [c for c in frame.columns if c not in ("hits", "first_seen", "last_seen")]
+    if "first_seen" in frame.columns:
+        return frame.group_by(keys).agg(*_SEEN)
+    return frame.group_by(keys).agg(pl.col("hits").sum().cast(pl.Int64))
+
+
+class Aggregates:
+    """Running aggregates of a hit stream, and its first ``keep`` hits as a frame (the HTML
+    report's hit list)."""
+
+    def __init__(self, keep: int = 0) -> None:
+        self.keep = keep
+        self.count = 0
+        self.head = hits_frame([])
+        self.parts = _partial(self.head)
+
+    @classmethod
+    def of(cls, frame: pl.DataFrame, keep: int = 0) -> Aggregates:
+        agg = cls(keep)
+        agg.add_frame(frame)
+        return agg
+
+    def add(self, hits: Sequence[Hit]) -> pl.DataFrame:
+        """Count a batch of hits; their frame (for a writer that needs it too)."""
+        frame = hits_frame(hits)
+        self.add_frame(frame)
+        return frame
+
+    def add_frame(self, frame: pl.DataFrame) -> None:
+        if frame.is_empty():
+            return
+        self.count += len(frame)
+        if len(self.head) < self.keep:
+            self.head = pl.concat([self.head, frame.head(self.keep - len(self.head))])
+        for name, part in _partial(frame).items():
+            self.parts[name] = _combine(name, pl.concat([self.parts[name], part]))
+
+    def summaries(self, top: int = 10) -> dict[str, pl.DataFrame]:
+        """The tables of :func:`imds_scan.report.summary.summaries`."""
+        out = {
+            name: self.parts[name].sort(
+                ["hits", *keys], descending=[True, *[False] * len(keys)], nulls_last=True
+            )
+            for name, keys in COUNTED.items()
+        }
+        out["by_day"] = self.parts["by_day"].sort("day", nulls_last=True)
+        out["top_command_lines"] = (
+            self.parts["command_lines"]
+            .sort(["hits", "process.command_line"], descending=[True, False])
+            .head(top)
+        )
+        out["seen"] = self.parts["seen"]
+        return out
