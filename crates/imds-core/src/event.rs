@@ -462,6 +462,20 @@ impl<'t> Builder<'t> {
         }
     }
 
+    /// A member's key, borrowed from the text unless it has escapes: most members of a
+    /// projected object are passed over, so their keys are never copied.
+    fn key(&mut self) -> Result<Cow<'t, str>, Malformed> {
+        let text: &'t str = self.text;
+        let end = skip_string(text.as_bytes(), self.pos);
+        match text.get(self.pos + 1..end.saturating_sub(1)) {
+            Some(raw) if text.as_bytes()[end - 1] == b'"' && !raw.contains('\\') => {
+                self.pos = end;
+                Ok(Cow::Borrowed(raw))
+            }
+            _ => self.string().map(Cow::Owned),
+        }
+    }
+
     fn object_in(&mut self, node: &'t Node) -> Result<Value, Malformed> {
         self.open()?;
         let mut map = Map::new();
@@ -474,7 +488,7 @@ impl<'t> Builder<'t> {
             if self.peek() != Some(b'"') {
                 return Err(self.unexpected());
             }
-            let key = self.string()?;
+            let key = self.key()?;
             self.expect(b':')?;
             self.skip_space();
             let start = self.pos;
@@ -491,7 +505,7 @@ impl<'t> Builder<'t> {
                     self.skip_value()?;
                     if self.depth == 1 && key == "_index" {
                         // Only its presence matters (to unwrap a wrapper); no path reads it.
-                        map.insert(key, Value::Null);
+                        map.insert(key.into_owned(), Value::Null);
                     }
                     if self.eat(b'}') {
                         self.depth -= 1;
@@ -504,7 +518,7 @@ impl<'t> Builder<'t> {
             if self.depth == 1 && key == "_source" {
                 self.source = Some(start..self.pos);
             }
-            map.insert(key, value);
+            map.insert(key.into_owned(), value);
             if self.eat(b'}') {
                 self.depth -= 1;
                 return Ok(Value::Object(map));
