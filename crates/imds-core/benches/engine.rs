@@ -2,7 +2,8 @@
 //!
 //! - `prefilter`: `Prefilter::find` over the whole buffer, counting candidate lines (MB/s);
 //! - `parse_eval`: `event::parse_line` + `CompiledRule::evaluate` on each candidate line
-//!   (lines/s and MB/s of candidate bytes);
+//!   (lines/s and MB/s of candidate bytes), and the parse projected on the rule's fields as
+//!   the engine does it (`parse_line_projected`);
 //! - `scan_bytes`: `Engine::scan_bytes` end to end, with and without the prefilter (MB/s).
 //!
 //! ```sh
@@ -17,7 +18,9 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use imds_core::Prefilter;
-use imds_core::{parse_line, CompiledRule, Engine, RuleIr, ScanOptions};
+use imds_core::{
+    parse_line, parse_line_projected, CompiledRule, Engine, Projection, RuleIr, ScanOptions,
+};
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -156,6 +159,20 @@ fn benches(c: &mut Criterion) {
                 cands
                     .iter()
                     .filter(|&&(s, e)| matches!(parse_line(black_box(&buf[s..e])), Ok(Some(_))))
+                    .count()
+            })
+        });
+        let projection = Projection::new(rule.fields());
+        g.bench_function(BenchmarkId::new("parse_projected_bytes", cand_bytes), |b| {
+            b.iter(|| {
+                cands
+                    .iter()
+                    .filter(|&&(s, e)| {
+                        matches!(
+                            parse_line_projected(black_box(&buf[s..e]), &projection),
+                            Ok(Some(_))
+                        )
+                    })
                     .count()
             })
         });

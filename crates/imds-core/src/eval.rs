@@ -273,6 +273,21 @@ impl Expr {
         })
     }
 
+    /// Append the fields this expression reads (`imds_endpoint` also reads
+    /// `destination.port`, for port-scoped classes).
+    fn fields<'e>(&'e self, out: &mut Vec<&'e str>) {
+        match self {
+            Expr::And(items) | Expr::Or(items) => items.iter().for_each(|e| e.fields(out)),
+            Expr::Not(e) => e.fields(out),
+            Expr::Pred(pred) => {
+                out.push(&pred.field);
+                if matches!(pred.test, Test::Endpoint) {
+                    out.push("destination.port");
+                }
+            }
+        }
+    }
+
     fn eval(&self, doc: &Value) -> bool {
         match self {
             Expr::And(args) => args.iter().all(|a| a.eval(doc)),
@@ -338,6 +353,16 @@ impl CompiledRule {
             branches,
             allowlist,
         })
+    }
+
+    /// The fields the rule reads (branches and allowlist), with repeats: what a projected
+    /// parse must build for it (`event::Projection`).
+    pub fn fields(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        for expr in self.branches.iter().chain(&self.allowlist) {
+            expr.fields(&mut out);
+        }
+        out
     }
 
     /// The first matching branch and its witness, or `None` when no branch matches or an

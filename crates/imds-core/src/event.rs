@@ -33,6 +33,23 @@ fn is_json_space(b: u8) -> bool {
 
 /// Parse one line (without its `\n`; a trailing `\r` is dropped here). `Ok(None)` for a blank line.
 pub fn parse_line(line: &[u8]) -> Result<Option<ParsedLine<'_>>, Malformed> {
+    parse_line_with(line, None)
+}
+
+/// [`parse_line`], building only the members on a path of `projection` (the rest is checked
+/// as before but not built), so the document gives the same values for those paths and the
+/// line is malformed exactly when, and for the same reason as, with [`parse_line`].
+pub fn parse_line_projected<'l>(
+    line: &'l [u8],
+    projection: &Projection,
+) -> Result<Option<ParsedLine<'l>>, Malformed> {
+    parse_line_with(line, Some(projection))
+}
+
+fn parse_line_with<'l>(
+    line: &'l [u8],
+    projection: Option<&Projection>,
+) -> Result<Option<ParsedLine<'l>>, Malformed> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.iter().all(|&b| is_json_space(b)) {
         return Ok(None);
@@ -42,7 +59,7 @@ pub fn parse_line(line: &[u8]) -> Result<Option<ParsedLine<'_>>, Malformed> {
         // U+FFFD per maximal invalid subpart, as spec/ir.md (and Python's decoder) do.
         Err(_) => (String::from_utf8_lossy(line), true),
     };
-    let (doc, source) = parse_top(&text)?;
+    let (doc, source) = parse_top(&text, projection)?;
     Ok(Some(match unwrap_export(doc, source) {
         Ok((doc, span)) => ParsedLine {
             doc,
@@ -84,17 +101,21 @@ fn unwrap_export(doc: Value, span: Option<Range<usize>>) -> Result<(Value, Range
 /// validated by serde_json, then built into a [`Value`] here with each number kept as a string
 /// of its exact JSON text, which is what a string field compares it as.
 pub fn parse_document(text: &str) -> Result<Value, Malformed> {
-    parse_top(text).map(|(doc, _)| doc)
+    parse_top(text, None).map(|(doc, _)| doc)
 }
 
 /// [`parse_document`], and where the value of the top-level object's last `_source` member is.
-fn parse_top(text: &str) -> Result<(Value, Option<Range<usize>>), Malformed> {
+fn parse_top(
+    text: &str,
+    projection: Option<&Projection>,
+) -> Result<(Value, Option<Range<usize>>), Malformed> {
     serde_json::from_str::<IgnoredAny>(text).map_err(|e| json_error(&e, 0))?;
     let mut builder = Builder {
         text,
         pos: 0,
         depth: 0,
         source: None,
+        projection,
     };
     builder.skip_space();
     if builder.peek() != Some(b'{') {
@@ -102,7 +123,10 @@ fn parse_top(text: &str) -> Result<(Value, Option<Range<usize>>), Malformed> {
             reason: "not a JSON object".into(),
         });
     }
-    let doc = builder.value()?;
+    let doc = match projection {
+        Some(projection) => builder.value_in(&projection.root)?,
+        None => builder.value()?,
+    };
     Ok((doc, builder.source))
 }
 
@@ -128,6 +152,73 @@ struct Builder<'t> {
     depth: usize,
     /// The text of the value of the top-level object's last `_source` member.
     source: Option<Range<usize>>,
+    /// The paths to build (`None`: all).
+    projection: Option<&'t Projection>,
+}
+
+/// The field paths the rules read, as a tree of path parts: the members a projected parse
+/// builds ([`parse_line_projected`]).
+#[derive(Debug, Clone, Default)]
+pub struct Projection {
+    root: Node,
+    /// For the top-level `_source` member: the root's paths (it may be the event) and the
+    /// paths through `_source`.
+    source: Node,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Node {
+    /// A path ends here: everything below is built.
+    end: bool,
+    children: Vec<(String, Node)>,
+}
+
+impl Node {
+    fn add<'p>(&mut self, path: impl IntoIterator<Item = &'p str>) {
+        let mut node = self;
+        for part in path {
+            let at = match node.children.iter().position(|(p, _)| p == part) {
+                Some(at) => at,
+                None => {
+                    node.children.push((part.to_owned(), Node::default()));
+                    node.children.len() - 1
+                }
+            };
+            node = &mut node.children[at].1;
+        }
+        node.end = true;
+    }
+
+    /// What to build of the member `key` (split on `.`, as field lookup reads it): `None` to
+    /// skip it, `Some(None)` all of it (a path ends at or above it), `Some(Some(node))` the
+    /// paths of `node` below it.
+    fn member(&self, key: &str) -> Option<Option<&Node>> {
+        let mut node = self;
+        for part in key.split('.') {
+            if node.end {
+                return Some(None);
+            }
+            node = &node.children.iter().find(|(p, _)| p == part)?.1;
+        }
+        Some((!node.end).then_some(node))
+    }
+}
+
+impl Projection {
+    /// The projection of these fields (dotted paths, as in the IR).
+    pub fn new<'f>(fields: impl IntoIterator<Item = &'f str>) -> Projection {
+        let mut projection = Projection::default();
+        for field in fields {
+            projection.root.add(field.split('.'));
+            projection.source.add(field.split('.'));
+            if let Some(rest) = field.strip_prefix("_source.") {
+                projection.source.add(rest.split('.'));
+            } else if field == "_source" {
+                projection.source.end = true;
+            }
+        }
+        projection
+    }
 }
 
 /// Most containers (objects and arrays) one document may nest: the limit of Elasticsearch's
@@ -136,7 +227,7 @@ struct Builder<'t> {
 /// stack (`IgnoredAny` checks no depth).
 pub const MAX_NESTING: usize = 1000;
 
-impl Builder<'_> {
+impl<'t> Builder<'t> {
     fn peek(&self) -> Option<u8> {
         self.text.as_bytes().get(self.pos).copied()
     }
@@ -247,6 +338,56 @@ impl Builder<'_> {
         Ok(())
     }
 
+    /// Pass over the next value without building it. The text is valid JSON (serde_json
+    /// checked it), so only the nesting limit is left to check, as [`Builder::open`] does.
+    fn skip_value(&mut self) -> Result<(), Malformed> {
+        self.skip_space();
+        let bytes = self.text.as_bytes();
+        let mut i = self.pos;
+        match bytes.get(i) {
+            Some(b'"') => {
+                self.pos = skip_string(bytes, i);
+                return Ok(());
+            }
+            Some(b'{' | b'[') => {}
+            _ => {
+                // A number or keyword: runs to a delimiter.
+                while bytes
+                    .get(i)
+                    .is_some_and(|&b| !matches!(b, b',' | b']' | b'}') && !is_json_space(b))
+                {
+                    i += 1;
+                }
+                self.pos = i;
+                return Ok(());
+            }
+        }
+        let base = self.depth;
+        loop {
+            match bytes.get(i) {
+                Some(b'"') => i = skip_string(bytes, i),
+                Some(b'{' | b'[') => {
+                    self.pos = i;
+                    self.open()?;
+                    i += 1;
+                }
+                Some(b'}' | b']') => {
+                    self.depth -= 1;
+                    i += 1;
+                    if self.depth == base {
+                        self.pos = i;
+                        return Ok(());
+                    }
+                }
+                Some(_) => i += 1,
+                None => {
+                    self.pos = i;
+                    return Err(self.unexpected());
+                }
+            }
+        }
+    }
+
     fn array(&mut self) -> Result<Value, Malformed> {
         self.open()?;
         let mut items = Vec::new();
@@ -293,6 +434,110 @@ impl Builder<'_> {
             self.expect(b',')?;
         }
     }
+
+    /// The next value, with only the paths below `node` built. (Apart from the full
+    /// [`Builder::value`], whose frames are on the stack once per nesting level.)
+    fn value_in(&mut self, node: &'t Node) -> Result<Value, Malformed> {
+        self.skip_space();
+        match self.peek() {
+            Some(b'{') => self.object_in(node),
+            // Field lookup reads an array's elements as the array itself.
+            Some(b'[') => {
+                self.open()?;
+                let mut items = Vec::new();
+                if self.eat(b']') {
+                    self.depth -= 1;
+                    return Ok(Value::Array(items));
+                }
+                loop {
+                    items.push(self.value_in(node)?);
+                    if self.eat(b']') {
+                        self.depth -= 1;
+                        return Ok(Value::Array(items));
+                    }
+                    self.expect(b',')?;
+                }
+            }
+            _ => self.value(),
+        }
+    }
+
+    /// A member's key, borrowed from the text unless it has escapes: most members of a
+    /// projected object are passed over, so their keys are never copied.
+    fn key(&mut self) -> Result<Cow<'t, str>, Malformed> {
+        let text: &'t str = self.text;
+        let end = skip_string(text.as_bytes(), self.pos);
+        match text.get(self.pos + 1..end.saturating_sub(1)) {
+            Some(raw) if text.as_bytes()[end - 1] == b'"' && !raw.contains('\\') => {
+                self.pos = end;
+                Ok(Cow::Borrowed(raw))
+            }
+            _ => self.string().map(Cow::Owned),
+        }
+    }
+
+    fn object_in(&mut self, node: &'t Node) -> Result<Value, Malformed> {
+        self.open()?;
+        let mut map = Map::new();
+        if self.eat(b'}') {
+            self.depth -= 1;
+            return Ok(Value::Object(map));
+        }
+        loop {
+            self.skip_space();
+            if self.peek() != Some(b'"') {
+                return Err(self.unexpected());
+            }
+            let key = self.key()?;
+            self.expect(b':')?;
+            self.skip_space();
+            let start = self.pos;
+            let member = if self.depth == 1 && key == "_source" {
+                // Whether a wrapper's `_source` is the event is only known at the end.
+                Some(self.projection.map(|p| &p.source).filter(|s| !s.end))
+            } else {
+                node.member(&key)
+            };
+            let value = match member {
+                Some(None) => self.value()?,
+                Some(Some(node)) => self.value_in(node)?,
+                None => {
+                    self.skip_value()?;
+                    if self.depth == 1 && key == "_index" {
+                        // Only its presence matters (to unwrap a wrapper); no path reads it.
+                        map.insert(key.into_owned(), Value::Null);
+                    }
+                    if self.eat(b'}') {
+                        self.depth -= 1;
+                        return Ok(Value::Object(map));
+                    }
+                    self.expect(b',')?;
+                    continue;
+                }
+            };
+            if self.depth == 1 && key == "_source" {
+                self.source = Some(start..self.pos);
+            }
+            map.insert(key.into_owned(), value);
+            if self.eat(b'}') {
+                self.depth -= 1;
+                return Ok(Value::Object(map));
+            }
+            self.expect(b',')?;
+        }
+    }
+}
+
+/// Where the JSON string starting at `start` (its opening quote) ends, past its closing quote.
+fn skip_string(bytes: &[u8], start: usize) -> usize {
+    let mut i = start + 1;
+    while let Some(at) = memchr::memchr2(b'"', b'\\', bytes.get(i..).unwrap_or(&[])) {
+        if bytes[i + at] == b'"' {
+            return i + at + 1;
+        }
+        i += at + 2; // the escaped byte is never a quote that ends the string
+    }
+    bytes.len()
 }
 
 /// The contents of a JSON string (between its quotes, already checked by serde_json but for
@@ -777,6 +1022,125 @@ mod tests {
         // The event's text is the line as written.
         let parsed = parse_line(br#"{"a":"\ud800"}"#).unwrap().unwrap();
         assert_eq!(parsed.text, r#"{"a":"\ud800"}"#);
+    }
+
+    /// The projected parse of `text` for `fields`: each field's values, which must be those
+    /// of the full parse.
+    fn projected(text: &str, fields: &[&str]) -> Vec<Vec<String>> {
+        let projection = Projection::new(fields.iter().copied());
+        let doc = parse_line_projected(text.as_bytes(), &projection)
+            .unwrap()
+            .unwrap()
+            .doc;
+        let full = parse_line(text.as_bytes()).unwrap().unwrap().doc;
+        fields
+            .iter()
+            .map(|field| {
+                let path: Vec<&str> = field.split('.').collect();
+                let (mut got, mut want) = (Vec::new(), Vec::new());
+                field_values(&doc, &path, &mut got);
+                field_values(&full, &path, &mut want);
+                assert_eq!(got, want, "{field} in {text}");
+                got.into_iter().map(Cow::into_owned).collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn projection_builds_only_the_paths_read() {
+        let projection = Projection::new(["process.name", "event"]);
+        let text = r#"{"process":{"name":"curl","pid":1,"parent":{"name":"sh"}},"process.name":"a","process.name.x":"b","event":{"type":["start"]},"host":{"name":"h"},"processes":"x","_index":"i"}"#;
+        let doc = parse_line_projected(text.as_bytes(), &projection)
+            .unwrap()
+            .unwrap()
+            .doc;
+        // Kept: keys on a path, either way round, nested or dotted; the rest is not built
+        // (`_index` only stands there, for unwrapping).
+        assert_eq!(
+            doc,
+            serde_json::json!({"process":{"name":"curl"},"process.name":"a",
+                "process.name.x":"b","event":{"type":["start"]},"_index":null})
+        );
+        assert_eq!(
+            projected(text, &["process.name", "event.type", "host"]),
+            [vec!["curl", "a"], vec!["start"], vec![]]
+        );
+        // Arrays of objects, and dotted keys inside nested objects.
+        assert_eq!(
+            projected(
+                r#"{"a":[{"b.c":"1","d":2},[{"b":{"c":"2"}}],"s"],"a.b":{"c":"3"}}"#,
+                &["a.b.c"]
+            ),
+            [vec!["1", "2", "3"]]
+        );
+        // Escaped keys are read decoded; duplicate keys keep their first place, last value.
+        assert_eq!(
+            projected(
+                r#"{"pro\u0063ess":{"name":"x"},"a":"1","b":"s","a":"2","process.name":"y"}"#,
+                &["process.name", "a"]
+            ),
+            [vec!["x", "y"], vec!["2"]]
+        );
+    }
+
+    #[test]
+    fn projection_keeps_exporter_wrappers() {
+        let line = r#"{"_index":{"x":[1]},"_id":"1","_source":{"process":{"name":"curl","pid":1}},"sort":[1]}"#;
+        let projection = Projection::new(["process.name"]);
+        let parsed = parse_line_projected(line.as_bytes(), &projection)
+            .unwrap()
+            .unwrap();
+        assert_eq!(parsed.text, r#"{"process":{"name":"curl","pid":1}}"#);
+        assert_eq!(parsed.doc, serde_json::json!({"process":{"name":"curl"}}));
+        assert_eq!(projected(line, &["process.name"]), [vec!["curl"]]);
+        // Not wrappers: the fields are read at the top level, `_source.…` too.
+        for line in [
+            r#"{"_source":{"a":"1"},"a":"2"}"#,
+            r#"{"_index":"i","_source":{"a":"1"},"_source":[{"a":"3"}],"a":"2"}"#,
+        ] {
+            let parsed = parse_line_projected(line.as_bytes(), &Projection::new(["a"]))
+                .unwrap()
+                .unwrap();
+            assert_eq!(parsed.text, line);
+            projected(line, &["a", "_source.a", "_source", "_index"]);
+        }
+    }
+
+    #[test]
+    fn projection_checks_what_it_skips() {
+        let projection = Projection::new(["a"]);
+        let reason = |line: &[u8]| match parse_line_projected(line, &projection) {
+            Err(Malformed { reason }) => reason,
+            other => panic!("{line:?}: {other:?}"),
+        };
+        // Too deep in a member that is not built: the same reason, at the same column.
+        for line in [
+            format!(
+                "{{\"b\":{}1{}}}",
+                "[".repeat(MAX_NESTING),
+                "]".repeat(MAX_NESTING)
+            ),
+            format!(
+                "{{\"b\":[\"]\",{{\"c\":{}1{}}}]}}",
+                "{\"d\":".repeat(MAX_NESTING),
+                "}".repeat(MAX_NESTING)
+            ),
+        ] {
+            assert_eq!(reason(line.as_bytes()), malformed(line.as_bytes()));
+            assert!(reason(line.as_bytes()).starts_with("nested deeper"));
+        }
+        for line in [&b"{\"b\":[1,}"[..], b"{\"b\":\"\\x\"}", b"{\"b\":01}"] {
+            assert_eq!(reason(line), malformed(line));
+        }
+        // Lone surrogates and invalid UTF-8 in skipped members are still fine.
+        let parsed = parse_line_projected(b"{\"b\":\"\\ud800\xff\",\"a\":[1, 2 ]}", &projection)
+            .unwrap()
+            .unwrap();
+        assert!(parsed.invalid_utf8);
+        assert_eq!(
+            projected(r#"{"b":"\ud800","a":[1, 2 ],"c":true}"#, &["a"]),
+            [vec!["1", "2"]]
+        );
     }
 
     #[test]

@@ -22,7 +22,10 @@ mod wildcard;
 
 pub use error::{Error, InputError, InputErrorKind, RuleError};
 pub use eval::{CompiledRule, Match, Verdict, Witness};
-pub use event::{field_values, parse_document, parse_line, Malformed, ParsedLine};
+pub use event::{
+    field_values, parse_document, parse_line, parse_line_projected, Malformed, ParsedLine,
+    Projection,
+};
 pub use ir::{Branch, FieldType, Node, Op, Predicate, RuleIr};
 pub use prefilter::Prefilter;
 pub use scan::{

@@ -17,7 +17,10 @@ use std::io::{Read, Write};
 use std::sync::atomic::AtomicBool;
 
 mod fuzz_model;
-use fuzz_model::{builder_verdict, json_depth, keys, lone_surrogates_as_fffd, Key, MAX_NESTING};
+use fuzz_model::{
+    builder_verdict, json_depth, keys, lone_surrogates_as_fffd, projection_verdict, Key,
+    MAX_NESTING,
+};
 
 const SEED: &str = include_str!("data/seed_ir.json");
 /// The hardened pack (`--pack hardened`), compiled by the Python EQL compiler
@@ -456,6 +459,67 @@ proptest! {
     #[test]
     fn field_lookup_agrees_with_flattening(line in line()) {
         deep_stack(|| lookup_agrees_with_flattening(&line))?;
+    }
+}
+
+/// Fields a rule set may read: the generated ones, their prefixes and extensions, the
+/// wrapper's members and paths through them, and the deep values' `a.a…`.
+const PROJECTED: &[&str] = &[
+    "event.category",
+    "event.type",
+    "event",
+    "destination.ip",
+    "destination.port",
+    "url",
+    "url.full.x",
+    "process.name",
+    "process",
+    "process.parent",
+    "process.parent.name",
+    "process.args",
+    "dns.question.name",
+    "dns",
+    "message",
+    "a",
+    "a.a",
+    "a.a.a.a",
+    "_source",
+    "_source.process.name",
+    "_source.message",
+    "_index",
+    "_id",
+];
+
+fn projected_fields() -> impl Strategy<Value = Vec<&'static str>> {
+    prop::sample::subsequence(PROJECTED, 0..6)
+}
+
+fn check_projection(bytes: &[u8], fields: &[&str]) -> Result<(), TestCaseError> {
+    deep_stack(|| projection_verdict(bytes, fields)).map_err(TestCaseError::fail)
+}
+
+proptest! {
+    #![proptest_config(config(600))]
+
+    /// A projected parse gives what the full parse gives for the fields it was asked for,
+    /// and fails where and as it fails.
+    #[test]
+    fn projected_parse_agrees_with_full_parse_on_generated_lines(
+        line in line(),
+        fields in projected_fields(),
+    ) {
+        check_projection(&line, &fields)?;
+    }
+
+    #[test]
+    fn projected_parse_agrees_with_full_parse_on_json_like_bytes(
+        bytes in prop::collection::vec(
+            prop::sample::select(b"{}[]\":,\\u0aF9 .-+eE truefalsnl\xff\xc3\x80".to_vec()),
+            0..60,
+        ),
+        fields in projected_fields(),
+    ) {
+        check_projection(&bytes, &fields)?;
     }
 }
 

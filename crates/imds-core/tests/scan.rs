@@ -465,3 +465,48 @@ fn allowlist_counts_add_up_across_regions_and_threads() {
         }
     }
 }
+
+/// A candidate line's parse builds only the fields the rules read (a projection): the fields
+/// of every rule's branches and allowlist, and `destination.port` for port-scoped endpoint
+/// classes, which no predicate names. Each is read here by one rule only.
+#[test]
+fn the_parse_keeps_every_field_any_rule_reads() {
+    let pred = |field: &str, op: &str, values: &[&str]| {
+        format!(
+            r#"{{"node":"pred","field":"{field}","field_type":"keyword","op":"{op}","values":{}}}"#,
+            serde_json::to_string(values).unwrap()
+        )
+    };
+    let rule = |name: &str, branch: String, allowlist: &[String]| {
+        RuleIr::from_json(&format!(
+            r#"{{"ir_version":1,"name":"{name}","branches":[{{"name":"b","expr":{branch}}}],"allowlist":[{}]}}"#,
+            allowlist.join(",")
+        ))
+        .unwrap()
+    };
+    let engine = Engine::new(vec![
+        rule(
+            "allow",
+            pred("process.name", "eq", &["curl"]),
+            &[pred("user.name", "eq", &["svc"])],
+        ),
+        rule(
+            "wire",
+            pred("url.full", "imds_endpoint", &["azure-wireserver"]),
+            &[],
+        ),
+    ])
+    .unwrap();
+    let data = [
+        r#"{"user":{"name":"svc"},"process":{"name":"curl"}}"#,
+        r#"{"user.name":"bob","process":{"name":"curl"}}"#,
+        r#"{"url":{"full":"http://168.63.129.16/machine"},"destination":{"port":80}}"#,
+        r#"{"url":{"full":"http://168.63.129.16/machine"},"destination":{"port":53}}"#,
+    ]
+    .join("\n");
+    let report = engine.scan_bytes(data.as_bytes(), &ScanOptions::default());
+    let hits: Vec<(u64, usize)> = report.hits.iter().map(|h| (h.line, h.rule)).collect();
+    assert_eq!(hits, [(2, 0), (3, 1)]);
+    let allowlisted: u64 = report.files[0].allowlisted.values().sum();
+    assert_eq!(allowlisted, 1);
+}

@@ -6,6 +6,7 @@ use super::source::{self, Compression, Counted, Input};
 use super::{failed, open_file, Engine, ScanEvent, ScanOptions, ScanReport, Stream};
 use crate::error::{InputError, InputErrorKind};
 use crate::eval::CompiledRule;
+use crate::event::Projection;
 use crate::ir::RuleIr;
 use crate::prefilter::{Prefilter, RuleGate};
 use std::io::{self, Read};
@@ -20,10 +21,12 @@ impl Engine {
             .into_iter()
             .map(CompiledRule::new)
             .collect::<Result<Vec<_>, _>>()?;
+        let projection = Projection::new(rules.iter().flat_map(CompiledRule::fields));
         Ok(Engine {
             rules,
             prefilter,
             gate,
+            projection,
         })
     }
 

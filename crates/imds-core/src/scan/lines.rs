@@ -410,7 +410,7 @@ impl<'e> LineScanner<'e> {
             return;
         }
         self.stats.candidates += 1;
-        match event::parse_line(line) {
+        match event::parse_line_projected(line, &self.engine.projection) {
             Ok(Some(parsed)) => {
                 if parsed.invalid_utf8 {
                     self.stats.invalid_utf8 += 1;

@@ -32,6 +32,7 @@ pub use source::{Compression, Input, ReadSeek};
 
 use crate::error::{InputError, InputErrorKind};
 use crate::eval::{CompiledRule, Witness};
+use crate::event::Projection;
 use crate::prefilter::{Prefilter, RuleGate};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -44,6 +45,8 @@ pub struct Engine {
     pub(super) prefilter: Prefilter,
     /// With several rules: which of them a candidate line can match (off with the prefilter).
     pub(super) gate: Option<RuleGate>,
+    /// The fields all rules read: what a candidate line's parse builds.
+    pub(super) projection: Projection,
 }
 
 /// What one input's scan needs besides the reader.

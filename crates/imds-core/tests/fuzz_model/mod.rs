@@ -2,7 +2,9 @@
 //! cargo-fuzz targets (crates/imds-core/fuzz), so both hold the engine to one model.
 #![allow(dead_code)] // each user takes a part
 
-use imds_core::{parse_document, parse_line, ScanReport};
+use imds_core::{
+    field_values, parse_document, parse_line, parse_line_projected, Projection, ScanReport,
+};
 use serde_json::Value;
 use std::borrow::Cow;
 
@@ -164,4 +166,39 @@ pub fn builder_verdict(bytes: &[u8]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The projected parse against the full one, for the rules' `fields`: the same verdict (the
+/// same malformed reason, the same blank lines), the same event text, and the same values
+/// for every field. Err says how they differ.
+pub fn projection_verdict(bytes: &[u8], fields: &[&str]) -> Result<(), String> {
+    let full = parse_line(bytes);
+    let projected = parse_line_projected(bytes, &Projection::new(fields.iter().copied()));
+    let text = String::from_utf8_lossy(bytes);
+    match (&full, &projected) {
+        (Ok(None), Ok(None)) => Ok(()),
+        (Err(a), Err(b)) if a == b => Ok(()),
+        (Ok(Some(a)), Ok(Some(b))) => {
+            if a.text != b.text || a.invalid_utf8 != b.invalid_utf8 {
+                return Err(format!("event text differs with {fields:?} on {text:?}"));
+            }
+            for field in fields {
+                let path: Vec<&str> = field.split('.').collect();
+                let (mut want, mut got) = (Vec::new(), Vec::new());
+                field_values(&a.doc, &path, &mut want);
+                field_values(&b.doc, &path, &mut got);
+                if want != got {
+                    return Err(format!(
+                        "{field}: {got:?} projected, {want:?} in full, with {fields:?} on {text:?}"
+                    ));
+                }
+            }
+            Ok(())
+        }
+        _ => Err(format!(
+            "full {:?}, projected {:?} with {fields:?} on {text:?}",
+            full.as_ref().map(Option::is_some),
+            projected.as_ref().map(Option::is_some)
+        )),
+    }
 }
