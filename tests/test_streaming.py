@@ -82,22 +82,23 @@ def peak_rss_kb(*args: str) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("fmt", ["ndjson", "parquet"])
-def test_many_hits_add_bounded_memory_after_the_engine(tmp_path: Path, fmt: str) -> None:
-    # 200,000 hits. The Rust binding's scan() still returns them as one list, so the engine's
-    # part grows with the hits; what comes after it must not: the same scan stopped after one
-    # hit (--max-hits 1, the engine's list is the same) is the baseline. Before streaming, the
-    # Hit objects and records (for Parquet the whole frame too) came on top of it.
+def test_many_hits_take_bounded_memory(tmp_path: Path, fmt: str) -> None:
+    # 200,000 hits, against the same file scanned by the bundled rule (no hit, the same bytes
+    # read and parsed): the engine streams its hits (Scanner.scan_iter, a bounded reorder)
+    # and nothing after it holds them, so the difference does not grow with the hits.
     log = write_events(tmp_path / "many.ndjson", 200_000)
     out = tmp_path / f"out.{fmt}"
-    common = [str(log), "--rule", str(BROAD_RULE), "-q", "--no-summary", "-o", str(out)]
-    code, baseline = peak_rss_kb(*common, "--max-hits", "1")
-    assert code == 1
-    code, full = peak_rss_kb(*common)
+    code, baseline = peak_rss_kb(str(log), "-q", "--no-summary", "-o", str(out))
+    assert code == 0
+    code, full = peak_rss_kb(
+        str(log), "--rule", str(BROAD_RULE), "-q", "--no-summary", "-o", str(out)
+    )
     assert code == 1
     rows = pl.read_parquet(out).height if fmt == "parquet" else len(out.read_bytes().splitlines())
     assert rows == 200_000
-    # Measured: ndjson +0 MB (before: +56 MB), parquet +32 MB (before: +270 MB).
-    bound = {"ndjson": 24, "parquet": 64}[fmt]
+    # Measured on 2 cores: ndjson +48 MB, parquet +85 MB; with the engine's whole hit list
+    # (Scanner.scan) +244 MB and +243 MB.
+    bound = {"ndjson": 96, "parquet": 160}[fmt]
     assert full - baseline < bound * 1024, (baseline, full)
 
 

@@ -77,11 +77,13 @@ class Scanner:
         Ctrl-C while waiting for a batch: the scan is cancelled and stopped, ``files`` gets
         every input's statistics (unfinished ones with an ``interrupted`` error),
         ``cancelled`` becomes True, and KeyboardInterrupt is raised from ``next()``; the
-        batches already taken hold whole hits and records. An exception from ``progress`` or
-        a signal handler does the same and propagates. Leaving the loop early: call
-        ``close()`` (or use ``with``); dropping the iterator also cancels the scan and joins
-        its threads. ``reorder_bytes``: the hits a part of the scan ahead of the output order
-        may keep before it waits (0 = 16 MiB; at most one such part per thread).
+        batches already taken hold whole hits and records, and the hits the scan found
+        before it stopped come from the following ``next()`` calls (then StopIteration).
+        An exception from ``progress`` or a signal handler does the same and propagates.
+        Leaving the loop early: call ``close()`` (or use ``with``); dropping the iterator
+        also cancels the scan and joins its threads. ``reorder_bytes``: the hits a part of
+        the scan ahead of the output order may keep before it waits (0 = 16 MiB; at most one
+        such part per thread).
         """
 
 @final

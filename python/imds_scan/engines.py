@@ -88,13 +88,25 @@ def _chunks(items: list[EngineHit]) -> Iterator[list[EngineHit]]:
 def rust_batches(
     scanner: Any, inputs: list[Any], run: EngineRun, **options: Any
 ) -> Generator[list[EngineHit]]:
-    """The Rust engine's hits in ordered batches, its statistics into ``run`` at the end.
+    """The Rust engine's hits in ordered batches as it finds them (``Scanner.scan_iter``: a
+    bounded reorder in the engine, so memory does not grow with the hits), its statistics into
+    ``run`` at the end. The one place that calls the binding for a local scan.
 
-    The one place that calls the binding for a local scan: today ``Scanner.scan`` returns the
-    whole list, which is cut into batches; a streaming binding replaces the body only."""
-    raw_hits, raw_stats, interrupted = scanner.scan(inputs, **options)
-    run.stats, run.interrupted = raw_stats, interrupted
-    yield from _chunks(raw_hits)
+    Ctrl-C in the engine ends the batches (``run.interrupted``) after the hits found until
+    then; closing this generator early (--max-hits, or Ctrl-C in the consumer) cancels the
+    engine, whose unfinished inputs then say ``interrupted``."""
+    scan = scanner.scan_iter(inputs, batch=BATCH_HITS, **options)
+    try:
+        try:
+            for batch, _ in scan:
+                yield batch
+        except KeyboardInterrupt:
+            run.interrupted = True
+            for batch, _ in scan:  # the hits found before Ctrl-C
+                yield batch
+    finally:
+        scan.close()
+        run.stats = scan.files
 
 
 def python_batches(

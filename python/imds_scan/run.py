@@ -187,6 +187,11 @@ def open_scan(
 
     def finish() -> ScanStats:
         stats = base.close()
+        if stopped_at is not None and not stats.interrupted:
+            # --max-hits cancelled the engine: the inputs it had not finished are not errors.
+            for f in stats.files:
+                if f.error_kind == "interrupted":
+                    f.error = f.error_kind = f.error_offset = f.error_line = None
         stats.skipped = expanded.skipped
         stats.allowlist = _allowlist_drops(chosen, stats, by_rule)
         stats.outside_time_window = outside

@@ -13,6 +13,7 @@ use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PyTypeError, PyValue
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -252,12 +253,21 @@ struct ScanIter {
     read: Arc<AtomicU64>,
     progress: Option<Py<PyAny>>,
     files: Vec<(usize, FileStats)>,
+    /// Batches the scan handed over after Ctrl-C stopped it: given out before the end.
+    kept: VecDeque<Batch>,
     cancelled: bool,
     done: bool,
     with_records: bool,
 }
 
 impl ScanIter {
+    /// A batch as Python objects: (hit tuples, NDJSON records or None).
+    fn item<'py>(&self, py: Python<'py>, batch: Batch) -> PyResult<IterItem<'py>> {
+        let hits = PyList::new(py, batch.hits.into_iter().map(hit_tuple))?;
+        let records = batch.records.map(|bytes| PyBytes::new(py, &bytes));
+        Ok((hits, records))
+    }
+
     fn start(
         engine: Arc<Engine>,
         inputs: Vec<Input>,
@@ -282,6 +292,7 @@ impl ScanIter {
             read,
             progress,
             files: Vec::new(),
+            kept: VecDeque::new(),
             cancelled: false,
             done: false,
             with_records,
@@ -289,9 +300,11 @@ impl ScanIter {
     }
 
     /// Cancel the scan, wait for it to end keeping the statistics it sends, and join its
-    /// thread (with the GIL released: its inputs may be Python streams). `cancelled` is set
-    /// when the scan says it was cancelled, or hits were dropped here.
-    fn stop(&mut self, py: Python<'_>) {
+    /// thread (with the GIL released: its inputs may be Python streams). The hits it still
+    /// sends are kept for `__next__` when `keep_hits` (Ctrl-C: what was found is still given
+    /// out), else dropped. `cancelled` is set when the scan says it was cancelled, or hits
+    /// were dropped here.
+    fn stop(&mut self, py: Python<'_>, keep_hits: bool) {
         self.cancel.store(true, Ordering::Relaxed);
         let rx = self
             .rx
@@ -304,14 +317,21 @@ impl ScanIter {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         let mut files = Vec::new();
+        let mut kept = VecDeque::new();
         let mut cancelled = false;
         py.detach(|| {
             if let Some(rx) = rx {
                 while let Ok(msg) = rx.recv() {
                     match msg {
-                        Msg::Batch(batch) => {
-                            cancelled |= batch.count > 0;
-                            files.extend(batch.files);
+                        Msg::Batch(mut batch) => {
+                            files.append(&mut batch.files);
+                            if batch.count > 0 {
+                                if keep_hits {
+                                    kept.push_back(batch);
+                                } else {
+                                    cancelled = true;
+                                }
+                            }
                         }
                         Msg::Done(was) => cancelled |= was,
                     }
@@ -322,6 +342,7 @@ impl ScanIter {
             }
         });
         self.files.extend(files);
+        self.kept.append(&mut kept);
         self.cancelled |= cancelled;
         self.done = true;
     }
@@ -392,6 +413,9 @@ impl ScanIter {
     fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<IterItem<'py>>> {
         let mut reported = Instant::now();
         loop {
+            if let Some(batch) = self.kept.pop_front() {
+                return self.item(py, batch).map(Some);
+            }
             if self.done {
                 return Ok(None);
             }
@@ -406,25 +430,31 @@ impl ScanIter {
                 return Ok(None);
             };
             match received {
-                Ok(Msg::Batch(batch)) => {
-                    self.files.extend(batch.files);
+                Ok(Msg::Batch(mut batch)) => {
+                    self.files.append(&mut batch.files);
                     if batch.count == 0 {
                         continue;
                     }
-                    let hits = PyList::new(py, batch.hits.into_iter().map(hit_tuple))?;
-                    let records = batch.records.map(|bytes| PyBytes::new(py, &bytes));
-                    return Ok(Some((hits, records)));
+                    // A Ctrl-C pending now would strike in Python once the batch is out and
+                    // lose it: take it here, keeping the batch for the calls after.
+                    if let Err(err) = py.check_signals() {
+                        self.kept.push_back(batch);
+                        self.stop(py, true);
+                        self.cancelled = true;
+                        return Err(err);
+                    }
+                    return self.item(py, batch).map(Some);
                 }
                 Ok(Msg::Done(cancelled)) => {
                     self.cancelled |= cancelled;
-                    self.stop(py);
+                    self.stop(py, false);
                     if let Some(callback) = &self.progress {
                         callback.call1(py, (self.read.load(Ordering::Relaxed),))?;
                     }
                     return Ok(None);
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    self.stop(py);
+                    self.stop(py, false);
                     return Err(PyRuntimeError::new_err("the scan thread failed"));
                 }
                 Err(RecvTimeoutError::Timeout) => {
@@ -437,7 +467,8 @@ impl ScanIter {
                         _ => Ok(()),
                     });
                     if let Err(err) = polled {
-                        self.stop(py);
+                        // The hits found until now still come, after the exception.
+                        self.stop(py, true);
                         self.cancelled = true;
                         return Err(err);
                     }
@@ -450,7 +481,11 @@ impl ScanIter {
     /// are dropped, the statistics kept. Idempotent.
     fn close(&mut self, py: Python<'_>) {
         if !self.done {
-            self.stop(py);
+            self.stop(py, false);
+        }
+        if !self.kept.is_empty() {
+            self.kept.clear();
+            self.cancelled = true;
         }
     }
 
@@ -505,7 +540,7 @@ impl ScanIter {
 impl Drop for ScanIter {
     fn drop(&mut self) {
         if !self.done {
-            Python::attach(|py| self.stop(py));
+            Python::attach(|py| self.stop(py, false));
         }
     }
 }
