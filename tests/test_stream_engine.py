@@ -241,7 +241,6 @@ def test_streaming_many_hits_keeps_memory_bounded(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "python")},
     )
     report = json.loads(result.stdout)
     assert report["hits"] == count
