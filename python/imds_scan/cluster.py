@@ -35,7 +35,7 @@ from typing import Any, BinaryIO
 from .engines import HitStream, Progress, flag_unscanned, to_hit
 from .records import FileResult, Hit, ScanStats
 from .reference.scan.lines import MAX_LINE_BYTES
-from .results import ScanInterrupted, ScanResult
+from .results import ScanResult
 from .rules import Rule
 from .sources import S3_BLOCK_SIZE, InputError, LazyStream, Source, s3_filesystem
 from .stats import add_stats
@@ -226,11 +226,7 @@ def run_cluster(
         task=task,
         max_line_bytes=max_line_bytes,
     )
-    hits = [hit for batch in stream for hit in batch]
-    result = ScanResult(hits, stream.close())
-    if result.stats.interrupted:
-        raise ScanInterrupted(result)
-    return result
+    return stream.collect()
 
 
 def stream_cluster(

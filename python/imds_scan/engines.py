@@ -137,6 +137,14 @@ class HitStream:
         finally:
             self.close()
 
+    def collect(self) -> ScanResult:
+        """Every hit, in memory, and the statistics; ScanInterrupted (with them) on Ctrl-C."""
+        hits = [hit for batch in self for hit in batch]
+        result = ScanResult(hits, self.close())
+        if result.stats.interrupted:
+            raise ScanInterrupted(result)
+        return result
+
     def close(self) -> ScanStats:
         """Stop the engine (if it is still running) and give the statistics."""
         if self.stats is None:
@@ -252,8 +260,4 @@ def run_scan(
         progress=progress,
         max_line_bytes=max_line_bytes,
     )
-    hits = [hit for batch in stream for hit in batch]
-    result = ScanResult(hits, stream.close())
-    if result.stats.interrupted:
-        raise ScanInterrupted(result)
-    return result
+    return stream.collect()
