@@ -20,20 +20,26 @@ _JSON_SPACE = b" \t\r\n"
 # ---------------------------------------------------------------- reading fields
 
 
-def _flatten(value: Any) -> Iterator[str]:
-    # Iterative: arrays may nest up to MAX_NESTING deep, beyond Python's recursion limit.
+def _items(value: Any) -> Iterator[Any]:
+    """The items of a value, arrays flattened (iteratively: arrays may nest up to
+    MAX_NESTING deep, beyond Python's recursion limit)."""
     stack = [iter((value,))]
     while stack:
         for item in stack[-1]:
             if isinstance(item, list):
                 stack.append(iter(item))
                 break
-            if isinstance(item, bool):
-                yield "true" if item else "false"
-            elif isinstance(item, str):
-                yield item  # numbers arrive here too, as their JSON text (see parse_line)
+            yield item
         else:
             stack.pop()
+
+
+def _flatten(value: Any) -> Iterator[str]:
+    for item in _items(value):
+        if isinstance(item, bool):
+            yield "true" if item else "false"
+        elif isinstance(item, str):
+            yield item  # numbers arrive here too, as their JSON text (see parse_line)
 
 
 def field_values(doc: dict[str, Any], parts: list[str]) -> Iterator[str]:
@@ -51,16 +57,7 @@ def field_values(doc: dict[str, Any], parts: list[str]) -> Iterator[str]:
 
 
 def _objects(value: Any) -> Iterator[dict[str, Any]]:
-    stack = [iter((value,))]
-    while stack:
-        for item in stack[-1]:
-            if isinstance(item, list):
-                stack.append(iter(item))
-                break
-            if isinstance(item, dict):
-                yield item
-        else:
-            stack.pop()
+    return (item for item in _items(value) if isinstance(item, dict))
 
 
 # ---------------------------------------------------------------- parsing lines
