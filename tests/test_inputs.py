@@ -242,6 +242,21 @@ def test_an_input_without_events_is_an_error_of_its_own_kind(tmp_path: Path, eng
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_lines_that_only_look_like_objects_are_no_valid_event(tmp_path: Path, engine: str) -> None:
+    # No needle in them: the prefilter passes over them, yet they are no event (hypothesis
+    # found the Rust engine calling such an input clean).
+    path = tmp_path / "nan.ndjson"
+    path.write_bytes(b'{"a":NaN}\n{"b":[1,]}\n')
+    (f,) = scan_file(path, engine).stats.files
+    assert (f.error_kind, f.events, f.malformed) == ("no_events", 2, 2)
+    assert [line for line, _ in f.malformed_examples] == [1, 2]
+    # One valid event, anywhere, and the input is no error.
+    path.write_bytes(b'{"a":NaN}\n{"a":1}\n{"b":[1,]}\n')
+    (f,) = scan_file(path, engine).stats.files
+    assert f.error is None and f.events == 3
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_empty_file(tmp_path: Path, engine: str) -> None:
     empty = tmp_path / "empty.ndjson.gz"
     empty.write_bytes(b"")
