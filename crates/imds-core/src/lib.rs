@@ -18,6 +18,7 @@ mod ip;
 mod ir;
 mod prefilter;
 mod scan;
+mod timestamp;
 mod wildcard;
 
 pub use error::{Error, InputError, InputErrorKind, RuleError};
@@ -32,6 +33,7 @@ pub use scan::{
     Compression, Engine, FileStats, Hit, Input, ReadSeek, RecordError, RecordMeta, RuleMeta,
     ScanEvent, ScanOptions, ScanReport, StatValue, DEFAULT_REORDER_BYTES,
 };
+pub use timestamp::parse_timestamp;
 
 /// The decoders and their read sizes, for this crate's tests and fuzz targets only (feature
 /// `test-api`).
