@@ -30,8 +30,9 @@ pub use event::{
 pub use ir::{Branch, FieldType, Node, Op, Predicate, RuleIr};
 pub use prefilter::Prefilter;
 pub use scan::{
-    Compression, Engine, FileStats, Hit, Input, ReadSeek, RecordError, RecordMeta, RuleMeta,
-    ScanEvent, ScanOptions, ScanReport, StatValue, DEFAULT_REORDER_BYTES,
+    row_projection, ColumnData, ColumnType, Compression, Engine, FileStats, Hit, HitRows, Input,
+    IntColumn, ReadSeek, RecordError, RecordMeta, RuleMeta, ScanEvent, ScanOptions, ScanReport,
+    StatValue, TextColumn, DEFAULT_REORDER_BYTES, ECS_COLUMNS, MATCHED_COLUMNS,
 };
 pub use timestamp::parse_timestamp;
 
