@@ -98,12 +98,12 @@ def rust_batches(
     scan = scanner.scan_iter(inputs, batch=BATCH_HITS, **options)
     try:
         try:
-            for batch, _ in scan:
-                yield batch
+            for batch in scan:
+                yield batch.hits
         except KeyboardInterrupt:
             run.interrupted = True
-            for batch, _ in scan:  # the hits found before Ctrl-C
-                yield batch
+            for batch in scan:  # the hits found before Ctrl-C
+                yield batch.hits
     finally:
         scan.close()
         run.stats = scan.files
