@@ -409,6 +409,14 @@ def scan_command(
             "an unsupported function...) and run the others, instead of stopping.",
         ),
     ] = False,
+    rule_cache: Annotated[
+        bool,
+        typer.Option(
+            help="Keep compiled rule files in the user's cache directory "
+            "($XDG_CACHE_HOME/imds-scan/rules, ~/.cache/...), keyed by a hash of each file, "
+            "so loading them again is fast. --no-rule-cache compiles every file.",
+        ),
+    ] = True,
     allow: Annotated[
         list[str] | None,
         typer.Option(
@@ -476,7 +484,7 @@ def scan_command(
         max_hits=max_hits,
     )
     try:
-        rules = _load_rules(ctx, rule, allow, skip_unsupported_rules, pack, preset)
+        rules = _load_rules(ctx, rule, allow, skip_unsupported_rules, pack, preset, rule_cache)
         if show_rule:
             _to_stdout(lambda: _show_rules(rules, config))
     except ValueError as exc:  # EqlError, RuleFileError, ConfigError, FilterError
@@ -595,6 +603,7 @@ def _load_rules(
     skip: bool,
     packs: list[str] | None = None,
     presets: list[str] | None = None,
+    cache: bool = True,
 ) -> list[Rule]:
     """The rules to run: --rule files (default: the bundled rule) with the config's
     [allowlist], the --preset allowlists and --allow conditions compiled in, in that order
@@ -604,7 +613,7 @@ def _load_rules(
 
     pack_specs = [pack_path(name) for name in packs or ()]
     rules, warnings = load_rules(
-        [*(specs or [DEFAULT_RULE_ALIAS]), *pack_specs], skip_unsupported=skip
+        [*(specs or [DEFAULT_RULE_ALIAS]), *pack_specs], skip_unsupported=skip, cache=cache
     )
     loaded = ctx.meta.get("imds_scan.config")
     allowlist = merge_allowlists(
