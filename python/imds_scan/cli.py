@@ -107,7 +107,7 @@ def _load_config(ctx: typer.Context, named: str | None, none: bool) -> None:
     """Read --config FILE, else $IMDS_SCAN_CONFIG, else the user's config file when there is
     one; never ./imds-scan.toml unless named (an evidence bundle could carry one). What is
     read is said on stderr."""
-    from .config import CONFIG_ENV, DEFAULT_CONFIG, ConfigError, load_config, user_config_path
+    from .userdirs import CONFIG_ENV, DEFAULT_CONFIG, user_config_path
 
     if named is not None and none:
         raise typer.BadParameter("--config and --no-config contradict each other")
@@ -122,6 +122,8 @@ def _load_config(ctx: typer.Context, named: str | None, none: bool) -> None:
         path = user_config_path()
     loaded = None
     if path is not None:
+        from .config import ConfigError, load_config
+
         try:
             loaded = load_config(path, ctx.command, ctx)
         except ConfigError as exc:
@@ -608,7 +610,6 @@ def _load_rules(
     """The rules to run: --rule files (default: the bundled rule) with the config's
     [allowlist], the --preset allowlists and --allow conditions compiled in, in that order
     (the order in which a dropped event is attributed). Warnings go to stderr."""
-    from .config import Allowlist, condition_allowlist, merge_allowlists, preset_allowlist
     from .rules import DEFAULT_RULE_ALIAS, load_rules, pack_path
 
     pack_specs = [pack_path(name) for name in packs or ()]
@@ -616,6 +617,12 @@ def _load_rules(
         [*(specs or [DEFAULT_RULE_ALIAS]), *pack_specs], skip_unsupported=skip, cache=cache
     )
     loaded = ctx.meta.get("imds_scan.config")
+    if loaded is None and not presets and not allow:  # no allowlist: config.py not needed
+        for warning in warnings:
+            print(f"imds-scan: warning: {safe(warning)}", file=sys.stderr)
+        return rules
+    from .config import Allowlist, condition_allowlist, merge_allowlists, preset_allowlist
+
     allowlist = merge_allowlists(
         loaded.allowlist if loaded is not None else Allowlist(),
         *(preset_allowlist(name) for name in dict.fromkeys(presets or ())),

@@ -21,6 +21,8 @@ import tempfile
 from functools import cache
 from typing import Any
 
+from ..userdirs import user_cache_dir
+
 # The modules whose code decides what a rule file compiles to: their text is part of every key,
 # so a changed compiler never reads an older one's entries (the version alone does not change
 # between commits).
@@ -41,13 +43,8 @@ _LAYOUT = b"imds-scan rule cache 1"
 def cache_dir() -> str | None:
     """``$XDG_CACHE_HOME/imds-scan/rules``, else ``~/.cache/imds-scan/rules``; None when
     there is no home directory to put it in."""
-    base = os.environ.get("XDG_CACHE_HOME", "")
-    if not os.path.isabs(base):
-        home = os.path.expanduser("~")
-        if not os.path.isabs(home):
-            return None
-        base = os.path.join(home, ".cache")
-    return os.path.join(base, "imds-scan", "rules")
+    base = user_cache_dir()
+    return None if base is None else os.path.join(base, "rules")
 
 
 @cache
