@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from functools import cache
 from typing import Any
 
 from .fields import field_type
@@ -85,6 +86,8 @@ class _Lexer:
         self._counted = 0
         self._line = 1
         self._start = 0
+        self._space, self._number_tail = _re(_SPACE), _re(_NUMBER_TAIL)
+        self._word, self._plain_chars = _re(_WORD), _re(_PLAIN_CHARS)
 
     def where(self) -> tuple[int, int]:
         """(line, column) of the current position."""
@@ -112,7 +115,7 @@ class _Lexer:
         while self.pos < len(text):
             ch = text[self.pos]
             if ch in " \t\r\n":
-                self.pos = _SPACE.match(text, self.pos).end()  # type: ignore[union-attr]
+                self.pos = self._space.match(text, self.pos).end()  # type: ignore[union-attr]
             elif text.startswith("//", self.pos):
                 end = text.find("\n", self.pos)
                 self._advance((len(text) if end < 0 else end) - self.pos)
@@ -141,7 +144,7 @@ class _Lexer:
                 yield Token("string", self.text[start : self.pos], value, line, col)
             elif ch.isdigit() or (ch == "-" and self.text[self.pos + 1 : self.pos + 2].isdigit()):
                 self._advance()
-                self._advance(_NUMBER_TAIL.match(self.text, self.pos).end() - self.pos)  # type: ignore[union-attr]
+                self._advance(self._number_tail.match(self.text, self.pos).end() - self.pos)  # type: ignore[union-attr]
                 text = self.text[start : self.pos]
                 yield Token("number", text, text, line, col)
             elif ch.isalpha() or ch in "_@`?":
@@ -180,7 +183,7 @@ class _Lexer:
             elif ch == "?" and self.pos == start:
                 buf.append(ch)
                 self._advance()
-            elif word := _WORD.match(text, self.pos):
+            elif word := self._word.match(text, self.pos):
                 buf.append(word.group())
                 self._advance(word.end() - self.pos)
             elif ch == "." and buf:
@@ -230,22 +233,29 @@ class _Lexer:
                 else:
                     raise self.error(f"unsupported escape sequence \\{nxt}")
             else:
-                plain = _PLAIN_CHARS.match(text, self.pos)
+                plain = self._plain_chars.match(text, self.pos)
                 assert plain is not None  # ch itself is one
                 out.append(plain.group())
                 self._advance(plain.end() - self.pos)
 
 
+@cache
+def _re(pattern: str) -> re.Pattern[str]:
+    """A regular expression compiled when first used: most runs compile no EQL at all (the
+    rule cache), and start-up is shorter without them."""
+    return re.compile(pattern)
+
+
 # Runs the lexer takes whole (a line break is never inside one of them): white space; the
 # rest of a number (alphanumerics and .+-); a field name's letters, digits, _ and @ (`\w` is
 # exactly str.isalnum() or _); a string's characters up to a quote, backslash or line break.
-_SPACE = re.compile(r"[ \t\r\n]+")
-_NUMBER_TAIL = re.compile(r"(?:[^\W_]|[.+-])*")
-_WORD = re.compile(r"[\w@]+")
-_PLAIN_CHARS = re.compile(r'[^"\\\n]+')
+_SPACE = r"[ \t\r\n]+"
+_NUMBER_TAIL = r"(?:[^\W_]|[.+-])*"
+_WORD = r"[\w@]+"
+_PLAIN_CHARS = r'[^"\\\n]+'
 
 
-_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_NUMBER = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
 _KEYWORDS = frozenset({"and", "or", "not", "where", "in", "like", "true", "false", "null"})
 
 # EQL function (lower-cased name) → (IR op, IR op of the `~` form or None, canonical name).
@@ -545,7 +555,7 @@ class _Parser:
         if tok.kind == "number":
             if not scalars:
                 raise self.error("a string literal")
-            if not _NUMBER.fullmatch(tok.text):
+            if not _re(_NUMBER).fullmatch(tok.text):
                 raise self.refuse(f"invalid number {tok.text!r}", tok)
             self.next()
             return tok.text
@@ -654,7 +664,7 @@ def compile_rule(
 
 # ---------------------------------------------------------------- IR → EQL
 
-_PLAIN_PART = re.compile(r"[A-Za-z_@][A-Za-z0-9_@]*")
+_PLAIN_PART = r"[A-Za-z_@][A-Za-z0-9_@]*"
 _FUNCTION_OF_OP = {
     "starts_with": "startsWith",
     "starts_with_ci": "startsWith~",
@@ -691,7 +701,7 @@ def quote(value: str) -> str:
 def format_field(field: str) -> str:
     """A field path as EQL writes it; parts that are not plain names are backticked."""
     return ".".join(
-        part if _PLAIN_PART.fullmatch(part) and part.lower() not in _KEYWORDS else f"`{part}`"
+        part if _re(_PLAIN_PART).fullmatch(part) and part.lower() not in _KEYWORDS else f"`{part}`"
         for part in field.split(".")
     )
 
@@ -700,7 +710,7 @@ def _literal_texts(node: Node) -> list[str]:
     """The predicate's literals as EQL: numbers and booleans bare where EQL allows them."""
     if node["op"] in ("eq", "eq_ci"):
         return [
-            v if _NUMBER.fullmatch(v) or v in ("true", "false") else quote(v)
+            v if _re(_NUMBER).fullmatch(v) or v in ("true", "false") else quote(v)
             for v in node["values"]
         ]
     return [quote(v) for v in node["values"]]

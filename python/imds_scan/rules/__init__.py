@@ -163,11 +163,12 @@ def _strings(table: dict[str, Any], key: str, source: str) -> tuple[str, ...]:
 
 # A file can only hold an EQL rule if "eql" is in its text (any case), or could be written with
 # a \\u escape: without either it is refused by its `language` or `type` line, unparsed.
-_MAY_BE_EQL = re.compile(r"[eE][qQ][lL]|\\[uU]")
-_KIND_LINE = re.compile(r'^(language|type)[ \t]*=[ \t]*"([A-Za-z0-9_-]*)"[ \t]*$', re.MULTILINE)
+# (Patterns, compiled when first used: a scan with the default rule uses none of them.)
+_MAY_BE_EQL = r"[eE][qQ][lL]|\\[uU]"
+_KIND_LINE = r'(?m)^(language|type)[ \t]*=[ \t]*"([A-Za-z0-9_-]*)"[ \t]*$'
 # Any line that might set either key (quoted or dotted keys, other string forms).
-_ANY_KIND_LINE = re.compile(r"^[ \t]*[\"']?(?:language|type)\b", re.MULTILINE)
-_HEADER_LINE = re.compile(r"^[ \t]*\[", re.MULTILINE)
+_ANY_KIND_LINE = r"(?m)^[ \t]*[\"']?(?:language|type)\b"
+_HEADER_LINE = r"(?m)^[ \t]*\["
 
 
 def _plainly_not_eql(text: str, source: str) -> RuleFileError | None:
@@ -175,15 +176,15 @@ def _plainly_not_eql(text: str, source: str) -> RuleFileError | None:
     TOML (half of Elastic's rule files are KQL, ES|QL or machine learning jobs); None when
     that is not plain from its lines, and the file is parsed. (Such a file that is not valid
     TOML either is refused for its language rather than its syntax.)"""
-    if _MAY_BE_EQL.search(text):
+    if re.search(_MAY_BE_EQL, text):
         return None
-    matches = list(_KIND_LINE.finditer(text))
-    if len(matches) != len(_ANY_KIND_LINE.findall(text)):
+    matches = list(re.finditer(_KIND_LINE, text))
+    if len(matches) != len(re.findall(_ANY_KIND_LINE, text)):
         return None
     found: dict[str, str] = {}
     for match in matches:
         key, value = match.groups()
-        headers = list(_HEADER_LINE.finditer(text, 0, match.start()))
+        headers = list(re.compile(_HEADER_LINE).finditer(text, 0, match.start()))
         at = headers[-1].start() if headers else -1
         table = text[at : text.find("\n", at)] if at >= 0 else ""
         if key in found or table.strip() != "[rule]":
@@ -302,10 +303,14 @@ def load_rule_file(path: str | os.PathLike[str], *, cache: RuleCache | None = No
     return _load_bytes(data, os.fspath(path), cache)
 
 
-def _load_bytes(data: bytes, source: str, cache: RuleCache | None) -> Rule:
+def _load_bytes(
+    data: bytes, source: str, cache: RuleCache | None, *, bundled: bool = False
+) -> Rule:
     from . import cache as cache_mod
 
-    name = cache_mod.key(data) if cache is not None else ""
+    name = ""
+    if cache is not None:
+        name = cache_mod.bundled_key(data) if bundled else cache_mod.key(data)
     if cache is not None:
         entry = cache.get(name)
         found = _from_entry(entry, source) if entry is not None else None
@@ -421,7 +426,7 @@ def load_rules(
     seen: dict[str, str] = {}
     for spec in specs:
         if spec == DEFAULT_RULE_ALIAS and not os.path.exists(spec):
-            loaded = [_load_bytes(_bundled_bytes(), BUNDLED_SOURCE, store)]
+            loaded = [_load_bytes(_bundled_bytes(), BUNDLED_SOURCE, store, bundled=True)]
         else:
             loaded = []
             try:

@@ -5,19 +5,19 @@ parse and the EQL compilation.
 It lives only under the user's cache directory, ``$XDG_CACHE_HOME/imds-scan/rules`` (a relative
 XDG_CACHE_HOME is ignored, as the XDG rule says) or ``~/.cache/imds-scan/rules``: never beside
 the rule files, which may sit in an evidence bundle. An entry is found by the hash of the file's
-content, so it can only stand for that content; it holds a checksum of itself, and an entry that
-is unreadable, corrupted or of another shape is ignored (the file is compiled again and the
-entry rewritten). Writing is best effort: a cache that cannot be written is not an error.
+content (SHA-256), so it can only stand for that content; it holds a checksum of itself, and an
+entry that is unreadable, corrupted or of another shape is ignored (the file is compiled again
+and the entry rewritten). Writing is best effort: a cache that cannot be written is not an error.
 Turned off by ``--no-rule-cache`` or the config key ``rule-cache = false``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import tempfile
+import zlib
 from functools import cache
 from typing import Any
 
@@ -48,23 +48,46 @@ def cache_dir() -> str | None:
 
 
 @cache
-def _fingerprint() -> bytes:
+def _compiler() -> bytes:
     """imds-scan's version and the compiler's own code."""
     from .._engine import __version__
 
-    digest = hashlib.sha256(_LAYOUT + b"\0" + __version__.encode())
+    parts = [_LAYOUT, __version__.encode()]
     for name in _COMPILER_FILES:
         try:
             with open(os.path.join(_PACKAGE, name), "rb") as f:
-                digest.update(f.read())
+                parts.append(f.read())
         except OSError:
-            digest.update(b"\0missing " + name.encode())
-    return digest.digest()
+            parts.append(b"missing " + name.encode())
+    return b"\0".join(parts)
+
+
+@cache
+def _fingerprint() -> bytes:
+    import hashlib
+
+    return hashlib.sha256(_compiler()).digest()
 
 
 def key(data: bytes) -> str:
-    """The entry name of a rule file with these bytes."""
+    """The entry name of a rule file with these bytes: a SHA-256, as the file may be anyone's."""
+    import hashlib  # here: loading OpenSSL costs a plain scan's start-up 3 ms
+
     return hashlib.sha256(_fingerprint() + data).hexdigest()
+
+
+def bundled_key(data: bytes) -> str:
+    """The entry name of the bundled rule file (``data``, imds-scan's own): 64 bits of CRC-32
+    and Adler-32 tell its versions apart without a cryptographic hash, and the name cannot be
+    one that key() gives."""
+    blob = _compiler() + b"\0" + data
+    return f"bundled-{zlib.crc32(blob):08x}{zlib.adler32(blob):08x}"
+
+
+def _checksum(payload: bytes) -> bytes:
+    """What an entry's first line holds: CRC-32 (damage, not attack: the directory is the
+    user's own) and the length of the rest."""
+    return f"crc32 {zlib.crc32(payload):08x} {len(payload)}".encode()
 
 
 class RuleCache:
@@ -87,7 +110,7 @@ class RuleCache:
         except OSError:
             return None
         checksum, _, payload = data.partition(b"\n")
-        if hashlib.sha256(payload).hexdigest().encode() != checksum:
+        if _checksum(payload) != checksum:
             return None
         try:
             loaded = json.loads(payload)
@@ -106,7 +129,7 @@ class RuleCache:
             text = json.dumps({**payload, "key": name}, ensure_ascii=False).encode("utf-8")
         except (TypeError, ValueError):
             return  # a value JSON cannot hold: not cached
-        data = hashlib.sha256(text).hexdigest().encode() + b"\n" + text
+        data = _checksum(text) + b"\n" + text
         tmp = None
         try:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
