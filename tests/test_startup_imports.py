@@ -23,8 +23,9 @@ EVENT = {
 }
 # Never needed by a plain scan.
 HEAVY = ("polars", "rich", "imds_scan.report.aggregate", "imds_scan.report.html")
-# Not needed once the rule cache holds the bundled rule, nor without a config or allowlist.
-LAZY = ("tomllib", "imds_scan.config")
+# Not needed once the rule cache holds the bundled rule (whose entry is found without a
+# cryptographic hash), nor without a config or allowlist.
+LAZY = ("tomllib", "imds_scan.config", "hashlib")
 
 
 def imported(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess[str], set[str]]:
