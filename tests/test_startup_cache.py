@@ -273,3 +273,16 @@ def test_other_files_are_parsed(monkeypatch: pytest.MonkeyPatch, text: str) -> N
     fail_toml(monkeypatch)
     with pytest.raises(AssertionError, match="TOML parsed"):
         rules_mod.parse_rule_text(text, "x.toml")
+
+
+def test_the_key_covers_the_compiler_and_its_data() -> None:
+    """Every file the compiler reads is part of the key (a changed one, even without a new
+    version, never reads an older compiler's entries)."""
+    from imds_scan.rules import cache as cache_mod
+
+    package = Path(cache_mod._PACKAGE)
+    for name in cache_mod._COMPILER_FILES:
+        assert (package / name).is_file(), name
+    for needed in ("eql.py", "rules/__init__.py", "reference/endpoint.py", "spec/endpoints.toml"):
+        assert needed in cache_mod._COMPILER_FILES
+    assert (package / "spec" / "endpoints.toml").read_bytes() in cache_mod._compiler()

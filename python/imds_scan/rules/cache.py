@@ -34,6 +34,7 @@ _COMPILER_FILES = (
     "ir_schema.py",
     "reference/ip.py",
     "reference/endpoint.py",
+    "spec/endpoints.toml",  # the endpoint classes imdsEndpoint() accepts
 )
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Entry layout version (bump when the payload changes shape).
