@@ -17,8 +17,10 @@ ENGINES = ["python", "rust"]
 def no_user_config(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The CLI reads the user's config file: tests (and their subprocesses) see none."""
+    """The CLI reads the user's config file: tests (and their subprocesses) see none, and
+    keep their compiled-rule cache apart from the user's."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg")))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
     monkeypatch.delenv("IMDS_SCAN_CONFIG", raising=False)
 
 

@@ -7,14 +7,41 @@
 
 from __future__ import annotations
 
-from .engines import Engine, run_scan
-from .eql import EqlError, compile_rule
-from .filters import FilterError
-from .records import FileResult, Hit, ScanStats
-from .results import ScanInterrupted, ScanResult
-from .rules import Rule, default_rules
-from .run import HitIterator, ScanConfig, expand_inputs, iter_scan, scan
-from .sources import InputError
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .engines import Engine, run_scan
+    from .eql import EqlError, compile_rule
+    from .filters import FilterError
+    from .records import FileResult, Hit, ScanStats
+    from .results import ScanInterrupted, ScanResult
+    from .rules import Rule, default_rules
+    from .run import HitIterator, ScanConfig, expand_inputs, iter_scan, scan
+    from .sources import InputError
+
+# Each name is imported from its module when first used: `imds-scan` (imds_scan.cli) loads only
+# what a scan needs, not every module the API exports.
+_EXPORTS = {
+    "Engine": "engines",
+    "run_scan": "engines",
+    "EqlError": "eql",
+    "compile_rule": "eql",
+    "FilterError": "filters",
+    "FileResult": "records",
+    "Hit": "records",
+    "ScanStats": "records",
+    "ScanInterrupted": "results",
+    "ScanResult": "results",
+    "Rule": "rules",
+    "default_rules": "rules",
+    "HitIterator": "run",
+    "ScanConfig": "run",
+    "expand_inputs": "run",
+    "iter_scan": "run",
+    "scan": "run",
+    "InputError": "sources",
+}
 
 __all__ = [
     "Engine",
@@ -36,3 +63,16 @@ __all__ = [
     "run_scan",
     "scan",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'imds_scan' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # found directly from now on
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

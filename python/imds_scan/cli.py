@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated, TextIO, get_type_hints
 
 import typer
 
@@ -107,7 +107,7 @@ def _load_config(ctx: typer.Context, named: str | None, none: bool) -> None:
     """Read --config FILE, else $IMDS_SCAN_CONFIG, else the user's config file when there is
     one; never ./imds-scan.toml unless named (an evidence bundle could carry one). What is
     read is said on stderr."""
-    from .config import CONFIG_ENV, DEFAULT_CONFIG, ConfigError, load_config, user_config_path
+    from .userdirs import CONFIG_ENV, DEFAULT_CONFIG, user_config_path
 
     if named is not None and none:
         raise typer.BadParameter("--config and --no-config contradict each other")
@@ -122,6 +122,8 @@ def _load_config(ctx: typer.Context, named: str | None, none: bool) -> None:
         path = user_config_path()
     loaded = None
     if path is not None:
+        from .config import ConfigError, load_config
+
         try:
             loaded = load_config(path, ctx.command, ctx)
         except ConfigError as exc:
@@ -409,6 +411,14 @@ def scan_command(
             "an unsupported function...) and run the others, instead of stopping.",
         ),
     ] = False,
+    rule_cache: Annotated[
+        bool,
+        typer.Option(
+            help="Keep compiled rule files in the user's cache directory "
+            "($XDG_CACHE_HOME/imds-scan/rules, ~/.cache/...), keyed by a hash of each file, "
+            "so loading them again is fast. --no-rule-cache compiles every file.",
+        ),
+    ] = True,
     allow: Annotated[
         list[str] | None,
         typer.Option(
@@ -476,7 +486,7 @@ def scan_command(
         max_hits=max_hits,
     )
     try:
-        rules = _load_rules(ctx, rule, allow, skip_unsupported_rules, pack, preset)
+        rules = _load_rules(ctx, rule, allow, skip_unsupported_rules, pack, preset, rule_cache)
         if show_rule:
             _to_stdout(lambda: _show_rules(rules, config))
     except ValueError as exc:  # EqlError, RuleFileError, ConfigError, FilterError
@@ -560,6 +570,13 @@ def scan_command(
     raise typer.Exit(EXIT_HITS if sink.count else EXIT_CLEAN)
 
 
+# Typer reads these signatures several times while it builds the command, and with
+# `from __future__ import annotations` would evaluate every Annotated[...] string each time
+# (about 10 ms of each run's start-up): evaluated once here instead.
+for _function in (scan_command, _config_param, _show_version):
+    _function.__annotations__ = get_type_hints(_function, include_extras=True)
+
+
 def _first_sentence(text: str) -> str:
     head, dot, _ = " ".join(text.split()).partition(". ")
     return head + ("." if dot or not head.endswith(".") else "")
@@ -595,18 +612,24 @@ def _load_rules(
     skip: bool,
     packs: list[str] | None = None,
     presets: list[str] | None = None,
+    cache: bool = True,
 ) -> list[Rule]:
     """The rules to run: --rule files (default: the bundled rule) with the config's
     [allowlist], the --preset allowlists and --allow conditions compiled in, in that order
     (the order in which a dropped event is attributed). Warnings go to stderr."""
-    from .config import Allowlist, condition_allowlist, merge_allowlists, preset_allowlist
     from .rules import DEFAULT_RULE_ALIAS, load_rules, pack_path
 
     pack_specs = [pack_path(name) for name in packs or ()]
     rules, warnings = load_rules(
-        [*(specs or [DEFAULT_RULE_ALIAS]), *pack_specs], skip_unsupported=skip
+        [*(specs or [DEFAULT_RULE_ALIAS]), *pack_specs], skip_unsupported=skip, cache=cache
     )
     loaded = ctx.meta.get("imds_scan.config")
+    if loaded is None and not presets and not allow:  # no allowlist: config.py not needed
+        for warning in warnings:
+            print(f"imds-scan: warning: {safe(warning)}", file=sys.stderr)
+        return rules
+    from .config import Allowlist, condition_allowlist, merge_allowlists, preset_allowlist
+
     allowlist = merge_allowlists(
         loaded.allowlist if loaded is not None else Allowlist(),
         *(preset_allowlist(name) for name in dict.fromkeys(presets or ())),

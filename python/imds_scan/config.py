@@ -27,34 +27,27 @@ and the key.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .eql import EqlError, Node, parse_condition
 from .fields import field_type
 from .ir_schema import AFFIX_OPS
-from .reference.ip import in_cidr, parse_cidr
 from .rules import Rule
+from .userdirs import CONFIG_ENV as CONFIG_ENV
+from .userdirs import DEFAULT_CONFIG as DEFAULT_CONFIG
+from .userdirs import user_config_path as user_config_path
 
-# Not read implicitly: only named (``--config imds-scan.toml``); the CLI says it was ignored.
-DEFAULT_CONFIG = "imds-scan.toml"
-CONFIG_ENV = "IMDS_SCAN_CONFIG"
+if TYPE_CHECKING:
+    from .eql import Node
+
+# tomllib, difflib, the EQL compiler and the IP parser are imported where used: a scan without
+# a config file, allowlist or preset does not load them (start-up time).
+
 ALLOWLIST = "allowlist"
 # Options that make no sense in a config file (a config naming a config, or none).
 NOT_IN_CONFIG = frozenset({"config", "no-config", "version"})
-
-
-def user_config_path() -> str:
-    """``$XDG_CONFIG_HOME/imds-scan/config.toml``, ``~/.config/imds-scan/config.toml`` by
-    default (the XDG base directory rule: a relative XDG_CONFIG_HOME is ignored)."""
-    base = os.environ.get("XDG_CONFIG_HOME", "")
-    if not os.path.isabs(base):
-        base = os.path.join(os.path.expanduser("~"), ".config")
-    return os.path.join(base, "imds-scan", "config.toml")
 
 
 def matches_everything(pattern: str) -> bool:
@@ -68,6 +61,8 @@ _IPV4_ENDS = (b"\x00" * 10 + b"\xff\xff" + b"\x00" * 4, b"\x00" * 10 + b"\xff" *
 
 def covers_every_address(block_text: str) -> bool:
     """A CIDR block holding every IPv4 address (``0.0.0.0/0``, ``::/0``)."""
+    from .reference.ip import in_cidr, parse_cidr
+
     block = parse_cidr(block_text)
     return block is not None and all(in_cidr(end, block) for end in _IPV4_ENDS)
 
@@ -98,6 +93,8 @@ def holds_for_everything(node: Node) -> bool:
 
 def _checked_condition(text: str, where: str) -> Node:
     """An allowlist condition, refused when it would drop every event."""
+    from .eql import EqlError, parse_condition
+
     try:
         node = parse_condition(text, where)
     except EqlError as exc:
@@ -251,6 +248,8 @@ def glob_node(name: str, globs: Sequence[str], key: str, source: str) -> Node:
 
 
 def cidr_node(name: str, blocks: Sequence[str], key: str, source: str) -> Node:
+    from .reference.ip import parse_cidr
+
     for i, block in enumerate(blocks):
         if parse_cidr(block) is None:
             raise ConfigError(
@@ -288,6 +287,8 @@ def _entries(table: dict[str, Any], key_prefix: str, source: str) -> list[AllowE
         if name == PER_RULE:
             continue
         if name not in ALLOWLIST_KEYS:
+            import difflib
+
             hint = difflib.get_close_matches(name, ALLOWLIST_KEYS, n=1)
             suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
             raise ConfigError(
@@ -336,6 +337,8 @@ def parse_allowlist(table: Any, source: str, key: str = ALLOWLIST) -> Allowlist:
 def preset_allowlist(name: str) -> Allowlist:
     """A bundled preset (rules/presets/<name>.toml): its [allowlist] table, entries labelled
     ``preset <name>``."""
+    import tomllib
+
     from .rules import preset_text
 
     source = f"preset {name}"
@@ -442,6 +445,8 @@ class Config:
 def parse_config(text: str, source: str, command: Any, ctx: Any = None) -> Config:
     """Check a config's text against the command's options (``ctx``: the command's context,
     made here when not given)."""
+    import tomllib
+
     if ctx is None:
         ctx = command.context_class(command)
     try:
@@ -460,6 +465,8 @@ def parse_config(text: str, source: str, command: Any, ctx: Any = None) -> Confi
         if param is None or param.name is None:
             if key in NOT_IN_CONFIG:
                 raise ConfigError(f"{source}: {key}: cannot be set in a config file")
+            import difflib
+
             hint = difflib.get_close_matches(key, [*keys, ALLOWLIST], n=1)
             suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
             raise ConfigError(f"{source}: unknown key {key!r}{suggestion}")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from .fields import field_type
@@ -47,13 +47,20 @@ class EqlError(ValueError):
         super().__init__(f"{source}:{line}:{column}: {message}")
 
 
-@dataclass(frozen=True)
 class Token:
-    kind: str  # ident, string, op, lparen, rparen, comma, eof
-    text: str
-    value: str
-    line: int
-    column: int
+    """One token and where it starts (a plain class: the lexer makes many of them)."""
+
+    __slots__ = ("column", "kind", "line", "text", "value")
+
+    def __init__(self, kind: str, text: str, value: str, line: int, column: int) -> None:
+        self.kind = kind  # ident, string, number, op, lparen, rparen, comma, eof
+        self.text = text
+        self.value = value
+        self.line = line
+        self.column = column
+
+    def __repr__(self) -> str:
+        return f"Token({self.kind!r}, {self.text!r}, {self.value!r}, {self.line}, {self.column})"
 
     def describe(self) -> str:
         if self.kind == "eof":
@@ -74,19 +81,33 @@ class _Lexer:
         self.text = text
         self.source = source
         self.pos = 0
-        self.line = 1
-        self.col = 1
+        # Line and column are worked out from the position when asked (1-based, a column
+        # counts characters): position `_counted` is on line `_line`, which starts at `_start`.
+        self._counted = 0
+        self._line = 1
+        self._start = 0
+        self._space, self._number_tail = _re(_SPACE), _re(_NUMBER_TAIL)
+        self._word, self._plain_chars = _re(_WORD), _re(_PLAIN_CHARS)
+
+    def where(self) -> tuple[int, int]:
+        """(line, column) of the current position."""
+        pos, text = min(self.pos, len(self.text)), self.text
+        if pos >= self._counted:
+            newline = text.rfind("\n", self._counted, pos)
+            if newline >= 0:
+                self._line += text.count("\n", self._counted, pos)
+                self._start = newline + 1
+        else:
+            self._line = 1 + text.count("\n", 0, pos)
+            self._start = text.rfind("\n", 0, pos) + 1
+        self._counted = pos
+        return self._line, pos - self._start + 1
 
     def error(self, message: str, line: int | None = None, col: int | None = None) -> EqlError:
-        return EqlError(message, line or self.line, col or self.col, self.source)
+        here_line, here_col = self.where()
+        return EqlError(message, line or here_line, col or here_col, self.source)
 
     def _advance(self, n: int = 1) -> None:
-        for ch in self.text[self.pos : self.pos + n]:
-            if ch == "\n":
-                self.line += 1
-                self.col = 1
-            else:
-                self.col += 1
         self.pos += n
 
     def _skip_space(self) -> None:
@@ -94,12 +115,12 @@ class _Lexer:
         while self.pos < len(text):
             ch = text[self.pos]
             if ch in " \t\r\n":
-                self._advance()
+                self.pos = self._space.match(text, self.pos).end()  # type: ignore[union-attr]
             elif text.startswith("//", self.pos):
                 end = text.find("\n", self.pos)
                 self._advance((len(text) if end < 0 else end) - self.pos)
             elif text.startswith("/*", self.pos):
-                line, col = self.line, self.col
+                line, col = self.where()
                 end = text.find("*/", self.pos + 2)
                 if end < 0:
                     raise self.error("unterminated comment", line, col)
@@ -112,7 +133,7 @@ class _Lexer:
         is not reached."""
         while True:
             self._skip_space()
-            line, col = self.line, self.col
+            line, col = self.where()
             if self.pos >= len(self.text):
                 yield Token("eof", "", "", line, col)
                 return
@@ -123,10 +144,7 @@ class _Lexer:
                 yield Token("string", self.text[start : self.pos], value, line, col)
             elif ch.isdigit() or (ch == "-" and self.text[self.pos + 1 : self.pos + 2].isdigit()):
                 self._advance()
-                while self.pos < len(self.text) and (
-                    self.text[self.pos].isalnum() or self.text[self.pos] in ".+-"
-                ):
-                    self._advance()
+                self._advance(self._number_tail.match(self.text, self.pos).end() - self.pos)  # type: ignore[union-attr]
                 text = self.text[start : self.pos]
                 yield Token("number", text, text, line, col)
             elif ch.isalpha() or ch in "_@`?":
@@ -156,15 +174,18 @@ class _Lexer:
         while self.pos < len(text):
             ch = text[self.pos]
             if ch == "`":
-                line, col = self.line, self.col
+                line, col = self.where()
                 end = text.find("`", self.pos + 1)
                 if end < 0:
                     raise self.error("unterminated `field name`", line, col)
                 buf.append(text[self.pos + 1 : end])
                 self._advance(end + 1 - self.pos)
-            elif ch.isalnum() or ch in "_@" or (ch == "?" and self.pos == start):
+            elif ch == "?" and self.pos == start:
                 buf.append(ch)
                 self._advance()
+            elif word := self._word.match(text, self.pos):
+                buf.append(word.group())
+                self._advance(word.end() - self.pos)
             elif ch == "." and buf:
                 parts.append("".join(buf))
                 buf = []
@@ -175,7 +196,7 @@ class _Lexer:
         return ".".join(parts)
 
     def _string(self) -> str:
-        line, col = self.line, self.col
+        line, col = self.where()
         text = self.text
         if text.startswith('"""', self.pos):
             end = text.find('"""', self.pos + 3)
@@ -212,11 +233,29 @@ class _Lexer:
                 else:
                     raise self.error(f"unsupported escape sequence \\{nxt}")
             else:
-                out.append(ch)
-                self._advance()
+                plain = self._plain_chars.match(text, self.pos)
+                assert plain is not None  # ch itself is one
+                out.append(plain.group())
+                self._advance(plain.end() - self.pos)
 
 
-_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+@cache
+def _re(pattern: str) -> re.Pattern[str]:
+    """A regular expression compiled when first used: most runs compile no EQL at all (the
+    rule cache), and start-up is shorter without them."""
+    return re.compile(pattern)
+
+
+# Runs the lexer takes whole (a line break is never inside one of them): white space; the
+# rest of a number (alphanumerics and .+-); a field name's letters, digits, _ and @ (`\w` is
+# exactly str.isalnum() or _); a string's characters up to a quote, backslash or line break.
+_SPACE = r"[ \t\r\n]+"
+_NUMBER_TAIL = r"(?:[^\W_]|[.+-])*"
+_WORD = r"[\w@]+"
+_PLAIN_CHARS = r'[^"\\\n]+'
+
+
+_NUMBER = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
 _KEYWORDS = frozenset({"and", "or", "not", "where", "in", "like", "true", "false", "null"})
 
 # EQL function (lower-cased name) → (IR op, IR op of the `~` form or None, canonical name).
@@ -262,6 +301,8 @@ class _Parser:
         return self.peek(0)
 
     def peek(self, ahead: int = 1) -> Token:
+        if self.i + ahead < len(self.tokens):
+            return self.tokens[self.i + ahead]
         while len(self.tokens) <= self.i + ahead and not (
             self.tokens and self.tokens[-1].kind == "eof"
         ):
@@ -514,7 +555,7 @@ class _Parser:
         if tok.kind == "number":
             if not scalars:
                 raise self.error("a string literal")
-            if not _NUMBER.fullmatch(tok.text):
+            if not _re(_NUMBER).fullmatch(tok.text):
                 raise self.refuse(f"invalid number {tok.text!r}", tok)
             self.next()
             return tok.text
@@ -623,7 +664,7 @@ def compile_rule(
 
 # ---------------------------------------------------------------- IR → EQL
 
-_PLAIN_PART = re.compile(r"[A-Za-z_@][A-Za-z0-9_@]*")
+_PLAIN_PART = r"[A-Za-z_@][A-Za-z0-9_@]*"
 _FUNCTION_OF_OP = {
     "starts_with": "startsWith",
     "starts_with_ci": "startsWith~",
@@ -660,7 +701,7 @@ def quote(value: str) -> str:
 def format_field(field: str) -> str:
     """A field path as EQL writes it; parts that are not plain names are backticked."""
     return ".".join(
-        part if _PLAIN_PART.fullmatch(part) and part.lower() not in _KEYWORDS else f"`{part}`"
+        part if _re(_PLAIN_PART).fullmatch(part) and part.lower() not in _KEYWORDS else f"`{part}`"
         for part in field.split(".")
     )
 
@@ -669,7 +710,7 @@ def _literal_texts(node: Node) -> list[str]:
     """The predicate's literals as EQL: numbers and booleans bare where EQL allows them."""
     if node["op"] in ("eq", "eq_ci"):
         return [
-            v if _NUMBER.fullmatch(v) or v in ("true", "false") else quote(v)
+            v if _re(_NUMBER).fullmatch(v) or v in ("true", "false") else quote(v)
             for v in node["values"]
         ]
     return [quote(v) for v in node["values"]]

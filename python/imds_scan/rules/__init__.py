@@ -12,14 +12,15 @@ with the reason and, for query errors, the file's line and column.
 from __future__ import annotations
 
 import os
-import tomllib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..eql import EqlError, compile_rule
+if TYPE_CHECKING:
+    from .cache import RuleCache
 
 
 @dataclass(frozen=True)
@@ -81,18 +82,26 @@ class RuleFileError(ValueError):
         self.problems = list(problems)
 
 
+def _bundled_bytes() -> bytes:
+    return resources.files("imds_scan.rules").joinpath(DEFAULT_RULE_FILE).read_bytes()
+
+
 def _bundled_text() -> str:
-    return resources.files("imds_scan.rules").joinpath(DEFAULT_RULE_FILE).read_text("utf-8")
+    return _decode(_bundled_bytes())
 
 
 def default_query() -> str:
     """The seed's Elastic EQL query, exactly as published (the bundled rule file's query)."""
+    import tomllib
+
     query: str = tomllib.loads(_bundled_text())["rule"]["query"]
     return query
 
 
 def load_rule(query: str, *, rule_id: str, name: str, severity: str, source: str) -> Rule:
     """A rule from a query and the three fields every hit reports."""
+    from ..eql import compile_rule
+
     ir = compile_rule(query, name=name, rule_id=rule_id, severity=severity, source=source)
     return Rule(rule_id, name, severity, query, ir, source=source)
 
@@ -113,9 +122,12 @@ def preset_text(name: str) -> str:
     return resources.files("imds_scan.rules").joinpath("presets", f"{name}.toml").read_text("utf-8")
 
 
+BUNDLED_SOURCE = f"<bundled {DEFAULT_RULE_FILE}>"
+
+
 def default_rules() -> list[Rule]:
     """The bundled rule (python/imds_scan/rules/imds_default.toml)."""
-    return [parse_rule_text(_bundled_text(), f"<bundled {DEFAULT_RULE_FILE}>")]
+    return [parse_rule_text(_bundled_text(), BUNDLED_SOURCE)]
 
 
 # ---------------------------------------------------------------- rule files
@@ -149,8 +161,57 @@ def _strings(table: dict[str, Any], key: str, source: str) -> tuple[str, ...]:
     return tuple(values)
 
 
+# A file can only hold an EQL rule if "eql" is in its text (any case), or could be written with
+# a \\u escape: without either it is refused by its `language` or `type` line, unparsed.
+# (Patterns, compiled when first used: a scan with the default rule uses none of them.)
+_MAY_BE_EQL = r"[eE][qQ][lL]|\\[uU]"
+_KIND_LINE = r'(?m)^(language|type)[ \t]*=[ \t]*"([A-Za-z0-9_-]*)"[ \t]*$'
+# Any line that might set either key (quoted or dotted keys, other string forms).
+_ANY_KIND_LINE = r"(?m)^[ \t]*[\"']?(?:language|type)\b"
+_HEADER_LINE = r"(?m)^[ \t]*\["
+
+
+def _plainly_not_eql(text: str, source: str) -> RuleFileError | None:
+    """The refusal of a rule file that cannot hold an EQL rule, found without parsing the
+    TOML (half of Elastic's rule files are KQL, ES|QL or machine learning jobs); None when
+    that is not plain from its lines, and the file is parsed. (Such a file that is not valid
+    TOML either is refused for its language rather than its syntax.)"""
+    if re.search(_MAY_BE_EQL, text):
+        return None
+    matches = list(re.finditer(_KIND_LINE, text))
+    if len(matches) != len(re.findall(_ANY_KIND_LINE, text)):
+        return None
+    found: dict[str, str] = {}
+    for match in matches:
+        key, value = match.groups()
+        headers = list(re.compile(_HEADER_LINE).finditer(text, 0, match.start()))
+        at = headers[-1].start() if headers else -1
+        table = text[at : text.find("\n", at)] if at >= 0 else ""
+        if key in found or table.strip() != "[rule]":
+            return None  # twice, or outside [rule]: let the parser say
+        found[key] = value
+    if "language" in found:
+        return RuleFileError(
+            f"{source}: language {found['language']!r} is not supported "
+            "(imds-scan runs EQL rules only)"
+        )
+    if "type" in found:
+        return RuleFileError(
+            f"{source}: rule type {found['type']!r} is not supported "
+            "(imds-scan runs EQL rules only)"
+        )
+    return None
+
+
 def parse_rule_text(text: str, source: str) -> Rule:
     """One rule from the text of an Elastic detection-rules TOML file."""
+    import tomllib
+
+    from ..eql import EqlError, compile_rule
+
+    refused = _plainly_not_eql(text, source)
+    if refused is not None:
+        raise refused
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -225,15 +286,111 @@ def parse_rule_text(text: str, source: str) -> Rule:
     )
 
 
-def load_rule_file(path: str | os.PathLike[str]) -> Rule:
-    """One rule file; RuleFileError if it cannot be read or is not a rule imds-scan runs."""
+def _decode(data: bytes) -> str:
+    """A file's bytes as text, as ``Path.read_text("utf-8")`` reads them (universal newlines)."""
+    text = data.decode("utf-8")
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
+def load_rule_file(path: str | os.PathLike[str], *, cache: RuleCache | None = None) -> Rule:
+    """One rule file; RuleFileError if it cannot be read or is not a rule imds-scan runs.
+    With a ``cache``, what the file compiles to (or why it is refused) is looked up there by
+    the hash of its bytes, and stored there when absent (see rules/cache.py)."""
     try:
-        text = Path(path).read_text("utf-8")
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise RuleFileError(f"{os.fspath(path)}: cannot read: {exc.strerror or exc}") from None
+    return _load_bytes(data, os.fspath(path), cache)
+
+
+def _load_bytes(
+    data: bytes, source: str, cache: RuleCache | None, *, bundled: bool = False
+) -> Rule:
+    from . import cache as cache_mod
+
+    name = ""
+    if cache is not None:
+        name = cache_mod.bundled_key(data) if bundled else cache_mod.key(data)
+    if cache is not None:
+        entry = cache.get(name)
+        found = _from_entry(entry, source) if entry is not None else None
+        if found is not None:
+            if isinstance(found, RuleFileError):
+                raise found
+            return found
+    try:
+        text = _decode(data)
     except UnicodeDecodeError:
-        raise RuleFileError(f"{os.fspath(path)}: not UTF-8 text") from None
-    return parse_rule_text(text, os.fspath(path))
+        raise RuleFileError(f"{source}: not UTF-8 text") from None
+    # Compiled without its path: the entry stands for the content, wherever it is found.
+    try:
+        rule = parse_rule_text(text, "")
+    except RuleFileError as exc:
+        if cache is not None:
+            cache.put(name, {"refused": str(exc)})
+        raise RuleFileError(f"{source}{exc}") from None
+    if cache is not None:
+        _store(cache, name, rule)
+    return _with_source(rule, source)
+
+
+_ENTRY_STRINGS = ("id", "name", "severity", "query", "description")
+_ENTRY_LISTS = ("references", "false_positives", "tags")
+
+
+def _store(cache: RuleCache, name: str, rule: Rule) -> None:
+    entry: dict[str, Any] = {k: getattr(rule, k) for k in (*_ENTRY_STRINGS, "ir", "risk_score")}
+    entry.update({k: list(getattr(rule, k)) for k in (*_ENTRY_LISTS, "threat")})
+    # Only what JSON gives back unchanged (a TOML date in a threat table would not).
+    try:
+        import json
+
+        if json.loads(json.dumps(entry)) != entry:
+            return
+    except (TypeError, ValueError):
+        return
+    cache.put(name, {"rule": entry})
+
+
+def _from_entry(entry: dict[str, Any], source: str) -> Rule | RuleFileError | None:
+    """The rule (or the refusal) a cache entry holds; None for an entry of another shape."""
+    if isinstance(entry.get("refused"), str):
+        return RuleFileError(f"{source}{entry['refused']}")
+    rule = entry.get("rule")
+    if not isinstance(rule, dict) or not isinstance(rule.get("ir"), dict):
+        return None
+    risk = rule.get("risk_score")
+    if not all(isinstance(rule.get(k), str) for k in _ENTRY_STRINGS) or not (
+        risk is None or (isinstance(risk, int) and not isinstance(risk, bool))
+    ):
+        return None
+    lists: dict[str, Any] = {k: rule.get(k) for k in (*_ENTRY_LISTS, "threat")}
+    if not all(isinstance(v, list) for v in lists.values()):
+        return None
+    if not all(isinstance(s, str) for k in _ENTRY_LISTS for s in lists[k]) or not all(
+        isinstance(t, dict) for t in lists["threat"]
+    ):
+        return None
+    return Rule(
+        id=rule["id"],
+        name=rule["name"],
+        severity=rule["severity"],
+        query=rule["query"],
+        ir=rule["ir"],
+        description=rule["description"],
+        risk_score=risk,
+        references=tuple(lists["references"]),
+        false_positives=tuple(lists["false_positives"]),
+        tags=tuple(lists["tags"]),
+        threat=tuple(lists["threat"]),
+        source=source,
+    )
+
+
+def _with_source(rule: Rule, source: str) -> Rule:
+    import dataclasses
+
+    return dataclasses.replace(rule, source=source)
 
 
 def _rule_files(spec: str) -> Iterable[str]:
@@ -251,21 +408,25 @@ def _rule_files(spec: str) -> Iterable[str]:
 
 
 def load_rules(
-    specs: Sequence[str], *, skip_unsupported: bool = False
+    specs: Sequence[str], *, skip_unsupported: bool = False, cache: bool = True
 ) -> tuple[list[Rule], list[str]]:
     """Rules from files and directories (every ``.toml`` below a directory, in path order);
     ``default`` is the bundled rule. Returns (rules, warnings).
 
     A file that cannot be loaded is an error (RuleFileError naming every such file), unless
     ``skip_unsupported``: then each is a warning and the others run. Two rules with one
-    ``rule_id`` are always an error.
+    ``rule_id`` are always an error. ``cache``: use the compiled-rule cache under the user's
+    cache directory (rules/cache.py); the results are the same either way.
     """
+    from .cache import RuleCache
+
+    store = RuleCache() if cache else None
     rules: list[Rule] = []
     problems: list[str] = []
     seen: dict[str, str] = {}
     for spec in specs:
         if spec == DEFAULT_RULE_ALIAS and not os.path.exists(spec):
-            loaded = default_rules()
+            loaded = [_load_bytes(_bundled_bytes(), BUNDLED_SOURCE, store, bundled=True)]
         else:
             loaded = []
             try:
@@ -275,7 +436,7 @@ def load_rules(
                 continue
             for path in files:
                 try:
-                    loaded.append(load_rule_file(path))
+                    loaded.append(load_rule_file(path, cache=store))
                 except RuleFileError as exc:
                     problems.append(str(exc))
         for rule in loaded:
