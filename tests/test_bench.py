@@ -49,3 +49,37 @@ def test_sample_is_what_its_documented_command_writes(tmp_path: Path) -> None:
     assert (tmp_path / "sample.ndjson").read_bytes() == SAMPLE.read_bytes()
     written = tmp_path / "sample.ndjson.expected.json"
     assert written.read_bytes() == Path(f"{SAMPLE}.expected.json").read_bytes()
+
+
+def test_noise_lines_carry_the_rules_literals_and_match_in_neither_engine(tmp_path: Path) -> None:
+    import json
+
+    from imds_scan import default_rules
+    from imds_scan._engine import Scanner
+
+    out = tmp_path / "noise.ndjson"
+    generate(
+        *("--size", "200K", "--seed", "4", "--tp-rate", "0", "--near-miss-rate", "0"),
+        *("--noise-rate", "0.3", "--out", out),
+    )
+    expected = json.loads(out.with_name(out.name + ".expected.json").read_text())
+    (rule,) = default_rules()
+    needles = [n.lower() for n in Scanner([json.dumps(rule.ir)]).needles() or ()]
+    assert needles
+    lines = out.read_text().splitlines()
+    noisy = [line for line in lines if any(n in line.lower() for n in needles)]
+    # Benign lines hold no needle, so the lines that do are the noise lines, every variant.
+    assert len(noisy) == expected["noise_lines"] > 0.2 * len(lines)
+    assert expected["hits"] == 0 and sorted(expected["noise_by_variant"]) == [
+        "agent_connection",
+        "gce_dns_lookup",
+        "health_check_end",
+    ]
+    for engine in ("rust", "python"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "imds_scan", "--engine", engine, "-f", "ndjson", "-q", out],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert (proc.returncode, proc.stdout) == (0, ""), (engine, proc.stderr)
