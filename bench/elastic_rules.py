@@ -39,8 +39,8 @@ def _log(msg: str) -> None:
     print(f"[elastic-rules] {msg}", file=sys.stderr, flush=True)
 
 
-def _fetch_tarball(commit: str, dest: Path) -> bool:
-    url = f"https://codeload.github.com/{UPSTREAM}/tar.gz/{commit}"
+def _fetch_tarball(commit: str, dest: Path, url: str | None = None) -> bool:
+    url = url or f"https://codeload.github.com/{UPSTREAM}/tar.gz/{commit}"
     _log(f"downloading {url}")
     try:
         with urllib.request.urlopen(url, timeout=60) as resp:

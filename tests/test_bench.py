@@ -1,5 +1,7 @@
 """The benchmark corpus generator (bench/gen_corpus.py, the package bench/corpus): the same
-arguments give the same bytes, and the committed sample is what its documented command writes."""
+arguments give the same bytes, the committed sample is what its documented command writes, and
+the noisy corpus's noise lines hold the rule's literals without matching; the Elastic rule
+sweep's subsets (bench/elastic_rules.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,3 +86,56 @@ def test_noise_lines_carry_the_rules_literals_and_match_in_neither_engine(tmp_pa
             timeout=120,
         )
         assert (proc.returncode, proc.stdout) == (0, ""), (engine, proc.stderr)
+
+
+RULE_TOML = """[rule]
+name = "r {id}"
+rule_id = "{id}"
+severity = "low"
+language = "{lang}"
+query = '''
+process where process.name == "{id}"
+'''
+"""
+
+
+def test_elastic_rule_sweep_takes_the_first_accepted_rules_by_rule_id(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import elastic_rules
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    # A tarball laid out as GitHub's codeload serves it: one top directory, then rules/.
+    src = tmp_path / "detection-rules-abc" / "rules"
+    (src / "linux").mkdir(parents=True)
+    (src / "windows").mkdir()
+    for folder, rid, lang in (
+        ("linux", "c-3", "eql"),
+        ("windows", "a-1", "eql"),
+        ("windows", "b-2", "kuery"),  # refused: not EQL
+        ("linux", "d-4", "eql"),
+    ):
+        (src / folder / f"{rid}.toml").write_text(RULE_TOML.format(id=rid, lang=lang))
+    (tmp_path / "README.md").write_text("outside rules/: not extracted")
+    tarball = tmp_path / "dr.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(src.parent, arcname="detection-rules-abc")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    assert elastic_rules._fetch_tarball("abc", cache, url=tarball.as_uri())
+    assert sorted(p.name for p in (cache / "rules").rglob("*.toml")) == [
+        "a-1.toml",
+        "b-2.toml",
+        "c-3.toml",
+        "d-4.toml",
+    ]
+    info = elastic_rules.prepare("abc", tmp_path / "data", cache, sizes=("1", "2", "all"))
+    assert (info["files"], info["accepted"]) == (4, 3)
+    subsets = info["subsets"]
+    assert isinstance(subsets, dict)
+    chosen = {k: sorted(p.name for p in Path(v["dir"]).iterdir()) for k, v in subsets.items()}
+    assert chosen == {
+        "1": ["0000-a-1.toml"],
+        "2": ["0000-a-1.toml", "0001-c-3.toml"],
+        "all": ["0000-a-1.toml", "0001-c-3.toml", "0002-d-4.toml"],
+    }
