@@ -52,6 +52,23 @@ def test_no_warning_below_a_tenth_of_the_lines(tmp_path: Path) -> None:
     assert "(imds-default): its literal" in warning and "15% of the lines" in warning
 
 
+def test_a_file_of_hits_is_no_reason_to_warn(tmp_path: Path) -> None:
+    # Every line holds the default rule's literal, but every line is a hit: nothing parsed
+    # in vain. The same lines with the event type of no match are parsed in vain.
+    hit = {
+        "event": {"category": "process", "type": "start"},
+        "process": {"name": "curl", "command_line": "curl http://169.254.169.254/latest/"},
+    }
+    hits = tmp_path / "hits.ndjson"
+    hits.write_text((json.dumps(hit) + "\n") * 30)
+    assert prefilter_warnings(default_rules(), [str(hits)]) == []
+    hit["event"]["type"] = "end"
+    ends = tmp_path / "ends.ndjson"
+    ends.write_text((json.dumps(hit) + "\n") * 30)
+    (warning,) = prefilter_warnings(default_rules(), [str(ends)])
+    assert 'its literal "169.254.169.254" is in 100% of the lines sampled' in warning
+
+
 def test_sample_of_a_gzip_file_in_a_directory(tmp_path: Path) -> None:
     folder = tmp_path / "logs"
     folder.mkdir()

@@ -61,6 +61,7 @@ class Sample:
     """The first lines of the input, ASCII lower case (the prefilter folds ASCII only)."""
 
     def __init__(self, data: bytes, where: str) -> None:
+        self.raw = data
         data = data.lower()
         self.data = data
         self.where = where
@@ -168,20 +169,38 @@ def _pct(share: float) -> str:
     return f"{share:.0%}" if share >= 0.01 else f"{share:.1%}"
 
 
-def _measured(label: str, needles: Sequence[str], sample: Sample) -> str | None:
-    """The warning for a rule whose literals are in too many sampled lines, else None."""
+def _parsed_lines(needles: Sequence[str], sample: Sample) -> set[int]:
     parsed: set[int] = set()
     for n in needles:
         parsed |= sample.lines_with(n)
-    share = len(parsed) / sample.lines
-    if share < WARN_SHARE:
-        return None
+    return parsed
+
+
+def _hit_lines(rules: Sequence[Rule], sample: Sample) -> list[int]:
+    """Per rule, the sampled lines it matches (one scan of the sample with all of them)."""
+    import io
+
+    from .._engine import Scanner
+
+    try:
+        hits, _stats, _cancelled = Scanner([json.dumps(r.ir) for r in rules]).scan(
+            [io.BytesIO(sample.raw)], threads=1
+        )
+    except Exception:  # a warning is never worth failing the scan: count no hits
+        return [0] * len(rules)
+    lines: list[set[int]] = [set() for _ in rules]
+    for hit in hits:  # (input, line, rule, branch, witness, text)
+        lines[hit[2]].add(hit[1])
+    return [len(x) for x in lines]
+
+
+def _measured(label: str, needles: Sequence[str], parsed: int, sample: Sample) -> str:
     worst = max(needles, key=lambda n: (len(sample.lines_with(n)), n))
     return (
         f"{label}: its literal {json.dumps(worst)} is in "
         f"{_pct(len(sample.lines_with(worst)) / sample.lines)} of the lines sampled "
-        f"({sample.where}): the scan parses about {_pct(share)} of the lines for this rule "
-        "(slow)"
+        f"({sample.where}): the scan parses about {_pct(parsed / sample.lines)} of the lines "
+        "for this rule (slow)"
     )
 
 
@@ -210,12 +229,14 @@ def prefilter_warnings(rules: Sequence[Rule], paths: Sequence[str] = ()) -> list
 
     sample: Sample | None = None
     sampled = False
-    warnings = []
-    for rule in rules:
+    warnings: dict[int, str] = {}
+    # (index, rule, needles, lines parsed) of the rules whose sampled share is high.
+    flagged: list[tuple[int, Rule, list[str], int]] = []
+    for i, rule in enumerate(rules):
         needles = Scanner([json.dumps(rule.ir)]).needles()
         label = f"rule {rule.name!r} ({rule.id})"
         if needles is None:
-            warnings.append(
+            warnings[i] = (
                 f"{label} has no literal that every match contains: the scan will parse every "
                 "line (slow). A condition with a selective string in every branch (for "
                 'example process.name in~ ("curl")) lets it skip lines.'
@@ -223,9 +244,20 @@ def prefilter_warnings(rules: Sequence[Rule], paths: Sequence[str] = ()) -> list
             continue
         if not sampled:  # read once, and only when a rule has literals to measure
             sample, sampled = read_sample(paths), True
-        message = (
-            _measured(label, needles, sample) if sample is not None else _guessed(label, needles)
-        )
-        if message is not None:
-            warnings.append(message)
-    return warnings
+        if sample is None:
+            message = _guessed(label, needles)
+            if message is not None:
+                warnings[i] = message
+            continue
+        parsed = len(_parsed_lines(needles, sample))
+        if parsed >= WARN_SHARE * sample.lines:
+            flagged.append((i, rule, needles, parsed))
+    if sample is not None and flagged:
+        # Lines that are hits are not the literal's fault (a file of hits, already filtered):
+        # a rule is named when the lines parsed in vain reach the share.
+        hit_counts = _hit_lines([f[1] for f in flagged], sample)
+        for (i, rule, needles, parsed), hit in zip(flagged, hit_counts, strict=True):
+            if parsed - hit >= WARN_SHARE * sample.lines:
+                label = f"rule {rule.name!r} ({rule.id})"
+                warnings[i] = _measured(label, needles, parsed, sample)
+    return [warnings[i] for i in sorted(warnings)]
