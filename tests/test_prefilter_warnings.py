@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from imds_scan.eql import compile_rule
 from imds_scan.rules import Rule, default_rules
 from imds_scan.rules.prefilter import prefilter_warnings
@@ -78,9 +80,14 @@ def test_sample_of_a_gzip_file_in_a_directory(tmp_path: Path) -> None:
     assert "of e.ndjson.gz)" in warning and "about 40% of the lines" in warning
 
 
-def test_without_a_sample_the_table_of_common_words_stands_in(tmp_path: Path) -> None:
+def test_without_a_sample_the_table_of_common_words_stands_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     broad, short = rule('process where true_field == "x"'), rule(ZEBRA_AB, "r-2")
     few = lines_file(tmp_path / "few.ndjson", mixed()[:19])  # too few lines to measure
+    # `-` is stdin, even when the working directory holds a file of that name.
+    lines_file(tmp_path / "-", mixed())
+    monkeypatch.chdir(tmp_path)
     for paths in (["-"], [str(few)]):
         first, second = prefilter_warnings([broad, short], paths)
         assert 'its literal "process" is in about 77% of the lines of typical ECS logs' in first

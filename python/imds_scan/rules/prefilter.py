@@ -118,6 +118,8 @@ def _local_files(paths: Sequence[str]) -> list[str]:
     """The first few regular files the arguments name (a directory: its first files)."""
     out: list[str] = []
     for arg in paths:
+        if arg == "-":  # stdin, even beside a file of that name: not ours to read
+            continue
         if os.path.isfile(arg):
             out.append(arg)
         elif os.path.isdir(arg):
