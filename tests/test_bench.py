@@ -139,3 +139,35 @@ def test_elastic_rule_sweep_takes_the_first_accepted_rules_by_rule_id(tmp_path: 
         "2": ["0000-a-1.toml", "0001-c-3.toml"],
         "all": ["0000-a-1.toml", "0001-c-3.toml", "0002-d-4.toml"],
     }
+
+
+def test_harness_reports_the_issue_targets_as_pass_or_fail() -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import harness
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+
+    def row(name: str, work_s: float, hits: int, rss_mb: float = 30.0) -> dict[str, object]:
+        return {"name": name, "work_s": work_s, "wall_s": work_s, "mb_s": 1073.7 / work_s,
+                "hits": hits, "rss_mb": rss_mb}  # fmt: skip
+
+    base = harness.BASE_CLI
+    rows = [
+        row(base, 0.5, 483),
+        row(harness.HS_2, 0.8, 483),
+        row(f"imds-scan CLI, 2 threads, {harness.NOISY}", 0.6, 504),
+        row(f"{harness.HS_2}, {harness.NOISY}", 3.0, 504),
+        row(f"{base}, 715 Elastic rules (all accepted)", 2.5, 20256),
+        row(f"{base}, broad rule -> ndjson file", 1.2, 277004, rss_mb=250),
+        row(f"{base}, default rule -> ndjson file", 0.5, 483),
+    ]
+    meta = {"noisy_corpus": {"name": "n.ndjson", "noise_lines": 9}, "elastic_rules": {}}
+    text = "\n".join(harness.target_lines(rows, meta))
+    assert "1.60x (target >= 1.5x" in text  # the peer's time over the CLI's
+    assert "CLI, 2 threads: 1.79 GB/s (504 hits; target >= 2.0 GB/s): **fail**" in text
+    assert "(target: ahead, > 1x): **pass**" in text
+    assert "5.0x, 429 MB/s, 20256 hits (target <= 4x): **fail**" in text
+    # Within 3x of the time, but above 200 MB peak RSS.
+    assert "250 MB peak RSS, 277004 hits" in text and "2.4x the time" in text
+    assert text.rstrip().endswith("**fail**")
