@@ -1292,7 +1292,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.noise_rate and wanted(f"imds-scan CLI, 2 threads, {NOISY}", f"{HS_2}, {NOISY}"):
         noisy = ensure_corpus(args.data, size, args.seed, args.noise_rate)
     sweep = None
-    if not args.no_sweep:
+    # The sweep's case names before its rules are counted (N unknown): enough for --only.
+    sweep_names = [f"{BASE_CLI}, {n} Elastic rules" for n in ("1", "10", "100")]
+    sweep_names += [
+        f"{BASE_CLI}, all Elastic rules (all accepted)",
+        "rule loading, Elastic rules",
+        "imds-scan CLI start-up, Elastic rules (1-line input)",
+    ]
+    if not args.no_sweep and wanted(*sweep_names):
         try:
             sweep = elastic_rules.prepare(args.rules_commit, args.data, args.rules_from)
         except SystemExit as exc:
