@@ -31,7 +31,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from corpus.seed_rule import engine_rule  # bench/ is on sys.path
+import elastic_rules  # bench/ is on sys.path
+from corpus.seed_rule import engine_rule
 from corpus.writer import parse_size
 
 BENCH = Path(__file__).resolve().parent
@@ -45,6 +46,20 @@ ABSENT_NEEDLE = "zq-imds-absent-needle-xj"
 IMDS_COMPRESSION_WORDS = ("gzip", ".gz", "zstd", ".zst")
 IMDS_OK = (0, 1)  # imds-scan exits 1 when it found hits
 
+
+BROAD_RULE = REPO / "tests" / "data" / "broad" / "process_start.toml"
+NOISY = "noisy corpus"
+BASE_CLI = "imds-scan CLI, all threads"  # the default rule's row the ratios divide by
+HS_2 = "Python hyperscan + orjson, 2 processes"
+STARTUP = "imds-scan CLI start-up (1-line input)"
+# Issue 14 and 15's targets, reported (never asserted) beside the figures.
+TARGET_NOISY_GB_S = 2.0
+TARGET_VS_PEER = 1.5
+TARGET_SWEEP_RATIO = 4.0
+TARGET_LOAD_S = 0.3
+TARGET_STARTUP_S = 0.15
+TARGET_MANY_HITS_RATIO = 3.0
+TARGET_MANY_HITS_RSS_MB = 200
 
 PACK = "hardened"
 PACK_SUFFIX = f", --pack {PACK}"  # a row that runs the pack beside its row without it
@@ -107,9 +122,10 @@ class Corpus:
         return int(self.expected["hits"])
 
 
-def ensure_corpus(data: Path, size: str, seed: int) -> Corpus:
-    """The corpus for (size, seed), generated when missing or incomplete."""
-    path = data / f"ecs-{size.upper()}-s{seed}.ndjson"
+def ensure_corpus(data: Path, size: str, seed: int, noise_rate: float = 0.0) -> Corpus:
+    """The corpus for (size, seed, noise rate), generated when missing or incomplete."""
+    noise = f"-noise{noise_rate:g}" if noise_rate else ""
+    path = data / f"ecs-{size.upper()}-s{seed}{noise}.ndjson"
     exp = path.with_name(path.name + ".expected.json")
     if path.exists() and exp.exists():
         expected = json.loads(exp.read_text())
@@ -119,6 +135,8 @@ def ensure_corpus(data: Path, size: str, seed: int) -> Corpus:
     data.mkdir(parents=True, exist_ok=True)
     log(f"generating {path.relative_to(REPO)} (size {size}, seed {seed}; ~20 MB/s)")
     cmd = [sys.executable, str(GEN), "--size", size, "--seed", str(seed), "--out", str(path)]
+    if noise_rate:
+        cmd += ["--noise-rate", str(noise_rate)]
     subprocess.run(cmd, check=True)
     return Corpus(path, json.loads(exp.read_text()))
 
@@ -229,6 +247,30 @@ def _no_count(_out: str, _err: str) -> dict[str, Any]:
     return {}
 
 
+def _file_lines(path: Path) -> Callable[[str, str], dict[str, Any]]:
+    """Hits written to an NDJSON output file: its lines."""
+
+    def parse(_out: str, _err: str) -> dict[str, Any]:
+        n = 0
+        with open(path, "rb") as f:
+            while chunk := f.read(16 << 20):
+                n += chunk.count(b"\n")
+        return {"hits": n}
+
+    return parse
+
+
+def _parquet_rows(path: Path) -> Callable[[str, str], dict[str, Any]]:
+    """Hits written to a Parquet output file: its rows (from the footer)."""
+
+    def parse(_out: str, _err: str) -> dict[str, Any]:
+        import polars as pl
+
+        return {"hits": int(pl.scan_parquet(path).select(pl.len()).collect().item())}
+
+    return parse
+
+
 def _worker_json(out: str, _err: str) -> dict[str, Any]:
     line = out.strip().splitlines()[-1]
     result: dict[str, Any] = json.loads(line)
@@ -273,6 +315,8 @@ def build_cases(
     shards: tuple[Path, list[Path]] | None,
     args: argparse.Namespace,
     notes: list[str],
+    noisy: Corpus | None = None,
+    sweep: dict[str, Any] | None = None,
 ) -> list[Case]:
     cases: list[Case] = []
     nd = corpus.path
@@ -566,7 +610,140 @@ def build_cases(
                 compressed_bytes=path.stat().st_size,
             )
         )
+    if cli is not None:
+        extra_cases(cli, corpus, noisy, sweep, rule_file, tiny, args, notes, add)
     return cases
+
+
+def extra_cases(
+    cli: list[str],
+    corpus: Corpus,
+    noisy: Corpus | None,
+    sweep: dict[str, Any] | None,
+    rule_file: Path,
+    tiny: Path,
+    args: argparse.Namespace,
+    notes: list[str],
+    add: Callable[[Case], None],
+) -> None:
+    """Issue 14 and 15's cases: the noisy corpus, the Elastic rule-count sweep, many hits."""
+    nd = corpus.path
+    cores = os.cpu_count() or 1
+    if noisy is not None:
+        rate = f"{noisy.expected.get('noise_rate', 0):.0%}"
+        add(
+            Case(
+                f"imds-scan CLI, 2 threads, {NOISY}",
+                "imds-scan",
+                [*cli, "--threads", "2", "-f", "ndjson", "-q", str(noisy.path)],
+                noisy.path,
+                noisy,
+                "2",
+                _count_lines,
+                f"{rate} of lines carry the rule's literals without matching (cloud agents "
+                "polling the metadata service, GCE DNS lookups, health checks' process ends); "
+                "wall time of the command",
+                ok_codes=IMDS_OK,
+            )
+        )
+        if has_module("hyperscan") and has_module("orjson"):
+            add(
+                Case(
+                    f"{HS_2}, {NOISY}",
+                    "peer",
+                    [
+                        sys.executable,
+                        str(PEERS),
+                        "hyperscan",
+                        str(noisy.path),
+                        "--procs",
+                        "2",
+                        "--rule",
+                        str(rule_file),
+                    ],
+                    noisy.path,
+                    noisy,
+                    "2",
+                    _worker_json,
+                )
+            )
+    if sweep is not None:
+        commit = str(sweep["commit"])[:12]
+        for label, sub in sweep["subsets"].items():
+            n = sub["rules"]
+            what = f"{n} Elastic rule{'s' if n != 1 else ''}" + (
+                " (all accepted)" if label == "all" else ""
+            )
+            add(
+                Case(
+                    f"{BASE_CLI}, {what}",
+                    "imds-scan",
+                    [*cli, "--threads", "0", "--rule", sub["dir"], "-f", "ndjson", "-q", str(nd)],
+                    nd,
+                    None,
+                    f"all ({cores})",
+                    _count_lines,
+                    f"the first {n} of the {sweep['accepted']} rules of elastic/detection-rules "
+                    f"{commit} that imds-scan accepts, by rule_id; no expected count",
+                    ok_codes=IMDS_OK,
+                )
+            )
+        full = sweep["subsets"].get("all")
+        if full is not None:
+            add(
+                Case(
+                    f"rule loading, {full['rules']} Elastic rules",
+                    "imds-scan",
+                    [sys.executable, str(PEERS), "load", full["dir"]],
+                    Path(full["dir"]),
+                    None,
+                    "1",
+                    _worker_json,
+                    "TOML parsing and EQL compilation, measured inside the process",
+                    bytes=1,
+                    lines=1,
+                )
+            )
+            add(
+                Case(
+                    f"imds-scan CLI start-up, {full['rules']} Elastic rules (1-line input)",
+                    "imds-scan",
+                    [*cli, "--rule", full["dir"], "-f", "ndjson", "-q", str(tiny)],
+                    tiny,
+                    None,
+                    "1",
+                    _count_lines,
+                    "start-up with the whole rule set: imports, rule loading, a one-line scan",
+                    ok_codes=IMDS_OK,
+                    bytes=tiny.stat().st_size,
+                    lines=1,
+                )
+            )
+    out_dir = args.data / "many-hits"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for kind, parse in (("ndjson", _file_lines), ("parquet", _parquet_rows)):
+        if kind == "parquet" and not has_module("polars"):
+            notes.append("polars not installed: the Parquet many-hits rows are skipped")
+            continue
+        for which, rule in (("default rule", None), ("broad rule", BROAD_RULE)):
+            dest = out_dir / f"{which.split()[0]}.{kind}"
+            rule_args = ["--rule", str(rule)] if rule is not None else []
+            out_args = ["-f", kind, "-o", str(dest), "-q", str(nd)]
+            add(
+                Case(
+                    f"{BASE_CLI}, {which} -> {kind} file",
+                    "imds-scan",
+                    [*cli, "--threads", "0", *rule_args, *out_args],
+                    nd,
+                    corpus if rule is None else None,
+                    f"all ({cores})",
+                    parse(dest),
+                    "many hits (issue 14): every process start"
+                    if rule is not None
+                    else "the default rule, same output, for the ratio",
+                    ok_codes=IMDS_OK,
+                )
+            )
 
 
 # ----------------------------------------------------------------------------- running
@@ -728,6 +905,98 @@ def summarize(case: Case, runs: list[dict[str, Any]]) -> dict[str, Any]:
     return row
 
 
+def _verdict(ok: bool) -> str:
+    return "**pass**" if ok else "**fail**"
+
+
+def target_lines(rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[str]:
+    """Issue 14 and 15's targets beside the figures of this run (medians; pass/fail text)."""
+    by = {r["name"]: r for r in rows if r.get("work_s")}
+    out: list[str] = []
+    base = by.get(BASE_CLI)
+
+    def hits(r: dict[str, Any]) -> str:
+        exp = f" of {r['expected']}" if r.get("expected") is not None else ""
+        return f"{r.get('hits')} hits{exp}"
+
+    peer = by.get(HS_2)
+    if base and peer:
+        x = peer["work_s"] / base["work_s"]
+        out.append(
+            f"- Default rule, CLI, all threads: {fmt(base['mb_s'])} MB/s ({hits(base)}) against "
+            f"hyperscan + orjson in 2 processes {fmt(peer['mb_s'])} MB/s ({hits(peer)}): "
+            f"{x:.2f}x (target >= {TARGET_VS_PEER}x; the CLI's time includes its start-up, "
+            f"the peer's does not): {_verdict(x >= TARGET_VS_PEER)}"
+        )
+    cli_noisy = by.get(f"imds-scan CLI, 2 threads, {NOISY}")
+    if cli_noisy:
+        gb = cli_noisy["mb_s"] / 1000
+        nc = meta.get("noisy_corpus", {})
+        out.append(
+            f"- Noisy corpus (`{nc.get('name')}`, {nc.get('noise_lines')} noise lines), CLI, 2 "
+            f"threads: {gb:.2f} GB/s ({hits(cli_noisy)}; target >= {TARGET_NOISY_GB_S} GB/s): "
+            f"{_verdict(gb >= TARGET_NOISY_GB_S)}"
+        )
+        peer_noisy = by.get(f"{HS_2}, {NOISY}")
+        if peer_noisy:
+            x = peer_noisy["work_s"] / cli_noisy["work_s"]
+            out.append(
+                f"- Noisy corpus against hyperscan + orjson in 2 processes "
+                f"({fmt(peer_noisy['mb_s'])} MB/s, {hits(peer_noisy)}): {x:.2f}x (target: "
+                f"ahead, > 1x): {_verdict(x > 1)}"
+            )
+    sweep = [r for r in rows if r["name"].startswith(BASE_CLI) and "Elastic rule" in r["name"]]
+    if base and sweep:
+        er = meta.get("elastic_rules", {})
+        out.append(
+            f"- Rule-count sweep (elastic/detection-rules {er.get('commit')}: {er.get('accepted')}"
+            f" of {er.get('files')} rule files accepted), CLI, all threads, against the default "
+            f"rule alone ({fmt(base['work_s'])} s, {hits(base)}):"
+        )
+        for r in sweep:
+            if not r.get("work_s"):
+                continue
+            x = r["work_s"] / base["work_s"]
+            line = (
+                f"  - {r['name'].removeprefix(BASE_CLI + ', ')}: {fmt(r['work_s'])} s, "
+                f"{x:.1f}x, {fmt(r.get('mb_s'))} MB/s, {hits(r)}"
+            )
+            if "all accepted" in r["name"]:
+                line += f" (target <= {TARGET_SWEEP_RATIO:g}x): {_verdict(x <= TARGET_SWEEP_RATIO)}"
+            out.append(line)
+    for r in rows:
+        if r["name"].startswith("rule loading") and r.get("work_s"):
+            out.append(
+                f"- {r['name']}: {fmt(r['work_s'])} s for {r.get('hits')} rules, "
+                f"{r['work_s'] / TARGET_LOAD_S:.1f}x the target (<= {TARGET_LOAD_S} s): "
+                f"{_verdict(r['work_s'] <= TARGET_LOAD_S)}"
+            )
+    startup = by.get(STARTUP)
+    if startup:
+        out.append(
+            f"- Start-up (one-line scan, default rule): {fmt(startup['wall_s'])} s (target <= "
+            f"{TARGET_STARTUP_S} s): {_verdict(startup['wall_s'] <= TARGET_STARTUP_S)}"
+        )
+    for r in rows:
+        if r["name"].startswith("imds-scan CLI start-up, ") and r.get("wall_s"):
+            than = f", {r['wall_s'] / startup['wall_s']:.1f}x the default rule's" if startup else ""
+            out.append(f"- {r['name']}: {fmt(r['wall_s'])} s{than} (no target)")
+    for fmt_name in ("ndjson", "parquet"):
+        broad = by.get(f"{BASE_CLI}, broad rule -> {fmt_name} file")
+        default = by.get(f"{BASE_CLI}, default rule -> {fmt_name} file")
+        if broad and default:
+            x = broad["work_s"] / default["work_s"]
+            ok = x <= TARGET_MANY_HITS_RATIO and broad["rss_mb"] <= TARGET_MANY_HITS_RSS_MB
+            out.append(
+                f"- Many hits, {fmt_name} file: broad rule {fmt(broad['work_s'])} s, "
+                f"{fmt(broad['rss_mb'], 0)} MB peak RSS, {hits(broad)}; default rule "
+                f"{fmt(default['work_s'])} s, {fmt(default['rss_mb'], 0)} MB, {hits(default)}: "
+                f"{x:.1f}x the time (target <= {TARGET_MANY_HITS_RATIO:g}x, <= "
+                f"{TARGET_MANY_HITS_RSS_MB} MB): {_verdict(ok)}"
+            )
+    return out
+
+
 def machine() -> dict[str, str]:
     info: dict[str, str] = {}
     try:
@@ -875,6 +1144,9 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "",
         *notes,
     ]
+    targets = target_lines(rows, meta)
+    if targets:
+        lines += ["", "Targets of issues 14 and 15 (reported, not asserted):", "", *targets]
     ratios = pack_ratios(rows)
     if ratios:
         lines += ["", f"Cost of `--pack {PACK}` (the default rule and the pack in one scan):", ""]
@@ -967,6 +1239,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--only", help="comma-separated substrings: run only the matching cases")
     ap.add_argument("--no-compressed", action="store_true", help="no gzip/zstd copies or rows")
+    ap.add_argument(
+        "--noise-rate",
+        type=float,
+        default=0.05,
+        help="the noisy corpus's share of lines that carry the rule's literals without matching "
+        "(default 0.05; 0 = no noisy corpus)",
+    )
+    ap.add_argument(
+        "--rules-commit",
+        default=elastic_rules.COMMIT,
+        help="elastic/detection-rules commit of the rule-count sweep (default: the pinned one)",
+    )
+    ap.add_argument(
+        "--rules-from",
+        type=Path,
+        help="a local copy of elastic/detection-rules (or its rules/) instead of fetching it",
+    )
+    ap.add_argument("--no-sweep", action="store_true", help="no Elastic rule-count sweep")
     ap.add_argument("--data", type=Path, default=BENCH / "data", help="corpus directory")
     ap.add_argument("--results", type=Path, default=BENCH / "results", help="output directory")
     ap.add_argument(
@@ -994,8 +1284,38 @@ def main(argv: list[str] | None = None) -> int:
 
     cores = os.cpu_count() or 1
     shards = ensure_shards(corpus, cores) if cores > 1 else None
+
+    def wanted(*names: str) -> bool:
+        return not args.only or any(o in n for n in names for o in args.only.split(","))
+
+    noisy = None
+    if args.noise_rate and wanted(f"imds-scan CLI, 2 threads, {NOISY}", f"{HS_2}, {NOISY}"):
+        noisy = ensure_corpus(args.data, size, args.seed, args.noise_rate)
+    sweep = None
+    # The sweep's case names before its rules are counted (N unknown): enough for --only.
+    sweep_names = [f"{BASE_CLI}, {n} Elastic rules" for n in ("1", "10", "100")]
+    sweep_names += [
+        f"{BASE_CLI}, all Elastic rules (all accepted)",
+        "rule loading, Elastic rules",
+        "imds-scan CLI start-up, Elastic rules (1-line input)",
+    ]
+    if not args.no_sweep and wanted(*sweep_names):
+        try:
+            sweep = elastic_rules.prepare(args.rules_commit, args.data, args.rules_from)
+        except SystemExit as exc:
+            notes.append(f"Elastic rule-count sweep skipped: {exc}")
     cases = build_cases(
-        corpus, compressed, py_corpus, needles, rule_file, tiny, shards, args, notes
+        corpus,
+        compressed,
+        py_corpus,
+        needles,
+        rule_file,
+        tiny,
+        shards,
+        args,
+        notes,
+        noisy=noisy,
+        sweep=sweep,
     )
     log(f"{len(cases)} cases x {args.repeat} rounds; warming the page cache")
     inputs = {c.input for c in cases if c.input.is_file()}
@@ -1023,6 +1343,16 @@ def main(argv: list[str] | None = None) -> int:
         },
         "notes": notes,
     }
+    if noisy is not None:
+        meta["noisy_corpus"] = {
+            "name": noisy.path.name,
+            "bytes": noisy.bytes,
+            "lines": noisy.lines,
+            "hits": noisy.hits,
+            "noise_lines": noisy.expected.get("noise_lines"),
+        }
+    if sweep is not None:
+        meta["elastic_rules"] = {k: sweep[k] for k in ("commit", "files", "accepted")}
     meta["command"] = meta["command"].strip()
     args.results.mkdir(parents=True, exist_ok=True)
     stem = args.results / f"{today}-{size}"

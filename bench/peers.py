@@ -3,8 +3,9 @@
 
     python3 bench/peers.py KIND PATH... [--procs N] [--threads N]
 
-KIND is ``duckdb``, ``polars``, ``polars-full-schema``, ``hyperscan`` or ``api`` (imds-scan's
-Rust engine through the Python API). Prints one JSON object on stdout: ``hits``, ``work_s``
+KIND is ``duckdb``, ``polars``, ``polars-full-schema``, ``hyperscan``, ``api`` (imds-scan's
+Rust engine through the Python API) or ``load`` (imds-scan's rule loading alone, PATH being rule
+files or directories). Prints one JSON object on stdout: ``hits``, ``work_s``
 (the time of the scan itself, measured inside the process), ``setup_s`` (interpreter start-up
 to the first scanned byte: imports, connection), and ``notes``. bench/harness.py runs these
 interleaved and measures wall time and peak RSS from outside.
@@ -427,15 +428,41 @@ def run_api(paths: list[str], threads: int, pack: str | None = None) -> dict[str
     }
 
 
+def run_load(paths: list[str]) -> dict[str, Any]:
+    """Rule loading alone: imds_scan.rules.load_rules on rule files or directories (TOML
+    parsing and EQL compilation; the imports before it are start-up)."""
+    from imds_scan.rules import load_rules
+
+    t0 = time.perf_counter()
+    rules, skipped = load_rules(paths, skip_unsupported=True)
+    work = time.perf_counter() - t0
+    return {
+        "hits": len(rules),
+        "work_s": work,
+        "notes": f"imds_scan.rules.load_rules: {len(rules)} rules loaded, {len(skipped)} skipped; "
+        "'hits' is the number of rules loaded",
+    }
+
+
 def main(argv: list[str]) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
         "kind",
-        choices=["duckdb", "polars-default", "polars", "polars-full-schema", "hyperscan", "api"],
+        choices=[
+            "duckdb",
+            "polars-default",
+            "polars",
+            "polars-full-schema",
+            "hyperscan",
+            "api",
+            "load",
+        ],
     )
-    ap.add_argument("path", nargs="+", help="input file(s); only `api` takes several")
+    ap.add_argument(
+        "path", nargs="+", help="input file(s); only `api` takes several; `load`: rule paths"
+    )
     ap.add_argument("--procs", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--pack", help="api: also run this bundled rule pack")
@@ -456,6 +483,7 @@ def main(argv: list[str]) -> int:
         "polars-full-schema": lambda: run_polars(args.path[0], "full", rule()),
         "hyperscan": lambda: run_hyperscan(args.path[0], args.procs, rule()),
         "api": lambda: run_api(args.path, args.threads, args.pack),
+        "load": lambda: run_load(args.path),
     }
     out = runners[args.kind]()
     out["setup_s"] = time.perf_counter() - _T0 - out["work_s"]

@@ -1,5 +1,7 @@
 """The benchmark corpus generator (bench/gen_corpus.py, the package bench/corpus): the same
-arguments give the same bytes, and the committed sample is what its documented command writes."""
+arguments give the same bytes, the committed sample is what its documented command writes, and
+the noisy corpus's noise lines hold the rule's literals without matching; the Elastic rule
+sweep's subsets (bench/elastic_rules.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,3 +52,122 @@ def test_sample_is_what_its_documented_command_writes(tmp_path: Path) -> None:
     assert (tmp_path / "sample.ndjson").read_bytes() == SAMPLE.read_bytes()
     written = tmp_path / "sample.ndjson.expected.json"
     assert written.read_bytes() == Path(f"{SAMPLE}.expected.json").read_bytes()
+
+
+def test_noise_lines_carry_the_rules_literals_and_match_in_neither_engine(tmp_path: Path) -> None:
+    import json
+
+    from imds_scan import default_rules
+    from imds_scan._engine import Scanner
+
+    out = tmp_path / "noise.ndjson"
+    generate(
+        *("--size", "200K", "--seed", "4", "--tp-rate", "0", "--near-miss-rate", "0"),
+        *("--noise-rate", "0.3", "--out", out),
+    )
+    expected = json.loads(out.with_name(out.name + ".expected.json").read_text())
+    (rule,) = default_rules()
+    needles = [n.lower() for n in Scanner([json.dumps(rule.ir)]).needles() or ()]
+    assert needles
+    lines = out.read_text().splitlines()
+    noisy = [line for line in lines if any(n in line.lower() for n in needles)]
+    # Benign lines hold no needle, so the lines that do are the noise lines, every variant.
+    assert len(noisy) == expected["noise_lines"] > 0.2 * len(lines)
+    assert expected["hits"] == 0 and sorted(expected["noise_by_variant"]) == [
+        "agent_connection",
+        "gce_dns_lookup",
+        "health_check_end",
+    ]
+    for engine in ("rust", "python"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "imds_scan", "--engine", engine, "-f", "ndjson", "-q", out],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert (proc.returncode, proc.stdout) == (0, ""), (engine, proc.stderr)
+
+
+RULE_TOML = """[rule]
+name = "r {id}"
+rule_id = "{id}"
+severity = "low"
+language = "{lang}"
+query = '''
+process where process.name == "{id}"
+'''
+"""
+
+
+def test_elastic_rule_sweep_takes_the_first_accepted_rules_by_rule_id(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import elastic_rules
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    # A tarball laid out as GitHub's codeload serves it: one top directory, then rules/.
+    src = tmp_path / "detection-rules-abc" / "rules"
+    (src / "linux").mkdir(parents=True)
+    (src / "windows").mkdir()
+    for folder, rid, lang in (
+        ("linux", "c-3", "eql"),
+        ("windows", "a-1", "eql"),
+        ("windows", "b-2", "kuery"),  # refused: not EQL
+        ("linux", "d-4", "eql"),
+    ):
+        (src / folder / f"{rid}.toml").write_text(RULE_TOML.format(id=rid, lang=lang))
+    (tmp_path / "README.md").write_text("outside rules/: not extracted")
+    tarball = tmp_path / "dr.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(src.parent, arcname="detection-rules-abc")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    assert elastic_rules._fetch_tarball("abc", cache, url=tarball.as_uri())
+    assert sorted(p.name for p in (cache / "rules").rglob("*.toml")) == [
+        "a-1.toml",
+        "b-2.toml",
+        "c-3.toml",
+        "d-4.toml",
+    ]
+    info = elastic_rules.prepare("abc", tmp_path / "data", cache, sizes=("1", "2", "all"))
+    assert (info["files"], info["accepted"]) == (4, 3)
+    subsets = info["subsets"]
+    assert isinstance(subsets, dict)
+    chosen = {k: sorted(p.name for p in Path(v["dir"]).iterdir()) for k, v in subsets.items()}
+    assert chosen == {
+        "1": ["0000-a-1.toml"],
+        "2": ["0000-a-1.toml", "0001-c-3.toml"],
+        "all": ["0000-a-1.toml", "0001-c-3.toml", "0002-d-4.toml"],
+    }
+
+
+def test_harness_reports_the_issue_targets_as_pass_or_fail() -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import harness
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+
+    def row(name: str, work_s: float, hits: int, rss_mb: float = 30.0) -> dict[str, object]:
+        return {"name": name, "work_s": work_s, "wall_s": work_s, "mb_s": 1073.7 / work_s,
+                "hits": hits, "rss_mb": rss_mb}  # fmt: skip
+
+    base = harness.BASE_CLI
+    rows = [
+        row(base, 0.5, 483),
+        row(harness.HS_2, 0.8, 483),
+        row(f"imds-scan CLI, 2 threads, {harness.NOISY}", 0.6, 504),
+        row(f"{harness.HS_2}, {harness.NOISY}", 3.0, 504),
+        row(f"{base}, 715 Elastic rules (all accepted)", 2.5, 20256),
+        row(f"{base}, broad rule -> ndjson file", 1.2, 277004, rss_mb=250),
+        row(f"{base}, default rule -> ndjson file", 0.5, 483),
+    ]
+    meta = {"noisy_corpus": {"name": "n.ndjson", "noise_lines": 9}, "elastic_rules": {}}
+    text = "\n".join(harness.target_lines(rows, meta))
+    assert "1.60x (target >= 1.5x" in text  # the peer's time over the CLI's
+    assert "CLI, 2 threads: 1.79 GB/s (504 hits; target >= 2.0 GB/s): **fail**" in text
+    assert "(target: ahead, > 1x): **pass**" in text
+    assert "5.0x, 429 MB/s, 20256 hits (target <= 4x): **fail**" in text
+    # Within 3x of the time, but above 200 MB peak RSS.
+    assert "250 MB peak RSS, 277004 hits" in text and "2.4x the time" in text
+    assert text.rstrip().endswith("**fail**")

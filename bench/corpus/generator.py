@@ -8,17 +8,22 @@ from collections.abc import Callable
 from typing import Any
 
 from .near_misses import NearMisses
+from .noise import NOISE_WEIGHTS, Noise
 from .positives import Positives
 from .text import go_escape, has_guard_literal, hide_literals, to_json
 
 
-class Generator(Positives, NearMisses):
-    def __init__(self, seed: int, size: int, tp_rate: float, nm_rate: float) -> None:
+class Generator(Positives, NearMisses, Noise):
+    def __init__(
+        self, seed: int, size: int, tp_rate: float, nm_rate: float, noise_rate: float = 0.0
+    ) -> None:
         super().__init__(seed, size)
         self.tp_rate = tp_rate
         self.nm_rate = nm_rate
+        self.noise_rate = noise_rate
         self.tp_deck: list[str] = []
         self.nm_deck: list[str] = []
+        self.noise_deck: list[str] = []
         self.tp_builders: dict[
             str, Callable[[], tuple[dict[str, Any] | str, str, dict[str, Any]]]
         ] = {
@@ -33,6 +38,7 @@ class Generator(Positives, NearMisses):
         }
         self.planted_tp: Counter[str] = Counter()
         self.planted_nm: Counter[str] = Counter()
+        self.planted_noise: Counter[str] = Counter()
         self.modifiers: Counter[str] = Counter()
         self.guard_rejects = 0
 
@@ -67,10 +73,12 @@ class Generator(Positives, NearMisses):
     def lines(self):
         """Yield (line without newline, label).
 
-        label is None (benign), ("tp", branch, variant) or ("nm", variant)."""
+        label is None (benign), ("tp", branch, variant), ("nm", variant) or ("noise", variant)."""
         r = self.r
         tp_rate = self.tp_rate
         nm_edge = tp_rate + self.nm_rate
+        noise_edge = nm_edge + self.noise_rate
+        noise_names = [n for n, w in sorted(NOISE_WEIGHTS.items()) for _ in range(w)]
         tp_names = sorted(self.tp_builders)
         nm_names = sorted(self.nm_builders)
         dumps = to_json
@@ -86,6 +94,16 @@ class Generator(Positives, NearMisses):
                 doc, opts = self.nm_builders[variant]()
                 self.planted_nm[variant] += 1
                 yield self._render_planted(doc, opts), ("nm", variant)
+            elif u < noise_edge:
+                variant = self._deal(self.noise_deck, noise_names)
+                doc, go = getattr(self, "nz_" + variant)()
+                if r.random() < 0.1:
+                    doc = self.dot_mix(doc)
+                raw = dumps(doc)
+                # The point of a noise line: the prefilter's literals in plain sight.
+                assert has_guard_literal(raw), variant
+                self.planted_noise[variant] += 1
+                yield go_escape(raw) if go else raw, ("noise", variant)
             else:
                 while True:
                     doc, go = self.benign()

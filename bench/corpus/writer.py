@@ -55,6 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--near-miss-rate", type=rate, default=0.002, help="fraction of lines that are near misses"
     )
+    ap.add_argument(
+        "--noise-rate",
+        type=rate,
+        default=0.0,
+        help="fraction of lines that carry the seed rule's literals without matching it "
+        "(cloud agents polling the metadata service; default 0)",
+    )
     ap.add_argument("--out", required=True, help="output path; counts go to OUT.expected.json")
     ap.add_argument(
         "--format",
@@ -64,13 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--quiet", action="store_true", help="no summary on stderr")
     a = ap.parse_args(argv)
-    if a.tp_rate + a.near_miss_rate > 0.5:
-        ap.error("tp-rate + near-miss-rate must not exceed 0.5")
+    if a.tp_rate + a.near_miss_rate + a.noise_rate > 0.5:
+        ap.error("tp-rate + near-miss-rate + noise-rate must not exceed 0.5")
 
     t0 = time.perf_counter()
-    gen = Generator(a.seed, a.size, a.tp_rate, a.near_miss_rate)
+    gen = Generator(a.seed, a.size, a.tp_rate, a.near_miss_rate, a.noise_rate)
     hits_by_branch = {"network": 0, "process": 0}
-    n_lines = n_bytes = n_nm = 0
+    n_lines = n_bytes = n_nm = n_noise = 0
     target = a.size
     chunk: list[str] = []
     chunk_bytes = 0
@@ -90,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             if label is not None:
                 if label[0] == "tp":
                     hits_by_branch[label[1]] += 1
+                elif label[0] == "noise":
+                    n_noise += 1
                 else:
                     n_nm += 1
             if chunk_bytes >= 1 << 22 or n_bytes >= target:
@@ -116,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         "planted_near_misses_by_variant": dict(sorted(gen.planted_nm.items())),
         "planted_modifiers": dict(sorted(gen.modifiers.items())),
     }
+    if a.noise_rate:  # only then: the keys of a corpus without noise stay as they were
+        expected["noise_rate"] = a.noise_rate
+        expected["noise_lines"] = n_noise
+        expected["noise_by_variant"] = dict(sorted(gen.planted_noise.items()))
     with open(a.out + ".expected.json", "w", encoding="utf-8") as f:
         json.dump(expected, f, indent=2, ensure_ascii=False)
         f.write("\n")
@@ -123,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"wrote {a.out}: {n_lines} lines, {n_bytes} bytes, {expected['hits']} hits "
             f"({hits_by_branch['network']} network, {hits_by_branch['process']} process), "
-            f"{n_nm} near misses "
+            f"{n_nm} near misses, {n_noise} noise lines "
             f"in {elapsed:.1f}s ({n_bytes / elapsed / 1e6:.1f} MB/s; "
             f"{gen.guard_rejects} benign lines redrawn by the literal guard)",
             file=sys.stderr,

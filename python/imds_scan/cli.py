@@ -501,7 +501,7 @@ def scan_command(
     if engine is EngineName.rust and prefilter:
         from .rules.prefilter import prefilter_warnings
 
-        for warning in prefilter_warnings(rules):
+        for warning in prefilter_warnings(rules, paths):
             print(f"imds-scan: warning: {safe(warning)}", file=sys.stderr)
     interrupted = False
     try:
