@@ -247,13 +247,16 @@ def test_lines_that_only_look_like_objects_are_no_valid_event(tmp_path: Path, en
     # found the Rust engine calling such an input clean).
     path = tmp_path / "nan.ndjson"
     path.write_bytes(b'{"a":NaN}\n{"b":[1,]}\n')
-    (f,) = scan_file(path, engine).stats.files
-    assert (f.error_kind, f.events, f.malformed) == ("no_events", 2, 2)
-    assert [line for line, _ in f.malformed_examples] == [1, 2]
-    # One valid event, anywhere, and the input is no error.
-    path.write_bytes(b'{"a":NaN}\n{"a":1}\n{"b":[1,]}\n')
-    (f,) = scan_file(path, engine).stats.files
-    assert f.error is None and f.events == 3
+    for threads in (1, 2):
+        (f,) = scan_file(path, engine, threads=threads).stats.files
+        assert (f.error_kind, f.events, f.valid_event) == ("no_events", 2, False)
+        assert f.error == "no valid event: all 2 lines are malformed (not NDJSON?)"
+        # One valid event, anywhere, and the input is no error.
+        for data in (b'{"a":1}\n{"a":NaN}\n', b"{'a': 1}\n" * 3 + b'{"a":1}\n'):
+            path.write_bytes(data)
+            (f,) = scan_file(path, engine, threads=threads).stats.files
+            assert f.error is None and f.valid_event, data
+        path.write_bytes(b'{"a":NaN}\n{"b":[1,]}\n')
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -55,7 +55,7 @@ def flag_unscanned(files: Sequence[FileResult], max_line_bytes: int) -> None:
                 "bytes) not evaluated (see the malformed lines)"
             )
             f.error_kind = "long_lines"
-        elif f.events and f.malformed == f.events:
+        elif f.events and not f.valid_event:
             f.error = f"no valid event: all {f.events:,} lines are malformed (not NDJSON?)"
             f.error_kind = "no_events"
 

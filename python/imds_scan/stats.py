@@ -43,6 +43,9 @@ class FileStats:
     allowlisted: dict[tuple[int, int], int] = field(default_factory=dict)
     # Lines read (for a byte range: the lines that start in it).
     lines: int = 0
+    # Some line is a valid event (the Rust engine also parses lines its prefilter skips until
+    # one is): False for an input of lines that only look like objects, such as ``{'a': 1}``.
+    valid_event: bool = False
 
 
 # The field names, in order: exactly the keys of the binding's per-input dict.
@@ -60,11 +63,11 @@ ERROR_FIELDS = ("error", "error_kind", "error_offset", "error_line")
 
 def add_stats(total: FileStats, part: Mapping[str, Any], line_offset: int | None = 0) -> None:
     """Add the statistics of one piece of an input (a byte range) to ``total``, field by field
-    by type: counts are summed, per-key counts too, the first compression is kept, and so is
-    the first error (its fields together). ``line_offset``, the lines of the input before the
-    piece, makes the piece's line numbers (malformed examples, the error's line) the input's;
-    None when unknown (a piece before it is missing): its examples are then dropped and its
-    error has no line. Examples are appended uncapped (the caller keeps the first few)."""
+    by type: counts are summed, per-key counts too, flags or'ed, the first compression is kept,
+    and so is the first error (its fields together). ``line_offset``, the lines of the input
+    before the piece, makes the piece's line numbers (malformed examples, the error's line) the
+    input's; None when unknown (a piece before it is missing): its examples are then dropped
+    and its error has no line. Examples are appended uncapped (the caller keeps the first few)."""
     for f in fields(FileStats):
         value, current = part[f.name], getattr(total, f.name)
         if f.name in ERROR_FIELDS:
@@ -77,6 +80,8 @@ def add_stats(total: FileStats, part: Mapping[str, Any], line_offset: int | None
         elif f.type.startswith("dict["):
             for key, count in value.items():
                 current[key] = current.get(key, 0) + count
+        elif f.type == "bool":
+            setattr(total, f.name, current or value)
         elif f.name == "malformed_examples":
             if line_offset is not None:
                 current += [(line + line_offset, why) for line, why in value]

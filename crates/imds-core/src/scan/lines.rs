@@ -329,10 +329,6 @@ pub(super) struct LineScanner<'e> {
     gate: Option<&'e RuleGate>,
     /// Scratch: the rules the gate leaves open on the current line.
     open: Vec<bool>,
-    /// A line here parsed as an event. Until then, lines the prefilter passes over are parsed
-    /// too: an input of lines that only look like objects (`{"a":NaN}`) has no valid event,
-    /// and is flagged as such as with `--no-prefilter` (a cost of the first lines only).
-    seen_event: bool,
 }
 
 impl<'e> LineScanner<'e> {
@@ -348,7 +344,6 @@ impl<'e> LineScanner<'e> {
             held: 0,
             gate: engine.gate.as_ref().filter(|_| opts.prefilter),
             open: Vec::new(),
-            seen_event: false,
         }
     }
 
@@ -411,18 +406,18 @@ impl<'e> LineScanner<'e> {
             let last = line.iter().rposition(|&b| !is_space(b)).unwrap_or(first);
             if line[first] != b'{' || line[last] != b'}' {
                 self.malformed(NOT_OBJECT.to_string());
-            } else if !self.seen_event {
-                match event::parse_line_projected(line, &self.engine.projection) {
-                    Ok(_) => self.seen_event = true,
-                    Err(m) => self.malformed(m.reason),
-                }
+            } else if !self.stats.valid_event {
+                // Until one is found (a cost of the first lines only); not counted as malformed
+                // when it is not: the count must not depend on how the input was cut.
+                self.stats.valid_event =
+                    event::parse_line_projected(line, &self.engine.projection).is_ok();
             }
             return;
         }
         self.stats.candidates += 1;
         match event::parse_line_projected(line, &self.engine.projection) {
             Ok(Some(parsed)) => {
-                self.seen_event = true;
+                self.stats.valid_event = true;
                 if parsed.invalid_utf8 {
                     self.stats.invalid_utf8 += 1;
                 }
@@ -527,6 +522,7 @@ pub(super) fn absorb_stats(a: &mut FileStats, b: FileStats, base: u64, max_examp
         *a.allowlisted.entry(key).or_default() += count;
     }
     a.long_lines += b.long_lines;
+    a.valid_event |= b.valid_event;
     let room = max_examples.saturating_sub(a.malformed_examples.len());
     a.malformed_examples.extend(
         b.malformed_examples

@@ -210,6 +210,10 @@ pub struct FileStats {
     /// Lines read, blank ones included (the number of the last line). For a byte-range
     /// input, the lines it owns: the next range's line numbers follow on from them.
     pub lines: u64,
+    /// Some line parsed as an event. Lines the prefilter skips are parsed too while none has
+    /// (per part of a parallel scan), so it is exact however the input was cut: an input of
+    /// lines that only look like objects (`{'a': 1}`) has no valid event.
+    pub valid_event: bool,
 }
 
 /// The value of one field of [`FileStats`], as [`FileStats::fields`] gives it.
@@ -225,6 +229,8 @@ pub enum StatValue<'a> {
     Examples(&'a [(u64, String)]),
     /// (rule, allowlist entry) → count.
     Allowlisted(&'a BTreeMap<(usize, usize), u64>),
+    /// A yes or no.
+    Flag(bool),
 }
 
 impl FileStats {
@@ -237,7 +243,7 @@ impl FileStats {
     /// definition of their shape, which the Python binding exposes as `STATS_FIELDS`.
     /// `error` is the error's text; `error_kind` ([`crate::InputErrorKind::as_str`]),
     /// `error_offset` and `error_line` are its fields.
-    pub const FIELDS: [&'static str; 16] = [
+    pub const FIELDS: [&'static str; 17] = [
         "bytes",
         "events",
         "candidates",
@@ -254,10 +260,11 @@ impl FileStats {
         "source_bytes",
         "allowlisted",
         "lines",
+        "valid_event",
     ];
 
     /// Every statistic as (name, value), named as in [`FileStats::FIELDS`].
-    pub fn fields(&self) -> [(&'static str, StatValue<'_>); 16] {
+    pub fn fields(&self) -> [(&'static str, StatValue<'_>); 17] {
         // Destructured without `..`: a field added to the struct must be added here too.
         let FileStats {
             bytes,
@@ -273,6 +280,7 @@ impl FileStats {
             source_bytes,
             allowlisted,
             lines,
+            valid_event,
         } = self;
         let values = [
             StatValue::Count(*bytes),
@@ -291,6 +299,7 @@ impl FileStats {
             StatValue::Count(*source_bytes),
             StatValue::Allowlisted(allowlisted),
             StatValue::Count(*lines),
+            StatValue::Flag(*valid_event),
         ];
         let mut names = Self::FIELDS.into_iter();
         values.map(|value| (names.next().unwrap_or_default(), value))
@@ -343,6 +352,6 @@ mod tests {
         );
         // Every struct field has a name: the destructuring in `fields` has no `..`, and the
         // three derived `error_*` names are the only extra ones.
-        assert_eq!(FileStats::FIELDS.len(), 13 + 3);
+        assert_eq!(FileStats::FIELDS.len(), 14 + 3);
     }
 }

@@ -66,6 +66,7 @@ def scan_stream(
         doc, text, invalid_utf8 = parsed
         stats.events += 1
         stats.candidates += 1
+        stats.valid_event = True
         stats.invalid_utf8 += invalid_utf8
         for rule_index, rule in enumerate(rules):
             verdict = rule.judge(doc)
