@@ -618,6 +618,7 @@ fn check_prefilter(engine: &Engine, data: &[u8]) -> Result<(), TestCaseError> {
     prop_assert_eq!(f.events, s.events);
     // Skipped lines are only checked for framing: never more malformed than a full parse.
     prop_assert!(f.malformed <= s.malformed);
+    prop_assert_eq!(f.valid_event, s.valid_event);
     Ok(())
 }
 
@@ -657,8 +658,8 @@ proptest! {
             same_hits(&keys(&streamed), &keys(&whole))?;
             let (s, w) = (&streamed.files[0], &whole.files[0]);
             prop_assert_eq!(
-                (s.bytes, s.events, s.candidates, s.malformed, s.invalid_utf8, &s.error),
-                (w.bytes, w.events, w.candidates, w.malformed, w.invalid_utf8, &w.error)
+                (s.bytes, s.events, s.candidates, s.malformed, s.invalid_utf8, s.valid_event, &s.error),
+                (w.bytes, w.events, w.candidates, w.malformed, w.invalid_utf8, w.valid_event, &w.error)
             );
             Ok(())
         })?;
