@@ -549,6 +549,7 @@ impl<'t> Builder<'t> {
     }
 
     /// Pass over a member's key and its `:`.
+    #[inline(always)]
     fn skip_key(&mut self) -> Result<(), Malformed> {
         self.skip_space();
         if self.peek() != Some(b'"') {
