@@ -231,8 +231,8 @@ impl Node {
 
 /// [`Node::first_bytes`]'s bit for a name (or key rest) starting with `name`'s first byte.
 fn first_byte_bit(name: &str) -> u64 {
-    // An empty part and a part starting with `.` (whose first part is empty) may both be an
-    // empty name, so both take bit 0, as `.` (0x2E) itself does not.
+    // A rest that is empty or starts with `.` has an empty next part, which only an empty
+    // name matches: both take the empty name's bit 0 (no name starts with `.`).
     match name.as_bytes().first() {
         None | Some(b'.') => 1,
         Some(&b) => 1 << (b % 64),
