@@ -14,7 +14,8 @@
 //! The buffer is the first `IMDS_BENCH_MB` MiB (default 64) of `IMDS_BENCH_CORPUS`, else of
 //! the smallest generated corpus `bench/data/ecs-*.ndjson`, else the committed sample
 //! (`bench/sample/ecs-sample.ndjson`, repeated; it has far more hits than a real log) — cut at
-//! a line end. The seed rule's IR comes from `tests/data/seed_ir.json`.
+//! a line end. The seed rule's IR comes from `tests/data/seed_ir.json`, or from the file
+//! `IMDS_BENCH_IR` names (one rule's IR as JSON, e.g. a broad rule with many candidates).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use imds_core::Prefilter;
@@ -28,7 +29,14 @@ use std::time::Duration;
 const SEED: &str = include_str!("../tests/data/seed_ir.json");
 
 fn seed_ir() -> RuleIr {
-    RuleIr::from_json(SEED).expect("seed IR parses")
+    match std::env::var_os("IMDS_BENCH_IR") {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", Path::new(&path).display()));
+            RuleIr::from_json(&text).expect("IMDS_BENCH_IR parses")
+        }
+        None => RuleIr::from_json(SEED).expect("seed IR parses"),
+    }
 }
 
 fn repo_root() -> PathBuf {

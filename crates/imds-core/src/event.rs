@@ -97,37 +97,38 @@ fn unwrap_export(doc: Value, span: Option<Range<usize>>) -> Result<(Value, Range
 /// Parse a JSON text that must be an object.
 ///
 /// serde_json decides what is valid JSON (and words the errors), but its `arbitrary_precision`
-/// numbers are not verbatim: it rewrites exponents (`1E3` → `1e+3`). So the text is first
-/// validated by serde_json, then built into a [`Value`] here with each number kept as a string
-/// of its exact JSON text, which is what a string field compares it as.
+/// numbers are not verbatim: it rewrites exponents (`1E3` → `1e+3`). So the document is built
+/// here, with each number kept as a string of its exact JSON text, which is what a string
+/// field compares it as.
 pub fn parse_document(text: &str) -> Result<Value, Malformed> {
     parse_top(text, None).map(|(doc, _)| doc)
 }
 
 /// [`parse_document`], and where the value of the top-level object's last `_source` member is.
+///
+/// One pass builds the document and checks the grammar serde_json accepts. The line is
+/// malformed as if serde_json checked it first: when the builder stops, serde_json reads the
+/// text, and its error, if any, is the reason (the builder's own reasons are for JSON that is
+/// no object or nests too deep). Malformed lines are rare, so the second read costs nothing.
 fn parse_top(
     text: &str,
     projection: Option<&Projection>,
 ) -> Result<(Value, Option<Range<usize>>), Malformed> {
-    serde_json::from_str::<IgnoredAny>(text).map_err(|e| json_error(&e, 0))?;
     let mut builder = Builder {
         text,
         pos: 0,
         depth: 0,
+        kinds: [0; KIND_WORDS],
         source: None,
         projection,
     };
-    builder.skip_space();
-    if builder.peek() != Some(b'{') {
-        return Err(Malformed {
-            reason: "not a JSON object".into(),
-        });
+    match builder.document() {
+        Ok(doc) => Ok((doc, builder.source)),
+        Err(ours) => {
+            serde_json::from_str::<IgnoredAny>(text).map_err(|e| json_error(&e, 0))?;
+            Err(ours)
+        }
     }
-    let doc = match projection {
-        Some(projection) => builder.value_in(&projection.root)?,
-        None => builder.value()?,
-    };
-    Ok((doc, builder.source))
 }
 
 /// serde_json's message, with the column in the line (lines are single-line, so its "line 1"
@@ -141,15 +142,23 @@ fn json_error(e: &serde_json::Error, offset: usize) -> Malformed {
     }
 }
 
-/// Builds a [`Value`] from text serde_json has already accepted, so it only has to follow the
-/// grammar, not check it. (String escapes are still decoded by serde_json; a `\u` escape of
-/// a lone surrogate, which serde_json refuses, becomes U+FFFD as Elasticsearch indexes it:
-/// spec/ir.md, Lines.)
+/// Words in [`Builder::kinds`]: a bit for each nesting level up to [`MAX_NESTING`].
+const KIND_WORDS: usize = MAX_NESTING / 64 + 1;
+
+/// Builds a [`Value`] from a JSON text, checking as it goes the grammar serde_json's
+/// `IgnoredAny` accepts (RFC 8259: four whitespace bytes, no control byte in a string, escapes
+/// `\" \\ \/ \b \f \n \r \t \uXXXX` with any code unit, numbers of any size; no depth limit of
+/// its own) and the nesting limit. Members a projection does not read are checked, not built.
+/// (String escapes are decoded by serde_json; a `\u` escape of a lone surrogate, which
+/// serde_json refuses, becomes U+FFFD as Elasticsearch indexes it: spec/ir.md, Lines.)
 struct Builder<'t> {
     text: &'t str,
     pos: usize,
     /// Containers open around `pos`.
     depth: usize,
+    /// For [`Builder::skip_value`]: bit `d` is set when the container open at depth `d` is an
+    /// object (clear: an array).
+    kinds: [u64; KIND_WORDS],
     /// The text of the value of the top-level object's last `_source` member.
     source: Option<Range<usize>>,
     /// The paths to build (`None`: all).
@@ -171,6 +180,9 @@ struct Node {
     /// A path ends here: everything below is built.
     end: bool,
     children: Vec<(String, Node)>,
+    /// Bit `b % 64` set when a child's name starts with a byte `b` (bit 0 too for the empty
+    /// name): most keys of an event are ruled out by one test, without comparing names.
+    first_bytes: u64,
 }
 
 impl Node {
@@ -180,6 +192,7 @@ impl Node {
             let at = match node.children.iter().position(|(p, _)| p == part) {
                 Some(at) => at,
                 None => {
+                    node.first_bytes |= first_byte_bit(part);
                     node.children.push((part.to_owned(), Node::default()));
                     node.children.len() - 1
                 }
@@ -191,16 +204,38 @@ impl Node {
 
     /// What to build of the member `key` (split on `.`, as field lookup reads it): `None` to
     /// skip it, `Some(None)` all of it (a path ends at or above it), `Some(Some(node))` the
-    /// paths of `node` below it.
+    /// paths of `node` below it. (Walks the key's parts in place: no splitting per member.)
     fn member(&self, key: &str) -> Option<Option<&Node>> {
         let mut node = self;
-        for part in key.split('.') {
+        let mut rest = key;
+        loop {
             if node.end {
                 return Some(None);
             }
-            node = &node.children.iter().find(|(p, _)| p == part)?.1;
+            if node.first_bytes & first_byte_bit(rest) == 0 {
+                return None;
+            }
+            // The child named by the key's next part (names hold no `.`).
+            let (child, after) = node.children.iter().find_map(|(name, child)| {
+                let after = rest.strip_prefix(name.as_str())?;
+                (after.is_empty() || after.starts_with('.')).then_some((child, after))
+            })?;
+            node = child;
+            match after.strip_prefix('.') {
+                Some(after) => rest = after,
+                None => return Some((!node.end).then_some(node)),
+            }
         }
-        Some((!node.end).then_some(node))
+    }
+}
+
+/// [`Node::first_bytes`]'s bit for a name (or key rest) starting with `name`'s first byte.
+fn first_byte_bit(name: &str) -> u64 {
+    // A rest that is empty or starts with `.` has an empty next part, which only an empty
+    // name matches: both take the empty name's bit 0 (no name starts with `.`).
+    match name.as_bytes().first() {
+        None | Some(b'.') => 1,
+        Some(&b) => 1 << (b % 64),
     }
 }
 
@@ -232,12 +267,16 @@ impl<'t> Builder<'t> {
         self.text.as_bytes().get(self.pos).copied()
     }
 
+    #[inline]
     fn skip_space(&mut self) {
         while self.peek().is_some_and(is_json_space) {
             self.pos += 1;
         }
     }
 
+    /// The builder's reason for text that is not JSON; only seen if serde_json disagreed
+    /// ([`parse_top`] asks it for its own reason first).
+    #[cold]
     fn unexpected(&self) -> Malformed {
         Malformed {
             reason: format!("invalid JSON at column {}", self.pos + 1),
@@ -245,6 +284,7 @@ impl<'t> Builder<'t> {
     }
 
     /// Consume `byte` (after whitespace) if it is next.
+    #[inline]
     fn eat(&mut self, byte: u8) -> bool {
         self.skip_space();
         if self.peek() == Some(byte) {
@@ -263,64 +303,175 @@ impl<'t> Builder<'t> {
         }
     }
 
+    /// The whole text: an object, projected or not, and nothing after it but whitespace.
+    fn document(&mut self) -> Result<Value, Malformed> {
+        self.skip_space();
+        if self.peek() != Some(b'{') {
+            return Err(Malformed {
+                reason: "not a JSON object".into(),
+            });
+        }
+        let doc = match self.projection {
+            Some(projection) => self.object_in(&projection.root)?,
+            None => self.object()?,
+        };
+        self.skip_space();
+        if self.pos == self.text.len() {
+            Ok(doc)
+        } else {
+            Err(self.unexpected())
+        }
+    }
+
     fn value(&mut self) -> Result<Value, Malformed> {
         self.skip_space();
         match self.peek() {
             Some(b'{') => self.object(),
             Some(b'[') => self.array(),
             Some(b'"') => self.string().map(Value::String),
-            Some(b't') => self.keyword("true", Value::Bool(true)),
-            Some(b'f') => self.keyword("false", Value::Bool(false)),
-            Some(b'n') => self.keyword("null", Value::Null),
-            Some(b'-' | b'0'..=b'9') => Ok(Value::String(self.number().to_owned())),
+            Some(b't') => self.literal("true").map(|()| Value::Bool(true)),
+            Some(b'f') => self.literal("false").map(|()| Value::Bool(false)),
+            Some(b'n') => self.literal("null").map(|()| Value::Null),
+            Some(b'-' | b'0'..=b'9') => {
+                let start = self.pos;
+                self.number()?;
+                Ok(Value::String(self.text[start..self.pos].to_owned()))
+            }
             _ => Err(self.unexpected()),
         }
     }
 
-    fn keyword(&mut self, word: &str, value: Value) -> Result<Value, Malformed> {
-        if self.text[self.pos..].starts_with(word) {
+    fn literal(&mut self, word: &str) -> Result<(), Malformed> {
+        if self.text.as_bytes()[self.pos..].starts_with(word.as_bytes()) {
             self.pos += word.len();
-            Ok(value)
+            Ok(())
         } else {
             Err(self.unexpected())
         }
     }
 
-    fn number(&mut self) -> &str {
-        let start = self.pos;
-        while self
-            .peek()
-            .is_some_and(|b| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
-        {
-            self.pos += 1;
-        }
-        &self.text[start..self.pos]
-    }
-
-    fn string(&mut self) -> Result<String, Malformed> {
-        let start = self.pos;
+    /// A number: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+    fn number(&mut self) -> Result<(), Malformed> {
         let bytes = self.text.as_bytes();
-        let mut i = start + 1;
-        let mut escaped = false;
-        loop {
-            match bytes.get(i) {
-                Some(b'"') => break,
-                // The escaped byte is never a quote that ends the string.
-                Some(b'\\') => {
-                    escaped = true;
-                    i += 2;
-                }
-                Some(_) => i += 1,
-                None => return Err(self.unexpected()),
+        let digits = |i: usize| -> usize {
+            let mut j = i;
+            while bytes.get(j).is_some_and(u8::is_ascii_digit) {
+                j += 1;
+            }
+            j - i
+        };
+        let mut i = self.pos;
+        if bytes.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        match bytes.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => i += digits(i),
+            _ => {
+                self.pos = i;
+                return Err(self.unexpected());
             }
         }
-        self.pos = i + 1;
-        if !escaped {
-            return Ok(self.text[start + 1..i].to_owned());
+        if bytes.get(i) == Some(&b'.') {
+            let n = digits(i + 1);
+            if n == 0 {
+                self.pos = i + 1;
+                return Err(self.unexpected());
+            }
+            i += 1 + n;
         }
-        serde_json::from_str::<String>(&self.text[start..=i]).or_else(|e| {
-            unescape_lossy(&self.text[start + 1..i]).ok_or_else(|| json_error(&e, start))
-        })
+        if matches!(bytes.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(bytes.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            let n = digits(i);
+            if n == 0 {
+                self.pos = i;
+                return Err(self.unexpected());
+            }
+            i += n;
+        }
+        self.pos = i;
+        Ok(())
+    }
+
+    /// Pass over the string whose opening quote is at `pos`, checking it; whether it has
+    /// escapes (else its contents are the text between its quotes). Inlined: a line is
+    /// mostly short strings without escapes, which take one step here.
+    #[inline(always)]
+    fn scan_string(&mut self) -> Result<bool, Malformed> {
+        let bytes = self.text.as_bytes();
+        let i = string_stop(bytes, self.pos + 1);
+        if bytes.get(i) == Some(&b'"') {
+            self.pos = i + 1;
+            return Ok(false);
+        }
+        self.scan_escapes(i)
+    }
+
+    /// The rest of [`Builder::scan_string`] from `i`, a backslash, a control byte or the end.
+    #[inline(never)]
+    fn scan_escapes(&mut self, mut i: usize) -> Result<bool, Malformed> {
+        let bytes = self.text.as_bytes();
+        loop {
+            match bytes.get(i) {
+                Some(b'"') => {
+                    self.pos = i + 1;
+                    return Ok(true);
+                }
+                Some(b'\\') => {
+                    let ok = match bytes.get(i + 1) {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                            i += 2;
+                            true
+                        }
+                        Some(b'u') => {
+                            let hex = bytes.get(i + 2..i + 6);
+                            i += 6;
+                            hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+                        }
+                        _ => false,
+                    };
+                    if !ok {
+                        self.pos = i.min(bytes.len());
+                        return Err(self.unexpected());
+                    }
+                }
+                // A control byte, or the end of the text.
+                _ => {
+                    self.pos = i;
+                    return Err(self.unexpected());
+                }
+            }
+            i = string_stop(bytes, i);
+        }
+    }
+
+    /// The decoded contents of the string at `pos`.
+    fn string(&mut self) -> Result<String, Malformed> {
+        let start = self.pos;
+        if !self.scan_string()? {
+            return Ok(self.text[start + 1..self.pos - 1].to_owned());
+        }
+        let (raw, quoted) = (
+            &self.text[start + 1..self.pos - 1],
+            &self.text[start..self.pos],
+        );
+        serde_json::from_str::<String>(quoted)
+            .or_else(|e| unescape_lossy(raw).ok_or_else(|| json_error(&e, start)))
+    }
+
+    /// A member's key, borrowed from the text unless it has escapes: most members of a
+    /// projected object are passed over, so their keys are never copied.
+    fn key(&mut self) -> Result<Cow<'t, str>, Malformed> {
+        let text: &'t str = self.text;
+        let start = self.pos;
+        if self.scan_string()? {
+            self.pos = start;
+            return self.string().map(Cow::Owned);
+        }
+        Ok(Cow::Borrowed(&text[start + 1..self.pos - 1]))
     }
 
     /// Enter `[` or `{` (at `pos`), or fail when nested too deep.
@@ -338,54 +489,74 @@ impl<'t> Builder<'t> {
         Ok(())
     }
 
-    /// Pass over the next value without building it. The text is valid JSON (serde_json
-    /// checked it), so only the nesting limit is left to check, as [`Builder::open`] does.
+    /// Pass over the next value, checking it, without building it. A loop, not recursion:
+    /// [`Builder::kinds`] says which kind each open container is.
     fn skip_value(&mut self) -> Result<(), Malformed> {
-        self.skip_space();
-        let bytes = self.text.as_bytes();
-        let mut i = self.pos;
-        match bytes.get(i) {
-            Some(b'"') => {
-                self.pos = skip_string(bytes, i);
-                return Ok(());
-            }
-            Some(b'{' | b'[') => {}
-            _ => {
-                // A number or keyword: runs to a delimiter.
-                while bytes
-                    .get(i)
-                    .is_some_and(|&b| !matches!(b, b',' | b']' | b'}') && !is_json_space(b))
-                {
-                    i += 1;
-                }
-                self.pos = i;
-                return Ok(());
-            }
-        }
         let base = self.depth;
         loop {
-            match bytes.get(i) {
-                Some(b'"') => i = skip_string(bytes, i),
-                Some(b'{' | b'[') => {
-                    self.pos = i;
+            // A value is next.
+            self.skip_space();
+            match self.peek() {
+                Some(b'"') => {
+                    self.scan_string()?;
+                }
+                Some(open @ (b'{' | b'[')) => {
                     self.open()?;
-                    i += 1;
-                }
-                Some(b'}' | b']') => {
-                    self.depth -= 1;
-                    i += 1;
-                    if self.depth == base {
-                        self.pos = i;
-                        return Ok(());
+                    let (word, bit) = (self.depth / 64, 1u64 << (self.depth % 64));
+                    if open == b'{' {
+                        self.kinds[word] |= bit;
+                        if !self.eat(b'}') {
+                            self.skip_key()?;
+                            continue;
+                        }
+                    } else {
+                        self.kinds[word] &= !bit;
+                        if !self.eat(b']') {
+                            continue;
+                        }
                     }
+                    self.depth -= 1;
                 }
-                Some(_) => i += 1,
-                None => {
-                    self.pos = i;
-                    return Err(self.unexpected());
+                Some(b't') => self.literal("true")?,
+                Some(b'f') => self.literal("false")?,
+                Some(b'n') => self.literal("null")?,
+                Some(b'-' | b'0'..=b'9') => self.number()?,
+                _ => return Err(self.unexpected()),
+            }
+            // A value ended: close the containers that end here, until one goes on.
+            loop {
+                if self.depth == base {
+                    return Ok(());
                 }
+                let object = self.kinds[self.depth / 64] & (1 << (self.depth % 64)) != 0;
+                self.skip_space();
+                match self.peek() {
+                    Some(b',') => {
+                        self.pos += 1;
+                        if object {
+                            self.skip_key()?;
+                        }
+                        break;
+                    }
+                    Some(b'}') if object => {}
+                    Some(b']') if !object => {}
+                    _ => return Err(self.unexpected()),
+                }
+                self.pos += 1;
+                self.depth -= 1;
             }
         }
+    }
+
+    /// Pass over a member's key and its `:`.
+    #[inline(always)]
+    fn skip_key(&mut self) -> Result<(), Malformed> {
+        self.skip_space();
+        if self.peek() != Some(b'"') {
+            return Err(self.unexpected());
+        }
+        self.scan_string()?;
+        self.expect(b':')
     }
 
     fn array(&mut self) -> Result<Value, Malformed> {
@@ -462,20 +633,6 @@ impl<'t> Builder<'t> {
         }
     }
 
-    /// A member's key, borrowed from the text unless it has escapes: most members of a
-    /// projected object are passed over, so their keys are never copied.
-    fn key(&mut self) -> Result<Cow<'t, str>, Malformed> {
-        let text: &'t str = self.text;
-        let end = skip_string(text.as_bytes(), self.pos);
-        match text.get(self.pos + 1..end.saturating_sub(1)) {
-            Some(raw) if text.as_bytes()[end - 1] == b'"' && !raw.contains('\\') => {
-                self.pos = end;
-                Ok(Cow::Borrowed(raw))
-            }
-            _ => self.string().map(Cow::Owned),
-        }
-    }
-
     fn object_in(&mut self, node: &'t Node) -> Result<Value, Malformed> {
         self.open()?;
         let mut map = Map::new();
@@ -528,21 +685,57 @@ impl<'t> Builder<'t> {
     }
 }
 
-/// Where the JSON string starting at `start` (its opening quote) ends, past its closing quote.
-fn skip_string(bytes: &[u8], start: usize) -> usize {
-    let mut i = start + 1;
-    while let Some(at) = memchr::memchr2(b'"', b'\\', bytes.get(i..).unwrap_or(&[])) {
-        if bytes[i + at] == b'"' {
-            return i + at + 1;
+/// The first byte at or after `i` where a string's scan must stop: `"`, `\` or a control
+/// byte (which JSON forbids in strings); `bytes.len()` if none. Most of a line is strings,
+/// mostly short: 16 bytes at a time with SSE2 (x86-64's baseline), else 8 (SWAR).
+#[inline(always)]
+fn string_stop(bytes: &[u8], mut i: usize) -> usize {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        use safe_arch::*;
+        let splat = |b: u8| set_splat_i8_m128i(b as i8);
+        while let Some(chunk) = bytes.get(i..i + 16) {
+            let v = load_unaligned_m128i(chunk.try_into().unwrap_or(&[0; 16]));
+            // x ≤ 0x1F, unsigned: min(x, 0x1F) == x.
+            let control = cmp_eq_mask_i8_m128i(min_u8_m128i(v, splat(0x1F)), v);
+            let quote = cmp_eq_mask_i8_m128i(v, splat(b'"'));
+            let backslash = cmp_eq_mask_i8_m128i(v, splat(b'\\'));
+            let found = move_mask_i8_m128i(bitor_m128i(control, bitor_m128i(quote, backslash)));
+            if found != 0 {
+                return i + found.trailing_zeros() as usize;
+            }
+            i += 16;
         }
-        i += at + 2; // the escaped byte is never a quote that ends the string
     }
-    bytes.len()
+    const ONES: u64 = u64::MAX / 255;
+    const HIGH: u64 = ONES << 7;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        let quote = word ^ (ONES * u64::from(b'"'));
+        let backslash = word ^ (ONES * u64::from(b'\\'));
+        // The high bit of each byte below 0x20, or equal to the quote or backslash. A borrow
+        // only carries past a byte that is itself flagged, so the lowest flag is exact.
+        let found = ((word.wrapping_sub(ONES * 0x20) & !word)
+            | (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash))
+            & HIGH;
+        if found != 0 {
+            return i + (found.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&b) = bytes.get(i) {
+        if b == b'"' || b == b'\\' || b < 0x20 {
+            return i;
+        }
+        i += 1;
+    }
+    i
 }
 
-/// The contents of a JSON string (between its quotes, already checked by serde_json but for
-/// surrogates) decoded with each lone surrogate as U+FFFD; `None` on a bad escape. Only
-/// used when serde_json refused the string, so it need not be fast.
+/// The contents of a JSON string (between its quotes, already checked by the builder)
+/// decoded with each lone surrogate as U+FFFD; `None` on a bad escape. Only used when
+/// serde_json refused the string, so it need not be fast.
 fn unescape_lossy(raw: &str) -> Option<String> {
     let mut out = String::with_capacity(raw.len());
     let mut chars = raw.chars();
@@ -1103,6 +1296,149 @@ mod tests {
                 .unwrap();
             assert_eq!(parsed.text, line);
             projected(line, &["a", "_source.a", "_source", "_index"]);
+        }
+    }
+
+    /// serde_json's reason for a text it does not read (as the builder words it).
+    fn serde_reason(text: &str) -> String {
+        json_error(&serde_json::from_str::<IgnoredAny>(text).unwrap_err(), 0).reason
+    }
+
+    #[test]
+    fn malformed_reasons_are_serde_jsons_in_built_and_skipped_members() {
+        // Each fault in a member that is built (`a`) and in one that is passed over (`b`),
+        // at the top and nested: the one-pass builder stops, serde_json words it.
+        let faults = [
+            "\"x\u{1}\"",
+            "\"x\ty\"",
+            "\"\\x\"",
+            "\"\\u12G4\"",
+            "\"\\u12\"",
+            "\"abc",
+            "01",
+            "-",
+            "-x",
+            "1.",
+            "1.e3",
+            "1e",
+            "1e+",
+            "+1",
+            ".5",
+            "tru",
+            "nul",
+            "falsey",
+            "[1,]",
+            "[1 2]",
+            "{\"k\" 1}",
+            "{\"k\":1,}",
+            "{k:1}",
+            "{\"k\":1]",
+            "[1}",
+            "[",
+            "",
+        ];
+        let projection = Projection::new(["a"]);
+        for fault in faults {
+            for line in [
+                format!("{{\"a\":{fault}}}"),
+                format!("{{\"b\":{fault}}}"),
+                format!("{{\"b\":[{{\"c\":{fault}}}],\"a\":1}}"),
+                format!("{{\"a\":[{{\"c\":{fault}}}]}}"),
+                format!("{{\"b{fault}\":1}}"),
+                format!("{{\"a\":1}}{fault}"),
+            ] {
+                let Err(e) = serde_json::from_str::<IgnoredAny>(&line) else {
+                    continue; // e.g. a fault that is fine inside a key
+                };
+                let want = json_error(&e, 0).reason;
+                assert_eq!(malformed(line.as_bytes()), want, "{line}");
+                match parse_line_projected(line.as_bytes(), &projection) {
+                    Err(Malformed { reason }) => assert_eq!(reason, want, "{line}"),
+                    other => panic!("{line}: {other:?}"),
+                }
+            }
+        }
+        // JSON but no object, and JSON after too deep a nesting: serde_json's reason first.
+        assert_eq!(malformed(b" [1, 2] "), "not a JSON object");
+        let deep_then_bad = format!("{{\"b\":{}1{},}}", "[".repeat(1200), "]".repeat(1200));
+        assert_eq!(
+            malformed(deep_then_bad.as_bytes()),
+            serde_reason(&deep_then_bad)
+        );
+    }
+
+    #[test]
+    fn string_stop_finds_the_first_quote_backslash_or_control_byte() {
+        // Every stop byte at every offset of lines of every length around the 8- and
+        // 16-byte steps, after bytes just outside the stop set.
+        let filler = [b' ', b'!', b'#', b'[', b']', 0x7F, 0x80, 0xC3, 0xFF, b'a'];
+        for len in 0..40 {
+            for at in 0..=len {
+                for stop in [b'"', b'\\', 0x00, 0x0A, 0x1F] {
+                    let mut bytes: Vec<u8> = (0..len).map(|i| filler[i % filler.len()]).collect();
+                    if at < len {
+                        bytes[at] = stop;
+                    }
+                    for from in 0..=at {
+                        assert_eq!(string_stop(&bytes, from), at, "{bytes:?} from {from}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn member_lookup_reads_keys_as_split_on_dots() {
+        // The in-place walk against splitting the key, over keys with empty parts.
+        let fields = ["a.b", "a.bc.d", "x", ".e", "f..g", "h."];
+        let projection = Projection::new(fields);
+        let split = |key: &str| -> Option<Option<Vec<String>>> {
+            // What the key selects: None (skip), Some(None) all, Some(Some(rest paths)).
+            let parts: Vec<&str> = key.split('.').collect();
+            let mut below = Vec::new();
+            let mut all = false;
+            for field in fields {
+                let path: Vec<&str> = field.split('.').collect();
+                if path.len() <= parts.len() && parts[..path.len()] == path[..] {
+                    all = true;
+                } else if path.len() > parts.len() && path[..parts.len()] == parts[..] {
+                    below.push(path[parts.len()..].join("."));
+                }
+            }
+            if all {
+                Some(None)
+            } else if below.is_empty() {
+                None
+            } else {
+                below.sort();
+                Some(Some(below))
+            }
+        };
+        // The paths below a node, its children's names joined with dots.
+        fn paths(node: &Node, prefix: Option<String>, out: &mut Vec<String>) {
+            if node.end {
+                out.push(prefix.clone().unwrap_or_default());
+            }
+            for (name, child) in &node.children {
+                let path = prefix
+                    .as_ref()
+                    .map_or(name.clone(), |p| format!("{p}.{name}"));
+                paths(child, Some(path), out);
+            }
+        }
+        for key in [
+            "a", "a.b", "a.b.c", "a.bc", "a.bc.d", "a.bcd", "ab", "a.", ".", "", ".e", ".e.f", "e",
+            "f", "f.", "f..g", "f..g.h", "f.g", "h", "h.", "h..", "x", "x.y", "xy", "b",
+        ] {
+            let got = projection.root.member(key).map(|node| {
+                node.map(|node| {
+                    let mut out = Vec::new();
+                    paths(node, None, &mut out);
+                    out.sort();
+                    out
+                })
+            });
+            assert_eq!(got, split(key), "{key:?}");
         }
     }
 

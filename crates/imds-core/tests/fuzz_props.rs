@@ -438,7 +438,7 @@ proptest! {
     #[test]
     fn builder_agrees_with_serde_json_on_json_like_bytes(
         bytes in prop::collection::vec(
-            prop::sample::select(b"{}[]\":,\\u0aF9 .-+eE truefalsnl\xff\xc3\x80".to_vec()),
+            prop::sample::select(b"{}[]\":,\\u0aF9 .-+eE truefalsnl\xff\xc3\x80\t\x01\x7f".to_vec()),
             0..60,
         ),
     ) {

@@ -88,6 +88,21 @@ pub fn serde_object(text: &str) -> Option<Value> {
     Some(value).filter(Value::is_object)
 }
 
+/// The reason a malformed line that nests no deeper than the limit gives: serde_json's
+/// message (reading it as `IgnoredAny`: any depth, lone surrogates fine) with the column in
+/// the line, or, for JSON that is no object, that.
+pub fn serde_reason(text: &str) -> String {
+    match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+        Ok(_) => "not a JSON object".into(),
+        Err(e) => {
+            let message = e.to_string();
+            let position = format!(" at line {} column {}", e.line(), e.column());
+            let what = message.strip_suffix(&position).unwrap_or(&message);
+            format!("invalid JSON: {what} at column {}", e.column())
+        }
+    }
+}
+
 /// A document with numbers as their JSON text, as `parse_document` builds them.
 pub fn numbers_as_text(v: Value) -> Value {
     match v {
@@ -147,7 +162,8 @@ pub fn builder_verdict(bytes: &[u8]) -> Result<(), String> {
         (Err(e), Some(_)) if too_deep => e
             .reason
             .starts_with(&format!("nested deeper than {MAX_NESTING} levels")),
-        (Err(_), None) => !blank,
+        // Worded as serde_json words it (or, for JSON that is no object, as that).
+        (Err(e), None) => !blank && e.reason == serde_reason(&text),
         _ => false,
     };
     if !agrees {
