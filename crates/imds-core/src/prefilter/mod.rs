@@ -127,6 +127,12 @@ impl Prefilter {
         }
     }
 
+    /// The finder tells which rules a candidate line can match ([`Finder::fill_open`]): no
+    /// [`RuleGate`] is needed.
+    pub fn gates_rules(&self) -> bool {
+        self.cnf.is_some()
+    }
+
     /// False when some rule can match a line holding no needle: every line is a candidate.
     pub fn is_active(&self) -> bool {
         !self.all
