@@ -9,6 +9,7 @@ const COMMON_WORDS: &str = concat!(
     "access admin allowed change connection creation deletion denied end error group info ",
     "installation indicator protocol start user event category type action outcome kind ",
     "dataset module agent source destination message labels tags observer related ",
+    "linux windows macos exec_event executed process_started success failure true false ",
 );
 
 /// Rough frequency (per 10 000 bytes) of a byte, ASCII case folded, in ECS JSON logs: used

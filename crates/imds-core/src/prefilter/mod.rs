@@ -35,6 +35,7 @@
 //! test and its vector kernels; it uses the endpoint decoder, never the reverse).
 
 mod anchors;
+mod cnf;
 mod cost;
 mod gate;
 mod needles;
@@ -44,6 +45,7 @@ mod search;
 mod test_ir;
 
 use crate::ir::RuleIr;
+use cnf::{Cnf, CnfState};
 use cost::byte_freq;
 pub use gate::RuleGate;
 use needles::{rules_lits, Lit, Needle};
@@ -61,17 +63,30 @@ pub struct Prefilter {
     endpoint: Option<RawTest>,
     /// The endpoint test also passes every line holding a needle: `search` is not run.
     needles_held: bool,
+    /// Several rules, each with literal clauses on every branch: a line is a candidate only
+    /// when some rule is open on it ([`cnf`]); the finder then knows which rules are.
+    cnf: Option<Cnf>,
 }
 
 impl Prefilter {
     /// Derive the needles of `rules` and build the searcher.
     pub fn new(rules: &[RuleIr]) -> Prefilter {
+        let mut p = Prefilter::union(rules);
+        if p.is_active() && p.endpoint.is_none() && rules.len() > 1 {
+            p.cnf = Cnf::new(rules).filter(|c| c.always.is_empty());
+        }
+        p
+    }
+
+    /// The prefilter of the union of the rules' needles.
+    fn union(rules: &[RuleIr]) -> Prefilter {
         let Some(needles) = rules_lits(rules) else {
             return Prefilter {
                 search: None,
                 all: true,
                 endpoint: None,
                 needles_held: false,
+                cnf: None,
             };
         };
         let endpoint = needles.contains(&Needle::Endpoint);
@@ -89,6 +104,7 @@ impl Prefilter {
                 search,
                 endpoint: None,
                 needles_held: false,
+                cnf: None,
             };
         }
         // The endpoint test passes a line anyway: when it can also hold the other needles,
@@ -107,7 +123,14 @@ impl Prefilter {
             search,
             endpoint: Some(endpoint),
             needles_held,
+            cnf: None,
         }
+    }
+
+    /// The finder tells which rules a candidate line can match ([`Finder::fill_open`]): no
+    /// [`RuleGate`] is needed.
+    pub fn gates_rules(&self) -> bool {
+        self.cnf.is_some()
     }
 
     /// False when some rule can match a line holding no needle: every line is a candidate.
@@ -133,8 +156,18 @@ impl Prefilter {
             (Some(_), false, _) if self.needles_held => {
                 "the imds_endpoint raw-line test, also holding the needles (one pass)"
             }
+            (Some(_), false, _) if self.cnf.is_some() && !self.packed() => {
+                "case-insensitive automaton over every rule's literal clauses, a line a \
+                 candidate when all clauses of one rule's branch hold"
+            }
+            (Some(s), false, _) if self.cnf.is_some() => &s.strategy,
             (Some(s), false, _) => &s.strategy,
         }
+    }
+
+    /// The needle search runs on Teddy (fast enough to run before the clause automaton).
+    fn packed(&self) -> bool {
+        self.search.as_ref().is_some_and(|s| s.packed)
     }
 
     /// Position of the first relevant hit in `hay[at..end]`: the line holding it is a
@@ -152,6 +185,7 @@ impl Prefilter {
             needle: None,
             from: 0,
             to: 0,
+            state: self.cnf.as_ref().map(Cnf::state),
         }
     }
 
@@ -172,14 +206,45 @@ pub struct Finder<'p> {
     needle: Option<usize>,
     from: usize,
     to: usize,
+    /// With rule clauses: the open rules of the line last found.
+    state: Option<CnfState>,
 }
 
 impl Finder<'_> {
+    /// With rule clauses, fill `open` (one flag per rule) for the line holding the position
+    /// `find` returned last, and return true; false without them.
+    pub fn fill_open(&self, open: &mut Vec<bool>) -> bool {
+        match (&self.prefilter.cnf, &self.state) {
+            (Some(cnf), Some(st)) => {
+                cnf.fill_open(st, open);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// [`Prefilter::find`]; `at` never goes back and `end` is a line end.
     pub fn find(&mut self, hay: &[u8], at: usize, end: usize) -> Option<usize> {
         let pf = self.prefilter;
         if pf.all {
             return (at < end).then_some(at);
+        }
+        if let (Some(cnf), Some(st)) = (&pf.cnf, self.state.as_mut()) {
+            let Some(search) = pf.search.as_ref().filter(|s| s.packed) else {
+                return cnf.first(hay, at, end, st);
+            };
+            // Teddy finds the lines holding some rule's needle; the clauses judge those.
+            let mut at = at;
+            while at < end {
+                let h = search.find(hay, at, end)?;
+                let start = memchr::memrchr(b'\n', &hay[at..h]).map_or(at, |i| at + i + 1);
+                let stop = memchr::memchr(b'\n', &hay[h..end]).map_or(end, |i| h + i);
+                if cnf.first(hay, start, stop, st).is_some() {
+                    return Some(h);
+                }
+                at = stop;
+            }
+            return None;
         }
         let search = pf.search.as_ref().filter(|_| !pf.needles_held);
         let found = search.and_then(|s| {

@@ -136,7 +136,7 @@ fn cidr_lits(value: &str) -> Option<Vec<Lit>> {
     Some(vec![Lit::new(&best?)])
 }
 
-fn pred_lits(p: &Predicate) -> Option<Vec<Needle>> {
+pub(super) fn pred_lits(p: &Predicate) -> Option<Vec<Needle>> {
     if p.op == Op::Exists {
         return None; // any value at all
     }

@@ -39,6 +39,8 @@ pub(super) struct Search {
     /// Fallback mode only: a real `\/` makes the line a candidate.
     slash_guard: bool,
     pub(super) strategy: String,
+    /// The automaton runs on Teddy (anchors).
+    pub(super) packed: bool,
 }
 
 impl Search {
@@ -61,6 +63,7 @@ impl Search {
         let mut entries: Vec<Vec<Entry>> = vec![Vec::new(); 256];
         let slashes = |n: &[u8]| n.iter().filter(|&&b| b == b'/').count();
         let packed = plan_anchors(&needles, PACKED_LIMIT - 1);
+        let packed_mode = packed.is_some();
         let (ac, slash_guard, strategy) = match packed {
             Some(windows) => {
                 let mut patterns: Vec<Vec<u8>> = Vec::new();
@@ -141,6 +144,7 @@ impl Search {
             relevant_non_ascii,
             slash_guard,
             strategy,
+            packed: packed_mode,
         })
     }
 

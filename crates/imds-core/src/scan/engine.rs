@@ -16,7 +16,7 @@ impl Engine {
     /// Compile `rules`; an error names the rule's branch and field at fault.
     pub fn new(rules: Vec<RuleIr>) -> Result<Engine, crate::Error> {
         let prefilter = Prefilter::new(&rules);
-        let gate = (rules.len() > 1).then(|| RuleGate::new(&rules));
+        let gate = (rules.len() > 1 && !prefilter.gates_rules()).then(|| RuleGate::new(&rules));
         let rules = rules
             .into_iter()
             .map(CompiledRule::new)

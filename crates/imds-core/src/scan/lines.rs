@@ -329,6 +329,8 @@ pub(super) struct LineScanner<'e> {
     gate: Option<&'e RuleGate>,
     /// Scratch: the rules the gate leaves open on the current line.
     open: Vec<bool>,
+    /// `open` was filled by the prefilter for the current line (the gate need not run).
+    opened: bool,
 }
 
 impl<'e> LineScanner<'e> {
@@ -344,6 +346,7 @@ impl<'e> LineScanner<'e> {
             held: 0,
             gate: engine.gate.as_ref().filter(|_| opts.prefilter),
             open: Vec::new(),
+            opened: false,
         }
     }
 
@@ -383,9 +386,11 @@ impl<'e> LineScanner<'e> {
                     hit = pf.find(buf, searched, stop);
                     searched = stop;
                 };
+            self.opened = false;
             if candidate && self.filter {
                 hit = None;
                 searched = end;
+                self.opened = pf.fill_open(&mut self.open);
             }
             if end - pos + bom > self.opts.max_line_bytes {
                 self.long_line((end - pos + bom) as u64);
@@ -421,11 +426,12 @@ impl<'e> LineScanner<'e> {
                 if parsed.invalid_utf8 {
                     self.stats.invalid_utf8 += 1;
                 }
-                if let Some(gate) = self.gate {
+                let gated = self.opened || self.gate.is_some();
+                if let Some(gate) = self.gate.filter(|_| !self.opened) {
                     gate.open(line, &mut self.open);
                 }
                 for (rule, compiled) in self.engine.rules.iter().enumerate() {
-                    if self.gate.is_some() && !self.open[rule] {
+                    if gated && !self.open[rule] {
                         continue; // none of its needles in the line: it cannot match
                     }
                     match compiled.judge(&parsed.doc) {

@@ -1,0 +1,401 @@
+//! Per-rule literal conjunctions: which of many rules a line can match, from one automaton.
+//!
+//! Every branch of a rule is a *unit*; its expression gives *clauses*, needle sets of which a
+//! matching line holds at least one needle each (one clause per needle-bearing child of a
+//! top-level `and`, so a common literal such as `linux` or `process` opens nothing alone: the
+//! rule's rarer literals must be in the line too). A rule is open on a line when all clauses
+//! of one of its units are satisfied. One ASCII case-insensitive automaton over every
+//! clause's needles, plus the escape starts `\u` and `\/`, serves all rules: a real escape
+//! satisfies every clause with a needle holding the character it may spell (a needle could
+//! be written with it), and an escape that is not valid JSON opens every rule (the parser
+//! reports the line).
+
+use super::cost::literal_cost;
+use super::needles::{node_lits, pred_lits, Needle};
+use super::search::real_escape;
+use crate::ir::{Node, RuleIr};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, Input};
+use std::collections::HashMap;
+
+/// A clause: a matching line holds one of its needles.
+type Clause = Vec<Needle>;
+
+/// A unit keeps its rarest clauses only: a common literal (`process`, `start`) found on most
+/// lines costs the automaton matches and decides little.
+const MAX_CLAUSES: usize = 3;
+
+/// Above this many patterns the automaton is a contiguous NFA rather than a DFA (memory).
+const DFA_LIMIT: usize = 20_000;
+
+/// Estimated occurrences of a clause's needles per byte of log; a needle under 3 bytes (a
+/// pid `4`, a space) ranks with the most common words, below them.
+fn clause_cost(c: &Clause) -> f64 {
+    c.iter()
+        .map(|n| match n {
+            Needle::Literal(lit) if lit.raw.len() < 3 => 2.0,
+            Needle::Literal(lit) => literal_cost(&lit.raw),
+            Needle::Endpoint => 1.0,
+        })
+        .sum()
+}
+
+/// The clauses of a subtree: every match satisfies each of them. Unfilterable parts and
+/// negations add none (fewer clauses only open more lines).
+fn clauses(node: &Node, out: &mut Vec<Clause>) {
+    match node {
+        Node::Pred(p) => out.extend(pred_lits(p)),
+        Node::And { args } => args.iter().for_each(|a| clauses(a, out)),
+        Node::Or { .. } => out.extend(node_lits(node)),
+        Node::Not { .. } => {}
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Cnf {
+    ac: AhoCorasick,
+    /// Patterns below this index are needles; then `\u` and `\/`.
+    needles: usize,
+    /// Per needle pattern: the clauses it satisfies.
+    pattern_clauses: Vec<Vec<u32>>,
+    clause_unit: Vec<u32>,
+    unit_need: Vec<u32>,
+    unit_rule: Vec<u32>,
+    /// Per folded ASCII char: the clauses with a needle holding it (what an escape of it
+    /// may spell).
+    ascii_clauses: Vec<Vec<u32>>,
+    /// The clauses with a needle holding a non-ASCII char.
+    non_ascii_clauses: Vec<u32>,
+    /// Rules with a unit without clauses: open on every line.
+    pub(super) always: Vec<usize>,
+    pub(super) rules: usize,
+}
+
+/// Per-line state of a [`Cnf`] search: marks stamped with the current line's number, so
+/// nothing is cleared between lines.
+#[derive(Debug, Clone, Default)]
+pub(super) struct CnfState {
+    stamp: u32,
+    pattern_mark: Vec<u32>,
+    clause_mark: Vec<u32>,
+    unit_mark: Vec<u32>,
+    unit_count: Vec<u32>,
+    rule_mark: Vec<u32>,
+    /// Some rule is open on the current line.
+    open: bool,
+    /// Every rule is open on the current line (an invalid escape).
+    all: bool,
+}
+
+impl CnfState {
+    fn next_line(&mut self) {
+        self.stamp = self.stamp.wrapping_add(1);
+        if self.stamp == 0 {
+            // Wrapped: old marks could pass for current ones.
+            for v in [
+                &mut self.pattern_mark,
+                &mut self.clause_mark,
+                &mut self.unit_mark,
+                &mut self.rule_mark,
+            ] {
+                v.iter_mut().for_each(|m| *m = 0);
+            }
+            self.stamp = 1;
+        }
+        self.open = false;
+        self.all = false;
+    }
+}
+
+impl Cnf {
+    /// `None` when the automaton cannot be built.
+    pub(super) fn new(rules: &[RuleIr]) -> Option<Cnf> {
+        let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut patterns: Vec<Vec<u8>> = Vec::new();
+        let mut pattern_clauses: Vec<Vec<u32>> = Vec::new();
+        let mut clause_unit = Vec::new();
+        let mut unit_need = Vec::new();
+        let mut unit_rule = Vec::new();
+        let mut ascii_clauses: Vec<Vec<u32>> = vec![Vec::new(); 128];
+        let mut non_ascii_clauses = Vec::new();
+        let mut always = Vec::new();
+        for (r, rule) in rules.iter().enumerate() {
+            for branch in &rule.branches {
+                let mut cs = Vec::new();
+                clauses(&branch.expr, &mut cs);
+                // The endpoint test is no string to find: such a clause is not required.
+                cs.retain(|c| c.iter().all(|n| matches!(n, Needle::Literal(_))));
+                // Dropping a clause only opens more lines: keep the rarest.
+                cs.sort_by(|a, b| clause_cost(a).total_cmp(&clause_cost(b)));
+                cs.truncate(MAX_CLAUSES);
+                if cs.is_empty() {
+                    always.push(r);
+                    continue;
+                }
+                let unit = unit_need.len() as u32;
+                unit_need.push(cs.len() as u32);
+                unit_rule.push(r as u32);
+                for c in cs {
+                    let id = clause_unit.len() as u32;
+                    clause_unit.push(unit);
+                    let mut chars = [false; 128];
+                    let mut non_ascii = false;
+                    for n in c {
+                        let Needle::Literal(lit) = n else { continue };
+                        for ch in lit.text.chars() {
+                            if ch.is_ascii() {
+                                chars[ch.to_ascii_lowercase() as usize] = true;
+                            } else {
+                                non_ascii = true;
+                            }
+                        }
+                        let folded = lit.raw.to_ascii_lowercase();
+                        let k = *index.entry(folded.clone()).or_insert_with(|| {
+                            patterns.push(folded);
+                            pattern_clauses.push(Vec::new());
+                            patterns.len() - 1
+                        });
+                        if pattern_clauses[k].last() != Some(&id) {
+                            pattern_clauses[k].push(id);
+                        }
+                    }
+                    for (ch, _) in chars.iter().enumerate().filter(|(_, &on)| on) {
+                        ascii_clauses[ch].push(id);
+                    }
+                    if non_ascii {
+                        non_ascii_clauses.push(id);
+                    }
+                }
+            }
+        }
+        always.dedup();
+        let needles = patterns.len();
+        patterns.push(b"\\u".to_vec());
+        patterns.push(b"\\/".to_vec());
+        let ac = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .kind((patterns.len() <= DFA_LIMIT).then_some(AhoCorasickKind::DFA))
+            .build(&patterns)
+            .ok()?;
+        Some(Cnf {
+            ac,
+            needles,
+            pattern_clauses,
+            clause_unit,
+            unit_need,
+            unit_rule,
+            ascii_clauses,
+            non_ascii_clauses,
+            always,
+            rules: rules.len(),
+        })
+    }
+
+    pub(super) fn state(&self) -> CnfState {
+        CnfState {
+            stamp: 0,
+            pattern_mark: vec![0; self.needles],
+            clause_mark: vec![0; self.clause_unit.len()],
+            unit_mark: vec![0; self.unit_need.len()],
+            unit_count: vec![0; self.unit_need.len()],
+            rule_mark: vec![0; self.rules],
+            open: false,
+            all: false,
+        }
+    }
+
+    /// The start of the first line in `hay[at..end]` (`end` a line end) on which a rule with
+    /// clauses is open; `st` then tells which ([`Cnf::is_open`]). Bytes outside the range are
+    /// only looked at to tell real escapes.
+    pub(super) fn first(
+        &self,
+        hay: &[u8],
+        at: usize,
+        end: usize,
+        st: &mut CnfState,
+    ) -> Option<usize> {
+        let line_end =
+            |from: usize| memchr::memchr(b'\n', &hay[from..end]).map_or(end, |i| from + i);
+        let mut start = at;
+        let mut stop = line_end(at);
+        st.next_line();
+        for m in self.ac.find_overlapping_iter(Input::new(hay).span(at..end)) {
+            let p = m.start();
+            if p >= stop {
+                if st.open {
+                    return Some(start);
+                }
+                start = memchr::memrchr(b'\n', &hay[stop..p]).map_or(stop, |i| stop + i + 1);
+                stop = line_end(p);
+                st.next_line();
+            }
+            self.on_match(hay, m.pattern().as_usize(), p, stop, st);
+        }
+        st.open.then_some(start)
+    }
+
+    fn on_match(&self, hay: &[u8], pattern: usize, p: usize, stop: usize, st: &mut CnfState) {
+        if pattern < self.needles {
+            // Later occurrences in the line change nothing.
+            if std::mem::replace(&mut st.pattern_mark[pattern], st.stamp) == st.stamp {
+                return;
+            }
+            for &c in &self.pattern_clauses[pattern] {
+                self.satisfy(c, st);
+            }
+            return;
+        }
+        // `\U` matches the folded pattern but is no escape.
+        if !real_escape(hay, p) || hay[p + 1] == b'U' {
+            return;
+        }
+        if hay[p + 1] == b'/' {
+            for &c in &self.ascii_clauses[usize::from(b'/')] {
+                self.satisfy(c, st);
+            }
+            return;
+        }
+        let code = hay[..stop].get(p + 2..p + 6).and_then(|h| {
+            h.iter().try_fold(0u32, |acc, &b| {
+                (b as char).to_digit(16).map(|d| acc * 16 + d)
+            })
+        });
+        let clauses = match code {
+            None => {
+                // Not an escape JSON allows: let the parser see the line.
+                st.all = true;
+                st.open = true;
+                return;
+            }
+            Some(c) if c < 0x80 => &self.ascii_clauses[(c as u8).to_ascii_lowercase() as usize],
+            Some(_) => &self.non_ascii_clauses,
+        };
+        for &c in clauses {
+            self.satisfy(c, st);
+        }
+    }
+
+    fn satisfy(&self, c: u32, st: &mut CnfState) {
+        let c = c as usize;
+        if st.clause_mark[c] == st.stamp {
+            return;
+        }
+        st.clause_mark[c] = st.stamp;
+        let u = self.clause_unit[c] as usize;
+        if st.unit_mark[u] != st.stamp {
+            st.unit_mark[u] = st.stamp;
+            st.unit_count[u] = 0;
+        }
+        st.unit_count[u] += 1;
+        if st.unit_count[u] == self.unit_need[u] {
+            st.rule_mark[self.unit_rule[u] as usize] = st.stamp;
+            st.open = true;
+        }
+    }
+
+    /// Fill `open` (one flag per rule) for the line [`Cnf::first`] last stopped at, the rules
+    /// without clauses included.
+    pub(super) fn fill_open(&self, st: &CnfState, open: &mut Vec<bool>) {
+        open.clear();
+        if st.all {
+            open.resize(self.rules, true);
+            return;
+        }
+        open.extend(st.rule_mark.iter().map(|&m| st.open && m == st.stamp));
+        for &r in &self.always {
+            open[r] = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_ir::*;
+    use super::super::Prefilter;
+    use crate::ir::Op;
+
+    fn line(name: &str, args: &str) -> Vec<u8> {
+        format!(
+            r#"{{"event":{{"category":["process"]}},"host":{{"os":{{"type":"linux"}}}},"process":{{"name":"{name}","args":"{args}"}}}}"#
+        )
+        .into_bytes()
+    }
+
+    /// Two rules shaped like Elastic's: common literals, then the rule's own.
+    fn two_rules() -> Prefilter {
+        let p = Prefilter::new(&[
+            rule(vec![and(vec![
+                kw(Op::Eq, &["process"]),
+                kw(Op::Eq, &["linux"]),
+                kw(Op::Eq, &["sshd"]),
+                kw(Op::Wildcard, &["*-o ProxyCommand*"]),
+            ])]),
+            rule(vec![and(vec![
+                kw(Op::Eq, &["process"]),
+                kw(Op::EqCi, &["cmd.exe", "pwsh.exe"]),
+                kw(Op::Wildcard, &["*/c start*"]),
+            ])]),
+        ]);
+        assert!(p.cnf.is_some(), "{}", p.strategy());
+        p
+    }
+
+    #[test]
+    fn a_line_needs_every_clause_of_a_rule() {
+        let p = two_rules();
+        // One rule's literal without its other literals: no rule can match.
+        assert!(!p.is_candidate(&line("bash", "-o ProxyCommand=nc")));
+        assert!(!p.is_candidate(&line("sshd", "-D")));
+        assert!(!p.is_candidate(&line("cmd.exe", "-o ProxyCommand")));
+        // Literals of two different rules do not add up either.
+        assert!(!p.is_candidate(&line("sshd", "/c start x")));
+        assert!(p.is_candidate(&line("SSHD", "-o proxycommand=nc")));
+        assert!(p.is_candidate(&line("PWSH.exe", "/C START calc")));
+    }
+
+    #[test]
+    fn escapes_satisfy_the_clauses_they_may_spell() {
+        let p = two_rules();
+        assert!(p.is_candidate(&line(r"\u0073shd", "-o ProxyCommand")));
+        assert!(p.is_candidate(&line(r"cmd\u002Eexe", r"\/c start")));
+        // `\/` may spell the slash of `/c start`, not the letters of `sshd`.
+        assert!(!p.is_candidate(&line(r"\/sh", "-o ProxyCommand")));
+        // An escaped backslash then `u0073`: no escape of `s`.
+        assert!(!p.is_candidate(&line(r"\\\\u0073shd", "-o ProxyCommand")));
+        // Not a JSON escape: the parser must see the line.
+        assert!(p.is_candidate(&line(r"\u00zz", "")));
+    }
+
+    #[test]
+    fn finder_reports_the_open_rules_of_the_line() {
+        let p = two_rules();
+        let hay = [
+            line("bash", "-o ProxyCommand"),
+            line("cmd.exe", "/c start x"),
+            line("sshd", "-o ProxyCommand"),
+        ]
+        .join(&b'\n');
+        let mut finder = p.finder();
+        let mut open = Vec::new();
+        let first = finder.find(&hay, 0, hay.len()).unwrap();
+        let second_line = hay.iter().position(|&b| b == b'\n').unwrap() + 1;
+        assert!(first >= second_line);
+        assert!(finder.fill_open(&mut open));
+        assert_eq!(open, [false, true]);
+        let third = memchr::memrchr(b'\n', &hay).unwrap();
+        let next = finder.find(&hay, third, hay.len()).unwrap();
+        assert!(next > third);
+        assert!(finder.fill_open(&mut open));
+        assert_eq!(open, [true, false]);
+    }
+
+    #[test]
+    fn one_rule_or_an_unfilterable_branch_keeps_the_needle_search() {
+        let one = Prefilter::new(&[rule(vec![kw(Op::Eq, &["sshd"])])]);
+        assert!(one.cnf.is_none());
+        let loose = Prefilter::new(&[
+            rule(vec![kw(Op::Eq, &["sshd"])]),
+            rule(vec![not(kw(Op::Eq, &["y"]))]),
+        ]);
+        assert!(loose.cnf.is_none());
+    }
+}

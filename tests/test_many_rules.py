@@ -1,0 +1,199 @@
+"""Many rules at once, shaped like Elastic's detection rules (common literals such as `process`,
+`linux`, `start` next to each rule's own): the Rust engine, whose prefilter lets a line through
+only when all literal clauses of some rule's branch are in it, must report exactly the hits of
+the reference engine and of a scan without the prefilter."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_differential import encode
+
+from conftest import hit_keys
+from imds_scan import run_scan
+from imds_scan.rules import load_rules
+
+RULES = Path(__file__).parent / "data" / "elastic_shaped"
+
+# Values the rules test, near misses, and filler; drawn per field.
+VALUES: dict[str, list[Any]] = {
+    "event.category": ["process", "file", "network", "Process", "authentication"],
+    "event.type": ["start", "end", "change", "creation", "START", "info"],
+    "event.action": ["exec", "exec_event", "executed", "start", "fork", "Exec"],
+    "host.os.type": ["linux", "windows", "macos", "LINUX", "Windows"],
+    "process.name": [
+        "sshd",
+        "SSHD",
+        "sshd ",
+        "bash",
+        "sh",
+        "dash",
+        "curl",
+        "wget",
+        "curl.exe",
+        "cmd.exe",
+        "CMD.EXE",
+        "conhost.exe",
+        "powershell.exe",
+        "node",
+        "x ",
+        "ssh",
+        "",
+    ],
+    "process.parent.name": [
+        "node",
+        "bun",
+        "Bun.exe",
+        "node.exe",
+        "ubuntu",
+        "services.exe",
+        "explorer.exe",
+        "powershell.exe",
+        "systemd",
+        "bunny",
+    ],
+    "process.args": [
+        "-o ProxyCommand=nc %h 22",
+        "-o proxycommand",
+        "-o Proxy",
+        "/c",
+        "/C",
+        "/c start",
+        "-D",
+        ["-o", "ProxyCommand"],
+        ["/c", "whoami"],
+        "-la",
+    ],
+    "process.command_line": [
+        "curl http://169.254.169.254/latest/meta-data/",
+        "wget metadata.google.internal",
+        "curl http://169.254.169.25/",
+        "ls -la /tmp",
+        "cmd.exe /c start calc",
+    ],
+    "process.executable": [
+        "C:\\Windows\\System32\\svchost.exe",
+        "c:\\windows\\system32\\evil.exe",
+        "\\Device\\HarddiskVolume3\\Windows\\System32\\x.exe",
+        "Registry",
+        "MemCompression",
+        "C:\\Windows\\System32\\smss.exe",
+        "/usr/bin/ssh",
+        "D:\\Windows\\System32\\a.exe",
+    ],
+    "process.parent.pid": [4, 44, "4", 1, 400],
+    "process.code_signature.trusted": [True, False, "true", None],
+    "user.id": ["S-1-5-18", "S-1-5-180", "s-1-5-18", "1000"],
+    "file.path": [
+        "/etc/hosts",
+        "/etc/hosts.allow",
+        "C:\\Windows\\System32\\drivers\\etc\\hosts",
+        "/etc/HOSTS",
+        "/tmp/hosts",
+    ],
+    "dns.question.name": ["evil.top", "a.b.xyz", "x.LOL", "example.com", "top.example"],
+}
+
+
+# Per rule, an event it matches: the generator starts from one and changes some fields.
+TEMPLATES: list[dict[str, Any]] = [
+    {
+        "event.category": "process",
+        "host.os.type": "linux",
+        "event.type": "start",
+        "event.action": "exec",
+        "process.name": "sshd",
+        "process.args": "-o ProxyCommand=nc",
+    },
+    {
+        "event.category": "process",
+        "event.type": "start",
+        "event.action": "exec",
+        "process.name": "x ",
+    },
+    {
+        "event.category": "process",
+        "event.type": "start",
+        "process.parent.name": "bun",
+        "process.name": "cmd.exe",
+        "process.args": "/c",
+    },
+    {
+        "event.category": "process",
+        "host.os.type": "windows",
+        "event.type": "start",
+        "process.executable": "C:\\Windows\\System32\\evil.exe",
+        "process.parent.name": "services.exe",
+        "process.code_signature.trusted": False,
+    },
+    {"event.category": "file", "event.type": "change", "file.path": "/etc/hosts"},
+    {
+        "event.category": "process",
+        "event.type": "start",
+        "process.name": "curl",
+        "process.command_line": "curl http://169.254.169.254/latest/meta-data/",
+    },
+    {
+        "event.category": "process",
+        "host.os.type": "windows",
+        "event.action": "start",
+        "user.id": "S-1-5-18",
+        "process.parent.name": "explorer.exe",
+        "process.name": "cmd.exe",
+    },
+    {
+        "event.category": "process",
+        "host.os.type": "windows",
+        "event.type": "start",
+        "process.parent.pid": 4,
+        "process.executable": "C:\\Windows\\System32\\x.exe",
+    },
+    {
+        "event.category": "network",
+        "host.os.type": "linux",
+        "dns.question.name": "evil.top",
+        "process.name": "dig",
+    },
+]
+
+
+def _event(rnd: random.Random) -> dict[str, Any]:
+    flat = dict(rnd.choice(TEMPLATES))
+    for field, choices in VALUES.items():
+        roll = rnd.random()
+        if roll < 0.15:
+            flat[field] = rnd.choice(choices)
+        elif roll < 0.2:
+            flat.pop(field, None)
+    doc: dict[str, Any] = {}
+    for field, value in flat.items():
+        node = doc
+        parts = field.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        if field == "event.category" and rnd.random() < 0.5:
+            value = [value]
+        node[parts[-1]] = value
+    return doc
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_elastic_shaped_rules_agree_with_and_without_prefilter(tmp_path: Path, seed: int) -> None:
+    rules, warnings = load_rules([str(RULES)])
+    assert not warnings and len(rules) == 9
+    rnd = random.Random(seed)
+    lines = [encode(rnd, _event(rnd), rnd.choice([0.0, 0.0, 0.0, 0.05, 0.3])) for _ in range(400)]
+    path = tmp_path / "events.ndjson"
+    path.write_bytes("".join(line + "\n" for line in lines).encode("utf-8", "surrogatepass"))
+    py = run_scan([str(path)], rules, engine="python")
+    rs = run_scan([str(path)], rules, engine="rust")
+    rs_full = run_scan([str(path)], rules, engine="rust", prefilter=False)
+    assert hit_keys(rs_full.hits) == hit_keys(py.hits)
+    assert hit_keys(rs.hits) == hit_keys(py.hits)
+    # Not vacuous: rules hit, and the prefilter skips lines holding common literals only.
+    assert len({h.rule.id for h in py.hits}) >= 5
+    stats = rs.stats.files[0]
+    assert stats.candidates < stats.events
