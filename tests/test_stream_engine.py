@@ -43,9 +43,12 @@ def record_names(sources: Sequence[str], rules: Sequence[Rule]) -> Any:
 def drain(it: Any) -> tuple[list[Any], bytes]:
     hits: list[Any] = []
     records = b""
-    for batch, data in it:
-        hits.extend(batch)
-        records += data or b""
+    for batch in it:
+        assert batch.count > 0
+        if batch.hits is not None:
+            assert len(batch.hits) == batch.count
+            hits.extend(batch.hits)
+        records += batch.records or b""
     return hits, records
 
 
@@ -148,6 +151,63 @@ def test_ndjson_records_are_byte_identical_to_the_python_writer(tmp_path: Path) 
     assert [python_ndjson([hit], names, rules) for hit in hits] == [x + b"\n" for x in lines_out]
 
 
+def test_batches_give_counts_positions_and_rule_counts_without_hit_objects(
+    tmp_path: Path,
+) -> None:
+    rules = [broad_rule(), *default_rules(), broad_rule("second")]
+    inputs = []
+    for k in range(2):
+        path = tmp_path / f"f{k}.ndjson"
+        path.write_text("".join(event_line(i) + "\n" + "{}\n" for i in range(50)))
+        inputs.append(str(path))
+    engine = scanner(rules)
+    hits, _, _ = engine.scan(inputs)
+    names = record_names(inputs, rules)
+    for options in [{"hits": True}, {"hits": False, "names": names, "records": True}]:
+        positions: list[tuple[int, int]] = []
+        counts = [0] * len(rules)
+        batches = list(engine.scan_iter(inputs, batch=7, **options))
+        assert [b.count for b in batches[:-1]] == [7] * (len(batches) - 1)
+        for batch in batches:
+            assert len(batch) == batch.count
+            assert batch.rows is None
+            if options["hits"]:
+                assert batch.records is None
+                got = [batch.position(k) for k in range(batch.count)]
+                assert [h[:2] for h in batch.hits] == got
+            else:
+                assert batch.hits is None
+                assert batch.records is not None
+                assert batch.records.count(b"\n") == batch.count
+            positions += [batch.position(k) for k in range(batch.count)]
+            counts = [a + b for a, b in zip(counts, batch.rule_counts, strict=True)]
+            with pytest.raises(IndexError):
+                batch.position(batch.count)
+        assert positions == [h[:2] for h in hits]
+        assert counts == [sum(h[2] == r for h in hits) for r in range(len(rules))]
+        assert counts[0] == counts[-1] == 100
+
+
+def test_rows_are_refused_until_they_exist_and_names_are_checked() -> None:
+    rules = [broad_rule()]
+    engine = scanner(rules)
+    names = record_names([str(SAMPLE)], rules)
+    with pytest.raises(ValueError, match="rows"):
+        engine.scan_iter([str(SAMPLE)], names=names, rows=True)
+    with pytest.raises(ValueError, match="names"):
+        engine.scan_iter([str(SAMPLE)], records=True)
+    with pytest.raises(ValueError, match="twice"):
+        engine.scan_iter([str(SAMPLE)], records=names, names=names)
+    with pytest.raises(TypeError, match="records"):
+        engine.scan_iter([str(SAMPLE)], records=3)
+    # The older spelling (names as records) and the newer give the same records.
+    old = drain(engine.scan_iter([str(SAMPLE)], records=names, hits=False))
+    new = drain(engine.scan_iter([str(SAMPLE)], names=names, records=True, hits=False))
+    assert old == new and old[1]
+    # Names without records: no records.
+    assert drain(engine.scan_iter([str(SAMPLE)], names=names, hits=False)) == ([], b"")
+
+
 def test_source_names_with_no_utf8_form_are_refused_before_scanning() -> None:
     rules = [broad_rule()]
     engine = scanner(rules)
@@ -165,8 +225,8 @@ def test_leaving_early_cancels_and_joins(tmp_path: Path) -> None:
     path.write_text("".join(event_line(i) + "\n" for i in range(50_000)))
     engine = scanner([broad_rule()])
     with engine.scan_iter([str(path)], batch=100, buffer_size=4096, threads=2) as it:
-        first, _ = next(it)
-        assert len(first) == 100
+        first = next(it)
+        assert first.count == 100 and len(first.hits) == 100
     assert it.done and it.cancelled
     assert next(it, None) is None
     assert len(it.files) == 1
@@ -219,7 +279,8 @@ names = ([sys.argv[1]], [(rule.name, rule.id, rule.severity, rule.branch_names)]
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 hits = size = 0
 with open(os.devnull, "wb") as out:
-    for batch, data in engine.scan_iter([sys.argv[1]], threads=2, records=names, hits=False):
+    for batch in engine.scan_iter([sys.argv[1]], threads=2, records=names, hits=False):
+        data = batch.records
         size += len(data)
         hits += data.count(b"\\n")
         out.write(data)

@@ -5,7 +5,7 @@ from os import PathLike
 from types import TracebackType
 from typing import Any, Protocol, final
 
-__all__ = ["STATS_FIELDS", "ScanIter", "Scanner", "__version__"]
+__all__ = ["STATS_FIELDS", "HitBatch", "ScanIter", "Scanner", "__version__"]
 
 __version__: str
 # The keys of a per-input statistics dict, defined once in Rust (FileStats::FIELDS): bytes,
@@ -20,7 +20,7 @@ class _Readable(Protocol):
     def read(self, size: int = ..., /) -> bytes: ...
 
 _Input = str | PathLike[str] | tuple[str | PathLike[str] | _Seekable, int, int] | _Readable
-# records=(source names, one per input; per rule: (name, id, severity, branch names)).
+# names=(source names, one per input; per rule: (name, id, severity, branch names)).
 _RecordNames = tuple[Sequence[str], Sequence[tuple[str, str, str, Sequence[str]]]]
 
 class _Seekable(Protocol):
@@ -51,28 +51,30 @@ class Scanner:
         progress: Callable[[int], object] | None = None,
         max_line_bytes: int = 67108864,
         batch: int = 4096,
-        records: _RecordNames | None = None,
+        records: _RecordNames | bool | None = None,
         hits: bool = True,
         reorder_bytes: int = 0,
+        rows: bool = False,
+        names: _RecordNames | None = None,
     ) -> ScanIter:
         """Scan like ``scan``, handing hits out while the scan runs, in ``scan``'s order
         (input order, then line, then rule), in memory that does not grow with the hits.
 
-        Yields batches ``(hits, records)``: at most ``batch`` hit tuples as ``scan`` gives
-        them (an empty list with ``hits=False``), and with ``records`` the same hits' NDJSON
-        lines (each ending in ``\\n``) as one ``bytes``, byte for byte what
-        ``records.Hit.to_json`` writes encoded as UTF-8 (line numbers as the engine gives
-        them: add no offset); no record holds a raw ``\\n``, so ``records.split(b"\\n")[i]``
-        is the record of ``hits[i]`` (to drop some, e.g. by time). Otherwise ``records`` is
-        None. Memory: about ``batch`` hits per batch, at most 2 batches waiting, plus the scan's
-        own reorder buffers. A partial batch is sent when a
-        hit or an input's end comes 200 ms or more after the last batch, and at the end, so
-        a slow trickle of hits is not held back until ``batch`` is reached. Per-input
-        statistics arrive as inputs finish (``files``), not in the batches.
+        Yields :class:`HitBatch` es of 1 to ``batch`` hits. ``names`` (source names, rule
+        descriptions) names the inputs and rules in records and rows. ``records``: True (with
+        ``names``), or the names themselves (the older spelling of ``names=..., records=True``)
+        gives each batch's NDJSON ``records``; ``hits=False`` leaves ``HitBatch.hits`` None, so
+        that no Python object is built per hit. ``rows=True`` raises ValueError: this build
+        has no rows yet. Memory: about ``batch`` hits per batch, at most 2 batches waiting,
+        plus the scan's own reorder buffers. A partial batch is sent when a hit or an input's
+        end comes 200 ms or more after the last batch, and at the end, so a slow trickle of
+        hits is not held back until ``batch`` is reached. Per-input statistics arrive as
+        inputs finish (``files``), not in the batches.
 
-        ``records`` raises ValueError, before anything is scanned, when the names do not fit
-        the inputs and rules, or when a name is a str with no UTF-8 form (surrogates, e.g.
-        ``os.fsdecode`` of a file name that is not UTF-8): build such records in Python.
+        ValueError, before anything is scanned, when the names do not fit the inputs and
+        rules, or when a name is a str with no UTF-8 form (surrogates, e.g. ``os.fsdecode``
+        of a file name that is not UTF-8: build such records in Python), or records are asked
+        for without names.
 
         Ctrl-C while waiting for a batch: the scan is cancelled and stopped, ``files`` gets
         every input's statistics (unfinished ones with an ``interrupted`` error),
@@ -87,11 +89,38 @@ class Scanner:
         """
 
 @final
+class HitBatch:
+    """One batch of a streaming scan's hits, in order; nothing in it is a Python object per
+    hit unless ``hits`` was asked for."""
+
+    @property
+    def count(self) -> int:
+        """Hits in the batch (at least 1)."""
+    @property
+    def hits(self) -> list[_HitTuple] | None:
+        """The hit tuples as ``Scanner.scan`` gives them, or None with ``hits=False``."""
+    @property
+    def records(self) -> bytes | None:
+        """The hits' NDJSON lines (each ending in ``\\n``), byte for byte what
+        ``records.Hit.to_json`` writes encoded as UTF-8 (line numbers as the engine gives
+        them: add no offset); no record holds a raw ``\\n``, so ``records.split(b"\\n")[k]``
+        is the record of hit k. None without records."""
+    @property
+    def rows(self) -> bytes | None:
+        """The hits' rows as an Arrow IPC stream, or None without ``rows``."""
+    @property
+    def rule_counts(self) -> list[int]:
+        """Hits per rule index in this batch."""
+    def position(self, k: int) -> tuple[int, int]:
+        """(input index, line) of hit k (0-based); IndexError out of range."""
+    def __len__(self) -> int: ...
+
+@final
 class ScanIter:
     """A running streaming scan (``Scanner.scan_iter``)."""
 
     def __iter__(self) -> ScanIter: ...
-    def __next__(self) -> tuple[list[_HitTuple], bytes | None]: ...
+    def __next__(self) -> HitBatch: ...
     def close(self) -> None:
         """Cancel the scan if it runs and wait for its threads (hits not taken are dropped,
         statistics kept). Idempotent."""

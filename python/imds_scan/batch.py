@@ -13,9 +13,8 @@ if TYPE_CHECKING:
 
     from .records import Hit
 
-# What a consumer reads from the batches; the stream asks the engine for these only
-# (RULE_COUNTS: exact ``rule_counts``, for the allowlist's counts).
-HITS, RECORDS, FRAME, RULE_COUNTS = "hits", "records", "frame", "rule_counts"
+# What a consumer reads from the batches; the stream asks the engine for these only.
+HITS, RECORDS, FRAME = "hits", "records", "frame"
 Needs = frozenset[str]
 
 

@@ -32,14 +32,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from .batch import FRAME, HITS, RECORDS, RULE_COUNTS, HitBatch, Needs
+from .batch import FRAME, HITS, RECORDS, HitBatch, Needs
 from .engines import (
     BATCH_HITS,
     FAST_BATCH_HITS,
     EngineRun,
     HitStream,
     Progress,
-    binding_counts,
     binding_rows,
     flag_unscanned,
     hit_maker,
@@ -488,17 +487,18 @@ def share_forms(
     client builds those records from Hit objects; rows are moved by the client (their line
     column), whatever the range."""
     ranged = any(piece.start > 0 for piece in share)
+    named = record_names([names[p.index] for p in share], rules)
     forms: dict[str, Any] = {}
-    if RECORDS in needs and not ranged:
-        forms["records"] = record_names([names[p.index] for p in share], rules)
-    if FRAME in needs and rows:
+    if RECORDS in needs and not ranged and named is not None:
+        forms["records"] = True
+    if FRAME in needs and rows and named is not None:
         forms["rows"] = True
-    forms = {key: value for key, value in forms.items() if value is not None}
+    if forms:
+        forms["names"] = named
     forms["hits"] = (
         HITS in needs
         or (RECORDS in needs and "records" not in forms)
         or (FRAME in needs and "rows" not in forms)
-        or (RULE_COUNTS in needs and not binding_counts())
     )
     return forms
 
@@ -567,7 +567,7 @@ def scan_share(
     run = EngineRun()
     count = 0
     hits: list[Any] | None = [] if forms.get("hits", True) else None
-    records: list[bytes] | None = [] if forms.get("records") is not None else None
+    records: list[bytes] | None = [] if forms.get("records") else None
     rows: list[bytes] | None = [] if forms.get("rows") else None
     rule_counts: list[int] | None = None
     try:

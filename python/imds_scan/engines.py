@@ -5,13 +5,14 @@ and :func:`file_result` turn them into results, here and in the cluster's merge.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .batch import FRAME, HITS, RECORDS, RULE_COUNTS, HitBatch, Needs
+from .batch import FRAME, HITS, RECORDS, HitBatch, Needs
 from .records import FileResult, Hit, ScanStats
 from .reference.scan.lines import MAX_LINE_BYTES
 from .results import ScanInterrupted, ScanResult
@@ -100,35 +101,29 @@ class RawBatch:
     position: Callable[[int], tuple[int, int]] | None = None
 
 
-def _raw_batch(item: Any, with_hits: bool) -> RawBatch:
-    """The binding's batch: a ``HitBatch`` object, or an older ``(hits, records)`` pair."""
-    if isinstance(item, tuple):
-        hits, records = item
-        if with_hits or records is None:
-            return RawBatch(len(hits), hits, records)
-        return RawBatch(records.count(b"\n"), None, records)
+def _raw_batch(item: Any) -> RawBatch:
+    """The binding's ``HitBatch`` as a RawBatch (the shape every engine gives)."""
     return RawBatch(
         item.count,
         item.hits,
         item.records,
-        getattr(item, "rows", None),
+        item.rows,
         item.rule_counts,
         item.position,
     )
 
 
-def binding_counts() -> bool:
-    """Whether the binding's batches count their hits per rule (``HitBatch.rule_counts``)."""
-    import importlib
-
-    return hasattr(importlib.import_module(f"{__package__}._engine"), "HitBatch")
-
-
+@functools.cache
 def binding_rows() -> bool:
-    """Whether the binding builds Arrow rows of the hits frame (``scan_iter(rows=...)``)."""
+    """Whether the binding builds Arrow rows of the hits frame (``scan_iter(rows=True)``; a
+    build without them refuses it)."""
     from ._engine import Scanner
 
-    return "rows=" in (getattr(Scanner.scan_iter, "__text_signature__", None) or "")
+    try:
+        Scanner([]).scan_iter([], rows=True).close()
+    except ValueError:
+        return False
+    return True
 
 
 def rust_batches(
@@ -142,16 +137,15 @@ def rust_batches(
     then; closing this generator early (--max-hits, or Ctrl-C in the consumer) cancels the
     engine, whose unfinished inputs then say ``interrupted``."""
     options.setdefault("batch", BATCH_HITS)
-    with_hits = options.get("hits", True)
     scan = scanner.scan_iter(inputs, **options)
     try:
         try:
             for item in scan:
-                yield _raw_batch(item, with_hits)
+                yield _raw_batch(item)
         except KeyboardInterrupt:
             run.interrupted = True
             for item in scan:  # the hits found before Ctrl-C
-                yield _raw_batch(item, with_hits)
+                yield _raw_batch(item)
     finally:
         scan.close()
         run.stats = scan.files
@@ -263,19 +257,20 @@ def stream_scan(
 
         scanner = Scanner([json.dumps(rule.ir) for rule in rules])
         fast: dict[str, Any] = {}
-        if RECORDS in needs:
-            fast["records"] = record_names([names[i] for i in readable], rules)
-        if FRAME in needs and binding_rows():
+        named = record_names([names[i] for i in readable], rules)
+        if RECORDS in needs and named is not None:
+            fast["records"] = True
+        if FRAME in needs and named is not None and binding_rows():
             fast["rows"] = True
+        if fast:
+            fast["names"] = named
         # Hit objects are built from the engine's tuples: asked for when a form the consumer
         # reads cannot come from the engine.
         want_hits = (
             HITS in needs
-            or (RECORDS in needs and fast.get("records") is None)
+            or (RECORDS in needs and "records" not in fast)
             or (FRAME in needs and "rows" not in fast)
-            or (RULE_COUNTS in needs and not binding_counts())
         )
-        fast = {k: v for k, v in fast.items() if v is not None}
         raw = rust_batches(
             scanner,
             [sources[i].engine_input() for i in readable],

@@ -7,7 +7,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from .batch import HITS, RULE_COUNTS, HitBatch, Needs
+from .batch import HITS, HitBatch, Needs
 from .cluster import DEFAULT_RANGE_SIZE
 from .engines import Engine, HitStream, Progress, stream_scan
 from .records import AllowlistDrops, Hit, ScanStats
@@ -128,8 +128,6 @@ def open_scan(
     chosen = with_host_filter(
         default_rules() if rules is None else rules, config.hosts, config.exclude_hosts
     )
-    if any(rule.allowlist_labels for rule in chosen):  # what each rule's allowlist left
-        needs = needs | {RULE_COUNTS}
     expanded = expand(paths, endpoint_url=config.endpoint_url)
     if check_inputs is not None:
         check_inputs(expanded.sources)
@@ -170,8 +168,6 @@ def open_scan(
     stopped_at: tuple[str, int] | None = None
 
     def count_rules(batch: HitBatch) -> None:
-        if RULE_COUNTS not in needs:
-            return
         if batch.rule_counts is not None:
             for rule, count in zip(chosen, batch.rule_counts, strict=True):
                 if count:

@@ -4,14 +4,17 @@
 //! let Python deliver signals (and to report progress), so Ctrl-C cancels the scan within a
 //! buffer's time, and the scan returns what it found so far, marked interrupted.
 //! `Scanner.scan_iter` runs the scan on a thread of its own that sends batches of hits (and
-//! their NDJSON records) through a bounded channel; `next()` waits for one in the same way.
+//! their NDJSON records) through a bounded channel; `next()` waits for one in the same way and
+//! hands it out as a `HitBatch`, which holds no Python object per hit unless hits are asked for.
 
 use imds_core::{
     Engine, FileStats, Hit, Input, RecordMeta, RuleIr, RuleMeta, ScanEvent, ScanOptions, StatValue,
 };
-use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{
+    PyIndexError, PyKeyboardInterrupt, PyRuntimeError, PyTypeError, PyValueError,
+};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyString, PyTuple};
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -94,13 +97,16 @@ impl Scanner {
     }
 
     /// Scan like `scan`, handing hits out while the scan runs, in the same order, in bounded
-    /// memory: see `ScanIter`. `records = (sources, rules)` also gives each batch's NDJSON
-    /// records as bytes (`sources`: a name per input; `rules`: (name, id, severity, branch
-    /// names) per rule); `hits=False` leaves the hit lists empty. `reorder_bytes` (0 = 16 MiB)
-    /// caps the hits a part of the scan ahead of the output order keeps.
+    /// memory, as `HitBatch`es: see `ScanIter`. `names = (sources, rules)` names the inputs
+    /// (one per input) and rules ((name, id, severity, branch names) per rule) for records
+    /// and rows. `records`: the names (as `names`, records on) or a bool (records with
+    /// `names`) gives each batch's NDJSON records as bytes; `hits=False` leaves `hits` None.
+    /// `rows=True` is refused until the rows exist. `reorder_bytes` (0 = 16 MiB) caps the
+    /// hits a part of the scan ahead of the output order keeps.
     #[pyo3(signature = (
         inputs, threads=0, buffer_size=4194304, prefilter=true, max_examples=5, progress=None,
-        max_line_bytes=67108864, batch=4096, records=None, hits=true, reorder_bytes=0
+        max_line_bytes=67108864, batch=4096, records=None, hits=true, reorder_bytes=0,
+        rows=false, names=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn scan_iter(
@@ -113,13 +119,44 @@ impl Scanner {
         progress: Option<Py<PyAny>>,
         max_line_bytes: usize,
         batch: usize,
-        records: Option<RecordNames<'_>>,
+        records: Option<Bound<'_, PyAny>>,
         hits: bool,
         reorder_bytes: usize,
+        rows: bool,
+        names: Option<RecordNames<'_>>,
     ) -> PyResult<ScanIter> {
         let count = inputs.len();
+        // `records` is a bool, or the names themselves (records on).
+        let (with_records, records_names) = match records {
+            None => (false, None),
+            Some(value) if value.is_instance_of::<PyBool>() => (value.extract::<bool>()?, None),
+            Some(value) => (
+                true,
+                Some(value.extract::<RecordNames<'_>>().map_err(|_| {
+                    PyTypeError::new_err("records is a bool or (source names, rule descriptions)")
+                })?),
+            ),
+        };
+        let names = match (names, records_names) {
+            (Some(_), Some(_)) => {
+                return Err(PyValueError::new_err(
+                    "names given twice: as names= and as records=",
+                ))
+            }
+            (names, other) => names.or(other),
+        };
+        if rows {
+            return Err(PyValueError::new_err(
+                "rows=True is not supported by this build of the engine yet",
+            ));
+        }
+        if with_records && names.is_none() {
+            return Err(PyValueError::new_err(
+                "records=True needs names=(source names, rule descriptions)",
+            ));
+        }
         let inputs = inputs.iter().map(to_input).collect::<PyResult<Vec<_>>>()?;
-        let records = records
+        let meta = names
             .map(|(sources, rules)| record_meta(&self.engine, count, &sources, &rules))
             .transpose()?;
         let opts = options(
@@ -135,8 +172,10 @@ impl Scanner {
             opts,
             Feed {
                 batch: batch.max(1),
-                records,
+                meta,
+                records: with_records,
                 hits,
+                rules: self.engine.rules().len(),
                 reorder_bytes,
             },
             progress,
@@ -217,8 +256,12 @@ fn record_meta(
 /// What the scan thread of a `ScanIter` puts in each batch.
 struct Feed {
     batch: usize,
-    records: Option<RecordMeta>,
+    /// The names of sources and rules (checked against the inputs and rules).
+    meta: Option<RecordMeta>,
+    records: bool,
     hits: bool,
+    /// How many rules the engine has.
+    rules: usize,
     reorder_bytes: usize,
 }
 
@@ -228,7 +271,72 @@ struct Batch {
     hits: Vec<Hit>,
     records: Option<Vec<u8>>,
     count: usize,
+    /// (input index, line) per hit.
+    positions: Vec<(usize, u64)>,
+    /// Hits per rule index.
+    rule_counts: Vec<u64>,
     files: Vec<(usize, FileStats)>,
+}
+
+/// One batch of hits handed to Python (`ScanIter.__next__`): the hits as tuples (when asked
+/// for) and their NDJSON records, plus what needs no Python object per hit.
+#[pyclass(frozen, module = "imds_scan._engine")]
+struct HitBatch {
+    count: usize,
+    hits: Option<Py<PyList>>,
+    records: Option<Py<PyBytes>>,
+    rows: Option<Py<PyBytes>>,
+    rule_counts: Vec<u64>,
+    positions: Vec<(usize, u64)>,
+}
+
+#[pymethods]
+impl HitBatch {
+    /// Hits in this batch.
+    #[getter]
+    fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The hit tuples, or None when the scan was asked for `hits=False`.
+    #[getter]
+    fn hits(&self, py: Python<'_>) -> Option<Py<PyList>> {
+        self.hits.as_ref().map(|list| list.clone_ref(py))
+    }
+
+    /// The hits' NDJSON records (one line each), or None without records.
+    #[getter]
+    fn records(&self, py: Python<'_>) -> Option<Py<PyBytes>> {
+        self.records.as_ref().map(|bytes| bytes.clone_ref(py))
+    }
+
+    /// The hits' rows as an Arrow IPC stream, or None without rows.
+    #[getter]
+    fn rows(&self, py: Python<'_>) -> Option<Py<PyBytes>> {
+        self.rows.as_ref().map(|bytes| bytes.clone_ref(py))
+    }
+
+    /// Hits per rule index in this batch.
+    #[getter]
+    fn rule_counts(&self) -> Vec<u64> {
+        self.rule_counts.clone()
+    }
+
+    /// (input index, line) of the k-th hit (0-based); IndexError out of range.
+    fn position(&self, k: usize) -> PyResult<(usize, u64)> {
+        self.positions
+            .get(k)
+            .copied()
+            .ok_or_else(|| PyIndexError::new_err(format!("hit {k} of a batch of {}", self.count)))
+    }
+
+    fn __len__(&self) -> usize {
+        self.count
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<HitBatch of {} hits>", self.count)
+    }
 }
 
 enum Msg {
@@ -258,14 +366,26 @@ struct ScanIter {
     cancelled: bool,
     done: bool,
     with_records: bool,
+    with_hits: bool,
 }
 
 impl ScanIter {
-    /// A batch as Python objects: (hit tuples, NDJSON records or None).
-    fn item<'py>(&self, py: Python<'py>, batch: Batch) -> PyResult<IterItem<'py>> {
-        let hits = PyList::new(py, batch.hits.into_iter().map(hit_tuple))?;
-        let records = batch.records.map(|bytes| PyBytes::new(py, &bytes));
-        Ok((hits, records))
+    /// A batch for Python: the hit tuples only when they were asked for.
+    fn item(&self, py: Python<'_>, batch: Batch) -> PyResult<HitBatch> {
+        let hits = if self.with_hits {
+            Some(PyList::new(py, batch.hits.into_iter().map(hit_tuple))?.unbind())
+        } else {
+            None
+        };
+        let records = batch.records.map(|bytes| PyBytes::new(py, &bytes).unbind());
+        Ok(HitBatch {
+            count: batch.count,
+            hits,
+            records,
+            rows: None,
+            rule_counts: batch.rule_counts,
+            positions: batch.positions,
+        })
     }
 
     fn start(
@@ -278,7 +398,7 @@ impl ScanIter {
         let cancel = Arc::new(AtomicBool::new(false));
         let read = Arc::new(AtomicU64::new(0));
         let (tx, rx) = mpsc::sync_channel(QUEUED_BATCHES);
-        let with_records = feed.records.is_some();
+        let (with_records, with_hits) = (feed.records, feed.hits);
         let worker = {
             let (cancel, read) = (Arc::clone(&cancel), Arc::clone(&read));
             std::thread::spawn(move || {
@@ -296,6 +416,7 @@ impl ScanIter {
             cancelled: false,
             done: false,
             with_records,
+            with_hits,
         }
     }
 
@@ -360,7 +481,8 @@ fn feed_batches(
     tx: &SyncSender<Msg>,
 ) {
     let fresh = || Batch {
-        records: feed.records.as_ref().map(|_| Vec::new()),
+        records: feed.records.then(Vec::new),
+        rule_counts: vec![0; feed.rules],
         ..Batch::default()
     };
     let mut batch = fresh();
@@ -372,9 +494,13 @@ fn feed_batches(
         }
         match event {
             ScanEvent::Hit(hit) => {
-                if let (Some(meta), Some(out)) = (&feed.records, &mut batch.records) {
+                if let (Some(meta), Some(out)) = (&feed.meta, &mut batch.records) {
                     // The indices were checked against the inputs and rules.
                     let _ = meta.write(&hit, out);
+                }
+                batch.positions.push((hit.source, hit.line));
+                if let Some(n) = batch.rule_counts.get_mut(hit.rule) {
+                    *n += 1;
                 }
                 if feed.hits {
                     batch.hits.push(hit);
@@ -399,18 +525,16 @@ fn feed_batches(
     }
 }
 
-type IterItem<'py> = (Bound<'py, PyList>, Option<Bound<'py, PyBytes>>);
-
 #[pymethods]
 impl ScanIter {
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
         slf
     }
 
-    /// The next batch: (hit tuples, NDJSON records or None). Waits with the GIL released,
+    /// The next `HitBatch` (never empty). Waits with the GIL released,
     /// checking signals every 50 ms: on Ctrl-C (or an exception from a signal handler or the
     /// progress callback) the scan is cancelled and stopped, then the exception is raised.
-    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<IterItem<'py>>> {
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<HitBatch>> {
         let mut reported = Instant::now();
         loop {
             if let Some(batch) = self.kept.pop_front() {
@@ -762,6 +886,7 @@ fn stats_dict<'py>(py: Python<'py>, stats: &FileStats) -> PyResult<Bound<'py, Py
 fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Scanner>()?;
     m.add_class::<ScanIter>()?;
+    m.add_class::<HitBatch>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("STATS_FIELDS", PyTuple::new(m.py(), FileStats::FIELDS)?)?;
     Ok(())
