@@ -171,3 +171,21 @@ def test_records_of_a_name_that_is_not_utf8(tmp_path: Path) -> None:
     line = hit_records([hit])
     assert b'"bad\\udcff.ndjson"' in line
     assert json.loads(line)["source"] == "bad\udcff.ndjson"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_engines_write_the_same(log: Path, tmp_path: Path, fmt: str) -> None:
+    outputs = [
+        written(
+            open_scan(
+                [str(log)],
+                rules=rules(),
+                config=ScanConfig(engine=engine),  # type: ignore[arg-type]
+                needs=formats.NEEDS[fmt],
+            ),
+            fmt,
+            tmp_path / f"{engine}.parquet",
+        )
+        for engine in ("rust", "python")
+    ]
+    assert_same(*outputs)
