@@ -265,6 +265,21 @@ def test_iter_scan_yields_the_hits_of_scan(tmp_path: Path, engine: str) -> None:
     assert limited.stats.stopped_at == (str(log), 9)
 
 
+def test_reference_engine_stops_when_the_stream_is_closed(tmp_path: Path) -> None:
+    # It streams: closing the stream stops it where it is, the inputs it had not finished
+    # say so (as the Rust engine's do), and --max-hits's stop is no error.
+    logs = [str(write_events(tmp_path / f"{i}.ndjson", 3000, every_other=True)) for i in range(3)]
+    hits = iter_scan(logs, rules=broad_rules(), engine="python")
+    assert next(hits).line == 1
+    stats = hits.close()
+    assert [f.error_kind for f in stats.files] == ["interrupted"] * 3
+    assert 0 < stats.files[0].events < 6000 and stats.files[1].events == 0
+    assert "not read" in (stats.files[2].error or "")
+    limited = scan(logs, rules=broad_rules(), config=ScanConfig(engine="python", max_hits=3500))
+    assert limited.stats.stopped_at == (logs[1], 999)
+    assert not limited.stats.errors and limited.stats.files[2].events == 0
+
+
 def test_iter_scan_ctrl_c_is_scan_interrupted(tmp_path: Path) -> None:
     log = write_events(tmp_path / "a.ndjson", 20_000)
     size = log.stat().st_size

@@ -159,13 +159,15 @@ def python_batches(
     from .reference.scan.engine import ReferenceScan
 
     scan = ReferenceScan([r.ir for r in rules])
+    batches = scan.batches(openers, batch=BATCH_HITS, **options)
     try:
-        for hits in scan.batches(openers, batch=BATCH_HITS, **options):
+        for hits in batches:
             counts = [0] * len(rules)
             for hit in hits:
                 counts[hit[2]] += 1
             yield RawBatch(len(hits), hits, rule_counts=counts)
     finally:
+        batches.close()  # stopped early: the unfinished inputs say so
         run.stats = [vars(stats) for stats in scan.stats]
         run.interrupted = scan.interrupted
 
