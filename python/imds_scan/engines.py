@@ -120,7 +120,7 @@ def binding_rows() -> bool:
     from ._engine import Scanner
 
     try:
-        Scanner([]).scan_iter([], rows=True).close()
+        Scanner([]).scan_iter([], rows=True, names=([], [])).close()
     except ValueError:
         return False
     return True
