@@ -188,12 +188,12 @@ def test_batches_give_counts_positions_and_rule_counts_without_hit_objects(
         assert counts[0] == counts[-1] == 100
 
 
-def test_rows_are_refused_until_they_exist_and_names_are_checked() -> None:
+def test_records_and_rows_need_names_given_once() -> None:
     rules = [broad_rule()]
     engine = scanner(rules)
     names = record_names([str(SAMPLE)], rules)
-    with pytest.raises(ValueError, match="rows"):
-        engine.scan_iter([str(SAMPLE)], names=names, rows=True)
+    with pytest.raises(ValueError, match="rows=True needs names"):
+        engine.scan_iter([str(SAMPLE)], rows=True)
     with pytest.raises(ValueError, match="names"):
         engine.scan_iter([str(SAMPLE)], records=True)
     with pytest.raises(ValueError, match="twice"):
@@ -311,3 +311,111 @@ def test_streaming_many_hits_keeps_memory_bounded(tmp_path: Path) -> None:
     assert held > 100 << 20
     # Two threads: read buffers, one reorder buffer of 16 MiB, two batches in flight.
     assert grown < 80 << 20, f"peak RSS grew by {grown >> 20} MiB for {held >> 20} MiB of hits"
+
+
+ROW_EVENTS = [
+    # Arrays (nested too), nested and dotted spellings of one field, in document order.
+    {
+        "@timestamp": "2024-05-01T10:15:30.123456789+02:00",
+        "event": {"type": ["info", "start"], "category": "process"},
+        "host": {"name": ["h1", ["h2"]]},
+        "host.name": "h3",
+        "process": {"name": "curl", "parent": {"name": "bash"}, "command_line": 'a "b" \\c'},
+        "process.executable": "/usr/bin/curl",
+        "user": [{"name": "u1"}, {"name": ["u2", None, {"x": 1}]}],
+    },
+    # Numbers and booleans as the event spells them; escapes; non-ASCII; epoch millis.
+    '{"@timestamp": 1714521600123, "event": {"type": "start"}, "user": {"name": 1.50},'
+    ' "process": {"name": true, "command_line": "t\\u00e9\\n\\t\\"q\\" \\ud83d\\ude00 \\ud800"},'
+    ' "destination": {"ip": "169.254.169.254", "address": 10E2}, "url.domain": "ünï.example"}',
+    # Missing fields; an unparsable timestamp; an array of timestamps (the first counts).
+    {"event": {"type": "start"}, "@timestamp": "2024-05-01 10:00:00"},
+    {"event": {"type": "start"}, "@timestamp": ["1999-12-31", "2024-05-01"]},
+    {"event": {"type": "start"}, "@timestamp": None, "host": {"name": None}},
+    # An exporter's wrapper: the event is its _source.
+    {"_index": "logs", "_id": "1", "_source": {"event": {"type": "start"}, "host.name": "w"}},
+    # Whitespace around the line, a repeated key (the last wins, in the first one's place).
+    ' \t{"event": {"type": "start"}, "user.name": "first", "host.name": "x",'
+    ' "user.name": "last"}  \r',
+]
+
+ROW_RULES = [
+    'any where event.type == "start"',
+    'any where not process.name == "zzz"',
+    'any where process.name == "curl"',
+]
+
+
+def rows_frame(batches: list[Any]) -> Any:
+    import polars as pl
+
+    frames = [pl.read_ipc_stream(batch.rows) for batch in batches]
+    return pl.concat(frames) if frames else None
+
+
+def test_rows_read_by_polars_equal_the_hits_frame(tmp_path: Path) -> None:
+    import polars as pl
+    from polars.testing import assert_frame_equal
+
+    from imds_scan.report.frame import SCHEMA, hits_frame
+
+    rules = [
+        load_rule(text, rule_id=f"r{k}", name=f"rule {k} é", severity="low", source="<t>")
+        for k, text in enumerate(ROW_RULES)
+    ]
+    rules += default_rules()
+    lines = [e if isinstance(e, str) else json.dumps(e, ensure_ascii=False) for e in ROW_EVENTS]
+    inputs, names = [], []
+    for k in range(3):
+        path = tmp_path / f"in{k}.ndjson"
+        path.write_text("\n".join(lines[k:] + lines[:k]) + "\n\n", encoding="utf-8")
+        inputs.append(str(path))
+        names.append(f"name {k} 😀")
+    engine = scanner(rules)
+    batches = list(engine.scan_iter(inputs, batch=5, names=record_names(names, rules), rows=True))
+    hits = [hit for batch in batches for hit in batch.hits]
+    assert len(hits) > 20
+    assert any(hit[4] is None for hit in hits), "no hit without a witness"
+    assert len({hit[2] for hit in hits}) >= 3
+    for batch in batches:
+        got = pl.read_ipc_stream(batch.rows)
+        assert got.schema == SCHEMA
+        expected = hits_frame([to_hit(raw, names[raw[0]], rules) for raw in batch.hits])
+        assert_frame_equal(got, expected)
+    frame = rows_frame(batches)
+    assert frame["host.name"].to_list()[:1] == ["h1, h2, h3"]
+    assert frame["@timestamp"].null_count() > 0
+
+
+def test_rows_read_timestamps_by_the_shared_vectors(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from imds_scan.report.frame import hits_frame
+
+    cases = [json.loads(x) for x in (ROOT / "spec/vectors/timestamps.jsonl").open()]
+    path = tmp_path / "times.ndjson"
+    events = [{"event": {"type": "start"}, "@timestamp": case["value"]} for case in cases]
+    path.write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
+    rules = [load_rule(ROW_RULES[0], rule_id="t", name="t", severity="low", source="<t>")]
+    batches = list(
+        scanner(rules).scan_iter([str(path)], batch=10, names=record_names(["t"], rules), rows=True)
+    )
+    frame = rows_frame(batches)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    expected = [
+        None if c["micros"] is None else epoch + timedelta(microseconds=c["micros"]) for c in cases
+    ]
+    assert frame["@timestamp"].to_list() == expected
+    hits = [to_hit(raw, "t", rules) for batch in batches for raw in batch.hits]
+    assert hits_frame(hits)["@timestamp"].to_list() == expected
+
+
+def test_rows_alone_build_no_hit_tuples() -> None:
+    rules = [broad_rule()]
+    names = record_names([str(SAMPLE)], rules)
+    engine = scanner(rules)
+    hits, _, _ = engine.scan([str(SAMPLE)])
+    batches = list(engine.scan_iter([str(SAMPLE)], names=names, rows=True, hits=False))
+    assert all(b.hits is None and b.records is None for b in batches)
+    frame = rows_frame(batches)
+    assert frame["line"].to_list() == [hit[1] for hit in hits]

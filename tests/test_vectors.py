@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from imds_scan import Rule, ir_schema, run_scan
 from imds_scan._engine import Scanner
 from imds_scan.config import parse_allowlist
+from imds_scan.filters import parse_event_time
 from imds_scan.reference.eval import CompiledRule
 from imds_scan.rules import PACKS, PRESETS, default_rules, load_rules, pack_path, preset_text
 
@@ -163,3 +165,30 @@ def test_every_operator_of_the_schema_has_a_vector() -> None:
         if hit["witness"] is not None
     }
     assert set(ir_schema.ops()) <= decided, set(ir_schema.ops()) - decided
+
+
+# ---------------------------------------------------------------- @timestamp vectors
+
+TIMESTAMPS = read_jsonl("timestamps.jsonl")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def test_timestamp_vectors_are_many_and_consistent() -> None:
+    assert len(TIMESTAMPS) >= 40
+    assert len({case["name"] for case in TIMESTAMPS}) == len(TIMESTAMPS)
+    for case in TIMESTAMPS:
+        if case["micros"] is None:
+            assert case["utc"] is None, case["name"]
+        else:  # `utc` is `micros` for the reader
+            moment = EPOCH + timedelta(microseconds=case["micros"])
+            assert moment.isoformat(timespec="microseconds") == case["utc"].replace("Z", "+00:00")
+
+
+@pytest.mark.parametrize("case", TIMESTAMPS, ids=[c["name"] for c in TIMESTAMPS])
+def test_timestamp_vectors_python(case: dict[str, Any]) -> None:
+    got = parse_event_time(case["value"])
+    if case["micros"] is None:
+        assert got is None
+    else:
+        assert got is not None and got.tzinfo is UTC
+        assert (got - EPOCH) // timedelta(microseconds=1) == case["micros"]

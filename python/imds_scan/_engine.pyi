@@ -64,8 +64,8 @@ class Scanner:
         descriptions) names the inputs and rules in records and rows. ``records``: True (with
         ``names``), or the names themselves (the older spelling of ``names=..., records=True``)
         gives each batch's NDJSON ``records``; ``hits=False`` leaves ``HitBatch.hits`` None, so
-        that no Python object is built per hit. ``rows=True`` raises ValueError: this build
-        has no rows yet. Memory: about ``batch`` hits per batch, at most 2 batches waiting,
+        that no Python object is built per hit. ``rows=True`` (with ``names``) gives each
+        batch's ``rows``. Memory: about ``batch`` hits per batch, at most 2 batches waiting,
         plus the scan's own reorder buffers. A partial batch is sent when a hit or an input's
         end comes 200 ms or more after the last batch, and at the end, so a slow trickle of
         hits is not held back until ``batch`` is reached. Per-input statistics arrive as
@@ -73,8 +73,8 @@ class Scanner:
 
         ValueError, before anything is scanned, when the names do not fit the inputs and
         rules, or when a name is a str with no UTF-8 form (surrogates, e.g. ``os.fsdecode``
-        of a file name that is not UTF-8: build such records in Python), or records are asked
-        for without names.
+        of a file name that is not UTF-8: build such records in Python), or records or rows
+        are asked for without names.
 
         Ctrl-C while waiting for a batch: the scan is cancelled and stopped, ``files`` gets
         every input's statistics (unfinished ones with an ``interrupted`` error),
@@ -107,7 +107,11 @@ class HitBatch:
         is the record of hit k. None without records."""
     @property
     def rows(self) -> bytes | None:
-        """The hits' rows as an Arrow IPC stream, or None without ``rows``."""
+        """The hits' rows as an Arrow IPC stream (one schema, one record batch), or None
+        without ``rows``: ``polars.read_ipc_stream(rows)`` is the frame
+        ``report.frame.hits_frame`` builds from the same hits (its SCHEMA: text columns as
+        Arrow large_utf8, ``line`` int64, ``@timestamp`` timestamp[us, UTC] read as
+        spec/semantics.md says), row k being hit k."""
     @property
     def rule_counts(self) -> list[int]:
         """Hits per rule index in this batch."""

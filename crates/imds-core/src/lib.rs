@@ -18,6 +18,7 @@ mod ip;
 mod ir;
 mod prefilter;
 mod scan;
+mod timestamp;
 mod wildcard;
 
 pub use error::{Error, InputError, InputErrorKind, RuleError};
@@ -29,9 +30,11 @@ pub use event::{
 pub use ir::{Branch, FieldType, Node, Op, Predicate, RuleIr};
 pub use prefilter::Prefilter;
 pub use scan::{
-    Compression, Engine, FileStats, Hit, Input, ReadSeek, RecordError, RecordMeta, RuleMeta,
-    ScanEvent, ScanOptions, ScanReport, StatValue, DEFAULT_REORDER_BYTES,
+    row_projection, ColumnData, ColumnType, Compression, Engine, FileStats, Hit, HitRows, Input,
+    IntColumn, ReadSeek, RecordError, RecordMeta, RuleMeta, ScanEvent, ScanOptions, ScanReport,
+    StatValue, TextColumn, DEFAULT_REORDER_BYTES, ECS_COLUMNS, MATCHED_COLUMNS,
 };
+pub use timestamp::parse_timestamp;
 
 /// The decoders and their read sizes, for this crate's tests and fuzz targets only (feature
 /// `test-api`).

@@ -162,3 +162,18 @@ fn conformance_vectors() {
         assert!(ops.contains(op.as_str().unwrap()), "no vector for op {op}");
     }
 }
+
+#[test]
+fn timestamp_vectors() {
+    let cases = read_jsonl("timestamps.jsonl");
+    assert!(cases.len() >= 40, "{}", cases.len());
+    for case in cases {
+        let value = case["value"].as_str().unwrap();
+        assert_eq!(
+            imds_core::parse_timestamp(value),
+            case["micros"].as_i64(),
+            "{}: {value:?}",
+            case["name"]
+        );
+    }
+}

@@ -7,8 +7,11 @@
 //! their NDJSON records) through a bounded channel; `next()` waits for one in the same way and
 //! hands it out as a `HitBatch`, which holds no Python object per hit unless hits are asked for.
 
+mod arrow_ipc;
+
 use imds_core::{
-    Engine, FileStats, Hit, Input, RecordMeta, RuleIr, RuleMeta, ScanEvent, ScanOptions, StatValue,
+    row_projection, Engine, FileStats, Hit, HitRows, Input, RecordMeta, RuleIr, RuleMeta,
+    ScanEvent, ScanOptions, StatValue,
 };
 use pyo3::exceptions::{
     PyIndexError, PyKeyboardInterrupt, PyRuntimeError, PyTypeError, PyValueError,
@@ -100,9 +103,10 @@ impl Scanner {
     /// memory, as `HitBatch`es: see `ScanIter`. `names = (sources, rules)` names the inputs
     /// (one per input) and rules ((name, id, severity, branch names) per rule) for records
     /// and rows. `records`: the names (as `names`, records on) or a bool (records with
-    /// `names`) gives each batch's NDJSON records as bytes; `hits=False` leaves `hits` None.
-    /// `rows=True` is refused until the rows exist. `reorder_bytes` (0 = 16 MiB) caps the
-    /// hits a part of the scan ahead of the output order keeps.
+    /// `names`) gives each batch's NDJSON records as bytes; `rows=True` (with names) its rows
+    /// of the hits frame as an Arrow IPC stream; `hits=False` leaves `hits` None.
+    /// `reorder_bytes` (0 = 16 MiB) caps the hits a part of the scan ahead of the output
+    /// order keeps.
     #[pyo3(signature = (
         inputs, threads=0, buffer_size=4194304, prefilter=true, max_examples=5, progress=None,
         max_line_bytes=67108864, batch=4096, records=None, hits=true, reorder_bytes=0,
@@ -145,15 +149,12 @@ impl Scanner {
             }
             (names, other) => names.or(other),
         };
-        if rows {
-            return Err(PyValueError::new_err(
-                "rows=True is not supported by this build of the engine yet",
-            ));
-        }
-        if with_records && names.is_none() {
-            return Err(PyValueError::new_err(
-                "records=True needs names=(source names, rule descriptions)",
-            ));
+        for (wanted, what) in [(with_records, "records=True"), (rows, "rows=True")] {
+            if wanted && names.is_none() {
+                return Err(PyValueError::new_err(format!(
+                    "{what} needs names=(source names, rule descriptions)"
+                )));
+            }
         }
         let inputs = inputs.iter().map(to_input).collect::<PyResult<Vec<_>>>()?;
         let meta = names
@@ -174,6 +175,7 @@ impl Scanner {
                 batch: batch.max(1),
                 meta,
                 records: with_records,
+                rows,
                 hits,
                 rules: self.engine.rules().len(),
                 reorder_bytes,
@@ -259,6 +261,7 @@ struct Feed {
     /// The names of sources and rules (checked against the inputs and rules).
     meta: Option<RecordMeta>,
     records: bool,
+    rows: bool,
     hits: bool,
     /// How many rules the engine has.
     rules: usize,
@@ -270,6 +273,10 @@ struct Feed {
 struct Batch {
     hits: Vec<Hit>,
     records: Option<Vec<u8>>,
+    /// The rows while the batch fills.
+    rows: Option<Box<HitRows>>,
+    /// The rows as an Arrow IPC stream, once the batch is full.
+    ipc: Option<Vec<u8>>,
     count: usize,
     /// (input index, line) per hit.
     positions: Vec<(usize, u64)>,
@@ -378,11 +385,12 @@ impl ScanIter {
             None
         };
         let records = batch.records.map(|bytes| PyBytes::new(py, &bytes).unbind());
+        let rows = batch.ipc.map(|bytes| PyBytes::new(py, &bytes).unbind());
         Ok(HitBatch {
             count: batch.count,
             hits,
             records,
-            rows: None,
+            rows,
             rule_counts: batch.rule_counts,
             positions: batch.positions,
         })
@@ -480,8 +488,10 @@ fn feed_batches(
     read: &AtomicU64,
     tx: &SyncSender<Msg>,
 ) {
+    let projection = row_projection();
     let fresh = || Batch {
         records: feed.records.then(Vec::new),
+        rows: feed.rows.then(|| Box::new(HitRows::new())),
         rule_counts: vec![0; feed.rules],
         ..Batch::default()
     };
@@ -498,6 +508,9 @@ fn feed_batches(
                     // The indices were checked against the inputs and rules.
                     let _ = meta.write(&hit, out);
                 }
+                if let (Some(meta), Some(rows)) = (&feed.meta, &mut batch.rows) {
+                    let _ = rows.push(&hit, meta, &projection);
+                }
                 batch.positions.push((hit.source, hit.line));
                 if let Some(n) = batch.rule_counts.get_mut(hit.rule) {
                     *n += 1;
@@ -510,7 +523,7 @@ fn feed_batches(
             ScanEvent::File { source, stats } => batch.files.push((source, stats)),
         }
         if batch.count >= feed.batch || (batch.count > 0 && sent.elapsed() >= BATCH_AGE) {
-            let full = std::mem::replace(&mut batch, fresh());
+            let full = sealed(std::mem::replace(&mut batch, fresh()));
             if tx.send(Msg::Batch(full)).is_err() {
                 alive = false;
                 cancel.store(true, Ordering::Relaxed);
@@ -520,9 +533,17 @@ fn feed_batches(
     };
     let cancelled = engine.scan_stream(inputs, opts, cancel, read, feed.reorder_bytes, &mut sink);
     if alive {
-        let _ = tx.send(Msg::Batch(batch));
+        let _ = tx.send(Msg::Batch(sealed(batch)));
         let _ = tx.send(Msg::Done(cancelled));
     }
+}
+
+/// A batch ready to send: its rows encoded (on the scan thread, not holding the GIL).
+fn sealed(mut batch: Batch) -> Batch {
+    if let Some(rows) = batch.rows.take() {
+        batch.ipc = Some(arrow_ipc::ipc_stream(&rows));
+    }
+    batch
 }
 
 #[pymethods]

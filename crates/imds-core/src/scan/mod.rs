@@ -17,17 +17,22 @@
 //! file into regions read in parallel and reads byte-range inputs; `lines` is the line
 //! framing: chunks of whole lines, the stream driver, and the per-line scanner; `stream` runs
 //! the scan's parts (whole inputs, regions) on threads and hands their hits out in order;
-//! `record` writes a hit's NDJSON record. Dependencies go one way: engine → stream →
-//! regions → lines → this file's types (and source).
+//! `record` writes a hit's NDJSON record, `rows` its row of the hits frame. Dependencies go
+//! one way: engine → stream → regions → lines → this file's types (and source).
 
 mod engine;
 mod lines;
 mod record;
 mod regions;
+mod rows;
 pub(crate) mod source;
 mod stream;
 
 pub use record::{RecordError, RecordMeta, RuleMeta};
+pub use rows::{
+    row_projection, ColumnData, ColumnType, HitRows, IntColumn, TextColumn, ECS_COLUMNS,
+    MATCHED_COLUMNS,
+};
 pub use source::{Compression, Input, ReadSeek};
 
 use crate::error::{InputError, InputErrorKind};

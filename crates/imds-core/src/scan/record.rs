@@ -132,7 +132,7 @@ fn json_string(s: &str, out: &mut Vec<u8>) {
 }
 
 /// `s.strip()` in Python: without the characters `str.isspace` is true for.
-fn py_strip(s: &str) -> &str {
+pub(super) fn py_strip(s: &str) -> &str {
     s.trim_matches(py_space)
 }
 

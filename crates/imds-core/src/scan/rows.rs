@@ -1,0 +1,360 @@
+//! Hits as rows of the hits frame (`SCHEMA` of python/imds_scan/report/frame.py), one plain
+//! buffer per column, so the binding can hand a batch to Polars (as Arrow) without a Python
+//! object per hit. The values are `hits_frame`'s: the ECS columns are a field's values joined
+//! with ", " in document order, `@timestamp` the first value parsed as spec/semantics.md says.
+
+use super::{Hit, RecordError, RecordMeta};
+use crate::event::{field_values, parse_document, parse_line_projected, Projection};
+use crate::timestamp::parse_timestamp;
+use std::borrow::Cow;
+
+/// The ECS fields copied into columns of their own, in column order (`ECS_COLUMNS`).
+pub const ECS_COLUMNS: [&str; 9] = [
+    "host.name",
+    "user.name",
+    "process.name",
+    "process.executable",
+    "process.command_line",
+    "process.parent.name",
+    "destination.ip",
+    "destination.address",
+    "url.domain",
+];
+
+/// The witness columns (`MATCHED_COLUMNS`).
+pub const MATCHED_COLUMNS: [&str; 4] = [
+    "matched.field",
+    "matched.op",
+    "matched.pattern",
+    "matched.value",
+];
+
+/// What joins the values of a multi-valued field (`MULTI_VALUE_SEPARATOR`).
+const SEPARATOR: &str = ", ";
+
+/// The type of a column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    /// UTF-8 text.
+    String,
+    /// A 64-bit signed integer.
+    Int64,
+    /// Microseconds since 1970-01-01T00:00:00Z.
+    TimestampMicrosUtc,
+}
+
+/// A text column: value k is `data[offsets[k]..offsets[k + 1]]`, null where `valid[k]` is
+/// false (then empty).
+#[derive(Debug, Clone, Default)]
+pub struct TextColumn {
+    /// `len + 1` offsets into `data`, from 0.
+    pub offsets: Vec<i64>,
+    /// The values' UTF-8 bytes, one after the other.
+    pub data: Vec<u8>,
+    /// Whether each value is present.
+    pub valid: Vec<bool>,
+}
+
+impl TextColumn {
+    fn new() -> TextColumn {
+        TextColumn {
+            offsets: vec![0],
+            ..TextColumn::default()
+        }
+    }
+
+    fn push(&mut self, value: Option<&str>) {
+        self.valid.push(value.is_some());
+        self.data
+            .extend_from_slice(value.unwrap_or_default().as_bytes());
+        self.offsets
+            .push(i64::try_from(self.data.len()).unwrap_or(i64::MAX));
+    }
+
+    /// Append a field's values joined by the separator; null without any.
+    fn push_joined(&mut self, values: &[Cow<'_, str>]) {
+        self.valid.push(!values.is_empty());
+        for (k, value) in values.iter().enumerate() {
+            if k > 0 {
+                self.data.extend_from_slice(SEPARATOR.as_bytes());
+            }
+            self.data.extend_from_slice(value.as_bytes());
+        }
+        self.offsets
+            .push(i64::try_from(self.data.len()).unwrap_or(i64::MAX));
+    }
+
+    /// Value `k`, or `None` when it is null or out of range.
+    pub fn get(&self, k: usize) -> Option<&str> {
+        if !*self.valid.get(k)? {
+            return None;
+        }
+        let start = usize::try_from(self.offsets[k]).ok()?;
+        let end = usize::try_from(self.offsets[k + 1]).ok()?;
+        std::str::from_utf8(&self.data[start..end]).ok()
+    }
+}
+
+/// An integer column (`Int64` or a timestamp): null where `valid[k]` is false (then 0).
+#[derive(Debug, Clone, Default)]
+pub struct IntColumn {
+    /// The values.
+    pub values: Vec<i64>,
+    /// Whether each value is present.
+    pub valid: Vec<bool>,
+}
+
+impl IntColumn {
+    fn push(&mut self, value: Option<i64>) {
+        self.valid.push(value.is_some());
+        self.values.push(value.unwrap_or(0));
+    }
+}
+
+/// One column's values.
+#[derive(Debug, Clone, Copy)]
+pub enum ColumnData<'a> {
+    /// Text.
+    Text(&'a TextColumn),
+    /// Integers.
+    Int(&'a IntColumn),
+}
+
+/// The rows of a batch of hits, column by column.
+#[derive(Debug, Clone)]
+pub struct HitRows {
+    len: usize,
+    source: TextColumn,
+    line: IntColumn,
+    timestamp: IntColumn,
+    /// rule_id, rule, severity, branch.
+    rule: [TextColumn; 4],
+    matched: [TextColumn; 4],
+    ecs: [TextColumn; 9],
+    event: TextColumn,
+}
+
+impl Default for HitRows {
+    fn default() -> Self {
+        HitRows {
+            len: 0,
+            source: TextColumn::new(),
+            line: IntColumn::default(),
+            timestamp: IntColumn::default(),
+            rule: std::array::from_fn(|_| TextColumn::new()),
+            matched: std::array::from_fn(|_| TextColumn::new()),
+            ecs: std::array::from_fn(|_| TextColumn::new()),
+            event: TextColumn::new(),
+        }
+    }
+}
+
+/// The fields a row reads from the event: what a re-parse of a hit's line builds.
+pub fn row_projection() -> Projection {
+    Projection::new(ECS_COLUMNS.iter().copied().chain(["@timestamp"]))
+}
+
+impl HitRows {
+    /// No rows yet.
+    pub fn new() -> HitRows {
+        HitRows::default()
+    }
+
+    /// Rows so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Append `hit`'s row, named by `meta`; `projection` is [`row_projection`]. The event is
+    /// its text parsed again (only the row's fields are built); an event text that no
+    /// longer parses (it did when the hit was made) gives null fields.
+    pub fn push(
+        &mut self,
+        hit: &Hit,
+        meta: &RecordMeta,
+        projection: &Projection,
+    ) -> Result<(), RecordError> {
+        let missing = |what: &str, index: usize| RecordError(format!("no {what} {index}"));
+        let source = (meta.sources.get(hit.source)).ok_or_else(|| missing("source", hit.source))?;
+        let rule = (meta.rules.get(hit.rule)).ok_or_else(|| missing("rule", hit.rule))?;
+        let branch =
+            (rule.branches.get(hit.branch)).ok_or_else(|| missing("branch", hit.branch))?;
+        let doc = match parse_line_projected(hit.event.as_bytes(), projection) {
+            // The text of an exporter's wrapper is its `_source` object, which the Python
+            // layer reads as it is: a text that is itself a wrapper is read in full, as is.
+            Ok(Some(parsed)) if parsed.text.len() != hit.event.len() => {
+                parse_document(&hit.event).ok()
+            }
+            Ok(Some(parsed)) => Some(parsed.doc),
+            Ok(None) | Err(_) => None,
+        };
+        self.source.push(Some(source));
+        self.line.push(i64::try_from(hit.line).ok());
+        let mut values = Vec::new();
+        if let Some(doc) = &doc {
+            field_values(doc, &["@timestamp"], &mut values);
+        }
+        self.timestamp
+            .push(values.first().and_then(|v| parse_timestamp(v)));
+        for (column, value) in
+            self.rule
+                .iter_mut()
+                .zip([&rule.id, &rule.name, &rule.severity, branch])
+        {
+            column.push(Some(value));
+        }
+        let witness = hit.witness.as_ref();
+        let matched = [
+            witness.map(|w| w.field.as_str()),
+            witness.map(|w| w.op),
+            witness.map(|w| w.pattern.as_str()),
+            witness.map(|w| w.value.as_str()),
+        ];
+        for (column, value) in self.matched.iter_mut().zip(matched) {
+            column.push(value);
+        }
+        for (column, field) in self.ecs.iter_mut().zip(ECS_COLUMNS) {
+            values.clear();
+            if let Some(doc) = &doc {
+                let path: Vec<&str> = field.split('.').collect();
+                field_values(doc, &path, &mut values);
+            }
+            column.push_joined(&values);
+        }
+        self.event.push(Some(super::record::py_strip(&hit.event)));
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Every column as (name, type, values), in the frame's column order.
+    pub fn columns(&self) -> Vec<(&'static str, ColumnType, ColumnData<'_>)> {
+        use ColumnType::{Int64, String, TimestampMicrosUtc};
+        let mut out = vec![
+            ("source", String, ColumnData::Text(&self.source)),
+            ("line", Int64, ColumnData::Int(&self.line)),
+            (
+                "@timestamp",
+                TimestampMicrosUtc,
+                ColumnData::Int(&self.timestamp),
+            ),
+        ];
+        let rule_names = ["rule_id", "rule", "severity", "branch"];
+        for (name, column) in rule_names.into_iter().zip(&self.rule) {
+            out.push((name, String, ColumnData::Text(column)));
+        }
+        for (name, column) in MATCHED_COLUMNS.into_iter().zip(&self.matched) {
+            out.push((name, String, ColumnData::Text(column)));
+        }
+        for (name, column) in ECS_COLUMNS.into_iter().zip(&self.ecs) {
+            out.push((name, String, ColumnData::Text(column)));
+        }
+        out.push(("event", String, ColumnData::Text(&self.event)));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::Witness;
+    use crate::scan::RuleMeta;
+
+    fn meta() -> RecordMeta {
+        RecordMeta {
+            sources: vec!["in.ndjson".into()],
+            rules: vec![RuleMeta {
+                name: "n".into(),
+                id: "i".into(),
+                severity: "high".into(),
+                branches: vec!["b0".into()],
+            }],
+        }
+    }
+
+    fn hit(event: &str, witness: Option<Witness>) -> Hit {
+        Hit {
+            source: 0,
+            line: 7,
+            rule: 0,
+            branch: 0,
+            witness,
+            event: event.into(),
+        }
+    }
+
+    fn text<'a>(rows: &'a HitRows, name: &str, k: usize) -> Option<&'a str> {
+        let columns = rows.columns();
+        let (_, _, data) = columns.iter().find(|(n, _, _)| *n == name).unwrap();
+        match data {
+            ColumnData::Text(column) => column.get(k),
+            ColumnData::Int(_) => panic!("{name} is not text"),
+        }
+    }
+
+    #[test]
+    fn rows_hold_the_frames_values() {
+        let projection = row_projection();
+        let mut rows = HitRows::new();
+        let witness = Witness {
+            field: "process.name".into(),
+            op: "==",
+            pattern: "curl".into(),
+            value: "curl".into(),
+        };
+        let events = [
+            // Nested and dotted spellings and arrays, in document order; numbers as written.
+            " {\"host\": {\"name\": [\"a\", [\"b\"]]}, \"host.name\": \"c\", \"user\": \
+             {\"name\": 1.50}, \"process.name\": true, \"@timestamp\": \
+             [\"2024-05-01T10:00:00.1234567+02:00\", \"x\"]}\r",
+            // No fields; a timestamp that is not one; an escape and non-ASCII text.
+            "{\"@timestamp\": \"2024-05-01 10:00\", \"url\": {\"domain\": \"\\u00e9😀\"}}",
+            // An exporter's wrapper's `_source` that is itself a wrapper: read as it is.
+            "{\"_index\": \"i\", \"_source\": {\"host\": {\"name\": \"inner\"}}, \
+             \"host.name\": \"outer\"}",
+        ];
+        for (k, event) in events.iter().enumerate() {
+            let w = (k == 0).then(|| witness.clone());
+            rows.push(&hit(event, w), &meta(), &projection).unwrap();
+        }
+        assert_eq!(rows.len(), 3);
+        assert_eq!(text(&rows, "host.name", 0), Some("a, b, c"));
+        assert_eq!(text(&rows, "user.name", 0), Some("1.50"));
+        assert_eq!(text(&rows, "process.name", 0), Some("true"));
+        assert_eq!(text(&rows, "matched.op", 0), Some("=="));
+        assert_eq!(text(&rows, "matched.op", 1), None);
+        assert_eq!(text(&rows, "host.name", 1), None);
+        assert_eq!(text(&rows, "url.domain", 1), Some("é😀"));
+        assert_eq!(text(&rows, "host.name", 2), Some("outer"));
+        assert_eq!(text(&rows, "event", 0), Some(events[0].trim()));
+        assert_eq!(text(&rows, "rule_id", 2), Some("i"));
+        assert_eq!(text(&rows, "branch", 2), Some("b0"));
+        assert_eq!(text(&rows, "source", 1), Some("in.ndjson"));
+        let columns = rows.columns();
+        let ColumnData::Int(stamps) = columns[2].2 else {
+            panic!("@timestamp")
+        };
+        // 2024-05-01T08:00:00.123456Z, truncated.
+        assert_eq!(stamps.values[0], 1_714_550_400_123_456);
+        assert_eq!(stamps.valid, [true, false, false]);
+        let ColumnData::Int(lines) = columns[1].2 else {
+            panic!("line")
+        };
+        assert_eq!(lines.values, [7, 7, 7]);
+        assert_eq!(columns.len(), 21);
+    }
+
+    #[test]
+    fn unknown_names_are_errors() {
+        let mut h = hit("{}", None);
+        h.rule = 3;
+        let err = HitRows::new()
+            .push(&h, &meta(), &row_projection())
+            .unwrap_err();
+        assert_eq!(err, RecordError("no rule 3".into()));
+    }
+}
