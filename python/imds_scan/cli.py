@@ -790,8 +790,10 @@ class _Sink:
             return
         try:
             self.writer.write(batch)
-            if self.out_file is None:  # a reader of stdout sees each batch as it comes
-                sys.stdout.buffer.flush()
+            # A reader (of stdout, or tail -f of the file) sees each batch as it comes.
+            out = sys.stdout.buffer if self.out_file is None else self.handle
+            if out is not None:
+                out.flush()
         except OSError as exc:
             self._failed(exc)
 

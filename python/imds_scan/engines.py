@@ -76,6 +76,10 @@ BATCH_HITS = 1024
 # Batches of the fast path (records and rows built in Rust): larger, as nothing per hit is
 # made in Python and each batch costs a fixed overhead.
 FAST_BATCH_HITS = 8192
+# Hits a part of the scan ahead of the output order keeps before it waits (the binding's
+# default is 16 MiB per thread): measured on 2 cores, 4 MiB takes ~18 MB less peak memory
+# with many hits, no longer.
+REORDER_BYTES = 4 << 20
 
 
 @dataclass
@@ -137,6 +141,7 @@ def rust_batches(
     then; closing this generator early (--max-hits, or Ctrl-C in the consumer) cancels the
     engine, whose unfinished inputs then say ``interrupted``."""
     options.setdefault("batch", BATCH_HITS)
+    options.setdefault("reorder_bytes", REORDER_BYTES)
     scan = scanner.scan_iter(inputs, **options)
     try:
         try:
