@@ -268,11 +268,9 @@ class ParquetWriter(HitWriter):
                 frame.write_parquet(self.path)
                 return
             self._spill()
-            # Smaller morsels: measured ~40 MB less peak memory with 1.5 KB events.
-            with pl.Config(streaming_chunk_size=4096):
-                pl.scan_ipc(self.spilled).sink_parquet(
-                    self.path, row_group_size=PARQUET_ROW_GROUP, maintain_order=True
-                )
+            pl.scan_ipc(self.spilled).sink_parquet(
+                self.path, row_group_size=PARQUET_ROW_GROUP, maintain_order=True
+            )
         finally:
             self.discard()
 
