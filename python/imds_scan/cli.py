@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, TextIO, get_type_hints
+from typing import TYPE_CHECKING, Annotated, BinaryIO, get_type_hints
 
 import typer
 
@@ -32,9 +32,10 @@ from .run import open_scan as scan  # the CLI streams its hits to the writers
 from .sources import InputError
 
 if TYPE_CHECKING:
+    from .batch import HitBatch
     from .engines import HitStream
     from .progress import ProgressBar
-    from .records import Hit, ScanStats
+    from .records import ScanStats
     from .report.aggregate import Aggregates
 
 EXIT_CLEAN, EXIT_HITS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -523,6 +524,7 @@ def scan_command(
                 config=config,
                 progress=progress,
                 check_inputs=lambda sources: refuse_inputs(pending, sources),
+                needs=sink.needs,
             )
             interrupted = sink.consume(stream)
         stats = stream.close()
@@ -744,12 +746,14 @@ class _Guard:
 
 class _Sink:
     """Where the hits go as they stream past: the --output writer (or stdout's), and the
-    aggregates of --summary and --report (with the report's first hits)."""
+    aggregates of --summary and --report (with the report's first hits). ``needs``: what
+    they read from the batches (the engine builds only that)."""
 
     def __init__(
         self, fmt: str, out_file: PendingOutput | None, max_table_rows: int, aggregate: bool
     ) -> None:
-        from .report.formats import HitWriter, text_writer
+        from .batch import FRAME
+        from .report.formats import NEEDS, HitWriter, stream_writer
 
         self.fmt = fmt
         self.out_file = out_file
@@ -757,15 +761,25 @@ class _Sink:
         self.problem = False
         self.failure: OSError | None = None
         self.aggregates: Aggregates | None = None
+        self.needs = NEEDS[fmt] | ({FRAME} if aggregate else set())
         if aggregate:  # Polars only then: plain ndjson output never imports it
             from .report.aggregate import Aggregates
             from .report.html import MAX_HIT_ROWS
 
             self.aggregates = Aggregates(keep=MAX_HIT_ROWS)
-        self.handle: TextIO | None = None
+        self.handle: BinaryIO | None = None
         self.writer: HitWriter | None
         if out_file is None:
-            self.writer = text_writer(fmt, sys.stdout, max_table_rows=max_table_rows)
+            # Bytes to stdout's own buffer, text in its encoding: records go through whole.
+            sys.stdout.flush()
+            self.writer = stream_writer(
+                fmt,
+                sys.stdout.buffer,
+                max_table_rows=max_table_rows,
+                encoding=sys.stdout.encoding,
+                errors=sys.stdout.errors or "strict",
+                width=output_mod.table_width(sys.stdout) if fmt == "table" else None,
+            )
         elif fmt == "parquet":
             from .report.formats import ParquetWriter
 
@@ -773,11 +787,11 @@ class _Sink:
         else:
             try:
                 # Closed by close() or discard(): it lives across the whole stream.
-                self.handle = open(out_file.write_path, "w", encoding="utf-8", newline="")  # noqa: SIM115
+                self.handle = open(out_file.write_path, "wb")  # noqa: SIM115
             except OSError as exc:
                 self.writer, self.failure = None, exc
             else:
-                self.writer = text_writer(fmt, self.handle, max_table_rows=max_table_rows)
+                self.writer = stream_writer(fmt, self.handle, max_table_rows=max_table_rows)
 
     def consume(self, stream: HitStream) -> bool:
         """Write the stream's batches as they come; True if Ctrl-C stopped it."""
@@ -791,13 +805,18 @@ class _Sink:
             return True
         return False
 
-    def write(self, batch: list[Hit]) -> None:
-        self.count += len(batch)
-        frame = self.aggregates.add(batch) if self.aggregates is not None else None
+    def write(self, batch: HitBatch) -> None:
+        self.count += batch.count
+        if self.aggregates is not None:
+            self.aggregates.add_frame(batch.frame)
         if self.writer is None:
             return
         try:
-            self.writer.write(batch, frame)
+            self.writer.write(batch)
+            # A reader (of stdout, or tail -f of the file) sees each batch as it comes.
+            out = sys.stdout.buffer if self.out_file is None else self.handle
+            if out is not None:
+                out.flush()
         except OSError as exc:
             self._failed(exc)
 

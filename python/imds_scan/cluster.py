@@ -32,8 +32,20 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from .engines import HitStream, Progress, flag_unscanned, to_hit
-from .records import FileResult, Hit, ScanStats
+from .batch import FRAME, HITS, RECORDS, HitBatch, Needs
+from .engines import (
+    BATCH_HITS,
+    FAST_BATCH_HITS,
+    EngineRun,
+    HitStream,
+    Progress,
+    binding_rows,
+    flag_unscanned,
+    hit_maker,
+    record_names,
+    rust_batches,
+)
+from .records import FileResult, ScanStats
 from .reference.scan.lines import MAX_LINE_BYTES
 from .results import ScanResult
 from .rules import Rule
@@ -243,17 +255,20 @@ def stream_cluster(
     progress: Progress | None = None,
     task: Callable[..., dict[str, Any]] | None = None,
     max_line_bytes: int = MAX_LINE_BYTES,
+    needs: Needs = frozenset({HITS}),
 ) -> HitStream:
     """:func:`run_cluster` as a :class:`~imds_scan.engines.HitStream`: each share's hits
     come as one batch, in share order. A share's result stays on its worker until every share
     before it has been taken: the client holds one share's hits at a time (the reorder is by
     share index, the shares finish in any order). On Ctrl-C the shares already finished are
-    still taken (in order) and ``stats.interrupted`` is set."""
+    still taken (in order) and ``stats.interrupted`` is set. ``needs``: what the consumer
+    reads from the batches; the workers build records and rows themselves (see
+    :func:`share_forms`)."""
     started = time.perf_counter()
     merger = ShareMerger(sources, rules, max_examples)
     interrupted = False
 
-    def batches() -> Iterator[list[Hit]]:
+    def batches() -> Iterator[HitBatch]:
         nonlocal interrupted
         with contextlib.ExitStack() as stack:
             client: Any = cluster
@@ -264,6 +279,7 @@ def stream_cluster(
             sizes = [s.size for s in sources if s.error is None]
             total = None if None in sizes else sum(s or 0 for s in sizes)
             rules_json = tuple(json.dumps(rule.ir) for rule in rules)
+            rows = FRAME in needs and binding_rows()
             futures: list[Any] = [
                 client.submit(
                     task or scan_share,
@@ -274,6 +290,7 @@ def stream_cluster(
                     max_examples,
                     endpoint_url,
                     max_line_bytes,
+                    share_forms(share, merger.names, rules, needs, rows),
                     retries=retries,
                     pure=False,
                 )
@@ -284,7 +301,7 @@ def stream_cluster(
             taken = 0  # shares before this one are merged
             done = 0
 
-            def take(n: int) -> list[Hit]:
+            def take(n: int) -> list[HitBatch]:
                 try:
                     out = futures[n].result()
                 except Exception as exc:  # after the retries, or a worker lost too often
@@ -298,21 +315,18 @@ def stream_cluster(
                 for future in as_completed(futures):
                     finished.add(number[future.key])
                     while taken in finished:
-                        hits = take(taken)
+                        found = take(taken)
                         taken += 1
                         if progress is not None:
                             done += merger.read_bytes(shares[taken - 1])
                             progress(done, total)
-                        if hits:
-                            yield hits
+                        yield from found
             except KeyboardInterrupt:
                 interrupted = True
                 ready = [n for n in range(taken, len(futures)) if futures[n].status != "pending"]
                 client.cancel([futures[n] for n in range(taken, len(futures)) if n not in ready])
                 for n in ready:  # a missing share before them costs their line numbers
-                    hits = take(n)
-                    if hits:
-                        yield hits
+                    yield from take(n)
 
     def finish() -> ScanStats:
         stats = merger.finish(interrupted)
@@ -343,14 +357,18 @@ class ShareMerger:
         self.failed: dict[int, str] = {}
         self.bytes: dict[int, int] = {}
 
-    def add(self, share: Sequence[Piece], out: dict[str, Any]) -> list[Hit]:
-        """Merge one share's statistics; its hits, global, in (input, line, rule) order."""
-        by_piece: list[list[Any]] = [[] for _ in share]
-        for raw in out["hits"]:
-            by_piece[raw[0]].append(raw)
-        keyed: list[tuple[int, int, int, int, Hit]] = []
+    def add(self, share: Sequence[Piece], out: dict[str, Any]) -> list[HitBatch]:
+        """Merge one share's statistics; its hits, global, in (input, line, rule) order: a
+        batch per piece with hits (the engine gives a share's hits piece by piece, in the
+        pieces' order, which is the inputs' order)."""
+        whole = _share_batch(out)
+        found: list[HitBatch] = []
+        if whole.hits is None and out.get("rule_counts") is not None:
+            # The share's hits per rule, once (its pieces' batches carry none).
+            found.append(HitBatch(0, rule_counts=out["rule_counts"]))
+        first = 0  # the piece's first hit in the share's
         read = 0
-        for piece, stats, raws in zip(share, out["files"], by_piece, strict=True):
+        for piece, stats in zip(share, out["files"], strict=True):
             read += stats["source_bytes"]
             index = piece.index
             offset = self.offsets.get(index, 0)
@@ -359,17 +377,38 @@ class ShareMerger:
             result = self.files[index]
             add_stats(result, stats, offset)
             del result.malformed_examples[self.max_examples :]
+            count = stats["hits"]
             if offset is not None:
-                for raw in raws:
-                    hit = to_hit(raw, self.names[index], self.rules, offset)
-                    keyed.append((index, hit.line, raw[2], len(keyed), hit))
+                if count:
+                    part = whole.part(first, first + count)
+                    found.append(self._global(part, share, self.names[index], offset))
                 # A range that failed owns more lines than it read: the next ones' are unknown.
                 offset = None if stats["error"] is not None else offset + stats["lines"]
+            first += count
             self.offsets[index] = offset
             self.expected[index] = piece.end or 0
         self.bytes[id(share)] = read
-        keyed.sort(key=lambda k: k[:4])
-        return [k[4] for k in keyed]
+        return found
+
+    def _global(self, part: _Part, share: Sequence[Piece], name: str, offset: int) -> HitBatch:
+        """A piece's hits with the input's name and line numbers: the frame's lines moved
+        by ``offset``; records of a range after the input's first are made from the hits
+        (the worker sent those instead, see :func:`share_forms`)."""
+        rules = self.rules
+        tuples = part.hits
+        frame = part.frame
+        if offset and frame is not None:
+            import polars as pl
+
+            frame = frame.with_columns(pl.col("line") + offset)
+        records = part.records if not offset else None
+        return HitBatch(
+            part.count,
+            hits=None if tuples is None else hit_maker(tuples, [name] * len(share), rules, offset),
+            records=records,
+            frame=frame,
+            rule_counts=part.rule_counts(len(rules)),
+        )
 
     def read_bytes(self, share: Sequence[Piece]) -> int:
         return self.bytes.pop(id(share), 0)
@@ -397,12 +436,12 @@ def merge_shares(
     """The shares' outputs as one ScanResult, as a local scan of ``sources`` gives it (a
     share in neither ``outputs`` nor ``failures`` is missing: Ctrl-C)."""
     merger = ShareMerger(sources, rules, max_examples)
-    hits: list[Hit] = []
+    hits = []
     for number, share in enumerate(shares):
         if number in failures:
             merger.fail(share, failures[number])
         elif number in outputs:
-            hits += merger.add(share, outputs[number])
+            hits += [hit for batch in merger.add(share, outputs[number]) for hit in batch.hits]
     return ScanResult(hits, merger.finish(interrupted))
 
 
@@ -438,6 +477,75 @@ def _engine_input(piece: Piece, endpoint_url: str | None) -> str | LazyStream | 
     return piece.location if piece.whole else (piece.location, piece.start, piece.end)
 
 
+def share_forms(
+    share: Sequence[Piece], names: Sequence[str], rules: Sequence[Rule], needs: Needs, rows: bool
+) -> dict[str, Any]:
+    """What a share's worker sends back, as ``scan_iter`` options: hit tuples, NDJSON records
+    (``records=``, with the inputs' names), Arrow rows. The worker does not know how many
+    lines come before a byte range (the client adds them once the ranges before are in), so a
+    share holding a range after an input's first gets hit tuples instead of records, and the
+    client builds those records from Hit objects; rows are moved by the client (their line
+    column), whatever the range."""
+    ranged = any(piece.start > 0 for piece in share)
+    named = record_names([names[p.index] for p in share], rules)
+    forms: dict[str, Any] = {}
+    if RECORDS in needs and not ranged and named is not None:
+        forms["records"] = True
+    if FRAME in needs and rows and named is not None:
+        forms["rows"] = True
+    if forms:
+        forms["names"] = named
+    forms["hits"] = (
+        HITS in needs
+        or (RECORDS in needs and "records" not in forms)
+        or (FRAME in needs and "rows" not in forms)
+    )
+    return forms
+
+
+@dataclass
+class _Part:
+    """A share's hits (or a piece's, cut from them) as the worker sent them."""
+
+    count: int
+    hits: list[Any] | None
+    records: bytes | None
+    frame: Any  # pl.DataFrame | None
+
+    def part(self, start: int, stop: int) -> _Part:
+        from .batch import cut_records
+
+        if (start, stop) == (0, self.count):
+            return self
+        return _Part(
+            stop - start,
+            None if self.hits is None else self.hits[start:stop],
+            None if self.records is None else cut_records(self.records, start, stop),
+            None if self.frame is None else self.frame.slice(start, stop - start),
+        )
+
+    def rule_counts(self, rules: int) -> list[int] | None:
+        if self.hits is None:
+            return None
+        counts = [0] * rules
+        for hit in self.hits:
+            counts[hit[2]] += 1
+        return counts
+
+
+def _share_batch(out: dict[str, Any]) -> _Part:
+    """A worker's output as one part (a worker of an older form sent ``hits`` alone)."""
+    hits = out.get("hits")
+    rows = out.get("rows")
+    frame = None
+    if rows:
+        import polars as pl
+
+        frame = pl.concat([pl.read_ipc_stream(part) for part in rows])
+    count = out["count"] if "count" in out else len(hits or ())
+    return _Part(count, hits, out.get("records"), frame)
+
+
 def scan_share(
     share: Sequence[Piece],
     rules_json: tuple[str, ...],
@@ -446,25 +554,58 @@ def scan_share(
     max_examples: int,
     endpoint_url: str | None,
     max_line_bytes: int = MAX_LINE_BYTES,
+    forms: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run on a worker: scan a share's pieces, reading them from their source. Returns the
+    share's hit count and, as ``forms`` asks (:func:`share_forms`; default: hit tuples), the
     engine's raw hits (source = the piece's position in the share; for a byte range, line
-    numbers count from its first line) and its per-piece statistics (for a byte range,
-    ``lines`` is the number of lines it owns)."""
+    numbers count from its first line), NDJSON ``records`` (one ``bytes``) and Arrow ``rows``
+    (a list of IPC streams), and its per-piece statistics (for a byte range, ``lines`` is the
+    number of lines it owns)."""
+    forms = {"hits": True} if forms is None else forms
     inputs = [_engine_input(piece, endpoint_url) for piece in share]
+    run = EngineRun()
+    count = 0
+    hits: list[Any] | None = [] if forms.get("hits", True) else None
+    records: list[bytes] | None = [] if forms.get("records") else None
+    rows: list[bytes] | None = [] if forms.get("rows") else None
+    rule_counts: list[int] | None = None
     try:
-        hits, files, interrupted = _scanner(rules_json).scan(
+        for batch in rust_batches(
+            _scanner(rules_json),
             inputs,
+            run,
             threads=threads,
             prefilter=prefilter,
             max_examples=max_examples,
             max_line_bytes=min(max_line_bytes, 1 << 62),
-        )
+            batch=BATCH_HITS if hits is not None else FAST_BATCH_HITS,
+            **forms,
+        ):
+            count += batch.count
+            if batch.rule_counts is not None:
+                if rule_counts is None:
+                    rule_counts = [0] * len(batch.rule_counts)
+                for rule, n in enumerate(batch.rule_counts):
+                    rule_counts[rule] += n
+            if hits is not None and batch.hits is not None:
+                hits += batch.hits
+            if records is not None and batch.records is not None:
+                records.append(batch.records)
+            if rows is not None and batch.rows is not None:
+                rows.append(batch.rows)
     finally:  # the engine does not close the streams it is given, nor read a range to the end
         for item in inputs:
             stream = item[0] if isinstance(item, tuple) else item
             if isinstance(stream, LazyStream):
                 stream.close()
-    if interrupted:
+    if run.interrupted:
         raise KeyboardInterrupt("scan interrupted on the worker")
-    return {"hits": hits, "files": files}
+    return {
+        "count": count,
+        "hits": hits,
+        "records": None if records is None else b"".join(records),
+        "rows": rows,
+        "rule_counts": rule_counts,
+        "files": list(run.stats or []),
+    }

@@ -7,6 +7,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from .batch import HITS, HitBatch, Needs
 from .cluster import DEFAULT_RANGE_SIZE
 from .engines import Engine, HitStream, Progress, stream_scan
 from .records import AllowlistDrops, Hit, ScanStats
@@ -105,16 +106,25 @@ def open_scan(
     progress: Progress | None = None,
     cluster: str | None = None,
     check_inputs: Callable[[Sequence[Source]], None] | None = None,
+    needs: Needs = frozenset({HITS}),
 ) -> HitStream:
     """The scan of :func:`scan` as a :class:`~imds_scan.engines.HitStream`: hit batches in
     order, inside the time window and --max-hits, then the statistics (``stream.stats``,
     complete once the batches are consumed or the stream closed). Inputs are expanded and
-    ``check_inputs`` run now; the engine runs while the batches are consumed."""
+    ``check_inputs`` run now; the engine runs while the batches are consumed. ``needs``: what
+    the consumer reads from the batches (``hits``, ``records``, ``frame``; see
+    :class:`~imds_scan.batch.HitBatch`); --since/--until read the Hit objects."""
     from .filters import TimeWindow, as_utc, event_time, with_host_filter
     from .reference.event import load_event
     from .rules import default_rules
 
     config = _apply_config(config, engine, threads, cluster)
+    window = TimeWindow(  # a naive bound is UTC, as in the CLI
+        None if config.since is None else as_utc(config.since),
+        None if config.until is None else as_utc(config.until),
+    )
+    if window.active:
+        needs = needs | {HITS}
     chosen = with_host_filter(
         default_rules() if rules is None else rules, config.hosts, config.exclude_hosts
     )
@@ -137,6 +147,7 @@ def open_scan(
             range_size=config.range_size,
             progress=progress,
             max_line_bytes=config.max_line_bytes,
+            needs=needs,
         )
     else:
         base = stream_scan(
@@ -148,41 +159,52 @@ def open_scan(
             max_examples=config.max_examples,
             progress=progress,
             max_line_bytes=config.max_line_bytes,
+            needs=needs,
         )
-    window = TimeWindow(  # a naive bound is UTC, as in the CLI
-        None if config.since is None else as_utc(config.since),
-        None if config.until is None else as_utc(config.until),
-    )
     by_rule: dict[str, int] = {}  # hits before the time window (the allowlist's count)
     outside = 0
     kept = 0
+    last: tuple[str, int] | None = None  # where the limit was reached
     stopped_at: tuple[str, int] | None = None
-    last: Hit | None = None
 
-    def batches() -> Iterator[list[Hit]]:
+    def count_rules(batch: HitBatch) -> None:
+        if batch.rule_counts is not None:
+            for rule, count in zip(chosen, batch.rule_counts, strict=True):
+                if count:
+                    by_rule[rule.id] = by_rule.get(rule.id, 0) + count
+        elif batch.has_hits:  # else another batch counted them (a cluster's share)
+            for hit in batch.hits:
+                by_rule[hit.rule.id] = by_rule.get(hit.rule.id, 0) + 1
+
+    def batches() -> Iterator[HitBatch]:
         nonlocal outside, kept, stopped_at, last
         for batch in base:
-            for hit in batch:
-                by_rule[hit.rule.id] = by_rule.get(hit.rule.id, 0) + 1
+            count_rules(batch)
             if window.active:
-                inside = [h for h in batch if window.contains(event_time(load_event(h.event_text)))]
-                outside += len(batch) - len(inside)
-                batch = inside
-            if not batch:
+                hits = batch.hits
+                inside = [
+                    i
+                    for i, h in enumerate(hits)
+                    if window.contains(event_time(load_event(h.event_text)))
+                ]
+                outside += batch.count - len(inside)
+                batch = batch.take(inside)
+            if not batch.count:
                 continue
             limit = config.max_hits
-            if limit is not None and kept + len(batch) > limit:
+            if limit is not None and kept + batch.count > limit:
                 # Only when a hit beyond the limit exists: the scan really stopped early.
-                batch = batch[: limit - kept]
-                if batch:
-                    kept += len(batch)
-                    last = batch[-1]
+                if kept < limit:
+                    batch = batch.head(limit - kept)
+                    kept += batch.count
+                    stopped_at = batch.position(batch.count - 1)
                     yield batch
-                if last is not None:  # limit ≥ 1 hits came before
-                    stopped_at = (last.source, last.line)
+                else:  # limit ≥ 1 hits came before, the last of them in ``last``
+                    stopped_at = last
                 break
-            kept += len(batch)
-            last = batch[-1]
+            kept += batch.count
+            if limit is not None and kept == limit:
+                last = batch.position(batch.count - 1)
             yield batch
 
     def finish() -> ScanStats:
@@ -241,7 +263,7 @@ def scan(
     hits: list[Hit] = []
     try:
         for batch in stream:
-            hits.extend(batch)
+            hits.extend(batch.hits)
     except KeyboardInterrupt:  # between two batches: what came is the result
         stats = stream.close()
         stats.interrupted = True
@@ -267,7 +289,7 @@ class HitIterator:
     def _iterate(self) -> Generator[Hit]:
         try:
             for batch in self._stream:
-                yield from batch
+                yield from batch.hits
         except KeyboardInterrupt:
             stats = self._stream.close()
             stats.interrupted = True

@@ -1,6 +1,7 @@
-"""Aggregates of the hits computed while they stream past (``--summary``, ``--report``): each
-batch is grouped, and the groups are added to the running ones, so memory follows the number
-of distinct keys (hosts, processes, days...), not the number of hits."""
+"""Aggregates of the hits computed while they stream past (``--summary``, ``--report``): the
+columns they read are gathered from the batches' frames, grouped every AGGREGATE_ROWS rows,
+and the groups added to the running ones, so memory follows the number of distinct keys
+(hosts, processes, days...), not the number of hits."""
 
 from __future__ import annotations
 
@@ -22,6 +23,21 @@ COUNTED: dict[str, tuple[str, ...]] = {
     "by_process": ("process.name",),
     "by_user": ("user.name",),
 }
+# What the groups read (not the event text): what is kept until the next grouping.
+_COLUMNS = (
+    TS,
+    "rule_id",
+    "rule",
+    "severity",
+    "branch",
+    "host.name",
+    "process.name",
+    "user.name",
+    "process.command_line",
+)
+# Rows gathered before they are grouped: grouping has a fixed cost per call, and few rows
+# of the columns above are small.
+AGGREGATE_ROWS = 65536
 _SEEN = (
     pl.col("hits").sum().cast(pl.Int64),
     pl.col("first_seen").min(),
@@ -68,7 +84,9 @@ class Aggregates:
         self.keep = keep
         self.count = 0
         self.head = hits_frame([])
-        self.parts = _partial(self.head)
+        self._parts = _partial(self.head)
+        self._pending: list[pl.DataFrame] = []
+        self._rows = 0
 
     @classmethod
     def of(cls, frame: pl.DataFrame, keep: int = 0) -> Aggregates:
@@ -88,22 +106,39 @@ class Aggregates:
         self.count += len(frame)
         if len(self.head) < self.keep:
             self.head = pl.concat([self.head, frame.head(self.keep - len(self.head))])
-        for name, part in _partial(frame).items():
-            self.parts[name] = _combine(name, pl.concat([self.parts[name], part]))
+        self._pending.append(frame.select(_COLUMNS))
+        self._rows += len(frame)
+        if self._rows >= AGGREGATE_ROWS:
+            self._group()
+
+    def _group(self) -> None:
+        if not self._pending:
+            return
+        pending = pl.concat(self._pending)
+        self._pending, self._rows = [], 0
+        for name, part in _partial(pending).items():
+            self._parts[name] = _combine(name, pl.concat([self._parts[name], part]))
+
+    @property
+    def parts(self) -> dict[str, pl.DataFrame]:
+        """The groups of every hit added so far, by name (see :func:`_partial`)."""
+        self._group()
+        return self._parts
 
     def summaries(self, top: int = 10) -> dict[str, pl.DataFrame]:
         """The tables of :func:`imds_scan.report.summary.summaries`."""
+        parts = self.parts
         out = {
-            name: self.parts[name].sort(
+            name: parts[name].sort(
                 ["hits", *keys], descending=[True, *[False] * len(keys)], nulls_last=True
             )
             for name, keys in COUNTED.items()
         }
-        out["by_day"] = self.parts["by_day"].sort("day", nulls_last=True)
+        out["by_day"] = parts["by_day"].sort("day", nulls_last=True)
         out["top_command_lines"] = (
-            self.parts["command_lines"]
+            parts["command_lines"]
             .sort(["hits", "process.command_line"], descending=[True, False])
             .head(top)
         )
-        out["seen"] = self.parts["seen"]
+        out["seen"] = parts["seen"]
         return out

@@ -1,19 +1,23 @@
 """Writing hits in each output format (``--format``, ``--output``), as they stream past:
-a :class:`HitWriter` takes batches of hits and writes them at once (the table keeps its first
-rows only); ``close`` ends the document (JSON's ``]``, Parquet's footer).
+a :class:`HitWriter` takes batches of hits (:class:`~imds_scan.batch.HitBatch`) and writes
+each at once to a binary stream (the table keeps its first rows only); ``close`` ends the
+document (JSON's ``]``, Parquet's footer). NDJSON and JSON write the batches' records as
+they are, CSV and Parquet their frames: no work per hit in Python when the engine built them.
 
 Polars is imported only for csv and parquet: ndjson, json, alerts and the table need none.
 """
 
 from __future__ import annotations
 
+import codecs
+import io
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, BinaryIO, TextIO, cast
 
-from ..output import MAX_TABLE_ROWS, write_table
+from ..batch import FRAME, HITS, RECORDS, HitBatch, Needs
+from ..output import MAX_TABLE_ROWS, table_width, write_table
 from ..records import Hit
 from ..results import ScanResult
 from .alerts import alert_json
@@ -68,94 +72,148 @@ def defuse_formulas(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+class Output:
+    """A binary stream that text is written to in ``encoding`` (stdout's, or UTF-8 for a
+    file): NDJSON records, already UTF-8, go through as they are when it is UTF-8."""
+
+    def __init__(self, out: BinaryIO, encoding: str = "utf-8", errors: str = "strict") -> None:
+        self.out = out
+        self.encoding = encoding
+        self.errors = errors
+        self.utf8 = codecs.lookup(encoding).name == "utf-8"
+
+    def text(self, text: str) -> None:
+        self.out.write(text.encode(self.encoding, self.errors))
+
+    def records(self, data: bytes) -> None:
+        if self.utf8:
+            self.out.write(data)
+        else:  # as the text would have been written
+            self.text(data.decode("utf-8"))
+
+
 class HitWriter:
     """Writes one format as batches of hits arrive. ``write`` puts each batch out in one
     piece (whole records); ``close`` ends the document, also after an interruption (what
-    was written is then a complete, shorter document)."""
+    was written is then a complete, shorter document). ``needs``: what it reads from a
+    batch (the stream asks the engine for that only)."""
+
+    needs: Needs = frozenset()
 
     def __init__(self) -> None:
         self.records = 0
 
-    def write(self, hits: Sequence[Hit], frame: pl.DataFrame | None = None) -> None:
-        """``frame``: the batch's hits frame when the caller has it already."""
+    def write(self, batch: HitBatch) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
         pass
 
 
-class _Lines(HitWriter):
-    def __init__(self, out: TextIO, fmt: str) -> None:
+class _Records(HitWriter):
+    # NDJSON: the records as the engine built them, with no work per hit here.
+    needs = frozenset({RECORDS})
+
+    def __init__(self, out: Output) -> None:
         super().__init__()
         self.out = out
-        self.render = alert_json if fmt == "alerts" else Hit.to_json
 
-    def write(self, hits: Sequence[Hit], frame: pl.DataFrame | None = None) -> None:
-        for hit in hits:
-            self.out.write(f"{self.render(hit)}\n")
-        self.records += len(hits)
+    def write(self, batch: HitBatch) -> None:
+        if batch.count:
+            self.out.records(batch.records)
+            self.records += batch.count
+
+
+class _Alerts(HitWriter):
+    needs = frozenset({HITS})
+
+    def __init__(self, out: Output) -> None:
+        super().__init__()
+        self.out = out
+
+    def write(self, batch: HitBatch) -> None:
+        if batch.count:
+            self.out.text("".join([f"{alert_json(hit)}\n" for hit in batch.hits]))
+            self.records += batch.count
 
 
 class _JsonArray(HitWriter):
     # The ndjson records, as one array (for tools that want a single document).
-    def __init__(self, out: TextIO) -> None:
+    needs = frozenset({RECORDS})
+
+    def __init__(self, out: Output) -> None:
         super().__init__()
         self.out = out
 
-    def write(self, hits: Sequence[Hit], frame: pl.DataFrame | None = None) -> None:
-        for hit in hits:
-            self.out.write(f"{',' if self.records else '['}\n{hit.to_json()}")
-            self.records += 1
+    def write(self, batch: HitBatch) -> None:
+        if not batch.count:
+            return
+        body = batch.records[:-1].replace(b"\n", b",\n")  # no record holds a raw newline
+        self.out.records(b"%s\n%s" % (b"," if self.records else b"[", body))
+        self.records += batch.count
 
     def close(self) -> None:
-        self.out.write("\n]\n" if self.records else "[]\n")
+        self.out.text("\n]\n" if self.records else "[]\n")
 
 
 class _Csv(HitWriter):
-    def __init__(self, out: TextIO) -> None:
+    needs = frozenset({FRAME})
+
+    def __init__(self, out: Output) -> None:
         super().__init__()
         self.out = out
 
-    def write(self, hits: Sequence[Hit], frame: pl.DataFrame | None = None) -> None:
-        if not hits:
+    def write(self, batch: HitBatch) -> None:
+        if not batch.count:
             return
-        from .frame import hits_frame
-
-        frame = hits_frame(hits) if frame is None else frame
-        text = defuse_formulas(frame).write_csv(
+        text = defuse_formulas(batch.frame).write_csv(
             include_header=not self.records, datetime_format=CSV_DATETIME
         )
-        self.out.write(text)
-        self.records += len(hits)
+        self.out.text(text)
+        self.records += batch.count
 
     def close(self) -> None:
         if not self.records:  # the header alone
             from .frame import hits_frame
 
-            self.out.write(hits_frame([]).write_csv(datetime_format=CSV_DATETIME))
+            self.out.text(hits_frame([]).write_csv(datetime_format=CSV_DATETIME))
 
 
 class _Table(HitWriter):
     """Keeps the first ``max_rows`` hits (0: all) and counts the rest; written at close,
     when the columns can be fitted to what is shown."""
 
-    def __init__(self, out: TextIO, max_rows: int) -> None:
+    needs = frozenset({HITS})
+
+    def __init__(self, out: Output, max_rows: int, width: int | None = None) -> None:
         super().__init__()
         self.out = out
         self.max_rows = max_rows
+        # The terminal's width when the stream is one (else $COLUMNS, or a default).
+        self.width = table_width(cast(TextIO, out.out)) if width is None else width
         self.shown: list[Hit] = []
         self.rules: set[str] = set()
 
-    def write(self, hits: Sequence[Hit], frame: pl.DataFrame | None = None) -> None:
+    def write(self, batch: HitBatch) -> None:
+        if not batch.count:
+            return
+        hits = batch.hits
         room = len(hits) if self.max_rows <= 0 else max(0, self.max_rows - len(self.shown))
         self.shown.extend(hits[:room])
         self.rules.update(hit.rule.id for hit in hits)
         self.records += len(hits)
 
     def close(self) -> None:
+        text = io.StringIO()
         write_table(
-            self.shown, self.out, self.max_rows, total=self.records, by_rule=len(self.rules) > 1
+            self.shown,
+            text,
+            self.max_rows,
+            self.width,
+            total=self.records,
+            by_rule=len(self.rules) > 1,
         )
+        self.out.text(text.getvalue())
 
 
 class ParquetWriter(HitWriter):
@@ -172,14 +230,14 @@ class ParquetWriter(HitWriter):
         self.spilled: list[str] = []
         self.spill_dir: str | None = None
 
-    def write(self, hits: Sequence[Hit], frame: pl.DataFrame | None = None) -> None:
-        if not hits:
-            return
-        from .frame import hits_frame
+    needs = frozenset({FRAME})
 
-        self.pending.append(hits_frame(hits) if frame is None else frame)
-        self.rows += len(hits)
-        self.records += len(hits)
+    def write(self, batch: HitBatch) -> None:
+        if not batch.count:
+            return
+        self.pending.append(batch.frame)
+        self.rows += batch.count
+        self.records += batch.count
         if self.rows >= PARQUET_ROW_GROUP:
             self._spill()
 
@@ -222,16 +280,40 @@ class ParquetWriter(HitWriter):
             self.spill_dir = None
 
 
-def text_writer(fmt: str, out: TextIO, *, max_table_rows: int = MAX_TABLE_ROWS) -> HitWriter:
-    """A writer of a text format to a text stream."""
+# What each format reads from the batches.
+NEEDS: dict[str, Needs] = {
+    "table": _Table.needs,
+    "ndjson": _Records.needs,
+    "json": _JsonArray.needs,
+    "alerts": _Alerts.needs,
+    "csv": _Csv.needs,
+    "parquet": ParquetWriter.needs,
+}
+
+
+def stream_writer(
+    fmt: str,
+    out: BinaryIO,
+    *,
+    max_table_rows: int = MAX_TABLE_ROWS,
+    encoding: str = "utf-8",
+    errors: str = "strict",
+    width: int | None = None,
+) -> HitWriter:
+    """A writer of a text format to a binary stream; text is encoded in ``encoding``
+    (records, UTF-8 already, are written as they are when that is UTF-8). ``width``: the
+    table's (default: the stream's terminal width, else $COLUMNS or 160)."""
+    output = Output(out, encoding, errors)
     if fmt == "table":
-        return _Table(out, max_table_rows)
-    if fmt in ("ndjson", "alerts"):
-        return _Lines(out, fmt)
+        return _Table(output, max_table_rows, width)
+    if fmt == "ndjson":
+        return _Records(output)
+    if fmt == "alerts":
+        return _Alerts(output)
     if fmt == "json":
-        return _JsonArray(out)
+        return _JsonArray(output)
     if fmt == "csv":
-        return _Csv(out)
+        return _Csv(output)
     raise ValueError(f"{fmt!r} is not a text format")
 
 
@@ -239,9 +321,17 @@ def write_text(
     fmt: str, result: ScanResult, out: TextIO, *, max_table_rows: int = MAX_TABLE_ROWS
 ) -> None:
     """Write a text format to a text stream."""
-    writer = text_writer(fmt, out, max_table_rows=max_table_rows)
-    writer.write(result.hits)
+    data = io.BytesIO()
+    width = table_width(out) if fmt == "table" else None
+    writer = stream_writer(fmt, data, max_table_rows=max_table_rows, width=width)
+    writer.write(_whole(result))
     writer.close()
+    out.write(data.getvalue().decode("utf-8"))
+
+
+def _whole(result: ScanResult) -> HitBatch:
+    frame = result.__dict__.get("frame")  # the frame, when it was made already
+    return HitBatch(len(result.hits), hits=result.hits, frame=frame)
 
 
 def write_file(
@@ -249,9 +339,11 @@ def write_file(
 ) -> None:
     """Write any format to a file (replaced if it exists)."""
     if fmt == "parquet":
-        writer = ParquetWriter(path)
-        writer.write(result.hits, result.frame)
+        writer: HitWriter = ParquetWriter(path)
+        writer.write(HitBatch(len(result.hits), hits=result.hits, frame=result.frame))
         writer.close()
         return
-    with open(path, "w", encoding="utf-8", newline="") as out:
-        write_text(fmt, result, out, max_table_rows=max_table_rows)
+    with open(path, "wb") as out:
+        writer = stream_writer(fmt, out, max_table_rows=max_table_rows)
+        writer.write(_whole(result))
+        writer.close()

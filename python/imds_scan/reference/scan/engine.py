@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import errno
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from typing import Any, BinaryIO
 
 from ...stats import EngineHit, FileStats
@@ -25,11 +25,13 @@ def scan_stream(
     hits: list[EngineHit],
     max_examples: int = 5,
     max_line_bytes: int = MAX_LINE_BYTES,
-) -> BaseException | None:
+    batch: int = 0,
+) -> Generator[None, None, BaseException | None]:
     """Scan one stream of NDJSON lines (split on ``\\n`` only), appending hits and counting
     ``stats.lines`` as it goes; returns the read error that ended it early, if any. A line
     longer than ``max_line_bytes`` is counted (in ``long_lines`` and ``malformed``), not
-    evaluated."""
+    evaluated. Yields (nothing) whenever ``hits`` holds ``batch`` hits or more (0: never),
+    for the caller to take them."""
     failed = ReadFailed()
     for number, raw in enumerate(read_lines(stream, failed, max_line_bytes), start=1):
         stats.lines = number
@@ -86,7 +88,77 @@ def scan_stream(
                         text,
                     )
                 )
+        if batch and len(hits) >= batch:
+            yield
     return failed.error
+
+
+class ReferenceScan:
+    """A scan of inputs one after another, its hits given in batches as they are found
+    (:meth:`batches`), its per-input statistics in ``stats`` (the inputs read so far) and
+    ``interrupted`` set when Ctrl-C stopped it."""
+
+    def __init__(self, rules: list[dict[str, Any]]) -> None:
+        self.rules = [CompiledRule(ir) for ir in rules]
+        self.stats: list[FileStats] = []
+        self.interrupted = False
+
+    def batches(
+        self,
+        paths: Iterable[str | Opener],
+        batch: int = 1024,
+        max_examples: int = 5,
+        progress: Callable[[int], None] | None = None,
+        max_line_bytes: int = MAX_LINE_BYTES,
+    ) -> Generator[list[EngineHit]]:
+        """Scan ``paths`` (as :func:`scan_inputs`), yielding the hits in batches of about
+        ``batch`` as they are found (in input, then line, then rule order). On
+        KeyboardInterrupt in the scan, the batches end with the hits found before it. Closed
+        early (the consumer stopped, or Ctrl-C there), the input being read and those after
+        it say ``interrupted``, as the Rust engine's unfinished inputs do."""
+        hits: list[EngineHit] = []
+        paths = list(paths)
+        scanned: Generator[None, None, bool] | None = None
+        try:
+            for source, path in enumerate(paths):
+                stats = FileStats()
+                self.stats.append(stats)
+                if self.interrupted:
+                    _fail(stats, "interrupted", "not read: the scan was interrupted")
+                    continue
+                try:
+                    scanned = _scan_one(
+                        path,
+                        self.rules,
+                        source,
+                        stats,
+                        hits,
+                        max_examples,
+                        progress,
+                        max_line_bytes,
+                        batch,
+                    )
+                    while True:
+                        try:
+                            next(scanned)
+                        except StopIteration as end:
+                            self.interrupted = end.value
+                            scanned = None
+                            break
+                        taken = hits[:]
+                        hits.clear()
+                        yield taken
+                except ValueError as exc:  # a path that cannot be opened (a NUL byte in it)
+                    _fail(stats, "open", str(exc))
+            if hits:
+                yield hits
+        except GeneratorExit:
+            if scanned is not None:
+                scanned.close()  # the input being read says where it stopped
+            for _ in paths[len(self.stats) :]:
+                self.stats.append(FileStats())
+                _fail(self.stats[-1], "interrupted", "not read: the scan was interrupted")
+            raise
 
 
 def scan_inputs(
@@ -101,24 +173,15 @@ def scan_inputs(
     recorded in its stats (what was read is scanned), not raised: the error's text, and its
     kind, byte offset and line as the Rust engine gives them. ``progress(n)`` is called
     with each count of bytes read from the sources. Returns (hits, stats, interrupted): on
-    KeyboardInterrupt the scan stops and returns what it found."""
-    compiled = [CompiledRule(ir) for ir in rules]
-    hits: list[EngineHit] = []
-    all_stats: list[FileStats] = []
-    interrupted = False
-    for source, path in enumerate(paths):
-        stats = FileStats()
-        all_stats.append(stats)
-        if interrupted:
-            _fail(stats, "interrupted", "not read: the scan was interrupted")
-            continue
-        try:
-            interrupted = _scan_one(
-                path, compiled, source, stats, hits, max_examples, progress, max_line_bytes
-            )
-        except ValueError as exc:  # a path that cannot be opened (a NUL byte in it)
-            _fail(stats, "open", str(exc))
-    return hits, all_stats, interrupted
+    KeyboardInterrupt the scan stops and returns what it found. Every hit in memory: see
+    :class:`ReferenceScan` for them in batches."""
+    scan = ReferenceScan(rules)
+    hits = [
+        hit
+        for batch in scan.batches(paths, 0, max_examples, progress, max_line_bytes)
+        for hit in batch
+    ]
+    return hits, scan.stats, scan.interrupted
 
 
 # Errors of opening a file, by errno, as the Rust engine kinds them (else "open").
@@ -152,8 +215,10 @@ def _scan_one(
     max_examples: int,
     progress: Callable[[int], None] | None,
     max_line_bytes: int = MAX_LINE_BYTES,
-) -> bool:
-    """Scan one input into ``stats`` and ``hits``; True if interrupted."""
+    batch: int = 0,
+) -> Generator[None, None, bool]:
+    """Scan one input into ``stats`` and ``hits`` (yielding as :func:`scan_stream` does);
+    returns True if interrupted."""
     try:
         raw = open_input(path)
     except OSError as exc:
@@ -174,14 +239,18 @@ def _scan_one(
             return False
         stats.compression = compression
         try:
-            error = damage or scan_stream(
-                stream, rules, source, stats, hits, max_examples, max_line_bytes
+            error = damage or (
+                yield from scan_stream(
+                    stream, rules, source, stats, hits, max_examples, max_line_bytes, batch
+                )
             )
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, GeneratorExit) as stop:
             stats.source_bytes = counted.count
             where = f"byte {stats.bytes} (line {stats.lines})"
             _fail(stats, "interrupted", f"interrupted: scanned up to {where}", stats.bytes)
             stats.error_line = stats.lines
+            if isinstance(stop, GeneratorExit):
+                raise
             return True
         stats.source_bytes = counted.count
         if error is None:

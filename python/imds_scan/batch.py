@@ -1,0 +1,165 @@
+"""A batch of hits as it travels from an engine to the writers: built from what the engine
+was asked for (Hit objects, NDJSON records, Arrow rows), each other form made only when asked
+(from the Hit objects), so the common path builds no Python object per hit."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from .records import Hit
+
+# What a consumer reads from the batches; the stream asks the engine for these only.
+HITS, RECORDS, FRAME = "hits", "records", "frame"
+Needs = frozenset[str]
+
+
+def hit_records(hits: Sequence[Hit]) -> bytes:
+    """The NDJSON lines of ``hits`` (each ending in ``\\n``), as ``Hit.to_json`` writes them,
+    in UTF-8; a lone surrogate (a file name that is not UTF-8) becomes its JSON escape."""
+    text = "".join([f"{hit.to_json()}\n" for hit in hits])
+    return text.encode("utf-8", "backslashreplace")
+
+
+def cut_records(records: bytes, start: int, stop: int) -> bytes:
+    """Records ``start`` to ``stop`` of an NDJSON block (no record holds a raw newline)."""
+    if start == 0:
+        parts = records.split(b"\n", stop)
+        return b"".join(part + b"\n" for part in parts[:stop]) if stop else b""
+    lines = records.split(b"\n")[start:stop]
+    return b"".join(line + b"\n" for line in lines)
+
+
+class HitBatch:
+    """Hits in scan order (input, then line, then rule). ``count``, ``rule_counts`` (hits per
+    rule index, as the engine gave them; None for a batch cut from another, or whose hits
+    another batch counted) and
+    ``position(k)`` (input, line of hit ``k``) are always there; ``hits`` (Hit objects),
+    ``records`` (NDJSON bytes, byte for byte ``Hit.to_json`` lines in UTF-8) and ``frame``
+    (``report.frame.hits_frame``'s DataFrame) are built on first use: from the engine's own
+    form when it gave one, else from the Hit objects. A batch without Hit objects (the engine
+    was not asked for them) raises LookupError for what it cannot build."""
+
+    def __init__(
+        self,
+        count: int,
+        *,
+        hits: Sequence[Hit] | Callable[[], Sequence[Hit]] | None = None,
+        records: bytes | None = None,
+        rows: bytes | Sequence[bytes] | None = None,
+        frame: pl.DataFrame | None = None,
+        rule_counts: Sequence[int] | None = None,
+        position: Callable[[int], tuple[str, int]] | None = None,
+    ) -> None:
+        self.count = count
+        self._hits = hits
+        self._records = records
+        self._rows = rows
+        self._frame = frame
+        self.rule_counts = rule_counts
+        self._position = position
+
+    @classmethod
+    def of(cls, hits: Sequence[Hit], rule_counts: Sequence[int] | None = None) -> HitBatch:
+        """A batch of Hit objects (the reference engine, a fallback)."""
+        return cls(len(hits), hits=hits, rule_counts=rule_counts)
+
+    def __len__(self) -> int:
+        return self.count
+
+    @property
+    def has_hits(self) -> bool:
+        return self._hits is not None
+
+    @property
+    def hits(self) -> Sequence[Hit]:
+        if callable(self._hits):
+            self._hits = self._hits()
+        if self._hits is None:
+            if not self.count:
+                return []
+            raise LookupError("this batch carries no Hit objects (the engine was not asked)")
+        return self._hits
+
+    @property
+    def records(self) -> bytes:
+        if self._records is None:
+            self._records = hit_records(self.hits)
+        return self._records
+
+    @property
+    def frame(self) -> pl.DataFrame:
+        if self._frame is None:
+            if self._rows is not None:
+                self._frame = _read_rows(self._rows)
+                self._rows = None
+            else:
+                from .report.frame import hits_frame
+
+                self._frame = hits_frame(self.hits)
+        return self._frame
+
+    def position(self, k: int) -> tuple[str, int]:
+        """The input and line of hit ``k``."""
+        if self._position is not None:
+            return self._position(k)
+        if self._hits is not None:
+            hit = self.hits[k]
+            return hit.source, hit.line
+        if self._frame is not None or self._rows is not None:
+            row = self.frame.row(k, named=True)
+            return row["source"], row["line"]
+        line = cut_records(self.records, k, k + 1)
+        head = json.loads(line)
+        return head["source"], head["line"]
+
+    def head(self, k: int) -> HitBatch:
+        """The first ``k`` hits, in whatever forms this batch has (nothing is built)."""
+        return self if k >= self.count else self._part(0, k)
+
+    def take(self, keep: Sequence[int]) -> HitBatch:
+        """The hits at the indexes ``keep`` (ascending), in the forms this batch has."""
+        if len(keep) == self.count:
+            return self
+        hits = self.hits
+        chosen = [hits[i] for i in keep]
+        records = frame = None
+        if self._records is not None:
+            lines = self._records.split(b"\n")
+            records = b"".join(lines[i] + b"\n" for i in keep)
+        if self._frame is not None or self._rows is not None:
+            frame = self.frame[list(keep)]
+        return HitBatch(len(chosen), hits=chosen, records=records, frame=frame)
+
+    def _part(self, start: int, stop: int) -> HitBatch:
+        hits: Sequence[Hit] | Callable[[], Sequence[Hit]] | None = None
+        if self._hits is not None:
+            whole = self.hits
+            hits = whole[start:stop]
+        records = None if self._records is None else cut_records(self._records, start, stop)
+        frame = None
+        if self._frame is not None or self._rows is not None:
+            frame = self.frame.slice(start, stop - start)
+        position = None
+        if self._position is not None:
+            parent = self._position
+            position = lambda k: parent(start + k)  # noqa: E731
+        return HitBatch(stop - start, hits=hits, records=records, frame=frame, position=position)
+
+    def slice(self, start: int, stop: int) -> HitBatch:
+        """Hits ``start`` to ``stop``, in the forms this batch has."""
+        stop = min(stop, self.count)
+        return self if (start, stop) == (0, self.count) else self._part(start, stop)
+
+
+def _read_rows(rows: bytes | Sequence[bytes]) -> pl.DataFrame:
+    """Arrow IPC stream(s) from the engine as one hits frame."""
+    import polars as pl
+
+    if isinstance(rows, bytes):
+        return pl.read_ipc_stream(rows)
+    return pl.concat([pl.read_ipc_stream(part) for part in rows])

@@ -1,0 +1,191 @@
+"""The fast hit path (issue 14): records and rows built by the engine, not per hit in Python,
+write byte for byte what the Hit objects write, in every format, for both engines."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from imds_scan import ScanConfig, default_rules
+from imds_scan.batch import FRAME, HITS, RECORDS, HitBatch, hit_records
+from imds_scan.engines import HitStream, binding_rows
+from imds_scan.report import formats
+from imds_scan.rules import load_rules
+from imds_scan.run import open_scan
+
+ROOT = Path(__file__).resolve().parent.parent
+BROAD_RULE = ROOT / "tests" / "data" / "broad" / "process_start.toml"
+FORMATS = ["ndjson", "json", "csv", "alerts", "table", "parquet"]
+
+
+def rules() -> list[Any]:
+    broad, _ = load_rules([str(BROAD_RULE)])
+    return [*broad, *default_rules()]
+
+
+def event(n: int) -> dict[str, Any]:
+    """Start events with awkward values: non-ASCII, escapes, controls, formulas, numbers."""
+    values = ["plain", "é ü 漢字 😀", "a\u009bb", "tab\there", '=HYPERLINK("x")', "-1+2", 'q"uote']
+    doc: dict[str, Any] = {
+        "@timestamp": f"2024-05-0{1 + n % 3}T10:{n % 60:02d}:00.{n:03d}Z",
+        "event": {"category": ["process"], "type": ["start"]},
+        "host": {"name": f"web-{n % 5}"},
+        "user.name": values[n % len(values)],
+        "process": {
+            "name": "curl" if n % 4 == 0 else f"p{n % 3}",
+            "command_line": f"curl http://169.254.169.254/latest/meta-data {values[n % 7]}",
+            "args_count": n,
+        },
+    }
+    if n % 9 == 0:
+        doc["process"]["parent"] = {"name": ["bash", "sh"]}
+        doc["destination"] = {"ip": "169.254.169.254"}
+    if n % 11 == 0:
+        del doc["@timestamp"]
+    return doc
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Path:
+    path = tmp_path / 'lög "x".ndjson'  # a name JSON must escape
+    lines = []
+    for n in range(700):
+        lines.append(json.dumps(event(n), ensure_ascii=n % 2 == 0))
+        if n % 5 == 0:
+            lines.append('{"event": {"type": "end"}}')
+        if n % 97 == 0:
+            lines.append("not json")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def written(stream: HitStream, fmt: str, path: Path) -> bytes | pl.DataFrame:
+    """What the CLI's writer of ``fmt`` writes from ``stream``."""
+    if fmt == "parquet":
+        writer: formats.HitWriter = formats.ParquetWriter(str(path))
+    else:
+        out = io.BytesIO()
+        writer = formats.stream_writer(fmt, out, max_table_rows=40, width=150)
+    for batch in stream:
+        writer.write(batch)
+    writer.close()
+    return pl.read_parquet(path) if fmt == "parquet" else out.getvalue()
+
+
+def assert_same(fast: bytes | pl.DataFrame, slow: bytes | pl.DataFrame) -> None:
+    if isinstance(fast, pl.DataFrame):
+        assert isinstance(slow, pl.DataFrame)
+        assert fast.schema == slow.schema
+        assert fast.equals(slow)
+    else:
+        assert fast == slow
+
+
+@pytest.mark.parametrize("engine", ["rust", "python"])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_fast_path_writes_what_hits_write(log: Path, tmp_path: Path, fmt: str, engine: str) -> None:
+    config = ScanConfig(engine=engine)  # type: ignore[arg-type]
+    slow = written(
+        open_scan([str(log)], rules=rules(), config=config, needs=frozenset({HITS})),
+        fmt,
+        tmp_path / "slow.parquet",
+    )
+    needs = formats.NEEDS[fmt]
+    stream = open_scan([str(log)], rules=rules(), config=config, needs=needs)
+    seen: list[HitBatch] = []
+
+    def batches() -> Any:
+        for batch in stream:
+            seen.append(batch)
+            yield batch
+
+    fast = written(HitStream(batches(), stream.close), fmt, tmp_path / "fast.parquet")
+    assert_same(fast, slow)
+    if isinstance(slow, bytes):
+        assert len(slow) > 1000
+    # The Rust engine built the records (and rows) itself: no Hit objects in the batches.
+    if engine == "rust" and (RECORDS in needs or (FRAME in needs and binding_rows())):
+        assert seen and not any(batch.has_hits for batch in seen)
+
+
+def test_fast_path_max_hits_cuts_records_and_frames(log: Path, tmp_path: Path) -> None:
+    whole = open_scan([str(log)], rules=rules(), needs=frozenset({HITS})).collect().hits
+    assert len(whole) > 1000
+    last = (whole[332].source, whole[332].line)
+    for fmt in ("ndjson", "json", "csv", "parquet"):
+        outputs = []
+        for needs in (frozenset({HITS}), formats.NEEDS[fmt]):
+            stream = open_scan(
+                [str(log)], rules=rules(), config=ScanConfig(max_hits=333), needs=needs
+            )
+            outputs.append(written(stream, fmt, tmp_path / f"{len(outputs)}.parquet"))
+            assert stream.stats is not None
+            assert stream.stats.stopped_at == last
+        assert_same(*outputs)
+        if fmt == "ndjson":
+            assert isinstance(outputs[0], bytes)
+            records = outputs[0].splitlines()
+            assert len(records) == 333
+            assert json.loads(records[-1])["line"] == last[1]
+
+
+def test_batch_forms_agree(log: Path) -> None:
+    """A batch's records, frame, head and take agree with its Hit objects."""
+    from imds_scan.report.frame import hits_frame
+
+    stream = open_scan([str(log)], rules=rules(), needs=frozenset({HITS, RECORDS, FRAME}))
+    batch = next(iter(stream))
+    stream.close()
+    hits = list(batch.hits)
+    assert batch.records == hit_records(hits)
+    assert batch.frame.equals(hits_frame(hits))
+    head = batch.head(7)
+    assert head.count == 7 and head.records == hit_records(hits[:7])
+    assert head.frame.equals(hits_frame(hits[:7]))
+    assert head.position(6) == (hits[6].source, hits[6].line)
+    keep = [0, 3, 4, 10]
+    taken = batch.take(keep)
+    assert taken.records == hit_records([hits[i] for i in keep])
+    assert taken.frame.equals(hits_frame([hits[i] for i in keep]))
+    # Without Hit objects, a position comes from the frame or the records.
+    records_only = HitBatch(len(hits), records=batch.records)
+    assert records_only.position(5) == (hits[5].source, hits[5].line)
+    frame_only = HitBatch(len(hits), frame=batch.frame)
+    assert frame_only.position(5) == (hits[5].source, hits[5].line)
+    with pytest.raises(LookupError):
+        _ = records_only.hits
+
+
+def test_records_of_a_name_that_is_not_utf8(tmp_path: Path) -> None:
+    """A file name that is not UTF-8 (surrogates after os.fsdecode) was a UnicodeEncodeError;
+    its record now holds the JSON escape of each surrogate."""
+    from imds_scan.records import Hit
+
+    rule = rules()[0]
+    hit = Hit("bad\udcff.ndjson", 3, rule, "process", None, '{"a": 1}')
+    line = hit_records([hit])
+    assert b'"bad\\udcff.ndjson"' in line
+    assert json.loads(line)["source"] == "bad\udcff.ndjson"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_engines_write_the_same(log: Path, tmp_path: Path, fmt: str) -> None:
+    outputs = [
+        written(
+            open_scan(
+                [str(log)],
+                rules=rules(),
+                config=ScanConfig(engine=engine),  # type: ignore[arg-type]
+                needs=formats.NEEDS[fmt],
+            ),
+            fmt,
+            tmp_path / f"{engine}.parquet",
+        )
+        for engine in ("rust", "python")
+    ]
+    assert_same(*outputs)
