@@ -250,6 +250,28 @@ def test_full_stdout_is_exit_2_with_one_line(tmp_path: Path) -> None:
         ), args
 
 
+def test_no_stdout_at_all_is_exit_2_unless_the_results_go_to_a_file(tmp_path: Path) -> None:
+    """Started with standard output closed (``>&-``), the results cannot be written: exit 2
+    with one line (it was a traceback); with --output they go to the file as usual."""
+    f = write(tmp_path / "a.ndjson", HIT, PROC)
+    out = tmp_path / "out.ndjson"
+    for args, code in (((f, "-f", "ndjson"), 2), ((f, "-o", out), 1)):
+        proc = subprocess.run(
+            [sys.executable, "-m", "imds_scan", *map(str, args), "-q"],
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            preexec_fn=lambda: os.close(1),
+        )
+        assert proc.returncode == code, (args, proc.stderr)
+        if code == 2:
+            assert proc.stderr == (
+                "imds-scan: error: cannot write to standard output: standard output is closed\n"
+            )
+        else:
+            assert proc.stderr == "" and json.loads(out.read_text().splitlines()[0])["line"] == 1
+
+
 def test_closed_stdout_is_quiet(tmp_path: Path) -> None:
     f = write(tmp_path / "a.ndjson", *([HIT] * 20000))
     for args, code in (((f, "-f", "ndjson", "-q"), 1), (("--show-rule",), 0)):

@@ -189,3 +189,38 @@ def test_engines_write_the_same(log: Path, tmp_path: Path, fmt: str) -> None:
         for engine in ("rust", "python")
     ]
     assert_same(*outputs)
+
+
+@pytest.mark.parametrize("engine", ["rust", "python"])
+@pytest.mark.parametrize("fmt", ["ndjson", "csv", "parquet"])
+def test_a_file_name_that_is_not_utf8_is_scanned(tmp_path: Path, engine: str, fmt: str) -> None:
+    """The Rust engine refused such a name before scanning (UnicodeEncodeError, exit 2)."""
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    sample = (ROOT / "bench" / "sample" / "ecs-sample.ndjson").read_bytes()
+    bad = os.path.join(os.fsencode(folder), b"bad\xff.ndjson")
+    with open(bad, "wb") as f:
+        f.write(sample)
+    out = tmp_path / f"out.{fmt}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "imds_scan", str(folder), "--engine", engine, "-q", "-o", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1, proc.stderr
+    name = os.fsdecode(bad)
+    if fmt == "parquet":
+        sources = set(pl.read_parquet(out)["source"])
+    elif fmt == "csv":
+        sources = set(pl.read_csv(out)["source"])
+    else:
+        sources = {
+            json.loads(line)["source"]
+            for line in out.read_text(errors="surrogateescape").splitlines()
+        }
+    # NDJSON keeps the exact name; a frame (CSV, Parquet) holds UTF-8, the byte escaped.
+    assert sources == ({name} if fmt == "ndjson" else {name.replace("\udcff", "\\xff")})

@@ -7,6 +7,8 @@ Exit codes: 0 no hits, 1 hits, 2 error (usage, or an input that could not be rea
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import os
 import signal
 import sys
@@ -929,9 +931,23 @@ def _describe(exc: BaseException) -> str:
     return safe(f"{type(exc).__name__}: {exc}")
 
 
+class _ClosedStdout(io.RawIOBase):
+    """Standard output when the process started without one (``>&-``): writing to it fails
+    as writing to a closed descriptor does, so results meant for it are an error (exit 2),
+    not lost in silence."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: object) -> int:
+        raise OSError(errno.EBADF, "standard output is closed")
+
+
 def main() -> None:
     """The entry point: exit codes as documented, never a traceback (unless IMDS_SCAN_DEBUG)."""
     code: int | str | None
+    if sys.stdout is None:
+        sys.stdout = io.TextIOWrapper(_ClosedStdout())
     try:
         app()
         code = EXIT_CLEAN

@@ -816,7 +816,8 @@ fn to_input(item: &Bound<'_, PyAny>) -> PyResult<Input> {
         )));
     }
     if let Ok(text) = item.cast::<PyString>() {
-        if text.to_cow()? == "-" {
+        // A name that is not UTF-8 (surrogates from os.fsdecode) is no `-`: a path, below.
+        if text.to_cow().is_ok_and(|t| t == "-") {
             return Ok(Input::Stdin);
         }
     }

@@ -52,12 +52,22 @@ def _joined(doc: dict[str, Any], path: str) -> str | None:
     return MULTI_VALUE_SEPARATOR.join(values) if values else None
 
 
+def utf8_name(name: str) -> str:
+    """A file name as UTF-8 text: a name that is not UTF-8 (os.fsdecode's surrogates) shows
+    its other bytes as ``\\xff`` (a frame holds UTF-8 only; NDJSON keeps the exact name)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return name
+
+
 def hits_frame(hits: Sequence[Hit]) -> pl.DataFrame:
     """One row per hit, in hit order. Missing fields are null; ``event`` is the JSON text."""
     columns: dict[str, list[object]] = {name: [] for name in SCHEMA}
     for hit in hits:
         doc = load_event(hit.event_text)
-        columns["source"].append(hit.source)
+        columns["source"].append(utf8_name(hit.source))
         columns["line"].append(hit.line)
         columns["@timestamp"].append(event_time(doc))
         columns["rule_id"].append(hit.rule.id)
