@@ -110,13 +110,17 @@ class HitWriter:
         pass
 
 
-class _Records(HitWriter):
-    # NDJSON: the records as the engine built them, with no work per hit here.
-    needs = frozenset({RECORDS})
+class _StreamWriter(HitWriter):
+    """A writer of a stream format: what it writes goes to ``out`` as it comes."""
 
     def __init__(self, out: Output) -> None:
         super().__init__()
         self.out = out
+
+
+class _Records(_StreamWriter):
+    # NDJSON: the records as the engine built them, with no work per hit here.
+    needs = frozenset({RECORDS})
 
     def write(self, batch: HitBatch) -> None:
         if batch.count:
@@ -124,12 +128,8 @@ class _Records(HitWriter):
             self.records += batch.count
 
 
-class _Alerts(HitWriter):
+class _Alerts(_StreamWriter):
     needs = frozenset({HITS})
-
-    def __init__(self, out: Output) -> None:
-        super().__init__()
-        self.out = out
 
     def write(self, batch: HitBatch) -> None:
         if batch.count:
@@ -137,13 +137,9 @@ class _Alerts(HitWriter):
             self.records += batch.count
 
 
-class _JsonArray(HitWriter):
+class _JsonArray(_StreamWriter):
     # The ndjson records, as one array (for tools that want a single document).
     needs = frozenset({RECORDS})
-
-    def __init__(self, out: Output) -> None:
-        super().__init__()
-        self.out = out
 
     def write(self, batch: HitBatch) -> None:
         if not batch.count:
@@ -156,12 +152,8 @@ class _JsonArray(HitWriter):
         self.out.text("\n]\n" if self.records else "[]\n")
 
 
-class _Csv(HitWriter):
+class _Csv(_StreamWriter):
     needs = frozenset({FRAME})
-
-    def __init__(self, out: Output) -> None:
-        super().__init__()
-        self.out = out
 
     def write(self, batch: HitBatch) -> None:
         if not batch.count:
