@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +65,20 @@ def require_tool(name: str, why: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return found
+
+
+def wait_until_read(pipe: int, timeout: float = 60.0) -> None:
+    """Wait until the reader of a pipe has taken every byte written to it (Linux: FIONREAD
+    on the write end counts the unread bytes), then a moment for it to wait for more."""
+    import fcntl
+    import struct
+    import termios
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        unread = struct.unpack("i", fcntl.ioctl(pipe, termios.FIONREAD, b"\0" * 4))[0]
+        if unread == 0:
+            time.sleep(0.2)
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the scan did not read its input in {timeout} s")

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import zstandard
 
-from conftest import ENGINES
+from conftest import ENGINES, wait_until_read
 from imds_scan import ScanResult, default_rules, run_scan, scan
 
 HIT = {
@@ -673,23 +673,6 @@ def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
     assert "scanning" not in proc.stderr and "\x1b" not in proc.stderr
 
 
-def _wait_until_read(pipe: int, timeout: float = 60.0) -> None:
-    """Wait until the reader of a pipe has taken every byte written to it (Linux: FIONREAD
-    on the write end counts the unread bytes), then a moment for it to wait for more."""
-    import fcntl
-    import struct
-    import termios
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        unread = struct.unpack("i", fcntl.ioctl(pipe, termios.FIONREAD, b"\0" * 4))[0]
-        if unread == 0:
-            time.sleep(0.2)
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"the scan did not read its input in {timeout} s")
-
-
 @pytest.mark.parametrize("engine", ENGINES)
 def test_ctrl_c_flushes_hits_and_exits_130(engine: str) -> None:
     proc = subprocess.Popen(
@@ -701,7 +684,7 @@ def test_ctrl_c_flushes_hits_and_exits_130(engine: str) -> None:
     assert proc.stdin is not None
     proc.stdin.write(lines(HIT, BENIGN, PROC) * 3)
     proc.stdin.flush()  # and keep stdin open: the scan waits for more
-    _wait_until_read(proc.stdin.fileno())  # start-up is over: the scan reads its input
+    wait_until_read(proc.stdin.fileno())  # start-up is over: the scan reads its input
     proc.send_signal(signal.SIGINT)
     # Still waiting for more input, the scan stops (a hang fails here).
     out, err = proc.communicate(timeout=60)

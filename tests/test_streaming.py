@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from conftest import ENGINES, hit_keys
+from conftest import ENGINES, hit_keys, wait_until_read
 from imds_scan import ScanConfig, ScanInterrupted, iter_scan, scan
 from imds_scan.batch import HitBatch
 from imds_scan.rules import load_rules
@@ -183,7 +183,7 @@ def test_ctrl_c_leaves_a_whole_document(tmp_path: Path, engine: str, fmt: str) -
     deadline = time.monotonic() + 60
     while not list(tmp_path.glob(f".{out.name}.*.tmp")) and time.monotonic() < deadline:
         time.sleep(0.1)  # the output's temporary file: the CLI is past its start-up
-    time.sleep(3)  # the scan of what was sent (the hits come out on Ctrl-C)
+    wait_until_read(proc.stdin.fileno())  # the scan has what was sent (hits come on Ctrl-C)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     proc.stdin.close()
