@@ -39,7 +39,6 @@ from .engines import (
     EngineRun,
     HitStream,
     Progress,
-    binding_rows,
     flag_unscanned,
     hit_maker,
     record_names,
@@ -279,7 +278,7 @@ def stream_cluster(
             sizes = [s.size for s in sources if s.error is None]
             total = None if None in sizes else sum(s or 0 for s in sizes)
             rules_json = tuple(json.dumps(rule.ir) for rule in rules)
-            rows = FRAME in needs and binding_rows()
+            rows = FRAME in needs
             futures: list[Any] = [
                 client.submit(
                     task or scan_share,

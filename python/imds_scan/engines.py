@@ -5,7 +5,6 @@ and :func:`file_result` turn them into results, here and in the cluster's merge.
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
@@ -116,19 +115,6 @@ def _raw_batch(item: Any) -> RawBatch:
         item.rule_counts,
         item.position,
     )
-
-
-@functools.cache
-def binding_rows() -> bool:
-    """Whether the binding builds Arrow rows of the hits frame (``scan_iter(rows=True)``; a
-    build without them refuses it)."""
-    from ._engine import Scanner
-
-    try:
-        Scanner([]).scan_iter([], rows=True, names=([], [])).close()
-    except ValueError:
-        return False
-    return True
 
 
 def rust_batches(
@@ -268,7 +254,7 @@ def stream_scan(
         named = record_names([names[i] for i in readable], rules)
         if RECORDS in needs and named is not None:
             fast["records"] = True
-        if FRAME in needs and named is not None and binding_rows():
+        if FRAME in needs and named is not None:
             fast["rows"] = True
         if fast:
             fast["names"] = named
