@@ -19,6 +19,7 @@ const MAX_DEPTH: usize = 100;
 #[derive(Debug, Clone)]
 pub struct LuceneRegex {
     regex: Regex,
+    required: Option<String>,
 }
 
 impl LuceneRegex {
@@ -47,12 +48,22 @@ impl LuceneRegex {
             .nest_limit(1_000)
             .build()
             .map_err(|e| refuse(format!("cannot be compiled ({e})")))?;
-        Ok(LuceneRegex { regex })
+        let required = literals(&node, case_insensitive)
+            .best
+            .filter(|text| !text.is_empty());
+        Ok(LuceneRegex { regex, required })
     }
 
     /// The whole of `value` matches.
     pub fn is_match(&self, value: &str) -> bool {
         self.regex.is_match(value)
+    }
+
+    /// A text every matching value contains (the longest found), for a prefilter: exactly,
+    /// or ASCII-case-insensitively (given in lower case) when the regex is case-insensitive.
+    /// `None` when there is none (`a.*|b`, `[ab]c?`).
+    pub fn required_literal(&self) -> Option<&str> {
+        self.required.as_deref()
     }
 }
 
@@ -622,6 +633,108 @@ fn emit(node: &Node, out: &mut String) {
     }
 }
 
+/// What [`literals`] knows of an expression.
+struct Literals {
+    /// The one string the expression matches, if it matches exactly one.
+    exact: Option<String>,
+    /// A string every match contains.
+    best: Option<String>,
+}
+
+fn longer(a: Option<String>, b: Option<String>) -> Option<String> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b.chars().count() > a.chars().count() {
+            b
+        } else {
+            a
+        }),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Required text of `node`; with `fold`, a set of one ASCII letter in both cases counts as
+/// that letter (in lower case).
+fn literals(node: &Node, fold: bool) -> Literals {
+    match node {
+        Node::Set(ranges) => {
+            let one = match ranges.as_slice() {
+                [(lo, hi)] if lo == hi => {
+                    char::from_u32(*lo).map(|c| if fold { c.to_ascii_lowercase() } else { c })
+                }
+                [(a, a2), (b, b2)] if fold && a == a2 && b == b2 && *b == a + 32 => {
+                    char::from_u32(*b).filter(char::is_ascii_lowercase)
+                }
+                _ => None,
+            };
+            let text = one.map(String::from);
+            Literals {
+                exact: text.clone(),
+                best: text,
+            }
+        }
+        Node::Seq(items) => {
+            let mut run = Some(String::new());
+            let mut best: Option<String> = None;
+            let mut whole = true;
+            for item in items {
+                let inner = literals(item, fold);
+                match (inner.exact, run.as_mut()) {
+                    (Some(text), Some(current)) => current.push_str(&text),
+                    (Some(text), None) => run = Some(text),
+                    (None, _) => {
+                        whole = false;
+                        best = longer(best, run.take());
+                        best = longer(best, inner.best);
+                    }
+                }
+            }
+            let exact = if whole { run.clone() } else { None };
+            Literals {
+                exact,
+                best: longer(best, run),
+            }
+        }
+        Node::Alt(items) => {
+            let texts: Vec<Option<String>> = items
+                .iter()
+                .map(|item| literals(item, fold).exact)
+                .collect();
+            let same = match texts.first() {
+                Some(Some(first)) => texts.iter().all(|t| t.as_ref() == Some(first)),
+                _ => false,
+            };
+            let exact = if same { texts[0].clone() } else { None };
+            Literals {
+                best: exact.clone(),
+                exact,
+            }
+        }
+        Node::Repeat(inner, min, max) => {
+            if *min == 0 {
+                return Literals {
+                    exact: (*max == Some(0)).then(String::new),
+                    best: None,
+                };
+            }
+            let inner = literals(inner, fold);
+            // `min` copies in a row are in every match (capped: a prefilter needs no more).
+            let repeated = inner
+                .exact
+                .as_ref()
+                .map(|text| text.repeat((*min).min(64) as usize));
+            let exact = if Some(*min) == *max && *min <= 64 {
+                repeated.clone()
+            } else {
+                None
+            };
+            Literals {
+                exact,
+                best: longer(repeated, inner.best),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -633,6 +746,50 @@ mod tests {
         assert!(!never.is_match("a"));
         let star = LuceneRegex::new("#*", false).unwrap();
         assert!(star.is_match(""));
+    }
+
+    #[test]
+    fn required_literals() {
+        let required = |pattern: &str, ci: bool| {
+            LuceneRegex::new(pattern, ci)
+                .unwrap()
+                .required_literal()
+                .map(str::to_string)
+        };
+        assert_eq!(required("abc", false).as_deref(), Some("abc"));
+        assert_eq!(required(".*cmd\\.exe", false).as_deref(), Some("cmd.exe"));
+        assert_eq!(
+            required("x.*powershell.*y", false).as_deref(),
+            Some("powershell")
+        );
+        assert_eq!(required("(ab){2}c", false).as_deref(), Some("ababc"));
+        assert_eq!(required("(ab)+", false).as_deref(), Some("ab"));
+        assert_eq!(required("PowerShell", true).as_deref(), Some("powershell"));
+        assert_eq!(required("[aA]b", false).as_deref(), Some("b"));
+        assert_eq!(required("\"a.b\"[0-9]", false).as_deref(), Some("a.b"));
+        assert_eq!(required("(abc|abc)d", false).as_deref(), Some("abcd"));
+        assert_eq!(required("a.*|b", false), None);
+        assert_eq!(required("(ab)?c?", false), None);
+        assert_eq!(required(".*", false), None);
+        assert_eq!(required("", false), None);
+        // Every value the regex matches contains the literal.
+        for (pattern, ci, values) in [
+            ("a(bc)+d", false, vec!["abcd", "abcbcd"]),
+            ("x[yY]z", true, vec!["xyz", "XYZ", "xYz"]),
+            ("(ab){2,3}", false, vec!["abab", "ababab"]),
+        ] {
+            let regex = LuceneRegex::new(pattern, ci).unwrap();
+            let literal = regex.required_literal().unwrap().to_string();
+            for value in values {
+                assert!(regex.is_match(value));
+                let haystack = if ci {
+                    value.to_ascii_lowercase()
+                } else {
+                    value.to_string()
+                };
+                assert!(haystack.contains(&literal), "{pattern} {value} {literal}");
+            }
+        }
     }
 
     #[test]

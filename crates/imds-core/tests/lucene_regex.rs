@@ -236,6 +236,11 @@ proptest! {
             .unwrap();
         for value in &values {
             prop_assert_eq!(regex.is_match(value), oracle.is_match(value), "{} {:?}", lucene, value);
+            // A prefilter may look for the required literal: every match contains it.
+            if let (true, Some(literal)) = (oracle.is_match(value), regex.required_literal()) {
+                let haystack = if fold { value.to_ascii_lowercase() } else { value.clone() };
+                prop_assert!(haystack.contains(literal), "{} {:?} {:?}", lucene, value, literal);
+            }
         }
     }
 }
