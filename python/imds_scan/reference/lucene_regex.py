@@ -416,6 +416,9 @@ def _interval_node(lo: int, hi: int, width: int) -> Node:
     return Seq((Repeat(_digit_set(0, 0), 0, None), Alt(tuple(alts))))
 
 
+# State numbers the reference engine's step cache may hold before it is dropped.
+_CACHE_LIMIT = 200_000
+
 # The automaton: instruction kinds.
 _SET, _SPLIT, _MATCH = 0, 1, 2
 
@@ -481,12 +484,22 @@ class LuceneRegex:
         except _Refused as refused:
             raise ValueError(f'regex "{_render(pattern)}": {refused}') from None
         self._program = _Program()
-        match = self._program.add(_MATCH, (), [])
-        self._start = self._program.compile(node, match)
+        self._match = self._program.add(_MATCH, (), [])
+        start = self._program.compile(node, self._match)
+        self._seen = [-1] * len(self._program.kind)
+        self._mark = 0
+        initial: list[int] = []
+        self._add(initial, start)
+        self._initial = tuple(initial)
+        # Steps already taken, by state set and code point (a lazily built DFA, as RE2 keeps):
+        # dropped when it grows past _CACHE_LIMIT state numbers, so memory stays bounded and
+        # each code point still costs at most one step over the automaton.
+        self._cache: dict[tuple[int, ...], dict[int, tuple[int, ...]]] = {}
+        self._cached = 0
 
-    def _add(self, states: list[int], seen: list[int], mark: int, pc: int) -> None:
-        """``pc`` and what it reaches without reading, into ``states`` (once each)."""
-        kind, out = self._program.kind, self._program.out
+    def _add(self, states: list[int], pc: int) -> None:
+        """``pc`` and what it reaches without reading, into ``states`` (once per step)."""
+        kind, out, seen, mark = self._program.kind, self._program.out, self._seen, self._mark
         stack = [pc]
         while stack:
             pc = stack.pop()
@@ -498,23 +511,37 @@ class LuceneRegex:
             else:
                 states.append(pc)
 
-    def is_match(self, value: str) -> bool:
-        """The whole of ``value`` matches: one pass, each state at most once per code point."""
+    def _step(self, states: tuple[int, ...], cp: int) -> tuple[int, ...]:
+        """The states after reading ``cp`` in ``states``."""
         prog = self._program
         kind, sets, starts, out = prog.kind, prog.sets, prog.starts, prog.out
-        seen = [-1] * len(kind)
-        states: list[int] = []
-        self._add(states, seen, 0, self._start)
-        for step, char in enumerate(value, start=1):
+        self._mark += 1
+        following: list[int] = []
+        for pc in states:
+            if kind[pc] != _SET:
+                continue
+            i = bisect_right(starts[pc], cp) - 1
+            if i >= 0 and cp <= sets[pc][i][1]:
+                self._add(following, out[pc][0])
+        return tuple(following)
+
+    def is_match(self, value: str) -> bool:
+        """The whole of ``value`` matches: one pass, at most one step per code point."""
+        cache = self._cache
+        states = self._initial
+        for char in value:
             cp = ord(char)
-            following: list[int] = []
-            for pc in states:
-                if kind[pc] != _SET:
-                    continue
-                i = bisect_right(starts[pc], cp) - 1
-                if i >= 0 and cp <= sets[pc][i][1]:
-                    self._add(following, seen, step, out[pc][0])
+            row = cache.get(states)
+            if row is None:
+                if self._cached > _CACHE_LIMIT:
+                    cache.clear()
+                    self._cached = 0
+                row = cache[states] = {}
+            following = row.get(cp)
+            if following is None:
+                following = row[cp] = self._step(states, cp)
+                self._cached += len(following) + 1
             if not following:
                 return False
             states = following
-        return any(kind[pc] == _MATCH for pc in states)
+        return self._match in states
