@@ -16,6 +16,7 @@ mod eval;
 mod event;
 mod ip;
 mod ir;
+pub mod lucene_regex;
 mod prefilter;
 mod scan;
 mod timestamp;
