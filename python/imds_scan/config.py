@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 # a config file, allowlist or preset does not load them (start-up time).
 
 ALLOWLIST = "allowlist"
+# `[field-types]`: a table field → type, the config's form of the repeatable --field-type.
+FIELD_TYPES_KEYS = ("field-types", "field_types")
+FIELD_TYPE_PARAM = "field_type"
 # Options that make no sense in a config file (a config naming a config, or none).
 NOT_IN_CONFIG = frozenset({"config", "no-config", "version"})
 
@@ -461,6 +464,12 @@ def parse_config(text: str, source: str, command: Any, ctx: Any = None) -> Confi
         if key == ALLOWLIST:
             allowlist = parse_allowlist(value, source)
             continue
+        if key in FIELD_TYPES_KEYS:
+            if FIELD_TYPE_PARAM in given:
+                raise ConfigError(f"{source}: {key}: already set as {given[FIELD_TYPE_PARAM]!r}")
+            given[FIELD_TYPE_PARAM] = key
+            default_map[FIELD_TYPE_PARAM] = field_type_items(value, key, source)
+            continue
         param = keys.get(key)
         if param is None or param.name is None:
             if key in NOT_IN_CONFIG:
@@ -475,6 +484,34 @@ def parse_config(text: str, source: str, command: Any, ctx: Any = None) -> Confi
         given[param.name] = key
         default_map[param.name] = _check_value(param, value, key, source, ctx)
     return Config(source, default_map, allowlist, tuple(doc))
+
+
+def field_type_items(table: Any, key: str, source: str) -> list[str]:
+    """The ``[field-types]`` table as the ``--field-type`` items it stands for (``FIELD=TYPE``,
+    in file order), checked: each error names the file, the key and the field. Dotted keys
+    written bare (``process.pid = "long"``, which TOML nests) count as the dotted field."""
+    from .fields import check_overrides
+
+    if not isinstance(table, dict):
+        raise ConfigError(
+            f"{source}: {key}: expected a table of field = type, found {_type_name(table)}"
+        )
+    flat: dict[str, Any] = {}
+
+    def walk(sub: dict[str, Any], prefix: str) -> None:
+        for name, value in sub.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{name}.")
+            else:
+                flat[f"{prefix}{name}"] = value
+
+    walk(table, "")
+    try:
+        checked = check_overrides(flat, f"{source}: {key}")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    # As written (a mapping name such as "wildcard" stays itself): the flag's own check reads it.
+    return [f"{name}={flat[name]}" for name in checked]
 
 
 def load_config(path: str | os.PathLike[str], command: Any, ctx: Any = None) -> Config:
