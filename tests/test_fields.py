@@ -321,3 +321,38 @@ def test_cli_flag_and_config_merge_the_flag_winning(tmp_path: Path) -> None:
         ]["field_type"]
         == "long"
     )
+
+
+# ---------------------------------------------------------------- spec/vectors/typed.jsonl
+
+TYPED = ROOT / "spec" / "vectors" / "typed.jsonl"
+
+
+def test_typed_vectors_are_valid_and_cover_every_type() -> None:
+    """The replay itself is in tests/test_vectors.py and crates/imds-core/tests/vectors.rs;
+    here: the file's shape, every rule valid by the schema, every type and op covered."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text(encoding="utf-8")))
+    vectors = [json.loads(line) for line in TYPED.read_text(encoding="utf-8").splitlines() if line]
+    names = [v["name"] for v in vectors]
+    assert len(names) == len(set(names))
+    decided: set[tuple[str, str]] = set()
+    for vector in vectors:
+        pred = vector["pred"]
+        ir = {
+            "ir_version": 1,
+            "id": "vector",
+            "name": "vector",
+            "severity": "low",
+            "branches": [{"name": "b", "expr": {"node": "pred", **pred}}],
+        }
+        validator.validate(ir)
+        if isinstance(vector["event"], str):
+            assert isinstance(json.loads(vector["event"]), dict)
+        for hit in vector["hits"]:
+            assert hit["witness"]["op"] == pred["op"]
+            assert hit["witness"]["pattern"] in (pred["values"] or [""])
+            decided.add((pred["field_type"], pred["op"]))
+    assert {t for t, _ in decided} == set(fields.FIELD_TYPES)
+    assert {op for _, op in decided} == {"eq", "lt", "lte", "gt", "gte", "exists"}
