@@ -45,16 +45,6 @@ def _table() -> dict[str, str]:
     return {name: ftype for ftype, names in doc["types"].items() for name in names}
 
 
-@cache
-def table_info() -> dict[str, str | None]:
-    """The versions the shipped table was generated from (``ecs_version``, ...)."""
-    import json
-    from importlib import resources
-
-    doc = json.loads(resources.files("imds_scan").joinpath("data", _DATA).read_text("utf-8"))
-    return {k: v for k, v in doc.items() if k != "types"}
-
-
 def type_name(value: str) -> str | None:
     """The IR type an override's value names (an IR name, or a mapping type that compares as a
     keyword), or None when it names none."""
