@@ -356,3 +356,46 @@ def test_typed_vectors_are_valid_and_cover_every_type() -> None:
             decided.add((pred["field_type"], pred["op"]))
     assert {t for t, _ in decided} == set(fields.FIELD_TYPES)
     assert {op for _, op in decided} == {"eq", "lt", "lte", "gt", "gte", "exists"}
+
+
+def _allow_types(node: dict[str, object]) -> list[str]:
+    if node["node"] == "pred":
+        return [str(node["field_type"])]
+    children = node.get("args") or [node.get("arg")]
+    return [t for child in children for t in _allow_types(child)]  # type: ignore[arg-type]
+
+
+def test_overrides_reach_allowlist_conditions() -> None:
+    from imds_scan.config import condition_allowlist
+
+    text = (
+        '[field-types]\n"myapp.n" = "long"\n'
+        "[allowlist]\nconditions = ['myapp.n == 5 and myapp.m == 6']\n"
+    )
+    config = parse_config(text, "c.toml", COMMAND)
+    assert _allow_types(config.allowlist.entries[0].node) == ["long", "keyword"]
+    assert config.allowlist_table == {"conditions": ["myapp.n == 5 and myapp.m == 6"]}
+    allowed = condition_allowlist(["myapp.m == 6"], field_types={"myapp.m": "date"})
+    assert _allow_types(allowed.entries[0].node) == ["date"]
+
+
+def test_cli_flag_retypes_the_config_allowlist(tmp_path: Path) -> None:
+    """--field-type reaches the config's allowlist conditions (compiled again) and --allow."""
+    rule = tmp_path / "r.toml"
+    rule.write_text(RULE, encoding="utf-8")
+    config = tmp_path / "c.toml"
+    config.write_text("[allowlist]\nconditions = ['myapp.m == 6']\n", encoding="utf-8")
+    code = (
+        "import sys, typer\n"
+        "from imds_scan.cli import _load_rules, app\n"
+        "from imds_scan.config import load_config\n"
+        "cmd = typer.main.get_command(app)\n"
+        "ctx = cmd.make_context('imds-scan', ['--no-config'])\n"
+        f"ctx.meta['imds_scan.config'] = load_config({str(config)!r}, cmd, ctx)\n"
+        f"rules = _load_rules(ctx, [{str(rule)!r}], ['myapp.k == 1'], False, cache=False,\n"
+        "    field_types={'myapp.m': 'long', 'myapp.k': 'date'})\n"
+        "print([n['field_type'] for n in rules[0].ir['allowlist']])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['long', 'date']"

@@ -684,12 +684,24 @@ def _load_rules(
         for warning in warnings:
             print(f"imds-scan: warning: {safe(warning)}", file=sys.stderr)
         return rules
-    from .config import Allowlist, condition_allowlist, merge_allowlists, preset_allowlist
+    from .config import (
+        Allowlist,
+        condition_allowlist,
+        merge_allowlists,
+        parse_allowlist,
+        preset_allowlist,
+    )
 
+    config_allowlist = loaded.allowlist if loaded is not None else Allowlist()
+    if loaded is not None and loaded.allowlist_table is not None and field_types:
+        # compiled again: --field-type may add to the config's own [field-types]
+        config_allowlist = parse_allowlist(
+            loaded.allowlist_table, loaded.path, field_types=field_types
+        )
     allowlist = merge_allowlists(
-        loaded.allowlist if loaded is not None else Allowlist(),
+        config_allowlist,
         *(preset_allowlist(name) for name in dict.fromkeys(presets or ())),
-        condition_allowlist(allow or ()),
+        condition_allowlist(allow or (), field_types=field_types),
     )
     for rule_id in allowlist.unknown_rule_ids(rules):
         warnings.append(f'{allowlist.source}: [allowlist.rules."{rule_id}"] names no loaded rule')

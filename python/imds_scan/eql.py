@@ -616,9 +616,11 @@ def parse_query(
     return _Parser(text, source, field_types).query()
 
 
-def parse_condition(text: str, source: str = "<condition>") -> Node:
+def parse_condition(
+    text: str, source: str = "<condition>", field_types: Mapping[str, str] | None = None
+) -> Node:
     """Parse a boolean EQL condition (no ``any where``), e.g. an allowlist entry."""
-    return _Parser(text, source).expression()
+    return _Parser(text, source, field_types).expression()
 
 
 def _branch_name(expr: Node, index: int) -> str:
