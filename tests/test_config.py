@@ -51,7 +51,7 @@ def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProce
 
 # Values tried, in order, for an option whose type the test does not know: the first one the
 # option accepts is used. An option that takes none of them needs a new candidate here.
-CANDIDATES: list[Any] = [True, 2, "ndjson", "rust", "7d", "x.toml", ["x"]]
+CANDIDATES: list[Any] = [True, 2, "ndjson", "rust", "7d", "x.toml", ["x"], ["a.b=long"]]
 
 
 def _sample(key: str) -> tuple[Any, dict[str, Any]]:

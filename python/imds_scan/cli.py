@@ -201,6 +201,32 @@ def _size(text: str, hint: str) -> int:
         raise typer.BadParameter(str(exc), param_hint=hint) from None
 
 
+def _field_type_param(
+    ctx: typer.Context, param: typer.CallbackParam, value: list[str] | None
+) -> list[str] | None:
+    """--field-type FIELD=TYPE (and the config's [field-types]): checked as given."""
+    from .fields import parse_assignments
+
+    try:
+        parse_assignments(value or (), "--field-type")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("--field-type: ")) from None
+    return value
+
+
+def _field_types(ctx: typer.Context, given: list[str] | None) -> dict[str, str]:
+    """The field type overrides: the config's, then the command line's (which win for a
+    field both name; a repeatable option would otherwise replace the config's list)."""
+    from .fields import parse_assignments
+
+    items = list(given or ())
+    source = ctx.get_parameter_source("field_type")
+    loaded = ctx.meta.get("imds_scan.config")
+    if getattr(source, "name", "") == "COMMANDLINE" and loaded is not None:
+        items = [*loaded.default_map.get("field_type", ()), *items]
+    return parse_assignments(items, "--field-type")
+
+
 def _time_bound(text: str | None, hint: str) -> datetime | None:
     if text is None:
         return None
@@ -431,6 +457,19 @@ def scan_command(
             "'process.name in~ (\"terraform\")'. Repeatable; adds to the config's [allowlist].",
         ),
     ] = None,
+    field_type: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--field-type",
+            metavar="FIELD=TYPE",
+            callback=_field_type_param,
+            help="Compare FIELD as this Elasticsearch type in the rules' queries (long, "
+            "integer, short, byte, unsigned_long, double, float, half_float, scaled_float, "
+            "date, boolean, ip, keyword), instead of its ECS type (keyword for a field ECS "
+            "does not define). Repeatable; adds to the config's [field-types] table, the "
+            "command line winning for a field both name.",
+        ),
+    ] = None,
     show_rule: Annotated[
         bool,
         typer.Option(
@@ -489,7 +528,16 @@ def scan_command(
         max_hits=max_hits,
     )
     try:
-        rules = _load_rules(ctx, rule, allow, skip_unsupported_rules, pack, preset, rule_cache)
+        rules = _load_rules(
+            ctx,
+            rule,
+            allow,
+            skip_unsupported_rules,
+            pack,
+            preset,
+            rule_cache,
+            field_types=_field_types(ctx, field_type),
+        )
         if show_rule:
             _to_stdout(lambda: _show_rules(rules, config))
     except ValueError as exc:  # EqlError, RuleFileError, ConfigError, FilterError
@@ -577,7 +625,7 @@ def scan_command(
 # Typer reads these signatures several times while it builds the command, and with
 # `from __future__ import annotations` would evaluate every Annotated[...] string each time
 # (about 10 ms of each run's start-up): evaluated once here instead.
-for _function in (scan_command, _config_param, _show_version):
+for _function in (scan_command, _config_param, _show_version, _field_type_param):
     _function.__annotations__ = get_type_hints(_function, include_extras=True)
 
 
@@ -617,6 +665,7 @@ def _load_rules(
     packs: list[str] | None = None,
     presets: list[str] | None = None,
     cache: bool = True,
+    field_types: dict[str, str] | None = None,
 ) -> list[Rule]:
     """The rules to run: --rule files (default: the bundled rule) with the config's
     [allowlist], the --preset allowlists and --allow conditions compiled in, in that order
@@ -625,19 +674,34 @@ def _load_rules(
 
     pack_specs = [pack_path(name) for name in packs or ()]
     rules, warnings = load_rules(
-        [*(specs or [DEFAULT_RULE_ALIAS]), *pack_specs], skip_unsupported=skip, cache=cache
+        [*(specs or [DEFAULT_RULE_ALIAS]), *pack_specs],
+        skip_unsupported=skip,
+        cache=cache,
+        field_types=field_types,
     )
     loaded = ctx.meta.get("imds_scan.config")
     if loaded is None and not presets and not allow:  # no allowlist: config.py not needed
         for warning in warnings:
             print(f"imds-scan: warning: {safe(warning)}", file=sys.stderr)
         return rules
-    from .config import Allowlist, condition_allowlist, merge_allowlists, preset_allowlist
+    from .config import (
+        Allowlist,
+        condition_allowlist,
+        merge_allowlists,
+        parse_allowlist,
+        preset_allowlist,
+    )
 
+    config_allowlist = loaded.allowlist if loaded is not None else Allowlist()
+    if loaded is not None and loaded.allowlist_table is not None and field_types:
+        # compiled again: --field-type may add to the config's own [field-types]
+        config_allowlist = parse_allowlist(
+            loaded.allowlist_table, loaded.path, field_types=field_types
+        )
     allowlist = merge_allowlists(
-        loaded.allowlist if loaded is not None else Allowlist(),
+        config_allowlist,
         *(preset_allowlist(name) for name in dict.fromkeys(presets or ())),
-        condition_allowlist(allow or ()),
+        condition_allowlist(allow or (), field_types=field_types),
     )
     for rule_id in allowlist.unknown_rule_ids(rules):
         warnings.append(f'{allowlist.source}: [allowlist.rules."{rule_id}"] names no loaded rule')

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 # a config file, allowlist or preset does not load them (start-up time).
 
 ALLOWLIST = "allowlist"
+# `[field-types]`: a table field → type, the config's form of the repeatable --field-type.
+FIELD_TYPES_KEYS = ("field-types", "field_types")
+FIELD_TYPE_PARAM = "field_type"
 # Options that make no sense in a config file (a config naming a config, or none).
 NOT_IN_CONFIG = frozenset({"config", "no-config", "version"})
 
@@ -91,12 +94,12 @@ def holds_for_everything(node: Node) -> bool:
     return False
 
 
-def _checked_condition(text: str, where: str) -> Node:
+def _checked_condition(text: str, where: str, field_types: Mapping[str, str] | None = None) -> Node:
     """An allowlist condition, refused when it would drop every event."""
     from .eql import EqlError, parse_condition
 
     try:
-        node = parse_condition(text, where)
+        node = parse_condition(text, where, field_types)
     except EqlError as exc:
         raise ConfigError(str(exc)) from None
     if holds_for_everything(node):
@@ -277,7 +280,12 @@ def _flatten(table: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
-def _entries(table: dict[str, Any], key_prefix: str, source: str) -> list[AllowEntry]:
+def _entries(
+    table: dict[str, Any],
+    key_prefix: str,
+    source: str,
+    field_types: Mapping[str, str] | None = None,
+) -> list[AllowEntry]:
     """One entry per value (each name, pattern, block or condition), so the summary can say
     which one dropped what."""
     nodes: list[AllowEntry] = []
@@ -306,7 +314,7 @@ def _entries(table: dict[str, Any], key_prefix: str, source: str) -> list[AllowE
             where = f"{key}[{i}]"
             label = f'{origin}: {name} "{text}"' if name != CONDITIONS else f"{origin}: {text}"
             if name == CONDITIONS:
-                node = _checked_condition(text, f"{source}: {where}")
+                node = _checked_condition(text, f"{source}: {where}", field_types)
             elif name in CIDR_FIELDS:
                 node = cidr_node(name, [text], key, source)
             else:
@@ -315,11 +323,17 @@ def _entries(table: dict[str, Any], key_prefix: str, source: str) -> list[AllowE
     return nodes
 
 
-def parse_allowlist(table: Any, source: str, key: str = ALLOWLIST) -> Allowlist:
-    """The ``[allowlist]`` table: global entries and ``[allowlist.rules."<rule_id>"]``."""
+def parse_allowlist(
+    table: Any,
+    source: str,
+    key: str = ALLOWLIST,
+    field_types: Mapping[str, str] | None = None,
+) -> Allowlist:
+    """The ``[allowlist]`` table: global entries and ``[allowlist.rules."<rule_id>"]``;
+    ``field_types``: the field type overrides its conditions are compiled with."""
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: {key}: expected a table, found {_type_name(table)}")
-    entries = _entries(table, key, source)
+    entries = _entries(table, key, source, field_types)
     per_rule: dict[str, tuple[AllowEntry, ...]] = {}
     rules = table.get(PER_RULE, {})
     if not isinstance(rules, dict):
@@ -330,7 +344,7 @@ def parse_allowlist(table: Any, source: str, key: str = ALLOWLIST) -> Allowlist:
             raise ConfigError(f"{source}: {sub_key}: expected a table, found {_type_name(sub)}")
         if PER_RULE in sub:
             raise ConfigError(f"{source}: {sub_key}.{PER_RULE}: rules do not nest")
-        per_rule[rule_id] = tuple(_entries(sub, sub_key, source))
+        per_rule[rule_id] = tuple(_entries(sub, sub_key, source, field_types))
     return Allowlist(tuple(entries), per_rule, source)
 
 
@@ -349,11 +363,16 @@ def preset_allowlist(name: str) -> Allowlist:
     return parse_allowlist(doc.get(ALLOWLIST, {}), source)
 
 
-def condition_allowlist(conditions: Sequence[str], source: str = "--allow") -> Allowlist:
+def condition_allowlist(
+    conditions: Sequence[str],
+    source: str = "--allow",
+    field_types: Mapping[str, str] | None = None,
+) -> Allowlist:
     """Global exclusions given as EQL conditions (the ``--allow`` option)."""
     nodes = []
     for i, text in enumerate(conditions):
-        node = _checked_condition(text, source if len(conditions) == 1 else f"{source}[{i}]")
+        where = source if len(conditions) == 1 else f"{source}[{i}]"
+        node = _checked_condition(text, where, field_types)
         nodes.append(AllowEntry(f"{source}: {text}", node))
     return Allowlist(tuple(nodes), {}, source)
 
@@ -440,6 +459,8 @@ class Config:
     allowlist: Allowlist
     # The top-level keys as written in the file, in order (the CLI names them on stderr).
     keys: tuple[str, ...] = ()
+    # The [allowlist] table as written: compiled again when --field-type adds overrides.
+    allowlist_table: Any = None
 
 
 def parse_config(text: str, source: str, command: Any, ctx: Any = None) -> Config:
@@ -459,7 +480,12 @@ def parse_config(text: str, source: str, command: Any, ctx: Any = None) -> Confi
     allowlist = Allowlist(source=source)
     for key, value in doc.items():
         if key == ALLOWLIST:
-            allowlist = parse_allowlist(value, source)
+            continue  # below, with the file's own field types
+        if key in FIELD_TYPES_KEYS:
+            if FIELD_TYPE_PARAM in given:
+                raise ConfigError(f"{source}: {key}: already set as {given[FIELD_TYPE_PARAM]!r}")
+            given[FIELD_TYPE_PARAM] = key
+            default_map[FIELD_TYPE_PARAM] = field_type_items(value, key, source)
             continue
         param = keys.get(key)
         if param is None or param.name is None:
@@ -474,7 +500,40 @@ def parse_config(text: str, source: str, command: Any, ctx: Any = None) -> Confi
             raise ConfigError(f"{source}: {key}: already set as {given[param.name]!r}")
         given[param.name] = key
         default_map[param.name] = _check_value(param, value, key, source, ctx)
-    return Config(source, default_map, allowlist, tuple(doc))
+    if ALLOWLIST in doc:
+        from .fields import parse_assignments
+
+        own = parse_assignments(default_map.get(FIELD_TYPE_PARAM, ()), FIELD_TYPE_PARAM)
+        allowlist = parse_allowlist(doc[ALLOWLIST], source, field_types=own)
+    return Config(source, default_map, allowlist, tuple(doc), doc.get(ALLOWLIST))
+
+
+def field_type_items(table: Any, key: str, source: str) -> list[str]:
+    """The ``[field-types]`` table as the ``--field-type`` items it stands for (``FIELD=TYPE``,
+    in file order), checked: each error names the file, the key and the field. Dotted keys
+    written bare (``process.pid = "long"``, which TOML nests) count as the dotted field."""
+    from .fields import check_overrides
+
+    if not isinstance(table, dict):
+        raise ConfigError(
+            f"{source}: {key}: expected a table of field = type, found {_type_name(table)}"
+        )
+    flat: dict[str, Any] = {}
+
+    def walk(sub: dict[str, Any], prefix: str) -> None:
+        for name, value in sub.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{name}.")
+            else:
+                flat[f"{prefix}{name}"] = value
+
+    walk(table, "")
+    try:
+        checked = check_overrides(flat, f"{source}: {key}")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    # As written (a mapping name such as "wildcard" stays itself): the flag's own check reads it.
+    return [f"{name}={flat[name]}" for name in checked]
 
 
 def load_config(path: str | os.PathLike[str], command: Any, ctx: Any = None) -> Config:

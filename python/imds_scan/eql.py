@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import cache
 from typing import Any
 
@@ -269,7 +269,10 @@ _FUNCTIONS: dict[str, tuple[str, str | None, str]] = {
 
 
 class _Parser:
-    def __init__(self, text: str, source: str) -> None:
+    def __init__(
+        self, text: str, source: str, field_types: Mapping[str, str] | None = None
+    ) -> None:
+        self.field_types = field_types  # the user's overrides of fields.field_type
         self._lexed = _Lexer(text, source).tokens()
         self.tokens: list[Token] = []
         self.i = 0
@@ -480,7 +483,7 @@ class _Parser:
         field = tok.value[1:] if tok.value.startswith("?") else tok.value  # ?optional
         if not field:
             raise self.refuse("expected a field name after '?'", tok)
-        return field, field_type(field)
+        return field, field_type(field, self.field_types)
 
     def function(self) -> Node:
         name_tok = self.next()
@@ -606,14 +609,18 @@ def _pred(field: str, ftype: str, op: str, values: list[str]) -> Node:
     return {"node": "pred", "field": field, "field_type": ftype, "op": op, "values": values}
 
 
-def parse_query(text: str, source: str = "<query>") -> Node:
+def parse_query(
+    text: str, source: str = "<query>", field_types: Mapping[str, str] | None = None
+) -> Node:
     """Parse an EQL query into an IR expression node."""
-    return _Parser(text, source).query()
+    return _Parser(text, source, field_types).query()
 
 
-def parse_condition(text: str, source: str = "<condition>") -> Node:
+def parse_condition(
+    text: str, source: str = "<condition>", field_types: Mapping[str, str] | None = None
+) -> Node:
     """Parse a boolean EQL condition (no ``any where``), e.g. an allowlist entry."""
-    return _Parser(text, source).expression()
+    return _Parser(text, source, field_types).expression()
 
 
 def _branch_name(expr: Node, index: int) -> str:
@@ -642,9 +649,11 @@ def compile_rule(
     rule_id: str = "",
     severity: str = "",
     source: str = "<query>",
+    field_types: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Compile a query into the rule IR (a JSON-serialisable dict)."""
-    exprs = _flatten_or(parse_query(query, source))
+    """Compile a query into the rule IR (a JSON-serialisable dict); ``field_types``: the
+    user's field type overrides (fields.field_type)."""
+    exprs = _flatten_or(parse_query(query, source, field_types))
     branches = []
     seen: dict[str, int] = {}
     for i, branch in enumerate(exprs):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -203,8 +203,9 @@ def _plainly_not_eql(text: str, source: str) -> RuleFileError | None:
     return None
 
 
-def parse_rule_text(text: str, source: str) -> Rule:
-    """One rule from the text of an Elastic detection-rules TOML file."""
+def parse_rule_text(text: str, source: str, field_types: Mapping[str, str] | None = None) -> Rule:
+    """One rule from the text of an Elastic detection-rules TOML file; ``field_types``: the
+    user's field type overrides (fields.field_type), which win over the ECS table."""
     import tomllib
 
     from ..eql import EqlError, compile_rule
@@ -250,7 +251,12 @@ def parse_rule_text(text: str, source: str) -> Rule:
         raise RuleFileError(f"{source}: rule.threat: expected an array of tables")
     try:
         ir = compile_rule(
-            query, name=name, rule_id=rule_id, severity=severity.lower(), source=source
+            query,
+            name=name,
+            rule_id=rule_id,
+            severity=severity.lower(),
+            source=source,
+            field_types=field_types,
         )
     except EqlError as exc:
         place = _where(text, query)
@@ -292,7 +298,12 @@ def _decode(data: bytes) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
-def load_rule_file(path: str | os.PathLike[str], *, cache: RuleCache | None = None) -> Rule:
+def load_rule_file(
+    path: str | os.PathLike[str],
+    *,
+    cache: RuleCache | None = None,
+    field_types: Mapping[str, str] | None = None,
+) -> Rule:
     """One rule file; RuleFileError if it cannot be read or is not a rule imds-scan runs.
     With a ``cache``, what the file compiles to (or why it is refused) is looked up there by
     the hash of its bytes, and stored there when absent (see rules/cache.py)."""
@@ -300,17 +311,24 @@ def load_rule_file(path: str | os.PathLike[str], *, cache: RuleCache | None = No
         data = Path(path).read_bytes()
     except OSError as exc:
         raise RuleFileError(f"{os.fspath(path)}: cannot read: {exc.strerror or exc}") from None
-    return _load_bytes(data, os.fspath(path), cache)
+    return _load_bytes(data, os.fspath(path), cache, field_types=field_types)
 
 
 def _load_bytes(
-    data: bytes, source: str, cache: RuleCache | None, *, bundled: bool = False
+    data: bytes,
+    source: str,
+    cache: RuleCache | None,
+    *,
+    bundled: bool = False,
+    field_types: Mapping[str, str] | None = None,
 ) -> Rule:
     from . import cache as cache_mod
 
     name = ""
     if cache is not None:
-        name = cache_mod.bundled_key(data) if bundled else cache_mod.key(data)
+        # The overrides change what the file compiles to: they are part of the key.
+        types = cache_mod.overrides_bytes(field_types)
+        name = cache_mod.bundled_key(data, types) if bundled else cache_mod.key(data, types)
     if cache is not None:
         entry = cache.get(name)
         found = _from_entry(entry, source) if entry is not None else None
@@ -324,7 +342,7 @@ def _load_bytes(
         raise RuleFileError(f"{source}: not UTF-8 text") from None
     # Compiled without its path: the entry stands for the content, wherever it is found.
     try:
-        rule = parse_rule_text(text, "")
+        rule = parse_rule_text(text, "", field_types)
     except RuleFileError as exc:
         if cache is not None:
             cache.put(name, {"refused": str(exc)})
@@ -408,7 +426,11 @@ def _rule_files(spec: str) -> Iterable[str]:
 
 
 def load_rules(
-    specs: Sequence[str], *, skip_unsupported: bool = False, cache: bool = True
+    specs: Sequence[str],
+    *,
+    skip_unsupported: bool = False,
+    cache: bool = True,
+    field_types: Mapping[str, str] | None = None,
 ) -> tuple[list[Rule], list[str]]:
     """Rules from files and directories (every ``.toml`` below a directory, in path order);
     ``default`` is the bundled rule. Returns (rules, warnings).
@@ -416,7 +438,8 @@ def load_rules(
     A file that cannot be loaded is an error (RuleFileError naming every such file), unless
     ``skip_unsupported``: then each is a warning and the others run. Two rules with one
     ``rule_id`` are always an error. ``cache``: use the compiled-rule cache under the user's
-    cache directory (rules/cache.py); the results are the same either way.
+    cache directory (rules/cache.py); the results are the same either way. ``field_types``:
+    the user's field type overrides (config ``field-types``, ``--field-type``).
     """
     from .cache import RuleCache
 
@@ -426,7 +449,11 @@ def load_rules(
     seen: dict[str, str] = {}
     for spec in specs:
         if spec == DEFAULT_RULE_ALIAS and not os.path.exists(spec):
-            loaded = [_load_bytes(_bundled_bytes(), BUNDLED_SOURCE, store, bundled=True)]
+            loaded = [
+                _load_bytes(
+                    _bundled_bytes(), BUNDLED_SOURCE, store, bundled=True, field_types=field_types
+                )
+            ]
         else:
             loaded = []
             try:
@@ -436,7 +463,7 @@ def load_rules(
                 continue
             for path in files:
                 try:
-                    loaded.append(load_rule_file(path, cache=store))
+                    loaded.append(load_rule_file(path, cache=store, field_types=field_types))
                 except RuleFileError as exc:
                     problems.append(str(exc))
         for rule in loaded:

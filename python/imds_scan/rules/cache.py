@@ -18,6 +18,7 @@ import json
 import os
 import tempfile
 import zlib
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
@@ -31,6 +32,7 @@ _COMPILER_FILES = (
     "rules/cache.py",
     "eql.py",
     "fields.py",
+    "data/ecs_types.json",  # the field types the compiler writes into the IR
     "ir_schema.py",
     "reference/ip.py",
     "reference/endpoint.py",
@@ -70,18 +72,30 @@ def _fingerprint() -> bytes:
     return hashlib.sha256(_compiler()).digest()
 
 
-def key(data: bytes) -> str:
-    """The entry name of a rule file with these bytes: a SHA-256, as the file may be anyone's."""
+def overrides_bytes(field_types: Mapping[str, str] | None) -> bytes:
+    """The user's field type overrides as key material (empty when there are none, so the
+    keys without overrides are those of before)."""
+    if not field_types:
+        return b""
+    return b"\0field-types " + json.dumps(sorted(field_types.items())).encode()
+
+
+def key(data: bytes, extra: bytes = b"") -> str:
+    """The entry name of a rule file with these bytes (and ``extra``: the overrides): a SHA-256,
+    as the file may be anyone's."""
     import hashlib  # here: loading OpenSSL costs a plain scan's start-up 3 ms
 
-    return hashlib.sha256(_fingerprint() + data).hexdigest()
+    # With overrides, another 32-byte prefix (a hash of the compiler and them), so no file's
+    # bytes can stand for another file under other overrides.
+    prefix = hashlib.sha256(_compiler() + extra).digest() if extra else _fingerprint()
+    return hashlib.sha256(prefix + data).hexdigest()
 
 
-def bundled_key(data: bytes) -> str:
+def bundled_key(data: bytes, extra: bytes = b"") -> str:
     """The entry name of the bundled rule file (``data``, imds-scan's own): 64 bits of CRC-32
     and Adler-32 tell its versions apart without a cryptographic hash, and the name cannot be
     one that key() gives."""
-    blob = _compiler() + b"\0" + data
+    blob = _compiler() + extra + b"\0" + data
     return f"bundled-{zlib.crc32(blob):08x}{zlib.adler32(blob):08x}"
 
 
