@@ -1,0 +1,285 @@
+"""Field types: a field's JSON values read as Elasticsearch indexes them, and a predicate's
+literals read for comparison with them (spec/ir.md, "Typed fields"). Exact arithmetic only
+(:class:`fractions.Fraction`): no float rounding decides a comparison.
+
+Values by type: ``keyword`` str; ``ip`` :class:`Ip`; integer types int; ``double``, ``float``,
+``half_float``, ``scaled_float`` float (holding the binary32/binary16 value exactly);
+``date`` :class:`Date`; ``boolean`` bool.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
+
+from ..filters import parse_event_time
+from .event import JsonNumber, flat_text
+from .ip import parse_ip
+
+INTEGER_RANGES = {
+    "byte": (-(2**7), 2**7 - 1),
+    "short": (-(2**15), 2**15 - 1),
+    "integer": (-(2**31), 2**31 - 1),
+    "long": (-(2**63), 2**63 - 1),
+    "unsigned_long": (0, 2**64 - 1),
+}
+FLOAT_TYPES = frozenset({"double", "float", "half_float", "scaled_float"})
+NUMERIC_TYPES = frozenset(INTEGER_RANGES) | FLOAT_TYPES
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, order=True)
+class Date:
+    """An instant, in microseconds since 1970-01-01T00:00:00Z."""
+
+    micros: int
+
+
+@dataclass(frozen=True, order=True)
+class Ip:
+    """An address as 16 bytes (IPv4 mapped), ordered as bytes."""
+
+    address: bytes
+
+
+Typed = str | bool | int | float | Date | Ip
+
+
+# ---------------------------------------------------------------- numbers, exactly
+
+# Java's BigDecimal(String) (after Long.parseLong, which it includes): no spaces, no 0x.
+_BIG_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# Java's Double.parseDouble, after String.trim(); NaN and Infinity left out (never finite).
+_JAVA_DOUBLE = re.compile(
+    r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+    r"|0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)[pP][+-]?[0-9]+)[fFdD]?"
+)
+# Beyond these decimal exponents every type overflows (or rounds to zero): a bound that keeps
+# Fraction small on hostile input such as "1e999999999".
+_HUGE = 400
+_TINY = -400
+
+
+class _Far:
+    """A number too large (or too small) in magnitude to matter: its sign and size only."""
+
+    def __init__(self, negative: bool, huge: bool) -> None:
+        self.negative, self.huge = negative, huge
+
+
+def _decimal_value(text: str) -> Fraction | _Far:
+    """The exact value of a decimal number text (BigDecimal syntax, checked by the caller)."""
+    number = Decimal(text)
+    if number.is_zero():
+        return Fraction(0)
+    adjusted = number.adjusted()
+    if adjusted > _HUGE or adjusted < _TINY:
+        return _Far(number.is_signed(), adjusted > _HUGE)
+    return Fraction(number)
+
+
+def _hex_value(text: str) -> Fraction | _Far:
+    """The exact value of a Java hexadecimal floating-point text (``[+-]0x<hex>p<exp>``)."""
+    negative = text.startswith("-")
+    body = text.lstrip("+-")[2:]
+    mantissa_text, exponent_text = re.split("[pP]", body)
+    whole, _, fraction = mantissa_text.partition(".")
+    mantissa = int((whole + fraction) or "0", 16)
+    exponent = int(exponent_text) - 4 * len(fraction)
+    if mantissa == 0:
+        return Fraction(0)
+    magnitude = mantissa.bit_length() + exponent  # of 2: the value is below 2**magnitude
+    if magnitude > 4 * _HUGE or magnitude < 4 * _TINY:
+        return _Far(negative, magnitude > 0)
+    value = Fraction(mantissa) * Fraction(2) ** exponent
+    return -value if negative else value
+
+
+def _java_double_value(text: str) -> Fraction | _Far | None:
+    """The exact value Java's Double.parseDouble / Float.parseFloat round; None when the text
+    is not such a number (or is NaN/Infinity)."""
+    trimmed = text.strip("".join(chr(c) for c in range(0x21)))
+    if _JAVA_DOUBLE.fullmatch(trimmed) is None:
+        return None
+    if trimmed[-1] in "fFdD":
+        trimmed = trimmed[:-1]
+    if "x" in trimmed or "X" in trimmed:
+        return _hex_value(trimmed)
+    return _decimal_value(trimmed)
+
+
+def _round_binary(value: Fraction | _Far, precision: int, emin: int, emax: int) -> float | None:
+    """``value`` rounded to the nearest binary floating-point number with ``precision``
+    significand bits and exponents ``emin``..``emax`` (ties to even; subnormals kept); None
+    when it overflows."""
+    if isinstance(value, _Far):
+        if value.huge:
+            return None
+        return -0.0 if value.negative else 0.0
+    if value == 0:
+        return 0.0
+    magnitude = abs(value)
+    exponent = magnitude.numerator.bit_length() - magnitude.denominator.bit_length()
+    if magnitude < Fraction(2) ** exponent:
+        exponent -= 1
+    exponent = max(exponent, emin)
+    scale = precision - 1 - exponent
+    scaled = magnitude * Fraction(2) ** scale
+    units = round(scaled)  # Fraction rounds half to even
+    rounded = Fraction(units) / Fraction(2) ** scale
+    largest = (2 - Fraction(2) ** (1 - precision)) * Fraction(2) ** emax
+    if rounded > largest:
+        return None
+    result = float(rounded)  # exact: representable as a double
+    return -result if value < 0 else result
+
+
+def to_double(value: Fraction | _Far) -> float | None:
+    return _round_binary(value, 53, -1022, 1023)
+
+
+def to_float32(value: Fraction | _Far) -> float | None:
+    return _round_binary(value, 24, -126, 127)
+
+
+def to_half(value: Fraction | _Far) -> float | None:
+    """Elasticsearch reads a half_float as a float first, then rounds that to binary16."""
+    single = to_float32(value)
+    return None if single is None else _round_binary(Fraction(single), 11, -14, 15)
+
+
+_FLOAT_ROUNDING = {
+    "double": to_double,
+    "scaled_float": to_double,
+    "float": to_float32,
+    "half_float": to_half,
+}
+
+
+def read_integer(text: str, field_type: str) -> int | None:
+    """A number text as an integer type reads it: truncated toward zero, in range."""
+    if _BIG_DECIMAL.fullmatch(text) is None:
+        return None
+    value = _decimal_value(text)
+    if isinstance(value, _Far):
+        if value.huge:
+            return None
+        return 0
+    whole = int(value)  # int() of a Fraction truncates toward zero
+    low, high = INTEGER_RANGES[field_type]
+    return whole if low <= whole <= high else None
+
+
+def read_float(text: str, field_type: str) -> float | None:
+    """A number text as a floating-point type reads it; None if not finite."""
+    value = _java_double_value(text)
+    if value is None:
+        return None
+    return _FLOAT_ROUNDING[field_type](value)
+
+
+def date_micros(text: str) -> int | None:
+    moment = parse_event_time(text)
+    if moment is None:
+        return None
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+# ---------------------------------------------------------------- reading values
+
+
+def read_value(field_type: str, item: str | bool) -> Typed | None:
+    """One JSON scalar of a field (``str``, :class:`JsonNumber` or ``bool``, as
+    :func:`.event.raw_values` gives it) read as ``field_type``; None when Elasticsearch would
+    not index it as that type."""
+    if field_type == "keyword":
+        return flat_text(item)
+    if field_type == "ip":
+        address = parse_ip(flat_text(item))
+        return None if address is None else Ip(address)
+    if field_type == "boolean":
+        if isinstance(item, bool):
+            return item
+        if isinstance(item, JsonNumber):
+            return None
+        return {"true": True, "false": False, "": False}.get(item)
+    if isinstance(item, bool):  # a boolean is no number and no date
+        return None
+    if field_type in INTEGER_RANGES:
+        return read_integer(item, field_type)
+    if field_type in FLOAT_TYPES:
+        return read_float(item, field_type)
+    if field_type == "date":
+        if isinstance(item, JsonNumber) and re.search("[.eE]", item):
+            return None  # a fraction or an exponent: no epoch millis
+        micros = date_micros(item)
+        return None if micros is None else Date(micros)
+    raise ValueError(f"unknown field type {field_type!r}")
+
+
+# ---------------------------------------------------------------- reading literals
+
+
+def read_literal(field_type: str, text: str) -> Typed | Fraction:
+    """A predicate's literal (as the IR writes it) read for comparison with values of
+    ``field_type``; raises ValueError for one Elasticsearch's query would refuse. An integer
+    type keeps the literal's exact value (``80.5`` is no integer, ``> 80.5`` is ``>= 81``);
+    a floating-point type rounds it as its values are rounded."""
+    shown = f"{text!r} is not a valid {field_type} literal"
+    if field_type == "keyword":
+        return text
+    if field_type == "ip":
+        address = parse_ip(text)
+        if address is None:
+            raise ValueError(shown)
+        return Ip(address)
+    if field_type == "boolean":
+        if text not in ("true", "false", ""):
+            raise ValueError(shown)
+        return text == "true"
+    if field_type in INTEGER_RANGES:
+        if _BIG_DECIMAL.fullmatch(text) is None:
+            raise ValueError(shown)
+        value = _decimal_value(text)
+        if isinstance(value, _Far):
+            raise ValueError(f"{text!r} is out of range for a {field_type} literal")
+        return value
+    if field_type in FLOAT_TYPES:
+        number = read_float(text, field_type)
+        if number is None:
+            raise ValueError(shown)
+        return number
+    if field_type == "date":
+        micros = date_micros(text)
+        if micros is None:
+            raise ValueError(shown)
+        return Date(micros)
+    raise ValueError(f"unknown field type {field_type!r}")
+
+
+def compare(left: object, right: object) -> int | None:
+    """-1, 0 or 1 as ``left`` is below, equal to or above ``right``; None when they are of
+    different kinds (or a NaN is involved). Numbers exactly by value, strings by code point,
+    ``False < True``, dates as instants, addresses as 16 bytes."""
+    if isinstance(left, bool) or isinstance(right, bool):
+        if not (isinstance(left, bool) and isinstance(right, bool)):
+            return None
+        return (left > right) - (left < right)
+    if isinstance(left, int | float | Fraction) and isinstance(right, int | float | Fraction):
+        if left != left or right != right:  # NaN
+            return None
+        if isinstance(left, float) and left in (float("inf"), float("-inf")):
+            if isinstance(right, float) and right == left:
+                return 0
+            return 1 if left > 0 else -1
+        if isinstance(right, float) and right in (float("inf"), float("-inf")):
+            return -1 if right > 0 else 1
+        exact_left, exact_right = Fraction(left), Fraction(right)
+        return (exact_left > exact_right) - (exact_left < exact_right)
+    for kind in (str, Date, Ip):
+        if isinstance(left, kind) and isinstance(right, kind):
+            return (left > right) - (left < right)  # type: ignore[operator]
+    return None
