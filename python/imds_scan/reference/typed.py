@@ -268,6 +268,10 @@ def compare(left: object, right: object) -> int | None:
         if not (isinstance(left, bool) and isinstance(right, bool)):
             return None
         return (left > right) - (left < right)
+    if type(left) is type(right) and type(left) in (int, float, str):
+        if left != left or right != right:  # NaN
+            return None
+        return (left > right) - (left < right)  # type: ignore[operator]
     if isinstance(left, int | float | Fraction) and isinstance(right, int | float | Fraction):
         if left != left or right != right:  # NaN
             return None
