@@ -271,7 +271,8 @@ def compare(left: object, right: object) -> int | None:
     if type(left) is type(right) and type(left) in (int, float, str):
         if left != left or right != right:  # NaN
             return None
-        return (left > right) - (left < right)  # type: ignore[operator]
+        order: int = (left > right) - (left < right)  # type: ignore[operator]
+        return order
     if isinstance(left, int | float | Fraction) and isinstance(right, int | float | Fraction):
         if left != left or right != right:  # NaN
             return None
