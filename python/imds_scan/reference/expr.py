@@ -98,7 +98,7 @@ def _substring(text: str, start: int, end: int) -> str:
 
 
 def _between(text: str, left: str, right: str, greedy: bool, fold: bool) -> str:
-    if not text:
+    if not text or not left or not right:  # as Elasticsearch's: the source unchanged
         return text
     match = ascii_fold(text) if fold else text
     if fold:
@@ -333,6 +333,12 @@ def _affix(test: Callable[[str, str], bool], fold: bool) -> Callable[[Value, Val
     return run
 
 
+def _contains(text: str, sub: str) -> bool:
+    """Elasticsearch's script ``stringContains``: false when either side is empty (unlike
+    the ``contains`` predicate, which Elasticsearch runs as a wildcard query)."""
+    return bool(text) and bool(sub) and sub in text
+
+
 def _and(*args: Value) -> Value:
     if any(a is False for a in args):
         return False
@@ -425,8 +431,8 @@ _SIMPLE: dict[str, tuple[Callable[..., Value], int, int | None]] = {
     "starts_with_ci": (_affix(str.startswith, True), 2, 2),
     "ends_with": (_affix(str.endswith, False), 2, 2),
     "ends_with_ci": (_affix(str.endswith, True), 2, 2),
-    "contains": (_affix(str.__contains__, False), 2, 2),
-    "contains_ci": (_affix(str.__contains__, True), 2, 2),
+    "contains": (_affix(_contains, False), 2, 2),
+    "contains_ci": (_affix(_contains, True), 2, 2),
     "and": (_and, 1, None),
     "or": (_or, 1, None),
     "not": (_not, 1, 1),
