@@ -94,6 +94,42 @@ def test_integer_reading(text: str, field_type: str, expected: int | None) -> No
     assert read_integer(text, field_type) == expected
 
 
+@pytest.mark.parametrize(
+    ("item", "field_type", "expected"),
+    [
+        # JSON numbers with a fraction go through a double (Jackson), strings are read exactly
+        (JsonNumber("9007199254740993.5"), "long", 9007199254740994),
+        ("9007199254740993.5", "long", 9007199254740993),
+        ("80.00000000000000000001", "long", 0),  # Elasticsearch's 19-digit shortcut
+        ("1e20", "long", None),
+        # integer, short, byte: strings by Double.parseDouble
+        (" 5\t", "integer", 5),
+        ("0x1.4p2", "integer", 5),
+        ("5d", "short", 5),
+        ("NaN", "integer", 0),
+        ("2147483647.5", "integer", None),
+        ("32767.5", "short", None),
+        ("127.9", "byte", 127),
+        ("128.5", "byte", None),
+        (JsonNumber("2147483648"), "short", None),
+        # unsigned_long: no fraction, a JSON double saturates at 2^63 - 1
+        ("5.5", "unsigned_long", None),
+        ("5e0", "unsigned_long", 5),
+        ("-0", "unsigned_long", 0),
+        ("+05", "unsigned_long", 5),
+        (JsonNumber("5.5"), "unsigned_long", None),
+        (JsonNumber("1e19"), "unsigned_long", 2**63 - 1),
+        (JsonNumber("-1"), "unsigned_long", None),
+        ("", "long", None),
+        ("", "integer", None),
+    ],
+)
+def test_integer_reading_as_elasticsearch_maps(
+    item: str, field_type: str, expected: int | None
+) -> None:
+    assert read_integer(item, field_type) == expected
+
+
 def test_hostile_exponents_are_read_at_once() -> None:
     start = time.process_time()
     assert read_integer("1e999999999999", "long") is None
@@ -149,6 +185,7 @@ def test_values_of_each_type() -> None:
     assert read_value("boolean", JsonNumber("1")) is None
     assert read_value("boolean", True) is True
     assert read_value("date", JsonNumber("1504126053000")) == Date(1504126053000000)
+    assert read_value("date", "2017-08-30T20:47:33.0009Z") == Date(1504126053000000)
     assert read_value("date", JsonNumber("1.5e12")) is None
     assert read_value("date", True) is None
     assert read_value("ip", "::ffff:a9fe:a9fe") == read_value("ip", "169.254.169.254")

@@ -9,6 +9,7 @@ Values by type: ``keyword`` str; ``ip`` :class:`Ip`; integer types int; ``double
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -98,10 +99,13 @@ def _hex_value(text: str) -> Fraction | _Far:
     return -value if negative else value
 
 
+_JAVA_SPACE = "".join(chr(c) for c in range(0x21))  # what Java's String.trim() removes
+
+
 def _java_double_value(text: str) -> Fraction | _Far | None:
     """The exact value Java's Double.parseDouble / Float.parseFloat round; None when the text
     is not such a number (or is NaN/Infinity)."""
-    trimmed = text.strip("".join(chr(c) for c in range(0x21)))
+    trimmed = text.strip(_JAVA_SPACE)
     if _JAVA_DOUBLE.fullmatch(trimmed) is None:
         return None
     if trimmed[-1] in "fFdD":
@@ -159,18 +163,114 @@ _FLOAT_ROUNDING = {
 }
 
 
-def read_integer(text: str, field_type: str) -> int | None:
-    """A number text as an integer type reads it: truncated toward zero, in range."""
-    if _BIG_DECIMAL.fullmatch(text) is None:
-        return None
-    value = _decimal_value(text)
-    if isinstance(value, _Far):
-        if value.huge:
-            return None
-        return 0
-    whole = int(value)  # int() of a Fraction truncates toward zero
+_PLAIN_INTEGER = re.compile(r"[+-]?[0-9]+")  # Long.parseLong
+_PLAIN_UNSIGNED = re.compile(r"\+?[0-9]+")  # Long.parseUnsignedLong
+_JAVA_SPECIAL = re.compile(r"[+-]?(?:NaN|Infinity)[fFdD]?")
+_INT_RANGE = INTEGER_RANGES["integer"]
+
+
+def _in_range(value: int, field_type: str) -> int | None:
     low, high = INTEGER_RANGES[field_type]
-    return whole if low <= whole <= high else None
+    return value if low <= value <= high else None
+
+
+def _exact_integer(text: str) -> int | None:
+    """A decimal text's exact value when it is whole and below 10^40 in magnitude (past every
+    integer type's range: None), read without building a huge number."""
+    number = Decimal(text)
+    if number.is_zero():
+        return 0
+    if number.adjusted() > 40 or number != number.to_integral_value():
+        return None
+    return int(number)
+
+
+def _json_double(text: str) -> float | None:
+    """A JSON number with a fraction or exponent as Jackson reads it: the nearest double
+    (None past the double range)."""
+    return to_double(_decimal_value(text))
+
+
+def _java_double(text: str) -> float | None:
+    """Java's Double.parseDouble of a string, NaN and infinities included; None if it throws."""
+    if _JAVA_SPECIAL.fullmatch(text.strip(_JAVA_SPACE)):
+        body = text.strip(_JAVA_SPACE).rstrip("fFdD")
+        return float(body.replace("Infinity", "inf"))
+    value = _java_double_value(text)
+    if value is None:
+        return None
+    rounded = to_double(value)
+    if rounded is None:  # past the double range: an infinity
+        negative = value.negative if isinstance(value, _Far) else value < 0
+        return float("-inf") if negative else float("inf")
+    return rounded
+
+
+def _java_int(value: float) -> int:
+    """Java's ``(int)`` cast of a double: toward zero, saturating, NaN as 0."""
+    if math.isnan(value):
+        return 0
+    low, high = _INT_RANGE
+    if math.isinf(value):
+        return high if value > 0 else low
+    return max(low, min(high, math.trunc(value)))
+
+
+def read_integer(item: str, field_type: str) -> int | None:
+    """A JSON number (:class:`JsonNumber`) or a string as an integer type reads it, the way
+    Elasticsearch's mappers do (spec/semantics.md, Reading values by type)."""
+    json_number = isinstance(item, JsonNumber)
+    fraction = json_number and re.search("[.eE]", item) is not None
+    if json_number and not fraction:  # a JSON integer, exactly
+        whole = _exact_integer(item)
+        if whole is None:
+            return None
+        if field_type in ("integer", "short", "byte") and _in_range(whole, "integer") is None:
+            return None
+        return _in_range(whole, field_type)
+    if fraction:  # through a double (Jackson)
+        double = _json_double(item)
+        if double is None:
+            return None
+        if field_type == "unsigned_long":  # whole only; Double.longValue saturates at 2^63-1
+            if double != math.trunc(double):
+                return None
+            return _in_range(min(math.trunc(double), 2**63 - 1), field_type)
+        whole = math.trunc(double)
+        if field_type in ("integer", "short", "byte") and _in_range(whole, "integer") is None:
+            return None
+        return _in_range(whole, field_type)
+    if field_type == "long":
+        if _PLAIN_INTEGER.fullmatch(item):
+            return None if (whole := _exact_integer(item)) is None else _in_range(whole, "long")
+        if _BIG_DECIMAL.fullmatch(item) is None:
+            return None
+        number = Decimal(item)
+        scale = -int(number.as_tuple().exponent)
+        if scale > 19:  # Elasticsearch's shortcut: a fraction past 19 digits reads as 0
+            return 0
+        if scale < -19:
+            return None
+        value = _decimal_value(item)
+        if isinstance(value, _Far):
+            return None if value.huge else 0
+        return _in_range(int(value), "long")  # int() of a Fraction truncates toward zero
+    if field_type == "unsigned_long":
+        if _PLAIN_UNSIGNED.fullmatch(item) or _BIG_DECIMAL.fullmatch(item):
+            whole = _exact_integer(item)
+            return None if whole is None else _in_range(whole, field_type)
+        return None
+    double = _java_double(item)  # integer, short, byte: Double.parseDouble
+    if double is None:
+        return None
+    if field_type == "byte":
+        return _in_range(_java_int(double), "byte")
+    if math.isnan(double):
+        return 0
+    low, high = INTEGER_RANGES[field_type]
+    if not low <= double <= high:  # checked before truncation
+        return None
+    return math.trunc(double)
 
 
 def read_float(text: str, field_type: str) -> float | None:
@@ -182,10 +282,13 @@ def read_float(text: str, field_type: str) -> float | None:
 
 
 def date_micros(text: str) -> int | None:
+    """A date's instant in microseconds, kept to the millisecond (a ``date`` field stores
+    milliseconds; later digits are dropped, toward the past)."""
     moment = parse_event_time(text)
     if moment is None:
         return None
-    return (moment - _EPOCH) // timedelta(microseconds=1)
+    micros = (moment - _EPOCH) // timedelta(microseconds=1)
+    return micros - micros % 1000
 
 
 # ---------------------------------------------------------------- reading values
