@@ -133,7 +133,12 @@ def test_integer_reading_as_elasticsearch_maps(
 def test_hostile_exponents_are_read_at_once() -> None:
     start = time.process_time()
     assert read_integer("1e999999999999", "long") is None
-    assert read_integer("1e-999999999999", "long") == 0
+    assert read_integer("1e-999999999999", "long") is None  # BigDecimal's scale overflows
+    assert read_integer("1e-400", "long") == 0
+    assert read_integer(JsonNumber("0." + "1" * 1_000_000), "long") == 0
+    assert read_float("0." + "1" * 1_000_000, "double") == 0.1111111111111111
+    assert read_float("1" * 1_000_000 + "e-999999", "float") == 1.1111111640930176
+    assert read_float("0x" + "f" * 1_000_000 + "p-3999999", "double") == 2.0
     assert read_float("1e999999999999", "double") is None
     assert read_float("-1e-999999999999", "float") == 0.0
     assert read_float("0x1p999999999999", "double") is None

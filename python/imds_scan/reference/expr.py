@@ -14,13 +14,14 @@ import re
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from decimal import Decimal
+from fractions import Fraction
 from itertools import islice, product
 from typing import Any
 
 from .event import flat_text, raw_values
 from .ip import in_cidr, parse_cidr, parse_ip
 from .lucene_regex import LuceneRegex
-from .typed import _EPOCH, Date, Ip, compare, date_micros, read_value
+from .typed import _EPOCH, Date, Ip, compare, date_micros, decimal_value, read_value, to_double
 from .wildcard import Wildcard, ascii_fold
 
 # Combinations of field values tried per node and event (spec/ir.md).
@@ -201,6 +202,8 @@ def _number(text: str, base: Value) -> Value:
     body = text[1:] if text[:1] in ("+", "-") else text
     if not body or any(c.lower() not in _DIGITS[:base] for c in body):
         return None
+    if len(body.lstrip("0")) > 64:  # past 64 bits in any base (and int()'s digit limit)
+        return None
     return _long(int(text, base))
 
 
@@ -212,15 +215,15 @@ def _decimal_number(text: str) -> Value:
     and not -0; else the nearest double (null when it overflows)."""
     if _DECIMAL_NUMBER.fullmatch(text) is None:
         return None
-    exact = Decimal(text)
-    negative_zero = exact.is_zero() and exact.is_signed()
-    small = exact.is_zero() or exact.adjusted() <= 18
-    if small and not negative_zero and exact == exact.to_integral_value():
-        whole = int(exact)
-        if LONG_MIN <= whole <= LONG_MAX:
-            return whole
-    number = float(text)
-    return None if math.isinf(number) else number
+    exact = decimal_value(text)
+    negative = text.startswith("-")
+    if not isinstance(exact, Fraction) or exact == 0:  # far out, or zero
+        if isinstance(exact, Fraction) or not exact.huge:
+            return -0.0 if negative else 0
+        return None
+    if exact.denominator == 1 and LONG_MIN <= exact <= LONG_MAX:
+        return int(exact)
+    return to_double(exact)
 
 
 # ---------------------------------------------------------------- arithmetic

@@ -13,7 +13,6 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from fractions import Fraction
 
 from ..filters import parse_event_time
@@ -71,27 +70,80 @@ class _Far:
         self.negative, self.huge = negative, huge
 
 
-def _decimal_value(text: str) -> Fraction | _Far:
-    """The exact value of a decimal number text (BigDecimal syntax, checked by the caller)."""
-    number = Decimal(text)
-    if number.is_zero():
+# Significant digits kept of a longer number, with a final 1 standing for any nonzero digit
+# cut off: the value stays strictly between the same neighbours, so it rounds (to binary64 and
+# narrower, whose halfway points need at most 767 digits) and truncates as the full one would.
+_KEPT_DIGITS = 800
+_DECIMAL_PARTS = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?(?:[eE]([+-]?)([0-9]+))?")
+
+
+def _exponent(sign: str, digits: str) -> int | None:
+    """An exponent's value; None when it has more than 15 digits (past every bound here)."""
+    digits = digits.lstrip("0") or "0"
+    if len(digits) > 15:
+        return None
+    return -int(digits) if sign == "-" else int(digits)
+
+
+def decimal_scale(text: str) -> int | None:
+    """Java's ``BigDecimal(text).scale()`` (fraction digits less the exponent) of a
+    BigDecimal-syntax text; None when the exponent is past 15 digits."""
+    match = _DECIMAL_PARTS.fullmatch(text)
+    assert match is not None
+    _, _, fraction, exp_sign, exp_digits = match.groups()
+    exponent = _exponent(exp_sign, exp_digits or "0")
+    return None if exponent is None else len(fraction or "") - exponent
+
+
+def decimal_value(text: str) -> Fraction | _Far:
+    """The exact value of a decimal number text (BigDecimal syntax, checked by the caller),
+    or how far it is when its decimal exponent is beyond +-400."""
+    match = _DECIMAL_PARTS.fullmatch(text)
+    assert match is not None
+    sign, whole, fraction, exp_sign, exp_digits = match.groups()
+    negative = sign == "-"
+    digits = (whole + (fraction or "")).lstrip("0")
+    if not digits:
         return Fraction(0)
-    adjusted = number.adjusted()
+    written = _exponent(exp_sign, exp_digits or "0")
+    if written is None:
+        return _Far(negative, exp_sign != "-")
+    exponent = written - len(fraction or "")  # the value is int(digits) * 10**exponent
+    adjusted = exponent + len(digits) - 1
     if adjusted > _HUGE or adjusted < _TINY:
-        return _Far(number.is_signed(), adjusted > _HUGE)
-    return Fraction(number)
+        return _Far(negative, adjusted > _HUGE)
+    if len(digits) > _KEPT_DIGITS:
+        cut = digits[_KEPT_DIGITS:]
+        exponent += len(cut)
+        digits = digits[:_KEPT_DIGITS]
+        if cut.strip("0"):
+            digits, exponent = digits + "1", exponent - 1
+    value = Fraction(int(digits)) * Fraction(10) ** exponent
+    return -value if negative else value
 
 
 def _hex_value(text: str) -> Fraction | _Far:
-    """The exact value of a Java hexadecimal floating-point text (``[+-]0x<hex>p<exp>``)."""
+    """The exact value of a Java hexadecimal floating-point text (``[+-]0x<hex>p<exp>``),
+    long mantissas cut as decimal ones are."""
     negative = text.startswith("-")
     body = text.lstrip("+-")[2:]
     mantissa_text, exponent_text = re.split("[pP]", body)
     whole, _, fraction = mantissa_text.partition(".")
-    mantissa = int((whole + fraction) or "0", 16)
-    exponent = int(exponent_text) - 4 * len(fraction)
-    if mantissa == 0:
+    hex_digits = (whole + fraction).lstrip("0")
+    if not hex_digits:
         return Fraction(0)
+    exp_sign = exponent_text[0] if exponent_text[0] in "+-" else ""
+    written = _exponent(exp_sign, exponent_text.lstrip("+-"))
+    if written is None:
+        return _Far(negative, not exponent_text.startswith("-"))
+    exponent = written - 4 * len(fraction)
+    if len(hex_digits) > _KEPT_DIGITS:
+        cut = hex_digits[_KEPT_DIGITS:]
+        exponent += 4 * len(cut)
+        hex_digits = hex_digits[:_KEPT_DIGITS]
+        if cut.strip("0"):
+            hex_digits, exponent = hex_digits + "1", exponent - 4
+    mantissa = int(hex_digits, 16)
     magnitude = mantissa.bit_length() + exponent  # of 2: the value is below 2**magnitude
     if magnitude > 4 * _HUGE or magnitude < 4 * _TINY:
         return _Far(negative, magnitude > 0)
@@ -112,7 +164,7 @@ def _java_double_value(text: str) -> Fraction | _Far | None:
         trimmed = trimmed[:-1]
     if "x" in trimmed or "X" in trimmed:
         return _hex_value(trimmed)
-    return _decimal_value(trimmed)
+    return decimal_value(trimmed)
 
 
 def _round_binary(value: Fraction | _Far, precision: int, emin: int, emax: int) -> float | None:
@@ -175,20 +227,17 @@ def _in_range(value: int, field_type: str) -> int | None:
 
 
 def _exact_integer(text: str) -> int | None:
-    """A decimal text's exact value when it is whole and below 10^40 in magnitude (past every
-    integer type's range: None), read without building a huge number."""
-    number = Decimal(text)
-    if number.is_zero():
-        return 0
-    if number.adjusted() > 40 or number != number.to_integral_value():
+    """A decimal text's exact value when it is whole (None otherwise, or past 10^400)."""
+    value = decimal_value(text)
+    if isinstance(value, _Far) or value.denominator != 1:
         return None
-    return int(number)
+    return int(value)
 
 
 def _json_double(text: str) -> float | None:
     """A JSON number with a fraction or exponent as Jackson reads it: the nearest double
     (None past the double range)."""
-    return to_double(_decimal_value(text))
+    return to_double(decimal_value(text))
 
 
 def _java_double(text: str) -> float | None:
@@ -245,13 +294,14 @@ def read_integer(item: str, field_type: str) -> int | None:
             return None if (whole := _exact_integer(item)) is None else _in_range(whole, "long")
         if _BIG_DECIMAL.fullmatch(item) is None:
             return None
-        number = Decimal(item)
-        scale = -int(number.as_tuple().exponent)
+        scale = decimal_scale(item)
+        if scale is None or not -(2**31) <= scale < 2**31:  # BigDecimal refuses it
+            return None
         if scale > 19:  # Elasticsearch's shortcut: a fraction past 19 digits reads as 0
             return 0
         if scale < -19:
             return None
-        value = _decimal_value(item)
+        value = decimal_value(item)
         if isinstance(value, _Far):
             return None if value.huge else 0
         return _in_range(int(value), "long")  # int() of a Fraction truncates toward zero
@@ -346,7 +396,7 @@ def read_literal(field_type: str, text: str) -> Typed | Fraction:
     if field_type in INTEGER_RANGES:
         if _BIG_DECIMAL.fullmatch(text) is None:
             raise ValueError(shown)
-        value = _decimal_value(text)
+        value = decimal_value(text)
         if isinstance(value, _Far):
             raise ValueError(f"{text!r} is out of range for a {field_type} literal")
         return value
