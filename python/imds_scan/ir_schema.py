@@ -3,6 +3,9 @@ the error names the place in the document, in the same order and words as the Ru
 (``check_schema`` in crates/imds-core/src/ir.rs): a node's own keys first (unknown ones in
 document order, then missing ones, then each key in schema order), then its children depth
 first, branches before the allowlist. Keys, required keys and enums come from the schema.
+An ``expr`` node's VALUE tree is checked the same way; a VALUE's shape is the one named by
+the first of ``lit``, ``field``, ``fn`` it holds (none: ``missing key "lit", "field" or
+"fn"``), and its ``args`` follow it depth first.
 """
 
 from __future__ import annotations
