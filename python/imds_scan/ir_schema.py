@@ -40,6 +40,9 @@ AFFIX_OPS = frozenset(
 )
 # ...and every operator that only makes sense on text (refused on ip-typed fields).
 TEXT_OPS = frozenset({"wildcard", "like", *AFFIX_OPS})
+# The comparisons with one literal (every field type) and the regular expressions (keyword).
+RANGE_OPS = frozenset({"lt", "lte", "gt", "gte"})
+REGEX_OPS = frozenset({"regex", "regex_ci"})
 
 
 def _shape(name: str) -> tuple[list[str], list[str]]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..eql import MAX_IR_DEPTH, ir_depth
-from ..ir_schema import AFFIX_OPS, TEXT_OPS
+from ..ir_schema import AFFIX_OPS, RANGE_OPS, REGEX_OPS, TEXT_OPS
 from ..ir_schema import check as check_ir_schema
 from ..stats import EngineWitness
 from .endpoint import CLASSES, first_match, port_number
@@ -19,8 +19,8 @@ from .lucene_regex import LuceneRegex
 from .typed import compare, read_literal, read_value
 from .wildcard import Wildcard, ascii_fold
 
-RANGE_OPS = {"lt": (-1,), "lte": (-1, 0), "gt": (1,), "gte": (1, 0)}
-REGEX_OPS = frozenset({"regex", "regex_ci"})
+# The orders (of value against literal, typed.compare) each comparison accepts.
+_WANTED_ORDERS = {"eq": (0,), "lt": (-1,), "lte": (-1, 0), "gt": (1,), "gte": (1, 0)}
 
 
 @dataclass
@@ -98,7 +98,7 @@ class _Pred:
             return None
         if self.op == "exists":
             return ""
-        wanted = RANGE_OPS.get(self.op, (0,))
+        wanted = _WANTED_ORDERS[self.op]
         for literal, read in zip(self.values, self.literals, strict=True):
             if compare(value, read) in wanted:
                 return literal
