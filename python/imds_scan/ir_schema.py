@@ -125,8 +125,8 @@ def _value_children(value: Any, path: str) -> list[tuple[Any, str, str]]:
         where = _key_path(path, key)
         if key == "lit":
             if isinstance(got, list | dict):
-                found = _kind_of(got)
-                raise _Bad(f"{where}: expected a string, number, boolean or null, found {found}")
+                wanted = "a string, a number, a boolean or null"
+                raise _Bad(f"{where}: expected {wanted}, found {_kind_of(got)}")
             continue
         if key == "args":
             if not isinstance(got, list):

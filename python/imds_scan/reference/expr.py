@@ -311,16 +311,16 @@ def _membership(fold: bool) -> Callable[..., Value]:
     def run(value: Value, *choices: Value) -> Value:
         if value is None:
             return None
-        saw_null = False
+        unknown = False  # a null choice, or one of another kind (Elasticsearch fails there)
         for choice in choices:
-            if choice is None:
-                saw_null = True
-            elif fold and _strings(value, choice):
+            if fold and _strings(value, choice):
                 if ascii_fold(value) == ascii_fold(choice):
                     return True
-            elif compare(value, choice) == 0:
+            elif (order := compare(value, choice)) == 0:
                 return True
-        return None if saw_null else False
+            elif choice is None or order is None:
+                unknown = True
+        return None if unknown else False
 
     return run
 
@@ -362,6 +362,10 @@ def _negate(a: Value) -> Value:
     if _is_long(a):
         return _long(-a)
     return -a if isinstance(a, float) else None
+
+
+def _is_null(value: Value) -> Value:
+    return value is None  # never null itself
 
 
 def _len(text: Value) -> Value:
@@ -445,6 +449,7 @@ _SIMPLE: dict[str, tuple[Callable[..., Value], int, int | None]] = {
     "divide": (_arith_fn("divide"), 2, 2),
     "modulo": (_arith_fn("modulo"), 2, 2),
     "negate": (_negate, 1, 1),
+    "is_null": (_is_null, 1, 1),
     "length": (_len, 1, 1),
     "string": (_string, 1, 1),
     "number": (_number_fn, 1, 2),
