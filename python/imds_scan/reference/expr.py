@@ -48,6 +48,10 @@ def _double(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
+def _is_long_range(*values: int) -> bool:
+    return all(LONG_MIN <= v <= LONG_MAX for v in values)
+
+
 def _java_int(value: int) -> int:
     """Java's ``Number.intValue()`` of a long: its low 32 bits, signed."""
     value &= 0xFFFFFFFF
@@ -243,6 +247,8 @@ def _arith(name: str, a: Value, b: Value) -> Value:
             return None
         quotient = abs(a) // abs(b) * (1 if (a < 0) == (b < 0) else -1)  # toward zero
         if name == "divide":
+            if quotient == 2**63 and _is_long_range(a, b):
+                return LONG_MIN  # Java's long division wraps here (no exception in Elasticsearch)
             return _long(quotient)
         return _long(a - b * quotient)  # the remainder has the dividend's sign
     x, y = float(a), float(b)
