@@ -105,7 +105,24 @@ def test_the_endpoint_table_is_read_from_the_spec() -> None:
 
 # ---------------------------------------------------------------- conformance vectors
 
-FILES = ["default_rule.jsonl", "operators.jsonl", "endpoint.jsonl"]
+
+def hit_vector_files() -> list[str]:
+    """Every file of spec/vectors/ in the hit format (README: `event` and `hits`), so a new
+    file is replayed without being listed here."""
+    return sorted(
+        path.name
+        for path in VECTORS.glob("*.jsonl")
+        if all("event" in v and "hits" in v for v in read_jsonl(path.name))
+    )
+
+
+FILES = hit_vector_files()
+
+
+def test_the_hit_vector_files_are_found() -> None:
+    expected = {"default_rule.jsonl", "operators.jsonl", "endpoint.jsonl", "expr_ref.jsonl"}
+    assert expected <= set(FILES)
+    assert not {"invalid_ir.jsonl", "timestamps.jsonl"} & set(FILES)
 
 
 def rules_of(vector: dict[str, Any]) -> list[Rule]:
@@ -114,12 +131,13 @@ def rules_of(vector: dict[str, Any]) -> list[Rule]:
         return default_rules()
     if vector.get("rule") == "hardened":
         return load_rules([pack_path("hardened")])[0]
+    node = vector["node"] if "node" in vector else {"node": "pred", **vector["pred"]}
     ir = {
         "ir_version": 1,
         "id": "vector",
         "name": "vector",
         "severity": "low",
-        "branches": [{"name": "b", "expr": {"node": "pred", **vector["pred"]}}],
+        "branches": [{"name": "b", "expr": node}],
     }
     return [Rule("vector", "vector", "low", "", ir)]
 
@@ -129,7 +147,8 @@ def groups() -> list[tuple[str, list[dict[str, Any]]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for name in FILES:
         for vector in read_jsonl(name):
-            key = f"{name} {json.dumps(vector.get('rule'))} {json.dumps(vector.get('pred'))}"
+            rule = [vector.get(k) for k in ("rule", "pred", "node")]
+            key = f"{name} {json.dumps(rule, ensure_ascii=False)}"
             out.setdefault(key, []).append(vector)
     return list(out.items())
 
@@ -165,6 +184,25 @@ def test_every_operator_of_the_schema_has_a_vector() -> None:
         if hit["witness"] is not None
     }
     assert set(ir_schema.ops()) <= decided, set(ir_schema.ops()) - decided
+
+
+def _functions(value: dict[str, Any]) -> set[str]:
+    if "fn" not in value:
+        return set()
+    return {value["fn"]}.union(*(_functions(arg) for arg in value["args"]))
+
+
+def test_every_function_of_the_schema_has_a_vector() -> None:
+    # A vector names a function when its expression calls it and the verdict is a hit.
+    schema_functions = ir_schema.schema()["$defs"]["value"]["oneOf"][2]["properties"]["fn"]
+    called = {
+        name
+        for file in FILES
+        for vector in read_jsonl(file)
+        if "node" in vector and vector["node"]["node"] == "expr" and vector["hits"]
+        for name in _functions(vector["node"]["expr"])
+    }
+    assert set(schema_functions["enum"]) <= called, set(schema_functions["enum"]) - called
 
 
 # ---------------------------------------------------------------- @timestamp vectors

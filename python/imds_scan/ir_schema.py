@@ -3,6 +3,9 @@ the error names the place in the document, in the same order and words as the Ru
 (``check_schema`` in crates/imds-core/src/ir.rs): a node's own keys first (unknown ones in
 document order, then missing ones, then each key in schema order), then its children depth
 first, branches before the allowlist. Keys, required keys and enums come from the schema.
+An ``expr`` node's VALUE tree is checked the same way; a VALUE's shape is the one named by
+the first of ``lit``, ``field``, ``fn`` it holds (none: ``missing key "lit", "field" or
+"fn"``), and its ``args`` follow it depth first.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ AFFIX_OPS = frozenset(
 )
 # ...and every operator that only makes sense on text (refused on ip-typed fields).
 TEXT_OPS = frozenset({"wildcard", "like", *AFFIX_OPS})
+# The comparisons with one literal (every field type) and the regular expressions (keyword).
+RANGE_OPS = frozenset({"lt", "lte", "gt", "gte"})
+REGEX_OPS = frozenset({"regex", "regex_ci"})
 
 
 def _shape(name: str) -> tuple[list[str], list[str]]:
@@ -79,6 +85,65 @@ def check(doc: Any) -> None:
         raise ValueError(f"bad IR: {exc}") from None
 
 
+# The keys that pick a value's shape (spec/ir.md, Expressions), in the schema's order.
+_VALUE_KINDS = ("lit", "field", "fn")
+
+
+def _value_shapes() -> list[dict[str, Any]]:
+    shapes: list[dict[str, Any]] = schema()["$defs"]["value"]["oneOf"]
+    return shapes
+
+
+def _resolve(ref: str) -> dict[str, Any]:
+    node: dict[str, Any] = schema()
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node
+
+
+def _value_children(value: Any, path: str) -> list[tuple[Any, str, str]]:
+    """Check a VALUE of an ``expr`` node (its own keys, as a node's: unknown keys in document
+    order, then missing ones, then each key in schema order); its arguments, to check next.
+    Its shape is the one named by the first of ``lit``, ``field``, ``fn`` it holds."""
+    if not isinstance(value, dict):
+        raise _Bad(f"{path}: expected an object, found {_kind_of(value)}")
+    kind = next((k for k in _VALUE_KINDS if k in value), None)
+    if kind is None:
+        raise _Bad(f'{path}: missing key "lit", "field" or "fn"')
+    shape = _value_shapes()[_VALUE_KINDS.index(kind)]
+    keys, required = list(shape["properties"]), list(shape["required"])
+    for key in value:
+        if key not in keys:
+            raise _Bad(f"{_key_path(path, key)}: unknown key")
+    for key in required:
+        if key not in value:
+            raise _Bad(f'{path}: missing key "{key}"')
+    for key in keys:
+        if key not in value:
+            continue
+        got = value[key]
+        where = _key_path(path, key)
+        if key == "lit":
+            if isinstance(got, list | dict):
+                wanted = "a string, a number, a boolean or null"
+                raise _Bad(f"{where}: expected {wanted}, found {_kind_of(got)}")
+            continue
+        if key == "args":
+            if not isinstance(got, list):
+                raise _Bad(f"{where}: expected an array, found {_kind_of(got)}")
+            continue
+        if not isinstance(got, str):
+            raise _Bad(f"{where}: expected a string, found {_kind_of(got)}")
+        prop = shape["properties"][key]
+        if "$ref" in prop:
+            prop = _resolve(prop["$ref"])
+        if "enum" in prop and got not in prop["enum"]:
+            shown = json.dumps(got, ensure_ascii=False)
+            raise _Bad(f"{where}: {shown} is not one of: {', '.join(prop['enum'])}")
+    args = value.get("args", []) if kind == "fn" else []
+    return [(arg, f"{_key_path(path, 'args')}[{i}]", "value") for i, arg in enumerate(args)]
+
+
 def _check(doc: Any) -> None:
     defs = schema()["$defs"]
     kinds = defs["node"]["properties"]["node"]["enum"]
@@ -115,6 +180,9 @@ def _check(doc: Any) -> None:
                 raise _Bad(f"{_key_path(path, key)}: must not be empty")
             return got
 
+        if place == "value":
+            stack.extend(reversed(_value_children(value, path)))
+            continue
         kind = place
         if place == "node":
             if "node" not in value:
@@ -154,6 +222,9 @@ def _check(doc: Any) -> None:
             children += [(n, f"{_key_path(path, 'args')}[{i}]", "node") for i, n in enumerate(args)]
         elif kind == "not":
             children.append((value["arg"], _key_path(path, "arg"), "node"))
+        elif kind == "expr":
+            string("text")
+            children.append((value["expr"], _key_path(path, "expr"), "value"))
         else:
             string("field")
             one_of("field_type", field_types)

@@ -6,6 +6,9 @@ Its modules mirror the Rust core's (crates/imds-core/src) by name, one to one:
 
 - :mod:`.event`: a line's JSON parsed, a field's values looked up (``event.rs``);
 - :mod:`.eval`: a rule's IR compiled and evaluated, with its witness (``eval.rs``);
+- :mod:`.typed`: field values read as their Elasticsearch type, literals, comparison;
+- :mod:`.expr`: ``expr`` nodes, their functions and combinations of field values;
+- :mod:`.lucene_regex`: Lucene regular expressions (``lucene_regex.rs``);
 - :mod:`.ip`: IP address and CIDR parsing (``ip.rs``);
 - :mod:`.wildcard`: EQL wildcard patterns, ASCII case folding (``wildcard.rs``);
 - :mod:`.endpoint`: the ``imds_endpoint`` decoder (``endpoint.rs``);

@@ -8,13 +8,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..eql import MAX_IR_DEPTH, ir_depth
-from ..ir_schema import AFFIX_OPS, TEXT_OPS
+from ..ir_schema import AFFIX_OPS, RANGE_OPS, REGEX_OPS, TEXT_OPS
 from ..ir_schema import check as check_ir_schema
 from ..stats import EngineWitness
 from .endpoint import CLASSES, first_match, port_number
-from .event import field_values
+from .event import field_values, flat_text, raw_values
+from .expr import compile_value
 from .ip import in_cidr, parse_cidr, parse_ip
+from .lucene_regex import LuceneRegex
+from .typed import compare, read_literal, read_value
 from .wildcard import Wildcard, ascii_fold
+
+# The orders (of value against literal, typed.compare) each comparison accepts.
+_WANTED_ORDERS = {"eq": (0,), "lt": (-1,), "lte": (-1, 0), "gt": (1,), "gte": (1, 0)}
 
 
 @dataclass
@@ -42,11 +48,28 @@ class _Pred:
         self.field = node["field"]
         self.parts = self.field.split(".")
         self.op: str = node["op"]
-        self.is_ip = node["field_type"] == "ip"
+        self.field_type: str = node["field_type"]
+        self.is_ip = self.field_type == "ip"
         self.values: list[str] = node["values"]
-        if self.is_ip and self.op in TEXT_OPS:
-            raise ValueError(f"{self.op} is not allowed on ip field {self.field}")
-        if self.op == "imds_endpoint":
+        keyword_only = self.op in TEXT_OPS or self.op in REGEX_OPS
+        if (keyword_only and self.field_type != "keyword") or (
+            self.op == "eq_ci" and self.field_type not in ("keyword", "ip")
+        ):
+            raise ValueError(f"{self.op} is not allowed on {self.field_type} field {self.field}")
+        # Values read as the field's type (reference/typed.py): ranges on every type, and
+        # eq/exists on the types that are neither text nor addresses.
+        self.typed = self.op in RANGE_OPS or (
+            self.field_type not in ("keyword", "ip") and self.op in ("eq", "exists")
+        )
+        if self.op in RANGE_OPS and len(self.values) != 1:
+            raise ValueError(f"{self.op} takes exactly one value, not {len(self.values)}")
+        if self.typed:
+            if self.op == "exists" and self.values:
+                raise ValueError("exists takes no values")
+            self.literals = [read_literal(self.field_type, v) for v in self.values]
+        elif self.op in REGEX_OPS:
+            self.regexes = [LuceneRegex(v, self.op == "regex_ci") for v in self.values]
+        elif self.op == "imds_endpoint":
             for value in self.values:
                 if value not in CLASSES:
                     raise ValueError(f"{value!r} is not an endpoint class")
@@ -67,6 +90,19 @@ class _Pred:
             self.patterns = [Wildcard(v, fold=self.op == "wildcard") for v in self.values]
         elif self.op not in ("eq", "exists", *AFFIX_OPS):
             raise ValueError(f"unknown op {self.op!r}")
+
+    def _typed_literal_for(self, item: str | bool) -> str | None:
+        """The first literal a typed value satisfies (``""`` for exists), or None."""
+        value = read_value(self.field_type, item)
+        if value is None:
+            return None
+        if self.op == "exists":
+            return ""
+        wanted = _WANTED_ORDERS[self.op]
+        for literal, read in zip(self.values, self.literals, strict=True):
+            if compare(value, read) in wanted:
+                return literal
+        return None
 
     def _literal_for(self, value: str) -> str | None:
         """The first of this predicate's literals that `value` satisfies."""
@@ -95,6 +131,10 @@ class _Pred:
             folded = ascii_fold(value)
             for literal, wanted in zip(self.values, self.folded, strict=True):
                 if folded == wanted:
+                    return literal
+        elif op in REGEX_OPS:
+            for literal, regex in zip(self.values, self.regexes, strict=True):
+                if regex.is_match(value):
                     return literal
         elif op in ("wildcard", "like"):
             subject = ascii_fold(value) if op == "wildcard" else value
@@ -126,6 +166,12 @@ class _Pred:
                 if found is not None:
                     return Witness(self.field, self.op, self.values[found[0]], found[1])
             return None
+        if self.typed:
+            for item in raw_values(doc, self.parts):
+                literal = self._typed_literal_for(item)
+                if literal is not None:
+                    return Witness(self.field, self.op, literal, flat_text(item))
+            return None
         for value in field_values(doc, self.parts):
             literal = self._literal_for(value)
             if literal is not None:
@@ -133,10 +179,28 @@ class _Pred:
         return None
 
 
+class ExprNode:
+    """An ``expr`` node: holds when its value is true for some combination of its fields'
+    values (spec/ir.md, Expressions)."""
+
+    def __init__(self, node: dict[str, Any]) -> None:
+        self.text: str = node["text"]
+        self.expr = compile_value(node["expr"])
+
+    def witness(self, doc: dict[str, Any]) -> Witness | None:
+        found = self.expr.holds(doc)
+        if found is None:
+            return None
+        field_name, value = found
+        return Witness(field_name, "expr", self.text, value)
+
+
 def _compile(node: dict[str, Any]) -> Any:
     kind = node["node"]
     if kind == "pred":
         return _Pred(node)
+    if kind == "expr":
+        return ExprNode(node)
     if kind == "not":
         return ("not", _compile(node["arg"]))
     return (kind, [_compile(arg) for arg in node["args"]])
@@ -144,7 +208,7 @@ def _compile(node: dict[str, Any]) -> Any:
 
 def _evaluate(node: Any, doc: dict[str, Any]) -> list[Witness] | None:
     """None when false; when true, the witnesses as spec/ir.md defines them."""
-    if isinstance(node, _Pred):
+    if isinstance(node, _Pred | ExprNode):
         witness = node.witness(doc)
         return None if witness is None else [witness]
     kind, arg = node

@@ -34,26 +34,41 @@ def _items(value: Any) -> Iterator[Any]:
             stack.pop()
 
 
-def _flatten(value: Any) -> Iterator[str]:
-    for item in _items(value):
-        if isinstance(item, bool):
-            yield "true" if item else "false"
-        elif isinstance(item, str):
-            yield item  # numbers arrive here too, as their JSON text (see parse_line)
+class JsonNumber(str):
+    """A JSON number as its text, as written: a string to keyword fields (which compare that
+    text), and known for a number by the typed readings (reference/typed.py)."""
+
+    __slots__ = ()
 
 
-def field_values(doc: dict[str, Any], parts: list[str]) -> Iterator[str]:
-    """Values of a field path in document order: nested, dotted and mixed keys, arrays."""
+def flat_text(item: str | bool) -> str:
+    """A scalar's text as a keyword field holds it (spec/ir.md, Field values)."""
+    if isinstance(item, bool):
+        return "true" if item else "false"
+    return item
+
+
+def raw_values(doc: dict[str, Any], parts: list[str]) -> Iterator[str | bool]:
+    """The scalars of a field path in document order, with their JSON kind: ``str``,
+    :class:`JsonNumber` (from :func:`parse_line`) or ``bool``; no ``null``, no objects."""
     for key, value in doc.items():
         key_parts = key.split(".")
         if key_parts != parts[: len(key_parts)]:
             continue
         rest = parts[len(key_parts) :]
         if not rest:
-            yield from _flatten(value)
+            for item in _items(value):
+                if isinstance(item, bool | str):
+                    yield item
         else:
             for obj in _objects(value):
-                yield from field_values(obj, rest)
+                yield from raw_values(obj, rest)
+
+
+def field_values(doc: dict[str, Any], parts: list[str]) -> Iterator[str]:
+    """Values of a field path in document order: nested, dotted and mixed keys, arrays;
+    numbers as their JSON text, booleans as ``"true"``/``"false"``."""
+    return (flat_text(item) for item in raw_values(doc, parts))
 
 
 def _objects(value: Any) -> Iterator[dict[str, Any]]:
@@ -85,6 +100,8 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 def _no_surrogates(value: Any) -> Any:
     """``value`` with each lone surrogate (json.loads pairs the others) as U+FFFD, as
     Elasticsearch indexes it (spec/ir.md, Lines)."""
+    if isinstance(value, JsonNumber):
+        return value
     if isinstance(value, str):
         return _SURROGATE.sub("\ufffd", value)
     if isinstance(value, list):
@@ -165,7 +182,9 @@ def parse_line(raw: bytes) -> tuple[dict[str, Any], str, bool] | None:
     try:
         with _DeepRecursion() if deep else contextlib.nullcontext():
             # Numbers keep their JSON text: a string field compares them as written.
-            doc = json.loads(text, parse_int=str, parse_float=str, parse_constant=_no_constants)
+            doc = json.loads(
+                text, parse_int=JsonNumber, parse_float=JsonNumber, parse_constant=_no_constants
+            )
             if "\\u" in text and _has_lone_surrogate(doc):
                 doc = _no_surrogates(doc)
     except RecursionError:
