@@ -251,14 +251,11 @@ class ParquetWriter(HitWriter):
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            # A file of its own (a path is no URI here; any bytes of a name); compressed as
-            # Polars wrote it before (zstd level 3).
+            # A file of its own (a path is no URI here; any bytes of a name). zstd as Polars
+            # wrote it, at level 1: ~1.5x faster than Polars' 3, about the same size.
             self.file = pa.OSFile(os.fsencode(self.path), "wb")  # type: ignore[arg-type]
             self.writer = pq.ParquetWriter(
-                self.file,
-                self.schema,
-                compression="zstd",
-                compression_level=3,
+                self.file, self.schema, compression="zstd", compression_level=1
             )
         return self.writer
 
