@@ -252,11 +252,11 @@ class ParquetWriter(HitWriter):
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            # A file of its own (a path is no URI here; any bytes of a name). zstd as Polars
-            # wrote it, at level 1: ~1.5x faster than Polars' 3, about the same size.
+            # A file of its own (a path is no URI here; any bytes of a name); zstd level 3
+            # as Polars wrote it (level 1: no faster measurably, 10% larger).
             self.file = pa.OSFile(os.fsencode(self.path), "wb")  # type: ignore[arg-type]
             self.writer = pq.ParquetWriter(
-                self.file, self.schema, compression="zstd", compression_level=1
+                self.file, self.schema, compression="zstd", compression_level=3
             )
         return self.writer
 
