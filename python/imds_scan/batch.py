@@ -96,12 +96,17 @@ class HitBatch:
         if self._frame is None:
             if self._rows is not None:
                 self._frame = _read_rows(self._rows)
-                self._rows = None
             else:
                 from .report.frame import hits_frame
 
                 self._frame = hits_frame(self.hits)
         return self._frame
+
+    @property
+    def ipc_rows(self) -> bytes | Sequence[bytes] | None:
+        """The engine's rows as Arrow IPC stream(s), None when it gave none: a writer of
+        Arrow reads them directly, with no Polars frame."""
+        return self._rows
 
     def position(self, k: int) -> tuple[str, int]:
         """The input and line of hit ``k``."""

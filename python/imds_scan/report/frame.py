@@ -9,42 +9,21 @@ import polars as pl
 
 from ..filters import event_time
 from ..reference.event import field_values, load_event
+from .columns import COLUMNS, ECS_COLUMNS, MATCHED_COLUMNS
 
 if TYPE_CHECKING:
     from ..records import Hit
 
-# ECS fields copied from the event into their own columns, in column order.
-ECS_COLUMNS = (
-    "host.name",
-    "user.name",
-    "process.name",
-    "process.executable",
-    "process.command_line",
-    "process.parent.name",
-    "destination.ip",
-    "destination.address",
-    "url.domain",
-)
-MATCHED_COLUMNS = ("matched.field", "matched.op", "matched.pattern", "matched.value")
 # A field with several values (an array, or nested and dotted spellings) is joined with this,
 # in document order; the exact values stay in `event`.
 MULTI_VALUE_SEPARATOR = ", "
 
-_STRING: pl.DataType = pl.String()
-SCHEMA: pl.Schema = pl.Schema(
-    [
-        ("source", _STRING),
-        ("line", pl.Int64()),
-        ("@timestamp", pl.Datetime("us", "UTC")),
-        ("rule_id", _STRING),
-        ("rule", _STRING),
-        ("severity", _STRING),
-        ("branch", _STRING),
-        *((name, _STRING) for name in MATCHED_COLUMNS),
-        *((name, _STRING) for name in ECS_COLUMNS),
-        ("event", _STRING),
-    ]
-)
+_TYPES: dict[str, pl.DataType] = {
+    "string": pl.String(),
+    "int64": pl.Int64(),
+    "timestamp": pl.Datetime("us", "UTC"),
+}
+SCHEMA: pl.Schema = pl.Schema([(name, _TYPES[kind]) for name, kind in COLUMNS])
 
 
 def _joined(doc: dict[str, Any], path: str) -> str | None:

@@ -1,0 +1,33 @@
+"""The hits frame's columns (docs/output.md), without Polars: ``frame.SCHEMA`` and the
+Parquet writer's Arrow schema are both made from this list, so writing Parquet from the
+engine's Arrow rows imports no Polars."""
+
+from __future__ import annotations
+
+# ECS fields copied from the event into their own columns, in column order.
+ECS_COLUMNS = (
+    "host.name",
+    "user.name",
+    "process.name",
+    "process.executable",
+    "process.command_line",
+    "process.parent.name",
+    "destination.ip",
+    "destination.address",
+    "url.domain",
+)
+MATCHED_COLUMNS = ("matched.field", "matched.op", "matched.pattern", "matched.value")
+
+# (name, type) in column order; the types: "string", "int64", "timestamp" (microseconds, UTC).
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("source", "string"),
+    ("line", "int64"),
+    ("@timestamp", "timestamp"),
+    ("rule_id", "string"),
+    ("rule", "string"),
+    ("severity", "string"),
+    ("branch", "string"),
+    *((name, "string") for name in MATCHED_COLUMNS),
+    *((name, "string") for name in ECS_COLUMNS),
+    ("event", "string"),
+)
