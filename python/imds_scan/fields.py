@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 # ECS 8.x fields mapped as `ip` (keyword fields such as destination.address are not here).
 IP_FIELDS = frozenset(
     {
@@ -22,6 +24,8 @@ IP_FIELDS = frozenset(
 )
 
 
-def field_type(field: str) -> str:
+def field_type(field: str, overrides: Mapping[str, str] | None = None) -> str:
     """``"ip"`` for ECS ip-typed fields, else ``"keyword"``."""
+    if overrides and field in overrides:  # stand-in until the `types` helper's table lands
+        return overrides[field]
     return "ip" if field in IP_FIELDS else "keyword"
