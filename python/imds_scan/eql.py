@@ -19,7 +19,6 @@ import decimal
 import json
 import math
 import re
-import struct
 from collections.abc import Iterator, Mapping
 from functools import cache
 from typing import Any
@@ -350,6 +349,10 @@ _INTEGER_TYPES = {
     "unsigned_long": (0, 2**64 - 1),
 }
 _FLOAT_TYPES = frozenset({"double", "float", "half_float", "scaled_float"})
+_FLOAT_OVERFLOW = {
+    "float": decimal.Decimal((2 - 2**-24) * 2.0**127),
+    "half_float": decimal.Decimal(65520),
+}
 _NUMERIC_TYPES = frozenset({*_INTEGER_TYPES, *_FLOAT_TYPES, "number"})
 _DECIMAL = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 
@@ -852,8 +855,11 @@ class _Parser:
             field_ast = ast.args[0].inner()
             field, ftype = field_ast.value, self.field_type(field_ast.value)
             op, _ = _PATTERN_OPS[ast.value]
-            values = [self.regex_checked(p, ast.value) for p in ast.args[1:]]
-            return self.pred(field, ftype, op, values, ast.tok, f"'{ast.value}'")
+            values = [p.value[0] for p in ast.args[1:]]
+            node = self.pred(field, ftype, op, values, ast.tok, f"'{ast.value}'")
+            for pattern in ast.args[1:]:
+                self.regex_checked(pattern, ast.value)
+            return node
         elif kind == "call":
             pred = self.call_pred(ast)
             if pred is not None:
@@ -1032,15 +1038,12 @@ class _Parser:
                 self.value(left)[1], self.value(right)[1]
             )
         if kind == "bin":
-            if ast.value in ("==", "!=") and any(
-                a.inner().kind == "lit" and a.inner().value[0] is None for a in ast.args
-            ):
-                # Elasticsearch reads `x == null` as "x is null": the IR has that for fields
-                # only (`exists`).
-                raise self.refuse(
-                    f"comparing an expression with null ([{self.src(ast)}]) is not supported",
-                    ast.first,
-                )
+            nulls = [a.inner().kind == "lit" and a.inner().value[0] is None for a in ast.args]
+            if ast.value in ("==", "!=") and any(nulls):
+                # Elasticsearch reads `x == null` as "x is null" (true or false, never null).
+                other = ast.args[1] if nulls[0] else ast.args[0]
+                value = {"fn": "is_null", "args": [self.value(other)[0]]}
+                return (value if ast.value == "==" else {"fn": "not", "args": [value]}), "boolean"
             return {"fn": _COMPARISON[ast.value], "args": self.compared(ast, ast.args)}, "boolean"
         if kind == "in":
             fn = "in_ci" if ast.value == "in~" else "in"
@@ -1199,11 +1202,11 @@ def _unreadable(ftype: str, value: Any, text: str) -> str | None:
     if ftype in _INTEGER_TYPES:
         low, high = _INTEGER_TYPES[ftype]
         return None if low - 1 < number < high + 1 else f"{ftype} value (out of range)"
-    try:
-        struct.pack({"half_float": "e", "float": "f"}.get(ftype, "d"), float(number))
-    except OverflowError:
+    # The smallest magnitude that rounds to infinity in the type (round to nearest even).
+    limit = _FLOAT_OVERFLOW.get(ftype)
+    if not math.isfinite(float(number)) or (limit is not None and abs(number) >= limit):
         return f"{ftype} value (out of range)"
-    return None if math.isfinite(float(number)) else f"{ftype} value (out of range)"
+    return None
 
 
 def _children(node: Node) -> list[Node]:
@@ -1435,6 +1438,9 @@ def _render(value: dict[str, Any], context: int) -> str:
         # Left-associative: the right operand of `a - (b - c)` keeps its parentheses.
         text = f"{_render(args[0], prec)} {op} {_render(args[1], prec + 1)}"
         return f"({text})" if context > prec or (prec == 1 and context == 1) else text
+    if fn == "is_null":
+        text = f"{_render(args[0], 2)} == null"
+        return f"({text})" if context >= 1 else text
     if fn == "negate":
         # `-(5)`, not `-5`: a minus on a number literal is the negative literal.
         operand = _render(args[0], 4)
