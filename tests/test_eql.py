@@ -259,7 +259,8 @@ def test_category_branch_names() -> None:
         (
             "any where startsWith(a, 1)",
             (1, 25),
-            "second argument of [startsWith(a, 1)] must be [string], found value [1] type [integer]",
+            "second argument of [startsWith(a, 1)] must be [string], found value [1] type "
+            "[integer]",
         ),
         ('any where cidrMatch~(a, "10.0.0.0/8")', (1, 11), "cidrMatch has no case-insensitive"),
         ('any where cidrMatch(a, "10.0.0.0/33")', (1, 11), "is not a CIDR block"),

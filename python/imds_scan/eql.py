@@ -876,7 +876,7 @@ class _Parser:
         if vtype not in ("boolean", "null"):
             raise self.refuse(
                 f"condition expression needs to be boolean, found [{vtype}] ([{self.src(ast)}])",
-                ast.tok,
+                ast.first,
             )
         return {"node": "expr", "text": self.src(ast), "expr": value}
 
@@ -1027,16 +1027,15 @@ class _Parser:
             return {"fn": kind, "args": args}, "boolean"
         if kind == "neg":
             (arg,) = ast.args
-            value = self.checked(arg, "number", ast, 0, 1)
+            value, vtype = self.checked_typed(arg, "number", ast, 0, 1)
             if ast.value == "+":
-                return value, self.value(arg)[1]
-            return {"fn": "negate", "args": [value]}, self.value(arg)[1]
+                return value, vtype
+            return {"fn": "negate", "args": [value]}, vtype
         if kind == "bin" and ast.value in _ARITHMETIC:
-            left, right = ast.args
-            args = [self.checked(a, "number", ast, i, 2) for i, a in enumerate(ast.args)]
-            return {"fn": _ARITHMETIC[ast.value], "args": args}, _arith_type(
-                self.value(left)[1], self.value(right)[1]
+            (left, ltype), (right, rtype) = (
+                self.checked_typed(a, "number", ast, i, 2) for i, a in enumerate(ast.args)
             )
+            return {"fn": _ARITHMETIC[ast.value], "args": [left, right]}, _arith_type(ltype, rtype)
         if kind == "bin":
             nulls = [a.inner().kind == "lit" and a.inner().value[0] is None for a in ast.args]
             if ast.value in ("==", "!=") and any(nulls):
@@ -1098,13 +1097,19 @@ class _Parser:
         return {"fn": fn, "args": args}, result
 
     def checked(self, arg: _Ast, want: str, parent: _Ast, i: int, n: int) -> dict[str, Any]:
+        return self.checked_typed(arg, want, parent, i, n)[0]
+
+    def checked_typed(
+        self, arg: _Ast, want: str, parent: _Ast, i: int, n: int
+    ) -> tuple[dict[str, Any], str]:
+        """The argument's value and type, refused unless the type is `want` (or null)."""
         value, vtype = self.value(arg)
         if vtype == "null":
-            return value
+            return value, vtype
         ok = _is_integer(vtype) if want == "integer" else _category(vtype) == want
         if not ok:
             raise self.refuse(self.type_error(parent, arg, i, n, want, vtype), arg.tok)
-        return value
+        return value, vtype
 
     def type_error(self, parent: _Ast, arg: _Ast, i: int, n: int, want: str, vtype: str) -> str:
         want = "numeric" if want == "number" else want
