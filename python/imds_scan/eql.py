@@ -1,16 +1,19 @@
-"""A small EQL-subset compiler: query text → rule IR (plain data, see spec/ir.md), and back.
+"""The EQL compiler: query text → rule IR (plain data, see spec/ir.md), and back.
 
-Supported: single-event queries ``any where`` / ``<category> where`` (``event.category`` has
-the category); ``==``, ``!=``, ``in``, ``not in``, ``in~``, ``not in~``, ``:`` and ``like~``
-(ASCII case-insensitive patterns), ``like`` (case-sensitive), one pattern or a list; ``not``,
-``and``, ``or``, parentheses; string, number and boolean literals (a number or boolean
-compares with a field's JSON text: ``destination.port == 80`` matches ``80`` and ``"80"``);
-optional fields ``?field``; ``field != null`` (the field has a value) and ``field == null``;
-the functions ``cidrMatch``, ``imdsEndpoint`` (spec/ir.md), ``startsWith``, ``endsWith``,
-``stringContains`` (and the ``~`` forms of the last three); double- and triple-quoted strings,
-``//`` and ``/* */`` comments. Anything else is refused with line:column and the reason.
-``and``/``or`` chains compile to flat nodes and ``not not x`` to ``x``; a condition nested
-deeper than MAX_DEPTH levels (or parentheses) is refused, never a RecursionError.
+Elasticsearch's single-event EQL: ``any where`` / ``<category> where`` (``event.category`` has
+the category); ``and``, ``or``, ``not``, parentheses; ``==``, ``!=``, ``<``, ``<=``, ``>``,
+``>=``, ``in``, ``in~``, ``not in``, ``:``, ``like``, ``like~``, ``regex``, ``regex~`` (one
+pattern or a list); ``+ - * / %`` and unary minus; the functions ``add``, ``subtract``,
+``multiply``, ``divide``, ``modulo``, ``length``, ``string``, ``number``, ``substring``,
+``indexOf``, ``concat``, ``between``, ``startsWith``, ``endsWith``, ``stringContains``,
+``cidrMatch`` (the ``~`` forms where Elasticsearch has them) and imds-scan's ``imdsEndpoint``;
+literals on either side, function calls nested as values, bare boolean conditions,
+``?field``, ``field == null``. A field against literals compiles to a ``pred`` node typed by
+the field's Elasticsearch type (``fields.field_type``, with the caller's overrides); anything
+else to an ``expr`` node. Types are checked as Elasticsearch's verifier checks them; what
+Elasticsearch refuses, and the rest of EQL (sequences, pipes), is refused with line:column and
+the reason. ``and``/``or`` chains compile to flat nodes and ``not not x`` to ``x``; a condition
+nested deeper than MAX_DEPTH levels (or parentheses) is refused, never a RecursionError.
 """
 
 from __future__ import annotations
