@@ -4,12 +4,14 @@ regex predicates, and the `overrides` mapping of field types."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import imds_scan.reference.lucene_regex as lucene_regex
 from imds_scan.eql import EqlError, compile_rule, parse_condition, parse_query
+from imds_scan.rules import RuleFileError, load_rules
 
 TYPES = {
     "pid": "long",
@@ -147,3 +149,21 @@ def test_regex_literals_are_checked_with_lucene_regex(monkeypatch: pytest.Monkey
     # In an expression too.
     with pytest.raises(EqlError, match=r"^q:1:18: regex \"a&b\""):
         parse_condition('string(a) regex~ "a&b"', "q")
+
+
+def test_rule_files_compile_with_the_overrides_and_cache_per_overrides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    rule = tmp_path / "r.toml"
+    rule.write_text(
+        '[metadata]\ncreation_date = "2026/12/05"\n\n[rule]\nname = "t"\nrule_id = "t-1"\n'
+        "severity = \"low\"\nlanguage = \"eql\"\nquery = '''\nany where pid > 5\n'''\n"
+    )
+    for _ in range(2):  # the second round reads the cache
+        for overrides, ftype in (({"pid": "long"}, "long"), (None, "keyword")):
+            (loaded,), _ = load_rules([str(rule)], overrides=overrides)
+            assert loaded.ir["branches"][0]["expr"] == pred("pid", "gt", ["5"], ftype)
+    with pytest.raises(RuleFileError, match=r'r\.toml:10:17: "x" is not a valid long value'):
+        rule.write_text(rule.read_text().replace("pid > 5", 'pid > "x"'))
+        load_rules([str(rule)], overrides={"pid": "long"})

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -98,11 +98,22 @@ def default_query() -> str:
     return query
 
 
-def load_rule(query: str, *, rule_id: str, name: str, severity: str, source: str) -> Rule:
-    """A rule from a query and the three fields every hit reports."""
+def load_rule(
+    query: str,
+    *,
+    rule_id: str,
+    name: str,
+    severity: str,
+    source: str,
+    overrides: Mapping[str, str] | None = None,
+) -> Rule:
+    """A rule from a query and the three fields every hit reports (`overrides`: field types
+    on top of the ECS table)."""
     from ..eql import compile_rule
 
-    ir = compile_rule(query, name=name, rule_id=rule_id, severity=severity, source=source)
+    ir = compile_rule(
+        query, name=name, rule_id=rule_id, severity=severity, source=source, overrides=overrides
+    )
     return Rule(rule_id, name, severity, query, ir, source=source)
 
 
@@ -203,7 +214,7 @@ def _plainly_not_eql(text: str, source: str) -> RuleFileError | None:
     return None
 
 
-def parse_rule_text(text: str, source: str) -> Rule:
+def parse_rule_text(text: str, source: str, overrides: Mapping[str, str] | None = None) -> Rule:
     """One rule from the text of an Elastic detection-rules TOML file."""
     import tomllib
 
@@ -250,7 +261,12 @@ def parse_rule_text(text: str, source: str) -> Rule:
         raise RuleFileError(f"{source}: rule.threat: expected an array of tables")
     try:
         ir = compile_rule(
-            query, name=name, rule_id=rule_id, severity=severity.lower(), source=source
+            query,
+            name=name,
+            rule_id=rule_id,
+            severity=severity.lower(),
+            source=source,
+            overrides=overrides,
         )
     except EqlError as exc:
         place = _where(text, query)
@@ -292,7 +308,12 @@ def _decode(data: bytes) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
-def load_rule_file(path: str | os.PathLike[str], *, cache: RuleCache | None = None) -> Rule:
+def load_rule_file(
+    path: str | os.PathLike[str],
+    *,
+    cache: RuleCache | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> Rule:
     """One rule file; RuleFileError if it cannot be read or is not a rule imds-scan runs.
     With a ``cache``, what the file compiles to (or why it is refused) is looked up there by
     the hash of its bytes, and stored there when absent (see rules/cache.py)."""
@@ -300,17 +321,24 @@ def load_rule_file(path: str | os.PathLike[str], *, cache: RuleCache | None = No
         data = Path(path).read_bytes()
     except OSError as exc:
         raise RuleFileError(f"{os.fspath(path)}: cannot read: {exc.strerror or exc}") from None
-    return _load_bytes(data, os.fspath(path), cache)
+    return _load_bytes(data, os.fspath(path), cache, overrides=overrides)
 
 
 def _load_bytes(
-    data: bytes, source: str, cache: RuleCache | None, *, bundled: bool = False
+    data: bytes,
+    source: str,
+    cache: RuleCache | None,
+    *,
+    bundled: bool = False,
+    overrides: Mapping[str, str] | None = None,
 ) -> Rule:
     from . import cache as cache_mod
 
+    if overrides and bundled:
+        cache = None  # the bundled rule's CRC key does not cover field types
     name = ""
     if cache is not None:
-        name = cache_mod.bundled_key(data) if bundled else cache_mod.key(data)
+        name = cache_mod.bundled_key(data) if bundled else cache_mod.key(data, overrides)
     if cache is not None:
         entry = cache.get(name)
         found = _from_entry(entry, source) if entry is not None else None
@@ -324,7 +352,7 @@ def _load_bytes(
         raise RuleFileError(f"{source}: not UTF-8 text") from None
     # Compiled without its path: the entry stands for the content, wherever it is found.
     try:
-        rule = parse_rule_text(text, "")
+        rule = parse_rule_text(text, "", overrides)
     except RuleFileError as exc:
         if cache is not None:
             cache.put(name, {"refused": str(exc)})
@@ -408,7 +436,11 @@ def _rule_files(spec: str) -> Iterable[str]:
 
 
 def load_rules(
-    specs: Sequence[str], *, skip_unsupported: bool = False, cache: bool = True
+    specs: Sequence[str],
+    *,
+    skip_unsupported: bool = False,
+    cache: bool = True,
+    overrides: Mapping[str, str] | None = None,
 ) -> tuple[list[Rule], list[str]]:
     """Rules from files and directories (every ``.toml`` below a directory, in path order);
     ``default`` is the bundled rule. Returns (rules, warnings).
@@ -416,7 +448,8 @@ def load_rules(
     A file that cannot be loaded is an error (RuleFileError naming every such file), unless
     ``skip_unsupported``: then each is a warning and the others run. Two rules with one
     ``rule_id`` are always an error. ``cache``: use the compiled-rule cache under the user's
-    cache directory (rules/cache.py); the results are the same either way.
+    cache directory (rules/cache.py); the results are the same either way. ``overrides``:
+    field → type on top of the ECS table (spec/ir.md, Field types).
     """
     from .cache import RuleCache
 
@@ -426,7 +459,11 @@ def load_rules(
     seen: dict[str, str] = {}
     for spec in specs:
         if spec == DEFAULT_RULE_ALIAS and not os.path.exists(spec):
-            loaded = [_load_bytes(_bundled_bytes(), BUNDLED_SOURCE, store, bundled=True)]
+            loaded = [
+                _load_bytes(
+                    _bundled_bytes(), BUNDLED_SOURCE, store, bundled=True, overrides=overrides
+                )
+            ]
         else:
             loaded = []
             try:
@@ -436,7 +473,7 @@ def load_rules(
                 continue
             for path in files:
                 try:
-                    loaded.append(load_rule_file(path, cache=store))
+                    loaded.append(load_rule_file(path, cache=store, overrides=overrides))
                 except RuleFileError as exc:
                     problems.append(str(exc))
         for rule in loaded:

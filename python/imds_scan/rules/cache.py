@@ -18,6 +18,7 @@ import json
 import os
 import tempfile
 import zlib
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
@@ -72,11 +73,18 @@ def _fingerprint() -> bytes:
     return hashlib.sha256(_compiler()).digest()
 
 
-def key(data: bytes) -> str:
-    """The entry name of a rule file with these bytes: a SHA-256, as the file may be anyone's."""
+def key(data: bytes, overrides: Mapping[str, str] | None = None) -> str:
+    """The entry name of a rule file with these bytes: a SHA-256, as the file may be anyone's.
+    Field-type overrides change what a file compiles to, so they are part of the name."""
     import hashlib  # here: loading OpenSSL costs a plain scan's start-up 3 ms
 
-    return hashlib.sha256(_fingerprint() + data).hexdigest()
+    if not overrides:
+        return hashlib.sha256(_fingerprint() + data).hexdigest()
+    types = json.dumps(sorted(overrides.items())).encode()
+    # The types' hash has a fixed length: no other (types, data) pair spells the same bytes.
+    return hashlib.sha256(
+        _fingerprint() + b"types" + hashlib.sha256(types).digest() + data
+    ).hexdigest()
 
 
 def bundled_key(data: bytes) -> str:
