@@ -27,6 +27,7 @@ from functools import cache
 from typing import Any
 
 from .fields import field_type
+from .ir_schema import TEXT_OPS
 
 IR_VERSION = 1
 # How deep a condition (a rule's branch, an allowlist condition, --allow) may nest, counting
@@ -329,20 +330,7 @@ _PATTERN_OPS = {
     "regex~": ("regex_ci", "regex_ci"),
 }
 # Ops of a pred that read a value as text: only on keyword fields.
-_KEYWORD_OPS = frozenset(
-    {
-        "wildcard",
-        "like",
-        "regex",
-        "regex_ci",
-        "starts_with",
-        "starts_with_ci",
-        "ends_with",
-        "ends_with_ci",
-        "contains",
-        "contains_ci",
-    }
-)
+_KEYWORD_OPS = TEXT_OPS | {"regex", "regex_ci"}
 
 _INTEGER_TYPES = {
     "byte": (-(2**7), 2**7 - 1),
@@ -705,7 +693,7 @@ class _Parser:
         elif negate is not None:
             raise self.error("'in', 'like' or 'regex'")
         if negate is not None:
-            node = _Ast("not", negate, node.start, node.end, args=[node])
+            node = _Ast("not", node.first, node.start, node.end, args=[node])
         return node
 
     def open_paren(self) -> Token:
@@ -1199,7 +1187,7 @@ def _unreadable(ftype: str, value: Any, text: str) -> str | None:
     if ftype == "boolean":
         return None if value in ("true", "false", "") else "boolean value"
     if ftype == "date":
-        from .filters import parse_event_time
+        from .timestamp import parse_event_time
 
         if isinstance(value, float):
             return "date"

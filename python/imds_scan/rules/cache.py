@@ -36,7 +36,7 @@ _COMPILER_FILES = (
     "reference/ip.py",
     "reference/endpoint.py",
     "reference/lucene_regex.py",  # which regex literals compile
-    "filters.py",  # which date literals compile
+    "timestamp.py",  # which date literals compile
     "spec/endpoints.toml",  # the endpoint classes imdsEndpoint() accepts
 )
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
