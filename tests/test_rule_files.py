@@ -212,16 +212,16 @@ severity = "low"
         ),
         (
             'language = "eql"\nquery = \'\'\'\nprocess where event.type == "start" and\n'
-            "  length(process.args) > 3\n'''\n",
-            ":11:3: function length() is not supported",
+            "  lengthOf(process.args) > 3\n'''\n",
+            ":11:3: function lengthOf() is not supported",
         ),
         (
             'language = "eql"\nquery = \'process where process.name == "a" | head 5\'\n',
             ":9:44: pipes are not supported",
         ),
         (
-            'language = "eql"\nquery = "process where process.name == \\"a\\" and x < 2"\n',
-            ": rule.query:1:41: operator '<' is not supported",
+            'language = "eql"\nquery = "process where process.name == \\"a\\" and x = 2"\n',
+            ": rule.query:1:41: '=' is not supported: use '=='",
         ),
         (
             'language = "kuery"\ntype = "query"\nquery = "process.name: curl"\n',
@@ -385,7 +385,7 @@ def test_too_deep_rule_is_refused_at_load_and_skippable(tmp_path: Path, engine: 
 
 def test_each_refused_rule_file_is_one_readable_line(tmp_path: Path) -> None:
     # The messages used to be joined by "\n", then escaped as one line: "…\x0a…".
-    for name, query in [("a", "sequence [any where a == 1]"), ("b", "any where length(a) > 1")]:
+    for name, query in [("a", "sequence [any where a == 1]"), ("b", "any where lengthOf(a) > 1")]:
         (tmp_path / f"{name}.toml").write_text(
             RULE_HEAD + f"language = \"eql\"\nquery = '''\n{query}\n'''\n"
         )
@@ -399,7 +399,7 @@ def test_each_refused_rule_file_is_one_readable_line(tmp_path: Path) -> None:
     assert all(line.startswith(f"imds-scan: error: {tmp_path}/") for line in lines), lines
     assert "\\x0a" not in proc.stderr
     assert "a.toml:10:1: sequence queries" in lines[0]
-    assert "b.toml:10:11: function length() is not supported" in lines[1]
+    assert "b.toml:10:11: function lengthOf() is not supported" in lines[1]
     assert "c.toml: not valid TOML" in lines[2]
     # A control character in a file name is still escaped.
     assert "d\\x1bname.toml: no [rule] table" in lines[3]

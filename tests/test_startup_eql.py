@@ -20,8 +20,8 @@ PREFIXES = [
 BAD = [
     ("'single'", 0),
     ('x == "\\q"', 6),
-    ("x >= 1", 2),
-    ("length(x) == 1", 0),
+    ("x = 1", 2),
+    ("lengthOf(x) == 1", 0),
     ("x == 1 |", 7),
     ('"unterminated', 0),
 ]

@@ -1,21 +1,26 @@
-"""A small EQL-subset compiler: query text → rule IR (plain data, see spec/ir.md), and back.
+"""The EQL compiler: query text → rule IR (plain data, see spec/ir.md), and back.
 
-Supported: single-event queries ``any where`` / ``<category> where`` (``event.category`` has
-the category); ``==``, ``!=``, ``in``, ``not in``, ``in~``, ``not in~``, ``:`` and ``like~``
-(ASCII case-insensitive patterns), ``like`` (case-sensitive), one pattern or a list; ``not``,
-``and``, ``or``, parentheses; string, number and boolean literals (a number or boolean
-compares with a field's JSON text: ``destination.port == 80`` matches ``80`` and ``"80"``);
-optional fields ``?field``; ``field != null`` (the field has a value) and ``field == null``;
-the functions ``cidrMatch``, ``imdsEndpoint`` (spec/ir.md), ``startsWith``, ``endsWith``,
-``stringContains`` (and the ``~`` forms of the last three); double- and triple-quoted strings,
-``//`` and ``/* */`` comments. Anything else is refused with line:column and the reason.
-``and``/``or`` chains compile to flat nodes and ``not not x`` to ``x``; a condition nested
-deeper than MAX_DEPTH levels (or parentheses) is refused, never a RecursionError.
+Elasticsearch's single-event EQL: ``any where`` / ``<category> where`` (``event.category`` has
+the category); ``and``, ``or``, ``not``, parentheses; ``==``, ``!=``, ``<``, ``<=``, ``>``,
+``>=``, ``in``, ``in~``, ``not in``, ``:``, ``like``, ``like~``, ``regex``, ``regex~`` (one
+pattern or a list); ``+ - * / %`` and unary minus; the functions ``add``, ``subtract``,
+``multiply``, ``divide``, ``modulo``, ``length``, ``string``, ``number``, ``substring``,
+``indexOf``, ``concat``, ``between``, ``startsWith``, ``endsWith``, ``stringContains``,
+``cidrMatch`` (the ``~`` forms where Elasticsearch has them) and imds-scan's ``imdsEndpoint``;
+literals on either side, function calls nested as values, bare boolean conditions,
+``?field``, ``field == null``. A field against literals compiles to a ``pred`` node typed by
+the field's Elasticsearch type (``fields.field_type``, with the caller's field_types); anything
+else to an ``expr`` node. Types are checked as Elasticsearch's verifier checks them; what
+Elasticsearch refuses, and the rest of EQL (sequences, pipes), is refused with line:column and
+the reason. ``and``/``or`` chains compile to flat nodes and ``not not x`` to ``x``; a condition
+nested deeper than MAX_DEPTH levels (or parentheses) is refused, never a RecursionError.
 """
 
 from __future__ import annotations
 
+import decimal
 import json
+import math
 import re
 from collections.abc import Iterator, Mapping
 from functools import cache
@@ -50,14 +55,21 @@ class EqlError(ValueError):
 class Token:
     """One token and where it starts (a plain class: the lexer makes many of them)."""
 
-    __slots__ = ("column", "kind", "line", "text", "value")
+    __slots__ = ("column", "kind", "line", "start", "text", "value")
 
-    def __init__(self, kind: str, text: str, value: str, line: int, column: int) -> None:
+    def __init__(
+        self, kind: str, text: str, value: str, line: int, column: int, start: int = 0
+    ) -> None:
         self.kind = kind  # ident, string, number, op, lparen, rparen, comma, eof
         self.text = text
         self.value = value
         self.line = line
         self.column = column
+        self.start = start  # offset in the query text (its end: start + len(text))
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.text)
 
     def __repr__(self) -> str:
         return f"Token({self.kind!r}, {self.text!r}, {self.value!r}, {self.line}, {self.column})"
@@ -72,8 +84,35 @@ class Token:
         return repr(self.text)
 
 
-_OPERATORS = ("==", "!=", ":", "<=", ">=", "<", ">", "~", "|", "[", "]")
-_SIMPLE_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\", "'": "'"}
+_OPERATORS = (
+    "==",
+    "!=",
+    ":",
+    "<=",
+    ">=",
+    "<",
+    ">",
+    "~",
+    "|",
+    "[",
+    "]",
+    "+",
+    "-",
+    "*",
+    "/",
+    "%",
+    "=",
+)
+_SIMPLE_ESCAPES = {
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "b": "\b",
+    "f": "\f",
+    '"': '"',
+    "\\": "\\",
+    "'": "'",
+}
 
 
 class _Lexer:
@@ -135,30 +174,32 @@ class _Lexer:
             self._skip_space()
             line, col = self.where()
             if self.pos >= len(self.text):
-                yield Token("eof", "", "", line, col)
+                yield Token("eof", "", "", line, col, self.pos)
                 return
             ch = self.text[self.pos]
             start = self.pos
             if ch == '"':
                 value = self._string()
-                yield Token("string", self.text[start : self.pos], value, line, col)
-            elif ch.isdigit() or (ch == "-" and self.text[self.pos + 1 : self.pos + 2].isdigit()):
-                self._advance()
+                yield Token("string", self.text[start : self.pos], value, line, col, start)
+            elif ch.isdigit() or (ch == "." and self.text[self.pos + 1 : self.pos + 2].isdigit()):
+                # A number, and any letters or digits glued to it (`1x` is refused whole).
+                end = _re(_NUMBER_TOKEN).match(self.text, self.pos).end()  # type: ignore[union-attr]
+                self._advance(end - self.pos)
                 self._advance(self._number_tail.match(self.text, self.pos).end() - self.pos)  # type: ignore[union-attr]
                 text = self.text[start : self.pos]
-                yield Token("number", text, text, line, col)
+                yield Token("number", text, text, line, col, start)
             elif ch.isalpha() or ch in "_@`?":
                 value = self._identifier()
-                yield Token("ident", self.text[start : self.pos], value, line, col)
+                yield Token("ident", self.text[start : self.pos], value, line, col, start)
             elif ch in "(),":
                 self._advance()
                 kind = {"(": "lparen", ")": "rparen", ",": "comma"}[ch]
-                yield Token(kind, ch, ch, line, col)
+                yield Token(kind, ch, ch, line, col, start)
             else:
                 for op in _OPERATORS:
                     if self.text.startswith(op, self.pos):
                         self._advance(len(op))
-                        yield Token("op", op, op, line, col)
+                        yield Token("op", op, op, line, col, start)
                         break
                 else:
                     if ch == "'":
@@ -250,33 +291,167 @@ def _re(pattern: str) -> re.Pattern[str]:
 # rest of a number (alphanumerics and .+-); a field name's letters, digits, _ and @ (`\w` is
 # exactly str.isalnum() or _); a string's characters up to a quote, backslash or line break.
 _SPACE = r"[ \t\r\n]+"
-_NUMBER_TAIL = r"(?:[^\W_]|[.+-])*"
+_NUMBER_TAIL = r"[\w.]*"
+_NUMBER_TOKEN = r"[0-9]*(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?"
 _WORD = r"[\w@]+"
 _PLAIN_CHARS = r'[^"\\\n]+'
 
 
 _NUMBER = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
-_KEYWORDS = frozenset({"and", "or", "not", "where", "in", "like", "true", "false", "null"})
+_KEYWORDS = frozenset({"and", "or", "not", "where", "in", "like", "regex", "true", "false", "null"})
 
-# EQL function (lower-cased name) → (IR op, IR op of the `~` form or None, canonical name).
-_FUNCTIONS: dict[str, tuple[str, str | None, str]] = {
-    "startswith": ("starts_with", "starts_with_ci", "startsWith"),
-    "endswith": ("ends_with", "ends_with_ci", "endsWith"),
-    "stringcontains": ("contains", "contains_ci", "stringContains"),
-    "cidrmatch": ("cidr", None, "cidrMatch"),
-    "imdsendpoint": ("imds_endpoint", None, "imdsEndpoint"),
+# Binary operators and their precedence (Elasticsearch's grammar: `* / %` bind tighter than
+# `+ -`, which bind tighter than the comparisons; comparisons do not chain).
+_BINARY = {
+    "*": 3,
+    "/": 3,
+    "%": 3,
+    "+": 2,
+    "-": 2,
+    "==": 1,
+    "!=": 1,
+    "<": 1,
+    "<=": 1,
+    ">": 1,
+    ">=": 1,
 }
+_ARITHMETIC = {"+": "add", "-": "subtract", "*": "multiply", "/": "divide", "%": "modulo"}
+_COMPARISON = {"==": "eq", "!=": "neq", "<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}
+_RANGE_OPS = {"<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}
+# `5 < a` is `a > 5`.
+_MIRRORED = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+# Pattern operators: (pred op, expr fn); `:` and `like~` are one pred op (ASCII-folding
+# wildcards), kept apart in expressions so that the text prints back as written.
+_PATTERN_OPS = {
+    ":": ("wildcard", "wildcard"),
+    "like": ("like", "like"),
+    "like~": ("wildcard", "like_ci"),
+    "regex": ("regex", "regex"),
+    "regex~": ("regex_ci", "regex_ci"),
+}
+# Ops of a pred that read a value as text: only on keyword fields.
+_KEYWORD_OPS = TEXT_OPS | {"regex", "regex_ci"}
+
+_INTEGER_TYPES = {
+    "byte": (-(2**7), 2**7 - 1),
+    "short": (-(2**15), 2**15 - 1),
+    "integer": (-(2**31), 2**31 - 1),
+    "long": (-(2**63), 2**63 - 1),
+    "unsigned_long": (0, 2**64 - 1),
+}
+_FLOAT_TYPES = frozenset({"double", "float", "half_float", "scaled_float"})
+_FLOAT_OVERFLOW = {
+    "float": decimal.Decimal((2 - 2**-24) * 2.0**127),
+    "half_float": decimal.Decimal(65520),
+}
+_NUMERIC_TYPES = frozenset({*_INTEGER_TYPES, *_FLOAT_TYPES, "number"})
+_DECIMAL = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+
+
+def _category(vtype: str) -> str:
+    """What the verifier checks a value's type against: string, number, integer is a number
+    too (see _is_integer), boolean, date, ip, null."""
+    if vtype in _NUMERIC_TYPES:
+        return "number"
+    if vtype in ("keyword", "text", "wildcard", "constant_keyword", "match_only_text"):
+        return "string"
+    return vtype
+
+
+def _is_integer(vtype: str) -> bool:
+    return vtype in _INTEGER_TYPES or vtype == "null"
+
+
+# EQL functions (lower-cased name) → (canonical name, IR fn, IR fn of the `~` form or None,
+# fewest and most arguments (None: any number), what each argument must be (the last one
+# repeats), the result's type). Argument kinds: string, number, integer, boolean constant
+# (bool_const), CIDR block constant (cidr), ip (an address or a string), any.
+_FUNCTIONS: dict[str, tuple[str, str, str | None, int, int | None, tuple[str, ...], str]] = {
+    "startswith": ("startsWith", "starts_with", "starts_with_ci", 2, 2, ("string",), "boolean"),
+    "endswith": ("endsWith", "ends_with", "ends_with_ci", 2, 2, ("string",), "boolean"),
+    "stringcontains": ("stringContains", "contains", "contains_ci", 2, 2, ("string",), "boolean"),
+    "cidrmatch": ("cidrMatch", "cidr_match", None, 2, None, ("ip", "cidr"), "boolean"),
+    "imdsendpoint": ("imdsEndpoint", "", None, 2, None, ("any",), "boolean"),
+    "length": ("length", "length", None, 1, 1, ("string",), "integer"),
+    "string": ("string", "string", None, 1, 1, ("any",), "keyword"),
+    "number": ("number", "number", None, 1, 2, ("string", "integer"), "number"),
+    "substring": ("substring", "substring", None, 2, 3, ("string", "integer"), "keyword"),
+    "indexof": (
+        "indexOf",
+        "index_of",
+        "index_of_ci",
+        2,
+        3,
+        ("string", "string", "integer"),
+        "integer",
+    ),
+    "concat": ("concat", "concat", None, 1, None, ("any",), "keyword"),
+    "between": (
+        "between",
+        "between",
+        "between_ci",
+        3,
+        4,
+        ("string", "string", "string", "bool_const"),
+        "keyword",
+    ),
+    "add": ("add", "add", None, 2, 2, ("number",), "number"),
+    "subtract": ("subtract", "subtract", None, 2, 2, ("number",), "number"),
+    "multiply": ("multiply", "multiply", None, 2, 2, ("number",), "number"),
+    "divide": ("divide", "divide", None, 2, 2, ("number",), "number"),
+    "modulo": ("modulo", "modulo", None, 2, 2, ("number",), "number"),
+}
+# Functions that are a `pred` when called on a field with string literals as a condition.
+_PRED_FUNCTIONS = {"startswith", "endswith", "stringcontains", "cidrmatch", "imdsendpoint"}
+_PRED_OPS = {
+    "starts_with": "starts_with",
+    "starts_with_ci": "starts_with_ci",
+    "ends_with": "ends_with",
+    "ends_with_ci": "ends_with_ci",
+    "contains": "contains",
+    "contains_ci": "contains_ci",
+    "cidr_match": "cidr",
+}
+_ORDINALS = ("first", "second", "third", "fourth", "fifth")
+_ARITY_WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
+
+
+class _Ast:
+    """A parsed expression before it is compiled: kind, its first token (for positions), its
+    source span, and what it holds. `depth` bounds the recursion of compiling it."""
+
+    __slots__ = ("args", "depth", "end", "first", "kind", "start", "tok", "value")
+
+    def __init__(
+        self, kind: str, tok: Token, start: int, end: int, value: Any = None, args: Any = ()
+    ) -> None:
+        self.kind = kind  # lit, field, call, bin, neg, in, pat, and, or, not, paren
+        self.tok = tok
+        self.start = start
+        self.end = end
+        self.value = value
+        self.args: list[_Ast] = list(args)
+        self.depth: int = 1 + max((a.depth for a in self.args), default=0)
+        # The span's first token (`tok` is the operator's, for an infix operator).
+        self.first: Token = self.args[0].first if kind in ("bin", "in", "pat") else tok
+
+    def inner(self) -> _Ast:
+        node = self
+        while node.kind == "paren":
+            node = node.args[0]
+        return node
 
 
 class _Parser:
     def __init__(
         self, text: str, source: str, field_types: Mapping[str, str] | None = None
     ) -> None:
-        self.field_types = field_types  # the user's overrides of fields.field_type
         self._lexed = _Lexer(text, source).tokens()
+        self.text = text
         self.tokens: list[Token] = []
         self.i = 0
         self.source = source
+        self.field_types = field_types
         self.parens = 0  # parentheses open around the current position
         # Where each node's text starts (id → (node, token)), to point at a too-deep one.
         self.starts: dict[int, tuple[Node, Token]] = {}
@@ -286,10 +461,13 @@ class _Parser:
         return node
 
     def check_depth(self, root: Node) -> None:
-        """Refuse a tree deeper than MAX_DEPTH, at the first node below that depth."""
+        """Refuse a tree deeper than MAX_DEPTH, at the first node below that depth (an `expr`
+        node counts its value's nesting too: a function or operator is one more level)."""
         stack = [(root, 1)]
         while stack:
             node, depth = stack.pop()
+            if node["node"] == "expr":
+                depth += _value_depth(node["expr"])
             if depth > MAX_DEPTH:
                 tok = self.starts.get(id(node), (node, self.tok))[1]
                 raise self.refuse(
@@ -341,11 +519,12 @@ class _Parser:
 
     def _tilde_follows(self, tok: Token) -> bool:
         """A `~` right after `tok`, with no space (``in~``, ``like~``, ``startsWith~``)."""
-        return (
-            self.is_op("~")
-            and self.tok.line == tok.line
-            and self.tok.column == tok.column + len(tok.text)
-        )
+        return self.is_op("~") and self.tok.start == tok.end
+
+    def src(self, ast: _Ast) -> str:
+        return self.text[ast.start : ast.end]
+
+    # ------------------------------------------------------------ syntax
 
     def query(self) -> Node:
         tok = self.tok
@@ -360,11 +539,12 @@ class _Parser:
         if not self.is_keyword("where"):
             raise self.error("'where'")
         self.next()
-        node = self.or_expr()
+        ast = self.bool_expr()
         if self.is_op("|"):
             raise self.refuse("pipes are not supported", self.tok)
         if self.tok.kind != "eof":
             raise self.error("'and', 'or' or end of query")
+        node = self.condition(ast)
         if tok.text.lower() != "any":
             category = self.at(_pred("event.category", "keyword", "eq", [tok.value]), tok)
             rest = node["args"] if node["node"] == "and" else [node]
@@ -374,155 +554,414 @@ class _Parser:
         return node
 
     def expression(self) -> Node:
-        node = self.or_expr()
+        ast = self.bool_expr()
         if self.is_op("|"):
             raise self.refuse("pipes are not supported", self.tok)
         if self.tok.kind != "eof":
             raise self.error("'and', 'or' or end of condition")
+        node = self.condition(ast)
         self.check_depth(node)
         return node
 
-    def or_expr(self) -> Node:
-        return self._chain("or", self.and_expr)
-
-    def and_expr(self) -> Node:
-        return self._chain("and", self.not_expr)
-
-    def _chain(self, kind: str, operand: Any) -> Node:
-        """Operands joined by `kind`, as one n-ary node: a parenthesised operand of the same
-        kind is spliced in (`a and (b and c)` is `and[a, b, c]`; same truth, same witness)."""
-        start = self.tok
-        args: list[Node] = []
+    def bool_expr(self) -> _Ast:
+        """`or` of `and`s of operands, each chain one n-ary node (a loop, not recursion)."""
+        ors: list[_Ast] = []
+        ands = [self.not_operand()]
         while True:
-            node = operand()
-            args.extend(node["args"] if node["node"] == kind else [node])
-            if not self.is_keyword(kind):
+            if self.is_keyword("and"):
+                self.next()
+                ands.append(self.not_operand())
+            elif self.is_keyword("or"):
+                self.next()
+                ors.append(self._join("and", ands))
+                ands = [self.not_operand()]
+            else:
                 break
-            self.next()
+        ors.append(self._join("and", ands))
+        return self._join("or", ors)
+
+    def _join(self, kind: str, args: list[_Ast]) -> _Ast:
         if len(args) == 1:
             return args[0]
-        return self.at({"node": kind, "args": args}, start)
+        return _Ast(kind, args[0].first, args[0].start, args[-1].end, args=args)
 
-    def not_expr(self) -> Node:
+    def not_operand(self) -> _Ast:
         nots = []  # a loop, not recursion: `not not … x` may be long
         while self.is_keyword("not"):
             nots.append(self.next())
-        start = self.tok
-        node = self.at(self.primary(), start)
+        operand = self.value_expr()
+        if operand.kind == "field" and not (
+            self.tok.kind in ("eof", "rparen", "comma")
+            or self.is_keyword("and")
+            or self.is_keyword("or")
+            or self.is_op("|")
+        ):
+            raise self.error(
+                "an operator ('==', '!=', '<', '<=', '>', '>=', ':', 'in', 'in~', 'like', "
+                "'like~', 'regex' or 'regex~')"
+            )
         if len(nots) % 2 == 0:
-            return node  # `not not x` is `x`
-        if node["node"] == "not":
-            inner: Node = node["arg"]  # `not (a != 1)` is `a == 1`
-            return inner
-        return self.at({"node": "not", "arg": node}, nots[0])
+            return operand  # `not not x` is `x`
+        return _Ast("not", nots[0], nots[0].start, operand.end, args=[operand])
 
-    def primary(self) -> Node:
-        if self.tok.kind == "lparen":
-            if self.parens >= MAX_DEPTH:
-                raise self.refuse(
-                    f"parentheses nest more than {MAX_DEPTH} levels deep "
-                    f"(at most {MAX_DEPTH} are supported)",
-                    self.tok,
-                )
-            self.parens += 1
-            self.next()
-            node = self.or_expr()
-            self.expect("rparen", "')'")
-            self.parens -= 1
-            return node
+    def value_expr(self) -> _Ast:
+        """Operands joined by arithmetic and comparison operators, by precedence."""
+        operands = [self.unary()]
+        ops: list[Token] = []
+        compared = False
+
+        def reduce() -> None:
+            op = ops.pop()
+            right = operands.pop()
+            left = operands.pop()
+            operands.append(self._node("bin", op, left.start, right.end, op.value, [left, right]))
+
+        while (self.tok.kind == "op" and self.tok.value in _BINARY) or self.is_op("="):
+            tok = self.tok
+            if tok.value == "=":
+                raise self.refuse("'=' is not supported: use '=='", tok)
+            prec = _BINARY[tok.value]
+            if prec == 1:
+                if compared:
+                    raise self.refuse(
+                        "chained comparisons are not supported: join them with 'and'", tok
+                    )
+                compared = True
+            while ops and _BINARY[ops[-1].value] >= prec:
+                reduce()
+            ops.append(self.next())
+            operands.append(self.unary())
+        while ops:
+            reduce()
+        return operands[0]
+
+    def _node(
+        self, kind: str, tok: Token, start: int, end: int, value: Any, args: list[_Ast]
+    ) -> _Ast:
+        node = _Ast(kind, tok, start, end, value, args)
+        if node.depth > MAX_DEPTH + 1:  # a bound on what is compiled recursively
+            raise self.refuse(
+                f"the expression nests more than {MAX_DEPTH} levels deep "
+                f"(at most {MAX_DEPTH} are supported)",
+                tok,
+            )
+        return node
+
+    def unary(self) -> _Ast:
+        signs = []
+        while self.is_op("-") or self.is_op("+"):
+            signs.append(self.next())
+        node = self.predicated()
+        for sign in reversed(signs):
+            if sign.value == "+":
+                node = self._node("neg", sign, sign.start, node.end, "+", [node])
+            elif (
+                node.kind == "lit"
+                and isinstance(node.value[0], (int, float))
+                and not (isinstance(node.value[0], bool))
+            ):
+                # `-5` is the literal -5 (Elasticsearch folds a minus on a number).
+                value, text = node.value
+                text = text[1:] if text.startswith("-") else "-" + text
+                node = _Ast("lit", sign, sign.start, node.end, (-value, text))
+            else:
+                node = self._node("neg", sign, sign.start, node.end, "-", [node])
+        return node
+
+    def predicated(self) -> _Ast:
+        """A primary and its optional `in`, `:`, `like`, `regex` (and `not in`...)."""
+        node = self.primary()
+        negate: Token | None = None
+        if self.is_keyword("not") and any(
+            self.is_keyword(w, self.peek()) for w in ("in", "like", "regex")
+        ):
+            negate = self.next()
         tok = self.tok
+        if self.is_keyword("in"):
+            self.next()
+            word = "in~" if self._tilde_follows(tok) else "in"
+            if word == "in~":
+                self.next()
+            items, end = self.value_list()
+            node = self._node("in", tok, node.start, end, word, [node, *items])
+        elif self.is_op(":") or self.is_keyword("like") or self.is_keyword("regex"):
+            self.next()
+            word = tok.text.lower()
+            if word != ":" and self._tilde_follows(tok):
+                self.next()
+                word += "~"
+            patterns, end = self.patterns()
+            node = self._node("pat", tok, node.start, end, word, [node, *patterns])
+        elif negate is not None:
+            raise self.error("'in', 'like' or 'regex'")
+        if negate is not None:
+            node = _Ast("not", node.first, node.start, node.end, args=[node])
+        return node
+
+    def open_paren(self) -> Token:
+        if self.parens >= MAX_DEPTH:
+            raise self.refuse(
+                f"parentheses nest more than {MAX_DEPTH} levels deep "
+                f"(at most {MAX_DEPTH} are supported)",
+                self.tok,
+            )
+        self.parens += 1
+        return self.expect("lparen", "'('")
+
+    def close_paren(self, expected: str) -> Token:
+        tok = self.expect("rparen", expected)
+        self.parens -= 1
+        return tok
+
+    def value_list(self) -> tuple[list[_Ast], int]:
+        """`(expression, ...)` of `in`."""
+        if self.tok.kind != "lparen":
+            raise self.error("'('")
+        self.open_paren()
+        if self.tok.kind == "rparen":
+            raise self.error("a literal")
+        items = [self.bool_expr()]
+        while self.tok.kind == "comma":
+            self.next()
+            items.append(self.bool_expr())
+        return items, self.close_paren("',' or ')'").end
+
+    def patterns(self) -> tuple[list[_Ast], int]:
+        if self.tok.kind != "lparen":
+            lit = self.pattern()
+            return [lit], lit.end
+        self.open_paren()
+        items = [self.pattern()]
+        while self.tok.kind == "comma":
+            self.next()
+            items.append(self.pattern())
+        return items, self.close_paren("',' or ')'").end
+
+    def pattern(self) -> _Ast:
+        tok = self.tok
+        if tok.kind != "string":
+            raise self.error("a string literal")
+        self.next()
+        return _Ast("lit", tok, tok.start, tok.end, (tok.value, tok.text))
+
+    def primary(self) -> _Ast:
+        tok = self.tok
+        if tok.kind == "lparen":
+            self.open_paren()
+            inner = self.bool_expr()
+            end = self.close_paren("')'").end
+            return _Ast("paren", tok, tok.start, end, args=[inner])
+        if tok.kind == "string":
+            self.next()
+            return _Ast("lit", tok, tok.start, tok.end, (tok.value, tok.text))
+        if tok.kind == "number":
+            self.next()
+            return _Ast("lit", tok, tok.start, tok.end, (self.number(tok), tok.text))
         if tok.kind == "ident" and tok.text.lower() in ("true", "false", "null"):
-            raise self.refuse(f"a bare {tok.text.lower()} condition is not supported", tok)
+            self.next()
+            word = tok.text.lower()
+            value = None if word == "null" else word == "true"
+            return _Ast("lit", tok, tok.start, tok.end, (value, word))
         if tok.kind != "ident" or tok.text.lower() in _KEYWORDS:
+            after = self.tokens[self.i - 1] if self.i else tok
+            if after.kind == "op" or after.kind == "comma" or self.is_keyword("in", after):
+                raise self.error("a literal, a field name, a function or '('")
             raise self.error("a field name, a function, 'not' or '('")
         nxt = self.peek()
         if nxt.kind == "lparen" or (self.is_op("~", nxt) and self.peek(2).kind == "lparen"):
-            return self.function()
-        field, ftype = self.field()
-        op_tok = self.tok
-        negate = False
-        if self.is_keyword("not") and (
-            self.is_keyword("in", self.peek()) or self.is_keyword("like", self.peek())
-        ):
-            negate = True
-            self.next()
-            op_tok = self.tok
-        if self.is_keyword("in") or self.is_keyword("like"):
-            word = self.next().text.lower()
-            insensitive = self._tilde_follows(op_tok)
-            if insensitive:
-                self.next()
-            if word == "in":
-                values = self.literal_list(scalars=True)
-                op = "eq_ci" if insensitive else "eq"
-            else:
-                values = self.patterns()
-                op = "wildcard" if insensitive else "like"
-            shown = word + "~" * insensitive
-            node = self.pred(field, ftype, op, values, op_tok, f"'{shown}'")
-            return {"node": "not", "arg": node} if negate else node
-        if op_tok.kind == "op" and op_tok.value in ("<", "<=", ">", ">="):
-            raise self.refuse(f"operator '{op_tok.value}' is not supported", op_tok)
-        if op_tok.kind != "op" or op_tok.value not in ("==", "!=", ":"):
-            raise self.error("an operator ('==', '!=', ':', 'in', 'in~', 'like' or 'like~')")
-        self.next()
-        if op_tok.value == ":":
-            return self.pred(field, ftype, "wildcard", self.patterns(), op_tok, "':'")
-        if op_tok.value in ("==", "!=") and self.is_keyword("null"):
-            self.next()  # `f != null`: the field has a value; `f == null`: it has none
-            node = self.pred(field, ftype, "exists", [], op_tok, "")
-            return node if op_tok.value == "!=" else {"node": "not", "arg": node}
-        node = self.pred(field, ftype, "eq", [self.literal(scalars=True)], op_tok, "")
-        return {"node": "not", "arg": node} if op_tok.value == "!=" else node
-
-    def field(self) -> tuple[str, str]:
-        tok = self.tok
-        if tok.kind != "ident" or tok.text.lower() in _KEYWORDS:
-            raise self.error("a field name")
+            return self.call()
         self.next()
         field = tok.value[1:] if tok.value.startswith("?") else tok.value  # ?optional
         if not field:
             raise self.refuse("expected a field name after '?'", tok)
-        return field, field_type(field, self.field_types)
+        return _Ast("field", tok, tok.start, tok.end, field)
 
-    def function(self) -> Node:
+    def number(self, tok: Token) -> int | float:
+        if not _re(_NUMBER).fullmatch(tok.text):
+            raise self.refuse(f"invalid number {tok.text!r}", tok)
+        if _re(r"[0-9]+").fullmatch(tok.text):
+            value = int(tok.text)
+            if value > 2**63 - 1:
+                raise self.refuse(f"number {tok.text} is too large", tok)
+            return value
+        number = float(tok.text)
+        if number in (float("inf"), float("-inf")):
+            raise self.refuse(f"number {tok.text} is too large", tok)
+        return number
+
+    def call(self) -> _Ast:
         name_tok = self.next()
-        insensitive = self._tilde_follows(name_tok)
-        if insensitive:
+        name = name_tok.value
+        if self._tilde_follows(name_tok):
             self.next()
-        spec = _FUNCTIONS.get(name_tok.value.lower())
-        if spec is None:
-            raise self.refuse(f"function {name_tok.value}() is not supported", name_tok)
-        op, op_ci, canonical = spec
-        if insensitive:
-            if op_ci is None:
-                raise self.refuse(f"{canonical} has no case-insensitive (~) form", name_tok)
-            op = op_ci
-        self.expect("lparen", "'('")
-        if self.tok.kind != "ident" or self.tok.text.lower() in _KEYWORDS:
-            raise self.error(f"a field name as the first argument of {canonical}")
-        field, ftype = self.field()
-        values = []
-        while self.tok.kind == "comma":
-            self.next()
-            values.append(self.literal(scalars=False))
-        if not values:
-            raise self.error("','")
+            name += "~"
+        self.open_paren()
+        args: list[_Ast] = []
         if self.tok.kind != "rparen":
-            raise self.error("',' or ')'")
-        self.next()
-        if op not in ("cidr", "imds_endpoint") and len(values) != 1:
+            args.append(self.bool_expr())
+            while self.tok.kind == "comma":
+                self.next()
+                args.append(self.bool_expr())
+        end = self.close_paren("',' or ')'").end
+        return self._node("call", name_tok, name_tok.start, end, name, args)
+
+    # ------------------------------------------------------------ compiling
+
+    def condition(self, ast: _Ast) -> Node:
+        """A boolean AST as an IR node: and/or/not nodes over preds and exprs."""
+        ast = ast.inner()
+        kind = ast.kind
+        if kind in ("and", "or"):
+            args: list[Node] = []
+            for child in ast.args:
+                node = self.condition(child)
+                args.extend(node["args"] if node["node"] == kind else [node])
+            return self.at({"node": kind, "args": args}, ast.first)
+        if kind == "not":
+            node = self.condition(ast.args[0])
+            if node["node"] == "not":
+                inner: Node = node["arg"]  # `not (a != 1)` is `a == 1`
+                return inner
+            if node["node"] == "expr":  # folded into the expression, as Elasticsearch does
+                value = node["expr"]
+                if value.get("fn") == "not":
+                    value = value["args"][0]
+                else:
+                    value = {"fn": "not", "args": [value]}
+                return self.at({"node": "expr", "text": self.src(ast), "expr": value}, ast.tok)
+            return self.at({"node": "not", "arg": node}, ast.tok)
+        return self.at(self.leaf(ast), ast.first)
+
+    def leaf(self, ast: _Ast) -> Node:
+        """A condition that is not and/or/not: a `pred` when it is a field against literals
+        (spec/ir.md), else an `expr` node."""
+        kind = ast.kind
+        if kind == "bin" and ast.value in _COMPARISON:
+            pred = self.comparison_pred(ast)
+            if pred is not None:
+                return pred
+        elif kind == "in":
+            pred = self.in_pred(ast)
+            if pred is not None:
+                return pred
+        elif kind == "pat" and ast.args[0].inner().kind == "field":
+            field_ast = ast.args[0].inner()
+            field, ftype = field_ast.value, self.field_type(field_ast.value)
+            op, _ = _PATTERN_OPS[ast.value]
+            values = [p.value[0] for p in ast.args[1:]]
+            node = self.pred(field, ftype, op, values, ast.tok, f"'{ast.value}'")
+            for pattern in ast.args[1:]:
+                self.regex_checked(pattern, ast.value)
+            return node
+        elif kind == "call":
+            pred = self.call_pred(ast)
+            if pred is not None:
+                return pred
+        elif kind == "field":
+            ftype = self.field_type(ast.value)
+            if ftype != "boolean":
+                raise self.refuse(
+                    f"a field alone ({ast.value}) is a condition only when it is boolean; "
+                    f"{ast.value} is {ftype}: expected an operator",
+                    ast.tok,
+                )
+        value, vtype = self.value(ast)
+        if vtype not in ("boolean", "null"):
             raise self.refuse(
-                f"{canonical} takes a field and one string, found {len(values)} strings",
-                name_tok,
+                f"condition expression needs to be boolean, found [{vtype}] ([{self.src(ast)}])",
+                ast.first,
             )
-        return self.pred(field, ftype, op, values, name_tok, canonical + "~" * insensitive)
+        return {"node": "expr", "text": self.src(ast), "expr": value}
+
+    def field_type(self, field: str) -> str:
+        return field_type(field, self.field_types)
+
+    def comparison_pred(self, ast: _Ast) -> Node | None:
+        left, right = (a.inner() for a in ast.args)
+        op = ast.value
+        if left.kind == "lit" and right.kind == "field":
+            left, right, op = right, left, _MIRRORED[op]
+        if left.kind != "field" or right.kind != "lit":
+            return None
+        field, ftype = left.value, self.field_type(left.value)
+        if right.value[0] is None:
+            if op not in ("==", "!="):
+                return None  # `a < null`: never true, as an expression
+            node = self.pred(field, ftype, "exists", [], ast.tok, "")
+            return node if op == "!=" else {"node": "not", "arg": node}
+        value = self.literal_text(right, field, ftype)
+        if op in _RANGE_OPS:
+            return self.pred(field, ftype, _RANGE_OPS[op], [value], ast.tok, f"'{op}'")
+        node = self.pred(field, ftype, "eq", [value], ast.tok, "")
+        return {"node": "not", "arg": node} if op == "!=" else node
+
+    def in_pred(self, ast: _Ast) -> Node | None:
+        subject, *items = (a.inner() for a in ast.args)
+        # A null in the list matches nothing (Elasticsearch's terms query leaves it out).
+        items = [item for item in items if not (item.kind == "lit" and item.value[0] is None)]
+        if subject.kind != "field" or not items or any(item.kind != "lit" for item in items):
+            return None
+        field, ftype = subject.value, self.field_type(subject.value)
+        values = [self.literal_text(item, field, ftype) for item in items]
+        op = "eq_ci" if ast.value == "in~" else "eq"
+        return self.pred(field, ftype, op, values, ast.tok, f"'{ast.value}'")
+
+    def call_pred(self, ast: _Ast) -> Node | None:
+        name = ast.value.rstrip("~").lower()
+        insensitive = ast.value.endswith("~")
+        if name not in _PRED_FUNCTIONS:
+            return None
+        canonical, fn, fn_ci, *_ = _FUNCTIONS[name]
+        self.check_call(ast)
+        args = [a.inner() for a in ast.args]
+        first, rest = args[0], args[1:]
+        literal = all(a.kind == "lit" and isinstance(a.value[0], str) for a in rest)
+        if name == "imdsendpoint" and not (first.kind == "field" and literal):
+            raise self.refuse(
+                f"{canonical} takes a field and endpoint classes (string literals)", ast.tok
+            )
+        if first.kind != "field" or not literal:
+            return None
+        op = _PRED_OPS.get(fn_ci if insensitive and fn_ci else fn, "imds_endpoint")
+        values = [a.value[0] for a in rest]
+        field = first.value
+        return self.pred(
+            field, self.field_type(field), op, values, ast.tok, canonical + "~" * insensitive
+        )
+
+    def check_call(self, ast: _Ast) -> tuple[str, str, str, tuple[str, ...]]:
+        """Name, arity and `~` of a call: (canonical name, IR fn, result type, arg kinds)."""
+        name = ast.value.rstrip("~")
+        insensitive = ast.value.endswith("~")
+        spec = _FUNCTIONS.get(name.lower())
+        if spec is None:
+            raise self.refuse(f"function {name}() is not supported", ast.tok)
+        canonical, fn, fn_ci, low, high, kinds, result = spec
+        if insensitive:
+            if fn_ci is None:
+                raise self.refuse(f"{canonical} has no case-insensitive (~) form", ast.tok)
+            fn = fn_ci
+        n = len(ast.args)
+        if n < low or (high is not None and n > high):
+            if high is None:
+                wanted = f"at least {_ARITY_WORDS[low]}"
+            elif low == high:
+                wanted = f"exactly {_ARITY_WORDS[low]}"
+            else:
+                wanted = f"{_ARITY_WORDS[low]} or {_ARITY_WORDS[high]}"
+            plural = "argument" if wanted.endswith("one") else "arguments"
+            raise self.refuse(
+                f"error building [{canonical}]: expects {wanted} {plural}, found {n}", ast.tok
+            )
+        return canonical, fn, result, kinds
 
     def pred(
         self, field: str, ftype: str, op: str, values: list[str], tok: Token, shown: str
     ) -> Node:
-        if ftype == "ip" and op in TEXT_OPS:
-            raise self.refuse(f"{shown} is not supported on ip-typed field {field}", tok)
+        if (op in _KEYWORD_OPS and ftype != "keyword") or (
+            op == "eq_ci" and ftype not in ("keyword", "ip")
+        ):
+            raise self.refuse(f"{shown} is not supported on {ftype}-typed field {field}", tok)
         if op == "imds_endpoint":
             from .reference.endpoint import CLASSES
 
@@ -537,56 +976,235 @@ class _Parser:
             for value in values:
                 if parse_cidr(value) is None:
                     raise self.refuse(f"{value!r} is not a CIDR block (like 10.0.0.0/8)", tok)
-        elif ftype == "ip":
-            from .reference.ip import parse_ip
-
-            for value in values:
-                if parse_ip(value) is None:
-                    raise self.refuse(f"{value!r} is not a valid IP address for {field}", tok)
         return _pred(field, ftype, op, values)
 
-    def literal(self, *, scalars: bool) -> str:
-        """A string; with ``scalars``, also a number or boolean (as its JSON text)."""
-        tok = self.tok
-        if tok.kind == "ident" and tok.text.lower() == "null":
-            raise self.refuse("null is only supported as 'field == null' or 'field != null'", tok)
-        if tok.kind == "ident" and tok.text.lower() in ("true", "false"):
-            if not scalars:
-                raise self.error("a string literal")
-            self.next()
-            return tok.text.lower()
-        if tok.kind == "number":
-            if not scalars:
-                raise self.error("a string literal")
-            if not _re(_NUMBER).fullmatch(tok.text):
-                raise self.refuse(f"invalid number {tok.text!r}", tok)
-            self.next()
-            return tok.text
-        if tok.kind == "ident" and self.peek().kind == "lparen":
-            raise self.refuse(f"function calls as values ({tok.value}()) are not supported", tok)
-        if tok.kind == "ident" and tok.text.lower() not in _KEYWORDS:
-            raise self.refuse(
-                f"comparing with a field ({tok.value}) is not supported: expected a literal",
-                tok,
+    def literal_text(self, lit: _Ast, field: str, ftype: str) -> str:
+        """A literal as a pred holds it (its text as written), refused when the field's type
+        cannot read it (Elasticsearch's query would fail on it)."""
+        value, text = lit.value
+        shown = quote(value) if isinstance(value, str) else text
+        out = value if isinstance(value, str) else text
+        reason = _unreadable(ftype, value, out)
+        if reason is not None:
+            raise self.refuse(f"{shown} is not a valid {reason} for {field}", lit.tok)
+        return out
+
+    def regex_checked(self, lit: _Ast, word: str) -> str:
+        pattern: str = lit.value[0]
+        if word.startswith("regex"):
+            from .reference.lucene_regex import LuceneRegex
+
+            try:
+                LuceneRegex(pattern, word.endswith("~"))
+            except ValueError as exc:
+                raise self.refuse(str(exc), lit.tok) from None
+        return pattern
+
+    # ------------------------------------------------------------ values
+
+    def value(self, ast: _Ast) -> tuple[dict[str, Any], str]:
+        """An AST as an expression VALUE (spec/ir.md) and its type, checked as
+        Elasticsearch's verifier checks it."""
+        ast = ast.inner()
+        kind = ast.kind
+        if kind == "lit":
+            value = ast.value[0]
+            return {"lit": value}, _literal_type(value)
+        if kind == "field":
+            ftype = self.field_type(ast.value)
+            return {"field": ast.value, "field_type": ftype}, ftype
+        if kind in ("and", "or", "not"):
+            args = [
+                self.checked(a, "boolean", ast, i, len(ast.args)) for i, a in enumerate(ast.args)
+            ]
+            return {"fn": kind, "args": args}, "boolean"
+        if kind == "neg":
+            (arg,) = ast.args
+            value, vtype = self.checked_typed(arg, "number", ast, 0, 1)
+            if ast.value == "+":
+                return value, vtype
+            return {"fn": "negate", "args": [value]}, vtype
+        if kind == "bin" and ast.value in _ARITHMETIC:
+            (left, ltype), (right, rtype) = (
+                self.checked_typed(a, "number", ast, i, 2) for i, a in enumerate(ast.args)
             )
-        if tok.kind != "string":
-            raise self.error("a literal" if scalars else "a string literal")
-        self.next()
-        return tok.value
+            return {"fn": _ARITHMETIC[ast.value], "args": [left, right]}, _arith_type(ltype, rtype)
+        if kind == "bin":
+            nulls = [a.inner().kind == "lit" and a.inner().value[0] is None for a in ast.args]
+            if ast.value in ("==", "!=") and any(nulls):
+                # Elasticsearch reads `x == null` as "x is null" (true or false, never null).
+                other = ast.args[1] if nulls[0] else ast.args[0]
+                value = {"fn": "is_null", "args": [self.value(other)[0]]}
+                return (value if ast.value == "==" else {"fn": "not", "args": [value]}), "boolean"
+            return {"fn": _COMPARISON[ast.value], "args": self.compared(ast, ast.args)}, "boolean"
+        if kind == "in":
+            fn = "in_ci" if ast.value == "in~" else "in"
+            if fn == "in_ci":
+                args = [
+                    self.checked(a, "string", ast, i, len(ast.args)) for i, a in enumerate(ast.args)
+                ]
+            else:
+                args = self.compared(ast, ast.args)
+            return {"fn": fn, "args": args}, "boolean"
+        if kind == "pat":
+            subject = self.checked(ast.args[0], "string", ast, 0, 1)
+            patterns = [{"lit": self.regex_checked(p, ast.value)} for p in ast.args[1:]]
+            return {"fn": _PATTERN_OPS[ast.value][1], "args": [subject, *patterns]}, "boolean"
+        assert kind == "call", kind
+        return self.call_value(ast)
 
-    def literal_list(self, *, scalars: bool) -> list[str]:
-        self.expect("lparen", "'('")
-        values = [self.literal(scalars=scalars)]
-        while self.tok.kind == "comma":
-            self.next()
-            values.append(self.literal(scalars=scalars))
-        self.expect("rparen", "',' or ')'")
-        return values
+    def call_value(self, ast: _Ast) -> tuple[dict[str, Any], str]:
+        canonical, fn, result, kinds = self.check_call(ast)
+        if not fn:
+            raise self.refuse(f"{canonical}() as a value is not supported", ast.tok)
+        args = []
+        n = len(ast.args)
+        for i, arg in enumerate(ast.args):
+            want = kinds[min(i, len(kinds) - 1)]
+            inner = arg.inner()
+            if want in ("bool_const", "cidr"):
+                literal = inner.kind == "lit"
+                if not literal:
+                    raise self.refuse(
+                        f"{_ordinal(i, n)}argument of [{self.src(ast)}] must be a constant, "
+                        f"received [{self.src(arg)}]",
+                        arg.tok,
+                    )
+                want = "boolean" if want == "bool_const" else "string"
+                if want == "string" and isinstance(inner.value[0], str):
+                    from .reference.ip import parse_cidr
 
-    def patterns(self) -> list[str]:
-        if self.tok.kind == "lparen":
-            return self.literal_list(scalars=False)
-        return [self.literal(scalars=False)]
+                    if parse_cidr(inner.value[0]) is None:
+                        raise self.refuse(
+                            f"{inner.value[0]!r} is not a CIDR block (like 10.0.0.0/8)", arg.tok
+                        )
+            if want == "ip":
+                value, vtype = self.value(arg)
+                if _category(vtype) not in ("ip", "string", "null"):
+                    raise self.refuse(self.type_error(ast, arg, i, n, "ip", vtype), arg.tok)
+                args.append(value)
+            elif want == "any":
+                args.append(self.value(arg)[0])
+            else:
+                args.append(self.checked(arg, want, ast, i, n))
+        return {"fn": fn, "args": args}, result
+
+    def checked(self, arg: _Ast, want: str, parent: _Ast, i: int, n: int) -> dict[str, Any]:
+        return self.checked_typed(arg, want, parent, i, n)[0]
+
+    def checked_typed(
+        self, arg: _Ast, want: str, parent: _Ast, i: int, n: int
+    ) -> tuple[dict[str, Any], str]:
+        """The argument's value and type, refused unless the type is `want` (or null)."""
+        value, vtype = self.value(arg)
+        if vtype == "null":
+            return value, vtype
+        ok = _is_integer(vtype) if want == "integer" else _category(vtype) == want
+        if not ok:
+            raise self.refuse(self.type_error(parent, arg, i, n, want, vtype), arg.tok)
+        return value, vtype
+
+    def type_error(self, parent: _Ast, arg: _Ast, i: int, n: int, want: str, vtype: str) -> str:
+        want = "numeric" if want == "number" else want
+        return (
+            f"{_ordinal(i, n)}argument of [{self.src(parent)}] must be [{want}], "
+            f"found value [{self.src(arg)}] type [{vtype}]"
+        )
+
+    def compared(self, ast: _Ast, operands: list[_Ast]) -> list[dict[str, Any]]:
+        """Operands of a comparison or `in`, which must have compatible types; a string
+        literal against a date or an address is read as one (a typed literal)."""
+        values = [self.value(a) for a in operands]
+        typed = next((_category(t) for _, t in values if _category(t) in ("date", "ip")), None)
+        out = []
+        base = next((t for _, t in values if t != "null"), "null")
+        for arg, (value, vtype) in zip(operands, values, strict=True):
+            inner = arg.inner()
+            if typed and inner.kind == "lit" and isinstance(inner.value[0], str):
+                reason = _unreadable(typed, inner.value[0], inner.value[0])
+                if reason is not None:
+                    raise self.refuse(
+                        f"{quote(inner.value[0])} is not a valid {reason} in [{self.src(ast)}]",
+                        inner.tok,
+                    )
+                out.append({"lit": inner.value[0], "type": typed})
+                continue
+            if vtype != "null" and _category(vtype) != _category(base):
+                raise self.refuse(
+                    f"[{self.src(ast)}]: [{self.src(operands[0])}] of type [{base}] cannot be "
+                    f"compared with [{self.src(arg)}] of type [{vtype}]",
+                    arg.tok,
+                )
+            out.append(value)
+        return out
+
+
+def _ordinal(i: int, n: int) -> str:
+    return "" if n == 1 else f"{_ORDINALS[min(i, len(_ORDINALS) - 1)]} "
+
+
+def _literal_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer" if -(2**31) <= value < 2**31 else "long"
+    if isinstance(value, float):
+        return "double"
+    return "keyword"
+
+
+def _arith_type(left: str, right: str) -> str:
+    if left in _INTEGER_TYPES and right in _INTEGER_TYPES:
+        return "long"
+    if "null" in (left, right):
+        return "null" if left == right else (left if right == "null" else right)
+    return "double" if "number" not in (left, right) else "number"
+
+
+def _value_depth(value: dict[str, Any]) -> int:
+    """Levels of an expression VALUE: a field or literal is 0, each function one more."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if "fn" in node:
+            depth += 1
+            stack.extend((arg, depth) for arg in node["args"])
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _unreadable(ftype: str, value: Any, text: str) -> str | None:
+    """None when a field of `ftype` can read the literal (spec/ir.md, Field types), else
+    what it is not ("long value", "IP address", ...)."""
+    if ftype == "keyword" or ftype == "null":
+        return None
+    if ftype == "ip":
+        from .reference.ip import parse_ip
+
+        return None if isinstance(value, str) and parse_ip(value) is not None else "IP address"
+    if isinstance(value, bool):
+        return None if ftype == "boolean" else f"{ftype} value"
+    if ftype == "boolean":
+        return None if value in ("true", "false", "") else "boolean value"
+    if ftype == "date":
+        from .timestamp import parse_event_time
+
+        if isinstance(value, float):
+            return "date"
+        return None if parse_event_time(str(text)) is not None else "date"
+    if not _re(_DECIMAL).fullmatch(text):
+        return f"{ftype} value"
+    number = decimal.Decimal(text)
+    if ftype in _INTEGER_TYPES:
+        low, high = _INTEGER_TYPES[ftype]
+        return None if low - 1 < number < high + 1 else f"{ftype} value (out of range)"
+    # The smallest magnitude that rounds to infinity in the type (round to nearest even).
+    limit = _FLOAT_OVERFLOW.get(ftype)
+    if not math.isfinite(float(number)) or (limit is not None and abs(number) >= limit):
+        return f"{ftype} value (out of range)"
+    return None
 
 
 def _children(node: Node) -> list[Node]:
@@ -612,7 +1230,8 @@ def _pred(field: str, ftype: str, op: str, values: list[str]) -> Node:
 def parse_query(
     text: str, source: str = "<query>", field_types: Mapping[str, str] | None = None
 ) -> Node:
-    """Parse an EQL query into an IR expression node."""
+    """Parse an EQL query into an IR expression node (`field_types`: field → type, on top of
+    the ECS table; spec/ir.md, Field types)."""
     return _Parser(text, source, field_types).query()
 
 
@@ -651,8 +1270,8 @@ def compile_rule(
     source: str = "<query>",
     field_types: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Compile a query into the rule IR (a JSON-serialisable dict); ``field_types``: the
-    user's field type overrides (fields.field_type)."""
+    """Compile a query into the rule IR (a JSON-serialisable dict); `field_types` maps fields
+    to types on top of the ECS table (spec/ir.md, Field types)."""
     exprs = _flatten_or(parse_query(query, source, field_types))
     branches = []
     seen: dict[str, int] = {}
@@ -717,7 +1336,7 @@ def format_field(field: str) -> str:
 
 def _literal_texts(node: Node) -> list[str]:
     """The predicate's literals as EQL: numbers and booleans bare where EQL allows them."""
-    if node["op"] in ("eq", "eq_ci"):
+    if node["op"] in ("eq", "eq_ci", "lt", "lte", "gt", "gte"):
         return [
             v if _re(_NUMBER).fullmatch(v) or v in ("true", "false") else quote(v)
             for v in node["values"]
@@ -738,20 +1357,115 @@ def _format_pred(node: Node, negated: bool = False) -> str:
         else:  # several literals: any of them (the IR allows it, EQL's function does not)
             text = "(" + " or ".join(calls) + ")"
         return f"not {text}" if negated else text
-    word = {"eq": "in", "eq_ci": "in~", "wildcard": ":", "like": "like"}[op]
+    if op in _RANGE_WORDS:
+        text = f"{field} {_RANGE_WORDS[op]} {listed}"
+        return f"not {text}" if negated else text
+    word = {
+        "eq": "in",
+        "eq_ci": "in~",
+        "wildcard": ":",
+        "like": "like",
+        "regex": "regex",
+        "regex_ci": "regex~",
+    }[op]
     if op == "eq" and len(values) == 1:
         return f"{field} {'!=' if negated else '=='} {listed}"
-    if op in ("wildcard", "like") and len(values) == 1:
+    if op in ("wildcard", "like", "regex", "regex_ci") and len(values) == 1:
         text = f"{field} {word} {listed}"
     else:
         text = f"{field} {word} ({listed})"
     return f"not {text}" if negated else text
 
 
+_RANGE_WORDS = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
+# Expression functions printed as operators: fn → (operator, precedence).
+_OPERATOR_OF_FN = {
+    **{fn: (op, _BINARY[op]) for op, fn in _ARITHMETIC.items()},
+    **{fn: (op, 1) for op, fn in _COMPARISON.items()},
+}
+_PATTERN_WORDS = {"wildcard": ":", "like": "like", "like_ci": "like~", "regex": "regex"}
+_PATTERN_WORDS["regex_ci"] = "regex~"
+_CALL_OF_FN = {
+    fn: name + "~" * ci
+    for name, fn_plain, fn_ci, *_ in _FUNCTIONS.values()
+    for fn, ci in ((fn_plain, False), (fn_ci, True))
+    if fn and fn not in _OPERATOR_OF_FN
+}
+
+
+def _value_fields(value: dict[str, Any], out: dict[str, str]) -> dict[str, str]:
+    """Field → field_type of every field an expression VALUE names."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if "field" in node:
+            out[node["field"]] = node["field_type"]
+        stack.extend(node.get("args", ()))
+    return out
+
+
+def _format_expr(node: Node) -> str:
+    """An `expr` node as EQL: its text when that compiles back to the same node (it does for
+    what the compiler wrote), else the expression printed from its tree."""
+    text = str(node.get("text", ""))
+    try:
+        again = parse_condition(text, field_types=_value_fields(node["expr"], {}))
+    except EqlError:
+        again = None
+    if again == node:
+        return text
+    return _render(node["expr"], 0)
+
+
+def _render(value: dict[str, Any], context: int) -> str:
+    """An expression VALUE as EQL; parenthesised when it binds looser than `context` (0:
+    anything, 1: a comparison operand, 2/3: arithmetic, 4: a primary)."""
+    if "lit" in value:
+        lit = value["lit"]
+        if isinstance(lit, str):
+            return quote(lit)
+        text = json.dumps(lit)
+        if isinstance(lit, float):
+            text = repr(lit)
+        return f"({text})" if text.startswith("-") and context >= 4 else text
+    if "field" in value:
+        return format_field(str(value["field"]))
+    fn, args = value["fn"], value["args"]
+    if fn in _OPERATOR_OF_FN:
+        op, prec = _OPERATOR_OF_FN[fn]
+        # Left-associative: the right operand of `a - (b - c)` keeps its parentheses.
+        text = f"{_render(args[0], prec)} {op} {_render(args[1], prec + 1)}"
+        return f"({text})" if context > prec or (prec == 1 and context == 1) else text
+    if fn == "is_null":
+        text = f"{_render(args[0], 2)} == null"
+        return f"({text})" if context >= 1 else text
+    if fn == "negate":
+        # `-(5)`, not `-5`: a minus on a number literal is the negative literal.
+        operand = _render(args[0], 4)
+        text = f"-({operand})" if "lit" in args[0] and operand[0] != "(" else f"-{operand}"
+        return f"({text})" if context >= 4 else text
+    if fn in ("in", "in_ci"):
+        items = ", ".join(_render(a, 0) for a in args[1:])
+        text = f"{_render(args[0], 4)} {'in~' if fn == 'in_ci' else 'in'} ({items})"
+    elif fn in _PATTERN_WORDS:
+        patterns = ", ".join(_render(a, 0) for a in args[1:])
+        text = f"{_render(args[0], 4)} {_PATTERN_WORDS[fn]} ({patterns})"
+    elif fn in ("and", "or"):
+        return "(" + f" {fn} ".join(_render(a, 1) for a in args) + ")"
+    elif fn == "not":
+        text = f"not {_render(args[0], 4)}"
+        return f"({text})" if context else text
+    else:
+        return f"{_CALL_OF_FN[fn]}({', '.join(_render(a, 0) for a in args)})"
+    return f"({text})" if context >= 4 else text
+
+
 def _inline(node: Node, parent: str = "") -> str:
     kind = node["node"]
     if kind == "pred":
         return _format_pred(node)
+    if kind == "expr":
+        return _format_expr(node)
     if kind == "not":
         arg = node["arg"]
         if arg["node"] == "pred":

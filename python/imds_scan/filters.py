@@ -15,6 +15,7 @@ from typing import Any
 
 from .reference.event import field_values
 from .rules import Rule
+from .timestamp import parse_event_time
 
 HOST_FIELD = "host.name"
 TIMESTAMP_FIELD = "@timestamp"
@@ -23,13 +24,6 @@ _RELATIVE = re.compile(r"\s*(\d+)\s*([smhdw])\s*", re.IGNORECASE)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 # Elasticsearch's default date format, `strict_date_optional_time||epoch_millis`, as
 # spec/semantics.md (@timestamp) writes it down; crates/imds-core/src/timestamp.rs is the same.
-_DATE_TIME = re.compile(
-    r"([0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2}))?)?"
-    r"(?:T([0-9]{2})(?::([0-9]{2})(?::([0-9]{2})(?:[.,]([0-9]{1,9}))?)?)?"
-    r"(Z|[+-][0-9]{2}(?::?[0-9]{2})?)?)?"
-)
-_EPOCH_MILLIS = re.compile(r"-?[0-9]{1,15}")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class FilterError(ValueError):
@@ -112,43 +106,6 @@ def parse_time_bound(text: str, now: datetime | None = None) -> datetime:
             f"{text!r} is neither an ISO 8601 date/time (2024-05-01, 2024-05-01T12:00:00Z) "
             "nor a duration back from now (30m, 12h, 7d, 2w)"
         ) from None
-
-
-def parse_event_time(value: str) -> datetime | None:
-    """An @timestamp value as Elasticsearch's default date format reads it
-    (``strict_date_optional_time||epoch_millis``, spec/semantics.md): a UTC datetime,
-    fraction digits past the microsecond dropped; None if it does not fit the grammar or
-    falls outside years 1 to 9999 in UTC."""
-    match = _DATE_TIME.fullmatch(value)
-    if match is None:
-        if _EPOCH_MILLIS.fullmatch(value) is None:
-            return None
-        try:
-            return _EPOCH + timedelta(milliseconds=int(value))
-        except OverflowError:
-            return None
-    year, month, day, hour, minute, second, fraction, zone = match.groups()
-    micros = int((fraction or "0")[:6].ljust(6, "0"))
-    offset = 0
-    if zone is not None and zone != "Z":
-        hours, minutes = int(zone[1:3]), int(zone[-2:]) if len(zone) > 3 else 0
-        if minutes > 59 or hours * 60 + minutes > 18 * 60:
-            return None
-        offset = (hours * 60 + minutes) * (-1 if zone[0] == "-" else 1)
-    try:
-        local = datetime(
-            int(year),
-            int(month or 1),
-            int(day or 1),
-            int(hour or 0),
-            int(minute or 0),
-            int(second or 0),
-            micros,
-            tzinfo=UTC,
-        )
-        return local - timedelta(minutes=offset)
-    except (ValueError, OverflowError):  # out of range: month 13, hour 24, year 0, ...
-        return None
 
 
 def event_time(doc: dict[str, Any]) -> datetime | None:

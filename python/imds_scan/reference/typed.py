@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 
-from ..filters import parse_event_time
+from ..timestamp import parse_event_time
 from .event import JsonNumber, flat_text
 from .ip import parse_ip
 

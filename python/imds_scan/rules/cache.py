@@ -36,6 +36,8 @@ _COMPILER_FILES = (
     "ir_schema.py",
     "reference/ip.py",
     "reference/endpoint.py",
+    "reference/lucene_regex.py",  # which regex literals compile
+    "timestamp.py",  # which date literals compile
     "spec/endpoints.toml",  # the endpoint classes imdsEndpoint() accepts
 )
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
