@@ -1,8 +1,11 @@
 //! Evaluating a compiled rule against one parsed event.
 
 use crate::event::for_each_value;
+use crate::expr::ExprNode;
 use crate::ip::{parse_cidr, parse_ip, Cidr};
 use crate::ir::{FieldType, Node, Op, Predicate, RuleIr};
+use crate::lucene_regex::LuceneRegex;
+use crate::typed::{compare, read, read_literal, Val};
 use crate::wildcard::{ascii_fold, eq_folded, Pattern};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -56,6 +59,8 @@ enum Expr {
     Or(Vec<Expr>),
     Not(Box<Expr>),
     Pred(Pred),
+    /// An `expr` node.
+    Script(ExprNode),
 }
 
 struct Pred {
@@ -76,10 +81,17 @@ enum Test {
     Address(Vec<[u8; 16]>),
     /// `cidr` (any field type): values that parse as addresses, inside a block.
     Cidr(Vec<Cidr>),
-    /// `exists`: any value (on an ip field, any address); reported with an empty pattern.
-    Exists {
-        ip: bool,
+    /// `exists`: any value of the field's type (on a keyword field, any value at all);
+    /// reported with an empty pattern.
+    Exists(FieldType),
+    /// `eq` on a field that is neither keyword nor ip, and the range operators: values read
+    /// as the type, compared with the literals read the same way.
+    Typed {
+        field_type: FieldType,
+        literals: Vec<Val<'static>>,
     },
+    /// `regex`, `regex_ci` (keyword fields).
+    Regex(Vec<LuceneRegex>),
     /// `imds_endpoint`: endpoint classes (the literals); see `endpoint.rs`.
     Endpoint,
     /// `wildcard` (folding) and `like` (case-sensitive) patterns.
@@ -125,14 +137,20 @@ impl Pred {
                 }
                 Test::Endpoint
             }
-            (field_type, Op::Exists) => Test::Exists {
-                ip: field_type == FieldType::Ip,
-            },
-            (FieldType::Ip, op) if op.is_textual() => {
+            (field_type, Op::Exists) => Test::Exists(field_type),
+            (field_type, op)
+                if field_type != FieldType::Keyword
+                    && (op.is_textual() || (op == Op::EqCi && field_type != FieldType::Ip)) =>
+            {
+                let article = match field_type {
+                    FieldType::Ip | FieldType::Integer => "an",
+                    _ => "a",
+                };
                 return Err(bad(format!(
-                    "{} is not allowed on an ip field",
-                    op.as_str()
-                )))
+                    "{} is not allowed on {article} {} field",
+                    op.as_str(),
+                    field_type.as_str()
+                )));
             }
             (_, Op::Cidr) => Test::Cidr(
                 p.values
@@ -140,6 +158,31 @@ impl Pred {
                     .map(|v| parse_cidr(v).ok_or_else(|| bad(format!("{v:?} is not a CIDR block"))))
                     .collect::<Result<_, _>>()?,
             ),
+            (field_type, op)
+                if op.is_range()
+                    || (op == Op::Eq
+                        && field_type != FieldType::Keyword
+                        && field_type != FieldType::Ip) =>
+            {
+                if op.is_range() && p.values.len() != 1 {
+                    return Err(bad(format!(
+                        "{} takes one value, not {}",
+                        op.as_str(),
+                        p.values.len()
+                    )));
+                }
+                let literals = (p.values.iter())
+                    .map(|v| {
+                        read_literal(field_type, v).ok_or_else(|| {
+                            bad(format!("{v:?} is not a {} value", field_type.as_str()))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+                Test::Typed {
+                    field_type,
+                    literals,
+                }
+            }
             (FieldType::Ip, _) => Test::Address(
                 p.values
                     .iter()
@@ -162,6 +205,15 @@ impl Pred {
             (FieldType::Keyword, Op::EndsWithCi) => affix(Place::End, folded()),
             (FieldType::Keyword, Op::Contains) => affix(Place::Anywhere, None),
             (FieldType::Keyword, Op::ContainsCi) => affix(Place::Anywhere, folded()),
+            (FieldType::Keyword, Op::Regex | Op::RegexCi) => Test::Regex(
+                (p.values.iter())
+                    .map(|v| {
+                        LuceneRegex::new(v, p.op == Op::RegexCi)
+                            .map_err(|why| bad(format!("regex {v:?}: {why}")))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            (_, op) => unreachable!("{} on {:?} is handled above", op.as_str(), p.field_type),
         };
         Ok(Pred {
             field: p.field.clone(),
@@ -186,7 +238,24 @@ impl Pred {
                 let address = parse_ip(value)?;
                 addresses.iter().position(|a| *a == address)
             }
-            Test::Exists { ip } => (!ip || parse_ip(value).is_some()).then_some(0),
+            Test::Exists(FieldType::Keyword) => Some(0),
+            Test::Exists(field_type) => read(*field_type, Cow::Borrowed(value)).map(|_| 0),
+            Test::Typed {
+                field_type,
+                literals,
+            } => {
+                let value = read(*field_type, Cow::Borrowed(value))?;
+                literals.iter().position(|l| {
+                    compare(&value, l).is_some_and(|order| match self.op {
+                        Op::Lt => order.is_lt(),
+                        Op::Lte => order.is_le(),
+                        Op::Gt => order.is_gt(),
+                        Op::Gte => order.is_ge(),
+                        _ => order.is_eq(),
+                    })
+                })
+            }
+            Test::Regex(regexes) => regexes.iter().position(|r| r.is_match(value)),
             Test::Endpoint => unreachable!("first_hit handles imds_endpoint"),
             Test::Cidr(blocks) => {
                 let address = parse_ip(value)?;
@@ -270,6 +339,11 @@ impl Expr {
             Node::Or { args } => Expr::Or(all(args)?),
             Node::Not { arg } => Expr::Not(Box::new(Expr::compile(arg, branch)?)),
             Node::Pred(p) => Expr::Pred(Pred::compile(p, branch)?),
+            Node::Expr { text, expr } => {
+                Expr::Script(ExprNode::compile(text, expr).map_err(|what| {
+                    crate::Error::in_branch(branch, None, format!("expression {text:?}: {what}"))
+                })?)
+            }
         })
     }
 
@@ -285,6 +359,7 @@ impl Expr {
                     out.push("destination.port");
                 }
             }
+            Expr::Script(node) => out.extend(node.field_names()),
         }
     }
 
@@ -294,6 +369,7 @@ impl Expr {
             Expr::Or(args) => args.iter().any(|a| a.eval(doc)),
             Expr::Not(arg) => !arg.eval(doc),
             Expr::Pred(p) => p.first_hit(doc).is_some(),
+            Expr::Script(node) => node.first_true(doc).is_some(),
         }
     }
 
@@ -316,8 +392,20 @@ impl Expr {
             Expr::Pred(pred) => {
                 if let Some((value, literal)) = pred.first_hit(doc) {
                     out.push(Entry {
-                        pred,
-                        literal,
+                        field: &pred.field,
+                        op: pred.op.as_str(),
+                        pattern: &pred.literals[literal],
+                        value,
+                        under_or,
+                    });
+                }
+            }
+            Expr::Script(node) => {
+                if let Some((field, value)) = node.first_true(doc) {
+                    out.push(Entry {
+                        field,
+                        op: "expr",
+                        pattern: &node.text,
                         value,
                         under_or,
                     });
@@ -328,8 +416,9 @@ impl Expr {
 }
 
 struct Entry<'e, 'a> {
-    pred: &'e Pred,
-    literal: usize,
+    field: &'e str,
+    op: &'static str,
+    pattern: &'e str,
     value: Cow<'a, str>,
     under_or: bool,
 }
@@ -397,9 +486,9 @@ impl CompiledRule {
         Verdict::Hit(Match {
             branch,
             witness: deciding.map(|e| Witness {
-                field: e.pred.field.clone(),
-                op: e.pred.op.as_str(),
-                pattern: e.pred.literals[e.literal].clone(),
+                field: e.field.to_owned(),
+                op: e.op,
+                pattern: e.pattern.to_owned(),
                 value: e.value.into_owned(),
             }),
         })

@@ -175,6 +175,9 @@ pub(super) fn pred_lits(p: &Predicate) -> Option<Vec<Needle>> {
                     .max_by(|a, b| a.raw.len().cmp(&b.raw.len()).then(b.raw.cmp(&a.raw)))?;
                 out.push(Needle::Literal(best));
             }
+            // Typed comparisons (`80` matches `8e1`), ranges and regular expressions: no
+            // literal appears verbatim in every match.
+            _ => return None,
         }
     }
     Some(normalize(out))
@@ -271,7 +274,7 @@ fn more_selective(a: &[Needle], b: &[Needle]) -> bool {
 pub(super) fn node_lits(node: &Node) -> Option<Vec<Needle>> {
     match node {
         Node::Pred(p) => pred_lits(p),
-        Node::Not { .. } => None,
+        Node::Not { .. } | Node::Expr { .. } => None,
         Node::Or { args } => {
             let mut all = Vec::new();
             for a in args {
