@@ -907,3 +907,120 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod typed_tests {
+    use super::*;
+
+    fn refusal(expr: &str) -> String {
+        let text =
+            format!(r#"{{"ir_version":1,"name":"t","branches":[{{"name":"b","expr":{expr}}}]}}"#);
+        match CompiledRule::new(RuleIr::from_json(&text).unwrap()) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{expr} compiled"),
+        }
+    }
+
+    fn pred(field_type: &str, op: &str, values: &str) -> String {
+        format!(
+            r#"{{"node":"pred","field":"f","field_type":"{field_type}","op":"{op}","values":{values}}}"#
+        )
+    }
+
+    fn expr(value: &str) -> String {
+        format!(r#"{{"node":"expr","text":"t","expr":{value}}}"#)
+    }
+
+    #[test]
+    fn typed_predicates_refuse_what_elasticsearch_would() {
+        for (p, why) in [
+            (
+                pred("long", "eq", r#"["abc"]"#),
+                r#"field "f": "abc" is not a long value"#,
+            ),
+            (
+                pred("date", "gt", r#"["yesterday"]"#),
+                r#""yesterday" is not a date value"#,
+            ),
+            (
+                pred("boolean", "eq", r#"["yes"]"#),
+                r#""yes" is not a boolean value"#,
+            ),
+            (
+                pred("double", "lt", r#"["1","2"]"#),
+                "lt takes one value, not 2",
+            ),
+            (
+                pred("long", "wildcard", r#"["8*"]"#),
+                "wildcard is not allowed on a long field",
+            ),
+            (
+                pred("integer", "regex", r#"["8"]"#),
+                "regex is not allowed on an integer field",
+            ),
+            (
+                pred("date", "eq_ci", r#"["x"]"#),
+                "eq_ci is not allowed on a date field",
+            ),
+            (
+                pred("ip", "regex", r#"["x"]"#),
+                "regex is not allowed on an ip field",
+            ),
+            (pred("keyword", "regex", r#"["a.*"]"#), r#"regex "a.*": "#),
+        ] {
+            let err = refusal(&p);
+            assert!(err.contains(why), "{err} lacks {why}");
+        }
+    }
+
+    #[test]
+    fn expressions_refuse_bad_arity_and_types() {
+        let f = r#"{"field":"f","field_type":"keyword"}"#;
+        let n = r#"{"field":"n","field_type":"long"}"#;
+        for (value, why) in [
+            (
+                format!(r#"{{"fn":"length","args":[{f},{f}]}}"#),
+                "length takes 1 arguments, not 2",
+            ),
+            (
+                format!(r#"{{"fn":"length","args":[{n}]}}"#),
+                "argument 1 of length must be a string, not a number",
+            ),
+            (
+                format!(r#"{{"fn":"add","args":[{f},{{"lit":1}}]}}"#),
+                "argument 1 of add must be a number, not a string",
+            ),
+            (
+                format!(r#"{{"fn":"lt","args":[{f},{n}]}}"#),
+                "lt compares a string with a number",
+            ),
+            (
+                format!(r#"{{"fn":"like","args":[{f},{f}]}}"#),
+                "argument 2 of like must be a string literal",
+            ),
+            (
+                format!(r#"{{"fn":"cidr_match","args":[{f},{{"lit":"10.0.0.0/33"}}]}}"#),
+                r#""10.0.0.0/33" is not a CIDR block"#,
+            ),
+            (
+                r#"{"lit":"2017-13-01","type":"date"}"#.to_owned(),
+                r#""2017-13-01" is not a date"#,
+            ),
+            (
+                r#"{"lit":18446744073709551615}"#.to_owned(),
+                "18446744073709551615 is out of range for a long",
+            ),
+            (
+                format!(r#"{{"fn":"between","args":[{f},{{"lit":"a"}}]}}"#),
+                "between takes 3 to 4 arguments, not 2",
+            ),
+        ] {
+            let err = refusal(&expr(&value));
+            assert!(
+                err.starts_with(r#"rule error: branch "b" expression "t": "#),
+                "{err}"
+            );
+            assert!(err.contains(why), "{err} lacks {why}");
+        }
+    }
+}
