@@ -862,6 +862,30 @@ mod tests {
     }
 
     #[test]
+    fn at_most_2_pow_20_combinations_are_tried() {
+        // 102^3 combinations; a + b + c == 303 only in the last one, past the limit.
+        let field = |f: &str| format!(r#"{{"field":"{f}","field_type":"long"}}"#);
+        let sum = |target: i64| -> ExprNode {
+            let text = format!(
+                r#"{{"fn":"eq","args":[{{"fn":"add","args":[{{"fn":"add","args":[{},{}]}},{}]}},{{"lit":{target}}}]}}"#,
+                field("a"),
+                field("b"),
+                field("c")
+            );
+            ExprNode::compile("t", &serde_json::from_str(&text).unwrap()).unwrap()
+        };
+        let values: Vec<String> = (0..102).map(|n| n.to_string()).collect();
+        let doc = serde_json::json!({"a": values, "b": values, "c": values});
+        assert!(102usize.pow(3) > MAX_COMBINATIONS);
+        assert_eq!(sum(0).first_true(&doc), Some(("a", Cow::Borrowed("0"))));
+        // 99 + 101 + 101 is combination 99·102² + 101·102 + 101 < 2^20: found; the first
+        // sum of 302 (100 + 101 + 101) is past the limit, and 303 past it too.
+        assert_eq!(sum(301).first_true(&doc), Some(("a", Cow::Borrowed("99"))));
+        assert_eq!(sum(302).first_true(&doc), None);
+        assert_eq!(sum(303).first_true(&doc), None);
+    }
+
+    #[test]
     fn string_of_each_type() {
         assert_eq!(to_string(&Val::Float(42.5)).unwrap(), "42.5");
         assert_eq!(to_string(&Val::Int(42)).unwrap(), "42");
