@@ -318,6 +318,7 @@ fn compile(
                     Ty::Num
                 }
                 String | Concat => Ty::Str,
+                IsNull => Ty::Bool,
                 Number => {
                     expect(0, &[Ty::Str])?;
                     if tys.len() > 1 {
@@ -363,7 +364,7 @@ fn arity(f: Func) -> (usize, Option<usize>) {
         In | InCi | Like | LikeCi | Wildcard | Regex | RegexCi | CidrMatch => (2, None),
         StartsWith | StartsWithCi | EndsWith | EndsWithCi | Contains | ContainsCi => (2, Some(2)),
         And | Or => (1, None),
-        Not | Negate | Length | String => (1, Some(1)),
+        Not | Negate | Length | String | IsNull => (1, Some(1)),
         Add | Subtract | Multiply | Divide | Modulo => (2, Some(2)),
         Number => (1, Some(2)),
         Substring => (2, Some(3)),
@@ -513,6 +514,7 @@ fn call<'a>(f: Func, args: &[CVal], extra: &Extra, row: &[Val<'a>]) -> Val<'a> {
             boolean((!unknown).then_some(false))
         }
         Not => boolean(truth(&vals[0]).map(|b| !b)),
+        IsNull => Val::Bool(vals[0] == Val::Null),
         Negate => match vals[0] {
             Val::Int(n) => long(n.checked_neg()),
             Val::Float(x) => Val::Float(-x),

@@ -89,6 +89,21 @@ pub enum ValueExpr {
     Lit(Literal),
 }
 
+impl ValueExpr {
+    /// Levels of function calls (a field or a literal is 0), counted without recursion.
+    pub fn depth(&self) -> usize {
+        let mut deepest = 0;
+        let mut stack = vec![(self, 0)];
+        while let Some((value, depth)) = stack.pop() {
+            deepest = deepest.max(depth);
+            if let ValueExpr::Call(call) = value {
+                stack.extend(call.args.iter().map(|a| (a, depth + 1)));
+            }
+        }
+        deepest
+    }
+}
+
 /// `{"fn": NAME, "args": [VALUE, ...]}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -229,6 +244,8 @@ names! {
         Between = "between",
         /// `between~`.
         BetweenCi = "between_ci",
+        /// `== null`: true when the value is null (never null itself).
+        IsNull = "is_null",
     }
 }
 
@@ -442,7 +459,9 @@ impl Node {
                     stack.extend(args.iter().map(|a| (a, depth + 1)));
                 }
                 Node::Not { arg } => stack.push((arg, depth + 1)),
-                Node::Pred(_) | Node::Expr { .. } => {}
+                Node::Pred(_) => {}
+                // An expression's functions nest too, one level each (as the compiler counts).
+                Node::Expr { expr, .. } => deepest = deepest.max(depth + expr.depth()),
             }
         }
         deepest
@@ -811,7 +830,7 @@ mod tests {
             assert_eq!(t.as_str(), name);
         }
         let funcs = schema_enum("/$defs/value/oneOf/2/properties/fn/enum");
-        assert_eq!(funcs.len(), 38);
+        assert_eq!(funcs.len(), 39);
         for name in funcs {
             let f: Func = serde_json::from_value(Value::from(name)).unwrap();
             assert_eq!(f.as_str(), name);
@@ -819,6 +838,18 @@ mod tests {
         for name in schema_enum("/$defs/value/oneOf/0/properties/type/enum") {
             serde_json::from_value::<LitType>(Value::from(name)).unwrap();
         }
+    }
+
+    #[test]
+    fn an_expressions_functions_count_as_levels() {
+        let value = (0..MAX_DEPTH - 1).fold(r#"{"lit":true}"#.to_owned(), |v, _| {
+            format!(r#"{{"fn":"not","args":[{v}]}}"#)
+        });
+        let node = format!(r#"{{"node":"expr","text":"t","expr":{value}}}"#);
+        let ir = RuleIr::from_json(&rule(&node)).unwrap();
+        assert_eq!(ir.branches[0].expr.depth(), MAX_DEPTH);
+        let deeper = format!(r#"{{"node":"not","arg":{node}}}"#);
+        assert!(RuleIr::from_json(&rule(&deeper)).is_err());
     }
 
     #[test]
