@@ -1,6 +1,6 @@
 //! Evaluating a compiled rule against one parsed event.
 
-use crate::event::for_each_value;
+use crate::event::{for_each_value, is_json_number};
 use crate::expr::ExprNode;
 use crate::ip::{parse_cidr, parse_ip, Cidr};
 use crate::ir::{FieldType, Node, Op, Predicate, RuleIr};
@@ -229,8 +229,10 @@ impl Pred {
         })
     }
 
-    /// Index of the first literal `value` satisfies.
-    fn literal_for(&self, value: &str) -> Option<usize> {
+    /// Index of the first literal `value` satisfies (`numbers`: which values were JSON numbers,
+    /// for typed fields).
+    #[allow(clippy::ptr_arg)] // is_json_number needs to know whether it is borrowed
+    fn literal_for(&self, value: &Cow<'_, str>, numbers: &[usize]) -> Option<usize> {
         match &self.test {
             Test::Exact => self.literals.iter().position(|l| l == value),
             Test::FoldedEq(folded) => folded.iter().position(|l| eq_folded(value, l)),
@@ -239,12 +241,18 @@ impl Pred {
                 addresses.iter().position(|a| *a == address)
             }
             Test::Exists(FieldType::Keyword) => Some(0),
-            Test::Exists(field_type) => read(*field_type, Cow::Borrowed(value)).map(|_| 0),
+            Test::Exists(field_type) => read(
+                *field_type,
+                Cow::Borrowed(value),
+                is_json_number(value, numbers),
+            )
+            .map(|_| 0),
             Test::Typed {
                 field_type,
                 literals,
             } => {
-                let value = read(*field_type, Cow::Borrowed(value))?;
+                let number = is_json_number(value, numbers);
+                let value = read(*field_type, Cow::Borrowed(value), number)?;
                 literals.iter().position(|l| {
                     compare(&value, l).is_some_and(|order| match self.op {
                         Op::Lt => order.is_lt(),
@@ -277,7 +285,7 @@ impl Pred {
     }
 
     /// The first value (in value order) satisfying the predicate, and its first literal.
-    fn first_hit<'a>(&self, doc: &'a Value) -> Option<(Cow<'a, str>, usize)> {
+    fn first_hit<'a>(&self, doc: &'a Value, numbers: &[usize]) -> Option<(Cow<'a, str>, usize)> {
         if matches!(self.test, Test::Endpoint) {
             // The witness value is the text that named the endpoint, not the whole value.
             let mut event_ports = || destination_ports(doc);
@@ -301,14 +309,12 @@ impl Pred {
                 ControlFlow::Continue(()) => None,
             };
         }
-        let found = for_each_value(
-            doc,
-            &self.path,
-            &mut |value| match self.literal_for(&value) {
-                Some(literal) => ControlFlow::Break((value, literal)),
-                None => ControlFlow::Continue(()),
-            },
-        );
+        let found = for_each_value(doc, &self.path, &mut |value| match self
+            .literal_for(&value, numbers)
+        {
+            Some(literal) => ControlFlow::Break((value, literal)),
+            None => ControlFlow::Continue(()),
+        });
         match found {
             ControlFlow::Break(hit) => Some(hit),
             ControlFlow::Continue(()) => None,
@@ -363,34 +369,40 @@ impl Expr {
         }
     }
 
-    fn eval(&self, doc: &Value) -> bool {
+    fn eval(&self, doc: &Value, numbers: &[usize]) -> bool {
         match self {
-            Expr::And(args) => args.iter().all(|a| a.eval(doc)),
-            Expr::Or(args) => args.iter().any(|a| a.eval(doc)),
-            Expr::Not(arg) => !arg.eval(doc),
-            Expr::Pred(p) => p.first_hit(doc).is_some(),
-            Expr::Script(node) => node.first_true(doc).is_some(),
+            Expr::And(args) => args.iter().all(|a| a.eval(doc, numbers)),
+            Expr::Or(args) => args.iter().any(|a| a.eval(doc, numbers)),
+            Expr::Not(arg) => !arg.eval(doc, numbers),
+            Expr::Pred(p) => p.first_hit(doc, numbers).is_some(),
+            Expr::Script(node) => node.first_true(doc, numbers).is_some(),
         }
     }
 
     /// Push the witness entries of a node known to be true (spec/ir.md "Witness"): a predicate
     /// gives one, `and` its children's, `or` its first true child's (marked under-or), `not`
     /// none.
-    fn collect<'e, 'a>(&'e self, doc: &'a Value, under_or: bool, out: &mut Vec<Entry<'e, 'a>>) {
+    fn collect<'e, 'a>(
+        &'e self,
+        doc: &'a Value,
+        numbers: &[usize],
+        under_or: bool,
+        out: &mut Vec<Entry<'e, 'a>>,
+    ) {
         match self {
             Expr::And(args) => {
                 for arg in args {
-                    arg.collect(doc, under_or, out);
+                    arg.collect(doc, numbers, under_or, out);
                 }
             }
             Expr::Or(args) => {
-                if let Some(first_true) = args.iter().find(|a| a.eval(doc)) {
-                    first_true.collect(doc, true, out);
+                if let Some(first_true) = args.iter().find(|a| a.eval(doc, numbers)) {
+                    first_true.collect(doc, numbers, true, out);
                 }
             }
             Expr::Not(_) => {}
             Expr::Pred(pred) => {
-                if let Some((value, literal)) = pred.first_hit(doc) {
+                if let Some((value, literal)) = pred.first_hit(doc, numbers) {
                     out.push(Entry {
                         field: &pred.field,
                         op: pred.op.as_str(),
@@ -401,7 +413,7 @@ impl Expr {
                 }
             }
             Expr::Script(node) => {
-                if let Some((field, value)) = node.first_true(doc) {
+                if let Some((field, value)) = node.first_true(doc, numbers) {
                     out.push(Entry {
                         field,
                         op: "expr",
@@ -466,19 +478,29 @@ impl CompiledRule {
     /// A hit, the allowlist entry that dropped it, or a miss. The entries are only looked at
     /// for events a branch matches, so they cost nothing on the others.
     pub fn judge(&self, doc: &Value) -> Verdict {
+        self.judge_with(doc, &[])
+    }
+
+    /// [`CompiledRule::judge`] of a parsed line, whose JSON numbers typed fields read as
+    /// numbers ([`crate::ParsedLine::numbers`]).
+    pub fn judge_line(&self, line: &crate::ParsedLine<'_>) -> Verdict {
+        self.judge_with(&line.doc, &line.numbers)
+    }
+
+    fn judge_with(&self, doc: &Value, numbers: &[usize]) -> Verdict {
         let Some((branch, expr)) = self
             .branches
             .iter()
             .enumerate()
-            .find(|(_, expr)| expr.eval(doc))
+            .find(|(_, expr)| expr.eval(doc, numbers))
         else {
             return Verdict::Miss;
         };
-        if let Some(entry) = self.allowlist.iter().position(|e| e.eval(doc)) {
+        if let Some(entry) = self.allowlist.iter().position(|e| e.eval(doc, numbers)) {
             return Verdict::Allowed(entry);
         }
         let mut entries = Vec::new();
-        expr.collect(doc, false, &mut entries);
+        expr.collect(doc, numbers, false, &mut entries);
         let deciding = match entries.iter().position(|e| e.under_or) {
             Some(i) => Some(entries.swap_remove(i)),
             None => entries.pop(),

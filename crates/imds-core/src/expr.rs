@@ -1,7 +1,7 @@
 //! `expr` nodes: values computed from fields and literals, with Elasticsearch EQL's function,
 //! null and type rules (spec/ir.md, "Expressions").
 
-use crate::event::for_each_value;
+use crate::event::{for_each_value, is_json_number};
 use crate::ip::{parse_cidr, parse_ip, Cidr};
 use crate::ir::{FieldType, Func, LitType, ValueExpr};
 use crate::lucene_regex::LuceneRegex;
@@ -92,13 +92,17 @@ impl ExprNode {
 
     /// The first field it names and its value (flattened text; `""` when it has none) in the
     /// first combination that gives `true`; `None` when none does.
-    pub fn first_true<'a>(&self, doc: &'a Value) -> Option<(&str, Cow<'a, str>)> {
+    pub fn first_true<'a>(
+        &self,
+        doc: &'a Value,
+        numbers: &[usize],
+    ) -> Option<(&str, Cow<'a, str>)> {
         // Each field's values read as its type, with their text; no value at all is [null].
         let values: Vec<Vec<(Val<'a>, Cow<'a, str>)>> = (self.fields.iter())
             .map(|(_, path, t)| {
                 let mut out = Vec::new();
                 let _ = for_each_value(doc, path, &mut |text: Cow<'a, str>| {
-                    if let Some(v) = read(*t, text.clone()) {
+                    if let Some(v) = read(*t, text.clone(), is_json_number(&text, numbers)) {
                         out.push((v, text));
                     }
                     ControlFlow::<()>::Continue(())
@@ -879,12 +883,18 @@ mod tests {
         let values: Vec<String> = (0..102).map(|n| n.to_string()).collect();
         let doc = serde_json::json!({"a": values, "b": values, "c": values});
         assert!(102usize.pow(3) > MAX_COMBINATIONS);
-        assert_eq!(sum(0).first_true(&doc), Some(("a", Cow::Borrowed("0"))));
+        assert_eq!(
+            sum(0).first_true(&doc, &[]),
+            Some(("a", Cow::Borrowed("0")))
+        );
         // 99 + 101 + 101 is combination 99·102² + 101·102 + 101 < 2^20: found; the first
         // sum of 302 (100 + 101 + 101) is past the limit, and 303 past it too.
-        assert_eq!(sum(301).first_true(&doc), Some(("a", Cow::Borrowed("99"))));
-        assert_eq!(sum(302).first_true(&doc), None);
-        assert_eq!(sum(303).first_true(&doc), None);
+        assert_eq!(
+            sum(301).first_true(&doc, &[]),
+            Some(("a", Cow::Borrowed("99")))
+        );
+        assert_eq!(sum(302).first_true(&doc, &[]), None);
+        assert_eq!(sum(303).first_true(&doc, &[]), None);
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! A field's values read as its Elasticsearch type (spec/ir.md, "Field types"), and the typed
 //! comparisons of predicates and expressions.
 //!
-//! Values are read from their flattened text: every JSON number's text is also a numeric
-//! string that the type reads the same way, and `true`/`false` read like `"true"`/`"false"`,
-//! so the JSON kind adds nothing (and the keyword path keeps its borrowed strings).
+//! Values are read from their flattened text and whether it was a JSON number (integer types
+//! read a JSON number with a fraction through a double, a string exactly); `true`/`false` read
+//! like `"true"`/`"false"`.
 
 use crate::ip::parse_ip;
 use crate::ir::FieldType;
@@ -45,12 +45,14 @@ impl Val<'_> {
     }
 }
 
-/// `text` read as a value of `field_type`, or `None` when Elasticsearch would not index it.
-pub fn read(field_type: FieldType, text: Cow<'_, str>) -> Option<Val<'_>> {
+/// `text` (a JSON number's text when `json_number`) read as a value of `field_type`, or `None`
+/// when Elasticsearch would not index it (spec/semantics.md, "Reading values by type").
+pub fn read(field_type: FieldType, text: Cow<'_, str>, json_number: bool) -> Option<Val<'_>> {
     Some(match field_type {
         FieldType::Keyword => Val::Str(text),
         FieldType::Ip => Val::Ip(parse_ip(&text)?),
-        FieldType::Date => Val::Date(parse_timestamp(&text)?),
+        // A date field keeps milliseconds: later digits are dropped, toward the past.
+        FieldType::Date => Val::Date(parse_timestamp(&text)?.div_euclid(1000) * 1000),
         FieldType::Boolean => match &*text {
             "true" => Val::Bool(true),
             "false" | "" => Val::Bool(false),
@@ -61,13 +63,98 @@ pub fn read(field_type: FieldType, text: Cow<'_, str>) -> Option<Val<'_>> {
         FieldType::HalfFloat => Val::Float(half(java_float(&text)?)?),
         integer => {
             let (min, max) = integer.integer_range().expect("the other types are above");
-            let n = java_long(&text).or_else(|| Decimal::parse(&text)?.truncate())?;
+            let n = read_integer(integer, &text, json_number)?;
             if !(min..=max).contains(&n) {
                 return None;
             }
             Val::Int(n)
         }
     })
+}
+
+/// An integer type's reading, before its range check (Elasticsearch's
+/// `AbstractXContentParser.longValue`/`intValue`/`shortValue`, `NumberFieldMapper.BYTE`,
+/// `UnsignedLongFieldMapper.parseUnsignedLong`).
+fn read_integer(t: FieldType, text: &str, json_number: bool) -> Option<i128> {
+    let plain = !text.contains(['.', 'e', 'E']);
+    let long_range = i128::from(i64::MIN)..=i128::from(i64::MAX);
+    let int_range = i128::from(i32::MIN)..=i128::from(i32::MAX);
+    if json_number {
+        if plain {
+            let n: i128 = text.parse().ok()?;
+            // Jackson reads an int or a long; past them the number is refused.
+            return match t {
+                FieldType::Long => long_range.contains(&n).then_some(n),
+                FieldType::UnsignedLong => Some(n),
+                _ => int_range.contains(&n).then_some(n),
+            };
+        }
+        // A fraction or an exponent: a double first.
+        let x: f64 = text.parse().ok()?;
+        if !x.is_finite() {
+            return None;
+        }
+        return match t {
+            // Whole only; past 2^63 - 1 saturates (Double.longValue).
+            FieldType::UnsignedLong => (x.fract() == 0.0).then(|| {
+                if x >= 2f64.powi(63) {
+                    i64::MAX.into()
+                } else {
+                    x as i128
+                }
+            }),
+            FieldType::Long => {
+                let n = x.trunc();
+                (n >= -(2f64.powi(63)) && n < 2f64.powi(63)).then_some(n as i128)
+            }
+            _ => {
+                let n = x.trunc();
+                (n >= f64::from(i32::MIN) && n <= f64::from(i32::MAX)).then_some(n as i128)
+            }
+        };
+    }
+    match t {
+        FieldType::Long => {
+            if let Some(n) = java_long(text) {
+                return Some(n);
+            }
+            let d = Decimal::parse(text)?;
+            // Elasticsearch's shortcut: a scale past 19 digits is 0, below -19 out of range.
+            let scale = -d.exponent;
+            if scale > 19 {
+                return Some(0);
+            }
+            if scale < -19 {
+                return None;
+            }
+            d.truncate()
+        }
+        FieldType::UnsignedLong => {
+            let digits = text.strip_prefix('+').unwrap_or(text);
+            if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                return digits.parse::<u64>().ok().map(i128::from);
+            }
+            Decimal::parse(text)?.integer()
+        }
+        FieldType::Byte => {
+            // Truncated to an int (Java's cast: NaN is 0, saturating), then range-checked.
+            let x = java_double_any(text)?;
+            Some(if x.is_nan() {
+                0
+            } else {
+                x.trunc().clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i128
+            })
+        }
+        _ => {
+            // integer, short: the double is range-checked before it is truncated.
+            let x = java_double_any(text)?;
+            if x.is_nan() {
+                return Some(0);
+            }
+            let (min, max) = t.integer_range().expect("an integer type");
+            (x >= min as f64 && x <= max as f64).then(|| x.trunc() as i128)
+        }
+    }
 }
 
 /// A literal of a predicate on `field_type`, as the compiler wrote it: read the way the
@@ -77,7 +164,7 @@ pub fn read_literal(field_type: FieldType, text: &str) -> Option<Val<'static>> {
     if field_type.integer_range().is_some() {
         return exact_number(text);
     }
-    read(field_type, Cow::Borrowed(text)).map(Val::into_owned)
+    read(field_type, Cow::Borrowed(text), false).map(Val::into_owned)
 }
 
 /// A decimal number as exactly as it can be held: an integer when it has no fraction (and
@@ -254,15 +341,68 @@ fn java_float_text(text: &str) -> Option<&str> {
     Some(body)
 }
 
+/// `Double.parseDouble` of any result (`NaN`, infinities, hexadecimal floating point too).
+fn java_double_any(text: &str) -> Option<f64> {
+    if let Some(body) = java_float_text(text) {
+        return body.parse().ok();
+    }
+    let t = text.trim_matches(|c: char| c <= ' ');
+    let (negative, body) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let sign = if negative { -1.0 } else { 1.0 };
+    match body {
+        "NaN" => return Some(f64::NAN),
+        "Infinity" => return Some(sign * f64::INFINITY),
+        _ => {}
+    }
+    hex_float(body.strip_suffix(['f', 'F', 'd', 'D']).unwrap_or(body)).map(|x| sign * x)
+}
+
+/// Java's hexadecimal floating point: `0x` hex digits, optional `.` fraction, `p` exponent.
+fn hex_float(body: &str) -> Option<f64> {
+    let rest = body
+        .strip_prefix("0x")
+        .or_else(|| body.strip_prefix("0X"))?;
+    let (mantissa, exponent) = rest.split_once(['p', 'P'])?;
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let hex = |s: &str| s.chars().all(|c| c.is_ascii_hexdigit());
+    if int.len() + frac.len() == 0 || !hex(int) || !hex(frac) {
+        return None;
+    }
+    let digits = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let exponent = exponent
+        .parse::<i64>()
+        .unwrap_or(if exponent.starts_with('-') {
+            -5000
+        } else {
+            5000
+        });
+    let exponent = exponent.clamp(-5000, 5000) as i32;
+    let mut value = 0f64;
+    for c in int.chars().chain(frac.chars()) {
+        value = value * 16.0 + f64::from(c.to_digit(16)?);
+    }
+    Some(value * 2f64.powi(exponent - 4 * frac.len() as i32))
+}
+
 /// `Double.parseDouble`, finite.
 fn java_double(text: &str) -> Option<f64> {
-    let x: f64 = java_float_text(text)?.parse().ok()?;
+    let x = java_double_any(text)?;
     x.is_finite().then_some(x)
 }
 
 /// `Float.parseFloat` (rounded once, to the nearest binary32), finite.
 fn java_float(text: &str) -> Option<f32> {
-    let x: f32 = java_float_text(text)?.parse().ok()?;
+    let x: f32 = match java_float_text(text) {
+        Some(body) => body.parse().ok()?,
+        None => java_double_any(text)? as f32,
+    };
     x.is_finite().then_some(x)
 }
 
@@ -308,7 +448,7 @@ mod tests {
     use super::*;
 
     fn r(t: FieldType, text: &str) -> Option<Val<'static>> {
-        read(t, Cow::Borrowed(text)).map(Val::into_owned)
+        read(t, Cow::Borrowed(text), false).map(Val::into_owned)
     }
 
     #[test]
@@ -322,6 +462,25 @@ mod tests {
         assert_eq!(r(Long, ".5"), Some(Val::Int(0)));
         assert_eq!(r(Long, "5."), Some(Val::Int(5)));
         assert_eq!(r(Long, "1e-400"), Some(Val::Int(0)));
+        assert_eq!(r(Long, "80.00000000000000000001"), Some(Val::Int(0)));
+        assert_eq!(r(Long, "0e20"), None);
+        let json = |t, text| read(t, Cow::Borrowed(text), true).map(Val::into_owned);
+        assert_eq!(
+            json(Long, "9007199254740993.5"),
+            Some(Val::Int(9_007_199_254_740_994))
+        );
+        assert_eq!(
+            r(Long, "9007199254740993.5"),
+            Some(Val::Int(9_007_199_254_740_993))
+        );
+        assert_eq!(json(UnsignedLong, "1e19"), Some(Val::Int(i64::MAX.into())));
+        assert_eq!(json(UnsignedLong, "5.5"), None);
+        assert_eq!(r(Integer, " 5 "), Some(Val::Int(5)));
+        assert_eq!(r(Integer, "0x1.4p2"), Some(Val::Int(5)));
+        assert_eq!(r(Integer, "NaN"), Some(Val::Int(0)));
+        assert_eq!(r(Integer, "2147483647.5"), None);
+        assert_eq!(json(Integer, "2147483647.5"), Some(Val::Int(2_147_483_647)));
+        assert_eq!(r(Byte, "127.9"), Some(Val::Int(127)));
         assert_eq!(
             r(Long, "9223372036854775807"),
             Some(Val::Int(i64::MAX.into()))
@@ -348,10 +507,15 @@ mod tests {
             "-",
             ".",
             "1e99999999999",
+            "1_0",
         ] {
             assert_eq!(r(Long, bad), None, "{bad:?}");
         }
         assert_eq!(r(Long, "1e30"), None);
+        assert_eq!(r(UnsignedLong, "5.0"), Some(Val::Int(5)));
+        assert_eq!(r(UnsignedLong, "+05"), Some(Val::Int(5)));
+        assert_eq!(r(UnsignedLong, "-0"), Some(Val::Int(0)));
+        assert_eq!(r(UnsignedLong, "5.5"), None);
     }
 
     #[test]
