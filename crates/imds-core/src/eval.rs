@@ -207,10 +207,7 @@ impl Pred {
             (FieldType::Keyword, Op::ContainsCi) => affix(Place::Anywhere, folded()),
             (FieldType::Keyword, Op::Regex | Op::RegexCi) => Test::Regex(
                 (p.values.iter())
-                    .map(|v| {
-                        LuceneRegex::new(v, p.op == Op::RegexCi)
-                            .map_err(|why| bad(format!("regex {v:?}: {why}")))
-                    })
+                    .map(|v| LuceneRegex::new(v, p.op == Op::RegexCi).map_err(|why| bad(why)))
                     .collect::<Result<_, _>>()?,
             ),
             (_, op) => unreachable!("{} on {:?} is handled above", op.as_str(), p.field_type),

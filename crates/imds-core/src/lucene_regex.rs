@@ -28,6 +28,11 @@ impl LuceneRegex {
         })
     }
 
+    /// A text every matching value contains (lower case when case-insensitive), if any.
+    pub fn required_literal(&self) -> Option<&str> {
+        (!self.literal.is_empty()).then_some(self.literal.as_str())
+    }
+
     /// Whether the whole of `value` matches.
     pub fn is_match(&self, value: &str) -> bool {
         if self.case_insensitive {

@@ -3,6 +3,7 @@
 
 use super::cost::{literal_cost, ENDPOINT_COST};
 use crate::ir::{FieldType, Node, Op, Predicate, RuleIr};
+use crate::lucene_regex::LuceneRegex;
 
 /// A literal every match of some subtree contains once decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,8 +176,13 @@ pub(super) fn pred_lits(p: &Predicate) -> Option<Vec<Needle>> {
                     .max_by(|a, b| a.raw.len().cmp(&b.raw.len()).then(b.raw.cmp(&a.raw)))?;
                 out.push(Needle::Literal(best));
             }
-            // Typed comparisons (`80` matches `8e1`), ranges and regular expressions: no
-            // literal appears verbatim in every match.
+            // A text every match of the regular expression contains, when it has one.
+            (FieldType::Keyword, Op::Regex | Op::RegexCi) => {
+                let regex = LuceneRegex::new(v, p.op == Op::RegexCi).ok()?;
+                out.push(Needle::Literal(literal(regex.required_literal()?)?));
+            }
+            // Typed comparisons (`80` matches `8e1`) and ranges: no literal appears verbatim
+            // in every match.
             _ => return None,
         }
     }
@@ -390,6 +396,26 @@ mod tests {
         assert_eq!(lits(kw(Op::Wildcard, &["*"])), None);
         assert_eq!(lits(kw(Op::Wildcard, &["*abc*", "**"])), None);
         assert_eq!(lits(kw(Op::Wildcard, &["*a\"b*"])), s(&["a\\\"b"]));
+    }
+
+    #[test]
+    fn typed_range_and_regex_needles() {
+        // Typed values are not their literal's text (`80` is `8e1`), ranges have none.
+        for t in [
+            FieldType::Long,
+            FieldType::Date,
+            FieldType::Boolean,
+            FieldType::Double,
+        ] {
+            assert_eq!(lits(pred("f", t, Op::Eq, &["80"])), None, "{t:?}");
+            assert_eq!(lits(pred("f", t, Op::Gt, &["80"])), None, "{t:?}");
+        }
+        assert_eq!(lits(kw(Op::Lt, &["curl"])), None);
+        assert_eq!(lits(pred("f", FieldType::Ip, Op::Lt, &["10.0.0.1"])), None);
+        // A regex's required literal anchors it; a refused pattern anchors nothing.
+        assert_eq!(lits(kw(Op::Regex, &["metadata"])), s(&["metadata"]));
+        assert_eq!(lits(kw(Op::RegexCi, &["MetaData"])), s(&["metadata"]));
+        assert_eq!(lits(kw(Op::Regex, &["a&b"])), None);
     }
 
     #[test]
