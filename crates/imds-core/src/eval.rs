@@ -207,7 +207,7 @@ impl Pred {
             (FieldType::Keyword, Op::ContainsCi) => affix(Place::Anywhere, folded()),
             (FieldType::Keyword, Op::Regex | Op::RegexCi) => Test::Regex(
                 (p.values.iter())
-                    .map(|v| LuceneRegex::new(v, p.op == Op::RegexCi).map_err(|why| bad(why)))
+                    .map(|v| LuceneRegex::new(v, p.op == Op::RegexCi).map_err(&bad))
                     .collect::<Result<_, _>>()?,
             ),
             (_, op) => unreachable!("{} on {:?} is handled above", op.as_str(), p.field_type),

@@ -280,7 +280,7 @@ fn compile(
                     extra = Extra::Regexes(
                         literals(1)?
                             .iter()
-                            .map(|p| LuceneRegex::new(p, call.func == RegexCi).map_err(|why| why))
+                            .map(|p| LuceneRegex::new(p, call.func == RegexCi))
                             .collect::<Result<_, _>>()?,
                     );
                     Ty::Bool

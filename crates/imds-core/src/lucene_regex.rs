@@ -10,13 +10,13 @@ pub struct LuceneRegex {
 }
 
 impl LuceneRegex {
-    /// Translate `pattern`; the error is the reason it is refused.
+    /// Translate `pattern`; the error is the refusal, `regex "<pattern>": <why>`.
     pub fn new(pattern: &str, case_insensitive: bool) -> Result<LuceneRegex, String> {
         if let Some(c) = pattern
             .chars()
             .find(|c| ".?+*|{}()[]\"\\#@&<>~".contains(*c))
         {
-            return Err(format!("{c:?} is not supported"));
+            return Err(format!("regex {pattern:?}: {c:?} is not supported"));
         }
         Ok(LuceneRegex {
             literal: if case_insensitive {
