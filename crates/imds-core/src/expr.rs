@@ -154,7 +154,13 @@ fn compile(
                 (Value::Bool(b), None) => (Val::Bool(*b), Ty::Bool),
                 (Value::String(s), None) => (Val::Str(Cow::Owned(s.clone())), Ty::Str),
                 (Value::String(s), Some(LitType::Date)) => (
-                    Val::Date(parse_timestamp(s).ok_or_else(|| format!("{s:?} is not a date"))?),
+                    Val::Date(
+                        // As a date field reads it: to the millisecond.
+                        parse_timestamp(s)
+                            .ok_or_else(|| format!("{s:?} is not a date"))?
+                            .div_euclid(1000)
+                            * 1000,
+                    ),
                     Ty::Date,
                 ),
                 (Value::String(s), Some(LitType::Ip)) => (
