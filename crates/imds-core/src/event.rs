@@ -352,15 +352,20 @@ impl<'t> Builder<'t> {
             Some(b't') => self.literal("true").map(|()| Value::Bool(true)),
             Some(b'f') => self.literal("false").map(|()| Value::Bool(false)),
             Some(b'n') => self.literal("null").map(|()| Value::Null),
-            Some(b'-' | b'0'..=b'9') => {
-                let start = self.pos;
-                self.number()?;
-                let text = self.text[start..self.pos].to_owned();
-                self.numbers.push(text.as_ptr() as usize);
-                Ok(Value::String(text))
-            }
+            Some(b'-' | b'0'..=b'9') => self.number_value(),
             _ => Err(self.unexpected()),
         }
+    }
+
+    /// A number, kept as its text, whose address is remembered ([`ParsedLine::numbers`]).
+    /// Not inlined: `value` recurses as deep as the document nests, so its frame stays small.
+    #[inline(never)]
+    fn number_value(&mut self) -> Result<Value, Malformed> {
+        let start = self.pos;
+        self.number()?;
+        let text = self.text[start..self.pos].to_owned();
+        self.numbers.push(text.as_ptr() as usize);
+        Ok(Value::String(text))
     }
 
     fn literal(&mut self, word: &str) -> Result<(), Malformed> {
