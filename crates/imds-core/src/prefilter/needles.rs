@@ -155,6 +155,8 @@ pub(super) fn pred_lits(p: &Predicate) -> Option<Vec<Needle>> {
             (FieldType::Ip, Op::Eq | Op::EqCi) => {
                 out.extend(ip_lits(v)?.into_iter().map(Needle::Literal))
             }
+            // Ranges: the matching values are not the literal's text.
+            (_, Op::Lt | Op::Lte | Op::Gt | Op::Gte) => return None,
             (FieldType::Ip, _) => return None,
             // The literal itself is in the value (the search ignores case, so the
             // case-sensitive forms are covered too).
@@ -181,8 +183,7 @@ pub(super) fn pred_lits(p: &Predicate) -> Option<Vec<Needle>> {
                 let regex = LuceneRegex::new(v, p.op == Op::RegexCi).ok()?;
                 out.push(Needle::Literal(literal(regex.required_literal()?)?));
             }
-            // Typed comparisons (`80` matches `8e1`) and ranges: no literal appears verbatim
-            // in every match.
+            // Typed equality (`80` matches `8e1`): no literal appears verbatim in every match.
             _ => return None,
         }
     }
