@@ -174,7 +174,14 @@ impl Pred {
                 let literals = (p.values.iter())
                     .map(|v| {
                         read_literal(field_type, v).ok_or_else(|| {
-                            bad(format!("{v:?} is not a {} value", field_type.as_str()))
+                            let article = match field_type {
+                                FieldType::Ip | FieldType::Integer => "an",
+                                _ => "a",
+                            };
+                            bad(format!(
+                                "{v:?} is not {article} {} value",
+                                field_type.as_str()
+                            ))
                         })
                     })
                     .collect::<Result<_, _>>()?;
@@ -964,6 +971,10 @@ mod typed_tests {
             (
                 pred("boolean", "eq", r#"["yes"]"#),
                 r#""yes" is not a boolean value"#,
+            ),
+            (
+                pred("ip", "lt", r#"["10.0.0.01"]"#),
+                r#""10.0.0.01" is not an ip value"#,
             ),
             (
                 pred("double", "lt", r#"["1","2"]"#),
