@@ -1,8 +1,11 @@
 //! Evaluating a compiled rule against one parsed event.
 
-use crate::event::for_each_value;
+use crate::event::{for_each_value, is_json_number};
+use crate::expr::ExprNode;
 use crate::ip::{parse_cidr, parse_ip, Cidr};
 use crate::ir::{FieldType, Node, Op, Predicate, RuleIr};
+use crate::lucene_regex::LuceneRegex;
+use crate::typed::{compare, read, read_literal, Val};
 use crate::wildcard::{ascii_fold, eq_folded, Pattern};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -56,6 +59,8 @@ enum Expr {
     Or(Vec<Expr>),
     Not(Box<Expr>),
     Pred(Pred),
+    /// An `expr` node.
+    Script(ExprNode),
 }
 
 struct Pred {
@@ -76,10 +81,17 @@ enum Test {
     Address(Vec<[u8; 16]>),
     /// `cidr` (any field type): values that parse as addresses, inside a block.
     Cidr(Vec<Cidr>),
-    /// `exists`: any value (on an ip field, any address); reported with an empty pattern.
-    Exists {
-        ip: bool,
+    /// `exists`: any value of the field's type (on a keyword field, any value at all);
+    /// reported with an empty pattern.
+    Exists(FieldType),
+    /// `eq` on a field that is neither keyword nor ip, and the range operators: values read
+    /// as the type, compared with the literals read the same way.
+    Typed {
+        field_type: FieldType,
+        literals: Vec<Val<'static>>,
     },
+    /// `regex`, `regex_ci` (keyword fields).
+    Regex(Vec<LuceneRegex>),
     /// `imds_endpoint`: endpoint classes (the literals); see `endpoint.rs`.
     Endpoint,
     /// `wildcard` (folding) and `like` (case-sensitive) patterns.
@@ -125,14 +137,20 @@ impl Pred {
                 }
                 Test::Endpoint
             }
-            (field_type, Op::Exists) => Test::Exists {
-                ip: field_type == FieldType::Ip,
-            },
-            (FieldType::Ip, op) if op.is_textual() => {
+            (field_type, Op::Exists) => Test::Exists(field_type),
+            (field_type, op)
+                if field_type != FieldType::Keyword
+                    && (op.is_textual() || (op == Op::EqCi && field_type != FieldType::Ip)) =>
+            {
+                let article = match field_type {
+                    FieldType::Ip | FieldType::Integer => "an",
+                    _ => "a",
+                };
                 return Err(bad(format!(
-                    "{} is not allowed on an ip field",
-                    op.as_str()
-                )))
+                    "{} is not allowed on {article} {} field",
+                    op.as_str(),
+                    field_type.as_str()
+                )));
             }
             (_, Op::Cidr) => Test::Cidr(
                 p.values
@@ -140,6 +158,38 @@ impl Pred {
                     .map(|v| parse_cidr(v).ok_or_else(|| bad(format!("{v:?} is not a CIDR block"))))
                     .collect::<Result<_, _>>()?,
             ),
+            (field_type, op)
+                if op.is_range()
+                    || (op == Op::Eq
+                        && field_type != FieldType::Keyword
+                        && field_type != FieldType::Ip) =>
+            {
+                if op.is_range() && p.values.len() != 1 {
+                    return Err(bad(format!(
+                        "{} takes one value, not {}",
+                        op.as_str(),
+                        p.values.len()
+                    )));
+                }
+                let literals = (p.values.iter())
+                    .map(|v| {
+                        read_literal(field_type, v).ok_or_else(|| {
+                            let article = match field_type {
+                                FieldType::Ip | FieldType::Integer => "an",
+                                _ => "a",
+                            };
+                            bad(format!(
+                                "{v:?} is not {article} {} value",
+                                field_type.as_str()
+                            ))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+                Test::Typed {
+                    field_type,
+                    literals,
+                }
+            }
             (FieldType::Ip, _) => Test::Address(
                 p.values
                     .iter()
@@ -162,6 +212,12 @@ impl Pred {
             (FieldType::Keyword, Op::EndsWithCi) => affix(Place::End, folded()),
             (FieldType::Keyword, Op::Contains) => affix(Place::Anywhere, None),
             (FieldType::Keyword, Op::ContainsCi) => affix(Place::Anywhere, folded()),
+            (FieldType::Keyword, Op::Regex | Op::RegexCi) => Test::Regex(
+                (p.values.iter())
+                    .map(|v| LuceneRegex::new(v, p.op == Op::RegexCi).map_err(&bad))
+                    .collect::<Result<_, _>>()?,
+            ),
+            (_, op) => unreachable!("{} on {:?} is handled above", op.as_str(), p.field_type),
         };
         Ok(Pred {
             field: p.field.clone(),
@@ -177,8 +233,10 @@ impl Pred {
         })
     }
 
-    /// Index of the first literal `value` satisfies.
-    fn literal_for(&self, value: &str) -> Option<usize> {
+    /// Index of the first literal `value` satisfies (`numbers`: which values were JSON numbers,
+    /// for typed fields).
+    #[allow(clippy::ptr_arg)] // is_json_number needs to know whether it is borrowed
+    fn literal_for(&self, value: &Cow<'_, str>, numbers: &[usize]) -> Option<usize> {
         match &self.test {
             Test::Exact => self.literals.iter().position(|l| l == value),
             Test::FoldedEq(folded) => folded.iter().position(|l| eq_folded(value, l)),
@@ -186,7 +244,30 @@ impl Pred {
                 let address = parse_ip(value)?;
                 addresses.iter().position(|a| *a == address)
             }
-            Test::Exists { ip } => (!ip || parse_ip(value).is_some()).then_some(0),
+            Test::Exists(FieldType::Keyword) => Some(0),
+            Test::Exists(field_type) => read(
+                *field_type,
+                Cow::Borrowed(value),
+                is_json_number(value, numbers),
+            )
+            .map(|_| 0),
+            Test::Typed {
+                field_type,
+                literals,
+            } => {
+                let number = is_json_number(value, numbers);
+                let value = read(*field_type, Cow::Borrowed(value), number)?;
+                literals.iter().position(|l| {
+                    compare(&value, l).is_some_and(|order| match self.op {
+                        Op::Lt => order.is_lt(),
+                        Op::Lte => order.is_le(),
+                        Op::Gt => order.is_gt(),
+                        Op::Gte => order.is_ge(),
+                        _ => order.is_eq(),
+                    })
+                })
+            }
+            Test::Regex(regexes) => regexes.iter().position(|r| r.is_match(value)),
             Test::Endpoint => unreachable!("first_hit handles imds_endpoint"),
             Test::Cidr(blocks) => {
                 let address = parse_ip(value)?;
@@ -208,7 +289,7 @@ impl Pred {
     }
 
     /// The first value (in value order) satisfying the predicate, and its first literal.
-    fn first_hit<'a>(&self, doc: &'a Value) -> Option<(Cow<'a, str>, usize)> {
+    fn first_hit<'a>(&self, doc: &'a Value, numbers: &[usize]) -> Option<(Cow<'a, str>, usize)> {
         if matches!(self.test, Test::Endpoint) {
             // The witness value is the text that named the endpoint, not the whole value.
             let mut event_ports = || destination_ports(doc);
@@ -232,14 +313,12 @@ impl Pred {
                 ControlFlow::Continue(()) => None,
             };
         }
-        let found = for_each_value(
-            doc,
-            &self.path,
-            &mut |value| match self.literal_for(&value) {
-                Some(literal) => ControlFlow::Break((value, literal)),
-                None => ControlFlow::Continue(()),
-            },
-        );
+        let found = for_each_value(doc, &self.path, &mut |value| match self
+            .literal_for(&value, numbers)
+        {
+            Some(literal) => ControlFlow::Break((value, literal)),
+            None => ControlFlow::Continue(()),
+        });
         match found {
             ControlFlow::Break(hit) => Some(hit),
             ControlFlow::Continue(()) => None,
@@ -270,6 +349,11 @@ impl Expr {
             Node::Or { args } => Expr::Or(all(args)?),
             Node::Not { arg } => Expr::Not(Box::new(Expr::compile(arg, branch)?)),
             Node::Pred(p) => Expr::Pred(Pred::compile(p, branch)?),
+            Node::Expr { text, expr } => {
+                Expr::Script(ExprNode::compile(text, expr).map_err(|what| {
+                    crate::Error::in_branch(branch, None, format!("expression {text:?}: {what}"))
+                })?)
+            }
         })
     }
 
@@ -285,39 +369,59 @@ impl Expr {
                     out.push("destination.port");
                 }
             }
+            Expr::Script(node) => out.extend(node.field_names()),
         }
     }
 
-    fn eval(&self, doc: &Value) -> bool {
+    fn eval(&self, doc: &Value, numbers: &[usize]) -> bool {
         match self {
-            Expr::And(args) => args.iter().all(|a| a.eval(doc)),
-            Expr::Or(args) => args.iter().any(|a| a.eval(doc)),
-            Expr::Not(arg) => !arg.eval(doc),
-            Expr::Pred(p) => p.first_hit(doc).is_some(),
+            Expr::And(args) => args.iter().all(|a| a.eval(doc, numbers)),
+            Expr::Or(args) => args.iter().any(|a| a.eval(doc, numbers)),
+            Expr::Not(arg) => !arg.eval(doc, numbers),
+            Expr::Pred(p) => p.first_hit(doc, numbers).is_some(),
+            Expr::Script(node) => node.first_true(doc, numbers).is_some(),
         }
     }
 
     /// Push the witness entries of a node known to be true (spec/ir.md "Witness"): a predicate
     /// gives one, `and` its children's, `or` its first true child's (marked under-or), `not`
     /// none.
-    fn collect<'e, 'a>(&'e self, doc: &'a Value, under_or: bool, out: &mut Vec<Entry<'e, 'a>>) {
+    fn collect<'e, 'a>(
+        &'e self,
+        doc: &'a Value,
+        numbers: &[usize],
+        under_or: bool,
+        out: &mut Vec<Entry<'e, 'a>>,
+    ) {
         match self {
             Expr::And(args) => {
                 for arg in args {
-                    arg.collect(doc, under_or, out);
+                    arg.collect(doc, numbers, under_or, out);
                 }
             }
             Expr::Or(args) => {
-                if let Some(first_true) = args.iter().find(|a| a.eval(doc)) {
-                    first_true.collect(doc, true, out);
+                if let Some(first_true) = args.iter().find(|a| a.eval(doc, numbers)) {
+                    first_true.collect(doc, numbers, true, out);
                 }
             }
             Expr::Not(_) => {}
             Expr::Pred(pred) => {
-                if let Some((value, literal)) = pred.first_hit(doc) {
+                if let Some((value, literal)) = pred.first_hit(doc, numbers) {
                     out.push(Entry {
-                        pred,
-                        literal,
+                        field: &pred.field,
+                        op: pred.op.as_str(),
+                        pattern: &pred.literals[literal],
+                        value,
+                        under_or,
+                    });
+                }
+            }
+            Expr::Script(node) => {
+                if let Some((field, value)) = node.first_true(doc, numbers) {
+                    out.push(Entry {
+                        field,
+                        op: "expr",
+                        pattern: &node.text,
                         value,
                         under_or,
                     });
@@ -328,8 +432,9 @@ impl Expr {
 }
 
 struct Entry<'e, 'a> {
-    pred: &'e Pred,
-    literal: usize,
+    field: &'e str,
+    op: &'static str,
+    pattern: &'e str,
     value: Cow<'a, str>,
     under_or: bool,
 }
@@ -377,19 +482,29 @@ impl CompiledRule {
     /// A hit, the allowlist entry that dropped it, or a miss. The entries are only looked at
     /// for events a branch matches, so they cost nothing on the others.
     pub fn judge(&self, doc: &Value) -> Verdict {
+        self.judge_with(doc, &[])
+    }
+
+    /// [`CompiledRule::judge`] of a parsed line, whose JSON numbers typed fields read as
+    /// numbers ([`crate::ParsedLine::numbers`]).
+    pub fn judge_line(&self, line: &crate::ParsedLine<'_>) -> Verdict {
+        self.judge_with(&line.doc, &line.numbers)
+    }
+
+    fn judge_with(&self, doc: &Value, numbers: &[usize]) -> Verdict {
         let Some((branch, expr)) = self
             .branches
             .iter()
             .enumerate()
-            .find(|(_, expr)| expr.eval(doc))
+            .find(|(_, expr)| expr.eval(doc, numbers))
         else {
             return Verdict::Miss;
         };
-        if let Some(entry) = self.allowlist.iter().position(|e| e.eval(doc)) {
+        if let Some(entry) = self.allowlist.iter().position(|e| e.eval(doc, numbers)) {
             return Verdict::Allowed(entry);
         }
         let mut entries = Vec::new();
-        expr.collect(doc, false, &mut entries);
+        expr.collect(doc, numbers, false, &mut entries);
         let deciding = match entries.iter().position(|e| e.under_or) {
             Some(i) => Some(entries.swap_remove(i)),
             None => entries.pop(),
@@ -397,9 +512,9 @@ impl CompiledRule {
         Verdict::Hit(Match {
             branch,
             witness: deciding.map(|e| Witness {
-                field: e.pred.field.clone(),
-                op: e.pred.op.as_str(),
-                pattern: e.pred.literals[e.literal].clone(),
+                field: e.field.to_owned(),
+                op: e.op,
+                pattern: e.pattern.to_owned(),
                 value: e.value.into_owned(),
             }),
         })
@@ -815,6 +930,127 @@ mod tests {
                 matches!(CompiledRule::new(ir), Err(crate::Error::Rule(_))),
                 "{branches}"
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod typed_tests {
+    use super::*;
+
+    fn refusal(expr: &str) -> String {
+        let text =
+            format!(r#"{{"ir_version":1,"name":"t","branches":[{{"name":"b","expr":{expr}}}]}}"#);
+        match CompiledRule::new(RuleIr::from_json(&text).unwrap()) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{expr} compiled"),
+        }
+    }
+
+    fn pred(field_type: &str, op: &str, values: &str) -> String {
+        format!(
+            r#"{{"node":"pred","field":"f","field_type":"{field_type}","op":"{op}","values":{values}}}"#
+        )
+    }
+
+    fn expr(value: &str) -> String {
+        format!(r#"{{"node":"expr","text":"t","expr":{value}}}"#)
+    }
+
+    #[test]
+    fn typed_predicates_refuse_what_elasticsearch_would() {
+        for (p, why) in [
+            (
+                pred("long", "eq", r#"["abc"]"#),
+                r#"field "f": "abc" is not a long value"#,
+            ),
+            (
+                pred("date", "gt", r#"["yesterday"]"#),
+                r#""yesterday" is not a date value"#,
+            ),
+            (
+                pred("boolean", "eq", r#"["yes"]"#),
+                r#""yes" is not a boolean value"#,
+            ),
+            (
+                pred("ip", "lt", r#"["10.0.0.01"]"#),
+                r#""10.0.0.01" is not an ip value"#,
+            ),
+            (
+                pred("double", "lt", r#"["1","2"]"#),
+                "lt takes one value, not 2",
+            ),
+            (
+                pred("long", "wildcard", r#"["8*"]"#),
+                "wildcard is not allowed on a long field",
+            ),
+            (
+                pred("integer", "regex", r#"["8"]"#),
+                "regex is not allowed on an integer field",
+            ),
+            (
+                pred("date", "eq_ci", r#"["x"]"#),
+                "eq_ci is not allowed on a date field",
+            ),
+            (
+                pred("ip", "regex", r#"["x"]"#),
+                "regex is not allowed on an ip field",
+            ),
+            (pred("keyword", "regex", r#"["a&b"]"#), r#"regex "a&b": "#),
+        ] {
+            let err = refusal(&p);
+            assert!(err.contains(why), "{err} lacks {why}");
+        }
+    }
+
+    #[test]
+    fn expressions_refuse_bad_arity_and_types() {
+        let f = r#"{"field":"f","field_type":"keyword"}"#;
+        let n = r#"{"field":"n","field_type":"long"}"#;
+        for (value, why) in [
+            (
+                format!(r#"{{"fn":"length","args":[{f},{f}]}}"#),
+                "length takes 1 arguments, not 2",
+            ),
+            (
+                format!(r#"{{"fn":"length","args":[{n}]}}"#),
+                "argument 1 of length must be a string, not a number",
+            ),
+            (
+                format!(r#"{{"fn":"add","args":[{f},{{"lit":1}}]}}"#),
+                "argument 1 of add must be a number, not a string",
+            ),
+            (
+                format!(r#"{{"fn":"lt","args":[{f},{n}]}}"#),
+                "lt compares a string with a number",
+            ),
+            (
+                format!(r#"{{"fn":"like","args":[{f},{f}]}}"#),
+                "argument 2 of like must be a string literal",
+            ),
+            (
+                format!(r#"{{"fn":"cidr_match","args":[{f},{{"lit":"10.0.0.0/33"}}]}}"#),
+                r#""10.0.0.0/33" is not a CIDR block"#,
+            ),
+            (
+                r#"{"lit":"2017-13-01","type":"date"}"#.to_owned(),
+                r#""2017-13-01" is not a date"#,
+            ),
+            (
+                r#"{"lit":18446744073709551615}"#.to_owned(),
+                "18446744073709551615 is out of range for a long",
+            ),
+            (
+                format!(r#"{{"fn":"between","args":[{f},{{"lit":"a"}}]}}"#),
+                "between takes 3 to 4 arguments, not 2",
+            ),
+        ] {
+            let err = refusal(&expr(&value));
+            assert!(
+                err.starts_with(r#"rule error: branch "b" expression "t": "#),
+                "{err}"
+            );
+            assert!(err.contains(why), "{err} lacks {why}");
         }
     }
 }

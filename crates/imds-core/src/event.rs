@@ -24,6 +24,20 @@ pub struct ParsedLine<'l> {
     pub text: Cow<'l, str>,
     /// The line was not valid UTF-8 (decoded with U+FFFD replacements).
     pub invalid_utf8: bool,
+    /// Which of `doc`'s strings were JSON numbers: their text buffers' addresses, sorted
+    /// ([`is_json_number`]). Typed fields read a JSON number and a string differently.
+    pub numbers: Vec<usize>,
+}
+
+/// Whether `value`, a value of a document parsed with `numbers` ([`ParsedLine::numbers`]),
+/// was a JSON number: a number's text is its own allocation, so its address names it. (A
+/// number of a document built elsewhere, a [`Value::Number`], comes owned.)
+#[allow(clippy::ptr_arg)] // whether the value is borrowed is the point
+pub fn is_json_number(value: &Cow<'_, str>, numbers: &[usize]) -> bool {
+    match value {
+        Cow::Borrowed(s) => !s.is_empty() && numbers.binary_search(&(s.as_ptr() as usize)).is_ok(),
+        Cow::Owned(_) => true,
+    }
 }
 
 /// JSON's insignificant whitespace; a line of only these is blank (not an event).
@@ -59,7 +73,8 @@ fn parse_line_with<'l>(
         // U+FFFD per maximal invalid subpart, as spec/ir.md (and Python's decoder) do.
         Err(_) => (String::from_utf8_lossy(line), true),
     };
-    let (doc, source) = parse_top(&text, projection)?;
+    let (doc, source, mut numbers) = parse_top(&text, projection)?;
+    numbers.sort_unstable();
     Ok(Some(match unwrap_export(doc, source) {
         Ok((doc, span)) => ParsedLine {
             doc,
@@ -68,11 +83,13 @@ fn parse_line_with<'l>(
                 Cow::Owned(text) => Cow::Owned(text[span].to_owned()),
             },
             invalid_utf8,
+            numbers,
         },
         Err(doc) => ParsedLine {
             doc,
             text,
             invalid_utf8,
+            numbers,
         },
     }))
 }
@@ -94,6 +111,9 @@ fn unwrap_export(doc: Value, span: Option<Range<usize>>) -> Result<(Value, Range
     }
 }
 
+/// A document, where its `_source` member's value is, and its numbers' addresses.
+type Parsed = (Value, Option<Range<usize>>, Vec<usize>);
+
 /// Parse a JSON text that must be an object.
 ///
 /// serde_json decides what is valid JSON (and words the errors), but its `arbitrary_precision`
@@ -101,7 +121,7 @@ fn unwrap_export(doc: Value, span: Option<Range<usize>>) -> Result<(Value, Range
 /// here, with each number kept as a string of its exact JSON text, which is what a string
 /// field compares it as.
 pub fn parse_document(text: &str) -> Result<Value, Malformed> {
-    parse_top(text, None).map(|(doc, _)| doc)
+    parse_top(text, None).map(|(doc, _, _)| doc)
 }
 
 /// [`parse_document`], and where the value of the top-level object's last `_source` member is.
@@ -110,10 +130,7 @@ pub fn parse_document(text: &str) -> Result<Value, Malformed> {
 /// malformed as if serde_json checked it first: when the builder stops, serde_json reads the
 /// text, and its error, if any, is the reason (the builder's own reasons are for JSON that is
 /// no object or nests too deep). Malformed lines are rare, so the second read costs nothing.
-fn parse_top(
-    text: &str,
-    projection: Option<&Projection>,
-) -> Result<(Value, Option<Range<usize>>), Malformed> {
+fn parse_top(text: &str, projection: Option<&Projection>) -> Result<Parsed, Malformed> {
     let mut builder = Builder {
         text,
         pos: 0,
@@ -121,9 +138,10 @@ fn parse_top(
         kinds: [0; KIND_WORDS],
         source: None,
         projection,
+        numbers: Vec::new(),
     };
     match builder.document() {
-        Ok(doc) => Ok((doc, builder.source)),
+        Ok(doc) => Ok((doc, builder.source, builder.numbers)),
         Err(ours) => {
             serde_json::from_str::<IgnoredAny>(text).map_err(|e| json_error(&e, 0))?;
             Err(ours)
@@ -163,6 +181,8 @@ struct Builder<'t> {
     source: Option<Range<usize>>,
     /// The paths to build (`None`: all).
     projection: Option<&'t Projection>,
+    /// The addresses of the number strings built ([`ParsedLine::numbers`]).
+    numbers: Vec<usize>,
 }
 
 /// The field paths the rules read, as a tree of path parts: the members a projected parse
@@ -332,13 +352,20 @@ impl<'t> Builder<'t> {
             Some(b't') => self.literal("true").map(|()| Value::Bool(true)),
             Some(b'f') => self.literal("false").map(|()| Value::Bool(false)),
             Some(b'n') => self.literal("null").map(|()| Value::Null),
-            Some(b'-' | b'0'..=b'9') => {
-                let start = self.pos;
-                self.number()?;
-                Ok(Value::String(self.text[start..self.pos].to_owned()))
-            }
+            Some(b'-' | b'0'..=b'9') => self.number_value(),
             _ => Err(self.unexpected()),
         }
+    }
+
+    /// A number, kept as its text, whose address is remembered ([`ParsedLine::numbers`]).
+    /// Not inlined: `value` recurses as deep as the document nests, so its frame stays small.
+    #[inline(never)]
+    fn number_value(&mut self) -> Result<Value, Malformed> {
+        let start = self.pos;
+        self.number()?;
+        let text = self.text[start..self.pos].to_owned();
+        self.numbers.push(text.as_ptr() as usize);
+        Ok(Value::String(text))
     }
 
     fn literal(&mut self, word: &str) -> Result<(), Malformed> {
@@ -1500,5 +1527,32 @@ mod tests {
         // Siblings do not add up.
         let wide = format!("{{\"a\":[{}]}}", vec![nested(MAX_NESTING - 3); 3].join(","));
         assert_eq!(values(&wide, "a.a"), ["1", "1", "1"]);
+    }
+}
+
+#[cfg(test)]
+mod number_tests {
+    use super::*;
+
+    #[test]
+    fn a_lines_numbers_are_known_from_its_strings() {
+        let line = br#"{"a":80,"b":"80","c":[1.5,"x",-0],"_source":{"d":7}}"#;
+        let parsed = parse_line(line).unwrap().unwrap();
+        let kinds = |field: &str| -> Vec<bool> {
+            let path: Vec<&str> = field.split('.').collect();
+            let mut out = Vec::new();
+            field_values(&parsed.doc, &path, &mut out);
+            out.iter()
+                .map(|v| is_json_number(v, &parsed.numbers))
+                .collect()
+        };
+        assert_eq!(kinds("a"), [true]);
+        assert_eq!(kinds("b"), [false]);
+        assert_eq!(kinds("c"), [true, false, true]);
+        assert_eq!(kinds("_source.d"), [true]);
+        // A projected parse records the numbers it builds.
+        let projection = Projection::new(["c"]);
+        let parsed = parse_line_projected(line, &projection).unwrap().unwrap();
+        assert_eq!(parsed.numbers.len(), 2);
     }
 }

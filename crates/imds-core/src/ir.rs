@@ -67,6 +67,186 @@ pub enum Node {
     },
     /// A test of one field.
     Pred(Predicate),
+    /// A condition computed from fields and literals (spec/ir.md, "Expressions"): holds when
+    /// its value is `true`.
+    Expr {
+        /// The condition's EQL text (the witness's pattern).
+        text: String,
+        /// The value computed.
+        expr: ValueExpr,
+    },
+}
+
+/// A value of an `expr` node: a literal, a field, or a function of values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ValueExpr {
+    /// A function call.
+    Call(Call),
+    /// A field's values, read as its type.
+    Field(FieldRef),
+    /// A literal.
+    Lit(Literal),
+}
+
+impl ValueExpr {
+    /// Levels of function calls (a field or a literal is 0), counted without recursion.
+    pub fn depth(&self) -> usize {
+        let mut deepest = 0;
+        let mut stack = vec![(self, 0)];
+        while let Some((value, depth)) = stack.pop() {
+            deepest = deepest.max(depth);
+            if let ValueExpr::Call(call) = value {
+                stack.extend(call.args.iter().map(|a| (a, depth + 1)));
+            }
+        }
+        deepest
+    }
+}
+
+/// `{"fn": NAME, "args": [VALUE, ...]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Call {
+    /// The function.
+    #[serde(rename = "fn")]
+    pub func: Func,
+    /// Its arguments.
+    pub args: Vec<ValueExpr>,
+}
+
+/// `{"field": NAME, "field_type": TYPE}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldRef {
+    /// The field (dotted path).
+    pub field: String,
+    /// Its type.
+    pub field_type: FieldType,
+}
+
+/// `{"lit": VALUE}` or `{"lit": TEXT, "type": "date" | "ip"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Literal {
+    /// A string, number, boolean or null.
+    pub lit: Value,
+    /// A string literal read as a date or an address.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub lit_type: Option<LitType>,
+}
+
+/// The type of a typed literal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LitType {
+    /// An instant (the `@timestamp` grammar).
+    Date,
+    /// An address.
+    Ip,
+}
+
+macro_rules! names {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant,)*
+        }
+
+        impl $name {
+            /// The name in the IR.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
+        }
+    };
+}
+
+names! {
+    /// A function of an `expr` value (spec/ir.md, "Expressions").
+    Func {
+        /// `==`.
+        Eq = "eq",
+        /// `!=`.
+        Neq = "neq",
+        /// `<`.
+        Lt = "lt",
+        /// `<=`.
+        Lte = "lte",
+        /// `>`.
+        Gt = "gt",
+        /// `>=`.
+        Gte = "gte",
+        /// `in`.
+        In = "in",
+        /// `in~`.
+        InCi = "in_ci",
+        /// `like`.
+        Like = "like",
+        /// `like~`.
+        LikeCi = "like_ci",
+        /// `:`.
+        Wildcard = "wildcard",
+        /// `regex`.
+        Regex = "regex",
+        /// `regex~`.
+        RegexCi = "regex_ci",
+        /// `startsWith`.
+        StartsWith = "starts_with",
+        /// `startsWith~`.
+        StartsWithCi = "starts_with_ci",
+        /// `endsWith`.
+        EndsWith = "ends_with",
+        /// `endsWith~`.
+        EndsWithCi = "ends_with_ci",
+        /// `stringContains`.
+        Contains = "contains",
+        /// `stringContains~`.
+        ContainsCi = "contains_ci",
+        /// `cidrMatch`.
+        CidrMatch = "cidr_match",
+        /// `and`.
+        And = "and",
+        /// `or`.
+        Or = "or",
+        /// `not`.
+        Not = "not",
+        /// `+`, `add`.
+        Add = "add",
+        /// `-`, `subtract`.
+        Subtract = "subtract",
+        /// `*`, `multiply`.
+        Multiply = "multiply",
+        /// `/`, `divide`.
+        Divide = "divide",
+        /// `%`, `modulo`.
+        Modulo = "modulo",
+        /// Unary `-`.
+        Negate = "negate",
+        /// `length`.
+        Length = "length",
+        /// `string`.
+        String = "string",
+        /// `number`.
+        Number = "number",
+        /// `substring`.
+        Substring = "substring",
+        /// `indexOf`.
+        IndexOf = "index_of",
+        /// `indexOf~`.
+        IndexOfCi = "index_of_ci",
+        /// `concat`.
+        Concat = "concat",
+        /// `between`.
+        Between = "between",
+        /// `between~`.
+        BetweenCi = "between_ci",
+        /// `== null`: true when the value is null (never null itself).
+        IsNull = "is_null",
+    }
 }
 
 /// A test of one field's values.
@@ -82,14 +262,62 @@ pub struct Predicate {
     pub values: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-/// The type of a field.
-pub enum FieldType {
-    /// Text.
-    Keyword,
-    /// An IP address (compared as an address).
-    Ip,
+names! {
+    /// The type of a field (its Elasticsearch mapping type; spec/ir.md, "Field types").
+    FieldType {
+        /// Text (also `wildcard`, `constant_keyword`, `text`).
+        Keyword = "keyword",
+        /// An IP address (compared as an address).
+        Ip = "ip",
+        /// A signed 64-bit integer.
+        Long = "long",
+        /// A signed 32-bit integer.
+        Integer = "integer",
+        /// A signed 16-bit integer.
+        Short = "short",
+        /// A signed 8-bit integer.
+        Byte = "byte",
+        /// An unsigned 64-bit integer.
+        UnsignedLong = "unsigned_long",
+        /// A binary64 number.
+        Double = "double",
+        /// A binary32 number.
+        Float = "float",
+        /// A binary16 number.
+        HalfFloat = "half_float",
+        /// Read as a double (the scaling factor is not modelled).
+        ScaledFloat = "scaled_float",
+        /// An instant.
+        Date = "date",
+        /// `true` or `false`.
+        Boolean = "boolean",
+    }
+}
+
+impl FieldType {
+    /// The integer types and their ranges.
+    pub fn integer_range(self) -> Option<(i128, i128)> {
+        Some(match self {
+            FieldType::Long => (i64::MIN.into(), i64::MAX.into()),
+            FieldType::Integer => (i32::MIN.into(), i32::MAX.into()),
+            FieldType::Short => (i16::MIN.into(), i16::MAX.into()),
+            FieldType::Byte => (i8::MIN.into(), i8::MAX.into()),
+            FieldType::UnsignedLong => (0, u64::MAX.into()),
+            _ => return None,
+        })
+    }
+
+    /// Whether values are numbers.
+    pub fn is_numeric(self) -> bool {
+        self.integer_range().is_some()
+            || matches!(
+                self,
+                FieldType::Double
+                    | FieldType::Float
+                    | FieldType::HalfFloat
+                    | FieldType::ScaledFloat
+            )
+    }
 }
 
 /// A predicate's operator.
@@ -123,6 +351,18 @@ pub enum Op {
     /// EQL `imdsEndpoint`: some value names one of the metadata-endpoint classes (decoded by
     /// `endpoint.rs`; any field type). The witness value is the text that named it.
     ImdsEndpoint,
+    /// EQL `<`: some value is below the literal, compared in the field's type.
+    Lt,
+    /// EQL `<=`.
+    Lte,
+    /// EQL `>`.
+    Gt,
+    /// EQL `>=`.
+    Gte,
+    /// EQL `regex`: some value matches the whole Lucene regular expression.
+    Regex,
+    /// EQL `regex~`: the same, ASCII case-insensitively.
+    RegexCi,
 }
 
 impl Op {
@@ -142,6 +382,12 @@ impl Op {
             Op::Cidr => "cidr",
             Op::Exists => "exists",
             Op::ImdsEndpoint => "imds_endpoint",
+            Op::Lt => "lt",
+            Op::Lte => "lte",
+            Op::Gt => "gt",
+            Op::Gte => "gte",
+            Op::Regex => "regex",
+            Op::RegexCi => "regex_ci",
         }
     }
 
@@ -149,8 +395,21 @@ impl Op {
     pub fn is_textual(self) -> bool {
         !matches!(
             self,
-            Op::Eq | Op::EqCi | Op::Cidr | Op::Exists | Op::ImdsEndpoint
+            Op::Eq
+                | Op::EqCi
+                | Op::Cidr
+                | Op::Exists
+                | Op::ImdsEndpoint
+                | Op::Lt
+                | Op::Lte
+                | Op::Gt
+                | Op::Gte
         )
+    }
+
+    /// The range operators.
+    pub fn is_range(self) -> bool {
+        matches!(self, Op::Lt | Op::Lte | Op::Gt | Op::Gte)
     }
 }
 
@@ -201,6 +460,8 @@ impl Node {
                 }
                 Node::Not { arg } => stack.push((arg, depth + 1)),
                 Node::Pred(_) => {}
+                // An expression's functions nest too, one level each (as the compiler counts).
+                Node::Expr { expr, .. } => deepest = deepest.max(depth + expr.depth()),
             }
         }
         deepest
@@ -225,6 +486,8 @@ enum Place {
     Doc,
     Branch,
     Node,
+    /// A VALUE of an `expr` node.
+    Value,
 }
 
 /// `path` followed by an object key: `.key`, or `["key"]` when it is not a plain name.
@@ -311,6 +574,15 @@ fn check_schema(doc: &Value) -> Result<(), String> {
                 one_of("node", &schema_enum("/$defs/node/properties/node/enum"))?;
                 string("node")?.unwrap_or_default()
             }
+            // The first of the keys that tell the three forms apart (the schema's `oneOf`
+            // order); the other form's keys are then unknown keys.
+            Place::Value => match ["lit", "field", "fn"]
+                .into_iter()
+                .find(|k| map.contains_key(*k))
+            {
+                Some(key) => key,
+                None => return Err(format!("{path}: missing key \"lit\", \"field\" or \"fn\"")),
+            },
         };
         let (keys, required): (&[&str], &[&str]) = match kind {
             "doc" => (
@@ -327,6 +599,10 @@ fn check_schema(doc: &Value) -> Result<(), String> {
             "branch" => (&["name", "expr"], &["name", "expr"]),
             "and" | "or" => (&["node", "args"], &["node", "args"]),
             "not" => (&["node", "arg"], &["node", "arg"]),
+            "expr" => (&["node", "text", "expr"], &["node", "text", "expr"]),
+            "lit" => (&["lit", "type"], &["lit"]),
+            "field" => (&["field", "field_type"], &["field", "field_type"]),
+            "fn" => (&["fn", "args"], &["fn", "args"]),
             _ => (
                 &["node", "field", "field_type", "op", "values"],
                 &["node", "field", "field_type", "op", "values"],
@@ -385,6 +661,43 @@ fn check_schema(doc: &Value) -> Result<(), String> {
             }
             "and" | "or" => nodes(&path, "args", array("args", true)?, &mut children),
             "not" => children.push((&map["arg"], key_path(&path, "arg"), Place::Node)),
+            "expr" => {
+                string("text")?;
+                children.push((&map["expr"], key_path(&path, "expr"), Place::Value));
+            }
+            "lit" => {
+                if let Some(other @ (Value::Array(_) | Value::Object(_))) = map.get("lit") {
+                    return Err(format!(
+                        "{}: expected a string, a number, a boolean or null, found {}",
+                        key_path(&path, "lit"),
+                        kind_of(other)
+                    ));
+                }
+                one_of(
+                    "type",
+                    &schema_enum("/$defs/value/oneOf/0/properties/type/enum"),
+                )?;
+            }
+            "field" => {
+                string("field")?;
+                one_of(
+                    "field_type",
+                    &schema_enum("/$defs/pred/properties/field_type/enum"),
+                )?;
+            }
+            "fn" => {
+                one_of(
+                    "fn",
+                    &schema_enum("/$defs/value/oneOf/2/properties/fn/enum"),
+                )?;
+                for (i, item) in array("args", false)?.iter().enumerate() {
+                    children.push((
+                        item,
+                        format!("{}[{i}]", key_path(&path, "args")),
+                        Place::Value,
+                    ));
+                }
+            }
             _ => {
                 string("field")?;
                 one_of(
@@ -505,14 +818,38 @@ mod tests {
     #[test]
     fn the_schemas_operators_are_the_ir_enums() {
         let ops = schema_enum("/$defs/pred/properties/op/enum");
-        assert_eq!(ops.len(), 13);
+        assert_eq!(ops.len(), 19);
         for name in ops {
             let op: Op = serde_json::from_value(Value::from(name)).unwrap();
             assert_eq!(op.as_str(), name);
         }
-        for name in schema_enum("/$defs/pred/properties/field_type/enum") {
-            serde_json::from_value::<FieldType>(Value::from(name)).unwrap();
+        let types = schema_enum("/$defs/pred/properties/field_type/enum");
+        assert_eq!(types.len(), 13);
+        for name in types {
+            let t: FieldType = serde_json::from_value(Value::from(name)).unwrap();
+            assert_eq!(t.as_str(), name);
         }
+        let funcs = schema_enum("/$defs/value/oneOf/2/properties/fn/enum");
+        assert_eq!(funcs.len(), 39);
+        for name in funcs {
+            let f: Func = serde_json::from_value(Value::from(name)).unwrap();
+            assert_eq!(f.as_str(), name);
+        }
+        for name in schema_enum("/$defs/value/oneOf/0/properties/type/enum") {
+            serde_json::from_value::<LitType>(Value::from(name)).unwrap();
+        }
+    }
+
+    #[test]
+    fn an_expressions_functions_count_as_levels() {
+        let value = (0..MAX_DEPTH - 1).fold(r#"{"lit":true}"#.to_owned(), |v, _| {
+            format!(r#"{{"fn":"not","args":[{v}]}}"#)
+        });
+        let node = format!(r#"{{"node":"expr","text":"t","expr":{value}}}"#);
+        let ir = RuleIr::from_json(&rule(&node)).unwrap();
+        assert_eq!(ir.branches[0].expr.depth(), MAX_DEPTH);
+        let deeper = format!(r#"{{"node":"not","arg":{node}}}"#);
+        assert!(RuleIr::from_json(&rule(&deeper)).is_err());
     }
 
     #[test]

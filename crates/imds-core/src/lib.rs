@@ -14,12 +14,14 @@ mod endpoint;
 mod error;
 mod eval;
 mod event;
+mod expr;
 mod ip;
 mod ir;
 pub mod lucene_regex;
 mod prefilter;
 mod scan;
 mod timestamp;
+mod typed;
 mod wildcard;
 
 pub use error::{Error, InputError, InputErrorKind, RuleError};
@@ -28,7 +30,10 @@ pub use event::{
     field_values, parse_document, parse_line, parse_line_projected, Malformed, ParsedLine,
     Projection,
 };
-pub use ir::{Branch, FieldType, Node, Op, Predicate, RuleIr};
+pub use ir::{
+    Branch, Call, FieldRef, FieldType, Func, LitType, Literal, Node, Op, Predicate, RuleIr,
+    ValueExpr,
+};
 pub use prefilter::Prefilter;
 pub use scan::{
     row_projection, ColumnData, ColumnType, Compression, Engine, FileStats, Hit, HitRows, Input,

@@ -510,3 +510,60 @@ fn the_parse_keeps_every_field_any_rule_reads() {
     let allowlisted: u64 = report.files[0].allowlisted.values().sum();
     assert_eq!(allowlisted, 1);
 }
+
+/// An `expr` node gives the prefilter no literal (spec/ir.md, Expressions): a rule with an
+/// expression branch and a literal branch is parsed on every line, and finds both branches'
+/// hits with the prefilter on and off; an expression under an anchored `and` keeps the anchor.
+#[test]
+fn expression_branches_are_found_with_and_without_the_prefilter() {
+    let long_name = r#"{"node":"expr","text":"length(process.name) > 3","expr":{"fn":"gt","args":[{"fn":"length","args":[{"field":"process.name","field_type":"keyword"}]},{"lit":3}]}}"#;
+    let ls = r#"{"node":"pred","field":"process.name","field_type":"keyword","op":"eq","values":["ls"]}"#;
+    let curl = r#"{"node":"pred","field":"process.args","field_type":"keyword","op":"contains","values":["metadata"]}"#;
+    let rule = |id: &str, branches: &[&str]| {
+        let branches: Vec<String> = (branches.iter().enumerate())
+            .map(|(i, b)| format!(r#"{{"name":"b{i}","expr":{b}}}"#))
+            .collect();
+        RuleIr::from_json(&format!(
+            r#"{{"ir_version":1,"id":"{id}","name":"{id}","branches":[{}]}}"#,
+            branches.join(",")
+        ))
+        .unwrap()
+    };
+    let either = rule("either", &[long_name, ls]);
+    let anchored = rule(
+        "anchored",
+        &[&format!(r#"{{"node":"and","args":[{curl},{long_name}]}}"#)],
+    );
+    assert!(!imds_core::Prefilter::new(std::slice::from_ref(&either)).is_active());
+    assert!(imds_core::Prefilter::new(std::slice::from_ref(&anchored)).is_active());
+    let engine = Engine::new(vec![either, anchored]).unwrap();
+    let dir = TempDir::new("expr-prefilter");
+    let lines = [
+        r#"{"process":{"name":"curl"}}"#,
+        r#"{"process":{"name":"ls"}}"#,
+        r#"{"process":{"name":"sh"}}"#,
+        r#"{"process":{"name":"wget","args":["http://x/metadata"]}}"#,
+        r#"{"process":{"name":"sh","args":["http://x/metadata"]}}"#,
+    ];
+    let path = dir.file("a.ndjson", (lines.join("\n") + "\n").as_bytes());
+    for prefilter in [true, false] {
+        let opts = ScanOptions {
+            prefilter,
+            ..ScanOptions::default()
+        };
+        let report = engine.scan_paths(std::slice::from_ref(&path), &opts, &AtomicBool::new(false));
+        let got: Vec<(u64, usize, usize)> = (report.hits.iter())
+            .map(|h| (h.line, h.rule, h.branch))
+            .collect();
+        assert_eq!(
+            got,
+            [(1, 0, 0), (2, 0, 1), (4, 0, 0), (4, 1, 0)],
+            "prefilter {prefilter}"
+        );
+        let w = report.hits[0].witness.as_ref().unwrap();
+        assert_eq!(
+            (w.field.as_str(), w.op, w.pattern.as_str(), w.value.as_str()),
+            ("process.name", "expr", "length(process.name) > 3", "curl")
+        );
+    }
+}

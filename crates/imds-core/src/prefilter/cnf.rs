@@ -46,7 +46,7 @@ fn clauses(node: &Node, out: &mut Vec<Clause>) {
         Node::Pred(p) => out.extend(pred_lits(p)),
         Node::And { args } => args.iter().for_each(|a| clauses(a, out)),
         Node::Or { .. } => out.extend(node_lits(node)),
-        Node::Not { .. } => {}
+        Node::Not { .. } | Node::Expr { .. } => {}
     }
 }
 

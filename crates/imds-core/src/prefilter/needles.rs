@@ -3,6 +3,7 @@
 
 use super::cost::{literal_cost, ENDPOINT_COST};
 use crate::ir::{FieldType, Node, Op, Predicate, RuleIr};
+use crate::lucene_regex::LuceneRegex;
 
 /// A literal every match of some subtree contains once decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +155,8 @@ pub(super) fn pred_lits(p: &Predicate) -> Option<Vec<Needle>> {
             (FieldType::Ip, Op::Eq | Op::EqCi) => {
                 out.extend(ip_lits(v)?.into_iter().map(Needle::Literal))
             }
+            // Ranges: the matching values are not the literal's text.
+            (_, Op::Lt | Op::Lte | Op::Gt | Op::Gte) => return None,
             (FieldType::Ip, _) => return None,
             // The literal itself is in the value (the search ignores case, so the
             // case-sensitive forms are covered too).
@@ -175,6 +178,13 @@ pub(super) fn pred_lits(p: &Predicate) -> Option<Vec<Needle>> {
                     .max_by(|a, b| a.raw.len().cmp(&b.raw.len()).then(b.raw.cmp(&a.raw)))?;
                 out.push(Needle::Literal(best));
             }
+            // A text every match of the regular expression contains, when it has one.
+            (FieldType::Keyword, Op::Regex | Op::RegexCi) => {
+                let regex = LuceneRegex::new(v, p.op == Op::RegexCi).ok()?;
+                out.push(Needle::Literal(literal(regex.required_literal()?)?));
+            }
+            // Typed equality (`80` matches `8e1`): no literal appears verbatim in every match.
+            _ => return None,
         }
     }
     Some(normalize(out))
@@ -271,7 +281,7 @@ fn more_selective(a: &[Needle], b: &[Needle]) -> bool {
 pub(super) fn node_lits(node: &Node) -> Option<Vec<Needle>> {
     match node {
         Node::Pred(p) => pred_lits(p),
-        Node::Not { .. } => None,
+        Node::Not { .. } | Node::Expr { .. } => None,
         Node::Or { args } => {
             let mut all = Vec::new();
             for a in args {
@@ -387,6 +397,26 @@ mod tests {
         assert_eq!(lits(kw(Op::Wildcard, &["*"])), None);
         assert_eq!(lits(kw(Op::Wildcard, &["*abc*", "**"])), None);
         assert_eq!(lits(kw(Op::Wildcard, &["*a\"b*"])), s(&["a\\\"b"]));
+    }
+
+    #[test]
+    fn typed_range_and_regex_needles() {
+        // Typed values are not their literal's text (`80` is `8e1`), ranges have none.
+        for t in [
+            FieldType::Long,
+            FieldType::Date,
+            FieldType::Boolean,
+            FieldType::Double,
+        ] {
+            assert_eq!(lits(pred("f", t, Op::Eq, &["80"])), None, "{t:?}");
+            assert_eq!(lits(pred("f", t, Op::Gt, &["80"])), None, "{t:?}");
+        }
+        assert_eq!(lits(kw(Op::Lt, &["curl"])), None);
+        assert_eq!(lits(pred("f", FieldType::Ip, Op::Lt, &["10.0.0.1"])), None);
+        // A regex's required literal anchors it; a refused pattern anchors nothing.
+        assert_eq!(lits(kw(Op::Regex, &["metadata"])), s(&["metadata"]));
+        assert_eq!(lits(kw(Op::RegexCi, &["MetaData"])), s(&["metadata"]));
+        assert_eq!(lits(kw(Op::Regex, &["a&b"])), None);
     }
 
     #[test]

@@ -434,7 +434,7 @@ impl<'e> LineScanner<'e> {
                     if gated && !self.open[rule] {
                         continue; // none of its needles in the line: it cannot match
                     }
-                    match compiled.judge(&parsed.doc) {
+                    match compiled.judge_line(&parsed) {
                         Verdict::Hit(m) => {
                             self.stats.hits += 1;
                             let hit = Hit {
