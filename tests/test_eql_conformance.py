@@ -149,4 +149,7 @@ def test_eql_vector_engines_agree_on_witnesses(tmp_path: Path, index: int) -> No
     rule = rule_of(index)
     python = scan(tmp_path, case, rule, "python", False)
     rust = scan(tmp_path, case, rule, "rust", True)
-    assert hit_keys(rust.hits) == hit_keys(python.hits), case["name"]
+    # Each scan reads its own copy of the events: compare all but the input's name.
+    assert [k[1:] for k in hit_keys(rust.hits)] == [k[1:] for k in hit_keys(python.hits)], case[
+        "name"
+    ]
