@@ -108,8 +108,8 @@ def test_every_single_event_elastic_rule_is_accepted_by_both_engines() -> None:
         try:
             CompiledRule(rule.ir)
             Scanner([json.dumps(rule.ir)])
-        except ValueError as exc:
-            refused.append(f"{path}: an engine refuses the IR: {exc}")
+        except Exception as exc:  # a refusal (ValueError) or a crash: list them all
+            refused.append(f"{path}: an engine refuses the IR: {type(exc).__name__}: {exc}")
             continue
         irs.append(json.dumps(rule.ir))
     summary = "\n".join(refused[:40])
