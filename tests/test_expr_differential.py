@@ -182,7 +182,14 @@ def pred_condition(draw: st.DrawFn) -> str:
 @st.composite
 def expr_condition(draw: st.DrawFn) -> str:
     """A condition Elasticsearch runs as a script: functions, arithmetic, two fields."""
-    kind = draw(st.sampled_from(["num", "str", "fn", "cidr", "null", "bool", "fields"]))
+    kind = draw(st.sampled_from(["num", "str", "fn", "cidr", "null", "bool", "fields", "in"]))
+    if kind == "in":
+        if draw(st.booleans()):
+            items = ", ".join(number_lit(draw) for _ in range(draw(st.integers(1, 3))))
+            # `in` binds to a primary expression (`-a in (1)` is `-(a in (1))`): parenthesise.
+            return f"({draw(number_expr())}) {draw(st.sampled_from(['in', 'not in']))} ({items})"
+        items = ", ".join(lit_text(t) for t in draw(st.lists(text_lits, min_size=1, max_size=3)))
+        return f"{draw(string_expr())} {draw(st.sampled_from(['in', 'not in']))} ({items})"
     if kind == "num":
         return f"{draw(number_expr())} {draw(st.sampled_from(CMP))} {draw(number_expr())}"
     if kind == "str":
