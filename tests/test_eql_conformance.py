@@ -3,7 +3,7 @@
 Each vector is an EQL query, optional field types beyond ECS, events and the indexes of the
 events it matches, as Elasticsearch decides them (its EQL syntax and function reference and its
 EQL QA specs are the reference; the vectors are our own). The query is compiled with
-``imds_scan.eql.compile_rule`` (``overrides`` for the vector's field types) and run on both
+``imds_scan.eql.compile_rule`` (``field_types`` for the vector's field types) and run on both
 engines, with the Rust prefilter on and off: each must report exactly the listed events, and
 the two engines the same hits and witnesses."""
 
@@ -34,7 +34,7 @@ def rule_of(index: int) -> Rule:
     case = CASES[index]
     options: dict[str, Any] = {}
     if "field_types" in case:
-        options["overrides"] = case["field_types"]
+        options["field_types"] = case["field_types"]
     ir = compile_rule(case["query"], name="vector", rule_id="vector", severity="low", **options)
     return Rule("vector", "vector", "low", case["query"], ir)
 

@@ -19,7 +19,7 @@ from conftest import hit_keys
 from imds_scan import Rule, run_scan
 from imds_scan.eql import EqlError, compile_rule, quote
 
-# The fields of the generated queries, by type (passed to the compiler as overrides, so the
+# The fields of the generated queries, by type (passed to the compiler as field_types, so the
 # test does not depend on the ECS table).
 FIELDS = {
     "keyword": ["k.a", "k.b"],
@@ -275,7 +275,7 @@ def run(
 def compiled(cond: str) -> Rule:
     query = f"any where {cond}"
     try:
-        ir = compile_rule(query, name="d", rule_id="d", severity="low", overrides=OVERRIDES)
+        ir = compile_rule(query, name="d", rule_id="d", severity="low", field_types=OVERRIDES)
     except EqlError as exc:
         # Refused by design: a regular expression the engines cannot translate exactly, a
         # literal Elasticsearch's query would fail on (out of the field type's range).
