@@ -470,8 +470,12 @@ RULE_FIELDS = {
 # Every operator of the IR, read from spec/ir.schema.json: a new one is generated here too.
 KEYWORD_OPS = ir_schema.ops()
 # The text operators are refused on ip fields.
-IP_OPS = [op for op in KEYWORD_OPS if op in ("eq", "eq_ci", "cidr", "exists", "imds_endpoint")]
-assert len(IP_OPS) == 5
+IP_OPS = [
+    op
+    for op in KEYWORD_OPS
+    if op in ("eq", "eq_ci", "cidr", "exists", "imds_endpoint", "lt", "lte", "gt", "gte")
+]
+assert len(IP_OPS) == 9
 
 
 def _pattern(rnd: random.Random) -> str:
@@ -482,12 +486,27 @@ def _pattern(rnd: random.Random) -> str:
     return "".join(chars)
 
 
+def _regex(rnd: random.Random) -> str:
+    """A wildcard pattern written as a Lucene regular expression (`*` is `.*`, `?` is `.`,
+    other punctuation escaped), sometimes with a class or an alternation."""
+    out = []
+    for c in _pattern(rnd):
+        out.append(".*" if c == "*" else "." if c == "?" else c if c.isalnum() else "\\" + c)
+    text = "".join(out)
+    roll = rnd.random()
+    if roll < 0.2:
+        return f"({text}|[a-z]+)"
+    if roll < 0.3:
+        return text + "[0-9]?"
+    return text
+
+
 def _random_pred(rnd: random.Random) -> dict[str, Any]:
     field = rnd.choice(list(RULE_FIELDS))
     ftype = RULE_FIELDS[field]
     op = rnd.choice(IP_OPS if ftype == "ip" else KEYWORD_OPS)
     # EQL's string functions take one string; cidrMatch and the operators take several.
-    single = op.startswith(("starts_with", "ends_with", "contains"))
+    single = op.startswith(("starts_with", "ends_with", "contains")) or op in ir_schema.RANGE_OPS
     count = 1 if single else rnd.randint(1, 3)
     if op == "exists":
         values = []
@@ -501,6 +520,8 @@ def _random_pred(rnd: random.Random) -> dict[str, Any]:
         ]
     elif op in ("wildcard", "like"):
         values = [_pattern(rnd) for _ in range(count)]
+    elif op in ("regex", "regex_ci"):
+        values = [_regex(rnd) for _ in range(count)]
     else:
         values = [_mutate_case(rnd, rnd.choice(TEXT_LITERALS)) for _ in range(count)]
     return {"node": "pred", "field": field, "field_type": ftype, "op": op, "values": values}
