@@ -6,7 +6,7 @@ use crate::ip::{parse_cidr, parse_ip, Cidr};
 use crate::ir::{FieldType, Func, LitType, ValueExpr};
 use crate::lucene_regex::LuceneRegex;
 use crate::timestamp::parse_timestamp;
-use crate::typed::{compare, exact_number, java_double_string, read, Val};
+use crate::typed::{compare, java_double_string, read, Val};
 use crate::wildcard::{ascii_fold, Pattern};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -258,15 +258,19 @@ fn compile(
             use Func::*;
             let mut extra = Extra::None;
             let ty = match call.func {
-                Eq | Neq | Lt | Lte | Gt | Gte | In | InCi => {
+                // A choice of `in` of another kind only compares as null (spec/ir.md).
+                In | InCi => {
+                    if call.func == InCi {
+                        expect(0, &[Ty::Str])?;
+                    }
+                    Ty::Bool
+                }
+                Eq | Neq | Lt | Lte | Gt | Gte => {
                     for i in 1..tys.len() {
                         let (a, b) = (tys[0], tys[i]);
                         if a != Ty::Null && b != Ty::Null && a != b {
                             return Err(format!("{name} compares {} with {}", a.name(), b.name()));
                         }
-                    }
-                    if call.func == InCi {
-                        expect(0, &[Ty::Str])?;
                     }
                     Ty::Bool
                 }
@@ -393,13 +397,11 @@ fn boolean(b: Option<bool>) -> Val<'static> {
     b.map_or(Val::Null, Val::Bool)
 }
 
-/// A Java `int` from a number argument (`Number.intValue`: doubles truncated; clamped here).
+/// A Java `int` from an integer argument: its low 32 bits (`Number.intValue`); a double or
+/// anything else is `None`.
 fn int_arg(v: &Val<'_>) -> Option<i64> {
     match v {
-        Val::Int(n) => Some((*n).clamp(i32::MIN.into(), i32::MAX.into()) as i64),
-        Val::Float(x) if x.is_finite() => {
-            Some(x.trunc().clamp(i32::MIN.into(), i32::MAX.into()) as i64)
-        }
+        Val::Int(n) => Some(i64::from(*n as i32)),
         _ => None,
     }
 }
@@ -495,7 +497,9 @@ fn call<'a>(f: Func, args: &[CVal], extra: &Extra, row: &[Val<'a>]) -> Val<'a> {
             Val::Bool(match f {
                 StartsWith | StartsWithCi => s.starts_with(&*sub),
                 EndsWith | EndsWithCi => s.ends_with(&*sub),
-                _ => s.contains(&*sub),
+                // Elasticsearch's script: false when either side is empty (unlike the
+                // `contains` predicate).
+                _ => !s.is_empty() && !sub.is_empty() && s.contains(&*sub),
             })
         }
         And => {
@@ -550,12 +554,11 @@ fn call<'a>(f: Func, args: &[CVal], extra: &Extra, row: &[Val<'a>]) -> Val<'a> {
             let Some(s) = str_at(0) else {
                 return Val::Null;
             };
+            // The base as given (not cut to an int): only 2 to 36 is a base.
             let base = match vals.get(1) {
                 None | Some(Val::Null) => None,
-                Some(v) => match int_arg(v) {
-                    Some(b) => Some(b),
-                    None => return Val::Null,
-                },
+                Some(Val::Int(b)) => Some(i64::try_from(*b).unwrap_or(0)),
+                Some(_) => return Val::Null,
             };
             number(s, base)
         }
@@ -569,7 +572,10 @@ fn call<'a>(f: Func, args: &[CVal], extra: &Extra, row: &[Val<'a>]) -> Val<'a> {
             };
             let end = match vals.get(2) {
                 None | Some(Val::Null) => None,
-                Some(v) => int_arg(v),
+                Some(v) => match int_arg(v) {
+                    Some(end) => Some(end),
+                    None => return Val::Null,
+                },
             };
             match start {
                 Some(start) => Val::Str(Cow::Owned(substring(s, start, end))),
@@ -599,8 +605,11 @@ fn call<'a>(f: Func, args: &[CVal], extra: &Extra, row: &[Val<'a>]) -> Val<'a> {
                 return Val::Null;
             };
             let greedy = match vals.get(3) {
-                None | Some(Val::Null) => false,
-                Some(v) => truth(v).unwrap_or(false),
+                None => false,
+                Some(v) => match truth(v) {
+                    Some(greedy) => greedy,
+                    None => return Val::Null,
+                },
             };
             Val::Str(Cow::Owned(between(s, left, right, greedy, f == BetweenCi)))
         }
@@ -616,7 +625,9 @@ fn arithmetic(f: Func, a: &Val<'_>, b: &Val<'_>) -> Val<'static> {
                 Add => x.checked_add(y),
                 Subtract => x.checked_sub(y),
                 Multiply => x.checked_mul(y),
-                // Integer division truncates; by zero: null.
+                // Integer division truncates; by zero: null. Java's long division wraps
+                // -2^63 / -1 to -2^63, unchecked by Elasticsearch.
+                Divide if x == i128::from(i64::MIN) && y == -1 => Some(x),
                 Divide => x.checked_div(y),
                 _ => x.checked_rem(y),
             })
@@ -725,19 +736,7 @@ fn number(s: &str, base: Option<i64>) -> Val<'static> {
     let hex = s.starts_with("0x");
     let base = base.unwrap_or(if hex { 16 } else { 10 });
     if base == 10 {
-        return match exact_number(s) {
-            Some(Val::Int(n)) if i64::try_from(n).is_ok() && !s.contains(['.', 'e', 'E']) => {
-                Val::Int(n)
-            }
-            Some(_) => s.parse::<f64>().map_or(Val::Null, |x| {
-                if x.is_finite() {
-                    Val::Float(x)
-                } else {
-                    Val::Null
-                }
-            }),
-            None => Val::Null,
-        };
+        return decimal_number(s);
     }
     let Ok(base) = u32::try_from(base) else {
         return Val::Null;
@@ -747,6 +746,80 @@ fn number(s: &str, base: Option<i64>) -> Val<'static> {
     }
     let digits = if hex && base == 16 { &s[2..] } else { s };
     i64::from_str_radix(digits, base).map_or(Val::Null, |n| Val::Int(n.into()))
+}
+
+/// `number` in base 10 as Java's `DecimalFormat` reads a whole string:
+/// `[+-]digits[.digits][E[-]digits]` (only an uppercase `E`); a long when the value is whole,
+/// in range and not `-0`, else the nearest double (null past the largest one).
+fn decimal_number(s: &str) -> Val<'static> {
+    let (negative, rest) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let (mantissa, exp) = match rest.split_once('E') {
+        Some((m, e)) => (m, Some(e)),
+        None => (rest, None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all_digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    if int.len() + frac.len() == 0 || !all_digits(int) || !all_digits(frac) {
+        return Val::Null;
+    }
+    let (exp_negative, exp_digits) = match exp {
+        None => (false, "0"),
+        Some(e) => {
+            let (neg, digits) = e.strip_prefix('-').map_or((false, e), |d| (true, d));
+            if digits.is_empty() || !all_digits(digits) {
+                return Val::Null;
+            }
+            (neg, digits)
+        }
+    };
+    let zero = if negative {
+        Val::Float(-0.0)
+    } else {
+        Val::Int(0)
+    };
+    let digits = format!("{int}{frac}");
+    let digits = digits.trim_start_matches('0');
+    if digits.is_empty() {
+        return zero;
+    }
+    // Past 10^±400 the value overflows or is zero, without building it.
+    let exp_digits = exp_digits.trim_start_matches('0');
+    if exp_digits.len() > 15 {
+        return if exp_negative { zero } else { Val::Null };
+    }
+    let written: i64 = exp_digits.parse().unwrap_or(0);
+    let exponent = if exp_negative { -written } else { written } - frac.len() as i64;
+    let adjusted = exponent + digits.len() as i64 - 1;
+    if adjusted > 400 {
+        return Val::Null;
+    }
+    if adjusted < -400 {
+        return zero;
+    }
+    // Whole: no nonzero digit after the point.
+    let whole = if exponent >= 0 {
+        (digits.len() as i64 + exponent <= 19)
+            .then(|| format!("{digits}{}", "0".repeat(exponent as usize)))
+    } else {
+        let cut = exponent.unsigned_abs() as usize;
+        (cut < digits.len() && digits[digits.len() - cut..].bytes().all(|b| b == b'0'))
+            .then(|| digits[..digits.len() - cut].to_owned())
+    };
+    if let Some(n) = whole.and_then(|w| w.parse::<i128>().ok()) {
+        let n = if negative { -n } else { n };
+        if i64::try_from(n).is_ok() {
+            return Val::Int(n);
+        }
+    }
+    // Rust's reading is correctly rounded, as the reference's exact rounding.
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() => Val::Float(x),
+        _ => Val::Null,
+    }
 }
 
 /// `substring`: Python slice semantics over UTF-16 code units (Java's string indexes); half of
@@ -781,11 +854,11 @@ fn index_of(s: &str, sub: &str, start: i64) -> Option<usize> {
     let units: Vec<u16> = s.encode_utf16().collect();
     let needle: Vec<u16> = sub.encode_utf16().collect();
     let start = start.max(0) as usize;
+    if needle.is_empty() {
+        return Some(start.min(units.len()));
+    }
     if start > units.len() {
         return None;
-    }
-    if needle.is_empty() {
-        return Some(start);
     }
     units[start..]
         .windows(needle.len())
@@ -794,8 +867,12 @@ fn index_of(s: &str, sub: &str, start: i64) -> Option<usize> {
 }
 
 /// `between`: the text after the first `left` and before the next `right` (greedy: the last
-/// `right`), `""` when either is missing.
+/// `right`), `""` when either is missing; the text itself when it, `left` or `right` is empty
+/// (Elasticsearch's `StringUtils.between`).
 fn between(s: &str, left: &str, right: &str, greedy: bool, fold: bool) -> String {
+    if s.is_empty() || left.is_empty() || right.is_empty() {
+        return s.to_owned();
+    }
     let (hay, l, r) = if fold {
         (ascii_fold(s), ascii_fold(left), ascii_fold(right))
     } else {
@@ -843,6 +920,10 @@ mod tests {
         assert_eq!(between(p, "\\", "\\", false, false), "Windows");
         assert_eq!(between(p, "\\", "\\", true, false), "Windows\\System32");
         assert_eq!(between("", "", "", false, false), "");
+        // StringUtils.between: the source itself when it or a delimiter is empty.
+        assert_eq!(between("abc", "", "c", false, false), "abc");
+        assert_eq!(between("abc", "a", "", true, false), "abc");
+        assert_eq!(index_of(d, "", 30), Some(d.len()));
     }
 
     #[test]
@@ -854,6 +935,31 @@ mod tests {
         assert_eq!(number("0xdeadbeef", None), Val::Int(3_735_928_559));
         assert_eq!(number("abc", None), Val::Null);
         assert_eq!(number("", None), Val::Null);
+        // Base 10 as Java's DecimalFormat: whole values are longs, only `E` is an exponent,
+        // -0 is a double.
+        assert_eq!(number("1.0", None), Val::Int(1));
+        assert_eq!(number("1E3", None), Val::Int(1000));
+        assert_eq!(number("1.5E1", None), Val::Int(15));
+        assert_eq!(number("1e3", None), Val::Null);
+        assert_eq!(number("1E+3", None), Val::Null);
+        assert_eq!(number("1.25E-1", None), Val::Float(0.125));
+        assert!(matches!(number("-0", None), Val::Float(x) if x == 0.0 && x.is_sign_negative()));
+        assert_eq!(number("-0.0E5", None), number("-0", None));
+        assert_eq!(number("0.000", None), Val::Int(0));
+        assert_eq!(number("1E-500", None), Val::Int(0));
+        assert_eq!(number("1E500", None), Val::Null);
+        assert_eq!(number("1E99999999999999999", None), Val::Null);
+        assert_eq!(
+            number("9223372036854775808", None),
+            Val::Float(9.223_372_036_854_776e18)
+        );
+        assert_eq!(
+            number("-9223372036854775808", None),
+            Val::Int(i64::MIN.into())
+        );
+        assert_eq!(number(".5", None), Val::Float(0.5));
+        assert_eq!(number("5.", None), Val::Int(5));
+        assert_eq!(number(".", None), Val::Null);
         let (i, x) = (|n: i128| Val::Int(n), Val::Float);
         assert_eq!(arithmetic(Func::Divide, &i(4), &i(3)), i(1));
         assert_eq!(arithmetic(Func::Divide, &i(-7), &i(2)), i(-3));
@@ -863,10 +969,12 @@ mod tests {
         assert_eq!(arithmetic(Func::Modulo, &i(-10), &i(-6)), i(-4));
         assert_eq!(arithmetic(Func::Modulo, &i(10), &i(-6)), i(4));
         assert_eq!(arithmetic(Func::Add, &i(i64::MAX.into()), &i(1)), Val::Null);
+        // Java's long division wraps here; the remainder is 0.
         assert_eq!(
             arithmetic(Func::Divide, &i(i64::MIN.into()), &i(-1)),
-            Val::Null
+            i(i64::MIN.into())
         );
+        assert_eq!(arithmetic(Func::Modulo, &i(i64::MIN.into()), &i(-1)), i(0));
         assert_eq!(arithmetic(Func::Add, &i(4), &x(0.5)), x(4.5));
     }
 

@@ -420,7 +420,8 @@ fn half(x: f32) -> Option<f64> {
 }
 
 /// Java's `Double.toString` (what `string()` of a double gives): the shortest digits that
-/// read back to the same double, as `ddd.ddd` between 10^-3 and 10^7, else `d.dddEn`.
+/// read back to the same double, at least two (of those, the closest; on a tie the even one,
+/// as Java's), as `ddd.ddd` between 10^-3 and 10^7, else `d.dddEn`.
 pub fn java_double_string(x: f64) -> String {
     if x.is_nan() {
         return "NaN".into();
@@ -428,19 +429,42 @@ pub fn java_double_string(x: f64) -> String {
     if x.is_infinite() {
         return if x > 0.0 { "Infinity" } else { "-Infinity" }.into();
     }
+    let sign = if x.is_sign_negative() { "-" } else { "" };
     let magnitude = x.abs();
-    if magnitude == 0.0 || (1e-3..1e7).contains(&magnitude) {
-        let s = format!("{x}");
-        return if s.contains('.') { s } else { format!("{s}.0") };
+    if magnitude == 0.0 {
+        return format!("{sign}0.0");
     }
-    let s = format!("{x:e}");
-    let (mantissa, exponent) = s.split_once('e').expect("{:e} has an exponent");
-    let mantissa = if mantissa.contains('.') {
-        mantissa.to_owned()
-    } else {
-        format!("{mantissa}.0")
-    };
-    format!("{mantissa}E{exponent}")
+    // Rust's shortest form gives the length; on a tie between two shortest decimals it may
+    // take the odd one, so the digits come from the exact rounding (ties to even) at that
+    // length, which is the closest decimal of that length and so reads back too.
+    let shortest = format!("{magnitude:e}");
+    // Java never gives one digit alone: it takes the closest of two (4.9E-324, not 5.0E-324).
+    let length = (shortest.split_once('e')).map_or(2, |(m, _)| m.replace('.', "").len().max(2));
+    let exact = format!("{magnitude:.*e}", length - 1);
+    let (mantissa, exponent) = exact.split_once('e').expect("{:e} has an exponent");
+    let digits = mantissa.replace('.', "");
+    let digits = digits.trim_end_matches('0');
+    let digits = if digits.is_empty() { "0" } else { digits };
+    let exponent: i64 = exponent.parse().expect("an integer exponent");
+    if (1e-3..1e7).contains(&magnitude) {
+        // The value is 0.digits × 10^point.
+        let point = exponent + 1;
+        let len = digits.len() as i64;
+        return if point <= 0 {
+            format!(
+                "{sign}0.{}{digits}",
+                "0".repeat(point.unsigned_abs() as usize)
+            )
+        } else if point >= len {
+            format!("{sign}{digits}{}.0", "0".repeat((point - len) as usize))
+        } else {
+            let (a, b) = digits.split_at(point as usize);
+            format!("{sign}{a}.{b}")
+        };
+    }
+    let (first, rest) = digits.split_at(1);
+    let rest = if rest.is_empty() { "0" } else { rest };
+    format!("{sign}{first}.{rest}E{exponent}")
 }
 
 #[cfg(test)]
@@ -587,6 +611,21 @@ mod tests {
             (0.001, "0.001"),
             (-0.0, "-0.0"),
             (123456.789, "123456.789"),
+            // Two shortest decimals equally near (…931.125): the even one, as Java's.
+            (86_517_696_840_931.12, "8.651769684093112E13"), // exactly …931.125
+            (1_266_801_553_342_592.2, "1.2668015533425922E15"),
+            (9_999_999.0, "9999999.0"),
+            (1e-3, "0.001"),
+            (9.999e-4, "9.999E-4"),
+            (1e22, "1.0E22"),
+            (f64::MIN_POSITIVE, "2.2250738585072014E-308"),
+            // One digit would do: Java takes the closest of two digits.
+            (5e-324, "4.9E-324"),
+            (1e-323, "9.9E-324"),
+            (2e23, "2.0E23"),
+            (f64::MAX, "1.7976931348623157E308"),
+            (-0.5, "-0.5"),
+            (100.0, "100.0"),
         ] {
             assert_eq!(java_double_string(x), s);
         }

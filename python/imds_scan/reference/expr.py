@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 from itertools import islice, product
 from typing import Any
@@ -119,8 +119,9 @@ def _between(text: str, left: str, right: str, greedy: bool, fold: bool) -> str:
 
 
 def java_double_text(value: float) -> str:
-    """Java's ``Double.toString``: the shortest digits that read back as ``value``, plain
-    for 10^-3 <= |value| < 10^7, else as ``d.dddE<n>``; always a digit after the point."""
+    """Java's ``Double.toString``: the shortest digits that read back as ``value`` (at least
+    two: then the closest two), plain for 10^-3 <= |value| < 10^7, else as ``d.dddE<n>``;
+    always a digit after the point."""
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
@@ -131,6 +132,14 @@ def java_double_text(value: float) -> str:
     _, digit_tuple, exponent = Decimal(repr(abs(value))).normalize().as_tuple()
     digits = "".join(map(str, digit_tuple))
     point = len(digits) + int(exponent)  # value = 0.digits * 10^point
+    if len(digits) == 1:
+        # Java never stops at one digit: the closest of two (4.9E-324, not 5.0E-324).
+        exact = Decimal(abs(value))
+        two = exact.scaleb(-exact.adjusted()).quantize(Decimal("0.1"), ROUND_HALF_EVEN)
+        point = exact.adjusted() + 1
+        if two >= 10:
+            two, point = two / 10, point + 1
+        digits = str(two).replace(".", "").rstrip("0") or "0"
     if 1e-3 <= abs(value) < 1e7:
         if point <= 0:
             return f"{sign}0.{'0' * -point}{digits}"
