@@ -77,14 +77,21 @@ pub(super) fn window_freq(w: &[u8]) -> f64 {
 /// another needle set is rather taken when there is a choice.
 pub(super) const ENDPOINT_COST: f64 = 0.05;
 
-/// Estimated occurrences of a literal (raw) per byte of log: the product of its bytes'
-/// frequencies, or 1 when it is (part of) a word common in ECS logs.
+/// Estimated occurrences of a literal (raw) per byte of log: 1 when it is (part of) a word
+/// found in nearly every ECS line; the product of its bytes' frequencies, raised a
+/// millionfold (at most 1) when it is part of text common in ECS logs: common, yet rarer than
+/// the field names (`python` of `python3` is a better anchor than `process`).
 pub(super) fn literal_cost(raw: &[u8]) -> f64 {
     let folded = raw.to_ascii_lowercase();
-    if contains(COMMON_TEXT.as_bytes(), &folded) || contains(COMMON_WORDS.as_bytes(), &folded) {
+    if contains(COMMON_WORDS.as_bytes(), &folded) {
         return 1.0;
     }
-    folded.iter().map(|&b| byte_freq(b)).product()
+    let unigram: f64 = folded.iter().map(|&b| byte_freq(b)).product();
+    if contains(COMMON_TEXT.as_bytes(), &folded) {
+        (unigram * 1e6).min(1.0)
+    } else {
+        unigram
+    }
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {

@@ -400,6 +400,26 @@ mod tests {
     }
 
     #[test]
+    fn common_text_is_a_better_anchor_than_a_field_name() {
+        // `python` is part of the common text `python3`, yet far rarer than `process`, a key
+        // of every process event: the branch is anchored on `python`.
+        let category = pred("event.category", FieldType::Keyword, Op::Eq, &["process"]);
+        let parent = pred(
+            "process.parent.name",
+            FieldType::Keyword,
+            Op::Wildcard,
+            &["python*"],
+        );
+        let count = pred(
+            "process.parent.args_count",
+            FieldType::Long,
+            Op::Gte,
+            &["3"],
+        );
+        assert_eq!(lits(and(vec![category, parent, count])), s(&["python"]));
+    }
+
+    #[test]
     fn typed_range_and_regex_needles() {
         // Typed values are not their literal's text (`80` is `8e1`), ranges have none.
         for t in [
