@@ -399,3 +399,39 @@ def test_cli_flag_retypes_the_config_allowlist(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "['long', 'date']"
+
+
+def test_node_fields_reads_preds_and_expressions() -> None:
+    from imds_scan.eql import parse_query
+
+    node = parse_query(
+        "process where length(process.name) > 3 and not process.pid + 1 < process.parent.pid"
+        ' or host.name == "x"'
+    )
+    assert fields.node_fields(node) == {
+        "event.category",
+        "process.name",
+        "process.pid",
+        "process.parent.pid",
+        "host.name",
+    }
+
+
+@pytest.mark.parametrize("engine", ["rust", "python"])
+def test_a_rule_of_expressions_scans_an_input_without_hits(tmp_path: Path, engine: str) -> None:
+    # The end-of-scan check of inputs that do not look like ECS walked only preds and
+    # failed on an expr node (KeyError: 'args') after the whole scan.
+    rule = tmp_path / "r.toml"
+    rule.write_text(
+        '[rule]\nname = "long names"\nrule_id = "r1"\nseverity = "low"\nlanguage = "eql"\n'
+        "query = '''process where length(process.name) > 3'''\n"
+    )
+    logs = tmp_path / "a.ndjson"
+    logs.write_text('{"a": 1}\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "imds_scan", str(logs), "--rule", str(rule), "--engine", engine],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "does not look like ECS" in proc.stderr and "process.name" in proc.stderr

@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .fields import field_type
+from .fields import field_type, node_fields
 from .ir_schema import AFFIX_OPS
 from .rules import Rule
 from .userdirs import CONFIG_ENV as CONFIG_ENV
@@ -103,17 +103,11 @@ def _checked_condition(text: str, where: str, field_types: Mapping[str, str] | N
     except EqlError as exc:
         raise ConfigError(str(exc)) from None
     if holds_for_everything(node):
-        fields = ", ".join(sorted(_fields(node)))
+        fields = ", ".join(sorted(node_fields(node)))
         raise ConfigError(
             f"{where}: {text!r} is true for every event (with {fields}): it would silence the rule"
         )
     return node
-
-
-def _fields(node: Node) -> set[str]:
-    if node["node"] == "pred":
-        return {node["field"]}
-    return set().union(*(_fields(arg) for arg in node.get("args", [node.get("arg")])))
 
 
 # Allowlist keys: fields matched by name or glob (EQL `:` semantics: ASCII case-insensitive,

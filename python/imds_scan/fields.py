@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from functools import cache
+from typing import Any
 
 # The IR's field_type names (spec/ir.schema.json), in the schema's order.
 FIELD_TYPES = (
@@ -116,3 +117,20 @@ def __getattr__(name: str) -> frozenset[str]:
     if name == "IP_FIELDS":
         return ip_fields()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def node_fields(node: Mapping[str, Any]) -> set[str]:
+    """Every field an IR node reads: the `field` of its preds and of the field references in
+    its `expr` values (spec/ir.md). Iterative: an IR nests up to 128 levels and a value more."""
+    found: set[str] = set()
+    stack: list[Any] = [node]
+    while stack:
+        item = stack.pop()
+        if "field" in item:  # a pred, or a field reference inside an expression
+            found.add(item["field"])
+        if "arg" in item:
+            stack.append(item["arg"])
+        if item.get("node") == "expr":
+            stack.append(item["expr"])
+        stack.extend(item.get("args", ()))
+    return found

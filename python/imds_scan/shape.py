@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from .escape import safe
+from .fields import node_fields
 from .reference.event import Malformed, field_values, parse_line
 from .reference.scan.lines import LongLine, ReadFailed, read_lines
 from .reference.scan.source import decoded
@@ -51,19 +51,9 @@ class NotEcs:
 def rule_fields(rules: Sequence[Rule]) -> list[str]:
     """Every field the rules' branches read (allowlists and host filters aside)."""
     found: set[str] = set()
-
-    def walk(node: dict[str, Any]) -> None:
-        if node["node"] == "pred":
-            found.add(node["field"])
-        elif node["node"] == "not":
-            walk(node["arg"])
-        else:
-            for arg in node["args"]:
-                walk(arg)
-
     for rule in rules:
         for branch in rule.ir["branches"]:
-            walk(branch["expr"])
+            found |= node_fields(branch["expr"])
     found.discard("host.name")  # the host filter's field, on every branch when set
     return sorted(found)
 
