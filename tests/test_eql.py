@@ -284,7 +284,7 @@ def test_category_branch_names() -> None:
             "sequence queries are not supported",
         ),
         ("any where a == 08", (1, 16), "invalid number '08'"),
-        ("any where a : 8", (1, 15), "expected a string literal, found number 8"),
+        ("any where a : null", (1, 15), "expected a string literal, found 'null'"),
         ('any where ? == "x"', (1, 11), "expected a field name after '?'"),
         ('any where a == "x" $', (1, 20), "unexpected character '$'"),
         ('any where a == "x" b', (1, 20), "expected 'and', 'or' or end of query"),

@@ -89,15 +89,9 @@ PID, PPID, A, B = f("pid", "long"), f("ppid", "long"), f("a"), f("b")
         ('startsWith~("abc", a)', fn("starts_with_ci", lit("abc"), A)),
         ('endsWith(string(pid), "7")', fn("ends_with", fn("string", PID), lit("7"))),
         ("stringContains~(a, substring(b, 1))", fn("contains_ci", A, fn("substring", B, lit(1)))),
-        ('startsWith(a, "x") == false', fn("eq", fn("starts_with", A, lit("x")), lit(False))),
-        ('endsWith~(a, "x") != true', fn("neq", fn("ends_with_ci", A, lit("x")), lit(True))),
         (
-            'cidrMatch(source.ip, "10.0.0.0/8", "::1") == false',
-            fn(
-                "eq",
-                fn("cidr_match", f("source.ip", "ip"), lit("10.0.0.0/8"), lit("::1")),
-                lit(False),
-            ),
+            'startsWith(a, "x") == (pid > 1)',
+            fn("eq", fn("starts_with", A, lit("x")), fn("gt", PID, lit(1))),
         ),
         (
             'cidrMatch(string(a), "10.0.0.0/8")',
@@ -121,15 +115,19 @@ PID, PPID, A, B = f("pid", "long"), f("ppid", "long"), f("a"), f("b")
         ("null", lit(None)),
         ("flag == startsWith(a, b)", fn("eq", f("flag", "boolean"), fn("starts_with", A, B))),
         (
-            '(a == "x" or b == "y") == true',
-            fn("eq", fn("or", fn("eq", A, lit("x")), fn("eq", B, lit("y"))), lit(True)),
+            '(a == "x" or b == "y") == flag',
+            fn("eq", fn("or", fn("eq", A, lit("x")), fn("eq", B, lit("y"))), f("flag", "boolean")),
         ),
         (
-            '(a == "x" and not b == "y") != false',
+            '((a == "x" and not b == "y") != false) == flag',
             fn(
-                "neq",
-                fn("and", fn("eq", A, lit("x")), fn("not", fn("eq", B, lit("y")))),
-                lit(False),
+                "eq",
+                fn(
+                    "neq",
+                    fn("and", fn("eq", A, lit("x")), fn("not", fn("eq", B, lit("y")))),
+                    lit(False),
+                ),
+                f("flag", "boolean"),
             ),
         ),
         # Dates and addresses: a string literal against them is a typed literal.
@@ -281,7 +279,14 @@ def test_text_is_the_conditions_source_with_comments_and_lines() -> None:
             "type [long]",
         ),
         ('cidrMatch(string(a), "10/8")', 22, "'10/8' is not a CIDR block (like 10.0.0.0/8)"),
-        ("string(pid) : 5", 15, "expected a string literal, found number 5"),
+        (
+            "string(pid) : 5",
+            15,
+            "[string(pid) : 5]: [string(pid)] of type [keyword] cannot be compared with [5] of "
+            "type [integer]",
+        ),
+        ("a : null", 5, "expected a string literal, found 'null'"),
+        ('a : ("x*", 1)', 3, "':' with both string and non-string constants is not supported"),
         (
             'length(a) : "1"',
             1,

@@ -29,6 +29,8 @@ QUERIES = [
     'any where source.ip in ("10.0.0.1", destination.ip) and ts > ts',
     "any where null != length(a) and not flag and not not length(b) > 1",
     'any where "abc" : "a*" and 1 == 1',
+    'any where pid : (1, -2) and flag : true and cidrMatch(a, "10.0.0.0/8") : false',
+    "any where (pid > 5) != true or (ts == 1504126053000) == (pid == 1)",
 ]
 
 
@@ -104,22 +106,33 @@ def _fields(value: dict[str, Any], out: dict[str, str]) -> dict[str, str]:
             ],
         },
         {
+            # `x == false` of a boolean x is `not x` when it is the condition (Elasticsearch's
+            # rewrite), so this form is only written below another operator.
             "fn": "eq",
             "args": [
                 {
-                    "fn": "or",
+                    "fn": "eq",
                     "args": [
                         {
-                            "fn": "like_ci",
-                            "args": [{"field": "a", "field_type": "keyword"}, {"lit": "x*"}],
+                            "fn": "or",
+                            "args": [
+                                {
+                                    "fn": "like_ci",
+                                    "args": [
+                                        {"field": "a", "field_type": "keyword"},
+                                        {"lit": "x*"},
+                                    ],
+                                },
+                                {
+                                    "fn": "regex",
+                                    "args": [{"field": "a", "field_type": "keyword"}, {"lit": "y"}],
+                                },
+                            ],
                         },
-                        {
-                            "fn": "regex",
-                            "args": [{"field": "a", "field_type": "keyword"}, {"lit": "y"}],
-                        },
+                        {"lit": False},
                     ],
                 },
-                {"lit": False},
+                {"field": "flag", "field_type": "boolean"},
             ],
         },
         {

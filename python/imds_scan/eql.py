@@ -684,6 +684,15 @@ class _Parser:
                 self.next()
             items, end = self.value_list()
             node = self._node("in", tok, node.start, end, word, [node, *items])
+        elif self.is_op(":") and not self.seq_patterns():
+            # `x : 1`, `x : true`: with a number or boolean, Elasticsearch's `:` is an
+            # equality (its wildcard form only applies to strings).
+            self.next()
+            items, end = self.seq_constants()
+            if len(items) == 1:
+                node = self._node("bin", tok, node.start, end, "==", [node, items[0]])
+            else:
+                node = self._node("in", tok, node.start, end, "in", [node, *items])
         elif self.is_op(":") or self.is_keyword("like") or self.is_keyword("regex"):
             self.next()
             word = tok.text.lower()
@@ -736,6 +745,57 @@ class _Parser:
             self.next()
             items.append(self.pattern())
         return items, self.close_paren("',' or ')'").end
+
+    def seq_patterns(self) -> bool:
+        """Whether the `:` at the current token is followed by string patterns (else by
+        number or boolean constants); a list mixing both is refused."""
+        ahead = 1
+        if self.peek(ahead).kind != "lparen":
+            return not self.is_constant(ahead)
+        kinds = set()
+        ahead += 1
+        while True:
+            kinds.add(self.is_constant(ahead))
+            ahead += 2 if self.is_op("-", self.peek(ahead)) else 1
+            if self.peek(ahead).kind != "comma":
+                break
+            ahead += 1
+        if len(kinds) > 1:
+            raise self.refuse(
+                "':' with both string and non-string constants is not supported", self.tok
+            )
+        return not kinds.pop()
+
+    def is_constant(self, ahead: int) -> bool:
+        """A number (optionally negative) or a boolean at `ahead` tokens from here."""
+        tok = self.peek(ahead)
+        if self.is_op("-", tok):
+            tok = self.peek(ahead + 1)
+        return tok.kind == "number" or (
+            tok.kind == "ident" and tok.text.lower() in ("true", "false")
+        )
+
+    def seq_constants(self) -> tuple[list[_Ast], int]:
+        if self.tok.kind != "lparen":
+            lit = self.seq_constant()
+            return [lit], lit.end
+        self.open_paren()
+        items = [self.seq_constant()]
+        while self.tok.kind == "comma":
+            self.next()
+            items.append(self.seq_constant())
+        return items, self.close_paren("',' or ')'").end
+
+    def seq_constant(self) -> _Ast:
+        """A number (`-` allowed) or a boolean after `:`."""
+        sign = self.next() if self.is_op("-") else None
+        if (sign and self.tok.kind != "number") or not self.is_constant(0):
+            raise self.error("a number" if sign else "a literal")
+        lit = self.primary()
+        if sign is None:
+            return lit
+        value, text = lit.value
+        return _Ast("lit", sign, sign.start, lit.end, (-value, "-" + text), [])
 
     def pattern(self) -> _Ast:
         tok = self.tok
@@ -817,6 +877,9 @@ class _Parser:
                 node = self.condition(child)
                 args.extend(node["args"] if node["node"] == kind else [node])
             return self.at({"node": kind, "args": args}, ast.first)
+        simplified = self.boolean_equals(ast)
+        if simplified is not None:
+            return self.condition(simplified)
         if kind == "not":
             node = self.condition(ast.args[0])
             if node["node"] == "not":
@@ -831,6 +894,27 @@ class _Parser:
                 return self.at({"node": "expr", "text": self.src(ast), "expr": value}, ast.tok)
             return self.at({"node": "not", "arg": node}, ast.tok)
         return self.at(self.leaf(ast), ast.first)
+
+    def boolean_equals(self, ast: _Ast) -> _Ast | None:
+        """`x == true` is `x`, `x == false` is `not x` (and `!=` the reverse) when x is a
+        boolean function or operator, not a field: Elasticsearch's optimizer rewrites them so
+        (BooleanFunctionEqualsElimination), so `not x` then is a query's must_not."""
+        if ast.kind != "bin" or ast.value not in ("==", "!="):
+            return None
+        left, right = ast.args
+        if left.inner().kind == "lit":
+            left, right = right, left
+        lit = right.inner()
+        if lit.kind != "lit" or not isinstance(lit.value[0], bool):
+            return None
+        if not _is_boolean_function(left.inner()):
+            return None
+        # Elasticsearch's verifier checks the comparison before its optimizer rewrites it.
+        if self.value(left)[1] != "boolean":
+            return None
+        if lit.value[0] == (ast.value == "=="):
+            return left
+        return _Ast("not", ast.tok, ast.start, ast.end, args=[left])
 
     def leaf(self, ast: _Ast) -> Node:
         """A condition that is not and/or/not: a `pred` when it is a field against literals
@@ -925,9 +1009,12 @@ class _Parser:
         op = _PRED_OPS.get(fn_ci if insensitive and fn_ci else fn, "imds_endpoint")
         values = [a.value[0] for a in rest]
         field = first.value
-        return self.pred(
-            field, self.field_type(field), op, values, ast.tok, canonical + "~" * insensitive
-        )
+        ftype = self.field_type(field)
+        if name == "cidrmatch" and _category(ftype) not in ("ip", "string"):
+            # Elasticsearch's verifier: cidrMatch reads an address or a string.
+            n = len(ast.args)
+            raise self.refuse(self.type_error(ast, ast.args[0], 0, n, "ip", ftype), first.tok)
+        return self.pred(field, ftype, op, values, ast.tok, canonical + "~" * insensitive)
 
     def check_call(self, ast: _Ast) -> tuple[str, str, str, tuple[str, ...]]:
         """Name, arity and `~` of a call: (canonical name, IR fn, result type, arg kinds)."""
@@ -1129,6 +1216,16 @@ class _Parser:
                     )
                 out.append({"lit": inner.value[0], "type": typed})
                 continue
+            if typed == "date" and inner.kind == "lit" and _category(vtype) == "number":
+                # Epoch milliseconds, as a pred on a date field reads a number.
+                text = inner.value[1]
+                reason = _unreadable("date", inner.value[0], text)
+                if reason is not None:
+                    raise self.refuse(
+                        f"{text} is not a valid {reason} in [{self.src(ast)}]", inner.tok
+                    )
+                out.append({"lit": text, "type": "date"})
+                continue
             if vtype != "null" and _category(vtype) != _category(base):
                 raise self.refuse(
                     f"[{self.src(ast)}]: [{self.src(operands[0])}] of type [{base}] cannot be "
@@ -1137,6 +1234,19 @@ class _Parser:
                 )
             out.append(value)
         return out
+
+
+def _is_boolean_function(ast: _Ast) -> bool:
+    """An operator or function call of boolean type (not a field nor a literal)."""
+    kind = ast.kind
+    if kind in ("and", "or", "not", "in", "pat"):
+        return True
+    if kind == "bin":
+        return ast.value in _COMPARISON
+    if kind == "call":
+        spec = _FUNCTIONS.get(ast.value.rstrip("~").lower())
+        return spec is not None and spec[6] == "boolean"
+    return False
 
 
 def _ordinal(i: int, n: int) -> str:
