@@ -50,3 +50,23 @@ def parse_event_time(value: str) -> datetime | None:
         return local - timedelta(minutes=offset)
     except (ValueError, OverflowError):  # out of range: month 13, hour 24, year 0, ...
         return None
+
+
+def round_up_micros(value: str) -> int:
+    """How far past its instant a date literal reaches when Elasticsearch's range query reads
+    it with the round-up parser: the components it leaves out at their largest (hour 23,
+    minute 59, second 59, fraction .999; a missing month or day stays 01), in microseconds
+    at millisecond precision. 0 after a fraction and for epoch milliseconds."""
+    match = _DATE_TIME.fullmatch(value)
+    if match is None:
+        return 0
+    hour, minute, second, fraction = match.group(4, 5, 6, 7)
+    if fraction is not None:
+        return 0
+    if second is not None:
+        unit = 1
+    elif minute is not None:
+        unit = 60
+    else:
+        unit = 86400 if hour is None else 3600
+    return unit * 1_000_000 - 1000

@@ -5,10 +5,11 @@ use crate::expr::ExprNode;
 use crate::ip::{parse_cidr, parse_ip, Cidr};
 use crate::ir::{FieldType, Node, Op, Predicate, RuleIr};
 use crate::lucene_regex::LuceneRegex;
-use crate::typed::{compare, read, read_literal, Val};
+use crate::typed::{compare, read, read_literal_span, Val};
 use crate::wildcard::{ascii_fold, eq_folded, Pattern};
 use serde_json::Value;
 use std::borrow::Cow;
+use std::cmp::Ordering;
 use std::ops::ControlFlow;
 
 /// The predicate that decided a hit (spec/ir.md, "Witness").
@@ -85,10 +86,11 @@ enum Test {
     /// reported with an empty pattern.
     Exists(FieldType),
     /// `eq` on a field that is neither keyword nor ip, and the range operators: values read
-    /// as the type, compared with the literals read the same way.
+    /// as the type, compared with the literals read the same way: each as its first and last
+    /// value (they differ for dates, which round up as Elasticsearch's range query does).
     Typed {
         field_type: FieldType,
-        literals: Vec<Val<'static>>,
+        literals: Vec<(Val<'static>, Val<'static>)>,
     },
     /// `regex`, `regex_ci` (keyword fields).
     Regex(Vec<LuceneRegex>),
@@ -173,7 +175,7 @@ impl Pred {
                 }
                 let literals = (p.values.iter())
                     .map(|v| {
-                        read_literal(field_type, v).ok_or_else(|| {
+                        read_literal_span(field_type, v).ok_or_else(|| {
                             let article = match field_type {
                                 FieldType::Ip | FieldType::Integer => "an",
                                 _ => "a",
@@ -257,14 +259,14 @@ impl Pred {
             } => {
                 let number = is_json_number(value, numbers);
                 let value = read(*field_type, Cow::Borrowed(value), number)?;
-                literals.iter().position(|l| {
-                    compare(&value, l).is_some_and(|order| match self.op {
-                        Op::Lt => order.is_lt(),
-                        Op::Lte => order.is_le(),
-                        Op::Gt => order.is_gt(),
-                        Op::Gte => order.is_ge(),
-                        _ => order.is_eq(),
-                    })
+                let holds =
+                    |l: &Val<'_>, test: fn(Ordering) -> bool| compare(&value, l).is_some_and(test);
+                literals.iter().position(|(low, high)| match self.op {
+                    Op::Lt => holds(low, Ordering::is_lt),
+                    Op::Lte => holds(high, Ordering::is_le),
+                    Op::Gt => holds(high, Ordering::is_gt),
+                    Op::Gte => holds(low, Ordering::is_ge),
+                    _ => holds(low, Ordering::is_ge) && holds(high, Ordering::is_le),
                 })
             }
             Test::Regex(regexes) => regexes.iter().position(|r| r.is_match(value)),

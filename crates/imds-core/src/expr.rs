@@ -6,7 +6,7 @@ use crate::ip::{parse_cidr, parse_ip, Cidr};
 use crate::ir::{FieldType, Func, LitType, ValueExpr};
 use crate::lucene_regex::LuceneRegex;
 use crate::timestamp::parse_timestamp;
-use crate::typed::{compare, java_double_string, read, Val};
+use crate::typed::{compare as typed_compare, java_double_string, read, Val};
 use crate::wildcard::{ascii_fold, Pattern};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -616,6 +616,32 @@ fn call<'a>(f: Func, args: &[CVal], extra: &Extra, row: &[Val<'a>]) -> Val<'a> {
     }
 }
 
+/// How two values compare in a script (Elasticsearch's `Comparisons`): with a double on
+/// either side both are widened to doubles and ordered as Java's `Double.compare` (−0.0
+/// below 0.0, NaN equal to itself and above everything); otherwise as `typed::compare`.
+fn compare(a: &Val<'_>, b: &Val<'_>) -> Option<Ordering> {
+    match (a, b) {
+        (Val::Float(_), Val::Int(_) | Val::Float(_)) | (Val::Int(_), Val::Float(_)) => {
+            Some(java_double_compare(float(a)?, float(b)?))
+        }
+        _ => typed_compare(a, b),
+    }
+}
+
+/// Java's `Double.compare`.
+fn java_double_compare(x: f64, y: f64) -> Ordering {
+    match (x.is_nan(), y.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        // Equal values differ only as zeros of opposite signs.
+        _ => x
+            .partial_cmp(&y)
+            .expect("no NaN")
+            .then(y.is_sign_negative().cmp(&x.is_sign_negative())),
+    }
+}
+
 fn arithmetic(f: Func, a: &Val<'_>, b: &Val<'_>) -> Val<'static> {
     use Func::*;
     match (a, b) {
@@ -626,8 +652,8 @@ fn arithmetic(f: Func, a: &Val<'_>, b: &Val<'_>) -> Val<'static> {
                 Subtract => x.checked_sub(y),
                 Multiply => x.checked_mul(y),
                 // Integer division truncates; by zero: null. Java's long division wraps
-                // -2^63 / -1 to -2^63, unchecked by Elasticsearch.
-                Divide if x == i128::from(i64::MIN) && y == -1 => Some(x),
+                // −2^63 / −1 to −2^63 and Elasticsearch does not check it.
+                Divide if y == -1 && x == i128::from(i64::MIN) => Some(x),
                 Divide => x.checked_div(y),
                 _ => x.checked_rem(y),
             })
@@ -636,9 +662,7 @@ fn arithmetic(f: Func, a: &Val<'_>, b: &Val<'_>) -> Val<'static> {
             let (Some(x), Some(y)) = (float(a), float(b)) else {
                 return Val::Null;
             };
-            if matches!(f, Divide | Modulo) && y == 0.0 {
-                return Val::Null;
-            }
+            // By 0.0: Java's ±Infinity or NaN (only a long zero fails in Elasticsearch).
             Val::Float(match f {
                 Add => x + y,
                 Subtract => x - y,
@@ -965,7 +989,16 @@ mod tests {
         assert_eq!(arithmetic(Func::Divide, &i(-7), &i(2)), i(-3));
         assert_eq!(arithmetic(Func::Divide, &i(4), &i(0)), Val::Null);
         assert_eq!(arithmetic(Func::Modulo, &i(4), &i(0)), Val::Null);
-        assert_eq!(arithmetic(Func::Divide, &x(4.0), &i(0)), Val::Null);
+        assert_eq!(
+            arithmetic(Func::Divide, &x(4.0), &i(0)),
+            Val::Float(f64::INFINITY)
+        );
+        assert_eq!(
+            arithmetic(Func::Divide, &i(-4), &x(0.0)),
+            Val::Float(f64::NEG_INFINITY)
+        );
+        assert!(matches!(arithmetic(Func::Modulo, &i(4), &x(0.0)), Val::Float(x) if x.is_nan()));
+        assert!(matches!(arithmetic(Func::Divide, &x(0.0), &x(0.0)), Val::Float(x) if x.is_nan()));
         assert_eq!(arithmetic(Func::Modulo, &i(-10), &i(-6)), i(-4));
         assert_eq!(arithmetic(Func::Modulo, &i(10), &i(-6)), i(4));
         assert_eq!(arithmetic(Func::Add, &i(i64::MAX.into()), &i(1)), Val::Null);
@@ -1026,5 +1059,30 @@ mod tests {
             "fd00:ec2::254"
         );
         assert_eq!(to_string(&Val::Null), None);
+    }
+
+    #[test]
+    fn doubles_compare_as_java_double_compare() {
+        let (i, x) = (|n: i128| Val::Int(n), Val::Float);
+        let nan = x(f64::NAN);
+        assert_eq!(compare(&nan, &nan), Some(Ordering::Equal));
+        assert_eq!(compare(&nan, &x(f64::INFINITY)), Some(Ordering::Greater));
+        assert_eq!(compare(&i(1), &nan), Some(Ordering::Less));
+        assert_eq!(compare(&x(-0.0), &i(0)), Some(Ordering::Less));
+        assert_eq!(
+            compare(&x(f64::INFINITY), &i(i64::MAX.into())),
+            Some(Ordering::Greater)
+        );
+        // The long is widened: 2^53 + 1 becomes 2^53.
+        assert_eq!(
+            compare(&i(9_007_199_254_740_993), &x(9_007_199_254_740_992.0)),
+            Some(Ordering::Equal)
+        );
+        assert_eq!(compare(&i(3), &i(4)), Some(Ordering::Less));
+        assert_eq!(
+            to_string(&x(f64::NEG_INFINITY)).as_deref(),
+            Some("-Infinity")
+        );
+        assert_eq!(to_string(&nan).as_deref(), Some("NaN"));
     }
 }

@@ -12,14 +12,29 @@ const MAX_MICROS: i64 = 253_402_300_799_999_999;
 /// date of the grammar (or falls outside years 1 to 9999 in UTC). Fraction digits beyond
 /// the sixth are dropped (truncated).
 pub fn parse_timestamp(value: &str) -> Option<i64> {
+    parse_with_round_up(value).map(|(micros, _)| micros)
+}
+
+/// A date literal's first and last instant, in microseconds kept to the millisecond, as
+/// Elasticsearch's range query reads it: the last instant fills the components the literal
+/// leaves out with their largest value (hour 23, minute 59, second 59, fraction .999), while
+/// a missing month or day is still 01; an epoch-millis literal is one millisecond.
+pub fn date_literal_span(value: &str) -> Option<(i64, i64)> {
+    let (micros, round_up) = parse_with_round_up(value)?;
+    let low = micros.div_euclid(1000) * 1000;
+    Some((low, low + round_up))
+}
+
+/// The instant and how much the round-up parser adds to it (microseconds).
+fn parse_with_round_up(value: &str) -> Option<(i64, i64)> {
     let bytes = value.as_bytes();
-    let micros = match date_time(bytes) {
-        Some(micros) => micros,
-        None => epoch_millis(bytes)?.checked_mul(1000)?,
+    let (micros, round_up) = match date_time(bytes) {
+        Some(found) => found,
+        None => (epoch_millis(bytes)?.checked_mul(1000)?, 0),
     };
     (MIN_MICROS..=MAX_MICROS)
         .contains(&micros)
-        .then_some(micros)
+        .then_some((micros, round_up))
 }
 
 /// `-?[0-9]{1,15}`: milliseconds since the epoch.
@@ -71,8 +86,10 @@ impl Cursor<'_> {
     }
 }
 
-/// `YYYY[-MM[-DD]][T HH[:mm[:ss[(.|,)f{1,9}]]][Z|±HH[[:]mm]]]`, checked, in UTC microseconds.
-fn date_time(bytes: &[u8]) -> Option<i64> {
+/// `YYYY[-MM[-DD]][T HH[:mm[:ss[(.|,)f{1,9}]]][Z|±HH[[:]mm]]]`, checked, in UTC microseconds,
+/// with the round-up to the last millisecond of the last component given (none after a
+/// fraction).
+fn date_time(bytes: &[u8]) -> Option<(i64, i64)> {
     let mut at = Cursor { rest: bytes };
     let year = at.digits(4)?;
     let (mut month, mut day) = (1, 1);
@@ -83,13 +100,19 @@ fn date_time(bytes: &[u8]) -> Option<i64> {
         }
     }
     let (mut hour, mut minute, mut second, mut micros, mut offset) = (0, 0, 0, 0, 0);
+    // A bare date reaches 23:59:59.999.
+    let mut round_up = 86_400_000_000 - 1000;
     if at.eat(b'T') {
         hour = at.digits(2)?;
+        round_up = 3_600_000_000 - 1000;
         if at.eat(b':') {
             minute = at.digits(2)?;
+            round_up = 60_000_000 - 1000;
             if at.eat(b':') {
                 second = at.digits(2)?;
+                round_up = 1_000_000 - 1000;
                 if at.eat_any(b".,").is_some() {
+                    round_up = 0;
                     let digits = at.rest.iter().take_while(|b| b.is_ascii_digit()).count();
                     if !(1..=9).contains(&digits) {
                         return None;
@@ -126,7 +149,7 @@ fn date_time(bytes: &[u8]) -> Option<i64> {
     }
     let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second
         - offset * 60;
-    Some(seconds * 1_000_000 + micros)
+    Some((seconds * 1_000_000 + micros, round_up))
 }
 
 fn days_in_month(year: i64, month: i64) -> i64 {
@@ -153,6 +176,34 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literals_round_up_their_missing_components() {
+        let t = |s: &str| parse_timestamp(s).unwrap();
+        let span = |s: &str| date_literal_span(s).unwrap();
+        let day = t("2017-08-30");
+        assert_eq!(span("2017-08-30"), (day, t("2017-08-30T23:59:59.999Z")));
+        // A missing month or day is 01 at both ends.
+        assert_eq!(
+            span("2017-08"),
+            (t("2017-08-01"), t("2017-08-01T23:59:59.999Z"))
+        );
+        assert_eq!(span("2017").1, t("2017-01-01T23:59:59.999Z"));
+        assert_eq!(span("2017-08-30T20+02:00").1, t("2017-08-30T18:59:59.999Z"));
+        assert_eq!(span("2017-08-30T20:47").1, t("2017-08-30T20:47:59.999Z"));
+        assert_eq!(
+            span("2017-08-30T20:47:33Z").1,
+            t("2017-08-30T20:47:33.999Z")
+        );
+        // A fraction, or epoch milliseconds: one millisecond.
+        let ms = t("2017-08-30T20:47:33.123Z");
+        assert_eq!(span("2017-08-30T20:47:33.1239Z"), (ms, ms));
+        assert_eq!(
+            span("1504126053000"),
+            (t("1504126053000"), t("1504126053000"))
+        );
+        assert_eq!(date_literal_span("bad"), None);
+    }
 
     #[test]
     fn days_agree_with_a_day_by_day_count() {

@@ -7,7 +7,7 @@
 
 use crate::ip::parse_ip;
 use crate::ir::FieldType;
-use crate::timestamp::parse_timestamp;
+use crate::timestamp::{date_literal_span, parse_timestamp};
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
@@ -165,6 +165,20 @@ pub fn read_literal(field_type: FieldType, text: &str) -> Option<Val<'static>> {
         return exact_number(text);
     }
     read(field_type, Cow::Borrowed(text), false).map(Val::into_owned)
+}
+
+/// A predicate's literal as the first and last value it stands for: the same value except on a
+/// date field, where a literal covers everything up to its components' round-up
+/// (`date_literal_span`; Elasticsearch's range and term queries on dates).
+pub fn read_literal_span(
+    field_type: FieldType,
+    text: &str,
+) -> Option<(Val<'static>, Val<'static>)> {
+    if field_type == FieldType::Date {
+        let (low, high) = date_literal_span(text)?;
+        return Some((Val::Date(low), Val::Date(high)));
+    }
+    read_literal(field_type, text).map(|v| (v.clone(), v))
 }
 
 /// A decimal number as exactly as it can be held: an integer when it has no fraction (and

@@ -16,7 +16,7 @@ from .event import field_values, flat_text, raw_values
 from .expr import compile_value
 from .ip import in_cidr, parse_cidr, parse_ip
 from .lucene_regex import LuceneRegex
-from .typed import compare, read_literal, read_value
+from .typed import compare, read_literal_span, read_value
 from .wildcard import Wildcard, ascii_fold
 
 # The orders (of value against literal, typed.compare) each comparison accepts.
@@ -66,7 +66,7 @@ class _Pred:
         if self.typed:
             if self.op == "exists" and self.values:
                 raise ValueError("exists takes no values")
-            self.literals = [read_literal(self.field_type, v) for v in self.values]
+            self.literals = [read_literal_span(self.field_type, v) for v in self.values]
         elif self.op in REGEX_OPS:
             self.regexes = [LuceneRegex(v, self.op == "regex_ci") for v in self.values]
         elif self.op == "imds_endpoint":
@@ -98,9 +98,13 @@ class _Pred:
             return None
         if self.op == "exists":
             return ""
-        wanted = _WANTED_ORDERS[self.op]
-        for literal, read in zip(self.values, self.literals, strict=True):
-            if compare(value, read) in wanted:
+        for literal, (low, high) in zip(self.values, self.literals, strict=True):
+            if self.op == "eq":
+                hit = compare(value, low) in (0, 1) and compare(value, high) in (-1, 0)
+            else:
+                bound = high if self.op in ("lte", "gt") else low
+                hit = compare(value, bound) in _WANTED_ORDERS[self.op]
+            if hit:
                 return literal
         return None
 

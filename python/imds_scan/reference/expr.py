@@ -21,7 +21,8 @@ from typing import Any
 from .event import flat_text, raw_values
 from .ip import in_cidr, parse_cidr, parse_ip
 from .lucene_regex import LuceneRegex
-from .typed import _EPOCH, Date, Ip, compare, date_micros, decimal_value, read_value, to_double
+from .typed import _EPOCH, Date, Ip, date_micros, decimal_value, read_value, to_double
+from .typed import compare as _typed_compare
 from .wildcard import Wildcard, ascii_fold
 
 # Combinations of field values tried per node and event (spec/ir.md).
@@ -45,7 +46,24 @@ def _long(value: int) -> int | None:
 
 
 def _double(value: float) -> float | None:
-    return None if math.isnan(value) else value
+    return value  # NaN and the infinities are values (Java's doubles)
+
+
+def compare(left: object, right: object) -> int | None:
+    """How two values compare in a script (Elasticsearch's ``Comparisons``): with a double on
+    either side both are widened to doubles and ordered as Java's ``Double.compare`` (-0.0
+    below 0.0, NaN equal to itself and above everything); otherwise as ``typed.compare``."""
+    numbers = (isinstance(left, float) and _is_number(right)) or (
+        isinstance(right, float) and _is_number(left)
+    )
+    if not numbers:
+        return _typed_compare(left, right)
+    x, y = float(left), float(right)  # type: ignore[arg-type]
+    if math.isnan(x) or math.isnan(y):
+        return math.isnan(x) - math.isnan(y)
+    if x == y:  # only zeros of opposite signs differ
+        return (math.copysign(1, x) > 0) - (math.copysign(1, y) > 0)
+    return -1 if x < y else 1
 
 
 def _is_long_range(*values: int) -> bool:
@@ -267,12 +285,15 @@ def _arith(name: str, a: Value, b: Value) -> Value:
         return _double(x - y)
     if name == "multiply":
         return _double(x * y)
-    if y == 0:
-        return None
+    # By 0.0: Java's +-Infinity or NaN (only a long zero fails in Elasticsearch).
     if name == "divide":
+        if y == 0:
+            if x == 0 or math.isnan(x):
+                return math.nan
+            return math.copysign(math.inf, x) * math.copysign(1, y)
         return _double(x / y)
-    if math.isinf(x):
-        return None  # NaN
+    if y == 0 or math.isinf(x):
+        return math.nan
     return _double(math.fmod(x, y))
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 
-from ..timestamp import parse_event_time
+from ..timestamp import parse_event_time, round_up_micros
 from .event import JsonNumber, flat_text
 from .ip import parse_ip
 
@@ -374,6 +374,16 @@ def read_value(field_type: str, item: str | bool) -> Typed | None:
 
 
 # ---------------------------------------------------------------- reading literals
+
+
+def read_literal_span(field_type: str, text: str) -> tuple[Typed | Fraction, Typed | Fraction]:
+    """A predicate's literal as the first and last value it stands for: one value, except
+    that a date literal reaches to its round-up (Elasticsearch's range and term queries on a
+    date field parse the upper end with missing components at their largest)."""
+    low = read_literal(field_type, text)
+    if isinstance(low, Date):
+        return low, Date(low.micros + round_up_micros(text))
+    return low, low
 
 
 def read_literal(field_type: str, text: str) -> Typed | Fraction:
