@@ -4,6 +4,7 @@ both engines to the same verdicts."""
 
 from __future__ import annotations
 
+import math
 import random
 import struct
 import time
@@ -321,9 +322,18 @@ def test_string_of_each_type() -> None:
     [
         ("1337", None, 1337),
         ("42.5", None, 42.5),
-        ("1.0", None, 1),
-        ("1E3", None, 1000),
-        ("-0", None, -0.0),
+        # Current Elasticsearch: Long.valueOf, else Double.valueOf.
+        ("1.0", None, 1.0),
+        ("1E3", None, 1000.0),
+        ("1.337e3", None, 1337.0),
+        ("-0", None, 0),
+        (" 12 ", None, 12.0),
+        ("1.5d", None, 1.5),
+        ("0x1p3", 10, 8.0),
+        (" 0x10", None, None),
+        ("NaNd", None, None),
+        ("1e99999999999999999999", None, math.inf),
+        ("\u212a", 36, None),  # the Kelvin sign lowercases to k: not a digit for Java
         ("99999999999999999999", None, 1e20),
         ("deadbeef", 16, 3735928559),
         ("0xdeadbeef", None, 3735928559),
@@ -335,12 +345,19 @@ def test_string_of_each_type() -> None:
         ("z", 36, 35),
         ("", None, None),
         ("1,000", None, None),
-        ("1e3", None, None),
+        ("1e3", None, 1000.0),
     ],
 )
 def test_number(text: str, base: int | None, expected: float | None) -> None:
     got = _number(text, base)
     assert got == expected and type(got) is type(expected)
+
+
+def test_number_keeps_nan_and_negative_zero() -> None:
+    nan = _number("NaN", None)
+    assert isinstance(nan, float) and math.isnan(nan)
+    assert math.copysign(1.0, _number("-0.0", None)) == -1.0  # type: ignore[arg-type]
+    assert math.copysign(1.0, _number("-1e-400", None)) == -1.0  # type: ignore[arg-type]
 
 
 def test_utf16_positions() -> None:

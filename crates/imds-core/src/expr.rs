@@ -6,7 +6,7 @@ use crate::ip::{parse_cidr, parse_ip, Cidr};
 use crate::ir::{FieldType, Func, LitType, ValueExpr};
 use crate::lucene_regex::LuceneRegex;
 use crate::timestamp::parse_timestamp;
-use crate::typed::{compare as typed_compare, java_double_string, read, Val};
+use crate::typed::{compare as typed_compare, java_double_any, java_double_string, read, Val};
 use crate::wildcard::{ascii_fold, Pattern};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -752,13 +752,15 @@ fn ip_string(a: &[u8; 16]) -> String {
     )
 }
 
-/// `number(s [, base])`: surrounding spaces ignored; `0x` means base 16; base 10 reads an
-/// integer (a `long`) or else a decimal number (a double); other bases an integer. Text that
-/// is not such a number gives null (Elasticsearch fails the query instead).
+/// `number(s [, base])` as Elasticsearch's `ToNumberFunctionProcessor`: a leading `0x`
+/// means base 16 when no base is given and is cut off in base 16; base 10 reads a long
+/// (`Long.valueOf`) or else a double (`Double.valueOf`); other bases a long
+/// (`Long.parseLong`). Text that is not such a number gives null (Elasticsearch fails the
+/// query instead).
 fn number(s: &str, base: Option<i64>) -> Val<'static> {
-    let s = s.trim_matches(|c: char| c <= ' ');
     let hex = s.starts_with("0x");
     let base = base.unwrap_or(if hex { 16 } else { 10 });
+    let s = if hex && base == 16 { &s[2..] } else { s };
     if base == 10 {
         return decimal_number(s);
     }
@@ -768,82 +770,16 @@ fn number(s: &str, base: Option<i64>) -> Val<'static> {
     if !(2..=36).contains(&base) {
         return Val::Null;
     }
-    let digits = if hex && base == 16 { &s[2..] } else { s };
-    i64::from_str_radix(digits, base).map_or(Val::Null, |n| Val::Int(n.into()))
+    i64::from_str_radix(s, base).map_or(Val::Null, |n| Val::Int(n.into()))
 }
 
-/// `number` in base 10 as Java's `DecimalFormat` reads a whole string:
-/// `[+-]digits[.digits][E[-]digits]` (only an uppercase `E`); a long when the value is whole,
-/// in range and not `-0`, else the nearest double (null past the largest one).
+/// `number` in base 10: `[+-]digits` within a long is a long, else Java's double grammar
+/// (spaces trimmed, `1e3`, `NaN`, `Infinity`, `0x1p3`, `d`/`f` suffixes).
 fn decimal_number(s: &str) -> Val<'static> {
-    let (negative, rest) = match s.as_bytes().first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
-    };
-    let (mantissa, exp) = match rest.split_once('E') {
-        Some((m, e)) => (m, Some(e)),
-        None => (rest, None),
-    };
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let all_digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
-    if int.len() + frac.len() == 0 || !all_digits(int) || !all_digits(frac) {
-        return Val::Null;
+    if let Ok(n) = s.parse::<i64>() {
+        return Val::Int(n.into());
     }
-    let (exp_negative, exp_digits) = match exp {
-        None => (false, "0"),
-        Some(e) => {
-            let (neg, digits) = e.strip_prefix('-').map_or((false, e), |d| (true, d));
-            if digits.is_empty() || !all_digits(digits) {
-                return Val::Null;
-            }
-            (neg, digits)
-        }
-    };
-    let zero = if negative {
-        Val::Float(-0.0)
-    } else {
-        Val::Int(0)
-    };
-    let digits = format!("{int}{frac}");
-    let digits = digits.trim_start_matches('0');
-    if digits.is_empty() {
-        return zero;
-    }
-    // Past 10^±400 the value overflows or is zero, without building it.
-    let exp_digits = exp_digits.trim_start_matches('0');
-    if exp_digits.len() > 15 {
-        return if exp_negative { zero } else { Val::Null };
-    }
-    let written: i64 = exp_digits.parse().unwrap_or(0);
-    let exponent = if exp_negative { -written } else { written } - frac.len() as i64;
-    let adjusted = exponent + digits.len() as i64 - 1;
-    if adjusted > 400 {
-        return Val::Null;
-    }
-    if adjusted < -400 {
-        return zero;
-    }
-    // Whole: no nonzero digit after the point.
-    let whole = if exponent >= 0 {
-        (digits.len() as i64 + exponent <= 19)
-            .then(|| format!("{digits}{}", "0".repeat(exponent as usize)))
-    } else {
-        let cut = exponent.unsigned_abs() as usize;
-        (cut < digits.len() && digits[digits.len() - cut..].bytes().all(|b| b == b'0'))
-            .then(|| digits[..digits.len() - cut].to_owned())
-    };
-    if let Some(n) = whole.and_then(|w| w.parse::<i128>().ok()) {
-        let n = if negative { -n } else { n };
-        if i64::try_from(n).is_ok() {
-            return Val::Int(n);
-        }
-    }
-    // Rust's reading is correctly rounded, as the reference's exact rounding.
-    match s.parse::<f64>() {
-        Ok(x) if x.is_finite() => Val::Float(x),
-        _ => Val::Null,
-    }
+    java_double_any(s).map_or(Val::Null, Val::Float)
 }
 
 /// `substring`: Python slice semantics over UTF-16 code units (Java's string indexes); half of
@@ -953,26 +889,36 @@ mod tests {
     #[test]
     fn numbers_and_arithmetic() {
         assert_eq!(number("1337", None), Val::Int(1337));
-        assert_eq!(number("  +1337 ", None), Val::Int(1337));
+        assert_eq!(number("+1337", None), Val::Int(1337));
+        // Long.valueOf takes no spaces: Double.valueOf trims them.
+        assert_eq!(number("  +1337 ", None), Val::Float(1337.0));
         assert_eq!(number("42.5", None), Val::Float(42.5));
         assert_eq!(number("deadbeef", Some(16)), Val::Int(3_735_928_559));
         assert_eq!(number("0xdeadbeef", None), Val::Int(3_735_928_559));
+        assert_eq!(number("0xff", Some(16)), Val::Int(255));
+        assert_eq!(number("0x10", Some(10)), Val::Null);
+        assert_eq!(number(" 0x10", None), Val::Null);
+        assert_eq!(number("0x1p3", Some(10)), Val::Float(8.0));
         assert_eq!(number("abc", None), Val::Null);
         assert_eq!(number("", None), Val::Null);
-        // Base 10 as Java's DecimalFormat: whole values are longs, only `E` is an exponent,
-        // -0 is a double.
-        assert_eq!(number("1.0", None), Val::Int(1));
-        assert_eq!(number("1E3", None), Val::Int(1000));
-        assert_eq!(number("1.5E1", None), Val::Int(15));
-        assert_eq!(number("1e3", None), Val::Null);
-        assert_eq!(number("1E+3", None), Val::Null);
-        assert_eq!(number("1.25E-1", None), Val::Float(0.125));
-        assert!(matches!(number("-0", None), Val::Float(x) if x == 0.0 && x.is_sign_negative()));
-        assert_eq!(number("-0.0E5", None), number("-0", None));
-        assert_eq!(number("0.000", None), Val::Int(0));
-        assert_eq!(number("1E-500", None), Val::Int(0));
-        assert_eq!(number("1E500", None), Val::Null);
-        assert_eq!(number("1E99999999999999999", None), Val::Null);
+        assert_eq!(number("+", None), Val::Null);
+        // Current Elasticsearch (Long.valueOf, else Double.valueOf), not DecimalFormat.
+        assert_eq!(number("1.0", None), Val::Float(1.0));
+        assert_eq!(number("1e3", None), Val::Float(1000.0));
+        assert_eq!(number("1.337e3", None), Val::Float(1337.0));
+        assert_eq!(number("1E+3", None), Val::Float(1000.0));
+        assert_eq!(number("1.5d", None), Val::Float(1.5));
+        assert_eq!(number("-0", None), Val::Int(0));
+        assert!(matches!(number("-0.0", None), Val::Float(x) if x == 0.0 && x.is_sign_negative()));
+        assert!(matches!(number("NaN", None), Val::Float(x) if x.is_nan()));
+        assert_eq!(number("-Infinity", None), Val::Float(f64::NEG_INFINITY));
+        assert_eq!(number("NaNd", None), Val::Null);
+        assert_eq!(number("1E500", None), Val::Float(f64::INFINITY));
+        assert_eq!(
+            number("1e99999999999999999999", None),
+            Val::Float(f64::INFINITY)
+        );
+        assert_eq!(number("-1e-99999999999999999999", None), Val::Float(-0.0));
         assert_eq!(
             number("9223372036854775808", None),
             Val::Float(9.223_372_036_854_776e18)
@@ -982,8 +928,11 @@ mod tests {
             Val::Int(i64::MIN.into())
         );
         assert_eq!(number(".5", None), Val::Float(0.5));
-        assert_eq!(number("5.", None), Val::Int(5));
+        assert_eq!(number("5.", None), Val::Float(5.0));
         assert_eq!(number(".", None), Val::Null);
+        assert_eq!(number("1 2", None), Val::Null);
+        assert_eq!(number("-101", Some(2)), Val::Int(-5));
+        assert_eq!(number("12", Some(37)), Val::Null);
         let (i, x) = (|n: i128| Val::Int(n), Val::Float);
         assert_eq!(arithmetic(Func::Divide, &i(4), &i(3)), i(1));
         assert_eq!(arithmetic(Func::Divide, &i(-7), &i(2)), i(-3));

@@ -345,18 +345,27 @@ impl Decimal {
 
 /// The text of a Java floating-point literal (`Double.parseDouble`'s grammar, decimal form:
 /// surrounding spaces and control characters trimmed, a sign, digits with an optional point
-/// and exponent, an optional `f`/`d` suffix), ready for Rust's parser; `None` otherwise
-/// (hexadecimal floats are not read: a documented difference; `NaN` and `Infinity` are not
-/// finite, so no value either way).
+/// and exponent of any length, an optional `f`/`d` suffix), ready for Rust's parser; `None`
+/// otherwise (`NaN`, `Infinity` and hexadecimal floats are read by `java_double_any`).
 fn java_float_text(text: &str) -> Option<&str> {
     let text = text.trim_matches(|c: char| c <= ' ');
     let body = text.strip_suffix(['f', 'F', 'd', 'D']).unwrap_or(text);
-    Decimal::parse(body)?;
-    Some(body)
+    let unsigned = body.strip_prefix(['+', '-']).unwrap_or(body);
+    let (mantissa, exponent) = unsigned.split_once(['e', 'E']).unwrap_or((unsigned, "0"));
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let exponent = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    // Rust's parser saturates a long exponent as Java's does (to an infinity or zero).
+    let ok = int.len() + frac.len() > 0
+        && !exponent.is_empty()
+        && digits(int)
+        && digits(frac)
+        && digits(exponent);
+    ok.then_some(body)
 }
 
 /// `Double.parseDouble` of any result (`NaN`, infinities, hexadecimal floating point too).
-fn java_double_any(text: &str) -> Option<f64> {
+pub fn java_double_any(text: &str) -> Option<f64> {
     if let Some(body) = java_float_text(text) {
         return body.parse().ok();
     }

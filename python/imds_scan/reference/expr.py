@@ -14,14 +14,13 @@ import re
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
-from fractions import Fraction
 from itertools import islice, product
 from typing import Any
 
 from .event import flat_text, raw_values
 from .ip import in_cidr, parse_cidr, parse_ip
 from .lucene_regex import LuceneRegex
-from .typed import _EPOCH, Date, Ip, date_micros, decimal_value, read_value, to_double
+from .typed import _EPOCH, Date, Ip, _java_double, date_micros, read_value
 from .typed import compare as _typed_compare
 from .wildcard import Wildcard, ascii_fold
 
@@ -215,12 +214,14 @@ def to_string(value: Value) -> str | None:
 
 # ---------------------------------------------------------------- number()
 
-_TRIM = "".join(chr(c) for c in range(0x21))  # Java's String.trim()
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+_LONG_TEXT = re.compile(r"[+-]?[0-9]+")  # Long.valueOf (ASCII digits)
 
 
 def _number(text: str, base: Value) -> Value:
-    text = text.strip(_TRIM)
+    """Elasticsearch's ToNumberFunctionProcessor: a leading 0x means base 16 when no base is
+    given and is cut off in base 16; base 10 is Long.valueOf, else Double.valueOf; other
+    bases Long.parseLong. What Java refuses is null (Elasticsearch fails the query)."""
     hex_prefix = text.startswith("0x")
     if base is None:
         base = 16 if hex_prefix else 10
@@ -231,30 +232,20 @@ def _number(text: str, base: Value) -> Value:
     if base == 10:
         return _decimal_number(text)
     body = text[1:] if text[:1] in ("+", "-") else text
-    if not body or any(c.lower() not in _DIGITS[:base] for c in body):
+    if not body or any(not c.isascii() or c.lower() not in _DIGITS[:base] for c in body):
         return None
     if len(body.lstrip("0")) > 64:  # past 64 bits in any base (and int()'s digit limit)
         return None
     return _long(int(text, base))
 
 
-_DECIMAL_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:E-?[0-9]+)?")
-
-
 def _decimal_number(text: str) -> Value:
-    """Base 10 (Java's DecimalFormat, whole string): a long when the value is whole, in range
-    and not -0; else the nearest double (null when it overflows)."""
-    if _DECIMAL_NUMBER.fullmatch(text) is None:
-        return None
-    exact = decimal_value(text)
-    negative = text.startswith("-")
-    if not isinstance(exact, Fraction) or exact == 0:  # far out, or zero
-        if isinstance(exact, Fraction) or not exact.huge:
-            return -0.0 if negative else 0
-        return None
-    if exact.denominator == 1 and LONG_MIN <= exact <= LONG_MAX:
-        return int(exact)
-    return to_double(exact)
+    """Base 10: a long when the text is [+-]digits within a long, else Java's double."""
+    if _LONG_TEXT.fullmatch(text) and len(text.lstrip("+-0")) <= 19:
+        value = _long(int(text))
+        if value is not None:
+            return value
+    return _java_double(text)
 
 
 # ---------------------------------------------------------------- arithmetic

@@ -217,7 +217,7 @@ _FLOAT_ROUNDING = {
 
 _PLAIN_INTEGER = re.compile(r"[+-]?[0-9]+")  # Long.parseLong
 _PLAIN_UNSIGNED = re.compile(r"\+?[0-9]+")  # Long.parseUnsignedLong
-_JAVA_SPECIAL = re.compile(r"[+-]?(?:NaN|Infinity)[fFdD]?")
+_JAVA_SPECIAL = re.compile(r"[+-]?(?:NaN|Infinity)")  # no suffix after these
 _INT_RANGE = INTEGER_RANGES["integer"]
 
 
@@ -243,8 +243,7 @@ def _json_double(text: str) -> float | None:
 def _java_double(text: str) -> float | None:
     """Java's Double.parseDouble of a string, NaN and infinities included; None if it throws."""
     if _JAVA_SPECIAL.fullmatch(text.strip(_JAVA_SPACE)):
-        body = text.strip(_JAVA_SPACE).rstrip("fFdD")
-        return float(body.replace("Infinity", "inf"))
+        return float(text.strip(_JAVA_SPACE).replace("Infinity", "inf"))
     value = _java_double_value(text)
     if value is None:
         return None
@@ -252,6 +251,8 @@ def _java_double(text: str) -> float | None:
     if rounded is None:  # past the double range: an infinity
         negative = value.negative if isinstance(value, _Far) else value < 0
         return float("-inf") if negative else float("inf")
+    if rounded == 0 and text.strip(_JAVA_SPACE).startswith("-"):
+        return -0.0  # the exact value 0 lost the sign
     return rounded
 
 
