@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -82,3 +84,19 @@ def wait_until_read(pipe: int, timeout: float = 60.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"the scan did not read its input in {timeout} s")
+
+
+def peak_rss_kb(*args: str) -> tuple[int, int]:
+    """(exit code, peak RSS in KiB) of one CLI run in a fresh process (RUSAGE_CHILDREN is a
+    maximum over all children: a wrapper per run keeps it to this one)."""
+    wrapper = (
+        "import resource, subprocess, sys\n"
+        "rc = subprocess.run([sys.executable, '-m', 'imds_scan', *sys.argv[1:]],"
+        " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode\n"
+        "print(rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", wrapper, *args], capture_output=True, text=True, timeout=600
+    )
+    code, rss = proc.stdout.split()
+    return int(code), int(rss)

@@ -18,7 +18,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import ENGINES, wait_until_read
+from conftest import ENGINES, peak_rss_kb, wait_until_read
 from imds_scan.report.formats import PARQUET_ROW_GROUP
 from imds_scan.report.frame import SCHEMA
 
@@ -53,22 +53,6 @@ def many_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for start in range(0, MANY, 10_000):
             out.write("".join(json.dumps(event(n)) + "\n" for n in range(start, start + 10_000)))
     return path
-
-
-def peak_rss_kb(*args: str) -> tuple[int, int]:
-    """(exit code, peak RSS in KiB) of one CLI run in a fresh process (RUSAGE_CHILDREN is a
-    maximum over all children: a wrapper per run keeps it to this one)."""
-    wrapper = (
-        "import resource, subprocess, sys\n"
-        "rc = subprocess.run([sys.executable, '-m', 'imds_scan', *sys.argv[1:]],"
-        " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode\n"
-        "print(rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", wrapper, *args], capture_output=True, text=True, timeout=600
-    )
-    code, rss = proc.stdout.split()
-    return int(code), int(rss)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

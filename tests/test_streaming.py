@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from conftest import ENGINES, hit_keys, wait_until_read
+from conftest import ENGINES, hit_keys, peak_rss_kb, wait_until_read
 from imds_scan import ScanConfig, ScanInterrupted, iter_scan, scan
 from imds_scan.batch import HitBatch
 from imds_scan.rules import load_rules
@@ -64,22 +64,6 @@ def cli(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
 
 
 # ---------------------------------------------------------------- memory
-
-
-def peak_rss_kb(*args: str) -> tuple[int, int]:
-    """(exit code, peak RSS in KiB) of the CLI run in a fresh process (RUSAGE_CHILDREN is a
-    maximum over all children: a wrapper per run keeps it to this one)."""
-    wrapper = (
-        "import resource, subprocess, sys\n"
-        "rc = subprocess.run([sys.executable, '-m', 'imds_scan', *sys.argv[1:]],"
-        " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode\n"
-        "print(rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", wrapper, *args], capture_output=True, text=True, timeout=600
-    )
-    code, rss = proc.stdout.split()
-    return int(code), int(rss)
 
 
 @pytest.mark.parametrize("fmt", ["ndjson", "parquet", "parquet+summary"])
