@@ -87,9 +87,11 @@ def test_many_hits_take_bounded_memory(tmp_path: Path, fmt: str) -> None:
     # Measured on 2 cores, peak (difference): ndjson 71 MB (+40), parquet 168 MB (+92), with
     # the summary 201 MB (+116; Polars' own memory); with the hits built in Python (no rows)
     # parquet took 171 MB and 61 s, with the engine's whole hit list (Scanner.scan) +244 MB.
+    # Since Parquet is written by pyarrow row group by row group, a run with the summary
+    # loads both pyarrow and Polars: 256 MB in CI, a fixed cost (the baseline pays it too).
     bound = {"ndjson": 96, "parquet": 160, "parquet+summary": 160}[fmt]
     assert full - baseline < bound * 1024, (baseline, full)
-    assert full < (240 if summary else 200) * 1024, full
+    assert full < (290 if summary else 200) * 1024, full
 
 
 def test_reference_engine_streams_many_hits_in_bounded_memory(tmp_path: Path) -> None:
