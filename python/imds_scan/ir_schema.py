@@ -101,6 +101,16 @@ def _resolve(ref: str) -> dict[str, Any]:
     return node
 
 
+def _check_keys(value: dict[str, Any], path: str, keys: Any, required: Any) -> None:
+    """An object's own keys: an unknown one (in document order), then a missing one."""
+    for key in value:
+        if key not in keys:
+            raise _Bad(f"{_key_path(path, key)}: unknown key")
+    for key in required:
+        if key not in value:
+            raise _Bad(f'{path}: missing key "{key}"')
+
+
 def _value_children(value: Any, path: str) -> list[tuple[Any, str, str]]:
     """Check a VALUE of an ``expr`` node (its own keys, as a node's: unknown keys in document
     order, then missing ones, then each key in schema order); its arguments, to check next.
@@ -112,12 +122,7 @@ def _value_children(value: Any, path: str) -> list[tuple[Any, str, str]]:
         raise _Bad(f'{path}: missing key "lit", "field" or "fn"')
     shape = _value_shapes()[_VALUE_KINDS.index(kind)]
     keys, required = list(shape["properties"]), list(shape["required"])
-    for key in value:
-        if key not in keys:
-            raise _Bad(f"{_key_path(path, key)}: unknown key")
-    for key in required:
-        if key not in value:
-            raise _Bad(f'{path}: missing key "{key}"')
+    _check_keys(value, path, keys, required)
     for key in keys:
         if key not in value:
             continue
@@ -191,12 +196,7 @@ def _check(doc: Any) -> None:
             kind = value["node"]
         shape = {"doc": "doc", "branch": "branch", "and": "chain", "or": "chain"}.get(kind, kind)
         keys, required = _shape(shape)
-        for key in value:
-            if key not in keys:
-                raise _Bad(f"{_key_path(path, key)}: unknown key")
-        for key in required:
-            if key not in value:
-                raise _Bad(f'{path}: missing key "{key}"')
+        _check_keys(value, path, keys, required)
         children: list[tuple[Any, str, str]] = []
         if kind == "doc":
             if "ir_version" in value:
