@@ -251,7 +251,7 @@ def _check_key_counts(doc: dict[str, Any]) -> None:
     for path, stage in stages:
         if len(stage["keys"]) != first:
             raise _Bad(
-                f"{path}: expected {first} join keys (as $.{kind}.stages[0]), "
+                f"{path}: expected as many join keys as $.{kind}.stages[0] ({first}), "
                 f"found {len(stage['keys'])}"
             )
 
