@@ -11,16 +11,8 @@ from typing import Any
 import pytest
 
 from imds_scan import ir_schema
-from imds_scan.eql import (
-    EqlError,
-    compile_rule,
-    conditions,
-    format_rule,
-    map_conditions,
-    parse_query,
-    rule_kind,
-    rule_options,
-)
+from imds_scan.eql import EqlError, compile_rule, format_rule, parse_query, rule_options
+from imds_scan.ir_schema import conditions, map_conditions, rule_kind
 from imds_scan.rules import RuleFileError, load_rule_file, load_rules, parse_rule_text
 
 
@@ -516,3 +508,65 @@ def test_the_rule_cache_holds_sequence_rules(tmp_path: Path, monkeypatch: Any) -
     again = load_rules([str(path)])[0][0]
     assert again.ir["sequence"]["timestamp_field"] == "@timestamp"
     assert len(list((tmp_path / "cache").rglob("*.json"))) == 2
+
+
+# ---------------------------------------------------------------- code that reads conditions
+
+
+def test_host_filters_allowlists_and_field_listings_take_sequences(tmp_path: Path) -> None:
+    from imds_scan.config import condition_allowlist
+    from imds_scan.filters import with_host_filter
+    from imds_scan.rules.prefilter import prefilter_warnings
+    from imds_scan.shape import rule_fields
+
+    rule = parse_rule_text(rule_text(), "r.toml")
+    sample = parse_rule_text(rule_text(SAMPLE_QUERY), "s.toml")
+    # The host filter goes first in every stage (and until), as in every branch.
+    (filtered,) = with_host_filter([rule], ["web-*"])
+    ir_schema.check(filtered.ir)
+    for _, expr in conditions(filtered.ir):
+        assert expr["args"][0]["field"] == "host.name"
+    # An allowlist becomes the last conjunct of every stage: no `allowlist` key.
+    (allowed, allowed_sample) = condition_allowlist(['user.name == "svc"']).apply([rule, sample])
+    for done in (allowed, allowed_sample):
+        ir_schema.check(done.ir)
+        assert "allowlist" not in done.ir and done.allowlist_labels == ()
+        for _, expr in conditions(done.ir):
+            assert expr["args"][-1] == {"node": "not", "arg": pred("user.name", "eq", ["svc"])}
+    assert rule_fields([rule]) == ["a", "b", "event.category", "host.id"]
+    # Prefilter warnings read the stages' literals; a stage without one is named.
+    selective = parse_rule_text(
+        rule_text(
+            'sequence [process where process.name == "curlish-tool"] '
+            '[network where destination.domain == "metadata.google.internal"]'
+        ),
+        "r.toml",
+    )
+    assert prefilter_warnings([selective]) == []
+    weak = parse_rule_text(
+        rule_text('sequence [any where a == "xq7"] [any where b != "z"]'), "w.toml"
+    )
+    (warning,) = prefilter_warnings([weak])
+    assert "has no literal that every match contains" in warning
+
+
+def test_show_rule_prints_a_sequence(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "r.toml"
+    path.write_text(rule_text(), "utf-8")
+    run = subprocess.run(
+        [sys.executable, "-m", "imds_scan", "--rule", str(path), "--show-rule", "--host", "h*"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    text = run.stdout.split("\n", 2)[2]
+    assert text.startswith("sequence with maxspan=1m\n"), text
+    again = compile_rule(text, name="Sequence rule")
+    stages = again["sequence"]["stages"]
+    assert [len(s["expr"]["args"]) for s in stages] == [4, 4]  # host, category, a, host.id
+    assert stages[0]["expr"]["args"][0]["field"] == "host.name"
+    assert stages[1]["expr"]["args"][-1] == exists("host.id")

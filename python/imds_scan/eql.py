@@ -28,7 +28,7 @@ from functools import cache
 from typing import Any
 
 from .fields import field_type
-from .ir_schema import TEXT_OPS
+from .ir_schema import TEXT_OPS, rule_kind
 
 IR_VERSION = 1
 # How deep a condition (a rule's branch, an allowlist condition, --allow) may nest, counting
@@ -1933,36 +1933,6 @@ def inline_allowlist(ir: dict[str, Any]) -> dict[str, Any]:
         args = expr["args"] if expr["node"] == "and" else [expr]
         out["branches"].append({**branch, "expr": {"node": "and", "args": [*args, exclusion]}})
     return out
-
-
-def rule_kind(ir: Mapping[str, Any]) -> str:
-    """ "event", "sequence" or "sample": which of the IR's shapes this is."""
-    return "sequence" if "sequence" in ir else "sample" if "sample" in ir else "event"
-
-
-def conditions(ir: Mapping[str, Any]) -> list[tuple[str, Node]]:
-    """Every condition of a rule, named: its branches, or a sequence's or sample's stages
-    (``stage1``, ...) and ``until``: what reads fields of an event."""
-    kind = rule_kind(ir)
-    if kind == "event":
-        return [(str(b["name"]), b["expr"]) for b in ir["branches"]]
-    body = ir[kind]
-    out = [(f"stage{i + 1}", stage["expr"]) for i, stage in enumerate(body["stages"])]
-    if body.get("until"):
-        out.append(("until", body["until"]["expr"]))
-    return out
-
-
-def map_conditions(ir: dict[str, Any], wrap: Any) -> dict[str, Any]:
-    """The IR with ``wrap(expr)`` in place of each condition (branches, stages, until)."""
-    kind = rule_kind(ir)
-    if kind == "event":
-        return {**ir, "branches": [{**b, "expr": wrap(b["expr"])} for b in ir["branches"]]}
-    body = dict(ir[kind])
-    body["stages"] = [{**stage, "expr": wrap(stage["expr"])} for stage in body["stages"]]
-    if body.get("until"):
-        body["until"] = {**body["until"], "expr": wrap(body["until"]["expr"])}
-    return {**ir, kind: body}
 
 
 def rule_options(ir: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Mapping
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -46,6 +47,38 @@ TEXT_OPS = frozenset({"wildcard", "like", *AFFIX_OPS})
 # The comparisons with one literal (every field type) and the regular expressions (keyword).
 RANGE_OPS = frozenset({"lt", "lte", "gt", "gte"})
 REGEX_OPS = frozenset({"regex", "regex_ci"})
+
+
+def rule_kind(ir: Mapping[str, Any]) -> str:
+    """ "event", "sequence" or "sample": which of the IR's shapes this is."""
+    return "sequence" if "sequence" in ir else "sample" if "sample" in ir else "event"
+
+
+def conditions(ir: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every condition of a rule, named: its branches, or a sequence's or sample's stages
+    (``stage1``, ...) and ``until``: what reads fields of an event."""
+    kind = rule_kind(ir)
+    if kind == "event":
+        return [(str(b["name"]), b["expr"]) for b in ir["branches"]]
+    body = ir[kind]
+    out = [(f"stage{i + 1}", stage["expr"]) for i, stage in enumerate(body["stages"])]
+    if body.get("until"):
+        out.append(("until", body["until"]["expr"]))
+    return out
+
+
+def map_conditions(
+    ir: dict[str, Any], wrap: Callable[[dict[str, Any]], dict[str, Any]]
+) -> dict[str, Any]:
+    """The IR with ``wrap(expr)`` in place of each condition (branches, stages, until)."""
+    kind = rule_kind(ir)
+    if kind == "event":
+        return {**ir, "branches": [{**b, "expr": wrap(b["expr"])} for b in ir["branches"]]}
+    body = dict(ir[kind])
+    body["stages"] = [{**stage, "expr": wrap(stage["expr"])} for stage in body["stages"]]
+    if body.get("until"):
+        body["until"] = {**body["until"], "expr": wrap(body["until"]["expr"])}
+    return {**ir, kind: body}
 
 
 def _shape(name: str) -> tuple[list[str], list[str]]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -50,6 +50,13 @@ class Rule:
     def kind(self) -> str:
         """ "event", "sequence" or "sample" (spec/sequences.md, Output)."""
         return "sequence" if "sequence" in self.ir else "sample" if "sample" in self.ir else "event"
+
+    def map_conditions(self, wrap: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+        """The IR with ``wrap(expr)`` in place of each condition: every branch, or every
+        stage and ``until`` of a sequence or sample (host filters, allowlists)."""
+        from ..ir_schema import map_conditions
+
+        return map_conditions(self.ir, wrap)
 
     @property
     def branch_names(self) -> list[str]:
