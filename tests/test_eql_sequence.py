@@ -24,10 +24,6 @@ def category(name: str, field: str = "event.category") -> dict[str, Any]:
     return pred(field, "eq", [name])
 
 
-def exists(field: str, ftype: str = "keyword") -> dict[str, Any]:
-    return pred(field, "exists", [], ftype)
-
-
 def key(field: str, ftype: str = "keyword") -> dict[str, str]:
     return {"field": field, "field_type": ftype}
 
@@ -62,7 +58,7 @@ def test_a_sequence_compiles_to_the_ir_of_the_spec() -> None:
         "size",
     ]
     keys = [key("host.id"), key("process.pid", "long")]
-    required = [exists("host.id"), exists("process.pid", "long")]
+    required: list[dict[str, Any]] = []  # the stage's condition alone
     assert body["timestamp_field"] == "@timestamp"
     assert body["tiebreaker_field"] is None
     assert body["maxspan_ms"] == 60_000
@@ -112,19 +108,17 @@ def test_each_stage_condition_is_the_single_event_compile() -> None:
     assert all(s["keys"] == [] for s in ir["sequence"]["stages"])
 
 
-def test_keys_without_question_mark_must_have_a_value() -> None:
-    # `?k` may be null (no conjunct); a key written twice is required once.
+def test_optional_keys_are_marked() -> None:
+    # `?k` may be null: "optional": true (absent otherwise); the condition is left alone.
     ir = compile_seq(
         'sequence by host.id, ?user.id [any where a == "x"] by host.id [any where b == "y"] by ?c'
     )
     first, second = ir["sequence"]["stages"]
-    assert first["keys"] == [key("host.id"), key("user.id"), key("host.id")]
-    assert first["expr"] == {
-        "node": "and",
-        "args": [pred("a", "eq", ["x"]), exists("host.id")],
-    }
-    assert second["keys"] == [key("host.id"), key("user.id"), key("c")]
-    assert second["expr"] == {"node": "and", "args": [pred("b", "eq", ["y"]), exists("host.id")]}
+    optional_user = {**key("user.id"), "optional": True}
+    assert first["keys"] == [key("host.id"), optional_user, key("host.id")]
+    assert first["expr"] == pred("a", "eq", ["x"])
+    assert second["keys"] == [key("host.id"), optional_user, {**key("c"), "optional": True}]
+    assert second["expr"] == pred("b", "eq", ["y"])
 
 
 def test_runs_repeats_a_stage() -> None:
@@ -166,18 +160,12 @@ def test_a_sample_compiles_to_the_ir_of_the_spec() -> None:
     ]
     assert body["stages"] == [
         {
-            "expr": {
-                "node": "and",
-                "args": [category("process"), pred("a", "eq", ["x"]), exists("host.id")],
-            },
-            "keys": [key("host.id"), key("p")],
+            "expr": {"node": "and", "args": [category("process"), pred("a", "eq", ["x"])]},
+            "keys": [key("host.id"), {**key("p"), "optional": True}],
         },
         {
-            "expr": {
-                "node": "and",
-                "args": [category("file"), pred("b", "eq", ["y"]), exists("host.id")],
-            },
-            "keys": [key("host.id"), key("q")],
+            "expr": {"node": "and", "args": [category("file"), pred("b", "eq", ["y"])]},
+            "keys": [key("host.id"), {**key("q"), "optional": True}],
         },
     ]
     assert body["max_samples_per_key"] == 3
@@ -408,7 +396,7 @@ def test_conditions_and_map_conditions_cover_every_stage() -> None:
     wrapped = map_conditions(ir, lambda expr: {"node": "and", "args": [marker, expr]})
     ir_schema.check(wrapped)
     assert all(expr["args"][0] == marker for _, expr in conditions(wrapped))
-    assert ir["sequence"]["stages"][0]["expr"]["args"][0] != marker  # the input is untouched
+    assert ir["sequence"]["stages"][0]["expr"] == pred("a", "eq", ["x"])  # input untouched
     event = compile_rule('any where a == "x" or b == "y"', name="n")
     assert [name for name, _ in conditions(event)] == ["branch1", "branch2"]
 
@@ -448,7 +436,7 @@ def test_rule_file_keys_go_into_the_ir() -> None:
     body = rule.ir["sequence"]
     assert (body["timestamp_field"], body["tiebreaker_field"], body["size"]) == (
         "event.ingested",
-        "event.sequence",
+        key("event.sequence", "long"),
         10,
     )
     assert body["stages"][0]["expr"]["args"][0] == category("process", "event.type")
@@ -567,6 +555,6 @@ def test_show_rule_prints_a_sequence(tmp_path: Path) -> None:
     assert text.startswith("sequence with maxspan=1m\n"), text
     again = compile_rule(text, name="Sequence rule")
     stages = again["sequence"]["stages"]
-    assert [len(s["expr"]["args"]) for s in stages] == [4, 4]  # host, category, a, host.id
+    assert [len(s["expr"]["args"]) for s in stages] == [3, 3]  # host, category, a
     assert stages[0]["expr"]["args"][0]["field"] == "host.name"
-    assert stages[1]["expr"]["args"][-1] == exists("host.id")
+    assert stages[1]["keys"] == [key("host.id")]

@@ -669,8 +669,8 @@ class _Parser:
     def stage(
         self, parent: list[dict[str, Any]], counts: list[int]
     ) -> tuple[Node, list[dict[str, Any]]]:
-        """`[CATEGORY where COND] [by KEYS]`: the stage's condition (with a `KEY != null`
-        conjunct per key written without `?`) and its full join keys (FIELDREFs)."""
+        """`[CATEGORY where COND] [by KEYS]`: the stage's condition and its full join keys
+        (FIELDREFs, `"optional": true` for a key written `?field`)."""
         opening = self.next()  # `[` or `![`
         tok = self.tok
         if tok.kind != "ident" or tok.text.startswith(("?", "`")):
@@ -699,18 +699,8 @@ class _Parser:
                 keys_tok,
             )
         counts.append(len(own) + len(parent))
-        required = []
-        for key in [*parent, *own]:
-            if not key["optional"] and key["field"] not in required:
-                required.append(key["field"])
-        if required:
-            # Elasticsearch: a join key must have a value unless it is written `?field`.
-            args = node["args"] if node["node"] == "and" else [node]
-            exists = [_pred(f, self.field_type(f), "exists", []) for f in required]
-            node = self.at({"node": "and", "args": [*args, *exists]}, tok)
         self.check_depth(node)
-        refs = [{"field": k["field"], "field_type": k["field_type"]} for k in [*parent, *own]]
-        return node, refs
+        return node, [dict(k) for k in [*parent, *own]]
 
     def join_keys(self) -> list[dict[str, Any]]:
         """`by KEY, ...`: fields (`?field`: optional, its value may be null)."""
@@ -724,13 +714,10 @@ class _Parser:
             if ast.kind != "field":
                 raise self.refuse(f"join keys must be field names, found [{self.src(ast)}]", tok)
             field = ast.value
-            keys.append(
-                {
-                    "field": field,
-                    "field_type": self.field_type(field),
-                    "optional": tok.value.startswith("?"),
-                }
-            )
+            key = {"field": field, "field_type": self.field_type(field)}
+            if tok.value.startswith("?"):
+                key["optional"] = True  # absent means false (spec/sequences.md, IR)
+            keys.append(key)
             if self.tok.kind != "comma":
                 return keys
             self.next()
@@ -1651,10 +1638,16 @@ def compile_rule(
     tiebreaker fields, `size` and (samples) `max_samples_per_key`."""
     kind, parsed = _Parser(query, source, field_types, category_field).statement()
     head = {"ir_version": IR_VERSION, "id": rule_id, "name": name, "severity": severity}
+    tiebreaker = None
+    if tiebreaker_field is not None:
+        tiebreaker = {
+            "field": tiebreaker_field,
+            "field_type": field_type(tiebreaker_field, field_types),
+        }
     if kind == "sequence":
         body = {
             "timestamp_field": timestamp_field,
-            "tiebreaker_field": tiebreaker_field,
+            "tiebreaker_field": tiebreaker,
             **{k: parsed[k] for k in ("maxspan_ms", "stages", "until", "pipes")},
             "size": size,
         }
@@ -1662,7 +1655,7 @@ def compile_rule(
     if kind == "sample":
         body = {
             "timestamp_field": timestamp_field,
-            "tiebreaker_field": tiebreaker_field,
+            "tiebreaker_field": tiebreaker,
             "stages": parsed["stages"],
             "max_samples_per_key": max_samples_per_key,
             "pipes": parsed["pipes"],
@@ -1942,9 +1935,12 @@ def rule_options(ir: Mapping[str, Any]) -> dict[str, Any]:
     if kind == "event":
         return {}
     body = ir[kind]
-    keys = ["timestamp_field", "tiebreaker_field", "size"]
+    keys = ["timestamp_field", "size"]
     keys += ["max_samples_per_key"] if kind == "sample" else []
-    return {k: body[k] for k in keys}
+    tiebreaker = body["tiebreaker_field"]
+    if isinstance(tiebreaker, dict):
+        tiebreaker = tiebreaker["field"]
+    return {**{k: body[k] for k in keys}, "tiebreaker_field": tiebreaker}
 
 
 def _span_text(millis: int) -> str:
@@ -1955,21 +1951,8 @@ def _span_text(millis: int) -> str:
 
 
 def _stage_text(stage: Mapping[str, Any], indent: int, opening: str = "[") -> list[str]:
-    """A stage as EQL: the trailing `KEY != null` conjuncts the compiler adds for keys written
-    without `?` become those keys again (spec/sequences.md, IR)."""
-    expr = stage["expr"]
-    args = list(expr["args"]) if expr["node"] == "and" else [expr]
-    fields: list[str] = []
-    for key in stage["keys"]:
-        if key["field"] not in fields:
-            fields.append(key["field"])
-    required: set[str] = set()
-    for field in reversed(fields):
-        last = args[-1] if len(args) > 1 else None
-        if last and last["node"] == "pred" and last["op"] == "exists" and last["field"] == field:
-            required.add(field)
-            args.pop()
-    condition = args[0] if len(args) == 1 else {"node": "and", "args": args}
+    """A stage as EQL: `[any where COND] by KEY, ?OPTIONAL_KEY, ...`."""
+    condition = stage["expr"]
     pad = " " * indent
     body = _lines(condition, indent + 2)
     text = [f"{pad}{opening}any where", *body, f"{pad}]"]
@@ -1977,8 +1960,7 @@ def _stage_text(stage: Mapping[str, Any], indent: int, opening: str = "[") -> li
         text = [f"{pad}{opening}any where {body[0].strip()}]"]
     if stage["keys"]:
         keys = [
-            ("" if k["field"] in required else "?") + format_field(k["field"])
-            for k in stage["keys"]
+            ("?" if k.get("optional") else "") + format_field(k["field"]) for k in stage["keys"]
         ]
         text[-1] += " by " + ", ".join(keys)
     return text

@@ -228,6 +228,8 @@ def _joined_children(value: dict[str, Any], path: str, place: str) -> list[tuple
     children: list[tuple[Any, str, str]] = []
     for key in keys:
         prop = part["properties"][key]
+        if key not in value:
+            continue  # an optional key (a join key's `optional`)
         got = value[key]
         where = _key_path(path, key)
         if "$ref" in prop:  # a node (a stage's expr) or a field type
@@ -242,11 +244,15 @@ def _joined_children(value: dict[str, Any], path: str, place: str) -> list[tuple
                 )
             continue
         kinds = prop.get("type")
-        if "anyOf" in prop:  # until: null or a stage
-            if got is not None:
-                if not isinstance(got, dict):
-                    raise _Bad(f"{where}: expected an object or null, found {_kind_of(got)}")
-                children.append((got, where, "stage"))
+        if "anyOf" in prop:  # until: null or a stage; the tiebreaker: null, a string or a field
+            options = prop["anyOf"]
+            ref = next(o["$ref"].rsplit("/", 1)[1] for o in options if "$ref" in o)
+            strings = {"type": "string"} in options
+            if isinstance(got, dict):
+                children.append((got, where, ref))
+            elif not (got is None or (strings and isinstance(got, str))):
+                wanted = "a string, an object or null" if strings else "an object or null"
+                raise _Bad(f"{where}: expected {wanted}, found {_kind_of(got)}")
         elif kinds == "array":
             if not isinstance(got, list):
                 raise _Bad(f"{where}: expected an array, found {_kind_of(got)}")
@@ -333,7 +339,7 @@ def _check_tree(doc: Any) -> None:
         if place == "value":
             stack.extend(reversed(_value_children(value, path)))
             continue
-        if place in ("sequence", "sample", "sequence_stage", "stage", "key", "pipe"):
+        if place in ("sequence", "sample", "sequence_stage", "stage", "key", "field_ref", "pipe"):
             stack.extend(reversed(_joined_children(value, path, place)))
             continue
         kind = place
