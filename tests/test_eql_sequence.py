@@ -268,6 +268,11 @@ def test_field_types_and_the_category_field_apply_to_stages_and_keys() -> None:
             "missing events ('![') are not supported in samples",
         ),
         (
+            'sequence [any where a == "x"] [any where b == "y"] until ![any where c == 1]',
+            (1, 58),
+            "missing events ('![') are not supported in [until]",
+        ),
+        (
             'sample by h with maxspan=1m [any where a == "x"] [any where b == "y"]',
             (1, 13),
             "[with maxspan] is not supported in samples",

@@ -622,6 +622,9 @@ class _Parser:
         until = None
         if self.is_keyword("until"):
             self.next()
+            if self.is_op("!["):
+                # Elasticsearch ignores the `!` there (its issue 132787): refused, not guessed.
+                raise self.refuse("missing events ('![') are not supported in [until]", self.tok)
             if not self.is_op("["):
                 raise self.error("'['")
             expr, own = self.stage(keys, counts)
