@@ -451,6 +451,32 @@ CASES: list[Case] = [
         ],
         [([1, 2], ["2017-08-30T20:47:33.000Z", "10.0.0.1", True, 0.1])],
     ),
+    Case(
+        # An until with two key values ends the pending sequences of both keys.
+        "a multi-valued until ends every key it has",
+        seq(2, until=[ref("k")]),
+        [
+            (1, (0,), e(1, k=["a", "b", "c"])),
+            (2, (2,), e(2, k=["a", "b"])),
+            (3, (1,), e(3, k=["a", "b", "c"])),
+        ],
+        [([1, 3], ["c"])],
+    ),
+    Case(
+        # Keys of different types never join, even with equal text (80 long, "80" keyword).
+        "keys of different types never join",
+        seq(2, stage_keys={0: [ref("n", "long")], 1: [ref("n")]}),
+        [(1, (0,), e(1, n=80)), (2, (1,), e(2, n="80"))],
+        [],
+    ),
+    Case(
+        # A keyword tiebreaker orders by UTF-8 bytes: U+FFFF before U+1F600 (UTF-16 order
+        # would put the emoji, a surrogate pair, first).
+        "a keyword tiebreaker orders by UTF-8 bytes",
+        seq(2, keys=[], tiebreaker=ref("tb")),
+        [(1, (1,), e(5, tb="\U0001f600")), (2, (0,), e(5, tb="\uffff"))],
+        [([2, 1], [])],
+    ),
     # -------- pipes and size
     Case(
         "head keeps the first results",
@@ -566,6 +592,31 @@ CASES: list[Case] = [
         [(1, (0,), e(1)), (2, (1,), e(999999)), (3, (0,), e(1000000))],
         [([3, None], [])],
     ),
+    Case(
+        # A missing candidate with two key values rejects the sequences of both keys.
+        "a multi-valued missing event rejects every key it has",
+        seq(3, missing=(1,)),
+        [
+            (1, (0,), e(1, k=["a", "b", "c"])),
+            (2, (1,), e(2, k=["a", "b"])),
+            (3, (2,), e(3, k=["a", "b", "c"])),
+        ],
+        [([1, None, 3], ["c"])],
+    ),
+    Case(
+        # Two missing stages side by side: each is looked for between the same two events.
+        "two adjacent missing stages are each checked",
+        seq(4, keys=[], missing=(1, 2)),
+        [(1, (0, 3), e(1)), (2, (2,), e(2)), (3, (0, 3), e(3)), (4, (0, 3), e(4))],
+        [([3, None, None, 4], [])],
+    ),
+    Case(
+        # Without maxspan, any leading missing event found before the sequence rejects.
+        "leading missing without maxspan: any earlier one rejects",
+        seq(2, keys=[], missing=(0,)),
+        [(1, (1,), e(1)), (2, (0,), e(2)), (3, (1,), e(3))],
+        [([None, 1], [])],
+    ),
     # -------- samples
     Case(
         # Keys present in every stage, in key order (null first, then by UTF-8 bytes: "GTA"
@@ -625,6 +676,17 @@ CASES: list[Case] = [
             (4, (1,), e(None)),
         ],
         [([1, 2], [86400000])],
+    ),
+    Case(
+        # Multi-valued sample keys: event 1 is in stage 0 under a and under b.
+        "samples: a multi-valued key puts an event under each value",
+        sample(2, keys=[ref("tags")]),
+        [
+            (1, (0,), e(None, tags=["b", "a"])),
+            (2, (1,), e(None, tags="a")),
+            (3, (1,), e(None, tags=["b", "z"])),
+        ],
+        [([1, 2], ["a"]), ([1, 3], ["b"])],
     ),
     Case(
         "samples: size keeps the first results",
