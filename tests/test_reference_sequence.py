@@ -833,3 +833,72 @@ if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
         "".join(json.dumps(c.vector(), ensure_ascii=False) + "\n" for c in CASES),
         encoding="utf-8",
     )
+
+
+# ---------------------------------------------------------------- against Elasticsearch's shape
+
+
+def _window_model(
+    stages: int,
+    hits: list[tuple[int, str, tuple[int, int], int]],
+    untils: list[tuple[str, tuple[int, int]]],
+    maxspan: int | None,
+) -> list[tuple[list[int], list[object]]]:
+    """Steps 2-3 as Elasticsearch's SequenceMatcher runs them inside one window, written
+    independently of the event-by-event wording of the spec: stage after stage, each stage's
+    hits in order; per key and stage a list of sequences ordered by their last ordinal; a hit
+    takes the latest sequence of the previous stage strictly before it and drops it and all
+    older ones; an until rejects when last(sequence) <= until < hit. hits: (stage, key,
+    ordinal = (time, line), line)."""
+    groups: list[dict[str, list[list[tuple[tuple[int, int], int]]]]] = [{} for _ in range(stages)]
+    done: list[tuple[tuple[int, int], str, list[int]]] = []
+    for stage in range(stages):
+        for _, key, ordinal, line in sorted(h for h in hits if h[0] == stage):
+            if stage == 0:
+                groups[0].setdefault(key, []).append([(ordinal, line)])
+                continue
+            group = groups[stage - 1].get(key, [])
+            before = [i for i, s in enumerate(group) if s[-1][0] < ordinal]
+            if not before:
+                continue
+            sequence = group[before[-1]]
+            del group[: before[-1] + 1]
+            if maxspan is not None and ordinal[0] - sequence[0][0][0] > maxspan:
+                continue
+            nearest = [u for k, u in untils if k == key and u < ordinal]
+            if nearest and max(nearest) >= sequence[-1][0]:
+                continue
+            extended = [*sequence, (ordinal, line)]
+            if stage == stages - 1:
+                done.append((ordinal, key, [line for _, line in extended]))
+            else:
+                groups[stage].setdefault(key, []).append(extended)
+    done.sort()
+    return [(lines, [key]) for _, key, lines in done]
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_event_by_event_steps_equal_elasticsearchs_window(seed: int) -> None:
+    """The spec's event-by-event state machine (replacement, last stage first, until after
+    the stage transitions of its event) gives what Elasticsearch's stage-by-stage matcher
+    gives, on random streams with ties, several stages per event, untils and maxspan."""
+    rng = random.Random(seed)
+    stages = rng.choice([2, 3])
+    maxspan = rng.choice([None, 2, 4])
+    with_until = rng.random() < 0.6
+    events = []
+    for line in range(1, rng.randint(2, 12) + 1):
+        choices = list(range(stages + (1 if with_until else 0)))
+        own = sorted(rng.sample(choices, rng.randint(1, min(2, len(choices)))))
+        events.append((line, tuple(own), rng.randint(0, 6), rng.choice("ab")))
+    ir = seq(stages, maxspan=maxspan, until=[ref("k")] if with_until else None)
+    matcher = SequenceMatcher(json.dumps(ir))
+    for line, own, time, key in events:
+        for stage in own:
+            matcher.add(stage, 0, line, json.dumps(e(time, k=key)), line * 10 + stage)
+    got = [
+        ([r // 10 for r in refs if r is not None], keys) for refs, keys in matcher.finish().matches
+    ]
+    hits = [(s, k, (t, line), line) for line, own, t, k in events for s in own if s < stages]
+    untils = [(k, (t, line)) for line, own, t, k in events if stages in own]
+    assert got == _window_model(stages, hits, untils, maxspan), events
