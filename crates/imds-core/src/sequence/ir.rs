@@ -1,0 +1,510 @@
+//! The IR of a sequence or sample rule (spec/sequences.md, "IR"), checked by hand as
+//! `crate::ir` checks `branches`, with the same message style (`bad IR: $.sequence…: what`).
+
+use crate::ir::{
+    check_node, is_integer, json_depth, key_path, kind_of, schema_enum, FieldRef, FieldType, Node,
+    IR_VERSION, MAX_DEPTH,
+};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// JSON nesting of a document whose stages are at most [`MAX_DEPTH`] deep: the root, the
+/// `sequence` object, `stages`, a stage, then up to two levels per IR level and a predicate's
+/// `values`.
+const MAX_JSON_DEPTH: usize = 4 + 2 * MAX_DEPTH;
+
+/// Which kind of rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `sequence`.
+    Sequence,
+    /// `sample`.
+    Sample,
+}
+
+/// A `head` or `tail` pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pipe {
+    /// Keep the first `n` results.
+    Head(u64),
+    /// Keep the last `n` results.
+    Tail(u64),
+}
+
+/// One stage (or the `until` stage).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stage {
+    /// Its condition (evaluated by the scan engine, not here).
+    pub expr: Node,
+    /// Its full join keys, in order.
+    pub keys: Vec<FieldRef>,
+    /// A missing-event stage (`![…]`).
+    pub missing: bool,
+}
+
+/// A sequence or sample rule's matching part.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeqIr {
+    /// Sequence or sample.
+    pub kind: Kind,
+    /// The timestamp field (read as a `date`).
+    pub timestamp_field: String,
+    /// The tiebreaker field and its type, when set.
+    pub tiebreaker: Option<FieldRef>,
+    /// `with maxspan` in milliseconds.
+    pub maxspan_ms: Option<u64>,
+    /// The stages, in order.
+    pub stages: Vec<Stage>,
+    /// The `until` stage.
+    pub until: Option<Stage>,
+    /// Pipes, applied in order.
+    pub pipes: Vec<Pipe>,
+    /// Keep at most this many results.
+    pub size: Option<u64>,
+    /// Samples: at most this many per join key.
+    pub max_samples_per_key: Option<u64>,
+}
+
+fn bad(message: impl std::fmt::Display) -> crate::Error {
+    crate::Error::rule(format!("bad IR: {message}"))
+}
+
+impl SeqIr {
+    /// Read a sequence or sample rule's IR document (JSON); an error naming the place when it
+    /// is invalid.
+    pub fn from_json(text: &str) -> Result<SeqIr, crate::Error> {
+        if json_depth(text) > MAX_JSON_DEPTH {
+            return Err(bad(format!(
+                "nested more than {MAX_JSON_DEPTH} JSON levels deep \
+                 (a stage nests at most {MAX_DEPTH} levels)"
+            )));
+        }
+        let mut de = serde_json::Deserializer::from_str(text);
+        de.disable_recursion_limit();
+        let doc = Value::deserialize(&mut de).map_err(bad)?;
+        de.end().map_err(bad)?;
+        let ir = check_doc(&doc).map_err(bad)?;
+        for (i, stage) in ir.stages.iter().chain(&ir.until).enumerate() {
+            let depth = stage.expr.depth();
+            if depth > MAX_DEPTH {
+                let name = if i < ir.stages.len() {
+                    format!("stage {}", i + 1)
+                } else {
+                    "until".to_owned()
+                };
+                return Err(crate::Error::rule(format!(
+                    "{name} nests {depth} levels deep (at most {MAX_DEPTH} are supported)"
+                )));
+            }
+        }
+        Ok(ir)
+    }
+
+    /// The fields read from each candidate: the timestamp, the tiebreaker, every key.
+    pub fn fields(&self) -> Vec<&str> {
+        let mut fields = vec![self.timestamp_field.as_str()];
+        fields.extend(self.tiebreaker.iter().map(|t| t.field.as_str()));
+        for stage in self.stages.iter().chain(&self.until) {
+            fields.extend(stage.keys.iter().map(|k| k.field.as_str()));
+        }
+        fields
+    }
+}
+
+/// A JSON object's members, or `PATH: expected an object, found …`.
+fn object<'v>(value: &'v Value, path: &str) -> Result<&'v Map<String, Value>, String> {
+    value
+        .as_object()
+        .ok_or_else(|| format!("{path}: expected an object, found {}", kind_of(value)))
+}
+
+/// The own-keys check of every object: an unknown key (in document order), then a missing
+/// one.
+fn own_keys(
+    map: &Map<String, Value>,
+    path: &str,
+    keys: &[&str],
+    required: &[&str],
+) -> Result<(), String> {
+    if let Some(key) = map.keys().find(|k| !keys.contains(&k.as_str())) {
+        return Err(format!("{}: unknown key", key_path(path, key)));
+    }
+    if let Some(key) = required.iter().find(|k| !map.contains_key(**k)) {
+        return Err(format!("{path}: missing key \"{key}\""));
+    }
+    Ok(())
+}
+
+fn string<'v>(map: &'v Map<String, Value>, path: &str, key: &str) -> Result<&'v str, String> {
+    match map.get(key) {
+        Some(Value::String(s)) => Ok(s),
+        Some(other) => Err(format!(
+            "{}: expected a string, found {}",
+            key_path(path, key),
+            kind_of(other)
+        )),
+        None => Ok(""),
+    }
+}
+
+/// A non-negative integer, or null (`None`) when `nullable`.
+fn count(
+    map: &Map<String, Value>,
+    path: &str,
+    key: &str,
+    nullable: bool,
+) -> Result<Option<u64>, String> {
+    let place = key_path(path, key);
+    match map.get(key) {
+        None | Some(Value::Null) if nullable => Ok(None),
+        Some(Value::Number(n)) if is_integer(n) => match n.as_u64() {
+            Some(n) => Ok(Some(n)),
+            None if n.to_string().starts_with('-') => Err(format!("{place}: must be at least 0")),
+            None => Err(format!("{place}: {n} is too large")),
+        },
+        Some(other) => Err(format!(
+            "{place}: expected {}, found {}",
+            if nullable {
+                "an integer or null"
+            } else {
+                "an integer"
+            },
+            kind_of(other)
+        )),
+        None => Ok(None),
+    }
+}
+
+fn array<'v>(
+    map: &'v Map<String, Value>,
+    path: &str,
+    key: &str,
+    nonempty: bool,
+) -> Result<&'v [Value], String> {
+    match map.get(key) {
+        None => Ok(&[]),
+        Some(Value::Array(items)) if nonempty && items.is_empty() => {
+            Err(format!("{}: must not be empty", key_path(path, key)))
+        }
+        Some(Value::Array(items)) => Ok(items),
+        Some(other) => Err(format!(
+            "{}: expected an array, found {}",
+            key_path(path, key),
+            kind_of(other)
+        )),
+    }
+}
+
+/// `{"field": NAME, "field_type": TYPE}`.
+fn field_ref(value: &Value, path: &str) -> Result<FieldRef, String> {
+    let map = object(value, path)?;
+    own_keys(
+        map,
+        path,
+        &["field", "field_type"],
+        &["field", "field_type"],
+    )?;
+    let field = string(map, path, "field")?.to_owned();
+    let type_name = string(map, path, "field_type")?;
+    let types = schema_enum("/$defs/pred/properties/field_type/enum");
+    if !types.contains(&type_name) {
+        return Err(format!(
+            "{}: {} is not one of: {}",
+            key_path(path, "field_type"),
+            Value::from(type_name),
+            types.join(", ")
+        ));
+    }
+    let field_type: FieldType =
+        serde_json::from_value(Value::from(type_name)).map_err(|e| format!("{path}: {e}"))?;
+    Ok(FieldRef { field, field_type })
+}
+
+/// A stage: its own keys and values first, then its `expr` node (depth first).
+fn stage(value: &Value, path: &str, kind: Kind, until: bool) -> Result<Stage, String> {
+    let map = object(value, path)?;
+    let keys: &[&str] = if kind == Kind::Sequence && !until {
+        &["expr", "keys", "missing"]
+    } else {
+        &["expr", "keys"]
+    };
+    own_keys(map, path, keys, &["expr", "keys"])?;
+    let missing = match map.get("missing") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(format!(
+                "{}: expected a boolean, found {}",
+                key_path(path, "missing"),
+                kind_of(other)
+            ))
+        }
+    };
+    let key_path_ = key_path(path, "keys");
+    let keys = array(map, path, "keys", false)?
+        .iter()
+        .enumerate()
+        .map(|(i, k)| field_ref(k, &format!("{key_path_}[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let expr_path = key_path(path, "expr");
+    check_node(&map["expr"], expr_path.clone())?;
+    let expr = Node::deserialize(&map["expr"]).map_err(|e| format!("{expr_path}: {e}"))?;
+    Ok(Stage {
+        expr,
+        keys,
+        missing,
+    })
+}
+
+/// The whole document: its own keys, then the sequence or sample object's keys, then its
+/// stages in order, then `until`.
+fn check_doc(doc: &Value) -> Result<SeqIr, String> {
+    let map = object(doc, "$")?;
+    own_keys(
+        map,
+        "$",
+        &["ir_version", "id", "name", "severity", "sequence", "sample"],
+        &["ir_version", "name"],
+    )?;
+    let (kind, key) = match (map.contains_key("sequence"), map.contains_key("sample")) {
+        (true, false) => (Kind::Sequence, "sequence"),
+        (false, true) => (Kind::Sample, "sample"),
+        (true, true) => return Err("$: both \"sequence\" and \"sample\"".into()),
+        (false, false) => return Err("$: missing key \"sequence\" or \"sample\"".into()),
+    };
+    match map.get("ir_version") {
+        Some(Value::Number(n)) if is_integer(n) && n.to_string() != IR_VERSION.to_string() => {
+            return Err(format!(
+                "$.ir_version: IR version {n} is not supported (expected {IR_VERSION})"
+            ));
+        }
+        Some(Value::Number(n)) if is_integer(n) => {}
+        Some(other) => {
+            return Err(format!(
+                "$.ir_version: expected an integer, found {}",
+                kind_of(other)
+            ))
+        }
+        None => {}
+    }
+    for key in ["id", "name", "severity"] {
+        string(map, "$", key)?;
+    }
+    let path = format!("$.{key}");
+    let body = object(&map[key], &path)?;
+    let common = [
+        "timestamp_field",
+        "tiebreaker_field",
+        "stages",
+        "pipes",
+        "size",
+    ];
+    let own: Vec<&str> = match kind {
+        Kind::Sequence => [&common[..], &["maxspan_ms", "until"]].concat(),
+        Kind::Sample => [&common[..], &["max_samples_per_key"]].concat(),
+    };
+    own_keys(body, &path, &own, &["timestamp_field", "stages"])?;
+    let timestamp_field = string(body, &path, "timestamp_field")?.to_owned();
+    let tiebreaker = match body.get("tiebreaker_field") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(field_ref(value, &key_path(&path, "tiebreaker_field"))?),
+    };
+    let maxspan_ms = count(body, &path, "maxspan_ms", true)?;
+    let size = count(body, &path, "size", true)?;
+    let max_samples_per_key = count(body, &path, "max_samples_per_key", true)?;
+    let pipes_path = key_path(&path, "pipes");
+    let mut pipes = Vec::new();
+    for (i, item) in array(body, &path, "pipes", false)?.iter().enumerate() {
+        let place = format!("{pipes_path}[{i}]");
+        let pipe = object(item, &place)?;
+        own_keys(pipe, &place, &["pipe", "n"], &["pipe", "n"])?;
+        let n = count(pipe, &place, "n", false)?.unwrap_or_default();
+        pipes.push(match string(pipe, &place, "pipe")? {
+            "head" => Pipe::Head(n),
+            "tail" => Pipe::Tail(n),
+            other => {
+                return Err(format!(
+                    "{}: {} is not one of: head, tail",
+                    key_path(&place, "pipe"),
+                    Value::from(other)
+                ))
+            }
+        });
+    }
+    let stages_path = key_path(&path, "stages");
+    let items = array(body, &path, "stages", true)?;
+    if items.len() < 2 {
+        return Err(format!("{stages_path}: must have at least 2 stages"));
+    }
+    let stages = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| stage(item, &format!("{stages_path}[{i}]"), kind, false))
+        .collect::<Result<Vec<_>, _>>()?;
+    let until = match body.get("until") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(stage(value, &key_path(&path, "until"), kind, true)?),
+    };
+    let width = stages[0].keys.len();
+    for (i, s) in stages.iter().chain(&until).enumerate() {
+        if s.keys.len() != width {
+            let place = if i < stages.len() {
+                format!("{stages_path}[{i}].keys")
+            } else {
+                key_path(&key_path(&path, "until"), "keys")
+            };
+            return Err(format!(
+                "{place}: {} join keys, but the first stage has {width}",
+                s.keys.len()
+            ));
+        }
+    }
+    Ok(SeqIr {
+        kind,
+        timestamp_field,
+        tiebreaker,
+        maxspan_ms,
+        stages,
+        until,
+        pipes,
+        size,
+        max_samples_per_key,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn doc() -> Value {
+        let pred =
+            json!({"node":"pred","field":"x","field_type":"keyword","op":"eq","values":["a"]});
+        let keys = json!([{"field": "host.id", "field_type": "keyword"}]);
+        json!({"ir_version": 1, "id": "r", "name": "r", "severity": "low", "sequence": {
+            "timestamp_field": "@timestamp", "tiebreaker_field": null, "maxspan_ms": 60000,
+            "stages": [
+                {"expr": pred, "keys": keys, "missing": false},
+                {"expr": pred, "keys": keys, "missing": true}
+            ],
+            "until": {"expr": pred, "keys": keys},
+            "pipes": [{"pipe": "head", "n": 5}], "size": null
+        }})
+    }
+
+    fn error(doc: &Value) -> String {
+        SeqIr::from_json(&doc.to_string()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_sequence_reads() {
+        let ir = SeqIr::from_json(&doc().to_string()).unwrap();
+        assert_eq!(ir.kind, Kind::Sequence);
+        assert_eq!(ir.maxspan_ms, Some(60000));
+        assert_eq!(ir.stages.len(), 2);
+        assert!(ir.stages[1].missing && !ir.stages[0].missing);
+        assert!(ir.until.is_some());
+        assert_eq!(ir.pipes, [Pipe::Head(5)]);
+        assert_eq!(ir.fields(), ["@timestamp", "host.id", "host.id", "host.id"]);
+    }
+
+    #[test]
+    fn a_sample_reads() {
+        let mut d = doc();
+        let mut body = d["sequence"].take();
+        let body = body.as_object_mut().unwrap();
+        for key in ["maxspan_ms", "until"] {
+            body.remove(key);
+        }
+        for stage in body["stages"].as_array_mut().unwrap() {
+            stage.as_object_mut().unwrap().remove("missing");
+        }
+        body.insert("max_samples_per_key".into(), json!(2));
+        let d = json!({"ir_version": 1, "name": "s", "sample": body});
+        let ir = SeqIr::from_json(&d.to_string()).unwrap();
+        assert_eq!(ir.kind, Kind::Sample);
+        assert_eq!(ir.max_samples_per_key, Some(2));
+    }
+
+    #[test]
+    fn problems_are_named_by_place() {
+        type Change = fn(&mut Value);
+        let cases: Vec<(Change, &str)> = vec![
+            (|d| d["extra"] = json!(1), "bad IR: $.extra: unknown key"),
+            (
+                |d| d["sample"] = json!({}),
+                "bad IR: $: both \"sequence\" and \"sample\"",
+            ),
+            (
+                |d| {
+                    d.as_object_mut().unwrap().remove("sequence");
+                },
+                "bad IR: $: missing key \"sequence\" or \"sample\"",
+            ),
+            (
+                |d| d["sequence"]["stages"][1]["expr"]["op"] = json!("regx"),
+                "bad IR: $.sequence.stages[1].expr.op: \"regx\" is not one of:",
+            ),
+            (
+                |d| d["sequence"]["stages"][0]["keys"][0]["field_type"] = json!("text"),
+                "bad IR: $.sequence.stages[0].keys[0].field_type: \"text\" is not one of:",
+            ),
+            (
+                |d| d["sequence"]["maxspan_ms"] = json!(-1),
+                "bad IR: $.sequence.maxspan_ms: must be at least 0",
+            ),
+            (
+                |d| d["sequence"]["maxspan_ms"] = json!("1m"),
+                "bad IR: $.sequence.maxspan_ms: expected an integer or null, found a string",
+            ),
+            (
+                |d| d["sequence"]["pipes"][0]["pipe"] = json!("sort"),
+                "bad IR: $.sequence.pipes[0].pipe: \"sort\" is not one of: head, tail",
+            ),
+            (
+                |d| d["sequence"]["until"]["missing"] = json!(false),
+                "bad IR: $.sequence.until.missing: unknown key",
+            ),
+            (
+                |d| d["sequence"]["stages"][1]["missing"] = json!(1),
+                "bad IR: $.sequence.stages[1].missing: expected a boolean, found a number",
+            ),
+            (
+                |d| {
+                    d["sequence"]["stages"].as_array_mut().unwrap().pop();
+                },
+                "bad IR: $.sequence.stages: must have at least 2 stages",
+            ),
+            (
+                |d| d["sequence"]["until"]["keys"] = json!([]),
+                "bad IR: $.sequence.until.keys: 0 join keys, but the first stage has 1",
+            ),
+            (
+                |d| d["ir_version"] = json!(2),
+                "bad IR: $.ir_version: IR version 2 is not supported (expected 1)",
+            ),
+        ];
+        for (change, want) in cases {
+            let mut d = doc();
+            change(&mut d);
+            let got = error(&d);
+            assert!(got.starts_with(&format!("rule error: {want}")), "{got}");
+        }
+    }
+
+    #[test]
+    fn deep_stages_are_refused() {
+        let mut node =
+            json!({"node":"pred","field":"x","field_type":"keyword","op":"eq","values":["a"]});
+        for _ in 0..MAX_DEPTH {
+            node = json!({"node": "not", "arg": node});
+        }
+        let mut d = doc();
+        d["sequence"]["stages"][1]["expr"] = node;
+        assert_eq!(
+            error(&d),
+            "rule error: stage 2 nests 129 levels deep (at most 128 are supported)"
+        );
+        assert!(SeqIr::from_json(&"[".repeat(100_000)).is_err());
+    }
+}

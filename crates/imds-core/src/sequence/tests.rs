@@ -1,0 +1,299 @@
+//! The matcher's rules, one test each, on small hand-made streams.
+
+use super::*;
+use serde_json::{json, Value};
+
+const ANY: &str = r#"{"node":"pred","field":"x","field_type":"keyword","op":"exists","values":[]}"#;
+
+/// A sequence IR: `stages` stages keyed by `keys` (keyword fields), with `extra` members of
+/// the sequence object.
+fn sequence(stages: usize, keys: &[&str], extra: Value) -> String {
+    let expr: Value = serde_json::from_str(ANY).unwrap();
+    let keys: Vec<Value> = keys
+        .iter()
+        .map(|k| json!({"field": k, "field_type": "keyword"}))
+        .collect();
+    let mut body = json!({
+        "timestamp_field": "@timestamp",
+        "tiebreaker_field": null,
+        "maxspan_ms": null,
+        "stages": (0..stages).map(|_| json!({"expr": expr, "keys": keys, "missing": false})).collect::<Vec<_>>(),
+        "until": null,
+        "pipes": [],
+        "size": null,
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    json!({"ir_version": 1, "id": "r", "name": "r", "severity": "low", "sequence": body})
+        .to_string()
+}
+
+/// An event at time `t` (ms) with key `k` in field `k`.
+fn ev(t: i64, k: &str) -> String {
+    json!({"@timestamp": t, "k": k}).to_string()
+}
+
+/// Run the matcher: candidates (stage, time, key), each its own line in input 0 in list
+/// order; references are list indices. Results as (refs, keys).
+fn run(ir: &str, candidates: &[(usize, i64, &str)]) -> Vec<(Vec<Option<u64>>, Vec<KeyValue>)> {
+    run_budget(ir, candidates, 1 << 20)
+}
+
+fn run_budget(
+    ir: &str,
+    candidates: &[(usize, i64, &str)],
+    budget: usize,
+) -> Vec<(Vec<Option<u64>>, Vec<KeyValue>)> {
+    let mut m = SequenceMatcher::new(ir, budget, None).unwrap();
+    for (i, (stage, t, k)) in candidates.iter().enumerate() {
+        m.add(*stage, 0, i as u64 + 1, &ev(*t, k), i as u64)
+            .unwrap();
+    }
+    m.finish().unwrap().matches
+}
+
+fn refs(results: &[(Vec<Option<u64>>, Vec<KeyValue>)]) -> Vec<Vec<u64>> {
+    results
+        .iter()
+        .map(|(r, _)| r.iter().map(|x| x.unwrap()).collect())
+        .collect()
+}
+
+#[test]
+fn two_stages_join_on_their_key() {
+    let ir = sequence(2, &["k"], json!({}));
+    let got = run(&ir, &[(0, 1, "a"), (0, 2, "b"), (1, 3, "b"), (1, 4, "a")]);
+    assert_eq!(refs(&got), [[0, 3], [1, 2]]);
+    assert_eq!(got[0].1, [KeyValue::Str("a".into())]);
+    assert_eq!(got[1].1, [KeyValue::Str("b".into())]);
+}
+
+#[test]
+fn a_newer_first_stage_replaces_the_pending_one() {
+    let ir = sequence(2, &["k"], json!({}));
+    let got = run(&ir, &[(0, 1, "a"), (0, 2, "a"), (1, 3, "a"), (1, 4, "a")]);
+    assert_eq!(refs(&got), [[1, 2]]);
+}
+
+#[test]
+fn candidates_are_sorted_by_time_not_input_order() {
+    let ir = sequence(2, &["k"], json!({}));
+    // The stage-2 event comes first in the input but later in time.
+    let got = run(&ir, &[(1, 5, "a"), (0, 1, "a")]);
+    assert_eq!(refs(&got), [[1, 0]]);
+    // Same time: input order decides (rank, then line).
+    let got = run(&ir, &[(1, 5, "a"), (0, 5, "a")]);
+    assert!(got.is_empty());
+}
+
+#[test]
+fn one_event_fills_one_stage_of_a_sequence() {
+    // Stages from the last down: an event that is a candidate of both stages does not
+    // complete the sequence it starts.
+    let ir = sequence(2, &["k"], json!({}));
+    let mut m = SequenceMatcher::new(&ir, 1 << 20, None).unwrap();
+    let e = ev(1, "a");
+    m.add(0, 0, 1, &e, 0).unwrap();
+    m.add(1, 0, 1, &e, 0).unwrap();
+    let f = ev(2, "a");
+    m.add(0, 0, 2, &f, 1).unwrap();
+    m.add(1, 0, 2, &f, 1).unwrap();
+    assert_eq!(refs(&m.finish().unwrap().matches), [[0, 1]]);
+}
+
+#[test]
+fn maxspan_drops_a_sequence_that_runs_too_long() {
+    let ir = sequence(3, &["k"], json!({"maxspan_ms": 10}));
+    let got = run(
+        &ir,
+        &[
+            (0, 0, "a"),
+            (1, 5, "a"),
+            (2, 11, "a"),
+            (0, 20, "b"),
+            (1, 25, "b"),
+            (2, 30, "b"),
+        ],
+    );
+    // a: 11 - 0 > 10, dropped; b: exactly 10 is fine.
+    assert_eq!(refs(&got), [[3, 4, 5]]);
+    // The dropped sequence leaves its state: a later stage-3 event finds nothing.
+    let got = run(&ir, &[(0, 0, "a"), (1, 5, "a"), (2, 11, "a"), (2, 12, "a")]);
+    assert!(got.is_empty());
+}
+
+#[test]
+fn until_drops_the_keys_pending_sequences() {
+    let mut ir: Value = serde_json::from_str(&sequence(2, &["k"], json!({}))).unwrap();
+    ir["sequence"]["until"] = ir["sequence"]["stages"][0].clone();
+    ir["sequence"]["until"]
+        .as_object_mut()
+        .unwrap()
+        .remove("missing");
+    let ir = ir.to_string();
+    let got = run(
+        &ir,
+        &[
+            (0, 1, "a"),
+            (0, 1, "b"),
+            (2, 2, "a"),
+            (1, 3, "a"),
+            (1, 3, "b"),
+        ],
+    );
+    assert_eq!(refs(&got), [[1, 4]]);
+    // An until candidate that is also a stage candidate applies first.
+    let mut m = SequenceMatcher::new(&ir, 1 << 20, None).unwrap();
+    m.add(0, 0, 1, &ev(1, "a"), 0).unwrap();
+    let e = ev(2, "a");
+    m.add(1, 0, 2, &e, 1).unwrap();
+    m.add(2, 0, 2, &e, 1).unwrap();
+    assert!(m.finish().unwrap().matches.is_empty());
+}
+
+#[test]
+fn results_come_by_their_first_event() {
+    let ir = sequence(2, &["k"], json!({}));
+    // b completes first but a started first.
+    let got = run(&ir, &[(0, 1, "a"), (0, 2, "b"), (1, 3, "b"), (1, 4, "a")]);
+    assert_eq!(refs(&got), [[0, 3], [1, 2]]);
+}
+
+#[test]
+fn pipes_and_size() {
+    let events = [
+        (0, 1, "a"),
+        (1, 2, "a"),
+        (0, 3, "b"),
+        (1, 4, "b"),
+        (0, 5, "c"),
+        (1, 6, "c"),
+    ];
+    let with = |extra: Value| refs(&run(&sequence(2, &["k"], extra), &events));
+    assert_eq!(
+        with(json!({"pipes": [{"pipe": "head", "n": 2}]})),
+        [[0, 1], [2, 3]]
+    );
+    assert_eq!(
+        with(json!({"pipes": [{"pipe": "tail", "n": 2}]})),
+        [[2, 3], [4, 5]]
+    );
+    assert_eq!(
+        with(json!({"pipes": [{"pipe": "tail", "n": 2}, {"pipe": "head", "n": 1}]})),
+        [[2, 3]]
+    );
+    assert_eq!(with(json!({"size": 1})), [[0, 1]]);
+    assert_eq!(
+        with(json!({"pipes": [{"pipe": "tail", "n": 2}], "size": 1})),
+        [[2, 3]]
+    );
+    assert!(with(json!({"pipes": [{"pipe": "head", "n": 0}]})).is_empty());
+}
+
+#[test]
+fn null_keys_join_null_keys() {
+    let ir = sequence(2, &["missing.field"], json!({}));
+    let got = run(&ir, &[(0, 1, "a"), (1, 2, "b")]);
+    assert_eq!(refs(&got), [[0, 1]]);
+    assert_eq!(got[0].1, [KeyValue::Null]);
+}
+
+#[test]
+fn candidates_without_time_are_counted() {
+    let ir = sequence(2, &["k"], json!({}));
+    let mut m = SequenceMatcher::new(&ir, 1 << 20, None).unwrap();
+    for i in 0..7 {
+        m.add(0, 0, i, r#"{"@timestamp":"soon","k":"a"}"#, 100 + i)
+            .unwrap();
+    }
+    m.add(1, 0, 9, "not json", 9).unwrap();
+    let r = m.finish().unwrap();
+    assert_eq!(r.no_time, 8);
+    assert_eq!(r.no_time_refs, [100, 101, 102, 103, 104]);
+    assert!(r.matches.is_empty());
+}
+
+#[test]
+fn a_stage_that_does_not_exist_is_refused() {
+    let ir = sequence(2, &["k"], json!({}));
+    let mut m = SequenceMatcher::new(&ir, 1 << 20, None).unwrap();
+    assert!(matches!(
+        m.add(2, 0, 1, &ev(1, "a"), 0),
+        Err(AddError::Stage(2))
+    ));
+}
+
+#[test]
+fn the_position_orders_events_of_the_same_time() {
+    let ir = sequence(2, &["k"], json!({}));
+    let mut m = SequenceMatcher::new(&ir, 1 << 20, None).unwrap();
+    // Input rank 1 comes after rank 0 whatever the line, and the add order.
+    m.add(0, 1, 1, &ev(5, "a"), 0).unwrap();
+    m.add(1, 0, 9, &ev(5, "a"), 1).unwrap();
+    assert!(m.finish().unwrap().matches.is_empty());
+    let mut m = SequenceMatcher::new(&ir, 1 << 20, None).unwrap();
+    m.add(1, 1, 1, &ev(5, "a"), 0).unwrap();
+    m.add(0, 0, 9, &ev(5, "a"), 1).unwrap();
+    assert_eq!(refs(&m.finish().unwrap().matches), [[1, 0]]);
+}
+
+#[test]
+fn the_tiebreaker_orders_events_of_the_same_time() {
+    let mut ir: Value = serde_json::from_str(&sequence(2, &["k"], json!({}))).unwrap();
+    ir["sequence"]["tiebreaker_field"] = json!({"field": "seq", "field_type": "long"});
+    let ir = ir.to_string();
+    let mut m = SequenceMatcher::new(&ir, 1 << 20, None).unwrap();
+    m.add(1, 0, 1, r#"{"@timestamp":5,"k":"a","seq":2}"#, 0)
+        .unwrap();
+    m.add(0, 0, 2, r#"{"@timestamp":5,"k":"a","seq":1}"#, 1)
+        .unwrap();
+    // A missing tiebreaker sorts last.
+    m.add(1, 0, 3, r#"{"@timestamp":5,"k":"b"}"#, 2).unwrap();
+    m.add(0, 0, 4, r#"{"@timestamp":5,"k":"b","seq":-9}"#, 3)
+        .unwrap();
+    assert_eq!(refs(&m.finish().unwrap().matches), [[3, 2], [1, 0]]);
+}
+
+/// A stream of many interleaved keys, stages and times (deterministic).
+fn stream(n: usize) -> Vec<(usize, i64, String)> {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (
+                (x % 3) as usize,
+                ((x >> 8) % 500) as i64,
+                format!("k{}", (x >> 20) % 17),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn spilling_gives_the_same_result_as_memory() {
+    let ir = sequence(3, &["k"], json!({"maxspan_ms": 200}));
+    let events = stream(3000);
+    let events: Vec<(usize, i64, &str)> = events
+        .iter()
+        .map(|(s, t, k)| (*s, *t, k.as_str()))
+        .collect();
+    let memory = run_budget(&ir, &events, 1 << 30);
+    assert!(!memory.is_empty());
+    let dir = std::env::temp_dir().join(format!("imds-seq-spill-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for budget in [1, 500, 10_000] {
+        let mut m = SequenceMatcher::new(&ir, budget, Some(dir.clone())).unwrap();
+        for (i, (stage, t, k)) in events.iter().enumerate() {
+            m.add(*stage, 0, i as u64 + 1, &ev(*t, k), i as u64)
+                .unwrap();
+        }
+        assert!(m.spilled_runs() > 0);
+        assert_eq!(m.finish().unwrap().matches, memory, "budget {budget}");
+        // The runs are removed.
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    }
+    std::fs::remove_dir(&dir).unwrap();
+}
