@@ -1,14 +1,16 @@
 //! The IR of a sequence or sample rule (spec/sequences.md, "IR"), checked by hand as
 //! `crate::ir` checks `branches`, with the same message style (`bad IR: $.sequence…: what`).
+//! A stage's `expr` must be an object and is not read further: the scan engine evaluates the
+//! stage rules (and checks them); the matcher only needs keys, time and order.
 
 use crate::ir::{
-    check_node, is_integer, json_depth, key_path, kind_of, schema_enum, FieldRef, FieldType, Node,
-    IR_VERSION, MAX_DEPTH,
+    is_integer, json_depth, key_path, kind_of, schema_enum, FieldRef, FieldType, IR_VERSION,
+    MAX_DEPTH,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-/// JSON nesting of a document whose stages are at most [`MAX_DEPTH`] deep: the root, the
+/// JSON nesting of a document whose stages' conditions are at most [`MAX_DEPTH`] deep: the root, the
 /// `sequence` object, `stages`, a stage, then up to two levels per IR level and a predicate's
 /// `values`.
 const MAX_JSON_DEPTH: usize = 4 + 2 * MAX_DEPTH;
@@ -31,13 +33,22 @@ pub enum Pipe {
     Tail(u64),
 }
 
+/// A join key: a field, its type, and whether it was written `?field` (then it may be null).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRef {
+    /// The field (dotted path).
+    pub field: String,
+    /// Its type.
+    pub field_type: FieldType,
+    /// Optional: an event without a value has the key `null` (else it is no candidate).
+    pub optional: bool,
+}
+
 /// One stage (or the `until` stage).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stage {
-    /// Its condition (evaluated by the scan engine, not here).
-    pub expr: Node,
     /// Its full join keys, in order.
-    pub keys: Vec<FieldRef>,
+    pub keys: Vec<KeyRef>,
     /// A missing-event stage (`![…]`).
     pub missing: bool,
 }
@@ -83,31 +94,7 @@ impl SeqIr {
         de.disable_recursion_limit();
         let doc = Value::deserialize(&mut de).map_err(bad)?;
         de.end().map_err(bad)?;
-        let ir = check_doc(&doc).map_err(bad)?;
-        for (i, stage) in ir.stages.iter().chain(&ir.until).enumerate() {
-            let depth = stage.expr.depth();
-            if depth > MAX_DEPTH {
-                let name = if i < ir.stages.len() {
-                    format!("stage {}", i + 1)
-                } else {
-                    "until".to_owned()
-                };
-                return Err(crate::Error::rule(format!(
-                    "{name} nests {depth} levels deep (at most {MAX_DEPTH} are supported)"
-                )));
-            }
-        }
-        Ok(ir)
-    }
-
-    /// The fields read from each candidate: the timestamp, the tiebreaker, every key.
-    pub fn fields(&self) -> Vec<&str> {
-        let mut fields = vec![self.timestamp_field.as_str()];
-        fields.extend(self.tiebreaker.iter().map(|t| t.field.as_str()));
-        for stage in self.stages.iter().chain(&self.until) {
-            fields.extend(stage.keys.iter().map(|k| k.field.as_str()));
-        }
-        fields
+        check_doc(&doc).map_err(bad)
     }
 }
 
@@ -195,15 +182,16 @@ fn array<'v>(
     }
 }
 
-/// `{"field": NAME, "field_type": TYPE}`.
-fn field_ref(value: &Value, path: &str) -> Result<FieldRef, String> {
+/// `{"field": NAME, "field_type": TYPE}`, with `"optional": BOOL` where `optional` allows
+/// it (join keys).
+fn field_ref(value: &Value, path: &str, optional: bool) -> Result<KeyRef, String> {
     let map = object(value, path)?;
-    own_keys(
-        map,
-        path,
-        &["field", "field_type"],
-        &["field", "field_type"],
-    )?;
+    let keys: &[&str] = if optional {
+        &["field", "field_type", "optional"]
+    } else {
+        &["field", "field_type"]
+    };
+    own_keys(map, path, keys, &["field", "field_type"])?;
     let field = string(map, path, "field")?.to_owned();
     let type_name = string(map, path, "field_type")?;
     let types = schema_enum("/$defs/pred/properties/field_type/enum");
@@ -217,10 +205,25 @@ fn field_ref(value: &Value, path: &str) -> Result<FieldRef, String> {
     }
     let field_type: FieldType =
         serde_json::from_value(Value::from(type_name)).map_err(|e| format!("{path}: {e}"))?;
-    Ok(FieldRef { field, field_type })
+    let optional = match map.get("optional") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(format!(
+                "{}: expected a boolean, found {}",
+                key_path(path, "optional"),
+                kind_of(other)
+            ))
+        }
+    };
+    Ok(KeyRef {
+        field,
+        field_type,
+        optional,
+    })
 }
 
-/// A stage: its own keys and values first, then its `expr` node (depth first).
+/// A stage: its own keys, then each key's value.
 fn stage(value: &Value, path: &str, kind: Kind, until: bool) -> Result<Stage, String> {
     let map = object(value, path)?;
     let keys: &[&str] = if kind == Kind::Sequence && !until {
@@ -244,16 +247,10 @@ fn stage(value: &Value, path: &str, kind: Kind, until: bool) -> Result<Stage, St
     let keys = array(map, path, "keys", false)?
         .iter()
         .enumerate()
-        .map(|(i, k)| field_ref(k, &format!("{key_path_}[{i}]")))
+        .map(|(i, k)| field_ref(k, &format!("{key_path_}[{i}]"), true))
         .collect::<Result<Vec<_>, _>>()?;
-    let expr_path = key_path(path, "expr");
-    check_node(&map["expr"], expr_path.clone())?;
-    let expr = Node::deserialize(&map["expr"]).map_err(|e| format!("{expr_path}: {e}"))?;
-    Ok(Stage {
-        expr,
-        keys,
-        missing,
-    })
+    object(&map["expr"], &key_path(path, "expr"))?;
+    Ok(Stage { keys, missing })
 }
 
 /// The whole document: its own keys, then the sequence or sample object's keys, then its
@@ -307,7 +304,18 @@ fn check_doc(doc: &Value) -> Result<SeqIr, String> {
     let timestamp_field = string(body, &path, "timestamp_field")?.to_owned();
     let tiebreaker = match body.get("tiebreaker_field") {
         None | Some(Value::Null) => None,
-        Some(value) => Some(field_ref(value, &key_path(&path, "tiebreaker_field"))?),
+        // The first draft's bare name: a keyword field.
+        Some(Value::String(field)) => Some(FieldRef {
+            field: field.clone(),
+            field_type: FieldType::Keyword,
+        }),
+        Some(value) => {
+            let key = field_ref(value, &key_path(&path, "tiebreaker_field"), false)?;
+            Some(FieldRef {
+                field: key.field,
+                field_type: key.field_type,
+            })
+        }
     };
     let maxspan_ms = count(body, &path, "maxspan_ms", true)?;
     let size = count(body, &path, "size", true)?;
@@ -405,7 +413,6 @@ mod tests {
         assert!(ir.stages[1].missing && !ir.stages[0].missing);
         assert!(ir.until.is_some());
         assert_eq!(ir.pipes, [Pipe::Head(5)]);
-        assert_eq!(ir.fields(), ["@timestamp", "host.id", "host.id", "host.id"]);
     }
 
     #[test]
@@ -442,8 +449,12 @@ mod tests {
                 "bad IR: $: missing key \"sequence\" or \"sample\"",
             ),
             (
-                |d| d["sequence"]["stages"][1]["expr"]["op"] = json!("regx"),
-                "bad IR: $.sequence.stages[1].expr.op: \"regx\" is not one of:",
+                |d| d["sequence"]["stages"][1]["expr"] = json!("x"),
+                "bad IR: $.sequence.stages[1].expr: expected an object, found a string",
+            ),
+            (
+                |d| d["sequence"]["stages"][1]["keys"][0]["optional"] = json!(1),
+                "bad IR: $.sequence.stages[1].keys[0].optional: expected a boolean, found a number",
             ),
             (
                 |d| d["sequence"]["stages"][0]["keys"][0]["field_type"] = json!("text"),
@@ -493,18 +504,32 @@ mod tests {
     }
 
     #[test]
-    fn deep_stages_are_refused() {
-        let mut node =
-            json!({"node":"pred","field":"x","field_type":"keyword","op":"eq","values":["a"]});
-        for _ in 0..MAX_DEPTH {
-            node = json!({"node": "not", "arg": node});
-        }
+    fn deep_documents_are_refused_before_they_are_read() {
+        assert!(error(&json!([])).contains("expected an object"));
+        let text = "[".repeat(100_000);
+        let err = SeqIr::from_json(&text).unwrap_err().to_string();
+        assert!(err.contains("nested more than 260 JSON levels"), "{err}");
+    }
+
+    #[test]
+    fn optional_keys_and_a_bare_tiebreaker_name() {
         let mut d = doc();
-        d["sequence"]["stages"][1]["expr"] = node;
+        d["sequence"]["stages"][0]["keys"][0]["optional"] = json!(true);
+        d["sequence"]["tiebreaker_field"] = json!("event.sequence");
+        let ir = SeqIr::from_json(&d.to_string()).unwrap();
+        assert!(ir.stages[0].keys[0].optional && !ir.stages[1].keys[0].optional);
+        assert_eq!(
+            ir.tiebreaker,
+            Some(FieldRef {
+                field: "event.sequence".into(),
+                field_type: FieldType::Keyword
+            })
+        );
+        d["sequence"]["tiebreaker_field"] =
+            json!({"field": "s", "field_type": "long", "optional": true});
         assert_eq!(
             error(&d),
-            "rule error: stage 2 nests 129 levels deep (at most 128 are supported)"
+            "rule error: bad IR: $.sequence.tiebreaker_field.optional: unknown key"
         );
-        assert!(SeqIr::from_json(&"[".repeat(100_000)).is_err());
     }
 }

@@ -10,8 +10,8 @@ mod matching;
 mod read;
 mod store;
 
-pub use ir::{Kind, Pipe, SeqIr, Stage};
-pub use read::KeyValue;
+pub use ir::{KeyRef, Kind, Pipe, SeqIr, Stage};
+pub use read::{KeyJson, KeyValue, Typed};
 
 use read::Reader;
 use std::collections::HashMap;
@@ -27,8 +27,8 @@ pub const NO_TIME_EXAMPLES: usize = 5;
 #[derive(Debug, Clone, PartialEq)]
 pub struct MatchResult {
     /// Per result, in output order: each stage's event reference (`None`: a missing-event
-    /// stage), and the join key values.
-    pub matches: Vec<(Vec<Option<u64>>, Vec<KeyValue>)>,
+    /// stage), and the join key values as Elasticsearch returns them.
+    pub matches: Vec<(Vec<Option<u64>>, Vec<KeyJson>)>,
     /// Candidates without a parsable time.
     pub no_time: u64,
     /// The first [`NO_TIME_EXAMPLES`] of them.
@@ -62,9 +62,11 @@ pub struct SequenceMatcher {
     reader: Reader,
     keys: Interner,
     store: Store,
-    no_time: u64,
-    no_time_refs: Vec<u64>,
 }
+
+/// The time of a record of a candidate without a time (no date reads as it: years 1 to
+/// 9999): these sort first, by position.
+const NO_TIME: i64 = i64::MIN;
 
 impl SequenceMatcher {
     /// A matcher of the rule `ir_json` (a sequence or sample IR document) that keeps about
@@ -76,7 +78,7 @@ impl SequenceMatcher {
         spill_dir: Option<PathBuf>,
     ) -> Result<SequenceMatcher, crate::Error> {
         let ir = SeqIr::from_json(ir_json)?;
-        let stage_keys: Vec<&[crate::ir::FieldRef]> = ir
+        let stage_keys: Vec<&[KeyRef]> = ir
             .stages
             .iter()
             .chain(&ir.until)
@@ -87,8 +89,6 @@ impl SequenceMatcher {
             reader,
             keys: Interner::default(),
             store: Store::new(memory_budget, spill_dir.unwrap_or_else(std::env::temp_dir)),
-            no_time: 0,
-            no_time_refs: Vec::new(),
             ir,
         })
     }
@@ -119,63 +119,92 @@ impl SequenceMatcher {
         if stage > stages || (stage == stages && self.ir.until.is_none()) {
             return Err(AddError::Stage(stage));
         }
-        let Some(read) = self.reader.read(stage, event) else {
-            self.no_time += 1;
-            if self.no_time_refs.len() < NO_TIME_EXAMPLES {
-                self.no_time_refs.push(reference);
-            }
-            return Ok(());
+        let doc = self.reader.parse(event);
+        let (time, tie, order) = match self.ir.kind {
+            // Samples do not use time; the stage sorts first (see matching::samples).
+            Kind::Sample => (0, read::Tie::Missing, stage as u32),
+            Kind::Sequence => match self.reader.when(&doc) {
+                Some(when) => (when.time, when.tie, Rec::order_of(stage, stages)),
+                None => {
+                    // Counted once per event, by position; the lowest stage's ref.
+                    let rec = Rec {
+                        time: NO_TIME,
+                        tie: read::Tie::Missing,
+                        rank,
+                        line,
+                        order: stage as u32,
+                        key: 0,
+                        reference,
+                    };
+                    return self.store.push(rec).map_err(AddError::Io);
+                }
+            },
         };
-        let key = self.keys.id(read.keys);
-        self.store
-            .push(Rec {
-                time: read.time,
-                tie: read.tie,
+        for keys in self.reader.key_tuples(stage, &doc) {
+            let key = self.keys.id(keys);
+            let rec = Rec {
+                time,
+                tie: tie.clone(),
                 rank,
                 line,
-                order: Rec::order_of(stage, stages),
+                order,
                 key,
                 reference,
-            })
-            .map_err(AddError::Io)
+            };
+            self.store.push(rec).map_err(AddError::Io)?;
+        }
+        Ok(())
     }
 
     /// Match what was added; results in output order.
     pub fn finish(self) -> io::Result<MatchResult> {
         let SequenceMatcher {
-            ir,
-            keys,
-            store,
-            no_time,
-            no_time_refs,
-            ..
+            ir, keys, store, ..
         } = self;
-        let found = match ir.kind {
-            Kind::Sequence => matching::sequences(&ir, store)?,
-            Kind::Sample => matching::samples(&ir, store, &keys.tuples)?,
-        };
-        let mut results: Vec<(Vec<Option<u64>>, Vec<KeyValue>)> = found
-            .into_iter()
-            .map(|(refs, key)| (refs, keys.tuples[key as usize].to_vec()))
-            .collect();
-        for pipe in &ir.pipes {
-            match *pipe {
-                Pipe::Head(n) => results.truncate(usize::try_from(n).unwrap_or(usize::MAX)),
-                Pipe::Tail(n) => {
-                    let n = usize::try_from(n).unwrap_or(usize::MAX);
-                    results.drain(..results.len().saturating_sub(n));
+        let sample = ir.kind == Kind::Sample;
+        let mut out = matching::Output::new(&ir.pipes, ir.size);
+        let no_time = match ir.kind {
+            Kind::Sequence => matching::sequences(&ir, store, &keys.tuples, &mut out)?,
+            Kind::Sample => {
+                // Keys in ascending order: their ranks.
+                let mut ids: Vec<u32> = (0..keys.tuples.len() as u32).collect();
+                ids.sort_by(|a, b| {
+                    compare_tuples(&keys.tuples[*a as usize], &keys.tuples[*b as usize])
+                });
+                let mut ranks = vec![0; ids.len()];
+                for (rank, id) in ids.iter().enumerate() {
+                    ranks[*id as usize] = rank as u32;
                 }
+                matching::samples(&ir, store, &ranks, &mut out)?;
+                (0, Vec::new())
             }
-        }
-        if let Some(size) = ir.size {
-            results.truncate(usize::try_from(size).unwrap_or(usize::MAX));
-        }
+        };
+        let matches = out
+            .finish()
+            .into_iter()
+            .map(|(refs, key)| {
+                let values = keys.tuples[key as usize]
+                    .iter()
+                    .map(|v| v.output(sample))
+                    .collect();
+                (refs, values)
+            })
+            .collect();
         Ok(MatchResult {
-            matches: results,
-            no_time,
-            no_time_refs,
+            matches,
+            no_time: no_time.0,
+            no_time_refs: no_time.1,
         })
     }
+}
+
+/// Key tuples position by position, each in its type's order, null first.
+pub(crate) fn compare_tuples(a: &[KeyValue], b: &[KeyValue]) -> std::cmp::Ordering {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x.cmp_key(y))
+        .find(|o| o.is_ne())
+        .unwrap_or_else(|| a.len().cmp(&b.len()))
 }
 
 /// Why a candidate was not added.

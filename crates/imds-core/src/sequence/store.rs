@@ -30,14 +30,24 @@ pub struct Rec {
 }
 
 impl Rec {
-    /// The sort place of `stage` among `stages` stages (`stages` itself is the until stage).
+    /// The sort place of `stage` among `stages` stages in a sequence: the stages from the
+    /// last down, then the until stage (`stages`).
     pub fn order_of(stage: usize, stages: usize) -> u32 {
-        (stages - stage) as u32
+        if stage == stages {
+            stages as u32
+        } else {
+            (stages - 1 - stage) as u32
+        }
     }
 
-    /// The stage of a sort place.
+    /// The stage of a sort place ([`Rec::order_of`]).
     pub fn stage(&self, stages: usize) -> usize {
-        stages - self.order as usize
+        let order = self.order as usize;
+        if order == stages {
+            stages
+        } else {
+            stages - 1 - order
+        }
     }
 
     /// Same event (same ordinal).
@@ -46,6 +56,11 @@ impl Rec {
             && self.tie == other.tie
             && self.rank == other.rank
             && self.line == other.line
+    }
+
+    /// Same event, stage and key (the same candidate added twice).
+    pub fn same_candidate(&self, other: &Rec) -> bool {
+        self.same_event(other) && self.order == other.order && self.key == other.key
     }
 
     /// Bytes it holds in memory.
@@ -113,24 +128,13 @@ impl Rec {
 }
 
 impl Ord for Rec {
-    /// By ordinal (time, tiebreaker, rank, line), then stage place, then reference.
+    /// By ordinal (time, tiebreaker, rank, line), then stage place, key, reference.
     fn cmp(&self, other: &Rec) -> Ordering {
-        (
-            self.time,
-            &self.tie,
-            self.rank,
-            self.line,
-            self.order,
-            self.reference,
-        )
-            .cmp(&(
-                other.time,
-                &other.tie,
-                other.rank,
-                other.line,
-                other.order,
-                other.reference,
-            ))
+        let fields = |r: &Rec| (r.time, r.rank, r.line, r.order, r.key, r.reference);
+        let (a, b) = (fields(self), fields(other));
+        a.0.cmp(&b.0)
+            .then_with(|| self.tie.cmp(&other.tie))
+            .then_with(|| (a.1, a.2, a.3, a.4, a.5).cmp(&(b.1, b.2, b.3, b.4, b.5)))
     }
 }
 
@@ -203,6 +207,11 @@ impl Store {
             dir,
             runs: Vec::new(),
         }
+    }
+
+    /// An empty store with the same budget and spill directory.
+    pub fn like(&self) -> Store {
+        Store::new(self.budget, self.dir.clone())
     }
 
     /// Runs written so far.

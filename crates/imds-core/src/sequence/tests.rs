@@ -36,7 +36,7 @@ fn ev(t: i64, k: &str) -> String {
 
 /// Run the matcher: candidates (stage, time, key), each its own line in input 0 in list
 /// order; references are list indices. Results as (refs, keys).
-fn run(ir: &str, candidates: &[(usize, i64, &str)]) -> Vec<(Vec<Option<u64>>, Vec<KeyValue>)> {
+fn run(ir: &str, candidates: &[(usize, i64, &str)]) -> Vec<(Vec<Option<u64>>, Vec<KeyJson>)> {
     run_budget(ir, candidates, 1 << 20)
 }
 
@@ -44,7 +44,7 @@ fn run_budget(
     ir: &str,
     candidates: &[(usize, i64, &str)],
     budget: usize,
-) -> Vec<(Vec<Option<u64>>, Vec<KeyValue>)> {
+) -> Vec<(Vec<Option<u64>>, Vec<KeyJson>)> {
     let mut m = SequenceMatcher::new(ir, budget, None).unwrap();
     for (i, (stage, t, k)) in candidates.iter().enumerate() {
         m.add(*stage, 0, i as u64 + 1, &ev(*t, k), i as u64)
@@ -53,7 +53,7 @@ fn run_budget(
     m.finish().unwrap().matches
 }
 
-fn refs(results: &[(Vec<Option<u64>>, Vec<KeyValue>)]) -> Vec<Vec<u64>> {
+fn refs(results: &[(Vec<Option<u64>>, Vec<KeyJson>)]) -> Vec<Vec<u64>> {
     results
         .iter()
         .map(|(r, _)| r.iter().map(|x| x.unwrap()).collect())
@@ -64,9 +64,10 @@ fn refs(results: &[(Vec<Option<u64>>, Vec<KeyValue>)]) -> Vec<Vec<u64>> {
 fn two_stages_join_on_their_key() {
     let ir = sequence(2, &["k"], json!({}));
     let got = run(&ir, &[(0, 1, "a"), (0, 2, "b"), (1, 3, "b"), (1, 4, "a")]);
-    assert_eq!(refs(&got), [[0, 3], [1, 2]]);
-    assert_eq!(got[0].1, [KeyValue::Str("a".into())]);
-    assert_eq!(got[1].1, [KeyValue::Str("b".into())]);
+    // By the last event.
+    assert_eq!(refs(&got), [[1, 2], [0, 3]]);
+    assert_eq!(got[0].1, [KeyJson::Str("b".into())]);
+    assert_eq!(got[1].1, [KeyJson::Str("a".into())]);
 }
 
 #[test]
@@ -143,21 +144,33 @@ fn until_drops_the_keys_pending_sequences() {
         ],
     );
     assert_eq!(refs(&got), [[1, 4]]);
-    // An until candidate that is also a stage candidate applies first.
+    // An until candidate that is also a stage candidate applies after it: the sequence it
+    // completes stays, the one it starts ends.
     let mut m = SequenceMatcher::new(&ir, 1 << 20, None).unwrap();
     m.add(0, 0, 1, &ev(1, "a"), 0).unwrap();
     let e = ev(2, "a");
-    m.add(1, 0, 2, &e, 1).unwrap();
-    m.add(2, 0, 2, &e, 1).unwrap();
-    assert!(m.finish().unwrap().matches.is_empty());
+    for stage in [0, 1, 2] {
+        m.add(stage, 0, 2, &e, 1).unwrap();
+    }
+    m.add(1, 0, 3, &ev(3, "a"), 2).unwrap();
+    assert_eq!(refs(&m.finish().unwrap().matches), [[0, 1]]);
 }
 
 #[test]
-fn results_come_by_their_first_event() {
+fn results_come_by_their_last_event_then_key() {
     let ir = sequence(2, &["k"], json!({}));
-    // b completes first but a started first.
+    // b completes first though a started first.
     let got = run(&ir, &[(0, 1, "a"), (0, 2, "b"), (1, 3, "b"), (1, 4, "a")]);
-    assert_eq!(refs(&got), [[0, 3], [1, 2]]);
+    assert_eq!(refs(&got), [[1, 2], [0, 3]]);
+    // One event completing two keys: by key.
+    let mut m = SequenceMatcher::new(&ir, 1 << 20, None).unwrap();
+    m.add(0, 0, 1, r#"{"@timestamp":1,"k":"z"}"#, 0).unwrap();
+    m.add(0, 0, 2, r#"{"@timestamp":2,"k":"b"}"#, 1).unwrap();
+    m.add(1, 0, 3, r#"{"@timestamp":3,"k":["z","b"]}"#, 2)
+        .unwrap();
+    let got = m.finish().unwrap().matches;
+    assert_eq!(refs(&got), [[1, 2], [0, 2]]);
+    assert_eq!(got[0].1, [KeyJson::Str("b".into())]);
 }
 
 #[test]
@@ -192,11 +205,16 @@ fn pipes_and_size() {
 }
 
 #[test]
-fn null_keys_join_null_keys() {
+fn optional_keys_join_null_and_required_keys_need_a_value() {
     let ir = sequence(2, &["missing.field"], json!({}));
-    let got = run(&ir, &[(0, 1, "a"), (1, 2, "b")]);
+    assert!(run(&ir, &[(0, 1, "a"), (1, 2, "b")]).is_empty());
+    let mut optional: Value = serde_json::from_str(&ir).unwrap();
+    for stage in optional["sequence"]["stages"].as_array_mut().unwrap() {
+        stage["keys"][0]["optional"] = json!(true);
+    }
+    let got = run(&optional.to_string(), &[(0, 1, "a"), (1, 2, "b")]);
     assert_eq!(refs(&got), [[0, 1]]);
-    assert_eq!(got[0].1, [KeyValue::Null]);
+    assert_eq!(got[0].1, [KeyJson::Null]);
 }
 
 #[test]
@@ -252,7 +270,8 @@ fn the_tiebreaker_orders_events_of_the_same_time() {
     m.add(1, 0, 3, r#"{"@timestamp":5,"k":"b"}"#, 2).unwrap();
     m.add(0, 0, 4, r#"{"@timestamp":5,"k":"b","seq":-9}"#, 3)
         .unwrap();
-    assert_eq!(refs(&m.finish().unwrap().matches), [[3, 2], [1, 0]]);
+    // By the last event: b's last event has no tiebreaker.
+    assert_eq!(refs(&m.finish().unwrap().matches), [[1, 0], [3, 2]]);
 }
 
 /// A stream of many interleaved keys, stages and times (deterministic).
