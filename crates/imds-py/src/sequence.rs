@@ -1,7 +1,7 @@
 //! `SequenceMatcher`: the binding of `imds_core::sequence` (spec/sequences.md, "Matchers"),
 //! with the interface of `imds_scan.reference.sequence.SequenceMatcher`.
 
-use imds_core::sequence::{self, AddError, KeyValue};
+use imds_core::sequence::{self, AddError, KeyJson};
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
@@ -70,13 +70,13 @@ impl SequenceMatcher {
     }
 }
 
-fn key_object(py: Python<'_>, key: KeyValue) -> PyResult<Py<PyAny>> {
+fn key_object(py: Python<'_>, key: KeyJson) -> PyResult<Py<PyAny>> {
     match key {
-        KeyValue::Null => Ok(py.None()),
-        KeyValue::Str(s) => s.into_py_any(py),
-        KeyValue::Int(n) => n.into_py_any(py),
-        KeyValue::Float(x) => x.into_py_any(py),
-        KeyValue::Bool(b) => b.into_py_any(py),
+        KeyJson::Null => Ok(py.None()),
+        KeyJson::Str(s) => s.into_py_any(py),
+        KeyJson::Int(n) => n.into_py_any(py),
+        KeyJson::Float(x) => x.into_py_any(py),
+        KeyJson::Bool(b) => b.into_py_any(py),
     }
 }
 
