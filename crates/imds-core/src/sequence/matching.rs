@@ -269,6 +269,7 @@ pub fn sequences(
             None => Role::Middle,
         })
         .collect();
+    let has_missing = positive.len() < stages;
     let has_leading = ir.stages[0].missing;
     let has_trailing = ir.stages[stages - 1].missing;
     let new_state = || KeyState {
@@ -316,6 +317,10 @@ pub fn sequences(
         }
         let now = rec.time;
         let stage = rec.stage(stages);
+        if stage == stages && !states.contains_key(&rec.key) {
+            previous = Some(rec);
+            return; // until: nothing pending for the key
+        }
         let state = states.entry(rec.key).or_insert_with(new_state);
         if stage == stages {
             // until: every pending sequence of the key ends.
@@ -394,6 +399,10 @@ pub fn sequences(
                     }
                 }
             }
+        }
+        // Without missing stages a key with nothing pending needs no state (keys are many).
+        if !has_missing && state.pending.iter().all(Option::is_none) {
+            states.remove(&rec.key);
         }
         previous = Some(rec);
     })?;

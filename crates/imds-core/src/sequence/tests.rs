@@ -276,6 +276,10 @@ fn the_tiebreaker_orders_events_of_the_same_time() {
 
 /// A stream of many interleaved keys, stages and times (deterministic).
 fn stream(n: usize) -> Vec<(usize, i64, String)> {
+    stream_of(n, 3)
+}
+
+fn stream_of(n: usize, stages: u64) -> Vec<(usize, i64, String)> {
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     (0..n)
         .map(|_| {
@@ -314,5 +318,181 @@ fn spilling_gives_the_same_result_as_memory() {
         // The runs are removed.
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
     }
+    std::fs::remove_dir(&dir).unwrap();
+}
+
+/// A sequence whose stages are missing (`true`) or positive, keyed by `k`, with `maxspan`.
+fn with_missing(missing: &[bool], maxspan: Option<u64>) -> String {
+    let mut ir: Value = serde_json::from_str(&sequence(missing.len(), &["k"], json!({}))).unwrap();
+    for (i, m) in missing.iter().enumerate() {
+        ir["sequence"]["stages"][i]["missing"] = json!(m);
+    }
+    ir["sequence"]["maxspan_ms"] = json!(maxspan);
+    ir.to_string()
+}
+
+fn refs_opt(results: &[(Vec<Option<u64>>, Vec<KeyJson>)]) -> Vec<Vec<Option<u64>>> {
+    results.iter().map(|(r, _)| r.clone()).collect()
+}
+
+#[test]
+fn a_middle_missing_event_strictly_between_rejects() {
+    let ir = with_missing(&[false, true, false], Some(100));
+    // Missing event at 5 between 1 and 9: rejected; another key without one: a result.
+    let got = run(
+        &ir,
+        &[
+            (0, 1, "a"),
+            (1, 5, "a"),
+            (2, 9, "a"),
+            (0, 1, "b"),
+            (2, 9, "b"),
+        ],
+    );
+    assert_eq!(refs_opt(&got), [vec![Some(3), None, Some(4)]]);
+    // At the same time as a positive event: not between.
+    let got = run(&ir, &[(0, 1, "a"), (1, 1, "a"), (1, 9, "a"), (2, 9, "a")]);
+    assert_eq!(refs_opt(&got), [vec![Some(0), None, Some(3)]]);
+}
+
+#[test]
+fn a_leading_missing_event_within_maxspan_rejects() {
+    let ir = with_missing(&[true, false, false], Some(10));
+    // a: missing at 0, sequence 5..8: 8 - 0 <= 10, rejected. b: missing at 0, sequence
+    // 11..12: 12 - 0 > 10, a result. c: no missing event, a result.
+    let got = run(
+        &ir,
+        &[
+            (0, 0, "a"),
+            (0, 0, "b"),
+            (1, 5, "a"),
+            (2, 8, "a"),
+            (1, 11, "b"),
+            (2, 12, "b"),
+            (1, 13, "c"),
+            (2, 14, "c"),
+        ],
+    );
+    assert_eq!(
+        refs_opt(&got),
+        [vec![None, Some(4), Some(5)], vec![None, Some(6), Some(7)]]
+    );
+}
+
+#[test]
+fn a_trailing_missing_event_within_maxspan_rejects() {
+    let ir = with_missing(&[false, false, true], Some(10));
+    // a: missing at 9 after 1..5: 9 - 1 <= 10, rejected. b: missing at 20 after 1..5:
+    // 20 - 1 > 10, a result (decided once the stream passes 11). c: none, a result.
+    let got = run(
+        &ir,
+        &[
+            (0, 1, "a"),
+            (1, 5, "a"),
+            (2, 9, "a"),
+            (0, 1, "b"),
+            (1, 5, "b"),
+            (2, 20, "b"),
+            (0, 30, "c"),
+            (1, 31, "c"),
+            (2, 31, "c"),
+        ],
+    );
+    assert_eq!(
+        refs_opt(&got),
+        [vec![Some(3), Some(4), None], vec![Some(6), Some(7), None]]
+    );
+}
+
+#[test]
+fn leading_and_trailing_missing_events_reject_together_only() {
+    let ir = with_missing(&[true, false, false, true], Some(10));
+    // a leading event alone does not reject; with a trailing one inside maxspan it does.
+    let got = run(&ir, &[(0, 0, "a"), (1, 2, "a"), (2, 3, "a")]);
+    assert_eq!(refs_opt(&got), [vec![None, Some(1), Some(2), None]]);
+    let got = run(&ir, &[(0, 0, "a"), (1, 2, "a"), (2, 3, "a"), (3, 9, "a")]);
+    assert!(got.is_empty());
+    let got = run(&ir, &[(0, 0, "a"), (1, 2, "a"), (2, 3, "a"), (3, 11, "a")]);
+    assert_eq!(got.len(), 1);
+}
+
+/// A sample IR of `stages` stages keyed by `k`.
+fn sample(stages: usize, n: Option<u64>) -> String {
+    let keys = json!([{"field": "k", "field_type": "keyword"}]);
+    let body = json!({
+        "timestamp_field": "@timestamp", "tiebreaker_field": null,
+        "stages": (0..stages).map(|_| json!({"expr": {}, "keys": keys})).collect::<Vec<_>>(),
+        "max_samples_per_key": n, "pipes": [], "size": null,
+    });
+    json!({"ir_version": 1, "name": "s", "sample": body}).to_string()
+}
+
+#[test]
+fn samples_take_distinct_events_per_key_in_key_order() {
+    // The documentation's shape: keys redhat then win10.
+    let events = [
+        (0, 1, "win10"),
+        (0, 2, "win10"),
+        (1, 3, "win10"),
+        (0, 4, "win10"),
+        (1, 6, "redhat"),
+        (0, 7, "redhat"),
+    ];
+    let got = run(&sample(2, Some(2)), &events);
+    assert_eq!(refs(&got), [[5, 4], [0, 2], [1, 2]]);
+    assert_eq!(got[0].1, [KeyJson::Str("redhat".into())]);
+    let got = run(&sample(2, None), &events);
+    assert_eq!(refs(&got), [[5, 4], [0, 2], [1, 2], [3, 2]]);
+    // Time plays no part, and an event of both stages is used once per sample.
+    let mut m = SequenceMatcher::new(&sample(2, None), 1 << 20, None).unwrap();
+    m.add(0, 0, 1, r#"{"k":"a"}"#, 0).unwrap();
+    m.add(1, 0, 1, r#"{"k":"a"}"#, 0).unwrap();
+    m.add(1, 0, 2, r#"{"@timestamp":"bad","k":"a"}"#, 1)
+        .unwrap();
+    let r = m.finish().unwrap();
+    assert_eq!(refs(&r.matches), [[0, 1]]);
+    assert_eq!(r.no_time, 0);
+}
+
+#[test]
+fn sample_pipes_stop_early_and_tail_keeps_the_last() {
+    let events: Vec<(usize, i64, &str)> = (0..40).map(|i| (i % 2, 0, "a")).collect();
+    // 20 x 20 candidates, minus shared ones: 400 samples.
+    let all = run(&sample(2, None), &events);
+    assert_eq!(all.len(), 400);
+    let mut ir: Value = serde_json::from_str(&sample(2, None)).unwrap();
+    ir["sample"]["pipes"] = json!([{"pipe": "tail", "n": 3}, {"pipe": "head", "n": 2}]);
+    let got = run(&ir.to_string(), &events);
+    assert_eq!(got, all[397..399]);
+    ir["sample"]["pipes"] = json!([{"pipe": "head", "n": 5}]);
+    ir["sample"]["size"] = json!(2);
+    assert_eq!(run(&ir.to_string(), &events), all[..2]);
+}
+
+#[test]
+fn spilling_gives_the_same_samples_and_missing_verdicts() {
+    let dir = std::env::temp_dir().join(format!("imds-seq-spill-test2-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (ir, stages) in [
+        (sample(3, Some(3)), 3),
+        (with_missing(&[false, true, false], Some(30)), 3),
+        (with_missing(&[true, false, false, true], Some(8)), 4),
+    ] {
+        let events = stream_of(2000, stages);
+        let events: Vec<(usize, i64, &str)> = events
+            .iter()
+            .map(|(s, t, k)| (*s, *t, k.as_str()))
+            .collect();
+        let memory = run_budget(&ir, &events, 1 << 30);
+        assert!(!memory.is_empty());
+        let mut m = SequenceMatcher::new(&ir, 100, Some(dir.clone())).unwrap();
+        for (i, (stage, t, k)) in events.iter().enumerate() {
+            m.add(*stage, 0, i as u64 + 1, &ev(*t, k), i as u64)
+                .unwrap();
+        }
+        assert!(m.spilled_runs() > 0);
+        assert_eq!(m.finish().unwrap().matches, memory);
+    }
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
     std::fs::remove_dir(&dir).unwrap();
 }
