@@ -287,7 +287,7 @@ fn stream_of(n: usize, stages: u64) -> Vec<(usize, i64, String)> {
             x ^= x >> 7;
             x ^= x << 17;
             (
-                (x % 3) as usize,
+                (x % stages) as usize,
                 ((x >> 8) % 500) as i64,
                 format!("k{}", (x >> 20) % 17),
             )
