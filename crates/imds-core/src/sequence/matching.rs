@@ -451,7 +451,7 @@ pub fn samples(ir: &SeqIr, store: Store, ranks: &[u32], out: &mut Output) -> io:
         if result.is_ok() {
             result = by_key.push(Rec {
                 time: i64::from(ranks[rec.key as usize]),
-                tie: Tie::Num(u128::from(rec.order)),
+                tie: Tie::num(u128::from(rec.order)),
                 order: 0,
                 ..rec
             });
@@ -484,7 +484,7 @@ pub fn samples(ir: &SeqIr, store: Store, ranks: &[u32], out: &mut Output) -> io:
             }
             current = Some(rec.key);
         }
-        let Tie::Num(stage) = rec.tie else {
+        let Tie::Num(_, stage) = rec.tie else {
             unreachable!("the stage is the tie")
         };
         let column = &mut columns[stage as usize];

@@ -185,12 +185,20 @@ fn date_millis_string(ms: i64) -> String {
 /// (Elasticsearch's `missing: _last`, ascending).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Tie {
-    /// A number, date or boolean, as an order-preserving unsigned integer.
-    Num(u128),
+    /// A number, date or boolean, as an order-preserving unsigned 128-bit integer (high
+    /// word, low word: kept 8-byte aligned, so records stay small).
+    Num(u64, u64),
     /// A keyword (UTF-8 bytes: code point order) or an address (16 bytes).
     Bytes(Box<[u8]>),
     /// No tiebreaker value (also: no tiebreaker field).
     Missing,
+}
+
+impl Tie {
+    /// A number tie.
+    pub fn num(n: u128) -> Tie {
+        Tie::Num((n >> 64) as u64, n as u64)
+    }
 }
 
 /// A candidate's time and tiebreaker.
@@ -373,8 +381,8 @@ fn tie_of(value: Val<'_>) -> Tie {
     const BIAS: u128 = 1 << 127;
     match value {
         Val::Null => Tie::Missing,
-        Val::Bool(b) => Tie::Num(b.into()),
-        Val::Int(n) => Tie::Num((n as u128) ^ BIAS),
+        Val::Bool(b) => Tie::num(b.into()),
+        Val::Int(n) => Tie::num((n as u128) ^ BIAS),
         Val::Float(x) => {
             // -0.0 equals 0.0 (a range comparison): the position decides between them.
             let bits = if x == 0.0 { 0 } else { x.to_bits() };
@@ -383,9 +391,9 @@ fn tie_of(value: Val<'_>) -> Tie {
             } else {
                 bits | (1 << 63)
             };
-            Tie::Num(ordered.into())
+            Tie::num(ordered.into())
         }
-        Val::Date(micros) => Tie::Num((i128::from(micros.div_euclid(1000)) as u128) ^ BIAS),
+        Val::Date(micros) => Tie::num((i128::from(micros.div_euclid(1000)) as u128) ^ BIAS),
         Val::Str(s) => Tie::Bytes(s.as_bytes().into()),
         Val::Ip(a) => Tie::Bytes(a.into()),
     }
