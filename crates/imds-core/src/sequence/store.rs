@@ -231,6 +231,13 @@ impl Store {
             self.spill()?;
         }
         self.bytes += size;
+        if self.buffer.len() == self.buffer.capacity() {
+            // Grow as a Vec does, but not past the budget (doubling would overshoot it by
+            // up to 2x).
+            let room = (self.budget.saturating_sub(self.bytes) / std::mem::size_of::<Rec>()).max(1);
+            let grow = self.buffer.capacity().max(64).min(room);
+            self.buffer.reserve_exact(grow);
+        }
         self.buffer.push(rec);
         Ok(())
     }
