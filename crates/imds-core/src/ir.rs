@@ -520,7 +520,15 @@ pub(crate) fn kind_of(value: &Value) -> &'static str {
 /// ones in document order, then missing ones, then each key in schema order), then its
 /// children depth first, branches before the allowlist.
 fn check_schema(doc: &Value) -> Result<(), String> {
-    let mut stack: Vec<(&Value, String, Place)> = vec![(doc, "$".into(), Place::Doc)];
+    check_places(vec![(doc, "$".into(), Place::Doc)])
+}
+
+/// [`check_schema`] of one condition NODE at `path` (a sequence or sample stage's `expr`).
+pub(crate) fn check_node(node: &Value, path: String) -> Result<(), String> {
+    check_places(vec![(node, path, Place::Node)])
+}
+
+fn check_places(mut stack: Vec<(&Value, String, Place)>) -> Result<(), String> {
     while let Some((value, path, place)) = stack.pop() {
         let Value::Object(map) = value else {
             return Err(format!(

@@ -4,8 +4,8 @@
 //! stage rules (and checks them); the matcher only needs keys, time and order.
 
 use crate::ir::{
-    is_integer, json_depth, key_path, kind_of, schema_enum, FieldRef, FieldType, IR_VERSION,
-    MAX_DEPTH,
+    check_node, is_integer, json_depth, key_path, kind_of, schema_enum, FieldRef, FieldType,
+    IR_VERSION, MAX_DEPTH,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -81,21 +81,33 @@ fn bad(message: impl std::fmt::Display) -> crate::Error {
 }
 
 impl SeqIr {
-    /// Read a sequence or sample rule's IR document (JSON); an error naming the place when it
-    /// is invalid.
+    /// Read a sequence or sample rule's IR document (JSON) for matching; an error naming the
+    /// place when it is invalid. The stages' `expr` conditions need only be objects here:
+    /// the scan engine compiles (and checks) them as stage rules. [`SeqIr::check`] checks
+    /// them too.
     pub fn from_json(text: &str) -> Result<SeqIr, crate::Error> {
-        if json_depth(text) > MAX_JSON_DEPTH {
-            return Err(bad(format!(
-                "nested more than {MAX_JSON_DEPTH} JSON levels deep \
-                 (a stage nests at most {MAX_DEPTH} levels)"
-            )));
-        }
-        let mut de = serde_json::Deserializer::from_str(text);
-        de.disable_recursion_limit();
-        let doc = Value::deserialize(&mut de).map_err(bad)?;
-        de.end().map_err(bad)?;
-        check_doc(&doc).map_err(bad)
+        read_doc(text, false)
     }
+
+    /// The whole document checked against spec/ir.schema.json (stage conditions included),
+    /// in the order and words of the Python checker (`ir_schema.py`).
+    pub fn check(text: &str) -> Result<SeqIr, crate::Error> {
+        read_doc(text, true)
+    }
+}
+
+fn read_doc(text: &str, exprs: bool) -> Result<SeqIr, crate::Error> {
+    if json_depth(text) > MAX_JSON_DEPTH {
+        return Err(bad(format!(
+            "nested more than {MAX_JSON_DEPTH} JSON levels deep \
+             (a stage nests at most {MAX_DEPTH} levels)"
+        )));
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.disable_recursion_limit();
+    let doc = Value::deserialize(&mut de).map_err(bad)?;
+    de.end().map_err(bad)?;
+    check_doc(&doc, exprs).map_err(bad)
 }
 
 /// A JSON object's members, or `PATH: expected an object, found …`.
@@ -106,7 +118,7 @@ fn object<'v>(value: &'v Value, path: &str) -> Result<&'v Map<String, Value>, St
 }
 
 /// The own-keys check of every object: an unknown key (in document order), then a missing
-/// one.
+/// one (in the schema's order).
 fn own_keys(
     map: &Map<String, Value>,
     path: &str,
@@ -134,21 +146,27 @@ fn string<'v>(map: &'v Map<String, Value>, path: &str, key: &str) -> Result<&'v 
     }
 }
 
-/// A non-negative integer, or null (`None`) when `nullable`.
-fn count(
+/// An integer (or null) of at least `minimum`.
+fn integer(
     map: &Map<String, Value>,
     path: &str,
     key: &str,
     nullable: bool,
+    minimum: u64,
 ) -> Result<Option<u64>, String> {
     let place = key_path(path, key);
     match map.get(key) {
-        None | Some(Value::Null) if nullable => Ok(None),
-        Some(Value::Number(n)) if is_integer(n) => match n.as_u64() {
-            Some(n) => Ok(Some(n)),
-            None if n.to_string().starts_with('-') => Err(format!("{place}: must be at least 0")),
-            None => Err(format!("{place}: {n} is too large")),
-        },
+        None => Ok(None),
+        Some(Value::Null) if nullable => Ok(None),
+        Some(Value::Number(n)) if is_integer(n) => {
+            let text = n.to_string();
+            // Past u64: at least the minimum all the same.
+            let value = n.as_u64().or((!text.starts_with('-')).then_some(u64::MAX));
+            match value {
+                Some(v) if v >= minimum => Ok(Some(v)),
+                _ => Err(format!("{place}: must be at least {minimum}, found {text}")),
+            }
+        }
         Some(other) => Err(format!(
             "{place}: expected {}, found {}",
             if nullable {
@@ -158,7 +176,6 @@ fn count(
             },
             kind_of(other)
         )),
-        None => Ok(None),
     }
 }
 
@@ -166,13 +183,15 @@ fn array<'v>(
     map: &'v Map<String, Value>,
     path: &str,
     key: &str,
-    nonempty: bool,
+    least: usize,
 ) -> Result<&'v [Value], String> {
     match map.get(key) {
         None => Ok(&[]),
-        Some(Value::Array(items)) if nonempty && items.is_empty() => {
-            Err(format!("{}: must not be empty", key_path(path, key)))
-        }
+        Some(Value::Array(items)) if items.len() < least => Err(format!(
+            "{}: must hold at least {least} items, found {}",
+            key_path(path, key),
+            items.len()
+        )),
         Some(Value::Array(items)) => Ok(items),
         Some(other) => Err(format!(
             "{}: expected an array, found {}",
@@ -182,8 +201,19 @@ fn array<'v>(
     }
 }
 
-/// `{"field": NAME, "field_type": TYPE}`, with `"optional": BOOL` where `optional` allows
-/// it (join keys).
+fn boolean(map: &Map<String, Value>, path: &str, key: &str) -> Result<bool, String> {
+    match map.get(key) {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(format!(
+            "{}: expected a boolean, found {}",
+            key_path(path, key),
+            kind_of(other)
+        )),
+    }
+}
+
+/// A join key (`optional` allowed) or the tiebreaker's field: `{"field", "field_type"}`.
 fn field_ref(value: &Value, path: &str, optional: bool) -> Result<KeyRef, String> {
     let map = object(value, path)?;
     let keys: &[&str] = if optional {
@@ -205,17 +235,7 @@ fn field_ref(value: &Value, path: &str, optional: bool) -> Result<KeyRef, String
     }
     let field_type: FieldType =
         serde_json::from_value(Value::from(type_name)).map_err(|e| format!("{path}: {e}"))?;
-    let optional = match map.get("optional") {
-        None => false,
-        Some(Value::Bool(b)) => *b,
-        Some(other) => {
-            return Err(format!(
-                "{}: expected a boolean, found {}",
-                key_path(path, "optional"),
-                kind_of(other)
-            ))
-        }
-    };
+    let optional = optional && boolean(map, path, "optional")?;
     Ok(KeyRef {
         field,
         field_type,
@@ -223,52 +243,53 @@ fn field_ref(value: &Value, path: &str, optional: bool) -> Result<KeyRef, String
     })
 }
 
-/// A stage: its own keys, then each key's value.
-fn stage(value: &Value, path: &str, kind: Kind, until: bool) -> Result<Stage, String> {
+/// A stage: its own keys and values, then its `expr` (depth first), then its join keys.
+fn stage(value: &Value, path: &str, missing_key: bool, exprs: bool) -> Result<Stage, String> {
     let map = object(value, path)?;
-    let keys: &[&str] = if kind == Kind::Sequence && !until {
+    let keys: &[&str] = if missing_key {
         &["expr", "keys", "missing"]
     } else {
         &["expr", "keys"]
     };
-    own_keys(map, path, keys, &["expr", "keys"])?;
-    let missing = match map.get("missing") {
-        None => false,
-        Some(Value::Bool(b)) => *b,
-        Some(other) => {
-            return Err(format!(
-                "{}: expected a boolean, found {}",
-                key_path(path, "missing"),
-                kind_of(other)
-            ))
-        }
-    };
-    let key_path_ = key_path(path, "keys");
-    let keys = array(map, path, "keys", false)?
+    own_keys(map, path, keys, keys)?;
+    let items = array(map, path, "keys", 0)?;
+    let missing = boolean(map, path, "missing")?;
+    let expr_path = key_path(path, "expr");
+    if exprs {
+        check_node(&map["expr"], expr_path)?;
+    } else {
+        object(&map["expr"], &expr_path)?;
+    }
+    let keys_path = key_path(path, "keys");
+    let keys = items
         .iter()
         .enumerate()
-        .map(|(i, k)| field_ref(k, &format!("{key_path_}[{i}]"), true))
+        .map(|(i, k)| field_ref(k, &format!("{keys_path}[{i}]"), true))
         .collect::<Result<Vec<_>, _>>()?;
-    object(&map["expr"], &key_path(path, "expr"))?;
     Ok(Stage { keys, missing })
 }
 
-/// The whole document: its own keys, then the sequence or sample object's keys, then its
-/// stages in order, then `until`.
-fn check_doc(doc: &Value) -> Result<SeqIr, String> {
+/// The document: its own keys and values, then the sequence's or sample's object (its keys,
+/// then each key's value in schema order), then its parts depth first (tiebreaker, stages,
+/// until, pipes), and last the join key counts (spec/ir.md's order, `ir_schema.py`'s words).
+fn check_doc(doc: &Value, exprs: bool) -> Result<SeqIr, String> {
     let map = object(doc, "$")?;
+    // The first of the shapes a document holds picks it; the others are unknown keys.
+    let shape = ["branches", "sequence", "sample"]
+        .into_iter()
+        .find(|k| map.contains_key(*k));
+    let (kind, key) = match shape {
+        Some("sequence") => (Kind::Sequence, "sequence"),
+        Some("sample") => (Kind::Sample, "sample"),
+        Some(_) => return Err("$: a rule with branches is not a sequence or sample".into()),
+        None => return Err("$: missing key \"sequence\" or \"sample\"".into()),
+    };
     own_keys(
         map,
         "$",
-        &["ir_version", "id", "name", "severity", "sequence", "sample"],
-        &["ir_version", "name"],
+        &["ir_version", "id", "name", "severity", key],
+        &["ir_version", "name", key],
     )?;
-    let (kind, key) = match (map.contains_key("sequence"), map.contains_key("sample")) {
-        (true, false) => (Kind::Sequence, "sequence"),
-        (false, true) => (Kind::Sample, "sample"),
-        (true, true) => return Err("$: both \"sequence\" and \"sample\"".into()),
-        (false, false) => return Err("$: missing key \"sequence\" or \"sample\"".into()),
-    };
     match map.get("ir_version") {
         Some(Value::Number(n)) if is_integer(n) && n.to_string() != IR_VERSION.to_string() => {
             return Err(format!(
@@ -289,80 +310,121 @@ fn check_doc(doc: &Value) -> Result<SeqIr, String> {
     }
     let path = format!("$.{key}");
     let body = object(&map[key], &path)?;
-    let common = [
-        "timestamp_field",
-        "tiebreaker_field",
-        "stages",
-        "pipes",
-        "size",
-    ];
-    let own: Vec<&str> = match kind {
-        Kind::Sequence => [&common[..], &["maxspan_ms", "until"]].concat(),
-        Kind::Sample => [&common[..], &["max_samples_per_key"]].concat(),
+    let own: &[&str] = match kind {
+        Kind::Sequence => &[
+            "timestamp_field",
+            "tiebreaker_field",
+            "maxspan_ms",
+            "stages",
+            "until",
+            "pipes",
+            "size",
+        ],
+        Kind::Sample => &[
+            "timestamp_field",
+            "tiebreaker_field",
+            "stages",
+            "max_samples_per_key",
+            "pipes",
+            "size",
+        ],
     };
-    own_keys(body, &path, &own, &["timestamp_field", "stages"])?;
+    own_keys(body, &path, own, own)?;
+    // Each key's value, in schema order.
     let timestamp_field = string(body, &path, "timestamp_field")?.to_owned();
-    let tiebreaker = match body.get("tiebreaker_field") {
-        None | Some(Value::Null) => None,
+    let tiebreaker_value = &body["tiebreaker_field"];
+    if !matches!(
+        tiebreaker_value,
+        Value::Null | Value::String(_) | Value::Object(_)
+    ) {
+        return Err(format!(
+            "{}: expected a string, an object or null, found {}",
+            key_path(&path, "tiebreaker_field"),
+            kind_of(tiebreaker_value)
+        ));
+    }
+    let maxspan_ms = integer(body, &path, "maxspan_ms", true, 1)?;
+    let stage_items = array(body, &path, "stages", 2)?;
+    let until_value = body.get("until").unwrap_or(&Value::Null);
+    if !matches!(until_value, Value::Null | Value::Object(_)) {
+        return Err(format!(
+            "{}: expected an object or null, found {}",
+            key_path(&path, "until"),
+            kind_of(until_value)
+        ));
+    }
+    let max_samples_per_key = integer(body, &path, "max_samples_per_key", true, 1)?;
+    let pipe_items = array(body, &path, "pipes", 0)?;
+    let size = integer(body, &path, "size", true, 0)?;
+    // Then the parts.
+    let tiebreaker = match tiebreaker_value {
         // The first draft's bare name: a keyword field.
-        Some(Value::String(field)) => Some(FieldRef {
+        Value::String(field) => Some(FieldRef {
             field: field.clone(),
             field_type: FieldType::Keyword,
         }),
-        Some(value) => {
-            let key = field_ref(value, &key_path(&path, "tiebreaker_field"), false)?;
+        Value::Object(_) => {
+            let key = field_ref(
+                tiebreaker_value,
+                &key_path(&path, "tiebreaker_field"),
+                false,
+            )?;
             Some(FieldRef {
                 field: key.field,
                 field_type: key.field_type,
             })
         }
+        _ => None,
     };
-    let maxspan_ms = count(body, &path, "maxspan_ms", true)?;
-    let size = count(body, &path, "size", true)?;
-    let max_samples_per_key = count(body, &path, "max_samples_per_key", true)?;
+    let stages_path = key_path(&path, "stages");
+    let stages = stage_items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            stage(
+                item,
+                &format!("{stages_path}[{i}]"),
+                kind == Kind::Sequence,
+                exprs,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let until_path = key_path(&path, "until");
+    let until = match until_value {
+        Value::Object(_) => Some(stage(until_value, &until_path, false, exprs)?),
+        _ => None,
+    };
     let pipes_path = key_path(&path, "pipes");
     let mut pipes = Vec::new();
-    for (i, item) in array(body, &path, "pipes", false)?.iter().enumerate() {
+    for (i, item) in pipe_items.iter().enumerate() {
         let place = format!("{pipes_path}[{i}]");
         let pipe = object(item, &place)?;
         own_keys(pipe, &place, &["pipe", "n"], &["pipe", "n"])?;
-        let n = count(pipe, &place, "n", false)?.unwrap_or_default();
-        pipes.push(match string(pipe, &place, "pipe")? {
-            "head" => Pipe::Head(n),
-            "tail" => Pipe::Tail(n),
-            other => {
-                return Err(format!(
-                    "{}: {} is not one of: head, tail",
-                    key_path(&place, "pipe"),
-                    Value::from(other)
-                ))
-            }
+        let name = string(pipe, &place, "pipe")?;
+        if !["head", "tail"].contains(&name) {
+            return Err(format!(
+                "{}: {} is not one of: head, tail",
+                key_path(&place, "pipe"),
+                Value::from(name)
+            ));
+        }
+        let n = integer(pipe, &place, "n", false, 0)?.unwrap_or_default();
+        pipes.push(if name == "head" {
+            Pipe::Head(n)
+        } else {
+            Pipe::Tail(n)
         });
     }
-    let stages_path = key_path(&path, "stages");
-    let items = array(body, &path, "stages", true)?;
-    if items.len() < 2 {
-        return Err(format!("{stages_path}: must have at least 2 stages"));
-    }
-    let stages = items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| stage(item, &format!("{stages_path}[{i}]"), kind, false))
-        .collect::<Result<Vec<_>, _>>()?;
-    let until = match body.get("until") {
-        None | Some(Value::Null) => None,
-        Some(value) => Some(stage(value, &key_path(&path, "until"), kind, true)?),
-    };
     let width = stages[0].keys.len();
     for (i, s) in stages.iter().chain(&until).enumerate() {
         if s.keys.len() != width {
             let place = if i < stages.len() {
                 format!("{stages_path}[{i}].keys")
             } else {
-                key_path(&key_path(&path, "until"), "keys")
+                key_path(&until_path, "keys")
             };
             return Err(format!(
-                "{place}: {} join keys, but the first stage has {width}",
+                "{place}: expected as many join keys as {stages_path}[0] ({width}), found {}",
                 s.keys.len()
             ));
         }
@@ -440,7 +502,7 @@ mod tests {
             (|d| d["extra"] = json!(1), "bad IR: $.extra: unknown key"),
             (
                 |d| d["sample"] = json!({}),
-                "bad IR: $: both \"sequence\" and \"sample\"",
+                "bad IR: $.sample: unknown key",
             ),
             (
                 |d| {
@@ -462,7 +524,7 @@ mod tests {
             ),
             (
                 |d| d["sequence"]["maxspan_ms"] = json!(-1),
-                "bad IR: $.sequence.maxspan_ms: must be at least 0",
+                "bad IR: $.sequence.maxspan_ms: must be at least 1, found -1",
             ),
             (
                 |d| d["sequence"]["maxspan_ms"] = json!("1m"),
@@ -484,11 +546,11 @@ mod tests {
                 |d| {
                     d["sequence"]["stages"].as_array_mut().unwrap().pop();
                 },
-                "bad IR: $.sequence.stages: must have at least 2 stages",
+                "bad IR: $.sequence.stages: must hold at least 2 items, found 1",
             ),
             (
                 |d| d["sequence"]["until"]["keys"] = json!([]),
-                "bad IR: $.sequence.until.keys: 0 join keys, but the first stage has 1",
+                "bad IR: $.sequence.until.keys: expected as many join keys as $.sequence.stages[0] (1), found 0",
             ),
             (
                 |d| d["ir_version"] = json!(2),

@@ -93,6 +93,12 @@ impl SequenceMatcher {
         })
     }
 
+    /// Check a sequence or sample rule's whole IR document (its stages' conditions too)
+    /// against spec/ir.schema.json, in the Python checker's order and words.
+    pub fn check_ir(ir_json: &str) -> Result<(), crate::Error> {
+        SeqIr::check(ir_json).map(|_| ())
+    }
+
     /// The rule.
     pub fn ir(&self) -> &SeqIr {
         &self.ir
