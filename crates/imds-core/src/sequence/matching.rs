@@ -142,14 +142,13 @@ struct Pending {
     leading: Option<i64>,
     /// A middle missing stage has an event between two of its events.
     rejected: bool,
-    refs: Vec<Option<u64>>,
+    /// The references of its positive events so far.
+    refs: Vec<u64>,
 }
 
-/// One key's state: its pending sequences (one per positive stage but the last) and what
-/// its missing-stage candidates left.
-#[derive(Debug)]
-struct KeyState {
-    pending: Vec<Option<Pending>>,
+/// What a key's missing-stage candidates left (rules with missing stages only).
+#[derive(Debug, Default)]
+struct MissingState {
     leading: Recent,
     /// Per stage (only middle missing stages are used).
     middle: Vec<Recent>,
@@ -166,7 +165,7 @@ struct Completed {
     first_time: i64,
     t_last: i64,
     leading: Option<i64>,
-    refs: Vec<Option<u64>>,
+    refs: Vec<u64>,
     state: Verdict,
 }
 
@@ -208,7 +207,7 @@ impl Rules {
         &self,
         seq: Pending,
         at: (u32, u64),
-        state: &mut KeyState,
+        awaiting: &mut Vec<usize>,
         done: &mut Vec<Completed>,
         deadlines: &mut BinaryHeap<Reverse<(i64, usize)>>,
     ) {
@@ -224,7 +223,7 @@ impl Rules {
         }
         let index = done.len();
         if verdict == Verdict::Awaiting {
-            state.awaiting.push(index);
+            awaiting.push(index);
             if let Some(span) = self.maxspan_ms {
                 let span = i64::try_from(span).unwrap_or(i64::MAX);
                 deadlines.push(Reverse((seq.first_time.saturating_add(span), index)));
@@ -272,14 +271,22 @@ pub fn sequences(
     let has_missing = positive.len() < stages;
     let has_leading = ir.stages[0].missing;
     let has_trailing = ir.stages[stages - 1].missing;
-    let new_state = || KeyState {
-        pending: (0..positive.len()).map(|_| None).collect(),
-        leading: Recent::default(),
-        middle: vec![Recent::default(); stages],
-        awaiting: Vec::new(),
+    let has_middle = roles.contains(&Role::Middle);
+    let new_missing = || MissingState {
+        middle: if has_middle {
+            vec![Recent::default(); stages]
+        } else {
+            Vec::new()
+        },
+        ..MissingState::default()
     };
 
-    let mut states: HashMap<u32, KeyState> = HashMap::new();
+    // The pending sequences: one per (key, positive stage but the last); keys are many, so
+    // only what is pending is kept.
+    let mut pending: HashMap<(u32, usize), Pending> = HashMap::new();
+    let mut missing: HashMap<u32, MissingState> = HashMap::new();
+    // Held for keys without missing-stage state (rules without missing stages).
+    let mut no_awaiting: Vec<usize> = Vec::new();
     let mut done: Vec<Completed> = Vec::new();
     // Results awaiting a trailing event, by the time after which none can reject them.
     let mut deadlines: BinaryHeap<Reverse<(i64, usize)>> = BinaryHeap::new();
@@ -317,92 +324,93 @@ pub fn sequences(
         }
         let now = rec.time;
         let stage = rec.stage(stages);
-        if stage == stages && !states.contains_key(&rec.key) {
-            previous = Some(rec);
-            return; // until: nothing pending for the key
-        }
-        let state = states.entry(rec.key).or_insert_with(new_state);
+        let key = rec.key;
         if stage == stages {
             // until: every pending sequence of the key ends.
-            state.pending.iter_mut().for_each(|p| *p = None);
+            for n in 0..positive.len() {
+                pending.remove(&(key, n));
+            }
+            previous = Some(rec);
+            return;
+        }
+        let role = roles[stage];
+        let state = if has_missing {
+            Some(missing.entry(key).or_insert_with(new_missing))
         } else {
-            match roles[stage] {
-                Role::Leading => state.leading.push(now),
-                Role::Middle => state.middle[stage].push(now),
-                Role::Trailing => {
-                    // The earliest trailing time after each waiting result's last event.
-                    let awaiting = std::mem::take(&mut state.awaiting);
-                    for index in awaiting {
-                        let result = &mut done[index];
-                        if result.state != Verdict::Awaiting {
-                            continue;
-                        }
-                        if result.t_last >= now {
-                            state.awaiting.push(index);
-                            continue;
-                        }
-                        let span = match result.leading {
-                            Some(l) => now - l,
-                            None => now - result.first_time,
-                        };
-                        result.state = if rules.exceeds(span) {
-                            Verdict::Accepted
-                        } else {
-                            Verdict::Rejected
-                        };
+            None
+        };
+        match (role, state) {
+            (Role::Leading, Some(state)) => state.leading.push(now),
+            (Role::Middle, Some(state)) => state.middle[stage].push(now),
+            (Role::Trailing, Some(state)) => {
+                // The earliest trailing time after each waiting result's last event.
+                let awaiting = std::mem::take(&mut state.awaiting);
+                for index in awaiting {
+                    let result = &mut done[index];
+                    if result.state != Verdict::Awaiting {
+                        continue;
                     }
-                }
-                Role::Positive(0) => {
-                    let mut refs = vec![None; stages];
-                    refs[stage] = Some(rec.reference);
-                    let seq = Pending {
-                        first_time: now,
-                        last_time: now,
-                        leading: state.leading.below(now),
-                        rejected: false,
-                        refs,
+                    if result.t_last >= now {
+                        state.awaiting.push(index);
+                        continue;
+                    }
+                    let span = match result.leading {
+                        Some(l) => now - l,
+                        None => now - result.first_time,
                     };
-                    if positive.len() == 1 {
-                        rules.complete(seq, (rec.key, event), state, &mut done, &mut deadlines);
+                    result.state = if rules.exceeds(span) {
+                        Verdict::Accepted
                     } else {
-                        state.pending[0] = Some(seq);
-                    }
+                        Verdict::Rejected
+                    };
                 }
-                Role::Positive(n) => {
-                    if let Some(mut seq) = state.pending[n - 1].take() {
-                        let too_late = ir
-                            .maxspan_ms
-                            .is_some_and(|span| now.abs_diff(seq.first_time) > span);
-                        if !too_late {
-                            // Middle missing stages between the previous positive stage and
-                            // this one: none may have an event strictly between the two.
+            }
+            (Role::Positive(0), mut state) => {
+                let mut refs = Vec::with_capacity(positive.len());
+                refs.push(rec.reference);
+                let seq = Pending {
+                    first_time: now,
+                    last_time: now,
+                    leading: state.as_ref().and_then(|s| s.leading.below(now)),
+                    rejected: false,
+                    refs,
+                };
+                if positive.len() == 1 {
+                    let awaiting = state.as_mut().map_or(&mut no_awaiting, |s| &mut s.awaiting);
+                    rules.complete(seq, (key, event), awaiting, &mut done, &mut deadlines);
+                } else {
+                    pending.insert((key, 0), seq);
+                }
+            }
+            (Role::Positive(n), mut state) => {
+                if let Some(mut seq) = pending.remove(&(key, n - 1)) {
+                    let too_late = ir
+                        .maxspan_ms
+                        .is_some_and(|span| now.abs_diff(seq.first_time) > span);
+                    if !too_late {
+                        // Middle missing stages between the previous positive stage and this
+                        // one: none may have an event strictly between the two.
+                        if let Some(state) = &state {
                             let from = positive[n - 1];
                             seq.rejected |= (from + 1..stage).any(|m| {
                                 state.middle[m]
                                     .below(now)
                                     .is_some_and(|t| t > seq.last_time)
                             });
-                            seq.last_time = now;
-                            seq.refs[stage] = Some(rec.reference);
-                            if n == positive.len() - 1 {
-                                rules.complete(
-                                    seq,
-                                    (rec.key, event),
-                                    state,
-                                    &mut done,
-                                    &mut deadlines,
-                                );
-                            } else {
-                                state.pending[n] = Some(seq);
-                            }
+                        }
+                        seq.last_time = now;
+                        seq.refs.push(rec.reference);
+                        if n == positive.len() - 1 {
+                            let awaiting =
+                                state.as_mut().map_or(&mut no_awaiting, |s| &mut s.awaiting);
+                            rules.complete(seq, (key, event), awaiting, &mut done, &mut deadlines);
+                        } else {
+                            pending.insert((key, n), seq);
                         }
                     }
                 }
             }
-        }
-        // Without missing stages a key with nothing pending needs no state (keys are many).
-        if !has_missing && state.pending.iter().all(Option::is_none) {
-            states.remove(&rec.key);
+            (_, None) => unreachable!("missing stages have a missing state"),
         }
         previous = Some(rec);
     })?;
@@ -421,7 +429,12 @@ pub fn sequences(
         if !out.wants_more() {
             break;
         }
-        out.push((result.refs, result.key));
+        // Each stage's reference, None at missing stages.
+        let mut refs = vec![None; stages];
+        for (stage, reference) in positive.iter().zip(result.refs) {
+            refs[*stage] = Some(reference);
+        }
+        out.push((refs, result.key));
     }
     Ok(no_time)
 }
