@@ -5,6 +5,7 @@ the reference matcher."""
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +97,68 @@ def test_spilling_to_the_given_directory_gives_the_references_results(tmp_path: 
     assert not any(tmp_path.iterdir())  # and removed
     assert got.matches == oracle.finish().matches
     assert len(got.matches) == 50
+
+
+def random_rule(rng: random.Random) -> str:
+    keys = [{"field": "k", "field_type": rng.choice(["keyword", "long", "ip"])}]
+    if rng.random() < 0.3:
+        keys[0]["optional"] = True
+    stages = rng.randint(2, 4)
+    common = {
+        "timestamp_field": "@timestamp",
+        "tiebreaker_field": rng.choice([None, {"field": "seq", "field_type": "long"}]),
+        "pipes": rng.choice([[], [{"pipe": "head", "n": 3}], [{"pipe": "tail", "n": 4}]]),
+        "size": rng.choice([None, 5]),
+    }
+    if rng.random() < 0.3:
+        body = {
+            **common,
+            "stages": [{"expr": ANY, "keys": keys} for _ in range(stages)],
+            "max_samples_per_key": rng.choice([None, 1, 2]),
+        }
+        return json.dumps({"ir_version": 1, "name": "s", "sample": body})
+    missing = [rng.random() < 0.3 for _ in range(stages)]
+    if all(missing):
+        missing[0] = False
+    body = {
+        **common,
+        "maxspan_ms": rng.choice([None, 20, 50]) if not any(missing) else rng.choice([20, 50]),
+        "stages": [{"expr": ANY, "keys": keys, "missing": m} for m in missing],
+        "until": rng.choice([None, {"expr": ANY, "keys": keys}]),
+    }
+    return json.dumps({"ir_version": 1, "name": "q", "sequence": body})
+
+
+def random_event(rng: random.Random) -> str:
+    event: dict[str, Any] = {"@timestamp": rng.choice([rng.randint(0, 100), "bad", [1, 2]])}
+    value = rng.choice(["1", "2", "3", "10.0.0.1", None, ["1", "2"], []])
+    if rng.random() < 0.9:
+        event["k"] = value
+    if rng.random() < 0.7:
+        event["seq"] = rng.randint(0, 5)
+    return json.dumps(event)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_streams_spilled_equal_the_reference(seed: int, tmp_path: Path) -> None:
+    rng = random.Random(seed)
+    ir = random_rule(rng)
+    stages = len(json.loads(ir).get("sequence", json.loads(ir).get("sample"))["stages"])
+    until = '"until": {' in ir
+    rust = _engine.SequenceMatcher(ir, memory_budget=200, spill_dir=str(tmp_path))
+    oracle = reference.SequenceMatcher(ir)
+    ref = 0
+    for line in range(150):
+        event = random_event(rng)
+        rank = rng.randint(0, 2)
+        for stage in range(stages + (1 if until else 0)):
+            if rng.random() < 0.4:
+                for matcher in (rust, oracle):
+                    matcher.add(stage, rank, line, event, ref)
+                ref += 1
+    got, want = rust.finish(), oracle.finish()
+    assert (got.matches, got.no_time, got.no_time_refs) == (
+        want.matches,
+        want.no_time,
+        want.no_time_refs,
+    ), ir
