@@ -551,8 +551,10 @@ def scan_command(
         raise typer.BadParameter("give files, directories or globs to scan", param_hint="PATHS")
     if engine is EngineName.rust and prefilter:
         from .rules.prefilter import prefilter_warnings
+        from .sequences import plan_rules
 
-        for warning in prefilter_warnings(rules, paths):
+        # Of the rules the engine runs: a sequence's stages each.
+        for warning in prefilter_warnings(plan_rules(rules, (), ()).engine_rules, paths):
             print(f"imds-scan: warning: {safe(warning)}", file=sys.stderr)
     interrupted = False
     try:
@@ -605,7 +607,7 @@ def scan_command(
                 f"imds-scan: error: {safe(failed.path)}: {safe(failed.error or '')}",
                 file=sys.stderr,
             )
-    for warning in output_mod.allowlist_warnings(stats):
+    for warning in [*output_mod.no_time_warnings(stats), *output_mod.allowlist_warnings(stats)]:
         print(f"imds-scan: warning: {warning}", file=sys.stderr)
     for shape in stats.not_ecs:
         print(f"imds-scan: warning: {shape.message}", file=sys.stderr)

@@ -16,13 +16,40 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class SeqEvent:
+    """One event of a sequence or sample result (spec/sequences.md, Output); all None for a
+    missing-event stage."""
+
+    source: str | None
+    line: int | None
+    event_text: str | None
+
+    @property
+    def missing(self) -> bool:
+        return self.event_text is None
+
+    def to_json(self) -> str:
+        """The event's object in a result's ``events`` array; its event as the original JSON."""
+        if self.event_text is None:
+            return '{"missing": true, "source": null, "line": null, "event": null}'
+        head = json.dumps({"source": self.source, "line": self.line}, ensure_ascii=False)
+        return f'{head[:-1]}, "event": {self.event_text.strip()}}}'
+
+
+@dataclass(frozen=True)
 class Hit:
+    """A single-event hit, or a sequence or sample result (``branch`` "sequence" or "sample",
+    ``events`` and ``join_keys`` set, the other fields those of its first event that is not
+    missing, ``matched`` None)."""
+
     source: str
     line: int
     rule: Rule
     branch: str
     matched: dict[str, str] | None
     event_text: str
+    events: tuple[SeqEvent, ...] | None = None
+    join_keys: tuple[object, ...] | None = None
 
     @property
     def event(self) -> dict[str, Any]:
@@ -43,6 +70,10 @@ class Hit:
             },
             ensure_ascii=False,
         )
+        if self.events is not None:  # a sequence or sample result (spec/sequences.md)
+            keys = json.dumps(list(self.join_keys or ()), ensure_ascii=False)
+            events = ", ".join(event.to_json() for event in self.events)
+            head = f'{head[:-1]}, "join_keys": {keys}, "events": [{events}]}}'
         return f'{head[:-1]}, "event": {self.event_text.strip()}}}'
 
 
@@ -84,6 +115,10 @@ class ScanStats:
     not_ecs: list[NotEcs] = field(default_factory=list)
     # --max-hits stopped the scan at this hit (its input and line).
     stopped_at: tuple[str, int] | None = None
+    # Sequence and sample stage candidates left out for want of a parsable time (counted per
+    # rule they are a candidate of), and the first few of them (input, line).
+    no_time: int = 0
+    no_time_examples: list[tuple[str, int]] = field(default_factory=list)
 
     def total(self, name: str) -> int:
         return sum(getattr(f, name) for f in self.files)

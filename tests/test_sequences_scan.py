@@ -1,0 +1,479 @@
+"""The scan layer of sequence and sample rules (python/imds_scan/sequences.py,
+spec/sequences.md "Scan layer"): stage rules, stage hits kept from the output and fed to the
+matcher, results as Hits after the single-event hits, independent of the order the inputs are
+given in, of threads and of --cluster.
+
+The rules are hand-written IR (no compiler needed). The matcher is the engine's own when it
+exists; until both matchers land, ``TinyMatcher`` below stands in for them: a throwaway that
+implements the matcher interface and the contract's sequence steps 1-4 plainly (keyword keys,
+no samples, no missing events), enough for the scan layer's tests."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import ENGINES
+from imds_scan import ScanConfig, scan
+from imds_scan.batch import FRAME, HITS, RECORDS
+from imds_scan.records import Hit
+from imds_scan.reference.event import field_values, load_event
+from imds_scan.rules import Rule, default_rules
+from imds_scan.run import open_scan
+from imds_scan.sequences import RulePlan, plan_rules, stage_rules
+from imds_scan.timestamp import parse_event_time
+
+# ---------------------------------------------------------------- a stand-in matcher
+
+
+class TinyResult:
+    def __init__(self) -> None:
+        self.matches: list[tuple[list[int | None], list[object]]] = []
+        self.no_time = 0
+        self.no_time_refs: list[int] = []
+
+
+class TinyMatcher:
+    """The matcher interface over the contract's steps 1-4 (sequences only), in memory."""
+
+    def __init__(
+        self, rule_ir_json: str, memory_budget: int = 256 << 20, spill_dir: str | None = None
+    ) -> None:
+        self.body = json.loads(rule_ir_json)["sequence"]
+        self.events: dict[tuple[int, int], tuple[str, int, set[int]]] = {}
+
+    def add(self, stage: int, rank: int, line: int, event: str, ref: int) -> None:
+        _, _, stages = self.events.setdefault((rank, line), (event, ref, set()))
+        stages.add(stage)
+
+    def _keys(self, doc: dict[str, Any], refs: list[dict[str, str]]) -> tuple[object, ...]:
+        return tuple(next(iter(field_values(doc, k["field"].split("."))), None) for k in refs)
+
+    def finish(self) -> TinyResult:
+        body = self.body
+        result = TinyResult()
+        stages = body["stages"]
+        until = len(stages)
+        ordered = []
+        for (rank, line), (text, ref, on) in self.events.items():
+            doc = load_event(text)
+            stamp = next(iter(field_values(doc, body["timestamp_field"].split("."))), None)
+            moment = None if stamp is None else parse_event_time(stamp)
+            if moment is None:
+                result.no_time += 1
+                if len(result.no_time_refs) < 5:
+                    result.no_time_refs.append(ref)
+                continue
+            ms = int(moment.timestamp() * 1000)
+            ordered.append(((ms, rank, line), ref, doc, on))
+        ordered.sort(key=lambda item: item[0])
+        pending: dict[tuple[int, tuple[object, ...]], tuple[list[int | None], int, Any]] = {}
+        found = []
+        for ordinal, ref, doc, on in ordered:
+            if until in on:
+                key = self._keys(doc, body["until"]["keys"])
+                for state in range(until):
+                    pending.pop((state, key), None)
+            for s in sorted(on - {until}, reverse=True):
+                key = self._keys(doc, stages[s]["keys"])
+                if s == 0:
+                    seq: tuple[list[int | None], int, Any] = ([ref], ordinal[0], ordinal)
+                elif (s - 1, key) in pending:
+                    refs, first, start = pending.pop((s - 1, key))
+                    span = body.get("maxspan_ms")
+                    if span is not None and ordinal[0] - first > span:
+                        continue
+                    seq = ([*refs, ref], first, start)
+                else:
+                    continue
+                if s == until - 1:
+                    found.append((seq[2], seq[0], list(key)))
+                else:
+                    pending[(s, key)] = seq
+        found.sort(key=lambda item: item[0])
+        result.matches = [(refs, keys) for _, refs, keys in found]
+        return result
+
+
+def _real_matchers() -> bool:
+    try:
+        from imds_scan._engine import SequenceMatcher  # noqa: F401
+        from imds_scan.reference.sequence import SequenceMatcher as Reference  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+REAL = _real_matchers()
+
+
+@pytest.fixture(autouse=True)
+def matcher(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engines' matchers when both exist, else the stand-in for both engines."""
+    if not REAL:
+        monkeypatch.setattr("imds_scan.sequences.make_matcher", lambda engine, ir: TinyMatcher(ir))
+
+
+# ---------------------------------------------------------------- rules and events
+
+
+def pred(field: str, value: str) -> dict[str, Any]:
+    return {"node": "pred", "field": field, "field_type": "keyword", "op": "eq", "values": [value]}
+
+
+HOST_ID = {"field": "host.id", "field_type": "keyword"}
+
+
+def sequence_rule(
+    actions: tuple[str, ...] = ("a", "b"),
+    until: str | None = None,
+    maxspan_ms: int | None = None,
+    rule_id: str = "seq",
+) -> Rule:
+    """``sequence by host.id [event.action == A] [event.action == B] … [until …]``."""
+    body: dict[str, Any] = {
+        "timestamp_field": "@timestamp",
+        "tiebreaker_field": None,
+        "maxspan_ms": maxspan_ms,
+        "stages": [
+            {"expr": pred("event.action", a), "keys": [HOST_ID], "missing": False} for a in actions
+        ],
+        "until": None
+        if until is None
+        else {"expr": pred("event.action", until), "keys": [HOST_ID]},
+        "pipes": [],
+        "size": None,
+    }
+    if until is not None:
+        body["until"] = {"expr": pred("event.action", until), "keys": [HOST_ID]}
+    ir = {"ir_version": 1, "id": rule_id, "name": f"Rule {rule_id}", "severity": "medium"}
+    ir["sequence"] = body
+    return Rule(rule_id, f"Rule {rule_id}", "medium", "sequence …", ir, source="<test>")
+
+
+def ev(second: int | None, action: str, host: str = "h1", **extra: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {"event": {"action": action}, "host": {"id": host, "name": host}}
+    if second is not None:
+        doc["@timestamp"] = f"2024-05-01T00:00:{second:02d}Z"
+    return {**doc, **extra}
+
+
+IMDS = {"event": {"category": "network"}, "destination": {"ip": "169.254.169.254"}}
+
+
+def write(path: Path, *events: dict[str, Any] | str) -> str:
+    path.write_text("".join((e if isinstance(e, str) else json.dumps(e)) + "\n" for e in events))
+    return str(path)
+
+
+def keyed(hits: list[Hit]) -> list[tuple[Any, ...]]:
+    """What two scans must agree on, hit by hit (sequence results with their events)."""
+    return [
+        (
+            h.source,
+            h.line,
+            h.rule.id,
+            h.branch,
+            h.event_text,
+            h.join_keys,
+            None if h.events is None else [(e.source, e.line, e.event_text) for e in h.events],
+        )
+        for h in hits
+    ]
+
+
+@pytest.fixture
+def spread(tmp_path: Path) -> list[str]:
+    """Sequences whose events span files, with ties broken by the inputs' names: c.ndjson's
+    stage-1 event at second 1 comes after a.ndjson's (same time, later rank) and so is the one
+    the h1 sequence keeps; an IMDS hit in b.ndjson; h2's sequence inside b.ndjson."""
+    return [
+        write(tmp_path / "c.ndjson", ev(1, "a", pad=1), ev(5, "x"), ev(9, "b", "h2")),
+        write(tmp_path / "a.ndjson", ev(1, "a"), ev(3, "b"), ev(7, "a", "h2")),
+        write(tmp_path / "b.ndjson", IMDS, ev(2, "b"), ev(8, "z", "h2")),
+    ]
+
+
+# ---------------------------------------------------------------- stage rules
+
+
+def test_stage_rules_one_branch_per_stage_and_until_with_the_allowlist() -> None:
+    from imds_scan.config import condition_allowlist
+
+    (rule,) = condition_allowlist(['process.name == "ok"']).apply(
+        [sequence_rule(("a", "b", "c"), until="stop")]
+    )
+    stages = stage_rules(rule)
+    assert [s.id for s in stages] == ["seq/stage1", "seq/stage2", "seq/stage3", "seq/until"]
+    assert [s.branch_names for s in stages] == [["stage1"], ["stage2"], ["stage3"], ["until"]]
+    assert stages[1].ir["branches"][0]["expr"] == pred("event.action", "b")
+    assert stages[3].ir["branches"][0]["expr"] == pred("event.action", "stop")
+    for s in stages:
+        assert s.ir["allowlist"] == rule.ir["allowlist"] and len(s.ir["allowlist"]) == 1
+        assert s.allowlist_labels == rule.allowlist_labels
+        assert (s.name, s.severity) == (rule.name, rule.severity)
+        assert "sequence" not in s.ir
+
+
+def test_plan_puts_host_filters_in_stage_rules_and_maps_them_to_their_rule() -> None:
+    rules = [default_rules()[0], sequence_rule(until="stop")]
+    plan: RulePlan = plan_rules(rules, ["web-*"], [])
+    assert [r.id for r in plan.rules] == ["imds-default", "seq"]
+    assert [r.id for r in plan.engine_rules] == [
+        "imds-default",
+        "seq/stage1",
+        "seq/stage2",
+        "seq/until",
+    ]
+    assert plan.owner == [0, 1, 1, 1] and plan.stage == [None, 0, 1, 2]
+    for r in plan.engine_rules:
+        first = r.ir["branches"][0]["expr"]["args"][0]
+        assert first["field"] == "host.name" and first["values"] == ["web-*"]
+    assert plan.rules[1] is rules[1]  # the rule as loaded: its IR is the matcher's
+
+
+# ---------------------------------------------------------------- the scan
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_results_after_single_event_hits_stage_hits_never_out(
+    spread: list[str], engine: str
+) -> None:
+    rules = [default_rules()[0], sequence_rule()]
+    result = scan(spread, rules=rules, engine=engine)  # type: ignore[arg-type]
+    a, b, c = sorted(spread)
+    kinds = [(h.rule.id, h.branch) for h in result.hits]
+    assert kinds == [("imds-default", "network"), ("seq", "sequence"), ("seq", "sequence")]
+    first, h1, h2 = result.hits
+    assert (first.source, first.line, first.events) == (b, 1, None)
+    # h1: c's stage-1 event (same second as a's, later rank) then b's stage 2 at second 2.
+    assert h1.events is not None and h1.join_keys == ("h1",)
+    assert [(e.source, e.line) for e in h1.events] == [(c, 1), (b, 2)]
+    assert (h1.source, h1.line, h1.event_text) == (c, 1, h1.events[0].event_text)
+    assert json.loads(h1.event_text) == ev(1, "a", pad=1)
+    assert h2.join_keys == ("h2",) and h2.events is not None
+    assert [(e.source, e.line) for e in h2.events] == [(a, 3), (c, 3)]
+    # Counts: 1 IMDS hit in b and the results under their first event's input.
+    hits = {Path(f.path).name: f.hits for f in result.stats.files}
+    assert hits == {"a.ndjson": 1, "b.ndjson": 1, "c.ndjson": 1}
+
+
+def test_ndjson_record_of_a_result(spread: list[str]) -> None:
+    result = scan(spread, rules=[sequence_rule()])
+    record = json.loads(result.hits[0].to_json())
+    first = result.hits[0]
+    assert list(record) == [
+        "source",
+        "line",
+        "rule",
+        "rule_id",
+        "severity",
+        "branch",
+        "matched",
+        "join_keys",
+        "events",
+        "event",
+    ]
+    assert record["branch"] == "sequence" and record["matched"] is None
+    assert record["join_keys"] == ["h1"] and record["rule_id"] == "seq"
+    assert [(e["source"], e["line"]) for e in record["events"]] == [
+        (e.source, e.line) for e in first.events or ()
+    ]
+    assert record["events"][0]["event"] == record["event"] == ev(1, "a", pad=1)
+    assert (record["source"], record["line"]) == (first.source, first.line)
+
+
+def test_missing_event_record() -> None:
+    from imds_scan.records import SeqEvent
+
+    hit = Hit(
+        "f",
+        2,
+        sequence_rule(),
+        "sequence",
+        None,
+        '{"a": 1}',
+        events=(SeqEvent("f", 2, '{"a": 1}'), SeqEvent(None, None, None)),
+        join_keys=(None, 3),
+    )
+    record = json.loads(hit.to_json())
+    assert record["events"] == [
+        {"source": "f", "line": 2, "event": {"a": 1}},
+        {"missing": True, "source": None, "line": None, "event": None},
+    ]
+    assert record["join_keys"] == [None, 3]
+
+
+def test_result_independent_of_given_order_threads_and_engine(spread: list[str]) -> None:
+    rules = [default_rules()[0], sequence_rule(until="z"), sequence_rule(("a", "a"), rule_id="aa")]
+    want = keyed(scan(spread, rules=rules, engine="python").hits)
+    assert [h[3] for h in want].count("sequence") >= 2
+    for order in (spread, spread[::-1], [spread[1], spread[2], spread[0]]):
+        for threads in (1, 2, 4):
+            got = scan(order, rules=rules, config=ScanConfig(threads=threads))
+            assert keyed(got.hits) == want, (order, threads)
+
+
+def test_until_and_maxspan_reach_the_matcher(tmp_path: Path) -> None:
+    f = write(
+        tmp_path / "x.ndjson",
+        ev(1, "a"),
+        ev(2, "stop"),
+        ev(3, "b"),  # the until dropped the pending sequence
+        ev(10, "a"),
+        ev(40, "b"),  # 30 s after its first event: beyond a 20 s maxspan
+        ev(41, "a"),
+        ev(50, "b"),
+    )
+    rules = [sequence_rule(until="stop", maxspan_ms=20_000)]
+    (only,) = scan([f], rules=rules).hits
+    assert [e.line for e in only.events or ()] == [6, 7]
+
+
+def test_since_until_select_candidates(tmp_path: Path) -> None:
+    from datetime import datetime
+
+    f = write(tmp_path / "x.ndjson", ev(1, "a"), ev(5, "a"), ev(9, "b"))
+    config = ScanConfig(until=datetime(2024, 5, 1, 0, 0, 3))  # only second 1 is a candidate
+    assert scan([f], rules=[sequence_rule()], config=config).hits == []
+    config = ScanConfig(since=datetime(2024, 5, 1, 0, 0, 3))  # second 5's a, then second 9's b
+    (only,) = scan([f], rules=[sequence_rule()], config=config).hits
+    assert [e.line for e in only.events or ()] == [2, 3]
+
+
+def test_max_hits_counts_results(spread: list[str]) -> None:
+    rules = [default_rules()[0], sequence_rule()]
+    result = scan(spread, rules=rules, config=ScanConfig(max_hits=2))
+    assert [h.branch for h in result.hits] == ["network", "sequence"]
+    assert result.stats.stopped_at == (result.hits[1].source, result.hits[1].line)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_candidates_without_time_are_counted_with_examples(tmp_path: Path, engine: str) -> None:
+    f = write(
+        tmp_path / "x.ndjson",
+        ev(None, "a"),
+        ev(1, "a"),
+        {**ev(None, "b"), "@timestamp": "yesterday"},
+        ev(2, "b"),
+    )
+    result = scan([f], rules=[sequence_rule()], engine=engine)  # type: ignore[arg-type]
+    (only,) = result.hits
+    assert [e.line for e in only.events or ()] == [2, 4]
+    assert result.stats.no_time == 2
+    assert result.stats.no_time_examples == [(f, 1), (f, 3)]
+
+
+@pytest.mark.parametrize(
+    "needs", [{HITS}, {RECORDS}, {FRAME}, {RECORDS, FRAME}], ids=lambda n: "+".join(sorted(n))
+)
+def test_every_batch_form_of_results_and_counts(spread: list[str], needs: set[str]) -> None:
+    """Whatever the writers ask for (the engine's records and rows fast paths included), the
+    batches hold no stage hit and their rule counts are per loaded rule."""
+    rules = [default_rules()[0], sequence_rule()]
+    stream = open_scan(spread, rules=rules, needs=frozenset(needs))
+    records: list[dict[str, Any]] = []
+    rows = 0
+    counts = [0, 0]
+    for batch in stream:
+        if batch.rule_counts is not None:
+            assert len(batch.rule_counts) == 2
+            counts = [x + y for x, y in zip(counts, batch.rule_counts, strict=True)]
+        if RECORDS in needs:
+            records += [json.loads(line) for line in batch.records.splitlines()]
+        if FRAME in needs:
+            assert set(batch.frame["branch"]) <= {"network", "sequence"}
+            rows += batch.frame.height
+    stream.close()
+    assert counts == [1, 2]
+    if RECORDS in needs:
+        assert [r["branch"] for r in records] == ["network", "sequence", "sequence"]
+        assert records[1]["join_keys"] == ["h1"] and len(records[1]["events"]) == 2
+    if FRAME in needs:
+        assert rows == 3
+
+
+def test_allowlist_counts_are_the_sequence_rules(tmp_path: Path) -> None:
+    from imds_scan.config import condition_allowlist
+
+    f = write(
+        tmp_path / "x.ndjson",
+        ev(1, "a", process={"name": "ok"}),
+        ev(2, "b", process={"name": "ok"}),
+        ev(3, "a"),
+        ev(4, "b"),
+    )
+    rules = condition_allowlist(['process.name == "ok"']).apply([sequence_rule()])
+    result = scan([f], rules=rules)
+    (only,) = result.hits
+    assert [e.line for e in only.events or ()] == [3, 4]
+    (drops,) = result.stats.allowlist
+    assert (drops.rule_id, drops.dropped, drops.hits) == ("seq", 2, 1)
+
+
+def test_damaged_input_keeps_the_sequences_read(tmp_path: Path) -> None:
+    lines = [ev(1, "a"), ev(2, "b")] + [ev(3, "x", pad="y" * 200) for _ in range(2000)]
+    data = gzip.compress("".join(json.dumps(e) + "\n" for e in lines).encode())
+    broken = tmp_path / "x.ndjson.gz"
+    broken.write_bytes(data[: len(data) // 2])
+    result = scan([str(broken)], rules=[sequence_rule()])
+    (only,) = result.hits
+    assert [e.line for e in only.events or ()] == [1, 2]
+    assert result.stats.errors and result.stats.files[0].hits == 1
+
+
+# ---------------------------------------------------------------- the CLI, in process
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Run the CLI in this process with ``rules`` as the loaded rules (no compiler needed)."""
+    from typer.testing import CliRunner
+
+    from imds_scan import cli as cli_mod
+
+    def run(rules: list[Rule], *args: str) -> Any:
+        monkeypatch.setattr(cli_mod, "_load_rules", lambda *a, **k: rules)
+        return CliRunner().invoke(cli_mod.app, [*args, "--no-config"])
+
+    yield run
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "json", "csv", "table", "alerts", "parquet"])
+def test_cli_every_format_takes_results(
+    cli: Any, spread: list[str], tmp_path: Path, fmt: str
+) -> None:
+    out = tmp_path / f"out.{fmt}"
+    rules = [default_rules()[0], sequence_rule()]
+    done = cli(rules, *spread, "-f", fmt, "-o", str(out), "--report", str(tmp_path / "r.html"))
+    assert done.exit_code == 1, done.output
+    assert out.stat().st_size > 0
+    assert "3 hit(s)" in done.stderr
+    if fmt == "ndjson":
+        records = [json.loads(line) for line in out.read_text().splitlines()]
+        assert [r["branch"] for r in records] == ["network", "sequence", "sequence"]
+
+
+def test_cli_reports_candidates_without_time(cli: Any, tmp_path: Path) -> None:
+    f = write(tmp_path / "x.ndjson", *[ev(None, "a") for _ in range(7)], ev(1, "a"), ev(2, "b"))
+    done = cli([sequence_rule()], f, "-f", "ndjson", "-q")
+    assert done.exit_code == 1, done.output
+    assert "7 sequence/sample candidate(s) without a parsable timestamp" in done.stderr
+    assert f"{f}:5)" in done.stderr and f"{f}:6" not in done.stderr
+    assert len(done.stdout.splitlines()) == 1
+
+
+def test_cli_damaged_input_exit_2_with_results(cli: Any, tmp_path: Path) -> None:
+    lines = [ev(1, "a"), ev(2, "b")] + [ev(3, "x", pad="y" * 200) for _ in range(2000)]
+    data = gzip.compress("".join(json.dumps(e) + "\n" for e in lines).encode())
+    broken = tmp_path / "x.ndjson.gz"
+    broken.write_bytes(data[: len(data) // 2])
+    done = cli([sequence_rule()], str(broken), "-f", "ndjson")
+    assert done.exit_code == 2, done.output
+    (record,) = [json.loads(line) for line in done.stdout.splitlines()]
+    assert record["branch"] == "sequence"
