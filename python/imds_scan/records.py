@@ -17,37 +17,25 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class SeqEvent:
-    """One event of a sequence or sample result (spec/sequences.md, Output); all None for a
-    missing-event stage."""
+    """One stage's event of a sequence or sample result; all None for a missing-event stage
+    (spec/sequences.md, Output)."""
 
     source: str | None
     line: int | None
     event_text: str | None
 
-    @property
-    def missing(self) -> bool:
-        return self.event_text is None
-
-    def to_json(self) -> str:
-        """The event's object in a result's ``events`` array; its event as the original JSON."""
-        if self.event_text is None:
-            return '{"missing": true, "source": null, "line": null, "event": null}'
-        head = json.dumps({"source": self.source, "line": self.line}, ensure_ascii=False)
-        return f'{head[:-1]}, "event": {self.event_text.strip()}}}'
-
 
 @dataclass(frozen=True)
 class Hit:
-    """A single-event hit, or a sequence or sample result (``branch`` "sequence" or "sample",
-    ``events`` and ``join_keys`` set, the other fields those of its first event that is not
-    missing, ``matched`` None)."""
-
     source: str
     line: int
     rule: Rule
     branch: str
     matched: dict[str, str] | None
     event_text: str
+    # A sequence or sample result (branch "sequence"/"sample"): its events in stage order and
+    # its join key values; None for a single-event hit. source/line/event_text: the first
+    # event that is not missing.
     events: tuple[SeqEvent, ...] | None = None
     join_keys: tuple[object, ...] | None = None
 
@@ -57,7 +45,8 @@ class Hit:
         return doc
 
     def to_json(self) -> str:
-        """One NDJSON record; the event is embedded as the original JSON text."""
+        """One NDJSON record; the event is embedded as the original JSON text. A result also
+        has ``join_keys`` and ``events`` (each event embedded likewise)."""
         head = json.dumps(
             {
                 "source": self.source,
@@ -70,11 +59,19 @@ class Hit:
             },
             ensure_ascii=False,
         )
-        if self.events is not None:  # a sequence or sample result (spec/sequences.md)
+        if self.events is not None:
             keys = json.dumps(list(self.join_keys or ()), ensure_ascii=False)
-            events = ", ".join(event.to_json() for event in self.events)
+            events = ", ".join(event_json(event) for event in self.events)
             head = f'{head[:-1]}, "join_keys": {keys}, "events": [{events}]}}'
         return f'{head[:-1]}, "event": {self.event_text.strip()}}}'
+
+
+def event_json(event: SeqEvent) -> str:
+    """A result's event as its NDJSON record writes it (the event's JSON text embedded)."""
+    if event.event_text is None:
+        return '{"missing": true, "source": null, "line": null, "event": null}'
+    where = json.dumps({"source": event.source, "line": event.line}, ensure_ascii=False)
+    return f'{where[:-1]}, "event": {event.event_text.strip()}}}'
 
 
 @dataclass

@@ -144,6 +144,33 @@ def plan_rules(rules: Sequence[Rule], hosts: Sequence[str], exclude: Sequence[st
     return RulePlan(shown, engine, owner, stage)
 
 
+def with_host_filters(
+    rules: Sequence[Rule], include: Sequence[str] = (), exclude: Sequence[str] = ()
+) -> list[Rule]:
+    """:func:`~imds_scan.filters.with_host_filter` for rules of every kind: a sequence's or
+    sample's stages and ``until`` get the host filter as their first conjunct, as their stage
+    rules do in the scan (what ``--show-rule`` prints)."""
+    from .filters import host_filter_node, with_host_filter
+
+    node = host_filter_node(include, exclude)
+    out = []
+    for rule in rules:
+        kind = rule_kind(rule)
+        if kind == "event" or node is None:
+            out += with_host_filter([rule], include, exclude)
+            continue
+        body = dict(rule.ir[kind])
+        body["stages"] = [
+            {**stage, "expr": {"node": "and", "args": [node, stage["expr"]]}}
+            for stage in body["stages"]
+        ]
+        if body.get("until") is not None:
+            until = body["until"]
+            body["until"] = {**until, "expr": {"node": "and", "args": [node, until["expr"]]}}
+        out.append(dataclasses.replace(rule, ir={**rule.ir, kind: body}))
+    return out
+
+
 MatcherFactory = Callable[[Engine, str], Matcher]
 
 
@@ -278,7 +305,7 @@ class SequenceRun:
                 continue
             rank, line, text = self.spill.get(ref)
             events.append(SeqEvent(self.names[rank], line, text))
-        first = next((e for e in events if not e.missing), SeqEvent("", 0, ""))
+        first = next((e for e in events if e.event_text is not None), SeqEvent("", 0, ""))
         source, line, text = first.source or "", first.line or 0, first.event_text or ""
         self.results[source] = self.results.get(source, 0) + 1
         return Hit(
