@@ -604,3 +604,18 @@ def test_host_filters_in_every_stage_for_show_rule() -> None:
     parts = [*body["stages"], body["until"]]
     assert [r.ir["branches"][0]["expr"] for r in engine_rules[1:]] == [p["expr"] for p in parts]
     assert with_host_filters(rules) == rules
+
+
+def test_spill_gives_back_each_candidate_and_writes_a_line_once() -> None:
+    from imds_scan.sequences import _Spill
+
+    spill = _Spill()
+    texts = [f'{{"n": {i}, "pad": "{"é" * (i % 300)}"}}' for i in range(5000)]
+    offsets = [spill.put("f", i % 3, i, text) for i, text in enumerate(texts)]
+    assert spill.put("f", 2, 4999, texts[-1]) == offsets[-1]  # a second stage's hit, same line
+    assert [spill.get(o) for o in offsets[::-7]] == [
+        (i % 3, i, texts[i]) for i in range(len(texts))
+    ][::-7]
+    later = spill.put("g", 1, 1, "{}")  # after reads
+    assert spill.get(later) == (1, 1, "{}") and spill.get(offsets[0]) == (0, 0, texts[0])
+    spill.close()

@@ -31,6 +31,8 @@ from .rules import Rule
 KINDS = ("sequence", "sample")
 # How many candidates without a parsable time are named (file:line) in the statistics.
 NO_TIME_EXAMPLES = 5
+# Candidates' bytes gathered before they are written to the spill file.
+_WRITE_SIZE = 1 << 20
 # A spilled candidate: its input rank, line and the byte length of its UTF-8 text, then the text.
 _HEADER = struct.Struct("<IQQ")
 
@@ -191,6 +193,8 @@ class _Spill:
         self.file: IO[bytes] = tempfile.TemporaryFile(prefix="imds-scan-candidates-")  # noqa: SIM115
         self.end = 0
         self.last: tuple[str, int, int] | None = None  # (source, line, offset) just written
+        self.written = 0  # what is in the file; the rest is pending
+        self.pending = bytearray()
 
     def put(self, source: str, rank: int, line: int, text: str) -> int:
         # The rules' hits on one line come together: its text is written once.
@@ -198,14 +202,23 @@ class _Spill:
             return self.last[2]
         data = text.encode("utf-8", "surrogatepass")
         offset = self.end
-        self.file.seek(offset)
-        self.file.write(_HEADER.pack(rank, line, len(data)))
-        self.file.write(data)
+        self.pending += _HEADER.pack(rank, line, len(data))
+        self.pending += data
         self.end += _HEADER.size + len(data)
         self.last = (source, line, offset)
+        if len(self.pending) >= _WRITE_SIZE:
+            self._flush()
         return offset
 
+    def _flush(self) -> None:
+        self.file.seek(self.written)
+        self.file.write(self.pending)
+        self.written = self.end
+        self.pending.clear()
+
     def get(self, offset: int) -> tuple[int, int, str]:
+        if self.pending:
+            self._flush()
         self.file.seek(offset)
         rank, line, size = _HEADER.unpack(self.file.read(_HEADER.size))
         return rank, line, self.file.read(size).decode("utf-8", "surrogatepass")
@@ -236,7 +249,11 @@ class SequenceRun:
             for index, rule in enumerate(plan.rules)
             if rule_kind(rule) != "event"
         }
-        self.of_rule = {id(rule): i for i, rule in enumerate(plan.engine_rules)}
+        # Per engine rule (by its object, which its Hits carry): its matcher and stage, or None.
+        self.stage_of: dict[int, tuple[Matcher, int] | None] = {
+            id(rule): None if stage is None else (self.matchers[plan.owner[i]], stage)
+            for i, (rule, stage) in enumerate(zip(plan.engine_rules, plan.stage, strict=True))
+        }
         self.stage_rules = {i for i, s in enumerate(plan.stage) if s is not None}
         self.spill = _Spill()
         self.candidates: dict[str, int] = {}  # stage hits per input (the engine counted them)
@@ -261,18 +278,20 @@ class SequenceRun:
         if not batch.count:
             return batch
         keep = []
+        stage_of, ranks, within, spill = self.stage_of, self.ranks, self.within, self.spill
+        candidates = self.candidates
         for k, hit in enumerate(batch.hits):
-            i = self.of_rule[id(hit.rule)]
-            stage = self.plan.stage[i]
-            if stage is None:
+            where = stage_of[id(hit.rule)]
+            if where is None:
                 keep.append(k)
                 continue
-            self.candidates[hit.source] = self.candidates.get(hit.source, 0) + 1
-            if self.within is not None and not self.within(hit.event_text):
+            source, line, text = hit.source, hit.line, hit.event_text
+            candidates[source] = candidates.get(source, 0) + 1
+            if within is not None and not within(text):
                 continue  # --since/--until: not a candidate
-            rank = self.ranks[hit.source]
-            ref = self.spill.put(hit.source, rank, hit.line, hit.event_text)
-            self.matchers[self.plan.owner[i]].add(stage, rank, hit.line, hit.event_text, ref)
+            rank = ranks[source]
+            matcher, stage = where
+            matcher.add(stage, rank, line, text, spill.put(source, rank, line, text))
         kept = batch.take(keep)
         kept.rule_counts = None if engine_counts is None else self.counts(engine_counts)
         return kept
