@@ -3,10 +3,8 @@ spec/sequences.md "Scan layer"): stage rules, stage hits kept from the output an
 matcher, results as Hits after the single-event hits, independent of the order the inputs are
 given in, of threads and of --cluster.
 
-The rules are hand-written IR (no compiler needed). The matcher is the engine's own when it
-exists; until both matchers land, ``TinyMatcher`` below stands in for them: a throwaway that
-implements the matcher interface and the contract's sequence steps 1-4 plainly (keyword keys,
-no samples, no missing events), enough for the scan layer's tests."""
+The rules are hand-written IR (no compiler needed). The matcher is the engine's own; until the
+binding has one, the reference matcher stands in for it under the rust engine."""
 
 from __future__ import annotations
 
@@ -22,101 +20,31 @@ from conftest import ENGINES
 from imds_scan import ScanConfig, scan
 from imds_scan.batch import FRAME, HITS, RECORDS
 from imds_scan.records import Hit
-from imds_scan.reference.event import field_values, load_event
 from imds_scan.rules import Rule, default_rules
 from imds_scan.run import open_scan
 from imds_scan.sequences import RulePlan, plan_rules, stage_rules
-from imds_scan.timestamp import parse_event_time
 
-# ---------------------------------------------------------------- a stand-in matcher
-
-
-class TinyResult:
-    def __init__(self) -> None:
-        self.matches: list[tuple[list[int | None], list[object]]] = []
-        self.no_time = 0
-        self.no_time_refs: list[int] = []
+# ---------------------------------------------------------------- the matchers
 
 
-class TinyMatcher:
-    """The matcher interface over the contract's steps 1-4 (sequences only), in memory."""
-
-    def __init__(
-        self, rule_ir_json: str, memory_budget: int = 256 << 20, spill_dir: str | None = None
-    ) -> None:
-        self.body = json.loads(rule_ir_json)["sequence"]
-        self.events: dict[tuple[int, int], tuple[str, int, set[int]]] = {}
-
-    def add(self, stage: int, rank: int, line: int, event: str, ref: int) -> None:
-        _, _, stages = self.events.setdefault((rank, line), (event, ref, set()))
-        stages.add(stage)
-
-    def _keys(self, doc: dict[str, Any], refs: list[dict[str, str]]) -> tuple[object, ...]:
-        return tuple(next(iter(field_values(doc, k["field"].split("."))), None) for k in refs)
-
-    def finish(self) -> TinyResult:
-        body = self.body
-        result = TinyResult()
-        stages = body["stages"]
-        until = len(stages)
-        ordered = []
-        for (rank, line), (text, ref, on) in self.events.items():
-            doc = load_event(text)
-            stamp = next(iter(field_values(doc, body["timestamp_field"].split("."))), None)
-            moment = None if stamp is None else parse_event_time(stamp)
-            if moment is None:
-                result.no_time += 1
-                if len(result.no_time_refs) < 5:
-                    result.no_time_refs.append(ref)
-                continue
-            ms = int(moment.timestamp() * 1000)
-            ordered.append(((ms, rank, line), ref, doc, on))
-        ordered.sort(key=lambda item: item[0])
-        pending: dict[tuple[int, tuple[object, ...]], tuple[list[int | None], int, Any]] = {}
-        found = []
-        for ordinal, ref, doc, on in ordered:
-            if until in on:
-                key = self._keys(doc, body["until"]["keys"])
-                for state in range(until):
-                    pending.pop((state, key), None)
-            for s in sorted(on - {until}, reverse=True):
-                key = self._keys(doc, stages[s]["keys"])
-                if s == 0:
-                    seq: tuple[list[int | None], int, Any] = ([ref], ordinal[0], ordinal)
-                elif (s - 1, key) in pending:
-                    refs, first, start = pending.pop((s - 1, key))
-                    span = body.get("maxspan_ms")
-                    if span is not None and ordinal[0] - first > span:
-                        continue
-                    seq = ([*refs, ref], first, start)
-                else:
-                    continue
-                if s == until - 1:
-                    found.append((seq[2], seq[0], list(key)))
-                else:
-                    pending[(s, key)] = seq
-        found.sort(key=lambda item: item[0])
-        result.matches = [(refs, keys) for _, refs, keys in found]
-        return result
-
-
-def _real_matchers() -> bool:
+def _rust_matcher() -> bool:
     try:
         from imds_scan._engine import SequenceMatcher  # noqa: F401
-        from imds_scan.reference.sequence import SequenceMatcher as Reference  # noqa: F401
     except ImportError:
         return False
     return True
 
 
-REAL = _real_matchers()
-
-
 @pytest.fixture(autouse=True)
 def matcher(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The engines' matchers when both exist, else the stand-in for both engines."""
-    if not REAL:
-        monkeypatch.setattr("imds_scan.sequences.make_matcher", lambda engine, ir: TinyMatcher(ir))
+    """The engines' own matchers; the reference one for the rust engine too until the
+    binding has its own (then both run)."""
+    if not _rust_matcher():
+        from imds_scan.reference.sequence import SequenceMatcher
+
+        monkeypatch.setattr(
+            "imds_scan.sequences.make_matcher", lambda engine, ir: SequenceMatcher(ir)
+        )
 
 
 # ---------------------------------------------------------------- rules and events
@@ -619,3 +547,41 @@ def test_spill_gives_back_each_candidate_and_writes_a_line_once() -> None:
     later = spill.put("g", 1, 1, "{}")  # after reads
     assert spill.get(later) == (1, 1, "{}") and spill.get(offsets[0]) == (0, 0, texts[0])
     spill.close()
+
+
+def test_sample_results_and_missing_stages_in_results(tmp_path: Path) -> None:
+    f = write(
+        tmp_path / "x.ndjson",
+        ev(9, "b", "h2"),
+        ev(1, "a", "h2"),
+        ev(2, "a", "h1"),
+        ev(3, "m", "h1"),  # between h1's a and b: no h1 sequence with ![m]
+        ev(4, "b", "h1"),
+        ev(None, "b", "h3"),  # a sample needs no time
+        ev(None, "a", "h3"),
+    )
+    sample = sequence_rule(rule_id="smp")
+    body = sample.ir.pop("sequence")
+    sample.ir["sample"] = {
+        "timestamp_field": "@timestamp",
+        "tiebreaker_field": None,
+        "stages": [{"expr": s["expr"], "keys": s["keys"]} for s in body["stages"]],
+        "max_samples_per_key": None,
+        "pipes": [],
+        "size": None,
+    }
+    gap = sequence_rule(("a", "m", "b"), maxspan_ms=60_000, rule_id="gap")
+    gap.ir["sequence"]["stages"][1]["missing"] = True
+    result = scan([f], rules=[sample, gap])
+    hits = result.hits
+    got = [(h.rule.id, h.branch, h.join_keys, [e.line for e in h.events or ()]) for h in hits]
+    assert got == [
+        ("smp", "sample", ("h1",), [3, 5]),
+        ("smp", "sample", ("h2",), [2, 1]),
+        ("smp", "sample", ("h3",), [7, 6]),
+        ("gap", "sequence", ("h2",), [2, None, 1]),
+    ]
+    last = json.loads(result.hits[-1].to_json())
+    assert last["events"][1] == {"missing": True, "source": None, "line": None, "event": None}
+    assert (last["source"], last["line"]) == (f, 2)
+    assert result.stats.no_time == 2  # the gap rule's h3 events (a sample needs no time)

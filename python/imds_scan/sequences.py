@@ -18,9 +18,10 @@ own compact record per candidate (see its engine), and the results it returns.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, Any, Protocol
 
 from .batch import HitBatch
@@ -76,7 +77,8 @@ def stage_rules(rule: Rule) -> list[Rule]:
 
 
 class MatchResult(Protocol):
-    matches: list[tuple[list[int | None], list[object]]]
+    # A list in the contract; any iterable is taken (an engine may make them as they go).
+    matches: Iterable[tuple[Sequence[int | None], Sequence[object]]]
     no_time: int
     no_time_refs: list[int]
 
@@ -306,12 +308,9 @@ class SequenceRun:
                 if len(self.no_time_examples) < NO_TIME_EXAMPLES:
                     rank, line, _ = self.spill.get(ref)
                     self.no_time_examples.append((self.names[rank], line))
-            matches = found.matches
-            for start in range(0, len(matches), BATCH_HITS):
-                hits = [
-                    self._hit(rule, refs, keys)
-                    for refs, keys in matches[start : start + BATCH_HITS]
-                ]
+            matches = iter(found.matches)
+            while chunk := list(itertools.islice(matches, BATCH_HITS)):
+                hits = [self._hit(rule, refs, keys) for refs, keys in chunk]
                 counts = [0] * len(self.plan.rules)
                 counts[index] = len(hits)
                 yield HitBatch.of(hits, rule_counts=counts)
