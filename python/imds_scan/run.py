@@ -130,7 +130,11 @@ def open_scan(
         default_rules() if rules is None else rules, config.hosts, config.exclude_hosts
     )
     chosen = plan.rules
-    if window.active or plan.has_sequences:  # stage hits are told apart by their Hit's rule
+    if plan.has_sequences:
+        # Stage hits are told apart by their Hit's rule, and are most of the hits: records
+        # and rows the engine made for them would be thrown away.
+        needs = frozenset({HITS})
+    if window.active:
         needs = needs | {HITS}
     expanded = expand(paths, endpoint_url=config.endpoint_url)
     if check_inputs is not None:
