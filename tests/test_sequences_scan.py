@@ -585,3 +585,57 @@ def test_sample_results_and_missing_stages_in_results(tmp_path: Path) -> None:
     assert last["events"][1] == {"missing": True, "source": None, "line": None, "event": None}
     assert (last["source"], last["line"]) == (f, 2)
     assert result.stats.no_time == 2  # the gap rule's h3 events (a sample needs no time)
+
+
+_MEMORY_CHILD = """
+import sys
+sys.path.insert(0, sys.argv[2])
+import imds_scan.sequences as sq
+from imds_scan.reference.sequence import MatchResult
+from imds_scan.run import open_scan
+from test_sequences_scan import sequence_rule
+
+class Discard:  # a matcher that keeps one ref: what else stays is the scan layer's
+    def add(self, stage, rank, line, event, ref):
+        self.last = ref
+    def finish(self):
+        return MatchResult([([0, self.last], ["h"])], 0, [])
+
+sq.make_matcher = lambda engine, ir: Discard()
+for batch in open_scan([sys.argv[1]], rules=[sequence_rule()]):
+    (result,) = batch.hits
+print(result.events[1].line)
+"""
+# Peak RSS of a child from a small wrapper: a process started from a big one (pytest) reports
+# its parent's peak as its own.
+_WRAPPER = """
+import resource, subprocess, sys
+done = subprocess.run([sys.executable, "-c", *sys.argv[1:]], capture_output=True, text=True)
+sys.stderr.write(done.stderr)
+print(done.returncode, done.stdout.strip(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def test_candidate_texts_stay_out_of_memory(tmp_path: Path) -> None:
+    """48 MB of candidate text through the scan layer: its peak memory grows by a few
+    batches, not by the texts (they are in the spill file, read back for the results)."""
+    import subprocess
+    import sys
+
+    def peak_kb(lines: int) -> int:
+        path = tmp_path / f"{lines}.ndjson"
+        write(path, *[ev(i % 60, "ab"[i % 2], pad="x" * 1200) for i in range(lines)])
+        here = str(Path(__file__).parent)
+        done = subprocess.run(
+            [sys.executable, "-c", _WRAPPER, _MEMORY_CHILD, str(path), here],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        code, line, peak = map(int, done.stdout.split())
+        assert code == 0, done.stderr[-2000:]
+        assert line == lines  # the last candidate, read back from the spill file
+        return peak
+
+    small, large = peak_kb(1000), peak_kb(40_000)
+    assert large - small < 24 * 1024, (small, large)
