@@ -639,3 +639,24 @@ def test_candidate_texts_stay_out_of_memory(tmp_path: Path) -> None:
 
     small, large = peak_kb(1000), peak_kb(40_000)
     assert large - small < 24 * 1024, (small, large)
+
+
+def test_the_matcher_gets_the_rule_without_its_allowlist(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine applies the allowlist to the stage rules; the Rust matcher refuses an IR
+    with one (an unknown key to it)."""
+    from imds_scan.config import condition_allowlist
+    from imds_scan.reference.sequence import SequenceMatcher
+
+    given: list[dict[str, Any]] = []
+
+    def make(engine: str, ir: str) -> SequenceMatcher:
+        given.append(json.loads(ir))
+        return SequenceMatcher(ir)
+
+    monkeypatch.setattr("imds_scan.sequences.make_matcher", make)
+    (rule,) = condition_allowlist(['process.name == "ok"']).apply([sequence_rule()])
+    scan([write(tmp_path / "x.ndjson", ev(1, "a"))], rules=[rule])
+    assert given == [{k: v for k, v in rule.ir.items() if k != "allowlist"}]
+    assert "allowlist" in rule.ir and "sequence" in given[0]

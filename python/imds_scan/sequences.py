@@ -246,8 +246,9 @@ class SequenceRun:
         self.names = sorted(self.ranks, key=self.ranks.__getitem__)
         make = matcher or make_matcher
         # Made before the scan: a rule a matcher refuses stops the scan before it starts.
+        # The allowlist is the stage rules' (the engine applies it): not the matcher's.
         self.matchers: dict[int, Matcher] = {
-            index: make(engine, json.dumps(rule.ir))
+            index: make(engine, json.dumps({k: v for k, v in rule.ir.items() if k != "allowlist"}))
             for index, rule in enumerate(plan.rules)
             if rule_kind(rule) != "event"
         }
