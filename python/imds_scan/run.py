@@ -113,7 +113,9 @@ def open_scan(
     complete once the batches are consumed or the stream closed). Inputs are expanded and
     ``check_inputs`` run now; the engine runs while the batches are consumed. ``needs``: what
     the consumer reads from the batches (``hits``, ``records``, ``frame``; see
-    :class:`~imds_scan.batch.HitBatch`); --since/--until read the Hit objects."""
+    :class:`~imds_scan.batch.HitBatch`); --since/--until read the Hit objects. Sequence and
+    sample rules run as their stage rules; their results come after the single-event hits
+    (:mod:`imds_scan.sequences`)."""
     from .filters import TimeWindow, as_utc, event_time
     from .reference.event import load_event
     from .rules import default_rules
