@@ -660,3 +660,16 @@ def test_the_matcher_gets_the_rule_without_its_allowlist(
     scan([write(tmp_path / "x.ndjson", ev(1, "a"))], rules=[rule])
     assert given == [{k: v for k, v in rule.ir.items() if k != "allowlist"}]
     assert "allowlist" in rule.ir and "sequence" in given[0]
+
+
+def test_cli_spill_file_that_cannot_be_made_is_one_error_line(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    f = write(tmp_path / "x.ndjson", ev(1, "a"), ev(2, "b"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))
+    done = cli([sequence_rule()], f, "-f", "ndjson")
+    assert done.exit_code == 2, done.output
+    assert "error: cannot write the sequence candidates' spill file in" in done.stderr
+    assert "gone" in done.stderr and "Traceback" not in done.stderr

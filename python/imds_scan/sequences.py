@@ -28,6 +28,7 @@ from .batch import HitBatch
 from .engines import BATCH_HITS, Engine, HitStream
 from .records import Hit, ScanStats, SeqEvent
 from .rules import Rule
+from .sources import InputError
 
 KINDS = ("sequence", "sample")
 # How many candidates without a parsable time are named (file:line) in the statistics.
@@ -184,6 +185,15 @@ def input_ranks(names: Sequence[str]) -> dict[str, int]:
     return {name: rank for rank, name in enumerate(sorted(set(names)))}
 
 
+def _spill_error(exc: OSError) -> InputError:
+    import tempfile
+
+    return InputError(
+        f"cannot write the sequence candidates' spill file in {tempfile.gettempdir()} "
+        f"(TMPDIR): {exc.strerror or exc}"
+    )
+
+
 class _Spill:
     """Candidates' input rank, line and text, appended to a temporary file (deleted when
     closed); a candidate is found again by its offset."""
@@ -191,8 +201,11 @@ class _Spill:
     def __init__(self) -> None:
         import tempfile
 
-        # Closed by close(), at the end of the scan.
-        self.file: IO[bytes] = tempfile.TemporaryFile(prefix="imds-scan-candidates-")  # noqa: SIM115
+        try:
+            # Closed by close(), at the end of the scan.
+            self.file: IO[bytes] = tempfile.TemporaryFile(prefix="imds-scan-candidates-")  # noqa: SIM115
+        except OSError as exc:
+            raise _spill_error(exc) from None
         self.end = 0
         self.last: tuple[str, int, int] | None = None  # (source, line, offset) just written
         self.written = 0  # what is in the file; the rest is pending
@@ -213,8 +226,11 @@ class _Spill:
         return offset
 
     def _flush(self) -> None:
-        self.file.seek(self.written)
-        self.file.write(self.pending)
+        try:
+            self.file.seek(self.written)
+            self.file.write(self.pending)
+        except OSError as exc:  # a full disk
+            raise _spill_error(exc) from None
         self.written = self.end
         self.pending.clear()
 
