@@ -294,7 +294,8 @@ class SequenceRun:
         if engine_counts is not None and not any(engine_counts[i] for i in self.stage_rules):
             batch.rule_counts = self.counts(engine_counts)
             return batch
-        if not batch.count:
+        if not batch.count:  # hits counted, none given (another batch has them)
+            batch.rule_counts = None if engine_counts is None else self.counts(engine_counts)
             return batch
         keep = []
         stage_of, ranks, within, spill = self.stage_of, self.ranks, self.within, self.spill
