@@ -282,6 +282,18 @@ def allowlist_warnings(stats: ScanStats) -> list[str]:
     ]
 
 
+def no_time_warnings(stats: ScanStats) -> list[str]:
+    """Sequence and sample stage candidates left out for want of a parsable time (they cannot
+    take part, as in Elasticsearch), with the first few as file:line."""
+    if not stats.no_time:
+        return []
+    where = ", ".join(f"{safe(path)}:{line}" for path, line in stats.no_time_examples)
+    return [
+        f"{stats.no_time:,} sequence/sample candidate(s) without a parsable timestamp were "
+        f"left out of the sequences and samples (e.g. {where})"
+    ]
+
+
 def is_terminal(stream: TextIO) -> bool:
     try:
         return stream.isatty()
