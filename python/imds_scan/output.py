@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 from datetime import UTC, datetime
@@ -171,6 +172,8 @@ def write_table(
         except ValueError:
             doc = None
         matched = hit.matched or {}
+        if hit.events is not None:  # a sequence or sample: what it joined, not a predicate
+            matched = {"value": result_label(hit)}
         texts = [
             iso_second(event_time(doc) if doc is not None else None),
             _field(doc, "host.name"),
@@ -201,6 +204,18 @@ def write_table(
             f"… {total - len(shown):,} more hit(s) not shown (--max-table-rows "
             f"{max_rows:,}): -f ndjson for all\n"
         )
+
+
+def result_label(hit: Hit) -> str:
+    """A sequence or sample result in a few words: ``2 events (1 missing) by ["h1"]``."""
+    events = hit.events or ()
+    present = sum(1 for event in events if event.event_text is not None)
+    text = f"{present} event{'' if present == 1 else 's'}"
+    if present < len(events):
+        text += f" ({len(events) - present} missing)"
+    if hit.join_keys:
+        text += f" by {json.dumps(list(hit.join_keys), ensure_ascii=False)}"
+    return text
 
 
 def events(stats: ScanStats) -> int:
