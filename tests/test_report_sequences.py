@@ -210,6 +210,7 @@ def test_html_lists_each_results_events_escaped() -> None:
     # A missing-event stage, then its one event, with the control character made visible.
     assert "missing (no such event, as the query requires)" in html
     assert "<code>b.ndjson:9</code>" in html and "db\\x1b[31m" in html
+    assert "1 event (1 missing) by [&quot;\\u001b[31m&quot;]" in html
     # The hit list's cap counts results: 3 of 5 shown, the sample (the 4th) is not.
     assert "The first 3 of 5 hits" in html
     assert html.count('<tr class="ev">') == 2

@@ -210,12 +210,16 @@ def result_label(hit: Hit) -> str:
     """A sequence or sample result in a few words: ``2 events (1 missing) by ["h1"]``."""
     events = hit.events or ()
     present = sum(1 for event in events if event.event_text is not None)
+    keys = json.dumps(list(hit.join_keys or ()), ensure_ascii=False)
+    return events_label(present, len(events) - present, keys)
+
+
+def events_label(present: int, missing: int, join_keys: str) -> str:
+    """:func:`result_label` from the counts and the join keys' JSON text."""
     text = f"{present} event{'' if present == 1 else 's'}"
-    if present < len(events):
-        text += f" ({len(events) - present} missing)"
-    if hit.join_keys:
-        text += f" by {json.dumps(list(hit.join_keys), ensure_ascii=False)}"
-    return text
+    if missing:
+        text += f" ({missing} missing)"
+    return text if join_keys == "[]" else f"{text} by {join_keys}"
 
 
 def events(stats: ScanStats) -> int:

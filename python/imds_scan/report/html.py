@@ -11,10 +11,11 @@ import html
 import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import polars as pl
 
-from ..output import DISPLAY_LIMIT, events, iso_second
+from ..output import DISPLAY_LIMIT, events, events_label, iso_second
 from ..records import ScanStats
 from ..reference.event import deep_json
 from ..results import ScanResult
@@ -289,10 +290,12 @@ def render_aggregates(
         return _table(headers, rows, {len(keys)}) + (note if more else "")
 
     def matched(r: dict[str, object]) -> str | None:
-        if r["events"] is not None:  # a sequence or sample: its events follow in a row
-            count = f"{r['event_count']} event{'' if r['event_count'] == 1 else 's'}"
-            keys = r["join_keys"]
-            return f"{count} by {keys}" if keys not in (None, "[]") else count
+        if isinstance(r["events"], str):  # a sequence or sample: its events follow in a row
+            try:
+                missing = result_events(r["events"]).count(None)
+            except (ValueError, IndexError):
+                missing = 0
+            return events_label(cast(int, r["event_count"]), missing, str(r["join_keys"]))
         if r["matched.field"] is None:
             return None
         return (
