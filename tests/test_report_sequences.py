@@ -14,6 +14,7 @@ import polars as pl
 from imds_scan.batch import HitBatch
 from imds_scan.output import write_table
 from imds_scan.records import Hit, ScanStats, SeqEvent
+from imds_scan.reference.event import MAX_NESTING, deep_json
 from imds_scan.report.aggregate import Aggregates
 from imds_scan.report.alerts import alert_json
 from imds_scan.report.columns import COLUMNS
@@ -218,7 +219,9 @@ def test_html_lists_each_results_events_escaped() -> None:
 
 
 def alerts(hit: Hit) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in alert_json(hit).split("\n")]
+    text = alert_json(hit)
+    with deep_json(text):
+        return [json.loads(line) for line in text.split("\n")]
 
 
 def test_alerts_shell_and_building_blocks_linked() -> None:
@@ -282,3 +285,20 @@ def test_alerts_sample_as_a_sequence_and_stream_writer() -> None:
     assert len(docs) == 9
     assert not any(key.startswith("kibana") for key in docs[0])
     assert "\x1b" not in text
+
+
+def test_deeply_nested_events_in_every_format() -> None:
+    """Events nested as deep as the engines accept (MAX_NESTING) in a result."""
+    deep = '{"host": {"id": "h-1"}, "x": ' + "[" * (MAX_NESTING - 2) + "]" * (MAX_NESTING - 2) + "}"
+    events = (SeqEvent("a.ndjson", 1, deep), SeqEvent("a.ndjson", 2, deep))
+    hit = Hit("a.ndjson", 1, SEQ_RULE, "sequence", None, deep, events=events, join_keys=("h-1",))
+    shell, *blocks = alerts(hit)
+    assert shell["host"] == {"id": "h-1"} and len(blocks) == 2
+    for fmt in ("ndjson", "csv", "table"):
+        assert written(fmt, [hit])
+    frame = hits_frame([hit])
+    assert result_events(frame.get_column("events")[0]) == [
+        ("a.ndjson", 1, deep),
+        ("a.ndjson", 2, deep),
+    ]
+    assert "a.ndjson:2" in render_aggregates(Aggregates.of(frame, keep=5), stats())

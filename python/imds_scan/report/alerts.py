@@ -278,6 +278,7 @@ def alert_json(hit: Hit) -> str:
     if hit.events is None:
         with deep_json(hit.event_text):
             return json.dumps(alert_document(hit), ensure_ascii=False)
-    docs = _result_alerts(hit)
+    # Room for the (recursive) reading, comparing and writing of deeply nested events.
     with deep_json("".join(e.event_text or "" for e in hit.events)):
+        docs = _result_alerts(hit)
         return "\n".join(json.dumps(doc, ensure_ascii=False) for doc in docs)
