@@ -147,7 +147,9 @@ def write_table(
     """One line per hit, fitted to ``width`` (default: :func:`table_width`): time, host, user,
     process, rule (when several ran), branch, the matched field and value. Cells too wide are
     cut with "…" (the whole record is in ``-f ndjson``); log content is escaped. A stream's
-    table: ``hits`` its first rows, ``total`` its hits, ``by_rule`` whether several rules hit."""
+    table: ``hits`` its first rows, ``total`` its hits, ``by_rule`` whether several rules hit.
+    A sequence or sample result is one line: its first event's, with :func:`result_label` as
+    the value."""
     from .filters import event_time
 
     width = table_width(out) if width is None else width
