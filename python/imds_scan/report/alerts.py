@@ -269,7 +269,8 @@ def _result_alerts(hit: Hit) -> list[dict[str, Any]]:
 
 
 def alert_documents(hit: Hit) -> list[dict[str, Any]]:
-    """The hit's alert: one, or a result's shell and building blocks."""
+    """The hit's alert: one, or a result's shell and building blocks (for events nested
+    deeply, call it inside ``deep_json``, as :func:`alert_json` does)."""
     return [alert_document(hit)] if hit.events is None else _result_alerts(hit)
 
 
@@ -280,5 +281,5 @@ def alert_json(hit: Hit) -> str:
             return json.dumps(alert_document(hit), ensure_ascii=False)
     # Room for the (recursive) reading, comparing and writing of deeply nested events.
     with deep_json("".join(e.event_text or "" for e in hit.events)):
-        docs = _result_alerts(hit)
+        docs = alert_documents(hit)
         return "\n".join(json.dumps(doc, ensure_ascii=False) for doc in docs)
