@@ -13,7 +13,6 @@ present, linked by ``kibana.alert.group.id`` (docs/output.md, Alert documents).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -147,6 +146,8 @@ DEPTH = "kibana.alert.depth"
 def _alert_id(hit: Hit, part: str) -> str:
     """A stable id for one alert of a result: the same events of the same rule give the same
     ids on every run (a re-ingest can use them as document ids)."""
+    import hashlib  # here: a plain scan does not import it (tests/test_startup_imports.py)
+
     events = [[e.source, e.line] for e in hit.events or ()]
     text = json.dumps([hit.rule.id, hit.branch, events, part], ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
