@@ -161,7 +161,7 @@ def streams(
         "severity": "low",
         "sample" if sample else "sequence": body,
     }
-    n_events = draw(st.integers(0, 10 if sample else 24))
+    n_events = draw(st.integers(0, 8 if sample else 16))
     stage_ids = list(range(n_stages + (1 if until else 0)))
     candidates = []
     lines = {0: 0, 1: 0}
@@ -210,7 +210,7 @@ def check(ir: dict[str, Any], candidates: list[tuple[int, int, int, str]], seed:
     assert run(reference, ir, candidates, other) == expected
 
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @SETTINGS
