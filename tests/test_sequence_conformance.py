@@ -141,8 +141,9 @@ def rule_of(index: int) -> Rule:
         options["field_types"] = case["field_types"]
     accepted = inspect.signature(compile_rule).parameters
     for key in list(keys):  # the compiler takes the rule-file keys it knows
-        if key in accepted:
-            options[key] = keys.pop(key)
+        param = {"timestamp_override": "timestamp_field"}.get(key, key)
+        if param in accepted:
+            options[param] = keys.pop(key)
     ir = compile_rule(case["query"], name="vector", rule_id="vector", severity="low", **options)
     body = ir.get("sequence") or ir["sample"]
     # Else they go into the IR as spec/sequences.md "IR" places them.
