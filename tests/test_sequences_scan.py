@@ -139,13 +139,16 @@ def test_stage_rules_one_branch_per_stage_and_until_with_the_allowlist() -> None
     stages = stage_rules(rule)
     assert [s.id for s in stages] == ["seq/stage1", "seq/stage2", "seq/stage3", "seq/until"]
     assert [s.branch_names for s in stages] == [["stage1"], ["stage2"], ["stage3"], ["until"]]
-    assert stages[1].ir["branches"][0]["expr"] == pred("event.action", "b")
-    assert stages[3].ir["branches"][0]["expr"] == pred("event.action", "stop")
+    exclusion = {"node": "not", "arg": pred("process.name", "ok")}
+    assert stages[1].ir["branches"][0]["expr"]["args"] == [pred("event.action", "b"), exclusion]
+    assert stages[3].ir["branches"][0]["expr"]["args"] == [pred("event.action", "stop"), exclusion]
     for s in stages:
-        assert s.ir["allowlist"] == rule.ir["allowlist"] and len(s.ir["allowlist"]) == 1
-        assert s.allowlist_labels == rule.allowlist_labels
         assert (s.name, s.severity) == (rule.name, rule.severity)
-        assert "sequence" not in s.ir
+        assert "sequence" not in s.ir and "allowlist" not in s.ir
+    # A hand-made IR's allowlist key goes to every stage rule.
+    hand = sequence_rule()
+    hand.ir["allowlist"] = [pred("process.name", "ok")]
+    assert [s.ir["allowlist"] for s in stage_rules(hand)] == [hand.ir["allowlist"]] * 2
 
 
 def test_plan_puts_host_filters_in_stage_rules_and_maps_them_to_their_rule() -> None:
@@ -326,7 +329,7 @@ def test_every_batch_form_of_results_and_counts(spread: list[str], needs: set[st
         assert rows == 3
 
 
-def test_allowlist_counts_are_the_sequence_rules(tmp_path: Path) -> None:
+def test_allowlisted_events_are_no_candidates(tmp_path: Path) -> None:
     from imds_scan.config import condition_allowlist
 
     f = write(
@@ -340,8 +343,7 @@ def test_allowlist_counts_are_the_sequence_rules(tmp_path: Path) -> None:
     result = scan([f], rules=rules)
     (only,) = result.hits
     assert [e.line for e in only.events or ()] == [3, 4]
-    (drops,) = result.stats.allowlist
-    assert (drops.rule_id, drops.dropped, drops.hits) == ("seq", 2, 1)
+    assert result.stats.allowlist == []  # a sequence's entries are not counted one by one
 
 
 def test_damaged_input_keeps_the_sequences_read(tmp_path: Path) -> None:
@@ -519,10 +521,10 @@ def test_cli_end_to_end_sequence_rule_file(tmp_path: Path, engine: str) -> None:
 
 def test_host_filters_in_every_stage_for_show_rule() -> None:
     from imds_scan.filters import host_filter_node
-    from imds_scan.sequences import with_host_filters
+    from imds_scan.sequences import effective_rules
 
     rules = [default_rules()[0], sequence_rule(until="stop")]
-    event, seq = with_host_filters(rules, ["web-*"], ["web-9"])
+    event, seq = effective_rules(rules, ["web-*"], ["web-9"])
     node = host_filter_node(["web-*"], ["web-9"])
     assert event.ir["branches"][0]["expr"]["args"][0] == node
     body = seq.ir["sequence"]
@@ -531,7 +533,19 @@ def test_host_filters_in_every_stage_for_show_rule() -> None:
     engine_rules = plan_rules(rules, ["web-*"], ["web-9"]).engine_rules
     parts = [*body["stages"], body["until"]]
     assert [r.ir["branches"][0]["expr"] for r in engine_rules[1:]] == [p["expr"] for p in parts]
-    assert with_host_filters(rules) == rules
+    assert effective_rules(rules) == rules
+
+
+def test_show_rule_prints_a_sequences_allowlist_in_every_stage(cli: Any) -> None:
+    from imds_scan.config import condition_allowlist
+
+    rules = condition_allowlist(['process.name == "ok"']).apply([sequence_rule(until="stop")])
+    done = cli(rules, "--show-rule", "--host", "web-*")
+    assert done.exit_code == 0, done.output
+    stages = [line for line in done.stdout.splitlines() if "any where" in line]
+    assert len(stages) == 3, done.stdout
+    for line in stages:
+        assert 'host.name : "web-*"' in line and 'process.name != "ok"' in line, line
 
 
 def test_spill_gives_back_each_candidate_and_writes_a_line_once() -> None:
@@ -644,9 +658,8 @@ def test_candidate_texts_stay_out_of_memory(tmp_path: Path) -> None:
 def test_the_matcher_gets_the_rule_without_its_allowlist(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The engine applies the allowlist to the stage rules; the Rust matcher refuses an IR
-    with one (an unknown key to it)."""
-    from imds_scan.config import condition_allowlist
+    """An IR made by hand with an ``allowlist`` beside its ``sequence``: the stage rules run
+    it, the matchers (which refuse the key) get the IR without it."""
     from imds_scan.reference.sequence import SequenceMatcher
 
     given: list[dict[str, Any]] = []
@@ -656,20 +669,9 @@ def test_the_matcher_gets_the_rule_without_its_allowlist(
         return SequenceMatcher(ir)
 
     monkeypatch.setattr("imds_scan.sequences.make_matcher", make)
-    (rule,) = condition_allowlist(['process.name == "ok"']).apply([sequence_rule()])
-    scan([write(tmp_path / "x.ndjson", ev(1, "a"))], rules=[rule])
+    rule = sequence_rule()
+    rule.ir["allowlist"] = [pred("process.name", "ok")]
+    f = write(tmp_path / "x.ndjson", ev(1, "a", process={"name": "ok"}), ev(2, "a"), ev(3, "b"))
+    (only,) = scan([f], rules=[rule]).hits
+    assert [e.line for e in only.events or ()] == [2, 3]
     assert given == [{k: v for k, v in rule.ir.items() if k != "allowlist"}]
-    assert "allowlist" in rule.ir and "sequence" in given[0]
-
-
-def test_cli_spill_file_that_cannot_be_made_is_one_error_line(
-    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import tempfile
-
-    f = write(tmp_path / "x.ndjson", ev(1, "a"), ev(2, "b"))
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))
-    done = cli([sequence_rule()], f, "-f", "ndjson")
-    assert done.exit_code == 2, done.output
-    assert "error: cannot write the sequence candidates' spill file in" in done.stderr
-    assert "gone" in done.stderr and "Traceback" not in done.stderr

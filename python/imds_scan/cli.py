@@ -715,9 +715,9 @@ def _load_rules(
 def _show_rules(rules: list[Rule], config: ScanConfig) -> None:
     """--show-rule: each rule's effective EQL (as the engines receive it), then exit 0."""
     from .eql import format_rule
-    from .sequences import with_host_filters
+    from .sequences import effective_rules
 
-    for i, rule in enumerate(with_host_filters(rules, config.hosts, config.exclude_hosts)):
+    for i, rule in enumerate(effective_rules(rules, config.hosts, config.exclude_hosts)):
         if i:
             print()
         print(f"// {rule.name} (rule_id {rule.id}, severity {rule.severity or 'unset'})")

@@ -149,30 +149,29 @@ def plan_rules(rules: Sequence[Rule], hosts: Sequence[str], exclude: Sequence[st
     return RulePlan(shown, engine, owner, stage)
 
 
-def with_host_filters(
+def effective_rules(
     rules: Sequence[Rule], include: Sequence[str] = (), exclude: Sequence[str] = ()
 ) -> list[Rule]:
-    """:func:`~imds_scan.filters.with_host_filter` for rules of every kind: a sequence's or
-    sample's stages and ``until`` get the host filter as their first conjunct, as their stage
-    rules do in the scan (what ``--show-rule`` prints)."""
-    from .filters import host_filter_node, with_host_filter
+    """The rules as ``--show-rule`` prints them: host filters in (the first conjunct of every
+    branch, stage and ``until``); a sequence's or sample's allowlist entries as a last
+    ``and not (…)`` conjunct of every stage and ``until`` (its stage rules run them as an
+    allowlist, which the printed EQL of a sequence has no place for)."""
+    from .filters import with_host_filter
 
-    node = host_filter_node(include, exclude)
     out = []
     for rule in rules:
-        kind = rule_kind(rule)
-        if kind == "event" or node is None:
-            out += with_host_filter([rule], include, exclude)
-            continue
-        body = dict(rule.ir[kind])
-        body["stages"] = [
-            {**stage, "expr": {"node": "and", "args": [node, stage["expr"]]}}
-            for stage in body["stages"]
-        ]
-        if body.get("until") is not None:
-            until = body["until"]
-            body["until"] = {**until, "expr": {"node": "and", "args": [node, until["expr"]]}}
-        out.append(dataclasses.replace(rule, ir={**rule.ir, kind: body}))
+        entries = rule.ir.get("allowlist") or []
+        if rule_kind(rule) != "event" and entries:
+            arg = entries[0] if len(entries) == 1 else {"node": "or", "args": list(entries)}
+            exclusion = {"node": "not", "arg": arg}
+
+            def excluded(expr: dict[str, Any], exclusion: Any = exclusion) -> dict[str, Any]:
+                args = expr["args"] if expr["node"] == "and" else [expr]
+                return {"node": "and", "args": [*args, exclusion]}
+
+            ir = {k: v for k, v in rule.map_conditions(excluded).items() if k != "allowlist"}
+            rule = dataclasses.replace(rule, ir=ir)
+        out += with_host_filter([rule], include, exclude)
     return out
 
 
