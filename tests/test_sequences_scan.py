@@ -3,8 +3,7 @@ spec/sequences.md "Scan layer"): stage rules, stage hits kept from the output an
 matcher, results as Hits after the single-event hits, independent of the order the inputs are
 given in, of threads and of --cluster.
 
-The rules are hand-written IR (no compiler needed). The matcher is the engine's own; until the
-binding has one, the reference matcher stands in for it under the rust engine."""
+The rules are hand-written IR (no compiler needed); the matchers are the engines' own."""
 
 from __future__ import annotations
 
@@ -23,29 +22,6 @@ from imds_scan.records import Hit
 from imds_scan.rules import Rule, default_rules
 from imds_scan.run import open_scan
 from imds_scan.sequences import RulePlan, plan_rules, stage_rules
-
-# ---------------------------------------------------------------- the matchers
-
-
-def _rust_matcher() -> bool:
-    try:
-        from imds_scan._engine import SequenceMatcher  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.fixture(autouse=True)
-def matcher(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The engines' own matchers; the reference one for the rust engine too until the
-    binding has its own (then both run)."""
-    if not _rust_matcher():
-        from imds_scan.reference.sequence import SequenceMatcher
-
-        monkeypatch.setattr(
-            "imds_scan.sequences.make_matcher", lambda engine, ir: SequenceMatcher(ir)
-        )
-
 
 # ---------------------------------------------------------------- rules and events
 
