@@ -287,3 +287,29 @@ def test_no_time_refs_agree() -> None:
         results.append((result.no_time, list(result.no_time_refs)))
     assert results[0] == results[1]
     assert results[0][0] == 8 and len(results[0][1]) == 5
+
+
+@needs_reference
+@pytest.mark.parametrize("kind", ["sequence", "sample"])
+def test_reference_tail_longer_than_the_results_keeps_them_all(kind: str) -> None:
+    """`tail N` with N above the number of results, but below twice it (a negative slice start
+    once kept only the last result)."""
+    body: dict[str, Any] = {
+        "timestamp_field": "@timestamp",
+        "tiebreaker_field": None,
+        "stages": [{"expr": stage_expr(n), "keys": []} for n in range(2)],
+        "pipes": [{"pipe": "tail", "n": 3}],
+        "size": None,
+    }
+    if kind == "sequence":
+        body.update(maxspan_ms=None, until=None)
+        for stage in body["stages"]:
+            stage["missing"] = False
+    else:
+        body["max_samples_per_key"] = None
+    ir = {"ir_version": 1, "id": "t", "name": "t", "severity": "low", kind: body}
+    matcher = reference_matcher()(json.dumps(ir))
+    stages = [0, 1, 0, 1] if kind == "sequence" else [0, 1, 1]  # two results either way
+    for line, stage in enumerate(stages, 1):
+        matcher.add(stage, 0, line, json.dumps({"@timestamp": 1714557600000 + line}), line)
+    assert len(matcher.finish().matches) == 2
