@@ -73,7 +73,7 @@ SINGLE_QUERY = """any where
   (event.category == "network" and destination.ip == "169.254.169.254")"""
 # The same shape with broad stages: most lines are candidates, the matcher does the work.
 BROAD_SEQ_ROW = f"{BASE_CLI}, sequence rule (2 broad stages)"
-BROAD_SEQ_BASE_ROW = f"{BASE_CLI}, single-event rule with the broad stages"
+BROAD_SEQ_BASE_ROW = f"{BASE_CLI}, single-event rule with the broad sequence's stages"
 BROAD_SEQUENCE_QUERY = """sequence by host.name with maxspan=5m
   [process where event.type == "start"]
   [network where true]"""
