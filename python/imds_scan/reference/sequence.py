@@ -26,7 +26,6 @@ from .typed import (
     compare,
     read_value,
     to_float32,
-    to_half,
 )
 
 _TYPES = frozenset({"keyword", "ip", "date", "boolean", *INTEGER_RANGES, *FLOAT_TYPES})
@@ -276,12 +275,14 @@ def key_json(value: KeyValue, sample: bool) -> object:
         millis = typed.micros // 1000
         if sample:
             return millis
-        moment = _EPOCH + timedelta(milliseconds=millis)
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    if field_type == "float" and isinstance(typed, float):
+        m = _EPOCH + timedelta(milliseconds=millis)  # strftime's %Y does not pad year 1
+        return (
+            f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:"
+            f"{m.second:02d}.{m.microsecond // 1000:03d}Z"
+        )
+    if field_type in ("float", "half_float") and isinstance(typed, float) and not sample:
+        # the fields API returns a Java Float (a half_float too): its shortest decimal
         return _shortest(typed, lambda f: to_float32(f), 9)
-    if field_type == "half_float" and isinstance(typed, float):
-        return _shortest(typed, lambda f: to_half(f), 5)
     return typed
 
 
