@@ -302,3 +302,15 @@ def test_deeply_nested_events_in_every_format() -> None:
         ("a.ndjson", 2, deep),
     ]
     assert "a.ndjson:2" in render_aggregates(Aggregates.of(frame, keep=5), stats())
+
+
+def test_summary_of_a_rule_without_description_gives_no_reason() -> None:
+    """A rule file without a description (as a hand-written sequence rule often is): its
+    severity line has no reason, not ": ."."""
+    from imds_scan.cli import _first_sentence
+
+    assert _first_sentence("") == "" and _first_sentence("  ") == ""
+    assert _first_sentence("Curl. Then more.") == "Curl."
+    why = {SEQ_RULE.id: _first_sentence(SEQ_RULE.description)}
+    text = format_summaries(hits_frame([seq_hit()]), why=why)
+    assert "high      seq-1\n" in text + "\n"

@@ -633,7 +633,7 @@ for _function in (scan_command, _config_param, _show_version, _field_type_param)
 
 def _first_sentence(text: str) -> str:
     head, dot, _ = " ".join(text.split()).partition(". ")
-    return head + ("." if dot or not head.endswith(".") else "")
+    return head + ("." if head and (dot or not head.endswith(".")) else "")
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ use crate::typed::{read, Val};
 use serde_json::Value;
 use std::borrow::Cow;
 use std::cmp::Ordering;
+use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::ops::ControlFlow;
 
@@ -323,43 +324,73 @@ impl Reader {
 
     /// The candidate's key tuples for `stage`: the cartesian product of each key's distinct
     /// values (in value order, the last key varying fastest); none when a key that is not
-    /// optional has no value; an optional one without a value is null.
-    pub fn key_tuples(&self, stage: usize, doc: &Doc<'_>) -> Vec<Vec<KeyValue>> {
+    /// optional has no value; an optional one without a value is null. Made one at a time
+    /// (a hostile line's arrays can make the product huge).
+    pub fn key_tuples(&self, stage: usize, doc: &Doc<'_>) -> KeyTuples {
         let mut choices: Vec<Vec<KeyValue>> = Vec::new();
         for (path, field_type, optional) in &self.keys[stage] {
             let mut distinct: Vec<KeyValue> = Vec::new();
+            let mut seen: HashSet<KeyValue> = HashSet::new();
             if let Some(parsed) = &doc.parsed {
                 for value in
                     typed_values(&parsed.doc, &parsed.numbers, path, *field_type, usize::MAX)
                 {
                     let key = KeyValue(Some((*field_type, typed_of(value))));
-                    if !distinct.contains(&key) {
+                    if seen.insert(key.clone()) {
                         distinct.push(key);
                     }
                 }
             }
             if distinct.is_empty() {
                 if !optional {
-                    return Vec::new();
+                    return KeyTuples {
+                        choices,
+                        next: None,
+                    };
                 }
                 distinct.push(KeyValue(None));
             }
             choices.push(distinct);
         }
-        let mut tuples: Vec<Vec<KeyValue>> = vec![Vec::new()];
-        for distinct in choices {
-            tuples = tuples
-                .iter()
-                .flat_map(|t| {
-                    distinct.iter().map(move |v| {
-                        let mut t = t.clone();
-                        t.push(v.clone());
-                        t
-                    })
-                })
-                .collect();
+        KeyTuples {
+            next: Some(vec![0; choices.len()]),
+            choices,
         }
-        tuples
+    }
+}
+
+/// The key tuples of a candidate ([`Reader::key_tuples`]), in order.
+#[derive(Debug)]
+pub struct KeyTuples {
+    choices: Vec<Vec<KeyValue>>,
+    /// The index into each key's values of the next tuple (None: no more).
+    next: Option<Vec<usize>>,
+}
+
+impl Iterator for KeyTuples {
+    type Item = Vec<KeyValue>;
+
+    fn next(&mut self) -> Option<Vec<KeyValue>> {
+        let at = self.next.as_mut()?;
+        let tuple = at
+            .iter()
+            .zip(&self.choices)
+            .map(|(i, values)| values[*i].clone())
+            .collect();
+        // The last key varies fastest.
+        let mut done = true;
+        for (i, values) in at.iter_mut().zip(&self.choices).rev() {
+            *i += 1;
+            if *i < values.len() {
+                done = false;
+                break;
+            }
+            *i = 0;
+        }
+        if done {
+            self.next = None;
+        }
+        Some(tuple)
     }
 }
 
@@ -462,7 +493,6 @@ mod tests {
         let r = reader(&[("a", Keyword, false), ("c", Long, false)], None);
         let tuples = |text: &str| {
             r.key_tuples(0, &r.parse(text))
-                .into_iter()
                 .map(|t| t.iter().map(|k| k.output(false)).collect::<Vec<_>>())
                 .collect::<Vec<_>>()
         };
@@ -479,9 +509,20 @@ mod tests {
         // A key that is not optional and has no value: no tuple at all.
         assert!(tuples(r#"{"a":"x","c":"abc"}"#).is_empty());
         assert!(tuples(r#"{"a":[],"c":1}"#).is_empty());
+        // Many values: each distinct one once (no quadratic search), the product lazily.
+        let many = (0..20_000)
+            .map(|i| (i % 10_000).to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let r2 = reader(&[("a", Keyword, false), ("c", Long, false)], None);
+        let doc = format!(r#"{{"a":[{many}],"c":[{many}]}}"#);
+        let mut product = r2.key_tuples(0, &r2.parse(&doc));
+        assert_eq!(product.next().unwrap()[1].output(false), KeyJson::Int(0));
+        assert_eq!(product.nth(9_999).unwrap()[0].output(false), s("1"));
         let r = reader(&[("a", Keyword, true)], None);
         assert_eq!(
-            r.key_tuples(0, &r.parse(r#"{"a":null}"#)),
+            r.key_tuples(0, &r.parse(r#"{"a":null}"#))
+                .collect::<Vec<_>>(),
             [[KeyValue(None)]]
         );
     }
@@ -491,7 +532,10 @@ mod tests {
         use FieldType::*;
         let one = |t: FieldType, v: &str, sample: bool| {
             let r = reader(&[("k", t, false)], None);
-            r.key_tuples(0, &r.parse(&format!(r#"{{"k":{v}}}"#)))[0][0].output(sample)
+            r.key_tuples(0, &r.parse(&format!(r#"{{"k":{v}}}"#)))
+                .next()
+                .unwrap()[0]
+                .output(sample)
         };
         assert_eq!(
             one(Ip, r#""::ffff:10.0.0.1""#, false),
