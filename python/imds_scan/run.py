@@ -113,7 +113,8 @@ def open_scan(
     complete once the batches are consumed or the stream closed). Inputs are expanded and
     ``check_inputs`` run now; the engine runs while the batches are consumed. ``needs``: what
     the consumer reads from the batches (``hits``, ``records``, ``frame``; see
-    :class:`~imds_scan.batch.HitBatch`); --since/--until read the Hit objects."""
+    :class:`~imds_scan.batch.HitBatch`); --since/--until read the Hit objects, unless the Rust
+    engine applies them (a local scan)."""
     from .filters import TimeWindow, as_utc, event_time, with_host_filter
     from .reference.event import load_event
     from .rules import default_rules
@@ -123,7 +124,10 @@ def open_scan(
         None if config.since is None else as_utc(config.since),
         None if config.until is None else as_utc(config.until),
     )
-    if window.active:
+    # The Rust engine applies the window itself, as it finds the hits (no Hit object made);
+    # the reference engine's and a cluster's hits are filtered here.
+    in_engine = window.active and config.engine == "rust" and config.cluster is None
+    if window.active and not in_engine:
         needs = needs | {HITS}
     chosen = with_host_filter(
         default_rules() if rules is None else rules, config.hosts, config.exclude_hosts
@@ -160,6 +164,7 @@ def open_scan(
             progress=progress,
             max_line_bytes=config.max_line_bytes,
             needs=needs,
+            window=window.micros() if in_engine else None,
         )
     by_rule: dict[str, int] = {}  # hits before the time window (the allowlist's count)
     outside = 0
@@ -180,7 +185,8 @@ def open_scan(
         nonlocal outside, kept, stopped_at, last
         for batch in base:
             count_rules(batch)
-            if window.active:
+            outside += batch.outside
+            if window.active and not in_engine:
                 hits = batch.hits
                 inside = [
                     i
