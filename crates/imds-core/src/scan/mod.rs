@@ -17,8 +17,9 @@
 //! file into regions read in parallel and reads byte-range inputs; `lines` is the line
 //! framing: chunks of whole lines, the stream driver, and the per-line scanner; `stream` runs
 //! the scan's parts (whole inputs, regions) on threads and hands their hits out in order;
-//! `record` writes a hit's NDJSON record, `rows` its row of the hits frame. Dependencies go
-//! one way: engine → stream → regions → lines → this file's types (and source).
+//! `record` writes a hit's NDJSON record, `rows` its row of the hits frame, and `forms` makes
+//! them (and applies the time window) where the hit is found. Dependencies go one way:
+//! engine → stream → regions → lines → forms → this file's types (and source).
 
 mod engine;
 mod forms;

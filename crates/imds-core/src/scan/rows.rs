@@ -22,6 +22,19 @@ pub const ECS_COLUMNS: [&str; 9] = [
     "url.domain",
 ];
 
+/// [`ECS_COLUMNS`] split into their parts.
+const ECS_PATHS: [&[&str]; 9] = [
+    &["host", "name"],
+    &["user", "name"],
+    &["process", "name"],
+    &["process", "executable"],
+    &["process", "command_line"],
+    &["process", "parent", "name"],
+    &["destination", "ip"],
+    &["destination", "address"],
+    &["url", "domain"],
+];
+
 /// The witness columns (`MATCHED_COLUMNS`).
 pub const MATCHED_COLUMNS: [&str; 4] = [
     "matched.field",
@@ -180,11 +193,10 @@ impl RowCells {
             cells.valid[k] = value.is_some();
         }
         let mut values = Vec::new();
-        for (k, field) in ECS_COLUMNS.into_iter().enumerate() {
+        for (k, path) in ECS_PATHS.into_iter().enumerate() {
             values.clear();
             if let Some(doc) = doc {
-                let path: Vec<&str> = field.split('.').collect();
-                field_values(doc, &path, &mut values);
+                field_values(doc, path, &mut values);
             }
             for (i, value) in values.iter().enumerate() {
                 if i > 0 {
@@ -403,6 +415,13 @@ mod tests {
         };
         assert_eq!(lines.values, [7, 7, 7]);
         assert_eq!(columns.len(), 21);
+    }
+
+    #[test]
+    fn ecs_paths_are_the_columns_split() {
+        for (path, column) in ECS_PATHS.iter().zip(ECS_COLUMNS) {
+            assert_eq!(path.join("."), column);
+        }
     }
 
     #[test]
