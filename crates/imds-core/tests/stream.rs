@@ -424,4 +424,7 @@ fn the_time_window_marks_the_hits_outside() {
         .iter()
         .all(|h| h.event.is_empty() && h.witness.is_none()));
     assert!(TimeWindow::default().contains(None));
+    // Whole hits alone need no forms.
+    let plain = HitForms::new(&engine, None, false, false, true, TimeWindow::default());
+    assert!(plain.unwrap().is_plain() && !forms.is_plain());
 }

@@ -559,7 +559,7 @@ fn feed_batches(
         cancel,
         read,
         feed.reorder_bytes,
-        Some(&feed.forms),
+        (!feed.forms.is_plain()).then_some(&feed.forms),
         &mut sink,
     );
     if alive {

@@ -128,6 +128,12 @@ impl HitForms {
         })
     }
 
+    /// Whether these forms are what a plain [`Hit`] is already (the whole hit, no record,
+    /// no row, no window): then a scan needs no forms.
+    pub fn is_plain(&self) -> bool {
+        self.full && !self.records && self.row_projection.is_none() && !self.window.active()
+    }
+
     /// What candidate lines are parsed into, when not the engine's own projection.
     pub(super) fn projection(&self) -> Option<&Projection> {
         self.projection.as_ref()
