@@ -171,3 +171,30 @@ def test_harness_reports_the_issue_targets_as_pass_or_fail() -> None:
     # Within 3x of the time, but above 200 MB peak RSS.
     assert "250 MB peak RSS, 277004 hits" in text and "2.4x the time" in text
     assert text.rstrip().endswith("**fail**")
+
+
+def test_harness_reports_the_sequence_target() -> None:
+    """Issue 17's case: the sequence rule's speed over the single-event rule's, and memory."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import harness
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+
+    def rows(seq_s: float) -> list[dict[str, object]]:
+        return [
+            {"name": harness.SEQ_ROW, "work_s": seq_s, "hits": 3, "rss_mb": 41.0},
+            {"name": harness.SEQ_BASE_ROW, "work_s": 0.5, "hits": 483, "rss_mb": 30.0},
+        ]
+
+    text = "\n".join(harness.target_lines(rows(0.9), {}))
+    assert "0.90 s, 41 MB peak RSS, 3 sequences" in text
+    assert "0.56x its speed (target >= 0.5x): **pass**" in text
+    assert "0.42x its speed (target >= 0.5x): **fail**" in "\n".join(
+        harness.target_lines(rows(1.2), {})
+    )
+    # The single-event rule holds the sequence's two stage conditions.
+    from imds_scan.eql import compile_rule
+
+    single = compile_rule(harness.SINGLE_QUERY, name="single")
+    assert len(single["branches"]) == 2

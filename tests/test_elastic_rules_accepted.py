@@ -1,5 +1,7 @@
-"""Every active single-event EQL rule of Elastic's detection-rules, at the commit that
-bench/elastic_rules.py pins, is accepted: it compiles, and both engines load its IR.
+"""Every active EQL rule of Elastic's detection-rules, at the commit that bench/elastic_rules.py
+pins, is accepted: a single-event rule compiles and both engines load its IR; a sequence or
+sample compiles to the IR of spec/sequences.md, prints back to the same IR, and both engines
+load each of its stages as a single-event rule.
 
 The rules are test data, fetched for tests and benchmarks, never by imds-scan at run time.
 Where they are found, in this order:
@@ -13,7 +15,8 @@ Where they are found, in this order:
 
 Without any of them the test is skipped, saying so. A rule is *single-event* when its
 ``[rule]`` is EQL (``language`` or ``type``) and its query is not a ``sequence`` or ``sample``;
-*active* when it is not under ``rules/_deprecated/``.
+*active* when it is not under ``rules/_deprecated/``; a *sequence* or *sample* rule is an
+EQL rule whose query is one.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ ROOT = Path(__file__).resolve().parent.parent
 ENV = "IMDS_SCAN_ELASTIC_RULES"
 # Active single-event EQL rules at the pinned commit (a check that the right tree was found).
 EXPECTED = 757
+# Active sequence and sample rules there (and deprecated sequences, which are accepted too).
+EXPECTED_JOINED = {"sequence": 194, "sample": 3}
+EXPECTED_DEPRECATED_SEQUENCES = 19
 
 
 def _elastic_rules() -> tuple[object, str]:
@@ -78,19 +84,25 @@ def _query_kind(query: str) -> str:
     return word.group(0).lower() if word else ""
 
 
-def single_event_rules(rules: Path) -> list[Path]:
+def eql_rules(rules: Path, deprecated: bool = False) -> list[tuple[Path, str]]:
+    """(path, query kind: "sequence", "sample" or another word) of every EQL rule file, the
+    active ones (or the deprecated ones)."""
     out = []
     for path in sorted(rules.rglob("*.toml")):
-        if "_deprecated" in path.relative_to(rules).parts:
+        if ("_deprecated" in path.relative_to(rules).parts) != deprecated:
             continue
         try:
             rule = tomllib.loads(path.read_text("utf-8")).get("rule", {})
         except (tomllib.TOMLDecodeError, UnicodeDecodeError):
             continue
         kind = {str(rule.get("language", "")).lower(), str(rule.get("type", "")).lower()}
-        if "eql" in kind and _query_kind(str(rule.get("query", ""))) not in ("sequence", "sample"):
-            out.append(path)
+        if "eql" in kind:
+            out.append((path, _query_kind(str(rule.get("query", "")))))
     return out
+
+
+def single_event_rules(rules: Path) -> list[Path]:
+    return [path for path, kind in eql_rules(rules) if kind not in ("sequence", "sample")]
 
 
 def test_every_single_event_elastic_rule_is_accepted_by_both_engines() -> None:
@@ -116,3 +128,45 @@ def test_every_single_event_elastic_rule_is_accepted_by_both_engines() -> None:
     assert refused == [], f"{len(refused)} of {len(paths)} refused:\n{summary}"
     # All of them in one engine, as `--rule DIR` loads them (one shared rule gate).
     Scanner(irs).needles()
+
+
+def test_every_sequence_and_sample_elastic_rule_is_accepted() -> None:
+    from imds_scan import ir_schema
+    from imds_scan.eql import compile_rule, format_rule, rule_options
+    from imds_scan.rules.prefilter import event_form
+
+    rules = rules_dir()
+    joined = [(p, k) for p, k in eql_rules(rules) if k in ("sequence", "sample")]
+    counts = {k: sum(1 for _, kind in joined if kind == k) for k in EXPECTED_JOINED}
+    assert counts == EXPECTED_JOINED, f"{rules}: not detection-rules at the pinned commit?"
+    deprecated = [p for p, k in eql_rules(rules, deprecated=True) if k == "sequence"]
+    assert len(deprecated) == EXPECTED_DEPRECATED_SEQUENCES
+    refused: list[str] = []
+    stages: list[str] = []
+    for path in [p for p, _ in joined] + deprecated:
+        try:
+            rule = load_rule_file(path)
+            ir_schema.check(rule.ir)
+        except (RuleFileError, ValueError) as exc:
+            refused.append(str(exc))
+            continue
+        again = compile_rule(
+            format_rule(rule.ir),
+            name=rule.name,
+            rule_id=rule.id,
+            severity=rule.severity,
+            **rule_options(rule.ir),
+        )
+        if again != rule.ir:
+            refused.append(f"{path}: format_rule does not give the IR back")
+        as_event = event_form(rule.ir)
+        try:
+            CompiledRule(as_event)
+            Scanner([json.dumps(as_event)])
+        except Exception as exc:  # a refusal (ValueError) or a crash: list them all
+            refused.append(f"{path}: an engine refuses a stage: {type(exc).__name__}: {exc}")
+            continue
+        stages.append(json.dumps(as_event))
+    summary = "\n".join(refused[:40])
+    assert refused == [], f"{len(refused)} refused:\n{summary}"
+    Scanner(stages).needles()

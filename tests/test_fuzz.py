@@ -23,10 +23,11 @@ import zstandard
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from imds_scan import Rule, default_rules, run_scan
+from imds_scan import Rule, default_rules, ir_schema, run_scan
 from imds_scan._engine import Scanner
-from imds_scan.eql import EqlError, compile_rule, format_rule, parse_condition
+from imds_scan.eql import EqlError, compile_rule, format_rule, parse_condition, rule_options
 from imds_scan.rules import load_rules, pack_path
+from imds_scan.rules.prefilter import event_form
 
 HARDENED_IR = Path(__file__).parents[1] / "crates/imds-core/tests/data/hardened_ir.json"
 
@@ -472,14 +473,38 @@ def _grammar(draw: st.DrawFn) -> str:
     return " ".join(tokens)
 
 
+@st.composite
+def _joined(draw: st.DrawFn) -> str:
+    """A sequence or sample of grammar stages (spec/sequences.md), maybe mutated."""
+    head = draw(st.sampled_from(["sequence", "sequence by a.b", "sample by a.b", "sample"]))
+    if head.startswith("sequence") and draw(st.booleans()):
+        head += " with maxspan=" + draw(st.sampled_from(["1m", "5", "0s", "2 h", "1.5s"]))
+    tokens = head.split(" ")
+    keys = draw(st.sampled_from([[], ["by", "?x"], ["by", "c", ",", "d"]]))
+    for _ in range(draw(st.integers(1, 3))):
+        opening = draw(st.sampled_from(["[", "[", "[", "!["]))
+        category = draw(st.sampled_from(["any", "process"]))
+        tokens += [opening, category, "where", *draw(_EXPR), "]", *keys]
+        tokens += draw(st.sampled_from([[], [], ["with", "runs=2"]]))
+    until = ["until", "[", "any", "where", "a", "==", "1", "]", *keys]
+    tokens += draw(st.sampled_from([[], until]))
+    tokens += draw(st.sampled_from([[], ["|", "head", "3"], ["|", "tail"], ["|", "sort", "a"]]))
+    for _ in range(draw(st.sampled_from([0, 0, 1, 2]))):
+        at = draw(st.integers(0, len(tokens) - 1))
+        tokens[at] = draw(st.sampled_from(TOKENS))
+    return " ".join(tokens)
+
+
 def _query() -> st.SearchStrategy[str]:
     # Token soup (after a valid head, so that the parser gets past `where`), and queries of
     # the grammar, mutated: most of the second kind compile.
     return st.one_of(
         _soup,
         _soup.map(lambda s: "any where " + s),
+        _soup.map(lambda s: "sequence [any where a == 1] " + s),
         _grammar(),
         _grammar(),
+        _joined(),
     )
 
 
@@ -491,9 +516,14 @@ def test_eql_compiler_raises_only_eql_errors(query: str) -> None:
     except EqlError:
         pass
     else:
-        # What compiles prints back to the same rule, and the Rust engine takes it.
-        assert compile_rule(format_rule(ir), name="fuzz", rule_id="fuzz", severity="low") == ir
-        Scanner([json.dumps(ir)])
+        # What compiles prints back to the same rule, and the Rust engine takes it (a
+        # sequence's or sample's stages, as single-event rules).
+        again = compile_rule(
+            format_rule(ir), name="fuzz", rule_id="fuzz", severity="low", **rule_options(ir)
+        )
+        assert again == ir
+        ir_schema.check(ir)
+        Scanner([json.dumps(event_form(ir))])
     with contextlib.suppress(EqlError):
         parse_condition(query)
 

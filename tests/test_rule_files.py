@@ -208,7 +208,7 @@ severity = "low"
         (
             'language = "eql"\ntype = "eql"\nquery = \'\'\'\nsequence by host.id\n'
             "  [process where true]\n'''\n",
-            ":11:1: sequence queries are not supported (single-event queries only)",
+            ":11:1: A sequence requires a minimum of 2 queries, found [1]",
         ),
         (
             'language = "eql"\nquery = \'\'\'\nprocess where event.type == "start" and\n'
@@ -282,11 +282,13 @@ def test_directory_with_a_refused_file(tmp_path: Path) -> None:
         RULE_HEAD + "language = \"eql\"\nquery = '''\nsequence [any where a == \"x\"]\n'''\n"
     )
     (tmp_path / "notes.md").write_text("not a rule")
-    with pytest.raises(RuleFileError, match=r"sub/b\.toml:10:1: sequence queries"):
+    with pytest.raises(
+        RuleFileError, match=r"sub/b\.toml:10:1: A sequence requires a minimum of 2 queries"
+    ):
         load_rules([str(tmp_path)])
     rules, warnings = load_rules([str(tmp_path)], skip_unsupported=True)
     assert [r.name for r in rules] == ["Instance Metadata Request by a Scripting Tool"]
-    assert len(warnings) == 1 and "sequence queries are not supported" in warnings[0]
+    assert len(warnings) == 1 and "A sequence requires a minimum of 2 queries" in warnings[0]
 
 
 def test_duplicate_rule_ids_and_empty_directories(tmp_path: Path) -> None:
@@ -308,12 +310,12 @@ def test_cli_refuses_with_reason_and_exit_2(tmp_path: Path) -> None:
     events = write_events(tmp_path / "e.ndjson", CURL)
     proc = run(events, "--rule", bad)
     assert proc.returncode == 2
-    assert f"{bad}:10:1: sequence queries are not supported" in proc.stderr
+    assert f"{bad}:10:1: A sequence requires a minimum of 2 queries" in proc.stderr
     proc = run(
         events, "--rule", bad, "--rule", PROCESS_RULE, "--skip-unsupported-rules", "-f", "ndjson"
     )
     assert proc.returncode == 1, proc.stderr
-    assert "warning: skipped" in proc.stderr and "sequence queries" in proc.stderr
+    assert "warning: skipped" in proc.stderr and "A sequence requires" in proc.stderr
     assert len(proc.stdout.splitlines()) == 1
 
 
@@ -398,7 +400,7 @@ def test_each_refused_rule_file_is_one_readable_line(tmp_path: Path) -> None:
     assert len(lines) == 4, proc.stderr
     assert all(line.startswith(f"imds-scan: error: {tmp_path}/") for line in lines), lines
     assert "\\x0a" not in proc.stderr
-    assert "a.toml:10:1: sequence queries" in lines[0]
+    assert "a.toml:10:1: A sequence requires a minimum of 2 queries" in lines[0]
     assert "b.toml:10:11: function lengthOf() is not supported" in lines[1]
     assert "c.toml: not valid TOML" in lines[2]
     # A control character in a file name is still escaped.

@@ -58,7 +58,7 @@ severity = "low"
 language = "eql"
 type = "eql"
 query = '''
-sequence [process where true] [network where true]
+sequence [process where true]
 '''
 """
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from .engines import Engine, run_scan
     from .eql import EqlError, compile_rule
     from .filters import FilterError
-    from .records import FileResult, Hit, ScanStats
+    from .records import FileResult, Hit, ScanStats, SeqEvent
     from .results import ScanInterrupted, ScanResult
     from .rules import Rule, default_rules
     from .run import HitIterator, ScanConfig, expand_inputs, iter_scan, scan
@@ -31,6 +31,7 @@ _EXPORTS = {
     "FileResult": "records",
     "Hit": "records",
     "ScanStats": "records",
+    "SeqEvent": "records",
     "ScanInterrupted": "results",
     "ScanResult": "results",
     "Rule": "rules",
@@ -56,6 +57,7 @@ __all__ = [
     "ScanInterrupted",
     "ScanResult",
     "ScanStats",
+    "SeqEvent",
     "compile_rule",
     "default_rules",
     "expand_inputs",

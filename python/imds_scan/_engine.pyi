@@ -5,7 +5,15 @@ from os import PathLike
 from types import TracebackType
 from typing import Any, Protocol, final
 
-__all__ = ["STATS_FIELDS", "HitBatch", "ScanIter", "Scanner", "__version__"]
+__all__ = [
+    "STATS_FIELDS",
+    "HitBatch",
+    "MatchResult",
+    "ScanIter",
+    "Scanner",
+    "SequenceMatcher",
+    "__version__",
+]
 
 __version__: str
 # The keys of a per-input statistics dict, defined once in Rust (FileStats::FIELDS): bytes,
@@ -152,3 +160,39 @@ class ScanIter:
     @property
     def bytes_read(self) -> int:
         """Bytes read from the sources so far."""
+
+@final
+class SequenceMatcher:
+    """The matcher of one sequence or sample rule (spec/sequences.md, "Matchers"), with the
+    interface of ``imds_scan.reference.sequence.SequenceMatcher``."""
+
+    def __new__(
+        cls,
+        rule_ir_json: str,
+        memory_budget: int = 268435456,
+        spill_dir: str | PathLike[str] | None = None,
+    ) -> SequenceMatcher:
+        """ValueError when the IR is invalid. About ``memory_budget`` bytes of candidate
+        records stay in memory; past it, sorted runs go to files in ``spill_dir`` (default:
+        the system's temporary directory), removed when matched."""
+    def add(self, stage: int, rank: int, line: int, event: str, ref: int) -> None:
+        """Add a candidate of ``stage`` (``len(stages)``: the until stage) at (input
+        ``rank``, ``line``); ``ref`` comes back in the results. ValueError for a stage the
+        rule does not have; OSError when spilling fails; RuntimeError after ``finish``."""
+    def finish(self) -> MatchResult:
+        """Match (the GIL released) and give the results; the matcher is then finished."""
+
+@final
+class MatchResult:
+    """What ``SequenceMatcher.finish`` gives."""
+
+    @property
+    def matches(self) -> list[tuple[list[int | None], list[object]]]:
+        """Per result, in output order: each stage's ref (None: a missing-event stage) and
+        the join key values (str, int, float, bool or None)."""
+    @property
+    def no_time(self) -> int:
+        """Candidates without a parsable time."""
+    @property
+    def no_time_refs(self) -> list[int]:
+        """The refs of the first 5 of them."""

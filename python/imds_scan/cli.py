@@ -551,8 +551,10 @@ def scan_command(
         raise typer.BadParameter("give files, directories or globs to scan", param_hint="PATHS")
     if engine is EngineName.rust and prefilter:
         from .rules.prefilter import prefilter_warnings
+        from .sequences import plan_rules
 
-        for warning in prefilter_warnings(rules, paths):
+        # Of the rules the engine runs: a sequence's stages each.
+        for warning in prefilter_warnings(plan_rules(rules, (), ()).engine_rules, paths):
             print(f"imds-scan: warning: {safe(warning)}", file=sys.stderr)
     interrupted = False
     try:
@@ -605,7 +607,7 @@ def scan_command(
                 f"imds-scan: error: {safe(failed.path)}: {safe(failed.error or '')}",
                 file=sys.stderr,
             )
-    for warning in output_mod.allowlist_warnings(stats):
+    for warning in [*output_mod.no_time_warnings(stats), *output_mod.allowlist_warnings(stats)]:
         print(f"imds-scan: warning: {warning}", file=sys.stderr)
     for shape in stats.not_ecs:
         print(f"imds-scan: warning: {shape.message}", file=sys.stderr)
@@ -631,7 +633,7 @@ for _function in (scan_command, _config_param, _show_version, _field_type_param)
 
 def _first_sentence(text: str) -> str:
     head, dot, _ = " ".join(text.split()).partition(". ")
-    return head + ("." if dot or not head.endswith(".") else "")
+    return head + ("." if head and (dot or not head.endswith(".")) else "")
 
 
 @contextlib.contextmanager
@@ -713,9 +715,9 @@ def _load_rules(
 def _show_rules(rules: list[Rule], config: ScanConfig) -> None:
     """--show-rule: each rule's effective EQL (as the engines receive it), then exit 0."""
     from .eql import format_rule
-    from .filters import with_host_filter
+    from .sequences import with_host_filters
 
-    for i, rule in enumerate(with_host_filter(rules, config.hosts, config.exclude_hosts)):
+    for i, rule in enumerate(with_host_filters(rules, config.hosts, config.exclude_hosts)):
         if i:
             print()
         print(f"// {rule.name} (rule_id {rule.id}, severity {rule.severity or 'unset'})")

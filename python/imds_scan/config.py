@@ -166,12 +166,24 @@ class Allowlist:
         """The rules with the entries appended to their IR's ``allowlist`` (spec/ir.md,
         Allowlists): both engines drop an event a branch matches when an entry matches it,
         and count it against the first such entry. ``matched`` and branch names are kept;
-        the labels go to ``Rule.allowlist_labels``, in the same order."""
+        the labels go to ``Rule.allowlist_labels``, in the same order. A sequence's or
+        sample's IR has no allowlist (spec/sequences.md): each stage and ``until`` gets one
+        last ``and not (entry or ...)`` conjunct instead, so an allowlisted event takes no part
+        (as if not indexed); such drops are not counted per entry."""
         out = []
         for rule in rules:
             entries = self.for_rule(rule.id)
             if not entries:
                 out.append(rule)
+                continue
+            if rule.kind != "event":
+                exclusion = {"node": "not", "arg": _any_of([e.node for e in entries])}
+
+                def excluded(expr: Node, exclusion: Node = exclusion) -> Node:
+                    args = expr["args"] if expr["node"] == "and" else [expr]
+                    return {"node": "and", "args": [*args, exclusion]}
+
+                out.append(dataclasses.replace(rule, ir=rule.map_conditions(excluded)))
                 continue
             ir = dict(rule.ir)
             ir["allowlist"] = [*ir.get("allowlist", ()), *(e.node for e in entries)]

@@ -18,6 +18,7 @@ nested deeper than MAX_DEPTH levels (or parentheses) is refused, never a Recursi
 
 from __future__ import annotations
 
+import copy
 import decimal
 import json
 import math
@@ -27,7 +28,7 @@ from functools import cache
 from typing import Any
 
 from .fields import field_type
-from .ir_schema import TEXT_OPS
+from .ir_schema import TEXT_OPS, rule_kind
 
 IR_VERSION = 1
 # How deep a condition (a rule's branch, an allowlist condition, --allow) may nest, counting
@@ -37,6 +38,9 @@ MAX_DEPTH = 100
 # What the engines accept in an IR document (a branch's depth): above MAX_DEPTH so that host
 # filters and allowlists may wrap a branch of MAX_DEPTH levels.
 MAX_IR_DEPTH = 128
+# `with runs=N` repeats a stage 1 to MAX_RUNS times (Elasticsearch's bounds).
+MAX_RUNS = 100
+_DURATION_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 Node = dict[str, Any]
 
@@ -127,6 +131,9 @@ class _Lexer:
         self._start = 0
         self._space, self._number_tail = _re(_SPACE), _re(_NUMBER_TAIL)
         self._word, self._plain_chars = _re(_WORD), _re(_PLAIN_CHARS)
+        # `![` (a missing-event stage) is a token only in sequences: elsewhere `!` stays an
+        # unexpected character, as before.
+        self.missing_stages = False
 
     def where(self) -> tuple[int, int]:
         """(line, column) of the current position."""
@@ -195,6 +202,9 @@ class _Lexer:
                 self._advance()
                 kind = {"(": "lparen", ")": "rparen", ",": "comma"}[ch]
                 yield Token(kind, ch, ch, line, col, start)
+            elif self.missing_stages and self.text.startswith("![", self.pos):
+                self._advance(2)
+                yield Token("op", "![", "![", line, col, start)
             else:
                 for op in _OPERATORS:
                     if self.text.startswith(op, self.pos):
@@ -444,9 +454,16 @@ class _Ast:
 
 class _Parser:
     def __init__(
-        self, text: str, source: str, field_types: Mapping[str, str] | None = None
+        self,
+        text: str,
+        source: str,
+        field_types: Mapping[str, str] | None = None,
+        category_field: str = "event.category",
     ) -> None:
-        self._lexed = _Lexer(text, source).tokens()
+        self._lexer = _Lexer(text, source)
+        self._lexed = self._lexer.tokens()
+        self.category_field = category_field
+        self.in_stage = False  # inside a sequence or sample stage's brackets
         self.text = text
         self.tokens: list[Token] = []
         self.i = 0
@@ -546,7 +563,7 @@ class _Parser:
             raise self.error("'and', 'or' or end of query")
         node = self.condition(ast)
         if tok.text.lower() != "any":
-            category = self.at(_pred("event.category", "keyword", "eq", [tok.value]), tok)
+            category = self.at(_pred(self.category_field, "keyword", "eq", [tok.value]), tok)
             rest = node["args"] if node["node"] == "and" else [node]
             node = self.at({"node": "and", "args": [category, *rest]}, tok)
         for branch in _flatten_or(node):  # the limit is per branch (spec/ir.md)
@@ -562,6 +579,238 @@ class _Parser:
         node = self.condition(ast)
         self.check_depth(node)
         return node
+
+    # ------------------------------------------------------------ sequences and samples
+
+    def statement(self) -> tuple[str, Any]:
+        """A whole query: ("event", NODE) for a single-event query, else ("sequence", parts)
+        or ("sample", parts) (spec/sequences.md)."""
+        tok = self.tok
+        word = tok.text.lower() if tok.kind == "ident" else ""
+        if word not in ("sequence", "sample"):
+            return "event", self.query()
+        self._lexer.missing_stages = True  # nothing past this token is lexed yet
+        self.next()
+        return word, self.sequence(tok) if word == "sequence" else self.sample(tok)
+
+    def sequence(self, head: Token) -> dict[str, Any]:
+        keys = self.join_keys() if self.is_keyword("by") else []
+        maxspan: int | None = None
+        if self.is_keyword("with"):
+            self.next()
+            if not self.is_keyword("maxspan"):
+                raise self.error("'maxspan'")
+            self.next()
+            if not self.is_op("=") and not self.is_op("=="):
+                raise self.error("'='")
+            self.next()
+            maxspan = self.maxspan()
+            if self.is_keyword("by"):
+                raise self.refuse("Please specify sequence [by] before [with] not after", head)
+        counts: list[int] = []
+        stages: list[dict[str, Any]] = []
+        first_missing: Token | None = None
+        while self.is_op("[") or self.is_op("!["):
+            missing = self.tok if self.is_op("![") else None
+            first_missing = first_missing or missing
+            expr, own = self.stage(keys, counts)
+            runs = self.runs() if self.is_keyword("with") else 1
+            stage = {"expr": expr, "keys": own, "missing": missing is not None}
+            stages.extend(copy.deepcopy(stage) for _ in range(runs))
+        if not stages:
+            raise self.error("'[' (a stage)")
+        until = None
+        if self.is_keyword("until"):
+            self.next()
+            if self.is_op("!["):
+                # Elasticsearch ignores the `!` there (its issue 132787): refused, not guessed.
+                raise self.refuse("missing events ('![') are not supported in [until]", self.tok)
+            if not self.is_op("["):
+                raise self.error("'['")
+            expr, own = self.stage(keys, counts)
+            until = {"expr": expr, "keys": own}
+        if len(stages) < 2:
+            raise self.refuse(
+                f"A sequence requires a minimum of 2 queries, found [{len(stages)}]", head
+            )
+        if first_missing is not None:
+            if maxspan is None:
+                raise self.refuse(
+                    "[with maxspan] is required for a sequence with missing events ('![')",
+                    first_missing,
+                )
+            if all(stage["missing"] for stage in stages):
+                raise self.refuse(
+                    "A sequence requires at least one positive event query (not '![')", head
+                )
+        pipes = self.pipes()
+        return {"maxspan_ms": maxspan, "stages": stages, "until": until, "pipes": pipes}
+
+    def sample(self, head: Token) -> dict[str, Any]:
+        keys = self.join_keys() if self.is_keyword("by") else []
+        if self.is_keyword("with"):
+            raise self.refuse("[with maxspan] is not supported in samples", self.tok)
+        counts: list[int] = []
+        stages: list[dict[str, Any]] = []
+        while self.is_op("[") or self.is_op("!["):
+            if self.is_op("!["):
+                raise self.refuse("missing events ('![') are not supported in samples", self.tok)
+            expr, own = self.stage(keys, counts)
+            if self.is_keyword("with"):
+                raise self.refuse("[with runs] is not supported in samples", self.tok)
+            stages.append({"expr": expr, "keys": own})
+        if not stages:
+            raise self.error("'[' (a stage)")
+        if self.is_keyword("until"):
+            raise self.refuse("[until] is not supported in samples", self.tok)
+        if len(stages) < 2:
+            raise self.refuse(
+                f"A sample requires a minimum of 2 queries, found [{len(stages)}]", head
+            )
+        return {"stages": stages, "pipes": self.pipes()}
+
+    def stage(
+        self, parent: list[dict[str, Any]], counts: list[int]
+    ) -> tuple[Node, list[dict[str, Any]]]:
+        """`[CATEGORY where COND] [by KEYS]`: the stage's condition and its full join keys
+        (FIELDREFs, `"optional": true` for a key written `?field`)."""
+        opening = self.next()  # `[` or `![`
+        tok = self.tok
+        if tok.kind != "ident" or tok.text.startswith(("?", "`")):
+            raise self.error("'any where' or '<category> where'")
+        self.next()
+        if not self.is_keyword("where"):
+            raise self.error("'where'")
+        self.next()
+        self.in_stage = True
+        ast = self.bool_expr()
+        self.in_stage = False
+        if not self.is_op("]"):
+            raise self.error("'and', 'or' or ']'")
+        self.next()
+        node = self.condition(ast)
+        if tok.text.lower() != "any":
+            category = self.at(_pred(self.category_field, "keyword", "eq", [tok.value]), tok)
+            rest = node["args"] if node["node"] == "and" else [node]
+            node = self.at({"node": "and", "args": [category, *rest]}, tok)
+        keys_tok = self.tok if self.is_keyword("by") else opening
+        own = self.join_keys() if self.is_keyword("by") else []
+        if counts and len(own) + len(parent) != counts[0]:
+            raise self.refuse(
+                "Inconsistent number of join keys specified; "
+                f"expected [{counts[0] - len(parent)}] but found [{len(own)}]",
+                keys_tok,
+            )
+        counts.append(len(own) + len(parent))
+        self.check_depth(node)
+        return node, [dict(k) for k in [*parent, *own]]
+
+    def join_keys(self) -> list[dict[str, Any]]:
+        """`by KEY, ...`: fields (`?field`: optional, its value may be null)."""
+        self.next()  # by
+        keys = []
+        while True:
+            tok = self.tok
+            if tok.kind != "ident" or tok.text.lower() in _KEYWORDS:
+                raise self.error("a field name")
+            ast = self.primary()
+            if ast.kind != "field":
+                raise self.refuse(f"join keys must be field names, found [{self.src(ast)}]", tok)
+            field = ast.value
+            key = {"field": field, "field_type": self.field_type(field)}
+            if tok.value.startswith("?"):
+                key["optional"] = True  # absent means false (spec/sequences.md, IR)
+            keys.append(key)
+            if self.tok.kind != "comma":
+                return keys
+            self.next()
+
+    def maxspan(self) -> int:
+        """`N(ms|s|m|h|d)` as milliseconds (Elasticsearch's checks and words)."""
+        tok = self.tok
+        if tok.kind != "number":
+            raise self.error("a time span (such as 5m)")
+        self.next()
+        match = _re(r"([0-9]*\.?[0-9]*(?:[eE][+-]?[0-9]+)?)(.*)").fullmatch(tok.text)
+        assert match is not None  # every text matches
+        number, unit = match.groups()
+        if not _re(r"[0-9]+").fullmatch(number):
+            raise self.refuse(
+                f"Decimal time interval [{number}] not supported; please use an positive integer",
+                tok,
+            )
+        if not unit and self.tok.kind == "ident" and not self.is_keyword("by"):
+            unit = self.next().text  # `5 m`: Elasticsearch's grammar allows the space
+        value = int(number)
+        if value <= 0:
+            raise self.refuse(f"A positive maxspan value is required; found [{value}]", tok)
+        if not unit:
+            raise self.refuse(f"No time unit specified, did you mean [s] as in [{number}s]?", tok)
+        if unit not in _DURATION_MS:
+            raise self.refuse(
+                f"Unrecognized time unit [{unit}] in [{number}{unit}], please specify one of "
+                "[ms, s, m, h, d]",
+                tok,
+            )
+        millis = value * _DURATION_MS[unit]
+        if millis > 2**63 - 1:
+            raise self.refuse(f"maxspan {number}{unit} is too large", tok)
+        return millis
+
+    def runs(self) -> int:
+        """`with runs=N` after a stage: 1 to MAX_RUNS."""
+        self.next()  # with
+        if not self.is_keyword("runs"):
+            raise self.error("'runs'")
+        self.next()
+        if not self.is_op("=") and not self.is_op("=="):
+            raise self.error("'='")
+        self.next()
+        tok = self.tok
+        if tok.kind != "number":
+            raise self.error("a number")
+        self.next()
+        if not _re(r"[0-9]+").fullmatch(tok.text) or not 1 <= int(tok.text) <= MAX_RUNS:
+            raise self.refuse(
+                f"A runs value between 1 and {MAX_RUNS} is required; found [{tok.text}]", tok
+            )
+        return int(tok.text)
+
+    def pipes(self) -> list[dict[str, Any]]:
+        """`| head N`, `| tail N` (Elasticsearch's other pipes are refused in its words)."""
+        pipes = []
+        while self.is_op("|"):
+            bar = self.next()
+            tok = self.tok
+            if tok.kind != "ident":
+                raise self.error("a pipe name")
+            self.next()
+            name = tok.text
+            if name not in ("head", "tail"):
+                if name in ("count", "filter", "sort", "unique", "unique_count"):
+                    raise self.refuse(f"Pipe [{name}] is not supported", bar)
+                raise self.refuse(f"Unrecognized pipe [{name}]", tok)
+            args: list[_Ast] = []
+            if not (self.is_op("|") or self.tok.kind == "eof"):
+                args.append(self.bool_expr())
+                while self.tok.kind == "comma":
+                    self.next()
+                    args.append(self.bool_expr())
+            if len(args) != 1:
+                raise self.refuse(
+                    f"Pipe [{name}] expects exactly one argument but found [{len(args)}]", bar
+                )
+            arg = args[0].inner()
+            value = arg.value[0] if arg.kind == "lit" else None
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 2**31 - 1:
+                raise self.refuse(
+                    f"Pipe [{name}] expects a positive integer but found [{self.src(args[0])}]",
+                    args[0].first,
+                )
+            pipes.append({"pipe": name, "n": value})
+        if self.tok.kind != "eof":
+            raise self.error("'|' or end of query")
+        return pipes
 
     def bool_expr(self) -> _Ast:
         """`or` of `and`s of operands, each chain one n-ary node (a loop, not recursion)."""
@@ -595,6 +844,7 @@ class _Parser:
             or self.is_keyword("and")
             or self.is_keyword("or")
             or self.is_op("|")
+            or (self.in_stage and self.is_op("]"))
         ):
             raise self.error(
                 "an operator ('==', '!=', '<', '<=', '>', '>=', ':', 'in', 'in~', 'like', "
@@ -1379,10 +1629,43 @@ def compile_rule(
     severity: str = "",
     source: str = "<query>",
     field_types: Mapping[str, str] | None = None,
+    category_field: str = "event.category",
+    timestamp_field: str = "@timestamp",
+    tiebreaker_field: str | None = None,
+    size: int | None = None,
+    max_samples_per_key: int | None = None,
 ) -> dict[str, Any]:
     """Compile a query into the rule IR (a JSON-serialisable dict); `field_types` maps fields
-    to types on top of the ECS table (spec/ir.md, Field types)."""
-    exprs = _flatten_or(parse_query(query, source, field_types))
+    to types on top of the ECS table (spec/ir.md, Field types). `category_field` is the field
+    of `CATEGORY where`; a sequence or sample (spec/sequences.md) also takes the timestamp and
+    tiebreaker fields, `size` and (samples) `max_samples_per_key`."""
+    kind, parsed = _Parser(query, source, field_types, category_field).statement()
+    head = {"ir_version": IR_VERSION, "id": rule_id, "name": name, "severity": severity}
+    tiebreaker = None
+    if tiebreaker_field is not None:
+        tiebreaker = {
+            "field": tiebreaker_field,
+            "field_type": field_type(tiebreaker_field, field_types),
+        }
+    if kind == "sequence":
+        body = {
+            "timestamp_field": timestamp_field,
+            "tiebreaker_field": tiebreaker,
+            **{k: parsed[k] for k in ("maxspan_ms", "stages", "until", "pipes")},
+            "size": size,
+        }
+        return {**head, "sequence": body}
+    if kind == "sample":
+        body = {
+            "timestamp_field": timestamp_field,
+            "tiebreaker_field": tiebreaker,
+            "stages": parsed["stages"],
+            "max_samples_per_key": max_samples_per_key,
+            "pipes": parsed["pipes"],
+            "size": size,
+        }
+        return {**head, "sample": body}
+    exprs = _flatten_or(parsed)
     branches = []
     seen: dict[str, int] = {}
     for i, branch in enumerate(exprs):
@@ -1648,10 +1931,69 @@ def inline_allowlist(ir: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def rule_options(ir: Mapping[str, Any]) -> dict[str, Any]:
+    """The compile_rule options a sequence's or sample's IR holds besides its query (so
+    ``compile_rule(format_rule(ir), **rule_options(ir), ...) == ir``)."""
+    kind = rule_kind(ir)
+    if kind == "event":
+        return {}
+    body = ir[kind]
+    keys = ["timestamp_field", "size"]
+    keys += ["max_samples_per_key"] if kind == "sample" else []
+    tiebreaker = body["tiebreaker_field"]
+    if isinstance(tiebreaker, dict):
+        tiebreaker = tiebreaker["field"]
+    return {**{k: body[k] for k in keys}, "tiebreaker_field": tiebreaker}
+
+
+def _span_text(millis: int) -> str:
+    for unit, size in sorted(_DURATION_MS.items(), key=lambda item: -item[1]):
+        if millis % size == 0:
+            return f"{millis // size}{unit}"
+    return f"{millis}ms"  # not reached: every span is whole milliseconds
+
+
+def _stage_text(stage: Mapping[str, Any], indent: int, opening: str = "[") -> list[str]:
+    """A stage as EQL: `[any where COND] by KEY, ?OPTIONAL_KEY, ...`."""
+    condition = stage["expr"]
+    pad = " " * indent
+    body = _lines(condition, indent + 2)
+    text = [f"{pad}{opening}any where", *body, f"{pad}]"]
+    if len(pad) + len(opening) + 10 + len(body[0].strip()) + 1 <= _WIDTH and len(body) == 1:
+        text = [f"{pad}{opening}any where {body[0].strip()}]"]
+    if stage["keys"]:
+        keys = [
+            ("?" if k.get("optional") else "") + format_field(k["field"]) for k in stage["keys"]
+        ]
+        text[-1] += " by " + ", ".join(keys)
+    return text
+
+
+def _format_joined(ir: dict[str, Any]) -> str:
+    kind = rule_kind(ir)
+    body = ir[kind]
+    head = kind
+    if kind == "sequence" and body["maxspan_ms"] is not None:
+        head += f" with maxspan={_span_text(body['maxspan_ms'])}"
+    lines = [head]
+    for stage in body["stages"]:
+        lines += _stage_text(stage, 2, "![" if stage.get("missing") else "[")
+    if body.get("until"):
+        until = _stage_text(body["until"], 2)
+        lines += [f"until {until[0].strip()}", *until[1:]]
+    for pipe in body["pipes"]:
+        lines.append(f"| {pipe['pipe']} {pipe['n']}")
+    return "\n".join(line.rstrip() for line in lines)
+
+
 def format_rule(ir: dict[str, Any]) -> str:
     """A rule's IR as one ``any where`` query, a branch per top-level ``or`` operand, each
     preceded by a ``// branch`` comment; allowlist entries as a last ``and not (...)`` of
-    every branch. Compiling it gives the branches and trees of ``inline_allowlist(ir)``."""
+    every branch. Compiling it gives the branches and trees of ``inline_allowlist(ir)``.
+    A sequence or sample prints as one, every stage with all its join keys;
+    ``compile_rule(format_rule(ir), **rule_options(ir), ...)`` gives it back."""
+    if rule_kind(ir) != "event":
+        return _format_joined(ir)
     parts = []
     branches = inline_allowlist(ir)["branches"]
     several = len(branches) > 1

@@ -75,11 +75,7 @@ def with_host_filter(
             raise FilterError("an empty --host/--exclude-host glob matches nothing")
     filtered = []
     for rule in rules:
-        ir = dict(rule.ir)
-        ir["branches"] = [
-            {**branch, "expr": {"node": "and", "args": [node, branch["expr"]]}}
-            for branch in rule.ir["branches"]
-        ]
+        ir = rule.map_conditions(lambda expr: {"node": "and", "args": [node, expr]})
         filtered.append(dataclasses.replace(rule, ir=ir))
     return filtered
 

@@ -3,6 +3,9 @@ the error names the place in the document, in the same order and words as the Ru
 (``check_schema`` in crates/imds-core/src/ir.rs): a node's own keys first (unknown ones in
 document order, then missing ones, then each key in schema order), then its children depth
 first, branches before the allowlist. Keys, required keys and enums come from the schema.
+A sequence's or sample's document (spec/sequences.md) is checked the same way: its object's
+keys, then each key in schema order, then its stages, `until` and pipes depth first; last,
+that every stage has as many join keys as the first.
 An ``expr`` node's VALUE tree is checked the same way; a VALUE's shape is the one named by
 the first of ``lit``, ``field``, ``fn`` it holds (none: ``missing key "lit", "field" or
 "fn"``), and its ``args`` follow it depth first.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Mapping
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -43,6 +47,38 @@ TEXT_OPS = frozenset({"wildcard", "like", *AFFIX_OPS})
 # The comparisons with one literal (every field type) and the regular expressions (keyword).
 RANGE_OPS = frozenset({"lt", "lte", "gt", "gte"})
 REGEX_OPS = frozenset({"regex", "regex_ci"})
+
+
+def rule_kind(ir: Mapping[str, Any]) -> str:
+    """ "event", "sequence" or "sample": which of the IR's shapes this is."""
+    return "sequence" if "sequence" in ir else "sample" if "sample" in ir else "event"
+
+
+def conditions(ir: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every condition of a rule, named: its branches, or a sequence's or sample's stages
+    (``stage1``, ...) and ``until``: what reads fields of an event."""
+    kind = rule_kind(ir)
+    if kind == "event":
+        return [(str(b["name"]), b["expr"]) for b in ir["branches"]]
+    body = ir[kind]
+    out = [(f"stage{i + 1}", stage["expr"]) for i, stage in enumerate(body["stages"])]
+    if body.get("until"):
+        out.append(("until", body["until"]["expr"]))
+    return out
+
+
+def map_conditions(
+    ir: dict[str, Any], wrap: Callable[[dict[str, Any]], dict[str, Any]]
+) -> dict[str, Any]:
+    """The IR with ``wrap(expr)`` in place of each condition (branches, stages, until)."""
+    kind = rule_kind(ir)
+    if kind == "event":
+        return {**ir, "branches": [{**b, "expr": wrap(b["expr"])} for b in ir["branches"]]}
+    body = dict(ir[kind])
+    body["stages"] = [{**stage, "expr": wrap(stage["expr"])} for stage in body["stages"]]
+    if body.get("until"):
+        body["until"] = {**body["until"], "expr": wrap(body["until"]["expr"])}
+    return {**ir, kind: body}
 
 
 def _shape(name: str) -> tuple[list[str], list[str]]:
@@ -149,7 +185,122 @@ def _value_children(value: Any, path: str) -> list[tuple[Any, str, str]]:
     return [(arg, f"{_key_path(path, 'args')}[{i}]", "value") for i, arg in enumerate(args)]
 
 
+# The document's shapes (the schema's top-level `oneOf`, in its order): the first of these keys
+# a document holds picks its shape (none: `branches`), and the others are then unknown keys.
+SHAPES = ("branches", "sequence", "sample")
+
+
+def _doc_shape(doc: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(keys, required keys) of a document, by its shape: the keys of the others are
+    unknown, and so is a key whose `dependentRequired` names another shape (`allowlist`)."""
+    shape = next((k for k in SHAPES if k in doc), SHAPES[0])
+    keys, required = _shape("doc")
+    depends: dict[str, list[str]] = schema().get("dependentRequired", {})
+    keys = [
+        k
+        for k in keys
+        if (k == shape or k not in SHAPES) and all(d == shape for d in depends.get(k, []))
+    ]
+    return keys, [*required, shape]
+
+
+def _integer(value: dict[str, Any], key: str, path: str, prop: dict[str, Any]) -> None:
+    """An integer (or null, when the schema allows it) of at least the schema's minimum."""
+    got = value[key]
+    nullable = "null" in prop["type"]
+    where = _key_path(path, key)
+    if got is None and nullable:
+        return
+    if type(got) is not int:
+        wanted = "an integer or null" if nullable else "an integer"
+        raise _Bad(f"{where}: expected {wanted}, found {_kind_of(got)}")
+    if "minimum" in prop and got < prop["minimum"]:
+        raise _Bad(f"{where}: must be at least {prop['minimum']}, found {got}")
+
+
+def _joined_children(value: dict[str, Any], path: str, place: str) -> list[tuple[Any, str, str]]:
+    """Check a sequence's or sample's object, a stage, a join key or a pipe (its own keys, as a
+    node's: unknown ones, missing ones, then each key in schema order); its parts, to check
+    next."""
+    part = schema()["$defs"][place]
+    keys, required = list(part["properties"]), list(part["required"])
+    _check_keys(value, path, keys, required)
+    children: list[tuple[Any, str, str]] = []
+    for key in keys:
+        prop = part["properties"][key]
+        if key not in value:
+            continue  # an optional key (a join key's `optional`)
+        got = value[key]
+        where = _key_path(path, key)
+        if "$ref" in prop:  # a node (a stage's expr) or a field type
+            if prop["$ref"] == "#/$defs/node":
+                children.append((got, where, "node"))
+            elif not isinstance(got, str):
+                raise _Bad(f"{where}: expected a string, found {_kind_of(got)}")
+            elif got not in _resolve(prop["$ref"])["enum"]:
+                shown = json.dumps(got, ensure_ascii=False)
+                raise _Bad(
+                    f"{where}: {shown} is not one of: {', '.join(_resolve(prop['$ref'])['enum'])}"
+                )
+            continue
+        kinds = prop.get("type")
+        if "anyOf" in prop:  # until: null or a stage; the tiebreaker: null, a string or a field
+            options = prop["anyOf"]
+            ref = next(o["$ref"].rsplit("/", 1)[1] for o in options if "$ref" in o)
+            strings = {"type": "string"} in options
+            if isinstance(got, dict):
+                children.append((got, where, ref))
+            elif not (got is None or (strings and isinstance(got, str))):
+                wanted = "a string, an object or null" if strings else "an object or null"
+                raise _Bad(f"{where}: expected {wanted}, found {_kind_of(got)}")
+        elif kinds == "array":
+            if not isinstance(got, list):
+                raise _Bad(f"{where}: expected an array, found {_kind_of(got)}")
+            least = prop.get("minItems", 0)
+            if len(got) < least:
+                raise _Bad(f"{where}: must hold at least {least} items, found {len(got)}")
+            item = prop["items"]["$ref"].rsplit("/", 1)[1]
+            children += [(g, f"{where}[{i}]", item) for i, g in enumerate(got)]
+        elif kinds == "boolean":
+            if not isinstance(got, bool):
+                raise _Bad(f"{where}: expected a boolean, found {_kind_of(got)}")
+        elif kinds in ("integer", ["integer", "null"]):
+            _integer(value, key, path, prop)
+        else:  # a string, or a string or null
+            if not (isinstance(got, str) or (got is None and "null" in kinds)):
+                wanted = "a string or null" if "null" in kinds else "a string"
+                raise _Bad(f"{where}: expected {wanted}, found {_kind_of(got)}")
+            if "enum" in prop and got not in prop["enum"]:
+                shown = json.dumps(got, ensure_ascii=False)
+                raise _Bad(f"{where}: {shown} is not one of: {', '.join(prop['enum'])}")
+    return children
+
+
+def _check_key_counts(doc: dict[str, Any]) -> None:
+    """Every stage of a sequence or sample (and its `until`) has as many join keys as the
+    first: what the schema cannot say."""
+    kind = next((k for k in SHAPES[1:] if k in doc), None)
+    if kind is None:
+        return
+    body = doc[kind]
+    stages = [(f"$.{kind}.stages[{i}].keys", s) for i, s in enumerate(body["stages"])]
+    if body.get("until") is not None:
+        stages.append((f"$.{kind}.until.keys", body["until"]))
+    first = len(body["stages"][0]["keys"])
+    for path, stage in stages:
+        if len(stage["keys"]) != first:
+            raise _Bad(
+                f"{path}: expected as many join keys as $.{kind}.stages[0] ({first}), "
+                f"found {len(stage['keys'])}"
+            )
+
+
 def _check(doc: Any) -> None:
+    _check_tree(doc)
+    _check_key_counts(doc)
+
+
+def _check_tree(doc: Any) -> None:
     defs = schema()["$defs"]
     kinds = defs["node"]["properties"]["node"]["enum"]
     field_types = defs["pred"]["properties"]["field_type"]["enum"]
@@ -188,6 +339,9 @@ def _check(doc: Any) -> None:
         if place == "value":
             stack.extend(reversed(_value_children(value, path)))
             continue
+        if place in ("sequence", "sample", "sequence_stage", "stage", "key", "field_ref", "pipe"):
+            stack.extend(reversed(_joined_children(value, path, place)))
+            continue
         kind = place
         if place == "node":
             if "node" not in value:
@@ -195,7 +349,7 @@ def _check(doc: Any) -> None:
             one_of("node", kinds)
             kind = value["node"]
         shape = {"doc": "doc", "branch": "branch", "and": "chain", "or": "chain"}.get(kind, kind)
-        keys, required = _shape(shape)
+        keys, required = _doc_shape(value) if kind == "doc" else _shape(shape)
         _check_keys(value, path, keys, required)
         children: list[tuple[Any, str, str]] = []
         if kind == "doc":
@@ -214,6 +368,12 @@ def _check(doc: Any) -> None:
             allowlist = array("allowlist", False)
             children += [(b, f"$.branches[{i}]", "branch") for i, b in enumerate(branches)]
             children += [(n, f"$.allowlist[{i}]", "node") for i, n in enumerate(allowlist)]
+            for joined in SHAPES[1:]:
+                if joined in value:
+                    got = value[joined]
+                    if not isinstance(got, dict):
+                        raise _Bad(f"$.{joined}: expected an object, found {_kind_of(got)}")
+                    children.append((got, f"$.{joined}", joined))
         elif kind == "branch":
             string("name")
             children.append((value["expr"], _key_path(path, "expr"), "node"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 from datetime import UTC, datetime
@@ -146,7 +147,9 @@ def write_table(
     """One line per hit, fitted to ``width`` (default: :func:`table_width`): time, host, user,
     process, rule (when several ran), branch, the matched field and value. Cells too wide are
     cut with "…" (the whole record is in ``-f ndjson``); log content is escaped. A stream's
-    table: ``hits`` its first rows, ``total`` its hits, ``by_rule`` whether several rules hit."""
+    table: ``hits`` its first rows, ``total`` its hits, ``by_rule`` whether several rules hit.
+    A sequence or sample result is one line: its first event's, with :func:`result_label` as
+    the value."""
     from .filters import event_time
 
     width = table_width(out) if width is None else width
@@ -171,6 +174,8 @@ def write_table(
         except ValueError:
             doc = None
         matched = hit.matched or {}
+        if hit.events is not None:  # a sequence or sample: what it joined, not a predicate
+            matched = {"value": result_label(hit)}
         texts = [
             iso_second(event_time(doc) if doc is not None else None),
             _field(doc, "host.name"),
@@ -201,6 +206,22 @@ def write_table(
             f"… {total - len(shown):,} more hit(s) not shown (--max-table-rows "
             f"{max_rows:,}): -f ndjson for all\n"
         )
+
+
+def result_label(hit: Hit) -> str:
+    """A sequence or sample result in a few words: ``2 events (1 missing) by ["h1"]``."""
+    events = hit.events or ()
+    present = sum(1 for event in events if event.event_text is not None)
+    keys = json.dumps(list(hit.join_keys or ()), ensure_ascii=False)
+    return events_label(present, len(events) - present, keys)
+
+
+def events_label(present: int, missing: int, join_keys: str) -> str:
+    """:func:`result_label` from the counts and the join keys' JSON text."""
+    text = f"{present} event{'' if present == 1 else 's'}"
+    if missing:
+        text += f" ({missing} missing)"
+    return text if join_keys == "[]" else f"{text} by {join_keys}"
 
 
 def events(stats: ScanStats) -> int:
@@ -279,6 +300,18 @@ def allowlist_warnings(stats: ScanStats) -> list[str]:
         "check that its entries are not broader than meant (--show-rule prints them)"
         for d in stats.allowlist
         if d.dropped and not d.hits
+    ]
+
+
+def no_time_warnings(stats: ScanStats) -> list[str]:
+    """Sequence and sample stage candidates left out for want of a parsable time (they cannot
+    take part, as in Elasticsearch), with the first few as file:line."""
+    if not stats.no_time:
+        return []
+    where = ", ".join(f"{safe(path)}:{line}" for path, line in stats.no_time_examples)
+    return [
+        f"{stats.no_time:,} sequence/sample candidate(s) without a parsable timestamp were "
+        f"left out of the sequences and samples (e.g. {where})"
     ]
 
 

@@ -16,6 +16,16 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class SeqEvent:
+    """One stage's event of a sequence or sample result; all None for a missing-event stage
+    (spec/sequences.md, Output)."""
+
+    source: str | None
+    line: int | None
+    event_text: str | None
+
+
+@dataclass(frozen=True)
 class Hit:
     source: str
     line: int
@@ -23,6 +33,11 @@ class Hit:
     branch: str
     matched: dict[str, str] | None
     event_text: str
+    # A sequence or sample result (branch "sequence"/"sample"): its events in stage order and
+    # its join key values; None for a single-event hit. source/line/event_text: the first
+    # event that is not missing.
+    events: tuple[SeqEvent, ...] | None = None
+    join_keys: tuple[object, ...] | None = None
 
     @property
     def event(self) -> dict[str, Any]:
@@ -30,7 +45,8 @@ class Hit:
         return doc
 
     def to_json(self) -> str:
-        """One NDJSON record; the event is embedded as the original JSON text."""
+        """One NDJSON record; the event is embedded as the original JSON text. A result also
+        has ``join_keys`` and ``events`` (each event embedded likewise)."""
         head = json.dumps(
             {
                 "source": self.source,
@@ -43,7 +59,19 @@ class Hit:
             },
             ensure_ascii=False,
         )
+        if self.events is not None:
+            keys = json.dumps(list(self.join_keys or ()), ensure_ascii=False)
+            events = ", ".join(event_json(event) for event in self.events)
+            head = f'{head[:-1]}, "join_keys": {keys}, "events": [{events}]}}'
         return f'{head[:-1]}, "event": {self.event_text.strip()}}}'
+
+
+def event_json(event: SeqEvent) -> str:
+    """A result's event as its NDJSON record writes it (the event's JSON text embedded)."""
+    if event.event_text is None:
+        return '{"missing": true, "source": null, "line": null, "event": null}'
+    where = json.dumps({"source": event.source, "line": event.line}, ensure_ascii=False)
+    return f'{where[:-1]}, "event": {event.event_text.strip()}}}'
 
 
 @dataclass
@@ -84,6 +112,10 @@ class ScanStats:
     not_ecs: list[NotEcs] = field(default_factory=list)
     # --max-hits stopped the scan at this hit (its input and line).
     stopped_at: tuple[str, int] | None = None
+    # Sequence and sample stage candidates left out for want of a parsable time (counted per
+    # rule they are a candidate of), and the first few of them (input, line).
+    no_time: int = 0
+    no_time_examples: list[tuple[str, int]] = field(default_factory=list)
 
     def total(self, name: str) -> int:
         return sum(getattr(f, name) for f in self.files)

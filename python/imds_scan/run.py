@@ -113,21 +113,31 @@ def open_scan(
     complete once the batches are consumed or the stream closed). Inputs are expanded and
     ``check_inputs`` run now; the engine runs while the batches are consumed. ``needs``: what
     the consumer reads from the batches (``hits``, ``records``, ``frame``; see
-    :class:`~imds_scan.batch.HitBatch`); --since/--until read the Hit objects."""
-    from .filters import TimeWindow, as_utc, event_time, with_host_filter
+    :class:`~imds_scan.batch.HitBatch`); --since/--until read the Hit objects. Sequence and
+    sample rules run as their stage rules; their results come after the single-event hits
+    (:mod:`imds_scan.sequences`)."""
+    from .filters import TimeWindow, as_utc, event_time
     from .reference.event import load_event
     from .rules import default_rules
+    from .sequences import plan_rules
 
     config = _apply_config(config, engine, threads, cluster)
     window = TimeWindow(  # a naive bound is UTC, as in the CLI
         None if config.since is None else as_utc(config.since),
         None if config.until is None else as_utc(config.until),
     )
-    if window.active:
-        needs = needs | {HITS}
-    chosen = with_host_filter(
+    # Sequence and sample rules run as stage rules; ``chosen`` are the rules as loaded (host
+    # filters in), what the batches' counts and the statistics are about.
+    plan = plan_rules(
         default_rules() if rules is None else rules, config.hosts, config.exclude_hosts
     )
+    chosen = plan.rules
+    if plan.has_sequences:
+        # Stage hits are told apart by their Hit's rule, and are most of the hits: records
+        # and rows the engine made for them would be thrown away.
+        needs = frozenset({HITS})
+    if window.active:
+        needs = needs | {HITS}
     expanded = expand(paths, endpoint_url=config.endpoint_url)
     if check_inputs is not None:
         check_inputs(expanded.sources)
@@ -138,7 +148,7 @@ def open_scan(
 
         base = stream_cluster(
             expanded.sources,
-            chosen,
+            plan.engine_rules,
             config.cluster,
             threads=config.threads,
             prefilter=config.prefilter,
@@ -152,7 +162,7 @@ def open_scan(
     else:
         base = stream_scan(
             expanded.sources,
-            chosen,
+            plan.engine_rules,
             engine=config.engine,
             threads=config.threads,
             prefilter=config.prefilter,
@@ -160,6 +170,19 @@ def open_scan(
             progress=progress,
             max_line_bytes=config.max_line_bytes,
             needs=needs,
+        )
+    if plan.has_sequences:
+        from .sequences import with_sequences
+
+        def within(text: str) -> bool:
+            return window.contains(event_time(load_event(text)))
+
+        base = with_sequences(
+            base,
+            plan,
+            "rust" if config.cluster is not None else config.engine,
+            [source.name for source in expanded.sources],
+            within if window.active else None,
         )
     by_rule: dict[str, int] = {}  # hits before the time window (the allowlist's count)
     outside = 0
@@ -222,7 +245,7 @@ def open_scan(
             from .shape import not_ecs_inputs
 
             hits = [f.hits if f.error is None else 1 for f in stats.files]
-            stats.not_ecs = not_ecs_inputs(expanded.sources, hits, chosen)
+            stats.not_ecs = not_ecs_inputs(expanded.sources, hits, plan.engine_rules)
         return stats
 
     return HitStream(batches(), finish)

@@ -49,11 +49,18 @@ class NotEcs:
 
 
 def rule_fields(rules: Sequence[Rule]) -> list[str]:
-    """Every field the rules' branches read (allowlists and host filters aside)."""
+    """Every field the rules' branches (a sequence's or sample's stages) read (allowlists and
+    host filters aside)."""
+    from .ir_schema import conditions
+
     found: set[str] = set()
     for rule in rules:
-        for branch in rule.ir["branches"]:
-            found |= node_fields(branch["expr"])
+        for _name, expr in conditions(rule.ir):
+            found |= node_fields(expr)
+        if rule.kind != "event":  # and a sequence's or sample's join keys
+            body = rule.ir[rule.kind]
+            stages = [*body["stages"], *([body["until"]] if body.get("until") else [])]
+            found |= {k["field"] for stage in stages for k in stage["keys"]}
     found.discard("host.name")  # the host filter's field, on every branch when set
     return sorted(found)
 

@@ -718,7 +718,7 @@ fn date_string(micros: i64) -> String {
 
 /// An address as Elasticsearch shows it: dotted IPv4 for IPv4-mapped addresses, else
 /// RFC 5952 (lower-case hex, the longest run of two or more zero groups as `::`).
-fn ip_string(a: &[u8; 16]) -> String {
+pub(crate) fn ip_string(a: &[u8; 16]) -> String {
     if a[..10].iter().all(|&b| b == 0) && a[10] == 0xff && a[11] == 0xff {
         return format!("{}.{}.{}.{}", a[12], a[13], a[14], a[15]);
     }

@@ -470,7 +470,7 @@ impl Node {
 
 /// An enum of spec/ir.schema.json (node kinds, field types, operators), by JSON pointer: the
 /// names checked come from the schema itself, parsed once.
-fn schema_enum(pointer: &str) -> Vec<&'static str> {
+pub(crate) fn schema_enum(pointer: &str) -> Vec<&'static str> {
     static SCHEMA: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
     let schema = SCHEMA.get_or_init(|| {
         serde_json::from_str(include_str!("../../../spec/ir.schema.json"))
@@ -491,7 +491,7 @@ enum Place {
 }
 
 /// `path` followed by an object key: `.key`, or `["key"]` when it is not a plain name.
-fn key_path(path: &str, key: &str) -> String {
+pub(crate) fn key_path(path: &str, key: &str) -> String {
     let plain = key
         .chars()
         .next()
@@ -504,7 +504,7 @@ fn key_path(path: &str, key: &str) -> String {
     }
 }
 
-fn kind_of(value: &Value) -> &'static str {
+pub(crate) fn kind_of(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -520,7 +520,15 @@ fn kind_of(value: &Value) -> &'static str {
 /// ones in document order, then missing ones, then each key in schema order), then its
 /// children depth first, branches before the allowlist.
 fn check_schema(doc: &Value) -> Result<(), String> {
-    let mut stack: Vec<(&Value, String, Place)> = vec![(doc, "$".into(), Place::Doc)];
+    check_places(vec![(doc, "$".into(), Place::Doc)])
+}
+
+/// [`check_schema`] of one condition NODE at `path` (a sequence or sample stage's `expr`).
+pub(crate) fn check_node(node: &Value, path: String) -> Result<(), String> {
+    check_places(vec![(node, path, Place::Node)])
+}
+
+fn check_places(mut stack: Vec<(&Value, String, Place)>) -> Result<(), String> {
     while let Some((value, path, place)) = stack.pop() {
         let Value::Object(map) = value else {
             return Err(format!(
@@ -723,7 +731,7 @@ fn check_schema(doc: &Value) -> Result<(), String> {
 }
 
 /// A JSON number written without a fraction or an exponent (the text is kept as written).
-fn is_integer(n: &serde_json::Number) -> bool {
+pub(crate) fn is_integer(n: &serde_json::Number) -> bool {
     let text = n.to_string();
     let digits = text.strip_prefix('-').unwrap_or(&text);
     !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
@@ -731,7 +739,7 @@ fn is_integer(n: &serde_json::Number) -> bool {
 
 /// The deepest nesting of arrays and objects in JSON text (strings skipped); a linear scan
 /// that needs no valid JSON (the parser reports what is wrong).
-fn json_depth(text: &str) -> usize {
+pub(crate) fn json_depth(text: &str) -> usize {
     let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0, false, false);
     for &b in text.as_bytes() {
         if in_string {

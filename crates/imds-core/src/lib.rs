@@ -20,6 +20,7 @@ mod ir;
 pub mod lucene_regex;
 mod prefilter;
 mod scan;
+pub mod sequence;
 mod timestamp;
 mod typed;
 mod wildcard;

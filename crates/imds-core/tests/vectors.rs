@@ -50,7 +50,8 @@ fn read_jsonl(name: &str) -> Vec<Value> {
 fn invalid_ir_is_refused_naming_the_place() {
     let cases = read_jsonl("invalid_ir.jsonl");
     assert!(cases.len() >= 40);
-    for case in cases {
+    // `shape`: a sequence's or sample's document, refused by spec/sequences.md's checker.
+    for case in cases.into_iter().filter(|c| c.get("shape").is_none()) {
         let text = serde_json::to_string(&case["ir"]).unwrap();
         let err = RuleIr::from_json(&text).expect_err(case["name"].as_str().unwrap());
         assert_eq!(

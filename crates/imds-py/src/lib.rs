@@ -8,6 +8,7 @@
 //! hands it out as a `HitBatch`, which holds no Python object per hit unless hits are asked for.
 
 mod arrow_ipc;
+mod sequence;
 
 use imds_core::{
     row_projection, Engine, FileStats, Hit, HitRows, Input, RecordMeta, RuleIr, RuleMeta,
@@ -910,6 +911,8 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Scanner>()?;
     m.add_class::<ScanIter>()?;
     m.add_class::<HitBatch>()?;
+    m.add_class::<sequence::SequenceMatcher>()?;
+    m.add_class::<sequence::MatchResult>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("STATS_FIELDS", PyTuple::new(m.py(), FileStats::FIELDS)?)?;
     Ok(())

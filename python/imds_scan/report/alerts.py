@@ -5,14 +5,19 @@ Each document is the source event with ``event.kind`` set to ``alert``, the rule
 the hit came from in ``imds_scan.*``. Only ECS field names are added outside ``imds_scan``; ECS
 has no ``rule.severity``, so the severity is ``event.severity`` (Elastic's risk number for it)
 and ``imds_scan.severity`` (the word).
+
+A sequence or sample result gives what Elastic's detection engine writes for one: a shell alert
+for the result (the fields its events share) and a building-block alert per event that is
+present, linked by ``kibana.alert.group.id`` (docs/output.md, Alert documents).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
-from ..records import Hit
+from ..records import Hit, SeqEvent
 from ..reference.event import deep_json, load_event
 from ..rules import Rule
 
@@ -81,14 +86,20 @@ def _take(obj: dict[str, Any], head: str) -> dict[str, Any]:
     return {key: obj.pop(key) for key in list(obj) if key == head or key.startswith(f"{head}.")}
 
 
-def alert_document(hit: Hit) -> dict[str, Any]:
-    """The hit as an ECS alert. The event's own fields are kept, @timestamp as written; the
-    event's own ``rule``/``threat`` fields (say, a firewall rule) move to ``imds_scan.original``
-    so that ``rule.*`` and ``threat.*`` describe this detection alone."""
-    # Plain numbers: they re-ingest as numbers.
-    doc: dict[str, Any] = load_event(hit.event_text, numbers_as_text=False)
-    original = {**_take(doc, "rule"), **_take(doc, "threat")}
-    _take(doc, "imds_scan")  # the event must not speak for the scanner
+def _source_fields(doc: dict[str, Any], *spaces: str) -> dict[str, Any]:
+    """Take the event's own fields of the namespaces the alert sets (``rule``, ``threat``...):
+    they go to ``imds_scan.original``; an ``imds_scan`` of the event's own is dropped (the
+    event must not speak for the scanner)."""
+    original = {key: value for space in spaces for key, value in _take(doc, space).items()}
+    _take(doc, "imds_scan")
+    return original
+
+
+def _detection(
+    doc: dict[str, Any], hit: Hit, scan: dict[str, Any], original: dict[str, Any]
+) -> None:
+    """Mark ``doc`` as this rule's alert: event.kind, severity, ``rule.*``, ``threat.*``, and
+    ``imds_scan`` (``scan``, then what the event had in the alert's namespaces)."""
     _put(doc, "event.kind", "alert")
     risk = RISK.get(hit.rule.severity.lower())
     if risk is not None:
@@ -100,18 +111,176 @@ def alert_document(hit: Hit) -> dict[str, Any]:
     threat = threat_fields(hit.rule)
     if threat:
         doc["threat"] = threat
-    doc["imds_scan"] = {
+    doc["imds_scan"] = scan
+    if original:
+        doc["imds_scan"]["original"] = original
+
+
+def alert_document(hit: Hit) -> dict[str, Any]:
+    """The hit as an ECS alert. The event's own fields are kept, @timestamp as written; the
+    event's own ``rule``/``threat`` fields (say, a firewall rule) move to ``imds_scan.original``
+    so that ``rule.*`` and ``threat.*`` describe this detection alone."""
+    # Plain numbers: they re-ingest as numbers.
+    doc: dict[str, Any] = load_event(hit.event_text, numbers_as_text=False)
+    original = _source_fields(doc, "rule", "threat")
+    scan = {
         "source": hit.source,
         "line": hit.line,
         "branch": hit.branch,
         "severity": hit.rule.severity,
         "matched": hit.matched,
     }
-    if original:
-        doc["imds_scan"]["original"] = original
+    _detection(doc, hit, scan, original)
     return doc
 
 
+# What Elastic's detection engine calls the alerts of one sequence (its field names).
+UUID = "kibana.alert.uuid"
+GROUP_ID = "kibana.alert.group.id"
+GROUP_INDEX = "kibana.alert.group.index"
+BUILDING_BLOCK = "kibana.alert.building_block_type"
+ANCESTORS = "kibana.alert.ancestors"
+DEPTH = "kibana.alert.depth"
+
+
+def _alert_id(hit: Hit, part: str) -> str:
+    """A stable id for one alert of a result: the same events of the same rule give the same
+    ids on every run (a re-ingest can use them as document ids)."""
+    import hashlib  # here: a plain scan does not import it (tests/test_startup_imports.py)
+
+    events = [[e.source, e.line] for e in hit.events or ()]
+    text = json.dumps([hit.rule.id, hit.branch, events, part], ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _nested(value: Any) -> Any:
+    """A document with dotted keys spelled as nested objects (``{"a.b": 1}`` as
+    ``{"a": {"b": 1}}``), so that the spellings compare alike; a later key wins a clash."""
+    if isinstance(value, list):
+        return [_nested(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        *heads, last = key.split(".")
+        obj = out
+        for head in heads:
+            if not isinstance(obj.get(head), dict):
+                obj[head] = {}
+            obj = obj[head]
+        item = _nested(item)
+        if isinstance(item, dict) and isinstance(obj.get(last), dict):
+            obj[last] = {**obj[last], **item}
+        else:
+            obj[last] = item
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    # A JSON number and a string differ, and so do true and 1.
+    return type(a) is type(b) and a == b
+
+
+def _shared(a: Any, b: Any) -> Any:
+    """What two values have in common: equal values, the common fields of objects (by
+    recursion), the common items of arrays (a value against an array: as a one-item array);
+    None when nothing."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        both = {key: _shared(value, b[key]) for key, value in a.items() if key in b}
+        kept = {key: value for key, value in both.items() if value is not None}
+        return kept or None
+    if isinstance(a, list) or isinstance(b, list):
+        left, right = (a if isinstance(a, list) else [a]), (b if isinstance(b, list) else [b])
+        common = [x for x in left if any(_same(x, y) for y in right)]
+        return common or None
+    return a if _same(a, b) else None
+
+
+def _result_alerts(hit: Hit) -> list[dict[str, Any]]:
+    """A sequence's or sample's alerts, as Elastic's detection engine builds them: a shell
+    alert for the result and a building-block alert per event that is present (a
+    missing-event stage has none), linked: every one has the shell's id as
+    ``kibana.alert.group.id``; a building block its place among them as
+    ``kibana.alert.group.index``; the shell lists the events and building blocks in
+    ``kibana.alert.ancestors``. Shell first, then the building blocks in stage order."""
+    events: Sequence[SeqEvent] = hit.events or ()
+    keys = list(hit.join_keys or ())
+    shell_id = _alert_id(hit, "shell")
+    blocks: list[dict[str, Any]] = []
+    shared: Any = None
+    ancestors: list[dict[str, Any]] = []
+    first_time: Any = None
+    for stage, event in enumerate(events, start=1):
+        if event.event_text is None:
+            continue
+        with deep_json(event.event_text):
+            doc: dict[str, Any] = load_event(event.event_text, numbers_as_text=False)
+        # The event's own kibana.* must not pose as this alert's links.
+        original = _source_fields(doc, "rule", "threat", "kibana")
+        nested = _nested(doc)
+        shared = nested if not blocks else _shared(shared, nested)
+        if first_time is None:
+            first_time = nested.get("@timestamp")
+        index = len(blocks)
+        block_id = _alert_id(hit, f"block{index}")
+        parent = {"id": str(event.line), "index": event.source, "type": "event", "depth": 0}
+        scan = {
+            "source": event.source,
+            "line": event.line,
+            "branch": hit.branch,
+            "severity": hit.rule.severity,
+            "matched": None,
+            "stage": stage,
+            "join_keys": keys,
+        }
+        _detection(doc, hit, scan, original)
+        doc.update(
+            {
+                UUID: block_id,
+                GROUP_ID: shell_id,
+                GROUP_INDEX: index,
+                BUILDING_BLOCK: "default",
+                ANCESTORS: [parent],
+                DEPTH: 1,
+            }
+        )
+        blocks.append(doc)
+        block = {"id": block_id, "index": "", "type": "signal", "depth": 1, "rule": hit.rule.id}
+        ancestors += [parent, block]
+    shell: dict[str, Any] = shared if isinstance(shared, dict) else {}
+    if "@timestamp" not in shell and first_time is not None:
+        shell["@timestamp"] = first_time  # the first event's, as a single hit's alert has
+    scan = {
+        "source": hit.source,
+        "line": hit.line,
+        "branch": hit.branch,
+        "severity": hit.rule.severity,
+        "matched": None,
+        "join_keys": keys,
+        "events": [
+            {"missing": True}
+            if event.event_text is None
+            else {"source": event.source, "line": event.line}
+            for event in events
+        ],
+    }
+    _detection(shell, hit, scan, {})
+    shell.update({UUID: shell_id, GROUP_ID: shell_id, ANCESTORS: ancestors, DEPTH: 2})
+    return [shell, *blocks]
+
+
+def alert_documents(hit: Hit) -> list[dict[str, Any]]:
+    """The hit's alert: one, or a result's shell and building blocks (for events nested
+    deeply, call it inside ``deep_json``, as :func:`alert_json` does)."""
+    return [alert_document(hit)] if hit.events is None else _result_alerts(hit)
+
+
 def alert_json(hit: Hit) -> str:
-    with deep_json(hit.event_text):
-        return json.dumps(alert_document(hit), ensure_ascii=False)
+    """The hit's alert document(s), one JSON text a line (no final newline)."""
+    if hit.events is None:
+        with deep_json(hit.event_text):
+            return json.dumps(alert_document(hit), ensure_ascii=False)
+    # Room for the (recursive) reading, comparing and writing of deeply nested events.
+    with deep_json("".join(e.event_text or "" for e in hit.events)):
+        docs = alert_documents(hit)
+        return "\n".join(json.dumps(doc, ensure_ascii=False) for doc in docs)

@@ -30,4 +30,9 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     *((name, "string") for name in MATCHED_COLUMNS),
     *((name, "string") for name in ECS_COLUMNS),
     ("event", "string"),
+    # A sequence or sample result's (null for a single-event hit): its join key values and
+    # its events (the NDJSON record's, as JSON text) and how many of them are present.
+    ("join_keys", "string"),
+    ("event_count", "int64"),
+    ("events", "string"),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -59,4 +60,27 @@ def hits_frame(hits: Sequence[Hit]) -> pl.DataFrame:
         for name in ECS_COLUMNS:
             columns[name].append(_joined(doc, name))
         columns["event"].append(hit.event_text.strip())
+        if hit.events is None:
+            columns["join_keys"].append(None)
+            columns["event_count"].append(None)
+            columns["events"].append(None)
+        else:
+            keys = list(hit.join_keys or ())
+            columns["join_keys"].append(json.dumps(keys, ensure_ascii=False))
+            present = [e for e in hit.events if e.event_text is not None]
+            columns["event_count"].append(len(present))
+            columns["events"].append(events_json(hit))
     return pl.DataFrame(columns, schema=SCHEMA)
+
+
+def events_json(hit: Hit) -> str:
+    """A result's ``events`` as its NDJSON record has them (each event's JSON text embedded),
+    with names that are not UTF-8 shown as in the ``source`` column."""
+    from ..records import SeqEvent, event_json
+
+    parts = []
+    for event in hit.events or ():
+        if event.source is not None:
+            event = SeqEvent(utf8_name(event.source), event.line, event.event_text)
+        parts.append(event_json(event))
+    return f"[{', '.join(parts)}]"

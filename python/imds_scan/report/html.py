@@ -8,13 +8,16 @@ Content-Security-Policy is a second line: even a missed escape could not run or 
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import polars as pl
 
-from ..output import DISPLAY_LIMIT, events, iso_second
+from ..output import DISPLAY_LIMIT, events, events_label, iso_second
 from ..records import ScanStats
+from ..reference.event import deep_json
 from ..results import ScanResult
 from .aggregate import Aggregates
 from .summary import TS, cell, summaries
@@ -46,6 +49,7 @@ word-break:break-all}
 svg{background:#fff;border:1px solid #dde1e7;border-radius:6px;width:100%;height:auto}
 .bar{fill:#c0392b}.axis{stroke:#8a93a0;stroke-width:1}.lbl{font:11px sans-serif;fill:#5b6472}
 .note{color:#5b6472;font-size:12px}
+tr.ev td{border-bottom:1px solid #eceff3;padding-top:0}tr.ev ol{margin:0;padding-left:22px}
 """
 
 
@@ -55,7 +59,13 @@ def esc(value: object, width: int = DISPLAY_LIMIT) -> str:
     return html.escape(cell(value, width), quote=True)
 
 
-def _table(headers: Sequence[str], rows: Iterable[Sequence[object]], numeric: set[int]) -> str:
+def _table(
+    headers: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    numeric: set[int],
+    after: Sequence[str] = (),
+) -> str:
+    """``after``: HTML (escaped already) put after each row, by row ("" for none)."""
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     body = "".join(
         "<tr>"
@@ -68,7 +78,8 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[object]], numeric: se
             for i, v in enumerate(row)
         )
         + "</tr>"
-        for row in rows
+        + (after[k] if k < len(after) else "")
+        for k, row in enumerate(rows)
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -151,6 +162,61 @@ def timeline_svg(frame: pl.DataFrame | Aggregates) -> str:
     return "".join(parts) + f'<p class="note">Hits per {unit} (UTC).</p>'
 
 
+# How the frame's ``events`` column (frame.events_json) writes a missing-event stage.
+_MISSING = '{"missing": true, "source": null, "line": null, "event": null}'
+
+
+def result_events(text: str) -> list[tuple[str, int, str] | None]:
+    """The (source, line, event text as written) of each stage of a result's ``events``
+    column, None for a missing-event stage. The column embeds each event's JSON text (as
+    frame.events_json writes it): read in order, so the texts come back exactly."""
+    decode = json.JSONDecoder().raw_decode
+    out: list[tuple[str, int, str] | None] = []
+    pos = 1
+    with deep_json(text):
+        while text.startswith(("{", ", {"), pos):
+            pos += 0 if text[pos] == "{" else 2
+            if text.startswith(_MISSING, pos):
+                out.append(None)
+                pos += len(_MISSING)
+                continue
+            source, pos = decode(text, pos + len('{"source": '))
+            line, pos = decode(text, pos + len(', "line": '))
+            start = pos + len(', "event": ')
+            _, pos = decode(text, start)
+            out.append((source, line, text[start:pos]))
+            pos += 1  # the item's "}"
+    return out
+
+
+def _event_item(event: tuple[str, int, str] | None) -> str:
+    if event is None:
+        return '<li><span class="note">missing (no such event, as the query requires)</span>'
+    source, line, body = event
+    return f"<li><code>{esc(f'{source}:{line}')}</code> <code>{esc(body)}</code>"
+
+
+def _result_rows(shown: pl.DataFrame, columns: int) -> list[str]:
+    """Per hit row, the list of a sequence's or sample's events (source:line and the event,
+    each cut as any value); "" for a single-event hit."""
+    out = []
+    for text in shown.get_column("events").to_list():
+        if text is None:
+            out.append("")
+            continue
+        try:
+            stages = result_events(text)
+        except (ValueError, IndexError):  # not frame.events_json's: show it as it is
+            items = [f"<li><code>{esc(text)}</code>"]
+        else:
+            items = [_event_item(event) for event in stages]
+        out.append(
+            f'<tr class="ev"><td></td><td colspan="{columns - 1}"><ol start="1">'
+            f"{''.join(items)}</ol></td></tr>"
+        )
+    return out
+
+
 def _fact(value: object, label: str) -> str:
     return f'<div class="fact"><b>{esc(value)}</b><span>{esc(label)}</span></div>'
 
@@ -224,6 +290,12 @@ def render_aggregates(
         return _table(headers, rows, {len(keys)}) + (note if more else "")
 
     def matched(r: dict[str, object]) -> str | None:
+        if isinstance(r["events"], str):  # a sequence or sample: its events follow in a row
+            try:
+                missing = result_events(r["events"]).count(None)
+            except (ValueError, IndexError):
+                missing = 0
+            return events_label(cast(int, r["event_count"]), missing, str(r["join_keys"]))
         if r["matched.field"] is None:
             return None
         return (
@@ -287,6 +359,7 @@ def render_aggregates(
             ],
             hit_rows,
             set(),
+            _result_rows(shown, 8),
         ),
         hit_note,
     ]

@@ -4,16 +4,18 @@ A rule file is read the way Elastic's detection-rules repository writes them: ``
 ``[rule]`` with ``name``, ``rule_id``, ``severity``, ``language = "eql"``, ``query`` and optional
 ``description``, ``risk_score``, ``references``, ``false_positives``, ``tags``, imds-scan's own
 ``branch_names`` (one per branch of the query, instead of ``branch<N>``), and
-``[[rule.threat]]`` (MITRE ATT&CK). Other keys are Elastic's and are ignored. A rule outside what
-imds-scan runs (another language or rule type, a sequence, an unsupported function...) is refused
-with the reason and, for query errors, the file's line and column.
+``[[rule.threat]]`` (MITRE ATT&CK); for sequences and samples, ``timestamp_override``,
+``tiebreaker_field``, ``event_category_override`` and imds-scan's ``size`` and
+``max_samples_per_key`` (spec/sequences.md). Other keys are Elastic's and are ignored. A rule
+outside what imds-scan runs (another language or rule type, an unsupported function...) is
+refused with the reason and, for query errors, the file's line and column.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -45,7 +47,21 @@ class Rule:
     allowlist_labels: tuple[str, ...] = ()
 
     @property
+    def kind(self) -> str:
+        """ "event", "sequence" or "sample" (spec/sequences.md, Output)."""
+        return "sequence" if "sequence" in self.ir else "sample" if "sample" in self.ir else "event"
+
+    def map_conditions(self, wrap: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+        """The IR with ``wrap(expr)`` in place of each condition: every branch, or every
+        stage and ``until`` of a sequence or sample (host filters, allowlists)."""
+        from ..ir_schema import map_conditions
+
+        return map_conditions(self.ir, wrap)
+
+    @property
     def branch_names(self) -> list[str]:
+        if self.kind != "event":
+            return [self.kind]  # a sequence's or sample's results name no branch of it
         return [b["name"] for b in self.ir["branches"]]
 
     @property
@@ -249,6 +265,7 @@ def parse_rule_text(text: str, source: str, field_types: Mapping[str, str] | Non
     threat = _get(rule, "threat", list, source) or []
     if not all(isinstance(t, dict) for t in threat):
         raise RuleFileError(f"{source}: rule.threat: expected an array of tables")
+    options = _sequence_options(rule, source)
     try:
         ir = compile_rule(
             query,
@@ -257,6 +274,7 @@ def parse_rule_text(text: str, source: str, field_types: Mapping[str, str] | Non
             severity=severity.lower(),
             source=source,
             field_types=field_types,
+            **options,
         )
     except EqlError as exc:
         place = _where(text, query)
@@ -268,7 +286,18 @@ def parse_rule_text(text: str, source: str, field_types: Mapping[str, str] | Non
         line = lines_before + exc.line
         column = exc.column + (column_offset if exc.line == 1 else 0)
         raise RuleFileError(f"{source}:{line}:{column}: {exc.message}") from None
+    kind = "sequence" if "sequence" in ir else "sample" if "sample" in ir else "event"
+    for key in ("size", "max_samples_per_key"):
+        wanted = ("sample",) if key == "max_samples_per_key" else ("sequence", "sample")
+        if rule.get(key) is not None and kind not in wanted:
+            queries = " and ".join(f"{k} queries" for k in wanted)
+            article = "an" if kind == "event" else "a"
+            raise RuleFileError(
+                f"{source}: rule.{key}: only for {queries} (this is {article} {kind} query)"
+            )
     names = _strings(rule, "branch_names", source)
+    if names and kind != "event":
+        raise RuleFileError(f"{source}: rule.branch_names: a {kind} query has no branches to name")
     if names:  # imds-scan's own key: what each branch detects, instead of branch<N>
         if len(names) != len(ir["branches"]) or len(set(names)) != len(names):
             raise RuleFileError(
@@ -290,6 +319,33 @@ def parse_rule_text(text: str, source: str, field_types: Mapping[str, str] | Non
         threat=tuple(threat),
         source=source,
     )
+
+
+def _sequence_options(rule: dict[str, Any], source: str) -> dict[str, Any]:
+    """The compile_rule options of ``[rule]`` (spec/sequences.md): Elastic's
+    ``timestamp_override``, ``tiebreaker_field`` and ``event_category_override`` (the field
+    of ``CATEGORY where``, for every query), imds-scan's ``size`` and
+    ``max_samples_per_key`` (Elasticsearch's EQL search options; absent: no limit)."""
+    options: dict[str, Any] = {}
+    for key, option in (
+        ("timestamp_override", "timestamp_field"),
+        ("tiebreaker_field", "tiebreaker_field"),
+        ("event_category_override", "category_field"),
+    ):
+        value = _get(rule, key, str, source)
+        if value is not None:
+            if not value:
+                raise RuleFileError(f'{source}: rule.{key}: expected a field name, found ""')
+            options[option] = value
+    for key, low in (("size", 0), ("max_samples_per_key", 1)):
+        value = _get(rule, key, int, source)
+        if value is not None:
+            if not low <= value <= 2**63 - 1:
+                raise RuleFileError(
+                    f"{source}: rule.{key}: expected an integer of at least {low}, found {value}"
+                )
+            options[key] = value
+    return options
 
 
 def _decode(data: bytes) -> str:

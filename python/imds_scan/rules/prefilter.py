@@ -14,7 +14,7 @@ import bisect
 import json
 import os
 from collections.abc import Sequence
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from . import Rule
 
@@ -178,6 +178,18 @@ def _parsed_lines(needles: Sequence[str], sample: Sample) -> set[int]:
     return parsed
 
 
+def event_form(ir: dict[str, Any]) -> dict[str, Any]:
+    """A single-event IR that reads the lines a rule reads: the rule itself, or a sequence's or
+    sample's stages and ``until`` as branches (its needles are theirs: the lines the scan
+    parses for it)."""
+    from ..ir_schema import conditions, rule_kind
+
+    if rule_kind(ir) == "event":
+        return ir
+    head: dict[str, Any] = {k: ir[k] for k in ("ir_version", "id", "name", "severity") if k in ir}
+    return {**head, "branches": [{"name": n, "expr": e} for n, e in conditions(ir)]}
+
+
 def _hit_lines(rules: Sequence[Rule], sample: Sample) -> list[int]:
     """Per rule, the sampled lines it matches (one scan of the sample with all of them)."""
     import io
@@ -185,7 +197,7 @@ def _hit_lines(rules: Sequence[Rule], sample: Sample) -> list[int]:
     from .._engine import Scanner
 
     try:
-        hits, _stats, _cancelled = Scanner([json.dumps(r.ir) for r in rules]).scan(
+        hits, _stats, _cancelled = Scanner([json.dumps(event_form(r.ir)) for r in rules]).scan(
             [io.BytesIO(sample.raw)], threads=1
         )
     except Exception:  # a warning is never worth failing the scan: count no hits
@@ -235,7 +247,7 @@ def prefilter_warnings(rules: Sequence[Rule], paths: Sequence[str] = ()) -> list
     # (index, rule, needles, lines parsed) of the rules whose sampled share is high.
     flagged: list[tuple[int, Rule, list[str], int]] = []
     for i, rule in enumerate(rules):
-        needles = Scanner([json.dumps(rule.ir)]).needles()
+        needles = Scanner([json.dumps(event_form(rule.ir))]).needles()
         label = f"rule {rule.name!r} ({rule.id})"
         if needles is None:
             warnings[i] = (

@@ -132,6 +132,10 @@ pub struct HitRows {
     matched: [TextColumn; 4],
     ecs: [TextColumn; 9],
     event: TextColumn,
+    /// join_keys and events (JSON text), event_count: a sequence or sample result's columns,
+    /// null for a hit (results reach the frame from Python, never through these rows).
+    result_text: [TextColumn; 2],
+    event_count: IntColumn,
 }
 
 impl Default for HitRows {
@@ -145,6 +149,8 @@ impl Default for HitRows {
             matched: std::array::from_fn(|_| TextColumn::new()),
             ecs: std::array::from_fn(|_| TextColumn::new()),
             event: TextColumn::new(),
+            result_text: std::array::from_fn(|_| TextColumn::new()),
+            event_count: IntColumn::default(),
         }
     }
 }
@@ -227,6 +233,10 @@ impl HitRows {
             column.push_joined(&values);
         }
         self.event.push(Some(super::record::py_strip(&hit.event)));
+        for column in &mut self.result_text {
+            column.push(None);
+        }
+        self.event_count.push(None);
         self.len += 1;
         Ok(())
     }
@@ -254,6 +264,10 @@ impl HitRows {
             out.push((name, String, ColumnData::Text(column)));
         }
         out.push(("event", String, ColumnData::Text(&self.event)));
+        let [join_keys, events] = &self.result_text;
+        out.push(("join_keys", String, ColumnData::Text(join_keys)));
+        out.push(("event_count", Int64, ColumnData::Int(&self.event_count)));
+        out.push(("events", String, ColumnData::Text(events)));
         out
     }
 }
@@ -345,7 +359,13 @@ mod tests {
             panic!("line")
         };
         assert_eq!(lines.values, [7, 7, 7]);
-        assert_eq!(columns.len(), 21);
+        assert_eq!(columns.len(), 24);
+        assert_eq!(text(&rows, "join_keys", 0), None);
+        assert_eq!(text(&rows, "events", 2), None);
+        let ColumnData::Int(counts) = columns[22].2 else {
+            panic!("event_count")
+        };
+        assert_eq!(counts.valid, [false, false, false]);
     }
 
     #[test]

@@ -1,0 +1,237 @@
+//! Sequence and sample matching over stage candidates (spec/sequences.md, "Matchers").
+//!
+//! The scan engine finds each stage's candidates; this module gets (stage, rank, line, event
+//! text, ref) for each, reads the time, tiebreaker and join keys from the text, keeps a
+//! compact record per candidate (spilled to sorted runs past a memory budget), and at the end
+//! replays the records in ordinal order through the matching rules.
+
+mod ir;
+mod matching;
+mod read;
+mod store;
+
+pub use ir::{KeyRef, Kind, Pipe, SeqIr, Stage};
+pub use read::{KeyJson, KeyValue, Typed};
+
+use read::Reader;
+use std::collections::HashMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use store::{Rec, Store};
+
+/// How many candidates without a time are remembered by reference.
+pub const NO_TIME_EXAMPLES: usize = 5;
+
+/// The matcher's results (spec/sequences.md, "Matchers").
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatchResult {
+    /// Per result, in output order: each stage's event reference (`None`: a missing-event
+    /// stage), and the join key values as Elasticsearch returns them.
+    pub matches: Vec<(Vec<Option<u64>>, Vec<KeyJson>)>,
+    /// Candidates without a parsable time.
+    pub no_time: u64,
+    /// The first [`NO_TIME_EXAMPLES`] of them.
+    pub no_time_refs: Vec<u64>,
+}
+
+/// Distinct join key tuples, by number (compared exactly; the hash only finds the bucket).
+#[derive(Debug, Default)]
+struct Interner {
+    ids: HashMap<Arc<[KeyValue]>, u32>,
+    tuples: Vec<Arc<[KeyValue]>>,
+}
+
+impl Interner {
+    fn id(&mut self, keys: Vec<KeyValue>) -> u32 {
+        if let Some(&id) = self.ids.get(&keys[..]) {
+            return id;
+        }
+        let id = u32::try_from(self.tuples.len()).expect("fewer than 2^32 distinct join keys");
+        let tuple: Arc<[KeyValue]> = keys.into();
+        self.tuples.push(tuple.clone());
+        self.ids.insert(tuple, id);
+        id
+    }
+}
+
+/// A sequence or sample rule's matcher.
+#[derive(Debug)]
+pub struct SequenceMatcher {
+    ir: SeqIr,
+    reader: Reader,
+    keys: Interner,
+    store: Store,
+}
+
+/// The time of a record of a candidate without a time (no date reads as it: years 1 to
+/// 9999): these sort first, by position.
+const NO_TIME: i64 = i64::MIN;
+
+impl SequenceMatcher {
+    /// A matcher of the rule `ir_json` (a sequence or sample IR document) that keeps about
+    /// `memory_budget` bytes of candidate records in memory and spills sorted runs to
+    /// `spill_dir` (default: the system's temporary directory) past it.
+    pub fn new(
+        ir_json: &str,
+        memory_budget: usize,
+        spill_dir: Option<PathBuf>,
+    ) -> Result<SequenceMatcher, crate::Error> {
+        let ir = SeqIr::from_json(ir_json)?;
+        let stage_keys: Vec<&[KeyRef]> = ir
+            .stages
+            .iter()
+            .chain(&ir.until)
+            .map(|s| &s.keys[..])
+            .collect();
+        let reader = Reader::new(&ir.timestamp_field, ir.tiebreaker.as_ref(), &stage_keys);
+        Ok(SequenceMatcher {
+            reader,
+            keys: Interner::default(),
+            store: Store::new(memory_budget, spill_dir.unwrap_or_else(std::env::temp_dir)),
+            ir,
+        })
+    }
+
+    /// Check a sequence or sample rule's whole IR document (its stages' conditions too)
+    /// against spec/ir.schema.json, in the Python checker's order and words.
+    pub fn check_ir(ir_json: &str) -> Result<(), crate::Error> {
+        SeqIr::check(ir_json).map(|_| ())
+    }
+
+    /// The rule.
+    pub fn ir(&self) -> &SeqIr {
+        &self.ir
+    }
+
+    /// Sorted runs written to disk so far.
+    pub fn spilled_runs(&self) -> usize {
+        self.store.spilled_runs()
+    }
+
+    /// Add a candidate of `stage` (an index in the stages; their number means the until
+    /// stage) at (input `rank`, `line`), whose event text is `event`; `reference` is the
+    /// caller's handle, given back in results. An error when the stage does not exist, or
+    /// when a spill to disk fails.
+    pub fn add(
+        &mut self,
+        stage: usize,
+        rank: u32,
+        line: u64,
+        event: &str,
+        reference: u64,
+    ) -> Result<(), AddError> {
+        let stages = self.ir.stages.len();
+        if stage > stages || (stage == stages && self.ir.until.is_none()) {
+            return Err(AddError::Stage(stage));
+        }
+        let doc = self.reader.parse(event);
+        let (time, tie, order) = match self.ir.kind {
+            // Samples do not use time; the stage sorts first (see matching::samples).
+            Kind::Sample => (0, read::Tie::Missing, stage as u32),
+            Kind::Sequence => match self.reader.when(&doc) {
+                Some(when) => (when.time, when.tie, Rec::order_of(stage, stages)),
+                None => {
+                    // Counted once per event, by position; the lowest stage's ref.
+                    let rec = Rec {
+                        time: NO_TIME,
+                        tie: read::Tie::Missing,
+                        rank,
+                        line,
+                        order: stage as u32,
+                        key: 0,
+                        reference,
+                    };
+                    return self.store.push(rec).map_err(AddError::Io);
+                }
+            },
+        };
+        for keys in self.reader.key_tuples(stage, &doc) {
+            let key = self.keys.id(keys);
+            let rec = Rec {
+                time,
+                tie: tie.clone(),
+                rank,
+                line,
+                order,
+                key,
+                reference,
+            };
+            self.store.push(rec).map_err(AddError::Io)?;
+        }
+        Ok(())
+    }
+
+    /// Match what was added; results in output order.
+    pub fn finish(self) -> io::Result<MatchResult> {
+        let SequenceMatcher {
+            ir, keys, store, ..
+        } = self;
+        let sample = ir.kind == Kind::Sample;
+        let mut out = matching::Output::new(&ir.pipes, ir.size);
+        let no_time = match ir.kind {
+            Kind::Sequence => matching::sequences(&ir, store, &keys.tuples, &mut out)?,
+            Kind::Sample => {
+                // Keys in ascending order: their ranks.
+                let mut ids: Vec<u32> = (0..keys.tuples.len() as u32).collect();
+                ids.sort_by(|a, b| {
+                    compare_tuples(&keys.tuples[*a as usize], &keys.tuples[*b as usize])
+                });
+                let mut ranks = vec![0; ids.len()];
+                for (rank, id) in ids.iter().enumerate() {
+                    ranks[*id as usize] = rank as u32;
+                }
+                matching::samples(&ir, store, &ranks, &mut out)?;
+                (0, Vec::new())
+            }
+        };
+        let matches = out
+            .finish()
+            .into_iter()
+            .map(|(refs, key)| {
+                let values = keys.tuples[key as usize]
+                    .iter()
+                    .map(|v| v.output(sample))
+                    .collect();
+                (refs, values)
+            })
+            .collect();
+        Ok(MatchResult {
+            matches,
+            no_time: no_time.0,
+            no_time_refs: no_time.1,
+        })
+    }
+}
+
+/// Key tuples position by position, each in its type's order, null first.
+pub(crate) fn compare_tuples(a: &[KeyValue], b: &[KeyValue]) -> std::cmp::Ordering {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x.cmp_key(y))
+        .find(|o| o.is_ne())
+        .unwrap_or_else(|| a.len().cmp(&b.len()))
+}
+
+/// Why a candidate was not added.
+#[derive(Debug)]
+pub enum AddError {
+    /// No such stage.
+    Stage(usize),
+    /// Spilling to disk failed.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for AddError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AddError::Stage(stage) => write!(f, "no stage {stage} in this rule"),
+            AddError::Io(e) => write!(f, "cannot spill sequence candidates: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for AddError {}
+
+#[cfg(test)]
+mod tests;

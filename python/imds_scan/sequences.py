@@ -1,0 +1,401 @@
+"""Sequence and sample rules in a scan (spec/sequences.md, "Scan layer").
+
+A sequence or sample rule runs as one single-event *stage rule* per stage (and one for its
+``until``), scanned by the chosen engine beside the single-event rules, so the stage filters
+run prefiltered at scan speed. The stage hits (candidates) are taken out of the engine's
+batches before anything else sees them: each candidate's text goes to a spill file in the
+system's temporary directory, and (stage, input rank, line, text, spill offset) to the rule's
+matcher (the Rust one for the rust engine and the cluster, the reference one for the python
+engine). When the engine's stream ends, each rule's results become Hits (``branch``
+"sequence" or "sample", with ``events`` and ``join_keys``), yielded as further batches, rule
+by rule in load order.
+
+Memory: the scan layer keeps nothing per candidate (the matcher's ``ref`` of a candidate is
+its offset in the spill file, where its input rank, line and text are); the matcher keeps its
+own compact record per candidate (see its engine), and the results it returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import struct
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import IO, Any, Protocol
+
+from .batch import HitBatch
+from .engines import BATCH_HITS, Engine, HitStream
+from .records import Hit, ScanStats, SeqEvent
+from .rules import Rule
+from .sources import InputError
+
+KINDS = ("sequence", "sample")
+# How many candidates without a parsable time are named (file:line) in the statistics.
+NO_TIME_EXAMPLES = 5
+# Candidates' bytes gathered before they are written to the spill file.
+_WRITE_SIZE = 1 << 20
+# A spilled candidate: its input rank, line and the byte length of its UTF-8 text, then the text.
+_HEADER = struct.Struct("<IQQ")
+
+
+def rule_kind(rule: Rule) -> str:
+    """``"sequence"``, ``"sample"`` or ``"event"``, from the rule's IR (which holds exactly one
+    of ``sequence``, ``sample`` and ``branches``)."""
+    for kind in KINDS:
+        if kind in rule.ir:
+            return kind
+    return "event"
+
+
+def stage_rules(rule: Rule) -> list[Rule]:
+    """The single-event rules of a sequence or sample rule's stages, then of its ``until``:
+    ids ``RULEID/stage1``, ``RULEID/stage2``, …, ``RULEID/until``, one branch each (named
+    ``stage1``…, ``until``), with the rule's allowlist; its name, severity and source. Host
+    filters are added to them as to any rule (:func:`~imds_scan.filters.with_host_filter`)."""
+    kind = rule_kind(rule)
+    if kind == "event":
+        raise ValueError(f"rule {rule.id!r} is neither a sequence nor a sample")
+    body = rule.ir[kind]
+    parts = [(f"stage{n}", stage["expr"]) for n, stage in enumerate(body["stages"], 1)]
+    if body.get("until") is not None:
+        parts.append(("until", body["until"]["expr"]))
+    out = []
+    for name, expr in parts:
+        ir: dict[str, Any] = {
+            "ir_version": rule.ir["ir_version"],
+            "id": f"{rule.id}/{name}",
+            "name": rule.name,
+            "severity": rule.severity,
+            "branches": [{"name": name, "expr": expr}],
+        }
+        if "allowlist" in rule.ir:
+            ir["allowlist"] = rule.ir["allowlist"]
+        out.append(
+            dataclasses.replace(rule, id=f"{rule.id}/{name}", ir=ir, threat=(), references=())
+        )
+    return out
+
+
+class MatchResult(Protocol):
+    # A list in the contract; any iterable is taken (an engine may make them as they go).
+    matches: Iterable[tuple[Sequence[int | None], Sequence[object]]]
+    no_time: int
+    no_time_refs: list[int]
+
+
+class Matcher(Protocol):
+    """The interface of both engines' ``SequenceMatcher`` (spec/sequences.md, Matchers)."""
+
+    def add(self, stage: int, rank: int, line: int, event: str, ref: int) -> None: ...
+
+    def finish(self) -> MatchResult: ...
+
+
+def make_matcher(engine: Engine, rule_ir_json: str) -> Matcher:
+    """The chosen engine's matcher of one rule: the Rust one for ``rust`` (and the cluster),
+    the reference one for ``python``."""
+    import importlib
+
+    # Imported by name: the binding's stub and the reference module are typed on their own.
+    name = "imds_scan.reference.sequence" if engine == "python" else "imds_scan._engine"
+    module: Any = importlib.import_module(name)
+    matcher: Matcher = module.SequenceMatcher(rule_ir_json)
+    return matcher
+
+
+@dataclasses.dataclass(frozen=True)
+class RulePlan:
+    """The rules of a scan as the engine runs them.
+
+    ``rules``: the rules as loaded (host filters applied to the single-event ones), what the
+    statistics and counts are about; ``engine_rules``: the single-event rules and every
+    sequence or sample rule's stage rules, in load order; ``owner[i]``: the index in ``rules``
+    of engine rule ``i``; ``stage[i]``: its stage index in its rule (the number of stages for
+    ``until``), None for a single-event rule."""
+
+    rules: list[Rule]
+    engine_rules: list[Rule]
+    owner: list[int]
+    stage: list[int | None]
+
+    @property
+    def has_sequences(self) -> bool:
+        return any(s is not None for s in self.stage)
+
+
+def plan_rules(rules: Sequence[Rule], hosts: Sequence[str], exclude: Sequence[str]) -> RulePlan:
+    """The engine's rules for ``rules``: each sequence or sample rule replaced by its stage
+    rules, host filters added to every rule the engine runs."""
+    from .filters import with_host_filter
+
+    shown: list[Rule] = []
+    engine: list[Rule] = []
+    owner: list[int] = []
+    stage: list[int | None] = []
+    for index, rule in enumerate(rules):
+        if rule_kind(rule) == "event":
+            (filtered,) = with_host_filter([rule], hosts, exclude)
+            shown.append(filtered)
+            engine.append(filtered)
+            owner.append(index)
+            stage.append(None)
+            continue
+        shown.append(rule)
+        stages = with_host_filter(stage_rules(rule), hosts, exclude)
+        engine += stages
+        owner += [index] * len(stages)
+        stage += list(range(len(stages)))
+    return RulePlan(shown, engine, owner, stage)
+
+
+def with_host_filters(
+    rules: Sequence[Rule], include: Sequence[str] = (), exclude: Sequence[str] = ()
+) -> list[Rule]:
+    """:func:`~imds_scan.filters.with_host_filter` for rules of every kind: a sequence's or
+    sample's stages and ``until`` get the host filter as their first conjunct, as their stage
+    rules do in the scan (what ``--show-rule`` prints)."""
+    from .filters import host_filter_node, with_host_filter
+
+    node = host_filter_node(include, exclude)
+    out = []
+    for rule in rules:
+        kind = rule_kind(rule)
+        if kind == "event" or node is None:
+            out += with_host_filter([rule], include, exclude)
+            continue
+        body = dict(rule.ir[kind])
+        body["stages"] = [
+            {**stage, "expr": {"node": "and", "args": [node, stage["expr"]]}}
+            for stage in body["stages"]
+        ]
+        if body.get("until") is not None:
+            until = body["until"]
+            body["until"] = {**until, "expr": {"node": "and", "args": [node, until["expr"]]}}
+        out.append(dataclasses.replace(rule, ir={**rule.ir, kind: body}))
+    return out
+
+
+MatcherFactory = Callable[[Engine, str], Matcher]
+
+
+def input_ranks(names: Sequence[str]) -> dict[str, int]:
+    """Each input's rank: its place among the inputs' names sorted by code points (so that a
+    result does not depend on the order in which the inputs are given)."""
+    return {name: rank for rank, name in enumerate(sorted(set(names)))}
+
+
+def _spill_error(exc: OSError) -> InputError:
+    import tempfile
+
+    return InputError(
+        f"cannot write the sequence candidates' spill file in {tempfile.gettempdir()} "
+        f"(TMPDIR): {exc.strerror or exc}"
+    )
+
+
+class _Spill:
+    """Candidates' input rank, line and text, appended to a temporary file (deleted when
+    closed); a candidate is found again by its offset."""
+
+    def __init__(self) -> None:
+        import tempfile
+
+        try:
+            # Closed by close(), at the end of the scan.
+            self.file: IO[bytes] = tempfile.TemporaryFile(prefix="imds-scan-candidates-")  # noqa: SIM115
+        except OSError as exc:
+            raise _spill_error(exc) from None
+        self.end = 0
+        self.last: tuple[str, int, int] | None = None  # (source, line, offset) just written
+        self.written = 0  # what is in the file; the rest is pending
+        self.pending = bytearray()
+
+    def put(self, source: str, rank: int, line: int, text: str) -> int:
+        # The rules' hits on one line come together: its text is written once.
+        if self.last is not None and self.last[:2] == (source, line):
+            return self.last[2]
+        data = text.encode("utf-8", "surrogatepass")
+        offset = self.end
+        self.pending += _HEADER.pack(rank, line, len(data))
+        self.pending += data
+        self.end += _HEADER.size + len(data)
+        self.last = (source, line, offset)
+        if len(self.pending) >= _WRITE_SIZE:
+            self._flush()
+        return offset
+
+    def _flush(self) -> None:
+        try:
+            self.file.seek(self.written)
+            self.file.write(self.pending)
+        except OSError as exc:  # a full disk
+            raise _spill_error(exc) from None
+        self.written = self.end
+        self.pending.clear()
+
+    def get(self, offset: int) -> tuple[int, int, str]:
+        if self.pending:
+            self._flush()
+        self.file.seek(offset)
+        rank, line, size = _HEADER.unpack(self.file.read(_HEADER.size))
+        return rank, line, self.file.read(size).decode("utf-8", "surrogatepass")
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class SequenceRun:
+    """Stage hits out of the batches and into the matchers, results out as batches."""
+
+    def __init__(
+        self,
+        plan: RulePlan,
+        engine: Engine,
+        names: Sequence[str],
+        within: Callable[[str], bool] | None = None,
+        matcher: MatcherFactory | None = None,
+    ) -> None:
+        self.plan = plan
+        self.within = within
+        self.ranks = input_ranks(names)
+        self.names = sorted(self.ranks, key=self.ranks.__getitem__)
+        make = matcher or make_matcher
+        # Made before the scan: a rule a matcher refuses stops the scan before it starts.
+        # The allowlist is the stage rules' (the engine applies it): not the matcher's.
+        self.matchers: dict[int, Matcher] = {
+            index: make(engine, json.dumps({k: v for k, v in rule.ir.items() if k != "allowlist"}))
+            for index, rule in enumerate(plan.rules)
+            if rule_kind(rule) != "event"
+        }
+        # Per engine rule (by its object, which its Hits carry): its matcher and stage, or None.
+        self.stage_of: dict[int, tuple[Matcher, int] | None] = {
+            id(rule): None if stage is None else (self.matchers[plan.owner[i]], stage)
+            for i, (rule, stage) in enumerate(zip(plan.engine_rules, plan.stage, strict=True))
+        }
+        self.stage_rules = {i for i, s in enumerate(plan.stage) if s is not None}
+        self.spill = _Spill()
+        self.candidates: dict[str, int] = {}  # stage hits per input (the engine counted them)
+        self.results: dict[str, int] = {}  # results per input of their first event
+        self.no_time = 0
+        self.no_time_examples: list[tuple[str, int]] = []
+
+    def counts(self, engine_counts: Sequence[int]) -> list[int]:
+        """Hits per rule of the engine's counts per engine rule (stage hits left out)."""
+        counts = [0] * len(self.plan.rules)
+        for i, count in enumerate(engine_counts):
+            if count and i not in self.stage_rules:
+                counts[self.plan.owner[i]] += count
+        return counts
+
+    def strip(self, batch: HitBatch) -> HitBatch:
+        """The batch without its stage hits, which go to the matchers."""
+        engine_counts = batch.rule_counts
+        if engine_counts is not None and not any(engine_counts[i] for i in self.stage_rules):
+            batch.rule_counts = self.counts(engine_counts)
+            return batch
+        if not batch.count:  # hits counted, none given (another batch has them)
+            batch.rule_counts = None if engine_counts is None else self.counts(engine_counts)
+            return batch
+        keep = []
+        stage_of, ranks, within, spill = self.stage_of, self.ranks, self.within, self.spill
+        candidates = self.candidates
+        for k, hit in enumerate(batch.hits):
+            where = stage_of[id(hit.rule)]
+            if where is None:
+                keep.append(k)
+                continue
+            source, line, text = hit.source, hit.line, hit.event_text
+            candidates[source] = candidates.get(source, 0) + 1
+            if within is not None and not within(text):
+                continue  # --since/--until: not a candidate
+            rank = ranks[source]
+            matcher, stage = where
+            matcher.add(stage, rank, line, text, spill.put(source, rank, line, text))
+        kept = batch.take(keep)
+        kept.rule_counts = None if engine_counts is None else self.counts(engine_counts)
+        return kept
+
+    def result_batches(self) -> Iterator[HitBatch]:
+        """Each sequence or sample rule's results, in load order, as batches of Hits."""
+        for index, matcher in self.matchers.items():
+            rule = self.plan.rules[index]
+            found = matcher.finish()
+            self.no_time += found.no_time
+            for ref in found.no_time_refs:
+                if len(self.no_time_examples) < NO_TIME_EXAMPLES:
+                    rank, line, _ = self.spill.get(ref)
+                    self.no_time_examples.append((self.names[rank], line))
+            matches = iter(found.matches)
+            while chunk := list(itertools.islice(matches, BATCH_HITS)):
+                hits = [self._hit(rule, refs, keys) for refs, keys in chunk]
+                counts = [0] * len(self.plan.rules)
+                counts[index] = len(hits)
+                yield HitBatch.of(hits, rule_counts=counts)
+
+    def _hit(self, rule: Rule, refs: Sequence[int | None], keys: Sequence[object]) -> Hit:
+        events = []
+        for ref in refs:
+            if ref is None:
+                events.append(SeqEvent(None, None, None))
+                continue
+            rank, line, text = self.spill.get(ref)
+            events.append(SeqEvent(self.names[rank], line, text))
+        first = next((e for e in events if e.event_text is not None), SeqEvent("", 0, ""))
+        source, line, text = first.source or "", first.line or 0, first.event_text or ""
+        self.results[source] = self.results.get(source, 0) + 1
+        return Hit(
+            source,
+            line,
+            rule,
+            rule_kind(rule),
+            None,
+            text,
+            events=tuple(events),
+            join_keys=tuple(keys),
+        )
+
+    def finish(self, stats: ScanStats) -> ScanStats:
+        """The engine's statistics about the rules as loaded: stage hits out of the inputs'
+        hit counts and results in (under their first event's input), allowlist counts under
+        the sequence or sample rule, candidates without a time."""
+        self.spill.close()
+        candidates, results = dict(self.candidates), dict(self.results)
+        for f in stats.files:
+            taken = min(candidates.get(f.path, 0), f.hits)
+            if taken:
+                candidates[f.path] -= taken
+            f.hits += results.pop(f.path, 0) - taken
+            allowlisted: dict[tuple[int, int], int] = {}
+            for (rule, entry), count in f.allowlisted.items():
+                key = (self.plan.owner[rule], entry)
+                allowlisted[key] = allowlisted.get(key, 0) + count
+            f.allowlisted = allowlisted
+        stats.no_time += self.no_time
+        stats.no_time_examples += self.no_time_examples
+        return stats
+
+
+def with_sequences(
+    base: HitStream,
+    plan: RulePlan,
+    engine: Engine,
+    names: Sequence[str],
+    within: Callable[[str], bool] | None = None,
+    matcher: MatcherFactory | None = None,
+) -> HitStream:
+    """``base`` (the engine's stream of ``plan.engine_rules``) as a stream of ``plan.rules``:
+    stage hits matched, results after the single-event hits. ``within(event_text)``: whether
+    a candidate is inside --since/--until (None: no window). ``names``: every input's name
+    (their ranks)."""
+    run = SequenceRun(plan, engine, names, within, matcher)
+
+    def batches() -> Iterator[HitBatch]:
+        for batch in base:
+            yield run.strip(batch)
+        yield from run.result_batches()
+
+    def finish() -> ScanStats:
+        return run.finish(base.close())
+
+    return HitStream(batches(), finish)
