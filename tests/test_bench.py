@@ -188,13 +188,20 @@ def test_harness_reports_the_sequence_target() -> None:
         ]
 
     text = "\n".join(harness.target_lines(rows(0.9), {}))
-    assert "0.90 s, 41 MB peak RSS, 3 sequences" in text
+    assert "Sequence rule (same literals): 0.90 s, 41 MB peak RSS, 3 sequences" in text
     assert "0.56x its speed (target >= 0.5x): **pass**" in text
     assert "0.42x its speed (target >= 0.5x): **fail**" in "\n".join(
         harness.target_lines(rows(1.2), {})
     )
-    # The single-event rule holds the sequence's two stage conditions.
+    broad = [
+        {"name": harness.BROAD_SEQ_ROW, "work_s": 4.0, "hits": 900, "rss_mb": 90.0},
+        {"name": harness.BROAD_SEQ_BASE_ROW, "work_s": 2.0, "hits": 9000, "rss_mb": 60.0},
+    ]
+    text = "\n".join(harness.target_lines(broad, {}))
+    assert "(broad stages): 4.00 s, 90 MB peak RSS, 900 sequences" in text
+    assert "2.00 s, 60 MB, 9000 hits: 0.50x its speed (no target)" in text
+    # The single-event rules hold the sequences' two stage conditions.
     from imds_scan.eql import compile_rule
 
-    single = compile_rule(harness.SINGLE_QUERY, name="single")
-    assert len(single["branches"]) == 2
+    for query in (harness.SINGLE_QUERY, harness.BROAD_SINGLE_QUERY):
+        assert len(compile_rule(query, name="single")["branches"]) == 2

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_differential import encode
+from test_differential import _encode_str, encode
 
 from conftest import hit_keys
 from imds_scan import run_scan
@@ -195,5 +195,97 @@ def test_elastic_shaped_rules_agree_with_and_without_prefilter(tmp_path: Path, s
     assert hit_keys(rs.hits) == hit_keys(py.hits)
     # Not vacuous: rules hit, and the prefilter skips lines holding common literals only.
     assert len({h.rule.id for h in py.hits}) >= 5
+    stats = rs.stats.files[0]
+    assert stats.candidates < stats.events
+
+
+FIELD_AWARE = Path(__file__).parent / "data" / "field_aware"
+
+# Per field: the rules' literals as whole values, pieces, numbers, booleans, and near misses.
+FIELD_VALUES: dict[str, list[Any]] = {
+    "event.category": ["process", "network", ["process"]],
+    "event.type": ["start", ["start", "end"], "end"],
+    "host.os.type": ["linux", "windows", "Linux", ["linux"], "linuxx"],
+    "process.name": [
+        *["curl", "CURL", "curl ", " curl", "xcurl", "sh", "SH", "sh ", "bash", "bash ", ""],
+        *['curl"', ["curl", "x"], ["x ", "y"], 4, True],
+    ],
+    "labels.level": [4, "4", 44, "44", 4.0, "x4", [4], [1, 4], -4, "4 ", 40, True],
+    "labels.flag": [True, False, "true", "TRUE", "truex", 1, [False, True]],
+    "process.executable": ["/tmp/x", "/TMP/x", "/tmpx", "x/tmp/", "/tmp/", '/tmp/"a\\', 5],
+    "process.pe.original_file_name": ["a.exe", None, [], "", 3, ["x"]],
+    "process.args_count": [1, 3, 5, "3", "4", 2.5, "x"],
+    "file.path": ["/etc/x", "/etc", "x/etc/", "/ETC/a", "/etc/"],
+    "file.name": ["a.conf", "a.CONF", ".conf", "a.conf ", "conf", ".conf.x"],
+    "process.parent.name": ["node", "NODE", "bun", "Bun", "bunny", "ubuntu", "nodejs"],
+    "user.name": ["", " ", "root", None, [""]],
+}
+
+# Members whose key (not value) is one of the literals, at paths no rule reads.
+DECOY_KEYS = ["curl", "/tmp/x", "4", "true", "linux", "original_file_name", "args_count", "sh"]
+
+
+def _encode_spaced(rnd: random.Random, obj: Any, escape_rate: float) -> str:
+    """`encode`, with whitespace of either kind around `:` and `,` now and then."""
+    if isinstance(obj, dict):
+        colon = rnd.choice([":", ":", " : ", ":\t", " :"])
+        items = [
+            f"{_encode_str(rnd, k, escape_rate)}{colon}{_encode_spaced(rnd, v, escape_rate)}"
+            for k, v in obj.items()
+        ]
+        return "{" + rnd.choice([",", ", ", " ,"]).join(items) + "}"
+    if isinstance(obj, list):
+        return (
+            "["
+            + rnd.choice([",", " , "]).join(_encode_spaced(rnd, v, escape_rate) for v in obj)
+            + "]"
+        )
+    return encode(rnd, obj, escape_rate)
+
+
+def _field_aware_event(rnd: random.Random) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    for field, choices in FIELD_VALUES.items():
+        if rnd.random() < 0.4:
+            continue
+        value = rnd.choice(choices)
+        if rnd.random() < 0.3:
+            doc[field] = value  # a dotted key
+            continue
+        node = doc
+        parts = field.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                break
+            node = child
+        else:
+            node[parts[-1]] = value
+    for key in rnd.sample(DECOY_KEYS, rnd.randint(0, 3)):
+        doc.setdefault("decoy", {})[key] = rnd.choice([1, "x", True, {"curl": "y"}])
+    return doc
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_field_aware_needles_agree_with_and_without_prefilter(tmp_path: Path, seed: int) -> None:
+    """Needles that know where a literal stands (a whole value between quotes, a key, a
+    number's text between token boundaries) lose no hit: literals as keys, numbers and
+    booleans on keyword fields, whitespace around `:`, escapes in keys and values."""
+    rules, warnings = load_rules([str(FIELD_AWARE)])
+    assert not warnings and len(rules) == 9
+    rnd = random.Random(seed)
+    lines = [
+        _encode_spaced(rnd, _field_aware_event(rnd), rnd.choice([0.0, 0.0, 0.0, 0.05, 0.3]))
+        for _ in range(600)
+    ]
+    path = tmp_path / "events.ndjson"
+    path.write_bytes("".join(line + "\n" for line in lines).encode("utf-8", "surrogatepass"))
+    py = run_scan([str(path)], rules, engine="python")
+    rs = run_scan([str(path)], rules, engine="rust")
+    rs_full = run_scan([str(path)], rules, engine="rust", prefilter=False)
+    assert hit_keys(rs_full.hits) == hit_keys(py.hits)
+    assert hit_keys(rs.hits) == hit_keys(py.hits)
+    # Not vacuous: most rules hit, and the prefilter skips lines.
+    assert len({h.rule.id for h in py.hits}) >= 7
     stats = rs.stats.files[0]
     assert stats.candidates < stats.events

@@ -444,11 +444,12 @@ def test_api_takes_naive_bounds_as_utc(corpus: Path) -> None:
     assert [h.line for h in scan([str(corpus)], config=naive).hits] == [5, 8]
 
 
-def test_time_filter_counts_what_it_dropped(corpus: Path) -> None:
-    result = scan([str(corpus)], config=ScanConfig(engine="python", until=ts("2024-05-02T00:00Z")))
+@pytest.mark.parametrize("engine", ENGINES)
+def test_time_filter_counts_what_it_dropped(corpus: Path, engine: Any) -> None:
+    result = scan([str(corpus)], config=ScanConfig(engine=engine, until=ts("2024-05-02T00:00Z")))
     assert [h.line for h in result.hits] == [1, 2]
     assert result.stats.outside_time_window == 5
-    proc = cli(corpus, "--engine", "python", "-f", "ndjson", "--until", "2024-05-02")
+    proc = cli(corpus, "--engine", engine, "-f", "ndjson", "--until", "2024-05-02")
     assert "2 hit(s)" in proc.stderr and "hits outside --since/--until: 5" in proc.stderr
 
 

@@ -7,18 +7,12 @@ public API (``imds_scan.scan``) on both engines, the Rust one with its prefilter
 one and two threads, the inputs given in order and reversed: each run must give exactly the
 expected results.
 
-A vector marked ``pending`` follows Elasticsearch where spec/sequences.md has not settled the
-semantics yet (a section marked for ``seqref``); while it disagrees with the engines it is an
-expected failure that names the reason, and it must pass once the spec and the engines agree.
-
-While the parts of issue 17 that the replay needs are not on main (the compiler's sequences,
-the matchers, the scan layer), the replay is skipped with the name of what is missing; the
-checks of the vectors themselves always run."""
+A vector marked ``pending`` (none is, today) would follow Elasticsearch where spec/sequences.md
+has not settled the semantics yet: while it disagrees with the engines it is an expected
+failure that names the reason, and it must pass once the spec and the engines agree."""
 
 from __future__ import annotations
 
-import importlib.util
-import inspect
 import json
 from functools import cache
 from pathlib import Path
@@ -27,7 +21,7 @@ from typing import Any
 import pytest
 
 from imds_scan import Rule, ScanConfig, scan
-from imds_scan.eql import compile_rule
+from imds_scan.rules import load_rule_file
 
 VECTORS = Path(__file__).resolve().parent.parent / "spec" / "vectors" / "sequences.jsonl"
 CASES: list[dict[str, Any]] = [
@@ -108,49 +102,28 @@ def test_the_vectors_cover_the_contract() -> None:
 # ---------------------------------------------------------------------------- the replay
 
 
-@cache
-def missing_parts(engine: str) -> str | None:
-    """What the replay needs that main does not have yet (None: nothing)."""
-    why = []
-    try:
-        ir = compile_rule("sequence [any where true] [any where true]", name="probe")
-    except Exception as exc:  # the compiler refuses sequences until seqeql's part lands
-        why.append(f"the EQL compiler does not compile sequences ({exc})")
-    else:
-        if "sequence" not in ir:
-            why.append("the EQL compiler gives no 'sequence' IR")
-    if importlib.util.find_spec("imds_scan.sequences") is None:
-        why.append("the scan layer imds_scan.sequences is missing")
-    if importlib.util.find_spec("imds_scan.reference.sequence") is None:
-        why.append("the reference matcher imds_scan.reference.sequence is missing")
-    if engine == "rust":
-        from imds_scan import _engine
-
-        if not hasattr(_engine, "SequenceMatcher"):
-            why.append("the binding has no SequenceMatcher")
-    return "; ".join(why) or None
+def rule_toml(case: dict[str, Any]) -> str:
+    """The vector as an Elastic-style rule file: its query and rule-file keys under [rule]."""
+    lines = [
+        "[rule]",
+        'name = "vector"',
+        'rule_id = "vector"',
+        'severity = "low"',
+        'type = "eql"',
+        'language = "eql"',
+        f"query = {json.dumps(case['query'])}",
+    ]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in case.get("rule", {}).items()]
+    return "\n".join(lines) + "\n"
 
 
 @cache
-def rule_of(index: int) -> Rule:
-    """The vector's query compiled as a rule, with its rule-file keys."""
+def rule_of(index: int, folder: Path) -> Rule:
+    """The vector's rule, loaded from its rule file (rule-file keys and all)."""
     case = CASES[index]
-    keys = dict(case.get("rule", {}))
-    options: dict[str, Any] = {}
-    if "field_types" in case:
-        options["field_types"] = case["field_types"]
-    accepted = inspect.signature(compile_rule).parameters
-    for key in list(keys):  # the compiler takes the rule-file keys it knows
-        param = {"timestamp_override": "timestamp_field"}.get(key, key)
-        if param in accepted:
-            options[param] = keys.pop(key)
-    ir = compile_rule(case["query"], name="vector", rule_id="vector", severity="low", **options)
-    body = ir.get("sequence") or ir["sample"]
-    # Else they go into the IR as spec/sequences.md "IR" places them.
-    if "timestamp_override" in keys:
-        body["timestamp_field"] = keys.pop("timestamp_override")
-    body.update(keys)
-    return Rule("vector", "vector", "low", case["query"], ir)
+    path = folder / f"vector-{index}.toml"
+    path.write_text(rule_toml(case), encoding="utf-8")
+    return load_rule_file(path, field_types=case.get("field_types"))
 
 
 def write_inputs(
@@ -202,13 +175,12 @@ VARIANTS = {
 
 @pytest.mark.parametrize("engine", ["rust", "python"])
 @pytest.mark.parametrize("index", range(len(CASES)), ids=IDS)
-def test_sequence_vector(tmp_path: Path, index: int, engine: str) -> None:
-    reason = missing_parts(engine)
-    if reason:
-        pytest.skip(f"issue 17 is not on main yet: {reason}")
+def test_sequence_vector(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, index: int, engine: str
+) -> None:
     case = CASES[index]
     paths, where = write_inputs(tmp_path, case)
-    rule = rule_of(index)
+    rule = rule_of(index, tmp_path_factory.getbasetemp())
     lines = flat_events(case)
     failures, outcomes = [], set()
     for prefilter, threads, reverse in VARIANTS[engine]:

@@ -8,13 +8,11 @@ or spelled two ways, events that are candidates of several stages and of ``until
 stages, ``runs``-like repeated stages, ``maxspan`` at its boundary, pipes; samples with several
 samples per key. The rule IR is written by hand from the spec's "IR" section (the matchers do
 not evaluate the stage conditions: the caller says which stage an event is a candidate of).
-While the Rust matcher is not on main, the reference alone is held to that order independence.
+The reference alone is also held to that order independence on its own streams.
 Candidates are added in a shuffled order: the result must not depend on it."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import random
 from typing import Any
@@ -23,42 +21,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-
-def _has_rust() -> bool:
-    from imds_scan import _engine
-
-    return hasattr(_engine, "SequenceMatcher")
-
-
-HAS_REFERENCE = importlib.util.find_spec("imds_scan.reference.sequence") is not None
-# Skipped, saying why, only while a matcher is not on main.
-needs_reference = pytest.mark.skipif(
-    not HAS_REFERENCE, reason="issue 17's reference matcher (seqref) is not on main yet"
-)
-needs_both = pytest.mark.skipif(
-    not (HAS_REFERENCE and _has_rust()),
-    reason="issue 17's matchers are not both on main yet: "
-    + ", ".join(
-        name
-        for name, there in (
-            ("imds_scan._engine.SequenceMatcher (seqrust)", _has_rust()),
-            ("imds_scan.reference.sequence (seqref)", HAS_REFERENCE),
-        )
-        if not there
-    ),
-)
+from imds_scan._engine import SequenceMatcher as RustMatcher
+from imds_scan.reference.sequence import SequenceMatcher as ReferenceMatcher
 
 
 def matchers() -> tuple[Any, Any]:
     """The Rust and the reference SequenceMatcher classes."""
-    from imds_scan import _engine
-
-    reference = importlib.import_module("imds_scan.reference.sequence")
-    return _engine.SequenceMatcher, reference.SequenceMatcher
+    return RustMatcher, ReferenceMatcher
 
 
 def reference_matcher() -> Any:
-    return importlib.import_module("imds_scan.reference.sequence").SequenceMatcher
+    return ReferenceMatcher
 
 
 KEY_FIELDS = [
@@ -238,21 +211,18 @@ def check(ir: dict[str, Any], candidates: list[tuple[int, int, int, str]], seed:
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@needs_both
 @SETTINGS
 @given(streams(sample=False), st.integers(0, 2**32))
 def test_sequence_matchers_agree(stream: Any, seed: int) -> None:
     check(*stream, seed)
 
 
-@needs_both
 @SETTINGS
 @given(streams(sample=True), st.integers(0, 2**32))
 def test_sample_matchers_agree(stream: Any, seed: int) -> None:
     check(*stream, seed)
 
 
-@needs_reference
 @SETTINGS
 @given(st.booleans(), st.data(), st.integers(0, 2**32))
 def test_reference_matcher_does_not_depend_on_add_order(sample: bool, data: Any, seed: int) -> None:
@@ -262,7 +232,6 @@ def test_reference_matcher_does_not_depend_on_add_order(sample: bool, data: Any,
     assert run(reference, ir, candidates, order) == run(reference, ir, candidates, other)
 
 
-@needs_both
 def test_no_time_refs_agree() -> None:
     """Candidates without a usable time: counted, the first five refs kept, alike."""
     rust, reference = matchers()
@@ -287,3 +256,28 @@ def test_no_time_refs_agree() -> None:
         results.append((result.no_time, list(result.no_time_refs)))
     assert results[0] == results[1]
     assert results[0][0] == 8 and len(results[0][1]) == 5
+
+
+@pytest.mark.parametrize("kind", ["sequence", "sample"])
+def test_reference_tail_longer_than_the_results_keeps_them_all(kind: str) -> None:
+    """`tail N` with N above the number of results, but below twice it (a negative slice start
+    once kept only the last result)."""
+    body: dict[str, Any] = {
+        "timestamp_field": "@timestamp",
+        "tiebreaker_field": None,
+        "stages": [{"expr": stage_expr(n), "keys": []} for n in range(2)],
+        "pipes": [{"pipe": "tail", "n": 3}],
+        "size": None,
+    }
+    if kind == "sequence":
+        body.update(maxspan_ms=None, until=None)
+        for stage in body["stages"]:
+            stage["missing"] = False
+    else:
+        body["max_samples_per_key"] = None
+    ir = {"ir_version": 1, "id": "t", "name": "t", "severity": "low", kind: body}
+    matcher = reference_matcher()(json.dumps(ir))
+    stages = [0, 1, 0, 1] if kind == "sequence" else [0, 1, 1]  # two results either way
+    for line, stage in enumerate(stages, 1):
+        matcher.add(stage, 0, line, json.dumps({"@timestamp": 1714557600000 + line}), line)
+    assert len(matcher.finish().matches) == 2

@@ -226,6 +226,66 @@ def test_max_hits_stops_after_n_hits(tmp_path: Path, engine: str) -> None:
     assert [json.loads(x)["line"] for x in proc.stdout.splitlines()] == [81, 83]
 
 
+# ---------------------------------------------------------------- the time window
+
+
+def test_time_window_is_applied_in_the_rust_engine(tmp_path: Path) -> None:
+    # --since/--until on the Rust engine's fast path: the engine drops the hits outside as it
+    # finds them (from the parsed event's @timestamp), so no Hit object is made; the records
+    # kept, and the counts of those dropped, are the reference engine's (which filters Hit
+    # objects in Python).
+    from imds_scan.batch import RECORDS
+    from imds_scan.run import open_scan
+
+    stamps: list[Any] = [
+        "2024-05-01T10:00:00Z",
+        "2024-05-02T00:00:00.000000999+02:00",  # 2024-05-01T22:00Z, digits past µs dropped
+        "2024-05-02",
+        1714608000000,  # epoch milliseconds as a JSON number: 2024-05-02T00:00Z
+        "1714607999999",  # a millisecond before, as text
+        ["2024-05-03T00:00:00Z", "2024-05-01T00:00:00Z"],  # the first value counts
+        "2024-05-02T00:00:00-00:00",
+        "2024-13-01",  # not a date: out
+        None,  # no @timestamp: out
+        "9999-12-31T23:59:59.999999Z",
+        "2024-05-01T23:59:59.9999999Z",
+    ]
+    log = tmp_path / "stamps.ndjson"
+    with log.open("w") as out:
+        for n in range(300):
+            event = start_event(n)
+            stamp = stamps[n % len(stamps)]
+            if stamp is None:
+                del event["@timestamp"]
+            else:
+                event["@timestamp"] = stamp
+            out.write(json.dumps(event) + "\n")
+    since, until = datetime(2024, 5, 1, 22, tzinfo=UTC), datetime(2024, 5, 2, 0, 0, 0, 1, UTC)
+    runs = {}
+    for engine in ENGINES:
+        config = ScanConfig(engine=engine, since=since, until=until)  # type: ignore[arg-type]
+        stream = open_scan([str(log)], rules=broad_rules(), config=config, needs={RECORDS})
+        batches = list(stream)
+        records = b"".join(batch.records for batch in batches)
+        made_hits = any(batch.has_hits for batch in batches)
+        runs[engine] = (records, stream.close(), made_hits)
+    (fast, stats, made), (slow, slow_stats, _) = runs["rust"], runs["python"]
+    assert not made  # the fast path: the records came from the engine, with no Hit objects
+    assert fast == slow
+    lines = [json.loads(x)["line"] for x in fast.splitlines()]
+    assert len(lines) == 164 and lines[:6] == [2, 3, 4, 5, 7, 11]  # 6 of each 11 inside
+    assert stats.outside_time_window == slow_stats.outside_time_window == 300 - len(lines)
+    assert [a.hits for a in stats.allowlist] == [a.hits for a in slow_stats.allowlist]
+    # The CLI says the same, both engines.
+    for engine in ENGINES:
+        proc = cli(
+            str(log), "--rule", str(BROAD_RULE), "--engine", engine, "-f", "ndjson",
+            "--since", since.isoformat(), "--until", until.isoformat(), "--summary",
+        )  # fmt: skip
+        assert proc.stdout.encode() == fast
+        assert f"hits outside --since/--until: {300 - len(lines)}" in proc.stderr
+
+
 # ---------------------------------------------------------------- Python API
 
 

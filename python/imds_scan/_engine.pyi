@@ -64,6 +64,8 @@ class Scanner:
         reorder_bytes: int = 0,
         rows: bool = False,
         names: _RecordNames | None = None,
+        since: int | None = None,
+        until: int | None = None,
     ) -> ScanIter:
         """Scan like ``scan``, handing hits out while the scan runs, in ``scan``'s order
         (input order, then line, then rule), in memory that does not grow with the hits.
@@ -93,7 +95,11 @@ class Scanner:
         Leaving the loop early: call ``close()`` (or use ``with``); dropping the iterator
         also cancels the scan and joins its threads. ``reorder_bytes``: the hits a part of
         the scan ahead of the output order may keep before it waits (0 = 16 MiB; at most one
-        such part per thread).
+        such part per thread). ``since``/``until`` (microseconds since the epoch, either
+        may be None): only the hits whose event's ``@timestamp`` (its first value, parsed as
+        spec/semantics.md says) is in ``[since, until)`` are given out; the others are
+        counted in ``HitBatch.outside`` and ``rule_counts``, and an event without a
+        parsable ``@timestamp`` is outside.
         """
 
 @final
@@ -103,7 +109,8 @@ class HitBatch:
 
     @property
     def count(self) -> int:
-        """Hits in the batch (at least 1)."""
+        """Hits in the batch (at least 1, unless all of them were outside the time window:
+        then ``outside`` says how many)."""
     @property
     def hits(self) -> list[_HitTuple] | None:
         """The hit tuples as ``Scanner.scan`` gives them, or None with ``hits=False``."""
@@ -122,7 +129,10 @@ class HitBatch:
         spec/semantics.md says), row k being hit k."""
     @property
     def rule_counts(self) -> list[int]:
-        """Hits per rule index in this batch."""
+        """Hits per rule index in this batch, those outside the time window included."""
+    @property
+    def outside(self) -> int:
+        """Hits of this batch's stretch of the scan left out as outside the time window."""
     def position(self, k: int) -> tuple[int, int]:
         """(input index, line) of hit k (0-based); IndexError out of range."""
     def __len__(self) -> int: ...

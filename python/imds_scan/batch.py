@@ -42,7 +42,9 @@ class HitBatch:
     ``records`` (NDJSON bytes, byte for byte ``Hit.to_json`` lines in UTF-8) and ``frame``
     (``report.frame.hits_frame``'s DataFrame) are built on first use: from the engine's own
     form when it gave one, else from the Hit objects. A batch without Hit objects (the engine
-    was not asked for them) raises LookupError for what it cannot build."""
+    was not asked for them) raises LookupError for what it cannot build. ``outside``: the hits
+    the engine left out of this stretch of the scan as outside the time window (counted in
+    ``rule_counts``; a batch may have only those)."""
 
     def __init__(
         self,
@@ -54,8 +56,10 @@ class HitBatch:
         frame: pl.DataFrame | None = None,
         rule_counts: Sequence[int] | None = None,
         position: Callable[[int], tuple[str, int]] | None = None,
+        outside: int = 0,
     ) -> None:
         self.count = count
+        self.outside = outside
         self._hits = hits
         self._records = records
         self._rows = rows

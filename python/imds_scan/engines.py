@@ -103,6 +103,8 @@ class RawBatch:
     rows: bytes | None = None
     rule_counts: Sequence[int] | None = None
     position: Callable[[int], tuple[int, int]] | None = None
+    # Hits left out as outside the time window the engine applied (counted in rule_counts).
+    outside: int = 0
 
 
 def _raw_batch(item: Any) -> RawBatch:
@@ -114,6 +116,7 @@ def _raw_batch(item: Any) -> RawBatch:
         item.rows,
         item.rule_counts,
         item.position,
+        item.outside,
     )
 
 
@@ -222,11 +225,17 @@ def stream_scan(
     progress: Progress | None = None,
     max_line_bytes: int = MAX_LINE_BYTES,
     needs: Needs = frozenset({HITS}),
+    window: tuple[int | None, int | None] | None = None,
 ) -> HitStream:
     """Like :func:`run_scan`, as a :class:`HitStream` of hit batches. On Ctrl-C in the engine
     the batches found so far still come, and ``stats.interrupted`` is set. ``needs``: what the
     consumer reads from the batches (``hits``, ``records``, ``frame``): the Rust engine builds
-    records and rows itself when asked, and Hit objects only when they are needed."""
+    records and rows itself when asked, and Hit objects only when they are needed.
+    ``window``: (since, until) in microseconds since the epoch, applied by the Rust engine as
+    it finds the hits (``filters.TimeWindow``'s meaning); the batches' ``outside`` count the
+    hits left out. The reference engine takes none (the caller filters its hits)."""
+    if window is not None and engine != "rust":
+        raise ValueError("only the rust engine applies a time window")
     threads = min(max(threads, 0), MAX_THREADS)
     sources = [as_source(p) for p in paths]
     names = [s.name for s in sources]
@@ -276,6 +285,8 @@ def stream_scan(
             max_line_bytes=min(max_line_bytes, 1 << 62),  # no limit is beyond a usize
             batch=BATCH_HITS if want_hits else FAST_BATCH_HITS,
             hits=want_hits,
+            since=None if window is None else window[0],
+            until=None if window is None else window[1],
             **fast,
         )
     elif engine == "python":
@@ -315,6 +326,7 @@ def stream_scan(
                     rows=batch.rows,
                     rule_counts=batch.rule_counts,
                     position=None if batch.position is None else position(batch.position),
+                    outside=batch.outside,
                 )
         finally:
             raw.close()

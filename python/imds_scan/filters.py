@@ -1,8 +1,8 @@
 """Hit filters: host globs compiled into the rule IR, time windows applied to hits.
 
 Host filters run inside the engine (both engines consume the IR), so excluded hosts never cost
-a hit object. Time filters run on hits in Python: hits are rare, and the engines have no
-date type.
+a hit object. Time filters run on hits: in the Rust engine as it finds them (from the parsed
+event's @timestamp, with the same grammar: crates/imds-core/src/scan/forms.rs), else here.
 """
 
 from __future__ import annotations
@@ -104,6 +104,13 @@ def parse_time_bound(text: str, now: datetime | None = None) -> datetime:
         ) from None
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _micros(moment: datetime | None) -> int | None:
+    return None if moment is None else (as_utc(moment) - _EPOCH) // timedelta(microseconds=1)
+
+
 def event_time(doc: dict[str, Any]) -> datetime | None:
     """The event's @timestamp (the first value if several), None if missing or unparsable."""
     for value in field_values(doc, [TIMESTAMP_FIELD]):
@@ -121,6 +128,10 @@ class TimeWindow:
     @property
     def active(self) -> bool:
         return self.since is not None or self.until is not None
+
+    def micros(self) -> tuple[int | None, int | None]:
+        """The bounds in microseconds since the epoch (as the Rust engine takes them)."""
+        return (_micros(self.since), _micros(self.until))
 
     def contains(self, moment: datetime | None) -> bool:
         """Without a bound, everything passes; with one, an event without a parsable

@@ -113,8 +113,9 @@ def open_scan(
     complete once the batches are consumed or the stream closed). Inputs are expanded and
     ``check_inputs`` run now; the engine runs while the batches are consumed. ``needs``: what
     the consumer reads from the batches (``hits``, ``records``, ``frame``; see
-    :class:`~imds_scan.batch.HitBatch`); --since/--until read the Hit objects. Sequence and
-    sample rules run as their stage rules; their results come after the single-event hits
+    :class:`~imds_scan.batch.HitBatch`); --since/--until read the Hit objects, unless the Rust
+    engine applies them (a local scan without sequences). Sequence and sample rules run as
+    their stage rules; their results come after the single-event hits
     (:mod:`imds_scan.sequences`)."""
     from .filters import TimeWindow, as_utc, event_time
     from .reference.event import load_event
@@ -136,7 +137,16 @@ def open_scan(
         # Stage hits are told apart by their Hit's rule, and are most of the hits: records
         # and rows the engine made for them would be thrown away.
         needs = frozenset({HITS})
-    if window.active:
+    # The Rust engine applies the window itself, as it finds the hits (no Hit object made);
+    # the reference engine's and a cluster's hits are filtered here, and so are all hits when
+    # sequences run (the matcher reads every stage hit and applies the window itself).
+    in_engine = (
+        window.active
+        and config.engine == "rust"
+        and config.cluster is None
+        and not plan.has_sequences
+    )
+    if window.active and not in_engine:
         needs = needs | {HITS}
     expanded = expand(paths, endpoint_url=config.endpoint_url)
     if check_inputs is not None:
@@ -170,6 +180,7 @@ def open_scan(
             progress=progress,
             max_line_bytes=config.max_line_bytes,
             needs=needs,
+            window=window.micros() if in_engine else None,
         )
     if plan.has_sequences:
         from .sequences import with_sequences
@@ -203,7 +214,8 @@ def open_scan(
         nonlocal outside, kept, stopped_at, last
         for batch in base:
             count_rules(batch)
-            if window.active:
+            outside += batch.outside
+            if window.active and not in_engine:
                 hits = batch.hits
                 inside = [
                     i

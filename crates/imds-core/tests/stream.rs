@@ -1,7 +1,10 @@
 //! Streaming scans: hits handed out in the order the collected scan gives, for many files and
 //! regions, any thread count and reorder cap; backpressure; cancellation.
 
-use imds_core::{Engine, FileStats, Hit, Input, RuleIr, ScanEvent, ScanOptions};
+use imds_core::{
+    row_projection, ColumnData, Engine, FileStats, Hit, HitForms, HitRows, Input, RecordMeta,
+    RuleIr, RuleMeta, ScanEvent, ScanOptions, TimeWindow,
+};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -296,4 +299,132 @@ fn cancel_mid_stream_stops_with_whole_hits_in_order() {
             assert_eq!(stats.hits, got, "input {source}");
         }
     }
+}
+
+/// The hits of a scan made with [`HitForms`] (records, rows, the hit kept), in order.
+fn formed(engine: &Engine, path: &std::path::Path, threads: usize, forms: &HitForms) -> Vec<Hit> {
+    let opts = ScanOptions {
+        threads,
+        buffer_size: 2048,
+        ..ScanOptions::default()
+    };
+    let mut hits = Vec::new();
+    let mut sink = |event| {
+        if let ScanEvent::Hit(hit) = event {
+            hits.push(hit);
+        }
+    };
+    let (cancel, progress) = (AtomicBool::new(false), AtomicU64::new(0));
+    let inputs = vec![Input::Path(path.to_path_buf())];
+    engine.scan_stream_with(inputs, &opts, &cancel, &progress, 1, Some(forms), &mut sink);
+    hits
+}
+
+fn names(engine: &Engine) -> RecordMeta {
+    let rules = engine.rules().iter().enumerate().map(|(k, rule)| RuleMeta {
+        name: format!("rule \"{k}\""),
+        id: format!("id-{k}"),
+        severity: "high".into(),
+        branches: rule.ir.branches.iter().map(|b| b.name.clone()).collect(),
+    });
+    RecordMeta {
+        sources: vec!["in \u{1}.ndjson".into()],
+        rules: rules.collect(),
+    }
+}
+
+#[test]
+fn records_and_rows_made_where_hits_are_found_are_the_hits_own() {
+    // Made in the scan's threads, put together by the consumer with the line number known
+    // only then: byte for byte what the whole hit gives, in regions and on several threads.
+    let dir = TempDir::new("forms");
+    let mut data = content(3000, 3);
+    data.extend_from_slice(b"{\"_index\": \"i\", \"_source\": ");
+    data.extend_from_slice(NET_HIT.as_bytes());
+    data.extend_from_slice(b"}\n");
+    // Not UTF-8: the event is its lossy text.
+    let (head, tail) = NET_HIT.split_at(NET_HIT.len() - 1);
+    data.extend_from_slice(head.as_bytes());
+    data.extend_from_slice(b",\"x\":\"\xc3(\xff\"");
+    data.extend_from_slice(tail.as_bytes());
+    let path = dir.0.join("f.ndjson");
+    std::fs::write(&path, &data).unwrap();
+    let engine = engine();
+    let meta = names(&engine);
+    let window = TimeWindow::default();
+    let forms = HitForms::new(&engine, Some(meta.clone()), true, true, true, window).unwrap();
+    for threads in [1, 2, 3] {
+        let hits = formed(&engine, &path, threads, &forms);
+        assert_eq!(hits.len(), 2 * 1002, "threads {threads}");
+        let (mut made, mut whole) = (Vec::new(), Vec::new());
+        let (mut made_rows, mut whole_rows) = (HitRows::new(), HitRows::new());
+        for hit in &hits {
+            forms.write_record(hit, &mut made).unwrap();
+            meta.write(hit, &mut whole).unwrap();
+            forms.push_row(hit, &mut made_rows).unwrap();
+            whole_rows.push(hit, &meta, &row_projection()).unwrap();
+        }
+        assert_eq!(String::from_utf8(made), String::from_utf8(whole));
+        for (a, b) in made_rows.columns().iter().zip(whole_rows.columns()) {
+            match (a.2, b.2) {
+                (ColumnData::Text(x), ColumnData::Text(y)) => {
+                    assert_eq!(
+                        (&x.offsets, &x.data, &x.valid),
+                        (&y.offsets, &y.data, &y.valid)
+                    );
+                }
+                (ColumnData::Int(x), ColumnData::Int(y)) => {
+                    assert_eq!((&x.values, &x.valid), (&y.values, &y.valid), "{}", a.0);
+                }
+                _ => panic!("{}: types differ", a.0),
+            }
+        }
+    }
+}
+
+#[test]
+fn the_time_window_marks_the_hits_outside() {
+    let dir = TempDir::new("window");
+    let stamps = [
+        "\"2024-05-01T10:00:00Z\"",
+        "1714557600000", // 2024-05-01T10:00:00Z as epoch milliseconds
+        "\"2024-05-01T09:59:59.999999999Z\"",
+        "\"2024-05-01T11:00:00+01:00\"",
+        "[\"2024-05-02\", \"2024-05-01T10:00:00Z\"]",
+        "\"not a date\"",
+    ];
+    let mut data = Vec::new();
+    for stamp in stamps {
+        let line = NET_HIT.replacen('{', &format!("{{\"@timestamp\":{stamp},"), 1);
+        data.extend_from_slice(line.as_bytes());
+        data.push(b'\n');
+    }
+    data.extend_from_slice(NET_HIT.as_bytes()); // no @timestamp
+    let path = dir.0.join("w.ndjson");
+    std::fs::write(&path, &data).unwrap();
+    let engine = engine();
+    let since = 1_714_557_600_000_000; // 2024-05-01T10:00:00Z
+    let window = TimeWindow {
+        since: Some(since),
+        until: Some(since + 1),
+    };
+    let forms = HitForms::new(&engine, Some(names(&engine)), true, false, false, window).unwrap();
+    let hits = formed(&engine, &path, 1, &forms);
+    let inside: Vec<(u64, bool)> = hits
+        .iter()
+        .map(|h| (h.line, !h.extra.as_ref().unwrap().outside))
+        .collect();
+    let want = [true, true, false, true, false, false, false];
+    let want: Vec<(u64, bool)> = (1..=7)
+        .flat_map(|line| [(line, want[line as usize - 1]); 2])
+        .collect();
+    assert_eq!(inside, want);
+    // Not kept: no event text is copied for them.
+    assert!(hits
+        .iter()
+        .all(|h| h.event.is_empty() && h.witness.is_none()));
+    assert!(TimeWindow::default().contains(None));
+    // Whole hits alone need no forms.
+    let plain = HitForms::new(&engine, None, false, false, true, TimeWindow::default());
+    assert!(plain.unwrap().is_plain() && !forms.is_plain());
 }

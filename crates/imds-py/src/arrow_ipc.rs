@@ -263,7 +263,17 @@ fn frame(out: &mut Vec<u8>, mut meta: Vec<u8>, body: &[u8]) {
 pub fn ipc_stream(rows: &HitRows) -> Vec<u8> {
     let columns = rows.columns();
     let len = i64::try_from(rows.len()).unwrap_or(i64::MAX);
-    let mut body = Body::default();
+    // Reserved whole (the buffers, their padding and bitmaps): the text is copied once.
+    let size: usize = (columns.iter())
+        .map(|(_, _, data)| match data {
+            ColumnData::Int(column) => 8 * column.values.len() + column.valid.len() / 8 + 24,
+            ColumnData::Text(c) => 8 * c.offsets.len() + c.data.len() + c.valid.len() / 8 + 32,
+        })
+        .sum();
+    let mut body = Body {
+        bytes: Vec::with_capacity(size),
+        buffers: Vec::new(),
+    };
     let mut nodes = Vec::with_capacity(columns.len());
     for (_, _, data) in &columns {
         let nulls = match data {

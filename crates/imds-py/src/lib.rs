@@ -11,8 +11,8 @@ mod arrow_ipc;
 mod sequence;
 
 use imds_core::{
-    row_projection, Engine, FileStats, Hit, HitRows, Input, RecordMeta, RuleIr, RuleMeta,
-    ScanEvent, ScanOptions, StatValue,
+    Engine, FileStats, Hit, HitForms, HitRows, Input, RecordMeta, RuleIr, RuleMeta, ScanEvent,
+    ScanOptions, StatValue, TimeWindow,
 };
 use pyo3::exceptions::{
     PyIndexError, PyKeyboardInterrupt, PyRuntimeError, PyTypeError, PyValueError,
@@ -107,11 +107,12 @@ impl Scanner {
     /// `names`) gives each batch's NDJSON records as bytes; `rows=True` (with names) its rows
     /// of the hits frame as an Arrow IPC stream; `hits=False` leaves `hits` None.
     /// `reorder_bytes` (0 = 16 MiB) caps the hits a part of the scan ahead of the output
-    /// order keeps.
+    /// order keeps. `since`/`until` (microseconds since the epoch) keep only the hits whose
+    /// `@timestamp` is in `[since, until)`; the others are counted in `HitBatch.outside`.
     #[pyo3(signature = (
         inputs, threads=0, buffer_size=4194304, prefilter=true, max_examples=5, progress=None,
         max_line_bytes=67108864, batch=4096, records=None, hits=true, reorder_bytes=0,
-        rows=false, names=None
+        rows=false, names=None, since=None, until=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn scan_iter(
@@ -129,6 +130,8 @@ impl Scanner {
         reorder_bytes: usize,
         rows: bool,
         names: Option<RecordNames<'_>>,
+        since: Option<i64>,
+        until: Option<i64>,
     ) -> PyResult<ScanIter> {
         let count = inputs.len();
         // `records` is a bool, or the names themselves (records on).
@@ -161,6 +164,9 @@ impl Scanner {
         let meta = names
             .map(|(sources, rules)| record_meta(&self.engine, count, &sources, &rules))
             .transpose()?;
+        let window = TimeWindow { since, until };
+        let forms = HitForms::new(&self.engine, meta, with_records, rows, hits, window)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
         let opts = options(
             threads,
             buffer_size,
@@ -174,7 +180,7 @@ impl Scanner {
             opts,
             Feed {
                 batch: batch.max(1),
-                meta,
+                forms,
                 records: with_records,
                 rows,
                 hits,
@@ -259,8 +265,9 @@ fn record_meta(
 /// What the scan thread of a `ScanIter` puts in each batch.
 struct Feed {
     batch: usize,
-    /// The names of sources and rules (checked against the inputs and rules).
-    meta: Option<RecordMeta>,
+    /// What each hit is made into where it is found (the names of sources and rules
+    /// checked against the inputs and rules).
+    forms: HitForms,
     records: bool,
     rows: bool,
     hits: bool,
@@ -281,8 +288,10 @@ struct Batch {
     count: usize,
     /// (input index, line) per hit.
     positions: Vec<(usize, u64)>,
-    /// Hits per rule index.
+    /// Hits per rule index (those outside the time window too).
     rule_counts: Vec<u64>,
+    /// Hits outside the time window.
+    outside: u64,
     files: Vec<(usize, FileStats)>,
 }
 
@@ -295,6 +304,7 @@ struct HitBatch {
     records: Option<Py<PyBytes>>,
     rows: Option<Py<PyBytes>>,
     rule_counts: Vec<u64>,
+    outside: u64,
     positions: Vec<(usize, u64)>,
 }
 
@@ -324,10 +334,16 @@ impl HitBatch {
         self.rows.as_ref().map(|bytes| bytes.clone_ref(py))
     }
 
-    /// Hits per rule index in this batch.
+    /// Hits per rule index in this batch, those outside the time window included.
     #[getter]
     fn rule_counts(&self) -> Vec<u64> {
         self.rule_counts.clone()
+    }
+
+    /// Hits of this batch's stretch of the scan left out as outside the time window.
+    #[getter]
+    fn outside(&self) -> u64 {
+        self.outside
     }
 
     /// (input index, line) of the k-th hit (0-based); IndexError out of range.
@@ -393,6 +409,7 @@ impl ScanIter {
             records,
             rows,
             rule_counts: batch.rule_counts,
+            outside: batch.outside,
             positions: batch.positions,
         })
     }
@@ -455,12 +472,10 @@ impl ScanIter {
                     match msg {
                         Msg::Batch(mut batch) => {
                             files.append(&mut batch.files);
-                            if batch.count > 0 {
-                                if keep_hits {
-                                    kept.push_back(batch);
-                                } else {
-                                    cancelled = true;
-                                }
+                            if keep_hits && (batch.count > 0 || batch.outside > 0) {
+                                kept.push_back(batch);
+                            } else if batch.count > 0 {
+                                cancelled = true;
                             }
                         }
                         Msg::Done(was) => cancelled |= was,
@@ -489,14 +504,14 @@ fn feed_batches(
     read: &AtomicU64,
     tx: &SyncSender<Msg>,
 ) {
-    let projection = row_projection();
-    let fresh = || Batch {
-        records: feed.records.then(Vec::new),
+    // A batch's records are reserved at the size of the last one: no growing by doubling.
+    let fresh = |size: usize| Batch {
+        records: feed.records.then(|| Vec::with_capacity(size)),
         rows: feed.rows.then(|| Box::new(HitRows::new())),
         rule_counts: vec![0; feed.rules],
         ..Batch::default()
     };
-    let mut batch = fresh();
+    let mut batch = fresh(0);
     let mut sent = Instant::now();
     let mut alive = true;
     let mut sink = |event| {
@@ -505,17 +520,22 @@ fn feed_batches(
         }
         match event {
             ScanEvent::Hit(hit) => {
-                if let (Some(meta), Some(out)) = (&feed.meta, &mut batch.records) {
-                    // The indices were checked against the inputs and rules.
-                    let _ = meta.write(&hit, out);
-                }
-                if let (Some(meta), Some(rows)) = (&feed.meta, &mut batch.rows) {
-                    let _ = rows.push(&hit, meta, &projection);
-                }
-                batch.positions.push((hit.source, hit.line));
                 if let Some(n) = batch.rule_counts.get_mut(hit.rule) {
                     *n += 1;
                 }
+                if hit.extra.as_ref().is_some_and(|e| e.outside) {
+                    batch.outside += 1;
+                    return;
+                }
+                // The indices were checked against the inputs and rules; the record and row
+                // were made where the hit was found: here they are only put together.
+                if let Some(out) = &mut batch.records {
+                    let _ = feed.forms.write_record(&hit, out);
+                }
+                if let Some(rows) = &mut batch.rows {
+                    let _ = feed.forms.push_row(&hit, rows);
+                }
+                batch.positions.push((hit.source, hit.line));
                 if feed.hits {
                     batch.hits.push(hit);
                 }
@@ -523,8 +543,10 @@ fn feed_batches(
             }
             ScanEvent::File { source, stats } => batch.files.push((source, stats)),
         }
-        if batch.count >= feed.batch || (batch.count > 0 && sent.elapsed() >= BATCH_AGE) {
-            let full = sealed(std::mem::replace(&mut batch, fresh()));
+        let some = batch.count > 0 || batch.outside > 0;
+        if batch.count >= feed.batch || (some && sent.elapsed() >= BATCH_AGE) {
+            let size = batch.records.as_ref().map_or(0, Vec::len);
+            let full = sealed(std::mem::replace(&mut batch, fresh(size + size / 8)));
             if tx.send(Msg::Batch(full)).is_err() {
                 alive = false;
                 cancel.store(true, Ordering::Relaxed);
@@ -532,7 +554,15 @@ fn feed_batches(
             sent = Instant::now();
         }
     };
-    let cancelled = engine.scan_stream(inputs, opts, cancel, read, feed.reorder_bytes, &mut sink);
+    let cancelled = engine.scan_stream_with(
+        inputs,
+        opts,
+        cancel,
+        read,
+        feed.reorder_bytes,
+        (!feed.forms.is_plain()).then_some(&feed.forms),
+        &mut sink,
+    );
     if alive {
         let _ = tx.send(Msg::Batch(sealed(batch)));
         let _ = tx.send(Msg::Done(cancelled));
@@ -553,7 +583,8 @@ impl ScanIter {
         slf
     }
 
-    /// The next `HitBatch` (never empty). Waits with the GIL released,
+    /// The next `HitBatch` (never empty, unless all its hits were outside the time window:
+    /// then `count` is 0 and `outside` says how many). Waits with the GIL released,
     /// checking signals every 50 ms: on Ctrl-C (or an exception from a signal handler or the
     /// progress callback) the scan is cancelled and stopped, then the exception is raised.
     fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<HitBatch>> {
@@ -578,7 +609,8 @@ impl ScanIter {
             match received {
                 Ok(Msg::Batch(mut batch)) => {
                     self.files.append(&mut batch.files);
-                    if batch.count == 0 {
+                    // (A batch of hits outside the time window only is still counted.)
+                    if batch.count == 0 && batch.outside == 0 {
                         continue;
                     }
                     // A Ctrl-C pending now would strike in Python once the batch is out and

@@ -367,7 +367,7 @@ class SequenceMatcher:
 
     def _limit(self, results: list[tuple[list[int | None], list[object]]]) -> list[Any]:
         for pipe, n in self.pipes:
-            tail = results[len(results) - n :] if n else []
+            tail = results[max(len(results) - n, 0) :] if n else []  # n may exceed the count
             results = results[:n] if pipe == "head" else tail
         if self.size is not None:
             results = results[: self.size]

@@ -253,10 +253,15 @@ class ParquetWriter(HitWriter):
             import pyarrow.parquet as pq
 
             # A file of its own (a path is no URI here; any bytes of a name); zstd level 3
-            # as Polars wrote it (level 1: no faster measurably, 10% larger).
+            # as Polars wrote it (level 1: no faster measurably, 10% larger). No dictionary
+            # for the events, each one of a kind: 10% less time writing many hits.
             self.file = pa.OSFile(os.fsencode(self.path), "wb")  # type: ignore[arg-type]
             self.writer = pq.ParquetWriter(
-                self.file, self.schema, compression="zstd", compression_level=3
+                self.file,
+                self.schema,
+                compression="zstd",
+                compression_level=3,
+                use_dictionary=[n for n in self.schema.names if n != "event"],  # type: ignore[arg-type]
             )
         return self.writer
 

@@ -1,62 +1,43 @@
 //! Per-rule literal conjunctions: which of many rules a line can match, from one automaton.
 //!
-//! Every branch of a rule is a *unit*; its expression gives *clauses*, needle sets of which a
-//! matching line holds at least one needle each (one clause per needle-bearing child of a
-//! top-level `and`, so a common literal such as `linux` or `process` opens nothing alone: the
-//! rule's rarer literals must be in the line too). A rule is open on a line when all clauses
+//! Every branch of a rule is a *unit*; its expression gives *clauses* ([`super::clauses`]),
+//! needle sets of which a matching line holds at least one needle each (one clause per
+//! needle-bearing child of a top-level `and`, and one for each predicate's key, so a common
+//! literal such as `linux` or `process` opens nothing alone: the rule's rarer literals must be
+//! in the line too). A rule is open on a line when all clauses
 //! of one of its units are satisfied. One ASCII case-insensitive automaton over every
 //! clause's needles, plus the escape starts `\u` and `\/`, serves all rules: a real escape
 //! satisfies every clause with a needle holding the character it may spell (a needle could
 //! be written with it), and an escape that is not valid JSON opens every rule (the parser
 //! reports the line).
 
-use super::cost::literal_cost;
-use super::needles::{node_lits, pred_lits, Needle};
+use super::clauses::{clause_cost, clauses, confirm, Check};
 use super::search::real_escape;
-use crate::ir::{Node, RuleIr};
+use crate::ir::RuleIr;
 use aho_corasick::{AhoCorasick, AhoCorasickKind, Input};
 use std::collections::HashMap;
-
-/// A clause: a matching line holds one of its needles.
-type Clause = Vec<Needle>;
 
 /// A unit keeps its rarest clauses only: a common literal (`process`, `start`) found on most
 /// lines costs the automaton matches and decides little.
 const MAX_CLAUSES: usize = 3;
 
+/// A clause at least this costly ([`clause_cost`]: a needle under 3 bytes, a key of every
+/// event) is dropped when its unit has another: it would be found on nearly every line.
+const USELESS: f64 = 2.0;
+
 /// Above this many patterns the automaton is a contiguous NFA rather than a DFA (memory).
 const DFA_LIMIT: usize = 20_000;
-
-/// Estimated occurrences of a clause's needles per byte of log; a needle under 3 bytes (a
-/// pid `4`, a space) ranks with the most common words, below them.
-fn clause_cost(c: &Clause) -> f64 {
-    c.iter()
-        .map(|n| match n {
-            Needle::Literal(lit) if lit.raw.len() < 3 => 2.0,
-            Needle::Literal(lit) => literal_cost(&lit.raw),
-            Needle::Endpoint => 1.0,
-        })
-        .sum()
-}
-
-/// The clauses of a subtree: every match satisfies each of them. Unfilterable parts and
-/// negations add none (fewer clauses only open more lines).
-fn clauses(node: &Node, out: &mut Vec<Clause>) {
-    match node {
-        Node::Pred(p) => out.extend(pred_lits(p)),
-        Node::And { args } => args.iter().for_each(|a| clauses(a, out)),
-        Node::Or { .. } => out.extend(node_lits(node)),
-        Node::Not { .. } | Node::Expr { .. } => {}
-    }
-}
 
 #[derive(Debug, Clone)]
 pub(super) struct Cnf {
     ac: AhoCorasick,
     /// Patterns below this index are needles; then `\u` and `\/`.
     needles: usize,
-    /// Per needle pattern: the clauses it satisfies.
-    pattern_clauses: Vec<Vec<u32>>,
+    /// Per needle pattern: its groups (one per way an occurrence is confirmed).
+    pattern_groups: Vec<Vec<u32>>,
+    /// Per group: how an occurrence is confirmed, and the clauses it then satisfies.
+    group_check: Vec<Check>,
+    group_clauses: Vec<Vec<u32>>,
     clause_unit: Vec<u32>,
     unit_need: Vec<u32>,
     unit_rule: Vec<u32>,
@@ -75,7 +56,7 @@ pub(super) struct Cnf {
 #[derive(Debug, Clone, Default)]
 pub(super) struct CnfState {
     stamp: u32,
-    pattern_mark: Vec<u32>,
+    group_mark: Vec<u32>,
     clause_mark: Vec<u32>,
     unit_mark: Vec<u32>,
     unit_count: Vec<u32>,
@@ -92,7 +73,7 @@ impl CnfState {
         if self.stamp == 0 {
             // Wrapped: old marks could pass for current ones.
             for v in [
-                &mut self.pattern_mark,
+                &mut self.group_mark,
                 &mut self.clause_mark,
                 &mut self.unit_mark,
                 &mut self.rule_mark,
@@ -111,7 +92,10 @@ impl Cnf {
     pub(super) fn new(rules: &[RuleIr]) -> Option<Cnf> {
         let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
         let mut patterns: Vec<Vec<u8>> = Vec::new();
-        let mut pattern_clauses: Vec<Vec<u32>> = Vec::new();
+        let mut pattern_groups: Vec<Vec<u32>> = Vec::new();
+        let mut group_index: HashMap<(usize, Check), usize> = HashMap::new();
+        let mut group_check = Vec::new();
+        let mut group_clauses: Vec<Vec<u32>> = Vec::new();
         let mut clause_unit = Vec::new();
         let mut unit_need = Vec::new();
         let mut unit_rule = Vec::new();
@@ -122,11 +106,14 @@ impl Cnf {
             for branch in &rule.branches {
                 let mut cs = Vec::new();
                 clauses(&branch.expr, &mut cs);
-                // The endpoint test is no string to find: such a clause is not required.
-                cs.retain(|c| c.iter().all(|n| matches!(n, Needle::Literal(_))));
-                // Dropping a clause only opens more lines: keep the rarest.
-                cs.sort_by(|a, b| clause_cost(a).total_cmp(&clause_cost(b)));
+                // Dropping a clause only opens more lines: keep the rarest, and no useless one
+                // beside another.
+                let mut cs: Vec<_> = cs.into_iter().map(|c| (clause_cost(&c), c)).collect();
+                cs.sort_by(|a, b| a.0.total_cmp(&b.0));
                 cs.truncate(MAX_CLAUSES);
+                while cs.len() > 1 && cs.last().is_some_and(|c| c.0 >= USELESS) {
+                    cs.pop();
+                }
                 if cs.is_empty() {
                     always.push(r);
                     continue;
@@ -134,28 +121,33 @@ impl Cnf {
                 let unit = unit_need.len() as u32;
                 unit_need.push(cs.len() as u32);
                 unit_rule.push(r as u32);
-                for c in cs {
+                for (_, c) in cs {
                     let id = clause_unit.len() as u32;
                     clause_unit.push(unit);
                     let mut chars = [false; 128];
                     let mut non_ascii = false;
                     for n in c {
-                        let Needle::Literal(lit) = n else { continue };
-                        for ch in lit.text.chars() {
+                        for ch in n.lit.text.chars() {
                             if ch.is_ascii() {
                                 chars[ch.to_ascii_lowercase() as usize] = true;
                             } else {
                                 non_ascii = true;
                             }
                         }
-                        let folded = lit.raw.to_ascii_lowercase();
+                        let folded = n.lit.raw.to_ascii_lowercase();
                         let k = *index.entry(folded.clone()).or_insert_with(|| {
                             patterns.push(folded);
-                            pattern_clauses.push(Vec::new());
+                            pattern_groups.push(Vec::new());
                             patterns.len() - 1
                         });
-                        if pattern_clauses[k].last() != Some(&id) {
-                            pattern_clauses[k].push(id);
+                        let g = *group_index.entry((k, n.check)).or_insert_with(|| {
+                            group_check.push(n.check);
+                            group_clauses.push(Vec::new());
+                            pattern_groups[k].push((group_check.len() - 1) as u32);
+                            group_check.len() - 1
+                        });
+                        if group_clauses[g].last() != Some(&id) {
+                            group_clauses[g].push(id);
                         }
                     }
                     for (ch, _) in chars.iter().enumerate().filter(|(_, &on)| on) {
@@ -179,7 +171,9 @@ impl Cnf {
         Some(Cnf {
             ac,
             needles,
-            pattern_clauses,
+            pattern_groups,
+            group_check,
+            group_clauses,
             clause_unit,
             unit_need,
             unit_rule,
@@ -193,7 +187,7 @@ impl Cnf {
     pub(super) fn state(&self) -> CnfState {
         CnfState {
             stamp: 0,
-            pattern_mark: vec![0; self.needles],
+            group_mark: vec![0; self.group_check.len()],
             clause_mark: vec![0; self.clause_unit.len()],
             unit_mark: vec![0; self.unit_need.len()],
             unit_count: vec![0; self.unit_need.len()],
@@ -228,19 +222,31 @@ impl Cnf {
                 stop = line_end(p);
                 st.next_line();
             }
-            self.on_match(hay, m.pattern().as_usize(), p, stop, st);
+            self.on_match(hay, m.pattern().as_usize(), p, m.end(), stop, st);
         }
         st.open.then_some(start)
     }
 
-    fn on_match(&self, hay: &[u8], pattern: usize, p: usize, stop: usize, st: &mut CnfState) {
+    fn on_match(
+        &self,
+        hay: &[u8],
+        pattern: usize,
+        p: usize,
+        q: usize,
+        stop: usize,
+        st: &mut CnfState,
+    ) {
         if pattern < self.needles {
-            // Later occurrences in the line change nothing.
-            if std::mem::replace(&mut st.pattern_mark[pattern], st.stamp) == st.stamp {
-                return;
-            }
-            for &c in &self.pattern_clauses[pattern] {
-                self.satisfy(c, st);
+            for &g in &self.pattern_groups[pattern] {
+                let g = g as usize;
+                // Later occurrences in the line change nothing.
+                if st.group_mark[g] == st.stamp || !confirm(self.group_check[g], hay, p, q, stop) {
+                    continue;
+                }
+                st.group_mark[g] = st.stamp;
+                for &c in &self.group_clauses[g] {
+                    self.satisfy(c, st);
+                }
             }
             return;
         }

@@ -97,3 +97,26 @@ pub(super) fn literal_cost(raw: &[u8]) -> f64 {
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     memchr::memmem::find(hay, needle).is_some()
 }
+
+/// Values found in most ECS events beside the common words (`event.action`, `event.outcome`,
+/// `event.kind` values).
+const COMMON_VALUES: &str = concat!(
+    "exec fork end info change creation deletion allowed denied success failure unknown ",
+    "connection_attempted connection_accepted disconnect_received lookup_requested ",
+    "log_on logged-in user_login ssh_login fork_event exec_event ",
+    "alert signal pipeline_error metric state enrichment ",
+);
+
+/// Estimated occurrences of a whole string value, or a value's prefix or suffix, between
+/// its quote (`text` JSON-encoded, without the quote): a word common in ECS logs is as
+/// common as a value (an `event.category`, a `host.os.type`); any other is rarer than as a
+/// bare word, as only whole values (or their ends) count.
+pub(super) fn value_cost(raw: &[u8]) -> f64 {
+    let folded = raw.to_ascii_lowercase();
+    let word = |w: &str| w.as_bytes() == folded.as_slice();
+    if COMMON_WORDS.split(' ').any(word) || COMMON_VALUES.split(' ').any(word) {
+        return 0.25;
+    }
+    let unigram: f64 = folded.iter().map(|&b| byte_freq(b)).product();
+    (unigram * 0.25).min(0.2)
+}

@@ -35,6 +35,7 @@
 //! test and its vector kernels; it uses the endpoint decoder, never the reverse).
 
 mod anchors;
+mod clauses;
 mod cnf;
 mod cost;
 mod gate;
@@ -44,7 +45,7 @@ mod search;
 #[cfg(test)]
 mod test_ir;
 
-use crate::ir::RuleIr;
+use crate::ir::{Node, Op, RuleIr};
 use cnf::{Cnf, CnfState};
 use cost::byte_freq;
 pub use gate::RuleGate;
@@ -72,8 +73,13 @@ impl Prefilter {
     /// Derive the needles of `rules` and build the searcher.
     pub fn new(rules: &[RuleIr]) -> Prefilter {
         let mut p = Prefilter::union(rules);
-        if p.is_active() && p.endpoint.is_none() && rules.len() > 1 {
+        // The clauses also hold fields' keys: they may filter rules the needles cannot
+        // (`exists`, typed ranges, `""`).
+        if p.endpoint.is_none() && rules.len() > 1 && !rules.iter().any(has_endpoint) {
             p.cnf = Cnf::new(rules).filter(|c| c.always.is_empty());
+            if p.cnf.is_some() {
+                p.all = false;
+            }
         }
         p
     }
@@ -152,6 +158,10 @@ impl Prefilter {
     pub fn strategy(&self) -> &str {
         match (&self.search, self.all, &self.endpoint) {
             (_, true, _) => "none: every line is parsed",
+            (None, false, None) => {
+                "case-insensitive automaton over every rule's literal and key clauses, a line \
+                 a candidate when all clauses of one rule's branch hold"
+            }
             (None, false, _) => "the imds_endpoint raw-line test only",
             (Some(_), false, _) if self.needles_held => {
                 "the imds_endpoint raw-line test, also holding the needles (one pass)"
@@ -194,6 +204,20 @@ impl Prefilter {
     pub fn is_candidate(&self, line: &[u8]) -> bool {
         self.all || self.find(line, 0, line.len()).is_some()
     }
+}
+
+/// Whether a rule has an `imds_endpoint` predicate (the raw-line test, not clauses, stands
+/// for it).
+fn has_endpoint(rule: &RuleIr) -> bool {
+    fn node(n: &Node) -> bool {
+        match n {
+            Node::Pred(p) => p.op == Op::ImdsEndpoint,
+            Node::And { args } | Node::Or { args } => args.iter().any(node),
+            Node::Not { arg } => node(arg),
+            Node::Expr { .. } => false,
+        }
+    }
+    rule.branches.iter().any(|b| node(&b.expr))
 }
 
 /// Searches of one buffer from increasing positions ([`Prefilter::finder`]). It keeps the
@@ -304,10 +328,16 @@ mod tests {
         let good = rule(vec![kw(Op::Eq, &["metadata"])]);
         let bad = rule(vec![kw(Op::Eq, &["metadata"]), not(kw(Op::Eq, &["x"]))]);
         assert!(Prefilter::new(std::slice::from_ref(&good)).is_active());
-        let p = Prefilter::new(&[good, bad]);
+        let p = Prefilter::new(&[good.clone(), bad]);
         assert!(!p.is_active());
         assert!(p.needles().is_empty());
         assert!(p.is_candidate(b"{}"));
+        // With several rules, a field's key is a clause too: `f != null` needs `"f":`.
+        let exists = rule(vec![pred("f", FieldType::Keyword, Op::Exists, &[])]);
+        let p = Prefilter::new(&[good, exists]);
+        assert!(p.is_active(), "{}", p.strategy());
+        assert!(p.is_candidate(br#"{"f" : 1}"#));
+        assert!(!p.is_candidate(br#"{"g":"f"}"#));
     }
 
     // ------------------------------------------------------------------ soundness

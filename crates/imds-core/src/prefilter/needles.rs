@@ -15,7 +15,7 @@ pub(super) struct Lit {
 }
 
 impl Lit {
-    fn new(text: &str) -> Lit {
+    pub(super) fn new(text: &str) -> Lit {
         Lit {
             text: text.to_string(),
             raw: json_encode(text),
@@ -25,7 +25,7 @@ impl Lit {
 
 /// JSON-encode `s` as it would appear inside a JSON string, with the short escapes encoders
 /// use (other spellings are `\uXXXX`, covered by the escape guard).
-fn json_encode(s: &str) -> Vec<u8> {
+pub(super) fn json_encode(s: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -50,7 +50,7 @@ fn json_encode(s: &str) -> Vec<u8> {
 
 /// The longest piece of `text` between U+FFFD (which may stand for invalid UTF-8 in the
 /// line); `None` when there is none.
-fn literal(text: &str) -> Option<Lit> {
+pub(super) fn literal(text: &str) -> Option<Lit> {
     text.split('\u{FFFD}')
         .map(Lit::new)
         .filter(|l| !l.raw.is_empty())

@@ -125,6 +125,7 @@ impl Engine {
                 progress: &AtomicU64::new(0),
                 outlet: None,
                 pool: None,
+                forms: None,
             };
             self.scan_raw(reader, &scan)
         })
@@ -225,7 +226,7 @@ impl Engine {
     /// piece: the reference the chunked scans are tested against.
     #[cfg(any(test, feature = "test-api"))]
     pub fn scan_bytes(&self, data: &[u8], opts: &ScanOptions) -> ScanReport {
-        let mut scan = LineScanner::new(self, 0, opts);
+        let mut scan = LineScanner::new(self, 0, opts, None);
         scan.stats.bytes = data.len() as u64;
         scan.lines(data, true);
         scan.finish(false)

@@ -1,9 +1,9 @@
 //! Line framing: a stream cut into chunks of whole lines (an over-long line read past), and
 //! the per-stream scanner that walks lines through the prefilter, the parser and the rules.
 
-use super::{hit_bytes, Engine, FileStats, Hit, ScanOptions, ScanReport, Stream};
+use super::{hit_bytes, Engine, FileStats, Hit, HitForms, ScanOptions, ScanReport, Stream};
 use crate::eval::Verdict;
-use crate::event;
+use crate::event::{self, Projection};
 use crate::prefilter::RuleGate;
 use rayon::prelude::*;
 use std::io::{self, ErrorKind, Read};
@@ -37,7 +37,7 @@ impl Engine {
         } = *scan;
         let size = opts.buffer_size.max(1);
         let mut input = ChunkReader::new(reader, size, opts.max_line_bytes, cancel);
-        let mut total = LineScanner::new(self, source, opts);
+        let mut total = LineScanner::new(self, source, opts, scan.forms);
         let mut cancelled = false;
         let mut first = at_start;
         if workers <= 1 {
@@ -88,7 +88,7 @@ impl Engine {
                                 .with_max_len(1)
                                 .enumerate()
                                 .map(|(k, piece)| {
-                                    let mut part = LineScanner::new(self, source, opts);
+                                    let mut part = LineScanner::new(self, source, opts, scan.forms);
                                     match *piece {
                                         Ok(piece) => part.lines(piece, first && k == 0),
                                         Err(len) => part.skipped_line(len),
@@ -329,12 +329,21 @@ pub(super) struct LineScanner<'e> {
     gate: Option<&'e RuleGate>,
     /// Scratch: the rules the gate leaves open on the current line.
     open: Vec<bool>,
+    /// What hits are made into (`None`: plain hits).
+    forms: Option<&'e HitForms>,
+    /// What candidate lines are parsed into.
+    projection: &'e Projection,
     /// `open` was filled by the prefilter for the current line (the gate need not run).
     opened: bool,
 }
 
 impl<'e> LineScanner<'e> {
-    pub(super) fn new(engine: &'e Engine, source: usize, opts: &'e ScanOptions) -> LineScanner<'e> {
+    pub(super) fn new(
+        engine: &'e Engine,
+        source: usize,
+        opts: &'e ScanOptions,
+        forms: Option<&'e HitForms>,
+    ) -> LineScanner<'e> {
         LineScanner {
             engine,
             opts,
@@ -347,6 +356,10 @@ impl<'e> LineScanner<'e> {
             gate: engine.gate.as_ref().filter(|_| opts.prefilter),
             open: Vec::new(),
             opened: false,
+            forms,
+            projection: forms
+                .and_then(HitForms::projection)
+                .unwrap_or(&engine.projection),
         }
     }
 
@@ -420,7 +433,7 @@ impl<'e> LineScanner<'e> {
             return;
         }
         self.stats.candidates += 1;
-        match event::parse_line_projected(line, &self.engine.projection) {
+        match event::parse_line_projected(line, self.projection) {
             Ok(Some(parsed)) => {
                 self.stats.valid_event = true;
                 if parsed.invalid_utf8 {
@@ -430,6 +443,7 @@ impl<'e> LineScanner<'e> {
                 if let Some(gate) = self.gate.filter(|_| !self.opened) {
                     gate.open(line, &mut self.open);
                 }
+                let mut stamp = None;
                 for (rule, compiled) in self.engine.rules.iter().enumerate() {
                     if gated && !self.open[rule] {
                         continue; // none of its needles in the line: it cannot match
@@ -437,13 +451,18 @@ impl<'e> LineScanner<'e> {
                     match compiled.judge_line(&parsed) {
                         Verdict::Hit(m) => {
                             self.stats.hits += 1;
-                            let hit = Hit {
-                                source: self.source,
-                                line: self.line_no,
-                                rule,
-                                branch: m.branch,
-                                witness: m.witness,
-                                event: parsed.text.to_string(),
+                            let at = (self.source, self.line_no, rule);
+                            let hit = match self.forms {
+                                Some(forms) => forms.hit(at, m, &parsed, &mut stamp),
+                                None => Hit {
+                                    source: self.source,
+                                    line: self.line_no,
+                                    rule,
+                                    branch: m.branch,
+                                    witness: m.witness,
+                                    event: parsed.text.to_string(),
+                                    extra: None,
+                                },
                             };
                             self.held += hit_bytes(&hit);
                             self.hits.push(hit);

@@ -17,10 +17,12 @@
 //! file into regions read in parallel and reads byte-range inputs; `lines` is the line
 //! framing: chunks of whole lines, the stream driver, and the per-line scanner; `stream` runs
 //! the scan's parts (whole inputs, regions) on threads and hands their hits out in order;
-//! `record` writes a hit's NDJSON record, `rows` its row of the hits frame. Dependencies go
-//! one way: engine → stream → regions → lines → this file's types (and source).
+//! `record` writes a hit's NDJSON record, `rows` its row of the hits frame, and `forms` makes
+//! them (and applies the time window) where the hit is found. Dependencies go one way:
+//! engine → stream → regions → lines → forms → this file's types (and source).
 
 mod engine;
+mod forms;
 mod lines;
 mod record;
 mod regions;
@@ -28,10 +30,11 @@ mod rows;
 pub(crate) mod source;
 mod stream;
 
+pub use forms::{HitExtra, HitForms, TimeWindow};
 pub use record::{RecordError, RecordMeta, RuleMeta};
 pub use rows::{
-    row_projection, ColumnData, ColumnType, HitRows, IntColumn, TextColumn, ECS_COLUMNS,
-    MATCHED_COLUMNS,
+    event_timestamp, row_projection, ColumnData, ColumnType, HitRows, IntColumn, RowCells,
+    TextColumn, ECS_COLUMNS, MATCHED_COLUMNS,
 };
 pub use source::{Compression, Input, ReadSeek};
 
@@ -70,6 +73,8 @@ pub(super) struct Stream<'a> {
     pub(super) outlet: Option<&'a dyn Outlet>,
     /// The pool that scans pieces in parallel when `workers` > 1 (`None`: the current one).
     pub(super) pool: Option<&'a rayon::ThreadPool>,
+    /// What each hit is made into where it is found (`None`: a plain [`Hit`]).
+    pub(super) forms: Option<&'a HitForms>,
 }
 
 /// Where a running lane's hits go: the sink (the head) or the lane's own buffer (the others,
@@ -86,7 +91,8 @@ pub(super) fn hit_bytes(hit: &Hit) -> usize {
     let witness = hit.witness.as_ref().map_or(0, |w| {
         w.field.len() + w.op.len() + w.pattern.len() + w.value.len()
     });
-    std::mem::size_of::<Hit>() + hit.event.len() + witness
+    let extra = hit.extra.as_ref().map_or(0, |e| e.bytes());
+    std::mem::size_of::<Hit>() + hit.event.len() + witness + extra
 }
 
 /// Open a file to scan (a directory is an error, not something to read).
@@ -172,8 +178,11 @@ pub struct Hit {
     pub branch: usize,
     /// The value that made the branch match, when it has one.
     pub witness: Option<Witness>,
-    /// The event's line (without line ending).
+    /// The event's line (without line ending); empty when the scan's [`HitForms`] did not
+    /// keep it.
     pub event: String,
+    /// What the scan's [`HitForms`] made of the hit (`None` without forms).
+    pub extra: Option<Box<HitExtra>>,
 }
 
 /// What happened to one input.

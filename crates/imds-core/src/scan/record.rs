@@ -4,6 +4,7 @@
 //! output path builds no Python object per hit.
 
 use super::Hit;
+use crate::eval::Witness;
 use std::fmt;
 
 /// What a record says about one rule.
@@ -43,59 +44,104 @@ impl std::error::Error for RecordError {}
 impl RecordMeta {
     /// Append `hit`'s record and a `\n` to `out`.
     pub fn write(&self, hit: &Hit, out: &mut Vec<u8>) -> Result<(), RecordError> {
-        let missing = |what: &str, index: usize| RecordError(format!("no {what} {index}"));
-        let source = self
-            .sources
-            .get(hit.source)
-            .ok_or_else(|| missing("source", hit.source))?;
-        let rule = self
-            .rules
-            .get(hit.rule)
-            .ok_or_else(|| missing("rule", hit.rule))?;
-        let branch = rule
-            .branches
-            .get(hit.branch)
-            .ok_or_else(|| missing("branch", hit.branch))?;
-        out.extend_from_slice(b"{\"source\": ");
-        json_string(source, out);
-        out.extend_from_slice(b", \"line\": ");
-        out.extend_from_slice(hit.line.to_string().as_bytes());
-        for (key, value) in [
-            ("rule", &rule.name),
-            ("rule_id", &rule.id),
-            ("severity", &rule.severity),
-            ("branch", branch),
-        ] {
-            out.extend_from_slice(b", \"");
-            out.extend_from_slice(key.as_bytes());
-            out.extend_from_slice(b"\": ");
-            json_string(value, out);
-        }
-        out.extend_from_slice(b", \"matched\": ");
-        match &hit.witness {
-            None => out.extend_from_slice(b"null"),
-            Some(w) => {
-                // The keys of stats.WITNESS_FIELDS, in their order.
-                let fields = [
-                    ("field", w.field.as_str()),
-                    ("op", w.op),
-                    ("pattern", w.pattern.as_str()),
-                    ("value", w.value.as_str()),
-                ];
-                for (k, (key, value)) in fields.into_iter().enumerate() {
-                    out.extend_from_slice(if k == 0 { b"{\"" } else { b", \"" });
-                    out.extend_from_slice(key.as_bytes());
-                    out.extend_from_slice(b"\": ");
-                    json_string(value, out);
-                }
-                out.push(b'}');
-            }
-        }
-        out.extend_from_slice(b", \"event\": ");
-        out.extend_from_slice(py_strip(&hit.event).as_bytes());
-        out.extend_from_slice(b"}\n");
+        let (rule, branch) = self.rule_branch(hit.rule, hit.branch)?;
+        out.extend_from_slice(&self.head(hit.source)?);
+        push_line(hit.line, out);
+        write_labels(rule, branch, out);
+        write_rest(hit.witness.as_ref(), &hit.event, out);
         Ok(())
     }
+
+    /// The record's start for input `source`, up to its line number: `{"source": …,
+    /// "line": `.
+    pub(super) fn head(&self, source: usize) -> Result<Vec<u8>, RecordError> {
+        let name = (self.sources.get(source)).ok_or_else(|| missing("source", source))?;
+        let mut out = b"{\"source\": ".to_vec();
+        json_string(name, &mut out);
+        out.extend_from_slice(b", \"line\": ");
+        Ok(out)
+    }
+
+    /// The rule and the branch's name.
+    pub(super) fn rule_branch(
+        &self,
+        rule: usize,
+        branch: usize,
+    ) -> Result<(&RuleMeta, &str), RecordError> {
+        let meta = (self.rules.get(rule)).ok_or_else(|| missing("rule", rule))?;
+        let name = (meta.branches.get(branch)).ok_or_else(|| missing("branch", branch))?;
+        Ok((meta, name))
+    }
+
+    /// The part of a record of `rule`'s `branch` after the line number and before
+    /// `matched`: `, "rule": …, "branch": …`.
+    pub(super) fn labels(&self, rule: usize, branch: usize) -> Result<Vec<u8>, RecordError> {
+        let (meta, name) = self.rule_branch(rule, branch)?;
+        let mut out = Vec::new();
+        write_labels(meta, name, &mut out);
+        Ok(out)
+    }
+}
+
+fn missing(what: &str, index: usize) -> RecordError {
+    RecordError(format!("no {what} {index}"))
+}
+
+/// A line number as JSON writes it.
+pub(super) fn push_line(line: u64, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = line;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+fn write_labels(rule: &RuleMeta, branch: &str, out: &mut Vec<u8>) {
+    for (key, value) in [
+        ("rule", rule.name.as_str()),
+        ("rule_id", &rule.id),
+        ("severity", &rule.severity),
+        ("branch", branch),
+    ] {
+        out.extend_from_slice(b", \"");
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\": ");
+        json_string(value, out);
+    }
+}
+
+/// The end of a record, after its labels: `, "matched": …, "event": …}` and the `\n`.
+pub(super) fn write_rest(witness: Option<&Witness>, event: &str, out: &mut Vec<u8>) {
+    out.extend_from_slice(b", \"matched\": ");
+    match witness {
+        None => out.extend_from_slice(b"null"),
+        Some(w) => {
+            // The keys of stats.WITNESS_FIELDS, in their order.
+            let fields = [
+                ("field", w.field.as_str()),
+                ("op", w.op),
+                ("pattern", w.pattern.as_str()),
+                ("value", w.value.as_str()),
+            ];
+            for (k, (key, value)) in fields.into_iter().enumerate() {
+                out.extend_from_slice(if k == 0 { b"{\"" } else { b", \"" });
+                out.extend_from_slice(key.as_bytes());
+                out.extend_from_slice(b"\": ");
+                json_string(value, out);
+            }
+            out.push(b'}');
+        }
+    }
+    out.extend_from_slice(b", \"event\": ");
+    out.extend_from_slice(py_strip(event).as_bytes());
+    out.extend_from_slice(b"}\n");
 }
 
 /// `s` as `json.dumps(s, ensure_ascii=False)` writes it: `"` and `\` escaped, `\n \r \t \b
@@ -158,7 +204,6 @@ fn py_space(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::Witness;
 
     fn meta() -> RecordMeta {
         RecordMeta {
@@ -180,6 +225,7 @@ mod tests {
             branch: 1,
             witness,
             event: " \t{\"x\": 1}\r ".into(),
+            extra: None,
         }
     }
 

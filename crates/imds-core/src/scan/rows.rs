@@ -4,9 +4,10 @@
 //! with ", " in document order, `@timestamp` the first value parsed as spec/semantics.md says.
 
 use super::{Hit, RecordError, RecordMeta};
+use crate::eval::Witness;
 use crate::event::{field_values, parse_document, parse_line_projected, Projection};
 use crate::timestamp::parse_timestamp;
-use std::borrow::Cow;
+use serde_json::Value;
 
 /// The ECS fields copied into columns of their own, in column order (`ECS_COLUMNS`).
 pub const ECS_COLUMNS: [&str; 9] = [
@@ -19,6 +20,19 @@ pub const ECS_COLUMNS: [&str; 9] = [
     "destination.ip",
     "destination.address",
     "url.domain",
+];
+
+/// [`ECS_COLUMNS`] split into their parts.
+const ECS_PATHS: [&[&str]; 9] = [
+    &["host", "name"],
+    &["user", "name"],
+    &["process", "name"],
+    &["process", "executable"],
+    &["process", "command_line"],
+    &["process", "parent", "name"],
+    &["destination", "ip"],
+    &["destination", "address"],
+    &["url", "domain"],
 ];
 
 /// The witness columns (`MATCHED_COLUMNS`).
@@ -67,19 +81,6 @@ impl TextColumn {
         self.valid.push(value.is_some());
         self.data
             .extend_from_slice(value.unwrap_or_default().as_bytes());
-        self.offsets
-            .push(i64::try_from(self.data.len()).unwrap_or(i64::MAX));
-    }
-
-    /// Append a field's values joined by the separator; null without any.
-    fn push_joined(&mut self, values: &[Cow<'_, str>]) {
-        self.valid.push(!values.is_empty());
-        for (k, value) in values.iter().enumerate() {
-            if k > 0 {
-                self.data.extend_from_slice(SEPARATOR.as_bytes());
-            }
-            self.data.extend_from_slice(value.as_bytes());
-        }
         self.offsets
             .push(i64::try_from(self.data.len()).unwrap_or(i64::MAX));
     }
@@ -160,6 +161,90 @@ pub fn row_projection() -> Projection {
     Projection::new(ECS_COLUMNS.iter().copied().chain(["@timestamp"]))
 }
 
+/// What a row takes from its event and witness: the witness and ECS cells, then the event's
+/// stripped text, one after the other in `text`, and the `@timestamp`. Made in the thread
+/// that found the hit, from the event as it was parsed there.
+#[derive(Debug, Clone, Default)]
+pub struct RowCells {
+    text: String,
+    /// Where each of the 4 witness and 9 ECS cells ends in `text`.
+    ends: [usize; 13],
+    valid: [bool; 13],
+    timestamp: Option<i64>,
+}
+
+impl RowCells {
+    /// The cells of an event (`doc`: its document, with at least the fields of
+    /// [`row_projection`]; `None`: nulls), its witness, its text and its time
+    /// ([`event_timestamp`] of `doc`).
+    pub fn new(
+        doc: Option<&Value>,
+        witness: Option<&Witness>,
+        event: &str,
+        timestamp: Option<i64>,
+    ) -> RowCells {
+        let mut cells = RowCells {
+            timestamp,
+            ..RowCells::default()
+        };
+        let matched = [
+            witness.map(|w| w.field.as_str()),
+            witness.map(|w| w.op),
+            witness.map(|w| w.pattern.as_str()),
+            witness.map(|w| w.value.as_str()),
+        ];
+        for (k, value) in matched.into_iter().enumerate() {
+            cells.text.push_str(value.unwrap_or_default());
+            cells.ends[k] = cells.text.len();
+            cells.valid[k] = value.is_some();
+        }
+        let mut values = Vec::new();
+        for (k, path) in ECS_PATHS.into_iter().enumerate() {
+            values.clear();
+            if let Some(doc) = doc {
+                field_values(doc, path, &mut values);
+            }
+            for (i, value) in values.iter().enumerate() {
+                if i > 0 {
+                    cells.text.push_str(SEPARATOR);
+                }
+                cells.text.push_str(value);
+            }
+            cells.ends[4 + k] = cells.text.len();
+            cells.valid[4 + k] = !values.is_empty();
+        }
+        cells.text.push_str(super::record::py_strip(event));
+        cells
+    }
+
+    /// The cells of an event's text (`event`, as a hit holds it), parsed again with
+    /// `projection` ([`row_projection`]): only the row's fields are built. A text that no
+    /// longer parses (it did when the hit was made) gives null fields.
+    pub fn of_text(event: &str, witness: Option<&Witness>, projection: &Projection) -> RowCells {
+        let doc = match parse_line_projected(event.as_bytes(), projection) {
+            // The text of an exporter's wrapper is its `_source` object, which the Python
+            // layer reads as it is: a text that is itself a wrapper is read in full, as is.
+            Ok(Some(parsed)) if parsed.text.len() != event.len() => parse_document(event).ok(),
+            Ok(Some(parsed)) => Some(parsed.doc),
+            Ok(None) | Err(_) => None,
+        };
+        let time = doc.as_ref().and_then(event_timestamp);
+        RowCells::new(doc.as_ref(), witness, event, time)
+    }
+
+    /// What the cells take in memory.
+    pub fn bytes(&self) -> usize {
+        std::mem::size_of::<RowCells>() + self.text.len()
+    }
+}
+
+/// An event's time (spec/semantics.md, @timestamp): its first `@timestamp` value, parsed.
+pub fn event_timestamp(doc: &Value) -> Option<i64> {
+    let mut values = Vec::new();
+    field_values(doc, &["@timestamp"], &mut values);
+    values.first().and_then(|v| parse_timestamp(v))
+}
+
 impl HitRows {
     /// No rows yet.
     pub fn new() -> HitRows {
@@ -185,28 +270,24 @@ impl HitRows {
         meta: &RecordMeta,
         projection: &Projection,
     ) -> Result<(), RecordError> {
-        let missing = |what: &str, index: usize| RecordError(format!("no {what} {index}"));
-        let source = (meta.sources.get(hit.source)).ok_or_else(|| missing("source", hit.source))?;
-        let rule = (meta.rules.get(hit.rule)).ok_or_else(|| missing("rule", hit.rule))?;
-        let branch =
-            (rule.branches.get(hit.branch)).ok_or_else(|| missing("branch", hit.branch))?;
-        let doc = match parse_line_projected(hit.event.as_bytes(), projection) {
-            // The text of an exporter's wrapper is its `_source` object, which the Python
-            // layer reads as it is: a text that is itself a wrapper is read in full, as is.
-            Ok(Some(parsed)) if parsed.text.len() != hit.event.len() => {
-                parse_document(&hit.event).ok()
-            }
-            Ok(Some(parsed)) => Some(parsed.doc),
-            Ok(None) | Err(_) => None,
-        };
+        let cells = RowCells::of_text(&hit.event, hit.witness.as_ref(), projection);
+        self.push_cells(hit, meta, &cells)
+    }
+
+    /// Append the row of `hit` whose event's cells are `cells` (made where the hit was found,
+    /// from the parsed event).
+    pub(super) fn push_cells(
+        &mut self,
+        hit: &Hit,
+        meta: &RecordMeta,
+        cells: &RowCells,
+    ) -> Result<(), RecordError> {
+        let source = (meta.sources.get(hit.source))
+            .ok_or_else(|| RecordError(format!("no source {}", hit.source)))?;
+        let (rule, branch) = meta.rule_branch(hit.rule, hit.branch)?;
         self.source.push(Some(source));
         self.line.push(i64::try_from(hit.line).ok());
-        let mut values = Vec::new();
-        if let Some(doc) = &doc {
-            field_values(doc, &["@timestamp"], &mut values);
-        }
-        self.timestamp
-            .push(values.first().and_then(|v| parse_timestamp(v)));
+        self.timestamp.push(cells.timestamp);
         for (column, value) in
             self.rule
                 .iter_mut()
@@ -214,25 +295,13 @@ impl HitRows {
         {
             column.push(Some(value));
         }
-        let witness = hit.witness.as_ref();
-        let matched = [
-            witness.map(|w| w.field.as_str()),
-            witness.map(|w| w.op),
-            witness.map(|w| w.pattern.as_str()),
-            witness.map(|w| w.value.as_str()),
-        ];
-        for (column, value) in self.matched.iter_mut().zip(matched) {
-            column.push(value);
+        let mut start = 0;
+        for (k, column) in self.matched.iter_mut().chain(&mut self.ecs).enumerate() {
+            let end = cells.ends[k];
+            column.push(cells.valid[k].then(|| &cells.text[start..end]));
+            start = end;
         }
-        for (column, field) in self.ecs.iter_mut().zip(ECS_COLUMNS) {
-            values.clear();
-            if let Some(doc) = &doc {
-                let path: Vec<&str> = field.split('.').collect();
-                field_values(doc, &path, &mut values);
-            }
-            column.push_joined(&values);
-        }
-        self.event.push(Some(super::record::py_strip(&hit.event)));
+        self.event.push(Some(&cells.text[start..]));
         for column in &mut self.result_text {
             column.push(None);
         }
@@ -275,7 +344,6 @@ impl HitRows {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::Witness;
     use crate::scan::RuleMeta;
 
     fn meta() -> RecordMeta {
@@ -298,6 +366,7 @@ mod tests {
             branch: 0,
             witness,
             event: event.into(),
+            extra: None,
         }
     }
 
@@ -366,6 +435,13 @@ mod tests {
             panic!("event_count")
         };
         assert_eq!(counts.valid, [false, false, false]);
+    }
+
+    #[test]
+    fn ecs_paths_are_the_columns_split() {
+        for (path, column) in ECS_PATHS.iter().zip(ECS_COLUMNS) {
+            assert_eq!(path.join("."), column);
+        }
     }
 
     #[test]

@@ -25,7 +25,8 @@
 use super::lines::absorb_stats;
 use super::source::{self, Compression};
 use super::{
-    failed, open_file, Engine, FileStats, Hit, Input, Outlet, ScanEvent, ScanOptions, Stream,
+    failed, open_file, Engine, FileStats, Hit, HitForms, Input, Outlet, ScanEvent, ScanOptions,
+    Stream,
 };
 use super::{ScanReport, DEFAULT_REORDER_BYTES};
 use crate::error::{InputError, InputErrorKind};
@@ -235,6 +236,22 @@ impl Engine {
         reorder_bytes: usize,
         sink: &mut (dyn FnMut(ScanEvent) + Send),
     ) -> bool {
+        self.scan_stream_with(inputs, opts, cancel, progress, reorder_bytes, None, sink)
+    }
+
+    /// [`Engine::scan_stream`], each hit made as `forms` says in the thread that found it
+    /// (its [`Hit::extra`]; see [`HitForms`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn scan_stream_with(
+        &self,
+        inputs: Vec<Input>,
+        opts: &ScanOptions,
+        cancel: &AtomicBool,
+        progress: &AtomicU64,
+        reorder_bytes: usize,
+        forms: Option<&HitForms>,
+        sink: &mut (dyn FnMut(ScanEvent) + Send),
+    ) -> bool {
         let count = inputs.len();
         let threads = match opts.threads {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
@@ -290,6 +307,7 @@ impl Engine {
                             progress,
                             outlet: Some(&lane),
                             pool: pool.as_ref(),
+                            forms,
                         };
                         let done = self.run_job(job, scan);
                         order.finish(seq, done);

@@ -1,0 +1,219 @@
+//! What a streaming scan makes of each hit in the thread that found it, from the line as it
+//! was parsed there: the hit's NDJSON record after its line number, its row's cells, and
+//! whether its `@timestamp` is inside the time window. The consumer of the hits then only
+//! concatenates (the line number, known once the parts before are counted, goes in between),
+//! so that many hits cost little more than the parse, in parallel.
+
+use super::record::{push_line, write_rest};
+use super::rows::{event_timestamp, row_projection, RowCells};
+use super::{Engine, Hit, HitRows, RecordError, RecordMeta};
+use crate::eval::Match;
+use crate::event::{ParsedLine, Projection};
+
+/// A half-open window `[since, until)` on the events' `@timestamp`, in microseconds since
+/// 1970-01-01T00:00:00Z (spec/semantics.md, @timestamp); either end may be open. With a
+/// bound, an event without a parsable `@timestamp` is outside (it cannot be shown to be in).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeWindow {
+    /// The first instant inside.
+    pub since: Option<i64>,
+    /// The first instant after the window.
+    pub until: Option<i64>,
+}
+
+impl TimeWindow {
+    /// Whether either end is set.
+    pub fn active(&self) -> bool {
+        self.since.is_some() || self.until.is_some()
+    }
+
+    /// Whether an event of this time is inside.
+    pub fn contains(&self, stamp: Option<i64>) -> bool {
+        if !self.active() {
+            return true;
+        }
+        stamp.is_some_and(|t| self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t < u))
+    }
+}
+
+/// What each hit of a streaming scan is made into ([`Engine::scan_stream_with`]).
+pub struct HitForms {
+    meta: Option<RecordMeta>,
+    records: bool,
+    /// Keep each hit's event text and witness (for consumers of [`Hit`]s).
+    full: bool,
+    window: TimeWindow,
+    /// What candidate lines are parsed into: the rules' fields and `@timestamp` (`None`: the
+    /// engine's own).
+    projection: Option<Projection>,
+    /// What a hit's line is parsed into again for its row.
+    row_projection: Option<Projection>,
+    /// Per input: its records' start, up to the line number.
+    heads: Vec<Vec<u8>>,
+    /// Per rule, per branch: its records' labels.
+    labels: Vec<Vec<Vec<u8>>>,
+}
+
+/// What a hit made with [`HitForms`] carries besides the [`Hit`] itself.
+#[derive(Debug, Clone, Default)]
+pub struct HitExtra {
+    /// The event is outside the time window: the hit is to be counted, not handed out.
+    pub outside: bool,
+    /// The record after its line number (empty without records).
+    tail: Vec<u8>,
+    cells: Option<RowCells>,
+}
+
+impl HitExtra {
+    /// What it takes in memory.
+    pub(super) fn bytes(&self) -> usize {
+        std::mem::size_of::<HitExtra>()
+            + self.tail.len()
+            + self.cells.as_ref().map_or(0, RowCells::bytes)
+    }
+}
+
+impl HitForms {
+    /// The forms of `engine`'s hits: `records` (NDJSON) and `rows` need `meta`, checked
+    /// against the engine's rules; `full` keeps the hits' event text and witness; `window`
+    /// drops the hits outside it (they are still made, marked [`HitExtra::outside`], so
+    /// that they can be counted in order).
+    pub fn new(
+        engine: &Engine,
+        meta: Option<RecordMeta>,
+        records: bool,
+        rows: bool,
+        full: bool,
+        window: TimeWindow,
+    ) -> Result<HitForms, RecordError> {
+        let (mut heads, mut labels) = (Vec::new(), Vec::new());
+        if records || rows {
+            let meta = meta
+                .as_ref()
+                .ok_or_else(|| RecordError("records and rows need names".into()))?;
+            if meta.rules.len() != engine.rules.len() {
+                return Err(RecordError(format!(
+                    "{} rules named, the engine has {}",
+                    meta.rules.len(),
+                    engine.rules.len()
+                )));
+            }
+            for (k, rule) in engine.rules.iter().enumerate() {
+                let branches = (0..rule.ir.branches.len())
+                    .map(|b| meta.labels(k, b))
+                    .collect::<Result<Vec<_>, _>>()?;
+                labels.push(branches);
+            }
+            heads = (0..meta.sources.len())
+                .map(|s| meta.head(s))
+                .collect::<Result<_, _>>()?;
+        }
+        // The window reads a field the rules may not: the parse of a candidate line builds
+        // it too. (A row's fields are not added so: building them for every candidate line
+        // costs more than parsing a hit's line again for them.)
+        let projection = window.active().then(|| {
+            let fields = engine.rules.iter().flat_map(|r| r.fields());
+            Projection::new(fields.chain(["@timestamp"]))
+        });
+        let row_projection = rows.then(row_projection);
+        Ok(HitForms {
+            meta,
+            records,
+            full,
+            window,
+            projection,
+            row_projection,
+            heads,
+            labels,
+        })
+    }
+
+    /// Whether these forms are what a plain [`Hit`] is already (the whole hit, no record,
+    /// no row, no window): then a scan needs no forms.
+    pub fn is_plain(&self) -> bool {
+        self.full && !self.records && self.row_projection.is_none() && !self.window.active()
+    }
+
+    /// What candidate lines are parsed into, when not the engine's own projection.
+    pub(super) fn projection(&self) -> Option<&Projection> {
+        self.projection.as_ref()
+    }
+
+    /// The hit of `rule` on the line `parsed` (number `line` of input `source`). `stamp`
+    /// caches the line's `@timestamp` across the rules that hit it.
+    pub(super) fn hit(
+        &self,
+        (source, line, rule): (usize, u64, usize),
+        found: Match,
+        parsed: &ParsedLine<'_>,
+        stamp: &mut Option<Option<i64>>,
+    ) -> Hit {
+        let time = if self.window.active() {
+            *stamp.get_or_insert_with(|| event_timestamp(&parsed.doc))
+        } else {
+            None
+        };
+        let mut extra = HitExtra {
+            outside: !self.window.contains(time),
+            ..HitExtra::default()
+        };
+        let inside = !extra.outside;
+        if inside && self.records {
+            if let Some(labels) = self.labels.get(rule).and_then(|r| r.get(found.branch)) {
+                extra.tail.reserve(labels.len() + parsed.text.len() + 128);
+                extra.tail.extend_from_slice(labels);
+                write_rest(found.witness.as_ref(), &parsed.text, &mut extra.tail);
+            }
+        }
+        // The row's fields from the hit's line parsed again, here where it runs in parallel.
+        if let Some(projection) = self.row_projection.as_ref().filter(|_| inside) {
+            let cells = RowCells::of_text(&parsed.text, found.witness.as_ref(), projection);
+            extra.cells = Some(cells);
+        }
+        let keep = inside && self.full;
+        Hit {
+            source,
+            line,
+            rule,
+            branch: found.branch,
+            witness: if keep { found.witness } else { None },
+            event: if keep {
+                parsed.text.to_string()
+            } else {
+                String::new()
+            },
+            extra: Some(Box::new(extra)),
+        }
+    }
+
+    /// Append `hit`'s NDJSON record to `out` (its line number as it is now).
+    pub fn write_record(&self, hit: &Hit, out: &mut Vec<u8>) -> Result<(), RecordError> {
+        let meta = self
+            .meta
+            .as_ref()
+            .ok_or_else(|| RecordError("no names".into()))?;
+        match hit.extra.as_deref() {
+            Some(extra) if !extra.tail.is_empty() => {
+                let head = (self.heads.get(hit.source))
+                    .ok_or_else(|| RecordError(format!("no source {}", hit.source)))?;
+                out.extend_from_slice(head);
+                push_line(hit.line, out);
+                out.extend_from_slice(&extra.tail);
+                Ok(())
+            }
+            _ => meta.write(hit, out),
+        }
+    }
+
+    /// Append `hit`'s row to `rows`.
+    pub fn push_row(&self, hit: &Hit, rows: &mut HitRows) -> Result<(), RecordError> {
+        let meta = self
+            .meta
+            .as_ref()
+            .ok_or_else(|| RecordError("no names".into()))?;
+        match hit.extra.as_deref().and_then(|e| e.cells.as_ref()) {
+            Some(cells) => rows.push_cells(hit, meta, cells),
+            None => rows.push(hit, meta, &row_projection()),
+        }
+    }
+}
