@@ -24,8 +24,9 @@ EVENT = {
 # Never needed by a plain scan.
 HEAVY = ("polars", "rich", "imds_scan.report.aggregate", "imds_scan.report.html")
 # Not needed once the rule cache holds the bundled rule (whose entry is found without a
-# cryptographic hash), nor without a config or allowlist.
-LAZY = ("tomllib", "imds_scan.config", "hashlib")
+# cryptographic hash), nor without a config or allowlist; the EQL compiler (its module alone
+# costs ~25 ms) is only needed to compile a rule the cache does not hold.
+LAZY = ("tomllib", "imds_scan.config", "hashlib", "imds_scan.eql")
 
 
 def imported(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess[str], set[str]]:

@@ -23,7 +23,7 @@ import typer
 from . import output as output_mod
 from .cluster import DEFAULT_RANGE_SIZE
 from .engines import MAX_THREADS
-from .eql import EqlError
+from .errors import EqlError
 from .escape import safe
 from .filters import FilterError, parse_time_bound
 from .outfile import LINE_FORMATS, OutputError, PendingOutput, refuse_inputs

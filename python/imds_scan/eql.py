@@ -27,6 +27,7 @@ from collections.abc import Iterator, Mapping
 from functools import cache
 from typing import Any
 
+from .errors import EqlError as EqlError  # re-exported: the public name
 from .fields import field_type
 from .ir_schema import TEXT_OPS, rule_kind
 
@@ -43,17 +44,6 @@ MAX_RUNS = 100
 _DURATION_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 Node = dict[str, Any]
-
-
-class EqlError(ValueError):
-    """A query outside the supported subset, with its position (1-based line and column)."""
-
-    def __init__(self, message: str, line: int, column: int, source: str = "<query>") -> None:
-        self.message = message
-        self.line = line
-        self.column = column
-        self.source = source
-        super().__init__(f"{source}:{line}:{column}: {message}")
 
 
 class Token:
