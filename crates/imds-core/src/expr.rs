@@ -688,7 +688,7 @@ fn to_string(v: &Val<'_>) -> Option<String> {
 }
 
 /// An instant as `yyyy-MM-ddTHH:mm:ss.SSSZ` (microseconds when it has them).
-fn date_string(micros: i64) -> String {
+pub(crate) fn date_string(micros: i64) -> String {
     let days = micros.div_euclid(86_400_000_000);
     let rest = micros.rem_euclid(86_400_000_000);
     // Civil date from days since 1970-01-01 (proleptic Gregorian).

@@ -635,24 +635,7 @@ fn check_places(mut stack: Vec<(&Value, String, Place)>) -> Result<(), String> {
         }
         match kind {
             "doc" => {
-                match map.get("ir_version") {
-                    Some(Value::Number(n))
-                        if is_integer(n) && n.to_string() != IR_VERSION.to_string() =>
-                    {
-                        return Err(format!(
-                            "$.ir_version: IR version {n} is not supported \
-                             (expected {IR_VERSION})"
-                        ));
-                    }
-                    Some(Value::Number(n)) if is_integer(n) => {}
-                    Some(other) => {
-                        return Err(format!(
-                            "$.ir_version: expected an integer, found {}",
-                            kind_of(other)
-                        ))
-                    }
-                    None => {}
-                }
+                check_ir_version(map)?;
                 string("id")?;
                 string("name")?;
                 string("severity")?;
@@ -762,6 +745,21 @@ pub(crate) fn json_depth(text: &str) -> usize {
         }
     }
     deepest
+}
+
+/// The document's `ir_version`, when present: an integer equal to [`IR_VERSION`].
+pub(crate) fn check_ir_version(map: &serde_json::Map<String, Value>) -> Result<(), String> {
+    match map.get("ir_version") {
+        Some(Value::Number(n)) if is_integer(n) && n.to_string() != IR_VERSION.to_string() => Err(
+            format!("$.ir_version: IR version {n} is not supported (expected {IR_VERSION})"),
+        ),
+        Some(Value::Number(n)) if is_integer(n) => Ok(()),
+        Some(other) => Err(format!(
+            "$.ir_version: expected an integer, found {}",
+            kind_of(other)
+        )),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 //! stage rules (and checks them); the matcher only needs keys, time and order.
 
 use crate::ir::{
-    check_node, is_integer, json_depth, key_path, kind_of, schema_enum, FieldRef, FieldType,
-    IR_VERSION, MAX_DEPTH,
+    check_ir_version, check_node, is_integer, json_depth, key_path, kind_of, schema_enum, FieldRef,
+    FieldType, MAX_DEPTH,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -290,21 +290,7 @@ fn check_doc(doc: &Value, exprs: bool) -> Result<SeqIr, String> {
         &["ir_version", "id", "name", "severity", key],
         &["ir_version", "name", key],
     )?;
-    match map.get("ir_version") {
-        Some(Value::Number(n)) if is_integer(n) && n.to_string() != IR_VERSION.to_string() => {
-            return Err(format!(
-                "$.ir_version: IR version {n} is not supported (expected {IR_VERSION})"
-            ));
-        }
-        Some(Value::Number(n)) if is_integer(n) => {}
-        Some(other) => {
-            return Err(format!(
-                "$.ir_version: expected an integer, found {}",
-                kind_of(other)
-            ))
-        }
-        None => {}
-    }
+    check_ir_version(map)?;
     for key in ["id", "name", "severity"] {
         string(map, "$", key)?;
     }

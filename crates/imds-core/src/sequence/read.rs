@@ -130,7 +130,8 @@ impl KeyValue {
             Typed::Int(n) => KeyJson::Int(*n),
             Typed::Bool(b) => KeyJson::Bool(*b),
             Typed::Date(ms) if sample => KeyJson::Int((*ms).into()),
-            Typed::Date(ms) => KeyJson::Str(date_millis_string(*ms)),
+            // Whole milliseconds: printed with three fraction digits.
+            Typed::Date(ms) => KeyJson::Str(crate::expr::date_string(*ms * 1000)),
             // Java's Float.toString: the shortest decimal that reads back to the binary32.
             Typed::Float(x)
                 if !sample && matches!(field_type, FieldType::Float | FieldType::HalfFloat) =>
@@ -156,30 +157,6 @@ pub enum KeyJson {
     Float(f64),
     /// A boolean.
     Bool(bool),
-}
-
-/// `YYYY-MM-DDTHH:MM:SS.sssZ` (UTC; years 1 to 9999, as dates read).
-fn date_millis_string(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    let rest = ms.rem_euclid(86_400_000);
-    // Civil date from days since 1970-01-01 (proleptic Gregorian), by 400-year eras.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let secs = rest / 1000;
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60,
-        rest % 1000
-    )
 }
 
 /// A tiebreaker value: ordered within one field type; a missing one sorts after every other
