@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from conftest import ENGINES
-from imds_scan import ScanConfig, scan
+from imds_scan import ScanConfig, scan, sequences
 from imds_scan.batch import FRAME, HITS, RECORDS
 from imds_scan.records import Hit
 from imds_scan.rules import Rule, default_rules
@@ -224,6 +224,26 @@ def test_result_independent_of_given_order_threads_and_engine(spread: list[str])
         for threads in (1, 2, 4):
             got = scan(order, rules=rules, config=ScanConfig(threads=threads))
             assert keyed(got.hits) == want, (order, threads)
+
+
+def test_one_memory_budget_shared_by_the_scans_matchers(
+    spread: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Elastic's set holds 216 sequence and sample rules: a budget each would be 54 GiB."""
+    budgets: list[int] = []
+    real = sequences.make_matcher
+
+    def recording(engine: Any, ir_json: str, memory_budget: int) -> Any:
+        budgets.append(memory_budget)
+        return real(engine, ir_json, memory_budget)
+
+    monkeypatch.setattr(sequences, "make_matcher", recording)
+    rules = [sequence_rule(until="z"), sequence_rule(("a", "a"), rule_id="aa")]
+    want = keyed(scan(spread, rules=rules, engine="python").hits)
+    budgets.clear()
+    assert keyed(scan(spread, rules=rules).hits) == want
+    assert budgets == [sequences.MEMORY_BUDGET // 2] * 2
+    assert sequences.rule_budget(100_000) == sequences.MIN_RULE_BUDGET
 
 
 def test_until_and_maxspan_reach_the_matcher(tmp_path: Path) -> None:
@@ -591,7 +611,7 @@ class Discard:  # a matcher that keeps one ref: what else stays is the scan laye
     def finish(self):
         return MatchResult([([0, self.last], ["h"])], 0, [])
 
-sq.make_matcher = lambda engine, ir: Discard()
+sq.make_matcher = lambda engine, ir, budget: Discard()
 from imds_scan.run import ScanConfig
 for batch in open_scan([sys.argv[1]], rules=[sequence_rule()], config=ScanConfig(threads=1)):
     (result,) = batch.hits
@@ -643,9 +663,9 @@ def test_the_matcher_gets_the_rule_without_its_allowlist(
 
     given: list[dict[str, Any]] = []
 
-    def make(engine: str, ir: str) -> SequenceMatcher:
+    def make(engine: str, ir: str, budget: int) -> SequenceMatcher:
         given.append(json.loads(ir))
-        return SequenceMatcher(ir)
+        return SequenceMatcher(ir, budget)
 
     monkeypatch.setattr("imds_scan.sequences.make_matcher", make)
     rule = sequence_rule()

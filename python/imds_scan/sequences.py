@@ -92,7 +92,18 @@ class Matcher(Protocol):
     def finish(self) -> MatchResult: ...
 
 
-def make_matcher(engine: Engine, rule_ir_json: str) -> Matcher:
+# Memory for candidate records before the Rust matchers spill sorted runs to disk: one budget
+# for the whole scan, shared by its sequence and sample rules (Elastic's set has 216 of them).
+MEMORY_BUDGET = 256 << 20
+MIN_RULE_BUDGET = 1 << 20
+
+
+def rule_budget(matchers: int) -> int:
+    """Each of ``matchers`` matchers' part of :data:`MEMORY_BUDGET`."""
+    return max(MEMORY_BUDGET // max(matchers, 1), MIN_RULE_BUDGET)
+
+
+def make_matcher(engine: Engine, rule_ir_json: str, memory_budget: int) -> Matcher:
     """The chosen engine's matcher of one rule: the Rust one for ``rust`` (and the cluster),
     the reference one for ``python``."""
     import importlib
@@ -100,7 +111,7 @@ def make_matcher(engine: Engine, rule_ir_json: str) -> Matcher:
     # Imported by name: the binding's stub and the reference module are typed on their own.
     name = "imds_scan.reference.sequence" if engine == "python" else "imds_scan._engine"
     module: Any = importlib.import_module(name)
-    matcher: Matcher = module.SequenceMatcher(rule_ir_json)
+    matcher: Matcher = module.SequenceMatcher(rule_ir_json, memory_budget)
     return matcher
 
 
@@ -175,7 +186,7 @@ def effective_rules(
     return out
 
 
-MatcherFactory = Callable[[Engine, str], Matcher]
+MatcherFactory = Callable[[Engine, str, int], Matcher]
 
 
 def input_ranks(names: Sequence[str]) -> dict[str, int]:
@@ -262,10 +273,15 @@ class SequenceRun:
         make = matcher or make_matcher
         # Made before the scan: a rule a matcher refuses stops the scan before it starts.
         # The allowlist is the stage rules' (the engine applies it): not the matcher's.
+        owners = [i for i, rule in enumerate(plan.rules) if rule_kind(rule) != "event"]
+        budget = rule_budget(len(owners))
         self.matchers: dict[int, Matcher] = {
-            index: make(engine, json.dumps({k: v for k, v in rule.ir.items() if k != "allowlist"}))
-            for index, rule in enumerate(plan.rules)
-            if rule_kind(rule) != "event"
+            index: make(
+                engine,
+                json.dumps({k: v for k, v in plan.rules[index].ir.items() if k != "allowlist"}),
+                budget,
+            )
+            for index in owners
         }
         # Per engine rule (by its object, which its Hits carry): its matcher and stage, or None.
         self.stage_of: dict[int, tuple[Matcher, int] | None] = {
