@@ -246,6 +246,31 @@ def test_one_memory_budget_shared_by_the_scans_matchers(
     assert sequences.rule_budget(100_000) == sequences.MIN_RULE_BUDGET
 
 
+def test_stage_hits_reach_the_matcher_without_hit_objects(
+    spread: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stage hits are most hits with a broad stage: the matcher reads the engine's tuples."""
+    import imds_scan.engines
+
+    made: list[int] = []
+    real = imds_scan.engines.to_hit
+
+    def counting(*args: Any, **kwargs: Any) -> Hit:
+        made.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(imds_scan.engines, "to_hit", counting)
+    for engine in ENGINES:
+        made.clear()
+        got = scan(spread, rules=[sequence_rule(until="z")], engine=engine).hits
+        assert got and all(h.branch == "sequence" for h in got)
+        assert not made, engine
+        made.clear()
+        both = scan(spread, rules=[default_rules()[0], sequence_rule(until="z")], engine=engine)
+        single = [h for h in both.hits if h.branch != "sequence"]
+        assert len(made) == len(single) > 0, engine  # only the single-event rule's hits
+
+
 def test_until_and_maxspan_reach_the_matcher(tmp_path: Path) -> None:
     f = write(
         tmp_path / "x.ndjson",

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import polars as pl
 
     from .records import Hit
+    from .stats import EngineHit
 
 # What a consumer reads from the batches; the stream asks the engine for these only.
 HITS, RECORDS, FRAME = "hits", "records", "frame"
@@ -32,6 +35,21 @@ def cut_records(records: bytes, start: int, stop: int) -> bytes:
         return b"".join(part + b"\n" for part in parts[:stop]) if stop else b""
     lines = records.split(b"\n")[start:stop]
     return b"".join(line + b"\n" for line in lines)
+
+
+@dataclass(frozen=True)
+class RawHits:
+    """The engine's hit tuples behind a batch (input index into ``inputs``, line, engine rule
+    index, branch, witness, event text) and ``make``, which turns some of them into Hits: a
+    consumer that wants only some hits (the sequence matchers' stage hits are most of them)
+    reads the tuples and builds no Hit for the others."""
+
+    tuples: Sequence[EngineHit]
+    inputs: Sequence[str]
+    make: Callable[[Sequence[EngineHit]], list[Hit]]
+
+    def take(self, keep: Sequence[int]) -> RawHits:
+        return RawHits([self.tuples[i] for i in keep], self.inputs, self.make)
 
 
 class HitBatch:
@@ -57,8 +75,10 @@ class HitBatch:
         rule_counts: Sequence[int] | None = None,
         position: Callable[[int], tuple[str, int]] | None = None,
         outside: int = 0,
+        raw: RawHits | None = None,
     ) -> None:
         self.count = count
+        self.raw = raw
         self.outside = outside
         self._hits = hits
         self._records = records
@@ -134,15 +154,20 @@ class HitBatch:
         """The hits at the indexes ``keep`` (ascending), in the forms this batch has."""
         if len(keep) == self.count:
             return self
-        hits = self.hits
-        chosen = [hits[i] for i in keep]
+        raw = None
+        if callable(self._hits) and self.raw is not None:  # Hits of the kept tuples only
+            raw = self.raw.take(keep)
+            chosen: Sequence[Hit] | Callable[[], Sequence[Hit]] = partial(raw.make, raw.tuples)
+        else:
+            hits = self.hits
+            chosen = [hits[i] for i in keep]
         records = frame = None
         if self._records is not None:
             lines = self._records.split(b"\n")
             records = b"".join(lines[i] + b"\n" for i in keep)
         if self._frame is not None or self._rows is not None:
             frame = self.frame[list(keep)]
-        return HitBatch(len(chosen), hits=chosen, records=records, frame=frame)
+        return HitBatch(len(keep), hits=chosen, records=records, frame=frame, raw=raw)
 
     def _part(self, start: int, stop: int) -> HitBatch:
         hits: Sequence[Hit] | Callable[[], Sequence[Hit]] | None = None

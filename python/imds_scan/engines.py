@@ -11,7 +11,7 @@ from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .batch import FRAME, HITS, RECORDS, HitBatch, Needs
+from .batch import FRAME, HITS, RECORDS, HitBatch, Needs, RawHits
 from .records import FileResult, Hit, ScanStats
 from .reference.scan.lines import MAX_LINE_BYTES
 from .results import ScanInterrupted, ScanResult
@@ -315,6 +315,9 @@ def stream_scan(
 
         return at
 
+    def make(tuples: Sequence[EngineHit]) -> list[Hit]:
+        return hit_maker(tuples, inputs, rules)()
+
     def batches() -> Iterator[HitBatch]:
         try:
             for batch in raw:
@@ -322,6 +325,7 @@ def stream_scan(
                 yield HitBatch(
                     batch.count,
                     hits=None if tuples is None else hit_maker(tuples, inputs, rules),
+                    raw=None if tuples is None else RawHits(tuples, inputs, make),
                     records=batch.records,
                     rows=batch.rows,
                     rule_counts=batch.rule_counts,

@@ -288,6 +288,8 @@ class SequenceRun:
             id(rule): None if stage is None else (self.matchers[plan.owner[i]], stage)
             for i, (rule, stage) in enumerate(zip(plan.engine_rules, plan.stage, strict=True))
         }
+        # The same by engine rule index (the engine's hit tuples name rules by index).
+        self.stage_by_index = [self.stage_of[id(rule)] for rule in plan.engine_rules]
         self.stage_rules = {i for i, s in enumerate(plan.stage) if s is not None}
         self.spill = _Spill()
         self.candidates: dict[str, int] = {}  # stage hits per input (the engine counted them)
@@ -313,14 +315,18 @@ class SequenceRun:
             batch.rule_counts = None if engine_counts is None else self.counts(engine_counts)
             return batch
         keep = []
-        stage_of, ranks, within, spill = self.stage_of, self.ranks, self.within, self.spill
-        candidates = self.candidates
-        for k, hit in enumerate(batch.hits):
-            where = stage_of[id(hit.rule)]
+        ranks, within, spill, candidates = self.ranks, self.within, self.spill, self.candidates
+        # The engine's tuples when it gave them (no Hit object for a stage hit), else Hits.
+        if batch.raw is not None:
+            inputs, by_index = batch.raw.inputs, self.stage_by_index
+            found = ((by_index[t[2]], inputs[t[0]], t[1], t[5]) for t in batch.raw.tuples)
+        else:
+            stage_of = self.stage_of
+            found = ((stage_of[id(h.rule)], h.source, h.line, h.event_text) for h in batch.hits)
+        for k, (where, source, line, text) in enumerate(found):
             if where is None:
                 keep.append(k)
                 continue
-            source, line, text = hit.source, hit.line, hit.event_text
             candidates[source] = candidates.get(source, 0) + 1
             if within is not None and not within(text):
                 continue  # --since/--until: not a candidate
