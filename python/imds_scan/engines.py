@@ -359,10 +359,16 @@ def run_scan(
 ) -> ScanResult:
     """Scan already-expanded inputs (paths, ``-``, ``s3://`` objects or Sources) with the
     chosen engine. Raises ScanInterrupted (a KeyboardInterrupt) with the partial result on
-    Ctrl-C. ``threads``: 0 for all cores, at most MAX_THREADS (more are taken as that)."""
+    Ctrl-C. ``threads``: 0 for all cores, at most MAX_THREADS (more are taken as that).
+    Sequence and sample rules run as in :func:`imds_scan.scan` (their stages scanned, their
+    results after the single-event hits)."""
+    from .sequences import plan_rules, with_sequences
+
+    plan = plan_rules(rules, (), ())
+    sources = [as_source(p) for p in paths]
     stream = stream_scan(
-        paths,
-        rules,
+        sources,
+        plan.engine_rules,
         engine=engine,
         threads=threads,
         prefilter=prefilter,
@@ -370,4 +376,6 @@ def run_scan(
         progress=progress,
         max_line_bytes=max_line_bytes,
     )
+    if plan.has_sequences:
+        stream = with_sequences(stream, plan, engine, [source.name for source in sources])
     return stream.collect()
