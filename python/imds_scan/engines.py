@@ -360,15 +360,19 @@ def run_scan(
     """Scan already-expanded inputs (paths, ``-``, ``s3://`` objects or Sources) with the
     chosen engine. Raises ScanInterrupted (a KeyboardInterrupt) with the partial result on
     Ctrl-C. ``threads``: 0 for all cores, at most MAX_THREADS (more are taken as that).
-    Sequence and sample rules run as in :func:`imds_scan.scan` (their stages scanned, their
-    results after the single-event hits)."""
-    from .sequences import plan_rules, with_sequences
+    Sequence and sample rules need the scan layer: they are refused here (ValueError);
+    :func:`imds_scan.scan` runs them."""
+    from .ir_schema import rule_kind
 
-    plan = plan_rules(rules, (), ())
-    sources = [as_source(p) for p in paths]
+    for rule in rules:
+        if rule_kind(rule.ir) != "event":
+            raise ValueError(
+                f"rule {rule.id!r} is a {rule_kind(rule.ir)}: run_scan scans single-event "
+                "rules; imds_scan.scan() runs sequences and samples"
+            )
     stream = stream_scan(
-        sources,
-        plan.engine_rules,
+        paths,
+        rules,
         engine=engine,
         threads=threads,
         prefilter=prefilter,
@@ -376,6 +380,4 @@ def run_scan(
         progress=progress,
         max_line_bytes=max_line_bytes,
     )
-    if plan.has_sequences:
-        stream = with_sequences(stream, plan, engine, [source.name for source in sources])
     return stream.collect()
