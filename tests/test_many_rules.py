@@ -180,12 +180,9 @@ def _event(rnd: random.Random) -> dict[str, Any]:
     return doc
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_elastic_shaped_rules_agree_with_and_without_prefilter(tmp_path: Path, seed: int) -> None:
-    rules, warnings = load_rules([str(RULES)])
-    assert not warnings and len(rules) == 9
-    rnd = random.Random(seed)
-    lines = [encode(rnd, _event(rnd), rnd.choice([0.0, 0.0, 0.0, 0.05, 0.3])) for _ in range(400)]
+def engines_agree(tmp_path: Path, rules: list[Any], lines: list[str]) -> tuple[Any, Any]:
+    """Scan ``lines`` with the reference engine and the Rust one (prefilter on and off); all
+    three give the same hits. The reference and prefiltered Rust results."""
     path = tmp_path / "events.ndjson"
     path.write_bytes("".join(line + "\n" for line in lines).encode("utf-8", "surrogatepass"))
     py = run_scan([str(path)], rules, engine="python")
@@ -193,6 +190,16 @@ def test_elastic_shaped_rules_agree_with_and_without_prefilter(tmp_path: Path, s
     rs_full = run_scan([str(path)], rules, engine="rust", prefilter=False)
     assert hit_keys(rs_full.hits) == hit_keys(py.hits)
     assert hit_keys(rs.hits) == hit_keys(py.hits)
+    return py, rs
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_elastic_shaped_rules_agree_with_and_without_prefilter(tmp_path: Path, seed: int) -> None:
+    rules, warnings = load_rules([str(RULES)])
+    assert not warnings and len(rules) == 9
+    rnd = random.Random(seed)
+    lines = [encode(rnd, _event(rnd), rnd.choice([0.0, 0.0, 0.0, 0.05, 0.3])) for _ in range(400)]
+    py, rs = engines_agree(tmp_path, rules, lines)
     # Not vacuous: rules hit, and the prefilter skips lines holding common literals only.
     assert len({h.rule.id for h in py.hits}) >= 5
     stats = rs.stats.files[0]
@@ -278,13 +285,7 @@ def test_field_aware_needles_agree_with_and_without_prefilter(tmp_path: Path, se
         _encode_spaced(rnd, _field_aware_event(rnd), rnd.choice([0.0, 0.0, 0.0, 0.05, 0.3]))
         for _ in range(600)
     ]
-    path = tmp_path / "events.ndjson"
-    path.write_bytes("".join(line + "\n" for line in lines).encode("utf-8", "surrogatepass"))
-    py = run_scan([str(path)], rules, engine="python")
-    rs = run_scan([str(path)], rules, engine="rust")
-    rs_full = run_scan([str(path)], rules, engine="rust", prefilter=False)
-    assert hit_keys(rs_full.hits) == hit_keys(py.hits)
-    assert hit_keys(rs.hits) == hit_keys(py.hits)
+    py, rs = engines_agree(tmp_path, rules, lines)
     # Not vacuous: most rules hit, and the prefilter skips lines.
     assert len({h.rule.id for h in py.hits}) >= 7
     stats = rs.stats.files[0]
