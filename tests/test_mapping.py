@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -551,3 +552,148 @@ def test_the_generator_stops_on_unknown_types_analyzers_and_conflicts() -> None:
             "1",
             "2",
         )
+
+
+# ---------------------------------------------------------------- --mapping and the config
+
+RULE = """\
+[rule]
+name = "typed"
+rule_id = "typed-1"
+severity = "low"
+language = "eql"
+type = "eql"
+query = 'any where process.pid == 7'
+"""
+
+
+def _cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "imds_scan", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+
+
+def test_cli_flag_and_config_errors_name_the_flag_or_key_the_file_and_field(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "m.json").write_text('{"process.name": "keywrd"}')
+    bad = _cli("--no-config", "--mapping", "m.json", "--show-rule", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert bad.stderr == (
+        'imds-scan: error: --mapping m.json: process.name: unknown type "keywrd" '
+        '(did you mean "keyword"?)\n'
+    )
+    (tmp_path / "c.toml").write_text('mapping = "m.json"\n')
+    bad = _cli("--config", "c.toml", "--show-rule", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines()[-1] == (
+        'imds-scan: error: c.toml: mapping: m.json: process.name: unknown type "keywrd" '
+        '(did you mean "keyword"?)'
+    )
+    # a field name with a control character is escaped on the terminal
+    (tmp_path / "m.json").write_text('{"a\\u001b[2J": "long"}')
+    bad = _cli("--no-config", "--mapping", "m.json", "--show-rule", cwd=tmp_path)
+    assert bad.returncode == 2 and "\x1b" not in bad.stderr and "Traceback" not in bad.stderr
+    gone = _cli("--no-config", "--mapping", "nope.json", "--show-rule", cwd=tmp_path)
+    assert gone.returncode == 2
+    assert gone.stderr == (
+        "imds-scan: error: --mapping nope.json: cannot read: No such file or directory\n"
+    )
+    (tmp_path / "c.toml").write_text("mapping = 3\n")
+    bad = _cli("--config", "c.toml", "--show-rule", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines()[-1] == (
+        "imds-scan: error: c.toml: mapping: expected a string, found an integer"
+    )
+
+
+def test_flag_and_config_give_the_rule_loader_the_same_mapping(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    import imds_scan.rules as rules_mod
+    from imds_scan.cli import app
+
+    seen: list[Mapping | None] = []
+    real = rules_mod.load_rules
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(kwargs.get("mapping"))  # type: ignore[arg-type]
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rules_mod, "load_rules", spy)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.json").write_text('{"myapp.msg": {"type": "text"}, "process.pid": "ip"}')
+    (tmp_path / "c.toml").write_text(
+        'mapping = "m.json"\n[field-types]\n"myapp.n" = "text"\n"process.pid" = "keyword"\n'
+    )
+    runner = CliRunner()
+    by_flag = runner.invoke(
+        app,
+        [
+            "--no-config",
+            "--show-rule",
+            "--mapping",
+            "m.json",
+            "--field-type",
+            "myapp.n=text",
+            "--field-type",
+            "process.pid=keyword",
+        ],
+    )
+    assert by_flag.exit_code == 0, by_flag.output
+    by_config = runner.invoke(app, ["--config", "c.toml", "--show-rule"])
+    assert by_config.exit_code == 0, by_config.output
+    without = runner.invoke(app, ["--no-config", "--show-rule"])
+    assert without.exit_code == 0, without.output
+    assert len(seen) == 3
+    for mapping in seen[:2]:
+        assert mapping is not None
+        assert mapping.resolve("myapp.msg") == fm("myapp.msg", "text", "text", "standard")
+        # --field-type as written (text stays text), then --mapping over it
+        assert mapping.resolve("myapp.n") == fm("myapp.n", "text", "text", "standard")
+        assert mapping.resolve("process.pid") == fm("process.pid", "ip", "ip")
+    assert seen[0].cache_key() == seen[1].cache_key()  # type: ignore[union-attr]
+    assert seen[2] is None  # nothing to override: the profile (a plain scan imports no more)
+
+
+def test_the_mapping_is_part_of_the_rule_cache_key(tmp_path: Path) -> None:
+    from imds_scan.rules import load_rule_file
+    from imds_scan.rules.cache import RuleCache
+
+    rule = tmp_path / "r.toml"
+    rule.write_text(RULE, encoding="utf-8")
+    (tmp_path / "m.json").write_text('{"myapp.x": "long"}')
+    store = tmp_path / "cache"
+    cache = RuleCache(str(store))
+    load_rule_file(rule, cache=cache)
+    load_rule_file(rule, cache=cache, mapping=load_mapping(None))  # no overrides: same entry
+    assert len(list(store.glob("*.json"))) == 1
+    load_rule_file(rule, cache=cache, mapping=load_mapping(str(tmp_path / "m.json")))
+    assert len(list(store.glob("*.json"))) == 2
+
+
+def test_a_plain_scan_does_not_import_the_mapping(tmp_path: Path) -> None:
+    events = tmp_path / "events.ndjson"
+    events.write_text('{"process": {"name": "curl"}}\n', encoding="utf-8")
+
+    def modules(*args: str) -> set[str]:
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "imds_scan", "--no-config", "-q", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
+        assert done.returncode in (0, 1), done.stderr[-2000:]
+        return set(re.findall(r"^import time:.*\|\s*(\S+)\s*$", done.stderr, re.MULTILINE))
+
+    assert "imds_scan.mapping" not in modules(str(events), "-f", "ndjson")
+    # the converse: --mapping loads it
+    (tmp_path / "m.json").write_text("{}")
+    assert "imds_scan.mapping" in modules(str(events), "-f", "ndjson", "--mapping", "m.json")

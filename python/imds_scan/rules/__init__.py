@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ..mapping import Mapping as KqlMapping
     from .cache import RuleCache
 
 
@@ -219,9 +220,15 @@ def _plainly_not_eql(text: str, source: str) -> RuleFileError | None:
     return None
 
 
-def parse_rule_text(text: str, source: str, field_types: Mapping[str, str] | None = None) -> Rule:
+def parse_rule_text(
+    text: str,
+    source: str,
+    field_types: Mapping[str, str] | None = None,
+    mapping: KqlMapping | None = None,
+) -> Rule:
     """One rule from the text of an Elastic detection-rules TOML file; ``field_types``: the
-    user's field type overrides (fields.field_type), which win over the ECS table."""
+    user's field type overrides (fields.field_type), which win over the ECS table;
+    ``mapping``: what KQL rules compile against (mapping.load_mapping)."""
     import tomllib
 
     from ..eql import EqlError, compile_rule
@@ -359,6 +366,7 @@ def load_rule_file(
     *,
     cache: RuleCache | None = None,
     field_types: Mapping[str, str] | None = None,
+    mapping: KqlMapping | None = None,
 ) -> Rule:
     """One rule file; RuleFileError if it cannot be read or is not a rule imds-scan runs.
     With a ``cache``, what the file compiles to (or why it is refused) is looked up there by
@@ -367,7 +375,7 @@ def load_rule_file(
         data = Path(path).read_bytes()
     except OSError as exc:
         raise RuleFileError(f"{os.fspath(path)}: cannot read: {exc.strerror or exc}") from None
-    return _load_bytes(data, os.fspath(path), cache, field_types=field_types)
+    return _load_bytes(data, os.fspath(path), cache, field_types=field_types, mapping=mapping)
 
 
 def _load_bytes(
@@ -377,6 +385,7 @@ def _load_bytes(
     *,
     bundled: bool = False,
     field_types: Mapping[str, str] | None = None,
+    mapping: KqlMapping | None = None,
 ) -> Rule:
     from . import cache as cache_mod
 
@@ -384,6 +393,8 @@ def _load_bytes(
     if cache is not None:
         # The overrides change what the file compiles to: they are part of the key.
         types = cache_mod.overrides_bytes(field_types)
+        if mapping is not None:
+            types += mapping.cache_key()
         name = cache_mod.bundled_key(data, types) if bundled else cache_mod.key(data, types)
     if cache is not None:
         entry = cache.get(name)
@@ -398,7 +409,7 @@ def _load_bytes(
         raise RuleFileError(f"{source}: not UTF-8 text") from None
     # Compiled without its path: the entry stands for the content, wherever it is found.
     try:
-        rule = parse_rule_text(text, "", field_types)
+        rule = parse_rule_text(text, "", field_types, mapping)
     except RuleFileError as exc:
         if cache is not None:
             cache.put(name, {"refused": str(exc)})
@@ -487,6 +498,7 @@ def load_rules(
     skip_unsupported: bool = False,
     cache: bool = True,
     field_types: Mapping[str, str] | None = None,
+    mapping: KqlMapping | None = None,
 ) -> tuple[list[Rule], list[str]]:
     """Rules from files and directories (every ``.toml`` below a directory, in path order);
     ``default`` is the bundled rule. Returns (rules, warnings).
@@ -495,7 +507,9 @@ def load_rules(
     ``skip_unsupported``: then each is a warning and the others run. Two rules with one
     ``rule_id`` are always an error. ``cache``: use the compiled-rule cache under the user's
     cache directory (rules/cache.py); the results are the same either way. ``field_types``:
-    the user's field type overrides (config ``field-types``, ``--field-type``).
+    the user's field type overrides (config ``field-types``, ``--field-type``); ``mapping``:
+    what KQL rules compile against (config ``mapping``, ``--mapping``; None: the profile with
+    ``field_types``).
     """
     from .cache import RuleCache
 
@@ -507,7 +521,12 @@ def load_rules(
         if spec == DEFAULT_RULE_ALIAS and not os.path.exists(spec):
             loaded = [
                 _load_bytes(
-                    _bundled_bytes(), BUNDLED_SOURCE, store, bundled=True, field_types=field_types
+                    _bundled_bytes(),
+                    BUNDLED_SOURCE,
+                    store,
+                    bundled=True,
+                    field_types=field_types,
+                    mapping=mapping,
                 )
             ]
         else:
@@ -519,7 +538,9 @@ def load_rules(
                 continue
             for path in files:
                 try:
-                    loaded.append(load_rule_file(path, cache=store, field_types=field_types))
+                    loaded.append(
+                        load_rule_file(path, cache=store, field_types=field_types, mapping=mapping)
+                    )
                 except RuleFileError as exc:
                     problems.append(str(exc))
         for rule in loaded:

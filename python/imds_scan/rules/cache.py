@@ -33,6 +33,8 @@ _COMPILER_FILES = (
     "eql.py",
     "fields.py",
     "data/ecs_types.json",  # the field types the compiler writes into the IR
+    "mapping.py",  # what KQL rules compile against
+    "data/mapping_profile.json",
     "ir_schema.py",
     "reference/ip.py",
     "reference/endpoint.py",
