@@ -11,6 +11,7 @@ lookup, not at import. On top of it, in this order: the user's field type overri
 from __future__ import annotations
 
 import collections.abc as abc
+import dataclasses
 import os
 from dataclasses import dataclass
 from functools import cache
@@ -85,23 +86,34 @@ def _of_type(name: str, es_type: str, multi_field_of: str | None) -> FieldMappin
 
 
 @cache
-def _profile() -> dict[str, FieldMapping]:
-    """Every field of the shipped profile."""
+def _shipped() -> tuple[dict[str, FieldMapping], list[tuple[str, FieldMapping]]]:
+    """Every field of the shipped profile, and its dynamic patterns (``prefix.*``: every
+    field below the prefix, longest prefix first)."""
     import json
     from importlib import resources
 
     text = resources.files("imds_scan").joinpath("data", _DATA).read_text("utf-8")
     out: dict[str, FieldMapping] = {}
+    patterns: list[tuple[str, FieldMapping]] = []
     for group in json.loads(text)["groups"]:
         es_type = group["type"]
         analyzer, normalizer = group.get("analyzer"), group.get("normalizer")
         above, multi = group.get("ignore_above"), group.get("multi_field")
         for name in group["fields"]:
             parent = name.rsplit(".", 1)[0] if multi else None
-            out[name] = FieldMapping(
+            found = FieldMapping(
                 name, es_type, IR_TYPES[es_type], analyzer, normalizer, above, parent
             )
-    return out
+            if group.get("pattern"):
+                patterns.append((name.removesuffix("*"), found))
+            else:
+                out[name] = found
+    patterns.sort(key=lambda p: -len(p[0]))
+    return out, patterns
+
+
+def _profile() -> dict[str, FieldMapping]:
+    return _shipped()[0]
 
 
 def profile_info() -> dict[str, Any]:
@@ -145,7 +157,7 @@ class Mapping:
             return found
         found = self._exact(field)
         if found is None:
-            found = self._flattened_leaf(field) or _keyword(field)
+            found = self._flattened_leaf(field) or self._dynamic(field) or _keyword(field)
         self._resolved[field] = found
         return found
 
@@ -158,6 +170,15 @@ class Mapping:
                     field, "flattened", "keyword", None, None, parent.ignore_above, None
                 )
             at = field.find(".", at + 1)
+        return None
+
+    @staticmethod
+    def _dynamic(field: str) -> FieldMapping | None:
+        """A field below an integration's dynamic object (``kubernetes.audit.annotations.*``:
+        text), as Fleet's dynamic template maps it."""
+        for prefix, found in _shipped()[1]:
+            if field.startswith(prefix) and len(field) > len(prefix):
+                return dataclasses.replace(found, name=field)
         return None
 
     def names(self) -> list[str]:
