@@ -15,7 +15,10 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import re
 
 # Elasticsearch mapping type → the IR's field_type (spec/ir.md, spec/kql.md). Types with no
 # value a query compares here (containers, geo_point, histogram) read as keyword: the KQL
@@ -86,10 +89,12 @@ def _of_type(name: str, es_type: str, multi_field_of: str | None) -> FieldMappin
 
 
 @cache
-def _shipped() -> tuple[dict[str, FieldMapping], list[tuple[str, FieldMapping]]]:
-    """Every field of the shipped profile, and its dynamic patterns (``prefix.*``: every
-    field below the prefix, longest prefix first)."""
+def _shipped() -> tuple[dict[str, FieldMapping], list[tuple[re.Pattern[str], FieldMapping]]]:
+    """Every field of the shipped profile, and its dynamic patterns (an integration's
+    ``prefix.*`` or ``a.*.b``: `*` any run of characters, dots included; the one with the
+    most literal characters first)."""
     import json
+    import re
     from importlib import resources
 
     text = resources.files("imds_scan").joinpath("data", _DATA).read_text("utf-8")
@@ -105,11 +110,15 @@ def _shipped() -> tuple[dict[str, FieldMapping], list[tuple[str, FieldMapping]]]
                 name, es_type, IR_TYPES[es_type], analyzer, normalizer, above, parent
             )
             if group.get("pattern"):
-                patterns.append((name.removesuffix("*"), found))
+                patterns.append((name, found))
             else:
                 out[name] = found
-    patterns.sort(key=lambda p: -len(p[0]))
-    return out, patterns
+    patterns.sort(key=lambda p: (-len(p[0].replace("*", "")), p[0]))
+    compiled = [
+        (re.compile(".*".join(re.escape(part) for part in name.split("*")), re.S), found)
+        for name, found in patterns
+    ]
+    return out, compiled
 
 
 def _profile() -> dict[str, FieldMapping]:
@@ -176,8 +185,8 @@ class Mapping:
     def _dynamic(field: str) -> FieldMapping | None:
         """A field below an integration's dynamic object (``kubernetes.audit.annotations.*``:
         text), as Fleet's dynamic template maps it."""
-        for prefix, found in _shipped()[1]:
-            if field.startswith(prefix) and len(field) > len(prefix):
+        for pattern, found in _shipped()[1]:
+            if pattern.fullmatch(field):
                 return dataclasses.replace(found, name=field)
         return None
 

@@ -133,6 +133,8 @@ def fields_yml(
     for item in items or []:
         name = prefix + item["name"]
         if item.get("type") == "group" or "fields" in item:
+            if item.get("type") in ("nested", "object"):  # a container with its fields
+                yield name, {"type": item["type"]}
             yield from fields_yml(item.get("fields"), where, analyzers, name + ".")
             continue
         if item.get("external"):
@@ -140,7 +142,7 @@ def fields_yml(
         if item.get("type") == "object" and item.get("object_type"):
             # Fleet's dynamic template: every field below has the object_type (a keyword
             # without the default ignore_above, as Fleet maps dynamic keywords).
-            if not name.endswith(".*"):
+            if "*" not in name:
                 yield name, {"type": "object"}
                 name += ".*"
             if item["object_type"] in MAPPING_TYPES:
@@ -150,6 +152,11 @@ def fields_yml(
                     yield name, {**spec, "pattern": True}
             continue
         spec = _spec(name, item, where, True, analyzers)
+        if spec is not None and "*" in name:
+            # a name with `*` (Fleet: a dynamic template matching the path)
+            if spec["type"] != "object":
+                yield name, {**spec, "pattern": True}
+            continue
         if spec is None:
             continue
         yield name, spec
