@@ -135,6 +135,29 @@ def fm(
         fm("kubernetes.audit.responseStatus.code", "integer", "integer"),
         fm("okta.security_context.is_proxy", "boolean", "boolean"),
         fm("okta.debug_context.debug_data.flattened", "flattened", "keyword"),
+        fm("azure.signinlogs.properties.is_interactive", "boolean", "boolean"),
+        fm("azure.signinlogs.properties.status.error_code", "long", "long"),
+        fm("azure.signinlogs.properties.app_id", "keyword", "keyword", ignore_above=1024),
+        fm("azure.graphactivitylogs.properties.client_auth_method", "integer", "integer"),
+        fm("azure.activitylogs.properties.status_code", "flattened", "keyword"),
+        fm(
+            "azure.auditlogs.properties.target_resources.0.modified_properties.3.new_value",
+            "keyword",
+            "keyword",
+            ignore_above=1024,
+        ),
+        fm("gcp.audit.authorization_info", "nested", "keyword"),
+        fm("gcp.audit.request.spec.hostPID", "flattened", "keyword"),
+        fm("gcp.audit.status.code", "integer", "integer"),
+        fm("o365.audit.OperationCount", "long", "long"),
+        fm("o365.audit.Members", "flattened", "keyword"),
+        fm("o365.audit.Parameters.WithinSizeRangeMinimum", "keyword", "keyword"),
+        fm("o365.audit.Comments", "text", "text", "standard"),
+        fm("winlog.event_data.SubjectUserName", "keyword", "keyword", ignore_above=1024),
+        fm("winlog.event_data.AttributeLDAPDisplayName", "keyword", "keyword"),
+        fm("winlog.logon.type", "keyword", "keyword", ignore_above=1024),
+        fm("ml_is_dga.malicious_probability", "float", "float"),
+        fm("beacon_stats.is_beaconing", "boolean", "boolean"),
         # unknown: keyword, no ignore_above
         fm("myapp.whatever", "keyword", "keyword"),
         fm("process.name.nope", "keyword", "keyword"),
@@ -756,3 +779,27 @@ def test_a_plain_scan_does_not_import_the_mapping(tmp_path: Path) -> None:
     # the converse: --mapping loads it
     (tmp_path / "m.json").write_text("{}")
     assert "imds_scan.mapping" in modules(str(events), "-f", "ndjson", "--mapping", "m.json")
+
+
+def test_fields_elastic_rules_compare_by_range_are_numbers_or_dates() -> None:
+    # A range on a keyword compares strings: every field Elastic's KQL rules compare with
+    # < <= > >= is typed, but for a dynamic o365 parameter (a keyword in Elasticsearch too).
+    root = os.environ.get("IMDS_SCAN_ELASTIC_RULES")
+    if not root:
+        pytest.skip("IMDS_SCAN_ELASTIC_RULES is not set")
+    import tomllib
+
+    mapping = load_mapping(None)
+    ranged: dict[str, str] = {}
+    for path in Path(root).rglob("*.toml"):
+        if "_deprecated" in path.parts:
+            continue
+        rule = tomllib.loads(path.read_text(encoding="utf-8")).get("rule", {})
+        if rule.get("language") != "kuery":
+            continue
+        query = re.sub(r'"(?:[^"\\]|\\.)*"', '""', rule.get("query", ""))
+        for found in re.finditer(r"([A-Za-z_@][\w.@-]*)\s*(?:<=|>=|<|>)", query):
+            ranged[found.group(1)] = mapping.resolve(found.group(1)).type
+    assert len(ranged) >= 10
+    keywords = {f for f, t in ranged.items() if t == "keyword"}
+    assert keywords <= {"o365.audit.Parameters.WithinSizeRangeMinimum"}, keywords
