@@ -48,8 +48,11 @@ class Rule:
 
     @property
     def kind(self) -> str:
-        """ "event", "sequence" or "sample" (spec/sequences.md, Output)."""
-        return "sequence" if "sequence" in self.ir else "sample" if "sample" in self.ir else "event"
+        """ "event", "sequence", "sample", "new_terms" or "threshold" (spec/sequences.md,
+        spec/kql.md)."""
+        from ..ir_schema import rule_kind
+
+        return rule_kind(self.ir)
 
     def map_conditions(self, wrap: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
         """The IR with ``wrap(expr)`` in place of each condition: every branch, or every
