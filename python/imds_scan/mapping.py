@@ -67,10 +67,10 @@ class FieldMapping:
     name: str
     type: str  # Elasticsearch mapping type: keyword, text, match_only_text, wildcard, ...
     ir_type: str  # the IR field_type: keyword, text, wildcard, ip, long, ...
-    analyzer: str | None  # text: "standard" or "powershell_script"
-    normalizer: str | None  # keyword: "lowercase" or None
-    ignore_above: int | None
-    multi_field_of: str | None  # "process.command_line" for "process.command_line.text"
+    analyzer: str | None = None  # text: "standard" or "powershell_script"
+    normalizer: str | None = None  # keyword: "lowercase" or None
+    ignore_above: int | None = None
+    multi_field_of: str | None = None  # "process.command_line" for "process.command_line.text"
 
 
 class MappingError(ValueError):
