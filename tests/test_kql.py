@@ -278,6 +278,28 @@ def pred(field: str, ftype: str, op: str, values: list[str], **keys: Any) -> dic
         # query_string
         ("wc: a", pred("wc", "wildcard", "eq", ["a"])),
         ("wc: *a b*", pred("wc", "wildcard", "wildcard_query", ["*a", "b*"])),
+        # plain terms between wildcard terms are one field query, joined by one space
+        (
+            "wc: a  b\\tc *d e",
+            {
+                "node": "or",
+                "args": [
+                    pred("wc", "wildcard", "eq", ["a b c", "e"]),
+                    pred("wc", "wildcard", "wildcard_query", ["*d"]),
+                ],
+            },
+        ),
+        (
+            "msg: x * y*",
+            {
+                "node": "or",
+                "args": [
+                    pred("msg", "text", "match", ["x"], analyzer="standard"),
+                    pred("msg", "text", "exists", [], analyzer="standard"),
+                    pred("msg", "text", "wildcard_query", ["y*"], analyzer="standard"),
+                ],
+            },
+        ),
         ("ck: *a?", pred("ck", "keyword", "wildcard_query", ["*a\\?"])),
         ("ck: a", pred("ck", "keyword", "eq", ["a"])),
         # ip: term (an address or a CIDR block), range

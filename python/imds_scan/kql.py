@@ -593,7 +593,10 @@ class _Compiler:
 
     def query_string(self, fm: FieldMapping, value: Lit) -> Node:
         """Kibana's ``query_string`` for a wildcard value on a field that is not a plain
-        keyword: the query parser splits the value on whitespace into terms, OR-ed."""
+        keyword. Whitespace is no operator there, but the query parser's terms end at it: each
+        term with a ``*`` is a wildcard query of its own, and a run of plain terms between
+        them is one field query (its terms joined by one space); the clauses are OR-ed (the
+        default operator). A lone ``*`` term is an exists query."""
         terms: list[list[Any]] = [[]]
         for c in value.chars:
             if isinstance(c, str) and c in _QS_SPACE:
@@ -601,13 +604,18 @@ class _Compiler:
                     terms.append([])
             else:
                 terms[-1].append(c)
-        preds = []
+        preds: list[Node] = []
+        plain: list[str] = []
+
+        def flush() -> None:
+            if plain:
+                text = " ".join(plain)
+                op = "match" if fm.ir_type == "text" else "eq"
+                preds.append(_pred(fm, op, [_normalized(fm, text)]))
+                plain.clear()
+
         for term in (t for t in terms if t):
-            if all(c is _WILDCARD for c in term):
-                preds.append(_pred(fm, "exists", []))
-            elif any(c is _WILDCARD for c in term):
-                preds.append(_pred(fm, "wildcard_query", [wildcard_pattern(term)]))
-            else:
+            if not any(c is _WILDCARD for c in term):
                 text = "".join(term)
                 if text in ("AND", "OR", "NOT"):
                     raise self.refuse(
@@ -615,10 +623,14 @@ class _Compiler:
                         "Kibana sends for it: not supported",
                         value.pos,
                     )
-                if fm.ir_type == "text":
-                    preds.append(_pred(fm, "match", [text]))
-                else:
-                    preds.append(_pred(fm, "eq", [text]))
+                plain.append(text)
+                continue
+            flush()
+            if all(c is _WILDCARD for c in term):
+                preds.append(_pred(fm, "exists", []))
+            else:
+                preds.append(_pred(fm, "wildcard_query", [wildcard_pattern(term)]))
+        flush()
         return _combine("or", preds)
 
     def range(self, lit: Lit, op: str, value: Lit, nested: str | None) -> Node:
