@@ -661,3 +661,12 @@ def test_plain_kql_rules_scan_end_to_end(tmp_path: Path, engine: str) -> None:
     path.write_text("".join(json.dumps(e) + "\n" for e in events))
     result = scan([str(path)], rules=[rule], engine=engine)  # type: ignore[arg-type]
     assert [(h.line, h.branch) for h in result.hits] == [(1, "query"), (3, "query")]
+
+
+def test_show_rule_prints_the_kql_ops_as_calls() -> None:
+    from imds_scan.eql import format_rule
+
+    rule = load('type = "query"\nquery = \'process.name: curl* and not kw.text: "a b"\'\n')
+    assert format_rule(rule.ir).splitlines()[-1] == (
+        '  wildcardQuery(process.name, "curl*") and not matchPhrase(kw, "a b")'
+    )
