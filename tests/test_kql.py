@@ -670,3 +670,25 @@ def test_show_rule_prints_the_kql_ops_as_calls() -> None:
     assert format_rule(rule.ir).splitlines()[-1] == (
         '  wildcardQuery(process.name, "curl*") and not matchPhrase(kw, "a b")'
     )
+
+
+def test_rules_compile_by_the_mapping_they_are_given(tmp_path: Path) -> None:
+    from imds_scan.rules import RuleMapping
+
+    chosen = RuleMapping()
+    chosen._mapping = MAPPING  # as a --mapping file would give it
+    text = HEAD + "type = \"query\"\nquery = 'ip: 10.0.0.0/8 and kw.caseless: X'\n"
+    assert parse_rule_text(text, "r.toml", mapping=chosen).ir["branches"][0]["expr"] == {
+        "node": "and",
+        "args": [
+            pred("ip", "ip", "cidr", ["10.0.0.0/8"]),
+            pred("kw", "keyword", "eq", ["x"], normalizer="lowercase"),
+        ],
+    }
+    # Without one: the profile (here no field "ip": a keyword)
+    assert parse_rule_text(text, "r.toml").ir["branches"][0]["expr"]["args"][0] == kw(
+        "ip", "eq", "10.0.0.0/8"
+    )
+    missing = tmp_path / "none.json"
+    with pytest.raises(RuleFileError, match=f"{missing}: cannot read"):
+        load_rules(["default"], cache=False, mapping=str(missing))

@@ -238,9 +238,16 @@ def _type_refusal(rule_type: str) -> str:
     return f"rule type {rule_type!r} is not supported ({why})"
 
 
-def parse_rule_text(text: str, source: str, field_types: Mapping[str, str] | None = None) -> Rule:
+def parse_rule_text(
+    text: str,
+    source: str,
+    field_types: Mapping[str, str] | None = None,
+    mapping: RuleMapping | None = None,
+) -> Rule:
     """One rule from the text of an Elastic detection-rules TOML file; ``field_types``: the
-    user's field type overrides (fields.field_type), which win over the ECS table."""
+    user's field type overrides (fields.field_type), which win over the ECS table;
+    ``mapping``: the mapping KQL rules compile by (default: the profile with
+    ``field_types``; see :func:`rule_mapping`)."""
     import tomllib
 
     from ..eql import EqlError, compile_rule
@@ -262,7 +269,9 @@ def parse_rule_text(text: str, source: str, field_types: Mapping[str, str] | Non
             f"{source}: rule.language is missing (imds-scan runs EQL and KQL rules)"
         )
     if language is not None and language.lower() == "kuery":
-        return _kuery_rule(text, rule, (rule_type or "query").lower(), source, field_types)
+        if mapping is None:
+            mapping = rule_mapping(None, field_types)
+        return _kuery_rule(text, rule, (rule_type or "query").lower(), source, mapping)
     if language is not None and language.lower() != "eql":
         raise RuleFileError(f"{source}: {_language_refusal(language)}")
     if rule_type is not None and rule_type.lower() != "eql":
@@ -379,10 +388,9 @@ def _kuery_rule(
     rule: dict[str, Any],
     rule_type: str,
     source: str,
-    field_types: Mapping[str, str] | None,
+    mapping: RuleMapping,
 ) -> Rule:
     """A KQL rule file (spec/kql.md, Rule types)."""
-    from ..mapping import load_mapping
     from .kuery import KINDS, KueryRuleError, compile_kuery
 
     if rule_type not in KINDS:
@@ -402,12 +410,50 @@ def _kuery_rule(
             rule,
             rule_type=rule_type,
             head=head,
-            mapping=load_mapping(None, field_types),
+            mapping=mapping.mapping,
             on_query_error=lambda exc: _query_error(text, meta["query"], exc, source),
         )
     except KueryRuleError as exc:
         raise RuleFileError(f"{source}: {exc}") from None
     return Rule(ir=ir, **meta)
+
+
+class RuleMapping:
+    """The mapping KQL rules compile by (spec/kql.md, Mapping profile), loaded when first
+    needed (a scan of EQL rules never reads the profile), and what identifies it in the
+    compiled-rule cache's keys (``key``: the ``--mapping`` file's bytes)."""
+
+    def __init__(
+        self, path: str | None = None, field_types: Mapping[str, str] | None = None
+    ) -> None:
+        self.path = path
+        self.field_types = field_types
+        self.key = b""
+        self._mapping: Any = None
+        if path is not None:  # asked for: read and checked now, refused once
+            try:
+                self.key = b"\0mapping " + Path(path).read_bytes()
+            except OSError as exc:
+                raise RuleFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+            _ = self.mapping
+
+    @property
+    def mapping(self) -> Any:
+        """The mapping.Mapping."""
+        if self._mapping is None:
+            from ..mapping import load_mapping
+
+            try:
+                self._mapping = load_mapping(self.path, self.field_types)
+            except ValueError as exc:
+                raise RuleFileError(str(exc)) from None
+        return self._mapping
+
+
+def rule_mapping(path: str | None, field_types: Mapping[str, str] | None = None) -> RuleMapping:
+    """The profile with the user's ``field_types`` and the ``--mapping`` file at ``path``
+    (RuleFileError naming the file when it cannot be read)."""
+    return RuleMapping(path, field_types)
 
 
 def _sequence_options(rule: dict[str, Any], source: str) -> dict[str, Any]:
@@ -448,6 +494,7 @@ def load_rule_file(
     *,
     cache: RuleCache | None = None,
     field_types: Mapping[str, str] | None = None,
+    mapping: RuleMapping | None = None,
 ) -> Rule:
     """One rule file; RuleFileError if it cannot be read or is not a rule imds-scan runs.
     With a ``cache``, what the file compiles to (or why it is refused) is looked up there by
@@ -456,7 +503,7 @@ def load_rule_file(
         data = Path(path).read_bytes()
     except OSError as exc:
         raise RuleFileError(f"{os.fspath(path)}: cannot read: {exc.strerror or exc}") from None
-    return _load_bytes(data, os.fspath(path), cache, field_types=field_types)
+    return _load_bytes(data, os.fspath(path), cache, field_types=field_types, mapping=mapping)
 
 
 def _load_bytes(
@@ -466,13 +513,14 @@ def _load_bytes(
     *,
     bundled: bool = False,
     field_types: Mapping[str, str] | None = None,
+    mapping: RuleMapping | None = None,
 ) -> Rule:
     from . import cache as cache_mod
 
     name = ""
     if cache is not None:
         # The overrides change what the file compiles to: they are part of the key.
-        types = cache_mod.overrides_bytes(field_types)
+        types = cache_mod.overrides_bytes(field_types) + (mapping.key if mapping else b"")
         name = cache_mod.bundled_key(data, types) if bundled else cache_mod.key(data, types)
     if cache is not None:
         entry = cache.get(name)
@@ -487,7 +535,7 @@ def _load_bytes(
         raise RuleFileError(f"{source}: not UTF-8 text") from None
     # Compiled without its path: the entry stands for the content, wherever it is found.
     try:
-        rule = parse_rule_text(text, "", field_types)
+        rule = parse_rule_text(text, "", field_types, mapping)
     except RuleFileError as exc:
         if cache is not None:
             cache.put(name, {"refused": str(exc)})
@@ -576,6 +624,7 @@ def load_rules(
     skip_unsupported: bool = False,
     cache: bool = True,
     field_types: Mapping[str, str] | None = None,
+    mapping: str | None = None,
 ) -> tuple[list[Rule], list[str]]:
     """Rules from files and directories (every ``.toml`` below a directory, in path order);
     ``default`` is the bundled rule. Returns (rules, warnings).
@@ -584,9 +633,12 @@ def load_rules(
     ``skip_unsupported``: then each is a warning and the others run. Two rules with one
     ``rule_id`` are always an error. ``cache``: use the compiled-rule cache under the user's
     cache directory (rules/cache.py); the results are the same either way. ``field_types``:
-    the user's field type overrides (config ``field-types``, ``--field-type``).
+    the user's field type overrides (config ``field-types``, ``--field-type``); ``mapping``:
+    the ``--mapping`` file KQL rules compile by (spec/kql.md, Mapping profile).
     """
     from .cache import RuleCache
+
+    chosen = rule_mapping(mapping, field_types)
 
     store = RuleCache() if cache else None
     rules: list[Rule] = []
@@ -596,7 +648,12 @@ def load_rules(
         if spec == DEFAULT_RULE_ALIAS and not os.path.exists(spec):
             loaded = [
                 _load_bytes(
-                    _bundled_bytes(), BUNDLED_SOURCE, store, bundled=True, field_types=field_types
+                    _bundled_bytes(),
+                    BUNDLED_SOURCE,
+                    store,
+                    bundled=True,
+                    field_types=field_types,
+                    mapping=chosen,
                 )
             ]
         else:
@@ -608,7 +665,9 @@ def load_rules(
                 continue
             for path in files:
                 try:
-                    loaded.append(load_rule_file(path, cache=store, field_types=field_types))
+                    loaded.append(
+                        load_rule_file(path, cache=store, field_types=field_types, mapping=chosen)
+                    )
                 except RuleFileError as exc:
                     problems.append(str(exc))
         for rule in loaded:

@@ -34,7 +34,6 @@ _COMPILER_FILES = (
     "kql.py",
     "rules/kuery.py",
     "mapping.py",  # the mapping KQL queries compile by
-    "data/mapping_profile.json",
     "fields.py",
     "data/ecs_types.json",  # the field types the compiler writes into the IR
     "ir_schema.py",
