@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ..mapping import Mapping as KqlMapping
     from .cache import RuleCache
 
 
@@ -48,12 +49,11 @@ class Rule:
 
     @property
     def kind(self) -> str:
-        """ "event", "sequence", "sample" (spec/sequences.md, Output), "new_terms" or
-        "threshold" (spec/kql.md, Rule types); a KQL query rule is "event"."""
-        for kind in ("sequence", "sample", "new_terms", "threshold"):
-            if kind in self.ir:
-                return kind
-        return "event"
+        """ "event", "sequence", "sample", "new_terms" or "threshold" (spec/sequences.md,
+        spec/kql.md)."""
+        from ..ir_schema import rule_kind
+
+        return rule_kind(self.ir)
 
     def map_conditions(self, wrap: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
         """The IR with ``wrap(expr)`` in place of each condition: every branch, or every
@@ -242,12 +242,11 @@ def parse_rule_text(
     text: str,
     source: str,
     field_types: Mapping[str, str] | None = None,
-    mapping: RuleMapping | None = None,
+    mapping: KqlMapping | None = None,
 ) -> Rule:
     """One rule from the text of an Elastic detection-rules TOML file; ``field_types``: the
     user's field type overrides (fields.field_type), which win over the ECS table;
-    ``mapping``: the mapping KQL rules compile by (default: the profile with
-    ``field_types``; see :func:`rule_mapping`)."""
+    ``mapping``: what KQL rules compile against (mapping.load_mapping)."""
     import tomllib
 
     from ..eql import EqlError, compile_rule
@@ -269,9 +268,7 @@ def parse_rule_text(
             f"{source}: rule.language is missing (imds-scan runs EQL and KQL rules)"
         )
     if language is not None and language.lower() == "kuery":
-        if mapping is None:
-            mapping = rule_mapping(None, field_types)
-        return _kuery_rule(text, rule, (rule_type or "query").lower(), source, mapping)
+        return _kuery_rule(text, rule, (rule_type or "query").lower(), source, field_types, mapping)
     if language is not None and language.lower() != "eql":
         raise RuleFileError(f"{source}: {_language_refusal(language)}")
     if rule_type is not None and rule_type.lower() != "eql":
@@ -388,9 +385,12 @@ def _kuery_rule(
     rule: dict[str, Any],
     rule_type: str,
     source: str,
-    mapping: RuleMapping,
+    field_types: Mapping[str, str] | None,
+    mapping: KqlMapping | None = None,
 ) -> Rule:
-    """A KQL rule file (spec/kql.md, Rule types)."""
+    """A KQL rule file (spec/kql.md, Rule types); ``mapping`` None: the profile with
+    ``field_types``."""
+    from ..mapping import load_mapping
     from .kuery import KINDS, KueryRuleError, compile_kuery
 
     if rule_type not in KINDS:
@@ -410,50 +410,12 @@ def _kuery_rule(
             rule,
             rule_type=rule_type,
             head=head,
-            mapping=mapping.mapping,
+            mapping=mapping if mapping is not None else load_mapping(None, field_types),
             on_query_error=lambda exc: _query_error(text, meta["query"], exc, source),
         )
     except KueryRuleError as exc:
         raise RuleFileError(f"{source}: {exc}") from None
     return Rule(ir=ir, **meta)
-
-
-class RuleMapping:
-    """The mapping KQL rules compile by (spec/kql.md, Mapping profile), loaded when first
-    needed (a scan of EQL rules never reads the profile), and what identifies it in the
-    compiled-rule cache's keys (``key``: the ``--mapping`` file's bytes)."""
-
-    def __init__(
-        self, path: str | None = None, field_types: Mapping[str, str] | None = None
-    ) -> None:
-        self.path = path
-        self.field_types = field_types
-        self.key = b""
-        self._mapping: Any = None
-        if path is not None:  # asked for: read and checked now, refused once
-            try:
-                self.key = b"\0mapping " + Path(path).read_bytes()
-            except OSError as exc:
-                raise RuleFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
-            _ = self.mapping
-
-    @property
-    def mapping(self) -> Any:
-        """The mapping.Mapping."""
-        if self._mapping is None:
-            from ..mapping import load_mapping
-
-            try:
-                self._mapping = load_mapping(self.path, self.field_types)
-            except ValueError as exc:
-                raise RuleFileError(str(exc)) from None
-        return self._mapping
-
-
-def rule_mapping(path: str | None, field_types: Mapping[str, str] | None = None) -> RuleMapping:
-    """The profile with the user's ``field_types`` and the ``--mapping`` file at ``path``
-    (RuleFileError naming the file when it cannot be read)."""
-    return RuleMapping(path, field_types)
 
 
 def _sequence_options(rule: dict[str, Any], source: str) -> dict[str, Any]:
@@ -494,7 +456,7 @@ def load_rule_file(
     *,
     cache: RuleCache | None = None,
     field_types: Mapping[str, str] | None = None,
-    mapping: RuleMapping | None = None,
+    mapping: KqlMapping | None = None,
 ) -> Rule:
     """One rule file; RuleFileError if it cannot be read or is not a rule imds-scan runs.
     With a ``cache``, what the file compiles to (or why it is refused) is looked up there by
@@ -513,14 +475,16 @@ def _load_bytes(
     *,
     bundled: bool = False,
     field_types: Mapping[str, str] | None = None,
-    mapping: RuleMapping | None = None,
+    mapping: KqlMapping | None = None,
 ) -> Rule:
     from . import cache as cache_mod
 
     name = ""
     if cache is not None:
         # The overrides change what the file compiles to: they are part of the key.
-        types = cache_mod.overrides_bytes(field_types) + (mapping.key if mapping else b"")
+        types = cache_mod.overrides_bytes(field_types)
+        if mapping is not None:
+            types += mapping.cache_key()
         name = cache_mod.bundled_key(data, types) if bundled else cache_mod.key(data, types)
     if cache is not None:
         entry = cache.get(name)
@@ -624,7 +588,7 @@ def load_rules(
     skip_unsupported: bool = False,
     cache: bool = True,
     field_types: Mapping[str, str] | None = None,
-    mapping: str | None = None,
+    mapping: KqlMapping | None = None,
 ) -> tuple[list[Rule], list[str]]:
     """Rules from files and directories (every ``.toml`` below a directory, in path order);
     ``default`` is the bundled rule. Returns (rules, warnings).
@@ -634,11 +598,10 @@ def load_rules(
     ``rule_id`` are always an error. ``cache``: use the compiled-rule cache under the user's
     cache directory (rules/cache.py); the results are the same either way. ``field_types``:
     the user's field type overrides (config ``field-types``, ``--field-type``); ``mapping``:
-    the ``--mapping`` file KQL rules compile by (spec/kql.md, Mapping profile).
+    what KQL rules compile against (config ``mapping``, ``--mapping``; None: the profile with
+    ``field_types``).
     """
     from .cache import RuleCache
-
-    chosen = rule_mapping(mapping, field_types)
 
     store = RuleCache() if cache else None
     rules: list[Rule] = []
@@ -653,7 +616,7 @@ def load_rules(
                     store,
                     bundled=True,
                     field_types=field_types,
-                    mapping=chosen,
+                    mapping=mapping,
                 )
             ]
         else:
@@ -666,7 +629,7 @@ def load_rules(
             for path in files:
                 try:
                     loaded.append(
-                        load_rule_file(path, cache=store, field_types=field_types, mapping=chosen)
+                        load_rule_file(path, cache=store, field_types=field_types, mapping=mapping)
                     )
                 except RuleFileError as exc:
                     problems.append(str(exc))

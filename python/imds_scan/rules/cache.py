@@ -33,9 +33,10 @@ _COMPILER_FILES = (
     "eql.py",
     "kql.py",
     "rules/kuery.py",
-    "mapping.py",  # the mapping KQL queries compile by
     "fields.py",
     "data/ecs_types.json",  # the field types the compiler writes into the IR
+    "mapping.py",  # what KQL rules compile against
+    "data/mapping_profile.json",
     "ir_schema.py",
     "reference/ip.py",
     "reference/endpoint.py",
