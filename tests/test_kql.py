@@ -482,11 +482,20 @@ def test_threshold_rule() -> None:
             {"field": "source.ip", "field_type": "ip"},
         ],
         "value": 25,
-        "cardinality": [{"field": {"field": "destination.port", "field_type": "long"}, "value": 3}],
+        "cardinality": [{"field": "destination.port", "field_type": "long", "value": 3}],
     }
     no_fields = THRESHOLD.replace('["user.name", "source.ip"]', "[]")
     assert load(no_fields).ir["threshold"]["fields"] == []
     assert "rule.threshold.value" in refused(THRESHOLD.replace("value = 25", "value = 0"))
+    # Kibana reads the first cardinality entry only; its value may be 0
+    two = THRESHOLD.replace("value = 3", "value = 0") + (
+        '\n[[rule.threshold.cardinality]]\nfield = "user.id"\nvalue = 9\n'
+    )
+    assert load(two).ir["threshold"]["cardinality"] == [
+        {"field": "destination.port", "field_type": "long", "value": 0}
+    ]
+    assert "rule.interval: '1w'" in refused(THRESHOLD.replace('"10m"', '"1w"'))
+    assert "rule.to: 'now-1m': only now is supported" in refused('to = "now-1m"\n' + THRESHOLD)
     assert "rule.interval: '10x'" in refused(THRESHOLD.replace('"10m"', '"10x"'))
     assert "rule.from: 'now-0m'" in refused('from = "now-0m"\n' + THRESHOLD)
 
