@@ -664,3 +664,13 @@ def test_rules_compile_by_the_mapping_they_are_given() -> None:
     assert parse_rule_text(text, "r.toml").ir["branches"][0]["expr"]["args"][0]["field_type"] == (
         "keyword"
     )
+
+
+def test_load_rules_takes_new_terms_and_threshold_rules(tmp_path: Path) -> None:
+    from imds_scan.rules import load_rules
+
+    (tmp_path / "nt.toml").write_text(HEAD + NEW_TERMS)
+    (tmp_path / "th.toml").write_text(HEAD.replace("kql-1", "kql-2") + THRESHOLD)
+    rules, warnings = load_rules([str(tmp_path)], cache=False)
+    assert [(r.id, r.kind) for r in rules] == [("kql-1", "new_terms"), ("kql-2", "threshold")]
+    assert warnings == []
