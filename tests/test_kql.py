@@ -49,6 +49,8 @@ MAPPING = FakeMapping(
     FieldMapping("ts", "date", "date"),
     FieldMapping("flag", "boolean", "boolean"),
     FieldMapping("obj", "object", "object"),
+    FieldMapping("flat", "flattened", "keyword"),
+    FieldMapping("geo", "geo_point", "keyword"),
     FieldMapping("group", "nested", "nested"),
 )
 
@@ -215,6 +217,8 @@ def test_nesting_is_bounded() -> None:
         ("f: null", (1, 4), "null is not a value"),
         ("f > null", (1, 5), "a range to null"),
         ("obj: x", (1, 1), "obj is mapped as object"),
+        ("flat: x", (1, 1), "flat is a flattened field: a query on its root matches any"),
+        ("geo: x", (1, 1), "geo is a geo_point field: geo queries are not supported"),
         (
             "x: { y: 1 }",
             (1, 1),

@@ -56,6 +56,14 @@ _NUMERIC = frozenset(
 _MERGEABLE = frozenset(
     {"eq", "cidr", "wildcard_query", "wildcard_query_ci", "match", "match_phrase"}
 )
+# Mapping types whose queries the IR cannot express.
+_UNMODELLED = {
+    "flattened": "a query on its root matches any of its leaf values, which imds-scan does "
+    "not model (name a key under it)",
+    "geo_point": "geo queries are not supported",
+    "geo_shape": "geo queries are not supported",
+    "histogram": "it has no values to compare",
+}
 _WILDCARD = object()  # an unescaped `*` among a literal's characters
 
 
@@ -513,6 +521,8 @@ class _Compiler:
             raise self.refuse(
                 f"{name} is mapped as {found.type}: it has no values to compare", lit.pos
             )
+        if found.type in _UNMODELLED:
+            raise self.refuse(f"{name} is a {found.type} field: {_UNMODELLED[found.type]}", lit.pos)
         return [found]
 
     def nested(self, ast: Ast, nested: str | None) -> Node:
