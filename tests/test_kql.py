@@ -200,8 +200,6 @@ def test_nesting_is_bounded() -> None:
         ("foo", (1, 1), "free text (a value without a field) is not supported"),
         ('a:1 and\n  "foo bar"', (2, 3), "free text"),
         ("null: x", (1, 1), "free text"),
-        ("", (1, 1), "an empty query matches every event"),
-        ("*: *", (1, 1), "matches every event"),
         ("ip: 10.*", (1, 5), "ip: a wildcard on an ip field (Elasticsearch refuses it)"),
         ("port: 8*", (1, 7), "a wildcard on a long field"),
         ("ts: 2024*", (1, 5), "a wildcard on a date field"),
@@ -328,6 +326,13 @@ def pred(field: str, ftype: str, op: str, values: list[str], **keys: Any) -> dic
 )
 def test_ir_per_mapping(query: str, expected: dict[str, Any]) -> None:
     assert ir(query) == expected
+
+
+@pytest.mark.parametrize("query", ["", "  ", "*: *", " * : * "])
+def test_match_all(query: str) -> None:
+    # Kibana's match_all: a tautology in the IR (the field exists or does not)
+    stamp = pred("@timestamp", "keyword", "exists", [])
+    assert ir(query) == {"node": "or", "args": [stamp, {"node": "not", "arg": stamp}]}
 
 
 def test_field_name_wildcards_expand_over_the_mapping() -> None:
@@ -678,3 +683,12 @@ def test_load_rules_takes_new_terms_and_threshold_rules(tmp_path: Path) -> None:
     rules, warnings = load_rules([str(tmp_path)], cache=False)
     assert [(r.id, r.kind) for r in rules] == [("kql-1", "new_terms"), ("kql-2", "threshold")]
     assert warnings == []
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_match_all_matches_every_event(tmp_path: Path, engine: str) -> None:
+    rule = load('type = "query"\nquery = "*: *"\n')
+    path = tmp_path / "e.ndjson"
+    path.write_text('{"@timestamp": "2024-01-01T00:00:00Z"}\n{"a": 1}\n{"@timestamp": "x"}\n')
+    result = scan([str(path)], rules=[rule], engine=engine)  # type: ignore[arg-type]
+    assert [h.line for h in result.hits] == [1, 2, 3]

@@ -546,7 +546,7 @@ class _Compiler:
         assert values.value is not None
         value = values.value
         if lit.lone_wildcard and value.lone_wildcard:
-            raise self.refuse("*: * matches every event (imds-scan has no such condition)", lit.pos)
+            return match_all(self.mapping)  # Kibana's match_all
         preds = [self.is_(fm, value) for fm in self.fields(lit, nested)]
         return _combine("or", preds)
 
@@ -664,6 +664,13 @@ def _a(noun: str) -> str:
     return ("an " if noun[0] in "aeiouAEIOU" or noun.startswith("ip") else "a ") + noun
 
 
+def match_all(mapping: Mapping) -> Node:
+    """A condition every event holds (Elasticsearch's match_all): the IR has no constant, so
+    a field exists or does not."""
+    exists = _pred(mapping.resolve("@timestamp"), "exists", [])
+    return {"node": "or", "args": [exists, {"node": "not", "arg": exists}]}
+
+
 def _normalized(fm: FieldMapping, text: str) -> str:
     return lowercase(text) if fm.normalizer == "lowercase" else text
 
@@ -728,10 +735,8 @@ def compile_query(
         mapping = load_mapping(None, field_types)
     parser = _Parser(text, source)
     ast = parser.start()
-    if ast is None:
-        raise parser.error(
-            "an empty query matches every event (imds-scan has no such condition)", 0
-        )
+    if ast is None:  # Kibana reads an empty query as `*: *`
+        return match_all(mapping)
     node = _Compiler(parser, mapping).compile(ast, None)
     if ir_depth(node) > MAX_DEPTH:
         raise parser.error(
