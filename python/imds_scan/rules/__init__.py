@@ -93,10 +93,6 @@ PACKS = ("hardened",)
 PRESETS = ("cloud-agents",)
 
 
-# Rule kinds the loader compiles but the scan layer does not run yet (spec/kql.md).
-_NOT_SCANNED = ("new_terms", "threshold")
-
-
 class RuleFileError(ValueError):
     """A rule file that cannot be loaded: unreadable, not a rule, or outside the EQL subset.
     ``problems`` holds one message per refused file (the text joins them with newlines)."""
@@ -634,12 +630,6 @@ def load_rules(
                 except RuleFileError as exc:
                     problems.append(str(exc))
         for rule in loaded:
-            if rule.kind in _NOT_SCANNED:  # until the scan layer for them lands
-                problems.append(
-                    f"{rule.source}: rule type {rule.kind!r} compiles, but imds-scan does not "
-                    "scan it yet"
-                )
-                continue
             if rule.id in seen:
                 if seen[rule.id] == rule.source:
                     continue  # the same file named twice
