@@ -25,6 +25,7 @@ from imds_scan.reference.analysis import (
     build_dfa,
     lowercase,
     wildcard_on_text,
+    wildcard_on_text_analyzed,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,8 +45,14 @@ def test_vector_names_are_unique_and_every_kind_is_there() -> None:
     for analyzer in ANALYZERS:
         assert any(case["analyzer"] == analyzer for case in TOKEN_CASES)
         assert any(case["analyzer"] == analyzer for case in QUERY_CASES)
-    kinds = {query[0] for case in QUERY_CASES for query in case["queries"]}
-    assert kinds == {"term", "prefix", "wildcard", "exists"}
+    for analyzed in (False, True):
+        kinds = {
+            query[0]
+            for case in QUERY_CASES
+            if case["analyze_wildcard"] is analyzed
+            for query in case["queries"]
+        }
+        assert kinds == {"term", "prefix", "wildcard", "exists"}
 
 
 @pytest.mark.parametrize("case", TOKEN_CASES, ids=[c["name"] for c in TOKEN_CASES])
@@ -60,7 +67,8 @@ def test_tokens_rust(case: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("case", QUERY_CASES, ids=[c["name"] for c in QUERY_CASES])
 def test_wildcard_on_text(case: dict[str, Any]) -> None:
-    got = wildcard_on_text(case["analyzer"], case["pattern"])
+    on_text = wildcard_on_text_analyzed if case["analyze_wildcard"] else wildcard_on_text
+    got = on_text(case["analyzer"], case["pattern"])
     assert got == [TokenQuery(kind, text) for kind, text in case["queries"]]
 
 
@@ -77,6 +85,8 @@ def test_unknown_analyzer_is_refused_alike() -> None:
         _engine.analyze("english", "x")
     with pytest.raises(ValueError, match=re.escape(message)):
         wildcard_on_text("english", "x*")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        wildcard_on_text_analyzed("english", "x*")
 
 
 def _rust_tables() -> dict[str, list[str]]:

@@ -198,9 +198,18 @@ fn normalized_wildcard(items: &[Item]) -> String {
 }
 
 /// A `wildcard_query` literal on a text field, as Elasticsearch's query_string parser reads
-/// it with `analyze_wildcard` (spec/kql.md): the pred holds when some entry holds for some
-/// token of the field's values; no entries: nothing matches.
+/// the query Kibana sends for it (no `analyze_wildcard`: spec/kql.md): the pred holds when
+/// some entry holds for some token of the field's values; no entries: nothing matches.
 pub fn wildcard_on_text(analyzer: Analyzer, pattern: &str) -> Vec<TokenQuery> {
+    query_string(analyzer, pattern, false)
+}
+
+/// The same with `analyze_wildcard: true` (a prefix term's text is tokenized).
+pub fn wildcard_on_text_analyzed(analyzer: Analyzer, pattern: &str) -> Vec<TokenQuery> {
+    query_string(analyzer, pattern, true)
+}
+
+fn query_string(analyzer: Analyzer, pattern: &str, analyze_wildcard: bool) -> Vec<TokenQuery> {
     let mut out = Vec::new();
     for items in pieces(pattern) {
         let wild: Vec<usize> = (0..items.len())
@@ -218,6 +227,10 @@ pub fn wildcard_on_text(analyzer: Analyzer, pattern: &str) -> Vec<TokenQuery> {
         } else if items == [Item::Star] {
             out.push(TokenQuery::Exists);
         } else if wild == [items.len() - 1] && items[items.len() - 1] == Item::Star {
+            if !analyze_wildcard {
+                out.push(TokenQuery::Prefix(lowercase(&text)));
+                continue;
+            }
             let mut tokens = analyze(analyzer, &text);
             if let Some(last) = tokens.pop() {
                 out.extend(tokens.into_iter().map(TokenQuery::Term));

@@ -257,7 +257,8 @@ pub const RANGE_CLASSES: [u8; 1991] = [
     20, 10, 0, 20, 10, 0, 10, 20, 10, 20, 10, 20, 10, 20, 10, 20, 10, 0, 21, 0, 21, 0, 21, 0, 21,
     0, 21, 0, 21, 0, 11, 0, 29, 30, 0, 11, 0,
 ];
-/// (first, count, stride, delta): `first + k * stride` (k < count) lowercases to itself + delta.
+/// (first, count, stride, delta): `first + k * stride` (k < count) lowercases to
+/// itself + delta.
 pub const LOWER_RUNS: [(u32, u32, u32, i32); 187] = [
     (0x41, 26, 1, 32),
     (0xc0, 23, 1, 32),

@@ -39,7 +39,8 @@ CLASS_FLAGS = (
     "0 200 80000 1c0 80 c0 80008 40 1 20 10000 800 3 8 8000 8800 5 1800 100800 10001 30000 "
     "2000 2001 10 4000 200800 400800 400 40800 800800 1000800"
 )
-# code points RANGE_STARTS[i] up to RANGE_STARTS[i + 1] are of class RANGE_CLASSES[i] (decimal)
+# code points RANGE_STARTS[i] up to RANGE_STARTS[i + 1] are of class
+# RANGE_CLASSES[i] (decimal)
 RANGE_STARTS = (
     "0 22 23 24 27 28 2a 2b 2c 2d 2e 2f 30 3a 3b 3c 41 5b 5f 60 61 7b a9 aa ab ad ae af b5 "
     "b6 b7 b8 ba bb c0 d7 d8 f7 f8 2d8 2de 2e5 2ec 300 370 375 376 378 37a 37e 37f 380 386 "

@@ -372,10 +372,7 @@ def _normalized_wildcard(items: list[tuple[str, str]]) -> str:
     return "".join(out)
 
 
-def wildcard_on_text(analyzer: str, pattern: str) -> list[TokenQuery]:
-    """A ``wildcard_query`` literal on a text field, as Elasticsearch's query_string parser
-    reads it with ``analyze_wildcard`` (spec/kql.md): the pred holds when some entry holds for
-    some token of the field's values; no entries: nothing matches."""
+def _query_string(analyzer: str, pattern: str, analyze_wildcard: bool) -> list[TokenQuery]:
     if analyzer not in ANALYZERS:
         raise ValueError(f"unknown analyzer '{analyzer}' (expected standard or powershell_script)")
     out: list[TokenQuery] = []
@@ -387,9 +384,24 @@ def wildcard_on_text(analyzer: str, pattern: str) -> list[TokenQuery]:
         elif len(items) == 1 and items[0][0] == "*":
             out.append(TokenQuery("exists"))
         elif wild == [len(items) - 1] and items[-1][0] == "*":
+            if not analyze_wildcard:
+                out.append(TokenQuery("prefix", lowercase(text)))
+                continue
             tokens = analyze(analyzer, text)
             out.extend(TokenQuery("term", token) for token in tokens[:-1])
             out.extend(TokenQuery("prefix", token) for token in tokens[-1:])
         else:
             out.append(TokenQuery("wildcard", _normalized_wildcard(items)))
     return out
+
+
+def wildcard_on_text(analyzer: str, pattern: str) -> list[TokenQuery]:
+    """A ``wildcard_query`` literal on a text field, as Elasticsearch's query_string parser
+    reads the query Kibana sends for it (no ``analyze_wildcard``: spec/kql.md): the pred holds
+    when some entry holds for some token of the field's values; no entries: nothing matches."""
+    return _query_string(analyzer, pattern, analyze_wildcard=False)
+
+
+def wildcard_on_text_analyzed(analyzer: str, pattern: str) -> list[TokenQuery]:
+    """The same with ``analyze_wildcard: true`` (a prefix term's text is tokenized)."""
+    return _query_string(analyzer, pattern, analyze_wildcard=True)
