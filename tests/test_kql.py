@@ -27,6 +27,8 @@ class FakeMapping:
         self.fields = {f.name: f for f in fields}
 
     def resolve(self, field: str) -> FieldMapping:
+        if field.startswith("flat."):  # a key below the flattened field: a keyword leaf
+            return FieldMapping(field, "flattened", "keyword")
         return self.fields.get(field) or FieldMapping(field, "keyword", "keyword")
 
     def expand(self, pattern: str) -> list[str]:
@@ -322,6 +324,9 @@ def pred(field: str, ftype: str, op: str, values: list[str], **keys: Any) -> dic
         ('ts < "2024-01-02T03:04:05Z"', pred("ts", "date", "lt", ["2024-01-02T03:04:05Z"])),
         ("flag: true", pred("flag", "boolean", "eq", ["true"])),
         ("ts: *", pred("ts", "date", "exists", [])),
+        # a key below a flattened field: not a plain keyword to Kibana (match, query_string)
+        ("flat.a.b: x y", pred("flat.a.b", "keyword", "eq", ["x y"])),
+        ("flat.a: *x y*", pred("flat.a", "keyword", "wildcard_query", ["*x", "y*"])),
     ],
 )
 def test_ir_per_mapping(query: str, expected: dict[str, Any]) -> None:

@@ -521,9 +521,19 @@ class _Compiler:
             raise self.refuse(
                 f"{name} is mapped as {found.type}: it has no values to compare", lit.pos
             )
-        if found.type in _UNMODELLED:
+        if found.type in _UNMODELLED and not self.flattened_key(name, found):
             raise self.refuse(f"{name} is a {found.type} field: {_UNMODELLED[found.type]}", lit.pos)
         return [found]
+
+    def flattened_key(self, name: str, found: FieldMapping) -> bool:
+        """Whether ``name`` is a key below a flattened field (a keyword leaf), not its root."""
+        if found.type != "flattened":
+            return False
+        parts = name.split(".")
+        return any(
+            self.mapping.resolve(".".join(parts[:i])).type == "flattened"
+            for i in range(1, len(parts))
+        )
 
     def nested(self, ast: Ast, nested: str | None) -> Node:
         assert ast.field is not None
