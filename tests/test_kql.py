@@ -463,6 +463,9 @@ def test_new_terms_rule() -> None:
     assert "rule.new_terms.value: expected one to three field names" in refused(
         NEW_TERMS.replace('["host.id", "process.executable"]', "[]")
     )
+    assert "rule.new_terms.value: source.geo.location is a geo_point field" in refused(
+        NEW_TERMS.replace('"host.id"', '"source.geo.location"')
+    )
     assert "message is a match_only_text field: Elasticsearch cannot aggregate" in refused(
         NEW_TERMS.replace('"host.id"', '"message"')
     )

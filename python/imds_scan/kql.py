@@ -521,19 +521,10 @@ class _Compiler:
             raise self.refuse(
                 f"{name} is mapped as {found.type}: it has no values to compare", lit.pos
             )
-        if found.type in _UNMODELLED and not self.flattened_key(name, found):
-            raise self.refuse(f"{name} is a {found.type} field: {_UNMODELLED[found.type]}", lit.pos)
+        reason = unmodelled(self.mapping, name, found)
+        if reason is not None:
+            raise self.refuse(reason, lit.pos)
         return [found]
-
-    def flattened_key(self, name: str, found: FieldMapping) -> bool:
-        """Whether ``name`` is a key below a flattened field (a keyword leaf), not its root."""
-        if found.type != "flattened":
-            return False
-        parts = name.split(".")
-        return any(
-            self.mapping.resolve(".".join(parts[:i])).type == "flattened"
-            for i in range(1, len(parts))
-        )
 
     def nested(self, ast: Ast, nested: str | None) -> Node:
         assert ast.field is not None
@@ -672,6 +663,19 @@ class _Compiler:
 
 def _a(noun: str) -> str:
     return ("an " if noun[0] in "aeiouAEIOU" or noun.startswith("ip") else "a ") + noun
+
+
+def unmodelled(mapping: Mapping, name: str, found: FieldMapping) -> str | None:
+    """Why a field of a type the IR cannot express cannot be used, or None. A key below a
+    flattened field is a keyword leaf; the flattened field's own name is not."""
+    if found.type not in _UNMODELLED:
+        return None
+    parts = name.split(".")
+    if found.type == "flattened" and any(
+        mapping.resolve(".".join(parts[:i])).type == "flattened" for i in range(1, len(parts))
+    ):
+        return None
+    return f"{name} is a {found.type} field: {_UNMODELLED[found.type]}"
 
 
 def match_all(mapping: Mapping) -> Node:
