@@ -10,6 +10,7 @@
 
 #![deny(missing_docs)]
 
+mod analysis;
 mod endpoint;
 mod error;
 mod eval;
