@@ -52,9 +52,17 @@ REGEX_OPS = frozenset({"regex", "regex_ci"})
 KQL_OPS = frozenset({"match", "match_phrase", "wildcard_query", "wildcard_query_ci"})
 
 
+# KQL rule types whose IR holds one condition (``expr``) under their own key (spec/kql.md).
+ALERT_KINDS = ("new_terms", "threshold")
+
+
 def rule_kind(ir: Mapping[str, Any]) -> str:
-    """ "event", "sequence" or "sample": which of the IR's shapes this is."""
-    return "sequence" if "sequence" in ir else "sample" if "sample" in ir else "event"
+    """ "event", "sequence", "sample", "new_terms" or "threshold": which of the IR's shapes
+    this is."""
+    for kind in ("sequence", "sample", *ALERT_KINDS):
+        if kind in ir:
+            return kind
+    return "event"
 
 
 def conditions(ir: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -63,6 +71,8 @@ def conditions(ir: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     kind = rule_kind(ir)
     if kind == "event":
         return [(str(b["name"]), b["expr"]) for b in ir["branches"]]
+    if kind in ALERT_KINDS:
+        return [("query", ir[kind]["expr"])]
     body = ir[kind]
     out = [(f"stage{i + 1}", stage["expr"]) for i, stage in enumerate(body["stages"])]
     if body.get("until"):
@@ -77,6 +87,8 @@ def map_conditions(
     kind = rule_kind(ir)
     if kind == "event":
         return {**ir, "branches": [{**b, "expr": wrap(b["expr"])} for b in ir["branches"]]}
+    if kind in ALERT_KINDS:
+        return {**ir, kind: {**ir[kind], "expr": wrap(ir[kind]["expr"])}}
     body = dict(ir[kind])
     body["stages"] = [{**stage, "expr": wrap(stage["expr"])} for stage in body["stages"]]
     if body.get("until"):
