@@ -47,6 +47,9 @@ TEXT_OPS = frozenset({"wildcard", "like", *AFFIX_OPS})
 # The comparisons with one literal (every field type) and the regular expressions (keyword).
 RANGE_OPS = frozenset({"lt", "lte", "gt", "gte"})
 REGEX_OPS = frozenset({"regex", "regex_ci"})
+# KQL's operators (spec/ir.md, KQL additions): on text fields, and Elasticsearch's wildcard
+# query on keyword and wildcard fields (which fields take which: the schema's `$defs/pred`).
+KQL_OPS = frozenset({"match", "match_phrase", "wildcard_query", "wildcard_query_ci"})
 
 
 # KQL rule types whose IR holds one condition (``expr``) under their own key (spec/kql.md).
@@ -288,6 +291,63 @@ def _joined_children(value: dict[str, Any], path: str, place: str) -> list[tuple
     return children
 
 
+def _check_pred_options(pred: dict[str, Any], path: str) -> None:
+    """A predicate's optional keys (``ignore_above``, ``normalizer``, ``analyzer``: spec/ir.md,
+    KQL additions), in schema order: an integer of at least the minimum, or one of an enum."""
+    props = schema()["$defs"]["pred"]["properties"]
+    for key in ("ignore_above", "normalizer", "analyzer"):
+        if key not in pred:
+            continue
+        prop = props[key]
+        if prop["type"] == "integer":
+            _integer(pred, key, path, prop)
+            continue
+        got = pred[key]
+        where = _key_path(path, key)
+        if not isinstance(got, str):
+            raise _Bad(f"{where}: expected a string, found {_kind_of(got)}")
+        if got not in prop["enum"]:
+            shown = json.dumps(got, ensure_ascii=False)
+            raise _Bad(f"{where}: {shown} is not one of: {', '.join(prop['enum'])}")
+
+
+def _condition(rule: dict[str, Any], pred: dict[str, Any]) -> str | None:
+    """The words for a `$defs/pred/allOf` rule's `if` when ``pred`` meets it, else None: a key
+    that is present (``with "ignore_above"``), or a key whose value is listed (``with
+    field_type "text"``)."""
+    test = rule["if"]
+    props: dict[str, Any] = test.get("properties", {})
+    if not props:
+        key = test["required"][0]
+        return f'with "{key}"' if key in pred else None
+    key, allowed = next(iter(props.items()))
+    listed = allowed["enum"] if "enum" in allowed else [allowed["const"]]
+    if pred.get(key) in listed:
+        return f'with {key} "{pred[key]}"'
+    return None
+
+
+def _check_pred_pairs(pred: dict[str, Any], path: str) -> None:
+    """Which field types take which optional keys and operators (the schema's
+    `$defs/pred/allOf`, rule by rule in its order; in each, a key it requires, then the
+    values it allows)."""
+    for rule in schema()["$defs"]["pred"].get("allOf", []):
+        condition = _condition(rule, pred)
+        if condition is None:
+            continue
+        then = rule["then"]
+        for key in then.get("required", []):
+            if key not in pred:
+                raise _Bad(f'{path}: missing key "{key}" (required {condition})')
+        for key, allowed in then.get("properties", {}).items():
+            if key in pred and pred[key] not in allowed["enum"]:
+                shown = json.dumps(pred[key], ensure_ascii=False)
+                raise _Bad(
+                    f"{_key_path(path, key)}: {shown} is not allowed {condition} "
+                    f"(allowed: {', '.join(allowed['enum'])})"
+                )
+
+
 def _check_key_counts(doc: dict[str, Any]) -> None:
     """Every stage of a sequence or sample (and its `until`) has as many join keys as the
     first: what the schema cannot say."""
@@ -406,4 +466,6 @@ def _check_tree(doc: Any) -> None:
                 if not isinstance(item, str):
                     where = f"{_key_path(path, 'values')}[{i}]"
                     raise _Bad(f"{where}: expected a string, found {_kind_of(item)}")
+            _check_pred_options(value, path)
+            _check_pred_pairs(value, path)
         stack.extend(reversed(children))
