@@ -167,6 +167,20 @@ def test_an_event_exactly_at_t_minus_from_is_history_not_new() -> None:
     assert brief(late) == [(1, 10, True, ("a",))]
 
 
+def test_a_run_window_ends_inclusively_at_t() -> None:
+    ir = new_terms(field("h"))
+    assert [a.run_ms for a in alerts_of(ir, ev(5, h="a"))] == [ms(5)]
+    assert [a.run_ms for a in alerts_of(ir, ev(5 + 1 / MIN, h="a"))] == [ms(10)]
+
+
+def test_a_threshold_window_starts_inclusively_at_t_minus_from() -> None:
+    # from 9m: run 00:10 counts 00:01 and 00:10 together; 00:00:59.999 is only in run 00:05.
+    ir = threshold(field("h"), value=2)
+    (alert,) = alerts_of(ir, ev(1, h="a"), ev(10, h="a"))
+    assert (alert.run_ms, result(alert).from_ms) == (ms(10), ms(1))
+    assert alerts_of(ir, ev(1 - 1 / MIN, h="a"), ev(10, h="a")) == []
+
+
 def test_the_history_window_start_is_inclusive() -> None:
     # history 20m, from 9m: p at 00:00, t at 00:19. Run 00:20 looks back to exactly 00:00 and
     # finds p: not new; run 00:25 does not: the alert is run 00:25's. With p one millisecond
@@ -390,10 +404,33 @@ def test_the_matchers_refuse_what_they_cannot_run() -> None:
     bad = new_terms(field("h"), start=10, history=10)
     with pytest.raises(KibanaRuleIRError, match="history_window_ms must be greater"):
         make_matcher(json.dumps(bad))
-    with pytest.raises(KibanaRuleIRError, match="no terms to aggregate"):
+    with pytest.raises(KibanaRuleIRError, match=r'field_type: "text" is not one of'):
         make_matcher(json.dumps(new_terms(field("m", "text"))))
-    with pytest.raises(KibanaRuleIRError, match="at least one field"):
+    with pytest.raises(KibanaRuleIRError, match="fields: must hold at least 1 items"):
         make_matcher(json.dumps(new_terms()))
+
+
+INVALID = [
+    json.loads(line)
+    for line in (Path(__file__).parents[1] / "spec" / "vectors" / "invalid_ir.jsonl")
+    .read_text("utf-8")
+    .splitlines()
+    if '"shape": "new_terms"' in line or '"shape": "threshold"' in line
+]
+
+
+@pytest.mark.parametrize("case", INVALID, ids=[c["name"] for c in INVALID])
+def test_invalid_irs_are_refused_by_both_matchers_in_the_checkers_words(
+    case: dict[str, Any],
+) -> None:
+    for reference in (True, False):
+        with pytest.raises(KibanaRuleIRError) as refused:
+            make_matcher(json.dumps(case["ir"]), reference=reference)
+        assert str(refused.value) == case["error"]
+
+
+def test_enough_invalid_ir_vectors() -> None:
+    assert len(INVALID) >= 20
 
 
 # ---------------------------------------------------------------- differential
@@ -459,7 +496,8 @@ sys.path.insert(0, sys.argv[1])
 from imds_scan.kibana_rules import make_matcher
 count, budget = int(sys.argv[2]), int(sys.argv[3])
 ir = {"ir_version": 1, "id": "r", "name": "n", "severity": "x", "new_terms": {
-    "expr": {}, "timestamp_field": "@timestamp", "fallback_timestamp_field": None,
+    "expr": {"node": "pred", "field": "a", "field_type": "keyword", "op": "exists", "values": []},
+    "timestamp_field": "@timestamp", "fallback_timestamp_field": None,
     "interval_ms": 300000, "from_ms": 540000, "history_window_ms": 604800000,
     "fields": [{"field": "host.id", "field_type": "keyword"},
                {"field": "process.executable", "field_type": "keyword"}]}}
@@ -504,3 +542,16 @@ def test_candidates_spill_past_the_budget_and_memory_stays_bounded(tmp_path: Pat
     assert small_alerts == 2_000
     assert large_alerts == 60_000  # every combination is new once
     assert large - small < 14 * 1024, (small, large)
+
+
+def test_the_sorter_merges_runs_level_by_level() -> None:
+    from imds_scan.kibana_rules import _Sorter
+
+    rng = random.Random(7)
+    data = [(rng.randrange(100), i) for i in range(5_000)]
+    sorter = _Sorter(10, None)  # every record its own run: three levels of merges
+    for item in data:
+        sorter.add(item, 100)
+    assert len(sorter.levels) == 4
+    assert sum(len(level) for level in sorter.levels) < 4 * 16
+    assert list(sorter.sorted()) == sorted(data)

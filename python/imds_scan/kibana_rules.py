@@ -169,6 +169,12 @@ def read_rule(rule_ir: str | Mapping[str, Any]) -> RuleSpec:
             raise _bad(f"not JSON: {exc}") from None
     if not isinstance(rule_ir, Mapping):
         raise _bad("not an object")
+    from .ir_schema import check
+
+    try:
+        check(rule_ir)  # the shape, in the schema checker's words
+    except ValueError as exc:
+        raise KibanaRuleIRError(str(exc)) from None
     kinds = [k for k in KINDS if k in rule_ir]
     if len(kinds) != 1:
         raise _bad("expected exactly one of new_terms, threshold")
@@ -338,33 +344,42 @@ def first_run(time: int, interval: int) -> int:
 # ---------------------------------------------------------------- external sort
 
 
-_RUNS_KEPT = 64  # more sorted runs than this are merged into one
+_FAN_IN = 16  # sorted runs of one size merged into one of the next size
 _CHUNK = 256  # records per pickled chunk of a run (what a merge holds per run)
 
 
 class _Sorter:
     """Tuples sorted with bounded memory: past ``budget`` (estimated bytes) the buffer is
-    sorted and written as a run to a temporary file; :meth:`sorted` merges the runs."""
+    sorted and written as a run to a temporary file; every ``_FAN_IN`` runs of one level are
+    merged into one run of the next, so a record is rewritten once per level and at most
+    ``_FAN_IN`` runs per level wait for :meth:`sorted`, which merges them all."""
 
     def __init__(self, budget: int, spill_dir: str | None) -> None:
         self.budget = max(budget, 1)
         self.spill_dir = spill_dir
         self.items: list[tuple[Any, ...]] = []
         self.size = 0
-        self.runs: list[IO[bytes]] = []
+        self.levels: list[list[IO[bytes]]] = []  # runs by level (level n: about 16^n buffers)
 
     def add(self, item: tuple[Any, ...], size: int) -> None:
         self.items.append(item)
         self.size += size
         if self.size > self.budget:
             self.items.sort()
-            self.runs.append(self._write(self.items))
+            run = self._write(self.items)
             self.items, self.size = [], 0
-            if len(self.runs) > _RUNS_KEPT:
-                merged = self._write(heapq.merge(*(self._read(r) for r in self.runs)))
-                for run in self.runs:
-                    run.close()
-                self.runs = [merged]
+            level = 0
+            while True:
+                if len(self.levels) == level:
+                    self.levels.append([])
+                self.levels[level].append(run)
+                if len(self.levels[level]) < _FAN_IN:
+                    break
+                runs, self.levels[level] = self.levels[level], []
+                run = self._write(heapq.merge(*(self._read(r) for r in runs)))
+                for old in runs:
+                    old.close()
+                level += 1
 
     def _write(self, items: Iterable[tuple[Any, ...]]) -> IO[bytes]:
         # Closed by sorted() (or when merged into another run).
@@ -387,7 +402,8 @@ class _Sorter:
     def sorted(self) -> Iterator[tuple[Any, ...]]:
         self.items.sort()
         items, self.items, self.size = self.items, [], 0
-        runs, self.runs = self.runs, []
+        runs = [run for level in self.levels for run in level]
+        self.levels = []
         try:
             yield from heapq.merge(items, *(self._read(r) for r in runs))
         finally:
