@@ -555,3 +555,24 @@ def test_the_sorter_merges_runs_level_by_level() -> None:
     assert len(sorter.levels) == 4
     assert sum(len(level) for level in sorter.levels) < 4 * 16
     assert list(sorter.sorted()) == sorted(data)
+
+
+def test_the_ir_helpers_know_the_new_shapes() -> None:
+    from imds_scan.ir_schema import conditions, map_conditions, rule_kind
+
+    for ir, kind in ((new_terms(field("h")), "new_terms"), (threshold(), "threshold")):
+        assert rule_kind(ir) == kind
+        assert conditions(ir) == [("query", EXPR)]
+        wrapped = map_conditions(ir, lambda e: {"node": "not", "arg": e})
+        assert conditions(wrapped) == [("query", {"node": "not", "arg": EXPR})]
+        assert wrapped[kind]["fields"] == ir[kind]["fields"]
+
+
+def test_terms_show_as_bucket_keys_dates_in_epoch_ms_floats_as_doubles() -> None:
+    ir = threshold(field("d", "date"), field("f", "float"), field("b", "boolean"), value=1)
+    (alert,) = alerts_of(ir, ev(2, d="2024-01-01T00:00:01.5Z", f="0.1", b="true"))
+    assert result(alert).terms == (
+        ("d", BASE_MS + 1500),
+        ("f", 0.10000000149011612),
+        ("b", True),
+    )
