@@ -51,14 +51,17 @@ RANGE_OPS = frozenset({"lt", "lte", "gt", "gte"})
 REGEX_OPS = frozenset({"regex", "regex_ci"})
 
 
+# KQL rule types whose IR holds one condition (``expr``) under their own key (spec/kql.md).
+ALERT_KINDS = ("new_terms", "threshold")
+
+
 def rule_kind(ir: Mapping[str, Any]) -> str:
     """ "event", "sequence", "sample", "new_terms" or "threshold": which of the IR's shapes
     this is."""
-    return next((k for k in SHAPES[1:] if k in ir), "event")
-
-
-# The shapes whose condition is one query (spec/kql.md, Rule types): named "query".
-_QUERY_SHAPES = ("new_terms", "threshold")
+    for kind in ("sequence", "sample", *ALERT_KINDS):
+        if kind in ir:
+            return kind
+    return "event"
 
 
 def conditions(ir: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -67,9 +70,9 @@ def conditions(ir: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     kind = rule_kind(ir)
     if kind == "event":
         return [(str(b["name"]), b["expr"]) for b in ir["branches"]]
+    if kind in ALERT_KINDS:
+        return [("query", ir[kind]["expr"])]
     body = ir[kind]
-    if kind in _QUERY_SHAPES:
-        return [("query", body["expr"])]
     out = [(f"stage{i + 1}", stage["expr"]) for i, stage in enumerate(body["stages"])]
     if body.get("until"):
         out.append(("until", body["until"]["expr"]))
@@ -83,9 +86,9 @@ def map_conditions(
     kind = rule_kind(ir)
     if kind == "event":
         return {**ir, "branches": [{**b, "expr": wrap(b["expr"])} for b in ir["branches"]]}
+    if kind in ALERT_KINDS:
+        return {**ir, kind: {**ir[kind], "expr": wrap(ir[kind]["expr"])}}
     body = dict(ir[kind])
-    if kind in _QUERY_SHAPES:
-        return {**ir, kind: {**body, "expr": wrap(body["expr"])}}
     body["stages"] = [{**stage, "expr": wrap(stage["expr"])} for stage in body["stages"]]
     if body.get("until"):
         body["until"] = {**body["until"], "expr": wrap(body["until"]["expr"])}

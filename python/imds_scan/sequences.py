@@ -24,6 +24,7 @@ import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, Any, Protocol
 
+from . import kibana_scan
 from .batch import HitBatch
 from .engines import BATCH_HITS, Engine, HitStream
 from .records import Hit, ScanStats, SeqEvent
@@ -40,9 +41,9 @@ _HEADER = struct.Struct("<IQQ")
 
 
 def rule_kind(rule: Rule) -> str:
-    """``"sequence"``, ``"sample"`` or ``"event"``, from the rule's IR (which holds exactly one
-    of ``sequence``, ``sample`` and ``branches``)."""
-    for kind in KINDS:
+    """``"sequence"``, ``"sample"``, ``"new_terms"``, ``"threshold"`` or ``"event"``, from
+    the rule's IR (which holds exactly one of those keys or ``branches``)."""
+    for kind in (*KINDS, *kibana_scan.KINDS):
         if kind in rule.ir:
             return kind
     return "event"
@@ -54,6 +55,8 @@ def stage_rules(rule: Rule) -> list[Rule]:
     ``stage1``…, ``until``), with the rule's allowlist; its name, severity and source. Host
     filters are added to them as to any rule (:func:`~imds_scan.filters.with_host_filter`)."""
     kind = rule_kind(rule)
+    if kind in kibana_scan.KINDS:
+        return kibana_scan.stage_rules(rule)  # its condition: RULEID/query
     if kind == "event":
         raise ValueError(f"rule {rule.id!r} is neither a sequence nor a sample")
     body = rule.ir[kind]
@@ -92,6 +95,17 @@ class Matcher(Protocol):
     def finish(self) -> MatchResult: ...
 
 
+class _Condition:
+    """A new_terms or threshold rule's matcher, fed as a stage matcher (its one stage)."""
+
+    def __init__(self, matcher: kibana_scan.RuleMatcher) -> None:
+        self.matcher = matcher
+        self.add_event = matcher.add
+
+    def add(self, stage: int, rank: int, line: int, event: str, ref: int) -> None:
+        self.add_event(rank, line, event, ref)
+
+
 # Memory for candidate records before the Rust matchers spill sorted runs to disk: one budget
 # for the whole scan, shared by its sequence and sample rules (Elastic's set has 216 of them).
 MEMORY_BUDGET = 256 << 20
@@ -121,9 +135,10 @@ class RulePlan:
 
     ``rules``: the rules as loaded (host filters applied to the single-event ones), what the
     statistics and counts are about; ``engine_rules``: the single-event rules and every
-    sequence or sample rule's stage rules, in load order; ``owner[i]``: the index in ``rules``
-    of engine rule ``i``; ``stage[i]``: its stage index in its rule (the number of stages for
-    ``until``), None for a single-event rule."""
+    sequence, sample, new_terms or threshold rule's stage rules, in load order; ``owner[i]``:
+    the index in ``rules`` of engine rule ``i``; ``stage[i]``: its stage index in its rule
+    (the number of stages for ``until``; 0 for a new_terms or threshold rule's condition),
+    None for a single-event rule."""
 
     rules: list[Rule]
     engine_rules: list[Rule]
@@ -132,12 +147,14 @@ class RulePlan:
 
     @property
     def has_sequences(self) -> bool:
+        """Whether some rule runs as stage rules (a sequence, sample, new_terms or threshold
+        rule): the scan then goes through :func:`with_sequences`."""
         return any(s is not None for s in self.stage)
 
 
 def plan_rules(rules: Sequence[Rule], hosts: Sequence[str], exclude: Sequence[str]) -> RulePlan:
-    """The engine's rules for ``rules``: each sequence or sample rule replaced by its stage
-    rules, host filters added to every rule the engine runs."""
+    """The engine's rules for ``rules``: each sequence, sample, new_terms or threshold rule
+    replaced by its stage rules, host filters added to every rule the engine runs."""
     from .filters import with_host_filter
 
     shown: list[Rule] = []
@@ -187,6 +204,7 @@ def effective_rules(
 
 
 MatcherFactory = Callable[[Engine, str, int], Matcher]
+AlertMatcherFactory = Callable[[Engine, str, int], kibana_scan.RuleMatcher]
 
 
 def input_ranks(names: Sequence[str]) -> dict[str, int]:
@@ -265,26 +283,28 @@ class SequenceRun:
         names: Sequence[str],
         within: Callable[[str], bool] | None = None,
         matcher: MatcherFactory | None = None,
+        alert_matcher: AlertMatcherFactory | None = None,
     ) -> None:
         self.plan = plan
         self.within = within
         self.ranks = input_ranks(names)
         self.names = sorted(self.ranks, key=self.ranks.__getitem__)
         make = matcher or make_matcher
+        make_alerts = alert_matcher or kibana_scan.make_matcher
         # Made before the scan: a rule a matcher refuses stops the scan before it starts.
         # The allowlist is the stage rules' (the engine applies it): not the matcher's.
         owners = [i for i, rule in enumerate(plan.rules) if rule_kind(rule) != "event"]
         budget = rule_budget(len(owners))
-        self.matchers: dict[int, Matcher] = {
-            index: make(
-                engine,
-                json.dumps({k: v for k, v in plan.rules[index].ir.items() if k != "allowlist"}),
-                budget,
-            )
-            for index in owners
-        }
+        self.matchers: dict[int, Matcher | _Condition] = {}
+        for index in owners:
+            rule = plan.rules[index]
+            ir = json.dumps({k: v for k, v in rule.ir.items() if k != "allowlist"})
+            if rule_kind(rule) in kibana_scan.KINDS:
+                self.matchers[index] = _Condition(make_alerts(engine, ir, budget))
+            else:
+                self.matchers[index] = make(engine, ir, budget)
         # Per engine rule (by its object, which its Hits carry): its matcher and stage, or None.
-        self.stage_of: dict[int, tuple[Matcher, int] | None] = {
+        self.stage_of: dict[int, tuple[Matcher | _Condition, int] | None] = {
             id(rule): None if stage is None else (self.matchers[plan.owner[i]], stage)
             for i, (rule, stage) in enumerate(zip(plan.engine_rules, plan.stage, strict=True))
         }
@@ -296,6 +316,12 @@ class SequenceRun:
         self.results: dict[str, int] = {}  # results per input of their first event
         self.no_time = 0
         self.no_time_examples: list[tuple[str, int]] = []
+        # new_terms and threshold rules: alerts per rule id, those of warm-up runs, and
+        # matching events without a time.
+        self.alerts: dict[str, int] = {}
+        self.warmup = 0
+        self.kql_no_time = 0
+        self.kql_no_time_examples: list[tuple[str, int]] = []
 
     def counts(self, engine_counts: Sequence[int]) -> list[int]:
         """Hits per rule of the engine's counts per engine rule (stage hits left out)."""
@@ -338,9 +364,13 @@ class SequenceRun:
         return kept
 
     def result_batches(self) -> Iterator[HitBatch]:
-        """Each sequence or sample rule's results, in load order, as batches of Hits."""
+        """Each sequence, sample, new_terms or threshold rule's results, in load order, as
+        batches of Hits."""
         for index, matcher in self.matchers.items():
             rule = self.plan.rules[index]
+            if isinstance(matcher, _Condition):
+                yield from self._alert_batches(index, matcher.matcher)
+                continue
             found = matcher.finish()
             self.no_time += found.no_time
             for ref in found.no_time_refs:
@@ -353,6 +383,31 @@ class SequenceRun:
                 counts = [0] * len(self.plan.rules)
                 counts[index] = len(hits)
                 yield HitBatch.of(hits, rule_counts=counts)
+
+    def _alert_batches(self, index: int, matcher: kibana_scan.RuleMatcher) -> Iterator[HitBatch]:
+        """A new_terms or threshold rule's alerts as batches of Hits, in the matcher's order;
+        then its events without a time into the statistics."""
+        rule = self.plan.rules[index]
+        kind = rule_kind(rule)
+        alerts = matcher.finish()
+        while chunk := list(itertools.islice(alerts, BATCH_HITS)):
+            hits = []
+            for alert in chunk:
+                rank, line, text = self.spill.get(alert.ref)
+                source = self.names[rank]
+                self.results[source] = self.results.get(source, 0) + 1
+                hits.append(kibana_scan.alert_hit(rule, kind, alert, (source, line, text)))
+                self.warmup += bool(hits[-1].warmup)
+            self.alerts[rule.id] = self.alerts.get(rule.id, 0) + len(hits)
+            counts = [0] * len(self.plan.rules)
+            counts[index] = len(hits)
+            yield HitBatch.of(hits, rule_counts=counts)
+        # Read once the alerts are out (a matcher may count as it goes).
+        self.kql_no_time += getattr(matcher, "no_time", 0)
+        for ref in getattr(matcher, "no_time_refs", ()):
+            if len(self.kql_no_time_examples) < NO_TIME_EXAMPLES:
+                rank, line, _ = self.spill.get(ref)
+                self.kql_no_time_examples.append((self.names[rank], line))
 
     def _hit(self, rule: Rule, refs: Sequence[int | None], keys: Sequence[object]) -> Hit:
         events = []
@@ -394,6 +449,11 @@ class SequenceRun:
             f.allowlisted = allowlisted
         stats.no_time += self.no_time
         stats.no_time_examples += self.no_time_examples
+        for rule_id, count in self.alerts.items():
+            stats.alerts[rule_id] = stats.alerts.get(rule_id, 0) + count
+        stats.warmup_alerts += self.warmup
+        stats.kql_no_time += self.kql_no_time
+        stats.kql_no_time_examples += self.kql_no_time_examples
         return stats
 
 
@@ -404,12 +464,13 @@ def with_sequences(
     names: Sequence[str],
     within: Callable[[str], bool] | None = None,
     matcher: MatcherFactory | None = None,
+    alert_matcher: AlertMatcherFactory | None = None,
 ) -> HitStream:
     """``base`` (the engine's stream of ``plan.engine_rules``) as a stream of ``plan.rules``:
     stage hits matched, results after the single-event hits. ``within(event_text)``: whether
     a candidate is inside --since/--until (None: no window). ``names``: every input's name
     (their ranks)."""
-    run = SequenceRun(plan, engine, names, within, matcher)
+    run = SequenceRun(plan, engine, names, within, matcher, alert_matcher)
 
     def batches() -> Iterator[HitBatch]:
         for batch in base:
