@@ -2,12 +2,14 @@
 product matcher (``imds_scan.kibana_rules``) is tested against.
 
 Every candidate stays in memory and the runs ``T = k·interval`` are enumerated one by one,
-each doing what Kibana's executor does in one run: it is meant for small inputs.
+each doing what Kibana's executor does in one run (its range queries answered from the
+events sorted by time, so an empty run costs a lookup): it is meant for modest inputs.
 ``memory_budget`` and ``spill_dir`` are accepted for the shared interface and not used.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -100,8 +102,14 @@ class KibanaRuleMatcher:
         last = (high + start) // interval
         return range(first * interval, last * interval + 1, interval)
 
+    @staticmethod
+    def _between(events: list[_Timed], low: int, high: int) -> list[_Timed]:
+        """The events (sorted by time) with a time in [low, high]: a range query."""
+        start = bisect.bisect_left(events, low, key=lambda e: e.time)
+        return events[start : bisect.bisect_right(events, high, lo=start, key=lambda e: e.time)]
+
     def finish(self) -> Iterator[Alert]:
-        events = self._timed()
+        events = sorted(self._timed(), key=lambda e: (e.time, e.position))
         if not events:
             return iter(())
         alerts = (
@@ -126,13 +134,17 @@ class KibanaRuleMatcher:
         first_time = min(e.time for e in events)
         single = len(spec.fields) == 1
         done: dict[tuple[Position, Combination], Alert] = {}
+        with_combo: dict[Combination, list[_Timed]] = {}  # each combination's events, by time
+        for e in events:
+            for combo in e.combos:
+                with_combo.setdefault(combo, []).append(e)
         for run in self._runs(events):
             # Phase 1: the combinations of the run's window [T - from, T].
-            window = [e for e in events if run - start <= e.time <= run]
+            window = self._between(events, run - start, run)
             recent = {c for e in window for c in e.combos}
             for combo in recent:
                 # Phase 2: first seen over [T - history, T]; new when after T - from.
-                seen = [e for e in events if run - history <= e.time <= run and combo in e.combos]
+                seen = self._between(with_combo[combo], run - history, run)
                 first_seen = min(e.time for e in seen)
                 if not first_seen > run - start:
                     continue
@@ -166,9 +178,8 @@ class KibanaRuleMatcher:
             # up to its last), whatever bucket it would fall in.
             counted = [
                 e
-                for e in events
-                if run - start <= e.time <= run
-                and not any(
+                for e in self._between(events, run - start, run)
+                if not any(
                     combo in e.combos and e.time <= last for combo, last in signal_history.items()
                 )
             ]
