@@ -522,7 +522,7 @@ print(done.returncode, done.stdout.strip(), resource.getrusage(resource.RUSAGE_C
 
 def test_candidates_spill_past_the_budget_and_memory_stays_bounded(tmp_path: Path) -> None:
     """60,000 candidates (each a new combination: as many alerts) with a 1 MiB budget: the
-    peak grows by the merge's buffers (about 6 MB over 2,000 candidates), not by the records
+    peak grows by the merge's buffers (about 2 MB over 2,000 candidates), not by the records
     (with a budget that keeps them in memory: 24 MB more)."""
     python = str(Path(__file__).parents[1] / "python")
 
