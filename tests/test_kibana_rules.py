@@ -576,3 +576,16 @@ def test_terms_show_as_bucket_keys_dates_in_epoch_ms_floats_as_doubles() -> None
         ("f", 0.10000000149011612),
         ("b", True),
     )
+
+
+def test_a_spill_directory_that_cannot_be_written_is_one_clear_error(tmp_path: Path) -> None:
+    from imds_scan.sources import InputError
+
+    missing = tmp_path / "gone"
+    matcher = make_matcher(json.dumps(new_terms(field("h"))), 1, str(missing))
+    with pytest.raises(InputError) as refused:
+        matcher.add(0, 1, json.dumps(ev(1, h="a")), 1)
+    assert str(refused.value) == (
+        f"cannot write the new_terms/threshold candidates' spill file in {missing} (TMPDIR): "
+        "No such file or directory"
+    )

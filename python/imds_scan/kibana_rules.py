@@ -382,12 +382,21 @@ class _Sorter:
                 level += 1
 
     def _write(self, items: Iterable[tuple[Any, ...]]) -> IO[bytes]:
-        # Closed by sorted() (or when merged into another run).
-        file = tempfile.TemporaryFile(prefix="imds-scan-kibana-", dir=self.spill_dir)  # noqa: SIM115
-        iterator = iter(items)
-        while chunk := list(itertools.islice(iterator, _CHUNK)):
-            pickle.dump(chunk, file, protocol=pickle.HIGHEST_PROTOCOL)
-        file.seek(0)
+        try:
+            # Closed by sorted() (or when merged into another run).
+            file = tempfile.TemporaryFile(prefix="imds-scan-kibana-", dir=self.spill_dir)  # noqa: SIM115
+            iterator = iter(items)
+            while chunk := list(itertools.islice(iterator, _CHUNK)):
+                pickle.dump(chunk, file, protocol=pickle.HIGHEST_PROTOCOL)
+            file.seek(0)
+        except OSError as exc:  # no such directory, a full disk
+            from .sources import InputError
+
+            where = self.spill_dir or tempfile.gettempdir()
+            raise InputError(
+                f"cannot write the new_terms/threshold candidates' spill file in {where} "
+                f"(TMPDIR): {exc.strerror or exc}"
+            ) from None
         return file
 
     @staticmethod
