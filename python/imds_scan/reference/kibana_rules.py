@@ -34,13 +34,6 @@ from .sequence import compare_keys
 Position = tuple[int, int]
 
 
-@dataclass
-class _Candidate:
-    position: Position
-    ref: int
-    doc: dict[str, Any]
-
-
 @dataclass(frozen=True)
 class _Timed:
     time: int
@@ -59,39 +52,38 @@ class KibanaRuleMatcher:
     ) -> None:
         del memory_budget, spill_dir  # the oracle keeps everything in memory
         self.spec = read_rule(rule_ir)
-        self._added: dict[Position, _Candidate] = {}
+        self._added: dict[Position, _Timed] = {}
+        self._no_time: dict[Position, int] = {}  # events without a time: their refs
 
     def add(self, rank: int, line: int, event: str, ref: int) -> None:
+        """The event's time, combinations and cardinality terms, kept by position."""
         position = (rank, line)
         known = self._added.get(position)
-        if known is not None and known.ref <= ref:  # the same event again: one ref
+        known_ref = known.ref if known is not None else self._no_time.get(position)
+        if known_ref is not None and known_ref <= ref:  # the same event again: one ref
             return
-        self._added[position] = _Candidate(position, ref, document(event))
-
-    def _timeless(self) -> list[_Candidate]:
-        return [c for _, c in sorted(self._added.items()) if event_time(c.doc, self.spec) is None]
+        spec = self.spec
+        doc = document(event)
+        time = event_time(doc, spec)
+        if time is None:
+            self._no_time[position] = ref
+            return
+        cards: frozenset[Term] = frozenset()
+        if spec.cardinality is not None:
+            cards = frozenset(terms_of(doc, spec.cardinality))
+        combos = tuple(combinations(doc, spec.fields))
+        self._added[position] = _Timed(time, position, ref, combos, cards)
 
     @property
     def no_time(self) -> int:
-        return len(self._timeless())
+        return len(self._no_time)
 
     @property
     def no_time_refs(self) -> list[int]:
-        return [c.ref for c in self._timeless()[:NO_TIME_EXAMPLES]]
+        return [self._no_time[p] for p in sorted(self._no_time)[:NO_TIME_EXAMPLES]]
 
     def _timed(self) -> list[_Timed]:
-        spec = self.spec
-        out = []
-        for position, candidate in sorted(self._added.items()):
-            time = event_time(candidate.doc, spec)
-            if time is None:
-                continue
-            combos = tuple(combinations(candidate.doc, spec.fields))
-            cards: frozenset[Term] = frozenset()
-            if spec.cardinality is not None:
-                cards = frozenset(terms_of(candidate.doc, spec.cardinality))
-            out.append(_Timed(time, position, candidate.ref, combos, cards))
-        return out
+        return [e for _, e in sorted(self._added.items())]
 
     def _runs(self, events: list[_Timed]) -> range:
         """Every run whose window [T - from, T] can hold an event, one by one."""
