@@ -443,13 +443,15 @@ def timeline(seed: int) -> tuple[dict[str, Any], list[Event], int]:
     kind = rng.choice(["new_terms", "threshold"])
     every, start = rng.randint(1, 8), rng.randint(1, 15)
     names = ["h", "u"][: rng.randint(0 if kind == "threshold" else 1, 2)]
+    # Typed terms now and then: equal values of other spellings are one term.
+    typed = rng.choice(["keyword", "keyword", "long", "ip"])
     body: dict[str, Any] = {
         "expr": EXPR,
         "timestamp_field": "t",
         "fallback_timestamp_field": None,
         "interval_ms": every,
         "from_ms": start,
-        "fields": [field(n) for n in names],
+        "fields": [field(n, typed if n == "u" else "keyword") for n in names],
     }
     if kind == "new_terms":
         body["history_window_ms"] = rng.randint(start + 1, start + 40)
@@ -458,9 +460,15 @@ def timeline(seed: int) -> tuple[dict[str, Any], list[Event], int]:
         cards = rng.choice([0, 0, 1, 2])
         body["cardinality"] = [{**field("c"), "value": cards}] if cards else []
     span = rng.randint(5, 120)
-    terms = "abc"[: rng.randint(1, 3)]
+    spellings = {
+        "keyword": ["a", "b", "c"],
+        "long": [1, "1", 2, "2.0", "x"],
+        "ip": ["10.0.0.1", "::ffff:10.0.0.1", "10.0.0.2", "nope"],
+    }
+    letters = spellings["keyword"][: rng.randint(1, 3)]
 
-    def value() -> Any:
+    def value(name: str) -> Any:
+        terms = spellings[typed] if name == "u" else letters
         roll = rng.random()
         if roll < 0.7:
             return rng.choice(terms)
@@ -473,8 +481,10 @@ def timeline(seed: int) -> tuple[dict[str, Any], list[Event], int]:
         doc = {"t": rng.randint(0, span) if rng.random() > 0.05 else "x"}
         for name in ("h", "u", "c"):
             if rng.random() > 0.1:
-                doc[name] = value()
+                doc[name] = value(name)
         given.append((rng.randint(0, 1), line, doc))
+        if rng.random() < 0.05:
+            given.append(given[-1])  # the same event added twice
     rng.shuffle(given)  # the order of add calls does not matter
     budget = rng.choice([300, 2000, 256 << 20])  # tiny budgets spill sorted runs
     return {"ir_version": 1, "id": "r", "name": "n", "severity": "x", kind: body}, given, budget
