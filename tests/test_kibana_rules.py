@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from imds_scan.kibana_rules import Alert, KibanaRuleIRError, ThresholdResult, make_matcher
@@ -599,3 +599,25 @@ def test_a_spill_directory_that_cannot_be_written_is_one_clear_error(tmp_path: P
         f"cannot write the new_terms/threshold candidates' spill file in {missing} (TMPDIR): "
         "No such file or directory"
     )
+
+
+_KEYS = st.sampled_from(["a", "b", "a.b", "a.b.c", "b.c", "", "a.", ".b"])
+_JSONISH = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.sampled_from(["x", "1"])),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_KEYS, inner, max_size=4)),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@example({"a.b": "1", "a": {"b": ["x", None, True]}}, "a.b")  # document order across keys
+@example({"a": [{"b": "x"}, {"b.c": "y"}], "a.b": {"c": "z"}}, "a.b.c")
+@given(
+    st.dictionaries(_KEYS, _JSONISH, max_size=5),
+    st.sampled_from(["a", "a.b", "a.b.c", "b.c", "a..b", ".b"]),
+)
+def test_the_product_reads_a_field_as_the_reference_reader(doc: dict[str, Any], name: str) -> None:
+    from imds_scan.kibana_rules import scalars
+    from imds_scan.reference.event import raw_values
+
+    assert scalars(doc, name) == list(raw_values(doc, name.split(".")))

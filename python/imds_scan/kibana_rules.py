@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
-from .reference.event import Malformed, flat_text, parse_line, raw_values
+from .reference.event import Malformed, _items, _objects, flat_text, parse_line
 from .reference.sequence import compare_keys, key_json
 from .reference.typed import FLOAT_TYPES, INTEGER_RANGES, Date, Ip, Typed, read_value
 
@@ -233,9 +233,38 @@ def document(text: str) -> dict[str, Any]:
     return parsed[0] if parsed is not None else {}
 
 
+@functools.cache
+def _prefixes(name: str) -> tuple[tuple[str, str | None], ...]:
+    """Each key that can hold part of the field ``name`` (its dotted prefixes), with the rest
+    of the name below it (None: the key is the whole name)."""
+    parts = name.split(".")
+    return tuple(
+        (".".join(parts[:k]), ".".join(parts[k:]) if k < len(parts) else None)
+        for k in range(1, len(parts) + 1)
+    )
+
+
+def scalars(doc: dict[str, Any], name: str) -> list[str | bool]:
+    """``reference.event.raw_values(doc, name.split("."))`` as a list, looking up the keys
+    that can hold the field instead of splitting every key of the document: a key holds part
+    of the path exactly when it is one of its dotted prefixes (split and join are inverse)."""
+    found = [(key, rest) for key, rest in _prefixes(name) if key in doc]
+    if len(found) > 1:  # in document order, as raw_values gives them
+        order = {key: i for i, key in enumerate(doc)}
+        found.sort(key=lambda hit: order[hit[0]])
+    out: list[str | bool] = []
+    for key, rest in found:
+        if rest is None:
+            out += (item for item in _items(doc[key]) if isinstance(item, bool | str))
+        else:
+            for obj in _objects(doc[key]):
+                out += scalars(obj, rest)
+    return out
+
+
 def _dates(doc: dict[str, Any], name: str) -> list[int]:
     out = []
-    for item in raw_values(doc, name.split(".")):
+    for item in scalars(doc, name):
         value = read_value("date", item)
         if isinstance(value, Date):
             out.append(value.micros // 1000)
@@ -265,7 +294,7 @@ def terms_of(doc: dict[str, Any], ref: TermField) -> list[Term]:
     """The field's distinct terms as Elasticsearch indexed them, in document order."""
     out: list[Term] = []
     keyword = ref.field_type in ("keyword", "wildcard")
-    for item in raw_values(doc, ref.parts):
+    for item in scalars(doc, ref.field):
         value: Typed | None
         if keyword:
             text = flat_text(item)
