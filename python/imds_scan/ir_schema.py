@@ -5,7 +5,9 @@ document order, then missing ones, then each key in schema order), then its chil
 first, branches before the allowlist. Keys, required keys and enums come from the schema.
 A sequence's or sample's document (spec/sequences.md) is checked the same way: its object's
 keys, then each key in schema order, then its stages, `until` and pipes depth first; last,
-that every stage has as many join keys as the first.
+that every stage has as many join keys as the first. A new_terms or threshold document
+(spec/kql.md, Rule types) likewise: its object's keys, then its `expr`, fields and
+cardinality entries.
 An ``expr`` node's VALUE tree is checked the same way; a VALUE's shape is the one named by
 the first of ``lit``, ``field``, ``fn`` it holds (none: ``missing key "lit", "field" or
 "fn"``), and its ``args`` follow it depth first.
@@ -202,7 +204,7 @@ def _value_children(value: Any, path: str) -> list[tuple[Any, str, str]]:
 
 # The document's shapes (the schema's top-level `oneOf`, in its order): the first of these keys
 # a document holds picks its shape (none: `branches`), and the others are then unknown keys.
-SHAPES = ("branches", "sequence", "sample")
+SHAPES = ("branches", "sequence", "sample", "new_terms", "threshold")
 
 
 def _doc_shape(doc: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -351,7 +353,7 @@ def _check_pred_pairs(pred: dict[str, Any], path: str) -> None:
 def _check_key_counts(doc: dict[str, Any]) -> None:
     """Every stage of a sequence or sample (and its `until`) has as many join keys as the
     first: what the schema cannot say."""
-    kind = next((k for k in SHAPES[1:] if k in doc), None)
+    kind = next((k for k in ("sequence", "sample") if k in doc), None)
     if kind is None:
         return
     body = doc[kind]
@@ -365,6 +367,22 @@ def _check_key_counts(doc: dict[str, Any]) -> None:
                 f"{path}: expected as many join keys as $.{kind}.stages[0] ({first}), "
                 f"found {len(stage['keys'])}"
             )
+
+
+# The objects of the sequence, sample, new_terms and threshold shapes, checked by
+# _joined_children.
+_JOINED_PLACES = frozenset(
+    {
+        *SHAPES[1:],
+        "sequence_stage",
+        "stage",
+        "key",
+        "field_ref",
+        "pipe",
+        "term_field",
+        "cardinality",
+    }
+)
 
 
 def _check(doc: Any) -> None:
@@ -411,7 +429,7 @@ def _check_tree(doc: Any) -> None:
         if place == "value":
             stack.extend(reversed(_value_children(value, path)))
             continue
-        if place in ("sequence", "sample", "sequence_stage", "stage", "key", "field_ref", "pipe"):
+        if place in _JOINED_PLACES:
             stack.extend(reversed(_joined_children(value, path, place)))
             continue
         kind = place
