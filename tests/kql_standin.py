@@ -1,5 +1,6 @@
 """A stand-in for the new_terms/threshold matchers (spec/kql.md "Rule types", interface
-``RuleMatcher``) while ``imds_scan.kibana_rules`` is not in main: the scan layer's tests
+``RuleMatcher``, ``Alert``, ``ThresholdResult`` of ``imds_scan.kibana_rules``) while that
+module is not in main: the scan layer's tests
 (tests/test_kql_scan.py, tests/test_report_kql.py) feed it through ``SequenceRun``'s
 ``alert_matcher`` hook. It follows the contract plainly (everything in memory, runs one by
 one) for the small timelines of those tests, whose expected alerts any matcher of the contract
@@ -18,12 +19,23 @@ from imds_scan.timestamp import parse_event_time
 
 
 @dataclass(frozen=True)
+class StandInResult:
+    terms: tuple[tuple[str, object], ...]
+    count: int
+    cardinality: tuple[tuple[str, int], ...]
+    from_ms: int
+    last_ms: int
+
+
+@dataclass(frozen=True)
 class StandInAlert:
     ref: int
+    rank: int
+    line: int
     run_ms: int
     warmup: bool = False
-    new_terms: list[object] | None = None
-    threshold_result: dict[str, Any] | None = None
+    new_terms: tuple[object, ...] | None = None
+    threshold_result: StandInResult | None = None
 
 
 @dataclass
@@ -44,6 +56,8 @@ def _ms(value: str) -> int | None:
 
 
 class StandInMatcher:
+    """No time: distinct positions, as the contract counts them."""
+
     def __init__(self, rule_ir_json: str, memory_budget: int = 0) -> None:
         ir = json.loads(rule_ir_json)
         self.kind = "new_terms" if "new_terms" in ir else "threshold"
@@ -66,8 +80,9 @@ class StandInMatcher:
         doc = load_event(event)
         time = self._time(doc)
         if time is None:
-            self.no_time += 1
-            self._no_time_at.append((rank, line, ref))
+            if all((r, n) != (rank, line) for r, n, _ in self._no_time_at):
+                self.no_time += 1
+                self._no_time_at.append((rank, line, ref))
             return
         per_field = [
             sorted(set(field_values(doc, f["field"].split(".")))) for f in self.body["fields"]
@@ -75,7 +90,7 @@ class StandInMatcher:
         terms = [tuple(c) for c in itertools.product(*per_field)]
         card: set[str] = set()
         for c in self.body.get("cardinality") or []:
-            card |= set(field_values(doc, c["field"]["field"].split(".")))
+            card |= set(field_values(doc, c["field"].split(".")))
         self.events.append(_Event(time, rank, line, ref, terms, card))
 
     def _runs(self) -> list[int]:
@@ -99,19 +114,20 @@ class StandInMatcher:
         out = []
         for run in self._runs():
             window = sorted(
-                (e for e in self.events if run - span <= e.time <= run),
+                (e for e in self.events if run - span < e.time <= run),
                 key=lambda e: (e.time, e.rank, e.line),
             )
             for term in sorted({t for e in window for t in e.terms}):
                 if any(
-                    run - history <= e.time < run - span and term in e.terms for e in self.events
+                    run - history <= e.time <= run - span and term in e.terms for e in self.events
                 ):
-                    continue
+                    continue  # seen in the history (its end included: strictly new)
                 hit = next(e for e in window if term in e.terms)
                 if (hit.ref, term) in seen:
                     continue
                 seen.add((hit.ref, term))
-                alert = StandInAlert(hit.ref, run, run - history < first, list(term))
+                warmup = run - history < first
+                alert = StandInAlert(hit.ref, hit.rank, hit.line, run, warmup, term)
                 out.append(((hit.rank, hit.line, term), alert))
         return out
 
@@ -131,21 +147,22 @@ class StandInMatcher:
             for term, events in sorted(buckets.items()):
                 if len(events) < value:
                     continue
-                result: dict[str, Any] = {"terms": dict(zip(names, term, strict=True))}
-                result["count"] = len(events)
                 cards = self.body.get("cardinality") or []
+                cardinality: tuple[tuple[str, int], ...] = ()
                 if cards:
                     distinct = len(set().union(*(e.card for e in events)))
                     if distinct < cards[0]["value"]:
                         continue
-                    result["cardinality"] = [
-                        {"field": cards[0]["field"]["field"], "value": distinct}
-                    ]
+                    cardinality = ((cards[0]["field"], distinct),)
                 last = max(events, key=lambda e: (e.time, e.rank, e.line))
-                result["from"] = min(e.time for e in events)
-                result["last"] = last.time
+                terms = tuple(zip(names, term, strict=True))
+                first = min(e.time for e in events)
+                result = StandInResult(terms, len(events), cardinality, first, last.time)
                 done[term] = last.time
                 out.append(
-                    ((last.rank, last.line, term), StandInAlert(last.ref, run, False, None, result))
+                    (
+                        (last.rank, last.line, term),
+                        StandInAlert(last.ref, last.rank, last.line, run, False, None, result),
+                    )
                 )
         return out

@@ -36,7 +36,7 @@ def standin(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     except ImportError:
         monkeypatch.setattr(
             kibana_scan, "make_matcher", lambda engine, ir, budget: StandInMatcher(ir, budget)
-        )
+        )  # until kibana_rules is in main
     yield
 
 
@@ -253,7 +253,7 @@ def test_alert_records(timeline: list[str], engine: str) -> None:
 
 
 def test_threshold_cardinality_and_no_fields(timeline: list[str]) -> None:
-    by_user = threshold_rule("card", value=2, cardinality=[{"field": USER, "value": 2}], fields=[])
+    by_user = threshold_rule("card", value=2, cardinality=[{**USER, "value": 2}], fields=[])
     tmp = Path(timeline[0]).parent
     path = write(
         tmp / "c.ndjson",

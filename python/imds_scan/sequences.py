@@ -402,9 +402,9 @@ class SequenceRun:
             counts = [0] * len(self.plan.rules)
             counts[index] = len(hits)
             yield HitBatch.of(hits, rule_counts=counts)
-        # Read once the alerts are out (a matcher may count as it goes).
-        self.kql_no_time += getattr(matcher, "no_time", 0)
-        for ref in getattr(matcher, "no_time_refs", ()):
+        # Read once the alerts are out (final after the last add).
+        self.kql_no_time += matcher.no_time
+        for ref in matcher.no_time_refs:
             if len(self.kql_no_time_examples) < NO_TIME_EXAMPLES:
                 rank, line, _ = self.spill.get(ref)
                 self.kql_no_time_examples.append((self.names[rank], line))
