@@ -109,6 +109,33 @@ def stage_rules(rule: Rule) -> list[Rule]:
     return [dataclasses.replace(rule, id=rule_id, ir=ir, threat=(), references=())]
 
 
+def _span(millis: int) -> str:
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if millis % size == 0:
+            return f"{millis // size}{unit}"
+    return f"{millis}ms"
+
+
+def describe(rule: Rule) -> list[str]:
+    """What a new_terms or threshold rule does besides its condition, in a few lines (the
+    comments of ``--show-rule``)."""
+    kind = rule_kind(rule)
+    body = rule.ir[kind or ""]
+    fields = ", ".join(f["field"] for f in body["fields"]) or "(no field: one bucket)"
+    if kind == "new_terms":
+        what = f"new_terms: new values of {fields} against {_span(body['history_window_ms'])}"
+        what += " of history"
+    else:
+        what = f"threshold: {body['value']} or more events by {fields}"
+        for card in body["cardinality"]:
+            what += f" with {card['value']} or more distinct {card['field']}"
+    when = f"runs every {_span(body['interval_ms'])} over the last {_span(body['from_ms'])}"
+    time = body["timestamp_field"]
+    if body.get("fallback_timestamp_field"):
+        time += f", else {body['fallback_timestamp_field']}"
+    return [what, f"{when}; time: {time}; the condition:"]
+
+
 def make_matcher(engine: str, rule_ir_json: str, memory_budget: int) -> RuleMatcher:
     """The rule's matcher: ``kibana_rules``' product matcher, for every engine and the
     cluster (it is pure Python; spec/kql.md, Matchers)."""

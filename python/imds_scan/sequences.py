@@ -405,9 +405,12 @@ class SequenceRun:
         # Read once the alerts are out (final after the last add).
         self.kql_no_time += matcher.no_time
         for ref in matcher.no_time_refs:
-            if len(self.kql_no_time_examples) < NO_TIME_EXAMPLES:
-                rank, line, _ = self.spill.get(ref)
-                self.kql_no_time_examples.append((self.names[rank], line))
+            rank, line, _ = self.spill.get(ref)
+            where = (self.names[rank], line)
+            # One event matching several rules is named once.
+            examples = self.kql_no_time_examples
+            if len(examples) < NO_TIME_EXAMPLES and where not in examples:
+                examples.append(where)
 
     def _hit(self, rule: Rule, refs: Sequence[int | None], keys: Sequence[object]) -> Hit:
         events = []
