@@ -176,6 +176,13 @@ def test_plan_runs_the_condition_as_one_stage_rule() -> None:
     assert rule.kind == "new_terms" and threshold_rule().kind == "threshold"
 
 
+def test_rule_fields_of_kql_rules() -> None:
+    # The fields a rule's condition reads (the not-ECS input check); no join keys to read.
+    from imds_scan.shape import rule_fields
+
+    assert rule_fields([new_terms_rule(), threshold_rule(), query_rule()]) == ["event.action"]
+
+
 # ---------------------------------------------------------------- records
 
 
