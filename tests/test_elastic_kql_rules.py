@@ -17,6 +17,7 @@ from typing import Any
 from test_elastic_rules_accepted import rules_dir
 
 from imds_scan._engine import Scanner
+from imds_scan.kibana_rules import read_rule
 from imds_scan.reference.eval import CompiledRule
 from imds_scan.rules import RuleFileError, load_rule_file
 
@@ -70,6 +71,11 @@ def test_elastic_kql_rules_are_accepted_or_refused_with_a_reason() -> None:
             continue
         assert rule.kind == ("event" if kind == "query" else kind)
         accepted[kind] += 1
+        if kind != "query":
+            try:  # the matchers read the rule-type IR
+                read_rule(rule.ir)
+            except Exception as exc:
+                engines_refuse.append(f"{path}: {type(exc).__name__}: {exc}")
         if kind == "query" and not _NEW.search(text := json.dumps(rule.ir)):
             try:  # IR of the ops both engines know already: both load it
                 CompiledRule(rule.ir)

@@ -17,7 +17,7 @@ from imds_scan import scan
 from imds_scan.errors import EqlError
 from imds_scan.kql import compile_query, lowercase
 from imds_scan.mapping import FieldMapping
-from imds_scan.rules import RuleFileError, load_rules, parse_rule_text
+from imds_scan.rules import RuleFileError, parse_rule_text
 
 
 class FakeMapping:
@@ -49,6 +49,8 @@ MAPPING = FakeMapping(
     FieldMapping("ts", "date", "date"),
     FieldMapping("flag", "boolean", "boolean"),
     FieldMapping("obj", "object", "object"),
+    FieldMapping("flat", "flattened", "keyword"),
+    FieldMapping("geo", "geo_point", "keyword"),
     FieldMapping("group", "nested", "nested"),
 )
 
@@ -65,6 +67,11 @@ def kw(field: str, op: str, *values: str) -> dict[str, Any]:
         "op": op,
         "values": list(values),
     }
+
+
+def ecs(field: str, op: str, *values: str) -> dict[str, Any]:
+    """A pred on an ECS keyword field of the profile (ignore_above 1024)."""
+    return {**kw(field, op, *values), "ignore_above": 1024}
 
 
 def refusal(query: str) -> tuple[int, int, str]:
@@ -193,8 +200,6 @@ def test_nesting_is_bounded() -> None:
         ("foo", (1, 1), "free text (a value without a field) is not supported"),
         ('a:1 and\n  "foo bar"', (2, 3), "free text"),
         ("null: x", (1, 1), "free text"),
-        ("", (1, 1), "an empty query matches every event"),
-        ("*: *", (1, 1), "matches every event"),
         ("ip: 10.*", (1, 5), "ip: a wildcard on an ip field (Elasticsearch refuses it)"),
         ("port: 8*", (1, 7), "a wildcard on a long field"),
         ("ts: 2024*", (1, 5), "a wildcard on a date field"),
@@ -210,6 +215,8 @@ def test_nesting_is_bounded() -> None:
         ("f: null", (1, 4), "null is not a value"),
         ("f > null", (1, 5), "a range to null"),
         ("obj: x", (1, 1), "obj is mapped as object"),
+        ("flat: x", (1, 1), "flat is a flattened field: a query on its root matches any"),
+        ("geo: x", (1, 1), "geo is a geo_point field: geo queries are not supported"),
         (
             "x: { y: 1 }",
             (1, 1),
@@ -278,6 +285,28 @@ def pred(field: str, ftype: str, op: str, values: list[str], **keys: Any) -> dic
         # query_string
         ("wc: a", pred("wc", "wildcard", "eq", ["a"])),
         ("wc: *a b*", pred("wc", "wildcard", "wildcard_query", ["*a", "b*"])),
+        # plain terms between wildcard terms are one field query, joined by one space
+        (
+            "wc: a  b\\tc *d e",
+            {
+                "node": "or",
+                "args": [
+                    pred("wc", "wildcard", "eq", ["a b c", "e"]),
+                    pred("wc", "wildcard", "wildcard_query", ["*d"]),
+                ],
+            },
+        ),
+        (
+            "msg: x * y*",
+            {
+                "node": "or",
+                "args": [
+                    pred("msg", "text", "match", ["x"], analyzer="standard"),
+                    pred("msg", "text", "exists", [], analyzer="standard"),
+                    pred("msg", "text", "wildcard_query", ["y*"], analyzer="standard"),
+                ],
+            },
+        ),
         ("ck: *a?", pred("ck", "keyword", "wildcard_query", ["*a\\?"])),
         ("ck: a", pred("ck", "keyword", "eq", ["a"])),
         # ip: term (an address or a CIDR block), range
@@ -297,6 +326,13 @@ def pred(field: str, ftype: str, op: str, values: list[str], **keys: Any) -> dic
 )
 def test_ir_per_mapping(query: str, expected: dict[str, Any]) -> None:
     assert ir(query) == expected
+
+
+@pytest.mark.parametrize("query", ["", "  ", "*: *", " * : * "])
+def test_match_all(query: str) -> None:
+    # Kibana's match_all: a tautology in the IR (the field exists or does not)
+    stamp = pred("@timestamp", "keyword", "exists", [])
+    assert ir(query) == {"node": "or", "args": [stamp, {"node": "not", "arg": stamp}]}
 
 
 def test_field_name_wildcards_expand_over_the_mapping() -> None:
@@ -327,16 +363,22 @@ def test_lowercase_is_javas_simple_mapping() -> None:
     assert lowercase("\u00c0\u03a3\u0391\u03a3\u0130K") == "\u00e0\u03c3\u03b1\u03c3ik"
 
 
-def test_the_stand_in_mapping_reads_multi_fields() -> None:
+def test_the_profile_reads_multi_fields() -> None:
     node = compile_query('process.command_line.text: "a b" and process.name.caseless: CURL')
     assert node == {
         "node": "and",
         "args": [
             pred("process.command_line", "text", "match_phrase", ["a b"], analyzer="standard"),
-            pred("process.name", "keyword", "eq", ["curl"], normalizer="lowercase"),
+            pred(
+                "process.name", "keyword", "eq", ["curl"], normalizer="lowercase", ignore_above=1024
+            ),
         ],
     }
     assert compile_query("destination.port: 443") == pred("destination.port", "long", "eq", ["443"])
+    # process.command_line is a wildcard field: a query_string, split at whitespace
+    assert compile_query("process.command_line: *a b*") == pred(
+        "process.command_line", "wildcard", "wildcard_query", ["*a", "b*"]
+    )
 
 
 # ---------------------------------------------------------------- rule files
@@ -367,7 +409,7 @@ def test_query_rule() -> None:
         "id": "kql-1",
         "name": "A KQL rule",
         "severity": "low",
-        "branches": [{"name": "query", "expr": kw("process.name", "eq", "curl")}],
+        "branches": [{"name": "query", "expr": ecs("process.name", "eq", "curl")}],
     }
 
 
@@ -399,15 +441,15 @@ def test_new_terms_rule() -> None:
     rule = load(NEW_TERMS)
     assert rule.kind == "new_terms" and rule.branch_names == ["new_terms"]
     assert rule.ir["new_terms"] == {
-        "expr": kw("event.category", "eq", "network"),
+        "expr": ecs("event.category", "eq", "network"),
         "timestamp_field": "event.ingested",
         "fallback_timestamp_field": "@timestamp",
         "interval_ms": 300_000,
         "from_ms": 540_000,
         "history_window_ms": 7 * 86_400_000,
         "fields": [
-            {"field": "host.id", "field_type": "keyword"},
-            {"field": "process.executable", "field_type": "keyword"},
+            {"field": "host.id", "field_type": "keyword", "ignore_above": 1024},
+            {"field": "process.executable", "field_type": "keyword", "ignore_above": 1024},
         ],
     }
     assert "must reach further back than rule.from" in refused(
@@ -416,7 +458,9 @@ def test_new_terms_rule() -> None:
     assert "rule.new_terms.value: expected one to three field names" in refused(
         NEW_TERMS.replace('["host.id", "process.executable"]', "[]")
     )
-    assert "is a text field" in refused(NEW_TERMS.replace('"host.id"', '"message.text"'))
+    assert "message is a match_only_text field: Elasticsearch cannot aggregate" in refused(
+        NEW_TERMS.replace('"host.id"', '"message"')
+    )
 
 
 THRESHOLD = """type = "threshold"
@@ -437,21 +481,30 @@ def test_threshold_rule() -> None:
     rule = load(THRESHOLD)
     assert rule.kind == "threshold"
     assert rule.ir["threshold"] == {
-        "expr": kw("event.action", "eq", "login"),
+        "expr": ecs("event.action", "eq", "login"),
         "timestamp_field": "@timestamp",
         "fallback_timestamp_field": None,
         "interval_ms": 600_000,
         "from_ms": 360_000,
         "fields": [
-            {"field": "user.name", "field_type": "keyword"},
+            {"field": "user.name", "field_type": "keyword", "ignore_above": 1024},
             {"field": "source.ip", "field_type": "ip"},
         ],
         "value": 25,
-        "cardinality": [{"field": {"field": "destination.port", "field_type": "long"}, "value": 3}],
+        "cardinality": [{"field": "destination.port", "field_type": "long", "value": 3}],
     }
     no_fields = THRESHOLD.replace('["user.name", "source.ip"]', "[]")
     assert load(no_fields).ir["threshold"]["fields"] == []
     assert "rule.threshold.value" in refused(THRESHOLD.replace("value = 25", "value = 0"))
+    # Kibana reads the first cardinality entry only; its value may be 0
+    two = THRESHOLD.replace("value = 3", "value = 0") + (
+        '\n[[rule.threshold.cardinality]]\nfield = "user.id"\nvalue = 9\n'
+    )
+    assert load(two).ir["threshold"]["cardinality"] == [
+        {"field": "destination.port", "field_type": "long", "value": 0}
+    ]
+    assert "rule.interval: '1w'" in refused(THRESHOLD.replace('"10m"', '"1w"'))
+    assert "rule.to: 'now-1m': only now is supported" in refused('to = "now-1m"\n' + THRESHOLD)
     assert "rule.interval: '10x'" in refused(THRESHOLD.replace('"10m"', '"10x"'))
     assert "rule.from: 'now-0m'" in refused('from = "now-0m"\n' + THRESHOLD)
 
@@ -491,18 +544,18 @@ def test_filters_are_anded_in() -> None:
     assert rule.ir["branches"][0]["expr"] == {
         "node": "and",
         "args": [
-            kw("event.code", "eq", "4656"),
+            ecs("event.code", "eq", "4656"),
             {
                 "node": "not",
-                "arg": kw(
+                "arg": ecs(
                     "process.executable", "wildcard_query_ci", "C:\\\\Program Files\\\\*.exe"
                 ),
             },
-            kw("user.name", "exists"),
+            ecs("user.name", "exists"),
             {
                 "node": "or",
                 "args": [
-                    kw("process.name", "eq", "a b"),
+                    ecs("process.name", "eq", "a b"),
                     pred("destination.port", "long", "eq", ["80"]),
                 ],
             },
@@ -571,63 +624,71 @@ def test_other_languages_are_refused_with_the_reason() -> None:
     )
 
 
-def test_new_terms_and_threshold_rule_files_load_and_scan(tmp_path: Path) -> None:
-    # They load beside query rules (their scan: tests/test_kql_scan.py).
-    (tmp_path / "nt.toml").write_text(HEAD + NEW_TERMS)
-    (tmp_path / "q.toml").write_text(
-        HEAD.replace("kql-1", "kql-2") + 'type = "query"\nquery = "a: b"\n'
+@pytest.mark.parametrize("engine", ENGINES)
+def test_plain_kql_rules_scan_end_to_end(tmp_path: Path, engine: str) -> None:
+    # Fields the profile does not map (plain keywords) and --field-type ones: ops both
+    # engines run already.
+    query = (
+        "c.name: (curl or wget) and not c.user: root and c.port >= 80 and c.ip: 10.0.0.0/8 "
+        "and not c.host: web-9"
     )
+    text = HEAD + f'type = "query"\nquery = "{query}"\n'
+    rule = parse_rule_text(text, "r.toml", {"c.ip": "ip", "c.port": "long"})
+    events = [
+        {"name": "curl", "user": "bob", "port": 80, "ip": "10.1.2.3", "host": "web-1"},
+        {"name": "curl", "user": "root", "port": 80, "ip": "10.1.2.3", "host": "web-1"},
+        {"name": "wget", "port": "8080", "ip": "10.9.9.9", "host": "web-2"},
+        {"name": "wget", "port": 8080, "ip": "11.0.0.1", "host": "web-2"},
+        {"name": "Curl", "port": 443, "ip": "10.0.0.1", "host": "web-3"},
+        {"name": "wget", "port": 79, "ip": "10.0.0.1", "host": "web-3"},
+        {"name": "wget", "port": 81, "ip": "10.0.0.1", "host": "web-9"},
+    ]
+    path = tmp_path / "e.ndjson"
+    path.write_text("".join(json.dumps({"c": e}) + "\n" for e in events))
+    result = scan([str(path)], rules=[rule], engine=engine)  # type: ignore[arg-type]
+    assert [(h.line, h.branch) for h in result.hits] == [(1, "query"), (3, "query")]
+
+
+def test_show_rule_prints_the_kql_ops_as_calls() -> None:
+    from imds_scan.eql import format_rule
+
+    query = 'process.name: curl* and not process.command_line.text: \\"a b\\"'
+    rule = load(f'type = "query"\nquery = "{query}"\n')
+    assert format_rule(rule.ir).splitlines()[-1] == (
+        '  wildcardQuery(process.name, "curl*") and not matchPhrase(process.command_line, "a b")'
+    )
+
+
+def test_rules_compile_by_the_mapping_they_are_given() -> None:
+    text = HEAD + "type = \"query\"\nquery = 'ip: 10.0.0.0/8 and kw.caseless: X'\n"
+    given = parse_rule_text(text, "r.toml", mapping=MAPPING)  # type: ignore[arg-type]
+    assert given.ir["branches"][0]["expr"] == {
+        "node": "and",
+        "args": [
+            pred("ip", "ip", "cidr", ["10.0.0.0/8"]),
+            pred("kw", "keyword", "eq", ["x"], normalizer="lowercase"),
+        ],
+    }
+    # Without one: the profile, where no field "ip" is mapped: a keyword
+    assert parse_rule_text(text, "r.toml").ir["branches"][0]["expr"]["args"][0]["field_type"] == (
+        "keyword"
+    )
+
+
+def test_load_rules_takes_new_terms_and_threshold_rules(tmp_path: Path) -> None:
+    from imds_scan.rules import load_rules
+
+    (tmp_path / "nt.toml").write_text(HEAD + NEW_TERMS)
+    (tmp_path / "th.toml").write_text(HEAD.replace("kql-1", "kql-2") + THRESHOLD)
     rules, warnings = load_rules([str(tmp_path)], cache=False)
-    assert [r.kind for r in rules] == ["new_terms", "event"] and warnings == []
+    assert [(r.id, r.kind) for r in rules] == [("kql-1", "new_terms"), ("kql-2", "threshold")]
+    assert warnings == []
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_plain_kql_rules_scan_end_to_end(tmp_path: Path, engine: str) -> None:
-    rule = load(
-        "type = \"query\"\nquery = '''process.name: (curl or wget) and not user.name: root\n"
-        "  and destination.port >= 80 and source.ip: 10.0.0.0/8 and not host.name: web-9'''\n"
-    )
-    events = [
-        {
-            "process": {"name": "curl"},
-            "user": {"name": "bob"},
-            "destination": {"port": 80},
-            "source": {"ip": "10.1.2.3"},
-            "host": {"name": "web-1"},
-        },
-        {
-            "process": {"name": "curl"},
-            "user": {"name": "root"},
-            "destination": {"port": 80},
-            "source": {"ip": "10.1.2.3"},
-            "host": {"name": "web-1"},
-        },
-        {
-            "process": {"name": "wget"},
-            "destination": {"port": "8080"},
-            "source": {"ip": "10.9.9.9"},
-            "host": {"name": "web-2"},
-        },
-        {
-            "process": {"name": "wget"},
-            "destination": {"port": 8080},
-            "source": {"ip": "11.0.0.1"},
-            "host": {"name": "web-2"},
-        },
-        {
-            "process": {"name": "Curl"},
-            "destination": {"port": 443},
-            "source": {"ip": "10.0.0.1"},
-            "host": {"name": "web-3"},
-        },
-        {
-            "process": {"name": "wget"},
-            "destination": {"port": 79},
-            "source": {"ip": "10.0.0.1"},
-            "host": {"name": "web-3"},
-        },
-    ]
+def test_match_all_matches_every_event(tmp_path: Path, engine: str) -> None:
+    rule = load('type = "query"\nquery = "*: *"\n')
     path = tmp_path / "e.ndjson"
-    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    path.write_text('{"@timestamp": "2024-01-01T00:00:00Z"}\n{"a": 1}\n{"@timestamp": "x"}\n')
     result = scan([str(path)], rules=[rule], engine=engine)  # type: ignore[arg-type]
-    assert [(h.line, h.branch) for h in result.hits] == [(1, "query"), (3, "query")]
+    assert [h.line for h in result.hits] == [1, 2, 3]

@@ -113,6 +113,51 @@ def fm(
         fm("data_stream.dataset", "constant_keyword", "keyword"),
         fm("dll.pe.imports", "flattened", "keyword"),
         fm("email.attachments", "nested", "keyword"),
+        # integration fields Elastic's KQL rules name (Fleet: keywords get ignore_above 1024)
+        fm("powershell.file.script_block_text", "text", "text", "powershell_script"),
+        fm("powershell.file.script_block_length", "long", "long"),
+        fm("powershell.file.script_block_entropy_bits", "float", "float"),
+        fm("aws.cloudtrail.user_identity.type", "keyword", "keyword", ignore_above=1024),
+        fm("aws.cloudtrail.request_parameters", "keyword", "keyword", ignore_above=8191),
+        fm(
+            "aws.cloudtrail.request_parameters.text",
+            "text",
+            "text",
+            "standard",
+            multi_field_of="aws.cloudtrail.request_parameters",
+        ),
+        fm("aws.cloudtrail.console_login.additional_eventdata.mfa_used", "boolean", "boolean"),
+        fm("aws.cloudtrail.flattened.request_parameters", "flattened", "keyword"),
+        fm("github.actor_ip", "ip", "ip"),
+        fm("github.repository_public", "boolean", "boolean"),
+        fm("kubernetes.audit.user.groups", "text", "text", "standard"),
+        fm("kubernetes.audit.requestObject.spec.containers.image", "text", "text", "standard"),
+        fm("kubernetes.audit.responseStatus.code", "integer", "integer"),
+        fm("okta.security_context.is_proxy", "boolean", "boolean"),
+        fm("okta.debug_context.debug_data.flattened", "flattened", "keyword"),
+        fm("azure.signinlogs.properties.is_interactive", "boolean", "boolean"),
+        fm("azure.signinlogs.properties.status.error_code", "long", "long"),
+        fm("azure.signinlogs.properties.app_id", "keyword", "keyword", ignore_above=1024),
+        fm("azure.graphactivitylogs.properties.client_auth_method", "integer", "integer"),
+        fm("azure.activitylogs.properties.status_code", "flattened", "keyword"),
+        fm(
+            "azure.auditlogs.properties.target_resources.0.modified_properties.3.new_value",
+            "keyword",
+            "keyword",
+            ignore_above=1024,
+        ),
+        fm("gcp.audit.authorization_info", "nested", "keyword"),
+        fm("gcp.audit.request.spec.hostPID", "flattened", "keyword"),
+        fm("gcp.audit.status.code", "integer", "integer"),
+        fm("o365.audit.OperationCount", "long", "long"),
+        fm("o365.audit.Members", "flattened", "keyword"),
+        fm("o365.audit.Parameters.WithinSizeRangeMinimum", "keyword", "keyword"),
+        fm("o365.audit.Comments", "text", "text", "standard"),
+        fm("winlog.event_data.SubjectUserName", "keyword", "keyword", ignore_above=1024),
+        fm("winlog.event_data.AttributeLDAPDisplayName", "keyword", "keyword"),
+        fm("winlog.logon.type", "keyword", "keyword", ignore_above=1024),
+        fm("ml_is_dga.malicious_probability", "float", "float"),
+        fm("beacon_stats.is_beaconing", "boolean", "boolean"),
         # unknown: keyword, no ignore_above
         fm("myapp.whatever", "keyword", "keyword"),
         fm("process.name.nope", "keyword", "keyword"),
@@ -126,6 +171,37 @@ def test_profile_fields(expected: FieldMapping) -> None:
 def test_a_key_below_a_flattened_field_is_its_keyword_leaf() -> None:
     got = load_mapping(None).resolve("dll.pe.imports.kernel32.CreateFileW")
     assert got == fm("dll.pe.imports.kernel32.CreateFileW", "flattened", "keyword")
+
+
+def test_fields_below_a_dynamic_object_take_its_object_type() -> None:
+    mapping = load_mapping(None)
+    decision = "kubernetes.audit.annotations.authorization_k8s_io/decision"
+    assert mapping.resolve(decision) == fm(decision, "text", "text", "standard")
+    # a dynamic keyword: no ignore_above (Fleet maps dynamic keywords without it)
+    extra = "kubernetes.audit.user.extra.scopes"
+    assert mapping.resolve(extra) == fm(extra, "keyword", "keyword")
+    # a declared field under the same object keeps its own mapping
+    dt_hash = "okta.debug_context.debug_data.dt_hash"
+    assert mapping.resolve(dt_hash) == fm(dt_hash, "keyword", "keyword", ignore_above=1024)
+    assert mapping.resolve("okta.debug_context.debug_data").type == "object"
+    # patterns are not fields a wildcard lists
+    assert not [n for n in mapping.expand("kubernetes.audit.*") if "*" in n]
+    assert "kubernetes.audit.annotations.authorization_k8s_io/decision" not in mapping.expand(
+        "kubernetes.audit.annotations*"
+    )
+
+
+def test_the_rules_named_integration_fields_are_in_the_profile() -> None:
+    # the fields of Elastic's KQL rules whose mapping is not a plain keyword are there
+    doc = json.loads(PROFILE.read_text(encoding="utf-8"))
+    shipped = {n for g in doc["groups"] if g["from"] == "integration" for n in g["fields"]}
+    assert {
+        "powershell.file.script_block_text",
+        "aws.cloudtrail.flattened.request_parameters",
+        "kubernetes.audit.requestObject.spec.containers.securityContext.privileged",
+        "okta.debug_context.debug_data.flattened",
+    } <= shipped
+    assert any(s.startswith("elastic/integrations packages/windows/") for s in doc["sources"])
 
 
 def test_profile_agrees_with_the_ecs_type_table() -> None:
@@ -179,9 +255,9 @@ def test_profile_shape_types_and_round_trip() -> None:
 def test_the_profile_is_read_on_first_lookup_not_at_import() -> None:
     code = (
         "import imds_scan.mapping as m, imds_scan.cli\n"
-        "assert m._profile.cache_info().currsize == 0, 'read at import'\n"
+        "assert m._shipped.cache_info().currsize == 0, 'read at import'\n"
         "assert m.load_mapping(None).resolve('process.pid').type == 'long'\n"
-        "assert m._profile.cache_info().currsize == 1\n"
+        "assert m._shipped.cache_info().currsize == 1\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -495,10 +571,13 @@ def test_the_generator_reads_the_sources_with_fleets_defaults() -> None:
     integrations = {
         "packages": {
             "pkg": {
-                "version": "1.0.0",
-                "commit": "0" * 40,
                 "analyzers": {"pkg_script_analyzer": "powershell_script"},
-                "files": {"data_stream/x/fields/fields.yml": PACKAGE_SAMPLE},
+                "files": {
+                    "data_stream/x/fields/fields.yml": {
+                        "commit": "0" * 40,
+                        "fields": PACKAGE_SAMPLE,
+                    }
+                },
             }
         }
     }
@@ -535,7 +614,10 @@ def test_the_generator_reads_the_sources_with_fleets_defaults() -> None:
     )
     assert any(n.startswith("a.name: pkg data_stream/x/fields/fields.yml says") for n in notes)
     assert all("b" not in g["fields"] for g in profile["groups"])  # aliases left out
-    assert "elastic/integrations pkg 1.0.0 (000000000000)" in profile["sources"]
+    assert (
+        "elastic/integrations packages/pkg/data_stream/x/fields/fields.yml at 000000000000"
+        in profile["sources"]
+    )
 
 
 def test_the_generator_stops_on_unknown_types_analyzers_and_conflicts() -> None:
@@ -697,3 +779,27 @@ def test_a_plain_scan_does_not_import_the_mapping(tmp_path: Path) -> None:
     # the converse: --mapping loads it
     (tmp_path / "m.json").write_text("{}")
     assert "imds_scan.mapping" in modules(str(events), "-f", "ndjson", "--mapping", "m.json")
+
+
+def test_fields_elastic_rules_compare_by_range_are_numbers_or_dates() -> None:
+    # A range on a keyword compares strings: every field Elastic's KQL rules compare with
+    # < <= > >= is typed, but for a dynamic o365 parameter (a keyword in Elasticsearch too).
+    root = os.environ.get("IMDS_SCAN_ELASTIC_RULES")
+    if not root:
+        pytest.skip("IMDS_SCAN_ELASTIC_RULES is not set")
+    import tomllib
+
+    mapping = load_mapping(None)
+    ranged: dict[str, str] = {}
+    for path in Path(root).rglob("*.toml"):
+        if "_deprecated" in path.parts:
+            continue
+        rule = tomllib.loads(path.read_text(encoding="utf-8")).get("rule", {})
+        if rule.get("language") != "kuery":
+            continue
+        query = re.sub(r'"(?:[^"\\]|\\.)*"', '""', rule.get("query", ""))
+        for found in re.finditer(r"([A-Za-z_@][\w.@-]*)\s*(?:<=|>=|<|>)", query):
+            ranged[found.group(1)] = mapping.resolve(found.group(1)).type
+    assert len(ranged) >= 10
+    keywords = {f for f, t in ranged.items() if t == "keyword"}
+    assert keywords <= {"o365.audit.Parameters.WithinSizeRangeMinimum"}, keywords

@@ -56,6 +56,14 @@ _NUMERIC = frozenset(
 _MERGEABLE = frozenset(
     {"eq", "cidr", "wildcard_query", "wildcard_query_ci", "match", "match_phrase"}
 )
+# Mapping types whose queries the IR cannot express.
+_UNMODELLED = {
+    "flattened": "a query on its root matches any of its leaf values, which imds-scan does "
+    "not model (name a key under it)",
+    "geo_point": "geo queries are not supported",
+    "geo_shape": "geo queries are not supported",
+    "histogram": "it has no values to compare",
+}
 _WILDCARD = object()  # an unescaped `*` among a literal's characters
 
 
@@ -513,6 +521,8 @@ class _Compiler:
             raise self.refuse(
                 f"{name} is mapped as {found.type}: it has no values to compare", lit.pos
             )
+        if found.type in _UNMODELLED:
+            raise self.refuse(f"{name} is a {found.type} field: {_UNMODELLED[found.type]}", lit.pos)
         return [found]
 
     def nested(self, ast: Ast, nested: str | None) -> Node:
@@ -536,7 +546,7 @@ class _Compiler:
         assert values.value is not None
         value = values.value
         if lit.lone_wildcard and value.lone_wildcard:
-            raise self.refuse("*: * matches every event (imds-scan has no such condition)", lit.pos)
+            return match_all(self.mapping)  # Kibana's match_all
         preds = [self.is_(fm, value) for fm in self.fields(lit, nested)]
         return _combine("or", preds)
 
@@ -593,7 +603,10 @@ class _Compiler:
 
     def query_string(self, fm: FieldMapping, value: Lit) -> Node:
         """Kibana's ``query_string`` for a wildcard value on a field that is not a plain
-        keyword: the query parser splits the value on whitespace into terms, OR-ed."""
+        keyword. Whitespace is no operator there, but the query parser's terms end at it: each
+        term with a ``*`` is a wildcard query of its own, and a run of plain terms between
+        them is one field query (its terms joined by one space); the clauses are OR-ed (the
+        default operator). A lone ``*`` term is an exists query."""
         terms: list[list[Any]] = [[]]
         for c in value.chars:
             if isinstance(c, str) and c in _QS_SPACE:
@@ -601,13 +614,18 @@ class _Compiler:
                     terms.append([])
             else:
                 terms[-1].append(c)
-        preds = []
+        preds: list[Node] = []
+        plain: list[str] = []
+
+        def flush() -> None:
+            if plain:
+                text = " ".join(plain)
+                op = "match" if fm.ir_type == "text" else "eq"
+                preds.append(_pred(fm, op, [_normalized(fm, text)]))
+                plain.clear()
+
         for term in (t for t in terms if t):
-            if all(c is _WILDCARD for c in term):
-                preds.append(_pred(fm, "exists", []))
-            elif any(c is _WILDCARD for c in term):
-                preds.append(_pred(fm, "wildcard_query", [wildcard_pattern(term)]))
-            else:
+            if not any(c is _WILDCARD for c in term):
                 text = "".join(term)
                 if text in ("AND", "OR", "NOT"):
                     raise self.refuse(
@@ -615,10 +633,14 @@ class _Compiler:
                         "Kibana sends for it: not supported",
                         value.pos,
                     )
-                if fm.ir_type == "text":
-                    preds.append(_pred(fm, "match", [text]))
-                else:
-                    preds.append(_pred(fm, "eq", [text]))
+                plain.append(text)
+                continue
+            flush()
+            if all(c is _WILDCARD for c in term):
+                preds.append(_pred(fm, "exists", []))
+            else:
+                preds.append(_pred(fm, "wildcard_query", [wildcard_pattern(term)]))
+        flush()
         return _combine("or", preds)
 
     def range(self, lit: Lit, op: str, value: Lit, nested: str | None) -> Node:
@@ -640,6 +662,13 @@ class _Compiler:
 
 def _a(noun: str) -> str:
     return ("an " if noun[0] in "aeiouAEIOU" or noun.startswith("ip") else "a ") + noun
+
+
+def match_all(mapping: Mapping) -> Node:
+    """A condition every event holds (Elasticsearch's match_all): the IR has no constant, so
+    a field exists or does not."""
+    exists = _pred(mapping.resolve("@timestamp"), "exists", [])
+    return {"node": "or", "args": [exists, {"node": "not", "arg": exists}]}
 
 
 def _normalized(fm: FieldMapping, text: str) -> str:
@@ -706,10 +735,8 @@ def compile_query(
         mapping = load_mapping(None, field_types)
     parser = _Parser(text, source)
     ast = parser.start()
-    if ast is None:
-        raise parser.error(
-            "an empty query matches every event (imds-scan has no such condition)", 0
-        )
+    if ast is None:  # Kibana reads an empty query as `*: *`
+        return match_all(mapping)
     node = _Compiler(parser, mapping).compile(ast, None)
     if ir_depth(node) > MAX_DEPTH:
         raise parser.error(

@@ -11,10 +11,14 @@ lookup, not at import. On top of it, in this order: the user's field type overri
 from __future__ import annotations
 
 import collections.abc as abc
+import dataclasses
 import os
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import re
 
 # Elasticsearch mapping type → the IR's field_type (spec/ir.md, spec/kql.md). Types with no
 # value a query compares here (containers, geo_point, histogram) read as keyword: the KQL
@@ -85,23 +89,40 @@ def _of_type(name: str, es_type: str, multi_field_of: str | None) -> FieldMappin
 
 
 @cache
-def _profile() -> dict[str, FieldMapping]:
-    """Every field of the shipped profile."""
+def _shipped() -> tuple[dict[str, FieldMapping], list[tuple[re.Pattern[str], FieldMapping]]]:
+    """Every field of the shipped profile, and its dynamic patterns (an integration's
+    ``prefix.*`` or ``a.*.b``: `*` any run of characters, dots included; the one with the
+    most literal characters first)."""
     import json
+    import re
     from importlib import resources
 
     text = resources.files("imds_scan").joinpath("data", _DATA).read_text("utf-8")
     out: dict[str, FieldMapping] = {}
+    patterns: list[tuple[str, FieldMapping]] = []
     for group in json.loads(text)["groups"]:
         es_type = group["type"]
         analyzer, normalizer = group.get("analyzer"), group.get("normalizer")
         above, multi = group.get("ignore_above"), group.get("multi_field")
         for name in group["fields"]:
             parent = name.rsplit(".", 1)[0] if multi else None
-            out[name] = FieldMapping(
+            found = FieldMapping(
                 name, es_type, IR_TYPES[es_type], analyzer, normalizer, above, parent
             )
-    return out
+            if group.get("pattern"):
+                patterns.append((name, found))
+            else:
+                out[name] = found
+    patterns.sort(key=lambda p: (-len(p[0].replace("*", "")), p[0]))
+    compiled = [
+        (re.compile(".*".join(re.escape(part) for part in name.split("*")), re.S), found)
+        for name, found in patterns
+    ]
+    return out, compiled
+
+
+def _profile() -> dict[str, FieldMapping]:
+    return _shipped()[0]
 
 
 def profile_info() -> dict[str, Any]:
@@ -145,7 +166,7 @@ class Mapping:
             return found
         found = self._exact(field)
         if found is None:
-            found = self._flattened_leaf(field) or _keyword(field)
+            found = self._flattened_leaf(field) or self._dynamic(field) or _keyword(field)
         self._resolved[field] = found
         return found
 
@@ -158,6 +179,15 @@ class Mapping:
                     field, "flattened", "keyword", None, None, parent.ignore_above, None
                 )
             at = field.find(".", at + 1)
+        return None
+
+    @staticmethod
+    def _dynamic(field: str) -> FieldMapping | None:
+        """A field below an integration's dynamic object (``kubernetes.audit.annotations.*``:
+        text), as Fleet's dynamic template maps it."""
+        for pattern, found in _shipped()[1]:
+            if pattern.fullmatch(field):
+                return dataclasses.replace(found, name=field)
         return None
 
     def names(self) -> list[str]:

@@ -133,11 +133,30 @@ def fields_yml(
     for item in items or []:
         name = prefix + item["name"]
         if item.get("type") == "group" or "fields" in item:
+            if item.get("type") in ("nested", "object"):  # a container with its fields
+                yield name, {"type": item["type"]}
             yield from fields_yml(item.get("fields"), where, analyzers, name + ".")
             continue
         if item.get("external"):
             continue
+        if item.get("type") == "object" and item.get("object_type"):
+            # Fleet's dynamic template: every field below has the object_type (a keyword
+            # without the default ignore_above, as Fleet maps dynamic keywords).
+            if "*" not in name:
+                yield name, {"type": "object"}
+                name += ".*"
+            if item["object_type"] in MAPPING_TYPES:
+                sub = {"type": item["object_type"]}
+                spec = _spec(name, sub, where, False, analyzers)
+                if spec is not None:
+                    yield name, {**spec, "pattern": True}
+            continue
         spec = _spec(name, item, where, True, analyzers)
+        if spec is not None and "*" in name:
+            # a name with `*` (Fleet: a dynamic template matching the path)
+            if spec["type"] != "object":
+                yield name, {**spec, "pattern": True}
+            continue
         if spec is None:
             continue
         yield name, spec
@@ -195,13 +214,13 @@ def build(
     for package, entry in (integrations or {}).get("packages", {}).items():
         origin = f"integration {package}"
         analyzers = {**ANALYZERS, **entry.get("analyzers", {})}
-        for path, items in entry["files"].items():
+        for path, source in entry["files"].items():
             where = f"{package} {path}"
-            for name, spec in fields_yml(items, where, analyzers):
+            for name, spec in fields_yml(source["fields"], where, analyzers):
                 add(name, spec, origin, where)
-        sources.append(
-            f"elastic/integrations {package} {entry['version']} ({entry['commit'][:12]})"
-        )
+            sources.append(
+                f"elastic/integrations packages/{package}/{path} at {source['commit'][:12]}"
+            )
     groups: dict[tuple[str, str], list[str]] = {}
     for name, (origin, spec) in sorted(fields.items()):
         groups.setdefault((origin.split(" ")[0], json.dumps(spec, sort_keys=True)), []).append(name)

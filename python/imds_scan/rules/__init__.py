@@ -49,12 +49,11 @@ class Rule:
 
     @property
     def kind(self) -> str:
-        """ "event", "sequence", "sample" (spec/sequences.md, Output), "new_terms" or
-        "threshold" (spec/kql.md, Rule types); a KQL query rule is "event"."""
-        for kind in ("sequence", "sample", "new_terms", "threshold"):
-            if kind in self.ir:
-                return kind
-        return "event"
+        """ "event", "sequence", "sample", "new_terms" or "threshold" (spec/sequences.md,
+        spec/kql.md)."""
+        from ..ir_schema import rule_kind
+
+        return rule_kind(self.ir)
 
     def map_conditions(self, wrap: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
         """The IR with ``wrap(expr)`` in place of each condition: every branch, or every

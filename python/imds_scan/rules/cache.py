@@ -33,8 +33,6 @@ _COMPILER_FILES = (
     "eql.py",
     "kql.py",
     "rules/kuery.py",
-    "mapping.py",  # the mapping KQL queries compile by
-    "data/mapping_profile.json",
     "fields.py",
     "data/ecs_types.json",  # the field types the compiler writes into the IR
     "mapping.py",  # what KQL rules compile against

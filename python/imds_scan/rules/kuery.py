@@ -42,14 +42,16 @@ class KueryRuleError(ValueError):
 
 
 def duration_ms(text: str, key: str, *, relative: bool) -> int:
-    """``now-9m`` (``relative``) or ``5m`` in milliseconds; KueryRuleError naming ``key``."""
-    pattern = r"now-([0-9]+)([smhHdw])" if relative else r"([0-9]+)([smhHdw])"
+    """``now-9m`` (``relative``: Kibana's date math, units s m h H d w) or ``5m`` (the
+    alerting framework's duration, units s m h d) in milliseconds; KueryRuleError naming
+    ``key``."""
+    pattern = r"now-([0-9]+)([smhHdw])" if relative else r"([0-9]+)([smhd])"
     match = re.fullmatch(pattern, text)
     if match is None or int(match.group(1)) == 0:
-        example = "now-9m" if relative else "5m"
+        example, units = ("now-9m", "s, m, h, d or w") if relative else ("5m", "s, m, h or d")
         raise KueryRuleError(
             f"rule.{key}: {text!r} is not a duration imds-scan reads (such as {example}: "
-            "a whole number of s, m, h, d or w)"
+            f"a whole number of {units})"
         )
     return int(match.group(1)) * _UNIT_MS[match.group(2)]
 
@@ -90,6 +92,8 @@ def _schedule(rule: dict[str, Any]) -> dict[str, Any]:
     if override is not None and (not isinstance(override, str) or not override):
         raise KueryRuleError("rule.timestamp_override: expected a field name")
     no_fallback = rule.get("timestamp_override_fallback_disabled") is True
+    if rule.get("to", "now") != "now":
+        raise KueryRuleError(f"rule.to: {rule['to']!r}: only now is supported")
     return {
         "timestamp_field": override or "@timestamp",
         "fallback_timestamp_field": "@timestamp" if override and not no_fallback else None,
@@ -171,17 +175,17 @@ def _threshold(rule: dict[str, Any], mapping: Mapping) -> dict[str, Any]:
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 2**31 - 1:
         raise KueryRuleError("rule.threshold.value: expected an integer of at least 1")
     cardinality = table.get("cardinality", [])
-    if not isinstance(cardinality, list) or len(cardinality) > 1:
-        raise KueryRuleError("rule.threshold.cardinality: expected at most one {field, value}")
+    if not isinstance(cardinality, list):
+        raise KueryRuleError("rule.threshold.cardinality: expected an array of {field, value}")
     counts = []
-    for entry in cardinality:
+    for entry in cardinality[:1]:  # Kibana reads the first entry only
         count = entry.get("value") if isinstance(entry, dict) else None
-        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
             raise KueryRuleError(
-                "rule.threshold.cardinality: value: expected an integer of at least 1"
+                "rule.threshold.cardinality: value: expected an integer of at least 0"
             )
         ref = _field_ref(entry.get("field"), "threshold.cardinality.field", mapping)
-        counts.append({"field": ref, "value": count})
+        counts.append({**ref, "value": count})
     return {
         "fields": [_field_ref(n, "threshold.field", mapping) for n in names],
         "value": value,
