@@ -5,10 +5,9 @@ rule's matcher and never to the writers, its alerts become records after the sin
 hits, whatever the input order, threads, engine or cluster; --since/--until select
 candidates, --max-hits counts alerts, host filters and allowlists apply to the condition.
 
-The rules are hand-written IR (the shapes of spec/kql.md). Until ``imds_scan.kibana_rules``
-is in main, the matcher is tests/kql_standin.py (the contract's interface), put in through
-``kibana_scan.make_matcher``; the timelines are small enough that any matcher of the contract
-gives the alerts asserted here."""
+The rules are hand-written IR (the shapes of spec/kql.md), then rule files through the CLI;
+the matcher is kibana_rules' (its own tests pin its semantics; the timelines here are small
+and away from the window edges, so what they pin is the scan layer's)."""
 
 from __future__ import annotations
 
@@ -16,32 +15,18 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kql_standin import StandInMatcher
 
 from conftest import ENGINES
-from imds_scan import ScanConfig, kibana_scan, scan
+from imds_scan import ScanConfig, scan
 from imds_scan.config import condition_allowlist
 from imds_scan.records import Hit
 from imds_scan.rules import Rule
 from imds_scan.sequences import plan_rules
-
-
-@pytest.fixture(autouse=True)
-def standin(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    try:
-        import imds_scan.kibana_rules  # noqa: F401
-    except ImportError:
-        monkeypatch.setattr(
-            kibana_scan, "make_matcher", lambda engine, ir, budget: StandInMatcher(ir, budget)
-        )  # until kibana_rules is in main
-    yield
-
 
 # ---------------------------------------------------------------- rules and events
 
