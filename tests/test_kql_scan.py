@@ -568,3 +568,22 @@ def test_cli_formats_of_alerts(
     assert 'count 3 by {"hid": "h3"}' in table.stdout
     show = run_cli(*rules_args(rule_files, "th"), "--show-rule")
     assert show.returncode == 0 and "// threshold: 3 or more events by hid" in show.stdout
+
+
+def test_cli_cluster_parquet_has_the_alert_columns(
+    rule_files: dict[str, str], cli_timeline: list[str], tmp_path: Path
+) -> None:
+    """A cluster's shares come back as the engine's rows, which have no alert columns (a scan
+    without new_terms/threshold rules asks for rows): the file still has the fixed schema."""
+    import polars as pl
+
+    from imds_scan.report.frame import SCHEMA
+
+    parquet = tmp_path / "c.parquet"
+    args = [*rules_args(rule_files, "q"), "--cluster", "local:1", "-o", str(parquet)]
+    done = run_cli(*args, *cli_timeline)
+    assert done.returncode == 1, done.stderr
+    frame = pl.read_parquet(parquet)
+    assert frame.schema == SCHEMA
+    assert frame.get_column("branch").to_list() == ["query"]
+    assert frame.get_column("warmup").to_list() == [None]
