@@ -139,7 +139,8 @@ def fm(
         fm("azure.signinlogs.properties.status.error_code", "long", "long"),
         fm("azure.signinlogs.properties.app_id", "keyword", "keyword", ignore_above=1024),
         fm("azure.graphactivitylogs.properties.client_auth_method", "integer", "integer"),
-        fm("azure.activitylogs.properties.status_code", "flattened", "keyword"),
+        fm("azure.activitylogs.properties", "flattened", "keyword"),
+        fm("azure.activitylogs.properties.status_code", "keyword", "keyword"),
         fm(
             "azure.auditlogs.properties.target_resources.0.modified_properties.3.new_value",
             "keyword",
@@ -147,7 +148,7 @@ def fm(
             ignore_above=1024,
         ),
         fm("gcp.audit.authorization_info", "nested", "keyword"),
-        fm("gcp.audit.request.spec.hostPID", "flattened", "keyword"),
+        fm("gcp.audit.request.spec.hostPID", "keyword", "keyword"),
         fm("gcp.audit.status.code", "integer", "integer"),
         fm("o365.audit.OperationCount", "long", "long"),
         fm("o365.audit.Members", "flattened", "keyword"),
@@ -169,8 +170,11 @@ def test_profile_fields(expected: FieldMapping) -> None:
 
 
 def test_a_key_below_a_flattened_field_is_its_keyword_leaf() -> None:
+    # a keyword (the root alone is "flattened": a query on it matches any leaf)
     got = load_mapping(None).resolve("dll.pe.imports.kernel32.CreateFileW")
-    assert got == fm("dll.pe.imports.kernel32.CreateFileW", "flattened", "keyword")
+    assert got == fm("dll.pe.imports.kernel32.CreateFileW", "keyword", "keyword")
+    leaf = "aws.cloudtrail.flattened.request_parameters.x-amz-acl"
+    assert load_mapping(None).resolve(leaf) == fm(leaf, "keyword", "keyword")
 
 
 def test_fields_below_a_dynamic_object_take_its_object_type() -> None:

@@ -160,7 +160,9 @@ class Mapping:
 
     def resolve(self, field: str) -> FieldMapping:
         """The field's mapping; a field nothing names is a keyword (no ignore_above). A key
-        below a ``flattened`` field is that field's keyword leaf."""
+        below a ``flattened`` field is a keyword (Elasticsearch indexes a flattened field's
+        leaves as keywords; ``type`` "flattened" is the root only, whose query matches any
+        leaf)."""
         found = self._resolved.get(field)
         if found is not None:
             return found
@@ -176,7 +178,7 @@ class Mapping:
             parent = self._exact(field[:at])
             if parent is not None and parent.type == "flattened":
                 return FieldMapping(
-                    field, "flattened", "keyword", None, None, parent.ignore_above, None
+                    field, "keyword", "keyword", None, None, parent.ignore_above, None
                 )
             at = field.find(".", at + 1)
         return None
