@@ -195,6 +195,35 @@ def test_fields_below_a_dynamic_object_take_its_object_type() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("pattern", "name", "matches"),
+    [
+        ("a.*", "a.b", True),
+        ("a.*", "a.b.c", True),
+        ("a.*", "a", False),
+        ("a.*", "ab.c", False),
+        ("a.*.b", "a.x.b", True),
+        ("a.*.b", "a.x.y.b", True),
+        ("a.*.b", "a.b", False),
+        ("a.*.b.*.c", "a.1.b.2.c", True),
+        ("a.*.b.*.c", "a.b.b.c", False),
+        ("a.*.b.*.c", "a.1.b.b.2.c", True),
+        ("a.*.b.*.c", "a.1.c", False),
+        ("*.x", "y.x", True),
+        ("*.x", ".x", True),
+    ],
+)
+def test_dynamic_patterns_glob_whole_names(pattern: str, name: str, matches: bool) -> None:
+    import re
+
+    from imds_scan.mapping import _globbed
+
+    assert _globbed(name, pattern.split("*")) is matches
+    # as a regex would say
+    regex = ".*".join(re.escape(p) for p in pattern.split("*"))
+    assert (re.fullmatch(regex, name, re.S) is not None) is matches
+
+
 def test_the_rules_named_integration_fields_are_in_the_profile() -> None:
     # the fields of Elastic's KQL rules whose mapping is not a plain keyword are there
     doc = json.loads(PROFILE.read_text(encoding="utf-8"))
