@@ -147,15 +147,6 @@ def _globbed(name: str, parts: list[str]) -> bool:
     return True
 
 
-def profile_info() -> dict[str, Any]:
-    """The profile's versions and sources (its header)."""
-    import json
-    from importlib import resources
-
-    text = resources.files("imds_scan").joinpath("data", _DATA).read_text("utf-8")
-    return {k: v for k, v in json.loads(text).items() if k != "groups"}
-
-
 class Mapping:
     """The profile with the user's overrides: ``types`` (field → type name, the type only) and
     ``entries`` (a mapping file's: a type name, or a complete FieldMapping), later winning."""
