@@ -381,6 +381,11 @@ def test_overrides_precedence_profile_then_field_types_then_mapping(tmp_path: Pa
     again = load_mapping(str(path))
     assert again.resolve("myapp.msg").analyzer == "standard"
     assert again.resolve("x") == fm("x", "text", "text", "standard")
+    # a user's flattened field: the keys below it are keywords, the root stays flattened
+    path.write_text('{"myapp.blob": "flattened"}')
+    blob = load_mapping(str(path))
+    assert blob.resolve("myapp.blob").type == "flattened"
+    assert blob.resolve("myapp.blob.a.b") == fm("myapp.blob.a.b", "keyword", "keyword")
     # the profile is untouched by another Mapping's overrides
     assert load_mapping(None).resolve("process.pid").type == "long"
 
