@@ -31,6 +31,8 @@ REASONS = (
     r"a wildcard on an? \w+ field \(Elasticsearch refuses it\)",
     r"is not an? [\w ]+ \(Elasticsearch refuses the query\)",
     r"rule\.filters\[\d+\]: .+ is not supported",
+    r"is a flattened field: a query on its root matches any of its leaf values",
+    r"is a \w+ field: Elasticsearch cannot aggregate its terms",
 )
 # The IR additions of spec/kql.md, which an engine without them refuses.
 _NEW = re.compile(
