@@ -5,40 +5,28 @@ rule's matcher and never to the writers, its alerts become records after the sin
 hits, whatever the input order, threads, engine or cluster; --since/--until select
 candidates, --max-hits counts alerts, host filters and allowlists apply to the condition.
 
-The rules are hand-written IR (the shapes of spec/kql.md). Until ``imds_scan.kibana_rules``
-is in main, the matcher is tests/kql_standin.py (the contract's interface), put in through
-``kibana_scan.make_matcher``; the timelines are small enough that any matcher of the contract
-gives the alerts asserted here."""
+The rules are hand-written IR (the shapes of spec/kql.md), then rule files through the CLI;
+the matcher is kibana_rules' (its own tests pin its semantics; the timelines here are small
+and away from the window edges, so what they pin is the scan layer's)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kql_standin import StandInMatcher
 
 from conftest import ENGINES
-from imds_scan import ScanConfig, kibana_scan, scan
+from imds_scan import ScanConfig, scan
 from imds_scan.config import condition_allowlist
 from imds_scan.records import Hit
 from imds_scan.rules import Rule
 from imds_scan.sequences import plan_rules
-
-
-@pytest.fixture(autouse=True)
-def standin(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    try:
-        import imds_scan.kibana_rules  # noqa: F401
-    except ImportError:
-        monkeypatch.setattr(
-            kibana_scan, "make_matcher", lambda engine, ir, budget: StandInMatcher(ir, budget)
-        )
-    yield
-
 
 # ---------------------------------------------------------------- rules and events
 
@@ -173,6 +161,13 @@ def test_plan_runs_the_condition_as_one_stage_rule() -> None:
     assert rule.kind == "new_terms" and threshold_rule().kind == "threshold"
 
 
+def test_rule_fields_of_kql_rules() -> None:
+    # The fields a rule's condition reads (the not-ECS input check); no join keys to read.
+    from imds_scan.shape import rule_fields
+
+    assert rule_fields([new_terms_rule(), threshold_rule(), query_rule()]) == ["event.action"]
+
+
 # ---------------------------------------------------------------- records
 
 
@@ -242,18 +237,15 @@ def test_alert_records(timeline: list[str], engine: str) -> None:
     }
     stats = result.stats
     assert stats.alerts == {"nt": 3, "th": 1} and stats.warmup_alerts == 1
-    # The event without a time, once per rule it matches, named by file:line.
+    # The event without a time, counted once per rule it matches, named once by file:line.
     assert stats.kql_no_time == 2
-    assert [(Path(p).name, line) for p, line in stats.kql_no_time_examples] == [
-        ("a.ndjson", 4),
-        ("a.ndjson", 4),
-    ]
+    assert [(Path(p).name, line) for p, line in stats.kql_no_time_examples] == [("a.ndjson", 4)]
     # An input's hits: its single-event hits and the alerts at its events (stage hits out).
     assert [f.hits for f in stats.files] == [3, 2]
 
 
 def test_threshold_cardinality_and_no_fields(timeline: list[str]) -> None:
-    by_user = threshold_rule("card", value=2, cardinality=[{"field": USER, "value": 2}], fields=[])
+    by_user = threshold_rule("card", value=2, cardinality=[{**USER, "value": 2}], fields=[])
     tmp = Path(timeline[0]).parent
     path = write(
         tmp / "c.ndjson",
@@ -373,3 +365,225 @@ def test_stage_hits_never_reach_the_writers(timeline: list[str]) -> None:
     assert [r["new_terms"] for r in frame_rows] == ['["h1"]', '["h2"]', '["h3"]']
     assert [r["warmup"] for r in frame_rows] == [True, False, False]
     assert sum(f.hits for f in stats.files) == 3
+
+
+# ---------------------------------------------------------------- the CLI, from rule files
+
+HEAD = """[rule]
+name = "{name}"
+rule_id = "{rule_id}"
+severity = "{severity}"
+language = "kuery"
+"""
+# Fields outside the mapping profile (keyword, as the contract says of unknown fields).
+NEW_TERMS_FILE = """type = "new_terms"
+from = "now-6m"
+interval = "5m"
+query = "act.name: fetch-token"
+
+[rule.new_terms]
+field = "new_terms_fields"
+value = ["hid"]
+
+[[rule.new_terms.history_window_start]]
+field = "history_window_start"
+value = "now-1h"
+"""
+THRESHOLD_FILE = """type = "threshold"
+query = "act.name: fetch-token"
+
+[rule.threshold]
+field = ["hid"]
+value = {value}
+"""
+QUERY_FILE = """type = "query"
+query = "act.name: put-token and not hid: h9"
+"""
+
+
+def cli_event(minute: float | None, host: str, action: str = "fetch-token") -> dict[str, Any]:
+    doc = event(minute, host)
+    doc["act"] = {"name": action}
+    doc["hid"] = host
+    del doc["event"]
+    return doc
+
+
+@pytest.fixture
+def rule_files(tmp_path: Path) -> dict[str, str]:
+    files = {
+        "nt": (("New host", "nt-1", "high"), NEW_TERMS_FILE),
+        "th": (("Many fetches", "th-1", "medium"), THRESHOLD_FILE.format(value=3)),
+        "quiet": (("Never", "th-2", "low"), THRESHOLD_FILE.format(value=100)),
+        "q": (("Puts", "q-1", "low"), QUERY_FILE),
+    }
+    out = {}
+    for key, ((name, rule_id, severity), body) in files.items():
+        path = tmp_path / f"{key}.toml"
+        head = HEAD.format(name=name, rule_id=rule_id, severity=severity)
+        path.write_text(head + body, encoding="utf-8")
+        out[key] = str(path)
+    return out
+
+
+@pytest.fixture
+def cli_timeline(tmp_path: Path) -> list[str]:
+    """The timeline of :func:`timeline`, in the rule files' fields."""
+    a = write(
+        tmp_path / "a.ndjson",
+        [
+            cli_event(0, "h1"),
+            cli_event(1, "h1", action="put-token"),
+            cli_event(60, "h2"),
+            cli_event(None, "h9"),
+        ],
+    )
+    b = write(
+        tmp_path / "b.ndjson",
+        [cli_event(50, "h1"), cli_event(61, "h3"), cli_event(62, "h3"), cli_event(63.5, "h3")],
+    )
+    return [a, b]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    chosen = "-f" in args or "-o" in args
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "imds_scan",
+            "--no-rule-cache",
+            *([] if chosen else ["-f", "ndjson"]),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "220"},  # the table's width
+    )
+
+
+def cli_records(done: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
+    out = [json.loads(line) for line in done.stdout.splitlines()]
+    for record in out:
+        record["source"] = Path(record["source"]).name
+    return out
+
+
+def rules_args(files: dict[str, str], *keys: str) -> list[str]:
+    return [arg for key in keys for arg in ("--rule", files[key])]
+
+
+def test_cli_records_and_exit_codes(rule_files: dict[str, str], cli_timeline: list[str]) -> None:
+    done = run_cli(*rules_args(rule_files, "q", "nt", "th", "quiet"), *cli_timeline)
+    assert done.returncode == 1, done.stderr
+    got = cli_records(done)
+    assert [(r["rule_id"], r["branch"], r["source"], r["line"]) for r in got] == [
+        ("q-1", "query", "a.ndjson", 2),
+        ("nt-1", "new_terms", "a.ndjson", 1),
+        ("nt-1", "new_terms", "a.ndjson", 3),
+        ("nt-1", "new_terms", "b.ndjson", 2),
+        ("th-1", "threshold", "b.ndjson", 4),
+    ]
+    assert [(r["new_terms"], r["run"], r["warmup"]) for r in got[1:4]] == [
+        (["h1"], "2024-05-01T10:00:00.000Z", True),
+        (["h2"], "2024-05-01T11:00:00.000Z", False),
+        (["h3"], "2024-05-01T11:05:00.000Z", False),
+    ]
+    assert got[4]["threshold_result"] == {
+        "terms": {"hid": "h3"},
+        "count": 3,
+        "from": "2024-05-01T11:01:00.000Z",
+        "last": "2024-05-01T11:03:30.000Z",
+    }
+    assert got[4]["event"] == cli_event(63.5, "h3")
+    assert "5 hit(s)" in done.stderr
+    assert "new_terms/threshold alerts: nt-1 3, th-1 1" in done.stderr
+    assert "new_terms alerts of warm-up runs (history window before the first event): 1" in (
+        done.stderr
+    )
+    assert "3 matching event(s) of new_terms/threshold rules (counted per rule)" in done.stderr
+    assert "a.ndjson:4)" in done.stderr
+    # No alert: exit 0 (the condition's hits are no hits of the rule).
+    quiet = run_cli(*rules_args(rule_files, "quiet"), *cli_timeline)
+    assert (quiet.returncode, quiet.stdout) == (0, ""), quiet.stderr
+
+
+@pytest.mark.parametrize(
+    "options",
+    [["--engine", "python"], ["--threads", "1"], ["--threads", "3"], ["--cluster", "local:1"]],
+)
+def test_cli_same_output_whatever_the_engine_order_and_threads(
+    rule_files: dict[str, str], cli_timeline: list[str], options: list[str]
+) -> None:
+    args = rules_args(rule_files, "q", "nt", "th")
+    base = run_cli(*args, *cli_timeline)
+    other = run_cli(*args, *options, *cli_timeline[::-1])
+    assert other.returncode == base.returncode == 1, other.stderr
+    assert other.stdout == base.stdout
+
+
+def test_cli_since_until_max_hits_and_allow(
+    rule_files: dict[str, str], cli_timeline: list[str]
+) -> None:
+    args = rules_args(rule_files, "nt")
+    since = run_cli(*args, "--since", "2024-05-01T10:30:00Z", *cli_timeline)
+    assert [(r["line"], r["new_terms"], r["warmup"]) for r in cli_records(since)] == [
+        (3, ["h2"], True),
+        (1, ["h1"], True),
+        (2, ["h3"], True),
+    ]
+    until = run_cli(*rules_args(rule_files, "th"), "--until", "2024-05-01T11:03:00Z", *cli_timeline)
+    assert until.returncode == 0 and until.stdout == ""  # two of h3's three events
+    limited = run_cli(*args, "--max-hits", "1", *cli_timeline)
+    assert limited.returncode == 1 and len(cli_records(limited)) == 1
+    assert "stopped early by --max-hits after 1 hit(s), at " in limited.stderr
+    assert "a.ndjson:1: the output is partial" in limited.stderr
+    allowed = run_cli(*args, "--allow", 'hid == "h1"', *cli_timeline)
+    assert [r["new_terms"] for r in cli_records(allowed)] == [["h2"], ["h3"]]
+    excluded = run_cli(*args, "--exclude-host", "h3", *cli_timeline)
+    assert [r["new_terms"] for r in cli_records(excluded)] == [["h1"], ["h2"]]
+
+
+def test_cli_formats_of_alerts(
+    rule_files: dict[str, str], cli_timeline: list[str], tmp_path: Path
+) -> None:
+    import polars as pl
+
+    args = [*rules_args(rule_files, "nt", "th"), *cli_timeline]
+    parquet = tmp_path / "out.parquet"
+    report = tmp_path / "r.html"
+    done = run_cli(*args, "-o", str(parquet), "--report", str(report), "--summary")
+    assert done.returncode == 1, done.stderr
+    frame = pl.read_parquet(parquet)
+    assert frame.get_column("branch").to_list() == ["new_terms"] * 3 + ["threshold"]
+    assert frame.get_column("warmup").to_list() == [True, False, False, None]
+    assert "new_terms alerts of warm-up runs: 1" in done.stderr  # the summary
+    assert "new [&quot;h2&quot;] (run 2024-05-01T11:00:00.000Z)" in report.read_text("utf-8")
+    alerts = run_cli(*args, "-f", "alerts")
+    docs = [json.loads(line) for line in alerts.stdout.splitlines()]
+    assert [d.get("kibana.alert.new_terms") for d in docs[:3]] == [["h1"], ["h2"], ["h3"]]
+    assert docs[3]["kibana.alert.threshold_result"]["terms"] == [{"field": "hid", "value": "h3"}]
+    table = run_cli(*args, "-f", "table")
+    assert 'count 3 by {"hid": "h3"}' in table.stdout
+    show = run_cli(*rules_args(rule_files, "th"), "--show-rule")
+    assert show.returncode == 0 and "// threshold: 3 or more events by hid" in show.stdout
+
+
+def test_cli_cluster_parquet_has_the_alert_columns(
+    rule_files: dict[str, str], cli_timeline: list[str], tmp_path: Path
+) -> None:
+    """A cluster's shares come back as the engine's rows, which have no alert columns (a scan
+    without new_terms/threshold rules asks for rows): the file still has the fixed schema."""
+    import polars as pl
+
+    from imds_scan.report.frame import SCHEMA
+
+    parquet = tmp_path / "c.parquet"
+    args = [*rules_args(rule_files, "q"), "--cluster", "local:1", "-o", str(parquet)]
+    done = run_cli(*args, *cli_timeline)
+    assert done.returncode == 1, done.stderr
+    frame = pl.read_parquet(parquet)
+    assert frame.schema == SCHEMA
+    assert frame.get_column("branch").to_list() == ["query"]
+    assert frame.get_column("warmup").to_list() == [None]

@@ -139,7 +139,8 @@ def fm(
         fm("azure.signinlogs.properties.status.error_code", "long", "long"),
         fm("azure.signinlogs.properties.app_id", "keyword", "keyword", ignore_above=1024),
         fm("azure.graphactivitylogs.properties.client_auth_method", "integer", "integer"),
-        fm("azure.activitylogs.properties.status_code", "flattened", "keyword"),
+        fm("azure.activitylogs.properties", "flattened", "keyword"),
+        fm("azure.activitylogs.properties.status_code", "keyword", "keyword"),
         fm(
             "azure.auditlogs.properties.target_resources.0.modified_properties.3.new_value",
             "keyword",
@@ -147,7 +148,7 @@ def fm(
             ignore_above=1024,
         ),
         fm("gcp.audit.authorization_info", "nested", "keyword"),
-        fm("gcp.audit.request.spec.hostPID", "flattened", "keyword"),
+        fm("gcp.audit.request.spec.hostPID", "keyword", "keyword"),
         fm("gcp.audit.status.code", "integer", "integer"),
         fm("o365.audit.OperationCount", "long", "long"),
         fm("o365.audit.Members", "flattened", "keyword"),
@@ -169,8 +170,11 @@ def test_profile_fields(expected: FieldMapping) -> None:
 
 
 def test_a_key_below_a_flattened_field_is_its_keyword_leaf() -> None:
+    # a keyword (the root alone is "flattened": a query on it matches any leaf)
     got = load_mapping(None).resolve("dll.pe.imports.kernel32.CreateFileW")
-    assert got == fm("dll.pe.imports.kernel32.CreateFileW", "flattened", "keyword")
+    assert got == fm("dll.pe.imports.kernel32.CreateFileW", "keyword", "keyword")
+    leaf = "aws.cloudtrail.flattened.request_parameters.x-amz-acl"
+    assert load_mapping(None).resolve(leaf) == fm(leaf, "keyword", "keyword")
 
 
 def test_fields_below_a_dynamic_object_take_its_object_type() -> None:
@@ -189,6 +193,35 @@ def test_fields_below_a_dynamic_object_take_its_object_type() -> None:
     assert "kubernetes.audit.annotations.authorization_k8s_io/decision" not in mapping.expand(
         "kubernetes.audit.annotations*"
     )
+
+
+@pytest.mark.parametrize(
+    ("pattern", "name", "matches"),
+    [
+        ("a.*", "a.b", True),
+        ("a.*", "a.b.c", True),
+        ("a.*", "a", False),
+        ("a.*", "ab.c", False),
+        ("a.*.b", "a.x.b", True),
+        ("a.*.b", "a.x.y.b", True),
+        ("a.*.b", "a.b", False),
+        ("a.*.b.*.c", "a.1.b.2.c", True),
+        ("a.*.b.*.c", "a.b.b.c", False),
+        ("a.*.b.*.c", "a.1.b.b.2.c", True),
+        ("a.*.b.*.c", "a.1.c", False),
+        ("*.x", "y.x", True),
+        ("*.x", ".x", True),
+    ],
+)
+def test_dynamic_patterns_glob_whole_names(pattern: str, name: str, matches: bool) -> None:
+    import re
+
+    from imds_scan.mapping import _globbed
+
+    assert _globbed(name, pattern.split("*")) is matches
+    # as a regex would say
+    regex = ".*".join(re.escape(p) for p in pattern.split("*"))
+    assert (re.fullmatch(regex, name, re.S) is not None) is matches
 
 
 def test_the_rules_named_integration_fields_are_in_the_profile() -> None:
@@ -348,6 +381,11 @@ def test_overrides_precedence_profile_then_field_types_then_mapping(tmp_path: Pa
     again = load_mapping(str(path))
     assert again.resolve("myapp.msg").analyzer == "standard"
     assert again.resolve("x") == fm("x", "text", "text", "standard")
+    # a user's flattened field: the keys below it are keywords, the root stays flattened
+    path.write_text('{"myapp.blob": "flattened"}')
+    blob = load_mapping(str(path))
+    assert blob.resolve("myapp.blob").type == "flattened"
+    assert blob.resolve("myapp.blob.a.b") == fm("myapp.blob.a.b", "keyword", "keyword")
     # the profile is untouched by another Mapping's overrides
     assert load_mapping(None).resolve("process.pid").type == "long"
 

@@ -221,7 +221,7 @@ def test_scan_line_and_warnings() -> None:
     assert "new_terms/threshold alerts: nt-1 2, th-1 1" in text
     assert "new_terms alerts of warm-up runs" in text and ": 1" in text
     (warning,) = no_time_warnings(stats)
-    assert warning.startswith("2 matching event(s) of new_terms/threshold rules")
+    assert warning.startswith("2 matching event(s) of new_terms/threshold rules (counted per rule)")
     assert "a\\x1b[31m.ndjson:4" in warning and "\x1b" not in warning
 
 

@@ -759,6 +759,7 @@ def _load_rules(
 
 def _show_rules(rules: list[Rule], config: ScanConfig) -> None:
     """--show-rule: each rule's effective EQL (as the engines receive it), then exit 0."""
+    from . import kibana_scan
     from .eql import format_rule
     from .sequences import effective_rules
 
@@ -767,6 +768,10 @@ def _show_rules(rules: list[Rule], config: ScanConfig) -> None:
             print()
         print(f"// {rule.name} (rule_id {rule.id}, severity {rule.severity or 'unset'})")
         print(f"// from {rule.source}")
+        if rule.kind in kibana_scan.KINDS:  # its condition, as its stage rule runs it
+            print("\n".join(f"// {line}" for line in kibana_scan.describe(rule)))
+            print(format_rule(kibana_scan.stage_rules(rule)[0].ir))
+            continue
         print(format_rule(rule.ir))
 
 

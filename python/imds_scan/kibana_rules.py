@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
-from .reference.event import Malformed, flat_text, parse_line, raw_values
+from .reference.event import Malformed, _items, _objects, flat_text, parse_line
 from .reference.sequence import compare_keys, key_json
 from .reference.typed import FLOAT_TYPES, INTEGER_RANGES, Date, Ip, Typed, read_value
 
@@ -169,6 +169,12 @@ def read_rule(rule_ir: str | Mapping[str, Any]) -> RuleSpec:
             raise _bad(f"not JSON: {exc}") from None
     if not isinstance(rule_ir, Mapping):
         raise _bad("not an object")
+    from .ir_schema import check
+
+    try:
+        check(rule_ir)  # the shape, in the schema checker's words
+    except ValueError as exc:
+        raise KibanaRuleIRError(str(exc)) from None
     kinds = [k for k in KINDS if k in rule_ir]
     if len(kinds) != 1:
         raise _bad("expected exactly one of new_terms, threshold")
@@ -227,9 +233,38 @@ def document(text: str) -> dict[str, Any]:
     return parsed[0] if parsed is not None else {}
 
 
+@functools.cache
+def _prefixes(name: str) -> tuple[tuple[str, str | None], ...]:
+    """Each key that can hold part of the field ``name`` (its dotted prefixes), with the rest
+    of the name below it (None: the key is the whole name)."""
+    parts = name.split(".")
+    return tuple(
+        (".".join(parts[:k]), ".".join(parts[k:]) if k < len(parts) else None)
+        for k in range(1, len(parts) + 1)
+    )
+
+
+def scalars(doc: dict[str, Any], name: str) -> list[str | bool]:
+    """``reference.event.raw_values(doc, name.split("."))`` as a list, looking up the keys
+    that can hold the field instead of splitting every key of the document: a key holds part
+    of the path exactly when it is one of its dotted prefixes (split and join are inverse)."""
+    found = [(key, rest) for key, rest in _prefixes(name) if key in doc]
+    if len(found) > 1:  # in document order, as raw_values gives them
+        order = {key: i for i, key in enumerate(doc)}
+        found.sort(key=lambda hit: order[hit[0]])
+    out: list[str | bool] = []
+    for key, rest in found:
+        if rest is None:
+            out += (item for item in _items(doc[key]) if isinstance(item, bool | str))
+        else:
+            for obj in _objects(doc[key]):
+                out += scalars(obj, rest)
+    return out
+
+
 def _dates(doc: dict[str, Any], name: str) -> list[int]:
     out = []
-    for item in raw_values(doc, name.split(".")):
+    for item in scalars(doc, name):
         value = read_value("date", item)
         if isinstance(value, Date):
             out.append(value.micros // 1000)
@@ -259,7 +294,7 @@ def terms_of(doc: dict[str, Any], ref: TermField) -> list[Term]:
     """The field's distinct terms as Elasticsearch indexed them, in document order."""
     out: list[Term] = []
     keyword = ref.field_type in ("keyword", "wildcard")
-    for item in raw_values(doc, ref.parts):
+    for item in scalars(doc, ref.field):
         value: Typed | None
         if keyword:
             text = flat_text(item)
@@ -338,41 +373,59 @@ def first_run(time: int, interval: int) -> int:
 # ---------------------------------------------------------------- external sort
 
 
-_RUNS_KEPT = 64  # more sorted runs than this are merged into one
+_FAN_IN = 16  # sorted runs of one size merged into one of the next size
 _CHUNK = 256  # records per pickled chunk of a run (what a merge holds per run)
 
 
 class _Sorter:
     """Tuples sorted with bounded memory: past ``budget`` (estimated bytes) the buffer is
-    sorted and written as a run to a temporary file; :meth:`sorted` merges the runs."""
+    sorted and written as a run to a temporary file; every ``_FAN_IN`` runs of one level are
+    merged into one run of the next, so a record is rewritten once per level and at most
+    ``_FAN_IN`` runs per level wait for :meth:`sorted`, which merges them all."""
 
     def __init__(self, budget: int, spill_dir: str | None) -> None:
         self.budget = max(budget, 1)
         self.spill_dir = spill_dir
         self.items: list[tuple[Any, ...]] = []
         self.size = 0
-        self.runs: list[IO[bytes]] = []
+        self.levels: list[list[IO[bytes]]] = []  # runs by level (level n: about 16^n buffers)
 
     def add(self, item: tuple[Any, ...], size: int) -> None:
         self.items.append(item)
         self.size += size
         if self.size > self.budget:
             self.items.sort()
-            self.runs.append(self._write(self.items))
+            run = self._write(self.items)
             self.items, self.size = [], 0
-            if len(self.runs) > _RUNS_KEPT:
-                merged = self._write(heapq.merge(*(self._read(r) for r in self.runs)))
-                for run in self.runs:
-                    run.close()
-                self.runs = [merged]
+            level = 0
+            while True:
+                if len(self.levels) == level:
+                    self.levels.append([])
+                self.levels[level].append(run)
+                if len(self.levels[level]) < _FAN_IN:
+                    break
+                runs, self.levels[level] = self.levels[level], []
+                run = self._write(heapq.merge(*(self._read(r) for r in runs)))
+                for old in runs:
+                    old.close()
+                level += 1
 
     def _write(self, items: Iterable[tuple[Any, ...]]) -> IO[bytes]:
-        # Closed by sorted() (or when merged into another run).
-        file = tempfile.TemporaryFile(prefix="imds-scan-kibana-", dir=self.spill_dir)  # noqa: SIM115
-        iterator = iter(items)
-        while chunk := list(itertools.islice(iterator, _CHUNK)):
-            pickle.dump(chunk, file, protocol=pickle.HIGHEST_PROTOCOL)
-        file.seek(0)
+        try:
+            # Closed by sorted() (or when merged into another run).
+            file = tempfile.TemporaryFile(prefix="imds-scan-kibana-", dir=self.spill_dir)  # noqa: SIM115
+            iterator = iter(items)
+            while chunk := list(itertools.islice(iterator, _CHUNK)):
+                pickle.dump(chunk, file, protocol=pickle.HIGHEST_PROTOCOL)
+            file.seek(0)
+        except OSError as exc:  # no such directory, a full disk
+            from .sources import InputError
+
+            where = self.spill_dir or tempfile.gettempdir()
+            raise InputError(
+                f"cannot write the new_terms/threshold candidates' spill file in {where} "
+                f"(TMPDIR): {exc.strerror or exc}"
+            ) from None
         return file
 
     @staticmethod
@@ -387,7 +440,8 @@ class _Sorter:
     def sorted(self) -> Iterator[tuple[Any, ...]]:
         self.items.sort()
         items, self.items, self.size = self.items, [], 0
-        runs, self.runs = self.runs, []
+        runs = [run for level in self.levels for run in level]
+        self.levels = []
         try:
             yield from heapq.merge(items, *(self._read(r) for r in runs))
         finally:

@@ -7,14 +7,15 @@ the sequence layer (:mod:`imds_scan.sequences`, which spills their texts and fee
 rule's matcher, ``add(rank, line, event, ref)``); when the engine's stream ends, the matcher's
 alerts become Hits (``branch`` "new_terms" or "threshold"), rule by rule in load order.
 
-The matchers are ``imds_scan.kibana_rules`` (the product path; rust engine and cluster) and
-``imds_scan.reference.kibana_rules`` (the python engine), one interface (:class:`RuleMatcher`).
+The matcher is ``imds_scan.kibana_rules``' product one for every engine (pure Python; its
+reference twin ``imds_scan.reference.kibana_rules`` is the tests' oracle), interface
+:class:`RuleMatcher`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 from .ir_schema import ALERT_KINDS
@@ -26,8 +27,28 @@ KINDS = ALERT_KINDS
 STAGE = "query"
 
 
+class ThresholdResult(Protocol):
+    """A threshold alert's bucket (``kibana_rules.ThresholdResult``): terms and cardinality as
+    (field, value) pairs in field order, the count, the first and last event times."""
+
+    @property
+    def terms(self) -> tuple[tuple[str, object], ...]: ...
+
+    @property
+    def count(self) -> int: ...
+
+    @property
+    def cardinality(self) -> tuple[tuple[str, int], ...]: ...
+
+    @property
+    def from_ms(self) -> int: ...
+
+    @property
+    def last_ms(self) -> int: ...
+
+
 class Alert(Protocol):
-    """One alert of a matcher (spec/kql.md, Rule types): ``ref`` the alert's event (a
+    """One alert of a matcher (``kibana_rules.Alert``): ``ref`` the alert's event (a
     threshold bucket's last event), ``run_ms`` its run, ``warmup`` (new_terms), and the
     ``new_terms`` values (field order) or the ``threshold_result``."""
 
@@ -41,16 +62,22 @@ class Alert(Protocol):
     def warmup(self) -> bool: ...
 
     @property
-    def new_terms(self) -> list[object] | None: ...
+    def new_terms(self) -> tuple[object, ...] | None: ...
 
     @property
-    def threshold_result(self) -> Mapping[str, Any] | None: ...
+    def threshold_result(self) -> ThresholdResult | None: ...
 
 
 class RuleMatcher(Protocol):
-    """Both engines' matcher of one new_terms or threshold rule. ``no_time`` and
-    ``no_time_refs`` (matching events without a time: how many, the refs of the first
-    few in position order) are read once ``finish``'s alerts are consumed."""
+    """Both matchers' interface (``kibana_rules.RuleMatcher``); ``no_time`` and
+    ``no_time_refs`` (matching events without a time: how many, the refs of the first five
+    by position) are read once ``finish``'s alerts are consumed."""
+
+    @property
+    def no_time(self) -> int: ...
+
+    @property
+    def no_time_refs(self) -> list[int]: ...
 
     def add(self, rank: int, line: int, event: str, ref: int) -> None: ...
 
@@ -82,31 +109,52 @@ def stage_rules(rule: Rule) -> list[Rule]:
     return [dataclasses.replace(rule, id=rule_id, ir=ir, threat=(), references=())]
 
 
+def _span(millis: int) -> str:
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if millis % size == 0:
+            return f"{millis // size}{unit}"
+    return f"{millis}ms"
+
+
+def describe(rule: Rule) -> list[str]:
+    """What a new_terms or threshold rule does besides its condition, in a few lines (the
+    comments of ``--show-rule``)."""
+    kind = rule_kind(rule)
+    body = rule.ir[kind or ""]
+    fields = ", ".join(f["field"] for f in body["fields"]) or "(no field: one bucket)"
+    if kind == "new_terms":
+        what = f"new_terms: new values of {fields} against {_span(body['history_window_ms'])}"
+        what += " of history"
+    else:
+        what = f"threshold: {body['value']} or more events by {fields}"
+        for card in body["cardinality"]:
+            what += f" with {card['value']} or more distinct {card['field']}"
+    when = f"runs every {_span(body['interval_ms'])} over the last {_span(body['from_ms'])}"
+    time = body["timestamp_field"]
+    if body.get("fallback_timestamp_field"):
+        time += f", else {body['fallback_timestamp_field']}"
+    return [what, f"{when}; time: {time}; the condition:"]
+
+
 def make_matcher(engine: str, rule_ir_json: str, memory_budget: int) -> RuleMatcher:
-    """The chosen engine's matcher of one rule: the product one for ``rust`` (and the
-    cluster), the reference one for ``python``."""
+    """The rule's matcher: ``kibana_rules``' product matcher, for every engine and the
+    cluster (it is pure Python; spec/kql.md, Matchers)."""
     import importlib
 
-    # Imported by name: each module is typed on its own.
-    name = "imds_scan.reference.kibana_rules" if engine == "python" else "imds_scan.kibana_rules"
-    module: Any = importlib.import_module(name)
-    matcher: RuleMatcher = module.RuleMatcher(rule_ir_json, memory_budget)
+    # Imported by name: typed on its own (and a plain scan does not import it).
+    module: Any = importlib.import_module("imds_scan.kibana_rules")
+    matcher: RuleMatcher = module.make_matcher(rule_ir_json, memory_budget)
     return matcher
 
 
-def _time(value: object) -> object:
-    """A time of a threshold result as written: epoch milliseconds as ISO 8601 UTC."""
-    return iso_ms(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-
-def threshold_result(result: Mapping[str, Any]) -> dict[str, Any]:
-    """The record's ``threshold_result``: ``terms``, ``count``, ``cardinality`` (when set),
-    ``from``, ``last`` in that order, times as ISO 8601 UTC."""
-    out: dict[str, Any] = {"terms": dict(result.get("terms") or {}), "count": result["count"]}
-    if result.get("cardinality"):
-        out["cardinality"] = [dict(c) for c in result["cardinality"]]
-    out["from"] = _time(result.get("from"))
-    out["last"] = _time(result.get("last"))
+def threshold_result(result: ThresholdResult) -> dict[str, Any]:
+    """The record's ``threshold_result``: ``terms`` (an object, field order), ``count``,
+    ``cardinality`` (when the rule sets it), ``from``, ``last`` (ISO 8601 UTC)."""
+    out: dict[str, Any] = {"terms": dict(result.terms), "count": result.count}
+    if result.cardinality:
+        out["cardinality"] = [{"field": f, "value": v} for f, v in result.cardinality]
+    out["from"] = iso_ms(result.from_ms)
+    out["last"] = iso_ms(result.last_ms)
     return out
 
 
@@ -115,10 +163,9 @@ def alert_hit(rule: Rule, kind: str, alert: Alert, where: tuple[str, int, str]) 
     source, line, text = where
     run = iso_ms(alert.run_ms)
     if kind == "threshold":
-        found = alert.threshold_result or {}
-        return Hit(
-            source, line, rule, kind, None, text, run=run, threshold_result=threshold_result(found)
-        )
+        found = alert.threshold_result
+        result = None if found is None else threshold_result(found)
+        return Hit(source, line, rule, kind, None, text, run=run, threshold_result=result)
     return Hit(
         source,
         line,

@@ -11,14 +11,10 @@ lookup, not at import. On top of it, in this order: the user's field type overri
 from __future__ import annotations
 
 import collections.abc as abc
-import dataclasses
 import os
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import re
+from typing import Any
 
 # Elasticsearch mapping type → the IR's field_type (spec/ir.md, spec/kql.md). Types with no
 # value a query compares here (containers, geo_point, histogram) read as keyword: the KQL
@@ -88,50 +84,67 @@ def _of_type(name: str, es_type: str, multi_field_of: str | None) -> FieldMappin
     return FieldMapping(name, es_type, IR_TYPES[es_type], analyzer, None, None, multi_field_of)
 
 
+# One group of the shipped profile: (type, analyzer, normalizer, ignore_above, multi-field).
+_Group = tuple[str, str | None, str | None, int | None, bool]
+
+
 @cache
-def _shipped() -> tuple[dict[str, FieldMapping], list[tuple[re.Pattern[str], FieldMapping]]]:
-    """Every field of the shipped profile, and its dynamic patterns (an integration's
-    ``prefix.*`` or ``a.*.b``: `*` any run of characters, dots included; the one with the
-    most literal characters first)."""
+def _shipped() -> tuple[dict[str, int], list[_Group], list[tuple[list[str], int]]]:
+    """The shipped profile: field → its group, the groups, and the dynamic patterns (an
+    integration's ``prefix.*`` or ``a.*.b``, split at `*`, which stands for any run of
+    characters, dots included; the one with the most literal characters first). FieldMapping
+    objects are made on lookup: the profile has thousands of fields, a rule set names few."""
     import json
-    import re
     from importlib import resources
 
     text = resources.files("imds_scan").joinpath("data", _DATA).read_text("utf-8")
-    out: dict[str, FieldMapping] = {}
-    patterns: list[tuple[str, FieldMapping]] = []
-    for group in json.loads(text)["groups"]:
-        es_type = group["type"]
-        analyzer, normalizer = group.get("analyzer"), group.get("normalizer")
-        above, multi = group.get("ignore_above"), group.get("multi_field")
-        for name in group["fields"]:
-            parent = name.rsplit(".", 1)[0] if multi else None
-            found = FieldMapping(
-                name, es_type, IR_TYPES[es_type], analyzer, normalizer, above, parent
+    index: dict[str, int] = {}
+    groups: list[_Group] = []
+    patterns: list[tuple[str, int]] = []
+    for at, group in enumerate(json.loads(text)["groups"]):
+        groups.append(
+            (
+                group["type"],
+                group.get("analyzer"),
+                group.get("normalizer"),
+                group.get("ignore_above"),
+                bool(group.get("multi_field")),
             )
-            if group.get("pattern"):
-                patterns.append((name, found))
-            else:
-                out[name] = found
+        )
+        if group.get("pattern"):
+            patterns.extend((name, at) for name in group["fields"])
+        else:
+            index.update(dict.fromkeys(group["fields"], at))
     patterns.sort(key=lambda p: (-len(p[0].replace("*", "")), p[0]))
-    compiled = [
-        (re.compile(".*".join(re.escape(part) for part in name.split("*")), re.S), found)
-        for name, found in patterns
-    ]
-    return out, compiled
+    return index, groups, [(name.split("*"), at) for name, at in patterns]
 
 
-def _profile() -> dict[str, FieldMapping]:
-    return _shipped()[0]
+def _made(name: str, group: _Group) -> FieldMapping:
+    es_type, analyzer, normalizer, above, multi = group
+    parent = name.rsplit(".", 1)[0] if multi else None
+    return FieldMapping(name, es_type, IR_TYPES[es_type], analyzer, normalizer, above, parent)
 
 
-def profile_info() -> dict[str, Any]:
-    """The profile's versions and sources (its header)."""
-    import json
-    from importlib import resources
+def _shipped_field(name: str) -> FieldMapping | None:
+    index, groups, _ = _shipped()
+    at = index.get(name)
+    return None if at is None else _made(name, groups[at])
 
-    text = resources.files("imds_scan").joinpath("data", _DATA).read_text("utf-8")
-    return {k: v for k, v in json.loads(text).items() if k != "groups"}
+
+def _globbed(name: str, parts: list[str]) -> bool:
+    """Whether ``name`` matches the pattern split at its `*`s (any run of characters each)."""
+    first, last = parts[0], parts[-1]
+    if len(name) < len(first) + len(last) or not name.startswith(first):
+        return False
+    if not name.endswith(last):
+        return False
+    at, end = len(first), len(name) - len(last)
+    for part in parts[1:-1]:  # leftmost occurrences, in order: enough for `*` alone
+        found = name.find(part, at, end)
+        if found < 0:
+            return False
+        at = found + len(part)
+    return True
 
 
 class Mapping:
@@ -146,9 +159,10 @@ class Mapping:
         self._types = dict(types or {})
         self._entries = dict(entries or {})
         self._resolved: dict[str, FieldMapping] = {}
+        self._names: list[str] | None = None
 
     def _exact(self, field: str) -> FieldMapping | None:
-        found = _profile().get(field)
+        found = _shipped_field(field)
         for layer in (self._types, self._entries):
             given = layer.get(field)
             if isinstance(given, FieldMapping):
@@ -160,7 +174,9 @@ class Mapping:
 
     def resolve(self, field: str) -> FieldMapping:
         """The field's mapping; a field nothing names is a keyword (no ignore_above). A key
-        below a ``flattened`` field is that field's keyword leaf."""
+        below a ``flattened`` field is a keyword (Elasticsearch indexes a flattened field's
+        leaves as keywords; ``type`` "flattened" is the root only, whose query matches any
+        leaf)."""
         found = self._resolved.get(field)
         if found is not None:
             return found
@@ -176,7 +192,7 @@ class Mapping:
             parent = self._exact(field[:at])
             if parent is not None and parent.type == "flattened":
                 return FieldMapping(
-                    field, "flattened", "keyword", None, None, parent.ignore_above, None
+                    field, "keyword", "keyword", None, None, parent.ignore_above, None
                 )
             at = field.find(".", at + 1)
         return None
@@ -185,15 +201,24 @@ class Mapping:
     def _dynamic(field: str) -> FieldMapping | None:
         """A field below an integration's dynamic object (``kubernetes.audit.annotations.*``:
         text), as Fleet's dynamic template maps it."""
-        for pattern, found in _shipped()[1]:
-            if pattern.fullmatch(field):
-                return dataclasses.replace(found, name=field)
+        _, groups, patterns = _shipped()
+        for parts, at in patterns:
+            if _globbed(field, parts):
+                return _made(field, groups[at])
         return None
 
     def names(self) -> list[str]:
         """Every field the mapping names that a field-name wildcard can stand for, sorted."""
-        every = {*_profile(), *self._types, *self._entries}
-        return sorted(n for n in every if self.resolve(n).type not in CONTAINERS)
+        if self._names is None:
+            index, groups, _ = _shipped()
+            every = {name for name, at in index.items() if groups[at][0] not in CONTAINERS}
+            for name in {*self._types, *self._entries}:
+                if self.resolve(name).type in CONTAINERS:
+                    every.discard(name)
+                else:
+                    every.add(name)
+            self._names = sorted(every)
+        return self._names
 
     def expand(self, pattern: str) -> list[str]:
         """The fields a KQL field name stands for, sorted: with ``*`` (any run of characters,

@@ -359,9 +359,9 @@ def no_time_warnings(stats: ScanStats) -> list[str]:
     if stats.kql_no_time:
         where = ", ".join(f"{safe(path)}:{line}" for path, line in stats.kql_no_time_examples)
         out.append(
-            f"{stats.kql_no_time:,} matching event(s) of new_terms/threshold rules without a "
-            f"parsable time (timestamp_override or @timestamp) were left out of their alerts "
-            f"(e.g. {where})"
+            f"{stats.kql_no_time:,} matching event(s) of new_terms/threshold rules (counted per "
+            f"rule) without a parsable time (timestamp_override or @timestamp) were left out "
+            f"of their alerts (e.g. {where})"
         )
     return out
 

@@ -8,7 +8,8 @@ system's temporary directory, and (stage, input rank, line, text, spill offset) 
 matcher (the Rust one for the rust engine and the cluster, the reference one for the python
 engine). When the engine's stream ends, each rule's results become Hits (``branch``
 "sequence" or "sample", with ``events`` and ``join_keys``), yielded as further batches, rule
-by rule in load order.
+by rule in load order. A KQL new_terms or threshold rule runs the same way with one stage
+rule, its condition, and its own matcher (:mod:`imds_scan.kibana_scan`).
 
 Memory: the scan layer keeps nothing per candidate (the matcher's ``ref`` of a candidate is
 its offset in the spill file, where its input rank, line and text are); the matcher keeps its
@@ -106,8 +107,9 @@ class _Condition:
         self.add_event(rank, line, event, ref)
 
 
-# Memory for candidate records before the Rust matchers spill sorted runs to disk: one budget
-# for the whole scan, shared by its sequence and sample rules (Elastic's set has 216 of them).
+# Memory for candidate records before the matchers spill sorted runs to disk: one budget for
+# the whole scan, shared by its sequence, sample, new_terms and threshold rules (Elastic's set
+# has 216 sequences and samples, 269 new_terms and threshold rules).
 MEMORY_BUDGET = 256 << 20
 MIN_RULE_BUDGET = 1 << 20
 
@@ -402,12 +404,15 @@ class SequenceRun:
             counts = [0] * len(self.plan.rules)
             counts[index] = len(hits)
             yield HitBatch.of(hits, rule_counts=counts)
-        # Read once the alerts are out (a matcher may count as it goes).
-        self.kql_no_time += getattr(matcher, "no_time", 0)
-        for ref in getattr(matcher, "no_time_refs", ()):
-            if len(self.kql_no_time_examples) < NO_TIME_EXAMPLES:
-                rank, line, _ = self.spill.get(ref)
-                self.kql_no_time_examples.append((self.names[rank], line))
+        # Read once the alerts are out (final after the last add).
+        self.kql_no_time += matcher.no_time
+        for ref in matcher.no_time_refs:
+            rank, line, _ = self.spill.get(ref)
+            where = (self.names[rank], line)
+            # One event matching several rules is named once.
+            examples = self.kql_no_time_examples
+            if len(examples) < NO_TIME_EXAMPLES and where not in examples:
+                examples.append(where)
 
     def _hit(self, rule: Rule, refs: Sequence[int | None], keys: Sequence[object]) -> Hit:
         events = []

@@ -2,12 +2,14 @@
 product matcher (``imds_scan.kibana_rules``) is tested against.
 
 Every candidate stays in memory and the runs ``T = k·interval`` are enumerated one by one,
-each doing what Kibana's executor does in one run: it is meant for small inputs.
+each doing what Kibana's executor does in one run (its range queries answered from the
+events sorted by time, so an empty run costs a lookup): it is meant for modest inputs.
 ``memory_budget`` and ``spill_dir`` are accepted for the shared interface and not used.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -32,13 +34,6 @@ from .sequence import compare_keys
 Position = tuple[int, int]
 
 
-@dataclass
-class _Candidate:
-    position: Position
-    ref: int
-    doc: dict[str, Any]
-
-
 @dataclass(frozen=True)
 class _Timed:
     time: int
@@ -57,39 +52,38 @@ class KibanaRuleMatcher:
     ) -> None:
         del memory_budget, spill_dir  # the oracle keeps everything in memory
         self.spec = read_rule(rule_ir)
-        self._added: dict[Position, _Candidate] = {}
+        self._added: dict[Position, _Timed] = {}
+        self._no_time: dict[Position, int] = {}  # events without a time: their refs
 
     def add(self, rank: int, line: int, event: str, ref: int) -> None:
+        """The event's time, combinations and cardinality terms, kept by position."""
         position = (rank, line)
         known = self._added.get(position)
-        if known is not None and known.ref <= ref:  # the same event again: one ref
+        known_ref = known.ref if known is not None else self._no_time.get(position)
+        if known_ref is not None and known_ref <= ref:  # the same event again: one ref
             return
-        self._added[position] = _Candidate(position, ref, document(event))
-
-    def _timeless(self) -> list[_Candidate]:
-        return [c for _, c in sorted(self._added.items()) if event_time(c.doc, self.spec) is None]
+        spec = self.spec
+        doc = document(event)
+        time = event_time(doc, spec)
+        if time is None:
+            self._no_time[position] = ref
+            return
+        cards: frozenset[Term] = frozenset()
+        if spec.cardinality is not None:
+            cards = frozenset(terms_of(doc, spec.cardinality))
+        combos = tuple(combinations(doc, spec.fields))
+        self._added[position] = _Timed(time, position, ref, combos, cards)
 
     @property
     def no_time(self) -> int:
-        return len(self._timeless())
+        return len(self._no_time)
 
     @property
     def no_time_refs(self) -> list[int]:
-        return [c.ref for c in self._timeless()[:NO_TIME_EXAMPLES]]
+        return [self._no_time[p] for p in sorted(self._no_time)[:NO_TIME_EXAMPLES]]
 
     def _timed(self) -> list[_Timed]:
-        spec = self.spec
-        out = []
-        for position, candidate in sorted(self._added.items()):
-            time = event_time(candidate.doc, spec)
-            if time is None:
-                continue
-            combos = tuple(combinations(candidate.doc, spec.fields))
-            cards: frozenset[Term] = frozenset()
-            if spec.cardinality is not None:
-                cards = frozenset(terms_of(candidate.doc, spec.cardinality))
-            out.append(_Timed(time, position, candidate.ref, combos, cards))
-        return out
+        return [e for _, e in sorted(self._added.items())]
 
     def _runs(self, events: list[_Timed]) -> range:
         """Every run whose window [T - from, T] can hold an event, one by one."""
@@ -100,8 +94,14 @@ class KibanaRuleMatcher:
         last = (high + start) // interval
         return range(first * interval, last * interval + 1, interval)
 
+    @staticmethod
+    def _between(events: list[_Timed], low: int, high: int) -> list[_Timed]:
+        """The events (sorted by time) with a time in [low, high]: a range query."""
+        start = bisect.bisect_left(events, low, key=lambda e: e.time)
+        return events[start : bisect.bisect_right(events, high, lo=start, key=lambda e: e.time)]
+
     def finish(self) -> Iterator[Alert]:
-        events = self._timed()
+        events = sorted(self._timed(), key=lambda e: (e.time, e.position))
         if not events:
             return iter(())
         alerts = (
@@ -126,13 +126,17 @@ class KibanaRuleMatcher:
         first_time = min(e.time for e in events)
         single = len(spec.fields) == 1
         done: dict[tuple[Position, Combination], Alert] = {}
+        with_combo: dict[Combination, list[_Timed]] = {}  # each combination's events, by time
+        for e in events:
+            for combo in e.combos:
+                with_combo.setdefault(combo, []).append(e)
         for run in self._runs(events):
             # Phase 1: the combinations of the run's window [T - from, T].
-            window = [e for e in events if run - start <= e.time <= run]
+            window = self._between(events, run - start, run)
             recent = {c for e in window for c in e.combos}
             for combo in recent:
                 # Phase 2: first seen over [T - history, T]; new when after T - from.
-                seen = [e for e in events if run - history <= e.time <= run and combo in e.combos]
+                seen = self._between(with_combo[combo], run - history, run)
                 first_seen = min(e.time for e in seen)
                 if not first_seen > run - start:
                     continue
@@ -166,9 +170,8 @@ class KibanaRuleMatcher:
             # up to its last), whatever bucket it would fall in.
             counted = [
                 e
-                for e in events
-                if run - start <= e.time <= run
-                and not any(
+                for e in self._between(events, run - start, run)
+                if not any(
                     combo in e.combos and e.time <= last for combo, last in signal_history.items()
                 )
             ]
