@@ -203,6 +203,7 @@ def test_nesting_is_bounded() -> None:
         ('a:1 and\n  "foo bar"', (2, 3), "free text"),
         ("null: x", (1, 1), "free text"),
         ("ip: 10.*", (1, 5), "ip: a wildcard on an ip field (Elasticsearch refuses it)"),
+        ("ip: **", (1, 5), "ip: a wildcard on an ip field"),
         ("port: 8*", (1, 7), "a wildcard on a long field"),
         ("ts: 2024*", (1, 5), "a wildcard on a date field"),
         ("ip: 10.0.0.300", (1, 5), "'10.0.0.300' is not an IP address"),
@@ -247,6 +248,18 @@ def pred(field: str, ftype: str, op: str, values: list[str], **keys: Any) -> dic
         ("kw: a", pred("kw", "keyword", "eq", ["a"], ignore_above=1024)),
         ('kw: "a"', pred("kw", "keyword", "eq", ["a"], ignore_above=1024)),
         ("kw: *", pred("kw", "keyword", "exists", [], ignore_above=1024)),
+        # `**` is no lone wildcard (Kibana removes one): a wildcard query, not exists
+        ("kw: **", pred("kw", "keyword", "wildcard_query", ["**"], ignore_above=1024)),
+        (
+            "msg: ** x",
+            {
+                "node": "or",
+                "args": [
+                    pred("msg", "text", "wildcard_query", ["**"], analyzer="standard"),
+                    pred("msg", "text", "match", ["x"], analyzer="standard"),
+                ],
+            },
+        ),
         ("kw: a*b?c", pred("kw", "keyword", "wildcard_query", ["a*b\\?c"], ignore_above=1024)),
         (
             r"kw: C\:\\x\*y*",

@@ -90,7 +90,8 @@ class Lit:
 
     @property
     def lone_wildcard(self) -> bool:
-        return self.wildcard and all(c is _WILDCARD for c in self.chars)
+        # Kibana's isLoneWildcard removes one wildcard (a string replace): `**` is not lone
+        return len(self.chars) == 1 and self.chars[0] is _WILDCARD
 
 
 @dataclass
@@ -637,7 +638,7 @@ class _Compiler:
                 plain.append(text)
                 continue
             flush()
-            if all(c is _WILDCARD for c in term):
+            if term == [_WILDCARD]:  # Elasticsearch's query_string: `field:*` is exists
                 preds.append(_pred(fm, "exists", []))
             else:
                 preds.append(_pred(fm, "wildcard_query", [wildcard_pattern(term)]))
