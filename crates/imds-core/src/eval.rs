@@ -1,11 +1,12 @@
 //! Evaluating a compiled rule against one parsed event.
 
+use crate::analysis::analyze;
 use crate::event::{for_each_value, is_json_number};
 use crate::expr::ExprNode;
 use crate::ip::{parse_cidr, parse_ip, Cidr};
-use crate::ir::{FieldType, Node, Op, Predicate, RuleIr};
+use crate::ir::{Analyzer, FieldType, Node, Op, Predicate, RuleIr};
 use crate::lucene_regex::LuceneRegex;
-use crate::typed::{compare, read, read_literal_span, Val};
+use crate::typed::{compare, java_lowercase, read, read_literal_span, utf16_len, Val};
 use crate::wildcard::{ascii_fold, eq_folded, Pattern};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -71,6 +72,12 @@ struct Pred {
     /// The literals as written in the IR (reported in witnesses).
     literals: Vec<String>,
     test: Test,
+    /// Keyword fields: values longer than this (UTF-16 code units) are not indexed.
+    ignore_above: Option<u64>,
+    /// Keyword fields: values are lowercased (the `lowercase` normalizer) before any op.
+    lowercase: bool,
+    /// Text fields: how values are tokenised.
+    analyzer: Option<Analyzer>,
 }
 
 /// How a value is compared with the literals; each vector is parallel to `Pred::literals`.
@@ -98,6 +105,12 @@ enum Test {
     Endpoint,
     /// `wildcard` (folding) and `like` (case-sensitive) patterns.
     Wildcard(Vec<Pattern>),
+    /// `match` (text fields): each literal's tokens; some one of them is some token of a value.
+    AnyToken(Vec<Vec<String>>),
+    /// `match_phrase` (text fields): each literal's tokens, in a row in a value's tokens.
+    Phrase(Vec<Vec<String>>),
+    /// `wildcard_query` on text fields: some token of a value matches the pattern.
+    TokenWildcard(Vec<Pattern>),
     /// `starts_with`, `ends_with`, `contains`; `folded` holds the ASCII-folded literals of the
     /// `_ci` forms (the value is folded too), `None` for the case-sensitive forms.
     Affix {
@@ -129,7 +142,50 @@ impl Pred {
         let bad = |what: String| crate::Error::in_branch(branch, Some(&p.field), what);
         let folded = || Some(p.values.iter().map(|v| ascii_fold(v)).collect());
         let affix = |place, folded| Test::Affix { place, folded };
-        let test = match (p.field_type, p.op) {
+        // A `wildcard` field is a keyword one (the whole value, case-sensitive).
+        let field_type = match p.field_type {
+            FieldType::Wildcard => FieldType::Keyword,
+            other => other,
+        };
+        let tokens = |analyzer| -> Vec<Vec<String>> {
+            (p.values.iter()).map(|v| analyze(analyzer, v)).collect()
+        };
+        let test = match (field_type, p.op) {
+            // spec/ir.schema.json requires the analyzer on text fields and allows only these ops.
+            (FieldType::Text, op) => {
+                let analyzer = p.analyzer.unwrap_or(Analyzer::Standard);
+                match op {
+                    Op::Exists if !p.values.is_empty() => {
+                        return Err(bad("exists takes no values".into()))
+                    }
+                    Op::Exists => Test::Exists(FieldType::Keyword),
+                    Op::Match => Test::AnyToken(tokens(analyzer)),
+                    Op::MatchPhrase => Test::Phrase(tokens(analyzer)),
+                    Op::WildcardQuery => Test::TokenWildcard(
+                        (p.values.iter())
+                            .map(|v| analyzed_wildcard(analyzer, v))
+                            .collect(),
+                    ),
+                    op => {
+                        return Err(bad(format!(
+                            "{} is not allowed on a text field",
+                            op.as_str()
+                        )))
+                    }
+                }
+            }
+            (FieldType::Keyword, Op::WildcardQuery | Op::WildcardQueryCi) => Test::Wildcard(
+                (p.values.iter())
+                    .map(|v| Pattern::elasticsearch(v, p.op == Op::WildcardQueryCi))
+                    .collect(),
+            ),
+            (field_type, Op::Match | Op::MatchPhrase | Op::WildcardQuery | Op::WildcardQueryCi) => {
+                return Err(bad(format!(
+                    "{} is not allowed on a {} field",
+                    p.op.as_str(),
+                    field_type.as_str()
+                )))
+            }
             (_, Op::Exists) if !p.values.is_empty() => {
                 return Err(bad("exists takes no values".into()))
             }
@@ -221,7 +277,11 @@ impl Pred {
             ),
             (_, op) => unreachable!("{} on {:?} is handled above", op.as_str(), p.field_type),
         };
+        let keyword = field_type == FieldType::Keyword;
         Ok(Pred {
+            ignore_above: p.ignore_above.filter(|_| keyword),
+            lowercase: keyword && p.normalizer.is_some(),
+            analyzer: p.analyzer.filter(|_| field_type == FieldType::Text),
             field: p.field.clone(),
             path: p.field.split('.').map(str::to_owned).collect(),
             op: p.op,
@@ -276,6 +336,22 @@ impl Pred {
                 blocks.iter().position(|b| b.contains(&address))
             }
             Test::Wildcard(patterns) => patterns.iter().position(|p| p.is_match(value)),
+            Test::AnyToken(literals) => {
+                let tokens = self.tokens(value);
+                literals
+                    .iter()
+                    .position(|l| l.iter().any(|t| tokens.contains(t)))
+            }
+            Test::Phrase(literals) => {
+                let tokens = self.tokens(value);
+                literals.iter().position(|l| {
+                    !l.is_empty() && tokens.windows(l.len()).any(|w| w == l.as_slice())
+                })
+            }
+            Test::TokenWildcard(patterns) => {
+                let tokens = self.tokens(value);
+                (patterns.iter()).position(|p| tokens.iter().any(|t| p.is_match(t)))
+            }
             Test::Affix {
                 place,
                 folded: None,
@@ -290,42 +366,106 @@ impl Pred {
         }
     }
 
+    /// A text field's tokens of `value`.
+    fn tokens(&self, value: &str) -> Vec<String> {
+        analyze(self.analyzer.unwrap_or(Analyzer::Standard), value)
+    }
+
+    /// What a keyword field indexes of `value`: nothing past `ignore_above`, else the value
+    /// normalized.
+    fn indexed<'v>(&self, value: &'v str) -> Option<Cow<'v, str>> {
+        if self
+            .ignore_above
+            .is_some_and(|n| utf16_len(value) as u64 > n)
+        {
+            return None;
+        }
+        Some(if self.lowercase {
+            java_lowercase(value)
+        } else {
+            Cow::Borrowed(value)
+        })
+    }
+
     /// The first value (in value order) satisfying the predicate, and its first literal.
     fn first_hit<'a>(&self, doc: &'a Value, numbers: &[usize]) -> Option<(Cow<'a, str>, usize)> {
         if matches!(self.test, Test::Endpoint) {
             // The witness value is the text that named the endpoint, not the whole value.
             let mut event_ports = || destination_ports(doc);
-            let found =
-                for_each_value(
-                    doc,
-                    &self.path,
-                    &mut |value| match crate::endpoint::first_match(
-                        &value,
-                        &self.literals,
-                        &mut event_ports,
-                    ) {
-                        Some((literal, token)) => {
-                            ControlFlow::Break((Cow::Owned(token.to_owned()), literal))
-                        }
-                        None => ControlFlow::Continue(()),
-                    },
-                );
+            let found = for_each_value(doc, &self.path, &mut |value| {
+                let found = self.indexed(&value).and_then(|value| {
+                    crate::endpoint::first_match(&value, &self.literals, &mut event_ports)
+                        .map(|(literal, token)| (literal, token.to_owned()))
+                });
+                match found {
+                    Some((literal, token)) => ControlFlow::Break((Cow::Owned(token), literal)),
+                    None => ControlFlow::Continue(()),
+                }
+            });
             return match found {
                 ControlFlow::Break(hit) => Some(hit),
                 ControlFlow::Continue(()) => None,
             };
         }
-        let found = for_each_value(doc, &self.path, &mut |value| match self
-            .literal_for(&value, numbers)
-        {
-            Some(literal) => ControlFlow::Break((value, literal)),
-            None => ControlFlow::Continue(()),
+        let plain = self.ignore_above.is_none() && !self.lowercase;
+        let found = for_each_value(doc, &self.path, &mut |value| {
+            // The witness shows the value as the event has it.
+            let literal = if plain {
+                self.literal_for(&value, numbers)
+            } else {
+                (self.indexed(&value)).and_then(|v| self.literal_for(&Cow::Borrowed(&*v), numbers))
+            };
+            match literal {
+                Some(literal) => ControlFlow::Break((value, literal)),
+                None => ControlFlow::Continue(()),
+            }
         });
         match found {
             ControlFlow::Break(hit) => Some(hit),
             ControlFlow::Continue(()) => None,
         }
     }
+}
+
+/// A `wildcard_query` literal on a text field as `query_string` with `analyze_wildcard` reads
+/// it (spec/kql.md, "Analysis"): each run of literal text between `*`/`?` is replaced by its
+/// first token (kept as written when it has none), and the pattern then matches a token.
+/// STAND-IN (kqlops) for kqlan's exact rule: the reference engine's `analyzed_wildcard` is the
+/// same.
+fn analyzed_wildcard(analyzer: Analyzer, pattern: &str) -> Pattern {
+    Pattern::elasticsearch(&analyzed_wildcard_text(analyzer, pattern), false)
+}
+
+/// [`analyzed_wildcard`]'s pattern, in Elasticsearch's wildcard syntax.
+pub(crate) fn analyzed_wildcard_text(analyzer: Analyzer, pattern: &str) -> String {
+    let mut out = String::new();
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.is_empty() {
+            return;
+        }
+        let text = analyze(analyzer, run).into_iter().next();
+        for c in text.as_deref().unwrap_or(run).chars() {
+            if matches!(c, '*' | '?' | '\\') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        run.clear();
+    };
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' | '?' => {
+                flush(&mut run, &mut out);
+                out.push(c);
+            }
+            '\\' => run.push(chars.next().unwrap_or('\\')),
+            c => run.push(c),
+        }
+    }
+    flush(&mut run, &mut out);
+    out
 }
 
 /// The event's `destination.port` values that are port numbers (digits), for port-scoped

@@ -45,11 +45,38 @@ impl Val<'_> {
     }
 }
 
+/// `text` lowercased code point by code point as Java's `Character.toLowerCase(int)` does (the
+/// simple Unicode mapping: no locale, no special casing, so `İ` U+0130 is `i` and a final `Σ`
+/// is `σ`): the `lowercase` normalizer (spec/ir.md, "KQL additions").
+pub fn java_lowercase(text: &str) -> Cow<'_, str> {
+    let simple = |c: char| match c {
+        // The one code point whose full lowercase mapping is longer (`i̇`).
+        '\u{130}' => 'i',
+        c => {
+            let mut lower = c.to_lowercase();
+            match (lower.next(), lower.next()) {
+                (Some(one), None) => one,
+                _ => c,
+            }
+        }
+    };
+    if text.chars().all(|c| simple(c) == c) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(text.chars().map(simple).collect())
+}
+
+/// Java's `String.length()`: UTF-16 code units.
+pub fn utf16_len(text: &str) -> usize {
+    text.chars().map(char::len_utf16).sum()
+}
+
 /// `text` (a JSON number's text when `json_number`) read as a value of `field_type`, or `None`
 /// when Elasticsearch would not index it (spec/semantics.md, "Reading values by type").
 pub fn read(field_type: FieldType, text: Cow<'_, str>, json_number: bool) -> Option<Val<'_>> {
     Some(match field_type {
-        FieldType::Keyword => Val::Str(text),
+        // Text and wildcard fields in expressions and join keys: their text, as keyword.
+        FieldType::Keyword | FieldType::Text | FieldType::Wildcard => Val::Str(text),
         FieldType::Ip => Val::Ip(parse_ip(&text)?),
         // A date field keeps milliseconds: later digits are dropped, toward the past.
         FieldType::Date => Val::Date(parse_timestamp(&text)?.div_euclid(1000) * 1000),

@@ -22,6 +22,9 @@ enum Token {
     One,
     /// Any other code point (ASCII-folded when the pattern ignores case).
     Lit(char),
+    /// An ASCII letter (held lowercase) in either case, whether or not the pattern folds
+    /// (Elasticsearch's case-insensitive wildcard query, where escaped letters keep their case).
+    AnyCase(char),
 }
 
 /// The tokens between two `*`s: a fixed number of code points.
@@ -75,26 +78,30 @@ impl Segment {
     }
 
     fn build_byte_masks(&mut self, fold: bool) {
-        let text: String = self
-            .tokens
-            .iter()
-            .map(|t| match t {
-                Token::Lit(c) => *c,
+        // Each byte of the piece, and whether it matches either ASCII case.
+        let mut bytes: Vec<(u8, bool)> = Vec::new();
+        for token in &self.tokens {
+            match *token {
+                Token::Lit(c) => {
+                    let mut buf = [0u8; 4];
+                    bytes.extend(c.encode_utf8(&mut buf).bytes().map(|b| (b, fold)));
+                }
+                Token::AnyCase(c) => bytes.push((c as u8, true)),
                 Token::One => unreachable!("a piece with `?` is searched by code point"),
-            })
-            .collect();
-        let words = text.len().div_ceil(64);
+            }
+        }
+        let words = bytes.len().div_ceil(64);
         let mut table = vec![0u64; 256 * words];
-        for (i, b) in text.bytes().enumerate() {
+        for (i, &(b, either)) in bytes.iter().enumerate() {
             let bit = 1u64 << (i % 64);
             table[b as usize * words + i / 64] |= bit;
-            if fold && b.is_ascii_lowercase() {
+            if either && b.is_ascii_lowercase() {
                 table[b.to_ascii_uppercase() as usize * words + i / 64] |= bit;
             }
         }
         self.bytes = table;
         self.byte_words = words;
-        self.byte_len = text.len();
+        self.byte_len = bytes.len();
     }
 
     /// [`Segment::find`] for a piece without `?`: Shift-And over the bytes.
@@ -146,7 +153,16 @@ impl Segment {
         }
         let mut other: Vec<(char, Vec<u64>)> = Vec::new();
         for (i, token) in self.tokens.iter().enumerate() {
-            let Token::Lit(c) = *token else { continue };
+            let c = match *token {
+                Token::Lit(c) => c,
+                Token::AnyCase(c) => {
+                    // The lowercase letter below; the uppercase one here.
+                    let upper = c.to_ascii_uppercase() as usize;
+                    ascii[upper * words + i / 64] |= 1u64 << (i % 64);
+                    c
+                }
+                Token::One => continue,
+            };
             let bit = 1u64 << (i % 64);
             if c.is_ascii() {
                 ascii[c as usize * words + i / 64] |= bit;
@@ -183,10 +199,12 @@ impl Segment {
         for token in &self.tokens {
             *steps += 1;
             let (_, c) = chars.next()?;
-            if let Token::Lit(want) = *token {
-                if want != if fold { c.to_ascii_lowercase() } else { c } {
-                    return None;
+            match *token {
+                Token::Lit(want) if want != if fold { c.to_ascii_lowercase() } else { c } => {
+                    return None
                 }
+                Token::AnyCase(want) if want != c.to_ascii_lowercase() => return None,
+                _ => {}
             }
         }
         Some(chars.next().map_or(value.len(), |(at, _)| at))
@@ -266,6 +284,32 @@ impl Pattern {
                     .collect()
             })
             .collect();
+        Pattern::from_pieces(pieces, fold)
+    }
+
+    /// An Elasticsearch `wildcard` query pattern (Lucene's `WildcardQuery` syntax): `*` any
+    /// run of code points, `?` one, `\x` the code point `x` itself, a final lone `\` itself.
+    /// With `case_insensitive` (`case_insensitive: true`), ASCII letters match either case,
+    /// except escaped ones (Elasticsearch's `AutomatonQueries` builds those exactly).
+    pub fn elasticsearch(pattern: &str, case_insensitive: bool) -> Pattern {
+        let mut pieces: Vec<Vec<Token>> = vec![Vec::new()];
+        let mut chars = pattern.chars();
+        while let Some(c) = chars.next() {
+            let piece = pieces.last_mut().expect("never empty");
+            match c {
+                '*' => pieces.push(Vec::new()),
+                '?' => piece.push(Token::One),
+                '\\' => piece.push(Token::Lit(chars.next().unwrap_or('\\'))),
+                c if case_insensitive && c.is_ascii_alphabetic() => {
+                    piece.push(Token::AnyCase(c.to_ascii_lowercase()))
+                }
+                c => piece.push(Token::Lit(c)),
+            }
+        }
+        Pattern::from_pieces(pieces, false)
+    }
+
+    fn from_pieces(pieces: Vec<Vec<Token>>, fold: bool) -> Pattern {
         let n = pieces.len();
         let segments = pieces
             .into_iter()

@@ -345,11 +345,31 @@ def date_micros(text: str) -> int | None:
 # ---------------------------------------------------------------- reading values
 
 
+def java_lowercase(text: str) -> str:
+    """``text`` lowercased code point by code point as Java's ``Character.toLowerCase(int)``
+    does (the simple Unicode mapping: no locale, no special casing, so ``İ`` U+0130 is ``i``
+    and a final capital sigma is U+03C3, not the final form): the ``lowercase`` normalizer
+    (spec/ir.md, KQL additions)."""
+    if text.isascii():
+        return text.lower()
+    return "".join(_simple_lower(c) for c in text)
+
+
+def _simple_lower(c: str) -> str:
+    lower = c.lower()  # one code point alone: no final-sigma context
+    return lower if len(lower) == 1 else "i" if c == "\u0130" else c
+
+
+def utf16_len(text: str) -> int:
+    """Java's ``String.length()``: UTF-16 code units."""
+    return len(text) + sum(1 for c in text if ord(c) > 0xFFFF)
+
+
 def read_value(field_type: str, item: str | bool) -> Typed | None:
     """One JSON scalar of a field (``str``, :class:`JsonNumber` or ``bool``, as
     :func:`.event.raw_values` gives it) read as ``field_type``; None when Elasticsearch would
     not index it as that type."""
-    if field_type == "keyword":
+    if field_type in ("keyword", "text", "wildcard"):  # text, wildcard: in expressions, keys
         return flat_text(item)
     if field_type == "ip":
         address = parse_ip(flat_text(item))
