@@ -162,9 +162,7 @@ impl Pred {
                     Op::Match => Test::AnyToken(tokens(analyzer)),
                     Op::MatchPhrase => Test::Phrase(tokens(analyzer)),
                     Op::WildcardQuery => Test::TokenWildcard(
-                        (p.values.iter())
-                            .map(|v| analyzed_wildcard(analyzer, v))
-                            .collect(),
+                        (p.values.iter()).map(|v| analyzed_wildcard(v)).collect(),
                     ),
                     op => {
                         return Err(bad(format!(
@@ -427,44 +425,32 @@ impl Pred {
     }
 }
 
-/// A `wildcard_query` literal on a text field as `query_string` with `analyze_wildcard` reads
-/// it (spec/kql.md, "Analysis"): each run of literal text between `*`/`?` is replaced by its
-/// first token (kept as written when it has none), and the pattern then matches a token.
-/// STAND-IN (kqlops) for kqlan's exact rule: the reference engine's `analyzed_wildcard` is the
-/// same.
-fn analyzed_wildcard(analyzer: Analyzer, pattern: &str) -> Pattern {
-    Pattern::elasticsearch(&analyzed_wildcard_text(analyzer, pattern), false)
+/// A `wildcard_query` literal on a text field as Elasticsearch reads it (`query_string`
+/// without `analyze_wildcard`, as KQL sends it: the text field's `normalizeWildcardPattern`):
+/// the runs of text between wildcards and escapes are lowercased (the analyzer's normalizer),
+/// `\x` and `*`/`?` are kept as they are; the pattern then matches a token.
+fn analyzed_wildcard(pattern: &str) -> Pattern {
+    Pattern::elasticsearch(&analyzed_wildcard_text(pattern), false)
 }
 
 /// [`analyzed_wildcard`]'s pattern, in Elasticsearch's wildcard syntax.
-pub(crate) fn analyzed_wildcard_text(analyzer: Analyzer, pattern: &str) -> String {
+pub(crate) fn analyzed_wildcard_text(pattern: &str) -> String {
     let mut out = String::new();
     let mut run = String::new();
-    let flush = |run: &mut String, out: &mut String| {
-        if run.is_empty() {
-            return;
-        }
-        let text = analyze(analyzer, run).into_iter().next();
-        for c in text.as_deref().unwrap_or(run).chars() {
-            if matches!(c, '*' | '?' | '\\') {
-                out.push('\\');
-            }
-            out.push(c);
-        }
-        run.clear();
-    };
     let mut chars = pattern.chars();
     while let Some(c) = chars.next() {
-        match c {
-            '*' | '?' => {
-                flush(&mut run, &mut out);
-                out.push(c);
-            }
-            '\\' => run.push(chars.next().unwrap_or('\\')),
-            c => run.push(c),
+        if !matches!(c, '*' | '?' | '\\') {
+            run.push(c);
+            continue;
+        }
+        out.push_str(&java_lowercase(&run));
+        run.clear();
+        out.push(c);
+        if c == '\\' {
+            out.extend(chars.next());
         }
     }
-    flush(&mut run, &mut out);
+    out.push_str(&java_lowercase(&run));
     out
 }
 

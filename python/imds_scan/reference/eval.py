@@ -66,7 +66,7 @@ class _Pred:
                 self.tokens = [analyze(self.analyzer, v) for v in self.values]
             elif self.op == "wildcard_query":
                 self.es_patterns = [
-                    EsWildcard(analyzed_wildcard_text(self.analyzer, v)) for v in self.values
+                    EsWildcard(analyzed_wildcard_text(v)) for v in self.values
                 ]
             elif self.op != "exists":
                 raise ValueError(f"{self.op} is not allowed on text field {self.field}")
@@ -250,32 +250,26 @@ class _Pred:
         return java_lowercase(value) if self.lowercase else value
 
 
-def analyzed_wildcard_text(analyzer: str, pattern: str) -> str:
-    """A ``wildcard_query`` literal on a text field as ``query_string`` with
-    ``analyze_wildcard`` reads it (spec/kql.md, Analysis), in Elasticsearch's wildcard syntax:
-    each run of literal text between ``*``/``?`` is replaced by its first token (kept as
-    written when it has none); the pattern then matches a token. STAND-IN (kqlops) for kqlan's
-    exact rule, as crates/imds-core/src/eval.rs ``analyzed_wildcard_text``."""
+def analyzed_wildcard_text(pattern: str) -> str:
+    """A ``wildcard_query`` literal on a text field as Elasticsearch reads it (``query_string``
+    without ``analyze_wildcard``, as KQL sends it: the text field's
+    ``normalizeWildcardPattern``), in Elasticsearch's wildcard syntax: the runs of text between
+    wildcards and escapes are lowercased (the analyzer's normalizer), ``\\x`` and ``*``/``?``
+    are kept as they are; the pattern then matches a token. As crates/imds-core/src/eval.rs
+    ``analyzed_wildcard_text``."""
     out: list[str] = []
     run: list[str] = []
-
-    def flush() -> None:
-        if run:
-            text = "".join(run)
-            tokens = analyze(analyzer, text)
-            out.extend("\\" + c if c in "*?\\" else c for c in (tokens[0] if tokens else text))
-            run.clear()
-
     chars = iter(pattern)
     for c in chars:
-        if c in "*?":
-            flush()
-            out.append(c)
-        elif c == "\\":
-            run.append(next(chars, "\\"))
-        else:
+        if c not in "*?\\":
             run.append(c)
-    flush()
+            continue
+        out.append(java_lowercase("".join(run)))
+        run.clear()
+        out.append(c)
+        if c == "\\":
+            out.append(next(chars, ""))
+    out.append(java_lowercase("".join(run)))
     return "".join(out)
 
 

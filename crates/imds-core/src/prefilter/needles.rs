@@ -217,7 +217,7 @@ fn text_lits(p: &Predicate) -> Option<Vec<Needle>> {
                 }
             }
             Op::WildcardQuery => {
-                let pattern = crate::eval::analyzed_wildcard_text(analyzer, v);
+                let pattern = crate::eval::analyzed_wildcard_text(v);
                 let pieces = wildcard_query_pieces(&pattern);
                 let lits = pieces
                     .iter()
