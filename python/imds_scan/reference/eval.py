@@ -65,9 +65,7 @@ class _Pred:
             if self.op in ("match", "match_phrase"):
                 self.tokens = [analyze(self.analyzer, v) for v in self.values]
             elif self.op == "wildcard_query":
-                self.es_patterns = [
-                    EsWildcard(analyzed_wildcard_text(v)) for v in self.values
-                ]
+                self.es_patterns = [EsWildcard(analyzed_wildcard_text(v)) for v in self.values]
             elif self.op != "exists":
                 raise ValueError(f"{self.op} is not allowed on text field {self.field}")
             self.typed = False
