@@ -13,6 +13,7 @@ __all__ = [
     "Scanner",
     "SequenceMatcher",
     "__version__",
+    "analyze",
 ]
 
 __version__: str
@@ -20,6 +21,10 @@ __version__: str
 # events, ..., error (text), error_kind, error_offset, error_line (None without an error), ...,
 # lines (for a byte range: the lines it owns).
 STATS_FIELDS: tuple[str, ...]
+
+def analyze(analyzer: str, text: str) -> list[str]:
+    """The tokens of ``text`` under a text analyzer (``standard``, ``powershell_script``;
+    spec/kql.md, Analysis). ValueError for another analyzer."""
 
 _Witness = tuple[str, str, str, str]
 _HitTuple = tuple[int, int, int, int, _Witness | None, str]

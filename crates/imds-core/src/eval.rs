@@ -1,6 +1,6 @@
 //! Evaluating a compiled rule against one parsed event.
 
-use crate::analysis::analyze;
+use crate::analysis::{analyze, wildcard_on_text, TokenQuery};
 use crate::event::{for_each_value, is_json_number};
 use crate::expr::ExprNode;
 use crate::ip::{parse_cidr, parse_ip, Cidr};
@@ -109,14 +109,44 @@ enum Test {
     AnyToken(Vec<Vec<String>>),
     /// `match_phrase` (text fields): each literal's tokens, in a row in a value's tokens.
     Phrase(Vec<Vec<String>>),
-    /// `wildcard_query` on text fields: some token of a value matches the pattern.
-    TokenWildcard(Vec<Pattern>),
+    /// `wildcard_query` on text fields: per literal, what a token is tested against
+    /// ([`crate::analysis::wildcard_on_text`]); the literal holds when some entry does.
+    TokenQueries(Vec<Vec<TokenTest>>),
     /// `starts_with`, `ends_with`, `contains`; `folded` holds the ASCII-folded literals of the
     /// `_ci` forms (the value is folded too), `None` for the case-sensitive forms.
     Affix {
         place: Place,
         folded: Option<Vec<String>>,
     },
+}
+
+/// One entry of [`crate::analysis::TokenQuery`], compiled.
+enum TokenTest {
+    Term(String),
+    Prefix(String),
+    Wildcard(Pattern),
+    Exists,
+}
+
+impl TokenTest {
+    fn new(query: TokenQuery) -> TokenTest {
+        match query {
+            TokenQuery::Term(t) => TokenTest::Term(t),
+            TokenQuery::Prefix(t) => TokenTest::Prefix(t),
+            TokenQuery::Wildcard(p) => TokenTest::Wildcard(Pattern::elasticsearch(&p, false)),
+            TokenQuery::Exists => TokenTest::Exists,
+        }
+    }
+
+    /// Whether a value with these tokens holds it (`Exists`: any value does).
+    fn holds(&self, tokens: &[String]) -> bool {
+        match self {
+            TokenTest::Term(t) => tokens.contains(t),
+            TokenTest::Prefix(t) => tokens.iter().any(|token| token.starts_with(t.as_str())),
+            TokenTest::Wildcard(p) => tokens.iter().any(|token| p.is_match(token)),
+            TokenTest::Exists => true,
+        }
+    }
 }
 
 /// Where an affix literal must sit in the value.
@@ -147,8 +177,10 @@ impl Pred {
             FieldType::Wildcard => FieldType::Keyword,
             other => other,
         };
-        let tokens = |analyzer| -> Vec<Vec<String>> {
-            (p.values.iter()).map(|v| analyze(analyzer, v)).collect()
+        let tokens = |analyzer: Analyzer| -> Vec<Vec<String>> {
+            (p.values.iter())
+                .map(|v| analyze(analyzer.into(), v))
+                .collect()
         };
         let test = match (field_type, p.op) {
             // spec/ir.schema.json requires the analyzer on text fields and allows only these ops.
@@ -161,8 +193,14 @@ impl Pred {
                     Op::Exists => Test::Exists(FieldType::Keyword),
                     Op::Match => Test::AnyToken(tokens(analyzer)),
                     Op::MatchPhrase => Test::Phrase(tokens(analyzer)),
-                    Op::WildcardQuery => Test::TokenWildcard(
-                        (p.values.iter()).map(|v| analyzed_wildcard(v)).collect(),
+                    Op::WildcardQuery => Test::TokenQueries(
+                        (p.values.iter())
+                            .map(|v| {
+                                (wildcard_on_text(analyzer.into(), v).into_iter())
+                                    .map(TokenTest::new)
+                                    .collect()
+                            })
+                            .collect(),
                     ),
                     op => {
                         return Err(bad(format!(
@@ -346,9 +384,9 @@ impl Pred {
                     !l.is_empty() && tokens.windows(l.len()).any(|w| w == l.as_slice())
                 })
             }
-            Test::TokenWildcard(patterns) => {
+            Test::TokenQueries(literals) => {
                 let tokens = self.tokens(value);
-                (patterns.iter()).position(|p| tokens.iter().any(|t| p.is_match(t)))
+                (literals.iter()).position(|tests| tests.iter().any(|t| t.holds(&tokens)))
             }
             Test::Affix {
                 place,
@@ -366,7 +404,7 @@ impl Pred {
 
     /// A text field's tokens of `value`.
     fn tokens(&self, value: &str) -> Vec<String> {
-        analyze(self.analyzer.unwrap_or(Analyzer::Standard), value)
+        analyze(self.analyzer.unwrap_or(Analyzer::Standard).into(), value)
     }
 
     /// What a keyword field indexes of `value`: nothing past `ignore_above`, else the value
@@ -423,35 +461,6 @@ impl Pred {
             ControlFlow::Continue(()) => None,
         }
     }
-}
-
-/// A `wildcard_query` literal on a text field as Elasticsearch reads it (`query_string`
-/// without `analyze_wildcard`, as KQL sends it: the text field's `normalizeWildcardPattern`):
-/// the runs of text between wildcards and escapes are lowercased (the analyzer's normalizer),
-/// `\x` and `*`/`?` are kept as they are; the pattern then matches a token.
-fn analyzed_wildcard(pattern: &str) -> Pattern {
-    Pattern::elasticsearch(&analyzed_wildcard_text(pattern), false)
-}
-
-/// [`analyzed_wildcard`]'s pattern, in Elasticsearch's wildcard syntax.
-pub(crate) fn analyzed_wildcard_text(pattern: &str) -> String {
-    let mut out = String::new();
-    let mut run = String::new();
-    let mut chars = pattern.chars();
-    while let Some(c) = chars.next() {
-        if !matches!(c, '*' | '?' | '\\') {
-            run.push(c);
-            continue;
-        }
-        out.push_str(&java_lowercase(&run));
-        run.clear();
-        out.push(c);
-        if c == '\\' {
-            out.extend(chars.next());
-        }
-    }
-    out.push_str(&java_lowercase(&run));
-    out
 }
 
 /// The event's `destination.port` values that are port numbers (digits), for port-scoped

@@ -10,7 +10,7 @@
 
 #![deny(missing_docs)]
 
-mod analysis;
+pub mod analysis;
 mod endpoint;
 mod error;
 mod eval;

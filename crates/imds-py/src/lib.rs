@@ -938,6 +938,18 @@ fn stats_dict<'py>(py: Python<'py>, stats: &FileStats) -> PyResult<Bound<'py, Py
     Ok(dict)
 }
 
+/// The tokens of `text` under a text analyzer (spec/kql.md, Analysis): for the test that
+/// holds the Rust analysis to the reference engine's.
+#[pyfunction]
+fn analyze(analyzer: &str, text: &str) -> PyResult<Vec<String>> {
+    let Some(analyzer) = imds_core::analysis::Analyzer::from_name(analyzer) else {
+        return Err(PyValueError::new_err(format!(
+            "unknown analyzer '{analyzer}' (expected standard or powershell_script)"
+        )));
+    };
+    Ok(imds_core::analysis::analyze(analyzer, text))
+}
+
 #[pymodule]
 fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Scanner>()?;
@@ -945,6 +957,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<HitBatch>()?;
     m.add_class::<sequence::SequenceMatcher>()?;
     m.add_class::<sequence::MatchResult>()?;
+    m.add_function(wrap_pyfunction!(analyze, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("STATS_FIELDS", PyTuple::new(m.py(), FileStats::FIELDS)?)?;
     Ok(())
