@@ -51,7 +51,7 @@ def test_the_vectors_decide_every_kql_op_on_every_field_type_that_takes_it() -> 
         json.loads((ROOT / "spec" / "ir.schema.json").read_text("utf-8"))
     )
     decided = set()
-    for vector in _vectors():
+    for vector in (v for v in _vectors() if "pred" in v):
         validator.validate(_doc({k: v for k, v in vector["pred"].items() if k != "field"}))
         if vector["hits"]:
             decided.add((vector["pred"]["field_type"], vector["pred"]["op"]))
@@ -67,7 +67,7 @@ def test_the_vectors_decide_every_kql_op_on_every_field_type_that_takes_it() -> 
         ("wildcard", "wildcard_query_ci"),
         ("wildcard", "eq"),
     } <= decided
-    misses = [v["name"] for v in _vectors() if not v["hits"]]
+    misses = [v["name"] for v in _vectors() if "pred" in v and not v["hits"]]
     assert len(misses) >= 25  # the near misses matter as much as the hits
 
 
