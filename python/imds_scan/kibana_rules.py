@@ -708,16 +708,9 @@ def make_matcher(
     rule_ir: str | Mapping[str, Any],
     memory_budget: int = 256 << 20,
     spill_dir: str | None = None,
-    reference: bool = False,
 ) -> RuleMatcher:
-    """The rule's matcher: the product one, or (``reference``) the plain oracle, for tests."""
-    if reference:
-        import importlib
-
-        # By name: the reference imports this module (what both matchers share).
-        oracle: Any = importlib.import_module("imds_scan.reference.kibana_rules")
-        matcher: RuleMatcher = oracle.KibanaRuleMatcher(rule_ir, memory_budget, spill_dir)
-        return matcher
+    """The rule's product matcher (the oracle, ``reference.kibana_rules``, imports this
+    module, so it is not reached from here)."""
     return KibanaRuleMatcher(rule_ir, memory_budget, spill_dir)
 
 
