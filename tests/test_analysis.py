@@ -72,6 +72,12 @@ def test_wildcard_on_text(case: dict[str, Any]) -> None:
     assert got == [TokenQuery(kind, text) for kind, text in case["queries"]]
 
 
+@pytest.mark.parametrize("case", QUERY_CASES, ids=[c["name"] for c in QUERY_CASES])
+def test_wildcard_on_text_rust(case: dict[str, Any]) -> None:
+    got = _engine.wildcard_on_text(case["analyzer"], case["pattern"], case["analyze_wildcard"])
+    assert got == [(kind, text) for kind, text in case["queries"]]
+
+
 @pytest.mark.parametrize("case", LOWER_CASES, ids=[c["name"] for c in LOWER_CASES])
 def test_lowercase(case: dict[str, Any]) -> None:
     assert lowercase(case["lowercase"]) == case["expected"]
@@ -162,3 +168,15 @@ def test_lowercase_keeps_length_and_is_idempotent(text: str) -> None:
     lower = lowercase(text)
     assert len(lower) == len(text)
     assert lowercase(lower) == lower
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(alphabet="aB1_-. \t*?\\İ東😀\u3000:", max_size=20),
+    st.sampled_from(ANALYZERS),
+    st.booleans(),
+)
+def test_rust_and_reference_agree_on_wildcards(pattern: str, analyzer: str, analyzed: bool) -> None:
+    on_text = wildcard_on_text_analyzed if analyzed else wildcard_on_text
+    expected = [(q.kind, q.text) for q in on_text(analyzer, pattern)]
+    assert _engine.wildcard_on_text(analyzer, pattern, analyzed) == expected

@@ -14,6 +14,7 @@ __all__ = [
     "SequenceMatcher",
     "__version__",
     "analyze",
+    "wildcard_on_text",
 ]
 
 __version__: str
@@ -25,6 +26,13 @@ STATS_FIELDS: tuple[str, ...]
 def analyze(analyzer: str, text: str) -> list[str]:
     """The tokens of ``text`` under a text analyzer (``standard``, ``powershell_script``;
     spec/kql.md, Analysis). ValueError for another analyzer."""
+
+def wildcard_on_text(
+    analyzer: str, pattern: str, analyze_wildcard: bool = False
+) -> list[tuple[str, str]]:
+    """What each token is tested against for a ``wildcard_query`` literal on a text field:
+    ``(kind, text)`` pairs, kind ``term``, ``prefix``, ``wildcard`` or ``exists`` (spec/kql.md,
+    Analysis). ValueError for another analyzer."""
 
 _Witness = tuple[str, str, str, str]
 _HitTuple = tuple[int, int, int, int, _Witness | None, str]

@@ -27,15 +27,6 @@ pub enum Analyzer {
     PowershellScript,
 }
 
-impl From<crate::ir::Analyzer> for Analyzer {
-    fn from(analyzer: crate::ir::Analyzer) -> Analyzer {
-        match analyzer {
-            crate::ir::Analyzer::Standard => Analyzer::Standard,
-            crate::ir::Analyzer::PowershellScript => Analyzer::PowershellScript,
-        }
-    }
-}
-
 impl Analyzer {
     /// The analyzer of an IR name (`"standard"`, `"powershell_script"`).
     pub fn from_name(name: &str) -> Option<Analyzer> {
@@ -55,8 +46,26 @@ impl Analyzer {
     }
 }
 
+// The classes of ASCII characters, looked up once (most log text is ASCII).
+const ASCII_CLASSES: [u8; 128] = {
+    let mut classes = [0u8; 128];
+    let mut range = 0;
+    let mut cp = 0;
+    while cp < 128 {
+        while range + 1 < tables::RANGE_STARTS.len() && tables::RANGE_STARTS[range + 1] <= cp {
+            range += 1;
+        }
+        classes[cp as usize] = tables::RANGE_CLASSES[range];
+        cp += 1;
+    }
+    classes
+};
+
 fn char_class(c: char) -> usize {
     let cp = c as u32;
+    if cp < 128 {
+        return ASCII_CLASSES[cp as usize] as usize;
+    }
     let at = tables::RANGE_STARTS.partition_point(|&start| start <= cp) - 1;
     tables::RANGE_CLASSES[at] as usize
 }
@@ -81,25 +90,31 @@ fn lower_char(c: char) -> char {
 /// Java's `Character.toLowerCase` per code point: the simple mapping only (no locale, no
 /// special casing, no final sigma), so the number of code points never changes.
 pub fn lowercase(text: &str) -> String {
+    if text.is_ascii() {
+        return text.to_ascii_lowercase();
+    }
     text.chars().map(lower_char).collect()
 }
 
 /// Lucene's StandardTokenizer, before lowercasing: at each point the longest match of the
 /// grammar within the scanner's window of 255 UTF-16 units, else one code point skipped.
 pub fn standard_tokens(text: &str) -> Vec<&str> {
-    let chars: Vec<(usize, char)> = text.char_indices().collect();
-    let classes: Vec<usize> = chars.iter().map(|&(_, c)| char_class(c)).collect();
-    let offset = |i: usize| chars.get(i).map_or(text.len(), |&(at, _)| at);
+    // per code point: byte offset, class, UTF-16 length
+    let chars: Vec<(usize, u8, u8)> = text
+        .char_indices()
+        .map(|(at, c)| (at, char_class(c) as u8, c.len_utf16() as u8))
+        .collect();
+    let offset = |i: usize| chars.get(i).map_or(text.len(), |&(at, ..)| at);
     let mut tokens = Vec::new();
     let mut start = 0;
     while start < chars.len() {
         let (mut state, mut units, mut end) = (tables::START as usize, 0, start);
-        for pos in start..chars.len() {
-            units += chars[pos].1.len_utf16();
+        for (pos, &(_, class, width)) in chars.iter().enumerate().skip(start) {
+            units += width as usize;
             if units > MAX_TOKEN_UNITS {
                 break;
             }
-            state = tables::NEXT[state * tables::CLASSES + classes[pos]] as usize;
+            state = tables::NEXT[state * tables::CLASSES + class as usize] as usize;
             if state == 0 {
                 break;
             }
@@ -126,8 +141,7 @@ pub fn powershell_tokens(text: &str) -> Vec<&str> {
 }
 
 /// The tokens of `text` in position order (token `i` at position `i`).
-pub fn analyze(analyzer: impl Into<Analyzer>, text: &str) -> Vec<String> {
-    let analyzer = analyzer.into();
+pub fn analyze(analyzer: Analyzer, text: &str) -> Vec<String> {
     let tokens = match analyzer {
         Analyzer::Standard => standard_tokens(text),
         Analyzer::PowershellScript => powershell_tokens(text),
@@ -267,6 +281,14 @@ mod tests {
             tables::ACCEPTING.len()
         );
         assert!(tables::NEXT[..tables::CLASSES].iter().all(|&s| s == 0));
+        for cp in 0..128u32 {
+            let at = tables::RANGE_STARTS.partition_point(|&start| start <= cp) - 1;
+            assert_eq!(
+                ASCII_CLASSES[cp as usize],
+                tables::RANGE_CLASSES[at],
+                "{cp}"
+            );
+        }
     }
 
     #[test]
