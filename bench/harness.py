@@ -85,7 +85,7 @@ BROAD_SINGLE_QUERY = (
 # Issue 19's cases: Elastic's KQL rules, all accepted ones and the IMDS new_terms rule alone,
 # each against the default rule (BASE_CLI) of the same run.
 KQL_ALL_ROW = f"{BASE_CLI}, all accepted Elastic KQL rules"
-KQL_IMDS_ROW = f"{BASE_CLI}, Elastic IMDS new_terms rule alone"
+KQL_IMDS_ROW = f"{BASE_CLI}, Elastic IMDS new_terms KQL rule alone"
 KQL_ROWS = (KQL_ALL_ROW, KQL_IMDS_ROW)
 
 PACK = "hardened"

@@ -282,6 +282,6 @@ def test_harness_reports_the_kql_cases_against_the_default_rule() -> None:
     text = "\n".join(harness.target_lines(rows, meta))
     assert "650 of 674 active KQL rule files accepted" in text
     assert "all accepted Elastic KQL rules: 3.00 s, 6.0x, 333 MB/s, 120 MB peak RSS, 9001" in text
-    assert "Elastic IMDS new_terms rule alone: 0.60 s, 1.2x" in text and "7 hits" in text
-    assert harness.selected(base, "KQL") and harness.selected(harness.KQL_IMDS_ROW, "IMDS")
+    assert "Elastic IMDS new_terms KQL rule alone: 0.60 s, 1.2x" in text and "7 hits" in text
+    assert harness.selected(base, "KQL") and harness.selected(harness.KQL_IMDS_ROW, "KQL")
     assert not harness.selected(base, "sequence")

@@ -32,7 +32,7 @@ REASONS = (
     r"is not an? [\w ]+ \(Elasticsearch refuses the query\)",
     r"rule\.filters\[\d+\]: .+ is not supported",
     r"is a flattened field: a query on its root matches any of its leaf values",
-    r"is a \w+ field: Elasticsearch cannot aggregate its terms",
+    r"is an? \w+ field: Elasticsearch cannot aggregate its terms",
 )
 # The IR additions of spec/kql.md, which an engine without them refuses.
 _NEW = re.compile(
@@ -61,6 +61,7 @@ def test_elastic_kql_rules_are_accepted_or_refused_with_a_reason() -> None:
     reasons: dict[str, list[str]] = collections.defaultdict(list)
     unclear: list[str] = []
     engines_refuse: list[str] = []
+    pending = 0  # conditions an engine refuses for the IR additions it lacks
     for path, kind in found:
         try:
             rule = load_rule_file(path)
@@ -73,19 +74,28 @@ def test_elastic_kql_rules_are_accepted_or_refused_with_a_reason() -> None:
             continue
         assert rule.kind == ("event" if kind == "query" else kind)
         accepted[kind] += 1
+        expr = rule.ir["branches"][0]["expr"] if kind == "query" else rule.ir[kind]["expr"]
         if kind != "query":
             try:  # the matchers read the rule-type IR
                 read_rule(rule.ir)
             except Exception as exc:
                 engines_refuse.append(f"{path}: {type(exc).__name__}: {exc}")
-        if kind == "query" and not _NEW.search(text := json.dumps(rule.ir)):
-            try:  # IR of the ops both engines know already: both load it
-                CompiledRule(rule.ir)
-                Scanner([text])
-            except Exception as exc:  # a refusal (ValueError) or a crash: list them all
+        # Both engines load the condition (for new_terms and threshold: the stage rule the
+        # scan runs), unless it uses IR additions an engine does not know yet.
+        condition = {**{k: rule.ir[k] for k in ("ir_version", "id", "name", "severity")}}
+        condition["branches"] = [{"name": "query", "expr": expr}]
+        text = json.dumps(condition)
+        try:
+            CompiledRule(condition)
+            Scanner([text])
+        except Exception as exc:  # a refusal (ValueError) or a crash: list them all
+            if _NEW.search(text) and re.search(r"unknown key|is not one of", str(exc)):
+                pending += 1
+            else:
                 engines_refuse.append(f"{path}: {type(exc).__name__}: {exc}")
     total = sum(accepted.values())
     print(f"\nKQL rules accepted: {total} of {len(found)} ({dict(accepted)})")
+    print(f"  conditions an engine does not load yet (IR additions): {pending}")
     for reason, names in sorted(reasons.items(), key=lambda r: -len(r[1])):
         print(f"  refused {len(names)}: {reason} ({', '.join(names[:3])})")
     assert unclear == [], "refusals without a specific reason:\n" + "\n".join(unclear[:20])

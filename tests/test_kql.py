@@ -27,6 +27,8 @@ class FakeMapping:
         self.fields = {f.name: f for f in fields}
 
     def resolve(self, field: str) -> FieldMapping:
+        if field.startswith("flat."):  # a key below the flattened field: a keyword leaf
+            return FieldMapping(field, "flattened", "keyword")
         return self.fields.get(field) or FieldMapping(field, "keyword", "keyword")
 
     def expand(self, pattern: str) -> list[str]:
@@ -201,6 +203,7 @@ def test_nesting_is_bounded() -> None:
         ('a:1 and\n  "foo bar"', (2, 3), "free text"),
         ("null: x", (1, 1), "free text"),
         ("ip: 10.*", (1, 5), "ip: a wildcard on an ip field (Elasticsearch refuses it)"),
+        ("ip: **", (1, 5), "ip: a wildcard on an ip field"),
         ("port: 8*", (1, 7), "a wildcard on a long field"),
         ("ts: 2024*", (1, 5), "a wildcard on a date field"),
         ("ip: 10.0.0.300", (1, 5), "'10.0.0.300' is not an IP address"),
@@ -245,6 +248,18 @@ def pred(field: str, ftype: str, op: str, values: list[str], **keys: Any) -> dic
         ("kw: a", pred("kw", "keyword", "eq", ["a"], ignore_above=1024)),
         ('kw: "a"', pred("kw", "keyword", "eq", ["a"], ignore_above=1024)),
         ("kw: *", pred("kw", "keyword", "exists", [], ignore_above=1024)),
+        # `**` is no lone wildcard (Kibana removes one): a wildcard query, not exists
+        ("kw: **", pred("kw", "keyword", "wildcard_query", ["**"], ignore_above=1024)),
+        (
+            "msg: ** x",
+            {
+                "node": "or",
+                "args": [
+                    pred("msg", "text", "wildcard_query", ["**"], analyzer="standard"),
+                    pred("msg", "text", "match", ["x"], analyzer="standard"),
+                ],
+            },
+        ),
         ("kw: a*b?c", pred("kw", "keyword", "wildcard_query", ["a*b\\?c"], ignore_above=1024)),
         (
             r"kw: C\:\\x\*y*",
@@ -322,6 +337,9 @@ def pred(field: str, ftype: str, op: str, values: list[str], **keys: Any) -> dic
         ('ts < "2024-01-02T03:04:05Z"', pred("ts", "date", "lt", ["2024-01-02T03:04:05Z"])),
         ("flag: true", pred("flag", "boolean", "eq", ["true"])),
         ("ts: *", pred("ts", "date", "exists", [])),
+        # a key below a flattened field: not a plain keyword to Kibana (match, query_string)
+        ("flat.a.b: x y", pred("flat.a.b", "keyword", "eq", ["x y"])),
+        ("flat.a: *x y*", pred("flat.a", "keyword", "wildcard_query", ["*x", "y*"])),
     ],
 )
 def test_ir_per_mapping(query: str, expected: dict[str, Any]) -> None:
@@ -457,6 +475,9 @@ def test_new_terms_rule() -> None:
     )
     assert "rule.new_terms.value: expected one to three field names" in refused(
         NEW_TERMS.replace('["host.id", "process.executable"]', "[]")
+    )
+    assert "rule.new_terms.value: source.geo.location is a geo_point field" in refused(
+        NEW_TERMS.replace('"host.id"', '"source.geo.location"')
     )
     assert "message is a match_only_text field: Elasticsearch cannot aggregate" in refused(
         NEW_TERMS.replace('"host.id"', '"message"')

@@ -90,7 +90,8 @@ class Lit:
 
     @property
     def lone_wildcard(self) -> bool:
-        return self.wildcard and all(c is _WILDCARD for c in self.chars)
+        # Kibana's isLoneWildcard removes one wildcard (a string replace): `**` is not lone
+        return len(self.chars) == 1 and self.chars[0] is _WILDCARD
 
 
 @dataclass
@@ -521,8 +522,9 @@ class _Compiler:
             raise self.refuse(
                 f"{name} is mapped as {found.type}: it has no values to compare", lit.pos
             )
-        if found.type in _UNMODELLED:
-            raise self.refuse(f"{name} is a {found.type} field: {_UNMODELLED[found.type]}", lit.pos)
+        reason = unmodelled(self.mapping, name, found)
+        if reason is not None:
+            raise self.refuse(reason, lit.pos)
         return [found]
 
     def nested(self, ast: Ast, nested: str | None) -> Node:
@@ -636,7 +638,7 @@ class _Compiler:
                 plain.append(text)
                 continue
             flush()
-            if all(c is _WILDCARD for c in term):
+            if term == [_WILDCARD]:  # Elasticsearch's query_string: `field:*` is exists
                 preds.append(_pred(fm, "exists", []))
             else:
                 preds.append(_pred(fm, "wildcard_query", [wildcard_pattern(term)]))
@@ -662,6 +664,19 @@ class _Compiler:
 
 def _a(noun: str) -> str:
     return ("an " if noun[0] in "aeiouAEIOU" or noun.startswith("ip") else "a ") + noun
+
+
+def unmodelled(mapping: Mapping, name: str, found: FieldMapping) -> str | None:
+    """Why a field of a type the IR cannot express cannot be used, or None. A key below a
+    flattened field is a keyword leaf; the flattened field's own name is not."""
+    if found.type not in _UNMODELLED:
+        return None
+    parts = name.split(".")
+    if found.type == "flattened" and any(
+        mapping.resolve(".".join(parts[:i])).type == "flattened" for i in range(1, len(parts))
+    ):
+        return None
+    return f"{name} is a {found.type} field: {_UNMODELLED[found.type]}"
 
 
 def match_all(mapping: Mapping) -> Node:

@@ -1,6 +1,6 @@
 //! Evaluating a compiled rule against one parsed event.
 
-use crate::analysis::analyze;
+use crate::analysis::{analyze, wildcard_on_text, TokenQuery};
 use crate::event::{for_each_value, is_json_number};
 use crate::expr::ExprNode;
 use crate::ip::{parse_cidr, parse_ip, Cidr};
@@ -109,14 +109,44 @@ enum Test {
     AnyToken(Vec<Vec<String>>),
     /// `match_phrase` (text fields): each literal's tokens, in a row in a value's tokens.
     Phrase(Vec<Vec<String>>),
-    /// `wildcard_query` on text fields: some token of a value matches the pattern.
-    TokenWildcard(Vec<Pattern>),
+    /// `wildcard_query` on text fields: per literal, what a token is tested against
+    /// ([`crate::analysis::wildcard_on_text`]); the literal holds when some entry does.
+    TokenQueries(Vec<Vec<TokenTest>>),
     /// `starts_with`, `ends_with`, `contains`; `folded` holds the ASCII-folded literals of the
     /// `_ci` forms (the value is folded too), `None` for the case-sensitive forms.
     Affix {
         place: Place,
         folded: Option<Vec<String>>,
     },
+}
+
+/// One entry of [`crate::analysis::TokenQuery`], compiled.
+enum TokenTest {
+    Term(String),
+    Prefix(String),
+    Wildcard(Pattern),
+    Exists,
+}
+
+impl TokenTest {
+    fn new(query: TokenQuery) -> TokenTest {
+        match query {
+            TokenQuery::Term(t) => TokenTest::Term(t),
+            TokenQuery::Prefix(t) => TokenTest::Prefix(t),
+            TokenQuery::Wildcard(p) => TokenTest::Wildcard(Pattern::elasticsearch(&p, false)),
+            TokenQuery::Exists => TokenTest::Exists,
+        }
+    }
+
+    /// Whether a value with these tokens holds it (`Exists`: any value does).
+    fn holds(&self, tokens: &[String]) -> bool {
+        match self {
+            TokenTest::Term(t) => tokens.contains(t),
+            TokenTest::Prefix(t) => tokens.iter().any(|token| token.starts_with(t.as_str())),
+            TokenTest::Wildcard(p) => tokens.iter().any(|token| p.is_match(token)),
+            TokenTest::Exists => true,
+        }
+    }
 }
 
 /// Where an affix literal must sit in the value.
@@ -147,8 +177,10 @@ impl Pred {
             FieldType::Wildcard => FieldType::Keyword,
             other => other,
         };
-        let tokens = |analyzer| -> Vec<Vec<String>> {
-            (p.values.iter()).map(|v| analyze(analyzer, v)).collect()
+        let tokens = |analyzer: Analyzer| -> Vec<Vec<String>> {
+            (p.values.iter())
+                .map(|v| analyze(analyzer.into(), v))
+                .collect()
         };
         let test = match (field_type, p.op) {
             // spec/ir.schema.json requires the analyzer on text fields and allows only these ops.
@@ -161,9 +193,13 @@ impl Pred {
                     Op::Exists => Test::Exists(FieldType::Keyword),
                     Op::Match => Test::AnyToken(tokens(analyzer)),
                     Op::MatchPhrase => Test::Phrase(tokens(analyzer)),
-                    Op::WildcardQuery => Test::TokenWildcard(
+                    Op::WildcardQuery => Test::TokenQueries(
                         (p.values.iter())
-                            .map(|v| analyzed_wildcard(analyzer, v))
+                            .map(|v| {
+                                (wildcard_on_text(analyzer.into(), v).into_iter())
+                                    .map(TokenTest::new)
+                                    .collect()
+                            })
                             .collect(),
                     ),
                     op => {
@@ -348,9 +384,9 @@ impl Pred {
                     !l.is_empty() && tokens.windows(l.len()).any(|w| w == l.as_slice())
                 })
             }
-            Test::TokenWildcard(patterns) => {
+            Test::TokenQueries(literals) => {
                 let tokens = self.tokens(value);
-                (patterns.iter()).position(|p| tokens.iter().any(|t| p.is_match(t)))
+                (literals.iter()).position(|tests| tests.iter().any(|t| t.holds(&tokens)))
             }
             Test::Affix {
                 place,
@@ -368,7 +404,7 @@ impl Pred {
 
     /// A text field's tokens of `value`.
     fn tokens(&self, value: &str) -> Vec<String> {
-        analyze(self.analyzer.unwrap_or(Analyzer::Standard), value)
+        analyze(self.analyzer.unwrap_or(Analyzer::Standard).into(), value)
     }
 
     /// What a keyword field indexes of `value`: nothing past `ignore_above`, else the value
@@ -425,47 +461,6 @@ impl Pred {
             ControlFlow::Continue(()) => None,
         }
     }
-}
-
-/// A `wildcard_query` literal on a text field as `query_string` with `analyze_wildcard` reads
-/// it (spec/kql.md, "Analysis"): each run of literal text between `*`/`?` is replaced by its
-/// first token (kept as written when it has none), and the pattern then matches a token.
-/// STAND-IN (kqlops) for kqlan's exact rule: the reference engine's `analyzed_wildcard` is the
-/// same.
-fn analyzed_wildcard(analyzer: Analyzer, pattern: &str) -> Pattern {
-    Pattern::elasticsearch(&analyzed_wildcard_text(analyzer, pattern), false)
-}
-
-/// [`analyzed_wildcard`]'s pattern, in Elasticsearch's wildcard syntax.
-pub(crate) fn analyzed_wildcard_text(analyzer: Analyzer, pattern: &str) -> String {
-    let mut out = String::new();
-    let mut run = String::new();
-    let flush = |run: &mut String, out: &mut String| {
-        if run.is_empty() {
-            return;
-        }
-        let text = analyze(analyzer, run).into_iter().next();
-        for c in text.as_deref().unwrap_or(run).chars() {
-            if matches!(c, '*' | '?' | '\\') {
-                out.push('\\');
-            }
-            out.push(c);
-        }
-        run.clear();
-    };
-    let mut chars = pattern.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '*' | '?' => {
-                flush(&mut run, &mut out);
-                out.push(c);
-            }
-            '\\' => run.push(chars.next().unwrap_or('\\')),
-            c => run.push(c),
-        }
-    }
-    flush(&mut run, &mut out);
-    out
 }
 
 /// The event's `destination.port` values that are port numbers (digits), for port-scoped

@@ -45,25 +45,16 @@ impl Val<'_> {
     }
 }
 
-/// `text` lowercased code point by code point as Java's `Character.toLowerCase(int)` does (the
-/// simple Unicode mapping: no locale, no special casing, so `İ` U+0130 is `i` and a final `Σ`
-/// is `σ`): the `lowercase` normalizer (spec/ir.md, "KQL additions").
+/// `text` lowercased code point by code point as Java's `Character.toLowerCase(int)` does
+/// (the simple Unicode mapping, one table with the analyzers: [`crate::analysis::lowercase`]):
+/// the `lowercase` normalizer (spec/ir.md, "KQL additions").
 pub fn java_lowercase(text: &str) -> Cow<'_, str> {
-    let simple = |c: char| match c {
-        // The one code point whose full lowercase mapping is longer (`i̇`).
-        '\u{130}' => 'i',
-        c => {
-            let mut lower = c.to_lowercase();
-            match (lower.next(), lower.next()) {
-                (Some(one), None) => one,
-                _ => c,
-            }
-        }
-    };
-    if text.chars().all(|c| simple(c) == c) {
-        return Cow::Borrowed(text);
+    let lower = crate::analysis::lowercase(text);
+    if lower == text {
+        Cow::Borrowed(text)
+    } else {
+        Cow::Owned(lower)
     }
-    Cow::Owned(text.chars().map(simple).collect())
 }
 
 /// Java's `String.length()`: UTF-16 code units.

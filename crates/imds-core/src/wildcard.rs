@@ -521,6 +521,84 @@ mod tests {
         ));
     }
 
+    /// Elasticsearch's wildcard syntax by dynamic programming: each pattern item is `*`, `?`,
+    /// an exact code point (escaped, or any when case-sensitive) or an ASCII letter either case.
+    fn es_oracle(pattern: &str, value: &str, ci: bool) -> bool {
+        #[derive(Clone, Copy)]
+        enum Item {
+            Star,
+            One,
+            Exact(char),
+            Either(char),
+        }
+        let mut items = Vec::new();
+        let mut chars = pattern.chars();
+        while let Some(c) = chars.next() {
+            items.push(match c {
+                '*' => Item::Star,
+                '?' => Item::One,
+                '\\' => Item::Exact(chars.next().unwrap_or('\\')),
+                c if ci && c.is_ascii_alphabetic() => Item::Either(c),
+                c => Item::Exact(c),
+            });
+        }
+        let v: Vec<char> = value.chars().collect();
+        let mut row = vec![false; v.len() + 1];
+        row[0] = true;
+        for item in items {
+            let mut next = vec![false; v.len() + 1];
+            for j in 0..=v.len() {
+                next[j] = match item {
+                    Item::Star => row[j] || (j > 0 && next[j - 1]),
+                    Item::One => j > 0 && row[j - 1],
+                    Item::Exact(c) => j > 0 && row[j - 1] && v[j - 1] == c,
+                    Item::Either(c) => j > 0 && row[j - 1] && v[j - 1].eq_ignore_ascii_case(&c),
+                };
+            }
+            row = next;
+        }
+        row[v.len()]
+    }
+
+    #[test]
+    fn elasticsearch_syntax_agrees_with_its_definition() {
+        let alphabet: Vec<char> = "aAbB*?\\é\u{212A}k".chars().collect();
+        let mut seed = 0x2545_F491_4F6C_DD1D_u64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for _ in 0..20_000 {
+            let pattern: String = (0..next(9))
+                .map(|_| alphabet[next(alphabet.len())])
+                .collect();
+            let value: String = (0..next(10))
+                .map(|_| alphabet[next(alphabet.len())])
+                .collect();
+            for ci in [true, false] {
+                assert_eq!(
+                    Pattern::elasticsearch(&pattern, ci).is_match(&value),
+                    es_oracle(&pattern, &value, ci),
+                    "{pattern:?} {value:?} ci={ci}"
+                );
+            }
+        }
+        let es = |p: &str, v: &str, ci: bool| Pattern::elasticsearch(p, ci).is_match(v);
+        assert!(es("a\\*", "a*", false) && !es("a\\*", "ab", false));
+        assert!(es("a\\", "a\\", false)); // a trailing lone backslash is itself
+        assert!(es("*WIN?OWS*", "c:\\windows\\x", true));
+        assert!(!es("\\Cmd*", "cmd.exe", true) && es("\\CMD*", "Cmd.exe", true));
+        assert!(!es("K", "\u{212A}", true) && !es("É", "é", true));
+        // Long pieces, with and without `?`, searched in the middle.
+        let long = format!("*{}*", "Ab".repeat(40));
+        assert!(es(&long, &format!("x{}y", "aB".repeat(40)), true));
+        assert!(!es(&long, &format!("x{}y", "aB".repeat(40)), false));
+        let long = format!("*{}?*", "Ab".repeat(40));
+        assert!(es(&long, &format!("x{}yz", "aB".repeat(40)), true));
+    }
+
     fn steps(pattern: &str, value: &str) -> (bool, usize) {
         let mut steps = 0;
         let matched = Pattern::new(pattern).run(value, &mut steps);

@@ -11,7 +11,7 @@ from ..eql import MAX_IR_DEPTH, ir_depth
 from ..ir_schema import AFFIX_OPS, KQL_OPS, RANGE_OPS, REGEX_OPS, TEXT_OPS
 from ..ir_schema import check as check_ir_schema
 from ..stats import EngineWitness
-from .analysis import analyze
+from .analysis import TokenQuery, analyze, wildcard_on_text
 from .endpoint import CLASSES, first_match, port_number
 from .event import field_values, flat_text, raw_values
 from .expr import compile_value
@@ -64,9 +64,10 @@ class _Pred:
                 raise ValueError("exists takes no values")
             if self.op in ("match", "match_phrase"):
                 self.tokens = [analyze(self.analyzer, v) for v in self.values]
-            elif self.op == "wildcard_query":
-                self.es_patterns = [
-                    EsWildcard(analyzed_wildcard_text(self.analyzer, v)) for v in self.values
+            elif self.op == "wildcard_query":  # what each token is tested against
+                self.token_queries = [
+                    [(q, EsWildcard(q.text) if q.kind == "wildcard" else None) for q in queries]
+                    for queries in (wildcard_on_text(self.analyzer, v) for v in self.values)
                 ]
             elif self.op != "exists":
                 raise ValueError(f"{self.op} is not allowed on text field {self.field}")
@@ -154,9 +155,9 @@ class _Pred:
                     n = len(needed)
                     if n and any(tokens[i : i + n] == needed for i in range(len(tokens) - n + 1)):
                         return literal
-            else:  # wildcard_query: some token matches
-                for literal, es in zip(self.values, self.es_patterns, strict=True):
-                    if any(es.fullmatch(t) for t in tokens):
+            else:  # wildcard_query: some entry holds
+                for literal, queries in zip(self.values, self.token_queries, strict=True):
+                    if any(_token_query_holds(q, es, tokens) for q, es in queries):
                         return literal
             return None
         if op in ("wildcard_query", "wildcard_query_ci"):
@@ -250,33 +251,15 @@ class _Pred:
         return java_lowercase(value) if self.lowercase else value
 
 
-def analyzed_wildcard_text(analyzer: str, pattern: str) -> str:
-    """A ``wildcard_query`` literal on a text field as ``query_string`` with
-    ``analyze_wildcard`` reads it (spec/kql.md, Analysis), in Elasticsearch's wildcard syntax:
-    each run of literal text between ``*``/``?`` is replaced by its first token (kept as
-    written when it has none); the pattern then matches a token. STAND-IN (kqlops) for kqlan's
-    exact rule, as crates/imds-core/src/eval.rs ``analyzed_wildcard_text``."""
-    out: list[str] = []
-    run: list[str] = []
-
-    def flush() -> None:
-        if run:
-            text = "".join(run)
-            tokens = analyze(analyzer, text)
-            out.extend("\\" + c if c in "*?\\" else c for c in (tokens[0] if tokens else text))
-            run.clear()
-
-    chars = iter(pattern)
-    for c in chars:
-        if c in "*?":
-            flush()
-            out.append(c)
-        elif c == "\\":
-            run.append(next(chars, "\\"))
-        else:
-            run.append(c)
-    flush()
-    return "".join(out)
+def _token_query_holds(query: TokenQuery, es: EsWildcard | None, tokens: list[str]) -> bool:
+    """Whether a text value with these tokens holds one entry of ``wildcard_on_text``."""
+    if query.kind == "term":
+        return query.text in tokens
+    if query.kind == "prefix":
+        return any(t.startswith(query.text) for t in tokens)
+    if es is not None:
+        return any(es.fullmatch(t) for t in tokens)
+    return True  # exists: any value
 
 
 class ExprNode:

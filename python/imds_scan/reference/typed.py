@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 
 from ..timestamp import parse_event_time, round_up_micros
+from .analysis import lowercase
 from .event import JsonNumber, flat_text
 from .ip import parse_ip
 
@@ -347,17 +348,9 @@ def date_micros(text: str) -> int | None:
 
 def java_lowercase(text: str) -> str:
     """``text`` lowercased code point by code point as Java's ``Character.toLowerCase(int)``
-    does (the simple Unicode mapping: no locale, no special casing, so ``İ`` U+0130 is ``i``
-    and a final capital sigma is U+03C3, not the final form): the ``lowercase`` normalizer
-    (spec/ir.md, KQL additions)."""
-    if text.isascii():
-        return text.lower()
-    return "".join(_simple_lower(c) for c in text)
-
-
-def _simple_lower(c: str) -> str:
-    lower = c.lower()  # one code point alone: no final-sigma context
-    return lower if len(lower) == 1 else "i" if c == "\u0130" else c
+    does (the simple Unicode mapping, one table with the analyzers: ``analysis.lowercase``):
+    the ``lowercase`` normalizer (spec/ir.md, KQL additions)."""
+    return lowercase(text)
 
 
 def utf16_len(text: str) -> int:

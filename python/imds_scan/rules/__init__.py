@@ -6,9 +6,11 @@ A rule file is read the way Elastic's detection-rules repository writes them: ``
 ``branch_names`` (one per branch of the query, instead of ``branch<N>``), and
 ``[[rule.threat]]`` (MITRE ATT&CK); for sequences and samples, ``timestamp_override``,
 ``tiebreaker_field``, ``event_category_override`` and imds-scan's ``size`` and
-``max_samples_per_key`` (spec/sequences.md). Other keys are Elastic's and are ignored. A rule
-outside what imds-scan runs (another language or rule type, an unsupported function...) is
-refused with the reason and, for query errors, the file's line and column.
+``max_samples_per_key`` (spec/sequences.md). ``language = "kuery"`` files (KQL ``query``,
+``new_terms`` and ``threshold`` rules, with ``filters``) compile by rules/kuery.py (spec/kql.md).
+Other keys are Elastic's and are ignored. A rule outside what imds-scan runs (another language
+or rule type, an unsupported function...) is refused with the reason and, for query errors, the
+file's line and column.
 """
 
 from __future__ import annotations
@@ -182,7 +184,8 @@ def _strings(table: dict[str, Any], key: str, source: str) -> tuple[str, ...]:
 
 
 # A file can only hold an EQL rule if "eql" is in its text (any case), or could be written with
-# a \\u escape: without either it is refused by its `language` or `type` line, unparsed.
+# a \\u escape: without either it is refused by its `language` or `type` line, unparsed (unless
+# that language is kuery: KQL rules are parsed).
 # (Patterns, compiled when first used: a scan with the default rule uses none of them.)
 _MAY_BE_EQL = r"[eE][qQ][lL]|\\[uU]"
 _KIND_LINE = r'(?m)^(language|type)[ \t]*=[ \t]*"([A-Za-z0-9_-]*)"[ \t]*$'
@@ -192,9 +195,9 @@ _HEADER_LINE = r"(?m)^[ \t]*\["
 
 
 def _plainly_not_eql(text: str, source: str) -> RuleFileError | None:
-    """The refusal of a rule file that cannot hold an EQL rule, found without parsing the
-    TOML (half of Elastic's rule files are KQL, ES|QL or machine learning jobs); None when
-    that is not plain from its lines, and the file is parsed. (Such a file that is not valid
+    """The refusal of a rule file that cannot hold an EQL or KQL rule, found without parsing
+    the TOML (Lucene, ES|QL and machine learning rules); None when that is not plain from its
+    lines, or the file is a KQL rule, and the file is parsed. (Such a file that is not valid
     TOML either is refused for its language rather than its syntax.)"""
     if re.search(_MAY_BE_EQL, text):
         return None

@@ -115,7 +115,12 @@ def _field_ref(name: Any, key: str, mapping: Mapping) -> Node:
     """A field whose indexed values a new_terms or threshold rule groups by."""
     if not isinstance(name, str) or not name:
         raise KueryRuleError(f"rule.{key}: expected a field name")
+    from ..kql import unmodelled
+
     fm = mapping.resolve(name)
+    reason = unmodelled(mapping, name, fm)
+    if reason is not None:
+        raise KueryRuleError(f"rule.{key}: {reason}")
     if fm.ir_type == "text" or fm.type in ("object", "nested"):
         raise KueryRuleError(
             f"rule.{key}: {name} is a {fm.type} field: Elasticsearch cannot aggregate its terms"

@@ -2,6 +2,7 @@
 //! writes them inside a string), or the `imds_endpoint` raw-line test standing for them.
 
 use super::cost::{literal_cost, ENDPOINT_COST};
+use crate::analysis::TokenQuery;
 use crate::ir::{FieldType, Node, Op, Predicate, RuleIr};
 use crate::lucene_regex::LuceneRegex;
 
@@ -202,12 +203,12 @@ fn text_lits(p: &Predicate) -> Option<Vec<Needle>> {
     for v in &p.values {
         match p.op {
             Op::Match => {
-                for token in crate::analysis::analyze(analyzer, v) {
+                for token in crate::analysis::analyze(analyzer.into(), v) {
                     out.push(Needle::Literal(best(caseless_pieces(&token))?));
                 }
             }
             Op::MatchPhrase => {
-                let tokens = crate::analysis::analyze(analyzer, v);
+                let tokens = crate::analysis::analyze(analyzer.into(), v);
                 if !tokens.is_empty() {
                     let pieces = tokens
                         .iter()
@@ -216,14 +217,21 @@ fn text_lits(p: &Predicate) -> Option<Vec<Needle>> {
                     out.push(Needle::Literal(best(pieces)?));
                 }
             }
+            // Some entry holds: a needle for each (a term's or prefix's text is in a token).
             Op::WildcardQuery => {
-                let pattern = crate::eval::analyzed_wildcard_text(analyzer, v);
-                let pieces = wildcard_query_pieces(&pattern);
-                let lits = pieces
-                    .iter()
-                    .flat_map(|p| caseless_pieces(p))
-                    .collect::<Vec<_>>();
-                out.push(Needle::Literal(best(lits)?));
+                for query in crate::analysis::wildcard_on_text(analyzer.into(), v) {
+                    let text = match query {
+                        TokenQuery::Term(t) | TokenQuery::Prefix(t) => t,
+                        TokenQuery::Wildcard(p) => {
+                            let pieces = wildcard_query_pieces(&p);
+                            let lits = pieces.iter().flat_map(|p| caseless_pieces(p));
+                            out.push(Needle::Literal(best(lits.collect::<Vec<_>>())?));
+                            continue;
+                        }
+                        TokenQuery::Exists => return None,
+                    };
+                    out.push(Needle::Literal(best(caseless_pieces(&text))?));
+                }
             }
             _ => return None,
         }
