@@ -710,13 +710,9 @@ def make_matcher(
     rule_ir: str | Mapping[str, Any],
     memory_budget: int = 256 << 20,
     spill_dir: str | None = None,
-    reference: bool = False,
 ) -> RuleMatcher:
-    """The rule's matcher: the product one, or (``reference``) the plain oracle, for tests."""
-    if reference:
-        from .reference.kibana_rules import KibanaRuleMatcher as Oracle
-
-        return Oracle(rule_ir, memory_budget, spill_dir)
+    """The rule's product matcher (the oracle, ``reference.kibana_rules``, imports this
+    module, so it is not reached from here)."""
     return KibanaRuleMatcher(rule_ir, memory_budget, spill_dir)
 
 
