@@ -178,7 +178,9 @@ impl Pred {
             other => other,
         };
         let tokens = |analyzer: Analyzer| -> Vec<Vec<String>> {
-            (p.values.iter()).map(|v| analyze(analyzer, v)).collect()
+            (p.values.iter())
+                .map(|v| analyze(analyzer.into(), v))
+                .collect()
         };
         let test = match (field_type, p.op) {
             // spec/ir.schema.json requires the analyzer on text fields and allows only these ops.
@@ -402,7 +404,7 @@ impl Pred {
 
     /// A text field's tokens of `value`.
     fn tokens(&self, value: &str) -> Vec<String> {
-        analyze(self.analyzer.unwrap_or(Analyzer::Standard), value)
+        analyze(self.analyzer.unwrap_or(Analyzer::Standard).into(), value)
     }
 
     /// What a keyword field indexes of `value`: nothing past `ignore_above`, else the value

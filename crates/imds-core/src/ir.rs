@@ -290,6 +290,15 @@ names! {
     }
 }
 
+impl From<Analyzer> for crate::analysis::Analyzer {
+    fn from(analyzer: Analyzer) -> crate::analysis::Analyzer {
+        match analyzer {
+            Analyzer::Standard => crate::analysis::Analyzer::Standard,
+            Analyzer::PowershellScript => crate::analysis::Analyzer::PowershellScript,
+        }
+    }
+}
+
 names! {
     /// The type of a field (its Elasticsearch mapping type; spec/ir.md, "Field types").
     FieldType {

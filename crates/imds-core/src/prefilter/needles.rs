@@ -203,12 +203,12 @@ fn text_lits(p: &Predicate) -> Option<Vec<Needle>> {
     for v in &p.values {
         match p.op {
             Op::Match => {
-                for token in crate::analysis::analyze(analyzer, v) {
+                for token in crate::analysis::analyze(analyzer.into(), v) {
                     out.push(Needle::Literal(best(caseless_pieces(&token))?));
                 }
             }
             Op::MatchPhrase => {
-                let tokens = crate::analysis::analyze(analyzer, v);
+                let tokens = crate::analysis::analyze(analyzer.into(), v);
                 if !tokens.is_empty() {
                     let pieces = tokens
                         .iter()
