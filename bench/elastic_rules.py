@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import tomllib
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +34,8 @@ REPO = BENCH.parent
 COMMIT = "14cf530f0d2177023092449cd9d9348b4a8884c2"
 UPSTREAM = "elastic/detection-rules"
 SIZES = ("1", "10", "100", "all")
+# Elastic's network-side metadata-service rule, a KQL new_terms rule (issue 19's benchmark).
+IMDS_RULE_NAME = "Suspicious Instance Metadata Service (IMDS) API Request"
 
 
 def _log(msg: str) -> None:
@@ -144,6 +147,75 @@ def prepare(
         "accepted": len(ok),
         "subsets": {label: {"rules": n, "dir": str(d)} for label, (n, d) in sets.items()},
     }
+
+
+def _kuery_rule(path: Path) -> dict[str, object] | None:
+    """The ``[rule]`` table of a KQL ("kuery") rule file, else None."""
+    try:
+        rule = tomllib.loads(path.read_text(encoding="utf-8")).get("rule", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    return rule if isinstance(rule, dict) and rule.get("language") == "kuery" else None
+
+
+def _copy_set(chosen: list[tuple[str, Path]], folder: Path) -> None:
+    want = [f"{i:04d}-{path.name}" for i, (_id, path) in enumerate(chosen)]
+    have = sorted(p.name for p in folder.glob("*.toml")) if folder.is_dir() else []
+    if have != want:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for name, (_id, path) in zip(want, chosen, strict=True):
+            shutil.copyfile(path, folder / name)
+
+
+def kql_sets(rules: Path, dest: Path) -> dict[str, object]:
+    """Issue 19's sets: every active KQL rule file (not under ``_deprecated/``) that imds-scan
+    accepts, sorted by rule_id, in ``dest/kql-all/``, and the IMDS new_terms rule alone in
+    ``dest/kql-imds/``; with the counts and, for a refused IMDS rule or when none is accepted,
+    the first line of the reason."""
+    sys.path.append(str(REPO / "python"))  # after an installed imds_scan
+    from imds_scan.rules import RuleFileError, load_rule_file
+
+    files, ok, imds = 0, [], None
+    reasons: list[str] = []
+    for path in sorted(rules.rglob("*.toml")):
+        table = _kuery_rule(path)
+        if table is None or "_deprecated" in path.relative_to(rules).parts:
+            continue  # active rules only
+        files += 1
+        is_imds = table.get("name") == IMDS_RULE_NAME
+        try:
+            rule = load_rule_file(path)
+        except RuleFileError as exc:
+            why = (str(exc).splitlines() or ["no reason"])[0]
+            reasons.append(why)
+            if is_imds:
+                imds = {"file": str(path), "accepted": False, "reason": why}
+            continue
+        ok.append((rule.id, path))
+        if is_imds:
+            imds = {"file": str(path), "accepted": True, "reason": None}
+    ok.sort()
+    _copy_set(ok, dest / "kql-all")
+    if imds is not None and imds["accepted"]:
+        _copy_set([("imds", Path(str(imds["file"])))], dest / "kql-imds")
+        imds["dir"] = str(dest / "kql-imds")
+    return {
+        "files": files,
+        "accepted": len(ok),
+        "dir": str(dest / "kql-all"),
+        "first_refusal": reasons[0] if reasons and not ok else None,
+        "imds": imds,
+    }
+
+
+def prepare_kql(
+    commit: str = COMMIT, data: Path = BENCH / "data", local: Path | None = None
+) -> dict[str, object]:
+    rules = rules_dir(commit, data, local)
+    info = kql_sets(rules, data / f"detection-rules-{commit}-kql")
+    info["commit"] = commit if local is None else f"{commit} (local copy)"
+    return info
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -82,6 +82,12 @@ BROAD_SINGLE_QUERY = (
     'event.category == "network"'
 )
 
+# Issue 19's cases: Elastic's KQL rules, all accepted ones and the IMDS new_terms rule alone,
+# each against the default rule (BASE_CLI) of the same run.
+KQL_ALL_ROW = f"{BASE_CLI}, all accepted Elastic KQL rules"
+KQL_IMDS_ROW = f"{BASE_CLI}, Elastic IMDS new_terms KQL rule alone"
+KQL_ROWS = (KQL_ALL_ROW, KQL_IMDS_ROW)
+
 PACK = "hardened"
 PACK_SUFFIX = f", --pack {PACK}"  # a row that runs the pack beside its row without it
 
@@ -338,6 +344,7 @@ def build_cases(
     notes: list[str],
     noisy: Corpus | None = None,
     sweep: dict[str, Any] | None = None,
+    kql: dict[str, Any] | None = None,
 ) -> list[Case]:
     cases: list[Case] = []
     nd = corpus.path
@@ -348,7 +355,7 @@ def build_cases(
             case.bytes, case.lines = case.corpus.bytes, case.corpus.lines
         elif not case.bytes:
             case.bytes, case.lines = corpus.bytes, corpus.lines
-        if args.only and not any(o in case.name for o in args.only.split(",")):
+        if args.only and not selected(case.name, args.only):
             return
         cases.append(case)
 
@@ -634,7 +641,18 @@ def build_cases(
     if cli is not None:
         extra_cases(cli, corpus, noisy, sweep, rule_file, tiny, args, notes, add)
         sequence_cases(cli, corpus, tiny, args, notes, add)
+        if kql is not None:
+            kql_cases(cli, corpus, tiny, notes, add, kql)
     return cases
+
+
+def selected(name: str, only: str) -> bool:
+    """`--only`: the case's name holds one of the substrings; the default rule's row comes
+    along with a KQL row, whose figures are ratios to it."""
+    wanted = only.split(",")
+    if any(o in name for o in wanted):
+        return True
+    return name == BASE_CLI and any(o in row for row in KQL_ROWS for o in wanted)
 
 
 def _rule_toml(name: str, rule_id: str, query: str) -> str:
@@ -705,6 +723,81 @@ def sequence_cases(
                 None,
                 f"all ({cores})",
                 parse,
+                f"{note}; wall time of the command",
+                ok_codes=IMDS_OK,
+            )
+        )
+
+
+def _probe(cli: list[str], rule: str, tiny: Path) -> str | None:
+    """None when the CLI runs the rule(s) over one line, else the first line of its error."""
+    probe = subprocess.run(
+        [*cli, "--rule", rule, "-f", "ndjson", "-q", str(tiny)], capture_output=True, text=True
+    )
+    if probe.returncode in IMDS_OK:
+        return None
+    return (probe.stderr.strip().splitlines() or [f"exit {probe.returncode}"])[0]
+
+
+def kql_cases(
+    cli: list[str],
+    corpus: Corpus,
+    tiny: Path,
+    notes: list[str],
+    add: Callable[[Case], None],
+    kql: dict[str, Any],
+) -> None:
+    """Issue 19's cases: every active KQL rule of elastic/detection-rules that imds-scan
+    accepts, and the IMDS new_terms rule alone, over the corpus (ratios to the default rule's
+    row of the same run); each skipped with the reason while imds-scan cannot run it."""
+    commit = str(kql["commit"])[:12]
+    cores = os.cpu_count() or 1
+    nd = corpus.path
+    rows: list[tuple[str, str, str]] = []
+    if not kql["accepted"]:
+        why = kql.get("first_refusal") or "no KQL rule file found"
+        notes.append(
+            f"KQL cases skipped: this imds-scan accepts none of the {kql['files']} active KQL "
+            f"rules of elastic/detection-rules {commit} ({why})"
+        )
+    else:
+        rows.append(
+            (
+                KQL_ALL_ROW,
+                str(kql["dir"]),
+                f"the {kql['accepted']} of the {kql['files']} active KQL rules of "
+                f"elastic/detection-rules {commit} that imds-scan accepts (query, new_terms, "
+                "threshold); hits = query hits and alerts; no expected count",
+            )
+        )
+    imds = kql.get("imds")
+    if imds is None:
+        notes.append(f"IMDS new_terms case skipped: no rule named {elastic_rules.IMDS_RULE_NAME!r}")
+    elif not imds["accepted"]:
+        notes.append(f"IMDS new_terms case skipped: imds-scan refuses the rule ({imds['reason']})")
+    else:
+        rows.append(
+            (
+                KQL_IMDS_ROW,
+                str(imds["dir"]),
+                f"{elastic_rules.IMDS_RULE_NAME!r} (new_terms on host.id and "
+                "process.executable) alone; hits = alerts",
+            )
+        )
+    for name, rule, note in rows:
+        why = _probe(cli, rule, tiny)
+        if why is not None:
+            notes.append(f"{name} skipped: imds-scan cannot run it ({why})")
+            continue
+        add(
+            Case(
+                name,
+                "imds-scan",
+                [*cli, "--threads", "0", "--rule", rule, "-f", "ndjson", "-q", str(nd)],
+                nd,
+                None,
+                f"all ({cores})",
+                _count_lines,
                 f"{note}; wall time of the command",
                 ok_codes=IMDS_OK,
             )
@@ -1096,6 +1189,20 @@ def target_lines(rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[str]:
             f"{fmt(single['work_s'])} s, {fmt(single['rss_mb'], 0)} MB, {single.get('hits')} hits: "
             f"{x:.2f}x its speed {verdict}"
         )
+    kql_rows = [by[name] for name in KQL_ROWS if name in by]
+    if base and kql_rows:
+        k = meta.get("kql", {})
+        out.append(
+            f"- KQL rules (elastic/detection-rules {k.get('commit')}: {k.get('accepted')} of "
+            f"{k.get('files')} active KQL rule files accepted), CLI, all threads, against the "
+            f"default rule alone ({fmt(base['work_s'])} s, {hits(base)}; no target):"
+        )
+        for r in kql_rows:
+            out.append(
+                f"  - {r['name'].removeprefix(BASE_CLI + ', ')}: {fmt(r['work_s'])} s, "
+                f"{r['work_s'] / base['work_s']:.1f}x, {fmt(r.get('mb_s'))} MB/s, "
+                f"{fmt(r.get('rss_mb'), 0)} MB peak RSS, {hits(r)}"
+            )
     for fmt_name in ("ndjson", "parquet"):
         broad = by.get(f"{BASE_CLI}, broad rule -> {fmt_name} file")
         default = by.get(f"{BASE_CLI}, default rule -> {fmt_name} file")
@@ -1261,7 +1368,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     ]
     targets = target_lines(rows, meta)
     if targets:
-        lines += ["", "Targets of issues 14, 15 and 17 (reported, not asserted):", "", *targets]
+        lines += ["", "Targets of issues 14, 15, 17 and 19 (reported, not asserted):", "", *targets]
     ratios = pack_ratios(rows)
     if ratios:
         lines += ["", f"Cost of `--pack {PACK}` (the default rule and the pack in one scan):", ""]
@@ -1372,6 +1479,7 @@ def main(argv: list[str] | None = None) -> int:
         help="a local copy of elastic/detection-rules (or its rules/) instead of fetching it",
     )
     ap.add_argument("--no-sweep", action="store_true", help="no Elastic rule-count sweep")
+    ap.add_argument("--no-kql", action="store_true", help="no Elastic KQL rule cases (issue 19)")
     ap.add_argument("--data", type=Path, default=BENCH / "data", help="corpus directory")
     ap.add_argument("--results", type=Path, default=BENCH / "results", help="output directory")
     ap.add_argument(
@@ -1419,6 +1527,12 @@ def main(argv: list[str] | None = None) -> int:
             sweep = elastic_rules.prepare(args.rules_commit, args.data, args.rules_from)
         except SystemExit as exc:
             notes.append(f"Elastic rule-count sweep skipped: {exc}")
+    kql = None
+    if not args.no_kql and wanted(*KQL_ROWS):
+        try:
+            kql = elastic_rules.prepare_kql(args.rules_commit, args.data, args.rules_from)
+        except SystemExit as exc:
+            notes.append(f"KQL cases skipped: {exc}")
     cases = build_cases(
         corpus,
         compressed,
@@ -1431,6 +1545,7 @@ def main(argv: list[str] | None = None) -> int:
         notes,
         noisy=noisy,
         sweep=sweep,
+        kql=kql,
     )
     log(f"{len(cases)} cases x {args.repeat} rounds; warming the page cache")
     inputs = {c.input for c in cases if c.input.is_file()}
@@ -1468,6 +1583,8 @@ def main(argv: list[str] | None = None) -> int:
         }
     if sweep is not None:
         meta["elastic_rules"] = {k: sweep[k] for k in ("commit", "files", "accepted")}
+    if kql is not None:
+        meta["kql"] = {k: kql[k] for k in ("commit", "files", "accepted")}
     meta["command"] = meta["command"].strip()
     args.results.mkdir(parents=True, exist_ok=True)
     stem = args.results / f"{today}-{size}"

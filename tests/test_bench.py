@@ -13,6 +13,8 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 GENERATOR = ROOT / "bench" / "gen_corpus.py"
 SAMPLE = ROOT / "bench" / "sample" / "ecs-sample.ndjson"
@@ -205,3 +207,81 @@ def test_harness_reports_the_sequence_target() -> None:
 
     for query in (harness.SINGLE_QUERY, harness.BROAD_SINGLE_QUERY):
         assert len(compile_rule(query, name="single")["branches"]) == 2
+
+
+def test_kql_sets_hold_the_accepted_active_kuery_rules_and_the_imds_rule(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19's benchmark sets (bench/elastic_rules.py): active KQL rule files only (not
+    ``_deprecated/``, not EQL), those imds-scan accepts sorted by rule_id, and the IMDS
+    new_terms rule alone, or the reasons when imds-scan refuses them."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import elastic_rules
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    import imds_scan.rules as rules_mod
+
+    rules = tmp_path / "rules"
+    for folder, rid, lang, name in (
+        ("linux", "b-2", "kuery", "r b-2"),
+        ("cloud", "a-1", "kuery", elastic_rules.IMDS_RULE_NAME),
+        ("linux", "c-3", "eql", "r c-3"),  # EQL: not a KQL rule
+        ("_deprecated", "d-4", "kuery", "r d-4"),  # not active
+        ("linux", "e-5", "kuery", "r e-5 refused"),
+    ):
+        (rules / folder).mkdir(parents=True, exist_ok=True)
+        text = RULE_TOML.format(id=rid, lang=lang).replace(f'name = "r {rid}"', f'name = "{name}"')
+        (rules / folder / f"{rid}.toml").write_text(text)
+
+    def fake_load(path: Path) -> rules_mod.Rule:
+        text = Path(path).read_text()
+        if "refused" in text or refuse_all:
+            raise rules_mod.RuleFileError(f"{path}: no\nsecond line")
+        rid = text.split('rule_id = "')[1].split('"')[0]
+        return rules_mod.Rule(rid, rid, "low", "q", {})
+
+    monkeypatch.setattr(rules_mod, "load_rule_file", fake_load)
+    refuse_all = False
+    info = elastic_rules.kql_sets(rules, tmp_path / "sets")
+    assert (info["files"], info["accepted"], info["first_refusal"]) == (3, 2, None)
+    assert sorted(p.name for p in Path(str(info["dir"])).iterdir()) == [
+        "0000-a-1.toml",
+        "0001-b-2.toml",
+    ]
+    imds = info["imds"]
+    assert isinstance(imds, dict) and imds["accepted"] and imds["reason"] is None
+    assert [p.name for p in Path(imds["dir"]).iterdir()] == ["0000-a-1.toml"]
+
+    refuse_all = True
+    info = elastic_rules.kql_sets(rules, tmp_path / "sets")
+    assert (info["files"], info["accepted"]) == (3, 0)
+    assert list(Path(str(info["dir"])).iterdir()) == []
+    assert str(info["first_refusal"]).endswith(": no")  # the reason's first line
+    imds = info["imds"]
+    assert isinstance(imds, dict) and not imds["accepted"] and "dir" not in imds
+    assert str(imds["reason"]).endswith("a-1.toml: no")
+
+
+def test_harness_reports_the_kql_cases_against_the_default_rule() -> None:
+    """Issue 19's rows: each KQL row's time as a ratio to the default rule's row, with hits;
+    `--only KQL` keeps the default rule's row for the ratio."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import harness
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+
+    base = harness.BASE_CLI
+    rows = [
+        {"name": base, "work_s": 0.5, "mb_s": 2000.0, "hits": 483, "rss_mb": 30.0},
+        {"name": harness.KQL_ALL_ROW, "work_s": 3.0, "mb_s": 333.3, "hits": 9001, "rss_mb": 120.0},
+        {"name": harness.KQL_IMDS_ROW, "work_s": 0.6, "mb_s": 1666.7, "hits": 7, "rss_mb": 35.0},
+    ]
+    meta = {"kql": {"commit": "abc", "files": 674, "accepted": 650}}
+    text = "\n".join(harness.target_lines(rows, meta))
+    assert "650 of 674 active KQL rule files accepted" in text
+    assert "all accepted Elastic KQL rules: 3.00 s, 6.0x, 333 MB/s, 120 MB peak RSS, 9001" in text
+    assert "Elastic IMDS new_terms KQL rule alone: 0.60 s, 1.2x" in text and "7 hits" in text
+    assert harness.selected(base, "KQL") and harness.selected(harness.KQL_IMDS_ROW, "KQL")
+    assert not harness.selected(base, "sequence")

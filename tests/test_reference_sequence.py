@@ -784,7 +784,7 @@ def test_stage_out_of_range_is_refused() -> None:
     [
         ({"ir_version": 1}, "exactly one of sequence, sample"),
         (seq(2, stage_keys={1: []}), "same number of keys"),
-        (seq(2, keys=[{"field": "k", "field_type": "text"}]), "unknown field_type"),
+        (seq(2, keys=[{"field": "k", "field_type": "string"}]), "unknown field_type"),
         (seq(2, pipes=(("head", -1),)), "pipe"),
     ],
 )

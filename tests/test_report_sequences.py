@@ -118,7 +118,7 @@ def test_frame_columns_of_results_and_hits() -> None:
     assert frame.schema == SCHEMA
     # The new columns come last: a single-event hit's columns keep their places.
     names = [name for name, _ in COLUMNS]
-    assert names[-4:] == ["event", "join_keys", "event_count", "events"]
+    assert names[-8:-4] == ["event", "join_keys", "event_count", "events"]  # then KQL alerts
     rows = frame.to_dicts()
     assert rows[0]["join_keys"] is None and rows[0]["event_count"] is None
     assert rows[0]["events"] is None and rows[0]["matched.field"] == "host.name"

@@ -224,8 +224,8 @@ severity = "low"
             ": rule.query:1:41: '=' is not supported: use '=='",
         ),
         (
-            'language = "kuery"\ntype = "query"\nquery = "process.name: curl"\n',
-            ": language 'kuery' is not supported (imds-scan runs EQL rules only)",
+            'language = "lucene"\ntype = "query"\nquery = "process.name: curl"\n',
+            ": language 'lucene' is not supported (Lucene query syntax is not supported)",
         ),
         (
             'language = "esql"\ntype = "esql"\nquery = "from logs-*"\n',

@@ -34,8 +34,8 @@ creation_date = "2020/01/01"
 
 [rule]
 author = ["Elastic"]
-description = "A KQL rule."
-language = "kuery"
+description = "A Lucene rule (KQL rules are loaded: tests/test_kql.py)."
+language = "lucene"
 name = "Some KQL rule"
 rule_id = "kql-1"
 severity = "low"
@@ -95,7 +95,7 @@ def test_the_cache_gives_the_rules_and_refusals_of_a_fresh_compile(tmp_path: Pat
     assert fresh == first == second
     assert len(second[0]) == 3 and len(second[1]) == 5
     # The same content at another path: the entry is shared, the messages name each path.
-    assert any("sub/kql-copy.toml: language 'kuery'" in w for w in second[1])
+    assert any("sub/kql-copy.toml: language 'lucene'" in w for w in second[1])
 
 
 def test_an_entry_is_used_when_present(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -237,11 +237,15 @@ def fail_toml(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
-        (KUERY, "language 'kuery' is not supported (imds-scan runs EQL rules only)"),
-        (ML, "rule type 'machine_learning' is not supported (imds-scan runs EQL rules only)"),
+        (KUERY, "language 'lucene' is not supported (Lucene query syntax is not supported)"),
         (
-            KUERY.replace('"kuery"', '"esql"').replace('type = "query"', 'type = "esql"'),
-            "language 'esql' is not supported (imds-scan runs EQL rules only)",
+            ML,
+            "rule type 'machine_learning' is not supported "
+            "(it reads the anomalies of Elastic's machine learning jobs)",
+        ),
+        (
+            KUERY.replace('"lucene"', '"esql"').replace('type = "query"', 'type = "esql"'),
+            "language 'esql' is not supported (ES|QL is not supported)",
         ),
     ],
 )
@@ -260,13 +264,14 @@ def test_a_file_that_is_plainly_not_eql_is_refused_unparsed(
 @pytest.mark.parametrize(
     "text",
     [
-        KUERY.replace("A KQL rule.", "Unlike the EQL rule..."),  # "eql" somewhere: parsed
-        KUERY.replace("A KQL rule.", "\\u0041 KQL rule."),  # an escape could spell eql
-        KUERY.replace('language = "kuery"', 'language = "e\\u0071l"'),
+        KUERY.replace("A Lucene rule", "Unlike the EQL rule"),  # "eql" somewhere: parsed
+        KUERY.replace("A Lucene rule", "\\u0041 Lucene rule"),  # an escape could spell eql
+        KUERY.replace('language = "lucene"', 'language = "e\\u0071l"'),
         KUERY.replace("[rule]", "[rule]\n[other]"),  # the line is not in [rule]
-        KUERY + '\n[rule.x]\nlanguage = "kuery"\n',  # twice
-        KUERY.replace('language = "kuery"', "language = 'kuery'"),  # another form
-        KUERY.replace('language = "kuery"', '"language" = "kuery"'),
+        KUERY + '\n[rule.x]\nlanguage = "lucene"\n',  # twice
+        KUERY.replace('language = "lucene"', "language = 'lucene'"),  # another form
+        KUERY.replace('language = "lucene"', '"language" = "lucene"'),
+        KUERY.replace('language = "lucene"', 'language = "kuery"'),  # KQL: parsed
     ],
 )
 def test_other_files_are_parsed(monkeypatch: pytest.MonkeyPatch, text: str) -> None:

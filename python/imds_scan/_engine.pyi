@@ -13,6 +13,8 @@ __all__ = [
     "Scanner",
     "SequenceMatcher",
     "__version__",
+    "analyze",
+    "wildcard_on_text",
 ]
 
 __version__: str
@@ -20,6 +22,17 @@ __version__: str
 # events, ..., error (text), error_kind, error_offset, error_line (None without an error), ...,
 # lines (for a byte range: the lines it owns).
 STATS_FIELDS: tuple[str, ...]
+
+def analyze(analyzer: str, text: str) -> list[str]:
+    """The tokens of ``text`` under a text analyzer (``standard``, ``powershell_script``;
+    spec/kql.md, Analysis). ValueError for another analyzer."""
+
+def wildcard_on_text(
+    analyzer: str, pattern: str, analyze_wildcard: bool = False
+) -> list[tuple[str, str]]:
+    """What each token is tested against for a ``wildcard_query`` literal on a text field:
+    ``(kind, text)`` pairs, kind ``term``, ``prefix``, ``wildcard`` or ``exists`` (spec/kql.md,
+    Analysis). ValueError for another analyzer."""
 
 _Witness = tuple[str, str, str, str]
 _HitTuple = tuple[int, int, int, int, _Witness | None, str]

@@ -194,6 +194,8 @@ def _read_rows(rows: bytes | Sequence[bytes]) -> pl.DataFrame:
     """Arrow IPC stream(s) from the engine as one hits frame."""
     import polars as pl
 
+    from .report.frame import with_alert_columns
+
     if isinstance(rows, bytes):
-        return pl.read_ipc_stream(rows)
-    return pl.concat([pl.read_ipc_stream(part) for part in rows])
+        return with_alert_columns(pl.read_ipc_stream(rows))
+    return with_alert_columns(pl.concat([pl.read_ipc_stream(part) for part in rows]))

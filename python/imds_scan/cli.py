@@ -36,6 +36,7 @@ from .sources import InputError
 if TYPE_CHECKING:
     from .batch import HitBatch
     from .engines import HitStream
+    from .mapping import Mapping as KqlMapping
     from .progress import ProgressBar
     from .records import ScanStats
     from .report.aggregate import Aggregates
@@ -214,17 +215,47 @@ def _field_type_param(
     return value
 
 
-def _field_types(ctx: typer.Context, given: list[str] | None) -> dict[str, str]:
-    """The field type overrides: the config's, then the command line's (which win for a
-    field both name; a repeatable option would otherwise replace the config's list)."""
-    from .fields import parse_assignments
-
+def _field_type_items(ctx: typer.Context, given: list[str] | None) -> list[str]:
+    """The FIELD=TYPE items: the config's, then the command line's (which win for a field
+    both name; a repeatable option would otherwise replace the config's list)."""
     items = list(given or ())
     source = ctx.get_parameter_source("field_type")
     loaded = ctx.meta.get("imds_scan.config")
     if getattr(source, "name", "") == "COMMANDLINE" and loaded is not None:
         items = [*loaded.default_map.get("field_type", ()), *items]
-    return parse_assignments(items, "--field-type")
+    return items
+
+
+def _field_types(ctx: typer.Context, given: list[str] | None) -> dict[str, str]:
+    """The field type overrides (IR types), as the EQL compiler takes them."""
+    from .fields import parse_assignments
+
+    return parse_assignments(_field_type_items(ctx, given), "--field-type")
+
+
+def _mapping(ctx: typer.Context, path: str | None, given: list[str] | None) -> KqlMapping | None:
+    """The mapping KQL rules compile against: the profile, the field type overrides (as
+    written: `text` stays text), then --mapping FILE.json (config: mapping) when named;
+    None without either (the rule loader then takes the profile: a plain scan's start-up
+    does not import the module). ValueError naming the flag or the config key, the file,
+    the field and the key."""
+    items = _field_type_items(ctx, given)
+    if path is None and not items:
+        return None
+    from .mapping import MappingError, load_mapping
+
+    raw: dict[str, str] = {}
+    for item in items:
+        field, _, value = item.partition("=")
+        raw[field.strip()] = value.strip()
+    try:
+        return load_mapping(path, raw)
+    except MappingError as exc:
+        loaded = ctx.meta.get("imds_scan.config")
+        source = ctx.get_parameter_source("mapping_file")
+        if getattr(source, "name", "") == "DEFAULT_MAP" and loaded is not None:
+            raise ValueError(f"{loaded.path}: mapping: {exc}") from None
+        raise ValueError(f"--mapping {exc}") from None
 
 
 def _time_bound(text: str | None, hint: str) -> datetime | None:
@@ -470,6 +501,17 @@ def scan_command(
             "command line winning for a field both name.",
         ),
     ] = None,
+    mapping_file: Annotated[
+        str | None,
+        typer.Option(
+            "--mapping",
+            metavar="FILE.json",
+            help="Field mappings for KQL rules, over the shipped profile (ECS, Elastic Defend, "
+            "the integrations Elastic's rules use) and --field-type: a JSON object field -> "
+            'type ("long"), or field -> {"type", "analyzer", "normalizer", "ignore_above", '
+            '"multi_field_of"}.',
+        ),
+    ] = None,
     show_rule: Annotated[
         bool,
         typer.Option(
@@ -537,6 +579,7 @@ def scan_command(
             preset,
             rule_cache,
             field_types=_field_types(ctx, field_type),
+            mapping=_mapping(ctx, mapping_file, field_type),
         )
         if show_rule:
             _to_stdout(lambda: _show_rules(rules, config))
@@ -668,6 +711,7 @@ def _load_rules(
     presets: list[str] | None = None,
     cache: bool = True,
     field_types: dict[str, str] | None = None,
+    mapping: KqlMapping | None = None,
 ) -> list[Rule]:
     """The rules to run: --rule files (default: the bundled rule) with the config's
     [allowlist], the --preset allowlists and --allow conditions compiled in, in that order
@@ -680,6 +724,7 @@ def _load_rules(
         skip_unsupported=skip,
         cache=cache,
         field_types=field_types,
+        mapping=mapping,
     )
     loaded = ctx.meta.get("imds_scan.config")
     if loaded is None and not presets and not allow:  # no allowlist: config.py not needed
@@ -714,6 +759,7 @@ def _load_rules(
 
 def _show_rules(rules: list[Rule], config: ScanConfig) -> None:
     """--show-rule: each rule's effective EQL (as the engines receive it), then exit 0."""
+    from . import kibana_scan
     from .eql import format_rule
     from .sequences import effective_rules
 
@@ -722,6 +768,10 @@ def _show_rules(rules: list[Rule], config: ScanConfig) -> None:
             print()
         print(f"// {rule.name} (rule_id {rule.id}, severity {rule.severity or 'unset'})")
         print(f"// from {rule.source}")
+        if rule.kind in kibana_scan.KINDS:  # its condition, as its stage rule runs it
+            print("\n".join(f"// {line}" for line in kibana_scan.describe(rule)))
+            print(format_rule(kibana_scan.stage_rules(rule)[0].ir))
+            continue
         print(format_rule(rule.ir))
 
 

@@ -540,7 +540,9 @@ def _share_batch(out: dict[str, Any]) -> _Part:
     if rows:
         import polars as pl
 
-        frame = pl.concat([pl.read_ipc_stream(part) for part in rows])
+        from .report.frame import with_alert_columns  # the engine's rows have none
+
+        frame = with_alert_columns(pl.concat([pl.read_ipc_stream(part) for part in rows]))
     count = out["count"] if "count" in out else len(hits or ())
     return _Part(count, hits, out.get("records"), frame)
 

@@ -169,14 +169,15 @@ class Allowlist:
         the labels go to ``Rule.allowlist_labels``, in the same order. A sequence's or
         sample's IR has no allowlist (spec/sequences.md): each stage and ``until`` gets one
         last ``and not (entry or ...)`` conjunct instead, so an allowlisted event takes no part
-        (as if not indexed); such drops are not counted per entry."""
+        (as if not indexed); such drops are not counted per entry. A new_terms or threshold
+        rule keeps them as an allowlist: its condition's stage rule runs it (spec/kql.md)."""
         out = []
         for rule in rules:
             entries = self.for_rule(rule.id)
             if not entries:
                 out.append(rule)
                 continue
-            if rule.kind != "event":
+            if rule.kind in ("sequence", "sample"):
                 exclusion = {"node": "not", "arg": _any_of([e.node for e in entries])}
 
                 def excluded(expr: Node, exclusion: Node = exclusion) -> Node:

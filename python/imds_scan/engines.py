@@ -368,7 +368,7 @@ def run_scan(
         if rule_kind(rule.ir) != "event":
             raise ValueError(
                 f"rule {rule.id!r} is a {rule_kind(rule.ir)}: run_scan scans single-event "
-                "rules; imds_scan.scan() runs sequences and samples"
+                "rules; imds_scan.scan() runs sequences, samples, new_terms and threshold rules"
             )
     stream = stream_scan(
         paths,

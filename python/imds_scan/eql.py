@@ -1743,6 +1743,9 @@ def _format_pred(node: Node, negated: bool = False) -> str:
     if op in _RANGE_WORDS:
         text = f"{field} {_RANGE_WORDS[op]} {listed}"
         return f"not {text}" if negated else text
+    if op in _KQL_CALLS:  # KQL's ops (spec/kql.md) have no EQL form: shown as calls
+        text = f"{_KQL_CALLS[op]}({field}, {listed})"
+        return f"not {text}" if negated else text
     word = {
         "eq": "in",
         "eq_ci": "in~",
@@ -1761,6 +1764,12 @@ def _format_pred(node: Node, negated: bool = False) -> str:
 
 
 _RANGE_WORDS = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
+_KQL_CALLS = {
+    "match": "match",
+    "match_phrase": "matchPhrase",
+    "wildcard_query": "wildcardQuery",
+    "wildcard_query_ci": "wildcardQuery~",
+}
 # Expression functions printed as operators: fn → (operator, precedence).
 _OPERATOR_OF_FN = {
     **{fn: (op, _BINARY[op]) for op, fn in _ARITHMETIC.items()},

@@ -5,7 +5,9 @@ document order, then missing ones, then each key in schema order), then its chil
 first, branches before the allowlist. Keys, required keys and enums come from the schema.
 A sequence's or sample's document (spec/sequences.md) is checked the same way: its object's
 keys, then each key in schema order, then its stages, `until` and pipes depth first; last,
-that every stage has as many join keys as the first.
+that every stage has as many join keys as the first. A new_terms or threshold document
+(spec/kql.md, Rule types) likewise: its object's keys, then its `expr`, fields and
+cardinality entries.
 An ``expr`` node's VALUE tree is checked the same way; a VALUE's shape is the one named by
 the first of ``lit``, ``field``, ``fn`` it holds (none: ``missing key "lit", "field" or
 "fn"``), and its ``args`` follow it depth first.
@@ -47,11 +49,22 @@ TEXT_OPS = frozenset({"wildcard", "like", *AFFIX_OPS})
 # The comparisons with one literal (every field type) and the regular expressions (keyword).
 RANGE_OPS = frozenset({"lt", "lte", "gt", "gte"})
 REGEX_OPS = frozenset({"regex", "regex_ci"})
+# KQL's operators (spec/ir.md, KQL additions): on text fields, and Elasticsearch's wildcard
+# query on keyword and wildcard fields (which fields take which: the schema's `$defs/pred`).
+KQL_OPS = frozenset({"match", "match_phrase", "wildcard_query", "wildcard_query_ci"})
+
+
+# KQL rule types whose IR holds one condition (``expr``) under their own key (spec/kql.md).
+ALERT_KINDS = ("new_terms", "threshold")
 
 
 def rule_kind(ir: Mapping[str, Any]) -> str:
-    """ "event", "sequence" or "sample": which of the IR's shapes this is."""
-    return "sequence" if "sequence" in ir else "sample" if "sample" in ir else "event"
+    """ "event", "sequence", "sample", "new_terms" or "threshold": which of the IR's shapes
+    this is."""
+    for kind in ("sequence", "sample", *ALERT_KINDS):
+        if kind in ir:
+            return kind
+    return "event"
 
 
 def conditions(ir: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -60,6 +73,8 @@ def conditions(ir: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     kind = rule_kind(ir)
     if kind == "event":
         return [(str(b["name"]), b["expr"]) for b in ir["branches"]]
+    if kind in ALERT_KINDS:
+        return [("query", ir[kind]["expr"])]
     body = ir[kind]
     out = [(f"stage{i + 1}", stage["expr"]) for i, stage in enumerate(body["stages"])]
     if body.get("until"):
@@ -74,6 +89,8 @@ def map_conditions(
     kind = rule_kind(ir)
     if kind == "event":
         return {**ir, "branches": [{**b, "expr": wrap(b["expr"])} for b in ir["branches"]]}
+    if kind in ALERT_KINDS:
+        return {**ir, kind: {**ir[kind], "expr": wrap(ir[kind]["expr"])}}
     body = dict(ir[kind])
     body["stages"] = [{**stage, "expr": wrap(stage["expr"])} for stage in body["stages"]]
     if body.get("until"):
@@ -187,7 +204,7 @@ def _value_children(value: Any, path: str) -> list[tuple[Any, str, str]]:
 
 # The document's shapes (the schema's top-level `oneOf`, in its order): the first of these keys
 # a document holds picks its shape (none: `branches`), and the others are then unknown keys.
-SHAPES = ("branches", "sequence", "sample")
+SHAPES = ("branches", "sequence", "sample", "new_terms", "threshold")
 
 
 def _doc_shape(doc: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -276,10 +293,67 @@ def _joined_children(value: dict[str, Any], path: str, place: str) -> list[tuple
     return children
 
 
+def _check_pred_options(pred: dict[str, Any], path: str) -> None:
+    """A predicate's optional keys (``ignore_above``, ``normalizer``, ``analyzer``: spec/ir.md,
+    KQL additions), in schema order: an integer of at least the minimum, or one of an enum."""
+    props = schema()["$defs"]["pred"]["properties"]
+    for key in ("ignore_above", "normalizer", "analyzer"):
+        if key not in pred:
+            continue
+        prop = props[key]
+        if prop["type"] == "integer":
+            _integer(pred, key, path, prop)
+            continue
+        got = pred[key]
+        where = _key_path(path, key)
+        if not isinstance(got, str):
+            raise _Bad(f"{where}: expected a string, found {_kind_of(got)}")
+        if got not in prop["enum"]:
+            shown = json.dumps(got, ensure_ascii=False)
+            raise _Bad(f"{where}: {shown} is not one of: {', '.join(prop['enum'])}")
+
+
+def _condition(rule: dict[str, Any], pred: dict[str, Any]) -> str | None:
+    """The words for a `$defs/pred/allOf` rule's `if` when ``pred`` meets it, else None: a key
+    that is present (``with "ignore_above"``), or a key whose value is listed (``with
+    field_type "text"``)."""
+    test = rule["if"]
+    props: dict[str, Any] = test.get("properties", {})
+    if not props:
+        key = test["required"][0]
+        return f'with "{key}"' if key in pred else None
+    key, allowed = next(iter(props.items()))
+    listed = allowed["enum"] if "enum" in allowed else [allowed["const"]]
+    if pred.get(key) in listed:
+        return f'with {key} "{pred[key]}"'
+    return None
+
+
+def _check_pred_pairs(pred: dict[str, Any], path: str) -> None:
+    """Which field types take which optional keys and operators (the schema's
+    `$defs/pred/allOf`, rule by rule in its order; in each, a key it requires, then the
+    values it allows)."""
+    for rule in schema()["$defs"]["pred"].get("allOf", []):
+        condition = _condition(rule, pred)
+        if condition is None:
+            continue
+        then = rule["then"]
+        for key in then.get("required", []):
+            if key not in pred:
+                raise _Bad(f'{path}: missing key "{key}" (required {condition})')
+        for key, allowed in then.get("properties", {}).items():
+            if key in pred and pred[key] not in allowed["enum"]:
+                shown = json.dumps(pred[key], ensure_ascii=False)
+                raise _Bad(
+                    f"{_key_path(path, key)}: {shown} is not allowed {condition} "
+                    f"(allowed: {', '.join(allowed['enum'])})"
+                )
+
+
 def _check_key_counts(doc: dict[str, Any]) -> None:
     """Every stage of a sequence or sample (and its `until`) has as many join keys as the
     first: what the schema cannot say."""
-    kind = next((k for k in SHAPES[1:] if k in doc), None)
+    kind = next((k for k in ("sequence", "sample") if k in doc), None)
     if kind is None:
         return
     body = doc[kind]
@@ -293,6 +367,22 @@ def _check_key_counts(doc: dict[str, Any]) -> None:
                 f"{path}: expected as many join keys as $.{kind}.stages[0] ({first}), "
                 f"found {len(stage['keys'])}"
             )
+
+
+# The objects of the sequence, sample, new_terms and threshold shapes, checked by
+# _joined_children.
+_JOINED_PLACES = frozenset(
+    {
+        *SHAPES[1:],
+        "sequence_stage",
+        "stage",
+        "key",
+        "field_ref",
+        "pipe",
+        "term_field",
+        "cardinality",
+    }
+)
 
 
 def _check(doc: Any) -> None:
@@ -339,7 +429,7 @@ def _check_tree(doc: Any) -> None:
         if place == "value":
             stack.extend(reversed(_value_children(value, path)))
             continue
-        if place in ("sequence", "sample", "sequence_stage", "stage", "key", "field_ref", "pipe"):
+        if place in _JOINED_PLACES:
             stack.extend(reversed(_joined_children(value, path, place)))
             continue
         kind = place
@@ -394,4 +484,6 @@ def _check_tree(doc: Any) -> None:
                 if not isinstance(item, str):
                     where = f"{_key_path(path, 'values')}[{i}]"
                     raise _Bad(f"{where}: expected a string, found {_kind_of(item)}")
+            _check_pred_options(value, path)
+            _check_pred_pairs(value, path)
         stack.extend(reversed(children))

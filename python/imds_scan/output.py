@@ -176,6 +176,8 @@ def write_table(
         matched = hit.matched or {}
         if hit.events is not None:  # a sequence or sample: what it joined, not a predicate
             matched = {"value": result_label(hit)}
+        elif hit.run is not None:  # a new_terms or threshold alert: its terms and run
+            matched = {"value": alert_label(hit)}
         texts = [
             iso_second(event_time(doc) if doc is not None else None),
             _field(doc, "host.name"),
@@ -214,6 +216,38 @@ def result_label(hit: Hit) -> str:
     present = sum(1 for event in events if event.event_text is not None)
     keys = json.dumps(list(hit.join_keys or ()), ensure_ascii=False)
     return events_label(present, len(events) - present, keys)
+
+
+def alert_label(hit: Hit) -> str:
+    """A new_terms or threshold alert in a few words (the table's and the report's value):
+    ``new ["h-1"] (run 2024-05-01T10:05:00.000Z, warm-up)``,
+    ``count 12 by {"host.id": "h-1"} (run …)``."""
+    from .records import alert_fields
+
+    fields = alert_fields(hit)
+    return terms_label(
+        hit.branch,
+        json.dumps(fields.get("new_terms"), ensure_ascii=False),
+        str(hit.run),
+        bool(fields.get("warmup")),
+        json.dumps(fields.get("threshold_result"), ensure_ascii=False),
+    )
+
+
+def terms_label(branch: str, new_terms: str, run: str, warmup: bool, threshold: str) -> str:
+    """:func:`alert_label` from the frame's columns (JSON text of ``new_terms`` and
+    ``threshold_result``)."""
+    if branch == "threshold":
+        try:
+            result = json.loads(threshold)
+            terms = json.dumps(result.get("terms") or {}, ensure_ascii=False)
+            text = f"count {result.get('count')}" + ("" if terms == "{}" else f" by {terms}")
+            for card in result.get("cardinality") or ():
+                text += f", {card.get('value')} distinct {card.get('field')}"
+        except (ValueError, AttributeError, TypeError):  # not the record's: as it is
+            text = threshold
+        return f"{text} (run {run})"
+    return f"new {new_terms} (run {run}{', warm-up' if warmup else ''})"
 
 
 def events_label(present: int, missing: int, join_keys: str) -> str:
@@ -256,6 +290,14 @@ def format_summary(stats: ScanStats, hits: list[Hit] | int, examples: int = 5) -
         )
     if stats.outside_time_window:
         lines.append(f"  hits outside --since/--until: {stats.outside_time_window:,}")
+    if stats.alerts:
+        per_rule = ", ".join(f"{safe(rule)} {count:,}" for rule, count in stats.alerts.items())
+        lines.append(f"  new_terms/threshold alerts: {per_rule}")
+    if stats.warmup_alerts:
+        lines.append(
+            f"  new_terms alerts of warm-up runs (history window before the first event): "
+            f"{stats.warmup_alerts:,}"
+        )
     malformed = stats.total("malformed")
     if malformed:
         lines.append(f"  malformed lines: {malformed:,}")
@@ -304,15 +346,24 @@ def allowlist_warnings(stats: ScanStats) -> list[str]:
 
 
 def no_time_warnings(stats: ScanStats) -> list[str]:
-    """Sequence and sample stage candidates left out for want of a parsable time (they cannot
-    take part, as in Elasticsearch), with the first few as file:line."""
-    if not stats.no_time:
-        return []
-    where = ", ".join(f"{safe(path)}:{line}" for path, line in stats.no_time_examples)
-    return [
-        f"{stats.no_time:,} sequence/sample candidate(s) without a parsable timestamp were "
-        f"left out of the sequences and samples (e.g. {where})"
-    ]
+    """Sequence and sample stage candidates, and new_terms and threshold rules' matching
+    events, left out for want of a parsable time (they cannot take part, as in Elasticsearch),
+    with the first few as file:line."""
+    out = []
+    if stats.no_time:
+        where = ", ".join(f"{safe(path)}:{line}" for path, line in stats.no_time_examples)
+        out.append(
+            f"{stats.no_time:,} sequence/sample candidate(s) without a parsable timestamp were "
+            f"left out of the sequences and samples (e.g. {where})"
+        )
+    if stats.kql_no_time:
+        where = ", ".join(f"{safe(path)}:{line}" for path, line in stats.kql_no_time_examples)
+        out.append(
+            f"{stats.kql_no_time:,} matching event(s) of new_terms/threshold rules (counted per "
+            f"rule) without a parsable time (timestamp_override or @timestamp) were left out "
+            f"of their alerts (e.g. {where})"
+        )
+    return out
 
 
 def is_terminal(stream: TextIO) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .reference.event import load_event
@@ -38,6 +39,14 @@ class Hit:
     # event that is not missing.
     events: tuple[SeqEvent, ...] | None = None
     join_keys: tuple[object, ...] | None = None
+    # A new_terms or threshold alert (branch "new_terms"/"threshold", spec/kql.md Output):
+    # its run (ISO 8601 UTC, milliseconds); a new_terms alert's values (in field order) and
+    # whether its run is a warm-up; a threshold alert's result. None for any other hit.
+    # source/line/event_text: the alert's event (a threshold bucket's last event).
+    run: str | None = None
+    new_terms: tuple[object, ...] | None = None
+    warmup: bool | None = None
+    threshold_result: dict[str, Any] | None = field(default=None, hash=False)
 
     @property
     def event(self) -> dict[str, Any]:
@@ -63,7 +72,37 @@ class Hit:
             keys = json.dumps(list(self.join_keys or ()), ensure_ascii=False)
             events = ", ".join(event_json(event) for event in self.events)
             head = f'{head[:-1]}, "join_keys": {keys}, "events": [{events}]}}'
+        if self.run is not None:
+            head = f"{head[:-1]}, {alert_json_fields(self)[1:-1]}}}"
         return f'{head[:-1]}, "event": {self.event_text.strip()}}}'
+
+
+def alert_fields(hit: Hit) -> dict[str, Any]:
+    """A new_terms or threshold alert's own fields, in the NDJSON record's order (empty for
+    any other hit): ``new_terms``, ``run``, ``warmup``; or ``run``, ``threshold_result``."""
+    if hit.run is None:
+        return {}
+    if hit.branch == "threshold":
+        return {"run": hit.run, "threshold_result": hit.threshold_result}
+    return {"new_terms": list(hit.new_terms or ()), "run": hit.run, "warmup": bool(hit.warmup)}
+
+
+def alert_json_fields(hit: Hit) -> str:
+    """:func:`alert_fields` as a JSON object's text."""
+    return json.dumps(alert_fields(hit), ensure_ascii=False)
+
+
+def iso_ms(epoch_ms: int) -> str:
+    """Epoch milliseconds as ISO 8601 UTC with milliseconds (``2024-05-01T10:15:00.000Z``);
+    four-digit years, as Elasticsearch writes a date. Outside years 1-9999: the number."""
+    try:
+        moment = _EPOCH + timedelta(milliseconds=epoch_ms)
+    except OverflowError:
+        return str(epoch_ms)
+    return f"{moment.year:04d}{moment.strftime('-%m-%dT%H:%M:%S')}.{epoch_ms % 1000:03d}Z"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def event_json(event: SeqEvent) -> str:
@@ -116,6 +155,13 @@ class ScanStats:
     # rule they are a candidate of), and the first few of them (input, line).
     no_time: int = 0
     no_time_examples: list[tuple[str, int]] = field(default_factory=list)
+    # new_terms and threshold rules (spec/kql.md): alerts per rule id (in load order), those
+    # of warm-up runs, and matching events left out for want of a time (counted per rule)
+    # with the first few of them (input, line).
+    alerts: dict[str, int] = field(default_factory=dict)
+    warmup_alerts: int = 0
+    kql_no_time: int = 0
+    kql_no_time_examples: list[tuple[str, int]] = field(default_factory=list)
 
     def total(self, name: str) -> int:
         return sum(getattr(f, name) for f in self.files)

@@ -8,7 +8,8 @@ system's temporary directory, and (stage, input rank, line, text, spill offset) 
 matcher (the Rust one for the rust engine and the cluster, the reference one for the python
 engine). When the engine's stream ends, each rule's results become Hits (``branch``
 "sequence" or "sample", with ``events`` and ``join_keys``), yielded as further batches, rule
-by rule in load order.
+by rule in load order. A KQL new_terms or threshold rule runs the same way with one stage
+rule, its condition, and its own matcher (:mod:`imds_scan.kibana_scan`).
 
 Memory: the scan layer keeps nothing per candidate (the matcher's ``ref`` of a candidate is
 its offset in the spill file, where its input rank, line and text are); the matcher keeps its
@@ -24,6 +25,7 @@ import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, Any, Protocol
 
+from . import kibana_scan
 from .batch import HitBatch
 from .engines import BATCH_HITS, Engine, HitStream
 from .records import Hit, ScanStats, SeqEvent
@@ -40,9 +42,9 @@ _HEADER = struct.Struct("<IQQ")
 
 
 def rule_kind(rule: Rule) -> str:
-    """``"sequence"``, ``"sample"`` or ``"event"``, from the rule's IR (which holds exactly one
-    of ``sequence``, ``sample`` and ``branches``)."""
-    for kind in KINDS:
+    """``"sequence"``, ``"sample"``, ``"new_terms"``, ``"threshold"`` or ``"event"``, from
+    the rule's IR (which holds exactly one of those keys or ``branches``)."""
+    for kind in (*KINDS, *kibana_scan.KINDS):
         if kind in rule.ir:
             return kind
     return "event"
@@ -54,6 +56,8 @@ def stage_rules(rule: Rule) -> list[Rule]:
     ``stage1``…, ``until``), with the rule's allowlist; its name, severity and source. Host
     filters are added to them as to any rule (:func:`~imds_scan.filters.with_host_filter`)."""
     kind = rule_kind(rule)
+    if kind in kibana_scan.KINDS:
+        return kibana_scan.stage_rules(rule)  # its condition: RULEID/query
     if kind == "event":
         raise ValueError(f"rule {rule.id!r} is neither a sequence nor a sample")
     body = rule.ir[kind]
@@ -92,8 +96,20 @@ class Matcher(Protocol):
     def finish(self) -> MatchResult: ...
 
 
-# Memory for candidate records before the Rust matchers spill sorted runs to disk: one budget
-# for the whole scan, shared by its sequence and sample rules (Elastic's set has 216 of them).
+class _Condition:
+    """A new_terms or threshold rule's matcher, fed as a stage matcher (its one stage)."""
+
+    def __init__(self, matcher: kibana_scan.RuleMatcher) -> None:
+        self.matcher = matcher
+        self.add_event = matcher.add
+
+    def add(self, stage: int, rank: int, line: int, event: str, ref: int) -> None:
+        self.add_event(rank, line, event, ref)
+
+
+# Memory for candidate records before the matchers spill sorted runs to disk: one budget for
+# the whole scan, shared by its sequence, sample, new_terms and threshold rules (Elastic's set
+# has 216 sequences and samples, 269 new_terms and threshold rules).
 MEMORY_BUDGET = 256 << 20
 MIN_RULE_BUDGET = 1 << 20
 
@@ -121,9 +137,10 @@ class RulePlan:
 
     ``rules``: the rules as loaded (host filters applied to the single-event ones), what the
     statistics and counts are about; ``engine_rules``: the single-event rules and every
-    sequence or sample rule's stage rules, in load order; ``owner[i]``: the index in ``rules``
-    of engine rule ``i``; ``stage[i]``: its stage index in its rule (the number of stages for
-    ``until``), None for a single-event rule."""
+    sequence, sample, new_terms or threshold rule's stage rules, in load order; ``owner[i]``:
+    the index in ``rules`` of engine rule ``i``; ``stage[i]``: its stage index in its rule
+    (the number of stages for ``until``; 0 for a new_terms or threshold rule's condition),
+    None for a single-event rule."""
 
     rules: list[Rule]
     engine_rules: list[Rule]
@@ -132,12 +149,14 @@ class RulePlan:
 
     @property
     def has_sequences(self) -> bool:
+        """Whether some rule runs as stage rules (a sequence, sample, new_terms or threshold
+        rule): the scan then goes through :func:`with_sequences`."""
         return any(s is not None for s in self.stage)
 
 
 def plan_rules(rules: Sequence[Rule], hosts: Sequence[str], exclude: Sequence[str]) -> RulePlan:
-    """The engine's rules for ``rules``: each sequence or sample rule replaced by its stage
-    rules, host filters added to every rule the engine runs."""
+    """The engine's rules for ``rules``: each sequence, sample, new_terms or threshold rule
+    replaced by its stage rules, host filters added to every rule the engine runs."""
     from .filters import with_host_filter
 
     shown: list[Rule] = []
@@ -187,6 +206,7 @@ def effective_rules(
 
 
 MatcherFactory = Callable[[Engine, str, int], Matcher]
+AlertMatcherFactory = Callable[[Engine, str, int], kibana_scan.RuleMatcher]
 
 
 def input_ranks(names: Sequence[str]) -> dict[str, int]:
@@ -265,26 +285,28 @@ class SequenceRun:
         names: Sequence[str],
         within: Callable[[str], bool] | None = None,
         matcher: MatcherFactory | None = None,
+        alert_matcher: AlertMatcherFactory | None = None,
     ) -> None:
         self.plan = plan
         self.within = within
         self.ranks = input_ranks(names)
         self.names = sorted(self.ranks, key=self.ranks.__getitem__)
         make = matcher or make_matcher
+        make_alerts = alert_matcher or kibana_scan.make_matcher
         # Made before the scan: a rule a matcher refuses stops the scan before it starts.
         # The allowlist is the stage rules' (the engine applies it): not the matcher's.
         owners = [i for i, rule in enumerate(plan.rules) if rule_kind(rule) != "event"]
         budget = rule_budget(len(owners))
-        self.matchers: dict[int, Matcher] = {
-            index: make(
-                engine,
-                json.dumps({k: v for k, v in plan.rules[index].ir.items() if k != "allowlist"}),
-                budget,
-            )
-            for index in owners
-        }
+        self.matchers: dict[int, Matcher | _Condition] = {}
+        for index in owners:
+            rule = plan.rules[index]
+            ir = json.dumps({k: v for k, v in rule.ir.items() if k != "allowlist"})
+            if rule_kind(rule) in kibana_scan.KINDS:
+                self.matchers[index] = _Condition(make_alerts(engine, ir, budget))
+            else:
+                self.matchers[index] = make(engine, ir, budget)
         # Per engine rule (by its object, which its Hits carry): its matcher and stage, or None.
-        self.stage_of: dict[int, tuple[Matcher, int] | None] = {
+        self.stage_of: dict[int, tuple[Matcher | _Condition, int] | None] = {
             id(rule): None if stage is None else (self.matchers[plan.owner[i]], stage)
             for i, (rule, stage) in enumerate(zip(plan.engine_rules, plan.stage, strict=True))
         }
@@ -296,6 +318,12 @@ class SequenceRun:
         self.results: dict[str, int] = {}  # results per input of their first event
         self.no_time = 0
         self.no_time_examples: list[tuple[str, int]] = []
+        # new_terms and threshold rules: alerts per rule id, those of warm-up runs, and
+        # matching events without a time.
+        self.alerts: dict[str, int] = {}
+        self.warmup = 0
+        self.kql_no_time = 0
+        self.kql_no_time_examples: list[tuple[str, int]] = []
 
     def counts(self, engine_counts: Sequence[int]) -> list[int]:
         """Hits per rule of the engine's counts per engine rule (stage hits left out)."""
@@ -338,9 +366,13 @@ class SequenceRun:
         return kept
 
     def result_batches(self) -> Iterator[HitBatch]:
-        """Each sequence or sample rule's results, in load order, as batches of Hits."""
+        """Each sequence, sample, new_terms or threshold rule's results, in load order, as
+        batches of Hits."""
         for index, matcher in self.matchers.items():
             rule = self.plan.rules[index]
+            if isinstance(matcher, _Condition):
+                yield from self._alert_batches(index, matcher.matcher)
+                continue
             found = matcher.finish()
             self.no_time += found.no_time
             for ref in found.no_time_refs:
@@ -353,6 +385,34 @@ class SequenceRun:
                 counts = [0] * len(self.plan.rules)
                 counts[index] = len(hits)
                 yield HitBatch.of(hits, rule_counts=counts)
+
+    def _alert_batches(self, index: int, matcher: kibana_scan.RuleMatcher) -> Iterator[HitBatch]:
+        """A new_terms or threshold rule's alerts as batches of Hits, in the matcher's order;
+        then its events without a time into the statistics."""
+        rule = self.plan.rules[index]
+        kind = rule_kind(rule)
+        alerts = matcher.finish()
+        while chunk := list(itertools.islice(alerts, BATCH_HITS)):
+            hits = []
+            for alert in chunk:
+                rank, line, text = self.spill.get(alert.ref)
+                source = self.names[rank]
+                self.results[source] = self.results.get(source, 0) + 1
+                hits.append(kibana_scan.alert_hit(rule, kind, alert, (source, line, text)))
+                self.warmup += bool(hits[-1].warmup)
+            self.alerts[rule.id] = self.alerts.get(rule.id, 0) + len(hits)
+            counts = [0] * len(self.plan.rules)
+            counts[index] = len(hits)
+            yield HitBatch.of(hits, rule_counts=counts)
+        # Read once the alerts are out (final after the last add).
+        self.kql_no_time += matcher.no_time
+        for ref in matcher.no_time_refs:
+            rank, line, _ = self.spill.get(ref)
+            where = (self.names[rank], line)
+            # One event matching several rules is named once.
+            examples = self.kql_no_time_examples
+            if len(examples) < NO_TIME_EXAMPLES and where not in examples:
+                examples.append(where)
 
     def _hit(self, rule: Rule, refs: Sequence[int | None], keys: Sequence[object]) -> Hit:
         events = []
@@ -394,6 +454,11 @@ class SequenceRun:
             f.allowlisted = allowlisted
         stats.no_time += self.no_time
         stats.no_time_examples += self.no_time_examples
+        for rule_id, count in self.alerts.items():
+            stats.alerts[rule_id] = stats.alerts.get(rule_id, 0) + count
+        stats.warmup_alerts += self.warmup
+        stats.kql_no_time += self.kql_no_time
+        stats.kql_no_time_examples += self.kql_no_time_examples
         return stats
 
 
@@ -404,12 +469,13 @@ def with_sequences(
     names: Sequence[str],
     within: Callable[[str], bool] | None = None,
     matcher: MatcherFactory | None = None,
+    alert_matcher: AlertMatcherFactory | None = None,
 ) -> HitStream:
     """``base`` (the engine's stream of ``plan.engine_rules``) as a stream of ``plan.rules``:
     stage hits matched, results after the single-event hits. ``within(event_text)``: whether
     a candidate is inside --since/--until (None: no window). ``names``: every input's name
     (their ranks)."""
-    run = SequenceRun(plan, engine, names, within, matcher)
+    run = SequenceRun(plan, engine, names, within, matcher, alert_matcher)
 
     def batches() -> Iterator[HitBatch]:
         for batch in base:

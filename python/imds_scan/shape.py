@@ -57,7 +57,7 @@ def rule_fields(rules: Sequence[Rule]) -> list[str]:
     for rule in rules:
         for _name, expr in conditions(rule.ir):
             found |= node_fields(expr)
-        if rule.kind != "event":  # and a sequence's or sample's join keys
+        if rule.kind in ("sequence", "sample"):  # and a sequence's or sample's join keys
             body = rule.ir[rule.kind]
             stages = [*body["stages"], *([body["until"]] if body.get("until") else [])]
             found |= {k["field"] for stage in stages for k in stage["keys"]}

@@ -1,11 +1,12 @@
 //! Evaluating a compiled rule against one parsed event.
 
+use crate::analysis::{analyze, wildcard_on_text, TokenQuery};
 use crate::event::{for_each_value, is_json_number};
 use crate::expr::ExprNode;
 use crate::ip::{parse_cidr, parse_ip, Cidr};
-use crate::ir::{FieldType, Node, Op, Predicate, RuleIr};
+use crate::ir::{Analyzer, FieldType, Node, Op, Predicate, RuleIr};
 use crate::lucene_regex::LuceneRegex;
-use crate::typed::{compare, read, read_literal_span, Val};
+use crate::typed::{compare, java_lowercase, read, read_literal_span, utf16_len, Val};
 use crate::wildcard::{ascii_fold, eq_folded, Pattern};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -71,6 +72,12 @@ struct Pred {
     /// The literals as written in the IR (reported in witnesses).
     literals: Vec<String>,
     test: Test,
+    /// Keyword fields: values longer than this (UTF-16 code units) are not indexed.
+    ignore_above: Option<u64>,
+    /// Keyword fields: values are lowercased (the `lowercase` normalizer) before any op.
+    lowercase: bool,
+    /// Text fields: how values are tokenised.
+    analyzer: Option<Analyzer>,
 }
 
 /// How a value is compared with the literals; each vector is parallel to `Pred::literals`.
@@ -98,12 +105,48 @@ enum Test {
     Endpoint,
     /// `wildcard` (folding) and `like` (case-sensitive) patterns.
     Wildcard(Vec<Pattern>),
+    /// `match` (text fields): each literal's tokens; some one of them is some token of a value.
+    AnyToken(Vec<Vec<String>>),
+    /// `match_phrase` (text fields): each literal's tokens, in a row in a value's tokens.
+    Phrase(Vec<Vec<String>>),
+    /// `wildcard_query` on text fields: per literal, what a token is tested against
+    /// ([`crate::analysis::wildcard_on_text`]); the literal holds when some entry does.
+    TokenQueries(Vec<Vec<TokenTest>>),
     /// `starts_with`, `ends_with`, `contains`; `folded` holds the ASCII-folded literals of the
     /// `_ci` forms (the value is folded too), `None` for the case-sensitive forms.
     Affix {
         place: Place,
         folded: Option<Vec<String>>,
     },
+}
+
+/// One entry of [`crate::analysis::TokenQuery`], compiled.
+enum TokenTest {
+    Term(String),
+    Prefix(String),
+    Wildcard(Pattern),
+    Exists,
+}
+
+impl TokenTest {
+    fn new(query: TokenQuery) -> TokenTest {
+        match query {
+            TokenQuery::Term(t) => TokenTest::Term(t),
+            TokenQuery::Prefix(t) => TokenTest::Prefix(t),
+            TokenQuery::Wildcard(p) => TokenTest::Wildcard(Pattern::elasticsearch(&p, false)),
+            TokenQuery::Exists => TokenTest::Exists,
+        }
+    }
+
+    /// Whether a value with these tokens holds it (`Exists`: any value does).
+    fn holds(&self, tokens: &[String]) -> bool {
+        match self {
+            TokenTest::Term(t) => tokens.contains(t),
+            TokenTest::Prefix(t) => tokens.iter().any(|token| token.starts_with(t.as_str())),
+            TokenTest::Wildcard(p) => tokens.iter().any(|token| p.is_match(token)),
+            TokenTest::Exists => true,
+        }
+    }
 }
 
 /// Where an affix literal must sit in the value.
@@ -129,7 +172,56 @@ impl Pred {
         let bad = |what: String| crate::Error::in_branch(branch, Some(&p.field), what);
         let folded = || Some(p.values.iter().map(|v| ascii_fold(v)).collect());
         let affix = |place, folded| Test::Affix { place, folded };
-        let test = match (p.field_type, p.op) {
+        // A `wildcard` field is a keyword one (the whole value, case-sensitive).
+        let field_type = match p.field_type {
+            FieldType::Wildcard => FieldType::Keyword,
+            other => other,
+        };
+        let tokens = |analyzer: Analyzer| -> Vec<Vec<String>> {
+            (p.values.iter())
+                .map(|v| analyze(analyzer.into(), v))
+                .collect()
+        };
+        let test = match (field_type, p.op) {
+            // spec/ir.schema.json requires the analyzer on text fields and allows only these ops.
+            (FieldType::Text, op) => {
+                let analyzer = p.analyzer.unwrap_or(Analyzer::Standard);
+                match op {
+                    Op::Exists if !p.values.is_empty() => {
+                        return Err(bad("exists takes no values".into()))
+                    }
+                    Op::Exists => Test::Exists(FieldType::Keyword),
+                    Op::Match => Test::AnyToken(tokens(analyzer)),
+                    Op::MatchPhrase => Test::Phrase(tokens(analyzer)),
+                    Op::WildcardQuery => Test::TokenQueries(
+                        (p.values.iter())
+                            .map(|v| {
+                                (wildcard_on_text(analyzer.into(), v).into_iter())
+                                    .map(TokenTest::new)
+                                    .collect()
+                            })
+                            .collect(),
+                    ),
+                    op => {
+                        return Err(bad(format!(
+                            "{} is not allowed on a text field",
+                            op.as_str()
+                        )))
+                    }
+                }
+            }
+            (FieldType::Keyword, Op::WildcardQuery | Op::WildcardQueryCi) => Test::Wildcard(
+                (p.values.iter())
+                    .map(|v| Pattern::elasticsearch(v, p.op == Op::WildcardQueryCi))
+                    .collect(),
+            ),
+            (field_type, Op::Match | Op::MatchPhrase | Op::WildcardQuery | Op::WildcardQueryCi) => {
+                return Err(bad(format!(
+                    "{} is not allowed on a {} field",
+                    p.op.as_str(),
+                    field_type.as_str()
+                )))
+            }
             (_, Op::Exists) if !p.values.is_empty() => {
                 return Err(bad("exists takes no values".into()))
             }
@@ -221,7 +313,11 @@ impl Pred {
             ),
             (_, op) => unreachable!("{} on {:?} is handled above", op.as_str(), p.field_type),
         };
+        let keyword = field_type == FieldType::Keyword;
         Ok(Pred {
+            ignore_above: p.ignore_above.filter(|_| keyword),
+            lowercase: keyword && p.normalizer.is_some(),
+            analyzer: p.analyzer.filter(|_| field_type == FieldType::Text),
             field: p.field.clone(),
             path: p.field.split('.').map(str::to_owned).collect(),
             op: p.op,
@@ -276,6 +372,22 @@ impl Pred {
                 blocks.iter().position(|b| b.contains(&address))
             }
             Test::Wildcard(patterns) => patterns.iter().position(|p| p.is_match(value)),
+            Test::AnyToken(literals) => {
+                let tokens = self.tokens(value);
+                literals
+                    .iter()
+                    .position(|l| l.iter().any(|t| tokens.contains(t)))
+            }
+            Test::Phrase(literals) => {
+                let tokens = self.tokens(value);
+                literals.iter().position(|l| {
+                    !l.is_empty() && tokens.windows(l.len()).any(|w| w == l.as_slice())
+                })
+            }
+            Test::TokenQueries(literals) => {
+                let tokens = self.tokens(value);
+                (literals.iter()).position(|tests| tests.iter().any(|t| t.holds(&tokens)))
+            }
             Test::Affix {
                 place,
                 folded: None,
@@ -290,36 +402,59 @@ impl Pred {
         }
     }
 
+    /// A text field's tokens of `value`.
+    fn tokens(&self, value: &str) -> Vec<String> {
+        analyze(self.analyzer.unwrap_or(Analyzer::Standard).into(), value)
+    }
+
+    /// What a keyword field indexes of `value`: nothing past `ignore_above`, else the value
+    /// normalized.
+    fn indexed<'v>(&self, value: &'v str) -> Option<Cow<'v, str>> {
+        if self
+            .ignore_above
+            .is_some_and(|n| utf16_len(value) as u64 > n)
+        {
+            return None;
+        }
+        Some(if self.lowercase {
+            java_lowercase(value)
+        } else {
+            Cow::Borrowed(value)
+        })
+    }
+
     /// The first value (in value order) satisfying the predicate, and its first literal.
     fn first_hit<'a>(&self, doc: &'a Value, numbers: &[usize]) -> Option<(Cow<'a, str>, usize)> {
         if matches!(self.test, Test::Endpoint) {
             // The witness value is the text that named the endpoint, not the whole value.
             let mut event_ports = || destination_ports(doc);
-            let found =
-                for_each_value(
-                    doc,
-                    &self.path,
-                    &mut |value| match crate::endpoint::first_match(
-                        &value,
-                        &self.literals,
-                        &mut event_ports,
-                    ) {
-                        Some((literal, token)) => {
-                            ControlFlow::Break((Cow::Owned(token.to_owned()), literal))
-                        }
-                        None => ControlFlow::Continue(()),
-                    },
-                );
+            let found = for_each_value(doc, &self.path, &mut |value| {
+                let found = self.indexed(&value).and_then(|value| {
+                    crate::endpoint::first_match(&value, &self.literals, &mut event_ports)
+                        .map(|(literal, token)| (literal, token.to_owned()))
+                });
+                match found {
+                    Some((literal, token)) => ControlFlow::Break((Cow::Owned(token), literal)),
+                    None => ControlFlow::Continue(()),
+                }
+            });
             return match found {
                 ControlFlow::Break(hit) => Some(hit),
                 ControlFlow::Continue(()) => None,
             };
         }
-        let found = for_each_value(doc, &self.path, &mut |value| match self
-            .literal_for(&value, numbers)
-        {
-            Some(literal) => ControlFlow::Break((value, literal)),
-            None => ControlFlow::Continue(()),
+        let plain = self.ignore_above.is_none() && !self.lowercase;
+        let found = for_each_value(doc, &self.path, &mut |value| {
+            // The witness shows the value as the event has it.
+            let literal = if plain {
+                self.literal_for(&value, numbers)
+            } else {
+                (self.indexed(&value)).and_then(|v| self.literal_for(&Cow::Borrowed(&*v), numbers))
+            };
+            match literal {
+                Some(literal) => ControlFlow::Break((value, literal)),
+                None => ControlFlow::Continue(()),
+            }
         });
         match found {
             ControlFlow::Break(hit) => Some(hit),

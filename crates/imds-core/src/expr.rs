@@ -50,7 +50,8 @@ impl Ty {
 
     fn of_field(t: FieldType) -> Ty {
         match t {
-            FieldType::Keyword => Ty::Str,
+            // Text and wildcard fields read their text in expressions, as keyword.
+            FieldType::Keyword | FieldType::Text | FieldType::Wildcard => Ty::Str,
             FieldType::Ip => Ty::Ip,
             FieldType::Date => Ty::Date,
             FieldType::Boolean => Ty::Bool,

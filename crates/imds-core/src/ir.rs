@@ -260,12 +260,49 @@ pub struct Predicate {
     pub op: Op,
     /// The literals.
     pub values: Vec<String>,
+    /// Keyword fields: a value longer than this many UTF-16 code units is not indexed (no
+    /// value for any op).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_above: Option<u64>,
+    /// Keyword fields: values are normalized before any op (literals are written normalized).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalizer: Option<Normalizer>,
+    /// Text fields (required there): how values and literals are tokenised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analyzer: Option<Analyzer>,
+}
+
+names! {
+    /// A keyword field's normalizer (spec/ir.md, "KQL additions").
+    Normalizer {
+        /// Java's `Character.toLowerCase`, code point by code point.
+        Lowercase = "lowercase",
+    }
+}
+
+names! {
+    /// A text field's analyzer (spec/kql.md, "Analysis").
+    Analyzer {
+        /// Lucene's standard tokenizer, then lowercase.
+        Standard = "standard",
+        /// Elastic's Windows integration analyzer for PowerShell script blocks.
+        PowershellScript = "powershell_script",
+    }
+}
+
+impl From<Analyzer> for crate::analysis::Analyzer {
+    fn from(analyzer: Analyzer) -> crate::analysis::Analyzer {
+        match analyzer {
+            Analyzer::Standard => crate::analysis::Analyzer::Standard,
+            Analyzer::PowershellScript => crate::analysis::Analyzer::PowershellScript,
+        }
+    }
 }
 
 names! {
     /// The type of a field (its Elasticsearch mapping type; spec/ir.md, "Field types").
     FieldType {
-        /// Text (also `wildcard`, `constant_keyword`, `text`).
+        /// Text compared whole (also `constant_keyword`).
         Keyword = "keyword",
         /// An IP address (compared as an address).
         Ip = "ip",
@@ -291,6 +328,10 @@ names! {
         Date = "date",
         /// `true` or `false`.
         Boolean = "boolean",
+        /// Analyzed text (`text`, `match_only_text`): compared by tokens.
+        Text = "text",
+        /// Elasticsearch's `wildcard` type: the whole value, as a keyword.
+        Wildcard = "wildcard",
     }
 }
 
@@ -363,6 +404,14 @@ pub enum Op {
     Regex,
     /// EQL `regex~`: the same, ASCII case-insensitively.
     RegexCi,
+    /// KQL on a text field: some token of a literal is some token of a value.
+    Match,
+    /// KQL quoted on a text field: a literal's tokens occur in a row in one value's tokens.
+    MatchPhrase,
+    /// Elasticsearch's `wildcard` query (`*`, `?`, `\x`); on text fields, over tokens.
+    WildcardQuery,
+    /// The same with `case_insensitive: true` (ASCII letters fold; escaped ones do not).
+    WildcardQueryCi,
 }
 
 impl Op {
@@ -388,6 +437,10 @@ impl Op {
             Op::Gte => "gte",
             Op::Regex => "regex",
             Op::RegexCi => "regex_ci",
+            Op::Match => "match",
+            Op::MatchPhrase => "match_phrase",
+            Op::WildcardQuery => "wildcard_query",
+            Op::WildcardQueryCi => "wildcard_query_ci",
         }
     }
 
@@ -471,14 +524,113 @@ impl Node {
 /// An enum of spec/ir.schema.json (node kinds, field types, operators), by JSON pointer: the
 /// names checked come from the schema itself, parsed once.
 pub(crate) fn schema_enum(pointer: &str) -> Vec<&'static str> {
-    static SCHEMA: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
-    let schema = SCHEMA.get_or_init(|| {
-        serde_json::from_str(include_str!("../../../spec/ir.schema.json"))
-            .expect("spec/ir.schema.json is JSON")
-    });
-    let items = schema.pointer(pointer).and_then(Value::as_array);
+    let items = schema().pointer(pointer).and_then(Value::as_array);
     let items = items.unwrap_or_else(|| panic!("spec/ir.schema.json has no enum at {pointer}"));
     items.iter().filter_map(Value::as_str).collect()
+}
+
+/// spec/ir.schema.json, parsed once.
+fn schema() -> &'static Value {
+    static SCHEMA: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        serde_json::from_str(include_str!("../../../spec/ir.schema.json"))
+            .expect("spec/ir.schema.json is JSON")
+    })
+}
+
+/// A predicate's optional keys (`ignore_above`, `normalizer`, `analyzer`), in schema order:
+/// an integer of at least the minimum, or one of an enum.
+fn check_pred_options(map: &serde_json::Map<String, Value>, path: &str) -> Result<(), String> {
+    let props = &schema()["$defs"]["pred"]["properties"];
+    for key in ["ignore_above", "normalizer", "analyzer"] {
+        let Some(got) = map.get(key) else { continue };
+        let place = key_path(path, key);
+        let prop = &props[key];
+        if prop["type"] == "integer" {
+            let minimum = prop["minimum"].as_u64().unwrap_or(0);
+            match got {
+                Value::Number(n) if is_integer(n) => {
+                    let text = n.to_string();
+                    let value = n.as_u64().or((!text.starts_with('-')).then_some(u64::MAX));
+                    if value.is_none_or(|v| v < minimum) {
+                        return Err(format!("{place}: must be at least {minimum}, found {text}"));
+                    }
+                }
+                other => {
+                    return Err(format!(
+                        "{place}: expected an integer, found {}",
+                        kind_of(other)
+                    ))
+                }
+            }
+            continue;
+        }
+        let Value::String(s) = got else {
+            return Err(format!(
+                "{place}: expected a string, found {}",
+                kind_of(got)
+            ));
+        };
+        let allowed: Vec<&str> = (prop["enum"].as_array().into_iter().flatten())
+            .filter_map(Value::as_str)
+            .collect();
+        if !allowed.contains(&s.as_str()) {
+            return Err(format!(
+                "{place}: {} is not one of: {}",
+                Value::from(s.as_str()),
+                allowed.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The words for a `$defs/pred/allOf` rule's `if` when `map` meets it: a key that is present
+/// (`with "ignore_above"`), or a key whose value is listed (`with field_type "text"`).
+fn pair_condition(test: &Value, map: &serde_json::Map<String, Value>) -> Option<String> {
+    let props = test.get("properties").and_then(Value::as_object);
+    let Some((key, allowed)) = props.and_then(|p| p.iter().next()) else {
+        let key = test["required"][0].as_str()?;
+        return map.contains_key(key).then(|| format!("with \"{key}\""));
+    };
+    let got = map.get(key)?;
+    let listed = match allowed.get("enum") {
+        Some(Value::Array(items)) => items.contains(got),
+        _ => allowed.get("const") == Some(got),
+    };
+    listed.then(|| format!("with {key} {got}"))
+}
+
+/// Which field types take which optional keys and operators (the schema's `$defs/pred/allOf`,
+/// rule by rule in its order; in each, a key it requires, then the values it allows), in the
+/// Python checker's words.
+fn check_pred_pairs(map: &serde_json::Map<String, Value>, path: &str) -> Result<(), String> {
+    let rules = schema()["$defs"]["pred"]["allOf"].as_array();
+    for rule in rules.into_iter().flatten() {
+        let Some(condition) = pair_condition(&rule["if"], map) else {
+            continue;
+        };
+        let then = &rule["then"];
+        for key in (then["required"].as_array().into_iter().flatten()).filter_map(Value::as_str) {
+            if !map.contains_key(key) {
+                return Err(format!(
+                    "{path}: missing key \"{key}\" (required {condition})"
+                ));
+            }
+        }
+        for (key, allowed) in then["properties"].as_object().into_iter().flatten() {
+            let items = allowed["enum"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+            if let Some(got) = map.get(key).filter(|got| !items.contains(got)) {
+                let names: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
+                return Err(format!(
+                    "{}: {got} is not allowed {condition} (allowed: {})",
+                    key_path(path, key),
+                    names.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy)]
@@ -612,7 +764,16 @@ fn check_places(mut stack: Vec<(&Value, String, Place)>) -> Result<(), String> {
             "field" => (&["field", "field_type"], &["field", "field_type"]),
             "fn" => (&["fn", "args"], &["fn", "args"]),
             _ => (
-                &["node", "field", "field_type", "op", "values"],
+                &[
+                    "node",
+                    "field",
+                    "field_type",
+                    "op",
+                    "values",
+                    "ignore_above",
+                    "normalizer",
+                    "analyzer",
+                ],
                 &["node", "field", "field_type", "op", "values"],
             ),
         };
@@ -706,6 +867,8 @@ fn check_places(mut stack: Vec<(&Value, String, Place)>) -> Result<(), String> {
                         ));
                     }
                 }
+                check_pred_options(map, &path)?;
+                check_pred_pairs(map, &path)?;
             }
         }
         stack.extend(children.into_iter().rev());
@@ -824,13 +987,13 @@ mod tests {
     #[test]
     fn the_schemas_operators_are_the_ir_enums() {
         let ops = schema_enum("/$defs/pred/properties/op/enum");
-        assert_eq!(ops.len(), 19);
+        assert_eq!(ops.len(), 23);
         for name in ops {
             let op: Op = serde_json::from_value(Value::from(name)).unwrap();
             assert_eq!(op.as_str(), name);
         }
         let types = schema_enum("/$defs/pred/properties/field_type/enum");
-        assert_eq!(types.len(), 13);
+        assert_eq!(types.len(), 15);
         for name in types {
             let t: FieldType = serde_json::from_value(Value::from(name)).unwrap();
             assert_eq!(t.as_str(), name);

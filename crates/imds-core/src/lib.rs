@@ -10,6 +10,7 @@
 
 #![deny(missing_docs)]
 
+pub mod analysis;
 mod endpoint;
 mod error;
 mod eval;

@@ -45,11 +45,29 @@ impl Val<'_> {
     }
 }
 
+/// `text` lowercased code point by code point as Java's `Character.toLowerCase(int)` does
+/// (the simple Unicode mapping, one table with the analyzers: [`crate::analysis::lowercase`]):
+/// the `lowercase` normalizer (spec/ir.md, "KQL additions").
+pub fn java_lowercase(text: &str) -> Cow<'_, str> {
+    let lower = crate::analysis::lowercase(text);
+    if lower == text {
+        Cow::Borrowed(text)
+    } else {
+        Cow::Owned(lower)
+    }
+}
+
+/// Java's `String.length()`: UTF-16 code units.
+pub fn utf16_len(text: &str) -> usize {
+    text.chars().map(char::len_utf16).sum()
+}
+
 /// `text` (a JSON number's text when `json_number`) read as a value of `field_type`, or `None`
 /// when Elasticsearch would not index it (spec/semantics.md, "Reading values by type").
 pub fn read(field_type: FieldType, text: Cow<'_, str>, json_number: bool) -> Option<Val<'_>> {
     Some(match field_type {
-        FieldType::Keyword => Val::Str(text),
+        // Text and wildcard fields in expressions and join keys: their text, as keyword.
+        FieldType::Keyword | FieldType::Text | FieldType::Wildcard => Val::Str(text),
         FieldType::Ip => Val::Ip(parse_ip(&text)?),
         // A date field keeps milliseconds: later digits are dropped, toward the past.
         FieldType::Date => Val::Date(parse_timestamp(&text)?.div_euclid(1000) * 1000),

@@ -22,6 +22,9 @@ enum Token {
     One,
     /// Any other code point (ASCII-folded when the pattern ignores case).
     Lit(char),
+    /// An ASCII letter (held lowercase) in either case, whether or not the pattern folds
+    /// (Elasticsearch's case-insensitive wildcard query, where escaped letters keep their case).
+    AnyCase(char),
 }
 
 /// The tokens between two `*`s: a fixed number of code points.
@@ -75,26 +78,30 @@ impl Segment {
     }
 
     fn build_byte_masks(&mut self, fold: bool) {
-        let text: String = self
-            .tokens
-            .iter()
-            .map(|t| match t {
-                Token::Lit(c) => *c,
+        // Each byte of the piece, and whether it matches either ASCII case.
+        let mut bytes: Vec<(u8, bool)> = Vec::new();
+        for token in &self.tokens {
+            match *token {
+                Token::Lit(c) => {
+                    let mut buf = [0u8; 4];
+                    bytes.extend(c.encode_utf8(&mut buf).bytes().map(|b| (b, fold)));
+                }
+                Token::AnyCase(c) => bytes.push((c as u8, true)),
                 Token::One => unreachable!("a piece with `?` is searched by code point"),
-            })
-            .collect();
-        let words = text.len().div_ceil(64);
+            }
+        }
+        let words = bytes.len().div_ceil(64);
         let mut table = vec![0u64; 256 * words];
-        for (i, b) in text.bytes().enumerate() {
+        for (i, &(b, either)) in bytes.iter().enumerate() {
             let bit = 1u64 << (i % 64);
             table[b as usize * words + i / 64] |= bit;
-            if fold && b.is_ascii_lowercase() {
+            if either && b.is_ascii_lowercase() {
                 table[b.to_ascii_uppercase() as usize * words + i / 64] |= bit;
             }
         }
         self.bytes = table;
         self.byte_words = words;
-        self.byte_len = text.len();
+        self.byte_len = bytes.len();
     }
 
     /// [`Segment::find`] for a piece without `?`: Shift-And over the bytes.
@@ -146,7 +153,16 @@ impl Segment {
         }
         let mut other: Vec<(char, Vec<u64>)> = Vec::new();
         for (i, token) in self.tokens.iter().enumerate() {
-            let Token::Lit(c) = *token else { continue };
+            let c = match *token {
+                Token::Lit(c) => c,
+                Token::AnyCase(c) => {
+                    // The lowercase letter below; the uppercase one here.
+                    let upper = c.to_ascii_uppercase() as usize;
+                    ascii[upper * words + i / 64] |= 1u64 << (i % 64);
+                    c
+                }
+                Token::One => continue,
+            };
             let bit = 1u64 << (i % 64);
             if c.is_ascii() {
                 ascii[c as usize * words + i / 64] |= bit;
@@ -183,10 +199,12 @@ impl Segment {
         for token in &self.tokens {
             *steps += 1;
             let (_, c) = chars.next()?;
-            if let Token::Lit(want) = *token {
-                if want != if fold { c.to_ascii_lowercase() } else { c } {
-                    return None;
+            match *token {
+                Token::Lit(want) if want != if fold { c.to_ascii_lowercase() } else { c } => {
+                    return None
                 }
+                Token::AnyCase(want) if want != c.to_ascii_lowercase() => return None,
+                _ => {}
             }
         }
         Some(chars.next().map_or(value.len(), |(at, _)| at))
@@ -266,6 +284,32 @@ impl Pattern {
                     .collect()
             })
             .collect();
+        Pattern::from_pieces(pieces, fold)
+    }
+
+    /// An Elasticsearch `wildcard` query pattern (Lucene's `WildcardQuery` syntax): `*` any
+    /// run of code points, `?` one, `\x` the code point `x` itself, a final lone `\` itself.
+    /// With `case_insensitive` (`case_insensitive: true`), ASCII letters match either case,
+    /// except escaped ones (Elasticsearch's `AutomatonQueries` builds those exactly).
+    pub fn elasticsearch(pattern: &str, case_insensitive: bool) -> Pattern {
+        let mut pieces: Vec<Vec<Token>> = vec![Vec::new()];
+        let mut chars = pattern.chars();
+        while let Some(c) = chars.next() {
+            let piece = pieces.last_mut().expect("never empty");
+            match c {
+                '*' => pieces.push(Vec::new()),
+                '?' => piece.push(Token::One),
+                '\\' => piece.push(Token::Lit(chars.next().unwrap_or('\\'))),
+                c if case_insensitive && c.is_ascii_alphabetic() => {
+                    piece.push(Token::AnyCase(c.to_ascii_lowercase()))
+                }
+                c => piece.push(Token::Lit(c)),
+            }
+        }
+        Pattern::from_pieces(pieces, false)
+    }
+
+    fn from_pieces(pieces: Vec<Vec<Token>>, fold: bool) -> Pattern {
         let n = pieces.len();
         let segments = pieces
             .into_iter()
@@ -475,6 +519,84 @@ mod tests {
             &format!("*{}a{}*", "?".repeat(63), "?".repeat(64)),
             &"xa".repeat(100)
         ));
+    }
+
+    /// Elasticsearch's wildcard syntax by dynamic programming: each pattern item is `*`, `?`,
+    /// an exact code point (escaped, or any when case-sensitive) or an ASCII letter either case.
+    fn es_oracle(pattern: &str, value: &str, ci: bool) -> bool {
+        #[derive(Clone, Copy)]
+        enum Item {
+            Star,
+            One,
+            Exact(char),
+            Either(char),
+        }
+        let mut items = Vec::new();
+        let mut chars = pattern.chars();
+        while let Some(c) = chars.next() {
+            items.push(match c {
+                '*' => Item::Star,
+                '?' => Item::One,
+                '\\' => Item::Exact(chars.next().unwrap_or('\\')),
+                c if ci && c.is_ascii_alphabetic() => Item::Either(c),
+                c => Item::Exact(c),
+            });
+        }
+        let v: Vec<char> = value.chars().collect();
+        let mut row = vec![false; v.len() + 1];
+        row[0] = true;
+        for item in items {
+            let mut next = vec![false; v.len() + 1];
+            for j in 0..=v.len() {
+                next[j] = match item {
+                    Item::Star => row[j] || (j > 0 && next[j - 1]),
+                    Item::One => j > 0 && row[j - 1],
+                    Item::Exact(c) => j > 0 && row[j - 1] && v[j - 1] == c,
+                    Item::Either(c) => j > 0 && row[j - 1] && v[j - 1].eq_ignore_ascii_case(&c),
+                };
+            }
+            row = next;
+        }
+        row[v.len()]
+    }
+
+    #[test]
+    fn elasticsearch_syntax_agrees_with_its_definition() {
+        let alphabet: Vec<char> = "aAbB*?\\é\u{212A}k".chars().collect();
+        let mut seed = 0x2545_F491_4F6C_DD1D_u64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for _ in 0..20_000 {
+            let pattern: String = (0..next(9))
+                .map(|_| alphabet[next(alphabet.len())])
+                .collect();
+            let value: String = (0..next(10))
+                .map(|_| alphabet[next(alphabet.len())])
+                .collect();
+            for ci in [true, false] {
+                assert_eq!(
+                    Pattern::elasticsearch(&pattern, ci).is_match(&value),
+                    es_oracle(&pattern, &value, ci),
+                    "{pattern:?} {value:?} ci={ci}"
+                );
+            }
+        }
+        let es = |p: &str, v: &str, ci: bool| Pattern::elasticsearch(p, ci).is_match(v);
+        assert!(es("a\\*", "a*", false) && !es("a\\*", "ab", false));
+        assert!(es("a\\", "a\\", false)); // a trailing lone backslash is itself
+        assert!(es("*WIN?OWS*", "c:\\windows\\x", true));
+        assert!(!es("\\Cmd*", "cmd.exe", true) && es("\\CMD*", "Cmd.exe", true));
+        assert!(!es("K", "\u{212A}", true) && !es("É", "é", true));
+        // Long pieces, with and without `?`, searched in the middle.
+        let long = format!("*{}*", "Ab".repeat(40));
+        assert!(es(&long, &format!("x{}y", "aB".repeat(40)), true));
+        assert!(!es(&long, &format!("x{}y", "aB".repeat(40)), false));
+        let long = format!("*{}?*", "Ab".repeat(40));
+        assert!(es(&long, &format!("x{}yz", "aB".repeat(40)), true));
     }
 
     fn steps(pattern: &str, value: &str) -> (bool, usize) {

@@ -16,7 +16,8 @@ fn invalid_sequence_ir_is_refused_naming_the_place() {
     let mut cases = 0;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let case: Value = serde_json::from_str(line).unwrap();
-        if case.get("shape").is_none() {
+        // new_terms and threshold documents (spec/kql.md) have a Python checker only.
+        if !matches!(case["shape"].as_str(), Some("sequence" | "sample")) {
             continue;
         }
         let name = case["name"].as_str().unwrap();

@@ -946,6 +946,50 @@ fn stats_dict<'py>(py: Python<'py>, stats: &FileStats) -> PyResult<Bound<'py, Py
     Ok(dict)
 }
 
+/// The tokens of `text` under a text analyzer (spec/kql.md, Analysis): for the test that
+/// holds the Rust analysis to the reference engine's.
+#[pyfunction]
+fn analyze(analyzer: &str, text: &str) -> PyResult<Vec<String>> {
+    let Some(analyzer) = imds_core::analysis::Analyzer::from_name(analyzer) else {
+        return Err(PyValueError::new_err(format!(
+            "unknown analyzer '{analyzer}' (expected standard or powershell_script)"
+        )));
+    };
+    Ok(imds_core::analysis::analyze(analyzer, text))
+}
+
+/// What each token is tested against for a `wildcard_query` literal on a text field
+/// (spec/kql.md, Analysis): `(kind, text)` pairs, kind `term`, `prefix`, `wildcard` or
+/// `exists`; for the test that holds the Rust reading to the reference engine's.
+#[pyfunction]
+#[pyo3(signature = (analyzer, pattern, analyze_wildcard=false))]
+fn wildcard_on_text(
+    analyzer: &str,
+    pattern: &str,
+    analyze_wildcard: bool,
+) -> PyResult<Vec<(&'static str, String)>> {
+    use imds_core::analysis::TokenQuery;
+    let Some(analyzer) = imds_core::analysis::Analyzer::from_name(analyzer) else {
+        return Err(PyValueError::new_err(format!(
+            "unknown analyzer '{analyzer}' (expected standard or powershell_script)"
+        )));
+    };
+    let queries = if analyze_wildcard {
+        imds_core::analysis::wildcard_on_text_analyzed(analyzer, pattern)
+    } else {
+        imds_core::analysis::wildcard_on_text(analyzer, pattern)
+    };
+    Ok(queries
+        .into_iter()
+        .map(|q| match q {
+            TokenQuery::Term(t) => ("term", t),
+            TokenQuery::Prefix(t) => ("prefix", t),
+            TokenQuery::Wildcard(t) => ("wildcard", t),
+            TokenQuery::Exists => ("exists", String::new()),
+        })
+        .collect())
+}
+
 #[pymodule]
 fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Scanner>()?;
@@ -953,6 +997,8 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<HitBatch>()?;
     m.add_class::<sequence::SequenceMatcher>()?;
     m.add_class::<sequence::MatchResult>()?;
+    m.add_function(wrap_pyfunction!(analyze, m)?)?;
+    m.add_function(wrap_pyfunction!(wildcard_on_text, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("STATS_FIELDS", PyTuple::new(m.py(), FileStats::FIELDS)?)?;
     Ok(())

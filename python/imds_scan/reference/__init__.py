@@ -11,6 +11,7 @@ Its modules mirror the Rust core's (crates/imds-core/src) by name, one to one:
 - :mod:`.lucene_regex`: Lucene regular expressions (``lucene_regex.rs``);
 - :mod:`.ip`: IP address and CIDR parsing (``ip.rs``);
 - :mod:`.wildcard`: EQL wildcard patterns, ASCII case folding (``wildcard.rs``);
+- :mod:`.analysis`: text analysis of ``text`` fields, lowercasing (``analysis.rs``);
 - :mod:`.endpoint`: the ``imds_endpoint`` decoder (``endpoint.rs``);
 - :mod:`.scan`: reading inputs, cutting them into lines and scanning them (the ``scan``
   folder: :mod:`.scan.source`, :mod:`.scan.lines`, :mod:`.scan.engine`).

@@ -8,16 +8,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..eql import MAX_IR_DEPTH, ir_depth
-from ..ir_schema import AFFIX_OPS, RANGE_OPS, REGEX_OPS, TEXT_OPS
+from ..ir_schema import AFFIX_OPS, KQL_OPS, RANGE_OPS, REGEX_OPS, TEXT_OPS
 from ..ir_schema import check as check_ir_schema
 from ..stats import EngineWitness
+from .analysis import TokenQuery, analyze, wildcard_on_text
 from .endpoint import CLASSES, first_match, port_number
 from .event import field_values, flat_text, raw_values
 from .expr import compile_value
 from .ip import in_cidr, parse_cidr, parse_ip
 from .lucene_regex import LuceneRegex
-from .typed import compare, read_literal_span, read_value
-from .wildcard import Wildcard, ascii_fold
+from .typed import compare, java_lowercase, read_literal_span, read_value, utf16_len
+from .wildcard import EsWildcard, Wildcard, ascii_fold
 
 # The orders (of value against literal, typed.compare) each comparison accepts.
 _WANTED_ORDERS = {"eq": (0,), "lt": (-1,), "lte": (-1, 0), "gt": (1,), "gte": (1, 0)}
@@ -48,9 +49,39 @@ class _Pred:
         self.field = node["field"]
         self.parts = self.field.split(".")
         self.op: str = node["op"]
-        self.field_type: str = node["field_type"]
+        # A `wildcard` field compares as a keyword (the whole value, case-sensitive).
+        self.field_type: str = "keyword" if node["field_type"] == "wildcard" else node["field_type"]
         self.is_ip = self.field_type == "ip"
         self.values: list[str] = node["values"]
+        keyword = self.field_type == "keyword"
+        self.ignore_above: int | None = node.get("ignore_above") if keyword else None
+        self.lowercase = keyword and node.get("normalizer") is not None
+        self.analyzer: str = node.get("analyzer", "standard")
+        if (
+            self.field_type == "text"
+        ):  # the schema allows match, match_phrase, wildcard_query, exists
+            if self.op == "exists" and self.values:
+                raise ValueError("exists takes no values")
+            if self.op in ("match", "match_phrase"):
+                self.tokens = [analyze(self.analyzer, v) for v in self.values]
+            elif self.op == "wildcard_query":  # what each token is tested against
+                self.token_queries = [
+                    [(q, EsWildcard(q.text) if q.kind == "wildcard" else None) for q in queries]
+                    for queries in (wildcard_on_text(self.analyzer, v) for v in self.values)
+                ]
+            elif self.op != "exists":
+                raise ValueError(f"{self.op} is not allowed on text field {self.field}")
+            self.typed = False
+            return
+        if self.op in KQL_OPS:
+            if self.op == "match" or self.op == "match_phrase" or not keyword:
+                raise ValueError(
+                    f"{self.op} is not allowed on {self.field_type} field {self.field}"
+                )
+            ci = self.op == "wildcard_query_ci"
+            self.es_patterns = [EsWildcard(v, case_insensitive=ci) for v in self.values]
+            self.typed = False
+            return
         keyword_only = self.op in TEXT_OPS or self.op in REGEX_OPS
         if (keyword_only and self.field_type != "keyword") or (
             self.op == "eq_ci" and self.field_type not in ("keyword", "ip")
@@ -111,6 +142,29 @@ class _Pred:
     def _literal_for(self, value: str) -> str | None:
         """The first of this predicate's literals that `value` satisfies."""
         op = self.op
+        if self.field_type == "text":
+            if op == "exists":  # any value at all, whatever its tokens
+                return ""
+            tokens = analyze(self.analyzer, value)
+            if op == "match":
+                for literal, needed in zip(self.values, self.tokens, strict=True):
+                    if any(t in tokens for t in needed):
+                        return literal
+            elif op == "match_phrase":
+                for literal, needed in zip(self.values, self.tokens, strict=True):
+                    n = len(needed)
+                    if n and any(tokens[i : i + n] == needed for i in range(len(tokens) - n + 1)):
+                        return literal
+            else:  # wildcard_query: some entry holds
+                for literal, queries in zip(self.values, self.token_queries, strict=True):
+                    if any(_token_query_holds(q, es, tokens) for q, es in queries):
+                        return literal
+            return None
+        if op in ("wildcard_query", "wildcard_query_ci"):
+            for literal, es in zip(self.values, self.es_patterns, strict=True):
+                if es.fullmatch(value):
+                    return literal
+            return None
         if op == "exists":  # any value (on an ip field, any address); no literal to report
             return "" if not self.is_ip or parse_ip(value) is not None else None
         if op == "cidr":
@@ -166,21 +220,46 @@ class _Pred:
                 return [p for p in ports if p is not None]
 
             for value in field_values(doc, self.parts):
-                found = first_match(value, self.values, event_ports)
+                indexed = self._indexed(value)
+                found = None if indexed is None else first_match(indexed, self.values, event_ports)
                 if found is not None:
                     return Witness(self.field, self.op, self.values[found[0]], found[1])
             return None
         if self.typed:
+            prepared = self.ignore_above is not None or self.lowercase
             for item in raw_values(doc, self.parts):
-                literal = self._typed_literal_for(item)
+                if prepared:  # a keyword field: its indexed text
+                    indexed = self._indexed(flat_text(item))
+                    literal = None if indexed is None else self._typed_literal_for(indexed)
+                else:
+                    literal = self._typed_literal_for(item)
                 if literal is not None:
                     return Witness(self.field, self.op, literal, flat_text(item))
             return None
         for value in field_values(doc, self.parts):
-            literal = self._literal_for(value)
-            if literal is not None:
+            indexed = self._indexed(value)
+            literal = None if indexed is None else self._literal_for(indexed)
+            if literal is not None:  # the witness shows the value as the event has it
                 return Witness(self.field, self.op, literal, value)
         return None
+
+    def _indexed(self, value: str) -> str | None:
+        """What a keyword field indexes of ``value``: nothing past ``ignore_above``, else the
+        value normalized."""
+        if self.ignore_above is not None and utf16_len(value) > self.ignore_above:
+            return None
+        return java_lowercase(value) if self.lowercase else value
+
+
+def _token_query_holds(query: TokenQuery, es: EsWildcard | None, tokens: list[str]) -> bool:
+    """Whether a text value with these tokens holds one entry of ``wildcard_on_text``."""
+    if query.kind == "term":
+        return query.text in tokens
+    if query.kind == "prefix":
+        return any(t.startswith(query.text) for t in tokens)
+    if es is not None:
+        return any(es.fullmatch(t) for t in tokens)
+    return True  # exists: any value
 
 
 class ExprNode:

@@ -28,7 +28,9 @@ from .typed import (
     to_float32,
 )
 
-_TYPES = frozenset({"keyword", "ip", "date", "boolean", *INTEGER_RANGES, *FLOAT_TYPES})
+_TYPES = frozenset(
+    {"keyword", "text", "wildcard", "ip", "date", "boolean", *INTEGER_RANGES, *FLOAT_TYPES}
+)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # A key value: (field type, typed value), or None for the null of an optional key. Values of

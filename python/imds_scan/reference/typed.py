@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 
 from ..timestamp import parse_event_time, round_up_micros
+from .analysis import lowercase
 from .event import JsonNumber, flat_text
 from .ip import parse_ip
 
@@ -345,11 +346,23 @@ def date_micros(text: str) -> int | None:
 # ---------------------------------------------------------------- reading values
 
 
+def java_lowercase(text: str) -> str:
+    """``text`` lowercased code point by code point as Java's ``Character.toLowerCase(int)``
+    does (the simple Unicode mapping, one table with the analyzers: ``analysis.lowercase``):
+    the ``lowercase`` normalizer (spec/ir.md, KQL additions)."""
+    return lowercase(text)
+
+
+def utf16_len(text: str) -> int:
+    """Java's ``String.length()``: UTF-16 code units."""
+    return len(text) + sum(1 for c in text if ord(c) > 0xFFFF)
+
+
 def read_value(field_type: str, item: str | bool) -> Typed | None:
     """One JSON scalar of a field (``str``, :class:`JsonNumber` or ``bool``, as
     :func:`.event.raw_values` gives it) read as ``field_type``; None when Elasticsearch would
     not index it as that type."""
-    if field_type == "keyword":
+    if field_type in ("keyword", "text", "wildcard"):  # text, wildcard: in expressions, keys
         return flat_text(item)
     if field_type == "ip":
         address = parse_ip(flat_text(item))

@@ -90,3 +90,69 @@ def _piece_at(piece: str, value: str, at: int) -> bool:
     if "?" not in piece:
         return value.startswith(piece, at)
     return all(p in ("?", v) for p, v in zip(piece, value[at : at + len(piece)], strict=True))
+
+
+# A token of an Elasticsearch wildcard pattern: the code points it accepts, or None for `?`.
+_Token = str | None
+
+
+class EsWildcard:
+    """An Elasticsearch ``wildcard`` query pattern (Lucene's ``WildcardQuery`` syntax): ``*``
+    any run of code points, ``?`` one, ``\\x`` the code point ``x`` itself, a final lone ``\\``
+    itself. With ``case_insensitive`` (``case_insensitive: true``) ASCII letters match either
+    case, except escaped ones (Elasticsearch's ``AutomatonQueries`` builds those exactly).
+    Matched as :class:`Wildcard` is (crates/imds-core/src/wildcard.rs
+    ``Pattern::elasticsearch``): pieces between ``*``, the first at the start, the last at the
+    end, each one between leftmost by a Shift-And pass."""
+
+    def __init__(self, pattern: str, case_insensitive: bool = False) -> None:
+        pieces: list[list[_Token]] = [[]]
+        chars = iter(pattern)
+        for c in chars:
+            if c == "*":
+                pieces.append([])
+            elif c == "?":
+                pieces[-1].append(None)
+            elif c == "\\":
+                pieces[-1].append(next(chars, "\\"))
+            elif case_insensitive and c.isascii() and c.isalpha():
+                pieces[-1].append(c.lower() + c.upper())
+            else:
+                pieces[-1].append(c)
+        self.pieces = pieces
+
+    def fullmatch(self, value: str) -> bool:
+        pieces = self.pieces
+        if len(pieces) == 1:
+            return len(value) == len(pieces[0]) and _tokens_at(pieces[0], value, 0)
+        first, last = pieces[0], pieces[-1]
+        end = len(value) - len(last)
+        if end < len(first) or not _tokens_at(first, value, 0) or not _tokens_at(last, value, end):
+            return False
+        pos = len(first)
+        for piece in pieces[1:-1]:
+            if not piece:
+                continue
+            any_one = sum(1 << i for i, t in enumerate(piece) if t is None)
+            masks: dict[str, int] = {}
+            for i, token in enumerate(piece):
+                for ch in token or "":
+                    masks[ch] = masks.get(ch, any_one) | 1 << i
+            goal, state = 1 << (len(piece) - 1), 0
+            for i in range(pos, end):
+                state = ((state << 1) | 1) & masks.get(value[i], any_one)
+                if state & goal:
+                    pos = i + 1
+                    break
+            else:
+                return False
+        return True
+
+
+def _tokens_at(piece: list[_Token], value: str, at: int) -> bool:
+    """``piece`` matches ``value`` at ``at``."""
+    if len(value) - at < len(piece):
+        return False
+    return all(
+        t is None or v in t for t, v in zip(piece, value[at : at + len(piece)], strict=False)
+    )

@@ -34,6 +34,7 @@ _COLUMNS = (
     "process.name",
     "user.name",
     "process.command_line",
+    "warmup",
 )
 # Rows gathered before they are grouped: grouping has a fixed cost per call, and few rows
 # of the columns above are small.
@@ -64,12 +65,16 @@ def _partial(frame: pl.DataFrame) -> dict[str, pl.DataFrame]:
         .agg(hits)
     )
     parts["seen"] = frame.select(*seen)
+    # new_terms alerts of warm-up runs (spec/kql.md).
+    parts["warmup"] = frame.select(pl.col("warmup").fill_null(False).sum().cast(pl.Int64))
     return parts
 
 
 def _combine(name: str, frame: pl.DataFrame) -> pl.DataFrame:
     if name == "seen":
         return frame.select(*_SEEN)
+    if name == "warmup":
+        return frame.select(pl.col("warmup").sum().cast(pl.Int64))
     keys = [c for c in frame.columns if c not in ("hits", "first_seen", "last_seen")]
     if "first_seen" in frame.columns:
         return frame.group_by(keys).agg(*_SEEN)
@@ -141,4 +146,5 @@ class Aggregates:
             .head(top)
         )
         out["seen"] = parts["seen"]
+        out["warmup"] = parts["warmup"]
         return out

@@ -269,9 +269,59 @@ def _result_alerts(hit: Hit) -> list[dict[str, Any]]:
     return [shell, *blocks]
 
 
+# Kibana's fields of its new_terms and threshold alerts.
+NEW_TERMS = "kibana.alert.new_terms"
+THRESHOLD_RESULT = "kibana.alert.threshold_result"
+ORIGINAL_TIME = "kibana.alert.original_time"
+
+
+def _new_terms_alert(hit: Hit) -> dict[str, Any]:
+    """A new_terms alert as Kibana's new_terms rule type writes one: the event's alert with
+    the new values in ``kibana.alert.new_terms``; the run and warm-up in ``imds_scan``."""
+    doc = alert_document(hit)
+    doc["imds_scan"].update({"new_terms": list(hit.new_terms or ()), "run": hit.run})
+    doc["imds_scan"]["warmup"] = bool(hit.warmup)
+    doc[NEW_TERMS] = list(hit.new_terms or ())
+    return doc
+
+
+def _threshold_alert(hit: Hit) -> dict[str, Any]:
+    """A threshold alert as Kibana's threshold rule type writes one: not an event but the
+    bucket: its terms as fields, ``@timestamp`` its last event's time and
+    ``kibana.alert.threshold_result`` (terms and cardinality as ``{field, value}`` lists,
+    count, from); where the last event is, the run and the whole result in ``imds_scan``."""
+    result = dict(hit.threshold_result or {})
+    terms = dict(result.get("terms") or {})
+    doc: dict[str, Any] = {"@timestamp": result.get("last")}
+    for name, value in terms.items():
+        _put(doc, name, value)
+    scan = {
+        "source": hit.source,
+        "line": hit.line,
+        "branch": hit.branch,
+        "severity": hit.rule.severity,
+        "matched": None,
+        "run": hit.run,
+        "threshold_result": result,
+    }
+    _detection(doc, hit, scan, {})
+    kibana: dict[str, Any] = {
+        "terms": [{"field": name, "value": value} for name, value in terms.items()],
+        "count": result.get("count"),
+        "from": result.get("from"),
+    }
+    if result.get("cardinality"):
+        kibana["cardinality"] = result["cardinality"]
+    doc[THRESHOLD_RESULT] = kibana
+    doc[ORIGINAL_TIME] = result.get("last")
+    return doc
+
+
 def alert_documents(hit: Hit) -> list[dict[str, Any]]:
     """The hit's alert: one, or a result's shell and building blocks (for events nested
     deeply, call it inside ``deep_json``, as :func:`alert_json` does)."""
+    if hit.run is not None:
+        return [_threshold_alert(hit) if hit.branch == "threshold" else _new_terms_alert(hit)]
     return [alert_document(hit)] if hit.events is None else _result_alerts(hit)
 
 
@@ -279,7 +329,7 @@ def alert_json(hit: Hit) -> str:
     """The hit's alert document(s), one JSON text a line (no final newline)."""
     if hit.events is None:
         with deep_json(hit.event_text):
-            return json.dumps(alert_document(hit), ensure_ascii=False)
+            return "\n".join(json.dumps(doc, ensure_ascii=False) for doc in alert_documents(hit))
     # Room for the (recursive) reading, comparing and writing of deeply nested events.
     with deep_json("".join(e.event_text or "" for e in hit.events)):
         docs = alert_documents(hit)

@@ -18,7 +18,8 @@ ECS_COLUMNS = (
 )
 MATCHED_COLUMNS = ("matched.field", "matched.op", "matched.pattern", "matched.value")
 
-# (name, type) in column order; the types: "string", "int64", "timestamp" (microseconds, UTC).
+# (name, type) in column order; the types: "string", "int64", "timestamp" (microseconds, UTC),
+# "bool".
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("source", "string"),
     ("line", "int64"),
@@ -35,4 +36,13 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("join_keys", "string"),
     ("event_count", "int64"),
     ("events", "string"),
+    # A new_terms or threshold alert's (null for any other hit): its new_terms values (JSON
+    # array), its run, whether that run is a warm-up (new_terms), its threshold_result (JSON).
+    ("new_terms", "string"),
+    ("run", "timestamp"),
+    ("warmup", "bool"),
+    ("threshold_result", "string"),
 )
+# The columns only Python fills (alerts of new_terms and threshold rules, which never come
+# from the engine's rows): null in the engine's rows, added when they lack them.
+ALERT_COLUMNS = ("new_terms", "run", "warmup", "threshold_result")

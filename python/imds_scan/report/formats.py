@@ -23,6 +23,7 @@ from ..output import MAX_TABLE_ROWS, table_width, write_table
 from ..records import Hit
 from ..results import ScanResult
 from .alerts import alert_json
+from .columns import ALERT_COLUMNS
 
 if TYPE_CHECKING:
     import polars as pl
@@ -337,6 +338,7 @@ def _arrow_schema() -> pa.Schema:
         "string": pa.large_string(),
         "int64": pa.int64(),
         "timestamp": pa.timestamp("us", tz="UTC"),
+        "bool": pa.bool_(),
     }
     return pa.schema([(name, types[kind]) for name, kind in COLUMNS])
 
@@ -351,7 +353,14 @@ def _arrow_rows(batch: HitBatch) -> pa.Table:
     if ipc is None:
         return batch.frame.to_arrow()
     parts = [ipc] if isinstance(ipc, bytes) else ipc
-    return pa.concat_tables([pyarrow.ipc.open_stream(part).read_all() for part in parts])
+    table = pa.concat_tables([pyarrow.ipc.open_stream(part).read_all() for part in parts])
+    schema = _arrow_schema()
+    for name in ALERT_COLUMNS:  # no engine row is an alert: its columns are null
+        if name not in table.column_names:
+            table = table.append_column(
+                schema.field(name), pa.nulls(len(table), schema.field(name).type)
+            )
+    return table
 
 
 def _import_pyarrow() -> None:

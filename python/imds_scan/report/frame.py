@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from ..filters import event_time
+from ..records import alert_fields
 from ..reference.event import field_values, load_event
-from .columns import COLUMNS, ECS_COLUMNS, MATCHED_COLUMNS
+from .columns import ALERT_COLUMNS, COLUMNS, ECS_COLUMNS, MATCHED_COLUMNS
 
 if TYPE_CHECKING:
     from ..records import Hit
@@ -23,6 +25,7 @@ _TYPES: dict[str, pl.DataType] = {
     "string": pl.String(),
     "int64": pl.Int64(),
     "timestamp": pl.Datetime("us", "UTC"),
+    "bool": pl.Boolean(),
 }
 SCHEMA: pl.Schema = pl.Schema([(name, _TYPES[kind]) for name, kind in COLUMNS])
 
@@ -70,7 +73,32 @@ def hits_frame(hits: Sequence[Hit]) -> pl.DataFrame:
             present = [e for e in hit.events if e.event_text is not None]
             columns["event_count"].append(len(present))
             columns["events"].append(events_json(hit))
+        if hit.run is None:
+            for name in ALERT_COLUMNS:
+                columns[name].append(None)
+        else:
+            kibana = alert_fields(hit)
+            terms = kibana.get("new_terms")
+            columns["new_terms"].append(None if terms is None else _json(terms))
+            columns["run"].append(datetime.fromisoformat(hit.run) if hit.run[0].isdigit() else None)
+            columns["warmup"].append(kibana.get("warmup"))
+            result = kibana.get("threshold_result")
+            columns["threshold_result"].append(None if result is None else _json(result))
     return pl.DataFrame(columns, schema=SCHEMA)
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def with_alert_columns(frame: pl.DataFrame) -> pl.DataFrame:
+    """A frame of the engine's rows with the alert columns it lacks (null), in SCHEMA's
+    order: no engine row is an alert."""
+    missing = [name for name in ALERT_COLUMNS if name not in frame.columns]
+    if not missing:
+        return frame
+    nulls = [pl.lit(None, dtype=SCHEMA[name]).alias(name) for name in missing]
+    return frame.with_columns(nulls).select(list(SCHEMA))
 
 
 def events_json(hit: Hit) -> str:

@@ -15,7 +15,7 @@ from typing import cast
 
 import polars as pl
 
-from ..output import DISPLAY_LIMIT, events, events_label, iso_second
+from ..output import DISPLAY_LIMIT, events, events_label, iso_second, terms_label
 from ..records import ScanStats
 from ..reference.event import deep_json
 from ..results import ScanResult
@@ -217,6 +217,13 @@ def _result_rows(shown: pl.DataFrame, columns: int) -> list[str]:
     return out
 
 
+def iso_millis(moment: datetime) -> str:
+    """A frame's time as a record writes it (ISO 8601 UTC, milliseconds)."""
+    from ..records import iso_ms
+
+    return iso_ms((moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1))
+
+
 def _fact(value: object, label: str) -> str:
     return f'<div class="fact"><b>{esc(value)}</b><span>{esc(label)}</span></div>'
 
@@ -269,6 +276,9 @@ def render_aggregates(
             _fact(cell(seen["last_seen"]), "last seen"),
         ]
     )
+    warmup = tables["warmup"].item()
+    if warmup:
+        facts += _fact(f"{warmup:,}", "new_terms alerts of warm-up runs")
     meta = [f"Generated {esc(when)} by imds-scan ({esc(stats.engine)} engine)"]
     meta += [f"{esc(label)}: <code>{esc(value)}</code>" for label, value in filters]
     if stats.errors or stats.total("malformed"):
@@ -290,6 +300,14 @@ def render_aggregates(
         return _table(headers, rows, {len(keys)}) + (note if more else "")
 
     def matched(r: dict[str, object]) -> str | None:
+        if isinstance(r["run"], datetime):  # a new_terms or threshold alert
+            return terms_label(
+                str(r["branch"]),
+                str(r["new_terms"]),
+                iso_millis(r["run"]),
+                bool(r["warmup"]),
+                str(r["threshold_result"]),
+            )
         if isinstance(r["events"], str):  # a sequence or sample: its events follow in a row
             try:
                 missing = result_events(r["events"]).count(None)

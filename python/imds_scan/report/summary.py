@@ -110,4 +110,7 @@ def format_summaries(
         )
     seen = tables["seen"].row(0, named=True)
     lines.append(f"first seen: {cell(seen['first_seen'])}  last seen: {cell(seen['last_seen'])}")
+    warmup = tables["warmup"].item()
+    if warmup:
+        lines.append(f"new_terms alerts of warm-up runs: {warmup:,}")
     return "\n".join(lines)

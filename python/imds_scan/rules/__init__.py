@@ -6,9 +6,11 @@ A rule file is read the way Elastic's detection-rules repository writes them: ``
 ``branch_names`` (one per branch of the query, instead of ``branch<N>``), and
 ``[[rule.threat]]`` (MITRE ATT&CK); for sequences and samples, ``timestamp_override``,
 ``tiebreaker_field``, ``event_category_override`` and imds-scan's ``size`` and
-``max_samples_per_key`` (spec/sequences.md). Other keys are Elastic's and are ignored. A rule
-outside what imds-scan runs (another language or rule type, an unsupported function...) is
-refused with the reason and, for query errors, the file's line and column.
+``max_samples_per_key`` (spec/sequences.md). ``language = "kuery"`` files (KQL ``query``,
+``new_terms`` and ``threshold`` rules, with ``filters``) compile by rules/kuery.py (spec/kql.md).
+Other keys are Elastic's and are ignored. A rule outside what imds-scan runs (another language
+or rule type, an unsupported function...) is refused with the reason and, for query errors, the
+file's line and column.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ..mapping import Mapping as KqlMapping
     from .cache import RuleCache
 
 
@@ -48,8 +51,11 @@ class Rule:
 
     @property
     def kind(self) -> str:
-        """ "event", "sequence" or "sample" (spec/sequences.md, Output)."""
-        return "sequence" if "sequence" in self.ir else "sample" if "sample" in self.ir else "event"
+        """ "event", "sequence", "sample", "new_terms" or "threshold" (spec/sequences.md,
+        spec/kql.md)."""
+        from ..ir_schema import rule_kind
+
+        return rule_kind(self.ir)
 
     def map_conditions(self, wrap: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
         """The IR with ``wrap(expr)`` in place of each condition: every branch, or every
@@ -178,7 +184,8 @@ def _strings(table: dict[str, Any], key: str, source: str) -> tuple[str, ...]:
 
 
 # A file can only hold an EQL rule if "eql" is in its text (any case), or could be written with
-# a \\u escape: without either it is refused by its `language` or `type` line, unparsed.
+# a \\u escape: without either it is refused by its `language` or `type` line, unparsed (unless
+# that language is kuery: KQL rules are parsed).
 # (Patterns, compiled when first used: a scan with the default rule uses none of them.)
 _MAY_BE_EQL = r"[eE][qQ][lL]|\\[uU]"
 _KIND_LINE = r'(?m)^(language|type)[ \t]*=[ \t]*"([A-Za-z0-9_-]*)"[ \t]*$'
@@ -188,9 +195,9 @@ _HEADER_LINE = r"(?m)^[ \t]*\["
 
 
 def _plainly_not_eql(text: str, source: str) -> RuleFileError | None:
-    """The refusal of a rule file that cannot hold an EQL rule, found without parsing the
-    TOML (half of Elastic's rule files are KQL, ES|QL or machine learning jobs); None when
-    that is not plain from its lines, and the file is parsed. (Such a file that is not valid
+    """The refusal of a rule file that cannot hold an EQL or KQL rule, found without parsing
+    the TOML (Lucene, ES|QL and machine learning rules); None when that is not plain from its
+    lines, or the file is a KQL rule, and the file is parsed. (Such a file that is not valid
     TOML either is refused for its language rather than its syntax.)"""
     if re.search(_MAY_BE_EQL, text):
         return None
@@ -206,22 +213,39 @@ def _plainly_not_eql(text: str, source: str) -> RuleFileError | None:
         if key in found or table.strip() != "[rule]":
             return None  # twice, or outside [rule]: let the parser say
         found[key] = value
+    if found.get("language", "").lower() == "kuery":
+        return None  # a KQL rule: parsed
     if "language" in found:
-        return RuleFileError(
-            f"{source}: language {found['language']!r} is not supported "
-            "(imds-scan runs EQL rules only)"
-        )
+        return RuleFileError(f"{source}: {_language_refusal(found['language'])}")
     if "type" in found:
-        return RuleFileError(
-            f"{source}: rule type {found['type']!r} is not supported "
-            "(imds-scan runs EQL rules only)"
-        )
+        return RuleFileError(f"{source}: {_type_refusal(found['type'])}")
     return None
 
 
-def parse_rule_text(text: str, source: str, field_types: Mapping[str, str] | None = None) -> Rule:
+def _language_refusal(language: str) -> str:
+    why = {
+        "lucene": "Lucene query syntax is not supported",
+        "esql": "ES|QL is not supported",
+    }.get(language.lower(), "imds-scan runs EQL and KQL (kuery) rules")
+    return f"language {language!r} is not supported ({why})"
+
+
+def _type_refusal(rule_type: str) -> str:
+    from .kuery import REFUSED_TYPES
+
+    why = REFUSED_TYPES.get(rule_type.lower(), "imds-scan runs EQL and KQL (kuery) rules")
+    return f"rule type {rule_type!r} is not supported ({why})"
+
+
+def parse_rule_text(
+    text: str,
+    source: str,
+    field_types: Mapping[str, str] | None = None,
+    mapping: KqlMapping | None = None,
+) -> Rule:
     """One rule from the text of an Elastic detection-rules TOML file; ``field_types``: the
-    user's field type overrides (fields.field_type), which win over the ECS table."""
+    user's field type overrides (fields.field_type), which win over the ECS table;
+    ``mapping``: what KQL rules compile against (mapping.load_mapping)."""
     import tomllib
 
     from ..eql import EqlError, compile_rule
@@ -239,15 +263,15 @@ def parse_rule_text(text: str, source: str, field_types: Mapping[str, str] | Non
     rule_type = _get(rule, "type", str, source)
     language = _get(rule, "language", str, source)
     if language is None and rule_type is None:
-        raise RuleFileError(f"{source}: rule.language is missing (imds-scan runs EQL rules)")
+        raise RuleFileError(
+            f"{source}: rule.language is missing (imds-scan runs EQL and KQL rules)"
+        )
+    if language is not None and language.lower() == "kuery":
+        return _kuery_rule(text, rule, (rule_type or "query").lower(), source, field_types, mapping)
     if language is not None and language.lower() != "eql":
-        raise RuleFileError(
-            f"{source}: language {language!r} is not supported (imds-scan runs EQL rules only)"
-        )
+        raise RuleFileError(f"{source}: {_language_refusal(language)}")
     if rule_type is not None and rule_type.lower() != "eql":
-        raise RuleFileError(
-            f"{source}: rule type {rule_type!r} is not supported (imds-scan runs EQL rules only)"
-        )
+        raise RuleFileError(f"{source}: {_type_refusal(rule_type)}")
     missing = [k for k in ("name", "rule_id", "query") if k not in rule]
     if missing:
         raise RuleFileError(f"{source}: rule.{missing[0]} is missing")
@@ -277,15 +301,7 @@ def parse_rule_text(text: str, source: str, field_types: Mapping[str, str] | Non
             **options,
         )
     except EqlError as exc:
-        place = _where(text, query)
-        if place is None:
-            raise RuleFileError(
-                f"{source}: rule.query:{exc.line}:{exc.column}: {exc.message}"
-            ) from None
-        lines_before, column_offset = place
-        line = lines_before + exc.line
-        column = exc.column + (column_offset if exc.line == 1 else 0)
-        raise RuleFileError(f"{source}:{line}:{column}: {exc.message}") from None
+        raise _query_error(text, query, exc, source) from None
     kind = "sequence" if "sequence" in ir else "sample" if "sample" in ir else "event"
     for key in ("size", "max_samples_per_key"):
         wanted = ("sample",) if key == "max_samples_per_key" else ("sequence", "sample")
@@ -319,6 +335,86 @@ def parse_rule_text(text: str, source: str, field_types: Mapping[str, str] | Non
         threat=tuple(threat),
         source=source,
     )
+
+
+def _query_error(text: str, query: str, exc: Any, source: str) -> RuleFileError:
+    """A query's error (line and column inside the query) at its place in the file."""
+    place = _where(text, query)
+    if place is None:
+        return RuleFileError(f"{source}: rule.query:{exc.line}:{exc.column}: {exc.message}")
+    lines_before, column_offset = place
+    line = lines_before + exc.line
+    column = exc.column + (column_offset if exc.line == 1 else 0)
+    return RuleFileError(f"{source}:{line}:{column}: {exc.message}")
+
+
+def _metadata(rule: dict[str, Any], source: str) -> dict[str, Any]:
+    """The Rule fields every rule file gives: name, id, severity, description, …"""
+    missing = [k for k in ("name", "rule_id", "query") if k not in rule]
+    if missing:
+        raise RuleFileError(f"{source}: rule.{missing[0]} is missing")
+    severity = _get(rule, "severity", str, source) or ""
+    if severity and severity.lower() not in SEVERITIES:
+        raise RuleFileError(
+            f"{source}: rule.severity: {severity!r} is not one of {', '.join(SEVERITIES)}"
+        )
+    rule_id = _get(rule, "rule_id", str, source)
+    if not rule_id:
+        raise RuleFileError(f"{source}: rule.rule_id is empty")
+    threat = _get(rule, "threat", list, source) or []
+    if not all(isinstance(t, dict) for t in threat):
+        raise RuleFileError(f"{source}: rule.threat: expected an array of tables")
+    return {
+        "id": rule_id,
+        "name": _get(rule, "name", str, source),
+        "severity": severity.lower(),
+        "query": _get(rule, "query", str, source),
+        "description": (_get(rule, "description", str, source) or "").strip(),
+        "risk_score": _get(rule, "risk_score", int, source),
+        "references": _strings(rule, "references", source),
+        "false_positives": _strings(rule, "false_positives", source),
+        "tags": _strings(rule, "tags", source),
+        "threat": tuple(threat),
+        "source": source,
+    }
+
+
+def _kuery_rule(
+    text: str,
+    rule: dict[str, Any],
+    rule_type: str,
+    source: str,
+    field_types: Mapping[str, str] | None,
+    mapping: KqlMapping | None = None,
+) -> Rule:
+    """A KQL rule file (spec/kql.md, Rule types); ``mapping`` None: the profile with
+    ``field_types``."""
+    from ..mapping import load_mapping
+    from .kuery import KINDS, KueryRuleError, compile_kuery
+
+    if rule_type not in KINDS:
+        raise RuleFileError(f"{source}: {_type_refusal(rule_type)}")
+    meta = _metadata(rule, source)
+    for key in ("branch_names", "size", "max_samples_per_key"):
+        if rule.get(key) is not None:
+            raise RuleFileError(f"{source}: rule.{key}: only for EQL rules")
+    head = {
+        "ir_version": 1,
+        "id": meta["id"],
+        "name": meta["name"],
+        "severity": meta["severity"],
+    }
+    try:
+        ir = compile_kuery(
+            rule,
+            rule_type=rule_type,
+            head=head,
+            mapping=mapping if mapping is not None else load_mapping(None, field_types),
+            on_query_error=lambda exc: _query_error(text, meta["query"], exc, source),
+        )
+    except KueryRuleError as exc:
+        raise RuleFileError(f"{source}: {exc}") from None
+    return Rule(ir=ir, **meta)
 
 
 def _sequence_options(rule: dict[str, Any], source: str) -> dict[str, Any]:
@@ -359,6 +455,7 @@ def load_rule_file(
     *,
     cache: RuleCache | None = None,
     field_types: Mapping[str, str] | None = None,
+    mapping: KqlMapping | None = None,
 ) -> Rule:
     """One rule file; RuleFileError if it cannot be read or is not a rule imds-scan runs.
     With a ``cache``, what the file compiles to (or why it is refused) is looked up there by
@@ -367,7 +464,7 @@ def load_rule_file(
         data = Path(path).read_bytes()
     except OSError as exc:
         raise RuleFileError(f"{os.fspath(path)}: cannot read: {exc.strerror or exc}") from None
-    return _load_bytes(data, os.fspath(path), cache, field_types=field_types)
+    return _load_bytes(data, os.fspath(path), cache, field_types=field_types, mapping=mapping)
 
 
 def _load_bytes(
@@ -377,6 +474,7 @@ def _load_bytes(
     *,
     bundled: bool = False,
     field_types: Mapping[str, str] | None = None,
+    mapping: KqlMapping | None = None,
 ) -> Rule:
     from . import cache as cache_mod
 
@@ -384,6 +482,8 @@ def _load_bytes(
     if cache is not None:
         # The overrides change what the file compiles to: they are part of the key.
         types = cache_mod.overrides_bytes(field_types)
+        if mapping is not None:
+            types += mapping.cache_key()
         name = cache_mod.bundled_key(data, types) if bundled else cache_mod.key(data, types)
     if cache is not None:
         entry = cache.get(name)
@@ -398,7 +498,7 @@ def _load_bytes(
         raise RuleFileError(f"{source}: not UTF-8 text") from None
     # Compiled without its path: the entry stands for the content, wherever it is found.
     try:
-        rule = parse_rule_text(text, "", field_types)
+        rule = parse_rule_text(text, "", field_types, mapping)
     except RuleFileError as exc:
         if cache is not None:
             cache.put(name, {"refused": str(exc)})
@@ -487,6 +587,7 @@ def load_rules(
     skip_unsupported: bool = False,
     cache: bool = True,
     field_types: Mapping[str, str] | None = None,
+    mapping: KqlMapping | None = None,
 ) -> tuple[list[Rule], list[str]]:
     """Rules from files and directories (every ``.toml`` below a directory, in path order);
     ``default`` is the bundled rule. Returns (rules, warnings).
@@ -495,7 +596,9 @@ def load_rules(
     ``skip_unsupported``: then each is a warning and the others run. Two rules with one
     ``rule_id`` are always an error. ``cache``: use the compiled-rule cache under the user's
     cache directory (rules/cache.py); the results are the same either way. ``field_types``:
-    the user's field type overrides (config ``field-types``, ``--field-type``).
+    the user's field type overrides (config ``field-types``, ``--field-type``); ``mapping``:
+    what KQL rules compile against (config ``mapping``, ``--mapping``; None: the profile with
+    ``field_types``).
     """
     from .cache import RuleCache
 
@@ -507,7 +610,12 @@ def load_rules(
         if spec == DEFAULT_RULE_ALIAS and not os.path.exists(spec):
             loaded = [
                 _load_bytes(
-                    _bundled_bytes(), BUNDLED_SOURCE, store, bundled=True, field_types=field_types
+                    _bundled_bytes(),
+                    BUNDLED_SOURCE,
+                    store,
+                    bundled=True,
+                    field_types=field_types,
+                    mapping=mapping,
                 )
             ]
         else:
@@ -519,7 +627,9 @@ def load_rules(
                 continue
             for path in files:
                 try:
-                    loaded.append(load_rule_file(path, cache=store, field_types=field_types))
+                    loaded.append(
+                        load_rule_file(path, cache=store, field_types=field_types, mapping=mapping)
+                    )
                 except RuleFileError as exc:
                     problems.append(str(exc))
         for rule in loaded:

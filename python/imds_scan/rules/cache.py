@@ -31,8 +31,12 @@ _COMPILER_FILES = (
     "rules/__init__.py",
     "rules/cache.py",
     "eql.py",
+    "kql.py",
+    "rules/kuery.py",
     "fields.py",
     "data/ecs_types.json",  # the field types the compiler writes into the IR
+    "mapping.py",  # what KQL rules compile against
+    "data/mapping_profile.json",
     "ir_schema.py",
     "reference/ip.py",
     "reference/endpoint.py",

@@ -245,7 +245,8 @@ fn value_needles(p: &Predicate) -> Option<Clause> {
             | Op::Like
     );
     // (With no value at all the predicate never holds: an empty clause is right.)
-    if p.field_type == FieldType::Keyword && text_op {
+    // (A normalized value is compared lowercased: its literal is not the raw value.)
+    if p.field_type == FieldType::Keyword && p.normalizer.is_none() && text_op {
         for v in &p.values {
             let n = match p.op {
                 Op::Eq | Op::EqCi => affix(v, true, true),

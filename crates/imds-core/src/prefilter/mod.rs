@@ -39,6 +39,8 @@ mod clauses;
 mod cnf;
 mod cost;
 mod gate;
+#[cfg(test)]
+mod kql_tests;
 mod needles;
 mod raw_endpoint;
 mod search;

@@ -2,6 +2,7 @@
 //! writes them inside a string), or the `imds_endpoint` raw-line test standing for them.
 
 use super::cost::{literal_cost, ENDPOINT_COST};
+use crate::analysis::TokenQuery;
 use crate::ir::{FieldType, Node, Op, Predicate, RuleIr};
 use crate::lucene_regex::LuceneRegex;
 
@@ -141,13 +142,116 @@ pub(super) fn pred_lits(p: &Predicate) -> Option<Vec<Needle>> {
     if p.op == Op::Exists {
         return None; // any value at all
     }
+    if p.field_type == FieldType::Text {
+        return text_lits(p);
+    }
+    if p.normalizer.is_some() {
+        // The value is lowercased (Java's simple mapping) before the op: a literal's text is in
+        // the raw value only up to case, so only the pieces that case cannot change are.
+        let needles = keyword_lits(p)?;
+        return (needles.into_iter())
+            .map(|n| match n {
+                Needle::Literal(lit) => best(caseless_pieces(&lit.text)).map(Needle::Literal),
+                // The raw-line test reads ASCII case only.
+                Needle::Endpoint => None,
+            })
+            .collect::<Option<Vec<_>>>()
+            .map(normalize);
+    }
+    keyword_lits(p)
+}
+
+/// The longest of some literals (ties: the first in byte order).
+fn best(lits: impl IntoIterator<Item = Lit>) -> Option<Lit> {
+    (lits.into_iter()).max_by(|a, b| a.raw.len().cmp(&b.raw.len()).then(b.raw.cmp(&a.raw)))
+}
+
+/// The pieces of `text` (lowercased by the `lowercase` normalizer or an analyzer) that appear in
+/// the raw value up to ASCII case: runs of ASCII code points other than `k` and `i` (the Kelvin
+/// sign U+212A lowercases to `k`, `İ` U+0130 to `i`; no other non-ASCII code point lowercases
+/// to ASCII, and a non-ASCII code point of the text may come from another case).
+pub(super) fn caseless_pieces(text: &str) -> impl Iterator<Item = Lit> + '_ {
+    text.split(|c: char| !c.is_ascii() || matches!(c, 'k' | 'K' | 'i' | 'I'))
+        .filter(|piece| !piece.is_empty())
+        .map(Lit::new)
+}
+
+/// The literal runs of an Elasticsearch wildcard pattern (escapes read), between `*`/`?`.
+pub(super) fn wildcard_query_pieces(pattern: &str) -> Vec<String> {
+    let mut pieces = vec![String::new()];
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' | '?' => pieces.push(String::new()),
+            '\\' => pieces
+                .last_mut()
+                .expect("never empty")
+                .push(chars.next().unwrap_or('\\')),
+            c => pieces.last_mut().expect("never empty").push(c),
+        }
+    }
+    pieces
+}
+
+/// Needles of a text field's predicate: a token is a value's substring lowercased, so each
+/// literal gives the caseless pieces of the tokens it needs (`match`: any of its tokens, so
+/// one needle per token; `match_phrase` and `wildcard_query`: all of them, so the best one). A
+/// literal with no token matches nothing and needs no needle.
+fn text_lits(p: &Predicate) -> Option<Vec<Needle>> {
+    let analyzer = p.analyzer.unwrap_or(crate::ir::Analyzer::Standard);
+    let mut out = Vec::new();
+    for v in &p.values {
+        match p.op {
+            Op::Match => {
+                for token in crate::analysis::analyze(analyzer.into(), v) {
+                    out.push(Needle::Literal(best(caseless_pieces(&token))?));
+                }
+            }
+            Op::MatchPhrase => {
+                let tokens = crate::analysis::analyze(analyzer.into(), v);
+                if !tokens.is_empty() {
+                    let pieces = tokens
+                        .iter()
+                        .flat_map(|t| caseless_pieces(t))
+                        .collect::<Vec<_>>();
+                    out.push(Needle::Literal(best(pieces)?));
+                }
+            }
+            // Some entry holds: a needle for each (a term's or prefix's text is in a token).
+            Op::WildcardQuery => {
+                for query in crate::analysis::wildcard_on_text(analyzer.into(), v) {
+                    let text = match query {
+                        TokenQuery::Term(t) | TokenQuery::Prefix(t) => t,
+                        TokenQuery::Wildcard(p) => {
+                            let pieces = wildcard_query_pieces(&p);
+                            let lits = pieces.iter().flat_map(|p| caseless_pieces(p));
+                            out.push(Needle::Literal(best(lits.collect::<Vec<_>>())?));
+                            continue;
+                        }
+                        TokenQuery::Exists => return None,
+                    };
+                    out.push(Needle::Literal(best(caseless_pieces(&text))?));
+                }
+            }
+            _ => return None,
+        }
+    }
+    Some(normalize(out))
+}
+
+fn keyword_lits(p: &Predicate) -> Option<Vec<Needle>> {
+    // A `wildcard` field compares as a keyword.
+    let field_type = match p.field_type {
+        FieldType::Wildcard => FieldType::Keyword,
+        other => other,
+    };
     if p.op == Op::ImdsEndpoint {
         // No literal every spelling holds: the endpoint raw-line test stands for it.
         return Some(vec![Needle::Endpoint]);
     }
     let mut out = Vec::new();
     for v in &p.values {
-        match (p.field_type, p.op) {
+        match (field_type, p.op) {
             // `exists` returned above.
             (_, Op::Exists) => return None,
             (_, Op::ImdsEndpoint) => return Some(vec![Needle::Endpoint]),
@@ -177,6 +281,14 @@ pub(super) fn pred_lits(p: &Predicate) -> Option<Vec<Needle>> {
                     .filter_map(literal)
                     .max_by(|a, b| a.raw.len().cmp(&b.raw.len()).then(b.raw.cmp(&a.raw)))?;
                 out.push(Needle::Literal(best));
+            }
+            // Elasticsearch's syntax: `\x` is `x`; `_ci` folds ASCII letters only, as the
+            // search does.
+            (FieldType::Keyword, Op::WildcardQuery | Op::WildcardQueryCi) => {
+                let pieces = wildcard_query_pieces(v);
+                out.push(Needle::Literal(best(
+                    pieces.iter().filter_map(|p| literal(p)),
+                )?));
             }
             // A text every match of the regular expression contains, when it has one.
             (FieldType::Keyword, Op::Regex | Op::RegexCi) => {

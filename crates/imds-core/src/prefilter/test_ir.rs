@@ -15,6 +15,9 @@ pub(super) fn pred(field: &str, field_type: FieldType, op: Op, values: &[&str]) 
         field_type,
         op,
         values: values.iter().map(|v| v.to_string()).collect(),
+        ignore_above: None,
+        normalizer: None,
+        analyzer: None,
     })
 }
 

@@ -505,8 +505,8 @@ mod tests {
                 "bad IR: $.sequence.stages[1].keys[0].optional: expected a boolean, found a number",
             ),
             (
-                |d| d["sequence"]["stages"][0]["keys"][0]["field_type"] = json!("text"),
-                "bad IR: $.sequence.stages[0].keys[0].field_type: \"text\" is not one of:",
+                |d| d["sequence"]["stages"][0]["keys"][0]["field_type"] = json!("string"),
+                "bad IR: $.sequence.stages[0].keys[0].field_type: \"string\" is not one of:",
             ),
             (
                 |d| d["sequence"]["maxspan_ms"] = json!(-1),
