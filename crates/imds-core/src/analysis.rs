@@ -27,15 +27,6 @@ pub enum Analyzer {
     PowershellScript,
 }
 
-impl From<crate::ir::Analyzer> for Analyzer {
-    fn from(analyzer: crate::ir::Analyzer) -> Analyzer {
-        match analyzer {
-            crate::ir::Analyzer::Standard => Analyzer::Standard,
-            crate::ir::Analyzer::PowershellScript => Analyzer::PowershellScript,
-        }
-    }
-}
-
 impl Analyzer {
     /// The analyzer of an IR name (`"standard"`, `"powershell_script"`).
     pub fn from_name(name: &str) -> Option<Analyzer> {
@@ -150,8 +141,7 @@ pub fn powershell_tokens(text: &str) -> Vec<&str> {
 }
 
 /// The tokens of `text` in position order (token `i` at position `i`).
-pub fn analyze(analyzer: impl Into<Analyzer>, text: &str) -> Vec<String> {
-    let analyzer = analyzer.into();
+pub fn analyze(analyzer: Analyzer, text: &str) -> Vec<String> {
     let tokens = match analyzer {
         Analyzer::Standard => standard_tokens(text),
         Analyzer::PowershellScript => powershell_tokens(text),
