@@ -623,3 +623,11 @@ def test_the_product_reads_a_field_as_the_reference_reader(doc: dict[str, Any], 
     from imds_scan.reference.event import raw_values
 
     assert scalars(doc, name) == list(raw_values(doc, name.split(".")))
+
+
+def test_the_lowercase_normalizer_is_javas_simple_mapping_and_ignore_above_counts_utf16() -> None:
+    # U+0130 lowercases to "i" alone (Java's simple mapping); an astral character is two
+    # UTF-16 code units, so "a😀" is 3 long and dropped by ignore_above 2.
+    ir = new_terms(field("p", normalizer="lowercase"), field("u", ignore_above=2))
+    found = alerts_of(ir, ev(1, p="\u0130X", u=["a\U0001f600", "ab"]))
+    assert [a.new_terms for a in found] == [("ix", "ab")]

@@ -713,3 +713,26 @@ def test_match_all_matches_every_event(tmp_path: Path, engine: str) -> None:
     path.write_text('{"@timestamp": "2024-01-01T00:00:00Z"}\n{"a": 1}\n{"@timestamp": "x"}\n')
     result = scan([str(path)], rules=[rule], engine=engine)  # type: ignore[arg-type]
     assert [h.line for h in result.hits] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_profile_fields_scan_end_to_end(tmp_path: Path, engine: str) -> None:
+    # ECS keyword fields (ignore_above 1024), a .caseless multi-field, a wildcard field's
+    # query_string and an ip: as Elasticsearch would answer
+    query = (
+        "process.name: curl* and process.name.caseless: CURL.EXE and source.ip: 10.0.0.0/8 "
+        "and not process.command_line: *secret*"
+    )
+    rule = load(f'type = "query"\nquery = "{query}"\n')
+    events = [
+        {"process": {"name": "curl.exe", "command_line": "curl x"}, "source": {"ip": "10.0.0.1"}},
+        {"process": {"name": "curl.EXE"}, "source": {"ip": "10.0.0.1"}},
+        {"process": {"name": "Curl.exe"}, "source": {"ip": "10.0.0.1"}},
+        {"process": {"name": "curl.exe", "command_line": "a secret"}, "source": {"ip": "10.1.1.1"}},
+        {"process": {"name": "curl.exe"}, "source": {"ip": "11.0.0.1"}},
+        {"process": {"name": "curl.exe" + "x" * 1030}, "source": {"ip": "10.0.0.1"}},
+    ]
+    path = tmp_path / "e.ndjson"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    result = scan([str(path)], rules=[rule], engine=engine)  # type: ignore[arg-type]
+    assert [h.line for h in result.hits] == [1, 2]

@@ -587,3 +587,50 @@ def test_cli_cluster_parquet_has_the_alert_columns(
     assert frame.schema == SCHEMA
     assert frame.get_column("branch").to_list() == ["query"]
     assert frame.get_column("warmup").to_list() == [None]
+
+
+# ---------------------------------------------------------------- Elastic's own IMDS rule
+
+IMDS_RULE = "cross-platform/credential_access_suspicious_instance_metadata_service_api_request.toml"
+
+
+def imds_event(when: str, ingested: str, host: str, exe: str) -> dict[str, Any]:
+    return {
+        "@timestamp": when,
+        "event": {"category": "network", "ingested": ingested},
+        "destination": {"ip": "169.254.169.254", "port": 80},
+        "host": {"id": host, "os": {"type": "linux"}},
+        "process": {"executable": exe, "name": Path(exe).name},
+    }
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_elastic_imds_new_terms_rule(tmp_path: Path, engine: str) -> None:
+    """*Suspicious Instance Metadata Service (IMDS) API Request*: new host.id +
+    process.executable against 7 days of history, times from event.ingested."""
+    from test_elastic_rules_accepted import rules_dir
+
+    path = rules_dir() / IMDS_RULE
+    events = [
+        imds_event("2024-05-01T10:00:00Z", "2024-05-01T10:00:05Z", "h1", "/usr/bin/curl"),
+        imds_event("2024-05-03T10:00:00Z", "2024-05-03T10:00:05Z", "h1", "/usr/bin/curl"),
+        imds_event("2024-05-09T10:00:00Z", "2024-05-09T10:00:05Z", "h1", "/tmp/x"),
+        # Seen 8 days before: new again (history 7 days).
+        imds_event("2024-05-11T10:00:00Z", "2024-05-11T10:00:05Z", "h1", "/usr/bin/curl"),
+        # Not the condition: the rule's exception for VS Code's server.
+        imds_event(
+            "2024-05-09T10:00:00Z",
+            "2024-05-09T10:00:05Z",
+            "h1",
+            "/vscode/vscode-server/bin/linux-x64/abc/node",
+        ),
+    ]
+    log = write(tmp_path / "imds.ndjson", events)
+    done = run_cli("--rule", str(path), "--engine", engine, log)
+    assert done.returncode == 1, done.stderr
+    got = [(r["line"], r["new_terms"], r["run"], r["warmup"]) for r in cli_records(done)]
+    assert got == [
+        (1, ["h1", "/usr/bin/curl"], "2024-05-01T10:05:00.000Z", True),
+        (3, ["h1", "/tmp/x"], "2024-05-09T10:05:00.000Z", False),
+        (4, ["h1", "/usr/bin/curl"], "2024-05-11T10:05:00.000Z", False),
+    ]

@@ -24,7 +24,16 @@ from typing import IO, Any, Protocol
 
 from .reference.event import Malformed, _items, _objects, flat_text, parse_line
 from .reference.sequence import compare_keys, key_json
-from .reference.typed import FLOAT_TYPES, INTEGER_RANGES, Date, Ip, Typed, read_value
+from .reference.typed import (
+    FLOAT_TYPES,
+    INTEGER_RANGES,
+    Date,
+    Ip,
+    Typed,
+    java_lowercase,
+    read_value,
+    utf16_len,
+)
 
 KINDS = ("new_terms", "threshold")
 # Elasticsearch counts a search's hits exactly up to this many (track_total_hits' default):
@@ -281,15 +290,6 @@ def event_time(doc: dict[str, Any], spec: RuleSpec) -> int | None:
     return dates[0] if len(dates) == 1 else None
 
 
-def _java_lower(text: str) -> str:
-    """Java's Character.toLowerCase code point by code point (the simple mapping)."""
-    out = []
-    for char in text:
-        lower = char.lower()
-        out.append(lower if len(lower) == 1 else "i" if char == "\u0130" else char)
-    return "".join(out)
-
-
 def terms_of(doc: dict[str, Any], ref: TermField) -> list[Term]:
     """The field's distinct terms as Elasticsearch indexed them, in document order."""
     out: list[Term] = []
@@ -298,11 +298,9 @@ def terms_of(doc: dict[str, Any], ref: TermField) -> list[Term]:
         value: Typed | None
         if keyword:
             text = flat_text(item)
-            if ref.ignore_above is not None and len(text.encode("utf-16-le", "surrogatepass")) > (
-                2 * ref.ignore_above
-            ):
+            if ref.ignore_above is not None and utf16_len(text) > ref.ignore_above:
                 continue  # too long: not indexed
-            value = _java_lower(text) if ref.normalizer == "lowercase" else text
+            value = java_lowercase(text) if ref.normalizer == "lowercase" else text
         else:
             value = read_value(ref.field_type, item)
             if value is None:

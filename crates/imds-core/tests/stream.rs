@@ -249,6 +249,56 @@ fn a_slow_sink_holds_the_scan_back_and_keeps_the_order() {
 }
 
 #[test]
+fn lanes_finished_before_their_turn_are_parked_and_their_threads_scan_on() {
+    // Few hits: while the head's sink is held up, the other lanes finish their regions and,
+    // parked within the cap, go on to the next ones instead of waiting for their turn.
+    let dir = TempDir::new("park");
+    let data = content(40_000, 2_000);
+    let path = dir.0.join("all.ndjson");
+    std::fs::write(&path, &data).unwrap();
+    let engine = engine();
+    let opts = ScanOptions {
+        threads: 2,
+        buffer_size: 4096,
+        ..ScanOptions::default()
+    };
+    let (expected, _) = reference(&engine, std::slice::from_ref(&data), &opts);
+    let progress = AtomicU64::new(0);
+    let mut read_while_blocked = 0;
+    let (seen, _) = stream(
+        &engine,
+        vec![Input::Path(path)],
+        &opts,
+        1 << 20,
+        &AtomicBool::new(false),
+        &progress,
+        |seen| {
+            if seen.hits.len() == 1 {
+                let start = Instant::now();
+                let mut last = u64::MAX;
+                while start.elapsed() < Duration::from_secs(5) {
+                    std::thread::sleep(Duration::from_millis(200));
+                    let now = progress.load(Ordering::Relaxed);
+                    if now == last {
+                        break;
+                    }
+                    last = now;
+                }
+                read_while_blocked = progress.load(Ordering::Relaxed);
+            }
+        },
+    );
+    assert_eq!(seen.hits, expected);
+    assert_eq!(seen.files.len(), 1);
+    // Without parking: the head's region and one more (a few buffers).
+    assert!(
+        read_while_blocked > data.len() as u64 / 2,
+        "read {read_while_blocked} bytes of {} while the sink was blocked",
+        data.len()
+    );
+}
+
+#[test]
 fn cancel_mid_stream_stops_with_whole_hits_in_order() {
     let dir = TempDir::new("cancel");
     let mut paths = Vec::new();

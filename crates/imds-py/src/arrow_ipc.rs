@@ -208,22 +208,32 @@ fn schema_message(columns: &[(&str, ColumnType)]) -> Vec<u8> {
     })
 }
 
-/// The body of a record batch: its buffers, each 8-aligned, and their (offset, length).
+/// The body of a record batch: its buffers, each 8-aligned, laid out first (their offset and
+/// length) and copied once, straight into the stream, after the message that describes them.
 #[derive(Default)]
-struct Body {
-    bytes: Vec<u8>,
+struct Body<'r> {
+    parts: Vec<Part<'r>>,
     buffers: Vec<(i64, i64)>,
+    len: usize,
 }
 
-impl Body {
-    fn push(&mut self, data: &[u8]) {
-        let offset = i64::try_from(self.bytes.len()).unwrap_or(i64::MAX);
-        let len = i64::try_from(data.len()).unwrap_or(i64::MAX);
-        self.buffers.push((offset, len));
-        self.bytes.extend_from_slice(data);
-        while !self.bytes.len().is_multiple_of(8) {
-            self.bytes.push(0);
-        }
+/// One buffer of the body: the rows' own bytes, or bytes made for the stream.
+enum Part<'r> {
+    Borrowed(&'r [u8]),
+    Owned(Vec<u8>),
+}
+
+impl<'r> Body<'r> {
+    fn push(&mut self, part: Part<'r>) {
+        let len = match &part {
+            Part::Borrowed(data) => data.len(),
+            Part::Owned(data) => data.len(),
+        };
+        let offset = i64::try_from(self.len).unwrap_or(i64::MAX);
+        self.buffers
+            .push((offset, i64::try_from(len).unwrap_or(i64::MAX)));
+        self.len += len.next_multiple_of(8);
+        self.parts.push(part);
     }
 
     /// The validity bitmap (least significant bit first), or an empty buffer when nothing is
@@ -231,15 +241,27 @@ impl Body {
     fn validity(&mut self, valid: &[bool]) -> usize {
         let nulls = valid.iter().filter(|v| !**v).count();
         if nulls == 0 {
-            self.push(&[]);
+            self.push(Part::Borrowed(&[]));
             return 0;
         }
         let mut bits = vec![0u8; valid.len().div_ceil(8)];
         for (k, _) in valid.iter().enumerate().filter(|(_, v)| **v) {
             bits[k / 8] |= 1 << (k % 8);
         }
-        self.push(&bits);
+        self.push(Part::Owned(bits));
         nulls
+    }
+
+    /// Append the buffers, each padded to 8 bytes.
+    fn write(&self, out: &mut Vec<u8>) {
+        for part in &self.parts {
+            let data = match part {
+                Part::Borrowed(data) => data,
+                Part::Owned(data) => data.as_slice(),
+            };
+            out.extend_from_slice(data);
+            out.resize(out.len() + (data.len().next_multiple_of(8) - data.len()), 0);
+        }
     }
 }
 
@@ -249,52 +271,43 @@ fn le_bytes(values: &[i64]) -> Vec<u8> {
 
 /// Append one message (continuation marker, metadata length, metadata padded to 8) and its
 /// body.
-fn frame(out: &mut Vec<u8>, mut meta: Vec<u8>, body: &[u8]) {
+fn frame(out: &mut Vec<u8>, mut meta: Vec<u8>, body: &Body<'_>) {
     while !meta.len().is_multiple_of(8) {
         meta.push(0);
     }
     out.extend_from_slice(&0xFFFF_FFFFu32.to_le_bytes());
     out.extend_from_slice(&i32::try_from(meta.len()).unwrap_or(i32::MAX).to_le_bytes());
     out.extend_from_slice(&meta);
-    out.extend_from_slice(body);
+    body.write(out);
 }
 
 /// `rows` as an Arrow IPC stream: the schema, one record batch, the end-of-stream marker.
 pub fn ipc_stream(rows: &HitRows) -> Vec<u8> {
     let columns = rows.columns();
     let len = i64::try_from(rows.len()).unwrap_or(i64::MAX);
-    // Reserved whole (the buffers, their padding and bitmaps): the text is copied once.
-    let size: usize = (columns.iter())
-        .map(|(_, _, data)| match data {
-            ColumnData::Int(column) => 8 * column.values.len() + column.valid.len() / 8 + 24,
-            ColumnData::Text(c) => 8 * c.offsets.len() + c.data.len() + c.valid.len() / 8 + 32,
-        })
-        .sum();
-    let mut body = Body {
-        bytes: Vec::with_capacity(size),
-        buffers: Vec::new(),
-    };
+    let mut body = Body::default();
     let mut nodes = Vec::with_capacity(columns.len());
     for (_, _, data) in &columns {
         let nulls = match data {
             ColumnData::Int(column) => {
                 let nulls = body.validity(&column.valid);
-                body.push(&le_bytes(&column.values));
+                body.push(Part::Owned(le_bytes(&column.values)));
                 nulls
             }
             ColumnData::Text(column) => {
                 let nulls = body.validity(&column.valid);
-                body.push(&le_bytes(&column.offsets));
-                body.push(&column.data);
+                body.push(Part::Owned(le_bytes(&column.offsets)));
+                body.push(Part::Borrowed(&column.data));
                 nulls
             }
         };
         nodes.push((len, i64::try_from(nulls).unwrap_or(i64::MAX)));
     }
     let named: Vec<(&str, ColumnType)> = columns.iter().map(|(n, t, _)| (*n, *t)).collect();
-    let mut out = Vec::with_capacity(body.bytes.len() + 4096);
-    frame(&mut out, schema_message(&named), &[]);
-    let batch = message(HEADER_RECORD_BATCH, body.bytes.len(), |fb| {
+    // Reserved whole: the text is copied once, from the rows into the stream.
+    let mut out = Vec::with_capacity(body.len + 8192);
+    frame(&mut out, schema_message(&named), &Body::default());
+    let batch = message(HEADER_RECORD_BATCH, body.len, |fb| {
         let (table, refs) = fb.table(&[(0, Slot::I64(len)), (1, Slot::Ref), (2, Slot::Ref)]);
         let at = fb.pairs(&nodes);
         fb.point(refs[0], at);
@@ -302,7 +315,7 @@ pub fn ipc_stream(rows: &HitRows) -> Vec<u8> {
         fb.point(refs[1], at);
         table
     });
-    frame(&mut out, batch, &body.bytes);
+    frame(&mut out, batch, &body);
     out.extend_from_slice(&0xFFFF_FFFFu32.to_le_bytes());
     out.extend_from_slice(&0i32.to_le_bytes());
     out

@@ -504,14 +504,22 @@ fn feed_batches(
     read: &AtomicU64,
     tx: &SyncSender<Msg>,
 ) {
-    // A batch's records are reserved at the size of the last one: no growing by doubling.
-    let fresh = |size: usize| Batch {
-        records: feed.records.then(|| Vec::with_capacity(size)),
-        rows: feed.rows.then(|| Box::new(HitRows::new())),
-        rule_counts: vec![0; feed.rules],
-        ..Batch::default()
+    // A batch's records and rows are reserved at the size of the last one: no growing by
+    // doubling (copies of the whole batch).
+    let fresh = |last: Option<&Batch>| {
+        let size = last.and_then(|b| b.records.as_ref()).map_or(0, Vec::len);
+        let rows = match last.and_then(|b| b.rows.as_deref()) {
+            Some(like) => HitRows::with_room_of(like),
+            None => HitRows::new(),
+        };
+        Batch {
+            records: feed.records.then(|| Vec::with_capacity(size + size / 8)),
+            rows: feed.rows.then(|| Box::new(rows)),
+            rule_counts: vec![0; feed.rules],
+            ..Batch::default()
+        }
     };
-    let mut batch = fresh(0);
+    let mut batch = fresh(None);
     let mut sent = Instant::now();
     let mut alive = true;
     let mut sink = |event| {
@@ -545,8 +553,8 @@ fn feed_batches(
         }
         let some = batch.count > 0 || batch.outside > 0;
         if batch.count >= feed.batch || (some && sent.elapsed() >= BATCH_AGE) {
-            let size = batch.records.as_ref().map_or(0, Vec::len);
-            let full = sealed(std::mem::replace(&mut batch, fresh(size + size / 8)));
+            let next = fresh(Some(&batch));
+            let full = sealed(std::mem::replace(&mut batch, next));
             if tx.send(Msg::Batch(full)).is_err() {
                 alive = false;
                 cancel.store(true, Ordering::Relaxed);

@@ -77,6 +77,18 @@ impl TextColumn {
         }
     }
 
+    /// Empty, with room for as many values and bytes as `like` holds, and an eighth more.
+    fn room_of(like: &TextColumn) -> TextColumn {
+        let values = like.valid.len() + like.valid.len() / 8;
+        let mut offsets = Vec::with_capacity(values + 1);
+        offsets.push(0);
+        TextColumn {
+            offsets,
+            data: Vec::with_capacity(like.data.len() + like.data.len() / 8),
+            valid: Vec::with_capacity(values),
+        }
+    }
+
     fn push(&mut self, value: Option<&str>) {
         self.valid.push(value.is_some());
         self.data
@@ -106,6 +118,14 @@ pub struct IntColumn {
 }
 
 impl IntColumn {
+    fn room_of(like: &IntColumn) -> IntColumn {
+        let values = like.valid.len() + like.valid.len() / 8;
+        IntColumn {
+            values: Vec::with_capacity(values),
+            valid: Vec::with_capacity(values),
+        }
+    }
+
     fn push(&mut self, value: Option<i64>) {
         self.valid.push(value.is_some());
         self.values.push(value.unwrap_or(0));
@@ -249,6 +269,24 @@ impl HitRows {
     /// No rows yet.
     pub fn new() -> HitRows {
         HitRows::default()
+    }
+
+    /// No rows yet, with room for about as many as `like` holds (a batch the size of the
+    /// last one then grows no column by copying).
+    pub fn with_room_of(like: &HitRows) -> HitRows {
+        let text = TextColumn::room_of;
+        HitRows {
+            len: 0,
+            source: text(&like.source),
+            line: IntColumn::room_of(&like.line),
+            timestamp: IntColumn::room_of(&like.timestamp),
+            rule: std::array::from_fn(|k| text(&like.rule[k])),
+            matched: std::array::from_fn(|k| text(&like.matched[k])),
+            ecs: std::array::from_fn(|k| text(&like.ecs[k])),
+            event: text(&like.event),
+            result_text: std::array::from_fn(|k| text(&like.result_text[k])),
+            event_count: IntColumn::room_of(&like.event_count),
+        }
     }
 
     /// Rows so far.

@@ -5,18 +5,23 @@
 //! order by the lane threads. The unfinished lane with the smallest number is the *head*: it
 //! alone hands hits to the sink, with line numbers made absolute (the lines of the regions
 //! before it are known once those are finished). Any other lane keeps its hits until they
-//! take more than the reorder cap, then waits for its turn (backpressure); a finished lane
-//! waits for its turn to hand over its last hits and its input's statistics.
+//! take more than the reorder cap, then waits for its turn (backpressure). A lane that
+//! finishes before its turn is *parked* (its hits and statistics kept) while all parked lanes
+//! take no more than the cap, and its thread claims the next lane; else it waits for its
+//! turn. The thread that finishes the head hands over the parked lanes that follow it.
 //!
 //! Memory: at most one lane per lane thread is running, each holding at most the cap plus
 //! the hits of one read (one chunk; for a compressed input scanned with several threads, one
-//! batch of chunks), so it does not grow with the number of hits.
+//! batch of chunks), and the parked lanes at most the cap, so it does not grow with the
+//! number of hits.
 //!
 //! Why this cannot deadlock: a lane thread waits only (a) for its turn, when its lane is not
 //! the head, or (b) in the sink, when its lane is the head (the consumer's backpressure).
 //! Lanes are claimed in order, so when a lane is claimed every lane before it is claimed
-//! too: the head is always running (or is the next one a free thread claims), and its thread
-//! waits for no other lane, so it finishes and the turn passes on. The pool threads that scan
+//! too: the head is always running (or is the next one a free thread claims, or is parked
+//! and handed over by the thread that finished the lane before it), and its thread waits for
+//! no other lane, so it finishes and the turn passes on. (Parking and passing the turn both
+//! happen under the order's lock: a lane is never parked after the turn passed it by.) The pool threads that scan
 //! the pieces of a compressed input in parallel never wait for a turn: they only read and
 //! scan, and the lane thread hands their hits on after they return. (Lanes are not rayon
 //! tasks because a rayon thread waiting in a join runs other queued tasks on its stack: a
@@ -25,12 +30,12 @@
 use super::lines::absorb_stats;
 use super::source::{self, Compression};
 use super::{
-    failed, open_file, Engine, FileStats, Hit, HitForms, Input, Outlet, ScanEvent, ScanOptions,
-    Stream,
+    failed, hit_bytes, open_file, Engine, FileStats, Hit, HitForms, Input, Outlet, ScanEvent,
+    ScanOptions, Stream,
 };
 use super::{ScanReport, DEFAULT_REORDER_BYTES};
 use crate::error::{InputError, InputErrorKind};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::iter::Enumerate;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -55,6 +60,9 @@ struct Order {
     cancelled: bool,
     /// A lane thread panicked: nobody waits for turns any more.
     poisoned: bool,
+    /// Lanes finished before their turn, by number, and what their hits take.
+    parked: BTreeMap<u64, Done>,
+    parked_bytes: usize,
 }
 
 /// How a lane ended.
@@ -102,12 +110,44 @@ impl<'e> Sequencer<'e> {
         }
     }
 
-    /// Lane `seq` is finished: in its turn, hand over its hits and (for the last part of an
-    /// input) the input's statistics, then pass the turn on.
+    /// Lane `seq` is finished: park it if it is not the head and there is room, else in its
+    /// turn hand over its hits and (for the last part of an input) the input's statistics,
+    /// then pass the turn on, handing over the parked lanes that follow.
     fn finish(&self, seq: u64, done: Done) {
+        let bytes = done.bytes();
+        {
+            let mut order = lock(&self.order);
+            if self.head.load(Ordering::Acquire) != seq
+                && order.parked_bytes + bytes <= self.cap
+                && !order.poisoned
+            {
+                order.parked_bytes += bytes;
+                order.parked.insert(seq, done);
+                return;
+            }
+        }
         if !self.wait_turn(seq) {
             return;
         }
+        let mut done = done;
+        loop {
+            self.hand_over(done);
+            let mut order = lock(&self.order);
+            let next = self.head.fetch_add(1, Ordering::Release) + 1;
+            self.turn.notify_all();
+            match order.parked.remove(&next) {
+                Some(parked) => {
+                    order.parked_bytes -= parked.bytes();
+                    done = parked;
+                }
+                None => return,
+            }
+        }
+    }
+
+    /// The head lane's hits and (for the last part of an input) the input's statistics to
+    /// the sink.
+    fn hand_over(&self, done: Done) {
         let file = match done {
             Done::Whole(source, mut report) => {
                 self.emit(&mut report.hits);
@@ -149,14 +189,32 @@ impl<'e> Sequencer<'e> {
         if let Some((source, stats)) = file {
             (*lock(&self.sink))(ScanEvent::File { source, stats });
         }
-        let _order = lock(&self.order);
-        self.head.fetch_add(1, Ordering::Release);
-        self.turn.notify_all();
     }
 
     fn poison(&self) {
         lock(&self.order).poisoned = true;
         self.turn.notify_all();
+    }
+}
+
+impl Done {
+    /// What it takes in memory: its hits (by [`hit_bytes`]) and statistics, so that the cap
+    /// bounds the parked lanes without hits too.
+    fn bytes(&self) -> usize {
+        let (hits, stats) = match self {
+            Done::Whole(_, report) => (&report.hits, report.files.first()),
+            Done::Region { hits, part, .. } => (hits, Some(&**part)),
+        };
+        let examples = stats.map_or(0, |s| {
+            s.malformed_examples
+                .iter()
+                .map(|(_, why)| why.len() + 8)
+                .sum()
+        });
+        std::mem::size_of::<Done>()
+            + std::mem::size_of::<FileStats>()
+            + examples
+            + hits.iter().map(hit_bytes).sum::<usize>()
     }
 }
 
