@@ -12,6 +12,7 @@ __all__ = [
     "ScanIter",
     "Scanner",
     "SequenceMatcher",
+    "StageRouter",
     "__version__",
     "analyze",
     "wildcard_on_text",
@@ -204,6 +205,32 @@ class SequenceMatcher:
         rule does not have; OSError when spilling fails; RuntimeError after ``finish``."""
     def finish(self) -> MatchResult:
         """Match (the GIL released) and give the results; the matcher is then finished."""
+
+@final
+class StageRouter:
+    """A scan's stage hits into their rules' matchers (a ``SequenceMatcher`` with no Python
+    call per candidate, any other object through its ``add``), and the spill file of the
+    candidates' (input rank, line, text) that a ``ref`` (its offset) finds again."""
+
+    def __new__(
+        cls,
+        routes: list[tuple[object, int] | None],
+        spill_dir: str | PathLike[str],
+        within: Callable[[str], bool] | None = None,
+    ) -> StageRouter:
+        """``routes[i]``: engine rule ``i``'s (matcher, stage), None for a single-event rule;
+        ``within(event_text)``: whether a candidate is inside the time window (None: no
+        window). The spill file goes to ``spill_dir``; OSError when it cannot be made."""
+    def add_batch(self, tuples: list[_HitTuple], ranks: list[int]) -> tuple[list[int], list[int]]:
+        """The stage hits of a batch's hit tuples into their matchers, each with its spill
+        offset as ``ref``; ``ranks[i]``: input ``i``'s rank. Gives the indexes of the other
+        hits and the stage hits per input index."""
+    def put(self, rank: int, line: int, text: str) -> int:
+        """Spill a candidate; the last line spilled is not written again. Its offset."""
+    def get(self, offset: int) -> tuple[int, int, str]:
+        """The candidate at ``offset``: (input rank, line, text)."""
+    def close(self) -> None:
+        """Close and remove the spill file."""
 
 @final
 class MatchResult:

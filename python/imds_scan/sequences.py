@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, Any, Protocol
 
 from . import kibana_scan
-from .batch import HitBatch
+from .batch import HitBatch, RawHits
 from .engines import BATCH_HITS, Engine, HitStream
 from .records import Hit, ScanStats, SeqEvent
 from .rules import Rule
@@ -275,6 +275,47 @@ class _Spill:
         self.file.close()
 
 
+class _RouterSpill:
+    """The binding's spill file (``StageRouter``) with :class:`_Spill`'s interface."""
+
+    def __init__(self, router: Any) -> None:
+        self.router = router
+
+    def put(self, source: str, rank: int, line: int, text: str) -> int:
+        try:
+            offset: int = self.router.put(rank, line, text)
+        except OSError as exc:
+            raise _spill_error(exc) from None
+        return offset
+
+    def get(self, offset: int) -> tuple[int, int, str]:
+        try:
+            found: tuple[int, int, str] = self.router.get(offset)
+        except OSError as exc:
+            raise _spill_error(exc) from None
+        return found
+
+    def close(self) -> None:
+        self.router.close()
+
+
+def _router(
+    routes: Sequence[tuple[Matcher | _Condition, int] | None],
+    within: Callable[[str], bool] | None,
+) -> Any:
+    """The binding's ``StageRouter`` of the engine rules' routes, its spill file in the
+    system's temporary directory (None: stage hits go through the Python loop)."""
+    import importlib
+    import tempfile
+
+    # Imported by name: the binding's stub is typed on its own.
+    module: Any = importlib.import_module("imds_scan._engine")
+    try:
+        return module.StageRouter(list(routes), tempfile.gettempdir(), within)
+    except OSError as exc:
+        raise _spill_error(exc) from None
+
+
 class SequenceRun:
     """Stage hits out of the batches and into the matchers, results out as batches."""
 
@@ -313,7 +354,11 @@ class SequenceRun:
         # The same by engine rule index (the engine's hit tuples name rules by index).
         self.stage_by_index = [self.stage_of[id(rule)] for rule in plan.engine_rules]
         self.stage_rules = {i for i, s in enumerate(plan.stage) if s is not None}
-        self.spill = _Spill()
+        # The rust engine's stage hits go to the matchers inside the binding (no Python call
+        # per candidate for a Rust matcher); the reference path keeps its Python loop.
+        self.router: Any = None if engine == "python" else _router(self.stage_by_index, within)
+        self.spill = _Spill() if self.router is None else _RouterSpill(self.router)
+        self._input_ranks: tuple[Sequence[str], list[int]] | None = None
         self.candidates: dict[str, int] = {}  # stage hits per input (the engine counted them)
         self.results: dict[str, int] = {}  # results per input of their first event
         self.no_time = 0
@@ -342,6 +387,8 @@ class SequenceRun:
         if not batch.count:  # hits counted, none given (another batch has them)
             batch.rule_counts = None if engine_counts is None else self.counts(engine_counts)
             return batch
+        if self.router is not None and batch.raw is not None:
+            return self._route(batch, batch.raw, engine_counts)
         keep = []
         ranks, within, spill, candidates = self.ranks, self.within, self.spill, self.candidates
         # The engine's tuples when it gave them (no Hit object for a stage hit), else Hits.
@@ -361,6 +408,27 @@ class SequenceRun:
             rank = ranks[source]
             matcher, stage = where
             matcher.add(stage, rank, line, text, spill.put(source, rank, line, text))
+        kept = batch.take(keep)
+        kept.rule_counts = None if engine_counts is None else self.counts(engine_counts)
+        return kept
+
+    def _route(
+        self, batch: HitBatch, raw: RawHits, engine_counts: Sequence[int] | None
+    ) -> HitBatch:
+        """:meth:`strip` in the binding: the stage hits of the engine's tuples into the
+        matchers (and the spill file) in scan order, as the Python loop adds them."""
+        inputs = raw.inputs
+        if self._input_ranks is None or self._input_ranks[0] is not inputs:
+            self._input_ranks = (inputs, [self.ranks[name] for name in inputs])
+        tuples = raw.tuples if isinstance(raw.tuples, list) else list(raw.tuples)
+        try:
+            keep, counts = self.router.add_batch(tuples, self._input_ranks[1])
+        except OSError as exc:
+            raise _spill_error(exc) from None
+        for index, count in enumerate(counts):
+            if count:
+                source = inputs[index]
+                self.candidates[source] = self.candidates.get(source, 0) + count
         kept = batch.take(keep)
         kept.rule_counts = None if engine_counts is None else self.counts(engine_counts)
         return kept

@@ -1,0 +1,150 @@
+"""The rust engine's stage hits go to the matchers inside the binding (``StageRouter``): the
+same adds, refs, spill file and results as the scan layer's per-candidate Python loop."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_sequences_scan import ev, keyed, sequence_rule, write
+
+from imds_scan import ScanConfig, scan, sequences
+from imds_scan.rules import Rule, default_rules
+
+
+def sample_rule() -> Rule:
+    rule = sequence_rule(rule_id="smp")
+    body = rule.ir.pop("sequence")
+    rule.ir["sample"] = {
+        "timestamp_field": "@timestamp",
+        "tiebreaker_field": None,
+        "stages": [{"expr": s["expr"], "keys": s["keys"]} for s in body["stages"]],
+        "max_samples_per_key": None,
+        "pipes": [],
+        "size": None,
+    }
+    return rule
+
+
+def rules() -> list[Rule]:
+    gap = sequence_rule(("a", "m", "b"), maxspan_ms=60_000, rule_id="gap")
+    gap.ir["sequence"]["stages"][1]["missing"] = True
+    return [
+        default_rules()[0],
+        sequence_rule(until="z"),
+        sequence_rule(("a", "a"), rule_id="aa"),  # two stages' hits on one line
+        sample_rule(),
+        gap,
+    ]
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> list[str]:
+    imds = {"event": {"category": "network"}, "destination": {"ip": "169.254.169.254"}}
+    actions = "aabmzx"
+    many = [ev(i % 60, actions[i % 6], f"h{i % 7}") for i in range(3000)]
+    many[10] = {**many[10], "@timestamp": "yesterday"}
+    return [
+        write(tmp_path / "c.ndjson", *many),
+        write(tmp_path / "a.ndjson", ev(1, "a"), imds, ev(3, "b"), ev(None, "a", "h2")),
+        write(tmp_path / "b.ndjson", imds, ev(2, "b"), ev(8, "z", "h2")),
+    ]
+
+
+def outcome(inputs: list[str], config: ScanConfig, engine: str = "rust") -> tuple[Any, ...]:
+    result = scan(inputs, rules=rules(), config=config, engine=engine)  # type: ignore[arg-type]
+    stats = result.stats
+    files = [(f.path, f.hits, f.lines) for f in stats.files]
+    return keyed(result.hits), stats.no_time, stats.no_time_examples, files
+
+
+@pytest.mark.parametrize(
+    "config",
+    [ScanConfig(), ScanConfig(threads=2), ScanConfig(since=datetime(2024, 5, 1, 0, 0, 20))],
+    ids=["one-thread", "two-threads", "since"],
+)
+def test_batched_path_gives_the_per_candidate_results(
+    inputs: list[str], config: ScanConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches: list[int] = []
+    real = sequences._router
+
+    class Counting:
+        def __init__(self, router: Any) -> None:
+            self.router = router
+
+        def add_batch(self, tuples: list[Any], ranks: list[int]) -> Any:
+            batches.append(len(tuples))
+            return self.router.add_batch(tuples, ranks)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.router, name)
+
+    monkeypatch.setattr(sequences, "_router", lambda *a: Counting(real(*a)))
+    batched = outcome(inputs, config)
+    assert batches, "the router took no batch"
+    monkeypatch.setattr(sequences, "_router", lambda *a: None)  # the Python loop
+    assert batched == outcome(inputs, config)
+    assert any(h[3] == "sequence" for h in batched[0]) and any(h[3] == "sample" for h in batched[0])
+    assert batched == outcome(inputs, ScanConfig(since=config.since), engine="python")
+
+
+def test_batched_adds_are_the_per_candidate_adds(
+    inputs: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same candidates, order and refs (spill offsets) into every matcher, a matcher that is
+    not the binding's included (it is called through its ``add``)."""
+    adds: list[tuple[Any, ...]] = []
+    real = sequences.make_matcher
+
+    class Recording:
+        def __init__(self, inner: Any, name: int) -> None:
+            self.inner, self.name = inner, name
+
+        def add(self, stage: int, rank: int, line: int, event: str, ref: int) -> None:
+            adds.append((self.name, stage, rank, line, event, ref))
+            self.inner.add(stage, rank, line, event, ref)
+
+        def finish(self) -> Any:
+            return self.inner.finish()
+
+    made: list[int] = []
+
+    def recording(engine: Any, ir_json: str, budget: int) -> Any:
+        made.append(1)
+        return Recording(real(engine, ir_json, budget), len(made))
+
+    monkeypatch.setattr(sequences, "make_matcher", recording)
+
+    def run() -> list[tuple[Any, ...]]:
+        adds.clear()
+        made.clear()
+        hits = keyed(scan(inputs, rules=rules()).hits)
+        return [*adds, *hits]
+
+    batched = run()
+    assert len(batched) > 3000
+    monkeypatch.setattr(sequences, "_router", lambda *a: None)
+    assert batched == run()
+
+
+def test_router_spill_is_the_python_spill() -> None:
+    """Same offsets (a line's hits share one copy), same candidates back, reads between
+    writes."""
+    router = sequences._router([None], None)
+    assert router is not None
+    rust, python = sequences._RouterSpill(router), sequences._Spill()
+    texts = [f'{{"n": {i}, "pad": "{"é" * (i % 300)}"}}' for i in range(5000)]
+    # Two stages' hits per line; ranks are the inputs' (one name, one rank).
+    puts = [(f"f{i % 3}", i % 3, i // 6, texts[i // 2]) for i in range(len(texts))]
+    offsets = [rust.put(*put) for put in puts]
+    assert offsets == [python.put(*put) for put in puts]
+    assert [rust.get(o) for o in offsets[::7]] == [python.get(o) for o in offsets[::7]]
+    assert rust.put("g", 1, 1, "{}") == python.put("g", 1, 1, "{}")
+    assert rust.get(offsets[-1]) == (puts[-1][1], puts[-1][2], puts[-1][3])
+    rust.close()
+    python.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        rust.get(0)
