@@ -95,7 +95,7 @@ def rules_dir(commit: str = COMMIT, data: Path = BENCH / "data", local: Path | N
 
 
 def accepted(rules: Path) -> tuple[int, list[tuple[str, Path]]]:
-    """(number of EQL .toml files, the accepted ones as (rule_id, path) sorted by rule_id).
+    """(number of .toml files, the accepted EQL ones as (rule_id, path) sorted by rule_id).
     EQL only: the sweep's figures stay comparable now that KQL rules load too (their own rows
     are ``kql_sets``)."""
     import tomllib
@@ -103,16 +103,15 @@ def accepted(rules: Path) -> tuple[int, list[tuple[str, Path]]]:
     sys.path.append(str(REPO / "python"))  # after an installed imds_scan
     from imds_scan.rules import RuleFileError, load_rule_file
 
-    files = []
-    for path in sorted(rules.rglob("*.toml")):
+    files = sorted(rules.rglob("*.toml"))
+    ok = []
+    for path in files:
         try:
             table = tomllib.loads(path.read_text("utf-8")).get("rule", {})
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-            table = {}
-        if str(table.get("language", "")).lower() == "eql":
-            files.append(path)
-    ok = []
-    for path in files:
+            continue
+        if str(table.get("language", "")).lower() != "eql":
+            continue
         try:
             rule = load_rule_file(path)
         except RuleFileError:
