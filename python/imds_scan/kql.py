@@ -22,6 +22,8 @@ from .eql import MAX_DEPTH, _unreadable, ir_depth
 from .errors import EqlError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .mapping import FieldMapping, Mapping
 
 Node = dict[str, Any]
@@ -330,16 +332,26 @@ class _Parser:
                 return Ast("not", pos, [found[0]]), found[1]
         return self.sub_query(pos)
 
+    def bracketed(
+        self, pos: int, close: str, inner: Callable[[int], tuple[Ast, int] | None]
+    ) -> tuple[Ast, int] | None:
+        """``inner`` between the opening bracket at ``pos`` and ``close``, or None (the
+        failure noted) so that the caller tries its next alternative."""
+        self.enter(pos)
+        found = inner(self.spaces(pos + 1))
+        self.depth -= 1
+        if found is not None:
+            q = self.spaces(found[1])
+            if q < self.n and self.s[q] == close:
+                return found[0], q + 1
+            self.fail(q, f'"{close}"')
+        return None
+
     def sub_query(self, pos: int) -> tuple[Ast, int] | None:
         if pos < self.n and self.s[pos] == "(":
-            self.enter(pos)
-            found = self.or_query(self.spaces(pos + 1))
-            self.depth -= 1
+            found = self.bracketed(pos, ")", self.or_query)
             if found is not None:
-                q = self.spaces(found[1])
-                if q < self.n and self.s[q] == ")":
-                    return found[0], q + 1
-                self.fail(q, '")"')
+                return found
         else:
             self.fail(pos, '"("')
         return self.expression(pos)
@@ -354,14 +366,9 @@ class _Parser:
         if p < self.n and self.s[p] == ":":
             q = self.spaces(p + 1)
             if q < self.n and self.s[q] == "{":  # NestedQuery
-                self.enter(q)
-                inner = self.or_query(self.spaces(q + 1))
-                self.depth -= 1
+                inner = self.bracketed(q, "}", self.or_query)
                 if inner is not None:
-                    r = self.spaces(inner[1])
-                    if r < self.n and self.s[r] == "}":
-                        return Ast("nested", pos, [inner[0]], field=name), r + 1
-                    self.fail(r, '"}"')
+                    return Ast("nested", pos, [inner[0]], field=name), inner[1]
             values = self.list_of_values(q)
             if values is not None:
                 return Ast("is", pos, [values[0]], field=name), values[1]
@@ -379,14 +386,9 @@ class _Parser:
 
     def list_of_values(self, pos: int) -> tuple[Ast, int] | None:
         if pos < self.n and self.s[pos] == "(":
-            self.enter(pos)
-            found = self.value_chain(self.spaces(pos + 1), "or")
-            self.depth -= 1
+            found = self.bracketed(pos, ")", lambda p: self.value_chain(p, "or"))
             if found is not None:
-                q = self.spaces(found[1])
-                if q < self.n and self.s[q] == ")":
-                    return found[0], q + 1
-                self.fail(q, '")"')
+                return found
         else:
             self.fail(pos, '"("')
         found_value = self.literal(pos, "value")

@@ -72,15 +72,24 @@ class Wildcard:
                 pos = at + len(piece)
                 continue
             masks, any_one = table
-            goal, state = 1 << (len(piece) - 1), 0
-            for i in range(pos, end):
-                state = ((state << 1) | 1) & masks.get(value[i], any_one)
-                if state & goal:
-                    pos = i + 1
-                    break
-            else:
+            pos = _shift_and(masks, any_one, len(piece), value, pos, end)
+            if pos < 0:
                 return False
         return True
+
+
+def _shift_and(
+    masks: dict[str, int], any_one: int, size: int, value: str, pos: int, end: int
+) -> int:
+    """Where the leftmost match of a ``size``-long piece (bit i of ``masks[c]``: position i
+    takes ``c``; ``any_one``: the positions that take any code point) in ``value[pos:end]``
+    ends, or -1."""
+    goal, state = 1 << (size - 1), 0
+    for i in range(pos, end):
+        state = ((state << 1) | 1) & masks.get(value[i], any_one)
+        if state & goal:
+            return i + 1
+    return -1
 
 
 def _piece_at(piece: str, value: str, at: int) -> bool:
@@ -138,13 +147,8 @@ class EsWildcard:
             for i, token in enumerate(piece):
                 for ch in token or "":
                     masks[ch] = masks.get(ch, any_one) | 1 << i
-            goal, state = 1 << (len(piece) - 1), 0
-            for i in range(pos, end):
-                state = ((state << 1) | 1) & masks.get(value[i], any_one)
-                if state & goal:
-                    pos = i + 1
-                    break
-            else:
+            pos = _shift_and(masks, any_one, len(piece), value, pos, end)
+            if pos < 0:
                 return False
         return True
 
