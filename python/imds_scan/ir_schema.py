@@ -110,7 +110,7 @@ def _key_path(path: str, key: str) -> str:
     return f"{path}[{json.dumps(key, ensure_ascii=False)}]"
 
 
-def _kind_of(value: Any) -> str:
+def kind_of(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -169,7 +169,7 @@ def _value_children(value: Any, path: str) -> list[tuple[Any, str, str]]:
     order, then missing ones, then each key in schema order); its arguments, to check next.
     Its shape is the one named by the first of ``lit``, ``field``, ``fn`` it holds."""
     if not isinstance(value, dict):
-        raise _Bad(f"{path}: expected an object, found {_kind_of(value)}")
+        raise _Bad(f"{path}: expected an object, found {kind_of(value)}")
     kind = next((k for k in _VALUE_KINDS if k in value), None)
     if kind is None:
         raise _Bad(f'{path}: missing key "lit", "field" or "fn"')
@@ -184,14 +184,14 @@ def _value_children(value: Any, path: str) -> list[tuple[Any, str, str]]:
         if key == "lit":
             if isinstance(got, list | dict):
                 wanted = "a string, a number, a boolean or null"
-                raise _Bad(f"{where}: expected {wanted}, found {_kind_of(got)}")
+                raise _Bad(f"{where}: expected {wanted}, found {kind_of(got)}")
             continue
         if key == "args":
             if not isinstance(got, list):
-                raise _Bad(f"{where}: expected an array, found {_kind_of(got)}")
+                raise _Bad(f"{where}: expected an array, found {kind_of(got)}")
             continue
         if not isinstance(got, str):
-            raise _Bad(f"{where}: expected a string, found {_kind_of(got)}")
+            raise _Bad(f"{where}: expected a string, found {kind_of(got)}")
         prop = shape["properties"][key]
         if "$ref" in prop:
             prop = _resolve(prop["$ref"])
@@ -230,7 +230,7 @@ def _integer(value: dict[str, Any], key: str, path: str, prop: dict[str, Any]) -
         return
     if type(got) is not int:
         wanted = "an integer or null" if nullable else "an integer"
-        raise _Bad(f"{where}: expected {wanted}, found {_kind_of(got)}")
+        raise _Bad(f"{where}: expected {wanted}, found {kind_of(got)}")
     if "minimum" in prop and got < prop["minimum"]:
         raise _Bad(f"{where}: must be at least {prop['minimum']}, found {got}")
 
@@ -253,7 +253,7 @@ def _joined_children(value: dict[str, Any], path: str, place: str) -> list[tuple
             if prop["$ref"] == "#/$defs/node":
                 children.append((got, where, "node"))
             elif not isinstance(got, str):
-                raise _Bad(f"{where}: expected a string, found {_kind_of(got)}")
+                raise _Bad(f"{where}: expected a string, found {kind_of(got)}")
             elif got not in _resolve(prop["$ref"])["enum"]:
                 shown = json.dumps(got, ensure_ascii=False)
                 raise _Bad(
@@ -269,10 +269,10 @@ def _joined_children(value: dict[str, Any], path: str, place: str) -> list[tuple
                 children.append((got, where, ref))
             elif not (got is None or (strings and isinstance(got, str))):
                 wanted = "a string, an object or null" if strings else "an object or null"
-                raise _Bad(f"{where}: expected {wanted}, found {_kind_of(got)}")
+                raise _Bad(f"{where}: expected {wanted}, found {kind_of(got)}")
         elif kinds == "array":
             if not isinstance(got, list):
-                raise _Bad(f"{where}: expected an array, found {_kind_of(got)}")
+                raise _Bad(f"{where}: expected an array, found {kind_of(got)}")
             least = prop.get("minItems", 0)
             if len(got) < least:
                 raise _Bad(f"{where}: must hold at least {least} items, found {len(got)}")
@@ -280,13 +280,13 @@ def _joined_children(value: dict[str, Any], path: str, place: str) -> list[tuple
             children += [(g, f"{where}[{i}]", item) for i, g in enumerate(got)]
         elif kinds == "boolean":
             if not isinstance(got, bool):
-                raise _Bad(f"{where}: expected a boolean, found {_kind_of(got)}")
+                raise _Bad(f"{where}: expected a boolean, found {kind_of(got)}")
         elif kinds in ("integer", ["integer", "null"]):
             _integer(value, key, path, prop)
         else:  # a string, or a string or null
             if not (isinstance(got, str) or (got is None and "null" in kinds)):
                 wanted = "a string or null" if "null" in kinds else "a string"
-                raise _Bad(f"{where}: expected {wanted}, found {_kind_of(got)}")
+                raise _Bad(f"{where}: expected {wanted}, found {kind_of(got)}")
             if "enum" in prop and got not in prop["enum"]:
                 shown = json.dumps(got, ensure_ascii=False)
                 raise _Bad(f"{where}: {shown} is not one of: {', '.join(prop['enum'])}")
@@ -307,7 +307,7 @@ def _check_pred_options(pred: dict[str, Any], path: str) -> None:
         got = pred[key]
         where = _key_path(path, key)
         if not isinstance(got, str):
-            raise _Bad(f"{where}: expected a string, found {_kind_of(got)}")
+            raise _Bad(f"{where}: expected a string, found {kind_of(got)}")
         if got not in prop["enum"]:
             shown = json.dumps(got, ensure_ascii=False)
             raise _Bad(f"{where}: {shown} is not one of: {', '.join(prop['enum'])}")
@@ -398,14 +398,14 @@ def _check_tree(doc: Any) -> None:
     while stack:
         value, path, place = stack.pop()
         if not isinstance(value, dict):
-            raise _Bad(f"{path}: expected an object, found {_kind_of(value)}")
+            raise _Bad(f"{path}: expected an object, found {kind_of(value)}")
 
         def string(key: str, value: dict[str, Any] = value, path: str = path) -> str | None:
             got = value.get(key)
             if got is None and key not in value:
                 return None
             if not isinstance(got, str):
-                raise _Bad(f"{_key_path(path, key)}: expected a string, found {_kind_of(got)}")
+                raise _Bad(f"{_key_path(path, key)}: expected a string, found {kind_of(got)}")
             return got
 
         def one_of(key: str, allowed: list[str], path: str = path) -> None:
@@ -421,7 +421,7 @@ def _check_tree(doc: Any) -> None:
                 return []
             got = value[key]
             if not isinstance(got, list):
-                raise _Bad(f"{_key_path(path, key)}: expected an array, found {_kind_of(got)}")
+                raise _Bad(f"{_key_path(path, key)}: expected an array, found {kind_of(got)}")
             if nonempty and not got:
                 raise _Bad(f"{_key_path(path, key)}: must not be empty")
             return got
@@ -446,7 +446,7 @@ def _check_tree(doc: Any) -> None:
             if "ir_version" in value:
                 version = value["ir_version"]
                 if type(version) is not int:
-                    raise _Bad(f"$.ir_version: expected an integer, found {_kind_of(version)}")
+                    raise _Bad(f"$.ir_version: expected an integer, found {kind_of(version)}")
                 if version != IR_VERSION:
                     raise _Bad(
                         f"$.ir_version: IR version {version} is not supported "
@@ -462,7 +462,7 @@ def _check_tree(doc: Any) -> None:
                 if joined in value:
                     got = value[joined]
                     if not isinstance(got, dict):
-                        raise _Bad(f"$.{joined}: expected an object, found {_kind_of(got)}")
+                        raise _Bad(f"$.{joined}: expected an object, found {kind_of(got)}")
                     children.append((got, f"$.{joined}", joined))
         elif kind == "branch":
             string("name")
@@ -483,7 +483,7 @@ def _check_tree(doc: Any) -> None:
             for i, item in enumerate(values):
                 if not isinstance(item, str):
                     where = f"{_key_path(path, 'values')}[{i}]"
-                    raise _Bad(f"{where}: expected a string, found {_kind_of(item)}")
+                    raise _Bad(f"{where}: expected a string, found {kind_of(item)}")
             _check_pred_options(value, path)
             _check_pred_pairs(value, path)
         stack.extend(reversed(children))

@@ -270,17 +270,10 @@ def _show(value: object) -> str:
 
 
 def _found(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return "a string"
+    """What a JSON value is, in the IR checker's words ("a number", "an object", ...)."""
+    from .ir_schema import kind_of
+
+    return kind_of(value)
 
 
 def _type_of(value: object, where: str) -> str:
