@@ -120,6 +120,14 @@ fn write_labels(rule: &RuleMeta, branch: &str, out: &mut Vec<u8>) {
 /// The end of a record, after its labels: `, "matched": …, "event": …}` and the `\n`.
 pub(super) fn write_rest(witness: Option<&Witness>, event: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(b", \"matched\": ");
+    write_matched(witness, out);
+    out.extend_from_slice(b", \"event\": ");
+    out.extend_from_slice(py_strip(event).as_bytes());
+    out.extend_from_slice(b"}\n");
+}
+
+/// A record's `matched`: `null`, or the witness as an object.
+pub(super) fn write_matched(witness: Option<&Witness>, out: &mut Vec<u8>) {
     match witness {
         None => out.extend_from_slice(b"null"),
         Some(w) => {
@@ -139,14 +147,11 @@ pub(super) fn write_rest(witness: Option<&Witness>, event: &str, out: &mut Vec<u
             out.push(b'}');
         }
     }
-    out.extend_from_slice(b", \"event\": ");
-    out.extend_from_slice(py_strip(event).as_bytes());
-    out.extend_from_slice(b"}\n");
 }
 
 /// `s` as `json.dumps(s, ensure_ascii=False)` writes it: `"` and `\` escaped, `\n \r \t \b
 /// \f` by their short escapes, the other controls below U+0020 as `\u00xx`; all else as is.
-fn json_string(s: &str, out: &mut Vec<u8>) {
+pub(super) fn json_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
