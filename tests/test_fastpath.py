@@ -270,6 +270,10 @@ def awkward_alert_lines() -> list[bytes]:
         '{"_index": "logs", "_source": ' + start('"_index": "i", "_source": {"a": 1}') + "}",
         start('"deep": ' + "[" * 400 + "1" + "]" * 400),
         start('"d": ' + '{"a": ' * 300 + "true" + "}" * 300),
+        # Objects of many members, with repeated and moved keys.
+        start(", ".join(f'"k{i}": {i}' for i in range(40)) + ', "k3": "again", "rule.x": 1'),
+        '{"event": {' + ", ".join(f'"e{i}": {i}' for i in range(30)) + ', "kind": 1, '
+        '"category": "process", "type": "start", "e5": [5], "severity": 2}, "event.kind": 2}',
         '{ "event" : { "category" : "process", "type" : "start" } , "sp" : [ ] , '
         '"o" : { } , "t" : true , "f" : false , "z" : null }',
     ]

@@ -11,7 +11,6 @@
 
 use super::record::{json_string, write_matched};
 use crate::eval::Witness;
-use indexmap::IndexMap;
 use std::borrow::Cow;
 use std::collections::HashMap;
 
@@ -37,7 +36,80 @@ enum Json<'t> {
     Object(Object<'t>),
 }
 
-type Object<'t> = IndexMap<Cow<'t, str>, Json<'t>>;
+/// An object's members in order, each key once (as a Python dict: a key given again keeps
+/// its place and takes the new value). Found by a look along the members while there are
+/// few (most objects of an event), through a hash index beyond.
+#[derive(Debug, Default)]
+struct Object<'t> {
+    members: Vec<(Cow<'t, str>, Json<'t>)>,
+    index: Option<HashMap<Cow<'t, str>, usize>>,
+}
+
+/// Members an object has before it gets a hash index.
+const FEW_MEMBERS: usize = 16;
+
+impl<'t> Object<'t> {
+    fn new() -> Self {
+        Object::default()
+    }
+
+    fn position(&self, key: &str) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(key).copied(),
+            None => self.members.iter().position(|(k, _)| k == key),
+        }
+    }
+
+    fn insert(&mut self, key: Cow<'t, str>, value: Json<'t>) {
+        if let Some(at) = self.position(&key) {
+            self.members[at].1 = value;
+            return;
+        }
+        if let Some(index) = &mut self.index {
+            index.insert(key.clone(), self.members.len());
+        }
+        self.members.push((key, value));
+        if self.index.is_none() && self.members.len() > FEW_MEMBERS {
+            self.reindex();
+        }
+    }
+
+    fn reindex(&mut self) {
+        let index = (self.members.iter().enumerate())
+            .map(|(at, (key, _))| (key.clone(), at))
+            .collect();
+        self.index = Some(index);
+    }
+
+    fn shift_remove(&mut self, key: &str) {
+        if let Some(at) = self.position(key) {
+            self.members.remove(at);
+            if self.index.is_some() {
+                self.reindex();
+            }
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&Json<'t>> {
+        self.position(key).map(|at| &self.members[at].1)
+    }
+
+    fn get_mut(&mut self, key: &str) -> Option<&mut Json<'t>> {
+        self.position(key).map(|at| &mut self.members[at].1)
+    }
+
+    /// Every member, taken out.
+    fn take(&mut self) -> Vec<(Cow<'t, str>, Json<'t>)> {
+        self.index = None;
+        std::mem::take(&mut self.members)
+    }
+
+    fn extend(&mut self, members: impl IntoIterator<Item = (Cow<'t, str>, Json<'t>)>) {
+        for (key, value) in members {
+            self.insert(key, value);
+        }
+    }
+}
 
 /// Deepest nesting read: the engine's limit (a hit's event is within it), and one more.
 const MAX_DEPTH: usize = crate::event::MAX_NESTING + 1;
@@ -149,7 +221,7 @@ impl<'t> Reader<'t> {
                 self.eat(b':').then_some(())?;
                 let value = self.value()?;
                 if raw.is_none() && lone.is_some() {
-                    let members: Vec<_> = map.drain(..).collect();
+                    let members = map.take();
                     let index = (members.iter().enumerate())
                         .map(|(k, (key, _))| (RawKey::Plain(key.clone()), k))
                         .collect();
@@ -295,7 +367,7 @@ fn write_value(value: &Json<'_>, out: &mut Vec<u8>) {
 }
 
 fn write_members(map: &Object<'_>, out: &mut Vec<u8>) {
-    for (k, (key, value)) in map.iter().enumerate() {
+    for (k, (key, value)) in map.members.iter().enumerate() {
         if k > 0 {
             out.extend_from_slice(b", ");
         }
@@ -437,11 +509,12 @@ pub(super) fn write_alert(
     let mut original = Object::new();
     let mut threat = Vec::new();
     if doc
-        .keys()
-        .any(|k| in_space(k, "rule") || in_space(k, "threat") || in_space(k, "imds_scan"))
+        .members
+        .iter()
+        .any(|(k, _)| in_space(k, "rule") || in_space(k, "threat") || in_space(k, "imds_scan"))
     {
-        let mut kept = Object::with_capacity(doc.len());
-        for (key, value) in doc.drain(..) {
+        let mut kept = Object::new();
+        for (key, value) in doc.take() {
             if in_space(&key, "rule") {
                 original.insert(key, value);
             } else if in_space(&key, "threat") {
@@ -471,7 +544,7 @@ pub(super) fn write_alert(
     before.extend_from_slice(parts.source);
     after.extend_from_slice(parts.labels);
     write_matched(witness, after);
-    if !original.is_empty() {
+    if !original.members.is_empty() {
         after.extend_from_slice(b", \"original\": {");
         write_members(&original, after);
         after.push(b'}');

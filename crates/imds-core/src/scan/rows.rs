@@ -353,8 +353,13 @@ impl<'t> Walk<'t> {
             let mut deeper = [(0, 0); ROW_PATHS];
             let mut count = 0;
             let mut end = None;
+            let first = key.as_bytes().first().copied();
             for &(p, done) in active {
                 let path = &row_path(p)[done..];
+                // Most keys are ruled out by their first byte.
+                if path[0].as_bytes().first().copied() != first {
+                    continue;
+                }
                 if let Some(rest) = strip_key(key, path) {
                     if rest == 0 {
                         end = Some(p);
@@ -444,12 +449,12 @@ impl<'t> Walk<'t> {
             return None;
         }
         let start = self.pos + 1;
-        let len = memchr::memchr2(b'"', b'\\', &self.text.as_bytes()[start..])?;
-        if self.text.as_bytes()[start + len] != b'"' {
+        let end = quote_or_backslash(self.text.as_bytes(), start)?;
+        if self.text.as_bytes()[end] != b'"' {
             return None;
         }
-        self.pos = start + len + 1;
-        Some(&self.text[start..start + len])
+        self.pos = end + 1;
+        Some(&self.text[start..end])
     }
 
     /// A string value, decoded as the parser decodes it (`None` for a lone surrogate, which
@@ -467,16 +472,8 @@ impl<'t> Walk<'t> {
 
     /// Pass over the string at `pos`.
     fn skip_string(&mut self) -> Option<()> {
-        let bytes = self.text.as_bytes();
-        let mut i = self.pos + 1;
-        loop {
-            i += memchr::memchr2(b'"', b'\\', bytes.get(i..)?)?;
-            if bytes[i] == b'"' {
-                self.pos = i + 1;
-                return Some(());
-            }
-            i += 2;
-        }
+        self.pos = string_end(self.text.as_bytes(), self.pos + 1)?;
+        Some(())
     }
 
     /// Pass over the value at `pos`: a container to its matching end (only its own kind of
@@ -494,26 +491,63 @@ impl<'t> Walk<'t> {
                 return (len > 0).then_some(());
             }
         };
+        // Between strings a container has few bytes: one at a time, strings by words.
         let mut depth = 0usize;
+        let mut i = self.pos;
         loop {
-            let at = self.pos + memchr::memchr3(b'"', open, close, bytes.get(self.pos..)?)?;
-            self.pos = at;
-            match bytes[at] {
-                b'"' => self.skip_string()?,
+            match *bytes.get(i)? {
+                b'"' => i = string_end(bytes, i + 1)?,
                 b if b == open => {
                     depth += 1;
-                    self.pos += 1;
+                    i += 1;
                 }
-                _ => {
+                b if b == close => {
                     depth -= 1;
-                    self.pos += 1;
+                    i += 1;
                     if depth == 0 {
+                        self.pos = i;
                         return Some(());
                     }
                 }
+                _ => i += 1,
             }
         }
     }
+}
+
+/// Just after the end of the string whose contents start at `i` (its escapes passed over).
+#[inline]
+fn string_end(bytes: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        i = quote_or_backslash(bytes, i)?;
+        if bytes[i] == b'"' {
+            return Some(i + 1);
+        }
+        i += 2;
+    }
+}
+
+/// The first `"` or `\` at or after `i`: 8 bytes at a time (most strings are short, where
+/// a call to a vector search costs more than it saves).
+#[inline]
+fn quote_or_backslash(bytes: &[u8], mut i: usize) -> Option<usize> {
+    const ONES: u64 = u64::MAX / 255;
+    const HIGH: u64 = ONES << 7;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        let quote = word ^ (ONES * u64::from(b'"'));
+        let backslash = word ^ (ONES * u64::from(b'\\'));
+        // The high bit of each byte equal to either (a borrow only runs past a flagged
+        // byte, so the lowest flag is exact).
+        let found = ((quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash))
+            & HIGH;
+        if found != 0 {
+            return Some(i + (found.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    (i..bytes.len()).find(|&k| matches!(bytes[k], b'"' | b'\\'))
 }
 
 /// How many parts of `path` are left when `key`, split on `.`, is a prefix of it (as
@@ -802,6 +836,21 @@ mod tests {
             let cells = RowCells::of_text(event, None, &row_projection());
             assert!(same(&cells, &parsed_cells(event)), "{event}");
         }
+    }
+
+    #[test]
+    fn string_ends_are_found_at_any_offset() {
+        for len in 0..40 {
+            for escape in [None, Some(0), Some(len / 2)] {
+                let mut text = "x".repeat(len);
+                if let Some(at) = escape.filter(|&at| at + 2 <= len) {
+                    text.replace_range(at..at + 2, "\\\"");
+                }
+                let bytes = format!("\"{text}\" \"").into_bytes();
+                assert_eq!(string_end(&bytes, 1), Some(len + 2), "{text}");
+            }
+        }
+        assert_eq!(string_end(b"\"abc", 1), None);
     }
 
     #[test]
