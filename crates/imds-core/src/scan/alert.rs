@@ -211,7 +211,10 @@ impl<'t> Reader<'t> {
 
     fn object(&mut self) -> Option<Object<'t>> {
         self.open()?;
-        let mut map = Object::new();
+        let mut map = Object {
+            members: Vec::with_capacity(8),
+            index: None,
+        };
         // Once a key with a lone surrogate comes: the members by key as written.
         let mut raw: Option<RawMembers<'t>> = None;
         if !self.eat(b'}') {
