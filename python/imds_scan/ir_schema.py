@@ -7,7 +7,8 @@ A sequence's or sample's document (spec/sequences.md) is checked the same way: i
 keys, then each key in schema order, then its stages, `until` and pipes depth first; last,
 that every stage has as many join keys as the first. A new_terms or threshold document
 (spec/kql.md, Rule types) likewise: its object's keys, then its `expr`, fields and
-cardinality entries.
+cardinality entries. Last, what the schema cannot say of ``nested`` nodes (spec/ir.md, Nested
+scopes), condition by condition in the same order.
 An ``expr`` node's VALUE tree is checked the same way; a VALUE's shape is the one named by
 the first of ``lit``, ``field``, ``fn`` it holds (none: ``missing key "lit", "field" or
 "fn"``), and its ``args`` follow it depth first.
@@ -385,9 +386,66 @@ _JOINED_PLACES = frozenset(
 )
 
 
+def _places(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every condition of a well-shaped document with its place: branches, then the
+    allowlist; a sequence's or sample's stages, then `until`; a new_terms or threshold
+    rule's `expr`."""
+    kind = rule_kind(doc)
+    if kind == "event":
+        out = [(f"$.branches[{i}].expr", b["expr"]) for i, b in enumerate(doc["branches"])]
+    elif kind in ALERT_KINDS:
+        out = [(f"$.{kind}.expr", doc[kind]["expr"])]
+    else:
+        body = doc[kind]
+        out = [(f"$.{kind}.stages[{i}].expr", s["expr"]) for i, s in enumerate(body["stages"])]
+        if body.get("until") is not None:
+            out.append((f"$.{kind}.until.expr", body["until"]["expr"]))
+    out += [(f"$.allowlist[{i}]", node) for i, node in enumerate(doc.get("allowlist", ()))]
+    return out
+
+
+def _check_nested_scopes(doc: dict[str, Any]) -> None:
+    """What the schema cannot say of `nested` nodes (spec/ir.md, Nested scopes): a path is a
+    field path; every field, and every inner path, under it lies below it (written in full);
+    no `expr` node inside. Depth first, in document order, a node's path before its
+    children."""
+
+    def bad(where: str, what: str, *names: str) -> _Bad:
+        shown = [json.dumps(n, ensure_ascii=False) for n in names]
+        return _Bad(f"{where}: nested node: {what.format(*shown)}")
+
+    for place, root in _places(doc):
+        stack: list[tuple[dict[str, Any], str, str | None]] = [(root, place, None)]
+        while stack:
+            node, path, scope = stack.pop()
+            kind = node["node"]
+            if kind == "nested":
+                inner = node["path"]
+                if not all(inner.split(".")):
+                    raise bad(_key_path(path, "path"), "path {} is not a field path", inner)
+                if scope is not None and not inner.startswith(scope + "."):
+                    what = "path {} is not under its path {}"
+                    raise bad(_key_path(path, "path"), what, inner, scope)
+                stack.append((node["arg"], _key_path(path, "arg"), inner))
+            elif kind == "not":
+                stack.append((node["arg"], _key_path(path, "arg"), scope))
+            elif kind in ("and", "or"):
+                args = _key_path(path, "args")
+                children = [(a, f"{args}[{i}]", scope) for i, a in enumerate(node["args"])]
+                stack.extend(reversed(children))
+            elif scope is None:
+                continue
+            elif kind == "expr":
+                raise bad(path, "an expr node cannot be under nested path {}", scope)
+            elif not node["field"].startswith(scope + "."):
+                what = "field {} is not under its path {}"
+                raise bad(_key_path(path, "field"), what, node["field"], scope)
+
+
 def _check(doc: Any) -> None:
     _check_tree(doc)
     _check_key_counts(doc)
+    _check_nested_scopes(doc)
 
 
 def _check_tree(doc: Any) -> None:
@@ -471,6 +529,9 @@ def _check_tree(doc: Any) -> None:
             args = array("args", True)
             children += [(n, f"{_key_path(path, 'args')}[{i}]", "node") for i, n in enumerate(args)]
         elif kind == "not":
+            children.append((value["arg"], _key_path(path, "arg"), "node"))
+        elif kind == "nested":
+            string("path")
             children.append((value["arg"], _key_path(path, "arg"), "node"))
         elif kind == "expr":
             string("text")
