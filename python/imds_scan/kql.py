@@ -521,8 +521,8 @@ class _Compiler:
         if lit.wildcard:
             names = self.mapping.expand(name)
             if names:
-                found = [self.mapping.resolve(n) for n in names]
-                return [(fm, self.scope(fm.name, True, nested, lit)) for fm in found]
+                every = [self.mapping.resolve(n) for n in names]
+                return [(fm, self.scope(fm.name, True, nested, lit)) for fm in every]
         found = self.mapping.resolve(name)
         if found.type in ("object", "nested"):
             raise self.refuse(
