@@ -734,7 +734,7 @@ def match_all(mapping: Mapping, scope: str | None = None) -> Node:
     under the group's path (the first the mapping names, else ``PATH._``)."""
     name = "@timestamp"
     if scope is not None:
-        under = [n for n in mapping.names() if n.startswith(scope + ".")]
+        under = mapping.expand(scope + ".*")
         name = under[0] if under else scope + "._"
     exists = _pred(mapping.resolve(name), "exists", [])
     return {"node": "or", "args": [exists, {"node": "not", "arg": exists}]}
