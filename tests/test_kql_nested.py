@@ -464,3 +464,54 @@ def test_reference_nested_evaluation_matches_a_brute_force_model() -> None:
                 )
         checked += 1
     assert hits > 300 and checked - hits > 300
+
+
+def test_the_checker_reads_a_scope_in_the_schema_walks_order() -> None:
+    # The field is checked right after its type, before the op (both engines walk alike).
+    doc = {"ir_version": 1, "id": "r", "name": "r", "severity": "low"}
+    bad = nested("a", {**kw("q", "1"), "op": "regx"})
+    with pytest.raises(ValueError) as err:
+        ir_schema.check({**doc, "branches": [{"name": "b", "expr": bad}]})
+    assert "expr.arg.field: nested node: field" in str(err.value)
+    # An expr node under a scope is refused as soon as its kind is read.
+    expr = {"node": "expr", "text": "t", "expr": {"field": "a.b", "field_type": "keyword"}, "x": 1}
+    with pytest.raises(ValueError) as err:
+        ir_schema.check({**doc, "branches": [{"name": "b", "expr": nested("a", expr)}]})
+    assert str(err.value) == (
+        "bad IR: $.branches[0].expr.arg.node: nested node: "
+        'an expr node cannot be under nested path "a"'
+    )
+
+
+GCP_RULE_QUERY = (
+    'data_stream.dataset: "gcp.audit" and gcp.audit.service_data.policy_delta.binding_deltas:{\n'
+    '  action: "ADD" and role: ("roles/iam.serviceAccountTokenCreator" or\n'
+    '  "roles/iam.serviceAccountUser") }'
+)
+
+
+def test_the_gcp_binding_deltas_rule_loads_when_a_mapping_declares_the_field_nested(
+    tmp_path: Any,
+) -> None:
+    from imds_scan.mapping import load_mapping
+
+    with pytest.raises(EqlError, match="not of nested type"):
+        compile_query(GCP_RULE_QUERY, mapping=load_mapping(None))
+    path = tmp_path / "mapping.json"
+    path.write_text('{"gcp.audit.service_data.policy_delta.binding_deltas": "nested"}')
+    got = compile_query(GCP_RULE_QUERY, mapping=load_mapping(str(path)))
+    scope = got["args"][1]
+    assert scope["node"] == "nested"
+    assert scope["path"] == "gcp.audit.service_data.policy_delta.binding_deltas"
+    compiled = rule(got)
+    deltas = [
+        {"action": "REMOVE", "role": "roles/iam.serviceAccountUser"},
+        {"action": "ADD", "role": "roles/owner"},
+    ]
+    event = {
+        "data_stream": {"dataset": "gcp.audit"},
+        "gcp": {"audit": {"service_data": {"policy_delta": {"binding_deltas": deltas}}}},
+    }
+    assert compiled.evaluate(event) is None
+    deltas.append({"action": "ADD", "role": "roles/iam.serviceAccountUser"})
+    assert compiled.evaluate(event) is not None
