@@ -515,3 +515,9 @@ def test_the_gcp_binding_deltas_rule_loads_when_a_mapping_declares_the_field_nes
     assert compiled.evaluate(event) is None
     deltas.append({"action": "ADD", "role": "roles/iam.serviceAccountUser"})
     assert compiled.evaluate(event) is not None
+
+
+def test_the_fields_a_nested_node_reads_are_written_in_full() -> None:
+    from imds_scan.fields import node_fields
+
+    assert node_fields(nested("a", nested("a.b", kw("a.b.c", "1")))) == {"a.b.c"}
