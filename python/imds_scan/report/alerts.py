@@ -133,7 +133,9 @@ def alert_rule(rule: Rule) -> tuple[int | None, str]:
 def alert_document(hit: Hit) -> dict[str, Any]:
     """The hit as an ECS alert. The event's own fields are kept, @timestamp as written; the
     event's own ``rule``/``threat`` fields (say, a firewall rule) move to ``imds_scan.original``
-    so that ``rule.*`` and ``threat.*`` describe this detection alone."""
+    so that ``rule.*`` and ``threat.*`` describe this detection alone. The Rust engine
+    writes the same document for its hits (crates/imds-core/src/scan/alert.rs): a change
+    here goes there too (tests/test_fastpath.py compares them)."""
     # Plain numbers: they re-ingest as numbers.
     doc: dict[str, Any] = load_event(hit.event_text, numbers_as_text=False)
     original = _source_fields(doc, "rule", "threat")
