@@ -126,7 +126,7 @@ impl HitForms {
         }
         // The window reads a field the rules may not: the parse of a candidate line builds
         // it too. (A row's fields are not added so: building them for every candidate line
-        // costs more than parsing a hit's line again for them.)
+        // costs more than reading a hit's line again for them.)
         let projection = window.active().then(|| {
             let fields = engine.rules.iter().flat_map(|r| r.fields());
             Projection::new(fields.chain(["@timestamp"]))
@@ -213,7 +213,7 @@ impl HitForms {
                 write_rest(found.witness.as_ref(), &parsed.text, &mut extra.tail);
             }
         }
-        // The row's fields from the hit's line parsed again, here where it runs in parallel.
+        // The row's fields from the hit's line read again, here where it runs in parallel.
         if let Some(projection) = self.row_projection.as_ref().filter(|_| inside) {
             let cells = RowCells::of_text(&parsed.text, found.witness.as_ref(), projection);
             extra.cells = Some(cells);

@@ -251,9 +251,10 @@ impl RowCells {
         cells
     }
 
-    /// The cells of an event's text (`event`, as a hit holds it), parsed again with
-    /// `projection` ([`row_projection`]): only the row's fields are built. A text that no
-    /// longer parses (it did when the hit was made) gives null fields.
+    /// The cells of an event's text (`event`, as a hit holds it), read again: straight from
+    /// the text ([`RowCells::read`]), or where that gives up parsed with `projection`
+    /// ([`row_projection`]: only the row's fields are built). A text that no longer parses
+    /// (it did when the hit was made) gives null fields.
     pub fn of_text(event: &str, witness: Option<&Witness>, projection: &Projection) -> RowCells {
         if let Some(cells) = RowCells::read(event, witness) {
             return cells;
@@ -607,8 +608,7 @@ impl HitRows {
     }
 
     /// Append `hit`'s row, named by `meta`; `projection` is [`row_projection`]. The event is
-    /// its text parsed again (only the row's fields are built); an event text that no
-    /// longer parses (it did when the hit was made) gives null fields.
+    /// its text read again ([`RowCells::of_text`]).
     pub fn push(
         &mut self,
         hit: &Hit,
