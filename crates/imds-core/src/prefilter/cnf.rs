@@ -41,6 +41,9 @@ const LANES: usize = 4;
 /// A window shorter than this is walked in one lane.
 const MIN_LANE_BYTES: usize = 4096;
 
+/// The DFA walks at least this far past the matches it has (to a line end), in one go.
+const WALK_AHEAD: usize = 256 << 10;
+
 /// The automaton over every clause's needles and the escape starts.
 #[derive(Debug, Clone)]
 enum Searcher {
@@ -283,8 +286,9 @@ impl Cnf {
         st.open.then_some(start)
     }
 
-    /// [`Cnf::first`] with the DFA: the matches of the window are found once, in lanes, and
-    /// kept in `st` for the next calls (which go on from a later line of the same `hay`).
+    /// [`Cnf::first`] with the DFA: the matches of the window and of the lines after it are
+    /// found once, in lanes, and kept in `st` for the next calls (which go on from a later
+    /// line of the same `hay`).
     fn first_walked(
         &self,
         dfa: &DFA,
@@ -303,9 +307,13 @@ impl Cnf {
         if end > st.to {
             st.found.drain(..st.next);
             st.next = 0;
+            // Ahead of `end` too: the next calls (after a candidate line) reach a little
+            // further each time, and a short walk has one lane only.
+            let ahead = (st.to + WALK_AHEAD).clamp(end, hay.len());
+            let to = memchr::memchr(b'\n', &hay[ahead..]).map_or(hay.len(), |i| ahead + i);
             let from = st.to;
-            self.walk(dfa, hay, from, end, st);
-            st.to = end;
+            self.walk(dfa, hay, from, to, st);
+            st.to = to;
         }
         let line_end =
             |from: usize| memchr::memchr(b'\n', &hay[from..end]).map_or(end, |i| from + i);
