@@ -612,7 +612,8 @@ def scan_command(
         from .sequences import plan_rules
 
         # Of the rules the engine runs: a sequence's stages each.
-        for warning in prefilter_warnings(plan_rules(rules, (), ()).engine_rules, paths):
+        engine_rules = plan_rules(rules, (), ()).engine_rules
+        for warning in prefilter_warnings(engine_rules, paths, cache=rule_cache):
             print(f"imds-scan: warning: {safe(warning)}", file=sys.stderr)
     interrupted = False
     try:

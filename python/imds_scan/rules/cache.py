@@ -18,7 +18,7 @@ import json
 import os
 import tempfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
@@ -103,6 +103,25 @@ def bundled_key(data: bytes, extra: bytes = b"") -> str:
     one that key() gives."""
     blob = _compiler() + extra + b"\0" + data
     return f"bundled-{zlib.crc32(blob):08x}{zlib.adler32(blob):08x}"
+
+
+def needles_key(forms: Sequence[str]) -> str:
+    """The entry name of the prefilter literals of these rules (their IR as JSON), for this
+    build of the engine (its version, and its file's size and modification time: a rebuilt
+    engine may find other literals)."""
+    import hashlib
+
+    from .. import _engine
+
+    try:
+        info = os.stat(_engine.__file__)
+        build = f"{_engine.__version__} {info.st_size} {info.st_mtime_ns}"
+    except (AttributeError, OSError):
+        build = f"{_engine.__version__} unknown"
+    digest = hashlib.sha256(_LAYOUT + b"\0needles\0" + build.encode())
+    for form in forms:
+        digest.update(b"\0" + form.encode())
+    return "needles-" + digest.hexdigest()
 
 
 def _checksum(payload: bytes) -> bytes:
