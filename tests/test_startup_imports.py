@@ -251,3 +251,31 @@ def test_the_fast_path_gives_what_typer_gives(tmp_path: Path, args: list[str], f
     assert (code, out, err, files) == typer_run[:4]
     assert loaded is not fast  # the case took the path it is meant to test
     assert typer_run[4]
+
+
+def test_a_plain_scan_in_a_bare_interpreter_leaves_zipfile_unloaded(tmp_path: Path) -> None:
+    """Without site's .pth files (some environments import certifi, hence importlib.resources
+    and zipfile, into every interpreter): the bundled rule is read as a file, not through
+    importlib.resources' reader (zipfile and more)."""
+    events = tmp_path / "events.ndjson"
+    events.write_text(json.dumps(EVENT) + "\n", encoding="utf-8")
+    code = (
+        "import json, sys\n"
+        "sys.path[:] = json.loads(sys.argv.pop(1))\n"
+        "sys.argv[0] = 'imds-scan'\n"
+        "from imds_scan.cli import main\n"
+        "try:\n"
+        "    main()\n"
+        "finally:\n"
+        "    print('loaded:', *sorted(sys.modules), file=sys.stderr)\n"
+    )
+    args = ["-S", "-c", code, json.dumps(sys.path), str(events), "-q", "-f", "ndjson"]
+    for _ in range(2):  # the second with the rule cache warm
+        done = subprocess.run(
+            [sys.executable, *args], capture_output=True, text=True, timeout=120, cwd=tmp_path
+        )
+        assert done.returncode == 1, done.stderr[-2000:]
+    loaded = set(done.stderr.rpartition("loaded: ")[2].split())
+    assert "imds_scan.cli" in loaded
+    for module in ("zipfile", "importlib.readers", *HEAVY, *TYPER, *LAZY):
+        assert module not in loaded, module
