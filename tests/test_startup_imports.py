@@ -279,3 +279,22 @@ def test_a_plain_scan_in_a_bare_interpreter_leaves_zipfile_unloaded(tmp_path: Pa
     assert "imds_scan.cli" in loaded
     for module in ("zipfile", "importlib.readers", *HEAVY, *TYPER, *LAZY):
         assert module not in loaded, module
+
+
+def test_safe_escapes_what_its_regular_expression_did() -> None:
+    """escape.safe is a translation table (no regular expression to compile at start-up): it
+    escapes exactly the characters of the class it replaces, over every code point."""
+    from imds_scan.escape import safe
+
+    old = re.compile(
+        "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+    )
+
+    def expected(text: str) -> str:
+        return old.sub(
+            lambda m: f"\\u{ord(m[0]):04x}" if ord(m[0]) > 0xFF else f"\\x{ord(m[0]):02x}", text
+        )
+
+    every = "".join(map(chr, range(0x110000)))
+    assert safe(every) == expected(every)
+    assert safe("a\x1b[31mb\u202ec\ud800") == "a\\x1b[31mb\\u202ec\ud800"
