@@ -363,3 +363,35 @@ def test_few_rules_keep_no_literals_in_the_cache() -> None:
 
     assert prefilter_warnings(many_rules(CACHE_NEEDLES_FROM - 1)) != []
     assert entries() == []
+
+
+def test_the_bundled_rules_key_follows_the_compiler_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bundled rule's entry is named from the compiler files' sizes and modification
+    times (a plain scan does not read them): a file edited in place names another entry."""
+    from imds_scan.rules import cache as cache_mod
+
+    package = tmp_path / "package"
+    for name in cache_mod._COMPILER_FILES:
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
+        (package / name).write_bytes((Path(cache_mod._PACKAGE) / name).read_bytes())
+    monkeypatch.setattr(cache_mod, "_PACKAGE", str(package))
+
+    def key() -> str:
+        cache_mod._compiler_stamp.cache_clear()
+        return cache_mod.bundled_key(b"rule")
+
+    first = key()
+    assert key() == first
+    eql = package / "eql.py"
+    before = eql.stat()
+    eql.write_bytes(eql.read_bytes().replace(b"def ", b"def_", 1))  # the same size
+    os.utime(eql, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+    assert key() != first
+    os.utime(eql, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert key() == first  # what Python's bytecode cache would trust too
+    assert cache_mod.bundled_key(b"rule", b"x") != first
+    eql.unlink()
+    assert key() != first
+    cache_mod._compiler_stamp.cache_clear()

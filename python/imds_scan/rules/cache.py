@@ -72,6 +72,23 @@ def _compiler() -> bytes:
 
 
 @cache
+def _compiler_stamp() -> bytes:
+    """imds-scan's version and the size and modification time of each compiler file (what
+    Python's own bytecode cache trusts): the bundled rule's key, so that a plain scan's
+    start-up does not read the compiler's half a megabyte."""
+    from .._engine import __version__
+
+    parts = [_LAYOUT, b"stamp", __version__.encode()]
+    for name in _COMPILER_FILES:
+        try:
+            info = os.stat(os.path.join(_PACKAGE, name))
+            parts.append(f"{name} {info.st_size} {info.st_mtime_ns}".encode())
+        except OSError:
+            parts.append(b"missing " + name.encode())
+    return b"\0".join(parts)
+
+
+@cache
 def _fingerprint() -> bytes:
     import hashlib
 
@@ -101,7 +118,7 @@ def bundled_key(data: bytes, extra: bytes = b"") -> str:
     """The entry name of the bundled rule file (``data``, imds-scan's own): 64 bits of CRC-32
     and Adler-32 tell its versions apart without a cryptographic hash, and the name cannot be
     one that key() gives."""
-    blob = _compiler() + extra + b"\0" + data
+    blob = _compiler_stamp() + extra + b"\0" + data
     return f"bundled-{zlib.crc32(blob):08x}{zlib.adler32(blob):08x}"
 
 
