@@ -127,14 +127,16 @@ def needles_key(forms: Sequence[str]) -> str:
     build of the engine (its version, and its file's size and modification time: a rebuilt
     engine may find other literals)."""
     import hashlib
+    import sys
 
-    from .. import _engine
+    from .._engine import __version__
 
+    engine = sys.modules[__name__.rsplit(".", 2)[0] + "._engine"]
     try:
-        info = os.stat(_engine.__file__)
-        build = f"{_engine.__version__} {info.st_size} {info.st_mtime_ns}"
+        info = os.stat(engine.__file__ or "")
+        build = f"{__version__} {info.st_size} {info.st_mtime_ns}"
     except (AttributeError, OSError):
-        build = f"{_engine.__version__} unknown"
+        build = f"{__version__} unknown"
     digest = hashlib.sha256(_LAYOUT + b"\0needles\0" + build.encode())
     for form in forms:
         digest.update(b"\0" + form.encode())
