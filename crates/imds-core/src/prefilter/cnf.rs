@@ -262,12 +262,35 @@ impl Cnf {
         end: usize,
         st: &mut CnfState,
     ) -> Option<usize> {
+        self.first_ahead(hay, at, end, true, st)
+    }
+
+    /// [`Cnf::first`] on the line `hay[at..end]` that another search found: the DFA walks
+    /// that line only (the lines after it may hold no needle at all).
+    pub(super) fn first_in_line(
+        &self,
+        hay: &[u8],
+        at: usize,
+        end: usize,
+        st: &mut CnfState,
+    ) -> Option<usize> {
+        self.first_ahead(hay, at, end, false, st)
+    }
+
+    fn first_ahead(
+        &self,
+        hay: &[u8],
+        at: usize,
+        end: usize,
+        ahead: bool,
+        st: &mut CnfState,
+    ) -> Option<usize> {
         let line_end =
             |from: usize| memchr::memchr(b'\n', &hay[from..end]).map_or(end, |i| from + i);
         let mut start = at;
         let mut stop = line_end(at);
         let nfa = match &self.ac {
-            Searcher::Dfa(dfa) => return self.first_walked(dfa, hay, at, end, st),
+            Searcher::Dfa(dfa) => return self.first_walked(dfa, hay, at, end, ahead, st),
             Searcher::Nfa(nfa) => nfa,
         };
         st.next_line();
@@ -295,6 +318,7 @@ impl Cnf {
         hay: &[u8],
         at: usize,
         end: usize,
+        ahead: bool,
         st: &mut CnfState,
     ) -> Option<usize> {
         if !(st.from <= at && at <= st.to) {
@@ -309,8 +333,12 @@ impl Cnf {
             st.next = 0;
             // Ahead of `end` too: the next calls (after a candidate line) reach a little
             // further each time, and a short walk has one lane only.
-            let ahead = (st.to + WALK_AHEAD).clamp(end, hay.len());
-            let to = memchr::memchr(b'\n', &hay[ahead..]).map_or(hay.len(), |i| ahead + i);
+            let to = if ahead {
+                let ahead = (st.to + WALK_AHEAD).clamp(end, hay.len());
+                memchr::memchr(b'\n', &hay[ahead..]).map_or(hay.len(), |i| ahead + i)
+            } else {
+                end
+            };
             let from = st.to;
             self.walk(dfa, hay, from, to, st);
             st.to = to;
