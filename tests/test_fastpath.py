@@ -199,6 +199,33 @@ def test_engines_write_the_same(log: Path, tmp_path: Path, fmt: str) -> None:
     assert_same(*outputs)
 
 
+def test_an_integer_longer_than_python_converts_is_written_by_both_engines(
+    tmp_path: Path,
+) -> None:
+    """Python converts at most 4,300 digits by default: the reference engine's alerts (and
+    the cluster's) failed with exit 2 on such an event; both engines now write its digits."""
+    digits = "7" * 5000
+    doc = json.dumps(event(1))
+    path = tmp_path / "big.ndjson"
+    path.write_text(doc[:-1] + f', "n": {digits}, "f": -{digits}.5e3}}\n')
+    outputs = [
+        written(
+            open_scan(
+                [str(path)],
+                rules=rules(),
+                config=ScanConfig(engine=engine),  # type: ignore[arg-type]
+                needs=formats.NEEDS["alerts"],
+            ),
+            "alerts",
+            tmp_path / f"{engine}.ndjson",
+        )
+        for engine in ("rust", "python")
+    ]
+    assert_same(*outputs)
+    assert isinstance(outputs[0], bytes)
+    assert f'"n": {digits}'.encode() in outputs[0]
+
+
 @pytest.mark.parametrize("engine", ["rust", "python"])
 @pytest.mark.parametrize("fmt", ["ndjson", "csv", "parquet"])
 def test_a_file_name_that_is_not_utf8_is_scanned(tmp_path: Path, engine: str, fmt: str) -> None:
