@@ -165,17 +165,16 @@ def _any_digits() -> Iterator[None]:
         sys.set_int_max_str_digits(limit)
 
 
-def deep_json(text: str) -> contextlib.AbstractContextManager[None]:
+@contextlib.contextmanager
+def deep_json(text: str) -> Iterator[None]:
     """Room for json.loads/dumps of ``text`` when it may nest up to MAX_NESTING levels or
     hold an integer longer than Python converts by default."""
-    deep = text.count("{") + text.count("[") > MAX_NESTING // 2
-    if _LONG_DIGITS.search(text) is None:
-        return _DeepRecursion() if deep else contextlib.nullcontext()
-    both = contextlib.ExitStack()
-    if deep:
-        both.enter_context(_DeepRecursion())
-    both.enter_context(_any_digits())
-    return both
+    with contextlib.ExitStack() as room:
+        if text.count("{") + text.count("[") > MAX_NESTING // 2:
+            room.enter_context(_DeepRecursion())
+        if _LONG_DIGITS.search(text) is not None:
+            room.enter_context(_any_digits())
+        yield
 
 
 def load_event(text: str, numbers_as_text: bool = True) -> Any:
