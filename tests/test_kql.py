@@ -225,7 +225,6 @@ def test_nesting_is_bounded() -> None:
             (1, 1),
             "nested query on x, which the mapping profile does not map as nested",
         ),
-        ("group: { y: 1 }", (1, 1), "nested queries (group: {…}) are not supported"),
         ("msg: *a \\OR b*", (1, 6), "an operator of the query_string"),
     ],
 )

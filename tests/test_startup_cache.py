@@ -291,3 +291,107 @@ def test_the_key_covers_the_compiler_and_its_data() -> None:
     for needed in ("eql.py", "rules/__init__.py", "reference/endpoint.py", "spec/endpoints.toml"):
         assert needed in cache_mod._COMPILER_FILES
     assert (package / "spec" / "endpoints.toml").read_bytes() in cache_mod._compiler()
+
+
+# ------------------------------------------------------------ prefilter literals
+
+
+def many_rules(count: int) -> list[rules_mod.Rule]:
+    """Rules enough for their prefilter literals to be cached; some draw a warning."""
+    queries = [f'process where process.name == "tool-{i}"' for i in range(count - 2)]
+    queries += ['process where process.name == "ab"', "process where process.pid > 1"]
+    return [
+        rules_mod.load_rule(q, rule_id=f"r-{i}", name=f"R{i}", severity="low", source="x")
+        for i, q in enumerate(queries)
+    ]
+
+
+class CountingScanner:
+    from imds_scan._engine import Scanner as real
+
+    made = 0
+
+    def __init__(self, rules: list[str]) -> None:
+        CountingScanner.made += 1
+        self._scanner = self.real(rules)
+
+    def needles(self) -> list[str] | None:
+        return self._scanner.needles()
+
+
+def test_many_rules_take_their_literals_from_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    from imds_scan import _engine
+    from imds_scan.rules.prefilter import CACHE_NEEDLES_FROM, prefilter_warnings
+
+    rules = many_rules(CACHE_NEEDLES_FROM + 3)
+    fresh = prefilter_warnings(rules, cache=False)
+    assert entries() == []  # cache=False writes nothing
+    assert len(fresh) == 2  # "ab" is short, pid > 1 has no literal
+    monkeypatch.setattr(_engine, "Scanner", CountingScanner)
+    assert prefilter_warnings(rules) == fresh
+    assert CountingScanner.made == len(rules)  # found, then stored
+    (stored,) = entries()
+    assert stored.name.startswith("needles-")
+    CountingScanner.made = 0
+    assert prefilter_warnings(rules) == fresh
+    assert CountingScanner.made == 0  # from the cache
+    # Other rules, or a damaged entry: found again.
+    assert prefilter_warnings(rules[1:]) == [w for w in fresh if "(r-0)" not in w]
+    assert CountingScanner.made == len(rules) - 1
+    CountingScanner.made = 0
+    cache = RuleCache()
+    cache.put(stored.stem, {"needles": [["x"]]})
+    assert prefilter_warnings(rules) == fresh
+    assert CountingScanner.made == len(rules)
+
+
+def test_the_literals_key_names_the_engine_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    from imds_scan import _engine
+    from imds_scan.rules.cache import needles_key
+
+    forms = ['{"a": 1}', '{"b": 2}']
+    first = needles_key(forms)
+    assert needles_key(forms) == first
+    assert needles_key(forms[:1]) != first
+    assert needles_key(['{"a": 1}{"b": 2}']) != first  # the forms are kept apart
+    monkeypatch.setattr(_engine, "__version__", "another")
+    assert needles_key(forms) != first
+
+
+def test_few_rules_keep_no_literals_in_the_cache() -> None:
+    from imds_scan.rules.prefilter import CACHE_NEEDLES_FROM, prefilter_warnings
+
+    assert prefilter_warnings(many_rules(CACHE_NEEDLES_FROM - 1)) != []
+    assert entries() == []
+
+
+def test_the_bundled_rules_key_follows_the_compiler_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bundled rule's entry is named from the compiler files' sizes and modification
+    times (a plain scan does not read them): a file edited in place names another entry."""
+    from imds_scan.rules import cache as cache_mod
+
+    package = tmp_path / "package"
+    for name in cache_mod._COMPILER_FILES:
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
+        (package / name).write_bytes((Path(cache_mod._PACKAGE) / name).read_bytes())
+    monkeypatch.setattr(cache_mod, "_PACKAGE", str(package))
+
+    def key() -> str:
+        cache_mod._compiler_stamp.cache_clear()
+        return cache_mod.bundled_key(b"rule")
+
+    first = key()
+    assert key() == first
+    eql = package / "eql.py"
+    before = eql.stat()
+    eql.write_bytes(eql.read_bytes().replace(b"def ", b"def_", 1))  # the same size
+    os.utime(eql, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+    assert key() != first
+    os.utime(eql, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert key() == first  # what Python's bytecode cache would trust too
+    assert cache_mod.bundled_key(b"rule", b"x") != first
+    eql.unlink()
+    assert key() != first
+    cache_mod._compiler_stamp.cache_clear()

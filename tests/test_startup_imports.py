@@ -1,7 +1,8 @@
 """Start-up: a plain scan (NDJSON out, no summary, no config) imports only what it uses. Polars,
-Rich, the config machinery, the TOML parser (once the rule cache holds the bundled rule) and
-the EQL compiler's parser tables stay unloaded; `import imds_scan` loads a module of the API
-only when one of its names is used."""
+Rich, Typer (the CLI reads a plain command line itself: the fast path), the config machinery,
+the TOML parser (once the rule cache holds the bundled rule) and the EQL compiler's parser
+tables stay unloaded; `import imds_scan` loads a module of the API only when one of its names
+is used. The fast path reads its options as Click does, and gives the output Typer's gives."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ EVENT = {
 }
 # Never needed by a plain scan.
 HEAVY = ("polars", "rich", "imds_scan.report.aggregate", "imds_scan.report.html")
+# Not needed to read a plain command line (cli._fast_params).
+TYPER = ("typer", "typer.main", "click", "typer._click")
 # Not needed once the rule cache holds the bundled rule (whose entry is found without a
 # cryptographic hash), nor without a config or allowlist; the EQL compiler (its module alone
 # costs ~25 ms) is only needed to compile a rule the cache does not hold.
@@ -54,7 +57,7 @@ def test_a_plain_scan_imports_neither_polars_nor_rich(tmp_path: Path, to_file: b
     assert done.returncode == 1, done.stderr[-2000:]
     hits = (tmp_path / "hits.ndjson").read_text("utf-8") if to_file else done.stdout
     assert hits.count("\n") == 1
-    for module in HEAVY + LAZY:
+    for module in HEAVY + TYPER + LAZY:
         assert module not in names, f"{module} imported by a plain scan"
 
 
@@ -101,3 +104,197 @@ def test_the_package_loads_api_modules_when_used() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"  # `import imds_scan` alone loads none of its modules
+
+
+def test_a_command_line_typer_must_read_still_gets_it(tmp_path: Path) -> None:
+    """The converse: an option the fast path leaves to Typer, and a usage error it finds."""
+    events = tmp_path / "events.ndjson"
+    events.write_text(json.dumps(EVENT) + "\n", encoding="utf-8")
+    done, names = imported(
+        str(events), "-q", "-f", "ndjson", "--field-type", "a=long", cwd=tmp_path
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "typer" in names
+    done, names = imported(str(events), "-f", "parquet", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "Invalid value for '--format': parquet is binary" in done.stderr
+    assert "typer" in names
+
+
+# ------------------------------------------------------------------ the fast path
+
+
+def test_the_fast_path_reads_each_option_as_click_does() -> None:
+    """Its tables against the Click command: same names, repeatable or not, flags and their
+    values, integer minimums, choices; every other option is left to Typer on purpose."""
+    import typer
+
+    from imds_scan import cli
+
+    command = typer.main.get_command(cli.app)
+    params = {p.name: p for p in command.params}
+    options = [p for p in command.params if p.param_type_name == "option"]
+    by_opt = {opt: p for p in options for opt in (*p.opts, *p.secondary_opts)}
+    fast = set(cli._FAST_VALUES.values()) | {name for name, _ in cli._FAST_FLAGS.values()}
+    # Typer reads these: they have callbacks (eager ones, or a check of their own).
+    assert set(params) - fast - {"paths"} == {"field_type", "config_file", "no_config", "version"}
+    assert set(cli._FAST_VALUES) | set(cli._FAST_FLAGS) == set(by_opt) - {
+        "--field-type",
+        "--config",
+        "--no-config",
+        "--version",
+    }
+    for opt, name in cli._FAST_VALUES.items():
+        p = by_opt[opt]
+        assert (p.name, p.nargs, p.is_flag, p.is_eager) == (name, 1, False, False), opt
+        assert p.multiple == (name in cli._FAST_LISTS), opt
+        if name in cli._FAST_INTS:
+            assert (p.type.min, p.type.max) == (cli._FAST_INTS[name], None), opt
+        elif name in cli._FAST_CHOICES:
+            choices = {getattr(c, "value", c) for c in p.type.choices}
+            assert choices == {m.value for m in cli._FAST_CHOICES[name]}, opt
+            assert p.type.case_sensitive, opt
+        else:
+            assert type(p.type).__name__ == "StringParamType", opt
+    for opt, (name, value) in cli._FAST_FLAGS.items():
+        p = by_opt[opt]
+        assert (p.name, p.is_flag, p.is_eager) == (name, True, False), opt
+        assert value == (opt in p.opts), opt
+    # The defaults the fast path starts from are the command's.
+    defaults = cli._fast_params(["x"])
+    assert defaults is not None
+    for name, p in params.items():
+        if name in fast:
+            assert defaults[name] == p.default or (p.default is None and not defaults[name]), name
+
+
+# A hit of the default rule; (arguments, whether the fast path runs them to the end).
+FAST_CASES = [
+    (["{events}", "-f", "ndjson", "-q"], True),
+    (["{events}", "--format=ndjson", "--quiet", "--threads", "1"], True),
+    (["-q", "-f", "json", "--", "{events}"], True),
+    (["{events}", "-q", "-o", "hits.ndjson"], True),
+    (["{events}", "-q", "--output=hits.csv", "--no-summary", "--max-hits", "1"], True),
+    (
+        ["{events}", "-f", "csv", "-q", "--host", "web-*", "--host", "db-*", "--exclude-host", "x"],
+        True,
+    ),
+    (["{events}", "-q", "-f", "ndjson", "--since", "2024-01-01", "--until", "2030-01-01"], True),
+    (["{events}", "-q", "-f", "ndjson", "--engine", "python", "--no-prefilter"], True),
+    (["{events}", "-q", "-f", "ndjson", "--pack", "hardened", "--rule", "default"], True),
+    (
+        ["{events}", "-q", "-f", "ndjson", "--preset", "cloud-agents", "--allow", "user.id == 1"],
+        True,
+    ),
+    (["{events}", "-q", "-f", "table", "--max-table-rows", "0", "--no-rule-cache"], True),
+    (["{events}", "-q", "-f", "ndjson", "--range-size", "1M", "--max-line-bytes", "1K"], True),
+    (["{events}", "--show-rule", "--skip-unsupported-rules"], True),
+    (["{events}", "-q", "-o", "--odd.ndjson"], True),  # Click takes it as the value
+    (["missing.ndjson", "-q", "-f", "ndjson"], True),
+    (["{events}", "-q", "--mapping", "missing.json"], True),
+    (["{events}", "-q", "--allow", "process.name ==", "-f", "ndjson"], True),
+    # Usage errors: Typer words them (the fast path found them, or left them to it).
+    (["{events}", "-f", "parquet"], False),
+    (["{events}", "-o", "hits.unknown"], False),
+    (["{events}", "--report", "r.txt"], False),
+    (["{events}", "--since", "someday"], False),
+    (["{events}", "--range-size", "12Q"], False),
+    (["{events}", "-f", "xml"], False),
+    (["{events}", "--engine", "PYTHON"], False),
+    (["{events}", "--threads", "-1"], False),
+    (["{events}", "-q", "-f", "ndjson", "--threads", "9999"], False),
+    (["{events}", "--max-hits", "0"], False),
+    (["{events}", "--nope"], False),
+    (["{events}", "-f"], False),
+    (["{events}", "--quiet=1"], False),
+    (["{events}", "-qf", "ndjson"], False),
+    ([], False),
+    (["-q"], False),
+]
+RUN = (
+    "import sys\n"
+    "from imds_scan import cli\n"
+    "if sys.argv.pop(1) == 'typer':\n"
+    "    cli._fast_params = lambda args: None\n"
+    "sys.argv[0] = 'imds-scan'\n"
+    "try:\n"
+    "    cli.main()\n"
+    "finally:\n"
+    "    print('typer loaded:', 'typer' in sys.modules, file=sys.stderr)\n"
+)
+
+
+def run_as(how: str, args: list[str], cwd: Path) -> tuple[int, str, str, str, bool]:
+    done = subprocess.run(
+        [sys.executable, "-c", RUN, how, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+    stderr, _, loaded = done.stderr.rpartition("typer loaded: ")
+    written = sorted(p.name for p in cwd.iterdir() if p.name != "events.ndjson")
+    files = "".join(f"{name}:{(cwd / name).read_text('utf-8')}" for name in written)
+    return done.returncode, done.stdout, stderr, files, loaded.strip() == "True"
+
+
+@pytest.mark.parametrize(("args", "fast"), FAST_CASES, ids=[" ".join(a) for a, _ in FAST_CASES])
+def test_the_fast_path_gives_what_typer_gives(tmp_path: Path, args: list[str], fast: bool) -> None:
+    results = []
+    for how in ("fast", "typer"):
+        cwd = tmp_path / how
+        cwd.mkdir()
+        events = cwd / "events.ndjson"
+        events.write_text(json.dumps(EVENT) + "\n", encoding="utf-8")
+        results.append(run_as(how, [a.format(events="events.ndjson") for a in args], cwd))
+    (code, out, err, files, loaded), typer_run = results
+    assert (code, out, err, files) == typer_run[:4]
+    assert loaded is not fast  # the case took the path it is meant to test
+    assert typer_run[4]
+
+
+def test_a_plain_scan_in_a_bare_interpreter_leaves_zipfile_unloaded(tmp_path: Path) -> None:
+    """Without site's .pth files (some environments import certifi, hence importlib.resources
+    and zipfile, into every interpreter): the bundled rule is read as a file, not through
+    importlib.resources' reader (zipfile and more)."""
+    events = tmp_path / "events.ndjson"
+    events.write_text(json.dumps(EVENT) + "\n", encoding="utf-8")
+    code = (
+        "import json, sys\n"
+        "sys.path[:] = json.loads(sys.argv.pop(1))\n"
+        "sys.argv[0] = 'imds-scan'\n"
+        "from imds_scan.cli import main\n"
+        "try:\n"
+        "    main()\n"
+        "finally:\n"
+        "    print('loaded:', *sorted(sys.modules), file=sys.stderr)\n"
+    )
+    args = ["-S", "-c", code, json.dumps(sys.path), str(events), "-q", "-f", "ndjson"]
+    for _ in range(2):  # the second with the rule cache warm
+        done = subprocess.run(
+            [sys.executable, *args], capture_output=True, text=True, timeout=120, cwd=tmp_path
+        )
+        assert done.returncode == 1, done.stderr[-2000:]
+    loaded = set(done.stderr.rpartition("loaded: ")[2].split())
+    assert "imds_scan.cli" in loaded
+    for module in ("zipfile", "importlib.readers", *HEAVY, *TYPER, *LAZY):
+        assert module not in loaded, module
+
+
+def test_safe_escapes_what_its_regular_expression_did() -> None:
+    """escape.safe is a translation table (no regular expression to compile at start-up): it
+    escapes exactly the characters of the class it replaces, over every code point."""
+    from imds_scan.escape import safe
+
+    old = re.compile(
+        "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+    )
+
+    def expected(text: str) -> str:
+        return old.sub(
+            lambda m: f"\\u{ord(m[0]):04x}" if ord(m[0]) > 0xFF else f"\\x{ord(m[0]):02x}", text
+        )
+
+    every = "".join(map(chr, range(0x110000)))
+    assert safe(every) == expected(every)
+    assert safe("a\x1b[31mb\u202ec\ud800") == "a\\x1b[31mb\\u202ec\ud800"

@@ -16,9 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, BinaryIO, get_type_hints
-
-import typer
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, cast, get_type_hints
 
 from . import output as output_mod
 from .cluster import DEFAULT_RANGE_SIZE
@@ -34,6 +32,8 @@ from .run import open_scan as scan  # the CLI streams its hits to the writers
 from .sources import InputError
 
 if TYPE_CHECKING:
+    import typer
+
     from .batch import HitBatch
     from .engines import HitStream
     from .mapping import Mapping as KqlMapping
@@ -43,13 +43,25 @@ if TYPE_CHECKING:
 
 EXIT_CLEAN, EXIT_HITS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-# Unexpected exceptions reach main(), which prints one line (a traceback with IMDS_SCAN_DEBUG).
-app = typer.Typer(
-    add_completion=False,
-    rich_markup_mode=None,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+# Typer (~40 ms of imports, and its command built from the signature) is loaded only when
+# the fast path (_fast_params) cannot read the command line itself: `app` is made on first use.
+
+
+class _Fallback(Exception):
+    """The fast path met a usage error: Typer runs the command line again, to word it."""
+
+
+# True while the fast path runs the command (then a usage error is a _Fallback).
+_fast = False
+
+
+def _bad(message: str, param_hint: str | None = None) -> Exception:
+    """A usage error: Click's BadParameter (Typer formats it), or _Fallback on the fast path."""
+    if _fast:
+        return _Fallback(message)
+    from typer import BadParameter
+
+    return BadParameter(message, param_hint=param_hint)
 
 
 class Format(StrEnum):
@@ -78,7 +90,7 @@ def _choose_format(fmt: Format | None, output: str | None) -> str:
         assert output is not None
         found = format_for_path(output)
         if found is None:
-            raise typer.BadParameter(
+            raise _bad(
                 f"cannot tell the format of {output!r} from its extension "
                 "(.ndjson .jsonl .json .csv .parquet .alerts.ndjson .txt): pass --format",
                 param_hint="'--output'",
@@ -87,7 +99,7 @@ def _choose_format(fmt: Format | None, output: str | None) -> str:
     else:
         chosen = "table" if output_mod.is_terminal(sys.stdout) else "ndjson"
     if chosen == "parquet" and not to_file:
-        raise typer.BadParameter(
+        raise _bad(
             "parquet is binary and is not written to stdout: add --output FILE.parquet",
             param_hint="'--format'",
         )
@@ -114,7 +126,7 @@ def _load_config(ctx: typer.Context, named: str | None, none: bool) -> None:
     from .userdirs import CONFIG_ENV, DEFAULT_CONFIG, user_config_path
 
     if named is not None and none:
-        raise typer.BadParameter("--config and --no-config contradict each other")
+        raise _bad("--config and --no-config contradict each other")
     path, origin = None, ""
     if none:
         pass
@@ -132,7 +144,7 @@ def _load_config(ctx: typer.Context, named: str | None, none: bool) -> None:
             loaded = load_config(path, ctx.command, ctx)
         except ConfigError as exc:
             print(f"imds-scan: error: {safe(str(exc))}", file=sys.stderr)
-            raise typer.Exit(EXIT_ERROR) from None
+            raise SystemExit(EXIT_ERROR) from None
         ctx.default_map = {**(ctx.default_map or {}), **loaded.default_map}
         ctx.meta["imds_scan.config"] = loaded
         keys = ", ".join(loaded.keys) or "nothing"
@@ -160,7 +172,7 @@ def _show_version(value: bool) -> None:
         from ._engine import __version__
 
         _to_stdout(lambda: print(f"imds-scan {__version__}"))
-        raise typer.Exit(EXIT_CLEAN)
+        raise SystemExit(EXIT_CLEAN)
 
 
 def _bounded_threads(ctx: typer.Context, threads: int) -> int:
@@ -179,7 +191,7 @@ def _bounded_threads(ctx: typer.Context, threads: int) -> int:
 def _check_report_name(report: str | None) -> None:
     # An HTML page written over a log, or a config, by a slip of the keyboard.
     if report is not None and not report.lower().endswith((".html", ".htm")):
-        raise typer.BadParameter(
+        raise _bad(
             f"{report!r} does not end in .html: the report is an HTML page",
             param_hint="'--report'",
         )
@@ -199,7 +211,7 @@ def _size(text: str, hint: str) -> int:
     try:
         return parse_size(text)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint=hint) from None
+        raise _bad(str(exc), param_hint=hint) from None
 
 
 def _field_type_param(
@@ -211,7 +223,7 @@ def _field_type_param(
     try:
         parse_assignments(value or (), "--field-type")
     except ValueError as exc:
-        raise typer.BadParameter(str(exc).removeprefix("--field-type: ")) from None
+        raise _bad(str(exc).removeprefix("--field-type: ")) from None
     return value
 
 
@@ -264,15 +276,18 @@ def _time_bound(text: str | None, hint: str) -> datetime | None:
     try:
         return parse_time_bound(text)
     except FilterError as exc:
-        raise typer.BadParameter(str(exc), param_hint=hint) from None
+        raise _bad(str(exc), param_hint=hint) from None
 
 
-@app.command(
-    help="Scan ECS NDJSON logs for cloud Instance Metadata API access (MITRE T1552.005) with "
+HELP = (
+    "Scan ECS NDJSON logs for cloud Instance Metadata API access (MITRE T1552.005) with "
     "Elastic's detection rule. PATHS are files, directories or globs (quote them to let "
     "imds-scan expand '**'), '-' for stdin, or s3://bucket/prefix (globs too); gzip and zstd "
     "input is decompressed. Exit: 0 no hits, 1 hits, 2 error, 130 interrupted."
 )
+
+
+# The command (registered with Typer by _app()); the fast path calls it too.
 def scan_command(
     ctx: typer.Context,
     paths: Annotated[
@@ -587,24 +602,25 @@ def scan_command(
         # One line per refused rule file: the messages are escaped, not the line breaks.
         for problem in getattr(exc, "problems", None) or [str(exc)]:
             print(f"imds-scan: error: {safe(problem)}", file=sys.stderr)
-        raise typer.Exit(EXIT_ERROR) from None
+        raise SystemExit(EXIT_ERROR) from None
     if show_rule:
-        raise typer.Exit(EXIT_CLEAN)
+        raise SystemExit(EXIT_CLEAN)
     if not paths:
-        raise typer.BadParameter("give files, directories or globs to scan", param_hint="PATHS")
+        raise _bad("give files, directories or globs to scan", param_hint="PATHS")
     if engine is EngineName.rust and prefilter:
         from .rules.prefilter import prefilter_warnings
         from .sequences import plan_rules
 
         # Of the rules the engine runs: a sequence's stages each.
-        for warning in prefilter_warnings(plan_rules(rules, (), ()).engine_rules, paths):
+        engine_rules = plan_rules(rules, (), ()).engine_rules
+        for warning in prefilter_warnings(engine_rules, paths, cache=rule_cache):
             print(f"imds-scan: warning: {safe(warning)}", file=sys.stderr)
     interrupted = False
     try:
         out_file, report_file = _prepare_outputs(output, report)
     except OutputError as exc:  # before scanning: an hour's scan is not lost at the end
         print(f"imds-scan: error: {safe(str(exc))}", file=sys.stderr)
-        raise typer.Exit(EXIT_ERROR) from None
+        raise SystemExit(EXIT_ERROR) from None
     pending = [f for f in (out_file, report_file) if f is not None]
     want_summary = (
         summary if summary is not None else (not quiet and output_mod.is_terminal(sys.stdout))
@@ -633,10 +649,10 @@ def scan_command(
         interrupted |= late.is_set()
     except KeyboardInterrupt:
         print("imds-scan: interrupted", file=sys.stderr)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        raise SystemExit(EXIT_INTERRUPTED) from None
     except (EqlError, InputError, FilterError, OutputError) as exc:
         print(f"imds-scan: error: {safe(str(exc))}", file=sys.stderr)
-        raise typer.Exit(EXIT_ERROR) from None
+        raise SystemExit(EXIT_ERROR) from None
     finally:
         if sink is not None:
             sink.discard()
@@ -661,17 +677,43 @@ def scan_command(
         print(format_summaries(sink.aggregates, why=why), file=sys.stderr)
     if interrupted:
         print("imds-scan: interrupted; the results cover what was read until then", file=sys.stderr)
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise SystemExit(EXIT_INTERRUPTED)
     if stats.errors or problem:
-        raise typer.Exit(EXIT_ERROR)
-    raise typer.Exit(EXIT_HITS if sink.count else EXIT_CLEAN)
+        raise SystemExit(EXIT_ERROR)
+    raise SystemExit(EXIT_HITS if sink.count else EXIT_CLEAN)
 
 
-# Typer reads these signatures several times while it builds the command, and with
-# `from __future__ import annotations` would evaluate every Annotated[...] string each time
-# (about 10 ms of each run's start-up): evaluated once here instead.
-for _function in (scan_command, _config_param, _show_version, _field_type_param):
-    _function.__annotations__ = get_type_hints(_function, include_extras=True)
+_APP: typer.Typer | None = None
+
+
+def _app() -> typer.Typer:
+    """The Typer application (made once): the command line as Click reads it."""
+    global _APP
+    if _APP is None:
+        import typer
+
+        # Typer reads these signatures several times while it builds the command, and with
+        # `from __future__ import annotations` would evaluate every Annotated[...] string each
+        # time (about 10 ms of start-up): evaluated once here instead.
+        names = {**globals(), "typer": typer}
+        for function in (scan_command, _config_param, _show_version, _field_type_param):
+            function.__annotations__ = get_type_hints(function, names, include_extras=True)
+        # Unexpected exceptions reach main(): one line (a traceback with IMDS_SCAN_DEBUG).
+        app = typer.Typer(
+            add_completion=False,
+            rich_markup_mode=None,
+            pretty_exceptions_enable=False,
+            context_settings={"help_option_names": ["-h", "--help"]},
+        )
+        app.command(help=HELP)(scan_command)
+        _APP = app
+    return _APP
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # `from imds_scan.cli import app` (tests, docs)
+        return _app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _first_sentence(text: str) -> str:
@@ -805,7 +847,7 @@ def _prepare_outputs(
 
 def _to_stdout(write: Callable[[], None]) -> None:
     """Run ``write`` (to stdout) and flush. A reader that went away (``| head``) is not an
-    error; a stdout that cannot be written (a full disk) is: one line, typer.Exit(2)."""
+    error; a stdout that cannot be written (a full disk) is: one line, SystemExit(2)."""
     try:
         write()
         sys.stdout.flush()
@@ -817,7 +859,7 @@ def _to_stdout(write: Callable[[], None]) -> None:
             f"imds-scan: error: cannot write to standard output: {exc.strerror or exc}",
             file=sys.stderr,
         )
-        raise typer.Exit(EXIT_ERROR) from None
+        raise SystemExit(EXIT_ERROR) from None
 
 
 def _silence_stdout() -> None:
@@ -1059,13 +1101,163 @@ class _ClosedStdout(io.RawIOBase):
         raise OSError(errno.EBADF, "standard output is closed")
 
 
+# The fast path: a command line of paths and these options is read here, as Click would read
+# it, and the command runs without Typer. Anything else (another option or form, a config
+# file to read, a usage error) goes to Typer. tests/test_startup_imports.py checks these
+# tables against the Click command and both paths' output against each other.
+_FAST_VALUES = {
+    "--format": "fmt",
+    "-f": "fmt",
+    "--output": "output",
+    "-o": "output",
+    "--max-table-rows": "max_table_rows",
+    "--max-hits": "max_hits",
+    "--report": "report",
+    "--since": "since",
+    "--until": "until",
+    "--host": "host",
+    "--exclude-host": "exclude_host",
+    "--engine": "engine",
+    "--threads": "threads",
+    "--endpoint-url": "endpoint_url",
+    "--cluster": "cluster",
+    "--range-size": "range_size",
+    "--max-line-bytes": "max_line_bytes",
+    "--rule": "rule",
+    "--pack": "pack",
+    "--preset": "preset",
+    "--allow": "allow",
+    "--mapping": "mapping_file",
+}
+_FAST_FLAGS = {
+    "--quiet": ("quiet", True),
+    "-q": ("quiet", True),
+    "--summary": ("summary", True),
+    "--no-summary": ("summary", False),
+    "--prefilter": ("prefilter", True),
+    "--no-prefilter": ("prefilter", False),
+    "--skip-unsupported-rules": ("skip_unsupported_rules", True),
+    "--rule-cache": ("rule_cache", True),
+    "--no-rule-cache": ("rule_cache", False),
+    "--show-rule": ("show_rule", True),
+}
+_FAST_LISTS = frozenset({"host", "exclude_host", "rule", "pack", "preset", "allow"})
+_FAST_INTS = {"max_table_rows": 0, "max_hits": 1, "threads": 0}  # the options' minimum
+_FAST_CHOICES: dict[str, type[StrEnum]] = {"fmt": Format, "engine": EngineName}
+
+
+def _fast_params(args: list[str]) -> dict[str, Any] | None:
+    """scan_command's parameters for ``args``, or None when Typer must read them."""
+    from .userdirs import CONFIG_ENV, DEFAULT_CONFIG, user_config_path
+
+    if (
+        os.name != "posix"  # Click expands globs in the arguments on Windows
+        or any(k.endswith("_COMPLETE") for k in os.environ)  # Click's shell completion
+        or os.environ.get(CONFIG_ENV)
+        or os.path.exists(user_config_path())
+        or os.path.isfile(DEFAULT_CONFIG)  # Typer's path says it was not read
+    ):
+        return None
+    code = scan_command.__code__
+    names = code.co_varnames[: code.co_argcount]
+    defaults = scan_command.__defaults__ or ()
+    params: dict[str, Any] = dict(zip(names[len(names) - len(defaults) :], defaults, strict=True))
+    lists: dict[str, list[str]] = {}
+    paths: list[str] = []
+    rest = iter(args)
+    for arg in rest:
+        if arg == "--":
+            paths.extend(rest)
+            break
+        if arg == "-" or not arg.startswith("-"):
+            paths.append(arg)
+            continue
+        name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        if name in _FAST_FLAGS and not eq:
+            param, flag = _FAST_FLAGS[name]
+            params[param] = flag
+            continue
+        param = _FAST_VALUES.get(name, "")
+        if not param:
+            return None
+        if not eq:  # Click takes the next argument, whatever it looks like
+            following = next(rest, None)
+            if following is None:
+                return None
+            value = following
+        if param in _FAST_LISTS:
+            lists.setdefault(param, []).append(value)
+        elif param in _FAST_INTS:
+            try:
+                number = int(value)
+            except ValueError:
+                return None
+            if number < _FAST_INTS[param] or (param == "threads" and number > MAX_THREADS):
+                return None  # (over MAX_THREADS: Typer's path warns)
+            params[param] = number
+        elif param in _FAST_CHOICES:
+            choice = _FAST_CHOICES[param]
+            if value not in choice.__members__.values():
+                return None
+            params[param] = choice(value)
+        else:
+            params[param] = value
+    if not paths:
+        return None
+    params.update(lists, paths=paths)
+    return params
+
+
+class _FastContext:
+    """What scan_command reads of Click's context when the fast path runs it: no config was
+    read, and every option came from the command line or its default."""
+
+    def __init__(self) -> None:
+        self.meta: dict[str, Any] = {}
+
+    def get_parameter_source(self, name: str) -> None:
+        return None
+
+
+def _run_fast(params: dict[str, Any]) -> None:
+    """Run the command as Typer would (its exits, Ctrl-C, EPIPE); _Fallback on a usage error,
+    before anything was written."""
+    global _fast
+    _fast = True
+    try:
+        scan_command(cast("typer.Context", _FastContext()), **params)
+    except KeyboardInterrupt:
+        raise SystemExit(EXIT_INTERRUPTED) from None
+    except EOFError:
+        print("\nAborted!", file=sys.stderr)
+        raise SystemExit(1) from None
+    except OSError as exc:
+        if exc.errno != errno.EPIPE:
+            raise
+        _silence_stdout()
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
+        raise SystemExit(1) from None
+    finally:
+        _fast = False
+    raise SystemExit(EXIT_CLEAN)
+
+
+def _run() -> None:
+    params = _fast_params(sys.argv[1:])
+    if params is not None:
+        with contextlib.suppress(_Fallback):  # then Typer words the usage error
+            _run_fast(params)
+    _app()()
+
+
 def main() -> None:
     """The entry point: exit codes as documented, never a traceback (unless IMDS_SCAN_DEBUG)."""
     code: int | str | None
     if sys.stdout is None:
         sys.stdout = io.TextIOWrapper(_ClosedStdout())
     try:
-        app()
+        _run()
         code = EXIT_CLEAN
     except SystemExit as stop:
         code = stop.code
@@ -1085,6 +1277,6 @@ def main() -> None:
         code = EXIT_ERROR
     try:
         _to_stdout(lambda: None)  # what is still buffered
-    except typer.Exit:
+    except SystemExit:
         code = EXIT_ERROR
     sys.exit(code)

@@ -1558,7 +1558,7 @@ def _unreadable(ftype: str, value: Any, text: str) -> str | None:
 
 
 def _children(node: Node) -> list[Node]:
-    if node["node"] == "not":
+    if node["node"] in ("not", "nested"):  # a nested scope is one level (spec/ir.md)
         return [node["arg"]]
     return list(node.get("args", ()))
 
@@ -1858,6 +1858,8 @@ def _inline(node: Node, parent: str = "") -> str:
         return _format_pred(node)
     if kind == "expr":
         return _format_expr(node)
+    if kind == "nested":  # display only: EQL has no nested scopes (spec/ir.md)
+        return f"nested({format_field(node['path'])}, {_inline(node['arg'])})"
     if kind == "not":
         arg = node["arg"]
         if arg["node"] == "pred":
@@ -1887,6 +1889,9 @@ def _lines(node: Node, indent: int, parent: str = "") -> list[str]:
                     rows.append(f"{value},")
             rows[-1] = rows[-1][:-1]
             return [pad + head, *(f"{pad}  {row}" for row in rows), pad + ")"]
+    if kind == "nested" and len(pad) + len(text) > _WIDTH:
+        inner = _lines(node["arg"], indent + 2)
+        return [f"{pad}nested({format_field(node['path'])},", *inner, pad + ")"]
     if len(pad) + len(text) <= _WIDTH or kind not in ("and", "or"):
         if kind == "not" and node["arg"]["node"] in ("and", "or"):
             inner = _lines(node["arg"], indent, "not")

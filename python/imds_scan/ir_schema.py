@@ -7,7 +7,10 @@ A sequence's or sample's document (spec/sequences.md) is checked the same way: i
 keys, then each key in schema order, then its stages, `until` and pipes depth first; last,
 that every stage has as many join keys as the first. A new_terms or threshold document
 (spec/kql.md, Rule types) likewise: its object's keys, then its `expr`, fields and
-cardinality entries.
+cardinality entries. What the schema cannot say of ``nested`` nodes (spec/ir.md, Nested
+scopes) is checked on the way: a nested node's path once its own keys are (after ``path``'s
+type), an ``expr`` node under one as soon as its kind is read, a pred's field under one right
+after ``field``'s type.
 An ``expr`` node's VALUE tree is checked the same way; a VALUE's shape is the one named by
 the first of ``lit``, ``field``, ``fn`` it holds (none: ``missing key "lit", "field" or
 "fn"``), and its ``args`` follow it depth first.
@@ -385,6 +388,21 @@ _JOINED_PLACES = frozenset(
 )
 
 
+def _shown(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _check_nested_path(path: str, scope: str | None, where: str) -> None:
+    """A nested node's path (spec/ir.md, Nested scopes): a field path (non-empty, no empty
+    part), below the enclosing nested node's path when there is one."""
+    if not all(path.split(".")):
+        raise _Bad(f"{where}: nested node: path {_shown(path)} is not a field path")
+    if scope is not None and not path.startswith(scope + "."):
+        raise _Bad(
+            f"{where}: nested node: path {_shown(path)} is not under its path {_shown(scope)}"
+        )
+
+
 def _check(doc: Any) -> None:
     _check_tree(doc)
     _check_key_counts(doc)
@@ -394,9 +412,11 @@ def _check_tree(doc: Any) -> None:
     defs = schema()["$defs"]
     kinds = defs["node"]["properties"]["node"]["enum"]
     field_types = defs["pred"]["properties"]["field_type"]["enum"]
-    stack: list[tuple[Any, str, str]] = [(doc, "$", "doc")]
+    # Each entry's last item: the path of the nested node it is under (spec/ir.md, Nested
+    # scopes), or None.
+    stack: list[tuple[Any, str, str, str | None]] = [(doc, "$", "doc", None)]
     while stack:
-        value, path, place = stack.pop()
+        value, path, place, scope = stack.pop()
         if not isinstance(value, dict):
             raise _Bad(f"{path}: expected an object, found {kind_of(value)}")
 
@@ -427,10 +447,10 @@ def _check_tree(doc: Any) -> None:
             return got
 
         if place == "value":
-            stack.extend(reversed(_value_children(value, path)))
+            stack.extend((*c, None) for c in reversed(_value_children(value, path)))
             continue
         if place in _JOINED_PLACES:
-            stack.extend(reversed(_joined_children(value, path, place)))
+            stack.extend((*c, None) for c in reversed(_joined_children(value, path, place)))
             continue
         kind = place
         if place == "node":
@@ -438,10 +458,16 @@ def _check_tree(doc: Any) -> None:
                 raise _Bad(f'{path}: missing key "node"')
             one_of("node", kinds)
             kind = value["node"]
+            if kind == "expr" and scope is not None:
+                raise _Bad(
+                    f"{_key_path(path, 'node')}: nested node: an expr node cannot be under "
+                    f"nested path {_shown(scope)}"
+                )
         shape = {"doc": "doc", "branch": "branch", "and": "chain", "or": "chain"}.get(kind, kind)
         keys, required = _doc_shape(value) if kind == "doc" else _shape(shape)
         _check_keys(value, path, keys, required)
         children: list[tuple[Any, str, str]] = []
+        inner = scope  # the nested path of this node's children
         if kind == "doc":
             if "ir_version" in value:
                 version = value["ir_version"]
@@ -472,11 +498,20 @@ def _check_tree(doc: Any) -> None:
             children += [(n, f"{_key_path(path, 'args')}[{i}]", "node") for i, n in enumerate(args)]
         elif kind == "not":
             children.append((value["arg"], _key_path(path, "arg"), "node"))
+        elif kind == "nested":
+            inner = string("path")
+            _check_nested_path(inner or "", scope, _key_path(path, "path"))
+            children.append((value["arg"], _key_path(path, "arg"), "node"))
         elif kind == "expr":
             string("text")
             children.append((value["expr"], _key_path(path, "expr"), "value"))
         else:
-            string("field")
+            field = string("field")
+            if scope is not None and field is not None and not field.startswith(scope + "."):
+                raise _Bad(
+                    f"{_key_path(path, 'field')}: nested node: field {_shown(field)} is not "
+                    f"under its path {_shown(scope)}"
+                )
             one_of("field_type", field_types)
             one_of("op", ops())
             values = array("values", False)
@@ -486,4 +521,4 @@ def _check_tree(doc: Any) -> None:
                     raise _Bad(f"{where}: expected a string, found {kind_of(item)}")
             _check_pred_options(value, path)
             _check_pred_pairs(value, path)
-        stack.extend(reversed(children))
+        stack.extend((*c, inner if c[2] == "node" else None) for c in reversed(children))

@@ -513,12 +513,16 @@ class _Compiler:
             )
         return f"{nested}.{lit.text}" if nested else lit.text
 
-    def fields(self, lit: Lit, nested: str | None) -> list[FieldMapping]:
+    def fields(self, lit: Lit, nested: str | None) -> list[tuple[FieldMapping, str | None]]:
+        """The fields a name stands for, each with the nested path its query must be wrapped
+        in (a wildcard name outside a nested group: Kibana wraps each nested field's query
+        in a nested query on its path), or None."""
         name = self.field_name(lit, nested)
         if lit.wildcard:
             names = self.mapping.expand(name)
             if names:
-                return [self.mapping.resolve(n) for n in names]
+                every = [self.mapping.resolve(n) for n in names]
+                return [(fm, self.scope(fm.name, True, nested, lit)) for fm in every]
         found = self.mapping.resolve(name)
         if found.type in ("object", "nested"):
             raise self.refuse(
@@ -527,19 +531,62 @@ class _Compiler:
         reason = unmodelled(self.mapping, name, found)
         if reason is not None:
             raise self.refuse(reason, lit.pos)
-        return [found]
+        known = self.mapping.expand(name) == [name]
+        return [(found, self.scope(name, known, nested, lit))]
+
+    def nested_parent(self, name: str) -> str | None:
+        """The innermost field above ``name`` mapped ``nested`` (Kibana's data view records
+        it as the field's nested path), or None."""
+        at = name.rfind(".")
+        while at > 0:
+            if self.mapping.resolve(name[:at]).type == "nested":
+                return name[:at]
+            at = name.rfind(".", 0, at)
+        return None
+
+    def scope(self, name: str, known: bool, group: str | None, lit: Lit) -> str | None:
+        """Check a field against the nested group it is named in (Kibana's
+        getFullFieldNameNode, for the fields its data view knows; Elasticsearch's nested
+        documents for the others); the path to wrap a wildcard-named field in, or None."""
+        parent = self.nested_parent(name)
+        if parent == group:
+            return None
+        if lit.wildcard and group is None:
+            return parent  # Kibana wraps it in a nested query on its own path
+        if not known:  # Kibana sends it as it is; Elasticsearch looks in the wrong documents
+            where = "outside a nested query" if group is None else f"in a nested query on {group}"
+            raise self.refuse(
+                f"{name} lies under the nested field {parent}: Elasticsearch finds nothing "
+                f"there {where}",
+                lit.pos,
+            )
+        # (A field named in a group is under its path, so it always has a nested parent.)
+        assert parent is not None
+        if group is None:
+            raise self.refuse(
+                f"{name} is a field of the nested field {parent}, but the query names it "
+                f"outside a nested group (Kibana refuses it; write {parent}: {{ … }})",
+                lit.pos,
+            )
+        raise self.refuse(
+            f"{name} is a field of the nested field {parent}, but the query names it in the "
+            f"nested group {group} (Kibana refuses it: the path must be {parent})",
+            lit.pos,
+        )
 
     def nested(self, ast: Ast, nested: str | None) -> Node:
+        """Kibana's nested function: the group's path is the field name after the enclosing
+        group's path, and the fields inside are named after it (nested.ts)."""
         assert ast.field is not None
         path = self.field_name(ast.field, nested)
         mapped = self.mapping.resolve(path)
         if mapped.type != "nested":
             raise self.refuse(
                 f"nested query on {path}, which the mapping profile does not map as nested "
-                "(Elasticsearch refuses it)",
+                "(Elasticsearch refuses a nested query on a path that is not of nested type)",
                 ast.pos,
             )
-        raise self.refuse(f"nested queries ({path}: {{…}}) are not supported", ast.pos)
+        return {"node": "nested", "path": path, "arg": self.compile(ast.args[0], path)}
 
     def values(self, lit: Lit, values: Ast, nested: str | None) -> Node:
         kind = values.kind
@@ -550,8 +597,8 @@ class _Compiler:
         assert values.value is not None
         value = values.value
         if lit.lone_wildcard and value.lone_wildcard:
-            return match_all(self.mapping)  # Kibana's match_all
-        preds = [self.is_(fm, value) for fm in self.fields(lit, nested)]
+            return match_all(self.mapping, nested)  # Kibana's match_all
+        preds = [_wrapped(self.is_(fm, value), path) for fm, path in self.fields(lit, nested)]
         return _combine("or", preds)
 
     def is_(self, fm: FieldMapping, value: Lit) -> Node:
@@ -654,13 +701,13 @@ class _Compiler:
             )
         text = value.text
         preds = []
-        for fm in self.fields(lit, nested):
+        for fm, path in self.fields(lit, nested):
             if fm.ir_type == "text":
                 raise self.refuse(f"{fm.name}: a range on a text field is not supported", value.pos)
             if fm.ir_type == "ip" and "/" in text:
                 raise self.refuse(f"{fm.name}: {text!r} is not an IP address", value.pos)
             self.check(fm, text, value.pos)
-            preds.append(_pred(fm, op, [_normalized(fm, text)]))
+            preds.append(_wrapped(_pred(fm, op, [_normalized(fm, text)]), path))
         return _combine("or", preds)
 
 
@@ -681,11 +728,20 @@ def unmodelled(mapping: Mapping, name: str, found: FieldMapping) -> str | None:
     return f"{name} is a {found.type} field: {_UNMODELLED[found.type]}"
 
 
-def match_all(mapping: Mapping) -> Node:
+def match_all(mapping: Mapping, scope: str | None = None) -> Node:
     """A condition every event holds (Elasticsearch's match_all): the IR has no constant, so
-    a field exists or does not."""
-    exists = _pred(mapping.resolve("@timestamp"), "exists", [])
+    a field exists or does not. In a nested group, every nested document holds it: a field
+    under the group's path (the first the mapping names, else ``PATH._``)."""
+    name = "@timestamp"
+    if scope is not None:
+        under = mapping.expand(scope + ".*")
+        name = under[0] if under else scope + "._"
+    exists = _pred(mapping.resolve(name), "exists", [])
     return {"node": "or", "args": [exists, {"node": "not", "arg": exists}]}
+
+
+def _wrapped(node: Node, path: str | None) -> Node:
+    return node if path is None else {"node": "nested", "path": path, "arg": node}
 
 
 def _normalized(fm: FieldMapping, text: str) -> str:

@@ -1,7 +1,7 @@
 //! Evaluating a compiled rule against one parsed event.
 
 use crate::analysis::{analyze, wildcard_on_text, TokenQuery};
-use crate::event::{for_each_value, is_json_number};
+use crate::event::{for_each_nested_doc, for_each_value, is_json_number, NestedDoc, Scope};
 use crate::expr::ExprNode;
 use crate::ip::{parse_cidr, parse_ip, Cidr};
 use crate::ir::{Analyzer, FieldType, Node, Op, Predicate, RuleIr};
@@ -63,6 +63,8 @@ enum Expr {
     Pred(Pred),
     /// An `expr` node.
     Script(ExprNode),
+    /// A `nested` node.
+    Nested(Box<Nested>),
 }
 
 struct Pred {
@@ -425,10 +427,21 @@ impl Pred {
 
     /// The first value (in value order) satisfying the predicate, and its first literal.
     fn first_hit<'a>(&self, doc: &'a Value, numbers: &[usize]) -> Option<(Cow<'a, str>, usize)> {
+        self.first_hit_in(doc, doc, numbers)
+    }
+
+    /// [`Pred::first_hit`] of the values in `scope` (the event, or a nested document of
+    /// `event`, which `path` is then relative to).
+    fn first_hit_in<'a>(
+        &self,
+        scope: impl Scope<'a>,
+        event: &'a Value,
+        numbers: &[usize],
+    ) -> Option<(Cow<'a, str>, usize)> {
         if matches!(self.test, Test::Endpoint) {
             // The witness value is the text that named the endpoint, not the whole value.
-            let mut event_ports = || destination_ports(doc);
-            let found = for_each_value(doc, &self.path, &mut |value| {
+            let mut event_ports = || destination_ports(event);
+            let found = scope.for_each_value(&self.path, &mut |value| {
                 let found = self.indexed(&value).and_then(|value| {
                     crate::endpoint::first_match(&value, &self.literals, &mut event_ports)
                         .map(|(literal, token)| (literal, token.to_owned()))
@@ -444,7 +457,7 @@ impl Pred {
             };
         }
         let plain = self.ignore_above.is_none() && !self.lowercase;
-        let found = for_each_value(doc, &self.path, &mut |value| {
+        let found = scope.for_each_value(&self.path, &mut |value| {
             // The witness shows the value as the event has it.
             let literal = if plain {
                 self.literal_for(&value, numbers)
@@ -491,6 +504,7 @@ impl Expr {
                     crate::Error::in_branch(branch, None, format!("expression {text:?}: {what}"))
                 })?)
             }
+            Node::Nested { path, arg } => Expr::Nested(Nested::compile(path, arg, None, branch)?),
         })
     }
 
@@ -507,6 +521,7 @@ impl Expr {
                 }
             }
             Expr::Script(node) => out.extend(node.field_names()),
+            Expr::Nested(nested) => nested.fields(out),
         }
     }
 
@@ -517,6 +532,7 @@ impl Expr {
             Expr::Not(arg) => !arg.eval(doc, numbers),
             Expr::Pred(p) => p.first_hit(doc, numbers).is_some(),
             Expr::Script(node) => node.first_true(doc, numbers).is_some(),
+            Expr::Nested(nested) => nested.first(NestedDoc::Object(doc), doc, numbers).is_some(),
         }
     }
 
@@ -562,6 +578,215 @@ impl Expr {
                         value,
                         under_or,
                     });
+                }
+            }
+            Expr::Nested(nested) => {
+                if let Some(scope) = nested.first(NestedDoc::Object(doc), doc, numbers) {
+                    nested.arg.collect(scope, doc, numbers, under_or, out);
+                }
+            }
+        }
+    }
+}
+
+/// A `nested` node (spec/ir.md, "Nested scopes"): some nested document at `path` makes `arg`
+/// hold.
+struct Nested {
+    /// The path written in full (projected whole when `arg` can hold without a field).
+    full: String,
+    /// The path relative to the enclosing scope, split on `.`.
+    path: Vec<String>,
+    arg: Scoped,
+}
+
+/// A condition under a `nested` node, on one nested document: predicates read their paths
+/// relative to it (and report their fields in full).
+enum Scoped {
+    And(Vec<Scoped>),
+    Or(Vec<Scoped>),
+    Not(Box<Scoped>),
+    Pred(Pred),
+    Nested(Box<Nested>),
+}
+
+/// The part of `field` below the nested path `scope`, when it is below it.
+fn below<'f>(field: &'f str, scope: &str) -> Option<&'f str> {
+    field.strip_prefix(scope)?.strip_prefix('.')
+}
+
+impl Nested {
+    /// `outer`: the enclosing nested node's path. (The IR checker already refused fields and
+    /// paths not below their nested path; a tree built in Rust is checked here.)
+    fn compile(
+        path: &str,
+        arg: &Node,
+        outer: Option<&str>,
+        branch: &str,
+    ) -> Result<Box<Nested>, crate::Error> {
+        let relative = match outer {
+            None => Some(path),
+            Some(outer) => below(path, outer),
+        };
+        let relative = relative.filter(|r| !r.split('.').any(str::is_empty));
+        let Some(relative) = relative else {
+            let what = match outer {
+                Some(outer) => format!("path {path:?} is not under its path {outer:?}"),
+                None => format!("path {path:?} is not a field path"),
+            };
+            return Err(crate::Error::in_branch(
+                branch,
+                None,
+                format!("has a nested node: {what}"),
+            ));
+        };
+        Ok(Box::new(Nested {
+            full: path.to_owned(),
+            path: relative.split('.').map(str::to_owned).collect(),
+            arg: Scoped::compile(arg, path, branch)?,
+        }))
+    }
+
+    /// The first nested document of `scope` (in `event`) that makes `arg` hold.
+    fn first<'a>(
+        &self,
+        scope: NestedDoc<'a>,
+        event: &'a Value,
+        numbers: &[usize],
+    ) -> Option<NestedDoc<'a>> {
+        let found = for_each_nested_doc(scope, &self.path, &mut |doc| {
+            if self.arg.eval(doc, event, numbers) {
+                ControlFlow::Break(doc)
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        match found {
+            ControlFlow::Break(doc) => Some(doc),
+            ControlFlow::Continue(()) => None,
+        }
+    }
+
+    /// The fields read, in full. Under a `not`, a nested document holds without any of its
+    /// fields, so the projection must keep every document at the path: the path, whole.
+    fn fields<'e>(&'e self, out: &mut Vec<&'e str>) {
+        if self.arg.has_not() {
+            out.push(&self.full);
+        } else {
+            self.arg.fields(out);
+        }
+    }
+}
+
+impl Scoped {
+    fn compile(node: &Node, scope: &str, branch: &str) -> Result<Scoped, crate::Error> {
+        let all = |args: &[Node]| {
+            args.iter()
+                .map(|a| Scoped::compile(a, scope, branch))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(match node {
+            Node::And { args } => Scoped::And(all(args)?),
+            Node::Or { args } => Scoped::Or(all(args)?),
+            Node::Not { arg } => Scoped::Not(Box::new(Scoped::compile(arg, scope, branch)?)),
+            Node::Pred(p) => {
+                let Some(relative) = below(&p.field, scope) else {
+                    return Err(crate::Error::in_branch(
+                        branch,
+                        Some(&p.field),
+                        format!(
+                            "nested node: field {:?} is not under its path {scope:?}",
+                            p.field
+                        ),
+                    ));
+                };
+                let mut pred = Pred::compile(p, branch)?;
+                pred.path = relative.split('.').map(str::to_owned).collect();
+                Scoped::Pred(pred)
+            }
+            Node::Nested { path, arg } => {
+                Scoped::Nested(Nested::compile(path, arg, Some(scope), branch)?)
+            }
+            Node::Expr { .. } => {
+                return Err(crate::Error::in_branch(
+                    branch,
+                    None,
+                    format!(
+                        "has a nested node: an expr node cannot be under nested path {scope:?}"
+                    ),
+                ))
+            }
+        })
+    }
+
+    fn has_not(&self) -> bool {
+        match self {
+            Scoped::And(args) | Scoped::Or(args) => args.iter().any(Scoped::has_not),
+            Scoped::Not(_) => true,
+            Scoped::Pred(_) => false,
+            Scoped::Nested(nested) => nested.arg.has_not(),
+        }
+    }
+
+    fn fields<'e>(&'e self, out: &mut Vec<&'e str>) {
+        match self {
+            Scoped::And(args) | Scoped::Or(args) => args.iter().for_each(|a| a.fields(out)),
+            Scoped::Not(arg) => arg.fields(out),
+            Scoped::Pred(pred) => {
+                out.push(&pred.field);
+                if matches!(pred.test, Test::Endpoint) {
+                    out.push("destination.port");
+                }
+            }
+            Scoped::Nested(nested) => nested.fields(out),
+        }
+    }
+
+    /// Whether it holds on the nested document `doc` of `event`.
+    fn eval<'a>(&self, doc: NestedDoc<'a>, event: &'a Value, numbers: &[usize]) -> bool {
+        match self {
+            Scoped::And(args) => args.iter().all(|a| a.eval(doc, event, numbers)),
+            Scoped::Or(args) => args.iter().any(|a| a.eval(doc, event, numbers)),
+            Scoped::Not(arg) => !arg.eval(doc, event, numbers),
+            Scoped::Pred(p) => p.first_hit_in(doc, event, numbers).is_some(),
+            Scoped::Nested(nested) => nested.first(doc, event, numbers).is_some(),
+        }
+    }
+
+    /// [`Expr::collect`] on the nested document `doc`, known to make it hold.
+    fn collect<'e, 'a>(
+        &'e self,
+        doc: NestedDoc<'a>,
+        event: &'a Value,
+        numbers: &[usize],
+        under_or: bool,
+        out: &mut Vec<Entry<'e, 'a>>,
+    ) {
+        match self {
+            Scoped::And(args) => {
+                for arg in args {
+                    arg.collect(doc, event, numbers, under_or, out);
+                }
+            }
+            Scoped::Or(args) => {
+                if let Some(first_true) = args.iter().find(|a| a.eval(doc, event, numbers)) {
+                    first_true.collect(doc, event, numbers, true, out);
+                }
+            }
+            Scoped::Not(_) => {}
+            Scoped::Pred(pred) => {
+                if let Some((value, literal)) = pred.first_hit_in(doc, event, numbers) {
+                    out.push(Entry {
+                        field: &pred.field,
+                        op: pred.op.as_str(),
+                        pattern: &pred.literals[literal],
+                        value,
+                        under_or,
+                    });
+                }
+            }
+            Scoped::Nested(nested) => {
+                if let Some(inner) = nested.first(doc, event, numbers) {
+                    nested.arg.collect(inner, event, numbers, under_or, out);
                 }
             }
         }

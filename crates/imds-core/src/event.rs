@@ -1725,3 +1725,253 @@ mod number_tests {
         assert_eq!(parsed.numbers.len(), 2);
     }
 }
+
+/// A nested document (spec/ir.md, "Nested scopes"): an object of the event (or the event
+/// itself, the top scope), or the one-member document `{key: value}` that a dotted key running
+/// past a nested path gives (`"b.c": 1` under `a`, for path `a.b`, is `{"c": 1}`).
+#[derive(Debug, Clone, Copy)]
+pub enum NestedDoc<'a> {
+    /// An object (a value that is not one has no fields).
+    Object(&'a Value),
+    /// `{key: value}`: the rest of a dotted key past the path, and the member's value.
+    Member(&'a str, &'a Value),
+}
+
+/// Where a predicate reads a field's values: the event, or a nested document of it.
+pub trait Scope<'a>: Copy {
+    /// [`for_each_value`] in this scope (`path` relative to it).
+    fn for_each_value<S: AsRef<str>, B>(
+        self,
+        path: &[S],
+        f: &mut impl FnMut(Cow<'a, str>) -> ControlFlow<B>,
+    ) -> ControlFlow<B>;
+}
+
+impl<'a> Scope<'a> for &'a Value {
+    fn for_each_value<S: AsRef<str>, B>(
+        self,
+        path: &[S],
+        f: &mut impl FnMut(Cow<'a, str>) -> ControlFlow<B>,
+    ) -> ControlFlow<B> {
+        for_each_value(self, path, f)
+    }
+}
+
+impl<'a> Scope<'a> for NestedDoc<'a> {
+    fn for_each_value<S: AsRef<str>, B>(
+        self,
+        path: &[S],
+        f: &mut impl FnMut(Cow<'a, str>) -> ControlFlow<B>,
+    ) -> ControlFlow<B> {
+        match self {
+            NestedDoc::Object(value) => for_each_value(value, path, f),
+            NestedDoc::Member(key, value) => match strip_key(key, path) {
+                Some([]) => flatten(value, f),
+                Some(rest) => descend(value, rest, f),
+                None => ControlFlow::Continue(()),
+            },
+        }
+    }
+}
+
+/// Call `f` with each nested document at `path` (split on `.`, relative to `scope`), in
+/// document order (spec/ir.md, "Nested scopes": `docs`), stopping early when `f` breaks.
+pub fn for_each_nested_doc<'a, S, B>(
+    scope: NestedDoc<'a>,
+    path: &[S],
+    f: &mut impl FnMut(NestedDoc<'a>) -> ControlFlow<B>,
+) -> ControlFlow<B>
+where
+    S: AsRef<str>,
+{
+    match scope {
+        NestedDoc::Object(value) => nested_in(value, path, f),
+        NestedDoc::Member(key, value) => nested_in_member(key, value, path, f),
+    }
+}
+
+/// The nested documents of one member `key: value` at `path`.
+fn nested_in_member<'a, S, B>(
+    key: &'a str,
+    value: &'a Value,
+    path: &[S],
+    f: &mut impl FnMut(NestedDoc<'a>) -> ControlFlow<B>,
+) -> ControlFlow<B>
+where
+    S: AsRef<str>,
+{
+    // The key's parts against the path's: a prefix of it, or the whole path and more.
+    let (mut rest, mut key_rest) = (path, key);
+    loop {
+        let Some((first, tail)) = rest.split_first() else {
+            return f(NestedDoc::Member(key_rest, value));
+        };
+        let Some(after) = key_rest.strip_prefix(first.as_ref()) else {
+            return ControlFlow::Continue(());
+        };
+        rest = tail;
+        if after.is_empty() {
+            break;
+        }
+        let Some(after) = after.strip_prefix('.') else {
+            return ControlFlow::Continue(());
+        };
+        key_rest = after;
+    }
+    if rest.is_empty() {
+        objects(value, f)
+    } else {
+        nested_in(value, rest, f)
+    }
+}
+
+/// The nested documents at `path` below an object, or below each object of an array (nested
+/// arrays flattened); other values have none.
+fn nested_in<'a, S, B>(
+    value: &'a Value,
+    path: &[S],
+    f: &mut impl FnMut(NestedDoc<'a>) -> ControlFlow<B>,
+) -> ControlFlow<B>
+where
+    S: AsRef<str>,
+{
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map {
+                nested_in_member(key, value, path, f)?;
+            }
+            ControlFlow::Continue(())
+        }
+        Value::Array(items) => {
+            for item in items {
+                nested_in(item, path, f)?;
+            }
+            ControlFlow::Continue(())
+        }
+        _ => ControlFlow::Continue(()),
+    }
+}
+
+/// The value at a nested path as nested documents: an object, or each object of an array
+/// (nested arrays flattened); scalars and `null` give none.
+fn objects<'a, B>(
+    value: &'a Value,
+    f: &mut impl FnMut(NestedDoc<'a>) -> ControlFlow<B>,
+) -> ControlFlow<B> {
+    match value {
+        Value::Object(_) => f(NestedDoc::Object(value)),
+        Value::Array(items) => {
+            for item in items {
+                objects(item, f)?;
+            }
+            ControlFlow::Continue(())
+        }
+        _ => ControlFlow::Continue(()),
+    }
+}
+
+#[cfg(test)]
+mod nested_doc_tests {
+    use super::*;
+
+    /// The nested documents at `path`, as JSON text (numbers are strings in a parsed line).
+    fn docs(line: &str, path: &str) -> Vec<String> {
+        let doc = parse_line(line.as_bytes()).unwrap().unwrap().doc;
+        let parts: Vec<&str> = path.split('.').collect();
+        let mut out = Vec::new();
+        let _ = for_each_nested_doc(NestedDoc::Object(&doc), &parts, &mut |d| {
+            out.push(match d {
+                NestedDoc::Object(v) => v.to_string(),
+                NestedDoc::Member(k, v) => serde_json::json!({ k: v }).to_string(),
+            });
+            ControlFlow::<()>::Continue(())
+        });
+        out
+    }
+
+    #[test]
+    fn objects_and_arrays_of_objects_in_document_order() {
+        let line = r#"{"a":{"b":[{"c":1},"s",null,[{"c":2},[{"c":3}]],{}]},"a.b":{"c":4}}"#;
+        assert_eq!(
+            docs(line, "a.b"),
+            [
+                r#"{"c":"1"}"#,
+                r#"{"c":"2"}"#,
+                r#"{"c":"3"}"#,
+                "{}",
+                r#"{"c":"4"}"#
+            ]
+        );
+        // Objects of arrays on the way down are walked too.
+        let line = r#"{"a":[{"b":{"c":1}},{"x":1},5,[{"b":[{"c":2}]}]]}"#;
+        assert_eq!(docs(line, "a.b"), [r#"{"c":"1"}"#, r#"{"c":"2"}"#]);
+        for none in [
+            r#"{"a":{"b":"x"}}"#,
+            r#"{"a":{"b":null}}"#,
+            r#"{"a":{"b":[]}}"#,
+            r#"{"a":{"b":[1,[true]]}}"#,
+            r#"{"a":"b"}"#,
+            r#"{"ab":{"c":1}}"#,
+            r#"{"a":{"bc":{"c":1}}}"#,
+        ] {
+            assert_eq!(docs(none, "a.b"), Vec::<String>::new(), "{none}");
+        }
+    }
+
+    #[test]
+    fn a_key_running_past_the_path_is_a_document_of_its_own() {
+        let line = r#"{"a":{"b.c":1,"b.d":[2]},"a.b.e.f":null,"a.bx.c":3}"#;
+        assert_eq!(
+            docs(line, "a.b"),
+            [r#"{"c":"1"}"#, r#"{"d":["2"]}"#, r#"{"e.f":null}"#]
+        );
+        // Values and documents below a one-member document.
+        let doc = parse_line(br#"{"a.b.c":{"d":[{"e":1},{"e":2}],"f":"x"}}"#)
+            .unwrap()
+            .unwrap()
+            .doc;
+        let mut outer = None;
+        let _ = for_each_nested_doc(NestedDoc::Object(&doc), &["a", "b"], &mut |d| {
+            outer = Some(d);
+            ControlFlow::<()>::Break(())
+        });
+        let outer = outer.unwrap();
+        assert!(matches!(outer, NestedDoc::Member("c", _)));
+        let mut values = Vec::new();
+        let _ = outer.for_each_value(&["c", "f"], &mut |v| {
+            values.push(v);
+            ControlFlow::<()>::Continue(())
+        });
+        assert_eq!(values, ["x"]);
+        let mut inner = Vec::new();
+        let _ = for_each_nested_doc(outer, &["c", "d"], &mut |d| {
+            let _ = d.for_each_value(&["e"], &mut |v| {
+                inner.push(v);
+                ControlFlow::<()>::Continue(())
+            });
+            ControlFlow::<()>::Continue(())
+        });
+        assert_eq!(inner, ["1", "2"]);
+    }
+
+    #[test]
+    fn the_walk_stops_when_told() {
+        let line = br#"{"a":[{"n":1},{"n":2},{"n":3}]}"#;
+        let doc = parse_line(line).unwrap().unwrap().doc;
+        let mut seen = 0;
+        let found = for_each_nested_doc(NestedDoc::Object(&doc), &["a"], &mut |d| {
+            seen += 1;
+            let mut two = false;
+            let _ = d.for_each_value(&["n"], &mut |v| {
+                two = v == "2";
+                ControlFlow::<()>::Continue(())
+            });
+            if two {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        assert_eq!((found, seen), (ControlFlow::Break(()), 2));
+    }
+}

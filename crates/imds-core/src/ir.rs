@@ -75,6 +75,14 @@ pub enum Node {
         /// The value computed.
         expr: ValueExpr,
     },
+    /// Some nested document at `path` makes `arg` hold (spec/ir.md, "Nested scopes"): the
+    /// conditions under it hold on the same object.
+    Nested {
+        /// The nested field's path, written in full.
+        path: String,
+        /// The condition on each nested document (its fields written in full).
+        arg: Box<Node>,
+    },
 }
 
 /// A value of an `expr` node: a literal, a field, or a function of values.
@@ -511,7 +519,7 @@ impl Node {
                 Node::And { args } | Node::Or { args } => {
                     stack.extend(args.iter().map(|a| (a, depth + 1)));
                 }
-                Node::Not { arg } => stack.push((arg, depth + 1)),
+                Node::Not { arg } | Node::Nested { arg, .. } => stack.push((arg, depth + 1)),
                 Node::Pred(_) => {}
                 // An expression's functions nest too, one level each (as the compiler counts).
                 Node::Expr { expr, .. } => deepest = deepest.max(depth + expr.depth()),
@@ -634,10 +642,12 @@ fn check_pred_pairs(map: &serde_json::Map<String, Value>, path: &str) -> Result<
 }
 
 #[derive(Clone, Copy)]
-enum Place {
+enum Place<'v> {
     Doc,
     Branch,
     Node,
+    /// A NODE under a `nested` node's `arg`, with the innermost nested path.
+    Nested(&'v str),
     /// A VALUE of an `expr` node.
     Value,
 }
@@ -680,7 +690,7 @@ pub(crate) fn check_node(node: &Value, path: String) -> Result<(), String> {
     check_places(vec![(node, path, Place::Node)])
 }
 
-fn check_places(mut stack: Vec<(&Value, String, Place)>) -> Result<(), String> {
+fn check_places<'v>(mut stack: Vec<(&'v Value, String, Place<'v>)>) -> Result<(), String> {
     while let Some((value, path, place)) = stack.pop() {
         let Value::Object(map) = value else {
             return Err(format!(
@@ -727,12 +737,20 @@ fn check_places(mut stack: Vec<(&Value, String, Place)>) -> Result<(), String> {
         let kind = match place {
             Place::Doc => "doc",
             Place::Branch => "branch",
-            Place::Node => {
+            Place::Node | Place::Nested(_) => {
                 if !map.contains_key("node") {
                     return Err(format!("{path}: missing key \"node\""));
                 }
                 one_of("node", &schema_enum("/$defs/node/properties/node/enum"))?;
-                string("node")?.unwrap_or_default()
+                let kind = string("node")?.unwrap_or_default();
+                if let (Place::Nested(scope), "expr") = (place, kind) {
+                    return Err(format!(
+                        "{}: nested node: an expr node cannot be under nested path {}",
+                        key_path(&path, "node"),
+                        Value::from(scope)
+                    ));
+                }
+                kind
             }
             // The first of the keys that tell the three forms apart (the schema's `oneOf`
             // order); the other form's keys are then unknown keys.
@@ -759,6 +777,7 @@ fn check_places(mut stack: Vec<(&Value, String, Place)>) -> Result<(), String> {
             "branch" => (&["name", "expr"], &["name", "expr"]),
             "and" | "or" => (&["node", "args"], &["node", "args"]),
             "not" => (&["node", "arg"], &["node", "arg"]),
+            "nested" => (&["node", "path", "arg"], &["node", "path", "arg"]),
             "expr" => (&["node", "text", "expr"], &["node", "text", "expr"]),
             "lit" => (&["lit", "type"], &["lit"]),
             "field" => (&["field", "field_type"], &["field", "field_type"]),
@@ -784,16 +803,22 @@ fn check_places(mut stack: Vec<(&Value, String, Place)>) -> Result<(), String> {
             return Err(format!("{path}: missing key \"{key}\""));
         }
         let mut children: Vec<(&Value, String, Place)> = Vec::new();
+        // Nodes under a nested node keep its path (`place`), to check their fields against.
         fn nodes<'v>(
             path: &str,
             key: &str,
             items: &'v [Value],
-            children: &mut Vec<(&'v Value, String, Place)>,
+            place: Place<'v>,
+            children: &mut Vec<(&'v Value, String, Place<'v>)>,
         ) {
             for (i, item) in items.iter().enumerate() {
-                children.push((item, format!("{}[{i}]", key_path(path, key)), Place::Node));
+                children.push((item, format!("{}[{i}]", key_path(path, key)), place));
             }
         }
+        let child = match place {
+            Place::Nested(_) => place,
+            _ => Place::Node,
+        };
         match kind {
             "doc" => {
                 check_ir_version(map)?;
@@ -805,14 +830,19 @@ fn check_places(mut stack: Vec<(&Value, String, Place)>) -> Result<(), String> {
                 for (i, item) in branches.iter().enumerate() {
                     children.push((item, format!("$.branches[{i}]"), Place::Branch));
                 }
-                nodes(&path, "allowlist", allowlist, &mut children);
+                nodes(&path, "allowlist", allowlist, Place::Node, &mut children);
             }
             "branch" => {
                 string("name")?;
                 children.push((&map["expr"], key_path(&path, "expr"), Place::Node));
             }
-            "and" | "or" => nodes(&path, "args", array("args", true)?, &mut children),
-            "not" => children.push((&map["arg"], key_path(&path, "arg"), Place::Node)),
+            "and" | "or" => nodes(&path, "args", array("args", true)?, child, &mut children),
+            "not" => children.push((&map["arg"], key_path(&path, "arg"), child)),
+            "nested" => {
+                let nested = string("path")?.unwrap_or_default();
+                check_nested_path(nested, place, &key_path(&path, "path"))?;
+                children.push((&map["arg"], key_path(&path, "arg"), Place::Nested(nested)));
+            }
             "expr" => {
                 string("text")?;
                 children.push((&map["expr"], key_path(&path, "expr"), Place::Value));
@@ -851,7 +881,16 @@ fn check_places(mut stack: Vec<(&Value, String, Place)>) -> Result<(), String> {
                 }
             }
             _ => {
-                string("field")?;
+                if let (Some(field), Place::Nested(scope)) = (string("field")?, place) {
+                    if !is_under(field, scope) {
+                        return Err(format!(
+                            "{}: nested node: field {} is not under its path {}",
+                            key_path(&path, "field"),
+                            Value::from(field),
+                            Value::from(scope)
+                        ));
+                    }
+                }
                 one_of(
                     "field_type",
                     &schema_enum("/$defs/pred/properties/field_type/enum"),
@@ -874,6 +913,32 @@ fn check_places(mut stack: Vec<(&Value, String, Place)>) -> Result<(), String> {
         stack.extend(children.into_iter().rev());
     }
     Ok(())
+}
+
+/// Whether `field` is a field below the nested path `scope` (it starts with `scope.`).
+fn is_under(field: &str, scope: &str) -> bool {
+    field
+        .strip_prefix(scope)
+        .is_some_and(|rest| rest.starts_with('.'))
+}
+
+/// A nested node's `path` (at `place` in the document): a field path (non-empty, no empty
+/// part), below the enclosing nested node's path when there is one.
+fn check_nested_path(nested: &str, place: Place<'_>, at: &str) -> Result<(), String> {
+    if nested.split('.').any(str::is_empty) {
+        return Err(format!(
+            "{at}: nested node: path {} is not a field path",
+            Value::from(nested)
+        ));
+    }
+    match place {
+        Place::Nested(scope) if !is_under(nested, scope) => Err(format!(
+            "{at}: nested node: path {} is not under its path {}",
+            Value::from(nested),
+            Value::from(scope)
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A JSON number written without a fraction or an exponent (the text is kept as written).

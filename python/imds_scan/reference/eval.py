@@ -13,7 +13,7 @@ from ..ir_schema import check as check_ir_schema
 from ..stats import EngineWitness
 from .analysis import TokenQuery, analyze, wildcard_on_text
 from .endpoint import CLASSES, first_match, port_number
-from .event import field_values, flat_text, raw_values
+from .event import field_values, flat_text, nested_docs, raw_values
 from .expr import compile_value
 from .ip import in_cidr, parse_cidr, parse_ip
 from .lucene_regex import LuceneRegex
@@ -45,9 +45,10 @@ _AFFIX_TESTS = {
 
 
 class _Pred:
-    def __init__(self, node: dict[str, Any]) -> None:
+    def __init__(self, node: dict[str, Any], scope: str = "") -> None:
         self.field = node["field"]
-        self.parts = self.field.split(".")
+        # Read in the scope's document (spec/ir.md, Nested scopes): the field below its path.
+        self.parts = self.field[len(scope) + 1 if scope else 0 :].split(".")
         self.op: str = node["op"]
         # A `wildcard` field compares as a keyword (the whole value, case-sensitive).
         self.field_type: str = "keyword" if node["field_type"] == "wildcard" else node["field_type"]
@@ -212,11 +213,13 @@ class _Pred:
                         return literal
         return None
 
-    def witness(self, doc: dict[str, Any]) -> Witness | None:
+    def witness(self, doc: dict[str, Any], event: dict[str, Any] | None = None) -> Witness | None:
+        """The witness on ``doc`` (the event, or a nested document of ``event``)."""
         if self.op == "imds_endpoint":  # the witness value is the text that named the endpoint
+            top = doc if event is None else event
 
-            def event_ports() -> list[int]:
-                ports = (port_number(v) for v in field_values(doc, ["destination", "port"]))
+            def event_ports() -> list[int]:  # the event's, also in a nested scope
+                ports = (port_number(v) for v in field_values(top, ["destination", "port"]))
                 return [p for p in ports if p is not None]
 
             for value in field_values(doc, self.parts):
@@ -278,35 +281,54 @@ class ExprNode:
         return Witness(field_name, "expr", self.text, value)
 
 
-def _compile(node: dict[str, Any]) -> Any:
+def _compile(node: dict[str, Any], scope: str = "") -> Any:
+    """A node ready to evaluate; ``scope``: the enclosing nested path ("" at the top)."""
     kind = node["node"]
     if kind == "pred":
-        return _Pred(node)
+        return _Pred(node, scope)
     if kind == "expr":
         return ExprNode(node)
+    if kind == "nested":
+        path: str = node["path"]
+        parts = path[len(scope) + 1 if scope else 0 :].split(".")
+        return ("nested", (parts, _compile(node["arg"], path)))
     if kind == "not":
-        return ("not", _compile(node["arg"]))
-    return (kind, [_compile(arg) for arg in node["args"]])
+        return ("not", _compile(node["arg"], scope))
+    return (kind, [_compile(arg, scope) for arg in node["args"]])
 
 
-def _evaluate(node: Any, doc: dict[str, Any]) -> list[Witness] | None:
-    """None when false; when true, the witnesses as spec/ir.md defines them."""
-    if isinstance(node, _Pred | ExprNode):
+def _evaluate(
+    node: Any, doc: dict[str, Any], event: dict[str, Any] | None = None
+) -> list[Witness] | None:
+    """None when false; when true, the witnesses as spec/ir.md defines them. ``doc`` is the
+    scope (the event, or a nested document of ``event``)."""
+    if isinstance(node, _Pred):
+        witness = node.witness(doc, event)
+        return None if witness is None else [witness]
+    if isinstance(node, ExprNode):
         witness = node.witness(doc)
         return None if witness is None else [witness]
     kind, arg = node
+    if kind == "nested":  # one nested document must hold the whole arg
+        parts, inner = arg
+        top = doc if event is None else event
+        for nested in nested_docs(doc, parts):
+            found = _evaluate(inner, nested, top)
+            if found is not None:
+                return found
+        return None
     if kind == "not":
-        return [] if _evaluate(arg, doc) is None else None
+        return [] if _evaluate(arg, doc, event) is None else None
     if kind == "and":
         collected: list[Witness] = []
         for child in arg:
-            found = _evaluate(child, doc)
+            found = _evaluate(child, doc, event)
             if found is None:
                 return None
             collected.extend(found)
         return collected
     for child in arg:  # or
-        found = _evaluate(child, doc)
+        found = _evaluate(child, doc, event)
         if found is not None:
             for witness in found:
                 witness.under_or = True

@@ -71,6 +71,27 @@ def field_values(doc: dict[str, Any], parts: list[str]) -> Iterator[str]:
     return (flat_text(item) for item in raw_values(doc, parts))
 
 
+def nested_docs(doc: dict[str, Any], parts: list[str]) -> Iterator[dict[str, Any]]:
+    """The nested documents at a path in document order (spec/ir.md, Nested scopes): the
+    objects at the path, arrays flattened (scalars and ``null`` give none); a key that runs
+    past the path gives one document of its own, the rest of the key holding the value
+    (Elasticsearch expands each dotted name on its own)."""
+    for key, value in doc.items():
+        key_parts = key.split(".")
+        if len(key_parts) > len(parts):
+            if key_parts[: len(parts)] == parts:
+                yield {".".join(key_parts[len(parts) :]): value}
+            continue
+        if key_parts != parts[: len(key_parts)]:
+            continue
+        rest = parts[len(key_parts) :]
+        for obj in _objects(value):
+            if rest:
+                yield from nested_docs(obj, rest)
+            else:
+                yield obj
+
+
 def _objects(value: Any) -> Iterator[dict[str, Any]]:
     return (item for item in _items(value) if isinstance(item, dict))
 

@@ -105,7 +105,13 @@ class RuleFileError(ValueError):
 
 
 def _bundled_bytes() -> bytes:
-    return resources.files("imds_scan.rules").joinpath(DEFAULT_RULE_FILE).read_bytes()
+    # Read beside this module when the package is files on disk: importlib.resources' reader
+    # would cost every plain scan's start-up its imports (zipfile and others).
+    try:
+        with open(os.path.join(os.path.dirname(__file__), DEFAULT_RULE_FILE), "rb") as f:
+            return f.read()
+    except OSError:
+        return resources.files("imds_scan.rules").joinpath(DEFAULT_RULE_FILE).read_bytes()
 
 
 def _bundled_text() -> str:

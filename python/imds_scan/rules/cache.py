@@ -18,7 +18,7 @@ import json
 import os
 import tempfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
@@ -72,6 +72,23 @@ def _compiler() -> bytes:
 
 
 @cache
+def _compiler_stamp() -> bytes:
+    """imds-scan's version and the size and modification time of each compiler file (what
+    Python's own bytecode cache trusts): the bundled rule's key, so that a plain scan's
+    start-up does not read the compiler's half a megabyte."""
+    from .._engine import __version__
+
+    parts = [_LAYOUT, b"stamp", __version__.encode()]
+    for name in _COMPILER_FILES:
+        try:
+            info = os.stat(os.path.join(_PACKAGE, name))
+            parts.append(f"{name} {info.st_size} {info.st_mtime_ns}".encode())
+        except OSError:
+            parts.append(b"missing " + name.encode())
+    return b"\0".join(parts)
+
+
+@cache
 def _fingerprint() -> bytes:
     import hashlib
 
@@ -101,8 +118,29 @@ def bundled_key(data: bytes, extra: bytes = b"") -> str:
     """The entry name of the bundled rule file (``data``, imds-scan's own): 64 bits of CRC-32
     and Adler-32 tell its versions apart without a cryptographic hash, and the name cannot be
     one that key() gives."""
-    blob = _compiler() + extra + b"\0" + data
+    blob = _compiler_stamp() + extra + b"\0" + data
     return f"bundled-{zlib.crc32(blob):08x}{zlib.adler32(blob):08x}"
+
+
+def needles_key(forms: Sequence[str]) -> str:
+    """The entry name of the prefilter literals of these rules (their IR as JSON), for this
+    build of the engine (its version, and its file's size and modification time: a rebuilt
+    engine may find other literals)."""
+    import hashlib
+    import sys
+
+    from .._engine import __version__
+
+    engine = sys.modules[__name__.rsplit(".", 2)[0] + "._engine"]
+    try:
+        info = os.stat(engine.__file__ or "")
+        build = f"{__version__} {info.st_size} {info.st_mtime_ns}"
+    except (AttributeError, OSError):
+        build = f"{__version__} unknown"
+    digest = hashlib.sha256(_LAYOUT + b"\0needles\0" + build.encode())
+    for form in forms:
+        digest.update(b"\0" + form.encode())
+    return "needles-" + digest.hexdigest()
 
 
 def _checksum(payload: bytes) -> bytes:

@@ -312,6 +312,8 @@ pub(super) fn clauses(node: &Node, out: &mut Vec<Clause>) {
             }
             out.push(dedup(union));
         }
+        // A nested document's text is part of the line: what `arg` needs, the line holds.
+        Node::Nested { arg, .. } => clauses(arg, out),
         Node::Not { .. } | Node::Expr { .. } => {}
     }
 }

@@ -215,7 +215,7 @@ fn has_endpoint(rule: &RuleIr) -> bool {
         match n {
             Node::Pred(p) => p.op == Op::ImdsEndpoint,
             Node::And { args } | Node::Or { args } => args.iter().any(node),
-            Node::Not { arg } => node(arg),
+            Node::Not { arg } | Node::Nested { arg, .. } => node(arg),
             Node::Expr { .. } => false,
         }
     }

@@ -394,6 +394,8 @@ pub(super) fn node_lits(node: &Node) -> Option<Vec<Needle>> {
     match node {
         Node::Pred(p) => pred_lits(p),
         Node::Not { .. } | Node::Expr { .. } => None,
+        // A nested document's text is part of the line: its arg's needles will do.
+        Node::Nested { arg, .. } => node_lits(arg),
         Node::Or { args } => {
             let mut all = Vec::new();
             for a in args {
