@@ -590,6 +590,28 @@ impl<'t> Builder<'t> {
         Ok(Cow::Borrowed(&text[start + 1..self.pos - 1]))
     }
 
+    /// A value a repeated key replaced is dropped while the line is parsed: its numbers'
+    /// addresses are forgotten, or a string built later at one of them would pass for a
+    /// number ([`ParsedLine::numbers`]). Repeated keys are rare; a loop, not recursion.
+    #[cold]
+    #[inline(never)]
+    fn forget_numbers(&mut self, old: &Value) {
+        let mut stack = vec![old];
+        while let Some(value) = stack.pop() {
+            match value {
+                Value::String(s) => {
+                    let at = s.as_ptr() as usize;
+                    if let Some(i) = self.numbers.iter().position(|&n| n == at) {
+                        self.numbers.swap_remove(i);
+                    }
+                }
+                Value::Array(items) => stack.extend(items),
+                Value::Object(map) => stack.extend(map.values()),
+                _ => {}
+            }
+        }
+    }
+
     /// Enter `[` or `{` (at `pos`), or fail when nested too deep.
     fn open(&mut self) -> Result<(), Malformed> {
         if self.depth == MAX_NESTING {
@@ -713,7 +735,9 @@ impl<'t> Builder<'t> {
                 self.source = Some(start..self.pos);
             }
             // A repeated key keeps its first position and takes the last value (IndexMap).
-            map.insert(key, value);
+            if let Some(old) = map.insert(key, value) {
+                self.forget_numbers(&old);
+            }
             if self.eat(b'}') {
                 self.depth -= 1;
                 return Ok(Value::Object(map));
@@ -791,7 +815,9 @@ impl<'t> Builder<'t> {
             if self.depth == 1 && key == "_source" {
                 self.source = Some(start..self.pos);
             }
-            map.insert(key.into_owned(), value);
+            if let Some(old) = map.insert(key.into_owned(), value) {
+                self.forget_numbers(&old);
+            }
             if self.eat(b'}') {
                 self.depth -= 1;
                 return Ok(Value::Object(map));
@@ -1702,6 +1728,43 @@ mod tests {
 #[cfg(test)]
 mod number_tests {
     use super::*;
+
+    #[test]
+    fn a_number_replaced_by_a_repeated_key_names_no_later_string() {
+        // The replaced number's text is freed while the line is parsed: a string built
+        // after it may get its address, and must not be taken for a number.
+        for line in [
+            r#"{"a":7,"a":8,"b":"80"}"#,
+            r#"{"a":7,"a":"x","b":"80"}"#,
+            r#"{"a":[7],"a":null,"b":"80","c":"81"}"#,
+            r#"{"a":{"n":7},"a":{"n":8},"b":"80","c":"81"}"#,
+            r#"{"x":{"a":7,"a":8},"b":"80","c":"81"}"#,
+        ] {
+            for projection in [None, Some(Projection::new(["a", "x", "b", "c"]))] {
+                let parsed = match &projection {
+                    None => parse_line(line.as_bytes()),
+                    Some(p) => parse_line_projected(line.as_bytes(), p),
+                }
+                .unwrap()
+                .unwrap();
+                for field in ["b", "c"] {
+                    let mut values = Vec::new();
+                    field_values(&parsed.doc, &[field], &mut values);
+                    for v in &values {
+                        assert!(!is_json_number(v, &parsed.numbers), "{field} in {line}");
+                    }
+                }
+                let mut numbers = Vec::new();
+                field_values(&parsed.doc, &["a"], &mut numbers);
+                field_values(&parsed.doc, &["a", "n"], &mut numbers);
+                field_values(&parsed.doc, &["x", "a"], &mut numbers);
+                for v in &numbers {
+                    let digits = v.bytes().all(|b| b.is_ascii_digit());
+                    assert_eq!(is_json_number(v, &parsed.numbers), digits, "{v} in {line}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn a_lines_numbers_are_known_from_its_strings() {
