@@ -94,17 +94,18 @@ def rules_dir(commit: str = COMMIT, data: Path = BENCH / "data", local: Path | N
     return cache / "rules"
 
 
-def accepted(rules: Path) -> tuple[int, list[tuple[str, Path]]]:
-    """(number of .toml files, the accepted EQL ones as (rule_id, path) sorted by rule_id).
-    EQL only: the sweep's figures stay comparable now that KQL rules load too (their own rows
-    are ``kql_sets``)."""
+def accepted(rules: Path) -> tuple[int, list[tuple[str, Path]], list[tuple[str, Path]]]:
+    """(number of .toml files, the accepted EQL ones as (rule_id, path) sorted by rule_id,
+    the single-event ones among them). EQL only: the sweep's figures
+    stay comparable now that KQL rules load too (their own rows are ``kql_sets``)."""
     import tomllib
 
     sys.path.append(str(REPO / "python"))  # after an installed imds_scan
     from imds_scan.rules import RuleFileError, load_rule_file
 
     files = sorted(rules.rglob("*.toml"))
-    ok = []
+    ok: list[tuple[str, Path]] = []
+    single: list[tuple[str, Path]] = []
     for path in files:
         try:
             table = tomllib.loads(path.read_text("utf-8")).get("rule", {})
@@ -117,8 +118,11 @@ def accepted(rules: Path) -> tuple[int, list[tuple[str, Path]]]:
         except RuleFileError:
             continue
         ok.append((rule.id, path))
+        if rule.kind == "event":
+            single.append((rule.id, path))
     ok.sort()
-    return len(files), ok
+    single.sort()
+    return len(files), ok, single
 
 
 def subsets(
@@ -147,14 +151,19 @@ def prepare(
     sizes: Sequence[str] = SIZES,
 ) -> dict[str, object]:
     rules = rules_dir(commit, data, local)
-    n_files, ok = accepted(rules)
+    n_files, ok, single = accepted(rules)
     dest = data / f"detection-rules-{commit}-sweep"
     sets = subsets(ok, sizes, dest)
+    # Issue 15's own measure: the single-event rules alone (sequences and samples, whose broad
+    # stages match most events, were refused when it was written).
+    _copy_set(single, dest / "sweep-single")
+    sets["single"] = (len(single), dest / "sweep-single")
     return {
         "commit": commit if local is None else f"{commit} (local copy)",
         "rules_dir": str(rules),
         "files": n_files,
         "accepted": len(ok),
+        "single_event": len(single),
         "subsets": {label: {"rules": n, "dir": str(d)} for label, (n, d) in sets.items()},
     }
 

@@ -863,6 +863,11 @@ def extra_cases(
             what = f"{n} Elastic rule{'s' if n != 1 else ''}" + (
                 " (all accepted)" if label == "all" else ""
             )
+            chosen = f"the first {n} of the {sweep['accepted']} rules"
+            if label == "single":
+                what = f"{n} single-event Elastic rules (all accepted)"
+                chosen = f"the {n} single-event ones (no sequence or sample) of the"
+                chosen += f" {sweep['accepted']}"
             add(
                 Case(
                     f"{BASE_CLI}, {what}",
@@ -872,7 +877,7 @@ def extra_cases(
                     None,
                     f"all ({cores})",
                     _count_lines,
-                    f"the first {n} of the {sweep['accepted']} rules of elastic/detection-rules "
+                    f"{chosen} rules of elastic/detection-rules "
                     f"{commit} that imds-scan accepts, by rule_id; no expected count",
                     ok_codes=IMDS_OK,
                 )
@@ -1519,6 +1524,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep_names = [f"{BASE_CLI}, {n} Elastic rules" for n in ("1", "10", "100")]
     sweep_names += [
         f"{BASE_CLI}, all Elastic rules (all accepted)",
+        f"{BASE_CLI}, single-event Elastic rules (all accepted)",
         "rule loading, Elastic rules",
         "imds-scan CLI start-up, Elastic rules (1-line input)",
     ]

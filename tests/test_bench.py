@@ -118,6 +118,12 @@ def test_elastic_rule_sweep_takes_the_first_accepted_rules_by_rule_id(tmp_path: 
         ("linux", "d-4", "eql"),
     ):
         (src / folder / f"{rid}.toml").write_text(RULE_TOML.format(id=rid, lang=lang))
+    # A sequence rule: in the sweep, not in the single-event set (issue 15's own measure).
+    sequence = RULE_TOML.format(id="e-5", lang="eql").replace(
+        'process where process.name == "e-5"',
+        "sequence by host.id [process where true] [network where true]",
+    )
+    (src / "linux" / "e-5.toml").write_text(sequence)
     (tmp_path / "README.md").write_text("outside rules/: not extracted")
     tarball = tmp_path / "dr.tar.gz"
     with tarfile.open(tarball, "w:gz") as tar:
@@ -130,16 +136,18 @@ def test_elastic_rule_sweep_takes_the_first_accepted_rules_by_rule_id(tmp_path: 
         "b-2.toml",
         "c-3.toml",
         "d-4.toml",
+        "e-5.toml",
     ]
     info = elastic_rules.prepare("abc", tmp_path / "data", cache, sizes=("1", "2", "all"))
-    assert (info["files"], info["accepted"]) == (4, 3)
+    assert (info["files"], info["accepted"], info["single_event"]) == (5, 4, 3)
     subsets = info["subsets"]
     assert isinstance(subsets, dict)
     chosen = {k: sorted(p.name for p in Path(v["dir"]).iterdir()) for k, v in subsets.items()}
     assert chosen == {
         "1": ["0000-a-1.toml"],
         "2": ["0000-a-1.toml", "0001-c-3.toml"],
-        "all": ["0000-a-1.toml", "0001-c-3.toml", "0002-d-4.toml"],
+        "all": ["0000-a-1.toml", "0001-c-3.toml", "0002-d-4.toml", "0003-e-5.toml"],
+        "single": ["0000-a-1.toml", "0001-c-3.toml", "0002-d-4.toml"],
     }
 
 

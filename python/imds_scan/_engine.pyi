@@ -80,6 +80,7 @@ class Scanner:
         names: _RecordNames | None = None,
         since: int | None = None,
         until: int | None = None,
+        alerts: Sequence[tuple[int | None, str]] | None = None,
     ) -> ScanIter:
         """Scan like ``scan``, handing hits out while the scan runs, in ``scan``'s order
         (input order, then line, then rule), in memory that does not grow with the hits.
@@ -89,11 +90,13 @@ class Scanner:
         ``names``), or the names themselves (the older spelling of ``names=..., records=True``)
         gives each batch's NDJSON ``records``; ``hits=False`` leaves ``HitBatch.hits`` None, so
         that no Python object is built per hit. ``rows=True`` (with ``names``) gives each
-        batch's ``rows``. Memory: about ``batch`` hits per batch, at most 2 batches waiting,
-        plus the scan's own reorder buffers. A partial batch is sent when a hit or an input's
-        end comes 200 ms or more after the last batch, and at the end, so a slow trickle of
-        hits is not held back until ``batch`` is reached. Per-input statistics arrive as
-        inputs finish (``files``), not in the batches.
+        batch's ``rows``. ``alerts`` (with ``names``): per rule, (its ``event.severity`` or
+        None, its ``"rule": ...`` and ``"threat": ...`` members as ``json.dumps`` writes
+        them) gives each batch's ``alerts``. Memory: about ``batch`` hits per batch, at most 2
+        batches waiting, plus the scan's own reorder buffers. A partial batch is sent when a
+        hit or an input's end comes 200 ms or more after the last batch, and at the end, so a
+        slow trickle of hits is not held back until ``batch`` is reached. Per-input
+        statistics arrive as inputs finish (``files``), not in the batches.
 
         ValueError, before anything is scanned, when the names do not fit the inputs and
         rules, or when a name is a str with no UTF-8 form (surrogates, e.g. ``os.fsdecode``
@@ -134,6 +137,11 @@ class HitBatch:
         ``records.Hit.to_json`` writes encoded as UTF-8 (line numbers as the engine gives
         them: add no offset); no record holds a raw ``\\n``, so ``records.split(b"\\n")[k]``
         is the record of hit k. None without records."""
+    @property
+    def alerts(self) -> bytes | None:
+        """The hits' ECS alert documents, one line each (ending in ``\\n``), byte for byte
+        what ``report.alerts.alert_json`` writes for each hit, encoded as UTF-8; None
+        without ``alerts``."""
     @property
     def rows(self) -> bytes | None:
         """The hits' rows as an Arrow IPC stream (one schema, one record batch), or None

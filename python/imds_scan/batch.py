@@ -1,6 +1,7 @@
 """A batch of hits as it travels from an engine to the writers: built from what the engine
-was asked for (Hit objects, NDJSON records, Arrow rows), each other form made only when asked
-(from the Hit objects), so the common path builds no Python object per hit."""
+was asked for (Hit objects, NDJSON records, Arrow rows, ECS alert documents), each other form
+made only when asked (from the Hit objects), so the common path builds no Python object per
+hit."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from .stats import EngineHit
 
 # What a consumer reads from the batches; the stream asks the engine for these only.
-HITS, RECORDS, FRAME = "hits", "records", "frame"
+HITS, RECORDS, FRAME, ALERTS = "hits", "records", "frame", "alerts"
 Needs = frozenset[str]
 
 
@@ -59,7 +60,9 @@ class HitBatch:
     ``position(k)`` (input, line of hit ``k``) are always there; ``hits`` (Hit objects),
     ``records`` (NDJSON bytes, byte for byte ``Hit.to_json`` lines in UTF-8) and ``frame``
     (``report.frame.hits_frame``'s DataFrame) are built on first use: from the engine's own
-    form when it gave one, else from the Hit objects. A batch without Hit objects (the engine
+    form when it gave one, else from the Hit objects; ``alerts`` are the engine's ECS alert
+    documents (UTF-8, one line per hit) when it gave them, else None (the writer builds
+    them from the Hit objects). A batch without Hit objects (the engine
     was not asked for them) raises LookupError for what it cannot build. ``outside``: the hits
     the engine left out of this stretch of the scan as outside the time window (counted in
     ``rule_counts``; a batch may have only those)."""
@@ -76,8 +79,10 @@ class HitBatch:
         position: Callable[[int], tuple[str, int]] | None = None,
         outside: int = 0,
         raw: RawHits | None = None,
+        alerts: bytes | None = None,
     ) -> None:
         self.count = count
+        self.alerts = alerts
         self.raw = raw
         self.outside = outside
         self._hits = hits
@@ -161,13 +166,18 @@ class HitBatch:
         else:
             hits = self.hits
             chosen = [hits[i] for i in keep]
-        records = frame = None
+        records = frame = alerts = None
         if self._records is not None:
             lines = self._records.split(b"\n")
             records = b"".join(lines[i] + b"\n" for i in keep)
+        if self.alerts is not None:
+            lines = self.alerts.split(b"\n")
+            alerts = b"".join(lines[i] + b"\n" for i in keep)
         if self._frame is not None or self._rows is not None:
             frame = self.frame[list(keep)]
-        return HitBatch(len(keep), hits=chosen, records=records, frame=frame, raw=raw)
+        return HitBatch(
+            len(keep), hits=chosen, records=records, frame=frame, raw=raw, alerts=alerts
+        )
 
     def _part(self, start: int, stop: int) -> HitBatch:
         hits: Sequence[Hit] | Callable[[], Sequence[Hit]] | None = None
@@ -175,6 +185,7 @@ class HitBatch:
             whole = self.hits
             hits = whole[start:stop]
         records = None if self._records is None else cut_records(self._records, start, stop)
+        alerts = None if self.alerts is None else cut_records(self.alerts, start, stop)
         frame = None
         if self._frame is not None or self._rows is not None:
             frame = self.frame.slice(start, stop - start)
@@ -182,7 +193,14 @@ class HitBatch:
         if self._position is not None:
             parent = self._position
             position = lambda k: parent(start + k)  # noqa: E731
-        return HitBatch(stop - start, hits=hits, records=records, frame=frame, position=position)
+        return HitBatch(
+            stop - start,
+            hits=hits,
+            records=records,
+            frame=frame,
+            position=position,
+            alerts=alerts,
+        )
 
     def slice(self, start: int, stop: int) -> HitBatch:
         """Hits ``start`` to ``stop``, in the forms this batch has."""

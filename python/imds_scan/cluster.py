@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from .batch import FRAME, HITS, RECORDS, HitBatch, Needs
+from .batch import ALERTS, FRAME, HITS, RECORDS, HitBatch, Needs
 from .engines import (
     BATCH_HITS,
     FAST_BATCH_HITS,
@@ -496,6 +496,7 @@ def share_forms(
         forms["names"] = named
     forms["hits"] = (
         HITS in needs
+        or ALERTS in needs  # a cluster's alerts are built from Hit objects
         or (RECORDS in needs and "records" not in forms)
         or (FRAME in needs and "rows" not in forms)
     )

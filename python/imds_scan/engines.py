@@ -11,7 +11,7 @@ from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .batch import FRAME, HITS, RECORDS, HitBatch, Needs, RawHits
+from .batch import ALERTS, FRAME, HITS, RECORDS, HitBatch, Needs, RawHits
 from .records import FileResult, Hit, ScanStats
 from .reference.scan.lines import MAX_LINE_BYTES
 from .results import ScanInterrupted, ScanResult
@@ -105,6 +105,8 @@ class RawBatch:
     position: Callable[[int], tuple[int, int]] | None = None
     # Hits left out as outside the time window the engine applied (counted in rule_counts).
     outside: int = 0
+    # ECS alert documents (one line per hit), when asked for.
+    alerts: bytes | None = None
 
 
 def _raw_batch(item: Any) -> RawBatch:
@@ -117,6 +119,7 @@ def _raw_batch(item: Any) -> RawBatch:
         item.rule_counts,
         item.position,
         item.outside,
+        item.alerts,
     )
 
 
@@ -229,8 +232,9 @@ def stream_scan(
 ) -> HitStream:
     """Like :func:`run_scan`, as a :class:`HitStream` of hit batches. On Ctrl-C in the engine
     the batches found so far still come, and ``stats.interrupted`` is set. ``needs``: what the
-    consumer reads from the batches (``hits``, ``records``, ``frame``): the Rust engine builds
-    records and rows itself when asked, and Hit objects only when they are needed.
+    consumer reads from the batches (``hits``, ``records``, ``frame``, ``alerts``): the Rust
+    engine builds records, rows and alert documents itself when asked, and Hit objects only
+    when they are needed.
     ``window``: (since, until) in microseconds since the epoch, applied by the Rust engine as
     it finds the hits (``filters.TimeWindow``'s meaning); the batches' ``outside`` count the
     hits left out. The reference engine takes none (the caller filters its hits)."""
@@ -265,6 +269,10 @@ def stream_scan(
             fast["records"] = True
         if FRAME in needs and named is not None:
             fast["rows"] = True
+        if ALERTS in needs and named is not None:
+            from .report.alerts import alert_rule
+
+            fast["alerts"] = [alert_rule(rule) for rule in rules]
         if fast:
             fast["names"] = named
         # Hit objects are built from the engine's tuples: asked for when a form the consumer
@@ -273,6 +281,7 @@ def stream_scan(
             HITS in needs
             or (RECORDS in needs and "records" not in fast)
             or (FRAME in needs and "rows" not in fast)
+            or (ALERTS in needs and "alerts" not in fast)
         )
         raw = rust_batches(
             scanner,
@@ -331,6 +340,7 @@ def stream_scan(
                     rule_counts=batch.rule_counts,
                     position=None if batch.position is None else position(batch.position),
                     outside=batch.outside,
+                    alerts=batch.alerts,
                 )
         finally:
             raw.close()

@@ -11,8 +11,8 @@ mod arrow_ipc;
 mod sequence;
 
 use imds_core::{
-    Engine, FileStats, Hit, HitForms, HitRows, Input, RecordMeta, RuleIr, RuleMeta, ScanEvent,
-    ScanOptions, StatValue, TimeWindow,
+    AlertRule, Engine, FileStats, Hit, HitForms, HitRows, Input, RecordMeta, RuleIr, RuleMeta,
+    ScanEvent, ScanOptions, StatValue, TimeWindow,
 };
 use pyo3::exceptions::{
     PyIndexError, PyKeyboardInterrupt, PyRuntimeError, PyTypeError, PyValueError,
@@ -109,10 +109,13 @@ impl Scanner {
     /// `reorder_bytes` (0 = 16 MiB) caps the hits a part of the scan ahead of the output
     /// order keeps. `since`/`until` (microseconds since the epoch) keep only the hits whose
     /// `@timestamp` is in `[since, until)`; the others are counted in `HitBatch.outside`.
+    /// `alerts` (with names): per rule, (`event.severity` or None, the `"rule": …` and
+    /// `"threat": …` members as `json.dumps` writes them) gives each batch's ECS alert
+    /// documents (`report/alerts.py`'s `alert_json` of each hit, one line each) as bytes.
     #[pyo3(signature = (
         inputs, threads=0, buffer_size=4194304, prefilter=true, max_examples=5, progress=None,
         max_line_bytes=67108864, batch=4096, records=None, hits=true, reorder_bytes=0,
-        rows=false, names=None, since=None, until=None
+        rows=false, names=None, since=None, until=None, alerts=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn scan_iter(
@@ -132,6 +135,7 @@ impl Scanner {
         names: Option<RecordNames<'_>>,
         since: Option<i64>,
         until: Option<i64>,
+        alerts: Option<Vec<(Option<i64>, String)>>,
     ) -> PyResult<ScanIter> {
         let count = inputs.len();
         // `records` is a bool, or the names themselves (records on).
@@ -153,7 +157,12 @@ impl Scanner {
             }
             (names, other) => names.or(other),
         };
-        for (wanted, what) in [(with_records, "records=True"), (rows, "rows=True")] {
+        let with_alerts = alerts.is_some();
+        for (wanted, what) in [
+            (with_records, "records=True"),
+            (rows, "rows=True"),
+            (with_alerts, "alerts"),
+        ] {
             if wanted && names.is_none() {
                 return Err(PyValueError::new_err(format!(
                     "{what} needs names=(source names, rule descriptions)"
@@ -165,8 +174,14 @@ impl Scanner {
             .map(|(sources, rules)| record_meta(&self.engine, count, &sources, &rules))
             .transpose()?;
         let window = TimeWindow { since, until };
-        let forms = HitForms::new(&self.engine, meta, with_records, rows, hits, window)
+        let mut forms = HitForms::new(&self.engine, meta, with_records, rows, hits, window)
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        if let Some(alerts) = alerts {
+            let rules = (alerts.into_iter())
+                .map(|(risk, detection)| AlertRule { risk, detection })
+                .collect();
+            forms = (forms.with_alerts(rules)).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        }
         let opts = options(
             threads,
             buffer_size,
@@ -183,6 +198,7 @@ impl Scanner {
                 forms,
                 records: with_records,
                 rows,
+                alerts: with_alerts,
                 hits,
                 rules: self.engine.rules().len(),
                 reorder_bytes,
@@ -270,6 +286,7 @@ struct Feed {
     forms: HitForms,
     records: bool,
     rows: bool,
+    alerts: bool,
     hits: bool,
     /// How many rules the engine has.
     rules: usize,
@@ -281,6 +298,7 @@ struct Feed {
 struct Batch {
     hits: Vec<Hit>,
     records: Option<Vec<u8>>,
+    alerts: Option<Vec<u8>>,
     /// The rows while the batch fills.
     rows: Option<Box<HitRows>>,
     /// The rows as an Arrow IPC stream, once the batch is full.
@@ -303,6 +321,7 @@ struct HitBatch {
     hits: Option<Py<PyList>>,
     records: Option<Py<PyBytes>>,
     rows: Option<Py<PyBytes>>,
+    alerts: Option<Py<PyBytes>>,
     rule_counts: Vec<u64>,
     outside: u64,
     positions: Vec<(usize, u64)>,
@@ -326,6 +345,12 @@ impl HitBatch {
     #[getter]
     fn records(&self, py: Python<'_>) -> Option<Py<PyBytes>> {
         self.records.as_ref().map(|bytes| bytes.clone_ref(py))
+    }
+
+    /// The hits' ECS alert documents (one line each), or None without alerts.
+    #[getter]
+    fn alerts(&self, py: Python<'_>) -> Option<Py<PyBytes>> {
+        self.alerts.as_ref().map(|bytes| bytes.clone_ref(py))
     }
 
     /// The hits' rows as an Arrow IPC stream, or None without rows.
@@ -403,11 +428,13 @@ impl ScanIter {
         };
         let records = batch.records.map(|bytes| PyBytes::new(py, &bytes).unbind());
         let rows = batch.ipc.map(|bytes| PyBytes::new(py, &bytes).unbind());
+        let alerts = batch.alerts.map(|bytes| PyBytes::new(py, &bytes).unbind());
         Ok(HitBatch {
             count: batch.count,
             hits,
             records,
             rows,
+            alerts,
             rule_counts: batch.rule_counts,
             outside: batch.outside,
             positions: batch.positions,
@@ -508,12 +535,14 @@ fn feed_batches(
     // doubling (copies of the whole batch).
     let fresh = |last: Option<&Batch>| {
         let size = last.and_then(|b| b.records.as_ref()).map_or(0, Vec::len);
+        let alerts = last.and_then(|b| b.alerts.as_ref()).map_or(0, Vec::len);
         let rows = match last.and_then(|b| b.rows.as_deref()) {
             Some(like) => HitRows::with_room_of(like),
             None => HitRows::new(),
         };
         Batch {
             records: feed.records.then(|| Vec::with_capacity(size + size / 8)),
+            alerts: feed.alerts.then(|| Vec::with_capacity(alerts + alerts / 8)),
             rows: feed.rows.then(|| Box::new(rows)),
             rule_counts: vec![0; feed.rules],
             ..Batch::default()
@@ -542,6 +571,9 @@ fn feed_batches(
                 }
                 if let Some(rows) = &mut batch.rows {
                     let _ = feed.forms.push_row(&hit, rows);
+                }
+                if let Some(out) = &mut batch.alerts {
+                    let _ = feed.forms.write_alert(&hit, out);
                 }
                 batch.positions.push((hit.source, hit.line));
                 if feed.hits {

@@ -149,10 +149,33 @@ class _DeepRecursion:
         sys.setrecursionlimit(self._limit)
 
 
+# Python refuses to convert an integer of more digits than this (a guard against quadratic
+# conversions); an event may hold one, and its alert must still be written.
+_LONG_DIGITS = re.compile(f"[0-9]{{{sys.int_info.default_max_str_digits + 1}}}")
+
+
+@contextlib.contextmanager
+def _any_digits() -> Iterator[None]:
+    """json.loads/dumps of integers of any length (the line's length bounds the cost)."""
+    limit = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        yield
+    finally:
+        sys.set_int_max_str_digits(limit)
+
+
 def deep_json(text: str) -> contextlib.AbstractContextManager[None]:
-    """Room for json.loads/dumps of ``text`` when it may nest up to MAX_NESTING levels."""
+    """Room for json.loads/dumps of ``text`` when it may nest up to MAX_NESTING levels or
+    hold an integer longer than Python converts by default."""
     deep = text.count("{") + text.count("[") > MAX_NESTING // 2
-    return _DeepRecursion() if deep else contextlib.nullcontext()
+    if _LONG_DIGITS.search(text) is None:
+        return _DeepRecursion() if deep else contextlib.nullcontext()
+    both = contextlib.ExitStack()
+    if deep:
+        both.enter_context(_DeepRecursion())
+    both.enter_context(_any_digits())
+    return both
 
 
 def load_event(text: str, numbers_as_text: bool = True) -> Any:

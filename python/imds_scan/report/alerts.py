@@ -105,21 +105,37 @@ def _detection(
     if risk is not None:
         _put(doc, "event.severity", risk)
         _put(doc, "event.risk_score", float(risk))
-    doc["rule"] = {"id": hit.rule.id, "name": hit.rule.name, "ruleset": RULESET}
-    if hit.rule.references:
-        doc["rule"]["reference"] = hit.rule.references[0]
-    threat = threat_fields(hit.rule)
-    if threat:
-        doc["threat"] = threat
+    doc.update(_rule_fields(hit.rule))
     doc["imds_scan"] = scan
     if original:
         doc["imds_scan"]["original"] = original
 
 
+def _rule_fields(rule: Rule) -> dict[str, Any]:
+    """``rule`` and (when the rule has an ATT&CK mapping) ``threat`` of the rule's alerts."""
+    fields: dict[str, Any] = {"rule": {"id": rule.id, "name": rule.name, "ruleset": RULESET}}
+    if rule.references:
+        fields["rule"]["reference"] = rule.references[0]
+    threat = threat_fields(rule)
+    if threat:
+        fields["threat"] = threat
+    return fields
+
+
+def alert_rule(rule: Rule) -> tuple[int | None, str]:
+    """What the Rust engine needs to write the rule's single-event alerts as
+    :func:`alert_json` does (``Scanner.scan_iter``'s ``alerts``): the ``event.severity``
+    (None for an unknown severity) and the ``rule`` and ``threat`` members as JSON text."""
+    members = json.dumps(_rule_fields(rule), ensure_ascii=False)[1:-1]
+    return RISK.get(rule.severity.lower()), members
+
+
 def alert_document(hit: Hit) -> dict[str, Any]:
     """The hit as an ECS alert. The event's own fields are kept, @timestamp as written; the
     event's own ``rule``/``threat`` fields (say, a firewall rule) move to ``imds_scan.original``
-    so that ``rule.*`` and ``threat.*`` describe this detection alone."""
+    so that ``rule.*`` and ``threat.*`` describe this detection alone. The Rust engine
+    writes the same document for its hits (crates/imds-core/src/scan/alert.rs): a change
+    here goes there too (tests/test_fastpath.py compares them)."""
     # Plain numbers: they re-ingest as numbers.
     doc: dict[str, Any] = load_event(hit.event_text, numbers_as_text=False)
     original = _source_fields(doc, "rule", "threat")

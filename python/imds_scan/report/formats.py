@@ -2,8 +2,8 @@
 a :class:`HitWriter` takes batches of hits (:class:`~imds_scan.batch.HitBatch`) and writes
 each at once to a binary stream (the table keeps its first rows only); ``close`` ends the
 document (JSON's ``]``, Parquet's footer). NDJSON and JSON write the batches' records as
-they are, CSV its frames and Parquet the engine's Arrow rows (or the frames): no work per hit
-in Python when the engine built them.
+they are, alerts the engine's alert documents, CSV its frames and Parquet the engine's Arrow
+rows (or the frames): no work per hit in Python when the engine built them.
 
 Polars is imported only for csv (and parquet without the engine's rows), pyarrow only for
 parquet: ndjson, json, alerts and the table need neither.
@@ -18,7 +18,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, BinaryIO, TextIO, cast
 
-from ..batch import FRAME, HITS, RECORDS, HitBatch, Needs
+from ..batch import ALERTS, FRAME, HITS, RECORDS, HitBatch, Needs
 from ..output import MAX_TABLE_ROWS, table_width, write_table
 from ..records import Hit
 from ..results import ScanResult
@@ -135,12 +135,18 @@ class _Records(_StreamWriter):
 
 
 class _Alerts(_StreamWriter):
-    needs = frozenset({HITS})
+    # The engine's alert documents when it made them (single-event hits), else each hit's
+    # built here (sequence and KQL alerts, the reference engine, a cluster).
+    needs = frozenset({ALERTS})
 
     def write(self, batch: HitBatch) -> None:
-        if batch.count:
+        if not batch.count:
+            return
+        if batch.alerts is not None:
+            self.out.records(batch.alerts)
+        else:
             self.out.text("".join([f"{alert_json(hit)}\n" for hit in batch.hits]))
-            self.records += batch.count
+        self.records += batch.count
 
 
 class _JsonArray(_StreamWriter):

@@ -32,6 +32,9 @@ pub(super) enum Check {
     ValueStart,
     /// The needle is a key's end and closing quote: a `:` follows.
     Key,
+    /// A part of a field's path before its last (`question` of `dns.question.name`): in the
+    /// text of some key, anywhere (found as [`Check::Any`]).
+    Part,
     /// A number's or boolean's text (or a string holding just it): JSON token boundaries on
     /// both sides.
     Token,
@@ -115,6 +118,41 @@ const COMMON_KEYS: &[&str] = &[
     "strings",
 ];
 
+/// Path parts (before the last) of fields found in most ECS events: a needle of one selects
+/// nothing.
+const COMMON_PARTS: &[&str] = &[
+    "process",
+    "event",
+    "host",
+    "os",
+    "parent",
+    "file",
+    "source",
+    "destination",
+    "data",
+    "data_stream",
+    "user",
+    "group",
+    "network",
+    "pe",
+    "Ext",
+    "hash",
+    "hashes",
+    "agent",
+    "ecs",
+    "cloud",
+    "url",
+    "http",
+    "related",
+    "original",
+    "outcome",
+    "audit",
+    "request",
+    "response",
+    "client",
+    "server",
+];
+
 /// Estimated occurrences of a needle per byte of log; a needle under 3 bytes (and a key
 /// of nearly every event) ranks below the most common words.
 pub(super) fn needle_cost(n: &ClauseNeedle) -> f64 {
@@ -130,6 +168,8 @@ pub(super) fn needle_cost(n: &ClauseNeedle) -> f64 {
         Check::Any | Check::Token => literal_cost(raw),
         Check::Key if COMMON_KEYS.contains(&n.lit.text.as_str()) => 2.0,
         Check::Key => literal_cost(raw) * 0.5,
+        Check::Part if COMMON_PARTS.contains(&n.lit.text.as_str()) => 2.0,
+        Check::Part => literal_cost(raw) * 0.5,
     }
 }
 
@@ -290,10 +330,25 @@ fn key_needle(field: &str) -> Option<ClauseNeedle> {
     Some(needle(last, quoted(last, false, true), Check::Key))
 }
 
-/// The clauses a predicate gives: its values' needles, and its field's key.
+/// The other parts of a field's path: each is in the text of some key of every event that
+/// has the field (`dns.question.name` under `"dns":{"question":{`, or `"dns.question.name"`).
+fn part_needles(field: &str) -> impl Iterator<Item = ClauseNeedle> + '_ {
+    let mut parts: Vec<&str> = field.split('.').collect();
+    parts.pop();
+    parts.sort_unstable();
+    parts.dedup();
+    parts
+        .into_iter()
+        .filter(|p| !p.is_empty() && !p.contains('\u{FFFD}'))
+        .map(|p| needle(p, json_encode(p), Check::Part))
+}
+
+/// The clauses a predicate gives: its values' needles, its field's key and the other parts
+/// of the field's path.
 fn pred_clauses(p: &Predicate, out: &mut Vec<Clause>) {
     out.extend(value_needles(p));
     out.extend(key_needle(&p.field).map(|k| vec![k]));
+    out.extend(part_needles(&p.field).map(|n| vec![n]));
 }
 
 /// The clauses of a subtree: every match satisfies each of them. Negations and expressions
@@ -335,7 +390,7 @@ pub(super) fn confirm(check: Check, hay: &[u8], p: usize, q: usize, stop: usize)
         hay.get(i).filter(|_| i < stop).copied()
     };
     match check {
-        Check::Any => true,
+        Check::Any | Check::Part => true,
         Check::ValueEnd => next(q) != Some(b':'),
         Check::Key => next(q) == Some(b':'),
         Check::ValueStart => {
@@ -393,7 +448,11 @@ mod tests {
         let name = |op, v: &[&str]| pred("process.name", FieldType::Keyword, op, v);
         assert_eq!(
             needles(name(Op::Eq, &["curl"])),
-            [one("\"curl\"", ValueEnd), one("name\"", Key)]
+            [
+                one("\"curl\"", ValueEnd),
+                one("name\"", Key),
+                one("process", Part)
+            ]
         );
         assert_eq!(
             needles(name(Op::EqCi, &["a\"b"]))[0],
@@ -445,9 +504,33 @@ mod tests {
             Op::Exists,
             &[],
         );
-        assert_eq!(needles(exists), [one("original_file_name\"", Key)]);
+        assert_eq!(
+            needles(exists),
+            [
+                one("original_file_name\"", Key),
+                one("pe", Part),
+                one("process", Part)
+            ]
+        );
         let range = pred("process.args_count", FieldType::Long, Op::Gte, &["3"]);
-        assert_eq!(needles(range), [one("args_count\"", Key)]);
+        assert_eq!(
+            needles(range),
+            [one("args_count\"", Key), one("process", Part)]
+        );
+        // Each other part of the path once, JSON-encoded; rare ones rank before common ones.
+        let dns = pred("dns.question.dns.name", FieldType::Keyword, Op::Exists, &[]);
+        assert_eq!(
+            needles(dns),
+            [one("name\"", Key), one("dns", Part), one("question", Part)]
+        );
+        let rank = |text: &str| {
+            needle_cost(&ClauseNeedle {
+                lit: Lit::new(text),
+                check: Part,
+            })
+        };
+        assert!(rank("question") < rank("process"));
+        assert!(rank("effective_parent") < rank("parent"));
         // An `or` is one clause: the best of each child.
         let either = or(vec![
             pred("a.prediction", FieldType::Keyword, Op::Eq, &["1"]),

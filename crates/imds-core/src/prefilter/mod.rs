@@ -265,7 +265,7 @@ impl Finder<'_> {
                 let h = search.find(hay, at, end)?;
                 let start = memchr::memrchr(b'\n', &hay[at..h]).map_or(at, |i| at + i + 1);
                 let stop = memchr::memchr(b'\n', &hay[h..end]).map_or(end, |i| h + i);
-                if cnf.first(hay, start, stop, st).is_some() {
+                if cnf.first_in_line(hay, start, stop, st).is_some() {
                     return Some(h);
                 }
                 at = stop;

@@ -4,6 +4,7 @@
 //! concatenates (the line number, known once the parts before are counted, goes in between),
 //! so that many hits cost little more than the parse, in parallel.
 
+use super::alert::{alert_labels, alert_source, write_alert, AlertParts, AlertRule};
 use super::record::{push_line, write_rest};
 use super::rows::{event_timestamp, row_projection, RowCells};
 use super::{Engine, Hit, HitRows, RecordError, RecordMeta};
@@ -52,6 +53,17 @@ pub struct HitForms {
     heads: Vec<Vec<u8>>,
     /// Per rule, per branch: its records' labels.
     labels: Vec<Vec<Vec<u8>>>,
+    /// ECS alert documents ([`HitForms::with_alerts`]).
+    alerts: Option<Alerts>,
+}
+
+/// What alert documents are made of, besides the event.
+struct Alerts {
+    rules: Vec<AlertRule>,
+    /// Per input: `, "imds_scan": {"source": …, "line": `.
+    sources: Vec<Vec<u8>>,
+    /// Per rule, per branch: `, "branch": …, "severity": …, "matched": `.
+    labels: Vec<Vec<Vec<u8>>>,
 }
 
 /// What a hit made with [`HitForms`] carries besides the [`Hit`] itself.
@@ -62,6 +74,8 @@ pub struct HitExtra {
     /// The record after its line number (empty without records).
     tail: Vec<u8>,
     cells: Option<RowCells>,
+    /// The alert document up to its line number, and after it (empty without alerts).
+    alert: (Vec<u8>, Vec<u8>),
 }
 
 impl HitExtra {
@@ -70,6 +84,8 @@ impl HitExtra {
         std::mem::size_of::<HitExtra>()
             + self.tail.len()
             + self.cells.as_ref().map_or(0, RowCells::bytes)
+            + self.alert.0.len()
+            + self.alert.1.len()
     }
 }
 
@@ -110,7 +126,7 @@ impl HitForms {
         }
         // The window reads a field the rules may not: the parse of a candidate line builds
         // it too. (A row's fields are not added so: building them for every candidate line
-        // costs more than parsing a hit's line again for them.)
+        // costs more than reading a hit's line again for them.)
         let projection = window.active().then(|| {
             let fields = engine.rules.iter().flat_map(|r| r.fields());
             Projection::new(fields.chain(["@timestamp"]))
@@ -125,13 +141,45 @@ impl HitForms {
             row_projection,
             heads,
             labels,
+            alerts: None,
         })
+    }
+
+    /// These forms, each hit also made into its ECS alert document (`rules`: per rule of the
+    /// engine); needs the names given to [`HitForms::new`].
+    pub fn with_alerts(mut self, rules: Vec<AlertRule>) -> Result<HitForms, RecordError> {
+        let meta = (self.meta.as_ref()).ok_or_else(|| RecordError("alerts need names".into()))?;
+        if rules.len() != meta.rules.len() {
+            return Err(RecordError(format!(
+                "{} alert rules for {} rules",
+                rules.len(),
+                meta.rules.len()
+            )));
+        }
+        let sources = meta.sources.iter().map(|s| alert_source(s)).collect();
+        let labels = (meta.rules.iter())
+            .map(|rule| {
+                (rule.branches.iter())
+                    .map(|branch| alert_labels(branch, &rule.severity))
+                    .collect()
+            })
+            .collect();
+        self.alerts = Some(Alerts {
+            rules,
+            sources,
+            labels,
+        });
+        Ok(self)
     }
 
     /// Whether these forms are what a plain [`Hit`] is already (the whole hit, no record,
     /// no row, no window): then a scan needs no forms.
     pub fn is_plain(&self) -> bool {
-        self.full && !self.records && self.row_projection.is_none() && !self.window.active()
+        self.full
+            && !self.records
+            && self.row_projection.is_none()
+            && self.alerts.is_none()
+            && !self.window.active()
     }
 
     /// What candidate lines are parsed into, when not the engine's own projection.
@@ -165,10 +213,24 @@ impl HitForms {
                 write_rest(found.witness.as_ref(), &parsed.text, &mut extra.tail);
             }
         }
-        // The row's fields from the hit's line parsed again, here where it runs in parallel.
+        // The row's fields from the hit's line read again, here where it runs in parallel.
         if let Some(projection) = self.row_projection.as_ref().filter(|_| inside) {
             let cells = RowCells::of_text(&parsed.text, found.witness.as_ref(), projection);
             extra.cells = Some(cells);
+        }
+        if let Some(alerts) = self.alerts.as_ref().filter(|_| inside) {
+            let parts = (alerts.sources.get(source))
+                .zip(alerts.labels.get(rule).and_then(|r| r.get(found.branch)))
+                .zip(alerts.rules.get(rule));
+            if let Some(((source, labels), rule)) = parts {
+                let parts = AlertParts {
+                    source,
+                    labels,
+                    rule,
+                };
+                let (before, after) = &mut extra.alert;
+                write_alert(&parsed.text, found.witness.as_ref(), &parts, before, after);
+            }
         }
         let keep = inside && self.full;
         Hit {
@@ -202,6 +264,23 @@ impl HitForms {
                 Ok(())
             }
             _ => meta.write(hit, out),
+        }
+    }
+
+    /// Append `hit`'s alert document to `out` (its line number as it is now); an error when
+    /// the hit was not made with alerts.
+    pub fn write_alert(&self, hit: &Hit, out: &mut Vec<u8>) -> Result<(), RecordError> {
+        match hit.extra.as_deref() {
+            Some(HitExtra {
+                alert: (before, after),
+                ..
+            }) if !before.is_empty() => {
+                out.extend_from_slice(before);
+                push_line(hit.line, out);
+                out.extend_from_slice(after);
+                Ok(())
+            }
+            _ => Err(RecordError("the hit was made without its alert".into())),
         }
     }
 

@@ -17,10 +17,12 @@
 //! file into regions read in parallel and reads byte-range inputs; `lines` is the line
 //! framing: chunks of whole lines, the stream driver, and the per-line scanner; `stream` runs
 //! the scan's parts (whole inputs, regions) on threads and hands their hits out in order;
-//! `record` writes a hit's NDJSON record, `rows` its row of the hits frame, and `forms` makes
-//! them (and applies the time window) where the hit is found. Dependencies go one way:
+//! `record` writes a hit's NDJSON record, `rows` its row of the hits frame, `alert` its ECS
+//! alert document, and `forms` makes them (and applies the time window) where the hit is
+//! found. Dependencies go one way:
 //! engine → stream → regions → lines → forms → this file's types (and source).
 
+mod alert;
 mod engine;
 mod forms;
 mod lines;
@@ -30,6 +32,7 @@ mod rows;
 pub(crate) mod source;
 mod stream;
 
+pub use alert::AlertRule;
 pub use forms::{HitExtra, HitForms, TimeWindow};
 pub use record::{RecordError, RecordMeta, RuleMeta};
 pub use rows::{

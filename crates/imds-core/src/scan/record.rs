@@ -120,6 +120,14 @@ fn write_labels(rule: &RuleMeta, branch: &str, out: &mut Vec<u8>) {
 /// The end of a record, after its labels: `, "matched": …, "event": …}` and the `\n`.
 pub(super) fn write_rest(witness: Option<&Witness>, event: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(b", \"matched\": ");
+    write_matched(witness, out);
+    out.extend_from_slice(b", \"event\": ");
+    out.extend_from_slice(py_strip(event).as_bytes());
+    out.extend_from_slice(b"}\n");
+}
+
+/// A record's `matched`: `null`, or the witness as an object.
+pub(super) fn write_matched(witness: Option<&Witness>, out: &mut Vec<u8>) {
     match witness {
         None => out.extend_from_slice(b"null"),
         Some(w) => {
@@ -139,18 +147,17 @@ pub(super) fn write_rest(witness: Option<&Witness>, event: &str, out: &mut Vec<u
             out.push(b'}');
         }
     }
-    out.extend_from_slice(b", \"event\": ");
-    out.extend_from_slice(py_strip(event).as_bytes());
-    out.extend_from_slice(b"}\n");
 }
 
 /// `s` as `json.dumps(s, ensure_ascii=False)` writes it: `"` and `\` escaped, `\n \r \t \b
 /// \f` by their short escapes, the other controls below U+0020 as `\u00xx`; all else as is.
-fn json_string(s: &str, out: &mut Vec<u8>) {
+pub(super) fn json_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    // Most strings need no escape: the runs between escapes are copied whole.
+    while let Some(i) = next_escaped(bytes, start) {
+        let b = bytes[i];
         let escape: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -159,8 +166,7 @@ fn json_string(s: &str, out: &mut Vec<u8>) {
             b'\t' => b"\\t",
             0x08 => b"\\b",
             0x0c => b"\\f",
-            0..=0x1f => b"",
-            _ => continue,
+            _ => b"",
         };
         out.extend_from_slice(&bytes[start..i]);
         if escape.is_empty() {
@@ -175,6 +181,29 @@ fn json_string(s: &str, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// The first byte at or after `from` that a JSON string escapes (`"`, `\\`, a control
+/// byte), 8 bytes at a time.
+fn next_escaped(bytes: &[u8], mut from: usize) -> Option<usize> {
+    const ONES: u64 = u64::MAX / 255;
+    const HIGH: u64 = ONES << 7;
+    while let Some(chunk) = bytes.get(from..from + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        let quote = word ^ (ONES * u64::from(b'"'));
+        let backslash = word ^ (ONES * u64::from(b'\\'));
+        // The high bit of each byte below 0x20 or equal to either (a borrow only runs past
+        // a flagged byte, so the lowest flag is exact).
+        let found = ((word.wrapping_sub(ONES * 0x20) & !word)
+            | (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash))
+            & HIGH;
+        if found != 0 {
+            return Some(from + (found.trailing_zeros() / 8) as usize);
+        }
+        from += 8;
+    }
+    (from..bytes.len()).find(|&i| matches!(bytes[i], b'"' | b'\\' | 0..=0x1f))
 }
 
 /// `s.strip()` in Python: without the characters `str.isspace` is true for.
@@ -262,6 +291,40 @@ mod tests {
             meta().write(&h, &mut Vec::new()),
             Err(RecordError("no branch 5".into()))
         );
+    }
+
+    #[test]
+    fn escapes_are_found_at_any_offset() {
+        // One byte at a time, as json.dumps escapes.
+        let simple = |s: &str| {
+            let mut out = String::from("\"");
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    '\u{8}' => out.push_str("\\b"),
+                    '\u{c}' => out.push_str("\\f"),
+                    c if c < ' ' => out.push_str(&format!("\\u{:04x}", c as u32)),
+                    c => out.push(c),
+                }
+            }
+            out + "\""
+        };
+        for len in 0..24 {
+            for special in ["\"", "\\", "\u{0}", "\u{1f}", "\n", "é", "\u{7f}", "😀"] {
+                for at in 0..=len {
+                    let mut s = "a".repeat(len);
+                    s.insert_str(at, special);
+                    s.push_str(special);
+                    let mut out = Vec::new();
+                    json_string(&s, &mut out);
+                    assert_eq!(String::from_utf8(out).unwrap(), simple(&s), "{s:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::eval::Witness;
 use crate::event::{field_values, parse_document, parse_line_projected, Projection};
 use crate::timestamp::parse_timestamp;
 use serde_json::Value;
+use std::borrow::Cow;
 
 /// The ECS fields copied into columns of their own, in column order (`ECS_COLUMNS`).
 pub const ECS_COLUMNS: [&str; 9] = [
@@ -203,10 +204,28 @@ impl RowCells {
         event: &str,
         timestamp: Option<i64>,
     ) -> RowCells {
+        let mut values: [Vec<Cow<'_, str>>; 9] = Default::default();
+        if let Some(doc) = doc {
+            for (path, out) in ECS_PATHS.into_iter().zip(&mut values) {
+                field_values(doc, path, out);
+            }
+        }
+        RowCells::of_values(&values, witness, event, timestamp)
+    }
+
+    /// The cells of an event whose [`ECS_PATHS`]' values are `values`.
+    fn of_values(
+        values: &[Vec<Cow<'_, str>>; 9],
+        witness: Option<&Witness>,
+        event: &str,
+        timestamp: Option<i64>,
+    ) -> RowCells {
         let mut cells = RowCells {
             timestamp,
             ..RowCells::default()
         };
+        let size: usize = values.iter().flatten().map(|v| v.len() + 2).sum();
+        cells.text.reserve(size + event.len() + 64);
         let matched = [
             witness.map(|w| w.field.as_str()),
             witness.map(|w| w.op),
@@ -218,12 +237,7 @@ impl RowCells {
             cells.ends[k] = cells.text.len();
             cells.valid[k] = value.is_some();
         }
-        let mut values = Vec::new();
-        for (k, path) in ECS_PATHS.into_iter().enumerate() {
-            values.clear();
-            if let Some(doc) = doc {
-                field_values(doc, path, &mut values);
-            }
+        for (k, values) in values.iter().enumerate() {
             for (i, value) in values.iter().enumerate() {
                 if i > 0 {
                     cells.text.push_str(SEPARATOR);
@@ -237,10 +251,14 @@ impl RowCells {
         cells
     }
 
-    /// The cells of an event's text (`event`, as a hit holds it), parsed again with
-    /// `projection` ([`row_projection`]): only the row's fields are built. A text that no
-    /// longer parses (it did when the hit was made) gives null fields.
+    /// The cells of an event's text (`event`, as a hit holds it), read again: straight from
+    /// the text ([`RowCells::read`]), or where that gives up parsed with `projection`
+    /// ([`row_projection`]: only the row's fields are built). A text that no longer parses
+    /// (it did when the hit was made) gives null fields.
     pub fn of_text(event: &str, witness: Option<&Witness>, projection: &Projection) -> RowCells {
+        if let Some(cells) = RowCells::read(event, witness) {
+            return cells;
+        }
         let doc = match parse_line_projected(event.as_bytes(), projection) {
             // The text of an exporter's wrapper is its `_source` object, which the Python
             // layer reads as it is: a text that is itself a wrapper is read in full, as is.
@@ -252,9 +270,299 @@ impl RowCells {
         RowCells::new(doc.as_ref(), witness, event, time)
     }
 
+    /// The cells of an event's text read straight from it, without building a document:
+    /// `None` when the text needs the full reading (a repeated key or an escaped key on the
+    /// way to a field, a string [`parse_document`] would decode lossily, anything that is
+    /// not JSON).
+    fn read(event: &str, witness: Option<&Witness>) -> Option<RowCells> {
+        let mut walk = Walk {
+            text: event,
+            pos: 0,
+            values: Default::default(),
+        };
+        walk.space();
+        let all: [(usize, usize); ROW_PATHS] = std::array::from_fn(|p| (p, 0));
+        walk.object(&all)?;
+        let [ecs @ .., stamps] = walk.values;
+        let ecs: [Vec<Cow<'_, str>>; 9] = ecs;
+        let time = stamps.first().and_then(|v| parse_timestamp(v));
+        Some(RowCells::of_values(&ecs, witness, event, time))
+    }
+
     /// What the cells take in memory.
     pub fn bytes(&self) -> usize {
         std::mem::size_of::<RowCells>() + self.text.len()
+    }
+}
+
+/// The paths a row reads: [`ECS_PATHS`], then `@timestamp`.
+const ROW_PATHS: usize = 10;
+
+fn row_path(p: usize) -> &'static [&'static str] {
+    ECS_PATHS.get(p).copied().unwrap_or(&["@timestamp"])
+}
+
+/// Reads the values of the row's paths from an event's text (one the engine parsed) in one
+/// pass, building nothing but those values, in the order [`field_values`] gives them from
+/// the parsed document (document order, which is the document's member order when no key
+/// on the way repeats). Gives up (`None`) on what it does not read as the parser would.
+struct Walk<'t> {
+    text: &'t str,
+    pos: usize,
+    /// Per path of [`row_path`], its values so far.
+    values: [Vec<Cow<'t, str>>; ROW_PATHS],
+}
+
+/// A path of [`row_path`] and how many of its parts are behind.
+type Active = (usize, usize);
+
+impl<'t> Walk<'t> {
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.pos).copied()
+    }
+
+    fn space(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\r' | b'\n')) {
+            self.pos += 1;
+        }
+    }
+
+    fn eat(&mut self, byte: u8) -> bool {
+        self.space();
+        let at = self.peek() == Some(byte);
+        self.pos += usize::from(at);
+        at
+    }
+
+    /// The object at `pos` (after whitespace), with the paths `active` to follow in it.
+    fn object(&mut self, active: &[Active]) -> Option<()> {
+        if !self.eat(b'{') {
+            return None;
+        }
+        if self.eat(b'}') {
+            return Some(());
+        }
+        // The keys on the way to a field: one seen twice gives up (a map keeps the last).
+        let mut seen: Vec<&'t str> = Vec::new();
+        loop {
+            self.space();
+            let key = self.plain_string()?;
+            if !self.eat(b':') {
+                return None;
+            }
+            self.space();
+            let mut deeper = [(0, 0); ROW_PATHS];
+            let mut count = 0;
+            let mut end = None;
+            let first = key.as_bytes().first().copied();
+            for &(p, done) in active {
+                let path = &row_path(p)[done..];
+                // Most keys are ruled out by their first byte.
+                if path[0].as_bytes().first().copied() != first {
+                    continue;
+                }
+                if let Some(rest) = strip_key(key, path) {
+                    if rest == 0 {
+                        end = Some(p);
+                    } else {
+                        deeper[count] = (p, path.len() - rest + done);
+                        count += 1;
+                    }
+                }
+            }
+            if end.is_some() || count > 0 {
+                if seen.contains(&key) {
+                    return None;
+                }
+                seen.push(key);
+            }
+            match end {
+                Some(p) => self.flatten(p)?,
+                None if count > 0 => self.descend(&deeper[..count])?,
+                None => self.skip()?,
+            }
+            if self.eat(b'}') {
+                return Some(());
+            }
+            if !self.eat(b',') {
+                return None;
+            }
+        }
+    }
+
+    /// A value on the way to the `active` paths: an object is looked into, an array's items
+    /// are, the rest has no fields.
+    fn descend(&mut self, active: &[Active]) -> Option<()> {
+        match self.peek()? {
+            b'{' => self.object(active),
+            b'[' => self.items(|walk| walk.descend(active)),
+            _ => self.skip(),
+        }
+    }
+
+    /// A value at the end of path `p`: its strings, numbers (as written) and booleans, an
+    /// array's too; no value for null or an object.
+    fn flatten(&mut self, p: usize) -> Option<()> {
+        let value = match self.peek()? {
+            b'[' => return self.items(|walk| walk.flatten(p)),
+            b'{' | b'n' => return self.skip(),
+            b'"' => self.value_string()?,
+            b't' | b'f' => {
+                let word = if self.peek() == Some(b't') {
+                    "true"
+                } else {
+                    "false"
+                };
+                self.skip()?;
+                Cow::Borrowed(word)
+            }
+            _ => {
+                let start = self.pos;
+                self.skip()?;
+                Cow::Borrowed(&self.text[start..self.pos])
+            }
+        };
+        self.values[p].push(value);
+        Some(())
+    }
+
+    /// The items of the array at `pos`, each read by `item` (after whitespace).
+    fn items(&mut self, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.pos += 1;
+        if self.eat(b']') {
+            return Some(());
+        }
+        loop {
+            self.space();
+            item(self)?;
+            if self.eat(b']') {
+                return Some(());
+            }
+            if !self.eat(b',') {
+                return None;
+            }
+        }
+    }
+
+    /// A string without escapes (a key), borrowed; `None` for one with escapes.
+    fn plain_string(&mut self) -> Option<&'t str> {
+        if self.peek() != Some(b'"') {
+            return None;
+        }
+        let start = self.pos + 1;
+        let end = quote_or_backslash(self.text.as_bytes(), start)?;
+        if self.text.as_bytes()[end] != b'"' {
+            return None;
+        }
+        self.pos = end + 1;
+        Some(&self.text[start..end])
+    }
+
+    /// A string value, decoded as the parser decodes it (`None` for a lone surrogate, which
+    /// it decodes its own way).
+    fn value_string(&mut self) -> Option<Cow<'t, str>> {
+        let start = self.pos;
+        if let Some(plain) = self.plain_string() {
+            return Some(Cow::Borrowed(plain));
+        }
+        self.skip_string()?;
+        serde_json::from_str::<String>(&self.text[start..self.pos])
+            .ok()
+            .map(Cow::Owned)
+    }
+
+    /// Pass over the string at `pos`.
+    fn skip_string(&mut self) -> Option<()> {
+        self.pos = string_end(self.text.as_bytes(), self.pos + 1)?;
+        Some(())
+    }
+
+    /// Pass over the value at `pos`: a container to its matching end (only its own kind of
+    /// bracket counts, outside strings), a scalar to the next delimiter.
+    fn skip(&mut self) -> Option<()> {
+        let bytes = self.text.as_bytes();
+        let (open, close) = match self.peek()? {
+            b'"' => return self.skip_string(),
+            b'{' => (b'{', b'}'),
+            b'[' => (b'[', b']'),
+            _ => {
+                let len = (bytes[self.pos..].iter())
+                    .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n'))?;
+                self.pos += len;
+                return (len > 0).then_some(());
+            }
+        };
+        // Between strings a container has few bytes: one at a time, strings by words.
+        let mut depth = 0usize;
+        let mut i = self.pos;
+        loop {
+            match *bytes.get(i)? {
+                b'"' => i = string_end(bytes, i + 1)?,
+                b if b == open => {
+                    depth += 1;
+                    i += 1;
+                }
+                b if b == close => {
+                    depth -= 1;
+                    i += 1;
+                    if depth == 0 {
+                        self.pos = i;
+                        return Some(());
+                    }
+                }
+                _ => i += 1,
+            }
+        }
+    }
+}
+
+/// Just after the end of the string whose contents start at `i` (its escapes passed over).
+#[inline]
+fn string_end(bytes: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        i = quote_or_backslash(bytes, i)?;
+        if bytes[i] == b'"' {
+            return Some(i + 1);
+        }
+        i += 2;
+    }
+}
+
+/// The first `"` or `\` at or after `i`: 8 bytes at a time (most strings are short, where
+/// a call to a vector search costs more than it saves).
+#[inline]
+fn quote_or_backslash(bytes: &[u8], mut i: usize) -> Option<usize> {
+    const ONES: u64 = u64::MAX / 255;
+    const HIGH: u64 = ONES << 7;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        let quote = word ^ (ONES * u64::from(b'"'));
+        let backslash = word ^ (ONES * u64::from(b'\\'));
+        // The high bit of each byte equal to either (a borrow only runs past a flagged
+        // byte, so the lowest flag is exact).
+        let found = ((quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash))
+            & HIGH;
+        if found != 0 {
+            return Some(i + (found.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    (i..bytes.len()).find(|&k| matches!(bytes[k], b'"' | b'\\'))
+}
+
+/// How many parts of `path` are left when `key`, split on `.`, is a prefix of it (as
+/// [`field_values`] matches keys); `None` when it is not.
+fn strip_key(mut key: &str, path: &[&str]) -> Option<usize> {
+    let mut rest = path;
+    loop {
+        let (first, tail) = rest.split_first()?;
+        let after = key.strip_prefix(first)?;
+        rest = tail;
+        if after.is_empty() {
+            return Some(rest.len());
+        }
+        key = after.strip_prefix('.')?;
     }
 }
 
@@ -300,8 +608,7 @@ impl HitRows {
     }
 
     /// Append `hit`'s row, named by `meta`; `projection` is [`row_projection`]. The event is
-    /// its text parsed again (only the row's fields are built); an event text that no
-    /// longer parses (it did when the hit was made) gives null fields.
+    /// its text read again ([`RowCells::of_text`]).
     pub fn push(
         &mut self,
         hit: &Hit,
@@ -473,6 +780,77 @@ mod tests {
             panic!("event_count")
         };
         assert_eq!(counts.valid, [false, false, false]);
+    }
+
+    /// The cells as the parsed document gives them (the reading [`RowCells::read`] spares).
+    fn parsed_cells(event: &str) -> RowCells {
+        let doc = match parse_line_projected(event.as_bytes(), &row_projection()) {
+            Ok(Some(parsed)) if parsed.text.len() != event.len() => parse_document(event).ok(),
+            Ok(Some(parsed)) => Some(parsed.doc),
+            _ => None,
+        };
+        let time = doc.as_ref().and_then(event_timestamp);
+        RowCells::new(doc.as_ref(), None, event, time)
+    }
+
+    #[test]
+    fn cells_read_from_the_text_are_the_parsed_documents() {
+        let same = |cells: &RowCells, other: &RowCells| {
+            (
+                cells.text.as_str(),
+                cells.ends,
+                cells.valid,
+                cells.timestamp,
+            ) == (
+                other.text.as_str(),
+                other.ends,
+                other.valid,
+                other.timestamp,
+            )
+        };
+        let read = [
+            "{\"host\": {\"name\": [\"a\", [\"b\", null, {\"x\": 1}], 2.50, true]}, \
+             \"host.name\": \"c\", \"@timestamp\": [\"2024-05-01T10:00:00Z\", 1]}",
+            "{\"process\": [{\"parent\": {\"name\": \"p\"}}, {\"parent.name\": 1E3}], \
+             \"process.name\": \"a\\\"b\\u00e9\\ud83d\\ude00\", \"x\": {\"host\": \
+             {\"name\": \"no\"}}, \"y\": [\"[\\\"]\", \"{\"], \"z\": -1.5e-3}",
+            " { \"user\" : { \"name\" : false } , \"url\" : { \"domain\" : null } , \
+             \"destination\": {\"ip\": \"1.2.3.4\", \"ip\u{e9}\": 1}, \"@timestamp\": 17} ",
+            "{\"_index\": \"i\", \"_source\": {\"host\": {\"name\": \"in\"}}, \
+             \"host.name\": \"out\", \"hostx\": 1, \"host.\": 2, \"\": 3}",
+            "{\"event\": {\"k\": 1, \"k\": 2}, \"host\": {\"id\": 1, \"id\": 2}}",
+        ];
+        for event in read {
+            let cells = RowCells::read(event, None).expect(event);
+            assert!(same(&cells, &parsed_cells(event)), "{event}");
+        }
+        // The full reading: a repeated key on the way, an escaped key, a lone surrogate.
+        let parsed = [
+            "{\"host\": {\"name\": \"a\"}, \"host\": {\"name\": \"b\"}}",
+            "{\"host\": {\"name\": \"a\", \"name\": \"b\"}}",
+            "{\"ho\\u0073t\": {\"name\": \"a\"}}",
+            "{\"user\": {\"name\": \"\\ud800x\"}}",
+        ];
+        for event in parsed {
+            assert!(RowCells::read(event, None).is_none(), "{event}");
+            let cells = RowCells::of_text(event, None, &row_projection());
+            assert!(same(&cells, &parsed_cells(event)), "{event}");
+        }
+    }
+
+    #[test]
+    fn string_ends_are_found_at_any_offset() {
+        for len in 0..40 {
+            for escape in [None, Some(0), Some(len / 2)] {
+                let mut text = "x".repeat(len);
+                if let Some(at) = escape.filter(|&at| at + 2 <= len) {
+                    text.replace_range(at..at + 2, "\\\"");
+                }
+                let bytes = format!("\"{text}\" \"").into_bytes();
+                assert_eq!(string_end(&bytes, 1), Some(len + 2), "{text}");
+            }
+        }
+        assert_eq!(string_end(b"\"abc", 1), None);
     }
 
     #[test]
