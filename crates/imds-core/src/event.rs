@@ -57,12 +57,25 @@ pub fn parse_line_projected<'l>(
     line: &'l [u8],
     projection: &Projection,
 ) -> Result<Option<ParsedLine<'l>>, Malformed> {
-    parse_line_with(line, Some(projection))
+    parse_line_with(line, Some((projection, None)))
+}
+
+/// [`parse_line_projected`] for the rules `open` holds (a set of [`OpenRules::fill`]) of a
+/// projection [`Projection::by_rule`] made: only the members on their paths are built, so the
+/// document gives the same values as [`parse_line`] for every field of an open rule (a
+/// projection without rules builds all its paths). Malformed exactly as with [`parse_line`].
+pub fn parse_line_for<'l>(
+    line: &'l [u8],
+    projection: &Projection,
+    open: &OpenRules,
+) -> Result<Option<ParsedLine<'l>>, Malformed> {
+    let open = (!projection.rules_unknown).then_some(&open.0[..]);
+    parse_line_with(line, Some((projection, open)))
 }
 
 fn parse_line_with<'l>(
     line: &'l [u8],
-    projection: Option<&Projection>,
+    projection: Option<(&Projection, Option<&[u64]>)>,
 ) -> Result<Option<ParsedLine<'l>>, Malformed> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.iter().all(|&b| is_json_space(b)) {
@@ -130,14 +143,18 @@ pub fn parse_document(text: &str) -> Result<Value, Malformed> {
 /// malformed as if serde_json checked it first: when the builder stops, serde_json reads the
 /// text, and its error, if any, is the reason (the builder's own reasons are for JSON that is
 /// no object or nests too deep). Malformed lines are rare, so the second read costs nothing.
-fn parse_top(text: &str, projection: Option<&Projection>) -> Result<Parsed, Malformed> {
+fn parse_top(
+    text: &str,
+    projection: Option<(&Projection, Option<&[u64]>)>,
+) -> Result<Parsed, Malformed> {
     let mut builder = Builder {
         text,
         pos: 0,
         depth: 0,
         kinds: [0; KIND_WORDS],
         source: None,
-        projection,
+        projection: projection.map(|(p, _)| p),
+        open: projection.and_then(|(_, open)| open),
         numbers: Vec::new(),
     };
     match builder.document() {
@@ -181,6 +198,8 @@ struct Builder<'t> {
     source: Option<Range<usize>>,
     /// The paths to build (`None`: all).
     projection: Option<&'t Projection>,
+    /// Only those of these rules ([`Projection::by_rule`]; `None`: of every rule).
+    open: Option<&'t [u64]>,
     /// The addresses of the number strings built ([`ParsedLine::numbers`]).
     numbers: Vec<usize>,
 }
@@ -193,6 +212,28 @@ pub struct Projection {
     /// For the top-level `_source` member: the root's paths (it may be the event) and the
     /// paths through `_source`.
     source: Node,
+    /// Made by [`Projection::new`]: its paths belong to no rule, so every one is built.
+    rules_unknown: bool,
+}
+
+/// The rules open on a line, as [`parse_line_for`] takes them: bit `r` for rule `r`.
+#[derive(Debug, Clone, Default)]
+pub struct OpenRules(Vec<u64>);
+
+impl OpenRules {
+    /// Hold the rules `open` says are open (`open[r]`: rule `r`).
+    pub fn fill(&mut self, open: &[bool]) {
+        self.0.clear();
+        self.0.resize(open.len().div_ceil(64), 0);
+        for (r, _) in open.iter().enumerate().filter(|(_, &o)| o) {
+            self.0[r / 64] |= 1 << (r % 64);
+        }
+    }
+}
+
+/// Whether the rule sets `a` and `b` (bit `r`: rule `r`) share a rule.
+fn meets(a: &[u64], b: &[u64]) -> bool {
+    a.iter().zip(b).any(|(x, y)| x & y != 0)
 }
 
 #[derive(Debug, Clone, Default)]
@@ -203,11 +244,24 @@ struct Node {
     /// Bit `b % 64` set when a child's name starts with a byte `b` (bit 0 too for the empty
     /// name): most keys of an event are ruled out by one test, without comparing names.
     first_bytes: u64,
+    /// With rules ([`Projection::by_rule`]): bit `r` set when a path of rule `r` ends here.
+    ends: Vec<u64>,
+    /// Bit `r` set when a path of rule `r` ends here or below.
+    uses: Vec<u64>,
 }
 
 impl Node {
-    fn add<'p>(&mut self, path: impl IntoIterator<Item = &'p str>) {
+    fn add<'p>(&mut self, path: impl IntoIterator<Item = &'p str>, rule: Option<usize>) {
+        let mark = |bits: &mut Vec<u64>| {
+            if let Some(r) = rule {
+                if bits.len() <= r / 64 {
+                    bits.resize(r / 64 + 1, 0);
+                }
+                bits[r / 64] |= 1 << (r % 64);
+            }
+        };
         let mut node = self;
+        mark(&mut node.uses);
         for part in path {
             let at = match node.children.iter().position(|(p, _)| p == part) {
                 Some(at) => at,
@@ -218,18 +272,26 @@ impl Node {
                 }
             };
             node = &mut node.children[at].1;
+            mark(&mut node.uses);
         }
         node.end = true;
+        mark(&mut node.ends);
+    }
+
+    /// Whether a path ends here (of one of the `open` rules, when given).
+    fn ends_for(&self, open: Option<&[u64]>) -> bool {
+        self.end && open.is_none_or(|open| meets(&self.ends, open))
     }
 
     /// What to build of the member `key` (split on `.`, as field lookup reads it): `None` to
     /// skip it, `Some(None)` all of it (a path ends at or above it), `Some(Some(node))` the
     /// paths of `node` below it. (Walks the key's parts in place: no splitting per member.)
-    fn member(&self, key: &str) -> Option<Option<&Node>> {
+    /// `open`: only the paths of these rules ([`Projection::by_rule`]).
+    fn member(&self, key: &str, open: Option<&[u64]>) -> Option<Option<&Node>> {
         let mut node = self;
         let mut rest = key;
         loop {
-            if node.end {
+            if node.ends_for(open) {
                 return Some(None);
             }
             if node.first_bytes & first_byte_bit(rest) == 0 {
@@ -240,10 +302,13 @@ impl Node {
                 let after = rest.strip_prefix(name.as_str())?;
                 (after.is_empty() || after.starts_with('.')).then_some((child, after))
             })?;
+            if open.is_some_and(|open| !meets(&child.uses, open)) {
+                return None; // only closed rules' paths go there
+            }
             node = child;
             match after.strip_prefix('.') {
                 Some(after) => rest = after,
-                None => return Some((!node.end).then_some(node)),
+                None => return Some((!node.ends_for(open)).then_some(node)),
             }
         }
     }
@@ -262,17 +327,41 @@ fn first_byte_bit(name: &str) -> u64 {
 impl Projection {
     /// The projection of these fields (dotted paths, as in the IR).
     pub fn new<'f>(fields: impl IntoIterator<Item = &'f str>) -> Projection {
-        let mut projection = Projection::default();
+        let mut projection = Projection {
+            rules_unknown: true,
+            ..Projection::default()
+        };
         for field in fields {
-            projection.root.add(field.split('.'));
-            projection.source.add(field.split('.'));
-            if let Some(rest) = field.strip_prefix("_source.") {
-                projection.source.add(rest.split('.'));
-            } else if field == "_source" {
-                projection.source.end = true;
+            projection.add(field, None);
+        }
+        projection
+    }
+
+    /// The projection of each rule's fields (rule `r`: the `r`-th), which
+    /// [`parse_line_for`] narrows to the rules open on a line; [`parse_line_projected`]
+    /// builds every rule's paths, as with [`Projection::new`].
+    pub fn by_rule<'f, F>(rules: impl IntoIterator<Item = F>) -> Projection
+    where
+        F: IntoIterator<Item = &'f str>,
+    {
+        let mut projection = Projection::default();
+        for (r, fields) in rules.into_iter().enumerate() {
+            for field in fields {
+                projection.add(field, Some(r));
             }
         }
         projection
+    }
+
+    fn add(&mut self, field: &str, rule: Option<usize>) {
+        self.root.add(field.split('.'), rule);
+        self.source.add(field.split('.'), rule);
+        if let Some(rest) = field.strip_prefix("_source.") {
+            self.source.add(rest.split('.'), rule);
+        } else if field == "_source" {
+            // The whole of a wrapper's `_source`, whichever rules are open.
+            self.source.end = true;
+        }
     }
 }
 
@@ -501,6 +590,28 @@ impl<'t> Builder<'t> {
         Ok(Cow::Borrowed(&text[start + 1..self.pos - 1]))
     }
 
+    /// A value a repeated key replaced is dropped while the line is parsed: its numbers'
+    /// addresses are forgotten, or a string built later at one of them would pass for a
+    /// number ([`ParsedLine::numbers`]). Repeated keys are rare; a loop, not recursion.
+    #[cold]
+    #[inline(never)]
+    fn forget_numbers(&mut self, old: &Value) {
+        let mut stack = vec![old];
+        while let Some(value) = stack.pop() {
+            match value {
+                Value::String(s) => {
+                    let at = s.as_ptr() as usize;
+                    if let Some(i) = self.numbers.iter().position(|&n| n == at) {
+                        self.numbers.swap_remove(i);
+                    }
+                }
+                Value::Array(items) => stack.extend(items),
+                Value::Object(map) => stack.extend(map.values()),
+                _ => {}
+            }
+        }
+    }
+
     /// Enter `[` or `{` (at `pos`), or fail when nested too deep.
     fn open(&mut self) -> Result<(), Malformed> {
         if self.depth == MAX_NESTING {
@@ -624,7 +735,9 @@ impl<'t> Builder<'t> {
                 self.source = Some(start..self.pos);
             }
             // A repeated key keeps its first position and takes the last value (IndexMap).
-            map.insert(key, value);
+            if let Some(old) = map.insert(key, value) {
+                self.forget_numbers(&old);
+            }
             if self.eat(b'}') {
                 self.depth -= 1;
                 return Ok(Value::Object(map));
@@ -680,7 +793,7 @@ impl<'t> Builder<'t> {
                 // Whether a wrapper's `_source` is the event is only known at the end.
                 Some(self.projection.map(|p| &p.source).filter(|s| !s.end))
             } else {
-                node.member(&key)
+                node.member(&key, self.open)
             };
             let value = match member {
                 Some(None) => self.value()?,
@@ -702,7 +815,9 @@ impl<'t> Builder<'t> {
             if self.depth == 1 && key == "_source" {
                 self.source = Some(start..self.pos);
             }
-            map.insert(key.into_owned(), value);
+            if let Some(old) = map.insert(key.into_owned(), value) {
+                self.forget_numbers(&old);
+            }
             if self.eat(b'}') {
                 self.depth -= 1;
                 return Ok(Value::Object(map));
@@ -1304,6 +1419,86 @@ mod tests {
     }
 
     #[test]
+    fn projection_by_rule_builds_the_open_rules_paths() {
+        let rules: [&[&str]; 4] = [
+            &["process.name", "event.type"],
+            &["process.parent.name", "user"],
+            &["process", "_source.host.name"],
+            &[],
+        ];
+        let projection = Projection::by_rule(rules.iter().map(|r| r.iter().copied()));
+        let line = r#"{"process":{"name":"a","parent":{"name":"p","pid":1},"pid":2},"process.parent.name":"q","event":{"type":["start"],"kind":"e"},"user":{"name":"u"},"user.id":7,"host":{"name":"h"},"_index":"i"}"#;
+        let full = parse_line(line.as_bytes()).unwrap().unwrap();
+        let parse = |open: &[bool]| {
+            let mut rules = OpenRules::default();
+            rules.fill(open);
+            parse_line_for(line.as_bytes(), &projection, &rules)
+                .unwrap()
+                .unwrap()
+        };
+        let values = |doc: &Value, field: &str| {
+            let path: Vec<&str> = field.split('.').collect();
+            let mut out = Vec::new();
+            field_values(doc, &path, &mut out);
+            out.into_iter().map(Cow::into_owned).collect::<Vec<_>>()
+        };
+        for open in 0..16u32 {
+            let open: Vec<bool> = (0..4).map(|r| open & (1 << r) != 0).collect();
+            let parsed = parse(&open);
+            assert_eq!(parsed.text, full.text);
+            for (rule, fields) in rules.iter().enumerate().filter(|(r, _)| open[*r]) {
+                for field in *fields {
+                    assert_eq!(
+                        values(&parsed.doc, field),
+                        values(&full.doc, field),
+                        "{field} with {open:?}"
+                    );
+                }
+                // A number of an open rule's field is still known as one.
+                if rule == 2 {
+                    let mut pid = Vec::new();
+                    field_values(&parsed.doc, &["process", "pid"], &mut pid);
+                    assert!(is_json_number(&pid[0], &parsed.numbers));
+                }
+            }
+        }
+        // Only what the open rules read is built.
+        assert_eq!(
+            parse(&[true, false, false, false]).doc,
+            serde_json::json!({"process":{"name":"a"},"event":{"type":["start"]},"_index":null})
+        );
+        assert_eq!(
+            parse(&[false, true, false, true]).doc,
+            serde_json::json!({"process":{"parent":{"name":"p"}},"process.parent.name":"q",
+                "user":{"name":"u"},"user.id":"7","_index":null})
+        );
+        assert_eq!(parse(&[false; 4]).doc, serde_json::json!({"_index":null}));
+        // Every rule's paths without the rules open, and with a projection of no rules.
+        let all = parse_line_projected(line.as_bytes(), &projection)
+            .unwrap()
+            .unwrap();
+        assert_eq!(all.doc, parse(&[true; 4]).doc);
+        let mut none = OpenRules::default();
+        none.fill(&[false; 4]);
+        let plain = Projection::new(["user"]);
+        assert_eq!(
+            parse_line_for(line.as_bytes(), &plain, &none)
+                .unwrap()
+                .unwrap()
+                .doc,
+            serde_json::json!({"user":{"name":"u"},"user.id":"7","_index":null})
+        );
+        // Malformed as with the full parse, in a member no open rule reads.
+        let bad = br#"{"process":{"name":"a"},"host":{"name":01}}"#;
+        let mut first = OpenRules::default();
+        first.fill(&[true, false, false, false]);
+        assert_eq!(
+            parse_line_for(bad, &projection, &first).unwrap_err().reason,
+            malformed(bad)
+        );
+    }
+
+    #[test]
     fn projection_keeps_exporter_wrappers() {
         let line = r#"{"_index":{"x":[1]},"_id":"1","_source":{"process":{"name":"curl","pid":1}},"sort":[1]}"#;
         let projection = Projection::new(["process.name"]);
@@ -1457,7 +1652,7 @@ mod tests {
             "a", "a.b", "a.b.c", "a.bc", "a.bc.d", "a.bcd", "ab", "a.", ".", "", ".e", ".e.f", "e",
             "f", "f.", "f..g", "f..g.h", "f.g", "h", "h.", "h..", "x", "x.y", "xy", "b",
         ] {
-            let got = projection.root.member(key).map(|node| {
+            let got = projection.root.member(key, None).map(|node| {
                 node.map(|node| {
                     let mut out = Vec::new();
                     paths(node, None, &mut out);
@@ -1533,6 +1728,43 @@ mod tests {
 #[cfg(test)]
 mod number_tests {
     use super::*;
+
+    #[test]
+    fn a_number_replaced_by_a_repeated_key_names_no_later_string() {
+        // The replaced number's text is freed while the line is parsed: a string built
+        // after it may get its address, and must not be taken for a number.
+        for line in [
+            r#"{"a":7,"a":8,"b":"80"}"#,
+            r#"{"a":7,"a":"x","b":"80"}"#,
+            r#"{"a":[7],"a":null,"b":"80","c":"81"}"#,
+            r#"{"a":{"n":7},"a":{"n":8},"b":"80","c":"81"}"#,
+            r#"{"x":{"a":7,"a":8},"b":"80","c":"81"}"#,
+        ] {
+            for projection in [None, Some(Projection::new(["a", "x", "b", "c"]))] {
+                let parsed = match &projection {
+                    None => parse_line(line.as_bytes()),
+                    Some(p) => parse_line_projected(line.as_bytes(), p),
+                }
+                .unwrap()
+                .unwrap();
+                for field in ["b", "c"] {
+                    let mut values = Vec::new();
+                    field_values(&parsed.doc, &[field], &mut values);
+                    for v in &values {
+                        assert!(!is_json_number(v, &parsed.numbers), "{field} in {line}");
+                    }
+                }
+                let mut numbers = Vec::new();
+                field_values(&parsed.doc, &["a"], &mut numbers);
+                field_values(&parsed.doc, &["a", "n"], &mut numbers);
+                field_values(&parsed.doc, &["x", "a"], &mut numbers);
+                for v in &numbers {
+                    let digits = v.bytes().all(|b| b.is_ascii_digit());
+                    assert_eq!(is_json_number(v, &parsed.numbers), digits, "{v} in {line}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn a_lines_numbers_are_known_from_its_strings() {

@@ -29,8 +29,8 @@ mod wildcard;
 pub use error::{Error, InputError, InputErrorKind, RuleError};
 pub use eval::{CompiledRule, Match, Verdict, Witness};
 pub use event::{
-    field_values, parse_document, parse_line, parse_line_projected, Malformed, ParsedLine,
-    Projection,
+    field_values, parse_document, parse_line, parse_line_for, parse_line_projected, Malformed,
+    OpenRules, ParsedLine, Projection,
 };
 pub use ir::{
     Branch, Call, FieldRef, FieldType, Func, LitType, Literal, Node, Op, Predicate, RuleIr,

@@ -18,8 +18,8 @@ use std::sync::atomic::AtomicBool;
 
 mod fuzz_model;
 use fuzz_model::{
-    builder_verdict, json_depth, keys, lone_surrogates_as_fffd, projection_verdict, Key,
-    MAX_NESTING,
+    builder_verdict, json_depth, keys, lone_surrogates_as_fffd, open_rules_verdict,
+    projection_verdict, Key, MAX_NESTING,
 };
 
 const SEED: &str = include_str!("data/seed_ir.json");
@@ -520,6 +520,40 @@ proptest! {
         fields in projected_fields(),
     ) {
         check_projection(&bytes, &fields)?;
+    }
+}
+
+/// Up to four rules' fields (some shared, some none) and which rules are open on the line.
+fn rules_and_open() -> impl Strategy<Value = (Vec<Vec<&'static str>>, Vec<bool>)> {
+    prop::collection::vec(
+        (prop::sample::subsequence(PROJECTED, 0..4), any::<bool>()),
+        1..5,
+    )
+    .prop_map(|rules| rules.into_iter().unzip())
+}
+
+proptest! {
+    #![proptest_config(config(600))]
+
+    /// Parsed for the rules open on the line, a projection by rule gives the open rules'
+    /// fields as the full parse does, and fails where and as it fails.
+    #[test]
+    fn parse_for_open_rules_agrees_with_full_parse_on_generated_lines(
+        line in line(),
+        (rules, open) in rules_and_open(),
+    ) {
+        deep_stack(|| open_rules_verdict(&line, &rules, &open)).map_err(TestCaseError::fail)?;
+    }
+
+    #[test]
+    fn parse_for_open_rules_agrees_with_full_parse_on_json_like_bytes(
+        bytes in prop::collection::vec(
+            prop::sample::select(b"{}[]\":,\\u0aF9 .-+eE truefalsnl\xff\xc3\x80".to_vec()),
+            0..60,
+        ),
+        (rules, open) in rules_and_open(),
+    ) {
+        deep_stack(|| open_rules_verdict(&bytes, &rules, &open)).map_err(TestCaseError::fail)?;
     }
 }
 

@@ -21,7 +21,7 @@ impl Engine {
             .into_iter()
             .map(CompiledRule::new)
             .collect::<Result<Vec<_>, _>>()?;
-        let projection = Projection::new(rules.iter().flat_map(CompiledRule::fields));
+        let projection = Projection::by_rule(rules.iter().map(CompiledRule::fields));
         Ok(Engine {
             rules,
             prefilter,

@@ -3,7 +3,7 @@
 
 use super::{hit_bytes, Engine, FileStats, Hit, HitForms, ScanOptions, ScanReport, Stream};
 use crate::eval::Verdict;
-use crate::event::{self, Projection};
+use crate::event::{self, OpenRules, Projection};
 use crate::prefilter::RuleGate;
 use rayon::prelude::*;
 use std::io::{self, ErrorKind, Read};
@@ -329,6 +329,8 @@ pub(super) struct LineScanner<'e> {
     gate: Option<&'e RuleGate>,
     /// Scratch: the rules the gate leaves open on the current line.
     open: Vec<bool>,
+    /// Scratch: `open` as the parse takes it.
+    open_rules: OpenRules,
     /// What hits are made into (`None`: plain hits).
     forms: Option<&'e HitForms>,
     /// What candidate lines are parsed into.
@@ -355,6 +357,7 @@ impl<'e> LineScanner<'e> {
             held: 0,
             gate: engine.gate.as_ref().filter(|_| opts.prefilter),
             open: Vec::new(),
+            open_rules: OpenRules::default(),
             opened: false,
             forms,
             projection: forms
@@ -433,15 +436,23 @@ impl<'e> LineScanner<'e> {
             return;
         }
         self.stats.candidates += 1;
-        match event::parse_line_projected(line, self.projection) {
+        let gated = self.opened || self.gate.is_some();
+        if let Some(gate) = self.gate.filter(|_| !self.opened) {
+            gate.open(line, &mut self.open);
+        }
+        // Only the fields of the rules that can match the line are built (all of a hit's
+        // forms' projection, which is by no rule).
+        let parsed = if gated {
+            self.open_rules.fill(&self.open);
+            event::parse_line_for(line, self.projection, &self.open_rules)
+        } else {
+            event::parse_line_projected(line, self.projection)
+        };
+        match parsed {
             Ok(Some(parsed)) => {
                 self.stats.valid_event = true;
                 if parsed.invalid_utf8 {
                     self.stats.invalid_utf8 += 1;
-                }
-                let gated = self.opened || self.gate.is_some();
-                if let Some(gate) = self.gate.filter(|_| !self.opened) {
-                    gate.open(line, &mut self.open);
                 }
                 let mut stamp = None;
                 for (rule, compiled) in self.engine.rules.iter().enumerate() {

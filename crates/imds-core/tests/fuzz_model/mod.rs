@@ -3,7 +3,8 @@
 #![allow(dead_code)] // each user takes a part
 
 use imds_core::{
-    field_values, parse_document, parse_line, parse_line_projected, Projection, ScanReport,
+    field_values, parse_document, parse_line, parse_line_for, parse_line_projected, OpenRules,
+    ParsedLine, Projection, ScanReport,
 };
 use serde_json::Value;
 use std::borrow::Cow;
@@ -188,8 +189,46 @@ pub fn builder_verdict(bytes: &[u8]) -> Result<(), String> {
 /// same malformed reason, the same blank lines), the same event text, and the same values
 /// for every field. Err says how they differ.
 pub fn projection_verdict(bytes: &[u8], fields: &[&str]) -> Result<(), String> {
-    let full = parse_line(bytes);
     let projected = parse_line_projected(bytes, &Projection::new(fields.iter().copied()));
+    agrees_with_full_parse(bytes, projected, fields)
+}
+
+/// [`projection_verdict`] for a projection of `rules` (each a rule's fields) narrowed to the
+/// `open` ones: the fields of the open rules as the full parse gives them.
+pub fn open_rules_verdict(bytes: &[u8], rules: &[Vec<&str>], open: &[bool]) -> Result<(), String> {
+    let projection = Projection::by_rule(rules.iter().map(|r| r.iter().copied()));
+    let mut open_rules = OpenRules::default();
+    open_rules.fill(open);
+    let parsed = parse_line_for(bytes, &projection, &open_rules);
+    let fields: Vec<&str> = (rules.iter().zip(open))
+        .filter(|(_, &o)| o)
+        .flat_map(|(r, _)| r.iter().copied())
+        .collect();
+    agrees_with_full_parse(bytes, parsed, &fields)
+        .map_err(|e| format!("{e} (rules {rules:?}, open {open:?})"))
+}
+
+/// Each value as a flag: whether it was a JSON number ([`ParsedLine::numbers`]: a number's
+/// text is its own allocation, known by its address).
+fn number_flags(values: &[Cow<'_, str>], line: &ParsedLine<'_>) -> Vec<bool> {
+    values
+        .iter()
+        .map(|v| match v {
+            Cow::Borrowed(s) => {
+                !s.is_empty() && line.numbers.binary_search(&(s.as_ptr() as usize)).is_ok()
+            }
+            Cow::Owned(_) => true,
+        })
+        .collect()
+}
+
+/// A projected parse `projected` of `bytes` against the full one, for `fields`.
+fn agrees_with_full_parse(
+    bytes: &[u8],
+    projected: Result<Option<ParsedLine<'_>>, imds_core::Malformed>,
+    fields: &[&str],
+) -> Result<(), String> {
+    let full = parse_line(bytes);
     let text = String::from_utf8_lossy(bytes);
     match (&full, &projected) {
         (Ok(None), Ok(None)) => Ok(()),
@@ -206,6 +245,11 @@ pub fn projection_verdict(bytes: &[u8], fields: &[&str]) -> Result<(), String> {
                 if want != got {
                     return Err(format!(
                         "{field}: {got:?} projected, {want:?} in full, with {fields:?} on {text:?}"
+                    ));
+                }
+                if number_flags(&want, a) != number_flags(&got, b) {
+                    return Err(format!(
+                        "{field}: numbers differ in {got:?}, with {fields:?} on {text:?}"
                     ));
                 }
             }
