@@ -425,14 +425,10 @@ impl Pred {
         })
     }
 
-    /// The first value (in value order) satisfying the predicate, and its first literal.
-    fn first_hit<'a>(&self, doc: &'a Value, numbers: &[usize]) -> Option<(Cow<'a, str>, usize)> {
-        self.first_hit_in(doc, doc, numbers)
-    }
-
-    /// [`Pred::first_hit`] of the values in `scope` (the event, or a nested document of
-    /// `event`, which `path` is then relative to).
-    fn first_hit_in<'a>(
+    /// The first value (in value order) satisfying the predicate, and its first literal, of
+    /// the values in `scope` (the event, or a nested document of `event`, which `path` is
+    /// then relative to).
+    fn first_hit<'a>(
         &self,
         scope: impl Scope<'a>,
         event: &'a Value,
@@ -488,23 +484,52 @@ fn destination_ports(doc: &Value) -> Vec<u64> {
 }
 
 impl Expr {
-    fn compile(node: &Node, branch: &str) -> Result<Expr, crate::Error> {
+    /// `scope`: the path of the enclosing `nested` node, which the predicates' paths are then
+    /// relative to (the IR checker refused fields and paths not below it, and `expr` nodes
+    /// under it; a tree built in Rust is checked here).
+    fn compile(node: &Node, scope: Option<&str>, branch: &str) -> Result<Expr, crate::Error> {
         let all = |args: &[Node]| {
             args.iter()
-                .map(|a| Expr::compile(a, branch))
+                .map(|a| Expr::compile(a, scope, branch))
                 .collect::<Result<Vec<_>, _>>()
         };
         Ok(match node {
             Node::And { args } => Expr::And(all(args)?),
             Node::Or { args } => Expr::Or(all(args)?),
-            Node::Not { arg } => Expr::Not(Box::new(Expr::compile(arg, branch)?)),
-            Node::Pred(p) => Expr::Pred(Pred::compile(p, branch)?),
+            Node::Not { arg } => Expr::Not(Box::new(Expr::compile(arg, scope, branch)?)),
+            Node::Pred(p) => {
+                let mut pred = Pred::compile(p, branch)?;
+                if let Some(scope) = scope {
+                    let Some(relative) = below(&p.field, scope) else {
+                        return Err(crate::Error::in_branch(
+                            branch,
+                            Some(&p.field),
+                            format!(
+                                "nested node: field {:?} is not under its path {scope:?}",
+                                p.field
+                            ),
+                        ));
+                    };
+                    pred.path = relative.split('.').map(str::to_owned).collect();
+                }
+                Expr::Pred(pred)
+            }
+            Node::Expr { .. } if scope.is_some() => {
+                return Err(crate::Error::in_branch(
+                    branch,
+                    None,
+                    format!(
+                        "has a nested node: an expr node cannot be under nested path {:?}",
+                        scope.unwrap_or_default()
+                    ),
+                ))
+            }
             Node::Expr { text, expr } => {
                 Expr::Script(ExprNode::compile(text, expr).map_err(|what| {
                     crate::Error::in_branch(branch, None, format!("expression {text:?}: {what}"))
                 })?)
             }
-            Node::Nested { path, arg } => Expr::Nested(Nested::compile(path, arg, None, branch)?),
+            Node::Nested { path, arg } => Expr::Nested(Nested::compile(path, arg, scope, branch)?),
         })
     }
 
@@ -525,23 +550,41 @@ impl Expr {
         }
     }
 
-    fn eval(&self, doc: &Value, numbers: &[usize]) -> bool {
+    /// Whether a `not` is below (then a nested document can hold without any field).
+    fn has_not(&self) -> bool {
         match self {
-            Expr::And(args) => args.iter().all(|a| a.eval(doc, numbers)),
-            Expr::Or(args) => args.iter().any(|a| a.eval(doc, numbers)),
-            Expr::Not(arg) => !arg.eval(doc, numbers),
-            Expr::Pred(p) => p.first_hit(doc, numbers).is_some(),
-            Expr::Script(node) => node.first_true(doc, numbers).is_some(),
-            Expr::Nested(nested) => nested.first(NestedDoc::Object(doc), doc, numbers).is_some(),
+            Expr::And(args) | Expr::Or(args) => args.iter().any(Expr::has_not),
+            Expr::Not(_) => true,
+            Expr::Pred(_) | Expr::Script(_) => false,
+            Expr::Nested(nested) => nested.arg.has_not(),
         }
     }
 
-    /// Push the witness entries of a node known to be true (spec/ir.md "Witness"): a predicate
-    /// gives one, `and` its children's, `or` its first true child's (marked under-or), `not`
-    /// none.
+    /// Whether it holds on the event `doc`.
+    fn holds(&self, doc: &Value, numbers: &[usize]) -> bool {
+        self.eval(NestedDoc::Object(doc), doc, numbers)
+    }
+
+    /// Whether it holds in `scope`: the event, or a nested document of `event`.
+    fn eval<'a>(&self, scope: NestedDoc<'a>, event: &'a Value, numbers: &[usize]) -> bool {
+        match self {
+            Expr::And(args) => args.iter().all(|a| a.eval(scope, event, numbers)),
+            Expr::Or(args) => args.iter().any(|a| a.eval(scope, event, numbers)),
+            Expr::Not(arg) => !arg.eval(scope, event, numbers),
+            Expr::Pred(p) => p.first_hit(scope, event, numbers).is_some(),
+            // Only at the event's scope (compile refuses it under a nested node).
+            Expr::Script(node) => node.first_true(event, numbers).is_some(),
+            Expr::Nested(nested) => nested.first(scope, event, numbers).is_some(),
+        }
+    }
+
+    /// Push the witness entries of a node known to be true in `scope` (spec/ir.md "Witness"):
+    /// a predicate gives one, `and` its children's, `or` its first true child's (marked
+    /// under-or), `not` none, `nested` its condition's on the first document that holds.
     fn collect<'e, 'a>(
         &'e self,
-        doc: &'a Value,
+        scope: NestedDoc<'a>,
+        event: &'a Value,
         numbers: &[usize],
         under_or: bool,
         out: &mut Vec<Entry<'e, 'a>>,
@@ -549,17 +592,17 @@ impl Expr {
         match self {
             Expr::And(args) => {
                 for arg in args {
-                    arg.collect(doc, numbers, under_or, out);
+                    arg.collect(scope, event, numbers, under_or, out);
                 }
             }
             Expr::Or(args) => {
-                if let Some(first_true) = args.iter().find(|a| a.eval(doc, numbers)) {
-                    first_true.collect(doc, numbers, true, out);
+                if let Some(first_true) = args.iter().find(|a| a.eval(scope, event, numbers)) {
+                    first_true.collect(scope, event, numbers, true, out);
                 }
             }
             Expr::Not(_) => {}
             Expr::Pred(pred) => {
-                if let Some((value, literal)) = pred.first_hit(doc, numbers) {
+                if let Some((value, literal)) = pred.first_hit(scope, event, numbers) {
                     out.push(Entry {
                         field: &pred.field,
                         op: pred.op.as_str(),
@@ -570,7 +613,7 @@ impl Expr {
                 }
             }
             Expr::Script(node) => {
-                if let Some((field, value)) = node.first_true(doc, numbers) {
+                if let Some((field, value)) = node.first_true(event, numbers) {
                     out.push(Entry {
                         field,
                         op: "expr",
@@ -581,8 +624,8 @@ impl Expr {
                 }
             }
             Expr::Nested(nested) => {
-                if let Some(scope) = nested.first(NestedDoc::Object(doc), doc, numbers) {
-                    nested.arg.collect(scope, doc, numbers, under_or, out);
+                if let Some(inner) = nested.first(scope, event, numbers) {
+                    nested.arg.collect(inner, event, numbers, under_or, out);
                 }
             }
         }
@@ -596,17 +639,8 @@ struct Nested {
     full: String,
     /// The path relative to the enclosing scope, split on `.`.
     path: Vec<String>,
-    arg: Scoped,
-}
-
-/// A condition under a `nested` node, on one nested document: predicates read their paths
-/// relative to it (and report their fields in full).
-enum Scoped {
-    And(Vec<Scoped>),
-    Or(Vec<Scoped>),
-    Not(Box<Scoped>),
-    Pred(Pred),
-    Nested(Box<Nested>),
+    /// The condition, its predicates' paths relative to a nested document.
+    arg: Expr,
 }
 
 /// The part of `field` below the nested path `scope`, when it is below it.
@@ -615,8 +649,7 @@ fn below<'f>(field: &'f str, scope: &str) -> Option<&'f str> {
 }
 
 impl Nested {
-    /// `outer`: the enclosing nested node's path. (The IR checker already refused fields and
-    /// paths not below their nested path; a tree built in Rust is checked here.)
+    /// `outer`: the enclosing nested node's path.
     fn compile(
         path: &str,
         arg: &Node,
@@ -642,7 +675,7 @@ impl Nested {
         Ok(Box::new(Nested {
             full: path.to_owned(),
             path: relative.split('.').map(str::to_owned).collect(),
-            arg: Scoped::compile(arg, path, branch)?,
+            arg: Expr::compile(arg, Some(path), branch)?,
         }))
     }
 
@@ -677,122 +710,6 @@ impl Nested {
     }
 }
 
-impl Scoped {
-    fn compile(node: &Node, scope: &str, branch: &str) -> Result<Scoped, crate::Error> {
-        let all = |args: &[Node]| {
-            args.iter()
-                .map(|a| Scoped::compile(a, scope, branch))
-                .collect::<Result<Vec<_>, _>>()
-        };
-        Ok(match node {
-            Node::And { args } => Scoped::And(all(args)?),
-            Node::Or { args } => Scoped::Or(all(args)?),
-            Node::Not { arg } => Scoped::Not(Box::new(Scoped::compile(arg, scope, branch)?)),
-            Node::Pred(p) => {
-                let Some(relative) = below(&p.field, scope) else {
-                    return Err(crate::Error::in_branch(
-                        branch,
-                        Some(&p.field),
-                        format!(
-                            "nested node: field {:?} is not under its path {scope:?}",
-                            p.field
-                        ),
-                    ));
-                };
-                let mut pred = Pred::compile(p, branch)?;
-                pred.path = relative.split('.').map(str::to_owned).collect();
-                Scoped::Pred(pred)
-            }
-            Node::Nested { path, arg } => {
-                Scoped::Nested(Nested::compile(path, arg, Some(scope), branch)?)
-            }
-            Node::Expr { .. } => {
-                return Err(crate::Error::in_branch(
-                    branch,
-                    None,
-                    format!(
-                        "has a nested node: an expr node cannot be under nested path {scope:?}"
-                    ),
-                ))
-            }
-        })
-    }
-
-    fn has_not(&self) -> bool {
-        match self {
-            Scoped::And(args) | Scoped::Or(args) => args.iter().any(Scoped::has_not),
-            Scoped::Not(_) => true,
-            Scoped::Pred(_) => false,
-            Scoped::Nested(nested) => nested.arg.has_not(),
-        }
-    }
-
-    fn fields<'e>(&'e self, out: &mut Vec<&'e str>) {
-        match self {
-            Scoped::And(args) | Scoped::Or(args) => args.iter().for_each(|a| a.fields(out)),
-            Scoped::Not(arg) => arg.fields(out),
-            Scoped::Pred(pred) => {
-                out.push(&pred.field);
-                if matches!(pred.test, Test::Endpoint) {
-                    out.push("destination.port");
-                }
-            }
-            Scoped::Nested(nested) => nested.fields(out),
-        }
-    }
-
-    /// Whether it holds on the nested document `doc` of `event`.
-    fn eval<'a>(&self, doc: NestedDoc<'a>, event: &'a Value, numbers: &[usize]) -> bool {
-        match self {
-            Scoped::And(args) => args.iter().all(|a| a.eval(doc, event, numbers)),
-            Scoped::Or(args) => args.iter().any(|a| a.eval(doc, event, numbers)),
-            Scoped::Not(arg) => !arg.eval(doc, event, numbers),
-            Scoped::Pred(p) => p.first_hit_in(doc, event, numbers).is_some(),
-            Scoped::Nested(nested) => nested.first(doc, event, numbers).is_some(),
-        }
-    }
-
-    /// [`Expr::collect`] on the nested document `doc`, known to make it hold.
-    fn collect<'e, 'a>(
-        &'e self,
-        doc: NestedDoc<'a>,
-        event: &'a Value,
-        numbers: &[usize],
-        under_or: bool,
-        out: &mut Vec<Entry<'e, 'a>>,
-    ) {
-        match self {
-            Scoped::And(args) => {
-                for arg in args {
-                    arg.collect(doc, event, numbers, under_or, out);
-                }
-            }
-            Scoped::Or(args) => {
-                if let Some(first_true) = args.iter().find(|a| a.eval(doc, event, numbers)) {
-                    first_true.collect(doc, event, numbers, true, out);
-                }
-            }
-            Scoped::Not(_) => {}
-            Scoped::Pred(pred) => {
-                if let Some((value, literal)) = pred.first_hit_in(doc, event, numbers) {
-                    out.push(Entry {
-                        field: &pred.field,
-                        op: pred.op.as_str(),
-                        pattern: &pred.literals[literal],
-                        value,
-                        under_or,
-                    });
-                }
-            }
-            Scoped::Nested(nested) => {
-                if let Some(inner) = nested.first(doc, event, numbers) {
-                    nested.arg.collect(inner, event, numbers, under_or, out);
-                }
-            }
-        }
-    }
-}
-
 struct Entry<'e, 'a> {
     field: &'e str,
     op: &'static str,
@@ -808,12 +725,12 @@ impl CompiledRule {
         let branches = ir
             .branches
             .iter()
-            .map(|b| Expr::compile(&b.expr, &b.name))
+            .map(|b| Expr::compile(&b.expr, None, &b.name))
             .collect::<Result<Vec<_>, _>>()?;
         let allowlist = ir
             .allowlist
             .iter()
-            .map(|node| Expr::compile(node, "allowlist"))
+            .map(|node| Expr::compile(node, None, "allowlist"))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(CompiledRule {
             ir,
@@ -858,15 +775,15 @@ impl CompiledRule {
             .branches
             .iter()
             .enumerate()
-            .find(|(_, expr)| expr.eval(doc, numbers))
+            .find(|(_, expr)| expr.holds(doc, numbers))
         else {
             return Verdict::Miss;
         };
-        if let Some(entry) = self.allowlist.iter().position(|e| e.eval(doc, numbers)) {
+        if let Some(entry) = self.allowlist.iter().position(|e| e.holds(doc, numbers)) {
             return Verdict::Allowed(entry);
         }
         let mut entries = Vec::new();
-        expr.collect(doc, numbers, false, &mut entries);
+        expr.collect(NestedDoc::Object(doc), doc, numbers, false, &mut entries);
         let deciding = match entries.iter().position(|e| e.under_or) {
             Some(i) => Some(entries.swap_remove(i)),
             None => entries.pop(),
