@@ -831,7 +831,7 @@ impl<'t> Builder<'t> {
 /// byte (which JSON forbids in strings); `bytes.len()` if none. Most of a line is strings,
 /// mostly short: 16 bytes at a time with SSE2 (x86-64's baseline), else 8 (SWAR).
 #[inline(always)]
-fn string_stop(bytes: &[u8], mut i: usize) -> usize {
+pub(crate) fn string_stop(bytes: &[u8], mut i: usize) -> usize {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     {
         use safe_arch::*;

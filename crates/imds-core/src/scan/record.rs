@@ -184,26 +184,10 @@ pub(super) fn json_string(s: &str, out: &mut Vec<u8>) {
 }
 
 /// The first byte at or after `from` that a JSON string escapes (`"`, `\\`, a control
-/// byte), 8 bytes at a time.
-fn next_escaped(bytes: &[u8], mut from: usize) -> Option<usize> {
-    const ONES: u64 = u64::MAX / 255;
-    const HIGH: u64 = ONES << 7;
-    while let Some(chunk) = bytes.get(from..from + 8) {
-        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
-        let quote = word ^ (ONES * u64::from(b'"'));
-        let backslash = word ^ (ONES * u64::from(b'\\'));
-        // The high bit of each byte below 0x20 or equal to either (a borrow only runs past
-        // a flagged byte, so the lowest flag is exact).
-        let found = ((word.wrapping_sub(ONES * 0x20) & !word)
-            | (quote.wrapping_sub(ONES) & !quote)
-            | (backslash.wrapping_sub(ONES) & !backslash))
-            & HIGH;
-        if found != 0 {
-            return Some(from + (found.trailing_zeros() / 8) as usize);
-        }
-        from += 8;
-    }
-    (from..bytes.len()).find(|&i| matches!(bytes[i], b'"' | b'\\' | 0..=0x1f))
+/// byte): where the parser's string scan stops.
+fn next_escaped(bytes: &[u8], from: usize) -> Option<usize> {
+    let at = crate::event::string_stop(bytes, from);
+    (at < bytes.len()).then_some(at)
 }
 
 /// `s.strip()` in Python: without the characters `str.isspace` is true for.

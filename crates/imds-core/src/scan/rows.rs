@@ -450,8 +450,8 @@ impl<'t> Walk<'t> {
             return None;
         }
         let start = self.pos + 1;
-        let end = quote_or_backslash(self.text.as_bytes(), start)?;
-        if self.text.as_bytes()[end] != b'"' {
+        let end = crate::event::string_stop(self.text.as_bytes(), start);
+        if self.text.as_bytes().get(end) != Some(&b'"') {
             return None;
         }
         self.pos = end + 1;
@@ -520,35 +520,13 @@ impl<'t> Walk<'t> {
 #[inline]
 fn string_end(bytes: &[u8], mut i: usize) -> Option<usize> {
     loop {
-        i = quote_or_backslash(bytes, i)?;
-        if bytes[i] == b'"' {
-            return Some(i + 1);
+        i = crate::event::string_stop(bytes, i);
+        match bytes.get(i)? {
+            b'"' => return Some(i + 1),
+            b'\\' => i += 2,
+            _ => i += 1, // a control byte (not in an accepted event's strings)
         }
-        i += 2;
     }
-}
-
-/// The first `"` or `\` at or after `i`: 8 bytes at a time (most strings are short, where
-/// a call to a vector search costs more than it saves).
-#[inline]
-fn quote_or_backslash(bytes: &[u8], mut i: usize) -> Option<usize> {
-    const ONES: u64 = u64::MAX / 255;
-    const HIGH: u64 = ONES << 7;
-    while let Some(chunk) = bytes.get(i..i + 8) {
-        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
-        let quote = word ^ (ONES * u64::from(b'"'));
-        let backslash = word ^ (ONES * u64::from(b'\\'));
-        // The high bit of each byte equal to either (a borrow only runs past a flagged
-        // byte, so the lowest flag is exact).
-        let found = ((quote.wrapping_sub(ONES) & !quote)
-            | (backslash.wrapping_sub(ONES) & !backslash))
-            & HIGH;
-        if found != 0 {
-            return Some(i + (found.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    (i..bytes.len()).find(|&k| matches!(bytes[k], b'"' | b'\\'))
 }
 
 /// How many parts of `path` are left when `key`, split on `.`, is a prefix of it (as
