@@ -293,3 +293,20 @@ def test_harness_reports_the_kql_cases_against_the_default_rule() -> None:
     assert "Elastic IMDS new_terms KQL rule alone: 0.60 s, 1.2x" in text and "7 hits" in text
     assert harness.selected(base, "KQL") and harness.selected(harness.KQL_IMDS_ROW, "KQL")
     assert not harness.selected(base, "sequence")
+
+
+def test_harness_compiles_stale_bytecode_before_timing(tmp_path: Path) -> None:
+    # A source tree run with PYTHONDONTWRITEBYTECODE would compile its changed modules on
+    # every CLI row; the harness brings the bytecode up to date first, as pip install does.
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import harness
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "mod.py").write_text("X = 1\n")
+    notes: list[str] = []
+    harness.fresh_bytecode(notes, package)
+    assert [p.name.split(".")[0] for p in (package / "__pycache__").iterdir()] == ["mod"]
+    assert notes == [f"imds_scan's bytecode ({package}) brought up to date before timing"]
