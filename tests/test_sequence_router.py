@@ -8,24 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_sequences_scan import ev, keyed, sequence_rule, write
+from test_sequences_scan import ev, keyed, sample_rule, sequence_rule, write
 
 from imds_scan import ScanConfig, scan, sequences
 from imds_scan.rules import Rule, default_rules
-
-
-def sample_rule() -> Rule:
-    rule = sequence_rule(rule_id="smp")
-    body = rule.ir.pop("sequence")
-    rule.ir["sample"] = {
-        "timestamp_field": "@timestamp",
-        "tiebreaker_field": None,
-        "stages": [{"expr": s["expr"], "keys": s["keys"]} for s in body["stages"]],
-        "max_samples_per_key": None,
-        "pipes": [],
-        "size": None,
-    }
-    return rule
 
 
 def rules() -> list[Rule]:

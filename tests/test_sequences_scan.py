@@ -60,6 +60,21 @@ def sequence_rule(
     return Rule(rule_id, f"Rule {rule_id}", "medium", "sequence …", ir, source="<test>")
 
 
+def sample_rule(rule_id: str = "smp") -> Rule:
+    """``sample by host.id`` over :func:`sequence_rule`'s stages."""
+    rule = sequence_rule(rule_id=rule_id)
+    body = rule.ir.pop("sequence")
+    rule.ir["sample"] = {
+        "timestamp_field": "@timestamp",
+        "tiebreaker_field": None,
+        "stages": [{"expr": s["expr"], "keys": s["keys"]} for s in body["stages"]],
+        "max_samples_per_key": None,
+        "pipes": [],
+        "size": None,
+    }
+    return rule
+
+
 def ev(second: int | None, action: str, host: str = "h1", **extra: Any) -> dict[str, Any]:
     doc: dict[str, Any] = {"event": {"action": action}, "host": {"id": host, "name": host}}
     if second is not None:
@@ -602,16 +617,7 @@ def test_sample_results_and_missing_stages_in_results(tmp_path: Path) -> None:
         ev(None, "b", "h3"),  # a sample needs no time
         ev(None, "a", "h3"),
     )
-    sample = sequence_rule(rule_id="smp")
-    body = sample.ir.pop("sequence")
-    sample.ir["sample"] = {
-        "timestamp_field": "@timestamp",
-        "tiebreaker_field": None,
-        "stages": [{"expr": s["expr"], "keys": s["keys"]} for s in body["stages"]],
-        "max_samples_per_key": None,
-        "pipes": [],
-        "size": None,
-    }
+    sample = sample_rule()
     gap = sequence_rule(("a", "m", "b"), maxspan_ms=60_000, rule_id="gap")
     gap.ir["sequence"]["stages"][1]["missing"] = True
     result = scan([f], rules=[sample, gap])
