@@ -181,9 +181,9 @@ def test_records_of_a_name_that_is_not_utf8(tmp_path: Path) -> None:
     assert json.loads(line)["source"] == "bad\udcff.ndjson"
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_engines_write_the_same(log: Path, tmp_path: Path, fmt: str) -> None:
-    outputs = [
+def engine_outputs(log: Path, fmt: str, tmp_path: Path) -> list[bytes | pl.DataFrame]:
+    """What the Rust and the Python engine write of ``log`` in ``fmt``."""
+    return [
         written(
             open_scan(
                 [str(log)],
@@ -192,11 +192,15 @@ def test_engines_write_the_same(log: Path, tmp_path: Path, fmt: str) -> None:
                 needs=formats.NEEDS[fmt],
             ),
             fmt,
-            tmp_path / f"{engine}.parquet",
+            tmp_path / f"{engine}.{fmt}",
         )
         for engine in ("rust", "python")
     ]
-    assert_same(*outputs)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_engines_write_the_same(log: Path, tmp_path: Path, fmt: str) -> None:
+    assert_same(*engine_outputs(log, fmt, tmp_path))
 
 
 def test_an_integer_longer_than_python_converts_is_written_by_both_engines(
@@ -208,19 +212,7 @@ def test_an_integer_longer_than_python_converts_is_written_by_both_engines(
     doc = json.dumps(event(1))
     path = tmp_path / "big.ndjson"
     path.write_text(doc[:-1] + f', "n": {digits}, "f": -{digits}.5e3}}\n')
-    outputs = [
-        written(
-            open_scan(
-                [str(path)],
-                rules=rules(),
-                config=ScanConfig(engine=engine),  # type: ignore[arg-type]
-                needs=formats.NEEDS["alerts"],
-            ),
-            "alerts",
-            tmp_path / f"{engine}.ndjson",
-        )
-        for engine in ("rust", "python")
-    ]
+    outputs = engine_outputs(path, "alerts", tmp_path)
     assert_same(*outputs)
     assert isinstance(outputs[0], bytes)
     assert f'"n": {digits}'.encode() in outputs[0]
