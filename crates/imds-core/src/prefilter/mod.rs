@@ -39,6 +39,7 @@ mod clauses;
 mod cnf;
 mod cost;
 mod gate;
+mod grams;
 #[cfg(test)]
 mod kql_tests;
 mod needles;
