@@ -10,8 +10,13 @@
 //! satisfies every clause with a needle holding the character it may spell (a needle could
 //! be written with it), and an escape that is not valid JSON opens every rule (the parser
 //! reports the line).
+//!
+//! A common needle (`"process"`) is a clause of hundreds of units: satisfying each of them on
+//! every match cost a fifth of the scan. Each unit's rarest clause is its *anchor* instead: a
+//! match marks its groups and arms only the units whose anchor it satisfies, and at the
+//! line's end the armed units look up their other clauses in the marks.
 
-use super::clauses::{clause_cost, clauses, confirm, Check};
+use super::clauses::{clause_cost, clauses, confirm, Check, Clause};
 use super::search::real_escape;
 use crate::ir::RuleIr;
 use aho_corasick::automaton::Automaton;
@@ -60,33 +65,49 @@ pub(super) struct Cnf {
     needles: usize,
     /// Per needle pattern: its groups (one per way an occurrence is confirmed).
     pattern_groups: Vec<Vec<u32>>,
-    /// Per group: how an occurrence is confirmed, and the clauses it then satisfies.
+    /// Per group: how an occurrence is confirmed.
     group_check: Vec<Check>,
-    group_clauses: Vec<Vec<u32>>,
-    clause_unit: Vec<u32>,
-    unit_need: Vec<u32>,
+    /// Per group: the units whose anchor clause it satisfies (the units it arms).
+    group_units: Vec<Vec<u32>>,
+    /// Per clause (units with the same clause share it): its groups, and the folded ASCII
+    /// chars (a bit each) and whether a non-ASCII char are in its needles (what an escape
+    /// of a char may spell).
+    clause_groups: Vec<Vec<u32>>,
+    clause_ascii: Vec<u128>,
+    clause_non_ascii: Vec<bool>,
     unit_rule: Vec<u32>,
-    /// Per folded ASCII char: the clauses with a needle holding it (what an escape of it
-    /// may spell).
-    ascii_clauses: Vec<Vec<u32>>,
-    /// The clauses with a needle holding a non-ASCII char.
-    non_ascii_clauses: Vec<u32>,
+    /// Per unit: its clauses but the anchor, rarest first (the first to fail).
+    unit_rest: Vec<Vec<u32>>,
+    /// Per folded ASCII char: the units whose anchor clause has a needle holding it.
+    ascii_units: Vec<Vec<u32>>,
+    /// The units whose anchor clause has a needle holding a non-ASCII char.
+    non_ascii_units: Vec<u32>,
     /// Rules with a unit without clauses: open on every line.
     pub(super) always: Vec<usize>,
     pub(super) rules: usize,
 }
 
 /// Per-line state of a [`Cnf`] search: marks stamped with the current line's number, so
-/// nothing is cleared between lines.
+/// nothing is cleared between lines. A match marks its groups and arms the units whose
+/// anchor clause they satisfy; the armed units are judged when the line ends
+/// ([`Cnf::end_line`]).
 #[derive(Debug, Clone, Default)]
 pub(super) struct CnfState {
     stamp: u32,
     group_mark: Vec<u32>,
+    /// A clause judged on this line, and whether it holds.
     clause_mark: Vec<u32>,
+    clause_holds: Vec<bool>,
     unit_mark: Vec<u32>,
-    unit_count: Vec<u32>,
     rule_mark: Vec<u32>,
-    /// Some rule is open on the current line.
+    /// The units armed on this line.
+    armed: Vec<u32>,
+    /// The chars the line's real escapes may spell (folded ASCII, a bit each; non-ASCII).
+    escaped_ascii: u128,
+    escaped_non_ascii: bool,
+    /// The line's armed units are judged.
+    ended: bool,
+    /// Some rule is open on the current line (once `ended`).
     open: bool,
     /// Every rule is open on the current line (an invalid escape).
     all: bool,
@@ -115,8 +136,21 @@ impl CnfState {
             }
             self.stamp = 1;
         }
+        self.armed.clear();
+        self.escaped_ascii = 0;
+        self.escaped_non_ascii = false;
+        self.ended = false;
         self.open = false;
         self.all = false;
+    }
+
+    /// Arm a unit: its anchor clause holds on the line.
+    fn arm(&mut self, u: u32) {
+        let m = &mut self.unit_mark[u as usize];
+        if *m != self.stamp {
+            *m = self.stamp;
+            self.armed.push(u);
+        }
     }
 }
 
@@ -128,74 +162,80 @@ impl Cnf {
 
     /// [`Cnf::new`], with a DFA up to `dfa_limit` patterns.
     fn build(rules: &[RuleIr], dfa_limit: usize) -> Option<Cnf> {
+        let (units, mut always) = units(rules);
         let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
         let mut patterns: Vec<Vec<u8>> = Vec::new();
         let mut pattern_groups: Vec<Vec<u32>> = Vec::new();
         let mut group_index: HashMap<(usize, Check), usize> = HashMap::new();
         let mut group_check = Vec::new();
-        let mut group_clauses: Vec<Vec<u32>> = Vec::new();
-        let mut clause_unit = Vec::new();
-        let mut unit_need = Vec::new();
+        let mut group_units: Vec<Vec<u32>> = Vec::new();
+        let mut clause_index: HashMap<(Vec<u32>, u128, bool), u32> = HashMap::new();
+        let mut clause_groups: Vec<Vec<u32>> = Vec::new();
+        let mut clause_ascii = Vec::new();
+        let mut clause_non_ascii = Vec::new();
         let mut unit_rule = Vec::new();
-        let mut ascii_clauses: Vec<Vec<u32>> = vec![Vec::new(); 128];
-        let mut non_ascii_clauses = Vec::new();
-        let mut always = Vec::new();
-        for (r, rule) in rules.iter().enumerate() {
-            for branch in &rule.branches {
-                let mut cs = Vec::new();
-                clauses(&branch.expr, &mut cs);
-                // Dropping a clause only opens more lines: keep the rarest, and no useless one
-                // beside another.
-                let mut cs: Vec<_> = cs.into_iter().map(|c| (clause_cost(&c), c)).collect();
-                cs.sort_by(|a, b| a.0.total_cmp(&b.0));
-                cs.truncate(MAX_CLAUSES);
-                while cs.len() > 1 && cs.last().is_some_and(|c| c.0 >= USELESS) {
-                    cs.pop();
-                }
-                if cs.is_empty() {
-                    always.push(r);
-                    continue;
-                }
-                let unit = unit_need.len() as u32;
-                unit_need.push(cs.len() as u32);
-                unit_rule.push(r as u32);
-                for (_, c) in cs {
-                    let id = clause_unit.len() as u32;
-                    clause_unit.push(unit);
-                    let mut chars = [false; 128];
-                    let mut non_ascii = false;
-                    for n in c {
-                        for ch in n.lit.text.chars() {
-                            if ch.is_ascii() {
-                                chars[ch.to_ascii_lowercase() as usize] = true;
-                            } else {
-                                non_ascii = true;
-                            }
-                        }
-                        let folded = n.lit.raw.to_ascii_lowercase();
-                        let k = *index.entry(folded.clone()).or_insert_with(|| {
-                            patterns.push(folded);
-                            pattern_groups.push(Vec::new());
-                            patterns.len() - 1
-                        });
-                        let g = *group_index.entry((k, n.check)).or_insert_with(|| {
-                            group_check.push(n.check);
-                            group_clauses.push(Vec::new());
-                            pattern_groups[k].push((group_check.len() - 1) as u32);
-                            group_check.len() - 1
-                        });
-                        if group_clauses[g].last() != Some(&id) {
-                            group_clauses[g].push(id);
+        let mut unit_rest = Vec::new();
+        let mut ascii_units: Vec<Vec<u32>> = vec![Vec::new(); 128];
+        let mut non_ascii_units = Vec::new();
+        for (r, cs) in units {
+            let unit = unit_rule.len() as u32;
+            unit_rule.push(r);
+            let mut ids = Vec::new();
+            for c in cs {
+                let mut chars = 0u128;
+                let mut non_ascii = false;
+                let mut groups = Vec::new();
+                for n in c {
+                    for ch in n.lit.text.chars() {
+                        if ch.is_ascii() {
+                            chars |= 1 << (ch.to_ascii_lowercase() as u32);
+                        } else {
+                            non_ascii = true;
                         }
                     }
-                    for (ch, _) in chars.iter().enumerate().filter(|(_, &on)| on) {
-                        ascii_clauses[ch].push(id);
-                    }
-                    if non_ascii {
-                        non_ascii_clauses.push(id);
-                    }
+                    let folded = n.lit.raw.to_ascii_lowercase();
+                    let k = *index.entry(folded.clone()).or_insert_with(|| {
+                        patterns.push(folded);
+                        pattern_groups.push(Vec::new());
+                        patterns.len() - 1
+                    });
+                    let g = *group_index.entry((k, n.check)).or_insert_with(|| {
+                        group_check.push(n.check);
+                        group_units.push(Vec::new());
+                        pattern_groups[k].push((group_check.len() - 1) as u32);
+                        group_check.len() - 1
+                    });
+                    groups.push(g as u32);
+                }
+                groups.sort_unstable();
+                groups.dedup();
+                let id = *clause_index
+                    .entry((groups.clone(), chars, non_ascii))
+                    .or_insert_with(|| {
+                        clause_groups.push(groups);
+                        clause_ascii.push(chars);
+                        clause_non_ascii.push(non_ascii);
+                        (clause_groups.len() - 1) as u32
+                    });
+                if !ids.contains(&id) {
+                    ids.push(id);
                 }
             }
+            // The rarest clause arms the unit: the others are looked at only then.
+            let anchor = ids.remove(0) as usize;
+            for &g in &clause_groups[anchor] {
+                group_units[g as usize].push(unit);
+            }
+            let chars = clause_ascii[anchor];
+            for (ch, units) in ascii_units.iter_mut().enumerate() {
+                if chars >> ch & 1 == 1 {
+                    units.push(unit);
+                }
+            }
+            if clause_non_ascii[anchor] {
+                non_ascii_units.push(unit);
+            }
+            unit_rest.push(ids);
         }
         always.dedup();
         let needles = patterns.len();
@@ -223,12 +263,14 @@ impl Cnf {
             needles,
             pattern_groups,
             group_check,
-            group_clauses,
-            clause_unit,
-            unit_need,
+            group_units,
+            clause_groups,
+            clause_ascii,
+            clause_non_ascii,
             unit_rule,
-            ascii_clauses,
-            non_ascii_clauses,
+            unit_rest,
+            ascii_units,
+            non_ascii_units,
             always,
             rules: rules.len(),
         })
@@ -238,10 +280,14 @@ impl Cnf {
         CnfState {
             stamp: 0,
             group_mark: vec![0; self.group_check.len()],
-            clause_mark: vec![0; self.clause_unit.len()],
-            unit_mark: vec![0; self.unit_need.len()],
-            unit_count: vec![0; self.unit_need.len()],
+            clause_mark: vec![0; self.clause_groups.len()],
+            clause_holds: vec![false; self.clause_groups.len()],
+            unit_mark: vec![0; self.unit_rule.len()],
             rule_mark: vec![0; self.rules],
+            armed: Vec::new(),
+            escaped_ascii: 0,
+            escaped_non_ascii: false,
+            ended: false,
             open: false,
             all: false,
             found: Vec::new(),
@@ -297,7 +343,7 @@ impl Cnf {
         for m in nfa.find_overlapping_iter(Input::new(hay).span(at..end)) {
             let p = m.start();
             if p >= stop {
-                if st.open {
+                if self.end_line(st) {
                     return Some(start);
                 }
                 start = memchr::memrchr(b'\n', &hay[stop..p]).map_or(stop, |i| stop + i + 1);
@@ -306,7 +352,7 @@ impl Cnf {
             }
             self.on_match(hay, m.pattern().as_usize(), p, m.end(), stop, st);
         }
-        st.open.then_some(start)
+        self.end_line(st).then_some(start)
     }
 
     /// [`Cnf::first`] with the DFA: the matches of the window and of the lines after it are
@@ -353,7 +399,7 @@ impl Cnf {
                 break;
             }
             if p >= stop {
-                if st.open {
+                if self.end_line(st) {
                     return Some(start);
                 }
                 start = memchr::memrchr(b'\n', &hay[stop..p]).map_or(stop, |i| stop + i + 1);
@@ -363,7 +409,7 @@ impl Cnf {
             self.on_match(hay, pattern as usize, p, q, stop, st);
             st.next += 1;
         }
-        st.open.then_some(start)
+        self.end_line(st).then_some(start)
     }
 
     /// Append to `st.found` every match in `hay[from..to]` (`from` a line start or the `\n`
@@ -439,8 +485,8 @@ impl Cnf {
                     continue;
                 }
                 st.group_mark[g] = st.stamp;
-                for &c in &self.group_clauses[g] {
-                    self.satisfy(c, st);
+                for &u in &self.group_units[g] {
+                    st.arm(u);
                 }
             }
             return;
@@ -450,9 +496,7 @@ impl Cnf {
             return;
         }
         if hay[p + 1] == b'/' {
-            for &c in &self.ascii_clauses[usize::from(b'/')] {
-                self.satisfy(c, st);
-            }
+            st.escaped_ascii |= 1 << b'/';
             return;
         }
         let code = hay[..stop].get(p + 2..p + 6).and_then(|h| {
@@ -460,42 +504,75 @@ impl Cnf {
                 (b as char).to_digit(16).map(|d| acc * 16 + d)
             })
         });
-        let clauses = match code {
+        match code {
             None => {
                 // Not an escape JSON allows: let the parser see the line.
                 st.all = true;
                 st.open = true;
-                return;
             }
-            Some(c) if c < 0x80 => &self.ascii_clauses[(c as u8).to_ascii_lowercase() as usize],
-            Some(_) => &self.non_ascii_clauses,
-        };
-        for &c in clauses {
-            self.satisfy(c, st);
+            Some(c) if c < 0x80 => st.escaped_ascii |= 1 << (c as u8).to_ascii_lowercase(),
+            Some(_) => st.escaped_non_ascii = true,
         }
     }
 
-    fn satisfy(&self, c: u32, st: &mut CnfState) {
-        let c = c as usize;
+    /// Judge the line's armed units (once), and tell whether some rule is open on it.
+    fn end_line(&self, st: &mut CnfState) -> bool {
+        if st.ended || st.all {
+            return st.open;
+        }
+        st.ended = true;
+        if st.escaped_ascii != 0 || st.escaped_non_ascii {
+            // An escape satisfies every clause with a needle holding its char: the anchors too.
+            let mut chars = st.escaped_ascii;
+            while chars != 0 {
+                let ch = chars.trailing_zeros() as usize;
+                chars &= chars - 1;
+                for &u in &self.ascii_units[ch] {
+                    st.arm(u);
+                }
+            }
+            if st.escaped_non_ascii {
+                for &u in &self.non_ascii_units {
+                    st.arm(u);
+                }
+            }
+        }
+        let armed = std::mem::take(&mut st.armed);
+        for &u in &armed {
+            let r = self.unit_rule[u as usize] as usize;
+            if st.rule_mark[r] != st.stamp
+                && self.unit_rest[u as usize]
+                    .iter()
+                    .all(|&c| self.holds(c as usize, st))
+            {
+                st.rule_mark[r] = st.stamp;
+                st.open = true;
+            }
+        }
+        st.armed = armed;
+        st.open
+    }
+
+    /// Whether a clause holds on the line: some group of it is marked, or an escape may
+    /// spell a char of it.
+    fn holds(&self, c: usize, st: &mut CnfState) -> bool {
         if st.clause_mark[c] == st.stamp {
-            return;
+            return st.clause_holds[c];
         }
+        let holds = self.clause_ascii[c] & st.escaped_ascii != 0
+            || (self.clause_non_ascii[c] && st.escaped_non_ascii)
+            || self.clause_groups[c]
+                .iter()
+                .any(|&g| st.group_mark[g as usize] == st.stamp);
         st.clause_mark[c] = st.stamp;
-        let u = self.clause_unit[c] as usize;
-        if st.unit_mark[u] != st.stamp {
-            st.unit_mark[u] = st.stamp;
-            st.unit_count[u] = 0;
-        }
-        st.unit_count[u] += 1;
-        if st.unit_count[u] == self.unit_need[u] {
-            st.rule_mark[self.unit_rule[u] as usize] = st.stamp;
-            st.open = true;
-        }
+        st.clause_holds[c] = holds;
+        holds
     }
 
     /// Fill `open` (one flag per rule) for the line [`Cnf::first`] last stopped at, the rules
     /// without clauses included.
     pub(super) fn fill_open(&self, st: &CnfState, open: &mut Vec<bool>) {
+        debug_assert!(st.ended || st.all, "the line's units are judged");
         open.clear();
         if st.all {
             open.resize(self.rules, true);
@@ -506,6 +583,33 @@ impl Cnf {
             open[r] = true;
         }
     }
+}
+
+/// Per branch of a rule with clauses, its rule and kept clauses, rarest first; and the
+/// rules with a branch without clauses.
+fn units(rules: &[RuleIr]) -> (Vec<(u32, Vec<Clause>)>, Vec<usize>) {
+    let mut units = Vec::new();
+    let mut always = Vec::new();
+    for (r, rule) in rules.iter().enumerate() {
+        for branch in &rule.branches {
+            let mut cs = Vec::new();
+            clauses(&branch.expr, &mut cs);
+            // Dropping a clause only opens more lines: keep the rarest, and no useless one
+            // beside another.
+            let mut cs: Vec<_> = cs.into_iter().map(|c| (clause_cost(&c), c)).collect();
+            cs.sort_by(|a, b| a.0.total_cmp(&b.0));
+            cs.truncate(MAX_CLAUSES);
+            while cs.len() > 1 && cs.last().is_some_and(|c| c.0 >= USELESS) {
+                cs.pop();
+            }
+            if cs.is_empty() {
+                always.push(r);
+            } else {
+                units.push((r as u32, cs.into_iter().map(|(_, c)| c).collect()));
+            }
+        }
+    }
+    (units, always)
 }
 
 /// Push the matches of the DFA's match state `sid`, reached on the byte before `end`.
