@@ -882,6 +882,271 @@ mod tests {
     }
 
     #[test]
+    fn an_anchor_before_or_after_the_other_clauses_opens_its_rule() {
+        // `sshd` is the rarest clause of the first rule: its anchor; `"linux"` is shared.
+        let rules = [
+            rule(vec![and(vec![
+                pred("host.os.type", FieldType::Keyword, Op::Eq, &["linux"]),
+                pred("process.name", FieldType::Keyword, Op::Eq, &["sshd"]),
+            ])]),
+            rule(vec![and(vec![
+                pred("host.os.type", FieldType::Keyword, Op::Eq, &["linux"]),
+                pred("process.name", FieldType::Keyword, Op::Eq, &["cron"]),
+            ])]),
+        ];
+        let cnf = Cnf::build(&rules, usize::MAX).unwrap();
+        let (units, _) = super::units(&rules);
+        assert_eq!(units[0].1[0][0].lit.text, "sshd", "the anchor");
+        let hay = [
+            &br#"{"process":{"name":"sshd"},"host":{"os":{"type":"linux"}}}"#[..],
+            br#"{"host":{"os":{"type":"linux"}},"process":{"name":"sshd"}}"#,
+            // The other clause on the line before, the anchor on this one: not open.
+            br#"{"host":{"os":{"type":"linux"}},"process":{"name":"bash"}}"#,
+            br#"{"host":{"os":{"type":"macos"}},"process":{"name":"sshd"}}"#,
+            // The anchor spelled with an escape, after and before the other clause.
+            br#"{"host":{"os":{"type":"linux"}},"process":{"name":"\u0073shd"}}"#,
+            br#"{"process":{"name":"ssh\u0064"},"host":{"os":{"type":"linux"}}}"#,
+            // The other clause spelled with an escape.
+            br#"{"process":{"name":"sshd"},"host":{"os":{"type":"\u006Cinux"}}}"#,
+            br#"{"process":{"name":"cron"},"host":{"os":{"type":"linux"}}}"#,
+        ]
+        .join(&b'\n');
+        let starts: Vec<usize> = std::iter::once(0)
+            .chain(memchr::memchr_iter(b'\n', &hay).map(|i| i + 1))
+            .collect();
+        let want = |l: usize, open: [bool; 2]| (starts[l], open.to_vec());
+        let sshd = [true, false];
+        for windows in [&[1usize << 20][..], &[1]] {
+            assert_eq!(
+                stops(&cnf, &hay, windows),
+                [
+                    want(0, sshd),
+                    want(1, sshd),
+                    want(4, sshd),
+                    want(5, sshd),
+                    want(6, sshd),
+                    want(7, [false, true]),
+                ]
+            );
+        }
+    }
+
+    mod model {
+        //! The gate against a plain model: a rule is open on a line iff some unit of it has
+        //! every clause satisfied (a needle of it found and confirmed, or a real escape of a
+        //! char of one of its needles), or the line holds an invalid escape.
+        use super::super::super::clauses::{confirm, ClauseNeedle};
+        use super::super::super::search::real_escape;
+        use super::super::super::test_ir::*;
+        use super::super::{units, Cnf};
+        use super::stops;
+        use crate::ir::{FieldType, Node, Op, RuleIr};
+        use proptest::prelude::*;
+
+        const WORDS: &[&str] = &[
+            "sshd", "ssh", "bash", "curl", "exec", "start", "process", "linux", "80", "true",
+            "a/b", "é-x", "c:\\win", "proc", "Start",
+        ];
+        const FIELDS: &[&str] = &["nm", "a.nm", "p.args", "x.y.cmd"];
+
+        fn pred_node(field: usize, op: usize, words: &[usize]) -> Node {
+            let op_of = [
+                Op::Eq,
+                Op::EqCi,
+                Op::StartsWith,
+                Op::EndsWith,
+                Op::Contains,
+                Op::Wildcard,
+                Op::Wildcard,
+            ];
+            let values: Vec<String> = words
+                .iter()
+                .map(|&w| match op {
+                    6 => format!("*{}*", WORDS[w]),
+                    _ => WORDS[w].to_string(),
+                })
+                .collect();
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            pred(FIELDS[field], FieldType::Keyword, op_of[op], &values)
+        }
+
+        fn rules() -> impl Strategy<Value = Vec<RuleIr>> {
+            let pred = (
+                0..FIELDS.len(),
+                0..7usize,
+                prop::collection::vec(0..WORDS.len(), 1..4),
+            )
+                .prop_map(|(f, op, ws)| pred_node(f, op, &ws));
+            let branch = prop::collection::vec(pred, 1..5).prop_map(and);
+            let rule = prop::collection::vec(branch, 1..3).prop_map(rule);
+            prop::collection::vec(rule, 2..8)
+        }
+
+        /// Pieces of lines: JSON punctuation, keys, values (some in other cases) and
+        /// escapes (real, escaped, invalid, non-ASCII).
+        const PIECES: &[&str] = &[
+            "{",
+            "}",
+            "[",
+            "]",
+            ":",
+            ",",
+            " ",
+            "\"",
+            "\"nm\":",
+            "\"a\":{\"nm\":",
+            "\"p.args\":",
+            "\"x\":{\"y\":{\"cmd\":",
+            "\"x.y.cmd\":",
+            "sshd",
+            "SSHD",
+            "ssh",
+            "bash",
+            "curl",
+            "exec",
+            "EXEC",
+            "start",
+            "process",
+            "linux",
+            "80",
+            "true",
+            "a/b",
+            "a\\/b",
+            "é-x",
+            "c:\\\\win",
+            "proc",
+            "\\u0073",
+            "\\u0053",
+            "\\u0064",
+            "\\/",
+            "\\u00e9",
+            "\\u00E9",
+            "\\u00zz",
+            "\\\\u0073",
+            "\\\\",
+            "\\U0073",
+            "\\u002F",
+            "\\u002f",
+            "\\\"",
+            "\\u0045",
+            "\\u005c",
+        ];
+
+        fn lines() -> impl Strategy<Value = Vec<Vec<u8>>> {
+            let line = prop::collection::vec(0..PIECES.len(), 0..24)
+                .prop_map(|ps| ps.iter().flat_map(|&p| PIECES[p].bytes()).collect());
+            prop::collection::vec(line, 1..30)
+        }
+
+        fn found(n: &ClauseNeedle, line: &[u8]) -> bool {
+            let raw = &n.lit.raw;
+            line.len() >= raw.len()
+                && (0..=line.len() - raw.len()).any(|p| {
+                    line[p..p + raw.len()].eq_ignore_ascii_case(raw)
+                        && confirm(n.check, line, p, p + raw.len(), line.len())
+                })
+        }
+
+        enum Escape {
+            Ascii(u8),
+            NonAscii,
+            Invalid,
+        }
+
+        fn escapes(line: &[u8]) -> Vec<Escape> {
+            let mut out = Vec::new();
+            for p in 0..line.len() {
+                if line[p] != b'\\' || !real_escape(line, p) {
+                    continue;
+                }
+                match line.get(p + 1) {
+                    Some(b'/') => out.push(Escape::Ascii(b'/')),
+                    Some(b'u') => {
+                        let hex = line.get(p + 2..p + 6);
+                        out.push(match hex.filter(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                            None => Escape::Invalid,
+                            Some(h) => {
+                                let code = u32::from_str_radix(std::str::from_utf8(h).unwrap(), 16)
+                                    .unwrap();
+                                match u8::try_from(code) {
+                                    Ok(c) if c < 0x80 => Escape::Ascii(c.to_ascii_lowercase()),
+                                    _ => Escape::NonAscii,
+                                }
+                            }
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            out
+        }
+
+        /// Per line, the open rules the model finds (`None`: no rule with clauses).
+        fn model(rules: &[RuleIr], line: &[u8]) -> Option<Vec<bool>> {
+            let (units, always) = units(rules);
+            let esc = escapes(line);
+            if esc.iter().any(|e| matches!(e, Escape::Invalid)) {
+                return Some(vec![true; rules.len()]);
+            }
+            let spelled = |n: &ClauseNeedle| {
+                n.lit.text.chars().any(|ch| {
+                    esc.iter().any(|e| match e {
+                        Escape::Ascii(c) => ch.is_ascii() && ch.to_ascii_lowercase() == *c as char,
+                        Escape::NonAscii => !ch.is_ascii(),
+                        Escape::Invalid => true,
+                    })
+                })
+            };
+            let mut open = vec![false; rules.len()];
+            for (r, clauses) in &units {
+                if clauses
+                    .iter()
+                    .all(|c| c.iter().any(|n| found(n, line) || spelled(n)))
+                {
+                    open[*r as usize] = true;
+                }
+            }
+            if !open.contains(&true) {
+                return None;
+            }
+            for r in always {
+                open[r] = true;
+            }
+            Some(open)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: std::env::var("PROPTEST_CASES")
+                    .ok()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(400),
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })]
+
+            #[test]
+            fn the_gate_opens_what_the_model_opens(rules in rules(), lines in lines()) {
+                let hay = lines.join(&b'\n');
+                let mut want = Vec::new();
+                let mut start = 0;
+                for line in &lines {
+                    if let Some(open) = model(&rules, line) {
+                        want.push((start, open));
+                    }
+                    start += line.len() + 1;
+                }
+                for limit in [usize::MAX, 0] {
+                    let cnf = Cnf::build(&rules, limit).unwrap();
+                    for windows in [&[1usize << 20][..], &[1], &[40, 200]] {
+                        prop_assert_eq!(&stops(&cnf, &hay, windows), &want);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn one_rule_or_an_unfilterable_branch_keeps_the_needle_search() {
         let one = Prefilter::new(&[rule(vec![kw(Op::Eq, &["sshd"])])]);
         assert!(one.cnf.is_none());
