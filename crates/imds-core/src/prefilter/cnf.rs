@@ -63,21 +63,22 @@ pub(super) struct Cnf {
     ac: Searcher,
     /// Patterns below this index are needles; then `\u` and `\/`.
     needles: usize,
-    /// Per needle pattern: its groups (one per way an occurrence is confirmed).
-    pattern_groups: Vec<Vec<u32>>,
+    /// Per needle pattern `k`: its groups (one per way an occurrence is confirmed) are
+    /// `pattern_groups[k]..pattern_groups[k + 1]`.
+    pattern_groups: Vec<u32>,
     /// Per group: how an occurrence is confirmed.
     group_check: Vec<Check>,
     /// Per group: the units whose anchor clause it satisfies (the units it arms).
-    group_units: Vec<Vec<u32>>,
+    group_units: Lists,
     /// Per clause (units with the same clause share it): its groups, and the folded ASCII
     /// chars (a bit each) and whether a non-ASCII char are in its needles (what an escape
     /// of a char may spell).
-    clause_groups: Vec<Vec<u32>>,
+    clause_groups: Lists,
     clause_ascii: Vec<u128>,
     clause_non_ascii: Vec<bool>,
     unit_rule: Vec<u32>,
     /// Per unit: its clauses but the anchor, rarest first (the first to fail).
-    unit_rest: Vec<Vec<u32>>,
+    unit_rest: Lists,
     /// Per folded ASCII char: the units whose anchor clause has a needle holding it.
     ascii_units: Vec<Vec<u32>>,
     /// The units whose anchor clause has a needle holding a non-ASCII char.
@@ -237,6 +238,26 @@ impl Cnf {
             }
             unit_rest.push(ids);
         }
+        // Tables read on every match, flat: a pattern's groups one after another, lists in
+        // one array each.
+        let order = pattern_groups.concat();
+        let mut new_id = vec![0; order.len()];
+        for (i, &g) in order.iter().enumerate() {
+            new_id[g as usize] = i as u32;
+        }
+        let mut start = vec![0];
+        for gs in &pattern_groups {
+            start.push(start[start.len() - 1] + gs.len() as u32);
+        }
+        let pattern_groups = start;
+        let group_check = order.iter().map(|&g| group_check[g as usize]).collect();
+        let group_units = Lists::new(order.iter().map(|&g| &group_units[g as usize]));
+        for gs in &mut clause_groups {
+            gs.iter_mut().for_each(|g| *g = new_id[*g as usize]);
+            gs.sort_unstable();
+        }
+        let clause_groups = Lists::new(&clause_groups);
+        let unit_rest = Lists::new(&unit_rest);
         always.dedup();
         let needles = patterns.len();
         patterns.push(b"\\u".to_vec());
@@ -280,8 +301,8 @@ impl Cnf {
         CnfState {
             stamp: 0,
             group_mark: vec![0; self.group_check.len()],
-            clause_mark: vec![0; self.clause_groups.len()],
-            clause_holds: vec![false; self.clause_groups.len()],
+            clause_mark: vec![0; self.clause_ascii.len()],
+            clause_holds: vec![false; self.clause_ascii.len()],
             unit_mark: vec![0; self.unit_rule.len()],
             rule_mark: vec![0; self.rules],
             armed: Vec::new(),
@@ -478,14 +499,14 @@ impl Cnf {
         st: &mut CnfState,
     ) {
         if pattern < self.needles {
-            for &g in &self.pattern_groups[pattern] {
-                let g = g as usize;
+            let groups = self.pattern_groups[pattern]..self.pattern_groups[pattern + 1];
+            for g in groups.map(|g| g as usize) {
                 // Later occurrences in the line change nothing.
                 if st.group_mark[g] == st.stamp || !confirm(self.group_check[g], hay, p, q, stop) {
                     continue;
                 }
                 st.group_mark[g] = st.stamp;
-                for &u in &self.group_units[g] {
+                for &u in self.group_units.get(g) {
                     st.arm(u);
                 }
             }
@@ -541,7 +562,9 @@ impl Cnf {
         for &u in &armed {
             let r = self.unit_rule[u as usize] as usize;
             if st.rule_mark[r] != st.stamp
-                && self.unit_rest[u as usize]
+                && self
+                    .unit_rest
+                    .get(u as usize)
                     .iter()
                     .all(|&c| self.holds(c as usize, st))
             {
@@ -561,7 +584,9 @@ impl Cnf {
         }
         let holds = self.clause_ascii[c] & st.escaped_ascii != 0
             || (self.clause_non_ascii[c] && st.escaped_non_ascii)
-            || self.clause_groups[c]
+            || self
+                .clause_groups
+                .get(c)
                 .iter()
                 .any(|&g| st.group_mark[g as usize] == st.stamp);
         st.clause_mark[c] = st.stamp;
@@ -582,6 +607,31 @@ impl Cnf {
         for &r in &self.always {
             open[r] = true;
         }
+    }
+}
+
+/// Lists of ids, one after another: list `i` is `ids[start[i]..start[i + 1]]`.
+#[derive(Debug, Clone, Default)]
+struct Lists {
+    start: Vec<u32>,
+    ids: Vec<u32>,
+}
+
+impl Lists {
+    fn new<'a>(lists: impl IntoIterator<Item = &'a Vec<u32>>) -> Lists {
+        let mut out = Lists {
+            start: vec![0],
+            ids: Vec::new(),
+        };
+        for l in lists {
+            out.ids.extend_from_slice(l);
+            out.start.push(out.ids.len() as u32);
+        }
+        out
+    }
+
+    fn get(&self, i: usize) -> &[u32] {
+        &self.ids[self.start[i] as usize..self.start[i + 1] as usize]
     }
 }
 
