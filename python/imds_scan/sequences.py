@@ -19,6 +19,7 @@ own compact record per candidate (see its engine), and the results it returns.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 import struct
@@ -152,6 +153,21 @@ class RulePlan:
         """Whether some rule runs as stage rules (a sequence, sample, new_terms or threshold
         rule): the scan then goes through :func:`with_sequences`."""
         return any(s is not None for s in self.stage)
+
+    @functools.cached_property
+    def engine_json(self) -> list[str]:
+        """The engine rules' IR as JSON: made once for the prefilter warnings and the engine
+        (a thousand rules: tenths of a second)."""
+        return [json.dumps(rule.ir) for rule in self.engine_rules]
+
+    @functools.cached_property
+    def scanner(self) -> Any:
+        """The Rust engine's Scanner of the engine rules, made when first asked for (the
+        prefilter warnings' sample scan and the scan share it); ValueError if the engine
+        refuses a rule (asked again, it tries again)."""
+        from ._engine import Scanner
+
+        return Scanner(self.engine_json)
 
 
 def plan_rules(rules: Sequence[Rule], hosts: Sequence[str], exclude: Sequence[str]) -> RulePlan:
