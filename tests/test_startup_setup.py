@@ -145,3 +145,30 @@ def test_each_rules_literals_in_one_call_are_each_rule_alone() -> None:
     with pytest.raises(ValueError, match="bad IR") as each_error:
         _engine.Scanner.needles_each(bad)
     assert str(each_error.value) == str(alone_error.value)
+
+
+def test_a_rule_the_engine_refuses_stops_the_scan_with_its_error(tmp_path: Path) -> None:
+    # The Scanner is made on a thread of its own: its error still reaches the caller.
+    import imds_scan
+
+    events = tmp_path / "e.ndjson"
+    events.write_text("".join(line + "\n" for line in sample_lines()))
+    pred = {"node": "pred", "field": "source.ip", "field_type": "ip", "op": "eq"}
+    ir = {
+        "ir_version": 1,
+        "id": "bad",
+        "name": "bad",
+        "severity": "low",
+        "branches": [{"name": "b", "expr": {**pred, "values": ["not-an-ip"]}}],
+    }
+    bad = Rule(id="bad", name="bad", severity="low", query="", ir=ir)
+    refused = 'field "source.ip": "not-an-ip" is not an IP address'
+    with pytest.raises(ValueError, match=refused):
+        imds_scan.scan([str(events)], rules=[bad])
+    with pytest.raises(ValueError, match=refused):
+        list(imds_scan.iter_scan([str(events)], rules=[bad]))
+    plan = sequences.plan_rules([bad], (), ())
+    plan.start_scanner()
+    for _ in range(2):  # asked again: the same error
+        with pytest.raises(ValueError, match=refused):
+            plan.scanner  # noqa: B018

@@ -616,6 +616,8 @@ def scan_command(
         # the scan's own plan (and, scanning here, its Scanner): made once.
         unfiltered = plan_rules(rules, (), ())
         shared = not config.hosts and not config.exclude_hosts
+        if shared and config.cluster is None:
+            unfiltered.start_scanner()  # compiled while the warnings are worked out
         for warning in prefilter_warnings(
             unfiltered.engine_rules,
             paths,

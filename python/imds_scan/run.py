@@ -139,6 +139,8 @@ def open_scan(
         plan = plan_rules(
             default_rules() if rules is None else rules, config.hosts, config.exclude_hosts
         )
+    if config.engine == "rust" and config.cluster is None:
+        plan.start_scanner()  # compiled while the inputs are listed and the matchers made
     chosen = plan.rules
     if plan.has_sequences:
         # Stage hits are told apart by their Hit's rule, and are most of the hits: records
