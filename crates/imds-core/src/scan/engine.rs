@@ -8,7 +8,7 @@ use crate::error::{InputError, InputErrorKind};
 use crate::eval::CompiledRule;
 use crate::event::Projection;
 use crate::ir::RuleIr;
-use crate::prefilter::{Prefilter, RuleGate};
+use crate::prefilter::{Prefilter, RuleGate, PARALLEL_FROM};
 use rayon::prelude::*;
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -265,10 +265,6 @@ impl Engine {
         scan.finish(false)
     }
 }
-
-/// From this many rules on, set-up work is spread over rayon's threads (fewer: the pool's
-/// start is not worth it; a scan with the default rule starts in a tenth of a second).
-const PARALLEL_FROM: usize = 16;
 
 /// The rules of IR JSON documents, in order, parsed side by side when there are many; the
 /// first faulty one's error.
