@@ -53,6 +53,10 @@ class _Seekable(Protocol):
 class Scanner:
     def __new__(cls, rules: list[str]) -> Scanner: ...
     def needles(self) -> list[str] | None: ...
+    @staticmethod
+    def needles_each(rules: list[str]) -> list[list[str] | None]:
+        """Each rule's needles as ``Scanner([rule]).needles()`` gives them, the rules compiled
+        side by side with the GIL released; ValueError if one is invalid."""
     def scan(
         self,
         inputs: Sequence[_Input],

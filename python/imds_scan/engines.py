@@ -229,6 +229,7 @@ def stream_scan(
     max_line_bytes: int = MAX_LINE_BYTES,
     needs: Needs = frozenset({HITS}),
     window: tuple[int | None, int | None] | None = None,
+    scanner: Callable[[], Any] | None = None,
 ) -> HitStream:
     """Like :func:`run_scan`, as a :class:`HitStream` of hit batches. On Ctrl-C in the engine
     the batches found so far still come, and ``stats.interrupted`` is set. ``needs``: what the
@@ -237,7 +238,9 @@ def stream_scan(
     when they are needed.
     ``window``: (since, until) in microseconds since the epoch, applied by the Rust engine as
     it finds the hits (``filters.TimeWindow``'s meaning); the batches' ``outside`` count the
-    hits left out. The reference engine takes none (the caller filters its hits)."""
+    hits left out. The reference engine takes none (the caller filters its hits).
+    ``scanner()``: the Rust engine's Scanner of ``rules``, when the caller has one: asked for
+    when the first batch is (it may still be in the making)."""
     if window is not None and engine != "rust":
         raise ValueError("only the rust engine applies a time window")
     threads = min(max(threads, 0), MAX_THREADS)
@@ -262,7 +265,7 @@ def stream_scan(
     if engine == "rust":
         from ._engine import Scanner
 
-        scanner = Scanner([json.dumps(rule.ir) for rule in rules])
+        built = Scanner([json.dumps(rule.ir) for rule in rules]) if scanner is None else None
         fast: dict[str, Any] = {}
         named = record_names([names[i] for i in readable], rules)
         if RECORDS in needs and named is not None:
@@ -283,10 +286,7 @@ def stream_scan(
             or (FRAME in needs and "rows" not in fast)
             or (ALERTS in needs and "alerts" not in fast)
         )
-        raw = rust_batches(
-            scanner,
-            [sources[i].engine_input() for i in readable],
-            run,
+        options = dict(
             threads=threads,
             prefilter=prefilter,
             max_examples=max_examples,
@@ -298,6 +298,13 @@ def stream_scan(
             until=None if window is None else window[1],
             **fast,
         )
+        engine_inputs = [sources[i].engine_input() for i in readable]
+
+        def scanned() -> Generator[RawBatch]:
+            made = built if scanner is None else scanner()
+            yield from rust_batches(made, engine_inputs, run, **options)
+
+        raw = scanned()
     elif engine == "python":
         from .reference.scan.source import Opener
 

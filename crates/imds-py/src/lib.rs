@@ -11,8 +11,8 @@ mod arrow_ipc;
 mod sequence;
 
 use imds_core::{
-    AlertRule, Engine, FileStats, Hit, HitForms, HitRows, Input, RecordMeta, RuleIr, RuleMeta,
-    ScanEvent, ScanOptions, StatValue, TimeWindow,
+    AlertRule, Engine, FileStats, Hit, HitForms, HitRows, Input, RecordMeta, RuleMeta, ScanEvent,
+    ScanOptions, StatValue, TimeWindow,
 };
 use pyo3::exceptions::{
     PyIndexError, PyKeyboardInterrupt, PyRuntimeError, PyTypeError, PyValueError,
@@ -48,16 +48,22 @@ struct Scanner {
 impl Scanner {
     /// Compile rules given as IR JSON documents; ValueError if one is invalid.
     #[new]
-    fn new(rules: Vec<String>) -> PyResult<Self> {
-        let irs = rules
-            .iter()
-            .map(|text| RuleIr::from_json(text))
-            .collect::<Result<Vec<_>, _>>()
+    fn new(py: Python<'_>, rules: Vec<String>) -> PyResult<Self> {
+        // Without the GIL: Python may go on with other set-up while many rules compile.
+        let engine = py
+            .detach(|| Engine::from_json(&rules))
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
-        let engine = Engine::new(irs).map_err(|e| PyValueError::new_err(e.to_string()))?;
         Ok(Scanner {
             engine: Arc::new(engine),
         })
+    }
+
+    /// Each rule's prefilter needles as ``Scanner([rule]).needles()`` gives them, the rules
+    /// compiled side by side with the GIL released; ValueError if one is invalid.
+    #[staticmethod]
+    fn needles_each(py: Python<'_>, rules: Vec<String>) -> PyResult<Vec<Option<Vec<String>>>> {
+        py.detach(|| Engine::needles_each(&rules))
+            .map_err(|e| PyValueError::new_err(e.to_string()))
     }
 
     /// The prefilter's needles, or None when the rules force a parse of every line.
