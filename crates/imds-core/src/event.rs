@@ -466,50 +466,18 @@ impl<'t> Builder<'t> {
         }
     }
 
-    /// A number: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+    /// A number ([`skip_number`]).
     fn number(&mut self) -> Result<(), Malformed> {
-        let bytes = self.text.as_bytes();
-        let digits = |i: usize| -> usize {
-            let mut j = i;
-            while bytes.get(j).is_some_and(u8::is_ascii_digit) {
-                j += 1;
+        match skip_number(self.text.as_bytes(), self.pos) {
+            Ok(end) => {
+                self.pos = end;
+                Ok(())
             }
-            j - i
-        };
-        let mut i = self.pos;
-        if bytes.get(i) == Some(&b'-') {
-            i += 1;
-        }
-        match bytes.get(i) {
-            Some(b'0') => i += 1,
-            Some(b'1'..=b'9') => i += digits(i),
-            _ => {
-                self.pos = i;
-                return Err(self.unexpected());
+            Err(at) => {
+                self.pos = at;
+                Err(self.unexpected())
             }
         }
-        if bytes.get(i) == Some(&b'.') {
-            let n = digits(i + 1);
-            if n == 0 {
-                self.pos = i + 1;
-                return Err(self.unexpected());
-            }
-            i += 1 + n;
-        }
-        if matches!(bytes.get(i), Some(b'e' | b'E')) {
-            i += 1;
-            if matches!(bytes.get(i), Some(b'+' | b'-')) {
-                i += 1;
-            }
-            let n = digits(i);
-            if n == 0 {
-                self.pos = i;
-                return Err(self.unexpected());
-            }
-            i += n;
-        }
-        self.pos = i;
-        Ok(())
     }
 
     /// Pass over the string whose opening quote is at `pos`, checking it; whether it has
@@ -528,39 +496,16 @@ impl<'t> Builder<'t> {
 
     /// The rest of [`Builder::scan_string`] from `i`, a backslash, a control byte or the end.
     #[inline(never)]
-    fn scan_escapes(&mut self, mut i: usize) -> Result<bool, Malformed> {
-        let bytes = self.text.as_bytes();
-        loop {
-            match bytes.get(i) {
-                Some(b'"') => {
-                    self.pos = i + 1;
-                    return Ok(true);
-                }
-                Some(b'\\') => {
-                    let ok = match bytes.get(i + 1) {
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
-                            i += 2;
-                            true
-                        }
-                        Some(b'u') => {
-                            let hex = bytes.get(i + 2..i + 6);
-                            i += 6;
-                            hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
-                        }
-                        _ => false,
-                    };
-                    if !ok {
-                        self.pos = i.min(bytes.len());
-                        return Err(self.unexpected());
-                    }
-                }
-                // A control byte, or the end of the text.
-                _ => {
-                    self.pos = i;
-                    return Err(self.unexpected());
-                }
+    fn scan_escapes(&mut self, i: usize) -> Result<bool, Malformed> {
+        match skip_escapes(self.text.as_bytes(), i) {
+            Ok(end) => {
+                self.pos = end;
+                Ok(true)
             }
-            i = string_stop(bytes, i);
+            Err(at) => {
+                self.pos = at;
+                Err(self.unexpected())
+            }
         }
     }
 
@@ -612,89 +557,43 @@ impl<'t> Builder<'t> {
         }
     }
 
+    /// The reason for a bracket at `pos` nested deeper than [`MAX_NESTING`].
+    #[cold]
+    fn too_deep(&self) -> Malformed {
+        Malformed {
+            reason: format!(
+                "nested deeper than {MAX_NESTING} levels (Elasticsearch's limit) at column {}",
+                self.pos + 1
+            ),
+        }
+    }
+
     /// Enter `[` or `{` (at `pos`), or fail when nested too deep.
     fn open(&mut self) -> Result<(), Malformed> {
         if self.depth == MAX_NESTING {
-            return Err(Malformed {
-                reason: format!(
-                    "nested deeper than {MAX_NESTING} levels (Elasticsearch's limit) at column {}",
-                    self.pos + 1
-                ),
-            });
+            return Err(self.too_deep());
         }
         self.depth += 1;
         self.pos += 1;
         Ok(())
     }
 
-    /// Pass over the next value, checking it, without building it. A loop, not recursion:
-    /// [`Builder::kinds`] says which kind each open container is.
+    /// Pass over the next value, checking it, without building it ([`skip`]).
     fn skip_value(&mut self) -> Result<(), Malformed> {
-        let base = self.depth;
-        loop {
-            // A value is next.
-            self.skip_space();
-            match self.peek() {
-                Some(b'"') => {
-                    self.scan_string()?;
-                }
-                Some(open @ (b'{' | b'[')) => {
-                    self.open()?;
-                    let (word, bit) = (self.depth / 64, 1u64 << (self.depth % 64));
-                    if open == b'{' {
-                        self.kinds[word] |= bit;
-                        if !self.eat(b'}') {
-                            self.skip_key()?;
-                            continue;
-                        }
-                    } else {
-                        self.kinds[word] &= !bit;
-                        if !self.eat(b']') {
-                            continue;
-                        }
-                    }
-                    self.depth -= 1;
-                }
-                Some(b't') => self.literal("true")?,
-                Some(b'f') => self.literal("false")?,
-                Some(b'n') => self.literal("null")?,
-                Some(b'-' | b'0'..=b'9') => self.number()?,
-                _ => return Err(self.unexpected()),
+        match skip(self.text.as_bytes(), self.pos, self.depth, &mut self.kinds) {
+            Ok(end) => {
+                self.pos = end;
+                Ok(())
             }
-            // A value ended: close the containers that end here, until one goes on.
-            loop {
-                if self.depth == base {
-                    return Ok(());
-                }
-                let object = self.kinds[self.depth / 64] & (1 << (self.depth % 64)) != 0;
-                self.skip_space();
-                match self.peek() {
-                    Some(b',') => {
-                        self.pos += 1;
-                        if object {
-                            self.skip_key()?;
-                        }
-                        break;
-                    }
-                    Some(b'}') if object => {}
-                    Some(b']') if !object => {}
-                    _ => return Err(self.unexpected()),
-                }
-                self.pos += 1;
-                self.depth -= 1;
+            Err(Stop::Syntax(at)) => {
+                self.pos = at;
+                Err(self.unexpected())
+            }
+            Err(Stop::Deep(at)) => {
+                self.pos = at;
+                Err(self.too_deep())
             }
         }
-    }
-
-    /// Pass over a member's key and its `:`.
-    #[inline(always)]
-    fn skip_key(&mut self) -> Result<(), Malformed> {
-        self.skip_space();
-        if self.peek() != Some(b'"') {
-            return Err(self.unexpected());
-        }
-        self.scan_string()?;
-        self.expect(b':')
     }
 
     fn array(&mut self) -> Result<Value, Malformed> {
@@ -827,6 +726,204 @@ impl<'t> Builder<'t> {
     }
 }
 
+/// Where [`skip`] stopped: at the first byte that breaks the grammar, or at a bracket nested
+/// deeper than [`MAX_NESTING`].
+enum Stop {
+    Syntax(usize),
+    Deep(usize),
+}
+
+/// The byte at `i`, or 0 past the end (0 is wrong everywhere in JSON outside strings).
+#[inline(always)]
+fn byte_at(bytes: &[u8], i: usize) -> u8 {
+    bytes.get(i).copied().unwrap_or(0)
+}
+
+/// The first byte at or after `i` that is not JSON whitespace.
+#[inline(always)]
+fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
+    while is_json_space(byte_at(bytes, i)) {
+        i += 1;
+    }
+    i
+}
+
+/// Pass over the value at `i` (after whitespace) in a text whose containers open around `i`
+/// are `depth` deep, checking it as [`Builder`] does; where the value ends. A loop, not
+/// recursion: `kinds` (as [`Builder::kinds`]) says which kind each open container is. Apart
+/// from the builder's methods so that the position and depth stay in registers: most of a
+/// projected line passes through here.
+fn skip(
+    bytes: &[u8],
+    mut i: usize,
+    base: usize,
+    kinds: &mut [u64; KIND_WORDS],
+) -> Result<usize, Stop> {
+    let mut depth = base;
+    'value: loop {
+        // A value is next.
+        i = skip_ws(bytes, i);
+        match byte_at(bytes, i) {
+            b'"' => i = skip_string(bytes, i).map_err(Stop::Syntax)?,
+            open @ (b'{' | b'[') => {
+                if depth == MAX_NESTING {
+                    return Err(Stop::Deep(i));
+                }
+                depth += 1;
+                let (word, bit) = (depth / 64, 1u64 << (depth % 64));
+                i = skip_ws(bytes, i + 1);
+                if open == b'{' {
+                    kinds[word] |= bit;
+                    if byte_at(bytes, i) != b'}' {
+                        i = skip_member_key(bytes, i)?;
+                        continue 'value;
+                    }
+                } else {
+                    kinds[word] &= !bit;
+                    if byte_at(bytes, i) != b']' {
+                        continue 'value;
+                    }
+                }
+                i += 1;
+                depth -= 1;
+            }
+            b't' => i = skip_word(bytes, i, b"true")?,
+            b'f' => i = skip_word(bytes, i, b"false")?,
+            b'n' => i = skip_word(bytes, i, b"null")?,
+            b'-' | b'0'..=b'9' => i = skip_number(bytes, i).map_err(Stop::Syntax)?,
+            _ => return Err(Stop::Syntax(i)),
+        }
+        // A value ended: close the containers that end here, until one goes on.
+        loop {
+            if depth == base {
+                return Ok(i);
+            }
+            let object = kinds[depth / 64] & (1 << (depth % 64)) != 0;
+            i = skip_ws(bytes, i);
+            match byte_at(bytes, i) {
+                b',' => {
+                    i += 1;
+                    if object {
+                        i = skip_member_key(bytes, skip_ws(bytes, i))?;
+                    }
+                    continue 'value;
+                }
+                b'}' if object => {}
+                b']' if !object => {}
+                _ => return Err(Stop::Syntax(i)),
+            }
+            i += 1;
+            depth -= 1;
+        }
+    }
+}
+
+/// Pass over the member key at `i` and its `:`.
+#[inline(always)]
+fn skip_member_key(bytes: &[u8], i: usize) -> Result<usize, Stop> {
+    if byte_at(bytes, i) != b'"' {
+        return Err(Stop::Syntax(i));
+    }
+    let i = skip_ws(bytes, skip_string(bytes, i).map_err(Stop::Syntax)?);
+    if byte_at(bytes, i) != b':' {
+        return Err(Stop::Syntax(i));
+    }
+    Ok(i + 1)
+}
+
+/// Pass over `word` (`true`, `false`, `null`) at `i`.
+#[inline(always)]
+fn skip_word(bytes: &[u8], i: usize, word: &[u8]) -> Result<usize, Stop> {
+    match bytes.get(i..i + word.len()) {
+        Some(w) if w == word => Ok(i + word.len()),
+        _ => Err(Stop::Syntax(i)),
+    }
+}
+
+/// Pass over the string whose opening quote is at `i`, checking it: where it ends (after its
+/// closing quote), or where it breaks. Most strings have no escape: one step of
+/// [`string_stop`].
+#[inline(always)]
+fn skip_string(bytes: &[u8], i: usize) -> Result<usize, usize> {
+    let j = string_stop(bytes, i + 1);
+    if byte_at(bytes, j) == b'"' {
+        return Ok(j + 1);
+    }
+    skip_escapes(bytes, j)
+}
+
+/// The rest of a string from `i`, a backslash, a control byte or the end: where it ends
+/// (after its closing quote), or where it breaks (a bad escape, a control byte, no closing
+/// quote). Escapes as serde_json checks them: `\" \\ \/ \b \f \n \r \t` and `\u` with
+/// four hex digits of any code unit.
+#[inline(never)]
+fn skip_escapes(bytes: &[u8], mut i: usize) -> Result<usize, usize> {
+    loop {
+        match bytes.get(i) {
+            Some(b'"') => return Ok(i + 1),
+            Some(b'\\') => {
+                let ok = match bytes.get(i + 1) {
+                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                        i += 2;
+                        true
+                    }
+                    Some(b'u') => {
+                        let hex = bytes.get(i + 2..i + 6);
+                        i += 6;
+                        hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+                    }
+                    _ => false,
+                };
+                if !ok {
+                    return Err(i.min(bytes.len()));
+                }
+            }
+            // A control byte, or the end of the text.
+            _ => return Err(i),
+        }
+        i = string_stop(bytes, i);
+    }
+}
+
+/// Pass over the number at `i`: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`;
+/// where it ends, or where it breaks.
+#[inline(always)]
+fn skip_number(bytes: &[u8], mut i: usize) -> Result<usize, usize> {
+    let digits = |mut j: usize| -> usize {
+        while byte_at(bytes, j).is_ascii_digit() {
+            j += 1;
+        }
+        j
+    };
+    if byte_at(bytes, i) == b'-' {
+        i += 1;
+    }
+    match byte_at(bytes, i) {
+        b'0' => i += 1,
+        b'1'..=b'9' => i = digits(i + 1),
+        _ => return Err(i),
+    }
+    if byte_at(bytes, i) == b'.' {
+        let end = digits(i + 1);
+        if end == i + 1 {
+            return Err(i + 1);
+        }
+        i = end;
+    }
+    if matches!(byte_at(bytes, i), b'e' | b'E') {
+        i += 1;
+        if matches!(byte_at(bytes, i), b'+' | b'-') {
+            i += 1;
+        }
+        let end = digits(i);
+        if end == i {
+            return Err(i);
+        }
+        i = end;
+    }
+    Ok(i)
+}
+
 /// The first byte at or after `i` where a string's scan must stop: `"`, `\` or a control
 /// byte (which JSON forbids in strings); `bytes.len()` if none. Most of a line is strings,
 /// mostly short: 16 bytes at a time with SSE2 (x86-64's baseline), else 8 (SWAR).
@@ -836,13 +933,26 @@ pub(crate) fn string_stop(bytes: &[u8], mut i: usize) -> usize {
     {
         use safe_arch::*;
         let splat = |b: u8| set_splat_i8_m128i(b as i8);
-        while let Some(chunk) = bytes.get(i..i + 16) {
+        // Bit `k` set when byte `k` of the 16 stops the scan.
+        let stops = |chunk: &[u8]| {
             let v = load_unaligned_m128i(chunk.try_into().unwrap_or(&[0; 16]));
             // x ≤ 0x1F, unsigned: min(x, 0x1F) == x.
             let control = cmp_eq_mask_i8_m128i(min_u8_m128i(v, splat(0x1F)), v);
             let quote = cmp_eq_mask_i8_m128i(v, splat(b'"'));
             let backslash = cmp_eq_mask_i8_m128i(v, splat(b'\\'));
-            let found = move_mask_i8_m128i(bitor_m128i(control, bitor_m128i(quote, backslash)));
+            move_mask_i8_m128i(bitor_m128i(control, bitor_m128i(quote, backslash))) as u32
+        };
+        // 32 bytes a step: most strings (keys, names, addresses, times) end in the first, so
+        // the loop's exit is well predicted.
+        while let Some(chunk) = bytes.get(i..i + 32) {
+            let found = stops(&chunk[..16]) | stops(&chunk[16..]) << 16;
+            if found != 0 {
+                return i + found.trailing_zeros() as usize;
+            }
+            i += 32;
+        }
+        if let Some(chunk) = bytes.get(i..i + 16) {
+            let found = stops(chunk);
             if found != 0 {
                 return i + found.trailing_zeros() as usize;
             }
