@@ -585,13 +585,21 @@ impl<'t> Builder<'t> {
                 self.pos = end;
                 Ok(())
             }
-            Err(Stop::Syntax(at)) => {
+            Err(stop) => Err(self.stopped(stop)),
+        }
+    }
+
+    /// The reason for where a [`skip`] stopped.
+    #[cold]
+    fn stopped(&mut self, stop: Stop) -> Malformed {
+        match stop {
+            Stop::Syntax(at) => {
                 self.pos = at;
-                Err(self.unexpected())
+                self.unexpected()
             }
-            Err(Stop::Deep(at)) => {
+            Stop::Deep(at) => {
                 self.pos = at;
-                Err(self.too_deep())
+                self.too_deep()
             }
         }
     }
@@ -679,10 +687,26 @@ impl<'t> Builder<'t> {
             self.depth -= 1;
             return Ok(Value::Object(map));
         }
+        // The keys that may be read: those `node.member` does not rule out by their first
+        // byte, and the top level's `_source` and `_index`.
+        let read = node.first_bytes | if self.depth == 1 { key_bit(b'_') } else { 0 };
         loop {
             self.skip_space();
-            if self.peek() != Some(b'"') {
-                return Err(self.unexpected());
+            // Most members are read by no path: passed over in one loop.
+            match skip_members(
+                self.text.as_bytes(),
+                self.pos,
+                self.depth,
+                &mut self.kinds,
+                read,
+            ) {
+                Ok((end, true)) => {
+                    self.pos = end;
+                    self.depth -= 1;
+                    return Ok(Value::Object(map));
+                }
+                Ok((at, false)) => self.pos = at,
+                Err(stop) => return Err(self.stopped(stop)),
             }
             let key = self.key()?;
             self.expect(b':')?;
@@ -815,6 +839,45 @@ fn skip(
             i += 1;
             depth -= 1;
         }
+    }
+}
+
+/// Pass over the members, from the key at `i`, of the object open at `depth` whose keys'
+/// first bytes are outside `read` (bits as [`Node::first_bytes`]; an escaped key is never
+/// passed over): `(end, true)` when the object ends (after its `}`), `(at, false)` at a member
+/// whose key may be read (at its quote).
+#[inline(always)]
+fn skip_members(
+    bytes: &[u8],
+    mut i: usize,
+    depth: usize,
+    kinds: &mut [u64; KIND_WORDS],
+    read: u64,
+) -> Result<(usize, bool), Stop> {
+    loop {
+        if byte_at(bytes, i) != b'"' {
+            return Err(Stop::Syntax(i));
+        }
+        let first = byte_at(bytes, i + 1);
+        if first == b'\\' || read & key_bit(first) != 0 {
+            return Ok((i, false));
+        }
+        i = skip(bytes, skip_member_key(bytes, i)?, depth, kinds)?;
+        i = skip_ws(bytes, i);
+        match byte_at(bytes, i) {
+            b',' => i = skip_ws(bytes, i + 1),
+            b'}' => return Ok((i + 1, true)),
+            _ => return Err(Stop::Syntax(i)),
+        }
+    }
+}
+
+/// [`first_byte_bit`] of a key whose first byte (after its opening quote) is `b`.
+#[inline(always)]
+fn key_bit(b: u8) -> u64 {
+    match b {
+        b'"' | b'.' => 1,
+        b => 1 << (b % 64),
     }
 }
 
