@@ -47,7 +47,7 @@ fn is_json_space(b: u8) -> bool {
 
 /// Parse one line (without its `\n`; a trailing `\r` is dropped here). `Ok(None)` for a blank line.
 pub fn parse_line(line: &[u8]) -> Result<Option<ParsedLine<'_>>, Malformed> {
-    parse_line_with(line, None)
+    parse_line_with(line, None, &mut Scratch::default())
 }
 
 /// [`parse_line`], building only the members on a path of `projection` (the rest is checked
@@ -57,7 +57,7 @@ pub fn parse_line_projected<'l>(
     line: &'l [u8],
     projection: &Projection,
 ) -> Result<Option<ParsedLine<'l>>, Malformed> {
-    parse_line_with(line, Some((projection, None)))
+    parse_line_with(line, Some((projection, None)), &mut Scratch::default())
 }
 
 /// [`parse_line_projected`] for the rules `open` holds (a set of [`OpenRules::fill`]) of a
@@ -69,13 +69,112 @@ pub fn parse_line_for<'l>(
     projection: &Projection,
     open: &OpenRules,
 ) -> Result<Option<ParsedLine<'l>>, Malformed> {
-    let open = (!projection.rules_unknown).then_some(&open.0[..]);
-    parse_line_with(line, Some((projection, open)))
+    parse_line_reusing(line, projection, Some(open), &mut Scratch::default())
+}
+
+/// [`parse_line_for`] (or, without `open`, [`parse_line_projected`]), building the document
+/// in the buffers of the documents given back to `scratch` ([`Scratch::recycle`]), so that
+/// most lines allocate little.
+pub(crate) fn parse_line_reusing<'l>(
+    line: &'l [u8],
+    projection: &Projection,
+    open: Option<&OpenRules>,
+    scratch: &mut Scratch,
+) -> Result<Option<ParsedLine<'l>>, Malformed> {
+    let open = open.filter(|_| !projection.rules_unknown).map(|o| &o.0[..]);
+    parse_line_with(line, Some((projection, open)), scratch)
+}
+
+/// Buffers of the documents parsed before ([`Scratch::recycle`]), which
+/// [`parse_line_reusing`] builds the next ones in: a candidate line's few maps, arrays and
+/// strings are then not allocated and freed each time. Keeps a bounded number of small ones.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    maps: Vec<Map<String, Value>>,
+    arrays: Vec<Vec<Value>>,
+    strings: Vec<String>,
+    numbers: Vec<usize>,
+}
+
+/// Buffers of each kind a [`Scratch`] keeps, and the most entries (or bytes, for a string)
+/// of one it keeps: the memory it holds stays small whatever the lines.
+const SCRATCH_BUFFERS: usize = 64;
+const SCRATCH_ENTRIES: usize = 64;
+const SCRATCH_BYTES: usize = 256;
+
+impl Scratch {
+    /// Give back a line's document and numbers once done with them.
+    pub(crate) fn recycle(&mut self, line: ParsedLine<'_>) {
+        let mut numbers = line.numbers;
+        if numbers.capacity() <= SCRATCH_BYTES {
+            numbers.clear();
+            self.numbers = numbers;
+        }
+        self.put(line.doc);
+    }
+
+    fn put(&mut self, value: Value) {
+        match value {
+            Value::String(mut s) => {
+                if s.capacity() <= SCRATCH_BYTES && self.strings.len() < SCRATCH_BUFFERS {
+                    s.clear();
+                    self.strings.push(s);
+                }
+            }
+            Value::Array(mut items) => {
+                let keep = items.len() <= SCRATCH_ENTRIES;
+                for item in items.drain(..) {
+                    self.put(item);
+                }
+                if keep && self.arrays.len() < SCRATCH_BUFFERS {
+                    self.arrays.push(items);
+                }
+            }
+            Value::Object(mut map) => {
+                let keep = map.len() <= SCRATCH_ENTRIES;
+                // (The keys go: a map gives none back without being consumed.)
+                map.retain(|_, value| {
+                    self.put(std::mem::take(value));
+                    false
+                });
+                if keep && self.maps.len() < SCRATCH_BUFFERS {
+                    self.maps.push(map);
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+
+    fn array(&mut self) -> Vec<Value> {
+        self.arrays.pop().unwrap_or_default()
+    }
+
+    fn map(&mut self) -> Map<String, Value> {
+        self.maps.pop().unwrap_or_default()
+    }
+
+    fn string(&mut self, text: &str) -> String {
+        match self.strings.pop() {
+            Some(mut s) => {
+                s.push_str(text);
+                s
+            }
+            None => text.to_owned(),
+        }
+    }
+
+    fn key(&mut self, key: Cow<'_, str>) -> String {
+        match key {
+            Cow::Borrowed(key) => self.string(key),
+            Cow::Owned(key) => key,
+        }
+    }
 }
 
 fn parse_line_with<'l>(
     line: &'l [u8],
     projection: Option<(&Projection, Option<&[u64]>)>,
+    scratch: &mut Scratch,
 ) -> Result<Option<ParsedLine<'l>>, Malformed> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.iter().all(|&b| is_json_space(b)) {
@@ -86,7 +185,7 @@ fn parse_line_with<'l>(
         // U+FFFD per maximal invalid subpart, as spec/ir.md (and Python's decoder) do.
         Err(_) => (String::from_utf8_lossy(line), true),
     };
-    let (doc, source, mut numbers) = parse_top(&text, projection)?;
+    let (doc, source, mut numbers) = parse_top(&text, projection, scratch)?;
     numbers.sort_unstable();
     Ok(Some(match unwrap_export(doc, source) {
         Ok((doc, span)) => ParsedLine {
@@ -134,7 +233,7 @@ type Parsed = (Value, Option<Range<usize>>, Vec<usize>);
 /// here, with each number kept as a string of its exact JSON text, which is what a string
 /// field compares it as.
 pub fn parse_document(text: &str) -> Result<Value, Malformed> {
-    parse_top(text, None).map(|(doc, _, _)| doc)
+    parse_top(text, None, &mut Scratch::default()).map(|(doc, _, _)| doc)
 }
 
 /// [`parse_document`], and where the value of the top-level object's last `_source` member is.
@@ -146,7 +245,9 @@ pub fn parse_document(text: &str) -> Result<Value, Malformed> {
 fn parse_top(
     text: &str,
     projection: Option<(&Projection, Option<&[u64]>)>,
+    scratch: &mut Scratch,
 ) -> Result<Parsed, Malformed> {
+    let numbers = std::mem::take(&mut scratch.numbers);
     let mut builder = Builder {
         text,
         pos: 0,
@@ -155,7 +256,8 @@ fn parse_top(
         source: None,
         projection: projection.map(|(p, _)| p),
         open: projection.and_then(|(_, open)| open),
-        numbers: Vec::new(),
+        numbers,
+        scratch,
     };
     match builder.document() {
         Ok(doc) => Ok((doc, builder.source, builder.numbers)),
@@ -202,6 +304,8 @@ struct Builder<'t> {
     open: Option<&'t [u64]>,
     /// The addresses of the number strings built ([`ParsedLine::numbers`]).
     numbers: Vec<usize>,
+    /// Where maps, arrays and strings come from.
+    scratch: &'t mut Scratch,
 }
 
 /// The field paths the rules read, as a tree of path parts: the members a projected parse
@@ -452,7 +556,7 @@ impl<'t> Builder<'t> {
     fn number_value(&mut self) -> Result<Value, Malformed> {
         let start = self.pos;
         self.number()?;
-        let text = self.text[start..self.pos].to_owned();
+        let text = self.scratch.string(&self.text[start..self.pos]);
         self.numbers.push(text.as_ptr() as usize);
         Ok(Value::String(text))
     }
@@ -513,7 +617,7 @@ impl<'t> Builder<'t> {
     fn string(&mut self) -> Result<String, Malformed> {
         let start = self.pos;
         if !self.scan_string()? {
-            return Ok(self.text[start + 1..self.pos - 1].to_owned());
+            return Ok(self.scratch.string(&self.text[start + 1..self.pos - 1]));
         }
         let (raw, quoted) = (
             &self.text[start + 1..self.pos - 1],
@@ -606,7 +710,7 @@ impl<'t> Builder<'t> {
 
     fn array(&mut self) -> Result<Value, Malformed> {
         self.open()?;
-        let mut items = Vec::new();
+        let mut items = self.scratch.array();
         if self.eat(b']') {
             self.depth -= 1;
             return Ok(Value::Array(items));
@@ -623,7 +727,7 @@ impl<'t> Builder<'t> {
 
     fn object(&mut self) -> Result<Value, Malformed> {
         self.open()?;
-        let mut map = Map::new();
+        let mut map = self.scratch.map();
         if self.eat(b'}') {
             self.depth -= 1;
             return Ok(Value::Object(map));
@@ -662,7 +766,7 @@ impl<'t> Builder<'t> {
             // Field lookup reads an array's elements as the array itself.
             Some(b'[') => {
                 self.open()?;
-                let mut items = Vec::new();
+                let mut items = self.scratch.array();
                 if self.eat(b']') {
                     self.depth -= 1;
                     return Ok(Value::Array(items));
@@ -682,7 +786,7 @@ impl<'t> Builder<'t> {
 
     fn object_in(&mut self, node: &'t Node) -> Result<Value, Malformed> {
         self.open()?;
-        let mut map = Map::new();
+        let mut map = self.scratch.map();
         if self.eat(b'}') {
             self.depth -= 1;
             return Ok(Value::Object(map));
@@ -725,7 +829,7 @@ impl<'t> Builder<'t> {
                     self.skip_value()?;
                     if self.depth == 1 && key == "_index" {
                         // Only its presence matters (to unwrap a wrapper); no path reads it.
-                        map.insert(key.into_owned(), Value::Null);
+                        map.insert(self.scratch.key(key), Value::Null);
                     }
                     if self.eat(b'}') {
                         self.depth -= 1;
@@ -738,7 +842,7 @@ impl<'t> Builder<'t> {
             if self.depth == 1 && key == "_source" {
                 self.source = Some(start..self.pos);
             }
-            if let Some(old) = map.insert(key.into_owned(), value) {
+            if let Some(old) = map.insert(self.scratch.key(key), value) {
                 self.forget_numbers(&old);
             }
             if self.eat(b'}') {
@@ -1872,6 +1976,71 @@ mod tests {
             projected(r#"{"b":"\ud800","a":[1, 2 ],"c":true}"#, &["a"]),
             [vec!["1", "2"]]
         );
+    }
+
+    #[test]
+    fn reused_buffers_give_the_same_documents_and_numbers() {
+        let rules: [&[&str]; 3] = [&["a", "b.c"], &["n", "_index"], &["s"]];
+        let projection = Projection::by_rule(rules.iter().map(|r| r.iter().copied()));
+        let lines = [
+            r#"{"a":1,"b":{"c":["x",2.5e1]},"n":"3","s":"long string of more than thirty-two bytes"}"#,
+            r#"{"a":"1","n":3,"b":[{"c":"y"},{"c":[[7]]}],"s":{"t":1}}"#,
+            r#"{"a":[1,"2",null,true],"b.c":"z","a":"last","n":[]}"#,
+            r#"{"a":1,"b":{"c":01}}"#,
+            r#"{"_index":"i","_source":{"a":"w","n":-0},"s":"x"}"#,
+            r#"{"a":"\u0031","n":"","b":{"c":{"d":1}}}"#,
+        ];
+        let flagged = |line: &ParsedLine<'_>, field: &str| {
+            let path: Vec<&str> = field.split('.').collect();
+            let mut values = Vec::new();
+            field_values(&line.doc, &path, &mut values);
+            let numbers: Vec<bool> = values
+                .iter()
+                .map(|v| is_json_number(v, &line.numbers))
+                .collect();
+            let values: Vec<String> = values.into_iter().map(Cow::into_owned).collect();
+            (values, numbers)
+        };
+        let mut scratch = Scratch::default();
+        for open in [
+            [true, true, true],
+            [true, false, false],
+            [false, true, true],
+        ] {
+            let mut open_rules = OpenRules::default();
+            open_rules.fill(&open);
+            for _ in 0..3 {
+                for line in lines {
+                    let fresh = parse_line_for(line.as_bytes(), &projection, &open_rules);
+                    let reused = parse_line_reusing(
+                        line.as_bytes(),
+                        &projection,
+                        Some(&open_rules),
+                        &mut scratch,
+                    );
+                    match (fresh, reused) {
+                        (Ok(Some(fresh)), Ok(Some(reused))) => {
+                            assert_eq!(fresh.doc, reused.doc, "{line}");
+                            assert_eq!(fresh.text, reused.text);
+                            for field in ["a", "b.c", "n", "s"] {
+                                assert_eq!(flagged(&fresh, field), flagged(&reused, field));
+                            }
+                            scratch.recycle(reused);
+                        }
+                        (fresh, reused) => assert_eq!(fresh.err(), reused.err(), "{line}"),
+                    }
+                }
+            }
+        }
+        // What it keeps is bounded.
+        assert!(scratch.strings.len() <= SCRATCH_BUFFERS && scratch.maps.len() <= SCRATCH_BUFFERS);
+        let wide = format!("{{\"a\":[{}]}}", vec!["\"x\""; 1000].join(","));
+        let parsed = parse_line_reusing(wide.as_bytes(), &projection, None, &mut scratch);
+        scratch.recycle(parsed.unwrap().unwrap());
+        assert!(
+            scratch.strings.len() <= SCRATCH_BUFFERS && scratch.arrays.len() <= SCRATCH_BUFFERS
+        );
+        assert!(scratch.arrays.iter().all(|a| a.capacity() < 1000));
     }
 
     #[test]
