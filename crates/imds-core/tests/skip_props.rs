@@ -169,13 +169,16 @@ fn damage() -> impl Strategy<Value = Damage> {
     ]
 }
 
-/// An object of members with those keys and values, optional spaces, then the damage.
+/// An object of members with those keys and values, optional spaces, optionally a long last
+/// member (so that the others have 64 bytes after them, as most members of a real line do),
+/// then the damage.
 fn line() -> impl Strategy<Value = Vec<u8>> {
     (
         prop::collection::vec((key(), value(), any::<bool>()), 0..6),
+        any::<bool>(),
         damage(),
     )
-        .prop_map(|(members, damage)| {
+        .prop_map(|(members, tail, damage)| {
             let mut out = vec![b'{'];
             for (i, (k, v, spaced)) in members.into_iter().enumerate() {
                 if i > 0 {
@@ -184,6 +187,9 @@ fn line() -> impl Strategy<Value = Vec<u8>> {
                 out.extend(k);
                 out.extend_from_slice(if spaced { b" : " } else { b":" });
                 out.extend(v);
+            }
+            if tail {
+                out.extend(format!(r#","z":"{}""#, "x".repeat(70)).bytes());
             }
             out.push(b'}');
             let n = out.len();
