@@ -2074,6 +2074,44 @@ mod tests {
     }
 
     #[test]
+    fn plain_members_passed_over_from_one_scan_keep_the_keys_read() {
+        // Members `"k":"v"` are passed over from one scan of 64 bytes: never one a path reads
+        // (at the top or nested), nor past an escape, a number, or the 64 bytes.
+        let tail = format!(r#""z":"{}""#, "x".repeat(70));
+        for (line, field, want) in [
+            (format!(r#"{{"s":"x","a":"y",{tail}}}"#), "a", vec!["y"]),
+            (
+                format!(r#"{{"s":"x","t":"","a":"y",{tail}}}"#),
+                "a",
+                vec!["y"],
+            ),
+            (
+                format!(r#"{{"e":{{"k":"x","a":"y",{tail}}}}}"#),
+                "e.a",
+                vec!["y"],
+            ),
+            (format!(r#"{{"s":"x\"","a":"y",{tail}}}"#), "a", vec!["y"]),
+            (
+                format!(r#"{{"s":"x","n":1,"a":"y",{tail}}}"#),
+                "a",
+                vec!["y"],
+            ),
+            (
+                format!(r#"{{"s":"{}","a":"y",{tail}}}"#, "x".repeat(50)),
+                "a",
+                vec!["y"],
+            ),
+            (
+                format!(r#"{{"a.b":"x","ab":"w","a":"y",{tail}}}"#),
+                "a",
+                vec!["y"],
+            ),
+        ] {
+            assert_eq!(projected(&line, &[field]), [want], "{line}");
+        }
+    }
+
+    #[test]
     fn reused_buffers_give_the_same_documents_and_numbers() {
         let rules: [&[&str]; 3] = [&["a", "b.c"], &["n", "_index"], &["s"]];
         let projection = Projection::by_rule(rules.iter().map(|r| r.iter().copied()));

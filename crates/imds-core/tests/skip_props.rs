@@ -169,12 +169,30 @@ fn damage() -> impl Strategy<Value = Damage> {
     ]
 }
 
+/// Plain members `"key":"value"` (no escape, no space), as most of a real line is: runs of
+/// them are passed over from one scan.
+fn plain_member() -> impl Strategy<Value = (Vec<u8>, Vec<u8>, bool)> {
+    let plain = prop_oneof![
+        Just(&b"\"\""[..]),
+        Just(&b"\"v\""[..]),
+        Just(&b"\"process\""[..]),
+        Just(&b"\"2024-05-06T00:59:04.180Z\""[..]),
+        Just(&b"\"36d6f749-9725-54f5-8fe1-8562bee8d735\""[..]),
+        Just(&b"\"a\\\"b\""[..]),
+        Just(&b"12"[..]),
+    ];
+    (key(), plain).prop_map(|(k, v)| (k, v.to_vec(), false))
+}
+
 /// An object of members with those keys and values, optional spaces, optionally a long last
 /// member (so that the others have 64 bytes after them, as most members of a real line do),
 /// then the damage.
 fn line() -> impl Strategy<Value = Vec<u8>> {
     (
-        prop::collection::vec((key(), value(), any::<bool>()), 0..6),
+        prop::collection::vec(
+            prop_oneof![(key(), value(), any::<bool>()), plain_member()],
+            0..10,
+        ),
         any::<bool>(),
         damage(),
     )
