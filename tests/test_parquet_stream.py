@@ -173,3 +173,38 @@ def test_an_input_that_fails_leaves_the_other_hits(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert "missing.ndjson" in proc.stderr
     assert pl.read_parquet(out)["line"].to_list() == list(range(1, 41))
+
+
+def test_pyarrow_is_imported_while_the_scan_starts(tmp_path: Path) -> None:
+    # The writer starts pyarrow's import (~0.13 s of CPU) on a thread of its own and returns:
+    # the scan starts meanwhile, and the engine's rows wait as they came until a row group
+    # is due. A fresh interpreter records the thread that imports pyarrow.parquet.
+    log = tmp_path / "a.ndjson"
+    log.write_text(lines(30, padding=""))
+    out = tmp_path / "out.parquet"
+    script = f"""
+import sys, threading
+from imds_scan.run import open_scan
+from imds_scan.report.formats import ParquetWriter
+from imds_scan.rules import load_rules
+
+class Spy:
+    def find_spec(self, name, path=None, target=None):
+        if name == "pyarrow.parquet":
+            print("importer:", threading.current_thread() is threading.main_thread())
+        return None
+
+sys.meta_path.insert(0, Spy())
+assert "pyarrow" not in sys.modules
+writer = ParquetWriter({str(out)!r})
+rules, _ = load_rules([{str(BROAD_RULE)!r}])
+for batch in open_scan([{str(log)!r}], rules=rules, needs=ParquetWriter.needs):
+    writer.write(batch)
+writer.close()
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "importer: False\n"
+    assert pl.read_parquet(out)["line"].to_list() == list(range(1, 31))

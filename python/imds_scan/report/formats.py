@@ -16,6 +16,8 @@ import contextlib
 import io
 import os
 import sys
+import threading
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, BinaryIO, TextIO, cast
 
 from ..batch import ALERTS, FRAME, HITS, RECORDS, HitBatch, Needs
@@ -226,29 +228,33 @@ class ParquetWriter(HitWriter):
     holds a row group at most; ``close`` writes the footer. The schema is the hits frame's
     (``frame.SCHEMA``), whatever the batches hold (none, or all-null columns). After an
     interruption the file holds the row groups written so far and the rows pending: a valid,
-    shorter file. pyarrow is imported here only: no other format pays its start-up."""
+    shorter file. pyarrow is imported here only (no other format pays its start-up), on a
+    thread of its own while the scan starts: the engine's rows wait as they came (Arrow IPC
+    bytes) until a row group is due."""
 
     needs = frozenset({FRAME})
 
     def __init__(self, path: str) -> None:
         super().__init__()
         self.path = path
-        self.pending: list[pa.Table] = []
+        # Each batch's rows: the engine's IPC stream(s), or a table.
+        self.pending: list[bytes | Sequence[bytes] | pa.Table] = []
         self.rows = 0
         # Opened at the first row group (or at close): an OSError then is the write's.
         self.writer: pq.ParquetWriter | None = None
         self.file: pa.NativeFile | None = None
         self.closed = False
-        _import_pyarrow()
-        self.schema = _arrow_schema()
+        self._imported = _import_pyarrow()
 
     def write(self, batch: HitBatch) -> None:
         if not batch.count:
             return
-        table = _arrow_rows(batch)
-        if table.schema != self.schema:  # e.g. a frame's String as large_string
-            table = table.cast(self.schema)
-        self.pending.append(table)
+        ipc = batch.ipc_rows
+        if ipc is not None:
+            self.pending.append(ipc)
+        else:  # a frame (made from Hit objects): converted now
+            self._imported()
+            self.pending.append(batch.frame.to_arrow())
         self.rows += batch.count
         self.records += batch.count
         while self.rows >= PARQUET_ROW_GROUP:  # a large batch (a cluster's) makes several
@@ -256,6 +262,7 @@ class ParquetWriter(HitWriter):
 
     def _open(self) -> pq.ParquetWriter:
         if self.writer is None:
+            self._imported()
             import pyarrow as pa
             import pyarrow.parquet as pq
 
@@ -263,22 +270,24 @@ class ParquetWriter(HitWriter):
             # as Polars wrote it (level 1: no faster measurably, 10% larger). No dictionary
             # for the events, each one of a kind: 10% less time writing many hits.
             self.file = pa.OSFile(os.fsencode(self.path), "wb")  # type: ignore[arg-type]
+            schema = _arrow_schema()
             self.writer = pq.ParquetWriter(
                 self.file,
-                self.schema,
+                schema,
                 compression="zstd",
                 compression_level=3,
-                use_dictionary=[n for n in self.schema.names if n != "event"],  # type: ignore[arg-type]
+                use_dictionary=[n for n in schema.names if n != "event"],  # type: ignore[arg-type]
             )
         return self.writer
 
     def _flush(self, rows: int | None = None) -> None:
         """The first ``rows`` pending rows (default: all) as one row group."""
-        import pyarrow as pa
-
         if not self.pending:
             return
-        table = pa.concat_tables(self.pending)
+        self._imported()
+        import pyarrow as pa
+
+        table = pa.concat_tables([_arrow_rows(part) for part in self.pending])
         rows = table.num_rows if rows is None else rows
         rest = table.slice(rows)
         self.pending, self.rows = ([rest] if rest.num_rows else []), rest.num_rows
@@ -349,32 +358,57 @@ def _arrow_schema() -> pa.Schema:
     return pa.schema([(name, types[kind]) for name, kind in COLUMNS])
 
 
-def _arrow_rows(batch: HitBatch) -> pa.Table:
-    """A batch's rows in Arrow: the engine's IPC stream(s) read as they are (no Polars frame
-    made), else the batch's frame converted."""
+def _arrow_rows(part: bytes | Sequence[bytes] | pa.Table) -> pa.Table:
+    """A batch's rows in the file's schema: the engine's IPC stream(s) read as they are (no
+    Polars frame made), or a table converted from a frame."""
     import pyarrow as pa
     import pyarrow.ipc
 
-    ipc = batch.ipc_rows
-    if ipc is None:
-        return batch.frame.to_arrow()
-    parts = [ipc] if isinstance(ipc, bytes) else ipc
-    table = pa.concat_tables([pyarrow.ipc.open_stream(part).read_all() for part in parts])
     schema = _arrow_schema()
-    for name in ALERT_COLUMNS:  # no engine row is an alert: its columns are null
-        if name not in table.column_names:
-            table = table.append_column(
-                schema.field(name), pa.nulls(len(table), schema.field(name).type)
-            )
+    if isinstance(part, pa.Table):
+        table = part
+    else:
+        parts = [part] if isinstance(part, bytes) else part
+        table = pa.concat_tables([pyarrow.ipc.open_stream(p).read_all() for p in parts])
+        for name in ALERT_COLUMNS:  # no engine row is an alert: its columns are null
+            if name not in table.column_names:
+                table = table.append_column(
+                    schema.field(name), pa.nulls(len(table), schema.field(name).type)
+                )
+    if table.schema != schema:  # e.g. a frame's String as large_string
+        table = table.cast(schema)
     return table
 
 
-def _import_pyarrow() -> None:
-    """Import pyarrow with malloc as its memory pool, unless the environment chose one:
-    its default (mimalloc, set up at import) took ~17 MB more peak memory (200,000 hits)."""
+def _import_pyarrow() -> Callable[[], None]:
+    """Start importing pyarrow (its writer and IPC reader) on a thread of its own; gives what
+    waits for it (and raises what the import raised): the scan starts meanwhile (the import
+    takes ~0.13 s of CPU). pyarrow's memory pool is malloc, unless the environment chose
+    one: its default (mimalloc, set up at import) took ~17 MB more peak memory (200,000
+    hits)."""
+    if "pyarrow.parquet" in sys.modules and "pyarrow.ipc" in sys.modules:
+        return lambda: None
     if "pyarrow" not in sys.modules:
         os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
-    import pyarrow  # noqa: F401
+    failed: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            import pyarrow.ipc
+            import pyarrow.parquet  # noqa: F401
+        except BaseException as exc:  # raised where it is waited for
+            failed.append(exc)
+
+    # Not a daemon: at exit the interpreter waits for it rather than stop it mid-import.
+    thread = threading.Thread(target=load, name="imds-scan-pyarrow-import")
+    thread.start()
+
+    def wait() -> None:
+        thread.join()
+        if failed:
+            raise failed[0]
+
+    return wait
 
 
 # What each format reads from the batches.
