@@ -266,16 +266,16 @@ class ParquetWriter(HitWriter):
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            # A file of its own (a path is no URI here; any bytes of a name); zstd level 3
-            # as Polars wrote it (level 1: no faster measurably, 10% larger). No dictionary
-            # for the events, each one of a kind: 10% less time writing many hits.
+            # A file of its own (a path is no URI here; any bytes of a name); zstd level 1:
+            # 28% less CPU than level 3 (Polars' level) writing many hits, 8% larger. No
+            # dictionary for the events, each one of a kind: 10% less time writing many hits.
             self.file = pa.OSFile(os.fsencode(self.path), "wb")  # type: ignore[arg-type]
             schema = _arrow_schema()
             self.writer = pq.ParquetWriter(
                 self.file,
                 schema,
                 compression="zstd",
-                compression_level=3,
+                compression_level=1,
                 use_dictionary=[n for n in schema.names if n != "event"],  # type: ignore[arg-type]
             )
         return self.writer
