@@ -93,11 +93,11 @@ class Output:
     def text(self, text: str) -> None:
         self.out.write(text.encode(self.encoding, self.errors))
 
-    def records(self, data: bytes) -> None:
+    def records(self, data: bytes | memoryview) -> None:
         if self.utf8:
             self.out.write(data)
         else:  # as the text would have been written
-            self.text(data.decode("utf-8"))
+            self.text(str(data, "utf-8"))
 
 
 class HitWriter:
@@ -132,7 +132,7 @@ class _Records(_StreamWriter):
 
     def write(self, batch: HitBatch) -> None:
         if batch.count:
-            self.out.records(batch.records)
+            self.out.records(batch.records_data)
             self.records += batch.count
 
 
@@ -144,8 +144,9 @@ class _Alerts(_StreamWriter):
     def write(self, batch: HitBatch) -> None:
         if not batch.count:
             return
-        if batch.alerts is not None:
-            self.out.records(batch.alerts)
+        alerts = batch.alerts_data
+        if alerts is not None:
+            self.out.records(alerts)
         else:
             self.out.text("".join([f"{alert_json(hit)}\n" for hit in batch.hits]))
         self.records += batch.count
@@ -238,7 +239,7 @@ class ParquetWriter(HitWriter):
         super().__init__()
         self.path = path
         # Each batch's rows: the engine's IPC stream(s), or a table.
-        self.pending: list[bytes | Sequence[bytes] | pa.Table] = []
+        self.pending: list[bytes | memoryview | Sequence[bytes] | pa.Table] = []
         self.rows = 0
         # Opened at the first row group (or at close): an OSError then is the write's.
         self.writer: pq.ParquetWriter | None = None
@@ -358,7 +359,7 @@ def _arrow_schema() -> pa.Schema:
     return pa.schema([(name, types[kind]) for name, kind in COLUMNS])
 
 
-def _arrow_rows(part: bytes | Sequence[bytes] | pa.Table) -> pa.Table:
+def _arrow_rows(part: bytes | memoryview | Sequence[bytes] | pa.Table) -> pa.Table:
     """A batch's rows in the file's schema: the engine's IPC stream(s) read as they are (no
     Polars frame made), or a table converted from a frame."""
     import pyarrow as pa
@@ -368,8 +369,10 @@ def _arrow_rows(part: bytes | Sequence[bytes] | pa.Table) -> pa.Table:
     if isinstance(part, pa.Table):
         table = part
     else:
-        parts = [part] if isinstance(part, bytes) else part
-        table = pa.concat_tables([pyarrow.ipc.open_stream(p).read_all() for p in parts])
+        parts = [part] if isinstance(part, bytes | memoryview) else part
+        table = pa.concat_tables(
+            [pyarrow.ipc.open_stream(pa.py_buffer(p)).read_all() for p in parts]
+        )
         for name in ALERT_COLUMNS:  # no engine row is an alert: its columns are null
             if name not in table.column_names:
                 table = table.append_column(
