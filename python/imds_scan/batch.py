@@ -5,6 +5,7 @@ hit."""
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -235,8 +236,8 @@ def _read_rows(rows: bytes | memoryview | Sequence[bytes]) -> pl.DataFrame:
 
     from .report.frame import with_alert_columns
 
-    if isinstance(rows, memoryview):
-        rows = rows.tobytes()
+    if isinstance(rows, memoryview):  # read from a BytesIO: faster than from bytes
+        return with_alert_columns(pl.read_ipc_stream(io.BytesIO(rows)))
     if isinstance(rows, bytes):
         return with_alert_columns(pl.read_ipc_stream(rows))
     return with_alert_columns(pl.concat([pl.read_ipc_stream(part) for part in rows]))
