@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import importlib
 import io
 import os
 import sys
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 # on the benchmark corpus; 16,384 took ~20 MB more peak memory).
 PARQUET_ROW_GROUP = 8192
 CSV_DATETIME = "%Y-%m-%dT%H:%M:%S%.6fZ"
+# Hits the CSV writer keeps, whole, while Polars is imported.
+CSV_WAITING_ROWS = 8192
 
 TEXT_FORMATS = ("table", "ndjson", "json", "csv", "alerts")
 BINARY_FORMATS = ("parquet",)
@@ -173,11 +176,33 @@ class _JsonArray(_StreamWriter):
 
 
 class _Csv(_StreamWriter):
+    # Polars (~0.25 s of CPU to import) is imported on a thread of its own: the first
+    # batches wait, whole, until it is there (at most CSV_WAITING_ROWS hits).
     needs = frozenset({FRAME})
+
+    def __init__(self, out: Output) -> None:
+        super().__init__(out)
+        self.polars = _Import("polars", f"{__package__}.frame")
+        self.waiting: list[HitBatch] = []
+        self.rows = 0
 
     def write(self, batch: HitBatch) -> None:
         if not batch.count:
             return
+        if not self.polars.done and self.rows + batch.count <= CSV_WAITING_ROWS:
+            self.waiting.append(batch)
+            self.rows += batch.count
+            return
+        self._drain()
+        self._write(batch)
+
+    def _drain(self) -> None:
+        self.polars.wait()
+        waiting, self.waiting, self.rows = self.waiting, [], 0
+        for batch in waiting:
+            self._write(batch)
+
+    def _write(self, batch: HitBatch) -> None:
         # As bytes (UTF-8), not a str encoded again: half the time.
         data = io.BytesIO()
         defuse_formulas(batch.frame).write_csv(
@@ -188,6 +213,7 @@ class _Csv(_StreamWriter):
         self.records += batch.count
 
     def close(self) -> None:
+        self._drain()
         if not self.records:  # the header alone
             from .frame import hits_frame
 
@@ -391,35 +417,46 @@ def _arrow_rows(part: bytes | memoryview | Sequence[bytes] | pa.Table) -> pa.Tab
     return table
 
 
+class _Import:
+    """Modules imported on a thread of its own, so that a writer's first batches need not
+    wait for them: the scan starts meanwhile. ``wait`` joins it (raising what the import
+    raised); ``done`` says whether it ended."""
+
+    def __init__(self, *modules: str) -> None:
+        self.failed: BaseException | None = None
+        self.thread: threading.Thread | None = None
+        if all(name in sys.modules for name in modules):
+            return
+        # Not a daemon: at exit the interpreter waits for it rather than stop it mid-import.
+        self.thread = threading.Thread(target=self._load, args=modules, name="imds-scan-import")
+        self.thread.start()
+
+    def _load(self, *modules: str) -> None:
+        try:
+            for name in modules:
+                importlib.import_module(name)
+        except BaseException as exc:  # raised where it is waited for
+            self.failed = exc
+
+    @property
+    def done(self) -> bool:
+        return self.thread is None or not self.thread.is_alive()
+
+    def wait(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+        if self.failed is not None:
+            raise self.failed
+
+
 def _import_pyarrow() -> Callable[[], None]:
-    """Start importing pyarrow (its writer and IPC reader) on a thread of its own; gives what
-    waits for it (and raises what the import raised): the scan starts meanwhile (the import
-    takes ~0.13 s of CPU). pyarrow's memory pool is malloc, unless the environment chose
-    one: its default (mimalloc, set up at import) took ~17 MB more peak memory (200,000
-    hits)."""
-    if "pyarrow.parquet" in sys.modules and "pyarrow.ipc" in sys.modules:
-        return lambda: None
+    """Start importing pyarrow (its writer and IPC reader, ~0.13 s of CPU) on a thread of
+    its own; gives what waits for it. pyarrow's memory pool is malloc, unless the
+    environment chose one: its default (mimalloc, set up at import) took ~17 MB more peak
+    memory (200,000 hits)."""
     if "pyarrow" not in sys.modules:
         os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
-    failed: list[BaseException] = []
-
-    def load() -> None:
-        try:
-            import pyarrow.ipc
-            import pyarrow.parquet  # noqa: F401
-        except BaseException as exc:  # raised where it is waited for
-            failed.append(exc)
-
-    # Not a daemon: at exit the interpreter waits for it rather than stop it mid-import.
-    thread = threading.Thread(target=load, name="imds-scan-pyarrow-import")
-    thread.start()
-
-    def wait() -> None:
-        thread.join()
-        if failed:
-            raise failed[0]
-
-    return wait
+    return _Import("pyarrow.ipc", "pyarrow.parquet").wait
 
 
 # What each format reads from the batches.
