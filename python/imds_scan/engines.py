@@ -99,28 +99,33 @@ class RawBatch:
 
     count: int
     hits: list[EngineHit] | None
-    records: bytes | None = None
-    rows: bytes | None = None
+    records: bytes | memoryview | None = None
+    rows: bytes | memoryview | None = None
     rule_counts: Sequence[int] | None = None
     position: Callable[[int], tuple[int, int]] | None = None
     # Hits left out as outside the time window the engine applied (counted in rule_counts).
     outside: int = 0
     # ECS alert documents (one line per hit), when asked for.
-    alerts: bytes | None = None
+    alerts: bytes | memoryview | None = None
 
 
 def _raw_batch(item: Any) -> RawBatch:
-    """The binding's ``HitBatch`` as a RawBatch (the shape every engine gives)."""
+    """The binding's ``HitBatch`` as a RawBatch (the shape every engine gives): its records,
+    rows and alerts as views of the engine's buffers, not copied."""
     return RawBatch(
         item.count,
         item.hits,
-        item.records,
-        item.rows,
+        _view(item.records_buffer),
+        _view(item.rows_buffer),
         item.rule_counts,
         item.position,
         item.outside,
-        item.alerts,
+        _view(item.alerts_buffer),
     )
+
+
+def _view(buffer: Any) -> memoryview | None:
+    return None if buffer is None else memoryview(buffer)
 
 
 def rust_batches(
