@@ -379,3 +379,27 @@ def test_engine_rows_of_awkward_events_are_pythons(tmp_path: Path, fmt: str) -> 
         for k, needs in enumerate((frozenset({HITS}), formats.NEEDS[fmt]))
     ]
     assert_same(*outputs)
+
+
+def test_engine_buffers_reach_the_writers_uncopied(log: Path) -> None:
+    # The engine's records, alerts and rows are views of its own buffers (no bytes object
+    # copied on the main thread, holding the GIL): read-only, alive as long as a view is,
+    # the same bytes as the copies the slicing paths make.
+    import ctypes
+    import gc
+
+    needs = formats.NEEDS["ndjson"] | formats.NEEDS["alerts"] | formats.NEEDS["parquet"]
+    views = []
+    copies = []
+    for batch in open_scan([str(log)], rules=rules(), needs=needs):
+        for view in (batch.records_data, batch.alerts_data, batch.ipc_rows):
+            assert isinstance(view, memoryview) and view.readonly
+            assert type(view.obj).__name__ == "Buffer"
+            views.append(view)
+        with pytest.raises(TypeError):  # no writable view of the engine's bytes
+            ctypes.c_char.from_buffer(batch.records_data.obj)
+        copies += [batch.records, batch.alerts, bytes(batch.ipc_rows)]  # type: ignore[arg-type]
+    del batch
+    gc.collect()
+    assert len(views) >= 3
+    assert [view.tobytes() for view in views] == copies

@@ -173,3 +173,50 @@ def test_an_input_that_fails_leaves_the_other_hits(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert "missing.ndjson" in proc.stderr
     assert pl.read_parquet(out)["line"].to_list() == list(range(1, 41))
+
+
+@pytest.mark.parametrize(("fmt", "module"), [("parquet", "pyarrow"), ("csv", "polars")])
+def test_writers_import_their_library_while_the_scan_starts(
+    tmp_path: Path, fmt: str, module: str
+) -> None:
+    # The Parquet writer imports pyarrow (~0.13 s of CPU), the CSV writer Polars (~0.25 s)
+    # on a thread of its own and returns: the scan starts meanwhile, and the first batches
+    # wait, whole, until a row group is due (or Polars is there). A fresh interpreter
+    # records the thread that imports the library; the file is the one the Hit path writes.
+    log = tmp_path / "a.ndjson"
+    log.write_text(lines(30, padding=""))
+    out = tmp_path / f"out.{fmt}"
+    script = f"""
+import sys, threading
+from imds_scan.report.formats import ParquetWriter, stream_writer, NEEDS
+from imds_scan.rules import load_rules
+from imds_scan.run import open_scan
+
+class Spy:
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r}:
+            print("main thread:", threading.current_thread() is threading.main_thread())
+        return None
+
+sys.meta_path.insert(0, Spy())
+assert {module!r} not in sys.modules
+handle = open({str(out)!r}, "wb")
+writer = ParquetWriter({str(out)!r}) if {fmt!r} == "parquet" else stream_writer("csv", handle)
+rules, _ = load_rules([{str(BROAD_RULE)!r}])
+for batch in open_scan([{str(log)!r}], rules=rules, needs=NEEDS[{fmt!r}]):
+    writer.write(batch)
+writer.close()
+handle.close()
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "main thread: False\n"
+    expected = tmp_path / f"expected.{fmt}"
+    hits = cli(str(log), "--rule", str(BROAD_RULE), "-q", "--engine", "python", "-o", str(expected))
+    assert hits.returncode == 1, hits.stderr
+    if fmt == "csv":
+        assert out.read_bytes() == expected.read_bytes()
+    else:
+        assert pq.read_table(out).equals(pq.read_table(expected))

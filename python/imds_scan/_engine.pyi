@@ -7,6 +7,7 @@ from typing import Any, Protocol, final
 
 __all__ = [
     "STATS_FIELDS",
+    "Buffer",
     "HitBatch",
     "MatchResult",
     "ScanIter",
@@ -53,6 +54,10 @@ class _Seekable(Protocol):
 class Scanner:
     def __new__(cls, rules: list[str]) -> Scanner: ...
     def needles(self) -> list[str] | None: ...
+    @staticmethod
+    def needles_each(rules: list[str]) -> list[list[str] | None]:
+        """Each rule's needles as ``Scanner([rule]).needles()`` gives them, the rules compiled
+        side by side with the GIL released; ValueError if one is invalid."""
     def scan(
         self,
         inputs: Sequence[_Input],
@@ -150,6 +155,15 @@ class HitBatch:
         Arrow large_utf8, ``line`` int64, ``@timestamp`` timestamp[us, UTC] read as
         spec/semantics.md says), row k being hit k."""
     @property
+    def records_buffer(self) -> Buffer | None:
+        """``records`` as the engine's own buffer, not copied (``memoryview(buffer)``)."""
+    @property
+    def alerts_buffer(self) -> Buffer | None:
+        """``alerts`` as the engine's own buffer, not copied."""
+    @property
+    def rows_buffer(self) -> Buffer | None:
+        """``rows`` as the engine's own buffer, not copied."""
+    @property
     def rule_counts(self) -> list[int]:
         """Hits per rule index in this batch, those outside the time window included."""
     @property
@@ -157,6 +171,13 @@ class HitBatch:
         """Hits of this batch's stretch of the scan left out as outside the time window."""
     def position(self, k: int) -> tuple[int, int]:
         """(input index, line) of hit k (0-based); IndexError out of range."""
+    def __len__(self) -> int: ...
+
+@final
+class Buffer:
+    """Bytes the engine made, lent read-only through the buffer protocol
+    (``memoryview(buffer)``, a file's ``write``, pyarrow) without a copy."""
+
     def __len__(self) -> int: ...
 
 @final

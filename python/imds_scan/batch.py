@@ -5,6 +5,7 @@ hit."""
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -65,24 +66,27 @@ class HitBatch:
     them from the Hit objects). A batch without Hit objects (the engine
     was not asked for them) raises LookupError for what it cannot build. ``outside``: the hits
     the engine left out of this stretch of the scan as outside the time window (counted in
-    ``rule_counts``; a batch may have only those)."""
+    ``rule_counts``; a batch may have only those). The engine's records, alerts and rows
+    may come as memoryviews of its own buffers: writers take them as they are
+    (``records_data``, ``alerts_data``, ``ipc_rows``), ``records`` and ``alerts`` copy them
+    into bytes once, for the slicing and splitting done on a few paths."""
 
     def __init__(
         self,
         count: int,
         *,
         hits: Sequence[Hit] | Callable[[], Sequence[Hit]] | None = None,
-        records: bytes | None = None,
-        rows: bytes | Sequence[bytes] | None = None,
+        records: bytes | memoryview | None = None,
+        rows: bytes | memoryview | Sequence[bytes] | None = None,
         frame: pl.DataFrame | None = None,
         rule_counts: Sequence[int] | None = None,
         position: Callable[[int], tuple[str, int]] | None = None,
         outside: int = 0,
         raw: RawHits | None = None,
-        alerts: bytes | None = None,
+        alerts: bytes | memoryview | None = None,
     ) -> None:
         self.count = count
-        self.alerts = alerts
+        self._alerts = alerts
         self.raw = raw
         self.outside = outside
         self._hits = hits
@@ -118,7 +122,25 @@ class HitBatch:
     def records(self) -> bytes:
         if self._records is None:
             self._records = hit_records(self.hits)
+        elif isinstance(self._records, memoryview):
+            self._records = self._records.tobytes()
         return self._records
+
+    @property
+    def records_data(self) -> bytes | memoryview:
+        """``records`` as the engine gave them (its buffer, uncopied), or built."""
+        return self.records if self._records is None else self._records
+
+    @property
+    def alerts(self) -> bytes | None:
+        if isinstance(self._alerts, memoryview):
+            self._alerts = self._alerts.tobytes()
+        return self._alerts
+
+    @property
+    def alerts_data(self) -> bytes | memoryview | None:
+        """``alerts`` as the engine gave them (its buffer, uncopied)."""
+        return self._alerts
 
     @property
     def frame(self) -> pl.DataFrame:
@@ -132,7 +154,7 @@ class HitBatch:
         return self._frame
 
     @property
-    def ipc_rows(self) -> bytes | Sequence[bytes] | None:
+    def ipc_rows(self) -> bytes | memoryview | Sequence[bytes] | None:
         """The engine's rows as Arrow IPC stream(s), None when it gave none: a writer of
         Arrow reads them directly, with no Polars frame."""
         return self._rows
@@ -168,7 +190,7 @@ class HitBatch:
             chosen = [hits[i] for i in keep]
         records = frame = alerts = None
         if self._records is not None:
-            lines = self._records.split(b"\n")
+            lines = self.records.split(b"\n")
             records = b"".join(lines[i] + b"\n" for i in keep)
         if self.alerts is not None:
             lines = self.alerts.split(b"\n")
@@ -184,7 +206,7 @@ class HitBatch:
         if self._hits is not None:
             whole = self.hits
             hits = whole[start:stop]
-        records = None if self._records is None else cut_records(self._records, start, stop)
+        records = None if self._records is None else cut_records(self.records, start, stop)
         alerts = None if self.alerts is None else cut_records(self.alerts, start, stop)
         frame = None
         if self._frame is not None or self._rows is not None:
@@ -208,12 +230,14 @@ class HitBatch:
         return self if (start, stop) == (0, self.count) else self._part(start, stop)
 
 
-def _read_rows(rows: bytes | Sequence[bytes]) -> pl.DataFrame:
+def _read_rows(rows: bytes | memoryview | Sequence[bytes]) -> pl.DataFrame:
     """Arrow IPC stream(s) from the engine as one hits frame."""
     import polars as pl
 
     from .report.frame import with_alert_columns
 
+    if isinstance(rows, memoryview):  # read from a BytesIO: faster than from bytes
+        return with_alert_columns(pl.read_ipc_stream(io.BytesIO(rows)))
     if isinstance(rows, bytes):
         return with_alert_columns(pl.read_ipc_stream(rows))
     return with_alert_columns(pl.concat([pl.read_ipc_stream(part) for part in rows]))

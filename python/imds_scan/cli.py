@@ -607,14 +607,27 @@ def scan_command(
         raise SystemExit(EXIT_CLEAN)
     if not paths:
         raise _bad("give files, directories or globs to scan", param_hint="PATHS")
+    plan = None
     if engine is EngineName.rust and prefilter:
         from .rules.prefilter import prefilter_warnings
         from .sequences import plan_rules
 
-        # Of the rules the engine runs: a sequence's stages each.
-        engine_rules = plan_rules(rules, (), ()).engine_rules
-        for warning in prefilter_warnings(engine_rules, paths, cache=rule_cache):
+        # Of the rules the engine runs: a sequence's stages each. Without host filters, this is
+        # the scan's own plan (and, scanning here, its Scanner): made once.
+        unfiltered = plan_rules(rules, (), ())
+        shared = not config.hosts and not config.exclude_hosts
+        if shared and config.cluster is None:
+            unfiltered.start_scanner()  # compiled while the warnings are worked out
+        for warning in prefilter_warnings(
+            unfiltered.engine_rules,
+            paths,
+            cache=rule_cache,
+            ir_json=unfiltered.engine_json,
+            scanner=(lambda: unfiltered.scanner) if shared and config.cluster is None else None,
+        ):
             print(f"imds-scan: warning: {safe(warning)}", file=sys.stderr)
+        if shared:
+            plan = unfiltered
     interrupted = False
     try:
         out_file, report_file = _prepare_outputs(output, report)
@@ -636,6 +649,7 @@ def scan_command(
                 progress=progress,
                 check_inputs=lambda sources: refuse_inputs(pending, sources),
                 needs=sink.needs,
+                plan=plan,
             )
             interrupted = sink.consume(stream)
         stats = stream.close()

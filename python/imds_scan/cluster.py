@@ -592,10 +592,10 @@ def scan_share(
                     rule_counts[rule] += n
             if hits is not None and batch.hits is not None:
                 hits += batch.hits
-            if records is not None and batch.records is not None:
-                records.append(batch.records)
+            if records is not None and batch.records is not None:  # bytes: sent back
+                records.append(bytes(batch.records))
             if rows is not None and batch.rows is not None:
-                rows.append(batch.rows)
+                rows.append(bytes(batch.rows))
     finally:  # the engine does not close the streams it is given, nor read a range to the end
         for item in inputs:
             stream = item[0] if isinstance(item, tuple) else item

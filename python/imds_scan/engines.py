@@ -99,28 +99,33 @@ class RawBatch:
 
     count: int
     hits: list[EngineHit] | None
-    records: bytes | None = None
-    rows: bytes | None = None
+    records: bytes | memoryview | None = None
+    rows: bytes | memoryview | None = None
     rule_counts: Sequence[int] | None = None
     position: Callable[[int], tuple[int, int]] | None = None
     # Hits left out as outside the time window the engine applied (counted in rule_counts).
     outside: int = 0
     # ECS alert documents (one line per hit), when asked for.
-    alerts: bytes | None = None
+    alerts: bytes | memoryview | None = None
 
 
 def _raw_batch(item: Any) -> RawBatch:
-    """The binding's ``HitBatch`` as a RawBatch (the shape every engine gives)."""
+    """The binding's ``HitBatch`` as a RawBatch (the shape every engine gives): its records,
+    rows and alerts as views of the engine's buffers, not copied."""
     return RawBatch(
         item.count,
         item.hits,
-        item.records,
-        item.rows,
+        _view(item.records_buffer),
+        _view(item.rows_buffer),
         item.rule_counts,
         item.position,
         item.outside,
-        item.alerts,
+        _view(item.alerts_buffer),
     )
+
+
+def _view(buffer: Any) -> memoryview | None:
+    return None if buffer is None else memoryview(buffer)
 
 
 def rust_batches(
@@ -229,6 +234,7 @@ def stream_scan(
     max_line_bytes: int = MAX_LINE_BYTES,
     needs: Needs = frozenset({HITS}),
     window: tuple[int | None, int | None] | None = None,
+    scanner: Callable[[], Any] | None = None,
 ) -> HitStream:
     """Like :func:`run_scan`, as a :class:`HitStream` of hit batches. On Ctrl-C in the engine
     the batches found so far still come, and ``stats.interrupted`` is set. ``needs``: what the
@@ -237,7 +243,9 @@ def stream_scan(
     when they are needed.
     ``window``: (since, until) in microseconds since the epoch, applied by the Rust engine as
     it finds the hits (``filters.TimeWindow``'s meaning); the batches' ``outside`` count the
-    hits left out. The reference engine takes none (the caller filters its hits)."""
+    hits left out. The reference engine takes none (the caller filters its hits).
+    ``scanner()``: the Rust engine's Scanner of ``rules``, when the caller has one: asked for
+    when the first batch is (it may still be in the making)."""
     if window is not None and engine != "rust":
         raise ValueError("only the rust engine applies a time window")
     threads = min(max(threads, 0), MAX_THREADS)
@@ -262,7 +270,7 @@ def stream_scan(
     if engine == "rust":
         from ._engine import Scanner
 
-        scanner = Scanner([json.dumps(rule.ir) for rule in rules])
+        built = Scanner([json.dumps(rule.ir) for rule in rules]) if scanner is None else None
         fast: dict[str, Any] = {}
         named = record_names([names[i] for i in readable], rules)
         if RECORDS in needs and named is not None:
@@ -283,10 +291,7 @@ def stream_scan(
             or (FRAME in needs and "rows" not in fast)
             or (ALERTS in needs and "alerts" not in fast)
         )
-        raw = rust_batches(
-            scanner,
-            [sources[i].engine_input() for i in readable],
-            run,
+        options = dict(
             threads=threads,
             prefilter=prefilter,
             max_examples=max_examples,
@@ -298,6 +303,13 @@ def stream_scan(
             until=None if window is None else window[1],
             **fast,
         )
+        engine_inputs = [sources[i].engine_input() for i in readable]
+
+        def scanned() -> Generator[RawBatch]:
+            made = built if scanner is None else scanner()
+            yield from rust_batches(made, engine_inputs, run, **options)
+
+        raw = scanned()
     elif engine == "python":
         from .reference.scan.source import Opener
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from .batch import HITS, HitBatch, Needs
 from .cluster import DEFAULT_RANGE_SIZE
@@ -15,6 +16,9 @@ from .reference.scan.lines import MAX_LINE_BYTES
 from .results import ScanInterrupted, ScanResult
 from .rules import Rule
 from .sources import InputError, Source, expand
+
+if TYPE_CHECKING:
+    from .sequences import RulePlan
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,7 @@ def open_scan(
     cluster: str | None = None,
     check_inputs: Callable[[Sequence[Source]], None] | None = None,
     needs: Needs = frozenset({HITS}),
+    plan: RulePlan | None = None,
 ) -> HitStream:
     """The scan of :func:`scan` as a :class:`~imds_scan.engines.HitStream`: hit batches in
     order, inside the time window and --max-hits, then the statistics (``stream.stats``,
@@ -116,7 +121,8 @@ def open_scan(
     :class:`~imds_scan.batch.HitBatch`); --since/--until read the Hit objects, unless the Rust
     engine applies them (a local scan without sequences). Sequence and sample rules run as
     their stage rules; their results come after the single-event hits
-    (:mod:`imds_scan.sequences`)."""
+    (:mod:`imds_scan.sequences`). ``plan``: ``plan_rules(rules, config.hosts,
+    config.exclude_hosts)`` when the caller made it already (the CLI's prefilter warnings)."""
     from .filters import TimeWindow, as_utc, event_time
     from .reference.event import load_event
     from .rules import default_rules
@@ -129,9 +135,12 @@ def open_scan(
     )
     # Sequence and sample rules run as stage rules; ``chosen`` are the rules as loaded (host
     # filters in), what the batches' counts and the statistics are about.
-    plan = plan_rules(
-        default_rules() if rules is None else rules, config.hosts, config.exclude_hosts
-    )
+    if plan is None:
+        plan = plan_rules(
+            default_rules() if rules is None else rules, config.hosts, config.exclude_hosts
+        )
+    if config.engine == "rust" and config.cluster is None:
+        plan.start_scanner()  # compiled while the inputs are listed and the matchers made
     chosen = plan.rules
     if plan.has_sequences:
         # Stage hits are told apart by their Hit's rule, and are most of the hits: records
@@ -181,6 +190,7 @@ def open_scan(
             max_line_bytes=config.max_line_bytes,
             needs=needs,
             window=window.micros() if in_engine else None,
+            scanner=(lambda: plan.scanner) if config.engine == "rust" else None,
         )
     if plan.has_sequences:
         from .sequences import with_sequences

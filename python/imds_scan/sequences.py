@@ -19,9 +19,11 @@ own compact record per candidate (see its engine), and the results it returns.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 import struct
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, Any, Protocol
 
@@ -152,6 +154,66 @@ class RulePlan:
         """Whether some rule runs as stage rules (a sequence, sample, new_terms or threshold
         rule): the scan then goes through :func:`with_sequences`."""
         return any(s is not None for s in self.stage)
+
+    @functools.cached_property
+    def engine_json(self) -> list[str]:
+        """The engine rules' IR as JSON: made once for the prefilter warnings and the engine
+        (a thousand rules: tenths of a second)."""
+        return [json.dumps(rule.ir) for rule in self.engine_rules]
+
+    @functools.cached_property
+    def _scanner(self) -> _Making:
+        from ._engine import Scanner
+
+        forms = self.engine_json  # here: json.dumps holds the GIL
+        return _Making(lambda: Scanner(forms))
+
+    def start_scanner(self) -> None:
+        """Begin making :attr:`scanner` on a thread of its own: the binding compiles the rules
+        without the GIL, while the set-up in Python goes on (a thousand rules: tenths of a
+        second)."""
+        self._scanner.start()
+
+    @property
+    def scanner(self) -> Any:
+        """The Rust engine's Scanner of the engine rules, made once (the prefilter warnings'
+        sample scan and the scan share it); ValueError, each time asked, if the engine refuses
+        a rule."""
+        return self._scanner.result()
+
+
+class _Making:
+    """A value made once, on a thread of its own once started (else when asked for)."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._thread: threading.Thread | None = None
+        self._done = False
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            self._value = self._make()
+        except BaseException as exc:  # given to whoever asks for the value
+            self._error = exc
+
+    def start(self) -> None:
+        if self._thread is None and not self._done:
+            # Not a daemon: the interpreter never stops while the binding is in the middle.
+            self._thread = threading.Thread(target=self._run, name="imds-scan set-up")
+            self._thread.start()
+
+    def result(self) -> Any:
+        if not self._done:
+            if self._thread is None:
+                self._run()
+            else:
+                self._thread.join()
+            self._done = True
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def plan_rules(rules: Sequence[Rule], hosts: Sequence[str], exclude: Sequence[str]) -> RulePlan:

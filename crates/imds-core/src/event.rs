@@ -47,7 +47,7 @@ fn is_json_space(b: u8) -> bool {
 
 /// Parse one line (without its `\n`; a trailing `\r` is dropped here). `Ok(None)` for a blank line.
 pub fn parse_line(line: &[u8]) -> Result<Option<ParsedLine<'_>>, Malformed> {
-    parse_line_with(line, None)
+    parse_line_with(line, None, &mut Scratch::default())
 }
 
 /// [`parse_line`], building only the members on a path of `projection` (the rest is checked
@@ -57,7 +57,7 @@ pub fn parse_line_projected<'l>(
     line: &'l [u8],
     projection: &Projection,
 ) -> Result<Option<ParsedLine<'l>>, Malformed> {
-    parse_line_with(line, Some((projection, None)))
+    parse_line_with(line, Some((projection, None)), &mut Scratch::default())
 }
 
 /// [`parse_line_projected`] for the rules `open` holds (a set of [`OpenRules::fill`]) of a
@@ -69,13 +69,112 @@ pub fn parse_line_for<'l>(
     projection: &Projection,
     open: &OpenRules,
 ) -> Result<Option<ParsedLine<'l>>, Malformed> {
-    let open = (!projection.rules_unknown).then_some(&open.0[..]);
-    parse_line_with(line, Some((projection, open)))
+    parse_line_reusing(line, projection, Some(open), &mut Scratch::default())
+}
+
+/// [`parse_line_for`] (or, without `open`, [`parse_line_projected`]), building the document
+/// in the buffers of the documents given back to `scratch` ([`Scratch::recycle`]), so that
+/// most lines allocate little.
+pub(crate) fn parse_line_reusing<'l>(
+    line: &'l [u8],
+    projection: &Projection,
+    open: Option<&OpenRules>,
+    scratch: &mut Scratch,
+) -> Result<Option<ParsedLine<'l>>, Malformed> {
+    let open = open.filter(|_| !projection.rules_unknown).map(|o| &o.0[..]);
+    parse_line_with(line, Some((projection, open)), scratch)
+}
+
+/// Buffers of the documents parsed before ([`Scratch::recycle`]), which
+/// [`parse_line_reusing`] builds the next ones in: a candidate line's few maps, arrays and
+/// strings are then not allocated and freed each time. Keeps a bounded number of small ones.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    maps: Vec<Map<String, Value>>,
+    arrays: Vec<Vec<Value>>,
+    strings: Vec<String>,
+    numbers: Vec<usize>,
+}
+
+/// Buffers of each kind a [`Scratch`] keeps, and the most entries (or bytes, for a string)
+/// of one it keeps: the memory it holds stays small whatever the lines.
+const SCRATCH_BUFFERS: usize = 64;
+const SCRATCH_ENTRIES: usize = 64;
+const SCRATCH_BYTES: usize = 256;
+
+impl Scratch {
+    /// Give back a line's document and numbers once done with them.
+    pub(crate) fn recycle(&mut self, line: ParsedLine<'_>) {
+        let mut numbers = line.numbers;
+        if numbers.capacity() <= SCRATCH_BYTES {
+            numbers.clear();
+            self.numbers = numbers;
+        }
+        self.put(line.doc);
+    }
+
+    fn put(&mut self, value: Value) {
+        match value {
+            Value::String(mut s) => {
+                if s.capacity() <= SCRATCH_BYTES && self.strings.len() < SCRATCH_BUFFERS {
+                    s.clear();
+                    self.strings.push(s);
+                }
+            }
+            Value::Array(mut items) => {
+                let keep = items.len() <= SCRATCH_ENTRIES;
+                for item in items.drain(..) {
+                    self.put(item);
+                }
+                if keep && self.arrays.len() < SCRATCH_BUFFERS {
+                    self.arrays.push(items);
+                }
+            }
+            Value::Object(mut map) => {
+                let keep = map.len() <= SCRATCH_ENTRIES;
+                // (The keys go: a map gives none back without being consumed.)
+                map.retain(|_, value| {
+                    self.put(std::mem::take(value));
+                    false
+                });
+                if keep && self.maps.len() < SCRATCH_BUFFERS {
+                    self.maps.push(map);
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+
+    fn array(&mut self) -> Vec<Value> {
+        self.arrays.pop().unwrap_or_default()
+    }
+
+    fn map(&mut self) -> Map<String, Value> {
+        self.maps.pop().unwrap_or_default()
+    }
+
+    fn string(&mut self, text: &str) -> String {
+        match self.strings.pop() {
+            Some(mut s) => {
+                s.push_str(text);
+                s
+            }
+            None => text.to_owned(),
+        }
+    }
+
+    fn key(&mut self, key: Cow<'_, str>) -> String {
+        match key {
+            Cow::Borrowed(key) => self.string(key),
+            Cow::Owned(key) => key,
+        }
+    }
 }
 
 fn parse_line_with<'l>(
     line: &'l [u8],
     projection: Option<(&Projection, Option<&[u64]>)>,
+    scratch: &mut Scratch,
 ) -> Result<Option<ParsedLine<'l>>, Malformed> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.iter().all(|&b| is_json_space(b)) {
@@ -86,7 +185,7 @@ fn parse_line_with<'l>(
         // U+FFFD per maximal invalid subpart, as spec/ir.md (and Python's decoder) do.
         Err(_) => (String::from_utf8_lossy(line), true),
     };
-    let (doc, source, mut numbers) = parse_top(&text, projection)?;
+    let (doc, source, mut numbers) = parse_top(&text, projection, scratch)?;
     numbers.sort_unstable();
     Ok(Some(match unwrap_export(doc, source) {
         Ok((doc, span)) => ParsedLine {
@@ -134,7 +233,7 @@ type Parsed = (Value, Option<Range<usize>>, Vec<usize>);
 /// here, with each number kept as a string of its exact JSON text, which is what a string
 /// field compares it as.
 pub fn parse_document(text: &str) -> Result<Value, Malformed> {
-    parse_top(text, None).map(|(doc, _, _)| doc)
+    parse_top(text, None, &mut Scratch::default()).map(|(doc, _, _)| doc)
 }
 
 /// [`parse_document`], and where the value of the top-level object's last `_source` member is.
@@ -146,7 +245,9 @@ pub fn parse_document(text: &str) -> Result<Value, Malformed> {
 fn parse_top(
     text: &str,
     projection: Option<(&Projection, Option<&[u64]>)>,
+    scratch: &mut Scratch,
 ) -> Result<Parsed, Malformed> {
+    let numbers = std::mem::take(&mut scratch.numbers);
     let mut builder = Builder {
         text,
         pos: 0,
@@ -155,7 +256,8 @@ fn parse_top(
         source: None,
         projection: projection.map(|(p, _)| p),
         open: projection.and_then(|(_, open)| open),
-        numbers: Vec::new(),
+        numbers,
+        scratch,
     };
     match builder.document() {
         Ok(doc) => Ok((doc, builder.source, builder.numbers)),
@@ -202,6 +304,8 @@ struct Builder<'t> {
     open: Option<&'t [u64]>,
     /// The addresses of the number strings built ([`ParsedLine::numbers`]).
     numbers: Vec<usize>,
+    /// Where maps, arrays and strings come from.
+    scratch: &'t mut Scratch,
 }
 
 /// The field paths the rules read, as a tree of path parts: the members a projected parse
@@ -452,7 +556,7 @@ impl<'t> Builder<'t> {
     fn number_value(&mut self) -> Result<Value, Malformed> {
         let start = self.pos;
         self.number()?;
-        let text = self.text[start..self.pos].to_owned();
+        let text = self.scratch.string(&self.text[start..self.pos]);
         self.numbers.push(text.as_ptr() as usize);
         Ok(Value::String(text))
     }
@@ -466,50 +570,18 @@ impl<'t> Builder<'t> {
         }
     }
 
-    /// A number: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+    /// A number ([`skip_number`]).
     fn number(&mut self) -> Result<(), Malformed> {
-        let bytes = self.text.as_bytes();
-        let digits = |i: usize| -> usize {
-            let mut j = i;
-            while bytes.get(j).is_some_and(u8::is_ascii_digit) {
-                j += 1;
+        match skip_number(self.text.as_bytes(), self.pos) {
+            Ok(end) => {
+                self.pos = end;
+                Ok(())
             }
-            j - i
-        };
-        let mut i = self.pos;
-        if bytes.get(i) == Some(&b'-') {
-            i += 1;
-        }
-        match bytes.get(i) {
-            Some(b'0') => i += 1,
-            Some(b'1'..=b'9') => i += digits(i),
-            _ => {
-                self.pos = i;
-                return Err(self.unexpected());
+            Err(at) => {
+                self.pos = at;
+                Err(self.unexpected())
             }
         }
-        if bytes.get(i) == Some(&b'.') {
-            let n = digits(i + 1);
-            if n == 0 {
-                self.pos = i + 1;
-                return Err(self.unexpected());
-            }
-            i += 1 + n;
-        }
-        if matches!(bytes.get(i), Some(b'e' | b'E')) {
-            i += 1;
-            if matches!(bytes.get(i), Some(b'+' | b'-')) {
-                i += 1;
-            }
-            let n = digits(i);
-            if n == 0 {
-                self.pos = i;
-                return Err(self.unexpected());
-            }
-            i += n;
-        }
-        self.pos = i;
-        Ok(())
     }
 
     /// Pass over the string whose opening quote is at `pos`, checking it; whether it has
@@ -528,39 +600,16 @@ impl<'t> Builder<'t> {
 
     /// The rest of [`Builder::scan_string`] from `i`, a backslash, a control byte or the end.
     #[inline(never)]
-    fn scan_escapes(&mut self, mut i: usize) -> Result<bool, Malformed> {
-        let bytes = self.text.as_bytes();
-        loop {
-            match bytes.get(i) {
-                Some(b'"') => {
-                    self.pos = i + 1;
-                    return Ok(true);
-                }
-                Some(b'\\') => {
-                    let ok = match bytes.get(i + 1) {
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
-                            i += 2;
-                            true
-                        }
-                        Some(b'u') => {
-                            let hex = bytes.get(i + 2..i + 6);
-                            i += 6;
-                            hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
-                        }
-                        _ => false,
-                    };
-                    if !ok {
-                        self.pos = i.min(bytes.len());
-                        return Err(self.unexpected());
-                    }
-                }
-                // A control byte, or the end of the text.
-                _ => {
-                    self.pos = i;
-                    return Err(self.unexpected());
-                }
+    fn scan_escapes(&mut self, i: usize) -> Result<bool, Malformed> {
+        match skip_escapes(self.text.as_bytes(), i) {
+            Ok(end) => {
+                self.pos = end;
+                Ok(true)
             }
-            i = string_stop(bytes, i);
+            Err(at) => {
+                self.pos = at;
+                Err(self.unexpected())
+            }
         }
     }
 
@@ -568,7 +617,7 @@ impl<'t> Builder<'t> {
     fn string(&mut self) -> Result<String, Malformed> {
         let start = self.pos;
         if !self.scan_string()? {
-            return Ok(self.text[start + 1..self.pos - 1].to_owned());
+            return Ok(self.scratch.string(&self.text[start + 1..self.pos - 1]));
         }
         let (raw, quoted) = (
             &self.text[start + 1..self.pos - 1],
@@ -612,94 +661,56 @@ impl<'t> Builder<'t> {
         }
     }
 
+    /// The reason for a bracket at `pos` nested deeper than [`MAX_NESTING`].
+    #[cold]
+    fn too_deep(&self) -> Malformed {
+        Malformed {
+            reason: format!(
+                "nested deeper than {MAX_NESTING} levels (Elasticsearch's limit) at column {}",
+                self.pos + 1
+            ),
+        }
+    }
+
     /// Enter `[` or `{` (at `pos`), or fail when nested too deep.
     fn open(&mut self) -> Result<(), Malformed> {
         if self.depth == MAX_NESTING {
-            return Err(Malformed {
-                reason: format!(
-                    "nested deeper than {MAX_NESTING} levels (Elasticsearch's limit) at column {}",
-                    self.pos + 1
-                ),
-            });
+            return Err(self.too_deep());
         }
         self.depth += 1;
         self.pos += 1;
         Ok(())
     }
 
-    /// Pass over the next value, checking it, without building it. A loop, not recursion:
-    /// [`Builder::kinds`] says which kind each open container is.
+    /// Pass over the next value, checking it, without building it ([`skip`]).
     fn skip_value(&mut self) -> Result<(), Malformed> {
-        let base = self.depth;
-        loop {
-            // A value is next.
-            self.skip_space();
-            match self.peek() {
-                Some(b'"') => {
-                    self.scan_string()?;
-                }
-                Some(open @ (b'{' | b'[')) => {
-                    self.open()?;
-                    let (word, bit) = (self.depth / 64, 1u64 << (self.depth % 64));
-                    if open == b'{' {
-                        self.kinds[word] |= bit;
-                        if !self.eat(b'}') {
-                            self.skip_key()?;
-                            continue;
-                        }
-                    } else {
-                        self.kinds[word] &= !bit;
-                        if !self.eat(b']') {
-                            continue;
-                        }
-                    }
-                    self.depth -= 1;
-                }
-                Some(b't') => self.literal("true")?,
-                Some(b'f') => self.literal("false")?,
-                Some(b'n') => self.literal("null")?,
-                Some(b'-' | b'0'..=b'9') => self.number()?,
-                _ => return Err(self.unexpected()),
+        match skip(self.text.as_bytes(), self.pos, self.depth, &mut self.kinds) {
+            Ok(end) => {
+                self.pos = end;
+                Ok(())
             }
-            // A value ended: close the containers that end here, until one goes on.
-            loop {
-                if self.depth == base {
-                    return Ok(());
-                }
-                let object = self.kinds[self.depth / 64] & (1 << (self.depth % 64)) != 0;
-                self.skip_space();
-                match self.peek() {
-                    Some(b',') => {
-                        self.pos += 1;
-                        if object {
-                            self.skip_key()?;
-                        }
-                        break;
-                    }
-                    Some(b'}') if object => {}
-                    Some(b']') if !object => {}
-                    _ => return Err(self.unexpected()),
-                }
-                self.pos += 1;
-                self.depth -= 1;
-            }
+            Err(stop) => Err(self.stopped(stop)),
         }
     }
 
-    /// Pass over a member's key and its `:`.
-    #[inline(always)]
-    fn skip_key(&mut self) -> Result<(), Malformed> {
-        self.skip_space();
-        if self.peek() != Some(b'"') {
-            return Err(self.unexpected());
+    /// The reason for where a [`skip`] stopped.
+    #[cold]
+    fn stopped(&mut self, stop: Stop) -> Malformed {
+        match stop {
+            Stop::Syntax(at) => {
+                self.pos = at;
+                self.unexpected()
+            }
+            Stop::Deep(at) => {
+                self.pos = at;
+                self.too_deep()
+            }
         }
-        self.scan_string()?;
-        self.expect(b':')
     }
 
     fn array(&mut self) -> Result<Value, Malformed> {
         self.open()?;
-        let mut items = Vec::new();
+        let mut items = self.scratch.array();
         if self.eat(b']') {
             self.depth -= 1;
             return Ok(Value::Array(items));
@@ -716,7 +727,7 @@ impl<'t> Builder<'t> {
 
     fn object(&mut self) -> Result<Value, Malformed> {
         self.open()?;
-        let mut map = Map::new();
+        let mut map = self.scratch.map();
         if self.eat(b'}') {
             self.depth -= 1;
             return Ok(Value::Object(map));
@@ -755,7 +766,7 @@ impl<'t> Builder<'t> {
             // Field lookup reads an array's elements as the array itself.
             Some(b'[') => {
                 self.open()?;
-                let mut items = Vec::new();
+                let mut items = self.scratch.array();
                 if self.eat(b']') {
                     self.depth -= 1;
                     return Ok(Value::Array(items));
@@ -775,15 +786,31 @@ impl<'t> Builder<'t> {
 
     fn object_in(&mut self, node: &'t Node) -> Result<Value, Malformed> {
         self.open()?;
-        let mut map = Map::new();
+        let mut map = self.scratch.map();
         if self.eat(b'}') {
             self.depth -= 1;
             return Ok(Value::Object(map));
         }
+        // The keys that may be read: those `node.member` does not rule out by their first
+        // byte, and the top level's `_source` and `_index`.
+        let read = node.first_bytes | if self.depth == 1 { key_bit(b'_') } else { 0 };
         loop {
             self.skip_space();
-            if self.peek() != Some(b'"') {
-                return Err(self.unexpected());
+            // Most members are read by no path: passed over in one loop.
+            match skip_members(
+                self.text.as_bytes(),
+                self.pos,
+                self.depth,
+                &mut self.kinds,
+                read,
+            ) {
+                Ok((end, true)) => {
+                    self.pos = end;
+                    self.depth -= 1;
+                    return Ok(Value::Object(map));
+                }
+                Ok((at, false)) => self.pos = at,
+                Err(stop) => return Err(self.stopped(stop)),
             }
             let key = self.key()?;
             self.expect(b':')?;
@@ -802,7 +829,7 @@ impl<'t> Builder<'t> {
                     self.skip_value()?;
                     if self.depth == 1 && key == "_index" {
                         // Only its presence matters (to unwrap a wrapper); no path reads it.
-                        map.insert(key.into_owned(), Value::Null);
+                        map.insert(self.scratch.key(key), Value::Null);
                     }
                     if self.eat(b'}') {
                         self.depth -= 1;
@@ -815,7 +842,7 @@ impl<'t> Builder<'t> {
             if self.depth == 1 && key == "_source" {
                 self.source = Some(start..self.pos);
             }
-            if let Some(old) = map.insert(key.into_owned(), value) {
+            if let Some(old) = map.insert(self.scratch.key(key), value) {
                 self.forget_numbers(&old);
             }
             if self.eat(b'}') {
@@ -827,6 +854,338 @@ impl<'t> Builder<'t> {
     }
 }
 
+/// Where [`skip`] stopped: at the first byte that breaks the grammar, or at a bracket nested
+/// deeper than [`MAX_NESTING`].
+enum Stop {
+    Syntax(usize),
+    Deep(usize),
+}
+
+/// The byte at `i`, or 0 past the end (0 is wrong everywhere in JSON outside strings).
+#[inline(always)]
+fn byte_at(bytes: &[u8], i: usize) -> u8 {
+    bytes.get(i).copied().unwrap_or(0)
+}
+
+/// The first byte at or after `i` that is not JSON whitespace.
+#[inline(always)]
+fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
+    while is_json_space(byte_at(bytes, i)) {
+        i += 1;
+    }
+    i
+}
+
+/// Pass over the value at `i` (after whitespace) in a text whose containers open around `i`
+/// are `depth` deep, checking it as [`Builder`] does; where the value ends. A loop, not
+/// recursion: `kinds` (as [`Builder::kinds`]) says which kind each open container is. Apart
+/// from the builder's methods so that the position and depth stay in registers: most of a
+/// projected line passes through here.
+fn skip(
+    bytes: &[u8],
+    mut i: usize,
+    base: usize,
+    kinds: &mut [u64; KIND_WORDS],
+) -> Result<usize, Stop> {
+    let mut depth = base;
+    'value: loop {
+        // A value is next.
+        i = skip_ws(bytes, i);
+        match byte_at(bytes, i) {
+            b'"' => i = skip_string(bytes, i).map_err(Stop::Syntax)?,
+            open @ (b'{' | b'[') => {
+                if depth == MAX_NESTING {
+                    return Err(Stop::Deep(i));
+                }
+                depth += 1;
+                let (word, bit) = (depth / 64, 1u64 << (depth % 64));
+                i = skip_ws(bytes, i + 1);
+                if open == b'{' {
+                    kinds[word] |= bit;
+                    if byte_at(bytes, i) == b'}' {
+                        i += 1;
+                        depth -= 1;
+                    } else {
+                        match plain_member(bytes, i) {
+                            Plain::Member(end) => i = end,
+                            Plain::Key(value) => {
+                                i = value;
+                                continue 'value;
+                            }
+                            Plain::No => {
+                                i = skip_member_key(bytes, i)?;
+                                continue 'value;
+                            }
+                        }
+                    }
+                } else {
+                    kinds[word] &= !bit;
+                    if byte_at(bytes, i) != b']' {
+                        continue 'value;
+                    }
+                    i += 1;
+                    depth -= 1;
+                }
+            }
+            b't' => i = skip_word(bytes, i, b"true")?,
+            b'f' => i = skip_word(bytes, i, b"false")?,
+            b'n' => i = skip_word(bytes, i, b"null")?,
+            b'-' | b'0'..=b'9' => i = skip_number(bytes, i).map_err(Stop::Syntax)?,
+            _ => return Err(Stop::Syntax(i)),
+        }
+        // A value ended: close the containers that end here, until one goes on.
+        loop {
+            if depth == base {
+                return Ok(i);
+            }
+            let object = kinds[depth / 64] & (1 << (depth % 64)) != 0;
+            i = skip_ws(bytes, i);
+            match byte_at(bytes, i) {
+                b',' => {
+                    i += 1;
+                    if object {
+                        i = skip_ws(bytes, i);
+                        match plain_member(bytes, i) {
+                            Plain::Member(end) => {
+                                i = end;
+                                continue;
+                            }
+                            Plain::Key(value) => i = value,
+                            Plain::No => i = skip_member_key(bytes, i)?,
+                        }
+                    }
+                    continue 'value;
+                }
+                b'}' if object => {}
+                b']' if !object => {}
+                _ => return Err(Stop::Syntax(i)),
+            }
+            i += 1;
+            depth -= 1;
+        }
+    }
+}
+
+/// Pass over the members, from the key at `i`, of the object open at `depth` whose keys'
+/// first bytes are outside `read` (bits as [`Node::first_bytes`]; an escaped key is never
+/// passed over): `(end, true)` when the object ends (after its `}`), `(at, false)` at a member
+/// whose key may be read (at its quote).
+#[inline(always)]
+fn skip_members(
+    bytes: &[u8],
+    mut i: usize,
+    depth: usize,
+    kinds: &mut [u64; KIND_WORDS],
+    read: u64,
+) -> Result<(usize, bool), Stop> {
+    loop {
+        if byte_at(bytes, i) != b'"' {
+            return Err(Stop::Syntax(i));
+        }
+        let first = byte_at(bytes, i + 1);
+        if first == b'\\' || read & key_bit(first) != 0 {
+            return Ok((i, false));
+        }
+        i = match plain_member(bytes, i) {
+            Plain::Member(end) => end,
+            Plain::Key(value) => skip(bytes, value, depth, kinds)?,
+            Plain::No => skip(bytes, skip_member_key(bytes, i)?, depth, kinds)?,
+        };
+        i = skip_ws(bytes, i);
+        match byte_at(bytes, i) {
+            b',' => i = skip_ws(bytes, i + 1),
+            b'}' => return Ok((i + 1, true)),
+            _ => return Err(Stop::Syntax(i)),
+        }
+    }
+}
+
+/// The member at `i` when it is `"key":"value"` with neither string holding an escape or a
+/// control byte, and both within 64 bytes (most members of a log line): where it ends. One
+/// scan of the 64 bytes finds its four quotes, where two [`skip_string`]s take two scans and
+/// more branches.
+#[inline(always)]
+fn plain_member(bytes: &[u8], i: usize) -> Plain {
+    let Some(chunk) = bytes.get(i..i + 64) else {
+        return Plain::No;
+    };
+    if chunk[0] != b'"' {
+        return Plain::No;
+    }
+    // The stops after the key's opening quote: the first must close the key, right before
+    // `:`; then, for a string value, the next must close it.
+    let stops = stops_64(chunk) & !1;
+    let key_end = stops.trailing_zeros() as usize;
+    if key_end >= 62 || chunk[key_end] != b'"' || chunk[key_end + 1] != b':' {
+        return Plain::No;
+    }
+    if chunk[key_end + 2] != b'"' {
+        return Plain::Key(i + key_end + 2);
+    }
+    let stops = stops & !(2u64 << (key_end + 2)).wrapping_sub(1);
+    let value_end = stops.trailing_zeros() as usize;
+    if value_end < 64 && chunk[value_end] == b'"' {
+        Plain::Member(i + value_end + 1)
+    } else {
+        Plain::Key(i + key_end + 2)
+    }
+}
+
+/// What [`plain_member`] passed over.
+enum Plain {
+    /// The whole member: where it ends.
+    Member(usize),
+    /// Its key and `:`: where the value starts.
+    Key(usize),
+    /// Nothing.
+    No,
+}
+
+/// Bit `k` set when byte `k` of `chunk` (64 bytes) is `"`, `\` or a control byte: where a
+/// string's scan stops ([`string_stop`]).
+#[inline(always)]
+fn stops_64(chunk: &[u8]) -> u64 {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        use safe_arch::*;
+        let splat = |b: u8| set_splat_i8_m128i(b as i8);
+        let stops = |part: &[u8]| {
+            let v = load_unaligned_m128i(part.try_into().unwrap_or(&[0; 16]));
+            let control = cmp_eq_mask_i8_m128i(min_u8_m128i(v, splat(0x1F)), v);
+            let quote = cmp_eq_mask_i8_m128i(v, splat(b'"'));
+            let backslash = cmp_eq_mask_i8_m128i(v, splat(b'\\'));
+            u64::from(
+                move_mask_i8_m128i(bitor_m128i(control, bitor_m128i(quote, backslash))) as u16,
+            )
+        };
+        stops(&chunk[..16])
+            | stops(&chunk[16..32]) << 16
+            | stops(&chunk[32..48]) << 32
+            | stops(&chunk[48..64]) << 48
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        chunk.iter().take(64).enumerate().fold(0, |m, (k, &b)| {
+            m | u64::from(b == b'"' || b == b'\\' || b < 0x20) << k
+        })
+    }
+}
+
+/// [`first_byte_bit`] of a key whose first byte (after its opening quote) is `b`.
+#[inline(always)]
+fn key_bit(b: u8) -> u64 {
+    match b {
+        b'"' | b'.' => 1,
+        b => 1 << (b % 64),
+    }
+}
+
+/// Pass over the member key at `i` and its `:`.
+#[inline(always)]
+fn skip_member_key(bytes: &[u8], i: usize) -> Result<usize, Stop> {
+    if byte_at(bytes, i) != b'"' {
+        return Err(Stop::Syntax(i));
+    }
+    let i = skip_ws(bytes, skip_string(bytes, i).map_err(Stop::Syntax)?);
+    if byte_at(bytes, i) != b':' {
+        return Err(Stop::Syntax(i));
+    }
+    Ok(i + 1)
+}
+
+/// Pass over `word` (`true`, `false`, `null`) at `i`.
+#[inline(always)]
+fn skip_word(bytes: &[u8], i: usize, word: &[u8]) -> Result<usize, Stop> {
+    match bytes.get(i..i + word.len()) {
+        Some(w) if w == word => Ok(i + word.len()),
+        _ => Err(Stop::Syntax(i)),
+    }
+}
+
+/// Pass over the string whose opening quote is at `i`, checking it: where it ends (after its
+/// closing quote), or where it breaks. Most strings have no escape: one step of
+/// [`string_stop`].
+#[inline(always)]
+fn skip_string(bytes: &[u8], i: usize) -> Result<usize, usize> {
+    let j = string_stop(bytes, i + 1);
+    if byte_at(bytes, j) == b'"' {
+        return Ok(j + 1);
+    }
+    skip_escapes(bytes, j)
+}
+
+/// The rest of a string from `i`, a backslash, a control byte or the end: where it ends
+/// (after its closing quote), or where it breaks (a bad escape, a control byte, no closing
+/// quote). Escapes as serde_json checks them: `\" \\ \/ \b \f \n \r \t` and `\u` with
+/// four hex digits of any code unit.
+#[inline(never)]
+fn skip_escapes(bytes: &[u8], mut i: usize) -> Result<usize, usize> {
+    loop {
+        match bytes.get(i) {
+            Some(b'"') => return Ok(i + 1),
+            Some(b'\\') => {
+                let ok = match bytes.get(i + 1) {
+                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                        i += 2;
+                        true
+                    }
+                    Some(b'u') => {
+                        let hex = bytes.get(i + 2..i + 6);
+                        i += 6;
+                        hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+                    }
+                    _ => false,
+                };
+                if !ok {
+                    return Err(i.min(bytes.len()));
+                }
+            }
+            // A control byte, or the end of the text.
+            _ => return Err(i),
+        }
+        i = string_stop(bytes, i);
+    }
+}
+
+/// Pass over the number at `i`: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`;
+/// where it ends, or where it breaks.
+#[inline(always)]
+fn skip_number(bytes: &[u8], mut i: usize) -> Result<usize, usize> {
+    let digits = |mut j: usize| -> usize {
+        while byte_at(bytes, j).is_ascii_digit() {
+            j += 1;
+        }
+        j
+    };
+    if byte_at(bytes, i) == b'-' {
+        i += 1;
+    }
+    match byte_at(bytes, i) {
+        b'0' => i += 1,
+        b'1'..=b'9' => i = digits(i + 1),
+        _ => return Err(i),
+    }
+    if byte_at(bytes, i) == b'.' {
+        let end = digits(i + 1);
+        if end == i + 1 {
+            return Err(i + 1);
+        }
+        i = end;
+    }
+    if matches!(byte_at(bytes, i), b'e' | b'E') {
+        i += 1;
+        if matches!(byte_at(bytes, i), b'+' | b'-') {
+            i += 1;
+        }
+        let end = digits(i);
+        if end == i {
+            return Err(i);
+        }
+        i = end;
+    }
+    Ok(i)
+}
+
 /// The first byte at or after `i` where a string's scan must stop: `"`, `\` or a control
 /// byte (which JSON forbids in strings); `bytes.len()` if none. Most of a line is strings,
 /// mostly short: 16 bytes at a time with SSE2 (x86-64's baseline), else 8 (SWAR).
@@ -836,13 +1195,26 @@ pub(crate) fn string_stop(bytes: &[u8], mut i: usize) -> usize {
     {
         use safe_arch::*;
         let splat = |b: u8| set_splat_i8_m128i(b as i8);
-        while let Some(chunk) = bytes.get(i..i + 16) {
+        // Bit `k` set when byte `k` of the 16 stops the scan.
+        let stops = |chunk: &[u8]| {
             let v = load_unaligned_m128i(chunk.try_into().unwrap_or(&[0; 16]));
             // x ≤ 0x1F, unsigned: min(x, 0x1F) == x.
             let control = cmp_eq_mask_i8_m128i(min_u8_m128i(v, splat(0x1F)), v);
             let quote = cmp_eq_mask_i8_m128i(v, splat(b'"'));
             let backslash = cmp_eq_mask_i8_m128i(v, splat(b'\\'));
-            let found = move_mask_i8_m128i(bitor_m128i(control, bitor_m128i(quote, backslash)));
+            move_mask_i8_m128i(bitor_m128i(control, bitor_m128i(quote, backslash))) as u32
+        };
+        // 32 bytes a step: most strings (keys, names, addresses, times) end in the first, so
+        // the loop's exit is well predicted.
+        while let Some(chunk) = bytes.get(i..i + 32) {
+            let found = stops(&chunk[..16]) | stops(&chunk[16..]) << 16;
+            if found != 0 {
+                return i + found.trailing_zeros() as usize;
+            }
+            i += 32;
+        }
+        if let Some(chunk) = bytes.get(i..i + 16) {
+            let found = stops(chunk);
             if found != 0 {
                 return i + found.trailing_zeros() as usize;
             }
@@ -1699,6 +2071,109 @@ mod tests {
             projected(r#"{"b":"\ud800","a":[1, 2 ],"c":true}"#, &["a"]),
             [vec!["1", "2"]]
         );
+    }
+
+    #[test]
+    fn plain_members_passed_over_from_one_scan_keep_the_keys_read() {
+        // Members `"k":"v"` are passed over from one scan of 64 bytes: never one a path reads
+        // (at the top or nested), nor past an escape, a number, or the 64 bytes.
+        let tail = format!(r#""z":"{}""#, "x".repeat(70));
+        for (line, field, want) in [
+            (format!(r#"{{"s":"x","a":"y",{tail}}}"#), "a", vec!["y"]),
+            (
+                format!(r#"{{"s":"x","t":"","a":"y",{tail}}}"#),
+                "a",
+                vec!["y"],
+            ),
+            (
+                format!(r#"{{"e":{{"k":"x","a":"y",{tail}}}}}"#),
+                "e.a",
+                vec!["y"],
+            ),
+            (format!(r#"{{"s":"x\"","a":"y",{tail}}}"#), "a", vec!["y"]),
+            (
+                format!(r#"{{"s":"x","n":1,"a":"y",{tail}}}"#),
+                "a",
+                vec!["y"],
+            ),
+            (
+                format!(r#"{{"s":"{}","a":"y",{tail}}}"#, "x".repeat(50)),
+                "a",
+                vec!["y"],
+            ),
+            (
+                format!(r#"{{"a.b":"x","ab":"w","a":"y",{tail}}}"#),
+                "a",
+                vec!["y"],
+            ),
+        ] {
+            assert_eq!(projected(&line, &[field]), [want], "{line}");
+        }
+    }
+
+    #[test]
+    fn reused_buffers_give_the_same_documents_and_numbers() {
+        let rules: [&[&str]; 3] = [&["a", "b.c"], &["n", "_index"], &["s"]];
+        let projection = Projection::by_rule(rules.iter().map(|r| r.iter().copied()));
+        let lines = [
+            r#"{"a":1,"b":{"c":["x",2.5e1]},"n":"3","s":"long string of more than thirty-two bytes"}"#,
+            r#"{"a":"1","n":3,"b":[{"c":"y"},{"c":[[7]]}],"s":{"t":1}}"#,
+            r#"{"a":[1,"2",null,true],"b.c":"z","a":"last","n":[]}"#,
+            r#"{"a":1,"b":{"c":01}}"#,
+            r#"{"_index":"i","_source":{"a":"w","n":-0},"s":"x"}"#,
+            r#"{"a":"\u0031","n":"","b":{"c":{"d":1}}}"#,
+        ];
+        let flagged = |line: &ParsedLine<'_>, field: &str| {
+            let path: Vec<&str> = field.split('.').collect();
+            let mut values = Vec::new();
+            field_values(&line.doc, &path, &mut values);
+            let numbers: Vec<bool> = values
+                .iter()
+                .map(|v| is_json_number(v, &line.numbers))
+                .collect();
+            let values: Vec<String> = values.into_iter().map(Cow::into_owned).collect();
+            (values, numbers)
+        };
+        let mut scratch = Scratch::default();
+        for open in [
+            [true, true, true],
+            [true, false, false],
+            [false, true, true],
+        ] {
+            let mut open_rules = OpenRules::default();
+            open_rules.fill(&open);
+            for _ in 0..3 {
+                for line in lines {
+                    let fresh = parse_line_for(line.as_bytes(), &projection, &open_rules);
+                    let reused = parse_line_reusing(
+                        line.as_bytes(),
+                        &projection,
+                        Some(&open_rules),
+                        &mut scratch,
+                    );
+                    match (fresh, reused) {
+                        (Ok(Some(fresh)), Ok(Some(reused))) => {
+                            assert_eq!(fresh.doc, reused.doc, "{line}");
+                            assert_eq!(fresh.text, reused.text);
+                            for field in ["a", "b.c", "n", "s"] {
+                                assert_eq!(flagged(&fresh, field), flagged(&reused, field));
+                            }
+                            scratch.recycle(reused);
+                        }
+                        (fresh, reused) => assert_eq!(fresh.err(), reused.err(), "{line}"),
+                    }
+                }
+            }
+        }
+        // What it keeps is bounded.
+        assert!(scratch.strings.len() <= SCRATCH_BUFFERS && scratch.maps.len() <= SCRATCH_BUFFERS);
+        let wide = format!("{{\"a\":[{}]}}", vec!["\"x\""; 1000].join(","));
+        let parsed = parse_line_reusing(wide.as_bytes(), &projection, None, &mut scratch);
+        scratch.recycle(parsed.unwrap().unwrap());
+        assert!(
+            scratch.strings.len() <= SCRATCH_BUFFERS && scratch.arrays.len() <= SCRATCH_BUFFERS
+        );
+        assert!(scratch.arrays.iter().all(|a| a.capacity() < 1000));
     }
 
     #[test]

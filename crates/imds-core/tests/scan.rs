@@ -567,3 +567,71 @@ fn expression_branches_are_found_with_and_without_the_prefilter() {
         );
     }
 }
+
+/// Rules enough for `Engine::from_json` and `Engine::needles_each` to spread their work over
+/// threads: the seed rule under many ids, and rules of a literal each.
+fn many_rule_texts() -> Vec<String> {
+    let mut texts: Vec<String> = (0..12)
+        .map(|i| SEED.replace("\"imds-default\"", &format!("\"seed-{i}\"")))
+        .collect();
+    for word in ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"] {
+        texts.push(format!(
+            r#"{{"ir_version": 1, "id": "{word}", "name": "{word}", "severity": "low",
+            "branches": [{{"name": "b", "expr": {{"node": "pred", "field": "message",
+            "field_type": "keyword", "op": "eq", "values": ["{word} here"]}}}}]}}"#
+        ));
+    }
+    texts
+}
+
+#[test]
+fn engine_from_json_is_the_engine_of_the_rules_in_order() {
+    let texts = many_rule_texts();
+    let irs: Vec<RuleIr> = texts
+        .iter()
+        .map(|t| RuleIr::from_json(t).unwrap())
+        .collect();
+    let data = concat!(
+        r#"{"event": {"category": "network"}, "destination": {"ip": "169.254.169.254"}}"#,
+        "\n",
+        r#"{"message": "delta here"}"#,
+        "\n",
+        r#"{"message": "foxtrot here"}"#,
+        "\n"
+    );
+    let hits = |e: &Engine| {
+        let report = e.scan_bytes(data.as_bytes(), &ScanOptions::default());
+        report
+            .hits
+            .iter()
+            .map(|h| (h.line, h.rule, h.branch))
+            .collect::<Vec<_>>()
+    };
+    let parsed = Engine::from_json(&texts).unwrap();
+    let expected = hits(&Engine::new(irs).unwrap());
+    assert_eq!(hits(&parsed), expected);
+    assert!(expected.iter().any(|h| h.1 == 15) && expected.iter().any(|h| h.1 == 17));
+    // A faulty rule: the first one's error, wherever the others were parsed.
+    let mut bad = texts.clone();
+    bad[14] = "{".into();
+    bad[3] = r#"{"ir_version": 1}"#.into();
+    let first = RuleIr::from_json(&bad[3]).unwrap_err().to_string();
+    let error = Engine::from_json(&bad).err().map(|e| e.to_string());
+    assert_eq!(error.as_deref(), Some(first.as_str()));
+    assert_eq!(Engine::needles_each(&bad).unwrap_err().to_string(), first);
+}
+
+#[test]
+fn needles_each_is_each_rule_alone() {
+    let texts = many_rule_texts();
+    let alone: Vec<Option<Vec<String>>> = texts
+        .iter()
+        .map(|t| {
+            Engine::new(vec![RuleIr::from_json(t).unwrap()])
+                .unwrap()
+                .needles()
+        })
+        .collect();
+    assert_eq!(Engine::needles_each(&texts).unwrap(), alone);
+    assert_eq!(alone[12], Some(vec!["alpha here".to_string()]));
+}

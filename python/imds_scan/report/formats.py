@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import importlib
 import io
 import os
 import sys
+import threading
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, BinaryIO, TextIO, cast
 
 from ..batch import ALERTS, FRAME, HITS, RECORDS, HitBatch, Needs
@@ -34,6 +37,8 @@ if TYPE_CHECKING:
 # on the benchmark corpus; 16,384 took ~20 MB more peak memory).
 PARQUET_ROW_GROUP = 8192
 CSV_DATETIME = "%Y-%m-%dT%H:%M:%S%.6fZ"
+# Hits the CSV writer keeps, whole, while Polars is imported.
+CSV_WAITING_ROWS = 8192
 
 TEXT_FORMATS = ("table", "ndjson", "json", "csv", "alerts")
 BINARY_FORMATS = ("parquet",)
@@ -68,13 +73,18 @@ def defuse_formulas(frame: pl.DataFrame) -> pl.DataFrame:
     import polars as pl
 
     pattern = "^[" + "".join(f"\\x{ord(c):02x}" for c in FORMULA_START) + "]"
+    strings = [name for name, dtype in frame.schema.items() if dtype == pl.String]
+    if not strings:
+        return frame
+    # Only the columns that hold such a cell are rebuilt (not the events, each batch).
+    found = frame.select(pl.col(name).str.contains(pattern).any() for name in strings)
     return frame.with_columns(
         pl.when(pl.col(name).str.contains(pattern))
         .then(pl.lit("'") + pl.col(name))
         .otherwise(pl.col(name))
         .alias(name)
-        for name, dtype in frame.schema.items()
-        if dtype == pl.String
+        for name, hit in zip(strings, found.row(0), strict=True)
+        if hit
     )
 
 
@@ -91,11 +101,11 @@ class Output:
     def text(self, text: str) -> None:
         self.out.write(text.encode(self.encoding, self.errors))
 
-    def records(self, data: bytes) -> None:
+    def records(self, data: bytes | memoryview) -> None:
         if self.utf8:
             self.out.write(data)
         else:  # as the text would have been written
-            self.text(data.decode("utf-8"))
+            self.text(str(data, "utf-8"))
 
 
 class HitWriter:
@@ -130,7 +140,7 @@ class _Records(_StreamWriter):
 
     def write(self, batch: HitBatch) -> None:
         if batch.count:
-            self.out.records(batch.records)
+            self.out.records(batch.records_data)
             self.records += batch.count
 
 
@@ -142,8 +152,9 @@ class _Alerts(_StreamWriter):
     def write(self, batch: HitBatch) -> None:
         if not batch.count:
             return
-        if batch.alerts is not None:
-            self.out.records(batch.alerts)
+        alerts = batch.alerts_data
+        if alerts is not None:
+            self.out.records(alerts)
         else:
             self.out.text("".join([f"{alert_json(hit)}\n" for hit in batch.hits]))
         self.records += batch.count
@@ -165,18 +176,44 @@ class _JsonArray(_StreamWriter):
 
 
 class _Csv(_StreamWriter):
+    # Polars (~0.25 s of CPU to import) is imported on a thread of its own: the first
+    # batches wait, whole, until it is there (at most CSV_WAITING_ROWS hits).
     needs = frozenset({FRAME})
+
+    def __init__(self, out: Output) -> None:
+        super().__init__(out)
+        self.polars = _Import("polars", f"{__package__}.frame")
+        self.waiting: list[HitBatch] = []
+        self.rows = 0
 
     def write(self, batch: HitBatch) -> None:
         if not batch.count:
             return
-        text = defuse_formulas(batch.frame).write_csv(
-            include_header=not self.records, datetime_format=CSV_DATETIME
+        if not self.polars.done and self.rows + batch.count <= CSV_WAITING_ROWS:
+            self.waiting.append(batch)
+            self.rows += batch.count
+            return
+        self._drain()
+        self._write(batch)
+
+    def _drain(self) -> None:
+        self.polars.wait()
+        waiting, self.waiting, self.rows = self.waiting, [], 0
+        for batch in waiting:
+            self._write(batch)
+
+    def _write(self, batch: HitBatch) -> None:
+        # As bytes (UTF-8), not a str encoded again: half the time.
+        data = io.BytesIO()
+        defuse_formulas(batch.frame).write_csv(
+            data, include_header=not self.records, datetime_format=CSV_DATETIME
         )
-        self.out.text(text)
+        with data.getbuffer() as view:
+            self.out.records(view)
         self.records += batch.count
 
     def close(self) -> None:
+        self._drain()
         if not self.records:  # the header alone
             from .frame import hits_frame
 
@@ -226,29 +263,33 @@ class ParquetWriter(HitWriter):
     holds a row group at most; ``close`` writes the footer. The schema is the hits frame's
     (``frame.SCHEMA``), whatever the batches hold (none, or all-null columns). After an
     interruption the file holds the row groups written so far and the rows pending: a valid,
-    shorter file. pyarrow is imported here only: no other format pays its start-up."""
+    shorter file. pyarrow is imported here only (no other format pays its start-up), on a
+    thread of its own while the scan starts: the engine's rows wait as they came (Arrow IPC
+    bytes) until a row group is due."""
 
     needs = frozenset({FRAME})
 
     def __init__(self, path: str) -> None:
         super().__init__()
         self.path = path
-        self.pending: list[pa.Table] = []
+        # Each batch's rows: the engine's IPC stream(s), or a table.
+        self.pending: list[bytes | memoryview | Sequence[bytes] | pa.Table] = []
         self.rows = 0
         # Opened at the first row group (or at close): an OSError then is the write's.
         self.writer: pq.ParquetWriter | None = None
         self.file: pa.NativeFile | None = None
         self.closed = False
-        _import_pyarrow()
-        self.schema = _arrow_schema()
+        self._imported = _import_pyarrow()
 
     def write(self, batch: HitBatch) -> None:
         if not batch.count:
             return
-        table = _arrow_rows(batch)
-        if table.schema != self.schema:  # e.g. a frame's String as large_string
-            table = table.cast(self.schema)
-        self.pending.append(table)
+        ipc = batch.ipc_rows
+        if ipc is not None:
+            self.pending.append(ipc)
+        else:  # a frame (made from Hit objects): converted now
+            self._imported()
+            self.pending.append(batch.frame.to_arrow())
         self.rows += batch.count
         self.records += batch.count
         while self.rows >= PARQUET_ROW_GROUP:  # a large batch (a cluster's) makes several
@@ -256,29 +297,32 @@ class ParquetWriter(HitWriter):
 
     def _open(self) -> pq.ParquetWriter:
         if self.writer is None:
+            self._imported()
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            # A file of its own (a path is no URI here; any bytes of a name); zstd level 3
-            # as Polars wrote it (level 1: no faster measurably, 10% larger). No dictionary
-            # for the events, each one of a kind: 10% less time writing many hits.
+            # A file of its own (a path is no URI here; any bytes of a name); zstd level 1:
+            # 28% less CPU than level 3 (Polars' level) writing many hits, 8% larger. No
+            # dictionary for the events, each one of a kind: 10% less time writing many hits.
             self.file = pa.OSFile(os.fsencode(self.path), "wb")  # type: ignore[arg-type]
+            schema = _arrow_schema()
             self.writer = pq.ParquetWriter(
                 self.file,
-                self.schema,
+                schema,
                 compression="zstd",
-                compression_level=3,
-                use_dictionary=[n for n in self.schema.names if n != "event"],  # type: ignore[arg-type]
+                compression_level=1,
+                use_dictionary=[n for n in schema.names if n != "event"],  # type: ignore[arg-type]
             )
         return self.writer
 
     def _flush(self, rows: int | None = None) -> None:
         """The first ``rows`` pending rows (default: all) as one row group."""
-        import pyarrow as pa
-
         if not self.pending:
             return
-        table = pa.concat_tables(self.pending)
+        self._imported()
+        import pyarrow as pa
+
+        table = pa.concat_tables([_arrow_rows(part) for part in self.pending])
         rows = table.num_rows if rows is None else rows
         rest = table.slice(rows)
         self.pending, self.rows = ([rest] if rest.num_rows else []), rest.num_rows
@@ -349,32 +393,70 @@ def _arrow_schema() -> pa.Schema:
     return pa.schema([(name, types[kind]) for name, kind in COLUMNS])
 
 
-def _arrow_rows(batch: HitBatch) -> pa.Table:
-    """A batch's rows in Arrow: the engine's IPC stream(s) read as they are (no Polars frame
-    made), else the batch's frame converted."""
+def _arrow_rows(part: bytes | memoryview | Sequence[bytes] | pa.Table) -> pa.Table:
+    """A batch's rows in the file's schema: the engine's IPC stream(s) read as they are (no
+    Polars frame made), or a table converted from a frame."""
     import pyarrow as pa
     import pyarrow.ipc
 
-    ipc = batch.ipc_rows
-    if ipc is None:
-        return batch.frame.to_arrow()
-    parts = [ipc] if isinstance(ipc, bytes) else ipc
-    table = pa.concat_tables([pyarrow.ipc.open_stream(part).read_all() for part in parts])
     schema = _arrow_schema()
-    for name in ALERT_COLUMNS:  # no engine row is an alert: its columns are null
-        if name not in table.column_names:
-            table = table.append_column(
-                schema.field(name), pa.nulls(len(table), schema.field(name).type)
-            )
+    if isinstance(part, pa.Table):
+        table = part
+    else:
+        parts = [part] if isinstance(part, bytes | memoryview) else part
+        table = pa.concat_tables(
+            [pyarrow.ipc.open_stream(pa.py_buffer(p)).read_all() for p in parts]
+        )
+        for name in ALERT_COLUMNS:  # no engine row is an alert: its columns are null
+            if name not in table.column_names:
+                table = table.append_column(
+                    schema.field(name), pa.nulls(len(table), schema.field(name).type)
+                )
+    if table.schema != schema:  # e.g. a frame's String as large_string
+        table = table.cast(schema)
     return table
 
 
-def _import_pyarrow() -> None:
-    """Import pyarrow with malloc as its memory pool, unless the environment chose one:
-    its default (mimalloc, set up at import) took ~17 MB more peak memory (200,000 hits)."""
+class _Import:
+    """Modules imported on a thread of its own, so that a writer's first batches need not
+    wait for them: the scan starts meanwhile. ``wait`` joins it (raising what the import
+    raised); ``done`` says whether it ended."""
+
+    def __init__(self, *modules: str) -> None:
+        self.failed: BaseException | None = None
+        self.thread: threading.Thread | None = None
+        if all(name in sys.modules for name in modules):
+            return
+        # Not a daemon: at exit the interpreter waits for it rather than stop it mid-import.
+        self.thread = threading.Thread(target=self._load, args=modules, name="imds-scan-import")
+        self.thread.start()
+
+    def _load(self, *modules: str) -> None:
+        try:
+            for name in modules:
+                importlib.import_module(name)
+        except BaseException as exc:  # raised where it is waited for
+            self.failed = exc
+
+    @property
+    def done(self) -> bool:
+        return self.thread is None or not self.thread.is_alive()
+
+    def wait(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+        if self.failed is not None:
+            raise self.failed
+
+
+def _import_pyarrow() -> Callable[[], None]:
+    """Start importing pyarrow (its writer and IPC reader, ~0.13 s of CPU) on a thread of
+    its own; gives what waits for it. pyarrow's memory pool is malloc, unless the
+    environment chose one: its default (mimalloc, set up at import) took ~17 MB more peak
+    memory (200,000 hits)."""
     if "pyarrow" not in sys.modules:
         os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
-    import pyarrow  # noqa: F401
+    return _Import("pyarrow.ipc", "pyarrow.parquet").wait
 
 
 # What each format reads from the batches.

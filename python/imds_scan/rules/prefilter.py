@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO
 
 from . import Rule
@@ -190,16 +190,21 @@ def event_form(ir: dict[str, Any]) -> dict[str, Any]:
     return {**head, "branches": [{"name": n, "expr": e} for n, e in conditions(ir)]}
 
 
-def _hit_lines(rules: Sequence[Rule], sample: Sample) -> list[int]:
-    """Per rule, the sampled lines it matches (one scan of the sample with all of them)."""
+def _hit_lines(
+    rules: Sequence[Rule], sample: Sample, scanner: Callable[[], Any] | None = None
+) -> list[int]:
+    """Per rule, the sampled lines it matches (one scan of the sample with all of them).
+    ``scanner()``: a Scanner of these rules made already (a rule's hits do not depend on the
+    other rules beside it)."""
     import io
 
     from .._engine import Scanner
 
     try:
-        hits, _stats, _cancelled = Scanner([json.dumps(event_form(r.ir)) for r in rules]).scan(
-            [io.BytesIO(sample.raw)], threads=1
-        )
+        made = scanner() if scanner is not None else None
+        if made is None:
+            made = Scanner([json.dumps(event_form(r.ir)) for r in rules])
+        hits, _stats, _cancelled = made.scan([io.BytesIO(sample.raw)], threads=1)
     except Exception:  # a warning is never worth failing the scan: count no hits
         return [0] * len(rules)
     lines: list[set[int]] = [set() for _ in rules]
@@ -236,16 +241,32 @@ def _guessed(label: str, needles: Sequence[str]) -> str | None:
     return f"{label}: its literal {json.dumps(worst)} {cost}"
 
 
-# From this many rules on, their literals are kept in the user's rule cache: each rule takes a
-# Scanner of its own to find them (Elastic's 1,011 rules: about half a second).
+# From this many rules on, their literals are kept in the user's rule cache: each rule is
+# compiled alone to find them (Elastic's 1,011 rules: a few tenths of a second).
 CACHE_NEEDLES_FROM = 32
 
 
-def rule_needles(rules: Sequence[Rule], cache: bool = True) -> list[list[str] | None]:
-    """Each rule's prefilter literals as the engine finds them (None: it has none)."""
+def _forms(rules: Sequence[Rule], known: Sequence[str] | None) -> list[str]:
+    """The rules' event forms as JSON; ``known``: the rules' IR as JSON (the engine's), which
+    is the event form of a single-event rule."""
+    from ..ir_schema import rule_kind
+
+    if known is None:
+        return [json.dumps(event_form(rule.ir)) for rule in rules]
+    return [
+        text if rule_kind(rule.ir) == "event" else json.dumps(event_form(rule.ir))
+        for rule, text in zip(rules, known, strict=True)
+    ]
+
+
+def rule_needles(
+    rules: Sequence[Rule], cache: bool = True, ir_json: Sequence[str] | None = None
+) -> list[list[str] | None]:
+    """Each rule's prefilter literals as the engine finds them (None: it has none).
+    ``ir_json``: the rules' IR as ``json.dumps`` writes it, when the caller has it."""
     from .._engine import Scanner
 
-    forms = [json.dumps(event_form(rule.ir)) for rule in rules]
+    forms = _forms(rules, ir_json)
     store = None
     if cache and len(forms) >= CACHE_NEEDLES_FROM:
         from .cache import RuleCache, needles_key
@@ -262,24 +283,32 @@ def rule_needles(rules: Sequence[Rule], cache: bool = True) -> list[list[str] | 
             )
         ):
             return found
-    needles = [Scanner([form]).needles() for form in forms]
+    needles = Scanner.needles_each(forms)
     if store is not None:
         store.put(name, {"needles": needles})
     return needles
 
 
 def prefilter_warnings(
-    rules: Sequence[Rule], paths: Sequence[str] = (), *, cache: bool = True
+    rules: Sequence[Rule],
+    paths: Sequence[str] = (),
+    *,
+    cache: bool = True,
+    ir_json: Sequence[str] | None = None,
+    scanner: Callable[[], Any] | None = None,
 ) -> list[str]:
     """One message per rule whose prefilter literals are missing or unselective, naming the
     literal and the share of lines it makes the scan parse (on a sample of ``paths``).
-    ``cache``: the literals of many rules may come from the user's rule cache."""
+    ``cache``: the literals of many rules may come from the user's rule cache. The scan's own
+    set-up, when the caller has it: ``ir_json``, the rules' IR as JSON; ``scanner()``, the
+    engine's Scanner of the rules (it then scans the sample)."""
     sample: Sample | None = None
     sampled = False
     warnings: dict[int, str] = {}
     # (index, rule, needles, lines parsed) of the rules whose sampled share is high.
     flagged: list[tuple[int, Rule, list[str], int]] = []
-    for i, (rule, needles) in enumerate(zip(rules, rule_needles(rules, cache), strict=True)):
+    found = rule_needles(rules, cache, ir_json)
+    for i, (rule, needles) in enumerate(zip(rules, found, strict=True)):
         label = f"rule {rule.name!r} ({rule.id})"
         if needles is None:
             warnings[i] = (
@@ -301,7 +330,11 @@ def prefilter_warnings(
     if sample is not None and flagged:
         # Lines that are hits are not the literal's fault (a file of hits, already filtered):
         # a rule is named when the lines parsed in vain reach the share.
-        hit_counts = _hit_lines([f[1] for f in flagged], sample)
+        if scanner is None or len(rules) == len(flagged):
+            hit_counts = _hit_lines([f[1] for f in flagged], sample, scanner)
+        else:  # the scan's Scanner finds every rule's hits: those of the flagged rules are kept
+            every = _hit_lines(rules, sample, scanner)
+            hit_counts = [every[f[0]] for f in flagged]
         for (i, rule, needles, parsed), hit in zip(flagged, hit_counts, strict=True):
             if parsed - hit >= WARN_SHARE * sample.lines:
                 label = f"rule {rule.name!r} ({rule.id})"

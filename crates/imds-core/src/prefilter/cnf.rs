@@ -10,8 +10,13 @@
 //! satisfies every clause with a needle holding the character it may spell (a needle could
 //! be written with it), and an escape that is not valid JSON opens every rule (the parser
 //! reports the line).
+//!
+//! A common needle (`"process"`) is a clause of hundreds of units: satisfying each of them on
+//! every match cost a fifth of the scan. Each unit's rarest clause is its *anchor* instead: a
+//! match marks its groups and arms only the units whose anchor it satisfies, and at the
+//! line's end the armed units look up their other clauses in the marks.
 
-use super::clauses::{clause_cost, clauses, confirm, Check};
+use super::clauses::{clause_cost, clauses, confirm, Check, Clause};
 use super::grams::Grams;
 use super::search::real_escape;
 use crate::ir::RuleIr;
@@ -63,35 +68,52 @@ pub(super) struct Cnf {
     ac: Searcher,
     /// Patterns below this index are needles; then `\u` and `\/`.
     needles: usize,
-    /// Per needle pattern: its groups (one per way an occurrence is confirmed).
-    pattern_groups: Vec<Vec<u32>>,
-    /// Per group: how an occurrence is confirmed, and the clauses it then satisfies.
+    /// Per needle pattern `k`: its groups (one per way an occurrence is confirmed) are
+    /// `pattern_groups[k]..pattern_groups[k + 1]`.
+    pattern_groups: Vec<u32>,
+    /// Per group: how an occurrence is confirmed.
     group_check: Vec<Check>,
-    group_clauses: Vec<Vec<u32>>,
-    clause_unit: Vec<u32>,
-    unit_need: Vec<u32>,
+    /// Per group: the units whose anchor clause it satisfies (the units it arms).
+    group_units: Lists,
+    /// Per clause (units with the same clause share it): its groups, and the folded ASCII
+    /// chars (a bit each) and whether a non-ASCII char are in its needles (what an escape
+    /// of a char may spell).
+    clause_groups: Lists,
+    clause_ascii: Vec<u128>,
+    clause_non_ascii: Vec<bool>,
     unit_rule: Vec<u32>,
-    /// Per folded ASCII char: the clauses with a needle holding it (what an escape of it
-    /// may spell).
-    ascii_clauses: Vec<Vec<u32>>,
-    /// The clauses with a needle holding a non-ASCII char.
-    non_ascii_clauses: Vec<u32>,
+    /// Per unit: its clauses but the anchor, rarest first (the first to fail).
+    unit_rest: Lists,
+    /// Per folded ASCII char: the units whose anchor clause has a needle holding it.
+    ascii_units: Vec<Vec<u32>>,
+    /// The units whose anchor clause has a needle holding a non-ASCII char.
+    non_ascii_units: Vec<u32>,
     /// Rules with a unit without clauses: open on every line.
     pub(super) always: Vec<usize>,
     pub(super) rules: usize,
 }
 
 /// Per-line state of a [`Cnf`] search: marks stamped with the current line's number, so
-/// nothing is cleared between lines.
+/// nothing is cleared between lines. A match marks its groups and arms the units whose
+/// anchor clause they satisfy; the armed units are judged when the line ends
+/// ([`Cnf::end_line`]).
 #[derive(Debug, Clone, Default)]
 pub(super) struct CnfState {
     stamp: u32,
     group_mark: Vec<u32>,
+    /// A clause judged on this line, and whether it holds.
     clause_mark: Vec<u32>,
+    clause_holds: Vec<bool>,
     unit_mark: Vec<u32>,
-    unit_count: Vec<u32>,
     rule_mark: Vec<u32>,
-    /// Some rule is open on the current line.
+    /// The units armed on this line.
+    armed: Vec<u32>,
+    /// The chars the line's real escapes may spell (folded ASCII, a bit each; non-ASCII).
+    escaped_ascii: u128,
+    escaped_non_ascii: bool,
+    /// The line's armed units are judged.
+    ended: bool,
+    /// Some rule is open on the current line (once `ended`).
     open: bool,
     /// Every rule is open on the current line (an invalid escape).
     all: bool,
@@ -120,8 +142,21 @@ impl CnfState {
             }
             self.stamp = 1;
         }
+        self.armed.clear();
+        self.escaped_ascii = 0;
+        self.escaped_non_ascii = false;
+        self.ended = false;
         self.open = false;
         self.all = false;
+    }
+
+    /// Arm a unit: its anchor clause holds on the line.
+    fn arm(&mut self, u: u32) {
+        let m = &mut self.unit_mark[u as usize];
+        if *m != self.stamp {
+            *m = self.stamp;
+            self.armed.push(u);
+        }
     }
 }
 
@@ -133,75 +168,101 @@ impl Cnf {
 
     /// [`Cnf::new`], with a DFA up to `dfa_limit` patterns.
     fn build(rules: &[RuleIr], dfa_limit: usize) -> Option<Cnf> {
+        let (units, mut always) = units(rules);
         let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
         let mut patterns: Vec<Vec<u8>> = Vec::new();
         let mut pattern_groups: Vec<Vec<u32>> = Vec::new();
         let mut group_index: HashMap<(usize, Check), usize> = HashMap::new();
         let mut group_check = Vec::new();
-        let mut group_clauses: Vec<Vec<u32>> = Vec::new();
-        let mut clause_unit = Vec::new();
-        let mut unit_need = Vec::new();
+        let mut group_units: Vec<Vec<u32>> = Vec::new();
+        let mut clause_index: HashMap<(Vec<u32>, u128, bool), u32> = HashMap::new();
+        let mut clause_groups: Vec<Vec<u32>> = Vec::new();
+        let mut clause_ascii = Vec::new();
+        let mut clause_non_ascii = Vec::new();
         let mut unit_rule = Vec::new();
-        let mut ascii_clauses: Vec<Vec<u32>> = vec![Vec::new(); 128];
-        let mut non_ascii_clauses = Vec::new();
-        let mut always = Vec::new();
-        for (r, rule) in rules.iter().enumerate() {
-            for branch in &rule.branches {
-                let mut cs = Vec::new();
-                clauses(&branch.expr, &mut cs);
-                // Dropping a clause only opens more lines: keep the rarest, and no useless one
-                // beside another.
-                let mut cs: Vec<_> = cs.into_iter().map(|c| (clause_cost(&c), c)).collect();
-                cs.sort_by(|a, b| a.0.total_cmp(&b.0));
-                cs.truncate(MAX_CLAUSES);
-                while cs.len() > 1 && cs.last().is_some_and(|c| c.0 >= USELESS) {
-                    cs.pop();
-                }
-                if cs.is_empty() {
-                    always.push(r);
-                    continue;
-                }
-                let unit = unit_need.len() as u32;
-                unit_need.push(cs.len() as u32);
-                unit_rule.push(r as u32);
-                for (_, c) in cs {
-                    let id = clause_unit.len() as u32;
-                    clause_unit.push(unit);
-                    let mut chars = [false; 128];
-                    let mut non_ascii = false;
-                    for n in c {
-                        for ch in n.lit.text.chars() {
-                            if ch.is_ascii() {
-                                chars[ch.to_ascii_lowercase() as usize] = true;
-                            } else {
-                                non_ascii = true;
-                            }
-                        }
-                        let folded = n.lit.raw.to_ascii_lowercase();
-                        let k = *index.entry(folded.clone()).or_insert_with(|| {
-                            patterns.push(folded);
-                            pattern_groups.push(Vec::new());
-                            patterns.len() - 1
-                        });
-                        let g = *group_index.entry((k, n.check)).or_insert_with(|| {
-                            group_check.push(n.check);
-                            group_clauses.push(Vec::new());
-                            pattern_groups[k].push((group_check.len() - 1) as u32);
-                            group_check.len() - 1
-                        });
-                        if group_clauses[g].last() != Some(&id) {
-                            group_clauses[g].push(id);
+        let mut unit_rest = Vec::new();
+        let mut ascii_units: Vec<Vec<u32>> = vec![Vec::new(); 128];
+        let mut non_ascii_units = Vec::new();
+        for (r, cs) in units {
+            let unit = unit_rule.len() as u32;
+            unit_rule.push(r);
+            let mut ids = Vec::new();
+            for c in cs {
+                let mut chars = 0u128;
+                let mut non_ascii = false;
+                let mut groups = Vec::new();
+                for n in c {
+                    for ch in n.lit.text.chars() {
+                        if ch.is_ascii() {
+                            chars |= 1 << (ch.to_ascii_lowercase() as u32);
+                        } else {
+                            non_ascii = true;
                         }
                     }
-                    for (ch, _) in chars.iter().enumerate().filter(|(_, &on)| on) {
-                        ascii_clauses[ch].push(id);
-                    }
-                    if non_ascii {
-                        non_ascii_clauses.push(id);
-                    }
+                    let folded = n.lit.raw.to_ascii_lowercase();
+                    let k = *index.entry(folded.clone()).or_insert_with(|| {
+                        patterns.push(folded);
+                        pattern_groups.push(Vec::new());
+                        patterns.len() - 1
+                    });
+                    let g = *group_index.entry((k, n.check)).or_insert_with(|| {
+                        group_check.push(n.check);
+                        group_units.push(Vec::new());
+                        pattern_groups[k].push((group_check.len() - 1) as u32);
+                        group_check.len() - 1
+                    });
+                    groups.push(g as u32);
+                }
+                groups.sort_unstable();
+                groups.dedup();
+                let id = *clause_index
+                    .entry((groups.clone(), chars, non_ascii))
+                    .or_insert_with(|| {
+                        clause_groups.push(groups);
+                        clause_ascii.push(chars);
+                        clause_non_ascii.push(non_ascii);
+                        (clause_groups.len() - 1) as u32
+                    });
+                if !ids.contains(&id) {
+                    ids.push(id);
                 }
             }
+            // The rarest clause arms the unit: the others are looked at only then.
+            let anchor = ids.remove(0) as usize;
+            for &g in &clause_groups[anchor] {
+                group_units[g as usize].push(unit);
+            }
+            let chars = clause_ascii[anchor];
+            for (ch, units) in ascii_units.iter_mut().enumerate() {
+                if chars >> ch & 1 == 1 {
+                    units.push(unit);
+                }
+            }
+            if clause_non_ascii[anchor] {
+                non_ascii_units.push(unit);
+            }
+            unit_rest.push(ids);
         }
+        // Tables read on every match, flat: a pattern's groups one after another, lists in
+        // one array each.
+        let order = pattern_groups.concat();
+        let mut new_id = vec![0; order.len()];
+        for (i, &g) in order.iter().enumerate() {
+            new_id[g as usize] = i as u32;
+        }
+        let mut start = vec![0];
+        for gs in &pattern_groups {
+            start.push(start[start.len() - 1] + gs.len() as u32);
+        }
+        let pattern_groups = start;
+        let group_check = order.iter().map(|&g| group_check[g as usize]).collect();
+        let group_units = Lists::new(order.iter().map(|&g| &group_units[g as usize]));
+        for gs in &mut clause_groups {
+            gs.iter_mut().for_each(|g| *g = new_id[*g as usize]);
+            gs.sort_unstable();
+        }
+        let clause_groups = Lists::new(&clause_groups);
+        let unit_rest = Lists::new(&unit_rest);
         always.dedup();
         let needles = patterns.len();
         patterns.push(b"\\u".to_vec());
@@ -224,12 +285,14 @@ impl Cnf {
             needles,
             pattern_groups,
             group_check,
-            group_clauses,
-            clause_unit,
-            unit_need,
+            group_units,
+            clause_groups,
+            clause_ascii,
+            clause_non_ascii,
             unit_rule,
-            ascii_clauses,
-            non_ascii_clauses,
+            unit_rest,
+            ascii_units,
+            non_ascii_units,
             always,
             rules: rules.len(),
         })
@@ -239,10 +302,14 @@ impl Cnf {
         CnfState {
             stamp: 0,
             group_mark: vec![0; self.group_check.len()],
-            clause_mark: vec![0; self.clause_unit.len()],
-            unit_mark: vec![0; self.unit_need.len()],
-            unit_count: vec![0; self.unit_need.len()],
+            clause_mark: vec![0; self.clause_ascii.len()],
+            clause_holds: vec![false; self.clause_ascii.len()],
+            unit_mark: vec![0; self.unit_rule.len()],
             rule_mark: vec![0; self.rules],
+            armed: Vec::new(),
+            escaped_ascii: 0,
+            escaped_non_ascii: false,
+            ended: false,
             open: false,
             all: false,
             found: Vec::new(),
@@ -320,7 +387,7 @@ impl Cnf {
                 break;
             }
             if p >= stop {
-                if st.open {
+                if self.end_line(st) {
                     return Some(start);
                 }
                 start = memchr::memrchr(b'\n', &hay[stop..p]).map_or(stop, |i| stop + i + 1);
@@ -330,7 +397,7 @@ impl Cnf {
             self.on_match(hay, pattern as usize, p, q, stop, st);
             st.next += 1;
         }
-        st.open.then_some(start)
+        self.end_line(st).then_some(start)
     }
 
     /// Append to `st.found` every match in `hay[from..to]` (`from` a line start or the `\n`
@@ -403,15 +470,15 @@ impl Cnf {
         st: &mut CnfState,
     ) {
         if pattern < self.needles {
-            for &g in &self.pattern_groups[pattern] {
-                let g = g as usize;
+            let groups = self.pattern_groups[pattern]..self.pattern_groups[pattern + 1];
+            for g in groups.map(|g| g as usize) {
                 // Later occurrences in the line change nothing.
                 if st.group_mark[g] == st.stamp || !confirm(self.group_check[g], hay, p, q, stop) {
                     continue;
                 }
                 st.group_mark[g] = st.stamp;
-                for &c in &self.group_clauses[g] {
-                    self.satisfy(c, st);
+                for &u in self.group_units.get(g) {
+                    st.arm(u);
                 }
             }
             return;
@@ -421,9 +488,7 @@ impl Cnf {
             return;
         }
         if hay[p + 1] == b'/' {
-            for &c in &self.ascii_clauses[usize::from(b'/')] {
-                self.satisfy(c, st);
-            }
+            st.escaped_ascii |= 1 << b'/';
             return;
         }
         let code = hay[..stop].get(p + 2..p + 6).and_then(|h| {
@@ -431,42 +496,79 @@ impl Cnf {
                 (b as char).to_digit(16).map(|d| acc * 16 + d)
             })
         });
-        let clauses = match code {
+        match code {
             None => {
                 // Not an escape JSON allows: let the parser see the line.
                 st.all = true;
                 st.open = true;
-                return;
             }
-            Some(c) if c < 0x80 => &self.ascii_clauses[(c as u8).to_ascii_lowercase() as usize],
-            Some(_) => &self.non_ascii_clauses,
-        };
-        for &c in clauses {
-            self.satisfy(c, st);
+            Some(c) if c < 0x80 => st.escaped_ascii |= 1 << (c as u8).to_ascii_lowercase(),
+            Some(_) => st.escaped_non_ascii = true,
         }
     }
 
-    fn satisfy(&self, c: u32, st: &mut CnfState) {
-        let c = c as usize;
+    /// Judge the line's armed units (once), and tell whether some rule is open on it.
+    fn end_line(&self, st: &mut CnfState) -> bool {
+        if st.ended || st.all {
+            return st.open;
+        }
+        st.ended = true;
+        if st.escaped_ascii != 0 || st.escaped_non_ascii {
+            // An escape satisfies every clause with a needle holding its char: the anchors too.
+            let mut chars = st.escaped_ascii;
+            while chars != 0 {
+                let ch = chars.trailing_zeros() as usize;
+                chars &= chars - 1;
+                for &u in &self.ascii_units[ch] {
+                    st.arm(u);
+                }
+            }
+            if st.escaped_non_ascii {
+                for &u in &self.non_ascii_units {
+                    st.arm(u);
+                }
+            }
+        }
+        let armed = std::mem::take(&mut st.armed);
+        for &u in &armed {
+            let r = self.unit_rule[u as usize] as usize;
+            if st.rule_mark[r] != st.stamp
+                && self
+                    .unit_rest
+                    .get(u as usize)
+                    .iter()
+                    .all(|&c| self.holds(c as usize, st))
+            {
+                st.rule_mark[r] = st.stamp;
+                st.open = true;
+            }
+        }
+        st.armed = armed;
+        st.open
+    }
+
+    /// Whether a clause holds on the line: some group of it is marked, or an escape may
+    /// spell a char of it.
+    fn holds(&self, c: usize, st: &mut CnfState) -> bool {
         if st.clause_mark[c] == st.stamp {
-            return;
+            return st.clause_holds[c];
         }
+        let holds = self.clause_ascii[c] & st.escaped_ascii != 0
+            || (self.clause_non_ascii[c] && st.escaped_non_ascii)
+            || self
+                .clause_groups
+                .get(c)
+                .iter()
+                .any(|&g| st.group_mark[g as usize] == st.stamp);
         st.clause_mark[c] = st.stamp;
-        let u = self.clause_unit[c] as usize;
-        if st.unit_mark[u] != st.stamp {
-            st.unit_mark[u] = st.stamp;
-            st.unit_count[u] = 0;
-        }
-        st.unit_count[u] += 1;
-        if st.unit_count[u] == self.unit_need[u] {
-            st.rule_mark[self.unit_rule[u] as usize] = st.stamp;
-            st.open = true;
-        }
+        st.clause_holds[c] = holds;
+        holds
     }
 
     /// Fill `open` (one flag per rule) for the line [`Cnf::first`] last stopped at, the rules
     /// without clauses included.
     pub(super) fn fill_open(&self, st: &CnfState, open: &mut Vec<bool>) {
+        debug_assert!(st.ended || st.all, "the line's units are judged");
         open.clear();
         if st.all {
             open.resize(self.rules, true);
@@ -477,6 +579,58 @@ impl Cnf {
             open[r] = true;
         }
     }
+}
+
+/// Lists of ids, one after another: list `i` is `ids[start[i]..start[i + 1]]`.
+#[derive(Debug, Clone, Default)]
+struct Lists {
+    start: Vec<u32>,
+    ids: Vec<u32>,
+}
+
+impl Lists {
+    fn new<'a>(lists: impl IntoIterator<Item = &'a Vec<u32>>) -> Lists {
+        let mut out = Lists {
+            start: vec![0],
+            ids: Vec::new(),
+        };
+        for l in lists {
+            out.ids.extend_from_slice(l);
+            out.start.push(out.ids.len() as u32);
+        }
+        out
+    }
+
+    fn get(&self, i: usize) -> &[u32] {
+        &self.ids[self.start[i] as usize..self.start[i + 1] as usize]
+    }
+}
+
+/// Per branch of a rule with clauses, its rule and kept clauses, rarest first; and the
+/// rules with a branch without clauses.
+fn units(rules: &[RuleIr]) -> (Vec<(u32, Vec<Clause>)>, Vec<usize>) {
+    let mut units = Vec::new();
+    let mut always = Vec::new();
+    for (r, rule) in rules.iter().enumerate() {
+        for branch in &rule.branches {
+            let mut cs = Vec::new();
+            clauses(&branch.expr, &mut cs);
+            // Dropping a clause only opens more lines: keep the rarest, and no useless one
+            // beside another.
+            let mut cs: Vec<_> = cs.into_iter().map(|c| (clause_cost(&c), c)).collect();
+            cs.sort_by(|a, b| a.0.total_cmp(&b.0));
+            cs.truncate(MAX_CLAUSES);
+            while cs.len() > 1 && cs.last().is_some_and(|c| c.0 >= USELESS) {
+                cs.pop();
+            }
+            if cs.is_empty() {
+                always.push(r);
+            } else {
+                units.push((r as u32, cs.into_iter().map(|(_, c)| c).collect()));
+            }
+        }
+    }
+    (units, always)
 }
 
 /// Push the matches of the DFA's match state `sid`, reached on the byte before `end`.
@@ -744,6 +898,271 @@ mod tests {
                 let b = stops(&searched, &hay, windows);
                 assert!(!a.is_empty());
                 assert_eq!(a, b, "round {round}, windows {windows:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_anchor_before_or_after_the_other_clauses_opens_its_rule() {
+        // `sshd` is the rarest clause of the first rule: its anchor; `"linux"` is shared.
+        let rules = [
+            rule(vec![and(vec![
+                pred("host.os.type", FieldType::Keyword, Op::Eq, &["linux"]),
+                pred("process.name", FieldType::Keyword, Op::Eq, &["sshd"]),
+            ])]),
+            rule(vec![and(vec![
+                pred("host.os.type", FieldType::Keyword, Op::Eq, &["linux"]),
+                pred("process.name", FieldType::Keyword, Op::Eq, &["cron"]),
+            ])]),
+        ];
+        let cnf = Cnf::build(&rules, usize::MAX).unwrap();
+        let (units, _) = super::units(&rules);
+        assert_eq!(units[0].1[0][0].lit.text, "sshd", "the anchor");
+        let hay = [
+            &br#"{"process":{"name":"sshd"},"host":{"os":{"type":"linux"}}}"#[..],
+            br#"{"host":{"os":{"type":"linux"}},"process":{"name":"sshd"}}"#,
+            // The other clause on the line before, the anchor on this one: not open.
+            br#"{"host":{"os":{"type":"linux"}},"process":{"name":"bash"}}"#,
+            br#"{"host":{"os":{"type":"macos"}},"process":{"name":"sshd"}}"#,
+            // The anchor spelled with an escape, after and before the other clause.
+            br#"{"host":{"os":{"type":"linux"}},"process":{"name":"\u0073shd"}}"#,
+            br#"{"process":{"name":"ssh\u0064"},"host":{"os":{"type":"linux"}}}"#,
+            // The other clause spelled with an escape.
+            br#"{"process":{"name":"sshd"},"host":{"os":{"type":"\u006Cinux"}}}"#,
+            br#"{"process":{"name":"cron"},"host":{"os":{"type":"linux"}}}"#,
+        ]
+        .join(&b'\n');
+        let starts: Vec<usize> = std::iter::once(0)
+            .chain(memchr::memchr_iter(b'\n', &hay).map(|i| i + 1))
+            .collect();
+        let want = |l: usize, open: [bool; 2]| (starts[l], open.to_vec());
+        let sshd = [true, false];
+        for windows in [&[1usize << 20][..], &[1]] {
+            assert_eq!(
+                stops(&cnf, &hay, windows),
+                [
+                    want(0, sshd),
+                    want(1, sshd),
+                    want(4, sshd),
+                    want(5, sshd),
+                    want(6, sshd),
+                    want(7, [false, true]),
+                ]
+            );
+        }
+    }
+
+    mod model {
+        //! The gate against a plain model: a rule is open on a line iff some unit of it has
+        //! every clause satisfied (a needle of it found and confirmed, or a real escape of a
+        //! char of one of its needles), or the line holds an invalid escape.
+        use super::super::super::clauses::{confirm, ClauseNeedle};
+        use super::super::super::search::real_escape;
+        use super::super::super::test_ir::*;
+        use super::super::{units, Cnf};
+        use super::stops;
+        use crate::ir::{FieldType, Node, Op, RuleIr};
+        use proptest::prelude::*;
+
+        const WORDS: &[&str] = &[
+            "sshd", "ssh", "bash", "curl", "exec", "start", "process", "linux", "80", "true",
+            "a/b", "é-x", "c:\\win", "proc", "Start",
+        ];
+        const FIELDS: &[&str] = &["nm", "a.nm", "p.args", "x.y.cmd"];
+
+        fn pred_node(field: usize, op: usize, words: &[usize]) -> Node {
+            let op_of = [
+                Op::Eq,
+                Op::EqCi,
+                Op::StartsWith,
+                Op::EndsWith,
+                Op::Contains,
+                Op::Wildcard,
+                Op::Wildcard,
+            ];
+            let values: Vec<String> = words
+                .iter()
+                .map(|&w| match op {
+                    6 => format!("*{}*", WORDS[w]),
+                    _ => WORDS[w].to_string(),
+                })
+                .collect();
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            pred(FIELDS[field], FieldType::Keyword, op_of[op], &values)
+        }
+
+        fn rules() -> impl Strategy<Value = Vec<RuleIr>> {
+            let pred = (
+                0..FIELDS.len(),
+                0..7usize,
+                prop::collection::vec(0..WORDS.len(), 1..4),
+            )
+                .prop_map(|(f, op, ws)| pred_node(f, op, &ws));
+            let branch = prop::collection::vec(pred, 1..5).prop_map(and);
+            let rule = prop::collection::vec(branch, 1..3).prop_map(rule);
+            prop::collection::vec(rule, 2..8)
+        }
+
+        /// Pieces of lines: JSON punctuation, keys, values (some in other cases) and
+        /// escapes (real, escaped, invalid, non-ASCII).
+        const PIECES: &[&str] = &[
+            "{",
+            "}",
+            "[",
+            "]",
+            ":",
+            ",",
+            " ",
+            "\"",
+            "\"nm\":",
+            "\"a\":{\"nm\":",
+            "\"p.args\":",
+            "\"x\":{\"y\":{\"cmd\":",
+            "\"x.y.cmd\":",
+            "sshd",
+            "SSHD",
+            "ssh",
+            "bash",
+            "curl",
+            "exec",
+            "EXEC",
+            "start",
+            "process",
+            "linux",
+            "80",
+            "true",
+            "a/b",
+            "a\\/b",
+            "é-x",
+            "c:\\\\win",
+            "proc",
+            "\\u0073",
+            "\\u0053",
+            "\\u0064",
+            "\\/",
+            "\\u00e9",
+            "\\u00E9",
+            "\\u00zz",
+            "\\\\u0073",
+            "\\\\",
+            "\\U0073",
+            "\\u002F",
+            "\\u002f",
+            "\\\"",
+            "\\u0045",
+            "\\u005c",
+        ];
+
+        fn lines() -> impl Strategy<Value = Vec<Vec<u8>>> {
+            let line = prop::collection::vec(0..PIECES.len(), 0..24)
+                .prop_map(|ps| ps.iter().flat_map(|&p| PIECES[p].bytes()).collect());
+            prop::collection::vec(line, 1..30)
+        }
+
+        fn found(n: &ClauseNeedle, line: &[u8]) -> bool {
+            let raw = &n.lit.raw;
+            line.len() >= raw.len()
+                && (0..=line.len() - raw.len()).any(|p| {
+                    line[p..p + raw.len()].eq_ignore_ascii_case(raw)
+                        && confirm(n.check, line, p, p + raw.len(), line.len())
+                })
+        }
+
+        enum Escape {
+            Ascii(u8),
+            NonAscii,
+            Invalid,
+        }
+
+        fn escapes(line: &[u8]) -> Vec<Escape> {
+            let mut out = Vec::new();
+            for p in 0..line.len() {
+                if line[p] != b'\\' || !real_escape(line, p) {
+                    continue;
+                }
+                match line.get(p + 1) {
+                    Some(b'/') => out.push(Escape::Ascii(b'/')),
+                    Some(b'u') => {
+                        let hex = line.get(p + 2..p + 6);
+                        out.push(match hex.filter(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                            None => Escape::Invalid,
+                            Some(h) => {
+                                let code = u32::from_str_radix(std::str::from_utf8(h).unwrap(), 16)
+                                    .unwrap();
+                                match u8::try_from(code) {
+                                    Ok(c) if c < 0x80 => Escape::Ascii(c.to_ascii_lowercase()),
+                                    _ => Escape::NonAscii,
+                                }
+                            }
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            out
+        }
+
+        /// Per line, the open rules the model finds (`None`: no rule with clauses).
+        fn model(rules: &[RuleIr], line: &[u8]) -> Option<Vec<bool>> {
+            let (units, always) = units(rules);
+            let esc = escapes(line);
+            if esc.iter().any(|e| matches!(e, Escape::Invalid)) {
+                return Some(vec![true; rules.len()]);
+            }
+            let spelled = |n: &ClauseNeedle| {
+                n.lit.text.chars().any(|ch| {
+                    esc.iter().any(|e| match e {
+                        Escape::Ascii(c) => ch.is_ascii() && ch.to_ascii_lowercase() == *c as char,
+                        Escape::NonAscii => !ch.is_ascii(),
+                        Escape::Invalid => true,
+                    })
+                })
+            };
+            let mut open = vec![false; rules.len()];
+            for (r, clauses) in &units {
+                if clauses
+                    .iter()
+                    .all(|c| c.iter().any(|n| found(n, line) || spelled(n)))
+                {
+                    open[*r as usize] = true;
+                }
+            }
+            if !open.contains(&true) {
+                return None;
+            }
+            for r in always {
+                open[r] = true;
+            }
+            Some(open)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: std::env::var("PROPTEST_CASES")
+                    .ok()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(400),
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })]
+
+            #[test]
+            fn the_gate_opens_what_the_model_opens(rules in rules(), lines in lines()) {
+                let hay = lines.join(&b'\n');
+                let mut want = Vec::new();
+                let mut start = 0;
+                for line in &lines {
+                    if let Some(open) = model(&rules, line) {
+                        want.push((start, open));
+                    }
+                    start += line.len() + 1;
+                }
+                for limit in [usize::MAX, 0] {
+                    let cnf = Cnf::build(&rules, limit).unwrap();
+                    for windows in [&[1usize << 20][..], &[1], &[40, 200]] {
+                        prop_assert_eq!(&stops(&cnf, &hay, windows), &want);
+                    }
+                }
             }
         }
     }

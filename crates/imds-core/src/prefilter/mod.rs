@@ -56,6 +56,11 @@ use needles::{rules_lits, Lit, Needle};
 use raw_endpoint::RawTest;
 use search::Search;
 
+/// From this many rules on, set-up work (parsing the rules, the needle search and the clause
+/// automaton, the compiled rules) is spread over rayon's threads (fewer: not worth starting
+/// them; a scan with the default rule starts in a tenth of a second).
+pub(crate) const PARALLEL_FROM: usize = 16;
+
 /// The prefilter of a set of rules.
 #[derive(Debug, Clone)]
 pub struct Prefilter {
@@ -75,11 +80,20 @@ pub struct Prefilter {
 impl Prefilter {
     /// Derive the needles of `rules` and build the searcher.
     pub fn new(rules: &[RuleIr]) -> Prefilter {
-        let mut p = Prefilter::union(rules);
         // The clauses also hold fields' keys: they may filter rules the needles cannot
         // (`exists`, typed ranges, `""`).
-        if p.endpoint.is_none() && rules.len() > 1 && !rules.iter().any(has_endpoint) {
-            p.cnf = Cnf::new(rules).filter(|c| c.always.is_empty());
+        let clauses = rules.len() > 1 && !rules.iter().any(has_endpoint);
+        // Independent builds: side by side when there are many rules (start-up).
+        let (mut p, cnf) = if clauses && rules.len() >= PARALLEL_FROM {
+            rayon::join(|| Prefilter::union(rules), || Cnf::new(rules))
+        } else {
+            (
+                Prefilter::union(rules),
+                clauses.then(|| Cnf::new(rules)).flatten(),
+            )
+        };
+        if p.endpoint.is_none() && clauses {
+            p.cnf = cnf.filter(|c| c.always.is_empty());
             if p.cnf.is_some() {
                 p.all = false;
             }

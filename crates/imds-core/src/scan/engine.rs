@@ -8,26 +8,59 @@ use crate::error::{InputError, InputErrorKind};
 use crate::eval::CompiledRule;
 use crate::event::Projection;
 use crate::ir::RuleIr;
-use crate::prefilter::{Prefilter, RuleGate};
+use crate::prefilter::{Prefilter, RuleGate, PARALLEL_FROM};
+use rayon::prelude::*;
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 impl Engine {
     /// Compile `rules`; an error names the rule's branch and field at fault.
     pub fn new(rules: Vec<RuleIr>) -> Result<Engine, crate::Error> {
-        let prefilter = Prefilter::new(&rules);
+        // The prefilter's automata and the rules' compilation are independent: with many
+        // rules, built side by side.
+        let compile = |rules: &[RuleIr]| {
+            rules
+                .iter()
+                .cloned()
+                .map(CompiledRule::new)
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let (prefilter, compiled) = if rules.len() >= PARALLEL_FROM {
+            rayon::join(|| Prefilter::new(&rules), || compile(&rules))
+        } else {
+            (Prefilter::new(&rules), compile(&rules))
+        };
+        let compiled = compiled?;
         let gate = (rules.len() > 1 && !prefilter.gates_rules()).then(|| RuleGate::new(&rules));
-        let rules = rules
-            .into_iter()
-            .map(CompiledRule::new)
-            .collect::<Result<Vec<_>, _>>()?;
-        let projection = Projection::by_rule(rules.iter().map(CompiledRule::fields));
+        let projection = Projection::by_rule(compiled.iter().map(CompiledRule::fields));
         Ok(Engine {
-            rules,
+            rules: compiled,
             prefilter,
             gate,
             projection,
         })
+    }
+
+    /// An engine of rules given as IR JSON documents ([`RuleIr::from_json`], parsed side by
+    /// side when there are many); the error is the first faulty rule's.
+    pub fn from_json(texts: &[String]) -> Result<Engine, crate::Error> {
+        Engine::new(parse_all(texts)?)
+    }
+
+    /// Each rule's prefilter needles as an engine of that rule alone has them
+    /// ([`Engine::needles`]; what the prefilter warnings weigh), the rules side by side; the
+    /// error is the first faulty rule's.
+    pub fn needles_each(texts: &[String]) -> Result<Vec<Option<Vec<String>>>, crate::Error> {
+        let alone = |text: &String| {
+            let rule = RuleIr::from_json(text)?;
+            Ok(Engine::new(vec![rule])?.needles())
+        };
+        texts
+            .par_iter()
+            .map(alone)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect()
     }
 
     /// The compiled rules, in the order given.
@@ -231,6 +264,16 @@ impl Engine {
         scan.lines(data, true);
         scan.finish(false)
     }
+}
+
+/// The rules of IR JSON documents, in order, parsed side by side when there are many; the
+/// first faulty one's error.
+fn parse_all(texts: &[String]) -> Result<Vec<RuleIr>, crate::Error> {
+    if texts.len() < PARALLEL_FROM {
+        return texts.iter().map(|t| RuleIr::from_json(t)).collect();
+    }
+    let parsed: Vec<_> = texts.par_iter().map(|t| RuleIr::from_json(t)).collect();
+    parsed.into_iter().collect()
 }
 
 /// Run `f` on a pool of `threads` threads (0 = all cores), or on the current one when no

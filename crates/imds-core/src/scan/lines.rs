@@ -3,7 +3,7 @@
 
 use super::{hit_bytes, Engine, FileStats, Hit, HitForms, ScanOptions, ScanReport, Stream};
 use crate::eval::Verdict;
-use crate::event::{self, OpenRules, Projection};
+use crate::event::{self, OpenRules, Projection, Scratch};
 use crate::prefilter::RuleGate;
 use rayon::prelude::*;
 use std::io::{self, ErrorKind, Read};
@@ -331,6 +331,8 @@ pub(super) struct LineScanner<'e> {
     open: Vec<bool>,
     /// Scratch: `open` as the parse takes it.
     open_rules: OpenRules,
+    /// The buffers of the documents parsed before, for the next ones.
+    scratch: Scratch,
     /// What hits are made into (`None`: plain hits).
     forms: Option<&'e HitForms>,
     /// What candidate lines are parsed into.
@@ -358,6 +360,7 @@ impl<'e> LineScanner<'e> {
             gate: engine.gate.as_ref().filter(|_| opts.prefilter),
             open: Vec::new(),
             open_rules: OpenRules::default(),
+            scratch: Scratch::default(),
             opened: false,
             forms,
             projection: forms
@@ -442,12 +445,11 @@ impl<'e> LineScanner<'e> {
         }
         // Only the fields of the rules that can match the line are built (all of a hit's
         // forms' projection, which is by no rule).
-        let parsed = if gated {
+        let open = gated.then(|| {
             self.open_rules.fill(&self.open);
-            event::parse_line_for(line, self.projection, &self.open_rules)
-        } else {
-            event::parse_line_projected(line, self.projection)
-        };
+            &self.open_rules
+        });
+        let parsed = event::parse_line_reusing(line, self.projection, open, &mut self.scratch);
         match parsed {
             Ok(Some(parsed)) => {
                 self.stats.valid_event = true;
@@ -484,6 +486,7 @@ impl<'e> LineScanner<'e> {
                         Verdict::Miss => {}
                     }
                 }
+                self.scratch.recycle(parsed);
             }
             Ok(None) => {}
             Err(m) => self.malformed(m.reason),
