@@ -6,11 +6,12 @@
 //! compared as `\ufffd`; nesting up to and past the 1000-level limit as accepted iff at most
 //! 1000 levels deep (serde_json's own limit of 128 lifted).
 
+mod props_config;
 use imds_core::source::DECODED_READ;
 use imds_core::{field_values, parse_document, parse_line};
 use imds_core::{Engine, RuleIr, ScanOptions, ScanReport};
+use props_config::config;
 use proptest::prelude::*;
-use proptest::test_runner::Config;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::io::{Read, Write};
@@ -26,19 +27,6 @@ const SEED: &str = include_str!("data/seed_ir.json");
 /// The hardened pack (`--pack hardened`), compiled by the Python EQL compiler
 /// (tests/test_fuzz.py checks that it is still what the pack compiles to).
 const HARDENED: &str = include_str!("data/hardened_ir.json");
-
-/// `PROPTEST_CASES` when set (a long run), else the bounded default of this property.
-fn config(cases: u32) -> Config {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(cases);
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
 
 fn seed_rules() -> Vec<RuleIr> {
     vec![RuleIr::from_json(SEED).unwrap()]

@@ -3,9 +3,10 @@
 //! reference engine), pathological patterns on long values, and random expressions checked
 //! against the `regex` crate given the same expression written in its own syntax.
 
+mod props_config;
 use imds_core::lucene_regex::LuceneRegex;
+use props_config::config;
 use proptest::prelude::*;
-use proptest::test_runner::Config;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -208,18 +209,6 @@ fn expression() -> impl Strategy<Value = Written> {
             )),
         ]
     })
-}
-
-fn config(cases: u32) -> Config {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(cases);
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
 }
 
 proptest! {

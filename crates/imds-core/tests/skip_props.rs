@@ -6,24 +6,13 @@
 //! scan, numbers and words of every shape (broken ones too), invalid UTF-8 and control bytes,
 //! nesting, repeated keys of which one copy is read, and lines cut or damaged inside them.
 
+mod props_config;
+use props_config::config;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError};
+use proptest::test_runner::TestCaseError;
 
 mod fuzz_model;
 use fuzz_model::{builder_verdict, open_rules_verdict, projection_verdict};
-
-/// `PROPTEST_CASES` when set (a long run), else the bounded default of this property.
-fn config(cases: u32) -> Config {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(cases);
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
 
 /// Pieces of a string's contents (between its quotes), most of them hard for a string scan.
 const STRING_PIECES: &[&[u8]] = &[

@@ -117,7 +117,7 @@ pub(super) struct CnfState {
     open: bool,
     /// Every rule is open on the current line (an invalid escape).
     all: bool,
-    /// DFA matches `(start, end, pattern)` in `hay[from..to]`, in order; those before `next`
+    /// Matches `(start, end, pattern)` in `hay[from..to]`, line after line; those before `next`
     /// are judged.
     found: Vec<(usize, usize, u32)>,
     next: usize,
@@ -333,7 +333,7 @@ impl Cnf {
         self.first_ahead(hay, at, end, true, st)
     }
 
-    /// [`Cnf::first`] on the line `hay[at..end]` that another search found: the DFA walks
+    /// [`Cnf::first`] on the line `hay[at..end]` that another search found: the searcher walks
     /// that line only (the lines after it may hold no needle at all).
     pub(super) fn first_in_line(
         &self,
