@@ -8,7 +8,9 @@ import gzip
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,3 +113,41 @@ def test_cli_prints_each_rule_once_on_the_rust_engine(tmp_path: Path) -> None:
         [*cmd, "--engine", "python", events], capture_output=True, text=True, timeout=120
     )
     assert "r-9" not in python.stderr  # it parses every line anyway
+
+
+def gated_file(path: Path) -> Path:
+    # 30 lines: "zebra" in 24 of them (in another field: no hit of `message : "zebra"`),
+    # "alice" in one of those only.
+    lines = [("zebra", "alice")] + [("zebra", "bob")] * 23 + [("quiet", "bob")] * 6
+    events = [{"note": n, "message": "-", "user": {"name": u}} for n, u in lines]
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    return path
+
+
+def scanner_of(rules: list[Rule]) -> Callable[[], Any]:
+    from imds_scan._engine import Scanner
+
+    return lambda: Scanner([json.dumps(r.ir) for r in rules])
+
+
+def test_beside_other_rules_the_share_is_the_lines_the_rule_gate_opens(tmp_path: Path) -> None:
+    # The rule's literal "zebra" is on 80% of the lines, but with another rule beside it the
+    # engine evaluates it only where "alice" is too: 1 line of 30, no warning.
+    events = str(gated_file(tmp_path / "e.ndjson"))
+    rules = [
+        rule('any where message : "zebra" and user.name : "alice"'),
+        rule('any where user.name : "nobodyzz"', "r-2"),
+    ]
+    assert prefilter_warnings(rules, [events], cache=False, scanner=scanner_of(rules)) == []
+    # Without the engine's Scanner (the Python reference engine): its literal's lines, as before.
+    (warning,) = prefilter_warnings(rules, [events], cache=False)
+    assert '(r-1): its literal "zebra" is in 80% of the lines' in warning
+
+
+def test_beside_other_rules_a_rule_open_on_most_lines_is_still_named(tmp_path: Path) -> None:
+    events = str(gated_file(tmp_path / "e.ndjson"))
+    rules = [rule('any where message : "zebra"'), rule('any where user.name : "nobodyzz"', "r-2")]
+    (warning,) = prefilter_warnings(rules, [events], cache=False, scanner=scanner_of(rules))
+    assert warning.startswith("rule 'weak' (r-1): its literal \"zebra\" is in 80% of the lines")
+    # The gate opens it on the 24 lines holding "zebra", and none is a hit.
+    assert "the scan parses about 80% of the lines for this rule" in warning

@@ -58,6 +58,9 @@ class Scanner:
     def needles_each(rules: list[str]) -> list[list[str] | None]:
         """Each rule's needles as ``Scanner([rule]).needles()`` gives them, the rules compiled
         side by side with the GIL released; ValueError if one is invalid."""
+    def open_lines(self, sample: bytes) -> list[int]:
+        """Per rule, how many lines of ``sample`` a scan would evaluate it on: the candidate
+        lines, narrowed by the rule gate when several rules run (blank lines: none)."""
     def scan(
         self,
         inputs: Sequence[_Input],

@@ -635,3 +635,61 @@ fn needles_each_is_each_rule_alone() {
     assert_eq!(Engine::needles_each(&texts).unwrap(), alone);
     assert_eq!(alone[12], Some(vec!["alpha here".to_string()]));
 }
+
+fn eq_rule(id: &str, preds: &[(&str, &str)]) -> RuleIr {
+    let args: Vec<String> = preds
+        .iter()
+        .map(|(field, value)| {
+            format!(
+                r#"{{"node":"pred","field":"{field}","field_type":"keyword","op":"eq","values":["{value}"]}}"#
+            )
+        })
+        .collect();
+    let ir = format!(
+        r#"{{"ir_version":1,"id":"{id}","name":"{id}","severity":"low","branches":[{{"name":"b","expr":{{"node":"and","args":[{}]}}}}]}}"#,
+        args.join(",")
+    );
+    RuleIr::from_json(&ir).unwrap()
+}
+
+#[test]
+fn open_lines_counts_the_lines_the_rule_gate_opens_each_rule_on() {
+    let common = eq_rule(
+        "common",
+        &[("process.name", "bash"), ("process.args", "zzrare")],
+    );
+    let other = eq_rule("other", &[("user.name", "alice")]);
+    let mut data = String::new();
+    for i in 0..40 {
+        // "bash" on every line, "zzrare" on every 8th, "alice" on every 5th; a blank line.
+        let args = if i % 8 == 0 { "ZZRARE" } else { "-c" };
+        let user = if i % 5 == 0 { "alice" } else { "bob" };
+        data += &format!(
+            r#"{{"process":{{"name":"bash","args":"{args}"}},"user":{{"name":"{user}"}}}}"#
+        );
+        data += if i == 7 { "\n \n" } else { "\n" };
+    }
+    // The plain count: a rule is open where the line holds a literal of each of its clauses.
+    let holds = |w: &str| {
+        data.lines()
+            .filter(|l| l.to_ascii_lowercase().contains(w))
+            .count() as u64
+    };
+    let both = data
+        .lines()
+        .filter(|l| l.contains("bash") && l.contains("ZZRARE"))
+        .count() as u64;
+    let engine = Engine::new(vec![common.clone(), other.clone()]).unwrap();
+    assert_eq!(
+        engine.open_lines(data.as_bytes()),
+        vec![both, holds("alice")]
+    );
+    assert_eq!((both, holds("alice")), (5, 8));
+    // One rule: no gate; the candidate lines, as a scan counts them.
+    for rule in [common, other] {
+        let alone = Engine::new(vec![rule]).unwrap();
+        let opts = ScanOptions::default();
+        let candidates = alone.scan_bytes(data.as_bytes(), &opts).files[0].candidates;
+        assert_eq!(alone.open_lines(data.as_bytes()), vec![candidates]);
+    }
+}

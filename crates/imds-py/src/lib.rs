@@ -71,6 +71,12 @@ impl Scanner {
         self.engine.needles()
     }
 
+    /// Per rule, how many lines of `sample` (bytes) a scan would evaluate it on: the
+    /// candidate lines, narrowed by the rule gate when several rules run.
+    fn open_lines(&self, py: Python<'_>, sample: &[u8]) -> Vec<u64> {
+        py.detach(|| self.engine.open_lines(sample))
+    }
+
     /// Scan inputs: paths (str or os.PathLike; "-" is standard input), byte ranges of plain
     /// files or seekable binary streams (`(path or stream, start, end)`: the lines that start
     /// in `[start, end)`, numbered from the range's first line; `stats["lines"]` is how many

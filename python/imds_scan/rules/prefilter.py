@@ -1,11 +1,12 @@
 """Telling the user when a rule cannot use the Rust engine's prefilter (it would parse every
 line, or nearly), instead of being silently slow.
 
-What a rule costs is the share of lines that hold one of its literals (the engine parses
-those for it). It is measured on a sample: the first 256 KiB of the local input files,
-decompressed (gzip, and zstd when the ``zstandard`` module is there). Without a sample
-(stdin, S3), a table of how often common words occur in ECS logs (measured on the benchmark
-corpus) stands in.
+What a rule costs is the share of lines the engine evaluates it on: those holding one of its
+literals, or, beside other rules, those the rule gate opens it on (a literal of each clause
+of one of its branches; the scan's Scanner counts them). It is measured on a sample: the
+first 256 KiB of the local input files, decompressed (gzip, and zstd when the ``zstandard``
+module is there). Without a sample (stdin, S3), a table of how often common words occur in
+ECS logs (measured on the benchmark corpus) stands in.
 """
 
 from __future__ import annotations
@@ -213,6 +214,21 @@ def _hit_lines(
     return [len(x) for x in lines]
 
 
+def _open_lines(
+    rules: Sequence[Rule], sample: Sample, scanner: Callable[[], Any] | None
+) -> list[int]:
+    """Per rule, the sampled lines the scan's Scanner evaluates it on: with several rules the
+    rule gate opens a rule only where a literal of each clause of one of its branches is, far
+    fewer lines than hold one of its literals. Empty: count the lines holding a literal."""
+    if scanner is None or len(rules) < 2:
+        return []
+    try:
+        counts = scanner().open_lines(sample.raw)
+    except Exception:  # a warning is never worth failing the scan: the literals' lines
+        return []
+    return [int(c) for c in counts] if len(counts) == len(rules) else []
+
+
 def _measured(label: str, needles: Sequence[str], parsed: int, sample: Sample) -> str:
     worst = max(needles, key=lambda n: (len(sample.lines_with(n)), n))
     return (
@@ -307,6 +323,7 @@ def prefilter_warnings(
     warnings: dict[int, str] = {}
     # (index, rule, needles, lines parsed) of the rules whose sampled share is high.
     flagged: list[tuple[int, Rule, list[str], int]] = []
+    opened: list[int] | None = None  # per rule, the sampled lines the engine evaluates it on
     found = rule_needles(rules, cache, ir_json)
     for i, (rule, needles) in enumerate(zip(rules, found, strict=True)):
         label = f"rule {rule.name!r} ({rule.id})"
@@ -324,7 +341,9 @@ def prefilter_warnings(
             if message is not None:
                 warnings[i] = message
             continue
-        parsed = len(_parsed_lines(needles, sample))
+        if opened is None:
+            opened = _open_lines(rules, sample, scanner)
+        parsed = opened[i] if opened else len(_parsed_lines(needles, sample))
         if parsed >= WARN_SHARE * sample.lines:
             flagged.append((i, rule, needles, parsed))
     if sample is not None and flagged:

@@ -63,6 +63,38 @@ impl Engine {
             .collect()
     }
 
+    /// Per rule, how many of `data`'s lines (split at `\n`; blank ones are no events) a scan
+    /// with the prefilter would evaluate it on: the candidate lines, narrowed by the rule gate
+    /// when several rules run (what the prefilter warnings weigh).
+    pub fn open_lines(&self, data: &[u8]) -> Vec<u64> {
+        let mut counts = vec![0u64; self.rules.len()];
+        let mut open = Vec::new();
+        let active = self.prefilter.is_active();
+        for line in data.split(|&b| b == b'\n') {
+            if line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
+                continue;
+            }
+            // A finder of its own per line: `fill_open` then tells of this line.
+            let mut finder = self.prefilter.finder();
+            if active && finder.find(line, 0, line.len()).is_none() {
+                continue;
+            }
+            if !finder.fill_open(&mut open) {
+                match &self.gate {
+                    Some(gate) => gate.open(line, &mut open),
+                    None => {
+                        open.clear();
+                        open.resize(self.rules.len(), true);
+                    }
+                }
+            }
+            for (count, &o) in counts.iter_mut().zip(&open) {
+                *count += u64::from(o);
+            }
+        }
+        counts
+    }
+
     /// The compiled rules, in the order given.
     pub fn rules(&self) -> &[CompiledRule] {
         &self.rules
