@@ -33,8 +33,9 @@ def lines_file(path: Path, lines: list[str]) -> Path:
 
 
 def mixed() -> list[str]:
-    # 20 lines: "ab" in 6 of them, "ZEBRA" (folded to ASCII lower case) in 2 others.
-    return ["table"] * 6 + ["a ZEBRA"] * 2 + ["nothing here"] * 12
+    # 20 lines: "ab" in 6 of them, "ZEBRA" (folded to ASCII lower case) in 2 others, as whole
+    # values (beside other rules, the rule gate opens a rule where its values are).
+    return ["ab"] * 6 + ["ZEBRA"] * 2 + ["nothing here"] * 12
 
 
 def test_measured_share_names_the_most_frequent_literal_once_per_rule(tmp_path: Path) -> None:
@@ -139,8 +140,10 @@ def test_beside_other_rules_the_share_is_the_lines_the_rule_gate_opens(tmp_path:
         rule('any where user.name : "nobodyzz"', "r-2"),
     ]
     assert prefilter_warnings(rules, [events], cache=False, scanner=scanner_of(rules)) == []
-    # Without the engine's Scanner (the Python reference engine): its literal's lines, as before.
-    (warning,) = prefilter_warnings(rules, [events], cache=False)
+    # Without the scan's Scanner (host filters: a plan of its own), the same.
+    assert prefilter_warnings(rules, [events], cache=False) == []
+    # Alone, the rule is evaluated on every line holding its literal "zebra".
+    (warning,) = prefilter_warnings(rules[:1], [events], cache=False, scanner=scanner_of(rules[:1]))
     assert '(r-1): its literal "zebra" is in 80% of the lines' in warning
 
 
@@ -148,6 +151,7 @@ def test_beside_other_rules_a_rule_open_on_most_lines_is_still_named(tmp_path: P
     events = str(gated_file(tmp_path / "e.ndjson"))
     rules = [rule('any where message : "zebra"'), rule('any where user.name : "nobodyzz"', "r-2")]
     (warning,) = prefilter_warnings(rules, [events], cache=False, scanner=scanner_of(rules))
+    assert prefilter_warnings(rules, [events], cache=False) == [warning]
     assert warning.startswith("rule 'weak' (r-1): its literal \"zebra\" is in 80% of the lines")
     # The gate opens it on the 24 lines holding "zebra", and none is a hit.
     assert "the scan parses about 80% of the lines for this rule" in warning

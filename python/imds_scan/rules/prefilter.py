@@ -12,6 +12,7 @@ ECS logs (measured on the benchmark corpus) stands in.
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -215,18 +216,29 @@ def _hit_lines(
 
 
 def _open_lines(
-    rules: Sequence[Rule], sample: Sample, scanner: Callable[[], Any] | None
-) -> list[int]:
-    """Per rule, the sampled lines the scan's Scanner evaluates it on: with several rules the
-    rule gate opens a rule only where a literal of each clause of one of its branches is, far
-    fewer lines than hold one of its literals. Empty: count the lines holding a literal."""
-    if scanner is None or len(rules) < 2:
-        return []
+    rules: Sequence[Rule],
+    flagged: Sequence[int],
+    sample: Sample,
+    scanner: Callable[[], Any] | None,
+) -> list[int] | None:
+    """Of the rules ``flagged`` (indices), the sampled lines the engine evaluates each on when
+    several rules run: the rule gate opens a rule only where a literal of each clause of one
+    of its branches is, often far fewer lines than hold one of its literals. Whether it opens
+    a rule depends on that rule alone: without the scan's Scanner, one of the flagged rules
+    (twice if alone: the gate needs two) counts the same. None: one rule, or no count."""
+    if len(rules) < 2:
+        return None
+    from .._engine import Scanner
+
     try:
-        counts = scanner().open_lines(sample.raw)
+        if scanner is not None:
+            counts = scanner().open_lines(sample.raw)
+            return [int(counts[i]) for i in flagged] if len(counts) == len(rules) else None
+        forms = [json.dumps(event_form(rules[i].ir)) for i in flagged]
+        counts = Scanner(forms * 2 if len(forms) == 1 else forms).open_lines(sample.raw)
+        return [int(c) for c in counts[: len(flagged)]]
     except Exception:  # a warning is never worth failing the scan: the literals' lines
-        return []
-    return [int(c) for c in counts] if len(counts) == len(rules) else []
+        return None
 
 
 def _measured(label: str, needles: Sequence[str], parsed: int, sample: Sample) -> str:
@@ -323,7 +335,6 @@ def prefilter_warnings(
     warnings: dict[int, str] = {}
     # (index, rule, needles, lines parsed) of the rules whose sampled share is high.
     flagged: list[tuple[int, Rule, list[str], int]] = []
-    opened: list[int] | None = None  # per rule, the sampled lines the engine evaluates it on
     found = rule_needles(rules, cache, ir_json)
     for i, (rule, needles) in enumerate(zip(rules, found, strict=True)):
         label = f"rule {rule.name!r} ({rule.id})"
@@ -341,11 +352,20 @@ def prefilter_warnings(
             if message is not None:
                 warnings[i] = message
             continue
-        if opened is None:
-            opened = _open_lines(rules, sample, scanner)
-        parsed = opened[i] if opened else len(_parsed_lines(needles, sample))
+        parsed = len(_parsed_lines(needles, sample))
         if parsed >= WARN_SHARE * sample.lines:
             flagged.append((i, rule, needles, parsed))
+    if sample is not None and flagged:
+        if scanner is not None:  # asked for once
+            scanner = functools.cache(scanner)
+        # Beside other rules, the lines the rule gate opens a flagged rule on are its cost.
+        opened = _open_lines(rules, [f[0] for f in flagged], sample, scanner)
+        if opened is not None:
+            flagged = [
+                (i, rule, needles, n)
+                for (i, rule, needles, _), n in zip(flagged, opened, strict=True)
+                if n >= WARN_SHARE * sample.lines
+            ]
     if sample is not None and flagged:
         # Lines that are hits are not the literal's fault (a file of hits, already filtered):
         # a rule is named when the lines parsed in vain reach the share.
