@@ -59,9 +59,101 @@ impl Interner {
 #[derive(Debug)]
 pub struct SequenceMatcher {
     ir: SeqIr,
-    reader: Reader,
+    preparer: Preparer,
     keys: Interner,
     store: Store,
+}
+
+/// What a candidate is read into before it goes into its matcher: the rule's reader, shared
+/// (cheap to clone, `Send` and `Sync`), so that candidates are read on any thread
+/// ([`Preparer::prepare`]) and only pushed ([`SequenceMatcher::push`]) in order.
+#[derive(Debug, Clone)]
+pub struct Preparer {
+    reader: Arc<Reader>,
+    kind: Kind,
+    stages: usize,
+    until: bool,
+}
+
+/// Key tuples a [`Prepared`] holds at most; a candidate with more (a hostile line's arrays
+/// make a huge product) is read again when pushed, its tuples made one at a time.
+const PREPARED_TUPLES: usize = 64;
+
+/// A candidate as its matcher reads it ([`Preparer::prepare`]): its stage, time, tiebreaker
+/// and join key tuples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    stage: usize,
+    form: Read,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Read {
+    /// A sequence candidate without a time.
+    NoTime,
+    /// Its time, tiebreaker and place, and each key tuple.
+    Keys {
+        time: i64,
+        tie: read::Tie,
+        order: u32,
+        tuples: Vec<Vec<KeyValue>>,
+    },
+    /// Too many key tuples: read when pushed.
+    Later,
+}
+
+impl Prepared {
+    /// About what it takes in memory.
+    pub fn bytes(&self) -> usize {
+        let keys = match &self.form {
+            Read::Keys { tuples, .. } => tuples
+                .iter()
+                .map(|t| std::mem::size_of::<Vec<KeyValue>>() + t.len() * 48)
+                .sum(),
+            _ => 0,
+        };
+        std::mem::size_of::<Prepared>() + keys
+    }
+}
+
+impl Preparer {
+    /// Read a candidate of `stage` (their number: the until stage) whose event text is
+    /// `event`; an error when the rule has no such stage.
+    pub fn prepare(&self, stage: usize, event: &str) -> Result<Prepared, AddError> {
+        if stage > self.stages || (stage == self.stages && !self.until) {
+            return Err(AddError::Stage(stage));
+        }
+        let doc = self.reader.parse(event);
+        let (time, tie, order) = match self.kind {
+            // Samples do not use time; the stage sorts first (see matching::samples).
+            Kind::Sample => (0, read::Tie::Missing, stage as u32),
+            Kind::Sequence => match self.reader.when(&doc) {
+                Some(when) => (when.time, when.tie, Rec::order_of(stage, self.stages)),
+                None => {
+                    return Ok(Prepared {
+                        stage,
+                        form: Read::NoTime,
+                    })
+                }
+            },
+        };
+        let tuples: Vec<Vec<KeyValue>> = self
+            .reader
+            .key_tuples(stage, &doc)
+            .take(PREPARED_TUPLES + 1)
+            .collect();
+        let form = if tuples.len() > PREPARED_TUPLES {
+            Read::Later
+        } else {
+            Read::Keys {
+                time,
+                tie,
+                order,
+                tuples,
+            }
+        };
+        Ok(Prepared { stage, form })
+    }
 }
 
 /// The time of a record of a candidate without a time (no date reads as it: years 1 to
@@ -86,7 +178,12 @@ impl SequenceMatcher {
             .collect();
         let reader = Reader::new(&ir.timestamp_field, ir.tiebreaker.as_ref(), &stage_keys);
         Ok(SequenceMatcher {
-            reader,
+            preparer: Preparer {
+                reader: Arc::new(reader),
+                kind: ir.kind,
+                stages: ir.stages.len(),
+                until: ir.until.is_some(),
+            },
             keys: Interner::default(),
             store: Store::new(memory_budget, spill_dir.unwrap_or_else(std::env::temp_dir)),
             ir,
@@ -109,10 +206,16 @@ impl SequenceMatcher {
         self.store.spilled_runs()
     }
 
+    /// The rule's reader of candidates, for other threads.
+    pub fn preparer(&self) -> &Preparer {
+        &self.preparer
+    }
+
     /// Add a candidate of `stage` (an index in the stages; their number means the until
     /// stage) at (input `rank`, `line`), whose event text is `event`; `reference` is the
     /// caller's handle, given back in results. An error when the stage does not exist, or
-    /// when a spill to disk fails.
+    /// when a spill to disk fails. The same as [`Preparer::prepare`] then
+    /// [`SequenceMatcher::push`].
     pub fn add(
         &mut self,
         stage: usize,
@@ -121,32 +224,91 @@ impl SequenceMatcher {
         event: &str,
         reference: u64,
     ) -> Result<(), AddError> {
+        let prepared = self.preparer.prepare(stage, event)?;
+        self.push(prepared, rank, line, event, reference)
+    }
+
+    /// Add a candidate read by this rule's [`Preparer`] (`event`: its text, read again only
+    /// when it has more key tuples than a `Prepared` holds); see [`SequenceMatcher::add`].
+    pub fn push(
+        &mut self,
+        prepared: Prepared,
+        rank: u32,
+        line: u64,
+        event: &str,
+        reference: u64,
+    ) -> Result<(), AddError> {
+        let Prepared { stage, form } = prepared;
         let stages = self.ir.stages.len();
         if stage > stages || (stage == stages && self.ir.until.is_none()) {
             return Err(AddError::Stage(stage));
         }
-        let doc = self.reader.parse(event);
+        let (time, tie, order, tuples) = match form {
+            Read::NoTime => {
+                // Counted once per event, by position; the lowest stage's ref.
+                let rec = Rec {
+                    time: NO_TIME,
+                    tie: read::Tie::Missing,
+                    rank,
+                    line,
+                    order: stage as u32,
+                    key: 0,
+                    reference,
+                };
+                return self.store.push(rec).map_err(AddError::Io);
+            }
+            Read::Keys {
+                time,
+                tie,
+                order,
+                tuples,
+            } => (time, tie, order, tuples),
+            Read::Later => return self.push_each(stage, rank, line, event, reference),
+        };
+        for keys in tuples {
+            let key = self.keys.id(keys);
+            let rec = Rec {
+                time,
+                tie: tie.clone(),
+                rank,
+                line,
+                order,
+                key,
+                reference,
+            };
+            self.store.push(rec).map_err(AddError::Io)?;
+        }
+        Ok(())
+    }
+
+    /// [`SequenceMatcher::push`] of a candidate with many key tuples: read again, its tuples
+    /// made and stored one at a time.
+    fn push_each(
+        &mut self,
+        stage: usize,
+        rank: u32,
+        line: u64,
+        event: &str,
+        reference: u64,
+    ) -> Result<(), AddError> {
+        let reader = &self.preparer.reader;
+        let doc = reader.parse(event);
         let (time, tie, order) = match self.ir.kind {
-            // Samples do not use time; the stage sorts first (see matching::samples).
             Kind::Sample => (0, read::Tie::Missing, stage as u32),
-            Kind::Sequence => match self.reader.when(&doc) {
-                Some(when) => (when.time, when.tie, Rec::order_of(stage, stages)),
+            Kind::Sequence => match reader.when(&doc) {
+                Some(when) => (
+                    when.time,
+                    when.tie,
+                    Rec::order_of(stage, self.ir.stages.len()),
+                ),
+                // (The Preparer found a time in the same text: not reached.)
                 None => {
-                    // Counted once per event, by position; the lowest stage's ref.
-                    let rec = Rec {
-                        time: NO_TIME,
-                        tie: read::Tie::Missing,
-                        rank,
-                        line,
-                        order: stage as u32,
-                        key: 0,
-                        reference,
-                    };
-                    return self.store.push(rec).map_err(AddError::Io);
+                    let form = Read::NoTime;
+                    return self.push(Prepared { stage, form }, rank, line, event, reference);
                 }
             },
         };
-        for keys in self.reader.key_tuples(stage, &doc) {
+        for keys in reader.key_tuples(stage, &doc) {
             let key = self.keys.id(keys);
             let rec = Rec {
                 time,

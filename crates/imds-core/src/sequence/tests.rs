@@ -496,3 +496,96 @@ fn spilling_gives_the_same_samples_and_missing_verdicts() {
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
     std::fs::remove_dir(&dir).unwrap();
 }
+
+/// A random event: a time (or none, or a bad one), key `k` (a value, an array, or none), and
+/// sometimes arrays whose product of key tuples is more than a `Prepared` holds.
+fn random_event(next: &mut impl FnMut() -> u64) -> String {
+    let key = |n: u64| Value::String(["a", "b", "c", "d"][(n % 4) as usize].into());
+    let mut event = serde_json::Map::new();
+    match next() % 10 {
+        0 => {}
+        1 => {
+            event.insert("@timestamp".into(), json!("not a time"));
+        }
+        _ => {
+            event.insert("@timestamp".into(), json!(next() % 50));
+        }
+    }
+    match next() % 6 {
+        0 => {}
+        1 => {
+            event.insert("k".into(), json!([key(next()), key(next()), key(next())]));
+        }
+        _ => {
+            event.insert("k".into(), key(next()));
+        }
+    }
+    if next() % 8 == 0 {
+        // 70 values of k (x 2 of j): past PREPARED_TUPLES.
+        let many: Vec<Value> = (0..70).map(|i| json!(format!("v{i}"))).collect();
+        event.insert("k".into(), Value::Array(many));
+        event.insert("j".into(), json!([1, 2]));
+    } else if next() % 3 == 0 {
+        event.insert("j".into(), json!(next() % 3));
+    }
+    Value::Object(event).to_string()
+}
+
+#[test]
+fn prepare_then_push_is_add() {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut until: Value = serde_json::from_str(&sequence(3, &["k", "j"], json!({}))).unwrap();
+    until["sequence"]["until"] = until["sequence"]["stages"][0].clone();
+    until["sequence"]["until"]
+        .as_object_mut()
+        .unwrap()
+        .remove("missing");
+    until["sequence"]["stages"][0]["keys"][1]["optional"] = json!(true);
+    until["sequence"]["stages"][1]["missing"] = json!(true);
+    let irs = [
+        sequence(2, &["k"], json!({"maxspan_ms": 20})),
+        sequence(
+            3,
+            &["k", "j"],
+            json!({"tiebreaker_field": {"field": "j", "field_type": "long"}}),
+        ),
+        until.to_string(),
+        sample(2, Some(3)),
+    ];
+    for ir in &irs {
+        for budget in [1 << 20, 256] {
+            let mut added = SequenceMatcher::new(ir, budget, None).unwrap();
+            let mut pushed = SequenceMatcher::new(ir, budget, None).unwrap();
+            let stages = added.ir().stages.len() + usize::from(added.ir().until.is_some());
+            let events: Vec<(usize, String)> = (0..400)
+                .map(|_| ((next() % stages as u64) as usize, random_event(&mut next)))
+                .collect();
+            // Read on another thread, pushed here in order.
+            let preparer = pushed.preparer().clone();
+            let prepared = std::thread::scope(|s| {
+                s.spawn(|| {
+                    (events.iter())
+                        .map(|(stage, text)| preparer.prepare(*stage, text).unwrap())
+                        .collect::<Vec<_>>()
+                })
+                .join()
+                .unwrap()
+            });
+            assert!(prepared.iter().any(|p| matches!(p.form, Read::Later)));
+            assert!(prepared.iter().any(|p| matches!(p.form, Read::Keys { .. })));
+            for (i, ((stage, text), p)) in events.iter().zip(prepared).enumerate() {
+                let line = i as u64 / 2 + 1;
+                added.add(*stage, 0, line, text, line).unwrap();
+                pushed.push(p, 0, line, text, line).unwrap();
+            }
+            assert!(budget > 256 || added.spilled_runs() > 0);
+            assert_eq!(added.finish().unwrap(), pushed.finish().unwrap(), "{ir}");
+        }
+    }
+}
