@@ -69,6 +69,8 @@ def test_batched_path_gives_the_per_candidate_results(
             return getattr(self.router, name)
 
     monkeypatch.setattr(sequences, "_router", lambda *a: Counting(real(*a)))
+    # The batches' tuples through add_batch (not the engine routing them itself).
+    monkeypatch.setattr(sequences.SequenceRun, "engine_router", lambda self: None)
     batched = outcome(inputs, config)
     assert batches, "the router took no batch"
     monkeypatch.setattr(sequences, "_router", lambda *a: None)  # the Python loop

@@ -89,6 +89,8 @@ class Scanner:
         since: int | None = None,
         until: int | None = None,
         alerts: Sequence[tuple[int | None, str]] | None = None,
+        router: StageRouter | None = None,
+        ranks: Sequence[int] | None = None,
     ) -> ScanIter:
         """Scan like ``scan``, handing hits out while the scan runs, in ``scan``'s order
         (input order, then line, then rule), in memory that does not grow with the hits.
@@ -125,6 +127,14 @@ class Scanner:
         spec/semantics.md says) is in ``[since, until)`` are given out; the others are
         counted in ``HitBatch.outside`` and ``rule_counts``, and an event without a
         parsable ``@timestamp`` is outside.
+
+        ``router`` (a :class:`StageRouter` without a time window; not with ``since`` or
+        ``until``) with ``ranks`` (each input's rank): the stage hits of its
+        ``SequenceMatcher`` s go into them inside the scan, in scan order, read in the threads
+        that find them; they are never in a batch (``rule_counts`` counts them, the router's
+        ``candidates()`` too). Its matchers are the scan's until it ends (done, ``close()``,
+        Ctrl-C, dropped): then they are back, ``finish()`` works. A failure to spill or add
+        a candidate cancels the scan and is raised (OSError) by a following ``next()``.
         """
 
 @final
@@ -261,6 +271,8 @@ class StageRouter:
         """Spill a candidate; the last line spilled is not written again. Its offset."""
     def get(self, offset: int) -> tuple[int, int, str]:
         """The candidate at ``offset``: (input rank, line, text)."""
+    def candidates(self) -> dict[int, int]:
+        """Stage hits per input rank that scans took themselves (``scan_iter(router=...)``)."""
     def close(self) -> None:
         """Close and remove the spill file."""
 

@@ -235,6 +235,7 @@ def stream_scan(
     needs: Needs = frozenset({HITS}),
     window: tuple[int | None, int | None] | None = None,
     scanner: Callable[[], Any] | None = None,
+    router: tuple[Any, Mapping[str, int]] | None = None,
 ) -> HitStream:
     """Like :func:`run_scan`, as a :class:`HitStream` of hit batches. On Ctrl-C in the engine
     the batches found so far still come, and ``stats.interrupted`` is set. ``needs``: what the
@@ -245,7 +246,11 @@ def stream_scan(
     it finds the hits (``filters.TimeWindow``'s meaning); the batches' ``outside`` count the
     hits left out. The reference engine takes none (the caller filters its hits).
     ``scanner()``: the Rust engine's Scanner of ``rules``, when the caller has one: asked for
-    when the first batch is (it may still be in the making)."""
+    when the first batch is (it may still be in the making).
+    ``router``: (a ``StageRouter``, each input name's rank): the Rust engine takes the stage
+    hits of its Rust matchers out itself (``SequenceRun.engine_router``)."""
+    if router is not None and engine != "rust":
+        raise ValueError("only the rust engine routes stage hits itself")
     if window is not None and engine != "rust":
         raise ValueError("only the rust engine applies a time window")
     threads = min(max(threads, 0), MAX_THREADS)
@@ -304,6 +309,9 @@ def stream_scan(
             **fast,
         )
         engine_inputs = [sources[i].engine_input() for i in readable]
+        if router is not None:
+            options["router"] = router[0]
+            options["ranks"] = [router[1][names[i]] for i in readable]
 
         def scanned() -> Generator[RawBatch]:
             made = built if scanner is None else scanner()

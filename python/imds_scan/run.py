@@ -162,6 +162,24 @@ def open_scan(
         check_inputs(expanded.sources)
     if config.cluster is not None and config.engine != "rust":
         raise InputError("--cluster runs the rust engine only")
+    names = [source.name for source in expanded.sources]
+    run = None
+    router = None  # the stage hits the Rust engine routes to the matchers itself
+    if plan.has_sequences:
+        from .sequences import SequenceRun
+
+        def within(text: str) -> bool:
+            return window.contains(event_time(load_event(text)))
+
+        run = SequenceRun(
+            plan,
+            "rust" if config.cluster is not None else config.engine,
+            names,
+            within if window.active else None,
+        )
+        if config.engine == "rust" and config.cluster is None:
+            made = run.engine_router()
+            router = None if made is None else (made, run.ranks)
     if config.cluster is not None:
         from .cluster import stream_cluster
 
@@ -191,20 +209,12 @@ def open_scan(
             needs=needs,
             window=window.micros() if in_engine else None,
             scanner=(lambda: plan.scanner) if config.engine == "rust" else None,
+            router=router,
         )
-    if plan.has_sequences:
+    if run is not None:
         from .sequences import with_sequences
 
-        def within(text: str) -> bool:
-            return window.contains(event_time(load_event(text)))
-
-        base = with_sequences(
-            base,
-            plan,
-            "rust" if config.cluster is not None else config.engine,
-            [source.name for source in expanded.sources],
-            within if window.active else None,
-        )
+        base = with_sequences(base, plan, run.engine, names, run.within, run=run)
     by_rule: dict[str, int] = {}  # hits before the time window (the allowlist's count)
     outside = 0
     kept = 0

@@ -391,6 +391,7 @@ class SequenceRun:
         alert_matcher: AlertMatcherFactory | None = None,
     ) -> None:
         self.plan = plan
+        self.engine = engine
         self.within = within
         self.ranks = input_ranks(names)
         self.names = sorted(self.ranks, key=self.ranks.__getitem__)
@@ -416,6 +417,8 @@ class SequenceRun:
         # The same by engine rule index (the engine's hit tuples name rules by index).
         self.stage_by_index = [self.stage_of[id(rule)] for rule in plan.engine_rules]
         self.stage_rules = {i for i, s in enumerate(plan.stage) if s is not None}
+        # The stage rules whose hits come in the batches (not taken by the engine itself).
+        self.looped = self.stage_rules
         # The rust engine's stage hits go to the matchers inside the binding (no Python call
         # per candidate for a Rust matcher); the reference path keeps its Python loop.
         self.router: Any = None if engine == "python" else _router(self.stage_by_index, within)
@@ -432,6 +435,26 @@ class SequenceRun:
         self.kql_no_time = 0
         self.kql_no_time_examples: list[tuple[str, int]] = []
 
+    def engine_router(self) -> Any:
+        """The router for the Rust engine's scan to take the stage hits of the binding's
+        matchers itself, read where they are found, with no Python object per hit
+        (``Scanner.scan_iter(router=…)``); None when nothing can go so (the reference
+        engine, --since/--until, which the router applies to the text). Called once, for
+        the scan that feeds this run; the other stage rules' hits still come in batches."""
+        if self.router is None or self.within is not None:
+            return None
+        from ._engine import SequenceMatcher
+
+        routed = {
+            i
+            for i, where in enumerate(self.stage_by_index)
+            if where is not None and isinstance(where[0], SequenceMatcher)
+        }
+        if not routed:
+            return None
+        self.looped = self.stage_rules - routed
+        return self.router
+
     def counts(self, engine_counts: Sequence[int]) -> list[int]:
         """Hits per rule of the engine's counts per engine rule (stage hits left out)."""
         counts = [0] * len(self.plan.rules)
@@ -443,7 +466,7 @@ class SequenceRun:
     def strip(self, batch: HitBatch) -> HitBatch:
         """The batch without its stage hits, which go to the matchers."""
         engine_counts = batch.rule_counts
-        if engine_counts is not None and not any(engine_counts[i] for i in self.stage_rules):
+        if engine_counts is not None and not any(engine_counts[i] for i in self.looped):
             batch.rule_counts = self.counts(engine_counts)
             return batch
         if not batch.count:  # hits counted, none given (another batch has them)
@@ -570,6 +593,10 @@ class SequenceRun:
         """The engine's statistics about the rules as loaded: stage hits out of the inputs'
         hit counts and results in (under their first event's input), allowlist counts under
         the sequence or sample rule, candidates without a time."""
+        if self.router is not None:  # the stage hits the engine routed itself
+            for rank, count in self.router.candidates().items():
+                source = self.names[rank]
+                self.candidates[source] = self.candidates.get(source, 0) + count
         self.spill.close()
         candidates, results = dict(self.candidates), dict(self.results)
         for f in stats.files:
@@ -600,16 +627,24 @@ def with_sequences(
     within: Callable[[str], bool] | None = None,
     matcher: MatcherFactory | None = None,
     alert_matcher: AlertMatcherFactory | None = None,
+    run: SequenceRun | None = None,
 ) -> HitStream:
     """``base`` (the engine's stream of ``plan.engine_rules``) as a stream of ``plan.rules``:
     stage hits matched, results after the single-event hits. ``within(event_text)``: whether
     a candidate is inside --since/--until (None: no window). ``names``: every input's name
-    (their ranks)."""
-    run = SequenceRun(plan, engine, names, within, matcher, alert_matcher)
+    (their ranks). ``run``: the SequenceRun made for ``base`` already (its
+    :meth:`SequenceRun.engine_router` given to the engine), else one is made here."""
+    if run is None:
+        run = SequenceRun(plan, engine, names, within, matcher, alert_matcher)
 
     def batches() -> Iterator[HitBatch]:
-        for batch in base:
-            yield run.strip(batch)
+        try:
+            for batch in base:
+                yield run.strip(batch)
+        except OSError as exc:  # the engine could not spill the stage hits it routed
+            if run.looped is run.stage_rules:
+                raise
+            raise _spill_error(exc) from None
         yield from run.result_batches()
 
     def finish() -> ScanStats:

@@ -124,10 +124,15 @@ impl Scanner {
     /// `alerts` (with names): per rule, (`event.severity` or None, the `"rule": …` and
     /// `"threat": …` members as `json.dumps` writes them) gives each batch's ECS alert
     /// documents (`report/alerts.py`'s `alert_json` of each hit, one line each) as bytes.
+    /// `router` (a `StageRouter` without a time window, with `ranks`: each input's rank):
+    /// the stage hits of its Rust matchers go to them in the scan, read where they are found
+    /// (never handed out; counted in `rule_counts` and the router's `candidates()`); the
+    /// matchers and the router are the scan's until it ends (done, closed, Ctrl-C), and a
+    /// failure to spill or add them stops the scan and is raised by `next()` (OSError).
     #[pyo3(signature = (
         inputs, threads=0, buffer_size=4194304, prefilter=true, max_examples=5, progress=None,
         max_line_bytes=67108864, batch=4096, records=None, hits=true, reorder_bytes=0,
-        rows=false, names=None, since=None, until=None, alerts=None
+        rows=false, names=None, since=None, until=None, alerts=None, router=None, ranks=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn scan_iter(
@@ -148,8 +153,15 @@ impl Scanner {
         since: Option<i64>,
         until: Option<i64>,
         alerts: Option<Vec<(Option<i64>, String)>>,
+        router: Option<Bound<'_, sequence::StageRouter>>,
+        ranks: Option<Vec<u32>>,
     ) -> PyResult<ScanIter> {
         let count = inputs.len();
+        if router.is_some() && (since.is_some() || until.is_some()) {
+            return Err(PyValueError::new_err(
+                "router with since/until: the router's own window applies (add_batch)",
+            ));
+        }
         // `records` is a bool, or the names themselves (records on).
         let (with_records, records_names) = match records {
             None => (false, None),
@@ -201,6 +213,22 @@ impl Scanner {
             max_examples,
             max_line_bytes,
         );
+        // Last: nothing fails once the matchers are lent.
+        let loan = match router {
+            Some(router) => {
+                let ranks = ranks.ok_or_else(|| PyValueError::new_err("router needs ranks"))?;
+                let (loan, stages, lender) = sequence::StageRouter::lend(&router, count, ranks)?;
+                forms = match forms.with_stages(stages) {
+                    Ok(forms) => forms,
+                    Err(e) => {
+                        let _ = loan.give_back(router.py(), &lender);
+                        return Err(PyValueError::new_err(e.to_string()));
+                    }
+                };
+                Some((loan, lender))
+            }
+            None => None,
+        };
         Ok(ScanIter::start(
             Arc::clone(&self.engine),
             inputs,
@@ -216,6 +244,7 @@ impl Scanner {
                 reorder_bytes,
             },
             progress,
+            loan,
         ))
     }
 }
@@ -503,6 +532,11 @@ struct ScanIter {
     done: bool,
     with_records: bool,
     with_hits: bool,
+    /// Who gets the stage matchers back, and where the scan thread leaves them.
+    lender: Option<sequence::Lender>,
+    loan: Arc<Mutex<Option<sequence::StageLoan>>>,
+    /// Why the scan stopped routing stage hits: raised by `next()`.
+    failure: Option<PyErr>,
 }
 
 impl ScanIter {
@@ -537,15 +571,27 @@ impl ScanIter {
         opts: ScanOptions,
         feed: Feed,
         progress: Option<Py<PyAny>>,
+        loan: Option<(sequence::StageLoan, sequence::Lender)>,
     ) -> ScanIter {
         let cancel = Arc::new(AtomicBool::new(false));
         let read = Arc::new(AtomicU64::new(0));
         let (tx, rx) = mpsc::sync_channel(QUEUED_BATCHES);
         let (with_records, with_hits) = (feed.records, feed.hits);
+        let slot = Arc::new(Mutex::new(None));
+        let (stages, lender) = match loan {
+            Some((loan, lender)) => {
+                let stages = sequence::LoanSlot {
+                    loan: Some(loan),
+                    slot: Arc::clone(&slot),
+                };
+                (Some(stages), Some(lender))
+            }
+            None => (None, None),
+        };
         let worker = {
             let (cancel, read) = (Arc::clone(&cancel), Arc::clone(&read));
             std::thread::spawn(move || {
-                feed_batches(&engine, inputs, &opts, &feed, &cancel, &read, &tx)
+                feed_batches(&engine, inputs, &opts, &feed, stages, &cancel, &read, &tx)
             })
         };
         ScanIter {
@@ -560,6 +606,37 @@ impl ScanIter {
             done: false,
             with_records,
             with_hits,
+            lender,
+            loan: slot,
+            failure: None,
+        }
+    }
+
+    /// The stage matchers back into their Python objects, once the scan thread has ended.
+    fn give_back(&mut self, py: Python<'_>) {
+        let Some(lender) = self.lender.take() else {
+            return;
+        };
+        let loan = self
+            .loan
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        match loan {
+            Some(loan) => {
+                if let Some(err) = loan.give_back(py, &lender) {
+                    self.failure.get_or_insert(err);
+                }
+            }
+            None => lender.lost(py),
+        }
+    }
+
+    /// The end of the batches: the routing failure, if one stopped the scan.
+    fn end(&mut self) -> PyResult<Option<HitBatch>> {
+        match self.failure.take() {
+            Some(err) => Err(err),
+            None => Ok(None),
         }
     }
 
@@ -607,16 +684,20 @@ impl ScanIter {
         self.kept.append(&mut kept);
         self.cancelled |= cancelled;
         self.done = true;
+        self.give_back(py);
     }
 }
 
 /// The scan thread of a `ScanIter`: hits and statistics in batches to `tx`; when nobody
-/// receives any more, the scan is cancelled.
+/// receives any more, the scan is cancelled. The stage hits of `stages` go to its matchers
+/// instead, in scan order; the loan goes back to its slot however this ends.
+#[allow(clippy::too_many_arguments)]
 fn feed_batches(
     engine: &Engine,
     inputs: Vec<Input>,
     opts: &ScanOptions,
     feed: &Feed,
+    mut stages: Option<sequence::LoanSlot>,
     cancel: &AtomicBool,
     read: &AtomicU64,
     tx: &SyncSender<Msg>,
@@ -646,9 +727,14 @@ fn feed_batches(
             return;
         }
         match event {
-            ScanEvent::Hit(hit) => {
+            ScanEvent::Hit(mut hit) => {
                 if let Some(n) = batch.rule_counts.get_mut(hit.rule) {
                     *n += 1;
+                }
+                if let Some(loan) = stages.as_mut().and_then(|s| s.loan.as_mut()) {
+                    if loan.route(&mut hit, cancel) {
+                        return;
+                    }
                 }
                 if hit.extra.as_ref().is_some_and(|e| e.outside) {
                     batch.outside += 1;
@@ -724,7 +810,7 @@ impl ScanIter {
                 return self.item(py, batch).map(Some);
             }
             if self.done {
-                return Ok(None);
+                return self.end();
             }
             let rx = &self.rx;
             let received = py.detach(|| {
@@ -759,10 +845,11 @@ impl ScanIter {
                     if let Some(callback) = &self.progress {
                         callback.call1(py, (self.read.load(Ordering::Relaxed),))?;
                     }
-                    return Ok(None);
+                    return self.end();
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     self.stop(py, false);
+                    self.failure = None;
                     return Err(PyRuntimeError::new_err("the scan thread failed"));
                 }
                 Err(RecvTimeoutError::Timeout) => {

@@ -1,23 +1,42 @@
 //! `SequenceMatcher`: the binding of `imds_core::sequence` (spec/sequences.md, "Matchers"),
 //! with the interface of `imds_scan.reference.sequence.SequenceMatcher`.
 
-use imds_core::sequence::{self, AddError, KeyJson};
+use imds_core::sequence::{self, AddError, KeyJson, Preparer};
+use imds_core::Hit;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
 use pyo3::IntoPyObjectExt;
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// The matcher of one sequence or sample rule: candidates go in with `add`, results come out
 /// of `finish`.
 #[pyclass(module = "imds_scan._engine")]
 pub struct SequenceMatcher {
-    /// None once finished.
+    /// None once finished, or while a scan has it.
     inner: Option<sequence::SequenceMatcher>,
+    /// A scan has it (`Scanner.scan_iter(router=…)`).
+    lent: bool,
 }
 
-fn finished() -> PyErr {
-    PyRuntimeError::new_err("the sequence matcher has finished")
+impl SequenceMatcher {
+    fn unusable(&self) -> PyErr {
+        if self.lent {
+            PyRuntimeError::new_err("the sequence matcher is in use by a scan")
+        } else {
+            PyRuntimeError::new_err("the sequence matcher has finished")
+        }
+    }
+}
+
+fn add_error(e: AddError) -> PyErr {
+    match e {
+        AddError::Stage(_) => PyValueError::new_err(e.to_string()),
+        AddError::Io(_) => PyOSError::new_err(e.to_string()),
+    }
 }
 
 #[pymethods]
@@ -30,7 +49,10 @@ impl SequenceMatcher {
     fn new(rule_ir_json: &str, memory_budget: usize, spill_dir: Option<PathBuf>) -> PyResult<Self> {
         let inner = sequence::SequenceMatcher::new(rule_ir_json, memory_budget, spill_dir)
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
-        Ok(SequenceMatcher { inner: Some(inner) })
+        Ok(SequenceMatcher {
+            inner: Some(inner),
+            lent: false,
+        })
     }
 
     /// Add a candidate of `stage` (the number of stages: the until stage) at (input `rank`,
@@ -38,19 +60,20 @@ impl SequenceMatcher {
     /// the rule does not have, OSError when spilling to disk fails.
     #[pyo3(signature = (stage, rank, line, event, r#ref))]
     fn add(&mut self, stage: usize, rank: u32, line: u64, event: &str, r#ref: u64) -> PyResult<()> {
-        let inner = self.inner.as_mut().ok_or_else(finished)?;
+        let unusable = self.unusable();
+        let inner = self.inner.as_mut().ok_or(unusable)?;
         inner
             .add(stage, rank, line, event, r#ref)
-            .map_err(|e| match e {
-                AddError::Stage(_) => PyValueError::new_err(e.to_string()),
-                AddError::Io(_) => PyOSError::new_err(e.to_string()),
-            })
+            .map_err(add_error)
     }
 
     /// Match the candidates (without the GIL) and give the results; the matcher is then
     /// finished (RuntimeError on further use).
     fn finish(&mut self, py: Python<'_>) -> PyResult<MatchResult> {
-        let inner = self.inner.take().ok_or_else(finished)?;
+        let inner = match self.inner.take() {
+            Some(inner) => inner,
+            None => return Err(self.unusable()),
+        };
         let result = py.detach(move || inner.finish()).map_err(|e| {
             PyOSError::new_err(format!("cannot read sequence candidates back: {e}"))
         })?;
@@ -122,16 +145,11 @@ enum Route {
     Python(Py<PyAny>, usize),
 }
 
-/// The stage hits of a scan's batches into their rules' matchers with no Python call per
-/// candidate for a Rust matcher (spec/sequences.md, "Scan layer"), and the spill file of the
-/// candidates' (input rank, line, text), which a candidate's `ref` (its offset) finds again.
-#[pyclass(module = "imds_scan._engine")]
-pub struct StageRouter {
-    routes: Vec<Route>,
-    within: Option<Py<PyAny>>,
+/// The spill file of the candidates' (input rank, line, text), which a candidate's `ref` (its
+/// offset) finds again; shared by the router and a scan that routes stage hits itself.
+#[derive(Default)]
+pub(crate) struct Spill {
     file: Option<std::fs::File>,
-    /// The spill file's path while it is to be removed at close (not where it is unlinked).
-    path: Option<PathBuf>,
     end: u64,
     written: u64,
     pending: Vec<u8>,
@@ -139,35 +157,27 @@ pub struct StageRouter {
     last: Option<(u32, u64, u64)>,
 }
 
-fn spill_error(e: &std::io::Error) -> PyErr {
-    match e.raw_os_error() {
-        Some(code) => PyOSError::new_err((code, e.to_string())),
-        None => PyOSError::new_err(e.to_string()),
-    }
+fn closed() -> std::io::Error {
+    std::io::Error::other("the candidates' spill file is closed")
 }
 
-impl StageRouter {
-    fn file(&mut self) -> PyResult<&mut std::fs::File> {
-        self.file
-            .as_mut()
-            .ok_or_else(|| PyRuntimeError::new_err("the candidates' spill file is closed"))
-    }
-
-    fn flush(&mut self) -> PyResult<()> {
+impl Spill {
+    fn flush(&mut self) -> std::io::Result<()> {
         use std::io::{Seek, SeekFrom, Write};
-        let written = self.written;
-        let pending = std::mem::take(&mut self.pending);
-        let file = self.file()?;
-        file.seek(SeekFrom::Start(written))
-            .and_then(|_| file.write_all(&pending))
-            .map_err(|e| spill_error(&e))?;
-        self.pending = pending;
+        let file = self.file.as_mut().ok_or_else(closed)?;
+        file.seek(SeekFrom::Start(self.written))
+            .and_then(|_| file.write_all(&self.pending))?;
         self.pending.clear();
         self.written = self.end;
         Ok(())
     }
 
-    fn spill(&mut self, rank: u32, line: u64, text: &str) -> PyResult<u64> {
+    /// Spill a candidate and give its offset; the hits of one line (the last one spilled)
+    /// share one copy.
+    fn put(&mut self, rank: u32, line: u64, text: &str) -> std::io::Result<u64> {
+        if self.file.is_none() {
+            return Err(closed());
+        }
         if let Some((r, l, offset)) = self.last {
             if (r, l) == (rank, line) {
                 return Ok(offset);
@@ -186,6 +196,245 @@ impl StageRouter {
         }
         Ok(offset)
     }
+
+    fn get(&mut self, offset: u64) -> std::io::Result<(u32, u64, Vec<u8>)> {
+        use std::io::{Read, Seek, SeekFrom};
+        if !self.pending.is_empty() {
+            self.flush()?;
+        }
+        let file = self.file.as_mut().ok_or_else(closed)?;
+        let mut head = [0u8; HEADER];
+        file.seek(SeekFrom::Start(offset))?;
+        file.read_exact(&mut head)?;
+        let rank = u32::from_le_bytes(head[0..4].try_into().expect("4 bytes"));
+        let line = u64::from_le_bytes(head[4..12].try_into().expect("8 bytes"));
+        let size = u64::from_le_bytes(head[12..20].try_into().expect("8 bytes"));
+        let mut text = vec![0u8; usize::try_from(size).map_err(std::io::Error::other)?];
+        file.read_exact(&mut text)?;
+        Ok((rank, line, text))
+    }
+}
+
+/// The stage hits of a scan's batches into their rules' matchers with no Python call per
+/// candidate for a Rust matcher (spec/sequences.md, "Scan layer"), and the spill file of the
+/// candidates' (input rank, line, text), which a candidate's `ref` (its offset) finds again.
+/// A scan may take the Rust matchers' stage hits itself (`Scanner.scan_iter(router=…)`,
+/// [`StageRouter::lend`]).
+#[pyclass(module = "imds_scan._engine")]
+pub struct StageRouter {
+    routes: Vec<Route>,
+    within: Option<Py<PyAny>>,
+    spill: Arc<Mutex<Spill>>,
+    /// The spill file's path while it is to be removed at close (not where it is unlinked).
+    path: Option<PathBuf>,
+    /// Stage hits the scans that took them counted, per input rank.
+    candidates: HashMap<u32, u64>,
+    /// A scan has the Rust matchers.
+    lent: bool,
+}
+
+fn spill_error(e: &std::io::Error) -> PyErr {
+    match e.raw_os_error() {
+        Some(code) => PyOSError::new_err((code, e.to_string())),
+        None => PyOSError::new_err(e.to_string()),
+    }
+}
+
+impl StageRouter {
+    fn spill(&self) -> PyResult<std::sync::MutexGuard<'_, Spill>> {
+        let spill = self.spill.lock().unwrap_or_else(PoisonError::into_inner);
+        if spill.file.is_none() {
+            return Err(PyRuntimeError::new_err(
+                "the candidates' spill file is closed",
+            ));
+        }
+        Ok(spill)
+    }
+}
+
+/// Why a scan stopped routing stage hits.
+enum Failure {
+    Spill(std::io::Error),
+    Add(AddError),
+}
+
+/// What a scan routing stage hits itself has of a router while it runs
+/// ([`StageRouter::lend`]); back with [`StageLoan::give_back`] once it ended.
+pub(crate) struct StageLoan {
+    /// Per engine rule: its matcher (an index into `matchers`) and stage, for a stage rule
+    /// of a Rust matcher.
+    routes: Vec<Option<(usize, usize)>>,
+    matchers: Vec<sequence::SequenceMatcher>,
+    spill: Arc<Mutex<Spill>>,
+    /// Per input (index): its rank.
+    ranks: Vec<u32>,
+    candidates: HashMap<u32, u64>,
+    failure: Option<Failure>,
+}
+
+/// Per engine rule: the reader and stage of a stage rule a scan routes itself.
+pub(crate) type StageReaders = Vec<Option<(Preparer, usize)>>;
+
+/// The Python objects a [`StageLoan`] goes back to.
+pub(crate) struct Lender {
+    router: Py<StageRouter>,
+    matchers: Vec<Py<SequenceMatcher>>,
+}
+
+impl StageRouter {
+    /// Lend the Rust matchers and the spill file to a scan of `inputs` inputs (`ranks`: each
+    /// one's rank): the scan routes their stage hits itself, in scan order (with
+    /// [`StageLoan::route`]), and gives them back when it ends. Gives the loan, the readers
+    /// of its stage rules per engine rule (for `HitForms::with_stages`) and who gets it back.
+    pub(crate) fn lend(
+        router: &Bound<'_, StageRouter>,
+        inputs: usize,
+        ranks: Vec<u32>,
+    ) -> PyResult<(StageLoan, StageReaders, Lender)> {
+        let py = router.py();
+        let mut this = router.borrow_mut();
+        if this.lent {
+            return Err(PyRuntimeError::new_err(
+                "the stage router is in use by a scan",
+            ));
+        }
+        if this.within.is_some() {
+            return Err(PyValueError::new_err(
+                "a router with a time window routes its hits itself (add_batch)",
+            ));
+        }
+        if ranks.len() != inputs {
+            return Err(PyValueError::new_err(format!(
+                "{} ranks for {inputs} inputs",
+                ranks.len()
+            )));
+        }
+        drop(this.spill()?);
+        // Each matcher once (several stage rules share one), checked before any is taken.
+        let mut lenders: Vec<Py<SequenceMatcher>> = Vec::new();
+        let mut routes = Vec::with_capacity(this.routes.len());
+        for route in &this.routes {
+            routes.push(match route {
+                Route::Rust(matcher, stage) => {
+                    let index = match lenders.iter().position(|m| m.is(matcher)) {
+                        Some(index) => index,
+                        None => {
+                            let m = matcher.bind(py).borrow();
+                            if m.inner.is_none() {
+                                return Err(m.unusable());
+                            }
+                            lenders.push(matcher.clone_ref(py));
+                            lenders.len() - 1
+                        }
+                    };
+                    Some((index, *stage))
+                }
+                Route::Event | Route::Python(..) => None,
+            });
+        }
+        let matchers: Vec<sequence::SequenceMatcher> = lenders
+            .iter()
+            .map(|m| {
+                let mut m = m.bind(py).borrow_mut();
+                m.lent = true;
+                m.inner.take().expect("checked above")
+            })
+            .collect();
+        let preparers = routes
+            .iter()
+            .map(|route| route.map(|(m, stage)| (matchers[m].preparer().clone(), stage)))
+            .collect();
+        this.lent = true;
+        let loan = StageLoan {
+            routes,
+            matchers,
+            spill: Arc::clone(&this.spill),
+            ranks,
+            candidates: HashMap::new(),
+            failure: None,
+        };
+        let lender = Lender {
+            router: router.clone().unbind(),
+            matchers: lenders,
+        };
+        Ok((loan, preparers, lender))
+    }
+}
+
+impl StageLoan {
+    /// Take `hit` if it is a stage hit of a lent matcher: its text into the spill file, its
+    /// candidate (read where it was found, else here) into the matcher. On a failure the
+    /// scan is cancelled (`cancel`) and the failure kept for [`StageLoan::give_back`].
+    pub(crate) fn route(&mut self, hit: &mut Hit, cancel: &AtomicBool) -> bool {
+        let Some(&(m, stage)) = self.routes.get(hit.rule).and_then(Option::as_ref) else {
+            return false;
+        };
+        if self.failure.is_some() {
+            return true;
+        }
+        let Some(&rank) = self.ranks.get(hit.source) else {
+            return false; // (the inputs were counted: not reached)
+        };
+        *self.candidates.entry(rank).or_default() += 1;
+        let prepared = hit.extra.as_mut().and_then(|e| e.take_stage());
+        let spilled = (self.spill.lock().unwrap_or_else(PoisonError::into_inner))
+            .put(rank, hit.line, &hit.event)
+            .map_err(Failure::Spill);
+        let matcher = &mut self.matchers[m];
+        let added = spilled.and_then(|reference| {
+            match prepared {
+                Some(p) => matcher.push(p, rank, hit.line, &hit.event, reference),
+                None => matcher.add(stage, rank, hit.line, &hit.event, reference),
+            }
+            .map_err(Failure::Add)
+        });
+        if let Err(failure) = added {
+            self.failure = Some(failure);
+            cancel.store(true, Ordering::Relaxed);
+        }
+        true
+    }
+
+    /// The matchers and counts back into their Python objects; the failure that stopped the
+    /// scan, if one did.
+    pub(crate) fn give_back(self, py: Python<'_>, lender: &Lender) -> Option<PyErr> {
+        for (object, inner) in lender.matchers.iter().zip(self.matchers) {
+            let mut m = object.bind(py).borrow_mut();
+            m.inner = Some(inner);
+            m.lent = false;
+        }
+        let mut router = lender.router.bind(py).borrow_mut();
+        router.lent = false;
+        for (rank, n) in self.candidates {
+            *router.candidates.entry(rank).or_default() += n;
+        }
+        self.failure.map(|f| match f {
+            Failure::Spill(e) => spill_error(&e),
+            Failure::Add(e) => add_error(e),
+        })
+    }
+}
+
+impl Lender {
+    /// No loan came back (the scan thread ended without one): the matchers stay unusable.
+    pub(crate) fn lost(&self, py: Python<'_>) {
+        for object in &self.matchers {
+            object.bind(py).borrow_mut().lent = false;
+        }
+        self.router.bind(py).borrow_mut().lent = false;
+    }
+}
+
+/// Where a scan's loan goes when the scan thread ends, however it ends (a panic too).
+pub(crate) struct LoanSlot {
+    pub(crate) loan: Option<StageLoan>,
+    pub(crate) slot: Arc<Mutex<Option<StageLoan>>>,
+}
+
+impl Drop for LoanSlot {
+    fn drop(&mut self) {
+        *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = self.loan.take();
+    }
 }
 
 #[pymethods]
@@ -201,7 +450,7 @@ impl StageRouter {
         spill_dir: PathBuf,
         within: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
-        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::atomic::AtomicU64;
         static MADE: AtomicU64 = AtomicU64::new(0);
         let routes = routes
             .into_iter()
@@ -230,12 +479,13 @@ impl StageRouter {
         Ok(StageRouter {
             routes,
             within,
-            file: Some(file),
+            spill: Arc::new(Mutex::new(Spill {
+                file: Some(file),
+                ..Spill::default()
+            })),
             path,
-            end: 0,
-            written: 0,
-            pending: Vec::new(),
-            last: None,
+            candidates: HashMap::new(),
+            lent: false,
         })
     }
 
@@ -282,7 +532,7 @@ impl StageRouter {
             }
             let string = text.cast::<PyString>()?;
             let event = string.to_str()?;
-            let reference = self.spill(rank, line, event)?;
+            let reference = self.put(rank, line, event)?;
             match matcher {
                 Ok(rust) => rust
                     .bind(py)
@@ -299,37 +549,29 @@ impl StageRouter {
     /// Spill a candidate (input `rank`, `line`, `text`) and give its offset; the hits of one
     /// line (the last one spilled) share one copy.
     fn put(&mut self, rank: u32, line: u64, text: &str) -> PyResult<u64> {
-        self.spill(rank, line, text)
+        (self.spill()?.put(rank, line, text)).map_err(|e| spill_error(&e))
     }
 
     /// The candidate spilled at `offset`: (input rank, line, text).
     fn get(&mut self, offset: u64) -> PyResult<(u32, u64, String)> {
-        use std::io::{Read, Seek, SeekFrom};
-        if !self.pending.is_empty() {
-            self.flush()?;
-        }
-        let file = self.file()?;
-        let mut head = [0u8; HEADER];
-        let mut read = || -> std::io::Result<(u32, u64, Vec<u8>)> {
-            file.seek(SeekFrom::Start(offset))?;
-            file.read_exact(&mut head)?;
-            let rank = u32::from_le_bytes(head[0..4].try_into().expect("4 bytes"));
-            let line = u64::from_le_bytes(head[4..12].try_into().expect("8 bytes"));
-            let size = u64::from_le_bytes(head[12..20].try_into().expect("8 bytes"));
-            let mut text = vec![0u8; usize::try_from(size).map_err(std::io::Error::other)?];
-            file.read_exact(&mut text)?;
-            Ok((rank, line, text))
-        };
-        let (rank, line, text) = read().map_err(|e| spill_error(&e))?;
+        let (rank, line, text) = (self.spill()?.get(offset)).map_err(|e| spill_error(&e))?;
         let text = String::from_utf8(text).map_err(|_| {
             PyValueError::new_err(format!("spilled candidate {offset} is not UTF-8"))
         })?;
         Ok((rank, line, text))
     }
 
+    /// Stage hits per input rank that scans routed themselves (`Scanner.scan_iter(router=…)`).
+    fn candidates(&self) -> HashMap<u32, u64> {
+        self.candidates.clone()
+    }
+
     /// Close (and remove) the spill file.
     fn close(&mut self) {
-        self.file = None;
+        self.spill
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .file = None;
         if let Some(path) = self.path.take() {
             let _ = std::fs::remove_file(path);
         }

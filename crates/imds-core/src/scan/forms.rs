@@ -10,6 +10,7 @@ use super::rows::{event_timestamp, row_projection, RowCells};
 use super::{Engine, Hit, HitRows, RecordError, RecordMeta};
 use crate::eval::Match;
 use crate::event::{ParsedLine, Projection};
+use crate::sequence::{Prepared, Preparer};
 
 /// A half-open window `[since, until)` on the events' `@timestamp`, in microseconds since
 /// 1970-01-01T00:00:00Z (spec/semantics.md, @timestamp); either end may be open. With a
@@ -55,6 +56,10 @@ pub struct HitForms {
     labels: Vec<Vec<Vec<u8>>>,
     /// ECS alert documents ([`HitForms::with_alerts`]).
     alerts: Option<Alerts>,
+    /// How many rules the engine has.
+    rules: usize,
+    /// Per rule: the reader and stage of a sequence's stage rule ([`HitForms::with_stages`]).
+    stages: Vec<Option<(Preparer, usize)>>,
 }
 
 /// What alert documents are made of, besides the event.
@@ -76,6 +81,8 @@ pub struct HitExtra {
     cells: Option<RowCells>,
     /// The alert document up to its line number, and after it (empty without alerts).
     alert: (Vec<u8>, Vec<u8>),
+    /// A stage rule's hit read for its matcher (`None` otherwise, or for a stage it lacks).
+    stage: Option<Prepared>,
 }
 
 impl HitExtra {
@@ -86,6 +93,12 @@ impl HitExtra {
             + self.cells.as_ref().map_or(0, RowCells::bytes)
             + self.alert.0.len()
             + self.alert.1.len()
+            + self.stage.as_ref().map_or(0, Prepared::bytes)
+    }
+
+    /// A stage rule's hit as its matcher reads it, taken out.
+    pub fn take_stage(&mut self) -> Option<Prepared> {
+        self.stage.take()
     }
 }
 
@@ -142,7 +155,28 @@ impl HitForms {
             heads,
             labels,
             alerts: None,
+            rules: engine.rules.len(),
+            stages: Vec::new(),
         })
+    }
+
+    /// These forms, the hits of sequence stage rules read for their matchers instead
+    /// (`stages[rule]`: the rule's [`Preparer`] and stage; `None` for other rules), in the
+    /// threads that find them: such a hit keeps its event text, nothing else (no record, row
+    /// or alert), and its [`HitExtra::take_stage`].
+    pub fn with_stages(
+        mut self,
+        stages: Vec<Option<(Preparer, usize)>>,
+    ) -> Result<HitForms, RecordError> {
+        if stages.len() != self.rules {
+            return Err(RecordError(format!(
+                "{} stage routes for {} rules",
+                stages.len(),
+                self.rules
+            )));
+        }
+        self.stages = stages;
+        Ok(self)
     }
 
     /// These forms, each hit also made into its ECS alert document (`rules`: per rule of the
@@ -180,6 +214,7 @@ impl HitForms {
             && self.row_projection.is_none()
             && self.alerts.is_none()
             && !self.window.active()
+            && self.stages.is_empty()
     }
 
     /// What candidate lines are parsed into, when not the engine's own projection.
@@ -206,6 +241,24 @@ impl HitForms {
             ..HitExtra::default()
         };
         let inside = !extra.outside;
+        if let Some((preparer, stage)) = self.stages.get(rule).and_then(Option::as_ref) {
+            if inside {
+                extra.stage = preparer.prepare(*stage, &parsed.text).ok();
+            }
+            return Hit {
+                source,
+                line,
+                rule,
+                branch: found.branch,
+                witness: None,
+                event: if inside {
+                    parsed.text.to_string()
+                } else {
+                    String::new()
+                },
+                extra: Some(Box::new(extra)),
+            };
+        }
         if inside && self.records {
             if let Some(labels) = self.labels.get(rule).and_then(|r| r.get(found.branch)) {
                 extra.tail.reserve(labels.len() + parsed.text.len() + 128);
