@@ -478,3 +478,60 @@ fn the_time_window_marks_the_hits_outside() {
     let plain = HitForms::new(&engine, None, false, false, true, TimeWindow::default());
     assert!(plain.unwrap().is_plain() && !forms.is_plain());
 }
+
+#[test]
+fn stage_hits_are_read_for_their_matcher_where_they_are_found() {
+    use imds_core::sequence::SequenceMatcher;
+    let dir = TempDir::new("stages");
+    let mut data = Vec::new();
+    for i in 0..600 {
+        let line = NET_HIT.replacen(
+            '{',
+            &format!(
+                "{{\"@timestamp\":{},\"destination.port\":[{i},{}],",
+                i * 1000,
+                i % 3
+            ),
+            1,
+        );
+        data.extend_from_slice(if i % 5 == 0 { QUIET } else { &line }.as_bytes());
+        data.push(b'\n');
+    }
+    let path = dir.0.join("s.ndjson");
+    std::fs::write(&path, &data).unwrap();
+    let engine = engine();
+    let any = r#"{"node":"pred","field":"x","field_type":"keyword","op":"exists","values":[]}"#;
+    let stage = format!(
+        r#"{{"expr":{any},"keys":[{{"field":"destination.port","field_type":"long"}}],"missing":false}}"#
+    );
+    let ir = format!(
+        r#"{{"ir_version":1,"id":"q","name":"q","severity":"low","sequence":{{
+            "timestamp_field":"@timestamp","tiebreaker_field":null,"maxspan_ms":null,
+            "stages":[{stage},{stage}],"until":null,"pipes":[],"size":null}}}}"#
+    );
+    let matcher = SequenceMatcher::new(&ir, 1 << 20, None).unwrap();
+    let preparer = matcher.preparer().clone();
+    let forms = HitForms::new(&engine, None, false, false, false, TimeWindow::default())
+        .unwrap()
+        .with_stages(vec![None, Some((preparer.clone(), 1))])
+        .unwrap();
+    assert!(!forms.is_plain());
+    for threads in [1, 2] {
+        let mut hits = formed(&engine, &path, threads, &forms);
+        assert_eq!(hits.len(), 2 * 480);
+        for hit in &mut hits {
+            let extra = hit.extra.as_mut().unwrap();
+            if hit.rule == 0 {
+                // Not kept (no `full`), nothing read.
+                assert!(hit.event.is_empty() && extra.take_stage().is_none());
+            } else {
+                // Its text kept for the spill file, its reading the matcher's own.
+                let read = extra.take_stage().unwrap();
+                assert_eq!(read, preparer.prepare(1, &hit.event).unwrap());
+                assert!(hit.event.contains("destination.port") && hit.witness.is_none());
+            }
+        }
+    }
+    let two = HitForms::new(&engine, None, false, false, true, TimeWindow::default()).unwrap();
+    assert!(two.with_stages(vec![None]).is_err());
+}
