@@ -6,10 +6,11 @@ run prefiltered at scan speed. The stage hits (candidates) are taken out of the 
 batches before anything else sees them: each candidate's text goes to a spill file in the
 system's temporary directory, and (stage, input rank, line, text, spill offset) to the rule's
 matcher (the Rust one for the rust engine and the cluster, the reference one for the python
-engine). When the engine's stream ends, each rule's results become Hits (``branch``
-"sequence" or "sample", with ``events`` and ``join_keys``), yielded as further batches, rule
-by rule in load order. A KQL new_terms or threshold rule runs the same way with one stage
-rule, its condition, and its own matcher (:mod:`imds_scan.kibana_scan`).
+engine; a local rust scan takes the stage hits of the binding's matchers out itself, see
+:meth:`SequenceRun.engine_router`). When the engine's stream ends, each rule's results become
+Hits (``branch`` "sequence" or "sample", with ``events`` and ``join_keys``), yielded as
+further batches, rule by rule in load order. A KQL new_terms or threshold rule runs the same
+way with one stage rule, its condition, and its own matcher (:mod:`imds_scan.kibana_scan`).
 
 Memory: the scan layer keeps nothing per candidate (the matcher's ``ref`` of a candidate is
 its offset in the spill file, where its input rank, line and text are); the matcher keeps its
@@ -419,6 +420,7 @@ class SequenceRun:
         self.stage_rules = {i for i, s in enumerate(plan.stage) if s is not None}
         # The stage rules whose hits come in the batches (not taken by the engine itself).
         self.looped = self.stage_rules
+        self.routing = False  # the engine takes some stage hits itself (engine_router)
         # The rust engine's stage hits go to the matchers inside the binding (no Python call
         # per candidate for a Rust matcher); the reference path keeps its Python loop.
         self.router: Any = None if engine == "python" else _router(self.stage_by_index, within)
@@ -453,6 +455,7 @@ class SequenceRun:
         if not routed:
             return None
         self.looped = self.stage_rules - routed
+        self.routing = True
         return self.router
 
     def counts(self, engine_counts: Sequence[int]) -> list[int]:
@@ -642,7 +645,7 @@ def with_sequences(
             for batch in base:
                 yield run.strip(batch)
         except OSError as exc:  # the engine could not spill the stage hits it routed
-            if run.looped is run.stage_rules:
+            if not run.routing:
                 raise
             raise _spill_error(exc) from None
         yield from run.result_batches()
