@@ -207,36 +207,34 @@ def test_a_router_is_refused_with_a_time_window(tmp_path: Path) -> None:
     _results(matchers)  # not lent
 
 
-_SMALL_FILES = """
-import resource, signal, sys
-sys.path.insert(0, sys.argv[2])
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
-from test_sequences_scan import sequence_rule, sample_rule
-from imds_scan import ScanConfig, scan, sequences
-from imds_scan.sources import InputError
-routed = []
-real = sequences.SequenceRun.engine_router
-sequences.SequenceRun.engine_router = lambda self: routed.append(1) or real(self)
-try:
-    scan([sys.argv[1]], rules=[sequence_rule(), sample_rule()], config=ScanConfig())
-except InputError as exc:
-    print(len(routed), exc)
-"""
-
-
 def test_a_spill_file_that_cannot_grow_is_one_clear_error(tmp_path: Path) -> None:
-    path = write(
-        tmp_path / "big.ndjson", *[ev(i % 60, "ab"[i % 2], pad="x" * 500) for i in range(6000)]
-    )
+    """The engine's routed stage hits fill the spill file past what the process may write
+    (EFBIG, as a full disk): one line naming the file's directory, exit 2."""
+    import resource
+    import signal
+    import tempfile
+
+    from test_sequences_scan import SEQUENCE_RULE
+
+    rule = tmp_path / "seq.toml"
+    rule.write_text(SEQUENCE_RULE)
+    curl = {"event": {"category": "process"}, "process": {"name": "curl"}, "pad": "x" * 500}
+    path = write(tmp_path / "big.ndjson", *[{**curl, "n": i} for i in range(6000)])
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
     done = subprocess.run(
-        [sys.executable, "-c", _SMALL_FILES, path, str(Path(__file__).parent)],
+        [sys.executable, "-m", "imds_scan", path, "--rule", str(rule), "--no-rule-cache", "-q"],
         capture_output=True,
         text=True,
         timeout=300,
+        preexec_fn=small_files,
     )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.startswith("1 cannot write the sequence candidates' spill file in "), (
-        done.stdout
-    )
-    assert "(TMPDIR): File too large" in done.stdout
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.startswith(
+        "imds-scan: error: cannot write the sequence candidates' spill file in "
+        f"{tempfile.gettempdir()} (TMPDIR): File too large"
+    ), done.stderr
+    assert len(done.stderr.splitlines()) == 1 and not done.stdout
