@@ -10,7 +10,7 @@ use super::rows::{event_timestamp, row_projection, RowCells};
 use super::{Engine, Hit, HitRows, RecordError, RecordMeta};
 use crate::eval::Match;
 use crate::event::{ParsedLine, Projection};
-use crate::sequence::{Prepared, Preparer};
+use crate::sequence::{Prepared, Preparer, StageDoc, StageParse};
 
 /// A half-open window `[since, until)` on the events' `@timestamp`, in microseconds since
 /// 1970-01-01T00:00:00Z (spec/semantics.md, @timestamp); either end may be open. With a
@@ -60,6 +60,16 @@ pub struct HitForms {
     rules: usize,
     /// Per rule: the reader and stage of a sequence's stage rule ([`HitForms::with_stages`]).
     stages: Vec<Option<(Preparer, usize)>>,
+    /// The one parse of a line for all those readers.
+    stage_parse: Option<StageParse>,
+}
+
+/// What the hits of one line share in [`HitForms::hit`]: its `@timestamp`, and its text
+/// parsed for the stage rules' readers (once, however many stage rules hit the line).
+#[derive(Default)]
+pub(super) struct LineCache<'p> {
+    stamp: Option<Option<i64>>,
+    stages: Option<StageDoc<'p>>,
 }
 
 /// What alert documents are made of, besides the event.
@@ -157,6 +167,7 @@ impl HitForms {
             alerts: None,
             rules: engine.rules.len(),
             stages: Vec::new(),
+            stage_parse: None,
         })
     }
 
@@ -175,6 +186,8 @@ impl HitForms {
                 self.rules
             )));
         }
+        let preparers = stages.iter().flatten().map(|(p, _)| p);
+        self.stage_parse = Some(StageParse::new(preparers));
         self.stages = stages;
         Ok(self)
     }
@@ -222,17 +235,19 @@ impl HitForms {
         self.projection.as_ref()
     }
 
-    /// The hit of `rule` on the line `parsed` (number `line` of input `source`). `stamp`
-    /// caches the line's `@timestamp` across the rules that hit it.
-    pub(super) fn hit(
+    /// The hit of `rule` on the line `parsed` (number `line` of input `source`). `cache`
+    /// keeps what the rules that hit the line share.
+    pub(super) fn hit<'p>(
         &self,
         (source, line, rule): (usize, u64, usize),
         found: Match,
-        parsed: &ParsedLine<'_>,
-        stamp: &mut Option<Option<i64>>,
+        parsed: &'p ParsedLine<'_>,
+        cache: &mut LineCache<'p>,
     ) -> Hit {
         let time = if self.window.active() {
-            *stamp.get_or_insert_with(|| event_timestamp(&parsed.doc))
+            *cache
+                .stamp
+                .get_or_insert_with(|| event_timestamp(&parsed.doc))
         } else {
             None
         };
@@ -242,8 +257,11 @@ impl HitForms {
         };
         let inside = !extra.outside;
         if let Some((preparer, stage)) = self.stages.get(rule).and_then(Option::as_ref) {
-            if inside {
-                extra.stage = preparer.prepare(*stage, &parsed.text).ok();
+            if let Some(parse) = self.stage_parse.as_ref().filter(|_| inside) {
+                let doc = cache
+                    .stages
+                    .get_or_insert_with(|| parse.parse(&parsed.text));
+                extra.stage = preparer.prepare_doc(*stage, doc).ok();
             }
             return Hit {
                 source,

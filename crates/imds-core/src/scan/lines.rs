@@ -1,6 +1,7 @@
 //! Line framing: a stream cut into chunks of whole lines (an over-long line read past), and
 //! the per-stream scanner that walks lines through the prefilter, the parser and the rules.
 
+use super::forms::LineCache;
 use super::{hit_bytes, Engine, FileStats, Hit, HitForms, ScanOptions, ScanReport, Stream};
 use crate::eval::Verdict;
 use crate::event::{self, OpenRules, Projection, Scratch};
@@ -456,7 +457,8 @@ impl<'e> LineScanner<'e> {
                 if parsed.invalid_utf8 {
                     self.stats.invalid_utf8 += 1;
                 }
-                let mut stamp = None;
+                // (Dropped before the line's parse is recycled: it borrows its text.)
+                let mut cache = LineCache::default();
                 for (rule, compiled) in self.engine.rules.iter().enumerate() {
                     if gated && !self.open[rule] {
                         continue; // none of its needles in the line: it cannot match
@@ -466,7 +468,7 @@ impl<'e> LineScanner<'e> {
                             self.stats.hits += 1;
                             let at = (self.source, self.line_no, rule);
                             let hit = match self.forms {
-                                Some(forms) => forms.hit(at, m, &parsed, &mut stamp),
+                                Some(forms) => forms.hit(at, m, &parsed, &mut cache),
                                 None => Hit {
                                     source: self.source,
                                     line: self.line_no,
@@ -486,6 +488,7 @@ impl<'e> LineScanner<'e> {
                         Verdict::Miss => {}
                     }
                 }
+                drop(cache);
                 self.scratch.recycle(parsed);
             }
             Ok(None) => {}

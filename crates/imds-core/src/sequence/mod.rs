@@ -13,7 +13,8 @@ mod store;
 pub use ir::{KeyRef, Kind, Pipe, SeqIr, Stage};
 pub use read::{KeyJson, KeyValue, Typed};
 
-use read::Reader;
+use crate::event::Projection;
+use read::{Doc, Reader};
 use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
@@ -116,18 +117,61 @@ impl Prepared {
     }
 }
 
+/// One parse of a candidate's text for several rules' [`Preparer`]s ([`StageParse::parse`]).
+pub struct StageDoc<'t>(Doc<'t>);
+
+/// What the candidates of several rules are parsed into once, for all their [`Preparer`]s:
+/// a projection of all the fields they read.
+#[derive(Debug)]
+pub struct StageParse {
+    projection: Projection,
+}
+
+impl StageParse {
+    /// The parse for `preparers` (for others, [`Preparer::prepare_doc`] reads wrong).
+    pub fn new<'p>(preparers: impl IntoIterator<Item = &'p Preparer>) -> StageParse {
+        let mut fields: Vec<&str> = Vec::new();
+        for preparer in preparers {
+            fields.extend(preparer.reader.fields());
+        }
+        StageParse {
+            projection: Projection::new(fields),
+        }
+    }
+
+    /// A candidate's text parsed for them.
+    pub fn parse<'t>(&self, text: &'t str) -> StageDoc<'t> {
+        StageDoc(Doc::parse(text, &self.projection))
+    }
+}
+
 impl Preparer {
     /// Read a candidate of `stage` (their number: the until stage) whose event text is
     /// `event`; an error when the rule has no such stage.
     pub fn prepare(&self, stage: usize, event: &str) -> Result<Prepared, AddError> {
+        self.check(stage)?;
+        self.read(stage, &self.reader.parse(event))
+    }
+
+    /// [`Preparer::prepare`] of a text parsed already by a [`StageParse`] made with this
+    /// preparer (one parse for the several rules a line is a candidate of).
+    pub fn prepare_doc(&self, stage: usize, doc: &StageDoc<'_>) -> Result<Prepared, AddError> {
+        self.check(stage)?;
+        self.read(stage, &doc.0)
+    }
+
+    fn check(&self, stage: usize) -> Result<(), AddError> {
         if stage > self.stages || (stage == self.stages && !self.until) {
             return Err(AddError::Stage(stage));
         }
-        let doc = self.reader.parse(event);
+        Ok(())
+    }
+
+    fn read(&self, stage: usize, doc: &Doc<'_>) -> Result<Prepared, AddError> {
         let (time, tie, order) = match self.kind {
             // Samples do not use time; the stage sorts first (see matching::samples).
             Kind::Sample => (0, read::Tie::Missing, stage as u32),
-            Kind::Sequence => match self.reader.when(&doc) {
+            Kind::Sequence => match self.reader.when(doc) {
                 Some(when) => (when.time, when.tie, Rec::order_of(stage, self.stages)),
                 None => {
                     return Ok(Prepared {
@@ -139,7 +183,7 @@ impl Preparer {
         };
         let tuples: Vec<Vec<KeyValue>> = self
             .reader
-            .key_tuples(stage, &doc)
+            .key_tuples(stage, doc)
             .take(PREPARED_TUPLES + 1)
             .collect();
         let form = if tuples.len() > PREPARED_TUPLES {

@@ -192,6 +192,8 @@ pub struct When {
 #[derive(Debug)]
 pub struct Reader {
     projection: Projection,
+    /// The fields it reads.
+    fields: Vec<String>,
     timestamp: Vec<String>,
     tiebreaker: Option<(Vec<String>, FieldType)>,
     /// Per stage (the until stage last): each key's path, type and optionality.
@@ -241,6 +243,18 @@ pub struct Doc<'t> {
     parsed: Option<crate::event::ParsedLine<'t>>,
 }
 
+impl<'t> Doc<'t> {
+    /// `text` parsed with `projection` (a text that is no JSON object: no fields); it gives
+    /// every field of the projection as the whole parse does.
+    pub fn parse(text: &'t str, projection: &Projection) -> Doc<'t> {
+        Doc {
+            parsed: parse_line_projected(text.as_bytes(), projection)
+                .ok()
+                .flatten(),
+        }
+    }
+}
+
 impl Reader {
     /// A reader of the timestamp, the tiebreaker and each stage's keys (`stages`: the stages'
     /// keys, the until stage's last).
@@ -255,7 +269,8 @@ impl Reader {
             fields.extend(keys.iter().map(|k| k.field.as_str()));
         }
         Reader {
-            projection: Projection::new(fields),
+            projection: Projection::new(fields.iter().copied()),
+            fields: fields.iter().map(|f| f.to_string()).collect(),
             timestamp: split(timestamp_field),
             tiebreaker: tiebreaker.map(|t| (split(&t.field), t.field_type)),
             keys: stages
@@ -272,11 +287,13 @@ impl Reader {
     /// Parse a candidate's text (only the fields read); a text that is no JSON object reads
     /// as an object without fields.
     pub fn parse<'t>(&self, text: &'t str) -> Doc<'t> {
-        Doc {
-            parsed: parse_line_projected(text.as_bytes(), &self.projection)
-                .ok()
-                .flatten(),
-        }
+        Doc::parse(text, &self.projection)
+    }
+
+    /// The fields it reads: a [`Doc`] parsed with a projection of them (and maybe others)
+    /// reads as [`Reader::parse`]'s.
+    pub fn fields(&self) -> impl Iterator<Item = &str> {
+        self.fields.iter().map(String::as_str)
     }
 
     /// The candidate's time (exactly one value of the timestamp field that reads as a date)

@@ -589,3 +589,46 @@ fn prepare_then_push_is_add() {
         }
     }
 }
+
+#[test]
+fn one_parse_for_several_rules_reads_as_each_rules_own() {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let tied = json!({"tiebreaker_field": {"field": "j", "field_type": "long"}});
+    let irs = [
+        sequence(2, &["k"], json!({})),
+        sequence(3, &["k", "j"], tied),
+        sequence(2, &["host.id"], json!({})),
+        sample(2, None),
+    ];
+    let matchers: Vec<SequenceMatcher> = (irs.iter())
+        .map(|ir| SequenceMatcher::new(ir, 1 << 20, None).unwrap())
+        .collect();
+    let parse = StageParse::new(matchers.iter().map(SequenceMatcher::preparer));
+    for i in 0..600 {
+        let event = random_event(&mut next);
+        let text = match i % 6 {
+            // An exporter's wrapper, a text that is no object, a host.
+            0 => format!(r#"{{"_index": "x", "_source": {event}}}"#),
+            1 => "[1, 2]".to_string(),
+            2 => event.replacen('{', r#"{"host": {"id": ["h", 1]}, "#, 1),
+            _ => event,
+        };
+        let doc = parse.parse(&text);
+        for m in &matchers {
+            for stage in 0..m.ir().stages.len() {
+                let own = m.preparer().prepare(stage, &text).unwrap();
+                assert_eq!(
+                    m.preparer().prepare_doc(stage, &doc).unwrap(),
+                    own,
+                    "{text}"
+                );
+            }
+        }
+    }
+}
