@@ -32,6 +32,8 @@ def inputs(tmp_path: Path) -> list[str]:
     actions = "aabmzx"
     many = [ev(i % 60, actions[i % 6], f"h{i % 7}") for i in range(3000)]
     many[10] = {**many[10], "@timestamp": "yesterday"}
+    # More key tuples than the engine keeps read for a candidate: read again when added.
+    many[20] = {**many[20], "host": {"id": [f"h{i}" for i in range(70)]}}
     return [
         write(tmp_path / "c.ndjson", *many),
         write(tmp_path / "a.ndjson", ev(1, "a"), imds, ev(3, "b"), ev(None, "a", "h2")),

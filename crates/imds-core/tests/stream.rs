@@ -532,6 +532,28 @@ fn stage_hits_are_read_for_their_matcher_where_they_are_found() {
             }
         }
     }
+    // Both rules stage rules: a line's second stage hit has no text (its first has it).
+    let both = HitForms::new(&engine, None, false, false, true, TimeWindow::default())
+        .unwrap()
+        .with_stages(vec![
+            Some((preparer.clone(), 0)),
+            Some((preparer.clone(), 1)),
+        ])
+        .unwrap();
+    let mut hits = formed(&engine, &path, 2, &both);
+    assert_eq!(hits.len(), 2 * 480);
+    for pair in hits.chunks_mut(2) {
+        let text = pair[0].event.clone();
+        assert!(text.contains("destination.port") && pair[1].event.is_empty());
+        assert_eq!(
+            (pair[0].line, pair[0].rule, pair[1].rule),
+            (pair[1].line, 0, 1)
+        );
+        for hit in pair {
+            let read = hit.extra.as_mut().unwrap().take_stage().unwrap();
+            assert_eq!(read, preparer.prepare(hit.rule, &text).unwrap());
+        }
+    }
     let two = HitForms::new(&engine, None, false, false, true, TimeWindow::default()).unwrap();
     assert!(two.with_stages(vec![None]).is_err());
 }

@@ -270,6 +270,9 @@ pub(crate) struct StageLoan {
     ranks: Vec<u32>,
     candidates: HashMap<u32, u64>,
     failure: Option<Failure>,
+    /// (rank, line, offset) of the line spilled last: the scan's stage hits of one line come
+    /// together, the first with the text (`HitForms::with_stages`), and share one copy.
+    last: Option<(u32, u64, u64)>,
 }
 
 /// Per engine rule: the reader and stage of a stage rule a scan routes itself.
@@ -352,6 +355,7 @@ impl StageRouter {
             ranks,
             candidates: HashMap::new(),
             failure: None,
+            last: None,
         };
         let lender = Lender {
             router: router.clone().unbind(),
@@ -372,14 +376,23 @@ impl StageLoan {
         if self.failure.is_some() {
             return true;
         }
+        if hit.extra.as_ref().is_some_and(|e| e.outside) {
+            return false; // (no time window with a router: not reached)
+        }
         let Some(&rank) = self.ranks.get(hit.source) else {
             return false; // (the inputs were counted: not reached)
         };
         *self.candidates.entry(rank).or_default() += 1;
         let prepared = hit.extra.as_mut().and_then(|e| e.take_stage());
-        let spilled = (self.spill.lock().unwrap_or_else(PoisonError::into_inner))
-            .put(rank, hit.line, &hit.event)
-            .map_err(Failure::Spill);
+        let spilled = match self.last {
+            Some((r, l, offset)) if (r, l) == (rank, hit.line) => Ok(offset),
+            _ => (self.spill.lock().unwrap_or_else(PoisonError::into_inner))
+                .put(rank, hit.line, &hit.event)
+                .map_err(Failure::Spill),
+        };
+        if let Ok(offset) = spilled {
+            self.last = Some((rank, hit.line, offset));
+        }
         let matcher = &mut self.matchers[m];
         let added = spilled.and_then(|reference| {
             match prepared {

@@ -70,6 +70,8 @@ pub struct HitForms {
 pub(super) struct LineCache<'p> {
     stamp: Option<Option<i64>>,
     stages: Option<StageDoc<'p>>,
+    /// A stage hit of the line has its text already.
+    stage_text: bool,
 }
 
 /// What alert documents are made of, besides the event.
@@ -173,8 +175,9 @@ impl HitForms {
 
     /// These forms, the hits of sequence stage rules read for their matchers instead
     /// (`stages[rule]`: the rule's [`Preparer`] and stage; `None` for other rules), in the
-    /// threads that find them: such a hit keeps its event text, nothing else (no record, row
-    /// or alert), and its [`HitExtra::take_stage`].
+    /// threads that find them: such a hit keeps its [`HitExtra::take_stage`] and nothing else
+    /// (no record, row or alert, no witness), and its event text only if it is its line's
+    /// first stage hit, or its reading needs the text ([`Prepared::needs_text`]).
     pub fn with_stages(
         mut self,
         stages: Vec<Option<(Preparer, usize)>>,
@@ -263,13 +266,18 @@ impl HitForms {
                     .get_or_insert_with(|| parse.parse(&parsed.text));
                 extra.stage = preparer.prepare_doc(*stage, doc).ok();
             }
+            // The line's first stage hit carries its text (its consumer keeps one copy per
+            // line), and any whose reading needs it.
+            let text = inside
+                && (!cache.stage_text || extra.stage.as_ref().is_none_or(Prepared::needs_text));
+            cache.stage_text |= text;
             return Hit {
                 source,
                 line,
                 rule,
                 branch: found.branch,
                 witness: None,
-                event: if inside {
+                event: if text {
                     parsed.text.to_string()
                 } else {
                     String::new()

@@ -104,6 +104,12 @@ enum Read {
 }
 
 impl Prepared {
+    /// Whether [`SequenceMatcher::push`] reads the candidate's text (it has more key tuples
+    /// than a `Prepared` holds).
+    pub fn needs_text(&self) -> bool {
+        matches!(self.form, Read::Later)
+    }
+
     /// About what it takes in memory.
     pub fn bytes(&self) -> usize {
         let keys = match &self.form {
