@@ -37,6 +37,7 @@
 mod anchors;
 mod clauses;
 mod cnf;
+mod conj;
 mod cost;
 mod gate;
 mod grams;
@@ -50,6 +51,7 @@ mod test_ir;
 
 use crate::ir::{Node, Op, RuleIr};
 use cnf::{Cnf, CnfState};
+use conj::{Conj, ConjState};
 use cost::byte_freq;
 pub use gate::RuleGate;
 use needles::{rules_lits, Lit, Needle};
@@ -75,6 +77,9 @@ pub struct Prefilter {
     /// Several rules, each with literal clauses on every branch: a line is a candidate only
     /// when some rule is open on it ([`cnf`]); the finder then knows which rules are.
     cnf: Option<Cnf>,
+    /// One rule, with two clauses or more on every branch: a line the needle search finds is
+    /// a candidate only when all clauses of one branch hold on it ([`conj`]).
+    conj: Option<Conj>,
 }
 
 impl Prefilter {
@@ -98,6 +103,9 @@ impl Prefilter {
                 p.all = false;
             }
         }
+        if let Some(search) = p.search.as_ref().filter(|_| p.endpoint.is_none() && !p.all) {
+            p.conj = Conj::new(rules, &search.strategy);
+        }
         p
     }
 
@@ -110,6 +118,7 @@ impl Prefilter {
                 endpoint: None,
                 needles_held: false,
                 cnf: None,
+                conj: None,
             };
         };
         let endpoint = needles.contains(&Needle::Endpoint);
@@ -128,6 +137,7 @@ impl Prefilter {
                 endpoint: None,
                 needles_held: false,
                 cnf: None,
+                conj: None,
             };
         }
         // The endpoint test passes a line anyway: when it can also hold the other needles,
@@ -147,6 +157,7 @@ impl Prefilter {
             endpoint: Some(endpoint),
             needles_held,
             cnf: None,
+            conj: None,
         }
     }
 
@@ -188,6 +199,9 @@ impl Prefilter {
                  candidate when all clauses of one rule's branch hold"
             }
             (Some(s), false, _) if self.cnf.is_some() => &s.strategy,
+            (Some(_), false, _) if self.conj.is_some() => {
+                self.conj.as_ref().map_or("", |c| c.strategy.as_str())
+            }
             (Some(s), false, _) => &s.strategy,
         }
     }
@@ -213,6 +227,7 @@ impl Prefilter {
             from: 0,
             to: 0,
             state: self.cnf.as_ref().map(Cnf::state),
+            conj: self.conj.as_ref().map(Conj::state),
         }
     }
 
@@ -249,6 +264,8 @@ pub struct Finder<'p> {
     to: usize,
     /// With rule clauses: the open rules of the line last found.
     state: Option<CnfState>,
+    /// With one rule's clauses: their scratch.
+    conj: Option<ConjState>,
 }
 
 impl Finder<'_> {
@@ -281,6 +298,20 @@ impl Finder<'_> {
                 let start = memchr::memrchr(b'\n', &hay[at..h]).map_or(at, |i| at + i + 1);
                 let stop = memchr::memchr(b'\n', &hay[h..end]).map_or(end, |i| h + i);
                 if cnf.first_in_line(hay, start, stop, st).is_some() {
+                    return Some(h);
+                }
+                at = stop;
+            }
+            return None;
+        }
+        if let (Some(conj), Some(st), Some(search)) = (&pf.conj, self.conj.as_mut(), &pf.search) {
+            // The needle search finds the lines; the rule's clauses judge them.
+            let mut at = at;
+            while at < end {
+                let h = search.find(hay, at, end)?;
+                let start = memchr::memrchr(b'\n', &hay[at..h]).map_or(at, |i| at + i + 1);
+                let stop = memchr::memchr(b'\n', &hay[h..end]).map_or(end, |i| h + i);
+                if conj.open(hay, start, stop, st) {
                     return Some(h);
                 }
                 at = stop;
@@ -359,8 +390,13 @@ mod tests {
 
     // ------------------------------------------------------------------ soundness
 
+    /// The seed's needle search alone: the lines here hold a needle, not the rest of a
+    /// branch's clauses (conj.rs tests those).
     fn seed() -> Prefilter {
-        Prefilter::new(&[seed_ir()])
+        let mut p = Prefilter::new(&[seed_ir()]);
+        assert!(p.conj.is_some(), "{}", p.strategy());
+        p.conj = None;
+        p
     }
 
     /// The seed and an `imds_endpoint` rule: the endpoint test holds the seed's needles.
