@@ -435,4 +435,227 @@ mod tests {
         assert!(two.is_candidate(br#"{"event":{"category":"network","type":"connection"}}"#));
         assert!(!two.is_candidate(br#"{"event":{"category":"network","type":"start"}}"#));
     }
+
+    mod model {
+        //! One rule's candidates against a plain model: the needle search finds the line, and
+        //! every clause of some branch holds (a needle occurs where its check allows, checked
+        //! here apart from [`confirm`] for values and keys, or a real escape may spell a char
+        //! of one of its needles), or the line holds a `\u` that is not JSON.
+        use super::super::super::clauses::{confirm, Check, ClauseNeedle};
+        use super::super::super::cnf::units;
+        use super::super::super::test_ir::*;
+        use super::super::super::Prefilter;
+        use crate::ir::{FieldType, Node, Op, RuleIr};
+        use proptest::prelude::*;
+
+        const WORDS: &[&str] = &[
+            "sshd", "bash", "curl", "exec", "start", "process", "linux", "80", "true", "a/b",
+            "é-x", "c:\\win", "Start",
+        ];
+        const FIELDS: &[&str] = &["nm", "a.nm", "p.args", "x.y.cmd"];
+
+        fn pred_node(field: usize, op: usize, words: &[usize]) -> Node {
+            let op_of = [
+                Op::Eq,
+                Op::EqCi,
+                Op::StartsWith,
+                Op::EndsWith,
+                Op::Contains,
+                Op::Wildcard,
+            ];
+            let values: Vec<String> = words
+                .iter()
+                .map(|&w| match op {
+                    5 => format!("*{}*", WORDS[w]),
+                    _ => WORDS[w].to_string(),
+                })
+                .collect();
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            pred(FIELDS[field], FieldType::Keyword, op_of[op], &values)
+        }
+
+        /// One rule: one or two branches of two to four predicates, mostly whole values.
+        fn one_rule() -> impl Strategy<Value = RuleIr> {
+            let pred = (
+                0..FIELDS.len(),
+                prop_oneof![3 => Just(0usize), 2 => Just(1usize), 1 => 2..6usize],
+                prop::collection::vec(0..WORDS.len(), 1..3),
+            )
+                .prop_map(|(f, op, ws)| pred_node(f, op, &ws));
+            let branch = prop::collection::vec(pred, 2..5).prop_map(and);
+            prop::collection::vec(branch, 1..3).prop_map(rule)
+        }
+
+        /// Pieces of lines: punctuation and whitespace, keys (some before whitespace), whole
+        /// values and bare words (some in other cases), escapes (real, escaped, invalid).
+        const PIECES: &[&str] = &[
+            "{",
+            "}",
+            "[",
+            "]",
+            ":",
+            ",",
+            " ",
+            "\t",
+            " :",
+            "\"",
+            "\"nm\":",
+            "\"nm\" :",
+            "\"a\":{\"nm\":",
+            "\"p.args\":",
+            "\"x\":{\"y\":{\"cmd\":",
+            "\"x.y.cmd\" :",
+            "\"sshd\"",
+            "\"SSHD\"",
+            "\"curl\"",
+            "\"start\"",
+            "\"START\"",
+            "\"process\"",
+            "\"linux\"",
+            "\"80\"",
+            "80",
+            "true",
+            "\"a/b\"",
+            "\"a\\/b\"",
+            "\"é-x\"",
+            "\"c:\\\\win\"",
+            "sshd",
+            "bash",
+            "exec",
+            "start",
+            "process",
+            "a/b",
+            "é-x",
+            "\\u0073",
+            "\\u0053",
+            "\\u0074",
+            "\\/",
+            "\\u00e9",
+            "\\u00zz",
+            "\\uzz",
+            "\\\\u0073",
+            "\\\\",
+            "\\U0073",
+            "\\\"",
+        ];
+
+        fn lines() -> impl Strategy<Value = Vec<Vec<u8>>> {
+            let line = prop::collection::vec(0..PIECES.len(), 0..20)
+                .prop_map(|ps| ps.iter().flat_map(|&p| PIECES[p].bytes()).collect());
+            prop::collection::vec(line, 1..12)
+        }
+
+        /// The next byte past JSON whitespace after `q`, in the line.
+        fn next(line: &[u8], q: usize) -> Option<u8> {
+            line[q..]
+                .iter()
+                .copied()
+                .find(|b| !matches!(b, b' ' | b'\t' | b'\r'))
+        }
+
+        fn found(n: &ClauseNeedle, line: &[u8]) -> bool {
+            let raw = &n.lit.raw;
+            line.len() >= raw.len()
+                && (0..=line.len() - raw.len()).any(|p| {
+                    let q = p + raw.len();
+                    line[p..q].eq_ignore_ascii_case(raw)
+                        && match n.check {
+                            Check::ValueEnd => next(line, q) != Some(b':'),
+                            Check::Key => next(line, q) == Some(b':'),
+                            check => confirm(check, line, p, q, line.len()),
+                        }
+                })
+        }
+
+        /// The chars the line's escapes may spell (folded; `None` for non-ASCII), or `Err`
+        /// for a `\u` that is not JSON.
+        fn escapes(line: &[u8]) -> Result<Vec<Option<u8>>, ()> {
+            let mut out = Vec::new();
+            let mut run = 0;
+            for (p, &b) in line.iter().enumerate() {
+                if run % 2 == 1 {
+                    match b {
+                        b'/' => out.push(Some(b'/')),
+                        b'u' => {
+                            let hex = line.get(p + 1..p + 5).ok_or(())?;
+                            let hex = std::str::from_utf8(hex).map_err(|_| ())?;
+                            if !hex.bytes().all(|h| h.is_ascii_hexdigit()) {
+                                return Err(());
+                            }
+                            let code = u32::from_str_radix(hex, 16).map_err(|_| ())?;
+                            out.push(u8::try_from(code).ok().filter(|c| *c < 0x80));
+                        }
+                        _ => {}
+                    }
+                }
+                run = if b == b'\\' { run + 1 } else { 0 };
+            }
+            Ok(out
+                .into_iter()
+                .map(|c| c.map(|c| c.to_ascii_lowercase()))
+                .collect())
+        }
+
+        fn model(rules: &[RuleIr], line: &[u8]) -> bool {
+            let Ok(esc) = escapes(line) else {
+                return true;
+            };
+            let spelled = |n: &ClauseNeedle| {
+                n.lit.text.chars().any(|ch| {
+                    esc.iter().any(|e| match e {
+                        Some(c) => ch.is_ascii() && ch.to_ascii_lowercase() == *c as char,
+                        None => !ch.is_ascii(),
+                    })
+                })
+            };
+            let (units, always) = units(rules);
+            !always.is_empty()
+                || units.iter().any(|(_, clauses)| {
+                    clauses
+                        .iter()
+                        .all(|c| c.iter().any(|n| found(n, line) || spelled(n)))
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: std::env::var("PROPTEST_CASES")
+                    .ok()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(500),
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })]
+
+            #[test]
+            fn candidates_are_the_found_lines_the_model_opens(
+                rule in one_rule(),
+                lines in lines(),
+            ) {
+                let rules = [rule];
+                let p = Prefilter::new(&rules);
+                let mut search = p.clone();
+                search.conj = None;
+                let hay = lines.join(&b'\n');
+                let mut want = Vec::new();
+                let mut start = 0;
+                for line in &lines {
+                    let conj = p.conj.is_none() || model(&rules, line);
+                    if search.is_candidate(line) && conj && !line.is_empty() {
+                        want.push(start);
+                    }
+                    start += line.len() + 1;
+                }
+                // The lines `find` stops at, searching on from each one's end.
+                let mut finder = p.finder();
+                let (mut at, mut got) = (0, Vec::new());
+                while let Some(h) = finder.find(&hay, at, hay.len()) {
+                    let line = memchr::memrchr(b'\n', &hay[..h]).map_or(0, |i| i + 1);
+                    got.push(line);
+                    at = memchr::memchr(b'\n', &hay[h..]).map_or(hay.len(), |i| h + i);
+                }
+                prop_assert_eq!(got, want);
+            }
+        }
+    }
 }
