@@ -318,6 +318,7 @@ impl Conj {
 mod tests {
     use super::super::test_ir::*;
     use super::super::Prefilter;
+    use super::Conj;
     use crate::ir::{FieldType, Node, Op};
 
     fn category(v: &str) -> Node {
@@ -418,15 +419,22 @@ mod tests {
     }
 
     #[test]
-    fn only_rules_with_two_clauses_on_every_branch() {
-        // `"sshd"` alone (the key `f"` is too short to count).
-        let one = Prefilter::new(&[rule(vec![kw(Op::Eq, &["sshd"])])]);
-        assert!(one.conj.is_none());
-        let mixed = Prefilter::new(&[rule(vec![
+    fn only_rules_with_two_clauses_on_every_branch_and_a_common_needle() {
+        // `"start"` alone (the key `f"` is too short to count).
+        let one = [rule(vec![kw(Op::Eq, &["start"])])];
+        assert!(Conj::new(&one, "").is_none());
+        let mixed = [rule(vec![
             and(vec![category("process"), event_type("start")]),
+            kw(Op::Eq, &["start"]),
+        ])];
+        assert!(Conj::new(&mixed, "").is_none());
+        // Two clauses, yet a rare needle: the needle search alone (as for the seed rule).
+        let rare = [rule(vec![and(vec![
+            category("process"),
             kw(Op::Eq, &["sshd"]),
-        ])]);
-        assert!(mixed.conj.is_none());
+        ])])];
+        assert!(Conj::new(&rare, "").is_some());
+        assert!(Prefilter::new(&rare).conj.is_none());
         let two = Prefilter::new(&[rule(vec![
             and(vec![category("process"), event_type("start")]),
             and(vec![category("network"), event_type("connection")]),
@@ -445,6 +453,7 @@ mod tests {
         use super::super::super::cnf::units;
         use super::super::super::test_ir::*;
         use super::super::super::Prefilter;
+        use super::super::Conj;
         use crate::ir::{FieldType, Node, Op, RuleIr};
         use proptest::prelude::*;
 
@@ -633,7 +642,11 @@ mod tests {
                 lines in lines(),
             ) {
                 let rules = [rule];
-                let p = Prefilter::new(&rules);
+                let mut p = Prefilter::new(&rules);
+                // With rare needles too (the check is the same).
+                if p.conj.is_none() && p.search.is_some() && !p.all {
+                    p.conj = Conj::new(&rules, "");
+                }
                 let mut search = p.clone();
                 search.conj = None;
                 let hay = lines.join(&b'\n');
