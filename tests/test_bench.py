@@ -310,3 +310,30 @@ def test_harness_compiles_stale_bytecode_before_timing(tmp_path: Path) -> None:
     harness.fresh_bytecode(notes, package)
     assert [p.name.split(".")[0] for p in (package / "__pycache__").iterdir()] == ["mod"]
     assert notes == [f"imds_scan's bytecode ({package}) brought up to date before timing"]
+
+
+def test_harness_times_each_round_into_a_fresh_output_file(tmp_path: Path) -> None:
+    # Truncating the last round's large output is the file system's work, charged to the run
+    # that opens it: each round starts without it.
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import harness
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    dest = tmp_path / "out.ndjson"
+    dest.write_text("the last round's output\n")
+    case = harness.Case(
+        "probe",
+        "imds-scan",
+        ["/bin/sh", "-c", 'test ! -e "$1" && echo hit > "$1"', "sh", str(dest)],
+        dest,
+        None,
+        "1",
+        harness._file_lines(dest),
+        outputs=(dest,),
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    for _ in range(2):
+        result = harness.run_once(case, work)
+        assert "error" not in result and result["hits"] == 1

@@ -44,8 +44,9 @@ def test_measured_share_names_the_most_frequent_literal_once_per_rule(tmp_path: 
     assert len(warnings) == 2 and all(w.count("'weak'") == 1 for w in warnings)
     assert warnings[0].startswith("rule 'weak' (r-1): its literal \"ab\" is in 30% of the lines")
     assert "(the first 1 KiB of e.ndjson)" in warnings[0]
-    # The cost is every line holding one of the rule's literals: 8 of 20.
-    assert "the scan parses about 40% of the lines for this rule" in warnings[0]
+    # The cost is every line holding one of the rule's literals: 8 of 20 (beside the other
+    # rule, the lines it is evaluated on).
+    assert "the scan evaluates this rule on about 40% of the lines (slow)" in warnings[0]
 
 
 def test_no_warning_below_a_tenth_of_the_lines(tmp_path: Path) -> None:
@@ -154,4 +155,35 @@ def test_beside_other_rules_a_rule_open_on_most_lines_is_still_named(tmp_path: P
     assert prefilter_warnings(rules, [events], cache=False) == [warning]
     assert warning.startswith("rule 'weak' (r-1): its literal \"zebra\" is in 80% of the lines")
     # The gate opens it on the 24 lines holding "zebra", and none is a hit.
-    assert "the scan parses about 80% of the lines for this rule" in warning
+    assert "the scan evaluates this rule on about 80% of the lines (slow)" in warning
+
+
+def test_a_sequence_is_named_once_with_its_costliest_stage(tmp_path: Path) -> None:
+    # Its stages run as rules of the engine: each would be named on its own ("…/stage1",
+    # "…/stage2"). "zebra" is on 24 of 30 lines, "alice" on one of them: stage 2 (two
+    # clauses) is evaluated on 1 line, stages 1 and 3 on 24.
+    events = gated_file(tmp_path / "e.ndjson")
+    rule_file = tmp_path / "seq.toml"
+    query = (
+        'sequence by host.name [any where message : "zebra"] '
+        '[any where message : "zebra" and user.name : "alice"] [any where message : "zebra"]'
+    )
+    rule_file.write_text(
+        '[rule]\nname = "seq"\nrule_id = "s-1"\nseverity = "low"\nlanguage = "eql"\n'
+        f"query = '''\n{query}\n'''\n"
+    )
+    other = tmp_path / "other.toml"
+    other.write_text(
+        '[rule]\nname = "other"\nrule_id = "o-1"\nseverity = "low"\nlanguage = "eql"\n'
+        "query = '''\nany where user.name : \"nobodyzz\"\n'''\n"
+    )
+    cmd = [sys.executable, "-m", "imds_scan", "--rule", str(rule_file), "--rule", str(other)]
+    proc = subprocess.run(
+        [*cmd, "-f", "ndjson", str(events)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    (line,) = [ln for ln in proc.stderr.splitlines() if "s-1" in ln]
+    assert line.startswith("imds-scan: warning: rule 'seq' (s-1), stage1: its literal \"zebra\"")
+    assert "/stage" not in line
+    assert "the scan evaluates this stage on about 80% of the lines" in line
+    assert line.endswith("(slow); 1 more of its stages likewise")

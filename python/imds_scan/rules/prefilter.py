@@ -15,6 +15,7 @@ import bisect
 import functools
 import json
 import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO
 
@@ -241,13 +242,19 @@ def _open_lines(
         return None
 
 
-def _measured(label: str, needles: Sequence[str], parsed: int, sample: Sample) -> str:
+def _measured(
+    label: str, needles: Sequence[str], parsed: int, sample: Sample, gated: bool = False
+) -> str:
     worst = max(needles, key=lambda n: (len(sample.lines_with(n)), n))
+    # Beside other rules a line is parsed once for all of them: what this rule adds is the
+    # lines it is evaluated on (where the rule gate opens it).
+    cost = "evaluates this rule on" if gated else "parses"
+    tail = "" if gated else " for this rule"
     return (
         f"{label}: its literal {json.dumps(worst)} is in "
         f"{_pct(len(sample.lines_with(worst)) / sample.lines)} of the lines sampled "
-        f"({sample.where}): the scan parses about {_pct(parsed / sample.lines)} of the lines "
-        "for this rule (slow)"
+        f"({sample.where}): the scan {cost} about {_pct(parsed / sample.lines)} of the lines"
+        f"{tail} (slow)"
     )
 
 
@@ -324,17 +331,22 @@ def prefilter_warnings(
     cache: bool = True,
     ir_json: Sequence[str] | None = None,
     scanner: Callable[[], Any] | None = None,
+    owners: Sequence[Rule] | None = None,
 ) -> list[str]:
     """One message per rule whose prefilter literals are missing or unselective, naming the
     literal and the share of lines it makes the scan parse (on a sample of ``paths``).
     ``cache``: the literals of many rules may come from the user's rule cache. The scan's own
     set-up, when the caller has it: ``ir_json``, the rules' IR as JSON; ``scanner()``, the
-    engine's Scanner of the rules (it then scans the sample)."""
+    engine's Scanner of the rules (it then scans the sample). ``owners[i]``: the rule that
+    ``rules[i]`` is a stage of (a sequence's stages are rules of the engine), itself for a
+    single-event rule: a rule is named once, with its costliest stage."""
     sample: Sample | None = None
     sampled = False
     warnings: dict[int, str] = {}
     # (index, rule, needles, lines parsed) of the rules whose sampled share is high.
     flagged: list[tuple[int, Rule, list[str], int]] = []
+    shares: dict[int, int] = {}  # sampled lines evaluated, of the rules named after sampling
+    opened: list[int] | None = None
     found = rule_needles(rules, cache, ir_json)
     for i, (rule, needles) in enumerate(zip(rules, found, strict=True)):
         label = f"rule {rule.name!r} ({rule.id})"
@@ -344,6 +356,7 @@ def prefilter_warnings(
                 "line (slow). A condition with a selective string in every branch (for "
                 'example process.name in~ ("curl")) lets it skip lines.'
             )
+            shares[i] = sys.maxsize  # the costliest there is
             continue
         if not sampled:  # read once, and only when a rule has literals to measure
             sample, sampled = read_sample(paths), True
@@ -377,5 +390,36 @@ def prefilter_warnings(
         for (i, rule, needles, parsed), hit in zip(flagged, hit_counts, strict=True):
             if parsed - hit >= WARN_SHARE * sample.lines:
                 label = f"rule {rule.name!r} ({rule.id})"
-                warnings[i] = _measured(label, needles, parsed, sample)
-    return [warnings[i] for i in sorted(warnings)]
+                warnings[i] = _measured(label, needles, parsed, sample, opened is not None)
+                shares[i] = parsed
+    if owners is None:
+        return [warnings[i] for i in sorted(warnings)]
+    return _per_owner(warnings, shares, rules, owners)
+
+
+def _per_owner(
+    warnings: dict[int, str], shares: dict[int, int], rules: Sequence[Rule], owners: Sequence[Rule]
+) -> list[str]:
+    """One warning per owning rule, in load order: a sequence's costliest stage (the most
+    lines evaluated; the first of equals) stands for it, named as the rule's stage."""
+    chosen: dict[int, int] = {}  # owner's first engine rule -> the stage rule warned about
+    first: dict[int, int] = {}
+    for i in sorted(warnings):
+        key = first.setdefault(id(owners[i]), i)
+        best = chosen.get(key)
+        if best is None or shares.get(i, -1) > shares.get(best, -1):
+            chosen[key] = i
+    out = []
+    for _key, i in sorted(chosen.items()):
+        owner, rule = owners[i], rules[i]
+        message = warnings[i]
+        if owner is not rule:
+            stage = rule.id.removeprefix(f"{owner.id}/")
+            old = f"rule {rule.name!r} ({rule.id})"
+            message = f"rule {owner.name!r} ({owner.id}), {stage}" + message.removeprefix(old)
+            message = message.replace(" this rule", " this stage")
+            others = sum(1 for j in warnings if owners[j] is owner) - 1
+            if others:
+                message += f"; {others} more of its stages likewise"
+        out.append(message)
+    return out
