@@ -33,7 +33,7 @@ struct Entry {
 
 /// The search for a clause's anchors (or whole needles).
 #[derive(Debug, Clone)]
-enum Finder {
+enum AnchorSearch {
     /// Teddy itself: aho-corasick's automaton would pick a `memchr` of the anchors' first
     /// byte when they share one, and `"` starts many.
     Packed(packed::Searcher),
@@ -41,12 +41,12 @@ enum Finder {
     Folded(AhoCorasick),
 }
 
-impl Finder {
+impl AnchorSearch {
     /// The start of the first match in `hay[at..stop]`.
     fn find(&self, hay: &[u8], at: usize, stop: usize) -> Option<usize> {
         match self {
-            Finder::Packed(s) => s.find_in(hay, Span::from(at..stop)).map(|m| m.start()),
-            Finder::Folded(ac) => ac.find(Input::new(hay).span(at..stop)).map(|m| m.start()),
+            AnchorSearch::Packed(s) => s.find_in(hay, Span::from(at..stop)).map(|m| m.start()),
+            AnchorSearch::Folded(ac) => ac.find(Input::new(hay).span(at..stop)).map(|m| m.start()),
         }
     }
 }
@@ -54,7 +54,7 @@ impl Finder {
 /// The search for one clause's needles in a line.
 #[derive(Debug, Clone)]
 struct ClauseSearch {
-    ac: Finder,
+    ac: AnchorSearch,
     /// Anchor entries by folded first byte.
     entries: Vec<Vec<Entry>>,
     /// Needles as searched: raw, ASCII-folded, and how an occurrence is confirmed.
@@ -110,7 +110,7 @@ impl ClauseSearch {
             }
         }
         let ac = match packed {
-            Some(s) => Finder::Packed(s),
+            Some(s) => AnchorSearch::Packed(s),
             None => {
                 for (i, n) in folded.iter().enumerate() {
                     entries[n[0] as usize].push(Entry {
@@ -120,7 +120,7 @@ impl ClauseSearch {
                     });
                 }
                 let kind = (folded.len() <= 1000).then_some(AhoCorasickKind::DFA);
-                Finder::Folded(
+                AnchorSearch::Folded(
                     AhoCorasick::builder()
                         .match_kind(MatchKind::LeftmostFirst)
                         .ascii_case_insensitive(true)
