@@ -220,3 +220,71 @@ handle.close()
         assert out.read_bytes() == expected.read_bytes()
     else:
         assert pq.read_table(out).equals(pq.read_table(expected))
+
+
+def _batches(tmp_path: Path, count: int) -> list[Any]:
+    """The Rust engine's batches (Arrow rows) of ``count`` broad-rule hits."""
+    from imds_scan.report.formats import NEEDS
+    from imds_scan.rules import load_rules
+    from imds_scan.run import open_scan
+
+    log = tmp_path / "a.ndjson"
+    log.write_text(lines(count, padding=""))
+    rules, _ = load_rules([str(BROAD_RULE)])
+    return list(open_scan([str(log)], rules=rules, needs=NEEDS["parquet"]))
+
+
+def test_row_groups_are_encoded_while_the_batches_keep_coming(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Encoded in write(), a row group held the scan still (few batches are in flight): the
+    # writer hands it to a thread of its own and takes the next batches meanwhile.
+    import threading
+
+    import pyarrow.parquet as pq_module
+
+    from imds_scan.report.formats import ParquetWriter
+
+    # Two row groups: one being encoded, one waiting (a third would wait for room: bounded).
+    batches = _batches(tmp_path, 2 * PARQUET_ROW_GROUP)
+    release, threads = threading.Event(), []
+    real = pq_module.ParquetWriter.write_table
+
+    def slow(self: Any, table: Any, row_group_size: int | None = None) -> None:
+        threads.append(threading.current_thread())
+        assert release.wait(10)
+        real(self, table, row_group_size=row_group_size)
+
+    monkeypatch.setattr(pq_module.ParquetWriter, "write_table", slow)
+    out = tmp_path / "out.parquet"
+    writer = ParquetWriter(str(out))
+    for batch in batches:  # the first row group's encoding does not hold these up
+        writer.write(batch)
+    assert threads and threading.main_thread() not in threads
+    release.set()
+    writer.close()
+    written = pq.ParquetFile(out)
+    assert written.metadata.num_rows == 2 * PARQUET_ROW_GROUP
+    assert written.metadata.num_row_groups == 2
+
+
+def test_a_row_group_that_fails_on_the_thread_is_raised_by_the_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow.parquet as pq_module
+
+    from imds_scan.report.formats import ParquetWriter
+
+    batches = _batches(tmp_path, 2 * PARQUET_ROW_GROUP)
+
+    def full(self: Any, table: Any, row_group_size: int | None = None) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pq_module.ParquetWriter, "write_table", full)
+    writer = ParquetWriter(str(tmp_path / "out.parquet"))
+    with pytest.raises(OSError, match="No space left"):
+        for batch in batches:
+            writer.write(batch)
+        writer.close()
+    assert writer.closed and writer.writer is None  # closed as it is, no second footer try
+    writer.close()  # nothing more

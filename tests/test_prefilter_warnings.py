@@ -187,3 +187,23 @@ def test_a_sequence_is_named_once_with_its_costliest_stage(tmp_path: Path) -> No
     assert "/stage" not in line
     assert "the scan evaluates this stage on about 80% of the lines" in line
     assert line.endswith("(slow); 1 more of its stages likewise")
+
+
+def test_a_rule_alone_costs_the_lines_where_all_its_clauses_hold(tmp_path: Path) -> None:
+    # "process" is on every line and "start" too, but as a key (process.start) on all but
+    # three: alone, the rule is still parsed only where a clause of each kind holds, the three
+    # lines it matches. No warning; the literals' share would have named it (100%).
+    events = []
+    for i in range(30):
+        kind = "start" if i % 10 == 0 else "end"
+        events.append(
+            {
+                "event": {"category": ["process"], "type": [kind]},
+                "process": {"name": "sh", "start": "2024-05-06T00:00:00Z"},
+            }
+        )
+    path = tmp_path / "e.ndjson"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    broad = rule('process where event.type == "start"')
+    assert prefilter_warnings([broad], [str(path)], cache=False) == []
+    assert prefilter_warnings([broad], [str(path)], cache=False, scanner=scanner_of([broad])) == []

@@ -16,6 +16,7 @@ import contextlib
 import importlib
 import io
 import os
+import queue
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -259,8 +260,9 @@ class _Table(HitWriter):
 
 class ParquetWriter(HitWriter):
     """Parquet written in row groups of about PARQUET_ROW_GROUP hits as they arrive
-    (pyarrow's writer, fed the engine's Arrow rows as they are when it gave them), so memory
-    holds a row group at most; ``close`` writes the footer. The schema is the hits frame's
+    (pyarrow's writer, fed the engine's Arrow rows as they are when it gave them, encoding on
+    a thread of its own), so memory holds three row groups at most (one encoding, one
+    waiting, one filling); ``close`` writes the footer. The schema is the hits frame's
     (``frame.SCHEMA``), whatever the batches hold (none, or all-null columns). After an
     interruption the file holds the row groups written so far and the rows pending: a valid,
     shorter file. pyarrow is imported here only (no other format pays its start-up), on a
@@ -280,6 +282,12 @@ class ParquetWriter(HitWriter):
         self.file: pa.NativeFile | None = None
         self.closed = False
         self._imported = _import_pyarrow()
+        # Row groups are encoded on a thread of their own (pyarrow releases the GIL), one at a
+        # time with one more waiting, while the batches keep coming: encoded here, the scan
+        # stood still for each row group (the batches in flight are few).
+        self._queue: queue.Queue[pa.Table | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._failed: BaseException | None = None
 
     def write(self, batch: HitBatch) -> None:
         if not batch.count:
@@ -326,17 +334,54 @@ class ParquetWriter(HitWriter):
         rows = table.num_rows if rows is None else rows
         rest = table.slice(rows)
         self.pending, self.rows = ([rest] if rest.num_rows else []), rest.num_rows
+        self._raise_failed()
         try:
-            self._open().write_table(table.slice(0, rows), row_group_size=max(rows, 1))
+            self._open()
         except OSError:
             self._abandon()
             raise
+        if self._queue is None:
+            self._queue = queue.Queue(maxsize=1)
+            self._thread = threading.Thread(target=self._encode, name="imds-parquet", daemon=True)
+            self._thread.start()
+        self._queue.put(table.slice(0, rows))
+
+    def _encode(self) -> None:
+        """The encoding thread: each row group queued, until None; after a failure, the rest
+        is dropped (the main thread raises it at its next write or at close)."""
+        assert self._queue is not None
+        while (table := self._queue.get()) is not None:
+            if self._failed is None and self.writer is not None:
+                try:
+                    self.writer.write_table(table, row_group_size=max(table.num_rows, 1))
+                except BaseException as exc:  # raised again in the main thread
+                    self._failed = exc
+
+    def _join(self) -> None:
+        """Wait for the row groups queued to be written, and the thread to end."""
+        if self._queue is not None and self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+        self._queue = self._thread = None
+
+    def _raise_failed(self) -> None:
+        """A row group's write failed on the thread: raise it here (the file is closed as it
+        is, as a failed write always left it)."""
+        if self._failed is None:
+            return
+        self._join()
+        failed, self._failed = self._failed, None
+        if isinstance(failed, OSError):
+            self._abandon()
+        raise failed
 
     def close(self) -> None:
         if self.closed:
             return
         try:
             self._flush()
+            self._join()
+            self._raise_failed()
             writer = self._open()  # no hit: a file of the schema alone
             writer.close()
             if self.file is not None:
@@ -353,6 +398,8 @@ class ParquetWriter(HitWriter):
         if self.closed:
             return
         self.pending, self.rows = [], 0
+        self._join()  # the row groups queued are written
+        self._failed = None  # stopped by another error: that one is reported
         if self.writer is None:
             self.closed = True
             return
@@ -367,6 +414,7 @@ class ParquetWriter(HitWriter):
 
     def _abandon(self) -> None:
         """A write failed: close the file as it is, with no second try at its footer."""
+        self._join()
         self.closed = True
         self.pending, self.rows = [], 0
         if self.writer is not None:

@@ -222,13 +222,12 @@ def _open_lines(
     sample: Sample,
     scanner: Callable[[], Any] | None,
 ) -> list[int] | None:
-    """Of the rules ``flagged`` (indices), the sampled lines the engine evaluates each on when
-    several rules run: the rule gate opens a rule only where a literal of each clause of one
-    of its branches is, often far fewer lines than hold one of its literals. Whether it opens
-    a rule depends on that rule alone: without the scan's Scanner, one of the flagged rules
-    (twice if alone: the gate needs two) counts the same. None: one rule, or no count."""
-    if len(rules) < 2:
-        return None
+    """Of the rules ``flagged`` (indices), the sampled lines the engine evaluates each on: a
+    rule alone, the lines its literals find where its clauses (a literal of each clause of
+    one of its branches) hold; beside other rules, those the rule gate opens it on. Either is
+    often far fewer lines than hold one of its literals. Whether the gate opens a rule
+    depends on that rule alone: without the scan's Scanner, one of the flagged rules (twice
+    if alone: the gate needs two) counts the same. None: no count."""
     from .._engine import Scanner
 
     try:
@@ -236,7 +235,8 @@ def _open_lines(
             counts = scanner().open_lines(sample.raw)
             return [int(counts[i]) for i in flagged] if len(counts) == len(rules) else None
         forms = [json.dumps(event_form(rules[i].ir)) for i in flagged]
-        counts = Scanner(forms * 2 if len(forms) == 1 else forms).open_lines(sample.raw)
+        several = len(rules) > 1 and len(forms) == 1
+        counts = Scanner(forms * 2 if several else forms).open_lines(sample.raw)
         return [int(c) for c in counts[: len(flagged)]]
     except Exception:  # a warning is never worth failing the scan: the literals' lines
         return None
@@ -346,7 +346,7 @@ def prefilter_warnings(
     # (index, rule, needles, lines parsed) of the rules whose sampled share is high.
     flagged: list[tuple[int, Rule, list[str], int]] = []
     shares: dict[int, int] = {}  # sampled lines evaluated, of the rules named after sampling
-    opened: list[int] | None = None
+    gated = False  # beside other rules, by the rule gate's count
     found = rule_needles(rules, cache, ir_json)
     for i, (rule, needles) in enumerate(zip(rules, found, strict=True)):
         label = f"rule {rule.name!r} ({rule.id})"
@@ -373,6 +373,7 @@ def prefilter_warnings(
             scanner = functools.cache(scanner)
         # Beside other rules, the lines the rule gate opens a flagged rule on are its cost.
         opened = _open_lines(rules, [f[0] for f in flagged], sample, scanner)
+        gated = opened is not None and len(rules) > 1
         if opened is not None:
             flagged = [
                 (i, rule, needles, n)
@@ -390,7 +391,7 @@ def prefilter_warnings(
         for (i, rule, needles, parsed), hit in zip(flagged, hit_counts, strict=True):
             if parsed - hit >= WARN_SHARE * sample.lines:
                 label = f"rule {rule.name!r} ({rule.id})"
-                warnings[i] = _measured(label, needles, parsed, sample, opened is not None)
+                warnings[i] = _measured(label, needles, parsed, sample, gated)
                 shares[i] = parsed
     if owners is None:
         return [warnings[i] for i in sorted(warnings)]

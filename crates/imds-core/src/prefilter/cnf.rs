@@ -608,7 +608,7 @@ impl Lists {
 
 /// Per branch of a rule with clauses, its rule and kept clauses, rarest first; and the
 /// rules with a branch without clauses.
-fn units(rules: &[RuleIr]) -> (Vec<(u32, Vec<Clause>)>, Vec<usize>) {
+pub(super) fn units(rules: &[RuleIr]) -> (Vec<(u32, Vec<Clause>)>, Vec<usize>) {
     let mut units = Vec::new();
     let mut always = Vec::new();
     for (r, rule) in rules.iter().enumerate() {

@@ -31,12 +31,14 @@
 //! Layout: `needles` (needle extraction from the IR: literals, or the endpoint test standing
 //! for an `imds_endpoint` predicate), `cost` (the frequency model), `anchors` (anchor
 //! planning), `search` (the automaton, anchor verification and escape guards), `gate` (which
-//! of several rules a candidate line can match), `raw_endpoint` (the `imds_endpoint` raw-line
+//! of several rules a candidate line can match), `conj` (one rule's clauses, judged on the
+//! lines the search finds), `raw_endpoint` (the `imds_endpoint` raw-line
 //! test and its vector kernels; it uses the endpoint decoder, never the reverse).
 
 mod anchors;
 mod clauses;
 mod cnf;
+mod conj;
 mod cost;
 mod gate;
 mod grams;
@@ -50,7 +52,8 @@ mod test_ir;
 
 use crate::ir::{Node, Op, RuleIr};
 use cnf::{Cnf, CnfState};
-use cost::byte_freq;
+use conj::{Conj, ConjState};
+use cost::{byte_freq, literal_cost};
 pub use gate::RuleGate;
 use needles::{rules_lits, Lit, Needle};
 use raw_endpoint::RawTest;
@@ -60,6 +63,12 @@ use search::Search;
 /// automaton, the compiled rules) is spread over rayon's threads (fewer: not worth starting
 /// them; a scan with the default rule starts in a tenth of a second).
 pub(crate) const PARALLEL_FROM: usize = 16;
+
+/// One rule's clauses judge the lines its needle search finds ([`conj`]) only when one of
+/// its needles is estimated this frequent ([`literal_cost`]: a word common in ECS logs, such
+/// as `process`, is 1): with rare needles few lines are found, and the check would cost and
+/// save nothing (the seed rule: 0.2% of the lines either way).
+const WEAK_NEEDLE: f64 = 0.01;
 
 /// The prefilter of a set of rules.
 #[derive(Debug, Clone)]
@@ -75,6 +84,9 @@ pub struct Prefilter {
     /// Several rules, each with literal clauses on every branch: a line is a candidate only
     /// when some rule is open on it ([`cnf`]); the finder then knows which rules are.
     cnf: Option<Cnf>,
+    /// One rule, with two clauses or more on every branch: a line the needle search finds is
+    /// a candidate only when all clauses of one branch hold on it ([`conj`]).
+    conj: Option<Conj>,
 }
 
 impl Prefilter {
@@ -98,6 +110,12 @@ impl Prefilter {
                 p.all = false;
             }
         }
+        let weak = |s: &Search| s.lits.iter().any(|l| literal_cost(&l.raw) >= WEAK_NEEDLE);
+        if let Some(search) =
+            (p.search.as_ref()).filter(|s| p.endpoint.is_none() && !p.all && weak(s))
+        {
+            p.conj = Conj::new(rules, &search.strategy);
+        }
         p
     }
 
@@ -110,6 +128,7 @@ impl Prefilter {
                 endpoint: None,
                 needles_held: false,
                 cnf: None,
+                conj: None,
             };
         };
         let endpoint = needles.contains(&Needle::Endpoint);
@@ -128,6 +147,7 @@ impl Prefilter {
                 endpoint: None,
                 needles_held: false,
                 cnf: None,
+                conj: None,
             };
         }
         // The endpoint test passes a line anyway: when it can also hold the other needles,
@@ -147,6 +167,7 @@ impl Prefilter {
             endpoint: Some(endpoint),
             needles_held,
             cnf: None,
+            conj: None,
         }
     }
 
@@ -188,6 +209,9 @@ impl Prefilter {
                  candidate when all clauses of one rule's branch hold"
             }
             (Some(s), false, _) if self.cnf.is_some() => &s.strategy,
+            (Some(_), false, _) if self.conj.is_some() => {
+                self.conj.as_ref().map_or("", |c| c.strategy.as_str())
+            }
             (Some(s), false, _) => &s.strategy,
         }
     }
@@ -213,6 +237,7 @@ impl Prefilter {
             from: 0,
             to: 0,
             state: self.cnf.as_ref().map(Cnf::state),
+            conj: self.conj.as_ref().map(Conj::state),
         }
     }
 
@@ -249,6 +274,8 @@ pub struct Finder<'p> {
     to: usize,
     /// With rule clauses: the open rules of the line last found.
     state: Option<CnfState>,
+    /// With one rule's clauses: their scratch.
+    conj: Option<ConjState>,
 }
 
 impl Finder<'_> {
@@ -281,6 +308,20 @@ impl Finder<'_> {
                 let start = memchr::memrchr(b'\n', &hay[at..h]).map_or(at, |i| at + i + 1);
                 let stop = memchr::memchr(b'\n', &hay[h..end]).map_or(end, |i| h + i);
                 if cnf.first_in_line(hay, start, stop, st).is_some() {
+                    return Some(h);
+                }
+                at = stop;
+            }
+            return None;
+        }
+        if let (Some(conj), Some(st), Some(search)) = (&pf.conj, self.conj.as_mut(), &pf.search) {
+            // The needle search finds the lines; the rule's clauses judge them.
+            let mut at = at;
+            while at < end {
+                let h = search.find(hay, at, end)?;
+                let start = memchr::memrchr(b'\n', &hay[at..h]).map_or(at, |i| at + i + 1);
+                let stop = memchr::memchr(b'\n', &hay[h..end]).map_or(end, |i| h + i);
+                if conj.open(hay, start, stop, st) {
                     return Some(h);
                 }
                 at = stop;
@@ -359,8 +400,11 @@ mod tests {
 
     // ------------------------------------------------------------------ soundness
 
+    /// The needle search alone: the seed's needles are rare (no clause check).
     fn seed() -> Prefilter {
-        Prefilter::new(&[seed_ir()])
+        let p = Prefilter::new(&[seed_ir()]);
+        assert!(p.conj.is_none(), "{}", p.strategy());
+        p
     }
 
     /// The seed and an `imds_endpoint` rule: the endpoint test holds the seed's needles.

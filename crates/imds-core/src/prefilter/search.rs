@@ -3,7 +3,7 @@
 
 use super::anchors::{case_variants, plan_anchors, slash_spellings};
 use super::needles::Lit;
-use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind};
+use aho_corasick::{packed, AhoCorasick, AhoCorasickKind, Input, MatchKind, Span};
 
 /// Teddy (aho-corasick's packed searcher) refuses more patterns than this.
 const PACKED_LIMIT: usize = 64;
@@ -30,6 +30,10 @@ pub(super) struct Search {
     /// Needles as searched: raw, ASCII-folded.
     needles: Vec<Vec<u8>>,
     ac: AhoCorasick,
+    /// The anchors' spellings in Teddy itself, when it runs here: given patterns sharing a
+    /// few first bytes (`p`, `P`, `\\` for `process`), the automaton runs a `memchr3` of them
+    /// instead.
+    teddy: Option<packed::Searcher>,
     /// Anchor entries by (folded) first byte.
     entries: Vec<Vec<Entry>>,
     /// Decoded ASCII chars (folded) that occur in some needle.
@@ -64,6 +68,7 @@ impl Search {
         let slashes = |n: &[u8]| n.iter().filter(|&&b| b == b'/').count();
         let packed = plan_anchors(&needles, PACKED_LIMIT - 1);
         let packed_mode = packed.is_some();
+        let mut teddy = None;
         let (ac, slash_guard, strategy) = match packed {
             Some(windows) => {
                 let mut patterns: Vec<Vec<u8>> = Vec::new();
@@ -88,6 +93,11 @@ impl Search {
                     .kind(Some(AhoCorasickKind::DFA))
                     .build(&patterns)
                     .ok()?;
+                teddy = packed::Config::new()
+                    .match_kind(packed::MatchKind::LeftmostFirst)
+                    .builder()
+                    .extend(&patterns)
+                    .build();
                 let strategy = format!(
                     "exact-case automaton (packed prefilter) over {n} spellings of {} anchors \
                      + `{}` guard",
@@ -139,6 +149,7 @@ impl Search {
             lits,
             needles,
             ac,
+            teddy,
             entries,
             relevant_ascii,
             relevant_non_ascii,
@@ -150,8 +161,10 @@ impl Search {
 
     pub(super) fn find(&self, hay: &[u8], mut at: usize, end: usize) -> Option<usize> {
         while at < end {
-            let m = self.ac.find(Input::new(hay).span(at..end))?;
-            let p = m.start();
+            let p = match &self.teddy {
+                Some(t) => t.find_in(hay, Span::from(at..end))?.start(),
+                None => self.ac.find(Input::new(hay).span(at..end))?.start(),
+            };
             if self.relevant_at(hay, p, end) {
                 return Some(p);
             }
