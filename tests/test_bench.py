@@ -12,12 +12,23 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATOR = ROOT / "bench" / "gen_corpus.py"
 SAMPLE = ROOT / "bench" / "sample" / "ecs-sample.ndjson"
+
+
+def bench_harness() -> Any:
+    """bench/harness.py, imported from its folder (it is no package)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import harness
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    return harness
 
 
 def generate(*args: str | Path) -> None:
@@ -152,11 +163,7 @@ def test_elastic_rule_sweep_takes_the_first_accepted_rules_by_rule_id(tmp_path: 
 
 
 def test_harness_reports_the_issue_targets_as_pass_or_fail() -> None:
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import harness
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    harness = bench_harness()
 
     def row(name: str, work_s: float, hits: int, rss_mb: float = 30.0) -> dict[str, object]:
         return {"name": name, "work_s": work_s, "wall_s": work_s, "mb_s": 1073.7 / work_s,
@@ -185,11 +192,7 @@ def test_harness_reports_the_issue_targets_as_pass_or_fail() -> None:
 
 def test_harness_reports_the_sequence_target() -> None:
     """Issue 17's case: the sequence rule's speed over the single-event rule's, and memory."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import harness
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    harness = bench_harness()
 
     def rows(seq_s: float) -> list[dict[str, object]]:
         return [
@@ -274,11 +277,7 @@ def test_kql_sets_hold_the_accepted_active_kuery_rules_and_the_imds_rule(
 def test_harness_reports_the_kql_cases_against_the_default_rule() -> None:
     """Issue 19's rows: each KQL row's time as a ratio to the default rule's row, with hits;
     `--only KQL` keeps the default rule's row for the ratio."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import harness
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    harness = bench_harness()
 
     base = harness.BASE_CLI
     rows = [
@@ -298,11 +297,7 @@ def test_harness_reports_the_kql_cases_against_the_default_rule() -> None:
 def test_harness_compiles_stale_bytecode_before_timing(tmp_path: Path) -> None:
     # A source tree run with PYTHONDONTWRITEBYTECODE would compile its changed modules on
     # every CLI row; the harness brings the bytecode up to date first, as pip install does.
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import harness
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    harness = bench_harness()
     package = tmp_path / "pkg"
     package.mkdir()
     (package / "mod.py").write_text("X = 1\n")
@@ -315,11 +310,7 @@ def test_harness_compiles_stale_bytecode_before_timing(tmp_path: Path) -> None:
 def test_harness_times_each_round_into_a_fresh_output_file(tmp_path: Path) -> None:
     # Truncating the last round's large output is the file system's work, charged to the run
     # that opens it: each round starts without it.
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import harness
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    harness = bench_harness()
     dest = tmp_path / "out.ndjson"
     dest.write_text("the last round's output\n")
     case = harness.Case(

@@ -961,7 +961,7 @@ mod tests {
         use super::super::super::test_ir::*;
         use super::super::{units, Cnf};
         use super::stops;
-        use crate::ir::{FieldType, Node, Op, RuleIr};
+        use crate::ir::{Node, Op, RuleIr};
         use proptest::prelude::*;
 
         const WORDS: &[&str] = &[
@@ -980,15 +980,8 @@ mod tests {
                 Op::Wildcard,
                 Op::Wildcard,
             ];
-            let values: Vec<String> = words
-                .iter()
-                .map(|&w| match op {
-                    6 => format!("*{}*", WORDS[w]),
-                    _ => WORDS[w].to_string(),
-                })
-                .collect();
-            let values: Vec<&str> = values.iter().map(String::as_str).collect();
-            pred(FIELDS[field], FieldType::Keyword, op_of[op], &values)
+            let words: Vec<&str> = words.iter().map(|&w| WORDS[w]).collect();
+            word_pred(FIELDS[field], op_of[op], op == 6, &words)
         }
 
         fn rules() -> impl Strategy<Value = Vec<RuleIr>> {

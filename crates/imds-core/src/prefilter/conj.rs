@@ -454,7 +454,7 @@ mod tests {
         use super::super::super::test_ir::*;
         use super::super::super::Prefilter;
         use super::super::Conj;
-        use crate::ir::{FieldType, Node, Op, RuleIr};
+        use crate::ir::{Node, Op, RuleIr};
         use proptest::prelude::*;
 
         const WORDS: &[&str] = &[
@@ -472,15 +472,8 @@ mod tests {
                 Op::Contains,
                 Op::Wildcard,
             ];
-            let values: Vec<String> = words
-                .iter()
-                .map(|&w| match op {
-                    5 => format!("*{}*", WORDS[w]),
-                    _ => WORDS[w].to_string(),
-                })
-                .collect();
-            let values: Vec<&str> = values.iter().map(String::as_str).collect();
-            pred(FIELDS[field], FieldType::Keyword, op_of[op], &values)
+            let words: Vec<&str> = words.iter().map(|&w| WORDS[w]).collect();
+            word_pred(FIELDS[field], op_of[op], op == 5, &words)
         }
 
         /// One rule: one or two branches of two to four predicates, mostly whole values.

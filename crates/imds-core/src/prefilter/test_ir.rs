@@ -21,6 +21,23 @@ pub(super) fn pred(field: &str, field_type: FieldType, op: Op, values: &[&str]) 
     })
 }
 
+/// A keyword predicate of the property tests' random rules: `op` on `field` with `words`, each
+/// as `*word*` when `starred`.
+pub(super) fn word_pred(field: &str, op: Op, starred: bool, words: &[&str]) -> Node {
+    let values: Vec<String> = words
+        .iter()
+        .map(|w| {
+            if starred {
+                format!("*{w}*")
+            } else {
+                w.to_string()
+            }
+        })
+        .collect();
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    pred(field, FieldType::Keyword, op, &values)
+}
+
 pub(super) fn kw(op: Op, values: &[&str]) -> Node {
     pred("f", FieldType::Keyword, op, values)
 }

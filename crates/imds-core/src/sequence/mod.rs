@@ -315,18 +315,29 @@ impl SequenceMatcher {
             } => (time, tie, order, tuples),
             Read::Later => return self.push_each(stage, rank, line, event, reference),
         };
+        let rec = Rec {
+            time,
+            tie,
+            rank,
+            line,
+            order,
+            key: 0,
+            reference,
+        };
+        self.push_keyed(rec, tuples)
+    }
+
+    /// One record per key tuple: `rec` with each tuple's number as its key.
+    fn push_keyed(
+        &mut self,
+        rec: Rec,
+        tuples: impl IntoIterator<Item = Vec<KeyValue>>,
+    ) -> Result<(), AddError> {
         for keys in tuples {
             let key = self.keys.id(keys);
-            let rec = Rec {
-                time,
-                tie: tie.clone(),
-                rank,
-                line,
-                order,
-                key,
-                reference,
-            };
-            self.store.push(rec).map_err(AddError::Io)?;
+            self.store
+                .push(Rec { key, ..rec.clone() })
+                .map_err(AddError::Io)?;
         }
         Ok(())
     }
@@ -358,20 +369,17 @@ impl SequenceMatcher {
                 }
             },
         };
-        for keys in reader.key_tuples(stage, &doc) {
-            let key = self.keys.id(keys);
-            let rec = Rec {
-                time,
-                tie: tie.clone(),
-                rank,
-                line,
-                order,
-                key,
-                reference,
-            };
-            self.store.push(rec).map_err(AddError::Io)?;
-        }
-        Ok(())
+        let tuples = reader.key_tuples(stage, &doc);
+        let rec = Rec {
+            time,
+            tie,
+            rank,
+            line,
+            order,
+            key: 0,
+            reference,
+        };
+        self.push_keyed(rec, tuples)
     }
 
     /// Match what was added; results in output order.
