@@ -402,7 +402,12 @@ impl Node {
                 return None;
             }
             // The child named by the key's next part (names hold no `.`).
+            let first = rest.as_bytes().first();
             let (child, after) = node.children.iter().find_map(|(name, child)| {
+                // Most names differ at their first byte: no comparison call for them.
+                if name.as_bytes().first().is_some_and(|b| Some(b) != first) {
+                    return None;
+                }
                 let after = rest.strip_prefix(name.as_str())?;
                 (after.is_empty() || after.starts_with('.')).then_some((child, after))
             })?;
@@ -1369,7 +1374,16 @@ fn strip_key<'p, S: AsRef<str>>(mut key: &str, path: &'p [S]) -> Option<&'p [S]>
     let mut rest = path;
     loop {
         let (first, tail) = rest.split_first()?;
-        let after = key.strip_prefix(first.as_ref())?;
+        let first = first.as_ref();
+        // Most keys differ at their first byte: ruled out without a comparison call.
+        if first
+            .as_bytes()
+            .first()
+            .is_some_and(|b| Some(b) != key.as_bytes().first())
+        {
+            return None;
+        }
+        let after = key.strip_prefix(first)?;
         rest = tail;
         if after.is_empty() {
             return Some(rest);
@@ -1443,6 +1457,26 @@ mod tests {
             Err(Malformed { reason }) => reason,
             Ok(Some(_)) => panic!("{line:?} parsed"),
             Ok(None) => panic!("{line:?} is blank"),
+        }
+    }
+
+    #[test]
+    fn empty_path_parts_and_keys_sharing_a_first_byte() {
+        // Names are ruled out by their first byte before they are compared: an empty part
+        // (`a..b`) has none and matches a key starting with `.` or an empty key.
+        let text = r#"{"a":{"":{"b":"x"},".b":"y","bb":"n","b":"z"},"a..b":"w","ab":"n"}"#;
+        assert_eq!(values(text, "a..b"), ["x", "y", "w"]);
+        assert_eq!(values(text, "a.b"), ["z"]);
+        for field in ["a..b", "a.b", "ab"] {
+            let projection = Projection::new([field]);
+            let built = parse_line_projected(text.as_bytes(), &projection)
+                .unwrap()
+                .unwrap()
+                .doc;
+            let path: Vec<&str> = field.split('.').collect();
+            let mut got = Vec::new();
+            field_values(&built, &path, &mut got);
+            assert_eq!(got, values(text, field), "{field}");
         }
     }
 
