@@ -5,6 +5,7 @@ warnings and the hits are those of separate set-ups."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -173,3 +174,43 @@ def test_a_rule_the_engine_refuses_stops_the_scan_with_its_error(tmp_path: Path)
     for _ in range(2):  # asked again: the same error
         with pytest.raises(ValueError, match=refused):
             plan.scanner  # noqa: B018
+
+
+SET_UP_THREADS = """
+import json, os, sys
+from imds_scan._engine import Scanner
+from imds_scan.eql import compile_rule
+
+def threads():
+    return len(os.listdir("/proc/self/task"))
+
+forms = [
+    json.dumps(compile_rule(f'any where message : "*w{i}*"', name=f"r{i}", rule_id=f"r-{i}"))
+    for i in range(40)
+]
+before = threads()
+Scanner(forms, int(sys.argv[1]))
+print(threads() - before)
+"""
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self/task").is_dir() or (os.cpu_count() or 1) < 2,
+    reason="counts threads in /proc; needs two cores to tell one thread from one per core",
+)
+def test_set_up_of_many_rules_keeps_to_the_threads_it_is_given() -> None:
+    # Many rules are compiled side by side; with --threads 1 that is one thread, not rayon's
+    # pool of a thread per core (which stays once started).
+    def extra(threads: int) -> int:
+        proc = subprocess.run(
+            [sys.executable, "-c", SET_UP_THREADS, str(threads)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return int(proc.stdout)
+
+    cores = os.cpu_count() or 1
+    assert extra(0) >= cores  # every core's thread
+    assert extra(1) <= 1  # one thread, whose pool is gone with the set-up

@@ -52,7 +52,8 @@ class _Seekable(Protocol):
 
 @final
 class Scanner:
-    def __new__(cls, rules: list[str]) -> Scanner: ...
+    def __new__(cls, rules: list[str], threads: int = 0) -> Scanner:
+        """Compile rules (IR JSON), on ``threads`` threads at most (0: one per core)."""
     def needles(self) -> list[str] | None: ...
     @staticmethod
     def needles_each(rules: list[str]) -> list[list[str] | None]:

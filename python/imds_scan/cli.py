@@ -614,7 +614,7 @@ def scan_command(
 
         # Of the rules the engine runs: a sequence's stages each. Without host filters, this is
         # the scan's own plan (and, scanning here, its Scanner): made once.
-        unfiltered = plan_rules(rules, (), ())
+        unfiltered = plan_rules(rules, (), (), config.threads)
         shared = not config.hosts and not config.exclude_hosts
         if shared and config.cluster is None:
             unfiltered.start_scanner()  # compiled while the warnings are worked out

@@ -275,7 +275,8 @@ def stream_scan(
     if engine == "rust":
         from ._engine import Scanner
 
-        built = Scanner([json.dumps(rule.ir) for rule in rules]) if scanner is None else None
+        forms = [json.dumps(rule.ir) for rule in rules] if scanner is None else None
+        built = None if forms is None else Scanner(forms, threads)
         fast: dict[str, Any] = {}
         named = record_names([names[i] for i in readable], rules)
         if RECORDS in needs and named is not None:

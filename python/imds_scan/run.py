@@ -137,7 +137,10 @@ def open_scan(
     # filters in), what the batches' counts and the statistics are about.
     if plan is None:
         plan = plan_rules(
-            default_rules() if rules is None else rules, config.hosts, config.exclude_hosts
+            default_rules() if rules is None else rules,
+            config.hosts,
+            config.exclude_hosts,
+            config.threads,
         )
     if config.engine == "rust" and config.cluster is None:
         plan.start_scanner()  # compiled while the inputs are listed and the matchers made

@@ -149,6 +149,8 @@ class RulePlan:
     engine_rules: list[Rule]
     owner: list[int]
     stage: list[int | None]
+    # Threads the engine's set-up may use (the scan's --threads; 0: one per core).
+    threads: int = 0
 
     @property
     def has_sequences(self) -> bool:
@@ -166,8 +168,8 @@ class RulePlan:
     def _scanner(self) -> _Making:
         from ._engine import Scanner
 
-        forms = self.engine_json  # here: json.dumps holds the GIL
-        return _Making(lambda: Scanner(forms))
+        forms, threads = self.engine_json, self.threads  # here: json.dumps holds the GIL
+        return _Making(lambda: Scanner(forms, threads))
 
     def start_scanner(self) -> None:
         """Begin making :attr:`scanner` on a thread of its own: the binding compiles the rules
@@ -217,9 +219,12 @@ class _Making:
         return self._value
 
 
-def plan_rules(rules: Sequence[Rule], hosts: Sequence[str], exclude: Sequence[str]) -> RulePlan:
+def plan_rules(
+    rules: Sequence[Rule], hosts: Sequence[str], exclude: Sequence[str], threads: int = 0
+) -> RulePlan:
     """The engine's rules for ``rules``: each sequence, sample, new_terms or threshold rule
-    replaced by its stage rules, host filters added to every rule the engine runs."""
+    replaced by its stage rules, host filters added to every rule the engine runs.
+    ``threads``: what the engine's set-up may use (0: a thread per core)."""
     from .filters import with_host_filter
 
     shown: list[Rule] = []
@@ -239,7 +244,7 @@ def plan_rules(rules: Sequence[Rule], hosts: Sequence[str], exclude: Sequence[st
         engine += stages
         owner += [index] * len(stages)
         stage += list(range(len(stages)))
-    return RulePlan(shown, engine, owner, stage)
+    return RulePlan(shown, engine, owner, stage, threads)
 
 
 def effective_rules(

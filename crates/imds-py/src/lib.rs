@@ -46,12 +46,14 @@ struct Scanner {
 
 #[pymethods]
 impl Scanner {
-    /// Compile rules given as IR JSON documents; ValueError if one is invalid.
+    /// Compile rules given as IR JSON documents, on `threads` threads at most (0: one per
+    /// core); ValueError if one is invalid.
     #[new]
-    fn new(py: Python<'_>, rules: Vec<String>) -> PyResult<Self> {
+    #[pyo3(signature = (rules, threads = 0))]
+    fn new(py: Python<'_>, rules: Vec<String>, threads: usize) -> PyResult<Self> {
         // Without the GIL: Python may go on with other set-up while many rules compile.
         let engine = py
-            .detach(|| Engine::from_json(&rules))
+            .detach(|| Engine::from_json_on(&rules, threads))
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         Ok(Scanner {
             engine: Arc::new(engine),

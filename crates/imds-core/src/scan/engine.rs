@@ -47,6 +47,23 @@ impl Engine {
         Engine::new(parse_all(texts)?)
     }
 
+    /// [`Engine::from_json`] with the set-up spread over `threads` threads at most (0: rayon's
+    /// pool, a thread per core): a scan told to use one thread sets up on one too.
+    pub fn from_json_on(texts: &[String], threads: usize) -> Result<Engine, crate::Error> {
+        let pool = (threads > 0)
+            .then(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .ok()
+            })
+            .flatten();
+        match pool {
+            Some(pool) => pool.install(|| Engine::from_json(texts)),
+            None => Engine::from_json(texts),
+        }
+    }
+
     /// Each rule's prefilter needles as an engine of that rule alone has them
     /// ([`Engine::needles`]; what the prefilter warnings weigh), the rules side by side; the
     /// error is the first faulty rule's.
