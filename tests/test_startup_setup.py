@@ -52,9 +52,9 @@ class CountingScanner:
     real = _engine.Scanner
     made = 0
 
-    def __new__(cls, rules: list[str]) -> Any:
+    def __new__(cls, rules: list[str], threads: int = 0) -> Any:
         CountingScanner.made += 1
-        return cls.real(rules)
+        return cls.real(rules, threads)
 
     needles_each = staticmethod(_engine.Scanner.needles_each)
 
