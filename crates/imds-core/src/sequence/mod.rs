@@ -173,19 +173,25 @@ impl Preparer {
         Ok(())
     }
 
-    fn read(&self, stage: usize, doc: &Doc<'_>) -> Result<Prepared, AddError> {
-        let (time, tie, order) = match self.kind {
+    /// A candidate's (time, tiebreaker, order) in the records; None: a sequence candidate
+    /// without a time.
+    fn ordinal(&self, stage: usize, doc: &Doc<'_>) -> Option<(i64, read::Tie, u32)> {
+        match self.kind {
             // Samples do not use time; the stage sorts first (see matching::samples).
-            Kind::Sample => (0, read::Tie::Missing, stage as u32),
-            Kind::Sequence => match self.reader.when(doc) {
-                Some(when) => (when.time, when.tie, Rec::order_of(stage, self.stages)),
-                None => {
-                    return Ok(Prepared {
-                        stage,
-                        form: Read::NoTime,
-                    })
-                }
-            },
+            Kind::Sample => Some((0, read::Tie::Missing, stage as u32)),
+            Kind::Sequence => {
+                let when = self.reader.when(doc)?;
+                Some((when.time, when.tie, Rec::order_of(stage, self.stages)))
+            }
+        }
+    }
+
+    fn read(&self, stage: usize, doc: &Doc<'_>) -> Result<Prepared, AddError> {
+        let Some((time, tie, order)) = self.ordinal(stage, doc) else {
+            return Ok(Prepared {
+                stage,
+                form: Read::NoTime,
+            });
         };
         let tuples: Vec<Vec<KeyValue>> = self
             .reader
@@ -352,24 +358,14 @@ impl SequenceMatcher {
         event: &str,
         reference: u64,
     ) -> Result<(), AddError> {
-        let reader = &self.preparer.reader;
-        let doc = reader.parse(event);
-        let (time, tie, order) = match self.ir.kind {
-            Kind::Sample => (0, read::Tie::Missing, stage as u32),
-            Kind::Sequence => match reader.when(&doc) {
-                Some(when) => (
-                    when.time,
-                    when.tie,
-                    Rec::order_of(stage, self.ir.stages.len()),
-                ),
-                // (The Preparer found a time in the same text: not reached.)
-                None => {
-                    let form = Read::NoTime;
-                    return self.push(Prepared { stage, form }, rank, line, event, reference);
-                }
-            },
+        let preparer = &self.preparer;
+        let doc = preparer.reader.parse(event);
+        // (The Preparer found a time in the same text: None is not reached.)
+        let Some((time, tie, order)) = preparer.ordinal(stage, &doc) else {
+            let form = Read::NoTime;
+            return self.push(Prepared { stage, form }, rank, line, event, reference);
         };
-        let tuples = reader.key_tuples(stage, &doc);
+        let tuples = preparer.reader.key_tuples(stage, &doc);
         let rec = Rec {
             time,
             tie,
