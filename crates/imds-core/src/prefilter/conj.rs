@@ -14,6 +14,7 @@
 use super::anchors::{case_variants, plan_anchors};
 use super::clauses::{confirm, Check, Clause};
 use super::cnf::units;
+use super::pair::FoldedPair;
 use super::search::real_escape;
 use crate::ir::RuleIr;
 use aho_corasick::{packed, AhoCorasick, AhoCorasickKind, Input, MatchKind, Span};
@@ -39,6 +40,8 @@ enum AnchorSearch {
     Packed(packed::Searcher),
     /// Too many spellings for Teddy: an ASCII case-insensitive automaton.
     Folded(AhoCorasick),
+    /// A clause of one needle: two of its bytes tested at every position ([`FoldedPair`]).
+    Pair(FoldedPair),
 }
 
 impl AnchorSearch {
@@ -47,6 +50,7 @@ impl AnchorSearch {
         match self {
             AnchorSearch::Packed(s) => s.find_in(hay, Span::from(at..stop)).map(|m| m.start()),
             AnchorSearch::Folded(ac) => ac.find(Input::new(hay).span(at..stop)).map(|m| m.start()),
+            AnchorSearch::Pair(p) => p.find(hay, at, stop),
         }
     }
 }
@@ -84,6 +88,20 @@ impl ClauseSearch {
         }
         let folded: Vec<Vec<u8>> = needles.iter().map(|(n, _)| n.clone()).collect();
         let mut entries: Vec<Vec<Entry>> = vec![Vec::new(); 256];
+        if let [needle] = &folded[..] {
+            entries[needle[0] as usize].push(Entry {
+                spelling: needle.clone(),
+                needle: 0,
+                offset: 0,
+            });
+            return Some(ClauseSearch {
+                ac: AnchorSearch::Pair(FoldedPair::new(needle)?),
+                entries,
+                needles,
+                ascii,
+                non_ascii,
+            });
+        }
         let mut packed = None;
         if let Some(windows) = plan_anchors(&folded, PACKED_LIMIT) {
             // Every case spelling of a short anchor: exact-case patterns, for Teddy.

@@ -45,6 +45,7 @@ mod grams;
 #[cfg(test)]
 mod kql_tests;
 mod needles;
+mod pair;
 mod raw_endpoint;
 mod search;
 #[cfg(test)]

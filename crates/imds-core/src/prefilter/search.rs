@@ -3,6 +3,7 @@
 
 use super::anchors::{case_variants, plan_anchors, slash_spellings};
 use super::needles::Lit;
+use super::pair::FoldedPair;
 use aho_corasick::{packed, AhoCorasick, AhoCorasickKind, Input, MatchKind, Span};
 
 /// Teddy (aho-corasick's packed searcher) refuses more patterns than this.
@@ -34,6 +35,10 @@ pub(super) struct Search {
     /// few first bytes (`p`, `P`, `\\` for `process`), the automaton runs a `memchr3` of them
     /// instead.
     teddy: Option<packed::Searcher>,
+    /// One needle without a slash: two of its bytes tested at every position, and the escape
+    /// guard searched on its own ([`FoldedPair`]); Teddy, given its 16 or so case spellings,
+    /// verified most positions of a line.
+    pair: Option<(FoldedPair, memchr::memmem::Finder<'static>)>,
     /// Anchor entries by (folded) first byte.
     entries: Vec<Vec<Entry>>,
     /// Decoded ASCII chars (folded) that occur in some needle.
@@ -145,10 +150,33 @@ impl Search {
                 (ac, slash_guard, strategy)
             }
         };
+        let pair = match &needles[..] {
+            [n] if !n.contains(&b'/') => {
+                FoldedPair::new(n).map(|p| (p, memchr::memmem::Finder::new(u_guard).into_owned()))
+            }
+            _ => None,
+        };
+        let strategy = match &pair {
+            Some(_) => format!(
+                "two bytes of the needle tested at every position (ASCII case folded) + `{}` guard",
+                String::from_utf8_lossy(u_guard)
+            ),
+            None => strategy,
+        };
+        if let Some((p, _)) = &pair {
+            entries = vec![Vec::new(); 256];
+            entries[p.needle()[0] as usize].push(Entry {
+                spelling: p.needle().to_vec(),
+                needle: 0,
+                offset: 0,
+                slashes_before: 0,
+            });
+        }
         Some(Search {
             lits,
             needles,
             ac,
+            pair,
             teddy,
             entries,
             relevant_ascii,
@@ -160,6 +188,21 @@ impl Search {
     }
 
     pub(super) fn find(&self, hay: &[u8], mut at: usize, end: usize) -> Option<usize> {
+        if let Some((pair, guard)) = &self.pair {
+            while at < end {
+                let hit = pair.find(hay, at, end);
+                let until = hit.unwrap_or(end);
+                let p = match guard.find(&hay[at..until]) {
+                    Some(g) => at + g,
+                    None => hit?,
+                };
+                if self.relevant_at(hay, p, end) {
+                    return Some(p);
+                }
+                at = p + 1;
+            }
+            return None;
+        }
         while at < end {
             let p = match &self.teddy {
                 Some(t) => t.find_in(hay, Span::from(at..end))?.start(),

@@ -1,0 +1,221 @@
+//! One needle, ASCII case-insensitively: a vector test of two of its bytes (the rarest) at
+//! every position, 16 positions at a time, then the whole needle where both match.
+//!
+//! Teddy, given the case spellings of a word (`process`: 16 of its anchor `proc`), fills its
+//! buckets and verifies most positions of a line: on a broad rule it was a quarter of the
+//! engine's instructions. Folding is a bit (`| 0x20`) for letters, so two compares decide a
+//! position whatever its case: a letter always folds to itself, and a byte that folds to one
+//! by chance is only a candidate more, which the needle check rejects.
+
+use super::cost::byte_freq;
+
+/// The search for one needle (folded), at most `MAX_LEN` bytes.
+#[derive(Debug, Clone)]
+pub(super) struct FoldedPair {
+    needle: Vec<u8>,
+    /// Offsets of the two bytes tested (`first <= second`), their folded values and fold
+    /// masks (0x20 for a letter, else 0).
+    first: usize,
+    second: usize,
+    bytes: [u8; 2],
+    masks: [u8; 2],
+}
+
+impl FoldedPair {
+    /// `None` for an empty needle.
+    pub(super) fn new(needle: &[u8]) -> Option<FoldedPair> {
+        if needle.is_empty() {
+            return None;
+        }
+        let needle = needle.to_ascii_lowercase();
+        // The two rarest positions (by folded byte frequency); the same one for a 1-byte
+        // needle.
+        let mut order: Vec<usize> = (0..needle.len()).collect();
+        order.sort_by(|&a, &b| byte_freq(needle[a]).total_cmp(&byte_freq(needle[b])));
+        let (a, b) = (order[0], *order.get(1).unwrap_or(&order[0]));
+        let (first, second) = (a.min(b), a.max(b));
+        let mask = |c: u8| if c.is_ascii_alphabetic() { 0x20 } else { 0 };
+        Some(FoldedPair {
+            first,
+            second,
+            bytes: [needle[first], needle[second]],
+            masks: [mask(needle[first]), mask(needle[second])],
+            needle,
+        })
+    }
+
+    /// The needle (folded).
+    pub(super) fn needle(&self) -> &[u8] {
+        &self.needle
+    }
+
+    /// The start of the first occurrence of the needle, in any ASCII case, in
+    /// `hay[at..stop]`.
+    pub(super) fn find(&self, hay: &[u8], at: usize, stop: usize) -> Option<usize> {
+        let n = self.needle.len();
+        let stop = stop.min(hay.len());
+        if at >= stop || stop - at < n {
+            return None;
+        }
+        let last = stop - n; // the last start the needle fits at
+        let s = at;
+        #[cfg(target_arch = "x86_64")]
+        if let Some(cpu) = avx2::Avx2::detect() {
+            if stop - s >= self.second + 32 {
+                return cpu.find(self, hay, s, stop, last);
+            }
+        }
+        (s..=last).find(|&c| hay[c..c + n].eq_ignore_ascii_case(&self.needle))
+    }
+
+    /// The first start `block + k` (bit k of `hits`, at most `last`) where the needle is.
+    #[inline(always)]
+    fn verify(&self, hay: &[u8], block: usize, mut hits: u64, last: usize) -> Option<usize> {
+        let n = self.needle.len();
+        while hits != 0 {
+            let c = block + hits.trailing_zeros() as usize;
+            if c > last {
+                return None;
+            }
+            if hay[c..c + n].eq_ignore_ascii_case(&self.needle) {
+                return Some(c);
+            }
+            hits &= hits - 1;
+        }
+        None
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    //! The AVX2 test of 32 starts. `unsafe` is allowed here only: to call AVX2 code once the
+    //! CPU is known to have it (the `Avx2` token proves it), and for unaligned loads from
+    //! in-bounds slices.
+    #![allow(unsafe_code)]
+
+    use super::FoldedPair;
+    use std::arch::x86_64::*;
+
+    /// Proof that the CPU has AVX2: only [`Avx2::detect`] makes one.
+    #[derive(Debug, Clone, Copy)]
+    pub(super) struct Avx2(());
+
+    impl Avx2 {
+        #[inline]
+        pub(super) fn detect() -> Option<Avx2> {
+            is_x86_feature_detected!("avx2").then_some(Avx2(()))
+        }
+
+        /// [`FoldedPair::find`] from `s` (with `s + p.second + 32 <= stop`).
+        #[inline]
+        pub(super) fn find(
+            self,
+            p: &FoldedPair,
+            hay: &[u8],
+            s: usize,
+            stop: usize,
+            last: usize,
+        ) -> Option<usize> {
+            // SAFETY: an `Avx2` exists only when the CPU has AVX2.
+            unsafe { find(p, hay, s, stop, last) }
+        }
+    }
+
+    /// 32 starts at a time, while both tested bytes' loads stay in `hay[..stop]`; then one
+    /// more block ending at `stop`, its starts already tested masked off.
+    #[target_feature(enable = "avx2")]
+    fn find(p: &FoldedPair, hay: &[u8], mut s: usize, stop: usize, last: usize) -> Option<usize> {
+        let load = |at: usize| {
+            let bytes: &[u8; 32] = hay[at..at + 32].try_into().expect("32 bytes");
+            // SAFETY: `bytes` is 32 readable bytes; `loadu` has no alignment requirement.
+            unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
+        };
+        let splat = |b: u8| _mm256_set1_epi8(b as i8);
+        let (b1, b2) = (splat(p.bytes[0]), splat(p.bytes[1]));
+        let (m1, m2) = (splat(p.masks[0]), splat(p.masks[1]));
+        let pairs = |s: usize| {
+            let x = _mm256_cmpeq_epi8(_mm256_or_si256(load(s + p.first), m1), b1);
+            let y = _mm256_cmpeq_epi8(_mm256_or_si256(load(s + p.second), m2), b2);
+            _mm256_movemask_epi8(_mm256_and_si256(x, y)) as u32
+        };
+        let span = p.second + 32;
+        while s + span <= stop {
+            let hits = pairs(s);
+            if hits != 0 {
+                if let Some(c) = p.verify(hay, s, u64::from(hits), last) {
+                    return Some(c);
+                }
+            }
+            s += 32;
+        }
+        if s > last {
+            return None;
+        }
+        let b = stop - span;
+        let seen = (s - b) as u32;
+        p.verify(hay, b, u64::from(pairs(b) >> seen << seen), last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FoldedPair;
+    use proptest::prelude::*;
+
+    fn naive(hay: &[u8], needle: &[u8], at: usize, stop: usize) -> Option<usize> {
+        let stop = stop.min(hay.len());
+        if at >= stop || stop - at < needle.len() {
+            return None;
+        }
+        (at..=stop - needle.len()).find(|&c| hay[c..c + needle.len()].eq_ignore_ascii_case(needle))
+    }
+
+    #[test]
+    fn finds_every_case_spelling_and_nothing_else() {
+        let p = FoldedPair::new(b"Process").expect("a needle");
+        assert_eq!(p.needle(), b"process");
+        let long = format!("{}PrOcEsS{}", "x".repeat(40), "y".repeat(40));
+        assert_eq!(p.find(long.as_bytes(), 0, long.len()), Some(40));
+        // A byte that folds onto a letter (`P` | 0x20 is `p`, but `0` | 0x20 is `0`) is no
+        // match: `@` | 0x20 is the backtick.
+        let near = format!(
+            "{}procesz pr0cess @rocess{}",
+            "x".repeat(30),
+            "y".repeat(30)
+        );
+        assert_eq!(p.find(near.as_bytes(), 0, near.len()), None);
+        // The range bounds the search on both sides.
+        let two = format!("process{}process", "-".repeat(30));
+        assert_eq!(p.find(two.as_bytes(), 1, two.len()), Some(37));
+        assert_eq!(p.find(two.as_bytes(), 1, two.len() - 1), None);
+    }
+
+    #[test]
+    fn non_letters_match_exactly() {
+        let p = FoldedPair::new(b"\"start\"").expect("a needle");
+        // `"` | 0x20 is `"` too, but `\x02` | 0x20 is `"`: a fold mask only for letters.
+        let hay = format!(
+            "{}\x02START\x02 \"StArT\"{}",
+            "z".repeat(20),
+            "z".repeat(20)
+        );
+        assert_eq!(p.find(hay.as_bytes(), 0, hay.len()), Some(28));
+    }
+
+    proptest! {
+        // Small alphabets so that needles occur; every start offset of the vector loop.
+        #[test]
+        fn same_as_a_naive_search(
+            hay in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'A'), Just(b'b'),
+                Just(b'"'), Just(b'\x01'), Just(b'@'), Just(0xC3u8)], 0..120),
+            needle in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'B'), Just(b'"'),
+                Just(b'`'), Just(0xC3u8)], 1..6),
+            at in 0usize..130,
+            cut in 0usize..20,
+        ) {
+            let p = FoldedPair::new(&needle).expect("a needle");
+            let stop = hay.len().saturating_sub(cut);
+            prop_assert_eq!(p.find(&hay, at, stop), naive(&hay, &needle, at, stop));
+        }
+    }
+}
