@@ -316,16 +316,18 @@ impl Finder<'_> {
             return None;
         }
         if let (Some(conj), Some(st), Some(search)) = (&pf.conj, self.conj.as_mut(), &pf.search) {
-            // The needle search finds the lines; the rule's clauses judge them.
-            let mut at = at;
-            while at < end {
-                let h = search.find(hay, at, end)?;
-                let start = memchr::memrchr(b'\n', &hay[at..h]).map_or(at, |i| at + i + 1);
-                let stop = memchr::memchr(b'\n', &hay[h..end]).map_or(end, |i| h + i);
+            // The rule's clauses judge each line, then the needle search confirms the lines
+            // they open: the clauses' searches pass over a line the needle search would pass
+            // over too, and they open few lines.
+            let mut start = at;
+            while start < end {
+                let stop = memchr::memchr(b'\n', &hay[start..end]).map_or(end, |i| start + i);
                 if conj.open(hay, start, stop, st) {
-                    return Some(h);
+                    if let Some(h) = search.find(hay, start, stop) {
+                        return Some(h);
+                    }
                 }
-                at = stop;
+                start = stop + 1;
             }
             return None;
         }
