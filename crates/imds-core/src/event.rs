@@ -881,6 +881,13 @@ fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// Where the JSON value at `i` (after whitespace) ends, checked as the parser checks it;
+/// `None` where it breaks.
+pub(crate) fn value_end(bytes: &[u8], i: usize) -> Option<usize> {
+    let mut kinds = [0u64; KIND_WORDS];
+    skip(bytes, i, 0, &mut kinds).ok()
+}
+
 /// Pass over the value at `i` (after whitespace) in a text whose containers open around `i`
 /// are `depth` deep, checking it as [`Builder`] does; where the value ends. A loop, not
 /// recursion: `kinds` (as [`Builder::kinds`]) says which kind each open container is. Apart

@@ -344,6 +344,12 @@ impl<'t> Walk<'t> {
         }
         // The keys on the way to a field: one seen twice gives up (a map keeps the last).
         let mut seen: Vec<&'t str> = Vec::new();
+        // The first bytes of the paths' next parts: most keys are passed over by theirs alone.
+        let firsts = active.iter().fold([0u64; 4], |mut set, &(p, done)| {
+            let b = row_path(p)[done].as_bytes().first().copied().unwrap_or(0);
+            set[usize::from(b >> 6)] |= 1 << (b & 63);
+            set
+        });
         loop {
             self.space();
             let key = self.plain_string()?;
@@ -351,10 +357,21 @@ impl<'t> Walk<'t> {
                 return None;
             }
             self.space();
+            let first = key.as_bytes().first().copied();
+            let b = first.unwrap_or(0);
+            if firsts[usize::from(b >> 6)] & (1 << (b & 63)) == 0 {
+                self.skip()?;
+                if self.eat(b'}') {
+                    return Some(());
+                }
+                if !self.eat(b',') {
+                    return None;
+                }
+                continue;
+            }
             let mut deeper = [(0, 0); ROW_PATHS];
             let mut count = 0;
             let mut end = None;
-            let first = key.as_bytes().first().copied();
             for &(p, done) in active {
                 let path = &row_path(p)[done..];
                 // Most keys are ruled out by their first byte.
@@ -477,42 +494,10 @@ impl<'t> Walk<'t> {
         Some(())
     }
 
-    /// Pass over the value at `pos`: a container to its matching end (only its own kind of
-    /// bracket counts, outside strings), a scalar to the next delimiter.
+    /// Pass over the value at `pos` (the parser's own pass: a text it accepted).
     fn skip(&mut self) -> Option<()> {
-        let bytes = self.text.as_bytes();
-        let (open, close) = match self.peek()? {
-            b'"' => return self.skip_string(),
-            b'{' => (b'{', b'}'),
-            b'[' => (b'[', b']'),
-            _ => {
-                let len = (bytes[self.pos..].iter())
-                    .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n'))?;
-                self.pos += len;
-                return (len > 0).then_some(());
-            }
-        };
-        // Between strings a container has few bytes: one at a time, strings by words.
-        let mut depth = 0usize;
-        let mut i = self.pos;
-        loop {
-            match *bytes.get(i)? {
-                b'"' => i = string_end(bytes, i + 1)?,
-                b if b == open => {
-                    depth += 1;
-                    i += 1;
-                }
-                b if b == close => {
-                    depth -= 1;
-                    i += 1;
-                    if depth == 0 {
-                        self.pos = i;
-                        return Some(());
-                    }
-                }
-                _ => i += 1,
-            }
-        }
+        self.pos = crate::event::value_end(self.text.as_bytes(), self.pos)?;
+        Some(())
     }
 }
 
