@@ -962,7 +962,7 @@ class _Sink:
         else:
             try:
                 # Closed by close() or discard(): it lives across the whole stream.
-                self.handle = open(out_file.write_path, "wb")  # noqa: SIM115
+                self.handle = out_file.open_binary()
             except OSError as exc:
                 self.writer, self.failure = None, exc
             else:

@@ -15,6 +15,7 @@ import stat
 import sys
 import tempfile
 from collections.abc import Sequence
+from typing import BinaryIO
 
 from .sources import Source
 
@@ -72,6 +73,16 @@ class PendingOutput:
     @property
     def write_path(self) -> str:
         return self.target if self.tmp is None else self.tmp
+
+    def open_binary(self) -> BinaryIO:
+        """``write_path`` opened for writing bytes. The temporary file, made empty here, is
+        opened without truncating it: a file truncated to zero when opened is written back to
+        disk when it is closed (ext4's ``auto_da_alloc``), on the closing thread, 0.1 s at the
+        end of a scan writing 400 MB of NDJSON. (Parquet, ten times smaller, is left to
+        pyarrow's writer, whose files always truncate.)"""
+        if self.tmp is None:
+            return open(self.target, "wb")
+        return os.fdopen(os.open(self.tmp, os.O_WRONLY), "wb")
 
     def commit(self) -> None:
         """Move the written file over the target."""
