@@ -678,6 +678,20 @@ mod tests {
                     got.push(line);
                     at = memchr::memchr(b'\n', &hay[h..]).map_or(hay.len(), |i| h + i);
                 }
+                // A line at a time, as a scanner that knows its lines' ends asks.
+                if p.conj.is_some() {
+                    let mut finder = p.finder();
+                    let mut start = 0;
+                    let mut judged = Vec::new();
+                    for line in &lines {
+                        let stop = start + line.len();
+                        if finder.judge_line(&hay, start, stop) == Some(true) {
+                            judged.push(start);
+                        }
+                        start = stop + 1;
+                    }
+                    prop_assert_eq!(&judged, &want);
+                }
                 prop_assert_eq!(got, want);
             }
         }

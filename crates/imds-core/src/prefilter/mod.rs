@@ -292,6 +292,19 @@ impl Finder<'_> {
         }
     }
 
+    /// With one rule's clauses ([`conj`]), which judge a line at a time: whether the line
+    /// `hay[start..stop]` (without its `\n`) is a candidate, as [`Finder::find`] would find
+    /// it; `None` without them (then search with `find`). A scanner that knows its lines'
+    /// ends already saves `find` looking for them again.
+    pub fn judge_line(&mut self, hay: &[u8], start: usize, stop: usize) -> Option<bool> {
+        let pf = self.prefilter;
+        let (Some(conj), Some(st), Some(search)) = (&pf.conj, self.conj.as_mut(), &pf.search)
+        else {
+            return None;
+        };
+        Some(conj.open(hay, start, stop, st) && search.find(hay, start, stop).is_some())
+    }
+
     /// [`Prefilter::find`]; `at` never goes back and `end` is a line end.
     pub fn find(&mut self, hay: &[u8], at: usize, end: usize) -> Option<usize> {
         let pf = self.prefilter;
@@ -318,7 +331,7 @@ impl Finder<'_> {
         if let (Some(conj), Some(st), Some(search)) = (&pf.conj, self.conj.as_mut(), &pf.search) {
             // The rule's clauses judge each line, then the needle search confirms the lines
             // they open: the clauses' searches pass over a line the needle search would pass
-            // over too, and they open few lines.
+            // over too, and they open few lines (as `judge_line`).
             let mut start = at;
             while start < end {
                 let stop = memchr::memchr(b'\n', &hay[start..end]).map_or(end, |i| start + i);

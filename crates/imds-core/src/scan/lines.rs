@@ -389,8 +389,13 @@ impl<'e> LineScanner<'e> {
         while pos < len {
             let end = memchr::memchr(b'\n', &buf[pos..]).map_or(len, |i| pos + i);
             self.line_no += 1;
+            let judged = if self.filter {
+                pf.judge_line(buf, pos, end)
+            } else {
+                None
+            };
             let candidate = !self.filter
-                || loop {
+                || judged.unwrap_or_else(|| loop {
                     if let Some(h) = hit {
                         break h < end;
                     }
@@ -405,7 +410,7 @@ impl<'e> LineScanner<'e> {
                     };
                     hit = pf.find(buf, searched, stop);
                     searched = stop;
-                };
+                });
             self.opened = false;
             if candidate && self.filter {
                 hit = None;
