@@ -183,6 +183,11 @@ impl Prefilter {
         !self.all
     }
 
+    /// Whether [`Finder::judge_line`] judges lines (one rule's clauses, [`conj`]).
+    pub(crate) fn judges_lines(&self) -> bool {
+        self.conj.is_some() && self.search.is_some() && !self.all
+    }
+
     /// The needles, as they appear raw in a JSON line (matched ignoring ASCII case).
     pub fn needles(&self) -> Vec<String> {
         self.search.as_ref().map_or_else(Vec::new, |s| {

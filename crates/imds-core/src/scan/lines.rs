@@ -380,6 +380,7 @@ impl<'e> LineScanner<'e> {
             }
         }
         let mut pf = self.engine.prefilter.finder();
+        let judges = self.filter && self.engine.prefilter.judges_lines();
         let len = buf.len();
         let mut pos = 0;
         // The prefilter has searched buf[..searched], finding `hit` (the first relevant
@@ -389,7 +390,7 @@ impl<'e> LineScanner<'e> {
         while pos < len {
             let end = memchr::memchr(b'\n', &buf[pos..]).map_or(len, |i| pos + i);
             self.line_no += 1;
-            let judged = if self.filter {
+            let judged = if judges {
                 pf.judge_line(buf, pos, end)
             } else {
                 None
