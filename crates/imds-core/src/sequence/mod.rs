@@ -321,29 +321,29 @@ impl SequenceMatcher {
             } => (time, tie, order, tuples),
             Read::Later => return self.push_each(stage, rank, line, event, reference),
         };
-        let rec = Rec {
-            time,
-            tie,
-            rank,
-            line,
-            order,
-            key: 0,
-            reference,
-        };
-        self.push_keyed(rec, tuples)
+        self.push_keyed((time, tie, order), (rank, line, reference), tuples)
     }
 
-    /// One record per key tuple: `rec` with each tuple's number as its key.
+    /// One record per key tuple, of the candidate's `(time, tie, order)` and
+    /// `(rank, line, reference)`, with the tuple's number as its key.
     fn push_keyed(
         &mut self,
-        rec: Rec,
+        (time, tie, order): (i64, read::Tie, u32),
+        (rank, line, reference): (u32, u64, u64),
         tuples: impl IntoIterator<Item = Vec<KeyValue>>,
     ) -> Result<(), AddError> {
         for keys in tuples {
             let key = self.keys.id(keys);
-            self.store
-                .push(Rec { key, ..rec.clone() })
-                .map_err(AddError::Io)?;
+            let rec = Rec {
+                time,
+                tie: tie.clone(),
+                rank,
+                line,
+                order,
+                key,
+                reference,
+            };
+            self.store.push(rec).map_err(AddError::Io)?;
         }
         Ok(())
     }
@@ -361,21 +361,12 @@ impl SequenceMatcher {
         let preparer = &self.preparer;
         let doc = preparer.reader.parse(event);
         // (The Preparer found a time in the same text: None is not reached.)
-        let Some((time, tie, order)) = preparer.ordinal(stage, &doc) else {
+        let Some(ordinal) = preparer.ordinal(stage, &doc) else {
             let form = Read::NoTime;
             return self.push(Prepared { stage, form }, rank, line, event, reference);
         };
         let tuples = preparer.reader.key_tuples(stage, &doc);
-        let rec = Rec {
-            time,
-            tie,
-            rank,
-            line,
-            order,
-            key: 0,
-            reference,
-        };
-        self.push_keyed(rec, tuples)
+        self.push_keyed(ordinal, (rank, line, reference), tuples)
     }
 
     /// Match what was added; results in output order.
