@@ -69,6 +69,12 @@ impl Search {
         }
         // `\u00` suffices when every needle char is ASCII: a 4-byte guard keeps Teddy fast.
         let u_guard: &[u8] = if relevant_non_ascii { b"\\u" } else { b"\\u00" };
+        let pair = match &needles[..] {
+            [n] if !n.contains(&b'/') => {
+                FoldedPair::new(n).map(|p| (p, memchr::memmem::Finder::new(u_guard).into_owned()))
+            }
+            _ => None,
+        };
         let mut entries: Vec<Vec<Entry>> = vec![Vec::new(); 256];
         let slashes = |n: &[u8]| n.iter().filter(|&&b| b == b'/').count();
         let packed = plan_anchors(&needles, PACKED_LIMIT - 1);
@@ -98,11 +104,13 @@ impl Search {
                     .kind(Some(AhoCorasickKind::DFA))
                     .build(&patterns)
                     .ok()?;
-                teddy = packed::Config::new()
-                    .match_kind(packed::MatchKind::LeftmostFirst)
-                    .builder()
-                    .extend(&patterns)
-                    .build();
+                if pair.is_none() {
+                    teddy = packed::Config::new()
+                        .match_kind(packed::MatchKind::LeftmostFirst)
+                        .builder()
+                        .extend(&patterns)
+                        .build();
+                }
                 let strategy = format!(
                     "exact-case automaton (packed prefilter) over {n} spellings of {} anchors \
                      + `{}` guard",
@@ -149,12 +157,6 @@ impl Search {
                 );
                 (ac, slash_guard, strategy)
             }
-        };
-        let pair = match &needles[..] {
-            [n] if !n.contains(&b'/') => {
-                FoldedPair::new(n).map(|p| (p, memchr::memmem::Finder::new(u_guard).into_owned()))
-            }
-            _ => None,
         };
         let strategy = match &pair {
             Some(_) => format!(
