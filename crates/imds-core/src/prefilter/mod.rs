@@ -302,12 +302,24 @@ impl Finder<'_> {
     /// it; `None` without them (then search with `find`). A scanner that knows its lines'
     /// ends already saves `find` looking for them again.
     pub fn judge_line(&mut self, hay: &[u8], start: usize, stop: usize) -> Option<bool> {
+        self.conj_line(hay, start, stop).map(|h| h.is_some())
+    }
+
+    /// With one rule's clauses: the needle the search finds in the line `hay[start..stop]`
+    /// when the clauses open it, else `Some(None)`; `None` without them. The clauses come
+    /// first: their searches pass over a line the needle search would pass over too, and
+    /// they open few lines.
+    fn conj_line(&mut self, hay: &[u8], start: usize, stop: usize) -> Option<Option<usize>> {
         let pf = self.prefilter;
         let (Some(conj), Some(st), Some(search)) = (&pf.conj, self.conj.as_mut(), &pf.search)
         else {
             return None;
         };
-        Some(conj.open(hay, start, stop, st) && search.find(hay, start, stop).is_some())
+        Some(
+            conj.open(hay, start, stop, st)
+                .then(|| search.find(hay, start, stop))
+                .flatten(),
+        )
     }
 
     /// [`Prefilter::find`]; `at` never goes back and `end` is a line end.
@@ -333,17 +345,13 @@ impl Finder<'_> {
             }
             return None;
         }
-        if let (Some(conj), Some(st), Some(search)) = (&pf.conj, self.conj.as_mut(), &pf.search) {
-            // The rule's clauses judge each line, then the needle search confirms the lines
-            // they open: the clauses' searches pass over a line the needle search would pass
-            // over too, and they open few lines (as `judge_line`).
+        if pf.judges_lines() {
+            // A line at a time ([`Finder::conj_line`]).
             let mut start = at;
             while start < end {
                 let stop = memchr::memchr(b'\n', &hay[start..end]).map_or(end, |i| start + i);
-                if conj.open(hay, start, stop, st) {
-                    if let Some(h) = search.find(hay, start, stop) {
-                        return Some(h);
-                    }
+                if let Some(Some(h)) = self.conj_line(hay, start, stop) {
+                    return Some(h);
                 }
                 start = stop + 1;
             }
