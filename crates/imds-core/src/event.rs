@@ -628,6 +628,9 @@ impl<'t> Builder<'t> {
             &self.text[start + 1..self.pos - 1],
             &self.text[start..self.pos],
         );
+        if let Some(decoded) = unescape_short(raw) {
+            return Ok(decoded);
+        }
         serde_json::from_str::<String>(quoted)
             .or_else(|e| unescape_lossy(raw).ok_or_else(|| json_error(&e, start)))
     }
@@ -886,6 +889,20 @@ fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
 pub(crate) fn value_end(bytes: &[u8], i: usize) -> Option<usize> {
     let mut kinds = [0u64; KIND_WORDS];
     skip(bytes, i, 0, &mut kinds).ok()
+}
+
+/// Pass over the members, from the key at `i`, of an object whose keys' first bytes are
+/// outside `read` (bits as [`key_bit`] gives them; an escaped key is never passed over):
+/// `(end, true)` when the object ends (after its `}`), `(at, false)` at a member whose key may
+/// be read (at its quote); `None` where the text breaks.
+pub(crate) fn pass_members(bytes: &[u8], i: usize, read: u64) -> Option<(usize, bool)> {
+    let mut kinds = [0u64; KIND_WORDS];
+    skip_members(bytes, i, 0, &mut kinds, read).ok()
+}
+
+/// The bit of [`pass_members`]' `read` for keys whose first byte is `b`.
+pub(crate) fn key_first_bit(b: u8) -> u64 {
+    key_bit(b)
 }
 
 /// Pass over the value at `i` (after whitespace) in a text whose containers open around `i`
@@ -1257,6 +1274,35 @@ pub(crate) fn string_stop(bytes: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
+}
+
+/// The contents of a JSON string (between its quotes, already checked as the builder checks
+/// them) decoded, when its escapes are all of one character (`\"`, `\n`, ...); `None` when
+/// it has a `\u` escape, which serde_json decodes (most escapes in logs are of quotes and
+/// backslashes in command lines and paths: no detour through serde_json for them).
+pub(crate) fn unescape_short(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while let Some(k) = memchr::memchr(b'\\', &bytes[at..]) {
+        out.extend_from_slice(&bytes[at..at + k]);
+        let escaped = match bytes.get(at + k + 1)? {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'/' => b'/',
+            b'b' => 8,
+            b'f' => 12,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            _ => return None,
+        };
+        out.push(escaped);
+        at += k + 2;
+    }
+    out.extend_from_slice(&bytes[at..]);
+    // Only whole characters were copied around ASCII escapes.
+    String::from_utf8(out).ok()
 }
 
 /// The contents of a JSON string (between its quotes, already checked by the builder)

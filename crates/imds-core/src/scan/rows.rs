@@ -204,18 +204,21 @@ impl RowCells {
         event: &str,
         timestamp: Option<i64>,
     ) -> RowCells {
-        let mut values: [Vec<Cow<'_, str>>; 9] = Default::default();
+        let mut values: Vec<(usize, Cow<'_, str>)> = Vec::new();
         if let Some(doc) = doc {
-            for (path, out) in ECS_PATHS.into_iter().zip(&mut values) {
-                field_values(doc, path, out);
+            let mut found = Vec::new();
+            for (p, path) in ECS_PATHS.into_iter().enumerate() {
+                field_values(doc, path, &mut found);
+                values.extend(found.drain(..).map(|v| (p, v)));
             }
         }
         RowCells::of_values(&values, witness, event, timestamp)
     }
 
-    /// The cells of an event whose [`ECS_PATHS`]' values are `values`.
+    /// The cells of an event whose [`ECS_PATHS`]' values are `values` (path, value), each
+    /// path's in document order; other paths' are left out.
     fn of_values(
-        values: &[Vec<Cow<'_, str>>; 9],
+        values: &[(usize, Cow<'_, str>)],
         witness: Option<&Witness>,
         event: &str,
         timestamp: Option<i64>,
@@ -224,7 +227,7 @@ impl RowCells {
             timestamp,
             ..RowCells::default()
         };
-        let size: usize = values.iter().flatten().map(|v| v.len() + 2).sum();
+        let size: usize = values.iter().map(|(_, v)| v.len() + 2).sum();
         cells.text.reserve(size + event.len() + 64);
         let matched = [
             witness.map(|w| w.field.as_str()),
@@ -237,15 +240,17 @@ impl RowCells {
             cells.ends[k] = cells.text.len();
             cells.valid[k] = value.is_some();
         }
-        for (k, values) in values.iter().enumerate() {
-            for (i, value) in values.iter().enumerate() {
-                if i > 0 {
+        for k in 0..ECS_PATHS.len() {
+            let mut any = false;
+            for (_, value) in values.iter().filter(|(p, _)| *p == k) {
+                if any {
                     cells.text.push_str(SEPARATOR);
                 }
                 cells.text.push_str(value);
+                any = true;
             }
             cells.ends[4 + k] = cells.text.len();
-            cells.valid[4 + k] = !values.is_empty();
+            cells.valid[4 + k] = any;
         }
         cells.text.push_str(super::record::py_strip(event));
         cells
@@ -278,15 +283,15 @@ impl RowCells {
         let mut walk = Walk {
             text: event,
             pos: 0,
-            values: Default::default(),
+            values: Vec::with_capacity(16),
         };
         walk.space();
         let all: [(usize, usize); ROW_PATHS] = std::array::from_fn(|p| (p, 0));
         walk.object(&all)?;
-        let [ecs @ .., stamps] = walk.values;
-        let ecs: [Vec<Cow<'_, str>>; 9] = ecs;
-        let time = stamps.first().and_then(|v| parse_timestamp(v));
-        Some(RowCells::of_values(&ecs, witness, event, time))
+        let time = (walk.values.iter())
+            .find(|(p, _)| *p == STAMP)
+            .and_then(|(_, v)| parse_timestamp(v));
+        Some(RowCells::of_values(&walk.values, witness, event, time))
     }
 
     /// What the cells take in memory.
@@ -297,6 +302,12 @@ impl RowCells {
 
 /// The paths a row reads: [`ECS_PATHS`], then `@timestamp`.
 const ROW_PATHS: usize = 10;
+
+/// `@timestamp`'s place in [`row_path`].
+const STAMP: usize = ROW_PATHS - 1;
+
+/// Most keys one object may have on the way to the row's fields before the reading gives up.
+const SEEN_KEYS: usize = 16;
 
 fn row_path(p: usize) -> &'static [&'static str] {
     ECS_PATHS.get(p).copied().unwrap_or(&["@timestamp"])
@@ -309,8 +320,8 @@ fn row_path(p: usize) -> &'static [&'static str] {
 struct Walk<'t> {
     text: &'t str,
     pos: usize,
-    /// Per path of [`row_path`], its values so far.
-    values: [Vec<Cow<'t, str>>; ROW_PATHS],
+    /// The values so far, each with its path of [`row_path`], in document order.
+    values: Vec<(usize, Cow<'t, str>)>,
 }
 
 /// A path of [`row_path`] and how many of its parts are behind.
@@ -343,32 +354,31 @@ impl<'t> Walk<'t> {
             return Some(());
         }
         // The keys on the way to a field: one seen twice gives up (a map keeps the last).
-        let mut seen: Vec<&'t str> = Vec::new();
-        // The first bytes of the paths' next parts: most keys are passed over by theirs alone.
-        let firsts = active.iter().fold([0u64; 4], |mut set, &(p, done)| {
-            let b = row_path(p)[done].as_bytes().first().copied().unwrap_or(0);
-            set[usize::from(b >> 6)] |= 1 << (b & 63);
-            set
+        let mut seen: [&'t str; SEEN_KEYS] = [""; SEEN_KEYS];
+        let mut seen_len = 0;
+        // The first bytes of the paths' next parts: the members whose keys start otherwise
+        // are passed over together, as the parser passes over members no rule reads.
+        let read = active.iter().fold(0, |set, &(p, done)| {
+            let b = row_path(p)[done]
+                .as_bytes()
+                .first()
+                .copied()
+                .unwrap_or(b'"');
+            set | crate::event::key_first_bit(b)
         });
         loop {
             self.space();
+            let (at, ended) = crate::event::pass_members(self.text.as_bytes(), self.pos, read)?;
+            self.pos = at;
+            if ended {
+                return Some(());
+            }
             let key = self.plain_string()?;
             if !self.eat(b':') {
                 return None;
             }
             self.space();
             let first = key.as_bytes().first().copied();
-            let b = first.unwrap_or(0);
-            if firsts[usize::from(b >> 6)] & (1 << (b & 63)) == 0 {
-                self.skip()?;
-                if self.eat(b'}') {
-                    return Some(());
-                }
-                if !self.eat(b',') {
-                    return None;
-                }
-                continue;
-            }
             let mut deeper = [(0, 0); ROW_PATHS];
             let mut count = 0;
             let mut end = None;
@@ -388,10 +398,11 @@ impl<'t> Walk<'t> {
                 }
             }
             if end.is_some() || count > 0 {
-                if seen.contains(&key) {
+                if seen[..seen_len].contains(&key) || seen_len == SEEN_KEYS {
                     return None;
                 }
-                seen.push(key);
+                seen[seen_len] = key;
+                seen_len += 1;
             }
             match end {
                 Some(p) => self.flatten(p)?,
@@ -439,7 +450,7 @@ impl<'t> Walk<'t> {
                 Cow::Borrowed(&self.text[start..self.pos])
             }
         };
-        self.values[p].push(value);
+        self.values.push((p, value));
         Some(())
     }
 
@@ -483,6 +494,9 @@ impl<'t> Walk<'t> {
             return Some(Cow::Borrowed(plain));
         }
         self.skip_string()?;
+        if let Some(decoded) = crate::event::unescape_short(&self.text[start + 1..self.pos - 1]) {
+            return Some(Cow::Owned(decoded));
+        }
         serde_json::from_str::<String>(&self.text[start..self.pos])
             .ok()
             .map(Cow::Owned)
@@ -653,6 +667,7 @@ impl HitRows {
 mod tests {
     use super::*;
     use crate::scan::RuleMeta;
+    use proptest::prelude::*;
 
     fn meta() -> RecordMeta {
         RecordMeta {
@@ -798,6 +813,101 @@ mod tests {
             assert!(RowCells::read(event, None).is_none(), "{event}");
             let cells = RowCells::of_text(event, None, &row_projection());
             assert!(same(&cells, &parsed_cells(event)), "{event}");
+        }
+    }
+
+    /// Keys of the row's paths, parts and joins of them, near misses, repeats and escapes.
+    const KEYS: &[&str] = &[
+        "host",
+        "name",
+        "host.name",
+        "process",
+        "parent",
+        "parent.name",
+        "process.parent",
+        "process.name",
+        "command_line",
+        "@timestamp",
+        "user",
+        "url",
+        "domain",
+        "destination",
+        "ip",
+        "hostx",
+        "h",
+        "na",
+        "",
+        "ho\\u0073t",
+        "\\u0068ost",
+        "n\\\"ame",
+        "event",
+        "(",
+    ];
+
+    /// Values: strings with and without escapes (simple and `\u`), numbers, words, and the
+    /// containers `inner` makes.
+    fn leaf() -> impl Strategy<Value = String> {
+        prop::sample::select(
+            &[
+                "\"a\"",
+                "\"\"",
+                "\"C:\\\\x \\\"q\\\" \\/\\t\"",
+                "\"\\u00e9\\ud83d\\ude00\"",
+                "\"\\ud800\"",
+                "\"2024-05-01T10:00:00.5Z\"",
+                "\"\u{e9}x\"",
+                "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"",
+                "-1.5e-3",
+                "17",
+                "true",
+                "false",
+                "null",
+            ][..],
+        )
+        .prop_map(str::to_owned)
+    }
+
+    fn json() -> impl Strategy<Value = String> {
+        leaf().prop_recursive(4, 32, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4)
+                    .prop_map(|items| format!("[{}]", items.join(", "))),
+                prop::collection::vec((prop::sample::select(KEYS), inner), 0..6).prop_map(
+                    |members| {
+                        let members: Vec<String> = (members.iter())
+                            .map(|(k, v)| format!("\"{k}\":{v}"))
+                            .collect();
+                        format!("{{{}}}", members.join(","))
+                    }
+                ),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(2000))]
+
+        /// What the reading straight from the text gives, when it reads, is what the parsed
+        /// document gives; and the cells of any text are the parsed document's (serde_json's).
+        #[test]
+        fn cells_read_are_the_parsed_documents_cells(
+            members in prop::collection::vec((prop::sample::select(KEYS), json()), 0..8)
+        ) {
+            let members: Vec<String> =
+                members.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
+            let event = format!("{{{}}}", members.join(", "));
+            // serde_json's document where it reads the text (it refuses lone surrogates),
+            // so that the oracle shares no decoding with what it checks.
+            let want = match serde_json::from_str::<Value>(&event) {
+                Ok(doc) => RowCells::new(Some(&doc), None, &event, event_timestamp(&doc)),
+                Err(_) => parsed_cells(&event),
+            };
+            let key = |c: &RowCells| (c.text.clone(), c.ends, c.valid, c.timestamp);
+            if let Some(cells) = RowCells::read(&event, None) {
+                prop_assert_eq!(key(&cells), key(&want), "{}", event);
+            }
+            let cells = RowCells::of_text(&event, None, &row_projection());
+            prop_assert_eq!(key(&cells), key(&want), "{}", event);
         }
     }
 
