@@ -314,9 +314,9 @@ class CountingScanner:
     made = 0
 
     @staticmethod
-    def needles_each(rules: list[str]) -> list[list[str] | None]:
+    def needles_each(rules: list[str], threads: int = 0) -> list[list[str] | None]:
         CountingScanner.made += len(rules)
-        return CountingScanner.real.needles_each(rules)
+        return CountingScanner.real.needles_each(rules, threads)
 
 
 def test_many_rules_take_their_literals_from_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -56,7 +56,13 @@ class CountingScanner:
         CountingScanner.made += 1
         return cls.real(rules, threads)
 
-    needles_each = staticmethod(_engine.Scanner.needles_each)
+    # Per call of needles_each, the threads it was given.
+    needles_threads: ClassVar[list[int]] = []
+
+    @staticmethod
+    def needles_each(rules: list[str], threads: int = 0) -> list[list[str] | None]:
+        CountingScanner.needles_threads.append(threads)
+        return CountingScanner.real.needles_each(rules, threads)
 
 
 def test_a_cli_scan_plans_its_rules_and_builds_its_scanner_once(
@@ -85,6 +91,32 @@ def test_a_cli_scan_plans_its_rules_and_builds_its_scanner_once(
     assert "(table)" not in err and "(a-zebra)" not in err
     assert len(planned) == 1
     assert CountingScanner.made == 1
+
+
+def test_the_warnings_set_up_keeps_to_the_scans_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `--threads 1`: the rules' literals are worked out on one thread too (by default, and
+    # with `--threads 0`, on one per core).
+    rules = write_rules(tmp_path / "rules")
+    events = tmp_path / "e.ndjson"
+    events.write_text("".join(line + "\n" for line in sample_lines()))
+    monkeypatch.setattr(_engine, "Scanner", CountingScanner)
+    for flags, threads in (["--threads", "1"], 1), ([], 0), (["--threads", "3"], 3):
+        CountingScanner.needles_threads = []
+        argv = ["imds-scan", "-q", "-f", "ndjson", *flags, "--rule", str(rules), str(events)]
+        monkeypatch.setattr(sys, "argv", argv)
+        with pytest.raises(SystemExit) as stop:
+            cli.main()
+        assert stop.value.code == 1, capsys.readouterr().err
+        assert CountingScanner.needles_threads == [threads]
+    # On one thread, the literals are those found on many.
+    forms = [
+        json.dumps(load_rule(q, rule_id=i, name=i, severity="low", source="x").ir)
+        for i, q in QUERIES
+        if not q.startswith("sequence")
+    ]
+    assert _engine.Scanner.needles_each(forms, 1) == _engine.Scanner.needles_each(forms)
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

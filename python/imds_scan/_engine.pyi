@@ -56,9 +56,10 @@ class Scanner:
         """Compile rules (IR JSON), on ``threads`` threads at most (0: one per core)."""
     def needles(self) -> list[str] | None: ...
     @staticmethod
-    def needles_each(rules: list[str]) -> list[list[str] | None]:
+    def needles_each(rules: list[str], threads: int = 0) -> list[list[str] | None]:
         """Each rule's needles as ``Scanner([rule]).needles()`` gives them, the rules compiled
-        side by side with the GIL released; ValueError if one is invalid."""
+        side by side on ``threads`` threads at most (0: one per core) with the GIL released;
+        ValueError if one is invalid."""
     def open_lines(self, sample: bytes) -> list[int]:
         """Per rule, how many lines of ``sample`` a scan would evaluate it on: the candidate
         lines, narrowed by the rule gate when several rules run (blank lines: none)."""

@@ -625,6 +625,7 @@ def scan_command(
             ir_json=unfiltered.engine_json,
             scanner=(lambda: unfiltered.scanner) if shared and config.cluster is None else None,
             owners=[unfiltered.rules[i] for i in unfiltered.owner],
+            threads=config.threads,
         ):
             print(f"imds-scan: warning: {safe(warning)}", file=sys.stderr)
         if shared:

@@ -61,10 +61,16 @@ impl Scanner {
     }
 
     /// Each rule's prefilter needles as ``Scanner([rule]).needles()`` gives them, the rules
-    /// compiled side by side with the GIL released; ValueError if one is invalid.
+    /// compiled side by side on ``threads`` threads at most (0: one per core) with the GIL
+    /// released; ValueError if one is invalid.
     #[staticmethod]
-    fn needles_each(py: Python<'_>, rules: Vec<String>) -> PyResult<Vec<Option<Vec<String>>>> {
-        py.detach(|| Engine::needles_each(&rules))
+    #[pyo3(signature = (rules, threads = 0))]
+    fn needles_each(
+        py: Python<'_>,
+        rules: Vec<String>,
+        threads: usize,
+    ) -> PyResult<Vec<Option<Vec<String>>>> {
+        py.detach(|| Engine::needles_each_on(&rules, threads))
             .map_err(|e| PyValueError::new_err(e.to_string()))
     }
 

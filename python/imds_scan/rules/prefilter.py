@@ -295,10 +295,14 @@ def _forms(rules: Sequence[Rule], known: Sequence[str] | None) -> list[str]:
 
 
 def rule_needles(
-    rules: Sequence[Rule], cache: bool = True, ir_json: Sequence[str] | None = None
+    rules: Sequence[Rule],
+    cache: bool = True,
+    ir_json: Sequence[str] | None = None,
+    threads: int = 0,
 ) -> list[list[str] | None]:
     """Each rule's prefilter literals as the engine finds them (None: it has none).
-    ``ir_json``: the rules' IR as ``json.dumps`` writes it, when the caller has it."""
+    ``ir_json``: the rules' IR as ``json.dumps`` writes it, when the caller has it;
+    ``threads``: at most so many threads work them out (0: one per core)."""
     from .._engine import Scanner
 
     forms = _forms(rules, ir_json)
@@ -318,7 +322,7 @@ def rule_needles(
             )
         ):
             return found
-    needles = Scanner.needles_each(forms)
+    needles = Scanner.needles_each(forms, threads)
     if store is not None:
         store.put(name, {"needles": needles})
     return needles
@@ -332,6 +336,7 @@ def prefilter_warnings(
     ir_json: Sequence[str] | None = None,
     scanner: Callable[[], Any] | None = None,
     owners: Sequence[Rule] | None = None,
+    threads: int = 0,
 ) -> list[str]:
     """One message per rule whose prefilter literals are missing or unselective, naming the
     literal and the share of lines it makes the scan parse (on a sample of ``paths``).
@@ -339,7 +344,8 @@ def prefilter_warnings(
     set-up, when the caller has it: ``ir_json``, the rules' IR as JSON; ``scanner()``, the
     engine's Scanner of the rules (it then scans the sample). ``owners[i]``: the rule that
     ``rules[i]`` is a stage of (a sequence's stages are rules of the engine), itself for a
-    single-event rule: a rule is named once, with its costliest stage."""
+    single-event rule: a rule is named once, with its costliest stage. ``threads``: the
+    scan's thread count (0: one per core), which the set-up keeps to."""
     sample: Sample | None = None
     sampled = False
     warnings: dict[int, str] = {}
@@ -347,7 +353,7 @@ def prefilter_warnings(
     flagged: list[tuple[int, Rule, list[str], int]] = []
     shares: dict[int, int] = {}  # sampled lines evaluated, of the rules named after sampling
     gated = False  # beside other rules, by the rule gate's count
-    found = rule_needles(rules, cache, ir_json)
+    found = rule_needles(rules, cache, ir_json, threads)
     for i, (rule, needles) in enumerate(zip(rules, found, strict=True)):
         label = f"rule {rule.name!r} ({rule.id})"
         if needles is None:

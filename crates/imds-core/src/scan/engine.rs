@@ -50,18 +50,7 @@ impl Engine {
     /// [`Engine::from_json`] with the set-up spread over `threads` threads at most (0: rayon's
     /// pool, a thread per core): a scan told to use one thread sets up on one too.
     pub fn from_json_on(texts: &[String], threads: usize) -> Result<Engine, crate::Error> {
-        let pool = (threads > 0)
-            .then(|| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .ok()
-            })
-            .flatten();
-        match pool {
-            Some(pool) => pool.install(|| Engine::from_json(texts)),
-            None => Engine::from_json(texts),
-        }
+        on_threads(threads, || Engine::from_json(texts))
     }
 
     /// Each rule's prefilter needles as an engine of that rule alone has them
@@ -78,6 +67,15 @@ impl Engine {
             .collect::<Vec<_>>()
             .into_iter()
             .collect()
+    }
+
+    /// [`Engine::needles_each`] on `threads` threads at most (0: rayon's pool), as
+    /// [`Engine::from_json_on`].
+    pub fn needles_each_on(
+        texts: &[String],
+        threads: usize,
+    ) -> Result<Vec<Option<Vec<String>>>, crate::Error> {
+        on_threads(threads, || Engine::needles_each(texts))
     }
 
     /// Per rule, how many of `data`'s lines (split at `\n`; blank ones are no events) a scan
@@ -331,5 +329,38 @@ fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
     match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
         Ok(pool) => pool.install(f),
         Err(_) => f(),
+    }
+}
+
+/// `work` run with rayon's parallel work on a pool of `threads` threads (0, or a pool that
+/// cannot be made: rayon's global pool).
+fn on_threads<T: Send>(threads: usize, work: impl FnOnce() -> T + Send) -> T {
+    let pool = (threads > 0)
+        .then(|| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .ok()
+        })
+        .flatten();
+    match pool {
+        Some(pool) => pool.install(work),
+        None => work(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::on_threads;
+
+    #[test]
+    fn work_runs_on_the_threads_asked_for() {
+        for threads in [1, 3] {
+            assert_eq!(on_threads(threads, rayon::current_num_threads), threads);
+        }
+        assert_eq!(
+            on_threads(0, rayon::current_num_threads),
+            rayon::current_num_threads()
+        );
     }
 }
