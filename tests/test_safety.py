@@ -324,7 +324,12 @@ def test_ctrl_c_writes_the_hits_to_the_output_file(tmp_path: Path, engine: str) 
     assert proc.stdin is not None
     proc.stdin.write(((HIT_LINE + "\n") * 3).encode())
     proc.stdin.flush()  # and keep stdin open: the scan waits for more
-    time.sleep(3)  # interpreter start-up and the scan of what was sent
+    # The output's temporary file is made once the rules are ready, just before the scan: a
+    # slow start-up (a loaded machine) is waited for, not interrupted.
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".out.ndjson.*.tmp")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1)  # the scan of what was sent
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     proc.stdin.close()
