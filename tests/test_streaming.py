@@ -4,6 +4,7 @@ the same order for both engines and a cluster, whole records after Ctrl-C or --m
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -61,6 +62,43 @@ def cli(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
         timeout=600,
         **kw,
     )
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_live_stdin_gives_its_hits_before_it_ends(engine: str) -> None:
+    """`tail -f log | imds-scan -`: the hits of the lines sent so far come out while standard
+    input is still open, not once a buffer's worth has come or the input ends."""
+    import select
+
+    hit = json.dumps({"event": {"category": "network"}, "destination": {"ip": "169.254.169.254"}})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imds_scan", "-", "-f", "ndjson", "--engine", engine],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    out = b""
+    try:
+        proc.stdin.write(((hit + "\n") * 3).encode())
+        proc.stdin.flush()  # and keep it open
+        deadline = time.monotonic() + 60  # start-up on a loaded machine, not the scan
+        while out.count(b"\n") < 3 and time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+            if ready:
+                chunk = os.read(proc.stdout.fileno(), 1 << 16)
+                if not chunk:
+                    break
+                out += chunk
+        assert proc.poll() is None  # still waiting for more input
+        assert [json.loads(r)["line"] for r in out.splitlines()] == [1, 2, 3]
+    finally:
+        proc.stdin.close()
+        out += proc.stdout.read()
+        err = proc.stderr.read().decode()
+        proc.wait(timeout=60)
+    assert proc.returncode == 1, err
+    assert out.count(b"\n") == 3
 
 
 # ---------------------------------------------------------------- memory

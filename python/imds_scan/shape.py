@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from .escape import safe
 from .fields import node_fields
 from .reference.event import Malformed, field_values, parse_line
-from .reference.scan.lines import LongLine, ReadFailed, read_lines
+from .reference.scan.lines import ReadFailed, read_lines
 from .reference.scan.source import decoded
 from .rules import Rule
 from .sources import Source
@@ -71,7 +71,7 @@ def _lines(source: Source, limit: int) -> Iterator[bytes]:
         for count, line in enumerate(read_lines(stream, ReadFailed())):
             if count >= limit * 4:  # blank lines count too, up to a point
                 return
-            if not isinstance(line, LongLine):  # read past, never held: nothing to look at
+            if isinstance(line, bytes):  # a LongLine was read past, never held: nothing to see
                 yield line
 
 

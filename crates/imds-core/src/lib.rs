@@ -49,5 +49,5 @@ pub use timestamp::parse_timestamp;
 /// `test-api`).
 #[cfg(feature = "test-api")]
 pub mod source {
-    pub use crate::scan::source::{gzip, zstd, DECODED_READ};
+    pub use crate::scan::source::{gzip, idle, zstd, DECODED_READ};
 }

@@ -101,6 +101,7 @@ fn stream(
                 seen.hits.push(key(&hit));
             }
             ScanEvent::File { source, stats } => seen.files.push((source, stats)),
+            ScanEvent::Idle => {}
         }
         each(&seen);
     };
@@ -556,4 +557,148 @@ fn stage_hits_are_read_for_their_matcher_where_they_are_found() {
     }
     let two = HitForms::new(&engine, None, false, false, true, TimeWindow::default()).unwrap();
     assert!(two.with_stages(vec![None]).is_err());
+}
+
+/// What a [`Live`] stream and the scan's sink saw, in order.
+type Log = std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>;
+
+/// A live stream: its parts, each followed by a read that finds no data yet
+/// ([`imds_core::source::idle`]), then such reads until `seen` is set or `patience` of them
+/// were given, then its end (told to `log`).
+struct Live {
+    parts: std::collections::VecDeque<Vec<u8>>,
+    /// The last read gave data: the next one finds none.
+    gave: bool,
+    seen: std::sync::Arc<AtomicBool>,
+    patience: usize,
+    log: Log,
+}
+
+impl Live {
+    fn new(parts: &[&str], seen: &std::sync::Arc<AtomicBool>, log: &Log) -> Live {
+        Live {
+            parts: parts.iter().map(|p| p.as_bytes().to_vec()).collect(),
+            gave: false,
+            seen: seen.clone(),
+            patience: 5000,
+            log: log.clone(),
+        }
+    }
+}
+
+impl std::io::Read for Live {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if !self.gave {
+            if let Some(part) = self.parts.front_mut() {
+                let n = buf.len().min(part.len());
+                buf[..n].copy_from_slice(&part[..n]);
+                part.drain(..n);
+                if part.is_empty() {
+                    self.parts.pop_front();
+                    self.gave = true;
+                }
+                return Ok(n);
+            }
+        }
+        self.gave = false;
+        if self.parts.is_empty() && (self.patience == 0 || self.seen.load(Ordering::SeqCst)) {
+            self.log.lock().unwrap().push("end");
+            return Ok(0);
+        }
+        self.patience = self.patience.saturating_sub(1);
+        std::thread::sleep(Duration::from_millis(1));
+        Err(imds_core::source::idle())
+    }
+}
+
+#[test]
+fn a_live_streams_hits_are_handed_on_before_more_comes() {
+    // Lines fewer than a buffer, then a stream that waits: the hits must not wait for the
+    // buffer to fill or the stream to end, on one thread or several.
+    let engine = engine();
+    let text = format!("{QUIET}\n{NET_HIT}\n{QUIET}");
+    for threads in [1, 2] {
+        let opts = ScanOptions {
+            threads,
+            ..ScanOptions::default()
+        };
+        let (seen, log) = (std::sync::Arc::new(AtomicBool::new(false)), Log::default());
+        let (cancel, progress) = (AtomicBool::new(false), AtomicU64::new(0));
+        let mut sink = |event| {
+            let what = match event {
+                ScanEvent::Hit(_) => "hit",
+                ScanEvent::File { .. } => "file",
+                ScanEvent::Idle => "idle",
+            };
+            if what == "hit" {
+                seen.store(true, Ordering::SeqCst);
+            }
+            log.lock().unwrap().push(what);
+        };
+        let input = Input::Reader(Box::new(Live::new(&[&text], &seen, &log)));
+        engine.scan_stream(vec![input], &opts, &cancel, &progress, 1 << 20, &mut sink);
+        let log = log.lock().unwrap().clone();
+        // Two hits (the seed rule twice), the wait told, then the end (and the last line).
+        assert_eq!(
+            log,
+            ["hit", "hit", "idle", "end", "file"],
+            "{threads} thread(s)"
+        );
+    }
+    // Without waits, no idle is told.
+    let (cancel, progress) = (AtomicBool::new(false), AtomicU64::new(0));
+    let mut events = Vec::new();
+    let mut sink = |event| events.push(matches!(event, ScanEvent::Idle));
+    let input = Input::Reader(Box::new(std::io::Cursor::new(text.into_bytes())));
+    let opts = ScanOptions::default();
+    engine.scan_stream(vec![input], &opts, &cancel, &progress, 1 << 20, &mut sink);
+    assert_eq!(events, [false, false, false]);
+}
+
+#[test]
+fn waits_inside_lines_change_nothing() {
+    // Waits cut lines, a long line read past and a small buffer's growth: the hits and
+    // counts are those of the same text read at once.
+    let engine = engine();
+    let long = format!("{{\"message\": \"{}\"}}", "x".repeat(300));
+    let text = format!("{QUIET}\n{NET_HIT}\n{long}\n{NET_HIT}\n{QUIET}");
+    let cuts = [5, 90, 120, 180, 260, 330, 400, text.len() - 3];
+    let mut parts = Vec::new();
+    let mut at = 0;
+    for cut in cuts {
+        parts.push(&text[at..cut]);
+        at = cut;
+    }
+    parts.push(&text[at..]);
+    for threads in [1, 2] {
+        let opts = ScanOptions {
+            threads,
+            buffer_size: 64,
+            max_line_bytes: 200,
+            ..ScanOptions::default()
+        };
+        let scan = |input: Input| {
+            let (cancel, progress) = (AtomicBool::new(false), AtomicU64::new(0));
+            let (mut hits, mut files) = (Vec::new(), Vec::new());
+            let mut sink = |event| match event {
+                ScanEvent::Hit(hit) => hits.push(key(&hit)),
+                ScanEvent::File { stats, .. } => files.push(stats),
+                ScanEvent::Idle => {}
+            };
+            engine.scan_stream(vec![input], &opts, &cancel, &progress, 1 << 20, &mut sink);
+            let stats: Vec<_> = (files.iter())
+                .map(|s| (s.events, s.hits, s.malformed, s.long_lines, s.bytes))
+                .collect();
+            (hits, stats)
+        };
+        // (It ends after its last part.)
+        let (seen, log) = (std::sync::Arc::new(AtomicBool::new(true)), Log::default());
+        let live = scan(Input::Reader(Box::new(Live::new(&parts, &seen, &log))));
+        let whole = scan(Input::Reader(Box::new(std::io::Cursor::new(
+            text.clone().into_bytes(),
+        ))));
+        assert_eq!(live, whole, "{threads} thread(s)");
+        assert_eq!(live.1[0].3, 1, "the long line");
+        assert_eq!(live.0.len(), 4);
+    }
 }

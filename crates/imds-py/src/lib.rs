@@ -734,6 +734,8 @@ fn feed_batches(
         if !alive {
             return;
         }
+        // A live input waits for data: the hits so far go out now, not with later ones.
+        let mut waits = false;
         match event {
             ScanEvent::Hit(mut hit) => {
                 if let Some(n) = batch.rule_counts.get_mut(hit.rule) {
@@ -766,9 +768,10 @@ fn feed_batches(
                 batch.count += 1;
             }
             ScanEvent::File { source, stats } => batch.files.push((source, stats)),
+            ScanEvent::Idle => waits = true,
         }
         let some = batch.count > 0 || batch.outside > 0;
-        if batch.count >= feed.batch || (some && sent.elapsed() >= BATCH_AGE) {
+        if batch.count >= feed.batch || (some && (waits || sent.elapsed() >= BATCH_AGE)) {
             let next = fresh(Some(&batch));
             let full = sealed(std::mem::replace(&mut batch, next));
             if tx.send(Msg::Batch(full)).is_err() {

@@ -155,6 +155,7 @@ impl Engine {
         let mut sink = |event| match event {
             ScanEvent::Hit(hit) => report.hits.push(hit),
             ScanEvent::File { stats, .. } => report.files.push(stats),
+            ScanEvent::Idle => {}
         };
         report.cancelled = self.scan_stream(inputs, opts, cancel, progress, 0, &mut sink);
         report
@@ -236,11 +237,14 @@ impl Engine {
         let input = source::rejoin(head, Counted::new(rest, scan.own, scan.progress));
         let (mut lines, mut cancelled, mut error) = match compression {
             Compression::Plain => self.stream_lines(input, scan, true),
-            Compression::Gzip => match self.decoded(source::gzip(input), "gzip", scan) {
-                Ok(scanned) => scanned,
-                Err(reason) => return failed(reason),
-            },
-            Compression::Zstd => match source::zstd(input) {
+            // A decoder takes an idle read for a failure: it waits for its data instead.
+            Compression::Gzip => {
+                match self.decoded(source::gzip(source::WaitIdle(input)), "gzip", scan) {
+                    Ok(scanned) => scanned,
+                    Err(reason) => return failed(reason),
+                }
+            }
+            Compression::Zstd => match source::zstd(source::WaitIdle(input)) {
                 Ok(decoder) => match self.decoded(decoder, "zstd", scan) {
                     Ok(scanned) => scanned,
                     Err(reason) => return failed(reason),

@@ -56,12 +56,18 @@ impl Engine {
                     None => total.lines(chunk.bytes(), first),
                 }
                 total.offer(scan);
+                if input.idle {
+                    total.idle(scan);
+                }
                 first = false;
             }
         } else {
             let mut batch: Vec<Chunk> = (0..workers).map(|_| Chunk::new(size)).collect();
             let mut spare: Vec<Chunk> = (0..workers).map(|_| Chunk::new(size)).collect();
             let mut filled = input.fill(&mut batch);
+            // The batch ends where the input waits for data: it is scanned and its hits
+            // handed on before the next read, which may wait long.
+            let mut waits = input.idle;
             while filled > 0 {
                 if cancel.load(Ordering::Relaxed) {
                     cancelled = true;
@@ -82,7 +88,7 @@ impl Engine {
                     .collect();
                 let mut step = || {
                     rayon::join(
-                        || input.fill(&mut spare),
+                        || if waits { 0 } else { input.fill(&mut spare) },
                         || {
                             pieces
                                 .par_iter()
@@ -109,6 +115,13 @@ impl Engine {
                     total.absorb(part);
                 }
                 total.offer(scan);
+                let next_filled = if waits {
+                    total.idle(scan);
+                    input.fill(&mut spare)
+                } else {
+                    next_filled
+                };
+                waits = input.idle;
                 std::mem::swap(&mut batch, &mut spare);
                 filled = next_filled;
                 first = false;
@@ -173,6 +186,9 @@ pub(super) struct ChunkReader<'c, R> {
     /// `carry` may hold `\n`s (it follows a long line read past).
     carry_lines: bool,
     done: bool,
+    /// The last read found no data on an input still open ([`source::idle`]): the chunk
+    /// given holds the whole lines read so far, not a buffer's worth.
+    pub(super) idle: bool,
     /// `cancel` was seen while reading a long line.
     pub(super) cancelled: bool,
     pub(super) bytes: u64,
@@ -194,17 +210,21 @@ impl<'c, R: Read> ChunkReader<'c, R> {
             carry: Vec::new(),
             carry_lines: false,
             done: false,
+            idle: false,
             cancelled: false,
             bytes: 0,
             error: None,
         }
     }
 
-    /// Fill chunks in order until the stream ends; how many were filled.
+    /// Fill chunks in order until the stream ends or waits for data; how many were filled.
     pub(super) fn fill(&mut self, chunks: &mut [Chunk]) -> usize {
         let mut n = 0;
         while n < chunks.len() && self.next(&mut chunks[n]) {
             n += 1;
+            if self.idle {
+                break;
+            }
         }
         n
     }
@@ -227,6 +247,10 @@ impl<'c, R: Read> ChunkReader<'c, R> {
                     return n;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if super::source::is_idle(&e) => {
+                    self.idle = true;
+                    return 0;
+                }
                 Err(e) => {
                     self.error = Some(e);
                     self.done = true;
@@ -260,8 +284,9 @@ impl<'c, R: Read> ChunkReader<'c, R> {
         // is read after them.
         let mut unsearched = if self.carry_lines { 0 } else { chunk.len };
         self.carry_lines = false;
+        self.idle = false;
         loop {
-            while chunk.len < chunk.buf.len() && !self.done {
+            while chunk.len < chunk.buf.len() && !self.done && !self.idle {
                 let mut buf = std::mem::take(&mut chunk.buf);
                 chunk.len += self.read_some(&mut buf[chunk.len..]);
                 chunk.buf = buf;
@@ -277,6 +302,12 @@ impl<'c, R: Read> ChunkReader<'c, R> {
                 self.carry.extend_from_slice(&chunk.buf[end..chunk.len]);
                 chunk.len = end;
                 return true;
+            }
+            if self.idle {
+                // No whole line yet: wait on for one.
+                self.idle = false;
+                unsearched = chunk.len;
+                continue;
             }
             // One line fills the buffer.
             if chunk.len > self.max_line {
@@ -295,6 +326,10 @@ impl<'c, R: Read> ChunkReader<'c, R> {
         let mut buf = std::mem::take(&mut chunk.buf);
         loop {
             let n = self.read_some(&mut buf);
+            if n == 0 && self.idle {
+                self.idle = false; // the long line goes on when more comes
+                continue;
+            }
             if n == 0 {
                 break;
             }
@@ -529,6 +564,13 @@ impl<'e> LineScanner<'e> {
     fn offer(&mut self, scan: &Stream<'_>) {
         if let Some(outlet) = scan.outlet {
             outlet.offer(&mut self.hits, &mut self.held);
+        }
+    }
+
+    /// The input waits for data: tell the stream's outlet.
+    fn idle(&self, scan: &Stream<'_>) {
+        if let Some(outlet) = scan.outlet {
+            outlet.idle();
         }
     }
 

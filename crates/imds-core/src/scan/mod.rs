@@ -87,6 +87,10 @@ pub(crate) trait Outlet: Sync {
     /// this lane's turn; else leave them unless they exceed the cap, and then wait for the
     /// turn.
     fn offer(&self, hits: &mut Vec<Hit>, held: &mut usize);
+
+    /// The input waits for data (a live stream): the hits handed on so far may be passed
+    /// on now, not held for more ([`ScanEvent::Idle`]).
+    fn idle(&self);
 }
 
 /// What a hit held in memory costs, for the reorder cap.
@@ -151,6 +155,9 @@ pub enum ScanEvent {
         /// Its statistics.
         stats: FileStats,
     },
+    /// The input being scanned waits for data (a live stream, such as `tail -f` into
+    /// standard input): the hits given so far need not wait for more to be passed on.
+    Idle,
 }
 
 /// The default of [`ScanOptions::max_line_bytes`]: 64 MiB.

@@ -157,7 +157,7 @@ pub fn read_head<R: Read>(reader: &mut R) -> io::Result<Vec<u8>> {
         match reader.read(&mut head[len..]) {
             Ok(0) => break,
             Ok(n) => len += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted || is_idle(&e) => {}
             Err(e) => return Err(e),
         }
     }
@@ -175,8 +175,10 @@ pub fn rejoin<R: Read>(head: Vec<u8>, rest: R) -> Rejoined<R> {
 
 /// Standard input, read by a helper thread so that a scan waiting for input can still be
 /// cancelled: a read returns [`cancelled`] within 50 ms of `cancel` being set, even when no
-/// data comes (the helper thread stays blocked until the process exits). At most two blocks
-/// of 1 MiB wait in the channel.
+/// data comes (the helper thread stays blocked until the process exits). A read that waited
+/// 50 ms for data in vain returns [`idle`], so that the lines read so far of a live stream
+/// (`tail -f … | imds-scan -`) are scanned and their hits handed on without waiting for a
+/// buffer's worth. At most two blocks of 1 MiB wait in the channel.
 pub struct CancellableStdin<'a> {
     blocks: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
     block: Vec<u8>,
@@ -238,7 +240,7 @@ impl Read for CancellableStdin<'_> {
                     self.done = true;
                     return Err(e);
                 }
-                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Timeout) => return Err(idle()),
                 Err(RecvTimeoutError::Disconnected) => self.done = true,
             }
         }
@@ -268,6 +270,43 @@ pub fn cancelled() -> io::Error {
 /// Whether a read error is [`cancelled`].
 pub fn is_cancelled(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<Cancelled>())
+}
+
+/// The error of a read that found no data yet on a stream that is still open.
+#[derive(Debug)]
+struct Idle;
+
+impl std::fmt::Display for Idle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no input yet")
+    }
+}
+
+impl std::error::Error for Idle {}
+
+/// A read found no data yet: the input is open and may give more (try again).
+pub fn idle() -> io::Error {
+    io::Error::new(ErrorKind::WouldBlock, Idle)
+}
+
+/// Whether a read error is [`idle`].
+pub fn is_idle(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Idle>())
+}
+
+/// A reader whose [`idle`] reads are tried again: for the readers (decoders, the first
+/// bytes' sniffing) that would take it for a failure.
+pub struct WaitIdle<R>(pub R);
+
+impl<R: Read> Read for WaitIdle<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.0.read(buf) {
+                Err(e) if is_idle(&e) => {}
+                other => return other,
+            }
+        }
+    }
 }
 
 /// Compressed input is read in pieces of this size: large enough for few calls, small enough

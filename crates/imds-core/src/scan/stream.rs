@@ -238,6 +238,13 @@ impl Outlet for Lane<'_, '_> {
         order.emit(hits);
         *held = 0;
     }
+
+    fn idle(&self) {
+        // Only the head lane's hits are out; another's wait for their turn anyway.
+        if self.order.head.load(Ordering::Acquire) == self.seq {
+            (*lock(&self.order.sink))(ScanEvent::Idle);
+        }
+    }
 }
 
 /// Poisons the sequencer when a lane thread unwinds, so that no thread waits forever.

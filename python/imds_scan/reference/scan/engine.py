@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 from ...stats import EngineHit, FileStats
 from ..eval import CompiledRule
 from ..event import Malformed, parse_line
-from .lines import MAX_LINE_BYTES, LongLine, ReadFailed, read_lines
+from .lines import MAX_LINE_BYTES, LongLine, ReadFailed, Waits, read_lines
 from .source import Opener, Unscannable, decoded, open_input, refuse_nested
 
 
@@ -26,14 +26,22 @@ def scan_stream(
     max_examples: int = 5,
     max_line_bytes: int = MAX_LINE_BYTES,
     batch: int = 0,
+    waits: bool = False,
 ) -> Generator[None, None, BaseException | None]:
     """Scan one stream of NDJSON lines (split on ``\\n`` only), appending hits and counting
     ``stats.lines`` as it goes; returns the read error that ended it early, if any. A line
     longer than ``max_line_bytes`` is counted (in ``long_lines`` and ``malformed``), not
     evaluated. Yields (nothing) whenever ``hits`` holds ``batch`` hits or more (0: never),
-    for the caller to take them."""
+    or (``waits``: a live stream) some before a read that may wait for data, for the caller
+    to take them."""
     failed = ReadFailed()
-    for number, raw in enumerate(read_lines(stream, failed, max_line_bytes), start=1):
+    number = 0
+    for raw in read_lines(stream, failed, max_line_bytes, waits=waits and batch > 0):
+        if isinstance(raw, Waits):
+            if hits:
+                yield
+            continue
+        number += 1
         stats.lines = number
         if isinstance(raw, LongLine):
             length = raw.length
@@ -238,10 +246,13 @@ def _scan_one(
             _fail(stats, "read", f"read error at byte 0: {_reason(exc)}", 0)
             return False
         stats.compression = compression
+        # Plain standard input may be live (`tail -f`): its hits are handed on before a read
+        # waits (a decoder's input waits whole, as in the Rust engine).
+        waits = path == "-" and compression is None
         try:
             error = damage or (
                 yield from scan_stream(
-                    stream, rules, source, stats, hits, max_examples, max_line_bytes, batch
+                    stream, rules, source, stats, hits, max_examples, max_line_bytes, batch, waits
                 )
             )
         except (KeyboardInterrupt, GeneratorExit) as stop:

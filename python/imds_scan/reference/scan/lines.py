@@ -16,6 +16,16 @@ class ReadFailed:
 BLOCK = 1 << 20
 
 
+class Waits:
+    """Given by :func:`read_lines` (with ``waits``) after the lines of a read that got less
+    than it asked for: the next read may wait for data (a live stream, such as ``tail -f``
+    into standard input), so what was found so far should be handed on first (as the Rust
+    engine's idle reads: crates/imds-core/src/scan/source.rs)."""
+
+
+WAITS = Waits()
+
+
 class LongLine(NamedTuple):
     """A line read past: its length without the newline, and its bytes read (with it)."""
 
@@ -28,12 +38,13 @@ MAX_LINE_BYTES = 64 << 20
 
 
 def read_lines(
-    stream: BinaryIO, failed: ReadFailed, max_line: int = MAX_LINE_BYTES
-) -> Iterator[bytes | LongLine]:
+    stream: BinaryIO, failed: ReadFailed, max_line: int = MAX_LINE_BYTES, waits: bool = False
+) -> Iterator[bytes | LongLine | Waits]:
     """The stream's lines, split on ``\\n`` only (each with its ``\\n``, the last one maybe
     without); a line longer than ``max_line`` bytes is read past, never held whole, and given
     as a LongLine. A read error ends the lines: what was read before it is still
-    yielded, and the error is left in ``failed``."""
+    yielded, and the error is left in ``failed``. ``waits``: :data:`WAITS` after the lines
+    of a short read."""
     pending: list[bytes] = []
     held = 0  # bytes in pending
     skipped: int | None = None  # the length so far of a long line being read past
@@ -82,3 +93,5 @@ def read_lines(
             else:
                 yield block[start : end + 1]
             start = end + 1
+        if waits and len(block) < BLOCK:
+            yield WAITS
