@@ -251,51 +251,53 @@ impl Read for CancellableStdin<'_> {
     }
 }
 
-/// The error of a read stopped because the scan was cancelled.
-#[derive(Debug)]
-struct Cancelled;
+/// Why a read gave no data without the input failing: the scan was cancelled, or a live
+/// stream has none yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pause {
+    Cancelled,
+    Idle,
+}
 
-impl std::fmt::Display for Cancelled {
+impl std::fmt::Display for Pause {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the scan was interrupted")
+        f.write_str(match self {
+            Pause::Cancelled => "the scan was interrupted",
+            Pause::Idle => "no input yet",
+        })
     }
 }
 
-impl std::error::Error for Cancelled {}
+impl std::error::Error for Pause {}
 
+fn is_pause(e: &io::Error, pause: Pause) -> bool {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<Pause>())
+        .is_some_and(|p| *p == pause)
+}
+
+/// The error of a read stopped because the scan was cancelled.
 pub fn cancelled() -> io::Error {
-    io::Error::other(Cancelled)
+    io::Error::other(Pause::Cancelled)
 }
 
 /// Whether a read error is [`cancelled`].
 pub fn is_cancelled(e: &io::Error) -> bool {
-    e.get_ref().is_some_and(|inner| inner.is::<Cancelled>())
+    is_pause(e, Pause::Cancelled)
 }
-
-/// The error of a read that found no data yet on a stream that is still open.
-#[derive(Debug)]
-struct Idle;
-
-impl std::fmt::Display for Idle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("no input yet")
-    }
-}
-
-impl std::error::Error for Idle {}
 
 /// A read found no data yet: the input is open and may give more (try again).
 pub fn idle() -> io::Error {
-    io::Error::new(ErrorKind::WouldBlock, Idle)
+    io::Error::new(ErrorKind::WouldBlock, Pause::Idle)
 }
 
 /// Whether a read error is [`idle`].
 pub fn is_idle(e: &io::Error) -> bool {
-    e.get_ref().is_some_and(|inner| inner.is::<Idle>())
+    is_pause(e, Pause::Idle)
 }
 
-/// A reader whose [`idle`] reads are tried again: for the readers (decoders, the first
-/// bytes' sniffing) that would take it for a failure.
+/// A reader whose [`idle`] reads are tried again: for the readers (decoders) that would take
+/// it for a failure.
 pub struct WaitIdle<R>(pub R);
 
 impl<R: Read> Read for WaitIdle<R> {
