@@ -46,6 +46,29 @@ def write_rules(folder: Path) -> Path:
     return folder
 
 
+def write_events(path: Path) -> Path:
+    """The sample lines as an NDJSON file."""
+    path.write_text("".join(line + "\n" for line in sample_lines()))
+    return path
+
+
+def single_event_rules() -> list[Rule]:
+    """The single-event rules of QUERIES."""
+    return [
+        load_rule(q, rule_id=i, name=i, severity="low", source="x")
+        for i, q in QUERIES
+        if not q.startswith("sequence")
+    ]
+
+
+def main_exit(monkeypatch: pytest.MonkeyPatch, *args: str) -> int | str | None:
+    """The exit code of the CLI run in this process with ``args``."""
+    monkeypatch.setattr(sys, "argv", ["imds-scan", *args])
+    with pytest.raises(SystemExit) as stop:
+        cli.main()
+    return stop.value.code
+
+
 class CountingScanner:
     """The binding's Scanner, counting the Scanners made."""
 
@@ -69,8 +92,7 @@ def test_a_cli_scan_plans_its_rules_and_builds_its_scanner_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     rules = write_rules(tmp_path / "rules")
-    events = tmp_path / "e.ndjson"
-    events.write_text("".join(line + "\n" for line in sample_lines()))
+    events = write_events(tmp_path / "e.ndjson")
     planned = []
     plan_rules = sequences.plan_rules
 
@@ -80,12 +102,9 @@ def test_a_cli_scan_plans_its_rules_and_builds_its_scanner_once(
 
     monkeypatch.setattr(sequences, "plan_rules", counting_plan)
     monkeypatch.setattr(_engine, "Scanner", CountingScanner)
-    argv = ["imds-scan", "-f", "ndjson", "--rule", str(rules), str(events)]
-    monkeypatch.setattr(sys, "argv", argv)
-    with pytest.raises(SystemExit) as stop:
-        cli.main()
+    code = main_exit(monkeypatch, "-f", "ndjson", "--rule", str(rules), str(events))
     err = capsys.readouterr().err
-    assert stop.value.code == 1, err
+    assert code == 1, err
     # The warnings sampled the input with hits (those of the scan's own Scanner).
     assert "(zebra-ab): its literal" in err and "(pid) has no literal" in err
     assert "(table)" not in err and "(a-zebra)" not in err
@@ -99,23 +118,17 @@ def test_the_warnings_set_up_keeps_to_the_scans_threads(
     # `--threads 1`: the rules' literals are worked out on one thread too (by default, and
     # with `--threads 0`, on one per core).
     rules = write_rules(tmp_path / "rules")
-    events = tmp_path / "e.ndjson"
-    events.write_text("".join(line + "\n" for line in sample_lines()))
+    events = write_events(tmp_path / "e.ndjson")
     monkeypatch.setattr(_engine, "Scanner", CountingScanner)
     for flags, threads in (["--threads", "1"], 1), ([], 0), (["--threads", "3"], 3):
         CountingScanner.needles_threads = []
-        argv = ["imds-scan", "-q", "-f", "ndjson", *flags, "--rule", str(rules), str(events)]
-        monkeypatch.setattr(sys, "argv", argv)
-        with pytest.raises(SystemExit) as stop:
-            cli.main()
-        assert stop.value.code == 1, capsys.readouterr().err
+        code = main_exit(
+            monkeypatch, "-q", "-f", "ndjson", *flags, "--rule", str(rules), str(events)
+        )
+        assert code == 1, capsys.readouterr().err
         assert CountingScanner.needles_threads == [threads]
     # On one thread, the literals are those found on many.
-    forms = [
-        json.dumps(load_rule(q, rule_id=i, name=i, severity="low", source="x").ir)
-        for i, q in QUERIES
-        if not q.startswith("sequence")
-    ]
+    forms = [json.dumps(r.ir) for r in single_event_rules()]
     assert _engine.Scanner.needles_each(forms, 1) == _engine.Scanner.needles_each(forms)
 
 
@@ -127,8 +140,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 def test_the_shared_set_up_gives_what_separate_set_ups_give(tmp_path: Path) -> None:
     # A host filter makes the scan's plan differ from the warnings': each makes its own.
     rules = str(write_rules(tmp_path / "rules"))
-    events = tmp_path / "e.ndjson"
-    events.write_text("".join(line + "\n" for line in sample_lines()))
+    events = write_events(tmp_path / "e.ndjson")
     shared = run("--rule", rules, str(events))
     apart = run("--rule", rules, "--exclude-host", "no-such-host", str(events))
     assert shared.returncode == apart.returncode == 1, shared.stderr
@@ -145,8 +157,7 @@ def test_warnings_from_the_scan_scanner_are_those_of_the_flagged_rules_alone(
     tmp_path: Path,
 ) -> None:
     plan = engine_rules(write_rules(tmp_path / "rules"))
-    events = tmp_path / "e.ndjson"
-    events.write_text("".join(line + "\n" for line in sample_lines()))
+    events = write_events(tmp_path / "e.ndjson")
     alone = prefilter_warnings(plan.engine_rules, [str(events)], cache=False)
     assert len(alone) == 2  # zebra-ab (parsed in vain) and pid (no literal)
     made: list[int] = []
@@ -162,11 +173,7 @@ def test_warnings_from_the_scan_scanner_are_those_of_the_flagged_rules_alone(
 
 
 def test_each_rules_literals_in_one_call_are_each_rule_alone() -> None:
-    rules: list[Rule] = [
-        load_rule(q, rule_id=i, name=i, severity="low", source="x")
-        for i, q in QUERIES
-        if not q.startswith("sequence")
-    ]
+    rules = single_event_rules()
     rules *= 6  # enough rules to be spread over threads
     forms = [json.dumps(r.ir) for r in rules]
     each = _engine.Scanner.needles_each(forms)
@@ -185,8 +192,7 @@ def test_a_rule_the_engine_refuses_stops_the_scan_with_its_error(tmp_path: Path)
     # The Scanner is made on a thread of its own: its error still reaches the caller.
     import imds_scan
 
-    events = tmp_path / "e.ndjson"
-    events.write_text("".join(line + "\n" for line in sample_lines()))
+    events = write_events(tmp_path / "e.ndjson")
     pred = {"node": "pred", "field": "source.ip", "field_type": "ip", "op": "eq"}
     ir = {
         "ir_version": 1,
