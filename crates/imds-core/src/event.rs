@@ -900,11 +900,6 @@ pub(crate) fn pass_members(bytes: &[u8], i: usize, read: u64) -> Option<(usize, 
     skip_members(bytes, i, 0, &mut kinds, read).ok()
 }
 
-/// The bit of [`pass_members`]' `read` for keys whose first byte is `b`.
-pub(crate) fn key_first_bit(b: u8) -> u64 {
-    key_bit(b)
-}
-
 /// Pass over the value at `i` (after whitespace) in a text whose containers open around `i`
 /// are `depth` deep, checking it as [`Builder`] does; where the value ends. A loop, not
 /// recursion: `kinds` (as [`Builder::kinds`]) says which kind each open container is. Apart
@@ -1102,7 +1097,7 @@ fn stops_64(chunk: &[u8]) -> u64 {
 
 /// [`first_byte_bit`] of a key whose first byte (after its opening quote) is `b`.
 #[inline(always)]
-fn key_bit(b: u8) -> u64 {
+pub(crate) fn key_bit(b: u8) -> u64 {
     match b {
         b'"' | b'.' => 1,
         b => 1 << (b % 64),

@@ -364,7 +364,7 @@ impl<'t> Walk<'t> {
                 .first()
                 .copied()
                 .unwrap_or(b'"');
-            set | crate::event::key_first_bit(b)
+            set | crate::event::key_bit(b)
         });
         loop {
             self.space();
