@@ -125,6 +125,9 @@ pub(super) struct CnfState {
     to: usize,
     /// Scratch: each lane's matches.
     lanes: Vec<Vec<(usize, usize, u32)>>,
+    /// The bytes of the lines holding a match judged so far (how dense the needles are: the
+    /// finder's choice of search).
+    pub(super) matched_bytes: usize,
 }
 
 impl CnfState {
@@ -317,6 +320,7 @@ impl Cnf {
             from: 0,
             to: 0,
             lanes: vec![Vec::new(); LANES],
+            matched_bytes: 0,
         }
     }
 
@@ -381,6 +385,7 @@ impl Cnf {
             |from: usize| memchr::memchr(b'\n', &hay[from..end]).map_or(end, |i| from + i);
         let mut start = at;
         let mut stop = line_end(at);
+        let mut counted = false;
         st.next_line();
         while let Some(&(p, q, pattern)) = st.found.get(st.next) {
             if p >= end {
@@ -392,7 +397,12 @@ impl Cnf {
                 }
                 start = memchr::memrchr(b'\n', &hay[stop..p]).map_or(stop, |i| stop + i + 1);
                 stop = line_end(p);
+                counted = false;
                 st.next_line();
+            }
+            if !counted {
+                st.matched_bytes += stop - start;
+                counted = true;
             }
             self.on_match(hay, pattern as usize, p, q, stop, st);
             st.next += 1;

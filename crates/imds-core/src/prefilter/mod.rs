@@ -244,6 +244,7 @@ impl Prefilter {
             to: 0,
             state: self.cnf.as_ref().map(Cnf::state),
             conj: self.conj.as_ref().map(Conj::state),
+            choice: Choice::default(),
         }
     }
 
@@ -282,6 +283,48 @@ pub struct Finder<'p> {
     state: Option<CnfState>,
     /// With one rule's clauses: their scratch.
     conj: Option<ConjState>,
+    /// With rule clauses and Teddy: which of the two searches runs.
+    choice: Choice,
+}
+
+/// Bytes Teddy searches before the needles' density is judged.
+const DENSITY_SAMPLE: usize = 32 << 10;
+
+/// Bytes the clause automaton then walks alone before Teddy is tried again.
+const LANES_RUN: usize = 1 << 20;
+
+/// The clause automaton's own walk in lanes replaces Teddy for [`LANES_RUN`] bytes when the
+/// lines Teddy sent it in the last [`DENSITY_SAMPLE`] bytes were more than a quarter of
+/// them. Measured on a two-stage sequence of broad stages (63% of the lines candidates):
+/// Teddy then one line's walk at a time scanned 100 MB in 0.69 s, the lanes in 0.23 s; with
+/// rare needles Teddy is seven times faster than the lanes.
+#[derive(Debug, Default)]
+struct Choice {
+    /// The lanes run up to here.
+    lanes_until: usize,
+    /// Where the current sample began, and the clause walk's matched bytes then.
+    sample: Option<(usize, usize)>,
+}
+
+impl Choice {
+    /// Whether the search from `at` is the lanes' (`matched`: the walk's
+    /// [`CnfState::matched_bytes`] now; `at` never goes back).
+    fn lanes(&mut self, at: usize, matched: usize) -> bool {
+        if at < self.lanes_until {
+            return true;
+        }
+        let (from, then) = *self.sample.get_or_insert((at, matched));
+        if at - from < DENSITY_SAMPLE {
+            return false;
+        }
+        let dense = (matched - then) * 4 > at - from;
+        if dense {
+            self.lanes_until = at + LANES_RUN;
+        }
+        // The next sample starts at the next search after the lanes (or now).
+        self.sample = None;
+        dense
+    }
 }
 
 impl Finder<'_> {
@@ -332,9 +375,14 @@ impl Finder<'_> {
             let Some(search) = pf.search.as_ref().filter(|s| s.packed) else {
                 return cnf.first(hay, at, end, st);
             };
-            // Teddy finds the lines holding some rule's needle; the clauses judge those.
+            // Teddy finds the lines holding some rule's needle; the clauses judge those. Where
+            // most lines hold one, the clause automaton walks them all in lanes instead (a
+            // line walked alone waits on every transition).
             let mut at = at;
             while at < end {
+                if self.choice.lanes(at, st.matched_bytes) {
+                    return cnf.first(hay, at, end, st);
+                }
                 let h = search.find(hay, at, end)?;
                 let start = memchr::memrchr(b'\n', &hay[at..h]).map_or(at, |i| at + i + 1);
                 let stop = memchr::memchr(b'\n', &hay[h..end]).map_or(end, |i| h + i);
@@ -627,6 +675,94 @@ mod tests {
                 .filter(|l| search.find(l, 0, l.len()).is_some() || test.may_match(l))
                 .count();
             assert_eq!(found.len(), expected, "{}", String::from_utf8_lossy(&hay));
+        }
+    }
+
+    #[test]
+    fn dense_and_sparse_needles_give_the_lines_each_line_gives_alone() {
+        // Two broad rules whose needles fit Teddy: where most lines hold one, the clause
+        // walk's lanes replace Teddy for a while; the candidates and their open rules must
+        // be each line's own, whichever search found them.
+        let p = Prefilter::new(&[
+            rule(vec![and(vec![
+                pred("event.category", FieldType::Keyword, Op::Eq, &["process"]),
+                pred("event.type", FieldType::Keyword, Op::Eq, &["start"]),
+            ])]),
+            rule(vec![and(vec![
+                pred("event.category", FieldType::Keyword, Op::Eq, &["network"]),
+                pred("destination.port", FieldType::Keyword, Op::Eq, &["4444"]),
+            ])]),
+        ]);
+        assert!(p.cnf.is_some() && p.packed(), "{}", p.strategy());
+        let event = |category: &str, kind: &str, port: &str| {
+            format!(
+                r#"{{"event":{{"category":["{category}"],"type":["{kind}"]}},"destination":{{"port":"{port}"}},"pad":"{}"}}"#,
+                "x".repeat(40)
+            )
+            .into_bytes()
+        };
+        let kinds = [
+            event("process", "start", "1"),
+            event("process", "end", "1"),
+            event("network", "start", "4444"),
+            event("network", "end", "80"),
+            event("PROCESS", "START", "1"),
+            event(r"process", "start", "1"),
+        ];
+        let filler = event("file", "creation", "1");
+        let mut rng = Rng(0xD15E_A5ED_0000_0001);
+        let mut lines: Vec<&[u8]> = Vec::new();
+        // Dense, sparse (a needle line in fifty), dense again: each past the lanes' run.
+        for (count, dense) in [(12_000, true), (30_000, false), (12_000, true)] {
+            for _ in 0..count {
+                let k = rng.below(if dense { 6 } else { 300 }) as usize;
+                lines.push(kinds.get(k).map_or(filler.as_slice(), |l| l.as_slice()));
+            }
+        }
+        let hay = lines.join(&b'\n');
+        let starts: Vec<usize> = std::iter::once(0)
+            .chain(memchr::memchr_iter(b'\n', &hay).map(|i| i + 1))
+            .collect();
+        let alone = |l: &[u8]| {
+            let mut finder = p.finder();
+            let mut open = Vec::new();
+            finder.find(l, 0, l.len()).map(|_| {
+                finder.fill_open(&mut open);
+                open
+            })
+        };
+        let expected: Vec<(usize, Vec<bool>)> = (lines.iter().enumerate())
+            .filter_map(|(i, l)| alone(l).map(|open| (i, open)))
+            .collect();
+        for windows in [&[1usize << 20][..], &[300, 5000, 70_000]] {
+            let mut finder = p.finder();
+            let (mut at, mut w, mut found) = (0, 0, Vec::new());
+            let (mut lanes_runs, mut teddy_after_lanes) = (Vec::new(), false);
+            while at < hay.len() {
+                let target = (at + windows[w % windows.len()]).min(hay.len());
+                w += 1;
+                let end = memchr::memchr(b'\n', &hay[target..]).map_or(hay.len(), |i| target + i);
+                let hit = finder.find(&hay, at, end);
+                let until = finder.choice.lanes_until;
+                if until > 0 && !lanes_runs.contains(&until) {
+                    lanes_runs.push(until);
+                }
+                teddy_after_lanes |= until > 0 && at >= until;
+                let Some(h) = hit else {
+                    at = end;
+                    continue;
+                };
+                let mut open = Vec::new();
+                assert!(finder.fill_open(&mut open));
+                let line = starts.partition_point(|&s| s <= h) - 1;
+                found.push((line, open));
+                at = memchr::memchr(b'\n', &hay[h..]).map_or(hay.len(), |i| h + i);
+            }
+            assert_eq!(found.len(), expected.len(), "windows {windows:?}");
+            assert!(found == expected, "windows {windows:?}");
+            // Both searches ran: lanes in each dense part, Teddy between them.
+            assert!(lanes_runs.len() >= 2, "{lanes_runs:?}");
+            assert!(teddy_after_lanes);
         }
     }
 
