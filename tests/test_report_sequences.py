@@ -314,3 +314,68 @@ def test_summary_of_a_rule_without_description_gives_no_reason() -> None:
     why = {SEQ_RULE.id: _first_sentence(SEQ_RULE.description)}
     text = format_summaries(hits_frame([seq_hit()]), why=why)
     assert "high      seq-1\n" in text + "\n"
+
+
+def _dumped(hit: Hit) -> str:
+    """``hit``'s record as ``json.dumps`` of its fields writes it, each event's text put in
+    raw where a placeholder was."""
+    from imds_scan.records import alert_fields
+
+    texts: list[str] = []
+
+    def raw(text: str) -> str:
+        texts.append(text.strip())
+        return f"\x00{len(texts) - 1}\x00"
+
+    fields: dict[str, Any] = {
+        "source": hit.source,
+        "line": hit.line,
+        "rule": hit.rule.name,
+        "rule_id": hit.rule.id,
+        "severity": hit.rule.severity,
+        "branch": hit.branch,
+        "matched": hit.matched,
+    }
+    if hit.events is not None:
+        fields["join_keys"] = list(hit.join_keys or ())
+        fields["events"] = [
+            {"missing": True, "source": None, "line": None, "event": None}
+            if e.event_text is None
+            else {"source": e.source, "line": e.line, "event": raw(e.event_text)}
+            for e in hit.events
+        ]
+    fields.update(alert_fields(hit))
+    fields["event"] = raw(hit.event_text)
+    out = json.dumps(fields, ensure_ascii=False)
+    for i, text in enumerate(texts):
+        out = out.replace(json.dumps(f"\x00{i}\x00"), text, 1)
+    return out
+
+
+def test_records_are_what_json_dumps_of_their_fields_writes() -> None:
+    # Written from parts (names remembered across records): byte for byte json.dumps's.
+    odd = Rule('r"1\\', 'Quote " back\\slash é \x1b', "h\u2028igh", "process where true", {})
+    name = 'dir/\udcff é "q" \\ \x07.ndjson'  # a name that is not UTF-8 (surrogateescape)
+    matched = {"field": "user.name", "op": "==", "pattern": "é\x1b", "value": 'a"b'}
+    hits = [
+        seq_hit(),
+        missing_hit(),
+        sample_hit(),
+        single_hit(),
+        Hit(name, 2**70, odd, "process", matched, "  " + E2 + " \n"),
+        Hit(name, 5, odd, "sequence", None, E1, events=(SeqEvent(name, 0, E3),), join_keys=()),
+        Hit(
+            "k.ndjson",
+            4,
+            odd,
+            "new_terms",
+            None,
+            E1,
+            run="2024-05-01T10:00:00.000Z",
+            new_terms=("é", 3, None),
+            warmup=True,
+        ),
+    ]
+    for hit in hits * 2:  # the second time from the remembered names
+        assert hit.to_json() == _dumped(hit)
+        json.loads(hit.to_json().encode("utf-8", "surrogatepass"))

@@ -3,6 +3,7 @@ scan's statistics (shared by the engines' adapter, the cluster, reporting and th
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -55,26 +56,31 @@ class Hit:
 
     def to_json(self) -> str:
         """One NDJSON record; the event is embedded as the original JSON text. A result also
-        has ``join_keys`` and ``events`` (each event embedded likewise)."""
-        head = json.dumps(
-            {
-                "source": self.source,
-                "line": self.line,
-                "rule": self.rule.name,
-                "rule_id": self.rule.id,
-                "severity": self.rule.severity,
-                "branch": self.branch,
-                "matched": self.matched,
-            },
-            ensure_ascii=False,
+        has ``join_keys`` and ``events`` (each event embedded likewise). The text is what
+        ``json.dumps`` of the record's fields writes (``ensure_ascii=False``), put together
+        from the parts: the names repeat on every record."""
+        rule = self.rule
+        matched = "null" if self.matched is None else json.dumps(self.matched, ensure_ascii=False)
+        head = (
+            f'{{"source": {_name(self.source)}, "line": {int.__repr__(self.line)}, '
+            f'"rule": {_name(rule.name)}, "rule_id": {_name(rule.id)}, '
+            f'"severity": {_name(rule.severity)}, "branch": {_name(self.branch)}, '
+            f'"matched": {matched}'
         )
         if self.events is not None:
             keys = json.dumps(list(self.join_keys or ()), ensure_ascii=False)
             events = ", ".join(event_json(event) for event in self.events)
-            head = f'{head[:-1]}, "join_keys": {keys}, "events": [{events}]}}'
+            head = f'{head}, "join_keys": {keys}, "events": [{events}]'
         if self.run is not None:
-            head = f"{head[:-1]}, {alert_json_fields(self)[1:-1]}}}"
-        return f'{head[:-1]}, "event": {self.event_text.strip()}}}'
+            head = f"{head}, {alert_json_fields(self)[1:-1]}"
+        return f'{head}, "event": {self.event_text.strip()}}}'
+
+
+@functools.lru_cache(maxsize=4096)
+def _name(value: str | None) -> str:
+    """A value as ``json.dumps`` writes it (not ASCII-escaped), remembered: inputs' and rules'
+    names are written on every record."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 def alert_fields(hit: Hit) -> dict[str, Any]:
@@ -109,8 +115,9 @@ def event_json(event: SeqEvent) -> str:
     """A result's event as its NDJSON record writes it (the event's JSON text embedded)."""
     if event.event_text is None:
         return '{"missing": true, "source": null, "line": null, "event": null}'
-    where = json.dumps({"source": event.source, "line": event.line}, ensure_ascii=False)
-    return f'{where[:-1]}, "event": {event.event_text.strip()}}}'
+    line = "null" if event.line is None else int.__repr__(event.line)
+    text = event.event_text.strip()
+    return f'{{"source": {_name(event.source)}, "line": {line}, "event": {text}}}'
 
 
 @dataclass
