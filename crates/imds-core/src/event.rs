@@ -27,6 +27,8 @@ pub struct ParsedLine<'l> {
     /// Which of `doc`'s strings were JSON numbers: their text buffers' addresses, sorted
     /// ([`is_json_number`]). Typed fields read a JSON number and a string differently.
     pub numbers: Vec<usize>,
+    /// The line is an exporter's wrapper: the document and `text` are its `_source`.
+    pub wrapped: bool,
 }
 
 /// Whether `value`, a value of a document parsed with `numbers` ([`ParsedLine::numbers`]),
@@ -196,12 +198,14 @@ fn parse_line_with<'l>(
             },
             invalid_utf8,
             numbers,
+            wrapped: true,
         },
         Err(doc) => ParsedLine {
             doc,
             text,
             invalid_utf8,
             numbers,
+            wrapped: false,
         },
     }))
 }

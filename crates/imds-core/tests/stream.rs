@@ -702,3 +702,78 @@ fn waits_inside_lines_change_nothing() {
         assert_eq!(live.0.len(), 4);
     }
 }
+
+#[test]
+fn a_stage_hits_reading_from_the_scans_parse_is_that_of_its_text() {
+    // The scan's parse of a candidate line serves its stage readers (their fields added to
+    // its projection): what they read must be what reading the hit's text alone gives, for
+    // plain lines, exporters' wrappers (one inside another too), odd timestamps and keys,
+    // with and without a time window.
+    use imds_core::sequence::SequenceMatcher;
+    let dir = TempDir::new("stage-parse");
+    let mut data = Vec::new();
+    for i in 0..300 {
+        let stamp = match i % 4 {
+            0 => format!("{}", i * 1000),
+            1 => format!("\"2024-05-01T10:00:{:02}Z\"", i % 60),
+            2 => "[1,2]".to_string(),
+            _ => "\"not a date\"".to_string(),
+        };
+        let line = NET_HIT.replacen(
+            '{',
+            &format!(
+                r#"{{"@timestamp":{stamp},"host":{{"id":["h{}",{}]}},"user.id":{i}.50,"#,
+                i % 3,
+                i % 2
+            ),
+            1,
+        );
+        let line = match i % 3 {
+            0 => line,
+            1 => format!(r#"{{"_index":"logs","_id":"{i}","_source":{line}}}"#),
+            _ => format!(
+                r#"{{"_index":"a","_source":{{"_index":"b","_source":{line},"host":{{"id":"outer"}},"@timestamp":5,"event":{{"category":["network"]}},"destination":{{"ip":"169.254.169.254"}}}}}}"#
+            ),
+        };
+        data.extend_from_slice(line.as_bytes());
+        data.push(b'\n');
+    }
+    let path = dir.0.join("s.ndjson");
+    std::fs::write(&path, &data).unwrap();
+    let engine = engine();
+    let any = r#"{"node":"pred","field":"x","field_type":"keyword","op":"exists","values":[]}"#;
+    let keys =
+        r#"[{"field":"host.id","field_type":"keyword"},{"field":"user.id","field_type":"double"}]"#;
+    let stage = format!(r#"{{"expr":{any},"keys":{keys},"missing":false}}"#);
+    let ir = format!(
+        r#"{{"ir_version":1,"id":"q","name":"q","severity":"low","sequence":{{
+            "timestamp_field":"@timestamp","tiebreaker_field":"user.id","maxspan_ms":null,
+            "stages":[{stage},{stage}],"until":null,"pipes":[],"size":null}}}}"#
+    );
+    let matcher = SequenceMatcher::new(&ir, 1 << 20, None).unwrap();
+    let preparer = matcher.preparer().clone();
+    let window = TimeWindow {
+        since: Some(i64::MIN + 1),
+        until: None,
+    };
+    for window in [TimeWindow::default(), window] {
+        let forms = HitForms::new(&engine, None, false, false, false, window)
+            .unwrap()
+            .with_stages(vec![None, Some((preparer.clone(), 1))])
+            .unwrap();
+        let mut hits = formed(&engine, &path, 2, &forms);
+        let stage_hits: Vec<&mut Hit> = hits.iter_mut().filter(|h| h.rule == 1).collect();
+        assert!(!stage_hits.is_empty());
+        let mut read = 0;
+        for hit in stage_hits {
+            let extra = hit.extra.as_mut().unwrap();
+            if extra.outside {
+                continue; // not read
+            }
+            let got = extra.take_stage();
+            assert_eq!(got, preparer.prepare(1, &hit.event).ok(), "{}", hit.event);
+            read += usize::from(got.is_some());
+        }
+        assert!(read >= 100, "{read}");
+    }
+}

@@ -13,7 +13,7 @@ mod store;
 pub use ir::{KeyRef, Kind, Pipe, SeqIr, Stage};
 pub use read::{KeyJson, KeyValue, Typed};
 
-use crate::event::Projection;
+use crate::event::{ParsedLine, Projection};
 use read::{Doc, Reader};
 use std::collections::HashMap;
 use std::io;
@@ -149,6 +149,13 @@ impl StageParse {
     pub fn parse<'t>(&self, text: &'t str) -> StageDoc<'t> {
         StageDoc(Doc::parse(text, &self.projection))
     }
+
+    /// A candidate line's parse by the scan, as [`StageParse::parse`] of its text gives it:
+    /// the line must be its event (no exporter's wrapper, whose event text would be parsed
+    /// as a line again), parsed with a projection holding [`Preparer::fields`] of them.
+    pub fn of<'t>(parsed: &'t ParsedLine<'t>) -> StageDoc<'t> {
+        StageDoc(Doc::of(parsed))
+    }
 }
 
 impl Preparer {
@@ -164,6 +171,11 @@ impl Preparer {
     pub fn prepare_doc(&self, stage: usize, doc: &StageDoc<'_>) -> Result<Prepared, AddError> {
         self.check(stage)?;
         self.read(stage, &doc.0)
+    }
+
+    /// The fields its reading reads.
+    pub fn fields(&self) -> impl Iterator<Item = &str> {
+        self.reader.fields()
     }
 
     fn check(&self, stage: usize) -> Result<(), AddError> {

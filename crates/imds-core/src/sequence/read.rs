@@ -3,7 +3,7 @@
 //! time and order").
 
 use super::ir::KeyRef;
-use crate::event::{for_each_value, is_json_number, parse_line_projected, Projection};
+use crate::event::{for_each_value, is_json_number, parse_line_projected, ParsedLine, Projection};
 use crate::expr::ip_string;
 use crate::ir::{FieldRef, FieldType};
 use crate::typed::{read, Val};
@@ -240,7 +240,25 @@ fn single<'d>(
 
 /// A parsed candidate: its document and which of its strings were numbers.
 pub struct Doc<'t> {
-    parsed: Option<crate::event::ParsedLine<'t>>,
+    parsed: Option<Line<'t>>,
+}
+
+/// A candidate's parse: its own, or the scan's of its line (numbers are known by their
+/// strings' addresses, so it is borrowed, never copied).
+enum Line<'t> {
+    Own(ParsedLine<'t>),
+    Scans(&'t ParsedLine<'t>),
+}
+
+impl<'t> std::ops::Deref for Line<'t> {
+    type Target = ParsedLine<'t>;
+
+    fn deref(&self) -> &ParsedLine<'t> {
+        match self {
+            Line::Own(parsed) => parsed,
+            Line::Scans(parsed) => parsed,
+        }
+    }
 }
 
 impl<'t> Doc<'t> {
@@ -250,7 +268,16 @@ impl<'t> Doc<'t> {
         Doc {
             parsed: parse_line_projected(text.as_bytes(), projection)
                 .ok()
-                .flatten(),
+                .flatten()
+                .map(Line::Own),
+        }
+    }
+
+    /// The scan's parse of a line that is its event (no exporter's wrapper), made with a
+    /// projection holding the reader's fields.
+    pub fn of(parsed: &'t ParsedLine<'t>) -> Doc<'t> {
+        Doc {
+            parsed: Some(Line::Scans(parsed)),
         }
     }
 }
@@ -299,7 +326,7 @@ impl Reader {
     /// The candidate's time (exactly one value of the timestamp field that reads as a date)
     /// and tiebreaker (its single value that reads, else missing); `None` without a time.
     pub fn when(&self, doc: &Doc<'_>) -> Option<When> {
-        let parsed = doc.parsed.as_ref()?;
+        let parsed = doc.parsed.as_deref()?;
         let (doc, numbers) = (&parsed.doc, &parsed.numbers[..]);
         let Some(Val::Date(micros)) = single(doc, numbers, &self.timestamp, FieldType::Date) else {
             return None;
@@ -325,7 +352,7 @@ impl Reader {
         for (path, field_type, optional) in &self.keys[stage] {
             let mut distinct: Vec<KeyValue> = Vec::new();
             let mut seen: HashSet<KeyValue> = HashSet::new();
-            if let Some(parsed) = &doc.parsed {
+            if let Some(parsed) = doc.parsed.as_deref() {
                 for value in
                     typed_values(&parsed.doc, &parsed.numbers, path, *field_type, usize::MAX)
                 {
