@@ -138,3 +138,18 @@ def test_router_spill_is_the_python_spill() -> None:
     python.close()
     with pytest.raises(RuntimeError, match="closed"):
         rust.get(0)
+
+
+def test_router_spill_gives_back_texts_of_any_length() -> None:
+    """Texts about the size the spill reads at once (4 KiB with the 20-byte header), far
+    larger, tiny, and the file's last one, in any order."""
+    router = sequences._router([None], None)
+    assert router is not None
+    rust = sequences._RouterSpill(router)
+    sizes = [4096 - 20 - 1, 4096 - 20, 4096 - 20 + 1, 0, 9000, 100_000, 3, 8192 - 20]
+    texts = [("é" * n)[: n // 2] + "x" * (n - 2 * (n // 2)) for n in sizes]
+    puts = [("f", i % 2, i, text) for i, text in enumerate(texts)]
+    offsets = [rust.put(*put) for put in puts]
+    for i in [7, 0, 5, 2, 1, 4, 3, 6, 7]:
+        assert rust.get(offsets[i]) == puts[i][1:], sizes[i]
+    rust.close()

@@ -198,21 +198,61 @@ impl Spill {
     }
 
     fn get(&mut self, offset: u64) -> std::io::Result<(u32, u64, Vec<u8>)> {
-        use std::io::{Read, Seek, SeekFrom};
         if !self.pending.is_empty() {
             self.flush()?;
         }
         let file = self.file.as_mut().ok_or_else(closed)?;
-        let mut head = [0u8; HEADER];
-        file.seek(SeekFrom::Start(offset))?;
-        file.read_exact(&mut head)?;
-        let rank = u32::from_le_bytes(head[0..4].try_into().expect("4 bytes"));
-        let line = u64::from_le_bytes(head[4..12].try_into().expect("8 bytes"));
-        let size = u64::from_le_bytes(head[12..20].try_into().expect("8 bytes"));
-        let mut text = vec![0u8; usize::try_from(size).map_err(std::io::Error::other)?];
-        file.read_exact(&mut text)?;
-        Ok((rank, line, text))
+        // One read for the header and most events' text (a result reads one per event).
+        let mut buf = vec![0u8; FIRST_READ];
+        let got = read_at(file, &mut buf, offset)?;
+        if got < HEADER {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let rank = u32::from_le_bytes(buf[0..4].try_into().expect("4 bytes"));
+        let line = u64::from_le_bytes(buf[4..12].try_into().expect("8 bytes"));
+        let size = u64::from_le_bytes(buf[12..20].try_into().expect("8 bytes"));
+        let total = usize::try_from(size)
+            .ok()
+            .and_then(|s| s.checked_add(HEADER))
+            .ok_or_else(|| std::io::Error::other("a spilled candidate's size is out of range"))?;
+        if total > got {
+            buf.resize(total, 0);
+            if read_at(file, &mut buf[got..], offset + got as u64)? < total - got {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        buf.truncate(total);
+        buf.drain(..HEADER);
+        Ok((rank, line, buf))
     }
+}
+
+/// Bytes [`Spill::get`] reads at once.
+const FIRST_READ: usize = 4096;
+
+/// Read `buf.len()` bytes of `file` from `offset`, fewer at its end: how many.
+fn read_at(file: &mut std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        #[cfg(unix)]
+        let n = {
+            use std::os::unix::fs::FileExt;
+            file.read_at(&mut buf[done..], offset + done as u64)
+        };
+        #[cfg(not(unix))]
+        let n = {
+            use std::io::{Read, Seek, SeekFrom};
+            file.seek(SeekFrom::Start(offset + done as u64))
+                .and_then(|_| file.read(&mut buf[done..]))
+        };
+        match n {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
 }
 
 /// The stage hits of a scan's batches into their rules' matchers with no Python call per
