@@ -712,3 +712,22 @@ def test_the_matcher_gets_the_rule_without_its_allowlist(
     (only,) = scan([f], rules=[rule]).hits
     assert [e.line for e in only.events or ()] == [2, 3]
     assert given == [{k: v for k, v in rule.ir.items() if k != "allowlist"}]
+
+
+@pytest.mark.parametrize("engine", ["rust", "python"])
+def test_a_stage_reads_its_keys_from_the_event_it_matched(tmp_path: Path, engine: str) -> None:
+    # An exporter's wrapper is its `_source`: the stage rule matches that object, and the
+    # join keys and time are read from it too, though it holds a `_source` of its own
+    # (a field like any other: a hostile line must not join its event to another host).
+    def wrapped(event: dict[str, Any], inner: dict[str, Any] | None = None) -> dict[str, Any]:
+        source = event if inner is None else {**event, "_index": "x", "_source": inner}
+        return {"_index": "logs", "_id": "1", "_source": source}
+
+    path = write(
+        tmp_path / "dump.ndjson",
+        wrapped(ev(1, "a", "h1"), inner=ev(1, "a", "h2")),
+        wrapped(ev(2, "b", "h2")),
+        wrapped(ev(3, "b", "h1"), inner=ev(9, "b", "h2")),
+    )
+    hits = scan([path], rules=[sequence_rule()], engine=engine).hits  # type: ignore[arg-type]
+    assert [(h.join_keys, [e.line for e in h.events or ()]) for h in hits] == [(("h1",), [1, 3])]

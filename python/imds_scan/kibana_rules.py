@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
-from .reference.event import Malformed, _items, _objects, flat_text, parse_line
+from .reference.event import _items, _objects, event_document, flat_text
 from .reference.sequence import compare_keys, key_json
 from .reference.typed import (
     FLOAT_TYPES,
@@ -231,15 +231,6 @@ def read_rule(rule_ir: str | Mapping[str, Any]) -> RuleSpec:
 
 
 # ---------------------------------------------------------------- reading events
-
-
-def document(text: str) -> dict[str, Any]:
-    """The event's document as the reference engine reads it ({} if it is not one)."""
-    try:
-        parsed = parse_line(text.encode("utf-8", "surrogatepass"))
-    except Malformed:
-        return {}
-    return parsed[0] if parsed is not None else {}
 
 
 @functools.cache
@@ -491,7 +482,7 @@ class KibanaRuleMatcher:
         if self._finished:
             raise RuntimeError("add after finish")
         spec = self.spec
-        doc = document(event)
+        doc = event_document(event)
         time = event_time(doc, spec)
         if time is None:
             self._timeless.add((rank, line, ref), _RECORD_BYTES)

@@ -27,8 +27,6 @@ pub struct ParsedLine<'l> {
     /// Which of `doc`'s strings were JSON numbers: their text buffers' addresses, sorted
     /// ([`is_json_number`]). Typed fields read a JSON number and a string differently.
     pub numbers: Vec<usize>,
-    /// The line is an exporter's wrapper: the document and `text` are its `_source`.
-    pub wrapped: bool,
 }
 
 /// Whether `value`, a value of a document parsed with `numbers` ([`ParsedLine::numbers`]),
@@ -49,7 +47,7 @@ fn is_json_space(b: u8) -> bool {
 
 /// Parse one line (without its `\n`; a trailing `\r` is dropped here). `Ok(None)` for a blank line.
 pub fn parse_line(line: &[u8]) -> Result<Option<ParsedLine<'_>>, Malformed> {
-    parse_line_with(line, None, &mut Scratch::default())
+    parse_line_with(line, None, &mut Scratch::default(), true)
 }
 
 /// [`parse_line`], building only the members on a path of `projection` (the rest is checked
@@ -59,7 +57,23 @@ pub fn parse_line_projected<'l>(
     line: &'l [u8],
     projection: &Projection,
 ) -> Result<Option<ParsedLine<'l>>, Malformed> {
-    parse_line_with(line, Some((projection, None)), &mut Scratch::default())
+    parse_line_with(
+        line,
+        Some((projection, None)),
+        &mut Scratch::default(),
+        true,
+    )
+}
+
+/// [`parse_line_projected`] of an event's text as a hit holds it (a line's, or the `_source`
+/// of an exporter's wrapper): the text is the event, so an `_index` and an object `_source`
+/// in it are fields like any other (no wrapper is unwrapped again, as the rows read it).
+pub fn parse_event_projected<'t>(
+    text: &'t str,
+    projection: &Projection,
+) -> Result<Option<ParsedLine<'t>>, Malformed> {
+    let projection = Some((projection, None));
+    parse_line_with(text.as_bytes(), projection, &mut Scratch::default(), false)
 }
 
 /// [`parse_line_projected`] for the rules `open` holds (a set of [`OpenRules::fill`]) of a
@@ -84,7 +98,7 @@ pub(crate) fn parse_line_reusing<'l>(
     scratch: &mut Scratch,
 ) -> Result<Option<ParsedLine<'l>>, Malformed> {
     let open = open.filter(|_| !projection.rules_unknown).map(|o| &o.0[..]);
-    parse_line_with(line, Some((projection, open)), scratch)
+    parse_line_with(line, Some((projection, open)), scratch, true)
 }
 
 /// Buffers of the documents parsed before ([`Scratch::recycle`]), which
@@ -173,10 +187,13 @@ impl Scratch {
     }
 }
 
+/// `unwrap`: an exporter's wrapper is its `_source` (a line), or a document like any other
+/// (an event's text).
 fn parse_line_with<'l>(
     line: &'l [u8],
     projection: Option<(&Projection, Option<&[u64]>)>,
     scratch: &mut Scratch,
+    unwrap: bool,
 ) -> Result<Option<ParsedLine<'l>>, Malformed> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.iter().all(|&b| is_json_space(b)) {
@@ -189,6 +206,7 @@ fn parse_line_with<'l>(
     };
     let (doc, source, mut numbers) = parse_top(&text, projection, scratch)?;
     numbers.sort_unstable();
+    let source = source.filter(|_| unwrap);
     Ok(Some(match unwrap_export(doc, source) {
         Ok((doc, span)) => ParsedLine {
             doc,
@@ -198,14 +216,12 @@ fn parse_line_with<'l>(
             },
             invalid_utf8,
             numbers,
-            wrapped: true,
         },
         Err(doc) => ParsedLine {
             doc,
             text,
             invalid_utf8,
             numbers,
-            wrapped: false,
         },
     }))
 }

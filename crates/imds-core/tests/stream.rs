@@ -732,7 +732,7 @@ fn a_stage_hits_reading_from_the_scans_parse_is_that_of_its_text() {
             0 => line,
             1 => format!(r#"{{"_index":"logs","_id":"{i}","_source":{line}}}"#),
             _ => format!(
-                r#"{{"_index":"a","_source":{{"_index":"b","_source":{line},"host":{{"id":"outer"}},"@timestamp":5,"event":{{"category":["network"]}},"destination":{{"ip":"169.254.169.254"}}}}}}"#
+                r#"{{"_index":"a","_source":{{"_index":"b","_source":{line},"host":{{"id":"outer"}},"user.id":7,"@timestamp":5,"event":{{"category":["network"]}},"destination":{{"ip":"169.254.169.254"}}}}}}"#
             ),
         };
         data.extend_from_slice(line.as_bytes());
@@ -764,7 +764,7 @@ fn a_stage_hits_reading_from_the_scans_parse_is_that_of_its_text() {
         let mut hits = formed(&engine, &path, 2, &forms);
         let stage_hits: Vec<&mut Hit> = hits.iter_mut().filter(|h| h.rule == 1).collect();
         assert!(!stage_hits.is_empty());
-        let mut read = 0;
+        let (mut read, mut nested) = (0, 0);
         for hit in stage_hits {
             let extra = hit.extra.as_mut().unwrap();
             if extra.outside {
@@ -772,8 +772,13 @@ fn a_stage_hits_reading_from_the_scans_parse_is_that_of_its_text() {
             }
             let got = extra.take_stage();
             assert_eq!(got, preparer.prepare(1, &hit.event).ok(), "{}", hit.event);
+            // The event the rule matched, not the `_source` inside it.
+            if hit.event.contains(r#""outer""#) {
+                nested += 1;
+                assert!(format!("{got:?}").contains("outer"), "{got:?}");
+            }
             read += usize::from(got.is_some());
         }
-        assert!(read >= 100, "{read}");
+        assert!(read >= 100 && nested >= 50, "{read} {nested}");
     }
 }

@@ -209,8 +209,10 @@ def _depth(text: str) -> int:
     return deepest
 
 
-def parse_line(raw: bytes) -> tuple[dict[str, Any], str, bool] | None:
-    """(document, text, had invalid UTF-8) for a line, None if blank; raises Malformed."""
+def parse_line(raw: bytes, unwrap: bool = True) -> tuple[dict[str, Any], str, bool] | None:
+    """(document, text, had invalid UTF-8) for a line, None if blank; raises Malformed.
+    ``unwrap``: an exporter's wrapper is its ``_source`` (a line), or a document like any
+    other (an event's text, which is the event)."""
     if raw.endswith(b"\r"):
         raw = raw[:-1]
     if not raw.strip(_JSON_SPACE):
@@ -239,12 +241,24 @@ def parse_line(raw: bytes) -> tuple[dict[str, Any], str, bool] | None:
     if deep and _depth(text) > MAX_NESTING:
         raise Malformed(_TOO_DEEP)
     inner = doc.get("_source")
-    if "_index" in doc and isinstance(inner, dict):
+    if unwrap and "_index" in doc and isinstance(inner, dict):
         # An exporter's wrapper (elasticdump, search hits): the event is its _source.
         with _DeepRecursion() if deep else contextlib.nullcontext():
             start, end = _source_span(text)
         return inner, text[start:end], invalid_utf8
     return doc, text, invalid_utf8
+
+
+def event_document(text: str) -> dict[str, Any]:
+    """An event's text as a hit holds it (a line's, or an exporter's wrapper's ``_source``)
+    read as the engines read it, numbers as their JSON text ({} if it is no object): the text
+    is the event, so an ``_index`` and an object ``_source`` in it are fields like any other,
+    as the rows read them."""
+    try:
+        parsed = parse_line(text.encode("utf-8", "surrogatepass"), unwrap=False)
+    except Malformed:
+        return {}
+    return parsed[0] if parsed is not None else {}
 
 
 _DECODER = json.JSONDecoder(parse_int=str, parse_float=str)  # values are skipped, not kept

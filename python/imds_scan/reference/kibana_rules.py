@@ -23,12 +23,12 @@ from ..kibana_rules import (
     Term,
     ThresholdResult,
     combinations,
-    document,
     event_time,
     read_rule,
     term_json,
     terms_of,
 )
+from .event import event_document
 from .sequence import compare_keys
 
 Position = tuple[int, int]
@@ -63,7 +63,7 @@ class KibanaRuleMatcher:
         if known_ref is not None and known_ref <= ref:  # the same event again: one ref
             return
         spec = self.spec
-        doc = document(event)
+        doc = event_document(event)
         time = event_time(doc, spec)
         if time is None:
             self._no_time[position] = ref

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
-from .event import Malformed, parse_line, raw_values
+from .event import event_document, raw_values
 from .typed import (
     FLOAT_TYPES,
     INTEGER_RANGES,
@@ -130,15 +130,6 @@ def _pipes(value: Any) -> list[tuple[str, int]]:
 
 
 # ---------------------------------------------------------------- reading events
-
-
-def _document(text: str) -> dict[str, Any]:
-    """The event's document as the reference engine reads it ({} if it is not one)."""
-    try:
-        parsed = parse_line(text.encode("utf-8", "surrogatepass"))
-    except Malformed:
-        return {}
-    return parsed[0] if parsed is not None else {}
 
 
 def _values(doc: dict[str, Any], ref: FieldRef) -> list[Typed]:
@@ -353,7 +344,7 @@ class SequenceMatcher:
         known = self._added.get(slot)
         if known is not None and known.ref <= ref:  # the same candidate again: one ref
             return
-        self._added[slot] = _Added(stage, (rank, line), ref, _document(event))
+        self._added[slot] = _Added(stage, (rank, line), ref, event_document(event))
 
     def _stage_keys(self, stage: int) -> tuple[FieldRef, ...]:
         if stage == len(self.stages):

@@ -60,14 +60,12 @@ pub struct HitForms {
     rules: usize,
     /// Per rule: the reader and stage of a sequence's stage rule ([`HitForms::with_stages`]).
     stages: Vec<Option<(Preparer, usize)>>,
-    /// The one parse of a line for all those readers.
-    stage_parse: Option<StageParse>,
     /// Per rule: the fields it reads (the projection's, with the stage readers').
     rule_fields: Vec<Vec<String>>,
 }
 
-/// What the hits of one line share in [`HitForms::hit`]: its `@timestamp`, and its text
-/// parsed for the stage rules' readers (once, however many stage rules hit the line).
+/// What the hits of one line share in [`HitForms::hit`]: its `@timestamp`, and the scan's
+/// parse of it as the stage rules' readers take it.
 #[derive(Default)]
 pub(super) struct LineCache<'p> {
     stamp: Option<Option<i64>>,
@@ -171,7 +169,6 @@ impl HitForms {
             alerts: None,
             rules: engine.rules.len(),
             stages: Vec::new(),
-            stage_parse: None,
             rule_fields: (engine.rules.iter())
                 .map(|r| r.fields().into_iter().map(str::to_string).collect())
                 .collect(),
@@ -194,8 +191,6 @@ impl HitForms {
                 self.rules
             )));
         }
-        let preparers = stages.iter().flatten().map(|(p, _)| p);
-        self.stage_parse = Some(StageParse::new(preparers));
         // A candidate line's parse builds the fields of the readers of the stage rules open
         // on it too: it serves them (a second parse of each stage hit's line cost a tenth of
         // a scan with Elastic's rules).
@@ -277,11 +272,8 @@ impl HitForms {
         };
         let inside = !extra.outside;
         if let Some((preparer, stage)) = self.stages.get(rule).and_then(Option::as_ref) {
-            if let Some(parse) = self.stage_parse.as_ref().filter(|_| inside) {
-                let doc = cache.stages.get_or_insert_with(|| match parsed.wrapped {
-                    false => StageParse::of(parsed),
-                    true => parse.parse(&parsed.text),
-                });
+            if inside {
+                let doc = cache.stages.get_or_insert_with(|| StageParse::of(parsed));
                 extra.stage = preparer.prepare_doc(*stage, doc).ok();
             }
             // The line's first stage hit carries its text (its consumer keeps one copy per

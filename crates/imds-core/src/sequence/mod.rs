@@ -150,9 +150,8 @@ impl StageParse {
         StageDoc(Doc::parse(text, &self.projection))
     }
 
-    /// A candidate line's parse by the scan, as [`StageParse::parse`] of its text gives it:
-    /// the line must be its event (no exporter's wrapper, whose event text would be parsed
-    /// as a line again), parsed with a projection holding [`Preparer::fields`] of them.
+    /// A candidate line's parse by the scan, as [`StageParse::parse`] of its event text
+    /// gives it, when made with a projection holding [`Preparer::fields`] of them.
     pub fn of<'t>(parsed: &'t ParsedLine<'t>) -> StageDoc<'t> {
         StageDoc(Doc::of(parsed))
     }

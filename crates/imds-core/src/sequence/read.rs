@@ -3,7 +3,7 @@
 //! time and order").
 
 use super::ir::KeyRef;
-use crate::event::{for_each_value, is_json_number, parse_line_projected, ParsedLine, Projection};
+use crate::event::{for_each_value, is_json_number, parse_event_projected, ParsedLine, Projection};
 use crate::expr::ip_string;
 use crate::ir::{FieldRef, FieldType};
 use crate::typed::{read, Val};
@@ -266,15 +266,15 @@ impl<'t> Doc<'t> {
     /// every field of the projection as the whole parse does.
     pub fn parse(text: &'t str, projection: &Projection) -> Doc<'t> {
         Doc {
-            parsed: parse_line_projected(text.as_bytes(), projection)
+            parsed: parse_event_projected(text, projection)
                 .ok()
                 .flatten()
                 .map(Line::Own),
         }
     }
 
-    /// The scan's parse of a line that is its event (no exporter's wrapper), made with a
-    /// projection holding the reader's fields.
+    /// The scan's parse of a candidate line (its event: an exporter's wrapper's `_source`),
+    /// made with a projection holding the reader's fields.
     pub fn of(parsed: &'t ParsedLine<'t>) -> Doc<'t> {
         Doc {
             parsed: Some(Line::Scans(parsed)),
