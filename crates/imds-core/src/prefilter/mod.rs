@@ -707,7 +707,7 @@ mod tests {
             event("network", "start", "4444"),
             event("network", "end", "80"),
             event("PROCESS", "START", "1"),
-            event(r"process", "start", "1"),
+            event(r"\u0070rocess", "start", "1"),
         ];
         let filler = event("file", "creation", "1");
         let mut rng = Rng(0xD15E_A5ED_0000_0001);
