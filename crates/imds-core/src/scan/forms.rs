@@ -10,7 +10,7 @@ use super::rows::{event_timestamp, row_projection, RowCells};
 use super::{Engine, Hit, HitRows, RecordError, RecordMeta};
 use crate::eval::Match;
 use crate::event::{ParsedLine, Projection};
-use crate::sequence::{Prepared, Preparer, StageDoc, StageParse};
+use crate::sequence::{Prepared, Preparer, StageParse};
 
 /// A half-open window `[since, until)` on the events' `@timestamp`, in microseconds since
 /// 1970-01-01T00:00:00Z (spec/semantics.md, @timestamp); either end may be open. With a
@@ -64,12 +64,10 @@ pub struct HitForms {
     rule_fields: Vec<Vec<String>>,
 }
 
-/// What the hits of one line share in [`HitForms::hit`]: its `@timestamp`, and the scan's
-/// parse of it as the stage rules' readers take it.
+/// What the hits of one line share in [`HitForms::hit`]: its `@timestamp`.
 #[derive(Default)]
-pub(super) struct LineCache<'p> {
+pub(super) struct LineCache {
     stamp: Option<Option<i64>>,
-    stages: Option<StageDoc<'p>>,
     /// A stage hit of the line has its text already.
     stage_text: bool,
 }
@@ -252,12 +250,12 @@ impl HitForms {
 
     /// The hit of `rule` on the line `parsed` (number `line` of input `source`). `cache`
     /// keeps what the rules that hit the line share.
-    pub(super) fn hit<'p>(
+    pub(super) fn hit(
         &self,
         (source, line, rule): (usize, u64, usize),
         found: Match,
-        parsed: &'p ParsedLine<'_>,
-        cache: &mut LineCache<'p>,
+        parsed: &ParsedLine<'_>,
+        cache: &mut LineCache,
     ) -> Hit {
         let time = if self.window.active() {
             *cache
@@ -273,8 +271,8 @@ impl HitForms {
         let inside = !extra.outside;
         if let Some((preparer, stage)) = self.stages.get(rule).and_then(Option::as_ref) {
             if inside {
-                let doc = cache.stages.get_or_insert_with(|| StageParse::of(parsed));
-                extra.stage = preparer.prepare_doc(*stage, doc).ok();
+                let doc = StageParse::of(parsed);
+                extra.stage = preparer.prepare_doc(*stage, &doc).ok();
             }
             // The line's first stage hit carries its text (its consumer keeps one copy per
             // line), and any whose reading needs it.

@@ -498,7 +498,6 @@ impl<'e> LineScanner<'e> {
                 if parsed.invalid_utf8 {
                     self.stats.invalid_utf8 += 1;
                 }
-                // (Dropped before the line's parse is recycled: it borrows its text.)
                 let mut cache = LineCache::default();
                 for (rule, compiled) in self.engine.rules.iter().enumerate() {
                     if gated && !self.open[rule] {
@@ -529,7 +528,6 @@ impl<'e> LineScanner<'e> {
                         Verdict::Miss => {}
                     }
                 }
-                drop(cache);
                 self.scratch.recycle(parsed);
             }
             Ok(None) => {}
