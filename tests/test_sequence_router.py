@@ -132,6 +132,7 @@ def test_router_spill_is_the_python_spill() -> None:
     offsets = [rust.put(*put) for put in puts]
     assert offsets == [python.put(*put) for put in puts]
     assert [rust.get(o) for o in offsets[::7]] == [python.get(o) for o in offsets[::7]]
+    assert rust.get_many(offsets[::-5]) == python.get_many(offsets[::-5])
     assert rust.put("g", 1, 1, "{}") == python.put("g", 1, 1, "{}")
     assert rust.get(offsets[-1]) == (puts[-1][1], puts[-1][2], puts[-1][3])
     rust.close()
@@ -150,6 +151,8 @@ def test_router_spill_gives_back_texts_of_any_length() -> None:
     texts = [("é" * n)[: n // 2] + "x" * (n - 2 * (n // 2)) for n in sizes]
     puts = [("f", i % 2, i, text) for i, text in enumerate(texts)]
     offsets = [rust.put(*put) for put in puts]
-    for i in [7, 0, 5, 2, 1, 4, 3, 6, 7]:
+    order = [7, 0, 5, 2, 1, 4, 3, 6, 7]
+    for i in order:
         assert rust.get(offsets[i]) == puts[i][1:], sizes[i]
+    assert rust.get_many([offsets[i] for i in order]) == [puts[i][1:] for i in order]
     rust.close()

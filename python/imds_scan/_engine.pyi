@@ -273,6 +273,8 @@ class StageRouter:
         """Spill a candidate; the last line spilled is not written again. Its offset."""
     def get(self, offset: int) -> tuple[int, int, str]:
         """The candidate at ``offset``: (input rank, line, text)."""
+    def get_many(self, offsets: list[int]) -> list[tuple[int, int, str]]:
+        """``get`` of each offset, in order."""
     def candidates(self) -> dict[int, int]:
         """Stage hits per input rank that scans took themselves (``scan_iter(router=...)``)."""
     def close(self) -> None:

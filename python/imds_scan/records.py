@@ -68,12 +68,25 @@ class Hit:
             f'"matched": {matched}'
         )
         if self.events is not None:
-            keys = json.dumps(list(self.join_keys or ()), ensure_ascii=False)
+            keys = _keys_json(self.join_keys or ())
             events = ", ".join(event_json(event) for event in self.events)
             head = f'{head}, "join_keys": {keys}, "events": [{events}]'
         if self.run is not None:
             head = f"{head}, {alert_json_fields(self)[1:-1]}"
         return f'{head}, "event": {self.event_text.strip()}}}'
+
+
+def _keys_json(keys: tuple[object, ...]) -> str:
+    """Join key values as ``json.dumps`` of their list writes them; strings remembered (a
+    host's or a user's keys repeat on its results)."""
+    if all(type(key) is str for key in keys):
+        return _strings_json(keys)
+    return json.dumps(list(keys), ensure_ascii=False)
+
+
+@functools.lru_cache(maxsize=4096)
+def _strings_json(keys: tuple[str, ...]) -> str:
+    return json.dumps(list(keys), ensure_ascii=False)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -25,7 +25,7 @@ import itertools
 import json
 import struct
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any, Protocol
 
 from . import kibana_scan
@@ -339,6 +339,9 @@ class _Spill:
         rank, line, size = _HEADER.unpack(self.file.read(_HEADER.size))
         return rank, line, self.file.read(size).decode("utf-8", "surrogatepass")
 
+    def get_many(self, offsets: list[int]) -> list[tuple[int, int, str]]:
+        return [self.get(offset) for offset in offsets]
+
     def close(self) -> None:
         self.file.close()
 
@@ -359,6 +362,13 @@ class _RouterSpill:
     def get(self, offset: int) -> tuple[int, int, str]:
         try:
             found: tuple[int, int, str] = self.router.get(offset)
+        except OSError as exc:
+            raise _spill_error(exc) from None
+        return found
+
+    def get_many(self, offsets: list[int]) -> list[tuple[int, int, str]]:
+        try:
+            found: list[tuple[int, int, str]] = self.router.get_many(offsets)
         except OSError as exc:
             raise _spill_error(exc) from None
         return found
@@ -542,7 +552,10 @@ class SequenceRun:
                     self.no_time_examples.append((self.names[rank], line))
             matches = iter(found.matches)
             while chunk := list(itertools.islice(matches, BATCH_HITS)):
-                hits = [self._hit(rule, refs, keys) for refs, keys in chunk]
+                # The chunk's events read back in one call.
+                wanted = [ref for refs, _ in chunk for ref in refs if ref is not None]
+                events = dict(zip(wanted, self.spill.get_many(wanted), strict=True))
+                hits = [self._hit(rule, refs, keys, events) for refs, keys in chunk]
                 counts = [0] * len(self.plan.rules)
                 counts[index] = len(hits)
                 yield HitBatch.of(hits, rule_counts=counts)
@@ -575,13 +588,20 @@ class SequenceRun:
             if len(examples) < NO_TIME_EXAMPLES and where not in examples:
                 examples.append(where)
 
-    def _hit(self, rule: Rule, refs: Sequence[int | None], keys: Sequence[object]) -> Hit:
+    def _hit(
+        self,
+        rule: Rule,
+        refs: Sequence[int | None],
+        keys: Sequence[object],
+        spilled: Mapping[int, tuple[int, int, str]],
+    ) -> Hit:
+        """The result of ``rule`` made of the events at ``refs`` (``spilled``: read back)."""
         events = []
         for ref in refs:
             if ref is None:
                 events.append(SeqEvent(None, None, None))
                 continue
-            rank, line, text = self.spill.get(ref)
+            rank, line, text = spilled[ref]
             events.append(SeqEvent(self.names[rank], line, text))
         first = next((e for e in events if e.event_text is not None), SeqEvent("", 0, ""))
         source, line, text = first.source or "", first.line or 0, first.event_text or ""

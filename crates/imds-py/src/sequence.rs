@@ -227,6 +227,14 @@ impl Spill {
     }
 }
 
+/// The candidate spilled at `offset`, its text as a `str`.
+fn read_back(spill: &mut Spill, offset: u64) -> PyResult<(u32, u64, String)> {
+    let (rank, line, text) = spill.get(offset).map_err(|e| spill_error(&e))?;
+    let text = String::from_utf8(text)
+        .map_err(|_| PyValueError::new_err(format!("spilled candidate {offset} is not UTF-8")))?;
+    Ok((rank, line, text))
+}
+
 /// Bytes [`Spill::get`] reads at once.
 const FIRST_READ: usize = 4096;
 
@@ -607,11 +615,15 @@ impl StageRouter {
 
     /// The candidate spilled at `offset`: (input rank, line, text).
     fn get(&mut self, offset: u64) -> PyResult<(u32, u64, String)> {
-        let (rank, line, text) = (self.spill()?.get(offset)).map_err(|e| spill_error(&e))?;
-        let text = String::from_utf8(text).map_err(|_| {
-            PyValueError::new_err(format!("spilled candidate {offset} is not UTF-8"))
-        })?;
-        Ok((rank, line, text))
+        read_back(&mut *self.spill()?, offset)
+    }
+
+    /// [`StageRouter::get`] of each offset, in order (a batch of results' events in one call).
+    fn get_many(&mut self, offsets: Vec<u64>) -> PyResult<Vec<(u32, u64, String)>> {
+        let mut spill = self.spill()?;
+        (offsets.into_iter())
+            .map(|offset| read_back(&mut spill, offset))
+            .collect()
     }
 
     /// Stage hits per input rank that scans routed themselves (`Scanner.scan_iter(router=…)`).
