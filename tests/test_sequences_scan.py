@@ -17,7 +17,7 @@ import pytest
 
 from conftest import ENGINES
 from imds_scan import ScanConfig, scan, sequences
-from imds_scan.batch import FRAME, HITS, RECORDS
+from imds_scan.batch import FRAME, HITS, RECORDS, hit_records
 from imds_scan.records import Hit
 from imds_scan.rules import Rule, default_rules
 from imds_scan.run import open_scan
@@ -731,3 +731,28 @@ def test_a_stage_reads_its_keys_from_the_event_it_matched(tmp_path: Path, engine
     )
     hits = scan([path], rules=[sequence_rule()], engine=engine).hits  # type: ignore[arg-type]
     assert [(h.join_keys, [e.line for e in h.events or ()]) for h in hits] == [(("h1",), [1, 3])]
+
+
+def test_result_records_are_their_hits_records(tmp_path: Path) -> None:
+    # Results' records are made without Hits when no writer wants Hits: the same bytes as
+    # the Hits' records, missing-event stages, odd names and keys included.
+    gap = sequence_rule(("a", "m", "b"), rule_id="gap")
+    gap.ir["sequence"]["stages"][1]["missing"] = True
+    name = tmp_path / 'o"dd é\\.ndjson'
+    inputs = [
+        write(name, ev(1, "a", 'h"é'), ev(2, "b", 'h"é'), ev(3, "a", "h2"), ev(4, "b", "h2")),
+        write(tmp_path / "b.ndjson", ev(5, "a", "h3"), ev(6, "m", "h3"), ev(7, "b", "h3")),
+    ]
+    rules = [sequence_rule(), sample_rule(), gap]
+    for needs in ({RECORDS}, {RECORDS, HITS}):
+        stream = open_scan(inputs, rules=rules, needs=frozenset(needs))
+        made: set[str] = set()
+        for batch in stream:
+            if batch.count:
+                assert batch.records == hit_records(batch.hits)
+                assert [batch.position(k) for k in range(batch.count)] == [
+                    (h.source, h.line) for h in batch.hits
+                ]
+                made |= {h.rule.id for h in batch.hits}
+        stream.close()
+        assert made == {"seq", "smp", "gap"}

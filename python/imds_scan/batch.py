@@ -26,8 +26,11 @@ Needs = frozenset[str]
 def hit_records(hits: Sequence[Hit]) -> bytes:
     """The NDJSON lines of ``hits`` (each ending in ``\\n``), as ``Hit.to_json`` writes them,
     in UTF-8; a lone surrogate (a file name that is not UTF-8) becomes its JSON escape."""
-    text = "".join([f"{hit.to_json()}\n" for hit in hits])
-    return text.encode("utf-8", "backslashreplace")
+    parts: list[str] = []
+    for hit in hits:
+        hit.record_parts(parts)
+        parts.append("\n")
+    return "".join(parts).encode("utf-8", "backslashreplace")
 
 
 def cut_records(records: bytes, start: int, stop: int) -> bytes:
@@ -76,7 +79,7 @@ class HitBatch:
         count: int,
         *,
         hits: Sequence[Hit] | Callable[[], Sequence[Hit]] | None = None,
-        records: bytes | memoryview | None = None,
+        records: bytes | memoryview | Callable[[], bytes] | None = None,
         rows: bytes | memoryview | Sequence[bytes] | None = None,
         frame: pl.DataFrame | None = None,
         rule_counts: Sequence[int] | None = None,
@@ -120,6 +123,8 @@ class HitBatch:
 
     @property
     def records(self) -> bytes:
+        if callable(self._records):
+            self._records = self._records()
         if self._records is None:
             self._records = hit_records(self.hits)
         elif isinstance(self._records, memoryview):
@@ -129,7 +134,9 @@ class HitBatch:
     @property
     def records_data(self) -> bytes | memoryview:
         """``records`` as the engine gave them (its buffer, uncopied), or built."""
-        return self.records if self._records is None else self._records
+        if self._records is None or callable(self._records):
+            return self.records
+        return self._records
 
     @property
     def alerts(self) -> bytes | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -57,23 +58,62 @@ class Hit:
     def to_json(self) -> str:
         """One NDJSON record; the event is embedded as the original JSON text. A result also
         has ``join_keys`` and ``events`` (each event embedded likewise). The text is what
-        ``json.dumps`` of the record's fields writes (``ensure_ascii=False``), put together
-        from the parts: the names repeat on every record."""
-        rule = self.rule
-        matched = "null" if self.matched is None else json.dumps(self.matched, ensure_ascii=False)
-        head = (
-            f'{{"source": {_name(self.source)}, "line": {int.__repr__(self.line)}, '
-            f'"rule": {_name(rule.name)}, "rule_id": {_name(rule.id)}, '
-            f'"severity": {_name(rule.severity)}, "branch": {_name(self.branch)}, '
-            f'"matched": {matched}'
-        )
+        ``json.dumps`` of the record's fields writes (``ensure_ascii=False``)."""
+        parts: list[str] = []
+        self.record_parts(parts)
+        return "".join(parts)
+
+    def record_parts(self, out: list[str]) -> None:
+        """Append the pieces of :meth:`to_json`'s text to ``out`` (a batch's records are
+        joined once)."""
+        events = None
         if self.events is not None:
-            keys = _keys_json(self.join_keys or ())
-            events = ", ".join(event_json(event) for event in self.events)
-            head = f'{head}, "join_keys": {keys}, "events": [{events}]'
-        if self.run is not None:
-            head = f"{head}, {alert_json_fields(self)[1:-1]}"
-        return f'{head}, "event": {self.event_text.strip()}}}'
+            events = [(e.source, e.line, e.event_text) for e in self.events]
+        alert = None if self.run is None else alert_json_fields(self)[1:-1]
+        record_parts(
+            out,
+            (self.source, self.line, self.event_text),
+            (self.rule, self.branch, self.matched),
+            events,
+            self.join_keys,
+            alert,
+        )
+
+
+# A result's event: (input, line, event text); all None for a missing-event stage.
+RawEvent = tuple[str | None, int | None, str | None]
+
+
+def record_parts(
+    out: list[str],
+    where: tuple[str, int, str],
+    what: tuple[Rule, str, dict[str, str] | None],
+    events: Sequence[RawEvent] | None = None,
+    join_keys: tuple[object, ...] | None = None,
+    alert: str | None = None,
+) -> None:
+    """Append the pieces of a record (:meth:`Hit.to_json`) to ``out``: ``where`` the hit's
+    (input, line, event text), ``what`` its (rule, branch, matched); a result's ``events``
+    and ``join_keys``; an alert's own fields (``alert``: a JSON object's text, unbraced). The
+    names repeat on every record: their JSON is remembered."""
+    (source, line, event_text), (rule, branch, matched) = where, what
+    matched_json = "null" if matched is None else json.dumps(matched, ensure_ascii=False)
+    out.append(
+        f'{{"source": {_name(source)}, "line": {int.__repr__(line)}, '
+        f'"rule": {_name(rule.name)}, "rule_id": {_name(rule.id)}, '
+        f'"severity": {_name(rule.severity)}, "branch": {_name(branch)}, '
+        f'"matched": {matched_json}'
+    )
+    if events is not None:
+        out.append(f', "join_keys": {_keys_json(join_keys or ())}, "events": [')
+        for k, event in enumerate(events):
+            if k:
+                out.append(", ")
+            _event_parts(out, event)
+        out.append("]")
+    if alert is not None:
+        out.append(f", {alert}")
+    out += (', "event": ', event_text.strip(), "}")
 
 
 def _keys_json(keys: tuple[object, ...]) -> str:
@@ -126,11 +166,18 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def event_json(event: SeqEvent) -> str:
     """A result's event as its NDJSON record writes it (the event's JSON text embedded)."""
-    if event.event_text is None:
-        return '{"missing": true, "source": null, "line": null, "event": null}'
-    line = "null" if event.line is None else int.__repr__(event.line)
-    text = event.event_text.strip()
-    return f'{{"source": {_name(event.source)}, "line": {line}, "event": {text}}}'
+    parts: list[str] = []
+    _event_parts(parts, (event.source, event.line, event.event_text))
+    return "".join(parts)
+
+
+def _event_parts(out: list[str], event: RawEvent) -> None:
+    source, line, text = event
+    if text is None:
+        out.append('{"missing": true, "source": null, "line": null, "event": null}')
+        return
+    line_json = "null" if line is None else int.__repr__(line)
+    out += (f'{{"source": {_name(source)}, "line": {line_json}, "event": ', text.strip(), "}")
 
 
 @dataclass

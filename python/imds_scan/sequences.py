@@ -31,7 +31,7 @@ from typing import IO, Any, Protocol
 from . import kibana_scan
 from .batch import HitBatch, RawHits
 from .engines import BATCH_HITS, Engine, HitStream
-from .records import Hit, ScanStats, SeqEvent
+from .records import Hit, RawEvent, ScanStats, SeqEvent, record_parts
 from .rules import Rule
 from .sources import InputError
 
@@ -555,10 +555,17 @@ class SequenceRun:
                 # The chunk's events read back in one call.
                 wanted = [ref for refs, _ in chunk for ref in refs if ref is not None]
                 events = dict(zip(wanted, self.spill.get_many(wanted), strict=True))
-                hits = [self._hit(rule, refs, keys, events) for refs, keys in chunk]
+                results = [self._result(refs, keys, events) for refs, keys in chunk]
                 counts = [0] * len(self.plan.rules)
-                counts[index] = len(hits)
-                yield HitBatch.of(hits, rule_counts=counts)
+                counts[index] = len(results)
+                # Records and Hits each made only if a writer asks (NDJSON needs no Hit).
+                yield HitBatch(
+                    len(results),
+                    hits=functools.partial(_result_hits, rule, results),
+                    records=functools.partial(_result_records, rule, results),
+                    rule_counts=counts,
+                    position=functools.partial(_result_position, results),
+                )
 
     def _alert_batches(self, index: int, matcher: kibana_scan.RuleMatcher) -> Iterator[HitBatch]:
         """A new_terms or threshold rule's alerts as batches of Hits, in the matcher's order;
@@ -588,34 +595,25 @@ class SequenceRun:
             if len(examples) < NO_TIME_EXAMPLES and where not in examples:
                 examples.append(where)
 
-    def _hit(
+    def _result(
         self,
-        rule: Rule,
         refs: Sequence[int | None],
         keys: Sequence[object],
         spilled: Mapping[int, tuple[int, int, str]],
-    ) -> Hit:
-        """The result of ``rule`` made of the events at ``refs`` (``spilled``: read back)."""
-        events = []
+    ) -> _Result:
+        """The result made of the events at ``refs`` (``spilled``: read back), counted under
+        its first event's input."""
+        events: list[RawEvent] = []
         for ref in refs:
             if ref is None:
-                events.append(SeqEvent(None, None, None))
+                events.append((None, None, None))
                 continue
             rank, line, text = spilled[ref]
-            events.append(SeqEvent(self.names[rank], line, text))
-        first = next((e for e in events if e.event_text is not None), SeqEvent("", 0, ""))
-        source, line, text = first.source or "", first.line or 0, first.event_text or ""
-        self.results[source] = self.results.get(source, 0) + 1
-        return Hit(
-            source,
-            line,
-            rule,
-            rule_kind(rule),
-            None,
-            text,
-            events=tuple(events),
-            join_keys=tuple(keys),
-        )
+            events.append((self.names[rank], line, text))
+        first = next((e for e in events if e[2] is not None), ("", 0, ""))
+        where = (first[0] or "", first[1] or 0, first[2] or "")
+        self.results[where[0]] = self.results.get(where[0], 0) + 1
+        return where, events, tuple(keys)
 
     def finish(self, stats: ScanStats) -> ScanStats:
         """The engine's statistics about the rules as loaded: stage hits out of the inputs'
@@ -645,6 +643,42 @@ class SequenceRun:
         stats.kql_no_time += self.kql_no_time
         stats.kql_no_time_examples += self.kql_no_time_examples
         return stats
+
+
+# A result: its first event's (input, line, text), its events, its join key values.
+_Result = tuple[tuple[str, int, str], list[RawEvent], tuple[object, ...]]
+
+
+def _result_hits(rule: Rule, results: Sequence[_Result]) -> list[Hit]:
+    """The results as Hits."""
+    kind = rule_kind(rule)
+    return [
+        Hit(
+            *where[:2],
+            rule,
+            kind,
+            None,
+            where[2],
+            events=tuple(SeqEvent(*event) for event in events),
+            join_keys=keys,
+        )
+        for where, events, keys in results
+    ]
+
+
+def _result_position(results: Sequence[_Result], k: int) -> tuple[str, int]:
+    """The input and line of result ``k`` (its first event's)."""
+    source, line, _ = results[k][0]
+    return source, line
+
+
+def _result_records(rule: Rule, results: Sequence[_Result]) -> bytes:
+    """The results' NDJSON records (``Hit.to_json``'s), with no Hit made."""
+    kind, parts = rule_kind(rule), list[str]()
+    for where, events, keys in results:
+        record_parts(parts, where, (rule, kind, None), events, keys)
+        parts.append("\n")
+    return "".join(parts).encode("utf-8", "backslashreplace")
 
 
 def with_sequences(
