@@ -545,12 +545,16 @@ def field_type_items(table: Any, key: str, source: str) -> list[str]:
 
 def load_config(path: str | os.PathLike[str], command: Any, ctx: Any = None) -> Config:
     """Read and check a config file against the command's options."""
+    from .smallfile import SmallFileError, TooLarge, read_small_file
+
     source = os.fspath(path)
     try:
-        with open(path, "rb") as stream:
-            raw = stream.read()
+        raw = read_small_file(path, regular=False)
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read: {exc.strerror or exc}") from None
+    except SmallFileError as exc:
+        kind = ": not a config file" if isinstance(exc, TooLarge) else ""
+        raise ConfigError(f"{source}: {exc}{kind}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -11,7 +11,6 @@ lookup, not at import. On top of it, in this order: the user's field type overri
 from __future__ import annotations
 
 import collections.abc as abc
-import os
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -372,23 +371,16 @@ def read_mapping_file(path: str) -> dict[str, str | FieldMapping]:
     """A mapping file's entries, checked; MappingError naming the file (and the field and the
     key). Only a regular file, at most MAX_MAPPING_BYTES."""
     import json
-    import stat
+
+    from .smallfile import SmallFileError, TooLarge, read_small_file
 
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        raw = read_small_file(path, regular=True, limit=MAX_MAPPING_BYTES)
     except OSError as exc:
         raise MappingError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise MappingError(f"{path}: not a regular file")
-        with os.fdopen(fd, "rb", closefd=False) as stream:
-            raw = stream.read(MAX_MAPPING_BYTES + 1)
-    except OSError as exc:
-        raise MappingError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    finally:
-        os.close(fd)
-    if len(raw) > MAX_MAPPING_BYTES:
-        raise MappingError(f"{path}: larger than {MAX_MAPPING_BYTES >> 20} MiB: not a mapping")
+    except SmallFileError as exc:
+        kind = ": not a mapping" if isinstance(exc, TooLarge) else ""
+        raise MappingError(f"{path}: {exc}{kind}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

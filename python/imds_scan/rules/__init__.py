@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -462,14 +462,22 @@ def load_rule_file(
     cache: RuleCache | None = None,
     field_types: Mapping[str, str] | None = None,
     mapping: KqlMapping | None = None,
+    regular: bool = False,
 ) -> Rule:
     """One rule file; RuleFileError if it cannot be read or is not a rule imds-scan runs.
     With a ``cache``, what the file compiles to (or why it is refused) is looked up there by
-    the hash of its bytes, and stored there when absent (see rules/cache.py)."""
+    the hash of its bytes, and stored there when absent (see rules/cache.py). At most
+    MAX_SMALL_FILE_BYTES are read; ``regular``: only a regular file (a directory's entries:
+    a FIFO there would hang the load), else a pipe such as ``<(...)`` is read too."""
+    from ..smallfile import SmallFileError, TooLarge, read_small_file
+
     try:
-        data = Path(path).read_bytes()
+        data = read_small_file(path, regular=regular)
     except OSError as exc:
         raise RuleFileError(f"{os.fspath(path)}: cannot read: {exc.strerror or exc}") from None
+    except SmallFileError as exc:
+        kind = ": not a rule file" if isinstance(exc, TooLarge) else ""
+        raise RuleFileError(f"{os.fspath(path)}: {exc}{kind}") from None
     return _load_bytes(data, os.fspath(path), cache, field_types=field_types, mapping=mapping)
 
 
@@ -573,7 +581,8 @@ def _with_source(rule: Rule, source: str) -> Rule:
     return dataclasses.replace(rule, source=source)
 
 
-def _rule_files(spec: str) -> Iterable[str]:
+def _rule_files(spec: str) -> list[tuple[str, bool]]:
+    """The files ``spec`` names, each with whether it was found in a directory."""
     if os.path.isdir(spec):
         found = sorted(
             os.path.join(root, name)
@@ -583,8 +592,8 @@ def _rule_files(spec: str) -> Iterable[str]:
         )
         if not found:
             raise RuleFileError(f"{spec}: no .toml rule file in this directory")
-        return found
-    return [spec]
+        return [(path, True) for path in found]
+    return [(spec, False)]
 
 
 def load_rules(
@@ -627,14 +636,20 @@ def load_rules(
         else:
             loaded = []
             try:
-                files = list(_rule_files(spec))
+                files = _rule_files(spec)
             except RuleFileError as exc:
                 problems.append(str(exc))
                 continue
-            for path in files:
+            for path, in_directory in files:
                 try:
                     loaded.append(
-                        load_rule_file(path, cache=store, field_types=field_types, mapping=mapping)
+                        load_rule_file(
+                            path,
+                            cache=store,
+                            field_types=field_types,
+                            mapping=mapping,
+                            regular=in_directory,
+                        )
                     )
                 except RuleFileError as exc:
                     problems.append(str(exc))
