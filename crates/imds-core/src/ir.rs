@@ -530,11 +530,23 @@ impl Node {
 }
 
 /// An enum of spec/ir.schema.json (node kinds, field types, operators), by JSON pointer: the
-/// names checked come from the schema itself, parsed once.
-pub(crate) fn schema_enum(pointer: &str) -> Vec<&'static str> {
+/// names checked come from the schema itself, parsed once. Each pointer is looked up once
+/// too: a lookup per IR node was a tenth of building an engine for Elastic's rules.
+pub(crate) fn schema_enum(pointer: &str) -> &'static [&'static str] {
+    type Enums = Vec<(String, &'static [&'static str])>;
+    static ENUMS: std::sync::Mutex<Enums> = std::sync::Mutex::new(Vec::new());
+    let mut enums = ENUMS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, names)) = enums.iter().find(|(p, _)| p == pointer) {
+        return names;
+    }
     let items = schema().pointer(pointer).and_then(Value::as_array);
     let items = items.unwrap_or_else(|| panic!("spec/ir.schema.json has no enum at {pointer}"));
-    items.iter().filter_map(Value::as_str).collect()
+    // Leaked once per pointer: the code names a handful.
+    let names = Vec::leak(items.iter().filter_map(Value::as_str).collect());
+    enums.push((pointer.to_owned(), names));
+    names
 }
 
 /// spec/ir.schema.json, parsed once.
@@ -741,7 +753,7 @@ fn check_places<'v>(mut stack: Vec<(&'v Value, String, Place<'v>)>) -> Result<()
                 if !map.contains_key("node") {
                     return Err(format!("{path}: missing key \"node\""));
                 }
-                one_of("node", &schema_enum("/$defs/node/properties/node/enum"))?;
+                one_of("node", schema_enum("/$defs/node/properties/node/enum"))?;
                 let kind = string("node")?.unwrap_or_default();
                 if let (Place::Nested(scope), "expr") = (place, kind) {
                     return Err(format!(
@@ -857,21 +869,18 @@ fn check_places<'v>(mut stack: Vec<(&'v Value, String, Place<'v>)>) -> Result<()
                 }
                 one_of(
                     "type",
-                    &schema_enum("/$defs/value/oneOf/0/properties/type/enum"),
+                    schema_enum("/$defs/value/oneOf/0/properties/type/enum"),
                 )?;
             }
             "field" => {
                 string("field")?;
                 one_of(
                     "field_type",
-                    &schema_enum("/$defs/pred/properties/field_type/enum"),
+                    schema_enum("/$defs/pred/properties/field_type/enum"),
                 )?;
             }
             "fn" => {
-                one_of(
-                    "fn",
-                    &schema_enum("/$defs/value/oneOf/2/properties/fn/enum"),
-                )?;
+                one_of("fn", schema_enum("/$defs/value/oneOf/2/properties/fn/enum"))?;
                 for (i, item) in array("args", false)?.iter().enumerate() {
                     children.push((
                         item,
@@ -893,9 +902,9 @@ fn check_places<'v>(mut stack: Vec<(&'v Value, String, Place<'v>)>) -> Result<()
                 }
                 one_of(
                     "field_type",
-                    &schema_enum("/$defs/pred/properties/field_type/enum"),
+                    schema_enum("/$defs/pred/properties/field_type/enum"),
                 )?;
-                one_of("op", &schema_enum("/$defs/pred/properties/op/enum"))?;
+                one_of("op", schema_enum("/$defs/pred/properties/op/enum"))?;
                 let values = array("values", false)?;
                 for (i, item) in values.iter().enumerate() {
                     if !item.is_string() {
@@ -1053,23 +1062,23 @@ mod tests {
     fn the_schemas_operators_are_the_ir_enums() {
         let ops = schema_enum("/$defs/pred/properties/op/enum");
         assert_eq!(ops.len(), 23);
-        for name in ops {
+        for &name in ops {
             let op: Op = serde_json::from_value(Value::from(name)).unwrap();
             assert_eq!(op.as_str(), name);
         }
         let types = schema_enum("/$defs/pred/properties/field_type/enum");
         assert_eq!(types.len(), 15);
-        for name in types {
+        for &name in types {
             let t: FieldType = serde_json::from_value(Value::from(name)).unwrap();
             assert_eq!(t.as_str(), name);
         }
         let funcs = schema_enum("/$defs/value/oneOf/2/properties/fn/enum");
         assert_eq!(funcs.len(), 39);
-        for name in funcs {
+        for &name in funcs {
             let f: Func = serde_json::from_value(Value::from(name)).unwrap();
             assert_eq!(f.as_str(), name);
         }
-        for name in schema_enum("/$defs/value/oneOf/0/properties/type/enum") {
+        for &name in schema_enum("/$defs/value/oneOf/0/properties/type/enum") {
             serde_json::from_value::<LitType>(Value::from(name)).unwrap();
         }
     }
