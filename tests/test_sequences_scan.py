@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -742,6 +743,8 @@ def test_result_records_are_their_hits_records(tmp_path: Path) -> None:
     inputs = [
         write(name, ev(1, "a", 'h"é'), ev(2, "b", 'h"é'), ev(3, "a", "h2"), ev(4, "b", "h2")),
         write(tmp_path / "b.ndjson", ev(5, "a", "h3"), ev(6, "m", "h3"), ev(7, "b", "h3")),
+        # A name that is not UTF-8: its lone surrogate goes out as an escape.
+        write(tmp_path / os.fsdecode(b"c\xff.ndjson"), ev(8, "a", "h4"), ev(9, "b", "h4")),
     ]
     rules = [sequence_rule(), sample_rule(), gap]
     for needs in ({RECORDS}, {RECORDS, HITS}):

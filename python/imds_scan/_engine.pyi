@@ -10,6 +10,7 @@ __all__ = [
     "Buffer",
     "HitBatch",
     "MatchResult",
+    "ResultChunk",
     "ScanIter",
     "Scanner",
     "SequenceMatcher",
@@ -273,12 +274,27 @@ class StageRouter:
         """Spill a candidate; the last line spilled is not written again. Its offset."""
     def get(self, offset: int) -> tuple[int, int, str]:
         """The candidate at ``offset``: (input rank, line, text)."""
-    def get_many(self, offsets: list[int]) -> list[tuple[int, int, str]]:
-        """``get`` of each offset, in order."""
+    def read_results(self, results: Sequence[Sequence[int | None]]) -> ResultChunk:
+        """The events of results (``results[k]``: result ``k``'s refs, None for a
+        missing-event stage) read back in one call, each ref once."""
     def candidates(self) -> dict[int, int]:
         """Stage hits per input rank that scans took themselves (``scan_iter(router=...)``)."""
     def close(self) -> None:
         """Close and remove the spill file."""
+
+@final
+class ResultChunk:
+    """The events of a chunk of results, read back from the spill file and kept in Rust."""
+
+    def __len__(self) -> int: ...
+    def events(self) -> dict[int, tuple[int, int, str]]:
+        """Each event read: ref -> (input rank, line, text)."""
+    def firsts(self) -> list[tuple[int, int] | None]:
+        """Per result: its first event's (input rank, line); None when it has none."""
+    def records(self, labels: bytes, names: list[bytes], keys: list[bytes]) -> bytes:
+        """The results' NDJSON records (``records.record_parts``): ``labels``, the rule's
+        part after the line number; ``names[rank]``, an input's name as JSON; ``keys[k]``,
+        result ``k``'s join keys as a JSON array."""
 
 @final
 class MatchResult:

@@ -98,14 +98,12 @@ def record_parts(
     names repeat on every record: their JSON is remembered."""
     (source, line, event_text), (rule, branch, matched) = where, what
     matched_json = "null" if matched is None else json.dumps(matched, ensure_ascii=False)
-    out.append(
-        f'{{"source": {_name(source)}, "line": {int.__repr__(line)}, '
-        f'"rule": {_name(rule.name)}, "rule_id": {_name(rule.id)}, '
-        f'"severity": {_name(rule.severity)}, "branch": {_name(branch)}, '
-        f'"matched": {matched_json}'
+    out += (
+        f'{{"source": {name_json(source)}, "line": {int.__repr__(line)}',
+        record_labels(rule, branch, matched_json),
     )
     if events is not None:
-        out.append(f', "join_keys": {_keys_json(join_keys or ())}, "events": [')
+        out.append(f', "join_keys": {keys_json(join_keys or ())}, "events": [')
         for k, event in enumerate(events):
             if k:
                 out.append(", ")
@@ -116,7 +114,16 @@ def record_parts(
     out += (', "event": ', event_text.strip(), "}")
 
 
-def _keys_json(keys: tuple[object, ...]) -> str:
+def record_labels(rule: Rule, branch: str, matched_json: str = "null") -> str:
+    """A record's part after its line number: ``, "rule": …, "matched": …``."""
+    return (
+        f', "rule": {name_json(rule.name)}, "rule_id": {name_json(rule.id)}, '
+        f'"severity": {name_json(rule.severity)}, "branch": {name_json(branch)}, '
+        f'"matched": {matched_json}'
+    )
+
+
+def keys_json(keys: tuple[object, ...]) -> str:
     """Join key values as ``json.dumps`` of their list writes them; strings remembered (a
     host's or a user's keys repeat on its results)."""
     if all(type(key) is str for key in keys):
@@ -130,7 +137,7 @@ def _strings_json(keys: tuple[str, ...]) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def _name(value: str | None) -> str:
+def name_json(value: str | None) -> str:
     """A value as ``json.dumps`` writes it (not ASCII-escaped), remembered: inputs' and rules'
     names are written on every record."""
     return json.dumps(value, ensure_ascii=False)
@@ -177,7 +184,7 @@ def _event_parts(out: list[str], event: RawEvent) -> None:
         out.append('{"missing": true, "source": null, "line": null, "event": null}')
         return
     line_json = "null" if line is None else int.__repr__(line)
-    out += (f'{{"source": {_name(source)}, "line": {line_json}, "event": ', text.strip(), "}")
+    out += (f'{{"source": {name_json(source)}, "line": {line_json}, "event": ', text.strip(), "}")
 
 
 @dataclass

@@ -31,7 +31,16 @@ from typing import IO, Any, Protocol
 from . import kibana_scan
 from .batch import HitBatch, RawHits
 from .engines import BATCH_HITS, Engine, HitStream
-from .records import Hit, RawEvent, ScanStats, SeqEvent, record_parts
+from .records import (
+    Hit,
+    RawEvent,
+    ScanStats,
+    SeqEvent,
+    keys_json,
+    name_json,
+    record_labels,
+    record_parts,
+)
 from .rules import Rule
 from .sources import InputError
 
@@ -367,11 +376,16 @@ class _RouterSpill:
         return found
 
     def get_many(self, offsets: list[int]) -> list[tuple[int, int, str]]:
+        events = self.read_results([offsets]).events()
+        return [events[offset] for offset in offsets]
+
+    def read_results(self, results: list[Sequence[int | None]]) -> Any:
+        """The events of results (each a list of refs, None for a missing event) read back
+        into the binding's ``ResultChunk``."""
         try:
-            found: list[tuple[int, int, str]] = self.router.get_many(offsets)
+            return self.router.read_results(results)
         except OSError as exc:
             raise _spill_error(exc) from None
-        return found
 
     def close(self) -> None:
         self.router.close()
@@ -441,6 +455,7 @@ class SequenceRun:
         self.router: Any = None if engine == "python" else _router(self.stage_by_index, within)
         self.spill = _Spill() if self.router is None else _RouterSpill(self.router)
         self._input_ranks: tuple[Sequence[str], list[int]] | None = None
+        self._names_json: list[bytes] | None = None  # each input's name in a record
         self.candidates: dict[str, int] = {}  # stage hits per input (the engine counted them)
         self.results: dict[str, int] = {}  # results per input of their first event
         self.no_time = 0
@@ -552,12 +567,17 @@ class SequenceRun:
                     self.no_time_examples.append((self.names[rank], line))
             matches = iter(found.matches)
             while chunk := list(itertools.islice(matches, BATCH_HITS)):
+                counts = [0] * len(self.plan.rules)
+                counts[index] = len(chunk)
+                if isinstance(self.spill, _RouterSpill):
+                    yield self._router_batch(rule, chunk, counts)
+                    continue
                 # The chunk's events read back in one call.
                 wanted = [ref for refs, _ in chunk for ref in refs if ref is not None]
                 events = dict(zip(wanted, self.spill.get_many(wanted), strict=True))
                 results = [self._result(refs, keys, events) for refs, keys in chunk]
-                counts = [0] * len(self.plan.rules)
-                counts[index] = len(results)
+                for where, _, _ in results:
+                    self.results[where[0]] = self.results.get(where[0], 0) + 1
                 # Records and Hits each made only if a writer asks (NDJSON needs no Hit).
                 yield HitBatch(
                     len(results),
@@ -566,6 +586,37 @@ class SequenceRun:
                     rule_counts=counts,
                     position=functools.partial(_result_position, results),
                 )
+
+    def _router_batch(self, rule: Rule, chunk: Sequence[_Match], counts: list[int]) -> HitBatch:
+        """A chunk of results whose events the binding read back and keeps: their records
+        are written there, with no Python object per event; Hits made only if asked."""
+        assert isinstance(self.spill, _RouterSpill)
+        read = self.spill.read_results([refs for refs, _ in chunk])
+        firsts = read.firsts()
+        names = self.names
+        for first in firsts:  # counted under their first event's input
+            source = "" if first is None else names[first[0]]
+            self.results[source] = self.results.get(source, 0) + 1
+
+        def hits() -> list[Hit]:
+            events = read.events()
+            return _result_hits(rule, [self._result(refs, keys, events) for refs, keys in chunk])
+
+        def records() -> bytes:
+            if self._names_json is None:
+                self._names_json = [_utf8(name_json(name)) for name in names]
+            keys = [_utf8(keys_json(tuple(keys))) for _, keys in chunk]
+            labels = _utf8(record_labels(rule, rule_kind(rule)))
+            data: bytes = read.records(labels, self._names_json, keys)
+            return data
+
+        def position(k: int) -> tuple[str, int]:
+            first = firsts[k]
+            return ("", 0) if first is None else (names[first[0]], first[1])
+
+        return HitBatch(
+            len(chunk), hits=hits, records=records, rule_counts=counts, position=position
+        )
 
     def _alert_batches(self, index: int, matcher: kibana_scan.RuleMatcher) -> Iterator[HitBatch]:
         """A new_terms or threshold rule's alerts as batches of Hits, in the matcher's order;
@@ -601,8 +652,7 @@ class SequenceRun:
         keys: Sequence[object],
         spilled: Mapping[int, tuple[int, int, str]],
     ) -> _Result:
-        """The result made of the events at ``refs`` (``spilled``: read back), counted under
-        its first event's input."""
+        """The result made of the events at ``refs`` (``spilled``: read back)."""
         events: list[RawEvent] = []
         for ref in refs:
             if ref is None:
@@ -612,7 +662,6 @@ class SequenceRun:
             events.append((self.names[rank], line, text))
         first = next((e for e in events if e[2] is not None), ("", 0, ""))
         where = (first[0] or "", first[1] or 0, first[2] or "")
-        self.results[where[0]] = self.results.get(where[0], 0) + 1
         return where, events, tuple(keys)
 
     def finish(self, stats: ScanStats) -> ScanStats:
@@ -647,6 +696,14 @@ class SequenceRun:
 
 # A result: its first event's (input, line, text), its events, its join key values.
 _Result = tuple[tuple[str, int, str], list[RawEvent], tuple[object, ...]]
+# A matcher's result: each stage's ref (None: a missing-event stage), the join key values.
+_Match = tuple[Sequence[int | None], Sequence[object]]
+
+
+def _utf8(text: str) -> bytes:
+    """Text as a record's bytes (a lone surrogate, from a name that is not UTF-8, as its
+    escape: ``hit_records``' encoding)."""
+    return text.encode("utf-8", "backslashreplace")
 
 
 def _result_hits(rule: Rule, results: Sequence[_Result]) -> list[Hit]:

@@ -1219,6 +1219,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sequence::SequenceMatcher>()?;
     m.add_class::<sequence::MatchResult>()?;
     m.add_class::<sequence::StageRouter>()?;
+    m.add_class::<sequence::ResultChunk>()?;
     m.add_function(wrap_pyfunction!(analyze, m)?)?;
     m.add_function(wrap_pyfunction!(wildcard_on_text, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -131,6 +131,95 @@ impl MatchResult {
     }
 }
 
+/// The events of a chunk of results, read back ([`StageRouter::read_results`]).
+#[pyclass(frozen, module = "imds_scan._engine")]
+#[derive(Default)]
+pub struct ResultChunk {
+    /// Each event read: (ref, input rank, line, its text's range in `texts`).
+    events: Vec<(u64, u32, u64, std::ops::Range<usize>)>,
+    texts: String,
+    /// The results' events one after another (an index in `events`; `None`: missing).
+    refs: Vec<Option<usize>>,
+    /// Where each result's events end in `refs`.
+    ends: Vec<usize>,
+}
+
+impl ResultChunk {
+    fn result(&self, k: usize) -> &[Option<usize>] {
+        let start = if k == 0 { 0 } else { self.ends[k - 1] };
+        &self.refs[start..self.ends[k]]
+    }
+
+    /// Result `k`'s first event (`None`: it has none, or no such result).
+    fn first(&self, k: usize) -> Option<&(u64, u32, u64, std::ops::Range<usize>)> {
+        let events = (k < self.ends.len()).then(|| self.result(k))?;
+        events.iter().flatten().next().map(|&e| &self.events[e])
+    }
+}
+
+#[pymethods]
+impl ResultChunk {
+    fn __len__(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Each event read: ref -> (input rank, line, text).
+    fn events(&self) -> HashMap<u64, (u32, u64, &str)> {
+        (self.events.iter())
+            .map(|(r, rank, line, text)| (*r, (*rank, *line, &self.texts[text.clone()])))
+            .collect()
+    }
+
+    /// Per result: its first event's (input rank, line), `None` when it has none.
+    fn firsts(&self) -> Vec<Option<(u32, u64)>> {
+        (0..self.ends.len())
+            .map(|k| self.first(k).map(|&(_, rank, line, _)| (rank, line)))
+            .collect()
+    }
+
+    /// The results' NDJSON records (`records.record_parts`): `labels`, the rule's part after
+    /// the line number; `names[rank]`, an input's name as JSON; `keys[k]`, result `k`'s join
+    /// keys as a JSON array.
+    fn records<'py>(
+        &self,
+        py: Python<'py>,
+        labels: &[u8],
+        names: Vec<Vec<u8>>,
+        keys: Vec<Vec<u8>>,
+    ) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+        if keys.len() != self.ends.len() {
+            return Err(PyValueError::new_err(format!(
+                "{} join keys for {} results",
+                keys.len(),
+                self.ends.len()
+            )));
+        }
+        let mut out = Vec::with_capacity(self.texts.len() * 2 + 256 * self.ends.len());
+        let mut events = Vec::new();
+        for (k, keys) in keys.iter().enumerate() {
+            events.clear();
+            for event in self.result(k) {
+                events.push(match event {
+                    None => None,
+                    Some(e) => {
+                        let (_, rank, line, text) = &self.events[*e];
+                        let source = names.get(*rank as usize).ok_or_else(|| {
+                            PyValueError::new_err(format!("no name for input rank {rank}"))
+                        })?;
+                        Some(imds_core::ResultEvent {
+                            source,
+                            line: *line,
+                            text: &self.texts[text.clone()],
+                        })
+                    }
+                });
+            }
+            imds_core::write_result_record(&mut out, labels, keys, &events);
+        }
+        Ok(pyo3::types::PyBytes::new(py, &out))
+    }
+}
+
 /// A spilled candidate's header: input rank (u32), line (u64), text length (u64), little
 /// endian; then the text (the layout of `imds_scan.sequences._Spill`).
 const HEADER: usize = 4 + 8 + 8;
@@ -205,16 +294,7 @@ impl Spill {
         // One read for the header and most events' text (a result reads one per event).
         let mut buf = vec![0u8; FIRST_READ];
         let got = read_at(file, &mut buf, offset)?;
-        if got < HEADER {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        let rank = u32::from_le_bytes(buf[0..4].try_into().expect("4 bytes"));
-        let line = u64::from_le_bytes(buf[4..12].try_into().expect("8 bytes"));
-        let size = u64::from_le_bytes(buf[12..20].try_into().expect("8 bytes"));
-        let total = usize::try_from(size)
-            .ok()
-            .and_then(|s| s.checked_add(HEADER))
-            .ok_or_else(|| std::io::Error::other("a spilled candidate's size is out of range"))?;
+        let (rank, line, total) = header(&buf[..got])?;
         if total > got {
             buf.resize(total, 0);
             if read_at(file, &mut buf[got..], offset + got as u64)? < total - got {
@@ -225,6 +305,64 @@ impl Spill {
         buf.drain(..HEADER);
         Ok((rank, line, buf))
     }
+}
+
+impl Spill {
+    /// [`Spill::get`] of each of `offsets`, read in stretches: the candidates of a chunk of
+    /// results were spilled near one another, and a read per candidate cost more than
+    /// making their records.
+    fn get_many(&mut self, offsets: &[u64]) -> std::io::Result<Vec<(u32, u64, Vec<u8>)>> {
+        if !self.pending.is_empty() {
+            self.flush()?;
+        }
+        let mut order: Vec<usize> = (0..offsets.len()).collect();
+        order.sort_unstable_by_key(|&i| offsets[i]);
+        let mut found: Vec<Option<(u32, u64, Vec<u8>)>> = vec![None; offsets.len()];
+        let mut buf = Vec::new();
+        let mut k = 0;
+        while k < order.len() {
+            let start = offsets[order[k]];
+            let mut j = k;
+            while j + 1 < order.len() && offsets[order[j + 1]] - start < STRETCH {
+                j += 1;
+            }
+            let size = usize::try_from(offsets[order[j]] - start).unwrap_or(usize::MAX);
+            buf.resize(size.saturating_add(FIRST_READ), 0);
+            let file = self.file.as_mut().ok_or_else(closed)?;
+            let got = read_at(file, &mut buf, start)?;
+            for &i in &order[k..=j] {
+                let at = usize::try_from(offsets[i] - start).unwrap_or(usize::MAX);
+                let here = buf.get(at..got).unwrap_or_default();
+                found[i] = Some(match header(here) {
+                    Ok((rank, line, total)) if total <= here.len() => {
+                        (rank, line, here[HEADER..total].to_vec())
+                    }
+                    // A long text (or the end of the file): read alone.
+                    _ => self.get(offsets[i])?,
+                });
+            }
+            k = j + 1;
+        }
+        Ok(found.into_iter().flatten().collect())
+    }
+}
+
+/// Offsets of candidates read in one go by [`Spill::get_many`] when this close together.
+const STRETCH: u64 = 256 << 10;
+
+/// A spilled candidate's input rank, line and size with its header, from its first bytes.
+fn header(bytes: &[u8]) -> std::io::Result<(u32, u64, usize)> {
+    if bytes.len() < HEADER {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    let rank = u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes"));
+    let line = u64::from_le_bytes(bytes[4..12].try_into().expect("8 bytes"));
+    let size = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
+    let total = usize::try_from(size)
+        .ok()
+        .and_then(|s| s.checked_add(HEADER))
+        .ok_or_else(|| std::io::Error::other("a spilled candidate's size is out of range"))?;
+    Ok((rank, line, total))
 }
 
 /// The candidate spilled at `offset`, its text as a `str`.
@@ -618,12 +756,35 @@ impl StageRouter {
         read_back(&mut *self.spill()?, offset)
     }
 
-    /// [`StageRouter::get`] of each offset, in order (a batch of results' events in one call).
-    fn get_many(&mut self, offsets: Vec<u64>) -> PyResult<Vec<(u32, u64, String)>> {
-        let mut spill = self.spill()?;
-        (offsets.into_iter())
-            .map(|offset| read_back(&mut spill, offset))
-            .collect()
+    /// The events of results (`results[k]`: result `k`'s refs, `None` for a missing-event
+    /// stage) read back in one call, each ref once, kept here: their records are then
+    /// written without a Python object per event.
+    fn read_results(&mut self, results: Vec<Vec<Option<u64>>>) -> PyResult<ResultChunk> {
+        let mut chunk = ResultChunk::default();
+        // Each ref once, in the order first named.
+        let mut index: HashMap<u64, usize> = HashMap::new();
+        let mut wanted = Vec::new();
+        for refs in &results {
+            for r in refs {
+                chunk.refs.push(r.map(|offset| {
+                    *index.entry(offset).or_insert_with(|| {
+                        wanted.push(offset);
+                        wanted.len() - 1
+                    })
+                }));
+            }
+            chunk.ends.push(chunk.refs.len());
+        }
+        let read = self.spill()?.get_many(&wanted);
+        for (offset, (rank, line, text)) in wanted.iter().zip(read.map_err(|e| spill_error(&e))?) {
+            let text = std::str::from_utf8(&text).map_err(|_| {
+                PyValueError::new_err(format!("spilled candidate {offset} is not UTF-8"))
+            })?;
+            let start = chunk.texts.len();
+            chunk.texts.push_str(text);
+            (chunk.events).push((*offset, rank, line, start..chunk.texts.len()));
+        }
+        Ok(chunk)
     }
 
     /// Stage hits per input rank that scans routed themselves (`Scanner.scan_iter(router=…)`).

@@ -190,6 +190,62 @@ fn next_escaped(bytes: &[u8], from: usize) -> Option<usize> {
     (at < bytes.len()).then_some(at)
 }
 
+/// One event of a sequence or sample result, as its record names it: its input's name as
+/// JSON (`"…"`), its line and its text.
+#[derive(Debug, Clone, Copy)]
+pub struct ResultEvent<'a> {
+    /// The input's name, as JSON.
+    pub source: &'a [u8],
+    /// The line number.
+    pub line: u64,
+    /// The event's text, as it was read (stripped here).
+    pub text: &'a str,
+}
+
+/// Append a sequence or sample result's record and a `\n` to `out`, as the Python layer's
+/// `records.record_parts` writes it: `labels` is the rule's part after the line number,
+/// `, "rule": …, "matched": null`, and `keys` the join key values' JSON array; `events`
+/// holds `None` for a missing-event stage. The record's own source, line and event are its
+/// first event's (`""`, 0 and nothing without one, as there).
+pub fn write_result_record(
+    out: &mut Vec<u8>,
+    labels: &[u8],
+    keys: &[u8],
+    events: &[Option<ResultEvent<'_>>],
+) {
+    let first = events.iter().flatten().next();
+    out.extend_from_slice(b"{\"source\": ");
+    out.extend_from_slice(first.map_or(&b"\"\""[..], |e| e.source));
+    out.extend_from_slice(b", \"line\": ");
+    push_line(first.map_or(0, |e| e.line), out);
+    out.extend_from_slice(labels);
+    out.extend_from_slice(b", \"join_keys\": ");
+    out.extend_from_slice(keys);
+    out.extend_from_slice(b", \"events\": [");
+    for (k, event) in events.iter().enumerate() {
+        if k > 0 {
+            out.extend_from_slice(b", ");
+        }
+        match event {
+            None => out.extend_from_slice(
+                b"{\"missing\": true, \"source\": null, \"line\": null, \"event\": null}",
+            ),
+            Some(e) => {
+                out.extend_from_slice(b"{\"source\": ");
+                out.extend_from_slice(e.source);
+                out.extend_from_slice(b", \"line\": ");
+                push_line(e.line, out);
+                out.extend_from_slice(b", \"event\": ");
+                out.extend_from_slice(py_strip(e.text).as_bytes());
+                out.push(b'}');
+            }
+        }
+    }
+    out.extend_from_slice(b"], \"event\": ");
+    out.extend_from_slice(py_strip(first.map_or("", |e| e.text)).as_bytes());
+    out.extend_from_slice(b"}\n");
+}
+
 /// `s.strip()` in Python: without the characters `str.isspace` is true for.
 pub(super) fn py_strip(s: &str) -> &str {
     s.trim_matches(py_space)
@@ -265,6 +321,36 @@ mod tests {
             "\"matched\": {\"field\": \"f\", \"op\": \"==\", \"pattern\": \"\\b\\f\", \
              \"value\": \"v\\u001f\"}, \"event\": {"
         ));
+    }
+
+    #[test]
+    fn a_results_record_is_pythons() {
+        let first = ResultEvent {
+            source: b"\"a\"",
+            line: 7,
+            text: "\u{3000} {\"x\": 1}\u{85}",
+        };
+        let second = ResultEvent {
+            source: b"\"b\"",
+            line: 12,
+            text: "{\"y\": 2}\r\n",
+        };
+        let mut out = Vec::new();
+        let labels = b", \"rule\": \"r\", \"matched\": null";
+        write_result_record(
+            &mut out,
+            labels,
+            b"[\"k\"]",
+            &[None, Some(first), Some(second)],
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"source\": \"a\", \"line\": 7, \"rule\": \"r\", \"matched\": null, \
+             \"join_keys\": [\"k\"], \"events\": [{\"missing\": true, \"source\": null, \
+             \"line\": null, \"event\": null}, {\"source\": \"a\", \"line\": 7, \"event\": \
+             {\"x\": 1}}, {\"source\": \"b\", \"line\": 12, \"event\": {\"y\": 2}}], \
+             \"event\": {\"x\": 1}}\n"
+        );
     }
 
     #[test]
