@@ -746,7 +746,27 @@ def test_result_records_are_their_hits_records(tmp_path: Path) -> None:
         # A name that is not UTF-8: its lone surrogate goes out as an escape.
         write(tmp_path / os.fsdecode(b"c\xff.ndjson"), ev(8, "a", "h4"), ev(9, "b", "h4")),
     ]
-    rules = [sequence_rule(), sample_rule(), gap]
+    # Keys of every JSON kind the binding writes itself, doubles as Python's repr writes them.
+    typed = sequence_rule(rule_id="typed")
+    for stage in typed.ir["sequence"]["stages"]:
+        stage["keys"] = [
+            HOST_ID,
+            {"field": "m.x", "field_type": "double"},
+            {"field": "m.n", "field_type": "long"},
+            {"field": "m.b", "field_type": "boolean"},
+        ]
+    values = [1e-05, 1e16, 0.1, 123.456, 12345678901234567.0, -0.0, 1e-4, 5e-324, 100.0]
+    inputs.append(
+        write(
+            tmp_path / "typed.ndjson",
+            *(
+                ev(second + step, action, f"t{second}", m={"x": x, "n": -(2**63), "b": True})
+                for second, x in enumerate(values)
+                for step, action in ((0, "a"), (1, "b"))
+            ),
+        )
+    )
+    rules = [sequence_rule(), sample_rule(), gap, typed]
     for needs in ({RECORDS}, {RECORDS, HITS}):
         stream = open_scan(inputs, rules=rules, needs=frozenset(needs))
         made: set[str] = set()
@@ -758,4 +778,4 @@ def test_result_records_are_their_hits_records(tmp_path: Path) -> None:
                 ]
                 made |= {h.rule.id for h in batch.hits}
         stream.close()
-        assert made == {"seq", "smp", "gap"}
+        assert made == {"seq", "smp", "gap", "typed"}

@@ -277,6 +277,8 @@ class StageRouter:
     def read_results(self, results: Sequence[Sequence[int | None]]) -> ResultChunk:
         """The events of results (``results[k]``: result ``k``'s refs, None for a
         missing-event stage) read back in one call, each ref once."""
+    def read_matches(self, found: MatchResult, start: int, stop: int) -> ResultChunk:
+        """``read_results`` of results ``start:stop`` of ``found``, with their join keys."""
     def candidates(self) -> dict[int, int]:
         """Stage hits per input rank that scans took themselves (``scan_iter(router=...)``)."""
     def close(self) -> None:
@@ -291,10 +293,12 @@ class ResultChunk:
         """Each event read: ref -> (input rank, line, text)."""
     def firsts(self) -> list[tuple[int, int] | None]:
         """Per result: its first event's (input rank, line); None when it has none."""
-    def records(self, labels: bytes, names: list[bytes], keys: list[bytes]) -> bytes:
+    def matches(self) -> list[tuple[list[int | None], list[object]]]:
+        """Per result: (its refs, its join key values), as ``MatchResult.matches``."""
+    def records(self, labels: bytes, names: list[bytes]) -> bytes:
         """The results' NDJSON records (``records.record_parts``): ``labels``, the rule's
-        part after the line number; ``names[rank]``, an input's name as JSON; ``keys[k]``,
-        result ``k``'s join keys as a JSON array."""
+        part after the line number; ``names[rank]``, an input's name as JSON. Only for
+        results read with their keys (``StageRouter.read_matches``); ValueError else."""
 
 @final
 class MatchResult:
@@ -303,7 +307,8 @@ class MatchResult:
     @property
     def matches(self) -> list[tuple[list[int | None], list[object]]]:
         """Per result, in output order: each stage's ref (None: a missing-event stage) and
-        the join key values (str, int, float, bool or None)."""
+        the join key values (str, int, float, bool or None); made anew on each read."""
+    def __len__(self) -> int: ...
     @property
     def no_time(self) -> int:
         """Candidates without a parsable time."""

@@ -103,7 +103,7 @@ def record_parts(
         record_labels(rule, branch, matched_json),
     )
     if events is not None:
-        out.append(f', "join_keys": {keys_json(join_keys or ())}, "events": [')
+        out.append(f', "join_keys": {_keys_json(join_keys or ())}, "events": [')
         for k, event in enumerate(events):
             if k:
                 out.append(", ")
@@ -123,7 +123,7 @@ def record_labels(rule: Rule, branch: str, matched_json: str = "null") -> str:
     )
 
 
-def keys_json(keys: tuple[object, ...]) -> str:
+def _keys_json(keys: tuple[object, ...]) -> str:
     """Join key values as ``json.dumps`` of their list writes them; strings remembered (a
     host's or a user's keys repeat on its results)."""
     if all(type(key) is str for key in keys):

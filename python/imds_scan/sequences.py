@@ -36,7 +36,6 @@ from .records import (
     RawEvent,
     ScanStats,
     SeqEvent,
-    keys_json,
     name_json,
     record_labels,
     record_parts,
@@ -387,6 +386,14 @@ class _RouterSpill:
         except OSError as exc:
             raise _spill_error(exc) from None
 
+    def read_matches(self, found: Any, start: int, stop: int) -> Any:
+        """Results ``start:stop`` of the binding's ``MatchResult``, their events read back,
+        in a ``ResultChunk``."""
+        try:
+            return self.router.read_matches(found, start, stop)
+        except OSError as exc:
+            raise _spill_error(exc) from None
+
     def close(self) -> None:
         self.router.close()
 
@@ -565,13 +572,13 @@ class SequenceRun:
                 if len(self.no_time_examples) < NO_TIME_EXAMPLES:
                     rank, line, _ = self.spill.get(ref)
                     self.no_time_examples.append((self.names[rank], line))
+            if isinstance(self.spill, _RouterSpill) and _in_rust(found):
+                yield from self._router_batches(index, rule, found)
+                continue
             matches = iter(found.matches)
             while chunk := list(itertools.islice(matches, BATCH_HITS)):
                 counts = [0] * len(self.plan.rules)
                 counts[index] = len(chunk)
-                if isinstance(self.spill, _RouterSpill):
-                    yield self._router_batch(rule, chunk, counts)
-                    continue
                 # The chunk's events read back in one call.
                 wanted = [ref for refs, _ in chunk for ref in refs if ref is not None]
                 events = dict(zip(wanted, self.spill.get_many(wanted), strict=True))
@@ -587,36 +594,35 @@ class SequenceRun:
                     position=functools.partial(_result_position, results),
                 )
 
-    def _router_batch(self, rule: Rule, chunk: Sequence[_Match], counts: list[int]) -> HitBatch:
-        """A chunk of results whose events the binding read back and keeps: their records
-        are written there, with no Python object per event; Hits made only if asked."""
+    def _router_batches(self, index: int, rule: Rule, found: Any) -> Iterator[HitBatch]:
+        """The binding's matcher's results (kept in Rust) in batches whose events the binding
+        reads back and keeps: their records are written there, keys included, with no Python
+        object per result; Hits are made only if a writer asks."""
         assert isinstance(self.spill, _RouterSpill)
-        read = self.spill.read_results([refs for refs, _ in chunk])
-        firsts = read.firsts()
         names = self.names
-        for first in firsts:  # counted under their first event's input
-            source = "" if first is None else names[first[0]]
-            self.results[source] = self.results.get(source, 0) + 1
+        if self._names_json is None:
+            self._names_json = [_utf8(name_json(name)) for name in names]
+        names_json, labels = self._names_json, _utf8(record_labels(rule, rule_kind(rule)))
+        for start in range(0, len(found), BATCH_HITS):
+            read = self.spill.read_matches(found, start, min(start + BATCH_HITS, len(found)))
+            firsts = read.firsts()
+            for first in firsts:  # counted under their first event's input
+                source = "" if first is None else names[first[0]]
+                self.results[source] = self.results.get(source, 0) + 1
+            counts = [0] * len(self.plan.rules)
+            counts[index] = len(firsts)
+            yield HitBatch(
+                len(firsts),
+                hits=functools.partial(self._chunk_hits, rule, read),
+                records=functools.partial(read.records, labels, names_json),
+                rule_counts=counts,
+                position=functools.partial(_first_position, names, firsts),
+            )
 
-        def hits() -> list[Hit]:
-            events = read.events()
-            return _result_hits(rule, [self._result(refs, keys, events) for refs, keys in chunk])
-
-        def records() -> bytes:
-            if self._names_json is None:
-                self._names_json = [_utf8(name_json(name)) for name in names]
-            keys = [_utf8(keys_json(tuple(keys))) for _, keys in chunk]
-            labels = _utf8(record_labels(rule, rule_kind(rule)))
-            data: bytes = read.records(labels, self._names_json, keys)
-            return data
-
-        def position(k: int) -> tuple[str, int]:
-            first = firsts[k]
-            return ("", 0) if first is None else (names[first[0]], first[1])
-
-        return HitBatch(
-            len(chunk), hits=hits, records=records, rule_counts=counts, position=position
-        )
+    def _chunk_hits(self, rule: Rule, read: Any) -> list[Hit]:
+        """The Hits of a chunk of results the binding read back."""
+        events = read.events()
+        return _result_hits(rule, [self._result(r, k, events) for r, k in read.matches()])
 
     def _alert_batches(self, index: int, matcher: kibana_scan.RuleMatcher) -> Iterator[HitBatch]:
         """A new_terms or threshold rule's alerts as batches of Hits, in the matcher's order;
@@ -696,8 +702,21 @@ class SequenceRun:
 
 # A result: its first event's (input, line, text), its events, its join key values.
 _Result = tuple[tuple[str, int, str], list[RawEvent], tuple[object, ...]]
-# A matcher's result: each stage's ref (None: a missing-event stage), the join key values.
-_Match = tuple[Sequence[int | None], Sequence[object]]
+
+
+def _in_rust(found: MatchResult) -> bool:
+    """Whether a matcher's results are the binding's, kept in Rust."""
+    from ._engine import MatchResult as RustResult
+
+    return isinstance(found, RustResult)
+
+
+def _first_position(
+    names: Sequence[str], firsts: Sequence[tuple[int, int] | None], k: int
+) -> tuple[str, int]:
+    """The input and line of result ``k`` (its first event's) of a chunk's ``firsts``."""
+    first = firsts[k]
+    return ("", 0) if first is None else (names[first[0]], first[1])
 
 
 def _utf8(text: str) -> bytes:

@@ -38,10 +38,11 @@ pub use ir::{
 };
 pub use prefilter::Prefilter;
 pub use scan::{
-    event_timestamp, row_projection, write_result_record, AlertRule, ColumnData, ColumnType,
-    Compression, Engine, FileStats, Hit, HitExtra, HitForms, HitRows, Input, IntColumn, ReadSeek,
-    RecordError, RecordMeta, ResultEvent, RowCells, RuleMeta, ScanEvent, ScanOptions, ScanReport,
-    StatValue, TextColumn, TimeWindow, DEFAULT_REORDER_BYTES, ECS_COLUMNS, MATCHED_COLUMNS,
+    event_timestamp, row_projection, write_keys_json, write_result_record, AlertRule, ColumnData,
+    ColumnType, Compression, Engine, FileStats, Hit, HitExtra, HitForms, HitRows, Input, IntColumn,
+    ReadSeek, RecordError, RecordMeta, ResultEvent, RowCells, RuleMeta, ScanEvent, ScanOptions,
+    ScanReport, StatValue, TextColumn, TimeWindow, DEFAULT_REORDER_BYTES, ECS_COLUMNS,
+    MATCHED_COLUMNS,
 };
 pub use timestamp::parse_timestamp;
 

@@ -77,20 +77,23 @@ impl SequenceMatcher {
         let result = py.detach(move || inner.finish()).map_err(|e| {
             PyOSError::new_err(format!("cannot read sequence candidates back: {e}"))
         })?;
-        let matches = PyList::empty(py);
-        for (refs, keys) in result.matches {
-            let keys = keys
-                .into_iter()
-                .map(|k| key_object(py, k))
-                .collect::<PyResult<Vec<_>>>()?;
-            matches.append((refs, keys))?;
-        }
+        // Kept in Rust: the records are written from them with no Python object per result.
         Ok(MatchResult {
-            matches: matches.unbind(),
+            matches: result.matches,
             no_time: result.no_time,
             no_time_refs: result.no_time_refs,
         })
     }
+}
+
+/// A result as Python sees it: (its refs, its join key values).
+type MatchTuple = (Vec<Option<u64>>, Vec<Py<PyAny>>);
+
+fn match_tuple(py: Python<'_>, refs: &[Option<u64>], keys: &[KeyJson]) -> PyResult<MatchTuple> {
+    let keys = (keys.iter().cloned())
+        .map(|k| key_object(py, k))
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok((refs.to_vec(), keys))
 }
 
 fn key_object(py: Python<'_>, key: KeyJson) -> PyResult<Py<PyAny>> {
@@ -106,7 +109,7 @@ fn key_object(py: Python<'_>, key: KeyJson) -> PyResult<Py<PyAny>> {
 /// What `SequenceMatcher.finish` gives.
 #[pyclass(frozen, module = "imds_scan._engine")]
 pub struct MatchResult {
-    matches: Py<PyList>,
+    matches: Vec<(Vec<Option<u64>>, Vec<KeyJson>)>,
     #[pyo3(get)]
     no_time: u64,
     #[pyo3(get)]
@@ -118,14 +121,20 @@ impl MatchResult {
     /// Per result, in output order: (each stage's ref, None for a missing-event stage; the
     /// join key values).
     #[getter]
-    fn matches(&self, py: Python<'_>) -> Py<PyList> {
-        self.matches.clone_ref(py)
+    fn matches(&self, py: Python<'_>) -> PyResult<Vec<MatchTuple>> {
+        (self.matches.iter())
+            .map(|(refs, keys)| match_tuple(py, refs, keys))
+            .collect()
     }
 
-    fn __repr__(&self, py: Python<'_>) -> String {
+    fn __len__(&self) -> usize {
+        self.matches.len()
+    }
+
+    fn __repr__(&self) -> String {
         format!(
             "MatchResult(matches={}, no_time={})",
-            self.matches.bind(py).len(),
+            self.matches.len(),
             self.no_time
         )
     }
@@ -142,6 +151,8 @@ pub struct ResultChunk {
     refs: Vec<Option<usize>>,
     /// Where each result's events end in `refs`.
     ends: Vec<usize>,
+    /// Each result's join key values (none when read by refs alone).
+    keys: Vec<Vec<KeyJson>>,
 }
 
 impl ResultChunk {
@@ -170,6 +181,19 @@ impl ResultChunk {
             .collect()
     }
 
+    /// Per result: (its refs, its join key values), as `MatchResult.matches` gives them.
+    fn matches(&self, py: Python<'_>) -> PyResult<Vec<MatchTuple>> {
+        (0..self.ends.len())
+            .map(|k| {
+                let start = if k == 0 { 0 } else { self.ends[k - 1] };
+                let refs: Vec<Option<u64>> = (self.refs[start..self.ends[k]].iter())
+                    .map(|e| e.map(|e| self.events[e].0))
+                    .collect();
+                match_tuple(py, &refs, self.keys.get(k).map_or(&[], Vec::as_slice))
+            })
+            .collect()
+    }
+
     /// Per result: its first event's (input rank, line), `None` when it has none.
     fn firsts(&self) -> Vec<Option<(u32, u64)>> {
         (0..self.ends.len())
@@ -178,25 +202,25 @@ impl ResultChunk {
     }
 
     /// The results' NDJSON records (`records.record_parts`): `labels`, the rule's part after
-    /// the line number; `names[rank]`, an input's name as JSON; `keys[k]`, result `k`'s join
-    /// keys as a JSON array.
+    /// the line number; `names[rank]`, an input's name as JSON. Only for results read with
+    /// their keys (`StageRouter.read_matches`).
     fn records<'py>(
         &self,
         py: Python<'py>,
         labels: &[u8],
         names: Vec<Vec<u8>>,
-        keys: Vec<Vec<u8>>,
     ) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
-        if keys.len() != self.ends.len() {
-            return Err(PyValueError::new_err(format!(
-                "{} join keys for {} results",
-                keys.len(),
-                self.ends.len()
-            )));
+        if self.keys.len() != self.ends.len() {
+            return Err(PyValueError::new_err(
+                "results read without their join keys",
+            ));
         }
         let mut out = Vec::with_capacity(self.texts.len() * 2 + 256 * self.ends.len());
         let mut events = Vec::new();
-        for (k, keys) in keys.iter().enumerate() {
+        let mut keys_json = Vec::new();
+        for (k, keys) in self.keys.iter().enumerate() {
+            keys_json.clear();
+            imds_core::write_keys_json(keys, &mut keys_json);
             events.clear();
             for event in self.result(k) {
                 events.push(match event {
@@ -214,7 +238,7 @@ impl ResultChunk {
                     }
                 });
             }
-            imds_core::write_result_record(&mut out, labels, keys, &events);
+            imds_core::write_result_record(&mut out, labels, &keys_json, &events);
         }
         Ok(pyo3::types::PyBytes::new(py, &out))
     }
@@ -760,11 +784,58 @@ impl StageRouter {
     /// stage) read back in one call, each ref once, kept here: their records are then
     /// written without a Python object per event.
     fn read_results(&mut self, results: Vec<Vec<Option<u64>>>) -> PyResult<ResultChunk> {
-        let mut chunk = ResultChunk::default();
+        self.read_chunk(results.iter().map(Vec::as_slice), Vec::new())
+    }
+
+    /// [`StageRouter::read_results`] of results `start..stop` of a matcher's `found`, with
+    /// their join keys.
+    fn read_matches(
+        &mut self,
+        found: PyRef<'_, MatchResult>,
+        start: usize,
+        stop: usize,
+    ) -> PyResult<ResultChunk> {
+        let chunk = found.matches.get(start..stop).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "no results {start}..{stop} of {}",
+                found.matches.len()
+            ))
+        })?;
+        let keys = chunk.iter().map(|(_, keys)| keys.clone()).collect();
+        self.read_chunk(chunk.iter().map(|(refs, _)| refs.as_slice()), keys)
+    }
+
+    /// Stage hits per input rank that scans routed themselves (`Scanner.scan_iter(router=…)`).
+    fn candidates(&self) -> HashMap<u32, u64> {
+        self.candidates.clone()
+    }
+
+    /// Close (and remove) the spill file.
+    fn close(&mut self) {
+        self.spill
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .file = None;
+        if let Some(path) = self.path.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl StageRouter {
+    fn read_chunk<'r>(
+        &mut self,
+        results: impl Iterator<Item = &'r [Option<u64>]>,
+        keys: Vec<Vec<KeyJson>>,
+    ) -> PyResult<ResultChunk> {
+        let mut chunk = ResultChunk {
+            keys,
+            ..ResultChunk::default()
+        };
         // Each ref once, in the order first named.
         let mut index: HashMap<u64, usize> = HashMap::new();
         let mut wanted = Vec::new();
-        for refs in &results {
+        for refs in results {
             for r in refs {
                 chunk.refs.push(r.map(|offset| {
                     *index.entry(offset).or_insert_with(|| {
@@ -785,22 +856,6 @@ impl StageRouter {
             (chunk.events).push((*offset, rank, line, start..chunk.texts.len()));
         }
         Ok(chunk)
-    }
-
-    /// Stage hits per input rank that scans routed themselves (`Scanner.scan_iter(router=…)`).
-    fn candidates(&self) -> HashMap<u32, u64> {
-        self.candidates.clone()
-    }
-
-    /// Close (and remove) the spill file.
-    fn close(&mut self) {
-        self.spill
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .file = None;
-        if let Some(path) = self.path.take() {
-            let _ = std::fs::remove_file(path);
-        }
     }
 }
 

@@ -34,7 +34,9 @@ mod stream;
 
 pub use alert::AlertRule;
 pub use forms::{HitExtra, HitForms, TimeWindow};
-pub use record::{write_result_record, RecordError, RecordMeta, ResultEvent, RuleMeta};
+pub use record::{
+    write_keys_json, write_result_record, RecordError, RecordMeta, ResultEvent, RuleMeta,
+};
 pub use rows::{
     event_timestamp, row_projection, ColumnData, ColumnType, HitRows, IntColumn, RowCells,
     TextColumn, ECS_COLUMNS, MATCHED_COLUMNS,

@@ -246,6 +246,72 @@ pub fn write_result_record(
     out.extend_from_slice(b"}\n");
 }
 
+/// Join key values as `json.dumps` of their list writes them (`[a, b]`).
+pub fn write_keys_json(keys: &[crate::sequence::KeyJson], out: &mut Vec<u8>) {
+    use crate::sequence::KeyJson;
+    out.push(b'[');
+    for (k, key) in keys.iter().enumerate() {
+        if k > 0 {
+            out.extend_from_slice(b", ");
+        }
+        match key {
+            KeyJson::Null => out.extend_from_slice(b"null"),
+            KeyJson::Str(s) => json_string(s, out),
+            KeyJson::Int(n) => out.extend_from_slice(n.to_string().as_bytes()),
+            KeyJson::Float(x) => py_float(*x, out),
+            KeyJson::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        }
+    }
+    out.push(b']');
+}
+
+/// A double as Python's `repr` (and `json.dumps`) writes it: the shortest digits that read
+/// back the same, positional from 1e-4 up to below 1e16 (with `.0` when whole), else
+/// `1.5e+16` / `1e-05`; `NaN`, `Infinity`, `-Infinity`.
+fn py_float(x: f64, out: &mut Vec<u8>) {
+    if x.is_nan() {
+        return out.extend_from_slice(b"NaN");
+    }
+    if x.is_infinite() {
+        return out.extend_from_slice(if x > 0.0 { b"Infinity" } else { b"-Infinity" });
+    }
+    // Rust's `{:e}` gives the same shortest digits: `-1.2345e-7`.
+    let sci = format!("{x:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    out.extend_from_slice(sign.as_bytes());
+    if (-4..16).contains(&exp) {
+        let point = exp + 1; // digits before the point
+        if point <= 0 {
+            out.extend_from_slice(b"0.");
+            out.extend(std::iter::repeat_n(b'0', point.unsigned_abs() as usize));
+            out.extend_from_slice(digits.as_bytes());
+        } else {
+            let point = point as usize;
+            let whole = digits.get(..point.min(digits.len())).unwrap_or_default();
+            out.extend_from_slice(whole.as_bytes());
+            out.extend(std::iter::repeat_n(
+                b'0',
+                point.saturating_sub(digits.len()),
+            ));
+            out.push(b'.');
+            match digits.get(point..).filter(|f| !f.is_empty()) {
+                Some(fraction) => out.extend_from_slice(fraction.as_bytes()),
+                None => out.push(b'0'),
+            }
+        }
+    } else {
+        out.extend_from_slice(mantissa.as_bytes());
+        out.extend_from_slice(if exp < 0 { b"e-" } else { b"e+" });
+        out.extend_from_slice(format!("{:02}", exp.unsigned_abs()).as_bytes());
+    }
+}
+
 /// `s.strip()` in Python: without the characters `str.isspace` is true for.
 pub(super) fn py_strip(s: &str) -> &str {
     s.trim_matches(py_space)
@@ -351,6 +417,59 @@ mod tests {
              {\"x\": 1}}, {\"source\": \"b\", \"line\": 12, \"event\": {\"y\": 2}}], \
              \"event\": {\"x\": 1}}\n"
         );
+    }
+
+    #[test]
+    fn keys_are_pythons_json() {
+        use crate::sequence::KeyJson;
+        // What Python's json.dumps writes for each (repr for the doubles).
+        let floats = [
+            (1.0, "1.0"),
+            (0.1, "0.1"),
+            (1e16, "1e+16"),
+            (1e15, "1000000000000000.0"),
+            (1e-5, "1e-05"),
+            (1e-4, "0.0001"),
+            (0.0001234, "0.0001234"),
+            (123456789.123, "123456789.123"),
+            (5e-324, "5e-324"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (-0.0, "-0.0"),
+            (0.0, "0.0"),
+            (1e22, "1e+22"),
+            (12345678901234567.0, "1.2345678901234568e+16"),
+            (-2.5e-7, "-2.5e-07"),
+            (100.0, "100.0"),
+            (0.099975586, "0.099975586"),
+            (1e-4 * 3.0, "0.00030000000000000003"),
+            (9007199254740992.0, "9007199254740992.0"),
+            (9999999999999998.0, "9999999999999998.0"),
+            (f64::INFINITY, "Infinity"),
+            (f64::NEG_INFINITY, "-Infinity"),
+            (f64::NAN, "NaN"),
+        ];
+        for (x, want) in floats {
+            let mut out = Vec::new();
+            py_float(x, &mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), want, "{x:e}");
+        }
+        let mut out = Vec::new();
+        let keys = [
+            KeyJson::Str("h\"é\u{1}".into()),
+            KeyJson::Int(-170141183460469231731687303715884105728),
+            KeyJson::Float(1.5),
+            KeyJson::Bool(true),
+            KeyJson::Bool(false),
+            KeyJson::Null,
+        ];
+        write_keys_json(&keys, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "[\"h\\\"é\\u0001\", -170141183460469231731687303715884105728, 1.5, true, false, null]"
+        );
+        let mut out = Vec::new();
+        write_keys_json(&[], &mut out);
+        assert_eq!(out, b"[]");
     }
 
     #[test]
