@@ -96,12 +96,6 @@ class PendingOutput:
             mode = self.mode
         try:
             os.chmod(self.tmp, mode)
-            if self.identity is not None:
-                # The old file goes first: renamed over it, ext4 writes the new one out before
-                # the rename returns (auto_da_alloc), up to a second for 500 MB of hits. A
-                # failed scan or write still leaves the old file as it was.
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.target)
             os.replace(self.tmp, self.target)
         except OSError as exc:
             self.discard()
