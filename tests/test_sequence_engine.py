@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,39 @@ def test_errors() -> None:
         matcher.finish()
     with pytest.raises(RuntimeError, match="finished"):
         matcher.add(0, 0, 1, "{}", 0)
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="no interval timer")
+def test_ctrl_c_stops_a_finish_under_way(tmp_path: Path) -> None:
+    """Matching a terabyte's candidates takes minutes: a signal's handler runs while it
+    goes on, and what it raises stops it and comes out of ``finish`` (its runs removed)."""
+    ir = sequence_ir([{"field": "k", "field_type": "keyword"}])
+    rust = _engine.SequenceMatcher(ir, memory_budget=1 << 20, spill_dir=str(tmp_path))
+    # Enough that matching them lasts many of the binding's 10 ms looks at the signals.
+    for i in range(1_000_000):
+        rust.add(i % 2, 0, i + 1, f'{{"@timestamp": {i}, "k": "k{i % 997}"}}', i)
+    assert any(tmp_path.iterdir())
+
+    # Whether the runs were still there when the handler ran: during the matching, they are
+    # (a handler run once it is over finds them removed).
+    during: list[bool] = []
+
+    def interrupt(signum: int, frame: object) -> None:
+        during.append(any(tmp_path.iterdir()))
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            signal.setitimer(signal.ITIMER_REAL, 0.001)
+            rust.finish()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert during == [True]
+    assert not any(tmp_path.iterdir())
+    with pytest.raises(RuntimeError):
+        rust.finish()
 
 
 def test_spilling_to_the_given_directory_gives_the_references_results(tmp_path: Path) -> None:

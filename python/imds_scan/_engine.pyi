@@ -249,7 +249,9 @@ class SequenceMatcher:
         ``rank``, ``line``); ``ref`` comes back in the results. ValueError for a stage the
         rule does not have; OSError when spilling fails; RuntimeError after ``finish``."""
     def finish(self) -> MatchResult:
-        """Match (the GIL released) and give the results; the matcher is then finished."""
+        """Match (the GIL released) and give the results; the matcher is then finished.
+        Signal handlers run meanwhile: what one raises (KeyboardInterrupt) stops the
+        matching and comes out of here."""
 
 @final
 class StageRouter:

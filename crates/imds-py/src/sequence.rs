@@ -68,13 +68,43 @@ impl SequenceMatcher {
     }
 
     /// Match the candidates (without the GIL) and give the results; the matcher is then
-    /// finished (RuntimeError on further use).
+    /// finished (RuntimeError on further use). Signals are delivered meanwhile: a Ctrl-C
+    /// (KeyboardInterrupt, or whatever a handler raises) stops the matching soon after.
     fn finish(&mut self, py: Python<'_>) -> PyResult<MatchResult> {
         let inner = match self.inner.take() {
             Some(inner) => inner,
             None => return Err(self.unusable()),
         };
-        let result = py.detach(move || inner.finish()).map_err(|e| {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&cancel);
+        let (done, finished) = std::sync::mpsc::channel();
+        let worker = std::thread::spawn(move || {
+            let _ = done.send(inner.finish_with(flag));
+        });
+        let mut finished = finished;
+        let result = loop {
+            let wait = std::time::Duration::from_millis(10);
+            // The receiver goes to the detached closure and back (it is Send, not Sync).
+            let (got, back) = py.detach(move || (finished.recv_timeout(wait), finished));
+            finished = back;
+            match got {
+                Ok(result) => break result,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if let Err(err) = py.check_signals() {
+                        cancel.store(true, Ordering::Relaxed);
+                        // Its spilled runs are removed as it stops.
+                        let _ = py.detach(|| worker.join());
+                        return Err(err);
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    let _ = worker.join();
+                    return Err(PyRuntimeError::new_err("the sequence matcher failed"));
+                }
+            }
+        };
+        let _ = py.detach(|| worker.join());
+        let result = result.map_err(|e| {
             PyOSError::new_err(format!("cannot read sequence candidates back: {e}"))
         })?;
         // Kept in Rust: the records are written from them with no Python object per result.

@@ -385,6 +385,26 @@ impl SequenceMatcher {
         let SequenceMatcher {
             ir, keys, store, ..
         } = self;
+        Self::finish_store(ir, keys, store)
+    }
+
+    /// [`SequenceMatcher::finish`], given up (an error of kind `Interrupted`) soon after
+    /// `cancel` is set.
+    pub fn finish_with(
+        self,
+        cancel: Arc<std::sync::atomic::AtomicBool>,
+    ) -> io::Result<MatchResult> {
+        let SequenceMatcher {
+            ir,
+            keys,
+            mut store,
+            ..
+        } = self;
+        store.cancel_on(cancel);
+        Self::finish_store(ir, keys, store)
+    }
+
+    fn finish_store(ir: SeqIr, keys: Interner, store: Store) -> io::Result<MatchResult> {
         let sample = ir.kind == Kind::Sample;
         let mut out = matching::Output::new(&ir.pipes, ir.size);
         let no_time = match ir.kind {

@@ -7,7 +7,8 @@ use std::collections::BinaryHeap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
+use std::sync::Arc;
 
 /// One (event, stage) candidate.
 /// 64 bytes: about 4 million candidates per 256 MiB of budget.
@@ -199,7 +200,12 @@ pub struct Store {
     budget: usize,
     dir: PathBuf,
     runs: Vec<SpillFile>,
+    /// Set: the records stop coming out ([`Store::drain_sorted`] fails as interrupted).
+    cancel: Option<Arc<AtomicBool>>,
 }
+
+/// Records between two looks at a store's cancel flag.
+const CANCEL_EVERY: u32 = 1 << 16;
 
 impl Store {
     /// A store that keeps about `budget` bytes of records in memory and spills the rest to
@@ -211,12 +217,21 @@ impl Store {
             budget,
             dir,
             runs: Vec::new(),
+            cancel: None,
         }
     }
 
-    /// An empty store with the same budget and spill directory.
+    /// An empty store with the same budget, spill directory and cancel flag.
     pub fn like(&self) -> Store {
-        Store::new(self.budget, self.dir.clone())
+        Store {
+            cancel: self.cancel.clone(),
+            ..Store::new(self.budget, self.dir.clone())
+        }
+    }
+
+    /// Stop [`Store::drain_sorted`] (an error of kind `Interrupted`) once `cancel` is set.
+    pub fn cancel_on(&mut self, cancel: Arc<AtomicBool>) {
+        self.cancel = Some(cancel);
     }
 
     /// Runs written so far.
@@ -264,35 +279,43 @@ impl Store {
         let runs = std::mem::take(&mut self.runs);
         let (spill, file) = SpillFile::create(&self.dir)?;
         let mut out = BufWriter::with_capacity(1 << 16, file);
-        let mut result = Ok(());
-        merge(&runs, std::iter::empty(), |rec| {
-            if result.is_ok() {
-                result = rec.write(&mut out);
-            }
-        })?;
-        result?;
+        merge(&runs, std::iter::empty(), |rec| rec.write(&mut out))?;
         out.flush()?;
         self.runs.push(spill);
         Ok(())
     }
 
     /// Every record, in order, to `f`.
-    pub fn drain_sorted(mut self, f: impl FnMut(Rec)) -> io::Result<()> {
+    pub fn drain_sorted(mut self, mut f: impl FnMut(Rec)) -> io::Result<()> {
         self.buffer.sort_unstable();
         let buffer = std::mem::take(&mut self.buffer);
-        merge(&self.runs, buffer.into_iter(), f)
+        // Past a terabyte's candidates this takes minutes: Ctrl-C must not wait for it.
+        let cancel = self.cancel.clone();
+        let mut count = 0u32;
+        merge(&self.runs, buffer.into_iter(), |rec| {
+            // At the first record, then every CANCEL_EVERY.
+            if count == 0
+                && cancel
+                    .as_ref()
+                    .is_some_and(|c| c.load(AtomicOrdering::Relaxed))
+            {
+                return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
+            }
+            count = (count + 1) % CANCEL_EVERY;
+            f(rec);
+            Ok(())
+        })
     }
 }
 
-/// The records of sorted runs and of a sorted iterator, in order, to `f`.
+/// The records of sorted runs and of a sorted iterator, in order, to `f`, until it fails.
 fn merge(
     runs: &[SpillFile],
     mut memory: impl Iterator<Item = Rec>,
-    mut f: impl FnMut(Rec),
+    mut f: impl FnMut(Rec) -> io::Result<()>,
 ) -> io::Result<()> {
     if runs.is_empty() {
-        memory.for_each(f);
-        return Ok(());
+        return memory.try_for_each(f);
     }
     let mut readers = runs
         .iter()
@@ -316,7 +339,7 @@ fn merge(
         if let Some(next) = next {
             heads.push(Reverse((next, i)));
         }
-        f(rec);
+        f(rec)?;
     }
     Ok(())
 }

@@ -321,6 +321,53 @@ fn spilling_gives_the_same_result_as_memory() {
     std::fs::remove_dir(&dir).unwrap();
 }
 
+#[test]
+fn a_cancelled_finish_stops_in_memory_and_on_disk_and_removes_its_runs() {
+    use std::sync::atomic::AtomicBool;
+    // In memory and in runs on disk, for a sequence and a sample.
+    let events = stream(5_000);
+    let dir = std::env::temp_dir().join(format!("imds-seq-cancel-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sample = {
+        let mut ir: Value = serde_json::from_str(&sequence(2, &["k"], json!({}))).unwrap();
+        let mut body = ir["sequence"].take();
+        for key in ["maxspan_ms", "until"] {
+            body.as_object_mut().unwrap().remove(key);
+        }
+        body["max_samples_per_key"] = json!(null);
+        for stage in body["stages"].as_array_mut().unwrap() {
+            stage.as_object_mut().unwrap().remove("missing");
+        }
+        ir.as_object_mut().unwrap().remove("sequence");
+        ir["sample"] = body;
+        ir.to_string()
+    };
+    for ir in [sequence(2, &["k"], json!({})), sample] {
+        for budget in [1 << 30, 20_000] {
+            let matcher = || {
+                let mut m = SequenceMatcher::new(&ir, budget, Some(dir.clone())).unwrap();
+                for (i, (stage, t, k)) in events.iter().enumerate() {
+                    m.add(stage % 2, 0, i as u64 + 1, &ev(*t, k), i as u64)
+                        .unwrap();
+                }
+                m
+            };
+            let whole = matcher().finish().unwrap().matches;
+            assert!(!whole.is_empty());
+            let flag = Arc::new(AtomicBool::new(false));
+            let kept = matcher().finish_with(flag.clone()).unwrap().matches;
+            assert_eq!(kept, whole, "budget {budget}");
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            let m = matcher();
+            assert_eq!(m.spilled_runs() > 0, budget < 1 << 30);
+            let err = m.finish_with(flag).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::Interrupted, "budget {budget}");
+            assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        }
+    }
+    std::fs::remove_dir(&dir).unwrap();
+}
+
 /// A sequence whose stages are missing (`true`) or positive, keyed by `k`, with `maxspan`.
 fn with_missing(missing: &[bool], maxspan: Option<u64>) -> String {
     let mut ir: Value = serde_json::from_str(&sequence(missing.len(), &["k"], json!({}))).unwrap();
