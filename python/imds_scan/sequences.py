@@ -375,16 +375,11 @@ class _RouterSpill:
         return found
 
     def get_many(self, offsets: list[int]) -> list[tuple[int, int, str]]:
-        events = self.read_results([offsets]).events()
-        return [events[offset] for offset in offsets]
-
-    def read_results(self, results: list[Sequence[int | None]]) -> Any:
-        """The events of results (each a list of refs, None for a missing event) read back
-        into the binding's ``ResultChunk``."""
         try:
-            return self.router.read_results(results)
+            events = self.router.read_results([offsets]).events()
         except OSError as exc:
             raise _spill_error(exc) from None
+        return [events[offset] for offset in offsets]
 
     def read_matches(self, found: Any, start: int, stop: int) -> Any:
         """Results ``start:stop`` of the binding's ``MatchResult``, their events read back,

@@ -77,11 +77,10 @@ impl SequenceMatcher {
         };
         let cancel = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&cancel);
-        let (done, finished) = std::sync::mpsc::channel();
+        let (done, mut finished) = std::sync::mpsc::channel();
         let worker = std::thread::spawn(move || {
             let _ = done.send(inner.finish_with(flag));
         });
-        let mut finished = finished;
         let result = loop {
             let wait = std::time::Duration::from_millis(10);
             // The receiver goes to the detached closure and back (it is Send, not Sync).
@@ -215,8 +214,7 @@ impl ResultChunk {
     fn matches(&self, py: Python<'_>) -> PyResult<Vec<MatchTuple>> {
         (0..self.ends.len())
             .map(|k| {
-                let start = if k == 0 { 0 } else { self.ends[k - 1] };
-                let refs: Vec<Option<u64>> = (self.refs[start..self.ends[k]].iter())
+                let refs: Vec<Option<u64>> = (self.result(k).iter())
                     .map(|e| e.map(|e| self.events[e].0))
                     .collect();
                 match_tuple(py, &refs, self.keys.get(k).map_or(&[], Vec::as_slice))
@@ -359,9 +357,7 @@ impl Spill {
         buf.drain(..HEADER);
         Ok((rank, line, buf))
     }
-}
 
-impl Spill {
     /// [`Spill::get`] of each of `offsets`, read in stretches: the candidates of a chunk of
     /// results were spilled near one another, and a read per candidate cost more than
     /// making their records.
