@@ -299,6 +299,71 @@ fn one_hit_per_matching_rule_sorted() {
     assert_eq!(report.files[0].hits, 4);
 }
 
+/// Rules with the same conditions and allowlist (a sequence's `with runs=N` stages) share
+/// one evaluation per line: each still has the hits, witnesses and allowlist counts it has
+/// alone, and a copy with another allowlist or branch order is judged on its own.
+#[test]
+fn rules_with_the_same_conditions_each_have_their_own_hits() {
+    let seed = RuleIr::from_json(SEED).unwrap();
+    let renamed = |id: &str, ir: &RuleIr| {
+        let mut ir = ir.clone();
+        ir.id = id.into();
+        ir.name = id.into();
+        ir.severity = "low".into();
+        for (k, b) in ir.branches.iter_mut().enumerate() {
+            b.name = format!("{id}-{k}");
+        }
+        ir
+    };
+    let mut allowed: serde_json::Value = serde_json::from_str(SEED).unwrap();
+    allowed["allowlist"] = serde_json::json!([{"node": "pred", "field": "destination.address",
+        "field_type": "keyword", "op": "eq_ci", "values": ["fd00:ec2::254"]}]);
+    let allowed = RuleIr::from_json(&allowed.to_string()).unwrap();
+    let mut reversed = seed.clone();
+    reversed.branches.reverse();
+    let rules = vec![
+        seed.clone(),
+        allowed.clone(),
+        renamed("twin", &seed),
+        reversed.clone(),
+        renamed("allowed-twin", &allowed),
+        renamed("twin-2", &seed),
+    ];
+    let engine = Engine::new(rules.clone()).unwrap();
+    let data = mixed_lines().join("\n");
+    for prefilter in [true, false] {
+        for threads in [1, 2] {
+            let opts = ScanOptions {
+                prefilter,
+                threads,
+                buffer_size: 64,
+                ..ScanOptions::default()
+            };
+            let report = engine.scan_bytes(data.as_bytes(), &opts);
+            for (k, rule) in rules.iter().enumerate() {
+                let alone = Engine::new(vec![rule.clone()]).unwrap();
+                let expected = alone.scan_bytes(data.as_bytes(), &opts);
+                assert!(!expected.hits.is_empty());
+                let hits = |r: &ScanReport, rule: usize| -> Vec<_> {
+                    (r.hits.iter())
+                        .filter(|h| h.rule == rule)
+                        .map(|h| (h.line, h.branch, h.witness.clone(), h.event.clone()))
+                        .collect()
+                };
+                assert_eq!(hits(&report, k), hits(&expected, 0), "rule {k}");
+                let allowlisted = |r: &ScanReport, rule: usize| -> Vec<_> {
+                    (r.files[0].allowlisted.iter())
+                        .filter(|((r, _), _)| *r == rule)
+                        .map(|((_, e), n)| (*e, *n))
+                        .collect()
+                };
+                assert_eq!(allowlisted(&report, k), allowlisted(&expected, 0));
+            }
+            assert_eq!(report.files[0].allowlisted.values().sum::<u64>(), 4);
+        }
+    }
+}
+
 /// Lines that hit, nearly hit, or hide the rule's literals behind escapes, case and other
 /// address spellings.
 fn mixed_lines() -> Vec<String> {

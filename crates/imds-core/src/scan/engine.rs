@@ -10,6 +10,7 @@ use crate::event::Projection;
 use crate::ir::RuleIr;
 use crate::prefilter::{Prefilter, RuleGate, PARALLEL_FROM};
 use rayon::prelude::*;
+use std::collections::hash_map::{Entry, HashMap};
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -33,12 +34,22 @@ impl Engine {
         let compiled = compiled?;
         let gate = (rules.len() > 1 && !prefilter.gates_rules()).then(|| RuleGate::new(&rules));
         let projection = Projection::by_rule(compiled.iter().map(CompiledRule::fields));
+        let same_as = same_as(&rules);
+        let mut twinned = vec![false; rules.len()];
+        same_as.iter().flatten().for_each(|&s| twinned[s] = true);
         Ok(Engine {
             rules: compiled,
             prefilter,
             gate,
             projection,
+            same_as,
+            twinned,
         })
+    }
+
+    /// Whether some later rule is the same as `rule` (takes its verdict on a line).
+    pub(super) fn has_twin(&self, rule: usize) -> bool {
+        self.twinned[rule]
     }
 
     /// An engine of rules given as IR JSON documents ([`RuleIr::from_json`], parsed side by
@@ -351,6 +362,26 @@ fn on_threads<T: Send>(threads: usize, work: impl FnOnce() -> T + Send) -> T {
         Some(pool) => pool.install(work),
         None => work(),
     }
+}
+
+/// Per rule: the first earlier rule with the same conditions (each branch's, in order) and
+/// allowlist, when there is one. Names, ids and severities are labels only.
+fn same_as(rules: &[RuleIr]) -> Vec<Option<usize>> {
+    let mut first: HashMap<String, usize> = HashMap::new();
+    (rules.iter().enumerate())
+        .map(|(k, rule)| {
+            let exprs: Vec<_> = rule.branches.iter().map(|b| &b.expr).collect();
+            // A rule that cannot be written out has no twin.
+            let key = serde_json::to_string(&(exprs, &rule.allowlist)).ok()?;
+            match first.entry(key) {
+                Entry::Occupied(e) => Some(*e.get()),
+                Entry::Vacant(e) => {
+                    e.insert(k);
+                    None
+                }
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -375,6 +375,8 @@ pub(super) struct LineScanner<'e> {
     projection: &'e Projection,
     /// `open` was filled by the prefilter for the current line (the gate need not run).
     opened: bool,
+    /// Scratch: the verdicts on the current line of the rules others are the same as.
+    twins: Vec<(usize, Verdict)>,
 }
 
 impl<'e> LineScanner<'e> {
@@ -398,6 +400,7 @@ impl<'e> LineScanner<'e> {
             open_rules: OpenRules::default(),
             scratch: Scratch::default(),
             opened: false,
+            twins: Vec::new(),
             forms,
             projection: forms
                 .and_then(HitForms::projection)
@@ -499,11 +502,21 @@ impl<'e> LineScanner<'e> {
                     self.stats.invalid_utf8 += 1;
                 }
                 let mut cache = LineCache::default();
+                self.twins.clear();
                 for (rule, compiled) in self.engine.rules.iter().enumerate() {
                     if gated && !self.open[rule] {
                         continue; // none of its needles in the line: it cannot match
                     }
-                    match compiled.judge_line(&parsed) {
+                    let same = self.engine.same_as[rule];
+                    let known = same.and_then(|s| self.twins.iter().find(|t| t.0 == s));
+                    let verdict = match known {
+                        Some((_, verdict)) => verdict.clone(),
+                        None => compiled.judge_line(&parsed),
+                    };
+                    if same.is_none() && self.engine.has_twin(rule) {
+                        self.twins.push((rule, verdict.clone()));
+                    }
+                    match verdict {
                         Verdict::Hit(m) => {
                             self.stats.hits += 1;
                             let at = (self.source, self.line_no, rule);

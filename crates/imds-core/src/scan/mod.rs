@@ -60,6 +60,11 @@ pub struct Engine {
     pub(super) gate: Option<RuleGate>,
     /// The fields all rules read: what a candidate line's parse builds.
     pub(super) projection: Projection,
+    /// Per rule: an earlier rule with the same branches' conditions and allowlist, whose
+    /// verdict on a line is its verdict too (a sequence's `with runs=60` stages).
+    pub(super) same_as: Vec<Option<usize>>,
+    /// Per rule: some later rule is the same as it.
+    twinned: Vec<bool>,
 }
 
 /// What one input's scan needs besides the reader.
