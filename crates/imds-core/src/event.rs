@@ -345,11 +345,11 @@ pub struct Projection {
 pub struct OpenRules(Vec<u64>);
 
 impl OpenRules {
-    /// Hold the rules `open` says are open (`open[r]`: rule `r`).
-    pub fn fill(&mut self, open: &[bool]) {
+    /// Hold the rules `open` lists, of `rules` rules.
+    pub fn fill(&mut self, open: &[usize], rules: usize) {
         self.0.clear();
-        self.0.resize(open.len().div_ceil(64), 0);
-        for (r, _) in open.iter().enumerate().filter(|(_, &o)| o) {
+        self.0.resize(rules.div_ceil(64), 0);
+        for &r in open {
             self.0[r / 64] |= 1 << (r % 64);
         }
     }
@@ -1905,7 +1905,8 @@ mod tests {
         let full = parse_line(line.as_bytes()).unwrap().unwrap();
         let parse = |open: &[bool]| {
             let mut rules = OpenRules::default();
-            rules.fill(open);
+            let list: Vec<usize> = (0..open.len()).filter(|&r| open[r]).collect();
+            rules.fill(&list, open.len());
             parse_line_for(line.as_bytes(), &projection, &rules)
                 .unwrap()
                 .unwrap()
@@ -1953,7 +1954,7 @@ mod tests {
             .unwrap();
         assert_eq!(all.doc, parse(&[true; 4]).doc);
         let mut none = OpenRules::default();
-        none.fill(&[false; 4]);
+        none.fill(&[], 4);
         let plain = Projection::new(["user"]);
         assert_eq!(
             parse_line_for(line.as_bytes(), &plain, &none)
@@ -1965,7 +1966,7 @@ mod tests {
         // Malformed as with the full parse, in a member no open rule reads.
         let bad = br#"{"process":{"name":"a"},"host":{"name":01}}"#;
         let mut first = OpenRules::default();
-        first.fill(&[true, false, false, false]);
+        first.fill(&[0], 4);
         assert_eq!(
             parse_line_for(bad, &projection, &first).unwrap_err().reason,
             malformed(bad)
@@ -2237,13 +2238,9 @@ mod tests {
             (values, numbers)
         };
         let mut scratch = Scratch::default();
-        for open in [
-            [true, true, true],
-            [true, false, false],
-            [false, true, true],
-        ] {
+        for open in [&[0, 1, 2][..], &[0], &[1, 2]] {
             let mut open_rules = OpenRules::default();
-            open_rules.fill(&open);
+            open_rules.fill(open, 3);
             for _ in 0..3 {
                 for line in lines {
                     let fresh = parse_line_for(line.as_bytes(), &projection, &open_rules);

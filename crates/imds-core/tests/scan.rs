@@ -758,3 +758,31 @@ fn open_lines_counts_the_lines_the_rule_gate_opens_each_rule_on() {
         assert_eq!(alone.open_lines(data.as_bytes()), vec![candidates]);
     }
 }
+
+/// A rule open on a line both through a branch's needles and through a branch without any
+/// (open on every line) is judged once: one hit, as with the prefilter off.
+#[test]
+fn a_rule_open_twice_on_a_line_hits_once() {
+    let rule = |id: &str, needle: &str| {
+        RuleIr::from_json(&format!(
+            r#"{{"ir_version":1,"id":"{id}","name":"{id}","branches":[
+                {{"name":"needle","expr":{{"node":"pred","field":"process.name","field_type":"keyword","op":"eq","values":["{needle}"]}}}},
+                {{"name":"any","expr":{{"node":"not","arg":{{"node":"pred","field":"process.name","field_type":"keyword","op":"eq","values":["zz-none"]}}}}}}]}}"#
+        ))
+        .unwrap()
+    };
+    let engine = Engine::new(vec![rule("a", "sshd"), rule("b", "bash")]).unwrap();
+    let data = "{\"process\":{\"name\":\"sshd\"}}\n{\"process\":{\"name\":\"cron\"}}\n";
+    for prefilter in [true, false] {
+        let opts = ScanOptions {
+            prefilter,
+            ..ScanOptions::default()
+        };
+        let report = engine.scan_bytes(data.as_bytes(), &opts);
+        assert_eq!(
+            hit_keys(&report),
+            [(0, 1, 0, 0), (0, 1, 1, 1), (0, 2, 0, 1), (0, 2, 1, 1)],
+            "prefilter {prefilter}"
+        );
+    }
+}

@@ -108,6 +108,8 @@ pub(super) struct CnfState {
     rule_mark: Vec<u32>,
     /// The units armed on this line.
     armed: Vec<u32>,
+    /// The rules a unit opened on this line.
+    opened: Vec<usize>,
     /// The chars the line's real escapes may spell (folded ASCII, a bit each; non-ASCII).
     escaped_ascii: u128,
     escaped_non_ascii: bool,
@@ -146,6 +148,7 @@ impl CnfState {
             self.stamp = 1;
         }
         self.armed.clear();
+        self.opened.clear();
         self.escaped_ascii = 0;
         self.escaped_non_ascii = false;
         self.ended = false;
@@ -310,6 +313,7 @@ impl Cnf {
             unit_mark: vec![0; self.unit_rule.len()],
             rule_mark: vec![0; self.rules],
             armed: Vec::new(),
+            opened: Vec::new(),
             escaped_ascii: 0,
             escaped_non_ascii: false,
             ended: false,
@@ -550,6 +554,7 @@ impl Cnf {
                     .all(|&c| self.holds(c as usize, st))
             {
                 st.rule_mark[r] = st.stamp;
+                st.opened.push(r);
                 st.open = true;
             }
         }
@@ -575,19 +580,21 @@ impl Cnf {
         holds
     }
 
-    /// Fill `open` (one flag per rule) for the line [`Cnf::first`] last stopped at, the rules
-    /// without clauses included.
-    pub(super) fn fill_open(&self, st: &CnfState, open: &mut Vec<bool>) {
+    /// Fill `open` with the rules open on the line [`Cnf::first`] last stopped at, in order,
+    /// the rules without clauses included: a list, as a line opens few of many rules.
+    pub(super) fn fill_open(&self, st: &CnfState, open: &mut Vec<usize>) {
         debug_assert!(st.ended || st.all, "the line's units are judged");
         open.clear();
         if st.all {
-            open.resize(self.rules, true);
+            open.extend(0..self.rules);
             return;
         }
-        open.extend(st.rule_mark.iter().map(|&m| st.open && m == st.stamp));
-        for &r in &self.always {
-            open[r] = true;
+        if st.open {
+            open.extend_from_slice(&st.opened);
         }
+        open.extend_from_slice(&self.always);
+        open.sort_unstable();
+        open.dedup();
     }
 }
 
@@ -734,12 +741,12 @@ mod tests {
         let second_line = hay.iter().position(|&b| b == b'\n').unwrap() + 1;
         assert!(first >= second_line);
         assert!(finder.fill_open(&mut open));
-        assert_eq!(open, [false, true]);
+        assert_eq!(open, [1]);
         let third = memchr::memrchr(b'\n', &hay).unwrap();
         let next = finder.find(&hay, third, hay.len()).unwrap();
         assert!(next > third);
         assert!(finder.fill_open(&mut open));
-        assert_eq!(open, [true, false]);
+        assert_eq!(open, [0]);
     }
 
     /// An unrelated second rule: the gate needs two.
@@ -825,11 +832,11 @@ mod tests {
         let at = finder.find(&hay, 0, hay.len()).unwrap();
         assert!(at >= second, "the first line holds no rule's two literals");
         assert!(finder.fill_open(&mut open));
-        assert_eq!(open, [false, true]);
+        assert_eq!(open, [1]);
         let third = memchr::memrchr(b'\n', &hay).unwrap();
         assert!(finder.find(&hay, third, hay.len()).is_some());
         assert!(finder.fill_open(&mut open));
-        assert_eq!(open, [true, true]);
+        assert_eq!(open, [0, 1]);
     }
 
     /// The open rules of each line `first` stops at, searching windows of a few lines as
@@ -845,7 +852,9 @@ mod tests {
                 Some(start) => {
                     let mut open = Vec::new();
                     cnf.fill_open(&st, &mut open);
-                    out.push((start, open));
+                    let mut flags = vec![false; cnf.rules];
+                    open.into_iter().for_each(|r| flags[r] = true);
+                    out.push((start, flags));
                     at = memchr::memchr(b'\n', &hay[start..]).map_or(hay.len(), |i| start + i);
                 }
                 None => at = end,

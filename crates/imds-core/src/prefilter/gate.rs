@@ -21,11 +21,12 @@ impl RuleGate {
         }
     }
 
-    /// `open[i]`: rule `i` may match `line` (set for every rule it cannot rule out).
-    pub fn open(&self, line: &[u8], open: &mut Vec<bool>) {
+    /// Fill `open` with the rules that may match `line`, in order (every rule it cannot rule
+    /// out).
+    pub fn open(&self, line: &[u8], open: &mut Vec<usize>) {
         let Some(cnf) = &self.cnf else {
             open.clear();
-            open.resize(self.rules, true); // no automaton: evaluate everything
+            open.extend(0..self.rules); // no automaton: evaluate everything
             return;
         };
         let mut st: CnfState = cnf.state();

@@ -328,9 +328,9 @@ impl Choice {
 }
 
 impl Finder<'_> {
-    /// With rule clauses, fill `open` (one flag per rule) for the line holding the position
-    /// `find` returned last, and return true; false without them.
-    pub fn fill_open(&self, open: &mut Vec<bool>) -> bool {
+    /// With rule clauses, fill `open` with the rules open (in order) on the line holding the
+    /// position `find` returned last, and return true; false without them.
+    pub fn fill_open(&self, open: &mut Vec<usize>) -> bool {
         match (&self.prefilter.cnf, &self.state) {
             (Some(cnf), Some(st)) => {
                 cnf.fill_open(st, open);
@@ -731,7 +731,7 @@ mod tests {
                 open
             })
         };
-        let expected: Vec<(usize, Vec<bool>)> = (lines.iter().enumerate())
+        let expected: Vec<(usize, Vec<usize>)> = (lines.iter().enumerate())
             .filter_map(|(i, l)| alone(l).map(|open| (i, open)))
             .collect();
         for windows in [&[1usize << 20][..], &[300, 5000, 70_000]] {

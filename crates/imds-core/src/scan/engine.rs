@@ -110,12 +110,12 @@ impl Engine {
                     Some(gate) => gate.open(line, &mut open),
                     None => {
                         open.clear();
-                        open.resize(self.rules.len(), true);
+                        open.extend(0..self.rules.len());
                     }
                 }
             }
-            for (count, &o) in counts.iter_mut().zip(&open) {
-                *count += u64::from(o);
+            for &r in &open {
+                counts[r] += 1;
             }
         }
         counts

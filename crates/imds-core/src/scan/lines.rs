@@ -363,8 +363,8 @@ pub(super) struct LineScanner<'e> {
     held: usize,
     /// With several rules and the prefilter on: which rules a candidate line can match.
     gate: Option<&'e RuleGate>,
-    /// Scratch: the rules the gate leaves open on the current line.
-    open: Vec<bool>,
+    /// Scratch: the rules the gate leaves open on the current line, in order.
+    open: Vec<usize>,
     /// Scratch: `open` as the parse takes it.
     open_rules: OpenRules,
     /// The buffers of the documents parsed before, for the next ones.
@@ -491,7 +491,7 @@ impl<'e> LineScanner<'e> {
         // Only the fields of the rules that can match the line are built (all of a hit's
         // forms' projection, which is by no rule).
         let open = gated.then(|| {
-            self.open_rules.fill(&self.open);
+            self.open_rules.fill(&self.open, self.engine.rules.len());
             &self.open_rules
         });
         let parsed = event::parse_line_reusing(line, self.projection, open, &mut self.scratch);
@@ -503,10 +503,14 @@ impl<'e> LineScanner<'e> {
                 }
                 let mut cache = LineCache::default();
                 self.twins.clear();
-                for (rule, compiled) in self.engine.rules.iter().enumerate() {
-                    if gated && !self.open[rule] {
-                        continue; // none of its needles in the line: it cannot match
-                    }
+                // Only the open rules: the others' needles are not all in the line.
+                let mut open = std::mem::take(&mut self.open);
+                if !gated {
+                    open.clear();
+                    open.extend(0..self.engine.rules.len());
+                }
+                for &rule in &open {
+                    let compiled = &self.engine.rules[rule];
                     let same = self.engine.same_as[rule];
                     let known = same.and_then(|s| self.twins.iter().find(|t| t.0 == s));
                     let verdict = match known {
@@ -541,6 +545,7 @@ impl<'e> LineScanner<'e> {
                         Verdict::Miss => {}
                     }
                 }
+                self.open = open;
                 self.scratch.recycle(parsed);
             }
             Ok(None) => {}

@@ -198,7 +198,8 @@ pub fn projection_verdict(bytes: &[u8], fields: &[&str]) -> Result<(), String> {
 pub fn open_rules_verdict(bytes: &[u8], rules: &[Vec<&str>], open: &[bool]) -> Result<(), String> {
     let projection = Projection::by_rule(rules.iter().map(|r| r.iter().copied()));
     let mut open_rules = OpenRules::default();
-    open_rules.fill(open);
+    let list: Vec<usize> = (0..open.len()).filter(|&r| open[r]).collect();
+    open_rules.fill(&list, open.len());
     let parsed = parse_line_for(bytes, &projection, &open_rules);
     let fields: Vec<&str> = (rules.iter().zip(open))
         .filter(|(_, &o)| o)
