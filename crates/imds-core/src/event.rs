@@ -1438,25 +1438,27 @@ where
 
 /// The rest of `path` when `key`, split on `.`, is a prefix of it.
 /// (Path parts hold no `.`; compared as prefixes, so most keys are ruled out by a byte or two.)
-fn strip_key<'p, S: AsRef<str>>(mut key: &str, path: &'p [S]) -> Option<&'p [S]> {
+fn strip_key<'p, S: AsRef<str>>(key: &str, path: &'p [S]) -> Option<&'p [S]> {
+    let mut key = key.as_bytes();
     let mut rest = path;
     loop {
         let (first, tail) = rest.split_first()?;
-        let first = first.as_ref();
-        // Most keys differ at their first byte: ruled out without a comparison call.
-        if first
-            .as_bytes()
-            .first()
-            .is_some_and(|b| Some(b) != key.as_bytes().first())
+        let first = first.as_ref().as_bytes();
+        let n = first.len();
+        // Most keys differ at their first byte, or at the byte after the part (the key's end
+        // or a `.`): ruled out without a comparison call.
+        if first.first().is_some_and(|b| Some(b) != key.first())
+            || key.len() < n
+            || (key.len() > n && key[n] != b'.')
+            || key[..n] != *first
         {
             return None;
         }
-        let after = key.strip_prefix(first)?;
         rest = tail;
-        if after.is_empty() {
+        if key.len() == n {
             return Some(rest);
         }
-        key = after.strip_prefix('.')?;
+        key = &key[n + 1..];
     }
 }
 
