@@ -2299,6 +2299,49 @@ mod tests {
         let wide = format!("{{\"a\":[{}]}}", vec![nested(MAX_NESTING - 3); 3].join(","));
         assert_eq!(values(&wide, "a.a"), ["1", "1", "1"]);
     }
+
+    /// A key matches the path's first parts when, split on `.`, they are its parts: the
+    /// rest of the path after them.
+    #[test]
+    fn a_key_strips_the_path_parts_it_spells() {
+        let plain = |key: &str, path: &[&str]| -> Option<usize> {
+            let parts: Vec<&str> = key.split('.').collect();
+            (path.len() >= parts.len() && path[..parts.len()] == parts[..])
+                .then(|| path.len() - parts.len())
+        };
+        let path = ["process", "parent", "name"];
+        for key in [
+            "process",
+            "process.parent",
+            "process.parent.name",
+            "process.parent.name.x",
+            "processx",
+            "processxparent",
+            "proces",
+            "process.",
+            "process.par",
+            "process.parentx",
+            "p",
+            "",
+            "parent",
+            ".process",
+            "process..parent",
+            "process.parent.",
+            "Process",
+        ] {
+            let got = strip_key(key, &path).map(|rest| rest.len());
+            assert_eq!(got, plain(key, &path), "{key:?}");
+        }
+        // Empty parts (a field written with `..`) are parts too.
+        let path = ["a", "", "b"];
+        for key in ["a", "a.", "a..b", "a.b", "a..", ""] {
+            assert_eq!(
+                strip_key(key, &path).map(<[_]>::len),
+                plain(key, &path),
+                "{key:?}"
+            );
+        }
+    }
 }
 
 #[cfg(test)]
