@@ -3,7 +3,7 @@
 
 use super::lines::LineScanner;
 use super::source::{self, Compression, Counted, Input};
-use super::{failed, open_file, Engine, ScanEvent, ScanOptions, ScanReport, Stream};
+use super::{failed, open_file, Engine, ScanEvent, ScanOptions, ScanReport, Stream, Twin};
 use crate::error::{InputError, InputErrorKind};
 use crate::eval::CompiledRule;
 use crate::event::Projection;
@@ -34,22 +34,13 @@ impl Engine {
         let compiled = compiled?;
         let gate = (rules.len() > 1 && !prefilter.gates_rules()).then(|| RuleGate::new(&rules));
         let projection = Projection::by_rule(compiled.iter().map(CompiledRule::fields));
-        let same_as = same_as(&rules);
-        let mut twinned = vec![false; rules.len()];
-        same_as.iter().flatten().for_each(|&s| twinned[s] = true);
         Ok(Engine {
             rules: compiled,
             prefilter,
             gate,
             projection,
-            same_as,
-            twinned,
+            twins: twins(&rules),
         })
-    }
-
-    /// Whether some later rule is the same as `rule` (takes its verdict on a line).
-    pub(super) fn has_twin(&self, rule: usize) -> bool {
-        self.twinned[rule]
     }
 
     /// An engine of rules given as IR JSON documents ([`RuleIr::from_json`], parsed side by
@@ -364,24 +355,28 @@ fn on_threads<T: Send>(threads: usize, work: impl FnOnce() -> T + Send) -> T {
     }
 }
 
-/// Per rule: the first earlier rule with the same conditions (each branch's, in order) and
-/// allowlist, when there is one. Names, ids and severities are labels only.
-fn same_as(rules: &[RuleIr]) -> Vec<Option<usize>> {
+/// Per rule: its place among the rules with the same conditions (each branch's, in order)
+/// and allowlist. Names, ids and severities are labels only.
+fn twins(rules: &[RuleIr]) -> Vec<Twin> {
     let mut first: HashMap<String, usize> = HashMap::new();
-    (rules.iter().enumerate())
-        .map(|(k, rule)| {
-            let exprs: Vec<_> = rule.branches.iter().map(|b| &b.expr).collect();
-            // A rule that cannot be written out has no twin.
-            let key = serde_json::to_string(&(exprs, &rule.allowlist)).ok()?;
-            match first.entry(key) {
-                Entry::Occupied(e) => Some(*e.get()),
-                Entry::Vacant(e) => {
-                    e.insert(k);
-                    None
-                }
+    let mut twins = vec![Twin::Alone; rules.len()];
+    for (k, rule) in rules.iter().enumerate() {
+        let exprs: Vec<_> = rule.branches.iter().map(|b| &b.expr).collect();
+        // A rule that cannot be written out has no twin.
+        let Ok(key) = serde_json::to_string(&(exprs, &rule.allowlist)) else {
+            continue;
+        };
+        match first.entry(key) {
+            Entry::Occupied(e) => {
+                twins[*e.get()] = Twin::First;
+                twins[k] = Twin::Of(*e.get());
             }
-        })
-        .collect()
+            Entry::Vacant(e) => {
+                e.insert(k);
+            }
+        }
+    }
+    twins
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! the per-stream scanner that walks lines through the prefilter, the parser and the rules.
 
 use super::forms::LineCache;
-use super::{hit_bytes, Engine, FileStats, Hit, HitForms, ScanOptions, ScanReport, Stream};
+use super::{hit_bytes, Engine, FileStats, Hit, HitForms, ScanOptions, ScanReport, Stream, Twin};
 use crate::eval::Verdict;
 use crate::event::{self, OpenRules, Projection, Scratch};
 use crate::prefilter::RuleGate;
@@ -511,13 +511,16 @@ impl<'e> LineScanner<'e> {
                 }
                 for &rule in &open {
                     let compiled = &self.engine.rules[rule];
-                    let same = self.engine.same_as[rule];
-                    let known = same.and_then(|s| self.twins.iter().find(|t| t.0 == s));
+                    let twin = self.engine.twins[rule];
+                    let known = match twin {
+                        Twin::Of(first) => self.twins.iter().find(|t| t.0 == first),
+                        _ => None,
+                    };
                     let verdict = match known {
                         Some((_, verdict)) => verdict.clone(),
                         None => compiled.judge_line(&parsed),
                     };
-                    if same.is_none() && self.engine.has_twin(rule) {
+                    if twin == Twin::First {
                         self.twins.push((rule, verdict.clone()));
                     }
                     match verdict {

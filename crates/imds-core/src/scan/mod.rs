@@ -60,11 +60,20 @@ pub struct Engine {
     pub(super) gate: Option<RuleGate>,
     /// The fields all rules read: what a candidate line's parse builds.
     pub(super) projection: Projection,
-    /// Per rule: an earlier rule with the same branches' conditions and allowlist, whose
-    /// verdict on a line is its verdict too (a sequence's `with runs=60` stages).
-    pub(super) same_as: Vec<Option<usize>>,
-    /// Per rule: some later rule is the same as it.
-    twinned: Vec<bool>,
+    /// Per rule: its place among rules with the same branches' conditions and allowlist,
+    /// which share one verdict per line (a sequence's `with runs=60` stages).
+    pub(super) twins: Vec<Twin>,
+}
+
+/// A rule's place among the rules with its conditions ([`Engine::twins`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Twin {
+    /// No other rule has them.
+    Alone,
+    /// The first of several: its verdict on a line is kept for the others.
+    First,
+    /// A later one: the verdict of this earlier rule is its own.
+    Of(usize),
 }
 
 /// What one input's scan needs besides the reader.
