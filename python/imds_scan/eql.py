@@ -412,6 +412,9 @@ _PRED_OPS = {
     "contains_ci": "contains_ci",
     "cidr_match": "cidr",
 }
+# On a field, with a literal: Elasticsearch's wildcard query, `*` before the literal (as
+# written) and what after it.
+_AS_WILDCARD_QUERY = {"stringcontains": "*", "endswith": ""}
 _ORDINALS = ("first", "second", "third", "fourth", "fifth")
 _ARITY_WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
 
@@ -1250,6 +1253,12 @@ class _Parser:
         values = [a.value[0] for a in rest]
         field = first.value
         ftype = self.field_type(field)
+        if name in _AS_WILDCARD_QUERY and any(c in values[0] for c in "*?\\"):
+            # Elasticsearch sends `*lit*` / `*lit` as a wildcard query, unescaped: there
+            # `*`, `?` and `\` in the literal are the query's own (QueryTranslator).
+            self.pred(field, ftype, op, values, ast.tok, canonical + "~" * insensitive)
+            op = "wildcard_query_ci" if insensitive else "wildcard_query"
+            return _pred(field, ftype, op, ["*" + values[0] + _AS_WILDCARD_QUERY[name]])
         if name == "cidrmatch" and _category(ftype) not in ("ip", "string"):
             # Elasticsearch's verifier: cidrMatch reads an address or a string.
             n = len(ast.args)
