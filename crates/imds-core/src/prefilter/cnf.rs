@@ -19,10 +19,8 @@
 use super::clauses::{clause_cost, clauses, confirm, Check, Clause};
 use super::grams::Grams;
 use super::search::real_escape;
+use super::table::Table;
 use crate::ir::RuleIr;
-use aho_corasick::automaton::Automaton;
-use aho_corasick::dfa::DFA;
-use aho_corasick::{Anchored, MatchKind, StartKind};
 use std::collections::HashMap;
 
 /// A unit keeps its rarest clauses only: a common literal (`process`, `start`) found on most
@@ -37,10 +35,11 @@ const MAX_CLAUSES: usize = 6;
 const USELESS: f64 = 2.0;
 
 /// Above this many patterns the gram searcher replaces the DFA (memory). Measured on the 795
-/// single-event Elastic rules (6,790 patterns): the DFA is 34 MB and takes 0.1-0.2 s to
-/// build, the grams under 1 MB and 0.03 s, yet the DFA's four lanes still scan faster (a
-/// 100 MB slice in 0.78 s against 0.94 s: the needles match about once every 26 bytes, so
-/// the grams verify a tenth of the positions); with fewer rules the DFA wins by more.
+/// single-event Elastic rules (6,790 patterns): the DFA is 19 MB ([`Table`]) and takes under
+/// 0.1 s to build, the grams under 1 MB and 0.03 s, yet the DFA's four lanes still scan faster
+/// (a 100 MB slice in 0.78 s against 0.94 s, with the crate's DFA: the needles match about
+/// once every 26 bytes, so the grams verify a tenth of the positions); with fewer rules the
+/// DFA wins by more.
 const DFA_LIMIT: usize = 20_000;
 
 /// Stretches of lines the DFA walks side by side. One walk waits on each transition's load
@@ -58,7 +57,7 @@ const WALK_AHEAD: usize = 256 << 10;
 #[derive(Debug, Clone)]
 enum Searcher {
     /// Walked by hand, in lanes ([`Cnf::walk`]).
-    Dfa(Box<DFA>),
+    Dfa(Box<Table>),
     /// Too many patterns for a DFA that fits the caches.
     Grams(Box<Grams>),
 }
@@ -274,15 +273,7 @@ impl Cnf {
         patterns.push(b"\\u".to_vec());
         patterns.push(b"\\/".to_vec());
         let ac = if patterns.len() <= dfa_limit {
-            // No prefilter: the walk never leaves the loop, and `"` starts many needles.
-            let dfa = DFA::builder()
-                .match_kind(MatchKind::Standard)
-                .ascii_case_insensitive(true)
-                .prefilter(false)
-                .start_kind(StartKind::Unanchored)
-                .build(&patterns)
-                .ok()?;
-            Searcher::Dfa(Box::new(dfa))
+            Searcher::Dfa(Box::new(Table::new(&patterns)?))
         } else {
             Searcher::Grams(Box::new(Grams::new(&patterns)))
         };
@@ -419,8 +410,8 @@ impl Cnf {
     /// (within a line in any order). No needle holds a `\n`, so the DFA's
     /// window is cut at line ends into lanes walked side by side, each from the start state.
     fn walk(&self, hay: &[u8], from: usize, to: usize, st: &mut CnfState) {
-        let dfa = match &self.ac {
-            Searcher::Dfa(dfa) => dfa,
+        let table = match &self.ac {
+            Searcher::Dfa(table) => table,
             Searcher::Grams(grams) => return grams.find(hay, from, to, &mut st.found),
         };
         let mut bounds = [to; LANES + 1];
@@ -430,9 +421,7 @@ impl Cnf {
             let target = (from + k * (to - from) / lanes).max(bounds[k - 1]);
             bounds[k] = memchr::memchr(b'\n', &hay[target..to]).map_or(to, |i| target + i);
         }
-        let Ok(start) = dfa.start_state(Anchored::No) else {
-            return;
-        };
+        let start = table.start();
         let mut lane_found = std::mem::take(&mut st.lanes);
         lane_found.iter_mut().for_each(Vec::clear);
         let mut sid = [start; LANES];
@@ -446,14 +435,14 @@ impl Cnf {
                 std::array::from_fn(|k| &hay[bounds[k]..bounds[k] + common]);
             let [mut s0, mut s1, mut s2, mut s3] = sid;
             for j in 0..common {
-                s0 = dfa.next_state(Anchored::No, s0, a[j]);
-                s1 = dfa.next_state(Anchored::No, s1, b[j]);
-                s2 = dfa.next_state(Anchored::No, s2, c[j]);
-                s3 = dfa.next_state(Anchored::No, s3, d[j]);
-                if dfa.is_special(s0.min(s1).min(s2).min(s3)) {
+                s0 = table.next(s0, a[j]);
+                s1 = table.next(s1, b[j]);
+                s2 = table.next(s2, c[j]);
+                s3 = table.next(s3, d[j]);
+                if Table::is_match(s0 | s1 | s2 | s3) {
                     for (k, s) in [s0, s1, s2, s3].into_iter().enumerate() {
-                        if dfa.is_special(s) {
-                            record(dfa, s, bounds[k] + j + 1, &mut lane_found[k]);
+                        if Table::is_match(s) {
+                            table.record(s, bounds[k] + j + 1, &mut lane_found[k]);
                         }
                     }
                 }
@@ -464,9 +453,9 @@ impl Cnf {
         for k in 0..lanes {
             let rest = bounds[k] + done;
             for (i, &byte) in hay[rest..bounds[k + 1]].iter().enumerate() {
-                sid[k] = dfa.next_state(Anchored::No, sid[k], byte);
-                if dfa.is_special(sid[k]) {
-                    record(dfa, sid[k], rest + i + 1, &mut lane_found[k]);
+                sid[k] = table.next(sid[k], byte);
+                if Table::is_match(sid[k]) {
+                    table.record(sid[k], rest + i + 1, &mut lane_found[k]);
                 }
             }
             st.found.extend_from_slice(&lane_found[k]);
@@ -648,23 +637,6 @@ pub(super) fn units(rules: &[RuleIr]) -> (Vec<(u32, Vec<Clause>)>, Vec<usize>) {
         }
     }
     (units, always)
-}
-
-/// Push the matches of the DFA's match state `sid`, reached on the byte before `end`.
-#[cold]
-fn record(
-    dfa: &DFA,
-    sid: aho_corasick::automaton::StateID,
-    end: usize,
-    out: &mut Vec<(usize, usize, u32)>,
-) {
-    if !dfa.is_match(sid) {
-        return; // the dead state: never reached by an unanchored search
-    }
-    for i in 0..dfa.match_len(sid) {
-        let pattern = dfa.match_pattern(sid, i);
-        out.push((end - dfa.pattern_len(pattern), end, pattern.as_u32()));
-    }
 }
 
 #[cfg(test)]

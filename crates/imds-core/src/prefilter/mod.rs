@@ -48,6 +48,7 @@ mod needles;
 mod pair;
 mod raw_endpoint;
 mod search;
+mod table;
 #[cfg(test)]
 mod test_ir;
 
