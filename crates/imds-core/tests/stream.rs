@@ -352,6 +352,68 @@ fn cancel_mid_stream_stops_with_whole_hits_in_order() {
     }
 }
 
+/// Cancelled in the middle of a file cut into regions: the head region stops part-way while
+/// the regions after it have hits already (parked, or stopped too). Their lines cannot be
+/// placed (the head's lines after the stop are not counted): only the file's first part is
+/// handed out, each hit at its own line, and its statistics end where that part ends.
+#[test]
+fn a_cancelled_region_drops_the_regions_after_it() {
+    let dir = TempDir::new("cancel-regions");
+    let data = content(40_000, 3);
+    let path = dir.0.join("big.ndjson");
+    std::fs::write(&path, &data).unwrap();
+    let engine = engine();
+    for round in 0..3 {
+        let opts = ScanOptions {
+            threads: 3,
+            buffer_size: 4096,
+            ..ScanOptions::default()
+        };
+        let cancel = AtomicBool::new(false);
+        let (seen, cancelled) = stream(
+            &engine,
+            vec![Input::Path(path.clone())],
+            &opts,
+            16 << 20,
+            &cancel,
+            &AtomicU64::new(0),
+            |seen| {
+                if seen.hits.len() == 2 {
+                    // The head stops at its next chunk; meanwhile the other threads scan
+                    // and park the regions after it.
+                    cancel.store(true, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            },
+        );
+        assert!(cancelled, "round {round}");
+        // Each hit's event carries its line's index.
+        for (_, line, _, _, event) in &seen.hits {
+            let n: u64 = event
+                .split("\"n\":")
+                .nth(1)
+                .and_then(|rest| rest.split('}').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap();
+            assert_eq!(*line, n + 1, "round {round}: {event}");
+        }
+        let (_, stats) = &seen.files[0];
+        let error = stats
+            .error
+            .as_ref()
+            .expect("the file says it was cut short");
+        // The lines and bytes counted are the file's first lines, whole.
+        let head = data
+            .split(|&b| b == b'\n')
+            .take(stats.lines as usize)
+            .map(|l| l.len() as u64 + 1)
+            .sum::<u64>();
+        assert_eq!(stats.bytes, head, "round {round}: {error:?}");
+        assert!(stats.lines < 40_000, "round {round}");
+        assert_eq!(stats.hits, seen.hits.len() as u64, "round {round}");
+    }
+}
+
 /// The hits of a scan made with [`HitForms`] (records, rows, the hit kept), in order.
 fn formed(engine: &Engine, path: &std::path::Path, threads: usize, forms: &HitForms) -> Vec<Hit> {
     let opts = ScanOptions {

@@ -41,6 +41,9 @@ impl Engine {
         let mut total = LineScanner::new(self, source, opts, scan.forms);
         let mut cancelled = false;
         let mut first = at_start;
+        // The bytes of the lines scanned: on cancel, what was read past them is not.
+        let mut scanned = 0u64;
+        let consumed = |c: &Chunk| c.long.map_or(c.len as u64, |len| len + 1);
         if workers <= 1 {
             let mut chunk = Chunk::new(size);
             loop {
@@ -55,6 +58,7 @@ impl Engine {
                     Some(len) => total.skipped_line(len),
                     None => total.lines(chunk.bytes(), first),
                 }
+                scanned += consumed(&chunk);
                 total.offer(scan);
                 if input.idle {
                     total.idle(scan);
@@ -114,6 +118,7 @@ impl Engine {
                 for part in parts {
                     total.absorb(part);
                 }
+                scanned += batch[..filled].iter().map(consumed).sum::<u64>();
                 total.offer(scan);
                 let next_filled = if waits {
                     total.idle(scan);
@@ -127,8 +132,13 @@ impl Engine {
                 first = false;
             }
         }
-        total.stats.bytes = input.bytes;
-        (total, cancelled || input.cancelled, input.error.take())
+        let cancelled = cancelled || input.cancelled;
+        total.stats.bytes = if cancelled {
+            scanned.min(input.bytes)
+        } else {
+            input.bytes
+        };
+        (total, cancelled, input.error.take())
     }
 }
 

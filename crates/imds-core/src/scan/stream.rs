@@ -162,10 +162,16 @@ impl<'e> Sequencer<'e> {
                 cancelled,
                 last,
             } => {
-                self.emit(&mut hits);
+                // After a region stopped part-way, the lines before this one are not all
+                // counted: its hits could not be placed, so the input ends there.
+                let cut = lock(&self.order).regions.as_ref().is_some_and(|r| r.2);
+                if !cut {
+                    self.emit(&mut hits);
+                }
                 let mut order = lock(&self.order);
                 let merged = match order.regions.take() {
                     None => (*part, lines, cancelled),
+                    Some(before) if before.2 => before,
                     Some((mut stats, base, was)) => {
                         absorb_stats(&mut stats, *part, base, self.max_examples);
                         (stats, base + lines, was || cancelled)
