@@ -99,6 +99,11 @@ def test_gzip_and_zstd_found_by_magic_bytes(
     encoded = {
         "gz-one-member.log": gzip.compress(data),
         "gz-two-members.ndjson": gzip.compress(data[:half]) + gzip.compress(data[half:]),
+        # Zero padding between and after members is skipped (as gzip -d does).
+        "gz-zero-padded.ndjson": gzip.compress(data[:half])
+        + bytes(100)
+        + gzip.compress(data[half:])
+        + bytes(1000),
         "zst-two-frames.gz": zstandard.ZstdCompressor().compress(data[:half])
         + zstandard.ZstdCompressor(write_checksum=True).compress(data[half:]),
         "plain.zst": data,  # the extension says nothing

@@ -2,7 +2,7 @@
 //! (multi-member) and zstd (multi-frame) are recognised by their magic bytes, never by the
 //! file name; everything else is scanned as plain NDJSON.
 
-use std::io::{self, BufReader, Chain, Cursor, ErrorKind, Read, Seek};
+use std::io::{self, BufRead, BufReader, Chain, Cursor, ErrorKind, Read, Seek};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -330,11 +330,51 @@ impl<R: Read> Read for Capped<R> {
 }
 
 /// A gzip decoder that reads every member of a multi-member file (as `gzip -d` does).
-pub fn gzip<R: Read>(input: R) -> Capped<flate2::read::MultiGzDecoder<BufReader<R>>> {
-    Capped(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
-        COMPRESSED_READ,
-        input,
-    )))
+pub fn gzip<R: Read>(input: R) -> Capped<GzMembers<R>> {
+    let input = BufReader::with_capacity(COMPRESSED_READ, input);
+    Capped(GzMembers {
+        member: Some(flate2::bufread::GzDecoder::new(input)),
+    })
+}
+
+/// Gzip members one after another. Zero bytes after a member are padding (tape and block
+/// devices leave it), skipped as Python's `gzip` module and `gzip -d` skip them: the
+/// reference engine reads such a file whole.
+pub struct GzMembers<R: Read> {
+    /// The member being decoded; `None` at the end.
+    member: Option<flate2::bufread::GzDecoder<BufReader<R>>>,
+}
+
+impl<R: Read> Read for GzMembers<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        while let Some(member) = self.member.as_mut() {
+            let n = member.read(buf)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            // The member ended: the next one starts at the first byte that is not padding.
+            let Some(member) = self.member.take() else {
+                break;
+            };
+            let mut input = member.into_inner();
+            loop {
+                let rest = input.fill_buf()?;
+                let zeros = rest.iter().take_while(|&&b| b == 0).count();
+                if rest.is_empty() {
+                    return Ok(0);
+                }
+                if zeros == 0 {
+                    break;
+                }
+                input.consume(zeros);
+            }
+            self.member = Some(flate2::bufread::GzDecoder::new(input));
+        }
+        Ok(0)
+    }
 }
 
 /// A zstd decoder that reads every frame (skippable frames are skipped).
@@ -388,6 +428,40 @@ mod tests {
         let mut out = String::new();
         zstd(&zs[..]).unwrap().read_to_string(&mut out).unwrap();
         assert_eq!(out, "one\ntwo\n");
+    }
+
+    #[test]
+    fn zero_padding_after_a_gzip_member_is_skipped_and_other_bytes_are_not() {
+        let member = |text: &[u8]| {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(text).unwrap();
+            enc.finish().unwrap()
+        };
+        let decode = |data: &[u8]| {
+            let mut out = Vec::new();
+            gzip(data).read_to_end(&mut out).map(|_| out)
+        };
+        // Padding between members and at the end; more than one buffer of it.
+        let mut gz = member(b"one\n");
+        gz.extend(vec![0; 100]);
+        gz.extend(member(b"two\n"));
+        gz.extend(vec![0; COMPRESSED_READ + 3]);
+        assert_eq!(decode(&gz).unwrap(), b"one\ntwo\n");
+        // Anything else after a member is no member: an error, after what came before.
+        let mut bad = member(b"one\n");
+        bad.extend(b"\0\0not a gzip member");
+        let mut out = Vec::new();
+        let mut reader = gzip(&bad[..]);
+        let mut buf = [0u8; 64];
+        let err = loop {
+            match reader.read(&mut buf) {
+                Ok(0) => panic!("junk after a member was read as the end"),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(out, b"one\n");
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     }
 
     #[test]
