@@ -60,23 +60,21 @@ PID_GT_5 = pred("pid", "long", "gt", "5")
             },
         ),
         (
+            # `not` over the expression, outside the loop over a's values.
             "(length(a) > 1) == false",
-            {
-                "node": "expr",
-                "text": "(length(a) > 1) == false",
-                "expr": {
-                    "fn": "not",
-                    "args": [
-                        {
-                            "fn": "gt",
-                            "args": [
-                                {"fn": "length", "args": [{"field": "a", "field_type": "keyword"}]},
-                                {"lit": 1},
-                            ],
-                        }
-                    ],
-                },
-            },
+            not_(
+                {
+                    "node": "expr",
+                    "text": "length(a) > 1",
+                    "expr": {
+                        "fn": "gt",
+                        "args": [
+                            {"fn": "length", "args": [{"field": "a", "field_type": "keyword"}]},
+                            {"lit": 1},
+                        ],
+                    },
+                }
+            ),
         ),
         # A plain boolean field is not rewritten: it stays a pred over the field.
         ("flag == false", pred("flag", "boolean", "eq", "false")),

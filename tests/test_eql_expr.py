@@ -107,7 +107,6 @@ PID, PPID, A, B = f("pid", "long"), f("ppid", "long"), f("a"), f("b")
         ('string(pid) regex "1"', fn("regex", fn("string", PID), lit("1"))),
         ('string(pid) regex~ "a"', fn("regex_ci", fn("string", PID), lit("a"))),
         # `not in` over an expression folds into it.
-        ('a not in ("x", b)', fn("not", fn("in", A, lit("x"), B))),
         # Booleans: bare boolean fields and literals, comparisons of boolean results.
         ("flag", f("flag", "boolean")),
         ("true", lit(True)),
@@ -138,7 +137,6 @@ PID, PPID, A, B = f("pid", "long"), f("ppid", "long"), f("a"), f("b")
         ("add(1, 2) == 3", fn("eq", fn("add", lit(1), lit(2)), lit(3))),
         # `x == null` on an expression is Elasticsearch's IsNull, never null itself.
         ("length(a) == null", fn("is_null", fn("length", A))),
-        ("null != length(a)", fn("not", fn("is_null", fn("length", A)))),
         ("pid < null", fn("lt", PID, lit(None))),
     ],
 )
@@ -174,15 +172,29 @@ def test_typed_literals_in_expressions() -> None:
     )
 
 
-def test_not_folds_into_an_expression_and_keeps_its_text() -> None:
+def not_(arg: dict[str, Any]) -> dict[str, Any]:
+    return {"node": "not", "arg": arg}
+
+
+def test_not_over_an_expression_stays_outside_it() -> None:
+    """Elasticsearch's script loops over the values and negates the loop's answer
+    (Scripts.docValuesRewrite): the `not` is a node over the `expr`, not folded into it."""
     gt = fn("gt", fn("length", A), lit(3))
-    assert parse_condition("not length(a) > 3") == expr("not length(a) > 3", fn("not", gt))
-    assert parse_condition("not (length(a) > 3)") == expr("not (length(a) > 3)", fn("not", gt))
+    assert parse_condition("not length(a) > 3") == not_(expr("length(a) > 3", gt))
+    assert parse_condition("not (length(a) > 3)") == not_(expr("length(a) > 3", gt))
     assert parse_condition("not not length(a) > 3") == expr("length(a) > 3", gt)
-    assert parse_condition("not (not length(a) > 3)") == expr("not (not length(a) > 3)", gt)
-    assert parse_condition("not flag", field_types=TYPES) == expr(
-        "not flag", fn("not", f("flag", "boolean"))
+    assert parse_condition("not (not length(a) > 3)") == expr("length(a) > 3", gt)
+    assert parse_condition("not flag", field_types=TYPES) == not_(
+        expr("flag", f("flag", "boolean"))
     )
+    assert parse_condition('a not in ("x", b)') == not_(
+        expr('a in ("x", b)', fn("in", A, lit("x"), B))
+    )
+    # `x != null` is `not` over `x == null`, whichever side the null is on.
+    is_null = fn("is_null", fn("length", A))
+    for text in ("null != length(a)", "length(a) != null"):
+        assert parse_condition(text) == not_(expr("length(a) == null", is_null)), text
+    assert parse_condition("length(a) == null") == expr("length(a) == null", is_null)
     # Over and/or the `not` stays a node.
     assert parse_condition('not (length(a) > 3 and b == "x")') == {
         "node": "not",

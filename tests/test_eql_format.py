@@ -93,16 +93,24 @@ def _fields(value: dict[str, Any], out: dict[str, str]) -> dict[str, str]:
             ],
         },
         {
-            "fn": "not",
+            # A `not` at the top of an expression has no EQL form (EQL's `not` over an
+            # expression is a `not` node, outside the values' loop): here it is below `==`.
+            "fn": "eq",
             "args": [
                 {
-                    "fn": "in_ci",
+                    "fn": "not",
                     "args": [
-                        {"fn": "string", "args": [{"field": "pid", "field_type": "long"}]},
-                        {"lit": "x"},
-                        {"field": "b", "field_type": "keyword"},
+                        {
+                            "fn": "in_ci",
+                            "args": [
+                                {"fn": "string", "args": [{"field": "pid", "field_type": "long"}]},
+                                {"lit": "x"},
+                                {"field": "b", "field_type": "keyword"},
+                            ],
+                        }
                     ],
-                }
+                },
+                {"field": "flag", "field_type": "boolean"},
             ],
         },
         {

@@ -1128,13 +1128,12 @@ class _Parser:
             if node["node"] == "not":
                 inner: Node = node["arg"]  # `not (a != 1)` is `a == 1`
                 return inner
-            if node["node"] == "expr":  # folded into the expression, as Elasticsearch does
-                value = node["expr"]
-                if value.get("fn") == "not":
-                    value = value["args"][0]
-                else:
-                    value = {"fn": "not", "args": [value]}
-                return self.at({"node": "expr", "text": self.src(ast), "expr": value}, ast.tok)
+            # Over an expression too: Elasticsearch's script loops over the fields' values
+            # and negates the loop's answer (Scripts.docValuesRewrite puts `not` outside), so
+            # `not length(a) > 3` holds when `a` is missing or no value is longer than 3.
+            if node["node"] == "expr" and node["text"] == self.src(ast):
+                # `a not in (...)`: the source text is the negation's, not the expression's.
+                node = {**node, "text": _render(node["expr"], 0)}
             return self.at({"node": "not", "arg": node}, ast.tok)
         return self.at(self.leaf(ast), ast.first)
 
@@ -1198,6 +1197,12 @@ class _Parser:
                 f"condition expression needs to be boolean, found [{vtype}] ([{self.src(ast)}])",
                 ast.first,
             )
+        if kind == "bin" and ast.value == "!=" and value.get("fn") == "not":
+            # `x != null` is `not (x == null)`, the `not` outside the values' loop as above:
+            # no value of x gives null.
+            other = next(a for a in ast.args if not _is_null_literal(a))
+            inner = {"node": "expr", "text": f"{self.src(other)} == null", "expr": value["args"][0]}
+            return {"node": "not", "arg": inner}
         return {"node": "expr", "text": self.src(ast), "expr": value}
 
     def field_type(self, field: str) -> str:
@@ -1483,6 +1488,11 @@ class _Parser:
                 )
             out.append(value)
         return out
+
+
+def _is_null_literal(ast: _Ast) -> bool:
+    inner = ast.inner()
+    return inner.kind == "lit" and inner.value[0] is None
 
 
 def _is_boolean_function(ast: _Ast) -> bool:
