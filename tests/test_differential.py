@@ -579,10 +579,25 @@ def _ors(node: dict[str, Any]) -> list[dict[str, Any]]:
     return [leaf for arg in node["args"] for leaf in _ors(arg)] if node["node"] == "or" else [node]
 
 
+_AFFIX_QUERY = {
+    "contains": ("*lit*", False),
+    "contains_ci": ("*lit*", True),
+    "ends_with": ("*lit", False),
+    "ends_with_ci": ("*lit", True),
+}
+
+
 def _normal(node: dict[str, Any]) -> dict[str, Any]:
-    """The tree as the compiler builds it (spec/ir.md, Nodes): `and`/`or` chains flat,
-    `not not x` as `x`."""
+    r"""The tree as the compiler builds it (spec/ir.md, Nodes): `and`/`or` chains flat,
+    `not not x` as `x`, `endsWith`/`stringContains` whose literal holds `*`, `?` or `\` as
+    the wildcard query Elasticsearch sends (the literal escaped: the same test)."""
     if node["node"] == "pred":
+        op, values = node["op"], node["values"]
+        if op in _AFFIX_QUERY and any(c in values[0] for c in "*?\\"):
+            escaped = "".join("\\" + c if c in "*?\\" else c for c in values[0])
+            pattern, ci = _AFFIX_QUERY[op]
+            wanted = "wildcard_query_ci" if ci else "wildcard_query"
+            return {**node, "op": wanted, "values": [pattern.replace("lit", escaped)]}
         return node
     if node["node"] == "not":
         arg = _normal(node["arg"])

@@ -31,7 +31,20 @@ QUERIES = [
     'any where "abc" : "a*" and 1 == 1',
     'any where pid : (1, -2) and flag : true and cidrMatch(a, "10.0.0.0/8") : false',
     "any where (pid > 5) != true or (ts == 1504126053000) == (pid == 1)",
+    # Wildcard queries made of endsWith/stringContains print back as those calls.
+    'any where stringContains(a, "p=\\\\*") and endsWith~(b, "?.EXE")'
+    ' or stringContains(a, "x\\\\")',
+    'any where not stringContains~(a, "a*b") and endsWith(b, "x*")',
 ]
+
+
+def test_affix_literals_that_eql_reads_as_wildcards_print_escaped() -> None:
+    # A hand-written `contains` of a literal `*`: printed so that it compiles to the same test.
+    node = {"node": "pred", "field": "a", "field_type": "keyword", "op": "contains"}
+    text = format_condition({**node, "values": ["x*?\\"]})
+    assert text == 'stringContains(a, "x\\\\*\\\\?\\\\\\\\")'
+    again = parse_condition(text)
+    assert again == {**node, "op": "wildcard_query", "values": ["*x\\*\\?\\\\*"]}
 
 
 class _AnyRegex:

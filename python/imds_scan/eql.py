@@ -1751,6 +1751,15 @@ def _format_pred(node: Node, negated: bool = False) -> str:
     op, values = node["op"], node["values"]
     if op == "exists":
         return f"{field} {'==' if negated else '!='} null"
+    if op in _AFFIX_AS_WILDCARD:
+        # EQL reads `*`, `?` and `\` in their literal as wildcard syntax: escaped here.
+        values = [_escape_wildcard(v) for v in values]
+        node = {**node, "values": values}
+    elif op in ("wildcard_query", "wildcard_query_ci") and node["field_type"] == "keyword":
+        call = _affix_call(values)
+        if call is not None:  # what the compiler made of endsWith/stringContains
+            text = f"{call[0]}{'~' * op.endswith('_ci')}({field}, {quote(call[1])})"
+            return f"not {text}" if negated else text
     listed = ", ".join(_literal_texts(node))
     if op in _FUNCTION_OF_OP:
         calls = [f"{_FUNCTION_OF_OP[op]}({field}, {quote(v)})" for v in values]
@@ -1780,6 +1789,27 @@ def _format_pred(node: Node, negated: bool = False) -> str:
     else:
         text = f"{field} {word} ({listed})"
     return f"not {text}" if negated else text
+
+
+_AFFIX_AS_WILDCARD = ("ends_with", "ends_with_ci", "contains", "contains_ci")
+
+
+def _escape_wildcard(text: str) -> str:
+    return "".join("\\" + c if c in "*?\\" else c for c in text)
+
+
+def _affix_call(values: list[str]) -> tuple[str, str] | None:
+    r"""The `stringContains`/`endsWith` call (name, literal) that compiles to this one
+    `wildcard_query` pattern (`*lit*`, `*lit`, the literal holding `*`, `?` or `\`), if any."""
+    if len(values) != 1 or not values[0].startswith("*"):
+        return None
+    inner = values[0][1:]
+    slashes = len(inner[:-1]) - len(inner[:-1].rstrip("\\"))
+    if inner.endswith("*") and slashes % 2 == 0 and any(c in inner[:-1] for c in "*?\\"):
+        return "stringContains", inner[:-1]
+    if any(c in inner for c in "*?\\"):
+        return "endsWith", inner
+    return None
 
 
 _RANGE_WORDS = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
