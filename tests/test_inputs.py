@@ -204,8 +204,10 @@ def test_invalid_utf8(tmp_path: Path, engine: str) -> None:
     assert [h.line for h in result.hits] == [2, 3]
     assert result.hits[0].event["user"]["name"] == "\ufffdt\ufffd"
     assert result.stats.total("invalid_utf8") == 1
+    assert result.stats.files[0].invalid_utf8_lines == [2]
     proc = cli(path, "-f", "ndjson", "--engine", engine)
     assert "lines with invalid UTF-8 (decoded with U+FFFD): 1" in proc.stderr
+    assert f"    {path}:2\n" in proc.stderr  # where, as for malformed lines
 
 
 @pytest.mark.parametrize("engine", ENGINES)

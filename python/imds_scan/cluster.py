@@ -376,6 +376,7 @@ class ShareMerger:
             result = self.files[index]
             add_stats(result, stats, offset)
             del result.malformed_examples[self.max_examples :]
+            del result.invalid_utf8_lines[self.max_examples :]
             count = stats["hits"]
             if offset is not None:
                 if count:

@@ -313,6 +313,8 @@ def format_summary(stats: ScanStats, hits: list[Hit] | int, examples: int = 5) -
     invalid = stats.total("invalid_utf8")
     if invalid:
         lines.append(f"  lines with invalid UTF-8 (decoded with U+FFFD): {invalid:,}")
+        spots = [(f.path, line) for f in stats.files for line in f.invalid_utf8_lines]
+        lines.extend(f"    {safe(path)}:{line}" for path, line in spots[:examples])
     if stats.errors:
         lines.append(f"  inputs not fully read: {len(stats.errors):,}")
     for f in stats.errors:

@@ -27,6 +27,8 @@ class FileStats:
     # Lines longer than max-line-bytes: not evaluated (also counted in ``malformed``).
     long_lines: int = 0
     malformed_examples: list[tuple[int, str]] = field(default_factory=list)
+    # The lines of the first few counted in ``invalid_utf8``.
+    invalid_utf8_lines: list[int] = field(default_factory=list)
     # Why the input could not be read, or only in part (with where); None when it was.
     error: str | None = None
     # The same as fields: what kind of error, and the byte offset (from the start of the
@@ -65,7 +67,7 @@ def add_stats(total: FileStats, part: Mapping[str, Any], line_offset: int | None
     """Add the statistics of one piece of an input (a byte range) to ``total``, field by field
     by type: counts are summed, per-key counts too, flags or'ed, the first compression is kept,
     and so is the first error (its fields together). ``line_offset``, the lines of the input
-    before the piece, makes the piece's line numbers (malformed examples, the error's line) the
+    before the piece, makes the piece's line numbers (examples, the error's line) the
     input's; None when unknown (a piece before it is missing): its examples are then dropped
     and its error has no line. Examples are appended uncapped (the caller keeps the first few)."""
     for f in fields(FileStats):
@@ -85,6 +87,9 @@ def add_stats(total: FileStats, part: Mapping[str, Any], line_offset: int | None
         elif f.name == "malformed_examples":
             if line_offset is not None:
                 current += [(line + line_offset, why) for line, why in value]
+        elif f.name == "invalid_utf8_lines":
+            if line_offset is not None:
+                current += [line + line_offset for line in value]
         else:
             raise TypeError(f"add_stats: no rule to add up FileStats.{f.name} ({f.type})")
     if total.error is None and part["error"] is not None:

@@ -1159,6 +1159,7 @@ fn stats_dict<'py>(py: Python<'py>, stats: &FileStats) -> PyResult<Bound<'py, Py
             StatValue::Number(n) => dict.set_item(name, n)?,
             StatValue::Text(text) => dict.set_item(name, text)?,
             StatValue::Examples(examples) => dict.set_item(name, examples.to_vec())?,
+            StatValue::Lines(lines) => dict.set_item(name, lines.to_vec())?,
             StatValue::Allowlisted(counts) => dict.set_item(name, counts.clone())?,
             StatValue::Flag(flag) => dict.set_item(name, flag)?,
         }

@@ -510,6 +510,9 @@ impl<'e> LineScanner<'e> {
                 self.stats.valid_event = true;
                 if parsed.invalid_utf8 {
                     self.stats.invalid_utf8 += 1;
+                    if self.stats.invalid_utf8_lines.len() < self.opts.max_examples {
+                        self.stats.invalid_utf8_lines.push(self.line_no);
+                    }
                 }
                 let mut cache = LineCache::default();
                 self.twins.clear();
@@ -642,6 +645,13 @@ pub(super) fn absorb_stats(a: &mut FileStats, b: FileStats, base: u64, max_examp
     }
     a.long_lines += b.long_lines;
     a.valid_event |= b.valid_event;
+    let room = max_examples.saturating_sub(a.invalid_utf8_lines.len());
+    a.invalid_utf8_lines.extend(
+        b.invalid_utf8_lines
+            .into_iter()
+            .take(room)
+            .map(|l| l + base),
+    );
     let room = max_examples.saturating_sub(a.malformed_examples.len());
     a.malformed_examples.extend(
         b.malformed_examples

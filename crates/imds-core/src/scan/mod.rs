@@ -232,6 +232,8 @@ pub struct FileStats {
     pub long_lines: u64,
     /// (1-based line, reason) for the first `max_examples` malformed lines.
     pub malformed_examples: Vec<(u64, String)>,
+    /// The 1-based lines of the first `max_examples` lines counted in `invalid_utf8`.
+    pub invalid_utf8_lines: Vec<u64>,
     /// Set when the input could not be read (fully): its kind, and the byte offset and line
     /// where reading stopped. Stats and hits cover what was read before it.
     pub error: Option<InputError>,
@@ -262,6 +264,8 @@ pub enum StatValue<'a> {
     Text(Option<String>),
     /// (line, reason) pairs.
     Examples(&'a [(u64, String)]),
+    /// Line numbers.
+    Lines(&'a [u64]),
     /// (rule, allowlist entry) → count.
     Allowlisted(&'a BTreeMap<(usize, usize), u64>),
     /// A yes or no.
@@ -278,7 +282,7 @@ impl FileStats {
     /// definition of their shape, which the Python binding exposes as `STATS_FIELDS`.
     /// `error` is the error's text; `error_kind` ([`crate::InputErrorKind::as_str`]),
     /// `error_offset` and `error_line` are its fields.
-    pub const FIELDS: [&'static str; 17] = [
+    pub const FIELDS: [&'static str; 18] = [
         "bytes",
         "events",
         "candidates",
@@ -287,6 +291,7 @@ impl FileStats {
         "invalid_utf8",
         "long_lines",
         "malformed_examples",
+        "invalid_utf8_lines",
         "error",
         "error_kind",
         "error_offset",
@@ -299,7 +304,7 @@ impl FileStats {
     ];
 
     /// Every statistic as (name, value), named as in [`FileStats::FIELDS`].
-    pub fn fields(&self) -> [(&'static str, StatValue<'_>); 17] {
+    pub fn fields(&self) -> [(&'static str, StatValue<'_>); 18] {
         // Destructured without `..`: a field added to the struct must be added here too.
         let FileStats {
             bytes,
@@ -310,6 +315,7 @@ impl FileStats {
             invalid_utf8,
             long_lines,
             malformed_examples,
+            invalid_utf8_lines,
             error,
             compression,
             source_bytes,
@@ -326,6 +332,7 @@ impl FileStats {
             StatValue::Count(*invalid_utf8),
             StatValue::Count(*long_lines),
             StatValue::Examples(malformed_examples),
+            StatValue::Lines(invalid_utf8_lines),
             StatValue::Text(error.as_ref().map(ToString::to_string)),
             StatValue::Text(error.as_ref().map(|e| e.kind.as_str().to_string())),
             StatValue::Number(error.as_ref().and_then(|e| e.offset)),

@@ -78,6 +78,8 @@ def scan_stream(
         stats.candidates += 1
         stats.valid_event = True
         stats.invalid_utf8 += invalid_utf8
+        if invalid_utf8 and len(stats.invalid_utf8_lines) < max_examples:
+            stats.invalid_utf8_lines.append(number)
         for rule_index, rule in enumerate(rules):
             verdict = rule.judge(doc)
             if isinstance(verdict, int):
