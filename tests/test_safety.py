@@ -222,6 +222,30 @@ def test_output_that_is_an_input_is_refused(tmp_path: Path) -> None:
     )  # no temporary file left behind
 
 
+def test_output_not_yet_written_inside_an_input_is_refused(tmp_path: Path) -> None:
+    # The target does not exist yet: its temporary file, beside it, would be scanned (a
+    # directory walk reads hidden files), and the next scan would read the hits.
+    logs = tmp_path / "logs"
+    (logs / "sub").mkdir(parents=True)
+    _log(logs / "in.ndjson")
+    cases = [
+        ([logs, "-f", "ndjson", "-o", logs / "out.ndjson"], "--output", "an input directory"),
+        ([logs, "-f", "ndjson", "-o", logs / "sub" / "o.ndjson"], "--output", "an input dir"),
+        ([logs, "-f", "ndjson", "--report", logs / "r.html"], "--report", "an input directory"),
+        ([str(logs / "*.ndjson"), "-o", logs / "out.ndjson"], "--output", "the input glob"),
+        ([str(logs / "**"), "-o", logs / "sub" / "o.csv"], "--output", "the input glob"),
+    ]
+    for args, flag, where in cases:
+        proc = cli(*args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.stderr.startswith(f"imds-scan: error: {flag} "), proc.stderr
+        assert f"is inside {where}" in proc.stderr and len(proc.stderr.splitlines()) == 1
+        assert sorted(p.name for p in logs.rglob("*")) == ["in.ndjson", "sub"]
+    # Beside the inputs, not inside them: written.
+    proc = cli(str(logs / "*.ndjson"), "-o", logs / "out.csv", "-q")
+    assert proc.returncode == 1 and (logs / "out.csv").exists(), proc.stderr
+
+
 def test_report_must_be_html(tmp_path: Path) -> None:
     log = _log(tmp_path / "a.ndjson")
     other = _log(tmp_path / "b.ndjson")

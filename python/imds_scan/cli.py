@@ -649,7 +649,7 @@ def scan_command(
                 rules=rules,
                 config=config,
                 progress=progress,
-                check_inputs=lambda sources: refuse_inputs(pending, sources),
+                check_inputs=lambda sources: refuse_inputs(pending, sources, paths),
                 needs=sink.needs,
                 plan=plan,
             )
