@@ -541,3 +541,31 @@ def test_allow_that_drops_every_event_is_refused(tmp_path: Path) -> None:
     for key in ("no-config = true", "version = true"):
         with pytest.raises(ConfigError, match="cannot be set in a config file"):
             parse_config(key + "\n", "c.toml", COMMAND)
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ('since = "yesterday"', "since: 'yesterday' is neither"),
+        ('until = "x"', "until: 'x' is neither"),
+        ('range-size = "12Q"', "range-size: '12Q' is not a size"),
+        ('max_line_bytes = "0"', "max_line_bytes: '0' is not a size"),
+        ('report = "r.txt"', "report: 'r.txt' does not end in .html"),
+        ('output = "o.xyz"', "output: cannot tell the format of 'o.xyz'"),
+        ('format = "parquet"', "format: parquet is binary"),
+        ("allow = ['process.name == ']", "allow[0]:1:17: expected a literal"),
+        ('host = [""]', "host[0]: an empty glob matches nothing"),
+        ('exclude-host = ["a", ""]', "exclude-host[1]: an empty glob matches nothing"),
+        ('cluster = "bogus"', "cluster: 'bogus': expected tcp://host:port or local:N"),
+    ],
+)
+def test_bad_config_values_name_the_file_and_key(tmp_path: Path, text: str, where: str) -> None:
+    # Checked once the command line is known (it may override them), and still the config's.
+    events = tmp_path / "e.ndjson"
+    events.write_text(HIT_LINE + "\n")
+    config = tmp_path / "c.toml"
+    config.write_text(text + "\n")
+    proc = run("--config", config, events, "-q")
+    assert proc.returncode == 2, proc.stderr
+    assert f"imds-scan: error: {config}: {where}" in proc.stderr, proc.stderr
+    assert "Usage:" not in proc.stderr and "Invalid value for '--" not in proc.stderr

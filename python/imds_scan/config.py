@@ -374,11 +374,13 @@ def condition_allowlist(
     conditions: Sequence[str],
     source: str = "--allow",
     field_types: Mapping[str, str] | None = None,
+    indexed: bool = False,
 ) -> Allowlist:
-    """Global exclusions given as EQL conditions (the ``--allow`` option)."""
+    """Global exclusions given as EQL conditions (the ``--allow`` option; ``indexed``: errors
+    name the item even when there is one, as a config's array)."""
     nodes = []
     for i, text in enumerate(conditions):
-        where = source if len(conditions) == 1 else f"{source}[{i}]"
+        where = source if len(conditions) == 1 and not indexed else f"{source}[{i}]"
         node = _checked_condition(text, where, field_types)
         nodes.append(AllowEntry(f"{source}: {text}", node))
     return Allowlist(tuple(nodes), {}, source)
@@ -468,6 +470,8 @@ class Config:
     keys: tuple[str, ...] = ()
     # The [allowlist] table as written: compiled again when --field-type adds overrides.
     allowlist_table: Any = None
+    # Parameter name → its key as written (`max-hits`): errors found later name it.
+    key_of: dict[str, str] = field(default_factory=dict)
 
 
 def parse_config(text: str, source: str, command: Any, ctx: Any = None) -> Config:
@@ -512,7 +516,7 @@ def parse_config(text: str, source: str, command: Any, ctx: Any = None) -> Confi
 
         own = parse_assignments(default_map.get(FIELD_TYPE_PARAM, ()), FIELD_TYPE_PARAM)
         allowlist = parse_allowlist(doc[ALLOWLIST], source, field_types=own)
-    return Config(source, default_map, allowlist, tuple(doc), doc.get(ALLOWLIST))
+    return Config(source, default_map, allowlist, tuple(doc), doc.get(ALLOWLIST), given)
 
 
 def field_type_items(table: Any, key: str, source: str) -> list[str]:
