@@ -569,3 +569,24 @@ def test_bad_config_values_name_the_file_and_key(tmp_path: Path, text: str, wher
     assert proc.returncode == 2, proc.stderr
     assert f"imds-scan: error: {config}: {where}" in proc.stderr, proc.stderr
     assert "Usage:" not in proc.stderr and "Invalid value for '--" not in proc.stderr
+
+
+def test_an_output_suffix_on_the_command_line_beats_the_config_format(tmp_path: Path) -> None:
+    events = tmp_path / "e.ndjson"
+    events.write_text(HIT_LINE + "\n")
+    config = tmp_path / "c.toml"
+    config.write_text('format = "ndjson"\n')
+    # The extension says parquet: the command line's word wins over the config's.
+    proc = run("--config", config, events, "-q", "-o", tmp_path / "x.parquet")
+    assert proc.returncode == 1, proc.stderr
+    assert (tmp_path / "x.parquet").read_bytes()[:4] == b"PAR1"
+    # An extension that says nothing: the config's format.
+    proc = run("--config", config, events, "-q", "-o", tmp_path / "x.log")
+    assert proc.returncode == 1 and json.loads((tmp_path / "x.log").read_text())["line"] == 1
+    # --format on the command line beats the extension.
+    proc = run("--config", config, events, "-q", "-o", tmp_path / "y.csv", "-f", "json")
+    assert json.loads((tmp_path / "y.csv").read_text())[0]["line"] == 1
+    # Both in the config: its format wins, as --format does over -o's extension.
+    config.write_text(f'format = "ndjson"\noutput = {json.dumps(str(tmp_path / "z.csv"))}\n')
+    proc = run("--config", config, events, "-q")
+    assert proc.returncode == 1 and json.loads((tmp_path / "z.csv").read_text())["line"] == 1

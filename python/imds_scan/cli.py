@@ -98,16 +98,23 @@ class EngineName(StrEnum):
 
 
 def _choose_format(ctx: typer.Context, fmt: Format | None, output: str | None) -> str:
-    """The format to write: --format, else --output's extension, else table/ndjson (auto)."""
+    """The format to write: --format, else --output's extension, else table/ndjson (auto).
+    A config's ``format`` gives way to the extension of an --output given on the command
+    line (which wins over the config); with both in the config, ``format`` wins."""
     from .report.formats import format_for_path
 
     to_file = output is not None and output != "-"
+    implied = format_for_path(output) if to_file and output is not None else None
+    if (
+        implied is not None
+        and _config_key(ctx, "fmt") is not None
+        and _config_key(ctx, "output") is None
+    ):
+        fmt = None
     if fmt is not None and fmt is not Format.auto:
         chosen = fmt.value
     elif to_file:
-        assert output is not None
-        found = format_for_path(output)
-        if found is None:
+        if implied is None:
             raise _bad(
                 f"cannot tell the format of {output!r} from its extension "
                 "(.ndjson .jsonl .json .csv .parquet .alerts.ndjson .txt): pass --format",
@@ -115,7 +122,7 @@ def _choose_format(ctx: typer.Context, fmt: Format | None, output: str | None) -
                 ctx,
                 "output",
             )
-        chosen = found
+        chosen = implied
     else:
         chosen = "table" if output_mod.is_terminal(sys.stdout) else "ndjson"
     if chosen == "parquet" and not to_file:
