@@ -360,3 +360,27 @@ def test_ctrl_c_writes_the_hits_to_the_output_file(tmp_path: Path, engine: str) 
     assert proc.returncode == 130, err
     assert [json.loads(x)["line"] for x in out.read_text().splitlines()] == [1, 2, 3]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.ndjson"]
+
+
+# ---------------------------------------------------------------- the Python API's options
+
+
+def test_api_threads_are_bounded_as_the_cli_bounds_them(tmp_path: Path) -> None:
+    from imds_scan import default_rules, run_scan
+    from imds_scan.engines import MAX_THREADS
+    from imds_scan.sequences import plan_rules
+
+    log = _log(tmp_path / "a.ndjson")
+    # A million threads would each get two 4 MiB buffers: taken as MAX_THREADS.
+    assert ScanConfig(threads=10**6).threads == MAX_THREADS
+    assert plan_rules(default_rules(), (), (), 10**6).threads == MAX_THREADS
+    assert len(scan([str(log)], config=ScanConfig(threads=10**6)).hits) == 1
+    assert len(scan([str(log)], threads=10**6).hits) == 1
+    # A negative count (or not an integer) is an error, not an OverflowError from the engine.
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="threads must be"):
+            ScanConfig(threads=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="threads must be"):
+        scan([str(log)], threads=-1)
+    with pytest.raises(ValueError, match="threads must be"):
+        run_scan([str(log)], default_rules(), threads=-1)

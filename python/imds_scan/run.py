@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from .batch import HITS, HitBatch, Needs
 from .cluster import DEFAULT_RANGE_SIZE
-from .engines import Engine, HitStream, Progress, stream_scan
+from .engines import Engine, HitStream, Progress, stream_scan, thread_count
 from .records import AllowlistDrops, Hit, ScanStats
 from .reference.scan.lines import MAX_LINE_BYTES
 from .results import ScanInterrupted, ScanResult
@@ -28,7 +28,8 @@ class ScanConfig:
     ``hosts``/``exclude_hosts``: ``host.name`` globs (``*``, ``?``; ASCII case-insensitive, as
     EQL's ``:``), evaluated inside the engine. ``since``/``until``: a half-open window on
     @timestamp (a naive datetime is UTC); when either is set, a hit without a parsable
-    @timestamp is dropped.
+    @timestamp is dropped. ``threads``: 0 for one per core; more than MAX_THREADS (256) are
+    taken as that; a negative count is a ValueError.
     """
 
     engine: Engine = "rust"
@@ -51,6 +52,10 @@ class ScanConfig:
     max_line_bytes: int = MAX_LINE_BYTES
     # Stop the scan after this many hits (after --since/--until); None: no limit.
     max_hits: int | None = None
+
+    def __post_init__(self) -> None:
+        # Checked here, so every way into a scan holds to the same bound (the CLI warns first).
+        object.__setattr__(self, "threads", thread_count(self.threads))
 
 
 def expand_inputs(args: Sequence[str], *, endpoint_url: str | None = None) -> list[str]:
