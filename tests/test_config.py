@@ -503,6 +503,12 @@ def test_user_config_env_and_no_config(tmp_path: Path, monkeypatch: pytest.Monke
         'conditions = [\'cidrMatch(source.ip, "::/64", "0.0.0.0/0")\']',
         'conditions = [\'user.name == "x" or not user.name == "x"\']',
         'conditions = [\'(host.name : "?*" or user.name == "a") and process.name : "**"\']',
+        # Constants, folded: true for every event, whatever its fields.
+        "conditions = ['true']",
+        "conditions = ['not false']",
+        "conditions = ['1 == 1']",
+        "conditions = ['length(\"abc\") == 3']",
+        "conditions = ['user.name == \"x\" or not (1 == 2)']",
     ],
 )
 def test_allowlist_entries_that_drop_every_event_are_refused(text: str) -> None:
@@ -523,6 +529,10 @@ def test_allowlist_entries_that_drop_every_event_are_refused(text: str) -> None:
         'user.name == "x" or not host.name == "x"',
         'cidrMatch(source.ip, "10.0.0.0/8")',
         'process.name : "*" and user.name == "svc"',
+        "false",
+        "not true",
+        "1 == 2",
+        'process.name == "a" and true',
     ],
 )
 def test_narrow_allowlist_conditions_are_kept(condition: str) -> None:
@@ -532,7 +542,7 @@ def test_narrow_allowlist_conditions_are_kept(condition: str) -> None:
 def test_allow_that_drops_every_event_is_refused(tmp_path: Path) -> None:
     events = tmp_path / "e.ndjson"
     events.write_text(HIT_LINE + "\n")
-    for condition in ('process.name like~ "?*"', 'url.full : "*?"'):
+    for condition in ('process.name like~ "?*"', 'url.full : "*?"', "true", "1 == 1"):
         proc = run(events, "--allow", condition)
         assert proc.returncode == 2
         assert proc.stderr.startswith(f"imds-scan: error: --allow: {condition!r} is true for"), (

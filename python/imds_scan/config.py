@@ -70,6 +70,20 @@ def covers_every_address(block_text: str) -> bool:
     return block is not None and all(in_cidr(end, block) for end in _IPV4_ENDS)
 
 
+def _constant(node: Node) -> object:
+    """The value of an ``expr`` node that reads no field (``true``, ``1 == 1``), as the
+    reference evaluator folds it; None when it reads a field or cannot be evaluated."""
+    if node["node"] != "expr" or node_fields(node):
+        return None
+    from .reference.expr import compile_value
+
+    try:
+        compiled = compile_value(node["expr"])
+        return compiled.value(())
+    except (ValueError, TypeError, ArithmeticError):
+        return None
+
+
 def holds_for_everything(node: Node) -> bool:
     """Whether a condition holds for every event that has the fields it names (an allowlist
     entry that would silence a rule). Conservative: False when unsure."""
@@ -85,6 +99,10 @@ def holds_for_everything(node: Node) -> bool:
         if op == "cidr":
             return any(covers_every_address(v) for v in values)
         return False
+    if kind == "expr":
+        return _constant(node) is True
+    if kind == "not":  # (null, unlike false, is not true when negated)
+        return _constant(node["arg"]) is False
     if kind == "and":
         return all(holds_for_everything(arg) for arg in node["args"])
     if kind == "or":
@@ -104,8 +122,9 @@ def _checked_condition(text: str, where: str, field_types: Mapping[str, str] | N
         raise ConfigError(str(exc)) from None
     if holds_for_everything(node):
         fields = ", ".join(sorted(node_fields(node)))
+        with_fields = f" (with {fields})" if fields else ""
         raise ConfigError(
-            f"{where}: {text!r} is true for every event (with {fields}): it would silence the rule"
+            f"{where}: {text!r} is true for every event{with_fields}: it would silence the rule"
         )
     return node
 
