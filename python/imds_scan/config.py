@@ -475,6 +475,9 @@ def _check_value(param: Any, value: Any, key: str, source: str, ctx: Any) -> Any
             raise ConfigError(f"{source}: {where}: expected a string, found {_type_name(item)}")
         if isinstance(item, str) and number:
             raise ConfigError(f"{source}: {where}: expected a number, found a string")
+        if isinstance(item, float) and isinstance(out, int) and not isinstance(out, bool):
+            # Click would cut 4.5 to 4
+            raise ConfigError(f"{source}: {where}: expected an integer, found a float")
     return checked
 
 
