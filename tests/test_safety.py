@@ -384,3 +384,28 @@ def test_api_threads_are_bounded_as_the_cli_bounds_them(tmp_path: Path) -> None:
         scan([str(log)], threads=-1)
     with pytest.raises(ValueError, match="threads must be"):
         run_scan([str(log)], default_rules(), threads=-1)
+
+
+def test_api_options_of_the_wrong_kind_are_refused_when_made(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    # A bare string would be read a character at a time: "web-*" as "w", "e", "b", "-", "*".
+    for name in ("hosts", "exclude_hosts"):
+        with pytest.raises(TypeError, match=f"{name} must be a tuple of glob strings"):
+            ScanConfig(**{name: "web-*"})
+        with pytest.raises(TypeError, match=name):
+            ScanConfig(**{name: ("web-*", 3)})
+    assert ScanConfig(hosts=["web-*"]).hosts == ("web-*",)  # type: ignore[arg-type]
+    # A date as text was an AttributeError deep in the scan.
+    for name in ("since", "until"):
+        with pytest.raises(TypeError, match=f"{name} must be a datetime or None"):
+            ScanConfig(**{name: "2024-05-01"})
+    assert ScanConfig(since=datetime(2024, 5, 1, tzinfo=UTC)).since is not None
+    # max_hits=0 stopped before the first hit: 0 hits, exit as if the logs were clean.
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="max_hits must be 1 or more"):
+            ScanConfig(max_hits=bad)
+    with pytest.raises(TypeError, match="max_hits must be an integer"):
+        ScanConfig(max_hits=2.5)  # type: ignore[arg-type]
+    log = _log(tmp_path / "a.ndjson", copies=3)
+    assert len(scan([str(log)], config=ScanConfig(max_hits=1)).hits) == 1
