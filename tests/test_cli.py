@@ -305,3 +305,31 @@ def test_unreachable_cluster_is_exit_2_with_one_line(tmp_path: Path) -> None:
         f"imds-scan: error: --cluster tcp://127.0.0.1:{port}: cannot reach the Dask scheduler: "
     ), proc.stderr
     assert len(proc.stderr.splitlines()) == 1, proc.stderr
+
+
+def test_a_terminal_without_a_size_is_a_terminal_of_unknown_width(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A pty whose size was never set (`script -qc ...`) reports 0 columns: $COLUMNS, then
+    # the default, rather than a table squeezed to nothing.
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    from imds_scan.output import FILE_WIDTH, table_width
+
+    leader, follower = pty.openpty()
+    try:
+        with open(follower, "w", closefd=False) as out:
+            assert os.get_terminal_size(follower).columns == 0
+            monkeypatch.setenv("COLUMNS", "100")
+            assert table_width(out) == 100
+            monkeypatch.delenv("COLUMNS")
+            assert table_width(out) == FILE_WIDTH
+            # Once it has a size, that is the width.
+            fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+            assert table_width(out) == 120
+    finally:
+        os.close(leader)
+        os.close(follower)

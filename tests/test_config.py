@@ -130,6 +130,9 @@ def test_config_sets_options_and_the_command_line_wins(tmp_path: Path) -> None:
         ('format = "xml"', "c.toml: format: "),
         ("host = [1]", "c.toml: host[0]: expected a string, found an integer"),
         ('threads = "4"', "c.toml: threads: expected a number, found a string"),
+        ("threads = 4.5", "c.toml: threads: expected an integer, found a float"),
+        ("max-hits = 2.5", "c.toml: max-hits: expected an integer, found a float"),
+        ("max_table_rows = 2.0", "c.toml: max_table_rows: expected an integer, found a float"),
         ("host = [{a = 1}]", "c.toml: host[0]: expected a value, found a table"),
         ('config = "x.toml"', "c.toml: config: cannot be set in a config file"),
         ('exclude-host = ["a"]\nexclude_host = ["b"]', "c.toml: exclude_host: already set as"),
@@ -503,6 +506,12 @@ def test_user_config_env_and_no_config(tmp_path: Path, monkeypatch: pytest.Monke
         'conditions = [\'cidrMatch(source.ip, "::/64", "0.0.0.0/0")\']',
         'conditions = [\'user.name == "x" or not user.name == "x"\']',
         'conditions = [\'(host.name : "?*" or user.name == "a") and process.name : "**"\']',
+        # Constants, folded: true for every event, whatever its fields.
+        "conditions = ['true']",
+        "conditions = ['not false']",
+        "conditions = ['1 == 1']",
+        "conditions = ['length(\"abc\") == 3']",
+        "conditions = ['user.name == \"x\" or not (1 == 2)']",
     ],
 )
 def test_allowlist_entries_that_drop_every_event_are_refused(text: str) -> None:
@@ -523,6 +532,10 @@ def test_allowlist_entries_that_drop_every_event_are_refused(text: str) -> None:
         'user.name == "x" or not host.name == "x"',
         'cidrMatch(source.ip, "10.0.0.0/8")',
         'process.name : "*" and user.name == "svc"',
+        "false",
+        "not true",
+        "1 == 2",
+        'process.name == "a" and true',
     ],
 )
 def test_narrow_allowlist_conditions_are_kept(condition: str) -> None:
@@ -532,7 +545,7 @@ def test_narrow_allowlist_conditions_are_kept(condition: str) -> None:
 def test_allow_that_drops_every_event_is_refused(tmp_path: Path) -> None:
     events = tmp_path / "e.ndjson"
     events.write_text(HIT_LINE + "\n")
-    for condition in ('process.name like~ "?*"', 'url.full : "*?"'):
+    for condition in ('process.name like~ "?*"', 'url.full : "*?"', "true", "1 == 1"):
         proc = run(events, "--allow", condition)
         assert proc.returncode == 2
         assert proc.stderr.startswith(f"imds-scan: error: --allow: {condition!r} is true for"), (
@@ -541,3 +554,52 @@ def test_allow_that_drops_every_event_is_refused(tmp_path: Path) -> None:
     for key in ("no-config = true", "version = true"):
         with pytest.raises(ConfigError, match="cannot be set in a config file"):
             parse_config(key + "\n", "c.toml", COMMAND)
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ('since = "yesterday"', "since: 'yesterday' is neither"),
+        ('until = "x"', "until: 'x' is neither"),
+        ('range-size = "12Q"', "range-size: '12Q' is not a size"),
+        ('max_line_bytes = "0"', "max_line_bytes: '0' is not a size"),
+        ('report = "r.txt"', "report: 'r.txt' does not end in .html"),
+        ('output = "o.xyz"', "output: cannot tell the format of 'o.xyz'"),
+        ('format = "parquet"', "format: parquet is binary"),
+        ("allow = ['process.name == ']", "allow[0]:1:17: expected a literal"),
+        ('host = [""]', "host[0]: an empty glob matches nothing"),
+        ('exclude-host = ["a", ""]', "exclude-host[1]: an empty glob matches nothing"),
+        ('cluster = "bogus"', "cluster: 'bogus': expected tcp://host:port or local:N"),
+    ],
+)
+def test_bad_config_values_name_the_file_and_key(tmp_path: Path, text: str, where: str) -> None:
+    # Checked once the command line is known (it may override them), and still the config's.
+    events = tmp_path / "e.ndjson"
+    events.write_text(HIT_LINE + "\n")
+    config = tmp_path / "c.toml"
+    config.write_text(text + "\n")
+    proc = run("--config", config, events, "-q")
+    assert proc.returncode == 2, proc.stderr
+    assert f"imds-scan: error: {config}: {where}" in proc.stderr, proc.stderr
+    assert "Usage:" not in proc.stderr and "Invalid value for '--" not in proc.stderr
+
+
+def test_an_output_suffix_on_the_command_line_beats_the_config_format(tmp_path: Path) -> None:
+    events = tmp_path / "e.ndjson"
+    events.write_text(HIT_LINE + "\n")
+    config = tmp_path / "c.toml"
+    config.write_text('format = "ndjson"\n')
+    # The extension says parquet: the command line's word wins over the config's.
+    proc = run("--config", config, events, "-q", "-o", tmp_path / "x.parquet")
+    assert proc.returncode == 1, proc.stderr
+    assert (tmp_path / "x.parquet").read_bytes()[:4] == b"PAR1"
+    # An extension that says nothing: the config's format.
+    proc = run("--config", config, events, "-q", "-o", tmp_path / "x.log")
+    assert proc.returncode == 1 and json.loads((tmp_path / "x.log").read_text())["line"] == 1
+    # --format on the command line beats the extension.
+    proc = run("--config", config, events, "-q", "-o", tmp_path / "y.csv", "-f", "json")
+    assert json.loads((tmp_path / "y.csv").read_text())[0]["line"] == 1
+    # Both in the config: its format wins, as --format does over -o's extension.
+    config.write_text(f'format = "ndjson"\noutput = {json.dumps(str(tmp_path / "z.csv"))}\n')
+    proc = run("--config", config, events, "-q")
+    assert proc.returncode == 1 and json.loads((tmp_path / "z.csv").read_text())["line"] == 1

@@ -921,10 +921,11 @@ def test_quiet_still_names_the_inputs_that_failed(tmp_path: Path, engine: str) -
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_api_threads_are_bounded(tmp_path: Path, engine: str) -> None:
-    # The CLI caps --threads with a warning; the API takes any int the same way, never an
-    # OverflowError from the engine's unsigned count.
+    # The CLI caps --threads with a warning; the API takes any larger count the same way, and
+    # a negative one is a ValueError: never an OverflowError from the engine's unsigned count.
     path = tmp_path / "a.ndjson"
     path.write_bytes(lines(HIT, BENIGN))
-    for threads in (10**20, -1):
-        result = run_scan([str(path)], default_rules(), engine=engine, threads=threads)  # type: ignore[arg-type]
-        assert [h.line for h in result.hits] == [1]
+    result = run_scan([str(path)], default_rules(), engine=engine, threads=10**20)  # type: ignore[arg-type]
+    assert [h.line for h in result.hits] == [1]
+    with pytest.raises(ValueError, match="threads must be 0"):
+        run_scan([str(path)], default_rules(), engine=engine, threads=-1)

@@ -464,6 +464,10 @@ def test_time_bounds() -> None:
     for bad in ["yesterday", "7 days", "", "-3d"]:
         with pytest.raises(FilterError):
             parse_time_bound(bad, now)
+    # Out of datetime's range: a FilterError too, not an OverflowError.
+    for bad in ["1000000d", "99999999999999999999s", "0001-01-01T00:00+01:00"]:
+        with pytest.raises(FilterError):
+            parse_time_bound(bad, now)
     assert parse_event_time("2024-05-01T00:00:00.123456789Z") == datetime(
         2024, 5, 1, 0, 0, 0, 123456, tzinfo=UTC
     )
@@ -472,10 +476,17 @@ def test_time_bounds() -> None:
 
 
 def test_bad_filters_are_usage_errors(corpus: Path) -> None:
-    for args in (["--since", "yesterday"], ["--until", "soon"], ["--host", ""]):
+    for args in (
+        ["--since", "yesterday"],
+        ["--until", "soon"],
+        ["--host", ""],
+        ["--since", "1000000d"],
+        ["--until", "9999-12-31T23:59-01:00"],
+    ):
         proc = cli(corpus, "--engine", "python", *args)
         assert proc.returncode == 2, args
         assert proc.stdout == ""
+        assert f"Invalid value for '{args[0]}'" in proc.stderr, proc.stderr
 
 
 # ---------------------------------------------------------------- API and start-up

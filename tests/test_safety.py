@@ -222,6 +222,30 @@ def test_output_that_is_an_input_is_refused(tmp_path: Path) -> None:
     )  # no temporary file left behind
 
 
+def test_output_not_yet_written_inside_an_input_is_refused(tmp_path: Path) -> None:
+    # The target does not exist yet: its temporary file, beside it, would be scanned (a
+    # directory walk reads hidden files), and the next scan would read the hits.
+    logs = tmp_path / "logs"
+    (logs / "sub").mkdir(parents=True)
+    _log(logs / "in.ndjson")
+    cases = [
+        ([logs, "-f", "ndjson", "-o", logs / "out.ndjson"], "--output", "an input directory"),
+        ([logs, "-f", "ndjson", "-o", logs / "sub" / "o.ndjson"], "--output", "an input dir"),
+        ([logs, "-f", "ndjson", "--report", logs / "r.html"], "--report", "an input directory"),
+        ([str(logs / "*.ndjson"), "-o", logs / "out.ndjson"], "--output", "the input glob"),
+        ([str(logs / "**"), "-o", logs / "sub" / "o.csv"], "--output", "the input glob"),
+    ]
+    for args, flag, where in cases:
+        proc = cli(*args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.stderr.startswith(f"imds-scan: error: {flag} "), proc.stderr
+        assert f"is inside {where}" in proc.stderr and len(proc.stderr.splitlines()) == 1
+        assert sorted(p.name for p in logs.rglob("*")) == ["in.ndjson", "sub"]
+    # Beside the inputs, not inside them: written.
+    proc = cli(str(logs / "*.ndjson"), "-o", logs / "out.csv", "-q")
+    assert proc.returncode == 1 and (logs / "out.csv").exists(), proc.stderr
+
+
 def test_report_must_be_html(tmp_path: Path) -> None:
     log = _log(tmp_path / "a.ndjson")
     other = _log(tmp_path / "b.ndjson")
@@ -336,3 +360,52 @@ def test_ctrl_c_writes_the_hits_to_the_output_file(tmp_path: Path, engine: str) 
     assert proc.returncode == 130, err
     assert [json.loads(x)["line"] for x in out.read_text().splitlines()] == [1, 2, 3]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.ndjson"]
+
+
+# ---------------------------------------------------------------- the Python API's options
+
+
+def test_api_threads_are_bounded_as_the_cli_bounds_them(tmp_path: Path) -> None:
+    from imds_scan import default_rules, run_scan
+    from imds_scan.engines import MAX_THREADS
+    from imds_scan.sequences import plan_rules
+
+    log = _log(tmp_path / "a.ndjson")
+    # A million threads would each get two 4 MiB buffers: taken as MAX_THREADS.
+    assert ScanConfig(threads=10**6).threads == MAX_THREADS
+    assert plan_rules(default_rules(), (), (), 10**6).threads == MAX_THREADS
+    assert len(scan([str(log)], config=ScanConfig(threads=10**6)).hits) == 1
+    assert len(scan([str(log)], threads=10**6).hits) == 1
+    # A negative count (or not an integer) is an error, not an OverflowError from the engine.
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="threads must be"):
+            ScanConfig(threads=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="threads must be"):
+        scan([str(log)], threads=-1)
+    with pytest.raises(ValueError, match="threads must be"):
+        run_scan([str(log)], default_rules(), threads=-1)
+
+
+def test_api_options_of_the_wrong_kind_are_refused_when_made(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    # A bare string would be read a character at a time: "web-*" as "w", "e", "b", "-", "*".
+    for name in ("hosts", "exclude_hosts"):
+        with pytest.raises(TypeError, match=f"{name} must be a tuple of glob strings"):
+            ScanConfig(**{name: "web-*"})
+        with pytest.raises(TypeError, match=name):
+            ScanConfig(**{name: ("web-*", 3)})
+    assert ScanConfig(hosts=["web-*"]).hosts == ("web-*",)  # type: ignore[arg-type]
+    # A date as text was an AttributeError deep in the scan.
+    for name in ("since", "until"):
+        with pytest.raises(TypeError, match=f"{name} must be a datetime or None"):
+            ScanConfig(**{name: "2024-05-01"})
+    assert ScanConfig(since=datetime(2024, 5, 1, tzinfo=UTC)).since is not None
+    # max_hits=0 stopped before the first hit: 0 hits, exit as if the logs were clean.
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="max_hits must be 1 or more"):
+            ScanConfig(max_hits=bad)
+    with pytest.raises(TypeError, match="max_hits must be an integer"):
+        ScanConfig(max_hits=2.5)  # type: ignore[arg-type]
+    log = _log(tmp_path / "a.ndjson", copies=3)
+    assert len(scan([str(log)], config=ScanConfig(max_hits=1)).hits) == 1

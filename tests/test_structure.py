@@ -293,6 +293,6 @@ def test_range_size_default_is_defined_once() -> None:
     parameter = inspect.signature(cluster.run_cluster).parameters["range_size"]
     assert parameter.default == cluster.DEFAULT_RANGE_SIZE
     option = inspect.signature(cli.scan_command).parameters["range_size"].default
-    assert cli._size(option, "--range-size") == cluster.DEFAULT_RANGE_SIZE
+    assert cli.parse_size(option) == cluster.DEFAULT_RANGE_SIZE
     source = (PACKAGE / "run.py").read_text(encoding="utf-8")
     assert "range_size: int = DEFAULT_RANGE_SIZE" in source

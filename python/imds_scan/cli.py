@@ -55,13 +55,31 @@ class _Fallback(Exception):
 _fast = False
 
 
-def _bad(message: str, param_hint: str | None = None) -> Exception:
-    """A usage error: Click's BadParameter (Typer formats it), or _Fallback on the fast path."""
+def _bad(
+    message: str,
+    param_hint: str | None = None,
+    ctx: typer.Context | None = None,
+    name: str | None = None,
+) -> Exception:
+    """A usage error: Click's BadParameter (Typer formats it), or _Fallback on the fast path;
+    a ValueError naming the file and the key when parameter ``name`` came from the config."""
+    where = None if ctx is None or name is None else _config_key(ctx, name)
+    if where is not None:
+        return ValueError(f"{where}: {message}")
     if _fast:
         return _Fallback(message)
     from typer import BadParameter
 
     return BadParameter(message, param_hint=param_hint)
+
+
+def _config_key(ctx: typer.Context, name: str) -> str | None:
+    """``FILE: key`` when parameter ``name`` took its value from the config, else None."""
+    loaded = ctx.meta.get("imds_scan.config")
+    source = ctx.get_parameter_source(name)
+    if loaded is None or getattr(source, "name", "") != "DEFAULT_MAP":
+        return None
+    return f"{loaded.path}: {loaded.key_of.get(name, name)}"
 
 
 class Format(StrEnum):
@@ -79,29 +97,40 @@ class EngineName(StrEnum):
     python = "python"
 
 
-def _choose_format(fmt: Format | None, output: str | None) -> str:
-    """The format to write: --format, else --output's extension, else table/ndjson (auto)."""
+def _choose_format(ctx: typer.Context, fmt: Format | None, output: str | None) -> str:
+    """The format to write: --format, else --output's extension, else table/ndjson (auto).
+    A config's ``format`` gives way to the extension of an --output given on the command
+    line (which wins over the config); with both in the config, ``format`` wins."""
     from .report.formats import format_for_path
 
     to_file = output is not None and output != "-"
+    implied = format_for_path(output) if to_file and output is not None else None
+    if (
+        implied is not None
+        and _config_key(ctx, "fmt") is not None
+        and _config_key(ctx, "output") is None
+    ):
+        fmt = None
     if fmt is not None and fmt is not Format.auto:
         chosen = fmt.value
     elif to_file:
-        assert output is not None
-        found = format_for_path(output)
-        if found is None:
+        if implied is None:
             raise _bad(
                 f"cannot tell the format of {output!r} from its extension "
                 "(.ndjson .jsonl .json .csv .parquet .alerts.ndjson .txt): pass --format",
-                param_hint="'--output'",
+                "'--output'",
+                ctx,
+                "output",
             )
-        chosen = found
+        chosen = implied
     else:
         chosen = "table" if output_mod.is_terminal(sys.stdout) else "ndjson"
     if chosen == "parquet" and not to_file:
         raise _bad(
             "parquet is binary and is not written to stdout: add --output FILE.parquet",
-            param_hint="'--format'",
+            "'--format'",
+            ctx,
+            "fmt",
         )
     return chosen
 
@@ -188,12 +217,14 @@ def _bounded_threads(ctx: typer.Context, threads: int) -> int:
     return MAX_THREADS
 
 
-def _check_report_name(report: str | None) -> None:
+def _check_report_name(ctx: typer.Context, report: str | None) -> None:
     # An HTML page written over a log, or a config, by a slip of the keyboard.
     if report is not None and not report.lower().endswith((".html", ".htm")):
         raise _bad(
             f"{report!r} does not end in .html: the report is an HTML page",
-            param_hint="'--report'",
+            "'--report'",
+            ctx,
+            "report",
         )
 
 
@@ -207,11 +238,16 @@ def parse_size(text: str) -> int:
     return int(number) * units[unit]
 
 
-def _size(text: str, hint: str) -> int:
+def _size(ctx: typer.Context, name: str, text: str) -> int:
     try:
         return parse_size(text)
     except ValueError as exc:
-        raise _bad(str(exc), param_hint=hint) from None
+        raise _bad(str(exc), _hint(name), ctx, name) from None
+
+
+def _hint(name: str) -> str:
+    """A parameter's flag as Click's errors quote it: ``'--max-line-bytes'``."""
+    return "'--" + name.replace("_", "-") + "'"
 
 
 def _field_type_param(
@@ -270,13 +306,34 @@ def _mapping(ctx: typer.Context, path: str | None, given: list[str] | None) -> K
         raise ValueError(f"--mapping {exc}") from None
 
 
-def _time_bound(text: str | None, hint: str) -> datetime | None:
+def _time_bound(ctx: typer.Context, name: str, text: str | None) -> datetime | None:
     if text is None:
         return None
     try:
         return parse_time_bound(text)
     except FilterError as exc:
-        raise _bad(str(exc), param_hint=hint) from None
+        raise _bad(str(exc), _hint(name), ctx, name) from None
+
+
+def _host_globs(ctx: typer.Context, name: str, globs: list[str] | None) -> tuple[str, ...]:
+    for i, glob in enumerate(globs or ()):
+        if not glob:
+            key = _config_key(ctx, name)
+            if key is not None:  # the config's array: the item too
+                raise ValueError(f"{key}[{i}]: an empty glob matches nothing")
+            raise _bad("an empty glob matches nothing", _hint(name))
+    return tuple(globs or ())
+
+
+def _cluster(ctx: typer.Context, spec: str | None) -> str | None:
+    from .cluster import parse_cluster
+
+    if spec is not None:
+        try:
+            parse_cluster(spec)
+        except InputError as exc:
+            raise _bad(str(exc).removeprefix("--cluster "), "'--cluster'", ctx, "cluster") from None
+    return spec
 
 
 HELP = (
@@ -568,23 +625,24 @@ def scan_command(
         ),
     ] = False,
 ) -> None:
-    chosen = _choose_format(fmt, output)
-    _check_report_name(report)
-    config = ScanConfig(
-        engine=engine.value,
-        threads=_bounded_threads(ctx, threads),
-        prefilter=prefilter,
-        hosts=tuple(host or ()),
-        exclude_hosts=tuple(exclude_host or ()),
-        since=_time_bound(since, "'--since'"),
-        until=_time_bound(until, "'--until'"),
-        endpoint_url=endpoint_url,
-        cluster=cluster,
-        range_size=_size(range_size, "'--range-size'"),
-        max_line_bytes=_size(max_line_bytes, "'--max-line-bytes'"),
-        max_hits=max_hits,
-    )
     try:
+        # A value from the config is wrong: a ValueError naming the file and the key.
+        chosen = _choose_format(ctx, fmt, output)
+        _check_report_name(ctx, report)
+        config = ScanConfig(
+            engine=engine.value,
+            threads=_bounded_threads(ctx, threads),
+            prefilter=prefilter,
+            hosts=_host_globs(ctx, "host", host),
+            exclude_hosts=_host_globs(ctx, "exclude_host", exclude_host),
+            since=_time_bound(ctx, "since", since),
+            until=_time_bound(ctx, "until", until),
+            endpoint_url=endpoint_url,
+            cluster=_cluster(ctx, cluster),
+            range_size=_size(ctx, "range_size", range_size),
+            max_line_bytes=_size(ctx, "max_line_bytes", max_line_bytes),
+            max_hits=max_hits,
+        )
         rules = _load_rules(
             ctx,
             rule,
@@ -598,7 +656,7 @@ def scan_command(
         )
         if show_rule:
             _to_stdout(lambda: _show_rules(rules, config))
-    except ValueError as exc:  # EqlError, RuleFileError, ConfigError, FilterError
+    except ValueError as exc:  # EqlError, RuleFileError, ConfigError, FilterError, config values
         # One line per refused rule file: the messages are escaped, not the line breaks.
         for problem in getattr(exc, "problems", None) or [str(exc)]:
             print(f"imds-scan: error: {safe(problem)}", file=sys.stderr)
@@ -649,7 +707,7 @@ def scan_command(
                 rules=rules,
                 config=config,
                 progress=progress,
-                check_inputs=lambda sources: refuse_inputs(pending, sources),
+                check_inputs=lambda sources: refuse_inputs(pending, sources, paths),
                 needs=sink.needs,
                 plan=plan,
             )
@@ -803,10 +861,16 @@ def _load_rules(
         config_allowlist = parse_allowlist(
             loaded.allowlist_table, loaded.path, field_types=field_types
         )
+    allow_key = _config_key(ctx, "allow")
     allowlist = merge_allowlists(
         config_allowlist,
         *(preset_allowlist(name) for name in dict.fromkeys(presets or ())),
-        condition_allowlist(allow or (), field_types=field_types),
+        condition_allowlist(
+            allow or (),
+            "--allow" if allow_key is None else allow_key,
+            field_types=field_types,
+            indexed=allow_key is not None,
+        ),
     )
     for rule_id in allowlist.unknown_rule_ids(rules):
         warnings.append(f'{allowlist.source}: [allowlist.rules."{rule_id}"] names no loaded rule')

@@ -70,6 +70,20 @@ def covers_every_address(block_text: str) -> bool:
     return block is not None and all(in_cidr(end, block) for end in _IPV4_ENDS)
 
 
+def _constant(node: Node) -> object:
+    """The value of an ``expr`` node that reads no field (``true``, ``1 == 1``), as the
+    reference evaluator folds it; None when it reads a field or cannot be evaluated."""
+    if node["node"] != "expr" or node_fields(node):
+        return None
+    from .reference.expr import compile_value
+
+    try:
+        compiled = compile_value(node["expr"])
+        return compiled.value(())
+    except (ValueError, TypeError, ArithmeticError):
+        return None
+
+
 def holds_for_everything(node: Node) -> bool:
     """Whether a condition holds for every event that has the fields it names (an allowlist
     entry that would silence a rule). Conservative: False when unsure."""
@@ -85,6 +99,10 @@ def holds_for_everything(node: Node) -> bool:
         if op == "cidr":
             return any(covers_every_address(v) for v in values)
         return False
+    if kind == "expr":
+        return _constant(node) is True
+    if kind == "not":  # (null, unlike false, is not true when negated)
+        return _constant(node["arg"]) is False
     if kind == "and":
         return all(holds_for_everything(arg) for arg in node["args"])
     if kind == "or":
@@ -104,8 +122,9 @@ def _checked_condition(text: str, where: str, field_types: Mapping[str, str] | N
         raise ConfigError(str(exc)) from None
     if holds_for_everything(node):
         fields = ", ".join(sorted(node_fields(node)))
+        with_fields = f" (with {fields})" if fields else ""
         raise ConfigError(
-            f"{where}: {text!r} is true for every event (with {fields}): it would silence the rule"
+            f"{where}: {text!r} is true for every event{with_fields}: it would silence the rule"
         )
     return node
 
@@ -374,11 +393,13 @@ def condition_allowlist(
     conditions: Sequence[str],
     source: str = "--allow",
     field_types: Mapping[str, str] | None = None,
+    indexed: bool = False,
 ) -> Allowlist:
-    """Global exclusions given as EQL conditions (the ``--allow`` option)."""
+    """Global exclusions given as EQL conditions (the ``--allow`` option; ``indexed``: errors
+    name the item even when there is one, as a config's array)."""
     nodes = []
     for i, text in enumerate(conditions):
-        where = source if len(conditions) == 1 else f"{source}[{i}]"
+        where = source if len(conditions) == 1 and not indexed else f"{source}[{i}]"
         node = _checked_condition(text, where, field_types)
         nodes.append(AllowEntry(f"{source}: {text}", node))
     return Allowlist(tuple(nodes), {}, source)
@@ -454,6 +475,9 @@ def _check_value(param: Any, value: Any, key: str, source: str, ctx: Any) -> Any
             raise ConfigError(f"{source}: {where}: expected a string, found {_type_name(item)}")
         if isinstance(item, str) and number:
             raise ConfigError(f"{source}: {where}: expected a number, found a string")
+        if isinstance(item, float) and isinstance(out, int) and not isinstance(out, bool):
+            # Click would cut 4.5 to 4
+            raise ConfigError(f"{source}: {where}: expected an integer, found a float")
     return checked
 
 
@@ -468,6 +492,8 @@ class Config:
     keys: tuple[str, ...] = ()
     # The [allowlist] table as written: compiled again when --field-type adds overrides.
     allowlist_table: Any = None
+    # Parameter name → its key as written (`max-hits`): errors found later name it.
+    key_of: dict[str, str] = field(default_factory=dict)
 
 
 def parse_config(text: str, source: str, command: Any, ctx: Any = None) -> Config:
@@ -512,7 +538,7 @@ def parse_config(text: str, source: str, command: Any, ctx: Any = None) -> Confi
 
         own = parse_assignments(default_map.get(FIELD_TYPE_PARAM, ()), FIELD_TYPE_PARAM)
         allowlist = parse_allowlist(doc[ALLOWLIST], source, field_types=own)
-    return Config(source, default_map, allowlist, tuple(doc), doc.get(ALLOWLIST))
+    return Config(source, default_map, allowlist, tuple(doc), doc.get(ALLOWLIST), given)
 
 
 def field_type_items(table: Any, key: str, source: str) -> list[str]:

@@ -26,6 +26,16 @@ Progress = Callable[[int, int | None], None]
 MAX_THREADS = 256
 
 
+def thread_count(threads: int) -> int:
+    """``threads`` as the engines take it: 0 (one per core) up to MAX_THREADS, more taken as
+    MAX_THREADS; ValueError for a negative or non-integer count (every API path checks here)."""
+    if isinstance(threads, bool) or not isinstance(threads, int):
+        raise ValueError(f"threads must be an integer, not {threads!r}")
+    if threads < 0:
+        raise ValueError(f"threads must be 0 (one per core) or more, not {threads}")
+    return min(threads, MAX_THREADS)
+
+
 def to_hit(raw: EngineHit, source: str, rules: Sequence[Rule], line_offset: int = 0) -> Hit:
     """An engine's hit tuple as a Hit of input ``source`` (``line_offset``: the lines before
     the byte range a cluster worker scanned)."""
@@ -253,7 +263,7 @@ def stream_scan(
         raise ValueError("only the rust engine routes stage hits itself")
     if window is not None and engine != "rust":
         raise ValueError("only the rust engine applies a time window")
-    threads = min(max(threads, 0), MAX_THREADS)
+    threads = thread_count(threads)
     sources = [as_source(p) for p in paths]
     names = [s.name for s in sources]
     rules = list(rules)
@@ -390,7 +400,8 @@ def run_scan(
 ) -> ScanResult:
     """Scan already-expanded inputs (paths, ``-``, ``s3://`` objects or Sources) with the
     chosen engine. Raises ScanInterrupted (a KeyboardInterrupt) with the partial result on
-    Ctrl-C. ``threads``: 0 for all cores, at most MAX_THREADS (more are taken as that).
+    Ctrl-C. ``threads``: 0 for all cores, at most MAX_THREADS (more are taken as that; a
+    negative count is a ValueError).
     Sequence and sample rules need the scan layer: they are refused here (ValueError);
     :func:`imds_scan.scan` runs them."""
     from .ir_schema import rule_kind

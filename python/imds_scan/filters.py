@@ -94,9 +94,14 @@ def parse_time_bound(text: str, now: datetime | None = None) -> datetime:
     relative = _RELATIVE.fullmatch(text)
     if relative:
         amount, unit = int(relative.group(1)), relative.group(2).lower()
-        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: amount})
+        try:
+            return (now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: amount})
+        except OverflowError:  # before year 1, or more than timedelta holds
+            raise FilterError(f"{text!r} reaches back before the year 1") from None
     try:
         return as_utc(datetime.fromisoformat(text.strip()))
+    except OverflowError:  # its zone takes it past year 1 or 9999 in UTC
+        raise FilterError(f"{text!r} is out of range in UTC") from None
     except ValueError:
         raise FilterError(
             f"{text!r} is neither an ISO 8601 date/time (2024-05-01, 2024-05-01T12:00:00Z) "

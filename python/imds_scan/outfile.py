@@ -4,7 +4,8 @@ Each output gets a temporary file next to it before anything is scanned (so a di
 that does not exist or cannot be written fails in a second, not after an hour's scan); the
 results are written there and renamed over the target at the end, so a failed write never
 leaves half a file where the old one was. An output that is one of the inputs (same device
-and inode) is refused: ``-o in.ndjson`` would replace the evidence with the hits.
+and inode) is refused: ``-o in.ndjson`` would replace the evidence with the hits; so is one
+inside an input directory or glob, even before it exists (its temporary file is never scanned).
 """
 
 from __future__ import annotations
@@ -133,11 +134,29 @@ class PendingOutput:
             self.tmp = None
 
 
-def refuse_inputs(outputs: Sequence[PendingOutput], sources: Sequence[Source]) -> None:
-    """Refuse an output that is one of the (expanded) inputs, by device and inode."""
+def refuse_inputs(
+    outputs: Sequence[PendingOutput], sources: Sequence[Source], args: Sequence[str] = ()
+) -> None:
+    """Refuse an output that is one of the (expanded) inputs, by device and inode, or that
+    lies inside an input directory or glob (``args``: the inputs as given) even before it
+    exists: its temporary file would be scanned, and so would it on the next scan."""
+    from .escape import safe
+    from .sources import glob_matches, is_glob
+
     taken = {o.identity: o for o in outputs if o.identity is not None}
-    if not taken:
+    temporary = {}
+    for o in outputs:
+        if o.tmp is not None:
+            with contextlib.suppress(OSError):
+                temporary[_identity(os.stat(o.tmp))] = o
+    if not taken and not temporary:  # no file output: no input to stat
         return
+    for o in outputs:  # (one that exists is found among the sources below)
+        if o.identity is not None or o.tmp is None:
+            continue
+        for arg in args:
+            if is_glob(arg) and (glob_matches(arg, o.path) or glob_matches(arg, o.target)):
+                raise OutputError(_inside(o, arg))
     for source in sources:
         try:
             if source.kind == "file":
@@ -152,9 +171,20 @@ def refuse_inputs(outputs: Sequence[PendingOutput], sources: Sequence[Source]) -
             continue
         clash = taken.get(_identity(st))
         if clash is not None:
-            from .escape import safe
-
             raise OutputError(
                 f"{clash.flag} {safe(clash.path)} is also an input ({safe(source.name)}): "
                 "it would be overwritten; write the results elsewhere"
             )
+        inside = temporary.get(_identity(st))
+        if inside is not None:  # its directory is walked (a glob skips hidden names)
+            raise OutputError(_inside(inside, None))
+
+
+def _inside(output: PendingOutput, arg: str | None) -> str:
+    from .escape import safe
+
+    where = "an input directory" if arg is None else f"the input glob {safe(arg)!r}"
+    return (
+        f"{output.flag} {safe(output.path)} is inside {where}: it would be scanned as an "
+        "input; write the results elsewhere"
+    )

@@ -64,7 +64,9 @@ def table_width(out: TextIO) -> int:
     """The terminal's width, else $COLUMNS, else FILE_WIDTH."""
     if is_terminal(out):
         with contextlib.suppress(OSError, ValueError, AttributeError):
-            return os.get_terminal_size(out.fileno()).columns
+            width = os.get_terminal_size(out.fileno()).columns
+            if width > 0:  # a pty whose size was never set reports 0
+                return width
     columns = os.environ.get("COLUMNS", "")
     return int(columns) if columns.isdigit() and int(columns) > 0 else FILE_WIDTH
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from .batch import HITS, HitBatch, Needs
 from .cluster import DEFAULT_RANGE_SIZE
-from .engines import Engine, HitStream, Progress, stream_scan
+from .engines import Engine, HitStream, Progress, stream_scan, thread_count
 from .records import AllowlistDrops, Hit, ScanStats
 from .reference.scan.lines import MAX_LINE_BYTES
 from .results import ScanInterrupted, ScanResult
@@ -28,7 +28,8 @@ class ScanConfig:
     ``hosts``/``exclude_hosts``: ``host.name`` globs (``*``, ``?``; ASCII case-insensitive, as
     EQL's ``:``), evaluated inside the engine. ``since``/``until``: a half-open window on
     @timestamp (a naive datetime is UTC); when either is set, a hit without a parsable
-    @timestamp is dropped.
+    @timestamp is dropped. ``threads``: 0 for one per core; more than MAX_THREADS (256) are
+    taken as that; a negative count is a ValueError.
     """
 
     engine: Engine = "rust"
@@ -51,6 +52,29 @@ class ScanConfig:
     max_line_bytes: int = MAX_LINE_BYTES
     # Stop the scan after this many hits (after --since/--until); None: no limit.
     max_hits: int | None = None
+
+    def __post_init__(self) -> None:
+        # Checked here, so every way into a scan holds to the same bound (the CLI warns first).
+        object.__setattr__(self, "threads", thread_count(self.threads))
+        for name in ("hosts", "exclude_hosts"):
+            globs = getattr(self, name)
+            # A bare string would be taken a character at a time ("web-*" → "w", "e", ...).
+            if isinstance(globs, str) or not all(isinstance(g, str) for g in globs):
+                raise TypeError(f"{name} must be a tuple of glob strings, not {globs!r}")
+            object.__setattr__(self, name, tuple(globs))
+        for name in ("since", "until"):
+            moment = getattr(self, name)
+            if moment is not None and not isinstance(moment, datetime):
+                raise TypeError(
+                    f"{name} must be a datetime or None, not {moment!r} "
+                    "(e.g. datetime.fromisoformat('2024-05-01'))"
+                )
+        if self.max_hits is not None and (
+            isinstance(self.max_hits, bool) or not isinstance(self.max_hits, int)
+        ):
+            raise TypeError(f"max_hits must be an integer or None, not {self.max_hits!r}")
+        if self.max_hits is not None and self.max_hits < 1:
+            raise ValueError(f"max_hits must be 1 or more (None: no limit), not {self.max_hits}")
 
 
 def expand_inputs(args: Sequence[str], *, endpoint_url: str | None = None) -> list[str]:

@@ -252,7 +252,9 @@ def plan_rules(
         engine += stages
         owner += [index] * len(stages)
         stage += list(range(len(stages)))
-    return RulePlan(shown, engine, owner, stage, threads)
+    from .engines import thread_count
+
+    return RulePlan(shown, engine, owner, stage, thread_count(threads))
 
 
 def effective_rules(

@@ -133,13 +133,18 @@ def expand(args: Sequence[str], *, endpoint_url: str | None = None) -> Expanded:
             out.sources.extend(_expand_s3(fs, arg))
         elif os.path.isdir(arg):
             _walk(arg, out)
-        elif not os.path.lexists(arg) and GLOB_CHARS & set(arg):
+        elif is_glob(arg):
             if not _glob(arg, out):
                 out.sources.append(Source(arg, "file", None, "no file matches this glob"))
         else:
             out.sources.append(Source(arg, "file", _size(arg)))
     _drop_repeats(out)
     return out
+
+
+def is_glob(arg: str) -> bool:
+    """Whether :func:`expand` takes ``arg`` (not ``-``, S3 or a directory) for a glob."""
+    return not os.path.lexists(arg) and bool(GLOB_CHARS & set(arg))
 
 
 def _identity(source: Source) -> tuple[object, ...]:
@@ -310,6 +315,40 @@ def _glob(pattern: str, out: Expanded) -> int:
     for path in unique:
         out.sources.append(Source(path, "file", _size(path)))
     return len(unique)
+
+
+def glob_matches(pattern: str, path: str) -> bool:
+    """Whether the local glob ``pattern`` names the file ``path`` (existing or not), as
+    :func:`_glob` would find it; the two are compared as absolute, normalised paths."""
+    pats = os.path.abspath(pattern).split(os.sep)
+    parts = os.path.abspath(path).split(os.sep)
+
+    def match(i: int, j: int) -> bool:
+        if i == len(pats):
+            return j == len(parts)
+        head = pats[i]
+        if head == "**":  # any number of directories (a trailing one: any file below)
+            if i + 1 == len(pats):
+                return j < len(parts) and not any(p.startswith(".") for p in parts[j:])
+            for k in range(j, len(parts)):
+                if match(i + 1, k):
+                    return True
+                if parts[k].startswith("."):
+                    return False
+            return False
+        if j == len(parts):
+            return False
+        name = parts[j]
+        if GLOB_CHARS & set(head):
+            if name.startswith(".") and not head.startswith("."):
+                return False
+            if not _component_regex(head).fullmatch(name):
+                return False
+        elif head != name:
+            return False
+        return match(i + 1, j + 1)
+
+    return match(0, 0)
 
 
 def _glob_in(
