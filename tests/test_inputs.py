@@ -848,6 +848,14 @@ def test_inputs_without_a_valid_event_are_errors(tmp_path: Path, engine: str) ->
     proc = cli(bom, "--engine", engine, "-f", "ndjson")
     assert proc.returncode == 1, proc.stderr
     assert "malformed" not in proc.stderr
+    # So is one at the start of a later line: parts with a BOM each, joined by `cat`.
+    joined = tmp_path / "joined.ndjson"
+    part = b"\xef\xbb\xbf" + line.encode()  # it ends with its newline
+    joined.write_bytes(part * 3)
+    proc = cli(joined, "--engine", engine, "-f", "ndjson")
+    assert proc.returncode == 1, proc.stderr
+    assert [json.loads(r)["line"] for r in proc.stdout.splitlines()] == [1, 2, 3]
+    assert "malformed" not in proc.stderr
 
 
 @pytest.mark.parametrize("engine", ENGINES)

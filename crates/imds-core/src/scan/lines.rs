@@ -477,6 +477,8 @@ impl<'e> LineScanner<'e> {
     }
 
     fn line(&mut self, line: &[u8], candidate: bool) {
+        // Exports concatenated with `cat` keep each part's byte-order mark at a line start.
+        let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
         let Some(first) = line.iter().position(|&b| !is_space(b)) else {
             return; // blank: not an event
         };

@@ -61,7 +61,7 @@ def scan_stream(
         stats.bytes += len(raw)
         if raw.endswith(b"\n"):
             raw = raw[:-1]
-        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+        if raw.startswith(b"\xef\xbb\xbf"):  # a BOM: the file's, or a part's after `cat`
             raw = raw[3:]
         try:
             parsed = parse_line(raw)
