@@ -477,6 +477,95 @@ def test_symlinked_directories_are_followed(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs")
+@pytest.mark.parametrize("engine", ENGINES)
+def test_fifos_and_devices_found_by_a_walk_or_a_glob_are_skipped(
+    tmp_path: Path, engine: str
+) -> None:
+    # They hung the scan: a FIFO's open waits for a writer, /dev/zero is read forever.
+    from imds_scan.sources import expand
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "a.ndjson").write_bytes(lines(HIT))
+    os.mkfifo(logs / "b.ndjson")
+    (logs / "zero.ndjson").symlink_to("/dev/zero")  # a device, behind a symlink
+    fifo = (str(logs / "b.ndjson"), "a FIFO (named pipe), not a regular file")
+    zero = (str(logs / "zero.ndjson"), "a character device, not a regular file")
+    for args in ([logs], [logs / "*.ndjson"], [logs / "**"], [logs / "*", logs]):
+        expanded = expand([str(x) for x in args])
+        assert [s.name for s in expanded.sources] == [str(logs / "a.ndjson")], args
+        skipped = [(path, why.split(":")[0]) for path, why in expanded.skipped]
+        assert [x for x in skipped if "regular" in x[1]] == [fifo, zero]  # each once
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "imds_scan",
+                *map(str, args),
+                "-f",
+                "ndjson",
+                "--engine",
+                engine,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 1, proc.stderr  # skipped, named, not an error
+        assert [json.loads(x)["source"] for x in proc.stdout.splitlines()] == [
+            str(logs / "a.ndjson")
+        ]
+        assert f"skipped: {fifo[0]}: {fifo[1]}: not read" in proc.stderr
+        assert f"skipped: {zero[0]}: {zero[1]}: not read" in proc.stderr
+    # A glob that finds only such files matches nothing to scan.
+    assert [(s.name, s.error) for s in expand([str(logs / "b.*")]).sources] == [
+        (str(logs / "b.*"), "no file matches this glob")
+    ]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs")
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_fifo_or_pipe_named_as_an_input_is_read(tmp_path: Path, engine: str) -> None:
+    fifo = tmp_path / "live.ndjson"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imds_scan", str(fifo), "-f", "ndjson", "--engine", engine],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    with open(fifo, "wb") as writer:  # waits for the scan to open it
+        writer.write(lines(HIT, BENIGN))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert [json.loads(x)["source"] for x in out.splitlines()] == [str(fifo)]
+    # A shell's <(...) is a pipe named /dev/fd/N.
+    read, write = os.pipe()
+    os.write(write, lines(BENIGN, PROC))
+    os.close(write)
+    try:
+        piped = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "imds_scan",
+                f"/dev/fd/{read}",
+                "-f",
+                "ndjson",
+                "--engine",
+                engine,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            pass_fds=(read,),
+        )
+    finally:
+        os.close(read)
+    assert piped.returncode == 1, piped.stderr
+    assert [json.loads(x)["line"] for x in piped.stdout.splitlines()] == [2]
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_glob_that_matches_nothing_is_reported_and_the_rest_scanned(
     tmp_path: Path, engine: str
