@@ -529,16 +529,29 @@ def test_fifos_and_devices_found_by_a_walk_or_a_glob_are_skipped(
 def test_a_fifo_or_pipe_named_as_an_input_is_read(tmp_path: Path, engine: str) -> None:
     fifo = tmp_path / "live.ndjson"
     os.mkfifo(fifo)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "imds_scan", str(fifo), "-f", "ndjson", "--engine", engine],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    with open(fifo, "wb") as writer:  # waits for the scan to open it
-        writer.write(lines(HIT, BENIGN))
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 1, err
+
+    def scan_fifo(data: bytes) -> tuple[int, bytes, bytes]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "imds_scan", str(fifo), "-f", "ndjson", "--engine", engine],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            with open(fifo, "wb") as writer:  # waits for the scan to open it
+                writer.write(data)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+        return proc.returncode, out, err
+
+    code, out, err = scan_fifo(lines(HIT, BENIGN))
+    assert code == 1, err
     assert [json.loads(x)["source"] for x in out.splitlines()] == [str(fifo)]
+    # No hit, not ECS: the FIFO is not opened again to look at its events (the writer is gone:
+    # that open waited forever).
+    code, out, err = scan_fifo(lines({"Application": "x"}))
+    assert (code, out) == (0, b""), err
+    assert b"do not look like ECS" not in err
     # A shell's <(...) is a pipe named /dev/fd/N.
     read, write = os.pipe()
     os.write(write, lines(BENIGN, PROC))
