@@ -579,6 +579,33 @@ def test_a_fifo_or_pipe_named_as_an_input_is_read(tmp_path: Path, engine: str) -
     assert [json.loads(x)["line"] for x in piped.stdout.splitlines()] == [2]
 
 
+@pytest.mark.skipif(not Path("/proc/self/wchan").exists(), reason="needs Linux /proc")
+def test_ctrl_c_while_waiting_for_a_fifo_writer(tmp_path: Path) -> None:
+    # The reference engine opens its inputs in Python: Ctrl-C ends the wait for a writer,
+    # and the input says so (it was listed as an empty input). The Rust engine's open is in
+    # Rust, where Ctrl-C is not seen until it returns.
+    fifo, after = tmp_path / "fifo.ndjson", tmp_path / "after.ndjson"
+    os.mkfifo(fifo)
+    after.write_bytes(lines(HIT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imds_scan", fifo, after, "-f", "ndjson", "--engine", "python"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while Path(f"/proc/{proc.pid}/wchan").read_text() != "wait_for_partner":
+            assert time.monotonic() < deadline, "the scan did not open the FIFO"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert (proc.returncode, out) == (130, b""), err
+    assert f"error: {fifo}: interrupted: scanned up to byte 0".encode() in err
+    assert f"error: {after}: not read: the scan was interrupted".encode() in err
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_glob_that_matches_nothing_is_reported_and_the_rest_scanned(
     tmp_path: Path, engine: str
