@@ -133,6 +133,20 @@ def test_stdin_plain_and_compressed(tmp_path: Path, engine: str) -> None:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_a_file_named_dash_is_the_file_not_stdin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str
+) -> None:
+    # The reference engine was given the name, "-", and read standard input.
+    from imds_scan.sources import Source
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "-").write_bytes(lines(BENIGN, HIT))
+    result = run_scan([Source("-", "file", None)], default_rules(), engine=engine)  # type: ignore[arg-type]
+    assert result.stats.files[0].error is None
+    assert [(h.line, h.branch) for h in result.hits] == [(2, "network")]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_exporter_wrappers_are_evaluated_on_their_source(tmp_path: Path, engine: str) -> None:
     elasticdump = {"_index": "logs-2024.05.01", "_type": "_doc", "_id": "a", "_source": HIT}
     search_hit = {"_index": "logs", "_id": "b", "_score": 1.5, "_source": PROC, "sort": [1]}

@@ -47,10 +47,15 @@ class Source:
 
     def engine_input(self) -> str | LazyStream:
         """What the Rust engine reads: a path, ``-`` (stdin), or a stream object."""
-        if self.kind == "stdin":
-            return "-"
         if self.kind == "s3":
             return LazyStream(self.open)
+        return self.local_path()
+
+    def local_path(self) -> str:
+        """A local input as an engine opens it: ``-`` is stdin, so a file named ``-`` is
+        ``./-``."""
+        if self.kind == "stdin":
+            return "-"
         return self.name if self.name != "-" else "./-"
 
     def open(self) -> BinaryIO:
