@@ -147,6 +147,20 @@ def test_a_file_named_dash_is_the_file_not_stdin(
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_a_file_named_dash_found_by_a_glob_is_named_apart_from_stdin(
+    tmp_path: Path, engine: str
+) -> None:
+    (tmp_path / "-").write_bytes(lines(BENIGN, HIT))
+    for pattern in ("*", "**", "[-]"):
+        proc = cli(
+            pattern, "-f", "ndjson", "--engine", engine, cwd=tmp_path, input=lines(PROC).decode()
+        )
+        assert proc.returncode == 1, proc.stderr
+        hits = [json.loads(x) for x in proc.stdout.splitlines()]
+        assert [(h["source"], h["line"], h["branch"]) for h in hits] == [("./-", 2, "network")]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_exporter_wrappers_are_evaluated_on_their_source(tmp_path: Path, engine: str) -> None:
     elasticdump = {"_index": "logs-2024.05.01", "_type": "_doc", "_id": "a", "_source": HIT}
     search_hit = {"_index": "logs", "_id": "b", "_score": 1.5, "_source": PROC, "sort": [1]}

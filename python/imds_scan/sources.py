@@ -247,6 +247,8 @@ def _found(path: str, out: Expanded) -> None:
     """A file found by a walk or a glob, as an input if it is a regular file (or cannot be
     looked at: its open reports why). Anything else is skipped and named: a FIFO's open
     would wait for a writer, a device's read may never end, and the user did not name it."""
+    if path == "-":  # `*` in a directory holding a file named -: named apart from stdin
+        path = os.path.join(os.curdir, path)
     try:
         st = os.stat(path)
     except OSError:
