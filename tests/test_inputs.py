@@ -138,6 +138,34 @@ def test_stdin_plain_and_compressed(tmp_path: Path, engine: str) -> None:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_a_file_named_dash_is_the_file_not_stdin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str
+) -> None:
+    # The reference engine was given the name, "-", and read standard input.
+    from imds_scan.sources import Source
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "-").write_bytes(lines(BENIGN, HIT))
+    result = run_scan([Source("-", "file", None)], default_rules(), engine=engine)  # type: ignore[arg-type]
+    assert result.stats.files[0].error is None
+    assert [(h.line, h.branch) for h in result.hits] == [(2, "network")]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_file_named_dash_found_by_a_glob_is_named_apart_from_stdin(
+    tmp_path: Path, engine: str
+) -> None:
+    (tmp_path / "-").write_bytes(lines(BENIGN, HIT))
+    for pattern in ("*", "**", "[-]"):
+        proc = cli(
+            pattern, "-f", "ndjson", "--engine", engine, cwd=tmp_path, input=lines(PROC).decode()
+        )
+        assert proc.returncode == 1, proc.stderr
+        hits = [json.loads(x) for x in proc.stdout.splitlines()]
+        assert [(h["source"], h["line"], h["branch"]) for h in hits] == [("./-", 2, "network")]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_exporter_wrappers_are_evaluated_on_their_source(tmp_path: Path, engine: str) -> None:
     elasticdump = {"_index": "logs-2024.05.01", "_type": "_doc", "_id": "a", "_source": HIT}
     search_hit = {"_index": "logs", "_id": "b", "_score": 1.5, "_source": PROC, "sort": [1]}
@@ -482,6 +510,135 @@ def test_symlinked_directories_are_followed(tmp_path: Path) -> None:
     assert [f.path for f in scan([str(tmp_path / "logs")]).stats.files] == [
         str(tmp_path / "logs" / "current" / "a.ndjson")
     ]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs")
+@pytest.mark.parametrize("engine", ENGINES)
+def test_fifos_and_devices_found_by_a_walk_or_a_glob_are_skipped(
+    tmp_path: Path, engine: str
+) -> None:
+    # They hung the scan: a FIFO's open waits for a writer, /dev/zero is read forever.
+    from imds_scan.sources import expand
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "a.ndjson").write_bytes(lines(HIT))
+    os.mkfifo(logs / "b.ndjson")
+    (logs / "zero.ndjson").symlink_to("/dev/zero")  # a device, behind a symlink
+    fifo = (str(logs / "b.ndjson"), "a FIFO (named pipe), not a regular file")
+    zero = (str(logs / "zero.ndjson"), "a character device, not a regular file")
+    for args in ([logs], [logs / "*.ndjson"], [logs / "**"], [logs / "*", logs]):
+        expanded = expand([str(x) for x in args])
+        assert [s.name for s in expanded.sources] == [str(logs / "a.ndjson")], args
+        skipped = [(path, why.split(":")[0]) for path, why in expanded.skipped]
+        assert [x for x in skipped if "regular" in x[1]] == [fifo, zero]  # each once
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "imds_scan",
+                *map(str, args),
+                "-f",
+                "ndjson",
+                "--engine",
+                engine,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 1, proc.stderr  # skipped, named, not an error
+        assert [json.loads(x)["source"] for x in proc.stdout.splitlines()] == [
+            str(logs / "a.ndjson")
+        ]
+        assert f"skipped: {fifo[0]}: {fifo[1]}: not read" in proc.stderr
+        assert f"skipped: {zero[0]}: {zero[1]}: not read" in proc.stderr
+    # A glob that finds only such files matches nothing to scan.
+    assert [(s.name, s.error) for s in expand([str(logs / "b.*")]).sources] == [
+        (str(logs / "b.*"), "no file matches this glob")
+    ]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs")
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_fifo_or_pipe_named_as_an_input_is_read(tmp_path: Path, engine: str) -> None:
+    fifo = tmp_path / "live.ndjson"
+    os.mkfifo(fifo)
+
+    def scan_fifo(data: bytes) -> tuple[int, bytes, bytes]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "imds_scan", str(fifo), "-f", "ndjson", "--engine", engine],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            with open(fifo, "wb") as writer:  # waits for the scan to open it
+                writer.write(data)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+        return proc.returncode, out, err
+
+    code, out, err = scan_fifo(lines(HIT, BENIGN))
+    assert code == 1, err
+    assert [json.loads(x)["source"] for x in out.splitlines()] == [str(fifo)]
+    # No hit, not ECS: the FIFO is not opened again to look at its events (the writer is gone:
+    # that open waited forever).
+    code, out, err = scan_fifo(lines({"Application": "x"}))
+    assert (code, out) == (0, b""), err
+    assert b"do not look like ECS" not in err
+    # A shell's <(...) is a pipe named /dev/fd/N.
+    read, write = os.pipe()
+    os.write(write, lines(BENIGN, PROC))
+    os.close(write)
+    try:
+        piped = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "imds_scan",
+                f"/dev/fd/{read}",
+                "-f",
+                "ndjson",
+                "--engine",
+                engine,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            pass_fds=(read,),
+        )
+    finally:
+        os.close(read)
+    assert piped.returncode == 1, piped.stderr
+    assert [json.loads(x)["line"] for x in piped.stdout.splitlines()] == [2]
+
+
+@pytest.mark.skipif(not Path("/proc/self/wchan").exists(), reason="needs Linux /proc")
+def test_ctrl_c_while_waiting_for_a_fifo_writer(tmp_path: Path) -> None:
+    # The reference engine opens its inputs in Python: Ctrl-C ends the wait for a writer,
+    # and the input says so (it was listed as an empty input). The Rust engine's open is in
+    # Rust, where Ctrl-C is not seen until it returns.
+    fifo, after = tmp_path / "fifo.ndjson", tmp_path / "after.ndjson"
+    os.mkfifo(fifo)
+    after.write_bytes(lines(HIT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imds_scan", fifo, after, "-f", "ndjson", "--engine", "python"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while Path(f"/proc/{proc.pid}/wchan").read_text() != "wait_for_partner":
+            assert time.monotonic() < deadline, "the scan did not open the FIFO"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert (proc.returncode, out) == (130, b""), err
+    assert f"error: {fifo}: interrupted: scanned up to byte 0".encode() in err
+    assert f"error: {after}: not read: the scan was interrupted".encode() in err
 
 
 @pytest.mark.parametrize("engine", ENGINES)

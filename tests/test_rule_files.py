@@ -102,6 +102,30 @@ def test_default_alias_and_the_bundled_file_agree() -> None:
     assert [r.ir for r in rules] == [r.ir for r in default_rules()] and warnings == []
 
 
+def test_a_file_named_default_in_the_working_directory_is_not_the_bundled_rule(
+    tmp_path: Path,
+) -> None:
+    # A hostile directory: `default` is a rule like the bundled one that never matches.
+    bundled = Path(imds_scan.rules.__file__).with_name("imds_default.toml").read_text("utf-8")
+    (rule,) = default_rules()
+    decoy = bundled.replace(rule.query, 'any where process.name == "no-such-process"')
+    assert decoy != bundled
+    (tmp_path / "default").write_text(decoy, "utf-8")
+    (tmp_path / "events.ndjson").write_text(json.dumps(CURL) + "\n", "utf-8")
+
+    plain = run("events.ndjson", "-f", "ndjson", cwd=tmp_path)
+    assert plain.returncode == 1, plain.stderr  # no --rule: the bundled rule, silently
+    assert json.loads(plain.stdout)["rule_id"] == DEFAULT_RULE_ID
+    assert "default" not in plain.stderr
+
+    named = run("events.ndjson", "-f", "ndjson", "--rule", "default", cwd=tmp_path)
+    assert named.returncode == 1, named.stderr  # --rule default: the bundled rule, and why
+    assert "./default names it" in named.stderr
+
+    path = run("events.ndjson", "-f", "ndjson", "--rule", "./default", cwd=tmp_path)
+    assert (path.returncode, path.stdout) == (0, ""), path.stderr  # the file, by its path
+
+
 # ---------------------------------------------------------------- files in Elastic's shape
 
 

@@ -832,11 +832,12 @@ def _load_rules(
     """The rules to run: --rule files (default: the bundled rule) with the config's
     [allowlist], the --preset allowlists and --allow conditions compiled in, in that order
     (the order in which a dropped event is attributed). Warnings go to stderr."""
-    from .rules import DEFAULT_RULE_ALIAS, load_rules, pack_path
+    from .rules import BUNDLED_RULE, BundledRule, load_rules, pack_path
 
-    pack_specs = [pack_path(name) for name in packs or ()]
+    # Not the path "default": a file of that name in the current directory is not a rule.
+    given: list[str | BundledRule] = [*specs] if specs else [BUNDLED_RULE]
     rules, warnings = load_rules(
-        [*(specs or [DEFAULT_RULE_ALIAS]), *pack_specs],
+        [*given, *(pack_path(name) for name in packs or ())],
         skip_unsupported=skip,
         cache=cache,
         field_types=field_types,

@@ -333,7 +333,8 @@ def stream_scan(
         from .reference.scan.source import Opener
 
         openers: list[str | Opener] = [
-            sources[i].open if sources[i].kind == "s3" else names[i] for i in readable
+            sources[i].open if sources[i].kind == "s3" else sources[i].local_path()
+            for i in readable
         ]
         raw = python_batches(
             openers,

@@ -1,10 +1,12 @@
 """Telling input that is not ECS: a scan of it finds nothing because the rules' fields are not
 there, not because nothing happened (Log Analytics exports of Windows Security events, raw
-auditd text). Looked at after the scan, in Python, on the first events of each local input
+auditd text). Looked at after the scan, in Python, on the first events of each local regular file
 that gave no hits: nothing of this runs on the scan's hot path."""
 
 from __future__ import annotations
 
+import os
+import stat
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -66,7 +68,12 @@ def rule_fields(rules: Sequence[Rule]) -> list[str]:
 
 
 def _lines(source: Source, limit: int) -> Iterator[bytes]:
-    with open(source.name, "rb") as raw:
+    # Regular files only: a FIFO named as an input was read by the scan, and opened again it
+    # would wait for a writer that is gone (O_NONBLOCK: it is not waited for).
+    fd = os.open(source.name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with open(fd, "rb") as raw:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return
         stream, _, _ = decoded(raw)
         for count, line in enumerate(read_lines(stream, ReadFailed())):
             if count >= limit * 4:  # blank lines count too, up to a point

@@ -3,10 +3,13 @@ quoted glob works too), ``-`` for standard input, and ``s3://bucket/prefix`` obj
 through fsspec/s3fs (the optional ``s3`` extra; the standard AWS credential chain).
 
 Directory symlinks are followed, each directory once: a symlink loop is skipped and reported,
-never walked forever. An input named twice (``a a``, ``dir dir/x``, a hard or symbolic link
-to a file already named) is scanned once and the repeat reported; a glob that matches nothing
-is an input error like a missing file, and the other inputs are scanned. Compression (gzip,
-zstd) is not decided here: the engines read the first bytes of each input.
+never walked forever. A walk or a glob finds regular files only (symlinks followed): a FIFO,
+socket or device found there is skipped and reported, not waited on or read forever (named as
+an input, such a file is read: ``<(zcat x.gz)``). An input named twice (``a a``, ``dir dir/x``,
+a hard or symbolic link to a file already named) is scanned once and the repeat reported; a
+glob that matches nothing is an input error like a missing file, and the other inputs are
+scanned. Compression (gzip, zstd) is not decided here: the engines read the first bytes of
+each input.
 """
 
 from __future__ import annotations
@@ -44,10 +47,15 @@ class Source:
 
     def engine_input(self) -> str | LazyStream:
         """What the Rust engine reads: a path, ``-`` (stdin), or a stream object."""
-        if self.kind == "stdin":
-            return "-"
         if self.kind == "s3":
             return LazyStream(self.open)
+        return self.local_path()
+
+    def local_path(self) -> str:
+        """A local input as an engine opens it: ``-`` is stdin, so a file named ``-`` is
+        ``./-``."""
+        if self.kind == "stdin":
+            return "-"
         return self.name if self.name != "-" else "./-"
 
     def open(self) -> BinaryIO:
@@ -112,6 +120,8 @@ class Expanded:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     # Directories already reported as unlistable (a glob or a walk may meet one twice).
     unlistable: set[str] = field(default_factory=set, repr=False)
+    # Files already skipped as not regular (two globs may find one).
+    not_regular: set[str] = field(default_factory=set, repr=False)
 
 
 def is_s3(arg: str) -> bool:
@@ -230,6 +240,37 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
         return False
 
 
+_NOT_REGULAR = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _found(path: str, out: Expanded) -> None:
+    """A file found by a walk or a glob, as an input if it is a regular file (or cannot be
+    looked at: its open reports why). Anything else is skipped and named: a FIFO's open
+    would wait for a writer, a device's read may never end, and the user did not name it."""
+    if path == "-":  # `*` in a directory holding a file named -: named apart from stdin
+        path = os.path.join(os.curdir, path)
+    try:
+        st = os.stat(path)
+    except OSError:
+        out.sources.append(Source(path, "file", None))
+        return
+    if stat.S_ISREG(st.st_mode):
+        out.sources.append(Source(path, "file", st.st_size))
+        return
+    if os.path.normpath(path) in out.not_regular:
+        return
+    out.not_regular.add(os.path.normpath(path))
+    what = next((name for test, name in _NOT_REGULAR if test(st.st_mode)), "a special file")
+    out.skipped.append(
+        (path, f"{what}, not a regular file: not read (name it as an input to read it)")
+    )
+
+
 def _walk(top: str, out: Expanded) -> None:
     """Every file under ``top`` (hidden ones too), sorted, following directory symlinks but
     entering each directory once."""
@@ -237,7 +278,7 @@ def _walk(top: str, out: Expanded) -> None:
     for _path, entries in _walk_dirs(top, seen, out, hidden=True):
         for entry in entries:
             if not _is_dir(entry):
-                out.sources.append(Source(entry.path, "file", _size(entry.path)))
+                _found(entry.path, out)
 
 
 def _walk_dirs(
@@ -301,7 +342,7 @@ def _component_regex(part: str) -> re.Pattern[str]:
 def _glob(pattern: str, out: Expanded) -> int:
     """Expand a glob as a shell with ``globstar`` does: ``**`` is any number of directories;
     wildcards do not match a leading dot; directories are not results. Returns the number
-    of files found."""
+    of files found (regular ones: others are skipped)."""
     parts = pattern.split(os.sep)
     # The leading components without wildcards are the base directory.
     fixed = 0
@@ -311,10 +352,10 @@ def _glob(pattern: str, out: Expanded) -> int:
     found: list[str] = []
     seen: set[tuple[int, int]] = set()
     _glob_in(base, parts[fixed:], found, seen, out)
-    unique = dict.fromkeys(found)  # `**/**` may find a file twice
-    for path in unique:
-        out.sources.append(Source(path, "file", _size(path)))
-    return len(unique)
+    before = len(out.sources)
+    for path in dict.fromkeys(found):  # `**/**` may find a file twice
+        _found(path, out)
+    return len(out.sources) - before
 
 
 def glob_matches(pattern: str, path: str) -> bool:

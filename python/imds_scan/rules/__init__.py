@@ -15,6 +15,7 @@ file's line and column.
 
 from __future__ import annotations
 
+import enum
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -84,8 +85,19 @@ class Rule:
 DEFAULT_RULE_ID = "imds-default"
 DEFAULT_RULE_NAME = "Detect Cloud Instance Metadata API"
 DEFAULT_RULE_FILE = "imds_default.toml"
-# `--rule default` names the bundled rule (unless a file of that name exists).
+# `--rule default` names the bundled rule, even where a file of that name exists (./default
+# names the file): a directory being scanned must not decide which rule runs.
 DEFAULT_RULE_ALIAS = "default"
+
+
+class BundledRule(enum.Enum):
+    """The bundled rule as a ``load_rules`` spec that is not a path: what runs when no
+    ``--rule`` is given, whatever files the current directory holds."""
+
+    RULE = "bundled"
+
+
+BUNDLED_RULE = BundledRule.RULE
 SEVERITIES = ("low", "medium", "high", "critical")
 
 
@@ -597,7 +609,7 @@ def _rule_files(spec: str) -> list[tuple[str, bool]]:
 
 
 def load_rules(
-    specs: Sequence[str],
+    specs: Sequence[str | BundledRule],
     *,
     skip_unsupported: bool = False,
     cache: bool = True,
@@ -605,7 +617,8 @@ def load_rules(
     mapping: KqlMapping | None = None,
 ) -> tuple[list[Rule], list[str]]:
     """Rules from files and directories (every ``.toml`` below a directory, in path order);
-    ``default`` is the bundled rule. Returns (rules, warnings).
+    ``default`` (or ``BUNDLED_RULE``) is the bundled rule, never a file of that name (a
+    warning says when one exists: ``./default`` names it). Returns (rules, warnings).
 
     A file that cannot be loaded is an error (RuleFileError naming every such file), unless
     ``skip_unsupported``: then each is a warning and the others run. Two rules with one
@@ -621,8 +634,14 @@ def load_rules(
     rules: list[Rule] = []
     problems: list[str] = []
     seen: dict[str, str] = {}
+    notes: list[str] = []
     for spec in specs:
-        if spec == DEFAULT_RULE_ALIAS and not os.path.exists(spec):
+        if isinstance(spec, BundledRule) or spec == DEFAULT_RULE_ALIAS:
+            if spec == DEFAULT_RULE_ALIAS and os.path.lexists(spec) and not notes:
+                notes.append(
+                    f"'{DEFAULT_RULE_ALIAS}' is the bundled rule: the file {DEFAULT_RULE_ALIAS} "
+                    f"in the current directory is not loaded (./{DEFAULT_RULE_ALIAS} names it)"
+                )
             loaded = [
                 _load_bytes(
                     _bundled_bytes(),
@@ -664,7 +683,7 @@ def load_rules(
             rules.append(rule)
     if problems and not skip_unsupported:
         raise RuleFileError(*problems)
-    warnings = [f"skipped {p}" for p in problems]
+    warnings = [*notes, *(f"skipped {p}" for p in problems)]
     if not rules:
         raise RuleFileError("no rule to run" + (f": {len(problems)} skipped" if problems else ""))
     return rules, warnings

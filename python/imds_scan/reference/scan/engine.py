@@ -231,6 +231,9 @@ def _scan_one(
     returns True if interrupted."""
     try:
         raw = open_input(path)
+    except KeyboardInterrupt:  # while the open waited (a FIFO without a writer)
+        _fail(stats, "interrupted", "interrupted: scanned up to byte 0 (line 0)", 0, 0)
+        return True
     except OSError as exc:
         if callable(path):  # the Rust engine opens such a stream at its first read
             _fail(stats, "read", f"read error at byte 0: {_reason(exc)}", 0)
