@@ -448,3 +448,63 @@ fn lone_surrogates_and_deep_nesting_keep_the_event() {
             .starts_with("nested deeper than 1000 levels"));
     }
 }
+
+/// A FIFO named as an input waits for a writer in its open; Ctrl-C must still stop the scan
+/// there, and a writer that comes is read.
+#[cfg(unix)]
+#[test]
+fn a_fifo_without_a_writer_can_be_cancelled_and_one_with_a_writer_is_read() {
+    let dir = std::env::temp_dir().join(format!("imds-fifo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("pipe.ndjson");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("no mkfifo here: skipped");
+        return;
+    }
+    let engine = std::sync::Arc::new(engine());
+    for threads in [1, 2] {
+        let opts = ScanOptions {
+            threads,
+            ..ScanOptions::default()
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let cancel = std::sync::Arc::new(AtomicBool::new(false));
+        let (e, p, c) = (engine.clone(), fifo.clone(), cancel.clone());
+        std::thread::spawn(move || {
+            let _ = tx.send(e.scan_paths(&[p], &opts, &c));
+        });
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        cancel.store(true, Ordering::Relaxed);
+        let report = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the scan stops on cancel while the FIFO has no writer");
+        let error = report.files[0].error_text().unwrap_or_default();
+        assert!(error.starts_with("interrupted"), "{error}");
+    }
+    // With a writer, a FIFO is read whole (another one: the cancelled scans' opens still
+    // wait on the first, and would take its writer).
+    let fifo = dir.join("written.ndjson");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let (p, data) = (fifo.clone(), corpus(500));
+    let writer = std::thread::spawn(move || std::fs::write(p, data));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let e = engine.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(e.scan_paths(&[fifo], &ScanOptions::default(), &AtomicBool::new(false)));
+    });
+    let report = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("a FIFO with a writer is read to its end");
+    writer.join().unwrap().unwrap();
+    assert_eq!(report.files[0].error_text(), None);
+    let whole = engine.scan_bytes(&corpus(500), &ScanOptions::default());
+    assert_eq!(report.hits.len(), whole.hits.len());
+    assert!(!whole.hits.is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -168,7 +168,7 @@ impl Engine {
     pub(super) fn scan_input(&self, input: Input, scan: &Stream<'_>) -> ScanReport {
         match input {
             Input::Path(path) => {
-                let mut file = match open_file(&path) {
+                let mut file = match open_file(&path, scan.cancel) {
                     Ok(file) => file,
                     Err(e) => return failed(e),
                 };

@@ -119,12 +119,55 @@ pub(super) fn hit_bytes(hit: &Hit) -> usize {
 }
 
 /// Open a file to scan (a directory is an error, not something to read).
-pub(super) fn open_file(path: &Path) -> Result<File, InputError> {
-    let file = File::open(path).map_err(|e| InputError::open(&e))?;
+pub(super) fn open_file(path: &Path, cancel: &AtomicBool) -> Result<File, InputError> {
+    let file = if is_fifo(path) {
+        open_waiting(path, cancel)?
+    } else {
+        File::open(path).map_err(|e| InputError::open(&e))?
+    };
     match file.metadata() {
         Ok(meta) if meta.is_dir() => Err(InputError::new(InputErrorKind::IsDirectory)),
         Ok(_) => Ok(file),
         Err(e) => Err(InputError::open(&e)),
+    }
+}
+
+#[cfg(unix)]
+fn is_fifo(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo())
+}
+
+#[cfg(not(unix))]
+fn is_fifo(_: &Path) -> bool {
+    false
+}
+
+/// Open a FIFO: the open waits for a writer, so it runs on a thread of its own while this one
+/// watches `cancel` (Ctrl-C must stop the scan). On cancel that thread is left waiting: it
+/// ends once a writer comes, or with the process.
+fn open_waiting(path: &Path, cancel: &AtomicBool) -> Result<File, InputError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let owned = path.to_path_buf();
+    std::thread::Builder::new()
+        .name("imds-open-fifo".into())
+        .spawn(move || {
+            let _ = tx.send(File::open(owned));
+        })
+        .map_err(|e| InputError::open(&e))?;
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_millis(50)) {
+            Ok(opened) => return opened.map_err(|e| InputError::open(&e)),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Err(InputError::interrupted(0, 0));
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let e = std::io::Error::other("the open of the FIFO ended without a result");
+                return Err(InputError::open(&e));
+            }
+        }
     }
 }
 

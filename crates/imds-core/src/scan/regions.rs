@@ -20,7 +20,7 @@ impl Engine {
         end: u64,
         scan: &Stream<'_>,
     ) -> ScanReport {
-        match open_file(path) {
+        match open_file(path, scan.cancel) {
             Ok(file) => self.scan_range_of(file, start, end, scan),
             Err(e) => failed(e),
         }

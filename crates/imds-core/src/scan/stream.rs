@@ -412,7 +412,7 @@ impl Engine {
                     Job::Failed(source, report)
                 } else {
                     let mut regions = Vec::new();
-                    let job = open_input(source, input, opts, workers, &mut regions);
+                    let job = open_input(source, input, opts, cancel, workers, &mut regions);
                     plan.regions.extend(regions);
                     job
                 }
@@ -470,13 +470,14 @@ fn open_input(
     source: usize,
     input: Input,
     opts: &ScanOptions,
+    cancel: &AtomicBool,
     workers: usize,
     regions: &mut Vec<Job>,
 ) -> Job {
     let Input::Path(path) = input else {
         return Job::Input(source, input);
     };
-    let mut file = match open_file(&path) {
+    let mut file = match open_file(&path, cancel) {
         Ok(file) => file,
         Err(e) => return Job::Failed(source, failed(e)),
     };
