@@ -59,6 +59,13 @@ def test_ndjson_contract_and_exit_1(tmp_path: Path, engine: str) -> None:
     assert "2 hit(s)" in proc.stderr and "4 events" in proc.stderr
 
 
+def test_the_scan_line_groups_thousands_in_every_count(tmp_path: Path) -> None:
+    f = write(tmp_path / "a.ndjson", *[HIT] * 1200)
+    proc = run(f, "--format", "ndjson", "-o", str(tmp_path / "out.ndjson"))
+    assert proc.returncode == 1, proc.stderr
+    assert "1 file(s), 1,200 events," in proc.stderr and ", 1,200 hit(s) in " in proc.stderr
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_no_hits_exit_0(tmp_path: Path, engine: str) -> None:
     proc = run(write(tmp_path / "a.ndjson", BENIGN), "-f", "ndjson", "--engine", engine)

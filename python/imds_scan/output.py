@@ -275,8 +275,8 @@ def format_summary(stats: ScanStats, hits: list[Hit] | int, examples: int = 5) -
         packed = sum(f.source_bytes for f in compressed) / 1e6
         read = f" ({len(compressed)} compressed: {packed:,.1f} MB read)"
     lines = [
-        f"imds-scan: {files} file(s), {events(stats):,} events, "
-        f"{stats.total('bytes') / 1e6:,.1f} MB{read}, {count} hit(s) "
+        f"imds-scan: {files:,} file(s), {events(stats):,} events, "
+        f"{stats.total('bytes') / 1e6:,.1f} MB{read}, {count:,} hit(s) "
         f"in {stats.elapsed:.2f} s ({stats.mb_per_s:,.0f} MB/s, {stats.engine} engine)"
     ]
     if stats.interrupted:
