@@ -532,21 +532,7 @@ def test_fifos_and_devices_found_by_a_walk_or_a_glob_are_skipped(
         assert [s.name for s in expanded.sources] == [str(logs / "a.ndjson")], args
         skipped = [(path, why.split(":")[0]) for path, why in expanded.skipped]
         assert [x for x in skipped if "regular" in x[1]] == [fifo, zero]  # each once
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "imds_scan",
-                *map(str, args),
-                "-f",
-                "ndjson",
-                "--engine",
-                engine,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        proc = cli(*args, "-f", "ndjson", "--engine", engine)
         assert proc.returncode == 1, proc.stderr  # skipped, named, not an error
         assert [json.loads(x)["source"] for x in proc.stdout.splitlines()] == [
             str(logs / "a.ndjson")
@@ -592,22 +578,7 @@ def test_a_fifo_or_pipe_named_as_an_input_is_read(tmp_path: Path, engine: str) -
     os.write(write, lines(BENIGN, PROC))
     os.close(write)
     try:
-        piped = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "imds_scan",
-                f"/dev/fd/{read}",
-                "-f",
-                "ndjson",
-                "--engine",
-                engine,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            pass_fds=(read,),
-        )
+        piped = cli(f"/dev/fd/{read}", "-f", "ndjson", "--engine", engine, pass_fds=(read,))
     finally:
         os.close(read)
     assert piped.returncode == 1, piped.stderr
