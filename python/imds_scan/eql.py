@@ -1258,7 +1258,7 @@ class _Parser:
         values = [a.value[0] for a in rest]
         field = first.value
         ftype = self.field_type(field)
-        if name in _AS_WILDCARD_QUERY and any(c in values[0] for c in "*?\\"):
+        if name in _AS_WILDCARD_QUERY and _has_wildcard_chars(values[0]):
             # Elasticsearch sends `*lit*` / `*lit` as a wildcard query, unescaped: there
             # `*`, `?` and `\` in the literal are the query's own (QueryTranslator).
             self.pred(field, ftype, op, values, ast.tok, canonical + "~" * insensitive)
@@ -1371,7 +1371,7 @@ class _Parser:
             )
             return {"fn": _ARITHMETIC[ast.value], "args": [left, right]}, _arith_type(ltype, rtype)
         if kind == "bin":
-            nulls = [a.inner().kind == "lit" and a.inner().value[0] is None for a in ast.args]
+            nulls = [_is_null_literal(a) for a in ast.args]
             if ast.value in ("==", "!=") and any(nulls):
                 # Elasticsearch reads `x == null` as "x is null" (true or false, never null).
                 other = ast.args[1] if nulls[0] else ast.args[0]
@@ -1794,8 +1794,16 @@ def _format_pred(node: Node, negated: bool = False) -> str:
 _AFFIX_AS_WILDCARD = ("ends_with", "ends_with_ci", "contains", "contains_ci")
 
 
+# What Elasticsearch's wildcard query reads as its own syntax.
+_WILDCARD_CHARS = "*?\\"
+
+
+def _has_wildcard_chars(text: str) -> bool:
+    return any(c in _WILDCARD_CHARS for c in text)
+
+
 def _escape_wildcard(text: str) -> str:
-    return "".join("\\" + c if c in "*?\\" else c for c in text)
+    return "".join("\\" + c if c in _WILDCARD_CHARS else c for c in text)
 
 
 def _affix_call(values: list[str]) -> tuple[str, str] | None:
@@ -1805,9 +1813,9 @@ def _affix_call(values: list[str]) -> tuple[str, str] | None:
         return None
     inner = values[0][1:]
     slashes = len(inner[:-1]) - len(inner[:-1].rstrip("\\"))
-    if inner.endswith("*") and slashes % 2 == 0 and any(c in inner[:-1] for c in "*?\\"):
+    if inner.endswith("*") and slashes % 2 == 0 and _has_wildcard_chars(inner[:-1]):
         return "stringContains", inner[:-1]
-    if any(c in inner for c in "*?\\"):
+    if _has_wildcard_chars(inner):
         return "endsWith", inner
     return None
 
