@@ -17,12 +17,17 @@ from imds_scan.rules import Rule, default_rules
 def rules() -> list[Rule]:
     gap = sequence_rule(("a", "m", "b"), maxspan_ms=60_000, rule_id="gap")
     gap.ir["sequence"]["stages"][1]["missing"] = True
+    # `[a] with runs=3` then [b]: one stage rule for three stages, the third joined by
+    # another field (its candidates read for it, not copied).
+    runs = sequence_rule(("a", "a", "a", "b"), maxspan_ms=30_000, rule_id="runs")
+    runs.ir["sequence"]["stages"][2]["keys"] = [{"field": "host.name", "field_type": "keyword"}]
     return [
         default_rules()[0],
         sequence_rule(until="z"),
         sequence_rule(("a", "a"), rule_id="aa"),  # two stages' hits on one line
         sample_rule(),
         gap,
+        runs,
     ]
 
 
@@ -156,3 +161,33 @@ def test_router_spill_gives_back_texts_of_any_length() -> None:
         assert rust.get(offsets[i]) == puts[i][1:], sizes[i]
     assert rust.get_many([offsets[i] for i in order]) == [puts[i][1:] for i in order]
     rust.close()
+
+
+def test_a_run_of_one_condition_is_one_stage_rule_with_the_results_of_several(
+    inputs: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = sequences.plan_rules(rules(), (), ())
+    runs = [i for i, r in enumerate(plan.engine_rules) if r.id.startswith("runs/")]
+    assert [plan.engine_rules[i].id for i in runs] == ["runs/stage1", "runs/stage4"]
+    assert [(plan.stage[i], plan.also[i]) for i in runs] == [(0, (1, 2)), (3, ())]
+    (aa,) = [i for i, r in enumerate(plan.engine_rules) if r.id.startswith("aa/")]
+    assert (plan.stage[aa], plan.also[aa]) == (0, (1,))
+    # Until and differing stages stay apart.
+    seq = [plan.also[i] for i, r in enumerate(plan.engine_rules) if r.id.startswith("seq/")]
+    assert seq == [(), (), ()]
+    grouped = {
+        (engine, str(config.since)): outcome(inputs, config, engine)
+        for engine in ("rust", "python")
+        for config in (ScanConfig(threads=2), ScanConfig(since=datetime(2024, 5, 1, 0, 0, 20)))
+    }
+    # Each stage a stage rule of its own: the same results, statistics and candidates.
+    monkeypatch.setattr(
+        sequences, "_runs", lambda rule, stages: ((i, i + 1) for i in range(len(stages)))
+    )
+    assert sequences.plan_rules(rules(), (), ()).also == [()] * (len(plan.also) + 3)
+    for (engine, since), want in grouped.items():
+        config = ScanConfig(
+            threads=2, since=None if since == "None" else datetime(2024, 5, 1, 0, 0, 20)
+        )
+        assert outcome(inputs, config, engine) == want, (engine, since)
+    assert any(h[2] == "runs" for h in grouped["rust", "None"][0])

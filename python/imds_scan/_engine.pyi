@@ -261,11 +261,12 @@ class StageRouter:
 
     def __new__(
         cls,
-        routes: list[tuple[object, int] | None],
+        routes: list[tuple[object, int | Sequence[int]] | None],
         spill_dir: str | PathLike[str],
         within: Callable[[str], bool] | None = None,
     ) -> StageRouter:
         """``routes[i]``: engine rule ``i``'s (matcher, stage), None for a single-event rule;
+        the stage may be several stages (each hit is a candidate of each, in order);
         ``within(event_text)``: whether a candidate is inside the time window (None: no
         window). The spill file goes to ``spill_dir``; OSError when it cannot be made."""
     def add_batch(self, tuples: list[_HitTuple], ranks: list[int]) -> tuple[list[int], list[int]]:

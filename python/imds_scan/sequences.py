@@ -151,12 +151,15 @@ class RulePlan:
     sequence, sample, new_terms or threshold rule's stage rules, in load order; ``owner[i]``:
     the index in ``rules`` of engine rule ``i``; ``stage[i]``: its stage index in its rule
     (the number of stages for ``until``; 0 for a new_terms or threshold rule's condition),
-    None for a single-event rule."""
+    None for a single-event rule; ``also[i]``: the further stages its hits are candidates of
+    (a run of stages with one condition, as ``with runs=N`` makes, runs as one stage rule:
+    evaluated once per line, its hits added to each of those stages in order)."""
 
     rules: list[Rule]
     engine_rules: list[Rule]
     owner: list[int]
     stage: list[int | None]
+    also: list[tuple[int, ...]]
     # Threads the engine's set-up may use (the scan's --threads; 0: one per core).
     threads: int = 0
 
@@ -239,6 +242,7 @@ def plan_rules(
     engine: list[Rule] = []
     owner: list[int] = []
     stage: list[int | None] = []
+    also: list[tuple[int, ...]] = []
     for index, rule in enumerate(rules):
         if rule_kind(rule) == "event":
             (filtered,) = with_host_filter([rule], hosts, exclude)
@@ -246,15 +250,41 @@ def plan_rules(
             engine.append(filtered)
             owner.append(index)
             stage.append(None)
+            also.append(())
             continue
         shown.append(rule)
         stages = with_host_filter(stage_rules(rule), hosts, exclude)
-        engine += stages
-        owner += [index] * len(stages)
-        stage += list(range(len(stages)))
+        for first, last in _runs(rule, stages):
+            engine.append(stages[first])
+            owner.append(index)
+            stage.append(first)
+            also.append(tuple(range(first + 1, last)))
     from .engines import thread_count
 
-    return RulePlan(shown, engine, owner, stage, thread_count(threads))
+    return RulePlan(shown, engine, owner, stage, also, thread_count(threads))
+
+
+def _runs(rule: Rule, stages: Sequence[Rule]) -> Iterator[tuple[int, int]]:
+    """The stage rules of ``rule`` as runs ``stages[first:last]`` of one condition: adjacent
+    stages (not ``until``) whose stage rules are equal but for their names (Elastic's rules
+    write ``with runs=25``: 25 stages, which would be evaluated 25 times over)."""
+    kind = rule_kind(rule)
+    count = len(rule.ir[kind]["stages"]) if kind in KINDS else len(stages)
+
+    def condition(stage_rule: Rule) -> str:
+        ir = {k: v for k, v in stage_rule.ir.items() if k not in ("id", "branches")}
+        exprs = [branch["expr"] for branch in stage_rule.ir["branches"]]
+        return json.dumps([ir, exprs], sort_keys=True)
+
+    first = 0
+    while first < len(stages):
+        last = first + 1
+        if first < count:
+            same = condition(stages[first])
+            while last < count and condition(stages[last]) == same:
+                last += 1
+        yield first, last
+        first = last
 
 
 def effective_rules(
@@ -396,7 +426,7 @@ class _RouterSpill:
 
 
 def _router(
-    routes: Sequence[tuple[Matcher | _Condition, int] | None],
+    routes: Sequence[tuple[Matcher | _Condition, tuple[int, ...]] | None],
     within: Callable[[str], bool] | None,
 ) -> Any:
     """The binding's ``StageRouter`` of the engine rules' routes, its spill file in the
@@ -443,9 +473,12 @@ class SequenceRun:
                 self.matchers[index] = _Condition(make_alerts(engine, ir, budget))
             else:
                 self.matchers[index] = make(engine, ir, budget)
-        # Per engine rule (by its object, which its Hits carry): its matcher and stage, or None.
-        self.stage_of: dict[int, tuple[Matcher | _Condition, int] | None] = {
-            id(rule): None if stage is None else (self.matchers[plan.owner[i]], stage)
+        # Per engine rule (by its object, which its Hits carry): its matcher and stages (its
+        # hits are candidates of each, in order), or None.
+        self.stage_of: dict[int, tuple[Matcher | _Condition, tuple[int, ...]] | None] = {
+            id(rule): None
+            if stage is None
+            else (self.matchers[plan.owner[i]], (stage, *plan.also[i]))
             for i, (rule, stage) in enumerate(zip(plan.engine_rules, plan.stage, strict=True))
         }
         # The same by engine rule index (the engine's hit tuples name rules by index).
@@ -524,12 +557,14 @@ class SequenceRun:
             if where is None:
                 keep.append(k)
                 continue
+            matcher, stages = where
             candidates[source] = candidates.get(source, 0) + 1
             if within is not None and not within(text):
                 continue  # --since/--until: not a candidate
             rank = ranks[source]
-            matcher, stage = where
-            matcher.add(stage, rank, line, text, spill.put(source, rank, line, text))
+            ref = spill.put(source, rank, line, text)
+            for stage in stages:
+                matcher.add(stage, rank, line, text, ref)
         kept = batch.take(keep)
         kept.rule_counts = None if engine_counts is None else self.counts(engine_counts)
         return kept

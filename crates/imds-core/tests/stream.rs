@@ -576,7 +576,7 @@ fn stage_hits_are_read_for_their_matcher_where_they_are_found() {
     let preparer = matcher.preparer().clone();
     let forms = HitForms::new(&engine, None, false, false, false, TimeWindow::default())
         .unwrap()
-        .with_stages(vec![None, Some((preparer.clone(), 1))])
+        .with_stages(vec![None, Some((preparer.clone(), vec![1]))])
         .unwrap();
     assert!(!forms.is_plain());
     for threads in [1, 2] {
@@ -586,11 +586,11 @@ fn stage_hits_are_read_for_their_matcher_where_they_are_found() {
             let extra = hit.extra.as_mut().unwrap();
             if hit.rule == 0 {
                 // Not kept (no `full`), nothing read.
-                assert!(hit.event.is_empty() && extra.take_stage().is_none());
+                assert!(hit.event.is_empty() && extra.take_stages().is_empty());
             } else {
                 // Its text kept for the spill file, its reading the matcher's own.
-                let read = extra.take_stage().unwrap();
-                assert_eq!(read, preparer.prepare(1, &hit.event).unwrap());
+                let read = extra.take_stages();
+                assert_eq!(read, [preparer.prepare(1, &hit.event).unwrap()]);
                 assert!(hit.event.contains("destination.port") && hit.witness.is_none());
             }
         }
@@ -599,8 +599,8 @@ fn stage_hits_are_read_for_their_matcher_where_they_are_found() {
     let both = HitForms::new(&engine, None, false, false, true, TimeWindow::default())
         .unwrap()
         .with_stages(vec![
-            Some((preparer.clone(), 0)),
-            Some((preparer.clone(), 1)),
+            Some((preparer.clone(), vec![0])),
+            Some((preparer.clone(), vec![1])),
         ])
         .unwrap();
     let mut hits = formed(&engine, &path, 2, &both);
@@ -613,8 +613,43 @@ fn stage_hits_are_read_for_their_matcher_where_they_are_found() {
             (pair[1].line, 0, 1)
         );
         for hit in pair {
-            let read = hit.extra.as_mut().unwrap().take_stage().unwrap();
-            assert_eq!(read, preparer.prepare(hit.rule, &text).unwrap());
+            let read = hit.extra.as_mut().unwrap().take_stages();
+            assert_eq!(read, [preparer.prepare(hit.rule, &text).unwrap()]);
+        }
+    }
+    // One stage rule for several stages (`with runs=N`): read once per stage, in order, as
+    // each stage's own reading reads it; the same with stages of other join keys.
+    let other_keys = ir.replacen("destination.port", "@timestamp", 1);
+    for ir in [&ir, &other_keys] {
+        let preparer = SequenceMatcher::new(ir, 1 << 20, None)
+            .unwrap()
+            .preparer()
+            .clone();
+        let runs = HitForms::new(&engine, None, false, false, true, TimeWindow::default())
+            .unwrap()
+            .with_stages(vec![None, Some((preparer.clone(), vec![0, 1]))])
+            .unwrap();
+        let mut hits = formed(&engine, &path, 2, &runs);
+        assert_eq!(hits.len(), 2 * 480);
+        for hit in hits.iter_mut().filter(|h| h.rule == 1) {
+            let read = hit.extra.as_mut().unwrap().take_stages();
+            let own: Vec<_> = (0..2)
+                .map(|s| preparer.prepare(s, &hit.event).unwrap())
+                .collect();
+            assert_eq!(read, own);
+            assert_ne!(read[0], read[1]); // (their places differ)
+        }
+        // A stage the rule lacks: nothing read, the text kept for the matcher to refuse.
+        let bad = HitForms::new(&engine, None, false, false, true, TimeWindow::default())
+            .unwrap()
+            .with_stages(vec![None, Some((preparer.clone(), vec![0, 5]))])
+            .unwrap();
+        for hit in formed(&engine, &path, 1, &bad)
+            .iter_mut()
+            .filter(|h| h.rule == 1)
+        {
+            assert!(hit.extra.as_mut().unwrap().take_stages().is_empty());
+            assert!(hit.event.contains("destination.port"));
         }
     }
     let two = HitForms::new(&engine, None, false, false, true, TimeWindow::default()).unwrap();
@@ -821,7 +856,7 @@ fn a_stage_hits_reading_from_the_scans_parse_is_that_of_its_text() {
     for window in [TimeWindow::default(), window] {
         let forms = HitForms::new(&engine, None, false, false, false, window)
             .unwrap()
-            .with_stages(vec![None, Some((preparer.clone(), 1))])
+            .with_stages(vec![None, Some((preparer.clone(), vec![1]))])
             .unwrap();
         let mut hits = formed(&engine, &path, 2, &forms);
         let stage_hits: Vec<&mut Hit> = hits.iter_mut().filter(|h| h.rule == 1).collect();
@@ -832,7 +867,9 @@ fn a_stage_hits_reading_from_the_scans_parse_is_that_of_its_text() {
             if extra.outside {
                 continue; // not read
             }
-            let got = extra.take_stage();
+            let got = extra.take_stages();
+            assert!(got.len() <= 1);
+            let got = got.into_iter().next();
             assert_eq!(got, preparer.prepare(1, &hit.event).ok(), "{}", hit.event);
             // The event the rule matched, not the `_source` inside it.
             if hit.event.contains(r#""outer""#) {

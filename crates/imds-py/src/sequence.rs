@@ -279,11 +279,31 @@ const HEADER: usize = 4 + 8 + 8;
 const WRITE_SIZE: usize = 1 << 20;
 
 /// Where an engine rule's hits go: nowhere (a single-event rule), a Rust matcher, or a Python
-/// object's `add(stage, rank, line, event, ref)`.
+/// object's `add(stage, rank, line, event, ref)`; each hit to each of the stages, in order.
 enum Route {
     Event,
-    Rust(Py<SequenceMatcher>, usize),
-    Python(Py<PyAny>, usize),
+    Rust(Py<SequenceMatcher>, Vec<usize>),
+    Python(Py<PyAny>, Vec<usize>),
+}
+
+/// A route's stages as given: one stage, or several (a run of stages with one condition,
+/// whose stage rule runs once for all).
+#[derive(FromPyObject)]
+enum Stages {
+    One(usize),
+    Several(Vec<usize>),
+}
+
+impl Stages {
+    fn into_vec(self) -> PyResult<Vec<usize>> {
+        match self {
+            Stages::One(stage) => Ok(vec![stage]),
+            Stages::Several(stages) if stages.is_empty() => {
+                Err(PyValueError::new_err("a route with no stage"))
+            }
+            Stages::Several(stages) => Ok(stages),
+        }
+    }
 }
 
 /// The spill file of the candidates' (input rank, line, text), which a candidate's `ref` (its
@@ -497,9 +517,9 @@ enum Failure {
 /// What a scan routing stage hits itself has of a router while it runs
 /// ([`StageRouter::lend`]); back with [`StageLoan::give_back`] once it ended.
 pub(crate) struct StageLoan {
-    /// Per engine rule: its matcher (an index into `matchers`) and stage, for a stage rule
+    /// Per engine rule: its matcher (an index into `matchers`) and stages, for a stage rule
     /// of a Rust matcher.
-    routes: Vec<Option<(usize, usize)>>,
+    routes: Vec<Option<(usize, Vec<usize>)>>,
     matchers: Vec<sequence::SequenceMatcher>,
     spill: Arc<Mutex<Spill>>,
     /// Per input (index): its rank.
@@ -511,8 +531,8 @@ pub(crate) struct StageLoan {
     last: Option<(u32, u64, u64)>,
 }
 
-/// Per engine rule: the reader and stage of a stage rule a scan routes itself.
-pub(crate) type StageReaders = Vec<Option<(Preparer, usize)>>;
+/// Per engine rule: the reader and stages of a stage rule a scan routes itself.
+pub(crate) type StageReaders = Vec<Option<(Preparer, Vec<usize>)>>;
 
 /// The Python objects a [`StageLoan`] goes back to.
 pub(crate) struct Lender {
@@ -554,7 +574,7 @@ impl StageRouter {
         let mut routes = Vec::with_capacity(this.routes.len());
         for route in &this.routes {
             routes.push(match route {
-                Route::Rust(matcher, stage) => {
+                Route::Rust(matcher, stages) => {
                     let index = match lenders.iter().position(|m| m.is(matcher)) {
                         Some(index) => index,
                         None => {
@@ -566,7 +586,7 @@ impl StageRouter {
                             lenders.len() - 1
                         }
                     };
-                    Some((index, *stage))
+                    Some((index, stages.clone()))
                 }
                 Route::Event | Route::Python(..) => None,
             });
@@ -581,7 +601,10 @@ impl StageRouter {
             .collect();
         let preparers = routes
             .iter()
-            .map(|route| route.map(|(m, stage)| (matchers[m].preparer().clone(), stage)))
+            .map(|route| {
+                (route.as_ref())
+                    .map(|(m, stages)| (matchers[*m].preparer().clone(), stages.clone()))
+            })
             .collect();
         this.lent = true;
         let loan = StageLoan {
@@ -606,7 +629,7 @@ impl StageLoan {
     /// candidate (read where it was found, else here) into the matcher. On a failure the
     /// scan is cancelled (`cancel`) and the failure kept for [`StageLoan::give_back`].
     pub(crate) fn route(&mut self, hit: &mut Hit, cancel: &AtomicBool) -> bool {
-        let Some(&(m, stage)) = self.routes.get(hit.rule).and_then(Option::as_ref) else {
+        let Some((m, stages)) = self.routes.get(hit.rule).and_then(Option::as_ref) else {
             return false;
         };
         if self.failure.is_some() {
@@ -619,7 +642,11 @@ impl StageLoan {
             return false; // (the inputs were counted: not reached)
         };
         *self.candidates.entry(rank).or_default() += 1;
-        let prepared = hit.extra.as_mut().and_then(|e| e.take_stage());
+        let prepared = hit
+            .extra
+            .as_mut()
+            .map(|e| e.take_stages())
+            .unwrap_or_default();
         let spilled = match self.last {
             Some((r, l, offset)) if (r, l) == (rank, hit.line) => Ok(offset),
             _ => (self.spill.lock().unwrap_or_else(PoisonError::into_inner))
@@ -629,11 +656,14 @@ impl StageLoan {
         if let Ok(offset) = spilled {
             self.last = Some((rank, hit.line, offset));
         }
-        let matcher = &mut self.matchers[m];
+        let matcher = &mut self.matchers[*m];
         let added = spilled.and_then(|reference| {
-            match prepared {
-                Some(p) => matcher.push(p, rank, hit.line, &hit.event, reference),
-                None => matcher.add(stage, rank, hit.line, &hit.event, reference),
+            if prepared.is_empty() {
+                (stages.iter())
+                    .try_for_each(|&s| matcher.add(s, rank, hit.line, &hit.event, reference))
+            } else {
+                (prepared.into_iter())
+                    .try_for_each(|p| matcher.push(p, rank, hit.line, &hit.event, reference))
             }
             .map_err(Failure::Add)
         });
@@ -691,11 +721,12 @@ impl StageRouter {
     /// `routes[i]`: engine rule `i`'s (matcher, stage), None for a single-event rule; a
     /// candidate of a stage rule goes to its matcher (a `SequenceMatcher` directly, any other
     /// object through its `add`) unless `within(event_text)` says it is outside the time
-    /// window. The spill file is made in `spill_dir` (removed when closed).
+    /// window. A route's stage may be a list of stages: each hit is a candidate of each, in
+    /// order. The spill file is made in `spill_dir` (removed when closed).
     #[new]
     #[pyo3(signature = (routes, spill_dir, within = None))]
     fn new(
-        routes: Vec<Option<(Bound<'_, PyAny>, usize)>>,
+        routes: Vec<Option<(Bound<'_, PyAny>, Stages)>>,
         spill_dir: PathBuf,
         within: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
@@ -703,14 +734,19 @@ impl StageRouter {
         static MADE: AtomicU64 = AtomicU64::new(0);
         let routes = routes
             .into_iter()
-            .map(|route| match route {
-                None => Route::Event,
-                Some((matcher, stage)) => match matcher.cast::<SequenceMatcher>() {
-                    Ok(rust) => Route::Rust(rust.clone().unbind(), stage),
-                    Err(_) => Route::Python(matcher.unbind(), stage),
-                },
+            .map(|route| {
+                Ok(match route {
+                    None => Route::Event,
+                    Some((matcher, stages)) => {
+                        let stages = stages.into_vec()?;
+                        match matcher.cast::<SequenceMatcher>() {
+                            Ok(rust) => Route::Rust(rust.clone().unbind(), stages),
+                            Err(_) => Route::Python(matcher.unbind(), stages),
+                        }
+                    }
+                })
             })
-            .collect();
+            .collect::<PyResult<_>>()?;
         let n = MADE.fetch_add(1, Ordering::Relaxed);
         let path = spill_dir.join(format!("imds-scan-candidates-{}-{n}", std::process::id()));
         let file = std::fs::OpenOptions::new()
@@ -753,13 +789,13 @@ impl StageRouter {
         for (k, item) in tuples.iter().enumerate() {
             let tuple = item.cast::<PyTuple>()?;
             let rule: usize = tuple.get_borrowed_item(2)?.extract()?;
-            let (matcher, stage) = match self.routes.get(rule) {
+            let (matcher, stages) = match self.routes.get(rule) {
                 Some(Route::Event) => {
                     keep.push(k);
                     continue;
                 }
-                Some(Route::Rust(m, s)) => (Ok(m.clone_ref(py)), *s),
-                Some(Route::Python(m, s)) => (Err(m.clone_ref(py)), *s),
+                Some(Route::Rust(m, s)) => (Ok(m.clone_ref(py)), s.clone()),
+                Some(Route::Python(m, s)) => (Err(m.clone_ref(py)), s.clone()),
                 None => {
                     return Err(PyValueError::new_err(format!(
                         "a hit of rule {rule}, of {} rules",
@@ -782,13 +818,15 @@ impl StageRouter {
             let string = text.cast::<PyString>()?;
             let event = string.to_str()?;
             let reference = self.put(rank, line, event)?;
-            match matcher {
-                Ok(rust) => rust
-                    .bind(py)
-                    .borrow_mut()
-                    .add(stage, rank, line, event, reference)?,
-                Err(other) => {
-                    other.call_method1(py, "add", (stage, rank, line, &text, reference))?;
+            for stage in stages {
+                match &matcher {
+                    Ok(rust) => rust
+                        .bind(py)
+                        .borrow_mut()
+                        .add(stage, rank, line, event, reference)?,
+                    Err(other) => {
+                        other.call_method1(py, "add", (stage, rank, line, &text, reference))?;
+                    }
                 }
             }
         }

@@ -58,8 +58,8 @@ pub struct HitForms {
     alerts: Option<Alerts>,
     /// How many rules the engine has.
     rules: usize,
-    /// Per rule: the reader and stage of a sequence's stage rule ([`HitForms::with_stages`]).
-    stages: Vec<Option<(Preparer, usize)>>,
+    /// Per rule: the reader and stages of a sequence's stage rule ([`HitForms::with_stages`]).
+    stages: Vec<Option<(Preparer, Vec<usize>)>>,
     /// Per rule: the fields it reads (the projection's, with the stage readers').
     rule_fields: Vec<Vec<String>>,
 }
@@ -91,8 +91,9 @@ pub struct HitExtra {
     cells: Option<RowCells>,
     /// The alert document up to its line number, and after it (empty without alerts).
     alert: (Vec<u8>, Vec<u8>),
-    /// A stage rule's hit read for its matcher (`None` otherwise, or for a stage it lacks).
-    stage: Option<Prepared>,
+    /// A stage rule's hit read for its matcher, once per stage it is a candidate of (empty
+    /// otherwise, or when a stage is one it lacks).
+    stages: Vec<Prepared>,
 }
 
 impl HitExtra {
@@ -103,12 +104,13 @@ impl HitExtra {
             + self.cells.as_ref().map_or(0, RowCells::bytes)
             + self.alert.0.len()
             + self.alert.1.len()
-            + self.stage.as_ref().map_or(0, Prepared::bytes)
+            + self.stages.iter().map(Prepared::bytes).sum::<usize>()
     }
 
-    /// A stage rule's hit as its matcher reads it, taken out.
-    pub fn take_stage(&mut self) -> Option<Prepared> {
-        self.stage.take()
+    /// A stage rule's hit as its matcher reads it, per stage in order, taken out (empty:
+    /// the matcher reads the text itself).
+    pub fn take_stages(&mut self) -> Vec<Prepared> {
+        std::mem::take(&mut self.stages)
     }
 }
 
@@ -174,13 +176,14 @@ impl HitForms {
     }
 
     /// These forms, the hits of sequence stage rules read for their matchers instead
-    /// (`stages[rule]`: the rule's [`Preparer`] and stage; `None` for other rules), in the
-    /// threads that find them: such a hit keeps its [`HitExtra::take_stage`] and nothing else
-    /// (no record, row or alert, no witness), and its event text only if it is its line's
-    /// first stage hit, or its reading needs the text ([`Prepared::needs_text`]).
+    /// (`stages[rule]`: the rule's [`Preparer`] and the stages its hits are candidates of, in
+    /// order; `None` for other rules), in the threads that find them: such a hit keeps its
+    /// [`HitExtra::take_stages`] and nothing else (no record, row or alert, no witness), and
+    /// its event text only if it is its line's first stage hit, or its reading needs the
+    /// text ([`Prepared::needs_text`]).
     pub fn with_stages(
         mut self,
-        stages: Vec<Option<(Preparer, usize)>>,
+        stages: Vec<Option<(Preparer, Vec<usize>)>>,
     ) -> Result<HitForms, RecordError> {
         if stages.len() != self.rules {
             return Err(RecordError(format!(
@@ -269,15 +272,16 @@ impl HitForms {
             ..HitExtra::default()
         };
         let inside = !extra.outside;
-        if let Some((preparer, stage)) = self.stages.get(rule).and_then(Option::as_ref) {
+        if let Some((preparer, stages)) = self.stages.get(rule).and_then(Option::as_ref) {
             if inside {
-                let doc = StageParse::of(parsed);
-                extra.stage = preparer.prepare_doc(*stage, &doc).ok();
+                extra.stages = read_stages(preparer, stages, parsed);
             }
             // The line's first stage hit carries its text (its consumer keeps one copy per
             // line), and any whose reading needs it.
             let text = inside
-                && (!cache.stage_text || extra.stage.as_ref().is_none_or(Prepared::needs_text));
+                && (!cache.stage_text
+                    || extra.stages.is_empty()
+                    || extra.stages.iter().any(Prepared::needs_text));
             cache.stage_text |= text;
             return Hit {
                 source,
@@ -382,4 +386,28 @@ impl HitForms {
             None => rows.push(hit, meta, &row_projection()),
         }
     }
+}
+
+/// A stage hit's line read for each of `stages` (the first read, the others its copies when
+/// they read the same join keys); empty when one is a stage the rule lacks (the matcher then
+/// reads the text and says so).
+fn read_stages(preparer: &Preparer, stages: &[usize], parsed: &ParsedLine<'_>) -> Vec<Prepared> {
+    let doc = StageParse::of(parsed);
+    let mut read: Vec<Prepared> = Vec::with_capacity(stages.len());
+    for &stage in stages {
+        let again = match read.first() {
+            Some(first) => preparer.restage(first, stage),
+            None => Ok(None),
+        };
+        let one = match again {
+            Ok(Some(copy)) => Ok(copy),
+            Ok(None) => preparer.prepare_doc(stage, &doc),
+            Err(e) => Err(e),
+        };
+        match one {
+            Ok(p) => read.push(p),
+            Err(_) => return Vec::new(),
+        }
+    }
+    read
 }

@@ -172,6 +172,30 @@ impl Preparer {
         self.read(stage, &doc.0)
     }
 
+    /// A candidate of another stage read already as `prepared`: the same time and key
+    /// tuples at `stage`'s place, with no second reading (a sequence's `with runs=N` makes N
+    /// stages of one condition, whose stage rules run as one). None when the two stages read
+    /// different join keys (then [`Preparer::prepare`] the text); an error when the rule has
+    /// no such stage.
+    pub fn restage(&self, prepared: &Prepared, stage: usize) -> Result<Option<Prepared>, AddError> {
+        self.check(stage)?;
+        if !self.reader.same_keys(prepared.stage, stage) {
+            return Ok(None);
+        }
+        let form = match &prepared.form {
+            Read::Keys {
+                time, tie, tuples, ..
+            } => Read::Keys {
+                time: *time,
+                tie: tie.clone(),
+                order: self.order(stage),
+                tuples: tuples.clone(),
+            },
+            other => other.clone(),
+        };
+        Ok(Some(Prepared { stage, form }))
+    }
+
     /// The fields its reading reads.
     pub fn fields(&self) -> impl Iterator<Item = &str> {
         self.reader.fields()
@@ -189,11 +213,19 @@ impl Preparer {
     fn ordinal(&self, stage: usize, doc: &Doc<'_>) -> Option<(i64, read::Tie, u32)> {
         match self.kind {
             // Samples do not use time; the stage sorts first (see matching::samples).
-            Kind::Sample => Some((0, read::Tie::Missing, stage as u32)),
+            Kind::Sample => Some((0, read::Tie::Missing, self.order(stage))),
             Kind::Sequence => {
                 let when = self.reader.when(doc)?;
-                Some((when.time, when.tie, Rec::order_of(stage, self.stages)))
+                Some((when.time, when.tie, self.order(stage)))
             }
+        }
+    }
+
+    /// A stage's sort place among a candidate's records of one time.
+    fn order(&self, stage: usize) -> u32 {
+        match self.kind {
+            Kind::Sample => stage as u32,
+            Kind::Sequence => Rec::order_of(stage, self.stages),
         }
     }
 

@@ -343,6 +343,13 @@ impl Reader {
         })
     }
 
+    /// Whether stages `a` and `b` read the same join keys (one candidate's tuples serve both).
+    pub fn same_keys(&self, a: usize, b: usize) -> bool {
+        self.keys
+            .get(a)
+            .is_some_and(|k| Some(k) == self.keys.get(b))
+    }
+
     /// The candidate's key tuples for `stage`: the cartesian product of each key's distinct
     /// values (in value order, the last key varying fastest); none when a key that is not
     /// optional has no value; an optional one without a value is null. Made one at a time

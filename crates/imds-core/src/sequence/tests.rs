@@ -679,3 +679,32 @@ fn one_parse_for_several_rules_reads_as_each_rules_own() {
         }
     }
 }
+
+#[test]
+fn a_stage_of_the_same_keys_is_read_as_a_copy_of_another() {
+    let any: Value = serde_json::from_str(ANY).unwrap();
+    let until =
+        json!({"until": {"expr": any, "keys": [{"field": "other", "field_type": "keyword"}]}});
+    for ir in [
+        sequence(3, &["k"], json!({})),
+        sample(3, None),
+        sequence(3, &["k"], until.clone()),
+    ] {
+        let p = SequenceMatcher::new(&ir, 1 << 20, None)
+            .unwrap()
+            .preparer()
+            .clone();
+        for text in [ev(5, "a"), json!({"k": "a"}).to_string()] {
+            let first = p.prepare(0, &text).unwrap();
+            for stage in 1..3 {
+                let copy = p.restage(&first, stage).unwrap().unwrap();
+                assert_eq!(copy, p.prepare(stage, &text).unwrap(), "{ir} {text}");
+            }
+            assert!(p.restage(&first, 4).is_err());
+        }
+    }
+    // The until stage reads other keys: no copy.
+    let p = SequenceMatcher::new(&sequence(2, &["k"], until), 1 << 20, None).unwrap();
+    let first = p.preparer().prepare(0, &ev(5, "a")).unwrap();
+    assert_eq!(p.preparer().restage(&first, 2).unwrap(), None);
+}
