@@ -22,7 +22,6 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from functools import cache
-from importlib import resources
 from typing import Any
 
 IR_VERSION = 1
@@ -32,6 +31,8 @@ _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 @cache
 def schema() -> dict[str, Any]:
     """spec/ir.schema.json, as shipped in the package (``imds_scan/spec/``)."""
+    from importlib import resources  # (its imports cost a plain scan's start-up)
+
     text = resources.files("imds_scan").joinpath("spec", "ir.schema.json").read_text("utf-8")
     loaded: dict[str, Any] = json.loads(text)
     return loaded

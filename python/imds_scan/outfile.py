@@ -14,7 +14,6 @@ import contextlib
 import os
 import stat
 import sys
-import tempfile
 from collections.abc import Sequence
 from typing import BinaryIO
 
@@ -60,6 +59,8 @@ class PendingOutput:
             return
         target = self.target
         directory, name = os.path.split(target)
+        import tempfile  # here: a scan to standard output does not pay for its imports
+
         try:
             fd, self.tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
         except OSError as exc:

@@ -20,7 +20,6 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -123,6 +122,8 @@ def _bundled_bytes() -> bytes:
         with open(os.path.join(os.path.dirname(__file__), DEFAULT_RULE_FILE), "rb") as f:
             return f.read()
     except OSError:
+        from importlib import resources
+
         return resources.files("imds_scan.rules").joinpath(DEFAULT_RULE_FILE).read_bytes()
 
 
@@ -150,6 +151,8 @@ def pack_path(name: str) -> str:
     """The directory of a bundled rule pack; RuleFileError for an unknown name."""
     if name not in PACKS:
         raise RuleFileError(f"unknown rule pack {name!r} (bundled packs: {', '.join(PACKS)})")
+    from importlib import resources  # (its imports cost a plain scan's start-up)
+
     return os.fspath(Path(str(resources.files("imds_scan.rules"))) / "packs" / name)
 
 
@@ -159,6 +162,8 @@ def preset_text(name: str) -> str:
         raise RuleFileError(
             f"unknown allowlist preset {name!r} (bundled presets: {', '.join(PRESETS)})"
         )
+    from importlib import resources
+
     return resources.files("imds_scan.rules").joinpath("presets", f"{name}.toml").read_text("utf-8")
 
 
