@@ -539,6 +539,13 @@ def test_fifos_and_devices_found_by_a_walk_or_a_glob_are_skipped(
         ]
         assert f"skipped: {fifo[0]}: {fifo[1]}: not read" in proc.stderr
         assert f"skipped: {zero[0]}: {zero[1]}: not read" in proc.stderr
+    # -q keeps them: an input left unread is never hidden.
+    quiet = cli(logs, "-q", "-f", "ndjson", "--engine", engine)
+    assert quiet.returncode == 1, quiet.stderr
+    assert [line.partition(": not read")[0] for line in quiet.stderr.splitlines()] == [
+        f"imds-scan: warning: skipped: {fifo[0]}: {fifo[1]}",
+        f"imds-scan: warning: skipped: {zero[0]}: {zero[1]}",
+    ]
     # A glob that finds only such files matches nothing to scan.
     assert [(s.name, s.error) for s in expand([str(logs / "b.*")]).sources] == [
         (str(logs / "b.*"), "no file matches this glob")

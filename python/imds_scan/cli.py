@@ -734,12 +734,14 @@ def scan_command(
             f.discard()
     if not quiet:
         output_mod.print_summary(stats, sink.count)
-    else:  # -q drops the scan line, never the reason for exit 2
+    else:  # -q drops the scan line, never the reason for exit 2 nor an input left unread
         for failed in stats.errors:
             print(
                 f"imds-scan: error: {safe(failed.path)}: {safe(failed.error or '')}",
                 file=sys.stderr,
             )
+        for path, reason in stats.skipped:
+            print(f"imds-scan: warning: skipped: {safe(path)}: {safe(reason)}", file=sys.stderr)
     for warning in [*output_mod.no_time_warnings(stats), *output_mod.allowlist_warnings(stats)]:
         print(f"imds-scan: warning: {warning}", file=sys.stderr)
     for shape in stats.not_ecs:
