@@ -21,6 +21,9 @@ def rules() -> list[Rule]:
     # another field (its candidates read for it, not copied).
     runs = sequence_rule(("a", "a", "a", "b"), maxspan_ms=30_000, rule_id="runs")
     runs.ir["sequence"]["stages"][2]["keys"] = [{"field": "host.name", "field_type": "keyword"}]
+    twice = sample_rule("twice")  # a sample of two stages of one condition
+    stages = twice.ir["sample"]["stages"]
+    stages[1] = {**stages[1], "expr": stages[0]["expr"]}
     return [
         default_rules()[0],
         sequence_rule(until="z"),
@@ -28,6 +31,7 @@ def rules() -> list[Rule]:
         sample_rule(),
         gap,
         runs,
+        twice,
     ]
 
 
@@ -170,8 +174,9 @@ def test_a_run_of_one_condition_is_one_stage_rule_with_the_results_of_several(
     runs = [i for i, r in enumerate(plan.engine_rules) if r.id.startswith("runs/")]
     assert [plan.engine_rules[i].id for i in runs] == ["runs/stage1", "runs/stage4"]
     assert [(plan.stage[i], plan.also[i]) for i in runs] == [(0, (1, 2)), (3, ())]
-    (aa,) = [i for i, r in enumerate(plan.engine_rules) if r.id.startswith("aa/")]
-    assert (plan.stage[aa], plan.also[aa]) == (0, (1,))
+    for rule_id in ("aa", "twice"):
+        (one,) = [i for i, r in enumerate(plan.engine_rules) if r.id.startswith(f"{rule_id}/")]
+        assert (plan.stage[one], plan.also[one]) == (0, (1,))
     # Until and differing stages stay apart.
     seq = [plan.also[i] for i, r in enumerate(plan.engine_rules) if r.id.startswith("seq/")]
     assert seq == [(), (), ()]
@@ -184,10 +189,12 @@ def test_a_run_of_one_condition_is_one_stage_rule_with_the_results_of_several(
     monkeypatch.setattr(
         sequences, "_runs", lambda rule, stages: ((i, i + 1) for i in range(len(stages)))
     )
-    assert sequences.plan_rules(rules(), (), ()).also == [()] * (len(plan.also) + 3)
+    assert sequences.plan_rules(rules(), (), ()).also == [()] * (
+        len(plan.also) + sum(map(len, plan.also))
+    )
     for (engine, since), want in grouped.items():
         config = ScanConfig(
             threads=2, since=None if since == "None" else datetime(2024, 5, 1, 0, 0, 20)
         )
         assert outcome(inputs, config, engine) == want, (engine, since)
-    assert any(h[2] == "runs" for h in grouped["rust", "None"][0])
+    assert {"runs", "twice"} <= {h[2] for h in grouped["rust", "None"][0]}

@@ -462,9 +462,15 @@ def test_cluster_same_results_as_local_scan(tmp_path: Path) -> None:
         write(tmp_path / "z.ndjson", *big, IMDS),
         write(tmp_path / "m.ndjson", ev(30, "a", "h3"), IMDS, ev(31, "b", "h3")),
     ]
-    rules = [default_rules()[0], sequence_rule(until="stop"), sequence_rule(rule_id="again")]
+    rules = [
+        default_rules()[0],
+        sequence_rule(until="stop"),
+        sequence_rule(rule_id="again"),
+        sequence_rule(("a", "a", "b"), rule_id="runs"),  # one stage rule for two stages
+    ]
     local = scan(files, rules=rules)
     assert sum(h.branch == "sequence" for h in local.hits) > 20
+    assert any(h.rule.id == "runs" for h in local.hits)
     config = ScanConfig(cluster="local:2", range_size=20_000)  # z.ndjson: ~10 ranges
     clustered = scan(files[::-1], rules=rules, config=config)  # given in the other order
     # Single-event hits come in the order the inputs are given; the results do not.
