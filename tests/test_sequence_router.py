@@ -180,11 +180,14 @@ def test_a_run_of_one_condition_is_one_stage_rule_with_the_results_of_several(
     # Until and differing stages stay apart.
     seq = [plan.also[i] for i, r in enumerate(plan.engine_rules) if r.id.startswith("seq/")]
     assert seq == [(), (), ()]
-    grouped = {
-        (engine, str(config.since)): outcome(inputs, config, engine)
-        for engine in ("rust", "python")
-        for config in (ScanConfig(threads=2), ScanConfig(since=datetime(2024, 5, 1, 0, 0, 20)))
+    # The engine's routing, the router's batches (--since) and the Python loop.
+    since = datetime(2024, 5, 1, 0, 0, 20)
+    ways = {
+        "routed": (ScanConfig(threads=2), "rust"),
+        "batched": (ScanConfig(threads=2, since=since), "rust"),
+        "loop": (ScanConfig(since=since), "python"),
     }
+    grouped = {way: outcome(inputs, config, engine) for way, (config, engine) in ways.items()}
     # Each stage a stage rule of its own: the same results, statistics and candidates.
     monkeypatch.setattr(
         sequences, "_runs", lambda rule, stages: ((i, i + 1) for i in range(len(stages)))
@@ -192,9 +195,6 @@ def test_a_run_of_one_condition_is_one_stage_rule_with_the_results_of_several(
     assert sequences.plan_rules(rules(), (), ()).also == [()] * (
         len(plan.also) + sum(map(len, plan.also))
     )
-    for (engine, since), want in grouped.items():
-        config = ScanConfig(
-            threads=2, since=None if since == "None" else datetime(2024, 5, 1, 0, 0, 20)
-        )
-        assert outcome(inputs, config, engine) == want, (engine, since)
-    assert {"runs", "twice"} <= {h[2] for h in grouped["rust", "None"][0]}
+    for way, (config, engine) in ways.items():
+        assert outcome(inputs, config, engine) == grouped[way], way
+    assert {"runs", "twice"} <= {h[2] for h in grouped["routed"][0]}
