@@ -395,16 +395,11 @@ fn read_stages(preparer: &Preparer, stages: &[usize], parsed: &ParsedLine<'_>) -
     let doc = StageParse::of(parsed);
     let mut read: Vec<Prepared> = Vec::with_capacity(stages.len());
     for &stage in stages {
-        let again = match read.first() {
+        let copy = match read.first() {
             Some(first) => preparer.restage(first, stage),
             None => Ok(None),
         };
-        let one = match again {
-            Ok(Some(copy)) => Ok(copy),
-            Ok(None) => preparer.prepare_doc(stage, &doc),
-            Err(e) => Err(e),
-        };
-        match one {
+        match copy.and_then(|c| c.map_or_else(|| preparer.prepare_doc(stage, &doc), Ok)) {
             Ok(p) => read.push(p),
             Err(_) => return Vec::new(),
         }
