@@ -271,10 +271,9 @@ def _runs(rule: Rule, stages: Sequence[Rule]) -> Iterator[tuple[int, int]]:
     kind = rule_kind(rule)
     count = len(rule.ir[kind]["stages"]) if kind in KINDS else len(stages)
 
-    def condition(stage_rule: Rule) -> str:
+    def condition(stage_rule: Rule) -> tuple[dict[str, Any], list[Any]]:
         ir = {k: v for k, v in stage_rule.ir.items() if k not in ("id", "branches")}
-        exprs = [branch["expr"] for branch in stage_rule.ir["branches"]]
-        return json.dumps([ir, exprs], sort_keys=True)
+        return ir, [branch["expr"] for branch in stage_rule.ir["branches"]]
 
     first = 0
     while first < len(stages):
