@@ -1,7 +1,10 @@
 //! Evaluating a compiled rule against one parsed event.
 
 use crate::analysis::{analyze, wildcard_on_text, TokenQuery};
-use crate::event::{for_each_nested_doc, for_each_value, is_json_number, NestedDoc, Scope};
+use crate::event::{
+    field_nodes, for_each_nested_doc, for_each_node_value, for_each_value, is_json_number,
+    NestedDoc, Scope,
+};
 use crate::expr::ExprNode;
 use crate::ip::{parse_cidr, parse_ip, Cidr};
 use crate::ir::{Analyzer, FieldType, Node, Op, Predicate, RuleIr};
@@ -10,7 +13,9 @@ use crate::typed::{compare, java_lowercase, read, read_literal_span, utf16_len, 
 use crate::wildcard::{ascii_fold, eq_folded, Pattern};
 use serde_json::Value;
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 /// The predicate that decided a hit (spec/ir.md, "Witness").
@@ -80,6 +85,10 @@ struct Pred {
     lowercase: bool,
     /// Text fields: how values are tokenised.
     analyzer: Option<Analyzer>,
+    /// Its path's number among an engine's paths read at the event's scope
+    /// ([`FieldSlots`]), by which a line's lookups are shared ([`Lookups`]); `None` under a
+    /// `nested` node (a path relative to a nested document) or outside an engine.
+    slot: Option<u32>,
 }
 
 /// How a value is compared with the literals; each vector is parallel to `Pred::literals`.
@@ -330,6 +339,7 @@ impl Pred {
                 p.values.clone()
             },
             test,
+            slot: None,
         })
     }
 
@@ -433,11 +443,12 @@ impl Pred {
         scope: impl Scope<'a>,
         event: &'a Value,
         numbers: &[usize],
+        lookups: Lu<'a, '_>,
     ) -> Option<(Cow<'a, str>, usize)> {
         if matches!(self.test, Test::Endpoint) {
             // The witness value is the text that named the endpoint, not the whole value.
             let mut event_ports = || destination_ports(event);
-            let found = scope.for_each_value(&self.path, &mut |value| {
+            let found = self.values(scope, lookups, &mut |value| {
                 let found = self.indexed(&value).and_then(|value| {
                     crate::endpoint::first_match(&value, &self.literals, &mut event_ports)
                         .map(|(literal, token)| (literal, token.to_owned()))
@@ -453,7 +464,7 @@ impl Pred {
             };
         }
         let plain = self.ignore_above.is_none() && !self.lowercase;
-        let found = scope.for_each_value(&self.path, &mut |value| {
+        let found = self.values(scope, lookups, &mut |value| {
             // The witness shows the value as the event has it.
             let literal = if plain {
                 self.literal_for(&value, numbers)
@@ -468,6 +479,22 @@ impl Pred {
         match found {
             ControlFlow::Break(hit) => Some(hit),
             ControlFlow::Continue(()) => None,
+        }
+    }
+}
+
+impl Pred {
+    /// Call `f` with the field's values in `scope`: found once per line and path through
+    /// `lookups` when the predicate has a slot (then `scope` is the event's).
+    fn values<'a, B>(
+        &self,
+        scope: impl Scope<'a>,
+        lookups: Lu<'a, '_>,
+        f: &mut impl FnMut(Cow<'a, str>) -> ControlFlow<B>,
+    ) -> ControlFlow<B> {
+        match (self.slot, lookups) {
+            (Some(slot), Some(lookups)) => lookups.for_each_value(slot, &self.path, f),
+            _ => scope.for_each_value(&self.path, f),
         }
     }
 }
@@ -561,20 +588,39 @@ impl Expr {
     }
 
     /// Whether it holds on the event `doc`.
-    fn holds(&self, doc: &Value, numbers: &[usize]) -> bool {
-        self.eval(NestedDoc::Object(doc), doc, numbers)
+    fn holds<'a>(&self, doc: &'a Value, numbers: &[usize], lookups: Lu<'a, '_>) -> bool {
+        self.eval(NestedDoc::Object(doc), doc, numbers, lookups)
     }
 
     /// Whether it holds in `scope`: the event, or a nested document of `event`.
-    fn eval<'a>(&self, scope: NestedDoc<'a>, event: &'a Value, numbers: &[usize]) -> bool {
+    fn eval<'a>(
+        &self,
+        scope: NestedDoc<'a>,
+        event: &'a Value,
+        numbers: &[usize],
+        lookups: Lu<'a, '_>,
+    ) -> bool {
         match self {
-            Expr::And(args) => args.iter().all(|a| a.eval(scope, event, numbers)),
-            Expr::Or(args) => args.iter().any(|a| a.eval(scope, event, numbers)),
-            Expr::Not(arg) => !arg.eval(scope, event, numbers),
-            Expr::Pred(p) => p.first_hit(scope, event, numbers).is_some(),
+            Expr::And(args) => args.iter().all(|a| a.eval(scope, event, numbers, lookups)),
+            Expr::Or(args) => args.iter().any(|a| a.eval(scope, event, numbers, lookups)),
+            Expr::Not(arg) => !arg.eval(scope, event, numbers, lookups),
+            Expr::Pred(p) => p.first_hit(scope, event, numbers, lookups).is_some(),
             // Only at the event's scope (compile refuses it under a nested node).
             Expr::Script(node) => node.first_true(event, numbers).is_some(),
-            Expr::Nested(nested) => nested.first(scope, event, numbers).is_some(),
+            Expr::Nested(nested) => nested.first(scope, event, numbers, lookups).is_some(),
+        }
+    }
+
+    /// Number the paths its predicates read at the event's scope (not those under a
+    /// `nested` node, relative to a nested document).
+    fn number_fields(&mut self, slots: &mut FieldSlots) {
+        match self {
+            Expr::And(args) | Expr::Or(args) => {
+                args.iter_mut().for_each(|a| a.number_fields(slots))
+            }
+            Expr::Not(arg) => arg.number_fields(slots),
+            Expr::Pred(p) => p.slot = Some(slots.slot(&p.path)),
+            Expr::Script(_) | Expr::Nested(_) => {}
         }
     }
 
@@ -586,23 +632,25 @@ impl Expr {
         scope: NestedDoc<'a>,
         event: &'a Value,
         numbers: &[usize],
+        lookups: Lu<'a, '_>,
         under_or: bool,
         out: &mut Vec<Entry<'e, 'a>>,
     ) {
         match self {
             Expr::And(args) => {
                 for arg in args {
-                    arg.collect(scope, event, numbers, under_or, out);
+                    arg.collect(scope, event, numbers, lookups, under_or, out);
                 }
             }
             Expr::Or(args) => {
-                if let Some(first_true) = args.iter().find(|a| a.eval(scope, event, numbers)) {
-                    first_true.collect(scope, event, numbers, true, out);
+                let holds = |a: &&Expr| a.eval(scope, event, numbers, lookups);
+                if let Some(first_true) = args.iter().find(holds) {
+                    first_true.collect(scope, event, numbers, lookups, true, out);
                 }
             }
             Expr::Not(_) => {}
             Expr::Pred(pred) => {
-                if let Some((value, literal)) = pred.first_hit(scope, event, numbers) {
+                if let Some((value, literal)) = pred.first_hit(scope, event, numbers, lookups) {
                     out.push(Entry {
                         field: &pred.field,
                         op: pred.op.as_str(),
@@ -624,8 +672,10 @@ impl Expr {
                 }
             }
             Expr::Nested(nested) => {
-                if let Some(inner) = nested.first(scope, event, numbers) {
-                    nested.arg.collect(inner, event, numbers, under_or, out);
+                if let Some(inner) = nested.first(scope, event, numbers, lookups) {
+                    nested
+                        .arg
+                        .collect(inner, event, numbers, lookups, under_or, out);
                 }
             }
         }
@@ -685,9 +735,10 @@ impl Nested {
         scope: NestedDoc<'a>,
         event: &'a Value,
         numbers: &[usize],
+        lookups: Lu<'a, '_>,
     ) -> Option<NestedDoc<'a>> {
         let found = for_each_nested_doc(scope, &self.path, &mut |doc| {
-            if self.arg.eval(doc, event, numbers) {
+            if self.arg.eval(doc, event, numbers, lookups) {
                 ControlFlow::Break(doc)
             } else {
                 ControlFlow::Continue(())
@@ -761,29 +812,49 @@ impl CompiledRule {
     /// A hit, the allowlist entry that dropped it, or a miss. The entries are only looked at
     /// for events a branch matches, so they cost nothing on the others.
     pub fn judge(&self, doc: &Value) -> Verdict {
-        self.judge_with(doc, &[])
+        self.judge_with(doc, &[], None)
     }
 
     /// [`CompiledRule::judge`] of a parsed line, whose JSON numbers typed fields read as
     /// numbers ([`crate::ParsedLine::numbers`]).
     pub fn judge_line(&self, line: &crate::ParsedLine<'_>) -> Verdict {
-        self.judge_with(&line.doc, &line.numbers)
+        self.judge_with(&line.doc, &line.numbers, None)
     }
 
-    fn judge_with(&self, doc: &Value, numbers: &[usize]) -> Verdict {
+    /// [`CompiledRule::judge_line`] with the line's lookups, shared by the rules of one
+    /// engine judged on it ([`CompiledRule::number_fields`] with the engine's slots).
+    pub(crate) fn judge_line_sharing<'a>(
+        &self,
+        line: &'a crate::ParsedLine<'_>,
+        lookups: &Lookups<'a>,
+    ) -> Verdict {
+        self.judge_with(&line.doc, &line.numbers, Some(lookups))
+    }
+
+    /// Number the paths the rule reads at the event's scope among an engine's (`slots`), so
+    /// that the rules judged on a line share its lookups ([`Lookups`]).
+    pub(crate) fn number_fields(&mut self, slots: &mut FieldSlots) {
+        for expr in self.branches.iter_mut().chain(&mut self.allowlist) {
+            expr.number_fields(slots);
+        }
+    }
+
+    fn judge_with<'a>(&self, doc: &'a Value, numbers: &[usize], lookups: Lu<'a, '_>) -> Verdict {
         let Some((branch, expr)) = self
             .branches
             .iter()
             .enumerate()
-            .find(|(_, expr)| expr.holds(doc, numbers))
+            .find(|(_, expr)| expr.holds(doc, numbers, lookups))
         else {
             return Verdict::Miss;
         };
-        if let Some(entry) = self.allowlist.iter().position(|e| e.holds(doc, numbers)) {
+        let allowed = |e: &Expr| e.holds(doc, numbers, lookups);
+        if let Some(entry) = self.allowlist.iter().position(allowed) {
             return Verdict::Allowed(entry);
         }
         let mut entries = Vec::new();
-        expr.collect(NestedDoc::Object(doc), doc, numbers, false, &mut entries);
+        let scope = NestedDoc::Object(doc);
+        expr.collect(scope, doc, numbers, lookups, false, &mut entries);
         let deciding = match entries.iter().position(|e| e.under_or) {
             Some(i) => Some(entries.swap_remove(i)),
             None => entries.pop(),
@@ -800,10 +871,109 @@ impl CompiledRule {
     }
 }
 
+/// A line's shared lookups, or none (each predicate looks its field up).
+type Lu<'a, 'l> = Option<&'l Lookups<'a>>;
+
+/// An engine's paths read at the event's scope, numbered: the slots of [`Lookups`].
+#[derive(Default)]
+pub(crate) struct FieldSlots {
+    by_path: HashMap<Vec<String>, u32>,
+}
+
+impl FieldSlots {
+    fn slot(&mut self, path: &[String]) -> u32 {
+        let next = self.by_path.len() as u32;
+        *self.by_path.entry(path.to_vec()).or_insert(next)
+    }
+}
+
+/// Room kept from line to line for [`Lookups`].
+#[derive(Default)]
+pub(crate) struct LookupRoom {
+    /// The current line's stamp: a slot whose stamp is another line's is not looked up yet.
+    stamp: u32,
+    /// Per slot: (stamp, start, end) of its nodes in `nodes`.
+    spans: Vec<(u32, u32, u32)>,
+    /// Empty between lines: only its capacity is kept.
+    nodes: Vec<&'static Value>,
+}
+
+/// One line's field lookups at the event's scope, shared by the rules judged on it: with many
+/// rules, the same few fields (`event.category`, `process.name`...) are read by most of
+/// them. A path's nodes are found once; its values are read from them in the same order as
+/// [`for_each_value`] gives them (spec/ir.md "Field values").
+pub(crate) struct Lookups<'a> {
+    doc: &'a Value,
+    stamp: u32,
+    spans: RefCell<Vec<(u32, u32, u32)>>,
+    nodes: RefCell<Vec<&'a Value>>,
+}
+
+impl<'a> Lookups<'a> {
+    /// The lookups of the line whose event is `doc`, in the room of the lines before.
+    pub(crate) fn new(doc: &'a Value, room: &mut LookupRoom) -> Lookups<'a> {
+        room.stamp = room.stamp.wrapping_add(1);
+        if room.stamp == 0 {
+            room.spans.clear();
+            room.stamp = 1;
+        }
+        Lookups {
+            doc,
+            stamp: room.stamp,
+            spans: RefCell::new(std::mem::take(&mut room.spans)),
+            nodes: RefCell::new(recycle(std::mem::take(&mut room.nodes))),
+        }
+    }
+
+    /// The line is judged: its room is kept for the next.
+    pub(crate) fn done(self, room: &mut LookupRoom) {
+        room.spans = self.spans.into_inner();
+        room.nodes = recycle(self.nodes.into_inner());
+    }
+
+    /// [`for_each_value`] of `path` (whose slot is `slot`) in the line's event.
+    fn for_each_value<B>(
+        &self,
+        slot: u32,
+        path: &[String],
+        f: &mut impl FnMut(Cow<'a, str>) -> ControlFlow<B>,
+    ) -> ControlFlow<B> {
+        let (start, end) = {
+            let mut spans = self.spans.borrow_mut();
+            let slot = slot as usize;
+            if spans.len() <= slot {
+                spans.resize(slot + 1, (0, 0, 0));
+            }
+            let (stamp, start, end) = spans[slot];
+            if stamp == self.stamp {
+                (start as usize, end as usize)
+            } else {
+                let mut nodes = self.nodes.borrow_mut();
+                let start = nodes.len();
+                field_nodes(self.doc, path, &mut nodes);
+                spans[slot] = (self.stamp, start as u32, nodes.len() as u32);
+                (start, nodes.len())
+            }
+        };
+        for k in start..end {
+            let node = self.nodes.borrow()[k];
+            for_each_node_value(node, f)?;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// An emptied vector's room, for references of another lifetime.
+fn recycle<'b>(mut nodes: Vec<&Value>) -> Vec<&'b Value> {
+    nodes.clear();
+    nodes.into_iter().map(|_| unreachable!()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::event::parse_line;
+    use proptest::prelude::*;
 
     const SEED: &str = include_str!("../tests/data/seed_ir.json");
 
@@ -1085,6 +1255,127 @@ mod tests {
             r#"{{"node":"pred","field":"{field}","field_type":"{field_type}","op":"{op}","values":{}}}"#,
             serde_json::to_string(values).unwrap()
         )
+    }
+
+    /// Rules that read the same paths in several ways, at the event's scope and in a nested
+    /// document (`n.k` both), some under `not`, typed, and in an allowlist.
+    fn sharing_rules() -> Vec<CompiledRule> {
+        let nested = |arg: String| format!(r#"{{"node":"nested","path":"n","arg":{arg}}}"#);
+        let branch = |expr: String| format!(r#"[{{"name":"b","expr":{expr}}}]"#);
+        let or = |a: String, b: String| format!(r#"{{"node":"or","args":[{a},{b}]}}"#);
+        let and = |a: String, b: String| format!(r#"{{"node":"and","args":[{a},{b}]}}"#);
+        let not = |a: String| format!(r#"{{"node":"not","arg":{a}}}"#);
+        let texts = [
+            branch(or(
+                pred("a.b", "keyword", "eq", &["x"]),
+                pred("a.b", "keyword", "wildcard", &["*y*"]),
+            )),
+            branch(and(
+                pred("a.b", "keyword", "eq_ci", &["X"]),
+                not(pred("c", "keyword", "eq", &["1"])),
+            )),
+            branch(pred("a", "keyword", "exists", &[])),
+            branch(or(
+                nested(pred("n.k", "keyword", "eq", &["v"])),
+                pred("n.k", "keyword", "eq", &["x"]),
+            )),
+            branch(pred("c", "long", "gte", &["2"])),
+        ];
+        let mut rules: Vec<CompiledRule> = texts.iter().map(|b| rule(b)).collect();
+        let allowed = format!(
+            r#"{{"ir_version":1,"name":"t","branches":{},"allowlist":[{}]}}"#,
+            branch(pred("c", "keyword", "exists", &[])),
+            pred("a.b", "keyword", "eq", &["x"])
+        );
+        rules.push(CompiledRule::new(RuleIr::from_json(&allowed).unwrap()).unwrap());
+        let mut slots = FieldSlots::default();
+        rules.iter_mut().for_each(|r| r.number_fields(&mut slots));
+        rules
+    }
+
+    fn leaf() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(r#""x""#.to_owned()),
+            Just(r#""X""#.to_owned()),
+            Just(r#""zyz""#.to_owned()),
+            Just(r#""v""#.to_owned()),
+            Just("1".to_owned()),
+            Just("3".to_owned()),
+            Just("true".to_owned()),
+            Just("null".to_owned()),
+        ]
+    }
+
+    /// Events whose `a.b`, `c` and `n.k` come as objects, dotted keys, arrays, repeats.
+    fn event() -> impl Strategy<Value = String> {
+        let value = prop_oneof![
+            leaf(),
+            prop::collection::vec(leaf(), 0..3).prop_map(|v| format!("[{}]", v.join(","))),
+        ];
+        let member = (
+            prop::sample::select(vec!["a", "a.b", "c", "n", "n.k", "b"]),
+            value,
+            prop::sample::select(vec!["b", "k"]),
+            0..3usize,
+        )
+            .prop_map(|(key, value, inner, shape)| match shape {
+                0 => format!(r#""{key}":{value}"#),
+                1 => format!(r#""{key}":{{"{inner}":{value}}}"#),
+                _ => format!(r#""{key}":[{{"{inner}":{value}}},{{"{inner}":"x"}}]"#),
+            });
+        prop::collection::vec(member, 0..6).prop_map(|m| format!("{{{}}}", m.join(",")))
+    }
+
+    proptest! {
+        /// Each rule's verdict and witness with the line's lookups shared by all rules (and
+        /// their room reused from line to line) are its own.
+        #[test]
+        fn shared_lookups_give_each_rules_own_verdict(
+            lines in prop::collection::vec(event(), 1..6)
+        ) {
+            let rules = sharing_rules();
+            let mut room = LookupRoom::default();
+            for line in &lines {
+                let parsed = parse_line(line.as_bytes()).unwrap().unwrap();
+                let lookups = Lookups::new(&parsed.doc, &mut room);
+                for (k, rule) in rules.iter().enumerate() {
+                    let own = rule.judge_line(&parsed);
+                    prop_assert_eq!(
+                        rule.judge_line_sharing(&parsed, &lookups),
+                        own,
+                        "rule {} on {}", k, line
+                    );
+                }
+                lookups.done(&mut room);
+            }
+        }
+    }
+
+    #[test]
+    fn lookups_start_afresh_when_the_stamp_wraps() {
+        let rules = sharing_rules();
+        let mut room = LookupRoom::default();
+        let hit = parse_line(br#"{"a":{"b":"x"}}"#).unwrap().unwrap();
+        let miss = parse_line(br#"{"a":{"b":"q"}}"#).unwrap().unwrap();
+        let lookups = Lookups::new(&hit.doc, &mut room);
+        assert_eq!(room_stamp(&lookups), 1);
+        assert!(matches!(
+            rules[0].judge_line_sharing(&hit, &lookups),
+            Verdict::Hit(_)
+        ));
+        lookups.done(&mut room);
+        // 2^32 - 2 lines later, none of which read `a.b`, the stamp comes round to 1 again:
+        // what the first line found must not be taken for the new line's.
+        room.stamp = u32::MAX - 1;
+        Lookups::new(&miss.doc, &mut room).done(&mut room);
+        let lookups = Lookups::new(&miss.doc, &mut room);
+        assert_eq!(room_stamp(&lookups), 1);
+        assert_eq!(rules[0].judge_line_sharing(&miss, &lookups), Verdict::Miss);
+        lookups.done(&mut room);
+    }
+
+    fn room_stamp(lookups: &Lookups<'_>) -> u32 {
+        lookups.stamp
     }
 
     #[test]

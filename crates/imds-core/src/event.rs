@@ -1409,8 +1409,38 @@ pub fn for_each_value<'a, S, B>(
 where
     S: AsRef<str>,
 {
+    for_each_node(doc, path, &mut |node| flatten(node, f))
+}
+
+/// Append the nodes of `path` in `doc` that [`for_each_value`] reads its values from, in the
+/// same order: [`for_each_node_value`] of each, in turn, gives the same values.
+pub(crate) fn field_nodes<'a, S: AsRef<str>>(doc: &'a Value, path: &[S], out: &mut Vec<&'a Value>) {
+    let _ = for_each_node(doc, path, &mut |node| {
+        out.push(node);
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// The values of one node of [`field_nodes`].
+pub(crate) fn for_each_node_value<'a, B>(
+    node: &'a Value,
+    f: &mut impl FnMut(Cow<'a, str>) -> ControlFlow<B>,
+) -> ControlFlow<B> {
+    flatten(node, f)
+}
+
+/// Call `leaf` with each node at `path` in `doc` (each a field's value, whole), in document
+/// order.
+fn for_each_node<'a, S, B>(
+    doc: &'a Value,
+    path: &[S],
+    leaf: &mut impl FnMut(&'a Value) -> ControlFlow<B>,
+) -> ControlFlow<B>
+where
+    S: AsRef<str>,
+{
     match doc {
-        Value::Object(map) => walk_object(map, path, f),
+        Value::Object(map) => walk_object(map, path, leaf),
         _ => ControlFlow::Continue(()),
     }
 }
@@ -1418,7 +1448,7 @@ where
 fn walk_object<'a, S, B>(
     map: &'a Map<String, Value>,
     path: &[S],
-    f: &mut impl FnMut(Cow<'a, str>) -> ControlFlow<B>,
+    leaf: &mut impl FnMut(&'a Value) -> ControlFlow<B>,
 ) -> ControlFlow<B>
 where
     S: AsRef<str>,
@@ -1428,9 +1458,9 @@ where
             continue;
         };
         if rest.is_empty() {
-            flatten(value, f)?;
+            leaf(value)?;
         } else {
-            descend(value, rest, f)?;
+            descend(value, rest, leaf)?;
         }
     }
     ControlFlow::Continue(())
@@ -1467,16 +1497,16 @@ fn strip_key<'p, S: AsRef<str>>(key: &str, path: &'p [S]) -> Option<&'p [S]> {
 fn descend<'a, S, B>(
     value: &'a Value,
     rest: &[S],
-    f: &mut impl FnMut(Cow<'a, str>) -> ControlFlow<B>,
+    leaf: &mut impl FnMut(&'a Value) -> ControlFlow<B>,
 ) -> ControlFlow<B>
 where
     S: AsRef<str>,
 {
     match value {
-        Value::Object(map) => walk_object(map, rest, f),
+        Value::Object(map) => walk_object(map, rest, leaf),
         Value::Array(items) => {
             for item in items {
-                descend(item, rest, f)?;
+                descend(item, rest, leaf)?;
             }
             ControlFlow::Continue(())
         }
@@ -2449,7 +2479,7 @@ impl<'a> Scope<'a> for NestedDoc<'a> {
             NestedDoc::Object(value) => for_each_value(value, path, f),
             NestedDoc::Member(key, value) => match strip_key(key, path) {
                 Some([]) => flatten(value, f),
-                Some(rest) => descend(value, rest, f),
+                Some(rest) => descend(value, rest, &mut |node| flatten(node, f)),
                 None => ControlFlow::Continue(()),
             },
         }

@@ -5,7 +5,7 @@ use super::lines::LineScanner;
 use super::source::{self, Compression, Counted, Input};
 use super::{failed, open_file, Engine, ScanEvent, ScanOptions, ScanReport, Stream, Twin};
 use crate::error::{InputError, InputErrorKind};
-use crate::eval::CompiledRule;
+use crate::eval::{CompiledRule, FieldSlots};
 use crate::event::Projection;
 use crate::ir::RuleIr;
 use crate::prefilter::{Prefilter, RuleGate, PARALLEL_FROM};
@@ -31,7 +31,11 @@ impl Engine {
         } else {
             (Prefilter::new(&rules), compile(&rules))
         };
-        let compiled = compiled?;
+        let mut compiled = compiled?;
+        let mut slots = FieldSlots::default();
+        compiled
+            .iter_mut()
+            .for_each(|rule| rule.number_fields(&mut slots));
         let gate = (rules.len() > 1 && !prefilter.gates_rules()).then(|| RuleGate::new(&rules));
         let projection = Projection::by_rule(compiled.iter().map(CompiledRule::fields));
         Ok(Engine {

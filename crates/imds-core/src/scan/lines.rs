@@ -3,7 +3,7 @@
 
 use super::forms::LineCache;
 use super::{hit_bytes, Engine, FileStats, Hit, HitForms, ScanOptions, ScanReport, Stream, Twin};
-use crate::eval::Verdict;
+use crate::eval::{LookupRoom, Lookups, Verdict};
 use crate::event::{self, OpenRules, Projection, Scratch};
 use crate::prefilter::RuleGate;
 use rayon::prelude::*;
@@ -387,6 +387,8 @@ pub(super) struct LineScanner<'e> {
     opened: bool,
     /// Scratch: the verdicts on the current line of the rules others are the same as.
     twins: Vec<(usize, Verdict)>,
+    /// The room of a line's shared field lookups, kept for the next.
+    lookups: LookupRoom,
 }
 
 impl<'e> LineScanner<'e> {
@@ -411,6 +413,7 @@ impl<'e> LineScanner<'e> {
             scratch: Scratch::default(),
             opened: false,
             twins: Vec::new(),
+            lookups: LookupRoom::default(),
             forms,
             projection: forms
                 .and_then(HitForms::projection)
@@ -517,6 +520,7 @@ impl<'e> LineScanner<'e> {
                     }
                 }
                 let mut cache = LineCache::default();
+                let lookups = Lookups::new(&parsed.doc, &mut self.lookups);
                 self.twins.clear();
                 // Only the open rules: the others' needles are not all in the line.
                 let mut open = std::mem::take(&mut self.open);
@@ -533,7 +537,7 @@ impl<'e> LineScanner<'e> {
                     };
                     let verdict = match known {
                         Some((_, verdict)) => verdict.clone(),
-                        None => compiled.judge_line(&parsed),
+                        None => compiled.judge_line_sharing(&parsed, &lookups),
                     };
                     if twin == Twin::First {
                         self.twins.push((rule, verdict.clone()));
@@ -564,6 +568,7 @@ impl<'e> LineScanner<'e> {
                     }
                 }
                 self.open = open;
+                lookups.done(&mut self.lookups);
                 self.scratch.recycle(parsed);
             }
             Ok(None) => {}
