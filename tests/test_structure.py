@@ -283,16 +283,17 @@ def test_operator_groups_are_the_schemas_ops_named_once() -> None:
 
 
 def test_range_size_default_is_defined_once() -> None:
-    """The cluster's default range size is the only one: ScanConfig and the CLI's
-    --range-size take theirs from it (run imports it without an import cycle)."""
+    """The cluster's default range size is the only one: the cluster, ScanConfig and the
+    CLI's --range-size take theirs from it (in engines, which a local scan imports anyway;
+    the cluster module it does not)."""
     import inspect
 
-    from imds_scan import cli, cluster, run
+    from imds_scan import cli, cluster, engines, run
 
-    assert run.ScanConfig().range_size == cluster.DEFAULT_RANGE_SIZE
+    assert run.ScanConfig().range_size == engines.DEFAULT_RANGE_SIZE
     parameter = inspect.signature(cluster.run_cluster).parameters["range_size"]
-    assert parameter.default == cluster.DEFAULT_RANGE_SIZE
+    assert parameter.default == engines.DEFAULT_RANGE_SIZE
     option = inspect.signature(cli.scan_command).parameters["range_size"].default
-    assert cli.parse_size(option) == cluster.DEFAULT_RANGE_SIZE
+    assert cli.parse_size(option) == engines.DEFAULT_RANGE_SIZE
     source = (PACKAGE / "run.py").read_text(encoding="utf-8")
     assert "range_size: int = DEFAULT_RANGE_SIZE" in source

@@ -19,8 +19,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, cast, get_type_hints
 
 from . import output as output_mod
-from .cluster import DEFAULT_RANGE_SIZE
-from .engines import MAX_THREADS
+from .engines import DEFAULT_RANGE_SIZE, MAX_THREADS
 from .errors import EqlError
 from .escape import safe
 from .filters import FilterError, parse_time_bound
@@ -326,9 +325,9 @@ def _host_globs(ctx: typer.Context, name: str, globs: list[str] | None) -> tuple
 
 
 def _cluster(ctx: typer.Context, spec: str | None) -> str | None:
-    from .cluster import parse_cluster
-
     if spec is not None:
+        from .cluster import parse_cluster
+
         try:
             parse_cluster(spec)
         except InputError as exc:

@@ -35,6 +35,7 @@ from typing import Any, BinaryIO
 from .batch import ALERTS, FRAME, HITS, RECORDS, HitBatch, Needs
 from .engines import (
     BATCH_HITS,
+    DEFAULT_RANGE_SIZE,
     FAST_BATCH_HITS,
     EngineRun,
     HitStream,
@@ -51,10 +52,6 @@ from .rules import Rule
 from .sources import S3_BLOCK_SIZE, InputError, LazyStream, Source, s3_filesystem
 from .stats import add_stats
 
-# Byte range (and share) size: large enough that a task's overhead (~1 ms) and an S3 request's
-# latency are noise, small enough to spread one big object over many workers. The one
-# definition: ScanConfig and the CLI take their default from it.
-DEFAULT_RANGE_SIZE = 256 << 20
 # How often a share is resubmitted after its task raised (a lost worker is rescheduled by Dask
 # itself; see docs/cluster.md).
 DEFAULT_RETRIES = 3

@@ -24,6 +24,11 @@ Engine = Literal["rust", "python"]
 Progress = Callable[[int, int | None], None]
 # More threads than this only cost memory (two 4 MiB buffers each) and start-up time.
 MAX_THREADS = 256
+# A cluster's byte range (and share) size: large enough that a task's overhead (~1 ms) and an
+# S3 request's latency are noise, small enough to spread one big object over many workers.
+# Here, not in the cluster module, which a local scan does not import; ScanConfig and the CLI
+# take their default from it.
+DEFAULT_RANGE_SIZE = 256 << 20
 
 
 def thread_count(threads: int) -> int:

@@ -9,8 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from .batch import HITS, HitBatch, Needs
-from .cluster import DEFAULT_RANGE_SIZE
-from .engines import Engine, HitStream, Progress, stream_scan, thread_count
+from .engines import DEFAULT_RANGE_SIZE, Engine, HitStream, Progress, stream_scan, thread_count
 from .records import AllowlistDrops, Hit, ScanStats
 from .reference.scan.lines import MAX_LINE_BYTES
 from .results import ScanInterrupted, ScanResult
