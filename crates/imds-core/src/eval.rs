@@ -2,8 +2,7 @@
 
 use crate::analysis::{analyze, wildcard_on_text, TokenQuery};
 use crate::event::{
-    field_nodes, for_each_nested_doc, for_each_node_value, for_each_value, is_json_number,
-    NestedDoc, Scope,
+    field_nodes, flatten, for_each_nested_doc, for_each_value, is_json_number, NestedDoc, Scope,
 };
 use crate::expr::ExprNode;
 use crate::ip::{parse_cidr, parse_ip, Cidr};
@@ -481,9 +480,7 @@ impl Pred {
             ControlFlow::Continue(()) => None,
         }
     }
-}
 
-impl Pred {
     /// Call `f` with the field's values in `scope`: found once per line and path through
     /// `lookups` when the predicate has a slot (then `scope` is the event's).
     fn values<'a, B>(
@@ -957,7 +954,7 @@ impl<'a> Lookups<'a> {
         };
         for k in start..end {
             let node = self.nodes.borrow()[k];
-            for_each_node_value(node, f)?;
+            flatten(node, f)?;
         }
         ControlFlow::Continue(())
     }

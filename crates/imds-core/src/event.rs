@@ -1413,20 +1413,12 @@ where
 }
 
 /// Append the nodes of `path` in `doc` that [`for_each_value`] reads its values from, in the
-/// same order: [`for_each_node_value`] of each, in turn, gives the same values.
+/// same order: [`flatten`] of each, in turn, gives the same values.
 pub(crate) fn field_nodes<'a, S: AsRef<str>>(doc: &'a Value, path: &[S], out: &mut Vec<&'a Value>) {
     let _ = for_each_node(doc, path, &mut |node| {
         out.push(node);
         ControlFlow::<()>::Continue(())
     });
-}
-
-/// The values of one node of [`field_nodes`].
-pub(crate) fn for_each_node_value<'a, B>(
-    node: &'a Value,
-    f: &mut impl FnMut(Cow<'a, str>) -> ControlFlow<B>,
-) -> ControlFlow<B> {
-    flatten(node, f)
 }
 
 /// Call `leaf` with each node at `path` in `doc` (each a field's value, whole), in document
@@ -1516,7 +1508,7 @@ where
 
 /// A field's value as strings: arrays give their elements (nested arrays flattened); `null`
 /// and objects give nothing.
-fn flatten<'a, B>(
+pub(crate) fn flatten<'a, B>(
     value: &'a Value,
     f: &mut impl FnMut(Cow<'a, str>) -> ControlFlow<B>,
 ) -> ControlFlow<B> {
