@@ -431,7 +431,7 @@ def rule_text(query: str = QUERY, extra: str = "") -> str:
 def test_rule_file_keys_go_into_the_ir() -> None:
     rule = parse_rule_text(
         rule_text(
-            extra='timestamp_override = "event.ingested"\ntiebreaker_field = "event.sequence"\n'
+            extra='timestamp_field = "event.created"\ntiebreaker_field = "event.sequence"\n'
             'event_category_override = "event.type"\nsize = 10'
         ),
         "r.toml",
@@ -440,7 +440,7 @@ def test_rule_file_keys_go_into_the_ir() -> None:
     assert rule.branch_names == ["sequence"]
     body = rule.ir["sequence"]
     assert (body["timestamp_field"], body["tiebreaker_field"], body["size"]) == (
-        "event.ingested",
+        "event.created",
         key("event.sequence", "long"),
         10,
     )
@@ -451,6 +451,18 @@ def test_rule_file_keys_go_into_the_ir() -> None:
     assert sample.ir["sample"]["size"] is None
     defaults = parse_rule_text(rule_text(), "r.toml").ir["sequence"]
     assert (defaults["timestamp_field"], defaults["tiebreaker_field"]) == ("@timestamp", None)
+
+
+@pytest.mark.parametrize("query", [QUERY, SAMPLE_QUERY])
+def test_timestamp_override_is_no_eql_time_field(query: str) -> None:
+    # Kibana puts timestamp_override in the run's range filter and the rule's timestamp_field
+    # in the EQL search: Elastic's rules (event.ingested) order their sequences by @timestamp.
+    override = 'timestamp_override = "event.ingested"'
+    kind = "sequence" if query == QUERY else "sample"
+    plain = parse_rule_text(rule_text(query), "r.toml").ir
+    assert parse_rule_text(rule_text(query, override), "r.toml").ir == plain
+    both = parse_rule_text(rule_text(query, override + '\ntimestamp_field = "t"'), "r.toml")
+    assert both.ir[kind]["timestamp_field"] == "t"
 
 
 def test_single_event_rules_keep_their_ir() -> None:
@@ -478,6 +490,8 @@ def test_single_event_rules_keep_their_ir() -> None:
         (QUERY, 'size = "5"', "rule.size: expected an integer"),
         (QUERY, "tiebreaker_field = 1", "rule.tiebreaker_field: expected a string"),
         (QUERY, 'timestamp_override = ""', "rule.timestamp_override: expected a field name"),
+        (QUERY, 'timestamp_field = ""', "rule.timestamp_field: expected a field name"),
+        (SAMPLE_QUERY, "timestamp_field = 3", "rule.timestamp_field: expected a string"),
         (QUERY, 'branch_names = ["a"]', "a sequence query has no branches to name"),
     ],
 )
@@ -489,7 +503,7 @@ def test_bad_rule_file_keys_are_refused(query: str, extra: str, message: str) ->
 def test_the_rule_cache_holds_sequence_rules(tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     path = tmp_path / "r.toml"
-    path.write_text(rule_text(extra='timestamp_override = "event.ingested"'), "utf-8")
+    path.write_text(rule_text(extra='timestamp_field = "event.created"'), "utf-8")
     first = load_rules([str(path)])[0][0]
     entries = list((tmp_path / "cache").rglob("*.json"))
     assert len(entries) == 1
@@ -497,7 +511,7 @@ def test_the_rule_cache_holds_sequence_rules(tmp_path: Path, monkeypatch: Any) -
     cached = load_rules([str(path)])[0][0]
     assert cached == first and cached.kind == "sequence"
     # Another key is another file's bytes, so another entry (never the old IR).
-    path.write_text(rule_text(extra='timestamp_override = "@timestamp"'), "utf-8")
+    path.write_text(rule_text(extra='timestamp_field = "@timestamp"'), "utf-8")
     again = load_rules([str(path)])[0][0]
     assert again.ir["sequence"]["timestamp_field"] == "@timestamp"
     assert len(list((tmp_path / "cache").rglob("*.json"))) == 2

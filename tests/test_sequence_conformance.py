@@ -29,7 +29,13 @@ CASES: list[dict[str, Any]] = [
 ]
 IDS = [case["name"] for case in CASES]
 KEYS = {"name", "source", "query", "rule", "field_types", "events", "inputs", "expected", "pending"}
-RULE_KEYS = {"timestamp_override", "tiebreaker_field", "size", "max_samples_per_key"}
+RULE_KEYS = {
+    "timestamp_field",
+    "timestamp_override",
+    "tiebreaker_field",
+    "size",
+    "max_samples_per_key",
+}
 
 
 def inputs_of(case: dict[str, Any]) -> list[list[Any]]:

@@ -4,7 +4,7 @@ A rule file is read the way Elastic's detection-rules repository writes them: ``
 ``[rule]`` with ``name``, ``rule_id``, ``severity``, ``language = "eql"``, ``query`` and optional
 ``description``, ``risk_score``, ``references``, ``false_positives``, ``tags``, imds-scan's own
 ``branch_names`` (one per branch of the query, instead of ``branch<N>``), and
-``[[rule.threat]]`` (MITRE ATT&CK); for sequences and samples, ``timestamp_override``,
+``[[rule.threat]]`` (MITRE ATT&CK); for sequences and samples, ``timestamp_field``,
 ``tiebreaker_field``, ``event_category_override`` and imds-scan's ``size`` and
 ``max_samples_per_key`` (spec/sequences.md). ``language = "kuery"`` files (KQL ``query``,
 ``new_terms`` and ``threshold`` rules, with ``filters``) compile by rules/kuery.py (spec/kql.md).
@@ -442,20 +442,25 @@ def _kuery_rule(
 
 def _sequence_options(rule: dict[str, Any], source: str) -> dict[str, Any]:
     """The compile_rule options of ``[rule]`` (spec/sequences.md): Elastic's
-    ``timestamp_override``, ``tiebreaker_field`` and ``event_category_override`` (the field
+    ``timestamp_field``, ``tiebreaker_field`` and ``event_category_override`` (the field
     of ``CATEGORY where``, for every query), imds-scan's ``size`` and
-    ``max_samples_per_key`` (Elasticsearch's EQL search options; absent: no limit)."""
+    ``max_samples_per_key`` (Elasticsearch's EQL search options; absent: no limit).
+    ``timestamp_override`` is checked but sets no option: Kibana sends it as the run's range
+    filter, never as the EQL search's ``timestamp_field``, so a sequence's time stays
+    ``@timestamp`` unless ``timestamp_field`` says otherwise."""
     options: dict[str, Any] = {}
     for key, option in (
-        ("timestamp_override", "timestamp_field"),
+        ("timestamp_field", "timestamp_field"),
         ("tiebreaker_field", "tiebreaker_field"),
         ("event_category_override", "category_field"),
+        ("timestamp_override", None),
     ):
         value = _get(rule, key, str, source)
         if value is not None:
             if not value:
                 raise RuleFileError(f'{source}: rule.{key}: expected a field name, found ""')
-            options[option] = value
+            if option is not None:
+                options[option] = value
     for key, low in (("size", 0), ("max_samples_per_key", 1)):
         value = _get(rule, key, int, source)
         if value is not None:
