@@ -7,6 +7,7 @@ is used. The fast path reads its options as Click does, and gives the output Typ
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -139,11 +140,10 @@ def test_the_fast_path_reads_each_option_as_click_does() -> None:
     by_opt = {opt: p for p in options for opt in (*p.opts, *p.secondary_opts)}
     fast = set(cli._FAST_VALUES.values()) | {name for name, _ in cli._FAST_FLAGS.values()}
     # Typer reads these: they have callbacks (eager ones, or a check of their own).
-    assert set(params) - fast - {"paths"} == {"field_type", "config_file", "no_config", "version"}
+    assert set(params) - fast - {"paths"} == {"field_type", "config_file", "version"}
     assert set(cli._FAST_VALUES) | set(cli._FAST_FLAGS) == set(by_opt) - {
         "--field-type",
         "--config",
-        "--no-config",
         "--version",
     }
     for opt, name in cli._FAST_VALUES.items():
@@ -160,7 +160,9 @@ def test_the_fast_path_reads_each_option_as_click_does() -> None:
             assert type(p.type).__name__ == "StringParamType", opt
     for opt, (name, value) in cli._FAST_FLAGS.items():
         p = by_opt[opt]
-        assert (p.name, p.is_flag, p.is_eager) == (name, True, False), opt
+        # --no-config is eager (it reads the config with --config): the fast path, which
+        # never reads one, has only to skip looking for one.
+        assert (p.name, p.is_flag, p.is_eager) == (name, True, opt == "--no-config"), opt
         assert value == (opt in p.opts), opt
     # The defaults the fast path starts from are the command's.
     defaults = cli._fast_params(["x"])
@@ -191,6 +193,9 @@ FAST_CASES = [
     (["{events}", "-q", "-f", "table", "--max-table-rows", "0", "--no-rule-cache"], True),
     (["{events}", "-q", "-f", "ndjson", "--range-size", "1M", "--max-line-bytes", "1K"], True),
     (["{events}", "--show-rule", "--skip-unsupported-rules"], True),
+    (["--no-config", "{events}", "-q", "-f", "ndjson"], True),
+    (["{events}", "--no-config", "--no-config", "-q", "-o", "hits.ndjson"], True),
+    (["{events}", "-q", "-f", "ndjson", "-o", "--no-config"], True),  # a file named so
     (["{events}", "-q", "-o", "--odd.ndjson"], True),  # Click takes it as the value
     (["missing.ndjson", "-q", "-f", "ndjson"], True),
     (["{events}", "-q", "--mapping", "missing.json"], True),
@@ -206,6 +211,8 @@ FAST_CASES = [
     (["{events}", "--threads", "-1"], False),
     (["{events}", "-q", "-f", "ndjson", "--threads", "9999"], False),
     (["{events}", "--max-hits", "0"], False),
+    (["{events}", "--no-config", "--config", "c.toml"], False),
+    (["{events}", "--no-config=1"], False),
     (["{events}", "--nope"], False),
     (["{events}", "-f"], False),
     (["{events}", "--quiet=1"], False),
@@ -226,13 +233,16 @@ RUN = (
 )
 
 
-def run_as(how: str, args: list[str], cwd: Path) -> tuple[int, str, str, str, bool]:
+def run_as(
+    how: str, args: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> tuple[int, str, str, str, bool]:
     done = subprocess.run(
         [sys.executable, "-c", RUN, how, *args],
         capture_output=True,
         text=True,
         timeout=120,
         cwd=cwd,
+        env=env,
     )
     stderr, _, loaded = done.stderr.rpartition("typer loaded: ")
     written = sorted(p.name for p in cwd.iterdir() if p.name != "events.ndjson")
@@ -253,6 +263,34 @@ def test_the_fast_path_gives_what_typer_gives(tmp_path: Path, args: list[str], f
     assert (code, out, err, files) == typer_run[:4]
     assert loaded is not fast  # the case took the path it is meant to test
     assert typer_run[4]
+
+
+@pytest.mark.parametrize("where", ["env", "user"])
+def test_no_config_takes_the_fast_path_past_a_config(tmp_path: Path, where: str) -> None:
+    """A config that would hide the hit ($IMDS_SCAN_CONFIG, or the user's own file): Typer's
+    path reads it; with --no-config the fast path runs, reads none, and says what Typer says."""
+    config = tmp_path / "config.toml"
+    config.write_text('[allowlist]\n"process.name" = ["curl"]\n', encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "IMDS_SCAN_CONFIG"}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")
+    if where == "env":
+        env["IMDS_SCAN_CONFIG"] = str(config)
+    else:
+        (tmp_path / "xdg" / "imds-scan").mkdir(parents=True)
+        config.replace(tmp_path / "xdg" / "imds-scan" / "config.toml")
+    results = {}
+    for how, extra in (("fast", ["--no-config"]), ("typer", ["--no-config"]), ("fast", [])):
+        cwd = tmp_path / f"{how}{len(extra)}"
+        cwd.mkdir()
+        (cwd / "events.ndjson").write_text(json.dumps(EVENT) + "\n", encoding="utf-8")
+        args = ["events.ndjson", "-q", "-f", "ndjson", *extra]
+        results[how, len(extra)] = run_as(how, args, cwd, env)
+    code, out, err, files, loaded = results["fast", 1]
+    assert (code, out, err, files) == results["typer", 1][:4]
+    assert code == 1 and out.count("\n") == 1 and not loaded
+    code, out, err, _, loaded = results["fast", 0]  # the config is read: by Typer's path
+    assert (code, out, loaded) == (0, "", True)
+    assert "config:" in err and "sets allowlist" in err
 
 
 def test_a_plain_scan_in_a_bare_interpreter_leaves_zipfile_unloaded(tmp_path: Path) -> None:

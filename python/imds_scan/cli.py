@@ -1222,6 +1222,7 @@ _FAST_FLAGS = {
     "--rule-cache": ("rule_cache", True),
     "--no-rule-cache": ("rule_cache", False),
     "--show-rule": ("show_rule", True),
+    "--no-config": ("no_config", True),  # then no config is looked for (scripts pass it)
 }
 _FAST_LISTS = frozenset({"host", "exclude_host", "rule", "pack", "preset", "allow"})
 _FAST_INTS = {"max_table_rows": 0, "max_hits": 1, "threads": 0}  # the options' minimum
@@ -1235,8 +1236,6 @@ def _fast_params(args: list[str]) -> dict[str, Any] | None:
     if (
         os.name != "posix"  # Click expands globs in the arguments on Windows
         or any(k.endswith("_COMPLETE") for k in os.environ)  # Click's shell completion
-        or os.environ.get(CONFIG_ENV)
-        or os.path.exists(user_config_path())
         or os.path.isfile(DEFAULT_CONFIG)  # Typer's path says it was not read
     ):
         return None
@@ -1286,6 +1285,10 @@ def _fast_params(args: list[str]) -> dict[str, Any] | None:
             params[param] = value
     if not paths:
         return None
+    if not params["no_config"] and (
+        os.environ.get(CONFIG_ENV) or os.path.exists(user_config_path())
+    ):
+        return None  # a config to read: Typer's path reads it
     params.update(lists, paths=paths)
     return params
 
