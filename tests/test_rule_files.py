@@ -14,6 +14,7 @@ import pytest
 
 import imds_scan.rules
 from conftest import ENGINES
+from imds_scan import ScanConfig, scan
 from imds_scan.eql import compile_rule, format_rule
 from imds_scan.rules import (
     DEFAULT_RULE_ID,
@@ -429,3 +430,144 @@ def test_each_refused_rule_file_is_one_readable_line(tmp_path: Path) -> None:
     assert "c.toml: not valid TOML" in lines[2]
     # A control character in a file name is still escaped.
     assert "d\\x1bname.toml: no [rule] table" in lines[3]
+
+
+# ---------------------------------------------------------------- an EQL rule's filters
+
+EQL_FILTERS = """
+[[rule.filters]]
+[rule.filters.meta]
+negate = true
+[rule.filters.query.match_phrase]
+"host.name" = "web-1"
+
+[[rule.filters]]
+[rule.filters.query.exists]
+field = "user.name"
+
+[[rule.filters]]
+[rule.filters.meta]
+disabled = true
+[rule.filters.query.exists]
+field = "nobody"
+"""
+NOT_WEB_1 = {
+    "node": "not",
+    "arg": {
+        "node": "pred",
+        "field": "host.name",
+        "field_type": "keyword",
+        "op": "eq",
+        "values": ["web-1"],
+        "ignore_above": 1024,
+    },
+}
+HAS_USER = {
+    "node": "pred",
+    "field": "user.name",
+    "field_type": "keyword",
+    "op": "exists",
+    "values": [],
+    "ignore_above": 1024,
+}
+
+
+def eql_rule(tmp_path: Path, query: str, extra: str = "") -> Path:
+    path = tmp_path / "rule.toml"
+    path.write_text(RULE_HEAD + f"language = \"eql\"\nquery = '''\n{query}\n'''\n{extra}")
+    return path
+
+
+def test_an_eql_rules_filters_are_anded_into_every_branch(tmp_path: Path) -> None:
+    # Kibana sends [[rule.filters]] as the EQL search's filter (they used to be ignored).
+    query = 'any where process.name == "curl" or destination.ip == "169.254.169.254"'
+    plain = load_rule_file(str(eql_rule(tmp_path, query)))
+    filtered = load_rule_file(str(eql_rule(tmp_path, query, EQL_FILTERS)))
+    assert len(filtered.ir["branches"]) == len(plain.ir["branches"]) == 2
+    for mine, theirs in zip(filtered.ir["branches"], plain.ir["branches"], strict=True):
+        # First, so that the branch's own last predicate still witnesses it.
+        assert mine["expr"] == {"node": "and", "args": [NOT_WEB_1, HAS_USER, theirs["expr"]]}
+    assert load_rule_file(str(eql_rule(tmp_path, query, "filters = []\n"))).ir == plain.ir
+
+
+def test_a_sequences_filters_hold_for_every_stage_and_until(tmp_path: Path) -> None:
+    query = (
+        'sequence by host.name with maxspan=1m [process where process.name == "curl"] '
+        "![network where destination.port == 443] [network where destination.port == 80] "
+        'until [process where event.type == "end"]'
+    )
+    body = load_rule_file(str(eql_rule(tmp_path, query, EQL_FILTERS))).ir["sequence"]
+    plain = load_rule_file(str(eql_rule(tmp_path, query))).ir["sequence"]
+    parts = [*body["stages"], body["until"]]
+    assert len(parts) == 4
+    for mine, theirs in zip(parts, [*plain["stages"], plain["until"]], strict=True):
+        assert mine["expr"]["args"][:2] == [NOT_WEB_1, HAS_USER]
+        assert mine["expr"]["args"][2:] == theirs["expr"]["args"]
+        assert {k: v for k, v in mine.items() if k != "expr"} == {
+            k: v for k, v in theirs.items() if k != "expr"
+        }
+
+
+def test_a_bad_filter_of_an_eql_rule_is_refused_by_its_place(tmp_path: Path) -> None:
+    bad = '[[rule.filters]]\nquery = {query_string = {query = "a"}}\n'
+    with pytest.raises(RuleFileError, match=r"rule\.toml: rule\.filters\[0\]: a query_string"):
+        load_rule_file(str(eql_rule(tmp_path, 'any where a == "x"', bad)))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_an_eql_rules_filters_decide_its_hits(
+    scan_events: Any, engine: str, tmp_path: Path
+) -> None:
+    rule = load_rule_file(str(eql_rule(tmp_path, 'any where process.name == "curl"', EQL_FILTERS)))
+    events = [
+        {**CURL, "host": {"name": "web-2"}, "user": {"name": "root"}},
+        {**CURL, "host": {"name": "web-1"}, "user": {"name": "root"}},  # negated filter
+        {**CURL, "host": {"name": "web-2"}},  # no user.name
+        {**CURL, "user": {"name": "root"}},  # no host.name: the negation holds
+    ]
+    result = scan_events(events, engine, [rule])
+    assert [h.line for h in result.hits] == [1, 4]
+    assert result.hits[0].matched == {
+        "field": "process.name",
+        "op": "eq",
+        "pattern": "curl",
+        "value": "curl",
+    }
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_filtered_out_event_takes_no_part_in_a_sequence(engine: str, tmp_path: Path) -> None:
+    query = (
+        'sequence by host.name with maxspan=1m [process where process.name == "curl"] '
+        '[network where destination.ip == "169.254.169.254"]'
+    )
+    svc = (
+        '[[rule.filters]]\nquery = {bool = {must_not = [{match_phrase = {"user.name" = "svc"}}]}}\n'
+    )
+
+    def event(second: int, user: str, **fields: Any) -> dict[str, Any]:
+        return {
+            "@timestamp": f"2024-05-01T10:00:0{second}.000Z",
+            "host": {"name": "h"},
+            "user": {"name": user},
+            **fields,
+        }
+
+    events = [
+        event(0, "svc", event={"category": ["process"]}, process={"name": "curl"}),
+        event(1, "root", event={"category": ["network"]}, destination={"ip": "169.254.169.254"}),
+        event(2, "root", event={"category": ["process"]}, process={"name": "curl"}),
+        event(3, "svc", event={"category": ["network"]}, destination={"ip": "169.254.169.254"}),
+        event(4, "root", event={"category": ["network"]}, destination={"ip": "169.254.169.254"}),
+    ]
+    path = write_events(tmp_path / "events.ndjson", *events)
+    config = ScanConfig(engine=engine)  # type: ignore[arg-type]
+
+    def results(extra: str) -> list[list[int | None]]:
+        rule = load_rule_file(str(eql_rule(tmp_path, query, extra)))
+        hits = scan([str(path)], rules=[rule], config=config).hits
+        return [[e.line for e in h.events] for h in hits]
+
+    # Without the filter: (1, 2) and (3, 4); with it, events 1 and 4 are not in the search.
+    assert results("") == [[1, 2], [3, 4]]
+    assert results(svc) == [[3, 5]]

@@ -326,6 +326,8 @@ def parse_rule_text(
     except EqlError as exc:
         raise _query_error(text, query, exc, source) from None
     kind = "sequence" if "sequence" in ir else "sample" if "sample" in ir else "event"
+    if rule.get("filters") is not None:
+        ir = _with_filters(ir, kind, rule["filters"], source, field_types, mapping)
     for key in ("size", "max_samples_per_key"):
         wanted = ("sample",) if key == "max_samples_per_key" else ("sequence", "sample")
         if rule.get(key) is not None and kind not in wanted:
@@ -358,6 +360,41 @@ def parse_rule_text(
         threat=tuple(threat),
         source=source,
     )
+
+
+def _with_filters(
+    ir: dict[str, Any],
+    kind: str,
+    entries: Any,
+    source: str,
+    field_types: Mapping[str, str] | None,
+    mapping: KqlMapping | None,
+) -> dict[str, Any]:
+    """``ir`` with the rule's ``[[rule.filters]]`` AND-ed into every branch, or every stage
+    and ``until`` of a sequence or sample: Kibana sends them as the EQL search's filter, which
+    every event of the search must pass. Read as for a KQL rule (spec/kql.md), against the
+    mapping profile. The filters come first: an ``and`` is witnessed by its last predicate
+    (spec/ir.md), so a hit still shows what the rule's own condition matched."""
+    from ..kql import _combine
+    from ..mapping import load_mapping
+    from .kuery import KueryRuleError, _filters
+
+    try:
+        filters = _filters(
+            entries, mapping if mapping is not None else load_mapping(None, field_types)
+        )
+    except KueryRuleError as exc:
+        raise RuleFileError(f"{source}: {exc}") from None
+    if not filters:
+        return ir
+    if kind == "event":
+        parts = ir["branches"]
+    else:
+        body = ir[kind]
+        parts = [*body["stages"], *([body["until"]] if body.get("until") else [])]
+    for part in parts:
+        part["expr"] = _combine("and", [*filters, part["expr"]])
+    return ir
 
 
 def _query_error(text: str, query: str, exc: Any, source: str) -> RuleFileError:
