@@ -6,9 +6,9 @@ A rule file is read the way Elastic's detection-rules repository writes them: ``
 ``branch_names`` (one per branch of the query, instead of ``branch<N>``), and
 ``[[rule.threat]]`` (MITRE ATT&CK); for sequences and samples, ``timestamp_field``,
 ``tiebreaker_field``, ``event_category_override`` and imds-scan's ``size`` and
-``max_samples_per_key`` (spec/sequences.md). ``language = "kuery"`` files (KQL ``query``,
-``new_terms`` and ``threshold`` rules, with ``filters``) compile by rules/kuery.py (spec/kql.md).
-Other keys are Elastic's and are ignored. A rule outside what imds-scan runs (another language
+``max_samples_per_key`` (spec/sequences.md); ``[[rule.filters]]`` (Query DSL, read as a KQL
+rule's). ``language = "kuery"`` files (KQL ``query``, ``new_terms`` and ``threshold`` rules,
+with ``filters``) compile by rules/kuery.py (spec/kql.md). Other keys are Elastic's and are ignored. A rule outside what imds-scan runs (another language
 or rule type, an unsupported function...) is refused with the reason and, for query errors, the
 file's line and column.
 """
