@@ -8,9 +8,9 @@ A rule file is read the way Elastic's detection-rules repository writes them: ``
 ``tiebreaker_field``, ``event_category_override`` and imds-scan's ``size`` and
 ``max_samples_per_key`` (spec/sequences.md); ``[[rule.filters]]`` (Query DSL, read as a KQL
 rule's). ``language = "kuery"`` files (KQL ``query``, ``new_terms`` and ``threshold`` rules,
-with ``filters``) compile by rules/kuery.py (spec/kql.md). Other keys are Elastic's and are ignored. A rule outside what imds-scan runs (another language
-or rule type, an unsupported function...) is refused with the reason and, for query errors, the
-file's line and column.
+with ``filters``) compile by rules/kuery.py (spec/kql.md). Other keys are Elastic's and are
+ignored. A rule outside what imds-scan runs (another language or rule type, an unsupported
+function...) is refused with the reason and, for query errors, the file's line and column.
 """
 
 from __future__ import annotations
