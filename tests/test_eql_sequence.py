@@ -557,6 +557,25 @@ def test_host_filters_allowlists_and_field_listings_take_sequences(tmp_path: Pat
     assert "has no literal that every match contains" in warning
 
 
+def test_show_rule_states_a_samples_options(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "r.toml"
+    extra = 'timestamp_field = "event.created"\ntiebreaker_field = "event.sequence"\n'
+    path.write_text(rule_text(SAMPLE_QUERY, extra + "max_samples_per_key = 2\nsize = 5"), "utf-8")
+    run = subprocess.run(
+        [sys.executable, "-m", "imds_scan", "--no-config", "--rule", str(path), "--show-rule"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[2] == (
+        "// time field event.created, tiebreaker event.sequence, size 5, max_samples_per_key 2"
+    )
+
+
 def test_show_rule_prints_a_sequence(tmp_path: Path) -> None:
     import subprocess
     import sys
@@ -570,7 +589,9 @@ def test_show_rule_prints_a_sequence(tmp_path: Path) -> None:
         check=False,
     )
     assert run.returncode == 0, run.stderr
-    text = run.stdout.split("\n", 2)[2]
+    options, text = run.stdout.split("\n", 3)[2:]
+    # What orders its events and bounds its results, though no key of the file sets them.
+    assert options == "// time field @timestamp, tiebreaker none, size no limit"
     assert text.startswith("sequence with maxspan=1m\n"), text
     again = compile_rule(text, name="Sequence rule")
     stages = again["sequence"]["stages"]

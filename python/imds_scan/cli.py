@@ -884,7 +884,7 @@ def _load_rules(
 def _show_rules(rules: list[Rule], config: ScanConfig) -> None:
     """--show-rule: each rule's effective EQL (as the engines receive it), then exit 0."""
     from . import kibana_scan
-    from .eql import format_rule
+    from .eql import format_rule, options_text
     from .sequences import effective_rules
 
     for i, rule in enumerate(effective_rules(rules, config.hosts, config.exclude_hosts)):
@@ -896,6 +896,8 @@ def _show_rules(rules: list[Rule], config: ScanConfig) -> None:
             print("\n".join(f"// {line}" for line in kibana_scan.describe(rule)))
             print(format_rule(kibana_scan.stage_rules(rule)[0].ir))
             continue
+        if rule.kind in ("sequence", "sample"):
+            print(f"// {safe(options_text(rule.ir))}")
         print(format_rule(rule.ir))
 
 

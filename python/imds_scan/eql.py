@@ -2007,6 +2007,24 @@ def rule_options(ir: Mapping[str, Any]) -> dict[str, Any]:
     return {**{k: body[k] for k in keys}, "tiebreaker_field": tiebreaker}
 
 
+def options_text(ir: Mapping[str, Any]) -> str:
+    """A sequence's or sample's search options, as --show-rule states them: what orders its
+    events and bounds its results (the rule file's keys; spec/sequences.md)."""
+    options = rule_options(ir)
+
+    def limit(value: int | None) -> str:
+        return "no limit" if value is None else str(value)
+
+    parts = [
+        f"time field {options['timestamp_field']}",
+        f"tiebreaker {options['tiebreaker_field'] or 'none'}",
+        f"size {limit(options['size'])}",
+    ]
+    if "max_samples_per_key" in options:
+        parts.append(f"max_samples_per_key {limit(options['max_samples_per_key'])}")
+    return ", ".join(parts)
+
+
 def _span_text(millis: int) -> str:
     for unit, size in sorted(_DURATION_MS.items(), key=lambda item: -item[1]):
         if millis % size == 0:
