@@ -17,6 +17,13 @@ const NOT_OBJECT: &str = "not a JSON object line";
 /// bytes are still in cache when the lines are walked.
 const SEARCH_WINDOW: usize = 256 << 10;
 
+thread_local! {
+    /// The read buffer of the last stream this thread scanned alone, for its next one: a file
+    /// is cut into regions of two buffers each, and a fresh buffer is zeroed (2% of the
+    /// default rule's time over the benchmark corpus).
+    static SPARE_CHUNK: std::cell::Cell<Option<Chunk>> = const { std::cell::Cell::new(None) };
+}
+
 impl Engine {
     /// The scan of one stream (`at_start`: it begins at the start of its input, where a BOM
     /// may be): the scanner holds line numbers relative to the stream's first line. Read in
@@ -45,7 +52,10 @@ impl Engine {
         let mut scanned = 0u64;
         let consumed = |c: &Chunk| c.long.map_or(c.len as u64, |len| len + 1);
         if workers <= 1 {
-            let mut chunk = Chunk::new(size);
+            let mut chunk = SPARE_CHUNK
+                .take()
+                .filter(|c| c.buf.len() == size)
+                .unwrap_or_else(|| Chunk::new(size));
             loop {
                 if cancel.load(Ordering::Relaxed) {
                     cancelled = true;
@@ -65,6 +75,7 @@ impl Engine {
                 }
                 first = false;
             }
+            SPARE_CHUNK.set(Some(chunk));
         } else {
             let mut batch: Vec<Chunk> = (0..workers).map(|_| Chunk::new(size)).collect();
             let mut spare: Vec<Chunk> = (0..workers).map(|_| Chunk::new(size)).collect();
