@@ -376,13 +376,10 @@ def _with_filters(
     mapping profile. The filters come first: an ``and`` is witnessed by its last predicate
     (spec/ir.md), so a hit still shows what the rule's own condition matched."""
     from ..kql import _combine
-    from ..mapping import load_mapping
     from .kuery import KueryRuleError, _filters
 
     try:
-        filters = _filters(
-            entries, mapping if mapping is not None else load_mapping(None, field_types)
-        )
+        filters = _filters(entries, _kql_mapping(mapping, field_types))
     except KueryRuleError as exc:
         raise RuleFileError(f"{source}: {exc}") from None
     if not filters:
@@ -395,6 +392,14 @@ def _with_filters(
     for part in parts:
         part["expr"] = _combine("and", [*filters, part["expr"]])
     return ir
+
+
+def _kql_mapping(mapping: KqlMapping | None, field_types: Mapping[str, str] | None) -> KqlMapping:
+    """What KQL queries and Query DSL filters compile against: ``mapping``, else the profile
+    with ``field_types``."""
+    from ..mapping import load_mapping
+
+    return mapping if mapping is not None else load_mapping(None, field_types)
 
 
 def _query_error(text: str, query: str, exc: Any, source: str) -> RuleFileError:
@@ -449,7 +454,6 @@ def _kuery_rule(
 ) -> Rule:
     """A KQL rule file (spec/kql.md, Rule types); ``mapping`` None: the profile with
     ``field_types``."""
-    from ..mapping import load_mapping
     from .kuery import KINDS, KueryRuleError, compile_kuery
 
     if rule_type not in KINDS:
@@ -469,7 +473,7 @@ def _kuery_rule(
             rule,
             rule_type=rule_type,
             head=head,
-            mapping=mapping if mapping is not None else load_mapping(None, field_types),
+            mapping=_kql_mapping(mapping, field_types),
             on_query_error=lambda exc: _query_error(text, meta["query"], exc, source),
         )
     except KueryRuleError as exc:
