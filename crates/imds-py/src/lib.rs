@@ -10,6 +10,10 @@
 mod arrow_ipc;
 mod sequence;
 
+// mimalloc for small blocks, the system's for large ones (imds_core::allocator says why).
+#[global_allocator]
+static ALLOCATOR: imds_core::allocator::Split = imds_core::allocator::Split;
+
 use imds_core::{
     AlertRule, Engine, FileStats, Hit, HitForms, HitRows, Input, RecordMeta, RuleMeta, ScanEvent,
     ScanOptions, StatValue, TimeWindow,
