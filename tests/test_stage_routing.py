@@ -66,6 +66,32 @@ def test_the_engine_routed_stage_hits_give_the_other_paths_results(
     assert got["engine"] == outcome(inputs, ScanConfig(), engine="python")
 
 
+def test_a_routed_scan_keeps_more_hits_ahead_of_the_output(
+    inputs: list[str],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Routed stage hits wait in the engine's reorder like any hit: a scan that routes them has
+    # a larger window (with 4 MiB the threads waited for the head); one that does not keeps
+    # the window that bounds many hits' memory.
+    from imds_scan import engines
+
+    windows: list[int | None] = []
+    real = engines.rust_batches
+
+    def recording(scanner: Any, inputs: list[Any], run: Any, **options: Any) -> Any:
+        windows.append(options.get("reorder_bytes"))
+        return real(scanner, inputs, run, **options)
+
+    monkeypatch.setattr(engines, "rust_batches", recording)
+    routed = outcome(inputs, ScanConfig(threads=2))
+    with monkeypatch.context() as patch:
+        _paths(patch, "batch")
+        batched = outcome(inputs, ScanConfig(threads=2))
+    assert routed == batched
+    assert windows == [engines.ROUTED_REORDER_BYTES, None]  # None: REORDER_BYTES
+    assert engines.ROUTED_REORDER_BYTES > engines.REORDER_BYTES
+
+
 def _setup(tmp_path: Path, budget: int = 1 << 20) -> tuple[Any, ...]:
     """A Scanner of rules()' engine rules, their matchers and a router of them."""
     plan = plan_rules(rules(), [], [])
