@@ -1340,9 +1340,10 @@ def _run() -> None:
 
 def main() -> None:
     """The entry point: exit codes as documented, never a traceback (unless IMDS_SCAN_DEBUG)."""
-    # numpy (pyarrow imports it to write Parquet) starts OpenBLAS with a thread per core,
-    # which spins a while waiting for work the CLI never gives it: CPU the scan's threads lose
-    # (6% of the time writing many hits to Parquet on 2 cores). The user's setting wins.
+    # numpy (pyarrow imports it, when installed, to write Parquet) starts OpenBLAS with a
+    # thread per core, which spins a while waiting for work the CLI never gives it: CPU the
+    # scan's threads lose (6% of the time writing many hits to Parquet on 2 cores). The
+    # user's setting wins.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     code: int | str | None
     if sys.stdout is None:
