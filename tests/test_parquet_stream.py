@@ -103,6 +103,26 @@ def test_many_hits_to_parquet_in_bounded_memory(tmp_path: Path, many_log: Path) 
     assert full < 200 * 1024, full
 
 
+def test_event_texts_are_stored_plain_and_the_other_columns_filterable(tmp_path: Path) -> None:
+    # The events (each one of a kind) get no dictionary and no minimum/maximum statistics
+    # (JSON texts filter nothing; both cost time with many hits); the other columns keep
+    # both, so readers can still skip row groups by host or time.
+    log = tmp_path / "a.ndjson"
+    log.write_text(lines(50, padding="z"))
+    out = tmp_path / "out.parquet"
+    proc = cli(str(log), "--rule", str(BROAD_RULE), "-q", "-o", str(out))
+    assert proc.returncode == 1, proc.stderr
+    group = pq.ParquetFile(out).metadata.row_group(0)
+    chunks = {group.column(k).path_in_schema: group.column(k) for k in range(group.num_columns)}
+    assert chunks["event"].statistics is None
+    assert not chunks["event"].has_dictionary_page
+    host = chunks["host.name"]
+    assert host.has_dictionary_page
+    assert host.statistics is not None and host.statistics.has_min_max
+    assert (host.statistics.min, host.statistics.max) == ("web-0", "web-9")
+    assert chunks["@timestamp"].statistics.has_min_max
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_parquet_holds_the_rows_found_by_either_engine(tmp_path: Path, engine: str) -> None:
     log = tmp_path / "a.ndjson"
