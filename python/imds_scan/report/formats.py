@@ -323,7 +323,7 @@ class ParquetWriter(HitWriter):
                 compression="zstd",
                 compression_level=1,
                 use_dictionary=others,  # type: ignore[arg-type]
-                write_statistics=others,  # type: ignore[arg-type]
+                write_statistics=others,
             )
         return self.writer
 
