@@ -167,6 +167,60 @@ def test_router_spill_gives_back_texts_of_any_length() -> None:
     rust.close()
 
 
+def compressing_router(routes: Any, within: Any) -> Any:
+    """The binding's router with every candidate past the first 1,000 bytes compressed."""
+    import tempfile
+
+    from imds_scan import _engine
+
+    return _engine.StageRouter(list(routes), tempfile.gettempdir(), within, compress_from=1000)
+
+
+def test_compressed_spill_gives_back_what_the_plain_one_does() -> None:
+    """Past ``compress_from`` the candidates go to zstd blocks: the same offsets and texts
+    back (read one by one and in chunks, while more come), in a fraction of the bytes."""
+    plain = sequences._RouterSpill(sequences._router([None], None))
+    packed = sequences._RouterSpill(compressing_router([None], None))
+    texts = [
+        f'{{"n": {i}, "pad": "{"é" * (i % 300)}", "x": "{"y" * (i % 7000)}"}}' for i in range(3000)
+    ]
+    puts = [(f"f{i % 3}", i % 3, i // 2, texts[i]) for i in range(len(texts))]
+    offsets = []
+    for k, put in enumerate(puts):
+        offsets.append(packed.put(*put))
+        assert offsets[-1] == plain.put(*put)
+        if k % 400 == 399:  # reads between writes: some candidates still wait in memory
+            assert packed.get(offsets[k // 2]) == plain.get(offsets[k // 2])
+    assert [packed.get(o) for o in offsets[::-3]] == [plain.get(o) for o in offsets[::-3]]
+    assert packed.get_many(offsets[::5]) == plain.get_many(offsets[::5])
+    spilled, on_disk = packed.router.spill_sizes()
+    assert spilled == plain.router.spill_sizes()[0] > 5_000_000
+    assert on_disk < spilled / 5, (on_disk, spilled)
+    plain.close()
+    packed.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        packed.get(offsets[0])
+
+
+def test_a_scan_with_a_compressed_spill_gives_the_same_results(
+    inputs: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The engine routes the stage hits itself (scan threads writing the spill), then the
+    # results read their events back from the blocks.
+    expected = outcome(inputs, ScanConfig(threads=2))
+    made: list[Any] = []
+
+    def router(routes: Any, within: Any) -> Any:
+        made.append(compressing_router(routes, within))
+        return made[-1]
+
+    monkeypatch.setattr(sequences, "_router", router)
+    assert outcome(inputs, ScanConfig(threads=2)) == expected
+    assert made and any(h[3] == "sequence" for h in expected[0])
+    spilled, on_disk = made[-1].spill_sizes()
+    assert 0 < on_disk < spilled / 2, (on_disk, spilled)
+
+
 def test_a_run_of_one_condition_is_one_stage_rule_with_the_results_of_several(
     inputs: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -264,11 +264,14 @@ class StageRouter:
         routes: list[tuple[object, int | Sequence[int]] | None],
         spill_dir: str | PathLike[str],
         within: Callable[[str], bool] | None = None,
+        compress_from: int = ...,
     ) -> StageRouter:
         """``routes[i]``: engine rule ``i``'s (matcher, stage), None for a single-event rule;
         the stage may be several stages (each hit is a candidate of each, in order);
         ``within(event_text)``: whether a candidate is inside the time window (None: no
-        window). The spill file goes to ``spill_dir``; OSError when it cannot be made."""
+        window). The spill file goes to ``spill_dir``; OSError when it cannot be made. The
+        candidates past its first ``compress_from`` bytes (default 1 GiB) are written in
+        zstd blocks."""
     def add_batch(self, tuples: list[_HitTuple], ranks: list[int]) -> tuple[list[int], list[int]]:
         """The stage hits of a batch's hit tuples into their matchers, each with its spill
         offset as ``ref``; ``ranks[i]``: input ``i``'s rank. Gives the indexes of the other
@@ -284,6 +287,8 @@ class StageRouter:
         """``read_results`` of results ``start:stop`` of ``found``, with their join keys."""
     def candidates(self) -> dict[int, int]:
         """Stage hits per input rank that scans took themselves (``scan_iter(router=...)``)."""
+    def spill_sizes(self) -> tuple[int, int]:
+        """The spilled candidates' bytes, and the spill file's size (what is written so far)."""
     def close(self) -> None:
         """Close and remove the spill file."""
 

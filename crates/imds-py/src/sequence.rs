@@ -1,7 +1,7 @@
 //! `SequenceMatcher`: the binding of `imds_core::sequence` (spec/sequences.md, "Matchers"),
 //! with the interface of `imds_scan.reference.sequence.SequenceMatcher`.
 
-use imds_core::sequence::{self, AddError, KeyJson, Preparer};
+use imds_core::sequence::{self, AddError, KeyJson, Preparer, Spill};
 use imds_core::Hit;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -272,12 +272,6 @@ impl ResultChunk {
     }
 }
 
-/// A spilled candidate's header: input rank (u32), line (u64), text length (u64), little
-/// endian; then the text (the layout of `imds_scan.sequences._Spill`).
-const HEADER: usize = 4 + 8 + 8;
-/// Candidates' bytes gathered before they are written to the spill file.
-const WRITE_SIZE: usize = 1 << 20;
-
 /// Where an engine rule's hits go: nowhere (a single-event rule), a Rust matcher, or a Python
 /// object's `add(stage, rank, line, event, ref)`; each hit to each of the stages, in order.
 enum Route {
@@ -306,169 +300,12 @@ impl Stages {
     }
 }
 
-/// The spill file of the candidates' (input rank, line, text), which a candidate's `ref` (its
-/// offset) finds again; shared by the router and a scan that routes stage hits itself.
-#[derive(Default)]
-pub(crate) struct Spill {
-    file: Option<std::fs::File>,
-    end: u64,
-    written: u64,
-    pending: Vec<u8>,
-    /// (rank, line, offset) of the candidate written last: a line's hits share its text.
-    last: Option<(u32, u64, u64)>,
-}
-
-fn closed() -> std::io::Error {
-    std::io::Error::other("the candidates' spill file is closed")
-}
-
-impl Spill {
-    fn flush(&mut self) -> std::io::Result<()> {
-        use std::io::{Seek, SeekFrom, Write};
-        let file = self.file.as_mut().ok_or_else(closed)?;
-        file.seek(SeekFrom::Start(self.written))
-            .and_then(|_| file.write_all(&self.pending))?;
-        self.pending.clear();
-        self.written = self.end;
-        Ok(())
-    }
-
-    /// Spill a candidate and give its offset; the hits of one line (the last one spilled)
-    /// share one copy.
-    fn put(&mut self, rank: u32, line: u64, text: &str) -> std::io::Result<u64> {
-        if self.file.is_none() {
-            return Err(closed());
-        }
-        if let Some((r, l, offset)) = self.last {
-            if (r, l) == (rank, line) {
-                return Ok(offset);
-            }
-        }
-        let offset = self.end;
-        self.pending.extend_from_slice(&rank.to_le_bytes());
-        self.pending.extend_from_slice(&line.to_le_bytes());
-        self.pending
-            .extend_from_slice(&(text.len() as u64).to_le_bytes());
-        self.pending.extend_from_slice(text.as_bytes());
-        self.end += (HEADER + text.len()) as u64;
-        self.last = Some((rank, line, offset));
-        if self.pending.len() >= WRITE_SIZE {
-            self.flush()?;
-        }
-        Ok(offset)
-    }
-
-    fn get(&mut self, offset: u64) -> std::io::Result<(u32, u64, Vec<u8>)> {
-        if !self.pending.is_empty() {
-            self.flush()?;
-        }
-        let file = self.file.as_mut().ok_or_else(closed)?;
-        // One read for the header and most events' text (a result reads one per event).
-        let mut buf = vec![0u8; FIRST_READ];
-        let got = read_at(file, &mut buf, offset)?;
-        let (rank, line, total) = header(&buf[..got])?;
-        if total > got {
-            buf.resize(total, 0);
-            if read_at(file, &mut buf[got..], offset + got as u64)? < total - got {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-        }
-        buf.truncate(total);
-        buf.drain(..HEADER);
-        Ok((rank, line, buf))
-    }
-
-    /// [`Spill::get`] of each of `offsets`, read in stretches: the candidates of a chunk of
-    /// results were spilled near one another, and a read per candidate cost more than
-    /// making their records.
-    fn get_many(&mut self, offsets: &[u64]) -> std::io::Result<Vec<(u32, u64, Vec<u8>)>> {
-        if !self.pending.is_empty() {
-            self.flush()?;
-        }
-        let mut order: Vec<usize> = (0..offsets.len()).collect();
-        order.sort_unstable_by_key(|&i| offsets[i]);
-        let mut found: Vec<Option<(u32, u64, Vec<u8>)>> = vec![None; offsets.len()];
-        let mut buf = Vec::new();
-        let mut k = 0;
-        while k < order.len() {
-            let start = offsets[order[k]];
-            let mut j = k;
-            while j + 1 < order.len() && offsets[order[j + 1]] - start < STRETCH {
-                j += 1;
-            }
-            let size = usize::try_from(offsets[order[j]] - start).unwrap_or(usize::MAX);
-            buf.resize(size.saturating_add(FIRST_READ), 0);
-            let file = self.file.as_mut().ok_or_else(closed)?;
-            let got = read_at(file, &mut buf, start)?;
-            for &i in &order[k..=j] {
-                let at = usize::try_from(offsets[i] - start).unwrap_or(usize::MAX);
-                let here = buf.get(at..got).unwrap_or_default();
-                found[i] = Some(match header(here) {
-                    Ok((rank, line, total)) if total <= here.len() => {
-                        (rank, line, here[HEADER..total].to_vec())
-                    }
-                    // A long text (or the end of the file): read alone.
-                    _ => self.get(offsets[i])?,
-                });
-            }
-            k = j + 1;
-        }
-        Ok(found.into_iter().flatten().collect())
-    }
-}
-
-/// Offsets of candidates read in one go by [`Spill::get_many`] when this close together.
-const STRETCH: u64 = 256 << 10;
-
-/// A spilled candidate's input rank, line and size with its header, from its first bytes.
-fn header(bytes: &[u8]) -> std::io::Result<(u32, u64, usize)> {
-    if bytes.len() < HEADER {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
-    }
-    let rank = u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes"));
-    let line = u64::from_le_bytes(bytes[4..12].try_into().expect("8 bytes"));
-    let size = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
-    let total = usize::try_from(size)
-        .ok()
-        .and_then(|s| s.checked_add(HEADER))
-        .ok_or_else(|| std::io::Error::other("a spilled candidate's size is out of range"))?;
-    Ok((rank, line, total))
-}
-
 /// The candidate spilled at `offset`, its text as a `str`.
 fn read_back(spill: &mut Spill, offset: u64) -> PyResult<(u32, u64, String)> {
     let (rank, line, text) = spill.get(offset).map_err(|e| spill_error(&e))?;
     let text = String::from_utf8(text)
         .map_err(|_| PyValueError::new_err(format!("spilled candidate {offset} is not UTF-8")))?;
     Ok((rank, line, text))
-}
-
-/// Bytes [`Spill::get`] reads at once.
-const FIRST_READ: usize = 4096;
-
-/// Read `buf.len()` bytes of `file` from `offset`, fewer at its end: how many.
-fn read_at(file: &mut std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        #[cfg(unix)]
-        let n = {
-            use std::os::unix::fs::FileExt;
-            file.read_at(&mut buf[done..], offset + done as u64)
-        };
-        #[cfg(not(unix))]
-        let n = {
-            use std::io::{Read, Seek, SeekFrom};
-            file.seek(SeekFrom::Start(offset + done as u64))
-                .and_then(|_| file.read(&mut buf[done..]))
-        };
-        match n {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
 }
 
 /// The stage hits of a scan's batches into their rules' matchers with no Python call per
@@ -499,7 +336,7 @@ fn spill_error(e: &std::io::Error) -> PyErr {
 impl StageRouter {
     fn spill(&self) -> PyResult<std::sync::MutexGuard<'_, Spill>> {
         let spill = self.spill.lock().unwrap_or_else(PoisonError::into_inner);
-        if spill.file.is_none() {
+        if !spill.is_open() {
             return Err(PyRuntimeError::new_err(
                 "the candidates' spill file is closed",
             ));
@@ -722,13 +559,15 @@ impl StageRouter {
     /// candidate of a stage rule goes to its matcher (a `SequenceMatcher` directly, any other
     /// object through its `add`) unless `within(event_text)` says it is outside the time
     /// window. A route's stage may be a list of stages: each hit is a candidate of each, in
-    /// order. The spill file is made in `spill_dir` (removed when closed).
+    /// order. The spill file is made in `spill_dir` (removed when closed); the candidates
+    /// past its first `compress_from` bytes are compressed.
     #[new]
-    #[pyo3(signature = (routes, spill_dir, within = None))]
+    #[pyo3(signature = (routes, spill_dir, within = None, compress_from = sequence::COMPRESS_FROM))]
     fn new(
         routes: Vec<Option<(Bound<'_, PyAny>, Stages)>>,
         spill_dir: PathBuf,
         within: Option<Py<PyAny>>,
+        compress_from: u64,
     ) -> PyResult<Self> {
         use std::sync::atomic::AtomicU64;
         static MADE: AtomicU64 = AtomicU64::new(0);
@@ -764,10 +603,7 @@ impl StageRouter {
         Ok(StageRouter {
             routes,
             within,
-            spill: Arc::new(Mutex::new(Spill {
-                file: Some(file),
-                ..Spill::default()
-            })),
+            spill: Arc::new(Mutex::new(Spill::compressing_from(file, compress_from))),
             path,
             candidates: HashMap::new(),
             lent: false,
@@ -874,12 +710,17 @@ impl StageRouter {
         self.candidates.clone()
     }
 
+    /// The spilled candidates' bytes, and the spill file's size (what is written so far).
+    fn spill_sizes(&self) -> (u64, u64) {
+        (self.spill.lock().unwrap_or_else(PoisonError::into_inner)).sizes()
+    }
+
     /// Close (and remove) the spill file.
     fn close(&mut self) {
         self.spill
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .file = None;
+            .close();
         if let Some(path) = self.path.take() {
             let _ = std::fs::remove_file(path);
         }

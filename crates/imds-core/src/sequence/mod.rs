@@ -8,10 +8,12 @@
 mod ir;
 mod matching;
 mod read;
+mod spill;
 mod store;
 
 pub use ir::{KeyRef, Kind, Pipe, SeqIr, Stage};
 pub use read::{KeyJson, KeyValue, Typed};
+pub use spill::{Spill, COMPRESS_FROM};
 
 use crate::event::{ParsedLine, Projection};
 use read::{Doc, Reader};
