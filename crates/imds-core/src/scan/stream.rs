@@ -97,12 +97,22 @@ impl<'e> Sequencer<'e> {
         !order.poisoned
     }
 
-    /// Hand the head's hits to the sink, their line numbers made absolute.
+    /// Hand the head's hits to the sink, their line numbers made absolute. After a region of
+    /// the input stopped part-way, the lines before the head are not all counted: its hits
+    /// cannot be placed, and the input ends there (whether the head hands them over as it
+    /// scans or when it is done).
     fn emit(&self, hits: &mut Vec<Hit>) {
         if hits.is_empty() {
             return;
         }
-        let base = lock(&self.order).regions.as_ref().map_or(0, |r| r.1);
+        let (base, cut) = lock(&self.order)
+            .regions
+            .as_ref()
+            .map_or((0, false), |r| (r.1, r.2));
+        if cut {
+            hits.clear();
+            return;
+        }
         let mut sink = lock(&self.sink);
         for mut hit in hits.drain(..) {
             hit.line += base;
@@ -162,12 +172,7 @@ impl<'e> Sequencer<'e> {
                 cancelled,
                 last,
             } => {
-                // After a region stopped part-way, the lines before this one are not all
-                // counted: its hits could not be placed, so the input ends there.
-                let cut = lock(&self.order).regions.as_ref().is_some_and(|r| r.2);
-                if !cut {
-                    self.emit(&mut hits);
-                }
+                self.emit(&mut hits);
                 let mut order = lock(&self.order);
                 let merged = match order.regions.take() {
                     None => (*part, lines, cancelled),
