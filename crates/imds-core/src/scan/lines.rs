@@ -51,6 +51,8 @@ impl Engine {
         // The bytes of the lines scanned: on cancel, what was read past them is not.
         let mut scanned = 0u64;
         let consumed = |c: &Chunk| c.long.map_or(c.len as u64, |len| len + 1);
+        // One of several lanes goes on with the pool once another lane thread is free.
+        let mut workers = workers;
         if workers <= 1 {
             let mut chunk = SPARE_CHUNK
                 .take()
@@ -74,9 +76,17 @@ impl Engine {
                     total.idle(scan);
                 }
                 first = false;
+                let helpers = scan
+                    .pool
+                    .filter(|_| scan.outlet.is_some_and(|o| o.help_wanted()));
+                if let Some(pool) = helpers {
+                    workers = pool.current_num_threads();
+                    break;
+                }
             }
             SPARE_CHUNK.set(Some(chunk));
-        } else {
+        }
+        if workers > 1 && !cancelled {
             let mut batch: Vec<Chunk> = (0..workers).map(|_| Chunk::new(size)).collect();
             let mut spare: Vec<Chunk> = (0..workers).map(|_| Chunk::new(size)).collect();
             let mut filled = input.fill(&mut batch);

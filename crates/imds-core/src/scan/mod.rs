@@ -107,6 +107,14 @@ pub(crate) trait Outlet: Sync {
     /// The input waits for data (a live stream): the hits handed on so far may be passed
     /// on now, not held for more ([`ScanEvent::Idle`]).
     fn idle(&self);
+
+    /// Whether another lane thread is free (waiting for its lane's turn, or out of work), so
+    /// that this lane's pieces are better scanned on the pool: with many hits, a lane ahead
+    /// of the head waits once its hits fill the cap, and the files were scanned one at a
+    /// time.
+    fn help_wanted(&self) -> bool {
+        false
+    }
 }
 
 /// What a hit held in memory costs, for the reorder cap.

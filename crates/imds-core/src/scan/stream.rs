@@ -38,7 +38,7 @@ use crate::error::{InputError, InputErrorKind};
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::iter::Enumerate;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 /// The order of the lanes: whose turn it is, and the merged statistics of the current
@@ -51,6 +51,10 @@ struct Sequencer<'e> {
     sink: Mutex<&'e mut (dyn FnMut(ScanEvent) + Send)>,
     cap: usize,
     max_examples: usize,
+    /// Lane threads waiting for their lane's turn, and lane threads out of work: cores a
+    /// running lane may use through the pool.
+    waiting: AtomicUsize,
+    done_threads: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -88,11 +92,15 @@ impl<'e> Sequencer<'e> {
     /// Wait until lane `seq` is the head; false if a lane thread panicked.
     fn wait_turn(&self, seq: u64) -> bool {
         let mut order = lock(&self.order);
-        while self.head.load(Ordering::Acquire) != seq && !order.poisoned {
-            order = self
-                .turn
-                .wait(order)
-                .unwrap_or_else(PoisonError::into_inner);
+        if self.head.load(Ordering::Acquire) != seq && !order.poisoned {
+            self.waiting.fetch_add(1, Ordering::Relaxed);
+            while self.head.load(Ordering::Acquire) != seq && !order.poisoned {
+                order = self
+                    .turn
+                    .wait(order)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
         }
         !order.poisoned
     }
@@ -256,6 +264,11 @@ impl Outlet for Lane<'_, '_> {
             (*lock(&self.order.sink))(ScanEvent::Idle);
         }
     }
+
+    fn help_wanted(&self) -> bool {
+        let order = self.order;
+        order.waiting.load(Ordering::Relaxed) + order.done_threads.load(Ordering::Relaxed) > 0
+    }
 }
 
 /// Poisons the sequencer when a lane thread unwinds, so that no thread waits forever.
@@ -334,8 +347,10 @@ impl Engine {
             n => n,
         };
         let workers = threads.div_ceil(count.max(1));
-        // Compressed inputs and streams scanned by several threads scan pieces on this pool.
-        let pool = if workers > 1 {
+        // Compressed inputs and streams scanned by several threads scan pieces on this pool;
+        // so does a lane of one of several inputs while another lane thread is free
+        // (`Outlet::help_wanted`).
+        let pool = if threads > 1 {
             rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()
@@ -360,8 +375,11 @@ impl Engine {
                 reorder_bytes
             },
             max_examples: opts.max_examples,
+            waiting: AtomicUsize::new(0),
+            done_threads: AtomicUsize::new(0),
         };
-        // One input per thread, or the regions of fewer inputs on all threads.
+        // One input per thread (each scanned on the pool too once another lane thread is
+        // free), or the regions of fewer inputs on all threads.
         let lanes = if workers > 1 {
             threads
         } else {
@@ -388,6 +406,7 @@ impl Engine {
                         let done = self.run_job(job, scan);
                         order.finish(seq, done);
                     }
+                    order.done_threads.fetch_add(1, Ordering::Relaxed);
                 });
             }
         });
@@ -445,9 +464,12 @@ impl Engine {
                 end,
                 last,
             } => {
+                // A region is short: it keeps to its lane (no pool, which it would take
+                // once another lane thread is free: batch buffers per region).
                 let one = Stream {
                     source,
                     workers: 1,
+                    pool: None,
                     ..scan
                 };
                 let (part, cancelled) = self.scan_region(&file, start, end, &one);
