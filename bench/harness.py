@@ -660,7 +660,7 @@ def build_cases(
             )
         )
     if cli is not None:
-        extra_cases(cli, corpus, noisy, sweep, rule_file, tiny, args, notes, add)
+        extra_cases(cli, corpus, noisy, sweep, shards, rule_file, tiny, args, notes, add)
         sequence_cases(cli, corpus, tiny, args, notes, add)
         if kql is not None:
             kql_cases(cli, corpus, tiny, notes, add, kql)
@@ -832,13 +832,15 @@ def extra_cases(
     corpus: Corpus,
     noisy: Corpus | None,
     sweep: dict[str, Any] | None,
+    shards: tuple[Path, list[Path]] | None,
     rule_file: Path,
     tiny: Path,
     args: argparse.Namespace,
     notes: list[str],
     add: Callable[[Case], None],
 ) -> None:
-    """Issue 14 and 15's cases: the noisy corpus, the Elastic rule-count sweep, many hits."""
+    """Issue 14 and 15's cases: the noisy corpus, the Elastic rule-count sweep (the
+    single-event rules over the corpus's shards too), many hits."""
     nd = corpus.path
     cores = os.cpu_count() or 1
     if noisy is not None:
@@ -905,6 +907,27 @@ def extra_cases(
                     ok_codes=IMDS_OK,
                 )
             )
+            if label == "single" and shards is not None:
+                # As many files as threads: each file's lane, with its many hits, must not
+                # wait for the one before it (it scans on the pool once a thread is free).
+                add(
+                    Case(
+                        f"{BASE_CLI}, {what}, {len(shards[1])} files",
+                        "imds-scan",
+                        [
+                            *cli,
+                            *("--threads", "0", "--rule", sub["dir"], "-f", "ndjson", "-q"),
+                            str(shards[0]),
+                        ],
+                        shards[0],
+                        None,
+                        f"all ({cores})",
+                        _count_lines,
+                        f"the same rules over the corpus cut into {len(shards[1])} files at "
+                        "line ends; the same hits as over the one file",
+                        ok_codes=IMDS_OK,
+                    )
+                )
         full = sweep["subsets"].get("all")
         if full is not None:
             add(
