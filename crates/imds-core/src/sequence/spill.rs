@@ -122,7 +122,11 @@ impl Spill {
                 self.plain_end = Some(self.end);
             }
         } else {
-            // Whole candidates per block (as put ends them), so none spans two.
+            // Whole candidates per block (as put ends them), so none spans two. The blocks
+            // count once all are written: after a failed write the next flush writes them
+            // all again.
+            let mut blocks = Vec::new();
+            let mut file_end = self.file_end;
             let mut at = 0;
             while at < self.pending.len() {
                 let mut stop = at;
@@ -130,16 +134,18 @@ impl Spill {
                     stop += record_size(&self.pending[stop..])?;
                 }
                 let packed = zstd::bulk::compress(&self.pending[at..stop], LEVEL)?;
-                file.seek(SeekFrom::Start(self.file_end))
+                file.seek(SeekFrom::Start(file_end))
                     .and_then(|_| file.write_all(&packed))?;
-                self.blocks.push(Block {
+                blocks.push(Block {
                     start: self.written + at as u64,
-                    at: self.file_end,
+                    at: file_end,
                     len: packed.len(),
                 });
-                self.file_end += packed.len() as u64;
+                file_end += packed.len() as u64;
                 at = stop;
             }
+            self.blocks.extend(blocks);
+            self.file_end = file_end;
         }
         self.pending.clear();
         self.written = self.end;
@@ -166,8 +172,8 @@ impl Spill {
         self.end += (HEADER + text.len()) as u64;
         self.last = Some((rank, line, offset));
         // The plain part ends on a write: the compressed part starts with the next one.
-        let plain = self.plain_end.is_none() && self.end < self.compress_from;
-        if self.pending.len() >= WRITE_SIZE || (!plain && self.plain_end.is_none()) {
+        let plain_ends = self.plain_end.is_none() && self.end >= self.compress_from;
+        if self.pending.len() >= WRITE_SIZE || plain_ends {
             self.flush()?;
         }
         Ok(offset)
@@ -451,6 +457,28 @@ mod tests {
         assert_eq!(s.get(a).unwrap(), (0, 1, b"first".to_vec()));
         assert_eq!(s.get(b).unwrap().2.len(), 3 * WRITE_SIZE);
         assert!(s.get(c + 1).is_err(), "no candidate starts there");
+    }
+
+    #[test]
+    fn a_failed_block_write_is_written_again_whole() {
+        let mut s = spill(0);
+        let a = s.put(0, 1, "first").unwrap();
+        // Blocks cannot be written for a while (a full disk): the write fails, and nothing
+        // of it counts.
+        let good = s.file.replace(File::open("/dev/null").unwrap());
+        let big = "y".repeat(WRITE_SIZE + 10);
+        assert!(s.put(0, 2, &big).is_err());
+        assert!(s.blocks.is_empty());
+        let file_end = s.sizes().1;
+        s.file = good;
+        let c = s.put(0, 3, "third").unwrap();
+        s.flush().unwrap();
+        assert!(s.sizes().1 > file_end);
+        assert_eq!(s.get(a).unwrap().2, b"first");
+        let b = a + (HEADER + 5) as u64;
+        assert_eq!(s.get(b).unwrap().2, big.as_bytes());
+        assert_eq!(s.get(c).unwrap(), (0, 3, b"third".to_vec()));
+        assert_eq!(s.get_many(&[c, b, a]).unwrap()[1].2.len(), big.len());
     }
 
     #[test]
