@@ -69,13 +69,8 @@ fn closed() -> io::Error {
 }
 
 impl Spill {
-    /// A spill over `file` (empty, open to read and write), compressed past
-    /// [`COMPRESS_FROM`] bytes.
-    pub fn new(file: File) -> Spill {
-        Spill::compressing_from(file, COMPRESS_FROM)
-    }
-
-    /// A spill over `file` whose candidates past `bytes` are compressed.
+    /// A spill over `file` (empty, open to read and write) whose candidates past `bytes`
+    /// are compressed ([`COMPRESS_FROM`] by default in the binding).
     pub fn compressing_from(file: File, bytes: u64) -> Spill {
         Spill {
             file: Some(file),
