@@ -3,12 +3,12 @@
 
 use super::cost::window_freq;
 
-/// How many spellings a window of needle bytes has: both ASCII cases of each letter, and
-/// `/` or `\/` for each slash.
-fn spellings_count(w: &[u8]) -> usize {
+/// How many spellings a window of needle bytes has: `/` or `\/` for each slash, and unless
+/// the searcher folds case, both ASCII cases of each letter.
+fn spellings_count(w: &[u8], folds: bool) -> usize {
     w.iter()
         .map(|&b| {
-            if b.is_ascii_alphabetic() || b == b'/' {
+            if b == b'/' || (b.is_ascii_alphabetic() && !folds) {
                 2
             } else {
                 1
@@ -65,8 +65,13 @@ pub(super) struct Window {
 
 /// Pick one anchor window per needle so that all spellings fit in `budget` patterns and the
 /// anchors' summed estimated frequency (expected hits to verify) is least: a small knapsack,
-/// solved exactly. `None` when they cannot fit.
-pub(super) fn plan_anchors(needles: &[Vec<u8>], budget: usize) -> Option<Vec<Window>> {
+/// solved exactly. `None` when they cannot fit. `folds`: the searcher folds ASCII case
+/// (one pattern for all cases) and tests `fingerprint` bytes: windows are that long.
+pub(super) fn plan_anchors(
+    needles: &[Vec<u8>],
+    budget: usize,
+    folds: Option<usize>,
+) -> Option<Vec<Window>> {
     if needles.len() > budget {
         return None; // each needle needs a spelling at least
     }
@@ -74,7 +79,11 @@ pub(super) fn plan_anchors(needles: &[Vec<u8>], budget: usize) -> Option<Vec<Win
         .iter()
         .map(|n| {
             let mut ws = Vec::new();
-            for len in [3usize, 4] {
+            let lens = match folds {
+                Some(fingerprint) => vec![fingerprint],
+                None => vec![3usize, 4],
+            };
+            for len in lens {
                 let len = len.min(n.len());
                 for offset in 0..=n.len() - len {
                     let w = &n[offset..offset + len];
@@ -82,7 +91,7 @@ pub(super) fn plan_anchors(needles: &[Vec<u8>], budget: usize) -> Option<Vec<Win
                         offset,
                         len,
                         freq: window_freq(w),
-                        spellings: spellings_count(w),
+                        spellings: spellings_count(w, folds.is_some()),
                     });
                 }
             }

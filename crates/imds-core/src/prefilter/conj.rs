@@ -103,7 +103,7 @@ impl ClauseSearch {
             });
         }
         let mut packed = None;
-        if let Some(windows) = plan_anchors(&folded, PACKED_LIMIT) {
+        if let Some(windows) = plan_anchors(&folded, PACKED_LIMIT, None) {
             // Every case spelling of a short anchor: exact-case patterns, for Teddy.
             let mut patterns = Vec::new();
             let mut anchors = vec![Vec::new(); 256];

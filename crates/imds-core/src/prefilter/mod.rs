@@ -25,21 +25,29 @@
 //!   fingerprints and ~1 GB/s, hence slashes are matched both ways (`/`, `\/`) in anchors
 //!   and needles rather than by a `\/` guard.
 //!
+//! - where the CPU has AVX2 or AVX-512, a Teddy of our own over ASCII-folded anchors
+//!   (`fold_teddy`): one pattern per anchor whatever its case, so the seed's 12 anchors are
+//!   16 patterns, not 62 spellings, and it steps 32 or 64 bytes where aho-corasick's Fat
+//!   Teddy (more than 32 patterns) steps 16: the default rule over the 1 GB corpus, user
+//!   CPU 0.28 → 0.20 s (2 threads).
+//!
 //! When the anchors' spellings do not fit Teddy's 64 patterns, a case-insensitive DFA over
 //! the whole needles (each slash spelled both ways) and the `\u` guard is used instead.
 //!
 //! Layout: `needles` (needle extraction from the IR: literals, or the endpoint test standing
 //! for an `imds_endpoint` predicate), `cost` (the frequency model), `anchors` (anchor
-//! planning), `search` (the automaton, anchor verification and escape guards), `gate` (which
-//! of several rules a candidate line can match), `conj` (one rule's clauses, judged on the
-//! lines the search finds), `raw_endpoint` (the `imds_endpoint` raw-line
-//! test and its vector kernels; it uses the endpoint decoder, never the reverse).
+//! planning), `search` (the automaton, anchor verification and escape guards), `fold_teddy`
+//! (the case-folding Teddy and its vector kernels), `gate` (which of several rules a
+//! candidate line can match), `conj` (one rule's clauses, judged on the lines the search
+//! finds), `raw_endpoint` (the `imds_endpoint` raw-line test and its vector kernels; it uses
+//! the endpoint decoder, never the reverse).
 
 mod anchors;
 mod clauses;
 mod cnf;
 mod conj;
 mod cost;
+mod fold_teddy;
 mod gate;
 mod grams;
 #[cfg(test)]
@@ -455,8 +463,9 @@ mod tests {
                 "metadata/v1",
             ]
         );
-        // The seed fits the packed searcher.
-        assert!(p.strategy().contains("packed"), "{}", p.strategy());
+        // The seed fits the packed searcher: Teddy, folding case where the CPU allows.
+        assert!(p.packed(), "{}", p.strategy());
+        assert!(p.strategy().contains("Teddy") || p.strategy().contains("packed"));
     }
 
     #[test]
@@ -840,15 +849,15 @@ mod tests {
         let needles: Vec<Vec<u8>> = (0..12)
             .map(|i| format!("needle/number{i}").into_bytes())
             .collect();
-        let ws = plan_anchors(&needles, 63).unwrap();
+        let ws = plan_anchors(&needles, 63, None).unwrap();
         let total: usize = ws.iter().map(|w| w.spellings).sum();
         assert!(total <= 63);
         for (n, w) in needles.iter().zip(&ws) {
             assert!(w.offset + w.len <= n.len());
         }
         // Short needles anchor on themselves.
-        let ws = plan_anchors(&[b"ab".to_vec()], 63).unwrap();
+        let ws = plan_anchors(&[b"ab".to_vec()], 63, None).unwrap();
         assert_eq!((ws[0].offset, ws[0].len), (0, 2));
-        assert!(plan_anchors(&vec![b"abcdef".to_vec(); 20], 63).is_none());
+        assert!(plan_anchors(&vec![b"abcdef".to_vec(); 20], 63, None).is_none());
     }
 }

@@ -2,6 +2,7 @@
 //! needles), each hit verified against its needle, plus the `\\u` (and `\\/`) escape guards.
 
 use super::anchors::{case_variants, plan_anchors, slash_spellings};
+use super::fold_teddy::{self, FoldTeddy};
 use super::needles::Lit;
 use super::pair::FoldedPair;
 use aho_corasick::{packed, AhoCorasick, AhoCorasickKind, Input, MatchKind, Span};
@@ -35,6 +36,9 @@ pub(super) struct Search {
     /// few first bytes (`p`, `P`, `\\` for `process`), the automaton runs a `memchr3` of them
     /// instead.
     teddy: Option<packed::Searcher>,
+    /// Instead of `teddy`, where the CPU runs it: one pattern per anchor spelling, whatever
+    /// its case.
+    fold: Option<FoldTeddy>,
     /// One needle without a slash: two of its bytes tested at every position, and the escape
     /// guard searched on its own ([`FoldedPair`]); Teddy, given its 16 or so case spellings,
     /// verified most positions of a line.
@@ -55,6 +59,12 @@ pub(super) struct Search {
 impl Search {
     /// `None` only if the automaton cannot be built (then every line is a candidate).
     pub(super) fn new(lits: Vec<Lit>) -> Option<Search> {
+        Self::with_fold(lits, FoldTeddy::available())
+    }
+
+    /// [`Search::new`]; `folds`: the anchors may be searched with [`FoldTeddy`] (false: as
+    /// on a CPU without it).
+    fn with_fold(lits: Vec<Lit>, folds: bool) -> Option<Search> {
         let needles: Vec<Vec<u8>> = lits.iter().map(|l| l.raw.to_ascii_lowercase()).collect();
         let mut relevant_ascii = [false; 128];
         let mut relevant_non_ascii = false;
@@ -77,16 +87,26 @@ impl Search {
         };
         let mut entries: Vec<Vec<Entry>> = vec![Vec::new(); 256];
         let slashes = |n: &[u8]| n.iter().filter(|&&b| b == b'/').count();
-        let packed = plan_anchors(&needles, PACKED_LIMIT - 1);
+        let folded = (pair.is_none() && folds)
+            .then(|| {
+                let budget = fold_teddy::MAX_PATTERNS - 1;
+                plan_anchors(&needles, budget, Some(fold_teddy::FINGERPRINT))
+            })
+            .flatten();
+        let folds = folded.is_some();
+        let packed = folded.or_else(|| plan_anchors(&needles, PACKED_LIMIT - 1, None));
         let packed_mode = packed.is_some();
         let mut teddy = None;
+        let mut fold = None;
         let (ac, slash_guard, strategy) = match packed {
             Some(windows) => {
                 let mut patterns: Vec<Vec<u8>> = Vec::new();
+                let mut spellings: Vec<Vec<u8>> = Vec::new();
                 for (i, w) in windows.iter().enumerate() {
                     let anchor = &needles[i][w.offset..w.offset + w.len];
                     for spelling in slash_spellings(anchor) {
                         patterns.extend(case_variants(&spelling));
+                        spellings.push(spelling.clone());
                         entries[spelling[0] as usize].push(Entry {
                             spelling,
                             needle: i,
@@ -104,19 +124,33 @@ impl Search {
                     .kind(Some(AhoCorasickKind::DFA))
                     .build(&patterns)
                     .ok()?;
-                if pair.is_none() {
+                if folds {
+                    spellings.sort();
+                    spellings.dedup();
+                    spellings.push(u_guard.to_vec());
+                    fold = FoldTeddy::new(&spellings);
+                } else if pair.is_none() {
                     teddy = packed::Config::new()
                         .match_kind(packed::MatchKind::LeftmostFirst)
                         .builder()
                         .extend(&patterns)
                         .build();
                 }
-                let strategy = format!(
-                    "exact-case automaton (packed prefilter) over {n} spellings of {} anchors \
-                     + `{}` guard",
-                    windows.len(),
-                    String::from_utf8_lossy(u_guard)
-                );
+                let strategy = match &fold {
+                    Some(f) => format!(
+                        "case-folding Teddy ({}) over {} spellings of {} anchors + `{}` guard",
+                        f.kernel_name(),
+                        spellings.len() - 1,
+                        windows.len(),
+                        String::from_utf8_lossy(u_guard)
+                    ),
+                    None => format!(
+                        "exact-case automaton (packed prefilter) over {n} spellings of {} \
+                         anchors + `{}` guard",
+                        windows.len(),
+                        String::from_utf8_lossy(u_guard)
+                    ),
+                };
                 (ac, false, strategy)
             }
             None => {
@@ -180,6 +214,7 @@ impl Search {
             ac,
             pair,
             teddy,
+            fold,
             entries,
             relevant_ascii,
             relevant_non_ascii,
@@ -204,6 +239,9 @@ impl Search {
                 at = p + 1;
             }
             return None;
+        }
+        if let Some(fold) = &self.fold {
+            return fold.find(hay, at, end, |p| self.relevant_at(hay, p, end));
         }
         while at < end {
             let p = match &self.teddy {
@@ -285,4 +323,110 @@ fn needle_at(hay: &[u8], s: usize, needle: &[u8]) -> bool {
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The seed's needles, with one that has a slash (`\/` spellings) and one with a
+    /// non-ASCII char (`\u` guard).
+    fn needle_sets() -> Vec<Vec<&'static str>> {
+        vec![
+            vec![
+                "169.254.169.254",
+                "a9fe:a9fe",
+                "metadata.google.internal",
+                "fd00:ec2::254",
+                "metadata/instance",
+                "iam/security-credentials",
+                "latest/meta-data",
+                "latest/dynamic",
+                "instance-identity",
+                "computeMetadata",
+                "imds.azure.com",
+                "metadata/v1",
+            ],
+            vec![
+                "curl",
+                "wget",
+                "169.254.169.254",
+                "Invoke-WebRequest",
+                "a/b/c",
+            ],
+            vec!["caf\u{e9}", "169.254", "x/y"],
+        ]
+    }
+
+    /// Which lines of `hay` the search finds something relevant in (the anchor it finds a
+    /// needle by may differ between searchers, not the line).
+    fn lines_found(s: &Search, hay: &[u8]) -> Vec<bool> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        for line in hay.split(|&b| b == b'\n') {
+            let end = start + line.len();
+            out.push(s.find(hay, start, end).is_some());
+            start = end + 1;
+        }
+        out
+    }
+
+    #[test]
+    fn folding_teddy_finds_what_the_exact_case_automaton_finds() {
+        if !FoldTeddy::available() {
+            return; // nothing to compare on this CPU
+        }
+        let pieces: &[&[u8]] = &[
+            b"169.254.169.254",
+            b"169.254.169.25",
+            b"METADATA.Google.internal",
+            b"metadata\\/v1",
+            b"latest\\/meta-data",
+            b"LATEST/DYNAMIC",
+            b"\\u0069",
+            b"\\\\u0069",
+            b"\\u00e9",
+            b"Instance-Identity",
+            b"computemetadata",
+            b"CURL",
+            b"wgeT",
+            b"a\\/b/c",
+            b"x\\/y",
+            b"caf\xc3\xa9",
+            b"CAF\xc3\xa9",
+            b"a9FE:A9fe",
+            b"fd00:EC2::254",
+            b"imds.azure.co",
+            b"iam/security-credentials",
+            b"\"process\":{",
+            b" ",
+            b"\n",
+            b"x",
+            b"69.2",
+        ];
+        let mut x: u64 = 1;
+        for needles in needle_sets() {
+            let lits = || needles.iter().map(|t| Lit::new(t)).collect::<Vec<_>>();
+            let fold = Search::with_fold(lits(), true).expect("search");
+            let exact = Search::with_fold(lits(), false).expect("search");
+            assert!(fold.fold.is_some(), "{}", fold.strategy);
+            assert!(exact.fold.is_none(), "{}", exact.strategy);
+            for _ in 0..300 {
+                let mut hay = Vec::new();
+                for _ in 0..(x % 90) {
+                    x = x
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1_442_695_040_888_963_407);
+                    hay.extend_from_slice(pieces[(x >> 33) as usize % pieces.len()]);
+                }
+                x = x.wrapping_add(7);
+                assert_eq!(
+                    lines_found(&fold, &hay),
+                    lines_found(&exact, &hay),
+                    "{needles:?} over {:?}",
+                    String::from_utf8_lossy(&hay)
+                );
+            }
+        }
+    }
 }
