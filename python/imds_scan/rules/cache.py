@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import zlib
 from collections.abc import Mapping, Sequence
 from functools import cache
@@ -189,6 +188,10 @@ class RuleCache:
         except (TypeError, ValueError):
             return  # a value JSON cannot hold: not cached
         data = _checksum(text) + b"\n" + text
+        # Here, not at the top: tempfile costs 3 ms of every start-up, and a warm cache
+        # never writes.
+        import tempfile
+
         tmp = None
         try:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
