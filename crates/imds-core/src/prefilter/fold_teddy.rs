@@ -11,6 +11,8 @@
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod vector;
 
 /// Buckets: one bit of a table entry each.
 const BUCKETS: usize = 8;
@@ -128,9 +130,9 @@ impl FoldTeddy {
         }
         match self.kernel {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2(cpu) => cpu.find(self, hay, at, end, accept),
+            Kernel::Avx2(cpu) => avx2::find(cpu, self, hay, at, end, accept),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512(cpu) => cpu.find(self, hay, at, end, accept),
+            Kernel::Avx512(cpu) => avx512::find(cpu, self, hay, at, end, accept),
         }
     }
 

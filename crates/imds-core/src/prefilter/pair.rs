@@ -62,7 +62,7 @@ impl FoldedPair {
         #[cfg(target_arch = "x86_64")]
         if let Some(cpu) = avx2::Avx2::detect() {
             if stop - s >= self.second + 32 {
-                return cpu.find(self, hay, s, stop, last);
+                return avx2::find_from(cpu, self, hay, s, stop, last);
             }
         }
         (s..=last).find(|&c| hay[c..c + n].eq_ignore_ascii_case(&self.needle))
@@ -94,31 +94,21 @@ mod avx2 {
     #![allow(unsafe_code)]
 
     use super::FoldedPair;
+    pub(super) use crate::prefilter::cpu::Avx2;
     use std::arch::x86_64::*;
 
-    /// Proof that the CPU has AVX2: only [`Avx2::detect`] makes one.
-    #[derive(Debug, Clone, Copy)]
-    pub(super) struct Avx2(());
-
-    impl Avx2 {
-        #[inline]
-        pub(super) fn detect() -> Option<Avx2> {
-            is_x86_feature_detected!("avx2").then_some(Avx2(()))
-        }
-
-        /// [`FoldedPair::find`] from `s` (with `s + p.second + 32 <= stop`).
-        #[inline]
-        pub(super) fn find(
-            self,
-            p: &FoldedPair,
-            hay: &[u8],
-            s: usize,
-            stop: usize,
-            last: usize,
-        ) -> Option<usize> {
-            // SAFETY: an `Avx2` exists only when the CPU has AVX2.
-            unsafe { find(p, hay, s, stop, last) }
-        }
+    /// [`FoldedPair::find`] from `s` (with `s + p.second + 32 <= stop`).
+    #[inline]
+    pub(super) fn find_from(
+        _cpu: Avx2,
+        p: &FoldedPair,
+        hay: &[u8],
+        s: usize,
+        stop: usize,
+        last: usize,
+    ) -> Option<usize> {
+        // SAFETY: an `Avx2` exists only when the CPU has AVX2.
+        unsafe { find(p, hay, s, stop, last) }
     }
 
     /// 32 starts at a time, while both tested bytes' loads stay in `hay[..stop]`; then one

@@ -327,26 +327,14 @@ fn needle_at(hay: &[u8], s: usize, needle: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_ir::SEED_NEEDLES;
     use super::*;
 
     /// The seed's needles, with one that has a slash (`\/` spellings) and one with a
     /// non-ASCII char (`\u` guard).
     fn needle_sets() -> Vec<Vec<&'static str>> {
         vec![
-            vec![
-                "169.254.169.254",
-                "a9fe:a9fe",
-                "metadata.google.internal",
-                "fd00:ec2::254",
-                "metadata/instance",
-                "iam/security-credentials",
-                "latest/meta-data",
-                "latest/dynamic",
-                "instance-identity",
-                "computeMetadata",
-                "imds.azure.com",
-                "metadata/v1",
-            ],
+            SEED_NEEDLES.to_vec(),
             vec![
                 "curl",
                 "wget",

@@ -9,6 +9,22 @@ pub(super) fn seed_ir() -> RuleIr {
     RuleIr::from_json(SEED).unwrap()
 }
 
+/// The seed rule's needles, in the order the prefilter derives them.
+pub(super) const SEED_NEEDLES: [&str; 12] = [
+    "169.254.169.254",
+    "a9fe:a9fe",
+    "metadata.google.internal",
+    "fd00:ec2::254",
+    "metadata/instance",
+    "iam/security-credentials",
+    "latest/meta-data",
+    "latest/dynamic",
+    "instance-identity",
+    "computeMetadata",
+    "imds.azure.com",
+    "metadata/v1",
+];
+
 pub(super) fn pred(field: &str, field_type: FieldType, op: Op, values: &[&str]) -> Node {
     Node::Pred(Predicate {
         field: field.into(),

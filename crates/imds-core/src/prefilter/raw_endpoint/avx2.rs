@@ -4,17 +4,8 @@
 #![allow(unsafe_code)]
 
 use super::{Fingerprints, Masks, RawTest, ATON_NIBBLES, BLOCK, NUMBER_BUCKETS, PIECE_BUCKETS};
+pub(super) use crate::prefilter::cpu::Avx2;
 use std::arch::x86_64::*;
-
-/// Proof that the CPU has AVX2: only [`Avx2::detect`] makes one.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Avx2(());
-
-impl Avx2 {
-    pub(super) fn detect() -> Option<Avx2> {
-        is_x86_feature_detected!("avx2").then_some(Avx2(()))
-    }
-}
 
 super::vector::nibble_kernel! {
     cpu: Avx2,

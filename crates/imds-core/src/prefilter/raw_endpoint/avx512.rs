@@ -5,18 +5,8 @@
 #![allow(unsafe_code)]
 
 use super::{Fingerprints, Masks, RawTest, ATON_NIBBLES, BLOCK, NUMBER_BUCKETS, PIECE_BUCKETS};
+pub(super) use crate::prefilter::cpu::Avx512;
 use std::arch::x86_64::*;
-
-/// Proof that the CPU has AVX-512 F and BW: only [`Avx512::detect`] makes one.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Avx512(());
-
-impl Avx512 {
-    pub(super) fn detect() -> Option<Avx512> {
-        (is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw"))
-            .then_some(Avx512(()))
-    }
-}
 
 super::vector::nibble_kernel! {
     cpu: Avx512,
