@@ -242,7 +242,7 @@ pub(super) struct Conj {
     clauses: Vec<ClauseSearch>,
     /// Per branch: its clauses (indices in `clauses`), rarest first.
     branches: Vec<Vec<usize>>,
-    /// How the search runs, for `--explain`.
+    /// How the search runs, in words (the `many_rules` example and the throughput test print it).
     pub(super) strategy: String,
 }
 

@@ -90,7 +90,7 @@ impl FoldTeddy {
         Self::with_kernel(patterns, kernel)
     }
 
-    /// The vector kernel, for `--explain`.
+    /// The vector kernel, for the search's description ([`super::Prefilter::strategy`]).
     pub(super) fn kernel_name(&self) -> &'static str {
         match self.kernel {
             #[cfg(target_arch = "x86_64")]

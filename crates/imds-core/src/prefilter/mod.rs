@@ -209,7 +209,7 @@ impl Prefilter {
         })
     }
 
-    /// How the search runs, for `--explain`.
+    /// How the search runs, in words (the `many_rules` example and the throughput test print it).
     pub fn strategy(&self) -> &str {
         match (&self.search, self.all, &self.endpoint) {
             (_, true, _) => "none: every line is parsed",
