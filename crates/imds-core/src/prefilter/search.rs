@@ -100,12 +100,10 @@ impl Search {
         let mut fold = None;
         let (ac, slash_guard, strategy) = match packed {
             Some(windows) => {
-                let mut patterns: Vec<Vec<u8>> = Vec::new();
                 let mut spellings: Vec<Vec<u8>> = Vec::new();
                 for (i, w) in windows.iter().enumerate() {
                     let anchor = &needles[i][w.offset..w.offset + w.len];
                     for spelling in slash_spellings(anchor) {
-                        patterns.extend(case_variants(&spelling));
                         spellings.push(spelling.clone());
                         entries[spelling[0] as usize].push(Entry {
                             spelling,
@@ -115,41 +113,52 @@ impl Search {
                         });
                     }
                 }
-                patterns.sort();
-                patterns.dedup();
-                let n = patterns.len();
-                patterns.push(u_guard.to_vec());
-                let ac = AhoCorasick::builder()
-                    .match_kind(MatchKind::LeftmostFirst)
-                    .kind(Some(AhoCorasickKind::DFA))
-                    .build(&patterns)
-                    .ok()?;
-                if folds {
-                    spellings.sort();
-                    spellings.dedup();
+                spellings.sort();
+                spellings.dedup();
+                let anchors = windows.len();
+                let guard = String::from_utf8_lossy(u_guard);
+                let (ac, strategy) = if folds {
                     spellings.push(u_guard.to_vec());
                     fold = FoldTeddy::new(&spellings);
-                } else if pair.is_none() {
-                    teddy = packed::Config::new()
-                        .match_kind(packed::MatchKind::LeftmostFirst)
-                        .builder()
-                        .extend(&patterns)
-                        .build();
-                }
-                let strategy = match &fold {
-                    Some(f) => format!(
-                        "case-folding Teddy ({}) over {} spellings of {} anchors + `{}` guard",
-                        f.kernel_name(),
-                        spellings.len() - 1,
-                        windows.len(),
-                        String::from_utf8_lossy(u_guard)
-                    ),
-                    None => format!(
-                        "exact-case automaton (packed prefilter) over {n} spellings of {} \
-                         anchors + `{}` guard",
-                        windows.len(),
-                        String::from_utf8_lossy(u_guard)
-                    ),
+                    // Searched only if the folding Teddy could not be built: the same
+                    // patterns in any case.
+                    let ac = AhoCorasick::builder()
+                        .match_kind(MatchKind::LeftmostFirst)
+                        .ascii_case_insensitive(true)
+                        .kind(Some(AhoCorasickKind::DFA))
+                        .build(&spellings)
+                        .ok()?;
+                    let kernel = fold.as_ref().map_or("none", FoldTeddy::kernel_name);
+                    let n = spellings.len() - 1;
+                    let strategy = format!(
+                        "case-folding Teddy ({kernel}) over {n} spellings of {anchors} anchors \
+                         + `{guard}` guard"
+                    );
+                    (ac, strategy)
+                } else {
+                    let mut patterns: Vec<Vec<u8>> =
+                        spellings.iter().flat_map(|s| case_variants(s)).collect();
+                    patterns.sort();
+                    patterns.dedup();
+                    let n = patterns.len();
+                    patterns.push(u_guard.to_vec());
+                    let ac = AhoCorasick::builder()
+                        .match_kind(MatchKind::LeftmostFirst)
+                        .kind(Some(AhoCorasickKind::DFA))
+                        .build(&patterns)
+                        .ok()?;
+                    if pair.is_none() {
+                        teddy = packed::Config::new()
+                            .match_kind(packed::MatchKind::LeftmostFirst)
+                            .builder()
+                            .extend(&patterns)
+                            .build();
+                    }
+                    let strategy = format!(
+                        "exact-case automaton (packed prefilter) over {n} spellings of {anchors} \
+                         anchors + `{guard}` guard"
+                    );
+                    (ac, strategy)
                 };
                 (ac, false, strategy)
             }
