@@ -138,6 +138,7 @@ impl FoldTeddy {
 
     /// Of the starts `base + k` (bit k of `starts`) whose fingerprint ends by `end`, the
     /// first that `accept` takes.
+    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     fn first_accepted(
         &self,
@@ -163,6 +164,7 @@ impl FoldTeddy {
     /// The walk of a kernel over `hay[at..end]` in blocks of `W` starts; `starts` gives a
     /// block's mask from its `W + FINGERPRINT - 1` bytes. The last block, whose loads would
     /// pass `end`, is copied into a zeroed one first (its starts past the end are cut).
+    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     fn find_blocks<const W: usize>(
         &self,
