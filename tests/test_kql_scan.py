@@ -24,9 +24,9 @@ import pytest
 from conftest import ENGINES
 from imds_scan import ScanConfig, scan
 from imds_scan.config import condition_allowlist
+from imds_scan.plan import plan_rules
 from imds_scan.records import Hit
 from imds_scan.rules import Rule
-from imds_scan.sequences import plan_rules
 
 # ---------------------------------------------------------------- rules and events
 

@@ -368,7 +368,7 @@ def test_ctrl_c_writes_the_hits_to_the_output_file(tmp_path: Path, engine: str) 
 def test_api_threads_are_bounded_as_the_cli_bounds_them(tmp_path: Path) -> None:
     from imds_scan import default_rules, run_scan
     from imds_scan.engines import MAX_THREADS
-    from imds_scan.sequences import plan_rules
+    from imds_scan.plan import plan_rules
 
     log = _log(tmp_path / "a.ndjson")
     # A million threads would each get two 4 MiB buffers: taken as MAX_THREADS.

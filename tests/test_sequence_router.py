@@ -11,6 +11,7 @@ import pytest
 from test_sequences_scan import ev, keyed, sample_rule, sequence_rule, write
 
 from imds_scan import ScanConfig, scan, sequences
+from imds_scan import plan as rule_plan
 from imds_scan.rules import Rule, default_rules
 
 
@@ -224,7 +225,7 @@ def test_a_scan_with_a_compressed_spill_gives_the_same_results(
 def test_a_run_of_one_condition_is_one_stage_rule_with_the_results_of_several(
     inputs: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    plan = sequences.plan_rules(rules(), (), ())
+    plan = rule_plan.plan_rules(rules(), (), ())
     runs = [i for i, r in enumerate(plan.engine_rules) if r.id.startswith("runs/")]
     assert [plan.engine_rules[i].id for i in runs] == ["runs/stage1", "runs/stage4"]
     assert [(plan.stage[i], plan.also[i]) for i in runs] == [(0, (1, 2)), (3, ())]
@@ -244,9 +245,9 @@ def test_a_run_of_one_condition_is_one_stage_rule_with_the_results_of_several(
     grouped = {way: outcome(inputs, config, engine) for way, (config, engine) in ways.items()}
     # Each stage a stage rule of its own: the same results, statistics and candidates.
     monkeypatch.setattr(
-        sequences, "_runs", lambda rule, stages: ((i, i + 1) for i in range(len(stages)))
+        rule_plan, "_runs", lambda rule, stages: ((i, i + 1) for i in range(len(stages)))
     )
-    assert sequences.plan_rules(rules(), (), ()).also == [()] * (
+    assert rule_plan.plan_rules(rules(), (), ()).also == [()] * (
         len(plan.also) + sum(map(len, plan.also))
     )
     for way, (config, engine) in ways.items():

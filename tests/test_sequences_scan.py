@@ -19,10 +19,10 @@ import pytest
 from conftest import ENGINES
 from imds_scan import ScanConfig, scan, sequences
 from imds_scan.batch import FRAME, HITS, RECORDS, hit_records
+from imds_scan.plan import RulePlan, plan_rules, stage_rules
 from imds_scan.records import Hit
 from imds_scan.rules import Rule, default_rules
 from imds_scan.run import open_scan
-from imds_scan.sequences import RulePlan, plan_rules, stage_rules
 
 # ---------------------------------------------------------------- rules and events
 

@@ -17,7 +17,7 @@ from test_sequences_scan import ev, write
 
 from imds_scan import ScanConfig, sequences
 from imds_scan._engine import Scanner, SequenceMatcher, StageRouter
-from imds_scan.sequences import plan_rules, rule_kind
+from imds_scan.plan import plan_rules, rule_kind
 
 
 def _paths(monkeypatch: pytest.MonkeyPatch, path: str) -> None:

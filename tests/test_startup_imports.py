@@ -33,6 +33,10 @@ TYPER = ("typer", "typer.main", "click", "typer._click")
 LAZY = ("tomllib", "imds_scan.config", "hashlib", "imds_scan.eql")
 # Only a scan with --cluster needs the cluster module (and its dataclasses, ~5 ms).
 CLUSTER = ("imds_scan.cluster",)
+# Only a sequence, sample, new_terms or threshold rule needs the sequence machinery; only an
+# input without hits the look at its shape (not ECS?); nothing of a plain scan pathlib (with
+# urllib.parse and ipaddress, ~5 ms).
+LAYERS = ("imds_scan.sequences", "imds_scan.shape", "pathlib")
 
 
 def imported(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess[str], set[str]]:
@@ -60,8 +64,18 @@ def test_a_plain_scan_imports_neither_polars_nor_rich(tmp_path: Path, to_file: b
     assert done.returncode == 1, done.stderr[-2000:]
     hits = (tmp_path / "hits.ndjson").read_text("utf-8") if to_file else done.stdout
     assert hits.count("\n") == 1
-    for module in HEAVY + TYPER + LAZY + CLUSTER:
+    for module in HEAVY + TYPER + LAZY + CLUSTER + LAYERS:
         assert module not in names, f"{module} imported by a plain scan"
+
+
+def test_an_input_without_hits_still_gets_its_shape_looked_at(tmp_path: Path) -> None:
+    """The converse for imds_scan.shape: an input without hits is looked at (is it ECS?)."""
+    events = tmp_path / "events.ndjson"
+    events.write_text(json.dumps({"message": "not ECS"}) + "\n", encoding="utf-8")
+    done, names = imported(str(events), "-f", "ndjson", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "imds_scan.shape" in names
+    assert "does not look like ECS" in done.stderr, done.stderr[-2000:]
 
 
 def test_the_summary_still_gets_polars(tmp_path: Path) -> None:

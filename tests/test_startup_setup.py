@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-from imds_scan import _engine, cli, sequences
+from imds_scan import _engine, cli
+from imds_scan import plan as rule_plan
 from imds_scan.rules import Rule, load_rule, load_rules
 from imds_scan.rules.prefilter import prefilter_warnings
 
@@ -94,13 +95,13 @@ def test_a_cli_scan_plans_its_rules_and_builds_its_scanner_once(
     rules = write_rules(tmp_path / "rules")
     events = write_events(tmp_path / "e.ndjson")
     planned = []
-    plan_rules = sequences.plan_rules
+    plan_rules = rule_plan.plan_rules
 
-    def counting_plan(*args: Any) -> sequences.RulePlan:
+    def counting_plan(*args: Any) -> rule_plan.RulePlan:
         planned.append(args)
         return plan_rules(*args)
 
-    monkeypatch.setattr(sequences, "plan_rules", counting_plan)
+    monkeypatch.setattr(rule_plan, "plan_rules", counting_plan)
     monkeypatch.setattr(_engine, "Scanner", CountingScanner)
     code = main_exit(monkeypatch, "-f", "ndjson", "--rule", str(rules), str(events))
     err = capsys.readouterr().err
@@ -148,9 +149,9 @@ def test_the_shared_set_up_gives_what_separate_set_ups_give(tmp_path: Path) -> N
     assert shared.stderr == apart.stderr and "(zebra-ab)" in shared.stderr
 
 
-def engine_rules(folder: Path) -> sequences.RulePlan:
+def engine_rules(folder: Path) -> rule_plan.RulePlan:
     loaded, _ = load_rules([str(folder)], cache=False)
-    return sequences.plan_rules(loaded, (), ())
+    return rule_plan.plan_rules(loaded, (), ())
 
 
 def test_warnings_from_the_scan_scanner_are_those_of_the_flagged_rules_alone(
@@ -207,7 +208,7 @@ def test_a_rule_the_engine_refuses_stops_the_scan_with_its_error(tmp_path: Path)
         imds_scan.scan([str(events)], rules=[bad])
     with pytest.raises(ValueError, match=refused):
         list(imds_scan.iter_scan([str(events)], rules=[bad]))
-    plan = sequences.plan_rules([bad], (), ())
+    plan = rule_plan.plan_rules([bad], (), ())
     plan.start_scanner()
     for _ in range(2):  # asked again: the same error
         with pytest.raises(ValueError, match=refused):

@@ -666,8 +666,8 @@ def scan_command(
         raise _bad("give files, directories or globs to scan", param_hint="PATHS")
     plan = None
     if engine is EngineName.rust and prefilter:
+        from .plan import plan_rules
         from .rules.prefilter import prefilter_warnings
-        from .sequences import plan_rules
 
         # Of the rules the engine runs: a sequence's stages each. Without host filters, this is
         # the scan's own plan (and, scanning here, its Scanner): made once.

@@ -17,7 +17,7 @@ from .rules import Rule
 from .sources import InputError, Source, expand
 
 if TYPE_CHECKING:
-    from .sequences import RulePlan
+    from .plan import RulePlan
 
 
 @dataclass(frozen=True)
@@ -147,9 +147,9 @@ def open_scan(
     (:mod:`imds_scan.sequences`). ``plan``: ``plan_rules(rules, config.hosts,
     config.exclude_hosts)`` when the caller made it already (the CLI's prefilter warnings)."""
     from .filters import TimeWindow, as_utc, event_time
+    from .plan import plan_rules
     from .reference.event import load_event
     from .rules import default_rules
-    from .sequences import plan_rules
 
     config = _apply_config(config, engine, threads, cluster)
     window = TimeWindow(  # a naive bound is UTC, as in the CLI
@@ -299,10 +299,10 @@ def open_scan(
         stats.allowlist = _allowlist_drops(chosen, stats, by_rule)
         stats.outside_time_window = outside
         stats.stopped_at = stopped_at
-        if not stats.interrupted and stopped_at is None:
-            from .shape import not_ecs_inputs
+        hits = [f.hits if f.error is None else 1 for f in stats.files]
+        if not stats.interrupted and stopped_at is None and not all(hits):
+            from .shape import not_ecs_inputs  # (only for inputs without hits)
 
-            hits = [f.hits if f.error is None else 1 for f in stats.files]
             stats.not_ecs = not_ecs_inputs(expanded.sources, hits, plan.engine_rules)
         return stats
 

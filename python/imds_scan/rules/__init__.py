@@ -20,7 +20,6 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -151,9 +150,9 @@ def pack_path(name: str) -> str:
     """The directory of a bundled rule pack; RuleFileError for an unknown name."""
     if name not in PACKS:
         raise RuleFileError(f"unknown rule pack {name!r} (bundled packs: {', '.join(PACKS)})")
-    from importlib import resources  # (its imports cost a plain scan's start-up)
+    from importlib import resources  # (its imports, and pathlib's, cost a scan's start-up)
 
-    return os.fspath(Path(str(resources.files("imds_scan.rules"))) / "packs" / name)
+    return os.path.join(str(resources.files("imds_scan.rules")), "packs", name)
 
 
 def preset_text(name: str) -> str:
