@@ -178,12 +178,23 @@ impl FoldTeddy {
         let span = W + FINGERPRINT - 1;
         debug_assert!(span <= SPAN);
         let mut base = at;
-        while base + span <= end {
-            let s = starts(&hay[base..base + span]);
-            if s != 0 {
-                if let Some(p) = self.first_accepted(base, s, end, accept) {
-                    return Some(p);
+        loop {
+            // The walk to the next block with a start calls nothing, so the tables stay in
+            // registers (around `accept`'s call they were reloaded from the stack every block:
+            // the vector registers do not survive a call).
+            let mut s = 0;
+            while base + span <= end {
+                s = starts(&hay[base..base + span]);
+                if s != 0 {
+                    break;
                 }
+                base += W;
+            }
+            if s == 0 {
+                break;
+            }
+            if let Some(p) = self.first_accepted(base, s, end, accept) {
+                return Some(p);
             }
             base += W;
         }
