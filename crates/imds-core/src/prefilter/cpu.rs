@@ -24,3 +24,16 @@ impl Avx512 {
             .then_some(Avx512(()))
     }
 }
+
+/// Proof that the CPU has AVX-512 F, BW and VBMI (Ice Lake, Zen 4 and later): only
+/// [`Avx512Vbmi::detect`] makes one.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Avx512Vbmi(());
+
+impl Avx512Vbmi {
+    #[inline]
+    pub(super) fn detect() -> Option<Avx512Vbmi> {
+        (Avx512::detect().is_some() && is_x86_feature_detected!("avx512vbmi"))
+            .then_some(Avx512Vbmi(()))
+    }
+}

@@ -1,10 +1,12 @@
-//! What the AVX2 and AVX-512 kernels share, written once over the vector width: the tables
-//! as vectors, the loads, the lookup of a block's starts and the entry points. Each kernel
-//! keeps its own way of turning a vector into a bit mask (`nonzero`).
+//! What the vector kernels share, written once over the vector width: the tables as vectors,
+//! the loads, the walk over a block's starts and the entry points. Each kernel keeps its own
+//! table lookup (`lookup`) and way of turning a vector into a bit mask (`nonzero`).
 
 /// Define `find` (the entry point, given the CPU token), `Vectors`, `load` and `starts` for
 /// one kernel: its token type, target features, width, vector type and intrinsics. The
-/// kernel module provides `nonzero(vector) -> u64` (bit k: byte k is not zero).
+/// kernel module provides `lookup(lo, hi, x) -> vector` (each byte of `x` looked up in the
+/// nibble tables `lo` and `hi`, ANDed: [`Tables`]) and `nonzero(vector) -> u64` (bit k: byte
+/// k is not zero).
 macro_rules! fold_kernel {
     (
         cpu: $cpu:ident,
@@ -13,8 +15,6 @@ macro_rules! fold_kernel {
         vector: $v:ty,
         loadu: $loadu:ident,
         and: $and:ident,
-        srli_epi16: $srli:ident,
-        shuffle_epi8: $shuffle:ident,
         set1_epi8: $set1:ident $(,)?
     ) => {
         /// Starts a step.
@@ -47,7 +47,8 @@ macro_rules! fold_kernel {
         }
 
         /// The tables, each 16-byte table in every 128-bit lane (`shuffle_epi8` looks up
-        /// within a lane).
+        /// within a lane; AVX-512 VBMI's `permutexvar_epi8` in 64 bytes, its 16 entries four
+        /// times).
         struct Vectors {
             lo: [$v; FINGERPRINT],
             hi: [$v; FINGERPRINT],
@@ -83,13 +84,9 @@ macro_rules! fold_kernel {
         #[target_feature(enable = $features)]
         #[inline]
         fn starts(v: &Vectors, block: &[u8]) -> u64 {
-            let nibble = $set1(0x0F);
             let mut all = $set1(-1);
             for j in 0..FINGERPRINT {
-                let x = load(block, j);
-                let lo = $shuffle(v.lo[j], $and(x, nibble));
-                let hi = $shuffle(v.hi[j], $and($srli(x, 4), nibble));
-                all = $and(all, $and(lo, hi));
+                all = $and(all, lookup(v.lo[j], v.hi[j], load(block, j)));
             }
             nonzero(all)
         }
