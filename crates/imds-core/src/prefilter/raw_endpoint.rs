@@ -417,29 +417,55 @@ impl RawTest {
             block[..end - from].copy_from_slice(&hay[from..end]);
             kernel(&block, &self.fingerprints)
         };
+        // What to check in the block at `base`, given its masks, the next block's and the
+        // block before's last inet_aton bit and backslashes.
+        let candidates =
+            |current: &Masks, next: &Masks, aton_before: u64, backslash_before: u64| {
+                let run_starts = current.aton & !((current.aton << 1) | aton_before);
+                // A backslash in the 6 bytes before: an escape may end inside the run.
+                let after_escape = if current.backslash | backslash_before != 0 {
+                    let b = (u128::from(current.backslash) << 64) | u128::from(backslash_before);
+                    let mut spread = b << 1;
+                    spread |= spread << 1;
+                    spread |= spread << 2;
+                    spread |= spread << 2;
+                    (spread >> 64) as u64
+                } else {
+                    0
+                };
+                // Bit i: hay[base + i ..][..MIN_RUN] are all inet_aton bytes.
+                let both = u128::from(current.aton) | (u128::from(next.aton) << 64);
+                let window = runs_at_least(both, MIN_RUN) as u64;
+                let runs = run_starts & (current.numbers | after_escape) & window;
+                (current.marks | current.pieces | runs != 0).then_some(runs)
+            };
         let mut base = at;
         let mut current = classify(base);
         // Of the block before: its last inet_aton bit, and its backslashes.
         let (mut aton_before, mut backslash_before) = (0u64, 0u64);
         while base < end {
-            let next = classify(base + 64);
-            let run_starts = current.aton & !((current.aton << 1) | aton_before);
-            // A backslash in the 6 bytes before: an escape may end inside the run.
-            let after_escape = if current.backslash | backslash_before != 0 {
-                let b = (u128::from(current.backslash) << 64) | u128::from(backslash_before);
-                let mut spread = b << 1;
-                spread |= spread << 1;
-                spread |= spread << 2;
-                spread |= spread << 2;
-                (spread >> 64) as u64
-            } else {
-                0
-            };
-            // Bit i: hay[base + i ..][..MIN_RUN] are all inet_aton bytes.
-            let both = u128::from(current.aton) | (u128::from(next.aton) << 64);
-            let window = runs_at_least(both, MIN_RUN) as u64;
-            let run_candidates = run_starts & (current.numbers | after_escape) & window;
-            if current.marks | current.pieces | run_candidates != 0 {
+            // While the next block is whole, the walk to a block with something to check
+            // calls nothing (no tail copy, no check), so a kernel's tables stay in registers
+            // (a call clobbers the vector registers: they were reloaded at every block).
+            let mut next = Masks::default();
+            let mut runs = None;
+            while let Some(bytes) = hay[..end].get(base + 64..base + 64 + BLOCK) {
+                next = kernel(bytes.try_into().expect("a block"), &self.fingerprints);
+                runs = candidates(&current, &next, aton_before, backslash_before);
+                if runs.is_some() {
+                    break;
+                }
+                aton_before = current.aton >> 63;
+                backslash_before = current.backslash;
+                base += 64;
+                current = next;
+            }
+            if runs.is_none() {
+                // The last blocks (or a block to check after all).
+                next = classify(base + 64);
+                runs = candidates(&current, &next, aton_before, backslash_before);
+            }
+            if let Some(run_candidates) = runs {
                 if let Some(p) =
                     self.first_in_block(hay, base, at, end, &current, &next, run_candidates)
                 {
