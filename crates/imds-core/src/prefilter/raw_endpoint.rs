@@ -3,9 +3,9 @@
 //!
 //! One pass classifies the text 64 bytes at a time into bit masks: inet_aton bytes, escapes,
 //! backslashes, and where a piece's anchor or an address spelling's first bytes may start
-//! (Teddy-style nibble tables). With AVX-512 or AVX2 (`avx512`, `avx2`, picked at run time)
-//! the pass does all of it; otherwise the pieces are searched apart, with aho-corasick over a
-//! folded copy of the text.
+//! (Teddy-style nibble tables). With AVX-512 (with VBMI or without) or AVX2 (`avx512vbmi`,
+//! `avx512`, `avx2`, picked at run time) the pass does all of it; otherwise the pieces are
+//! searched apart, with aho-corasick over a folded copy of the text.
 
 use super::search::real_escape;
 use crate::endpoint::{inet_aton_value, is_token, part_value, ADDRESSES};
@@ -14,6 +14,8 @@ use crate::endpoint::{inet_aton_value, is_token, part_value, ADDRESSES};
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod avx512vbmi;
 #[cfg(target_arch = "x86_64")]
 mod vector;
 
@@ -158,6 +160,9 @@ enum Kernel {
     /// One AVX-512 (F, BW) pass does everything, 64 bytes at a time.
     #[cfg(target_arch = "x86_64")]
     Avx512(avx512::Avx512),
+    /// The same with VBMI's lookups, which need no masking.
+    #[cfg(target_arch = "x86_64")]
+    Avx512Vbmi(avx512vbmi::Avx512Vbmi),
     /// One AVX2 pass does everything, 32 bytes at a time.
     #[cfg(target_arch = "x86_64")]
     Avx2(avx2::Avx2),
@@ -339,6 +344,8 @@ impl RawTest {
         match self.kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512(cpu) => avx512::first(cpu, self, hay, at, end),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Vbmi(cpu) => avx512vbmi::first(cpu, self, hay, at, end),
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2(cpu) => avx2::first(cpu, self, hay, at, end),
             Kernel::Split => self.first_split(hay, at, end),
@@ -572,6 +579,10 @@ impl RawTest {
 
 impl Kernel {
     fn detect() -> Kernel {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(cpu) = avx512vbmi::Avx512Vbmi::detect() {
+            return Kernel::Avx512Vbmi(cpu);
+        }
         #[cfg(target_arch = "x86_64")]
         if let Some(cpu) = avx512::Avx512::detect() {
             return Kernel::Avx512(cpu);
@@ -977,6 +988,13 @@ mod tests {
                 ..RawTest::new()
             });
         }
+        #[cfg(target_arch = "x86_64")]
+        if let Some(cpu) = avx512vbmi::Avx512Vbmi::detect() {
+            tests.push(RawTest {
+                kernel: Kernel::Avx512Vbmi(cpu),
+                ..RawTest::new()
+            });
+        }
         tests
     }
 
@@ -1071,6 +1089,11 @@ mod tests {
             #[cfg(target_arch = "x86_64")]
             if let Some(cpu) = avx512::Avx512::detect() {
                 let fast = avx512::block_masks(cpu, &block, &test.fingerprints);
+                assert_eq!(fast, slow, "{block:?}");
+            }
+            #[cfg(target_arch = "x86_64")]
+            if let Some(cpu) = avx512vbmi::Avx512Vbmi::detect() {
+                let fast = avx512vbmi::block_masks(cpu, &block, &test.fingerprints);
                 assert_eq!(fast, slow, "{block:?}");
             }
         }

@@ -13,43 +13,61 @@ super::vector::nibble_kernel! {
     features: "avx512f,avx512bw",
     vector: __m512i,
     and: _mm512_and_si512,
-    srli_epi16: _mm512_srli_epi16,
-    shuffle_epi8: _mm512_shuffle_epi8,
-    set1_epi8: _mm512_set1_epi8,
 }
 
+/// Byte-wise `lo[b & 15] & hi[b >> 4]` (`shuffle_epi8` gives 0 for an index with its top
+/// bit set: the nibbles are masked).
 #[target_feature(enable = "avx512f,avx512bw")]
 #[inline]
-fn table(t: &[u8; 16]) -> __m512i {
-    let mut lanes = [0u8; 64];
-    for lane in lanes.chunks_exact_mut(16) {
-        lane.copy_from_slice(t);
-    }
-    load(&lanes)
+fn lookup(v: __m512i, lo: __m512i, hi: __m512i) -> __m512i {
+    let nibble = _mm512_set1_epi8(0x0F);
+    let low = _mm512_and_si512(v, nibble);
+    let high = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+    _mm512_and_si512(_mm512_shuffle_epi8(lo, low), _mm512_shuffle_epi8(hi, high))
 }
 
-#[target_feature(enable = "avx512f,avx512bw")]
-#[inline]
-fn load(bytes: &[u8]) -> __m512i {
-    let bytes: &[u8; 64] = bytes[..64].try_into().expect("64 bytes");
-    // SAFETY: `bytes` is 64 readable bytes; `loadu` has no alignment requirement.
-    unsafe { _mm512_loadu_si512(bytes.as_ptr().cast()) }
+/// The AVX-512 kernels' `table`, `load` and `masks` for their target features (the VBMI
+/// kernel's add `avx512vbmi`; only the lookup differs).
+macro_rules! avx512_parts {
+    ($features:literal) => {
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn table(t: &[u8; 16]) -> __m512i {
+            let mut lanes = [0u8; 64];
+            for lane in lanes.chunks_exact_mut(16) {
+                lane.copy_from_slice(t);
+            }
+            load(&lanes)
+        }
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn load(bytes: &[u8]) -> __m512i {
+            let bytes: &[u8; 64] = bytes[..64].try_into().expect("64 bytes");
+            // SAFETY: `bytes` is 64 readable bytes; `loadu` has no alignment requirement.
+            unsafe { _mm512_loadu_si512(bytes.as_ptr().cast()) }
+        }
+
+        /// Every mask of `block`, as `masks_scalar` gives them.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn masks(block: &[u8; BLOCK], t: &Tables) -> Masks {
+            let v = [load(&block[..]), load(&block[1..]), load(&block[2..])];
+            let (pieces, numbers) = buckets(&v, t);
+            let has = |x: __m512i, bits: u8| _mm512_test_epi8_mask(x, _mm512_set1_epi8(bits as i8));
+            let is = |x: __m512i, b: u8| _mm512_cmpeq_epi8_mask(x, _mm512_set1_epi8(b as i8));
+            let backslash = is(v[0], b'\\');
+            Masks {
+                aton: has(lookup(v[0], t.aton_lo, t.aton_hi), 0xFF),
+                marks: is(v[0], b'%') | (backslash & is(v[1], b'u')),
+                backslash,
+                pieces: has(pieces, 0xFF) | has(numbers, (PIECE_BUCKETS >> 8) as u8),
+                numbers: has(numbers, (NUMBER_BUCKETS >> 8) as u8),
+            }
+        }
+    };
 }
 
-/// Every mask of `block`, as `masks_scalar` gives them.
-#[target_feature(enable = "avx512f,avx512bw")]
-#[inline]
-fn masks(block: &[u8; BLOCK], t: &Tables) -> Masks {
-    let v = [load(&block[..]), load(&block[1..]), load(&block[2..])];
-    let (pieces, numbers) = buckets(&v, t);
-    let has = |x: __m512i, bits: u8| _mm512_test_epi8_mask(x, _mm512_set1_epi8(bits as i8));
-    let is = |x: __m512i, b: u8| _mm512_cmpeq_epi8_mask(x, _mm512_set1_epi8(b as i8));
-    let backslash = is(v[0], b'\\');
-    Masks {
-        aton: has(lookup(v[0], t.aton_lo, t.aton_hi), 0xFF),
-        marks: is(v[0], b'%') | (backslash & is(v[1], b'u')),
-        backslash,
-        pieces: has(pieces, 0xFF) | has(numbers, (PIECE_BUCKETS >> 8) as u8),
-        numbers: has(numbers, (NUMBER_BUCKETS >> 8) as u8),
-    }
-}
+pub(super) use avx512_parts;
+
+avx512_parts!("avx512f,avx512bw");

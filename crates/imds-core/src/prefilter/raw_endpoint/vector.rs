@@ -1,20 +1,18 @@
-//! What the AVX2 and AVX-512 kernels share, written once over the vector width: the nibble
-//! tables, the table lookup, the fingerprint buckets of each byte position, and the entry
-//! points. Each kernel keeps its own loads and its own way of turning vectors into bit masks
-//! (AVX2: `movemask` per 32-byte half; AVX-512: mask compares over the whole block).
+//! What the vector kernels share, written once over the vector width: the nibble tables, the
+//! fingerprint buckets of each byte position, and the entry points. Each kernel keeps its own
+//! loads, table lookup and way of turning vectors into bit masks (AVX2: `movemask` per
+//! 32-byte half; AVX-512: mask compares over the whole block).
 
-/// Define `Tables`, `lookup`, `buckets`, `first` and `block_masks` for one kernel: its CPU
-/// token type, target features, vector type and intrinsics. The kernel module provides
-/// `table(&[u8; 16]) -> vector` and `masks(&[u8; BLOCK], &Tables) -> Masks`.
+/// Define `Tables`, `buckets`, `first` and `block_masks` for one kernel: its CPU token type,
+/// target features, vector type and intrinsics. The kernel module provides `table(&[u8; 16])
+/// -> vector`, `lookup(v, lo, hi) -> vector` (byte-wise `lo[b & 15] & hi[b >> 4]`) and
+/// `masks(&[u8; BLOCK], &Tables) -> Masks`.
 macro_rules! nibble_kernel {
     (
         cpu: $cpu:ident,
         features: $features:literal,
         vector: $v:ty,
-        and: $and:ident,
-        srli_epi16: $srli:ident,
-        shuffle_epi8: $shuffle:ident,
-        set1_epi8: $set1:ident $(,)?
+        and: $and:ident $(,)?
     ) => {
         /// [`RawTest::first`] with this kernel.
         pub(super) fn first(
@@ -72,16 +70,6 @@ macro_rules! nibble_kernel {
                     aton_hi: table(&aton_hi),
                 }
             }
-        }
-
-        /// Byte-wise `lo[b & 15] & hi[b >> 4]`.
-        #[target_feature(enable = $features)]
-        #[inline]
-        fn lookup(v: $v, lo: $v, hi: $v) -> $v {
-            let nibble = $set1(0x0F);
-            let low = $and(v, nibble);
-            let high = $and($srli(v, 4), nibble);
-            $and($shuffle(lo, low), $shuffle(hi, high))
         }
 
         /// (piece buckets, number buckets) of the 3 bytes starting at each position, given
