@@ -55,6 +55,8 @@ mod grams;
 #[cfg(test)]
 mod kql_tests;
 mod needles;
+#[cfg(target_arch = "x86_64")]
+mod nibbles;
 mod pair;
 mod raw_endpoint;
 mod search;

@@ -5,6 +5,7 @@
 
 use super::{FoldTeddy, Tables, FINGERPRINT};
 pub(super) use crate::prefilter::cpu::Avx2;
+use crate::prefilter::nibbles::avx2 as lookup;
 use std::arch::x86_64::*;
 
 super::vector::fold_kernel! {
@@ -22,14 +23,4 @@ super::vector::fold_kernel! {
 fn nonzero(v: __m256i) -> u64 {
     let zero = _mm256_cmpeq_epi8(v, _mm256_setzero_si256());
     u64::from(!(_mm256_movemask_epi8(zero) as u32))
-}
-
-#[target_feature(enable = "avx2")]
-#[inline]
-fn lookup(lo: __m256i, hi: __m256i, x: __m256i) -> __m256i {
-    // `shuffle_epi8` gives 0 for an index with its top bit set: keep the nibble only.
-    let nibble = _mm256_set1_epi8(0x0F);
-    let l = _mm256_shuffle_epi8(lo, _mm256_and_si256(x, nibble));
-    let h = _mm256_shuffle_epi8(hi, _mm256_and_si256(_mm256_srli_epi16(x, 4), nibble));
-    _mm256_and_si256(l, h)
 }

@@ -4,6 +4,7 @@
 
 use super::{FoldTeddy, Tables, FINGERPRINT};
 pub(super) use crate::prefilter::cpu::Avx512;
+use crate::prefilter::nibbles::avx512 as lookup;
 use std::arch::x86_64::*;
 
 super::vector::fold_kernel! {
@@ -20,14 +21,4 @@ super::vector::fold_kernel! {
 #[inline]
 fn nonzero(v: __m512i) -> u64 {
     _mm512_test_epi8_mask(v, v)
-}
-
-#[target_feature(enable = "avx512f,avx512bw")]
-#[inline]
-fn lookup(lo: __m512i, hi: __m512i, x: __m512i) -> __m512i {
-    // `shuffle_epi8` gives 0 for an index with its top bit set: keep the nibble only.
-    let nibble = _mm512_set1_epi8(0x0F);
-    let l = _mm512_shuffle_epi8(lo, _mm512_and_si512(x, nibble));
-    let h = _mm512_shuffle_epi8(hi, _mm512_and_si512(_mm512_srli_epi16(x, 4), nibble));
-    _mm512_and_si512(l, h)
 }

@@ -1,13 +1,11 @@
-//! The AVX-512 VBMI kernel: the AVX-512 kernel with its lookups made by `permutexvar_epi8`
-//! (`vpermb`), which reads six bits of each index byte and has no top-bit rule: with each
-//! table's 16 entries four times over its 64, neither nibble needs masking (the high one is
-//! `x >> 4` in 16-bit lanes, whose bits 4-5 are the next byte's and land in a copy). The
-//! same starts as the other kernels in two thirds of the vector instructions. `unsafe` is
-//! allowed here for the same two reasons as in [`super::avx2`].
+//! The AVX-512 VBMI kernel: the AVX-512 kernel with VBMI's lookups, which need no masking
+//! ([`crate::prefilter::nibbles::avx512vbmi`]): the same starts in two thirds of the vector
+//! instructions. `unsafe` is allowed here for the same two reasons as in [`super::avx2`].
 #![allow(unsafe_code)]
 
 use super::{FoldTeddy, Tables, FINGERPRINT};
 pub(super) use crate::prefilter::cpu::Avx512Vbmi;
+use crate::prefilter::nibbles::avx512vbmi as lookup;
 use std::arch::x86_64::*;
 
 super::vector::fold_kernel! {
@@ -24,12 +22,4 @@ super::vector::fold_kernel! {
 #[inline]
 fn nonzero(v: __m512i) -> u64 {
     _mm512_test_epi8_mask(v, v)
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-#[inline]
-fn lookup(lo: __m512i, hi: __m512i, x: __m512i) -> __m512i {
-    let l = _mm512_permutexvar_epi8(x, lo);
-    let h = _mm512_permutexvar_epi8(_mm512_srli_epi16(x, 4), hi);
-    _mm512_and_si512(l, h)
 }

@@ -4,9 +4,9 @@
 
 /// Define `find` (the entry point, given the CPU token), `Vectors`, `load` and `starts` for
 /// one kernel: its token type, target features, width, vector type and intrinsics. The
-/// kernel module provides `lookup(lo, hi, x) -> vector` (each byte of `x` looked up in the
-/// nibble tables `lo` and `hi`, ANDed: [`Tables`]) and `nonzero(vector) -> u64` (bit k: byte
-/// k is not zero).
+/// kernel module provides `lookup(x, lo, hi) -> vector` (each byte of `x` looked up in the
+/// nibble tables `lo` and `hi`, ANDed: [`Tables`]; `prefilter/nibbles.rs`) and
+/// `nonzero(vector) -> u64` (bit k: byte k is not zero).
 macro_rules! fold_kernel {
     (
         cpu: $cpu:ident,
@@ -86,7 +86,7 @@ macro_rules! fold_kernel {
         fn starts(v: &Vectors, block: &[u8]) -> u64 {
             let mut all = $set1(-1);
             for j in 0..FINGERPRINT {
-                all = $and(all, lookup(v.lo[j], v.hi[j], load(block, j)));
+                all = $and(all, lookup(load(block, j), v.lo[j], v.hi[j]));
             }
             nonzero(all)
         }

@@ -5,6 +5,7 @@
 
 use super::{Fingerprints, Masks, RawTest, ATON_NIBBLES, BLOCK, NUMBER_BUCKETS, PIECE_BUCKETS};
 pub(super) use crate::prefilter::cpu::Avx2;
+use crate::prefilter::nibbles::avx2 as lookup;
 use std::arch::x86_64::*;
 
 super::vector::nibble_kernel! {
@@ -12,17 +13,6 @@ super::vector::nibble_kernel! {
     features: "avx2",
     vector: __m256i,
     and: _mm256_and_si256,
-}
-
-/// Byte-wise `lo[b & 15] & hi[b >> 4]` (`shuffle_epi8` gives 0 for an index with its top
-/// bit set: the nibbles are masked).
-#[target_feature(enable = "avx2")]
-#[inline]
-fn lookup(v: __m256i, lo: __m256i, hi: __m256i) -> __m256i {
-    let nibble = _mm256_set1_epi8(0x0F);
-    let low = _mm256_and_si256(v, nibble);
-    let high = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
-    _mm256_and_si256(_mm256_shuffle_epi8(lo, low), _mm256_shuffle_epi8(hi, high))
 }
 
 #[target_feature(enable = "avx2")]

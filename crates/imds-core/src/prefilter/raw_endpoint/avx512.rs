@@ -6,6 +6,7 @@
 
 use super::{Fingerprints, Masks, RawTest, ATON_NIBBLES, BLOCK, NUMBER_BUCKETS, PIECE_BUCKETS};
 pub(super) use crate::prefilter::cpu::Avx512;
+use crate::prefilter::nibbles::avx512 as lookup;
 use std::arch::x86_64::*;
 
 super::vector::nibble_kernel! {
@@ -13,17 +14,6 @@ super::vector::nibble_kernel! {
     features: "avx512f,avx512bw",
     vector: __m512i,
     and: _mm512_and_si512,
-}
-
-/// Byte-wise `lo[b & 15] & hi[b >> 4]` (`shuffle_epi8` gives 0 for an index with its top
-/// bit set: the nibbles are masked).
-#[target_feature(enable = "avx512f,avx512bw")]
-#[inline]
-fn lookup(v: __m512i, lo: __m512i, hi: __m512i) -> __m512i {
-    let nibble = _mm512_set1_epi8(0x0F);
-    let low = _mm512_and_si512(v, nibble);
-    let high = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
-    _mm512_and_si512(_mm512_shuffle_epi8(lo, low), _mm512_shuffle_epi8(hi, high))
 }
 
 /// The AVX-512 kernels' `table`, `load` and `masks` for their target features (the VBMI

@@ -5,8 +5,8 @@
 
 /// Define `Tables`, `buckets`, `first` and `block_masks` for one kernel: its CPU token type,
 /// target features, vector type and intrinsics. The kernel module provides `table(&[u8; 16])
-/// -> vector`, `lookup(v, lo, hi) -> vector` (byte-wise `lo[b & 15] & hi[b >> 4]`) and
-/// `masks(&[u8; BLOCK], &Tables) -> Masks`.
+/// -> vector`, `lookup(v, lo, hi) -> vector` (byte-wise `lo[b & 15] & hi[b >> 4]`:
+/// `prefilter/nibbles.rs`) and `masks(&[u8; BLOCK], &Tables) -> Masks`.
 macro_rules! nibble_kernel {
     (
         cpu: $cpu:ident,
