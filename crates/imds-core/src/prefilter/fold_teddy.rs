@@ -1,9 +1,10 @@
 //! Teddy over ASCII-folded patterns: the first four bytes of each pattern, looked up as
 //! nibbles in per-position tables of bucket bits, at 32 (AVX2) or 64 (AVX-512; with VBMI,
-//! lookups that need no masking) positions a step. A letter sets its bucket bit under both its high nibbles (`a` 0x61, `A` 0x41: the
-//! low nibble is the same), so one pattern stands for all its case spellings. aho-corasick's
-//! Teddy takes exact-case patterns: the seed's 12 anchors became 62 spellings, more than
-//! its 32-pattern Slim searcher takes, and its Fat searcher steps 16 bytes at a time.
+//! lookups that need no masking) positions a step. A letter sets its bucket bit under both
+//! its high nibbles (`a` 0x61, `A` 0x41: the low nibble is the same), so one pattern stands
+//! for all its case spellings. aho-corasick's Teddy takes exact-case patterns: the seed's 12
+//! anchors became 62 spellings, more than its 32-pattern Slim searcher takes, and its Fat
+//! searcher steps 16 bytes at a time.
 //!
 //! A fingerprint match only says where a pattern may start; the caller verifies it.
 
