@@ -468,7 +468,7 @@ impl RawTest {
                 current = next;
             }
             if runs.is_none() {
-                // The last blocks (or a block to check after all).
+                // The next block is not whole (the last ones): classified from a copy.
                 next = classify(base + 64);
                 runs = candidates(&current, &next, aton_before, backslash_before);
             }
