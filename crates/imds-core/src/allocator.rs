@@ -4,15 +4,19 @@
 //! A scan with Elastic's whole rule set makes millions of small short-lived blocks (stage
 //! hits, their key tuples, parsed field values), many freed on another thread than the one
 //! that made them; glibc's malloc spent about a fifth of that scan's CPU on them, mimalloc
-//! much less. Blocks of 256 bytes and more (a hit's event text and alert document, read
-//! buffers, batches) stay with the system allocator: with mimalloc, the many-hits cases
-//! peaked 30–40 MB higher and spent more system time (mimalloc keeps the pages of blocks
-//! freed by another thread for a while, and faults new ones in meanwhile).
+//! much less. A hit's record and event text (1–2 KB, made in a worker and freed by the thread
+//! that hands the hits on) go to mimalloc too: with many hits, glibc's `malloc` and `free` of
+//! them were 5% of the samples, and its giving their pages back and faulting them in again
+//! system time besides. Blocks of 4 KiB and more (read buffers, batches) stay with the
+//! system allocator: with every block in mimalloc, the many-hits cases peaked 30–40 MB higher
+//! and spent more system time (mimalloc keeps the pages of blocks freed by another thread for
+//! a while, and faults new ones in meanwhile); with the line at 4 KiB they peak 4–8 MB
+//! higher than with it at 256 bytes.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
 /// Blocks of this size and more go to the system allocator.
-pub const LARGE: usize = 256;
+pub const LARGE: usize = 4096;
 
 /// The allocator: `#[global_allocator] static A: Split = Split;`.
 #[derive(Debug, Clone, Copy, Default)]
