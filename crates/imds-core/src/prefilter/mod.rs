@@ -38,7 +38,7 @@
 //! for an `imds_endpoint` predicate), `cost` (the frequency model), `anchors` (anchor
 //! planning), `search` (the automaton, anchor verification and escape guards), `fold_teddy`
 //! (the case-folding Teddy and its vector kernels), `cpu` (the kernels' proofs of CPU
-//! features), `gate` (which of several rules a candidate line can match), `conj` (one rule's
+//! features), `nibbles` (the nibble-table lookup the Teddy-style kernels share), `gate` (which of several rules a candidate line can match), `conj` (one rule's
 //! clauses, judged on the lines the search finds), `raw_endpoint` (the `imds_endpoint`
 //! raw-line test and its vector kernels; it uses the endpoint decoder, never the reverse).
 
