@@ -40,6 +40,11 @@ CLUSTER = ("imds_scan.cluster",)
 LAYERS = ("imds_scan.sequences", "imds_scan.shape", "pathlib")
 
 
+def module_names(importtime: str) -> set[str]:
+    """The modules named in ``-X importtime`` output."""
+    return set(re.findall(r"^import time:.*\|\s*(\S+)\s*$", importtime, re.MULTILINE))
+
+
 @functools.cache
 def at_start_up() -> frozenset[str]:
     """What the interpreter imports before any of ours: site's .pth files may import pathlib."""
@@ -50,7 +55,7 @@ def at_start_up() -> frozenset[str]:
         timeout=60,
         check=True,
     )
-    return frozenset(re.findall(r"^import time:.*\|\s*(\S+)\s*$", done.stderr, re.MULTILINE))
+    return frozenset(module_names(done.stderr))
 
 
 def imported(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess[str], set[str]]:
@@ -62,7 +67,7 @@ def imported(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess[str], s
         timeout=120,
         cwd=cwd,
     )
-    names = set(re.findall(r"^import time:.*\|\s*(\S+)\s*$", done.stderr, re.MULTILINE))
+    names = module_names(done.stderr)
     assert "imds_scan.cli" in names, done.stderr[-2000:]
     return done, names
 
